@@ -1,0 +1,57 @@
+# What people type. Each target installs missing Debian packages first, then builds, then runs.
+# The build itself is CMake (CMakeLists.txt); this file only strings the steps together.
+
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+
+# Everything a clean Debian 12 machine lacks for building, testing and the demo guest.
+DEPS := gcc make cmake pkg-config clang-format python3 \
+	libuv1-dev libprotobuf-c-dev protobuf-c-compiler libcap-ng-dev libseccomp-dev \
+	libcmocka-dev libsystemd-dev \
+	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod
+
+.PHONY: all deps build asan check demo bench format clean
+
+all: build
+
+deps:
+	@missing=""; \
+	for p in $(DEPS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' \
+			|| missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" != 0 ]; then \
+			echo "make: missing Debian packages:$$missing" >&2; \
+			echo "make: run 'sudo apt-get install$$missing' (or make as root), then again" >&2; \
+			exit 1; \
+		fi; \
+		echo "make: installing Debian packages:$$missing"; \
+		apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+			|| { echo "make: apt-get install failed" >&2; exit 1; }; \
+	fi
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DVB_SANITIZE=ON -DVB_BENCH=OFF >/dev/null
+	@cmake --build $(ASAN_BUILD) -j $(JOBS)
+
+check: build asan
+	@tests/run-tests.sh $(BUILD) $(ASAN_BUILD)
+
+demo: build
+	@tests/demo.sh $(BUILD)
+
+bench: build
+	@bench/run-bench.sh $(BUILD)
+
+format:
+	@git ls-files '*.c' '*.h' | xargs clang-format -i
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD)

@@ -1,0 +1,158 @@
+/*
+ * ipc: AF_UNIX SOCK_SEQPACKET channels that carry one typed protobuf message, and up to a bounded
+ * number of fds, per datagram. Every vfio-broker process speaks it: orchestrator <-> broker,
+ * worker <-> broker, VMM <-> worker.
+ *
+ * Trust: the peer is untrusted. Every datagram is checked against the channel's limits and its
+ * protocol table before anything is allocated for it; decoding runs on a bounded arena; every
+ * fd that arrives is owned by exactly one party at all times and is closed on every error path.
+ *
+ * Errors are negative errno values. The library never logs.
+ */
+#ifndef VB_IPC_H
+#define VB_IPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+/* The kernel's SCM_MAX_FD; no channel may be configured above it. */
+#define IPC_FDS_MAX 253
+
+/* Wire header: little endian, IPC_HDR_SIZE bytes, then the protobuf body. */
+#define IPC_MAGIC    0x4b524256u /* "VBRK" */
+#define IPC_HDR_SIZE 20
+
+/* Protocol ids carried in every header; a datagram of another protocol is refused. */
+enum ipc_proto_id {
+	IPC_PROTO_CONTROL = 1,
+	IPC_PROTO_BROKER = 2,
+	IPC_PROTO_DEVICE = 3,
+	IPC_PROTO_TEST = 0x7e,
+};
+
+enum ipc_kind {
+	IPC_KIND_REQUEST = 1, /* expects exactly one REPLY or ERROR with the same id */
+	IPC_KIND_REPLY = 2,
+	IPC_KIND_ERROR = 3, /* body is vb.Error */
+	IPC_KIND_EVENT = 4, /* unsolicited; never answered */
+};
+
+/* One message type of a protocol: the body descriptors and how many fds each direction may
+ * carry. A NULL `reply` marks an event-only type. */
+struct ipc_msgdef {
+	uint16_t type;
+	const ProtobufCMessageDescriptor *request;
+	const ProtobufCMessageDescriptor *reply;
+	uint8_t max_request_fds;
+	uint8_t max_reply_fds;
+};
+
+struct ipc_proto {
+	const char *name;
+	uint16_t id;
+	uint16_t version;
+	const struct ipc_msgdef *defs;
+	size_t ndefs;
+};
+
+/* The protocols of proto/, with their message tables (ipc/protocols.c). */
+extern const struct ipc_proto ipc_proto_control;
+extern const struct ipc_proto ipc_proto_broker;
+extern const struct ipc_proto ipc_proto_device;
+
+struct ipc_limits {
+	uint32_t max_datagram;     /* bytes, header included */
+	uint32_t max_fds;          /* per datagram, <= IPC_FDS_MAX */
+	uint32_t decode_budget;    /* bytes the protobuf decoder may allocate for one message */
+	uint32_t max_outstanding;  /* requests this side may have in flight */
+	uint32_t send_timeout_ms;  /* how long a send may wait for socket buffer space */
+};
+
+/* 64 KiB datagrams, 16 fds, 1 MiB decode budget, 64 requests in flight, 1 s send timeout. */
+extern const struct ipc_limits ipc_limits_default;
+
+/* A received message. Fds in `fds` belong to the message until taken with ipc_msg_take_fd();
+ * ipc_msg_free() closes every fd still in it and frees the body. */
+struct ipc_msg {
+	enum ipc_kind kind;
+	uint16_t type;
+	uint32_t id;
+	ProtobufCMessage *body; /* decoded with the type's descriptor; vb.Error for IPC_KIND_ERROR */
+	size_t nfds;
+	int fds[]; /* nfds entries; -1 once taken */
+};
+
+/* What the peer answered when a request failed with an error reply. */
+struct ipc_error {
+	int code; /* negative errno */
+	char message[256];
+};
+
+struct ipc_chan;
+
+/* Sockets. Every fd returned is SOCK_CLOEXEC. */
+int ipc_socketpair(int ret_fds[2]);
+int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd);
+int ipc_accept(int listen_fd, int *ret_fd);
+int ipc_connect(const char *path, int *ret_fd);
+int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid);
+
+/* Wraps a connected SOCK_SEQPACKET fd and makes it non-blocking. Takes ownership of `fd` on
+ * success only. `limits` may be NULL for ipc_limits_default. */
+int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits *limits,
+		 struct ipc_chan **ret);
+/* Closes the fd, drops outstanding requests and queued messages (closing their fds). */
+void ipc_chan_free(struct ipc_chan *c);
+int ipc_chan_fd(const struct ipc_chan *c);
+const struct ipc_proto *ipc_chan_proto(const struct ipc_chan *c);
+/* The peer's credentials, read once with SO_PEERCRED when the channel was made. */
+int ipc_chan_peer(const struct ipc_chan *c, pid_t *pid, uid_t *uid, gid_t *gid);
+
+/* Sending never takes ownership of `fds`: the caller closes them when it likes. */
+int ipc_chan_request(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
+		     const int *fds, size_t nfds, uint32_t *ret_id);
+int ipc_chan_reply(struct ipc_chan *c, const struct ipc_msg *req, const ProtobufCMessage *body,
+		   const int *fds, size_t nfds);
+/* `err` is a negative errno; the message is formatted like printf. */
+int ipc_chan_reply_error(struct ipc_chan *c, const struct ipc_msg *req, int err, const char *fmt,
+			 ...) __attribute__((format(printf, 4, 5)));
+int ipc_chan_event(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
+		   const int *fds, size_t nfds);
+
+/*
+ * Receives one message without blocking. Returns 0 and sets *ret, or:
+ *   -EAGAIN       nothing to read;
+ *   -EPIPE        the peer hung up (also -ECONNRESET);
+ *   -EMSGSIZE     datagram larger than max_datagram, or shorter than its header claims;
+ *   -ETOOMANYREFS more fds than the type or the channel allows, or control data truncated;
+ *   -EBADMSG      bad magic, protocol, version, kind, or a body protobuf-c cannot decode;
+ *   -EPROTO       unknown type, a reply that answers no outstanding request or has the wrong
+ *                 type, an event-only type sent as a request;
+ *   -ENOMEM       decoding would allocate past decode_budget.
+ * On every error each fd that arrived has been closed. When a malformed datagram had a readable
+ * header of kind REQUEST, the channel has already answered it with an error reply, so a server
+ * can keep serving or drop the peer as its policy says.
+ */
+int ipc_chan_recv(struct ipc_chan *c, struct ipc_msg **ret);
+
+/*
+ * Sends a request and waits up to `timeout_ms` (-1: forever) for its answer. Returns 0 with the
+ * reply in *ret; the peer's negative errno when it answered with an error (details in *err when
+ * non-NULL); -ETIMEDOUT; or any error of ipc_chan_recv(). Events and other requests that arrive
+ * meanwhile are queued, in order, for the next ipc_chan_recv().
+ */
+int ipc_chan_call(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body, const int *fds,
+		  size_t nfds, int timeout_ms, struct ipc_msg **ret, struct ipc_error *err);
+
+/* True when ipc_chan_recv() would return a queued message without reading the socket. */
+bool ipc_chan_has_queued(const struct ipc_chan *c);
+
+/* Takes ownership of fd `i` of a message; returns -EBADF when it is absent or already taken. */
+int ipc_msg_take_fd(struct ipc_msg *m, size_t i);
+void ipc_msg_free(struct ipc_msg *m);
+
+#endif

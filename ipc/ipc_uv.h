@@ -1,0 +1,27 @@
+/*
+ * ipc_uv: drives an ipc channel from a libuv loop with a uv_poll_t. libuv's own pipes pass only
+ * handles, so the datagrams and fds go through ipc's sendmsg/recvmsg.
+ */
+#ifndef VB_IPC_UV_H
+#define VB_IPC_UV_H
+
+#include <uv.h>
+
+#include "ipc.h"
+
+struct ipc_uv;
+
+/* Called once per received message (the callback owns `msg`), or with msg NULL and a negative
+ * errno when the channel failed or the peer hung up; after such a call no more calls come and
+ * the owner should ipc_uv_close(). */
+typedef void (*ipc_uv_cb)(struct ipc_uv *u, struct ipc_msg *msg, int err, void *data);
+
+/* Takes ownership of `chan` on success. */
+int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
+		 struct ipc_uv **ret);
+struct ipc_chan *ipc_uv_chan(struct ipc_uv *u);
+/* Stops polling, frees the channel when libuv has closed the handle, then calls `closed`
+ * (may be NULL). */
+void ipc_uv_close(struct ipc_uv *u, void (*closed)(void *data));
+
+#endif

@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Runs every test of the project and prints one TAP stream: `ok N - name` / `not ok N - name`,
+# then the plain line `N passed, N failed`. Exits non-zero when anything failed.
+#
+#   tests/run-tests.sh BUILD_DIR ASAN_BUILD_DIR
+#
+# Suites, in order: the format check; every unit test binary (build/tests/test_*), with cmocka's
+# TAP output; the same binaries built with ASan+UBSan (names suffixed " [asan]"); the guest tests
+# (tests/guest/run.sh), which boot Debian's kernel under QEMU.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+top=$(cd "$here/.." && pwd)
+build=${1:-build}
+asan=${2:-build-asan}
+unit_timeout=${VB_UNIT_TIMEOUT:-300}
+
+n=0
+passed=0
+failed=0
+failed_names=()
+
+emit() { # emit ok|notok NAME
+	n=$((n + 1))
+	if [ "$1" = ok ]; then
+		passed=$((passed + 1))
+		echo "ok $n - $2"
+	else
+		failed=$((failed + 1))
+		failed_names+=("$2")
+		echo "not ok $n - $2"
+	fi
+}
+
+# run_tap SUFFIX LABEL CMD...: runs CMD, re-numbers its TAP lines into ours. A command that
+# exits non-zero without reporting a failure (a crash, a sanitizer abort, a timeout) is a failure
+# of its own, named LABEL; its output is shown so the reason is on the log.
+run_tap() {
+	local suffix=$1 label=$2 line name out rc saw_fail=0 saw_any=0
+	shift 2
+	out=$(mktemp)
+	"$@" >"$out" 2>&1
+	rc=$?
+	while IFS= read -r line; do
+		case "$line" in
+		"ok "*)
+			name=${line#ok }
+			name=${name#* }
+			name=${name#- }
+			emit ok "$name$suffix"
+			saw_any=1
+			;;
+		"not ok "*)
+			name=${line#not ok }
+			name=${name#* }
+			name=${name#- }
+			emit notok "$name$suffix"
+			saw_any=1
+			saw_fail=1
+			;;
+		"#"*) [ "$saw_fail" = 1 ] && echo "$line" ;;
+		esac
+	done <"$out"
+	if [ "$rc" != 0 ] && [ "$saw_fail" = 0 ]; then
+		sed 's/^/# /' "$out" | tail -n 60
+		emit notok "$label$suffix (exit $rc)"
+	elif [ "$saw_any" = 0 ] && [ "$rc" = 0 ]; then
+		sed 's/^/# /' "$out" | tail -n 20
+		emit notok "$label$suffix (reported no test)"
+	fi
+	rm -f "$out"
+}
+
+format_check() {
+	local bad="" f
+	cd "$top" || return 1
+	for f in $(git ls-files '*.c' '*.h' 2>/dev/null); do
+		clang-format --dry-run --Werror "$f" >/dev/null 2>&1 || bad="$bad $f"
+	done
+	if [ -n "$bad" ]; then
+		echo "# not formatted per .clang-format:$bad"
+		emit notok "format_clang_format"
+	else
+		emit ok "format_clang_format"
+	fi
+}
+
+unit_suite() { # unit_suite BUILD_DIR SUFFIX
+	local dir=$1/bin t
+	for t in "$dir"/test_*; do
+		[ -x "$t" ] || continue
+		CMOCKA_MESSAGE_OUTPUT=TAP ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+			UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+			run_tap "$2" "$(basename "$t")" timeout "$unit_timeout" "$t"
+	done
+}
+
+echo "# vfio-broker tests: $(date -u +%FT%TZ)"
+format_check
+unit_suite "$build" ""
+unit_suite "$asan" " [asan]"
+if [ -z "${VB_SKIP_GUEST:-}" ]; then
+	run_tap "" "guest" "$here/guest/run.sh" "$build"
+else
+	echo "# guest tests skipped (VB_SKIP_GUEST set)"
+fi
+
+if [ "$failed" != 0 ]; then
+	echo "# failed:"
+	printf '#   %s\n' "${failed_names[@]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" = 0 ] && [ "$passed" -gt 0 ]
