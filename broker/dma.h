@@ -1,0 +1,109 @@
+/*
+ * dma: one VM's DMA mappings on its VFIO container, mediated and accounted.
+ *
+ * A worker asks, on behalf of its VMM, to map `size` bytes of a memfd at an IOVA. The broker
+ * checks the request (memfd only, sealed against shrinking, bounds, alignment to the IOMMU's
+ * smallest page, no overflow, no overlap, per-VM quotas) before anything changes, mmaps the
+ * memfd MAP_SHARED so the kernel has a vaddr to pin, and issues VFIO_IOMMU_MAP_DMA. Every
+ * mapping records its owner (a device handle chosen by the caller) so a device's mappings can
+ * be torn down when its worker goes away.
+ *
+ * F_SEAL_SHRINK is required by default: the size check at map time means nothing if the VMM can
+ * truncate the file afterwards, and pinned pages that no longer back the file are pinned memory
+ * nobody can see. QEMU's memory-backend-memfd seals by default (seal=on); a VMM that does not can
+ * add the seal with one fcntl(F_ADD_SEALS) before sending the fd. BRK_DMA_ALLOW_UNSEALED lifts
+ * the requirement for a VM whose VMM cannot.
+ *
+ * Rejections never change the table or the counters and always fill the `struct brk_err`.
+ * Lookups are binary searches in a table sorted by IOVA. Not thread-safe.
+ */
+#ifndef VB_BROKER_DMA_H
+#define VB_BROKER_DMA_H
+
+#include <stdint.h>
+
+#include "sys.h"
+
+/* Same values as vb.DmaProt and VFIO_DMA_MAP_FLAG_READ/_WRITE. */
+#define BRK_DMA_PROT_READ  (1u << 0)
+#define BRK_DMA_PROT_WRITE (1u << 1)
+#define BRK_DMA_PROT_MASK  (BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE)
+
+/* The kernel's own default (vfio_iommu_type1 dma_entry_limit). */
+#define BRK_DMA_DEFAULT_MAX_MAPPINGS 65535u
+
+/* cfg.flags */
+#define BRK_DMA_ALLOW_UNSEALED (1u << 0) /* accept memfds without F_SEAL_SHRINK */
+#define BRK_DMA_FLAGS_MASK     BRK_DMA_ALLOW_UNSEALED
+
+struct brk_dma_limits {
+	uint32_t max_mappings;	   /* 0: BRK_DMA_DEFAULT_MAX_MAPPINGS */
+	uint64_t max_pinned_bytes; /* 0: no limit besides the kernel's RLIMIT_MEMLOCK accounting */
+};
+
+struct brk_dma_cfg {
+	const struct brk_sys *sys; /* NULL: brk_sys_real */
+	int container_fd;	   /* borrowed: must outlive the brk_dma (brk_container_fd()) */
+	uint64_t pgsize; /* the IOMMU's smallest page (brk_container_info()->min_pgsize) */
+	struct brk_dma_limits limits;
+	uint32_t flags; /* BRK_DMA_* */
+};
+
+struct brk_dma_stats {
+	uint32_t mappings;
+	uint64_t pinned_bytes;
+	uint64_t maps;		/* successful brk_dma_map() calls, ever */
+	uint64_t unmaps;	/* mappings removed, ever */
+	uint64_t rejects;	/* brk_dma_map() calls refused before or by the kernel */
+	uint64_t ebusy_retries; /* maps that succeeded after the EBUSY unmap-and-retry */
+};
+
+struct brk_dma;
+
+/* Errors: -EINVAL (pgsize not a power of two or below 1 KiB, fd < 0, unknown flags), -ENOMEM. */
+int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret);
+/* Unmaps everything (brk_dma_unmap_all) and frees. NULL is allowed. */
+void brk_dma_free(struct brk_dma *d);
+/* Changes the quotas for future maps; existing mappings stay even above the new limits. */
+void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
+
+/* Maps [offset, offset + size) of `memfd` at [iova, iova + size) with `prot` (BRK_DMA_PROT_*),
+ * on behalf of `owner` (any value; it is only compared). `memfd` is borrowed: the broker keeps
+ * its own MAP_SHARED mapping of the file, and the caller may close the fd right after. On the
+ * kernel's EBUSY (a stale mapping in the range) the range is unmapped and the map retried once.
+ * Errors, each with a message in `err`:
+ *   -EINVAL  size 0, prot 0 or unknown prot bits, iova/size/offset not aligned to the IOMMU
+ *            page, iova + size or offset + size wraps;
+ *   -EBADF   memfd is not an open fd;
+ *   -EACCES  fd is not a memfd (no seals, not a regular shmem/hugetlbfs file), or it cannot be
+ *            mapped with `prot` (read-only fd, F_SEAL_WRITE with PROT_WRITE);
+ *   -EPERM   the memfd lacks F_SEAL_SHRINK (unless BRK_DMA_ALLOW_UNSEALED);
+ *   -ERANGE  offset + size beyond the memfd's size;
+ *   -EEXIST  overlaps an existing mapping;
+ *   -ENOSPC  the VM's mapping quota, or the kernel's mapping limit, is reached;
+ *   -EDQUOT  the VM's pinned-bytes quota would be exceeded;
+ *   -ENOMEM  out of memory, or the kernel could not pin (RLIMIT_MEMLOCK);
+ *   or the kernel's VFIO_IOMMU_MAP_DMA error. */
+int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
+		uint64_t offset, uint32_t prot, struct brk_err *err);
+
+/* Unmaps exactly one mapping, [iova, iova + size) as it was mapped, that `owner` made.
+ * Errors: -ENOENT (no mapping starts at iova with that size; partial unmaps are refused),
+ * -EPERM (the mapping belongs to another owner), or the kernel's VFIO_IOMMU_UNMAP_DMA error
+ * (the mapping then stays in the table: its pages are still pinned). */
+int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
+		  struct brk_err *err);
+/* Unmaps every mapping of `owner`; *ret_count / *ret_bytes (NULL allowed) receive what was
+ * unmapped. Returns 0, or the first kernel error (the mappings that failed stay in the table,
+ * the others are gone). */
+int brk_dma_unmap_owner(struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
+			uint64_t *ret_bytes);
+/* Same for every mapping of the VM. */
+int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes);
+
+void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out);
+/* Mappings and pinned bytes of one owner (a device's share, for status). */
+void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
+			 uint64_t *ret_bytes);
+
+#endif

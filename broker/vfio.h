@@ -1,0 +1,161 @@
+/*
+ * vfio: the broker's VFIO handles. One container per VM, the IOMMU groups attached to it, and
+ * the device fds opened from those groups, with everything the kernel reports about them.
+ *
+ * Ownership: the container, groups and devices own their fds and close them (O_CLOEXEC) when
+ * their last reference goes. A group holds a reference on the container it is attached to; a
+ * device holds a reference on its group. So a VM's groups share its container, and the
+ * container lives exactly as long as someone (the VM record or one of its groups) refers to it.
+ * None of these objects is thread-safe; the broker runs one event loop.
+ *
+ * Errors: negative errno; when a `struct brk_err *` is given it also receives a message that
+ * says what to do about it. Nothing here logs.
+ *
+ * IOMMU backend: the legacy VFIO container with type1v2, else type1. iommufd (/dev/iommu with the
+ * VFIO device cdev, /dev/vfio/devices) is detected and reported, never used: the kernels this
+ * broker is tested on have neither, and an untested backend is not shipped.
+ */
+#ifndef VB_BROKER_VFIO_H
+#define VB_BROKER_VFIO_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sys.h"
+
+/* ---- containers ---------------------------------------------------------------------------- */
+
+enum brk_iommu_type {
+	BRK_IOMMU_UNSET = 0, /* no group attached yet: the type is chosen by the first attach */
+	BRK_IOMMU_TYPE1V2,   /* VFIO_TYPE1v2_IOMMU */
+	BRK_IOMMU_TYPE1,     /* VFIO_TYPE1_IOMMU */
+};
+
+struct brk_container_info {
+	enum brk_iommu_type type;
+	uint64_t iova_pgsizes;	/* VFIO_IOMMU_GET_INFO bitmap; 0 while UNSET */
+	uint64_t min_pgsize;	/* smallest page in iova_pgsizes: DMA alignment; 0 while UNSET */
+	bool has_dma_avail;	/* the kernel reported VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL */
+	uint32_t dma_avail;	/* mappings the kernel still allows, at the time of the attach */
+	uint32_t groups;	/* groups attached now */
+	bool iommufd_present;	/* /dev/iommu exists */
+	bool vfio_cdev_present; /* /dev/vfio/devices exists */
+};
+
+struct brk_container;
+
+/* Opens /dev/vfio/vfio and checks VFIO_GET_API_VERSION; also probes for iommufd (see
+ * brk_container_backend_note()). The container starts with one reference, the caller's.
+ * Errors: -ENOENT (no /dev/vfio/vfio: vfio module not loaded), -EACCES/-EPERM, -EPROTO (API
+ * version mismatch), -ENOMEM. */
+int brk_container_new(const struct brk_sys *sys, struct brk_err *err, struct brk_container **ret);
+struct brk_container *brk_container_ref(struct brk_container *c);
+/* Drops a reference; the last one closes the container fd, which makes the kernel drop every
+ * DMA mapping still in it. NULL is allowed. */
+void brk_container_unref(struct brk_container *c);
+/* The container fd, owned by the container: for brk_dma (dma.h) only; never hand it out. */
+int brk_container_fd(const struct brk_container *c);
+const struct brk_container_info *brk_container_info(const struct brk_container *c);
+/* "vfio-type1v2", "vfio-type1", or "none" while no group is attached (AddDeviceReply). */
+const char *brk_container_backend_name(const struct brk_container *c);
+/* One line for the operator about the backend choice, e.g. "iommufd not available (no
+ * /dev/iommu), using the VFIO container". */
+const char *brk_container_backend_note(const struct brk_container *c);
+
+/* ---- groups -------------------------------------------------------------------------------- */
+
+struct brk_group;
+
+/* Opens /dev/vfio/<nr> and checks VFIO_GROUP_GET_STATUS. The group starts with one reference.
+ * Errors: -ENOENT (no such group node: no device of the group is bound to vfio-pci),
+ * -EBUSY (the group is open elsewhere, or not viable: the message then reads "bind every
+ * device of IOMMU group N to vfio-pci" and lists the devices that are not), -EACCES, -ENOMEM. */
+int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
+		   struct brk_group **ret);
+struct brk_group *brk_group_ref(struct brk_group *g);
+/* Drops a reference; the last one detaches the group from its container and closes it. */
+void brk_group_unref(struct brk_group *g);
+uint32_t brk_group_nr(const struct brk_group *g);
+/* The container the group is attached to, or NULL. No reference is taken. */
+struct brk_container *brk_group_container(const struct brk_group *g);
+
+/* VFIO_GROUP_SET_CONTAINER. The first group of a container also selects the IOMMU type (type1v2,
+ * then type1) and reads VFIO_IOMMU_GET_INFO. Takes a reference on `c`. Attaching to the
+ * container it already has is a no-op. Errors: -EBUSY (attached to another container),
+ * -ENODEV (the kernel offers no type1 IOMMU), -EINVAL/-EPERM from the kernel (e.g. the group
+ * cannot share this container's IOMMU domain), -EIO (GET_INFO reported no page size). */
+int brk_group_attach(struct brk_group *g, struct brk_container *c, struct brk_err *err);
+/* VFIO_GROUP_UNSET_CONTAINER and drops the container reference. When the last group leaves, the
+ * kernel tears the IOMMU down (and with it every DMA mapping): the container's type goes back to
+ * UNSET. No-op when not attached. */
+void brk_group_detach(struct brk_group *g);
+
+/* ---- devices ------------------------------------------------------------------------------- */
+
+struct brk_mmap_area {
+	uint64_t offset; /* relative to the region start */
+	uint64_t size;
+};
+
+struct brk_region {
+	uint32_t index;
+	bool present;	/* false: the kernel has no such region (e.g. VGA on a non-VGA device) */
+	uint32_t flags; /* VFIO_REGION_INFO_FLAG_* */
+	uint64_t size;
+	uint64_t offset;  /* in the device fd */
+	uint32_t n_areas; /* sparse mmap areas; 0 with FLAG_MMAP: the whole region is mappable */
+	struct brk_mmap_area *areas;
+	bool has_sparse;    /* VFIO_REGION_INFO_CAP_SPARSE_MMAP was present (n_areas may be 0) */
+	bool msix_mappable; /* VFIO_REGION_INFO_CAP_MSIX_MAPPABLE */
+	bool has_type;	    /* VFIO_REGION_INFO_CAP_TYPE */
+	uint32_t type, subtype;
+};
+
+struct brk_irq_info {
+	uint32_t index;
+	uint32_t flags; /* VFIO_IRQ_INFO_* */
+	uint32_t count; /* 0: the device does not have this interrupt */
+};
+
+/* Upper bounds on what a device may report; the kernel is trusted but allocation is bounded. */
+#define BRK_DEVICE_MAX_REGIONS 64
+#define BRK_DEVICE_MAX_IRQS    16
+#define BRK_REGION_MAX_AREAS   256
+
+struct brk_device_info {
+	uint32_t flags; /* VFIO_DEVICE_FLAGS_* */
+	uint32_t num_regions;
+	uint32_t num_irqs;
+};
+
+struct brk_device;
+struct brk_irqs;
+
+/* VFIO_GROUP_GET_DEVICE_FD for `bdf` (validated, see bind.h), then VFIO_DEVICE_GET_INFO, every
+ * region's info with its capability chain, and every IRQ index's info. The group must be
+ * attached to a container. Takes a reference on the group. Errors: -EINVAL (bad BDF, or
+ * inconsistent info from the kernel), -EPERM (group not attached), -ENODEV/-EBUSY from the
+ * kernel (not in this group, already open), -E2BIG (more regions/IRQs/areas than the bounds
+ * above), -ENOMEM. */
+int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
+		    struct brk_device **ret);
+/* Disables nothing by itself: callers quiesce first (brk_irq_disable_all, DMA unmap, reset).
+ * Closes the device fd and drops the group reference. NULL is allowed. */
+void brk_device_free(struct brk_device *d);
+/* The device fd, owned by the device. Dup it to hand it to a worker. */
+int brk_device_fd(const struct brk_device *d);
+const char *brk_device_bdf(const struct brk_device *d);
+struct brk_group *brk_device_group(const struct brk_device *d);
+const struct brk_device_info *brk_device_info(const struct brk_device *d);
+/* NULL when index >= num_regions. Check `present`. */
+const struct brk_region *brk_device_region(const struct brk_device *d, uint32_t index);
+/* NULL when index >= num_irqs. */
+const struct brk_irq_info *brk_device_irq(const struct brk_device *d, uint32_t index);
+/* The device's interrupt state (irq.h), created with the device and owned by it. */
+struct brk_irqs *brk_device_irqs(struct brk_device *d);
+/* VFIO_DEVICE_RESET. Errors: -ENOTTY (the device has no VFIO_DEVICE_FLAGS_RESET: no reset
+ * method the kernel can use), or the kernel's error. Counts successful resets. */
+int brk_device_reset(struct brk_device *d, struct brk_err *err);
+uint32_t brk_device_resets(const struct brk_device *d);
+
+#endif
