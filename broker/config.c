@@ -1,0 +1,873 @@
+/*
+ * config: reads vfio-brokerd's INI file with libinih and turns it into a checked struct
+ * brk_config. Responsible for: every key being known, every value parsed completely and
+ * range-checked, paths being absolute and short enough for a unix socket address, and the first
+ * problem being reported as "FILE:LINE: reason". Trusts nothing in the file; trusts libinih only
+ * to split lines into section, key and value (line numbers are counted here, in the reader).
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <ini.h>
+#include <limits.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "log.h"
+
+/* sun_path is 108 bytes; the runtime dir leaves room for "/" + a 32-byte socket name. */
+#define CFG_SOCK_PATH_MAX   107
+#define CFG_RUNTIME_DIR_MAX 72
+/* libinih's line buffer (INI_MAX_LINE) minus the newline and the NUL. */
+#define CFG_LINE_MAX  200
+#define CFG_ALLOW_MAX 1024
+
+enum cfg_type {
+	CFG_PATH,    /* absolute path, char * */
+	CFG_U32,     /* decimal, uint32_t within [min, max] */
+	CFG_SIZE,    /* bytes with an optional K/M/G/T suffix (powers of 1024), uint64_t */
+	CFG_U64,     /* decimal, uint64_t within [min, max] */
+	CFG_BOOL,    /* yes/no/true/false/on/off/1/0 */
+	CFG_SPECIAL, /* parsed by its own function */
+};
+
+struct cfg_state;
+typedef int (*cfg_special_fn)(struct cfg_state *st, const char *value);
+
+struct cfg_key {
+	const char *section;
+	const char *name;
+	enum cfg_type type;
+	size_t offset;
+	uint64_t min, max;
+	cfg_special_fn fn;
+	size_t max_len; /* CFG_PATH */
+	bool repeatable;
+};
+
+struct cfg_state {
+	struct brk_config *c;
+	FILE *f;
+	unsigned line;
+	bool failed;
+	int error;
+	char *err;
+	size_t errsz;
+	unsigned seen[64]; /* line where each key of cfg_keys was set, 0: not yet */
+};
+
+static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	if (st->failed)
+		return 0;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	snprintf(st->err, st->errsz, "%s:%u: %s", st->c->path, st->line, msg);
+	st->failed = true;
+	st->error = -EINVAL;
+	return 0;
+}
+
+/* Parses the whole string as an unsigned decimal; no sign, no spaces, no trailing garbage. */
+static int cfg_parse_u64(const char *s, uint64_t *ret, char **end)
+{
+	unsigned long long v;
+
+	if (!isdigit((unsigned char)s[0]))
+		return -EINVAL;
+	errno = 0;
+	v = strtoull(s, end, 10);
+	if (errno == ERANGE)
+		return -ERANGE;
+	*ret = v;
+	return 0;
+}
+
+static int cfg_parse_size(const char *s, uint64_t *ret)
+{
+	uint64_t v, mult = 1;
+	char *end;
+	int r;
+
+	r = cfg_parse_u64(s, &v, &end);
+	if (r < 0)
+		return r;
+	switch (*end) {
+	case '\0':
+		break;
+	case 'K':
+		mult = 1ull << 10;
+		break;
+	case 'M':
+		mult = 1ull << 20;
+		break;
+	case 'G':
+		mult = 1ull << 30;
+		break;
+	case 'T':
+		mult = 1ull << 40;
+		break;
+	default:
+		return -EINVAL;
+	}
+	if (*end && end[1] != '\0')
+		return -EINVAL;
+	if (v > UINT64_MAX / mult)
+		return -ERANGE;
+	*ret = v * mult;
+	return 0;
+}
+
+static int cfg_parse_bool(const char *s, bool *ret)
+{
+	static const char *const yes[] = {"yes", "true", "on", "1"};
+	static const char *const no[] = {"no", "false", "off", "0"};
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcmp(s, yes[i])) {
+			*ret = true;
+			return 0;
+		}
+		if (!strcmp(s, no[i])) {
+			*ret = false;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}
+
+int brk_config_parse_bdf(const char *s, char out[BRK_BDF_LEN])
+{
+	unsigned dom = 0, bus, dev, fn;
+	int n = 0;
+
+	for (const char *p = s; *p; p++)
+		if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
+			return -EINVAL;
+	if (sscanf(s, "%4x:%2x:%2x.%1x%n", &dom, &bus, &dev, &fn, &n) == 4 && n == 12 && !s[n])
+		;
+	else if (dom = 0, sscanf(s, "%2x:%2x.%1x%n", &bus, &dev, &fn, &n) == 3 && n == 7 && !s[n])
+		;
+	else
+		return -EINVAL;
+	/* PCI: 32 devices per bus, 8 functions per device. */
+	if (dev > 0x1f || fn > 7)
+		return -EINVAL;
+	snprintf(out, BRK_BDF_LEN, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
+	return 0;
+}
+
+static int cfg_parse_id(const char *s, uint16_t *vendor, uint16_t *device)
+{
+	unsigned v, d;
+	int n = 0;
+
+	for (const char *p = s; *p; p++)
+		if (!isxdigit((unsigned char)*p) && *p != ':')
+			return -EINVAL;
+	if (sscanf(s, "%4x:%4x%n", &v, &d, &n) != 2 || n != 9 || s[n])
+		return -EINVAL;
+	/* 0xffff is what a config read of an absent function returns: never a real vendor. */
+	if (v == 0xffff)
+		return -EINVAL;
+	*vendor = (uint16_t)v;
+	*device = (uint16_t)d;
+	return 0;
+}
+
+static int cfg_allow_one(struct cfg_state *st, const char *tok)
+{
+	struct brk_config *c = st->c;
+	struct brk_allow a = {.line = st->line}, *n;
+
+	if (strlen(tok) == 9 && tok[4] == ':' && !strchr(tok, '.')) {
+		if (cfg_parse_id(tok, &a.vendor, &a.device) < 0)
+			return cfg_fail(
+			    st, "allow: '%s' is not a vendor:device id (like 1234:11e8)", tok);
+		a.is_id = true;
+	} else if (brk_config_parse_bdf(tok, a.bdf) < 0) {
+		return cfg_fail(st,
+				"allow: '%s' is neither a PCI address (like 0000:00:03.0) nor a "
+				"vendor:device id (like 1234:11e8)",
+				tok);
+	}
+	if (c->nallow >= CFG_ALLOW_MAX)
+		return cfg_fail(st, "allow: more than %d entries", CFG_ALLOW_MAX);
+	n = realloc(c->allow, (c->nallow + 1) * sizeof(*n));
+	if (!n) {
+		st->error = -ENOMEM;
+		return cfg_fail(st, "out of memory");
+	}
+	c->allow = n;
+	c->allow[c->nallow++] = a;
+	return 1;
+}
+
+/* allow = ENTRY [ENTRY...], entries separated by spaces or commas; the key may repeat. */
+static int cfg_allow(struct cfg_state *st, const char *value)
+{
+	char buf[CFG_LINE_MAX + 1], *save = NULL, *tok;
+
+	snprintf(buf, sizeof(buf), "%s", value);
+	tok = strtok_r(buf, " \t,", &save);
+	if (!tok)
+		return cfg_fail(st, "allow: empty value");
+	for (; tok; tok = strtok_r(NULL, " \t,", &save))
+		if (!cfg_allow_one(st, tok))
+			return 0;
+	return 1;
+}
+
+static int cfg_uid(struct cfg_state *st, const char *value, uid_t *uid, gid_t *gid)
+{
+	uint64_t v;
+	char *end;
+
+	if (cfg_parse_u64(value, &v, &end) == 0 && !*end) {
+		/* (uid_t)-1 means "no change" to the set*id calls: never a real id. */
+		if (v >= UINT32_MAX)
+			return cfg_fail(st, "uid %s out of range (0..%u)", value, UINT32_MAX - 1);
+		*uid = (uid_t)v;
+		if (gid) {
+			struct passwd *pw = getpwuid(*uid);
+			*gid = pw ? pw->pw_gid : (gid_t)v;
+		}
+		return 1;
+	}
+	struct passwd *pw = getpwnam(value);
+	if (!pw)
+		return cfg_fail(st, "no such user '%s'", value);
+	*uid = pw->pw_uid;
+	if (gid)
+		*gid = pw->pw_gid;
+	return 1;
+}
+
+static int cfg_gid(struct cfg_state *st, const char *value, gid_t *gid)
+{
+	uint64_t v;
+	char *end;
+
+	if (cfg_parse_u64(value, &v, &end) == 0 && !*end) {
+		if (v >= UINT32_MAX)
+			return cfg_fail(st, "gid %s out of range (0..%u)", value, UINT32_MAX - 1);
+		*gid = (gid_t)v;
+		return 1;
+	}
+	struct group *gr = getgrnam(value);
+	if (!gr)
+		return cfg_fail(st, "no such group '%s'", value);
+	*gid = gr->gr_gid;
+	return 1;
+}
+
+static int cfg_admin_uid(struct cfg_state *st, const char *value)
+{
+	return cfg_uid(st, value, &st->c->admin_uid, NULL);
+}
+
+static int cfg_admin_gid(struct cfg_state *st, const char *value)
+{
+	st->c->admin_gid_set = true;
+	return cfg_gid(st, value, &st->c->admin_gid);
+}
+
+static int cfg_worker_user(struct cfg_state *st, const char *value)
+{
+	if (!cfg_uid(st, value, &st->c->worker_uid_first, &st->c->worker_gid))
+		return 0;
+	if (st->c->worker_uid_first == 0)
+		return cfg_fail(st, "user: workers must not run as root");
+	st->c->worker_uid_last = st->c->worker_uid_first;
+	st->c->worker_user_set = true;
+	return 1;
+}
+
+/* uid_range = FIRST-LAST: worker n runs as uid and gid FIRST+n, so workers cannot signal,
+ * ptrace or share files with each other even if they escape their namespaces. */
+static int cfg_uid_range(struct cfg_state *st, const char *value)
+{
+	uint64_t a, b;
+	char *end;
+
+	if (cfg_parse_u64(value, &a, &end) < 0 || *end != '-' ||
+	    cfg_parse_u64(end + 1, &b, &end) < 0 || *end)
+		return cfg_fail(st, "uid_range: '%s' is not FIRST-LAST (like 61000-61999)", value);
+	if (a == 0 || b < a || b >= UINT32_MAX)
+		return cfg_fail(st, "uid_range: %s out of range (1 <= FIRST <= LAST < %u)", value,
+				UINT32_MAX);
+	st->c->worker_uid_first = (uid_t)a;
+	st->c->worker_uid_last = (uid_t)b;
+	return 1;
+}
+
+static int cfg_log_level(struct cfg_state *st, const char *value)
+{
+	int p = brk_log_level_from_string(value);
+
+	if (p < 0)
+		return cfg_fail(st, "log_level: '%s' is not error|warning|notice|info|debug",
+				value);
+	st->c->log_level = p;
+	st->c->log_level_set = true;
+	return 1;
+}
+
+static int cfg_seccomp(struct cfg_state *st, const char *value)
+{
+	if (!strcmp(value, "kill"))
+		st->c->seccomp = BRK_SECCOMP_KILL;
+	else if (!strcmp(value, "trap"))
+		st->c->seccomp = BRK_SECCOMP_TRAP;
+	else if (!strcmp(value, "log"))
+		st->c->seccomp = BRK_SECCOMP_LOG;
+	else
+		return cfg_fail(st, "seccomp: '%s' is not kill|trap|log", value);
+	return 1;
+}
+
+static int cfg_restart(struct cfg_state *st, const char *value)
+{
+	if (!strcmp(value, "never"))
+		st->c->restart = BRK_RESTART_NEVER;
+	else if (!strcmp(value, "on-failure"))
+		st->c->restart = BRK_RESTART_ON_FAILURE;
+	else
+		return cfg_fail(st, "restart: '%s' is not never|on-failure", value);
+	return 1;
+}
+
+#define OFF(f) offsetof(struct brk_config, f)
+#define MIB    (1ull << 20)
+#define GIB    (1ull << 30)
+
+static const struct cfg_key cfg_keys[] = {
+    {.section = "broker",
+     .name = "control_socket",
+     .type = CFG_PATH,
+     .max_len = CFG_SOCK_PATH_MAX,
+     .offset = OFF(control_socket)},
+    {.section = "broker", .name = "admin_uid", .type = CFG_SPECIAL, .fn = cfg_admin_uid},
+    {.section = "broker", .name = "admin_gid", .type = CFG_SPECIAL, .fn = cfg_admin_gid},
+    {.section = "broker",
+     .name = "runtime_dir",
+     .type = CFG_PATH,
+     .max_len = CFG_RUNTIME_DIR_MAX,
+     .offset = OFF(runtime_dir)},
+    {.section = "broker", .name = "log_level", .type = CFG_SPECIAL, .fn = cfg_log_level},
+    {.section = "devices",
+     .name = "allow",
+     .type = CFG_SPECIAL,
+     .fn = cfg_allow,
+     .repeatable = true},
+    {.section = "devices", .name = "allow_bind", .type = CFG_BOOL, .offset = OFF(allow_bind)},
+    {.section = "limits",
+     .name = "max_dma_mappings",
+     .type = CFG_U32,
+     .offset = OFF(max_dma_mappings),
+     .min = 1,
+     .max = BRK_DMA_MAPPINGS_MAX},
+    /* 2^52: the largest physical address space x86-64 defines. */
+    {.section = "limits",
+     .name = "max_pinned_bytes",
+     .type = CFG_SIZE,
+     .offset = OFF(max_pinned_bytes),
+     .min = 1 * MIB,
+     .max = 1ull << 52},
+    {.section = "limits",
+     .name = "max_vms",
+     .type = CFG_U32,
+     .offset = OFF(max_vms),
+     .min = 1,
+     .max = 4096},
+    {.section = "limits",
+     .name = "max_devices",
+     .type = CFG_U32,
+     .offset = OFF(max_devices),
+     .min = 1,
+     .max = 4096},
+    {.section = "limits",
+     .name = "remove_timeout_ms",
+     .type = CFG_U32,
+     .offset = OFF(remove_timeout_ms),
+     .min = 0,
+     .max = 600000},
+    {.section = "worker",
+     .name = "path",
+     .type = CFG_PATH,
+     .max_len = PATH_MAX - 1,
+     .offset = OFF(worker_path)},
+    {.section = "worker", .name = "user", .type = CFG_SPECIAL, .fn = cfg_worker_user},
+    {.section = "worker", .name = "uid_range", .type = CFG_SPECIAL, .fn = cfg_uid_range},
+    {.section = "worker",
+     .name = "rlimit_nofile",
+     .type = CFG_U64,
+     .offset = OFF(rlimits.nofile),
+     .min = 8,
+     .max = 65536},
+    {.section = "worker",
+     .name = "rlimit_nproc",
+     .type = CFG_U64,
+     .offset = OFF(rlimits.nproc),
+     .min = 0,
+     .max = 65536},
+    {.section = "worker",
+     .name = "rlimit_fsize",
+     .type = CFG_SIZE,
+     .offset = OFF(rlimits.fsize),
+     .min = 0,
+     .max = 1ull << 40},
+    {.section = "worker",
+     .name = "rlimit_memlock",
+     .type = CFG_SIZE,
+     .offset = OFF(rlimits.memlock),
+     .min = 0,
+     .max = 1ull << 40},
+    {.section = "worker",
+     .name = "rlimit_core",
+     .type = CFG_SIZE,
+     .offset = OFF(rlimits.core),
+     .min = 0,
+     .max = 1ull << 40},
+    {.section = "worker",
+     .name = "rlimit_as",
+     .type = CFG_SIZE,
+     .offset = OFF(rlimits.as),
+     .min = 0,
+     .max = 1ull << 46},
+    {.section = "worker", .name = "seccomp", .type = CFG_SPECIAL, .fn = cfg_seccomp},
+    {.section = "worker",
+     .name = "heartbeat_interval_ms",
+     .type = CFG_U32,
+     .offset = OFF(heartbeat_interval_ms),
+     .min = 100,
+     .max = 60000},
+    {.section = "worker",
+     .name = "heartbeat_timeout_ms",
+     .type = CFG_U32,
+     .offset = OFF(heartbeat_timeout_ms),
+     .min = 200,
+     .max = 600000},
+    {.section = "worker", .name = "restart", .type = CFG_SPECIAL, .fn = cfg_restart},
+    {.section = "worker",
+     .name = "restart_max",
+     .type = CFG_U32,
+     .offset = OFF(restart_max),
+     .min = 0,
+     .max = 1000},
+};
+_Static_assert(sizeof(cfg_keys) / sizeof(cfg_keys[0]) <= 64, "cfg_state.seen is too small");
+
+static const char *const cfg_sections[] = {"broker", "devices", "limits", "worker"};
+
+static int cfg_set_path(struct cfg_state *st, const struct cfg_key *k, const char *value)
+{
+	char **slot = (char **)((char *)st->c + k->offset), *dup;
+
+	if (value[0] != '/')
+		return cfg_fail(st, "%s: '%s' is not an absolute path", k->name, value);
+	if (strlen(value) > k->max_len)
+		return cfg_fail(st, "%s: path longer than %zu bytes", k->name, k->max_len);
+	dup = strdup(value);
+	if (!dup) {
+		st->error = -ENOMEM;
+		return cfg_fail(st, "out of memory");
+	}
+	free(*slot);
+	*slot = dup;
+	return 1;
+}
+
+static int cfg_set_number(struct cfg_state *st, const struct cfg_key *k, const char *value)
+{
+	void *slot = (char *)st->c + k->offset;
+	uint64_t v;
+	char *end;
+	int r;
+
+	if (k->type == CFG_SIZE) {
+		r = cfg_parse_size(value, &v);
+	} else {
+		r = cfg_parse_u64(value, &v, &end);
+		if (r == 0 && *end)
+			r = -EINVAL;
+	}
+	if (r == -EINVAL)
+		return cfg_fail(st, "%s: '%s' is not a%s number", k->name, value,
+				k->type == CFG_SIZE ? " size (bytes, or with K, M, G, T)"
+						    : "n unsigned");
+	if (r < 0 || v < k->min || v > k->max)
+		return cfg_fail(st, "%s: %s out of range (%llu..%llu)", k->name, value,
+				(unsigned long long)k->min, (unsigned long long)k->max);
+	if (k->type == CFG_U32)
+		*(uint32_t *)slot = (uint32_t)v;
+	else
+		*(uint64_t *)slot = v;
+	return 1;
+}
+
+static int cfg_handler(void *user, const char *section, const char *name, const char *value)
+{
+	struct cfg_state *st = user;
+	const struct cfg_key *k = NULL;
+	size_t i;
+	bool b;
+
+	if (st->failed)
+		return 0;
+	if (!section[0])
+		return cfg_fail(st, "'%s' outside of a section", name);
+	for (i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++) {
+		if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].name, name)) {
+			k = &cfg_keys[i];
+			break;
+		}
+	}
+	if (!k)
+		return cfg_fail(st, "unknown key '%s' in [%s]", name, section);
+	if (st->seen[i] && !k->repeatable)
+		return cfg_fail(st, "'%s' set twice in [%s] (first at line %u)", name, section,
+				st->seen[i]);
+	st->seen[i] = st->line;
+	if (!value[0] && k->type != CFG_SPECIAL)
+		return cfg_fail(st, "%s: empty value", name);
+	switch (k->type) {
+	case CFG_PATH:
+		return cfg_set_path(st, k, value);
+	case CFG_U32:
+	case CFG_U64:
+	case CFG_SIZE:
+		return cfg_set_number(st, k, value);
+	case CFG_BOOL:
+		if (cfg_parse_bool(value, &b) < 0)
+			return cfg_fail(st, "%s: '%s' is not yes or no", name, value);
+		*(bool *)((char *)st->c + k->offset) = b;
+		return 1;
+	case CFG_SPECIAL:
+		if (!value[0])
+			return cfg_fail(st, "%s: empty value", name);
+		return k->fn(st, value);
+	}
+	return cfg_fail(st, "internal: bad key type");
+}
+
+/* A "[name]" line: libinih does not call the handler for empty sections, so unknown section
+ * names are caught here, where the line number is known. */
+static void cfg_check_section(struct cfg_state *st, const char *line)
+{
+	const char *s = line, *e;
+	char name[64];
+
+	while (isspace((unsigned char)*s))
+		s++;
+	if (*s != '[')
+		return;
+	e = strchr(s, ']');
+	if (!e || (size_t)(e - s - 1) >= sizeof(name))
+		return; /* libinih reports the syntax error */
+	memcpy(name, s + 1, (size_t)(e - s - 1));
+	name[e - s - 1] = '\0';
+	for (size_t i = 0; i < sizeof(cfg_sections) / sizeof(cfg_sections[0]); i++)
+		if (!strcmp(name, cfg_sections[i]))
+			return;
+	cfg_fail(st, "unknown section [%s]", name);
+}
+
+/* libinih's fgets-style reader, here so that the line number is ours to report, and so that
+ * over-long lines and NUL bytes are refused instead of being silently split or cut. */
+static char *cfg_reader(char *buf, int num, void *stream)
+{
+	struct cfg_state *st = stream;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	if (st->failed)
+		return NULL;
+	errno = 0;
+	len = getline(&line, &cap, st->f);
+	if (len < 0) {
+		int e = errno;
+
+		free(line);
+		if (ferror(st->f)) {
+			st->line++;
+			cfg_fail(st, "cannot read: %s", strerror(e ? e : EIO));
+			st->error = e ? -e : -EIO;
+		}
+		return NULL;
+	}
+	st->line++;
+	if (memchr(line, '\0', (size_t)len))
+		cfg_fail(st, "line contains a NUL byte");
+	else if (len > num - 1)
+		cfg_fail(st, "line longer than %d characters", num - 2);
+	else
+		memcpy(buf, line, (size_t)len + 1);
+	free(line);
+	if (!st->failed)
+		cfg_check_section(st, buf);
+	return st->failed ? NULL : buf;
+}
+
+static void cfg_defaults(struct brk_config *c)
+{
+	c->admin_uid = 0;
+	c->log_level = LOG_INFO;
+	c->max_dma_mappings = BRK_DMA_MAPPINGS_MAX;
+	c->max_pinned_bytes = 16 * GIB;
+	c->max_vms = 64;
+	c->max_devices = 256;
+	c->remove_timeout_ms = 5000;
+	/* A worker holds its device, VMM and broker sockets, a listening socket and up to 2048
+	 * MSI-X irqfds in flight; it never forks, writes files or locks memory. */
+	c->rlimits = (struct brk_worker_rlimits){
+	    .nofile = 4096, .nproc = 1, .fsize = 0, .memlock = 0, .core = 0, .as = 0};
+	c->seccomp = BRK_SECCOMP_KILL;
+	c->heartbeat_interval_ms = 1000;
+	c->heartbeat_timeout_ms = 3000;
+	c->restart = BRK_RESTART_ON_FAILURE;
+	c->restart_max = 3;
+}
+
+static int cfg_set_default_str(char **slot, const char *v)
+{
+	if (*slot)
+		return 0;
+	*slot = strdup(v);
+	return *slot ? 0 : -ENOMEM;
+}
+
+/* The line where [section] name was set, 0 when it was not. */
+static unsigned cfg_seen(const struct cfg_state *st, const char *section, const char *name)
+{
+	for (size_t i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++)
+		if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].name, name))
+			return st->seen[i];
+	return 0;
+}
+
+/* Rules that involve more than one key, checked once the whole file is read. */
+static int cfg_check_whole(struct cfg_state *st)
+{
+	struct brk_config *c = st->c;
+	unsigned user_line = cfg_seen(st, "worker", "user");
+	unsigned range_line = cfg_seen(st, "worker", "uid_range");
+
+	if (cfg_set_default_str(&c->control_socket, "/run/vfio-broker/control.sock") < 0 ||
+	    cfg_set_default_str(&c->runtime_dir, "/run/vfio-broker/vmm") < 0 ||
+	    cfg_set_default_str(&c->worker_path, VB_WORKER_PATH_DEFAULT) < 0)
+		return -ENOMEM;
+	if (user_line && range_line) {
+		st->line = range_line > user_line ? range_line : user_line;
+		cfg_fail(st,
+			 "[worker] sets both user (line %u) and uid_range (line %u); choose one",
+			 user_line, range_line);
+		return -EINVAL;
+	}
+	if (!user_line && !range_line) {
+		snprintf(st->err, st->errsz,
+			 "%s: [worker] needs user= or uid_range=: workers never run as root",
+			 c->path);
+		return -EINVAL;
+	}
+	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
+		unsigned a = cfg_seen(st, "worker", "heartbeat_interval_ms");
+		unsigned b = cfg_seen(st, "worker", "heartbeat_timeout_ms");
+
+		st->line = a > b ? a : b;
+		cfg_fail(st,
+			 "heartbeat_timeout_ms (%u) must be longer than heartbeat_interval_ms (%u)",
+			 c->heartbeat_timeout_ms, c->heartbeat_interval_ms);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* The file must not be changeable by anyone the broker does not trust with its own powers. */
+static int cfg_open(struct cfg_state *st, const char *path)
+{
+	struct stat sb;
+	int fd, e;
+
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if (fd < 0) {
+		e = errno;
+		snprintf(st->err, st->errsz, "%s: cannot open: %s", path, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+		snprintf(st->err, st->errsz,
+			 "%s: writable by group or others (mode %04o): refusing to trust it", path,
+			 (unsigned)(sb.st_mode & 07777));
+		close(fd);
+		return -EPERM;
+	}
+	st->f = fdopen(fd, "re");
+	if (!st->f) {
+		e = errno;
+		close(fd);
+		snprintf(st->err, st->errsz, "%s: %s", path, strerror(e));
+		return -e;
+	}
+	return 0;
+}
+
+int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t errsz)
+{
+	struct cfg_state st = {.err = err, .errsz = errsz};
+	struct brk_config *c;
+	int r;
+
+	c = calloc(1, sizeof(*c));
+	if (!c || !(c->path = strdup(path))) {
+		free(c);
+		snprintf(err, errsz, "%s: out of memory", path);
+		return -ENOMEM;
+	}
+	cfg_defaults(c);
+	st.c = c;
+	r = cfg_open(&st, path);
+	if (r < 0)
+		goto fail;
+	/* Continuation lines would make reported line numbers lie; the file has no use for them.
+	 * The broker is single threaded when it reads its configuration. */
+	ini_allow_multiline = false;
+	ini_stop_on_first_error = true;
+	r = ini_parse_stream(cfg_reader, &st, cfg_handler, &st);
+	fclose(st.f);
+	if (r > 0 && (!st.failed || (unsigned)r < st.line)) {
+		/* libinih found a line that is neither a section, a key = value nor a comment. */
+		st.failed = false;
+		st.line = (unsigned)r;
+		cfg_fail(&st, "syntax error: expected '[section]', 'key = value' or a comment");
+	}
+	if (r < 0 && !st.failed) {
+		snprintf(err, errsz, "%s: cannot parse (libinih error %d)", path, r);
+		st.failed = true;
+		st.error = -ENOMEM;
+	}
+	if (st.failed) {
+		r = st.error ? st.error : -EINVAL;
+		goto fail;
+	}
+	r = cfg_check_whole(&st);
+	if (r < 0)
+		goto fail;
+	*ret = c;
+	return 0;
+fail:
+	brk_config_free(c);
+	return r;
+}
+
+void brk_config_free(struct brk_config *c)
+{
+	if (!c)
+		return;
+	free(c->path);
+	free(c->control_socket);
+	free(c->runtime_dir);
+	free(c->allow);
+	free(c->worker_path);
+	free(c);
+}
+
+int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_t vendor,
+			    uint16_t device, char *err, size_t errsz)
+{
+	size_t o;
+
+	for (size_t i = 0; i < c->nallow; i++) {
+		const struct brk_allow *a = &c->allow[i];
+
+		if (a->is_id ? (a->vendor == vendor && a->device == device) : !strcmp(a->bdf, bdf))
+			return 0;
+	}
+	if (!c->nallow) {
+		snprintf(err, errsz,
+			 "%s [%04x:%04x] is not allowed: %s has no [devices] allow entry", bdf,
+			 vendor, device, c->path);
+		return -EPERM;
+	}
+	o = (size_t)snprintf(err, errsz, "%s [%04x:%04x] is not in the allowlist (%s, line", bdf,
+			     vendor, device, c->path);
+	for (size_t i = 0; i < c->nallow && o < errsz; i++) {
+		if (i && c->allow[i].line == c->allow[i - 1].line)
+			continue;
+		o += (size_t)snprintf(err + o, errsz - o, "%s %u", i ? "," : "", c->allow[i].line);
+	}
+	if (o < errsz)
+		snprintf(err + o, errsz - o, ")");
+	return -EPERM;
+}
+
+static const char *cfg_seccomp_name(enum brk_seccomp_mode m)
+{
+	return m == BRK_SECCOMP_TRAP ? "trap" : m == BRK_SECCOMP_LOG ? "log" : "kill";
+}
+
+int brk_config_dump(const struct brk_config *c, char **ret)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&buf, &len);
+
+	if (!f)
+		return -errno;
+	fprintf(f, "[broker]\ncontrol_socket = %s\nadmin_uid = %u\n", c->control_socket,
+		(unsigned)c->admin_uid);
+	if (c->admin_gid_set)
+		fprintf(f, "admin_gid = %u\n", (unsigned)c->admin_gid);
+	fprintf(f, "runtime_dir = %s\nlog_level = %s\n\n[devices]\n", c->runtime_dir,
+		brk_log_level_to_string(c->log_level));
+	for (size_t i = 0; i < c->nallow; i++) {
+		if (c->allow[i].is_id)
+			fprintf(f, "allow = %04x:%04x\n", c->allow[i].vendor, c->allow[i].device);
+		else
+			fprintf(f, "allow = %s\n", c->allow[i].bdf);
+	}
+	fprintf(f,
+		"allow_bind = %s\n\n[limits]\nmax_dma_mappings = %u\nmax_pinned_bytes = %llu\n"
+		"max_vms = %u\nmax_devices = %u\nremove_timeout_ms = %u\n\n[worker]\npath = %s\n",
+		c->allow_bind ? "yes" : "no", c->max_dma_mappings,
+		(unsigned long long)c->max_pinned_bytes, c->max_vms, c->max_devices,
+		c->remove_timeout_ms, c->worker_path);
+	if (c->worker_user_set)
+		fprintf(f, "user = %u\n", (unsigned)c->worker_uid_first);
+	else
+		fprintf(f, "uid_range = %u-%u\n", (unsigned)c->worker_uid_first,
+			(unsigned)c->worker_uid_last);
+	fprintf(f,
+		"rlimit_nofile = %llu\nrlimit_nproc = %llu\nrlimit_fsize = %llu\n"
+		"rlimit_memlock = %llu\nrlimit_core = %llu\nrlimit_as = %llu\nseccomp = %s\n"
+		"heartbeat_interval_ms = %u\nheartbeat_timeout_ms = %u\nrestart = %s\n"
+		"restart_max = %u\n",
+		(unsigned long long)c->rlimits.nofile, (unsigned long long)c->rlimits.nproc,
+		(unsigned long long)c->rlimits.fsize, (unsigned long long)c->rlimits.memlock,
+		(unsigned long long)c->rlimits.core, (unsigned long long)c->rlimits.as,
+		cfg_seccomp_name(c->seccomp), c->heartbeat_interval_ms, c->heartbeat_timeout_ms,
+		c->restart == BRK_RESTART_NEVER ? "never" : "on-failure", c->restart_max);
+	if (fclose(f) != 0) {
+		free(buf);
+		return -ENOMEM;
+	}
+	*ret = buf;
+	return 0;
+}

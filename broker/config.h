@@ -1,0 +1,110 @@
+/*
+ * config: vfio-brokerd's configuration file (INI, parsed with libinih). Every key is known,
+ * every value is checked and range-checked; the first problem refuses the whole file with
+ * "FILE:LINE: reason". See broker/vfio-brokerd.conf.example for every section and key.
+ */
+#ifndef VB_BROKER_CONFIG_H
+#define VB_BROKER_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* "dddd:bb:dd.f" plus the terminating NUL (the same value as bind.h's). */
+#ifndef BRK_BDF_LEN
+#define BRK_BDF_LEN 13
+#endif
+
+/* The Linux kernel's own default for vfio_iommu_type1 dma_entry_limit. */
+#define BRK_DMA_MAPPINGS_MAX 65535u
+
+enum brk_restart {
+	BRK_RESTART_NEVER,
+	BRK_RESTART_ON_FAILURE,
+};
+
+enum brk_seccomp_mode {
+	BRK_SECCOMP_KILL, /* a call outside the policy kills the process (production) */
+	BRK_SECCOMP_TRAP, /* SIGSYS, so that a debugger or core dump shows the call */
+	BRK_SECCOMP_LOG,  /* allowed but logged by the kernel: for writing policies only */
+};
+
+/* One allowlist entry: a device address or a vendor:device id pair. */
+struct brk_allow {
+	bool is_id;
+	char bdf[BRK_BDF_LEN];
+	uint16_t vendor, device;
+	unsigned line;
+};
+
+struct brk_worker_rlimits {
+	uint64_t nofile;  /* RLIMIT_NOFILE */
+	uint64_t nproc;	  /* RLIMIT_NPROC */
+	uint64_t fsize;	  /* RLIMIT_FSIZE, bytes */
+	uint64_t memlock; /* RLIMIT_MEMLOCK, bytes */
+	uint64_t core;	  /* RLIMIT_CORE, bytes */
+	uint64_t as;	  /* RLIMIT_AS, bytes; 0: unlimited */
+};
+
+struct brk_config {
+	char *path;
+
+	/* [broker] */
+	char *control_socket;
+	uid_t admin_uid;
+	gid_t admin_gid;
+	bool admin_gid_set;
+	char *runtime_dir;
+	int log_level;
+	bool log_level_set;
+
+	/* [devices] */
+	struct brk_allow *allow;
+	size_t nallow;
+	bool allow_bind;
+
+	/* [limits] */
+	uint32_t max_dma_mappings;
+	uint64_t max_pinned_bytes;
+	uint32_t max_vms;
+	uint32_t max_devices;
+	uint32_t remove_timeout_ms;
+
+	/* [worker] */
+	char *worker_path;
+	bool worker_user_set; /* user= given: every worker runs as worker_uid/worker_gid */
+	uid_t worker_uid_first, worker_uid_last; /* uid_range=: one uid (and gid) per worker */
+	gid_t worker_gid;
+	struct brk_worker_rlimits rlimits;
+	enum brk_seccomp_mode seccomp;
+	uint32_t heartbeat_interval_ms;
+	uint32_t heartbeat_timeout_ms;
+	enum brk_restart restart;
+	uint32_t restart_max;
+};
+
+/*
+ * Reads and validates `path`. Returns 0 and a new configuration in *ret, or a negative errno
+ * with a one-line "FILE:LINE: reason" (or "FILE: reason" when no line applies) in `err`:
+ *   -ENOENT, -EACCES, ... the file cannot be opened or read;
+ *   -EPERM    the file is writable by group or others;
+ *   -EINVAL   a syntax error, unknown section or key, bad or out-of-range value, missing key.
+ */
+int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t errsz);
+void brk_config_free(struct brk_config *c);
+
+/*
+ * The AddDevice allowlist check: 0 when the device at `bdf` (canonical form) with ids
+ * vendor:device may be assigned, else -EPERM with a reason naming the allowlist's lines.
+ */
+int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_t vendor,
+			    uint16_t device, char *err, size_t errsz);
+
+/* Parses "DDDD:BB:DD.F" or "BB:DD.F" into the canonical lower-case "dddd:bb:dd.f" form. */
+int brk_config_parse_bdf(const char *s, char out[BRK_BDF_LEN]);
+
+/* The configuration as a valid file, for --check-config --verbose and for the logs. */
+int brk_config_dump(const struct brk_config *c, char **ret);
+
+#endif

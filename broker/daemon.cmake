@@ -1,0 +1,13 @@
+# broker/daemon.cmake: the vfio-brokerd process. The control API, worker spawn and supervision,
+# configuration and logging, on top of the VFIO core library (core.cmake, vb_broker_core).
+pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
+
+# The pieces that do not touch VFIO, linked by the unit tests too.
+add_library(vb_brokerd_base STATIC
+	${CMAKE_CURRENT_SOURCE_DIR}/config.c
+	${CMAKE_CURRENT_SOURCE_DIR}/log.c
+	${CMAKE_CURRENT_SOURCE_DIR}/registry.c)
+target_include_directories(vb_brokerd_base PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_definitions(vb_brokerd_base PRIVATE
+	VB_WORKER_PATH_DEFAULT="${CMAKE_INSTALL_FULL_LIBEXECDIR}/vfio-broker/vfio-worker")
+target_link_libraries(vb_brokerd_base PUBLIC PkgConfig::INIH)

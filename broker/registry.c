@@ -1,0 +1,260 @@
+/*
+ * registry: the broker's table of VMs and devices and the device lifecycle. Responsible for
+ * uniqueness (one record per PCI address across all VMs), the configured maxima, and refusing
+ * lifecycle transitions that make no sense. Trusts its callers (the daemon) to pass canonical
+ * BDFs; checks VM names itself because they come from the control socket.
+ */
+#include "registry.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct brk_registry {
+	struct brk_dev *devs, **devs_tail;
+	struct brk_vm *vms, **vms_tail;
+	uint32_t ndevs, nvms;
+	uint32_t max_devs, max_vms;
+	uint64_t next_id;
+};
+
+/* The lifecycle, as data: allowed[from] is the set of states `from` may move to.
+ *   STARTING  -> READY (HANDOFF acknowledged), FAULTED (died or hung while starting),
+ *                REMOVING (removed before it came up)
+ *   READY     -> CONNECTED, REMOVING, FAULTED
+ *   CONNECTED -> READY (the VMM went away), REMOVING, FAULTED
+ *   REMOVING  -> FAULTED (the worker died while being removed; removal still completes)
+ *   FAULTED   -> STARTING (restart policy), REMOVING */
+#define ST(s) (1u << (s))
+static const unsigned allowed[] = {
+    [BRK_DEV_STARTING] = ST(BRK_DEV_READY) | ST(BRK_DEV_FAULTED) | ST(BRK_DEV_REMOVING),
+    [BRK_DEV_READY] = ST(BRK_DEV_CONNECTED) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAULTED),
+    [BRK_DEV_CONNECTED] = ST(BRK_DEV_READY) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAULTED),
+    [BRK_DEV_REMOVING] = ST(BRK_DEV_FAULTED),
+    [BRK_DEV_FAULTED] = ST(BRK_DEV_STARTING) | ST(BRK_DEV_REMOVING),
+};
+
+static const char *const state_names[] = {
+    [BRK_DEV_STARTING] = "starting",   [BRK_DEV_READY] = "ready",
+    [BRK_DEV_CONNECTED] = "connected", [BRK_DEV_REMOVING] = "removing",
+    [BRK_DEV_FAULTED] = "faulted",
+};
+
+static bool state_valid(enum brk_dev_state s)
+{
+	return s >= BRK_DEV_STARTING && s <= BRK_DEV_FAULTED;
+}
+
+int brk_registry_new(uint32_t max_vms, uint32_t max_devices, struct brk_registry **ret)
+{
+	struct brk_registry *r;
+
+	if (!max_vms || !max_devices)
+		return -EINVAL;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	r->devs_tail = &r->devs;
+	r->vms_tail = &r->vms;
+	r->max_devs = max_devices;
+	r->max_vms = max_vms;
+	r->next_id = 1;
+	*ret = r;
+	return 0;
+}
+
+void brk_registry_free(struct brk_registry *r)
+{
+	if (!r)
+		return;
+	while (r->devs) {
+		struct brk_dev *d = r->devs;
+		r->devs = d->next;
+		free(d);
+	}
+	while (r->vms) {
+		struct brk_vm *v = r->vms;
+		r->vms = v->next;
+		free(v);
+	}
+	free(r);
+}
+
+bool brk_registry_valid_vm_name(const char *name)
+{
+	size_t n = strlen(name);
+
+	if (n == 0 || n > BRK_VM_NAME_MAX || name[0] == '.' || name[0] == '-')
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
+			return false;
+	}
+	return true;
+}
+
+static bool bdf_looks_canonical(const char *bdf)
+{
+	static const char pat[] = "xxxx:xx:xx.x";
+
+	if (strlen(bdf) != sizeof(pat) - 1)
+		return false;
+	for (size_t i = 0; pat[i]; i++) {
+		if (pat[i] == 'x'
+			? !(isdigit((unsigned char)bdf[i]) || (bdf[i] >= 'a' && bdf[i] <= 'f'))
+			: bdf[i] != pat[i])
+			return false;
+	}
+	return true;
+}
+
+struct brk_dev *brk_registry_find(const struct brk_registry *r, const char *bdf)
+{
+	for (struct brk_dev *d = r->devs; d; d = d->next)
+		if (!strcmp(d->bdf, bdf))
+			return d;
+	return NULL;
+}
+
+struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *name)
+{
+	for (struct brk_vm *v = r->vms; v; v = v->next)
+		if (!strcmp(v->name, name))
+			return v;
+	return NULL;
+}
+
+int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, struct brk_dev **ret,
+		     bool *ret_vm_created)
+{
+	struct brk_vm *v;
+	struct brk_dev *d;
+	bool created = false;
+
+	if (!brk_registry_valid_vm_name(vm) || !bdf_looks_canonical(bdf))
+		return -EINVAL;
+	if (brk_registry_find(r, bdf))
+		return -EEXIST;
+	if (r->ndevs >= r->max_devs)
+		return -ENOSPC;
+	v = brk_registry_find_vm(r, vm);
+	if (!v) {
+		if (r->nvms >= r->max_vms)
+			return -ENOSPC;
+		v = calloc(1, sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		snprintf(v->name, sizeof(v->name), "%s", vm);
+		created = true;
+	}
+	d = calloc(1, sizeof(*d));
+	if (!d) {
+		if (created)
+			free(v);
+		return -ENOMEM;
+	}
+	if (created) {
+		*r->vms_tail = v;
+		r->vms_tail = &v->next;
+		r->nvms++;
+	}
+	snprintf(d->bdf, sizeof(d->bdf), "%s", bdf);
+	d->vm = v;
+	d->state = BRK_DEV_STARTING;
+	d->id = r->next_id++;
+	v->ndevices++;
+	*r->devs_tail = d;
+	r->devs_tail = &d->next;
+	r->ndevs++;
+	if (ret_vm_created)
+		*ret_vm_created = created;
+	*ret = d;
+	return 0;
+}
+
+void brk_registry_remove(struct brk_registry *r, struct brk_dev *d)
+{
+	struct brk_dev **pp;
+
+	for (pp = &r->devs; *pp; pp = &(*pp)->next) {
+		if (*pp != d)
+			continue;
+		*pp = d->next;
+		if (r->devs_tail == &d->next)
+			r->devs_tail = pp;
+		r->ndevs--;
+		d->vm->ndevices--;
+		free(d);
+		return;
+	}
+}
+
+int brk_registry_drop_vm(struct brk_registry *r, struct brk_vm *vm)
+{
+	struct brk_vm **pp;
+
+	if (vm->ndevices)
+		return -EBUSY;
+	for (pp = &r->vms; *pp; pp = &(*pp)->next) {
+		if (*pp != vm)
+			continue;
+		*pp = vm->next;
+		if (r->vms_tail == &vm->next)
+			r->vms_tail = pp;
+		r->nvms--;
+		free(vm);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+struct brk_dev *brk_registry_first(const struct brk_registry *r)
+{
+	return r->devs;
+}
+
+struct brk_vm *brk_registry_first_vm(const struct brk_registry *r)
+{
+	return r->vms;
+}
+
+uint32_t brk_registry_ndevices(const struct brk_registry *r)
+{
+	return r->ndevs;
+}
+
+uint32_t brk_registry_nvms(const struct brk_registry *r)
+{
+	return r->nvms;
+}
+
+bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to)
+{
+	return state_valid(from) && state_valid(to) && (allowed[from] & ST(to));
+}
+
+int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to)
+{
+	if (!brk_dev_state_allowed(d->state, to))
+		return -EINVAL;
+	d->state = to;
+	return 0;
+}
+
+const char *brk_dev_state_name(enum brk_dev_state s)
+{
+	return state_valid(s) ? state_names[s] : "invalid";
+}
+
+void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(d->last_fault, sizeof(d->last_fault), fmt, ap);
+	va_end(ap);
+}

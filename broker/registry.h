@@ -1,0 +1,94 @@
+/*
+ * registry: what the broker serves: VMs by name and devices by PCI address, each device with its
+ * lifecycle state. The state machine is data (registry.c's transition table) so that every
+ * change of state goes through one check; the daemon attaches its VFIO and worker objects via
+ * the `priv` pointers. Not thread-safe; the broker runs one event loop.
+ */
+#ifndef VB_BROKER_REGISTRY_H
+#define VB_BROKER_REGISTRY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#define BRK_VM_NAME_MAX	  64
+#define BRK_FAULT_MAX	  256
+#define BRK_SOCK_PATH_MAX 108
+
+/* Values equal vb.ctl.DeviceState, so that status replies need no translation table. */
+enum brk_dev_state {
+	BRK_DEV_STARTING = 1,  /* worker spawned, HANDOFF not yet acknowledged */
+	BRK_DEV_READY = 2,     /* worker up, no VMM connected */
+	BRK_DEV_CONNECTED = 3, /* a VMM is connected to the worker */
+	BRK_DEV_REMOVING = 4,  /* RemoveDevice in progress */
+	BRK_DEV_FAULTED = 5,   /* worker died or hung; device quiesced */
+};
+
+struct brk_vm {
+	char name[BRK_VM_NAME_MAX + 1];
+	uint32_t ndevices;
+	uint32_t max_dma_mappings; /* the VM's quotas, shared by its devices */
+	uint64_t max_pinned_bytes;
+	void *priv; /* daemon: container and DMA table */
+	struct brk_vm *next;
+};
+
+struct brk_dev {
+	char bdf[13];
+	struct brk_vm *vm;
+	enum brk_dev_state state;
+	uint64_t id; /* unique for the broker's lifetime: the DMA owner handle */
+	uid_t owner_uid;
+	gid_t owner_gid;
+	bool allow_mmap;
+	pid_t worker_pid; /* 0: no worker */
+	uint32_t restarts;
+	uint32_t iommu_group;
+	char socket_path[BRK_SOCK_PATH_MAX];
+	char last_fault[BRK_FAULT_MAX];
+	void *priv; /* daemon: device, worker, sockets */
+	struct brk_dev *next;
+};
+
+struct brk_registry;
+
+/* Errors: -EINVAL (a limit of 0), -ENOMEM. */
+int brk_registry_new(uint32_t max_vms, uint32_t max_devices, struct brk_registry **ret);
+/* Frees the records only; the caller has released every priv. NULL is allowed. */
+void brk_registry_free(struct brk_registry *r);
+
+/* VM names: 1..64 bytes of [A-Za-z0-9._-], not starting with '.' or '-' (they appear in logs,
+ * metrics labels and file names). */
+bool brk_registry_valid_vm_name(const char *name);
+
+/*
+ * Records a new device of VM `vm` (created when it is the VM's first device; *ret_vm_created
+ * says so, NULL allowed) in state STARTING. `bdf` must be canonical (bind.h).
+ * Errors: -EINVAL (bad VM name or BDF), -EEXIST (the device is already assigned: to this or
+ * another VM), -ENOSPC (max_devices or max_vms reached), -ENOMEM. Nothing changes on error.
+ */
+int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, struct brk_dev **ret,
+		     bool *ret_vm_created);
+/* Forgets a device. Its VM stays, with ndevices one lower, until brk_registry_drop_vm(). */
+void brk_registry_remove(struct brk_registry *r, struct brk_dev *d);
+/* Forgets a VM that has no devices left; -EBUSY while it has. */
+int brk_registry_drop_vm(struct brk_registry *r, struct brk_vm *vm);
+
+struct brk_dev *brk_registry_find(const struct brk_registry *r, const char *bdf);
+struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *name);
+/* Devices in the order they were added; VMs likewise. */
+struct brk_dev *brk_registry_first(const struct brk_registry *r);
+struct brk_vm *brk_registry_first_vm(const struct brk_registry *r);
+uint32_t brk_registry_ndevices(const struct brk_registry *r);
+uint32_t brk_registry_nvms(const struct brk_registry *r);
+
+/* Whether `from` -> `to` is a transition of the device lifecycle. */
+bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to);
+/* Moves the device to `to`; -EINVAL (state unchanged) when the lifecycle does not allow it. */
+int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to);
+const char *brk_dev_state_name(enum brk_dev_state s);
+/* Records why the device faulted (kept until the next fault, for DeviceStatus). */
+void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#endif

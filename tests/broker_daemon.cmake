@@ -1,0 +1,6 @@
+# tests/broker_daemon.cmake: unit tests of the vfio-brokerd process (configuration, control
+# dispatch, device registry). The VFIO paths are proved in the guest.
+vb_unit_test(config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS vb_brokerd_base)
+target_compile_definitions(test_config PRIVATE
+	VB_CONFIG_EXAMPLE="${PROJECT_SOURCE_DIR}/broker/vfio-brokerd.conf.example")
+vb_unit_test(registry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_registry.c LIBS vb_brokerd_base)
