@@ -5,9 +5,11 @@ pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
 # The pieces that do not touch VFIO, linked by the unit tests too.
 add_library(vb_brokerd_base STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/config.c
+	${CMAKE_CURRENT_SOURCE_DIR}/control.c
 	${CMAKE_CURRENT_SOURCE_DIR}/log.c
+	${CMAKE_CURRENT_SOURCE_DIR}/metrics.c
 	${CMAKE_CURRENT_SOURCE_DIR}/registry.c)
 target_include_directories(vb_brokerd_base PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(vb_brokerd_base PRIVATE
 	VB_WORKER_PATH_DEFAULT="${CMAKE_INSTALL_FULL_LIBEXECDIR}/vfio-broker/vfio-worker")
-target_link_libraries(vb_brokerd_base PUBLIC PkgConfig::INIH)
+target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH PkgConfig::LIBUV)

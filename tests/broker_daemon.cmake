@@ -4,3 +4,4 @@ vb_unit_test(config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS vb_br
 target_compile_definitions(test_config PRIVATE
 	VB_CONFIG_EXAMPLE="${PROJECT_SOURCE_DIR}/broker/vfio-brokerd.conf.example")
 vb_unit_test(registry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_registry.c LIBS vb_brokerd_base)
+vb_unit_test(control SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_control.c LIBS vb_brokerd_base)

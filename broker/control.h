@@ -1,0 +1,78 @@
+/*
+ * control: vfio-brokerd's control socket (protocol vb.ctl, ipc_proto_control). Accepts
+ * orchestrator connections, admits only the configured admin uid/gid (SO_PEERCRED), dispatches
+ * requests through a table of {type, allowed-when, handler}, and sends events to subscribers.
+ * What a request does is the daemon's business, reached through `struct brk_ctl_ops`; this
+ * module owns the sessions, the admission rule, the order rules, and the request metrics.
+ */
+#ifndef VB_BROKER_CONTROL_H
+#define VB_BROKER_CONTROL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "control.pb-c.h"
+
+/* Sessions a broker serves at once, and requests in flight on one session: enforced limits on
+ * what anyone who can reach the socket can make the broker hold. */
+#define BRK_CTL_MAX_SESSIONS 64
+#define BRK_CTL_MAX_INFLIGHT 16
+
+struct brk_ctl;
+/* One request being answered: the daemon completes it exactly once, now or later, with
+ * brk_ctl_call_reply() or brk_ctl_call_error(). It stays valid until then even if the peer
+ * went away (the answer is then dropped). */
+struct brk_ctl_call;
+
+struct brk_ctl_ops {
+	/* Each returns 0 when it has completed `call` or will complete it later, or a negative
+	 * errno: the call is then answered with that error and the message given to
+	 * brk_ctl_call_set_message() (if any). Requests arrive already checked for shape (BDF
+	 * canonical, VM name valid, uid not -1). */
+	int (*add_device)(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call);
+	int (*remove_device)(void *ctx, const Vb__Ctl__RemoveDevice *req,
+			     struct brk_ctl_call *call);
+	int (*list_devices)(void *ctx, struct brk_ctl_call *call);
+	int (*device_status)(void *ctx, const char *bdf, struct brk_ctl_call *call);
+	/* Appends the daemon's own Prometheus lines; control appends the request metrics. */
+	int (*metrics)(void *ctx, FILE *out);
+};
+
+struct brk_ctl_cfg {
+	uid_t admin_uid;
+	gid_t admin_gid;
+	bool admin_gid_set;
+	const struct brk_ctl_ops *ops;
+	void *ctx;
+};
+
+/* Serves `listen_fd` (a listening SOCK_SEQPACKET unix socket; taken over on success, made
+ * non-blocking) on `loop`. Errors: -EINVAL, -ENOMEM, libuv's errors as negative errno. */
+int brk_ctl_new(uv_loop_t *loop, int listen_fd, const struct brk_ctl_cfg *cfg,
+		struct brk_ctl **ret);
+/* Stops listening and ends every session; pending calls are still completed by their owners
+ * (and dropped). The memory goes once libuv has closed the handles (run the loop). */
+void brk_ctl_free(struct brk_ctl *ctl);
+
+/* Sends an event to every subscriber. A subscriber that cannot take it (its socket is full:
+ * it stopped reading) loses its session rather than stall the broker. */
+void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf, const char *vm,
+		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Completing a call. `body` is the reply message of the call's type. */
+void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body);
+/* `err` is a negative errno; the message goes to the peer. */
+void brk_ctl_call_error(struct brk_ctl_call *call, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void brk_ctl_call_set_message(struct brk_ctl_call *call, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The peer of the call (for logs), uid -1 once the session is gone. */
+uid_t brk_ctl_call_uid(const struct brk_ctl_call *call);
+
+/* Sessions open now, for metrics. */
+uint32_t brk_ctl_sessions(const struct brk_ctl *ctl);
+
+#endif

@@ -1,0 +1,500 @@
+/*
+ * test_control: the control socket server with a fake daemon behind brk_ctl_ops. Admission by
+ * SO_PEERCRED, the dispatch table's order rules, sessions ended on unknown requests, deferred
+ * replies, errors with messages, events to subscribers and request metrics.
+ */
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.pb-c.h"
+#include "control.h"
+#include "ipc.h"
+
+struct fake {
+	int adds, removes, lists, statuses, metrics;
+	int add_result; /* < 0: add_device fails with it */
+	bool defer;	/* add_device keeps the call for the test to complete */
+	struct brk_ctl_call *held;
+	char last_bdf[32];
+};
+
+struct env {
+	uv_loop_t loop;
+	char dir[64], path[96];
+	struct brk_ctl *ctl;
+	struct fake fake;
+	struct ipc_chan *client;
+};
+
+static int fake_add(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call)
+{
+	struct fake *f = ctx;
+	Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
+
+	f->adds++;
+	snprintf(f->last_bdf, sizeof(f->last_bdf), "%s", req->bdf);
+	if (f->add_result < 0) {
+		brk_ctl_call_set_message(call, "fake says no to %s", req->bdf);
+		return f->add_result;
+	}
+	if (f->defer) {
+		f->held = call;
+		return 0;
+	}
+	rep.socket_path = "/run/test.sock";
+	rep.worker_pid = 77;
+	brk_ctl_call_reply(call, &rep.base);
+	return 0;
+}
+
+static int fake_remove(void *ctx, const Vb__Ctl__RemoveDevice *req, struct brk_ctl_call *call)
+{
+	struct fake *f = ctx;
+	Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
+
+	f->removes++;
+	brk_ctl_call_reply(call, &rep.base);
+	return 0;
+}
+
+static int fake_list(void *ctx, struct brk_ctl_call *call)
+{
+	struct fake *f = ctx;
+	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
+
+	f->lists++;
+	brk_ctl_call_reply(call, &rep.base);
+	return 0;
+}
+
+static int fake_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
+{
+	struct fake *f = ctx;
+
+	f->statuses++;
+	brk_ctl_call_set_message(call, "no device %s", bdf);
+	return -ENOENT;
+}
+
+static int fake_metrics(void *ctx, FILE *out)
+{
+	struct fake *f = ctx;
+
+	f->metrics++;
+	fprintf(out, "fake_metric 1\n");
+	return 0;
+}
+
+static const struct brk_ctl_ops fake_ops = {
+    .add_device = fake_add,
+    .remove_device = fake_remove,
+    .list_devices = fake_list,
+    .device_status = fake_status,
+    .metrics = fake_metrics,
+};
+
+static void env_start(struct env *e, uid_t admin_uid, bool gid_set, gid_t admin_gid)
+{
+	struct brk_ctl_cfg cfg = {.admin_uid = admin_uid,
+				  .admin_gid = admin_gid,
+				  .admin_gid_set = gid_set,
+				  .ops = &fake_ops,
+				  .ctx = &e->fake};
+	int lfd, cfd;
+
+	memset(e, 0, sizeof(*e));
+	assert_int_equal(uv_loop_init(&e->loop), 0);
+	snprintf(e->dir, sizeof(e->dir), "/tmp/test_control.XXXXXX");
+	assert_non_null(mkdtemp(e->dir));
+	snprintf(e->path, sizeof(e->path), "%s/ctl.sock", e->dir);
+	assert_int_equal(ipc_listen(e->path, 0600, 8, &lfd), 0);
+	assert_int_equal(brk_ctl_new(&e->loop, lfd, &cfg, &e->ctl), 0);
+	assert_int_equal(ipc_connect(e->path, &cfd), 0);
+	assert_int_equal(ipc_chan_new(cfd, &ipc_proto_control, NULL, &e->client), 0);
+}
+
+static void env_stop(struct env *e)
+{
+	if (e->client)
+		ipc_chan_free(e->client);
+	brk_ctl_free(e->ctl);
+	for (int i = 0; i < 100 && uv_run(&e->loop, UV_RUN_NOWAIT); i++)
+		;
+	assert_int_equal(uv_loop_close(&e->loop), 0);
+	unlink(e->path);
+	rmdir(e->dir);
+}
+
+/* Runs the broker's loop until the client has something to read (or the peer closed). */
+static int pump_recv(struct env *e, struct ipc_msg **ret)
+{
+	for (int i = 0; i < 2000; i++) {
+		int r = ipc_chan_recv(e->client, ret);
+		if (r != -EAGAIN)
+			return r;
+		uv_run(&e->loop, UV_RUN_NOWAIT);
+		usleep(500);
+	}
+	return -ETIMEDOUT;
+}
+
+static void send_req(struct env *e, uint16_t type, const ProtobufCMessage *body)
+{
+	uint32_t id;
+
+	assert_int_equal(ipc_chan_request(e->client, type, body, NULL, 0, &id), 0);
+}
+
+/* Expects an error reply with `code` whose message contains `text`. */
+static void expect_error(struct env *e, int code, const char *text)
+{
+	struct ipc_msg *m = NULL;
+	const Vb__Error *er;
+
+	assert_int_equal(pump_recv(e, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	er = (const Vb__Error *)m->body;
+	assert_int_equal(er->code, code);
+	if (!strstr(er->message, text))
+		fail_msg("error message '%s' lacks '%s'", er->message, text);
+	ipc_msg_free(m);
+}
+
+static void expect_reply(struct env *e, struct ipc_msg **ret)
+{
+	struct ipc_msg *m = NULL;
+
+	assert_int_equal(pump_recv(e, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	if (ret)
+		*ret = m;
+	else
+		ipc_msg_free(m);
+}
+
+static void expect_closed(struct env *e)
+{
+	struct ipc_msg *m = NULL;
+	int r = pump_recv(e, &m);
+
+	if (r == 0)
+		ipc_msg_free(m);
+	assert_true(r == -EPIPE || r == -ECONNRESET);
+}
+
+static void list(struct env *e)
+{
+	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
+
+	send_req(e, VB__CTL__TYPE__LIST_DEVICES, &req.base);
+}
+
+static void test_control_non_admin_refused_with_eperm(void **state)
+{
+	struct env e;
+
+	/* We are not uid 4242, and no admin gid is configured. */
+	env_start(&e, 4242, false, 0);
+	list(&e);
+	expect_error(&e, EPERM, "is not the broker's admin (uid 4242)");
+	expect_closed(&e);
+	assert_int_equal(e.fake.lists, 0);
+	assert_int_equal(brk_ctl_sessions(e.ctl), 0);
+	env_stop(&e);
+}
+
+static void test_control_admin_gid_admitted(void **state)
+{
+	struct env e;
+
+	env_start(&e, 4242, true, getgid());
+	list(&e);
+	expect_reply(&e, NULL);
+	assert_int_equal(e.fake.lists, 1);
+	env_stop(&e);
+}
+
+static void test_control_admin_uid_admitted(void **state)
+{
+	struct env e;
+
+	env_start(&e, getuid(), true, 4242);
+	list(&e);
+	expect_reply(&e, NULL);
+	list(&e);
+	expect_reply(&e, NULL);
+	assert_int_equal(e.fake.lists, 2);
+	env_stop(&e);
+}
+
+/* A protocol with every control type plus one the broker does not know. */
+static const struct ipc_msgdef rogue_defs[] = {
+    {.type = VB__CTL__TYPE__LIST_DEVICES,
+     .request = &vb__ctl__list_devices__descriptor,
+     .reply = &vb__ctl__list_devices_reply__descriptor},
+    {.type = 99, .request = &vb__empty__descriptor, .reply = &vb__empty__descriptor},
+};
+static const struct ipc_proto rogue_proto = {
+    .name = "control",
+    .id = IPC_PROTO_CONTROL,
+    .version = VB__CTL__VERSION__VERSION_CURRENT,
+    .defs = rogue_defs,
+    .ndefs = 2,
+};
+
+static void test_control_unknown_type_ends_session(void **state)
+{
+	Vb__Empty empty = VB__EMPTY__INIT;
+	struct ipc_msg *m = NULL;
+	struct env e;
+	int fd, r;
+
+	env_start(&e, getuid(), false, 0);
+	ipc_chan_free(e.client);
+	assert_int_equal(ipc_connect(e.path, &fd), 0);
+	assert_int_equal(ipc_chan_new(fd, &rogue_proto, NULL, &e.client), 0);
+	send_req(&e, 99, &empty.base);
+	/* The channel may answer the unknown type before the session goes; then the peer is
+	 * gone. The known request sent after it is never served. */
+	list(&e);
+	r = pump_recv(&e, &m);
+	if (r == 0) {
+		assert_int_equal(m->kind, IPC_KIND_ERROR);
+		assert_int_equal(((const Vb__Error *)m->body)->code, EPROTO);
+		ipc_msg_free(m);
+		expect_closed(&e);
+	} else {
+		assert_true(r == -EPIPE || r == -ECONNRESET);
+	}
+	assert_int_equal(e.fake.lists, 0);
+	assert_int_equal(brk_ctl_sessions(e.ctl), 0);
+	env_stop(&e);
+}
+
+static void test_control_event_from_peer_ends_session(void **state)
+{
+	Vb__Ctl__Event ev = VB__CTL__EVENT__INIT;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	ev.bdf = "0000:00:03.0";
+	assert_int_equal(ipc_chan_event(e.client, VB__CTL__TYPE__EVENT, &ev.base, NULL, 0), 0);
+	list(&e);
+	expect_closed(&e);
+	assert_int_equal(e.fake.lists, 0);
+	env_stop(&e);
+}
+
+static void subscribe(struct env *e)
+{
+	Vb__Ctl__SubscribeEvents req = VB__CTL__SUBSCRIBE_EVENTS__INIT;
+
+	send_req(e, VB__CTL__TYPE__SUBSCRIBE_EVENTS, &req.base);
+}
+
+static void test_control_subscribe_twice_ends_session(void **state)
+{
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	subscribe(&e);
+	expect_reply(&e, NULL);
+	subscribe(&e);
+	expect_error(&e, EPROTO, "subscribe_events not allowed now (already subscribed)");
+	expect_closed(&e);
+	env_stop(&e);
+}
+
+static void test_control_subscriber_gets_events_and_may_request(void **state)
+{
+	struct ipc_msg *m = NULL;
+	const Vb__Ctl__Event *ev;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	/* Not subscribed yet: nothing arrives. */
+	brk_ctl_event(e.ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, "0000:00:02.0", "vm0", "x");
+	subscribe(&e);
+	expect_reply(&e, NULL);
+	brk_ctl_event(e.ctl, VB__CTL__EVENT_KIND__EVENT_WORKER_CRASHED, "0000:00:03.0", "vm1",
+		      "worker %d killed by signal %d", 12, 9);
+	assert_int_equal(pump_recv(&e, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	ev = (const Vb__Ctl__Event *)m->body;
+	assert_int_equal(ev->kind, VB__CTL__EVENT_KIND__EVENT_WORKER_CRASHED);
+	assert_string_equal(ev->bdf, "0000:00:03.0");
+	assert_string_equal(ev->vm, "vm1");
+	assert_string_equal(ev->detail, "worker 12 killed by signal 9");
+	assert_true(ev->timestamp_ns > 0);
+	ipc_msg_free(m);
+	list(&e);
+	expect_reply(&e, NULL);
+	env_stop(&e);
+}
+
+static void test_control_bad_bdf_refused_before_daemon(void **state)
+{
+	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__DeviceStatusRequest st = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	add.bdf = "0000:00:03.0/../../x";
+	add.vm = "vm1";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	expect_error(&e, EINVAL, "is not a canonical PCI address");
+	add.bdf = "0000:00:0A.0"; /* upper case: not canonical */
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	expect_error(&e, EINVAL, "is not a canonical PCI address");
+	add.bdf = "0000:00:03.0";
+	add.vm = "../vm";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	expect_error(&e, EINVAL, "vm: a VM name");
+	add.vm = "vm1";
+	add.owner_uid = UINT32_MAX;
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	expect_error(&e, EINVAL, "is not an id");
+	st.bdf = "";
+	send_req(&e, VB__CTL__TYPE__DEVICE_STATUS, &st.base);
+	expect_error(&e, EINVAL, "is not a canonical PCI address");
+	assert_int_equal(e.fake.adds, 0);
+	assert_int_equal(e.fake.statuses, 0);
+	/* The session survives bad arguments. */
+	list(&e);
+	expect_reply(&e, NULL);
+	env_stop(&e);
+}
+
+static void test_control_daemon_error_message_reaches_peer(void **state)
+{
+	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__DeviceStatusRequest st = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	e.fake.add_result = -EEXIST;
+	add.bdf = "0000:00:03.0";
+	add.vm = "vm1";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	expect_error(&e, EEXIST, "fake says no to 0000:00:03.0");
+	st.bdf = "0000:00:04.0";
+	send_req(&e, VB__CTL__TYPE__DEVICE_STATUS, &st.base);
+	expect_error(&e, ENOENT, "no device 0000:00:04.0");
+	env_stop(&e);
+}
+
+static void test_control_deferred_reply_arrives_later(void **state)
+{
+	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
+	struct ipc_msg *m = NULL;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	e.fake.defer = true;
+	add.bdf = "0000:00:03.0";
+	add.vm = "vm1";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	/* Other requests are served while the add is pending. */
+	list(&e);
+	expect_reply(&e, NULL);
+	assert_non_null(e.fake.held);
+	rep.socket_path = "/run/x.sock";
+	rep.worker_pid = 1234;
+	brk_ctl_call_reply(e.fake.held, &rep.base);
+	expect_reply(&e, &m);
+	assert_int_equal(m->type, VB__CTL__TYPE__ADD_DEVICE);
+	assert_string_equal(((const Vb__Ctl__AddDeviceReply *)m->body)->socket_path, "/run/x.sock");
+	assert_int_equal(((const Vb__Ctl__AddDeviceReply *)m->body)->worker_pid, 1234);
+	ipc_msg_free(m);
+	env_stop(&e);
+}
+
+static void test_control_deferred_call_survives_peer_leaving(void **state)
+{
+	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	e.fake.defer = true;
+	add.bdf = "0000:00:03.0";
+	add.vm = "vm1";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	for (int i = 0; i < 200 && !e.fake.held; i++) {
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+		usleep(500);
+	}
+	assert_non_null(e.fake.held);
+	ipc_chan_free(e.client);
+	e.client = NULL;
+	for (int i = 0; i < 200 && brk_ctl_sessions(e.ctl); i++) {
+		uv_run(&e.loop, UV_RUN_NOWAIT);
+		usleep(500);
+	}
+	assert_int_equal(brk_ctl_sessions(e.ctl), 0);
+	assert_int_equal(brk_ctl_call_uid(e.fake.held), (uid_t)-1);
+	/* Completing it now is dropped quietly (ASan checks nothing dangles). */
+	brk_ctl_call_error(e.fake.held, -EIO, "too late");
+	env_stop(&e);
+}
+
+static void test_control_metrics_count_requests(void **state)
+{
+	Vb__Ctl__MetricsRequest req = VB__CTL__METRICS_REQUEST__INIT;
+	Vb__Ctl__DeviceStatusRequest st = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
+	struct ipc_msg *m = NULL;
+	const char *text;
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	for (int i = 0; i < 3; i++) {
+		list(&e);
+		expect_reply(&e, NULL);
+	}
+	st.bdf = "0000:00:04.0";
+	send_req(&e, VB__CTL__TYPE__DEVICE_STATUS, &st.base);
+	expect_error(&e, ENOENT, "no device");
+	send_req(&e, VB__CTL__TYPE__METRICS, &req.base);
+	expect_reply(&e, &m);
+	text = ((const Vb__Ctl__MetricsReply *)m->body)->text;
+	assert_non_null(strstr(text, "fake_metric 1\n"));
+	assert_non_null(strstr(
+	    text, "vfio_broker_control_requests_total{type=\"list_devices\",result=\"ok\"} 3\n"));
+	assert_non_null(strstr(
+	    text,
+	    "vfio_broker_control_requests_total{type=\"device_status\",result=\"error\"} 1\n"));
+	assert_non_null(strstr(
+	    text, "vfio_broker_control_request_duration_seconds_count{type=\"list_devices\"} 3\n"));
+	assert_non_null(strstr(text, "vfio_broker_control_sessions 1\n"));
+	ipc_msg_free(m);
+	env_stop(&e);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_control_non_admin_refused_with_eperm),
+	    cmocka_unit_test(test_control_admin_gid_admitted),
+	    cmocka_unit_test(test_control_admin_uid_admitted),
+	    cmocka_unit_test(test_control_unknown_type_ends_session),
+	    cmocka_unit_test(test_control_event_from_peer_ends_session),
+	    cmocka_unit_test(test_control_subscribe_twice_ends_session),
+	    cmocka_unit_test(test_control_subscriber_gets_events_and_may_request),
+	    cmocka_unit_test(test_control_bad_bdf_refused_before_daemon),
+	    cmocka_unit_test(test_control_daemon_error_message_reaches_peer),
+	    cmocka_unit_test(test_control_deferred_reply_arrives_later),
+	    cmocka_unit_test(test_control_deferred_call_survives_peer_leaving),
+	    cmocka_unit_test(test_control_metrics_count_requests),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
