@@ -4,7 +4,8 @@
  * A worker asks, on behalf of its VMM, to map `size` bytes of a memfd at an IOVA. The broker
  * checks the request (memfd only, sealed against shrinking, bounds, alignment to the IOMMU's
  * smallest page, no overflow, no overlap, per-VM quotas) before anything changes, mmaps the
- * memfd MAP_SHARED so the kernel has a vaddr to pin, and issues VFIO_IOMMU_MAP_DMA. Every
+ * memfd MAP_SHARED so the kernel has a vaddr to pin, issues VFIO_IOMMU_MAP_DMA and drops the
+ * view again (the pages stay pinned; see dma.c for why that is safe and necessary). Every
  * mapping records its owner (a device handle chosen by the caller) so a device's mappings can
  * be torn down when its worker goes away.
  *
@@ -68,8 +69,8 @@ void brk_dma_free(struct brk_dma *d);
 void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
 
 /* Maps [offset, offset + size) of `memfd` at [iova, iova + size) with `prot` (BRK_DMA_PROT_*),
- * on behalf of `owner` (any value; it is only compared). `memfd` is borrowed: the broker keeps
- * its own MAP_SHARED mapping of the file, and the caller may close the fd right after. On the
+ * on behalf of `owner` (any value; it is only compared). `memfd` is borrowed: the pinned pages
+ * keep the memory alive, and the caller may close the fd right after. On the
  * kernel's EBUSY (a stale mapping in the range) the range is unmapped and the map retried once.
  * Errors, each with a message in `err`:
  *   -EINVAL  size 0, prot 0 or unknown prot bits, iova/size/offset not aligned to the IOMMU

@@ -87,8 +87,9 @@ struct brk_container *brk_group_container(const struct brk_group *g);
 int brk_group_attach(struct brk_group *g, struct brk_container *c, struct brk_err *err);
 /* VFIO_GROUP_UNSET_CONTAINER and drops the container reference. When the last group leaves, the
  * kernel tears the IOMMU down (and with it every DMA mapping): the container's type goes back to
- * UNSET. No-op when not attached. */
-void brk_group_detach(struct brk_group *g);
+ * UNSET. Returns 0, also when not attached; -EBUSY while a device of the group is open (the
+ * kernel refuses then too: free the devices first). */
+int brk_group_detach(struct brk_group *g);
 
 /* ---- devices ------------------------------------------------------------------------------- */
 

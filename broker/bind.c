@@ -1,0 +1,278 @@
+/*
+ * bind: PCI addresses and the sysfs files of PCI devices and IOMMU groups.
+ *
+ * Trusts: sysfs (the kernel) for what it reports. Does not trust BDF strings: each one is
+ * parsed strictly before it becomes part of a path, and directory entries read from sysfs are
+ * parsed the same way before they are used or reported.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "bind.h"
+
+#define VFIO_PCI_DRIVER "vfio-pci"
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	return -1;
+}
+
+/* Reads exactly `n` lower-case hex digits. */
+static int hexfield(const char *s, int n, unsigned *out)
+{
+	unsigned v = 0;
+	int i, h;
+
+	for (i = 0; i < n; i++) {
+		h = hexval(s[i]);
+		if (h < 0)
+			return -EINVAL;
+		v = v << 4 | (unsigned)h;
+	}
+	*out = v;
+	return 0;
+}
+
+int brk_bdf_parse(const char *s, struct brk_bdf *out)
+{
+	unsigned dom, bus, dev, fn;
+
+	if (!s || strnlen(s, BRK_BDF_LEN) != BRK_BDF_LEN - 1)
+		return -EINVAL;
+	if (s[4] != ':' || s[7] != ':' || s[10] != '.')
+		return -EINVAL;
+	if (hexfield(s, 4, &dom) < 0 || hexfield(s + 5, 2, &bus) < 0 ||
+	    hexfield(s + 8, 2, &dev) < 0 || hexfield(s + 11, 1, &fn) < 0)
+		return -EINVAL;
+	if (dev > 0x1f || fn > 7)
+		return -EINVAL;
+	if (out) {
+		out->domain = (uint16_t)dom;
+		out->bus = (uint8_t)bus;
+		out->dev = (uint8_t)dev;
+		out->func = (uint8_t)fn;
+	}
+	return 0;
+}
+
+void brk_bdf_format(const struct brk_bdf *b, char buf[BRK_BDF_LEN])
+{
+	char tmp[32];
+
+	snprintf(tmp, sizeof(tmp), "%04x:%02x:%02x.%x", b->domain, b->bus, b->dev & 0x1fu,
+		 b->func & 7u);
+	memcpy(buf, tmp, BRK_BDF_LEN);
+}
+
+/* The last component of the symlink at `path` into buf; -ENOENT when there is no link. */
+static int link_basename(const char *path, char *buf, size_t len)
+{
+	char target[512];
+	const char *base;
+	ssize_t n;
+
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	base = strrchr(target, '/');
+	base = base ? base + 1 : target;
+	if (strlen(base) >= len)
+		return -ENAMETOOLONG;
+	strcpy(buf, base);
+	return 0;
+}
+
+static int device_path(const struct brk_sys *sys, const char *bdf, const char *leaf, char *buf,
+		       size_t len)
+{
+	if (brk_bdf_parse(bdf, NULL) < 0)
+		return -EINVAL;
+	return brk_sys_path(sys, buf, len, "/sys/bus/pci/devices/%s%s%s", bdf, leaf ? "/" : "",
+			    leaf ? leaf : "");
+}
+
+static int device_exists(const struct brk_sys *sys, const char *bdf)
+{
+	char path[512];
+	struct stat st;
+	int r;
+
+	r = device_path(sys, bdf, NULL, path, sizeof(path));
+	if (r < 0)
+		return r;
+	if (stat(path, &st) < 0)
+		return -ENOENT;
+	return S_ISDIR(st.st_mode) ? 0 : -ENOENT;
+}
+
+int brk_bind_iommu_group(const struct brk_sys *sys, const char *bdf, uint32_t *ret_group,
+			 struct brk_err *err)
+{
+	char path[512], name[32], *end;
+	unsigned long nr;
+	int r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = device_exists(sys, bdf);
+	if (r == -EINVAL)
+		return brk_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+	if (r < 0)
+		return brk_errf(err, r, "no PCI device %s", bdf);
+	r = device_path(sys, bdf, "iommu_group", path, sizeof(path));
+	if (r < 0)
+		return brk_errf(err, r, "path too long for %s", bdf);
+	r = link_basename(path, name, sizeof(name));
+	if (r == -ENOENT)
+		return brk_errf(err, -ENODEV,
+				"PCI device %s has no IOMMU group: enable the IOMMU "
+				"(intel_iommu=on or amd_iommu=on)",
+				bdf);
+	if (r < 0)
+		return brk_errf(err, -EIO, "cannot read the IOMMU group of %s: %s", bdf,
+				strerror(-r));
+	errno = 0;
+	nr = strtoul(name, &end, 10);
+	if (errno || end == name || *end || name[0] < '0' || name[0] > '9' || nr > UINT32_MAX)
+		return brk_errf(err, -EIO, "IOMMU group of %s is not a number: %s", bdf, name);
+	*ret_group = (uint32_t)nr;
+	return 0;
+}
+
+int brk_bind_driver(const struct brk_sys *sys, const char *bdf, char *buf, size_t len)
+{
+	char path[512];
+	int r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = device_exists(sys, bdf);
+	if (r < 0)
+		return r;
+	r = device_path(sys, bdf, "driver", path, sizeof(path));
+	if (r < 0)
+		return r;
+	r = link_basename(path, buf, len);
+	if (r == -ENOENT) {
+		if (len == 0)
+			return -ENAMETOOLONG;
+		buf[0] = '\0';
+		return 0;
+	}
+	return r;
+}
+
+static int write_file(const char *path, const char *s)
+{
+	size_t len = strlen(s);
+	ssize_t n;
+	int fd, r = 0;
+
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, len);
+	if (n < 0)
+		r = -errno;
+	else if ((size_t)n != len)
+		r = -EIO;
+	close(fd);
+	return r;
+}
+
+static int write_device_file(const struct brk_sys *sys, const char *bdf, const char *leaf,
+			     const char *s, struct brk_err *err)
+{
+	char path[512];
+	int r;
+
+	r = device_path(sys, bdf, leaf, path, sizeof(path));
+	if (r < 0)
+		return brk_errf(err, r, "path too long for %s", bdf);
+	r = write_file(path, s);
+	if (r < 0)
+		return brk_errf(err, -EIO, "writing \"%s\" to %s/%s failed: %s", s, bdf, leaf,
+				strerror(-r));
+	return 0;
+}
+
+int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *err)
+{
+	char drv[64], path[512];
+	int r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = brk_bind_driver(sys, bdf, drv, sizeof(drv));
+	if (r == -EINVAL)
+		return brk_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+	if (r < 0)
+		return brk_errf(err, r == -ENOENT ? r : -EIO, "no PCI device %s", bdf);
+	if (strcmp(drv, VFIO_PCI_DRIVER) == 0)
+		return 0;
+	/* The override first, so that nothing but vfio-pci can claim the device between the
+	 * unbind and the probe. */
+	r = write_device_file(sys, bdf, "driver_override", VFIO_PCI_DRIVER, err);
+	if (r < 0)
+		return r;
+	if (drv[0]) {
+		r = write_device_file(sys, bdf, "driver/unbind", bdf, err);
+		if (r < 0)
+			return r;
+	}
+	r = brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/drivers_probe");
+	if (r < 0)
+		return brk_errf(err, r, "path too long");
+	r = write_file(path, bdf);
+	/* drivers_probe reports the probe's failure; the driver check below says what happened. */
+	(void)r;
+	r = brk_bind_driver(sys, bdf, drv, sizeof(drv));
+	if (r < 0 || strcmp(drv, VFIO_PCI_DRIVER) != 0)
+		return brk_errf(
+		    err, -EIO,
+		    "PCI device %s is on driver \"%s\" after drivers_probe, not vfio-pci: "
+		    "is the vfio-pci module loaded?",
+		    bdf, r < 0 ? "?" : drv);
+	return 0;
+}
+
+int brk_bind_group_devices(const struct brk_sys *sys, uint32_t nr,
+			   int (*fn)(const char *bdf, const char *driver, void *ctx), void *ctx)
+{
+	char path[512], link[600], drv[64];
+	struct dirent *e;
+	DIR *dir;
+	int n, r = 0;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = brk_sys_path(sys, path, sizeof(path), "/sys/kernel/iommu_groups/%u/devices", nr);
+	if (r < 0)
+		return r;
+	dir = opendir(path);
+	if (!dir)
+		return -errno;
+	while ((e = readdir(dir))) {
+		if (brk_bdf_parse(e->d_name, NULL) < 0)
+			continue;
+		n = snprintf(link, sizeof(link), "%s/%s/driver", path, e->d_name);
+		if (n < 0 || (size_t)n >= sizeof(link) || link_basename(link, drv, sizeof(drv)) < 0)
+			drv[0] = '\0';
+		r = fn(e->d_name, drv, ctx);
+		if (r)
+			break;
+	}
+	closedir(dir);
+	return r;
+}

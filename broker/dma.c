@@ -1,0 +1,423 @@
+/*
+ * dma: one VM's table of DMA mappings on its VFIO container: validation, quotas, the mmap that
+ * gives the kernel a vaddr to pin, VFIO_IOMMU_MAP_DMA / _UNMAP_DMA, and the accounting.
+ *
+ * Trusts: its caller for `owner` and the container fd. Trusts nothing about a request: iova,
+ * size, offset, prot and the memfd all come from a worker on behalf of a VMM. Every check runs
+ * before the table, the counters or the kernel are touched, and the table has room for the new
+ * entry before the kernel is asked, so a map the kernel accepted can always be recorded.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <linux/vfio.h>
+
+#include "dma.h"
+
+struct dma_map {
+	uint64_t iova;
+	uint64_t size;
+	uint64_t owner;
+};
+
+struct brk_dma {
+	const struct brk_sys *sys;
+	int fd;
+	uint64_t align; /* max(IOMMU smallest page, host page) */
+	struct brk_dma_limits limits;
+	uint32_t flags;
+	struct dma_map *maps; /* sorted by iova, never overlapping */
+	uint32_t n, cap;
+	struct brk_dma_stats st;
+};
+
+static uint64_t host_page(void)
+{
+	long p = sysconf(_SC_PAGESIZE);
+	return p > 0 ? (uint64_t)p : 4096;
+}
+
+static void set_limits(struct brk_dma *d, const struct brk_dma_limits *l)
+{
+	d->limits = *l;
+	if (d->limits.max_mappings == 0)
+		d->limits.max_mappings = BRK_DMA_DEFAULT_MAX_MAPPINGS;
+}
+
+int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret)
+{
+	struct brk_dma *d;
+	uint64_t pg = cfg->pgsize;
+
+	if (pg < 1024 || (pg & (pg - 1)) || cfg->container_fd < 0 ||
+	    (cfg->flags & ~BRK_DMA_FLAGS_MASK))
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->sys = cfg->sys ? cfg->sys : &brk_sys_real;
+	d->fd = cfg->container_fd;
+	d->align = pg > host_page() ? pg : host_page();
+	d->flags = cfg->flags;
+	set_limits(d, &cfg->limits);
+	*ret = d;
+	return 0;
+}
+
+void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits)
+{
+	set_limits(d, limits);
+}
+
+void brk_dma_free(struct brk_dma *d)
+{
+	if (!d)
+		return;
+	/* Whatever the kernel refuses to unmap is released when the container fd closes. */
+	brk_dma_unmap_all(d, NULL, NULL);
+	free(d->maps);
+	free(d);
+}
+
+/* Index of the first mapping with iova >= `iova` (d->n when none). */
+static uint32_t lower_bound(const struct brk_dma *d, uint64_t iova)
+{
+	uint32_t lo = 0, hi = d->n, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (d->maps[mid].iova < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* The mapping that overlaps [iova, last], or NULL. `*pos` gets the insertion index. */
+static const struct dma_map *find_overlap(const struct brk_dma *d, uint64_t iova, uint64_t last,
+					  uint32_t *pos)
+{
+	uint32_t i = lower_bound(d, iova);
+
+	*pos = i;
+	if (i < d->n && d->maps[i].iova <= last)
+		return &d->maps[i];
+	if (i > 0 && d->maps[i - 1].iova + (d->maps[i - 1].size - 1) >= iova)
+		return &d->maps[i - 1];
+	return NULL;
+}
+
+static int check_range(const struct brk_dma *d, uint64_t iova, uint64_t size, uint64_t offset,
+		       uint32_t prot, struct brk_err *err)
+{
+	if (prot & ~BRK_DMA_PROT_MASK)
+		return brk_errf(err, -EINVAL, "unknown DMA prot bits 0x%x",
+				prot & ~BRK_DMA_PROT_MASK);
+	if (!prot)
+		return brk_errf(err, -EINVAL, "DMA prot must allow read, write or both");
+	if (size == 0)
+		return brk_errf(err, -EINVAL, "DMA mapping of size 0");
+	if ((iova | size | offset) & (d->align - 1))
+		return brk_errf(err, -EINVAL,
+				"iova 0x%llx, size 0x%llx and offset 0x%llx must be aligned to the "
+				"IOMMU page (0x%llx)",
+				(unsigned long long)iova, (unsigned long long)size,
+				(unsigned long long)offset, (unsigned long long)d->align);
+	if (iova + (size - 1) < iova)
+		return brk_errf(err, -EINVAL, "iova 0x%llx + size 0x%llx wraps around",
+				(unsigned long long)iova, (unsigned long long)size);
+	if (offset + (size - 1) < offset)
+		return brk_errf(err, -EINVAL, "offset 0x%llx + size 0x%llx wraps around",
+				(unsigned long long)offset, (unsigned long long)size);
+	return 0;
+}
+
+/* memfd_create() files are named "/memfd:<name> (deleted)"; a tmpfs file that was opened by
+ * path also supports F_GET_SEALS but is not anonymous memory the VMM owns alone. */
+static bool named_memfd(int fd)
+{
+	char path[64], target[32];
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return false;
+	target[n] = '\0';
+	return strncmp(target, "/memfd:", 7) == 0;
+}
+
+static int check_memfd(const struct brk_dma *d, int fd, uint64_t offset, uint64_t size,
+		       struct brk_err *err)
+{
+	struct statfs sfs;
+	struct stat st;
+	int seals;
+
+	if (fd < 0)
+		return brk_errf(err, -EBADF, "no memfd given");
+	/* F_GET_SEALS only works on files that support sealing: memfds (shmem, hugetlbfs). */
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 && errno == EBADF)
+		return brk_errf(err, -EBADF, "fd %d is not open", fd);
+	if (seals < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sfs) < 0 ||
+	    (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) || !named_memfd(fd))
+		return brk_errf(err, -EACCES, "DMA memory must be a memfd (memfd_create)");
+	if (!(seals & F_SEAL_SHRINK) && !(d->flags & BRK_DMA_ALLOW_UNSEALED))
+		return brk_errf(err, -EPERM,
+				"memfd is not sealed with F_SEAL_SHRINK: pinned memory could be "
+				"truncated; add the seal before mapping");
+	if (st.st_size < 0 || offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset)
+		return brk_errf(err, -ERANGE,
+				"offset 0x%llx + size 0x%llx is beyond the memfd's size 0x%llx",
+				(unsigned long long)offset, (unsigned long long)size,
+				(unsigned long long)st.st_size);
+	return 0;
+}
+
+static int check_quota(const struct brk_dma *d, uint64_t size, struct brk_err *err)
+{
+	const struct brk_dma_limits *l = &d->limits;
+
+	if (d->n >= l->max_mappings)
+		return brk_errf(err, -ENOSPC, "the VM already has %u DMA mappings, its quota",
+				d->n);
+	if (l->max_pinned_bytes && (d->st.pinned_bytes > l->max_pinned_bytes ||
+				    size > l->max_pinned_bytes - d->st.pinned_bytes))
+		return brk_errf(err, -EDQUOT,
+				"mapping 0x%llx bytes would pin more than the VM's quota of 0x%llx "
+				"(0x%llx pinned)",
+				(unsigned long long)size, (unsigned long long)l->max_pinned_bytes,
+				(unsigned long long)d->st.pinned_bytes);
+	return 0;
+}
+
+static int reserve(struct brk_dma *d)
+{
+	struct dma_map *m;
+	uint32_t cap;
+
+	if (d->n < d->cap)
+		return 0;
+	cap = d->cap ? d->cap * 2 : 64;
+	m = realloc(d->maps, (size_t)cap * sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	d->maps = m;
+	d->cap = cap;
+	return 0;
+}
+
+static int kernel_map(struct brk_dma *d, uint64_t iova, uint64_t size, void *vaddr, uint32_t prot)
+{
+	struct vfio_iommu_type1_dma_map m = {
+	    .argsz = sizeof(m),
+	    .flags = (prot & BRK_DMA_PROT_READ ? VFIO_DMA_MAP_FLAG_READ : 0) |
+		     (prot & BRK_DMA_PROT_WRITE ? VFIO_DMA_MAP_FLAG_WRITE : 0),
+	    .vaddr = (uint64_t)(uintptr_t)vaddr,
+	    .iova = iova,
+	    .size = size,
+	};
+	return d->sys->ioctl(d->sys->ctx, d->fd, VFIO_IOMMU_MAP_DMA, &m);
+}
+
+static int kernel_unmap(struct brk_dma *d, uint64_t iova, uint64_t size)
+{
+	struct vfio_iommu_type1_dma_unmap u = {.argsz = sizeof(u), .iova = iova, .size = size};
+
+	return d->sys->ioctl(d->sys->ctx, d->fd, VFIO_IOMMU_UNMAP_DMA, &u);
+}
+
+static int map_error(int r, struct brk_err *err)
+{
+	switch (r) {
+	case -ENOSPC:
+		return brk_errf(err, r,
+				"the kernel's DMA mapping limit is reached "
+				"(vfio_iommu_type1 dma_entry_limit)");
+	case -ENOMEM:
+		return brk_errf(err, r, "the kernel could not pin the memory (RLIMIT_MEMLOCK?)");
+	case -EEXIST:
+		return brk_errf(err, r, "the kernel already has a mapping in this IOVA range");
+	default:
+		return brk_errf(err, r, "VFIO_IOMMU_MAP_DMA failed: %s", strerror(-r));
+	}
+}
+
+/* The mmap only gives the kernel a vaddr to pin from: type1 pins every page at map time, replays
+ * mappings into new IOMMU domains from the domain (not the vaddr) and unpins by pfn, so the view
+ * goes right after the ioctl. Keeping it would cost one VMA per mapping, and a process has at
+ * most vm.max_map_count (65530) of them, fewer than one VM's 65535 mappings. */
+static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint64_t offset,
+		  uint32_t prot, struct brk_err *err)
+{
+	int mprot = PROT_READ | (prot & BRK_DMA_PROT_WRITE ? PROT_WRITE : 0);
+	void *va;
+	int r;
+
+	va = mmap(NULL, size, mprot, MAP_SHARED, fd, (off_t)offset);
+	if (va == MAP_FAILED) {
+		r = -errno;
+		if (r == -EACCES || r == -EPERM)
+			return brk_errf(
+			    err, -EACCES,
+			    "the memfd cannot be mapped %s (read-only fd or write seal)",
+			    prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
+		return brk_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
+				strerror(-r));
+	}
+	r = kernel_map(d, iova, size, va, prot);
+	/* As QEMU does: EBUSY means a stale kernel mapping in the range; drop it, try once more. */
+	if (r == -EBUSY && kernel_unmap(d, iova, size) >= 0) {
+		r = kernel_map(d, iova, size, va, prot);
+		if (r >= 0)
+			d->st.ebusy_retries++;
+	}
+	munmap(va, size);
+	return r < 0 ? map_error(r, err) : 0;
+}
+
+int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
+		uint64_t offset, uint32_t prot, struct brk_err *err)
+{
+	const struct dma_map *o;
+	uint32_t pos = 0;
+	int r;
+
+	r = check_range(d, iova, size, offset, prot, err);
+	if (r == 0)
+		r = check_memfd(d, memfd, offset, size, err);
+	if (r == 0 && (o = find_overlap(d, iova, iova + (size - 1), &pos)))
+		r = brk_errf(err, -EEXIST,
+			     "IOVA range 0x%llx+0x%llx overlaps the mapping at 0x%llx+0x%llx",
+			     (unsigned long long)iova, (unsigned long long)size,
+			     (unsigned long long)o->iova, (unsigned long long)o->size);
+	if (r == 0)
+		r = check_quota(d, size, err);
+	if (r == 0 && reserve(d) < 0)
+		r = brk_errf(err, -ENOMEM, "out of memory");
+	if (r == 0)
+		r = do_map(d, iova, size, memfd, offset, prot, err);
+	if (r < 0) {
+		d->st.rejects++;
+		return r;
+	}
+	memmove(&d->maps[pos + 1], &d->maps[pos], (size_t)(d->n - pos) * sizeof(d->maps[0]));
+	d->maps[pos] = (struct dma_map){.iova = iova, .size = size, .owner = owner};
+	d->n++;
+	d->st.mappings = d->n;
+	d->st.pinned_bytes += size;
+	d->st.maps++;
+	return 0;
+}
+
+/* Unmaps entry i in the kernel; the caller removes it from the table. */
+static int unmap_entry(struct brk_dma *d, uint32_t i)
+{
+	struct dma_map *m = &d->maps[i];
+	int r;
+
+	r = kernel_unmap(d, m->iova, m->size);
+	if (r < 0)
+		return r;
+	d->st.pinned_bytes -= m->size;
+	d->st.unmaps++;
+	return 0;
+}
+
+int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
+		  struct brk_err *err)
+{
+	uint32_t i = lower_bound(d, iova);
+	int r;
+
+	if (i >= d->n || d->maps[i].iova != iova || d->maps[i].size != size)
+		return brk_errf(err, -ENOENT,
+				"no DMA mapping at 0x%llx of size 0x%llx (unmap exactly what was "
+				"mapped)",
+				(unsigned long long)iova, (unsigned long long)size);
+	if (d->maps[i].owner != owner)
+		return brk_errf(err, -EPERM, "the DMA mapping at 0x%llx belongs to another device",
+				(unsigned long long)iova);
+	r = unmap_entry(d, i);
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_IOMMU_UNMAP_DMA failed: %s", strerror(-r));
+	memmove(&d->maps[i], &d->maps[i + 1], (size_t)(d->n - i - 1) * sizeof(d->maps[0]));
+	d->n--;
+	d->st.mappings = d->n;
+	return 0;
+}
+
+/* Unmaps every entry for which all || owner matches, compacting the table in one pass. */
+static int unmap_where(struct brk_dma *d, bool all, uint64_t owner, uint32_t *ret_count,
+		       uint64_t *ret_bytes)
+{
+	uint32_t i, w = 0, count = 0;
+	uint64_t bytes = 0;
+	int r, first = 0;
+
+	for (i = 0; i < d->n; i++) {
+		if (all || d->maps[i].owner == owner) {
+			uint64_t size = d->maps[i].size;
+
+			r = unmap_entry(d, i);
+			if (r == 0) {
+				count++;
+				bytes += size;
+				continue;
+			}
+			if (!first)
+				first = r;
+		}
+		d->maps[w++] = d->maps[i];
+	}
+	d->n = w;
+	d->st.mappings = w;
+	if (ret_count)
+		*ret_count = count;
+	if (ret_bytes)
+		*ret_bytes = bytes;
+	return first;
+}
+
+int brk_dma_unmap_owner(struct brk_dma *d, uint64_t owner, uint32_t *ret_count, uint64_t *ret_bytes)
+{
+	return unmap_where(d, false, owner, ret_count, ret_bytes);
+}
+
+int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes)
+{
+	return unmap_where(d, true, 0, ret_count, ret_bytes);
+}
+
+void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out)
+{
+	*out = d->st;
+}
+
+void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
+			 uint64_t *ret_bytes)
+{
+	uint32_t i, count = 0;
+	uint64_t bytes = 0;
+
+	for (i = 0; i < d->n; i++) {
+		if (d->maps[i].owner == owner) {
+			count++;
+			bytes += d->maps[i].size;
+		}
+	}
+	if (ret_count)
+		*ret_count = count;
+	if (ret_bytes)
+		*ret_bytes = bytes;
+}

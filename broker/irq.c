@@ -1,0 +1,343 @@
+/*
+ * irq: VFIO_DEVICE_SET_IRQS for one device, validated, and the record of what is enabled.
+ *
+ * Trusts: the IRQ info it was built with (from the kernel) and the device fd. Trusts nothing in
+ * a request: it comes from a worker. Checks mirror the kernel's own (vfio_set_irqs_validate_
+ * and_prepare and vfio-pci's per-index handlers) so a bad request gets a precise message here
+ * rather than a bare EINVAL from the kernel, and a few the kernel lacks (the fd type).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/vfio.h>
+
+#include "irq.h"
+
+/* The PCI spec's most MSI-X vectors. */
+#define IRQ_MAX_VECTORS 2048u
+
+struct irq_index {
+	struct brk_irq_info info;
+	uint32_t enabled;  /* vectors the index is enabled with; 0: off */
+	uint32_t triggers; /* bits set in trig */
+	bool unmask_fd;
+	uint8_t *trig; /* info.count entries: 1 when the vector has a trigger eventfd */
+};
+
+struct brk_irqs {
+	const struct brk_sys *sys;
+	int fd;
+	bool pci;
+	uint32_t n;
+	struct irq_index *idx;
+};
+
+static const char *const index_names[] = {"INTx", "MSI", "MSI-X", "ERR", "REQ"};
+
+static const char *index_name(bool pci, uint32_t index)
+{
+	if (pci && index < sizeof(index_names) / sizeof(index_names[0]))
+		return index_names[index];
+	return "IRQ";
+}
+
+int brk_irqs_new(const struct brk_sys *sys, int device_fd, bool pci,
+		 const struct brk_irq_info *infos, uint32_t n, struct brk_irqs **ret)
+{
+	struct brk_irqs *s;
+	uint32_t i;
+
+	if (n > BRK_DEVICE_MAX_IRQS)
+		return -EINVAL;
+	for (i = 0; i < n; i++) {
+		if (infos[i].count > IRQ_MAX_VECTORS)
+			return -EINVAL;
+	}
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->sys = sys ? sys : &brk_sys_real;
+	s->fd = device_fd;
+	s->pci = pci;
+	s->n = n;
+	s->idx = calloc(n ? n : 1, sizeof(*s->idx));
+	if (!s->idx) {
+		free(s);
+		return -ENOMEM;
+	}
+	for (i = 0; i < n; i++) {
+		s->idx[i].info = infos[i];
+		s->idx[i].info.index = i;
+		s->idx[i].trig = calloc(infos[i].count ? infos[i].count : 1, 1);
+		if (!s->idx[i].trig) {
+			brk_irqs_free(s);
+			return -ENOMEM;
+		}
+	}
+	*ret = s;
+	return 0;
+}
+
+void brk_irqs_free(struct brk_irqs *s)
+{
+	uint32_t i;
+
+	if (!s)
+		return;
+	for (i = 0; i < s->n; i++)
+		free(s->idx[i].trig);
+	free(s->idx);
+	free(s);
+}
+
+int brk_irq_check_eventfd(int fd)
+{
+	char path[64], target[64];
+	ssize_t n;
+
+	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
+		return -EBADF;
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return errno == ENOENT ? -EBADF : -EACCES;
+	target[n] = '\0';
+	return strcmp(target, "anon_inode:[eventfd]") == 0 ? 0 : -EACCES;
+}
+
+static bool one_bit(uint32_t v)
+{
+	return v && !(v & (v - 1));
+}
+
+/* The combination of action and data, count and start; see irq.h. */
+static int check_shape(const struct brk_irqs *s, const struct irq_index *x,
+		       const struct brk_irq_req *q, struct brk_err *err)
+{
+	const char *name = index_name(s->pci, q->index);
+
+	if (!one_bit(q->action) || (q->action & ~VFIO_IRQ_SET_ACTION_TYPE_MASK))
+		return brk_errf(err, -EINVAL, "IRQ action 0x%x is not one known action", q->action);
+	if (!one_bit(q->data) || (q->data & ~VFIO_IRQ_SET_DATA_TYPE_MASK))
+		return brk_errf(err, -EINVAL, "IRQ data type 0x%x is not one known type", q->data);
+	if (q->action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+		if (q->data == VFIO_IRQ_SET_DATA_NONE && (q->count != 0 || q->start != 0))
+			return brk_errf(err, -EINVAL,
+					"TRIGGER without data must have start 0 and count 0 "
+					"(disable); loopback triggers are not offered");
+		if (q->data == VFIO_IRQ_SET_DATA_BOOL)
+			return brk_errf(err, -EINVAL, "TRIGGER with BOOL data is not offered");
+		if (q->data == VFIO_IRQ_SET_DATA_EVENTFD &&
+		    !(x->info.flags & VFIO_IRQ_INFO_EVENTFD))
+			return brk_errf(err, -EINVAL, "%s does not signal eventfds", name);
+	} else {
+		if (!(x->info.flags & VFIO_IRQ_INFO_MASKABLE))
+			return brk_errf(err, -EINVAL, "%s (index %u) is not maskable", name,
+					q->index);
+		if (q->data == VFIO_IRQ_SET_DATA_EVENTFD &&
+		    (q->action != VFIO_IRQ_SET_ACTION_UNMASK ||
+		     !(x->info.flags & VFIO_IRQ_INFO_AUTOMASKED) || q->start != 0 || q->count != 1))
+			return brk_errf(err, -EINVAL,
+					"an unmask eventfd is for one automasked line (INTx), "
+					"start 0, count 1");
+		if (x->enabled == 0)
+			return brk_errf(err, -EINVAL,
+					"%s is not enabled: nothing to mask or unmask", name);
+		if (q->count == 0)
+			return brk_errf(err, -EINVAL, "mask/unmask of 0 vectors");
+	}
+	if (q->count && (q->start >= x->info.count || q->count > x->info.count - q->start))
+		return brk_errf(err, -EINVAL,
+				"%s vectors %u+%u are out of range (the device has %u)", name,
+				q->start, q->count, x->info.count);
+	return 0;
+}
+
+static int check_data(const struct brk_irq_req *q, struct brk_err *err)
+{
+	uint32_t i;
+	int r;
+
+	if (q->data == VFIO_IRQ_SET_DATA_BOOL && !q->bools)
+		return brk_errf(err, -EINVAL, "BOOL data missing");
+	if (q->data != VFIO_IRQ_SET_DATA_EVENTFD)
+		return 0;
+	if (!q->fds || q->nfds != q->count)
+		return brk_errf(err, -EINVAL, "%u eventfd slots for %u vectors", q->nfds, q->count);
+	for (i = 0; i < q->nfds; i++) {
+		if (q->fds[i] == -1)
+			continue;
+		r = brk_irq_check_eventfd(q->fds[i]);
+		if (r == -EBADF)
+			return brk_errf(err, r, "slot %u: fd %d is not an open fd", i, q->fds[i]);
+		if (r < 0)
+			return brk_errf(err, r, "slot %u: fd %d is not an eventfd", i, q->fds[i]);
+	}
+	return 0;
+}
+
+/* NORESIZE and the exclusivity of INTx, MSI and MSI-X on a PCI device. */
+static int check_state(const struct brk_irqs *s, const struct irq_index *x,
+		       const struct brk_irq_req *q, struct brk_err *err)
+{
+	uint32_t i;
+
+	if (q->action != VFIO_IRQ_SET_ACTION_TRIGGER || q->data != VFIO_IRQ_SET_DATA_EVENTFD)
+		return 0;
+	if (s->pci && q->index <= VFIO_PCI_MSIX_IRQ_INDEX) {
+		for (i = 0; i <= VFIO_PCI_MSIX_IRQ_INDEX && i < s->n; i++) {
+			if (i != q->index && s->idx[i].enabled)
+				return brk_errf(err, -EBUSY, "%s is enabled: disable it before %s",
+						index_name(true, i), index_name(true, q->index));
+		}
+	}
+	if (x->enabled && (x->info.flags & VFIO_IRQ_INFO_NORESIZE) &&
+	    q->start + q->count > x->enabled)
+		return brk_errf(err, -EINVAL,
+				"%s is enabled with %u vectors and cannot grow to %u (NORESIZE): "
+				"disable it first",
+				index_name(s->pci, q->index), x->enabled, q->start + q->count);
+	return 0;
+}
+
+static int issue(struct brk_irqs *s, const struct brk_irq_req *q)
+{
+	size_t dlen = 0;
+	struct vfio_irq_set *set;
+	int r;
+
+	if (q->data == VFIO_IRQ_SET_DATA_EVENTFD)
+		dlen = (size_t)q->count * sizeof(int32_t);
+	else if (q->data == VFIO_IRQ_SET_DATA_BOOL)
+		dlen = q->count;
+	set = calloc(1, sizeof(*set) + dlen);
+	if (!set)
+		return -ENOMEM;
+	set->argsz = (uint32_t)(sizeof(*set) + dlen);
+	set->flags = q->action | q->data;
+	set->index = q->index;
+	set->start = q->start;
+	set->count = q->count;
+	if (q->data == VFIO_IRQ_SET_DATA_EVENTFD) {
+		int32_t *fds = (int32_t *)set->data;
+		uint32_t i;
+
+		for (i = 0; i < q->count; i++)
+			fds[i] = q->fds[i];
+	} else if (dlen) {
+		memcpy(set->data, q->bools, dlen);
+	}
+	r = s->sys->ioctl(s->sys->ctx, s->fd, VFIO_DEVICE_SET_IRQS, set);
+	free(set);
+	return r < 0 ? r : 0;
+}
+
+static void record(struct irq_index *x, const struct brk_irq_req *q)
+{
+	uint32_t i;
+
+	if (q->action == VFIO_IRQ_SET_ACTION_UNMASK && q->data == VFIO_IRQ_SET_DATA_EVENTFD) {
+		x->unmask_fd = q->fds[0] >= 0;
+		return;
+	}
+	if (q->action != VFIO_IRQ_SET_ACTION_TRIGGER)
+		return;
+	if (q->data == VFIO_IRQ_SET_DATA_NONE) {
+		memset(x->trig, 0, x->info.count);
+		x->enabled = 0;
+		x->triggers = 0;
+		x->unmask_fd = false;
+		return;
+	}
+	if (q->start + q->count > x->enabled)
+		x->enabled = q->start + q->count;
+	for (i = 0; i < q->count; i++) {
+		uint8_t on = q->fds[i] >= 0;
+
+		x->triggers += (uint32_t)on - x->trig[q->start + i];
+		x->trig[q->start + i] = on;
+	}
+}
+
+int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct brk_err *err)
+{
+	struct irq_index *x;
+	int r;
+
+	if (q->index >= s->n || s->idx[q->index].info.count == 0)
+		return brk_errf(err, -EINVAL, "IRQ index %u does not exist on this device",
+				q->index);
+	x = &s->idx[q->index];
+	r = check_shape(s, x, q, err);
+	if (r < 0)
+		return r;
+	/* Disabling what this broker never enabled: the kernel would say EINVAL, we say done. */
+	if (q->action == VFIO_IRQ_SET_ACTION_TRIGGER && q->data == VFIO_IRQ_SET_DATA_NONE &&
+	    !x->enabled && !x->triggers && !x->unmask_fd)
+		return 0;
+	r = check_data(q, err);
+	if (r == 0)
+		r = check_state(s, x, q, err);
+	if (r < 0)
+		return r;
+	r = issue(s, q);
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_DEVICE_SET_IRQS on %s: %s",
+				index_name(s->pci, q->index), strerror(-r));
+	record(x, q);
+	return 0;
+}
+
+int brk_irq_disable(struct brk_irqs *s, uint32_t index, struct brk_err *err)
+{
+	const struct brk_irq_req q = {
+	    .index = index,
+	    .action = VFIO_IRQ_SET_ACTION_TRIGGER,
+	    .data = VFIO_IRQ_SET_DATA_NONE,
+	};
+
+	if (index >= s->n)
+		return brk_errf(err, -EINVAL, "IRQ index %u does not exist on this device", index);
+	if (s->idx[index].info.count == 0)
+		return 0;
+	return brk_irq_set(s, &q, err);
+}
+
+int brk_irq_disable_all(struct brk_irqs *s)
+{
+	uint32_t i;
+	int r, first = 0;
+
+	for (i = 0; i < s->n; i++) {
+		r = brk_irq_disable(s, i, NULL);
+		if (r < 0 && !first)
+			first = r;
+	}
+	return first;
+}
+
+int brk_irq_status(const struct brk_irqs *s, uint32_t index, struct brk_irq_status *out)
+{
+	const struct irq_index *x;
+
+	if (index >= s->n)
+		return -EINVAL;
+	x = &s->idx[index];
+	*out = (struct brk_irq_status){
+	    .index = index,
+	    .flags = x->info.flags,
+	    .count = x->info.count,
+	    .enabled = x->enabled,
+	    .triggers = x->triggers,
+	    .unmask_fd = x->unmask_fd,
+	};
+	return 0;
+}
+
+uint32_t brk_irq_count(const struct brk_irqs *s)
+{
+	return s->n;
+}

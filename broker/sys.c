@@ -1,0 +1,75 @@
+/*
+ * sys: the real kernel behind struct brk_sys, and the error record helpers.
+ *
+ * Trusts nothing it is given: it only forwards open(2) and ioctl(2) and converts -1/errno into
+ * negative errno values, adding O_CLOEXEC to every open.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <unistd.h>
+
+#include "sys.h"
+
+static int real_open(void *ctx, const char *path, int flags)
+{
+	int fd = open(path, flags | O_CLOEXEC);
+	return fd < 0 ? -errno : fd;
+}
+
+static int real_ioctl(void *ctx, int fd, unsigned long req, void *arg)
+{
+	int r;
+
+	/* VFIO ioctls that pin or reset can be interrupted; they are safe to reissue. */
+	do
+		r = ioctl(fd, req, arg);
+	while (r < 0 && errno == EINTR);
+	return r < 0 ? -errno : r;
+}
+
+const struct brk_sys brk_sys_real = {
+    .open = real_open,
+    .ioctl = real_ioctl,
+    .ctx = NULL,
+    .root = "",
+};
+
+int brk_errf(struct brk_err *err, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (!err)
+		return code;
+	err->code = code;
+	va_start(ap, fmt);
+	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+void brk_err_clear(struct brk_err *err)
+{
+	if (!err)
+		return;
+	err->code = 0;
+	err->msg[0] = '\0';
+}
+
+int brk_sys_path(const struct brk_sys *sys, char *buf, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+	int n, m;
+
+	n = snprintf(buf, len, "%s", sys->root);
+	if (n < 0 || (size_t)n >= len)
+		return -ENAMETOOLONG;
+	va_start(ap, fmt);
+	m = vsnprintf(buf + n, len - (size_t)n, fmt, ap);
+	va_end(ap);
+	if (m < 0 || (size_t)m >= len - (size_t)n)
+		return -ENAMETOOLONG;
+	return 0;
+}

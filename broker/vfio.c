@@ -1,0 +1,457 @@
+/*
+ * vfio: VFIO containers and IOMMU groups (devices are in vfio_device.c), and the info-query and
+ * capability-chain helpers both use.
+ *
+ * Trusts: the kernel's answers, within bounds: info buffers are capped at VFIO__INFO_MAX and
+ * capability chains are walked defensively, so a kernel bug cannot make the broker read past a
+ * buffer or loop. Trusts its caller for group numbers (they come from sysfs, see bind.h).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <linux/vfio.h>
+
+#include "bind.h"
+#include "vfio.h"
+#include "vfio_priv.h"
+
+struct brk_container {
+	unsigned refs;
+	const struct brk_sys *sys;
+	int fd;
+	struct brk_container_info info;
+	char note[192];
+};
+
+struct brk_group {
+	unsigned refs;
+	const struct brk_sys *sys;
+	int fd;
+	uint32_t nr;
+	uint32_t devices; /* open brk_devices of this group */
+	struct brk_container *container;
+};
+
+/* ---- info queries -------------------------------------------------------------------------- */
+
+int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
+		     size_t base_size, void **ret_buf, size_t *ret_len)
+{
+	size_t size = base_size;
+	uint32_t argsz;
+	void *buf;
+	int tries, r;
+
+	for (tries = 0; tries < 4; tries++) {
+		buf = calloc(1, size);
+		if (!buf)
+			return -ENOMEM;
+		memcpy(buf, tmpl, base_size);
+		argsz = (uint32_t)size;
+		memcpy(buf, &argsz, sizeof(argsz));
+		r = sys->ioctl(sys->ctx, fd, req, buf);
+		if (r < 0) {
+			free(buf);
+			return r;
+		}
+		memcpy(&argsz, buf, sizeof(argsz));
+		if (argsz <= size) {
+			*ret_buf = buf;
+			*ret_len = argsz < base_size ? base_size : argsz;
+			return 0;
+		}
+		free(buf);
+		if (argsz > VFIO__INFO_MAX)
+			return -E2BIG;
+		size = argsz;
+	}
+	/* The kernel kept asking for more: not a chain we can read. */
+	return -EIO;
+}
+
+int vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
+		    int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
+			      void *ctx),
+		    void *ctx)
+{
+	const struct vfio_info_cap_header *h;
+	size_t off = first, end;
+	unsigned n = 0;
+	int r;
+
+	while (off) {
+		if (off < base_size || off % 4 || off > len || len - off < sizeof(*h) || ++n > 64)
+			return -EINVAL;
+		h = (const struct vfio_info_cap_header *)((const char *)buf + off);
+		if (h->next && h->next <= off)
+			return -EINVAL;
+		end = h->next ? h->next : len;
+		if (end > len)
+			return -EINVAL;
+		r = fn(h->id, h->version, h, end - off, ctx);
+		if (r)
+			return r;
+		off = h->next;
+	}
+	return 0;
+}
+
+/* ---- containers ---------------------------------------------------------------------------- */
+
+static bool path_exists(const struct brk_sys *sys, const char *p)
+{
+	char path[512];
+	struct stat st;
+
+	if (brk_sys_path(sys, path, sizeof(path), "%s", p) < 0)
+		return false;
+	return stat(path, &st) == 0;
+}
+
+static void probe_iommufd(struct brk_container *c)
+{
+	struct brk_container_info *i = &c->info;
+	const char *why;
+
+	i->iommufd_present = path_exists(c->sys, "/dev/iommu");
+	i->vfio_cdev_present = path_exists(c->sys, "/dev/vfio/devices");
+	if (i->iommufd_present && i->vfio_cdev_present)
+		why = "iommufd present but this broker drives the VFIO container only";
+	else if (i->iommufd_present)
+		why = "iommufd not available (/dev/iommu present, but no VFIO device cdev in "
+		      "/dev/vfio/devices)";
+	else if (i->vfio_cdev_present)
+		why = "iommufd not available (VFIO device cdev present, but no /dev/iommu)";
+	else
+		why = "iommufd not available (no /dev/iommu, no /dev/vfio/devices)";
+	snprintf(c->note, sizeof(c->note), "%s, using the VFIO container", why);
+}
+
+int brk_container_new(const struct brk_sys *sys, struct brk_err *err, struct brk_container **ret)
+{
+	struct brk_container *c;
+	char path[512];
+	int fd, r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/vfio");
+	if (r < 0)
+		return brk_errf(err, r, "device root path too long");
+	fd = sys->open(sys->ctx, path, O_RDWR);
+	if (fd < 0)
+		return brk_errf(err, fd, "cannot open %s: %s%s", path, strerror(-fd),
+				fd == -ENOENT ? " (is the vfio module loaded?)" : "");
+	r = sys->ioctl(sys->ctx, fd, VFIO_GET_API_VERSION, NULL);
+	if (r != VFIO_API_VERSION) {
+		close(fd);
+		if (r < 0)
+			return brk_errf(err, r, "VFIO_GET_API_VERSION failed: %s", strerror(-r));
+		return brk_errf(err, -EPROTO, "VFIO API version %d, this broker speaks %d", r,
+				VFIO_API_VERSION);
+	}
+	if (sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1v2_IOMMU) <= 0 &&
+	    sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1_IOMMU) <= 0) {
+		close(fd);
+		return brk_errf(
+		    err, -ENODEV,
+		    "the kernel offers no VFIO type1 IOMMU (is vfio_iommu_type1 loaded?)");
+	}
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return brk_errf(err, -ENOMEM, "out of memory");
+	}
+	c->refs = 1;
+	c->sys = sys;
+	c->fd = fd;
+	probe_iommufd(c);
+	*ret = c;
+	return 0;
+}
+
+struct brk_container *brk_container_ref(struct brk_container *c)
+{
+	c->refs++;
+	return c;
+}
+
+void brk_container_unref(struct brk_container *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	close(c->fd);
+	free(c);
+}
+
+int brk_container_fd(const struct brk_container *c)
+{
+	return c->fd;
+}
+
+const struct brk_container_info *brk_container_info(const struct brk_container *c)
+{
+	return &c->info;
+}
+
+const char *brk_container_backend_name(const struct brk_container *c)
+{
+	switch (c->info.type) {
+	case BRK_IOMMU_TYPE1V2:
+		return "vfio-type1v2";
+	case BRK_IOMMU_TYPE1:
+		return "vfio-type1";
+	default:
+		return "none";
+	}
+}
+
+const char *brk_container_backend_note(const struct brk_container *c)
+{
+	return c->note;
+}
+
+static int iommu_cap(uint16_t id, uint16_t version, const void *cap, size_t avail, void *ctx)
+{
+	struct brk_container_info *i = ctx;
+	const struct vfio_iommu_type1_info_dma_avail *a = cap;
+
+	if (id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && avail >= sizeof(*a)) {
+		i->has_dma_avail = true;
+		i->dma_avail = a->avail;
+	}
+	return 0;
+}
+
+static int read_iommu_info(struct brk_container *c, struct brk_err *err)
+{
+	struct vfio_iommu_type1_info tmpl = {.argsz = sizeof(tmpl)};
+	const struct vfio_iommu_type1_info *info;
+	size_t len;
+	void *buf;
+	int r;
+
+	r = vfio__query_info(c->sys, c->fd, VFIO_IOMMU_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-r));
+	info = buf;
+	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || info->iova_pgsizes == 0) {
+		free(buf);
+		return brk_errf(err, -EIO, "the IOMMU reported no page sizes");
+	}
+	c->info.iova_pgsizes = info->iova_pgsizes;
+	c->info.min_pgsize = info->iova_pgsizes & -info->iova_pgsizes;
+	c->info.has_dma_avail = false;
+	c->info.dma_avail = 0;
+	r = 0;
+	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset)
+		r = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap, &c->info);
+	free(buf);
+	if (r < 0)
+		return brk_errf(err, -EIO, "malformed VFIO_IOMMU_GET_INFO capability chain");
+	return 0;
+}
+
+/* Called with the group just attached as the container's only group. */
+static int select_iommu(struct brk_container *c, struct brk_err *err)
+{
+	static const struct {
+		unsigned long vfio;
+		enum brk_iommu_type type;
+	} order[] = {{VFIO_TYPE1v2_IOMMU, BRK_IOMMU_TYPE1V2}, {VFIO_TYPE1_IOMMU, BRK_IOMMU_TYPE1}};
+	int r = -ENODEV;
+	size_t i;
+
+	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+		if (c->sys->ioctl(c->sys->ctx, c->fd, VFIO_CHECK_EXTENSION,
+				  (void *)order[i].vfio) <= 0)
+			continue;
+		r = c->sys->ioctl(c->sys->ctx, c->fd, VFIO_SET_IOMMU, (void *)order[i].vfio);
+		if (r >= 0) {
+			c->info.type = order[i].type;
+			return read_iommu_info(c, err);
+		}
+	}
+	return brk_errf(err, r, "cannot set a type1 IOMMU on the container: %s", strerror(-r));
+}
+
+/* ---- groups -------------------------------------------------------------------------------- */
+
+struct unbound {
+	char list[160];
+	size_t len;
+	unsigned more;
+};
+
+static int collect_unbound(const char *bdf, const char *driver, void *ctx)
+{
+	struct unbound *u = ctx;
+	int n;
+
+	if (strcmp(driver, "vfio-pci") == 0)
+		return 0;
+	n = snprintf(u->list + u->len, sizeof(u->list) - u->len, "%s%s (%s)", u->len ? ", " : "",
+		     bdf, driver[0] ? driver : "no driver");
+	if (n < 0 || (size_t)n >= sizeof(u->list) - u->len) {
+		u->list[u->len] = '\0';
+		u->more++;
+	} else {
+		u->len += (size_t)n;
+	}
+	return 0;
+}
+
+static int not_viable(const struct brk_sys *sys, uint32_t nr, struct brk_err *err)
+{
+	struct unbound u = {.len = 0};
+
+	u.list[0] = '\0';
+	brk_bind_group_devices(sys, nr, collect_unbound, &u);
+	if (u.len == 0 && u.more == 0)
+		return brk_errf(err, -EBUSY,
+				"IOMMU group %u is not viable: bind every device of IOMMU group %u "
+				"to vfio-pci",
+				nr, nr);
+	return brk_errf(err, -EBUSY,
+			"IOMMU group %u is not viable: bind every device of IOMMU group %u to "
+			"vfio-pci; not bound: %s%s",
+			nr, nr, u.list, u.more ? " and more" : "");
+}
+
+int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
+		   struct brk_group **ret)
+{
+	struct vfio_group_status st = {.argsz = sizeof(st)};
+	struct brk_group *g;
+	char path[512];
+	int fd, r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/%u", nr);
+	if (r < 0)
+		return brk_errf(err, r, "device root path too long");
+	fd = sys->open(sys->ctx, path, O_RDWR);
+	if (fd == -ENOENT)
+		return brk_errf(err, fd, "no %s: bind the devices of IOMMU group %u to vfio-pci",
+				path, nr);
+	if (fd == -EBUSY)
+		return brk_errf(err, fd, "IOMMU group %u is already open elsewhere", nr);
+	if (fd < 0)
+		return brk_errf(err, fd, "cannot open %s: %s", path, strerror(-fd));
+	r = sys->ioctl(sys->ctx, fd, VFIO_GROUP_GET_STATUS, &st);
+	if (r < 0) {
+		close(fd);
+		return brk_errf(err, r, "VFIO_GROUP_GET_STATUS on group %u: %s", nr, strerror(-r));
+	}
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
+		close(fd);
+		return not_viable(sys, nr, err);
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g) {
+		close(fd);
+		return brk_errf(err, -ENOMEM, "out of memory");
+	}
+	g->refs = 1;
+	g->sys = sys;
+	g->fd = fd;
+	g->nr = nr;
+	*ret = g;
+	return 0;
+}
+
+struct brk_group *brk_group_ref(struct brk_group *g)
+{
+	g->refs++;
+	return g;
+}
+
+void brk_group_unref(struct brk_group *g)
+{
+	if (!g || --g->refs > 0)
+		return;
+	brk_group_detach(g);
+	close(g->fd);
+	free(g);
+}
+
+uint32_t brk_group_nr(const struct brk_group *g)
+{
+	return g->nr;
+}
+
+struct brk_container *brk_group_container(const struct brk_group *g)
+{
+	return g->container;
+}
+
+int brk_group_attach(struct brk_group *g, struct brk_container *c, struct brk_err *err)
+{
+	int r, cfd = c->fd;
+
+	if (g->container == c)
+		return 0;
+	if (g->container)
+		return brk_errf(err, -EBUSY, "IOMMU group %u is attached to another container",
+				g->nr);
+	r = g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_SET_CONTAINER, &cfd);
+	if (r < 0)
+		return brk_errf(err, r,
+				"VFIO_GROUP_SET_CONTAINER for group %u: %s (a group that cannot "
+				"share this VM's IOMMU domain needs its own VM)",
+				g->nr, strerror(-r));
+	if (c->info.groups == 0) {
+		r = select_iommu(c, err);
+		if (r < 0) {
+			g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
+			c->info.type = BRK_IOMMU_UNSET;
+			return r;
+		}
+	}
+	c->info.groups++;
+	g->container = brk_container_ref(c);
+	return 0;
+}
+
+int brk_group_detach(struct brk_group *g)
+{
+	struct brk_container *c = g->container;
+
+	if (!c)
+		return 0;
+	if (g->devices)
+		return -EBUSY;
+	/* Fails only when the group is not attached: nothing left to undo then. */
+	g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
+	g->container = NULL;
+	if (--c->info.groups == 0) {
+		c->info.type = BRK_IOMMU_UNSET;
+		c->info.iova_pgsizes = 0;
+		c->info.min_pgsize = 0;
+		c->info.has_dma_avail = false;
+		c->info.dma_avail = 0;
+	}
+	brk_container_unref(c);
+	return 0;
+}
+
+/* For vfio_device.c: the group fd, and the count of open devices that pins the attach. */
+int vfio__group_fd(const struct brk_group *g)
+{
+	return g->fd;
+}
+
+const struct brk_sys *vfio__group_sys(const struct brk_group *g)
+{
+	return g->sys;
+}
+
+void vfio__group_device_count(struct brk_group *g, int delta)
+{
+	g->devices = (uint32_t)((int)g->devices + delta);
+}

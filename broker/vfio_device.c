@@ -1,0 +1,311 @@
+/*
+ * vfio_device: one VFIO device fd and what the kernel says about it: device info, every
+ * region's info with its capability chain (sparse mmap areas, MSI-X mappable, region type),
+ * every IRQ index's info; and VFIO_DEVICE_RESET.
+ *
+ * Trusts: the kernel, within bounds (counts capped, sparse areas checked to lie inside their
+ * region, capability chains walked defensively). Does not trust the BDF it is given.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/vfio.h>
+
+#include "bind.h"
+#include "irq.h"
+#include "vfio.h"
+#include "vfio_priv.h"
+
+struct brk_device {
+	struct brk_group *group;
+	const struct brk_sys *sys;
+	int fd;
+	char bdf[BRK_BDF_LEN];
+	struct brk_device_info info;
+	struct brk_region *regions;
+	struct brk_irq_info *irqs;
+	struct brk_irqs *irqstate;
+	uint32_t resets;
+};
+
+struct region_ctx {
+	struct brk_region *r;
+	int err;
+};
+
+static int sparse_cap(struct brk_region *r, const void *cap, size_t avail)
+{
+	const struct vfio_region_info_cap_sparse_mmap *s = cap;
+	uint32_t i;
+
+	if (avail < sizeof(*s) || s->nr_areas > BRK_REGION_MAX_AREAS ||
+	    (avail - sizeof(*s)) / sizeof(s->areas[0]) < s->nr_areas)
+		return -EINVAL;
+	for (i = 0; i < s->nr_areas; i++) {
+		if (s->areas[i].size > r->size || s->areas[i].offset > r->size - s->areas[i].size)
+			return -EINVAL;
+	}
+	if (s->nr_areas) {
+		r->areas = calloc(s->nr_areas, sizeof(*r->areas));
+		if (!r->areas)
+			return -ENOMEM;
+	}
+	for (i = 0; i < s->nr_areas; i++) {
+		r->areas[i].offset = s->areas[i].offset;
+		r->areas[i].size = s->areas[i].size;
+	}
+	r->n_areas = s->nr_areas;
+	r->has_sparse = true;
+	return 0;
+}
+
+static int region_cap(uint16_t id, uint16_t version, const void *cap, size_t avail, void *ctx)
+{
+	struct region_ctx *rc = ctx;
+	const struct vfio_region_info_cap_type *t = cap;
+
+	switch (id) {
+	case VFIO_REGION_INFO_CAP_SPARSE_MMAP:
+		/* A second sparse capability would be a kernel bug; keep the first. */
+		if (rc->r->has_sparse)
+			return 0;
+		rc->err = sparse_cap(rc->r, cap, avail);
+		return rc->err;
+	case VFIO_REGION_INFO_CAP_MSIX_MAPPABLE:
+		rc->r->msix_mappable = true;
+		return 0;
+	case VFIO_REGION_INFO_CAP_TYPE:
+		if (avail >= sizeof(*t)) {
+			rc->r->has_type = true;
+			rc->r->type = t->type;
+			rc->r->subtype = t->subtype;
+		}
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int read_region(struct brk_device *d, uint32_t index, struct brk_err *err)
+{
+	struct vfio_region_info tmpl = {.argsz = sizeof(tmpl), .index = index};
+	struct brk_region *r = &d->regions[index];
+	const struct vfio_region_info *info;
+	struct region_ctx rc = {.r = r, .err = 0};
+	size_t len;
+	void *buf;
+	int ret;
+
+	r->index = index;
+	ret = vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_REGION_INFO, &tmpl, sizeof(tmpl),
+			       &buf, &len);
+	/* vfio-pci answers EINVAL for regions the device does not have (VGA on most). */
+	if (ret == -EINVAL)
+		return 0;
+	if (ret < 0)
+		return brk_errf(err, ret, "VFIO_DEVICE_GET_REGION_INFO %u of %s: %s", index, d->bdf,
+				strerror(-ret));
+	info = buf;
+	r->present = true;
+	r->flags = info->flags;
+	r->size = info->size;
+	r->offset = info->offset;
+	if ((info->flags & VFIO_REGION_INFO_FLAG_CAPS) && info->cap_offset)
+		ret = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, region_cap, &rc);
+	free(buf);
+	if (ret == -ENOMEM)
+		return brk_errf(err, ret, "out of memory");
+	if (ret < 0)
+		return brk_errf(err, -EINVAL, "region %u of %s: malformed capability chain", index,
+				d->bdf);
+	return 0;
+}
+
+static int read_irq(struct brk_device *d, uint32_t index, struct brk_err *err)
+{
+	struct vfio_irq_info info = {.argsz = sizeof(info), .index = index};
+	int r;
+
+	d->irqs[index].index = index;
+	r = d->sys->ioctl(d->sys->ctx, d->fd, VFIO_DEVICE_GET_IRQ_INFO, &info);
+	if (r == -EINVAL)
+		return 0;
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_DEVICE_GET_IRQ_INFO %u of %s: %s", index, d->bdf,
+				strerror(-r));
+	d->irqs[index].flags = info.flags;
+	d->irqs[index].count = info.count;
+	return 0;
+}
+
+static int read_device_info(struct brk_device *d, struct brk_err *err)
+{
+	struct vfio_device_info tmpl = {.argsz = sizeof(tmpl)};
+	const struct vfio_device_info *info;
+	size_t len;
+	void *buf;
+	int r;
+
+	r = vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_DEVICE_GET_INFO of %s: %s", d->bdf, strerror(-r));
+	info = buf;
+	d->info.flags = info->flags;
+	d->info.num_regions = info->num_regions;
+	d->info.num_irqs = info->num_irqs;
+	free(buf);
+	if (d->info.num_regions > BRK_DEVICE_MAX_REGIONS || d->info.num_irqs > BRK_DEVICE_MAX_IRQS)
+		return brk_errf(err, -E2BIG, "%s reports %u regions and %u IRQ indexes: too many",
+				d->bdf, d->info.num_regions, d->info.num_irqs);
+	return 0;
+}
+
+static int read_all(struct brk_device *d, struct brk_err *err)
+{
+	uint32_t i;
+	int r;
+
+	r = read_device_info(d, err);
+	if (r < 0)
+		return r;
+	d->regions = calloc(d->info.num_regions ? d->info.num_regions : 1, sizeof(*d->regions));
+	d->irqs = calloc(d->info.num_irqs ? d->info.num_irqs : 1, sizeof(*d->irqs));
+	if (!d->regions || !d->irqs)
+		return brk_errf(err, -ENOMEM, "out of memory");
+	for (i = 0; i < d->info.num_regions; i++) {
+		r = read_region(d, i, err);
+		if (r < 0)
+			return r;
+	}
+	for (i = 0; i < d->info.num_irqs; i++) {
+		r = read_irq(d, i, err);
+		if (r < 0)
+			return r;
+	}
+	r = brk_irqs_new(d->sys, d->fd, d->info.flags & VFIO_DEVICE_FLAGS_PCI, d->irqs,
+			 d->info.num_irqs, &d->irqstate);
+	if (r < 0)
+		return brk_errf(err, r, "%s: IRQ info out of bounds", d->bdf);
+	return 0;
+}
+
+static void device_release(struct brk_device *d)
+{
+	uint32_t i;
+
+	if (d->regions) {
+		for (i = 0; i < d->info.num_regions; i++)
+			free(d->regions[i].areas);
+	}
+	free(d->regions);
+	free(d->irqs);
+	brk_irqs_free(d->irqstate);
+	if (d->fd >= 0)
+		close(d->fd);
+	free(d);
+}
+
+int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
+		    struct brk_device **ret)
+{
+	struct brk_device *d;
+	int r;
+
+	if (brk_bdf_parse(bdf, NULL) < 0)
+		return brk_errf(err, -EINVAL,
+				"invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+	if (!brk_group_container(g))
+		return brk_errf(err, -EPERM, "IOMMU group %u is not attached to a container",
+				brk_group_nr(g));
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return brk_errf(err, -ENOMEM, "out of memory");
+	d->sys = vfio__group_sys(g);
+	memcpy(d->bdf, bdf, BRK_BDF_LEN);
+	d->fd = d->sys->ioctl(d->sys->ctx, vfio__group_fd(g), VFIO_GROUP_GET_DEVICE_FD, d->bdf);
+	if (d->fd < 0) {
+		r = d->fd;
+		d->fd = -1;
+		device_release(d);
+		return brk_errf(err, r, "VFIO_GROUP_GET_DEVICE_FD %s in group %u: %s", bdf,
+				brk_group_nr(g), strerror(-r));
+	}
+	r = read_all(d, err);
+	if (r < 0) {
+		device_release(d);
+		return r;
+	}
+	d->group = brk_group_ref(g);
+	vfio__group_device_count(g, +1);
+	*ret = d;
+	return 0;
+}
+
+void brk_device_free(struct brk_device *d)
+{
+	struct brk_group *g;
+
+	if (!d)
+		return;
+	g = d->group;
+	device_release(d);
+	vfio__group_device_count(g, -1);
+	brk_group_unref(g);
+}
+
+int brk_device_fd(const struct brk_device *d)
+{
+	return d->fd;
+}
+
+const char *brk_device_bdf(const struct brk_device *d)
+{
+	return d->bdf;
+}
+
+struct brk_group *brk_device_group(const struct brk_device *d)
+{
+	return d->group;
+}
+
+const struct brk_device_info *brk_device_info(const struct brk_device *d)
+{
+	return &d->info;
+}
+
+const struct brk_region *brk_device_region(const struct brk_device *d, uint32_t index)
+{
+	return index < d->info.num_regions ? &d->regions[index] : NULL;
+}
+
+const struct brk_irq_info *brk_device_irq(const struct brk_device *d, uint32_t index)
+{
+	return index < d->info.num_irqs ? &d->irqs[index] : NULL;
+}
+
+struct brk_irqs *brk_device_irqs(struct brk_device *d)
+{
+	return d->irqstate;
+}
+
+int brk_device_reset(struct brk_device *d, struct brk_err *err)
+{
+	int r;
+
+	if (!(d->info.flags & VFIO_DEVICE_FLAGS_RESET))
+		return brk_errf(err, -ENOTTY,
+				"%s has no reset the kernel can use (no FLR, PM or bus reset): "
+				"put it alone behind a PCIe root port",
+				d->bdf);
+	r = d->sys->ioctl(d->sys->ctx, d->fd, VFIO_DEVICE_RESET, NULL);
+	if (r < 0)
+		return brk_errf(err, r, "VFIO_DEVICE_RESET of %s: %s", d->bdf, strerror(-r));
+	d->resets++;
+	return 0;
+}
+
+uint32_t brk_device_resets(const struct brk_device *d)
+{
+	return d->resets;
+}

@@ -1,0 +1,7 @@
+# Host tests of the broker's VFIO core (broker/core.cmake), run against a fake VFIO kernel
+# (fake_vfio.c). The real kernel paths are covered in the guest by vfio-broker-selftest.
+add_library(vb_fake_vfio STATIC ${CMAKE_CURRENT_SOURCE_DIR}/fake_vfio.c)
+target_include_directories(vb_fake_vfio PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
+target_link_libraries(vb_fake_vfio PUBLIC vb_broker_core)
+
+vb_unit_test(dma SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dma.c LIBS vb_fake_vfio)
