@@ -1,0 +1,428 @@
+/*
+ * sandbox: sbx_spawn_worker(), the broker's half of the worker sandbox. Responsible for the
+ * order of the steps (each one needs the privilege the next one gives up) and for reporting the
+ * exact step that failed instead of leaving a dead child to guess about.
+ *
+ * The child is made by clone3 without CLONE_VM, like fork, in a broker that may have threads:
+ * between clone3 and execveat it only makes raw system calls and touches no lock (no malloc, no
+ * stdio, no glibc set*id wrappers, which would try to signal the broker's other threads). It runs
+ * under the broker's seccomp filter, so every call here is listed in broker.policy.
+ *
+ * Trusts: the spec, which comes from the broker's own code; the exe file it names (root-owned).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cap-ng.h>
+#include <linux/capability.h>
+#include <linux/sched.h>
+
+#include "sandbox.h"
+
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+/* Any existing directory serves as the mount point of the new root: it is hidden again by
+ * pivot_root, and the mount only exists in the worker's own mount namespace. */
+#define SBX_ROOT_MOUNTPOINT  "/tmp"
+#define SBX_ROOT_OPTIONS     "size=4096,nr_inodes=2,mode=0555"
+#define SBX_ROOT_FLAGS	     (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+#define SBX_SPAWN_TIMEOUT_MS 5000
+
+const struct sbx_rlimit sbx_worker_rlimits_default[] = {
+    {RLIMIT_NOFILE, 64}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
+    {RLIMIT_MEMLOCK, 0}, {RLIMIT_CORE, 0},  {RLIMIT_AS, 1ull << 30},
+};
+const size_t sbx_worker_rlimits_default_count =
+    sizeof(sbx_worker_rlimits_default) / sizeof(sbx_worker_rlimits_default[0]);
+
+/* What the child writes to the error pipe before it exits; nothing arrives when exec works. */
+struct sbx__report {
+	int32_t err; /* positive errno */
+	char step[28];
+};
+
+struct sbx__child {
+	const struct sbx_worker_spec *spec;
+	const struct sbx_rlimit *rl;
+	size_t nrl;
+	int exe_fd;
+	int null_fd;
+	int err_fd;  /* write end of the error pipe */
+	int sync_fd; /* read end: one byte once uid_map and gid_map are written */
+};
+
+static _Noreturn void sbx__child_fail(int fd, const char *step, int err)
+{
+	struct sbx__report rep;
+	ssize_t n;
+
+	memset(&rep, 0, sizeof(rep));
+	rep.err = err > 0 ? err : EIO;
+	strncpy(rep.step, step, sizeof(rep.step) - 1);
+	n = write(fd, &rep, sizeof(rep));
+	(void)n;
+	_exit(127);
+}
+
+/* The tmpfs becomes "/" and the old root is detached: nothing of the host stays reachable by
+ * path. pivot_root(".", ".") stacks the old root on the new one, so no directory is needed. */
+static const char *sbx__child_root(void)
+{
+	if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+		return "mount private";
+	if (mount("vfio-worker", SBX_ROOT_MOUNTPOINT, "tmpfs", SBX_ROOT_FLAGS, SBX_ROOT_OPTIONS) <
+	    0)
+		return "mount tmpfs";
+	if (chdir(SBX_ROOT_MOUNTPOINT) < 0)
+		return "chdir new root";
+	if (syscall(SYS_pivot_root, ".", ".") < 0)
+		return "pivot_root";
+	if (umount2(".", MNT_DETACH) < 0)
+		return "umount old root";
+	if (chdir("/") < 0)
+		return "chdir /";
+	return NULL;
+}
+
+/* Moves every fd we keep above the target range first, so that placing one cannot clobber
+ * another, then puts them at 0..2 and 3.. without close-on-exec and marks everything else
+ * close-on-exec. Returns the failing step or NULL; *err_fd follows its own move. */
+static const char *sbx__child_fds(const struct sbx__child *c, int *err_fd, int *exe_fd)
+{
+	const struct sbx_worker_spec *s = c->spec;
+	int floor = 3 + (int)s->nfds, hi[SBX_FDS_MAX], null_fd, log_fd;
+	size_t i;
+
+	*err_fd = fcntl(c->err_fd, F_DUPFD_CLOEXEC, floor);
+	if (*err_fd < 0) {
+		*err_fd = c->err_fd;
+		return "move fds";
+	}
+	*exe_fd = fcntl(c->exe_fd, F_DUPFD_CLOEXEC, floor);
+	null_fd = fcntl(c->null_fd, F_DUPFD_CLOEXEC, floor);
+	log_fd = s->stderr_fd >= 0 ? fcntl(s->stderr_fd, F_DUPFD_CLOEXEC, floor) : null_fd;
+	if (*exe_fd < 0 || null_fd < 0 || log_fd < 0)
+		return "move fds";
+	for (i = 0; i < s->nfds; i++) {
+		hi[i] = fcntl(s->fds[i], F_DUPFD_CLOEXEC, floor);
+		if (hi[i] < 0)
+			return "move fds";
+	}
+	for (i = 0; i < s->nfds; i++)
+		if (dup3(hi[i], 3 + (int)i, 0) < 0)
+			return "place fds";
+	if (dup3(null_fd, 0, 0) < 0 || dup3(null_fd, 1, 0) < 0 || dup3(log_fd, 2, 0) < 0)
+		return "place stdio";
+	if (syscall(SYS_close_range, (unsigned)floor, ~0u, CLOSE_RANGE_CLOEXEC) < 0)
+		return "close_range";
+	return NULL;
+}
+
+/* Bounding and ambient sets go first, while CAP_SETPCAP is still held; the uid change then
+ * clears permitted and effective, and libcap-ng's capset clears inheritable. libcap-ng's own
+ * bounding-set path reads /proc with stdio (malloc), which a clone child of a threaded process
+ * must not do, hence the prctl loop. */
+static const char *sbx__child_creds(const struct sbx_worker_spec *s)
+{
+	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+	struct __user_cap_data_struct data[2];
+	int cap, r;
+
+	for (cap = 0;; cap++) {
+		r = prctl(PR_CAPBSET_READ, cap, 0, 0, 0);
+		if (r < 0 && errno == EINVAL)
+			break;
+		if (r < 0)
+			return "read bounding set";
+		if (r == 1 && prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0)
+			return "drop bounding set";
+	}
+	if (prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) < 0)
+		return "clear ambient set";
+	if (syscall(SYS_setgroups, 0, NULL) < 0)
+		return "setgroups";
+	if (syscall(SYS_setresgid, s->gid, s->gid, s->gid) < 0)
+		return "setresgid";
+	if (syscall(SYS_setresuid, s->uid, s->uid, s->uid) < 0)
+		return "setresuid";
+	if (capng_apply(CAPNG_SELECT_CAPS) < 0)
+		return "capset";
+	if (syscall(SYS_capget, &hdr, data) < 0)
+		return "capget";
+	if (data[0].effective | data[0].permitted | data[0].inheritable | data[1].effective |
+	    data[1].permitted | data[1].inheritable) {
+		errno = EPERM;
+		return "verify caps";
+	}
+	return NULL;
+}
+
+static _Noreturn void sbx__child(const struct sbx__child *c)
+{
+	const struct sbx_worker_spec *s = c->spec;
+	char *const empty_env[] = {NULL};
+	int err_fd = c->err_fd, exe_fd = c->exe_fd;
+	const char *step;
+	size_t i;
+	char go;
+
+	if (read(c->sync_fd, &go, 1) != 1)
+		sbx__child_fail(err_fd, "wait for id maps", errno ? errno : EPIPE);
+	/* Prepares libcap-ng's all-clear state while /proc is still there for its
+	 * cap_last_cap probe; pid 0 means "this process" whatever the thread it was
+	 * cloned from had recorded. */
+	capng_clear(CAPNG_SELECT_BOTH);
+	capng_setpid(0);
+	step = sbx__child_root();
+	if (!step)
+		step = sbx__child_fds(c, &err_fd, &exe_fd);
+	if (!step)
+		step = sbx__child_creds(s);
+	if (step)
+		sbx__child_fail(err_fd, step, errno);
+	for (i = 0; i < c->nrl; i++) {
+		struct rlimit rl = {c->rl[i].limit, c->rl[i].limit};
+
+		if (setrlimit((__rlimit_resource_t)c->rl[i].resource, &rl) < 0)
+			sbx__child_fail(err_fd, "setrlimit", errno);
+	}
+	/* Set after the uid change, which resets it; the worker must not outlive the broker
+	 * with a device fd in hand. */
+	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+		sbx__child_fail(err_fd, "pdeathsig", errno);
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		sbx__child_fail(err_fd, "no_new_privs", errno);
+	syscall(SYS_execveat, exe_fd, "", s->argv, s->envp ? s->envp : empty_env, AT_EMPTY_PATH);
+	sbx__child_fail(err_fd, "execveat", errno);
+}
+
+static int sbx__validate(const struct sbx_worker_spec *s, const struct sbx_rlimit *rl, size_t nrl)
+{
+	size_t i;
+
+	if (!s->exe || !s->argv || !s->argv[0] || s->nfds > SBX_FDS_MAX || (s->nfds && !s->fds) ||
+	    (!rl && nrl))
+		return -EINVAL;
+	if (s->uid == 0 || s->gid == 0 || s->uid == (uid_t)-1 || s->gid == (gid_t)-1)
+		return -EINVAL;
+	for (i = 0; i < nrl; i++)
+		if (rl[i].resource < 0 || rl[i].resource >= RLIMIT_NLIMITS)
+			return -EINVAL;
+	for (i = 0; i < s->nfds; i++)
+		if (s->fds[i] < 0 || fcntl(s->fds[i], F_GETFD) < 0)
+			return -EBADF;
+	if (s->stderr_fd >= 0 && fcntl(s->stderr_fd, F_GETFD) < 0)
+		return -EBADF;
+	return 0;
+}
+
+/* "inside outside 1": the worker's ids are the same numbers inside and outside, and no other
+ * id exists in its namespace (in particular not 0). */
+static int sbx__write_map(pid_t pid, const char *file, unsigned id)
+{
+	char path[64], line[64];
+	int fd, len, r = 0;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
+	len = snprintf(line, sizeof(line), "%u %u 1\n", id, id);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = write(fd, line, (size_t)len);
+	if (n != len)
+		r = n < 0 ? -errno : -EIO;
+	close(fd);
+	return r;
+}
+
+/* 0 when the error pipe closed (the child exec'd), 1 with *rep filled when it failed. */
+static int sbx__wait_report(int fd, struct sbx__report *rep)
+{
+	struct timespec start, now;
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	long left;
+	ssize_t n;
+
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = SBX_SPAWN_TIMEOUT_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+					       (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0)
+			return -ETIMEDOUT;
+		if (poll(&p, 1, (int)left) < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		n = read(fd, rep, sizeof(*rep));
+		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		if (n < 0)
+			return -errno;
+		if (n == 0)
+			return 0;
+		if (n != sizeof(*rep))
+			return -EIO;
+		rep->step[sizeof(rep->step) - 1] = '\0';
+		return 1;
+	}
+}
+
+static void sbx__set_error(const struct sbx_worker_spec *s, int err, const char *step)
+{
+	if (!s->error)
+		return;
+	s->error->err = err;
+	snprintf(s->error->step, sizeof(s->error->step), "%s", step);
+}
+
+static void sbx__reap(int pidfd, int kill)
+{
+	siginfo_t si;
+
+	if (kill)
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+	while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
+		;
+}
+
+/* Parent side once the child exists: id maps, release, outcome. */
+static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int pidfd, int err_fd,
+			  int sync_fd)
+{
+	struct sbx__report rep;
+	int r;
+
+	r = sbx__write_map(pid, "uid_map", s->uid);
+	if (r < 0) {
+		sbx__set_error(s, r, "write uid_map");
+		return r;
+	}
+	r = sbx__write_map(pid, "gid_map", s->gid);
+	if (r < 0) {
+		sbx__set_error(s, r, "write gid_map");
+		return r;
+	}
+	if (write(sync_fd, "g", 1) != 1) {
+		r = -errno;
+		sbx__set_error(s, r, "release child");
+		return r;
+	}
+	r = sbx__wait_report(err_fd, &rep);
+	if (r == 1) {
+		sbx__set_error(s, -rep.err, rep.step);
+		return -rep.err;
+	}
+	if (r < 0)
+		sbx__set_error(s, r, "wait for exec");
+	return r;
+}
+
+static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid_t *ret_pid,
+		      int *ret_pidfd)
+{
+	struct clone_args args;
+	int errp[2], syncp[2], pidfd = -1, r;
+	pid_t pid;
+
+	if (pipe2(errp, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(syncp, O_CLOEXEC) < 0) {
+		r = -errno;
+		goto out_errp;
+	}
+	c->err_fd = errp[1];
+	c->sync_fd = syncp[0];
+	memset(&args, 0, sizeof(args));
+	args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
+		     CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
+	args.exit_signal = SIGCHLD;
+	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0)
+		sbx__child(c);
+	if (pid < 0) {
+		r = -errno;
+		sbx__set_error(s, r, "clone3");
+		goto out_syncp;
+	}
+	close(errp[1]);
+	errp[1] = -1;
+	close(syncp[0]);
+	syncp[0] = -1;
+	r = sbx__supervise(s, pid, pidfd, errp[0], syncp[1]);
+	if (r != 0) {
+		sbx__reap(pidfd, 1);
+		close(pidfd);
+		goto out_syncp;
+	}
+	*ret_pid = pid;
+	*ret_pidfd = pidfd;
+out_syncp:
+	if (syncp[0] >= 0)
+		close(syncp[0]);
+	close(syncp[1]);
+out_errp:
+	close(errp[0]);
+	if (errp[1] >= 0)
+		close(errp[1]);
+	return r;
+}
+
+int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd)
+{
+	struct sbx__child c;
+	struct stat st;
+	int r;
+
+	if (!spec || !ret_pid || !ret_pidfd)
+		return -EINVAL;
+	memset(&c, 0, sizeof(c));
+	c.spec = spec;
+	c.rl = spec->rlimits ? spec->rlimits : sbx_worker_rlimits_default;
+	c.nrl = spec->rlimits ? spec->nrlimits : sbx_worker_rlimits_default_count;
+	r = sbx__validate(spec, spec->rlimits, spec->nrlimits);
+	if (r < 0) {
+		sbx__set_error(spec, r, "check spec");
+		return r;
+	}
+	/* Opened here, before any namespace exists: the empty root has no path to it. */
+	c.exe_fd = open(spec->exe, O_PATH | O_CLOEXEC);
+	if (c.exe_fd < 0) {
+		r = -errno;
+		sbx__set_error(spec, r, "open exe");
+		return r;
+	}
+	if (fstat(c.exe_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		r = -EACCES;
+		sbx__set_error(spec, r, "exe is not a regular file");
+		goto out_exe;
+	}
+	c.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (c.null_fd < 0) {
+		r = -errno;
+		sbx__set_error(spec, r, "open /dev/null");
+		goto out_exe;
+	}
+	r = sbx__spawn(spec, &c, ret_pid, ret_pidfd);
+	close(c.null_fd);
+out_exe:
+	close(c.exe_fd);
+	return r;
+}

@@ -1,0 +1,71 @@
+/*
+ * sandbox: starts a worker process inside the sandbox described in policy/README.md: its own
+ * user, pid, net, mount, ipc, uts and cgroup namespaces, an empty read-only tmpfs as its root,
+ * an unprivileged uid/gid, no capabilities in any set, rlimits, no_new_privs, then execveat() of
+ * a static executable by fd. The worker loads its seccomp policy itself once initialised
+ * (sbx_seccomp_load(SBX_ROLE_WORKER, ...)); the caller's own filter, if any, is inherited.
+ *
+ * Errors are negative errno values. Nothing here logs.
+ */
+#ifndef VB_SANDBOX_H
+#define VB_SANDBOX_H
+
+#include <stddef.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+/* At most this many fds are passed to a worker (placed at 3, 4, ...). */
+#define SBX_FDS_MAX 64
+
+/* One rlimit, set as both soft and hard limit in the worker. */
+struct sbx_rlimit {
+	int resource; /* RLIMIT_* */
+	rlim_t limit;
+};
+
+/* Where a spawn failed: `step` names the sandbox step ("open exe", "mount tmpfs", "pivot_root",
+ * "setresuid", "execveat", ...) and `err` is the negative errno it failed with. */
+struct sbx_spawn_error {
+	int err;
+	char step[32];
+};
+
+struct sbx_worker_spec {
+	const char *exe;   /* path of a static executable; opened before the sandbox exists */
+	char *const *argv; /* NULL-terminated, argv[0] required */
+	char *const *envp; /* NULL-terminated; NULL for an empty environment */
+	const int *fds;	   /* placed at 3, 4, ... in this order; the caller keeps its copies */
+	size_t nfds;	   /* <= SBX_FDS_MAX */
+	int stderr_fd;	   /* placed at 2 (for the worker's log); -1 for /dev/null */
+	uid_t uid;	   /* host uid and gid the worker runs as; never 0 */
+	gid_t gid;
+	const struct sbx_rlimit *rlimits; /* NULL and 0: sbx_worker_rlimits_default */
+	size_t nrlimits;
+	struct sbx_spawn_error *error; /* optional: filled in when the spawn fails */
+};
+
+/* Open files 64, processes 1, file size 0, locked memory 0, core 0, address space 1 GiB. A
+ * broker raises RLIMIT_NOFILE for devices with many interrupt vectors (one eventfd each). */
+extern const struct sbx_rlimit sbx_worker_rlimits_default[];
+extern const size_t sbx_worker_rlimits_default_count;
+
+/*
+ * Creates the worker as a direct child (clone3 with CLONE_PIDFD, exit signal SIGCHLD), so the
+ * caller supervises it with *ret_pidfd (poll for exit, waitid(P_PIDFD), pidfd_send_signal).
+ * The worker is pid 1 of its pid namespace: from outside, only SIGKILL and SIGSTOP, or signals
+ * it installed a handler for, reach it. It is killed when the thread that spawned it exits
+ * (PR_SET_PDEATHSIG), so a broker must spawn from a thread that lives as long as it does.
+ *
+ * Returns 0 once the worker has been exec'd, with *ret_pid and *ret_pidfd (O_CLOEXEC, owned by
+ * the caller). On failure no child is left behind (it has been reaped) and:
+ *   -EINVAL   bad spec (no exe or argv, uid or gid 0, too many fds, bad rlimit resource);
+ *   -EBADF    an fd of the spec is not open;
+ *   -ETIMEDOUT the child neither exec'd nor failed within 5 s;
+ *   other     the errno of the failed step, named in spec->error.
+ * Blocks until the child has exec'd (milliseconds). The caller must be privileged enough to
+ * write a child's uid_map/gid_map with the given ids (CAP_SETUID/CAP_SETGID) and to create a
+ * user namespace.
+ */
+int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd);
+
+#endif

@@ -1,0 +1,15 @@
+# tests/policy.cmake: the seccomp policies, their compiler and the worker sandbox (policy/).
+# Every test here needs root (the suite runs as root): they load filters, create namespaces and
+# write uid maps.
+
+# sbx_helper: a small static program started through sbx_spawn_worker() that reports what it
+# sees from inside the sandbox. Static and without sanitizers: the sandbox root is empty.
+add_executable(sbx_helper sbx_helper.c)
+target_link_libraries(sbx_helper PRIVATE vb_policy_nosan)
+target_link_options(sbx_helper PRIVATE -static)
+set_target_properties(sbx_helper PROPERTIES POSITION_INDEPENDENT_CODE OFF)
+vb_strip_sanitizers(sbx_helper)
+
+vb_unit_test(sandbox SOURCES test_sandbox.c LIBS vb_sandbox)
+target_compile_definitions(test_sandbox PRIVATE SBX_HELPER_PATH="$<TARGET_FILE:sbx_helper>")
+add_dependencies(test_sandbox sbx_helper)
