@@ -15,6 +15,8 @@ static int fake_open(void *ctx, const char *path, int flags)
 	int fd;
 
 	snprintf(f->last_open, sizeof(f->last_open), "%s", path);
+	if (f->open_err)
+		return f->open_err;
 	fd = eventfd(0, EFD_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }

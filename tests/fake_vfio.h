@@ -42,6 +42,7 @@ struct fake_vfio {
 	char root[256];
 
 	/* the model */
+	int open_err; /* negative errno every open answers */
 	int api_version;
 	bool has_type1v2, has_type1;
 	int set_iommu_v2_err;

@@ -1,0 +1,229 @@
+/*
+ * test_bind: broker/bind.c: strict BDF parsing, and the sysfs reads and writes (IOMMU group,
+ * driver, rebinding to vfio-pci, group members) against a fake sysfs tree.
+ */
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "bind.h"
+#include "sysfs_tree.h"
+
+struct t {
+	char root[PATH_MAX];
+	struct brk_sys sys;
+	struct brk_err err;
+};
+
+static int setup(void **state)
+{
+	static struct t t;
+
+	memset(&t, 0, sizeof(t));
+	tree_new(t.root, sizeof(t.root));
+	t.sys = brk_sys_real;
+	t.sys.root = t.root;
+	*state = &t;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct t *t = *state;
+
+	tree_free(t->root);
+	return 0;
+}
+
+static void test_bdf_parse_canonical_accepted(void **state)
+{
+	struct brk_bdf b;
+
+	assert_int_equal(brk_bdf_parse("0000:00:03.0", &b), 0);
+	assert_int_equal(b.domain, 0);
+	assert_int_equal(b.bus, 0);
+	assert_int_equal(b.dev, 3);
+	assert_int_equal(b.func, 0);
+	assert_int_equal(brk_bdf_parse("abcd:ef:1f.7", &b), 0);
+	assert_int_equal(b.domain, 0xabcd);
+	assert_int_equal(b.bus, 0xef);
+	assert_int_equal(b.dev, 0x1f);
+	assert_int_equal(b.func, 7);
+}
+
+static void test_bdf_parse_malformed_rejected(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "0000:00:03",
+	    "0000:00:03.8",
+	    "0000:00:20.0",
+	    "0000:00:03.0 ",
+	    " 000:00:03.0",
+	    "00:03.0",
+	    "0000:00:0A.0",
+	    "0000:0g:03.0",
+	    "0000-00:03.0",
+	    "0000:00-03.0",
+	    "0000:00:03:0",
+	    "../../../../.0",
+	    "0000:00:03.0/",
+	    "+000:00:03.0",
+	    "0000:00:03.0\n",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (brk_bdf_parse(bad[i], NULL) != -EINVAL)
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+	assert_int_equal(brk_bdf_parse(NULL, NULL), -EINVAL);
+}
+
+static void test_bdf_format_roundtrip(void **state)
+{
+	struct brk_bdf b = {.domain = 0x12, .bus = 0x3, .dev = 0x1e, .func = 5}, c;
+	char buf[BRK_BDF_LEN];
+
+	brk_bdf_format(&b, buf);
+	assert_string_equal(buf, "0012:03:1e.5");
+	assert_int_equal(brk_bdf_parse(buf, &c), 0);
+	assert_int_equal(c.domain, b.domain);
+	assert_int_equal(c.bus, b.bus);
+	assert_int_equal(c.dev, b.dev);
+	assert_int_equal(c.func, b.func);
+}
+
+static void test_bind_iommu_group_reads_link(void **state)
+{
+	struct t *t = *state;
+	uint32_t g = 0;
+
+	tree_pci_device(t->root, "0000:00:03.0", "vfio-pci", 12);
+	tree_pci_device(t->root, "0000:00:04.0", NULL, -1);
+	assert_int_equal(brk_bind_iommu_group(&t->sys, "0000:00:03.0", &g, &t->err), 0);
+	assert_int_equal(g, 12);
+	assert_int_equal(brk_bind_iommu_group(&t->sys, "0000:00:04.0", &g, &t->err), -ENODEV);
+	assert_non_null(strstr(t->err.msg, "intel_iommu=on"));
+	assert_int_equal(brk_bind_iommu_group(&t->sys, "0000:00:05.0", &g, &t->err), -ENOENT);
+	assert_int_equal(brk_bind_iommu_group(&t->sys, "../../../../tmp", &g, &t->err), -EINVAL);
+	assert_non_null(strstr(t->err.msg, "invalid PCI address"));
+	assert_int_equal(g, 12);
+}
+
+static void test_bind_driver_reports_name_or_empty(void **state)
+{
+	struct t *t = *state;
+	char drv[32];
+
+	tree_pci_device(t->root, "0000:00:03.0", "e1000e", 3);
+	tree_pci_device(t->root, "0000:00:04.0", NULL, 4);
+	assert_int_equal(brk_bind_driver(&t->sys, "0000:00:03.0", drv, sizeof(drv)), 0);
+	assert_string_equal(drv, "e1000e");
+	assert_int_equal(brk_bind_driver(&t->sys, "0000:00:04.0", drv, sizeof(drv)), 0);
+	assert_string_equal(drv, "");
+	assert_int_equal(brk_bind_driver(&t->sys, "0000:00:03.0", drv, 3), -ENAMETOOLONG);
+	assert_int_equal(brk_bind_driver(&t->sys, "0000:00:09.0", drv, sizeof(drv)), -ENOENT);
+}
+
+static void test_bind_vfio_already_bound_writes_nothing(void **state)
+{
+	struct t *t = *state;
+	char buf[64];
+
+	tree_pci_device(t->root, "0000:00:03.0", "vfio-pci", 3);
+	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:03.0", &t->err), 0);
+	tree_read(t->root, "sys/devices/pci0000:00/0000:00:03.0/driver_override", buf, sizeof(buf));
+	assert_string_equal(buf, "");
+	tree_read(t->root, "sys/bus/pci/drivers/vfio-pci/unbind", buf, sizeof(buf));
+	assert_string_equal(buf, "");
+}
+
+/* The fake sysfs does not rebind anything, so after the writes the device is still on e1000e:
+ * the call must notice and say so, having written override, unbind and probe in that order. */
+static void test_bind_vfio_writes_override_unbind_probe_then_checks(void **state)
+{
+	struct t *t = *state;
+	char buf[64];
+
+	tree_pci_device(t->root, "0000:00:03.0", "e1000e", 3);
+	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:03.0", &t->err), -EIO);
+	assert_non_null(strstr(t->err.msg, "on driver \"e1000e\""));
+	assert_non_null(strstr(t->err.msg, "vfio-pci module loaded"));
+	tree_read(t->root, "sys/devices/pci0000:00/0000:00:03.0/driver_override", buf, sizeof(buf));
+	assert_string_equal(buf, "vfio-pci");
+	tree_read(t->root, "sys/bus/pci/drivers/e1000e/unbind", buf, sizeof(buf));
+	assert_string_equal(buf, "0000:00:03.0");
+	tree_read(t->root, "sys/bus/pci/drivers_probe", buf, sizeof(buf));
+	assert_string_equal(buf, "0000:00:03.0");
+}
+
+static void test_bind_vfio_bad_bdf_touches_nothing(void **state)
+{
+	struct t *t = *state;
+	char buf[64];
+
+	tree_pci_device(t->root, "0000:00:03.0", "e1000e", 3);
+	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:03.0/../0000:00:03.0", &t->err), -EINVAL);
+	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:07.0", &t->err), -ENOENT);
+	tree_read(t->root, "sys/bus/pci/drivers_probe", buf, sizeof(buf));
+	assert_string_equal(buf, "");
+}
+
+struct seen {
+	char list[256];
+};
+
+static int collect(const char *bdf, const char *driver, void *ctx)
+{
+	struct seen *s = ctx;
+	size_t n = strlen(s->list);
+
+	snprintf(s->list + n, sizeof(s->list) - n, "%s=%s;", bdf, driver);
+	return 0;
+}
+
+static void test_bind_group_devices_lists_members_and_drivers(void **state)
+{
+	struct t *t = *state;
+	struct seen s = {{0}};
+
+	tree_pci_device(t->root, "0000:00:03.0", "vfio-pci", 7);
+	tree_pci_device(t->root, "0000:00:03.1", "e1000e", 7);
+	tree_pci_device(t->root, "0000:00:04.0", "e1000e", 8);
+	tree_file(t->root, "sys/kernel/iommu_groups/7/devices/not-a-bdf", "");
+	assert_int_equal(brk_bind_group_devices(&t->sys, 7, collect, &s), 0);
+	assert_non_null(strstr(s.list, "0000:00:03.0=vfio-pci;"));
+	assert_non_null(strstr(s.list, "0000:00:03.1=e1000e;"));
+	assert_null(strstr(s.list, "0000:00:04.0"));
+	assert_null(strstr(s.list, "not-a-bdf"));
+	assert_int_equal(brk_bind_group_devices(&t->sys, 99, collect, &s), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bdf_parse_canonical_accepted),
+	    cmocka_unit_test(test_bdf_parse_malformed_rejected),
+	    cmocka_unit_test(test_bdf_format_roundtrip),
+	    cmocka_unit_test_setup_teardown(test_bind_iommu_group_reads_link, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_driver_reports_name_or_empty, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_vfio_already_bound_writes_nothing, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_vfio_writes_override_unbind_probe_then_checks,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_vfio_bad_bdf_touches_nothing, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_group_devices_lists_members_and_drivers,
+					    setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
