@@ -1,0 +1,382 @@
+/*
+ * ctl: the orchestrator side of the control protocol (vfio-brokerd's control socket): add,
+ * remove, list, status, metrics and the event subscription.
+ *
+ * PCI addresses and VM names are checked before anything is sent. Replies come from the
+ * privileged broker but are still only data: strings are copied with their lengths checked
+ * against the public structures, never trusted to fit.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "control.pb-c.h"
+
+#include "vfiobroker/client.h"
+
+#include "conn.h"
+
+/* A broker-side removal waits for the VMM this long when the request names no timeout. */
+#define REMOVE_DEFAULT_GRACE_MS 30000
+
+struct vfb_ctl {
+	struct vfb__conn conn;
+};
+
+static int ctl_new(int fd, const char *path, uint32_t flags, struct vfb_ctl **ret)
+{
+	struct vfb_ctl *ctl;
+	int r;
+
+	if (flags != 0 || !ret)
+		return -EINVAL;
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	if (path)
+		r = vfb__conn_open(&ctl->conn, path, &ipc_proto_control, VB__CTL__TYPE__EVENT);
+	else
+		r = vfb__conn_init(&ctl->conn, fd, &ipc_proto_control, VB__CTL__TYPE__EVENT);
+	if (r < 0) {
+		free(ctl);
+		return r;
+	}
+	ctl->conn.timeout_ms = VFB_TIMEOUT_DEFAULT_MS;
+	*ret = ctl;
+	return 0;
+}
+
+int vfb_ctl_connect(const char *path, uint32_t flags, struct vfb_ctl **ret)
+{
+	return ctl_new(-1, path ? path : VFB_CTL_SOCKET_DEFAULT, flags, ret);
+}
+
+int vfb_ctl_connect_fd(int fd, uint32_t flags, struct vfb_ctl **ret)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	if (fd < 0)
+		return -EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return -errno;
+	if (type != SOCK_SEQPACKET)
+		return -EPROTOTYPE;
+	return ctl_new(fd, NULL, flags, ret);
+}
+
+void vfb_ctl_close(struct vfb_ctl *ctl)
+{
+	if (!ctl)
+		return;
+	vfb__conn_fini(&ctl->conn);
+	free(ctl);
+}
+
+int vfb_ctl_set_timeout(struct vfb_ctl *ctl, int timeout_ms)
+{
+	return vfb__conn_set_timeout(&ctl->conn, timeout_ms);
+}
+
+const char *vfb_ctl_last_error(const struct vfb_ctl *ctl)
+{
+	return ctl->conn.last_error;
+}
+
+int vfb_vm_name_check(const char *vm)
+{
+	size_t n;
+
+	if (!vm)
+		return -EINVAL;
+	n = strlen(vm);
+	if (n == 0 || n > VFB_VM_NAME_MAX)
+		return -EINVAL;
+	for (size_t i = 0; i < n; i++) {
+		char c = vm[i];
+
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '.' || c == '_' || c == '-'))
+			return -EINVAL;
+	}
+	/* "." and ".." could name directories wherever the broker uses VM names in paths. */
+	if (strcmp(vm, ".") == 0 || strcmp(vm, "..") == 0)
+		return -EINVAL;
+	return 0;
+}
+
+static int copy_str(char *dst, size_t size, const char *src)
+{
+	size_t n = strlen(src);
+
+	if (n >= size)
+		return -EPROTO;
+	memcpy(dst, src, n + 1);
+	return 0;
+}
+
+int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
+		struct vfb_ctl_add_reply *ret)
+{
+	Vb__Ctl__AddDevice pb = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__DeviceLimits lim = VB__CTL__DEVICE_LIMITS__INIT;
+	const Vb__Ctl__AddDeviceReply *rep;
+	struct vfb_ctl_add_reply out;
+	char bdf[VFB_BDF_MAX];
+	struct ipc_msg *m;
+	int r;
+
+	if (!req || !ret || (req->flags & ~(VFB_CTL_ADD_BIND | VFB_CTL_ADD_ALLOW_MMAP)))
+		return -EINVAL;
+	r = vfb_bdf_normalize(req->bdf, bdf, sizeof(bdf));
+	if (r < 0)
+		return -EINVAL;
+	r = vfb_vm_name_check(req->vm);
+	if (r < 0)
+		return r;
+	pb.bdf = bdf;
+	pb.vm = (char *)req->vm;
+	pb.owner_uid = req->owner_uid;
+	pb.owner_gid = req->owner_gid;
+	lim.max_dma_mappings = req->max_dma_mappings;
+	lim.max_pinned_bytes = req->max_pinned_bytes;
+	pb.limits = &lim;
+	pb.bind_vfio = !!(req->flags & VFB_CTL_ADD_BIND);
+	pb.allow_mmap = !!(req->flags & VFB_CTL_ADD_ALLOW_MMAP);
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__ADD_DEVICE, &pb.base, NULL, 0, 0, &m);
+	if (r < 0)
+		return r;
+	rep = (const Vb__Ctl__AddDeviceReply *)m->body;
+	memset(&out, 0, sizeof(out));
+	r = copy_str(out.socket_path, sizeof(out.socket_path), rep->socket_path);
+	if (r == 0)
+		r = copy_str(out.iommu_backend, sizeof(out.iommu_backend), rep->iommu_backend);
+	out.worker_pid = rep->worker_pid;
+	out.iommu_group = rep->iommu_group;
+	ipc_msg_free(m);
+	if (r == 0)
+		*ret = out;
+	return r;
+}
+
+int vfb_ctl_remove(struct vfb_ctl *ctl, const char *bdf, uint32_t timeout_ms, uint32_t flags,
+		   bool *ret_acknowledged)
+{
+	Vb__Ctl__RemoveDevice pb = VB__CTL__REMOVE_DEVICE__INIT;
+	char nbdf[VFB_BDF_MAX];
+	struct ipc_msg *m;
+	uint32_t grace;
+	int r;
+
+	if (flags & ~VFB_CTL_REMOVE_FORCE)
+		return -EINVAL;
+	if (vfb_bdf_normalize(bdf, nbdf, sizeof(nbdf)) < 0)
+		return -EINVAL;
+	pb.bdf = nbdf;
+	pb.timeout_ms = timeout_ms;
+	pb.force = !!(flags & VFB_CTL_REMOVE_FORCE);
+	/* The broker answers only after the VMM acknowledged or its grace ran out. */
+	grace = pb.force ? 0 : (timeout_ms ? timeout_ms : REMOVE_DEFAULT_GRACE_MS);
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__REMOVE_DEVICE, &pb.base, NULL, 0,
+			   grace > INT32_MAX ? INT32_MAX : (int)grace, &m);
+	if (r < 0)
+		return r;
+	if (ret_acknowledged)
+		*ret_acknowledged = ((const Vb__Ctl__RemoveDeviceReply *)m->body)->vmm_acknowledged;
+	ipc_msg_free(m);
+	return 0;
+}
+
+static void device_clear(struct vfb_ctl_device *d)
+{
+	free(d->bdf);
+	free(d->vm);
+	free(d->socket_path);
+	free(d->last_fault);
+	free(d->irqs);
+	memset(d, 0, sizeof(*d));
+}
+
+static int device_from_pb(const Vb__Ctl__DeviceStatus *s, struct vfb_ctl_device *d)
+{
+	memset(d, 0, sizeof(*d));
+	d->bdf = strdup(s->bdf);
+	d->vm = strdup(s->vm);
+	d->socket_path = strdup(s->socket_path);
+	d->last_fault = strdup(s->last_fault);
+	if (s->n_irqs)
+		d->irqs = calloc(s->n_irqs, sizeof(*d->irqs));
+	if (!d->bdf || !d->vm || !d->socket_path || !d->last_fault || (s->n_irqs && !d->irqs)) {
+		device_clear(d);
+		return -ENOMEM;
+	}
+	d->state = s->state;
+	d->worker_pid = s->worker_pid;
+	d->dma_mappings = s->dma_mappings;
+	d->pinned_bytes = s->pinned_bytes;
+	d->restarts = s->restarts;
+	d->resets = s->resets;
+	d->iommu_group = s->iommu_group;
+	d->nirqs = s->n_irqs;
+	for (size_t i = 0; i < s->n_irqs; i++) {
+		d->irqs[i].index = s->irqs[i]->index;
+		d->irqs[i].enabled = s->irqs[i]->enabled;
+	}
+	return 0;
+}
+
+void vfb_ctl_device_free(struct vfb_ctl_device *d)
+{
+	if (!d)
+		return;
+	device_clear(d);
+	free(d);
+}
+
+void vfb_ctl_device_list_free(struct vfb_ctl_device *list, size_t n)
+{
+	if (!list)
+		return;
+	for (size_t i = 0; i < n; i++)
+		device_clear(&list[i]);
+	free(list);
+}
+
+int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device **ret)
+{
+	Vb__Ctl__DeviceStatusRequest pb = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
+	struct vfb_ctl_device *d;
+	char nbdf[VFB_BDF_MAX];
+	struct ipc_msg *m;
+	int r;
+
+	if (!ret || vfb_bdf_normalize(bdf, nbdf, sizeof(nbdf)) < 0)
+		return -EINVAL;
+	pb.bdf = nbdf;
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__DEVICE_STATUS, &pb.base, NULL, 0, 0, &m);
+	if (r < 0)
+		return r;
+	d = malloc(sizeof(*d));
+	if (!d)
+		r = -ENOMEM;
+	else
+		r = device_from_pb((const Vb__Ctl__DeviceStatus *)m->body, d);
+	ipc_msg_free(m);
+	if (r < 0) {
+		free(d);
+		return r;
+	}
+	*ret = d;
+	return 0;
+}
+
+int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n)
+{
+	Vb__Ctl__ListDevices pb = VB__CTL__LIST_DEVICES__INIT;
+	const Vb__Ctl__ListDevicesReply *rep;
+	struct vfb_ctl_device *list;
+	struct ipc_msg *m;
+	size_t n = 0;
+	int r;
+
+	if (!ret || !ret_n)
+		return -EINVAL;
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__LIST_DEVICES, &pb.base, NULL, 0, 0, &m);
+	if (r < 0)
+		return r;
+	rep = (const Vb__Ctl__ListDevicesReply *)m->body;
+	/* One spare element so that an empty list is still a pointer the caller may free. */
+	list = calloc(rep->n_devices + 1, sizeof(*list));
+	if (!list)
+		r = -ENOMEM;
+	for (; r == 0 && n < rep->n_devices; n++)
+		r = device_from_pb(rep->devices[n], &list[n]);
+	ipc_msg_free(m);
+	if (r < 0) {
+		vfb_ctl_device_list_free(list, n);
+		return r;
+	}
+	*ret = list;
+	*ret_n = n;
+	return 0;
+}
+
+int vfb_ctl_metrics(struct vfb_ctl *ctl, char **ret)
+{
+	Vb__Ctl__MetricsRequest pb = VB__CTL__METRICS_REQUEST__INIT;
+	struct ipc_msg *m;
+	char *text;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__METRICS, &pb.base, NULL, 0, 0, &m);
+	if (r < 0)
+		return r;
+	text = strdup(((const Vb__Ctl__MetricsReply *)m->body)->text);
+	ipc_msg_free(m);
+	if (!text)
+		return -ENOMEM;
+	*ret = text;
+	return 0;
+}
+
+int vfb_ctl_subscribe(struct vfb_ctl *ctl)
+{
+	Vb__Ctl__SubscribeEvents pb = VB__CTL__SUBSCRIBE_EVENTS__INIT;
+	struct ipc_msg *m;
+	int r;
+
+	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__SUBSCRIBE_EVENTS, &pb.base, NULL, 0, 0, &m);
+	if (r == 0)
+		ipc_msg_free(m);
+	return r;
+}
+
+int vfb_ctl_event_fd(const struct vfb_ctl *ctl)
+{
+	return ctl->conn.epfd;
+}
+
+void vfb_ctl_event_free(struct vfb_ctl_event *ev)
+{
+	if (!ev)
+		return;
+	free(ev->bdf);
+	free(ev->vm);
+	free(ev->detail);
+	free(ev);
+}
+
+int vfb_ctl_next_event(struct vfb_ctl *ctl, struct vfb_ctl_event **ret)
+{
+	const Vb__Ctl__Event *pb;
+	struct vfb_ctl_event *ev;
+	struct ipc_msg *m;
+	int r;
+
+	if (!ret)
+		return -EINVAL;
+	r = vfb__conn_next_event(&ctl->conn, &m);
+	if (r < 0)
+		return r;
+	pb = (const Vb__Ctl__Event *)m->body;
+	ev = calloc(1, sizeof(*ev));
+	if (ev) {
+		ev->kind = pb->kind;
+		ev->timestamp_ns = pb->timestamp_ns;
+		ev->bdf = strdup(pb->bdf);
+		ev->vm = strdup(pb->vm);
+		ev->detail = strdup(pb->detail);
+	}
+	ipc_msg_free(m);
+	if (!ev || !ev->bdf || !ev->vm || !ev->detail) {
+		vfb_ctl_event_free(ev);
+		return -ENOMEM;
+	}
+	*ret = ev;
+	return 0;
+}

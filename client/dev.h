@@ -1,0 +1,24 @@
+/*
+ * dev: the device handle's internals, shared by dev.c (connection, handshake, information,
+ * events) and dev_io.c (config and region accesses, DMA, interrupts, reset).
+ */
+#ifndef VFB_DEV_H
+#define VFB_DEV_H
+
+#include "vfiobroker/client.h"
+
+#include "conn.h"
+
+struct vfb_dev {
+	struct vfb__conn conn;
+	struct vfb_limits peer; /* the worker's, from HelloReply */
+	char bdf[VFB_BDF_MAX];
+};
+
+/* Body bytes one data-carrying request or reply may hold on this connection. */
+size_t vfb__dev_chunk(const struct vfb_dev *dev);
+
+/* Most eventfds one SET_IRQ_FDS request may carry (the protocol's and the worker's limit). */
+size_t vfb__dev_irq_batch(const struct vfb_dev *dev);
+
+#endif

@@ -1,0 +1,41 @@
+# tests/client.cmake: libvfiobroker and vfio-brokerctl.
+#   test_client            the device handle against a fake worker thread (and the real
+#                          vfio-worker's standalone mode on tests/fixtures/edu.img when built)
+#   test_client_ctl        vfio-brokerctl, run as a program against a fake broker thread
+#   test_client_pkgconfig  the installed library, consumed through pkg-config and CMake
+
+find_package(Threads REQUIRED)
+
+vb_unit_test(client
+	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client.c
+	LIBS vfiobroker vb_ipc Threads::Threads)
+if(TARGET vfio-worker)
+	target_compile_definitions(test_client PRIVATE
+		VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
+		VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+	add_dependencies(test_client vfio-worker)
+endif()
+
+vb_unit_test(client_ctl
+	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_ctl.c
+		${CMAKE_CURRENT_SOURCE_DIR}/test_client_json.c
+	LIBS vfiobroker vb_ipc Threads::Threads)
+target_compile_definitions(test_client_ctl PRIVATE
+	VB_BROKERCTL_PATH="$<TARGET_FILE:vfio-brokerctl>")
+add_dependencies(test_client_ctl vfio-brokerctl)
+
+vb_unit_test(client_pkgconfig
+	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_pkgconfig.c)
+set(VB_CONSUMER_FLAGS "")
+if(VB_SANITIZE)
+	# An instrumented library needs an instrumented program to load it.
+	set(VB_CONSUMER_FLAGS "-fsanitize=address,undefined")
+endif()
+target_compile_definitions(test_client_pkgconfig PRIVATE
+	VB_CMAKE="${CMAKE_COMMAND}"
+	VB_CC="${CMAKE_C_COMPILER}"
+	VB_BUILD_DIR="${CMAKE_BINARY_DIR}"
+	VB_LIBDIR="${CMAKE_INSTALL_LIBDIR}"
+	VB_VERSION="${PROJECT_VERSION}"
+	VB_EXTRA_CFLAGS="${VB_CONSUMER_FLAGS}")
+add_dependencies(test_client_pkgconfig vfiobroker vfio-brokerctl)

@@ -1,0 +1,800 @@
+/*
+ * test_client: libvfiobroker's device handle against a fake worker: a thread that speaks the
+ * device protocol (ipc_proto_device) on the other end of a socketpair, answers from a config
+ * space of its own, records what it was asked and misbehaves on demand. Plus, when vfio-worker
+ * is built, the real worker's standalone mode serving tests/fixtures/edu.img.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "device.pb-c.h"
+#include "ipc.h"
+#include "vfiobroker/client.h"
+
+#define FAKE_BDF "0000:00:04.0"
+
+struct piece {
+	uint32_t off, size;
+};
+
+struct irq_batch {
+	uint32_t index, start, count;
+	bool resample;
+	size_t nfds;
+};
+
+struct fake {
+	/* Behaviour, set before the thread starts. */
+	uint32_t hello_version;
+	uint32_t max_fds;	    /* announced in HelloReply */
+	uint32_t max_message;	    /* announced in HelloReply */
+	uint16_t error_type;	    /* answer this type with an error... */
+	int error_code;		    /* ...of this negative errno */
+	uint16_t silent_type;	    /* never answer this type */
+	uint16_t event_before_type; /* send an event before answering this type */
+	uint16_t event_after_type;  /* send an event after answering this type */
+	bool bad_area;		    /* REGION_INFO: an area past the region's end */
+	bool hangup_after_hello;
+	/* State. */
+	uint8_t cfg[4096];
+	uint8_t bar[65536];
+	int fd;
+	pthread_t th;
+	/* Records, read by the test after the thread ended. */
+	char client[64];
+	uint32_t hello_seen_version;
+	struct piece reads[64], writes[64], rreads[64];
+	size_t nreads, nwrites, nrreads;
+	struct irq_batch irqs[32];
+	size_t nirqs;
+	size_t ndma;
+	uint64_t dma_iova, dma_size, dma_offset;
+	uint32_t dma_prot;
+	size_t requests;
+};
+
+static void fake_event(struct ipc_chan *c)
+{
+	Vb__Dev__Event ev = VB__DEV__EVENT__INIT;
+
+	ev.kind = VB__DEV__EVENT_KIND__EVENT_REMOVAL_REQUESTED;
+	ev.timeout_ms = 1234;
+	ipc_chan_event(c, VB__DEV__TYPE__EVENT, &ev.base, NULL, 0);
+}
+
+static void fake_data(struct ipc_chan *c, struct ipc_msg *m, const uint8_t *p, size_t n)
+{
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+
+	d.data.data = (uint8_t *)p;
+	d.data.len = n;
+	ipc_chan_reply(c, m, &d.base, NULL, 0);
+}
+
+static void fake_empty(struct ipc_chan *c, struct ipc_msg *m)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+
+	ipc_chan_reply(c, m, &e.base, NULL, 0);
+}
+
+static void fake_region(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
+{
+	const Vb__Dev__RegionInfoRequest *rq = (const void *)m->body;
+	Vb__Region reg = VB__REGION__INIT;
+	Vb__MmapArea a0 = VB__MMAP_AREA__INIT, a1 = VB__MMAP_AREA__INIT;
+	Vb__MmapArea *areas[2] = {&a0, &a1};
+	int fd = memfd_create("fake-device", MFD_CLOEXEC);
+
+	reg.index = rq->index;
+	reg.flags = 0x7; /* read, write, mmap */
+	reg.size = 0x4000;
+	reg.offset = (uint64_t)rq->index << 40;
+	a0.offset = 0;
+	a0.size = 0x1000;
+	a1.offset = 0x3000;
+	a1.size = f->bad_area ? 0x2000 : 0x1000;
+	reg.n_mmap_areas = 2;
+	reg.mmap_areas = areas;
+	ipc_chan_reply(c, m, &reg.base, &fd, fd >= 0 ? 1 : 0);
+	if (fd >= 0)
+		close(fd); /* the reply carried a copy */
+}
+
+static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
+{
+	f->requests++;
+	if (m->type == f->silent_type)
+		return;
+	if (m->type == f->event_before_type)
+		fake_event(c);
+	if (m->type == f->error_type) {
+		ipc_chan_reply_error(c, m, f->error_code, "denied by the fake's policy");
+		return;
+	}
+	switch (m->type) {
+	case VB__DEV__TYPE__HELLO: {
+		const Vb__Dev__Hello *h = (const void *)m->body;
+		Vb__Dev__HelloReply rep = VB__DEV__HELLO_REPLY__INIT;
+		Vb__Limits lim = VB__LIMITS__INIT;
+
+		f->hello_seen_version = h->version;
+		snprintf(f->client, sizeof(f->client), "%s", h->client);
+		lim.max_fds = f->max_fds;
+		lim.max_message_bytes = f->max_message;
+		lim.max_dma_mappings = 77;
+		rep.version = f->hello_version;
+		rep.limits = &lim;
+		rep.bdf = FAKE_BDF;
+		ipc_chan_reply(c, m, &rep.base, NULL, 0);
+		break;
+	}
+	case VB__DEV__TYPE__DEVICE_INFO: {
+		Vb__Dev__DeviceInfo d = VB__DEV__DEVICE_INFO__INIT;
+
+		d.bdf = FAKE_BDF;
+		d.vendor_id = (uint32_t)(f->cfg[0] | f->cfg[1] << 8);
+		d.device_id = (uint32_t)(f->cfg[2] | f->cfg[3] << 8);
+		d.num_regions = 9;
+		d.num_irqs = 5;
+		ipc_chan_reply(c, m, &d.base, NULL, 0);
+		break;
+	}
+	case VB__DEV__TYPE__REGION_INFO:
+		fake_region(f, c, m);
+		break;
+	case VB__DEV__TYPE__CFG_READ: {
+		const Vb__Dev__CfgRead *rq = (const void *)m->body;
+
+		if (f->nreads < 64)
+			f->reads[f->nreads++] = (struct piece){rq->offset, rq->size};
+		if (rq->offset + rq->size > sizeof(f->cfg)) {
+			ipc_chan_reply_error(c, m, -EINVAL, "out of config space");
+			break;
+		}
+		fake_data(c, m, f->cfg + rq->offset, rq->size);
+		break;
+	}
+	case VB__DEV__TYPE__CFG_WRITE: {
+		const Vb__Dev__CfgWrite *rq = (const void *)m->body;
+
+		if (f->nwrites < 64)
+			f->writes[f->nwrites++] =
+			    (struct piece){rq->offset, (uint32_t)rq->data.len};
+		if (rq->offset + rq->data.len <= sizeof(f->cfg))
+			memcpy(f->cfg + rq->offset, rq->data.data, rq->data.len);
+		fake_empty(c, m);
+		break;
+	}
+	case VB__DEV__TYPE__REGION_READ: {
+		const Vb__Dev__RegionRead *rq = (const void *)m->body;
+
+		if (f->nrreads < 64)
+			f->rreads[f->nrreads++] = (struct piece){(uint32_t)rq->offset, rq->size};
+		if (rq->offset + rq->size > sizeof(f->bar)) {
+			ipc_chan_reply_error(c, m, -EINVAL, "out of the region");
+			break;
+		}
+		fake_data(c, m, f->bar + rq->offset, rq->size);
+		break;
+	}
+	case VB__DEV__TYPE__DMA_MAP: {
+		const Vb__Dev__DmaMap *rq = (const void *)m->body;
+
+		f->ndma++;
+		f->dma_iova = rq->iova;
+		f->dma_size = rq->size;
+		f->dma_offset = rq->offset;
+		f->dma_prot = rq->prot;
+		fake_empty(c, m);
+		break;
+	}
+	case VB__DEV__TYPE__SET_IRQ_FDS: {
+		const Vb__Dev__SetIrqFds *rq = (const void *)m->body;
+
+		if (f->nirqs < 32)
+			f->irqs[f->nirqs++] = (struct irq_batch){rq->index, rq->start, rq->count,
+								 rq->resample, m->nfds};
+		fake_empty(c, m);
+		break;
+	}
+	default:
+		fake_empty(c, m);
+	}
+	if (m->type == f->event_after_type)
+		fake_event(c);
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	int r;
+
+	if (ipc_chan_new(f->fd, &ipc_proto_device, NULL, &c) < 0) {
+		close(f->fd);
+		return NULL;
+	}
+	for (;;) {
+		struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+
+		r = ipc_chan_recv(c, &m);
+		if (r == -EAGAIN) {
+			if (poll(&p, 1, 5000) <= 0)
+				break;
+			continue;
+		}
+		if (r < 0)
+			break;
+		fake_handle(f, c, m);
+		ipc_msg_free(m);
+		if (f->hangup_after_hello && f->requests == 1)
+			break;
+	}
+	ipc_chan_free(c);
+	return NULL;
+}
+
+/* Starts a fake worker and returns the client end of its socket. */
+static int fake_start(struct fake *f)
+{
+	int sv[2];
+
+	for (size_t i = 0; i < sizeof(f->cfg); i++)
+		f->cfg[i] = (uint8_t)(i * 7 + 3);
+	for (size_t i = 0; i < sizeof(f->bar); i++)
+		f->bar[i] = (uint8_t)(i * 13 + i / 256);
+	if (!f->hello_version)
+		f->hello_version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(ipc_socketpair(sv), 0);
+	f->fd = sv[1];
+	assert_int_equal(pthread_create(&f->th, NULL, fake_main, f), 0);
+	return sv[0];
+}
+
+static void fake_join(struct fake *f)
+{
+	pthread_join(f->th, NULL);
+}
+
+static struct vfb_dev *connect_fake(struct fake *f)
+{
+	struct vfb_dev *dev = NULL;
+	int fd = fake_start(f);
+
+	assert_int_equal(vfb_dev_connect_fd(fd, "test-vmm", 0, &dev), 0);
+	assert_non_null(dev);
+	return dev;
+}
+
+static int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	assert_non_null(d);
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the directory's own fd */
+}
+
+static bool fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+
+	return poll(&p, 1, timeout_ms) == 1 && (p.revents & POLLIN);
+}
+
+static void test_client_handshake_reports_peer_limits_and_bdf(void **state)
+{
+	struct fake f = {.max_fds = 8, .max_message = 4096};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_limits lim;
+
+	vfb_dev_peer_limits(dev, &lim);
+	assert_int_equal(lim.max_fds, 8);
+	assert_int_equal(lim.max_message_bytes, 4096);
+	assert_int_equal(lim.max_dma_mappings, 77);
+	assert_string_equal(vfb_dev_bdf(dev), FAKE_BDF);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_int_equal(f.hello_seen_version, VB__DEV__VERSION__VERSION_CURRENT);
+	assert_string_equal(f.client, "test-vmm");
+}
+
+static void test_client_handshake_wrong_version_fails_and_keeps_fd(void **state)
+{
+	struct fake f = {.hello_version = 99};
+	struct vfb_dev *dev = NULL;
+	int fd = fake_start(&f);
+
+	assert_int_equal(vfb_dev_connect_fd(fd, NULL, 0, &dev), -EPROTONOSUPPORT);
+	assert_null(dev);
+	/* The caller still owns its socket after a failed connect. */
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	close(fd);
+	fake_join(&f);
+}
+
+static void test_client_connect_unknown_flags_rejected_nothing_sent(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = NULL;
+	int fd = fake_start(&f);
+
+	assert_int_equal(vfb_dev_connect_fd(fd, NULL, 0x80, &dev), -EINVAL);
+	assert_null(dev);
+	close(fd);
+	fake_join(&f);
+	assert_int_equal(f.requests, 0);
+}
+
+static void test_client_connect_missing_socket_fails_enoent(void **state)
+{
+	struct vfb_dev *dev = NULL;
+
+	assert_int_equal(vfb_dev_connect("/nonexistent/vfio-worker.sock", NULL, 0, &dev), -ENOENT);
+	assert_null(dev);
+	assert_int_equal(vfb_dev_connect("", NULL, 0, &dev), -EINVAL);
+}
+
+static void test_client_connect_fd_not_seqpacket_rejected(void **state)
+{
+	struct vfb_dev *dev = NULL;
+	int p[2];
+
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(vfb_dev_connect_fd(p[0], NULL, 0, &dev), -ENOTSOCK);
+	assert_true(fcntl(p[0], F_GETFD) >= 0);
+	close(p[0]);
+	close(p[1]);
+}
+
+static void test_client_cfg_read_unaligned_splits_into_aligned_pieces(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	uint8_t buf[16];
+
+	/* 0x03..0x0d: 1 byte at 3, 4 at 4, 4 at 8, 1 at 0xc... */
+	assert_int_equal(vfb_dev_cfg_read(dev, 0x03, buf, 11), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_memory_equal(buf, f.cfg + 0x03, 11);
+	assert_int_equal(f.nreads, 4);
+	for (size_t i = 0; i < f.nreads; i++) {
+		uint32_t s = f.reads[i].size;
+
+		assert_true(s == 1 || s == 2 || s == 4);
+		assert_int_equal(f.reads[i].off % s, 0); /* naturally aligned */
+		if (i > 0)
+			assert_int_equal(f.reads[i].off, f.reads[i - 1].off + f.reads[i - 1].size);
+	}
+	assert_int_equal(f.reads[0].off, 0x03);
+	assert_int_equal(f.reads[3].off + f.reads[3].size, 0x0e);
+}
+
+static void test_client_cfg_read_two_bytes_at_odd_offset_is_two_reads(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	uint8_t buf[2];
+
+	assert_int_equal(vfb_dev_cfg_read(dev, 0x05, buf, 2), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_int_equal(f.nreads, 2);
+	assert_int_equal(f.reads[0].size, 1);
+	assert_int_equal(f.reads[1].size, 1);
+	assert_memory_equal(buf, f.cfg + 5, 2);
+}
+
+static void test_client_cfg_write_splits_and_reaches_worker(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	const uint8_t data[6] = {0xde, 0xad, 0xbe, 0xef, 0x55, 0xaa};
+
+	assert_int_equal(vfb_dev_cfg_write(dev, 0x42, data, sizeof(data)), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_memory_equal(f.cfg + 0x42, data, sizeof(data));
+	assert_int_equal(f.nwrites, 2); /* 2 at 0x42, 4 at 0x44 */
+	assert_int_equal(f.writes[0].size, 2);
+	assert_int_equal(f.writes[1].off, 0x44);
+	assert_int_equal(f.writes[1].size, 4);
+}
+
+static void test_client_cfg_access_past_end_rejected_nothing_sent(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	uint8_t buf[8] = {0};
+
+	assert_int_equal(vfb_dev_cfg_read(dev, 4094, buf, 4), -EINVAL);
+	assert_int_equal(vfb_dev_cfg_read(dev, UINT32_MAX, buf, 2), -EINVAL);
+	assert_int_equal(vfb_dev_cfg_write(dev, 4096, buf, 1), -EINVAL);
+	assert_int_equal(vfb_dev_cfg_read(dev, 0, NULL, 4), -EINVAL);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_int_equal(f.nreads + f.nwrites, 0);
+	assert_int_equal(f.requests, 1); /* HELLO only */
+}
+
+static void test_client_error_reply_surfaces_errno_and_message(void **state)
+{
+	struct fake f = {.error_type = VB__DEV__TYPE__CFG_WRITE, .error_code = -EPERM};
+	struct vfb_dev *dev = connect_fake(&f);
+	uint8_t v = 1;
+
+	assert_int_equal(vfb_dev_cfg_write(dev, 4, &v, 1), -EPERM);
+	assert_non_null(strstr(vfb_dev_last_error(dev), "denied by the fake's policy"));
+	/* The handle keeps working, and the message belongs to the failed call only. */
+	assert_int_equal(vfb_dev_cfg_read(dev, 0, &v, 1), 0);
+	assert_string_equal(vfb_dev_last_error(dev), "");
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_region_info_fd_is_callers_and_mappable(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_region_info ri;
+	int before = count_fds();
+	struct stat st;
+
+	assert_int_equal(vfb_dev_region_info(dev, 2, &ri), 0);
+	assert_int_equal(ri.index, 2);
+	assert_int_equal(ri.size, 0x4000);
+	assert_int_equal(ri.nareas, 2);
+	assert_int_equal(ri.areas[1].offset, 0x3000);
+	assert_true(ri.mmap_fd >= 0);
+	assert_int_equal(count_fds(), before + 1);
+	assert_int_equal(fstat(ri.mmap_fd, &st), 0);
+	assert_true(fcntl(ri.mmap_fd, F_GETFD) & FD_CLOEXEC);
+	close(ri.mmap_fd);
+	assert_int_equal(count_fds(), before);
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_region_info_area_outside_region_rejected_fd_closed(void **state)
+{
+	struct fake f = {.bad_area = true};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_region_info ri = {.mmap_fd = -7};
+	int before = count_fds();
+
+	assert_int_equal(vfb_dev_region_info(dev, 0, &ri), -EPROTO);
+	assert_int_equal(ri.mmap_fd, -7); /* untouched */
+	assert_int_equal(count_fds(), before);
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_session_leaks_no_fds(void **state)
+{
+	int before = count_fds();
+	struct fake f = {.max_fds = 4};
+	struct vfb_dev *dev = connect_fake(&f);
+	int memfd = memfd_create("guest-ram", MFD_CLOEXEC);
+	int efd[6];
+	uint8_t buf[64];
+
+	assert_true(memfd >= 0);
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	for (int i = 0; i < 6; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+	assert_int_equal(
+	    vfb_dev_dma_map(dev, memfd, 0x1000, 0x100000, 0x2000, VFB_DMA_READ | VFB_DMA_WRITE), 0);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSIX, 0, efd, 6), 0);
+	assert_int_equal(vfb_dev_set_intx_fds(dev, efd[0], efd[1]), 0);
+	assert_int_equal(vfb_dev_region_read(dev, 0, 0x10, buf, sizeof(buf)), 0);
+	assert_int_equal(vfb_dev_reset(dev), 0);
+	assert_int_equal(vfb_dev_removal_ack(dev), 0);
+	/* The caller's fds stay open and stay the caller's. */
+	assert_true(fcntl(memfd, F_GETFD) >= 0);
+	for (int i = 0; i < 6; i++)
+		assert_true(fcntl(efd[i], F_GETFD) >= 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	close(memfd);
+	for (int i = 0; i < 6; i++)
+		close(efd[i]);
+	assert_int_equal(count_fds(), before);
+	assert_int_equal(f.ndma, 1);
+	assert_int_equal(f.dma_iova, 0x100000);
+	assert_int_equal(f.dma_size, 0x2000);
+	assert_int_equal(f.dma_offset, 0x1000);
+	assert_int_equal(f.dma_prot,
+			 VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE);
+}
+
+static void test_client_set_irq_fds_batches_by_peer_max_fds(void **state)
+{
+	struct fake f = {.max_fds = 4};
+	struct vfb_dev *dev = connect_fake(&f);
+	int efd[10];
+
+	for (int i = 0; i < 10; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSIX, 3, efd, 10), 0);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSI, 0, NULL, 0), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	for (int i = 0; i < 10; i++)
+		close(efd[i]);
+	assert_int_equal(f.nirqs, 4); /* 4 + 4 + 2, then the removal */
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(f.irqs[i].index, VFB_IRQ_MSIX);
+		assert_int_equal(f.irqs[i].start, 3 + 4 * i);
+		assert_int_equal(f.irqs[i].count, f.irqs[i].nfds);
+		assert_true(f.irqs[i].nfds <= 4);
+	}
+	assert_int_equal(f.irqs[0].count + f.irqs[1].count + f.irqs[2].count, 10);
+	assert_int_equal(f.irqs[3].index, VFB_IRQ_MSI);
+	assert_int_equal(f.irqs[3].count, 0);
+	assert_int_equal(f.irqs[3].nfds, 0);
+}
+
+static void test_client_intx_with_resample_sends_two_fds(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	int trig = eventfd(0, EFD_CLOEXEC), res = eventfd(0, EFD_CLOEXEC);
+
+	assert_int_equal(vfb_dev_set_intx_fds(dev, trig, res), 0);
+	assert_int_equal(vfb_dev_set_intx_fds(dev, -1, res), -EINVAL);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	close(trig);
+	close(res);
+	assert_int_equal(f.nirqs, 1);
+	assert_true(f.irqs[0].resample);
+	assert_int_equal(f.irqs[0].count, 1);
+	assert_int_equal(f.irqs[0].nfds, 2);
+}
+
+static void test_client_bad_arguments_rejected_nothing_sent(void **state)
+{
+	struct fake f = {0};
+	struct vfb_dev *dev = connect_fake(&f);
+	int memfd = memfd_create("ram", MFD_CLOEXEC), efd = eventfd(0, EFD_CLOEXEC);
+	int fds[2] = {efd, 1000};
+	uint8_t b[4];
+
+	assert_int_equal(vfb_dev_dma_map(dev, memfd, 0, 0x1000, 0x1000, 0), -EINVAL);
+	assert_int_equal(vfb_dev_dma_map(dev, memfd, 0, 0x1000, 0x1000, 0x4 | VFB_DMA_READ),
+			 -EINVAL);
+	assert_int_equal(vfb_dev_dma_map(dev, memfd, 0, 0x1000, 0, VFB_DMA_READ), -EINVAL);
+	assert_int_equal(vfb_dev_dma_map(dev, memfd, 0, UINT64_MAX - 0xfff, 0x2000, VFB_DMA_READ),
+			 -EINVAL);
+	assert_int_equal(vfb_dev_dma_map(dev, 1000, 0, 0x1000, 0x1000, VFB_DMA_READ), -EBADF);
+	assert_int_equal(vfb_dev_dma_unmap(dev, UINT64_MAX, 2), -EINVAL);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSI, 0, fds, 2), -EBADF);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSI, UINT32_MAX, fds, 2), -EINVAL);
+	assert_int_equal(vfb_dev_set_irq_fds(dev, VFB_IRQ_MSI, 0, NULL, 2), -EINVAL);
+	assert_int_equal(vfb_dev_region_read(dev, 0, UINT64_MAX - 1, b, 4), -EINVAL);
+	assert_int_equal(vfb_dev_set_timeout(dev, -2), -EINVAL);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	close(memfd);
+	close(efd);
+	assert_int_equal(f.requests, 1); /* HELLO only */
+}
+
+static void test_client_event_during_call_queued_on_event_fd(void **state)
+{
+	struct fake f = {.event_before_type = VB__DEV__TYPE__CFG_READ};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_event ev;
+	uint8_t v;
+
+	assert_false(fd_readable(vfb_dev_event_fd(dev), 0));
+	assert_int_equal(vfb_dev_next_event(dev, &ev), -EAGAIN);
+	/* The event arrives before the reply: the call still returns its answer... */
+	assert_int_equal(vfb_dev_cfg_read(dev, 0, &v, 1), 0);
+	assert_int_equal(v, f.cfg[0]);
+	/* ...and the event waits behind a readable event fd although the socket is drained. */
+	assert_true(fd_readable(vfb_dev_event_fd(dev), 0));
+	assert_int_equal(vfb_dev_next_event(dev, &ev), 0);
+	assert_int_equal(ev.kind, VFB_EVENT_REMOVAL_REQUESTED);
+	assert_int_equal(ev.timeout_ms, 1234);
+	assert_string_equal(vfb_event_kind_name(ev.kind), "removal-requested");
+	assert_int_equal(vfb_dev_next_event(dev, &ev), -EAGAIN);
+	assert_false(fd_readable(vfb_dev_event_fd(dev), 0));
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_event_while_idle_wakes_event_fd(void **state)
+{
+	struct fake f = {.event_after_type = VB__DEV__TYPE__RESET};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_event ev;
+
+	assert_int_equal(vfb_dev_reset(dev), 0);
+	assert_true(fd_readable(vfb_dev_event_fd(dev), 2000));
+	assert_int_equal(vfb_dev_next_event(dev, &ev), 0);
+	assert_int_equal(ev.kind, VFB_EVENT_REMOVAL_REQUESTED);
+	assert_int_equal(vfb_dev_removal_ack(dev), 0);
+	assert_false(fd_readable(vfb_dev_event_fd(dev), 0));
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_worker_hangup_reported_through_event_fd(void **state)
+{
+	struct fake f = {.hangup_after_hello = true};
+	struct vfb_dev *dev = connect_fake(&f);
+	struct vfb_event ev;
+	int r;
+
+	fake_join(&f);
+	assert_true(fd_readable(vfb_dev_event_fd(dev), 2000));
+	r = vfb_dev_next_event(dev, &ev);
+	assert_true(r == -EPIPE || r == -ECONNRESET);
+	r = vfb_dev_reset(dev);
+	assert_true(r == -EPIPE || r == -ECONNRESET);
+	vfb_dev_close(dev);
+}
+
+static void test_client_silent_worker_times_out(void **state)
+{
+	struct fake f = {.silent_type = VB__DEV__TYPE__RESET};
+	struct vfb_dev *dev = connect_fake(&f);
+	uint8_t v;
+
+	assert_int_equal(vfb_dev_set_timeout(dev, 100), 0);
+	assert_int_equal(vfb_dev_reset(dev), -ETIMEDOUT);
+	/* The handle stays usable for the next request. */
+	assert_int_equal(vfb_dev_cfg_read(dev, 1, &v, 1), 0);
+	assert_int_equal(v, f.cfg[1]);
+	vfb_dev_close(dev);
+	fake_join(&f);
+}
+
+static void test_client_region_read_large_split_to_peer_limit(void **state)
+{
+	struct fake f = {.max_message = 4096};
+	struct vfb_dev *dev = connect_fake(&f);
+	static uint8_t buf[10000];
+	size_t sum = 0;
+
+	assert_int_equal(vfb_dev_region_read(dev, 1, 100, buf, sizeof(buf)), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_memory_equal(buf, f.bar + 100, sizeof(buf));
+	assert_true(f.nrreads >= 3);
+	for (size_t i = 0; i < f.nrreads; i++) {
+		assert_true(f.rreads[i].size + 64 <= 4096);
+		sum += f.rreads[i].size;
+	}
+	assert_int_equal(sum, sizeof(buf));
+}
+
+static void test_client_bdf_normalize_accepts_and_rejects(void **state)
+{
+	char out[VFB_BDF_MAX];
+	static const char *const bad[] = {"",
+					  "00:03",
+					  "0000:00:03",
+					  "0000:00:20.0",
+					  "0000:00:03.8",
+					  "000:00:03.0",
+					  "0000:0:03.0",
+					  "0000:00:03.0x",
+					  "g000:00:03.0",
+					  "123456789:00:03.0",
+					  "0000:00:03.-1"};
+
+	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", out, sizeof(out)), 0);
+	assert_string_equal(out, "0000:00:03.0");
+	assert_int_equal(vfb_bdf_normalize("0A:1f.7", out, sizeof(out)), 0);
+	assert_string_equal(out, "0000:0a:1f.7");
+	assert_int_equal(vfb_bdf_normalize("10000:00:01.0", out, sizeof(out)), 0);
+	assert_string_equal(out, "10000:00:01.0");
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(vfb_bdf_normalize(bad[i], out, sizeof(out)), -EINVAL);
+	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", out, 5), -ENOBUFS);
+	assert_int_equal(vfb_vm_name_check("web-1.prod_a"), 0);
+	assert_int_equal(vfb_vm_name_check("a/b"), -EINVAL);
+	assert_int_equal(vfb_vm_name_check(".."), -EINVAL);
+	assert_int_equal(vfb_vm_name_check(""), -EINVAL);
+}
+
+#ifdef VB_WORKER_PATH
+/* The real worker, standalone, serving the captured edu image. */
+static void test_client_worker_standalone_edu_ids(void **state)
+{
+	char dir[] = "/tmp/vfb-test-XXXXXX", sock[128];
+	struct vfb_device_info info;
+	struct vfb_dev *dev = NULL;
+	uint8_t id[4];
+	pid_t pid;
+	int r = -1, status;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(sock, sizeof(sock), "%s/edu.sock", dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		execl(VB_WORKER_PATH, "vfio-worker", "--device-image", VB_FIXTURES "/edu.img",
+		      "--listen", sock, (char *)NULL);
+		_exit(127);
+	}
+	for (int i = 0; i < 200 && r < 0; i++) {
+		r = vfb_dev_connect(sock, "test", 0, &dev);
+		if (r < 0)
+			usleep(25000);
+	}
+	assert_int_equal(r, 0);
+	assert_int_equal(vfb_dev_device_info(dev, &info), 0);
+	assert_int_equal(info.vendor_id, 0x1234);
+	assert_int_equal(info.device_id, 0x11e8);
+	assert_int_equal(vfb_dev_cfg_read(dev, 0, id, 4), 0);
+	assert_int_equal(id[0] | id[1] << 8, 0x1234);
+	assert_int_equal(id[2] | id[3] << 8, 0x11e8);
+	vfb_dev_close(dev);
+	kill(pid, SIGTERM);
+	waitpid(pid, &status, 0);
+	unlink(sock);
+	rmdir(dir);
+}
+#endif
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_client_handshake_reports_peer_limits_and_bdf),
+	    cmocka_unit_test(test_client_handshake_wrong_version_fails_and_keeps_fd),
+	    cmocka_unit_test(test_client_connect_unknown_flags_rejected_nothing_sent),
+	    cmocka_unit_test(test_client_connect_missing_socket_fails_enoent),
+	    cmocka_unit_test(test_client_connect_fd_not_seqpacket_rejected),
+	    cmocka_unit_test(test_client_cfg_read_unaligned_splits_into_aligned_pieces),
+	    cmocka_unit_test(test_client_cfg_read_two_bytes_at_odd_offset_is_two_reads),
+	    cmocka_unit_test(test_client_cfg_write_splits_and_reaches_worker),
+	    cmocka_unit_test(test_client_cfg_access_past_end_rejected_nothing_sent),
+	    cmocka_unit_test(test_client_error_reply_surfaces_errno_and_message),
+	    cmocka_unit_test(test_client_region_info_fd_is_callers_and_mappable),
+	    cmocka_unit_test(test_client_region_info_area_outside_region_rejected_fd_closed),
+	    cmocka_unit_test(test_client_session_leaks_no_fds),
+	    cmocka_unit_test(test_client_set_irq_fds_batches_by_peer_max_fds),
+	    cmocka_unit_test(test_client_intx_with_resample_sends_two_fds),
+	    cmocka_unit_test(test_client_bad_arguments_rejected_nothing_sent),
+	    cmocka_unit_test(test_client_event_during_call_queued_on_event_fd),
+	    cmocka_unit_test(test_client_event_while_idle_wakes_event_fd),
+	    cmocka_unit_test(test_client_worker_hangup_reported_through_event_fd),
+	    cmocka_unit_test(test_client_silent_worker_times_out),
+	    cmocka_unit_test(test_client_region_read_large_split_to_peer_limit),
+	    cmocka_unit_test(test_client_bdf_normalize_accepts_and_rejects),
+#ifdef VB_WORKER_PATH
+	    cmocka_unit_test(test_client_worker_standalone_edu_ids),
+#endif
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

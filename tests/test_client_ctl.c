@@ -1,0 +1,819 @@
+/*
+ * test_client_ctl: vfio-brokerctl run as a program against a fake broker (a thread that speaks
+ * the control protocol on a socket in a temporary directory and records what it was asked):
+ * argument parsing, tables, JSON (parsed back with a small strict parser), exit codes and the
+ * manual. Also the control half of libvfiobroker where the CLI does not reach.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "common.pb-c.h"
+#include "control.pb-c.h"
+#include "ipc.h"
+#include "test_client_json.h"
+#include "vfiobroker/client.h"
+
+#define KNOWN_BDF   "0000:00:03.0"
+#define TAKEN_BDF   "0000:00:09.0"
+#define WORKER_SOCK "/run/vfio-broker/vm/web1/0000:00:03.0.sock"
+/* A VM name no real broker would accept, to prove that any string is escaped correctly. */
+#define NASTY_VM            \
+	"q\"b\\s\nn\tt\x01" \
+	"c\xc3\xa9"
+
+struct fake {
+	char dir[64];
+	char path[128];
+	int listen_fd;
+	int stop_fd;
+	pthread_t th;
+	bool silent; /* answer nothing */
+	/* Records. */
+	size_t requests;
+	char add_bdf[32], add_vm[80];
+	uint32_t add_uid, add_gid, add_maps;
+	uint64_t add_pinned;
+	bool add_bind, add_mmap;
+	char rm_bdf[32];
+	uint32_t rm_timeout;
+	bool rm_force;
+};
+
+static void reply_status(struct ipc_chan *c, struct ipc_msg *m, const char *bdf)
+{
+	Vb__Ctl__DeviceStatus s = VB__CTL__DEVICE_STATUS__INIT;
+	Vb__Ctl__IrqState irq = VB__CTL__IRQ_STATE__INIT, *irqs[1] = {&irq};
+
+	s.bdf = (char *)bdf;
+	s.vm = "web1";
+	s.state = VB__CTL__DEVICE_STATE__STATE_CONNECTED;
+	s.worker_pid = 4321;
+	s.dma_mappings = 3;
+	s.pinned_bytes = 3ull << 30;
+	s.iommu_group = 7;
+	s.socket_path = WORKER_SOCK;
+	s.restarts = 1;
+	s.resets = 2;
+	irq.index = 2;
+	irq.enabled = 5;
+	s.n_irqs = 1;
+	s.irqs = irqs;
+	ipc_chan_reply(c, m, &s.base, NULL, 0);
+}
+
+static void reply_list(struct ipc_chan *c, struct ipc_msg *m)
+{
+	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
+	Vb__Ctl__DeviceStatus a = VB__CTL__DEVICE_STATUS__INIT, b = VB__CTL__DEVICE_STATUS__INIT;
+	Vb__Ctl__DeviceStatus *devs[2] = {&a, &b};
+
+	a.bdf = KNOWN_BDF;
+	a.vm = "web1";
+	a.state = VB__CTL__DEVICE_STATE__STATE_READY;
+	a.worker_pid = 11;
+	a.socket_path = "/s/a";
+	b.bdf = "0000:3b:00.1";
+	b.vm = NASTY_VM;
+	b.state = VB__CTL__DEVICE_STATE__STATE_FAULTED;
+	b.worker_pid = 123456;
+	b.pinned_bytes = 1536;
+	b.socket_path = "/run/a-much-longer-socket-path.sock";
+	b.last_fault = "worker killed by signal 9";
+	rep.n_devices = 2;
+	rep.devices = devs;
+	ipc_chan_reply(c, m, &rep.base, NULL, 0);
+}
+
+static void send_events(struct ipc_chan *c)
+{
+	Vb__Ctl__Event ev = VB__CTL__EVENT__INIT;
+
+	ev.kind = VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED;
+	ev.bdf = KNOWN_BDF;
+	ev.vm = "web1";
+	ev.timestamp_ns = 1700000000123456789ull;
+	ipc_chan_event(c, VB__CTL__TYPE__EVENT, &ev.base, NULL, 0);
+	ev.kind = VB__CTL__EVENT_KIND__EVENT_WORKER_CRASHED;
+	ev.detail = "signal \"9\"";
+	ipc_chan_event(c, VB__CTL__TYPE__EVENT, &ev.base, NULL, 0);
+}
+
+static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
+{
+	f->requests++;
+	if (f->silent)
+		return;
+	switch (m->type) {
+	case VB__CTL__TYPE__ADD_DEVICE: {
+		const Vb__Ctl__AddDevice *rq = (const void *)m->body;
+		Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
+
+		snprintf(f->add_bdf, sizeof(f->add_bdf), "%s", rq->bdf);
+		snprintf(f->add_vm, sizeof(f->add_vm), "%s", rq->vm);
+		f->add_uid = rq->owner_uid;
+		f->add_gid = rq->owner_gid;
+		f->add_bind = rq->bind_vfio;
+		f->add_mmap = rq->allow_mmap;
+		f->add_maps = rq->limits ? rq->limits->max_dma_mappings : 0;
+		f->add_pinned = rq->limits ? rq->limits->max_pinned_bytes : 0;
+		if (strcmp(rq->bdf, TAKEN_BDF) == 0) {
+			ipc_chan_reply_error(c, m, -EEXIST,
+					     "device %s is already assigned to vm db", rq->bdf);
+			break;
+		}
+		rep.socket_path = WORKER_SOCK;
+		rep.worker_pid = 4321;
+		rep.iommu_group = 7;
+		rep.iommu_backend = "vfio-type1v2";
+		ipc_chan_reply(c, m, &rep.base, NULL, 0);
+		break;
+	}
+	case VB__CTL__TYPE__REMOVE_DEVICE: {
+		const Vb__Ctl__RemoveDevice *rq = (const void *)m->body;
+		Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
+
+		snprintf(f->rm_bdf, sizeof(f->rm_bdf), "%s", rq->bdf);
+		f->rm_timeout = rq->timeout_ms;
+		f->rm_force = rq->force;
+		rep.vmm_acknowledged = !rq->force;
+		ipc_chan_reply(c, m, &rep.base, NULL, 0);
+		break;
+	}
+	case VB__CTL__TYPE__LIST_DEVICES:
+		reply_list(c, m);
+		break;
+	case VB__CTL__TYPE__DEVICE_STATUS: {
+		const Vb__Ctl__DeviceStatusRequest *rq = (const void *)m->body;
+
+		if (strcmp(rq->bdf, KNOWN_BDF) != 0)
+			ipc_chan_reply_error(c, m, -ENOENT, "no device %s is assigned", rq->bdf);
+		else
+			reply_status(c, m, rq->bdf);
+		break;
+	}
+	case VB__CTL__TYPE__SUBSCRIBE_EVENTS: {
+		Vb__Empty e = VB__EMPTY__INIT;
+
+		ipc_chan_reply(c, m, &e.base, NULL, 0);
+		send_events(c);
+		break;
+	}
+	case VB__CTL__TYPE__METRICS: {
+		Vb__Ctl__MetricsReply rep = VB__CTL__METRICS_REPLY__INIT;
+
+		rep.text = "# HELP vb_devices Assigned devices.\n"
+			   "# TYPE vb_devices gauge\n"
+			   "vb_devices 2\n"
+			   "vb_dma_pinned_bytes{vm=\"web1\",note=\"a \\\"q\\\"\"} 3221225472\n"
+			   "garbage line without a value\n";
+		ipc_chan_reply(c, m, &rep.base, NULL, 0);
+		break;
+	}
+	}
+}
+
+static void serve(struct fake *f, int fd)
+{
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	int r;
+
+	if (ipc_chan_new(fd, &ipc_proto_control, NULL, &c) < 0) {
+		close(fd);
+		return;
+	}
+	for (;;) {
+		struct pollfd p[2] = {{.fd = ipc_chan_fd(c), .events = POLLIN},
+				      {.fd = f->stop_fd, .events = POLLIN}};
+
+		r = ipc_chan_recv(c, &m);
+		if (r == -EAGAIN) {
+			if (poll(p, 2, 10000) <= 0 || p[1].revents)
+				break;
+			continue;
+		}
+		if (r < 0)
+			break;
+		fake_handle(f, c, m);
+		ipc_msg_free(m);
+	}
+	ipc_chan_free(c);
+}
+
+static void *fake_main(void *arg)
+{
+	struct fake *f = arg;
+
+	for (;;) {
+		struct pollfd p[2] = {{.fd = f->listen_fd, .events = POLLIN},
+				      {.fd = f->stop_fd, .events = POLLIN}};
+		int fd;
+
+		if (poll(p, 2, 10000) <= 0 || p[1].revents)
+			break;
+		if (ipc_accept(f->listen_fd, &fd) == 0)
+			serve(f, fd);
+	}
+	return NULL;
+}
+
+static int fake_setup(void **state)
+{
+	struct fake *f = calloc(1, sizeof(*f));
+
+	if (!f)
+		return -1;
+	strcpy(f->dir, "/tmp/vfb-ctl-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->path, sizeof(f->path), "%s/control.sock", f->dir);
+	if (ipc_listen(f->path, 0600, 8, &f->listen_fd) < 0)
+		return -1;
+	f->stop_fd = eventfd(0, EFD_CLOEXEC);
+	if (f->stop_fd < 0 || pthread_create(&f->th, NULL, fake_main, f) != 0)
+		return -1;
+	*state = f;
+	return 0;
+}
+
+static int fake_teardown(void **state)
+{
+	struct fake *f = *state;
+	uint64_t one = 1;
+
+	if (write(f->stop_fd, &one, sizeof(one)) != sizeof(one))
+		return -1;
+	pthread_join(f->th, NULL);
+	close(f->stop_fd);
+	close(f->listen_fd);
+	unlink(f->path);
+	rmdir(f->dir);
+	free(f);
+	return 0;
+}
+
+struct result {
+	int code;
+	char out[16384];
+	char err[4096];
+};
+
+static void drain(int fd, char *buf, size_t cap, size_t *len, bool *open_)
+{
+	ssize_t n = read(fd, buf + *len, cap - 1 - *len);
+
+	if (n <= 0) {
+		*open_ = false;
+		return;
+	}
+	*len += (size_t)n;
+	buf[*len] = '\0';
+	if (*len + 1 >= cap)
+		*open_ = false; /* enough for any test; the rest is dropped */
+}
+
+static pid_t spawn(const char *const *args, int *out_fd, int *err_fd)
+{
+	const char *argv[32];
+	int o[2], e[2];
+	size_t n = 0;
+	pid_t pid;
+
+	argv[n++] = "vfio-brokerctl";
+	for (; *args && n < 31; args++)
+		argv[n++] = *args;
+	argv[n] = NULL;
+	assert_int_equal(pipe2(o, O_CLOEXEC), 0);
+	assert_int_equal(pipe2(e, O_CLOEXEC), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		dup2(o[1], 1);
+		dup2(e[1], 2);
+		execv(VB_BROKERCTL_PATH, (char *const *)argv);
+		_exit(127);
+	}
+	close(o[1]);
+	close(e[1]);
+	*out_fd = o[0];
+	*err_fd = e[0];
+	return pid;
+}
+
+/* Runs vfio-brokerctl with `args` (NULL-terminated) and collects its output and exit code. */
+static void run_cli(struct result *res, const char *const *args)
+{
+	bool oo = true, eo = true;
+	size_t ol = 0, el = 0;
+	int ofd, efd, st;
+	pid_t pid = spawn(args, &ofd, &efd);
+
+	res->out[0] = res->err[0] = '\0';
+	while (oo || eo) {
+		struct pollfd p[2] = {{.fd = oo ? ofd : -1, .events = POLLIN},
+				      {.fd = eo ? efd : -1, .events = POLLIN}};
+
+		assert_true(poll(p, 2, 20000) > 0);
+		if (p[0].revents)
+			drain(ofd, res->out, sizeof(res->out), &ol, &oo);
+		if (p[1].revents)
+			drain(efd, res->err, sizeof(res->err), &el, &eo);
+	}
+	close(ofd);
+	close(efd);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	res->code = WEXITSTATUS(st);
+}
+
+#define CLI(res, ...)                                         \
+	do {                                                  \
+		const char *const a_[] = {__VA_ARGS__, NULL}; \
+		run_cli((res), a_);                           \
+	} while (0)
+
+static const char *jstr(const struct tj *o, const char *key)
+{
+	const struct tj *v = tj_get(o, key);
+
+	assert_non_null(v);
+	assert_int_equal(v->type, TJ_STR);
+	return v->str;
+}
+
+static double jnum(const struct tj *o, const char *key)
+{
+	const struct tj *v = tj_get(o, key);
+
+	assert_non_null(v);
+	assert_int_equal(v->type, TJ_NUM);
+	return v->num;
+}
+
+static void test_ctl_add_options_reach_broker(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+
+	CLI(&r, "--socket", f->path, "add", "00:03.0", "--vm", "web1", "--owner", "107:108",
+	    "--bind", "--allow-mmap", "--max-mappings", "4096", "--max-pinned", "2G");
+	assert_int_equal(r.code, 0);
+	assert_string_equal(f->add_bdf, KNOWN_BDF); /* normalized before sending */
+	assert_string_equal(f->add_vm, "web1");
+	assert_int_equal(f->add_uid, 107);
+	assert_int_equal(f->add_gid, 108);
+	assert_true(f->add_bind);
+	assert_true(f->add_mmap);
+	assert_int_equal(f->add_maps, 4096);
+	assert_int_equal(f->add_pinned, 2ull << 30);
+	assert_non_null(strstr(r.out, WORKER_SOCK));
+	assert_non_null(strstr(r.out, "4321"));
+}
+
+static void test_ctl_add_json_parses_back(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+	struct tj *j;
+
+	CLI(&r, "--socket", f->path, "--json", "add", KNOWN_BDF, "--vm", "web1");
+	assert_int_equal(r.code, 0);
+	j = tj_parse(r.out);
+	assert_non_null(j);
+	assert_string_equal(jstr(j, "socket_path"), WORKER_SOCK);
+	assert_string_equal(jstr(j, "bdf"), KNOWN_BDF);
+	assert_string_equal(jstr(j, "iommu_backend"), "vfio-type1v2");
+	assert_true(jnum(j, "worker_pid") == 4321);
+	assert_true(jnum(j, "iommu_group") == 7);
+	/* Without --bind and --allow-mmap the broker is asked for neither. */
+	assert_false(f->add_bind);
+	assert_false(f->add_mmap);
+	assert_int_equal(f->add_uid, getuid());
+	tj_free(j);
+}
+
+static void test_ctl_add_refused_exit_1_with_reason(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+
+	CLI(&r, "--socket", f->path, "add", TAKEN_BDF, "--vm", "web1");
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "already assigned to vm db"));
+	assert_string_equal(r.out, "");
+}
+
+static void test_ctl_bad_arguments_exit_2_nothing_sent(void **state)
+{
+	struct fake *f = *state;
+	static const char *const cases[][8] = {
+	    {"add", "0000:00:03", "--vm", "web1"},
+	    {"add", "0000:00:20.0", "--vm", "web1"},
+	    {"add", KNOWN_BDF},
+	    {"add", KNOWN_BDF, "--vm", "../etc"},
+	    {"add", KNOWN_BDF, "--vm", "w", "--max-pinned", "12Q"},
+	    {"add", KNOWN_BDF, "--vm", "w", "--max-mappings", "-1"},
+	    {"add", KNOWN_BDF, "--vm", "w", "--owner", "no-such-user-here"},
+	    {"add", KNOWN_BDF, "--vm", "w", "--frobnicate"},
+	    {"remove", KNOWN_BDF, "--timeout", "soon"},
+	    {"remove"},
+	    {"status", "xyz"},
+	    {"status", KNOWN_BDF, "extra"},
+	    {"list", "--all"},
+	    {"launch"},
+	};
+	size_t before = f->requests;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const char *args[12] = {"--socket", f->path};
+		struct result r;
+		size_t n = 2;
+
+		for (size_t k = 0; cases[i][k]; k++)
+			args[n++] = cases[i][k];
+		run_cli(&r, args);
+		if (r.code != 2)
+			print_message("# case %zu (%s): exit %d: %s\n", i, cases[i][0], r.code,
+				      r.err);
+		assert_int_equal(r.code, 2);
+		assert_non_null(strstr(r.err, "vfio-brokerctl: "));
+	}
+	assert_int_equal(f->requests, before);
+}
+
+static void test_ctl_global_option_errors_exit_2(void **state)
+{
+	struct result r;
+
+	CLI(&r, "--timeout", "abc", "list");
+	assert_int_equal(r.code, 2);
+	CLI(&r, "--bogus", "list");
+	assert_int_equal(r.code, 2);
+	CLI(&r, "--json");
+	assert_int_equal(r.code, 2);
+	CLI(&r, "help", "nosuchcommand");
+	assert_int_equal(r.code, 2);
+}
+
+static void test_ctl_unreachable_broker_exit_3(void **state)
+{
+	struct fake *f = *state;
+	char missing[160];
+	struct result r;
+
+	snprintf(missing, sizeof(missing), "%s/absent.sock", f->dir);
+	CLI(&r, "--socket", missing, "list");
+	assert_int_equal(r.code, 3);
+	assert_non_null(strstr(r.err, missing));
+}
+
+static void test_ctl_socket_from_environment(void **state)
+{
+	struct fake *f = *state;
+	size_t before = f->requests;
+	struct result r;
+
+	setenv("VFIO_BROKER_SOCKET", f->path, 1);
+	CLI(&r, "list");
+	unsetenv("VFIO_BROKER_SOCKET");
+	assert_int_equal(r.code, 0);
+	assert_int_equal(f->requests, before + 1);
+}
+
+static void test_ctl_silent_broker_exit_4(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+
+	f->silent = true;
+	CLI(&r, "--socket", f->path, "--timeout", "200", "metrics");
+	f->silent = false;
+	assert_int_equal(r.code, 4);
+	assert_non_null(strstr(r.err, "did not answer"));
+}
+
+/* Where byte `at` of a line is on screen: UTF-8 continuation bytes take no column. */
+static size_t screen_col(const char *line, size_t at)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < at; i++)
+		if (((unsigned char)line[i] & 0xc0) != 0x80)
+			n++;
+	return n;
+}
+
+/* The byte that is on screen column `col` of a line, or NULL past its end. */
+static const char *at_col(const char *line, size_t len, size_t col)
+{
+	for (size_t i = 0; i < len; i++)
+		if (screen_col(line, i) == col && ((unsigned char)line[i] & 0xc0) != 0x80)
+			return line + i;
+	return NULL;
+}
+
+/* The column headed `header_word` starts at the same screen column in every line. */
+static void assert_aligned(const char *text, const char *header_word, size_t min_lines)
+{
+	const char *hdr_at = strstr(text, header_word);
+	size_t col, lines = 0;
+	const char *l = text;
+
+	assert_non_null(hdr_at);
+	col = screen_col(text, (size_t)(hdr_at - text));
+	while (*l) {
+		const char *eol = strchr(l, '\n');
+		size_t len = eol ? (size_t)(eol - l) : strlen(l);
+		const char *c = at_col(l, len, col);
+
+		/* A column begins after two spaces of padding and is not blank itself. */
+		assert_non_null(c);
+		assert_true(*c != ' ');
+		assert_true(c[-1] == ' ' && c[-2] == ' ');
+		lines++;
+		l += len + (eol ? 1 : 0);
+	}
+	assert_true(lines >= min_lines);
+}
+
+static void test_ctl_list_table_aligned_and_sanitized(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+
+	CLI(&r, "--socket", f->path, "list");
+	assert_int_equal(r.code, 0);
+	assert_aligned(r.out, "STATE", 3);
+	assert_aligned(r.out, "PID", 3);
+	assert_aligned(r.out, "SOCKET", 3);
+	assert_aligned(r.out, "RESTARTS", 3);
+	assert_non_null(strstr(r.out, "faulted"));
+	assert_non_null(strstr(r.out, "1.5 KiB"));
+	/* The broker's control characters never reach the terminal. */
+	assert_null(strchr(r.out, '\t'));
+	assert_null(strchr(r.out, '\x01'));
+}
+
+static void test_ctl_list_json_escapes_any_string(void **state)
+{
+	struct fake *f = *state;
+	const struct tj *devs, *d;
+	struct result r;
+	struct tj *j;
+
+	CLI(&r, "--socket", f->path, "--json", "list");
+	assert_int_equal(r.code, 0);
+	j = tj_parse(r.out);
+	assert_non_null(j);
+	devs = tj_get(j, "devices");
+	assert_non_null(devs);
+	assert_int_equal(devs->n, 2);
+	d = tj_at(devs, 1);
+	assert_string_equal(jstr(d, "vm"), NASTY_VM);
+	assert_string_equal(jstr(d, "state"), "faulted");
+	assert_string_equal(jstr(d, "last_fault"), "worker killed by signal 9");
+	assert_true(jnum(d, "pinned_bytes") == 1536);
+	assert_int_equal(tj_get(tj_at(devs, 0), "last_fault")->type, TJ_NULL);
+	tj_free(j);
+}
+
+static void test_ctl_status_human_and_json(void **state)
+{
+	struct fake *f = *state;
+	const struct tj *irq;
+	struct result r;
+	struct tj *j;
+
+	CLI(&r, "--socket", f->path, "status", "00:03.0");
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "connected"));
+	assert_non_null(strstr(r.out, "msix:5"));
+	assert_non_null(strstr(r.out, "3.0 GiB"));
+	CLI(&r, "--socket", f->path, "--json", "status", KNOWN_BDF);
+	assert_int_equal(r.code, 0);
+	j = tj_parse(r.out);
+	assert_non_null(j);
+	assert_true(jnum(j, "pinned_bytes") == (double)(3ull << 30));
+	assert_true(jnum(j, "resets") == 2);
+	irq = tj_at(tj_get(j, "irqs"), 0);
+	assert_non_null(irq);
+	assert_true(jnum(irq, "index") == 2 && jnum(irq, "enabled") == 5);
+	tj_free(j);
+}
+
+static void test_ctl_status_unknown_device_exit_1(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+
+	CLI(&r, "--socket", f->path, "status", "0000:00:05.0");
+	assert_int_equal(r.code, 1);
+	assert_non_null(strstr(r.err, "no device 0000:00:05.0 is assigned"));
+}
+
+static void test_ctl_remove_timeout_and_force_reach_broker(void **state)
+{
+	struct fake *f = *state;
+	struct result r;
+	struct tj *j;
+
+	CLI(&r, "--socket", f->path, "remove", KNOWN_BDF, "--timeout", "2500");
+	assert_int_equal(r.code, 0);
+	assert_int_equal(f->rm_timeout, 2500);
+	assert_false(f->rm_force);
+	assert_non_null(strstr(r.out, "acknowledged"));
+	CLI(&r, "--socket", f->path, "--json", "remove", "00:03.0", "--force");
+	assert_int_equal(r.code, 0);
+	assert_true(f->rm_force);
+	assert_string_equal(f->rm_bdf, KNOWN_BDF);
+	j = tj_parse(r.out);
+	assert_non_null(j);
+	assert_int_equal(tj_get(j, "vmm_acknowledged")->type, TJ_BOOL);
+	assert_false(tj_get(j, "vmm_acknowledged")->boolean);
+	tj_free(j);
+}
+
+static void test_ctl_metrics_json_samples(void **state)
+{
+	struct fake *f = *state;
+	const struct tj *s, *lab;
+	struct result r;
+	struct tj *j;
+
+	CLI(&r, "--socket", f->path, "--json", "metrics");
+	assert_int_equal(r.code, 0);
+	j = tj_parse(r.out);
+	assert_non_null(j);
+	s = tj_get(j, "samples");
+	assert_non_null(s);
+	assert_int_equal(s->n, 2); /* the garbage line is left out */
+	assert_string_equal(jstr(tj_at(s, 1), "name"), "vb_dma_pinned_bytes");
+	lab = tj_get(tj_at(s, 1), "labels");
+	assert_string_equal(jstr(lab, "vm"), "web1");
+	assert_string_equal(jstr(lab, "note"), "a \"q\"");
+	assert_true(jnum(tj_at(s, 1), "value") == 3221225472.0);
+	assert_non_null(strstr(jstr(j, "text"), "# TYPE vb_devices gauge"));
+	tj_free(j);
+}
+
+static void test_ctl_events_stream_until_sigterm(void **state)
+{
+	struct fake *f = *state;
+	const char *const args[] = {"--socket", f->path, "--json", "events", NULL};
+	char buf[4096] = "";
+	size_t len = 0, lines = 0;
+	int ofd, efd, st;
+	bool open_ = true;
+	pid_t pid = spawn(args, &ofd, &efd);
+
+	while (open_ && lines < 2) {
+		struct pollfd p = {.fd = ofd, .events = POLLIN};
+
+		assert_true(poll(&p, 1, 10000) == 1);
+		drain(ofd, buf, sizeof(buf), &len, &open_);
+		lines = 0;
+		for (const char *c = buf; (c = strchr(c, '\n')); c++)
+			lines++;
+	}
+	assert_int_equal(lines, 2);
+	/* Still running: the stream goes on until a signal. */
+	assert_int_equal(waitpid(pid, &st, WNOHANG), 0);
+	assert_int_equal(kill(pid, SIGTERM), 0);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	assert_true(WIFEXITED(st));
+	assert_int_equal(WEXITSTATUS(st), 0);
+	close(ofd);
+	close(efd);
+	{
+		char *nl = strchr(buf, '\n');
+		struct tj *a, *b;
+
+		*nl = '\0';
+		a = tj_parse(buf);
+		b = tj_parse(nl + 1);
+		assert_non_null(a);
+		assert_non_null(b);
+		assert_string_equal(jstr(a, "kind"), "device-added");
+		assert_string_equal(jstr(a, "time"), "2023-11-14T22:13:20.123Z");
+		assert_string_equal(jstr(b, "kind"), "worker-crashed");
+		assert_string_equal(jstr(b, "detail"), "signal \"9\"");
+		tj_free(a);
+		tj_free(b);
+	}
+}
+
+static void test_ctl_help_documents_every_command(void **state)
+{
+	static const char *const sections[] = {
+	    "NAME",	"SYNOPSIS", "COMMANDS", "EXIT STATUS", "ENVIRONMENT",	    "FILES",
+	    "EXAMPLES", "--socket", "--json",	"--timeout",   "VFIO_BROKER_SOCKET"};
+	static const char *const cmds[] = {"add", "remove", "list", "status", "events", "metrics"};
+	static const char *const add_opts[] = {"--vm",	       "--owner",	 "--bind",
+					       "--allow-mmap", "--max-mappings", "--max-pinned"};
+	struct result r, c;
+
+	CLI(&r, "--help");
+	assert_int_equal(r.code, 0);
+	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+		assert_non_null(strstr(r.out, sections[i]));
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		char head[32];
+
+		snprintf(head, sizeof(head), "\n  %s", cmds[i]);
+		assert_non_null(strstr(r.out, head));
+		CLI(&c, "help", cmds[i]);
+		assert_int_equal(c.code, 0);
+		assert_non_null(strstr(c.out, cmds[i]));
+		/* `COMMAND --help` is the same section. */
+		{
+			struct result d;
+
+			CLI(&d, cmds[i], "--help");
+			assert_int_equal(d.code, 0);
+			assert_string_equal(d.out, c.out);
+		}
+	}
+	for (size_t i = 0; i < sizeof(add_opts) / sizeof(add_opts[0]); i++)
+		assert_non_null(strstr(r.out, add_opts[i]));
+	/* Every exit code the program uses is documented. */
+	for (int code = 0; code <= 5; code++) {
+		char line[16];
+
+		snprintf(line, sizeof(line), "\n    %d   ", code);
+		assert_non_null(strstr(r.out, line));
+	}
+}
+
+static void test_ctl_lib_list_and_events_without_cli(void **state)
+{
+	struct fake *f = *state;
+	struct vfb_ctl_device *list = NULL;
+	struct vfb_ctl_event *ev = NULL;
+	struct vfb_ctl *ctl = NULL;
+	struct pollfd p;
+	size_t n = 0;
+
+	assert_int_equal(vfb_ctl_connect(f->path, 1, &ctl), -EINVAL);
+	assert_null(ctl);
+	assert_int_equal(vfb_ctl_connect(f->path, 0, &ctl), 0);
+	assert_int_equal(vfb_ctl_list(ctl, &list, &n), 0);
+	assert_int_equal(n, 2);
+	assert_string_equal(list[1].vm, NASTY_VM);
+	assert_string_equal(vfb_ctl_state_name(list[1].state), "faulted");
+	vfb_ctl_device_list_free(list, n);
+	assert_int_equal(vfb_ctl_subscribe(ctl), 0);
+	p = (struct pollfd){.fd = vfb_ctl_event_fd(ctl), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(vfb_ctl_next_event(ctl, &ev), 0);
+	assert_int_equal(ev->kind, VFB_CTL_EVENT_DEVICE_ADDED);
+	assert_string_equal(ev->bdf, KNOWN_BDF);
+	vfb_ctl_event_free(ev);
+	{
+		struct vfb_ctl_add_request rq = {.bdf = KNOWN_BDF, .vm = "w", .flags = 1u << 7};
+		struct vfb_ctl_add_reply rep;
+
+		assert_int_equal(vfb_ctl_add(ctl, &rq, &rep), -EINVAL);
+		assert_int_equal(vfb_ctl_remove(ctl, KNOWN_BDF, 0, 1u << 3, NULL), -EINVAL);
+	}
+	vfb_ctl_close(ctl);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ctl_add_options_reach_broker),
+	    cmocka_unit_test(test_ctl_add_json_parses_back),
+	    cmocka_unit_test(test_ctl_add_refused_exit_1_with_reason),
+	    cmocka_unit_test(test_ctl_bad_arguments_exit_2_nothing_sent),
+	    cmocka_unit_test(test_ctl_global_option_errors_exit_2),
+	    cmocka_unit_test(test_ctl_unreachable_broker_exit_3),
+	    cmocka_unit_test(test_ctl_socket_from_environment),
+	    cmocka_unit_test(test_ctl_silent_broker_exit_4),
+	    cmocka_unit_test(test_ctl_list_table_aligned_and_sanitized),
+	    cmocka_unit_test(test_ctl_list_json_escapes_any_string),
+	    cmocka_unit_test(test_ctl_status_human_and_json),
+	    cmocka_unit_test(test_ctl_status_unknown_device_exit_1),
+	    cmocka_unit_test(test_ctl_remove_timeout_and_force_reach_broker),
+	    cmocka_unit_test(test_ctl_metrics_json_samples),
+	    cmocka_unit_test(test_ctl_events_stream_until_sigterm),
+	    cmocka_unit_test(test_ctl_help_documents_every_command),
+	    cmocka_unit_test(test_ctl_lib_list_and_events_without_cli),
+	};
+
+	return cmocka_run_group_tests(tests, fake_setup, fake_teardown);
+}
