@@ -1,6 +1,7 @@
 # tests/client.cmake: libvfiobroker and vfio-brokerctl.
 #   test_client            the device handle against a fake worker thread (and the real
 #                          vfio-worker's standalone mode on tests/fixtures/edu.img when built)
+#   test_client_uv         the event fd driven by a libuv loop (uv_poll_t)
 #   test_client_ctl        vfio-brokerctl, run as a program against a fake broker thread
 #   test_client_pkgconfig  the installed library, consumed through pkg-config and CMake
 
@@ -8,6 +9,7 @@ find_package(Threads REQUIRED)
 
 vb_unit_test(client
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client.c
+		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
 	LIBS vfiobroker vb_ipc Threads::Threads)
 if(TARGET vfio-worker)
 	target_compile_definitions(test_client PRIVATE
@@ -15,6 +17,11 @@ if(TARGET vfio-worker)
 		VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
 	add_dependencies(test_client vfio-worker)
 endif()
+
+vb_unit_test(client_uv
+	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_uv.c
+		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
+	LIBS vfiobroker vb_ipc PkgConfig::LIBUV Threads::Threads)
 
 vb_unit_test(client_ctl
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_ctl.c
