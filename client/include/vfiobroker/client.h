@@ -290,8 +290,10 @@ VFB_EXPORT int vfb_dev_event_fd(const struct vfb_dev *dev);
 
 /*
  * Returns the next event without blocking. Returns 0 and fills *ret; -EAGAIN when there is
- * none; -EPIPE / -ECONNRESET when the worker hung up; -EPROTO / -EBADMSG when the worker sent
+ * none; -EPIPE / -ECONNRESET when the worker hung up (the event fd then stays readable: stop
+ * watching it and close the handle); -EPROTO / -EBADMSG / -EMSGSIZE when the worker sent
  * something malformed (it is dropped; call again). Any fd that came with an event is closed.
+ * Call it until -EAGAIN each time the event fd polls readable.
  */
 VFB_EXPORT int vfb_dev_next_event(struct vfb_dev *dev, struct vfb_event *ret);
 
