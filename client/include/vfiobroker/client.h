@@ -235,8 +235,9 @@ VFB_EXPORT int vfb_dev_dma_unmap(struct vfb_dev *dev, uint64_t iova, uint64_t si
 /*
  * Installs eventfds for vectors [start, start + count) of IRQ `index` (SET_IRQ_FDS). Unmasked
  * vectors signal their eventfd directly from the kernel. More fds than one message may carry are
- * sent in several requests of consecutive vectors. count 0 removes every fd of the index (fds
- * must then be NULL).
+ * sent in several requests of consecutive vectors (a failure part-way leaves the earlier
+ * vectors installed: call again with count 0 to remove them). count 0 removes every fd of the
+ * index (fds must then be NULL).
  * Errors: -EINVAL NULL fds with count > 0, start + count overflow, a negative fd; -EBADF an fd
  * not open; the worker's refusals (-EINVAL range beyond the IRQ's count, not an eventfd, ...).
  * Fds: stay the caller's; the worker and kernel keep their own references.
