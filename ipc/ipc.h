@@ -22,6 +22,9 @@
 /* The kernel's SCM_MAX_FD; no channel may be configured above it. */
 #define IPC_FDS_MAX 253
 
+/* ipc_chan_call() holds at most this many unrelated messages for the next ipc_chan_recv(). */
+#define IPC_QUEUE_MAX 64
+
 /* Wire header: little endian, IPC_HDR_SIZE bytes, then the protobuf body. */
 #define IPC_MAGIC    0x4b524256u /* "VBRK" */
 #define IPC_HDR_SIZE 20
@@ -65,11 +68,11 @@ extern const struct ipc_proto ipc_proto_broker;
 extern const struct ipc_proto ipc_proto_device;
 
 struct ipc_limits {
-	uint32_t max_datagram;     /* bytes, header included */
-	uint32_t max_fds;          /* per datagram, <= IPC_FDS_MAX */
-	uint32_t decode_budget;    /* bytes the protobuf decoder may allocate for one message */
-	uint32_t max_outstanding;  /* requests this side may have in flight */
-	uint32_t send_timeout_ms;  /* how long a send may wait for socket buffer space */
+	uint32_t max_datagram;	  /* bytes, header included */
+	uint32_t max_fds;	  /* per datagram, <= IPC_FDS_MAX */
+	uint32_t decode_budget;	  /* bytes the protobuf decoder may allocate for one message */
+	uint32_t max_outstanding; /* requests this side may have in flight */
+	uint32_t send_timeout_ms; /* how long a send may wait for socket buffer space */
 };
 
 /* 64 KiB datagrams, 16 fds, 1 MiB decode budget, 64 requests in flight, 1 s send timeout. */
@@ -81,7 +84,8 @@ struct ipc_msg {
 	enum ipc_kind kind;
 	uint16_t type;
 	uint32_t id;
-	ProtobufCMessage *body; /* decoded with the type's descriptor; vb.Error for IPC_KIND_ERROR */
+	/* Decoded with the type's descriptor; vb.Error for IPC_KIND_ERROR. */
+	ProtobufCMessage *body;
 	size_t nfds;
 	int fds[]; /* nfds entries; -1 once taken */
 };
@@ -96,13 +100,23 @@ struct ipc_chan;
 
 /* Sockets. Every fd returned is SOCK_CLOEXEC. */
 int ipc_socketpair(int ret_fds[2]);
+/* Binds a non-blocking listening socket at `path` and sets its mode (<= 0777, else -EINVAL)
+ * before listen(), so nobody can connect under the umask's mode. A socket left at `path` by a
+ * dead listener is replaced; a live one is -EADDRINUSE, anything that is not a socket -EEXIST;
+ * a path too long for sun_path is -ENAMETOOLONG. */
 int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd);
+/* -EAGAIN when no connection is pending (the listening socket is non-blocking). */
 int ipc_accept(int listen_fd, int *ret_fd);
 int ipc_connect(const char *path, int *ret_fd);
+/* Any of the pointers may be NULL. */
 int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid);
 
 /* Wraps a connected SOCK_SEQPACKET fd and makes it non-blocking. Takes ownership of `fd` on
- * success only. `limits` may be NULL for ipc_limits_default. */
+ * success only. `limits` may be NULL for ipc_limits_default. Errors: -EINVAL for limits out of
+ * range (max_datagram from IPC_HDR_SIZE to 16 MiB, max_fds <= IPC_FDS_MAX, decode_budget >= 1,
+ * max_outstanding from 1 to 4096, send_timeout_ms <= INT_MAX) or a protocol table with a
+ * duplicate type or a NULL request descriptor; -ENOTSOCK, -EAFNOSUPPORT (not AF_UNIX),
+ * -EPROTOTYPE (not SOCK_SEQPACKET), -ENOTCONN. */
 int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits *limits,
 		 struct ipc_chan **ret);
 /* Closes the fd, drops outstanding requests and queued messages (closing their fds). */
@@ -112,7 +126,18 @@ const struct ipc_proto *ipc_chan_proto(const struct ipc_chan *c);
 /* The peer's credentials, read once with SO_PEERCRED when the channel was made. */
 int ipc_chan_peer(const struct ipc_chan *c, pid_t *pid, uid_t *uid, gid_t *gid);
 
-/* Sending never takes ownership of `fds`: the caller closes them when it likes. */
+/*
+ * Sending never takes ownership of `fds`: the caller closes them when it likes. A NULL body is
+ * the all-defaults body of the type (e.g. vb.Empty). Errors, before anything is sent:
+ *   -EINVAL       type not in the protocol table, a request type sent as an event or the
+ *                 reverse, or a body whose descriptor is not the type's;
+ *   -ETOOMANYREFS more fds than the type or the channel allows;
+ *   -EMSGSIZE     the datagram would exceed max_datagram;
+ *   -EBADF        a negative fd;
+ *   -ENOBUFS      (requests) max_outstanding requests already in flight;
+ * and when sending: -ETIMEDOUT when the socket had no room for send_timeout_ms (0: no wait),
+ * -EPIPE or -ECONNRESET when the peer is gone (never SIGPIPE).
+ */
 int ipc_chan_request(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
 		     const int *fds, size_t nfds, uint32_t *ret_id);
 int ipc_chan_reply(struct ipc_chan *c, const struct ipc_msg *req, const ProtobufCMessage *body,
@@ -120,30 +145,38 @@ int ipc_chan_reply(struct ipc_chan *c, const struct ipc_msg *req, const Protobuf
 /* `err` is a negative errno; the message is formatted like printf. */
 int ipc_chan_reply_error(struct ipc_chan *c, const struct ipc_msg *req, int err, const char *fmt,
 			 ...) __attribute__((format(printf, 4, 5)));
-int ipc_chan_event(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
-		   const int *fds, size_t nfds);
+int ipc_chan_event(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body, const int *fds,
+		   size_t nfds);
 
 /*
  * Receives one message without blocking. Returns 0 and sets *ret, or:
  *   -EAGAIN       nothing to read;
  *   -EPIPE        the peer hung up (also -ECONNRESET);
- *   -EMSGSIZE     datagram larger than max_datagram, or shorter than its header claims;
- *   -ETOOMANYREFS more fds than the type or the channel allows, or control data truncated;
- *   -EBADMSG      bad magic, protocol, version, kind, or a body protobuf-c cannot decode;
+ *   -EMSGSIZE     datagram larger than max_datagram, shorter than a header, or whose length
+ *                 is not the header's body length (either way);
+ *   -ETOOMANYREFS more fds than the type or the channel allows (an error reply allows none), or
+ *                 control data truncated;
+ *   -EBADMSG      bad magic, protocol, version, kind, a header fd count that is not the number
+ *                 of fds that arrived, control data other than SCM_RIGHTS, an error reply
+ *                 whose code is not an errno (1..4095), or a body protobuf-c cannot decode;
  *   -EPROTO       unknown type, a reply that answers no outstanding request or has the wrong
- *                 type, an event-only type sent as a request;
+ *                 type, an event-only type sent as a request or a request type sent as event;
  *   -ENOMEM       decoding would allocate past decode_budget.
  * On every error each fd that arrived has been closed. When a malformed datagram had a readable
- * header of kind REQUEST, the channel has already answered it with an error reply, so a server
- * can keep serving or drop the peer as its policy says.
+ * header of our magic and protocol and of kind REQUEST, the channel has already answered it with
+ * an error reply carrying the same errno and a reason (best effort: it never waits for socket
+ * space), so a server can keep serving or drop the peer as its policy says. An answer to a call
+ * that timed out is dropped silently when it arrives.
  */
 int ipc_chan_recv(struct ipc_chan *c, struct ipc_msg **ret);
 
 /*
  * Sends a request and waits up to `timeout_ms` (-1: forever) for its answer. Returns 0 with the
  * reply in *ret; the peer's negative errno when it answered with an error (details in *err when
- * non-NULL); -ETIMEDOUT; or any error of ipc_chan_recv(). Events and other requests that arrive
- * meanwhile are queued, in order, for the next ipc_chan_recv().
+ * non-NULL; *err is cleared first); -ETIMEDOUT; any error of sending or of ipc_chan_recv().
+ * Events, requests and answers to other requests that arrive meanwhile are queued, in order, for
+ * the next ipc_chan_recv(); with IPC_QUEUE_MAX of them queued the call fails with -ENOBUFS
+ * (nothing is lost). After a failure the request's answer, if it ever comes, is dropped.
  */
 int ipc_chan_call(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body, const int *fds,
 		  size_t nfds, int timeout_ms, struct ipc_msg **ret, struct ipc_error *err);
@@ -153,6 +186,7 @@ bool ipc_chan_has_queued(const struct ipc_chan *c);
 
 /* Takes ownership of fd `i` of a message; returns -EBADF when it is absent or already taken. */
 int ipc_msg_take_fd(struct ipc_msg *m, size_t i);
+/* Only for messages from ipc_chan_recv() or ipc_chan_call(); NULL is ignored. */
 void ipc_msg_free(struct ipc_msg *m);
 
 #endif

@@ -13,10 +13,13 @@ struct ipc_uv;
 
 /* Called once per received message (the callback owns `msg`), or with msg NULL and a negative
  * errno when the channel failed or the peer hung up; after such a call no more calls come and
- * the owner should ipc_uv_close(). */
+ * the owner should ipc_uv_close(). Every receive error is final here, malformed datagrams
+ * included (a refused request has already had its error reply). The callback may call
+ * ipc_uv_close() itself; no call follows then. Messages that an ipc_chan_call() on the same
+ * channel queued are delivered before the loop next blocks. */
 typedef void (*ipc_uv_cb)(struct ipc_uv *u, struct ipc_msg *msg, int err, void *data);
 
-/* Takes ownership of `chan` on success. */
+/* Takes ownership of `chan` on success; on failure the caller still owns it. */
 int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
 		 struct ipc_uv **ret);
 struct ipc_chan *ipc_uv_chan(struct ipc_uv *u);

@@ -1,0 +1,213 @@
+/*
+ * ipc_msg: the wire header codec, received messages (their fds and their decode arena) and the
+ * bounded allocator that protobuf-c decodes into.
+ *
+ * Trusts nothing it decodes: the header is read byte by byte in little-endian order, whatever the
+ * host's order and alignment. protobuf-c's unpack has no size limit of its own (a small body of
+ * many empty repeated sub-messages allocates far more than its length), so every allocation it
+ * makes for one message is charged to that message's arena and refused past the budget.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ipc_internal.h"
+
+static void put_le16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static void put_le32(uint8_t *p, uint32_t v)
+{
+	put_le16(p, (uint16_t)v);
+	put_le16(p + 2, (uint16_t)(v >> 16));
+}
+
+static uint16_t get_le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static uint32_t get_le32(const uint8_t *p)
+{
+	return (uint32_t)get_le16(p) | ((uint32_t)get_le16(p + 2) << 16);
+}
+
+void ipc__hdr_encode(const struct ipc__hdr *h, uint8_t out[IPC_HDR_SIZE])
+{
+	put_le32(out + IPC__OFF_MAGIC, h->magic);
+	put_le16(out + IPC__OFF_PROTO, h->proto);
+	put_le16(out + IPC__OFF_VERSION, h->version);
+	put_le16(out + IPC__OFF_TYPE, h->type);
+	out[IPC__OFF_KIND] = h->kind;
+	out[IPC__OFF_NFDS] = h->nfds;
+	put_le32(out + IPC__OFF_ID, h->id);
+	put_le32(out + IPC__OFF_LEN, h->len);
+}
+
+void ipc__hdr_decode(const uint8_t in[IPC_HDR_SIZE], struct ipc__hdr *h)
+{
+	h->magic = get_le32(in + IPC__OFF_MAGIC);
+	h->proto = get_le16(in + IPC__OFF_PROTO);
+	h->version = get_le16(in + IPC__OFF_VERSION);
+	h->type = get_le16(in + IPC__OFF_TYPE);
+	h->kind = in[IPC__OFF_KIND];
+	h->nfds = in[IPC__OFF_NFDS];
+	h->id = get_le32(in + IPC__OFF_ID);
+	h->len = get_le32(in + IPC__OFF_LEN);
+}
+
+/* Arena blocks are at least this big so that a message of many small fields costs a few
+ * mallocs, not one per field. */
+#define ARENA_BLOCK_MIN 4096
+#define ARENA_ALIGN	alignof(max_align_t)
+#define ROUND_UP(x, a)	(((x) + (a)-1) / (a) * (a))
+
+struct ipc__arena_block {
+	struct ipc__arena_block *next;
+	size_t size;
+	size_t used;
+};
+#define BLOCK_HDR ROUND_UP(sizeof(struct ipc__arena_block), ARENA_ALIGN)
+
+static struct ipc__arena_block *arena_grow(struct ipc__arena *a, size_t need)
+{
+	size_t room = a->budget - a->charged, size;
+	struct ipc__arena_block *b;
+
+	/* Each block is charged whole, header included, so the budget bounds real memory. */
+	if (need > SIZE_MAX - BLOCK_HDR || BLOCK_HDR + need > room)
+		return NULL;
+	size = need > ARENA_BLOCK_MIN ? need : ARENA_BLOCK_MIN;
+	if (BLOCK_HDR + size > room)
+		size = room - BLOCK_HDR;
+	b = malloc(BLOCK_HDR + size);
+	if (!b)
+		return NULL;
+	b->size = size;
+	b->used = 0;
+	b->next = a->head;
+	a->head = b;
+	a->charged += BLOCK_HDR + size;
+	return b;
+}
+
+static void *arena_alloc(void *data, size_t size)
+{
+	struct ipc__arena *a = data;
+	struct ipc__arena_block *b = a->head;
+	void *p;
+
+	if (size > SIZE_MAX - ARENA_ALIGN) {
+		a->exhausted = true;
+		return NULL;
+	}
+	size = ROUND_UP(size ? size : 1, ARENA_ALIGN);
+	if (!b || b->size - b->used < size) {
+		b = arena_grow(a, size);
+		if (!b) {
+			a->exhausted = true;
+			return NULL;
+		}
+	}
+	p = (char *)b + BLOCK_HDR + b->used;
+	b->used += size;
+	return p;
+}
+
+static void arena_free(void *data, void *p)
+{
+	/* Released with the whole arena. */
+	(void)data;
+	(void)p;
+}
+
+void ipc__arena_init(struct ipc__arena *a, size_t budget)
+{
+	memset(a, 0, sizeof(*a));
+	a->budget = budget;
+	a->allocator.alloc = arena_alloc;
+	a->allocator.free = arena_free;
+	a->allocator.allocator_data = a;
+}
+
+void ipc__arena_release(struct ipc__arena *a)
+{
+	struct ipc__arena_block *b, *next;
+
+	for (b = a->head; b; b = next) {
+		next = b->next;
+		free(b);
+	}
+	a->head = NULL;
+	a->charged = 0;
+}
+
+#define BOX_SIZE ROUND_UP(sizeof(struct ipc__msgbox), alignof(max_align_t))
+
+struct ipc_msg *ipc__msg_new(size_t nfds, size_t budget)
+{
+	struct ipc__msgbox *b;
+	struct ipc_msg *m;
+	size_t i;
+
+	if (nfds > IPC_FDS_MAX)
+		return NULL;
+	b = calloc(1, BOX_SIZE + sizeof(*m) + nfds * sizeof(int));
+	if (!b)
+		return NULL;
+	ipc__arena_init(&b->arena, budget);
+	m = ipc__box_msg(b);
+	for (i = 0; i < nfds; i++)
+		m->fds[i] = -1;
+	return m;
+}
+
+struct ipc__msgbox *ipc__msg_box(struct ipc_msg *m)
+{
+	return (struct ipc__msgbox *)(void *)((char *)m - BOX_SIZE);
+}
+
+struct ipc_msg *ipc__box_msg(struct ipc__msgbox *b)
+{
+	return (struct ipc_msg *)(void *)((char *)b + BOX_SIZE);
+}
+
+void ipc__close_fds(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (fds[i] >= 0)
+			close(fds[i]);
+		fds[i] = -1;
+	}
+}
+
+int ipc_msg_take_fd(struct ipc_msg *m, size_t i)
+{
+	int fd;
+
+	if (!m || i >= m->nfds || m->fds[i] < 0)
+		return -EBADF;
+	fd = m->fds[i];
+	m->fds[i] = -1;
+	return fd;
+}
+
+void ipc_msg_free(struct ipc_msg *m)
+{
+	struct ipc__msgbox *b;
+
+	if (!m)
+		return;
+	b = ipc__msg_box(m);
+	ipc__close_fds(m->fds, m->nfds);
+	/* The body lives in the arena: protobuf_c_message_free_unpacked() would only call the
+	 * arena's no-op free for each piece. */
+	ipc__arena_release(&b->arena);
+	free(b);
+}

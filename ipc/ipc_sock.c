@@ -1,0 +1,160 @@
+/*
+ * ipc_sock: AF_UNIX SOCK_SEQPACKET sockets: pairs, listening sockets on a path, accept, connect
+ * and the peer's kernel-reported credentials.
+ *
+ * Trusts the kernel's SO_PEERCRED and nothing found at a socket path: an existing file there is
+ * replaced only when it is a socket nobody listens on any more.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ipc.h"
+
+int ipc_socketpair(int ret_fds[2])
+{
+	int fds[2];
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, fds) < 0)
+		return -errno;
+	ret_fds[0] = fds[0];
+	ret_fds[1] = fds[1];
+	return 0;
+}
+
+static int sockaddr_from_path(const char *path, struct sockaddr_un *sa)
+{
+	size_t len;
+
+	if (!path || !*path)
+		return -EINVAL;
+	len = strlen(path);
+	if (len >= sizeof(sa->sun_path))
+		return -ENAMETOOLONG;
+	memset(sa, 0, sizeof(*sa));
+	sa->sun_family = AF_UNIX;
+	memcpy(sa->sun_path, path, len + 1);
+	return 0;
+}
+
+/* A socket file left behind by a dead listener may go; a live listener's socket, or anything
+ * that is not a socket, may not. */
+static int remove_stale_socket(const struct sockaddr_un *sa)
+{
+	struct stat st;
+	int fd, r;
+
+	if (lstat(sa->sun_path, &st) < 0)
+		return errno == ENOENT ? 0 : -errno;
+	if (!S_ISSOCK(st.st_mode))
+		return -EEXIST;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
+	if (r == 0) {
+		close(fd);
+		return -EADDRINUSE;
+	}
+	r = errno;
+	close(fd);
+	if (r != ECONNREFUSED)
+		return -r;
+	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
+		return -errno;
+	return 0;
+}
+
+int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd)
+{
+	struct sockaddr_un sa;
+	int fd, r;
+
+	if (mode & ~(mode_t)0777)
+		return -EINVAL;
+	r = sockaddr_from_path(path, &sa);
+	if (r < 0)
+		return r;
+	r = remove_stale_socket(&sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0)
+		return -errno;
+	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	/* connect() checks the path's permissions and is refused until listen(): setting the mode
+	 * between the two leaves no window with the umask's mode. */
+	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
+		r = -errno;
+		unlink(path);
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int ipc_accept(int listen_fd, int *ret_fd)
+{
+	int fd;
+
+	do
+		fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC);
+	while (fd < 0 && errno == EINTR);
+	if (fd < 0)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	*ret_fd = fd;
+	return 0;
+}
+
+int ipc_connect(const char *path, int *ret_fd)
+{
+	struct sockaddr_un sa;
+	int fd, r;
+
+	r = sockaddr_from_path(path, &sa);
+	if (r < 0)
+		return r;
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	do
+		r = connect(fd, (const struct sockaddr *)&sa, sizeof(sa));
+	while (r < 0 && errno == EINTR);
+	/* A retried connect() that the first attempt already completed. */
+	if (r < 0 && errno == EISCONN)
+		r = 0;
+	if (r < 0) {
+		r = -errno;
+		close(fd);
+		return r;
+	}
+	*ret_fd = fd;
+	return 0;
+}
+
+int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) < 0)
+		return -errno;
+	if (len != sizeof(uc))
+		return -EPROTO;
+	if (ret_pid)
+		*ret_pid = uc.pid;
+	if (ret_uid)
+		*ret_uid = uc.uid;
+	if (ret_gid)
+		*ret_gid = uc.gid;
+	return 0;
+}

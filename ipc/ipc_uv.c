@@ -1,0 +1,139 @@
+/*
+ * ipc_uv: runs an ipc channel from a libuv loop. A uv_poll_t watches the socket; each readable
+ * event reads until the socket is empty. A uv_prepare_t (unreferenced, so it never keeps the loop
+ * alive) delivers messages that an ipc_chan_call() queued outside this channel's callback, before
+ * the loop blocks again: nothing else would wake the loop for them.
+ *
+ * Trusts the owner's callback to return; tolerates it closing the ipc_uv (the memory stays until
+ * libuv has closed both handles).
+ */
+#include <errno.h>
+#include <stdlib.h>
+
+#include "ipc_uv.h"
+
+struct ipc_uv {
+	uv_poll_t poll;
+	uv_prepare_t prepare;
+	struct ipc_chan *chan;
+	ipc_uv_cb cb;
+	void *data;
+	void (*closed)(void *data);
+	int open_handles;
+	bool stopped; /* failed or closing: no more callbacks */
+	bool closing;
+};
+
+static void fail(struct ipc_uv *u, int err)
+{
+	u->stopped = true;
+	uv_poll_stop(&u->poll);
+	uv_prepare_stop(&u->prepare);
+	u->cb(u, NULL, err, u->data);
+}
+
+/* The callback may close `u`: each round checks `stopped` before touching the channel. */
+static void drain(struct ipc_uv *u)
+{
+	struct ipc_msg *m;
+	int r;
+
+	while (!u->stopped) {
+		r = ipc_chan_recv(u->chan, &m);
+		if (r == -EAGAIN)
+			return;
+		if (r < 0) {
+			fail(u, r);
+			return;
+		}
+		u->cb(u, m, 0, u->data);
+	}
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+	struct ipc_uv *u = h->data;
+
+	(void)events;
+	if (u->stopped)
+		return;
+	if (status < 0) {
+		fail(u, status); /* libuv's errors are negative errno values on Linux */
+		return;
+	}
+	drain(u);
+}
+
+static void on_prepare(uv_prepare_t *h)
+{
+	struct ipc_uv *u = h->data;
+
+	if (!u->stopped && ipc_chan_has_queued(u->chan))
+		drain(u);
+}
+
+int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
+		 struct ipc_uv **ret)
+{
+	struct ipc_uv *u;
+	int r;
+
+	if (!loop || !chan || !cb || !ret)
+		return -EINVAL;
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	r = uv_poll_init(loop, &u->poll, ipc_chan_fd(chan));
+	if (r < 0) {
+		free(u); /* a failed init leaves nothing registered with the loop */
+		return r;
+	}
+	uv_prepare_init(loop, &u->prepare);
+	uv_unref((uv_handle_t *)&u->prepare);
+	u->poll.data = u;
+	u->prepare.data = u;
+	u->chan = chan;
+	u->cb = cb;
+	u->data = data;
+	u->open_handles = 2;
+	r = uv_poll_start(&u->poll, UV_READABLE | UV_DISCONNECT, on_poll);
+	if (r == 0)
+		r = uv_prepare_start(&u->prepare, on_prepare);
+	if (r < 0) {
+		/* The channel stays the caller's; only our handles go, asynchronously. */
+		u->chan = NULL;
+		ipc_uv_close(u, NULL);
+		return r;
+	}
+	*ret = u;
+	return 0;
+}
+
+struct ipc_chan *ipc_uv_chan(struct ipc_uv *u)
+{
+	return u->chan;
+}
+
+static void on_closed(uv_handle_t *h)
+{
+	struct ipc_uv *u = h->data;
+
+	if (--u->open_handles > 0)
+		return;
+	/* The poll handle is gone from the loop: the fd may be closed now. */
+	ipc_chan_free(u->chan);
+	if (u->closed)
+		u->closed(u->data);
+	free(u);
+}
+
+void ipc_uv_close(struct ipc_uv *u, void (*closed)(void *data))
+{
+	if (!u || u->closing)
+		return;
+	u->closing = true;
+	u->stopped = true;
+	u->closed = closed;
+	uv_close((uv_handle_t *)&u->poll, on_closed);
+	uv_close((uv_handle_t *)&u->prepare, on_closed);
+}

@@ -1,0 +1,24 @@
+# Fuzz targets (tests/fuzz/). vb_fuzz_target(NAME SOURCES... LIBS...) builds, with VB_FUZZ=ON
+# and clang, the libFuzzer binary build/bin/fuzz_NAME; and always the unit test
+# test_fuzz_NAME_corpus, which replays the checked-in corpus tests/fuzz/corpus/NAME/ through the
+# same target so that every build exercises it.
+#
+#   CC=clang cmake -S . -B build-fuzz -DVB_FUZZ=ON && cmake --build build-fuzz --target fuzz_NAME
+#   mkdir -p /tmp/NAME && build-fuzz/bin/fuzz_NAME -max_total_time=60 /tmp/NAME tests/fuzz/corpus/NAME
+# (libFuzzer writes new inputs into its first directory: keep the checked-in one second.)
+function(vb_fuzz_target name)
+	cmake_parse_arguments(F "" "" "SOURCES;LIBS" ${ARGN})
+	if(VB_FUZZ)
+		add_executable(fuzz_${name} ${F_SOURCES})
+		target_link_libraries(fuzz_${name} PRIVATE ${F_LIBS})
+		target_link_options(fuzz_${name} PRIVATE -fsanitize=fuzzer)
+	endif()
+	vb_unit_test(fuzz_${name}_corpus
+		SOURCES ${F_SOURCES} ${CMAKE_CURRENT_LIST_DIR}/fuzz/replay.c
+		LIBS ${F_LIBS})
+	target_compile_definitions(test_fuzz_${name}_corpus PRIVATE
+		VB_FUZZ_NAME="${name}"
+		VB_FUZZ_CORPUS="${CMAKE_CURRENT_LIST_DIR}/fuzz/corpus/${name}")
+endfunction()
+
+vb_fuzz_target(ipc_recv SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ipc_recv.c LIBS vb_ipc)

@@ -1,0 +1,172 @@
+/*
+ * Helpers shared by the ipc tests and the ipc fuzz target: a test protocol, an fd counter, and a
+ * raw peer that writes and reads datagrams byte by byte, independently of ipc's own codec, so
+ * that the tests check the wire format as specified and not as implemented.
+ */
+#ifndef VB_TESTS_IPC_TEST_H
+#define VB_TESTS_IPC_TEST_H
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "broker.pb-c.h"
+#include "common.pb-c.h"
+#include "device.pb-c.h"
+#include "ipc.h"
+
+/* Types of the test protocol (id IPC_PROTO_TEST). */
+enum {
+	T_PING = 1,    /* Data -> Data */
+	T_FDS = 2,     /* Data + up to 3 fds -> Data + up to 2 fds */
+	T_NOTE = 3,    /* event: Data + up to 1 fd */
+	T_BIG = 4,     /* brk.Handoff -> Empty: many repeated sub-messages */
+	T_ONE = 5,     /* Data + up to 1 fd -> Empty */
+	T_UNKNOWN = 9, /* only in the client's table: the server refuses it */
+};
+
+#define TEST_VERSION 3
+
+static const struct ipc_msgdef test_defs[] = {
+    {T_PING, &vb__dev__data__descriptor, &vb__dev__data__descriptor, 0, 0},
+    {T_FDS, &vb__dev__data__descriptor, &vb__dev__data__descriptor, 3, 2},
+    {T_NOTE, &vb__dev__data__descriptor, NULL, 1, 0},
+    {T_BIG, &vb__brk__handoff__descriptor, &vb__empty__descriptor, 0, 0},
+    {T_ONE, &vb__dev__data__descriptor, &vb__empty__descriptor, 1, 0},
+    {T_UNKNOWN, &vb__dev__data__descriptor, &vb__empty__descriptor, 0, 0},
+};
+
+/* The server's table lacks T_UNKNOWN (the last entry). */
+static const struct ipc_proto test_proto_server = {
+    .name = "test",
+    .id = IPC_PROTO_TEST,
+    .version = TEST_VERSION,
+    .defs = test_defs,
+    .ndefs = sizeof(test_defs) / sizeof(test_defs[0]) - 1,
+};
+
+static const struct ipc_proto test_proto_client = {
+    .name = "test",
+    .id = IPC_PROTO_TEST,
+    .version = TEST_VERSION,
+    .defs = test_defs,
+    .ndefs = sizeof(test_defs) / sizeof(test_defs[0]),
+};
+
+/* Open fds of this process, from /proc/self/fd (minus the one that reads it). */
+static inline int count_fds(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	if (!d)
+		return -1;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1;
+}
+
+struct raw_hdr {
+	uint32_t magic;
+	uint16_t proto, version, type;
+	uint8_t kind, nfds;
+	uint32_t id, len;
+};
+
+static inline struct raw_hdr raw_hdr(uint16_t type, uint8_t kind, uint32_t id, uint32_t len,
+				     uint8_t nfds)
+{
+	return (struct raw_hdr){IPC_MAGIC, IPC_PROTO_TEST, TEST_VERSION, type, kind, nfds, id, len};
+}
+
+static inline void raw_put(uint8_t *p, uint64_t v, int bytes)
+{
+	int i;
+
+	for (i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static inline uint64_t raw_get(const uint8_t *p, int bytes)
+{
+	uint64_t v = 0;
+	int i;
+
+	for (i = 0; i < bytes; i++)
+		v |= (uint64_t)p[i] << (8 * i);
+	return v;
+}
+
+/* The layout of common.proto's comment: magic, proto, version, type, kind, nfds, id, length. */
+static inline void raw_encode(const struct raw_hdr *h, uint8_t out[IPC_HDR_SIZE])
+{
+	raw_put(out + 0, h->magic, 4);
+	raw_put(out + 4, h->proto, 2);
+	raw_put(out + 6, h->version, 2);
+	raw_put(out + 8, h->type, 2);
+	out[10] = h->kind;
+	out[11] = h->nfds;
+	raw_put(out + 12, h->id, 4);
+	raw_put(out + 16, h->len, 4);
+}
+
+static inline void raw_decode(const uint8_t in[IPC_HDR_SIZE], struct raw_hdr *h)
+{
+	h->magic = (uint32_t)raw_get(in, 4);
+	h->proto = (uint16_t)raw_get(in + 4, 2);
+	h->version = (uint16_t)raw_get(in + 6, 2);
+	h->type = (uint16_t)raw_get(in + 8, 2);
+	h->kind = in[10];
+	h->nfds = in[11];
+	h->id = (uint32_t)raw_get(in + 12, 4);
+	h->len = (uint32_t)raw_get(in + 16, 4);
+}
+
+/* Sends `len` bytes as one datagram with `nfds` fds; returns sendmsg's result or -errno. */
+static inline ssize_t raw_sendmsg(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * IPC_FDS_MAX)];
+	} ctl;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	ssize_t n;
+
+	if (nfds) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+	}
+	n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	return n < 0 ? -errno : n;
+}
+
+/* Header plus body as one datagram. */
+static inline ssize_t raw_send(int fd, const struct raw_hdr *h, const void *body, size_t blen,
+			       const int *fds, size_t nfds)
+{
+	uint8_t buf[IPC_HDR_SIZE + 4096];
+
+	if (blen > sizeof(buf) - IPC_HDR_SIZE)
+		return -EMSGSIZE;
+	raw_encode(h, buf);
+	if (blen)
+		memcpy(buf + IPC_HDR_SIZE, body, blen);
+	return raw_sendmsg(fd, buf, IPC_HDR_SIZE + blen, fds, nfds);
+}
+
+#endif

@@ -1,0 +1,1341 @@
+/*
+ * Tests of ipc/: channels over socketpairs, driven either by a second channel or by a raw peer
+ * that writes datagrams by hand. Every error test also checks that no fd leaked, by counting the
+ * entries of /proc/self/fd before and after.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "control.pb-c.h"
+#include "ipc_test.h"
+
+/* ---- helpers ---------------------------------------------------------------------------- */
+
+static void chan_pair(const struct ipc_limits *la, const struct ipc_limits *lb, struct ipc_chan **a,
+		      struct ipc_chan **b)
+{
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, la, a), 0);
+	assert_int_equal(ipc_chan_new(sv[1], &test_proto_server, lb, b), 0);
+}
+
+/* A server channel whose peer is a raw socket. */
+static struct ipc_chan *chan_raw(const struct ipc_limits *l, int *raw)
+{
+	struct ipc_chan *c;
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, l, &c), 0);
+	*raw = sv[1];
+	return c;
+}
+
+static Vb__Dev__Data data_of(const char *s)
+{
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+
+	d.data.data = (uint8_t *)s;
+	d.data.len = strlen(s);
+	return d;
+}
+
+static void assert_data(const struct ipc_msg *m, const char *s)
+{
+	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
+
+	assert_non_null(d);
+	assert_ptr_equal(d->base.descriptor, &vb__dev__data__descriptor);
+	assert_int_equal(d->data.len, strlen(s));
+	assert_memory_equal(d->data.data, s, strlen(s));
+}
+
+static size_t pack_data(const char *s, uint8_t *buf)
+{
+	Vb__Dev__Data d = data_of(s);
+
+	return vb__dev__data__pack(&d, buf);
+}
+
+/* Polls and receives, for peers that answer from another thread. */
+static int wait_recv(struct ipc_chan *c, struct ipc_msg **m, int timeout_ms)
+{
+	struct pollfd pfd = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	int r;
+
+	for (;;) {
+		r = ipc_chan_recv(c, m);
+		if (r != -EAGAIN)
+			return r;
+		if (poll(&pfd, 1, timeout_ms) <= 0)
+			return -ETIMEDOUT;
+	}
+}
+
+static ssize_t raw_recv(int fd, struct raw_hdr *h, uint8_t *body, size_t cap)
+{
+	uint8_t buf[IPC_HDR_SIZE + 4096];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0)
+		return -errno;
+	if (n < IPC_HDR_SIZE)
+		return -EMSGSIZE;
+	raw_decode(buf, h);
+	if ((size_t)n - IPC_HDR_SIZE > cap)
+		return -EMSGSIZE;
+	memcpy(body, buf + IPC_HDR_SIZE, (size_t)n - IPC_HDR_SIZE);
+	return n - IPC_HDR_SIZE;
+}
+
+/* The raw peer must hold exactly one error reply for (type, id) with this errno. */
+static void raw_expect_error(int fd, uint16_t type, uint32_t id, int code)
+{
+	uint8_t body[4096];
+	struct raw_hdr h;
+	Vb__Error *e;
+	ssize_t n = raw_recv(fd, &h, body, sizeof(body));
+
+	assert_true(n >= 0);
+	assert_int_equal(h.magic, IPC_MAGIC);
+	assert_int_equal(h.kind, IPC_KIND_ERROR);
+	assert_int_equal(h.type, type);
+	assert_int_equal(h.id, id);
+	assert_int_equal(h.nfds, 0);
+	assert_int_equal(h.len, n);
+	e = vb__error__unpack(NULL, (size_t)n, body);
+	assert_non_null(e);
+	assert_int_equal(e->code, code);
+	assert_true(strlen(e->message) > 0);
+	vb__error__free_unpacked(e, NULL);
+	assert_int_equal(recv(fd, body, sizeof(body), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+static void raw_expect_nothing(int fd)
+{
+	uint8_t b[64];
+
+	assert_int_equal(recv(fd, b, sizeof(b), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+/* `n` fresh pipes' write ends in fds[], the read ends closed: things to send. */
+static void make_fds(int *fds, size_t n)
+{
+	size_t i;
+	int p[2];
+
+	for (i = 0; i < n; i++) {
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		close(p[0]);
+		fds[i] = p[1];
+	}
+}
+
+static void close_all(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- peers in threads (they record, the test thread asserts) ---------------------------- */
+
+struct peer {
+	pthread_t thread;
+	struct ipc_chan *c;
+	int raw;
+	int result;
+	void (*run)(struct peer *p);
+};
+
+static void *peer_main(void *arg)
+{
+	struct peer *p = arg;
+
+	p->run(p);
+	return NULL;
+}
+
+static void peer_start(struct peer *p, void (*run)(struct peer *p))
+{
+	p->run = run;
+	assert_int_equal(pthread_create(&p->thread, NULL, peer_main, p), 0);
+}
+
+static void peer_join(struct peer *p)
+{
+	assert_int_equal(pthread_join(p->thread, NULL), 0);
+}
+
+/* ---- round trips ------------------------------------------------------------------------ */
+
+static void test_ipc_roundtrip_fds_contents_readable(void **state)
+{
+	int before = count_fds(), memfd, p1[2], p2[2], fds[2], got, fl;
+	struct ipc_chan *a, *b;
+	struct ipc_msg *req, *rep;
+	Vb__Dev__Data d = data_of("hello");
+	uint32_t id;
+	char buf[32] = "";
+
+	chan_pair(NULL, NULL, &a, &b);
+	memfd = memfd_create("ipc-test", MFD_CLOEXEC);
+	assert_true(memfd >= 0);
+	assert_int_equal(pwrite(memfd, "guest ram", 9, 0), 9);
+	assert_int_equal(pipe2(p1, O_CLOEXEC), 0);
+	fds[0] = memfd;
+	fds[1] = p1[1];
+	assert_int_equal(ipc_chan_request(a, T_FDS, &d.base, fds, 2, &id), 0);
+	close(memfd);
+	close(p1[1]);
+
+	assert_int_equal(ipc_chan_recv(b, &req), 0);
+	assert_int_equal(req->kind, IPC_KIND_REQUEST);
+	assert_int_equal(req->type, T_FDS);
+	assert_int_equal(req->id, id);
+	assert_data(req, "hello");
+	assert_int_equal(req->nfds, 2);
+	fl = fcntl(req->fds[0], F_GETFD);
+	assert_true(fl >= 0 && (fl & FD_CLOEXEC));
+	assert_int_equal(pread(req->fds[0], buf, 9, 0), 9);
+	assert_memory_equal(buf, "guest ram", 9);
+	assert_int_equal(write(req->fds[1], "xyz", 3), 3);
+	assert_int_equal(read(p1[0], buf, sizeof(buf)), 3);
+	assert_memory_equal(buf, "xyz", 3);
+
+	assert_int_equal(pipe2(p2, O_CLOEXEC), 0);
+	d = data_of("ok");
+	assert_int_equal(ipc_chan_reply(b, req, &d.base, &p2[1], 1), 0);
+	close(p2[1]);
+	ipc_msg_free(req);
+
+	assert_int_equal(ipc_chan_recv(a, &rep), 0);
+	assert_int_equal(rep->kind, IPC_KIND_REPLY);
+	assert_int_equal(rep->type, T_FDS);
+	assert_int_equal(rep->id, id);
+	assert_data(rep, "ok");
+	assert_int_equal(rep->nfds, 1);
+	got = rep->fds[0];
+	assert_int_equal(write(got, "back", 4), 4);
+	assert_int_equal(read(p2[0], buf, sizeof(buf)), 4);
+	assert_memory_equal(buf, "back", 4);
+	ipc_msg_free(rep);
+	assert_int_equal(ipc_chan_recv(a, &rep), -EAGAIN);
+	assert_int_equal(ipc_chan_recv(b, &rep), -EAGAIN);
+
+	close(p1[0]);
+	close(p2[0]);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_wire_header_little_endian_layout(void **state)
+{
+	int raw, fd, before = count_fds();
+	struct ipc_chan *a;
+	Vb__Dev__Data d = data_of("abc");
+	uint8_t buf[128], body[16];
+	struct raw_hdr h;
+	ssize_t n;
+	uint32_t id;
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, NULL, &a), 0);
+	raw = sv[1];
+	make_fds(&fd, 1);
+	assert_int_equal(ipc_chan_request(a, T_FDS, &d.base, &fd, 1, &id), 0);
+	close(fd);
+	n = recv(raw, buf, sizeof(buf), MSG_DONTWAIT);
+	/* SCM_RIGHTS that a plain recv() does not take are closed by the kernel. */
+	assert_int_equal(n, IPC_HDR_SIZE + pack_data("abc", body));
+	assert_memory_equal(buf, "VBRK", 4);
+	raw_decode(buf, &h);
+	assert_int_equal(h.proto, IPC_PROTO_TEST);
+	assert_int_equal(h.version, TEST_VERSION);
+	assert_int_equal(h.type, T_FDS);
+	assert_int_equal(h.kind, IPC_KIND_REQUEST);
+	assert_int_equal(h.nfds, 1);
+	assert_int_equal(h.id, id);
+	assert_int_equal(h.len, n - IPC_HDR_SIZE);
+	assert_memory_equal(buf + IPC_HDR_SIZE, body, h.len);
+	ipc_chan_free(a);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static size_t data_len_for_datagram(uint32_t max)
+{
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+	size_t len = max - IPC_HDR_SIZE;
+
+	/* The body is a tag, a varint length and the bytes: shrink until it fits exactly. */
+	for (;;) {
+		d.data.len = len;
+		if (vb__dev__data__get_packed_size(&d) <= max - IPC_HDR_SIZE)
+			return len;
+		len--;
+	}
+}
+
+static void test_ipc_largest_datagram_delivered_one_more_refused(void **state)
+{
+	const uint32_t max = ipc_limits_default.max_datagram;
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+	struct ipc_msg *m;
+	size_t len = data_len_for_datagram(max), i;
+	uint8_t *big = malloc(len + 1);
+	const Vb__Dev__Data *got;
+
+	assert_non_null(big);
+	for (i = 0; i < len + 1; i++)
+		big[i] = (uint8_t)(i * 7);
+	chan_pair(NULL, NULL, &a, &b);
+	d.data.data = big;
+	d.data.len = len;
+	assert_int_equal(vb__dev__data__get_packed_size(&d) + IPC_HDR_SIZE, max);
+	assert_int_equal(ipc_chan_request(a, T_PING, &d.base, NULL, 0, NULL), 0);
+	assert_int_equal(ipc_chan_recv(b, &m), 0);
+	got = (const Vb__Dev__Data *)m->body;
+	assert_int_equal(got->data.len, len);
+	assert_memory_equal(got->data.data, big, len);
+	ipc_msg_free(m);
+
+	d.data.len = len + 1;
+	assert_int_equal(ipc_chan_request(a, T_PING, &d.base, NULL, 0, NULL), -EMSGSIZE);
+	assert_int_equal(ipc_chan_recv(b, &m), -EAGAIN);
+	free(big);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- malformed datagrams from a raw peer ------------------------------------------------ */
+
+static void test_ipc_recv_oversized_datagram_emsgsize(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), raw, fds[2];
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	uint8_t buf[4096] = {0};
+	struct raw_hdr h;
+	size_t sizes[] = {1025, 3000}, i;
+
+	l.max_datagram = 1024;
+	c = chan_raw(&l, &raw);
+	for (i = 0; i < 2; i++) {
+		h = raw_hdr(T_PING, IPC_KIND_REQUEST, 40 + (uint32_t)i,
+			    (uint32_t)(sizes[i] - IPC_HDR_SIZE), 2);
+		raw_encode(&h, buf);
+		make_fds(fds, 2);
+		assert_int_equal(raw_sendmsg(raw, buf, sizes[i], fds, 2), sizes[i]);
+		close_all(fds, 2);
+		assert_int_equal(ipc_chan_recv(c, &m), -EMSGSIZE);
+		raw_expect_error(raw, T_PING, 40 + (uint32_t)i, EMSGSIZE);
+	}
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_too_many_fds_for_type_closed(void **state)
+{
+	int before = count_fds(), raw, fds[3];
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("x", body);
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 5, (uint32_t)blen, 3);
+
+	make_fds(fds, 3);
+	assert_true(raw_send(raw, &h, body, blen, fds, 3) > 0);
+	close_all(fds, 3);
+	assert_int_equal(ipc_chan_recv(c, &m), -ETOOMANYREFS);
+	raw_expect_error(raw, T_ONE, 5, ETOOMANYREFS);
+	/* One fd is within the type's limit. */
+	h.nfds = 1;
+	make_fds(fds, 1);
+	assert_true(raw_send(raw, &h, body, blen, fds, 1) > 0);
+	close(fds[0]);
+	assert_int_equal(ipc_chan_recv(c, &m), 0);
+	assert_int_equal(m->nfds, 1);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_control_truncated_all_fds_closed(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), raw, fds[5];
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("x", body);
+	struct raw_hdr h = raw_hdr(T_FDS, IPC_KIND_REQUEST, 6, (uint32_t)blen, 5);
+
+	l.max_fds = 2;
+	c = chan_raw(&l, &raw);
+	make_fds(fds, 5);
+	assert_true(raw_send(raw, &h, body, blen, fds, 5) > 0);
+	close_all(fds, 5);
+	assert_int_equal(ipc_chan_recv(c, &m), -ETOOMANYREFS);
+	raw_expect_error(raw, T_FDS, 6, ETOOMANYREFS);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_truncated_datagram_emsgsize(void **state)
+{
+	int before = count_fds(), raw, fd;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t body[32], buf[IPC_HDR_SIZE];
+	size_t blen = pack_data("0123456789", body);
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 7, (uint32_t)blen + 50, 1);
+
+	/* The header claims more body than arrived. */
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, blen, &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -EMSGSIZE);
+	raw_expect_error(raw, T_ONE, 7, EMSGSIZE);
+
+	/* Or less than arrived. */
+	h.len = (uint32_t)blen - 1;
+	h.nfds = 0;
+	assert_true(raw_send(raw, &h, body, blen, NULL, 0) > 0);
+	assert_int_equal(ipc_chan_recv(c, &m), -EMSGSIZE);
+	raw_expect_error(raw, T_ONE, 7, EMSGSIZE);
+
+	/* A datagram cut inside the header: nothing to answer. */
+	raw_encode(&h, buf);
+	make_fds(&fd, 1);
+	assert_int_equal(raw_sendmsg(raw, buf, 11, &fd, 1), 11);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -EMSGSIZE);
+	raw_expect_nothing(raw);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_empty_datagram_is_not_hangup(void **state)
+{
+	int before = count_fds(), raw;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("after", body);
+	struct raw_hdr h = raw_hdr(T_PING, IPC_KIND_REQUEST, 8, (uint32_t)blen, 0);
+
+	assert_int_equal(send(raw, "", 0, 0), 0);
+	assert_true(raw_send(raw, &h, body, blen, NULL, 0) > 0);
+	assert_int_equal(ipc_chan_recv(c, &m), -EMSGSIZE);
+	assert_int_equal(ipc_chan_recv(c, &m), 0);
+	assert_data(m, "after");
+	ipc_msg_free(m);
+	close(raw);
+	assert_int_equal(ipc_chan_recv(c, &m), -EPIPE);
+	ipc_chan_free(c);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_garbage_datagram_ebadmsg(void **state)
+{
+	int before = count_fds(), raw, fds[2], i;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t buf[200];
+	uint32_t x = 12345;
+
+	for (i = 0; i < (int)sizeof(buf); i++) {
+		x = x * 1103515245u + 12345u;
+		buf[i] = (uint8_t)(x >> 16);
+	}
+	buf[0] = 'X'; /* certainly not the magic */
+	make_fds(fds, 2);
+	assert_int_equal(raw_sendmsg(raw, buf, sizeof(buf), fds, 2), sizeof(buf));
+	close_all(fds, 2);
+	assert_int_equal(ipc_chan_recv(c, &m), -EBADMSG);
+	raw_expect_nothing(raw); /* not our protocol: no answer */
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_undecodable_body_ebadmsg_answered(void **state)
+{
+	int before = count_fds(), raw, fd;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	/* Field 1 length-delimited, claiming 100 bytes of which 2 follow. */
+	const uint8_t body[] = {0x0a, 0x64, 0x01, 0x02};
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 9, sizeof(body), 1);
+
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, sizeof(body), &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -EBADMSG);
+	raw_expect_error(raw, T_ONE, 9, EBADMSG);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+/* Sends one header-mangled request with an fd and expects `err`, answered or not. */
+static void expect_bad_header(struct raw_hdr h, int err, bool answered)
+{
+	int before = count_fds(), raw, fd;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("x", body);
+
+	h.len = (uint32_t)blen;
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, blen, &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), err);
+	if (answered)
+		raw_expect_error(raw, h.type, h.id, -err);
+	else
+		raw_expect_nothing(raw);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_bad_magic_ebadmsg(void **state)
+{
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 10, 0, 1);
+
+	h.magic = 0x4b524257u;
+	expect_bad_header(h, -EBADMSG, false);
+}
+
+static void test_ipc_recv_bad_protocol_ebadmsg(void **state)
+{
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 11, 0, 1);
+
+	h.proto = IPC_PROTO_DEVICE;
+	expect_bad_header(h, -EBADMSG, false);
+}
+
+static void test_ipc_recv_bad_version_ebadmsg_answered(void **state)
+{
+	struct raw_hdr h = raw_hdr(T_ONE, IPC_KIND_REQUEST, 12, 0, 1);
+
+	h.version = TEST_VERSION + 1;
+	expect_bad_header(h, -EBADMSG, true);
+}
+
+static void test_ipc_recv_bad_kind_ebadmsg(void **state)
+{
+	expect_bad_header(raw_hdr(T_ONE, 0, 13, 0, 1), -EBADMSG, false);
+	expect_bad_header(raw_hdr(T_ONE, 5, 13, 0, 1), -EBADMSG, false);
+}
+
+static void test_ipc_recv_fd_count_mismatch_ebadmsg(void **state)
+{
+	expect_bad_header(raw_hdr(T_ONE, IPC_KIND_REQUEST, 14, 0, 0), -EBADMSG, true);
+}
+
+static void test_ipc_recv_unknown_type_eproto_answered(void **state)
+{
+	expect_bad_header(raw_hdr(77, IPC_KIND_REQUEST, 15, 0, 1), -EPROTO, true);
+}
+
+static void test_ipc_recv_event_as_request_eproto(void **state)
+{
+	expect_bad_header(raw_hdr(T_NOTE, IPC_KIND_REQUEST, 16, 0, 1), -EPROTO, true);
+	/* And a request type sent as an event: events are never answered. */
+	expect_bad_header(raw_hdr(T_ONE, IPC_KIND_EVENT, 0, 0, 1), -EPROTO, false);
+}
+
+static void test_ipc_recv_foreign_control_message_closed(void **state)
+{
+	int before = count_fds(), on = 1, fd;
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m;
+	Vb__Dev__Data d = data_of("n");
+
+	chan_pair(NULL, NULL, &a, &b);
+	/* With SO_PASSCRED the kernel adds SCM_CREDENTIALS to every datagram. */
+	assert_int_equal(setsockopt(ipc_chan_fd(b), SOL_SOCKET, SO_PASSCRED, &on, sizeof(on)), 0);
+	make_fds(&fd, 1);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, &d.base, &fd, 1), 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(b, &m), -EBADMSG);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- unknown types, stray and mistyped answers ------------------------------------------ */
+
+static void test_ipc_request_unknown_type_sender_gets_eproto(void **state)
+{
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m;
+	const Vb__Error *e;
+	uint32_t id;
+
+	chan_pair(NULL, NULL, &a, &b);
+	assert_int_equal(ipc_chan_request(a, T_UNKNOWN, NULL, NULL, 0, &id), 0);
+	assert_int_equal(ipc_chan_recv(b, &m), -EPROTO);
+	assert_int_equal(ipc_chan_recv(a, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	assert_int_equal(m->type, T_UNKNOWN);
+	assert_int_equal(m->id, id);
+	e = (const Vb__Error *)m->body;
+	assert_int_equal(e->code, EPROTO);
+	assert_non_null(strstr(e->message, "unknown"));
+	ipc_msg_free(m);
+	/* The server keeps serving after the refusal. */
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, &id), 0);
+	assert_int_equal(ipc_chan_recv(b, &m), 0);
+	assert_int_equal(m->id, id);
+	ipc_msg_free(m);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_reply_without_request_eproto(void **state)
+{
+	int before = count_fds(), raw, fd;
+	struct ipc_chan *c = chan_raw(NULL, &raw);
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("stray", body);
+	struct raw_hdr h = raw_hdr(T_FDS, IPC_KIND_REPLY, 77, (uint32_t)blen, 1);
+
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, blen, &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
+	h = raw_hdr(T_PING, IPC_KIND_ERROR, 78, 0, 0);
+	assert_true(raw_send(raw, &h, NULL, 0, NULL, 0) > 0);
+	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
+	raw_expect_nothing(raw); /* answers are never answered */
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+/* A client channel with a raw server: returns the id of a T_FDS request the raw side read. */
+static struct ipc_chan *client_with_request(int *raw, uint32_t *id)
+{
+	struct ipc_chan *c;
+	uint8_t body[64];
+	struct raw_hdr h;
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, NULL, &c), 0);
+	*raw = sv[1];
+	assert_int_equal(ipc_chan_request(c, T_FDS, NULL, NULL, 0, id), 0);
+	assert_true(raw_recv(*raw, &h, body, sizeof(body)) >= 0);
+	assert_int_equal(h.id, *id);
+	return c;
+}
+
+static void test_ipc_recv_reply_wrong_type_eproto_then_right_one(void **state)
+{
+	int before = count_fds(), raw, fd;
+	uint32_t id;
+	struct ipc_chan *c = client_with_request(&raw, &id);
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("r", body);
+	struct raw_hdr h = raw_hdr(T_PING, IPC_KIND_REPLY, id, (uint32_t)blen, 1);
+
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, blen, &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
+	/* The mistyped answer did not consume the request. */
+	h.type = T_FDS;
+	h.nfds = 0;
+	assert_true(raw_send(raw, &h, body, blen, NULL, 0) > 0);
+	assert_int_equal(ipc_chan_recv(c, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	assert_int_equal(m->id, id);
+	assert_data(m, "r");
+	ipc_msg_free(m);
+	/* ...and the right one did: a second copy is a stray. */
+	assert_true(raw_send(raw, &h, body, blen, NULL, 0) > 0);
+	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_error_reply_with_fd_etoomanyrefs(void **state)
+{
+	int before = count_fds(), raw, fd;
+	uint32_t id;
+	struct ipc_chan *c = client_with_request(&raw, &id);
+	struct ipc_msg *m;
+	Vb__Error e = VB__ERROR__INIT;
+	uint8_t body[64];
+	size_t blen;
+	struct raw_hdr h;
+
+	e.code = EIO;
+	e.message = "with an fd";
+	blen = vb__error__pack(&e, body);
+	h = raw_hdr(T_FDS, IPC_KIND_ERROR, id, (uint32_t)blen, 1);
+	make_fds(&fd, 1);
+	assert_true(raw_send(raw, &h, body, blen, &fd, 1) > 0);
+	close(fd);
+	assert_int_equal(ipc_chan_recv(c, &m), -ETOOMANYREFS);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_recv_error_code_not_errno_ebadmsg(void **state)
+{
+	uint32_t codes[] = {0, 4096, 0xffffffffu}, id;
+	int before = count_fds(), raw;
+	size_t i;
+
+	for (i = 0; i < 3; i++) {
+		struct ipc_chan *c = client_with_request(&raw, &id);
+		Vb__Error e = VB__ERROR__INIT;
+		struct ipc_msg *m;
+		uint8_t body[64];
+		size_t blen;
+		struct raw_hdr h;
+
+		e.code = codes[i];
+		blen = vb__error__pack(&e, body);
+		h = raw_hdr(T_FDS, IPC_KIND_ERROR, id, (uint32_t)blen, 0);
+		assert_true(raw_send(raw, &h, body, blen, NULL, 0) > 0);
+		assert_int_equal(ipc_chan_recv(c, &m), -EBADMSG);
+		ipc_chan_free(c);
+		close(raw);
+	}
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- decode budget ---------------------------------------------------------------------- */
+
+/* A brk.Handoff body of `n` empty `regions` (field 5): two bytes on the wire each, a whole
+ * Region structure and a pointer each once decoded. */
+static size_t handoff_body(uint8_t *buf, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		buf[2 * i] = (5 << 3) | 2;
+		buf[2 * i + 1] = 0;
+	}
+	return 2 * n;
+}
+
+static int send_handoff(const struct ipc_limits *l, size_t nregions, int *raw_out,
+			struct ipc_chan **c_out, struct ipc_msg **m)
+{
+	static uint8_t body[4096];
+	size_t blen = handoff_body(body, nregions);
+	struct raw_hdr h = raw_hdr(T_BIG, IPC_KIND_REQUEST, 21, (uint32_t)blen, 0);
+
+	*c_out = chan_raw(l, raw_out);
+	assert_true(raw_send(*raw_out, &h, body, blen, NULL, 0) > 0);
+	return ipc_chan_recv(*c_out, m);
+}
+
+static void test_ipc_recv_decode_over_budget_enomem(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), raw;
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	const size_t n = 2000;
+
+	/* 4000 bytes on the wire; tens of KiB once decoded. */
+	assert_true(n * (sizeof(Vb__Region) + sizeof(void *)) > 16 * 4000);
+	l.decode_budget = 16 * 1024;
+	assert_int_equal(send_handoff(&l, n, &raw, &c, &m), -ENOMEM);
+	raw_expect_error(raw, T_BIG, 21, ENOMEM);
+	ipc_chan_free(c);
+	close(raw);
+
+	/* The same body within a larger budget decodes: the budget was the reason. */
+	l.decode_budget = 1024 * 1024;
+	assert_int_equal(send_handoff(&l, n, &raw, &c, &m), 0);
+	assert_int_equal(((const Vb__Brk__Handoff *)m->body)->n_regions, n);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(raw);
+
+	/* And a small one fits the small budget. */
+	l.decode_budget = 16 * 1024;
+	assert_int_equal(send_handoff(&l, 8, &raw, &c, &m), 0);
+	assert_int_equal(((const Vb__Brk__Handoff *)m->body)->n_regions, 8);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- calls ------------------------------------------------------------------------------ */
+
+static void peer_error_reply(struct peer *p)
+{
+	struct ipc_msg *m;
+
+	p->result = wait_recv(p->c, &m, 5000);
+	if (p->result < 0)
+		return;
+	p->result = ipc_chan_reply_error(p->c, m, -EPERM, "no access to %s", "0000:00:03.0");
+	ipc_msg_free(m);
+}
+
+static void test_ipc_call_error_reply_code_and_message(void **state)
+{
+	int before = count_fds();
+	struct ipc_chan *a;
+	struct peer p = {0};
+	struct ipc_msg *m = NULL;
+	struct ipc_error err;
+
+	chan_pair(NULL, NULL, &a, &p.c);
+	peer_start(&p, peer_error_reply);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, &err), -EPERM);
+	peer_join(&p);
+	assert_int_equal(p.result, 0);
+	assert_null(m);
+	assert_int_equal(err.code, -EPERM);
+	assert_string_equal(err.message, "no access to 0000:00:03.0");
+	ipc_chan_free(a);
+	ipc_chan_free(p.c);
+	assert_int_equal(count_fds(), before);
+}
+
+static void peer_hang_up(struct peer *p)
+{
+	struct pollfd pfd = {.fd = p->raw, .events = POLLIN};
+	char buf[256];
+
+	p->result = poll(&pfd, 1, 5000) == 1 && recv(p->raw, buf, sizeof(buf), 0) > 0 ? 0 : -1;
+	close(p->raw);
+}
+
+static void test_ipc_call_peer_hangup_epipe(void **state)
+{
+	int before = count_fds(), sv[2], r;
+	struct ipc_chan *a;
+	struct peer p = {0};
+	struct ipc_msg *m = NULL;
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, NULL, &a), 0);
+	p.raw = sv[1];
+	peer_start(&p, peer_hang_up);
+	r = ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL);
+	peer_join(&p);
+	assert_int_equal(p.result, 0);
+	assert_true(r == -EPIPE || r == -ECONNRESET);
+	assert_null(m);
+	/* Sending to the dead peer is -EPIPE, not SIGPIPE (which would end this test binary). */
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, NULL, 0), -EPIPE);
+	ipc_chan_free(a);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_call_timeout_late_answer_dropped(void **state)
+{
+	int before = count_fds(), fds[2];
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m = NULL, *req;
+	int64_t t0, dt;
+
+	chan_pair(NULL, NULL, &a, &b);
+	t0 = mono_ms();
+	assert_int_equal(ipc_chan_call(a, T_FDS, NULL, NULL, 0, 150, &m, NULL), -ETIMEDOUT);
+	dt = mono_ms() - t0;
+	assert_true(dt >= 150 && dt < 5000);
+	assert_null(m);
+
+	/* The server answers late, with fds; the client drops the answer and its fds. */
+	assert_int_equal(ipc_chan_recv(b, &req), 0);
+	make_fds(fds, 2);
+	assert_int_equal(ipc_chan_reply(b, req, NULL, fds, 2), 0);
+	close_all(fds, 2);
+	ipc_msg_free(req);
+	assert_int_equal(ipc_chan_recv(a, &m), -EAGAIN);
+	assert_false(ipc_chan_has_queued(a));
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+struct interleave {
+	int pipe_w; /* sent with the event */
+};
+
+static void peer_interleave(struct peer *p)
+{
+	struct ipc_msg *req;
+	Vb__Dev__Data ev = data_of("event"), q = data_of("question"), ans = data_of("answer");
+
+	p->result = wait_recv(p->c, &req, 5000);
+	if (p->result < 0)
+		return;
+	if (!p->result)
+		p->result = ipc_chan_event(p->c, T_NOTE, &ev.base, &p->raw, 1);
+	if (!p->result)
+		p->result = ipc_chan_request(p->c, T_PING, &q.base, NULL, 0, NULL);
+	if (!p->result)
+		p->result = ipc_chan_reply(p->c, req, &ans.base, NULL, 0);
+	ipc_msg_free(req);
+}
+
+static void test_ipc_call_events_queued_and_delivered_after(void **state)
+{
+	int before = count_fds(), pw[2];
+	struct ipc_chan *a;
+	struct peer p = {0};
+	struct ipc_msg *m;
+	char c;
+
+	assert_int_equal(pipe2(pw, O_CLOEXEC), 0);
+	p.raw = pw[1];
+	chan_pair(NULL, NULL, &a, &p.c);
+	peer_start(&p, peer_interleave);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL), 0);
+	peer_join(&p);
+	assert_int_equal(p.result, 0);
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	assert_data(m, "answer");
+	ipc_msg_free(m);
+
+	assert_true(ipc_chan_has_queued(a));
+	assert_int_equal(ipc_chan_recv(a, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	assert_int_equal(m->type, T_NOTE);
+	assert_data(m, "event");
+	assert_int_equal(m->nfds, 1);
+	assert_int_equal(write(m->fds[0], "!", 1), 1);
+	assert_int_equal(read(pw[0], &c, 1), 1);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_chan_recv(a, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_REQUEST);
+	assert_data(m, "question");
+	ipc_msg_free(m);
+	assert_false(ipc_chan_has_queued(a));
+	assert_int_equal(ipc_chan_recv(a, &m), -EAGAIN);
+	close(pw[0]);
+	close(pw[1]);
+	ipc_chan_free(a);
+	ipc_chan_free(p.c);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_call_queue_full_enobufs_nothing_lost(void **state)
+{
+	int before = count_fds(), i, fd;
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m = NULL;
+	Vb__Dev__Data d;
+	char s[16];
+
+	chan_pair(NULL, NULL, &a, &b);
+	for (i = 0; i < IPC_QUEUE_MAX + 3; i++) {
+		snprintf(s, sizeof(s), "%d", i);
+		d = data_of(s);
+		make_fds(&fd, 1);
+		assert_int_equal(ipc_chan_event(b, T_NOTE, &d.base, &fd, 1), 0);
+		close(fd);
+	}
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 1000, &m, NULL), -ENOBUFS);
+	assert_null(m);
+	for (i = 0; i < IPC_QUEUE_MAX + 3; i++) {
+		snprintf(s, sizeof(s), "%d", i);
+		assert_int_equal(ipc_chan_recv(a, &m), 0);
+		assert_data(m, s);
+		assert_int_equal(m->nfds, 1);
+		ipc_msg_free(m);
+	}
+	assert_int_equal(ipc_chan_recv(a, &m), -EAGAIN);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- sending limits --------------------------------------------------------------------- */
+
+static void test_ipc_request_outstanding_limit_enobufs(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	struct ipc_msg *req, *rep;
+	uint32_t id1, id2, id3;
+
+	l.max_outstanding = 2;
+	chan_pair(&l, NULL, &a, &b);
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, &id1), 0);
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, &id2), 0);
+	assert_true(id1 != id2 && id1 && id2);
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, &id3), -ENOBUFS);
+	assert_int_equal(ipc_chan_recv(b, &req), 0);
+	assert_int_equal(ipc_chan_reply(b, req, NULL, NULL, 0), 0);
+	ipc_msg_free(req);
+	assert_int_equal(ipc_chan_recv(a, &rep), 0);
+	assert_int_equal(rep->id, id1);
+	ipc_msg_free(rep);
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, &id3), 0);
+	assert_true(id3 != id2);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_send_misuse_rejected_locally(void **state)
+{
+	int before = count_fds(), fds[4], neg = -1;
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m;
+	Vb__Empty e = VB__EMPTY__INIT;
+	struct ipc_msg fake = {.kind = IPC_KIND_EVENT, .type = T_PING};
+
+	chan_pair(NULL, NULL, &a, &b);
+	make_fds(fds, 4);
+	assert_int_equal(ipc_chan_request(a, 99, NULL, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(ipc_chan_request(a, T_NOTE, NULL, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(ipc_chan_request(a, T_PING, &e.base, NULL, 0, NULL), -EINVAL);
+	assert_int_equal(ipc_chan_request(a, T_FDS, NULL, fds, 4, NULL), -ETOOMANYREFS);
+	assert_int_equal(ipc_chan_event(a, T_PING, NULL, NULL, 0), -EINVAL);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, fds, 2), -ETOOMANYREFS);
+	assert_int_equal(ipc_chan_request(a, T_ONE, NULL, &neg, 1, NULL), -EBADF);
+	assert_int_equal(ipc_chan_reply(a, &fake, NULL, NULL, 0), -EINVAL);
+	fake.kind = IPC_KIND_REQUEST;
+	assert_int_equal(ipc_chan_reply_error(a, &fake, 0, "x"), -EINVAL);
+	assert_int_equal(ipc_chan_reply_error(a, &fake, 5, "x"), -EINVAL);
+	/* Nothing of that reached the peer. */
+	assert_int_equal(ipc_chan_recv(b, &m), -EAGAIN);
+	close_all(fds, 4);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_send_full_socket_etimedout(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), r = 0, i;
+	struct ipc_chan *a, *b;
+	uint8_t blob[4000] = {0};
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+	int64_t t0 = 0, dt;
+
+	l.send_timeout_ms = 100;
+	chan_pair(&l, NULL, &a, &b);
+	d.data.data = blob;
+	d.data.len = sizeof(blob);
+	for (i = 0; i < 100000; i++) {
+		t0 = mono_ms();
+		r = ipc_chan_event(a, T_NOTE, &d.base, NULL, 0);
+		if (r < 0)
+			break;
+	}
+	dt = mono_ms() - t0;
+	assert_int_equal(r, -ETIMEDOUT);
+	assert_true(i > 0);
+	assert_true(dt >= 100 && dt < 5000);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- fd ownership, credentials, sockets ------------------------------------------------- */
+
+static void test_ipc_msg_take_fd_survives_free(void **state)
+{
+	int before = count_fds(), p[2], fd, taken;
+	struct ipc_chan *a, *b;
+	struct ipc_msg *m;
+	char c;
+
+	chan_pair(NULL, NULL, &a, &b);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, &p[1], 1), 0);
+	close(p[1]);
+	assert_int_equal(ipc_chan_recv(b, &m), 0);
+	assert_int_equal(m->nfds, 1);
+	fd = m->fds[0];
+	taken = ipc_msg_take_fd(m, 0);
+	assert_int_equal(taken, fd);
+	assert_int_equal(m->fds[0], -1);
+	assert_int_equal(ipc_msg_take_fd(m, 0), -EBADF);
+	assert_int_equal(ipc_msg_take_fd(m, 1), -EBADF);
+	ipc_msg_free(m);
+	/* Still ours after the message went. */
+	assert_int_equal(write(taken, "k", 1), 1);
+	assert_int_equal(read(p[0], &c, 1), 1);
+	assert_int_equal(c, 'k');
+	close(taken);
+	close(p[0]);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_peer_credentials_match_process(void **state)
+{
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	pid_t pid = 0;
+	uid_t uid = 1;
+	gid_t gid = 1;
+
+	chan_pair(NULL, NULL, &a, &b);
+	assert_int_equal(ipc_chan_peer(a, &pid, &uid, &gid), 0);
+	assert_int_equal(pid, getpid());
+	assert_int_equal(uid, getuid());
+	assert_int_equal(gid, getgid());
+	assert_int_equal(ipc_peer_cred(ipc_chan_fd(b), &pid, NULL, NULL), 0);
+	assert_int_equal(pid, getpid());
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_listen_replaces_only_stale_sockets(void **state)
+{
+	int before = count_fds(), lfd, lfd2, cfd, sfd, ffd;
+	char dir[] = "/tmp/ipc-test-XXXXXX", path[128], file[128];
+	struct stat st;
+	pid_t pid;
+	uid_t uid;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	snprintf(file, sizeof(file), "%s/file", dir);
+
+	assert_int_equal(ipc_listen(path, 0600, 4, &lfd), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	assert_int_equal(ipc_accept(lfd, &sfd), -EAGAIN);
+	/* A live listener keeps its socket. */
+	assert_int_equal(ipc_listen(path, 0600, 4, &lfd2), -EADDRINUSE);
+	assert_int_equal(ipc_connect(path, &cfd), 0);
+	assert_int_equal(ipc_accept(lfd, &sfd), 0);
+	assert_int_equal(ipc_peer_cred(sfd, &pid, &uid, NULL), 0);
+	assert_int_equal(pid, getpid());
+	assert_int_equal(uid, getuid());
+	close(cfd);
+	close(sfd);
+	close(lfd);
+
+	/* The listener is gone: its socket file is stale and may be replaced. */
+	assert_int_equal(ipc_listen(path, 0660, 4, &lfd), 0);
+	assert_int_equal(stat(path, &st), 0);
+	assert_int_equal(st.st_mode & 0777, 0660);
+	close(lfd);
+
+	/* Not a socket: left alone. */
+	ffd = open(file, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
+	assert_true(ffd >= 0);
+	close(ffd);
+	assert_int_equal(ipc_listen(file, 0600, 4, &lfd), -EEXIST);
+	assert_int_equal(stat(file, &st), 0);
+	assert_true(S_ISREG(st.st_mode));
+	assert_int_equal(ipc_listen(path, 01777, 4, &lfd), -EINVAL);
+
+	unlink(file);
+	unlink(path);
+	rmdir(dir);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_chan_new_rejects_bad_sockets_and_limits(void **state)
+{
+	int before = count_fds(), sv[2], p[2];
+	struct ipc_limits l = ipc_limits_default;
+	struct ipc_chan *c = NULL;
+	struct ipc_proto dup = test_proto_server;
+	struct ipc_msgdef defs[2] = {test_defs[0], test_defs[0]};
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, NULL, &c), -EPROTOTYPE);
+	assert_null(c);
+	/* Not taken on failure: still open. */
+	assert_true(fcntl(sv[0], F_GETFD) >= 0);
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(ipc_chan_new(p[0], &test_proto_server, NULL, &c), -ENOTSOCK);
+	close(p[0]);
+	close(p[1]);
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	l.max_fds = IPC_FDS_MAX + 1;
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, &l, &c), -EINVAL);
+	l = ipc_limits_default;
+	l.max_datagram = IPC_HDR_SIZE - 1;
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, &l, &c), -EINVAL);
+	l = ipc_limits_default;
+	l.max_outstanding = 0;
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, &l, &c), -EINVAL);
+	dup.defs = defs;
+	dup.ndefs = 2;
+	assert_int_equal(ipc_chan_new(sv[0], &dup, NULL, &c), -EINVAL);
+	assert_null(c);
+	close(sv[0]);
+	close(sv[1]);
+	assert_int_equal(count_fds(), before);
+}
+
+/* ---- the protocol tables ---------------------------------------------------------------- */
+
+static void check_table(const struct ipc_proto *p, const ProtobufCEnumDescriptor *types,
+			int proto_id, const char *event_name)
+{
+	unsigned i;
+	size_t j;
+	int sv[2];
+	struct ipc_chan *c;
+
+	assert_int_equal(p->id, proto_id);
+	assert_int_equal(p->version, 1);
+	/* Every Type but UNSPECIFIED has exactly one entry, and nothing else has one. */
+	assert_int_equal(p->ndefs, types->n_values - 1);
+	for (i = 0; i < types->n_values; i++) {
+		const ProtobufCEnumValue *v = &types->values[i];
+		const struct ipc_msgdef *d = NULL;
+
+		for (j = 0; j < p->ndefs; j++)
+			if (p->defs[j].type == v->value)
+				d = &p->defs[j];
+		if (v->value == 0) {
+			assert_null(d);
+			continue;
+		}
+		assert_non_null(d);
+		assert_non_null(d->request);
+		/* Only the type named EVENT is event-only. */
+		if (event_name && strcmp(v->name, event_name) == 0)
+			assert_null(d->reply);
+		else
+			assert_non_null(d->reply);
+	}
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], p, NULL, &c), 0);
+	ipc_chan_free(c);
+	close(sv[1]);
+}
+
+static const struct ipc_msgdef *def_of(const struct ipc_proto *p, uint16_t type)
+{
+	size_t i;
+
+	for (i = 0; i < p->ndefs; i++)
+		if (p->defs[i].type == type)
+			return &p->defs[i];
+	fail_msg("type %u missing from %s", type, p->name);
+	return NULL;
+}
+
+static void test_ipc_protocol_tables_match_proto_files(void **state)
+{
+	check_table(&ipc_proto_control, &vb__ctl__type__descriptor, IPC_PROTO_CONTROL, "EVENT");
+	check_table(&ipc_proto_broker, &vb__brk__type__descriptor, IPC_PROTO_BROKER, NULL);
+	check_table(&ipc_proto_device, &vb__dev__type__descriptor, IPC_PROTO_DEVICE, "EVENT");
+	/* The fds the .proto comments name. */
+	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__HANDOFF)->max_request_fds, 2);
+	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__DMA_MAP)->max_request_fds, 1);
+	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__SET_IRQS)->max_request_fds,
+			 IPC_FDS_MAX);
+	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__HEARTBEAT)->max_request_fds, 0);
+	assert_int_equal(def_of(&ipc_proto_device, VB__DEV__TYPE__DMA_MAP)->max_request_fds, 1);
+	assert_int_equal(def_of(&ipc_proto_device, VB__DEV__TYPE__SET_IRQ_FDS)->max_request_fds,
+			 IPC_FDS_MAX);
+	assert_int_equal(def_of(&ipc_proto_device, VB__DEV__TYPE__REGION_INFO)->max_reply_fds, 1);
+	assert_ptr_equal(def_of(&ipc_proto_device, VB__DEV__TYPE__REGION_INFO)->reply,
+			 &vb__region__descriptor);
+	assert_int_equal(def_of(&ipc_proto_device, VB__DEV__TYPE__CFG_READ)->max_reply_fds, 0);
+	assert_int_equal(def_of(&ipc_proto_control, VB__CTL__TYPE__ADD_DEVICE)->max_request_fds, 0);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_ipc_roundtrip_fds_contents_readable),
+	    cmocka_unit_test(test_ipc_wire_header_little_endian_layout),
+	    cmocka_unit_test(test_ipc_largest_datagram_delivered_one_more_refused),
+	    cmocka_unit_test(test_ipc_recv_oversized_datagram_emsgsize),
+	    cmocka_unit_test(test_ipc_recv_too_many_fds_for_type_closed),
+	    cmocka_unit_test(test_ipc_recv_control_truncated_all_fds_closed),
+	    cmocka_unit_test(test_ipc_recv_truncated_datagram_emsgsize),
+	    cmocka_unit_test(test_ipc_recv_empty_datagram_is_not_hangup),
+	    cmocka_unit_test(test_ipc_recv_garbage_datagram_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_undecodable_body_ebadmsg_answered),
+	    cmocka_unit_test(test_ipc_recv_bad_magic_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_bad_protocol_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_bad_version_ebadmsg_answered),
+	    cmocka_unit_test(test_ipc_recv_bad_kind_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_fd_count_mismatch_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_unknown_type_eproto_answered),
+	    cmocka_unit_test(test_ipc_recv_event_as_request_eproto),
+	    cmocka_unit_test(test_ipc_recv_foreign_control_message_closed),
+	    cmocka_unit_test(test_ipc_request_unknown_type_sender_gets_eproto),
+	    cmocka_unit_test(test_ipc_recv_reply_without_request_eproto),
+	    cmocka_unit_test(test_ipc_recv_reply_wrong_type_eproto_then_right_one),
+	    cmocka_unit_test(test_ipc_recv_error_reply_with_fd_etoomanyrefs),
+	    cmocka_unit_test(test_ipc_recv_error_code_not_errno_ebadmsg),
+	    cmocka_unit_test(test_ipc_recv_decode_over_budget_enomem),
+	    cmocka_unit_test(test_ipc_call_error_reply_code_and_message),
+	    cmocka_unit_test(test_ipc_call_peer_hangup_epipe),
+	    cmocka_unit_test(test_ipc_call_timeout_late_answer_dropped),
+	    cmocka_unit_test(test_ipc_call_events_queued_and_delivered_after),
+	    cmocka_unit_test(test_ipc_call_queue_full_enobufs_nothing_lost),
+	    cmocka_unit_test(test_ipc_request_outstanding_limit_enobufs),
+	    cmocka_unit_test(test_ipc_send_misuse_rejected_locally),
+	    cmocka_unit_test(test_ipc_send_full_socket_etimedout),
+	    cmocka_unit_test(test_ipc_msg_take_fd_survives_free),
+	    cmocka_unit_test(test_ipc_peer_credentials_match_process),
+	    cmocka_unit_test(test_ipc_listen_replaces_only_stale_sockets),
+	    cmocka_unit_test(test_ipc_chan_new_rejects_bad_sockets_and_limits),
+	    cmocka_unit_test(test_ipc_protocol_tables_match_proto_files),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
