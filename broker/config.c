@@ -329,17 +329,27 @@ static int cfg_log_level(struct cfg_state *st, const char *value)
 	return 1;
 }
 
-static int cfg_seccomp(struct cfg_state *st, const char *value)
+static int cfg_seccomp_mode(struct cfg_state *st, const char *value, enum brk_seccomp_mode *m)
 {
 	if (!strcmp(value, "kill"))
-		st->c->seccomp = BRK_SECCOMP_KILL;
-	else if (!strcmp(value, "trap"))
-		st->c->seccomp = BRK_SECCOMP_TRAP;
+		*m = BRK_SECCOMP_KILL;
 	else if (!strcmp(value, "log"))
-		st->c->seccomp = BRK_SECCOMP_LOG;
+		*m = BRK_SECCOMP_LOG;
+	else if (!strcmp(value, "off"))
+		*m = BRK_SECCOMP_OFF;
 	else
-		return cfg_fail(st, "seccomp: '%s' is not kill|trap|log", value);
+		return cfg_fail(st, "seccomp: '%s' is not kill|log|off", value);
 	return 1;
+}
+
+static int cfg_seccomp(struct cfg_state *st, const char *value)
+{
+	return cfg_seccomp_mode(st, value, &st->c->seccomp);
+}
+
+static int cfg_broker_seccomp(struct cfg_state *st, const char *value)
+{
+	return cfg_seccomp_mode(st, value, &st->c->broker_seccomp);
 }
 
 static int cfg_restart(struct cfg_state *st, const char *value)
@@ -371,6 +381,7 @@ static const struct cfg_key cfg_keys[] = {
      .max_len = CFG_RUNTIME_DIR_MAX,
      .offset = OFF(runtime_dir)},
     {.section = "broker", .name = "log_level", .type = CFG_SPECIAL, .fn = cfg_log_level},
+    {.section = "broker", .name = "seccomp", .type = CFG_SPECIAL, .fn = cfg_broker_seccomp},
     {.section = "devices",
      .name = "allow",
      .type = CFG_SPECIAL,
@@ -820,7 +831,7 @@ int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_
 
 static const char *cfg_seccomp_name(enum brk_seccomp_mode m)
 {
-	return m == BRK_SECCOMP_TRAP ? "trap" : m == BRK_SECCOMP_LOG ? "log" : "kill";
+	return m == BRK_SECCOMP_OFF ? "off" : m == BRK_SECCOMP_LOG ? "log" : "kill";
 }
 
 int brk_config_dump(const struct brk_config *c, char **ret)
@@ -835,8 +846,8 @@ int brk_config_dump(const struct brk_config *c, char **ret)
 		(unsigned)c->admin_uid);
 	if (c->admin_gid_set)
 		fprintf(f, "admin_gid = %u\n", (unsigned)c->admin_gid);
-	fprintf(f, "runtime_dir = %s\nlog_level = %s\n\n[devices]\n", c->runtime_dir,
-		brk_log_level_to_string(c->log_level));
+	fprintf(f, "runtime_dir = %s\nlog_level = %s\nseccomp = %s\n\n[devices]\n", c->runtime_dir,
+		brk_log_level_to_string(c->log_level), cfg_seccomp_name(c->broker_seccomp));
 	for (size_t i = 0; i < c->nallow; i++) {
 		if (c->allow[i].is_id)
 			fprintf(f, "allow = %04x:%04x\n", c->allow[i].vendor, c->allow[i].device);

@@ -24,10 +24,11 @@ enum brk_restart {
 	BRK_RESTART_ON_FAILURE,
 };
 
+/* The same three modes as policy/seccomp.h's sbx_seccomp_mode. */
 enum brk_seccomp_mode {
 	BRK_SECCOMP_KILL, /* a call outside the policy kills the process (production) */
-	BRK_SECCOMP_TRAP, /* SIGSYS, so that a debugger or core dump shows the call */
 	BRK_SECCOMP_LOG,  /* allowed but logged by the kernel: for writing policies only */
+	BRK_SECCOMP_OFF,  /* no filter at all: debugging only */
 };
 
 /* One allowlist entry: a device address or a vendor:device id pair. */
@@ -58,6 +59,7 @@ struct brk_config {
 	char *runtime_dir;
 	int log_level;
 	bool log_level_set;
+	enum brk_seccomp_mode broker_seccomp;
 
 	/* [devices] */
 	struct brk_allow *allow;

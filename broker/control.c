@@ -608,6 +608,8 @@ void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf
 	char detail[256];
 	va_list ap;
 
+	if (!ctl || ctl->freeing)
+		return;
 	va_start(ap, fmt);
 	vsnprintf(detail, sizeof(detail), fmt, ap);
 	va_end(ap);

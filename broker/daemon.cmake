@@ -13,3 +13,21 @@ target_include_directories(vb_brokerd_base PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(vb_brokerd_base PRIVATE
 	VB_WORKER_PATH_DEFAULT="${CMAKE_INSTALL_FULL_LIBEXECDIR}/vfio-broker/vfio-worker")
 target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH PkgConfig::LIBUV)
+
+# The process: VFIO-facing pieces on top of the core library and the sandbox.
+if(TARGET vb_broker_core AND TARGET vb_sandbox)
+	pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
+	add_library(vb_brokerd STATIC
+		${CMAKE_CURRENT_SOURCE_DIR}/caps.c
+		${CMAKE_CURRENT_SOURCE_DIR}/daemon.c
+		${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
+		${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
+		${CMAKE_CURRENT_SOURCE_DIR}/supervise.c
+		${CMAKE_CURRENT_SOURCE_DIR}/worker.c)
+	target_link_libraries(vb_brokerd PUBLIC vb_brokerd_base vb_broker_core vb_sandbox
+		PkgConfig::CAPNG)
+	add_executable(vfio-brokerd ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
+	target_compile_definitions(vfio-brokerd PRIVATE VB_VERSION="${PROJECT_VERSION}")
+	target_link_libraries(vfio-brokerd PRIVATE vb_brokerd vb_policy PkgConfig::LIBSYSTEMD)
+	install(TARGETS vfio-brokerd DESTINATION ${CMAKE_INSTALL_SBINDIR})
+endif()

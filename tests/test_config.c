@@ -271,7 +271,7 @@ static void test_config_values_parse_with_suffixes_and_lists(void **state)
 				       "[devices]\nallow = 00:03.0,1234:11E8 0001:02:1f.7\n"
 				       "[broker]\nadmin_gid = 42\nlog_level = debug\n"
 				       "[worker]\nuser = 65534\nrlimit_memlock = 64K\n"
-				       "restart = never\nseccomp = trap\n"),
+				       "restart = never\nseccomp = off\n"),
 			 0);
 	assert_int_equal(f.c->max_pinned_bytes, 3ull << 30);
 	assert_int_equal(f.c->max_dma_mappings, 100);
@@ -289,7 +289,7 @@ static void test_config_values_parse_with_suffixes_and_lists(void **state)
 	assert_int_equal(f.c->worker_uid_first, 65534);
 	assert_int_equal(f.c->rlimits.memlock, 64 * 1024);
 	assert_int_equal(f.c->restart, BRK_RESTART_NEVER);
-	assert_int_equal(f.c->seccomp, BRK_SECCOMP_TRAP);
+	assert_int_equal(f.c->seccomp, BRK_SECCOMP_OFF);
 	brk_config_free(f.c);
 }
 

@@ -1,0 +1,81 @@
+/*
+ * caps: vfio-brokerd's capability set. Responsible for keeping exactly what the table below
+ * lists (a guest test compares the running broker's CapEff with brk_caps_mask()). Trusts
+ * libcap-ng to apply the sets atomically with capset() and PR_CAPBSET_DROP.
+ *
+ * Why these and no others. The broker runs as uid 0 so that /dev/vfio/<group>, /dev/vfio/vfio
+ * and the sysfs attributes of PCI devices (driver_override, unbind, drivers_probe: mode 0200,
+ * owner root) pass the plain owner permission check: no CAP_DAC_OVERRIDE is needed.
+ *
+ *   CAP_SETUID, CAP_SETGID  The worker runs as an unprivileged uid/gid (a range or a user from
+ *                           the configuration). sbx_spawn_worker() writes the child's uid_map and
+ *                           gid_map to map it to an id other than the broker's own, and the child
+ *                           drops supplementary groups and switches ids: all need these two in
+ *                           the broker's user namespace. Creating the user namespace itself
+ *                           (clone3 CLONE_NEWUSER, and with it the pid, net, mount, ipc and uts
+ *                           namespaces the new user namespace owns) needs no capability.
+ *   CAP_IPC_LOCK            VFIO_IOMMU_MAP_DMA pins the VM's pages and charges them to the
+ *                           broker's RLIMIT_MEMLOCK unless the caller has CAP_IPC_LOCK. The
+ *                           broker enforces its own per-VM pinned-bytes quota (dma.h); with this
+ *                           capability the quota, not a process-wide rlimit, is the limit.
+ *   CAP_CHOWN               Each VM's socket directory under the runtime dir is handed to the
+ *                           AddDevice owner uid/gid (fchown) so that only that VMM can reach its
+ *                           workers' sockets; the control socket goes to the admin group.
+ *
+ * Deliberately not kept: CAP_SYS_ADMIN (no mounts in the broker's namespace; the worker's
+ * pivot_root happens in its own mount namespace, owned by its own user namespace), CAP_KILL
+ * (workers are signalled through pidfds, and the broker owns the user namespace they live in),
+ * CAP_SYS_RESOURCE (rlimits are only lowered for workers), CAP_DAC_OVERRIDE/READ_SEARCH (uid 0
+ * owns everything the broker opens), CAP_SYS_RAWIO (no VFIO no-IOMMU mode), CAP_NET_* (unix
+ * sockets only), CAP_SYS_PTRACE. Kernels that restrict unprivileged user namespaces (Debian's
+ * kernel.unprivileged_userns_clone=0) would need CAP_SYS_ADMIN for the clone; the broker does
+ * not grant itself that and spawning then fails with a clear error instead.
+ */
+#include "caps.h"
+
+#include <cap-ng.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <linux/capability.h>
+
+const struct brk_cap brk_caps_kept[] = {
+    {CAP_CHOWN, "cap_chown", "hand VM socket directories to their owner"},
+    {CAP_SETGID, "cap_setgid", "map and switch to worker gids"},
+    {CAP_SETUID, "cap_setuid", "map and switch to worker uids"},
+    {CAP_IPC_LOCK, "cap_ipc_lock", "pin DMA memory beyond RLIMIT_MEMLOCK"},
+};
+const size_t brk_caps_nkept = sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0]);
+
+uint64_t brk_caps_mask(void)
+{
+	uint64_t m = 0;
+
+	for (size_t i = 0; i < brk_caps_nkept; i++)
+		m |= 1ull << brk_caps_kept[i].cap;
+	return m;
+}
+
+int brk_caps_drop(void)
+{
+	bool have[sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0])];
+	int r;
+
+	if (capng_get_caps_process() < 0)
+		return -EIO;
+	/* Keep only what we have: an unprivileged run cannot gain anything. */
+	for (size_t i = 0; i < brk_caps_nkept; i++)
+		have[i] = capng_have_capability(CAPNG_PERMITTED, (unsigned)brk_caps_kept[i].cap);
+	capng_clear(CAPNG_SELECT_ALL);
+	for (size_t i = 0; i < brk_caps_nkept; i++) {
+		if (!have[i])
+			continue;
+		r = capng_update(CAPNG_ADD, CAPNG_EFFECTIVE | CAPNG_PERMITTED | CAPNG_BOUNDING_SET,
+				 (unsigned)brk_caps_kept[i].cap);
+		if (r < 0)
+			return -EINVAL;
+	}
+	r = capng_apply(CAPNG_SELECT_ALL);
+	if (r < 0)
+		return r == -4 || r == -5 ? -EPERM : -EINVAL;
+	return 0;
+}

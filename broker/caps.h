@@ -1,0 +1,33 @@
+/*
+ * caps: the capabilities vfio-brokerd keeps after start-up, and the drop to exactly that set
+ * (libcap-ng). The table in caps.c is the documentation: each capability with the reason the
+ * broker cannot do without it. Everything else, including the bounding and ambient sets, goes.
+ */
+#ifndef VB_BROKER_CAPS_H
+#define VB_BROKER_CAPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct brk_cap {
+	int cap; /* CAP_* */
+	const char *name;
+	const char *why;
+};
+
+/* The kept set, in the order of caps.c's table. */
+extern const struct brk_cap brk_caps_kept[];
+extern const size_t brk_caps_nkept;
+
+/* The kept set as the CapEff / CapPrm bit mask of /proc/<pid>/status. */
+uint64_t brk_caps_mask(void);
+
+/*
+ * Reduces the process to the kept set: effective and permitted equal to it, inheritable and
+ * ambient empty, the bounding set equal to it, the uid unchanged (the broker stays uid 0: the
+ * VFIO and sysfs nodes are root's). A process that lacks one of the kept capabilities
+ * (an unprivileged test run) keeps what it has of the set. Returns 0 or a negative errno.
+ */
+int brk_caps_drop(void);
+
+#endif

@@ -1,0 +1,739 @@
+/*
+ * daemon: AddDevice, RemoveDevice, worker faults and restarts. Responsible for the order in
+ * which VFIO objects are made and released (container, group, device, DMA table; the reverse on
+ * the way out), for leaving nothing behind when a step fails, for quiescing a device whenever
+ * its worker goes (interrupts off and its DMA unmapped at once; reset once the process is gone,
+ * because only then is no one else touching the device), and for the restart policy. Trusts
+ * control.c to have checked request shapes and the VFIO core to check everything a worker asks.
+ */
+#include "daemon.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bind.h"
+#include "daemon_priv.h"
+#include "irq.h"
+#include "log.h"
+#include "spawn.h"
+
+static void dm_dev_release(struct dm_dev *dd);
+static void dm_dev_forget(struct dm_dev *dd);
+static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz);
+
+/* ---- VM resources ------------------------------------------------------------------------- */
+
+static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
+		     struct brk_err *err)
+{
+	struct dm_vm *v = vm->priv;
+	int r;
+
+	if (v)
+		return 0;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return brk_errf(err, -ENOMEM, "out of memory");
+	r = brk_container_new(dmn->sys, err, &v->container);
+	if (r < 0) {
+		free(v);
+		return r;
+	}
+	v->owner_uid = req->owner_uid;
+	v->owner_gid = req->owner_gid;
+	vm->priv = v;
+	return 0;
+}
+
+/* Releases the VM's VFIO objects once no device of it holds any: the DMA table first (it unmaps
+ * what is left and needs the container fd), then the container. */
+static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
+{
+	struct dm_vm *v = vm->priv;
+	uint32_t count = 0;
+	uint64_t bytes = 0;
+
+	if (!v || v->live)
+		return;
+	if (v->dma) {
+		brk_dma_unmap_all(v->dma, &count, &bytes);
+		if (count)
+			brk_warn("vm %s: %u stale mappings (%llu bytes) unmapped at release",
+				 vm->name, count, (unsigned long long)bytes);
+		brk_dma_free(v->dma);
+	}
+	brk_container_unref(v->container);
+	brk_spawn_vmm_socket_remove(dmn->cfg->runtime_dir, vm->name, NULL, true);
+	free(v);
+	vm->priv = NULL;
+}
+
+static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, struct brk_err *err,
+			struct dm_group **ret)
+{
+	struct dm_group *g;
+	int r;
+
+	for (g = v->groups; g; g = g->next) {
+		if (g->nr == nr) {
+			g->users++;
+			*ret = g;
+			return 0;
+		}
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return brk_errf(err, -ENOMEM, "out of memory");
+	r = brk_group_open(dmn->sys, nr, err, &g->g);
+	if (r == 0)
+		r = brk_group_attach(g->g, v->container, err);
+	if (r < 0) {
+		brk_group_unref(g->g);
+		free(g);
+		return r;
+	}
+	g->nr = nr;
+	g->users = 1;
+	g->next = v->groups;
+	v->groups = g;
+	*ret = g;
+	return 0;
+}
+
+static void dm_group_put(struct dm_vm *v, struct dm_group *g)
+{
+	struct dm_group **pp;
+
+	if (!g || --g->users > 0)
+		return;
+	for (pp = &v->groups; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
+	brk_group_unref(g->g);
+	free(g);
+}
+
+/* The VM's DMA table, made when its first group is attached (the IOMMU page size is known from
+ * then on); later AddDevice limits of non-zero replace the VM's quotas. */
+static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
+{
+	const struct brk_container_info *ci = brk_container_info(v->container);
+	struct brk_dma_cfg dc = {.container_fd = brk_container_fd(v->container),
+				 .pgsize = ci->min_pgsize,
+				 .limits = {maxmap, maxpin}};
+
+	if (v->dma) {
+		brk_dma_set_limits(v->dma, &dc.limits);
+		return 0;
+	}
+	int r = brk_dma_new(&dc, &v->dma);
+	return r < 0 ? brk_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r)) : 0;
+}
+
+/* ---- helpers --------------------------------------------------------------------------------- */
+
+static int dm_read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
+{
+	char path[256], buf[16];
+	unsigned v;
+	ssize_t n;
+	int fd;
+
+	if (brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr) < 0)
+		return -ENAMETOOLONG;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return -EIO;
+	buf[n] = '\0';
+	if (sscanf(buf, "0x%4x", &v) != 1)
+		return -EIO;
+	*ret = (uint16_t)v;
+	return 0;
+}
+
+/* A uid from the configured range that no live worker uses; a shared user= is always free. */
+static int dm_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
+{
+	const struct brk_config *c = dmn->cfg;
+
+	if (c->worker_user_set) {
+		*uid = c->worker_uid_first;
+		*gid = c->worker_gid;
+		return 0;
+	}
+	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
+		bool used = false;
+		for (struct brk_dev *d = brk_registry_first(dmn->reg); d && !used; d = d->next) {
+			struct dm_dev *dd = d->priv;
+			used = dd && dd->worker && dd->worker_uid == (uid_t)u;
+		}
+		if (!used) {
+			*uid = (uid_t)u;
+			*gid = (gid_t)u;
+			return 0;
+		}
+	}
+	return -EUSERS;
+}
+
+static Vb__Ctl__EventKind dm_fault_event(enum brk_worker_fault k)
+{
+	return k == BRK_WORKER_HUNG ? VB__CTL__EVENT_KIND__EVENT_WORKER_HUNG
+				    : VB__CTL__EVENT_KIND__EVENT_WORKER_CRASHED;
+}
+
+/* Interrupts off and the device's DMA unmapped: what can be done while a worker may still be
+ * running (it has no way to undo either: its channel is closed). */
+static void dm_quiesce_now(struct dm_dev *dd)
+{
+	struct dm_vm *v = dd->rec->vm->priv;
+	uint32_t count = 0;
+	uint64_t bytes = 0;
+	int r;
+
+	if (!dd->device)
+		return;
+	r = brk_irq_disable_all(brk_device_irqs(dd->device));
+	if (r < 0)
+		brk_log_errno(LOG_WARNING, r, "%s: disabling interrupts", dd->rec->bdf);
+	if (v && v->dma) {
+		r = brk_dma_unmap_owner(v->dma, dd->rec->id, &count, &bytes);
+		if (r < 0)
+			brk_log_errno(LOG_ERR, r, "%s: unmapping DMA", dd->rec->bdf);
+		else if (count)
+			brk_info("%s: unmapped %u DMA mappings (%llu bytes)", dd->rec->bdf, count,
+				 (unsigned long long)bytes);
+	}
+}
+
+/* Once the worker is gone: nobody else touches the device, so reset it. */
+static void dm_reset(struct dm_dev *dd)
+{
+	struct brk_err err = {0};
+	int r;
+
+	if (!dd->device)
+		return;
+	r = brk_device_reset(dd->device, &err);
+	if (r == -ENOTTY)
+		brk_warn("%s: no reset method: the device keeps its state", dd->rec->bdf);
+	else if (r < 0)
+		brk_warn("%s: reset failed: %s", dd->rec->bdf, err.msg);
+}
+
+/* ---- worker hooks ------------------------------------------------------------------------------
+ */
+
+static void dm_reply_add(struct dm_dev *dd)
+{
+	Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
+	struct dm_vm *v = dd->rec->vm->priv;
+
+	rep.socket_path = dd->rec->socket_path;
+	rep.worker_pid = (uint32_t)dd->rec->worker_pid;
+	rep.iommu_group = dd->rec->iommu_group;
+	rep.iommu_backend = (char *)brk_container_backend_name(v->container);
+	brk_ctl_call_reply(dd->add_call, &rep.base);
+	dd->add_call = NULL;
+}
+
+static void dm_on_ready(void *ctx)
+{
+	struct dm_dev *dd = ctx;
+	struct brk_dev *d = dd->rec;
+
+	dd->up = true;
+	/* The worker has its own copy of the listening socket now. */
+	close(dd->vmm_fd);
+	dd->vmm_fd = -1;
+	if (brk_dev_set_state(d, BRK_DEV_READY) < 0)
+		return;
+	brk_info("%s: worker %d ready (vm %s, socket %s%s)", d->bdf, (int)d->worker_pid,
+		 d->vm->name, d->socket_path, dd->generation ? ", restarted" : "");
+	if (dd->add_call) {
+		dm_reply_add(dd);
+		dd->dmn->adds_total++;
+		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,
+			      d->vm->name, "worker %d, socket %s", (int)d->worker_pid,
+			      d->socket_path);
+	} else {
+		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_WORKER_RESTARTED, d->bdf,
+			      d->vm->name, "restart %u: worker %d", dd->generation,
+			      (int)d->worker_pid);
+	}
+}
+
+static void dm_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
+{
+	struct dm_dev *dd = ctx;
+	struct brk_dev *d = dd->rec;
+
+	if (d->state == BRK_DEV_READY || d->state == BRK_DEV_CONNECTED)
+		brk_dev_set_state(d, connected ? BRK_DEV_CONNECTED : BRK_DEV_READY);
+	brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
+		 connected ? "connected" : "disconnected");
+	if (!connected) {
+		/* The VMM's memory and irqfds mean nothing without it; a worker that forgot to
+		 * unmap must not keep its pages pinned. */
+		dm_quiesce_now(dd);
+	}
+	brk_ctl_event(dd->dmn->ctl,
+		      connected ? VB__CTL__EVENT_KIND__EVENT_VMM_CONNECTED
+				: VB__CTL__EVENT_KIND__EVENT_VMM_DISCONNECTED,
+		      d->bdf, d->vm->name, "VMM pid %u uid %u", pid, uid);
+}
+
+static void dm_on_removal_done(void *ctx, bool acknowledged)
+{
+	struct dm_dev *dd = ctx;
+
+	dd->vmm_acknowledged = acknowledged;
+	if (!acknowledged)
+		brk_notice("%s: the VMM did not acknowledge the removal: forcing it", dd->rec->bdf);
+	brk_worker_kill(dd->worker);
+}
+
+static void dm_on_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
+{
+	struct dm_dev *dd = ctx;
+	struct brk_dev *d = dd->rec;
+
+	brk_err("%s: worker %d %s: %s", d->bdf, (int)d->worker_pid,
+		kind == BRK_WORKER_HUNG ? "hung" : "faulted", reason);
+	brk_dev_set_fault(d, "%s", reason);
+	dm_quiesce_now(dd);
+	if (!dd->removing)
+		brk_dev_set_state(d, BRK_DEV_FAULTED);
+	dd->faulted_now = true;
+	brk_ctl_event(dd->dmn->ctl, dm_fault_event(kind), d->bdf, d->vm->name, "%s", reason);
+	if (dd->add_call) {
+		/* AddDevice fails as a whole: nothing of it stays once the process is reaped. */
+		brk_ctl_call_error(dd->add_call, -ECHILD, "%s: the worker failed to start: %s",
+				   d->bdf, reason);
+		dd->add_call = NULL;
+		dd->abandon = true;
+	}
+}
+
+static void dm_finish_removal(struct dm_dev *dd)
+{
+	Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
+	struct brk_ctl_call *call = dd->remove_call;
+	struct brk_daemon *dmn = dd->dmn;
+	char bdf[BRK_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+
+	snprintf(bdf, sizeof(bdf), "%s", dd->rec->bdf);
+	snprintf(vm, sizeof(vm), "%s", dd->rec->vm->name);
+	rep.vmm_acknowledged = dd->vmm_acknowledged;
+	dm_dev_release(dd);
+	dm_dev_forget(dd);
+	dmn->removes_total++;
+	brk_info("%s: removed from vm %s", bdf, vm);
+	if (call)
+		brk_ctl_call_reply(call, &rep.base);
+	brk_ctl_event(dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_REMOVED, bdf, vm, "%s",
+		      rep.vmm_acknowledged ? "acknowledged by the VMM" : "forced");
+}
+
+static void dm_on_exited(void *ctx, int code, int status)
+{
+	struct dm_dev *dd = ctx;
+	struct brk_dev *d = dd->rec;
+	const struct brk_config *cfg = dd->dmn->cfg;
+	char err[256];
+
+	brk_worker_free(dd->worker);
+	dd->worker = NULL;
+	d->worker_pid = 0;
+	dm_reset(dd);
+	if (dd->removing) {
+		dm_finish_removal(dd);
+		return;
+	}
+	if (dd->abandon) {
+		dm_dev_release(dd);
+		dm_dev_forget(dd);
+		return;
+	}
+	if (!dd->faulted_now || d->state != BRK_DEV_FAULTED)
+		return;
+	dd->faulted_now = false;
+	/* A worker that never came up is not restarted: the next one would fail the same way. */
+	if (cfg->restart == BRK_RESTART_ON_FAILURE && d->restarts < cfg->restart_max && dd->up) {
+		d->restarts++;
+		dd->dmn->restarts_total++;
+		dd->generation++;
+		brk_dev_set_state(d, BRK_DEV_STARTING);
+		if (dm_start_worker(dd, err, sizeof(err)) == 0)
+			return;
+		brk_err("%s: restart failed: %s", d->bdf, err);
+		brk_dev_set_fault(d, "restart failed: %s", err);
+		brk_dev_set_state(d, BRK_DEV_FAULTED);
+	} else if (cfg->restart == BRK_RESTART_ON_FAILURE && dd->up) {
+		brk_err("%s: %u restarts used up: the device stays faulted", d->bdf, d->restarts);
+	}
+	/* Faulted for good: give the VFIO objects back; the record stays for DeviceStatus until
+	 * RemoveDevice or a new AddDevice. */
+	dm_dev_release(dd);
+}
+
+static const struct brk_worker_hooks dm_worker_hooks = {
+    .ready = dm_on_ready,
+    .vmm_state = dm_on_vmm_state,
+    .removal_done = dm_on_removal_done,
+    .fault = dm_on_fault,
+    .exited = dm_on_exited,
+};
+
+/* Binds the VMM socket (again, for a restart: same path) and starts a worker for the device. */
+static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz)
+{
+	struct brk_dev *d = dd->rec;
+	struct dm_vm *v = d->vm->priv;
+	struct brk_worker_args a = {0};
+	int r;
+
+	r = dm_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
+	if (r < 0) {
+		snprintf(err, errsz, "every uid of the worker uid_range is in use");
+		return r;
+	}
+	if (dd->vmm_fd < 0) {
+		r = brk_spawn_vmm_socket(dd->dmn->cfg->runtime_dir, d->vm->name, d->bdf,
+					 v->owner_uid, v->owner_gid, d->socket_path,
+					 sizeof(d->socket_path), &dd->vmm_fd, err, errsz);
+		if (r < 0)
+			return r;
+	}
+	a.cfg = dd->dmn->cfg;
+	a.uid = dd->worker_uid;
+	a.gid = dd->worker_gid;
+	a.dev = dd->device;
+	a.dma = v->dma;
+	a.owner = d->id;
+	a.bdf = d->bdf;
+	a.vm = d->vm->name;
+	a.owner_uid = d->owner_uid;
+	a.owner_gid = d->owner_gid;
+	a.allow_mmap = d->allow_mmap;
+	a.max_dma_mappings = d->vm->max_dma_mappings;
+	a.max_pinned_bytes = d->vm->max_pinned_bytes;
+	a.iommu_pgsize = (uint32_t)brk_container_info(v->container)->min_pgsize;
+	a.generation = dd->generation;
+	a.vmm_listen_fd = dd->vmm_fd;
+	a.hooks = &dm_worker_hooks;
+	a.ctx = dd;
+	dd->up = false;
+	dd->faulted_now = false;
+	r = brk_worker_start(dd->dmn->loop, &a, &dd->worker, err, errsz);
+	if (r < 0)
+		return r;
+	d->worker_pid = brk_worker_pid(dd->worker);
+	return 0;
+}
+
+/* Gives back everything the device holds: worker (killed and reaped), VMM socket, device handle,
+ * group reference, and the VM's container when this was its last live device. The record
+ * stays. */
+static void dm_dev_release(struct dm_dev *dd)
+{
+	struct brk_dev *d = dd->rec;
+	struct dm_vm *v = d->vm->priv;
+
+	if (dd->worker) {
+		brk_worker_free(dd->worker);
+		dd->worker = NULL;
+		d->worker_pid = 0;
+	}
+	if (dd->vmm_fd >= 0) {
+		close(dd->vmm_fd);
+		dd->vmm_fd = -1;
+	}
+	if (d->socket_path[0])
+		brk_spawn_vmm_socket_remove(dd->dmn->cfg->runtime_dir, d->vm->name, d->socket_path,
+					    false);
+	d->socket_path[0] = '\0';
+	if (dd->device) {
+		dm_quiesce_now(dd);
+		dd->resets_before += brk_device_resets(dd->device);
+		brk_device_free(dd->device);
+		dd->device = NULL;
+		if (v)
+			v->live--;
+	}
+	if (v && dd->grp) {
+		dm_group_put(v, dd->grp);
+		dd->grp = NULL;
+	}
+	if (v)
+		dm_vm_put(dd->dmn, d->vm);
+}
+
+/* Drops the record (and its VM's, when it was the last). Call after dm_dev_release(). */
+static void dm_dev_forget(struct dm_dev *dd)
+{
+	struct brk_daemon *dmn = dd->dmn;
+	struct brk_dev *d = dd->rec;
+	struct brk_vm *vm = d->vm;
+
+	if (dd->add_call)
+		brk_ctl_call_error(dd->add_call, -ECANCELED, "%s: removed while starting", d->bdf);
+	if (dd->remove_call && dd->removing && !dmn->ctl)
+		brk_ctl_call_error(dd->remove_call, -ECANCELED, "the broker is shutting down");
+	brk_registry_remove(dmn->reg, d);
+	free(dd);
+	if (!vm->ndevices)
+		brk_registry_drop_vm(dmn->reg, vm);
+}
+
+/* ---- control operations ------------------------------------------------------------------------
+ */
+
+/* Everything AddDevice checks before it changes anything. */
+static int dm_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
+			struct brk_ctl_call *call, uint32_t *maxmap, uint64_t *maxpin)
+{
+	const struct brk_config *cfg = dmn->cfg;
+	const Vb__Ctl__DeviceLimits *lim = req->limits;
+	uint16_t vendor, device;
+	char msg[512];
+	int r;
+
+	if (dm_read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
+	    dm_read_id(dmn->sys, req->bdf, "device", &device) < 0) {
+		brk_ctl_call_set_message(call, "%s: no such PCI device", req->bdf);
+		return -ENODEV;
+	}
+	r = brk_config_check_device(cfg, req->bdf, vendor, device, msg, sizeof(msg));
+	if (r < 0) {
+		brk_ctl_call_set_message(call, "%s", msg);
+		return r;
+	}
+	*maxmap = lim && lim->max_dma_mappings ? lim->max_dma_mappings : cfg->max_dma_mappings;
+	*maxpin = lim && lim->max_pinned_bytes ? lim->max_pinned_bytes : cfg->max_pinned_bytes;
+	if (*maxmap > cfg->max_dma_mappings || *maxpin > cfg->max_pinned_bytes) {
+		brk_ctl_call_set_message(call,
+					 "limits above the broker's (max_dma_mappings %u, "
+					 "max_pinned_bytes %llu)",
+					 cfg->max_dma_mappings,
+					 (unsigned long long)cfg->max_pinned_bytes);
+		return -EINVAL;
+	}
+	if (req->bind_vfio && !cfg->allow_bind) {
+		brk_ctl_call_set_message(
+		    call, "bind_vfio: not allowed by %s ([devices] allow_bind)", cfg->path);
+		return -EPERM;
+	}
+	return 0;
+}
+
+/* A faulted device whose VFIO objects are released can be added again: the old record goes. */
+static int dm_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct brk_ctl_call *call)
+{
+	struct brk_dev *old = brk_registry_find(dmn->reg, bdf);
+	struct dm_dev *odd;
+
+	if (!old)
+		return 0;
+	odd = old->priv;
+	if (old->state == BRK_DEV_FAULTED && !odd->device && !odd->worker && !odd->removing) {
+		dm_dev_forget(odd);
+		return 0;
+	}
+	brk_ctl_call_set_message(call, "%s is already assigned to vm %s (%s)", bdf, old->vm->name,
+				 brk_dev_state_name(old->state));
+	return -EEXIST;
+}
+
+static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl__AddDevice *req,
+		       uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
+{
+	struct brk_dev *d = dd->rec;
+	struct dm_vm *v;
+	int r;
+
+	if (req->bind_vfio && (r = brk_bind_vfio(dmn->sys, d->bdf, err)) < 0)
+		return r;
+	r = brk_bind_iommu_group(dmn->sys, d->bdf, &d->iommu_group, err);
+	if (r < 0)
+		return r;
+	r = dm_vm_get(dmn, d->vm, req, err);
+	if (r < 0)
+		return r;
+	v = d->vm->priv;
+	if (v->owner_uid != req->owner_uid || v->owner_gid != req->owner_gid)
+		return brk_errf(err, -EPERM, "vm %s belongs to uid %u gid %u, not %u/%u",
+				d->vm->name, (unsigned)v->owner_uid, (unsigned)v->owner_gid,
+				req->owner_uid, req->owner_gid);
+	r = dm_group_get(dmn, v, d->iommu_group, err, &dd->grp);
+	if (r < 0)
+		return r;
+	d->vm->max_dma_mappings = maxmap;
+	d->vm->max_pinned_bytes = maxpin;
+	r = dm_vm_dma(v, maxmap, maxpin, err);
+	if (r < 0)
+		return r;
+	r = brk_device_open(dd->grp->g, d->bdf, err, &dd->device);
+	if (r < 0)
+		return r;
+	v->live++;
+	/* A clean device for the new owner: whatever the last one left is gone. */
+	dm_reset(dd);
+	return 0;
+}
+
+static int dm_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call)
+{
+	struct brk_daemon *dmn = ctx;
+	struct brk_err err = {0};
+	struct brk_dev *d;
+	struct dm_dev *dd;
+	uint32_t maxmap;
+	uint64_t maxpin;
+	char msg[256];
+	int r;
+
+	r = dm_add_check(dmn, req, call, &maxmap, &maxpin);
+	if (r < 0 || (r = dm_add_replace_stale(dmn, req->bdf, call)) < 0)
+		return r;
+	dd = calloc(1, sizeof(*dd));
+	if (!dd)
+		return -ENOMEM;
+	r = brk_registry_add(dmn->reg, req->bdf, req->vm, &d, NULL);
+	if (r < 0) {
+		free(dd);
+		brk_ctl_call_set_message(call, "%s",
+					 r == -ENOSPC ? "the broker's max_vms or "
+							"max_devices is reached"
+						      : strerror(-r));
+		return r;
+	}
+	d->priv = dd;
+	dd->rec = d;
+	dd->dmn = dmn;
+	dd->vmm_fd = -1;
+	d->owner_uid = req->owner_uid;
+	d->owner_gid = req->owner_gid;
+	d->allow_mmap = req->allow_mmap;
+	r = dm_add_vfio(dmn, dd, req, maxmap, maxpin, &err);
+	if (r == 0)
+		r = dm_start_worker(dd, msg, sizeof(msg));
+	else
+		snprintf(msg, sizeof(msg), "%s", err.msg);
+	if (r < 0) {
+		brk_warn("%s: AddDevice for vm %s failed: %s", req->bdf, req->vm, msg);
+		dm_dev_release(dd);
+		dm_dev_forget(dd);
+		brk_ctl_call_set_message(call, "%s: %s", req->bdf, msg);
+		return r;
+	}
+	dd->add_call = call; /* answered when the worker acknowledges its handoff */
+	return 0;
+}
+
+static int dm_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct brk_ctl_call *call)
+{
+	struct brk_daemon *dmn = ctx;
+	struct brk_dev *d = brk_registry_find(dmn->reg, req->bdf);
+	struct dm_dev *dd;
+	uint32_t timeout;
+
+	if (!d) {
+		brk_ctl_call_set_message(call, "%s is not assigned", req->bdf);
+		return -ENOENT;
+	}
+	dd = d->priv;
+	if (dd->removing) {
+		brk_ctl_call_set_message(call, "%s is already being removed", req->bdf);
+		return -EALREADY;
+	}
+	dd->removing = true;
+	dd->remove_call = call;
+	dd->vmm_acknowledged = false;
+	if (!dd->worker) {
+		dm_finish_removal(dd); /* faulted and released, or between restarts */
+		return 0;
+	}
+	if (d->state != BRK_DEV_FAULTED)
+		brk_dev_set_state(d, BRK_DEV_REMOVING);
+	timeout = req->timeout_ms ? req->timeout_ms : dmn->cfg->remove_timeout_ms;
+	/* Ask the VMM only when there is one and the caller did not say otherwise. */
+	if (req->force || !brk_worker_vmm_connected(dd->worker) ||
+	    brk_worker_request_removal(dd->worker, timeout) < 0)
+		brk_worker_kill(dd->worker);
+	return 0;
+}
+
+const struct brk_ctl_ops brk_daemon_ctl_ops = {
+    .add_device = dm_add_device,
+    .remove_device = dm_remove_device,
+    .list_devices = dm_list_devices,
+    .device_status = dm_device_status,
+    .metrics = dm_metrics,
+};
+
+int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
+		   struct brk_daemon **ret)
+{
+	struct brk_ctl_cfg ccfg = {.admin_uid = cfg->admin_uid,
+				   .admin_gid = cfg->admin_gid,
+				   .admin_gid_set = cfg->admin_gid_set,
+				   .ops = &brk_daemon_ctl_ops};
+	struct brk_daemon *dmn;
+	int r;
+
+	dmn = calloc(1, sizeof(*dmn));
+	if (!dmn)
+		return -ENOMEM;
+	dmn->loop = loop;
+	dmn->cfg = cfg;
+	dmn->sys = &brk_sys_real;
+	r = brk_registry_new(cfg->max_vms, cfg->max_devices, &dmn->reg);
+	if (r < 0) {
+		free(dmn);
+		return r;
+	}
+	ccfg.ctx = dmn;
+	r = brk_ctl_new(loop, listen_fd, &ccfg, &dmn->ctl);
+	if (r < 0) {
+		brk_registry_free(dmn->reg);
+		free(dmn);
+		return r;
+	}
+	*ret = dmn;
+	return 0;
+}
+
+void brk_daemon_free(struct brk_daemon *dmn)
+{
+	struct brk_dev *d;
+
+	if (!dmn)
+		return;
+	/* Stop taking requests first, then end every worker and give everything back. */
+	brk_ctl_free(dmn->ctl);
+	dmn->ctl = NULL;
+	while ((d = brk_registry_first(dmn->reg))) {
+		struct dm_dev *dd = d->priv;
+		if (dd->worker) {
+			brk_worker_free(dd->worker);
+			dd->worker = NULL;
+			dm_reset(dd);
+		}
+		dm_dev_release(dd);
+		dm_dev_forget(dd);
+	}
+	brk_registry_free(dmn->reg);
+	free(dmn);
+}

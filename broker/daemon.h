@@ -1,0 +1,29 @@
+/*
+ * daemon: vfio-brokerd's state and flows. Owns the registry of VMs and devices, their VFIO
+ * objects (one container and DMA table per VM, groups shared by a VM's devices, one device
+ * handle per device) and their workers; carries out AddDevice and RemoveDevice; quiesces a
+ * device whose worker faulted and applies the restart policy; answers status, list and metrics.
+ * main.c sets the process up around it; control.c and worker.c call into it through their hooks.
+ */
+#ifndef VB_BROKER_DAEMON_H
+#define VB_BROKER_DAEMON_H
+
+#include <stdio.h>
+#include <uv.h>
+
+#include "config.h"
+#include "control.h"
+
+struct brk_daemon;
+
+/* Takes the control socket `listen_fd` on success. `cfg` must outlive the daemon. */
+int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
+		   struct brk_daemon **ret);
+/* Ends every worker, quiesces and releases every device, closes the control socket. Run the
+ * loop afterwards so libuv can close the handles. */
+void brk_daemon_free(struct brk_daemon *d);
+
+/* The control operations (exported for daemon_status.c, which implements the read-only ones). */
+extern const struct brk_ctl_ops brk_daemon_ctl_ops;
+
+#endif

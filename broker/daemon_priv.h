@@ -1,0 +1,69 @@
+/*
+ * daemon_priv: the daemon's records, shared by daemon.c (flows) and daemon_status.c (status,
+ * list and metrics). Not for anything outside the daemon.
+ */
+#ifndef VB_BROKER_DAEMON_PRIV_H
+#define VB_BROKER_DAEMON_PRIV_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "control.h"
+#include "dma.h"
+#include "registry.h"
+#include "sys.h"
+#include "vfio.h"
+#include "worker.h"
+
+struct dm_group {
+	struct brk_group *g;
+	uint32_t nr;
+	uint32_t users; /* devices of the VM in this group */
+	struct dm_group *next;
+};
+
+/* brk_vm.priv */
+struct dm_vm {
+	struct brk_container *container;
+	struct brk_dma *dma;
+	struct dm_group *groups;
+	uint32_t live; /* devices holding VFIO objects (not faulted-and-released) */
+	uid_t owner_uid;
+	gid_t owner_gid;
+};
+
+/* brk_dev.priv */
+struct dm_dev {
+	struct brk_daemon *dmn;
+	struct brk_dev *rec;
+	struct brk_device *device; /* NULL once released */
+	struct dm_group *grp;
+	struct brk_worker *worker; /* NULL when none runs */
+	uid_t worker_uid;
+	gid_t worker_gid;
+	int vmm_fd; /* the VMM listening socket until the worker has it */
+	uint32_t generation;
+	uint32_t resets_before;		  /* resets of earlier device handles */
+	struct brk_ctl_call *add_call;	  /* AddDevice waiting for the worker's handoff */
+	struct brk_ctl_call *remove_call; /* RemoveDevice waiting for the teardown */
+	bool up;			  /* the current worker acknowledged its handoff */
+	bool removing, vmm_acknowledged, faulted_now;
+	bool abandon; /* its AddDevice failed: forget it once the worker is reaped */
+};
+
+struct brk_daemon {
+	uv_loop_t *loop;
+	const struct brk_config *cfg;
+	const struct brk_sys *sys;
+	struct brk_registry *reg;
+	struct brk_ctl *ctl;
+	uint64_t restarts_total, adds_total, removes_total;
+};
+
+/* daemon_status.c */
+int dm_list_devices(void *ctx, struct brk_ctl_call *call);
+int dm_device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);
+int dm_metrics(void *ctx, FILE *out);
+
+#endif

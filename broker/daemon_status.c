@@ -1,0 +1,196 @@
+/*
+ * daemon_status: the read-only control requests (ListDevices, DeviceStatus, Metrics), built from
+ * the registry and the VFIO core's own counters. Responsible for reporting what is true now,
+ * including for faulted devices whose VFIO objects are already released. Changes nothing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon_priv.h"
+#include "irq.h"
+#include "metrics.h"
+
+struct dm_status_buf {
+	Vb__Ctl__DeviceStatus st;
+	Vb__Ctl__IrqState irq_store[BRK_DEVICE_MAX_IRQS];
+	Vb__Ctl__IrqState *irqs[BRK_DEVICE_MAX_IRQS];
+};
+
+static void dm_fill_status(const struct brk_dev *d, struct dm_status_buf *b)
+{
+	const struct dm_dev *dd = d->priv;
+	const struct dm_vm *v = d->vm->priv;
+	Vb__Ctl__DeviceStatus *st = &b->st;
+	struct brk_dma_stats ds;
+
+	vb__ctl__device_status__init(st);
+	st->bdf = (char *)d->bdf;
+	st->vm = (char *)d->vm->name;
+	st->state = (Vb__Ctl__DeviceState)d->state;
+	st->worker_pid = (uint32_t)d->worker_pid;
+	st->restarts = d->restarts;
+	st->socket_path = (char *)d->socket_path;
+	st->iommu_group = d->iommu_group;
+	st->last_fault = (char *)d->last_fault;
+	st->resets = dd->resets_before;
+	if (v && v->dma) {
+		brk_dma_stats(v->dma, &ds);
+		st->dma_mappings = ds.mappings;
+		st->pinned_bytes = ds.pinned_bytes;
+	}
+	if (!dd->device)
+		return;
+	st->resets += brk_device_resets(dd->device);
+	const struct brk_irqs *irqs = brk_device_irqs(dd->device);
+	for (uint32_t i = 0; i < brk_irq_count(irqs) && i < BRK_DEVICE_MAX_IRQS; i++) {
+		struct brk_irq_status is;
+		if (brk_irq_status(irqs, i, &is) < 0 || !is.count)
+			continue;
+		vb__ctl__irq_state__init(&b->irq_store[st->n_irqs]);
+		b->irq_store[st->n_irqs].index = is.index;
+		b->irq_store[st->n_irqs].enabled = is.triggers;
+		b->irqs[st->n_irqs] = &b->irq_store[st->n_irqs];
+		st->n_irqs++;
+	}
+	st->irqs = b->irqs;
+}
+
+int dm_device_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
+{
+	struct brk_daemon *dmn = ctx;
+	struct brk_dev *d = brk_registry_find(dmn->reg, bdf);
+	struct dm_status_buf *b;
+
+	if (!d) {
+		brk_ctl_call_set_message(call, "%s is not assigned", bdf);
+		return -ENOENT;
+	}
+	b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	dm_fill_status(d, b);
+	brk_ctl_call_reply(call, &b->st.base);
+	free(b);
+	return 0;
+}
+
+int dm_list_devices(void *ctx, struct brk_ctl_call *call)
+{
+	struct brk_daemon *dmn = ctx;
+	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
+	uint32_t n = brk_registry_ndevices(dmn->reg), i = 0;
+	struct dm_status_buf *bufs = calloc(n ? n : 1, sizeof(*bufs));
+	Vb__Ctl__DeviceStatus **list = calloc(n ? n : 1, sizeof(*list));
+
+	if (!bufs || !list) {
+		free(bufs);
+		free(list);
+		return -ENOMEM;
+	}
+	for (struct brk_dev *d = brk_registry_first(dmn->reg); d && i < n; d = d->next, i++) {
+		dm_fill_status(d, &bufs[i]);
+		list[i] = &bufs[i].st;
+	}
+	rep.devices = list;
+	rep.n_devices = i;
+	brk_ctl_call_reply(call, &rep.base);
+	free(list);
+	free(bufs);
+	return 0;
+}
+
+static void dm_metrics_devices(struct brk_daemon *dmn, FILE *f)
+{
+	uint32_t by_state[BRK_DEV_FAULTED + 1] = {0}, workers = 0;
+
+	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		const struct dm_dev *dd = d->priv;
+		if (d->state >= BRK_DEV_STARTING && d->state <= BRK_DEV_FAULTED)
+			by_state[d->state]++;
+		workers += dd->worker != NULL;
+	}
+	brk_metric_header(f, "vfio_broker_devices", "gauge", "Assigned devices, by state.");
+	for (int s = BRK_DEV_STARTING; s <= BRK_DEV_FAULTED; s++)
+		fprintf(f, "vfio_broker_devices{state=\"%s\"} %u\n",
+			brk_dev_state_name((enum brk_dev_state)s), by_state[s]);
+	brk_metric_header(f, "vfio_broker_vms", "gauge", "VMs with at least one device.");
+	fprintf(f, "vfio_broker_vms %u\n", brk_registry_nvms(dmn->reg));
+	brk_metric_header(f, "vfio_broker_workers", "gauge", "Worker processes running.");
+	fprintf(f, "vfio_broker_workers %u\n", workers);
+	brk_metric_header(f, "vfio_broker_worker_restarts_total", "counter",
+			  "Workers restarted after a crash or hang.");
+	fprintf(f, "vfio_broker_worker_restarts_total %llu\n",
+		(unsigned long long)dmn->restarts_total);
+	brk_metric_header(f, "vfio_broker_devices_added_total", "counter", "AddDevice completed.");
+	fprintf(f, "vfio_broker_devices_added_total %llu\n", (unsigned long long)dmn->adds_total);
+	brk_metric_header(f, "vfio_broker_devices_removed_total", "counter",
+			  "RemoveDevice completed.");
+	fprintf(f, "vfio_broker_devices_removed_total %llu\n",
+		(unsigned long long)dmn->removes_total);
+}
+
+static void dm_metrics_vms(struct brk_daemon *dmn, FILE *f)
+{
+	struct brk_dma_stats ds;
+
+	brk_metric_header(f, "vfio_broker_dma_mappings", "gauge", "DMA mappings, by VM.");
+	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
+		const struct dm_vm *v = vm->priv;
+		if (v && v->dma) {
+			brk_dma_stats(v->dma, &ds);
+			fprintf(f, "vfio_broker_dma_mappings{vm=\"%s\"} %u\n", vm->name,
+				ds.mappings);
+		}
+	}
+	brk_metric_header(f, "vfio_broker_pinned_bytes", "gauge", "Pinned guest memory, by VM.");
+	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
+		const struct dm_vm *v = vm->priv;
+		if (v && v->dma) {
+			brk_dma_stats(v->dma, &ds);
+			fprintf(f, "vfio_broker_pinned_bytes{vm=\"%s\"} %llu\n", vm->name,
+				(unsigned long long)ds.pinned_bytes);
+		}
+	}
+	brk_metric_header(f, "vfio_broker_dma_map_rejects_total", "counter",
+			  "DmaMap requests refused, by VM (since the VM's first device).");
+	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
+		const struct dm_vm *v = vm->priv;
+		if (v && v->dma) {
+			brk_dma_stats(v->dma, &ds);
+			fprintf(f, "vfio_broker_dma_map_rejects_total{vm=\"%s\"} %llu\n", vm->name,
+				(unsigned long long)ds.rejects);
+		}
+	}
+}
+
+static void dm_metrics_irqs(struct brk_daemon *dmn, FILE *f)
+{
+	brk_metric_header(f, "vfio_broker_interrupts_routed", "gauge",
+			  "Interrupt vectors with an eventfd trigger installed, by device.");
+	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		const struct dm_dev *dd = d->priv;
+		uint32_t routed = 0;
+		if (!dd->device)
+			continue;
+		const struct brk_irqs *irqs = brk_device_irqs(dd->device);
+		for (uint32_t i = 0; i < brk_irq_count(irqs); i++) {
+			struct brk_irq_status is;
+			if (brk_irq_status(irqs, i, &is) == 0)
+				routed += is.triggers;
+		}
+		fprintf(f, "vfio_broker_interrupts_routed{bdf=\"%s\",vm=\"%s\"} %u\n", d->bdf,
+			d->vm->name, routed);
+	}
+}
+
+int dm_metrics(void *ctx, FILE *f)
+{
+	struct brk_daemon *dmn = ctx;
+
+	dm_metrics_devices(dmn, f);
+	dm_metrics_vms(dmn, f);
+	dm_metrics_irqs(dmn, f);
+	brk_worker_metrics(f);
+	return 0;
+}

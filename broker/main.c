@@ -1,0 +1,363 @@
+/*
+ * vfio-brokerd: the privileged VFIO broker. Parses options, reads the configuration, creates
+ * (or receives from systemd) the control socket, drops to the documented capability set, loads
+ * its seccomp policy and runs the event loop until SIGTERM or SIGINT. Trusts its configuration
+ * file only after config.c has checked it; trusts nothing else from outside.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <systemd/sd-daemon.h>
+#include <uv.h>
+
+#include "caps.h"
+#include "config.h"
+#include "daemon.h"
+#include "ipc.h"
+#include "log.h"
+#include "seccomp.h"
+
+#define DEFAULT_CONFIG "/etc/vfio-broker/vfio-brokerd.conf"
+
+/* Exit statuses, as documented in --help. */
+enum {
+	EXIT_OK = 0,
+	EXIT_FAILURE_RUNTIME = 1,
+	EXIT_USAGE = 2,
+	EXIT_CONFIG = 3,
+};
+
+static const char usage_text[] =
+    "Usage: vfio-brokerd [OPTION]...\n"
+    "       vfio-brokerd --check-config [FILE]\n"
+    "\n"
+    "The privileged VFIO broker of vfio-broker: owns every VFIO container, group and device\n"
+    "fd of the host, starts one sandboxed vfio-worker per assigned device, mediates their DMA\n"
+    "mappings and interrupts, and answers orchestrators on a unix control socket.\n"
+    "\n"
+    "Options:\n"
+    "  -c, --config=FILE        read the configuration from FILE\n"
+    "                           (default " DEFAULT_CONFIG ")\n"
+    "      --check-config[=FILE]\n"
+    "                           validate the configuration (FILE, or the one of --config),\n"
+    "                           print the effective values and exit; starts nothing\n"
+    "  -l, --log-level=LEVEL    error, warning, notice, info or debug; overrides the\n"
+    "                           configuration's [broker] log_level (default info)\n"
+    "      --seccomp=MODE       the broker's own seccomp policy: kill (default), log (allow\n"
+    "                           and log calls outside the policy), off; overrides [broker]\n"
+    "                           seccomp. Workers use [worker] seccomp\n"
+    "  -h, --help               show this help and exit\n"
+    "  -V, --version            show the version and exit\n"
+    "\n"
+    "Control socket:\n"
+    "  When started by systemd socket activation (LISTEN_FDS=1, LISTEN_PID=own pid) the\n"
+    "  broker serves the passed AF_UNIX SOCK_SEQPACKET socket; otherwise it creates\n"
+    "  [broker] control_socket, owned by admin_uid and admin_gid, mode 0660 (0600 without\n"
+    "  admin_gid). Only peers whose SO_PEERCRED uid is admin_uid, or gid admin_gid, are\n"
+    "  served; others get EPERM with a message and are disconnected.\n"
+    "\n"
+    "Privileges:\n"
+    "  Runs as root and keeps only CAP_CHOWN, CAP_SETUID, CAP_SETGID and CAP_IPC_LOCK (in the\n"
+    "  effective, permitted and bounding sets; see broker/caps.c for why each), then loads\n"
+    "  its seccomp policy. Workers run under the configured unprivileged uids in their own\n"
+    "  namespaces with no capabilities.\n"
+    "\n"
+    "Files:\n"
+    "  " DEFAULT_CONFIG "\n"
+    "                           configuration (INI); must not be writable by group or\n"
+    "                           others. See vfio-brokerd.conf.example\n"
+    "  /run/vfio-broker/control.sock\n"
+    "                           default control socket\n"
+    "  /run/vfio-broker/vmm/VM/BDF.sock\n"
+    "                           a device's VMM socket (default runtime_dir); VM's directory\n"
+    "                           is owned by the VM's owner uid, mode 0700\n"
+    "  /dev/vfio/vfio, /dev/vfio/N, /sys/bus/pci/devices/BDF/\n"
+    "                           VFIO containers, IOMMU groups, PCI devices\n"
+    "\n"
+    "Signals:\n"
+    "  SIGTERM, SIGINT          end every worker, quiesce and release every device (interrupts\n"
+    "                           off, DMA unmapped, reset), close the socket and exit 0\n"
+    "  SIGHUP                   ignored: restart the broker to apply a new configuration\n"
+    "  SIGPIPE                  ignored: a peer that went away is handled per connection\n"
+    "\n"
+    "Logging:\n"
+    "  Plain lines on standard error (\"vfio-brokerd: LEVEL: message\"); under systemd (when\n"
+    "  JOURNAL_STREAM names standard error) with syslog priority prefixes for the journal.\n"
+    "\n"
+    "Exit status:\n"
+    "  0  clean shutdown, or --check-config found the configuration valid\n"
+    "  1  a failure at start-up or while running (message on standard error)\n"
+    "  2  bad command line\n"
+    "  3  the configuration file is missing, unreadable or invalid (FILE:LINE: reason)\n";
+
+struct opts {
+	const char *config;
+	bool check;
+	int log_level; /* -1: from the configuration */
+	int seccomp;   /* -1: from the configuration */
+};
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+	    {"config", required_argument, NULL, 'c'},
+	    {"check-config", optional_argument, NULL, 'C'},
+	    {"log-level", required_argument, NULL, 'l'},
+	    {"seccomp", required_argument, NULL, 'S'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {NULL, 0, NULL, 0},
+	};
+	enum sbx_seccomp_mode m;
+	int c;
+
+	*o = (struct opts){.config = DEFAULT_CONFIG, .log_level = -1, .seccomp = -1};
+	while ((c = getopt_long(argc, argv, "c:l:hV", longopts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o->config = optarg;
+			break;
+		case 'C':
+			o->check = true;
+			if (optarg)
+				o->config = optarg;
+			else if (optind < argc && argv[optind][0] != '-')
+				o->config = argv[optind++];
+			break;
+		case 'l':
+			o->log_level = brk_log_level_from_string(optarg);
+			if (o->log_level < 0) {
+				fprintf(stderr,
+					"vfio-brokerd: --log-level: '%s' is not error, "
+					"warning, notice, info or debug\n",
+					optarg);
+				return -EXIT_USAGE;
+			}
+			break;
+		case 'S':
+			if (sbx_seccomp_mode_parse(optarg, &m) < 0) {
+				fprintf(stderr,
+					"vfio-brokerd: --seccomp: '%s' is not kill, log or off\n",
+					optarg);
+				return -EXIT_USAGE;
+			}
+			o->seccomp = (int)m;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			return 0;
+		case 'V':
+			printf("vfio-brokerd %s\n", VB_VERSION);
+			return 0;
+		default:
+			fputs("Try 'vfio-brokerd --help'.\n", stderr);
+			return -EXIT_USAGE;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr,
+			"vfio-brokerd: unexpected argument '%s'\nTry 'vfio-brokerd --help'.\n",
+			argv[optind]);
+		return -EXIT_USAGE;
+	}
+	return 1;
+}
+
+static int check_config(const char *path)
+{
+	struct brk_config *cfg;
+	char err[512], *dump = NULL;
+
+	if (brk_config_load(path, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "%s\n", err);
+		return EXIT_CONFIG;
+	}
+	if (brk_config_dump(cfg, &dump) == 0) {
+		printf("# %s: valid; effective configuration:\n%s", path, dump);
+		free(dump);
+	}
+	if (!cfg->nallow)
+		fprintf(stderr,
+			"%s: warning: [devices] allows nothing: no device can be assigned\n", path);
+	brk_config_free(cfg);
+	return EXIT_OK;
+}
+
+/* mkdir -p for directories root owns (the runtime dir and the control socket's parent). */
+static int make_dirs(const char *path, mode_t mode)
+{
+	char buf[PATH_MAX];
+
+	if (snprintf(buf, sizeof(buf), "%s", path) >= (int)sizeof(buf))
+		return -ENAMETOOLONG;
+	for (char *p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(buf, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* The control socket: systemd's (socket activation) or our own (*ret_own set: remove its path
+ * at exit). */
+static int control_socket(const struct brk_config *cfg, int *ret_fd, bool *ret_own)
+{
+	char dir[PATH_MAX], *slash;
+	int n, r, fd;
+	mode_t mode = cfg->admin_gid_set ? 0660 : 0600;
+
+	n = sd_listen_fds(1);
+	if (n > 1)
+		return brk_log_errno(LOG_ERR, -EINVAL, "systemd passed %d sockets, expected one",
+				     n);
+	if (n == 1) {
+		fd = SD_LISTEN_FDS_START;
+		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
+			return brk_log_errno(LOG_ERR, -EINVAL,
+					     "the socket from systemd is not a listening "
+					     "AF_UNIX SOCK_SEQPACKET socket");
+		brk_info("control socket from systemd (fd %d)", fd);
+		*ret_fd = fd;
+		return 0;
+	}
+	snprintf(dir, sizeof(dir), "%s", cfg->control_socket);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		r = make_dirs(dir, 0755);
+		if (r < 0)
+			return brk_log_errno(LOG_ERR, r, "cannot create %s", dir);
+	}
+	/* A stale socket of an earlier run; ipc_listen refuses to bind over a path. */
+	if (unlink(cfg->control_socket) < 0 && errno != ENOENT)
+		return brk_log_errno(LOG_ERR, -errno, "cannot remove %s", cfg->control_socket);
+	r = ipc_listen(cfg->control_socket, mode, 16, &fd);
+	if (r < 0)
+		return brk_log_errno(LOG_ERR, r, "cannot listen on %s", cfg->control_socket);
+	if (chown(cfg->control_socket, cfg->admin_uid,
+		  cfg->admin_gid_set ? cfg->admin_gid : (gid_t)-1) < 0) {
+		r = -errno;
+		close(fd);
+		return brk_log_errno(LOG_ERR, r, "cannot give %s to the admin",
+				     cfg->control_socket);
+	}
+	brk_info("control socket %s (admin uid %u%s)", cfg->control_socket,
+		 (unsigned)cfg->admin_uid, cfg->admin_gid_set ? " and its gid" : "");
+	*ret_own = true;
+	*ret_fd = fd;
+	return 0;
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	struct brk_daemon **dmn = h->data;
+
+	brk_notice("%s: shutting down", strsignal(signum));
+	sd_notify(0, "STOPPING=1");
+	brk_daemon_free(*dmn);
+	*dmn = NULL;
+	uv_stop(h->loop);
+}
+
+static int seccomp_mode(const struct opts *o, const struct brk_config *cfg)
+{
+	if (o->seccomp >= 0)
+		return o->seccomp;
+	return cfg->broker_seccomp == BRK_SECCOMP_OFF	? SBX_SECCOMP_OFF
+	       : cfg->broker_seccomp == BRK_SECCOMP_LOG ? SBX_SECCOMP_LOG
+							: SBX_SECCOMP_KILL;
+}
+
+static int run(const struct opts *o, const struct brk_config *cfg)
+{
+	struct brk_daemon *dmn = NULL;
+	uv_signal_t sigterm, sigint;
+	uv_loop_t loop;
+	bool own = false;
+	int fd, r, mode;
+
+	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
+	 * theirs from the socket inode at bind(), where a umask would only get in the way. */
+	umask(0);
+	r = make_dirs(cfg->runtime_dir, 0755);
+	if (r < 0)
+		return brk_log_errno(LOG_ERR, r, "cannot create %s", cfg->runtime_dir);
+	r = control_socket(cfg, &fd, &own);
+	if (r < 0)
+		return r;
+	r = brk_caps_drop();
+	if (r < 0) {
+		close(fd);
+		return brk_log_errno(LOG_ERR, r, "cannot drop capabilities");
+	}
+	r = uv_loop_init(&loop);
+	if (r == 0)
+		r = brk_daemon_new(&loop, cfg, fd, &dmn);
+	if (r < 0) {
+		close(fd);
+		return brk_log_errno(LOG_ERR, r, "cannot start");
+	}
+	uv_signal_init(&loop, &sigterm);
+	uv_signal_init(&loop, &sigint);
+	sigterm.data = sigint.data = &dmn;
+	uv_signal_start(&sigterm, on_signal, SIGTERM);
+	uv_signal_start(&sigint, on_signal, SIGINT);
+	mode = seccomp_mode(o, cfg);
+	r = sbx_seccomp_load(SBX_ROLE_BROKER, (enum sbx_seccomp_mode)mode);
+	if (r < 0) {
+		brk_log_errno(LOG_ERR, r, "cannot load the broker's seccomp policy");
+		brk_daemon_free(dmn);
+		return r;
+	}
+	if (mode != SBX_SECCOMP_KILL)
+		brk_warn("seccomp mode %s: for debugging only",
+			 sbx_seccomp_mode_name((enum sbx_seccomp_mode)mode));
+	brk_notice("ready: %zu allowlist entries, workers from %s", cfg->nallow, cfg->worker_path);
+	sd_notify(0, "READY=1");
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_close((uv_handle_t *)&sigterm, NULL);
+	uv_close((uv_handle_t *)&sigint, NULL);
+	brk_daemon_free(dmn);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	uv_loop_close(&loop);
+	if (own)
+		unlink(cfg->control_socket);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	struct brk_config *cfg = NULL;
+	struct opts o;
+	char err[512];
+	int r;
+
+	brk_log_open("vfio-brokerd");
+	r = parse_opts(argc, argv, &o);
+	if (r <= 0)
+		return -r;
+	if (o.check)
+		return check_config(o.config);
+	if (brk_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
+		brk_err("%s", err);
+		return EXIT_CONFIG;
+	}
+	brk_log_set_level(o.log_level >= 0 ? o.log_level : cfg->log_level);
+	signal(SIGPIPE, SIG_IGN);
+	signal(SIGHUP, SIG_IGN);
+	r = run(&o, cfg);
+	brk_config_free(cfg);
+	return r < 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
+}

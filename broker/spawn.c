@@ -1,0 +1,166 @@
+/*
+ * spawn: the files and processes the broker makes for a worker. Responsible for the VMM socket
+ * directory's ownership and mode, for never following a symlink an owner planted in its own
+ * directory, and for translating the configuration into a sandbox spec. Trusts policy/'s
+ * sbx_spawn_worker() for the sandbox itself; trusts `vm` and `bdf` to have been validated.
+ */
+#include "spawn.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "ipc.h"
+#include "sandbox.h"
+
+/* Opens <runtime_dir>/<vm> as a directory that is really a directory (not a symlink), making it
+ * first if needed, and gives it to the owner. */
+static int spawn_vm_dir(const char *runtime_dir, const char *vm, uid_t uid, gid_t gid, char *err,
+			size_t errsz)
+{
+	char dir[PATH_MAX];
+	struct stat st;
+	int fd;
+
+	snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, vm);
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+		int e = errno;
+		snprintf(err, errsz, "cannot create %s: %s", dir, strerror(e));
+		return -e;
+	}
+	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+	if (fd < 0) {
+		int e = errno;
+		snprintf(err, errsz, "cannot open %s: %s", dir, strerror(e));
+		return -e;
+	}
+	if (fstat(fd, &st) < 0 || fchown(fd, uid, gid) < 0 || fchmod(fd, 0700) < 0) {
+		int e = errno;
+		snprintf(err, errsz, "cannot hand %s to uid %u: %s", dir, (unsigned)uid,
+			 strerror(e));
+		close(fd);
+		return -e;
+	}
+	close(fd);
+	return 0;
+}
+
+int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
+			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd, char *err,
+			 size_t errsz)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd, r, n;
+
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz) {
+		snprintf(err, errsz, "socket path for %s/%s is too long for a unix socket", vm,
+			 bdf);
+		return -ENAMETOOLONG;
+	}
+	r = spawn_vm_dir(runtime_dir, vm, owner_uid, owner_gid, err, errsz);
+	if (r < 0)
+		return r;
+	/* A socket left by an earlier worker of this device (or anything the owner put there). */
+	if (unlink(sa.sun_path) < 0 && errno != ENOENT) {
+		r = -errno;
+		snprintf(err, errsz, "cannot remove stale %s: %s", sa.sun_path, strerror(-r));
+		return r;
+	}
+	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		r = -errno;
+		snprintf(err, errsz, "socket: %s", strerror(-r));
+		return r;
+	}
+	/* unix_bind() gives the new node the socket inode's mode minus the umask: set it on the
+	 * fd, so that no chmod by path (and no window with another mode) is needed. */
+	if (fchmod(fd, 0666) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    listen(fd, 4) < 0) {
+		r = -errno;
+		snprintf(err, errsz, "cannot listen on %s: %s", sa.sun_path, strerror(-r));
+		close(fd);
+		unlink(sa.sun_path);
+		return r;
+	}
+	snprintf(path, pathsz, "%s", sa.sun_path);
+	*ret_fd = fd;
+	return 0;
+}
+
+void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const char *path,
+				 bool last)
+{
+	char dir[PATH_MAX];
+
+	if (path && path[0])
+		unlink(path);
+	if (last) {
+		snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, vm);
+		unlinkat(AT_FDCWD, dir, AT_REMOVEDIR);
+	}
+}
+
+static size_t spawn_rlimits(const struct brk_config *cfg, struct sbx_rlimit *rl)
+{
+	const struct brk_worker_rlimits *w = &cfg->rlimits;
+	size_t n = 0;
+
+	rl[n++] = (struct sbx_rlimit){RLIMIT_NOFILE, (rlim_t)w->nofile};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_NPROC, (rlim_t)w->nproc};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_FSIZE, (rlim_t)w->fsize};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_MEMLOCK, (rlim_t)w->memlock};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_CORE, (rlim_t)w->core};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_AS, w->as ? (rlim_t)w->as : RLIM_INFINITY};
+	return n;
+}
+
+static const char *spawn_seccomp_arg(enum brk_seccomp_mode m)
+{
+	return m == BRK_SECCOMP_OFF   ? "--seccomp=off"
+	       : m == BRK_SECCOMP_LOG ? "--seccomp=log"
+				      : "--seccomp=kill";
+}
+
+int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, pid_t *ret_pid,
+		     int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz)
+{
+	struct sbx_spawn_error serr = {0};
+	struct sbx_rlimit rl[8];
+	char *argv[] = {"vfio-worker", (char *)spawn_seccomp_arg(cfg->seccomp), NULL};
+	struct sbx_worker_spec spec = {
+	    .exe = cfg->worker_path,
+	    .argv = argv,
+	    .envp = NULL,
+	    .nfds = 1,
+	    .stderr_fd = STDERR_FILENO,
+	    .uid = uid,
+	    .gid = gid,
+	    .rlimits = rl,
+	    .nrlimits = spawn_rlimits(cfg, rl),
+	    .error = &serr,
+	};
+	int sp[2], r;
+
+	r = ipc_socketpair(sp);
+	if (r < 0) {
+		snprintf(err, errsz, "socketpair: %s", strerror(-r));
+		return r;
+	}
+	spec.fds = &sp[1];
+	r = sbx_spawn_worker(&spec, ret_pid, ret_pidfd);
+	close(sp[1]);
+	if (r < 0) {
+		snprintf(err, errsz, "cannot start %s as uid %u: %s: %s", cfg->worker_path,
+			 (unsigned)uid, serr.step[0] ? serr.step : "spawn", strerror(-r));
+		close(sp[0]);
+		return r;
+	}
+	*ret_chan_fd = sp[0];
+	return 0;
+}

@@ -1,0 +1,52 @@
+/*
+ * supervise: watches one worker process from the broker's libuv loop. A uv_poll_t on the
+ * worker's pidfd reports its exit (then it is reaped with waitid(P_PIDFD)); a uv_timer_t paces
+ * heartbeats and declares the worker hung when one stays unanswered past the timeout. Ending a
+ * worker is pidfd_send_signal(SIGKILL): never a signal by pid number, which could have been
+ * reused. What a heartbeat is on the wire is the caller's business (worker.c).
+ */
+#ifndef VB_BROKER_SUPERVISE_H
+#define VB_BROKER_SUPERVISE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <uv.h>
+
+struct brk_sup;
+
+struct brk_sup_hooks {
+	/* Time for a heartbeat with this sequence number; return 0 when it was sent. */
+	int (*send_heartbeat)(void *ctx, uint64_t seq);
+	/* The heartbeat `seq` has waited `waited_ms` >= the timeout. Called once per hang. */
+	void (*hung)(void *ctx, uint64_t seq, uint64_t waited_ms);
+	/* The process has ended and has been reaped. `code` and `status` are waitid()'s si_code
+	 * (CLD_EXITED, CLD_KILLED, CLD_DUMPED) and si_status. Called once. */
+	void (*exited)(void *ctx, int code, int status);
+};
+
+struct brk_sup_cfg {
+	uint32_t interval_ms; /* 0: no heartbeats */
+	uint32_t timeout_ms;
+	const struct brk_sup_hooks *hooks;
+	void *ctx;
+};
+
+/* Takes ownership of `pidfd` on success. Errors: -EINVAL, -ENOMEM, libuv's errors. */
+int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cfg *cfg,
+		  struct brk_sup **ret);
+/* Answers heartbeat `seq`; stale or unknown sequence numbers are ignored. Returns the round
+ * trip in microseconds, or -ESRCH for a stale answer. */
+int64_t brk_sup_heartbeat_answered(struct brk_sup *s, uint64_t seq);
+/* Stops sending heartbeats (the worker is being removed or already faulted). */
+void brk_sup_stop_heartbeats(struct brk_sup *s);
+/* SIGKILL through the pidfd. 0, or -ESRCH when it has already exited. */
+int brk_sup_kill(struct brk_sup *s);
+bool brk_sup_exited(const struct brk_sup *s);
+pid_t brk_sup_pid(const struct brk_sup *s);
+/* Stops watching and closes the pidfd. If the process has not been reaped it is killed and
+ * reaped first, synchronously: a freed supervisor never leaves a zombie behind. The memory
+ * goes once libuv has closed the handles. */
+void brk_sup_free(struct brk_sup *s);
+
+#endif

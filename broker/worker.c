@@ -1,0 +1,616 @@
+/*
+ * worker: one worker's channel, handoff, requests and supervision hooks. Responsible for the
+ * request table below, for confining every request to this worker's device and VM, for
+ * answering each rejection with an errno and a message, and for declaring the worker faulted on
+ * anything malformed. Trusts nothing the worker sends; trusts the VFIO core (dma.h, irq.h,
+ * vfio.h) to enforce the semantic rules (alignment, overlap, quotas, IRQ ranges).
+ */
+#include "worker.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <linux/vfio.h>
+
+#include "broker.pb-c.h"
+#include "common.pb-c.h"
+#include "device_pb.h"
+#include "ipc.h"
+#include "ipc_uv.h"
+#include "irq.h"
+#include "log.h"
+#include "metrics.h"
+#include "registry.h"
+#include "spawn.h"
+#include "supervise.h"
+
+/* How long past its own timeout the broker waits for the answer to a REMOVAL. */
+#define WKR_REMOVAL_GRACE_MS 1000
+#define WKR_TYPES	     (VB__BRK__TYPE__VMM_STATE + 1)
+
+/* Worker states, as bits for the table's allowed-when. */
+enum wkr_state {
+	W_HANDOFF = 1u << 0,  /* HANDOFF sent, not yet acknowledged */
+	W_ACTIVE = 1u << 1,   /* serving */
+	W_REMOVING = 1u << 2, /* REMOVAL sent: teardown requests only */
+	W_DEAD = 1u << 3,     /* killed or faulted: nothing */
+};
+
+struct brk_worker {
+	struct brk_worker_args a;
+	char bdf[BRK_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+	unsigned state;
+	pid_t pid;
+	struct ipc_uv *u;
+	struct brk_sup *sup;
+	uv_timer_t removal_timer;
+	uint32_t handoff_id, removal_id, heartbeat_id;
+	uint64_t heartbeat_seq;
+	bool removal_pending, vmm_connected, fault_reported, freeing;
+	int open; /* things libuv still has to close: channel, timer */
+};
+
+struct wkr_stats {
+	uint64_t ok, errors;
+	struct brk_hist latency;
+};
+
+static struct wkr_stats wkr_stats[WKR_TYPES];
+static uint64_t wkr_faults[3], wkr_heartbeats;
+
+typedef int (*wkr_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
+
+struct wkr_handler {
+	uint16_t type;
+	unsigned when;
+	wkr_handler_fn fn;
+	const char *name;
+};
+
+static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/* ---- answering -------------------------------------------------------------------------- */
+
+static int wkr_reply(struct brk_worker *w, struct ipc_msg *m, const ProtobufCMessage *body)
+{
+	return ipc_chan_reply(ipc_uv_chan(w->u), m, body, NULL, 0);
+}
+
+static int wkr_reply_empty(struct brk_worker *w, struct ipc_msg *m)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+
+	return wkr_reply(w, m, &e.base);
+}
+
+/* A rejection: the worker asked for something it may not have. Not a fault. */
+static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct brk_err *err)
+{
+	int code = err->code < 0 ? err->code : -EINVAL;
+	int r = ipc_chan_reply_error(ipc_uv_chan(w->u), m, code, "%s",
+				     err->msg[0] ? err->msg : strerror(-code));
+
+	return r < 0 ? r : 1;
+}
+
+/* ---- requests ------------------------------------------------------------------------------ */
+
+static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
+{
+	const Vb__Brk__DmaMap *req = (const Vb__Brk__DmaMap *)m->body;
+	struct brk_err err = {0};
+
+	if (m->nfds != 1) {
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "DMA_MAP with %zu fds (needs one memfd)",
+			  m->nfds);
+		return -EPROTO;
+	}
+	if (brk_dma_map(w->a.dma, w->a.owner, req->iova, req->size, m->fds[0], req->offset,
+			req->prot, &err) < 0)
+		return wkr_reject(w, m, &err);
+	return wkr_reply_empty(w, m);
+}
+
+static int wkr_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
+{
+	const Vb__Brk__DmaUnmap *req = (const Vb__Brk__DmaUnmap *)m->body;
+	struct brk_err err = {0};
+
+	if (brk_dma_unmap(w->a.dma, w->a.owner, req->iova, req->size, &err) < 0)
+		return wkr_reject(w, m, &err);
+	return wkr_reply_empty(w, m);
+}
+
+static int wkr_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
+{
+	Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
+	struct brk_err err = {0};
+	int r;
+
+	/* Only this worker's own mappings: the VM's other devices keep theirs. */
+	r = brk_dma_unmap_owner(w->a.dma, w->a.owner, &rep.unmapped, &rep.bytes);
+	if (r < 0) {
+		brk_errf(&err, r, "unmapping %s's DMA failed: %s", w->bdf, strerror(-r));
+		return wkr_reject(w, m, &err);
+	}
+	return wkr_reply(w, m, &rep.base);
+}
+
+static bool wkr_action_valid(uint32_t action)
+{
+	return action == VFIO_IRQ_SET_ACTION_TRIGGER || action == VFIO_IRQ_SET_ACTION_MASK ||
+	       action == VFIO_IRQ_SET_ACTION_UNMASK;
+}
+
+static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
+{
+	const Vb__Brk__SetIrqs *req = (const Vb__Brk__SetIrqs *)m->body;
+	struct brk_irqs *irqs = brk_device_irqs(w->a.dev);
+	struct brk_irq_req ir = {.index = req->index, .start = req->start, .count = req->count};
+	struct brk_err err = {0};
+	int *fds = NULL, r;
+
+	if (req->disable) {
+		r = brk_irq_disable(irqs, req->index, &err);
+		return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
+	}
+	if (!wkr_action_valid(req->action)) {
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
+		return -EPROTO;
+	}
+	ir.action = req->action;
+	ir.data = VFIO_IRQ_SET_DATA_NONE;
+	if (req->n_fd_slots) {
+		if (req->n_fd_slots != req->count) {
+			wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %zu fd slots for %u vectors",
+				  req->n_fd_slots, req->count);
+			return -EPROTO;
+		}
+		fds = calloc(req->n_fd_slots, sizeof(*fds));
+		if (!fds)
+			return wkr_reject(w, m, &(struct brk_err){.code = -ENOMEM});
+		for (size_t i = 0; i < req->n_fd_slots; i++) {
+			int32_t slot = req->fd_slots[i];
+			if (slot < -1 || slot >= (int64_t)m->nfds) {
+				free(fds);
+				wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: fd slot %d of %zu",
+					  slot, m->nfds);
+				return -EPROTO;
+			}
+			fds[i] = slot < 0 ? -1 : m->fds[slot];
+		}
+		ir.data = VFIO_IRQ_SET_DATA_EVENTFD;
+		ir.fds = fds;
+		ir.nfds = (uint32_t)req->n_fd_slots;
+	}
+	/* The kernel takes its own references to the eventfds: the message closes ours. */
+	r = brk_irq_set(irqs, &ir, &err);
+	free(fds);
+	return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
+}
+
+static int wkr_reset(struct brk_worker *w, struct ipc_msg *m)
+{
+	struct brk_err err = {0};
+
+	if (brk_device_reset(w->a.dev, &err) < 0)
+		return wkr_reject(w, m, &err);
+	return wkr_reply_empty(w, m);
+}
+
+static int wkr_vmm_state(struct brk_worker *w, struct ipc_msg *m)
+{
+	const Vb__Brk__VmmState *req = (const Vb__Brk__VmmState *)m->body;
+	int r = wkr_reply_empty(w, m);
+
+	if (req->connected == w->vmm_connected)
+		return r;
+	w->vmm_connected = req->connected;
+	w->a.hooks->vmm_state(w->a.ctx, req->connected, req->pid, req->uid);
+	return r;
+}
+
+#define SERVING (W_ACTIVE | W_REMOVING)
+
+/* What a worker may ask, and when. HANDOFF, HEARTBEAT and REMOVAL are the broker's requests: a
+ * worker sending them, or anything before its HANDOFF is acknowledged, is faulted. While the
+ * device is being removed only teardown is served; a new mapping then gets ESHUTDOWN. */
+static const struct wkr_handler wkr_table[] = {
+    {VB__BRK__TYPE__DMA_MAP, W_ACTIVE, wkr_dma_map, "dma_map"},
+    {VB__BRK__TYPE__DMA_UNMAP, SERVING, wkr_dma_unmap, "dma_unmap"},
+    {VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, wkr_dma_unmap_all, "dma_unmap_all"},
+    {VB__BRK__TYPE__SET_IRQS, SERVING, wkr_set_irqs, "set_irqs"},
+    {VB__BRK__TYPE__RESET, W_ACTIVE, wkr_reset, "reset"},
+    {VB__BRK__TYPE__VMM_STATE, SERVING, wkr_vmm_state, "vmm_state"},
+};
+
+static const struct wkr_handler *wkr_lookup(uint16_t type)
+{
+	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++)
+		if (wkr_table[i].type == type)
+			return &wkr_table[i];
+	return NULL;
+}
+
+static void wkr_dispatch(struct brk_worker *w, struct ipc_msg *m)
+{
+	const struct wkr_handler *h = wkr_lookup(m->type);
+	uint64_t t0 = uv_hrtime();
+	int r;
+
+	if (!h) {
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "request type %u is not a worker request",
+			  m->type);
+		return;
+	}
+	if (!(h->when & w->state)) {
+		if (w->state == W_REMOVING) {
+			ipc_chan_reply_error(ipc_uv_chan(w->u), m, -ESHUTDOWN,
+					     "%s: the device is being removed", h->name);
+			return;
+		}
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged",
+			  h->name);
+		return;
+	}
+	r = h->fn(w, m);
+	if (r == -EPROTO)
+		return; /* faulted already */
+	if (r < 0 && !w->freeing && w->state != W_DEAD) {
+		/* The answer could not be sent: the channel is broken. */
+		wkr_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->name, strerror(-r));
+		return;
+	}
+	if (m->type < WKR_TYPES) {
+		if (r == 0)
+			wkr_stats[m->type].ok++;
+		else
+			wkr_stats[m->type].errors++;
+		brk_hist_observe(&wkr_stats[m->type].latency, uv_hrtime() - t0);
+	}
+}
+
+/* ---- answers to the broker's own requests -------------------------------------------------- */
+
+static void wkr_answer(struct brk_worker *w, struct ipc_msg *m)
+{
+	const Vb__Error *e = m->kind == IPC_KIND_ERROR ? (const Vb__Error *)m->body : NULL;
+
+	if (m->type == VB__BRK__TYPE__HANDOFF && m->id == w->handoff_id && w->state == W_HANDOFF) {
+		if (e) {
+			wkr_fault(w, BRK_WORKER_CRASHED, "worker refused its handoff: %s",
+				  e->message);
+			return;
+		}
+		w->state = W_ACTIVE;
+		w->a.hooks->ready(w->a.ctx);
+	} else if (m->type == VB__BRK__TYPE__HEARTBEAT && m->id == w->heartbeat_id) {
+		if (!e)
+			brk_sup_heartbeat_answered(w->sup, w->heartbeat_seq);
+	} else if (m->type == VB__BRK__TYPE__REMOVAL && m->id == w->removal_id &&
+		   w->removal_pending) {
+		const Vb__Brk__RemovalReply *rr = e ? NULL : (const Vb__Brk__RemovalReply *)m->body;
+		w->removal_pending = false;
+		uv_timer_stop(&w->removal_timer);
+		w->a.hooks->removal_done(w->a.ctx, rr && rr->vmm_acknowledged);
+	}
+}
+
+static void wkr_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
+{
+	struct brk_worker *w = data;
+
+	if (!m) {
+		if (w->state != W_DEAD)
+			wkr_fault(w,
+				  err == -EPIPE || err == -ECONNRESET ? BRK_WORKER_CRASHED
+								      : BRK_WORKER_PROTOCOL,
+				  "broker channel: %s", strerror(-err));
+		return;
+	}
+	if (w->state == W_DEAD) {
+		ipc_msg_free(m);
+		return;
+	}
+	if (m->kind == IPC_KIND_REQUEST)
+		wkr_dispatch(w, m);
+	else if (m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR)
+		wkr_answer(w, m);
+	else
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "unsolicited event type %u", m->type);
+	ipc_msg_free(m);
+}
+
+/* ---- supervision hooks ----------------------------------------------------------------------- */
+
+static int wkr_send_heartbeat(void *ctx, uint64_t seq)
+{
+	struct brk_worker *w = ctx;
+	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	int r;
+
+	if (w->state == W_DEAD)
+		return -ESHUTDOWN;
+	hb.seq = seq;
+	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0,
+			     &w->heartbeat_id);
+	if (r < 0)
+		return r; /* a full socket is a worker not reading: the timeout will tell */
+	w->heartbeat_seq = seq;
+	wkr_heartbeats++;
+	return 0;
+}
+
+static void wkr_hung(void *ctx, uint64_t seq, uint64_t waited_ms)
+{
+	struct brk_worker *w = ctx;
+
+	wkr_fault(w, BRK_WORKER_HUNG, "heartbeat %llu unanswered for %llu ms",
+		  (unsigned long long)seq, (unsigned long long)waited_ms);
+}
+
+static void wkr_exited(void *ctx, int code, int status)
+{
+	struct brk_worker *w = ctx;
+
+	if (w->state != W_DEAD) {
+		/* It died on its own. */
+		if (code == CLD_EXITED)
+			wkr_fault(w, BRK_WORKER_CRASHED, "worker exited with status %d", status);
+		else
+			wkr_fault(w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s",
+				  status, strsignal(status),
+				  code == CLD_DUMPED ? ", core dumped" : "");
+	}
+	if (!w->freeing)
+		w->a.hooks->exited(w->a.ctx, code, status);
+}
+
+static const struct brk_sup_hooks wkr_sup_hooks = {
+    .send_heartbeat = wkr_send_heartbeat,
+    .hung = wkr_hung,
+    .exited = wkr_exited,
+};
+
+/* Stops serving: no more requests are answered, the channel closes, the process is killed. */
+static void wkr_stop(struct brk_worker *w)
+{
+	if (w->state == W_DEAD)
+		return;
+	w->state = W_DEAD;
+	if (w->removal_pending) {
+		w->removal_pending = false;
+		uv_timer_stop(&w->removal_timer);
+	}
+	brk_sup_stop_heartbeats(w->sup);
+	brk_sup_kill(w->sup);
+}
+
+static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
+{
+	char reason[256];
+	va_list ap;
+
+	if (w->state == W_DEAD || w->fault_reported)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(reason, sizeof(reason), fmt, ap);
+	va_end(ap);
+	w->fault_reported = true;
+	wkr_faults[kind]++;
+	wkr_stop(w);
+	if (!w->freeing)
+		w->a.hooks->fault(w->a.ctx, kind, reason);
+}
+
+/* ---- lifecycle --------------------------------------------------------------------------------
+ */
+
+static int wkr_send_handoff(struct brk_worker *w)
+{
+	Vb__Brk__Handoff h = VB__BRK__HANDOFF__INIT;
+	Vb__Limits lim = VB__LIMITS__INIT;
+	struct brk_device_pb pb = {0};
+	int fds[2] = {brk_device_fd(w->a.dev), w->a.vmm_listen_fd}, r;
+
+	r = brk_device_pb_fill(w->a.dev, &pb);
+	if (r < 0)
+		return r;
+	h.version = VB__BRK__VERSION__VERSION_CURRENT;
+	h.bdf = w->bdf;
+	h.vm = w->vm;
+	h.device_flags = brk_device_info(w->a.dev)->flags;
+	h.regions = pb.regions;
+	h.n_regions = pb.n_regions;
+	h.irqs = pb.irqs;
+	h.n_irqs = pb.n_irqs;
+	lim.max_dma_mappings = w->a.max_dma_mappings;
+	lim.max_pinned_bytes = w->a.max_pinned_bytes;
+	h.limits = &lim;
+	h.allow_mmap = w->a.allow_mmap;
+	h.iommu_pgsize = w->a.iommu_pgsize;
+	h.owner_uid = w->a.owner_uid;
+	h.owner_gid = w->a.owner_gid;
+	h.generation = w->a.generation;
+	/* SCM_RIGHTS gives the worker its own descriptions of both fds; ours stay ours. */
+	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HANDOFF, &h.base, fds, 2,
+			     &w->handoff_id);
+	brk_device_pb_release(&pb);
+	return r;
+}
+
+static void wkr_closed_one(struct brk_worker *w)
+{
+	if (--w->open == 0)
+		free(w);
+}
+
+static void wkr_chan_closed(void *data)
+{
+	wkr_closed_one(data);
+}
+
+static void wkr_timer_closed(uv_handle_t *h)
+{
+	wkr_closed_one(h->data);
+}
+
+static void wkr_removal_expired(uv_timer_t *t)
+{
+	struct brk_worker *w = t->data;
+
+	if (!w->removal_pending)
+		return;
+	w->removal_pending = false;
+	w->a.hooks->removal_done(w->a.ctx, false);
+}
+
+int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
+		     char *err, size_t errsz)
+{
+	const struct brk_config *cfg = args->cfg;
+	struct brk_sup_cfg scfg = {.interval_ms = cfg->heartbeat_interval_ms,
+				   .timeout_ms = cfg->heartbeat_timeout_ms,
+				   .hooks = &wkr_sup_hooks};
+	struct ipc_chan *chan = NULL;
+	struct brk_worker *w;
+	int pidfd = -1, cfd = -1, r;
+
+	w = calloc(1, sizeof(*w));
+	if (!w) {
+		snprintf(err, errsz, "out of memory");
+		return -ENOMEM;
+	}
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	w->state = W_HANDOFF;
+	r = brk_spawn_worker(cfg, args->uid, args->gid, &w->pid, &pidfd, &cfd, err, errsz);
+	if (r < 0) {
+		free(w);
+		return r;
+	}
+	scfg.ctx = w;
+	r = brk_sup_start(loop, w->pid, pidfd, &scfg, &w->sup);
+	if (r < 0) {
+		/* Without a supervisor nobody would reap it: end it here. */
+		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
+		waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &(siginfo_t){0}, WEXITED);
+		close(pidfd);
+		close(cfd);
+		free(w);
+		snprintf(err, errsz, "cannot supervise worker: %s", strerror(-r));
+		return r;
+	}
+	r = ipc_chan_new(cfd, &ipc_proto_broker, NULL, &chan);
+	if (r == 0)
+		r = ipc_uv_start(loop, chan, wkr_on_msg, w, &w->u);
+	if (r < 0) {
+		if (chan)
+			ipc_chan_free(chan);
+		else
+			close(cfd);
+		snprintf(err, errsz, "cannot open the worker channel: %s", strerror(-r));
+		goto fail_sup;
+	}
+	uv_timer_init(loop, &w->removal_timer);
+	w->removal_timer.data = w;
+	w->open = 2;
+	r = wkr_send_handoff(w);
+	if (r < 0) {
+		snprintf(err, errsz, "cannot send the handoff: %s", strerror(-r));
+		brk_worker_free(w);
+		return r;
+	}
+	*ret = w;
+	return 0;
+fail_sup:
+	w->freeing = true;
+	brk_sup_free(w->sup);
+	free(w);
+	return r;
+}
+
+int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms)
+{
+	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
+	int r;
+
+	if (w->state != W_ACTIVE)
+		return -ESHUTDOWN;
+	rm.timeout_ms = timeout_ms;
+	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0,
+			     &w->removal_id);
+	if (r < 0)
+		return r;
+	w->state = W_REMOVING;
+	w->removal_pending = true;
+	uv_timer_start(&w->removal_timer, wkr_removal_expired,
+		       (uint64_t)timeout_ms + WKR_REMOVAL_GRACE_MS, 0);
+	return 0;
+}
+
+void brk_worker_kill(struct brk_worker *w)
+{
+	wkr_stop(w);
+}
+
+void brk_worker_free(struct brk_worker *w)
+{
+	if (!w || w->freeing)
+		return;
+	w->freeing = true;
+	wkr_stop(w);
+	brk_sup_free(w->sup);
+	ipc_uv_close(w->u, wkr_chan_closed);
+	uv_close((uv_handle_t *)&w->removal_timer, wkr_timer_closed);
+}
+
+pid_t brk_worker_pid(const struct brk_worker *w)
+{
+	return w->pid;
+}
+
+bool brk_worker_vmm_connected(const struct brk_worker *w)
+{
+	return w->vmm_connected && w->state != W_DEAD;
+}
+
+void brk_worker_metrics(FILE *f)
+{
+	static const char *const req = "vfio_broker_worker_requests_total";
+	static const char *const lat = "vfio_broker_worker_request_duration_seconds";
+	static const char *const kinds[] = {"crashed", "hung", "protocol"};
+	char labels[64];
+
+	brk_metric_header(f, req, "counter", "Worker requests answered, by type and result.");
+	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++) {
+		const struct wkr_stats *st = &wkr_stats[wkr_table[i].type];
+		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, wkr_table[i].name,
+			(unsigned long long)st->ok);
+		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, wkr_table[i].name,
+			(unsigned long long)st->errors);
+	}
+	brk_metric_header(f, lat, "histogram", "Worker request latency in the broker, by type.");
+	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++) {
+		snprintf(labels, sizeof(labels), "type=\"%s\"", wkr_table[i].name);
+		brk_hist_print(f, lat, labels, &wkr_stats[wkr_table[i].type].latency);
+	}
+	brk_metric_header(f, "vfio_broker_worker_faults_total", "counter",
+			  "Workers ended for crashing, hanging or breaking the protocol.");
+	for (int k = 0; k < 3; k++)
+		fprintf(f, "vfio_broker_worker_faults_total{kind=\"%s\"} %llu\n", kinds[k],
+			(unsigned long long)wkr_faults[k]);
+	brk_metric_header(f, "vfio_broker_heartbeats_sent_total", "counter",
+			  "Heartbeats sent to workers.");
+	fprintf(f, "vfio_broker_heartbeats_sent_total %llu\n", (unsigned long long)wkr_heartbeats);
+}

@@ -1,0 +1,82 @@
+/*
+ * worker: the broker's side of one vfio-worker. Spawns it (spawn.h), hands it its device and
+ * VMM socket (HANDOFF), supervises it (supervise.h), and answers its requests through a table of
+ * {type, allowed-when, handler}. Every request is checked against the one device and the one VM
+ * this worker serves: the DMA owner handle, the DMA table and the device's IRQs are fixed when
+ * the worker starts, so a worker has no way to name anything else. A worker that sends something
+ * malformed, unknown or out of order is treated as faulted: killed, and reported.
+ */
+#ifndef VB_BROKER_WORKER_H
+#define VB_BROKER_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+#include <uv.h>
+
+#include "config.h"
+#include "dma.h"
+#include "vfio.h"
+
+enum brk_worker_fault {
+	BRK_WORKER_CRASHED,  /* died, or failed its handoff */
+	BRK_WORKER_HUNG,     /* stopped answering heartbeats */
+	BRK_WORKER_PROTOCOL, /* sent garbage: killed */
+};
+
+struct brk_worker;
+
+struct brk_worker_hooks {
+	/* The worker acknowledged its HANDOFF and serves its VMM socket now. */
+	void (*ready)(void *ctx);
+	void (*vmm_state)(void *ctx, bool connected, uint32_t pid, uint32_t uid);
+	/* The REMOVAL request ended: answered (acknowledged or not) or timed out. */
+	void (*removal_done)(void *ctx, bool acknowledged);
+	/* The worker is faulted and has been sent SIGKILL; `exited` follows. Called at most once,
+	 * and not for a worker the daemon killed itself (brk_worker_kill). */
+	void (*fault)(void *ctx, enum brk_worker_fault kind, const char *reason);
+	/* The process has been reaped. Called once; the worker may be freed from here on. */
+	void (*exited)(void *ctx, int code, int status);
+};
+
+/* What a worker is started with. Pointers are borrowed and must outlive the worker. */
+struct brk_worker_args {
+	const struct brk_config *cfg;
+	uid_t uid; /* the worker's own uid/gid */
+	gid_t gid;
+	/* Its one device, its VM's DMA table, and its DMA owner handle. */
+	struct brk_device *dev;
+	struct brk_dma *dma;
+	uint64_t owner;
+	/* HANDOFF contents. */
+	const char *bdf, *vm;
+	uid_t owner_uid;
+	gid_t owner_gid;
+	bool allow_mmap;
+	uint32_t max_dma_mappings;
+	uint64_t max_pinned_bytes;
+	uint32_t iommu_pgsize;
+	uint32_t generation;
+	int vmm_listen_fd; /* sent with the HANDOFF; the caller keeps (and may close) its copy */
+	const struct brk_worker_hooks *hooks;
+	void *ctx;
+};
+
+/* Spawns the worker and sends its HANDOFF. Errors: negative errno with a message in err. */
+int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
+		     char *err, size_t errsz);
+/* Asks the worker to have its VMM let go of the device (REMOVAL); removal_done() follows within
+ * timeout_ms plus a grace period. Errors: -ESHUTDOWN (not serving), send errors. */
+int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms);
+/* Stops serving and sends SIGKILL; `exited` follows. Idempotent. */
+void brk_worker_kill(struct brk_worker *w);
+/* Frees the worker; kills and reaps it first if needed. NULL allowed. */
+void brk_worker_free(struct brk_worker *w);
+pid_t brk_worker_pid(const struct brk_worker *w);
+bool brk_worker_vmm_connected(const struct brk_worker *w);
+
+/* Worker request counts and latencies of every worker, in Prometheus text. */
+void brk_worker_metrics(FILE *f);
+
+#endif
