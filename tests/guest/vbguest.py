@@ -1,0 +1,657 @@
+"""vbguest: boots Debian's kernel under QEMU (TCG) with an emulated Intel IOMMU and PCI devices
+bound to vfio-pci inside the guest, and drives the guest from the host. Python 3 stdlib only.
+
+    from vbguest import Guest, Device
+    with Guest("build", devices=[Device("edu"), Device("e1000e")]) as g:
+        rc, out = g.run("guest_vfio_available " + g.bdf("edu0"))
+        image = g.read_file("/sys/bus/pci/devices/%s/config" % g.bdf("edu0"))
+        g.qmp("query-pci")
+
+What it trusts: the build directory, the host's kernel and modules, QEMU. What it does not: the
+guest. Everything the guest says arrives base64-framed on a channel of its own (a second UART,
+ttyS1), so kernel console noise never mixes with results; the console (ttyS0) goes to a log file.
+
+QEMU never outlives a Guest: it runs in its own process group with PR_SET_PDEATHSIG, and it is
+killed on close(), on leaving the `with` block (exceptions, KeyboardInterrupt, SystemExit), at
+interpreter exit, and when any wait on the guest times out. install_signal_handlers() turns
+SIGTERM/SIGHUP into SystemExit so those paths run for them too.
+
+Guest layout: busybox at /bin, every file of BUILD/bin at /opt/vfio-broker/bin (first on PATH),
+shared libraries at the paths ldd resolved on the host, the VFIO modules at
+/lib/modules/<kver>, helper scripts at /usr/lib/vbguest (bind-vfio BDF..., vbguest-serve).
+/tmp, /run and /dev/shm are tmpfs; commands run as root with cwd /root.
+"""
+
+import atexit
+import base64
+import ctypes
+import json
+import os
+import re
+import select
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+from vbimage import ImageError, build_initramfs, kernel_image, kernel_release
+
+# PCI slots on pcie.0: devices placed directly on the root bus from DIRECT_SLOT0, root ports from
+# ROOT_PORT_SLOT0 (one per device that asks for one, then the spare hot-plug ports).
+DIRECT_SLOT0 = 0x04
+ROOT_PORT_SLOT0 = 0x10
+MAX_SLOT = 0x1E  # 0x1f holds the ICH9 LPC/SATA/SMBus functions
+
+# Seconds past a command's own timeout (which the guest enforces) before the guest counts as hung.
+HANG_GRACE = 15
+
+# Console lines that start the interesting part of a log when a guest dies.
+_CRASH = re.compile(r"Kernel panic|BUG:|Oops|general protection|sysrq: Trigger a crash|"
+                    r"watchdog: BUG|INFO: task .* blocked")
+
+
+class GuestError(Exception):
+    """The guest failed: did not boot, died, hung or broke the channel protocol."""
+
+
+class GuestBootError(GuestError):
+    pass
+
+
+class GuestDead(GuestError):
+    """QEMU is gone (or was killed because the guest stopped answering)."""
+
+
+class GuestCommandError(GuestError):
+    def __init__(self, cmd, rc, output):
+        super().__init__("guest command failed (exit %d): %s\n%s" % (rc, cmd, output.rstrip()))
+        self.cmd, self.rc, self.output = cmd, rc, output
+
+
+class QmpError(Exception):
+    def __init__(self, command, error):
+        super().__init__("QMP %s: %s: %s" % (command, error.get("class"), error.get("desc")))
+        self.command, self.error = command, error
+
+
+class Device:
+    """One QEMU PCI device of a guest topology.
+
+    driver: QEMU device model ("edu", "e1000e", "nvme", ...).
+    id: QEMU id, also the name tests use (guest.bdf(id)); default driver + index ("edu0").
+    root_port: place it alone behind its own pcie-root-port (needed for secondary bus reset and
+      for hot-unplug); False puts it directly on pcie.0 as an integrated endpoint.
+    vfio: bind it to vfio-pci at boot; False leaves it unbound (no driver: the guest loads no
+      other device drivers).
+    props: extra QEMU properties, e.g. {"msix_qsize": 8}.
+    """
+
+    def __init__(self, driver, id=None, root_port=True, vfio=True, props=None):
+        self.driver = driver
+        self.id = id
+        self.root_port = root_port
+        self.vfio = vfio
+        self.props = dict(props or {})
+        if driver == "nvme" and "serial" not in self.props:
+            self.props["serial"] = "vbnvme"
+
+    def key(self):
+        return (self.driver, self.id, self.root_port, self.vfio, tuple(sorted(self.props.items())))
+
+    def __repr__(self):
+        return "Device(%r, id=%r, root_port=%r, vfio=%r)" % (
+            self.driver, self.id, self.root_port, self.vfio)
+
+
+DEFAULT_DEVICES = ("edu", "e1000e", "nvme")
+
+
+class Topology:
+    """What a guest boots with: its devices, spare (empty) root ports for hot-plug, memory (MiB),
+    CPUs, extra kernel command line. Tests with equal topologies share one boot (see key()).
+
+    intremap: the emulated IOMMU remaps interrupts (the default, as on any host a broker should
+    run on). With intremap=False, vfio_iommu_type1 refuses to attach groups (VFIO_SET_IOMMU
+    fails with EPERM) unless allow_unsafe_interrupts=1, which the guest then sets."""
+
+    def __init__(self, devices=DEFAULT_DEVICES, spare_ports=1, mem=1024, smp=1, cmdline="",
+                 intremap=True):
+        devs = [d if isinstance(d, Device) else Device(d) for d in devices]
+        counts = {}
+        for d in devs:
+            if d.id is None:
+                n = counts.get(d.driver, 0)
+                counts[d.driver] = n + 1
+                d.id = "%s%d" % (d.driver, n)
+        ids = [d.id for d in devs]
+        if len(set(ids)) != len(ids):
+            raise ValueError("duplicate device ids: %r" % ids)
+        self.devices = devs
+        self.spare_ports = spare_ports
+        self.mem = mem
+        self.smp = smp
+        self.cmdline = cmdline
+        self.intremap = intremap
+        ports = sum(1 for d in devs if d.root_port) + spare_ports
+        if ROOT_PORT_SLOT0 + ports - 1 > MAX_SLOT:
+            raise ValueError("too many root ports (%d)" % ports)
+        if DIRECT_SLOT0 + sum(1 for d in devs if not d.root_port) > ROOT_PORT_SLOT0:
+            raise ValueError("too many devices on pcie.0")
+
+    def key(self):
+        return (tuple(d.key() for d in self.devices), self.spare_ports, self.mem, self.smp,
+                self.cmdline, self.intremap)
+
+    def describe(self):
+        parts = [d.id + ("" if d.vfio else "(unbound)") for d in self.devices]
+        if not self.intremap:
+            parts.append("intremap off")
+        if self.spare_ports:
+            parts.append("%d spare port(s)" % self.spare_ports)
+        return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# QEMU process lifetime
+
+_live = set()
+
+
+def _kill_all_live():
+    for g in list(_live):
+        g.close()
+
+
+atexit.register(_kill_all_live)
+
+
+def install_signal_handlers():
+    """Makes SIGTERM and SIGHUP raise SystemExit in the main thread (SIGINT already raises
+    KeyboardInterrupt), so every Guest's cleanup runs on those paths too."""
+    def handler(signum, frame):
+        signal.signal(signum, signal.SIG_IGN)
+        raise SystemExit(128 + signum)
+    for s in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, handler)
+
+
+def _child_setup():
+    # Dies with its parent even if the parent is SIGKILLed (PR_SET_PDEATHSIG = 1).
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)
+    except Exception:
+        pass
+
+
+def _listen(path):
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
+    s.bind(path)
+    s.listen(1)
+    return s
+
+
+class _Line:
+    """Line reader over a socket with deadlines; checks that QEMU still runs while it waits."""
+
+    def __init__(self, sock, alive):
+        self.sock, self.alive, self.buf = sock, alive, b""
+
+    def readline(self, deadline):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line, self.buf = self.buf[:i], self.buf[i + 1:]
+                return line.rstrip(b"\r").decode("utf-8", "replace")
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            r, _, _ = select.select([self.sock], [], [], min(left, 0.5))
+            if not r:
+                if not self.alive():
+                    raise GuestDead("QEMU exited")
+                continue
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise GuestDead("channel closed (QEMU exited)")
+            self.buf += chunk
+
+
+class Guest:
+    """A running test guest. Use as a context manager; see the module docstring.
+
+    build_dir: the CMake build (its bin/ goes into the guest).
+    devices / spare_ports / mem / smp: see Topology (or pass topology=).
+    log: console log path (default BUILD/guest/console.log).
+    boot_timeout: seconds from QEMU start to the guest's READY.
+    """
+
+    def __init__(self, build_dir, devices=DEFAULT_DEVICES, spare_ports=1, mem=1024, smp=1,
+                 log=None, boot_timeout=None, topology=None, initramfs=None, kernel=None):
+        self.build_dir = os.path.abspath(build_dir)
+        self.topology = topology or Topology(devices, spare_ports, mem, smp)
+        self.log_path = log or os.path.join(self.build_dir, "guest", "console.log")
+        self.boot_timeout = boot_timeout or float(os.environ.get("VB_GUEST_BOOT_TIMEOUT", 180))
+        self.initramfs = initramfs
+        self.kernel = kernel
+        self.proc = None
+        self.boot_seconds = None
+        self.setup_status = None
+        self._dir = None
+        self._cmd = self._qmp = None
+        self._seq = 0
+        self._events = []
+        self._slots = {}  # device id -> sysfs glob below /sys/devices/pci0000:00
+        self._ports = []  # (root port id, sysfs path of the port, hot-plugged device id or None)
+        self._bdf = {}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    # -- start / stop
+
+    def _qemu_args(self, kver, initramfs):
+        t = self.topology
+        args = ["qemu-system-x86_64", "-machine", "q35,accel=tcg", "-cpu", "max",
+                "-m", str(t.mem), "-smp", str(t.smp), "-nodefaults", "-display", "none",
+                "-no-reboot", "-device",
+                "intel-iommu,intremap=%s" % ("on" if t.intremap else "off"),
+                "-chardev", "file,id=vbcon,path=" + self.log_path,
+                "-device", "isa-serial,chardev=vbcon,index=0",
+                "-chardev", "socket,id=vbcmd,path=" + os.path.join(self._dir, "cmd.sock"),
+                "-device", "isa-serial,chardev=vbcmd,index=1",
+                "-chardev", "socket,id=vbqmp,path=" + os.path.join(self._dir, "qmp.sock"),
+                "-mon", "chardev=vbqmp,mode=control",
+                "-kernel", self.kernel, "-initrd", initramfs]
+        direct, port = DIRECT_SLOT0, ROOT_PORT_SLOT0
+        nport = 0
+
+        def add_port():
+            nonlocal port, nport
+            rp = "vbrp%d" % nport
+            nport += 1
+            args.extend(["-device", "pcie-root-port,id=%s,bus=pcie.0,addr=0x%x,chassis=%d,slot=%d"
+                         % (rp, port, nport, nport)])
+            path = "0000:00:%02x.0" % port
+            port += 1
+            return rp, path
+        vfio = []
+        for d in t.devices:
+            props = "".join(",%s=%s" % (k, v) for k, v in d.props.items())
+            if d.root_port:
+                rp, path = add_port()
+                args.extend(["-device", "%s,id=%s,bus=%s,addr=0%s" % (d.driver, d.id, rp, props)])
+                self._slots[d.id] = path + "/0000:*:00.0"
+                self._ports.append([rp, path, d.id])
+            else:
+                args.extend(["-device", "%s,id=%s,bus=pcie.0,addr=0x%x%s"
+                             % (d.driver, d.id, direct, props)])
+                self._slots[d.id] = "0000:00:%02x.0" % direct
+                direct += 1
+            if d.vfio:
+                vfio.append(self._slots[d.id])
+        for _ in range(t.spare_ports):
+            rp, path = add_port()
+            self._ports.append([rp, path, None])
+        cmdline = ("console=ttyS0 quiet loglevel=4 panic=-1 intel_iommu=on rdinit=/init "
+                   "8250.nr_uarts=2 mitigations=off random.trust_cpu=on")
+        if not t.intremap:
+            cmdline += " vfio_iommu_type1.allow_unsafe_interrupts=1"
+        if vfio:
+            cmdline += " vb.vfio=" + ",".join(vfio)
+        if t.cmdline:
+            cmdline += " " + t.cmdline
+        args.extend(["-append", cmdline])
+        return args
+
+    def start(self):
+        os.makedirs(os.path.dirname(self.log_path), exist_ok=True)
+        self._dir = tempfile.mkdtemp(prefix="vbguest-")
+        initramfs = self.initramfs
+        try:
+            kver = kernel_release()
+            if not self.kernel:
+                self.kernel = kernel_image(self.build_dir, kver)
+            if not initramfs:
+                initramfs = os.path.join(self._dir, "initramfs.cpio")
+                build_initramfs(self.build_dir, initramfs, kver)
+        except (ImageError, OSError) as e:
+            self.close()
+            raise GuestBootError("cannot prepare the guest: %s" % e) from None
+        cmd_l = _listen(os.path.join(self._dir, "cmd.sock"))
+        qmp_l = _listen(os.path.join(self._dir, "qmp.sock"))
+        args = self._qemu_args(kver, initramfs)
+        with open(self.log_path, "wb") as f:
+            f.write(("# %s\n" % " ".join(shlex.quote(a) for a in args)).encode())
+        self.qemu_args = args
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL,
+                                     stdout=open(self.log_path + ".qemu", "wb"),
+                                     stderr=subprocess.STDOUT, start_new_session=True,
+                                     preexec_fn=_child_setup, close_fds=True)
+        _live.add(self)
+        try:
+            deadline = t0 + 20
+            self._cmd = _Line(self._accept(cmd_l, deadline), self.alive)
+            self._qmp = _Line(self._accept(qmp_l, deadline), self.alive)
+            cmd_l.close()
+            qmp_l.close()
+            self._qmp_handshake(deadline)
+            self._wait_ready(t0 + self.boot_timeout)
+            self.boot_seconds = time.monotonic() - t0
+            if self.setup_status != "ok":
+                _, out = self.run("cat /run/vbguest/setup.log", timeout=30)
+                raise GuestBootError("guest setup failed:\n" + out.rstrip())
+        except BaseException as e:
+            self.close()
+            if isinstance(e, (TimeoutError, GuestDead)):
+                raise GuestBootError("guest did not boot: %s; console tail:\n%s"
+                                     % (e.__class__.__name__ + (" " + str(e) if str(e) else ""),
+                                        self.console_tail())) from None
+            raise
+        return self
+
+    def _accept(self, listener, deadline):
+        while True:
+            r, _, _ = select.select([listener], [], [], 0.2)
+            if r:
+                s, _ = listener.accept()
+                s.setblocking(True)
+                return s
+            if not self.alive():
+                raise GuestDead("QEMU exited at start: " + self._qemu_output())
+            if time.monotonic() > deadline:
+                raise TimeoutError("QEMU did not connect its sockets")
+
+    def _qemu_output(self):
+        try:
+            with open(self.log_path + ".qemu", errors="replace") as f:
+                return f.read().strip()[-2000:]
+        except OSError:
+            return ""
+
+    def _wait_ready(self, deadline):
+        while True:
+            line = self._cmd.readline(deadline)
+            if line.startswith("@@VB READY "):
+                self.setup_status = line.split()[2]
+                return
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def close(self):
+        """Stops QEMU (SIGTERM, then SIGKILL to its process group) and removes the sockets."""
+        _live.discard(self)
+        for s in (self._cmd, self._qmp):
+            if s:
+                s.sock.close()
+        self._cmd = self._qmp = None
+        p = self.proc
+        if p is not None:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                    p.wait(3)
+                except (subprocess.TimeoutExpired, ProcessLookupError):
+                    pass
+            try:
+                os.killpg(p.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            p.wait()
+        if self._dir:
+            shutil.rmtree(self._dir, ignore_errors=True)
+            self._dir = None
+
+    def _die(self, why):
+        self.close()
+        raise GuestDead(why)
+
+    def console_tail(self, lines=30):
+        """The end of the console log, or from the first crash line on when there is one."""
+        try:
+            with open(self.log_path, errors="replace") as f:
+                log = f.read().splitlines()
+        except OSError:
+            return "(no console log)"
+        crash = [i for i, line in enumerate(log) if _CRASH.search(line)]
+        tail = log[crash[0]:crash[0] + lines] if crash else log[-lines:]
+        q = self._qemu_output()
+        return "\n".join(tail) + ("\nqemu: " + q if q else "")
+
+    # -- command channel
+
+    def run(self, cmd, timeout=60):
+        """Runs a sh command line in the guest; returns (exit code, stdout+stderr as str).
+        The guest kills the command after timeout seconds (exit code 137). A guest that does not
+        answer within timeout + HANG_GRACE seconds is declared hung and killed (GuestDead)."""
+        if not self._cmd:
+            raise GuestDead("guest is not running")
+        self._seq += 1
+        sid = str(self._seq)
+        payload = base64.b64encode(cmd.encode()).decode()
+        req = "RUN %s %d %s\n" % (sid, max(1, int(timeout)), payload)
+        deadline = time.monotonic() + timeout + HANG_GRACE
+        try:
+            self._cmd.sock.settimeout(timeout + HANG_GRACE)
+            self._cmd.sock.sendall(req.encode())
+            while self._cmd.readline(deadline) != "@@VB BEGIN " + sid:
+                pass
+            body = []
+            while True:
+                line = self._cmd.readline(deadline)
+                if line.startswith("@@VB END "):
+                    parts = line.split()
+                    if len(parts) != 4 or parts[2] != sid:
+                        self._die("command channel out of step: %r" % line)
+                    rc = int(parts[3])
+                    break
+                body.append(line)
+        except GuestDead:
+            self.close()
+            raise
+        except (TimeoutError, OSError) as e:
+            self._die("guest did not answer within %ds (%s): %s"
+                      % (timeout + HANG_GRACE, e.__class__.__name__, cmd))
+        try:
+            out = base64.b64decode("".join(body), validate=True)
+        except ValueError:
+            self._die("undecodable reply to: %s" % cmd)
+        return rc, out.decode("utf-8", "replace")
+
+    def check(self, cmd, timeout=60):
+        """run(), but raises GuestCommandError unless the exit code is 0; returns the output."""
+        rc, out = self.run(cmd, timeout)
+        if rc != 0:
+            raise GuestCommandError(cmd, rc, out)
+        return out
+
+    def read_file(self, path, timeout=60):
+        """Copies a file (or a sysfs attribute, e.g. a device's config space) out of the guest;
+        returns its bytes. Raises GuestCommandError if the guest cannot read it."""
+        out = self.check("base64 %s" % shlex.quote(path), timeout)
+        return base64.b64decode("".join(out.split()), validate=True)
+
+    def write_file(self, path, data, mode=0o644, timeout=60):
+        """Writes bytes to a file in the guest (replacing it)."""
+        tmp = path + ".vbpart"
+        self.check(": > %s" % shlex.quote(tmp), timeout)
+        b64 = base64.b64encode(data).decode()
+        step = 32768
+        for i in range(0, len(b64), step):
+            self.check("printf %%s %s | base64 -d >> %s"
+                       % (b64[i:i + step], shlex.quote(tmp)), timeout)
+        self.check("chmod %o %s && mv %s %s" % (mode, shlex.quote(tmp), shlex.quote(tmp),
+                                               shlex.quote(path)), timeout)
+
+    # -- PCI
+
+    def pci_devices(self):
+        """Every PCI function in the guest, as dicts: bdf, vendor, device, class (ints), driver
+        (None when unbound), iommu_group (int or None), path (sysfs path below
+        /sys/devices)."""
+        out = self.check(
+            "cd /sys/bus/pci/devices && for d in *; do "
+            "drv=-; [ -e $d/driver ] && drv=$(basename $(readlink $d/driver)); "
+            "grp=-; [ -e $d/iommu_group ] && grp=$(basename $(readlink $d/iommu_group)); "
+            "echo $d $(cat $d/vendor $d/device $d/class) $drv $grp $(readlink -f $d); done")
+        devs = []
+        for line in out.splitlines():
+            f = line.split()
+            if len(f) != 7:
+                raise GuestError("unexpected pci listing line: %r" % line)
+            devs.append({"bdf": f[0], "vendor": int(f[1], 16), "device": int(f[2], 16),
+                         "class": int(f[3], 16), "driver": None if f[4] == "-" else f[4],
+                         "iommu_group": None if f[5] == "-" else int(f[5]), "path": f[6]})
+        return devs
+
+    def bdf(self, dev_id):
+        """The guest's BDF (e.g. "0000:01:00.0") of the device with QEMU id dev_id."""
+        if dev_id not in self._bdf:
+            glob = self._slots.get(dev_id)
+            if glob is None:
+                raise KeyError("no device %r in this guest" % dev_id)
+            out = self.check("for d in /sys/devices/pci0000:00/%s; do "
+                             "[ -e $d/config ] && basename $d; done; true" % glob).split()
+            if len(out) != 1:
+                raise GuestError("device %s: expected one function at %s, found %r"
+                                 % (dev_id, glob, out))
+            self._bdf[dev_id] = out[0]
+        return self._bdf[dev_id]
+
+    def bdfs(self, vfio_only=True):
+        """BDFs of the topology's boot-time devices (only those bound at boot, by default)."""
+        return [self.bdf(d.id) for d in self.topology.devices if d.vfio or not vfio_only]
+
+    def bind_vfio(self, *bdfs):
+        self.check("bind-vfio " + " ".join(bdfs))
+
+    # -- QMP
+
+    def _qmp_handshake(self, deadline):
+        greeting = json.loads(self._qmp.readline(deadline))
+        if "QMP" not in greeting:
+            raise GuestBootError("unexpected QMP greeting: %r" % greeting)
+        self.qmp("qmp_capabilities")
+
+    def qmp(self, command, args=None, timeout=30, **kw):
+        """Sends a QMP command; returns its "return" value or raises QmpError. Arguments come
+        from args (a dict, for names with dashes) and keyword arguments. Events that arrive
+        meanwhile are kept for wait_event()."""
+        if not self._qmp:
+            raise GuestDead("guest is not running")
+        self._seq += 1
+        msg = {"execute": command, "id": self._seq}
+        a = dict(args or {})
+        a.update(kw)
+        if a:
+            msg["arguments"] = a
+        deadline = time.monotonic() + timeout
+        try:
+            self._qmp.sock.sendall(json.dumps(msg).encode() + b"\n")
+            while True:
+                reply = json.loads(self._qmp.readline(deadline))
+                if "event" in reply:
+                    self._events.append(reply)
+                elif reply.get("id") == self._seq:
+                    break
+        except GuestDead:
+            self.close()
+            raise
+        except (TimeoutError, OSError) as e:
+            self._die("QMP %s: no answer (%s)" % (command, e.__class__.__name__))
+        if "error" in reply:
+            raise QmpError(command, reply["error"])
+        return reply.get("return")
+
+    def wait_event(self, name, timeout=30, match=None):
+        """Waits for (and consumes) a QMP event named name whose "data" satisfies match(data)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, ev in enumerate(self._events):
+                if ev["event"] == name and (match is None or match(ev.get("data", {}))):
+                    return self._events.pop(i)
+            try:
+                self._events.append(json.loads(self._qmp.readline(deadline)))
+            except TimeoutError:
+                raise GuestError("no QMP event %s within %ds" % (name, timeout)) from None
+
+    # -- hot-plug
+
+    def hotplug(self, device, vfio=True, timeout=60):
+        """Hot-plugs device (a Device; its id must be set) into a free spare root port, waits
+        until the guest sees it, binds it to vfio-pci unless vfio=False; returns its BDF."""
+        if device.id is None or device.id in self._slots:
+            raise ValueError("hot-plugged devices need a new, unique id")
+        free = [p for p in self._ports if p[2] is None]
+        if not free:
+            raise GuestError("no free root port (Topology spare_ports)")
+        port = free[0]
+        args = {"driver": device.driver, "id": device.id, "bus": port[0]}
+        args.update(device.props)
+        self.qmp("device_add", args)
+        port[2] = device.id
+        self._slots[device.id] = port[1] + "/0000:*:00.0"
+        glob = "/sys/devices/pci0000:00/" + self._slots[device.id]
+        self.check("i=0; while [ $i -lt %d ]; do for d in %s; do [ -e $d/config ] && exit 0; "
+                   "done; sleep 0.2; i=$((i+1)); done; echo 'not seen by the guest'; exit 1"
+                   % (timeout * 5, glob), timeout + 5)
+        bdf = self.bdf(device.id)
+        if vfio:
+            self.bind_vfio(bdf)
+        return bdf
+
+    def unplug(self, dev_id, timeout=60):
+        """Hot-unplugs a device (QMP device_del), waits for DEVICE_DELETED and for the guest
+        to drop it from sysfs."""
+        bdf = self.bdf(dev_id)
+        self.qmp("device_del", id=dev_id)
+        self.wait_event("DEVICE_DELETED", timeout, lambda d: d.get("device") == dev_id)
+        self.check("i=0; while [ -e /sys/bus/pci/devices/%s ] && [ $i -lt %d ]; do sleep 0.2; "
+                   "i=$((i+1)); done; [ ! -e /sys/bus/pci/devices/%s ]" % (bdf, timeout * 5, bdf),
+                   timeout + 5)
+        for p in self._ports:
+            if p[2] == dev_id:
+                p[2] = None
+        del self._slots[dev_id]
+        del self._bdf[dev_id]
+
+
+# ---------------------------------------------------------------------------------------------
+# test registration (used by tests/guest/cases/*.py, run by tests/guest/runner.py)
+
+REGISTRY = []
+
+
+class GuestTest:
+    def __init__(self, name, func, topology, timeout):
+        self.name, self.func, self.topology, self.timeout = name, func, topology, timeout
+
+
+def guest_test(name, topology=None, timeout=300):
+    """Registers func(guest) as the guest test `name` (its TAP name). It fails by raising
+    (assert, GuestCommandError, ...). Tests whose topologies are equal (Topology.key()) share one
+    boot and run in registration order, so a test that changes guest state restores it. timeout
+    bounds the whole test in seconds; past it the guest is killed."""
+    topo = topology or Topology()
+
+    def register(func):
+        if any(t.name == name for t in REGISTRY):
+            raise ValueError("guest test %s registered twice" % name)
+        REGISTRY.append(GuestTest(name, func, topo, timeout))
+        return func
+    return register
+
+
+def note(msg):
+    """Prints an informational TAP comment line (shown in the runner's output)."""
+    for line in str(msg).splitlines():
+        print("# " + line, flush=True)
