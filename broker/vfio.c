@@ -256,6 +256,21 @@ static int read_iommu_info(struct brk_container *c, struct brk_err *err)
 	return 0;
 }
 
+int brk_container_dma_avail(struct brk_container *c, uint32_t *ret_avail)
+{
+	int r;
+
+	if (c->info.type == BRK_IOMMU_UNSET)
+		return -ENODEV;
+	r = read_iommu_info(c, NULL);
+	if (r < 0)
+		return r;
+	if (!c->info.has_dma_avail)
+		return -EOPNOTSUPP;
+	*ret_avail = c->info.dma_avail;
+	return 0;
+}
+
 /* Called with the group just attached as the container's only group. */
 static int select_iommu(struct brk_container *c, struct brk_err *err)
 {

@@ -36,7 +36,8 @@ struct brk_container_info {
 	uint64_t iova_pgsizes;	/* VFIO_IOMMU_GET_INFO bitmap; 0 while UNSET */
 	uint64_t min_pgsize;	/* smallest page in iova_pgsizes: DMA alignment; 0 while UNSET */
 	bool has_dma_avail;	/* the kernel reported VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL */
-	uint32_t dma_avail;	/* mappings the kernel still allows, at the time of the attach */
+	uint32_t dma_avail;	/* mappings the kernel allows, as of the attach or
+				   brk_container_dma_avail() */
 	uint32_t groups;	/* groups attached now */
 	bool iommufd_present;	/* /dev/iommu exists */
 	bool vfio_cdev_present; /* /dev/vfio/devices exists */
@@ -61,6 +62,11 @@ const char *brk_container_backend_name(const struct brk_container *c);
 /* One line for the operator about the backend choice, e.g. "iommufd not available (no
  * /dev/iommu), using the VFIO container". */
 const char *brk_container_backend_note(const struct brk_container *c);
+
+/* Asks the kernel again how many DMA mappings it still allows (VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL),
+ * a cross-check of the broker's own count. Errors: -ENODEV (no group attached yet),
+ * -EOPNOTSUPP (the kernel does not report it), or the kernel's error. */
+int brk_container_dma_avail(struct brk_container *c, uint32_t *ret_avail);
 
 /* ---- groups -------------------------------------------------------------------------------- */
 
@@ -100,7 +106,8 @@ struct brk_mmap_area {
 
 struct brk_region {
 	uint32_t index;
-	bool present;	/* false: the kernel has no such region (e.g. VGA on a non-VGA device) */
+	bool present;	/* the kernel answered; false for e.g. VGA on a non-VGA device. An
+			 * unimplemented BAR is present with size 0 and no flags. */
 	uint32_t flags; /* VFIO_REGION_INFO_FLAG_* */
 	uint64_t size;
 	uint64_t offset;  /* in the device fd */

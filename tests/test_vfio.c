@@ -165,6 +165,24 @@ static void test_group_attach_first_selects_type1v2(void **state)
 	assert_int_equal(i->groups, 1);
 }
 
+static void test_container_dma_avail_requeried(void **state)
+{
+	struct t *t = *state;
+	uint32_t avail = 0;
+
+	assert_int_equal(brk_container_new(&t->f.sys, &t->err, &t->c), 0);
+	assert_int_equal(brk_container_dma_avail(t->c, &avail), -ENODEV);
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), 0);
+	assert_int_equal(brk_group_attach(t->g, t->c, &t->err), 0);
+	t->f.dma_avail = 65000;
+	assert_int_equal(brk_container_dma_avail(t->c, &avail), 0);
+	assert_int_equal(avail, 65000);
+	assert_int_equal(brk_container_info(t->c)->dma_avail, 65000);
+	t->f.dma_avail_cap = false;
+	assert_int_equal(brk_container_dma_avail(t->c, &avail), -EOPNOTSUPP);
+	assert_int_equal(brk_container_info(t->c)->min_pgsize, 0x1000);
+}
+
 static void test_group_attach_falls_back_to_type1(void **state)
 {
 	struct t *t = *state;
@@ -434,6 +452,7 @@ int main(void)
 	    T(test_container_new_missing_node_explained),
 	    T(test_container_iommufd_absence_reported),
 	    T(test_group_attach_first_selects_type1v2),
+	    T(test_container_dma_avail_requeried),
 	    T(test_group_attach_falls_back_to_type1),
 	    T(test_group_attach_to_second_container_rejected),
 	    T(test_group_not_viable_lists_unbound_devices),
