@@ -22,3 +22,8 @@ function(vb_fuzz_target name)
 endfunction()
 
 vb_fuzz_target(ipc_recv SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ipc_recv.c LIBS vb_ipc)
+
+# worker/: the device-image parser (and device initialization on what it yields) and the
+# config-space/MSI-X/region access paths. Seeds: tests/fuzz/make_worker_corpus.py.
+vb_fuzz_target(image SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_image.c LIBS vb_worker_core)
+vb_fuzz_target(cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_cfg.c LIBS vb_worker_core)

@@ -1,0 +1,360 @@
+/*
+ * irq: interrupt routing for every VFIO IRQ index, expressed as SET_IRQS requests the owner
+ * (the broker, through the callback) carries out.
+ *
+ * For MSI and MSI-X each vector is routed to exactly one eventfd: the VMM's irqfd when the guest
+ * has it unmasked (the kernel then signals KVM directly, no worker hop), otherwise a worker-owned
+ * eventfd whose firing sets the vector's pending bit. When a vector becomes unmasked it is routed
+ * back to the VMM first and only then is its worker eventfd drained, so an interrupt that raced
+ * with the re-route is delivered rather than lost. INTx, ERR and REQ pass the VMM's fds through.
+ *
+ * Owns: dups of the VMM's fds, the worker eventfds and the epoll fd that watches them. Trusts
+ * the VMM's fd numbers only as fds (the kernel checks they are eventfds at SET_IRQS time).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "wkr_internal.h"
+
+static const uint32_t idx_max[WKR_NUM_IRQS] = {1, 32, WKR_MSIX_VECTORS_MAX, 1, 1};
+
+int wkr__irq_init(struct wkr_dev *d)
+{
+	d->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (d->epfd < 0)
+		return -errno;
+	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
+		struct wkr_irqidx *ix = &d->irq[i];
+		ix->resample_fd = -1;
+		ix->nvec = d->info.irqs[i].count;
+		if (ix->nvec > idx_max[i])
+			return -EINVAL;
+		if (!ix->nvec)
+			continue;
+		ix->vec = calloc(ix->nvec, sizeof(*ix->vec));
+		if (!ix->vec)
+			return -ENOMEM;
+		for (uint32_t v = 0; v < ix->nvec; v++)
+			ix->vec[v] = (struct wkr_vec){.vmm_fd = -1, .wfd = -1, .routed = -1};
+	}
+	return 0;
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0)
+		close(*fd);
+	*fd = -1;
+}
+
+void wkr__irq_free(struct wkr_dev *d)
+{
+	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
+		struct wkr_irqidx *ix = &d->irq[i];
+		for (uint32_t v = 0; ix->vec && v < ix->nvec; v++) {
+			close_fd(&ix->vec[v].vmm_fd);
+			close_fd(&ix->vec[v].wfd);
+		}
+		close_fd(&ix->resample_fd);
+		free(ix->vec);
+		ix->vec = NULL;
+	}
+	close_fd(&d->epfd);
+}
+
+static int call(struct wkr_dev *d, const struct wkr_irq_set *s)
+{
+	if (!d->cb.set_irqs)
+		return -ENOSYS;
+	return d->cb.set_irqs(d->cb.data, s);
+}
+
+static int worker_fd(struct wkr_dev *d, uint32_t index, uint32_t v)
+{
+	struct wkr_vec *vec = &d->irq[index].vec[v];
+	if (vec->wfd >= 0)
+		return vec->wfd;
+	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fd < 0)
+		return -errno;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ((uint64_t)index << 32) | v};
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	vec->wfd = fd;
+	return fd;
+}
+
+static int target(struct wkr_dev *d, uint32_t index, uint32_t v)
+{
+	struct wkr_vec *vec = &d->irq[index].vec[v];
+	if (!vec->masked && vec->vmm_fd >= 0)
+		return vec->vmm_fd;
+	return worker_fd(d, index, v);
+}
+
+static void pending_changed(struct wkr_dev *d, uint32_t index)
+{
+	if (index == VFIO_PCI_MSI_IRQ_INDEX)
+		wkr__msi_pending_sync(d);
+}
+
+/* Reads (and so resets) a worker eventfd: true when it had fired. */
+static bool drain(int fd)
+{
+	uint64_t n = 0;
+	return fd >= 0 && read(fd, &n, sizeof(n)) == sizeof(n) && n > 0;
+}
+
+static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
+{
+	struct wkr_vec *vec = &d->irq[index].vec[v];
+	if (drain(vec->wfd))
+		vec->pending = true;
+	if (vec->pending && vec->routed == vec->vmm_fd && vec->vmm_fd >= 0) {
+		uint64_t one = 1;
+		/* An eventfd write only fails when the counter would overflow, in which case
+		 * the VMM has an interrupt outstanding anyway. */
+		if (write(vec->vmm_fd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
+			vec->pending = false;
+	}
+}
+
+static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
+{
+	int *fds = malloc(count * sizeof(int));
+	if (!fds)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		int t = target(d, index, start + i);
+		if (t < 0) {
+			free(fds);
+			return t;
+		}
+		fds[i] = t;
+	}
+	struct wkr_irq_set s = {.index = index,
+				.start = start,
+				.count = count,
+				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
+				.fds = fds};
+	int r = call(d, &s);
+	if (r == 0) {
+		for (uint32_t i = 0; i < count; i++)
+			d->irq[index].vec[start + i].routed = fds[i];
+		for (uint32_t i = 0; i < count; i++)
+			deliver(d, index, start + i);
+		pending_changed(d, index);
+	}
+	free(fds);
+	return r;
+}
+
+static int disable(struct wkr_dev *d, uint32_t index)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	if (!ix->hw_on)
+		return 0;
+	struct wkr_irq_set s = {
+	    .index = index, .action = VFIO_IRQ_SET_ACTION_TRIGGER, .disable = true};
+	int r = call(d, &s);
+	/* Whatever the broker answered, nothing is routed from our side any more: the broker
+	 * tears the index down itself when the worker goes away. */
+	ix->hw_on = false;
+	ix->hw_count = 0;
+	for (uint32_t v = 0; v < ix->nvec; v++)
+		ix->vec[v].routed = -1;
+	return r;
+}
+
+int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	int r = disable(d, index);
+	if (nvec > ix->nvec)
+		nvec = ix->nvec;
+	if (nvec == 0 || r < 0)
+		return r;
+	r = route(d, index, 0, nvec);
+	if (r == 0) {
+		ix->hw_on = true;
+		ix->hw_count = nvec;
+	}
+	return r;
+}
+
+int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	if (!ix->hw_on || start >= ix->hw_count)
+		return 0;
+	if (count > ix->hw_count - start)
+		count = ix->hw_count - start;
+	/* Re-route only the span whose targets changed, in one request. */
+	uint32_t lo = UINT32_MAX, hi = 0;
+	for (uint32_t v = start; v < start + count; v++) {
+		int t = target(d, index, v);
+		if (t < 0)
+			return t;
+		if (t != ix->vec[v].routed) {
+			lo = lo < v ? lo : v;
+			hi = v;
+		}
+	}
+	if (lo == UINT32_MAX)
+		return 0;
+	return route(d, index, lo, hi - lo + 1);
+}
+
+int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm)
+{
+	int first = 0;
+	for (uint32_t i = 0; i < WKR_NUM_IRQS; i++) {
+		int r = disable(d, i);
+		if (r < 0 && first == 0)
+			first = r;
+		if (!drop_vmm)
+			continue;
+		for (uint32_t v = 0; v < d->irq[i].nvec; v++)
+			close_fd(&d->irq[i].vec[v].vmm_fd);
+		close_fd(&d->irq[i].resample_fd);
+	}
+	return first;
+}
+
+int wkr_irq_release(struct wkr_dev *d)
+{
+	return wkr__irq_quiesce(d, true);
+}
+
+/* INTx, ERR and REQ: the VMM's eventfds are the triggers, no emulation in between. */
+static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const int *fds,
+		      int resample)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	int r = disable(d, index);
+	close_fd(&ix->vec[0].vmm_fd);
+	close_fd(&ix->resample_fd);
+	if (count == 0 || r < 0)
+		return r;
+	int trig = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
+	if (trig < 0)
+		return -errno;
+	ix->vec[0].vmm_fd = trig;
+	struct wkr_irq_set s = {.index = index,
+				.count = 1,
+				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
+				.fds = &ix->vec[0].vmm_fd};
+	r = call(d, &s);
+	if (r < 0)
+		return r;
+	ix->hw_on = true;
+	ix->hw_count = 1;
+	ix->vec[0].routed = trig;
+	if (index != VFIO_PCI_INTX_IRQ_INDEX || resample < 0)
+		return 0;
+	ix->resample_fd = fcntl(resample, F_DUPFD_CLOEXEC, 3);
+	if (ix->resample_fd < 0)
+		return -errno;
+	s.action = VFIO_IRQ_SET_ACTION_UNMASK;
+	s.fds = &ix->resample_fd;
+	return call(d, &s);
+}
+
+static uint32_t guest_nvec(const struct wkr_dev *d, uint32_t index)
+{
+	if (index == VFIO_PCI_MSI_IRQ_INDEX)
+		return d->msi.enabled ? d->msi.nvec : 0;
+	return d->msix.enabled ? d->msix.size : 0;
+}
+
+int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count,
+		    const int *fds, int resample_fd)
+{
+	if (index >= WKR_NUM_IRQS || (count && !fds))
+		return -EINVAL;
+	struct wkr_irqidx *ix = &d->irq[index];
+	if (ix->nvec == 0)
+		return -ENOENT;
+	if (start > ix->nvec || count > ix->nvec - start)
+		return -EINVAL;
+	if (resample_fd >= 0 && index != VFIO_PCI_INTX_IRQ_INDEX)
+		return -EINVAL;
+	for (uint32_t i = 0; i < count; i++)
+		if (fds[i] < 0)
+			return -EBADF;
+	if (index != VFIO_PCI_MSI_IRQ_INDEX && index != VFIO_PCI_MSIX_IRQ_INDEX)
+		return start ? -EINVAL : set_direct(d, index, count, fds, resample_fd);
+
+	int dups[WKR_MSIX_VECTORS_MAX];
+	for (uint32_t i = 0; i < count; i++) {
+		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (dups[i] < 0) {
+			int e = -errno;
+			while (i--)
+				close(dups[i]);
+			return e;
+		}
+	}
+	if (count == 0) {
+		start = 0;
+		for (uint32_t v = 0; v < ix->nvec; v++) {
+			if (ix->vec[v].routed >= 0 && ix->vec[v].routed == ix->vec[v].vmm_fd)
+				ix->vec[v].routed = -2;
+			close_fd(&ix->vec[v].vmm_fd);
+		}
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		close_fd(&ix->vec[start + i].vmm_fd);
+		ix->vec[start + i].vmm_fd = dups[i];
+		/* A new dup may reuse the old number: force the re-route. */
+		if (ix->vec[start + i].routed >= 0)
+			ix->vec[start + i].routed = -2;
+	}
+	uint32_t nvec = guest_nvec(d, index);
+	if (nvec && !ix->hw_on)
+		return wkr__irq_enable(d, index, nvec); /* routes torn down by a disconnect */
+	return wkr__irq_sync(d, index, count ? start : 0, count ? count : ix->nvec);
+}
+
+int wkr_irq_poll_fd(const struct wkr_dev *d)
+{
+	return d->epfd;
+}
+
+int wkr_irq_service(struct wkr_dev *d)
+{
+	struct epoll_event ev[32];
+	int fired = 0;
+	int n = epoll_wait(d->epfd, ev, 32, 0);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		uint32_t index = (uint32_t)(ev[i].data.u64 >> 32);
+		uint32_t v = (uint32_t)ev[i].data.u64;
+		struct wkr_vec *vec = &d->irq[index].vec[v];
+		if (!drain(vec->wfd))
+			continue;
+		fired++;
+		vec->pending = true;
+		deliver(d, index, v);
+		pending_changed(d, index);
+	}
+	return fired;
+}
+
+uint64_t wkr_irq_pending(const struct wkr_dev *d)
+{
+	uint64_t n = 0;
+	for (uint32_t i = VFIO_PCI_MSI_IRQ_INDEX; i <= VFIO_PCI_MSIX_IRQ_INDEX; i++)
+		for (uint32_t v = 0; v < d->irq[i].nvec; v++)
+			n += d->irq[i].vec[v].pending;
+	return n;
+}

@@ -1,0 +1,176 @@
+/*
+ * Internal layout of struct wkr_dev, shared by the worker core's modules (cfg, caps, bar, msi,
+ * msix, irq, region). Not installed, not used outside worker/.
+ */
+#ifndef VB_WKR_INTERNAL_H
+#define VB_WKR_INTERNAL_H
+
+#include "wkr.h"
+
+#define WKR_CAPS_MAX   160
+#define WKR_MAP_NONE   0xff /* byte belongs to no capability: passed through */
+#define WKR_CFG_HDR    0x40
+#define WKR_CFG_LEGACY 0x100
+
+enum wkr_cap_kind {
+	CAPK_HEADER,
+	CAPK_HIDDEN,   /* reads as zero (next pointers of its neighbours skip it) */
+	CAPK_RO,       /* read through, never written */
+	CAPK_PM,       /* power management: PMCSR written through */
+	CAPK_PCIE,     /* PCI Express: control registers written through, FLR virtual */
+	CAPK_AF,       /* advanced features: FLR virtual */
+	CAPK_MSI,      /* fully virtual */
+	CAPK_MSIX,     /* message control virtual, table and PBA emulated */
+	CAPK_AER,      /* status RW1C and masks written through */
+	CAPK_EXT_HEAD, /* the header at 0x100 kept for a hidden first extended capability */
+};
+
+struct wkr_cap {
+	uint16_t id;
+	uint16_t off;
+	uint16_t len;
+	uint8_t kind;
+	bool ext;
+};
+
+/* One permission entry: masks repeat every 4 bytes over `len` bytes from `off`. */
+struct wkr_perm {
+	uint16_t off;
+	uint16_t len;
+	uint32_t virt;
+	uint32_t write;
+	uint32_t rw1c;
+};
+
+struct wkr_bar {
+	uint64_t size;
+	uint32_t flags; /* low bits of the BAR: I/O, type, prefetchable */
+	bool present;
+	bool io;
+	bool is64;
+	bool upper;    /* upper half of the 64-bit BAR below */
+	uint64_t addr; /* last address reported (ROM: bit 0 is its enable) */
+};
+
+struct wkr_vec {
+	int vmm_fd;  /* dup of the VMM's irqfd, or -1 */
+	int wfd;     /* worker eventfd (lazily created), or -1 */
+	int routed;  /* fd the kernel signals now: -1 none */
+	bool masked; /* as the guest sees it, function mask included */
+	bool pending;
+};
+
+struct wkr_irqidx {
+	uint32_t nvec; /* VFIO count of the index */
+	struct wkr_vec *vec;
+	bool hw_on;	   /* SET_IRQS enabled the index */
+	uint32_t hw_count; /* vectors enabled in the kernel */
+	int resample_fd;   /* INTx unmask eventfd (dup), or -1 */
+};
+
+struct wkr_dev {
+	struct wkr_devinfo info;
+	struct wkr_io io;
+	struct wkr_callbacks cb;
+	uint32_t cfg_size;
+	uint64_t cfg_base; /* offset of the config region in the device fd */
+	uint8_t vconfig[WKR_CFG_SIZE_MAX];
+	uint8_t virt[WKR_CFG_SIZE_MAX];
+	uint8_t wmask[WKR_CFG_SIZE_MAX];
+	uint8_t rw1c[WKR_CFG_SIZE_MAX];
+	uint8_t map[WKR_CFG_SIZE_MAX];
+	struct wkr_cap caps[WKR_CAPS_MAX];
+	unsigned ncaps;
+	struct wkr_bar bars[VFIO_PCI_ROM_REGION_INDEX + 1];
+	uint16_t command;
+	struct {
+		bool present;
+		uint16_t off;
+		bool is64;
+		bool pvm;
+		uint8_t mmc; /* log2 of vectors capable */
+		uint16_t mask_off;
+		bool enabled;
+		uint32_t nvec;
+	} msi;
+	struct {
+		bool present;
+		uint16_t off;
+		uint32_t size; /* vectors */
+		uint8_t tbir;
+		uint8_t pbir;
+		uint64_t toff;
+		uint64_t poff;
+		bool enabled;
+		bool fmask;
+		uint8_t *table; /* size * 16 bytes, little endian */
+	} msix;
+	struct wkr_irqidx irq[WKR_NUM_IRQS];
+	int epfd;
+	uint64_t pagesize;
+};
+
+static inline uint16_t wkr__le16(const uint8_t *p)
+{
+	return (uint16_t)(p[0] | (p[1] << 8));
+}
+
+static inline uint32_t wkr__le32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
+	       ((uint32_t)p[3] << 24);
+}
+
+static inline void wkr__put16(uint8_t *p, uint16_t v)
+{
+	p[0] = (uint8_t)v;
+	p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void wkr__put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* cfg.c */
+int wkr__cfg_phys_read(struct wkr_dev *d, uint32_t off, uint8_t *buf, size_t len);
+void wkr__perm_apply(struct wkr_dev *d, uint16_t base, const struct wkr_perm *p, size_t n);
+int wkr__cfg_build(struct wkr_dev *d);
+
+/* caps.c */
+int wkr__caps_init(struct wkr_dev *d);
+
+/* bar.c */
+int wkr__bars_init(struct wkr_dev *d);
+int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len);
+
+/* msi.c */
+int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap);
+int wkr__msi_written(struct wkr_dev *d, uint32_t off, size_t len);
+/* Mirrors the per-vector pending bits into the shadow's Pending Bits register. */
+void wkr__msi_pending_sync(struct wkr_dev *d);
+
+/* msix.c */
+int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap);
+int wkr__msix_written(struct wkr_dev *d, uint32_t off, size_t len);
+/* Which emulated MSI-X structure [off, off+len) of region `index` starts in: 1 table, 2 PBA,
+ * 0 neither; *ret_len is how much of the access stays in that structure (or before the next). */
+int wkr__msix_classify(const struct wkr_dev *d, uint32_t index, uint64_t off, size_t len,
+		       size_t *ret_len);
+void wkr__msix_read(struct wkr_dev *d, int what, uint64_t off, uint8_t *buf, size_t len);
+int wkr__msix_write(struct wkr_dev *d, int what, uint64_t off, const uint8_t *buf, size_t len);
+
+/* irq.c */
+int wkr__irq_init(struct wkr_dev *d);
+void wkr__irq_free(struct wkr_dev *d);
+/* Disables every hardware route; with `drop_vmm` also closes the VMM's fds. Pending bits and
+ * guest-visible state stay. Returns the first error of the broker. */
+int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm);
+/* Recomputes the routes of vectors [start, start+count) of an enabled index after their masks
+ * or fds changed; delivers what is pending on vectors that now reach the VMM. */
+int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count);
+/* The guest enabled (nvec > 0) or disabled (nvec 0) MSI or MSI-X. */
+int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec);
+
+#endif
