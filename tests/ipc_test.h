@@ -8,6 +8,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -168,5 +169,127 @@ static inline ssize_t raw_send(int fd, const struct raw_hdr *h, const void *body
 		memcpy(buf + IPC_HDR_SIZE, body, blen);
 	return raw_sendmsg(fd, buf, IPC_HDR_SIZE + blen, fds, nfds);
 }
+
+/* Helpers that assert: only for cmocka tests (include <cmocka.h> first). */
+#ifdef cmocka_unit_test
+
+static inline void chan_pair(const struct ipc_limits *la, const struct ipc_limits *lb,
+			     struct ipc_chan **a, struct ipc_chan **b)
+{
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, la, a), 0);
+	assert_int_equal(ipc_chan_new(sv[1], &test_proto_server, lb, b), 0);
+}
+
+/* A server channel whose peer is a raw socket. */
+static inline struct ipc_chan *chan_raw(const struct ipc_limits *l, int *raw)
+{
+	struct ipc_chan *c;
+	int sv[2];
+
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, l, &c), 0);
+	*raw = sv[1];
+	return c;
+}
+
+static inline Vb__Dev__Data data_of(const char *s)
+{
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+
+	d.data.data = (uint8_t *)s;
+	d.data.len = strlen(s);
+	return d;
+}
+
+static inline void assert_data(const struct ipc_msg *m, const char *s)
+{
+	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
+
+	assert_non_null(d);
+	assert_ptr_equal(d->base.descriptor, &vb__dev__data__descriptor);
+	assert_int_equal(d->data.len, strlen(s));
+	assert_memory_equal(d->data.data, s, strlen(s));
+}
+
+static inline size_t pack_data(const char *s, uint8_t *buf)
+{
+	Vb__Dev__Data d = data_of(s);
+
+	return vb__dev__data__pack(&d, buf);
+}
+
+static inline ssize_t raw_recv(int fd, struct raw_hdr *h, uint8_t *body, size_t cap)
+{
+	uint8_t buf[IPC_HDR_SIZE + 4096];
+	ssize_t n = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+
+	if (n < 0)
+		return -errno;
+	if (n < IPC_HDR_SIZE)
+		return -EMSGSIZE;
+	raw_decode(buf, h);
+	if ((size_t)n - IPC_HDR_SIZE > cap)
+		return -EMSGSIZE;
+	memcpy(body, buf + IPC_HDR_SIZE, (size_t)n - IPC_HDR_SIZE);
+	return n - IPC_HDR_SIZE;
+}
+
+/* The raw peer must hold exactly one error reply for (type, id) with this errno. */
+static inline void raw_expect_error(int fd, uint16_t type, uint32_t id, int code)
+{
+	uint8_t body[4096];
+	struct raw_hdr h;
+	Vb__Error *e;
+	ssize_t n = raw_recv(fd, &h, body, sizeof(body));
+
+	assert_true(n >= 0);
+	assert_int_equal(h.magic, IPC_MAGIC);
+	assert_int_equal(h.kind, IPC_KIND_ERROR);
+	assert_int_equal(h.type, type);
+	assert_int_equal(h.id, id);
+	assert_int_equal(h.nfds, 0);
+	assert_int_equal(h.len, n);
+	e = vb__error__unpack(NULL, (size_t)n, body);
+	assert_non_null(e);
+	assert_int_equal(e->code, code);
+	assert_true(strlen(e->message) > 0);
+	vb__error__free_unpacked(e, NULL);
+	assert_int_equal(recv(fd, body, sizeof(body), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+static inline void raw_expect_nothing(int fd)
+{
+	uint8_t b[64];
+
+	assert_int_equal(recv(fd, b, sizeof(b), MSG_DONTWAIT), -1);
+	assert_int_equal(errno, EAGAIN);
+}
+
+/* `n` fresh pipes' write ends in fds[], the read ends closed: things to send. */
+static inline void make_fds(int *fds, size_t n)
+{
+	size_t i;
+	int p[2];
+
+	for (i = 0; i < n; i++) {
+		assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+		close(p[0]);
+		fds[i] = p[1];
+	}
+}
+
+static inline void close_all(int *fds, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		close(fds[i]);
+}
+
+#endif /* cmocka_unit_test */
 
 #endif
