@@ -7,7 +7,8 @@
  * protocol table before anything is allocated for it; decoding runs on a bounded arena; every
  * fd that arrives is owned by exactly one party at all times and is closed on every error path.
  *
- * Errors are negative errno values. The library never logs.
+ * Errors are negative errno values. The library never logs. A channel is used by one thread at a
+ * time (no locking inside); separate channels are independent.
  */
 #ifndef VB_IPC_H
 #define VB_IPC_H
