@@ -18,6 +18,7 @@
 #include <termios.h>
 
 #include <asm/prctl.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <linux/vfio.h>
 
@@ -137,6 +138,9 @@ static const struct policyc_const policyc__consts[] = {
     K(SECCOMP_SET_MODE_FILTER),
     K(SECCOMP_GET_ACTION_AVAIL),
     K(SECCOMP_GET_NOTIF_SIZES),
+    /* <linux/futex.h> */
+    K(FUTEX_WAIT_PRIVATE),
+    K(FUTEX_WAKE_PRIVATE),
     /* <sys/mount.h> */
     K(MS_RDONLY),
     K(MS_NOSUID),

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -62,7 +63,7 @@ struct sbx__child {
 	int exe_fd;
 	int null_fd;
 	int err_fd;  /* write end of the error pipe */
-	int sync_fd; /* read end: one byte once uid_map and gid_map are written */
+	int sync_fd; /* child's end of the sync socketpair: one byte once the id maps exist */
 };
 
 static _Noreturn void sbx__child_fail(int fd, const char *step, int err)
@@ -319,7 +320,9 @@ static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int pidfd,
 		sbx__set_error(s, r, "write gid_map");
 		return r;
 	}
-	if (write(sync_fd, "g", 1) != 1) {
+	/* A socket rather than a pipe: MSG_NOSIGNAL, so a child that died early yields EPIPE
+	 * here instead of a SIGPIPE for the whole broker. */
+	if (send(sync_fd, "g", 1, MSG_NOSIGNAL) != 1) {
 		r = -errno;
 		sbx__set_error(s, r, "release child");
 		return r;
@@ -343,7 +346,7 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 
 	if (pipe2(errp, O_CLOEXEC) < 0)
 		return -errno;
-	if (pipe2(syncp, O_CLOEXEC) < 0) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncp) < 0) {
 		r = -errno;
 		goto out_errp;
 	}

@@ -10,6 +10,14 @@ target_link_options(sbx_helper PRIVATE -static)
 set_target_properties(sbx_helper PROPERTIES POSITION_INDEPENDENT_CODE OFF)
 vb_strip_sanitizers(sbx_helper)
 
+vb_unit_test(seccomp SOURCES test_seccomp.c LIBS vb_sandbox PkgConfig::LIBUV)
+target_compile_definitions(test_seccomp PRIVATE SBX_HELPER_PATH="$<TARGET_FILE:sbx_helper>")
+add_dependencies(test_seccomp sbx_helper)
+
 vb_unit_test(sandbox SOURCES test_sandbox.c LIBS vb_sandbox)
 target_compile_definitions(test_sandbox PRIVATE SBX_HELPER_PATH="$<TARGET_FILE:sbx_helper>")
 add_dependencies(test_sandbox sbx_helper)
+
+vb_unit_test(policyc SOURCES test_policyc.c)
+target_compile_definitions(test_policyc PRIVATE POLICYC_PATH="$<TARGET_FILE:policyc>")
+add_dependencies(test_policyc policyc)
