@@ -18,9 +18,9 @@
  *                           broker's RLIMIT_MEMLOCK unless the caller has CAP_IPC_LOCK. The
  *                           broker enforces its own per-VM pinned-bytes quota (dma.h); with this
  *                           capability the quota, not a process-wide rlimit, is the limit.
- *   CAP_CHOWN               Each VM's socket directory under the runtime dir is handed to the
- *                           AddDevice owner uid/gid (fchown) so that only that VMM can reach its
- *                           workers' sockets; the control socket goes to the admin group.
+ *   CAP_CHOWN               Each device's VMM socket is handed to the AddDevice owner uid/gid
+ *                           (fchownat, mode 0600) so that only that VMM can connect; the
+ *                           control socket goes to the admin uid/gid at start.
  *
  * Deliberately not kept: CAP_SYS_ADMIN (no mounts in the broker's namespace; the worker's
  * pivot_root happens in its own mount namespace, owned by its own user namespace), CAP_KILL
@@ -39,7 +39,7 @@
 #include <linux/capability.h>
 
 const struct brk_cap brk_caps_kept[] = {
-    {CAP_CHOWN, "cap_chown", "hand VM socket directories to their owner"},
+    {CAP_CHOWN, "cap_chown", "hand VMM sockets to their owner"},
     {CAP_SETGID, "cap_setgid", "map and switch to worker gids"},
     {CAP_SETUID, "cap_setuid", "map and switch to worker uids"},
     {CAP_IPC_LOCK, "cap_ipc_lock", "pin DMA memory beyond RLIMIT_MEMLOCK"},

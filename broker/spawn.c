@@ -18,17 +18,15 @@
 #include "ipc.h"
 #include "sandbox.h"
 
-/* Opens <runtime_dir>/<vm> as a directory that is really a directory (not a symlink), making it
- * first if needed, and gives it to the owner. */
-static int spawn_vm_dir(const char *runtime_dir, const char *vm, uid_t uid, gid_t gid, char *err,
-			size_t errsz)
+/* Opens <runtime_dir>/<vm>, making it first if needed: root's, mode 0755, so that only the
+ * broker can create or remove the sockets in it. */
+static int spawn_vm_dir(const char *runtime_dir, const char *vm, char *err, size_t errsz)
 {
 	char dir[PATH_MAX];
-	struct stat st;
 	int fd;
 
 	snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, vm);
-	if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
+	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		int e = errno;
 		snprintf(err, errsz, "cannot create %s: %s", dir, strerror(e));
 		return -e;
@@ -39,15 +37,7 @@ static int spawn_vm_dir(const char *runtime_dir, const char *vm, uid_t uid, gid_
 		snprintf(err, errsz, "cannot open %s: %s", dir, strerror(e));
 		return -e;
 	}
-	if (fstat(fd, &st) < 0 || fchown(fd, uid, gid) < 0 || fchmod(fd, 0700) < 0) {
-		int e = errno;
-		snprintf(err, errsz, "cannot hand %s to uid %u: %s", dir, (unsigned)uid,
-			 strerror(e));
-		close(fd);
-		return -e;
-	}
-	close(fd);
-	return 0;
+	return fd;
 }
 
 int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
@@ -55,7 +45,8 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 			 size_t errsz)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd, r, n;
+	char name[BRK_BDF_LEN + 8];
+	int dfd, fd, r, n;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz) {
@@ -63,34 +54,41 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 			 bdf);
 		return -ENAMETOOLONG;
 	}
-	r = spawn_vm_dir(runtime_dir, vm, owner_uid, owner_gid, err, errsz);
-	if (r < 0)
-		return r;
-	/* A socket left by an earlier worker of this device (or anything the owner put there). */
-	if (unlink(sa.sun_path) < 0 && errno != ENOENT) {
+	snprintf(name, sizeof(name), "%s.sock", bdf);
+	dfd = spawn_vm_dir(runtime_dir, vm, err, errsz);
+	if (dfd < 0)
+		return dfd;
+	/* A socket left by an earlier worker of this device. */
+	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
 		r = -errno;
 		snprintf(err, errsz, "cannot remove stale %s: %s", sa.sun_path, strerror(-r));
-		return r;
+		goto out;
 	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
 		r = -errno;
 		snprintf(err, errsz, "socket: %s", strerror(-r));
-		return r;
+		goto out;
 	}
 	/* unix_bind() gives the new node the socket inode's mode minus the umask: set it on the
-	 * fd, so that no chmod by path (and no window with another mode) is needed. */
-	if (fchmod(fd, 0666) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	 * fd, so that the node never exists with another mode. Then it goes to the VM's owner; the
+	 * connect() it allows is checked again by the worker (SO_PEERCRED against the owner). */
+	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
+	    fchownat(dfd, name, owner_uid, owner_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    listen(fd, 4) < 0) {
 		r = -errno;
-		snprintf(err, errsz, "cannot listen on %s: %s", sa.sun_path, strerror(-r));
+		snprintf(err, errsz, "cannot listen on %s for uid %u: %s", sa.sun_path,
+			 (unsigned)owner_uid, strerror(-r));
 		close(fd);
-		unlink(sa.sun_path);
-		return r;
+		unlinkat(dfd, name, 0);
+		goto out;
 	}
 	snprintf(path, pathsz, "%s", sa.sun_path);
 	*ret_fd = fd;
-	return 0;
+	r = 0;
+out:
+	close(dfd);
+	return r;
 }
 
 void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const char *path,

@@ -1,6 +1,6 @@
 /*
  * spawn: what the broker prepares for a worker process. The VMM listening socket of a device
- * (in a per-VM directory owned by the VM's owner), and the worker itself: a socketpair whose
+ * (owned by the VM's owner, mode 0600), and the worker itself: a socketpair whose
  * child end becomes the worker's fd 3 (the broker channel), started in its sandbox with
  * sbx_spawn_worker() under the configured uid, rlimits and seccomp mode.
  */
@@ -16,13 +16,10 @@
 #define BRK_WORKER_CHANNEL_FD 3
 
 /*
- * Creates (if needed) <runtime_dir>/<vm>/, owned by owner_uid:owner_gid with mode 0700, so that
- * only the VM's owner (and root) can reach the sockets in it, and binds a listening
- * SOCK_SEQPACKET socket <runtime_dir>/<vm>/<bdf>.sock (a stale one is replaced). The socket node
- * itself is root's with mode 0666: the directory is the access control, and the worker checks
- * the VMM's SO_PEERCRED against the owner again. `vm` and `bdf` must be validated names.
- * Returns 0 with the path in `path` and the fd in *ret_fd; errors are negative errno with a
- * message in err.
+ * Creates (if needed) <runtime_dir>/<vm>/ (root's, mode 0755) and binds a listening
+ * SOCK_SEQPACKET socket <runtime_dir>/<vm>/<bdf>.sock owned by owner_uid:owner_gid with mode 0600
+ * (a stale one is replaced). `vm` and `bdf` must be validated names. Returns 0 with the path in
+ * `path` and the fd in *ret_fd; errors are negative errno with a message in err.
  */
 int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
 			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd, char *err,

@@ -32,7 +32,9 @@
 
 /* How long past its own timeout the broker waits for the answer to a REMOVAL. */
 #define WKR_REMOVAL_GRACE_MS 1000
-#define WKR_TYPES	     (VB__BRK__TYPE__VMM_STATE + 1)
+/* How long a worker that hung up its channel has to exit before that counts as its fault. */
+#define WKR_EOF_GRACE_MS 500
+#define WKR_TYPES	 (VB__BRK__TYPE__VMM_STATE + 1)
 
 /* Worker states, as bits for the table's allowed-when. */
 enum wkr_state {
@@ -94,8 +96,11 @@ static int wkr_reply_empty(struct brk_worker *w, struct ipc_msg *m)
 static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct brk_err *err)
 {
 	int code = err->code < 0 ? err->code : -EINVAL;
-	int r = ipc_chan_reply_error(ipc_uv_chan(w->u), m, code, "%s",
-				     err->msg[0] ? err->msg : strerror(-code));
+	const char *msg = err->msg[0] ? err->msg : strerror(-code);
+	int r;
+
+	brk_debug("%s: worker %d: request type %u refused: %s", w->bdf, (int)w->pid, m->type, msg);
+	r = ipc_chan_reply_error(ipc_uv_chan(w->u), m, code, "%s", msg);
 
 	return r < 0 ? r : 1;
 }
@@ -303,16 +308,29 @@ static void wkr_answer(struct brk_worker *w, struct ipc_msg *m)
 	}
 }
 
+static void wkr_eof_expired(uv_timer_t *t)
+{
+	struct brk_worker *w = t->data;
+
+	wkr_fault(w, BRK_WORKER_CRASHED, "worker closed its broker channel and kept running");
+}
+
 static void wkr_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 {
 	struct brk_worker *w = data;
 
 	if (!m) {
-		if (w->state != W_DEAD)
-			wkr_fault(w,
-				  err == -EPIPE || err == -ECONNRESET ? BRK_WORKER_CRASHED
-								      : BRK_WORKER_PROTOCOL,
-				  "broker channel: %s", strerror(-err));
+		if (w->state == W_DEAD)
+			return;
+		if (err != -EPIPE && err != -ECONNRESET) {
+			wkr_fault(w, BRK_WORKER_PROTOCOL, "broker channel: %s", strerror(-err));
+			return;
+		}
+		/* A hang-up is usually a worker that died: wait briefly for its exit status, which
+		 * says why (a signal, a seccomp kill), before calling it a fault of its own. */
+		w->removal_pending = false;
+		brk_sup_stop_heartbeats(w->sup);
+		uv_timer_start(&w->removal_timer, wkr_eof_expired, WKR_EOF_GRACE_MS, 0);
 		return;
 	}
 	if (w->state == W_DEAD) {
@@ -385,10 +403,8 @@ static void wkr_stop(struct brk_worker *w)
 	if (w->state == W_DEAD)
 		return;
 	w->state = W_DEAD;
-	if (w->removal_pending) {
-		w->removal_pending = false;
-		uv_timer_stop(&w->removal_timer);
-	}
+	w->removal_pending = false;
+	uv_timer_stop(&w->removal_timer);
 	brk_sup_stop_heartbeats(w->sup);
 	brk_sup_kill(w->sup);
 }
