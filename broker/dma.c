@@ -25,7 +25,13 @@
 struct dma_map {
 	uint64_t iova;
 	uint64_t size;
-	uint64_t owner;
+	uint64_t offset;
+	uint64_t owner; /* who asked first */
+	uint64_t *also; /* further owners that asked for the identical mapping, nalso of them */
+	uint32_t nalso;
+	uint32_t prot;
+	dev_t dev; /* the memfd's inode: an identical request names the same memory */
+	ino_t ino;
 };
 
 struct brk_dma {
@@ -79,10 +85,14 @@ void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits)
 
 void brk_dma_free(struct brk_dma *d)
 {
+	uint32_t i;
+
 	if (!d)
 		return;
 	/* Whatever the kernel refuses to unmap is released when the container fd closes. */
 	brk_dma_unmap_all(d, NULL, NULL);
+	for (i = 0; i < d->n; i++)
+		free(d->maps[i].also);
 	free(d->maps);
 	free(d);
 }
@@ -157,7 +167,7 @@ static bool named_memfd(int fd)
 }
 
 static int check_memfd(const struct brk_dma *d, int fd, uint64_t offset, uint64_t size,
-		       struct brk_err *err)
+		       struct stat *ret_st, struct brk_err *err)
 {
 	struct statfs sfs;
 	struct stat st;
@@ -181,6 +191,7 @@ static int check_memfd(const struct brk_dma *d, int fd, uint64_t offset, uint64_
 				"offset 0x%llx + size 0x%llx is beyond the memfd's size 0x%llx",
 				(unsigned long long)offset, (unsigned long long)size,
 				(unsigned long long)st.st_size);
+	*ret_st = st;
 	return 0;
 }
 
@@ -286,21 +297,80 @@ static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint6
 	return r < 0 ? map_error(r, err) : 0;
 }
 
+static bool has_owner(const struct dma_map *m, uint64_t owner)
+{
+	uint32_t i;
+
+	if (m->owner == owner)
+		return true;
+	for (i = 0; i < m->nalso; i++) {
+		if (m->also[i] == owner)
+			return true;
+	}
+	return false;
+}
+
+/* Removes `owner` from a shared mapping (nalso > 0); the mapping stays for the others. */
+static void drop_owner(struct dma_map *m, uint64_t owner)
+{
+	uint32_t i;
+
+	if (m->owner == owner) {
+		m->owner = m->also[--m->nalso];
+		return;
+	}
+	for (i = 0; i < m->nalso; i++) {
+		if (m->also[i] == owner) {
+			m->also[i] = m->also[--m->nalso];
+			return;
+		}
+	}
+}
+
+/* One container serves every device of a VM, so a VMM that maps its RAM once per device asks
+ * for the same mapping several times. An identical request (same range, memory and prot) from
+ * another owner joins the existing mapping instead of failing as an overlap: it grants nothing
+ * new (all devices of the container already reach every mapping) and the memfd check has
+ * already proved the requester holds that memory. */
+static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t iova, uint64_t size,
+		 uint64_t offset, uint32_t prot, const struct stat *st, struct brk_err *err)
+{
+	uint64_t *also;
+
+	if (m->iova != iova || m->size != size || m->offset != offset || m->prot != prot ||
+	    m->dev != st->st_dev || m->ino != st->st_ino)
+		return brk_errf(err, -EEXIST,
+				"IOVA range 0x%llx+0x%llx overlaps the mapping at 0x%llx+0x%llx",
+				(unsigned long long)iova, (unsigned long long)size,
+				(unsigned long long)m->iova, (unsigned long long)m->size);
+	if (has_owner(m, owner))
+		return brk_errf(err, -EEXIST, "this device already mapped 0x%llx+0x%llx",
+				(unsigned long long)iova, (unsigned long long)size);
+	also = realloc(m->also, (m->nalso + 1) * sizeof(*also));
+	if (!also)
+		return brk_errf(err, -ENOMEM, "out of memory");
+	m->also = also;
+	m->also[m->nalso++] = owner;
+	d->st.shares++;
+	return 0;
+}
+
 int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
 		uint64_t offset, uint32_t prot, struct brk_err *err)
 {
 	const struct dma_map *o;
+	struct stat st = {0};
 	uint32_t pos = 0;
 	int r;
 
 	r = check_range(d, iova, size, offset, prot, err);
 	if (r == 0)
-		r = check_memfd(d, memfd, offset, size, err);
-	if (r == 0 && (o = find_overlap(d, iova, iova + (size - 1), &pos)))
-		r = brk_errf(err, -EEXIST,
-			     "IOVA range 0x%llx+0x%llx overlaps the mapping at 0x%llx+0x%llx",
-			     (unsigned long long)iova, (unsigned long long)size,
-			     (unsigned long long)o->iova, (unsigned long long)o->size);
+		r = check_memfd(d, memfd, offset, size, &st, err);
+	if (r == 0 && (o = find_overlap(d, iova, iova + (size - 1), &pos))) {
+		r = share(d, &d->maps[o - d->maps], owner, iova, size, offset, prot, &st, err);
+		if (r == 0)
+			return 0;
+	}
 	if (r == 0)
 		r = check_quota(d, size, err);
 	if (r == 0 && reserve(d) < 0)
@@ -312,7 +382,13 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 		return r;
 	}
 	memmove(&d->maps[pos + 1], &d->maps[pos], (size_t)(d->n - pos) * sizeof(d->maps[0]));
-	d->maps[pos] = (struct dma_map){.iova = iova, .size = size, .owner = owner};
+	d->maps[pos] = (struct dma_map){.iova = iova,
+					.size = size,
+					.offset = offset,
+					.owner = owner,
+					.prot = prot,
+					.dev = st.st_dev,
+					.ino = st.st_ino};
 	d->n++;
 	d->st.mappings = d->n;
 	d->st.pinned_bytes += size;
@@ -329,6 +405,9 @@ static int unmap_entry(struct brk_dma *d, uint32_t i)
 	r = kernel_unmap(d, m->iova, m->size);
 	if (r < 0)
 		return r;
+	free(m->also);
+	m->also = NULL;
+	m->nalso = 0;
 	d->st.pinned_bytes -= m->size;
 	d->st.unmaps++;
 	return 0;
@@ -345,9 +424,13 @@ int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t siz
 				"no DMA mapping at 0x%llx of size 0x%llx (unmap exactly what was "
 				"mapped)",
 				(unsigned long long)iova, (unsigned long long)size);
-	if (d->maps[i].owner != owner)
+	if (!has_owner(&d->maps[i], owner))
 		return brk_errf(err, -EPERM, "the DMA mapping at 0x%llx belongs to another device",
 				(unsigned long long)iova);
+	if (d->maps[i].nalso) {
+		drop_owner(&d->maps[i], owner);
+		return 0;
+	}
 	r = unmap_entry(d, i);
 	if (r < 0)
 		return brk_errf(err, r, "VFIO_IOMMU_UNMAP_DMA failed: %s", strerror(-r));
@@ -357,7 +440,8 @@ int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t siz
 	return 0;
 }
 
-/* Unmaps every entry for which all || owner matches, compacting the table in one pass. */
+/* Releases every entry for which all || owner matches, compacting the table in one pass. An
+ * owner's share of a mapping others still hold is dropped without a kernel call. */
 static int unmap_where(struct brk_dma *d, bool all, uint64_t owner, uint32_t *ret_count,
 		       uint64_t *ret_bytes)
 {
@@ -366,9 +450,16 @@ static int unmap_where(struct brk_dma *d, bool all, uint64_t owner, uint32_t *re
 	int r, first = 0;
 
 	for (i = 0; i < d->n; i++) {
-		if (all || d->maps[i].owner == owner) {
+		if (all || has_owner(&d->maps[i], owner)) {
 			uint64_t size = d->maps[i].size;
 
+			if (!all && d->maps[i].nalso) {
+				drop_owner(&d->maps[i], owner);
+				count++;
+				bytes += size;
+				d->maps[w++] = d->maps[i];
+				continue;
+			}
 			r = unmap_entry(d, i);
 			if (r == 0) {
 				count++;
@@ -411,7 +502,7 @@ void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_
 	uint64_t bytes = 0;
 
 	for (i = 0; i < d->n; i++) {
-		if (d->maps[i].owner == owner) {
+		if (has_owner(&d->maps[i], owner)) {
 			count++;
 			bytes += d->maps[i].size;
 		}

@@ -57,6 +57,7 @@ struct brk_dma_stats {
 	uint64_t unmaps;	/* mappings removed, ever */
 	uint64_t rejects;	/* brk_dma_map() calls refused before or by the kernel */
 	uint64_t ebusy_retries; /* maps that succeeded after the EBUSY unmap-and-retry */
+	uint64_t shares;	/* maps that joined another owner's identical mapping */
 };
 
 struct brk_dma;
@@ -69,7 +70,10 @@ void brk_dma_free(struct brk_dma *d);
 void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
 
 /* Maps [offset, offset + size) of `memfd` at [iova, iova + size) with `prot` (BRK_DMA_PROT_*),
- * on behalf of `owner` (any value; it is only compared). `memfd` is borrowed: the pinned pages
+ * on behalf of `owner` (any value; it is only compared). The VM's devices share one container,
+ * so a request identical to an existing mapping of another owner (same iova, size, offset,
+ * prot and memfd inode) joins it: no kernel call, no extra quota; it is unmapped in the kernel
+ * when its last owner lets go. `memfd` is borrowed: the pinned pages
  * keep the memory alive, and the caller may close the fd right after. On the
  * kernel's EBUSY (a stale mapping in the range) the range is unmapped and the map retried once.
  * Errors, each with a message in `err`:
@@ -80,7 +84,8 @@ void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
  *            mapped with `prot` (read-only fd, F_SEAL_WRITE with PROT_WRITE);
  *   -EPERM   the memfd lacks F_SEAL_SHRINK (unless BRK_DMA_ALLOW_UNSEALED);
  *   -ERANGE  offset + size beyond the memfd's size;
- *   -EEXIST  overlaps an existing mapping;
+ *   -EEXIST  overlaps an existing mapping (other than an identical one of another owner), or
+ *            this owner already has this mapping;
  *   -ENOSPC  the VM's mapping quota, or the kernel's mapping limit, is reached;
  *   -EDQUOT  the VM's pinned-bytes quota would be exceeded;
  *   -ENOMEM  out of memory, or the kernel could not pin (RLIMIT_MEMLOCK);
@@ -88,15 +93,16 @@ void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
 int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
 		uint64_t offset, uint32_t prot, struct brk_err *err);
 
-/* Unmaps exactly one mapping, [iova, iova + size) as it was mapped, that `owner` made.
- * Errors: -ENOENT (no mapping starts at iova with that size; partial unmaps are refused),
- * -EPERM (the mapping belongs to another owner), or the kernel's VFIO_IOMMU_UNMAP_DMA error
- * (the mapping then stays in the table: its pages are still pinned). */
+/* Unmaps exactly one mapping, [iova, iova + size) as it was mapped, that `owner` made (or
+ * joined; a mapping other owners still hold only loses this owner). Errors: -ENOENT (no mapping
+ * starts at iova with that size; partial unmaps are refused), -EPERM (the mapping belongs to
+ * another owner), or the kernel's VFIO_IOMMU_UNMAP_DMA error (the mapping then stays in the table:
+ * its pages are still pinned). */
 int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 		  struct brk_err *err);
-/* Unmaps every mapping of `owner`; *ret_count / *ret_bytes (NULL allowed) receive what was
- * unmapped. Returns 0, or the first kernel error (the mappings that failed stay in the table,
- * the others are gone). */
+/* Unmaps every mapping of `owner`; *ret_count / *ret_bytes (NULL allowed) receive the owner's
+ * share released (mappings other owners still hold count here but stay mapped). Returns 0, or the
+ * first kernel error (the mappings that failed stay in the table, the others are gone). */
 int brk_dma_unmap_owner(struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
 			uint64_t *ret_bytes);
 /* Same for every mapping of the VM. */

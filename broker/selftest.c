@@ -250,10 +250,14 @@ static void teardown_dma(struct ctx *x)
 	check(r == -ENOENT, "dma_unmap_partial_rejected", "got %d", r);
 	r = brk_dma_unmap(x->dma, OWNER_B, 0x100000, 4 * x->pg, &err);
 	check(r == -EPERM, "dma_unmap_other_owner_rejected", "got %d", r);
+	/* A second device of the VM maps the same RAM: it joins the mapping. */
+	map_ok(x, "dma_map_identical_other_owner_shared", OWNER_B, 0x100000, 4 * x->pg, 0);
+	check_kernel_count(x, "dma_kernel_count_unchanged_by_share");
 	r = brk_dma_unmap(x->dma, OWNER_A, 0x100000, 4 * x->pg, &err);
 	check(r == 0, "dma_unmap_exact", "%d %s", r, err.msg);
+	check_kernel_count(x, "dma_kernel_keeps_shared_mapping");
 	r = brk_dma_unmap_owner(x->dma, OWNER_B, &cnt, &bytes);
-	check(r == 0 && cnt == 2 && bytes == 3 * x->pg, "dma_unmap_owner",
+	check(r == 0 && cnt == 3 && bytes == 7 * x->pg, "dma_unmap_owner",
 	      "r=%d %u mappings %" PRIu64 " bytes", r, cnt, bytes);
 	check_kernel_count(x, "dma_kernel_count_matches_after_unmap_owner");
 	r = brk_dma_unmap_all(x->dma, &cnt, &bytes);

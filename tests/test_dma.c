@@ -277,7 +277,23 @@ static void test_dma_map_rejects_overlap(void **state)
 	/* map_two: [0x100000, 0x104000) and [0x200000, 0x202000). */
 	map_two(t);
 	REJECT(t, brk_dma_map(t->d, OWNER1, 0x100000, 4 * PG, t->memfd, 0, RW, &t->err), -EEXIST,
+	       "already mapped");
+	/* Same range from another owner, but not the same memory view: an overlap. */
+	map_two(t);
+	REJECT(t, brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, t->memfd, PG, RW, &t->err), -EEXIST,
 	       "overlaps");
+	map_two(t);
+	REJECT(t,
+	       brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, t->memfd, 0, BRK_DMA_PROT_READ, &t->err),
+	       -EEXIST, "overlaps");
+	map_two(t);
+	{
+		int other = make_memfd(MEMSZ, F_SEAL_SHRINK);
+
+		REJECT(t, brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, other, 0, RW, &t->err),
+		       -EEXIST, "overlaps");
+		close(other);
+	}
 	map_two(t);
 	REJECT(t, brk_dma_map(t->d, OWNER1, 0x103000, 2 * PG, t->memfd, 0, RW, &t->err), -EEXIST,
 	       "overlaps the mapping at 0x100000");
@@ -294,6 +310,74 @@ static void test_dma_map_rejects_overlap(void **state)
 	map_two(t);
 	map_ok(t, OWNER1, 0x104000, PG, 0);
 	map_ok(t, OWNER1, 0xff000, PG, 0);
+	t_free(t);
+}
+
+static void test_dma_map_identical_from_other_owner_shared(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	char path[64];
+	struct brk_dma_stats st;
+	uint32_t n;
+	uint64_t bytes;
+	int again;
+
+	map_two(t);
+	/* The second device's VMM sends its own fd for the same memfd. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
+	again = open(path, O_RDWR | O_CLOEXEC);
+	assert_true(again >= 0);
+	assert_int_equal(brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, again, 0, RW, &t->err), 0);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 2);
+	assert_int_equal(st.pinned_bytes, 6 * PG);
+	assert_int_equal(st.shares, 1);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_MAP_DMA), 2);
+	brk_dma_owner_usage(t->d, OWNER2, &n, &bytes);
+	assert_int_equal(n, 2);
+	assert_int_equal(bytes, 6 * PG);
+	/* The first owner lets go: still mapped for the second, no kernel call. */
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x100000, 4 * PG, &t->err), 0);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_UNMAP_DMA), 0);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x100000, 4 * PG, &t->err), -EPERM);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 2);
+	assert_int_equal(st.pinned_bytes, 6 * PG);
+	/* The last owner's unmap reaches the kernel. */
+	assert_int_equal(brk_dma_unmap_owner(t->d, OWNER2, &n, &bytes), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_UNMAP_DMA), 2);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 0);
+	assert_int_equal(st.pinned_bytes, 0);
+	close(again);
+	t_free(t);
+}
+
+static void test_dma_unmap_owner_of_shared_mapping_keeps_it(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	struct brk_dma_stats st;
+	uint32_t n;
+	uint64_t bytes;
+
+	map_two(t);
+	assert_int_equal(brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, t->memfd, 0, RW, &t->err), 0);
+	assert_int_equal(
+	    brk_dma_map(t->d, OWNER1 + 100, 0x100000, 4 * PG, t->memfd, 0, RW, &t->err), 0);
+	assert_int_equal(brk_dma_unmap_owner(t->d, OWNER1, &n, &bytes), 0);
+	assert_int_equal(n, 1);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_UNMAP_DMA), 0);
+	brk_dma_owner_usage(t->d, OWNER1 + 100, &n, NULL);
+	assert_int_equal(n, 1);
+	/* unmap_all releases shared mappings too, once each. */
+	assert_int_equal(brk_dma_unmap_all(t->d, &n, &bytes), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(bytes, 6 * PG);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_UNMAP_DMA), 2);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 0);
+	assert_int_equal(st.pinned_bytes, 0);
 	t_free(t);
 }
 
@@ -637,7 +721,7 @@ static void test_dma_map_full_table_counts_stay_exact(void **state)
 	assert_int_equal(st.mappings, max);
 	assert_int_equal(st.pinned_bytes, (uint64_t)max * PG);
 	assert_int_equal(brk_dma_map(t->d, OWNER1, 0, PG, t->memfd, 0, RW, &t->err), -ENOSPC);
-	assert_int_equal(brk_dma_map(t->d, OWNER1, 1000 * 2 * PG, PG, t->memfd, 0, RW, &t->err),
+	assert_int_equal(brk_dma_map(t->d, OWNER1, 1000 * 2 * PG, PG, t->memfd, PG, RW, &t->err),
 			 -EEXIST);
 	assert_int_equal(
 	    brk_dma_unmap(t->d, OWNER1 + ((max - 1000) & 1), 1000 * 2 * PG, PG, &t->err), 0);
@@ -662,6 +746,8 @@ int main(void)
 	    cmocka_unit_test(test_dma_map_rejects_wrapping_offset),
 	    cmocka_unit_test(test_dma_map_top_of_iova_space_accepted),
 	    cmocka_unit_test(test_dma_map_rejects_overlap),
+	    cmocka_unit_test(test_dma_map_identical_from_other_owner_shared),
+	    cmocka_unit_test(test_dma_unmap_owner_of_shared_mapping_keeps_it),
 	    cmocka_unit_test(test_dma_map_rejects_over_mapping_quota),
 	    cmocka_unit_test(test_dma_map_rejects_over_pinned_quota),
 	    cmocka_unit_test(test_dma_map_rejects_unknown_prot),
