@@ -349,7 +349,37 @@ static void check_handoff(struct ctx *x)
 		brk_device_pb_release(&pb);
 }
 
-static int run(const char *bdf, bool bind, bool do_reset)
+/* A second device of the same VM: its group joins the first one's container (the IOMMU type is
+ * not chosen again), its device opens, and it sees the container's mappings by construction. */
+static void second_device(struct ctx *x, const char *bdf2)
+{
+	struct brk_group *g2 = NULL;
+	struct brk_device *d2 = NULL;
+	struct brk_err err = {0};
+	enum brk_iommu_type type = brk_container_info(x->c)->type;
+	uint32_t grp;
+	int r;
+
+	r = brk_bind_iommu_group(NULL, bdf2, &grp, &err);
+	if (r == 0)
+		r = brk_group_open(NULL, grp, &err, &g2);
+	if (r == 0)
+		r = brk_group_attach(g2, x->c, &err);
+	check(r == 0 && brk_container_info(x->c)->groups == 2 &&
+		  brk_container_info(x->c)->type == type,
+	      "container_shared_by_second_group", "%d %s", r, err.msg);
+	if (r == 0)
+		r = brk_device_open(g2, bdf2, &err, &d2);
+	check(r == 0, "second_device_opened", "%d %s", r, err.msg);
+	if (d2)
+		printf("# second device %s in group %u\n", brk_device_bdf(d2), grp);
+	brk_device_free(d2);
+	brk_group_unref(g2);
+	check(brk_container_info(x->c)->groups == 1, "second_group_released", "groups %u",
+	      brk_container_info(x->c)->groups);
+}
+
+static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 {
 	struct ctx x = {0};
 	struct brk_dma_cfg cfg = {0};
@@ -378,6 +408,8 @@ static int run(const char *bdf, bool bind, bool do_reset)
 	map_ok(&x, "dma_map_memfd", OWNER_A, 0x100000, 4 * x.pg, 0);
 	map_ok(&x, "dma_map_second_owner", OWNER_B, 0x200000, 2 * x.pg, 4 * x.pg);
 	check_kernel_count(&x, "dma_kernel_count_matches_after_map");
+	if (bdf2)
+		second_device(&x, bdf2);
 	dma_rejects(&x);
 	kernel_reject(&x);
 	pinned_quota(&x);
@@ -401,8 +433,9 @@ static int run(const char *bdf, bool bind, bool do_reset)
 
 static void usage(void)
 {
-	fprintf(stderr, "usage: vfio-broker-selftest [--bind] [--no-reset] BDF\n"
+	fprintf(stderr, "usage: vfio-broker-selftest [--bind] [--no-reset] BDF [BDF2]\n"
 			"  BDF        a PCI device bound to vfio-pci, e.g. 0000:01:00.0\n"
+			"  BDF2       another one, in another IOMMU group: shares BDF's container\n"
 			"  --bind     bind it to vfio-pci first (driver_override)\n"
 			"  --no-reset skip VFIO_DEVICE_RESET (for devices without a reset method)\n"
 			"exit: 0 all checks passed, 1 a check failed, 2 usage or setup error\n");
@@ -411,7 +444,7 @@ static void usage(void)
 int main(int argc, char **argv)
 {
 	bool bind = false, reset = true;
-	const char *bdf = NULL;
+	const char *bdf = NULL, *bdf2 = NULL;
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -421,6 +454,8 @@ int main(int argc, char **argv)
 			reset = false;
 		else if (!bdf && brk_bdf_parse(argv[i], NULL) == 0)
 			bdf = argv[i];
+		else if (!bdf2 && brk_bdf_parse(argv[i], NULL) == 0)
+			bdf2 = argv[i];
 		else {
 			usage();
 			return 2;
@@ -431,5 +466,5 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	return run(bdf, bind, reset);
+	return run(bdf, bdf2, bind, reset);
 }
