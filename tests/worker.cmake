@@ -6,3 +6,20 @@ foreach(t cfg msix devimg)
 	target_compile_definitions(test_${t} PRIVATE ${VB_WKR_TEST_DEFS})
 	target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})
 endforeach()
+
+# The vfio-worker binary in standalone mode, driven over ipc. Normal builds run it with its
+# seccomp filter in kill mode (so the test also proves the policy lets it serve); sanitizer
+# builds cannot (the sanitizer runtimes make calls outside the policy), so they run it with
+# --seccomp=off.
+if(TARGET vfio-worker)
+	if(VB_SANITIZE OR VB_FUZZ)
+		set(VB_WKR_SECCOMP off)
+	else()
+		set(VB_WKR_SECCOMP kill)
+	endif()
+	vb_unit_test(worker_standalone
+		SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_standalone.c LIBS vb_ipc)
+	target_compile_definitions(test_worker_standalone PRIVATE ${VB_WKR_TEST_DEFS}
+		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
+	add_dependencies(test_worker_standalone vfio-worker)
+endif()

@@ -127,7 +127,7 @@ static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 	}
 }
 
-static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
+static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count, bool enable)
 {
 	int *fds = malloc(count * sizeof(int));
 	if (!fds)
@@ -144,6 +144,7 @@ static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t cou
 				.start = start,
 				.count = count,
 				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
+				.enable = enable,
 				.fds = fds};
 	int r = call(d, &s);
 	if (r == 0) {
@@ -182,7 +183,7 @@ int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 		nvec = ix->nvec;
 	if (nvec == 0 || r < 0)
 		return r;
-	r = route(d, index, 0, nvec);
+	r = route(d, index, 0, nvec, true);
 	if (r == 0) {
 		ix->hw_on = true;
 		ix->hw_count = nvec;
@@ -210,7 +211,7 @@ int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t co
 	}
 	if (lo == UINT32_MAX)
 		return 0;
-	return route(d, index, lo, hi - lo + 1);
+	return route(d, index, lo, hi - lo + 1, false);
 }
 
 int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm)
@@ -251,6 +252,7 @@ static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const i
 	struct wkr_irq_set s = {.index = index,
 				.count = 1,
 				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
+				.enable = true,
 				.fds = &ix->vec[0].vmm_fd};
 	r = call(d, &s);
 	if (r < 0)

@@ -83,6 +83,10 @@ struct wkr_irq_set {
 	uint32_t count;
 	uint32_t action; /* VFIO_IRQ_SET_ACTION_TRIGGER or _UNMASK */
 	bool disable;
+	/* The index was off and this request turns it on with `count` vectors from 0 (the kernel
+	 * sizes MSI/MSI-X allocations by the first request). Otherwise it re-routes vectors of an
+	 * enabled index. */
+	bool enable;
 	const int *fds;
 };
 

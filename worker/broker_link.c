@@ -1,0 +1,409 @@
+/*
+ * broker_link: the broker channel of a worker in broker mode. Receives and checks the HANDOFF,
+ * answers HEARTBEAT and REMOVAL, and forwards what only the broker may do (DMA mappings, the
+ * SET_IRQS ioctl, device reset) as synchronous calls: the worker is single threaded and every
+ * such request is made while answering a VMM request that cannot be answered before it.
+ *
+ * Trusts the broker more than the VMM (it is the privileged side), but still checks the handoff
+ * against vfio-pci's limits before building a device from it: a bad table must end in a clear
+ * refusal, not in undefined behaviour of the emulation.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.pb-c.h"
+#include "broker_link.h"
+#include "common.pb-c.h"
+#include "ipc_uv.h"
+
+/* Pinning a large mapping can take the broker a while; everything else is quick. */
+#define CALL_TIMEOUT_MS 30000
+
+struct wkr_broker {
+	struct ipc_chan *chan; /* until wkr_broker_start */
+	struct ipc_uv *u;
+	struct ipc_msg *handoff;
+	struct ipc_msg *removal; /* the REMOVAL request being served */
+	struct wkr_server *srv;
+	struct wkr_dev *dev;
+	void (*gone)(void *data, int err);
+	void *gone_data;
+};
+
+static struct ipc_chan *bchan(struct wkr_broker *b)
+{
+	return b->u ? ipc_uv_chan(b->u) : b->chan;
+}
+
+int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
+{
+	struct wkr_broker *b = calloc(1, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	b->chan = chan;
+	*ret = b;
+	return 0;
+}
+
+void wkr_broker_free(struct wkr_broker *b)
+{
+	if (!b)
+		return;
+	ipc_msg_free(b->handoff);
+	ipc_msg_free(b->removal);
+	if (b->u)
+		ipc_uv_close(b->u, NULL);
+	else
+		ipc_chan_free(b->chan);
+	free(b);
+}
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *seen, char *why,
+			  size_t n)
+{
+	if (pr->index >= WKR_NUM_REGIONS || seen[pr->index]) {
+		snprintf(why, n, "region %u is out of range or listed twice", pr->index);
+		return -EINVAL;
+	}
+	if (pr->offset + pr->size < pr->offset || pr->n_mmap_areas > WKR_MMAP_AREAS_MAX) {
+		snprintf(why, n, "region %u: size or mmap areas out of range", pr->index);
+		return -EINVAL;
+	}
+	struct wkr_region *r = &in->regions[pr->index];
+	seen[pr->index] = true;
+	r->flags = pr->flags;
+	r->size = pr->size;
+	r->offset = pr->offset;
+	r->msix_mappable = pr->msix_mappable;
+	for (size_t i = 0; i < pr->n_mmap_areas; i++) {
+		const Vb__MmapArea *a = pr->mmap_areas[i];
+		if (a->size == 0 || a->offset >= pr->size || a->size > pr->size - a->offset) {
+			snprintf(why, n, "region %u: mmap area %zu lies outside it", pr->index, i);
+			return -EINVAL;
+		}
+		r->areas[i] = (struct wkr_mmap_area){a->offset, a->size};
+	}
+	r->nareas = (uint32_t)pr->n_mmap_areas;
+	return 0;
+}
+
+static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, char *why, size_t n)
+{
+	bool seen_r[WKR_NUM_REGIONS] = {0}, seen_i[WKR_NUM_IRQS] = {0};
+	memset(out, 0, sizeof(*out));
+	if (h->version != VB__BRK__VERSION__VERSION_CURRENT) {
+		snprintf(why, n, "handoff version %u; this worker speaks %u", h->version,
+			 VB__BRK__VERSION__VERSION_CURRENT);
+		return -EPROTONOSUPPORT;
+	}
+	if (!h->bdf || strlen(h->bdf) >= sizeof(out->info.bdf) || !h->vm ||
+	    strlen(h->vm) >= sizeof(out->vm)) {
+		snprintf(why, n, "bdf or vm name missing or too long");
+		return -EINVAL;
+	}
+	snprintf(out->info.bdf, sizeof(out->info.bdf), "%s", h->bdf);
+	snprintf(out->info.name, sizeof(out->info.name), "%s", h->bdf);
+	snprintf(out->vm, sizeof(out->vm), "%s", h->vm);
+	out->info.flags = h->device_flags;
+	for (size_t i = 0; i < h->n_regions; i++) {
+		int r = region_from_pb(h->regions[i], &out->info, seen_r, why, n);
+		if (r < 0)
+			return r;
+	}
+	for (size_t i = 0; i < h->n_irqs; i++) {
+		const Vb__Irq *q = h->irqs[i];
+		if (q->index >= WKR_NUM_IRQS || seen_i[q->index]) {
+			snprintf(why, n, "IRQ index %u is out of range or listed twice", q->index);
+			return -EINVAL;
+		}
+		seen_i[q->index] = true;
+		out->info.irqs[q->index] = (struct wkr_irq_info){q->flags, q->count};
+	}
+	if (h->iommu_pgsize & (h->iommu_pgsize - 1)) {
+		snprintf(why, n, "IOMMU page size %#x is not a power of two", h->iommu_pgsize);
+		return -EINVAL;
+	}
+	out->owner_uid = h->owner_uid;
+	out->allow_mmap = h->allow_mmap;
+	out->iommu_pgsize = h->iommu_pgsize;
+	out->generation = h->generation;
+	if (h->limits) {
+		out->max_dma_mappings = h->limits->max_dma_mappings;
+		out->max_pinned_bytes = h->limits->max_pinned_bytes;
+	}
+	return 0;
+}
+
+int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret, char *why,
+		       size_t whylen)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	struct ipc_msg *m = NULL;
+	int r;
+	for (;;) {
+		r = ipc_chan_recv(b->chan, &m);
+		if (r != -EAGAIN)
+			break;
+		int64_t left = deadline - now_ms();
+		struct pollfd p = {.fd = ipc_chan_fd(b->chan), .events = POLLIN};
+		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
+			snprintf(why, whylen, "no HANDOFF within %d ms", timeout_ms);
+			return -ETIMEDOUT;
+		}
+	}
+	if (r < 0) {
+		snprintf(why, whylen, "broker channel: %s", strerror(-r));
+		return r;
+	}
+	if (m->kind != IPC_KIND_REQUEST || m->type != VB__BRK__TYPE__HANDOFF || m->nfds != 2) {
+		snprintf(why, whylen,
+			 "first message is type %u kind %u with %zu fds, not a HANDOFF", m->type,
+			 m->kind, m->nfds);
+		if (m->kind == IPC_KIND_REQUEST)
+			(void)ipc_chan_reply_error(b->chan, m, -EPROTO, "%s", why);
+		ipc_msg_free(m);
+		return -EPROTO;
+	}
+	r = handoff_from_pb((const Vb__Brk__Handoff *)m->body, ret, why, whylen);
+	if (r < 0) {
+		(void)ipc_chan_reply_error(b->chan, m, r, "%s", why);
+		ipc_msg_free(m);
+		return r;
+	}
+	ret->device_fd = ipc_msg_take_fd(m, 0);
+	ret->listen_fd = ipc_msg_take_fd(m, 1);
+	b->handoff = m;
+	return 0;
+}
+
+int wkr_broker_handoff_answer(struct wkr_broker *b, int err, const char *why)
+{
+	int r;
+	if (!b->handoff)
+		return -EINVAL;
+	if (err < 0) {
+		r = ipc_chan_reply_error(bchan(b), b->handoff, err, "%s",
+					 why ? why : strerror(-err));
+	} else {
+		Vb__Empty e = VB__EMPTY__INIT;
+		r = ipc_chan_reply(bchan(b), b->handoff, &e.base, NULL, 0);
+	}
+	ipc_msg_free(b->handoff);
+	b->handoff = NULL;
+	return r;
+}
+
+/* ---- backend: requests to the broker ---------------------------------------------------- */
+
+static int call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body, const int *fds,
+		size_t nfds, char *why)
+{
+	struct ipc_msg *rep = NULL;
+	struct ipc_error err = {0};
+	int r = ipc_chan_call(bchan(b), type, body, fds, nfds, CALL_TIMEOUT_MS, &rep, &err);
+	if (r < 0 && why)
+		snprintf(why, WKR_WHY_MAX, "broker: %.180s",
+			 err.message[0] ? err.message : strerror(-r));
+	ipc_msg_free(rep);
+	return r;
+}
+
+static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
+		     int memfd, char *why)
+{
+	Vb__Brk__DmaMap req = VB__BRK__DMA_MAP__INIT;
+	req.iova = iova;
+	req.size = size;
+	req.offset = offset;
+	req.prot = prot;
+	return call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, why);
+}
+
+static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
+{
+	Vb__Brk__DmaUnmap req = VB__BRK__DMA_UNMAP__INIT;
+	req.iova = iova;
+	req.size = size;
+	return call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, why);
+}
+
+static int b_dma_unmap_all(void *ctx)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+	return call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL);
+}
+
+/* One SET_IRQS datagram for vectors [start, start+count) of which the first `nreal` carry the
+ * fds in `fds` (the rest: no trigger). */
+static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uint32_t start,
+			  uint32_t count, const int *fds, uint32_t nreal)
+{
+	Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+	int32_t *slots = calloc(count, sizeof(*slots));
+	int attach[IPC_FDS_MAX];
+	size_t nattach = 0;
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		slots[i] = -1;
+		if (i >= nreal || fds[i] < 0)
+			continue;
+		size_t k = 0;
+		while (k < nattach && attach[k] != fds[i])
+			k++;
+		if (k == nattach)
+			attach[nattach++] = fds[i];
+		slots[i] = (int32_t)k;
+	}
+	req.index = s->index;
+	req.start = start;
+	req.count = count;
+	req.action = s->action;
+	req.fd_slots = slots;
+	req.n_fd_slots = count;
+	int r = call(b, VB__BRK__TYPE__SET_IRQS, &req.base, attach, nattach, NULL);
+	free(slots);
+	return r;
+}
+
+static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
+{
+	struct wkr_broker *b = ctx;
+	const uint32_t per = ipc_limits_default.max_fds;
+	if (s->disable) {
+		Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+		req.index = s->index;
+		req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
+		req.disable = true;
+		return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
+	}
+	uint32_t done = 0;
+	if (s->enable) {
+		/* The first request sizes the kernel's allocation: all vectors, the fds of as many
+		 * as one datagram carries; the others get theirs below. */
+		uint32_t n = s->count < per ? s->count : per;
+		int r = set_irqs_chunk(b, s, s->start, s->count, s->fds, n);
+		if (r < 0)
+			return r;
+		done = n;
+	}
+	while (done < s->count) {
+		uint32_t n = s->count - done < per ? s->count - done : per;
+		int r = set_irqs_chunk(b, s, s->start + done, n, s->fds + done, n);
+		if (r < 0)
+			return r;
+		done += n;
+	}
+	return 0;
+}
+
+static int b_reset(void *ctx, char *why)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+	return call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, why);
+}
+
+static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
+{
+	Vb__Brk__VmmState req = VB__BRK__VMM_STATE__INIT;
+	req.connected = connected;
+	req.pid = (uint32_t)pid;
+	req.uid = (uint32_t)uid;
+	(void)call(ctx, VB__BRK__TYPE__VMM_STATE, &req.base, NULL, 0, NULL);
+}
+
+const struct wkr_backend_ops wkr_broker_ops = {
+    .dma_map = b_dma_map,
+    .dma_unmap = b_dma_unmap,
+    .dma_unmap_all = b_dma_unmap_all,
+    .set_irqs = b_set_irqs,
+    .reset = b_reset,
+    .vmm_state = b_vmm_state,
+};
+
+/* ---- the broker's requests ---------------------------------------------------------------- */
+
+static void removal_done(void *data, bool acked)
+{
+	struct wkr_broker *b = data;
+	Vb__Brk__RemovalReply rep = VB__BRK__REMOVAL_REPLY__INIT;
+	rep.vmm_acknowledged = acked;
+	if (b->removal)
+		(void)ipc_chan_reply(bchan(b), b->removal, &rep.base, NULL, 0);
+	ipc_msg_free(b->removal);
+	b->removal = NULL;
+}
+
+static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
+{
+	const Vb__Brk__Heartbeat *hb = (const Vb__Brk__Heartbeat *)m->body;
+	Vb__Brk__HeartbeatReply rep = VB__BRK__HEARTBEAT_REPLY__INIT;
+	rep.seq = hb->seq;
+	rep.vmm_connected = wkr_server_connected(b->srv);
+	rep.requests_served = wkr_server_requests(b->srv);
+	rep.interrupts_pending = wkr_irq_pending(b->dev);
+	(void)ipc_chan_reply(bchan(b), m, &rep.base, NULL, 0);
+}
+
+static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
+{
+	struct wkr_broker *b = data;
+	if (!m) {
+		b->gone(b->gone_data, err);
+		return;
+	}
+	if (m->kind != IPC_KIND_REQUEST) {
+		/* Replies come through ipc_chan_call; anything else is stale. */
+		ipc_msg_free(m);
+		return;
+	}
+	switch (m->type) {
+	case VB__BRK__TYPE__HEARTBEAT:
+		on_heartbeat(b, m);
+		break;
+	case VB__BRK__TYPE__REMOVAL:
+		if (b->removal) {
+			(void)ipc_chan_reply_error(bchan(b), m, -EBUSY, "a removal is pending");
+			break;
+		}
+		b->removal = m;
+		m = NULL;
+		(void)wkr_server_removal(b->srv,
+					 ((const Vb__Brk__Removal *)b->removal->body)->timeout_ms,
+					 removal_done, b);
+		break;
+	case VB__BRK__TYPE__HANDOFF:
+		(void)ipc_chan_reply_error(bchan(b), m, -EALREADY, "the worker has its device");
+		break;
+	default:
+		(void)ipc_chan_reply_error(bchan(b), m, -EOPNOTSUPP,
+					   "the worker does not serve type %u", m->type);
+		break;
+	}
+	ipc_msg_free(m);
+}
+
+int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
+		     struct wkr_dev *dev, void (*gone)(void *data, int err), void *data)
+{
+	b->srv = srv;
+	b->dev = dev;
+	b->gone = gone;
+	b->gone_data = data;
+	int r = ipc_uv_start(loop, b->chan, on_broker, b, &b->u);
+	if (r == 0)
+		b->chan = NULL;
+	return r;
+}

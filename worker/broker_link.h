@@ -1,0 +1,55 @@
+/*
+ * broker_link: the worker's side of the broker channel (proto/broker.proto, fd 3): receives the
+ * HANDOFF, answers HEARTBEAT and REMOVAL, and is the backend (backend.h) through which DMA,
+ * interrupt routing, reset and VMM presence reach the broker.
+ */
+#ifndef VB_WKR_BROKER_LINK_H
+#define VB_WKR_BROKER_LINK_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "backend.h"
+#include "ipc.h"
+#include "server.h"
+#include "wkr.h"
+
+/* What the broker handed over. The fds are owned by whoever holds the struct. */
+struct wkr_handoff {
+	struct wkr_devinfo info;
+	int device_fd;
+	int listen_fd;
+	char vm[64];
+	uid_t owner_uid;
+	bool allow_mmap;
+	uint32_t iommu_pgsize;
+	uint32_t max_dma_mappings;
+	uint64_t max_pinned_bytes;
+	uint32_t generation;
+};
+
+struct wkr_broker;
+
+extern const struct wkr_backend_ops wkr_broker_ops;
+
+/* Takes over `chan` (the broker channel). */
+int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret);
+void wkr_broker_free(struct wkr_broker *b);
+
+/*
+ * Waits up to `timeout_ms` for the HANDOFF request, checks it (region and IRQ tables within
+ * vfio-pci's limits, exactly two fds) and fills *ret. The request is kept for
+ * wkr_broker_handoff_answer(). On failure the broker has been answered with the error and `why`
+ * says what was wrong.
+ */
+int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret, char *why,
+		       size_t whylen);
+/* Acknowledges the HANDOFF (err 0) or refuses it with a negative errno and a reason. */
+int wkr_broker_handoff_answer(struct wkr_broker *b, int err, const char *why);
+
+/* Serves the broker's requests on `loop` from now on. `gone` runs once if the channel fails. */
+int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
+		     struct wkr_dev *dev, void (*gone)(void *data, int err), void *data);
+
+#endif

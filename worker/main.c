@@ -1,0 +1,538 @@
+/*
+ * vfio-worker: the sandboxed process that gives one VFIO PCI device its PCI personality for
+ * one VMM. This file is the top of the process: options, the two modes (broker and standalone),
+ * the seccomp filter, signals and the only logging the worker does (to stderr).
+ *
+ * Order matters for the sandbox: everything that needs a system call outside the worker's
+ * seccomp policy (opening the image, creating the listening socket, the memfd, the event loop
+ * and its signal handlers) happens first; the filter is loaded before the first byte of
+ * untrusted input (a VMM request) is read, and in broker mode before the HANDOFF is
+ * acknowledged, so the broker knows a worker it lets serve is confined.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "broker_link.h"
+#include "devimg.h"
+#include "ipc.h"
+#include "seccomp.h"
+#include "server.h"
+#include "standalone.h"
+#include "wkr.h"
+
+#define BROKER_FD		3
+#define HANDOFF_TIMEOUT_DEFAULT 10000
+#define LOCAL_MAPS_DEFAULT	4096
+#define LOCAL_BYTES_DEFAULT	(64ull << 30)
+
+static const char usage[] =
+    "Usage: vfio-worker [--seccomp=kill|log|off] [--handoff-timeout=MS]\n"
+    "       vfio-worker --device-image=FILE --listen=PATH [--owner-uid=UID]\n"
+    "                   [--max-dma-mappings=N] [--max-dma-bytes=N] [--seccomp=kill|log|off]\n"
+    "       vfio-worker --help | --version\n";
+
+static const char help[] =
+    "NAME\n"
+    "    vfio-worker - the sandboxed PCI personality of one VFIO device\n"
+    "\n"
+    "DESCRIPTION\n"
+    "    vfio-worker serves one VFIO PCI device to one VMM over the vfio-broker device protocol\n"
+    "    (proto/device.proto): config space virtualized per capability, virtual BARs, MSI and\n"
+    "    MSI-X emulated (table and PBA in the worker, unmasked vectors signalled by the kernel\n"
+    "    straight into the VMM's irqfds), INTx, trapped BAR accesses, and mappable areas that\n"
+    "    exclude the MSI-X pages. It makes no VFIO ioctl: DMA mappings, interrupt routing and\n"
+    "    resets are requests to the broker. One VMM at a time; when it disconnects, its DMA\n"
+    "    mappings and interrupt routes are dropped, the device state is kept, and a VMM may\n"
+    "    connect again.\n"
+    "\n"
+    "MODES\n"
+    "    Broker mode (the default) is how vfio-brokerd runs the worker, inside an empty root\n"
+    "    with its own user, pid, mount and network namespaces. The worker waits for the\n"
+    "    broker's HANDOFF on fd 3, builds the device from it, loads its seccomp filter,\n"
+    "    acknowledges, and serves the VMM socket it was handed until the broker closes the\n"
+    "    channel or a signal ends it.\n"
+    "\n"
+    "    Standalone mode (--device-image) serves a device image (worker/DEVICE-IMAGE.md) from a\n"
+    "    memfd laid out like a VFIO device fd, on a socket of its own: a VMM can be developed and\n"
+    "    tested without hardware or a broker. DMA and interrupt requests are validated and\n"
+    "    accounted as the broker would, but nothing is mapped and nothing fires.\n"
+    "\n"
+    "OPTIONS\n"
+    "    --device-image=FILE\n"
+    "        Standalone mode: serve the device described by FILE. Errors in the image are\n"
+    "        reported with their line number.\n"
+    "    --listen=PATH\n"
+    "        Standalone mode (required there): the unix SOCK_SEQPACKET socket to create for the\n"
+    "        VMM, mode 0600. An existing socket at PATH is replaced. The seccomp filter does not\n"
+    "        allow unlinking, so PATH is left behind when the worker exits.\n"
+    "    --owner-uid=UID\n"
+    "        Standalone mode: the uid a VMM must connect as (besides root). Default: the\n"
+    "        worker's own uid. In broker mode the HANDOFF says.\n"
+    "    --max-dma-mappings=N, --max-dma-bytes=N\n"
+    "        Standalone mode: DMA quotas announced to and enforced on the VMM. Defaults: 4096\n"
+    "        mappings, 64 GiB. In broker mode the broker enforces its own.\n"
+    "    --seccomp=kill|log|off\n"
+    "        The seccomp filter loaded once the worker is initialized: kill (default) ends the\n"
+    "        worker on any system call outside policy/worker.policy; log lets such calls\n"
+    "        through and has the kernel log them (for bringing up a policy); off loads nothing\n"
+    "        and is meant for standalone debugging only.\n"
+    "    --handoff-timeout=MS\n"
+    "        Broker mode: how long to wait for the HANDOFF (default 10000).\n"
+    "    --help, --version\n"
+    "        Print this text, or the version, and exit.\n"
+    "\n"
+    "FILE DESCRIPTORS\n"
+    "    0, 1   unused (the broker passes none).\n"
+    "    2      the log: one line per event, prefixed \"vfio-worker[DEVICE]: \".\n"
+    "    3      broker mode: the broker channel, a SOCK_SEQPACKET socket (proto/broker.proto).\n"
+    "           Its first message is HANDOFF with two fds, in order: the VFIO device fd (used\n"
+    "           with pread/pwrite only, and passed to the VMM for mmap when the HANDOFF allows)\n"
+    "           and the listening socket for the VMM. The worker answers HEARTBEAT and REMOVAL\n"
+    "           and sends DMA_MAP, DMA_UNMAP, DMA_UNMAP_ALL, SET_IRQS, RESET and VMM_STATE.\n"
+    "    A VMM connection is refused (its first request answered with EPERM) unless its peer\n"
+    "    uid is the owner's or 0, and refused with EBUSY while another VMM is connected.\n"
+    "\n"
+    "SIGNALS\n"
+    "    SIGTERM and SIGINT end the worker: the VMM is disconnected and the process exits 0.\n"
+    "    The broker quiesces the device itself.\n"
+    "\n"
+    "EXIT STATUS\n"
+    "    0 ended by a signal or by the broker closing its channel; 1 a runtime failure (bad\n"
+    "    handoff or image, device setup, seccomp); 2 a usage error.\n"
+    "\n"
+    "SEE ALSO\n"
+    "    vfio-brokerd(8), worker/DEVICE-IMAGE.md, proto/device.proto, policy/worker.policy\n";
+
+struct opts {
+	const char *image;
+	const char *listen;
+	uid_t owner_uid;
+	bool owner_set;
+	uint32_t max_maps;
+	uint64_t max_bytes;
+	enum sbx_seccomp_mode seccomp;
+	int handoff_timeout;
+};
+
+/* Everything the process holds; the device's callbacks reach the backend and server here. */
+struct worker {
+	char name[80];
+	uv_loop_t loop;
+	uv_signal_t sigterm, sigint;
+	struct wkr_dev *dev;
+	struct wkr_server *srv;
+	struct wkr_backend backend; /* what the server uses: logs, then forwards to `inner` */
+	struct wkr_backend inner;
+	int exit_code;
+};
+
+static struct worker W = {.name = "vfio-worker"};
+
+__attribute__((format(printf, 1, 2))) static void wlog(const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	va_start(ap, fmt);
+	int n = snprintf(line, sizeof(line), "%s: ", W.name);
+	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, "%s\n", line);
+}
+
+/* ---- the backend as the server sees it: the real one, with the VMM's comings and goings logged */
+
+static int fw_dma_map(void *c, uint64_t iova, uint64_t size, uint64_t off, uint32_t prot, int fd,
+		      char *why)
+{
+	return W.inner.ops->dma_map(W.inner.ctx, iova, size, off, prot, fd, why);
+}
+
+static int fw_dma_unmap(void *c, uint64_t iova, uint64_t size, char *why)
+{
+	return W.inner.ops->dma_unmap(W.inner.ctx, iova, size, why);
+}
+
+static int fw_dma_unmap_all(void *c)
+{
+	int r = W.inner.ops->dma_unmap_all(W.inner.ctx);
+	if (r < 0)
+		wlog("dropping the VMM's DMA mappings failed: %s", strerror(-r));
+	return r;
+}
+
+static int fw_set_irqs(void *c, const struct wkr_irq_set *s)
+{
+	int r = W.inner.ops->set_irqs(W.inner.ctx, s);
+	if (r < 0)
+		wlog("SET_IRQS index %u %s failed: %s", s->index, s->disable ? "disable" : "route",
+		     strerror(-r));
+	return r;
+}
+
+static int fw_reset(void *c, char *why)
+{
+	return W.inner.ops->reset(W.inner.ctx, why);
+}
+
+static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
+{
+	wlog("VMM pid %d uid %u %s", (int)pid, (unsigned)uid,
+	     connected ? "connected" : "disconnected; its DMA and interrupt routes are dropped");
+	W.inner.ops->vmm_state(W.inner.ctx, connected, pid, uid);
+}
+
+static const struct wkr_backend_ops fw_ops = {fw_dma_map,  fw_dma_unmap, fw_dma_unmap_all,
+					      fw_set_irqs, fw_reset,	 fw_vmm_state};
+
+static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
+{
+	return fw_set_irqs(NULL, s);
+}
+
+static void dev_bars_changed(void *data, uint16_t command)
+{
+	if (W.srv)
+		wkr_server_bars_changed(W.srv, command);
+}
+
+/* ---- options ------------------------------------------------------------------------------ */
+
+static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
+{
+	char *end;
+	errno = 0;
+	if (!s || !*s || *s == '-')
+		return false;
+	unsigned long long v = strtoull(s, &end, 0);
+	if (errno || *end || v > max)
+		return false;
+	*ret = v;
+	return true;
+}
+
+static int parse_opts(int argc, char **argv, struct opts *o)
+{
+	static const struct option longopts[] = {
+	    {"device-image", required_argument, NULL, 'i'},
+	    {"listen", required_argument, NULL, 'l'},
+	    {"owner-uid", required_argument, NULL, 'u'},
+	    {"max-dma-mappings", required_argument, NULL, 'm'},
+	    {"max-dma-bytes", required_argument, NULL, 'b'},
+	    {"seccomp", required_argument, NULL, 's'},
+	    {"handoff-timeout", required_argument, NULL, 't'},
+	    {"help", no_argument, NULL, 'h'},
+	    {"version", no_argument, NULL, 'V'},
+	    {0},
+	};
+	uint64_t v;
+	int c, idx = 0;
+	*o = (struct opts){.max_maps = LOCAL_MAPS_DEFAULT,
+			   .max_bytes = LOCAL_BYTES_DEFAULT,
+			   .seccomp = SBX_SECCOMP_KILL,
+			   .handoff_timeout = HANDOFF_TIMEOUT_DEFAULT};
+	while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
+		switch (c) {
+		case 'i':
+			o->image = optarg;
+			break;
+		case 'l':
+			o->listen = optarg;
+			break;
+		case 'u':
+			if (!parse_u64(optarg, UINT32_MAX - 1, &v))
+				goto bad;
+			o->owner_uid = (uid_t)v;
+			o->owner_set = true;
+			break;
+		case 'm':
+			if (!parse_u64(optarg, UINT32_MAX, &v) || v == 0)
+				goto bad;
+			o->max_maps = (uint32_t)v;
+			break;
+		case 'b':
+			if (!parse_u64(optarg, UINT64_MAX, &v) || v == 0)
+				goto bad;
+			o->max_bytes = v;
+			break;
+		case 's':
+			if (sbx_seccomp_mode_parse(optarg, &o->seccomp) < 0)
+				goto bad;
+			break;
+		case 't':
+			if (!parse_u64(optarg, INT_MAX, &v) || v == 0)
+				goto bad;
+			o->handoff_timeout = (int)v;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			fputs("\n", stdout);
+			fputs(help, stdout);
+			exit(0);
+		case 'V':
+			printf("vfio-worker %s\n", VB_VERSION);
+			exit(0);
+		default:
+			fputs(usage, stderr);
+			return -EINVAL;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "vfio-worker: unexpected argument '%s'\n%s", argv[optind], usage);
+		return -EINVAL;
+	}
+	if (!o->image != !o->listen) {
+		fprintf(stderr, "vfio-worker: --device-image and --listen go together\n%s", usage);
+		return -EINVAL;
+	}
+	if (!o->image && o->owner_set) {
+		fprintf(stderr, "vfio-worker: --owner-uid is for standalone mode\n%s", usage);
+		return -EINVAL;
+	}
+	return 0;
+bad:
+	fprintf(stderr, "vfio-worker: bad value '%s' for --%s\n%s", optarg, longopts[idx].name,
+		usage);
+	return -EINVAL;
+}
+
+/* ---- the common part of both modes -------------------------------------------------------- */
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	wlog("%s: ending", strsignal(signum));
+	W.exit_code = 0;
+	uv_stop(h->loop);
+}
+
+static int setup_loop(void)
+{
+	int r = uv_loop_init(&W.loop);
+	if (r < 0)
+		return r;
+	/* Signal handlers are installed now: sigaction is outside the seccomp policy. They are
+	 * never removed for the same reason; the process exits with them in place. */
+	uv_signal_init(&W.loop, &W.sigterm);
+	uv_signal_init(&W.loop, &W.sigint);
+	r = uv_signal_start(&W.sigterm, on_signal, SIGTERM);
+	if (r == 0)
+		r = uv_signal_start(&W.sigint, on_signal, SIGINT);
+	uv_unref((uv_handle_t *)&W.sigterm);
+	uv_unref((uv_handle_t *)&W.sigint);
+	return r;
+}
+
+static int new_device(const struct wkr_devinfo *info, int fd)
+{
+	struct wkr_io io;
+	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, NULL};
+	wkr_io_from_fd(&io, fd);
+	return wkr_dev_new(info, &io, &cb, &W.dev);
+}
+
+static int load_seccomp(enum sbx_seccomp_mode mode)
+{
+	int r = sbx_seccomp_load(SBX_ROLE_WORKER, mode);
+	if (r < 0)
+		wlog("loading the seccomp filter (%s) failed: %s", sbx_seccomp_mode_name(mode),
+		     strerror(-r));
+	else if (mode != SBX_SECCOMP_KILL)
+		wlog("seccomp filter mode %s: not for production", sbx_seccomp_mode_name(mode));
+	return r;
+}
+
+static void finish(void)
+{
+	wkr_server_close(W.srv, NULL, NULL);
+	W.srv = NULL;
+	/* Let libuv run the close callbacks. */
+	uv_run(&W.loop, UV_RUN_NOWAIT);
+	wkr_dev_free(W.dev);
+	W.dev = NULL;
+}
+
+/* ---- broker mode -------------------------------------------------------------------------- */
+
+static void broker_gone(void *data, int err)
+{
+	if (err == -EPIPE || err == -ECONNRESET) {
+		wlog("the broker closed the channel: ending");
+		W.exit_code = 0;
+	} else {
+		wlog("broker channel failed: %s", strerror(-err));
+		W.exit_code = 1;
+	}
+	uv_stop(&W.loop);
+}
+
+static int run_broker(const struct opts *o)
+{
+	struct ipc_chan *chan;
+	struct wkr_broker *b;
+	struct wkr_handoff h;
+	char why[256] = "";
+	int r = ipc_chan_new(BROKER_FD, &ipc_proto_broker, NULL, &chan);
+	if (r < 0) {
+		wlog("fd %d is not a broker channel (%s); for standalone use see --help", BROKER_FD,
+		     strerror(-r));
+		return 2;
+	}
+	if (wkr_broker_new(chan, &b) < 0) {
+		ipc_chan_free(chan);
+		return 1;
+	}
+	r = wkr_broker_handoff(b, o->handoff_timeout, &h, why, sizeof(why));
+	if (r < 0) {
+		wlog("handoff: %s", why);
+		wkr_broker_free(b);
+		return 1;
+	}
+	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", h.info.bdf);
+	W.inner = (struct wkr_backend){&wkr_broker_ops, b};
+	W.backend = (struct wkr_backend){&fw_ops, NULL};
+	r = new_device(&h.info, h.device_fd);
+	if (r < 0)
+		snprintf(why, sizeof(why), "the device's config space and regions disagree: %s",
+			 strerror(-r));
+	if (r == 0) {
+		r = setup_loop();
+		snprintf(why, sizeof(why), "event loop: %s", strerror(-r));
+	}
+	if (r == 0) {
+		struct wkr_server_cfg sc = {
+		    .loop = &W.loop,
+		    .listen_fd = h.listen_fd,
+		    .dev = W.dev,
+		    .backend = W.backend,
+		    .device_fd = h.device_fd,
+		    .allow_mmap = h.allow_mmap,
+		    .owner_uid = h.owner_uid,
+		    .iommu_pgsize = h.iommu_pgsize,
+		    .max_dma_mappings = h.max_dma_mappings,
+		    .max_pinned_bytes = h.max_pinned_bytes,
+		    .generation = h.generation,
+		};
+		r = wkr_server_new(&sc, &W.srv);
+		snprintf(why, sizeof(why), "VMM socket: %s", strerror(-r));
+	}
+	if (r == 0) {
+		h.listen_fd = -1; /* the server's now */
+		r = wkr_broker_start(b, &W.loop, W.srv, W.dev, broker_gone, NULL);
+		snprintf(why, sizeof(why), "broker channel: %s", strerror(-r));
+	}
+	if (r == 0) {
+		r = load_seccomp(o->seccomp);
+		snprintf(why, sizeof(why), "seccomp: %s", strerror(-r));
+	}
+	if (r < 0) {
+		wlog("%s", why);
+		wkr_broker_handoff_answer(b, r, why);
+		finish();
+		wkr_broker_free(b);
+		if (h.listen_fd >= 0)
+			close(h.listen_fd);
+		close(h.device_fd);
+		return 1;
+	}
+	r = wkr_broker_handoff_answer(b, 0, NULL);
+	wlog("serving %s for VM %s (generation %u, mmap %s)", h.info.bdf, h.vm, h.generation,
+	     h.allow_mmap ? "allowed" : "not allowed");
+	W.exit_code = 1;
+	if (r == 0)
+		uv_run(&W.loop, UV_RUN_DEFAULT);
+	finish();
+	wkr_broker_free(b);
+	uv_run(&W.loop, UV_RUN_NOWAIT);
+	close(h.device_fd);
+	return W.exit_code;
+}
+
+/* ---- standalone mode ---------------------------------------------------------------------- */
+
+static int run_standalone(const struct opts *o)
+{
+	struct wkr_image *img;
+	struct wkr_image_error err = {0};
+	struct wkr_local *local = NULL;
+	int memfd = -1, lfd = -1;
+	int r = wkr_image_load(o->image, &img, &err);
+	if (r < 0) {
+		wlog("%s: %s", o->image, err.msg[0] ? err.msg : strerror(-r));
+		return 1;
+	}
+	const struct wkr_devinfo *info = wkr_image_info(img);
+	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", info->name[0] ? info->name : o->image);
+	const char *step = "building the device memfd";
+	r = wkr_image_build(img, &memfd);
+	if (r == 0) {
+		step = "local DMA and IRQ accounting";
+		r = wkr_local_new(img, memfd, o->max_maps, o->max_bytes, &local);
+	}
+	if (r == 0) {
+		W.inner = (struct wkr_backend){&wkr_local_ops, local};
+		W.backend = (struct wkr_backend){&fw_ops, NULL};
+		step = "the image's config space and regions";
+		r = new_device(info, memfd);
+	}
+	if (r == 0) {
+		step = o->listen;
+		r = ipc_listen(o->listen, 0600, 4, &lfd);
+	}
+	if (r == 0) {
+		step = "event loop";
+		r = setup_loop();
+	}
+	if (r == 0) {
+		struct wkr_server_cfg sc = {
+		    .loop = &W.loop,
+		    .listen_fd = lfd,
+		    .dev = W.dev,
+		    .backend = W.backend,
+		    .device_fd = memfd,
+		    .allow_mmap = true,
+		    .owner_uid = o->owner_set ? o->owner_uid : getuid(),
+		    .iommu_pgsize = 4096,
+		    .max_dma_mappings = o->max_maps,
+		    .max_pinned_bytes = o->max_bytes,
+		};
+		step = "VMM server";
+		r = wkr_server_new(&sc, &W.srv);
+	}
+	if (r == 0) {
+		lfd = -1;
+		step = "seccomp";
+		r = load_seccomp(o->seccomp);
+	}
+	if (r == 0) {
+		wlog("serving image %s on %s", o->image, o->listen);
+		W.exit_code = 1;
+		uv_run(&W.loop, UV_RUN_DEFAULT);
+	} else {
+		wlog("%s: %s", step, strerror(-r));
+		W.exit_code = 1;
+	}
+	finish();
+	wkr_local_free(local);
+	wkr_image_free(img);
+	if (lfd >= 0)
+		close(lfd);
+	if (memfd >= 0)
+		close(memfd);
+	return W.exit_code;
+}
+
+int main(int argc, char **argv)
+{
+	struct opts o;
+	if (parse_opts(argc, argv, &o) < 0)
+		return 2;
+	return o.image ? run_standalone(&o) : run_broker(&o);
+}

@@ -1,0 +1,355 @@
+/*
+ * server_req: the request table of the VMM protocol and its handlers. Every request is checked
+ * (sizes, indexes, flags, overflow, alignment, fd counts) before the device or the backend is
+ * touched; every request is answered, an error reply naming the reason when it cannot be served.
+ *
+ * Trusts: the ipc layer's decoding (message type matches its body, fd counts within the type's
+ * bounds). Distrusts every field value.
+ */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <linux/pci_regs.h>
+
+#include "common.pb-c.h"
+#include "device.pb-c.h"
+#include "ipc_uv.h"
+#include "server_internal.h"
+
+__attribute__((format(printf, 3, 4))) static int fail(struct wkr_server *s, int err,
+						      const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(s->why, sizeof(s->why), fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+static struct ipc_chan *chan(struct wkr_server *s)
+{
+	return s->vmm->chan;
+}
+
+/* A reply that cannot be sent means the VMM is going; its hangup ends the session. */
+static int reply(struct wkr_server *s, struct ipc_msg *m, const ProtobufCMessage *body,
+		 const int *fds, size_t nfds)
+{
+	(void)ipc_chan_reply(chan(s), m, body, fds, nfds);
+	return 0;
+}
+
+static int reply_empty(struct wkr_server *s, struct ipc_msg *m)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+	return reply(s, m, &e.base, NULL, 0);
+}
+
+static int h_hello(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__Hello *h = (const Vb__Dev__Hello *)m->body;
+	Vb__Dev__HelloReply rep = VB__DEV__HELLO_REPLY__INIT;
+	Vb__Limits lim = VB__LIMITS__INIT;
+	if (s->hello_done)
+		return fail(s, -EALREADY, "HELLO was already answered on this connection");
+	if (h->version != VB__DEV__VERSION__VERSION_CURRENT)
+		return fail(s, -EPROTONOSUPPORT, "protocol version %u; this worker speaks %u",
+			    h->version, VB__DEV__VERSION__VERSION_CURRENT);
+	lim.max_message_bytes = s->limits.max_datagram;
+	lim.max_fds = s->limits.max_fds;
+	lim.max_outstanding = s->limits.max_outstanding;
+	lim.max_dma_mappings = s->cfg.max_dma_mappings;
+	lim.max_pinned_bytes = s->cfg.max_pinned_bytes;
+	rep.version = VB__DEV__VERSION__VERSION_CURRENT;
+	rep.limits = &lim;
+	rep.bdf = (char *)wkr_dev_info(s->cfg.dev)->bdf;
+	s->hello_done = true;
+	reply(s, m, &rep.base, NULL, 0);
+	if (s->cfg.generation && !s->restart_announced) {
+		/* The previous worker of this device died: the VMM must re-read and re-program. */
+		s->restart_announced = true;
+		(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_WORKER_RESTARTED,
+					wkr_cfg_command(s->cfg.dev), 0);
+	}
+	return 0;
+}
+
+static uint32_t cfg_u32(struct wkr_server *s, uint32_t off, size_t len)
+{
+	uint8_t b[4] = {0};
+	if (wkr_cfg_read(s->cfg.dev, off, b, len) < 0)
+		return 0;
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+static int h_device_info(struct wkr_server *s, struct ipc_msg *m)
+{
+	Vb__Dev__DeviceInfo rep = VB__DEV__DEVICE_INFO__INIT;
+	const struct wkr_devinfo *in = wkr_dev_info(s->cfg.dev);
+	rep.bdf = (char *)in->bdf;
+	rep.flags = in->flags;
+	rep.num_regions = WKR_NUM_REGIONS;
+	rep.num_irqs = WKR_NUM_IRQS;
+	rep.vendor_id = cfg_u32(s, PCI_VENDOR_ID, 2);
+	rep.device_id = cfg_u32(s, PCI_DEVICE_ID, 2);
+	rep.subsystem_vendor_id = cfg_u32(s, PCI_SUBSYSTEM_VENDOR_ID, 2);
+	rep.subsystem_id = cfg_u32(s, PCI_SUBSYSTEM_ID, 2);
+	rep.class_code = cfg_u32(s, PCI_CLASS_PROG, 3);
+	return reply(s, m, &rep.base, NULL, 0);
+}
+
+static int h_region_info(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__RegionInfoRequest *req = (const Vb__Dev__RegionInfoRequest *)m->body;
+	Vb__Region rep = VB__REGION__INIT;
+	struct wkr_mmap_area areas[WKR_MMAP_AREAS_MAX];
+	Vb__MmapArea pa[WKR_MMAP_AREAS_MAX], *ppa[WKR_MMAP_AREAS_MAX];
+	size_t n = 0;
+	if (req->index >= WKR_NUM_REGIONS)
+		return fail(s, -EINVAL, "region index %u: the device has %d", req->index,
+			    WKR_NUM_REGIONS);
+	const struct wkr_region *r = &wkr_dev_info(s->cfg.dev)->regions[req->index];
+	rep.index = req->index;
+	rep.flags = r->flags;
+	rep.size = r->size;
+	rep.offset = r->offset;
+	rep.msix_mappable = r->msix_mappable;
+	int e = r->size
+		    ? wkr_region_mmap_areas(s->cfg.dev, req->index, areas, WKR_MMAP_AREAS_MAX, &n)
+		    : 0;
+	if (e < 0)
+		return fail(s, e, "region %u: its mappable areas do not fit a reply", req->index);
+	if (!s->cfg.allow_mmap || s->cfg.device_fd < 0 || n == 0) {
+		/* Nothing to map with: say so, or a client would map the whole region. */
+		rep.flags &= ~(uint32_t)VFIO_REGION_INFO_FLAG_MMAP;
+		return reply(s, m, &rep.base, NULL, 0);
+	}
+	for (size_t i = 0; i < n; i++) {
+		vb__mmap_area__init(&pa[i]);
+		pa[i].offset = areas[i].offset;
+		pa[i].size = areas[i].size;
+		ppa[i] = &pa[i];
+	}
+	rep.mmap_areas = ppa;
+	rep.n_mmap_areas = n;
+	return reply(s, m, &rep.base, &s->cfg.device_fd, 1);
+}
+
+static int h_irq_info(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__IrqInfoRequest *req = (const Vb__Dev__IrqInfoRequest *)m->body;
+	Vb__Irq rep = VB__IRQ__INIT;
+	if (req->index >= WKR_NUM_IRQS)
+		return fail(s, -EINVAL, "IRQ index %u: the device has %d", req->index,
+			    WKR_NUM_IRQS);
+	const struct wkr_irq_info *q = &wkr_dev_info(s->cfg.dev)->irqs[req->index];
+	rep.index = req->index;
+	rep.flags = q->flags;
+	rep.count = q->count;
+	return reply(s, m, &rep.base, NULL, 0);
+}
+
+static int data_reply(struct wkr_server *s, struct ipc_msg *m, uint8_t *buf, size_t len)
+{
+	Vb__Dev__Data rep = VB__DEV__DATA__INIT;
+	rep.data.data = buf;
+	rep.data.len = len;
+	return reply(s, m, &rep.base, NULL, 0);
+}
+
+static int access_error(struct wkr_server *s, int e, const char *what, uint32_t index, uint64_t off,
+			size_t len)
+{
+	const char *why = e == -EINVAL	 ? "outside the region or a bad size"
+			  : e == -ENOENT ? "the region does not exist"
+			  : e == -EACCES ? "the region does not allow it"
+			  : e == -EIO	 ? "the device did not answer"
+					 : strerror(-e);
+	return fail(s, e, "%s of %zu bytes at %#llx of region %u: %s", what, len,
+		    (unsigned long long)off, index, why);
+}
+
+static int h_cfg_read(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__CfgRead *req = (const Vb__Dev__CfgRead *)m->body;
+	uint8_t buf[WKR_ACCESS_MAX];
+	if (req->size == 0 || req->size > WKR_ACCESS_MAX)
+		return fail(s, -EINVAL, "config read of %u bytes (1 to %d)", req->size,
+			    WKR_ACCESS_MAX);
+	int e = wkr_cfg_read(s->cfg.dev, req->offset, buf, req->size);
+	if (e < 0)
+		return access_error(s, e, "config read", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
+				    req->size);
+	return data_reply(s, m, buf, req->size);
+}
+
+static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__CfgWrite *req = (const Vb__Dev__CfgWrite *)m->body;
+	if (req->data.len == 0 || req->data.len > WKR_ACCESS_MAX)
+		return fail(s, -EINVAL, "config write of %zu bytes (1 to %d)", req->data.len,
+			    WKR_ACCESS_MAX);
+	int e = wkr_cfg_write(s->cfg.dev, req->offset, req->data.data, req->data.len);
+	if (e == -EINVAL || e == -EIO)
+		return access_error(s, e, "config write", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
+				    req->data.len);
+	if (e < 0)
+		return fail(s, e,
+			    "config write at %#x: the broker refused the interrupt change: %s",
+			    req->offset, strerror(-e));
+	return reply_empty(s, m);
+}
+
+static int h_region_read(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__RegionRead *req = (const Vb__Dev__RegionRead *)m->body;
+	uint8_t buf[WKR_ACCESS_MAX];
+	if (req->size == 0 || req->size > WKR_ACCESS_MAX)
+		return fail(s, -EINVAL, "region read of %u bytes (1 to %d)", req->size,
+			    WKR_ACCESS_MAX);
+	int e = wkr_region_read(s->cfg.dev, req->index, req->offset, buf, req->size);
+	if (e < 0)
+		return access_error(s, e, "read", req->index, req->offset, req->size);
+	return data_reply(s, m, buf, req->size);
+}
+
+static int h_region_write(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__RegionWrite *req = (const Vb__Dev__RegionWrite *)m->body;
+	if (req->data.len == 0 || req->data.len > WKR_ACCESS_MAX)
+		return fail(s, -EINVAL, "region write of %zu bytes (1 to %d)", req->data.len,
+			    WKR_ACCESS_MAX);
+	int e =
+	    wkr_region_write(s->cfg.dev, req->index, req->offset, req->data.data, req->data.len);
+	if (e < 0)
+		return access_error(s, e, "write", req->index, req->offset, req->data.len);
+	return reply_empty(s, m);
+}
+
+/* Range checks shared by map and unmap: non-empty, no wrap, IOMMU page aligned. */
+static int dma_range(struct wkr_server *s, uint64_t iova, uint64_t size, uint64_t offset)
+{
+	uint64_t pg = s->cfg.iommu_pgsize ? s->cfg.iommu_pgsize : 4096;
+	if (size == 0 || iova + size < iova || offset + size < offset)
+		return fail(
+		    s, -EINVAL, "DMA range iova %#llx size %#llx offset %#llx wraps or is empty",
+		    (unsigned long long)iova, (unsigned long long)size, (unsigned long long)offset);
+	if ((iova | size | offset) & (pg - 1))
+		return fail(s, -EINVAL,
+			    "DMA range iova %#llx size %#llx offset %#llx is not aligned to the "
+			    "IOMMU page size %#llx",
+			    (unsigned long long)iova, (unsigned long long)size,
+			    (unsigned long long)offset, (unsigned long long)pg);
+	return 0;
+}
+
+static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__DmaMap *req = (const Vb__Dev__DmaMap *)m->body;
+	const uint32_t prot_ok =
+	    VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
+	if (m->nfds != 1)
+		return fail(s, -EINVAL, "DMA_MAP needs exactly one memfd, got %zu fds", m->nfds);
+	if (req->prot == 0 || (req->prot & ~prot_ok))
+		return fail(s, -EINVAL, "DMA protection %#x (read 1, write 2)", req->prot);
+	int e = dma_range(s, req->iova, req->size, req->offset);
+	if (e < 0)
+		return e;
+	s->why[0] = 0;
+	e = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, req->iova, req->size, req->offset,
+					req->prot, m->fds[0], s->why);
+	return e < 0 ? e : reply_empty(s, m);
+}
+
+static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__DmaUnmap *req = (const Vb__Dev__DmaUnmap *)m->body;
+	int e = dma_range(s, req->iova, req->size, 0);
+	if (e < 0)
+		return e;
+	s->why[0] = 0;
+	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, s->why);
+	return e < 0 ? e : reply_empty(s, m);
+}
+
+static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
+{
+	const Vb__Dev__SetIrqFds *req = (const Vb__Dev__SetIrqFds *)m->body;
+	size_t want = (size_t)req->count + (req->resample ? 1 : 0);
+	if (req->index >= WKR_NUM_IRQS)
+		return fail(s, -EINVAL, "IRQ index %u: the device has %d", req->index,
+			    WKR_NUM_IRQS);
+	if (req->resample && (req->index != VFIO_PCI_INTX_IRQ_INDEX || req->count != 1))
+		return fail(s, -EINVAL, "a resample fd goes with exactly one INTx trigger fd");
+	if (m->nfds != want)
+		return fail(s, -EINVAL, "SET_IRQ_FDS for %u vectors%s carries %zu fds", req->count,
+			    req->resample ? " and a resample fd" : "", m->nfds);
+	int e = wkr_irq_set_fds(s->cfg.dev, req->index, req->start, req->count, m->fds,
+				req->resample ? m->fds[req->count] : -1);
+	if (e == -EINVAL || e == -ENOENT)
+		return fail(s, e, "IRQ index %u has %u vectors; %u from %u do not fit", req->index,
+			    wkr_dev_info(s->cfg.dev)->irqs[req->index].count, req->count,
+			    req->start);
+	if (e < 0)
+		return fail(s, e, "routing IRQ index %u failed: %s", req->index, strerror(-e));
+	return reply_empty(s, m);
+}
+
+static int h_reset(struct wkr_server *s, struct ipc_msg *m)
+{
+	s->why[0] = 0;
+	int e = s->cfg.backend.ops->reset(s->cfg.backend.ctx, s->why);
+	if (e < 0)
+		return e;
+	/* The device is back at power-on state: so is its personality. */
+	e = wkr_dev_reset(s->cfg.dev);
+	if (e < 0)
+		return fail(s, e, "device reset, but its config space could not be re-read: %s",
+			    strerror(-e));
+	return reply_empty(s, m);
+}
+
+static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)
+{
+	wkr__server_removal_finish(s, true);
+	return reply_empty(s, m);
+}
+
+static const struct {
+	uint16_t type;
+	bool before_hello;
+	int (*fn)(struct wkr_server *s, struct ipc_msg *m);
+} handlers[] = {
+    {VB__DEV__TYPE__HELLO, true, h_hello},
+    {VB__DEV__TYPE__DEVICE_INFO, false, h_device_info},
+    {VB__DEV__TYPE__REGION_INFO, false, h_region_info},
+    {VB__DEV__TYPE__IRQ_INFO, false, h_irq_info},
+    {VB__DEV__TYPE__CFG_READ, false, h_cfg_read},
+    {VB__DEV__TYPE__CFG_WRITE, false, h_cfg_write},
+    {VB__DEV__TYPE__REGION_READ, false, h_region_read},
+    {VB__DEV__TYPE__REGION_WRITE, false, h_region_write},
+    {VB__DEV__TYPE__DMA_MAP, false, h_dma_map},
+    {VB__DEV__TYPE__DMA_UNMAP, false, h_dma_unmap},
+    {VB__DEV__TYPE__SET_IRQ_FDS, false, h_set_irq_fds},
+    {VB__DEV__TYPE__RESET, false, h_reset},
+    {VB__DEV__TYPE__REMOVAL_ACK, false, h_removal_ack},
+};
+
+void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
+{
+	int r = -EOPNOTSUPP;
+	s->why[0] = 0;
+	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+		if (handlers[i].type != m->type)
+			continue;
+		if (!s->hello_done && !handlers[i].before_hello)
+			r = fail(s, -EPROTO, "HELLO must come first");
+		else
+			r = handlers[i].fn(s, m);
+		break;
+	}
+	if (r < 0)
+		(void)ipc_chan_reply_error(chan(s), m, r, "%s", s->why[0] ? s->why : strerror(-r));
+}

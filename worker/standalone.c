@@ -1,0 +1,194 @@
+/*
+ * standalone: the backend of `vfio-worker --device-image`. There is no broker and no IOMMU:
+ * DMA requests are validated as the broker would (memfd only, bounds, overlap, quotas) and
+ * recorded; SET_IRQS requests are checked against the image's IRQ table and counted; a reset
+ * puts the image's config space back into the memfd. A VMM developed against it sees the
+ * answers, and the errors, it would get from a real device.
+ *
+ * Trusts the image it was built from. Distrusts every request.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "standalone.h"
+
+struct map {
+	uint64_t iova, size;
+};
+
+struct wkr_local {
+	const struct wkr_image *img;
+	int memfd;
+	dev_t shm_dev; /* the device of every memfd: what tells a memfd from another file */
+	uint32_t max_maps;
+	uint64_t max_bytes;
+	struct map *maps;
+	size_t nmaps;
+	uint64_t bytes;
+	bool irq_on[WKR_NUM_IRQS];
+};
+
+int wkr_local_new(const struct wkr_image *img, int memfd, uint32_t max_maps, uint64_t max_bytes,
+		  struct wkr_local **ret)
+{
+	struct stat st;
+	if (fstat(memfd, &st) < 0)
+		return -errno;
+	struct wkr_local *l = calloc(1, sizeof(*l));
+	if (!l)
+		return -ENOMEM;
+	l->img = img;
+	l->memfd = memfd;
+	l->shm_dev = st.st_dev;
+	l->max_maps = max_maps;
+	l->max_bytes = max_bytes;
+	*ret = l;
+	return 0;
+}
+
+void wkr_local_free(struct wkr_local *l)
+{
+	if (!l)
+		return;
+	free(l->maps);
+	free(l);
+}
+
+size_t wkr_local_mappings(const struct wkr_local *l)
+{
+	return l->nmaps;
+}
+
+static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
+		     int memfd, char *why)
+{
+	struct wkr_local *l = ctx;
+	struct stat st;
+	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != l->shm_dev) {
+		snprintf(why, WKR_WHY_MAX, "DMA memory must be a memfd");
+		return -EBADF;
+	}
+	if (offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset) {
+		snprintf(
+		    why, WKR_WHY_MAX, "offset %#llx size %#llx runs past the memfd's %lld bytes",
+		    (unsigned long long)offset, (unsigned long long)size, (long long)st.st_size);
+		return -EINVAL;
+	}
+	if (l->nmaps >= l->max_maps || size > l->max_bytes - l->bytes) {
+		snprintf(why, WKR_WHY_MAX, "DMA quota: at most %u mappings and %llu bytes",
+			 l->max_maps, (unsigned long long)l->max_bytes);
+		return -ENOSPC;
+	}
+	for (size_t i = 0; i < l->nmaps; i++) {
+		if (iova < l->maps[i].iova + l->maps[i].size && l->maps[i].iova < iova + size) {
+			snprintf(why, WKR_WHY_MAX, "iova %#llx overlaps the mapping at %#llx",
+				 (unsigned long long)iova, (unsigned long long)l->maps[i].iova);
+			return -EEXIST;
+		}
+	}
+	struct map *nm = realloc(l->maps, (l->nmaps + 1) * sizeof(*nm));
+	if (!nm)
+		return -ENOMEM;
+	l->maps = nm;
+	l->maps[l->nmaps++] = (struct map){iova, size};
+	l->bytes += size;
+	(void)prot;
+	return 0;
+}
+
+/* Removes the mappings inside [iova, iova+size), as type1 does; a mapping cut in two is an
+ * error and nothing is removed. */
+static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
+{
+	struct wkr_local *l = ctx;
+	size_t hit = 0;
+	for (size_t i = 0; i < l->nmaps; i++) {
+		const struct map *m = &l->maps[i];
+		bool overlap = iova < m->iova + m->size && m->iova < iova + size;
+		bool inside = m->iova >= iova && m->iova + m->size <= iova + size;
+		if (overlap && !inside) {
+			snprintf(why, WKR_WHY_MAX, "range would split the mapping at %#llx",
+				 (unsigned long long)m->iova);
+			return -EINVAL;
+		}
+		hit += inside;
+	}
+	if (hit == 0) {
+		snprintf(why, WKR_WHY_MAX, "nothing is mapped in that range");
+		return -ENOENT;
+	}
+	size_t out = 0;
+	for (size_t i = 0; i < l->nmaps; i++) {
+		const struct map m = l->maps[i];
+		if (m.iova >= iova && m.iova + m.size <= iova + size)
+			l->bytes -= m.size;
+		else
+			l->maps[out++] = m;
+	}
+	l->nmaps = out;
+	return 0;
+}
+
+static int l_dma_unmap_all(void *ctx)
+{
+	struct wkr_local *l = ctx;
+	l->nmaps = 0;
+	l->bytes = 0;
+	return 0;
+}
+
+static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
+{
+	struct wkr_local *l = ctx;
+	if (s->index >= WKR_NUM_IRQS)
+		return -EINVAL;
+	if (s->disable) {
+		l->irq_on[s->index] = false;
+		return 0;
+	}
+	uint32_t count = wkr_image_info(l->img)->irqs[s->index].count;
+	if (s->count == 0 || s->start > count || s->count > count - s->start)
+		return -EINVAL;
+	if (!s->enable && !l->irq_on[s->index])
+		return -EINVAL; /* re-routing vectors of an index that is off */
+	for (uint32_t i = 0; i < s->count; i++)
+		if (s->fds[i] < -1)
+			return -EBADF;
+	l->irq_on[s->index] = true;
+	return 0;
+}
+
+static int l_reset(void *ctx, char *why)
+{
+	struct wkr_local *l = ctx;
+	const struct wkr_region *cfg =
+	    &wkr_image_info(l->img)->regions[VFIO_PCI_CONFIG_REGION_INDEX];
+	ssize_t n =
+	    pwrite(l->memfd, wkr_image_config(l->img), (size_t)cfg->size, (off_t)cfg->offset);
+	if (n != (ssize_t)cfg->size) {
+		snprintf(why, WKR_WHY_MAX, "restoring the image's config space failed");
+		return n < 0 ? -errno : -EIO;
+	}
+	return 0;
+}
+
+static void l_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
+{
+	(void)ctx;
+	(void)connected;
+	(void)pid;
+	(void)uid;
+}
+
+const struct wkr_backend_ops wkr_local_ops = {
+    .dma_map = l_dma_map,
+    .dma_unmap = l_dma_unmap,
+    .dma_unmap_all = l_dma_unmap_all,
+    .set_irqs = l_set_irqs,
+    .reset = l_reset,
+    .vmm_state = l_vmm_state,
+};
