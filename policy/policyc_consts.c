@@ -115,7 +115,6 @@ static const struct policyc_const policyc__consts[] = {
     K(SO_TYPE),
     K(SO_DOMAIN),
     K(SO_ERROR),
-    K(SO_DOMAIN),
     K(SO_SNDBUF),
     K(SO_RCVBUF),
     K(SO_PASSCRED),
