@@ -91,12 +91,17 @@ static void sup_on_tick(uv_timer_t *t)
 		}
 		return;
 	}
-	if (s->cfg.hooks->send_heartbeat(s->cfg.ctx, s->seq + 1) == 0) {
-		s->seq++;
-		s->sent_ms = now;
-		s->awaiting = true;
-		s->hung_reported = false;
-	}
+	if (now - s->sent_ms < s->cfg.interval_ms)
+		return;
+	/* A heartbeat that could not even be sent (the worker stopped reading and its socket is
+	 * full) counts as sent: the timeout then calls it hung, as it is. */
+	if (s->cfg.hooks->send_heartbeat(s->cfg.ctx, s->seq + 1) == -ESHUTDOWN)
+		return;
+	s->seq++;
+	s->sent_ms = now;
+	s->awaiting = true;
+	s->hung_reported = false;
+}
 }
 
 int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cfg *cfg,

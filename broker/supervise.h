@@ -16,7 +16,9 @@
 struct brk_sup;
 
 struct brk_sup_hooks {
-	/* Time for a heartbeat with this sequence number; return 0 when it was sent. */
+	/* Time for a heartbeat with this sequence number. Return 0 when it was sent, -ESHUTDOWN
+	 * when heartbeats are over; any other error counts as a heartbeat the worker will not
+	 * answer. */
 	int (*send_heartbeat)(void *ctx, uint64_t seq);
 	/* The heartbeat `seq` has waited `waited_ms` >= the timeout. Called once per hang. */
 	void (*hung)(void *ctx, uint64_t seq, uint64_t waited_ms);
