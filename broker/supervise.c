@@ -102,7 +102,6 @@ static void sup_on_tick(uv_timer_t *t)
 	s->awaiting = true;
 	s->hung_reported = false;
 }
-}
 
 int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cfg *cfg,
 		  struct brk_sup **ret)
