@@ -23,3 +23,13 @@ if(TARGET vfio-worker)
 		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
 	add_dependencies(test_worker_standalone vfio-worker)
 endif()
+
+# The vfio-worker binary in broker mode against a fake broker on its fd 3.
+if(TARGET vfio-worker)
+	find_package(Threads REQUIRED)
+	vb_unit_test(worker_broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_broker.c
+		LIBS vb_ipc vb_worker_core Threads::Threads)
+	target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
+		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
+	add_dependencies(test_worker_broker vfio-worker)
+endif()

@@ -133,6 +133,7 @@ struct worker {
 	struct wkr_backend backend; /* what the server uses: logs, then forwards to `inner` */
 	struct wkr_backend inner;
 	int exit_code;
+	bool loop_ok;
 };
 
 static struct worker W = {.name = "vfio-worker"};
@@ -318,6 +319,7 @@ static int setup_loop(void)
 	int r = uv_loop_init(&W.loop);
 	if (r < 0)
 		return r;
+	W.loop_ok = true;
 	/* Signal handlers are installed now: sigaction is outside the seccomp policy. They are
 	 * never removed for the same reason; the process exits with them in place. */
 	uv_signal_init(&W.loop, &W.sigterm);
@@ -354,7 +356,8 @@ static void finish(void)
 	wkr_server_close(W.srv, NULL, NULL);
 	W.srv = NULL;
 	/* Let libuv run the close callbacks. */
-	uv_run(&W.loop, UV_RUN_NOWAIT);
+	if (W.loop_ok)
+		uv_run(&W.loop, UV_RUN_NOWAIT);
 	wkr_dev_free(W.dev);
 	W.dev = NULL;
 }
@@ -450,7 +453,8 @@ static int run_broker(const struct opts *o)
 		uv_run(&W.loop, UV_RUN_DEFAULT);
 	finish();
 	wkr_broker_free(b);
-	uv_run(&W.loop, UV_RUN_NOWAIT);
+	if (W.loop_ok)
+		uv_run(&W.loop, UV_RUN_NOWAIT);
 	close(h.device_fd);
 	return W.exit_code;
 }

@@ -1,0 +1,402 @@
+/*
+ * Integration test of the vfio-worker binary in broker mode, against a fake broker: the test
+ * plays the broker on the worker's fd 3 (HANDOFF with a device image memfd as the "device fd"
+ * and a listening socket, then answering the worker's requests from a thread) and the VMM on
+ * that socket. It checks what reaches the broker: VMM presence, SET_IRQS when the guest enables
+ * MSI-X, DMA_MAP with the memfd, the teardown when the VMM leaves, HEARTBEAT and REMOVAL.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <linux/pci_regs.h>
+#include <linux/vfio.h>
+
+#include "broker.pb-c.h"
+#include "common.pb-c.h"
+#include "devimg.h"
+#include "device.pb-c.h"
+#include "ipc.h"
+
+#define LOG_MAX 256
+
+struct seen {
+	uint16_t type;
+	uint32_t index, start, count;
+	bool disable, connected;
+	size_t nfds, nslots;
+};
+
+struct fx {
+	pid_t pid;
+	char dir[64], sock[128];
+	struct ipc_chan *brk;
+	struct wkr_image *img;
+	int memfd;
+	pthread_t thread;
+	pthread_mutex_t lock;
+	bool stop;
+	struct seen log[LOG_MAX];
+	int nlog;
+	int removal_answer; /* -1 none yet, 0 not acked, 1 acked */
+};
+
+static void record(struct fx *f, const struct ipc_msg *m)
+{
+	struct seen s = {.type = m->type, .nfds = m->nfds};
+	if (m->type == VB__BRK__TYPE__SET_IRQS) {
+		const Vb__Brk__SetIrqs *q = (const Vb__Brk__SetIrqs *)m->body;
+		s.index = q->index;
+		s.start = q->start;
+		s.count = q->count;
+		s.disable = q->disable;
+		s.nslots = q->n_fd_slots;
+	} else if (m->type == VB__BRK__TYPE__VMM_STATE) {
+		s.connected = ((const Vb__Brk__VmmState *)m->body)->connected;
+	}
+	if (f->nlog < LOG_MAX)
+		f->log[f->nlog++] = s;
+}
+
+/* The fake broker: answers every worker request with success. The channel is used under
+ * f->lock only (the main thread sends REMOVAL through it). */
+static void *broker_thread(void *arg)
+{
+	struct fx *f = arg;
+	for (;;) {
+		pthread_mutex_lock(&f->lock);
+		bool stop = f->stop;
+		pthread_mutex_unlock(&f->lock);
+		if (stop)
+			return NULL;
+		struct pollfd p = {.fd = ipc_chan_fd(f->brk), .events = POLLIN};
+		pthread_mutex_lock(&f->lock);
+		bool queued = ipc_chan_has_queued(f->brk);
+		pthread_mutex_unlock(&f->lock);
+		if (!queued && poll(&p, 1, 20) <= 0)
+			continue;
+		struct ipc_msg *m;
+		pthread_mutex_lock(&f->lock);
+		int r = ipc_chan_recv(f->brk, &m);
+		if (r < 0) {
+			pthread_mutex_unlock(&f->lock);
+			continue;
+		}
+		if (m->kind == IPC_KIND_REPLY && m->type == VB__BRK__TYPE__REMOVAL) {
+			f->removal_answer =
+			    ((const Vb__Brk__RemovalReply *)m->body)->vmm_acknowledged ? 1 : 0;
+		} else if (m->kind == IPC_KIND_REQUEST) {
+			record(f, m);
+			if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
+				Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
+				ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
+			} else {
+				Vb__Empty e = VB__EMPTY__INIT;
+				ipc_chan_reply(f->brk, m, &e.base, NULL, 0);
+			}
+		}
+		pthread_mutex_unlock(&f->lock);
+		ipc_msg_free(m);
+	}
+}
+
+static int spawn(struct fx *f, int *ret_listen)
+{
+	int sp[2], lfd;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
+	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0)
+		return -1;
+	f->pid = fork();
+	if (f->pid == 0) {
+		char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP, NULL};
+		if (dup2(sp[1], 3) < 0)
+			_exit(126);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(sp[1]);
+	*ret_listen = lfd;
+	return ipc_chan_new(sp[0], &ipc_proto_broker, NULL, &f->brk);
+}
+
+/* HANDOFF from the image; `drop_config` leaves region 7 out (a bad handoff). */
+static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *err)
+{
+	const struct wkr_devinfo *in = wkr_image_info(f->img);
+	Vb__Brk__Handoff h = VB__BRK__HANDOFF__INIT;
+	Vb__Region regs[WKR_NUM_REGIONS], *pregs[WKR_NUM_REGIONS];
+	Vb__Irq irqs[WKR_NUM_IRQS], *pirqs[WKR_NUM_IRQS];
+	Vb__Limits lim = VB__LIMITS__INIT;
+	for (unsigned i = 0; i < WKR_NUM_REGIONS; i++) {
+		if (drop_config && i == VFIO_PCI_CONFIG_REGION_INDEX)
+			continue;
+		vb__region__init(&regs[h.n_regions]);
+		regs[h.n_regions].index = i;
+		regs[h.n_regions].flags = in->regions[i].flags;
+		regs[h.n_regions].size = in->regions[i].size;
+		regs[h.n_regions].offset = in->regions[i].offset;
+		pregs[h.n_regions] = &regs[h.n_regions];
+		h.n_regions++;
+	}
+	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
+		vb__irq__init(&irqs[i]);
+		irqs[i].index = i;
+		irqs[i].flags = in->irqs[i].flags;
+		irqs[i].count = in->irqs[i].count;
+		pirqs[i] = &irqs[i];
+	}
+	h.version = VB__BRK__VERSION__VERSION_CURRENT;
+	h.bdf = "0000:03:00.0";
+	h.vm = "test-vm";
+	h.device_flags = in->flags;
+	h.regions = pregs;
+	h.irqs = pirqs;
+	h.n_irqs = WKR_NUM_IRQS;
+	lim.max_dma_mappings = 16;
+	lim.max_pinned_bytes = 1 << 30;
+	h.limits = &lim;
+	h.allow_mmap = true;
+	h.iommu_pgsize = 4096;
+	h.owner_uid = getuid();
+	h.owner_gid = getgid();
+	int fds[2] = {f->memfd, lfd};
+	struct ipc_msg *rep = NULL;
+	int r = ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 2, 10000, &rep, err);
+	ipc_msg_free(rep);
+	return r;
+}
+
+static int setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct wkr_image_error ierr;
+	int lfd;
+	if (!f ||
+	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
+	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd) < 0)
+		return -1;
+	pthread_mutex_init(&f->lock, NULL);
+	f->removal_answer = -1;
+	*state = f;
+	int r = handoff(f, lfd, false, NULL);
+	close(lfd);
+	if (r < 0)
+		return -1;
+	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	int status = 0;
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->thread, NULL);
+	/* The broker closing its channel ends the worker with status 0. */
+	ipc_chan_free(f->brk);
+	waitpid(f->pid, &status, 0);
+	unlink(f->sock);
+	rmdir(f->dir);
+	close(f->memfd);
+	wkr_image_free(f->img);
+	free(f);
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int count(struct fx *f, uint16_t type, int index, int disable, int connected)
+{
+	int n = 0;
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < f->nlog; i++) {
+		const struct seen *s = &f->log[i];
+		if (s->type != type || (index >= 0 && s->index != (uint32_t)index) ||
+		    (disable >= 0 && s->disable != (disable == 1)) ||
+		    (connected >= 0 && s->connected != (connected == 1)))
+			continue;
+		n++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return n;
+}
+
+static void wait_for(struct fx *f, uint16_t type, int index, int disable, int connected, int n)
+{
+	for (int i = 0; i < 500 && count(f, type, index, disable, connected) < n; i++)
+		usleep(10000);
+	assert_true(count(f, type, index, disable, connected) >= n);
+}
+
+static struct ipc_chan *vmm_connect(struct fx *f)
+{
+	int fd;
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	assert_int_equal(ipc_connect(f->sock, &fd), 0);
+	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, NULL),
+			 0);
+	ipc_msg_free(m);
+	return c;
+}
+
+static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32_t v)
+{
+	Vb__Dev__CfgWrite req = VB__DEV__CFG_WRITE__INIT;
+	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+	struct ipc_msg *m = NULL;
+	req.offset = off;
+	req.data.data = b;
+	req.data.len = size;
+	int r = ipc_chan_call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0, 10000, &m, NULL);
+	ipc_msg_free(m);
+	return r;
+}
+
+static void test_worker_broker_msix_and_dma_reach_broker(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	/* Hand over 16 irqfds and enable MSI-X: one SET_IRQS for all 16 vectors. */
+	int efd[16];
+	for (int i = 0; i < 16; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
+	sf.index = VFIO_PCI_MSIX_IRQ_INDEX;
+	sf.count = 16;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, efd, 16, 10000, &m, NULL), 0);
+	ipc_msg_free(m);
+	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
+	pthread_mutex_lock(&f->lock);
+	const struct seen *s = &f->log[f->nlog - 1];
+	assert_int_equal(s->count, 16);
+	assert_int_equal(s->nslots, 16);
+	assert_int_equal(s->nfds, 16); /* every vector masked: 16 worker eventfds */
+	pthread_mutex_unlock(&f->lock);
+
+	/* DMA goes to the broker with the memfd. */
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	Vb__Dev__DmaMap dm = VB__DEV__DMA_MAP__INIT;
+	dm.iova = 0x10000;
+	dm.size = 1 << 16;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 10000, &m, NULL), 0);
+	ipc_msg_free(m);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1), 1);
+
+	/* The VMM leaves: its routes and mappings go, through the broker. */
+	ipc_chan_free(c);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1), 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1), 1);
+	/* A new VMM gets in and finds MSI-X still enabled. */
+	c = vmm_connect(f);
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	cr.offset = 0x72;
+	cr.size = 2;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, 10000, &m, NULL), 0);
+	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
+	assert_int_equal(d->data.data[1] & 0x80, 0x80);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(ram);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+}
+
+static void test_worker_broker_removal_acked_by_vmm(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
+	struct ipc_msg *m;
+	uint32_t id;
+	rm.timeout_ms = 5000;
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &id),
+			 0);
+	pthread_mutex_unlock(&f->lock);
+	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(ipc_chan_recv(c, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	assert_int_equal(((const Vb__Dev__Event *)m->body)->kind,
+			 VB__DEV__EVENT_KIND__EVENT_REMOVAL_REQUESTED);
+	assert_int_equal(((const Vb__Dev__Event *)m->body)->timeout_ms, 5000);
+	ipc_msg_free(m);
+	Vb__Empty e = VB__EMPTY__INIT;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, 10000, &m, NULL), 0);
+	ipc_msg_free(m);
+	for (int i = 0; i < 500; i++) {
+		pthread_mutex_lock(&f->lock);
+		int a = f->removal_answer;
+		pthread_mutex_unlock(&f->lock);
+		if (a >= 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(f->removal_answer, 1);
+	ipc_chan_free(c);
+}
+
+static void test_worker_broker_bad_handoff_refused(void **state)
+{
+	struct fx f = {0};
+	struct wkr_image_error ierr;
+	struct ipc_error err = {0};
+	int lfd, status;
+	assert_int_equal(
+	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
+	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
+	assert_int_equal(spawn(&f, &lfd), 0);
+	assert_int_equal(handoff(&f, lfd, true, &err), -EINVAL);
+	assert_non_null(strstr(err.message, "disagree"));
+	waitpid(f.pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	close(lfd);
+	ipc_chan_free(f.brk);
+	unlink(f.sock);
+	rmdir(f.dir);
+	close(f.memfd);
+	wkr_image_free(f.img);
+	(void)state;
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_worker_broker_msix_and_dma_reach_broker, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_removal_acked_by_vmm, setup,
+					    teardown),
+	    cmocka_unit_test(test_worker_broker_bad_handoff_refused),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
