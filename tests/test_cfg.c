@@ -372,6 +372,30 @@ static void test_cfg_pcie_flr_bit_stays_virtual(void **state)
 	assert_int_equal(cfg_rd(t, devctl, 2), 0x2817);
 }
 
+static void test_cfg_reset_restores_power_on_state(void **state)
+{
+	struct tdev *t = *state;
+	int vmm = new_efd();
+	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_2, 4, 0xfebc0000), 0);
+	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &vmm, -1), 0);
+	assert_int_equal(cfg_wr(t, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	int n = t->rec.nsets;
+	assert_int_equal(wkr_dev_reset(t->dev), 0);
+	/* Routes torn down, guest state back to power-on, identity intact. */
+	assert_int_equal(t->rec.nsets, n + 1);
+	assert_true(t->rec.sets[n].s.disable);
+	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_2, 4), 0);
+	assert_int_equal(cfg_rd(t, 0x72, 2), 0x000f);
+	assert_int_equal(cfg_rd(t, PCI_VENDOR_ID, 4), 0x56781234);
+	assert_int_equal(cfg_rd(t, 0x100, 4), 0x150u << 20);
+	/* The VMM's fd survives: enabling again routes to it once the vector is unmasked. */
+	assert_int_equal(cfg_wr(t, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	uint8_t zero[4] = {0};
+	assert_int_equal(wkr_region_write(t->dev, 2, 12, zero, 4), 0);
+	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), vmm));
+	close(vmm);
+}
+
 static void test_cfg_bad_region_table_rejected(void **state)
 {
 	struct tdev t;
@@ -479,6 +503,7 @@ int main(void)
 	    SPEC_TEST(test_cfg_msi_vector_count_clamped_to_capable),
 	    SPEC_TEST(test_cfg_msi_masked_vector_pending_then_delivered),
 	    SPEC_TEST(test_cfg_pcie_flr_bit_stays_virtual),
+	    SPEC_TEST(test_cfg_reset_restores_power_on_state),
 	    cmocka_unit_test(test_cfg_bad_region_table_rejected),
 	    cmocka_unit_test(test_cfg_capability_loop_terminates),
 	    cmocka_unit_test(test_cfg_no_intx_irq_clears_interrupt_pin),
