@@ -5,6 +5,7 @@ pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
 # The pieces that do not touch VFIO, linked by the unit tests too.
 add_library(vb_brokerd_base STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/config.c
+	${CMAKE_CURRENT_SOURCE_DIR}/config_report.c
 	${CMAKE_CURRENT_SOURCE_DIR}/control.c
 	${CMAKE_CURRENT_SOURCE_DIR}/log.c
 	${CMAKE_CURRENT_SOURCE_DIR}/metrics.c
