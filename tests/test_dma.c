@@ -733,6 +733,184 @@ static void test_dma_map_full_table_counts_stay_exact(void **state)
 	t_free(t);
 }
 
+/* A reference model of the table: a plain array searched linearly, owners as a bit set. */
+struct ref_map {
+	uint64_t iova, size, offset;
+	uint32_t prot, owners;
+	int file;
+};
+
+struct ref {
+	struct ref_map m[64];
+	uint32_t n;
+	uint64_t pinned;
+};
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+
+static uint32_t rnd(uint32_t n)
+{
+	rng_state ^= rng_state << 13;
+	rng_state ^= rng_state >> 7;
+	rng_state ^= rng_state << 17;
+	return (uint32_t)(rng_state % n);
+}
+
+static int ref_map(struct ref *r, uint32_t owner, uint64_t iova, uint64_t size, uint64_t off,
+		   uint32_t prot, int file, const struct brk_dma_limits *l)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->n; i++) {
+		struct ref_map *m = &r->m[i];
+
+		if (iova + size <= m->iova || m->iova + m->size <= iova)
+			continue;
+		if (m->iova == iova && m->size == size && m->offset == off && m->prot == prot &&
+		    m->file == file && !(m->owners & (1u << owner))) {
+			m->owners |= 1u << owner;
+			return 0;
+		}
+		return -EEXIST;
+	}
+	if (r->n >= l->max_mappings)
+		return -ENOSPC;
+	if (r->pinned + size > l->max_pinned_bytes)
+		return -EDQUOT;
+	r->m[r->n++] = (struct ref_map){iova, size, off, prot, 1u << owner, file};
+	r->pinned += size;
+	return 0;
+}
+
+static void ref_remove(struct ref *r, uint32_t i)
+{
+	r->pinned -= r->m[i].size;
+	r->m[i] = r->m[--r->n];
+}
+
+static int ref_unmap(struct ref *r, uint32_t owner, uint64_t iova, uint64_t size)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->n; i++) {
+		if (r->m[i].iova != iova || r->m[i].size != size)
+			continue;
+		if (!(r->m[i].owners & (1u << owner)))
+			return -EPERM;
+		r->m[i].owners &= ~(1u << owner);
+		if (!r->m[i].owners)
+			ref_remove(r, i);
+		return 0;
+	}
+	return -ENOENT;
+}
+
+static uint32_t ref_unmap_owner(struct ref *r, uint32_t owner)
+{
+	uint32_t i = 0, n = 0;
+
+	while (i < r->n) {
+		if (r->m[i].owners & (1u << owner)) {
+			n++;
+			r->m[i].owners &= ~(1u << owner);
+			if (!r->m[i].owners) {
+				ref_remove(r, i);
+				continue;
+			}
+		}
+		i++;
+	}
+	return n;
+}
+
+static void ref_usage(const struct ref *r, uint32_t owner, uint32_t *n, uint64_t *bytes)
+{
+	uint32_t i;
+
+	*n = 0;
+	*bytes = 0;
+	for (i = 0; i < r->n; i++) {
+		if (r->m[i].owners & (1u << owner)) {
+			(*n)++;
+			*bytes += r->m[i].size;
+		}
+	}
+}
+
+/* Random maps, unmaps and owner teardowns in a small IOVA window (so overlaps, shares and both
+ * quotas happen often), each answer and every counter compared with the reference model. */
+static void test_dma_random_ops_match_reference_model(void **state)
+{
+	struct brk_dma_limits l = {.max_mappings = 8, .max_pinned_bytes = 24 * PG};
+	struct t *t = t_new(&l, 0);
+	int files[2] = {t->memfd, make_memfd(MEMSZ, F_SEAL_SHRINK)};
+	struct ref ref = {.n = 0};
+	struct brk_dma_stats st;
+	uint32_t op, o, n, rn;
+	uint64_t bytes, rbytes;
+	int r, want, seen[4] = {0};
+
+	for (op = 0; op < 20000; op++) {
+		uint32_t owner = 1 + rnd(4), kind = rnd(10);
+		uint64_t iova = rnd(64) * PG, size = (1 + rnd(8)) * PG;
+
+		if (kind < 6) {
+			uint64_t off = rnd(3) * PG;
+			uint32_t prot = 1 + rnd(3);
+			int f = (int)rnd(2);
+
+			want = ref_map(&ref, owner, iova, size, off, prot, f, &l);
+			r = brk_dma_map(t->d, owner, iova, size, files[f], off, prot, &t->err);
+			seen[0] += want == 0;
+			seen[1] += want == -EEXIST;
+			seen[2] += want == -ENOSPC || want == -EDQUOT;
+		} else if (kind < 9) {
+			/* Half of the unmaps aim at a mapping that exists. */
+			if (ref.n && rnd(2)) {
+				const struct ref_map *m = &ref.m[rnd(ref.n)];
+
+				iova = m->iova;
+				size = m->size;
+			}
+			want = ref_unmap(&ref, owner, iova, size);
+			r = brk_dma_unmap(t->d, owner, iova, size, &t->err);
+			seen[3] += want == 0;
+		} else {
+			want = (int)ref_unmap_owner(&ref, owner);
+			r = brk_dma_unmap_owner(t->d, owner, &n, &bytes);
+			assert_int_equal(r, 0);
+			r = (int)n;
+		}
+		if (r != want)
+			fail_msg(
+			    "op %u kind %u owner %u iova 0x%llx size 0x%llx: got %d want %d (%s)",
+			    op, kind, owner, (unsigned long long)iova, (unsigned long long)size, r,
+			    want, t->err.msg);
+		brk_dma_stats(t->d, &st);
+		assert_int_equal(st.mappings, ref.n);
+		assert_int_equal(st.pinned_bytes, ref.pinned);
+		for (o = 1; o <= 4; o++) {
+			brk_dma_owner_usage(t->d, o, &n, &bytes);
+			ref_usage(&ref, o, &rn, &rbytes);
+			assert_int_equal(n, rn);
+			assert_int_equal(bytes, rbytes);
+		}
+	}
+	/* Every kind of outcome was exercised, not just one. */
+	print_message("# accepted %d, overlaps %d, quota %d, unmapped %d\n", seen[0], seen[1],
+		      seen[2], seen[3]);
+	assert_true(seen[0] > 100 && seen[1] > 100 && seen[2] > 100 && seen[3] > 100);
+	assert_true(st.shares > 0);
+	assert_int_equal(brk_dma_unmap_all(t->d, &n, &bytes), 0);
+	assert_int_equal(n, ref.n);
+	assert_int_equal(bytes, ref.pinned);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 0);
+	assert_int_equal(st.pinned_bytes, 0);
+	close(files[1]);
+	t_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -766,6 +944,7 @@ int main(void)
 	    cmocka_unit_test(test_dma_map_ebusy_twice_rejected),
 	    cmocka_unit_test(test_dma_new_bad_config_rejected),
 	    cmocka_unit_test(test_dma_map_full_table_counts_stay_exact),
+	    cmocka_unit_test(test_dma_random_ops_match_reference_model),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
