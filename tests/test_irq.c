@@ -17,6 +17,7 @@
 
 #include "fake_vfio.h"
 #include "irq.h"
+#include "irq_pb.h"
 
 #define TRIGGER VFIO_IRQ_SET_ACTION_TRIGGER
 #define MASK	VFIO_IRQ_SET_ACTION_MASK
@@ -412,6 +413,92 @@ static void test_irqs_new_bad_info_rejected(void **state)
 	assert_ptr_equal(s, (struct brk_irqs *)0x1);
 }
 
+static void test_irq_req_from_pb_maps_slots_to_fds(void **state)
+{
+	struct t *t = t_new();
+	int32_t slots[4] = {1, -1, 0, 1};
+	int arrived[2] = {t->efd[4], t->efd[5]}, vec[4];
+	Vb__Brk__SetIrqs m = VB__BRK__SET_IRQS__INIT;
+	struct brk_irq_req q;
+	const struct fake_call *c;
+
+	m.index = MSIX;
+	m.count = 4;
+	m.action = TRIGGER;
+	m.n_fd_slots = 4;
+	m.fd_slots = slots;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 4, &q, &t->err), 0);
+	assert_int_equal(q.data, EVFD);
+	assert_int_equal(q.nfds, 4);
+	assert_ptr_equal(q.fds, vec);
+	assert_int_equal(vec[0], t->efd[5]);
+	assert_int_equal(vec[1], -1);
+	assert_int_equal(vec[2], t->efd[4]);
+	assert_int_equal(vec[3], t->efd[5]);
+	/* And the result is a request brk_irq_set() carries out. */
+	assert_int_equal(brk_irq_set(t->irqs, &q, &t->err), 0);
+	c = fake_vfio_nth(&t->f, VFIO_DEVICE_SET_IRQS, 0);
+	assert_memory_equal(c->fds, vec, sizeof(vec));
+	assert_int_equal(status(t, MSIX).triggers, 3);
+	t_free(t);
+}
+
+static void test_irq_req_from_pb_bad_slots_rejected(void **state)
+{
+	struct t *t = t_new();
+	int32_t slots[2] = {0, 2};
+	int arrived[2] = {t->efd[0], t->efd[1]}, vec[2] = {77, 77};
+	Vb__Brk__SetIrqs m = VB__BRK__SET_IRQS__INIT;
+	struct brk_irq_req q;
+
+	m.index = MSIX;
+	m.count = 2;
+	m.action = TRIGGER;
+	m.n_fd_slots = 2;
+	m.fd_slots = slots;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 2, &q, &t->err), -EINVAL);
+	assert_non_null(strstr(t->err.msg, "but 2 fds arrived"));
+	slots[1] = -2;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 2, &q, &t->err), -EINVAL);
+	slots[1] = 1;
+	m.count = 3;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 2, &q, &t->err), -EINVAL);
+	assert_non_null(strstr(t->err.msg, "2 eventfd slots for 3 vectors"));
+	m.count = 2;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 1, &q, &t->err), -EINVAL);
+	assert_non_null(strstr(t->err.msg, "too many"));
+	/* Nothing was written on the way. */
+	assert_int_equal(vec[0], 77);
+	assert_int_equal(vec[1], 77);
+	m.disable = 1;
+	assert_int_equal(brk_irq_req_from_pb(&m, arrived, 2, vec, 2, &q, &t->err), -EINVAL);
+	assert_non_null(strstr(t->err.msg, "disable takes no vectors"));
+	t_free(t);
+}
+
+static void test_irq_req_from_pb_disable_and_mask_shapes(void **state)
+{
+	struct t *t = t_new();
+	Vb__Brk__SetIrqs m = VB__BRK__SET_IRQS__INIT;
+	struct brk_irq_req q;
+
+	m.index = INTX;
+	m.disable = 1;
+	assert_int_equal(brk_irq_req_from_pb(&m, NULL, 0, NULL, 0, &q, &t->err), 0);
+	assert_int_equal(q.action, TRIGGER);
+	assert_int_equal(q.data, NONE);
+	assert_int_equal(q.count, 0);
+	m.disable = 0;
+	m.action = MASK;
+	m.count = 1;
+	assert_int_equal(brk_irq_req_from_pb(&m, NULL, 0, NULL, 0, &q, &t->err), 0);
+	assert_int_equal(q.action, MASK);
+	assert_int_equal(q.data, NONE);
+	assert_int_equal(q.count, 1);
+	assert_null(q.fds);
+	t_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -431,6 +518,9 @@ int main(void)
 	    cmocka_unit_test(test_irq_disable_all_clears_every_index),
 	    cmocka_unit_test(test_irq_check_eventfd_classifies_fds),
 	    cmocka_unit_test(test_irqs_new_bad_info_rejected),
+	    cmocka_unit_test(test_irq_req_from_pb_maps_slots_to_fds),
+	    cmocka_unit_test(test_irq_req_from_pb_bad_slots_rejected),
+	    cmocka_unit_test(test_irq_req_from_pb_disable_and_mask_shapes),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
