@@ -286,7 +286,7 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	uv_signal_t sigterm, sigint;
 	uv_loop_t loop;
 	bool own = false;
-	int fd, r, mode;
+	int fd = -1, r, mode;
 
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
 	 * theirs from the socket inode at bind(), where a umask would only get in the way. */
