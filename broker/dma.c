@@ -490,6 +490,22 @@ int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_byte
 	return unmap_where(d, true, 0, ret_count, ret_bytes);
 }
 
+void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes)
+{
+	uint32_t i;
+
+	if (ret_count)
+		*ret_count = d->n;
+	if (ret_bytes)
+		*ret_bytes = d->st.pinned_bytes;
+	for (i = 0; i < d->n; i++)
+		free(d->maps[i].also);
+	d->st.unmaps += d->n;
+	d->n = 0;
+	d->st.mappings = 0;
+	d->st.pinned_bytes = 0;
+}
+
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out)
 {
 	*out = d->st;

@@ -108,6 +108,12 @@ int brk_dma_unmap_owner(struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
 /* Same for every mapping of the VM. */
 int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes);
 
+/* Drops every record without asking the kernel, for when the kernel already dropped the
+ * mappings itself: the VM's last group left the container (brk_group_detach/unref), which tears
+ * its IOMMU down. *ret_count / *ret_bytes (NULL allowed) receive what was forgotten. Using it
+ * while a group is still attached would leave pinned mappings nobody accounts for. */
+void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes);
+
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out);
 /* Mappings and pinned bytes of one owner (a device's share, for status). */
 void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_count,

@@ -643,6 +643,27 @@ static void test_dma_unmap_all_kernel_error_keeps_failed_entry(void **state)
 	t_free(t);
 }
 
+static void test_dma_forget_all_drops_records_without_kernel(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	struct brk_dma_stats st;
+	uint32_t n;
+	uint64_t bytes;
+
+	map_two(t);
+	assert_int_equal(brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, t->memfd, 0, RW, &t->err), 0);
+	brk_dma_forget_all(t->d, &n, &bytes);
+	assert_int_equal(n, 2);
+	assert_int_equal(bytes, 6 * PG);
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_IOMMU_UNMAP_DMA), 0);
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 0);
+	assert_int_equal(st.pinned_bytes, 0);
+	/* The space is free again (a re-attached container starts empty). */
+	map_two(t);
+	t_free(t);
+}
+
 static void test_dma_map_ebusy_retried_once_after_unmap(void **state)
 {
 	struct t *t = t_new(NULL, 0);
@@ -940,6 +961,7 @@ int main(void)
 	    cmocka_unit_test(test_dma_unmap_owner_only_that_owner),
 	    cmocka_unit_test(test_dma_unmap_all_returns_counters_to_zero),
 	    cmocka_unit_test(test_dma_unmap_all_kernel_error_keeps_failed_entry),
+	    cmocka_unit_test(test_dma_forget_all_drops_records_without_kernel),
 	    cmocka_unit_test(test_dma_map_ebusy_retried_once_after_unmap),
 	    cmocka_unit_test(test_dma_map_ebusy_twice_rejected),
 	    cmocka_unit_test(test_dma_new_bad_config_rejected),
