@@ -40,6 +40,8 @@ struct brk_dma {
 	uint64_t align; /* max(IOMMU smallest page, host page) */
 	struct brk_dma_limits limits;
 	uint32_t flags;
+	uint32_t n_ranges;
+	struct brk_dma_range ranges[BRK_DMA_MAX_RANGES];
 	struct dma_map *maps; /* sorted by iova, never overlapping */
 	uint32_t n, cap;
 	struct brk_dma_stats st;
@@ -63,9 +65,15 @@ int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret)
 	struct brk_dma *d;
 	uint64_t pg = cfg->pgsize;
 
+	uint32_t i;
+
 	if (pg < 1024 || (pg & (pg - 1)) || cfg->container_fd < 0 ||
-	    (cfg->flags & ~BRK_DMA_FLAGS_MASK))
+	    (cfg->flags & ~BRK_DMA_FLAGS_MASK) || cfg->n_ranges > BRK_DMA_MAX_RANGES)
 		return -EINVAL;
+	for (i = 0; i < cfg->n_ranges; i++) {
+		if (cfg->ranges[i].end < cfg->ranges[i].start)
+			return -EINVAL;
+	}
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
@@ -73,6 +81,8 @@ int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret)
 	d->fd = cfg->container_fd;
 	d->align = pg > host_page() ? pg : host_page();
 	d->flags = cfg->flags;
+	d->n_ranges = cfg->n_ranges;
+	memcpy(d->ranges, cfg->ranges, sizeof(d->ranges));
 	set_limits(d, &cfg->limits);
 	*ret = d;
 	return 0;
@@ -126,6 +136,25 @@ static const struct dma_map *find_overlap(const struct brk_dma *d, uint64_t iova
 	return NULL;
 }
 
+/* Called once nothing wraps. */
+static int check_iova_ranges(const struct brk_dma *d, uint64_t iova, uint64_t size,
+			     struct brk_err *err)
+{
+	uint64_t last = iova + (size - 1);
+	uint32_t i;
+
+	if (d->n_ranges == 0)
+		return 0;
+	for (i = 0; i < d->n_ranges; i++) {
+		if (iova >= d->ranges[i].start && last <= d->ranges[i].end)
+			return 0;
+	}
+	return brk_errf(err, -EINVAL,
+			"IOVA range 0x%llx+0x%llx is not inside one usable IOMMU range (reserved "
+			"regions such as the MSI window are excluded)",
+			(unsigned long long)iova, (unsigned long long)size);
+}
+
 static int check_range(const struct brk_dma *d, uint64_t iova, uint64_t size, uint64_t offset,
 		       uint32_t prot, struct brk_err *err)
 {
@@ -148,7 +177,7 @@ static int check_range(const struct brk_dma *d, uint64_t iova, uint64_t size, ui
 	if (offset + (size - 1) < offset)
 		return brk_errf(err, -EINVAL, "offset 0x%llx + size 0x%llx wraps around",
 				(unsigned long long)offset, (unsigned long long)size);
-	return 0;
+	return check_iova_ranges(d, iova, size, err);
 }
 
 /* memfd_create() files are named "/memfd:<name> (deleted)"; a tmpfs file that was opened by

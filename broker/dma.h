@@ -42,12 +42,24 @@ struct brk_dma_limits {
 	uint64_t max_pinned_bytes; /* 0: no limit besides the kernel's RLIMIT_MEMLOCK accounting */
 };
 
+/* A usable IOVA range, both ends inclusive (the container's brk_iova_range). */
+struct brk_dma_range {
+	uint64_t start;
+	uint64_t end;
+};
+
+#define BRK_DMA_MAX_RANGES 16
+
 struct brk_dma_cfg {
 	const struct brk_sys *sys; /* NULL: brk_sys_real */
 	int container_fd;	   /* borrowed: must outlive the brk_dma (brk_container_fd()) */
 	uint64_t pgsize; /* the IOMMU's smallest page (brk_container_info()->min_pgsize) */
 	struct brk_dma_limits limits;
 	uint32_t flags; /* BRK_DMA_* */
+	/* Where the IOMMU can map (brk_container_info()->iova_ranges), copied; 0 ranges: anywhere
+	 * (the kernel still refuses what it cannot map). A map must lie within one range. */
+	uint32_t n_ranges;
+	struct brk_dma_range ranges[BRK_DMA_MAX_RANGES];
 };
 
 struct brk_dma_stats {
@@ -62,7 +74,8 @@ struct brk_dma_stats {
 
 struct brk_dma;
 
-/* Errors: -EINVAL (pgsize not a power of two or below 1 KiB, fd < 0, unknown flags), -ENOMEM. */
+/* Errors: -EINVAL (pgsize not a power of two or below 1 KiB, fd < 0, unknown flags, more than
+ * BRK_DMA_MAX_RANGES ranges or one ending before it starts), -ENOMEM. */
 int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret);
 /* Unmaps everything (brk_dma_unmap_all) and frees. NULL is allowed. */
 void brk_dma_free(struct brk_dma *d);
@@ -78,7 +91,8 @@ void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
  * kernel's EBUSY (a stale mapping in the range) the range is unmapped and the map retried once.
  * Errors, each with a message in `err`:
  *   -EINVAL  size 0, prot 0 or unknown prot bits, iova/size/offset not aligned to the IOMMU
- *            page, iova + size or offset + size wraps;
+ *            page, iova + size or offset + size wraps, the range is not inside one of the
+ *            IOMMU's usable IOVA ranges;
  *   -EBADF   memfd is not an open fd;
  *   -EACCES  fd is not a memfd (no seals, not a regular shmem/hugetlbfs file), or it cannot be
  *            mapped with `prot` (read-only fd, F_SEAL_WRITE with PROT_WRITE);

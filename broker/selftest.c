@@ -188,6 +188,7 @@ static void dma_rejects(struct ctx *x)
 	reject(x, "dma_map_rejects_wrapping_offset", -EINVAL, 0x800000, 2 * pg, x->memfd, top, RW);
 	reject(x, "dma_map_rejects_overlap", -EEXIST, 0x100000 + pg, 4 * pg, x->memfd, 0, RW);
 	reject(x, "dma_map_rejects_overlap_below", -EEXIST, 0x100000 - pg, 2 * pg, x->memfd, 0, RW);
+	reject(x, "dma_map_rejects_msi_window", -EINVAL, 0xfee00000, pg, x->memfd, 0, RW);
 	reject(x, "dma_map_rejects_unknown_prot", -EINVAL, 0x800000, pg, x->memfd, 0, 4);
 	reject(x, "dma_map_rejects_no_prot", -EINVAL, 0x800000, pg, x->memfd, 0, 0);
 	reject(x, "dma_map_rejects_zero_size", -EINVAL, 0x800000, 0, x->memfd, 0, RW);
@@ -203,8 +204,9 @@ static void dma_rejects(struct ctx *x)
 	close(p[1]);
 }
 
-/* The kernel itself refuses an IOVA outside the IOMMU's aperture: the table must not change. */
-static void kernel_reject(struct ctx *x)
+/* An IOVA far outside the IOMMU's aperture: refused with the kernel's own errno (by the broker
+ * when the kernel reported its usable ranges, else by the kernel), the table unchanged. */
+static void aperture_reject(struct ctx *x)
 {
 	struct brk_err err = {0};
 	uint32_t n0, n1;
@@ -216,7 +218,7 @@ static void kernel_reject(struct ctx *x)
 	stats(x, &n0, &b0);
 	r = brk_dma_map(x->dma, OWNER_A, 1ull << 62, x->pg, x->memfd, 0, RW, &err);
 	stats(x, &n1, &b1);
-	check(r < 0 && n0 == n1 && b0 == b1, "dma_map_kernel_rejects_outside_aperture",
+	check(r == -EINVAL && n0 == n1 && b0 == b1, "dma_map_rejects_outside_iova_ranges",
 	      "got %d, mappings %u -> %u", r, n0, n1);
 	if (r < 0)
 		printf("#   %d: %s\n", r, err.msg);
@@ -304,7 +306,7 @@ static void irq_rejects(struct ctx *x)
 static int open_all(struct ctx *x, const char *bdf, bool bind)
 {
 	struct brk_err err = {0};
-	uint32_t grp;
+	uint32_t grp, i;
 	int r;
 
 	if (bind && (r = brk_bind_vfio(NULL, bdf, &err)) < 0) {
@@ -330,6 +332,10 @@ static int open_all(struct ctx *x, const char *bdf, bool bind)
 	       ", dma_avail %u\n",
 	       grp, brk_container_backend_name(x->c), brk_container_info(x->c)->iova_pgsizes,
 	       brk_container_info(x->c)->min_pgsize, brk_container_info(x->c)->dma_avail);
+	for (i = 0; i < brk_container_info(x->c)->n_iova_ranges; i++)
+		printf("# usable iova 0x%" PRIx64 "-0x%" PRIx64 "\n",
+		       brk_container_info(x->c)->iova_ranges[i].start,
+		       brk_container_info(x->c)->iova_ranges[i].end);
 	return 0;
 }
 
@@ -395,8 +401,7 @@ static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 	check_handoff(&x);
 	x.have_avail = brk_container_dma_avail(x.c, &x.avail0) == 0;
 	x.pg = brk_container_info(x.c)->min_pgsize;
-	cfg.container_fd = brk_container_fd(x.c);
-	cfg.pgsize = x.pg;
+	check(brk_container_dma_cfg(x.c, &cfg) == 0, "container_dma_cfg", "no IOMMU");
 	cfg.limits.max_mappings = 4;
 	r = brk_dma_new(&cfg, &x.dma);
 	check(r == 0, "dma_table_created", "%d", r);
@@ -411,7 +416,7 @@ static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 	if (bdf2)
 		second_device(&x, bdf2);
 	dma_rejects(&x);
-	kernel_reject(&x);
+	aperture_reject(&x);
 	pinned_quota(&x);
 	teardown_dma(&x);
 	irq_rejects(&x);

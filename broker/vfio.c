@@ -78,24 +78,27 @@ int vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t firs
 			      void *ctx),
 		    void *ctx)
 {
-	const struct vfio_info_cap_header *h;
+	struct vfio_info_cap_header h;
 	size_t off = first, end;
 	unsigned n = 0;
 	int r;
 
+	/* Kernels before 6.6 pack capabilities without padding (a 12-byte DMA_AVAIL leaves the
+	 * next one 4-byte aligned), so nothing here is read in place: headers and capabilities
+	 * are copied out with memcpy. */
 	while (off) {
-		if (off < base_size || off % 4 || off > len || len - off < sizeof(*h) || ++n > 64)
+		if (off < base_size || off > len || len - off < sizeof(h) || ++n > 64)
 			return -EINVAL;
-		h = (const struct vfio_info_cap_header *)((const char *)buf + off);
-		if (h->next && h->next <= off)
+		memcpy(&h, (const char *)buf + off, sizeof(h));
+		if (h.next && h.next <= off)
 			return -EINVAL;
-		end = h->next ? h->next : len;
+		end = h.next ? h.next : len;
 		if (end > len)
 			return -EINVAL;
-		r = fn(h->id, h->version, h, end - off, ctx);
+		r = fn(h.id, h.version, (const char *)buf + off, end - off, ctx);
 		if (r)
 			return r;
-		off = h->next;
+		off = h.next;
 	}
 	return 0;
 }
@@ -198,6 +201,23 @@ const struct brk_container_info *brk_container_info(const struct brk_container *
 	return &c->info;
 }
 
+int brk_container_dma_cfg(const struct brk_container *c, struct brk_dma_cfg *cfg)
+{
+	uint32_t i;
+
+	if (c->info.type == BRK_IOMMU_UNSET)
+		return -ENODEV;
+	_Static_assert(BRK_DMA_MAX_RANGES >= BRK_MAX_IOVA_RANGES, "range tables disagree");
+	cfg->container_fd = c->fd;
+	cfg->pgsize = c->info.min_pgsize;
+	cfg->n_ranges = c->info.n_iova_ranges;
+	for (i = 0; i < c->info.n_iova_ranges; i++) {
+		cfg->ranges[i].start = c->info.iova_ranges[i].start;
+		cfg->ranges[i].end = c->info.iova_ranges[i].end;
+	}
+	return 0;
+}
+
 const char *brk_container_backend_name(const struct brk_container *c)
 {
 	switch (c->info.type) {
@@ -218,12 +238,32 @@ const char *brk_container_backend_note(const struct brk_container *c)
 static int iommu_cap(uint16_t id, uint16_t version, const void *cap, size_t avail, void *ctx)
 {
 	struct brk_container_info *i = ctx;
-	const struct vfio_iommu_type1_info_dma_avail *a = cap;
+	struct vfio_iommu_type1_info_dma_avail a;
+	struct vfio_iommu_type1_info_cap_iova_range rg;
+	struct vfio_iova_range one[BRK_MAX_IOVA_RANGES];
+	uint32_t k;
 
-	if (id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && avail >= sizeof(*a)) {
+	if (id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL && avail >= sizeof(a)) {
+		memcpy(&a, cap, sizeof(a));
 		i->has_dma_avail = true;
-		i->dma_avail = a->avail;
+		i->dma_avail = a.avail;
 	}
+	if (id != VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE || avail < sizeof(rg))
+		return 0;
+	memcpy(&rg, cap, sizeof(rg));
+	if (rg.nr_iovas > BRK_MAX_IOVA_RANGES ||
+	    (avail - sizeof(rg)) / sizeof(one[0]) < rg.nr_iovas)
+		return 0;
+	memcpy(one, (const char *)cap + sizeof(rg), rg.nr_iovas * sizeof(one[0]));
+	for (k = 0; k < rg.nr_iovas; k++) {
+		if (one[k].end < one[k].start)
+			return 0;
+	}
+	for (k = 0; k < rg.nr_iovas; k++) {
+		i->iova_ranges[k].start = one[k].start;
+		i->iova_ranges[k].end = one[k].end;
+	}
+	i->n_iova_ranges = rg.nr_iovas;
 	return 0;
 }
 
@@ -247,6 +287,7 @@ static int read_iommu_info(struct brk_container *c, struct brk_err *err)
 	c->info.min_pgsize = info->iova_pgsizes & -info->iova_pgsizes;
 	c->info.has_dma_avail = false;
 	c->info.dma_avail = 0;
+	c->info.n_iova_ranges = 0;
 	r = 0;
 	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset)
 		r = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap, &c->info);
@@ -450,6 +491,7 @@ int brk_group_detach(struct brk_group *g)
 		c->info.min_pgsize = 0;
 		c->info.has_dma_avail = false;
 		c->info.dma_avail = 0;
+		c->info.n_iova_ranges = 0;
 	}
 	brk_container_unref(c);
 	return 0;

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "dma.h"
 #include "sys.h"
 
 /* ---- containers ---------------------------------------------------------------------------- */
@@ -31,14 +32,27 @@ enum brk_iommu_type {
 	BRK_IOMMU_TYPE1,     /* VFIO_TYPE1_IOMMU */
 };
 
+/* An IOVA range the IOMMU can map, both ends inclusive. */
+struct brk_iova_range {
+	uint64_t start;
+	uint64_t end;
+};
+
+/* Most usable IOVA ranges recorded; a kernel reporting more is treated as reporting none. */
+#define BRK_MAX_IOVA_RANGES 16
+
 struct brk_container_info {
 	enum brk_iommu_type type;
-	uint64_t iova_pgsizes;	/* VFIO_IOMMU_GET_INFO bitmap; 0 while UNSET */
-	uint64_t min_pgsize;	/* smallest page in iova_pgsizes: DMA alignment; 0 while UNSET */
-	bool has_dma_avail;	/* the kernel reported VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL */
-	uint32_t dma_avail;	/* mappings the kernel allows, as of the attach or
-				   brk_container_dma_avail() */
-	uint32_t groups;	/* groups attached now */
+	uint64_t iova_pgsizes; /* VFIO_IOMMU_GET_INFO bitmap; 0 while UNSET */
+	uint64_t min_pgsize;   /* smallest page in iova_pgsizes: DMA alignment; 0 while UNSET */
+	bool has_dma_avail;    /* the kernel reported VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL */
+	uint32_t dma_avail;    /* mappings the kernel allows, as of the attach or
+				  brk_container_dma_avail() */
+	uint32_t groups;       /* groups attached now */
+	/* VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: where DMA may go (reserved regions such as the
+	 * MSI window excluded). 0 ranges: the kernel did not say; it still checks on map. */
+	uint32_t n_iova_ranges;
+	struct brk_iova_range iova_ranges[BRK_MAX_IOVA_RANGES];
 	bool iommufd_present;	/* /dev/iommu exists */
 	bool vfio_cdev_present; /* /dev/vfio/devices exists */
 };
@@ -57,6 +71,9 @@ void brk_container_unref(struct brk_container *c);
 /* The container fd, owned by the container: for brk_dma (dma.h) only; never hand it out. */
 int brk_container_fd(const struct brk_container *c);
 const struct brk_container_info *brk_container_info(const struct brk_container *c);
+/* Fills the container half of a DMA table's configuration: container_fd, pgsize and the usable
+ * IOVA ranges. Errors: -ENODEV while no group is attached (the IOMMU is not chosen yet). */
+int brk_container_dma_cfg(const struct brk_container *c, struct brk_dma_cfg *cfg);
 /* "vfio-type1v2", "vfio-type1", or "none" while no group is attached (AddDeviceReply). */
 const char *brk_container_backend_name(const struct brk_container *c);
 /* One line for the operator about the backend choice, e.g. "iommufd not available (no

@@ -36,26 +36,32 @@ struct region_ctx {
 
 static int sparse_cap(struct brk_region *r, const void *cap, size_t avail)
 {
-	const struct vfio_region_info_cap_sparse_mmap *s = cap;
+	struct vfio_region_info_cap_sparse_mmap s;
+	struct vfio_region_sparse_mmap_area a;
+	const char *p = (const char *)cap + sizeof(s);
 	uint32_t i;
 
-	if (avail < sizeof(*s) || s->nr_areas > BRK_REGION_MAX_AREAS ||
-	    (avail - sizeof(*s)) / sizeof(s->areas[0]) < s->nr_areas)
+	if (avail < sizeof(s))
 		return -EINVAL;
-	for (i = 0; i < s->nr_areas; i++) {
-		if (s->areas[i].size > r->size || s->areas[i].offset > r->size - s->areas[i].size)
+	memcpy(&s, cap, sizeof(s));
+	if (s.nr_areas > BRK_REGION_MAX_AREAS || (avail - sizeof(s)) / sizeof(a) < s.nr_areas)
+		return -EINVAL;
+	for (i = 0; i < s.nr_areas; i++) {
+		memcpy(&a, p + i * sizeof(a), sizeof(a));
+		if (a.size > r->size || a.offset > r->size - a.size)
 			return -EINVAL;
 	}
-	if (s->nr_areas) {
-		r->areas = calloc(s->nr_areas, sizeof(*r->areas));
+	if (s.nr_areas) {
+		r->areas = calloc(s.nr_areas, sizeof(*r->areas));
 		if (!r->areas)
 			return -ENOMEM;
 	}
-	for (i = 0; i < s->nr_areas; i++) {
-		r->areas[i].offset = s->areas[i].offset;
-		r->areas[i].size = s->areas[i].size;
+	for (i = 0; i < s.nr_areas; i++) {
+		memcpy(&a, p + i * sizeof(a), sizeof(a));
+		r->areas[i].offset = a.offset;
+		r->areas[i].size = a.size;
 	}
-	r->n_areas = s->nr_areas;
+	r->n_areas = s.nr_areas;
 	r->has_sparse = true;
 	return 0;
 }
@@ -63,7 +69,7 @@ static int sparse_cap(struct brk_region *r, const void *cap, size_t avail)
 static int region_cap(uint16_t id, uint16_t version, const void *cap, size_t avail, void *ctx)
 {
 	struct region_ctx *rc = ctx;
-	const struct vfio_region_info_cap_type *t = cap;
+	struct vfio_region_info_cap_type t;
 
 	switch (id) {
 	case VFIO_REGION_INFO_CAP_SPARSE_MMAP:
@@ -76,10 +82,11 @@ static int region_cap(uint16_t id, uint16_t version, const void *cap, size_t ava
 		rc->r->msix_mappable = true;
 		return 0;
 	case VFIO_REGION_INFO_CAP_TYPE:
-		if (avail >= sizeof(*t)) {
+		if (avail >= sizeof(t)) {
+			memcpy(&t, cap, sizeof(t));
 			rc->r->has_type = true;
-			rc->r->type = t->type;
-			rc->r->subtype = t->subtype;
+			rc->r->type = t.type;
+			rc->r->subtype = t.subtype;
 		}
 		return 0;
 	default:

@@ -22,9 +22,10 @@ int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const
 
 /* Walks the capability chain of an info buffer of `len` bytes whose first capability is at
  * `first` (0: none) and whose fixed part is `base_size` bytes. Offsets must stay inside the
- * buffer, past the fixed part, aligned, and strictly increase (no loops). fn gets each cap's id,
- * version, the cap (header included) and the bytes available to it; a non-zero return stops
- * the walk and is returned. Errors: -EINVAL for a malformed chain. */
+ * buffer, past the fixed part, and strictly increase (no loops); they need not be aligned, so
+ * fn must memcpy what it reads. fn gets each cap's id, version, the cap (header included) and
+ * the bytes available to it; a non-zero return stops the walk and is returned. Errors: -EINVAL
+ * for a malformed chain. */
 int vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
 		    int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
 			      void *ctx),

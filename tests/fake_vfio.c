@@ -2,6 +2,7 @@
  * fake_vfio: the fake VFIO kernel of the broker core's host tests (see fake_vfio.h).
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -44,34 +45,56 @@ static int next_err(int *errs, unsigned *n)
 	return e;
 }
 
+/* The answer is built the way the 6.1 kernel does: the fixed part, then each capability appended
+ * without padding (so the IOVA range capability after the 12-byte DMA_AVAIL one is misaligned),
+ * the previous one's `next` pointing at it. Written with memcpy for that reason. */
 static int iommu_info(struct fake_vfio *f, struct vfio_iommu_type1_info *in)
 {
-	struct {
-		struct vfio_iommu_type1_info info;
-		struct vfio_iommu_type1_info_dma_avail avail;
-	} full;
-	uint32_t argsz = in->argsz, need;
+	unsigned char buf[512];
+	struct vfio_iommu_type1_info info;
+	size_t prev = 0;
+	uint32_t argsz = in->argsz, need = sizeof(info);
 
-	memset(&full, 0, sizeof(full));
-	full.info.flags = VFIO_IOMMU_INFO_PGSIZES;
-	full.info.iova_pgsizes = f->iova_pgsizes;
-	need = sizeof(full.info);
+	memset(buf, 0, sizeof(buf));
+	memset(&info, 0, sizeof(info));
+	info.flags = VFIO_IOMMU_INFO_PGSIZES;
+	info.iova_pgsizes = f->iova_pgsizes;
 	if (f->dma_avail_cap) {
-		full.info.flags |= VFIO_IOMMU_INFO_CAPS;
-		full.info.cap_offset = sizeof(full.info);
-		full.avail.header.id = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL;
-		full.avail.header.version = 1;
-		full.avail.avail = f->dma_avail;
-		need = sizeof(full);
+		struct vfio_iommu_type1_info_dma_avail a = {
+		    .header = {.id = VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL, .version = 1},
+		    .avail = f->dma_avail};
+
+		memcpy(buf + need, &a, sizeof(a));
+		info.cap_offset = need;
+		prev = need;
+		need += sizeof(a);
 	}
+	if (f->n_iova_ranges) {
+		struct vfio_iommu_type1_info_cap_iova_range r = {
+		    .header = {.id = VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE, .version = 1},
+		    .nr_iovas = f->n_iova_ranges};
+
+		memcpy(buf + need, &r, sizeof(r));
+		memcpy(buf + need + sizeof(r), f->iova_ranges,
+		       f->n_iova_ranges * sizeof(f->iova_ranges[0]));
+		if (prev)
+			memcpy(buf + prev + offsetof(struct vfio_info_cap_header, next), &need,
+			       sizeof(need));
+		else
+			info.cap_offset = need;
+		need += sizeof(r) + f->n_iova_ranges * sizeof(f->iova_ranges[0]);
+	}
+	if (need > sizeof(info))
+		info.flags |= VFIO_IOMMU_INFO_CAPS;
 	if (argsz < need) {
-		full.info.argsz = need;
-		full.info.cap_offset = 0;
-		memcpy(in, &full.info, sizeof(full.info));
+		info.argsz = need;
+		info.cap_offset = 0;
+		memcpy(in, &info, sizeof(info));
 		return 0;
 	}
-	full.info.argsz = argsz;
-	memcpy(in, &full, need);
+	info.argsz = argsz;
+	memcpy(buf, &info, sizeof(info));
+	memcpy(in, buf, need);
 	return 0;
 }
 

@@ -51,6 +51,8 @@ struct fake_vfio {
 	uint64_t iova_pgsizes;
 	bool dma_avail_cap;
 	uint32_t dma_avail;
+	uint32_t n_iova_ranges; /* > 0: an IOVA_RANGE capability with these */
+	struct vfio_iova_range iova_ranges[4];
 	uint32_t dev_flags, num_regions, num_irqs;
 	struct fake_region regions[FAKE_MAX_REGIONS];
 	struct vfio_irq_info irqs[FAKE_MAX_IRQS];

@@ -417,6 +417,36 @@ static void test_dma_map_rejects_over_pinned_quota(void **state)
 	t_free(t);
 }
 
+static void test_dma_map_rejects_outside_iova_ranges(void **state)
+{
+	struct brk_dma_cfg cfg = {.pgsize = PG, .n_ranges = 2};
+	struct t *t = t_new(NULL, 0);
+
+	/* Rebuild the table with the IOMMU's usable ranges: x86's MSI window is a hole. */
+	brk_dma_free(t->d);
+	cfg.sys = &t->f.sys;
+	cfg.container_fd = t->cfd;
+	cfg.ranges[0] = (struct brk_dma_range){0, 0xfedfffff};
+	cfg.ranges[1] = (struct brk_dma_range){0xfef00000, (1ull << 39) - 1};
+	assert_int_equal(brk_dma_new(&cfg, &t->d), 0);
+	map_two(t);
+	REJECT(t, brk_dma_map(t->d, OWNER1, 0xfee00000, PG, t->memfd, 0, RW, &t->err), -EINVAL,
+	       "usable IOMMU range");
+	map_two(t);
+	REJECT(t, brk_dma_map(t->d, OWNER1, 0xfedff000, 2 * PG, t->memfd, 0, RW, &t->err), -EINVAL,
+	       "usable IOMMU range"); /* starts in one range, ends in the hole */
+	map_two(t);
+	REJECT(t, brk_dma_map(t->d, OWNER1, 1ull << 39, PG, t->memfd, 0, RW, &t->err), -EINVAL,
+	       "usable IOMMU range");
+	map_two(t);
+	map_ok(t, OWNER1, 0xfedff000, PG, 0);
+	map_ok(t, OWNER1, 0xfef00000, PG, 0);
+	map_ok(t, OWNER1, (1ull << 39) - PG, PG, 0);
+	cfg.ranges[1].end = 0;
+	assert_int_equal(brk_dma_new(&cfg, &(struct brk_dma *){NULL}), -EINVAL);
+	t_free(t);
+}
+
 static void test_dma_map_rejects_unknown_prot(void **state)
 {
 	struct t *t = t_new(NULL, 0);
@@ -949,6 +979,7 @@ int main(void)
 	    cmocka_unit_test(test_dma_unmap_owner_of_shared_mapping_keeps_it),
 	    cmocka_unit_test(test_dma_map_rejects_over_mapping_quota),
 	    cmocka_unit_test(test_dma_map_rejects_over_pinned_quota),
+	    cmocka_unit_test(test_dma_map_rejects_outside_iova_ranges),
 	    cmocka_unit_test(test_dma_map_rejects_unknown_prot),
 	    cmocka_unit_test(test_dma_map_rejects_zero_size),
 	    cmocka_unit_test(test_dma_map_rejects_write_on_readonly_fd),

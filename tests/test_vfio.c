@@ -183,6 +183,43 @@ static void test_container_dma_avail_requeried(void **state)
 	assert_int_equal(brk_container_info(t->c)->min_pgsize, 0x1000);
 }
 
+static void test_container_iova_ranges_reach_dma_cfg(void **state)
+{
+	struct t *t = *state;
+	const struct brk_container_info *i;
+	struct brk_dma_cfg cfg = {.pgsize = 1};
+
+	t->f.n_iova_ranges = 2;
+	t->f.iova_ranges[0] = (struct vfio_iova_range){0, 0xfedfffff};
+	t->f.iova_ranges[1] = (struct vfio_iova_range){0xfef00000, (1ull << 39) - 1};
+	assert_int_equal(brk_container_new(&t->f.sys, &t->err, &t->c), 0);
+	assert_int_equal(brk_container_dma_cfg(t->c, &cfg), -ENODEV);
+	assert_int_equal(cfg.pgsize, 1);
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), 0);
+	assert_int_equal(brk_group_attach(t->g, t->c, &t->err), 0);
+	i = brk_container_info(t->c);
+	/* Both capabilities of the chain were read. */
+	assert_true(i->has_dma_avail);
+	assert_int_equal(i->n_iova_ranges, 2);
+	assert_int_equal(i->iova_ranges[1].start, 0xfef00000);
+	assert_int_equal(i->iova_ranges[1].end, (1ull << 39) - 1);
+	assert_int_equal(brk_container_dma_cfg(t->c, &cfg), 0);
+	assert_int_equal(cfg.container_fd, brk_container_fd(t->c));
+	assert_int_equal(cfg.pgsize, 0x1000);
+	assert_int_equal(cfg.n_ranges, 2);
+	assert_int_equal(cfg.ranges[0].end, 0xfedfffff);
+}
+
+static void test_container_iova_range_backwards_ignored(void **state)
+{
+	struct t *t = *state;
+
+	t->f.n_iova_ranges = 1;
+	t->f.iova_ranges[0] = (struct vfio_iova_range){0x2000, 0x1000};
+	open_attached(t);
+	assert_int_equal(brk_container_info(t->c)->n_iova_ranges, 0);
+}
+
 static void test_group_attach_falls_back_to_type1(void **state)
 {
 	struct t *t = *state;
@@ -453,6 +490,8 @@ int main(void)
 	    T(test_container_iommufd_absence_reported),
 	    T(test_group_attach_first_selects_type1v2),
 	    T(test_container_dma_avail_requeried),
+	    T(test_container_iova_ranges_reach_dma_cfg),
+	    T(test_container_iova_range_backwards_ignored),
 	    T(test_group_attach_falls_back_to_type1),
 	    T(test_group_attach_to_second_container_rejected),
 	    T(test_group_not_viable_lists_unbound_devices),
