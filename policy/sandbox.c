@@ -304,8 +304,7 @@ static void sbx__reap(int pidfd, int kill)
 }
 
 /* Parent side once the child exists: id maps, release, outcome. */
-static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int pidfd, int err_fd,
-			  int sync_fd)
+static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int err_fd, int sync_fd)
 {
 	struct sbx__report rep;
 	int r;
@@ -369,7 +368,7 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 	errp[1] = -1;
 	close(syncp[0]);
 	syncp[0] = -1;
-	r = sbx__supervise(s, pid, pidfd, errp[0], syncp[1]);
+	r = sbx__supervise(s, pid, errp[0], syncp[1]);
 	if (r != 0) {
 		sbx__reap(pidfd, 1);
 		close(pidfd);

@@ -39,6 +39,8 @@
 
 #include <cmocka.h>
 #include <asm/prctl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/vfio.h>
 #include <uv.h>
 
@@ -691,6 +693,55 @@ static void test_seccomp_load_off_and_bad_arguments_load_nothing(void **state)
 	assert_worked(status);
 }
 
+static int diverge_pipe[2]; /* the thread says its filter is in */
+static int hold_pipe[2];    /* never written: keeps the thread alive */
+
+/* Gives this thread a filter of its own (allow everything) that the process does not share. */
+static void *diverge_thread(void *arg)
+{
+	struct sock_filter allow = BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	struct sock_fprog prog = {.len = 1, .filter = &allow};
+	char b;
+
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+	    syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, 0, &prog) == 0)
+		(void)!write(diverge_pipe[1], "d", 1);
+	(void)!read(hold_pipe[0], &b, 1); /* stays alive; the process exits under it */
+	return NULL;
+}
+
+/* TSYNC cannot cover a thread whose filters diverged: the load must fail as a whole and leave
+ * the calling thread unfiltered, rather than filter only some threads. */
+static void test_seccomp_load_diverged_thread_busy(void **state)
+{
+	int status;
+	pid_t pid;
+
+	assert_int_equal(pipe(diverge_pipe), 0);
+	assert_int_equal(pipe(hold_pipe), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pthread_t t;
+		char b;
+
+		alarm(10);
+		if (pthread_create(&t, NULL, diverge_thread, NULL) != 0 ||
+		    read(diverge_pipe[0], &b, 1) != 1)
+			child_exit(2);
+		if (sbx_seccomp_load(SBX_ROLE_WORKER, SBX_SECCOMP_KILL) != -EBUSY)
+			child_exit(3);
+		/* Still unfiltered here: a call the worker policy would kill goes through. */
+		child_exit(syscall(SYS_getppid) > 0 ? 0 : 4);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_worked(status);
+	close(diverge_pipe[0]);
+	close(diverge_pipe[1]);
+	close(hold_pipe[0]);
+	close(hold_pipe[1]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -748,6 +799,7 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_mode_parse_accepts_names),
 	    cmocka_unit_test(test_seccomp_mode_parse_rejects_unknown),
 	    cmocka_unit_test(test_seccomp_load_off_and_bad_arguments_load_nothing),
+	    cmocka_unit_test(test_seccomp_load_diverged_thread_busy),
 	};
 
 	test_pid = getpid();
