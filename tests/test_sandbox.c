@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -478,6 +479,55 @@ static void test_sandbox_spawn_bad_spec_rejected(void **state)
 	spawn_expect_error(&s, -EINVAL, "check spec");
 }
 
+static void test_sandbox_spawn_failed_step_reported(void **state)
+{
+	/* Above fs.nr_open: setrlimit fails inside the child, after the namespaces exist. */
+	static const struct sbx_rlimit rl[] = {{RLIMIT_NOFILE, 1ull << 40}};
+	char *argv[] = {"sbx_helper", "report", NULL};
+	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
+				    .argv = argv,
+				    .stderr_fd = -1,
+				    .uid = TEST_UID,
+				    .gid = TEST_GID,
+				    .rlimits = rl,
+				    .nrlimits = 1};
+
+	spawn_expect_error(&s, -EPERM, "setrlimit");
+}
+
+struct spawn_thread {
+	struct helper h;
+	int r;
+};
+
+static void *spawn_thread_main(void *arg)
+{
+	struct spawn_thread *t = arg;
+	struct helper_opts o = {.mode = "report", .stderr_fd = -1};
+
+	t->r = spawn_helper(&o, &t->h, NULL);
+	return NULL;
+}
+
+/* PR_SET_PDEATHSIG: the worker is killed when the thread that spawned it ends, so that no
+ * worker outlives its broker with a device fd. */
+static void test_sandbox_spawn_dies_with_spawning_thread(void **state)
+{
+	struct spawn_thread t = {.r = -1};
+	char rep[4096];
+	pthread_t th;
+	siginfo_t si;
+
+	assert_int_equal(pthread_create(&th, NULL, spawn_thread_main, &t), 0);
+	assert_int_equal(pthread_join(th, NULL), 0);
+	assert_int_equal(t.r, 0);
+	/* The report may or may not have been sent before the kill; the kill must come. */
+	(void)recv_msg(t.h.chan, rep, sizeof(rep));
+	si = finish(&t.h);
+	assert_int_equal(si.si_code, CLD_KILLED);
+	assert_int_equal(si.si_status, SIGKILL);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -497,6 +547,8 @@ int main(void)
 	    cmocka_unit_test(test_sandbox_spawn_bad_exe_no_child),
 	    cmocka_unit_test(test_sandbox_spawn_dynamic_exe_fails_at_execveat),
 	    cmocka_unit_test(test_sandbox_spawn_bad_spec_rejected),
+	    cmocka_unit_test(test_sandbox_spawn_failed_step_reported),
+	    cmocka_unit_test(test_sandbox_spawn_dies_with_spawning_thread),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
