@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -449,42 +450,128 @@ static void test_client_bdf_normalize_accepts_and_rejects(void **state)
 }
 
 #ifdef VB_WORKER_PATH
-/* The real worker, standalone, serving the captured edu image. */
-static void test_client_worker_standalone_edu_ids(void **state)
-{
-	char dir[] = "/tmp/vfb-test-XXXXXX", sock[128];
-	struct vfb_device_info info;
-	struct vfb_dev *dev = NULL;
-	uint8_t id[4];
+/* The real worker, standalone, serving the captured edu image (tests/fixtures/edu.img). */
+struct standalone {
+	char dir[32];
+	char sock[96];
 	pid_t pid;
-	int r = -1, status;
+	struct vfb_dev *dev;
+};
 
-	assert_non_null(mkdtemp(dir));
-	snprintf(sock, sizeof(sock), "%s/edu.sock", dir);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		execl(VB_WORKER_PATH, "vfio-worker", "--device-image", VB_FIXTURES "/edu.img",
-		      "--listen", sock, (char *)NULL);
+/* The worker of the running test (static: the teardown ends it even when an assertion
+ * failed and the test's frame is gone). */
+static struct standalone sw;
+static bool running;
+
+static void standalone_start(struct standalone *w, const char *image)
+{
+	int r = -1;
+
+	strcpy(w->dir, "/tmp/vfb-test-XXXXXX");
+	assert_non_null(mkdtemp(w->dir));
+	snprintf(w->sock, sizeof(w->sock), "%s/dev.sock", w->dir);
+	w->pid = fork();
+	assert_true(w->pid >= 0);
+	if (w->pid == 0) {
+		/* Never outlive the test, whatever happens to it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(VB_WORKER_PATH, "vfio-worker", "--device-image", image, "--listen", w->sock,
+		      (char *)NULL);
 		_exit(127);
 	}
+	running = true;
 	for (int i = 0; i < 200 && r < 0; i++) {
-		r = vfb_dev_connect(sock, "test", 0, &dev);
+		r = vfb_dev_connect(w->sock, "test_client", 0, &w->dev);
 		if (r < 0)
 			usleep(25000);
 	}
 	assert_int_equal(r, 0);
-	assert_int_equal(vfb_dev_device_info(dev, &info), 0);
+}
+
+static void standalone_stop(struct standalone *w)
+{
+	int status;
+
+	running = false;
+	vfb_dev_close(w->dev);
+	kill(w->pid, SIGTERM);
+	waitpid(w->pid, &status, 0);
+	unlink(w->sock);
+	rmdir(w->dir);
+}
+
+static int standalone_teardown(void **state)
+{
+	if (running)
+		standalone_stop(&sw);
+	return 0;
+}
+
+static void test_client_worker_standalone_edu_ids(void **state)
+{
+	struct vfb_device_info info;
+	uint8_t id[4];
+
+	standalone_start(&sw, VB_FIXTURES "/edu.img");
+	assert_int_equal(vfb_dev_device_info(sw.dev, &info), 0);
 	assert_int_equal(info.vendor_id, 0x1234);
 	assert_int_equal(info.device_id, 0x11e8);
-	assert_int_equal(vfb_dev_cfg_read(dev, 0, id, 4), 0);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, 0, id, 4), 0);
 	assert_int_equal(id[0] | id[1] << 8, 0x1234);
 	assert_int_equal(id[2] | id[3] << 8, 0x11e8);
-	vfb_dev_close(dev);
-	kill(pid, SIGTERM);
-	waitpid(pid, &status, 0);
-	unlink(sock);
-	rmdir(dir);
+	standalone_stop(&sw);
+}
+
+static void test_client_worker_standalone_edu_session(void **state)
+{
+	const uint8_t pattern[8] = {0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88};
+	struct vfb_region_info bar0;
+	struct vfb_irq_info msi;
+	struct vfb_event ev;
+	uint8_t back[8];
+	uint16_t cmd;
+	int memfd, efd, before = count_fds();
+
+	standalone_start(&sw, VB_FIXTURES "/edu.img");
+	/* BAR0 as the image describes it: 1 MiB, mappable. */
+	assert_int_equal(vfb_dev_region_info(sw.dev, 0, &bar0), 0);
+	assert_int_equal(bar0.size, 0x100000);
+	if (bar0.mmap_fd >= 0) {
+		assert_true(bar0.nareas >= 1);
+		close(bar0.mmap_fd);
+	}
+	assert_int_equal(vfb_dev_irq_info(sw.dev, VFB_IRQ_MSI, &msi), 0);
+	assert_int_equal(msi.count, 1);
+	/* Trapped BAR accesses reach the (inert) device and read back. */
+	assert_int_equal(vfb_dev_region_write(sw.dev, 0, 0x80, pattern, sizeof(pattern)), 0);
+	assert_int_equal(vfb_dev_region_read(sw.dev, 0, 0x80, back, sizeof(back)), 0);
+	assert_memory_equal(back, pattern, sizeof(pattern));
+	/* DMA and interrupt fds are validated and accounted as the broker would. */
+	memfd = memfd_create("edu-ram", MFD_CLOEXEC);
+	efd = eventfd(0, EFD_CLOEXEC);
+	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	assert_int_equal(
+	    vfb_dev_dma_map(sw.dev, memfd, 0, 0x200000, 0x10000, VFB_DMA_READ | VFB_DMA_WRITE), 0);
+	assert_int_equal(vfb_dev_dma_unmap(sw.dev, 0x200000, 0x10000), 0);
+	assert_true(vfb_dev_dma_unmap(sw.dev, 0x200000, 0x10000) < 0);
+	assert_int_equal(vfb_dev_set_irq_fds(sw.dev, VFB_IRQ_MSI, 0, &efd, 1), 0);
+	assert_true(vfb_dev_set_irq_fds(sw.dev, VFB_IRQ_MSI, 1, &efd, 1) < 0); /* one vector */
+	/* Toggling memory decoding is reported to the VMM through the event fd, both ways. */
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, 0x04, &cmd, 2), 0);
+	for (int i = 0; i < 2; i++) {
+		cmd ^= 0x2;
+		assert_int_equal(vfb_dev_cfg_write(sw.dev, 0x04, &cmd, 2), 0);
+		assert_true(fd_readable(vfb_dev_event_fd(sw.dev), 2000));
+		assert_int_equal(vfb_dev_next_event(sw.dev, &ev), 0);
+		assert_int_equal(ev.kind, VFB_EVENT_BARS_CHANGED);
+		assert_int_equal(ev.command & 0x2, cmd & 0x2);
+		assert_true(ev.nbars >= 1);
+		assert_int_equal(vfb_dev_next_event(sw.dev, &ev), -EAGAIN);
+	}
+	standalone_stop(&sw);
+	close(memfd);
+	close(efd);
+	assert_int_equal(count_fds(), before);
 }
 #endif
 
@@ -514,7 +601,9 @@ int main(void)
 	    cmocka_unit_test(test_client_region_read_large_split_to_peer_limit),
 	    cmocka_unit_test(test_client_bdf_normalize_accepts_and_rejects),
 #ifdef VB_WORKER_PATH
-	    cmocka_unit_test(test_client_worker_standalone_edu_ids),
+	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_ids, standalone_teardown),
+	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_session,
+				      standalone_teardown),
 #endif
 	};
 
