@@ -34,7 +34,7 @@
 #define WKR_REMOVAL_GRACE_MS 1000
 /* How long a worker that hung up its channel has to exit before that counts as its fault. */
 #define WKR_EOF_GRACE_MS 500
-#define WKR_TYPES	 (VB__BRK__TYPE__VMM_STATE + 1)
+#define WKR_TYPES	 (VB__BRK__TYPE__VMM_ADMIT + 1)
 
 /* Worker states, as bits for the table's allowed-when. */
 enum wkr_state {
@@ -222,6 +222,45 @@ static int wkr_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 	return r;
 }
 
+/*
+ * A VMM has connected to the worker's socket: only the broker can tell who it is, because the
+ * worker's user namespace maps no uid but its own. The connection itself comes along so that
+ * its credentials are read here, in the host's namespace, not taken from the worker's word.
+ */
+static int wkr_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
+{
+	Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
+	struct brk_err err = {.code = -EPERM};
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	int r;
+
+	if (m->nfds != 1) {
+		err.code = -EINVAL;
+		snprintf(err.msg, sizeof(err.msg), "VMM_ADMIT carries the connection, %zu fds came",
+			 m->nfds);
+		return wkr_reject(w, m, &err);
+	}
+	r = ipc_peer_cred(m->fds[0], &pid, &uid, &gid);
+	if (r < 0) {
+		err.code = -EINVAL;
+		snprintf(err.msg, sizeof(err.msg), "not a connected unix socket: %s", strerror(-r));
+		return wkr_reject(w, m, &err);
+	}
+	if (uid != w->a.owner_uid && uid != 0) {
+		brk_info("%s: VMM pid %d uid %u refused: the device's owner is uid %u", w->bdf,
+			 (int)pid, (unsigned)uid, (unsigned)w->a.owner_uid);
+		snprintf(err.msg, sizeof(err.msg), "uid %u is not the device's owner",
+			 (unsigned)uid);
+		return wkr_reject(w, m, &err);
+	}
+	rep.pid = (uint32_t)pid;
+	rep.uid = (uint32_t)uid;
+	rep.gid = (uint32_t)gid;
+	return wkr_reply(w, m, &rep.base);
+}
+
 #define SERVING (W_ACTIVE | W_REMOVING)
 
 /* What a worker may ask, and when. HANDOFF, HEARTBEAT and REMOVAL are the broker's requests: a
@@ -234,6 +273,7 @@ static const struct wkr_handler wkr_table[] = {
     {VB__BRK__TYPE__SET_IRQS, SERVING, wkr_set_irqs, "set_irqs"},
     {VB__BRK__TYPE__RESET, W_ACTIVE, wkr_reset, "reset"},
     {VB__BRK__TYPE__VMM_STATE, SERVING, wkr_vmm_state, "vmm_state"},
+    {VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, wkr_vmm_admit, "vmm_admit"},
 };
 
 static const struct wkr_handler *wkr_lookup(uint16_t type)

@@ -68,6 +68,8 @@ static const struct ipc_msgdef broker_defs[] = {
 	vb__brk__heartbeat_reply__descriptor),
     REQ(VB__BRK__TYPE__REMOVAL, vb__brk__removal__descriptor, vb__brk__removal_reply__descriptor),
     REQ(VB__BRK__TYPE__VMM_STATE, vb__brk__vmm_state__descriptor, vb__empty__descriptor),
+    REQ_FDS(VB__BRK__TYPE__VMM_ADMIT, vb__empty__descriptor, 1,
+	    vb__brk__vmm_admit_reply__descriptor, 0),
 };
 
 const struct ipc_proto ipc_proto_broker = {

@@ -52,6 +52,7 @@ struct fx {
 	struct seen log[LOG_MAX];
 	int nlog;
 	int removal_answer; /* -1 none yet, 0 not acked, 1 acked */
+	bool refuse_vmms;   /* answer VMM_ADMIT with EPERM, as for a stranger's VMM */
 };
 
 static void record(struct fx *f, const struct ipc_msg *m)
@@ -100,7 +101,21 @@ static void *broker_thread(void *arg)
 			    ((const Vb__Brk__RemovalReply *)m->body)->vmm_acknowledged ? 1 : 0;
 		} else if (m->kind == IPC_KIND_REQUEST) {
 			record(f, m);
-			if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
+			if (m->type == VB__BRK__TYPE__VMM_ADMIT) {
+				/* As the real broker: the connection's own credentials. */
+				Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
+				pid_t pid;
+				uid_t uid;
+				gid_t gid;
+				if (f->refuse_vmms || m->nfds != 1 ||
+				    ipc_peer_cred(m->fds[0], &pid, &uid, &gid) < 0) {
+					ipc_chan_reply_error(f->brk, m, -EPERM, "not the owner");
+				} else {
+					rep.pid = (uint32_t)pid;
+					rep.uid = (uint32_t)uid;
+					ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
+				}
+			} else if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
 				Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
 				ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
 			} else {
@@ -271,6 +286,38 @@ static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32
 	return r;
 }
 
+/* The broker decides who may connect: a VMM it refuses gets EPERM for its HELLO, the worker keeps
+ * serving, and the connection's fd went to the broker exactly once. */
+static void test_worker_broker_vmm_refused_by_broker_gets_eperm(void **state)
+{
+	struct fx *f = *state;
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_error err = {0};
+	struct ipc_chan *c;
+	struct ipc_msg *m = NULL;
+	int fd;
+
+	pthread_mutex_lock(&f->lock);
+	f->refuse_vmms = true;
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(ipc_connect(f->sock, &fd), 0);
+	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, &err),
+			 -EPERM);
+	assert_null(m);
+	ipc_chan_free(c);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1), 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 0);
+	/* Admitted again, the next VMM is served. */
+	pthread_mutex_lock(&f->lock);
+	f->refuse_vmms = false;
+	pthread_mutex_unlock(&f->lock);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	ipc_chan_free(c);
+}
+
 static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 {
 	struct fx *f = *state;
@@ -392,6 +439,8 @@ static void test_worker_broker_bad_handoff_refused(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_refused_by_broker_gets_eperm,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_msix_and_dma_reach_broker, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_removal_acked_by_vmm, setup,

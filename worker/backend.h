@@ -27,6 +27,11 @@ struct wkr_backend_ops {
 	/* Reset the device (VFIO_DEVICE_RESET, or the image's initial state). */
 	int (*reset)(void *ctx, char *why);
 	void (*vmm_state)(void *ctx, bool connected, pid_t pid, uid_t uid);
+	/* Decides whether the VMM on the just-accepted `conn_fd` may use the device, by its
+	 * credentials as the host sees them, and fills its pid and uid. `owner_uid` is what the
+	 * worker was told; a broker decides by its own record instead. -EPERM: refused. `conn_fd`
+	 * stays the caller's. */
+	int (*vmm_admit)(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid);
 };
 
 struct wkr_backend {

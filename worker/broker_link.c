@@ -324,6 +324,26 @@ static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 	(void)call(ctx, VB__BRK__TYPE__VMM_STATE, &req.base, NULL, 0, NULL);
 }
 
+/* The worker's user namespace maps no uid but its own, so SO_PEERCRED here would call every
+ * VMM "nobody": the broker, which sees the host's ids, decides. */
+static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid)
+{
+	struct wkr_broker *b = ctx;
+	Vb__Empty e = VB__EMPTY__INIT;
+	struct ipc_msg *rep = NULL;
+	int r = ipc_chan_call(bchan(b), VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1,
+			      CALL_TIMEOUT_MS, &rep, NULL);
+
+	(void)owner_uid;
+	if (r < 0)
+		return r;
+	const Vb__Brk__VmmAdmitReply *a = (const Vb__Brk__VmmAdmitReply *)rep->body;
+	*pid = (pid_t)a->pid;
+	*uid = (uid_t)a->uid;
+	ipc_msg_free(rep);
+	return 0;
+}
+
 const struct wkr_backend_ops wkr_broker_ops = {
     .dma_map = b_dma_map,
     .dma_unmap = b_dma_unmap,
@@ -331,6 +351,7 @@ const struct wkr_backend_ops wkr_broker_ops = {
     .set_irqs = b_set_irqs,
     .reset = b_reset,
     .vmm_state = b_vmm_state,
+    .vmm_admit = b_vmm_admit,
 };
 
 /* ---- the broker's requests ---------------------------------------------------------------- */

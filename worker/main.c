@@ -192,8 +192,24 @@ static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 	W.inner.ops->vmm_state(W.inner.ctx, connected, pid, uid);
 }
 
-static const struct wkr_backend_ops fw_ops = {fw_dma_map,  fw_dma_unmap, fw_dma_unmap_all,
-					      fw_set_irqs, fw_reset,	 fw_vmm_state};
+static int fw_vmm_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid)
+{
+	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, pid, uid);
+
+	if (r < 0)
+		wlog("a VMM connection was refused: %s", strerror(-r));
+	return r;
+}
+
+static const struct wkr_backend_ops fw_ops = {
+    .dma_map = fw_dma_map,
+    .dma_unmap = fw_dma_unmap,
+    .dma_unmap_all = fw_dma_unmap_all,
+    .set_irqs = fw_set_irqs,
+    .reset = fw_reset,
+    .vmm_state = fw_vmm_state,
+    .vmm_admit = fw_vmm_admit,
+};
 
 static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
 {

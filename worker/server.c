@@ -234,17 +234,17 @@ static void accept_one(struct wkr_server *s, int fd)
 	struct ipc_chan *chan;
 	pid_t pid;
 	uid_t uid;
-	gid_t gid;
 	if (ipc_chan_new(fd, &ipc_proto_device, &s->limits, &chan) < 0) {
 		close(fd);
 		return;
 	}
-	if (ipc_chan_peer(chan, &pid, &uid, &gid) < 0 || (uid != s->cfg.owner_uid && uid != 0)) {
-		refuse(s, chan, -EPERM);
-		return;
-	}
 	if (s->vmm) {
 		refuse(s, chan, -EBUSY);
+		return;
+	}
+	if (s->cfg.backend.ops->vmm_admit(s->cfg.backend.ctx, ipc_chan_fd(chan), s->cfg.owner_uid,
+					  &pid, &uid) < 0) {
+		refuse(s, chan, -EPERM);
 		return;
 	}
 	if (session_start(s, chan) < 0) {

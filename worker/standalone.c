@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "ipc.h"
 #include "standalone.h"
 
 struct map {
@@ -184,6 +185,18 @@ static void l_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 	(void)uid;
 }
 
+/* Standalone, the worker runs in the caller's own namespaces: SO_PEERCRED is the truth. */
+static int l_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid)
+{
+	gid_t gid;
+	int r = ipc_peer_cred(conn_fd, pid, uid, &gid);
+
+	(void)ctx;
+	if (r < 0)
+		return r;
+	return *uid == owner_uid || *uid == 0 ? 0 : -EPERM;
+}
+
 const struct wkr_backend_ops wkr_local_ops = {
     .dma_map = l_dma_map,
     .dma_unmap = l_dma_unmap,
@@ -191,4 +204,5 @@ const struct wkr_backend_ops wkr_local_ops = {
     .set_irqs = l_set_irqs,
     .reset = l_reset,
     .vmm_state = l_vmm_state,
+    .vmm_admit = l_vmm_admit,
 };
