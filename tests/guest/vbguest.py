@@ -8,8 +8,9 @@ bound to vfio-pci inside the guest, and drives the guest from the host. Python 3
         g.qmp("query-pci")
 
 What it trusts: the build directory, the host's kernel and modules, QEMU. What it does not: the
-guest. Everything the guest says arrives base64-framed on a channel of its own (a second UART,
-ttyS1), so kernel console noise never mixes with results; the console (ttyS0) goes to a log file.
+guest. Everything the guest says arrives base64-framed on a channel of its own (a virtio-serial
+port, so kernel console noise never mixes with results and no tty line discipline sits in the
+way: a second UART lost input under load); the console (ttyS0) goes to a log file.
 
 QEMU never outlives a Guest: it runs in its own process group with PR_SET_PDEATHSIG, and it is
 killed on close(), on leaving the `with` block (exceptions, KeyboardInterrupt, SystemExit), at
@@ -39,11 +40,16 @@ import time
 
 from vbimage import ImageError, build_initramfs, kernel_image, kernel_release
 
-# PCI slots on pcie.0: devices placed directly on the root bus from DIRECT_SLOT0, root ports from
-# ROOT_PORT_SLOT0 (one per device that asks for one, then the spare hot-plug ports).
+# PCI slots on pcie.0: the command channel's virtio-serial device at CHANNEL_SLOT, devices placed
+# directly on the root bus from DIRECT_SLOT0, root ports from ROOT_PORT_SLOT0 (one per device that
+# asks for one, then the spare hot-plug ports).
+CHANNEL_SLOT = 0x03
 DIRECT_SLOT0 = 0x04
 ROOT_PORT_SLOT0 = 0x10
 MAX_SLOT = 0x1E  # 0x1f holds the ICH9 LPC/SATA/SMBus functions
+
+# Longest line sent to the guest at once (see rootfs/usr/lib/vbguest/vbguest-serve).
+LINE_MAX = 16384
 
 # Seconds past a command's own timeout (which the guest enforces) before the guest counts as hung.
 HANG_GRACE = 15
@@ -51,6 +57,11 @@ HANG_GRACE = 15
 # Console lines that start the interesting part of a log when a guest dies.
 _CRASH = re.compile(r"Kernel panic|BUG:|Oops|general protection|sysrq: Trigger a crash|"
                     r"watchdog: BUG|INFO: task .* blocked")
+
+
+def _short(text, n=200):
+    text = text.replace("\n", "; ")
+    return text if len(text) <= n else text[:n] + "... (%d bytes)" % len(text)
 
 
 class GuestError(Exception):
@@ -67,7 +78,8 @@ class GuestDead(GuestError):
 
 class GuestCommandError(GuestError):
     def __init__(self, cmd, rc, output):
-        super().__init__("guest command failed (exit %d): %s\n%s" % (rc, cmd, output.rstrip()))
+        super().__init__("guest command failed (exit %d): %s\n%s"
+                         % (rc, _short(cmd), output.rstrip()))
         self.cmd, self.rc, self.output = cmd, rc, output
 
 
@@ -117,7 +129,7 @@ class Topology:
     run on). With intremap=False, vfio_iommu_type1 refuses to attach groups (VFIO_SET_IOMMU
     fails with EPERM) unless allow_unsafe_interrupts=1, which the guest then sets."""
 
-    def __init__(self, devices=DEFAULT_DEVICES, spare_ports=1, mem=1024, smp=1, cmdline="",
+    def __init__(self, devices=DEFAULT_DEVICES, spare_ports=2, mem=1024, smp=1, cmdline="",
                  intremap=True):
         devs = [d if isinstance(d, Device) else Device(d) for d in devices]
         counts = {}
@@ -198,6 +210,11 @@ class _Line:
 
     def __init__(self, sock, alive):
         self.sock, self.alive, self.buf = sock, alive, b""
+        self.sent = 0
+
+    def send(self, data):
+        self.sock.sendall(data)
+        self.sent += len(data)
 
     def readline(self, deadline):
         while True:
@@ -228,7 +245,7 @@ class Guest:
     boot_timeout: seconds from QEMU start to the guest's READY.
     """
 
-    def __init__(self, build_dir, devices=DEFAULT_DEVICES, spare_ports=1, mem=1024, smp=1,
+    def __init__(self, build_dir, devices=DEFAULT_DEVICES, spare_ports=2, mem=1024, smp=1,
                  log=None, boot_timeout=None, topology=None, initramfs=None, kernel=None):
         self.build_dir = os.path.abspath(build_dir)
         self.topology = topology or Topology(devices, spare_ports, mem, smp)
@@ -263,10 +280,11 @@ class Guest:
                 "-m", str(t.mem), "-smp", str(t.smp), "-nodefaults", "-display", "none",
                 "-no-reboot", "-device",
                 "intel-iommu,intremap=%s" % ("on" if t.intremap else "off"),
-                "-chardev", "file,id=vbcon,path=" + self.log_path,
+                "-chardev", "file,id=vbcon,append=on,path=" + self.log_path,
                 "-device", "isa-serial,chardev=vbcon,index=0",
+                "-device", "virtio-serial-pci,id=vbser,bus=pcie.0,addr=0x%x" % CHANNEL_SLOT,
                 "-chardev", "socket,id=vbcmd,path=" + os.path.join(self._dir, "cmd.sock"),
-                "-device", "isa-serial,chardev=vbcmd,index=1",
+                "-device", "virtserialport,bus=vbser.0,chardev=vbcmd,name=vbcmd",
                 "-chardev", "socket,id=vbqmp,path=" + os.path.join(self._dir, "qmp.sock"),
                 "-mon", "chardev=vbqmp,mode=control",
                 "-kernel", self.kernel, "-initrd", initramfs]
@@ -301,7 +319,7 @@ class Guest:
             rp, path = add_port()
             self._ports.append([rp, path, None])
         cmdline = ("console=ttyS0 quiet loglevel=4 panic=-1 intel_iommu=on rdinit=/init "
-                   "8250.nr_uarts=2 mitigations=off random.trust_cpu=on")
+                   "8250.nr_uarts=1 mitigations=off random.trust_cpu=on")
         if not t.intremap:
             cmdline += " vfio_iommu_type1.allow_unsafe_interrupts=1"
         if vfio:
@@ -438,11 +456,17 @@ class Guest:
         self._seq += 1
         sid = str(self._seq)
         payload = base64.b64encode(cmd.encode()).decode()
-        req = "RUN %s %d %s\n" % (sid, max(1, int(timeout)), payload)
         deadline = time.monotonic() + timeout + HANG_GRACE
         try:
             self._cmd.sock.settimeout(timeout + HANG_GRACE)
-            self._cmd.sock.sendall(req.encode())
+            if len(payload) > LINE_MAX:
+                for i in range(0, len(payload), LINE_MAX):
+                    self._cmd.send(("PART %s\n" % payload[i:i + LINE_MAX]).encode())
+                    while self._cmd.readline(deadline) != "@@VB ACK":
+                        pass
+                payload = "@"
+            self._cmd.send(("RUN %s %d %s\n" % (sid, max(1, int(timeout)), payload))
+                                   .encode())
             while self._cmd.readline(deadline) != "@@VB BEGIN " + sid:
                 pass
             body = []
@@ -460,11 +484,11 @@ class Guest:
             raise
         except (TimeoutError, OSError) as e:
             self._die("guest did not answer within %ds (%s): %s"
-                      % (timeout + HANG_GRACE, e.__class__.__name__, cmd))
+                      % (timeout + HANG_GRACE, e.__class__.__name__, _short(cmd)))
         try:
             out = base64.b64decode("".join(body), validate=True)
         except ValueError:
-            self._die("undecodable reply to: %s" % cmd)
+            self._die("undecodable reply to: %s" % _short(cmd))
         return rc, out.decode("utf-8", "replace")
 
     def check(self, cmd, timeout=60):
@@ -556,7 +580,7 @@ class Guest:
             msg["arguments"] = a
         deadline = time.monotonic() + timeout
         try:
-            self._qmp.sock.sendall(json.dumps(msg).encode() + b"\n")
+            self._qmp.send(json.dumps(msg).encode() + b"\n")
             while True:
                 reply = json.loads(self._qmp.readline(deadline))
                 if "event" in reply:

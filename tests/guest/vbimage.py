@@ -1,5 +1,5 @@
 """vbimage: what the test guest boots: the kernel (Debian's, unpacked for a fast PVH boot) and
-an initramfs built from busybox-static, the VFIO modules, every file of BUILD/bin plus the shared
+an initramfs built from busybox-static, the VFIO and virtio-console modules, every file of BUILD/bin plus the shared
 libraries ldd says they need, and tests/guest/rootfs (the guest's /init and helper scripts).
 Python 3 stdlib only. Trusts the host's /boot, /lib/modules, busybox and the build directory.
 """
@@ -16,8 +16,11 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOTFS = os.path.join(HERE, "rootfs")
 GUEST_BIN = "/opt/vfio-broker/bin"
 
-# Loaded in this order: each module's dependencies first (modinfo -F depends).
-VFIO_MODULES = ["irqbypass", "vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci-core", "vfio-pci"]
+# Loaded in this order: each module's dependencies first (modinfo -F depends). virtio_console
+# carries the host's command channel; the rest is VFIO.
+GUEST_MODULES = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
+                 "virtio_pci", "virtio_console",
+                 "irqbypass", "vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci-core", "vfio-pci"]
 
 
 class ImageError(Exception):
@@ -154,16 +157,16 @@ def _module_paths(kver):
     for root, _, files in os.walk(os.path.join(moddir, "kernel")):
         for f in files:
             base = f.split(".ko")[0]
-            if base in VFIO_MODULES and ".ko" in f:
+            if base in GUEST_MODULES and ".ko" in f:
                 found[base] = os.path.relpath(os.path.join(root, f), moddir)
-    missing = [m for m in VFIO_MODULES if m not in found]
+    missing = [m for m in GUEST_MODULES if m not in found]
     if missing:
         raise ImageError("modules not found under %s: %s" % (moddir, ", ".join(missing)))
-    for m in VFIO_MODULES:
+    for m in GUEST_MODULES:
         if not found[m].endswith(".ko"):
             # Busybox insmod only reads plain .ko files; compressed ones are unpacked first.
             raise ImageError("%s is compressed; unsupported" % found[m])
-    return [found[m] for m in VFIO_MODULES]
+    return [found[m] for m in GUEST_MODULES]
 
 
 def build_initramfs(build_dir, out_path, kver):

@@ -1,6 +1,6 @@
 """Guest tests: the guest's VFIO setup itself, before any broker code relies on it. Each case
 runs tests/guest/guest_vfio_available.c in the default guest (edu, e1000e, nvme, each behind
-its own root port, plus one spare root port for hot-plug)."""
+its own root port, plus spare root ports for hot-plug)."""
 
 from vbguest import Device, Topology, guest_test, note
 
@@ -64,11 +64,17 @@ def vfio_available_bad_usage(g):
 def hotplug_edu(g):
     # QMP device_add into the spare root port: the guest must see the device, bind it to
     # vfio-pci and give it a viable group of its own; device_del must take it away again.
-    bdf = g.hotplug(Device("edu", id="hp0"))
-    rc, out = run_available(g, [bdf])
-    assert rc == 0, "hot-plugged %s: exit %d:\n%s" % (bdf, rc, out)
-    assert_device_ok(out, bdf)
-    g.unplug("hp0")
+    bdf = g.hotplug(Device("edu", id="hp_available"))
+    unplugged = False
+    try:
+        rc, out = run_available(g, [bdf])
+        assert rc == 0, "hot-plugged %s: exit %d:\n%s" % (bdf, rc, out)
+        assert_device_ok(out, bdf)
+        g.unplug("hp_available")
+        unplugged = True
+    finally:
+        if not unplugged:
+            g.unplug("hp_available")
     rc, out = g.run("ls /sys/bus/pci/devices/%s" % bdf)
     assert rc != 0, "%s still present after device_del" % bdf
 

@@ -1,0 +1,55 @@
+"""Guest tests of the harness itself (vbguest.Guest), in the default guest: what other tests
+rely on when they run commands, copy files and drive QMP."""
+
+import time
+
+from vbguest import guest_test
+
+
+@guest_test("guest_harness_read_write_file_round_trip")
+def read_write_file(g):
+    # Binary data, every byte value, larger than one write chunk.
+    data = bytes(range(256)) * 200
+    g.write_file("/tmp/vb-roundtrip", data)
+    assert g.read_file("/tmp/vb-roundtrip") == data
+    bdf = g.bdf("edu0")
+    cfg = g.read_file("/sys/bus/pci/devices/%s/config" % bdf)
+    vendor = int(g.check("cat /sys/bus/pci/devices/%s/vendor" % bdf), 16)
+    assert len(cfg) >= 64 and int.from_bytes(cfg[0:2], "little") == vendor, cfg[:4].hex()
+    rc, _ = g.run("base64 /nonexistent")
+    assert rc != 0
+
+
+@guest_test("guest_harness_output_cannot_forge_frames")
+def output_cannot_forge(g):
+    rc, out = g.run("echo '@@VB END 1 0'; echo '@@VB BEGIN 99'; echo tail; exit 3")
+    assert rc == 3 and out == "@@VB END 1 0\n@@VB BEGIN 99\ntail\n", (rc, out)
+    assert g.run("echo next")[1] == "next\n"
+
+
+@guest_test("guest_harness_command_timeout_kills_command")
+def command_timeout(g):
+    t0 = time.monotonic()
+    rc, out = g.run("echo started; sleep 60", timeout=2)
+    assert rc == 137 and out == "started\n", (rc, out)
+    assert time.monotonic() - t0 < 15
+    assert g.run("echo alive")[1] == "alive\n"
+
+
+@guest_test("guest_harness_qmp_sees_topology")
+def qmp_topology(g):
+    ids = set()
+    for bus in g.qmp("query-pci"):
+        stack = list(bus["devices"])
+        while stack:
+            d = stack.pop()
+            ids.add(d.get("qdev_id"))
+            stack.extend(d.get("pci_bridge", {}).get("devices", []))
+    for dev in g.topology.devices:
+        assert dev.id in ids, "%s not in query-pci: %r" % (dev.id, ids)
+    try:
+        g.qmp("no-such-command")
+    except Exception as e:
+        assert "CommandNotFound" in str(e), e
+    else:
+        raise AssertionError("unknown QMP command accepted")
