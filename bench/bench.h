@@ -1,0 +1,72 @@
+/*
+ * bench: the harness every benchmark of bench/ uses. A benchmark is a pair of operations, the
+ * figure (what vfio-broker does) and its baseline (the least the same job can cost without it),
+ * measured in the same process, in alternating batches so that both see the same machine state.
+ * It reports the median and the 99th percentile of the per-operation time over the batches, and
+ * the ratio of the medians (figure / baseline).
+ *
+ * Timing is CLOCK_MONOTONIC around whole batches (never around one operation: the clock would
+ * cost as much as the cheapest operations). Nothing is pinned to a CPU.
+ *
+ * Results go to stdout as a table and, when the environment names a file in VB_BENCH_TSV, are
+ * appended to it as tab-separated rows for bench/run-bench.sh's summary.
+ */
+#ifndef VB_BENCH_H
+#define VB_BENCH_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Runs `n` operations; returns 0 or a negative errno (the benchmark is then reported as not run).
+ */
+typedef int (*bench_fn)(void *ctx, uint64_t n);
+
+struct bench_pair {
+	const char *name;     /* the figure, e.g. "ipc_call_32B" */
+	const char *baseline; /* what it is compared with, e.g. "raw_seqpacket_pingpong_54B" */
+	bench_fn figure;
+	bench_fn base;
+	/* Optional, untimed: runs before each timed batch of `n` (e.g. queues n datagrams). */
+	bench_fn figure_prep;
+	bench_fn base_prep;
+	void *ctx;
+	/* 0 for the defaults: batches of about BENCH_BATCH_NS of the figure, BENCH_BATCHES each. */
+	uint64_t per_batch; /* operations per batch, when the batch size must be bounded */
+};
+
+/* Defaults; VB_BENCH_SCALE (a float in the environment, e.g. 0.2 for a quick run) scales the
+ * batch count (never below 11) and the batch duration. */
+#define BENCH_BATCHES	101
+#define BENCH_BATCH_NS	2000000ull  /* 2 ms */
+#define BENCH_WARMUP_NS 20000000ull /* 20 ms of each side before the first timed batch */
+
+struct bench_stats {
+	double median; /* per operation */
+	double p99;
+	uint64_t iterations; /* operations timed, all batches */
+};
+
+uint64_t bench_now_ns(void);
+
+/* Median and p99 (nearest rank) of `n` values; sorts them. */
+void bench_stats_of(double *v, size_t n, struct bench_stats *ret);
+
+/* Measures a pair of time-per-operation benchmarks (units ns/op) and reports it. Returns 0, or
+ * the first error of an operation, after reporting the pair as not run. */
+int bench_run(const struct bench_pair *p);
+
+/* Reports a pair measured by other means (memory, or timings gathered in child processes). */
+void bench_report(const char *name, const struct bench_stats *fig, const char *baseline,
+		  const struct bench_stats *base, const char *units);
+
+/* Reports that a benchmark could not run, and why; the program should then exit 1. */
+void bench_fail(const char *name, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* How many batches and how long a batch should be, after VB_BENCH_SCALE. */
+unsigned bench_batches(void);
+uint64_t bench_batch_ns(void);
+
+/* Prints the table header once per program. */
+void bench_header(const char *title);
+
+#endif
