@@ -384,7 +384,17 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	struct ipc_msg *m;
 	uint32_t id;
 	rm.timeout_ms = 5000;
+	/* HEARTBEAT first: the worker says a VMM is connected and has been served. */
+	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	hb.seq = 42;
 	pthread_mutex_lock(&f->lock);
+	assert_int_equal(
+	    ipc_chan_call(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, 10000, &m, NULL), 0);
+	const Vb__Brk__HeartbeatReply *hr = (const Vb__Brk__HeartbeatReply *)m->body;
+	assert_int_equal(hr->seq, 42);
+	assert_true(hr->vmm_connected);
+	assert_true(hr->requests_served >= 1);
+	ipc_msg_free(m);
 	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &id),
 			 0);
 	pthread_mutex_unlock(&f->lock);
