@@ -124,16 +124,19 @@ static void dm_group_put(struct dm_vm *v, struct dm_group *g)
  * then on); later AddDevice limits of non-zero replace the VM's quotas. */
 static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
 {
-	const struct brk_container_info *ci = brk_container_info(v->container);
-	struct brk_dma_cfg dc = {.container_fd = brk_container_fd(v->container),
-				 .pgsize = ci->min_pgsize,
-				 .limits = {maxmap, maxpin}};
+	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
+	int r;
 
 	if (v->dma) {
 		brk_dma_set_limits(v->dma, &dc.limits);
 		return 0;
 	}
-	int r = brk_dma_new(&dc, &v->dma);
+	/* The container's page size and usable IOVA ranges, so that a map into the MSI window
+	 * gets a clear refusal instead of the kernel's bare EINVAL. */
+	r = brk_container_dma_cfg(v->container, &dc);
+	if (r < 0)
+		return brk_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r));
+	r = brk_dma_new(&dc, &v->dma);
 	return r < 0 ? brk_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r)) : 0;
 }
 

@@ -162,8 +162,7 @@ static int edu_dma_run(struct vfb_dev *dev, int rounds, struct vmm_figures *fig)
 	vmm_say("  mapped %u KiB of guest RAM at IOVA 0x%llx in %.0f us\n", RAM_SIZE >> 10,
 		RAM_IOVA, map_us);
 	for (int i = 0; i < rounds; i++) {
-		if (edu_dma_round(dev, &ram, 0x9e3779b9u * (unsigned)(i + 1), EDU_XFER, &us) <
-		    0)
+		if (edu_dma_round(dev, &ram, 0x9e3779b9u * (unsigned)(i + 1), EDU_XFER, &us) < 0)
 			goto fail;
 		total += us;
 		fig->dma_bytes += EDU_XFER;
