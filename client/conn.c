@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -101,6 +102,18 @@ void vfb__conn_fini(struct vfb__conn *c)
 	if (c->epfd >= 0)
 		close(c->epfd);
 	c->evfd = c->epfd = -1;
+}
+
+int vfb__conn_check_fd(int fd)
+{
+	int type;
+	socklen_t len = sizeof(type);
+
+	if (fd < 0)
+		return -EINVAL;
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
+		return -errno;
+	return type == SOCK_SEQPACKET ? 0 : -EPROTOTYPE;
 }
 
 int vfb__conn_set_timeout(struct vfb__conn *c, int timeout_ms)

@@ -29,6 +29,9 @@ int vfb__conn_open(struct vfb__conn *c, const char *path, const struct ipc_proto
 void vfb__conn_fini(struct vfb__conn *c);
 
 int vfb__conn_set_timeout(struct vfb__conn *c, int timeout_ms);
+/* Checks that a caller's fd can carry a connection before the handle adopts it: -EINVAL
+ * negative, -EBADF not open, -ENOTSOCK, -EPROTOTYPE not SOCK_SEQPACKET. */
+int vfb__conn_check_fd(int fd);
 
 /* One request and its reply (owned by the caller). `extra_ms` lengthens this call's timeout.
  * Error replies return the peer's errno and leave their message in last_error. */

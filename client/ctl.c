@@ -10,7 +10,6 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "control.pb-c.h"
@@ -56,16 +55,9 @@ int vfb_ctl_connect(const char *path, uint32_t flags, struct vfb_ctl **ret)
 
 int vfb_ctl_connect_fd(int fd, uint32_t flags, struct vfb_ctl **ret)
 {
-	int type;
-	socklen_t len = sizeof(type);
+	int r = vfb__conn_check_fd(fd);
 
-	if (fd < 0)
-		return -EINVAL;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-		return -errno;
-	if (type != SOCK_SEQPACKET)
-		return -EPROTOTYPE;
-	return ctl_new(fd, NULL, flags, ret);
+	return r < 0 ? r : ctl_new(fd, NULL, flags, ret);
 }
 
 void vfb_ctl_close(struct vfb_ctl *ctl)

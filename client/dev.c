@@ -11,7 +11,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <linux/vfio.h>
@@ -133,16 +132,9 @@ int vfb_dev_connect(const char *path, const char *client_name, uint32_t flags, s
 
 int vfb_dev_connect_fd(int fd, const char *client_name, uint32_t flags, struct vfb_dev **ret)
 {
-	int type;
-	socklen_t len = sizeof(type);
+	int r = vfb__conn_check_fd(fd);
 
-	if (fd < 0)
-		return -EINVAL;
-	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0)
-		return -errno;
-	if (type != SOCK_SEQPACKET)
-		return -EPROTOTYPE;
-	return dev_start(fd, NULL, client_name, flags, ret);
+	return r < 0 ? r : dev_start(fd, NULL, client_name, flags, ret);
 }
 
 void vfb_dev_close(struct vfb_dev *dev)

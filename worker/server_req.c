@@ -313,8 +313,12 @@ static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 
 static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)
 {
+	/* Answer the VMM before the broker hears of it: once told, the broker ends this worker,
+	 * and the VMM must already have its reply in its socket by then, not a hang-up. */
+	int r = reply_empty(s, m);
+
 	wkr__server_removal_finish(s, true);
-	return reply_empty(s, m);
+	return r;
 }
 
 static const struct {

@@ -72,58 +72,76 @@ double vmm_now_us(void)
 	return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
-int vmm_cfg_read32(struct vfb_dev *dev, uint32_t off, uint32_t *val)
+/* Config space and device registers are little endian; so is the wire. */
+static uint32_t le_get(const uint8_t *b, size_t n)
+{
+	uint32_t v = 0;
+
+	for (size_t i = 0; i < n; i++)
+		v |= (uint32_t)b[i] << (8 * i);
+	return v;
+}
+
+static void le_put(uint8_t *b, size_t n, uint32_t v)
+{
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* One access of `n` bytes to config space (region < 0) or to a BAR. */
+static int access_read(struct vfb_dev *dev, int region, uint64_t off, size_t n, uint32_t *val)
 {
 	uint8_t b[4];
-	int r = vfb_dev_cfg_read(dev, off, b, 4);
+	int r = region < 0 ? vfb_dev_cfg_read(dev, (uint32_t)off, b, n)
+			   : vfb_dev_region_read(dev, (uint32_t)region, off, b, n);
 
-	if (r < 0)
-		return r;
-	*val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-	return 0;
+	if (r >= 0)
+		*val = le_get(b, n);
+	return r;
+}
+
+static int access_write(struct vfb_dev *dev, int region, uint64_t off, size_t n, uint32_t val)
+{
+	uint8_t b[4];
+
+	le_put(b, n, val);
+	return region < 0 ? vfb_dev_cfg_write(dev, (uint32_t)off, b, n)
+			  : vfb_dev_region_write(dev, (uint32_t)region, off, b, n);
+}
+
+int vmm_cfg_read32(struct vfb_dev *dev, uint32_t off, uint32_t *val)
+{
+	return access_read(dev, -1, off, 4, val);
 }
 
 int vmm_cfg_write32(struct vfb_dev *dev, uint32_t off, uint32_t val)
 {
-	uint8_t b[4] = {val & 0xff, (val >> 8) & 0xff, (val >> 16) & 0xff, val >> 24};
-
-	return vfb_dev_cfg_write(dev, off, b, 4);
+	return access_write(dev, -1, off, 4, val);
 }
 
 int vmm_cfg_read16(struct vfb_dev *dev, uint32_t off, uint16_t *val)
 {
-	uint8_t b[2];
-	int r = vfb_dev_cfg_read(dev, off, b, 2);
+	uint32_t v;
+	int r = access_read(dev, -1, off, 2, &v);
 
-	if (r < 0)
-		return r;
-	*val = (uint16_t)(b[0] | b[1] << 8);
-	return 0;
+	if (r >= 0)
+		*val = (uint16_t)v;
+	return r;
 }
 
 int vmm_cfg_write16(struct vfb_dev *dev, uint32_t off, uint16_t val)
 {
-	uint8_t b[2] = {val & 0xff, val >> 8};
-
-	return vfb_dev_cfg_write(dev, off, b, 2);
+	return access_write(dev, -1, off, 2, val);
 }
 
 int vmm_bar_read32(struct vfb_dev *dev, uint32_t bar, uint64_t off, uint32_t *val)
 {
-	uint8_t b[4];
-	int r = vfb_dev_region_read(dev, bar, off, b, 4);
-
-	if (r < 0)
-		return r;
-	*val = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-	return 0;
+	return access_read(dev, (int)bar, off, 4, val);
 }
 
 int vmm_bar_write32(struct vfb_dev *dev, uint32_t bar, uint64_t off, uint32_t val)
 {
-	uint8_t b[4] = {val & 0xff, (val >> 8) & 0xff, (val >> 16) & 0xff, val >> 24};
-
-	return vfb_dev_region_write(dev, bar, off, b, 4);
+	return access_write(dev, (int)bar, off, 4, val);
 }
 
 /* Walks the standard capability list as a guest driver would, with a hop limit. */

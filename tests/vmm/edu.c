@@ -183,17 +183,24 @@ fail:
 	return -1;
 }
 
-int vmm_edu_dma(char **sockets, struct vmm_figures *fig)
+/* One connection, one scenario run `n` times over, one device. */
+static int edu_with(const char *path, int (*run)(struct vfb_dev *, int, struct vmm_figures *),
+		    int n, struct vmm_figures *fig)
 {
 	struct vfb_dev *dev;
 	int r;
 
-	if (edu_open(sockets[0], &dev) < 0)
+	if (edu_open(path, &dev) < 0)
 		return -1;
-	r = edu_dma_run(dev, 4, fig);
+	r = run(dev, n, fig);
 	vfb_dev_close(dev);
 	fig->devices = 1;
 	return r;
+}
+
+int vmm_edu_dma(char **sockets, struct vmm_figures *fig)
+{
+	return edu_with(sockets[0], edu_dma_run, 4, fig);
 }
 
 /* Enables MSI through the emulated capability, as a guest driver would. */
@@ -305,15 +312,7 @@ fail:
 
 int vmm_edu_msi(char **sockets, struct vmm_figures *fig)
 {
-	struct vfb_dev *dev;
-	int r;
-
-	if (edu_open(sockets[0], &dev) < 0)
-		return -1;
-	r = edu_msi_run(dev, 16, fig);
-	vfb_dev_close(dev);
-	fig->devices = 1;
-	return r;
+	return edu_with(sockets[0], edu_msi_run, 16, fig);
 }
 
 /* The mapping of the first connection must be gone when the second maps the same range. */
