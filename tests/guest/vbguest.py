@@ -505,16 +505,27 @@ class Guest:
         return base64.b64decode("".join(out.split()), validate=True)
 
     def write_file(self, path, data, mode=0o644, timeout=60):
-        """Writes bytes to a file in the guest (replacing it)."""
-        tmp = path + ".vbpart"
-        self.check(": > %s" % shlex.quote(tmp), timeout)
-        b64 = base64.b64encode(data).decode()
-        step = 32768
-        for i in range(0, len(b64), step):
-            self.check("printf %%s %s | base64 -d >> %s"
-                       % (b64[i:i + step], shlex.quote(tmp)), timeout)
-        self.check("chmod %o %s && mv %s %s" % (mode, shlex.quote(tmp), shlex.quote(tmp),
-                                               shlex.quote(path)), timeout)
+        """Writes bytes to a file in the guest (replacing it), sent raw over the channel."""
+        if not self._cmd:
+            raise GuestDead("guest is not running")
+        deadline = time.monotonic() + timeout
+        try:
+            self._cmd.send(b"RECV %d\n" % len(data))
+            self._cmd.send(data)
+            while True:
+                line = self._cmd.readline(deadline)
+                if line.startswith("@@VB RECVD "):
+                    break
+        except GuestDead:
+            self.close()
+            raise
+        except (TimeoutError, OSError) as e:
+            self._die("guest did not take %d bytes within %ds (%s)"
+                      % (len(data), timeout, e.__class__.__name__))
+        if line.split()[2:] != [str(len(data))]:
+            raise GuestError("guest stored %s of %d bytes" % (line.split()[2:], len(data)))
+        self.check("chmod %o /run/vbguest/cmd/recv && mv /run/vbguest/cmd/recv %s"
+                   % (mode, shlex.quote(path)), timeout)
 
     # -- PCI
 

@@ -3,7 +3,7 @@ rely on when they run commands, copy files and drive QMP."""
 
 import time
 
-from vbguest import guest_test
+from vbguest import GuestCommandError, guest_test
 
 
 @guest_test("guest_harness_read_write_file_round_trip")
@@ -18,6 +18,14 @@ def read_write_file(g):
     assert len(cfg) >= 64 and int.from_bytes(cfg[0:2], "little") == vendor, cfg[:4].hex()
     rc, _ = g.run("base64 /nonexistent")
     assert rc != 0
+    # A write that cannot land fails cleanly and leaves the channel in step.
+    try:
+        g.write_file("/proc/vb-no-such-dir/x", data)
+    except GuestCommandError:
+        pass
+    else:
+        raise AssertionError("write_file into /proc/vb-no-such-dir succeeded")
+    assert g.run("echo in-step")[1] == "in-step\n"
 
 
 @guest_test("guest_harness_output_cannot_forge_frames")
