@@ -154,8 +154,12 @@ int bench_run(const struct bench_pair *p)
 	bench_report(p->name, &fs, p->baseline, &bs, "ns/op");
 	r = 0;
 out:
-	if (r < 0)
-		bench_fail(p->name, "%s", strerror(-r));
+	if (r < 0) {
+		const char *why = p->explain ? p->explain(p->ctx) : NULL;
+
+		bench_fail(p->name, "%s%s%s", strerror(-r), why && *why ? ": " : "",
+			   why ? why : "");
+	}
 	free(fv);
 	free(bv);
 	return r;

@@ -30,6 +30,8 @@ struct bench_pair {
 	bench_fn figure_prep;
 	bench_fn base_prep;
 	void *ctx;
+	/* Optional: says which step of an operation failed, for the NOT RUN line. */
+	const char *(*explain)(void *ctx);
 	/* 0 for the defaults: batches of about BENCH_BATCH_NS of the figure, BENCH_BATCHES each. */
 	uint64_t per_batch; /* operations per batch, when the batch size must be bounded */
 };

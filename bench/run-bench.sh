@@ -6,8 +6,10 @@
 #
 # Environment:
 #   VB_BENCH_SCALE=F   scale batch counts and durations (e.g. 0.2 for a quick look; default 1)
-#   VB_BENCH_GUEST=0   skip the guest benchmarks (they boot QEMU; default: run them when the
-#                      guest tooling is there, and report them as not run otherwise)
+#   VB_BENCH_GUEST=0   skip the guest benchmarks (bench/guest_bench.py: they boot the test guest
+#                      under QEMU; by default they run, and a guest that cannot boot makes
+#                      their rows NOT RUN)
+#   VB_BENCH_GUEST_SCALE=F  VB_BENCH_SCALE inside the guest (default 0.3: TCG is slow)
 #
 # Exits 0 when every benchmark ran, 1 when any could not (its row says why), 2 on usage errors.
 # These are measurements, not tests: nothing here compares a figure with a threshold.
@@ -51,8 +53,8 @@ run bench_ipc
 run bench_worker "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
 run bench_seccomp
 run bench_mem "$bin/vfio-worker" "$top/tests/fixtures/edu.img" "$bin/bench_idle_static"
-if [ "${VB_BENCH_GUEST:-1}" != 0 ] && [ -x "$here/guest/run-guest-bench.sh" ]; then
-	"$here/guest/run-guest-bench.sh" "$build" || status=1
+if [ "${VB_BENCH_GUEST:-1}" != 0 ]; then
+	python3 -B "$here/guest_bench.py" "$build" || status=1
 fi
 
 echo
