@@ -182,6 +182,9 @@ static void tsv(const char *line)
 void bench_header(const char *title)
 {
 	printf("\n== %s\n", title);
+#ifdef VB_BENCH_SANITIZED
+	printf("warning: a sanitizer build: these figures measure ASan/UBSan, not vfio-broker\n");
+#endif
 	printf("%-30s %12s %12s  %-34s %12s %12s %8s  %-7s %s\n", "benchmark", "median", "p99",
 	       "baseline", "median", "p99", "ratio", "units", "iterations");
 	fflush(stdout);

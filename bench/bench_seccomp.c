@@ -131,8 +131,10 @@ static int run_child(enum stack s, int fd, const uint64_t n[NCALLS], unsigned nb
 	close(p[0]);
 	waitpid(pid, &status, 0);
 	if (WIFSIGNALED(status)) {
-		snprintf(why, whylen, "the %s child died of signal %d", stack_name[s],
-			 WTERMSIG(status));
+		/* SIGSYS: a call outside the policy, e.g. by a sanitizer's runtime. */
+		snprintf(why, whylen, "the %s child died of signal %d%s", stack_name[s],
+			 WTERMSIG(status),
+			 WTERMSIG(status) == SIGSYS ? " (a system call outside the policy)" : "");
 		return -ECHILD;
 	}
 	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0 || at < len) {
