@@ -229,13 +229,21 @@ static int rt_start(struct rt *t, size_t nfds)
 	if (r < 0)
 		return r;
 	r = ipc_chan_new(sv[0], &bench_proto, NULL, &t->chan);
-	if (r == 0)
-		r = ipc_chan_new(sv[1], &bench_proto, NULL, &srv);
-	if (r < 0)
-		return r; /* sv[] leak in this path would end the program anyway */
-	r = -pthread_create(&t->ipc_thread, NULL, ipc_server, srv);
-	if (r < 0)
+	if (r < 0) {
+		close(sv[0]);
+		close(sv[1]);
 		return r;
+	}
+	r = ipc_chan_new(sv[1], &bench_proto, NULL, &srv);
+	if (r < 0) {
+		close(sv[1]);
+		return r;
+	}
+	r = -pthread_create(&t->ipc_thread, NULL, ipc_server, srv);
+	if (r < 0) {
+		ipc_chan_free(srv);
+		return r;
+	}
 	t->started_ipc = true;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
@@ -243,8 +251,10 @@ static int rt_start(struct rt *t, size_t nfds)
 	t->raw = sv[0];
 	t->rs = (struct raw_server){.fd = sv[1], .reply_len = t->reply_len};
 	r = -pthread_create(&t->raw_thread, NULL, raw_server, &t->rs);
-	if (r < 0)
+	if (r < 0) {
+		close(sv[1]);
 		return r;
+	}
 	t->started_raw = true;
 	return 0;
 }
