@@ -197,6 +197,8 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 	}
 	/* The kernel takes its own references to the eventfds: the message closes ours. */
 	r = brk_irq_set(irqs, &ir, &err);
+	brk_debug("%s: SET_IRQS index %u vectors %u+%u action %#x with %zu fd(s): %s", w->bdf,
+		  ir.index, ir.start, ir.count, ir.action, m->nfds, r < 0 ? err.msg : "done");
 	free(fds);
 	return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
 }
