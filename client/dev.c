@@ -30,6 +30,9 @@ size_t vfb__dev_chunk(const struct vfb_dev *dev)
 		lim = dev->peer.max_message_bytes;
 	/* Room for the header and the protobuf framing around the bytes (a few varints). */
 	lim = lim > IPC_HDR_SIZE + 64 ? lim - IPC_HDR_SIZE - 64 : 8;
+	/* The worker moves at most ACCESS_MAX bytes per access, whatever fits a message. */
+	if (lim > VB__DEV__LIMIT__ACCESS_MAX)
+		lim = VB__DEV__LIMIT__ACCESS_MAX;
 	return lim & ~(size_t)7;
 }
 

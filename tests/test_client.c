@@ -573,6 +573,30 @@ static void test_client_worker_standalone_edu_session(void **state)
 	close(efd);
 	assert_int_equal(count_fds(), before);
 }
+
+/* Longer than one access the worker takes (ACCESS_MAX) and not a multiple of it: the library
+ * splits it, every piece lands where it belongs, and what was written reads back. */
+static void test_client_worker_standalone_large_region_access_split(void **state)
+{
+	enum { LEN = 64 * 1024 + 100, OFF = 0x10004 };
+	uint8_t *in = malloc(LEN), *out = malloc(LEN);
+
+	assert_non_null(in);
+	assert_non_null(out);
+	for (size_t i = 0; i < LEN; i++)
+		in[i] = (uint8_t)(i * 131 + 7);
+	standalone_start(&sw, VB_FIXTURES "/edu.img");
+	assert_int_equal(vfb_dev_region_write(sw.dev, 0, OFF, in, LEN), 0);
+	memset(out, 0, LEN);
+	assert_int_equal(vfb_dev_region_read(sw.dev, 0, OFF, out, LEN), 0);
+	assert_memory_equal(out, in, LEN);
+	/* The piece sizes are the library's business; the bytes around the range are not. */
+	assert_int_equal(vfb_dev_region_read(sw.dev, 0, OFF + LEN, out, 4), 0);
+	assert_int_equal(out[0] | out[1] | out[2] | out[3], 0);
+	standalone_stop(&sw);
+	free(in);
+	free(out);
+}
 #endif
 
 int main(void)
@@ -602,6 +626,8 @@ int main(void)
 	    cmocka_unit_test(test_client_bdf_normalize_accepts_and_rejects),
 #ifdef VB_WORKER_PATH
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_ids, standalone_teardown),
+	    cmocka_unit_test_teardown(test_client_worker_standalone_large_region_access_split,
+				      standalone_teardown),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_session,
 				      standalone_teardown),
 #endif

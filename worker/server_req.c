@@ -18,6 +18,9 @@
 #include "ipc_uv.h"
 #include "server_internal.h"
 
+/* The wire limit the VMM splits by is the one the device model enforces. */
+_Static_assert(WKR_ACCESS_MAX == VB__DEV__LIMIT__ACCESS_MAX, "access limits disagree");
+
 __attribute__((format(printf, 3, 4))) static int fail(struct wkr_server *s, int err,
 						      const char *fmt, ...)
 {
