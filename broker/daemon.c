@@ -686,6 +686,19 @@ const struct brk_ctl_ops brk_daemon_ctl_ops = {
     .metrics = dm_metrics,
 };
 
+/* log.c's resolver: a line that starts with a device's address gets that device's VM and worker
+ * as journal fields. */
+static void dm_log_resolve(void *ctx, const char *bdf, struct brk_log_about *about)
+{
+	struct brk_daemon *dmn = ctx;
+	struct brk_dev *d = brk_registry_find(dmn->reg, bdf);
+
+	if (!d)
+		return;
+	about->vm = d->vm ? d->vm->name : NULL;
+	about->worker_pid = d->worker_pid;
+}
+
 int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		   struct brk_daemon **ret)
 {
@@ -714,6 +727,7 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		free(dmn);
 		return r;
 	}
+	brk_log_set_resolver(dm_log_resolve, dmn);
 	*ret = dmn;
 	return 0;
 }
@@ -737,6 +751,7 @@ void brk_daemon_free(struct brk_daemon *dmn)
 		dm_dev_release(dd);
 		dm_dev_forget(dd);
 	}
+	brk_log_set_resolver(NULL, NULL);
 	brk_registry_free(dmn->reg);
 	free(dmn);
 }

@@ -1,6 +1,8 @@
 # broker/daemon.cmake: the vfio-brokerd process. The control API, worker spawn and supervision,
 # configuration and logging, on top of the VFIO core library (core.cmake, vb_broker_core).
 pkg_check_modules(INIH REQUIRED IMPORTED_TARGET inih)
+# sd_notify, socket activation, the watchdog (main.c) and structured journal entries (log.c).
+pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 
 # The pieces that do not touch VFIO, linked by the unit tests too.
 add_library(vb_brokerd_base STATIC
@@ -13,11 +15,11 @@ add_library(vb_brokerd_base STATIC
 target_include_directories(vb_brokerd_base PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(vb_brokerd_base PRIVATE
 	VB_WORKER_PATH_DEFAULT="${CMAKE_INSTALL_FULL_LIBEXECDIR}/vfio-broker/vfio-worker")
-target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH PkgConfig::LIBUV)
+target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH PkgConfig::LIBUV
+	PkgConfig::LIBSYSTEMD)
 
 # The process: VFIO-facing pieces on top of the core library and the sandbox.
 if(TARGET vb_broker_core AND TARGET vb_sandbox)
-	pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 	add_library(vb_brokerd STATIC
 		${CMAKE_CURRENT_SOURCE_DIR}/caps.c
 		${CMAKE_CURRENT_SOURCE_DIR}/daemon.c

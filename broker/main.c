@@ -271,6 +271,34 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_stop(h->loop);
 }
 
+/* WATCHDOG=1 from the event loop itself: if the loop stops turning (a handler that blocks, a
+ * livelock), the keep-alives stop and systemd restarts the broker. */
+static void on_watchdog(uv_timer_t *t)
+{
+	sd_notify(0, "WATCHDOG=1");
+}
+
+/* Arms the keep-alive timer at half of WatchdogSec= when systemd asked for one (WATCHDOG_USEC and
+ * WATCHDOG_PID naming this process); returns whether it did. */
+static bool watchdog_start(uv_loop_t *loop, uv_timer_t *t)
+{
+	uint64_t usec = 0, ms;
+	int r;
+
+	r = sd_watchdog_enabled(0, &usec);
+	if (r < 0)
+		brk_log_errno(LOG_WARNING, r, "ignoring systemd's watchdog settings");
+	if (r <= 0 || usec == 0)
+		return false;
+	ms = usec / 2000;
+	if (ms == 0)
+		ms = 1;
+	uv_timer_init(loop, t);
+	uv_timer_start(t, on_watchdog, ms, ms);
+	brk_info("systemd watchdog: keep-alive every %llu ms", (unsigned long long)ms);
+	return true;
+}
+
 static int seccomp_mode(const struct opts *o, const struct brk_config *cfg)
 {
 	if (o->seccomp >= 0)
@@ -284,8 +312,9 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 {
 	struct brk_daemon *dmn = NULL;
 	uv_signal_t sigterm, sigint;
+	uv_timer_t watchdog;
 	uv_loop_t loop;
-	bool own = false;
+	bool own = false, wd;
 	int fd = -1, r, mode;
 
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
@@ -324,9 +353,12 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	if (mode != SBX_SECCOMP_KILL)
 		brk_warn("seccomp mode %s: for debugging only",
 			 sbx_seccomp_mode_name((enum sbx_seccomp_mode)mode));
+	wd = watchdog_start(&loop, &watchdog);
 	brk_notice("ready: %zu allowlist entries, workers from %s", cfg->nallow, cfg->worker_path);
-	sd_notify(0, "READY=1");
+	sd_notifyf(0, "READY=1\nSTATUS=serving, %zu allowlist entries", cfg->nallow);
 	uv_run(&loop, UV_RUN_DEFAULT);
+	if (wd)
+		uv_close((uv_handle_t *)&watchdog, NULL);
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
 	brk_daemon_free(dmn);
