@@ -98,6 +98,7 @@ echo "# vfio-broker tests: $(date -u +%FT%TZ)"
 format_check
 unit_suite "$build" ""
 unit_suite "$asan" " [asan]"
+run_tap "" "deploy" "$here/deploy/check-units.sh" "$build"
 if [ -z "${VB_SKIP_GUEST:-}" ]; then
 	run_tap "" "guest" "$here/guest/run.sh" "$build"
 else

@@ -70,7 +70,8 @@ def run_group(build, initramfs, kernel, topo, tests, tap, index, keep_log):
                  % (index, topo.describe(), len(tests), log))
     left = list(tests)
     ok = True
-    guest = vbguest.Guest(build, topology=topo, log=log, initramfs=initramfs, kernel=kernel)
+    guest = getattr(topo, "guest_class", vbguest.Guest)(build, topology=topo, log=log,
+                                                      initramfs=initramfs, kernel=kernel)
     try:
         try:
             guest.start()

@@ -1,0 +1,154 @@
+"""vfio-broker as an operator deploys it: installed by `cmake --install`, configured from the
+installed example, run by systemd (PID 1 of the guest: see vbsystemd.py) from
+vfio-brokerd.socket with every hardening option of vfio-brokerd.service, passing a device through
+to a VMM, and stopped cleanly."""
+
+import json
+import shlex
+import time
+
+from vbguest import Device, guest_test, note
+from vbsystemd import SystemdTopology
+
+CAPS = {"cap_chown": 0, "cap_setgid": 6, "cap_setuid": 7, "cap_ipc_lock": 14}  # broker/caps.c
+
+
+def sh(g, cmd, timeout=60):
+    return g.check(cmd, timeout).strip()
+
+
+def props(g, unit, *names):
+    out = sh(g, "systemctl show %s -p %s" % (unit, ",".join(names)))
+    return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+
+def journal(g, *match):
+    """The broker's journal entries (as dicts) matching the journalctl match words."""
+    out = sh(g, "journalctl -o json --no-pager _COMM=vfio-brokerd %s" % " ".join(match))
+    return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+
+def explain(g):
+    _, out = g.run("systemctl status --no-pager vfio-brokerd.service vfio-brokerd.socket; "
+                   "journalctl -b --no-pager -n 40 -u vfio-brokerd.service")
+    return out
+
+
+def check_boot_snippets(g):
+    """What the installed sysusers.d, tmpfiles.d and udev files did while the guest booted."""
+    assert sh(g, "cat /proc/1/comm") == "systemd"
+    sh(g, "getent group vfio-admin && getent passwd vfio-worker")
+    assert sh(g, "stat -c '%a %U:%G' /run/vfio-broker") == "755 root:root"
+    assert sh(g, "stat -c '%a %U:%G' /dev/vfio/vfio") == "600 root:root", "udev rule not applied"
+    for node in sh(g, "ls /dev/vfio").split():
+        if node != "vfio":
+            assert sh(g, "stat -c '%a' /dev/vfio/" + node) == "600"
+
+
+def configure(g, edu):
+    """/etc/vfio-broker/vfio-brokerd.conf from the installed example: the admin group enabled and
+    the guest's edu device allowed."""
+    example = sh(g, "ls /usr/share/doc/vfio-broker/examples/vfio-brokerd.conf.example "
+                    "/usr/local/share/doc/vfio-broker/examples/vfio-brokerd.conf.example "
+                    "2>/dev/null | head -n 1")
+    assert example, "the example configuration is not installed"
+    sh(g, "sed -e 's/^# admin_gid = vfio-admin$/admin_gid = vfio-admin/' "
+          "-e 's/^allow = 1234:11e8$/allow = %s/' %s > /etc/vfio-broker/vfio-brokerd.conf && "
+          "chmod 0644 /etc/vfio-broker/vfio-brokerd.conf" % (edu, example))
+    out = sh(g, "vfio-brokerd --check-config 2>&1")
+    assert "admin_gid" in out and edu in out, out
+
+
+@guest_test("deploy_systemd_service", topology=SystemdTopology(devices=[Device("edu")],
+                                                               spare_ports=0), timeout=900)
+def deploy_systemd_service(g):
+    edu = g.bdf("edu0")
+    check_boot_snippets(g)
+    sh(g, "ldconfig")
+    configure(g, edu)
+    # A shorter watchdog than the shipped 30 s, so that a few keep-alives fit in the test.
+    sh(g, "mkdir -p /etc/systemd/system/vfio-brokerd.service.d && printf '[Service]\\n"
+          "WatchdogSec=4s\\n' > /etc/systemd/system/vfio-brokerd.service.d/test.conf")
+    sh(g, "systemctl daemon-reload && systemctl enable --now vfio-brokerd.socket")
+    assert sh(g, "systemctl is-active vfio-brokerd.socket") == "active"
+    rc, state = g.run("systemctl is-active vfio-brokerd.service")
+    assert state.strip() == "inactive", "started before any connection: " + state
+    assert sh(g, "stat -c '%a %U:%G %F' /run/vfio-broker/control.sock") == \
+        "660 root:vfio-admin socket"
+
+    # The first connection starts the service; Type=notify: active means READY=1 arrived.
+    rc, out = g.run("vfio-brokerctl --timeout 60000 list", timeout=120)
+    assert rc == 0, "vfio-brokerctl list (socket activation): %s\n%s" % (out, explain(g))
+    p = props(g, "vfio-brokerd.service", "ActiveState", "SubState", "Type", "NotifyAccess",
+              "MainPID", "StatusText", "WatchdogUSec", "CapabilityBoundingSet")
+    note("service: " + ", ".join("%s=%s" % kv for kv in sorted(p.items())))
+    assert p["ActiveState"] == "active" and p["SubState"] == "running", explain(g)
+    assert p["Type"] == "notify" and p["NotifyAccess"] == "main", p
+    assert p["StatusText"].startswith("serving"), p
+    pid = int(p["MainPID"])
+    want = sum(1 << b for b in CAPS.values())
+    status = dict(line.split(":\t", 1) for line in
+                  sh(g, "cat /proc/%d/status" % pid).splitlines() if ":\t" in line)
+    for field in ("CapEff", "CapPrm", "CapBnd"):
+        assert int(status[field], 16) == want, "%s %s, expected %#x" % (field, status[field], want)
+    assert int(status["CapAmb"], 16) == 0 and status["NoNewPrivs"].strip() == "1", status
+    assert status["Seccomp"].strip() == "2", status
+    ready = [e for e in journal(g) if e.get("MESSAGE", "").startswith("ready:")]
+    assert ready and ready[-1]["PRIORITY"] == "5" and \
+        ready[-1]["SYSLOG_IDENTIFIER"] == "vfio-brokerd", ready
+
+    # The control socket: members of vfio-admin are served, anyone else is not even connected.
+    gid = sh(g, "getent group vfio-admin | cut -d: -f3")
+    rc, out = g.run("setpriv --reuid=65534 --regid=65534 --clear-groups vfio-brokerctl list")
+    assert rc == 3, "a non-member reached the broker: exit %d: %s" % (rc, out)
+    sh(g, "setpriv --reuid=65534 --regid=%s --clear-groups vfio-brokerctl list" % gid)
+
+    # Passthrough under the hardened unit: a worker in its sandbox, DMA through the IOMMU.
+    rep = json.loads(sh(g, "vfio-brokerctl --json --timeout 60000 add %s --vm vm1 --owner 0:0"
+                           % edu, timeout=120))
+    assert rep["socket_path"].startswith("/run/vfio-broker/vmm/vm1/"), rep
+    worker = int(rep["worker_pid"])
+    rc, out = g.run("%s/bin/vfio-demo-vmm edu-dma %s" % (g.build_dir, shlex.quote(
+        rep["socket_path"])), timeout=180)
+    assert rc == 0, "vfio-demo-vmm: exit %d\n%s\n%s" % (rc, out, explain(g))
+    line = [l for l in out.splitlines() if l.startswith("figures:")][-1]
+    figures = {k: int(v) for k, v in (kv.split("=") for kv in line.split()[1:])}
+    assert figures["dma_bytes_verified"] == 4 * 2048, out
+    note(line)
+
+    # Structured journal entries about the device.
+    entries = journal(g, "VFIO_BDF=" + edu)
+    assert entries, "no journal entry with VFIO_BDF=" + edu
+    ready_dev = [e for e in entries if "ready" in e.get("MESSAGE", "")]
+    assert ready_dev and ready_dev[-1].get("VFIO_VM") == "vm1" and \
+        ready_dev[-1].get("VFIO_WORKER_PID") == str(worker), ready_dev
+    note("journal: %d entries with VFIO_BDF=%s, e.g. %r" % (len(entries), edu,
+                                                             ready_dev[-1]["MESSAGE"]))
+    metrics = sh(g, "vfio-brokerctl metrics")
+    assert 'vfio_broker_workers 1' in metrics, metrics
+
+    # Keep-alives: the watchdog (4 s here) would have killed a broker that did not send them.
+    t0 = int(props(g, "vfio-brokerd.service", "WatchdogTimestampMonotonic")
+             ["WatchdogTimestampMonotonic"])
+    time.sleep(9)
+    p2 = props(g, "vfio-brokerd.service", "MainPID", "WatchdogTimestampMonotonic", "NRestarts")
+    assert int(p2["MainPID"]) == pid and p2["NRestarts"] == "0", p2
+    assert int(p2["WatchdogTimestampMonotonic"]) > t0, (t0, p2)
+
+    # Stop: every worker ends, the device is released, the service ends cleanly; the socket
+    # stays, so the next connection starts a fresh broker that knows no device.
+    sh(g, "systemctl stop vfio-brokerd.service", timeout=120)
+    p3 = props(g, "vfio-brokerd.service", "ActiveState", "Result", "ExecMainStatus")
+    assert p3 == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, \
+        "%r\n%s" % (p3, explain(g))
+    rc, _ = g.run("kill -0 %d" % worker)
+    assert rc != 0, "worker %d outlived the broker" % worker
+    rc, out = g.run("pgrep -x vfio-worker")
+    assert rc == 1, "workers left: " + out
+    assert [e for e in journal(g) if "shutting down" in e.get("MESSAGE", "")], journal(g)
+    assert sh(g, "systemctl is-active vfio-brokerd.socket") == "active"
+    out = sh(g, "vfio-brokerctl --timeout 60000 --json list", timeout=120)
+    assert edu not in out, out
+    sh(g, "systemctl disable --now vfio-brokerd.socket vfio-brokerd.service", timeout=120)
+    rc, out = g.run("systemctl is-active vfio-brokerd.service vfio-brokerd.socket")
+    assert out.split() == ["inactive", "inactive"], out
