@@ -10,6 +10,7 @@
 #   deploy_man_options_<binary>    every long option of the binary's --help is in its man page
 #   deploy_man_conf_example_valid  the EXAMPLE of vfio-brokerd.conf(5) passes --check-config
 # Runs on machines without systemd as PID 1: the offline checks need only the systemd package.
+# shellcheck disable=SC2154 # the install paths come from install-paths.sh (sourced)
 set -u
 build=$(cd "${1:?usage: $0 BUILD_DIR}" && pwd)
 exposure_max=${VB_EXPOSURE_MAX:-2.2}

@@ -59,6 +59,36 @@ def configure(g, edu):
     assert "admin_gid" in out and edu in out, out
 
 
+def check_metrics(g, edu):
+    """vfio-brokerctl metrics under the service: Prometheus text with every family an operator
+    graphs, and values that match what just happened (one device, one VMM session that mapped
+    DMA through its worker and has gone)."""
+    text = sh(g, "vfio-brokerctl metrics")
+    samples = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    for family, kind in (("vfio_broker_devices", "gauge"), ("vfio_broker_workers", "gauge"),
+                         ("vfio_broker_worker_restarts_total", "counter"),
+                         ("vfio_broker_dma_mappings", "gauge"),
+                         ("vfio_broker_pinned_bytes", "gauge"),
+                         ("vfio_broker_interrupts_routed", "gauge"),
+                         ("vfio_broker_control_requests_total", "counter"),
+                         ("vfio_broker_control_request_duration_seconds", "histogram"),
+                         ("vfio_broker_worker_requests_total", "counter"),
+                         ("vfio_broker_worker_request_duration_seconds", "histogram")):
+        assert "# TYPE %s %s" % (family, kind) in text, "no %s %s:\n%s" % (kind, family, text)
+    assert samples['vfio_broker_devices{state="ready"}'] == 1, text
+    assert samples["vfio_broker_workers"] == 1, text
+    assert samples["vfio_broker_worker_restarts_total"] == 0, text
+    assert samples['vfio_broker_control_requests_total{type="add_device",result="ok"}'] == 1, text
+    assert samples['vfio_broker_worker_requests_total{type="dma_map",result="ok"}'] >= 1, text
+    assert samples['vfio_broker_dma_mappings{vm="vm1"}'] == 0, text  # the VMM has gone
+    assert samples['vfio_broker_interrupts_routed{bdf="%s",vm="vm1"}' % edu] == 0, text
+    assert samples['vfio_broker_control_request_duration_seconds_count{type="add_device"}'] == 1
+
+
 @guest_test("deploy_systemd_service", topology=SystemdTopology(devices=[Device("edu")],
                                                                spare_ports=0), timeout=900)
 def deploy_systemd_service(g):
@@ -124,8 +154,7 @@ def deploy_systemd_service(g):
         ready_dev[-1].get("VFIO_WORKER_PID") == str(worker), ready_dev
     note("journal: %d entries with VFIO_BDF=%s, e.g. %r" % (len(entries), edu,
                                                              ready_dev[-1]["MESSAGE"]))
-    metrics = sh(g, "vfio-brokerctl metrics")
-    assert 'vfio_broker_workers 1' in metrics, metrics
+    check_metrics(g, edu)
 
     # Keep-alives: the watchdog (4 s here) would have killed a broker that did not send them.
     t0 = int(props(g, "vfio-brokerd.service", "WatchdogTimestampMonotonic")
@@ -149,6 +178,24 @@ def deploy_systemd_service(g):
     assert sh(g, "systemctl is-active vfio-brokerd.socket") == "active"
     out = sh(g, "vfio-brokerctl --timeout 60000 --json list", timeout=120)
     assert edu not in out, out
+    sh(g, "systemctl stop vfio-brokerd.service", timeout=120)
+
+    # A bad configuration: the broker refuses to start with FILE:LINE: reason in the journal,
+    # exit status 3, and systemd does not keep restarting it.
+    conf = "/etc/vfio-broker/vfio-brokerd.conf"
+    lines = len(g.read_file(conf).splitlines())
+    sh(g, "cp %s %s.good && printf '[broker]\\nbogus_key = 1\\n' >> %s" % (conf, conf, conf))
+    rc, _ = g.run("systemctl start vfio-brokerd.service", timeout=120)
+    assert rc != 0, "the broker started with an unknown key"
+    time.sleep(4)  # two RestartSec= periods
+    p4 = props(g, "vfio-brokerd.service", "ActiveState", "ExecMainStatus", "NRestarts")
+    assert p4 == {"ActiveState": "failed", "ExecMainStatus": "3", "NRestarts": "0"}, p4
+    where = "%s:%d:" % (conf, lines + 2)
+    refused = [e for e in journal(g) if e.get("MESSAGE", "").startswith(where)]
+    assert refused and "bogus_key" in refused[-1]["MESSAGE"], (where, journal(g)[-3:])
+    note("refused: " + refused[-1]["MESSAGE"])
+    sh(g, "mv %s.good %s && systemctl reset-failed vfio-brokerd.service" % (conf, conf))
+
     sh(g, "systemctl disable --now vfio-brokerd.socket vfio-brokerd.service", timeout=120)
     rc, out = g.run("systemctl is-active vfio-brokerd.service vfio-brokerd.socket")
     assert out.split() == ["inactive", "inactive"], out
