@@ -206,8 +206,15 @@ def build_initramfs(build_dir, out_path, kver):
             a.host_file(GUEST_BIN + "/" + name, src)
             if _is_elf(src):
                 libs.update(_shared_libs(src))
+        libc_dir = next((os.path.dirname(l) for l in libs
+                         if os.path.basename(l).startswith("libc.so")), None)
         for lib in sorted(libs):
             a.host_file(lib, os.path.realpath(lib))
+            # A library of the build tree is found through its RUNPATH, which may lie under a
+            # directory the guest mounts over (a build in /tmp): it also goes where the loader
+            # always looks.
+            if libc_dir and not lib.startswith(("/lib/", "/lib64/", "/usr/lib/")):
+                a.host_file(libc_dir + "/" + os.path.basename(lib), os.path.realpath(lib))
         a.finish()
     os.replace(tmp, out_path)
     return os.path.getsize(out_path)
