@@ -150,7 +150,8 @@ static void log_escape(char *out, size_t outsz, const char *in)
 	out[o] = '\0';
 }
 
-static void log_write(int prio, const struct brk_log_about *about, const char *fmt, va_list ap)
+__attribute__((format(printf, 3, 0))) static void
+log_write(int prio, const struct brk_log_about *about, const char *fmt, va_list ap)
 {
 	struct brk_log_about found = {0};
 	char raw[1024], line[2048], bdf[13];

@@ -27,3 +27,6 @@ vb_fuzz_target(ipc_recv SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ipc_recv.c L
 # config-space/MSI-X/region access paths. Seeds: tests/fuzz/make_worker_corpus.py.
 vb_fuzz_target(image SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_image.c LIBS vb_worker_core)
 vb_fuzz_target(cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_cfg.c LIBS vb_worker_core)
+
+# broker/: the configuration loader (libinih plus the broker's value parsing).
+vb_fuzz_target(config SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_config.c LIBS vb_brokerd_base)
