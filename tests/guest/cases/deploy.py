@@ -123,6 +123,15 @@ def deploy_systemd_service(g):
         assert int(status[field], 16) == want, "%s %s, expected %#x" % (field, status[field], want)
     assert int(status["CapAmb"], 16) == 0 and status["NoNewPrivs"].strip() == "1", status
     assert status["Seccomp"].strip() == "2", status
+    # Its view of the file system (TemporaryFileSystem=/etc, ProtectHome, PrivateDevices).
+    view = sh(g, "cd /proc/%d/root && ls -A etc; echo --; ls -A dev/vfio; echo --; "
+                 "ls -A home 2>&1; ls -A root 2>&1; echo --; ls dev" % pid)
+    etc, vfio, home, dev = [part.split() for part in view.split("--")]
+    assert set(etc) - {"localtime"} == {"vfio-broker", "passwd", "group", "nsswitch.conf",
+                                        "ld.so.cache"}, etc
+    assert "vfio" in vfio and len(vfio) >= 2, vfio
+    assert not home, home
+    assert "mem" not in dev and "kmsg" not in dev and "vfio" in dev, dev
     ready = [e for e in journal(g) if e.get("MESSAGE", "").startswith("ready:")]
     assert ready and ready[-1]["PRIORITY"] == "5" and \
         ready[-1]["SYSLOG_IDENTIFIER"] == "vfio-brokerd", ready
