@@ -104,12 +104,17 @@ void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const 
 	}
 }
 
-static size_t spawn_rlimits(const struct brk_config *cfg, struct sbx_rlimit *rl)
+uint64_t brk_spawn_worker_nofile(uint32_t vectors)
+{
+	return 32 + 16 + 2 * (uint64_t)vectors;
+}
+
+static size_t spawn_rlimits(const struct brk_config *cfg, uint64_t nofile, struct sbx_rlimit *rl)
 {
 	const struct brk_worker_rlimits *w = &cfg->rlimits;
 	size_t n = 0;
 
-	rl[n++] = (struct sbx_rlimit){RLIMIT_NOFILE, (rlim_t)w->nofile};
+	rl[n++] = (struct sbx_rlimit){RLIMIT_NOFILE, (rlim_t)nofile};
 	rl[n++] = (struct sbx_rlimit){RLIMIT_NPROC, (rlim_t)w->nproc};
 	rl[n++] = (struct sbx_rlimit){RLIMIT_FSIZE, (rlim_t)w->fsize};
 	rl[n++] = (struct sbx_rlimit){RLIMIT_MEMLOCK, (rlim_t)w->memlock};
@@ -125,8 +130,8 @@ static const char *spawn_seccomp_arg(enum brk_seccomp_mode m)
 				      : "--seccomp=kill";
 }
 
-int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, pid_t *ret_pid,
-		     int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz)
+int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
+		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz)
 {
 	struct sbx_spawn_error serr = {0};
 	struct sbx_rlimit rl[8];
@@ -140,11 +145,18 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, pid_t *
 	    .uid = uid,
 	    .gid = gid,
 	    .rlimits = rl,
-	    .nrlimits = spawn_rlimits(cfg, rl),
+	    .nrlimits = spawn_rlimits(cfg, nofile, rl),
 	    .error = &serr,
 	};
 	int sp[2], r;
 
+	if (nofile > cfg->rlimits.nofile) {
+		snprintf(err, errsz,
+			 "the device needs a worker with %llu open files (2 per interrupt vector); "
+			 "[worker] rlimit_nofile allows %llu",
+			 (unsigned long long)nofile, (unsigned long long)cfg->rlimits.nofile);
+		return -EMFILE;
+	}
 	r = ipc_socketpair(sp);
 	if (r < 0) {
 		snprintf(err, errsz, "socketpair: %s", strerror(-r));

@@ -29,11 +29,22 @@ void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const 
 				 bool last);
 
 /*
+ * The open files a worker needs for a device with `vectors` MSI/MSI-X/INTx vectors in all: per
+ * vector a dup of the VMM's irqfd and an eventfd of its own, plus its fixed set (stderr, broker
+ * channel, device, VMM socket and connection, event loop, epoll) and the fds one message may
+ * bring (IPC default of 16).
+ */
+uint64_t brk_spawn_worker_nofile(uint32_t vectors);
+
+/*
  * Starts a worker as uid/gid: its fd 3 is one end of a new socketpair, its stderr the broker's.
+ * Its RLIMIT_NOFILE is `nofile`: what its device needs (brk_spawn_worker_nofile()); the
+ * configured rlimit_nofile is a ceiling, and a device that needs more is refused (-EMFILE, with
+ * both numbers in err) rather than given a worker that would fail at its first MSI-X enable.
  * Returns 0 with the pid, the pidfd (owned by the caller) and the broker's end of the channel
  * (owned by the caller), or a negative errno with the failing sandbox step in err.
  */
-int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, pid_t *ret_pid,
-		     int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz);
+int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
+		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz);
 
 #endif

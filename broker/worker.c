@@ -263,6 +263,19 @@ static int wkr_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 	return wkr_reply(w, m, &rep.base);
 }
 
+/* Every interrupt vector of the device, each of which the worker may route. */
+static uint32_t wkr_vectors(const struct brk_device *dev)
+{
+	uint32_t n = 0;
+
+	for (uint32_t i = 0; i < brk_device_info(dev)->num_irqs; i++) {
+		const struct brk_irq_info *ii = brk_device_irq(dev, i);
+
+		n += ii ? ii->count : 0;
+	}
+	return n;
+}
+
 #define SERVING (W_ACTIVE | W_REMOVING)
 
 /* What a worker may ask, and when. HANDOFF, HEARTBEAT and REMOVAL are the broker's requests: a
@@ -552,7 +565,9 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	w->a.bdf = w->bdf;
 	w->a.vm = w->vm;
 	w->state = W_HANDOFF;
-	r = brk_spawn_worker(cfg, args->uid, args->gid, &w->pid, &pidfd, &cfd, err, errsz);
+	r = brk_spawn_worker(cfg, args->uid, args->gid,
+			     brk_spawn_worker_nofile(wkr_vectors(args->dev)), &w->pid, &pidfd, &cfd,
+			     err, errsz);
 	if (r < 0) {
 		free(w);
 		return r;
