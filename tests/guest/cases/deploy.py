@@ -89,8 +89,12 @@ def check_metrics(g, edu):
     assert samples['vfio_broker_control_request_duration_seconds_count{type="add_device"}'] == 1
 
 
-@guest_test("deploy_systemd_service", topology=SystemdTopology(devices=[Device("edu")],
-                                                               spare_ports=0), timeout=900)
+# edu1 starts without a driver: deploy_systemd_allow_bind binds it through the broker.
+TOPOLOGY = SystemdTopology(devices=[Device("edu"), Device("edu", id="edu1", vfio=False)],
+                           spare_ports=0)
+
+
+@guest_test("deploy_systemd_service", topology=TOPOLOGY, timeout=900)
 def deploy_systemd_service(g):
     edu = g.bdf("edu0")
     check_boot_snippets(g)
@@ -208,3 +212,36 @@ def deploy_systemd_service(g):
     sh(g, "systemctl disable --now vfio-brokerd.socket vfio-brokerd.service", timeout=120)
     rc, out = g.run("systemctl is-active vfio-brokerd.service vfio-brokerd.socket")
     assert out.split() == ["inactive", "inactive"], out
+
+
+@guest_test("deploy_systemd_allow_bind", topology=TOPOLOGY, timeout=600)
+def deploy_systemd_allow_bind(g):
+    """[devices] allow_bind = yes needs the shipped allow-bind.conf drop-in: without it the
+    service's read-only /sys refuses the rebind, with it the broker binds the device to vfio-pci
+    and passes it through."""
+    edu1 = g.bdf("edu1")
+    driver = "basename $(readlink /sys/bus/pci/devices/%s/driver) 2>/dev/null; true" % edu1
+    assert sh(g, driver) == "", "edu1 already has a driver"
+    doc = sh(g, "dirname $(ls /usr/share/doc/vfio-broker/examples/allow-bind.conf "
+                "/usr/local/share/doc/vfio-broker/examples/allow-bind.conf 2>/dev/null | head -n 1)")
+    sh(g, "ldconfig; sed -e 's/^allow_bind = no$/allow_bind = yes/' "
+          "-e 's/^# admin_gid = vfio-admin$/admin_gid = vfio-admin/' "
+          "%s/vfio-brokerd.conf.example > /etc/vfio-broker/vfio-brokerd.conf && "
+          "rm -rf /etc/systemd/system/vfio-brokerd.service.d && systemctl daemon-reload && "
+          "systemctl enable --now vfio-brokerd.socket" % doc)
+    add = "vfio-brokerctl --timeout 60000 add %s --vm vm2 --owner 0:0 --bind" % edu1
+    rc, out = g.run(add, timeout=120)
+    assert rc == 1 and "Read-only file system" in out, "exit %d: %s" % (rc, out)
+    assert sh(g, driver) == "", "a refused bind changed the driver"
+    note("without the drop-in: " + out.strip().splitlines()[-1])
+
+    sh(g, "install -D -m 0644 %s/allow-bind.conf "
+          "/etc/systemd/system/vfio-brokerd.service.d/allow-bind.conf && "
+          "systemctl daemon-reload && systemctl stop vfio-brokerd.service" % doc, timeout=120)
+    rc, out = g.run(add, timeout=120)
+    assert rc == 0, "exit %d: %s\n%s" % (rc, out, explain(g))
+    assert sh(g, driver) == "vfio-pci"
+    sh(g, "vfio-brokerctl --timeout 60000 remove %s --force" % edu1, timeout=120)
+    sh(g, "systemctl disable --now vfio-brokerd.socket vfio-brokerd.service && "
+          "rm -rf /etc/systemd/system/vfio-brokerd.service.d && systemctl daemon-reload",
+       timeout=120)
