@@ -24,6 +24,7 @@
 #include "ipc.h"
 #include "ipc_uv.h"
 #include "irq.h"
+#include "irq_pb.h"
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
@@ -158,9 +159,10 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__Brk__SetIrqs *req = (const Vb__Brk__SetIrqs *)m->body;
 	struct brk_irqs *irqs = brk_device_irqs(w->a.dev);
-	struct brk_irq_req ir = {.index = req->index, .start = req->start, .count = req->count};
+	int slot_fds[BRK_IRQ_MAX_SLOTS];
+	struct brk_irq_req ir;
 	struct brk_err err = {0};
-	int *fds = NULL, r;
+	int r;
 
 	if (req->disable) {
 		r = brk_irq_disable(irqs, req->index, &err);
@@ -170,36 +172,16 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
 		return -EPROTO;
 	}
-	ir.action = req->action;
-	ir.data = VFIO_IRQ_SET_DATA_NONE;
-	if (req->n_fd_slots) {
-		if (req->n_fd_slots != req->count) {
-			wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %zu fd slots for %u vectors",
-				  req->n_fd_slots, req->count);
-			return -EPROTO;
-		}
-		fds = calloc(req->n_fd_slots, sizeof(*fds));
-		if (!fds)
-			return wkr_reject(w, m, &(struct brk_err){.code = -ENOMEM});
-		for (size_t i = 0; i < req->n_fd_slots; i++) {
-			int32_t slot = req->fd_slots[i];
-			if (slot < -1 || slot >= (int64_t)m->nfds) {
-				free(fds);
-				wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: fd slot %d of %zu",
-					  slot, m->nfds);
-				return -EPROTO;
-			}
-			fds[i] = slot < 0 ? -1 : m->fds[slot];
-		}
-		ir.data = VFIO_IRQ_SET_DATA_EVENTFD;
-		ir.fds = fds;
-		ir.nfds = (uint32_t)req->n_fd_slots;
+	/* Slots that name no fd that arrived are a broken worker, not a refused request. */
+	r = brk_irq_req_from_pb(req, m->fds, m->nfds, slot_fds, BRK_IRQ_MAX_SLOTS, &ir, &err);
+	if (r < 0) {
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
+		return -EPROTO;
 	}
 	/* The kernel takes its own references to the eventfds: the message closes ours. */
 	r = brk_irq_set(irqs, &ir, &err);
 	brk_debug("%s: SET_IRQS index %u vectors %u+%u action %#x with %zu fd(s): %s", w->bdf,
 		  ir.index, ir.start, ir.count, ir.action, m->nfds, r < 0 ? err.msg : "done");
-	free(fds);
 	return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
 }
 
