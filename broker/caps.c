@@ -3,9 +3,13 @@
  * lists (a guest test compares the running broker's CapEff with brk_caps_mask()). Trusts
  * libcap-ng to apply the sets atomically with capset() and PR_CAPBSET_DROP.
  *
- * Why these and no others. The broker runs as uid 0 so that /dev/vfio/<group>, /dev/vfio/vfio
- * and the sysfs attributes of PCI devices (driver_override, unbind, drivers_probe: mode 0200,
- * owner root) pass the plain owner permission check: no CAP_DAC_OVERRIDE is needed.
+ * Why these and no others. Under systemd the broker runs as its own system user, vfio-broker,
+ * given exactly these four as ambient capabilities (vfio-brokerd.service AmbientCapabilities=,
+ * CapabilityBoundingSet=). The VFIO nodes /dev/vfio/vfio and /dev/vfio/<group> are that user's
+ * group's (deploy/70-vfio-broker.rules, mode 0660) and the PCI attributes it reads are world-
+ * readable, so no CAP_DAC_OVERRIDE is needed. Only binding ([devices] allow_bind) writes root's
+ * sysfs attributes (driver_override, unbind, drivers_probe: owner root, mode 0200/0644); its
+ * drop-in (deploy/allow-bind.conf) runs the broker as uid 0 instead, with the same four kept.
  *
  *   CAP_SETUID, CAP_SETGID  The worker runs as an unprivileged uid/gid (a range or a user from
  *                           the configuration). sbx_spawn_worker() writes the child's uid_map and
@@ -25,9 +29,9 @@
  * Deliberately not kept: CAP_SYS_ADMIN (no mounts in the broker's namespace; the worker's
  * pivot_root happens in its own mount namespace, owned by its own user namespace), CAP_KILL
  * (workers are signalled through pidfds, and the broker owns the user namespace they live in),
- * CAP_SYS_RESOURCE (rlimits are only lowered for workers), CAP_DAC_OVERRIDE/READ_SEARCH (uid 0
- * owns everything the broker opens), CAP_SYS_RAWIO (no VFIO no-IOMMU mode), CAP_NET_* (unix
- * sockets only), CAP_SYS_PTRACE. Kernels that restrict unprivileged user namespaces (Debian's
+ * CAP_SYS_RESOURCE (rlimits are only lowered for workers), CAP_DAC_OVERRIDE/READ_SEARCH (the
+ * broker opens only what its uid or group may), CAP_SYS_RAWIO (no VFIO no-IOMMU mode), CAP_NET_*
+ * (unix sockets only), CAP_SYS_PTRACE. Kernels that restrict unprivileged user namespaces (Debian's
  * kernel.unprivileged_userns_clone=0) would need CAP_SYS_ADMIN for the clone; the broker does
  * not grant itself that and spawning then fails with a clear error instead.
  */
@@ -36,6 +40,7 @@
 #include <cap-ng.h>
 #include <errno.h>
 #include <stdbool.h>
+#include <sys/prctl.h>
 #include <linux/capability.h>
 
 const struct brk_cap brk_caps_kept[] = {
@@ -55,16 +60,46 @@ uint64_t brk_caps_mask(void)
 	return m;
 }
 
-int brk_caps_drop(void)
+/* Whether the bounding set holds a capability outside the kept set. */
+static bool bounding_exceeds_kept(void)
 {
-	bool have[sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0])];
+	uint64_t keep = brk_caps_mask();
 	int r;
 
+	/* Up to the running kernel's last capability, which may be newer than our headers'. */
+	for (unsigned long c = 0; c < 64; c++) {
+		r = prctl(PR_CAPBSET_READ, c, 0, 0, 0);
+		if (r < 0)
+			break;
+		if (r == 1 && !(keep >> c & 1))
+			return true;
+	}
+	return false;
+}
+
+int brk_caps_drop(bool *bounding_left)
+{
+	bool have[sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0])];
+	capng_select_t sel = CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT;
+	int r;
+
+	*bounding_left = false;
 	if (capng_get_caps_process() < 0)
 		return -EIO;
 	/* Keep only what we have: an unprivileged run cannot gain anything. */
 	for (size_t i = 0; i < brk_caps_nkept; i++)
 		have[i] = capng_have_capability(CAPNG_PERMITTED, (unsigned)brk_caps_kept[i].cap);
+	/*
+	 * Dropping from the bounding set takes CAP_SETPCAP, which uid 0 started by hand has and
+	 * the service user does not: there systemd has already cut the bounding set to
+	 * CapabilityBoundingSet=, and with NoNewPrivileges= nothing could use the rest anyway.
+	 */
+	if (bounding_exceeds_kept()) {
+		if (capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP))
+			sel |= CAPNG_SELECT_BOUNDS;
+		else
+			*bounding_left = true;
+	}
 	capng_clear(CAPNG_SELECT_ALL);
 	for (size_t i = 0; i < brk_caps_nkept; i++) {
 		if (!have[i])
@@ -74,7 +109,14 @@ int brk_caps_drop(void)
 		if (r < 0)
 			return -EINVAL;
 	}
-	r = capng_apply(CAPNG_SELECT_ALL);
+	/*
+	 * Ambient capabilities are how systemd hands the four to a non-root user; they must not
+	 * stay, or every process the broker executes (the workers) would start with them. Emptying
+	 * the inheritable set already makes the kernel drop them; clearing them explicitly keeps
+	 * that from resting on one rule. libcap-ng applies the bounding set first, while
+	 * CAP_SETPCAP is still effective.
+	 */
+	r = capng_apply(sel);
 	if (r < 0)
 		return r == -4 || r == -5 ? -EPERM : -EINVAL;
 	return 0;

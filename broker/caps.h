@@ -6,6 +6,7 @@
 #ifndef VB_BROKER_CAPS_H
 #define VB_BROKER_CAPS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -24,10 +25,12 @@ uint64_t brk_caps_mask(void);
 
 /*
  * Reduces the process to the kept set: effective and permitted equal to it, inheritable and
- * ambient empty, the bounding set equal to it, the uid unchanged (the broker stays uid 0: the
- * VFIO and sysfs nodes are root's). A process that lacks one of the kept capabilities
- * (an unprivileged test run) keeps what it has of the set. Returns 0 or a negative errno.
+ * ambient empty, the bounding set equal to it when the process may change it (CAP_SETPCAP),
+ * the ids unchanged. A process that lacks one of the kept capabilities (an unprivileged test
+ * run) keeps what it has of the set. *bounding_left says the bounding set still holds more and
+ * could not be reduced (the service user without CAP_SETPCAP: the unit's
+ * CapabilityBoundingSet= is then what bounds it). Returns 0 or a negative errno.
  */
-int brk_caps_drop(void);
+int brk_caps_drop(bool *bounding_left);
 
 #endif

@@ -64,10 +64,13 @@ static const char usage_text[] =
     "  served; others get EPERM with a message and are disconnected.\n"
     "\n"
     "Privileges:\n"
-    "  Runs as root and keeps only CAP_CHOWN, CAP_SETUID, CAP_SETGID and CAP_IPC_LOCK (in the\n"
-    "  effective, permitted and bounding sets; see broker/caps.c for why each), then loads\n"
-    "  its seccomp policy. Workers run under the configured unprivileged uids in their own\n"
-    "  namespaces with no capabilities.\n"
+    "  Keeps only CAP_CHOWN, CAP_SETUID, CAP_SETGID and CAP_IPC_LOCK (effective and\n"
+    "  permitted; also the bounding set when it holds CAP_SETPCAP; see broker/caps.c for why\n"
+    "  each), clears its ambient set, then loads its seccomp policy. vfio-brokerd.service runs\n"
+    "  it as the system user vfio-broker with those four as ambient capabilities, and udev\n"
+    "  gives that user's group the VFIO device nodes; binding devices ([devices] allow_bind)\n"
+    "  needs root (allow-bind.conf drop-in). Workers run under the configured unprivileged\n"
+    "  uids in their own namespaces with no capabilities.\n"
     "\n"
     "Files:\n"
     "  " DEFAULT_CONFIG "\n"
@@ -321,7 +324,7 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watchdog;
 	uv_loop_t loop;
-	bool own = false, wd;
+	bool own = false, wd, bounding_left;
 	int fd = -1, r, mode;
 
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
@@ -333,11 +336,13 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	r = control_socket(cfg, &fd, &own);
 	if (r < 0)
 		return r;
-	r = brk_caps_drop();
+	r = brk_caps_drop(&bounding_left);
 	if (r < 0) {
 		close(fd);
 		return brk_log_errno(LOG_ERR, r, "cannot drop capabilities");
 	}
+	if (bounding_left)
+		brk_info("capability bounding set left as started (no CAP_SETPCAP to reduce it)");
 	r = uv_loop_init(&loop);
 	if (r == 0)
 		r = brk_daemon_new(&loop, cfg, fd, &dmn);

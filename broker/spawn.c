@@ -18,8 +18,8 @@
 #include "ipc.h"
 #include "sandbox.h"
 
-/* Opens <runtime_dir>/<vm>, making it first if needed: root's, mode 0755, so that only the
- * broker can create or remove the sockets in it. */
+/* Opens <runtime_dir>/<vm>, making it first if needed: the broker's, mode 0755, so that only
+ * the broker can create or remove the sockets in it. */
 static int spawn_vm_dir(const char *runtime_dir, const char *vm, char *err, size_t errsz)
 {
 	char dir[PATH_MAX];

@@ -16,7 +16,7 @@
 #define BRK_WORKER_CHANNEL_FD 3
 
 /*
- * Creates (if needed) <runtime_dir>/<vm>/ (root's, mode 0755) and binds a listening
+ * Creates (if needed) <runtime_dir>/<vm>/ (the broker's, mode 0755) and binds a listening
  * SOCK_SEQPACKET socket <runtime_dir>/<vm>/<bdf>.sock owned by owner_uid:owner_gid with mode 0600
  * (a stale one is replaced). `vm` and `bdf` must be validated names. Returns 0 with the path in
  * `path` and the fd in *ret_fd; errors are negative errno with a message in err.

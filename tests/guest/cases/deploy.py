@@ -37,12 +37,13 @@ def explain(g):
 def check_boot_snippets(g):
     """What the installed sysusers.d, tmpfiles.d and udev files did while the guest booted."""
     assert sh(g, "cat /proc/1/comm") == "systemd"
-    sh(g, "getent group vfio-admin && getent passwd vfio-worker")
+    sh(g, "getent group vfio-admin && getent passwd vfio-worker && getent passwd vfio-broker")
     assert sh(g, "stat -c '%a %U:%G' /run/vfio-broker") == "755 root:root"
-    assert sh(g, "stat -c '%a %U:%G' /dev/vfio/vfio") == "600 root:root", "udev rule not applied"
-    for node in sh(g, "ls /dev/vfio").split():
-        if node != "vfio":
-            assert sh(g, "stat -c '%a' /dev/vfio/" + node) == "600"
+    nodes = sh(g, "ls /dev/vfio").split()
+    assert "vfio" in nodes and len(nodes) >= 2, nodes
+    for node in nodes:
+        assert sh(g, "stat -c '%a %U:%G' /dev/vfio/" + node) == "660 root:vfio-broker", \
+            "udev rule not applied to /dev/vfio/" + node
 
 
 def configure(g, edu):
@@ -125,7 +126,11 @@ def deploy_systemd_service(g):
                   sh(g, "cat /proc/%d/status" % pid).splitlines() if ":\t" in line)
     for field in ("CapEff", "CapPrm", "CapBnd"):
         assert int(status[field], 16) == want, "%s %s, expected %#x" % (field, status[field], want)
-    assert int(status["CapAmb"], 16) == 0 and status["NoNewPrivs"].strip() == "1", status
+    # Not root: the service user, its ambient capabilities cleared once it had them.
+    uid = sh(g, "id -u vfio-broker")
+    assert status["Uid"].split() == [uid] * 4 and uid != "0", status["Uid"]
+    assert int(status["CapAmb"], 16) == 0 and int(status["CapInh"], 16) == 0, status
+    assert status["NoNewPrivs"].strip() == "1", status
     assert status["Seccomp"].strip() == "2", status
     # Its view of the file system (TemporaryFileSystem=/etc, ProtectHome, PrivateDevices).
     view = sh(g, "cd /proc/%d/root && ls -A etc; echo --; ls -A dev/vfio; echo --; "
@@ -216,9 +221,10 @@ def deploy_systemd_service(g):
 
 @guest_test("deploy_systemd_allow_bind", topology=TOPOLOGY, timeout=600)
 def deploy_systemd_allow_bind(g):
-    """[devices] allow_bind = yes needs the shipped allow-bind.conf drop-in: without it the
-    service's read-only /sys refuses the rebind, with it the broker binds the device to vfio-pci
-    and passes it through."""
+    """[devices] allow_bind = yes needs the shipped allow-bind.conf drop-in and both of its
+    settings: without it the service user may not write root's sysfs attributes, as root alone
+    the service's read-only /sys refuses the rebind; with it the broker binds the device to
+    vfio-pci and passes it through."""
     edu1 = g.bdf("edu1")
     driver = "basename $(readlink /sys/bus/pci/devices/%s/driver) 2>/dev/null; true" % edu1
     assert sh(g, driver) == "", "edu1 already has a driver"
@@ -231,9 +237,18 @@ def deploy_systemd_allow_bind(g):
           "systemctl enable --now vfio-brokerd.socket" % doc)
     add = "vfio-brokerctl --timeout 60000 add %s --vm vm2 --owner 0:0 --bind" % edu1
     rc, out = g.run(add, timeout=120)
-    assert rc == 1 and "Read-only file system" in out, "exit %d: %s" % (rc, out)
+    assert rc == 1 and "Permission denied" in out, "exit %d: %s" % (rc, out)
     assert sh(g, driver) == "", "a refused bind changed the driver"
     note("without the drop-in: " + out.strip().splitlines()[-1])
+
+    sh(g, "mkdir -p /etc/systemd/system/vfio-brokerd.service.d && printf '[Service]\\n"
+          "User=root\\n' > /etc/systemd/system/vfio-brokerd.service.d/root.conf && "
+          "systemctl daemon-reload && systemctl stop vfio-brokerd.service", timeout=120)
+    rc, out = g.run(add, timeout=120)
+    assert rc == 1 and "Read-only file system" in out, "exit %d: %s" % (rc, out)
+    assert sh(g, driver) == "", "a refused bind changed the driver"
+    note("as root without ReadWritePaths=: " + out.strip().splitlines()[-1])
+    sh(g, "rm /etc/systemd/system/vfio-brokerd.service.d/root.conf")
 
     sh(g, "install -D -m 0644 %s/allow-bind.conf "
           "/etc/systemd/system/vfio-brokerd.service.d/allow-bind.conf && "
@@ -241,6 +256,11 @@ def deploy_systemd_allow_bind(g):
     rc, out = g.run(add, timeout=120)
     assert rc == 0, "exit %d: %s\n%s" % (rc, out, explain(g))
     assert sh(g, driver) == "vfio-pci"
+    # The drop-in's price: uid 0 (root's sysfs attributes), the same four capabilities.
+    pid = props(g, "vfio-brokerd.service", "MainPID")["MainPID"]
+    status = sh(g, "grep -E '^(Uid|CapEff|CapBnd):' /proc/%s/status" % pid).split()
+    want = "%016x" % sum(1 << b for b in CAPS.values())
+    assert status == ["Uid:", "0", "0", "0", "0", "CapEff:", want, "CapBnd:", want], status
     sh(g, "vfio-brokerctl --timeout 60000 remove %s --force" % edu1, timeout=120)
     sh(g, "systemctl disable --now vfio-brokerd.socket vfio-brokerd.service && "
           "rm -rf /etc/systemd/system/vfio-brokerd.service.d && systemctl daemon-reload",
