@@ -110,7 +110,7 @@ static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct brk_
 
 static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
 {
-	const Vb__Brk__DmaMap *req = (const Vb__Brk__DmaMap *)m->body;
+	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
 	struct brk_err err = {0};
 
 	if (m->nfds != 1) {
@@ -126,7 +126,7 @@ static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
 
 static int wkr_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
 {
-	const Vb__Brk__DmaUnmap *req = (const Vb__Brk__DmaUnmap *)m->body;
+	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
 	struct brk_err err = {0};
 
 	if (brk_dma_unmap(w->a.dma, w->a.owner, req->iova, req->size, &err) < 0)

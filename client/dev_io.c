@@ -162,7 +162,7 @@ int vfb_dev_region_write(struct vfb_dev *dev, uint32_t index, uint64_t offset, c
 int vfb_dev_dma_map(struct vfb_dev *dev, int memfd, uint64_t offset, uint64_t iova, uint64_t size,
 		    uint32_t prot)
 {
-	Vb__Dev__DmaMap req = VB__DEV__DMA_MAP__INIT;
+	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	int r;
 
 	if (size == 0 || iova > UINT64_MAX - size || offset > UINT64_MAX - size)
@@ -182,7 +182,7 @@ int vfb_dev_dma_map(struct vfb_dev *dev, int memfd, uint64_t offset, uint64_t io
 
 int vfb_dev_dma_unmap(struct vfb_dev *dev, uint64_t iova, uint64_t size)
 {
-	Vb__Dev__DmaUnmap req = VB__DEV__DMA_UNMAP__INIT;
+	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 
 	if (size == 0 || iova > UINT64_MAX - size)
 		return -EINVAL;

@@ -56,8 +56,8 @@ static const struct ipc_msgdef broker_defs[] = {
     /* fds: the device fd and the worker's VMM listening socket. */
     REQ_FDS(VB__BRK__TYPE__HANDOFF, vb__brk__handoff__descriptor, 2, vb__empty__descriptor, 0),
     /* fd: the memfd that backs the mapping. */
-    REQ_FDS(VB__BRK__TYPE__DMA_MAP, vb__brk__dma_map__descriptor, 1, vb__empty__descriptor, 0),
-    REQ(VB__BRK__TYPE__DMA_UNMAP, vb__brk__dma_unmap__descriptor, vb__empty__descriptor),
+    REQ_FDS(VB__BRK__TYPE__DMA_MAP, vb__dma_map__descriptor, 1, vb__empty__descriptor, 0),
+    REQ(VB__BRK__TYPE__DMA_UNMAP, vb__dma_unmap__descriptor, vb__empty__descriptor),
     REQ(VB__BRK__TYPE__DMA_UNMAP_ALL, vb__empty__descriptor,
 	vb__brk__dma_unmap_all_reply__descriptor),
     /* fds: one eventfd per vector slot; the channel's max_fds is the real bound. */
@@ -92,8 +92,8 @@ static const struct ipc_msgdef device_defs[] = {
     REQ(VB__DEV__TYPE__REGION_READ, vb__dev__region_read__descriptor, vb__dev__data__descriptor),
     REQ(VB__DEV__TYPE__REGION_WRITE, vb__dev__region_write__descriptor, vb__empty__descriptor),
     /* fd: the memfd of guest RAM behind the mapping. */
-    REQ_FDS(VB__DEV__TYPE__DMA_MAP, vb__dev__dma_map__descriptor, 1, vb__empty__descriptor, 0),
-    REQ(VB__DEV__TYPE__DMA_UNMAP, vb__dev__dma_unmap__descriptor, vb__empty__descriptor),
+    REQ_FDS(VB__DEV__TYPE__DMA_MAP, vb__dma_map__descriptor, 1, vb__empty__descriptor, 0),
+    REQ(VB__DEV__TYPE__DMA_UNMAP, vb__dma_unmap__descriptor, vb__empty__descriptor),
     /* fds: count eventfds, plus the INTx resample eventfd; bounded by the channel's max_fds. */
     REQ_FDS(VB__DEV__TYPE__SET_IRQ_FDS, vb__dev__set_irq_fds__descriptor, IPC_FDS_MAX,
 	    vb__empty__descriptor, 0),

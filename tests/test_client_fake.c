@@ -147,7 +147,7 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 		break;
 	}
 	case VB__DEV__TYPE__DMA_MAP: {
-		const Vb__Dev__DmaMap *rq = (const void *)m->body;
+		const Vb__DmaMap *rq = (const void *)m->body;
 
 		f->ndma++;
 		f->dma_iova = rq->iova;

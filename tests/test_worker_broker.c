@@ -346,7 +346,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	/* DMA goes to the broker with the memfd. */
 	int ram = memfd_create("ram", MFD_CLOEXEC);
 	assert_int_equal(ftruncate(ram, 1 << 16), 0);
-	Vb__Dev__DmaMap dm = VB__DEV__DMA_MAP__INIT;
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;

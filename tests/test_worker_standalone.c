@@ -225,7 +225,7 @@ static void test_worker_standalone_malformed_requests_get_errors(void **state)
 	Vb__Dev__IrqInfoRequest ir = VB__DEV__IRQ_INFO_REQUEST__INIT;
 	ir.index = 99;
 	assert_int_equal(call(c, VB__DEV__TYPE__IRQ_INFO, &ir.base, &m, &err), -EINVAL);
-	Vb__Dev__DmaUnmap du = VB__DEV__DMA_UNMAP__INIT;
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x1000;
 	du.size = 0x1001;
 	assert_int_equal(call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, &m, &err), -EINVAL);
@@ -298,7 +298,7 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	int mfd = memfd_create("guest-ram", MFD_CLOEXEC);
 	assert_true(mfd >= 0);
 	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
-	Vb__Dev__DmaMap dm = VB__DEV__DMA_MAP__INIT;
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	dm.iova = 0x100000;
 	dm.size = 1 << 20;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
@@ -317,7 +317,7 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	dm.size = 0x1000;
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &tfd, 1, 5000, &m, &err), -EBADF);
-	Vb__Dev__DmaUnmap du = VB__DEV__DMA_UNMAP__INIT;
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x100000;
 	du.size = 1 << 20;
 	assert_int_equal(call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, &m, &err), 0);

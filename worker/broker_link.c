@@ -223,7 +223,7 @@ static int call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *bod
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, char *why)
 {
-	Vb__Brk__DmaMap req = VB__BRK__DMA_MAP__INIT;
+	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
@@ -233,7 +233,7 @@ static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
 {
-	Vb__Brk__DmaUnmap req = VB__BRK__DMA_UNMAP__INIT;
+	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 	req.iova = iova;
 	req.size = size;
 	return call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, why);

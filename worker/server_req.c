@@ -250,7 +250,7 @@ static int dma_range(struct wkr_server *s, uint64_t iova, uint64_t size, uint64_
 
 static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 {
-	const Vb__Dev__DmaMap *req = (const Vb__Dev__DmaMap *)m->body;
+	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
 	const uint32_t prot_ok =
 	    VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
 	if (m->nfds != 1)
@@ -268,7 +268,7 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 
 static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
 {
-	const Vb__Dev__DmaUnmap *req = (const Vb__Dev__DmaUnmap *)m->body;
+	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
 	int e = dma_range(s, req->iova, req->size, 0);
 	if (e < 0)
 		return e;
