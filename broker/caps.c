@@ -77,18 +77,22 @@ static bool bounding_exceeds_kept(void)
 	return false;
 }
 
-int brk_caps_drop(bool *bounding_left)
+int brk_caps_drop(struct brk_caps_outcome *out)
 {
 	bool have[sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0])];
 	capng_select_t sel = CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT;
 	int r;
 
-	*bounding_left = false;
+	out->bounding_left = false;
+	out->missing = 0;
 	if (capng_get_caps_process() < 0)
 		return -EIO;
 	/* Keep only what we have: an unprivileged run cannot gain anything. */
-	for (size_t i = 0; i < brk_caps_nkept; i++)
+	for (size_t i = 0; i < brk_caps_nkept; i++) {
 		have[i] = capng_have_capability(CAPNG_PERMITTED, (unsigned)brk_caps_kept[i].cap);
+		if (!have[i])
+			out->missing |= 1ull << brk_caps_kept[i].cap;
+	}
 	/*
 	 * Dropping from the bounding set takes CAP_SETPCAP, which uid 0 started by hand has and
 	 * the service user does not: there systemd has already cut the bounding set to
@@ -98,7 +102,7 @@ int brk_caps_drop(bool *bounding_left)
 		if (capng_have_capability(CAPNG_EFFECTIVE, CAP_SETPCAP))
 			sel |= CAPNG_SELECT_BOUNDS;
 		else
-			*bounding_left = true;
+			out->bounding_left = true;
 	}
 	capng_clear(CAPNG_SELECT_ALL);
 	for (size_t i = 0; i < brk_caps_nkept; i++) {

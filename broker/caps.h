@@ -23,14 +23,22 @@ extern const size_t brk_caps_nkept;
 /* The kept set as the CapEff / CapPrm bit mask of /proc/<pid>/status. */
 uint64_t brk_caps_mask(void);
 
+/* What brk_caps_drop() could not do, for the caller to report. */
+struct brk_caps_outcome {
+	/* The bounding set still holds more than the kept set: no CAP_SETPCAP to reduce it (the
+	 * service user; the unit's CapabilityBoundingSet= is then what bounds it). */
+	bool bounding_left;
+	/* Kept capabilities the process did not have to begin with (brk_caps_mask() bits): a
+	 * unit without AmbientCapabilities=, or an unprivileged run. */
+	uint64_t missing;
+};
+
 /*
  * Reduces the process to the kept set: effective and permitted equal to it, inheritable and
  * ambient empty, the bounding set equal to it when the process may change it (CAP_SETPCAP),
- * the ids unchanged. A process that lacks one of the kept capabilities (an unprivileged test
- * run) keeps what it has of the set. *bounding_left says the bounding set still holds more and
- * could not be reduced (the service user without CAP_SETPCAP: the unit's
- * CapabilityBoundingSet= is then what bounds it). Returns 0 or a negative errno.
+ * the ids unchanged. A process that lacks one of the kept capabilities keeps what it has of the
+ * set. Returns 0 or a negative errno; *out says what was left undone.
  */
-int brk_caps_drop(bool *bounding_left);
+int brk_caps_drop(struct brk_caps_outcome *out);
 
 #endif

@@ -318,13 +318,35 @@ static int seccomp_mode(const struct opts *o, const struct brk_config *cfg)
 							: SBX_SECCOMP_KILL;
 }
 
+/* Says what the capability drop left undone: a broker missing part of its set starts (an
+ * operator can still list and inspect) but names what will fail and why. */
+static void report_caps(const struct brk_caps_outcome *caps)
+{
+	char names[512] = "";
+	size_t len = 0;
+
+	if (caps->bounding_left)
+		brk_info("capability bounding set left as started (no CAP_SETPCAP to reduce it)");
+	if (!caps->missing)
+		return;
+	for (size_t i = 0; i < brk_caps_nkept && len < sizeof(names); i++)
+		if (caps->missing >> brk_caps_kept[i].cap & 1)
+			len += (size_t)snprintf(names + len, sizeof(names) - len, "%s%s (%s)",
+						len ? ", " : "", brk_caps_kept[i].name,
+						brk_caps_kept[i].why);
+	brk_warn("started without %s: those operations will fail; under systemd, check the "
+		 "unit's AmbientCapabilities= and CapabilityBoundingSet=",
+		 names);
+}
+
 static int run(const struct opts *o, const struct brk_config *cfg)
 {
 	struct brk_daemon *dmn = NULL;
 	uv_signal_t sigterm, sigint;
 	uv_timer_t watchdog;
 	uv_loop_t loop;
-	bool own = false, wd, bounding_left;
+	struct brk_caps_outcome caps;
+	bool own = false, wd;
 	int fd = -1, r, mode;
 
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
@@ -336,13 +358,12 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	r = control_socket(cfg, &fd, &own);
 	if (r < 0)
 		return r;
-	r = brk_caps_drop(&bounding_left);
+	r = brk_caps_drop(&caps);
 	if (r < 0) {
 		close(fd);
 		return brk_log_errno(LOG_ERR, r, "cannot drop capabilities");
 	}
-	if (bounding_left)
-		brk_info("capability bounding set left as started (no CAP_SETPCAP to reduce it)");
+	report_caps(&caps);
 	r = uv_loop_init(&loop);
 	if (r == 0)
 		r = brk_daemon_new(&loop, cfg, fd, &dmn);
