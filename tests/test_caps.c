@@ -68,6 +68,8 @@ static void exec_status(struct caps_seen *s)
 	int p[2], st;
 	pid_t pid;
 
+	/* Unreadable (any failure below) reads as all bits set, which no assertion accepts. */
+	s->exec_prm = s->exec_eff = s->exec_amb = UINT64_MAX;
 	if (pipe(p) < 0)
 		return;
 	pid = fork();

@@ -52,10 +52,11 @@ tap() { # tap ok|notok NAME [DETAIL-FILE]
 	fi
 }
 
-# security NAME MAX [ACCEPTED...]: systemd-analyze security of the installed service (and its
-# drop-ins under $root/etc) rates it at most MAX, and flags nothing but the accepted items.
+# security NAME MAX [EXPECTED]: systemd-analyze security of the installed service (and its
+# drop-ins under $root/etc) rates it at most MAX, flags nothing but the accepted items and
+# EXPECTED, and does flag EXPECTED (the proof that a drop-in under test was read at all).
 security() {
-	local name=$1 max=$2 item a ok level
+	local name=$1 max=$2 expected=${3:-} item a ok level seen=0
 	shift 2
 	SYSTEMD_COLORS=0 systemd-analyze security --offline=true --root="$root" --no-pager \
 		"$unitdir/vfio-brokerd.service" >"$log" 2>&1
@@ -64,17 +65,20 @@ security() {
 	while IFS= read -r item; do
 		ok=0
 		for a in "${accepted[@]}" "$@"; do [ "$item" = "$a" ] && ok=1; done
+		[ "$item" = "$expected" ] && seen=1
 		[ $ok = 1 ] || bad+=("$item")
 	done < <(sed -n 's/^✗ \([^ ]*\) .*/\1/p' "$log")
 	if [ -z "$level" ]; then
 		tap notok "$name" "$log"
-	elif awk -v l="$level" -v m="$max" 'BEGIN { exit !(l <= m) }' && [ ${#bad[@]} = 0 ]; then
+	elif awk -v l="$level" -v m="$max" 'BEGIN { exit !(l <= m) }' && [ ${#bad[@]} = 0 ] &&
+		{ [ -z "$expected" ] || [ $seen = 1 ]; }; then
 		echo "# $name: exposure $level (at most $max)"
 		tap ok "$name"
 	else
 		{
 			echo "exposure $level, at most $max allowed"
 			[ ${#bad[@]} = 0 ] || echo "failed items not accepted: ${bad[*]}"
+			[ -z "$expected" ] || [ $seen = 1 ] || echo "not flagged, but expected: $expected"
 			grep '^✗' "$log"
 		} >"$log.why"
 		tap notok "$name" "$log.why"
