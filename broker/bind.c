@@ -7,6 +7,7 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,7 +180,9 @@ static int write_file(const char *path, const char *s)
 	ssize_t n;
 	int fd, r = 0;
 
-	fd = open(path, O_WRONLY | O_CLOEXEC);
+	/* O_TRUNC as a shell's `echo >` does: sysfs ignores it, a regular file (tests) is
+	 * rewritten rather than overlaid. */
+	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = write(fd, s, len);
@@ -207,9 +210,26 @@ static int write_device_file(const struct brk_sys *sys, const char *bdf, const c
 	return 0;
 }
 
+/*
+ * Undoes a bind that failed part-way, so that a refused --bind does not cost the host the device:
+ * clears driver_override (a newline clears it) and, if the device was taken from its driver,
+ * asks the PCI core to probe it again so that the driver gets it back. Best effort: the error
+ * the caller reports is the original one.
+ */
+static void bind_undo(const struct brk_sys *sys, const char *bdf, bool unbound)
+{
+	char path[512];
+
+	if (device_path(sys, bdf, "driver_override", path, sizeof(path)) == 0)
+		(void)write_file(path, "\n");
+	if (unbound && brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/drivers_probe") == 0)
+		(void)write_file(path, bdf);
+}
+
 int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *err)
 {
 	char drv[64], path[512];
+	bool unbound = false;
 	int r;
 
 	if (!sys)
@@ -228,22 +248,29 @@ int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *er
 		return r;
 	if (drv[0]) {
 		r = write_device_file(sys, bdf, "driver/unbind", bdf, err);
-		if (r < 0)
+		if (r < 0) {
+			bind_undo(sys, bdf, false);
 			return r;
+		}
+		unbound = true;
 	}
 	r = brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/drivers_probe");
-	if (r < 0)
+	if (r < 0) {
+		bind_undo(sys, bdf, unbound);
 		return brk_errf(err, r, "path too long");
+	}
 	r = write_file(path, bdf);
 	/* drivers_probe reports the probe's failure; the driver check below says what happened. */
 	(void)r;
 	r = brk_bind_driver(sys, bdf, drv, sizeof(drv));
-	if (r < 0 || strcmp(drv, VFIO_PCI_DRIVER) != 0)
-		return brk_errf(
-		    err, -EIO,
-		    "PCI device %s is on driver \"%s\" after drivers_probe, not vfio-pci: "
-		    "is the vfio-pci module loaded?",
-		    bdf, r < 0 ? "?" : drv);
+	if (r < 0 || strcmp(drv, VFIO_PCI_DRIVER) != 0) {
+		brk_errf(err, -EIO,
+			 "PCI device %s is on driver \"%s\" after drivers_probe, not vfio-pci: "
+			 "is the vfio-pci module loaded? (driver_override cleared%s)",
+			 bdf, r < 0 ? "?" : drv, unbound ? ", device probed again" : "");
+		bind_undo(sys, bdf, unbound);
+		return -EIO;
+	}
 	return 0;
 }
 

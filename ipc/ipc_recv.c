@@ -113,7 +113,9 @@ static int check_frame(const struct ipc_chan *c, struct rx *x)
 
 	if (x->foreign_cmsg)
 		return refuse(x, -EBADMSG, "unexpected control message");
-	if (x->flags & MSG_CTRUNC)
+	/* CMSG_SPACE rounds the buffer up to 8 bytes, so with an odd max_fds one fd more fits
+	 * without MSG_CTRUNC: the count is checked too. */
+	if ((x->flags & MSG_CTRUNC) || x->nfds > c->lim.max_fds)
 		return refuse(x, -ETOOMANYREFS, "more than %u fds", c->lim.max_fds);
 	if ((x->flags & MSG_TRUNC) || x->len > (ssize_t)c->lim.max_datagram)
 		return refuse(x, -EMSGSIZE, "datagram larger than %u bytes", c->lim.max_datagram);

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "bind.h"
@@ -146,8 +147,9 @@ static void test_bind_vfio_already_bound_writes_nothing(void **state)
 }
 
 /* The fake sysfs does not rebind anything, so after the writes the device is still on e1000e:
- * the call must notice and say so, having written override, unbind and probe in that order. */
-static void test_bind_vfio_writes_override_unbind_probe_then_checks(void **state)
+ * the call must notice and say so, having written override, unbind and probe, and then undo the
+ * override (a newline clears it) and probe again so that the old driver gets its device back. */
+static void test_bind_vfio_not_claimed_undoes_override_and_reprobes(void **state)
 {
 	struct t *t = *state;
 	char buf[64];
@@ -156,12 +158,31 @@ static void test_bind_vfio_writes_override_unbind_probe_then_checks(void **state
 	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:03.0", &t->err), -EIO);
 	assert_non_null(strstr(t->err.msg, "on driver \"e1000e\""));
 	assert_non_null(strstr(t->err.msg, "vfio-pci module loaded"));
+	assert_non_null(strstr(t->err.msg, "driver_override cleared, device probed again"));
 	tree_read(t->root, "sys/devices/pci0000:00/0000:00:03.0/driver_override", buf, sizeof(buf));
-	assert_string_equal(buf, "vfio-pci");
+	assert_string_equal(buf, "\n");
 	tree_read(t->root, "sys/bus/pci/drivers/e1000e/unbind", buf, sizeof(buf));
 	assert_string_equal(buf, "0000:00:03.0");
 	tree_read(t->root, "sys/bus/pci/drivers_probe", buf, sizeof(buf));
 	assert_string_equal(buf, "0000:00:03.0");
+}
+
+/* The unbind refused: the device is still on its driver, so only the override is undone and
+ * nothing is probed. */
+static void test_bind_vfio_unbind_refused_undoes_override_only(void **state)
+{
+	struct t *t = *state;
+	char buf[64], path[4200];
+
+	tree_pci_device(t->root, "0000:00:03.0", "e1000e", 3);
+	snprintf(path, sizeof(path), "%s/sys/bus/pci/drivers/e1000e/unbind", t->root);
+	assert_int_equal(unlink(path), 0);
+	assert_int_equal(brk_bind_vfio(&t->sys, "0000:00:03.0", &t->err), -EIO);
+	assert_non_null(strstr(t->err.msg, "driver/unbind failed"));
+	tree_read(t->root, "sys/devices/pci0000:00/0000:00:03.0/driver_override", buf, sizeof(buf));
+	assert_string_equal(buf, "\n");
+	tree_read(t->root, "sys/bus/pci/drivers_probe", buf, sizeof(buf));
+	assert_string_equal(buf, "");
 }
 
 static void test_bind_vfio_bad_bdf_touches_nothing(void **state)
@@ -217,7 +238,9 @@ int main(void)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_bind_vfio_already_bound_writes_nothing, setup,
 					    teardown),
-	    cmocka_unit_test_setup_teardown(test_bind_vfio_writes_override_unbind_probe_then_checks,
+	    cmocka_unit_test_setup_teardown(test_bind_vfio_not_claimed_undoes_override_and_reprobes,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_bind_vfio_unbind_refused_undoes_override_only,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bind_vfio_bad_bdf_touches_nothing, setup,
 					    teardown),

@@ -91,6 +91,30 @@ static void test_ipc_recv_control_truncated_all_fds_closed(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* max_fds 1: CMSG_SPACE(4) is 24 bytes, room for two fds without MSG_CTRUNC. The channel's
+ * limit still holds (the type alone would allow 3), and both fds are closed. */
+static void test_ipc_recv_odd_max_fds_one_more_refused(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), raw, fds[2];
+	struct ipc_chan *c;
+	struct ipc_msg *m;
+	uint8_t body[32];
+	size_t blen = pack_data("x", body);
+	struct raw_hdr h = raw_hdr(T_FDS, IPC_KIND_REQUEST, 7, (uint32_t)blen, 2);
+
+	l.max_fds = 1;
+	c = chan_raw(&l, &raw);
+	make_fds(fds, 2);
+	assert_true(raw_send(raw, &h, body, blen, fds, 2) > 0);
+	close_all(fds, 2);
+	assert_int_equal(ipc_chan_recv(c, &m), -ETOOMANYREFS);
+	raw_expect_error(raw, T_FDS, 7, ETOOMANYREFS);
+	ipc_chan_free(c);
+	close(raw);
+	assert_int_equal(count_fds(), before);
+}
+
 static void test_ipc_recv_truncated_datagram_emsgsize(void **state)
 {
 	int before = count_fds(), raw, fd;
@@ -495,6 +519,7 @@ int main(void)
 	    cmocka_unit_test(test_ipc_recv_oversized_datagram_emsgsize),
 	    cmocka_unit_test(test_ipc_recv_too_many_fds_for_type_closed),
 	    cmocka_unit_test(test_ipc_recv_control_truncated_all_fds_closed),
+	    cmocka_unit_test(test_ipc_recv_odd_max_fds_one_more_refused),
 	    cmocka_unit_test(test_ipc_recv_truncated_datagram_emsgsize),
 	    cmocka_unit_test(test_ipc_recv_empty_datagram_is_not_hangup),
 	    cmocka_unit_test(test_ipc_recv_garbage_datagram_ebadmsg),
