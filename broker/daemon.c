@@ -49,8 +49,8 @@ static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__A
 	return 0;
 }
 
-/* Releases the VM's VFIO objects once no device of it holds any: the DMA table first (it unmaps
- * what is left and needs the container fd), then the container. */
+/* Releases the VM's VFIO objects once no device of it holds any: the DMA table first (it
+ * accounts for what is left, with the container fd), then the container. */
 static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 {
 	struct dm_vm *v = vm->priv;
@@ -60,10 +60,19 @@ static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 	if (!v || v->live)
 		return;
 	if (v->dma) {
-		brk_dma_unmap_all(v->dma, &count, &bytes);
+		/* The last group to leave the container tore its IOMMU down, and every mapping
+		 * with it: asking the kernel to unmap them then only fails. While a group is still
+		 * attached, they are unmapped. */
+		bool gone = v->container && brk_container_info(v->container)->groups == 0;
+
+		if (gone)
+			brk_dma_forget_all(v->dma, &count, &bytes);
+		else
+			brk_dma_unmap_all(v->dma, &count, &bytes);
 		if (count)
-			brk_warn("vm %s: %u stale mappings (%llu bytes) unmapped at release",
-				 vm->name, count, (unsigned long long)bytes);
+			brk_warn("vm %s: %u stale mappings (%llu bytes) %s at release", vm->name,
+				 count, (unsigned long long)bytes,
+				 gone ? "dropped with the last group" : "unmapped");
 		brk_dma_free(v->dma);
 	}
 	brk_container_unref(v->container);
