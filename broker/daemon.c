@@ -130,16 +130,12 @@ static void dm_group_put(struct dm_vm *v, struct dm_group *g)
 }
 
 /* The VM's DMA table, made when its first group is attached (the IOMMU page size is known from
- * then on); later AddDevice limits of non-zero replace the VM's quotas. */
+ * then on), with the quotas of the VM's first AddDevice. */
 static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
 {
 	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
 	int r;
 
-	if (v->dma) {
-		brk_dma_set_limits(v->dma, &dc.limits);
-		return 0;
-	}
 	/* The container's page size and usable IOVA ranges, so that a map into the MSI window
 	 * gets a clear refusal instead of the kernel's bare EINVAL. */
 	r = brk_container_dma_cfg(v->container, &dc);
@@ -588,14 +584,32 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 		return brk_errf(err, -EPERM, "vm %s belongs to uid %u gid %u, not %u/%u",
 				d->vm->name, (unsigned)v->owner_uid, (unsigned)v->owner_gid,
 				req->owner_uid, req->owner_gid);
+	/*
+	 * Quotas are the VM's, set by its first device. A later device cannot change them: a
+	 * refused AddDevice must leave a running VM exactly as it was, and its workers have been
+	 * told the quotas. 0 (or no limits) there means "the VM's".
+	 */
+	if (v->dma && req->limits &&
+	    ((req->limits->max_dma_mappings &&
+	      req->limits->max_dma_mappings != d->vm->max_dma_mappings) ||
+	     (req->limits->max_pinned_bytes &&
+	      req->limits->max_pinned_bytes != d->vm->max_pinned_bytes)))
+		return brk_errf(
+		    err, -EBUSY,
+		    "vm %s has quotas of %u DMA mappings and %llu pinned bytes, set by its "
+		    "first device; a device added to it cannot change them",
+		    d->vm->name, d->vm->max_dma_mappings,
+		    (unsigned long long)d->vm->max_pinned_bytes);
 	r = dm_group_get(dmn, v, d->iommu_group, err, &dd->grp);
 	if (r < 0)
 		return r;
-	d->vm->max_dma_mappings = maxmap;
-	d->vm->max_pinned_bytes = maxpin;
-	r = dm_vm_dma(v, maxmap, maxpin, err);
-	if (r < 0)
-		return r;
+	if (!v->dma) {
+		d->vm->max_dma_mappings = maxmap;
+		d->vm->max_pinned_bytes = maxpin;
+		r = dm_vm_dma(v, maxmap, maxpin, err);
+		if (r < 0)
+			return r;
+	}
 	r = brk_device_open(dd->grp->g, d->bdf, err, &dd->device);
 	if (r < 0)
 		return r;

@@ -30,7 +30,9 @@ const struct ctl_cmd ctl_cmds[] = {
 	"                         access is trapped through the worker\n"
 	"    --max-mappings N     the VM's DMA mapping quota (default: the broker's)\n"
 	"    --max-pinned BYTES   the VM's pinned memory quota; suffixes K, M, G, T\n"
-	"                         (powers of 1024), e.g. 4G (default: the broker's)\n",
+	"                         (powers of 1024), e.g. 4G (default: the broker's)\n"
+	"                         Quotas are set by a VM's first device; a later device\n"
+	"                         asking for different ones is refused (EBUSY)\n",
     },
     {
 	"remove",

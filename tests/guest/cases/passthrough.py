@@ -159,3 +159,24 @@ def hotplug_add_remove(g):
         rc, out = g.run("guest_vfio_available " + bdf)
         assert rc == 0, "group of %s not released:\n%s" % (bdf, out)
         g.unplug("hp0")
+
+
+@guest_test("vm_quotas_set_by_first_device")
+def vm_quotas_set_by_first_device(g):
+    """A VM's DMA quotas come from its first AddDevice. A second device asking for other quotas
+    is refused, and the refusal changes nothing: the VM keeps its quotas (the next refusal still
+    names them) and its first device stays ready. Asking for the same quotas, or none, is fine."""
+    edu, nic = g.bdf("edu0"), g.bdf("e1000e0")
+    with Broker(g) as b:
+        rep = b.add(edu, vm="vmq", opts="--max-pinned 64M --max-mappings 100")
+        for ask in ("--max-pinned 128M", "--max-mappings 200"):
+            out = b.ctl("add %s --vm vmq %s" % (nic, ask), expect_rc=1)
+            assert "set by its first device" in out, out
+            assert "100 DMA mappings and 67108864 pinned bytes" in out, out
+            assert nic not in [d["bdf"] for d in b.devices()]
+            assert b.status(edu)["state"] == "ready"
+        note("refused: " + out.strip().splitlines()[-1])
+        b.add(nic, vm="vmq", opts="--max-pinned 64M")
+        vmm(g, "edu-dma", rep["socket_path"])
+        b.remove(nic)
+        b.remove(edu)
