@@ -435,6 +435,25 @@ static void test_cfg_capability_loop_terminates(void **state)
 	(void)state;
 }
 
+/* A PCIe v1 capability is 0x14 bytes, but its permission table reaches DEVCTL2 at +0x28: here
+ * that is the data register of a 32-bit MSI capability installed before it. The MSI data must
+ * stay the worker's (virtual), never the device's. */
+static void test_cfg_short_capability_lends_no_permissions(void **state)
+{
+	struct tdev t;
+	assert_int_equal(tdev_open_text(&t, MINI_HEAD "config 0x34 80\n"
+						      "config 0x80 05 60 00 00 00 00 00 00 aa bb\n"
+						      "config 0x60 10 00 01 00\n"
+						      "irq 1 count=1 flags=7\n"),
+			 0);
+	assert_int_equal(cfg_rd(&t, 0x88, 2), 0);
+	assert_int_equal(cfg_wr(&t, 0x88, 2, 0x1234), 0);
+	assert_int_equal(cfg_rd(&t, 0x88, 2), 0x1234);
+	assert_int_equal(phys_rd(&t, 0x88, 2), 0xbbaa);
+	tdev_close(&t);
+	(void)state;
+}
+
 static void test_cfg_no_intx_irq_clears_interrupt_pin(void **state)
 {
 	struct tdev t;
@@ -506,6 +525,7 @@ int main(void)
 	    SPEC_TEST(test_cfg_reset_restores_power_on_state),
 	    cmocka_unit_test(test_cfg_bad_region_table_rejected),
 	    cmocka_unit_test(test_cfg_capability_loop_terminates),
+	    cmocka_unit_test(test_cfg_short_capability_lends_no_permissions),
 	    cmocka_unit_test(test_cfg_no_intx_irq_clears_interrupt_pin),
 	    cmocka_unit_test(test_cfg_e1000e_capture_capabilities_visible),
 	    cmocka_unit_test(test_cfg_nvme_capture_64bit_bar),

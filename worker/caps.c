@@ -180,26 +180,26 @@ static int cap_install(struct wkr_dev *d, struct wkr_cap *cap)
 		return 0;
 	}
 	if (cap->ext)
-		wkr__perm_apply(d, cap->off, ext_head, 1);
+		wkr__perm_apply(d, cap, ext_head, 1);
 	else
-		wkr__perm_apply(d, cap->off, std_head, 1);
+		wkr__perm_apply(d, cap, std_head, 1);
 	switch (cap->kind) {
 	case CAPK_PM:
-		wkr__perm_apply(d, cap->off, pm_perms, 1);
+		wkr__perm_apply(d, cap, pm_perms, 1);
 		return 0;
 	case CAPK_PCIE:
-		wkr__perm_apply(d, cap->off, pcie_perms,
+		wkr__perm_apply(d, cap, pcie_perms,
 				sizeof(pcie_perms) / sizeof(pcie_perms[0]));
 		if (cap->len > PCI_EXP_DEVCTL + 1)
 			d->vconfig[cap->off + PCI_EXP_DEVCTL + 1] &= 0x7f;
 		return 0;
 	case CAPK_AF:
-		wkr__perm_apply(d, cap->off, af_perms, 1);
+		wkr__perm_apply(d, cap, af_perms, 1);
 		if (cap->len > PCI_AF_CTRL)
 			d->vconfig[cap->off + PCI_AF_CTRL] = 0;
 		return 0;
 	case CAPK_AER:
-		wkr__perm_apply(d, cap->off, aer_perms, sizeof(aer_perms) / sizeof(aer_perms[0]));
+		wkr__perm_apply(d, cap, aer_perms, sizeof(aer_perms) / sizeof(aer_perms[0]));
 		return 0;
 	case CAPK_MSI:
 		return wkr__msi_init(d, cap);

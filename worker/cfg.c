@@ -56,13 +56,14 @@ static int cfg_phys_write(struct wkr_dev *d, uint32_t off, const uint8_t *buf, s
 	return (size_t)r == len ? 0 : -EIO;
 }
 
-void wkr__perm_apply(struct wkr_dev *d, uint16_t base, const struct wkr_perm *p, size_t n)
+void wkr__perm_apply(struct wkr_dev *d, const struct wkr_cap *cap, const struct wkr_perm *p,
+		     size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		for (unsigned b = 0; b < p[i].len; b++) {
-			unsigned o = base + p[i].off + b;
+			unsigned o = cap->off + p[i].off + b;
 			unsigned sh = 8 * (b & 3);
-			if (o >= d->cfg_size)
+			if (p[i].off + b >= cap->len || o >= d->cfg_size)
 				break;
 			d->virt[o] = (uint8_t)(p[i].virt >> sh);
 			d->wmask[o] = (uint8_t)(p[i].write >> sh);
@@ -107,7 +108,7 @@ int wkr__cfg_build(struct wkr_dev *d)
 	d->caps[0] = (struct wkr_cap){.id = 0, .off = 0, .len = WKR_CFG_HDR, .kind = CAPK_HEADER};
 	d->ncaps = 1;
 	memset(d->map, 0, WKR_CFG_HDR);
-	wkr__perm_apply(d, 0, hdr_perms, sizeof(hdr_perms) / sizeof(hdr_perms[0]));
+	wkr__perm_apply(d, &d->caps[0], hdr_perms, sizeof(hdr_perms) / sizeof(hdr_perms[0]));
 
 	r = wkr__caps_init(d);
 	if (r < 0)

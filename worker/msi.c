@@ -44,11 +44,11 @@ int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 	};
 	/* The data entry of a 32-bit capability sits where the 64-bit one keeps its upper
 	 * address: apply the upper-address entry only when it exists. */
-	wkr__perm_apply(d, pos, perms, 2);
-	wkr__perm_apply(d, pos, &perms[2], 1);
+	wkr__perm_apply(d, cap, perms, 2);
+	wkr__perm_apply(d, cap, &perms[2], 1);
 	if (d->msi.is64)
-		wkr__perm_apply(d, pos, &perms[3], 1);
-	wkr__perm_apply(d, pos, &perms[4], d->msi.pvm ? 2 : 1);
+		wkr__perm_apply(d, cap, &perms[3], 1);
+	wkr__perm_apply(d, cap, &perms[4], d->msi.pvm ? 2 : 1);
 	/* The guest starts with MSI off, one vector, no address, nothing masked or pending. */
 	wkr__put16(d->vconfig + pos + PCI_MSI_FLAGS,
 		   ctrl & (PCI_MSI_FLAGS_QMASK | PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT));

@@ -63,7 +63,7 @@ int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 	    {PCI_MSIX_FLAGS, 2, ALL, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 0},
 	    {PCI_MSIX_TABLE, 8, ALL, 0, 0},
 	};
-	wkr__perm_apply(d, pos, perms, 2);
+	wkr__perm_apply(d, cap, perms, 2);
 	wkr__put16(d->vconfig + pos + PCI_MSIX_FLAGS, ctrl & PCI_MSIX_FLAGS_QSIZE);
 	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
 	for (uint32_t v = 0; v < ix->nvec; v++)

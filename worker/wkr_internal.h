@@ -135,7 +135,11 @@ static inline void wkr__put32(uint8_t *p, uint32_t v)
 
 /* cfg.c */
 int wkr__cfg_phys_read(struct wkr_dev *d, uint32_t off, uint8_t *buf, size_t len);
-void wkr__perm_apply(struct wkr_dev *d, uint16_t base, const struct wkr_perm *p, size_t n);
+/* Applies permission entries at offsets relative to `cap`, never beyond cap->len: a capability
+ * shortened to its neighbour's start (or a short PCIe v1 one) must not lend its table's later
+ * entries to the bytes of another. */
+void wkr__perm_apply(struct wkr_dev *d, const struct wkr_cap *cap, const struct wkr_perm *p,
+		     size_t n);
 int wkr__cfg_build(struct wkr_dev *d);
 
 /* caps.c */
