@@ -151,6 +151,50 @@ static ssize_t wlog_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
 	return (ssize_t)len; /* hardware would apply RW1C; the memfd is left as it was */
 }
 
+/* A device whose config space cannot be read back after a reset. */
+struct flaky {
+	struct wlog w;
+	bool fail;
+};
+
+static ssize_t flaky_pread(void *ctx, void *buf, size_t len, uint64_t off)
+{
+	struct flaky *f = ctx;
+	return f->fail ? -EIO : wlog_pread(&f->w, buf, len, off);
+}
+
+static ssize_t flaky_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
+{
+	struct flaky *f = ctx;
+	return wlog_pwrite(&f->w, buf, len, off);
+}
+
+/* The reset is refused half-way (config space unreadable): the old MSI capability's handler and
+ * permissions must not outlive it. A guest write to where MSI control was reaches neither the
+ * kernel (no SET_IRQS) nor the device. */
+static void test_cfg_failed_reset_leaves_nothing_routed(void **state)
+{
+	struct tdev *t = *state;
+	struct flaky f = {.w = {.fd = t->fd}};
+	struct wkr_io io = {flaky_pread, flaky_pwrite, &f};
+	struct wkr_callbacks cb = {rec_set_irqs, rec_bars_changed, &t->rec};
+	struct wkr_dev *d;
+	uint16_t on = PCI_MSI_FLAGS_ENABLE, id_before, id_after;
+
+	assert_int_equal(wkr_dev_new(wkr_image_info(t->img), &io, &cb, &d), 0);
+	assert_int_equal(wkr_cfg_read(d, PCI_DEVICE_ID, &id_before, 2), 0);
+	f.fail = true;
+	assert_int_equal(wkr_dev_reset(d), -EIO);
+	f.fail = false;
+	assert_int_equal(wkr_cfg_write(d, 0x50 + PCI_MSI_FLAGS, &on, 2), 0);
+	assert_int_equal(t->rec.nsets, 0);
+	assert_int_equal(f.w.n, 0);
+	/* The stale MSI handler would read "MSI control" at offset 0 + 2 and clamp it. */
+	assert_int_equal(wkr_cfg_read(d, PCI_DEVICE_ID, &id_after, 2), 0);
+	assert_int_equal(id_after, id_before);
+	wkr_dev_free(d);
+}
+
 static void test_cfg_status_rw1c_bits_not_written_back(void **state)
 {
 	struct tdev *t = *state;
@@ -511,6 +555,7 @@ int main(void)
 	    SPEC_TEST(test_cfg_unimplemented_bar_reads_zero),
 	    SPEC_TEST(test_cfg_command_memory_enable_notifies_bars_changed),
 	    SPEC_TEST(test_cfg_status_rw1c_bits_not_written_back),
+	    SPEC_TEST(test_cfg_failed_reset_leaves_nothing_routed),
 	    SPEC_TEST(test_cfg_header_type_multifunction_bit_masked),
 	    SPEC_TEST(test_cfg_identity_read_only),
 	    SPEC_TEST(test_cfg_hidden_capability_skipped_in_list),

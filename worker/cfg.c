@@ -96,6 +96,14 @@ static const struct wkr_perm hdr_perms[] = {
 
 int wkr__cfg_build(struct wkr_dev *d)
 {
+	/* Until the build completes, config space is all virtual and maps to no capability: a
+	 * rebuild that fails (after a reset) must not leave the old capabilities' handlers and
+	 * permissions on a device whose MSI and MSI-X state is already gone. */
+	memset(d->virt, 0xff, sizeof(d->virt));
+	memset(d->wmask, 0, sizeof(d->wmask));
+	memset(d->rw1c, 0, sizeof(d->rw1c));
+	memset(d->map, WKR_MAP_NONE, sizeof(d->map));
+	d->ncaps = 0;
 	int r = wkr__cfg_phys_read(d, 0, d->vconfig, d->cfg_size);
 	if (r < 0)
 		return r == -EIO ? r : -EIO;
