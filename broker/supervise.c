@@ -163,16 +163,6 @@ int brk_sup_kill(struct brk_sup *s)
 	return sup_pidfd_signal(s->pidfd, SIGKILL);
 }
 
-bool brk_sup_exited(const struct brk_sup *s)
-{
-	return s->exited;
-}
-
-pid_t brk_sup_pid(const struct brk_sup *s)
-{
-	return s->pid;
-}
-
 static void sup_closed(uv_handle_t *h)
 {
 	struct brk_sup *s = h->data;

@@ -44,8 +44,6 @@ int64_t brk_sup_heartbeat_answered(struct brk_sup *s, uint64_t seq);
 void brk_sup_stop_heartbeats(struct brk_sup *s);
 /* SIGKILL through the pidfd. 0, or -ESRCH when it has already exited. */
 int brk_sup_kill(struct brk_sup *s);
-bool brk_sup_exited(const struct brk_sup *s);
-pid_t brk_sup_pid(const struct brk_sup *s);
 /* Stops watching and closes the pidfd. If the process has not been reaped it is killed and
  * reaped first, synchronously: a freed supervisor never leaves a zombie behind. The memory
  * goes once libuv has closed the handles. */

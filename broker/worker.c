@@ -164,18 +164,19 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 	struct brk_err err = {0};
 	int r;
 
+	/* A malformed request (slots that name no fd that arrived, a disable with vectors) is a
+	 * broken worker, not a refused request. */
+	r = brk_irq_req_from_pb(req, m->fds, m->nfds, slot_fds, BRK_IRQ_MAX_SLOTS, &ir, &err);
+	if (r < 0) {
+		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
+		return -EPROTO;
+	}
 	if (req->disable) {
-		r = brk_irq_disable(irqs, req->index, &err);
+		r = brk_irq_disable(irqs, ir.index, &err);
 		return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
 	}
 	if (!wkr_action_valid(req->action)) {
 		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
-		return -EPROTO;
-	}
-	/* Slots that name no fd that arrived are a broken worker, not a refused request. */
-	r = brk_irq_req_from_pb(req, m->fds, m->nfds, slot_fds, BRK_IRQ_MAX_SLOTS, &ir, &err);
-	if (r < 0) {
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
 		return -EPROTO;
 	}
 	/* The kernel takes its own references to the eventfds: the message closes ours. */

@@ -278,17 +278,21 @@ static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uin
 	return r;
 }
 
+static int b_disable(struct wkr_broker *b, uint32_t index)
+{
+	Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+	req.index = index;
+	req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
+	req.disable = true;
+	return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
+}
+
 static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 {
 	struct wkr_broker *b = ctx;
 	const uint32_t per = ipc_limits_default.max_fds;
-	if (s->disable) {
-		Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
-		req.index = s->index;
-		req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
-		req.disable = true;
-		return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
-	}
+	if (s->disable)
+		return b_disable(b, s->index);
 	uint32_t done = 0;
 	if (s->enable) {
 		/* The first request sizes the kernel's allocation: all vectors, the fds of as many
@@ -302,8 +306,14 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	while (done < s->count) {
 		uint32_t n = s->count - done < per ? s->count - done : per;
 		int r = set_irqs_chunk(b, s, s->start + done, n, s->fds + done, n);
-		if (r < 0)
+		if (r < 0) {
+			/* The first chunk enabled the index in the kernel; the caller records it
+			 * as off, so it must be off (a later disable would otherwise be skipped
+			 * and the next enable refused as busy). */
+			if (s->enable)
+				(void)b_disable(b, s->index);
 			return r;
+		}
 		done += n;
 	}
 	return 0;

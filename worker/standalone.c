@@ -59,11 +59,6 @@ void wkr_local_free(struct wkr_local *l)
 	free(l);
 }
 
-size_t wkr_local_mappings(const struct wkr_local *l)
-{
-	return l->nmaps;
-}
-
 static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, char *why)
 {

@@ -16,6 +16,5 @@ extern const struct wkr_backend_ops wkr_local_ops;
 int wkr_local_new(const struct wkr_image *img, int memfd, uint32_t max_maps, uint64_t max_bytes,
 		  struct wkr_local **ret);
 void wkr_local_free(struct wkr_local *l);
-size_t wkr_local_mappings(const struct wkr_local *l);
 
 #endif

@@ -25,7 +25,12 @@ int ctl_open(const struct ctl_opts *o, struct vfb_ctl **ret)
 		return EXIT_UNREACHABLE;
 	}
 	r = vfb_ctl_set_timeout(*ret, o->timeout_ms);
-	return r < 0 ? EXIT_USAGE : EXIT_OK;
+	if (r < 0) {
+		vfb_ctl_close(*ret);
+		*ret = NULL;
+		return EXIT_USAGE;
+	}
+	return EXIT_OK;
 }
 
 int ctl_fail(struct vfb_ctl *ctl, const char *what, int err)
