@@ -180,9 +180,9 @@ static int write_file(const char *path, const char *s)
 	ssize_t n;
 	int fd, r = 0;
 
-	/* O_TRUNC as a shell's `echo >` does: sysfs ignores it, a regular file (tests) is
-	 * rewritten rather than overlaid. */
-	fd = open(path, O_WRONLY | O_TRUNC | O_CLOEXEC);
+	/* No O_TRUNC: sysfs takes each write whole, and on a read-only /sys truncation would turn
+	 * an unprivileged caller's EACCES into EROFS. */
+	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	n = write(fd, s, len);

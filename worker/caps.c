@@ -188,8 +188,7 @@ static int cap_install(struct wkr_dev *d, struct wkr_cap *cap)
 		wkr__perm_apply(d, cap, pm_perms, 1);
 		return 0;
 	case CAPK_PCIE:
-		wkr__perm_apply(d, cap, pcie_perms,
-				sizeof(pcie_perms) / sizeof(pcie_perms[0]));
+		wkr__perm_apply(d, cap, pcie_perms, sizeof(pcie_perms) / sizeof(pcie_perms[0]));
 		if (cap->len > PCI_EXP_DEVCTL + 1)
 			d->vconfig[cap->off + PCI_EXP_DEVCTL + 1] &= 0x7f;
 		return 0;
