@@ -113,6 +113,30 @@ static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, st
 	return 0;
 }
 
+/* Names the group's holder for the refusal another VM's AddDevice gets: the VM and the devices
+ * of the group it has (those whose records point at this group). */
+static void dm_group_describe(struct brk_daemon *dmn, struct dm_group *g, const char *vm)
+{
+	char owner[BRK_GROUP_OWNER_MAX];
+	size_t len = 0;
+	int n;
+
+	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		struct dm_dev *dd = d->priv;
+
+		if (!dd || dd->grp != g || len >= sizeof(owner))
+			continue;
+		n = len ? snprintf(owner + len, sizeof(owner) - len, ", %s", d->bdf)
+			: snprintf(owner, sizeof(owner), "vm %s (%s", vm, d->bdf);
+		len += n > 0 ? (size_t)n : 0;
+	}
+	if (len == 0)
+		snprintf(owner, sizeof(owner), "vm %s", vm);
+	else if (len < sizeof(owner) - 1)
+		snprintf(owner + len, sizeof(owner) - len, ")");
+	brk_group_set_owner(g->g, owner);
+}
+
 static void dm_group_put(struct dm_vm *v, struct dm_group *g)
 {
 	struct dm_group **pp;
@@ -481,8 +505,12 @@ static void dm_dev_release(struct dm_dev *dd)
 			v->live--;
 	}
 	if (v && dd->grp) {
-		dm_group_put(v, dd->grp);
+		struct dm_group *g = dd->grp;
+
 		dd->grp = NULL;
+		if (g->users > 1)
+			dm_group_describe(dd->dmn, g, d->vm->name);
+		dm_group_put(v, g);
 	}
 	if (v)
 		dm_vm_put(dd->dmn, d->vm);
@@ -603,6 +631,7 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 	r = dm_group_get(dmn, v, d->iommu_group, err, &dd->grp);
 	if (r < 0)
 		return r;
+	dm_group_describe(dmn, dd->grp, d->vm->name);
 	if (!v->dma) {
 		d->vm->max_dma_mappings = maxmap;
 		d->vm->max_pinned_bytes = maxpin;

@@ -34,7 +34,13 @@ struct brk_group {
 	uint32_t nr;
 	uint32_t devices; /* open brk_devices of this group */
 	struct brk_container *container;
+	char owner[BRK_GROUP_OWNER_MAX]; /* whose the group is, for refusals; "" unset */
+	struct brk_group *next;		 /* in open_groups */
 };
+
+/* Every group this process has open. The kernel lets one file open a group at a time and only
+ * says EBUSY to the second; this list is how a refusal can name the holder when it is us. */
+static struct brk_group *open_groups;
 
 /* ---- info queries -------------------------------------------------------------------------- */
 
@@ -378,6 +384,26 @@ static int not_viable(const struct brk_sys *sys, uint32_t nr, struct brk_err *er
 			nr, nr, u.list, u.more ? " and more" : "");
 }
 
+/* A group this process holds already: the kernel would say EBUSY; say whose it is instead. */
+static int group_held(const struct brk_sys *sys, uint32_t nr, struct brk_err *err)
+{
+	const struct brk_group *g;
+
+	for (g = open_groups; g; g = g->next) {
+		if (g->sys != sys || g->nr != nr)
+			continue;
+		if (!g->owner[0])
+			return brk_errf(err, -EBUSY,
+					"IOMMU group %u is already open in this broker", nr);
+		return brk_errf(err, -EBUSY,
+				"IOMMU group %u belongs to %s: an IOMMU group belongs to one VM "
+				"(the IOMMU isolates groups, not devices), so add this device to "
+				"that VM, or remove the group's devices from it first",
+				nr, g->owner);
+	}
+	return 0;
+}
+
 int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 		   struct brk_group **ret)
 {
@@ -388,6 +414,9 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 
 	if (!sys)
 		sys = &brk_sys_real;
+	r = group_held(sys, nr, err);
+	if (r < 0)
+		return r;
 	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/%u", nr);
 	if (r < 0)
 		return brk_errf(err, r, "device root path too long");
@@ -396,7 +425,10 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 		return brk_errf(err, fd, "no %s: bind the devices of IOMMU group %u to vfio-pci",
 				path, nr);
 	if (fd == -EBUSY)
-		return brk_errf(err, fd, "IOMMU group %u is already open elsewhere", nr);
+		return brk_errf(err, fd,
+				"IOMMU group %u is open by another process (not this broker): a "
+				"group can be used by one user at a time",
+				nr);
 	if (fd < 0)
 		return brk_errf(err, fd, "cannot open %s: %s", path, strerror(-fd));
 	r = sys->ioctl(sys->ctx, fd, VFIO_GROUP_GET_STATUS, &st);
@@ -417,8 +449,20 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 	g->sys = sys;
 	g->fd = fd;
 	g->nr = nr;
+	g->next = open_groups;
+	open_groups = g;
 	*ret = g;
 	return 0;
+}
+
+void brk_group_set_owner(struct brk_group *g, const char *owner)
+{
+	snprintf(g->owner, sizeof(g->owner), "%s", owner ? owner : "");
+}
+
+const char *brk_group_owner(const struct brk_group *g)
+{
+	return g->owner;
 }
 
 struct brk_group *brk_group_ref(struct brk_group *g)
@@ -429,9 +473,17 @@ struct brk_group *brk_group_ref(struct brk_group *g)
 
 void brk_group_unref(struct brk_group *g)
 {
+	struct brk_group **pp;
+
 	if (!g || --g->refs > 0)
 		return;
 	brk_group_detach(g);
+	for (pp = &open_groups; *pp; pp = &(*pp)->next) {
+		if (*pp == g) {
+			*pp = g->next;
+			break;
+		}
+	}
 	close(g->fd);
 	free(g);
 }

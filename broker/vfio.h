@@ -91,10 +91,18 @@ struct brk_group;
 
 /* Opens /dev/vfio/<nr> and checks VFIO_GROUP_GET_STATUS. The group starts with one reference.
  * Errors: -ENOENT (no such group node: no device of the group is bound to vfio-pci),
- * -EBUSY (the group is open elsewhere, or not viable: the message then reads "bind every
- * device of IOMMU group N to vfio-pci" and lists the devices that are not), -EACCES, -ENOMEM. */
+ * -EBUSY (the group is open already: in this process, when the message names its owner (see
+ * brk_group_set_owner) and the rule that a group belongs to one VM; or in another process; or
+ * the group is not viable: the message then reads "bind every device of IOMMU group N to
+ * vfio-pci" and lists the devices that are not), -EACCES, -ENOMEM. */
 int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 		   struct brk_group **ret);
+/* Longest owner description kept, NUL included. */
+#define BRK_GROUP_OWNER_MAX 96
+/* Who the group belongs to, e.g. "vm web1 (0000:3b:00.0)", for the refusal a second
+ * brk_group_open() of the same group gets. Truncated to fit; NULL clears it. */
+void brk_group_set_owner(struct brk_group *g, const char *owner);
+const char *brk_group_owner(const struct brk_group *g);
 struct brk_group *brk_group_ref(struct brk_group *g);
 /* Drops a reference; the last one detaches the group from its container and closes it. */
 void brk_group_unref(struct brk_group *g);

@@ -7,6 +7,7 @@
  * region, capability chains walked defensively). Does not trust the BDF it is given.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -213,6 +214,31 @@ static void device_release(struct brk_device *d)
 	free(d);
 }
 
+/* The kernel answers ENODEV for a device of the group that vfio-pci does not drive: the group
+ * is still viable (its other members are on vfio-pci, this one has no driver or pci-stub), so
+ * nothing before this step noticed. Say what to do about it. */
+static int open_failed(const struct brk_sys *sys, const char *bdf, uint32_t nr, int r,
+		       struct brk_err *err)
+{
+	char drv[64];
+
+	if (r == -ENODEV && brk_bind_driver(sys, bdf, drv, sizeof(drv)) == 0 &&
+	    strcmp(drv, "vfio-pci") != 0) {
+		char now[96];
+
+		if (drv[0])
+			snprintf(now, sizeof(now), "is bound to %s", drv);
+		else
+			snprintf(now, sizeof(now), "has no driver");
+		return brk_errf(err, r,
+				"%s (IOMMU group %u) %s, not vfio-pci: bind it to vfio-pci "
+				"(driverctl set-override %s vfio-pci), or add it with --bind",
+				bdf, nr, now, bdf);
+	}
+	return brk_errf(err, r, "VFIO_GROUP_GET_DEVICE_FD %s in group %u: %s", bdf, nr,
+			strerror(-r));
+}
+
 int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
 		    struct brk_device **ret)
 {
@@ -235,8 +261,7 @@ int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
 		r = d->fd;
 		d->fd = -1;
 		device_release(d);
-		return brk_errf(err, r, "VFIO_GROUP_GET_DEVICE_FD %s in group %u: %s", bdf,
-				brk_group_nr(g), strerror(-r));
+		return open_failed(vfio__group_sys(g), bdf, brk_group_nr(g), r, err);
 	}
 	r = read_all(d, err);
 	if (r < 0) {

@@ -158,6 +158,8 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 		return 0;
 	case VFIO_GROUP_GET_DEVICE_FD:
 		snprintf(c->bdf, sizeof(c->bdf), "%s", (const char *)arg);
+		if (f->get_device_fd_err)
+			return f->get_device_fd_err;
 		nfd = eventfd(0, EFD_CLOEXEC);
 		return nfd < 0 ? -errno : nfd;
 	case VFIO_DEVICE_GET_INFO: {

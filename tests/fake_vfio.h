@@ -62,6 +62,7 @@ struct fake_vfio {
 	unsigned n_unmap_errs;
 	int set_irqs_err;
 	int reset_err;
+	int get_device_fd_err; /* negative errno VFIO_GROUP_GET_DEVICE_FD answers */
 
 	/* the record */
 	struct fake_call calls[FAKE_MAX_CALLS];

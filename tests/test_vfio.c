@@ -265,6 +265,67 @@ static void test_group_not_viable_lists_unbound_devices(void **state)
 	assert_null(strstr(t->err.msg, "0000:00:03.0"));
 }
 
+/* Issue 13 #4: a group another VM of this broker holds is refused naming that VM and the rule,
+ * without asking the kernel (which would only say EBUSY). */
+static void test_group_open_held_by_other_vm_names_it(void **state)
+{
+	struct t *t = *state;
+	struct brk_group *g2 = NULL;
+	unsigned opens;
+
+	open_attached(t);
+	brk_group_set_owner(t->g, "vm web1 (0000:00:03.0)");
+	opens = fake_vfio_count(&t->f, VFIO_GROUP_GET_STATUS);
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &g2), -EBUSY);
+	assert_null(g2);
+	assert_non_null(strstr(t->err.msg, "IOMMU group 5 belongs to vm web1 (0000:00:03.0)"));
+	assert_non_null(strstr(t->err.msg, "an IOMMU group belongs to one VM"));
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_GROUP_GET_STATUS), opens);
+	/* Another group is not affected, and once released the group opens again. */
+	assert_int_equal(brk_group_open(&t->f.sys, 6, &t->err, &g2), 0);
+	brk_group_unref(g2);
+	brk_group_unref(t->g);
+	t->g = NULL;
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), 0);
+}
+
+/* The kernel's EBUSY for a group some other process has open says so, not "elsewhere". */
+static void test_group_open_busy_elsewhere_says_other_process(void **state)
+{
+	struct t *t = *state;
+
+	t->f.open_err = -EBUSY;
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), -EBUSY);
+	assert_non_null(strstr(t->err.msg, "IOMMU group 5 is open by another process"));
+}
+
+/* Issue 13 #4: a group member vfio-pci does not drive (ENODEV from GET_DEVICE_FD) gets told to
+ * bind it or use --bind; the driver it has is named. */
+static void test_device_open_unbound_member_says_bind(void **state)
+{
+	struct t *t = *state;
+	struct brk_device *d = NULL;
+
+	edu_like(&t->f);
+	open_attached(t);
+	tree_pci_device(t->f.root, "0000:00:03.1", NULL, 5);
+	tree_pci_device(t->f.root, "0000:00:03.2", "pci-stub", 5);
+	t->f.get_device_fd_err = -ENODEV;
+	assert_int_equal(brk_device_open(t->g, "0000:00:03.1", &t->err, &d), -ENODEV);
+	assert_null(d);
+	assert_non_null(strstr(t->err.msg, "0000:00:03.1 (IOMMU group 5) has no driver, not "
+					   "vfio-pci: bind it to vfio-pci"));
+	assert_non_null(strstr(t->err.msg, "--bind"));
+	assert_int_equal(brk_device_open(t->g, "0000:00:03.2", &t->err, &d), -ENODEV);
+	assert_non_null(strstr(t->err.msg, "is bound to pci-stub, not vfio-pci"));
+	/* On vfio-pci already, the kernel's own error stays as it is. */
+	tree_pci_device(t->f.root, "0000:00:03.3", "vfio-pci", 5);
+	assert_int_equal(brk_device_open(t->g, "0000:00:03.3", &t->err, &d), -ENODEV);
+	assert_non_null(strstr(t->err.msg, "VFIO_GROUP_GET_DEVICE_FD 0000:00:03.3"));
+	/* The group is not left counting a device that never opened. */
+	assert_int_equal(brk_group_detach(t->g), 0);
+}
+
 static void test_group_detach_last_resets_type(void **state)
 {
 	struct t *t = *state;
@@ -495,6 +556,9 @@ int main(void)
 	    T(test_group_attach_falls_back_to_type1),
 	    T(test_group_attach_to_second_container_rejected),
 	    T(test_group_not_viable_lists_unbound_devices),
+	    T(test_group_open_held_by_other_vm_names_it),
+	    T(test_group_open_busy_elsewhere_says_other_process),
+	    T(test_device_open_unbound_member_says_bind),
 	    T(test_group_detach_last_resets_type),
 	    T(test_group_detach_with_open_device_busy),
 	    T(test_device_open_reads_regions_and_caps),

@@ -99,23 +99,28 @@ class Device:
     vfio: bind it to vfio-pci at boot; False leaves it unbound (no driver: the guest loads no
       other device drivers).
     props: extra QEMU properties, e.g. {"msix_qsize": 8}.
+    function_of: the id of an earlier device of the topology: this one becomes the next function
+      of that device's slot (which is then multifunction). Functions of one slot without ACS share
+      an IOMMU group, as on real multi-function cards; root_port is the first function's.
     """
 
-    def __init__(self, driver, id=None, root_port=True, vfio=True, props=None):
+    def __init__(self, driver, id=None, root_port=True, vfio=True, props=None, function_of=None):
         self.driver = driver
         self.id = id
         self.root_port = root_port
         self.vfio = vfio
         self.props = dict(props or {})
+        self.function_of = function_of
         if driver == "nvme" and "serial" not in self.props:
             self.props["serial"] = "vbnvme"
 
     def key(self):
-        return (self.driver, self.id, self.root_port, self.vfio, tuple(sorted(self.props.items())))
+        return (self.driver, self.id, self.root_port, self.vfio, tuple(sorted(self.props.items())),
+                self.function_of)
 
     def __repr__(self):
-        return "Device(%r, id=%r, root_port=%r, vfio=%r)" % (
-            self.driver, self.id, self.root_port, self.vfio)
+        return "Device(%r, id=%r, root_port=%r, vfio=%r, function_of=%r)" % (
+            self.driver, self.id, self.root_port, self.vfio, self.function_of)
 
 
 DEFAULT_DEVICES = ("edu", "e1000e", "nvme")
@@ -141,16 +146,27 @@ class Topology:
         ids = [d.id for d in devs]
         if len(set(ids)) != len(ids):
             raise ValueError("duplicate device ids: %r" % ids)
+        for i, d in enumerate(devs):
+            if d.function_of is None:
+                continue
+            first = [e for e in devs[:i] if e.id == d.function_of and e.function_of is None]
+            if not first:
+                raise ValueError("%s: function_of=%r names no earlier first function"
+                                 % (d.id, d.function_of))
+            d.root_port = first[0].root_port
+            if sum(1 for e in devs if e.function_of == d.function_of) > 7:
+                raise ValueError("%s: more than 8 functions in one slot" % d.function_of)
         self.devices = devs
         self.spare_ports = spare_ports
         self.mem = mem
         self.smp = smp
         self.cmdline = cmdline
         self.intremap = intremap
-        ports = sum(1 for d in devs if d.root_port) + spare_ports
+        slots = [d for d in devs if d.function_of is None]
+        ports = sum(1 for d in slots if d.root_port) + spare_ports
         if ROOT_PORT_SLOT0 + ports - 1 > MAX_SLOT:
             raise ValueError("too many root ports (%d)" % ports)
-        if DIRECT_SLOT0 + sum(1 for d in devs if not d.root_port) > ROOT_PORT_SLOT0:
+        if DIRECT_SLOT0 + sum(1 for d in slots if not d.root_port) > ROOT_PORT_SLOT0:
             raise ValueError("too many devices on pcie.0")
 
     def key(self):
@@ -301,17 +317,30 @@ class Guest:
             port += 1
             return rp, path
         vfio = []
+        place = {}  # first function's id -> [bus, slot, sysfs path prefix, functions so far]
+        multi = {d.function_of for d in t.devices if d.function_of}
         for d in t.devices:
             props = "".join(",%s=%s" % (k, v) for k, v in d.props.items())
-            if d.root_port:
+            if d.id in multi:
+                props += ",multifunction=on"
+            if d.function_of:
+                p = place[d.function_of]
+                fn = p[3]
+                p[3] += 1
+                args.extend(["-device", "%s,id=%s,bus=%s,addr=0x%x.%d%s"
+                             % (d.driver, d.id, p[0], p[1], fn, props)])
+                self._slots[d.id] = "%s%02x.%d" % (p[2], p[1], fn)
+            elif d.root_port:
                 rp, path = add_port()
                 args.extend(["-device", "%s,id=%s,bus=%s,addr=0%s" % (d.driver, d.id, rp, props)])
                 self._slots[d.id] = path + "/0000:*:00.0"
                 self._ports.append([rp, path, d.id])
+                place[d.id] = [rp, 0, path + "/0000:*:", 1]
             else:
                 args.extend(["-device", "%s,id=%s,bus=pcie.0,addr=0x%x%s"
                              % (d.driver, d.id, direct, props)])
                 self._slots[d.id] = "0000:00:%02x.0" % direct
+                place[d.id] = ["pcie.0", direct, "0000:00:", 1]
                 direct += 1
             if d.vfio:
                 vfio.append(self._slots[d.id])
