@@ -98,9 +98,10 @@ class Broker:
         if rc != 0:
             self.g.run("kill -KILL %d" % pid)
             raise BrokerError("vfio-brokerd did not exit within 10 s of SIGTERM")
-        rc, out = self.g.run("pgrep -x vfio-worker")
-        if rc == 0:
-            raise BrokerError("workers left after the broker exited: " + out)
+        left = self.g.pids("vfio-worker")
+        if left:
+            raise BrokerError("workers left after the broker exited: pid(s) %s"
+                              % " ".join(map(str, left)))
 
     def alive(self):
         return self.pid is not None and self.g.run("kill -0 %d" % self.pid)[0] == 0

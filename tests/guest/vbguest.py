@@ -54,6 +54,17 @@ LINE_MAX = 16384
 # Seconds past a command's own timeout (which the guest enforces) before the guest counts as hung.
 HANG_GRACE = 15
 
+# Exit codes of sh for a command it cannot find (127) or cannot execute (126).
+_RC_NOT_FOUND = (126, 127)
+
+# Every command the harness and tests/guest/cases run in the busybox guest, besides sh builtins.
+# Guest.start() checks them all, so a busybox without one fails the boot with its name instead of
+# letting a check read the shell's "not found" as an answer. Add a tool here when a case starts
+# to rely on it (pgrep is deliberately absent: busybox-static has no pgrep; see Guest.pids()).
+GUEST_TOOLS = ("base64", "basename", "cat", "chmod", "cut", "dd", "dirname", "grep", "head",
+               "insmod", "ls", "mkdir", "mv", "readlink", "rm", "sed", "seq", "sleep", "tail",
+               "timeout", "tr", "wc")
+
 # Console lines that start the interesting part of a log when a guest dies.
 _CRASH = re.compile(r"Kernel panic|BUG:|Oops|general protection|sysrq: Trigger a crash|"
                     r"watchdog: BUG|INFO: task .* blocked")
@@ -80,6 +91,18 @@ class GuestCommandError(GuestError):
     def __init__(self, cmd, rc, output):
         super().__init__("guest command failed (exit %d): %s\n%s"
                          % (rc, _short(cmd), output.rstrip()))
+        self.cmd, self.rc, self.output = cmd, rc, output
+
+
+class GuestToolMissing(GuestCommandError):
+    """The shell could not find or execute a command (exit 127 or 126). Raised by every run():
+    a check built on a tool the guest lacks would otherwise read the shell's 127 as the tool's
+    own answer ("no such process", "not equal"), and pass."""
+
+    def __init__(self, cmd, rc, output):
+        GuestError.__init__(self, "a command is missing in the guest (exit %d, %s): %s\n%s"
+                            % (rc, "not found" if rc == 127 else "not executable",
+                               _short(cmd), output.rstrip()))
         self.cmd, self.rc, self.output = cmd, rc, output
 
 
@@ -396,6 +419,7 @@ class Guest:
             if self.setup_status != "ok":
                 _, out = self.run("cat /run/vbguest/setup.log", timeout=30)
                 raise GuestBootError("guest setup failed:\n" + out.rstrip())
+            self._check_tools()
         except BaseException as e:
             self.close()
             if isinstance(e, (TimeoutError, GuestDead)):
@@ -404,6 +428,14 @@ class Guest:
                                         self.console_tail())) from None
             raise
         return self
+
+    def _check_tools(self):
+        """Fails the boot naming every GUEST_TOOLS command the guest cannot run."""
+        out = self.check("for t in %s; do command -v $t >/dev/null || echo $t; done; true"
+                         % " ".join(GUEST_TOOLS), timeout=30)
+        if out.split():
+            raise GuestBootError("the guest lacks commands the tests rely on: %s"
+                                 % " ".join(out.split()))
 
     def _accept(self, listener, deadline):
         while True:
@@ -478,7 +510,8 @@ class Guest:
 
     def run(self, cmd, timeout=60):
         """Runs a sh command line in the guest; returns (exit code, stdout+stderr as str).
-        The guest kills the command after timeout seconds (exit code 137). A guest that does not
+        Exit 127 or 126 (a command sh cannot find or execute) raises GuestToolMissing: no
+        caller may take that for an answer. The guest kills the command after timeout seconds (exit code 137). A guest that does not
         answer within timeout + HANG_GRACE seconds is declared hung and killed (GuestDead)."""
         if not self._cmd:
             raise GuestDead("guest is not running")
@@ -518,7 +551,25 @@ class Guest:
             out = base64.b64decode("".join(body), validate=True)
         except ValueError:
             self._die("undecodable reply to: %s" % _short(cmd))
-        return rc, out.decode("utf-8", "replace")
+        text = out.decode("utf-8", "replace")
+        if rc in _RC_NOT_FOUND:
+            raise GuestToolMissing(cmd, rc, text)
+        return rc, text
+
+    def pids(self, comm):
+        """The pids of the guest's processes whose name (/proc/PID/comm) is comm, read from /proc
+        with sh builtins only (busybox has no pgrep). A process that exits during the scan is
+        simply not listed (stderr goes first: a redirection fails before the ones after it)."""
+        out = self.check("for d in /proc/[0-9]*; do read -r c 2>/dev/null <$d/comm && "
+                         "echo \"${d#/proc/} $c\"; done; true")
+        pids = []
+        for line in out.splitlines():
+            pid, _, name = line.partition(" ")
+            if not pid.isdigit():
+                raise GuestError("unexpected /proc listing line: %r" % line)
+            if name == comm:
+                pids.append(int(pid))
+        return pids
 
     def check(self, cmd, timeout=60):
         """run(), but raises GuestCommandError unless the exit code is 0; returns the output."""

@@ -190,8 +190,8 @@ def deploy_systemd_service(g):
         "%r\n%s" % (p3, explain(g))
     rc, _ = g.run("kill -0 %d" % worker)
     assert rc != 0, "worker %d outlived the broker" % worker
-    rc, out = g.run("pgrep -x vfio-worker")
-    assert rc == 1, "workers left: " + out
+    left = g.pids("vfio-worker")
+    assert not left, "workers left: %r" % left
     assert [e for e in journal(g) if "shutting down" in e.get("MESSAGE", "")], journal(g)
     assert sh(g, "systemctl is-active vfio-brokerd.socket") == "active"
     out = sh(g, "vfio-brokerctl --timeout 60000 --json list", timeout=120)

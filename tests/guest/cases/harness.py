@@ -3,7 +3,8 @@ rely on when they run commands, copy files and drive QMP."""
 
 import time
 
-from vbguest import GuestCommandError, guest_test
+from vbbroker import Broker, BrokerError
+from vbguest import GuestCommandError, GuestToolMissing, guest_test
 
 
 @guest_test("guest_harness_read_write_file_round_trip")
@@ -61,3 +62,50 @@ def qmp_topology(g):
         assert "CommandNotFound" in str(e), e
     else:
         raise AssertionError("unknown QMP command accepted")
+
+
+@guest_test("guest_harness_missing_command_fails")
+def missing_command_fails(g):
+    # A check must never read the shell's "not found" as its tool's answer: pgrep's exit 1 ("no
+    # such process") and a missing pgrep's 127 once looked the same to the leftover-worker check.
+    for cmd in ("vb-no-such-tool -x vfio-worker", "/proc/self/status"):
+        try:
+            rc, out = g.run(cmd)
+        except GuestToolMissing as e:
+            assert e.rc in (126, 127), e
+        else:
+            raise AssertionError("%r: exit %d taken as an answer: %s" % (cmd, rc, out))
+    assert g.run("echo in-step")[1] == "in-step\n"
+
+
+@guest_test("guest_harness_pids_reads_proc")
+def pids_reads_proc(g):
+    pid = int(g.check("sleep 600 </dev/null >/dev/null 2>&1 & echo $!").strip())
+    try:
+        assert pid in g.pids("sleep"), (pid, g.pids("sleep"))
+        assert pid not in g.pids("sleepy") and g.pids("vb-nothing-has-this-name") == []
+    finally:
+        g.check("kill -KILL %d; while kill -0 %d 2>/dev/null; do sleep 0.1; done" % (pid, pid))
+    assert pid not in g.pids("sleep")
+
+
+@guest_test("guest_harness_broker_stop_finds_leftover_worker")
+def broker_stop_finds_leftover(g):
+    # A process named vfio-worker that outlives the broker (here: a script of that name, which
+    # stays in /proc under it while its child sleeps) must fail Broker.stop().
+    g.write_file("/tmp/vfio-worker", b"#!/bin/sh\nsleep 600 &\ntrap 'kill $!; exit 0' TERM\n"
+                 b"wait\n", mode=0o755)
+    b = Broker(g)
+    b.start()
+    fake = int(g.check("/tmp/vfio-worker </dev/null >/dev/null 2>&1 & echo $!").strip())
+    try:
+        try:
+            b.stop()
+        except BrokerError as e:
+            assert str(fake) in str(e), e
+        else:
+            raise AssertionError("Broker.stop() missed leftover worker %d" % fake)
+    finally:
+        g.check("kill -TERM %d; while kill -0 %d 2>/dev/null; do sleep 0.1; done; "
+                "rm -f /tmp/vfio-worker" % (fake, fake))
+    assert g.pids("vfio-worker") == []
