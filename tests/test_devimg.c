@@ -15,9 +15,9 @@
 
 static void test_devimg_fixtures_parse(void **state)
 {
-	const char *names[] = {"edu.img", "e1000e.img", "nvme.img",
-			       "pcie_spec_sriov_ari_rebar.img"};
-	for (size_t i = 0; i < 4; i++) {
+	const char *names[] = {"edu.img", "e1000e.img", "nvme.img", "pcie_spec_sriov_ari_rebar.img",
+			       "caps_every_kind.img"};
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
 		char path[512];
 		struct wkr_image *img = NULL;
 		struct wkr_image_error err;

@@ -1,17 +1,20 @@
 /*
- * caps: walks the standard and extended capability lists of the device's config space, decides
- * per capability what the guest sees (passed through read-only, written through in part,
- * virtual, or hidden), fills the byte map and permission tables, and rewrites the next pointers
- * of the shadow so hidden capabilities drop out of both lists.
+ * caps: the capability descriptor table, and the walks of the standard and extended capability
+ * lists that apply it. Each descriptor says what one capability kind looks like (its length, or
+ * how to compute it) and what the guest may do with it (a permission table, and init and write
+ * hooks for the kinds the worker emulates); the walk fills the byte map and the permission
+ * tables and rewrites the next pointers of the shadow so hidden capabilities drop out of both
+ * lists. Adding or hiding a capability is one table entry.
+ *
+ * The permissions follow the kernel's vfio-pci (drivers/vfio/pci/vfio_pci_config.c): what it
+ * lets a user write, the worker lets the guest write (the write then goes through the kernel's
+ * own rules), what it keeps read-only stays read-only, what it hides is hidden. Where the worker
+ * deliberately differs, worker/DEVICE-IMAGE.md ("Capabilities") lists each difference and why.
  *
  * Trusts nothing in config space: every pointer is range checked, both walks stop on a loop or
- * after as many steps as the space can hold, and capability lengths are clipped so that no two
- * capabilities overlap and none runs past its space.
- *
- * Policy: a capability is visible only when this file knows its layout and what writing it
- * means. SR-IOV, ARI and Resizable BAR (they would let a guest reshape the host's PCI topology
- * and address map), ATS/PRI/PASID (IOMMU features the host owns), ACS, DPC, multicast, VC and
- * every unknown capability are hidden.
+ * after as many steps as the space can hold, every length field is read inside the space, and
+ * capability lengths are clipped so that no two capabilities overlap and none runs past its
+ * space.
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -21,44 +24,104 @@
 
 #include "wkr_internal.h"
 
-#define ALL 0xffffffffu
+#define ALL  0xffffffffu
+#define REST WKR_PERM_REST
 
-/* Next pointer and id are virtual in every capability. */
+/* Next pointer and id are virtual in every capability: that is how hidden ones are unlinked. */
 static const struct wkr_perm std_head[] = {{0, 2, ALL, 0, 0}};
 static const struct wkr_perm ext_head[] = {{0, 4, ALL, 0, 0}};
 
-/* PMCSR: power state and PME enable written through (the kernel virtualizes power states
- * again), PME status is RW1C. */
+/*
+ * Named masks. Bits a guest may write are listed positively where the register has a few, and
+ * as "everything but" where the kernel writes it that way.
+ */
+/* PMCSR: the power state goes to the kernel, which performs the transition itself. PME enable
+ * and status are virtual and read as zero: a guest cannot take PME events (the host handles
+ * them), and the kernel virtualizes them the same way. Data Select goes through. */
+#define PM_PMCSR_VIRT  (PCI_PM_CTRL_PME_ENABLE | PCI_PM_CTRL_PME_STATUS)
+#define PM_PMCSR_WRITE (PCI_PM_CTRL_STATE_MASK | PCI_PM_CTRL_DATA_SEL_MASK)
+/* Device Control: everything but Phantom Functions (it would confuse the IOMMU's requester-id
+ * view) and Initiate FLR (virtual, reads as zero: a reset is the VMM's RESET request). Max
+ * Payload and Max Read Request reach the kernel, which virtualizes MPS and floors MRRS. */
+#define PCIE_DEVCTL_VIRT  PCI_EXP_DEVCTL_BCR_FLR
+#define PCIE_DEVCTL_WRITE (0xffffu & ~(PCI_EXP_DEVCTL_PHANTOM | PCI_EXP_DEVCTL_BCR_FLR))
+/* Device Control 2: everything but ARI Forwarding, which the host set at enumeration. */
+#define PCIE_DEVCTL2_WRITE (0xffffu & ~PCI_EXP_DEVCTL2_ARI)
+/* AER: the error bits a function may report; status is RW1C, mask and severity plain. */
+#define AER_UNCOR_BITS                                                                             \
+	(PCI_ERR_UNC_UND | PCI_ERR_UNC_DLP | PCI_ERR_UNC_SURPDN | PCI_ERR_UNC_POISON_TLP |         \
+	 PCI_ERR_UNC_FCP | PCI_ERR_UNC_COMP_TIME | PCI_ERR_UNC_COMP_ABORT | PCI_ERR_UNC_UNX_COMP | \
+	 PCI_ERR_UNC_RX_OVER | PCI_ERR_UNC_MALF_TLP | PCI_ERR_UNC_ECRC | PCI_ERR_UNC_UNSUP |       \
+	 PCI_ERR_UNC_ACSV | PCI_ERR_UNC_INTN | PCI_ERR_UNC_MCBTLP | PCI_ERR_UNC_ATOMEG |           \
+	 PCI_ERR_UNC_TLPPRE)
+#define AER_COR_BITS                                                                            \
+	(PCI_ERR_COR_RCVR | PCI_ERR_COR_BAD_TLP | PCI_ERR_COR_BAD_DLLP | PCI_ERR_COR_REP_ROLL | \
+	 PCI_ERR_COR_REP_TIMER | PCI_ERR_COR_ADV_NFAT | PCI_ERR_COR_INTERNAL |                  \
+	 PCI_ERR_COR_LOG_OVER)
+#define AER_CAP_WRITE (PCI_ERR_CAP_ECRC_GENE | PCI_ERR_CAP_ECRC_CHKE)
+
+/* Each permission table lists only what differs from "read through, never written". */
 static const struct wkr_perm pm_perms[] = {
-    {PCI_PM_CTRL, 2, 0, PCI_PM_CTRL_STATE_MASK | PCI_PM_CTRL_PME_ENABLE | PCI_PM_CTRL_PME_STATUS,
-     PCI_PM_CTRL_PME_STATUS},
+    {PCI_PM_PMC, 2, PCI_PM_CAP_PME_MASK, 0, 0},
+    {PCI_PM_CTRL, 2, PM_PMCSR_VIRT, PM_PMCSR_WRITE, 0},
 };
 
-/* Device Control written through except Initiate FLR, which reads back as zero: a reset is a
- * RESET request to the broker, never a config write. Link Control without Link Disable and
- * Retrain Link. Status error bits are RW1C. */
+/* The kernel emulates VPD behind these two registers (writing the address starts a VPD read or
+ * write through pci_read_vpd()/pci_write_vpd() and flips the flag): the guest reaches that. */
+static const struct wkr_perm vpd_perms[] = {
+    {PCI_VPD_ADDR, 2, 0, 0xffff, 0},
+    {PCI_VPD_DATA, 4, 0, ALL, 0},
+};
+
+static const struct wkr_perm pcix_perms[] = {
+    {PCI_X_CMD, 2, 0, 0xffff, 0},
+    {PCI_X_ECC_CSR, 4, 0, ALL, 0},
+};
+
+/* Vendor-specific capabilities are raw past their header: drivers talk to firmware through
+ * windows in them (write an address, read the data), as the kernel allows. */
+static const struct wkr_perm vndr_perms[] = {{PCI_CAP_FLAGS, REST, 0, ALL, 0}};
+static const struct wkr_perm ext_vndr_perms[] = {{PCI_VSEC_HDR, REST, 0, ALL, 0}};
+
 static const struct wkr_perm pcie_perms[] = {
-    {PCI_EXP_DEVCTL, 2, PCI_EXP_DEVCTL_BCR_FLR, 0x7fff, 0},
-    {PCI_EXP_DEVSTA, 2, 0, 0x000f, 0x000f},
-    {PCI_EXP_LNKCTL, 2, 0, 0x0fcf, 0},
-    {PCI_EXP_LNKSTA, 2, 0, 0xc000, 0xc000},
-    {PCI_EXP_DEVCTL2, 2, 0, 0x071f, 0},
+    {PCI_EXP_DEVCTL, 2, PCIE_DEVCTL_VIRT, PCIE_DEVCTL_WRITE, 0},
+    {PCI_EXP_DEVCTL2, 2, 0, PCIE_DEVCTL2_WRITE, 0},
 };
 
-/* Advanced Features: the FLR bit in AF control is virtual for the same reason. */
-static const struct wkr_perm af_perms[] = {{PCI_AF_CTRL, 1, ALL, 0, 0}};
+/* Advanced Features: Initiate FLR is virtual for the same reason as in Device Control. */
+static const struct wkr_perm af_perms[] = {{PCI_AF_CTRL, 1, PCI_AF_CTRL_FLR, 0, 0}};
 
-/* AER: status registers RW1C, masks and severity written through. */
 static const struct wkr_perm aer_perms[] = {
-    {PCI_ERR_UNCOR_STATUS, 4, 0, ALL, ALL},
-    {PCI_ERR_UNCOR_MASK, 8, 0, ALL, 0},
-    {PCI_ERR_COR_STATUS, 4, 0, ALL, ALL},
-    {PCI_ERR_COR_MASK, 4, 0, ALL, 0},
+    {PCI_ERR_UNCOR_STATUS, 4, 0, AER_UNCOR_BITS, AER_UNCOR_BITS},
+    {PCI_ERR_UNCOR_MASK, 8, 0, AER_UNCOR_BITS, 0}, /* mask and severity */
+    {PCI_ERR_COR_STATUS, 4, 0, AER_COR_BITS, AER_COR_BITS},
+    {PCI_ERR_COR_MASK, 4, 0, AER_COR_BITS, 0},
+    {PCI_ERR_CAP, 4, 0, AER_CAP_WRITE, 0},
 };
 
-static uint16_t msi_len(uint16_t ctrl)
+/* Power Budgeting: choosing which Data register to read is harmless. */
+static const struct wkr_perm pwr_perms[] = {{PCI_PWR_DSR, 1, 0, 0xff, 0}};
+
+/* A byte of the capability at `pos + off`, or 0 outside the space (a length then falls back to
+ * its minimum and the clip does the rest). */
+static uint8_t cap_byte(const struct wkr_dev *d, uint16_t pos, unsigned off)
 {
-	uint16_t len = 10;
+	return pos + off < d->cfg_size ? d->vconfig[pos + off] : 0;
+}
+
+static uint16_t cap_word(const struct wkr_dev *d, uint16_t pos, unsigned off)
+{
+	return (uint16_t)(cap_byte(d, pos, off) | cap_byte(d, pos, off + 1) << 8);
+}
+
+static uint32_t cap_dword(const struct wkr_dev *d, uint16_t pos, unsigned off)
+{
+	return cap_word(d, pos, off) | (uint32_t)cap_word(d, pos, off + 2) << 16;
+}
+
+static uint16_t msi_len(const struct wkr_dev *d, uint16_t pos)
+{
+	uint16_t ctrl = cap_word(d, pos, PCI_MSI_FLAGS), len = 10;
 	if (ctrl & PCI_MSI_FLAGS_64BIT)
 		len += 4;
 	if (ctrl & PCI_MSI_FLAGS_MASKBIT)
@@ -66,80 +129,190 @@ static uint16_t msi_len(uint16_t ctrl)
 	return len;
 }
 
-/* Kind and nominal length of a standard capability; 0 length means hidden. */
-static void std_kind(const struct wkr_dev *d, uint16_t pos, uint8_t id, uint8_t *kind,
-		     uint16_t *len)
+static uint16_t vndr_len(const struct wkr_dev *d, uint16_t pos)
 {
-	const uint8_t *p = d->vconfig + pos;
-	*kind = CAPK_RO;
-	switch (id) {
-	case PCI_CAP_ID_PM:
-		*kind = CAPK_PM;
-		*len = PCI_PM_SIZEOF;
-		return;
-	case PCI_CAP_ID_MSI:
-		*kind = CAPK_MSI;
-		*len = msi_len(pos + 3 < WKR_CFG_LEGACY ? wkr__le16(p + 2) : 0);
-		return;
-	case PCI_CAP_ID_VNDR:
-		*len = pos + 2 < WKR_CFG_LEGACY && p[2] >= 3 ? p[2] : 3;
-		return;
-	case PCI_CAP_ID_EXP:
-		*kind = CAPK_PCIE;
-		*len = pos + 3 < WKR_CFG_LEGACY && (p[2] & PCI_EXP_FLAGS_VERS) == 1 ? 0x14 : 0x3c;
-		return;
-	case PCI_CAP_ID_MSIX:
-		*kind = CAPK_MSIX;
-		*len = PCI_CAP_MSIX_SIZEOF;
-		return;
-	case PCI_CAP_ID_AF:
-		*kind = CAPK_AF;
-		*len = PCI_CAP_AF_SIZEOF;
-		return;
-	case PCI_CAP_ID_SSVID:
-		*len = 8;
-		return;
-	default:
-		*kind = CAPK_HIDDEN;
-		*len = 2;
-		return;
-	}
+	uint8_t l = cap_byte(d, pos, PCI_CAP_FLAGS);
+	return l < 3 ? 3 : l;
 }
 
-static void ext_kind(const struct wkr_dev *d, uint16_t pos, uint16_t id, uint8_t *kind,
-		     uint16_t *len)
+/* Version 1 ends after the link registers, version 2 after Link Control 2; an integrated
+ * endpoint has no link registers. */
+static uint16_t pcie_len(const struct wkr_dev *d, uint16_t pos)
 {
-	*kind = CAPK_RO;
-	switch (id) {
-	case PCI_EXT_CAP_ID_ERR:
-		*kind = CAPK_AER;
-		*len = 0x38;
-		return;
-	case PCI_EXT_CAP_ID_DSN:
-		*len = 12;
-		return;
-	case PCI_EXT_CAP_ID_PWR:
-	case PCI_EXT_CAP_ID_L1SS:
-		*len = 16;
-		return;
-	case PCI_EXT_CAP_ID_LTR:
-		*len = 8;
-		return;
-	case PCI_EXT_CAP_ID_SECPCI:
-		*len = 0x0c + 4 * 32;
-		return;
-	case PCI_EXT_CAP_ID_VNDR: {
-		uint16_t l =
-		    pos + 8u <= d->cfg_size ? (uint16_t)(wkr__le32(d->vconfig + pos + 4) >> 20) : 8;
-		*len = l < 8 ? 8 : l;
-		return;
+	uint16_t flags = cap_word(d, pos, PCI_EXP_FLAGS);
+	bool rc_end = ((flags & PCI_EXP_FLAGS_TYPE) >> 4) == PCI_EXP_TYPE_RC_END;
+	if ((flags & PCI_EXP_FLAGS_VERS) == 1)
+		return rc_end ? 0x0c : PCI_CAP_EXP_ENDPOINT_SIZEOF_V1;
+	return rc_end ? 0x2c : PCI_CAP_EXP_ENDPOINT_SIZEOF_V2;
+}
+
+static uint16_t pcix_len(const struct wkr_dev *d, uint16_t pos)
+{
+	return PCI_X_CMD_VERSION(cap_word(d, pos, PCI_X_CMD)) ? PCI_CAP_PCIX_SIZEOF_V2
+							      : PCI_CAP_PCIX_SIZEOF_V0;
+}
+
+static uint16_t ht_len(const struct wkr_dev *d, uint16_t pos)
+{
+	return cap_byte(d, pos, 3) & HT_3BIT_CAP_MASK ? HT_CAP_SIZEOF_SHORT : HT_CAP_SIZEOF_LONG;
+}
+
+static uint16_t sata_len(const struct wkr_dev *d, uint16_t pos)
+{
+	return (cap_byte(d, pos, PCI_SATA_REGS) & PCI_SATA_REGS_MASK) == PCI_SATA_REGS_INLINE
+		   ? PCI_SATA_SIZEOF_LONG
+		   : PCI_SATA_SIZEOF_SHORT;
+}
+
+static uint16_t ext_vndr_len(const struct wkr_dev *d, uint16_t pos)
+{
+	uint16_t l = (uint16_t)(cap_dword(d, pos, PCI_VSEC_HDR) >> 20);
+	return l < 8 ? 8 : l;
+}
+
+static uint16_t dvsec_len(const struct wkr_dev *d, uint16_t pos)
+{
+	uint16_t l = (uint16_t)PCI_DVSEC_HEADER1_LEN(cap_dword(d, pos, PCI_DVSEC_HEADER1));
+	return l < 10 ? 10 : l;
+}
+
+/* VC, VC9 and MFVC: the port registers, one resource block per VC, then an arbitration table
+ * (read-only here, so its exact extent only has to cover it). */
+static uint16_t vc_len(const struct wkr_dev *d, uint16_t pos)
+{
+	uint32_t evcc = cap_dword(d, pos, PCI_VC_PORT_CAP1) & PCI_VC_CAP1_EVCC;
+	uint32_t cap2 = cap_dword(d, pos, PCI_VC_PORT_CAP2), phases = 0;
+	uint32_t len = PCI_CAP_VC_BASE_SIZEOF + (1 + evcc) * PCI_CAP_VC_PER_VC_SIZEOF;
+	if (cap2 & PCI_VC_CAP2_128_PHASE)
+		phases = 128;
+	else if (cap2 & PCI_VC_CAP2_64_PHASE)
+		phases = 64;
+	else if (cap2 & PCI_VC_CAP2_32_PHASE)
+		phases = 32;
+	if (phases)
+		len = ((len + 15) & ~15u) + phases * 4 / 8;
+	return (uint16_t)len;
+}
+
+static uint16_t acs_len(const struct wkr_dev *d, uint16_t pos)
+{
+	if (!(cap_word(d, pos, PCI_ACS_CAP) & PCI_ACS_EC))
+		return 8;
+	unsigned bits = cap_byte(d, pos, PCI_ACS_EGRESS_BITS);
+	bits = bits ? (bits + 31) & ~31u : 256;
+	return (uint16_t)(8 + bits / 8);
+}
+
+static uint16_t dpa_len(const struct wkr_dev *d, uint16_t pos)
+{
+	return (uint16_t)(PCI_DPA_BASE_SIZEOF +
+			  (cap_byte(d, pos, PCI_DPA_CAP) & PCI_DPA_CAP_SUBSTATE_MASK) + 1);
+}
+
+static uint16_t tph_len(const struct wkr_dev *d, uint16_t pos)
+{
+	uint32_t cap = cap_dword(d, pos, PCI_TPH_CAP);
+	if ((cap & PCI_TPH_CAP_LOC_MASK) != PCI_TPH_LOC_CAP)
+		return PCI_TPH_BASE_SIZEOF;
+	return (uint16_t)(PCI_TPH_BASE_SIZEOF +
+			  ((cap & PCI_TPH_CAP_ST_MASK) >> PCI_TPH_CAP_ST_SHIFT) * 2 + 2);
+}
+
+/* The guest never sees a pending PME or PME support: the host takes PME events. */
+static int pm_init(struct wkr_dev *d, struct wkr_cap *cap)
+{
+	if (cap->len > PCI_PM_CTRL + 1) {
+		uint8_t *p = d->vconfig + cap->off;
+		wkr__put16(p + PCI_PM_PMC, wkr__le16(p + PCI_PM_PMC) & ~PCI_PM_CAP_PME_MASK);
+		wkr__put16(p + PCI_PM_CTRL, wkr__le16(p + PCI_PM_CTRL) & ~PM_PMCSR_VIRT);
 	}
-	default:
-		/* Hidden: zero everything up to the next capability. */
-		*kind = CAPK_HIDDEN;
-		*len = WKR_CFG_SIZE_MAX;
-		return;
-	}
+	return 0;
+}
+
+static int pcie_init(struct wkr_dev *d, struct wkr_cap *cap)
+{
+	if (cap->len > PCI_EXP_DEVCTL + 1)
+		wkr__put16(d->vconfig + cap->off + PCI_EXP_DEVCTL,
+			   wkr__le16(d->vconfig + cap->off + PCI_EXP_DEVCTL) & ~PCIE_DEVCTL_VIRT);
+	return 0;
+}
+
+static int af_init(struct wkr_dev *d, struct wkr_cap *cap)
+{
+	if (cap->len > PCI_AF_CTRL)
+		d->vconfig[cap->off + PCI_AF_CTRL] &= (uint8_t)~PCI_AF_CTRL_FLR;
+	return 0;
+}
+
+#define PERMS(p) .perms = p, .nperms = sizeof(p) / sizeof(p[0])
+#define STD(i)	 .id = PCI_CAP_ID_##i, .name = #i
+#define EXT(i)	 .id = PCI_EXT_CAP_ID_##i, .ext = true, .name = #i
+
+/*
+ * Every capability the worker shows, and those it hides on purpose (with the reason); a
+ * capability not listed here is hidden. Read-only entries (no permissions) are what the kernel
+ * leaves read-only too. The type 0 header's descriptor is in cfg.c.
+ */
+static const struct wkr_capdesc cap_table[] = {
+    /* Standard capabilities. */
+    {STD(PM), .len = PCI_PM_SIZEOF, PERMS(pm_perms), .init = pm_init},
+    {STD(AGP), .len = PCI_AGP_SIZEOF},
+    {STD(VPD), .len = PCI_CAP_VPD_SIZEOF, PERMS(vpd_perms)},
+    {STD(MSI), .len_fn = msi_len, .init = wkr__msi_init, .written = wkr__msi_written},
+    {STD(PCIX), .len_fn = pcix_len, PERMS(pcix_perms)},
+    {STD(HT), .len_fn = ht_len},
+    {STD(VNDR), .len_fn = vndr_len, PERMS(vndr_perms)},
+    {STD(EXP), .len_fn = pcie_len, PERMS(pcie_perms), .init = pcie_init},
+    {STD(MSIX), .len = PCI_CAP_MSIX_SIZEOF, .init = wkr__msix_init, .written = wkr__msix_written},
+    {STD(SATA), .len_fn = sata_len},
+    {STD(AF), .len = PCI_CAP_AF_SIZEOF, PERMS(af_perms), .init = af_init},
+    /* Extended capabilities. */
+    {EXT(ERR), .len = PCI_ERR_ROOT_COMMAND, PERMS(aer_perms)},
+    {EXT(VC), .len_fn = vc_len},
+    {EXT(DSN), .len = PCI_EXT_CAP_DSN_SIZEOF},
+    {EXT(PWR), .len = PCI_EXT_CAP_PWR_SIZEOF, PERMS(pwr_perms)},
+    {EXT(MFVC), .len_fn = vc_len},
+    {EXT(VC9), .len_fn = vc_len},
+    {EXT(VNDR), .len_fn = ext_vndr_len, PERMS(ext_vndr_perms)},
+    {EXT(ACS), .len_fn = acs_len},
+    {EXT(ATS), .len = PCI_EXT_CAP_ATS_SIZEOF},
+    {EXT(PRI), .len = PCI_EXT_CAP_PRI_SIZEOF},
+    {EXT(DPA), .len_fn = dpa_len},
+    {EXT(TPH), .len_fn = tph_len},
+    {EXT(LTR), .len = PCI_EXT_CAP_LTR_SIZEOF},
+    {EXT(DVSEC), .len_fn = dvsec_len, PERMS(ext_vndr_perms)},
+    /* Shown read-only by the kernel, hidden here: each would show the guest host addresses or
+     * functions it does not have. SR-IOV and Multicast hold host bus addresses (VF BARs,
+     * MC_Base_Address); ARI names a next function the guest cannot see (the worker presents
+     * one function); Resizable BAR advertises sizes the worker's BARs (sized by the region
+     * table) never take. */
+    {EXT(SRIOV), .hidden = true},
+    {EXT(MCAST), .hidden = true},
+    {EXT(ARI), .hidden = true},
+    {EXT(REBAR), .hidden = true},
+};
+
+/* Unknown capabilities (and the hidden ones above): zero from their start to the next one. */
+static const struct wkr_capdesc hidden_std = {.name = "hidden", .hidden = true};
+static const struct wkr_capdesc hidden_ext = {.name = "hidden", .ext = true, .hidden = true};
+/* A hidden capability at 0x100 leaves its header: id 0, version 0, pointing at the first
+ * visible one (or nothing), as the kernel's vfio does too. */
+static const struct wkr_capdesc ext_anchor = {.name = "anchor", .ext = true, .hidden = true};
+
+static const struct wkr_capdesc *cap_lookup(uint16_t id, bool ext)
+{
+	for (size_t i = 0; i < sizeof(cap_table) / sizeof(cap_table[0]); i++)
+		if (cap_table[i].id == id && cap_table[i].ext == ext)
+			return &cap_table[i];
+	return ext ? &hidden_ext : &hidden_std;
+}
+
+/* Nominal length of the capability at `pos`; hidden ones reach to the next capability. */
+static uint16_t cap_len(const struct wkr_dev *d, const struct wkr_capdesc *c, uint16_t pos)
+{
+	if (c->hidden)
+		return WKR_CFG_SIZE_MAX;
+	return c->len_fn ? c->len_fn(d, pos) : c->len;
 }
 
 static int cap_cmp(const void *a, const void *b)
@@ -172,41 +345,29 @@ static void caps_clip(struct wkr_cap *c, unsigned n, uint16_t end)
 
 static int cap_install(struct wkr_dev *d, struct wkr_cap *cap)
 {
+	const struct wkr_capdesc *c = cap->desc;
 	uint8_t idx = (uint8_t)(cap - d->caps);
 	memset(d->map + cap->off, idx, cap->len);
-	if (cap->kind == CAPK_HIDDEN) {
+	if (c->hidden) {
 		memset(d->vconfig + cap->off, 0, cap->len);
 		memset(d->virt + cap->off, 0xff, cap->len);
+		memset(d->wmask + cap->off, 0, cap->len);
 		return 0;
 	}
-	if (cap->ext)
-		wkr__perm_apply(d, cap, ext_head, 1);
-	else
-		wkr__perm_apply(d, cap, std_head, 1);
-	switch (cap->kind) {
-	case CAPK_PM:
-		wkr__perm_apply(d, cap, pm_perms, 1);
-		return 0;
-	case CAPK_PCIE:
-		wkr__perm_apply(d, cap, pcie_perms, sizeof(pcie_perms) / sizeof(pcie_perms[0]));
-		if (cap->len > PCI_EXP_DEVCTL + 1)
-			d->vconfig[cap->off + PCI_EXP_DEVCTL + 1] &= 0x7f;
-		return 0;
-	case CAPK_AF:
-		wkr__perm_apply(d, cap, af_perms, 1);
-		if (cap->len > PCI_AF_CTRL)
-			d->vconfig[cap->off + PCI_AF_CTRL] = 0;
-		return 0;
-	case CAPK_AER:
-		wkr__perm_apply(d, cap, aer_perms, sizeof(aer_perms) / sizeof(aer_perms[0]));
-		return 0;
-	case CAPK_MSI:
-		return wkr__msi_init(d, cap);
-	case CAPK_MSIX:
-		return wkr__msix_init(d, cap);
-	default:
-		return 0;
-	}
+	memset(d->wmask + cap->off, 0, cap->len);
+	wkr__perm_apply(d, cap, c->ext ? ext_head : std_head, 1);
+	wkr__perm_apply(d, cap, c->perms, c->nperms);
+	return c->init ? c->init(d, cap) : 0;
+}
+
+static struct wkr_cap *cap_add(struct wkr_dev *d, uint16_t pos, uint16_t id, bool ext)
+{
+	struct wkr_cap *c = &d->caps[d->ncaps++];
+	c->id = id;
+	c->off = pos;
+	c->desc = cap_lookup(id, ext);
+	c->len = cap_len(d, c->desc, pos);
+	return c;
 }
 
 static int caps_std(struct wkr_dev *d)
@@ -219,15 +380,10 @@ static int caps_std(struct wkr_dev *d)
 	/* At most (256 - 64) / 4 capabilities fit; `seen` stops loops earlier. */
 	while (pos >= WKR_CFG_HDR && !seen[pos / 4] && d->ncaps < WKR_CAPS_MAX) {
 		seen[pos / 4] = 1;
-		struct wkr_cap *c = &d->caps[d->ncaps++];
-		c->id = d->vconfig[pos];
-		c->off = pos;
-		c->ext = false;
-		std_kind(d, pos, (uint8_t)c->id, &c->kind, &c->len);
+		cap_add(d, pos, d->vconfig[pos], false);
 		pos = d->vconfig[pos + 1] & 0xfc;
 	}
-	unsigned n = d->ncaps - first;
-	caps_clip(d->caps + first, n, WKR_CFG_LEGACY);
+	caps_clip(d->caps + first, d->ncaps - first, WKR_CFG_LEGACY);
 	/* Rewrite the chain over the visible capabilities, in the device's order. */
 	uint8_t *link = &d->vconfig[PCI_CAPABILITY_LIST];
 	*link = 0;
@@ -236,18 +392,30 @@ static int caps_std(struct wkr_dev *d)
 		int r = cap_install(d, c);
 		if (r == -EINVAL) {
 			/* A capability whose layout contradicts the regions is hidden. */
-			c->kind = CAPK_HIDDEN;
+			c->desc = &hidden_std;
 			r = cap_install(d, c);
 		}
 		if (r < 0)
 			return r;
-		if (c->kind == CAPK_HIDDEN)
+		if (c->desc->hidden)
 			continue;
 		*link = (uint8_t)c->off;
 		link = &d->vconfig[c->off + 1];
 		*link = 0;
 	}
 	return 0;
+}
+
+/* Links the extended capability at `off` after `prev` (0: after the header a hidden first
+ * capability left at 0x100), and ends the list at it. */
+static void ext_link(struct wkr_dev *d, uint16_t prev, uint16_t off)
+{
+	wkr__put32(d->vconfig + off, wkr__le32(d->vconfig + off) & 0x000fffffu);
+	if (prev == 0 && off == WKR_CFG_LEGACY)
+		return;
+	uint8_t *ph = d->vconfig + (prev ? prev : WKR_CFG_LEGACY);
+	uint32_t ph_v = prev ? wkr__le32(ph) & 0x000fffffu : 0;
+	wkr__put32(ph, ph_v | ((uint32_t)off << 20));
 }
 
 static int caps_ext(struct wkr_dev *d)
@@ -264,11 +432,7 @@ static int caps_ext(struct wkr_dev *d)
 	       d->ncaps < WKR_CAPS_MAX) {
 		seen[pos / 4] = 1;
 		h = wkr__le32(d->vconfig + pos);
-		struct wkr_cap *c = &d->caps[d->ncaps++];
-		c->id = (uint16_t)(h & 0xffff);
-		c->off = pos;
-		c->ext = true;
-		ext_kind(d, pos, c->id, &c->kind, &c->len);
+		cap_add(d, pos, (uint16_t)(h & 0xffff), true);
 		pos = (uint16_t)((h >> 20) & 0xffc);
 	}
 	caps_clip(d->caps + first, d->ncaps - first, (uint16_t)d->cfg_size);
@@ -278,25 +442,14 @@ static int caps_ext(struct wkr_dev *d)
 		int r = cap_install(d, c);
 		if (r < 0)
 			return r;
-		if (c->kind == CAPK_HIDDEN)
+		if (c->desc->hidden)
 			continue;
-		/* Clear our own next pointer, then link the previous visible one (or the header
-		 * a hidden first capability left at 0x100) to us. */
-		wkr__put32(d->vconfig + c->off, wkr__le32(d->vconfig + c->off) & 0x000fffffu);
-		if (prev || c->off != WKR_CFG_LEGACY) {
-			uint8_t *ph = d->vconfig + (prev ? prev : WKR_CFG_LEGACY);
-			uint32_t ph_v = prev ? wkr__le32(ph) & 0x000fffffu : 0;
-			wkr__put32(ph, ph_v | ((uint32_t)c->off << 20));
-		}
+		ext_link(d, prev, c->off);
 		prev = c->off;
 	}
-	/* A hidden capability at 0x100 leaves its header: id 0, version 0, pointing at the first
-	 * visible one (or nothing), which is what the kernel's vfio does as well. */
 	struct wkr_cap *head = &d->caps[first];
-	if (head->kind == CAPK_HIDDEN) {
-		head->kind = CAPK_EXT_HEAD;
-		memset(d->virt + WKR_CFG_LEGACY, 0xff, 4);
-	}
+	if (head->desc->hidden)
+		head->desc = &ext_anchor;
 	return 0;
 }
 

@@ -94,6 +94,24 @@ static const struct wkr_perm hdr_perms[] = {
     {PCI_INTERRUPT_PIN, 3, ALL, 0, 0},
 };
 
+static const struct wkr_capdesc hdr_desc = {
+    .name = "header",
+    .len = WKR_CFG_HDR,
+    .perms = hdr_perms,
+    .nperms = sizeof(hdr_perms) / sizeof(hdr_perms[0]),
+    .written = wkr__header_written,
+};
+
+/* Bytes outside every capability are raw, as the kernel leaves them: some devices keep
+ * registers in the gaps of config space (be2net does), and a hidden capability covers its
+ * bytes up to the next one, so nothing hidden is reachable through a gap. */
+static void cfg_gaps_raw(struct wkr_dev *d)
+{
+	for (uint32_t o = WKR_CFG_HDR; o < d->cfg_size; o++)
+		if (d->map[o] == WKR_MAP_NONE)
+			d->wmask[o] = 0xff;
+}
+
 int wkr__cfg_build(struct wkr_dev *d)
 {
 	/* Until the build completes, config space is all virtual and maps to no capability: a
@@ -113,14 +131,15 @@ int wkr__cfg_build(struct wkr_dev *d)
 	memset(d->wmask, 0, sizeof(d->wmask));
 	memset(d->rw1c, 0, sizeof(d->rw1c));
 	memset(d->map, WKR_MAP_NONE, sizeof(d->map));
-	d->caps[0] = (struct wkr_cap){.id = 0, .off = 0, .len = WKR_CFG_HDR, .kind = CAPK_HEADER};
+	d->caps[0] = (struct wkr_cap){.desc = &hdr_desc, .id = 0, .off = 0, .len = WKR_CFG_HDR};
 	d->ncaps = 1;
 	memset(d->map, 0, WKR_CFG_HDR);
-	wkr__perm_apply(d, &d->caps[0], hdr_perms, sizeof(hdr_perms) / sizeof(hdr_perms[0]));
+	wkr__perm_apply(d, &d->caps[0], hdr_desc.perms, hdr_desc.nperms);
 
 	r = wkr__caps_init(d);
 	if (r < 0)
 		return r;
+	cfg_gaps_raw(d);
 
 	/* A guest must not see (and probe) the other functions of a multi-function device. */
 	d->vconfig[PCI_HEADER_TYPE] &= 0x7f;
@@ -263,18 +282,9 @@ int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len)
 static int cfg_written(struct wkr_dev *d, uint32_t off, size_t n)
 {
 	uint8_t m = d->map[off];
-	if (m == WKR_MAP_NONE)
+	if (m == WKR_MAP_NONE || !d->caps[m].desc->written)
 		return 0;
-	switch (d->caps[m].kind) {
-	case CAPK_HEADER:
-		return wkr__header_written(d, off, n);
-	case CAPK_MSI:
-		return wkr__msi_written(d, off, n);
-	case CAPK_MSIX:
-		return wkr__msix_written(d, off, n);
-	default:
-		return 0;
-	}
+	return d->caps[m].desc->written(d, off, n);
 }
 
 static int cfg_write_piece(struct wkr_dev *d, uint32_t off, const uint8_t *val, size_t n)

@@ -8,38 +8,49 @@
 #include "wkr.h"
 
 #define WKR_CAPS_MAX   160
-#define WKR_MAP_NONE   0xff /* byte belongs to no capability: passed through */
+#define WKR_MAP_NONE   0xff /* byte belongs to no capability: raw (read and written through) */
 #define WKR_CFG_HDR    0x40
 #define WKR_CFG_LEGACY 0x100
 
-enum wkr_cap_kind {
-	CAPK_HEADER,
-	CAPK_HIDDEN,   /* reads as zero (next pointers of its neighbours skip it) */
-	CAPK_RO,       /* read through, never written */
-	CAPK_PM,       /* power management: PMCSR written through */
-	CAPK_PCIE,     /* PCI Express: control registers written through, FLR virtual */
-	CAPK_AF,       /* advanced features: FLR virtual */
-	CAPK_MSI,      /* fully virtual */
-	CAPK_MSIX,     /* message control virtual, table and PBA emulated */
-	CAPK_AER,      /* status RW1C and masks written through */
-	CAPK_EXT_HEAD, /* the header at 0x100 kept for a hidden first extended capability */
-};
+struct wkr_dev;
+struct wkr_cap;
 
-struct wkr_cap {
-	uint16_t id;
-	uint16_t off;
-	uint16_t len;
-	uint8_t kind;
-	bool ext;
-};
-
-/* One permission entry: masks repeat every 4 bytes over `len` bytes from `off`. */
+/* One permission entry: masks repeat every 4 bytes over `len` bytes from `off` (at most to the
+ * end of the capability; WKR_PERM_REST means exactly that). */
 struct wkr_perm {
 	uint16_t off;
 	uint16_t len;
-	uint32_t virt;
-	uint32_t write;
-	uint32_t rw1c;
+	uint32_t virt;	/* answered from the shadow */
+	uint32_t write; /* the guest may change: in the shadow when virtual, else on the device */
+	uint32_t rw1c;	/* written as 1 only when the guest writes 1 */
+};
+#define WKR_PERM_REST 0xffffu
+
+/*
+ * What the worker knows about one capability kind (caps.c holds the table, cfg.c the type 0
+ * header's entry). Everything not in a permission entry reads through and is never written.
+ */
+struct wkr_capdesc {
+	const char *name;
+	uint16_t id;
+	bool ext;     /* extended (0x100 and up) */
+	bool hidden;  /* reads as zero, writes dropped, unlinked from its list */
+	uint16_t len; /* fixed length, when len_fn is NULL */
+	uint16_t (*len_fn)(const struct wkr_dev *d, uint16_t pos);
+	const struct wkr_perm *perms;
+	size_t nperms;
+	/* After the permissions are applied; -EINVAL hides a standard capability instead. */
+	int (*init)(struct wkr_dev *d, struct wkr_cap *cap);
+	/* After a guest write to [off, off+len) inside the capability reached the shadow and the
+	 * device. */
+	int (*written)(struct wkr_dev *d, uint32_t off, size_t len);
+};
+
+struct wkr_cap {
+	const struct wkr_capdesc *desc;
+	uint16_t id;
+	uint16_t off;
+	uint16_t len;
 };
 
 struct wkr_bar {
