@@ -25,6 +25,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "bench.h"
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
@@ -51,7 +52,7 @@ static const struct ipc_proto bench_proto = {
     .id = IPC_PROTO_TEST,
     .version = BENCH_PROTO_VERSION,
     .defs = bench_defs,
-    .ndefs = sizeof(bench_defs) / sizeof(bench_defs[0]),
+    .ndefs = ARRAY_SIZE(bench_defs),
 };
 
 static uint8_t payload[PAYLOAD];

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "bench.h"
 #include "devimg.h"
 #include "proc.h"
@@ -132,7 +133,7 @@ int main(int argc, char **argv)
 	if (r == 0)
 		r = wkr_image_build(img, &t.memfd);
 	if (r < 0) {
-		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			bench_fail(cases[i].name, "image %s: %s", image,
 				   err.msg[0] ? err.msg : strerror(-r));
 		free(t.buf);
@@ -140,14 +141,14 @@ int main(int argc, char **argv)
 	}
 	r = bproc_worker_start(worker, image, true, &w);
 	if (r < 0) {
-		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			bench_fail(cases[i].name, "starting %s: %s%s%s", worker, strerror(-r),
 				   w.why[0] ? ": " : "", w.why);
 		failed = 1;
 		goto out;
 	}
 	t.dev = w.dev;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const struct trap_case *c = &cases[i];
 
 		t.region = c->region;

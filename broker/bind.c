@@ -19,62 +19,6 @@
 
 #define VFIO_PCI_DRIVER "vfio-pci"
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	return -1;
-}
-
-/* Reads exactly `n` lower-case hex digits. */
-static int hexfield(const char *s, int n, unsigned *out)
-{
-	unsigned v = 0;
-	int i, h;
-
-	for (i = 0; i < n; i++) {
-		h = hexval(s[i]);
-		if (h < 0)
-			return -EINVAL;
-		v = v << 4 | (unsigned)h;
-	}
-	*out = v;
-	return 0;
-}
-
-int brk_bdf_parse(const char *s, struct brk_bdf *out)
-{
-	unsigned dom, bus, dev, fn;
-
-	if (!s || strnlen(s, BRK_BDF_LEN) != BRK_BDF_LEN - 1)
-		return -EINVAL;
-	if (s[4] != ':' || s[7] != ':' || s[10] != '.')
-		return -EINVAL;
-	if (hexfield(s, 4, &dom) < 0 || hexfield(s + 5, 2, &bus) < 0 ||
-	    hexfield(s + 8, 2, &dev) < 0 || hexfield(s + 11, 1, &fn) < 0)
-		return -EINVAL;
-	if (dev > 0x1f || fn > 7)
-		return -EINVAL;
-	if (out) {
-		out->domain = (uint16_t)dom;
-		out->bus = (uint8_t)bus;
-		out->dev = (uint8_t)dev;
-		out->func = (uint8_t)fn;
-	}
-	return 0;
-}
-
-void brk_bdf_format(const struct brk_bdf *b, char buf[BRK_BDF_LEN])
-{
-	char tmp[32];
-
-	snprintf(tmp, sizeof(tmp), "%04x:%02x:%02x.%x", b->domain, b->bus, b->dev & 0x1fu,
-		 b->func & 7u);
-	memcpy(buf, tmp, BRK_BDF_LEN);
-}
-
 /* The last component of the symlink at `path` into buf; -ENOENT when there is no link. */
 static int link_basename(const char *path, char *buf, size_t len)
 {
@@ -97,7 +41,7 @@ static int link_basename(const char *path, char *buf, size_t len)
 static int device_path(const struct brk_sys *sys, const char *bdf, const char *leaf, char *buf,
 		       size_t len)
 {
-	if (brk_bdf_parse(bdf, NULL) < 0)
+	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0)
 		return -EINVAL;
 	return brk_sys_path(sys, buf, len, "/sys/bus/pci/devices/%s%s%s", bdf, leaf ? "/" : "",
 			    leaf ? leaf : "");
@@ -118,7 +62,7 @@ static int device_exists(const struct brk_sys *sys, const char *bdf)
 }
 
 int brk_bind_iommu_group(const struct brk_sys *sys, const char *bdf, uint32_t *ret_group,
-			 struct brk_err *err)
+			 struct vb_err *err)
 {
 	char path[512], name[32], *end;
 	unsigned long nr;
@@ -128,25 +72,25 @@ int brk_bind_iommu_group(const struct brk_sys *sys, const char *bdf, uint32_t *r
 		sys = &brk_sys_real;
 	r = device_exists(sys, bdf);
 	if (r == -EINVAL)
-		return brk_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+		return vb_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
 	if (r < 0)
-		return brk_errf(err, r, "no PCI device %s", bdf);
+		return vb_errf(err, r, "no PCI device %s", bdf);
 	r = device_path(sys, bdf, "iommu_group", path, sizeof(path));
 	if (r < 0)
-		return brk_errf(err, r, "path too long for %s", bdf);
+		return vb_errf(err, r, "path too long for %s", bdf);
 	r = link_basename(path, name, sizeof(name));
 	if (r == -ENOENT)
-		return brk_errf(err, -ENODEV,
-				"PCI device %s has no IOMMU group: enable the IOMMU "
-				"(intel_iommu=on or amd_iommu=on)",
-				bdf);
+		return vb_errf(err, -ENODEV,
+			       "PCI device %s has no IOMMU group: enable the IOMMU "
+			       "(intel_iommu=on or amd_iommu=on)",
+			       bdf);
 	if (r < 0)
-		return brk_errf(err, -EIO, "cannot read the IOMMU group of %s: %s", bdf,
-				strerror(-r));
+		return vb_errf(err, -EIO, "cannot read the IOMMU group of %s: %s", bdf,
+			       strerror(-r));
 	errno = 0;
 	nr = strtoul(name, &end, 10);
 	if (errno || end == name || *end || name[0] < '0' || name[0] > '9' || nr > UINT32_MAX)
-		return brk_errf(err, -EIO, "IOMMU group of %s is not a number: %s", bdf, name);
+		return vb_errf(err, -EIO, "IOMMU group of %s is not a number: %s", bdf, name);
 	*ret_group = (uint32_t)nr;
 	return 0;
 }
@@ -195,18 +139,18 @@ static int write_file(const char *path, const char *s)
 }
 
 static int write_device_file(const struct brk_sys *sys, const char *bdf, const char *leaf,
-			     const char *s, struct brk_err *err)
+			     const char *s, struct vb_err *err)
 {
 	char path[512];
 	int r;
 
 	r = device_path(sys, bdf, leaf, path, sizeof(path));
 	if (r < 0)
-		return brk_errf(err, r, "path too long for %s", bdf);
+		return vb_errf(err, r, "path too long for %s", bdf);
 	r = write_file(path, s);
 	if (r < 0)
-		return brk_errf(err, -EIO, "writing \"%s\" to %s/%s failed: %s", s, bdf, leaf,
-				strerror(-r));
+		return vb_errf(err, -EIO, "writing \"%s\" to %s/%s failed: %s", s, bdf, leaf,
+			       strerror(-r));
 	return 0;
 }
 
@@ -226,7 +170,7 @@ static void bind_undo(const struct brk_sys *sys, const char *bdf, bool unbound)
 		(void)write_file(path, bdf);
 }
 
-int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *err)
+int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct vb_err *err)
 {
 	char drv[64], path[512];
 	bool unbound = false;
@@ -236,9 +180,9 @@ int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *er
 		sys = &brk_sys_real;
 	r = brk_bind_driver(sys, bdf, drv, sizeof(drv));
 	if (r == -EINVAL)
-		return brk_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+		return vb_errf(err, r, "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
 	if (r < 0)
-		return brk_errf(err, r == -ENOENT ? r : -EIO, "no PCI device %s", bdf);
+		return vb_errf(err, r == -ENOENT ? r : -EIO, "no PCI device %s", bdf);
 	if (strcmp(drv, VFIO_PCI_DRIVER) == 0)
 		return 0;
 	/* The override first, so that nothing but vfio-pci can claim the device between the
@@ -257,17 +201,17 @@ int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *er
 	r = brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/drivers_probe");
 	if (r < 0) {
 		bind_undo(sys, bdf, unbound);
-		return brk_errf(err, r, "path too long");
+		return vb_errf(err, r, "path too long");
 	}
 	r = write_file(path, bdf);
 	/* drivers_probe reports the probe's failure; the driver check below says what happened. */
 	(void)r;
 	r = brk_bind_driver(sys, bdf, drv, sizeof(drv));
 	if (r < 0 || strcmp(drv, VFIO_PCI_DRIVER) != 0) {
-		brk_errf(err, -EIO,
-			 "PCI device %s is on driver \"%s\" after drivers_probe, not vfio-pci: "
-			 "is the vfio-pci module loaded? (driver_override cleared%s)",
-			 bdf, r < 0 ? "?" : drv, unbound ? ", device probed again" : "");
+		vb_errf(err, -EIO,
+			"PCI device %s is on driver \"%s\" after drivers_probe, not vfio-pci: "
+			"is the vfio-pci module loaded? (driver_override cleared%s)",
+			bdf, r < 0 ? "?" : drv, unbound ? ", device probed again" : "");
 		bind_undo(sys, bdf, unbound);
 		return -EIO;
 	}
@@ -291,7 +235,7 @@ int brk_bind_group_devices(const struct brk_sys *sys, uint32_t nr,
 	if (!dir)
 		return -errno;
 	while ((e = readdir(dir))) {
-		if (brk_bdf_parse(e->d_name, NULL) < 0)
+		if (vb_bdf_parse(e->d_name, VB_BDF_STRICT, NULL) < 0)
 			continue;
 		n = snprintf(link, sizeof(link), "%s/%s/driver", path, e->d_name);
 		if (n < 0 || (size_t)n >= sizeof(link) || link_basename(link, drv, sizeof(drv)) < 0)

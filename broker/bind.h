@@ -1,10 +1,10 @@
 /*
- * bind: PCI addresses and sysfs. Strict BDF parsing, a device's IOMMU group number and current
+ * bind: PCI devices in sysfs. A device's IOMMU group number and current
  * driver, the devices of an IOMMU group, and the optional rebinding of an allowed device to
  * vfio-pci (driver_override, unbind, drivers_probe).
  *
- * A BDF string from the orchestrator is validated before it is used in any path: exactly
- * "dddd:bb:dd.f", lower-case hex, device <= 0x1f, function <= 7. Paths are under sys->root.
+ * A BDF string from the orchestrator is validated before it is used in any path: the strict
+ * form of base/bdf.h ("dddd:bb:dd.f", lower-case hex). Paths are under sys->root.
  */
 #ifndef VB_BROKER_BIND_H
 #define VB_BROKER_BIND_H
@@ -12,29 +12,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "bdf.h"
 #include "sys.h"
-
-/* "0000:00:03.0" plus NUL. */
-#define BRK_BDF_LEN 13
-
-struct brk_bdf {
-	uint16_t domain;
-	uint8_t bus;
-	uint8_t dev;  /* 0..0x1f */
-	uint8_t func; /* 0..7 */
-};
-
-/* Parses a canonical BDF. Errors: -EINVAL (anything else: upper case, short fields, trailing
- * bytes, device > 0x1f, function > 7). `out` may be NULL to only validate. */
-int brk_bdf_parse(const char *s, struct brk_bdf *out);
-/* Formats `b` canonically into buf (BRK_BDF_LEN bytes). */
-void brk_bdf_format(const struct brk_bdf *b, char buf[BRK_BDF_LEN]);
 
 /* The IOMMU group of the device (/sys/bus/pci/devices/BDF/iommu_group). Errors: -EINVAL (bad
  * BDF), -ENOENT (no such PCI device), -ENODEV (the device has no IOMMU group: IOMMU off, boot
  * with intel_iommu=on / amd_iommu=on), -EIO (unreadable link). */
 int brk_bind_iommu_group(const struct brk_sys *sys, const char *bdf, uint32_t *ret_group,
-			 struct brk_err *err);
+			 struct vb_err *err);
 
 /* The name of the driver bound to the device, "" when none. Errors: -EINVAL (bad BDF),
  * -ENOENT (no such device), -ENAMETOOLONG (buf too small). */
@@ -44,7 +29,7 @@ int brk_bind_driver(const struct brk_sys *sys, const char *bdf, char *buf, size_
  * to driver_override, unbinds the current driver, asks drivers_probe, and checks that the
  * device ended up on vfio-pci. Errors: -EINVAL, -ENOENT, -EIO (a sysfs write failed, or the
  * device is not on vfio-pci afterwards: is the vfio-pci module loaded?). */
-int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct brk_err *err);
+int brk_bind_vfio(const struct brk_sys *sys, const char *bdf, struct vb_err *err);
 
 /* Calls fn(bdf, driver, ctx) for each PCI device of IOMMU group `nr` (/sys/kernel/iommu_groups/
  * nr/devices), driver "" when unbound; stops early when fn returns non-zero and returns that.

@@ -35,6 +35,7 @@
  * kernel.unprivileged_userns_clone=0) would need CAP_SYS_ADMIN for the clone; the broker does
  * not grant itself that and spawning then fails with a clear error instead.
  */
+#include "base.h"
 #include "caps.h"
 
 #include <cap-ng.h>
@@ -49,7 +50,7 @@ const struct brk_cap brk_caps_kept[] = {
     {CAP_SETUID, "cap_setuid", "map and switch to worker uids"},
     {CAP_IPC_LOCK, "cap_ipc_lock", "pin DMA memory beyond RLIMIT_MEMLOCK"},
 };
-const size_t brk_caps_nkept = sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0]);
+const size_t brk_caps_nkept = ARRAY_SIZE(brk_caps_kept);
 
 uint64_t brk_caps_mask(void)
 {
@@ -79,7 +80,7 @@ static bool bounding_exceeds_kept(void)
 
 int brk_caps_drop(struct brk_caps_outcome *out)
 {
-	bool have[sizeof(brk_caps_kept) / sizeof(brk_caps_kept[0])];
+	bool have[ARRAY_SIZE(brk_caps_kept)];
 	capng_select_t sel = CAPNG_SELECT_CAPS | CAPNG_SELECT_AMBIENT;
 	int r;
 

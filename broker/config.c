@@ -5,6 +5,7 @@
  * problem being reported as "FILE:LINE: reason". Trusts nothing in the file; trusts libinih only
  * to split lines into section, key and value (line numbers are counted here, in the reader).
  */
+#include "base.h"
 #include "config.h"
 
 #include <ctype.h>
@@ -152,27 +153,6 @@ static int cfg_parse_bool(const char *s, bool *ret)
 	return -EINVAL;
 }
 
-int brk_config_parse_bdf(const char *s, char out[BRK_BDF_LEN])
-{
-	unsigned dom = 0, bus, dev, fn;
-	int n = 0;
-
-	for (const char *p = s; *p; p++)
-		if (!isxdigit((unsigned char)*p) && *p != ':' && *p != '.')
-			return -EINVAL;
-	if (sscanf(s, "%4x:%2x:%2x.%1x%n", &dom, &bus, &dev, &fn, &n) == 4 && n == 12 && !s[n])
-		;
-	else if (dom = 0, sscanf(s, "%2x:%2x.%1x%n", &bus, &dev, &fn, &n) == 3 && n == 7 && !s[n])
-		;
-	else
-		return -EINVAL;
-	/* PCI: 32 devices per bus, 8 functions per device. */
-	if (dev > 0x1f || fn > 7)
-		return -EINVAL;
-	snprintf(out, BRK_BDF_LEN, "%04x:%02x:%02x.%x", dom, bus, dev, fn);
-	return 0;
-}
-
 static int cfg_parse_id(const char *s, uint16_t *vendor, uint16_t *device)
 {
 	unsigned v, d;
@@ -201,7 +181,7 @@ static int cfg_allow_one(struct cfg_state *st, const char *tok)
 			return cfg_fail(
 			    st, "allow: '%s' is not a vendor:device id (like 1234:11e8)", tok);
 		a.is_id = true;
-	} else if (brk_config_parse_bdf(tok, a.bdf) < 0) {
+	} else if (vb_bdf_normalize(tok, a.bdf, sizeof(a.bdf)) < 0) {
 		return cfg_fail(st,
 				"allow: '%s' is neither a PCI address (like 0000:00:03.0) nor a "
 				"vendor:device id (like 1234:11e8)",
@@ -483,7 +463,7 @@ static const struct cfg_key cfg_keys[] = {
      .min = 0,
      .max = 1000},
 };
-_Static_assert(sizeof(cfg_keys) / sizeof(cfg_keys[0]) <= 64, "cfg_state.seen is too small");
+_Static_assert(ARRAY_SIZE(cfg_keys) <= 64, "cfg_state.seen is too small");
 
 static const char *const cfg_sections[] = {"broker", "devices", "limits", "worker"};
 
@@ -544,7 +524,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 		return 0;
 	if (!section[0])
 		return cfg_fail(st, "'%s' outside of a section", name);
-	for (i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
 		if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].name, name)) {
 			k = &cfg_keys[i];
 			break;
@@ -594,7 +574,7 @@ static void cfg_check_section(struct cfg_state *st, const char *line)
 		return; /* libinih reports the syntax error */
 	memcpy(name, s + 1, (size_t)(e - s - 1));
 	name[e - s - 1] = '\0';
-	for (size_t i = 0; i < sizeof(cfg_sections) / sizeof(cfg_sections[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(cfg_sections); i++)
 		if (!strcmp(name, cfg_sections[i]))
 			return;
 	cfg_fail(st, "unknown section [%s]", name);
@@ -668,7 +648,7 @@ static int cfg_set_default_str(char **slot, const char *v)
 /* The line where [section] name was set, 0 when it was not. */
 static unsigned cfg_seen(const struct cfg_state *st, const char *section, const char *name)
 {
-	for (size_t i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(cfg_keys); i++)
 		if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].name, name))
 			return st->seen[i];
 	return 0;

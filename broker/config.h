@@ -11,10 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* "dddd:bb:dd.f" plus the terminating NUL (the same value as bind.h's). */
-#ifndef BRK_BDF_LEN
-#define BRK_BDF_LEN 13
-#endif
+#include "bdf.h"
 
 /* The Linux kernel's own default for vfio_iommu_type1 dma_entry_limit. */
 #define BRK_DMA_MAPPINGS_MAX 65535u
@@ -34,7 +31,7 @@ enum brk_seccomp_mode {
 /* One allowlist entry: a device address or a vendor:device id pair. */
 struct brk_allow {
 	bool is_id;
-	char bdf[BRK_BDF_LEN];
+	char bdf[VB_BDF_LEN];
 	uint16_t vendor, device;
 	unsigned line;
 };
@@ -102,9 +99,6 @@ void brk_config_free(struct brk_config *c);
  */
 int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_t vendor,
 			    uint16_t device, char *err, size_t errsz);
-
-/* Parses "DDDD:BB:DD.F" or "BB:DD.F" into the canonical lower-case "dddd:bb:dd.f" form. */
-int brk_config_parse_bdf(const char *s, char out[BRK_BDF_LEN]);
 
 /* The configuration as a valid file, for --check-config --verbose and for the logs. */
 int brk_config_dump(const struct brk_config *c, char **ret);

@@ -6,6 +6,7 @@
  * request metrics. Trusts nothing a peer sends: bodies are checked for shape here before the
  * daemon sees them. Trusts the daemon (brk_ctl_ops) to complete every call exactly once.
  */
+#include "base.h"
 #include "control.h"
 
 #include <errno.h>
@@ -184,9 +185,7 @@ uid_t brk_ctl_call_uid(const struct brk_ctl_call *call)
 
 static int ctl_check_bdf(struct brk_ctl_call *call, const char *bdf)
 {
-	char canon[BRK_BDF_LEN];
-
-	if (!bdf || brk_config_parse_bdf(bdf, canon) < 0 || strcmp(canon, bdf) != 0) {
+	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0) {
 		brk_ctl_call_set_message(call,
 					 "bdf: '%.32s' is not a canonical PCI address "
 					 "(dddd:bb:dd.f, lower-case hex)",
@@ -299,7 +298,7 @@ static const struct ctl_handler ctl_table[] = {
 
 static const struct ctl_handler *ctl_lookup(uint16_t type)
 {
-	for (size_t i = 0; i < sizeof(ctl_table) / sizeof(ctl_table[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++)
 		if (ctl_table[i].type == type)
 			return &ctl_table[i];
 	return NULL;
@@ -640,7 +639,7 @@ static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f)
 	char labels[64];
 
 	brk_metric_header(f, req, "counter", "Control requests answered, by type and result.");
-	for (size_t i = 0; i < sizeof(ctl_table) / sizeof(ctl_table[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++) {
 		const struct ctl_stats *st = &ctl->stats[ctl_table[i].type];
 		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, ctl_table[i].name,
 			(unsigned long long)st->ok);
@@ -648,7 +647,7 @@ static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f)
 			(unsigned long long)st->errors);
 	}
 	brk_metric_header(f, lat, "histogram", "Control request latency, by type.");
-	for (size_t i = 0; i < sizeof(ctl_table) / sizeof(ctl_table[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++) {
 		snprintf(labels, sizeof(labels), "type=\"%s\"", ctl_table[i].name);
 		brk_hist_print(f, lat, labels, &ctl->stats[ctl_table[i].type].latency);
 	}

@@ -12,7 +12,7 @@ add_library(vb_broker_core STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/irq.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq_pb.c)
 target_include_directories(vb_broker_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
-target_link_libraries(vb_broker_core PUBLIC vb_proto)
+target_link_libraries(vb_broker_core PUBLIC vb_base vb_proto)
 
 add_executable(vfio-broker-selftest ${CMAKE_CURRENT_SOURCE_DIR}/selftest.c)
 target_link_libraries(vfio-broker-selftest PRIVATE vb_broker_core)

@@ -28,7 +28,7 @@ static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz);
 /* ---- VM resources ------------------------------------------------------------------------- */
 
 static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
-		     struct brk_err *err)
+		     struct vb_err *err)
 {
 	struct dm_vm *v = vm->priv;
 	int r;
@@ -37,7 +37,7 @@ static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__A
 		return 0;
 	v = calloc(1, sizeof(*v));
 	if (!v)
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	r = brk_container_new(dmn->sys, err, &v->container);
 	if (r < 0) {
 		free(v);
@@ -81,7 +81,7 @@ static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 	vm->priv = NULL;
 }
 
-static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, struct brk_err *err,
+static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, struct vb_err *err,
 			struct dm_group **ret)
 {
 	struct dm_group *g;
@@ -96,7 +96,7 @@ static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, st
 	}
 	g = calloc(1, sizeof(*g));
 	if (!g)
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	r = brk_group_open(dmn->sys, nr, err, &g->g);
 	if (r == 0)
 		r = brk_group_attach(g->g, v->container, err);
@@ -155,7 +155,7 @@ static void dm_group_put(struct dm_vm *v, struct dm_group *g)
 
 /* The VM's DMA table, made when its first group is attached (the IOMMU page size is known from
  * then on), with the quotas of the VM's first AddDevice. */
-static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
+static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
 {
 	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
 	int r;
@@ -164,9 +164,9 @@ static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct b
 	 * gets a clear refusal instead of the kernel's bare EINVAL. */
 	r = brk_container_dma_cfg(v->container, &dc);
 	if (r < 0)
-		return brk_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r));
+		return vb_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r));
 	r = brk_dma_new(&dc, &v->dma);
-	return r < 0 ? brk_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r)) : 0;
+	return r < 0 ? vb_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r)) : 0;
 }
 
 /* ---- helpers --------------------------------------------------------------------------------- */
@@ -252,7 +252,7 @@ static void dm_quiesce_now(struct dm_dev *dd)
 /* Once the worker is gone: nobody else touches the device, so reset it. */
 static void dm_reset(struct dm_dev *dd)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	int r;
 
 	if (!dd->device)
@@ -363,7 +363,7 @@ static void dm_finish_removal(struct dm_dev *dd)
 	Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
 	struct brk_ctl_call *call = dd->remove_call;
 	struct brk_daemon *dmn = dd->dmn;
-	char bdf[BRK_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
 
 	snprintf(bdf, sizeof(bdf), "%s", dd->rec->bdf);
 	snprintf(vm, sizeof(vm), "%s", dd->rec->vm->name);
@@ -593,7 +593,7 @@ static int dm_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct 
 }
 
 static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl__AddDevice *req,
-		       uint32_t maxmap, uint64_t maxpin, struct brk_err *err)
+		       uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
 {
 	struct brk_dev *d = dd->rec;
 	struct dm_vm *v;
@@ -609,9 +609,9 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 		return r;
 	v = d->vm->priv;
 	if (v->owner_uid != req->owner_uid || v->owner_gid != req->owner_gid)
-		return brk_errf(err, -EPERM, "vm %s belongs to uid %u gid %u, not %u/%u",
-				d->vm->name, (unsigned)v->owner_uid, (unsigned)v->owner_gid,
-				req->owner_uid, req->owner_gid);
+		return vb_errf(err, -EPERM, "vm %s belongs to uid %u gid %u, not %u/%u",
+			       d->vm->name, (unsigned)v->owner_uid, (unsigned)v->owner_gid,
+			       req->owner_uid, req->owner_gid);
 	/*
 	 * Quotas are the VM's, set by its first device. A later device cannot change them: a
 	 * refused AddDevice must leave a running VM exactly as it was, and its workers have been
@@ -622,7 +622,7 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 	      req->limits->max_dma_mappings != d->vm->max_dma_mappings) ||
 	     (req->limits->max_pinned_bytes &&
 	      req->limits->max_pinned_bytes != d->vm->max_pinned_bytes)))
-		return brk_errf(
+		return vb_errf(
 		    err, -EBUSY,
 		    "vm %s has quotas of %u DMA mappings and %llu pinned bytes, set by its "
 		    "first device; a device added to it cannot change them",
@@ -651,7 +651,7 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 static int dm_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	struct brk_dev *d;
 	struct dm_dev *dd;
 	uint32_t maxmap;

@@ -138,7 +138,7 @@ static const struct dma_map *find_overlap(const struct brk_dma *d, uint64_t iova
 
 /* Called once nothing wraps. */
 static int check_iova_ranges(const struct brk_dma *d, uint64_t iova, uint64_t size,
-			     struct brk_err *err)
+			     struct vb_err *err)
 {
 	uint64_t last = iova + (size - 1);
 	uint32_t i;
@@ -149,34 +149,34 @@ static int check_iova_ranges(const struct brk_dma *d, uint64_t iova, uint64_t si
 		if (iova >= d->ranges[i].start && last <= d->ranges[i].end)
 			return 0;
 	}
-	return brk_errf(err, -EINVAL,
-			"IOVA range 0x%llx+0x%llx is not inside one usable IOMMU range (reserved "
-			"regions such as the MSI window are excluded)",
-			(unsigned long long)iova, (unsigned long long)size);
+	return vb_errf(err, -EINVAL,
+		       "IOVA range 0x%llx+0x%llx is not inside one usable IOMMU range (reserved "
+		       "regions such as the MSI window are excluded)",
+		       (unsigned long long)iova, (unsigned long long)size);
 }
 
 static int check_range(const struct brk_dma *d, uint64_t iova, uint64_t size, uint64_t offset,
-		       uint32_t prot, struct brk_err *err)
+		       uint32_t prot, struct vb_err *err)
 {
 	if (prot & ~BRK_DMA_PROT_MASK)
-		return brk_errf(err, -EINVAL, "unknown DMA prot bits 0x%x",
-				prot & ~BRK_DMA_PROT_MASK);
+		return vb_errf(err, -EINVAL, "unknown DMA prot bits 0x%x",
+			       prot & ~BRK_DMA_PROT_MASK);
 	if (!prot)
-		return brk_errf(err, -EINVAL, "DMA prot must allow read, write or both");
+		return vb_errf(err, -EINVAL, "DMA prot must allow read, write or both");
 	if (size == 0)
-		return brk_errf(err, -EINVAL, "DMA mapping of size 0");
+		return vb_errf(err, -EINVAL, "DMA mapping of size 0");
 	if ((iova | size | offset) & (d->align - 1))
-		return brk_errf(err, -EINVAL,
-				"iova 0x%llx, size 0x%llx and offset 0x%llx must be aligned to the "
-				"IOMMU page (0x%llx)",
-				(unsigned long long)iova, (unsigned long long)size,
-				(unsigned long long)offset, (unsigned long long)d->align);
+		return vb_errf(err, -EINVAL,
+			       "iova 0x%llx, size 0x%llx and offset 0x%llx must be aligned to the "
+			       "IOMMU page (0x%llx)",
+			       (unsigned long long)iova, (unsigned long long)size,
+			       (unsigned long long)offset, (unsigned long long)d->align);
 	if (iova + (size - 1) < iova)
-		return brk_errf(err, -EINVAL, "iova 0x%llx + size 0x%llx wraps around",
-				(unsigned long long)iova, (unsigned long long)size);
+		return vb_errf(err, -EINVAL, "iova 0x%llx + size 0x%llx wraps around",
+			       (unsigned long long)iova, (unsigned long long)size);
 	if (offset + (size - 1) < offset)
-		return brk_errf(err, -EINVAL, "offset 0x%llx + size 0x%llx wraps around",
-				(unsigned long long)offset, (unsigned long long)size);
+		return vb_errf(err, -EINVAL, "offset 0x%llx + size 0x%llx wraps around",
+			       (unsigned long long)offset, (unsigned long long)size);
 	return check_iova_ranges(d, iova, size, err);
 }
 
@@ -196,48 +196,47 @@ static bool named_memfd(int fd)
 }
 
 static int check_memfd(const struct brk_dma *d, int fd, uint64_t offset, uint64_t size,
-		       struct stat *ret_st, struct brk_err *err)
+		       struct stat *ret_st, struct vb_err *err)
 {
 	struct statfs sfs;
 	struct stat st;
 	int seals;
 
 	if (fd < 0)
-		return brk_errf(err, -EBADF, "no memfd given");
+		return vb_errf(err, -EBADF, "no memfd given");
 	/* F_GET_SEALS only works on files that support sealing: memfds (shmem, hugetlbfs). */
 	seals = fcntl(fd, F_GET_SEALS);
 	if (seals < 0 && errno == EBADF)
-		return brk_errf(err, -EBADF, "fd %d is not open", fd);
+		return vb_errf(err, -EBADF, "fd %d is not open", fd);
 	if (seals < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sfs) < 0 ||
 	    (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) || !named_memfd(fd))
-		return brk_errf(err, -EACCES, "DMA memory must be a memfd (memfd_create)");
+		return vb_errf(err, -EACCES, "DMA memory must be a memfd (memfd_create)");
 	if (!(seals & F_SEAL_SHRINK) && !(d->flags & BRK_DMA_ALLOW_UNSEALED))
-		return brk_errf(err, -EPERM,
-				"memfd is not sealed with F_SEAL_SHRINK: pinned memory could be "
-				"truncated; add the seal before mapping");
+		return vb_errf(err, -EPERM,
+			       "memfd is not sealed with F_SEAL_SHRINK: pinned memory could be "
+			       "truncated; add the seal before mapping");
 	if (st.st_size < 0 || offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset)
-		return brk_errf(err, -ERANGE,
-				"offset 0x%llx + size 0x%llx is beyond the memfd's size 0x%llx",
-				(unsigned long long)offset, (unsigned long long)size,
-				(unsigned long long)st.st_size);
+		return vb_errf(err, -ERANGE,
+			       "offset 0x%llx + size 0x%llx is beyond the memfd's size 0x%llx",
+			       (unsigned long long)offset, (unsigned long long)size,
+			       (unsigned long long)st.st_size);
 	*ret_st = st;
 	return 0;
 }
 
-static int check_quota(const struct brk_dma *d, uint64_t size, struct brk_err *err)
+static int check_quota(const struct brk_dma *d, uint64_t size, struct vb_err *err)
 {
 	const struct brk_dma_limits *l = &d->limits;
 
 	if (d->n >= l->max_mappings)
-		return brk_errf(err, -ENOSPC, "the VM already has %u DMA mappings, its quota",
-				d->n);
+		return vb_errf(err, -ENOSPC, "the VM already has %u DMA mappings, its quota", d->n);
 	if (l->max_pinned_bytes && (d->st.pinned_bytes > l->max_pinned_bytes ||
 				    size > l->max_pinned_bytes - d->st.pinned_bytes))
-		return brk_errf(err, -EDQUOT,
-				"mapping 0x%llx bytes would pin more than the VM's quota of 0x%llx "
-				"(0x%llx pinned)",
-				(unsigned long long)size, (unsigned long long)l->max_pinned_bytes,
-				(unsigned long long)d->st.pinned_bytes);
+		return vb_errf(err, -EDQUOT,
+			       "mapping 0x%llx bytes would pin more than the VM's quota of 0x%llx "
+			       "(0x%llx pinned)",
+			       (unsigned long long)size, (unsigned long long)l->max_pinned_bytes,
+			       (unsigned long long)d->st.pinned_bytes);
 	return 0;
 }
 
@@ -277,19 +276,19 @@ static int kernel_unmap(struct brk_dma *d, uint64_t iova, uint64_t size)
 	return d->sys->ioctl(d->sys->ctx, d->fd, VFIO_IOMMU_UNMAP_DMA, &u);
 }
 
-static int map_error(int r, struct brk_err *err)
+static int map_error(int r, struct vb_err *err)
 {
 	switch (r) {
 	case -ENOSPC:
-		return brk_errf(err, r,
-				"the kernel's DMA mapping limit is reached "
-				"(vfio_iommu_type1 dma_entry_limit)");
+		return vb_errf(err, r,
+			       "the kernel's DMA mapping limit is reached "
+			       "(vfio_iommu_type1 dma_entry_limit)");
 	case -ENOMEM:
-		return brk_errf(err, r, "the kernel could not pin the memory (RLIMIT_MEMLOCK?)");
+		return vb_errf(err, r, "the kernel could not pin the memory (RLIMIT_MEMLOCK?)");
 	case -EEXIST:
-		return brk_errf(err, r, "the kernel already has a mapping in this IOVA range");
+		return vb_errf(err, r, "the kernel already has a mapping in this IOVA range");
 	default:
-		return brk_errf(err, r, "VFIO_IOMMU_MAP_DMA failed: %s", strerror(-r));
+		return vb_errf(err, r, "VFIO_IOMMU_MAP_DMA failed: %s", strerror(-r));
 	}
 }
 
@@ -298,7 +297,7 @@ static int map_error(int r, struct brk_err *err)
  * goes right after the ioctl. Keeping it would cost one VMA per mapping, and a process has at
  * most vm.max_map_count (65530) of them, fewer than one VM's 65535 mappings. */
 static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint64_t offset,
-		  uint32_t prot, struct brk_err *err)
+		  uint32_t prot, struct vb_err *err)
 {
 	int mprot = PROT_READ | (prot & BRK_DMA_PROT_WRITE ? PROT_WRITE : 0);
 	void *va;
@@ -308,12 +307,11 @@ static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint6
 	if (va == MAP_FAILED) {
 		r = -errno;
 		if (r == -EACCES || r == -EPERM)
-			return brk_errf(
-			    err, -EACCES,
-			    "the memfd cannot be mapped %s (read-only fd or write seal)",
-			    prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
-		return brk_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
-				strerror(-r));
+			return vb_errf(err, -EACCES,
+				       "the memfd cannot be mapped %s (read-only fd or write seal)",
+				       prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
+		return vb_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
+			       strerror(-r));
 	}
 	r = kernel_map(d, iova, size, va, prot);
 	/* As QEMU does: EBUSY means a stale kernel mapping in the range; drop it, try once more. */
@@ -362,22 +360,22 @@ static void drop_owner(struct dma_map *m, uint64_t owner)
  * new (all devices of the container already reach every mapping) and the memfd check has
  * already proved the requester holds that memory. */
 static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t iova, uint64_t size,
-		 uint64_t offset, uint32_t prot, const struct stat *st, struct brk_err *err)
+		 uint64_t offset, uint32_t prot, const struct stat *st, struct vb_err *err)
 {
 	uint64_t *also;
 
 	if (m->iova != iova || m->size != size || m->offset != offset || m->prot != prot ||
 	    m->dev != st->st_dev || m->ino != st->st_ino)
-		return brk_errf(err, -EEXIST,
-				"IOVA range 0x%llx+0x%llx overlaps the mapping at 0x%llx+0x%llx",
-				(unsigned long long)iova, (unsigned long long)size,
-				(unsigned long long)m->iova, (unsigned long long)m->size);
+		return vb_errf(err, -EEXIST,
+			       "IOVA range 0x%llx+0x%llx overlaps the mapping at 0x%llx+0x%llx",
+			       (unsigned long long)iova, (unsigned long long)size,
+			       (unsigned long long)m->iova, (unsigned long long)m->size);
 	if (has_owner(m, owner))
-		return brk_errf(err, -EEXIST, "this device already mapped 0x%llx+0x%llx",
-				(unsigned long long)iova, (unsigned long long)size);
+		return vb_errf(err, -EEXIST, "this device already mapped 0x%llx+0x%llx",
+			       (unsigned long long)iova, (unsigned long long)size);
 	also = realloc(m->also, (m->nalso + 1) * sizeof(*also));
 	if (!also)
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	m->also = also;
 	m->also[m->nalso++] = owner;
 	d->st.shares++;
@@ -385,7 +383,7 @@ static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t 
 }
 
 int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
-		uint64_t offset, uint32_t prot, struct brk_err *err)
+		uint64_t offset, uint32_t prot, struct vb_err *err)
 {
 	const struct dma_map *o;
 	struct stat st = {0};
@@ -403,7 +401,7 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 	if (r == 0)
 		r = check_quota(d, size, err);
 	if (r == 0 && reserve(d) < 0)
-		r = brk_errf(err, -ENOMEM, "out of memory");
+		r = vb_errf(err, -ENOMEM, "out of memory");
 	if (r == 0)
 		r = do_map(d, iova, size, memfd, offset, prot, err);
 	if (r < 0) {
@@ -443,26 +441,26 @@ static int unmap_entry(struct brk_dma *d, uint32_t i)
 }
 
 int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
-		  struct brk_err *err)
+		  struct vb_err *err)
 {
 	uint32_t i = lower_bound(d, iova);
 	int r;
 
 	if (i >= d->n || d->maps[i].iova != iova || d->maps[i].size != size)
-		return brk_errf(err, -ENOENT,
-				"no DMA mapping at 0x%llx of size 0x%llx (unmap exactly what was "
-				"mapped)",
-				(unsigned long long)iova, (unsigned long long)size);
+		return vb_errf(err, -ENOENT,
+			       "no DMA mapping at 0x%llx of size 0x%llx (unmap exactly what was "
+			       "mapped)",
+			       (unsigned long long)iova, (unsigned long long)size);
 	if (!has_owner(&d->maps[i], owner))
-		return brk_errf(err, -EPERM, "the DMA mapping at 0x%llx belongs to another device",
-				(unsigned long long)iova);
+		return vb_errf(err, -EPERM, "the DMA mapping at 0x%llx belongs to another device",
+			       (unsigned long long)iova);
 	if (d->maps[i].nalso) {
 		drop_owner(&d->maps[i], owner);
 		return 0;
 	}
 	r = unmap_entry(d, i);
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_IOMMU_UNMAP_DMA failed: %s", strerror(-r));
+		return vb_errf(err, r, "VFIO_IOMMU_UNMAP_DMA failed: %s", strerror(-r));
 	memmove(&d->maps[i], &d->maps[i + 1], (size_t)(d->n - i - 1) * sizeof(d->maps[0]));
 	d->n--;
 	d->st.mappings = d->n;

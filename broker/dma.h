@@ -15,7 +15,7 @@
  * add the seal with one fcntl(F_ADD_SEALS) before sending the fd. BRK_DMA_ALLOW_UNSEALED lifts
  * the requirement for a VM whose VMM cannot.
  *
- * Rejections never change the table or the counters and always fill the `struct brk_err`.
+ * Rejections never change the table or the counters and always fill the `struct vb_err`.
  * Lookups are binary searches in a table sorted by IOVA. Not thread-safe.
  */
 #ifndef VB_BROKER_DMA_H
@@ -105,7 +105,7 @@ void brk_dma_set_limits(struct brk_dma *d, const struct brk_dma_limits *limits);
  *   -ENOMEM  out of memory, or the kernel could not pin (RLIMIT_MEMLOCK);
  *   or the kernel's VFIO_IOMMU_MAP_DMA error. */
 int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
-		uint64_t offset, uint32_t prot, struct brk_err *err);
+		uint64_t offset, uint32_t prot, struct vb_err *err);
 
 /* Unmaps exactly one mapping, [iova, iova + size) as it was mapped, that `owner` made (or
  * joined; a mapping other owners still hold only loses this owner). Errors: -ENOENT (no mapping
@@ -113,7 +113,7 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
  * another owner), or the kernel's VFIO_IOMMU_UNMAP_DMA error (the mapping then stays in the table:
  * its pages are still pinned). */
 int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
-		  struct brk_err *err);
+		  struct vb_err *err);
 /* Unmaps every mapping of `owner`; *ret_count / *ret_bytes (NULL allowed) receive the owner's
  * share released (mappings other owners still hold count here but stay mapped). Returns 0, or the
  * first kernel error (the mappings that failed stay in the table, the others are gone). */

@@ -14,6 +14,7 @@
 #include <unistd.h>
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "irq.h"
 
 /* The PCI spec's most MSI-X vectors. */
@@ -39,7 +40,7 @@ static const char *const index_names[] = {"INTx", "MSI", "MSI-X", "ERR", "REQ"};
 
 static const char *index_name(bool pci, uint32_t index)
 {
-	if (pci && index < sizeof(index_names) / sizeof(index_names[0]))
+	if (pci && index < ARRAY_SIZE(index_names))
 		return index_names[index];
 	return "IRQ";
 }
@@ -115,73 +116,73 @@ static bool one_bit(uint32_t v)
 
 /* The combination of action and data, count and start; see irq.h. */
 static int check_shape(const struct brk_irqs *s, const struct irq_index *x,
-		       const struct brk_irq_req *q, struct brk_err *err)
+		       const struct brk_irq_req *q, struct vb_err *err)
 {
 	const char *name = index_name(s->pci, q->index);
 
 	if (!one_bit(q->action) || (q->action & ~VFIO_IRQ_SET_ACTION_TYPE_MASK))
-		return brk_errf(err, -EINVAL, "IRQ action 0x%x is not one known action", q->action);
+		return vb_errf(err, -EINVAL, "IRQ action 0x%x is not one known action", q->action);
 	if (!one_bit(q->data) || (q->data & ~VFIO_IRQ_SET_DATA_TYPE_MASK))
-		return brk_errf(err, -EINVAL, "IRQ data type 0x%x is not one known type", q->data);
+		return vb_errf(err, -EINVAL, "IRQ data type 0x%x is not one known type", q->data);
 	if (q->action == VFIO_IRQ_SET_ACTION_TRIGGER) {
 		if (q->data == VFIO_IRQ_SET_DATA_NONE && (q->count != 0 || q->start != 0))
-			return brk_errf(err, -EINVAL,
-					"TRIGGER without data must have start 0 and count 0 "
-					"(disable); loopback triggers are not offered");
+			return vb_errf(err, -EINVAL,
+				       "TRIGGER without data must have start 0 and count 0 "
+				       "(disable); loopback triggers are not offered");
 		if (q->data == VFIO_IRQ_SET_DATA_BOOL)
-			return brk_errf(err, -EINVAL, "TRIGGER with BOOL data is not offered");
+			return vb_errf(err, -EINVAL, "TRIGGER with BOOL data is not offered");
 		if (q->data == VFIO_IRQ_SET_DATA_EVENTFD &&
 		    !(x->info.flags & VFIO_IRQ_INFO_EVENTFD))
-			return brk_errf(err, -EINVAL, "%s does not signal eventfds", name);
+			return vb_errf(err, -EINVAL, "%s does not signal eventfds", name);
 	} else {
 		if (!(x->info.flags & VFIO_IRQ_INFO_MASKABLE))
-			return brk_errf(err, -EINVAL, "%s (index %u) is not maskable", name,
-					q->index);
+			return vb_errf(err, -EINVAL, "%s (index %u) is not maskable", name,
+				       q->index);
 		if (q->data == VFIO_IRQ_SET_DATA_EVENTFD &&
 		    (q->action != VFIO_IRQ_SET_ACTION_UNMASK ||
 		     !(x->info.flags & VFIO_IRQ_INFO_AUTOMASKED) || q->start != 0 || q->count != 1))
-			return brk_errf(err, -EINVAL,
-					"an unmask eventfd is for one automasked line (INTx), "
-					"start 0, count 1");
+			return vb_errf(err, -EINVAL,
+				       "an unmask eventfd is for one automasked line (INTx), "
+				       "start 0, count 1");
 		if (x->enabled == 0)
-			return brk_errf(err, -EINVAL,
-					"%s is not enabled: nothing to mask or unmask", name);
+			return vb_errf(err, -EINVAL, "%s is not enabled: nothing to mask or unmask",
+				       name);
 		if (q->count == 0)
-			return brk_errf(err, -EINVAL, "mask/unmask of 0 vectors");
+			return vb_errf(err, -EINVAL, "mask/unmask of 0 vectors");
 	}
 	if (q->count && (q->start >= x->info.count || q->count > x->info.count - q->start))
-		return brk_errf(err, -EINVAL,
-				"%s vectors %u+%u are out of range (the device has %u)", name,
-				q->start, q->count, x->info.count);
+		return vb_errf(err, -EINVAL,
+			       "%s vectors %u+%u are out of range (the device has %u)", name,
+			       q->start, q->count, x->info.count);
 	return 0;
 }
 
-static int check_data(const struct brk_irq_req *q, struct brk_err *err)
+static int check_data(const struct brk_irq_req *q, struct vb_err *err)
 {
 	uint32_t i;
 	int r;
 
 	if (q->data == VFIO_IRQ_SET_DATA_BOOL && !q->bools)
-		return brk_errf(err, -EINVAL, "BOOL data missing");
+		return vb_errf(err, -EINVAL, "BOOL data missing");
 	if (q->data != VFIO_IRQ_SET_DATA_EVENTFD)
 		return 0;
 	if (!q->fds || q->nfds != q->count)
-		return brk_errf(err, -EINVAL, "%u eventfd slots for %u vectors", q->nfds, q->count);
+		return vb_errf(err, -EINVAL, "%u eventfd slots for %u vectors", q->nfds, q->count);
 	for (i = 0; i < q->nfds; i++) {
 		if (q->fds[i] == -1)
 			continue;
 		r = brk_irq_check_eventfd(q->fds[i]);
 		if (r == -EBADF)
-			return brk_errf(err, r, "slot %u: fd %d is not an open fd", i, q->fds[i]);
+			return vb_errf(err, r, "slot %u: fd %d is not an open fd", i, q->fds[i]);
 		if (r < 0)
-			return brk_errf(err, r, "slot %u: fd %d is not an eventfd", i, q->fds[i]);
+			return vb_errf(err, r, "slot %u: fd %d is not an eventfd", i, q->fds[i]);
 	}
 	return 0;
 }
 
 /* NORESIZE and the exclusivity of INTx, MSI and MSI-X on a PCI device. */
 static int check_state(const struct brk_irqs *s, const struct irq_index *x,
-		       const struct brk_irq_req *q, struct brk_err *err)
+		       const struct brk_irq_req *q, struct vb_err *err)
 {
 	uint32_t i;
 
@@ -190,16 +191,16 @@ static int check_state(const struct brk_irqs *s, const struct irq_index *x,
 	if (s->pci && q->index <= VFIO_PCI_MSIX_IRQ_INDEX) {
 		for (i = 0; i <= VFIO_PCI_MSIX_IRQ_INDEX && i < s->n; i++) {
 			if (i != q->index && s->idx[i].enabled)
-				return brk_errf(err, -EBUSY, "%s is enabled: disable it before %s",
-						index_name(true, i), index_name(true, q->index));
+				return vb_errf(err, -EBUSY, "%s is enabled: disable it before %s",
+					       index_name(true, i), index_name(true, q->index));
 		}
 	}
 	if (x->enabled && (x->info.flags & VFIO_IRQ_INFO_NORESIZE) &&
 	    q->start + q->count > x->enabled)
-		return brk_errf(err, -EINVAL,
-				"%s is enabled with %u vectors and cannot grow to %u (NORESIZE): "
-				"disable it first",
-				index_name(s->pci, q->index), x->enabled, q->start + q->count);
+		return vb_errf(err, -EINVAL,
+			       "%s is enabled with %u vectors and cannot grow to %u (NORESIZE): "
+			       "disable it first",
+			       index_name(s->pci, q->index), x->enabled, q->start + q->count);
 	return 0;
 }
 
@@ -262,14 +263,14 @@ static void record(struct irq_index *x, const struct brk_irq_req *q)
 	}
 }
 
-int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct brk_err *err)
+int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct vb_err *err)
 {
 	struct irq_index *x;
 	int r;
 
 	if (q->index >= s->n || s->idx[q->index].info.count == 0)
-		return brk_errf(err, -EINVAL, "IRQ index %u does not exist on this device",
-				q->index);
+		return vb_errf(err, -EINVAL, "IRQ index %u does not exist on this device",
+			       q->index);
 	x = &s->idx[q->index];
 	r = check_shape(s, x, q, err);
 	if (r < 0)
@@ -285,13 +286,13 @@ int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct brk_err 
 		return r;
 	r = issue(s, q);
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_DEVICE_SET_IRQS on %s: %s",
-				index_name(s->pci, q->index), strerror(-r));
+		return vb_errf(err, r, "VFIO_DEVICE_SET_IRQS on %s: %s",
+			       index_name(s->pci, q->index), strerror(-r));
 	record(x, q);
 	return 0;
 }
 
-int brk_irq_disable(struct brk_irqs *s, uint32_t index, struct brk_err *err)
+int brk_irq_disable(struct brk_irqs *s, uint32_t index, struct vb_err *err)
 {
 	const struct brk_irq_req q = {
 	    .index = index,
@@ -300,7 +301,7 @@ int brk_irq_disable(struct brk_irqs *s, uint32_t index, struct brk_err *err)
 	};
 
 	if (index >= s->n)
-		return brk_errf(err, -EINVAL, "IRQ index %u does not exist on this device", index);
+		return vb_errf(err, -EINVAL, "IRQ index %u does not exist on this device", index);
 	if (s->idx[index].info.count == 0)
 		return 0;
 	return brk_irq_set(s, &q, err);

@@ -67,10 +67,10 @@ void brk_irqs_free(struct brk_irqs *irqs);
  *   -EACCES  a slot's fd is not an eventfd;
  *   -EBUSY   another of INTx/MSI/MSI-X is enabled on this PCI device (disable it first);
  *   or the kernel's error. The record changes only when the kernel accepted the request. */
-int brk_irq_set(struct brk_irqs *irqs, const struct brk_irq_req *req, struct brk_err *err);
+int brk_irq_set(struct brk_irqs *irqs, const struct brk_irq_req *req, struct vb_err *err);
 /* Disables one index (TRIGGER + DATA_NONE, count 0). A no-op, returning 0, when this broker
  * has nothing enabled there. */
-int brk_irq_disable(struct brk_irqs *irqs, uint32_t index, struct brk_err *err);
+int brk_irq_disable(struct brk_irqs *irqs, uint32_t index, struct vb_err *err);
 /* Disables every index that has something enabled. Returns 0, or the first error after trying
  * every index. */
 int brk_irq_disable_all(struct brk_irqs *irqs);

@@ -26,6 +26,6 @@
  * count != n_fd_slots, disable with slots or a count, more slots than slot_cap or
  * BRK_IRQ_MAX_SLOTS). */
 int brk_irq_req_from_pb(const Vb__Brk__SetIrqs *m, const int *fds, size_t nfds, int *slot_fds,
-			size_t slot_cap, struct brk_irq_req *out, struct brk_err *err);
+			size_t slot_cap, struct brk_irq_req *out, struct vb_err *err);
 
 #endif

@@ -7,7 +7,6 @@
  */
 #include "log.h"
 
-#include <ctype.h>
 #include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +17,8 @@
 #include <unistd.h>
 
 #include <systemd/sd-journal.h>
+
+#include "bdf.h"
 
 static int log_level = LOG_INFO;
 static bool log_journal;
@@ -89,18 +90,14 @@ void brk_log_set_resolver(brk_log_resolver_fn fn, void *ctx)
 }
 
 /* Whether `s` starts with a canonical PCI address followed by ": " ("0000:01:00.0: "); copies
- * the address to bdf (13 bytes). */
-static bool log_leading_bdf(const char *s, char bdf[13])
+ * the address to bdf. */
+static bool log_leading_bdf(const char *s, char bdf[VB_BDF_LEN])
 {
-	static const char shape[] = "xxxx:xx:xx.x: ";
-
-	for (size_t i = 0; i < sizeof(shape) - 1; i++) {
-		if (shape[i] == 'x' ? !isxdigit((unsigned char)s[i]) : s[i] != shape[i])
-			return false;
-	}
-	memcpy(bdf, s, 12);
-	bdf[12] = '\0';
-	return true;
+	if (strnlen(s, VB_BDF_LEN) < VB_BDF_LEN - 1 || strncmp(s + VB_BDF_LEN - 1, ": ", 2) != 0)
+		return false;
+	memcpy(bdf, s, VB_BDF_LEN - 1);
+	bdf[VB_BDF_LEN - 1] = '\0';
+	return vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) == 0;
 }
 
 /* One structured journal entry; false when it could not be sent (the caller falls back to
@@ -154,7 +151,7 @@ __attribute__((format(printf, 3, 0))) static void
 log_write(int prio, const struct brk_log_about *about, const char *fmt, va_list ap)
 {
 	struct brk_log_about found = {0};
-	char raw[1024], line[2048], bdf[13];
+	char raw[1024], line[2048], bdf[VB_BDF_LEN];
 
 	vsnprintf(raw, sizeof(raw), fmt, ap);
 	log_escape(line, sizeof(line), raw);

@@ -137,7 +137,7 @@ static void check_kernel_count(struct ctx *x, const char *name)
 static void reject(struct ctx *x, const char *name, int want, uint64_t iova, uint64_t size, int fd,
 		   uint64_t off, uint32_t prot)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	uint32_t n0, n1;
 	uint64_t b0, b1;
 	int r;
@@ -157,7 +157,7 @@ static void reject(struct ctx *x, const char *name, int want, uint64_t iova, uin
 static void map_ok(struct ctx *x, const char *name, uint64_t owner, uint64_t iova, uint64_t size,
 		   uint64_t off)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	int r = brk_dma_map(x->dma, owner, iova, size, x->memfd, off, RW, &err);
 
 	check(r == 0, name, "%d %s", r, err.msg);
@@ -208,7 +208,7 @@ static void dma_rejects(struct ctx *x)
  * when the kernel reported its usable ranges, else by the kernel), the table unchanged. */
 static void aperture_reject(struct ctx *x)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	uint32_t n0, n1;
 	uint64_t b0, b1;
 	int r;
@@ -243,7 +243,7 @@ static void pinned_quota(struct ctx *x)
 
 static void teardown_dma(struct ctx *x)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	uint32_t n, cnt;
 	uint64_t b, bytes;
 	int r;
@@ -273,7 +273,7 @@ static void irq_rejects(struct ctx *x)
 {
 	struct brk_irqs *irqs = brk_device_irqs(x->d);
 	int p[2], r;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	struct brk_irq_req q = {.index = 99,
 				.count = 1,
 				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -305,7 +305,7 @@ static void irq_rejects(struct ctx *x)
 
 static int open_all(struct ctx *x, const char *bdf, bool bind)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	uint32_t grp, i;
 	int r;
 
@@ -361,7 +361,7 @@ static void second_device(struct ctx *x, const char *bdf2)
 {
 	struct brk_group *g2 = NULL;
 	struct brk_device *d2 = NULL;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	enum brk_iommu_type type = brk_container_info(x->c)->type;
 	uint32_t grp;
 	int r;
@@ -389,7 +389,7 @@ static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 {
 	struct ctx x = {0};
 	struct brk_dma_cfg cfg = {0};
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	int r;
 
 	if (open_all(&x, bdf, bind) < 0)
@@ -457,9 +457,9 @@ int main(int argc, char **argv)
 			bind = true;
 		else if (strcmp(argv[i], "--no-reset") == 0)
 			reset = false;
-		else if (!bdf && brk_bdf_parse(argv[i], NULL) == 0)
+		else if (!bdf && vb_bdf_parse(argv[i], VB_BDF_STRICT, NULL) == 0)
 			bdf = argv[i];
-		else if (!bdf2 && brk_bdf_parse(argv[i], NULL) == 0)
+		else if (!bdf2 && vb_bdf_parse(argv[i], VB_BDF_STRICT, NULL) == 0)
 			bdf2 = argv[i];
 		else {
 			usage();

@@ -45,7 +45,7 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 			 size_t errsz)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	char name[BRK_BDF_LEN + 8];
+	char name[VB_BDF_LEN + 8];
 	int dfd, fd, r, n;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);

@@ -1,5 +1,5 @@
 /*
- * sys: the real kernel behind struct brk_sys, and the error record helpers.
+ * sys: the real kernel behind struct brk_sys, and the path helper.
  *
  * Trusts nothing it is given: it only forwards open(2) and ioctl(2) and converts -1/errno into
  * negative errno values, adding O_CLOEXEC to every open.
@@ -36,27 +36,6 @@ const struct brk_sys brk_sys_real = {
     .ctx = NULL,
     .root = "",
 };
-
-int brk_errf(struct brk_err *err, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err)
-		return code;
-	err->code = code;
-	va_start(ap, fmt);
-	vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
-	va_end(ap);
-	return code;
-}
-
-void brk_err_clear(struct brk_err *err)
-{
-	if (!err)
-		return;
-	err->code = 0;
-	err->msg[0] = '\0';
-}
 
 int brk_sys_path(const struct brk_sys *sys, char *buf, size_t len, const char *fmt, ...)
 {

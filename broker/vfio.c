@@ -15,6 +15,7 @@
 #include <unistd.h>
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "bind.h"
 #include "vfio.h"
 #include "vfio_priv.h"
@@ -140,7 +141,7 @@ static void probe_iommufd(struct brk_container *c)
 	snprintf(c->note, sizeof(c->note), "%s, using the VFIO container", why);
 }
 
-int brk_container_new(const struct brk_sys *sys, struct brk_err *err, struct brk_container **ret)
+int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_container **ret)
 {
 	struct brk_container *c;
 	char path[512];
@@ -150,30 +151,30 @@ int brk_container_new(const struct brk_sys *sys, struct brk_err *err, struct brk
 		sys = &brk_sys_real;
 	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/vfio");
 	if (r < 0)
-		return brk_errf(err, r, "device root path too long");
+		return vb_errf(err, r, "device root path too long");
 	fd = sys->open(sys->ctx, path, O_RDWR);
 	if (fd < 0)
-		return brk_errf(err, fd, "cannot open %s: %s%s", path, strerror(-fd),
-				fd == -ENOENT ? " (is the vfio module loaded?)" : "");
+		return vb_errf(err, fd, "cannot open %s: %s%s", path, strerror(-fd),
+			       fd == -ENOENT ? " (is the vfio module loaded?)" : "");
 	r = sys->ioctl(sys->ctx, fd, VFIO_GET_API_VERSION, NULL);
 	if (r != VFIO_API_VERSION) {
 		close(fd);
 		if (r < 0)
-			return brk_errf(err, r, "VFIO_GET_API_VERSION failed: %s", strerror(-r));
-		return brk_errf(err, -EPROTO, "VFIO API version %d, this broker speaks %d", r,
-				VFIO_API_VERSION);
+			return vb_errf(err, r, "VFIO_GET_API_VERSION failed: %s", strerror(-r));
+		return vb_errf(err, -EPROTO, "VFIO API version %d, this broker speaks %d", r,
+			       VFIO_API_VERSION);
 	}
 	if (sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1v2_IOMMU) <= 0 &&
 	    sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1_IOMMU) <= 0) {
 		close(fd);
-		return brk_errf(
+		return vb_errf(
 		    err, -ENODEV,
 		    "the kernel offers no VFIO type1 IOMMU (is vfio_iommu_type1 loaded?)");
 	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	}
 	c->refs = 1;
 	c->sys = sys;
@@ -273,7 +274,7 @@ static int iommu_cap(uint16_t id, uint16_t version, const void *cap, size_t avai
 	return 0;
 }
 
-static int read_iommu_info(struct brk_container *c, struct brk_err *err)
+static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 {
 	struct vfio_iommu_type1_info tmpl = {.argsz = sizeof(tmpl)};
 	const struct vfio_iommu_type1_info *info;
@@ -283,11 +284,11 @@ static int read_iommu_info(struct brk_container *c, struct brk_err *err)
 
 	r = vfio__query_info(c->sys, c->fd, VFIO_IOMMU_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-r));
+		return vb_errf(err, r, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-r));
 	info = buf;
 	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || info->iova_pgsizes == 0) {
 		free(buf);
-		return brk_errf(err, -EIO, "the IOMMU reported no page sizes");
+		return vb_errf(err, -EIO, "the IOMMU reported no page sizes");
 	}
 	c->info.iova_pgsizes = info->iova_pgsizes;
 	c->info.min_pgsize = info->iova_pgsizes & -info->iova_pgsizes;
@@ -299,7 +300,7 @@ static int read_iommu_info(struct brk_container *c, struct brk_err *err)
 		r = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap, &c->info);
 	free(buf);
 	if (r < 0)
-		return brk_errf(err, -EIO, "malformed VFIO_IOMMU_GET_INFO capability chain");
+		return vb_errf(err, -EIO, "malformed VFIO_IOMMU_GET_INFO capability chain");
 	return 0;
 }
 
@@ -319,7 +320,7 @@ int brk_container_dma_avail(struct brk_container *c, uint32_t *ret_avail)
 }
 
 /* Called with the group just attached as the container's only group. */
-static int select_iommu(struct brk_container *c, struct brk_err *err)
+static int select_iommu(struct brk_container *c, struct vb_err *err)
 {
 	static const struct {
 		unsigned long vfio;
@@ -328,7 +329,7 @@ static int select_iommu(struct brk_container *c, struct brk_err *err)
 	int r = -ENODEV;
 	size_t i;
 
-	for (i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(order); i++) {
 		if (c->sys->ioctl(c->sys->ctx, c->fd, VFIO_CHECK_EXTENSION,
 				  (void *)order[i].vfio) <= 0)
 			continue;
@@ -338,7 +339,7 @@ static int select_iommu(struct brk_container *c, struct brk_err *err)
 			return read_iommu_info(c, err);
 		}
 	}
-	return brk_errf(err, r, "cannot set a type1 IOMMU on the container: %s", strerror(-r));
+	return vb_errf(err, r, "cannot set a type1 IOMMU on the container: %s", strerror(-r));
 }
 
 /* ---- groups -------------------------------------------------------------------------------- */
@@ -367,25 +368,25 @@ static int collect_unbound(const char *bdf, const char *driver, void *ctx)
 	return 0;
 }
 
-static int not_viable(const struct brk_sys *sys, uint32_t nr, struct brk_err *err)
+static int not_viable(const struct brk_sys *sys, uint32_t nr, struct vb_err *err)
 {
 	struct unbound u = {.len = 0};
 
 	u.list[0] = '\0';
 	brk_bind_group_devices(sys, nr, collect_unbound, &u);
 	if (u.len == 0 && u.more == 0)
-		return brk_errf(err, -EBUSY,
-				"IOMMU group %u is not viable: bind every device of IOMMU group %u "
-				"to vfio-pci",
-				nr, nr);
-	return brk_errf(err, -EBUSY,
-			"IOMMU group %u is not viable: bind every device of IOMMU group %u to "
-			"vfio-pci; not bound: %s%s",
-			nr, nr, u.list, u.more ? " and more" : "");
+		return vb_errf(err, -EBUSY,
+			       "IOMMU group %u is not viable: bind every device of IOMMU group %u "
+			       "to vfio-pci",
+			       nr, nr);
+	return vb_errf(err, -EBUSY,
+		       "IOMMU group %u is not viable: bind every device of IOMMU group %u to "
+		       "vfio-pci; not bound: %s%s",
+		       nr, nr, u.list, u.more ? " and more" : "");
 }
 
 /* A group this process holds already: the kernel would say EBUSY; say whose it is instead. */
-static int group_held(const struct brk_sys *sys, uint32_t nr, struct brk_err *err)
+static int group_held(const struct brk_sys *sys, uint32_t nr, struct vb_err *err)
 {
 	const struct brk_group *g;
 
@@ -393,18 +394,18 @@ static int group_held(const struct brk_sys *sys, uint32_t nr, struct brk_err *er
 		if (g->sys != sys || g->nr != nr)
 			continue;
 		if (!g->owner[0])
-			return brk_errf(err, -EBUSY,
-					"IOMMU group %u is already open in this broker", nr);
-		return brk_errf(err, -EBUSY,
-				"IOMMU group %u belongs to %s: an IOMMU group belongs to one VM "
-				"(the IOMMU isolates groups, not devices), so add this device to "
-				"that VM, or remove the group's devices from it first",
-				nr, g->owner);
+			return vb_errf(err, -EBUSY, "IOMMU group %u is already open in this broker",
+				       nr);
+		return vb_errf(err, -EBUSY,
+			       "IOMMU group %u belongs to %s: an IOMMU group belongs to one VM "
+			       "(the IOMMU isolates groups, not devices), so add this device to "
+			       "that VM, or remove the group's devices from it first",
+			       nr, g->owner);
 	}
 	return 0;
 }
 
-int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
+int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 		   struct brk_group **ret)
 {
 	struct vfio_group_status st = {.argsz = sizeof(st)};
@@ -419,22 +420,22 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 		return r;
 	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/%u", nr);
 	if (r < 0)
-		return brk_errf(err, r, "device root path too long");
+		return vb_errf(err, r, "device root path too long");
 	fd = sys->open(sys->ctx, path, O_RDWR);
 	if (fd == -ENOENT)
-		return brk_errf(err, fd, "no %s: bind the devices of IOMMU group %u to vfio-pci",
-				path, nr);
+		return vb_errf(err, fd, "no %s: bind the devices of IOMMU group %u to vfio-pci",
+			       path, nr);
 	if (fd == -EBUSY)
-		return brk_errf(err, fd,
-				"IOMMU group %u is open by another process (not this broker): a "
-				"group can be used by one user at a time",
-				nr);
+		return vb_errf(err, fd,
+			       "IOMMU group %u is open by another process (not this broker): a "
+			       "group can be used by one user at a time",
+			       nr);
 	if (fd < 0)
-		return brk_errf(err, fd, "cannot open %s: %s", path, strerror(-fd));
+		return vb_errf(err, fd, "cannot open %s: %s", path, strerror(-fd));
 	r = sys->ioctl(sys->ctx, fd, VFIO_GROUP_GET_STATUS, &st);
 	if (r < 0) {
 		close(fd);
-		return brk_errf(err, r, "VFIO_GROUP_GET_STATUS on group %u: %s", nr, strerror(-r));
+		return vb_errf(err, r, "VFIO_GROUP_GET_STATUS on group %u: %s", nr, strerror(-r));
 	}
 	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
 		close(fd);
@@ -443,7 +444,7 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
 	g = calloc(1, sizeof(*g));
 	if (!g) {
 		close(fd);
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	}
 	g->refs = 1;
 	g->sys = sys;
@@ -498,21 +499,21 @@ struct brk_container *brk_group_container(const struct brk_group *g)
 	return g->container;
 }
 
-int brk_group_attach(struct brk_group *g, struct brk_container *c, struct brk_err *err)
+int brk_group_attach(struct brk_group *g, struct brk_container *c, struct vb_err *err)
 {
 	int r, cfd = c->fd;
 
 	if (g->container == c)
 		return 0;
 	if (g->container)
-		return brk_errf(err, -EBUSY, "IOMMU group %u is attached to another container",
-				g->nr);
+		return vb_errf(err, -EBUSY, "IOMMU group %u is attached to another container",
+			       g->nr);
 	r = g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_SET_CONTAINER, &cfd);
 	if (r < 0)
-		return brk_errf(err, r,
-				"VFIO_GROUP_SET_CONTAINER for group %u: %s (a group that cannot "
-				"share this VM's IOMMU domain needs its own VM)",
-				g->nr, strerror(-r));
+		return vb_errf(err, r,
+			       "VFIO_GROUP_SET_CONTAINER for group %u: %s (a group that cannot "
+			       "share this VM's IOMMU domain needs its own VM)",
+			       g->nr, strerror(-r));
 	if (c->info.groups == 0) {
 		r = select_iommu(c, err);
 		if (r < 0) {

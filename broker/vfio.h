@@ -8,7 +8,7 @@
  * container lives exactly as long as someone (the VM record or one of its groups) refers to it.
  * None of these objects is thread-safe; the broker runs one event loop.
  *
- * Errors: negative errno; when a `struct brk_err *` is given it also receives a message that
+ * Errors: negative errno; when a `struct vb_err *` is given it also receives a message that
  * says what to do about it. Nothing here logs.
  *
  * IOMMU backend: the legacy VFIO container with type1v2, else type1. iommufd (/dev/iommu with the
@@ -63,7 +63,7 @@ struct brk_container;
  * brk_container_backend_note()). The container starts with one reference, the caller's.
  * Errors: -ENOENT (no /dev/vfio/vfio: vfio module not loaded), -EACCES/-EPERM, -EPROTO (API
  * version mismatch), -ENOMEM. */
-int brk_container_new(const struct brk_sys *sys, struct brk_err *err, struct brk_container **ret);
+int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_container **ret);
 struct brk_container *brk_container_ref(struct brk_container *c);
 /* Drops a reference; the last one closes the container fd, which makes the kernel drop every
  * DMA mapping still in it. NULL is allowed. */
@@ -95,7 +95,7 @@ struct brk_group;
  * brk_group_set_owner) and the rule that a group belongs to one VM; or in another process; or
  * the group is not viable: the message then reads "bind every device of IOMMU group N to
  * vfio-pci" and lists the devices that are not), -EACCES, -ENOMEM. */
-int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct brk_err *err,
+int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 		   struct brk_group **ret);
 /* Longest owner description kept, NUL included. */
 #define BRK_GROUP_OWNER_MAX 96
@@ -115,7 +115,7 @@ struct brk_container *brk_group_container(const struct brk_group *g);
  * container it already has is a no-op. Errors: -EBUSY (attached to another container),
  * -ENODEV (the kernel offers no type1 IOMMU), -EINVAL/-EPERM from the kernel (e.g. the group
  * cannot share this container's IOMMU domain), -EIO (GET_INFO reported no page size). */
-int brk_group_attach(struct brk_group *g, struct brk_container *c, struct brk_err *err);
+int brk_group_attach(struct brk_group *g, struct brk_container *c, struct vb_err *err);
 /* VFIO_GROUP_UNSET_CONTAINER and drops the container reference. When the last group leaves, the
  * kernel tears the IOMMU down (and with it every DMA mapping): the container's type goes back to
  * UNSET. Returns 0, also when not attached; -EBUSY while a device of the group is open (the
@@ -170,7 +170,7 @@ struct brk_irqs;
  * inconsistent info from the kernel), -EPERM (group not attached), -ENODEV/-EBUSY from the
  * kernel (not in this group, already open), -E2BIG (more regions/IRQs/areas than the bounds
  * above), -ENOMEM. */
-int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
+int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 		    struct brk_device **ret);
 /* Disables nothing by itself: callers quiesce first (brk_irq_disable_all, DMA unmap, reset).
  * Closes the device fd and drops the group reference. NULL is allowed. */
@@ -188,7 +188,7 @@ const struct brk_irq_info *brk_device_irq(const struct brk_device *d, uint32_t i
 struct brk_irqs *brk_device_irqs(struct brk_device *d);
 /* VFIO_DEVICE_RESET. Errors: -ENOTTY (the device has no VFIO_DEVICE_FLAGS_RESET: no reset
  * method the kernel can use), or the kernel's error. Counts successful resets. */
-int brk_device_reset(struct brk_device *d, struct brk_err *err);
+int brk_device_reset(struct brk_device *d, struct vb_err *err);
 uint32_t brk_device_resets(const struct brk_device *d);
 
 #endif

@@ -22,7 +22,7 @@ struct brk_device {
 	struct brk_group *group;
 	const struct brk_sys *sys;
 	int fd;
-	char bdf[BRK_BDF_LEN];
+	char bdf[VB_BDF_LEN];
 	struct brk_device_info info;
 	struct brk_region *regions;
 	struct brk_irq_info *irqs;
@@ -95,7 +95,7 @@ static int region_cap(uint16_t id, uint16_t version, const void *cap, size_t ava
 	}
 }
 
-static int read_region(struct brk_device *d, uint32_t index, struct brk_err *err)
+static int read_region(struct brk_device *d, uint32_t index, struct vb_err *err)
 {
 	struct vfio_region_info tmpl = {.argsz = sizeof(tmpl), .index = index};
 	struct brk_region *r = &d->regions[index];
@@ -112,8 +112,8 @@ static int read_region(struct brk_device *d, uint32_t index, struct brk_err *err
 	if (ret == -EINVAL)
 		return 0;
 	if (ret < 0)
-		return brk_errf(err, ret, "VFIO_DEVICE_GET_REGION_INFO %u of %s: %s", index, d->bdf,
-				strerror(-ret));
+		return vb_errf(err, ret, "VFIO_DEVICE_GET_REGION_INFO %u of %s: %s", index, d->bdf,
+			       strerror(-ret));
 	info = buf;
 	r->present = true;
 	r->flags = info->flags;
@@ -123,14 +123,14 @@ static int read_region(struct brk_device *d, uint32_t index, struct brk_err *err
 		ret = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, region_cap, &rc);
 	free(buf);
 	if (ret == -ENOMEM)
-		return brk_errf(err, ret, "out of memory");
+		return vb_errf(err, ret, "out of memory");
 	if (ret < 0)
-		return brk_errf(err, -EINVAL, "region %u of %s: malformed capability chain", index,
-				d->bdf);
+		return vb_errf(err, -EINVAL, "region %u of %s: malformed capability chain", index,
+			       d->bdf);
 	return 0;
 }
 
-static int read_irq(struct brk_device *d, uint32_t index, struct brk_err *err)
+static int read_irq(struct brk_device *d, uint32_t index, struct vb_err *err)
 {
 	struct vfio_irq_info info = {.argsz = sizeof(info), .index = index};
 	int r;
@@ -140,14 +140,14 @@ static int read_irq(struct brk_device *d, uint32_t index, struct brk_err *err)
 	if (r == -EINVAL)
 		return 0;
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_DEVICE_GET_IRQ_INFO %u of %s: %s", index, d->bdf,
-				strerror(-r));
+		return vb_errf(err, r, "VFIO_DEVICE_GET_IRQ_INFO %u of %s: %s", index, d->bdf,
+			       strerror(-r));
 	d->irqs[index].flags = info.flags;
 	d->irqs[index].count = info.count;
 	return 0;
 }
 
-static int read_device_info(struct brk_device *d, struct brk_err *err)
+static int read_device_info(struct brk_device *d, struct vb_err *err)
 {
 	struct vfio_device_info tmpl = {.argsz = sizeof(tmpl)};
 	const struct vfio_device_info *info;
@@ -157,19 +157,19 @@ static int read_device_info(struct brk_device *d, struct brk_err *err)
 
 	r = vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_DEVICE_GET_INFO of %s: %s", d->bdf, strerror(-r));
+		return vb_errf(err, r, "VFIO_DEVICE_GET_INFO of %s: %s", d->bdf, strerror(-r));
 	info = buf;
 	d->info.flags = info->flags;
 	d->info.num_regions = info->num_regions;
 	d->info.num_irqs = info->num_irqs;
 	free(buf);
 	if (d->info.num_regions > BRK_DEVICE_MAX_REGIONS || d->info.num_irqs > BRK_DEVICE_MAX_IRQS)
-		return brk_errf(err, -E2BIG, "%s reports %u regions and %u IRQ indexes: too many",
-				d->bdf, d->info.num_regions, d->info.num_irqs);
+		return vb_errf(err, -E2BIG, "%s reports %u regions and %u IRQ indexes: too many",
+			       d->bdf, d->info.num_regions, d->info.num_irqs);
 	return 0;
 }
 
-static int read_all(struct brk_device *d, struct brk_err *err)
+static int read_all(struct brk_device *d, struct vb_err *err)
 {
 	uint32_t i;
 	int r;
@@ -180,7 +180,7 @@ static int read_all(struct brk_device *d, struct brk_err *err)
 	d->regions = calloc(d->info.num_regions ? d->info.num_regions : 1, sizeof(*d->regions));
 	d->irqs = calloc(d->info.num_irqs ? d->info.num_irqs : 1, sizeof(*d->irqs));
 	if (!d->regions || !d->irqs)
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	for (i = 0; i < d->info.num_regions; i++) {
 		r = read_region(d, i, err);
 		if (r < 0)
@@ -194,7 +194,7 @@ static int read_all(struct brk_device *d, struct brk_err *err)
 	r = brk_irqs_new(d->sys, d->fd, d->info.flags & VFIO_DEVICE_FLAGS_PCI, d->irqs,
 			 d->info.num_irqs, &d->irqstate);
 	if (r < 0)
-		return brk_errf(err, r, "%s: IRQ info out of bounds", d->bdf);
+		return vb_errf(err, r, "%s: IRQ info out of bounds", d->bdf);
 	return 0;
 }
 
@@ -218,7 +218,7 @@ static void device_release(struct brk_device *d)
  * is still viable (its other members are on vfio-pci, this one has no driver or pci-stub), so
  * nothing before this step noticed. Say what to do about it. */
 static int open_failed(const struct brk_sys *sys, const char *bdf, uint32_t nr, int r,
-		       struct brk_err *err)
+		       struct vb_err *err)
 {
 	char drv[64];
 
@@ -230,32 +230,32 @@ static int open_failed(const struct brk_sys *sys, const char *bdf, uint32_t nr, 
 			snprintf(now, sizeof(now), "is bound to %s", drv);
 		else
 			snprintf(now, sizeof(now), "has no driver");
-		return brk_errf(err, r,
-				"%s (IOMMU group %u) %s, not vfio-pci: bind it to vfio-pci "
-				"(driverctl set-override %s vfio-pci), or add it with --bind",
-				bdf, nr, now, bdf);
+		return vb_errf(err, r,
+			       "%s (IOMMU group %u) %s, not vfio-pci: bind it to vfio-pci "
+			       "(driverctl set-override %s vfio-pci), or add it with --bind",
+			       bdf, nr, now, bdf);
 	}
-	return brk_errf(err, r, "VFIO_GROUP_GET_DEVICE_FD %s in group %u: %s", bdf, nr,
-			strerror(-r));
+	return vb_errf(err, r, "VFIO_GROUP_GET_DEVICE_FD %s in group %u: %s", bdf, nr,
+		       strerror(-r));
 }
 
-int brk_device_open(struct brk_group *g, const char *bdf, struct brk_err *err,
+int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 		    struct brk_device **ret)
 {
 	struct brk_device *d;
 	int r;
 
-	if (brk_bdf_parse(bdf, NULL) < 0)
-		return brk_errf(err, -EINVAL,
-				"invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
+	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0)
+		return vb_errf(err, -EINVAL,
+			       "invalid PCI address (want dddd:bb:dd.f, lower-case hex)");
 	if (!brk_group_container(g))
-		return brk_errf(err, -EPERM, "IOMMU group %u is not attached to a container",
-				brk_group_nr(g));
+		return vb_errf(err, -EPERM, "IOMMU group %u is not attached to a container",
+			       brk_group_nr(g));
 	d = calloc(1, sizeof(*d));
 	if (!d)
-		return brk_errf(err, -ENOMEM, "out of memory");
+		return vb_errf(err, -ENOMEM, "out of memory");
 	d->sys = vfio__group_sys(g);
-	memcpy(d->bdf, bdf, BRK_BDF_LEN);
+	memcpy(d->bdf, bdf, VB_BDF_LEN);
 	d->fd = d->sys->ioctl(d->sys->ctx, vfio__group_fd(g), VFIO_GROUP_GET_DEVICE_FD, d->bdf);
 	if (d->fd < 0) {
 		r = d->fd;
@@ -321,18 +321,18 @@ struct brk_irqs *brk_device_irqs(struct brk_device *d)
 	return d->irqstate;
 }
 
-int brk_device_reset(struct brk_device *d, struct brk_err *err)
+int brk_device_reset(struct brk_device *d, struct vb_err *err)
 {
 	int r;
 
 	if (!(d->info.flags & VFIO_DEVICE_FLAGS_RESET))
-		return brk_errf(err, -ENOTTY,
-				"%s has no reset the kernel can use (no FLR, PM or bus reset): "
-				"put it alone behind a PCIe root port",
-				d->bdf);
+		return vb_errf(err, -ENOTTY,
+			       "%s has no reset the kernel can use (no FLR, PM or bus reset): "
+			       "put it alone behind a PCIe root port",
+			       d->bdf);
 	r = d->sys->ioctl(d->sys->ctx, d->fd, VFIO_DEVICE_RESET, NULL);
 	if (r < 0)
-		return brk_errf(err, r, "VFIO_DEVICE_RESET of %s: %s", d->bdf, strerror(-r));
+		return vb_errf(err, r, "VFIO_DEVICE_RESET of %s: %s", d->bdf, strerror(-r));
 	d->resets++;
 	return 0;
 }

@@ -5,6 +5,7 @@
  * anything malformed. Trusts nothing the worker sends; trusts the VFIO core (dma.h, irq.h,
  * vfio.h) to enforce the semantic rules (alignment, overlap, quotas, IRQ ranges).
  */
+#include "base.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -47,7 +48,7 @@ enum wkr_state {
 
 struct brk_worker {
 	struct brk_worker_args a;
-	char bdf[BRK_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
 	unsigned state;
 	pid_t pid;
 	struct ipc_uv *u;
@@ -94,7 +95,7 @@ static int wkr_reply_empty(struct brk_worker *w, struct ipc_msg *m)
 }
 
 /* A rejection: the worker asked for something it may not have. Not a fault. */
-static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct brk_err *err)
+static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct vb_err *err)
 {
 	int code = err->code < 0 ? err->code : -EINVAL;
 	const char *msg = err->msg[0] ? err->msg : strerror(-code);
@@ -111,7 +112,7 @@ static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct brk_
 static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 
 	if (m->nfds != 1) {
 		wkr_fault(w, BRK_WORKER_PROTOCOL, "DMA_MAP with %zu fds (needs one memfd)",
@@ -127,7 +128,7 @@ static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
 static int wkr_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 
 	if (brk_dma_unmap(w->a.dma, w->a.owner, req->iova, req->size, &err) < 0)
 		return wkr_reject(w, m, &err);
@@ -137,13 +138,13 @@ static int wkr_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
 static int wkr_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	int r;
 
 	/* Only this worker's own mappings: the VM's other devices keep theirs. */
 	r = brk_dma_unmap_owner(w->a.dma, w->a.owner, &rep.unmapped, &rep.bytes);
 	if (r < 0) {
-		brk_errf(&err, r, "unmapping %s's DMA failed: %s", w->bdf, strerror(-r));
+		vb_errf(&err, r, "unmapping %s's DMA failed: %s", w->bdf, strerror(-r));
 		return wkr_reject(w, m, &err);
 	}
 	return wkr_reply(w, m, &rep.base);
@@ -161,7 +162,7 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 	struct brk_irqs *irqs = brk_device_irqs(w->a.dev);
 	int slot_fds[BRK_IRQ_MAX_SLOTS];
 	struct brk_irq_req ir;
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 	int r;
 
 	/* A malformed request (slots that name no fd that arrived, a disable with vectors) is a
@@ -188,7 +189,7 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 
 static int wkr_reset(struct brk_worker *w, struct ipc_msg *m)
 {
-	struct brk_err err = {0};
+	struct vb_err err = {0};
 
 	if (brk_device_reset(w->a.dev, &err) < 0)
 		return wkr_reject(w, m, &err);
@@ -215,7 +216,7 @@ static int wkr_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 static int wkr_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
-	struct brk_err err = {.code = -EPERM};
+	struct vb_err err = {.code = -EPERM};
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
@@ -276,7 +277,7 @@ static const struct wkr_handler wkr_table[] = {
 
 static const struct wkr_handler *wkr_lookup(uint16_t type)
 {
-	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++)
 		if (wkr_table[i].type == type)
 			return &wkr_table[i];
 	return NULL;
@@ -649,7 +650,7 @@ void brk_worker_metrics(FILE *f)
 	char labels[64];
 
 	brk_metric_header(f, req, "counter", "Worker requests answered, by type and result.");
-	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++) {
 		const struct wkr_stats *st = &wkr_stats[wkr_table[i].type];
 		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, wkr_table[i].name,
 			(unsigned long long)st->ok);
@@ -657,7 +658,7 @@ void brk_worker_metrics(FILE *f)
 			(unsigned long long)st->errors);
 	}
 	brk_metric_header(f, lat, "histogram", "Worker request latency in the broker, by type.");
-	for (size_t i = 0; i < sizeof(wkr_table) / sizeof(wkr_table[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++) {
 		snprintf(labels, sizeof(labels), "type=\"%s\"", wkr_table[i].name);
 		brk_hist_print(f, lat, labels, &wkr_stats[wkr_table[i].type].latency);
 	}

@@ -13,51 +13,30 @@
 #include <unistd.h>
 
 #include "ipc_internal.h"
-
-static void put_le16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put_le32(uint8_t *p, uint32_t v)
-{
-	put_le16(p, (uint16_t)v);
-	put_le16(p + 2, (uint16_t)(v >> 16));
-}
-
-static uint16_t get_le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static uint32_t get_le32(const uint8_t *p)
-{
-	return (uint32_t)get_le16(p) | ((uint32_t)get_le16(p + 2) << 16);
-}
+#include "le.h"
 
 void ipc__hdr_encode(const struct ipc__hdr *h, uint8_t out[IPC_HDR_SIZE])
 {
-	put_le32(out + IPC__OFF_MAGIC, h->magic);
-	put_le16(out + IPC__OFF_PROTO, h->proto);
-	put_le16(out + IPC__OFF_VERSION, h->version);
-	put_le16(out + IPC__OFF_TYPE, h->type);
+	vb_le32_put(out + IPC__OFF_MAGIC, h->magic);
+	vb_le16_put(out + IPC__OFF_PROTO, h->proto);
+	vb_le16_put(out + IPC__OFF_VERSION, h->version);
+	vb_le16_put(out + IPC__OFF_TYPE, h->type);
 	out[IPC__OFF_KIND] = h->kind;
 	out[IPC__OFF_NFDS] = h->nfds;
-	put_le32(out + IPC__OFF_ID, h->id);
-	put_le32(out + IPC__OFF_LEN, h->len);
+	vb_le32_put(out + IPC__OFF_ID, h->id);
+	vb_le32_put(out + IPC__OFF_LEN, h->len);
 }
 
 void ipc__hdr_decode(const uint8_t in[IPC_HDR_SIZE], struct ipc__hdr *h)
 {
-	h->magic = get_le32(in + IPC__OFF_MAGIC);
-	h->proto = get_le16(in + IPC__OFF_PROTO);
-	h->version = get_le16(in + IPC__OFF_VERSION);
-	h->type = get_le16(in + IPC__OFF_TYPE);
+	h->magic = vb_le32_get(in + IPC__OFF_MAGIC);
+	h->proto = vb_le16_get(in + IPC__OFF_PROTO);
+	h->version = vb_le16_get(in + IPC__OFF_VERSION);
+	h->type = vb_le16_get(in + IPC__OFF_TYPE);
 	h->kind = in[IPC__OFF_KIND];
 	h->nfds = in[IPC__OFF_NFDS];
-	h->id = get_le32(in + IPC__OFF_ID);
-	h->len = get_le32(in + IPC__OFF_LEN);
+	h->id = vb_le32_get(in + IPC__OFF_ID);
+	h->len = vb_le32_get(in + IPC__OFF_LEN);
 }
 
 /* Arena blocks are at least this big so that a message of many small fields costs a few

@@ -10,9 +10,8 @@
 #include "common.pb-c.h"
 #include "control.pb-c.h"
 #include "device.pb-c.h"
+#include "base.h"
 #include "ipc.h"
-
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
 
 #define REQ(t, rq, rp)                                        \
 	{                                                     \

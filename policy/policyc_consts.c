@@ -22,6 +22,7 @@
 #include <linux/seccomp.h>
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "policyc.h"
 
 #define K(name)                         \
@@ -193,12 +194,10 @@ static int policyc__find(const struct policyc_const *t, size_t n, const char *na
 
 int policyc_const_lookup(const char *name, uint64_t *ret)
 {
-	return policyc__find(policyc__consts, sizeof(policyc__consts) / sizeof(policyc__consts[0]),
-			     name, ret);
+	return policyc__find(policyc__consts, ARRAY_SIZE(policyc__consts), name, ret);
 }
 
 int policyc_errno_lookup(const char *name, uint64_t *ret)
 {
-	return policyc__find(policyc__errnos, sizeof(policyc__errnos) / sizeof(policyc__errnos[0]),
-			     name, ret);
+	return policyc__find(policyc__errnos, ARRAY_SIZE(policyc__errnos), name, ret);
 }

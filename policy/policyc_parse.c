@@ -16,6 +16,7 @@
 
 #include <seccomp.h>
 
+#include "base.h"
 #include "policyc.h"
 
 #define POLICYC_MAX_TOKENS 64
@@ -77,7 +78,7 @@ static int policyc__op(const char *tok)
 		   {"<=", SBX_CMP_LE}, {">", SBX_CMP_GT},  {">=", SBX_CMP_GE}};
 	size_t i;
 
-	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++)
+	for (i = 0; i < ARRAY_SIZE(ops); i++)
 		if (strcmp(tok, ops[i].s) == 0)
 			return ops[i].op;
 	return -1;

@@ -30,6 +30,7 @@
 #include <linux/capability.h>
 #include <linux/sched.h>
 
+#include "base.h"
 #include "sandbox.h"
 
 #ifndef P_PIDFD
@@ -47,8 +48,7 @@ const struct sbx_rlimit sbx_worker_rlimits_default[] = {
     {RLIMIT_NOFILE, 64}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
     {RLIMIT_MEMLOCK, 0}, {RLIMIT_CORE, 0},  {RLIMIT_AS, 1ull << 30},
 };
-const size_t sbx_worker_rlimits_default_count =
-    sizeof(sbx_worker_rlimits_default) / sizeof(sbx_worker_rlimits_default[0]);
+const size_t sbx_worker_rlimits_default_count = ARRAY_SIZE(sbx_worker_rlimits_default);
 
 /* What the child writes to the error pipe before it exits; nothing arrives when exec works. */
 struct sbx__report {

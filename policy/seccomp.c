@@ -16,6 +16,7 @@
 #include <linux/audit.h>
 #include <linux/seccomp.h>
 
+#include "base.h"
 #include "policy_table.h"
 #include "seccomp.h"
 
@@ -103,7 +104,7 @@ int sbx_seccomp_mode_parse(const char *s, enum sbx_seccomp_mode *ret)
 
 	if (!s || !ret)
 		return -EINVAL;
-	for (i = 0; i < sizeof(sbx__mode_names) / sizeof(sbx__mode_names[0]); i++) {
+	for (i = 0; i < ARRAY_SIZE(sbx__mode_names); i++) {
 		if (strcmp(s, sbx__mode_names[i]) == 0) {
 			*ret = (enum sbx_seccomp_mode)i;
 			return 0;
@@ -114,7 +115,7 @@ int sbx_seccomp_mode_parse(const char *s, enum sbx_seccomp_mode *ret)
 
 const char *sbx_seccomp_mode_name(enum sbx_seccomp_mode mode)
 {
-	if ((unsigned)mode >= sizeof(sbx__mode_names) / sizeof(sbx__mode_names[0]))
+	if ((unsigned)mode >= ARRAY_SIZE(sbx__mode_names))
 		return NULL;
 	return sbx__mode_names[mode];
 }

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
 #include "device.pb-c.h"
@@ -46,7 +47,7 @@ static const struct ipc_proto test_proto_server = {
     .id = IPC_PROTO_TEST,
     .version = TEST_VERSION,
     .defs = test_defs,
-    .ndefs = sizeof(test_defs) / sizeof(test_defs[0]) - 1,
+    .ndefs = ARRAY_SIZE(test_defs) - 1,
 };
 
 static const struct ipc_proto test_proto_client = {
@@ -54,7 +55,7 @@ static const struct ipc_proto test_proto_client = {
     .id = IPC_PROTO_TEST,
     .version = TEST_VERSION,
     .defs = test_defs,
-    .ndefs = sizeof(test_defs) / sizeof(test_defs[0]),
+    .ndefs = ARRAY_SIZE(test_defs),
 };
 
 /* Open fds of this process, from /proc/self/fd (minus the one that reads it). */

@@ -38,6 +38,7 @@
 #include <linux/vfio.h>
 #include <uv.h>
 
+#include "base.h"
 #include "policy_table.h"
 #include "sandbox.h"
 #include "seccomp.h"
@@ -68,7 +69,7 @@ void test_seccomp_broker_listed_vfio_ioctls_allowed(void **state)
 	};
 	int fd = make_memfd();
 
-	for (size_t i = 0; i < sizeof(listed) / sizeof(listed[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(listed); i++) {
 		struct call c = {.nr = SYS_ioctl, .a = {fd, (long)listed[i]}, .want_errno = ENOTTY};
 
 		assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_call, &c));

@@ -1,6 +1,6 @@
 /*
- * test_bind: broker/bind.c: strict BDF parsing, and the sysfs reads and writes (IOMMU group,
- * driver, rebinding to vfio-pci, group members) against a fake sysfs tree.
+ * test_bind: broker/bind.c: the sysfs reads and writes (IOMMU group, driver, rebinding to
+ * vfio-pci, group members) against a fake sysfs tree. BDF parsing is test_base's.
  */
 #include <errno.h>
 #include <limits.h>
@@ -19,7 +19,7 @@
 struct t {
 	char root[PATH_MAX];
 	struct brk_sys sys;
-	struct brk_err err;
+	struct vb_err err;
 };
 
 static int setup(void **state)
@@ -40,65 +40,6 @@ static int teardown(void **state)
 
 	tree_free(t->root);
 	return 0;
-}
-
-static void test_bdf_parse_canonical_accepted(void **state)
-{
-	struct brk_bdf b;
-
-	assert_int_equal(brk_bdf_parse("0000:00:03.0", &b), 0);
-	assert_int_equal(b.domain, 0);
-	assert_int_equal(b.bus, 0);
-	assert_int_equal(b.dev, 3);
-	assert_int_equal(b.func, 0);
-	assert_int_equal(brk_bdf_parse("abcd:ef:1f.7", &b), 0);
-	assert_int_equal(b.domain, 0xabcd);
-	assert_int_equal(b.bus, 0xef);
-	assert_int_equal(b.dev, 0x1f);
-	assert_int_equal(b.func, 7);
-}
-
-static void test_bdf_parse_malformed_rejected(void **state)
-{
-	static const char *const bad[] = {
-	    "",
-	    "0000:00:03",
-	    "0000:00:03.8",
-	    "0000:00:20.0",
-	    "0000:00:03.0 ",
-	    " 000:00:03.0",
-	    "00:03.0",
-	    "0000:00:0A.0",
-	    "0000:0g:03.0",
-	    "0000-00:03.0",
-	    "0000:00-03.0",
-	    "0000:00:03:0",
-	    "../../../../.0",
-	    "0000:00:03.0/",
-	    "+000:00:03.0",
-	    "0000:00:03.0\n",
-	};
-	size_t i;
-
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		if (brk_bdf_parse(bad[i], NULL) != -EINVAL)
-			fail_msg("accepted \"%s\"", bad[i]);
-	}
-	assert_int_equal(brk_bdf_parse(NULL, NULL), -EINVAL);
-}
-
-static void test_bdf_format_roundtrip(void **state)
-{
-	struct brk_bdf b = {.domain = 0x12, .bus = 0x3, .dev = 0x1e, .func = 5}, c;
-	char buf[BRK_BDF_LEN];
-
-	brk_bdf_format(&b, buf);
-	assert_string_equal(buf, "0012:03:1e.5");
-	assert_int_equal(brk_bdf_parse(buf, &c), 0);
-	assert_int_equal(c.domain, b.domain);
-	assert_int_equal(c.bus, b.bus);
-	assert_int_equal(c.dev, b.dev);
-	assert_int_equal(c.func, b.func);
 }
 
 static void test_bind_iommu_group_reads_link(void **state)
@@ -234,9 +175,6 @@ static void test_bind_group_devices_lists_members_and_drivers(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_bdf_parse_canonical_accepted),
-	    cmocka_unit_test(test_bdf_parse_malformed_rejected),
-	    cmocka_unit_test(test_bdf_format_roundtrip),
 	    cmocka_unit_test_setup_teardown(test_bind_iommu_group_reads_link, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_bind_driver_reports_name_or_empty, setup,
 					    teardown),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 #include <linux/pci_regs.h>
 
+#include "base.h"
 #include "wkr_test_util.h"
 
 #define KINDS "caps_every_kind.img"
@@ -91,7 +92,7 @@ static void test_cfg_caps_ext_list_shows_what_the_kernel_shows(void **state)
 				 PCI_EXT_CAP_ID_TPH,  PCI_EXT_CAP_ID_LTR,  PCI_EXT_CAP_ID_DVSEC,
 				 PCI_EXT_CAP_ID_MFVC, PCI_EXT_CAP_ID_VC9};
 	int n = walk_ext(t, ids, 64);
-	assert_int_equal(n, sizeof(want) / sizeof(want[0]));
+	assert_int_equal(n, ARRAY_SIZE(want));
 	assert_memory_equal(ids, want, sizeof(want));
 	/* DVSEC links straight to MFVC over the hidden Secondary PCIe, L1SS, PTM, Multicast and
 	 * PASID, whose bytes read as zero. */
@@ -144,7 +145,7 @@ static const struct perm_case perm_cases[] = {
 static void test_cfg_caps_writes_reach_device_as_kernel_allows(void **state)
 {
 	struct tdev *t = *state;
-	for (size_t i = 0; i < sizeof(perm_cases) / sizeof(perm_cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(perm_cases); i++) {
 		const struct perm_case *c = &perm_cases[i];
 		uint32_t mask = c->len == 4 ? 0xffffffffu : (1u << (8 * c->len)) - 1;
 		uint32_t before = 0x5a6b7c8du & mask, val = 0x12345678u & mask;

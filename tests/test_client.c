@@ -25,6 +25,7 @@
 
 #include <cmocka.h>
 
+#include "base.h"
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "test_client_fake.h"
@@ -440,7 +441,7 @@ static void test_client_bdf_normalize_accepts_and_rejects(void **state)
 	assert_string_equal(out, "0000:0a:1f.7");
 	assert_int_equal(vfb_bdf_normalize("10000:00:01.0", out, sizeof(out)), 0);
 	assert_string_equal(out, "10000:00:01.0");
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
 		assert_int_equal(vfb_bdf_normalize(bad[i], out, sizeof(out)), -EINVAL);
 	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", out, 5), -ENOBUFS);
 	assert_int_equal(vfb_vm_name_check("web-1.prod_a"), 0);

@@ -22,6 +22,7 @@
 
 #include <cmocka.h>
 
+#include "base.h"
 #include "common.pb-c.h"
 #include "control.pb-c.h"
 #include "ipc.h"
@@ -439,7 +440,7 @@ static void test_ctl_bad_arguments_exit_2_nothing_sent(void **state)
 	};
 	size_t before = f->requests;
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
 		const char *args[12] = {"--socket", f->path};
 		struct result r;
 		size_t n = 2;
@@ -729,9 +730,9 @@ static void test_ctl_help_documents_every_command(void **state)
 
 	CLI(&r, "--help");
 	assert_int_equal(r.code, 0);
-	for (size_t i = 0; i < sizeof(sections) / sizeof(sections[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(sections); i++)
 		assert_non_null(strstr(r.out, sections[i]));
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(cmds); i++) {
 		char head[32];
 
 		snprintf(head, sizeof(head), "\n  %s", cmds[i]);
@@ -748,7 +749,7 @@ static void test_ctl_help_documents_every_command(void **state)
 			assert_string_equal(d.out, c.out);
 		}
 	}
-	for (size_t i = 0; i < sizeof(add_opts) / sizeof(add_opts[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(add_opts); i++)
 		assert_non_null(strstr(r.out, add_opts[i]));
 	/* Every exit code the program uses is documented. */
 	for (int code = 0; code <= 5; code++) {

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 #include <fcntl.h>
 
+#include "base.h"
 #include "wkr_test_util.h"
 
 #define HEAD "vfio-device-image 1\ndevice flags=0x3\nregion 7 size=256 flags=3\n"
@@ -17,7 +18,7 @@ static void test_devimg_fixtures_parse(void **state)
 {
 	const char *names[] = {"edu.img", "e1000e.img", "nvme.img", "pcie_spec_sriov_ari_rebar.img",
 			       "caps_every_kind.img"};
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		char path[512];
 		struct wkr_image *img = NULL;
 		struct wkr_image_error err;

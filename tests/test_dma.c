@@ -32,7 +32,7 @@ struct t {
 	struct brk_dma *d;
 	int cfd;   /* stands in for the container fd */
 	int memfd; /* MEMSZ bytes, sealed against shrinking */
-	struct brk_err err;
+	struct vb_err err;
 };
 
 static int make_memfd(uint64_t size, int seals)

@@ -37,7 +37,7 @@ struct t {
 	struct brk_irqs *irqs;
 	int devfd;
 	int efd[8];
-	struct brk_err err;
+	struct vb_err err;
 };
 
 /* An edu-like device: INTx (maskable, automasked), MSI with 1 vector, MSI-X with 5 (both

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "base.h"
 #include "log.h"
 
 struct capture {
@@ -148,7 +149,7 @@ static void test_log_level_names_round_trip_and_reject_unknown(void **state)
 {
 	static const char *const names[] = {"error", "warning", "notice", "info", "debug"};
 
-	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		assert_string_equal(brk_log_level_to_string(brk_log_level_from_string(names[i])),
 				    names[i]);
 	assert_int_equal(brk_log_level_from_string("warn"), LOG_WARNING);

@@ -23,6 +23,7 @@
 
 #include <cmocka.h>
 
+#include "base.h"
 #include "sandbox.h"
 
 #ifndef P_PIDFD
@@ -210,7 +211,7 @@ static void test_sandbox_spawn_caps_none(void **state)
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	host_status(h.pid, st, sizeof(st));
-	for (size_t i = 0; i < sizeof(sets) / sizeof(sets[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(sets); i++)
 		assert_string_equal(field(st, sets[i], v, sizeof(v)), "0000000000000000");
 	assert_string_equal(field(rep, "capeff=", v, sizeof(v)), "000000000");
 	assert_string_equal(field(rep, "capprm=", v, sizeof(v)), "000000000");
@@ -240,7 +241,7 @@ static void test_sandbox_spawn_namespaces_differ(void **state)
 	struct helper h;
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
-	for (size_t i = 0; i < sizeof(ns) / sizeof(ns[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) {
 		snprintf(path, sizeof(path), "/proc/self/ns/%s", ns[i]);
 		assert_int_equal(stat(path, &mine), 0);
 		snprintf(path, sizeof(path), "/proc/%d/ns/%s", (int)h.pid, ns[i]);

@@ -44,6 +44,7 @@
 #include <linux/vfio.h>
 #include <uv.h>
 
+#include "base.h"
 #include "policy_table.h"
 #include "sandbox.h"
 #include "seccomp.h"
@@ -414,7 +415,7 @@ static void test_seccomp_worker_every_vfio_ioctl_killed(void **state)
 {
 	int fd = make_memfd();
 
-	for (size_t i = 0; i < sizeof(vfio_ioctls) / sizeof(vfio_ioctls[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(vfio_ioctls); i++)
 		assert_killed(
 		    call_status(SBX_ROLE_WORKER, SYS_ioctl, fd, (long)vfio_ioctls[i], 0, 0));
 	close(fd);
@@ -646,7 +647,7 @@ static void test_seccomp_mode_parse_rejects_unknown(void **state)
 	static const char *const bad[] = {"", "KILL", "kill ", "trap", "allow", "1"};
 	enum sbx_seccomp_mode m = SBX_SECCOMP_LOG;
 
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		assert_int_equal(sbx_seccomp_mode_parse(bad[i], &m), -EINVAL);
 		assert_int_equal(m, SBX_SECCOMP_LOG); /* untouched */
 	}

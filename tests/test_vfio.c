@@ -24,7 +24,7 @@
 
 struct t {
 	struct fake_vfio f;
-	struct brk_err err;
+	struct vb_err err;
 	struct brk_container *c;
 	struct brk_group *g;
 };

@@ -61,14 +61,14 @@ int wkr__bars_init(struct wkr_dev *d)
 	for (unsigned i = 0; i < 6; i++) {
 		uint8_t *p = d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i;
 		if (!d->bars[i].upper) {
-			int r = bar_init_one(d, i, wkr__le32(p));
+			int r = bar_init_one(d, i, vb_le32_get(p));
 			if (r < 0)
 				return r;
 		}
-		wkr__put32(p, d->bars[i].present ? d->bars[i].flags : 0);
+		vb_le32_put(p, d->bars[i].present ? d->bars[i].flags : 0);
 	}
 	uint64_t rom = d->info.regions[VFIO_PCI_ROM_REGION_INDEX].size;
-	wkr__put32(d->vconfig + PCI_ROM_ADDRESS, 0);
+	vb_le32_put(d->vconfig + PCI_ROM_ADDRESS, 0);
 	if (rom) {
 		if (!is_pow2(rom) || rom < ROM_MIN || rom > 0x80000000u)
 			return -EINVAL;
@@ -83,7 +83,7 @@ static void bar_fix(struct wkr_dev *d, unsigned k)
 {
 	uint8_t *p = d->vconfig + PCI_BASE_ADDRESS_0 + 4 * k;
 	const struct wkr_bar *b = &d->bars[k];
-	uint32_t v = wkr__le32(p);
+	uint32_t v = vb_le32_get(p);
 	if (b->upper)
 		v &= (uint32_t) ~((d->bars[k - 1].size - 1) >> 32);
 	else if (!b->present)
@@ -92,31 +92,31 @@ static void bar_fix(struct wkr_dev *d, unsigned k)
 		v = (v & ~(uint32_t)(b->size - 1) & ~3u) | b->flags;
 	else
 		v = (v & ~(uint32_t)(b->size - 1) & ~0xfu) | b->flags;
-	wkr__put32(p, v);
+	vb_le32_put(p, v);
 }
 
 static void rom_fix(struct wkr_dev *d)
 {
 	uint8_t *p = d->vconfig + PCI_ROM_ADDRESS;
 	const struct wkr_bar *b = &d->bars[VFIO_PCI_ROM_REGION_INDEX];
-	uint32_t v = wkr__le32(p);
+	uint32_t v = vb_le32_get(p);
 	if (!b->present)
 		v = 0;
 	else
 		v &= (~(uint32_t)(b->size - 1) & PCI_ROM_ADDRESS_MASK) | PCI_ROM_ADDRESS_ENABLE;
-	wkr__put32(p, v);
+	vb_le32_put(p, v);
 }
 
 static uint64_t bar_addr(const struct wkr_dev *d, unsigned i)
 {
 	const struct wkr_bar *b = &d->bars[i];
 	if (i == VFIO_PCI_ROM_REGION_INDEX)
-		return wkr__le32(d->vconfig + PCI_ROM_ADDRESS);
-	uint64_t lo = wkr__le32(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i);
+		return vb_le32_get(d->vconfig + PCI_ROM_ADDRESS);
+	uint64_t lo = vb_le32_get(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i);
 	lo &= b->io ? ~3ull : ~0xfull;
 	lo &= 0xffffffffull;
 	if (b->is64)
-		lo |= (uint64_t)wkr__le32(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * (i + 1)) << 32;
+		lo |= (uint64_t)vb_le32_get(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * (i + 1)) << 32;
 	return lo;
 }
 
@@ -125,7 +125,7 @@ static bool bar_decodes(const struct wkr_dev *d, unsigned i, uint16_t cmd)
 	const struct wkr_bar *b = &d->bars[i];
 	if (i == VFIO_PCI_ROM_REGION_INDEX)
 		return (cmd & PCI_COMMAND_MEMORY) &&
-		       (wkr__le32(d->vconfig + PCI_ROM_ADDRESS) & PCI_ROM_ADDRESS_ENABLE);
+		       (vb_le32_get(d->vconfig + PCI_ROM_ADDRESS) & PCI_ROM_ADDRESS_ENABLE);
 	return cmd & (b->io ? PCI_COMMAND_IO : PCI_COMMAND_MEMORY);
 }
 
@@ -159,7 +159,7 @@ int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len)
 		int r = wkr__cfg_phys_read(d, PCI_COMMAND, c, 2);
 		if (r < 0)
 			return -EIO;
-		uint16_t now = wkr__le16(c);
+		uint16_t now = vb_le16_get(c);
 		notify = (now ^ d->command) & (PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
 		d->command = now;
 	}

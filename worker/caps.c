@@ -22,6 +22,7 @@
 
 #include <linux/pci_regs.h>
 
+#include "base.h"
 #include "wkr_internal.h"
 
 #define ALL  0xffffffffu
@@ -223,8 +224,8 @@ static int pm_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	if (cap->len > PCI_PM_CTRL + 1) {
 		uint8_t *p = d->vconfig + cap->off;
-		wkr__put16(p + PCI_PM_PMC, wkr__le16(p + PCI_PM_PMC) & ~PCI_PM_CAP_PME_MASK);
-		wkr__put16(p + PCI_PM_CTRL, wkr__le16(p + PCI_PM_CTRL) & ~PM_PMCSR_VIRT);
+		vb_le16_put(p + PCI_PM_PMC, vb_le16_get(p + PCI_PM_PMC) & ~PCI_PM_CAP_PME_MASK);
+		vb_le16_put(p + PCI_PM_CTRL, vb_le16_get(p + PCI_PM_CTRL) & ~PM_PMCSR_VIRT);
 	}
 	return 0;
 }
@@ -232,8 +233,9 @@ static int pm_init(struct wkr_dev *d, struct wkr_cap *cap)
 static int pcie_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	if (cap->len > PCI_EXP_DEVCTL + 1)
-		wkr__put16(d->vconfig + cap->off + PCI_EXP_DEVCTL,
-			   wkr__le16(d->vconfig + cap->off + PCI_EXP_DEVCTL) & ~PCIE_DEVCTL_VIRT);
+		vb_le16_put(d->vconfig + cap->off + PCI_EXP_DEVCTL,
+			    vb_le16_get(d->vconfig + cap->off + PCI_EXP_DEVCTL) &
+				~PCIE_DEVCTL_VIRT);
 	return 0;
 }
 
@@ -244,7 +246,7 @@ static int af_init(struct wkr_dev *d, struct wkr_cap *cap)
 	return 0;
 }
 
-#define PERMS(p) .perms = p, .nperms = sizeof(p) / sizeof(p[0])
+#define PERMS(p) .perms = p, .nperms = ARRAY_SIZE(p)
 #define STD(i)	 .id = PCI_CAP_ID_##i, .name = #i
 #define EXT(i)	 .id = PCI_EXT_CAP_ID_##i, .ext = true, .name = #i
 
@@ -301,7 +303,7 @@ static const struct wkr_capdesc ext_anchor = {.name = "anchor", .ext = true, .hi
 
 static const struct wkr_capdesc *cap_lookup(uint16_t id, bool ext)
 {
-	for (size_t i = 0; i < sizeof(cap_table) / sizeof(cap_table[0]); i++)
+	for (size_t i = 0; i < ARRAY_SIZE(cap_table); i++)
 		if (cap_table[i].id == id && cap_table[i].ext == ext)
 			return &cap_table[i];
 	return ext ? &hidden_ext : &hidden_std;
@@ -410,12 +412,12 @@ static int caps_std(struct wkr_dev *d)
  * capability left at 0x100), and ends the list at it. */
 static void ext_link(struct wkr_dev *d, uint16_t prev, uint16_t off)
 {
-	wkr__put32(d->vconfig + off, wkr__le32(d->vconfig + off) & 0x000fffffu);
+	vb_le32_put(d->vconfig + off, vb_le32_get(d->vconfig + off) & 0x000fffffu);
 	if (prev == 0 && off == WKR_CFG_LEGACY)
 		return;
 	uint8_t *ph = d->vconfig + (prev ? prev : WKR_CFG_LEGACY);
-	uint32_t ph_v = prev ? wkr__le32(ph) & 0x000fffffu : 0;
-	wkr__put32(ph, ph_v | ((uint32_t)off << 20));
+	uint32_t ph_v = prev ? vb_le32_get(ph) & 0x000fffffu : 0;
+	vb_le32_put(ph, ph_v | ((uint32_t)off << 20));
 }
 
 static int caps_ext(struct wkr_dev *d)
@@ -425,13 +427,13 @@ static int caps_ext(struct wkr_dev *d)
 	uint16_t pos = WKR_CFG_LEGACY;
 	if (d->cfg_size <= WKR_CFG_LEGACY)
 		return 0;
-	uint32_t h = wkr__le32(d->vconfig + pos);
+	uint32_t h = vb_le32_get(d->vconfig + pos);
 	if (h == 0 || h == 0xffffffffu)
 		return 0;
 	while (pos >= WKR_CFG_LEGACY && pos + 4u <= d->cfg_size && !seen[pos / 4] &&
 	       d->ncaps < WKR_CAPS_MAX) {
 		seen[pos / 4] = 1;
-		h = wkr__le32(d->vconfig + pos);
+		h = vb_le32_get(d->vconfig + pos);
 		cap_add(d, pos, (uint16_t)(h & 0xffff), true);
 		pos = (uint16_t)((h >> 20) & 0xffc);
 	}

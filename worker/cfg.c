@@ -19,6 +19,7 @@
 
 #include <linux/pci_regs.h>
 
+#include "base.h"
 #include "wkr_internal.h"
 
 static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
@@ -98,7 +99,7 @@ static const struct wkr_capdesc hdr_desc = {
     .name = "header",
     .len = WKR_CFG_HDR,
     .perms = hdr_perms,
-    .nperms = sizeof(hdr_perms) / sizeof(hdr_perms[0]),
+    .nperms = ARRAY_SIZE(hdr_perms),
     .written = wkr__header_written,
 };
 
@@ -157,7 +158,7 @@ int wkr__cfg_build(struct wkr_dev *d)
 	r = wkr__cfg_phys_read(d, PCI_COMMAND, cmd, 2);
 	if (r < 0)
 		return r;
-	d->command = wkr__le16(cmd);
+	d->command = vb_le16_get(cmd);
 	return 0;
 }
 

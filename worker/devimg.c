@@ -17,7 +17,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base.h"
+#include "bdf.h"
 #include "devimg.h"
+#include "hex.h"
 
 #define LINE_MAX_LEN 4096
 #define TOKENS_MAX   80
@@ -96,22 +99,11 @@ static bool parse_u64(const char *s, uint64_t *ret)
 	return true;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 static bool parse_byte(const char *s, uint8_t *ret)
 {
-	if (strlen(s) != 2 || hexval(s[0]) < 0 || hexval(s[1]) < 0)
+	if (strlen(s) != 2 || vb_hex_digit(s[0]) < 0 || vb_hex_digit(s[1]) < 0)
 		return false;
-	*ret = (uint8_t)(hexval(s[0]) << 4 | hexval(s[1]));
+	*ret = (uint8_t)(vb_hex_digit(s[0]) << 4 | vb_hex_digit(s[1]));
 	return true;
 }
 
@@ -130,23 +122,6 @@ static int num_opt(struct parser *p, const char *val, const char *what, uint64_t
 		return fail(p, p->line, "%s: %s is larger than %#llx", what, val,
 			    (unsigned long long)max);
 	return 0;
-}
-
-static bool valid_bdf(const char *s)
-{
-	/* dddd:bb:dd.f, hex except the function digit */
-	static const char shape[] = "xxxx:xx:xx.f";
-	if (strlen(s) != sizeof(shape) - 1)
-		return false;
-	for (size_t i = 0; shape[i]; i++) {
-		if (shape[i] == 'x' && hexval(s[i]) < 0)
-			return false;
-		if (shape[i] == 'f' && (s[i] < '0' || s[i] > '7'))
-			return false;
-		if ((shape[i] == ':' || shape[i] == '.') && s[i] != shape[i])
-			return false;
-	}
-	return hexval(s[8]) * 16 + hexval(s[9]) <= 0x1f;
 }
 
 static int kw_name(struct parser *p, char **t, int n)
@@ -193,9 +168,9 @@ static int kw_device(struct parser *p, char **t, int n)
 			p->img->info.flags = (uint32_t)x;
 			flags = true;
 		} else if ((v = opt(t[i], "bdf"))) {
-			if (!valid_bdf(v))
-				return fail(p, p->line, "bdf '%s' is not dddd:bb:dd.f", v);
-			snprintf(p->img->info.bdf, sizeof(p->img->info.bdf), "%s", v);
+			if (vb_bdf_normalize(v, p->img->info.bdf, sizeof(p->img->info.bdf)) < 0)
+				return fail(p, p->line,
+					    "bdf '%s' is not a PCI address (dddd:bb:dd.f)", v);
 		} else {
 			return fail(p, p->line, "device: unknown option '%s'", t[i]);
 		}
@@ -408,7 +383,7 @@ static int parse_line(struct parser *p, char *line, bool *seen_version)
 		*seen_version = true;
 		return 0;
 	}
-	for (size_t k = 0; k < sizeof(keywords) / sizeof(keywords[0]); k++)
+	for (size_t k = 0; k < ARRAY_SIZE(keywords); k++)
 		if (strcmp(t[0], keywords[k].word) == 0)
 			return keywords[k].fn(p, t, n);
 	return fail(p, p->line, "unknown keyword '%s'", t[0]);

@@ -21,7 +21,7 @@
 int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	uint16_t pos = cap->off;
-	uint16_t ctrl = wkr__le16(d->vconfig + pos + PCI_MSI_FLAGS);
+	uint16_t ctrl = vb_le16_get(d->vconfig + pos + PCI_MSI_FLAGS);
 	if (d->msi.present || cap->len < 10)
 		return -EINVAL;
 	d->msi.present = true;
@@ -50,8 +50,8 @@ int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 		wkr__perm_apply(d, cap, &perms[3], 1);
 	wkr__perm_apply(d, cap, &perms[4], d->msi.pvm ? 2 : 1);
 	/* The guest starts with MSI off, one vector, no address, nothing masked or pending. */
-	wkr__put16(d->vconfig + pos + PCI_MSI_FLAGS,
-		   ctrl & (PCI_MSI_FLAGS_QMASK | PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT));
+	vb_le16_put(d->vconfig + pos + PCI_MSI_FLAGS,
+		    ctrl & (PCI_MSI_FLAGS_QMASK | PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT));
 	memset(d->vconfig + pos + 4, 0, cap->len - 4u);
 	return 0;
 }
@@ -65,23 +65,23 @@ void wkr__msi_pending_sync(struct wkr_dev *d)
 	for (uint32_t v = 0; v < ix->nvec && v < 32; v++)
 		if (ix->vec[v].pending)
 			bits |= 1u << v;
-	wkr__put32(d->vconfig + d->msi.off + d->msi.mask_off + 4, bits);
+	vb_le32_put(d->vconfig + d->msi.off + d->msi.mask_off + 4, bits);
 }
 
 int wkr__msi_written(struct wkr_dev *d, uint32_t off, size_t len)
 {
 	uint8_t *c = d->vconfig + d->msi.off + PCI_MSI_FLAGS;
-	uint16_t ctrl = wkr__le16(c);
+	uint16_t ctrl = vb_le16_get(c);
 	uint8_t mme = (uint8_t)((ctrl & PCI_MSI_FLAGS_QSIZE) >> 4);
 	if (mme > d->msi.mmc) {
 		mme = d->msi.mmc;
 		ctrl = (uint16_t)((ctrl & ~PCI_MSI_FLAGS_QSIZE) | (mme << 4));
-		wkr__put16(c, ctrl);
+		vb_le16_put(c, ctrl);
 	}
 	bool en = ctrl & PCI_MSI_FLAGS_ENABLE;
 	uint32_t nvec = 1u << mme;
 	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSI_IRQ_INDEX];
-	uint32_t mask = d->msi.pvm ? wkr__le32(d->vconfig + d->msi.off + d->msi.mask_off) : 0;
+	uint32_t mask = d->msi.pvm ? vb_le32_get(d->vconfig + d->msi.off + d->msi.mask_off) : 0;
 	int r = 0;
 
 	if (d->msi.enabled && (!en || nvec != d->msi.nvec)) {

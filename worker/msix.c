@@ -39,9 +39,9 @@ int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 	uint16_t pos = cap->off;
 	if (d->msix.present || cap->len < PCI_CAP_MSIX_SIZEOF)
 		return -EINVAL;
-	uint16_t ctrl = wkr__le16(d->vconfig + pos + PCI_MSIX_FLAGS);
-	uint32_t t = wkr__le32(d->vconfig + pos + PCI_MSIX_TABLE);
-	uint32_t p = wkr__le32(d->vconfig + pos + PCI_MSIX_PBA);
+	uint16_t ctrl = vb_le16_get(d->vconfig + pos + PCI_MSIX_FLAGS);
+	uint32_t t = vb_le32_get(d->vconfig + pos + PCI_MSIX_TABLE);
+	uint32_t p = vb_le32_get(d->vconfig + pos + PCI_MSIX_PBA);
 	d->msix.size = (ctrl & PCI_MSIX_FLAGS_QSIZE) + 1u;
 	d->msix.tbir = t & PCI_MSIX_TABLE_BIR;
 	d->msix.toff = t & PCI_MSIX_TABLE_OFFSET;
@@ -64,7 +64,7 @@ int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 	    {PCI_MSIX_TABLE, 8, ALL, 0, 0},
 	};
 	wkr__perm_apply(d, cap, perms, 2);
-	wkr__put16(d->vconfig + pos + PCI_MSIX_FLAGS, ctrl & PCI_MSIX_FLAGS_QSIZE);
+	vb_le16_put(d->vconfig + pos + PCI_MSIX_FLAGS, ctrl & PCI_MSIX_FLAGS_QSIZE);
 	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
 	for (uint32_t v = 0; v < ix->nvec; v++)
 		ix->vec[v].masked = true;
@@ -79,7 +79,7 @@ static bool entry_masked(const struct wkr_dev *d, uint32_t v)
 
 int wkr__msix_written(struct wkr_dev *d, uint32_t off, size_t len)
 {
-	uint16_t ctrl = wkr__le16(d->vconfig + d->msix.off + PCI_MSIX_FLAGS);
+	uint16_t ctrl = vb_le16_get(d->vconfig + d->msix.off + PCI_MSIX_FLAGS);
 	bool en = ctrl & PCI_MSIX_FLAGS_ENABLE;
 	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
 	int r = 0;

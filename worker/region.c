@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 
+#include "base.h"
 #include "wkr_internal.h"
 
 static int region_check(const struct wkr_dev *d, uint32_t index, uint64_t off, size_t len,
@@ -113,7 +114,7 @@ int wkr_region_mmap_areas(const struct wkr_dev *d, uint32_t index, struct wkr_mm
 	if (!(r->flags & VFIO_REGION_INFO_FLAG_MMAP) || index == VFIO_PCI_CONFIG_REGION_INDEX)
 		return 0;
 	struct span s[2 * WKR_MMAP_AREAS_MAX + 4];
-	const size_t cap = sizeof(s) / sizeof(s[0]);
+	const size_t cap = ARRAY_SIZE(s);
 	size_t n = 0;
 	if (r->nareas == 0)
 		s[n++] = (struct span){0, r->size};

@@ -13,6 +13,7 @@
 
 #include <linux/pci_regs.h>
 
+#include "base.h"
 #include "common.pb-c.h"
 #include "device.pb-c.h"
 #include "ipc_uv.h"
@@ -348,7 +349,7 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 {
 	int r = -EOPNOTSUPP;
 	s->why[0] = 0;
-	for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
 		if (handlers[i].type != m->type)
 			continue;
 		if (!s->hello_done && !handlers[i].before_hello)

@@ -5,6 +5,8 @@
 #ifndef VB_WKR_INTERNAL_H
 #define VB_WKR_INTERNAL_H
 
+#include "base.h"
+#include "le.h"
 #include "wkr.h"
 
 #define WKR_CAPS_MAX   160
@@ -120,29 +122,6 @@ struct wkr_dev {
 	int epfd;
 	uint64_t pagesize;
 };
-
-static inline uint16_t wkr__le16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (p[1] << 8));
-}
-
-static inline uint32_t wkr__le32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | ((uint32_t)p[1] << 8) | ((uint32_t)p[2] << 16) |
-	       ((uint32_t)p[3] << 24);
-}
-
-static inline void wkr__put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static inline void wkr__put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
 
 /* cfg.c */
 int wkr__cfg_phys_read(struct wkr_dev *d, uint32_t off, uint8_t *buf, size_t len);

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "brokerctl.h"
 
 int ctl_open(const struct ctl_opts *o, struct vfb_ctl **ret)
@@ -99,7 +100,7 @@ static int parse_bytes(const char *s, uint64_t *ret)
 	v = strtoull(s, &end, 10);
 	if (errno)
 		return -EINVAL;
-	for (size_t i = 0; i < sizeof(sfx) / sizeof(sfx[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(sfx); i++) {
 		size_t n = strlen(sfx[i]);
 
 		if (strncmp(end, sfx[i], n) != 0 ||
@@ -496,7 +497,7 @@ static const char *irq_name(uint32_t index)
 {
 	static const char *const names[] = {"intx", "msi", "msix", "err", "req"};
 
-	return index < sizeof(names) / sizeof(names[0]) ? names[index] : "other";
+	return index < ARRAY_SIZE(names) ? names[index] : "other";
 }
 
 static void print_status(const struct vfb_ctl_device *d)

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base.h"
 #include "brokerctl.h"
 
 void jw_init(struct jw *w, FILE *f)
@@ -105,7 +106,7 @@ static void jw_open(struct jw *w, const char *key, char c)
 	jw_key(w, key);
 	fputc(c, w->f);
 	/* Nesting is fixed by the program, never by input: 16 levels are plenty. */
-	if (w->depth + 1 < (int)(sizeof(w->need_comma) / sizeof(w->need_comma[0])))
+	if (w->depth + 1 < (int)(ARRAY_SIZE(w->need_comma)))
 		w->depth++;
 	w->need_comma[w->depth] = false;
 }
@@ -285,7 +286,7 @@ const char *out_bytes(uint64_t v, char *buf, size_t len)
 		return buf;
 	}
 	d /= 1024;
-	while (d >= 1024 && u + 1 < sizeof(units) / sizeof(units[0])) {
+	while (d >= 1024 && u + 1 < ARRAY_SIZE(units)) {
 		d /= 1024;
 		u++;
 	}

@@ -28,6 +28,7 @@
 #include <linux/pci_regs.h>
 #include <vfiobroker/client.h>
 
+#include "base.h"
 #include "demo_vmm.h"
 
 static bool quiet;
@@ -335,7 +336,7 @@ int main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	for (size_t s = 0; s < sizeof(scenarios) / sizeof(scenarios[0]); s++) {
+	for (size_t s = 0; s < ARRAY_SIZE(scenarios); s++) {
 		if (strcmp(argv[i], scenarios[s].name))
 			continue;
 		if (argc - i - 1 != scenarios[s].nsock) {

@@ -1,0 +1,251 @@
+/*
+ * test_base: base/: PCI address parsing in both forms, hex digits, little-endian access, the
+ * error record, ARRAY_SIZE and the cleanup helpers.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "base.h"
+#include "bdf.h"
+#include "err.h"
+#include "hex.h"
+#include "le.h"
+
+static void test_bdf_strict_canonical_accepted(void **state)
+{
+	struct vb_bdf b;
+
+	assert_int_equal(vb_bdf_parse("0000:00:03.0", VB_BDF_STRICT, &b), 0);
+	assert_int_equal(b.domain, 0);
+	assert_int_equal(b.bus, 0);
+	assert_int_equal(b.dev, 3);
+	assert_int_equal(b.func, 0);
+	assert_int_equal(vb_bdf_parse("abcd:ef:1f.7", VB_BDF_STRICT, &b), 0);
+	assert_int_equal(b.domain, 0xabcd);
+	assert_int_equal(b.bus, 0xef);
+	assert_int_equal(b.dev, 0x1f);
+	assert_int_equal(b.func, 7);
+}
+
+static void test_bdf_strict_malformed_rejected(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "0000:00:03",
+	    "0000:00:03.8",
+	    "0000:00:20.0",
+	    "0000:00:03.0 ",
+	    " 000:00:03.0",
+	    "00:03.0",
+	    "0000:00:0A.0",
+	    "0000:0g:03.0",
+	    "0000-00:03.0",
+	    "0000:00-03.0",
+	    "0000:00:03:0",
+	    "../../../../.0",
+	    "0000:00:03.0/",
+	    "+000:00:03.0",
+	    "0000:00:03.0\n",
+	    "10000:00:03.0",
+	};
+	struct vb_bdf b = {.domain = 0x5a5a};
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		if (vb_bdf_parse(bad[i], VB_BDF_STRICT, &b) != -EINVAL)
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+	assert_int_equal(vb_bdf_parse(NULL, VB_BDF_STRICT, NULL), -EINVAL);
+	/* A refusal leaves the output alone. */
+	assert_int_equal(b.domain, 0x5a5a);
+}
+
+static void test_bdf_lenient_forms_normalized(void **state)
+{
+	static const struct {
+		const char *in, *out;
+	} good[] = {
+	    {"0000:00:03.0", "0000:00:03.0"},	{"0A:1f.7", "0000:0a:1f.7"},
+	    {"00:1F.7", "0000:00:1f.7"},	{"ABCD:EF:1E.6", "abcd:ef:1e.6"},
+	    {"10000:00:01.0", "10000:00:01.0"},
+	};
+	char out[VB_BDF_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(good); i++) {
+		assert_int_equal(vb_bdf_normalize(good[i].in, out, sizeof(out)), 0);
+		assert_string_equal(out, good[i].out);
+	}
+}
+
+static void test_bdf_lenient_malformed_rejected(void **state)
+{
+	static const char *const bad[] = {
+	    "",
+	    "00:03",
+	    "0000:00:03",
+	    "0000:00:20.0",
+	    "0000:00:03.8",
+	    "000:00:03.0",
+	    "0000:0:03.0",
+	    "0000:00:03.0x",
+	    "g000:00:03.0",
+	    " 0000:00:03.0",
+	    "123456789:00:03.0",
+	    "0000:00:03.-1",
+	    "0:00:03.0",
+	    "00:03.0 ",
+	    ":00:03.0",
+	};
+	char out[VB_BDF_MAX];
+
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		if (vb_bdf_normalize(bad[i], out, sizeof(out)) != -EINVAL)
+			fail_msg("accepted \"%s\"", bad[i]);
+	}
+}
+
+static void test_bdf_format_short_buffer_enobufs(void **state)
+{
+	struct vb_bdf b = {.domain = 0x12, .bus = 0x3, .dev = 0x1e, .func = 5}, c;
+	char buf[VB_BDF_LEN];
+
+	assert_int_equal(vb_bdf_format(&b, buf, sizeof(buf)), 0);
+	assert_string_equal(buf, "0012:03:1e.5");
+	assert_int_equal(vb_bdf_parse(buf, VB_BDF_STRICT, &c), 0);
+	assert_memory_equal(&b, &c, sizeof(b));
+	/* A domain beyond 16 bits does not fit the canonical 12 characters. */
+	b.domain = 0x10000;
+	memset(buf, 'x', sizeof(buf));
+	assert_int_equal(vb_bdf_format(&b, buf, sizeof(buf)), -ENOBUFS);
+	assert_int_equal(buf[0], 'x');
+	assert_int_equal(vb_bdf_normalize("0000:00:03.0", buf, 5), -ENOBUFS);
+}
+
+static void test_hex_digit_cases(void **state)
+{
+	static const char digits[] = "0123456789abcdef";
+
+	for (int i = 0; i < 16; i++) {
+		assert_int_equal(vb_hex_digit(digits[i]), i);
+		assert_int_equal(vb_hex_digit_lower(digits[i]), i);
+		if (i >= 10) {
+			assert_int_equal(vb_hex_digit((char)(digits[i] - 'a' + 'A')), i);
+			assert_int_equal(vb_hex_digit_lower((char)(digits[i] - 'a' + 'A')), -1);
+		}
+	}
+	assert_int_equal(vb_hex_digit('g'), -1);
+	assert_int_equal(vb_hex_digit('G'), -1);
+	assert_int_equal(vb_hex_digit('/'), -1);
+	assert_int_equal(vb_hex_digit(':'), -1);
+	assert_int_equal(vb_hex_digit('\0'), -1);
+}
+
+static void test_le_get_put_byte_order(void **state)
+{
+	static const uint8_t ref[8] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef};
+	uint8_t b[9] = {0};
+
+	assert_int_equal(vb_le16_get(ref), 0x2301);
+	assert_int_equal(vb_le32_get(ref), 0x67452301u);
+	assert_true(vb_le64_get(ref) == 0xefcdab8967452301ull);
+	/* Unaligned: one byte in. */
+	vb_le64_put(b + 1, 0xefcdab8967452301ull);
+	assert_memory_equal(b + 1, ref, 8);
+	memset(b, 0, sizeof(b));
+	vb_le32_put(b + 1, 0x67452301u);
+	assert_memory_equal(b + 1, ref, 4);
+	assert_int_equal(b[5], 0);
+	vb_le16_put(b + 1, 0xfffe);
+	assert_int_equal(b[1], 0xfe);
+	assert_int_equal(b[2], 0xff);
+	assert_int_equal(b[3], 0x45);
+}
+
+static void test_err_record_filled_and_null_allowed(void **state)
+{
+	struct vb_err err = {0};
+
+	assert_int_equal(vb_errf(&err, -ENOENT, "no %s %d", "device", 3), -ENOENT);
+	assert_int_equal(err.code, -ENOENT);
+	assert_string_equal(err.msg, "no device 3");
+	assert_int_equal(vb_errf(NULL, -EIO, "lost"), -EIO);
+	assert_string_equal(vb_err_msg(&err, -ENOENT), "no device 3");
+	err.msg[0] = '\0';
+	assert_string_equal(vb_err_msg(&err, -ENOENT), strerror(ENOENT));
+	assert_string_equal(vb_err_msg(NULL, -EIO), strerror(EIO));
+}
+
+static void test_err_record_long_message_truncated(void **state)
+{
+	struct vb_err err;
+	char longer[VB_ERR_MAX * 2];
+
+	memset(longer, 'a', sizeof(longer) - 1);
+	longer[sizeof(longer) - 1] = '\0';
+	vb_errf(&err, -E2BIG, "%s", longer);
+	assert_int_equal(strlen(err.msg), VB_ERR_MAX - 1);
+}
+
+static int cleanup_fd_taken(int fd)
+{
+	_cleanup_close_ int mine = fd;
+
+	return TAKE_FD(mine);
+}
+
+static void test_cleanup_closes_unless_taken(void **state)
+{
+	int fd, kept;
+	uint8_t arr[7];
+	char *p;
+
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	{
+		_cleanup_close_ int scoped = fd;
+		(void)scoped;
+	}
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
+
+	fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	kept = cleanup_fd_taken(fd);
+	assert_int_equal(kept, fd);
+	assert_true(fcntl(kept, F_GETFD) >= 0);
+	close(kept);
+
+	{
+		_cleanup_free_ char *q = strdup("x");
+		p = TAKE_PTR(q);
+		assert_null(q);
+	}
+	assert_string_equal(p, "x");
+	free(p);
+	assert_int_equal(ARRAY_SIZE(arr), 7);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_bdf_strict_canonical_accepted),
+	    cmocka_unit_test(test_bdf_strict_malformed_rejected),
+	    cmocka_unit_test(test_bdf_lenient_forms_normalized),
+	    cmocka_unit_test(test_bdf_lenient_malformed_rejected),
+	    cmocka_unit_test(test_bdf_format_short_buffer_enobufs),
+	    cmocka_unit_test(test_hex_digit_cases),
+	    cmocka_unit_test(test_le_get_put_byte_order),
+	    cmocka_unit_test(test_err_record_filled_and_null_allowed),
+	    cmocka_unit_test(test_err_record_long_message_truncated),
+	    cmocka_unit_test(test_cleanup_closes_unless_taken),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
