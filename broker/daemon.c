@@ -21,16 +21,16 @@
 #include "log.h"
 #include "spawn.h"
 
-static void dm_dev_release(struct dm_dev *dd);
-static void dm_dev_forget(struct dm_dev *dd);
-static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz);
+static void dmn_dev_release(struct dmn_dev *dd);
+static void dmn_dev_forget(struct dmn_dev *dd);
+static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz);
 
 /* ---- VM resources ------------------------------------------------------------------------- */
 
-static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
-		     struct vb_err *err)
+static int dmn_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
+		      struct vb_err *err)
 {
-	struct dm_vm *v = vm->priv;
+	struct dmn_vm *v = vm->priv;
 	int r;
 
 	if (v)
@@ -51,9 +51,9 @@ static int dm_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__A
 
 /* Releases the VM's VFIO objects once no device of it holds any: the DMA table first (it
  * accounts for what is left, with the container fd), then the container. */
-static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
+static void dmn_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 {
-	struct dm_vm *v = vm->priv;
+	struct dmn_vm *v = vm->priv;
 	uint32_t count = 0;
 	uint64_t bytes = 0;
 
@@ -81,10 +81,10 @@ static void dm_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 	vm->priv = NULL;
 }
 
-static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, struct vb_err *err,
-			struct dm_group **ret)
+static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, struct vb_err *err,
+			 struct dmn_group **ret)
 {
-	struct dm_group *g;
+	struct dmn_group *g;
 	int r;
 
 	for (g = v->groups; g; g = g->next) {
@@ -115,14 +115,14 @@ static int dm_group_get(struct brk_daemon *dmn, struct dm_vm *v, uint32_t nr, st
 
 /* Names the group's holder for the refusal another VM's AddDevice gets: the VM and the devices
  * of the group it has (those whose records point at this group). */
-static void dm_group_describe(struct brk_daemon *dmn, struct dm_group *g, const char *vm)
+static void dmn_group_describe(struct brk_daemon *dmn, struct dmn_group *g, const char *vm)
 {
 	char owner[BRK_GROUP_OWNER_MAX];
 	size_t len = 0;
 	int n;
 
 	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
-		struct dm_dev *dd = d->priv;
+		struct dmn_dev *dd = d->priv;
 
 		if (!dd || dd->grp != g || len >= sizeof(owner))
 			continue;
@@ -137,9 +137,9 @@ static void dm_group_describe(struct brk_daemon *dmn, struct dm_group *g, const 
 	brk_group_set_owner(g->g, owner);
 }
 
-static void dm_group_put(struct dm_vm *v, struct dm_group *g)
+static void dmn_group_put(struct dmn_vm *v, struct dmn_group *g)
 {
-	struct dm_group **pp;
+	struct dmn_group **pp;
 
 	if (!g || --g->users > 0)
 		return;
@@ -155,7 +155,7 @@ static void dm_group_put(struct dm_vm *v, struct dm_group *g)
 
 /* The VM's DMA table, made when its first group is attached (the IOMMU page size is known from
  * then on), with the quotas of the VM's first AddDevice. */
-static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
+static int dmn_vm_dma(struct dmn_vm *v, uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
 {
 	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
 	int r;
@@ -171,7 +171,7 @@ static int dm_vm_dma(struct dm_vm *v, uint32_t maxmap, uint64_t maxpin, struct v
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static int dm_read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
+static int dmn_read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
 {
 	char path[256], buf[16];
 	unsigned v;
@@ -195,7 +195,7 @@ static int dm_read_id(const struct brk_sys *sys, const char *bdf, const char *at
 }
 
 /* A uid from the configured range that no live worker uses; a shared user= is always free. */
-static int dm_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
+static int dmn_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 {
 	const struct brk_config *c = dmn->cfg;
 
@@ -207,7 +207,7 @@ static int dm_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
 		bool used = false;
 		for (struct brk_dev *d = brk_registry_first(dmn->reg); d && !used; d = d->next) {
-			struct dm_dev *dd = d->priv;
+			struct dmn_dev *dd = d->priv;
 			used = dd && dd->worker && dd->worker_uid == (uid_t)u;
 		}
 		if (!used) {
@@ -219,7 +219,7 @@ static int dm_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 	return -EUSERS;
 }
 
-static Vb__Ctl__EventKind dm_fault_event(enum brk_worker_fault k)
+static Vb__Ctl__EventKind dmn_fault_event(enum brk_worker_fault k)
 {
 	return k == BRK_WORKER_HUNG ? VB__CTL__EVENT_KIND__EVENT_WORKER_HUNG
 				    : VB__CTL__EVENT_KIND__EVENT_WORKER_CRASHED;
@@ -227,16 +227,16 @@ static Vb__Ctl__EventKind dm_fault_event(enum brk_worker_fault k)
 
 /* Interrupts off and the device's DMA unmapped: what can be done while a worker may still be
  * running (it has no way to undo either: its channel is closed). */
-static void dm_quiesce_now(struct dm_dev *dd)
+static void dmn_quiesce_now(struct dmn_dev *dd)
 {
-	struct dm_vm *v = dd->rec->vm->priv;
+	struct dmn_vm *v = dd->rec->vm->priv;
 	uint32_t count = 0;
 	uint64_t bytes = 0;
 	int r;
 
 	if (!dd->device)
 		return;
-	r = brk_irq_disable_all(brk_device_irqs(dd->device));
+	r = brk_irq_disable_all(brk_vfio_dev_irqs(dd->device));
 	if (r < 0)
 		brk_log_errno(LOG_WARNING, r, "%s: disabling interrupts", dd->rec->bdf);
 	if (v && v->dma) {
@@ -250,14 +250,14 @@ static void dm_quiesce_now(struct dm_dev *dd)
 }
 
 /* Once the worker is gone: nobody else touches the device, so reset it. */
-static void dm_reset(struct dm_dev *dd)
+static void dmn_reset(struct dmn_dev *dd)
 {
 	struct vb_err err = {0};
 	int r;
 
 	if (!dd->device)
 		return;
-	r = brk_device_reset(dd->device, &err);
+	r = brk_vfio_dev_reset(dd->device, &err);
 	if (r == -ENOTTY)
 		brk_warn("%s: no reset method: the device keeps its state", dd->rec->bdf);
 	else if (r < 0)
@@ -267,10 +267,10 @@ static void dm_reset(struct dm_dev *dd)
 /* ---- worker hooks ------------------------------------------------------------------------------
  */
 
-static void dm_reply_add(struct dm_dev *dd)
+static void dmn_reply_add(struct dmn_dev *dd)
 {
 	Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
-	struct dm_vm *v = dd->rec->vm->priv;
+	struct dmn_vm *v = dd->rec->vm->priv;
 
 	rep.socket_path = dd->rec->socket_path;
 	rep.worker_pid = (uint32_t)dd->rec->worker_pid;
@@ -280,9 +280,9 @@ static void dm_reply_add(struct dm_dev *dd)
 	dd->add_call = NULL;
 }
 
-static void dm_on_ready(void *ctx)
+static void dmn_on_ready(void *ctx)
 {
-	struct dm_dev *dd = ctx;
+	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
 	dd->up = true;
@@ -294,7 +294,7 @@ static void dm_on_ready(void *ctx)
 	brk_info("%s: worker %d ready (vm %s, socket %s%s)", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path, dd->generation ? ", restarted" : "");
 	if (dd->add_call) {
-		dm_reply_add(dd);
+		dmn_reply_add(dd);
 		dd->dmn->adds_total++;
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,
 			      d->vm->name, "worker %d, socket %s", (int)d->worker_pid,
@@ -306,9 +306,9 @@ static void dm_on_ready(void *ctx)
 	}
 }
 
-static void dm_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
+static void dmn_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
 {
-	struct dm_dev *dd = ctx;
+	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
 	if (d->state == BRK_DEV_READY || d->state == BRK_DEV_CONNECTED)
@@ -318,7 +318,7 @@ static void dm_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t ui
 	if (!connected) {
 		/* The VMM's memory and irqfds mean nothing without it; a worker that forgot to
 		 * unmap must not keep its pages pinned. */
-		dm_quiesce_now(dd);
+		dmn_quiesce_now(dd);
 	}
 	brk_ctl_event(dd->dmn->ctl,
 		      connected ? VB__CTL__EVENT_KIND__EVENT_VMM_CONNECTED
@@ -326,9 +326,9 @@ static void dm_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t ui
 		      d->bdf, d->vm->name, "VMM pid %u uid %u", pid, uid);
 }
 
-static void dm_on_removal_done(void *ctx, bool acknowledged)
+static void dmn_on_removal_done(void *ctx, bool acknowledged)
 {
-	struct dm_dev *dd = ctx;
+	struct dmn_dev *dd = ctx;
 
 	dd->vmm_acknowledged = acknowledged;
 	if (!acknowledged)
@@ -336,19 +336,19 @@ static void dm_on_removal_done(void *ctx, bool acknowledged)
 	brk_worker_kill(dd->worker);
 }
 
-static void dm_on_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
+static void dmn_on_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
 {
-	struct dm_dev *dd = ctx;
+	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
 	brk_err("%s: worker %d %s: %s", d->bdf, (int)d->worker_pid,
 		kind == BRK_WORKER_HUNG ? "hung" : "faulted", reason);
 	brk_dev_set_fault(d, "%s", reason);
-	dm_quiesce_now(dd);
+	dmn_quiesce_now(dd);
 	if (!dd->removing)
 		brk_dev_set_state(d, BRK_DEV_FAULTED);
 	dd->faulted_now = true;
-	brk_ctl_event(dd->dmn->ctl, dm_fault_event(kind), d->bdf, d->vm->name, "%s", reason);
+	brk_ctl_event(dd->dmn->ctl, dmn_fault_event(kind), d->bdf, d->vm->name, "%s", reason);
 	if (dd->add_call) {
 		/* AddDevice fails as a whole: nothing of it stays once the process is reaped. */
 		brk_ctl_call_error(dd->add_call, -ECHILD, "%s: the worker failed to start: %s",
@@ -358,7 +358,7 @@ static void dm_on_fault(void *ctx, enum brk_worker_fault kind, const char *reaso
 	}
 }
 
-static void dm_finish_removal(struct dm_dev *dd)
+static void dmn_finish_removal(struct dmn_dev *dd)
 {
 	Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
 	struct brk_ctl_call *call = dd->remove_call;
@@ -368,8 +368,8 @@ static void dm_finish_removal(struct dm_dev *dd)
 	snprintf(bdf, sizeof(bdf), "%s", dd->rec->bdf);
 	snprintf(vm, sizeof(vm), "%s", dd->rec->vm->name);
 	rep.vmm_acknowledged = dd->vmm_acknowledged;
-	dm_dev_release(dd);
-	dm_dev_forget(dd);
+	dmn_dev_release(dd);
+	dmn_dev_forget(dd);
 	dmn->removes_total++;
 	brk_info("%s: removed from vm %s", bdf, vm);
 	if (call)
@@ -378,9 +378,9 @@ static void dm_finish_removal(struct dm_dev *dd)
 		      rep.vmm_acknowledged ? "acknowledged by the VMM" : "forced");
 }
 
-static void dm_on_exited(void *ctx, int code, int status)
+static void dmn_on_exited(void *ctx, int code, int status)
 {
-	struct dm_dev *dd = ctx;
+	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 	const struct brk_config *cfg = dd->dmn->cfg;
 	char err[256];
@@ -388,14 +388,14 @@ static void dm_on_exited(void *ctx, int code, int status)
 	brk_worker_free(dd->worker);
 	dd->worker = NULL;
 	d->worker_pid = 0;
-	dm_reset(dd);
+	dmn_reset(dd);
 	if (dd->removing) {
-		dm_finish_removal(dd);
+		dmn_finish_removal(dd);
 		return;
 	}
 	if (dd->abandon) {
-		dm_dev_release(dd);
-		dm_dev_forget(dd);
+		dmn_dev_release(dd);
+		dmn_dev_forget(dd);
 		return;
 	}
 	if (!dd->faulted_now || d->state != BRK_DEV_FAULTED)
@@ -407,7 +407,7 @@ static void dm_on_exited(void *ctx, int code, int status)
 		dd->dmn->restarts_total++;
 		dd->generation++;
 		brk_dev_set_state(d, BRK_DEV_STARTING);
-		if (dm_start_worker(dd, err, sizeof(err)) == 0)
+		if (dmn_start_worker(dd, err, sizeof(err)) == 0)
 			return;
 		brk_err("%s: restart failed: %s", d->bdf, err);
 		brk_dev_set_fault(d, "restart failed: %s", err);
@@ -417,26 +417,26 @@ static void dm_on_exited(void *ctx, int code, int status)
 	}
 	/* Faulted for good: give the VFIO objects back; the record stays for DeviceStatus until
 	 * RemoveDevice or a new AddDevice. */
-	dm_dev_release(dd);
+	dmn_dev_release(dd);
 }
 
-static const struct brk_worker_hooks dm_worker_hooks = {
-    .ready = dm_on_ready,
-    .vmm_state = dm_on_vmm_state,
-    .removal_done = dm_on_removal_done,
-    .fault = dm_on_fault,
-    .exited = dm_on_exited,
+static const struct brk_worker_hooks dmn_worker_hooks = {
+    .ready = dmn_on_ready,
+    .vmm_state = dmn_on_vmm_state,
+    .removal_done = dmn_on_removal_done,
+    .fault = dmn_on_fault,
+    .exited = dmn_on_exited,
 };
 
 /* Binds the VMM socket (again, for a restart: same path) and starts a worker for the device. */
-static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz)
+static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz)
 {
 	struct brk_dev *d = dd->rec;
-	struct dm_vm *v = d->vm->priv;
+	struct dmn_vm *v = d->vm->priv;
 	struct brk_worker_args a = {0};
 	int r;
 
-	r = dm_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
+	r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
 	if (r < 0) {
 		snprintf(err, errsz, "every uid of the worker uid_range is in use");
 		return r;
@@ -464,7 +464,7 @@ static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz)
 	a.iommu_pgsize = (uint32_t)brk_container_info(v->container)->min_pgsize;
 	a.generation = dd->generation;
 	a.vmm_listen_fd = dd->vmm_fd;
-	a.hooks = &dm_worker_hooks;
+	a.hooks = &dmn_worker_hooks;
 	a.ctx = dd;
 	dd->up = false;
 	dd->faulted_now = false;
@@ -478,10 +478,10 @@ static int dm_start_worker(struct dm_dev *dd, char *err, size_t errsz)
 /* Gives back everything the device holds: worker (killed and reaped), VMM socket, device handle,
  * group reference, and the VM's container when this was its last live device. The record
  * stays. */
-static void dm_dev_release(struct dm_dev *dd)
+static void dmn_dev_release(struct dmn_dev *dd)
 {
 	struct brk_dev *d = dd->rec;
-	struct dm_vm *v = d->vm->priv;
+	struct dmn_vm *v = d->vm->priv;
 
 	if (dd->worker) {
 		brk_worker_free(dd->worker);
@@ -497,27 +497,27 @@ static void dm_dev_release(struct dm_dev *dd)
 					    false);
 	d->socket_path[0] = '\0';
 	if (dd->device) {
-		dm_quiesce_now(dd);
-		dd->resets_before += brk_device_resets(dd->device);
-		brk_device_free(dd->device);
+		dmn_quiesce_now(dd);
+		dd->resets_before += brk_vfio_dev_resets(dd->device);
+		brk_vfio_dev_free(dd->device);
 		dd->device = NULL;
 		if (v)
 			v->live--;
 	}
 	if (v && dd->grp) {
-		struct dm_group *g = dd->grp;
+		struct dmn_group *g = dd->grp;
 
 		dd->grp = NULL;
 		if (g->users > 1)
-			dm_group_describe(dd->dmn, g, d->vm->name);
-		dm_group_put(v, g);
+			dmn_group_describe(dd->dmn, g, d->vm->name);
+		dmn_group_put(v, g);
 	}
 	if (v)
-		dm_vm_put(dd->dmn, d->vm);
+		dmn_vm_put(dd->dmn, d->vm);
 }
 
-/* Drops the record (and its VM's, when it was the last). Call after dm_dev_release(). */
-static void dm_dev_forget(struct dm_dev *dd)
+/* Drops the record (and its VM's, when it was the last). Call after dmn_dev_release(). */
+static void dmn_dev_forget(struct dmn_dev *dd)
 {
 	struct brk_daemon *dmn = dd->dmn;
 	struct brk_dev *d = dd->rec;
@@ -537,8 +537,8 @@ static void dm_dev_forget(struct dm_dev *dd)
  */
 
 /* Everything AddDevice checks before it changes anything. */
-static int dm_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
-			struct brk_ctl_call *call, uint32_t *maxmap, uint64_t *maxpin)
+static int dmn_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
+			 struct brk_ctl_call *call, uint32_t *maxmap, uint64_t *maxpin)
 {
 	const struct brk_config *cfg = dmn->cfg;
 	const Vb__Ctl__DeviceLimits *lim = req->limits;
@@ -546,8 +546,8 @@ static int dm_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 	char msg[512];
 	int r;
 
-	if (dm_read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
-	    dm_read_id(dmn->sys, req->bdf, "device", &device) < 0) {
+	if (dmn_read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
+	    dmn_read_id(dmn->sys, req->bdf, "device", &device) < 0) {
 		brk_ctl_call_set_message(call, "%s: no such PCI device", req->bdf);
 		return -ENODEV;
 	}
@@ -575,16 +575,16 @@ static int dm_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 }
 
 /* A faulted device whose VFIO objects are released can be added again: the old record goes. */
-static int dm_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct brk_ctl_call *call)
+static int dmn_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct brk_ctl_call *call)
 {
 	struct brk_dev *old = brk_registry_find(dmn->reg, bdf);
-	struct dm_dev *odd;
+	struct dmn_dev *odd;
 
 	if (!old)
 		return 0;
 	odd = old->priv;
 	if (old->state == BRK_DEV_FAULTED && !odd->device && !odd->worker && !odd->removing) {
-		dm_dev_forget(odd);
+		dmn_dev_forget(odd);
 		return 0;
 	}
 	brk_ctl_call_set_message(call, "%s is already assigned to vm %s (%s)", bdf, old->vm->name,
@@ -592,11 +592,11 @@ static int dm_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct 
 	return -EEXIST;
 }
 
-static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl__AddDevice *req,
-		       uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
+static int dmn_add_vfio(struct brk_daemon *dmn, struct dmn_dev *dd, const Vb__Ctl__AddDevice *req,
+			uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
 {
 	struct brk_dev *d = dd->rec;
-	struct dm_vm *v;
+	struct dmn_vm *v;
 	int r;
 
 	if (req->bind_vfio && (r = brk_bind_vfio(dmn->sys, d->bdf, err)) < 0)
@@ -604,7 +604,7 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 	r = brk_bind_iommu_group(dmn->sys, d->bdf, &d->iommu_group, err);
 	if (r < 0)
 		return r;
-	r = dm_vm_get(dmn, d->vm, req, err);
+	r = dmn_vm_get(dmn, d->vm, req, err);
 	if (r < 0)
 		return r;
 	v = d->vm->priv;
@@ -628,39 +628,39 @@ static int dm_add_vfio(struct brk_daemon *dmn, struct dm_dev *dd, const Vb__Ctl_
 		    "first device; a device added to it cannot change them",
 		    d->vm->name, d->vm->max_dma_mappings,
 		    (unsigned long long)d->vm->max_pinned_bytes);
-	r = dm_group_get(dmn, v, d->iommu_group, err, &dd->grp);
+	r = dmn_group_get(dmn, v, d->iommu_group, err, &dd->grp);
 	if (r < 0)
 		return r;
-	dm_group_describe(dmn, dd->grp, d->vm->name);
+	dmn_group_describe(dmn, dd->grp, d->vm->name);
 	if (!v->dma) {
 		d->vm->max_dma_mappings = maxmap;
 		d->vm->max_pinned_bytes = maxpin;
-		r = dm_vm_dma(v, maxmap, maxpin, err);
+		r = dmn_vm_dma(v, maxmap, maxpin, err);
 		if (r < 0)
 			return r;
 	}
-	r = brk_device_open(dd->grp->g, d->bdf, err, &dd->device);
+	r = brk_vfio_dev_open(dd->grp->g, d->bdf, err, &dd->device);
 	if (r < 0)
 		return r;
 	v->live++;
 	/* A clean device for the new owner: whatever the last one left is gone. */
-	dm_reset(dd);
+	dmn_reset(dd);
 	return 0;
 }
 
-static int dm_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call)
+static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
 	struct vb_err err = {0};
 	struct brk_dev *d;
-	struct dm_dev *dd;
+	struct dmn_dev *dd;
 	uint32_t maxmap;
 	uint64_t maxpin;
 	char msg[256];
 	int r;
 
-	r = dm_add_check(dmn, req, call, &maxmap, &maxpin);
-	if (r < 0 || (r = dm_add_replace_stale(dmn, req->bdf, call)) < 0)
+	r = dmn_add_check(dmn, req, call, &maxmap, &maxpin);
+	if (r < 0 || (r = dmn_add_replace_stale(dmn, req->bdf, call)) < 0)
 		return r;
 	dd = calloc(1, sizeof(*dd));
 	if (!dd)
@@ -681,15 +681,15 @@ static int dm_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ct
 	d->owner_uid = req->owner_uid;
 	d->owner_gid = req->owner_gid;
 	d->allow_mmap = req->allow_mmap;
-	r = dm_add_vfio(dmn, dd, req, maxmap, maxpin, &err);
+	r = dmn_add_vfio(dmn, dd, req, maxmap, maxpin, &err);
 	if (r == 0)
-		r = dm_start_worker(dd, msg, sizeof(msg));
+		r = dmn_start_worker(dd, msg, sizeof(msg));
 	else
 		snprintf(msg, sizeof(msg), "%s", err.msg);
 	if (r < 0) {
 		brk_warn("%s: AddDevice for vm %s failed: %s", req->bdf, req->vm, msg);
-		dm_dev_release(dd);
-		dm_dev_forget(dd);
+		dmn_dev_release(dd);
+		dmn_dev_forget(dd);
 		brk_ctl_call_set_message(call, "%s: %s", req->bdf, msg);
 		return r;
 	}
@@ -697,11 +697,11 @@ static int dm_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ct
 	return 0;
 }
 
-static int dm_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct brk_ctl_call *call)
+static int dmn_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
 	struct brk_dev *d = brk_registry_find(dmn->reg, req->bdf);
-	struct dm_dev *dd;
+	struct dmn_dev *dd;
 	uint32_t timeout;
 
 	if (!d) {
@@ -717,7 +717,7 @@ static int dm_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct 
 	dd->remove_call = call;
 	dd->vmm_acknowledged = false;
 	if (!dd->worker) {
-		dm_finish_removal(dd); /* faulted and released, or between restarts */
+		dmn_finish_removal(dd); /* faulted and released, or between restarts */
 		return 0;
 	}
 	if (d->state != BRK_DEV_FAULTED)
@@ -731,16 +731,16 @@ static int dm_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct 
 }
 
 const struct brk_ctl_ops brk_daemon_ctl_ops = {
-    .add_device = dm_add_device,
-    .remove_device = dm_remove_device,
-    .list_devices = dm_list_devices,
-    .device_status = dm_device_status,
-    .metrics = dm_metrics,
+    .add_device = dmn_add_device,
+    .remove_device = dmn_remove_device,
+    .list_devices = brk_daemon__list_devices,
+    .device_status = brk_daemon__device_status,
+    .metrics = brk_daemon__metrics,
 };
 
 /* log.c's resolver: a line that starts with a device's address gets that device's VM and worker
  * as journal fields. */
-static void dm_log_resolve(void *ctx, const char *bdf, struct brk_log_about *about)
+static void dmn_log_resolve(void *ctx, const char *bdf, struct brk_log_about *about)
 {
 	struct brk_daemon *dmn = ctx;
 	struct brk_dev *d = brk_registry_find(dmn->reg, bdf);
@@ -779,7 +779,7 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		free(dmn);
 		return r;
 	}
-	brk_log_set_resolver(dm_log_resolve, dmn);
+	brk_log_set_resolver(dmn_log_resolve, dmn);
 	*ret = dmn;
 	return 0;
 }
@@ -794,14 +794,14 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	brk_ctl_free(dmn->ctl);
 	dmn->ctl = NULL;
 	while ((d = brk_registry_first(dmn->reg))) {
-		struct dm_dev *dd = d->priv;
+		struct dmn_dev *dd = d->priv;
 		if (dd->worker) {
 			brk_worker_free(dd->worker);
 			dd->worker = NULL;
-			dm_reset(dd);
+			dmn_reset(dd);
 		}
-		dm_dev_release(dd);
-		dm_dev_forget(dd);
+		dmn_dev_release(dd);
+		dmn_dev_forget(dd);
 	}
 	brk_log_set_resolver(NULL, NULL);
 	brk_registry_free(dmn->reg);

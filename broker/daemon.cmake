@@ -19,18 +19,16 @@ target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH 
 	PkgConfig::LIBSYSTEMD)
 
 # The process: VFIO-facing pieces on top of the core library and the sandbox.
-if(TARGET vb_broker_core AND TARGET vb_sandbox)
-	add_library(vb_brokerd STATIC
-		${CMAKE_CURRENT_SOURCE_DIR}/caps.c
-		${CMAKE_CURRENT_SOURCE_DIR}/daemon.c
-		${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
-		${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
-		${CMAKE_CURRENT_SOURCE_DIR}/supervise.c
-		${CMAKE_CURRENT_SOURCE_DIR}/worker.c)
-	target_link_libraries(vb_brokerd PUBLIC vb_brokerd_base vb_broker_core vb_sandbox
-		PkgConfig::CAPNG)
-	add_executable(vfio-brokerd ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
-	target_compile_definitions(vfio-brokerd PRIVATE VB_VERSION="${PROJECT_VERSION}")
-	target_link_libraries(vfio-brokerd PRIVATE vb_brokerd vb_policy PkgConfig::LIBSYSTEMD)
-	install(TARGETS vfio-brokerd DESTINATION ${CMAKE_INSTALL_SBINDIR})
-endif()
+add_library(vb_brokerd STATIC
+	${CMAKE_CURRENT_SOURCE_DIR}/caps.c
+	${CMAKE_CURRENT_SOURCE_DIR}/daemon.c
+	${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
+	${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
+	${CMAKE_CURRENT_SOURCE_DIR}/supervise.c
+	${CMAKE_CURRENT_SOURCE_DIR}/worker.c)
+target_link_libraries(vb_brokerd PUBLIC vb_brokerd_base vb_broker_core vb_sandbox
+	PkgConfig::CAPNG)
+add_executable(vfio-brokerd ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
+target_compile_definitions(vfio-brokerd PRIVATE VB_VERSION="${PROJECT_VERSION}")
+target_link_libraries(vfio-brokerd PRIVATE vb_brokerd vb_policy PkgConfig::LIBSYSTEMD)
+install(TARGETS vfio-brokerd DESTINATION ${CMAKE_INSTALL_SBINDIR})

@@ -16,29 +16,29 @@
 #include "vfio.h"
 #include "worker.h"
 
-struct dm_group {
+struct dmn_group {
 	struct brk_group *g;
 	uint32_t nr;
 	uint32_t users; /* devices of the VM in this group */
-	struct dm_group *next;
+	struct dmn_group *next;
 };
 
 /* brk_vm.priv */
-struct dm_vm {
+struct dmn_vm {
 	struct brk_container *container;
 	struct brk_dma *dma;
-	struct dm_group *groups;
+	struct dmn_group *groups;
 	uint32_t live; /* devices holding VFIO objects (not faulted-and-released) */
 	uid_t owner_uid;
 	gid_t owner_gid;
 };
 
 /* brk_dev.priv */
-struct dm_dev {
+struct dmn_dev {
 	struct brk_daemon *dmn;
 	struct brk_dev *rec;
-	struct brk_device *device; /* NULL once released */
-	struct dm_group *grp;
+	struct brk_vfio_dev *device; /* NULL once released */
+	struct dmn_group *grp;
 	struct brk_worker *worker; /* NULL when none runs */
 	uid_t worker_uid;
 	gid_t worker_gid;
@@ -62,8 +62,8 @@ struct brk_daemon {
 };
 
 /* daemon_status.c */
-int dm_list_devices(void *ctx, struct brk_ctl_call *call);
-int dm_device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);
-int dm_metrics(void *ctx, FILE *out);
+int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call);
+int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);
+int brk_daemon__metrics(void *ctx, FILE *out);
 
 #endif

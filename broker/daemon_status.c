@@ -11,16 +11,16 @@
 #include "irq.h"
 #include "metrics.h"
 
-struct dm_status_buf {
+struct dmn_status_buf {
 	Vb__Ctl__DeviceStatus st;
 	Vb__Ctl__IrqState irq_store[BRK_DEVICE_MAX_IRQS];
 	Vb__Ctl__IrqState *irqs[BRK_DEVICE_MAX_IRQS];
 };
 
-static void dm_fill_status(const struct brk_dev *d, struct dm_status_buf *b)
+static void dmn_fill_status(const struct brk_dev *d, struct dmn_status_buf *b)
 {
-	const struct dm_dev *dd = d->priv;
-	const struct dm_vm *v = d->vm->priv;
+	const struct dmn_dev *dd = d->priv;
+	const struct dmn_vm *v = d->vm->priv;
 	Vb__Ctl__DeviceStatus *st = &b->st;
 	struct brk_dma_stats ds;
 
@@ -41,8 +41,8 @@ static void dm_fill_status(const struct brk_dev *d, struct dm_status_buf *b)
 	}
 	if (!dd->device)
 		return;
-	st->resets += brk_device_resets(dd->device);
-	const struct brk_irqs *irqs = brk_device_irqs(dd->device);
+	st->resets += brk_vfio_dev_resets(dd->device);
+	const struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
 	for (uint32_t i = 0; i < brk_irq_count(irqs) && i < BRK_DEVICE_MAX_IRQS; i++) {
 		struct brk_irq_status is;
 		if (brk_irq_status(irqs, i, &is) < 0 || !is.count)
@@ -56,11 +56,11 @@ static void dm_fill_status(const struct brk_dev *d, struct dm_status_buf *b)
 	st->irqs = b->irqs;
 }
 
-int dm_device_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
+int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
 	struct brk_dev *d = brk_registry_find(dmn->reg, bdf);
-	struct dm_status_buf *b;
+	struct dmn_status_buf *b;
 
 	if (!d) {
 		brk_ctl_call_set_message(call, "%s is not assigned", bdf);
@@ -69,18 +69,18 @@ int dm_device_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
 	b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
-	dm_fill_status(d, b);
+	dmn_fill_status(d, b);
 	brk_ctl_call_reply(call, &b->st.base);
 	free(b);
 	return 0;
 }
 
-int dm_list_devices(void *ctx, struct brk_ctl_call *call)
+int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
 	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
 	uint32_t n = brk_registry_ndevices(dmn->reg), i = 0;
-	struct dm_status_buf *bufs = calloc(n ? n : 1, sizeof(*bufs));
+	struct dmn_status_buf *bufs = calloc(n ? n : 1, sizeof(*bufs));
 	Vb__Ctl__DeviceStatus **list = calloc(n ? n : 1, sizeof(*list));
 
 	if (!bufs || !list) {
@@ -89,7 +89,7 @@ int dm_list_devices(void *ctx, struct brk_ctl_call *call)
 		return -ENOMEM;
 	}
 	for (struct brk_dev *d = brk_registry_first(dmn->reg); d && i < n; d = d->next, i++) {
-		dm_fill_status(d, &bufs[i]);
+		dmn_fill_status(d, &bufs[i]);
 		list[i] = &bufs[i].st;
 	}
 	rep.devices = list;
@@ -100,12 +100,12 @@ int dm_list_devices(void *ctx, struct brk_ctl_call *call)
 	return 0;
 }
 
-static void dm_metrics_devices(struct brk_daemon *dmn, FILE *f)
+static void dmn_metrics_devices(struct brk_daemon *dmn, FILE *f)
 {
 	uint32_t by_state[BRK_DEV_FAULTED + 1] = {0}, workers = 0;
 
 	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
-		const struct dm_dev *dd = d->priv;
+		const struct dmn_dev *dd = d->priv;
 		if (d->state >= BRK_DEV_STARTING && d->state <= BRK_DEV_FAULTED)
 			by_state[d->state]++;
 		workers += dd->worker != NULL;
@@ -130,13 +130,13 @@ static void dm_metrics_devices(struct brk_daemon *dmn, FILE *f)
 		(unsigned long long)dmn->removes_total);
 }
 
-static void dm_metrics_vms(struct brk_daemon *dmn, FILE *f)
+static void dmn_metrics_vms(struct brk_daemon *dmn, FILE *f)
 {
 	struct brk_dma_stats ds;
 
 	brk_metric_header(f, "vfio_broker_dma_mappings", "gauge", "DMA mappings, by VM.");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
-		const struct dm_vm *v = vm->priv;
+		const struct dmn_vm *v = vm->priv;
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_dma_mappings{vm=\"%s\"} %u\n", vm->name,
@@ -145,7 +145,7 @@ static void dm_metrics_vms(struct brk_daemon *dmn, FILE *f)
 	}
 	brk_metric_header(f, "vfio_broker_pinned_bytes", "gauge", "Pinned guest memory, by VM.");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
-		const struct dm_vm *v = vm->priv;
+		const struct dmn_vm *v = vm->priv;
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_pinned_bytes{vm=\"%s\"} %llu\n", vm->name,
@@ -155,7 +155,7 @@ static void dm_metrics_vms(struct brk_daemon *dmn, FILE *f)
 	brk_metric_header(f, "vfio_broker_dma_map_rejects_total", "counter",
 			  "DmaMap requests refused, by VM (since the VM's first device).");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
-		const struct dm_vm *v = vm->priv;
+		const struct dmn_vm *v = vm->priv;
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_dma_map_rejects_total{vm=\"%s\"} %llu\n", vm->name,
@@ -164,16 +164,16 @@ static void dm_metrics_vms(struct brk_daemon *dmn, FILE *f)
 	}
 }
 
-static void dm_metrics_irqs(struct brk_daemon *dmn, FILE *f)
+static void dmn_metrics_irqs(struct brk_daemon *dmn, FILE *f)
 {
 	brk_metric_header(f, "vfio_broker_interrupts_routed", "gauge",
 			  "Interrupt vectors with an eventfd trigger installed, by device.");
 	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
-		const struct dm_dev *dd = d->priv;
+		const struct dmn_dev *dd = d->priv;
 		uint32_t routed = 0;
 		if (!dd->device)
 			continue;
-		const struct brk_irqs *irqs = brk_device_irqs(dd->device);
+		const struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
 		for (uint32_t i = 0; i < brk_irq_count(irqs); i++) {
 			struct brk_irq_status is;
 			if (brk_irq_status(irqs, i, &is) == 0)
@@ -184,13 +184,13 @@ static void dm_metrics_irqs(struct brk_daemon *dmn, FILE *f)
 	}
 }
 
-int dm_metrics(void *ctx, FILE *f)
+int brk_daemon__metrics(void *ctx, FILE *f)
 {
 	struct brk_daemon *dmn = ctx;
 
-	dm_metrics_devices(dmn, f);
-	dm_metrics_vms(dmn, f);
-	dm_metrics_irqs(dmn, f);
+	dmn_metrics_devices(dmn, f);
+	dmn_metrics_vms(dmn, f);
+	dmn_metrics_irqs(dmn, f);
 	brk_worker_metrics(f);
 	return 0;
 }

@@ -1,6 +1,6 @@
 /*
  * device_pb: converts a device's region and IRQ tables into the protobuf lists of the worker
- * handoff. Trusts the brk_device (already validated when it was read from the kernel).
+ * handoff. Trusts the brk_vfio_dev (already validated when it was read from the kernel).
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -8,13 +8,13 @@
 
 #include "device_pb.h"
 
-static uint32_t count_present(const struct brk_device *d, uint32_t *ret_areas)
+static uint32_t count_present(const struct brk_vfio_dev *d, uint32_t *ret_areas)
 {
 	const struct brk_region *r;
 	uint32_t i, n = 0, areas = 0;
 
-	for (i = 0; i < brk_device_info(d)->num_regions; i++) {
-		r = brk_device_region(d, i);
+	for (i = 0; i < brk_vfio_dev_info(d)->num_regions; i++) {
+		r = brk_vfio_dev_region(d, i);
 		if (!r->present)
 			continue;
 		n++;
@@ -24,14 +24,14 @@ static uint32_t count_present(const struct brk_device *d, uint32_t *ret_areas)
 	return n;
 }
 
-static void fill_regions(const struct brk_device *d, struct brk_device_pb *o)
+static void fill_regions(const struct brk_vfio_dev *d, struct brk_vfio_dev_pb *o)
 {
 	const struct brk_region *r;
 	Vb__Region *pr;
 	uint32_t i, j, a = 0;
 
-	for (i = 0; i < brk_device_info(d)->num_regions; i++) {
-		r = brk_device_region(d, i);
+	for (i = 0; i < brk_vfio_dev_info(d)->num_regions; i++) {
+		r = brk_vfio_dev_region(d, i);
 		if (!r->present)
 			continue;
 		pr = &o->region_store[o->n_regions];
@@ -53,11 +53,11 @@ static void fill_regions(const struct brk_device *d, struct brk_device_pb *o)
 	}
 }
 
-int brk_device_pb_fill(const struct brk_device *d, struct brk_device_pb *out)
+int brk_vfio_dev_pb_fill(const struct brk_vfio_dev *d, struct brk_vfio_dev_pb *out)
 {
-	struct brk_device_pb o;
+	struct brk_vfio_dev_pb o;
 	const struct brk_irq_info *q;
-	uint32_t i, nreg, nareas, nirq = brk_device_info(d)->num_irqs;
+	uint32_t i, nreg, nareas, nirq = brk_vfio_dev_info(d)->num_irqs;
 
 	memset(&o, 0, sizeof(o));
 	nreg = count_present(d, &nareas);
@@ -69,12 +69,12 @@ int brk_device_pb_fill(const struct brk_device *d, struct brk_device_pb *out)
 	o.irq_store = calloc(nirq + 1, sizeof(*o.irq_store));
 	if (!o.regions || !o.region_store || !o.area_store || !o.area_ptrs || !o.irqs ||
 	    !o.irq_store) {
-		brk_device_pb_release(&o);
+		brk_vfio_dev_pb_release(&o);
 		return -ENOMEM;
 	}
 	fill_regions(d, &o);
 	for (i = 0; i < nirq; i++) {
-		q = brk_device_irq(d, i);
+		q = brk_vfio_dev_irq(d, i);
 		vb__irq__init(&o.irq_store[i]);
 		o.irq_store[i].index = q->index;
 		o.irq_store[i].flags = q->flags;
@@ -86,7 +86,7 @@ int brk_device_pb_fill(const struct brk_device *d, struct brk_device_pb *out)
 	return 0;
 }
 
-void brk_device_pb_release(struct brk_device_pb *o)
+void brk_vfio_dev_pb_release(struct brk_vfio_dev_pb *o)
 {
 	free(o->regions);
 	free(o->region_store);

@@ -12,8 +12,8 @@
 #include "vfio.h"
 
 /* The lists, and the storage behind them. Assign `regions`/`n_regions` and `irqs`/`n_irqs` to
- * a Handoff (the pointers stay owned by this struct), pack it, then brk_device_pb_release(). */
-struct brk_device_pb {
+ * a Handoff (the pointers stay owned by this struct), pack it, then brk_vfio_dev_pb_release(). */
+struct brk_vfio_dev_pb {
 	Vb__Region **regions;
 	size_t n_regions;
 	Vb__Irq **irqs;
@@ -28,8 +28,8 @@ struct brk_device_pb {
 /* Fills `out` with every present region (with its sparse mmap areas and MSI-X-mappable flag)
  * and every IRQ index the kernel reported. Errors: -ENOMEM (then `out` holds nothing to
  * release). */
-int brk_device_pb_fill(const struct brk_device *d, struct brk_device_pb *out);
-/* Frees what brk_device_pb_fill() allocated and zeroes `out`; safe on a zeroed struct. */
-void brk_device_pb_release(struct brk_device_pb *out);
+int brk_vfio_dev_pb_fill(const struct brk_vfio_dev *d, struct brk_vfio_dev_pb *out);
+/* Frees what brk_vfio_dev_pb_fill() allocated and zeroes `out`; safe on a zeroed struct. */
+void brk_vfio_dev_pb_release(struct brk_vfio_dev_pb *out);
 
 #endif

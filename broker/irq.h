@@ -52,7 +52,7 @@ struct brk_irqs;
 
 /* The interrupt state of a device fd with these indexes. `infos` is copied. `device_fd` is
  * borrowed and must outlive the state. `pci` turns on the INTx/MSI/MSI-X exclusion.
- * brk_device_open() makes one per device (brk_device_irqs()); this constructor is for callers
+ * brk_vfio_dev_open() makes one per device (brk_vfio_dev_irqs()); this constructor is for callers
  * and tests that hold a device fd some other way. Errors: -EINVAL (n > BRK_DEVICE_MAX_IRQS, or
  * an index count above 2048), -ENOMEM. */
 int brk_irqs_new(const struct brk_sys *sys, int device_fd, bool pci,

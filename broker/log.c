@@ -170,7 +170,7 @@ log_write(int prio, const struct brk_log_about *about, const char *fmt, va_list 
 	}
 }
 
-void brk_logv(int prio, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static void log_v(int prio, const char *fmt, va_list ap)
 {
 	int saved = errno;
 
@@ -198,7 +198,7 @@ void brk_log(int prio, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	brk_logv(prio, fmt, ap);
+	log_v(prio, fmt, ap);
 	va_end(ap);
 }
 

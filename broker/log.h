@@ -24,7 +24,6 @@ const char *brk_log_level_to_string(int prio);
 void brk_log_open(const char *ident);
 
 void brk_log(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void brk_logv(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Logs "message: strerror(-err)" and returns `err` (a negative errno), systemd style:
  *   if (r < 0) return brk_log_errno(LOG_ERR, r, "cannot open %s", path); */
 int brk_log_errno(int prio, int err, const char *fmt, ...) __attribute__((format(printf, 3, 4)));

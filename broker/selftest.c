@@ -60,7 +60,7 @@ static void check(bool ok, const char *name, const char *fmt, ...)
 struct ctx {
 	struct brk_container *c;
 	struct brk_group *g;
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 	struct brk_dma *dma;
 	uint64_t pg;
 	int memfd; /* 64 pages, sealed against shrinking */
@@ -69,16 +69,16 @@ struct ctx {
 	bool have_avail;
 };
 
-static void print_device(struct brk_device *d)
+static void print_device(struct brk_vfio_dev *d)
 {
-	const struct brk_device_info *di = brk_device_info(d);
+	const struct brk_vfio_dev_info *di = brk_vfio_dev_info(d);
 	uint32_t i, j;
 
-	printf("# device %s: flags 0x%x%s%s, %u regions, %u irq indexes\n", brk_device_bdf(d),
+	printf("# device %s: flags 0x%x%s%s, %u regions, %u irq indexes\n", brk_vfio_dev_bdf(d),
 	       di->flags, di->flags & VFIO_DEVICE_FLAGS_PCI ? " pci" : "",
 	       di->flags & VFIO_DEVICE_FLAGS_RESET ? " reset" : "", di->num_regions, di->num_irqs);
 	for (i = 0; i < di->num_regions; i++) {
-		const struct brk_region *r = brk_device_region(d, i);
+		const struct brk_region *r = brk_vfio_dev_region(d, i);
 
 		if (!r->present)
 			continue;
@@ -91,7 +91,7 @@ static void print_device(struct brk_device *d)
 			       r->areas[j].size);
 	}
 	for (i = 0; i < di->num_irqs; i++) {
-		const struct brk_irq_info *q = brk_device_irq(d, i);
+		const struct brk_irq_info *q = brk_vfio_dev_irq(d, i);
 
 		printf("# irq %u: flags 0x%x count %u\n", i, q->flags, q->count);
 	}
@@ -271,7 +271,7 @@ static void teardown_dma(struct ctx *x)
 
 static void irq_rejects(struct ctx *x)
 {
-	struct brk_irqs *irqs = brk_device_irqs(x->d);
+	struct brk_irqs *irqs = brk_vfio_dev_irqs(x->d);
 	int p[2], r;
 	struct vb_err err = {0};
 	struct brk_irq_req q = {.index = 99,
@@ -288,8 +288,8 @@ static void irq_rejects(struct ctx *x)
 	r = brk_irq_set(irqs, &q, &err);
 	check(r == -EINVAL, "irq_set_rejects_unknown_index", "got %d", r);
 	/* The first index that signals eventfds (MSI on edu, MSI-X on nvme). */
-	for (i = brk_device_info(x->d)->num_irqs; i-- > 0;) {
-		const struct brk_irq_info *ii = brk_device_irq(x->d, i);
+	for (i = brk_vfio_dev_info(x->d)->num_irqs; i-- > 0;) {
+		const struct brk_irq_info *ii = brk_vfio_dev_irq(x->d, i);
 
 		if (ii->count && (ii->flags & VFIO_IRQ_INFO_EVENTFD))
 			q.index = i;
@@ -323,7 +323,7 @@ static int open_all(struct ctx *x, const char *bdf, bool bind)
 	if (r == 0)
 		r = brk_group_attach(x->g, x->c, &err);
 	if (r == 0)
-		r = brk_device_open(x->g, bdf, &err, &x->d);
+		r = brk_vfio_dev_open(x->g, bdf, &err, &x->d);
 	if (r < 0) {
 		printf("# setup: %s\n", err.msg);
 		return r;
@@ -341,18 +341,18 @@ static int open_all(struct ctx *x, const char *bdf, bool bind)
 
 static void check_handoff(struct ctx *x)
 {
-	struct brk_device_pb pb;
+	struct brk_vfio_dev_pb pb;
 	uint32_t i, present = 0;
 	int r;
 
-	for (i = 0; i < brk_device_info(x->d)->num_regions; i++)
-		present += brk_device_region(x->d, i)->present;
-	r = brk_device_pb_fill(x->d, &pb);
-	check(r == 0 && pb.n_regions == present && pb.n_irqs == brk_device_info(x->d)->num_irqs,
+	for (i = 0; i < brk_vfio_dev_info(x->d)->num_regions; i++)
+		present += brk_vfio_dev_region(x->d, i)->present;
+	r = brk_vfio_dev_pb_fill(x->d, &pb);
+	check(r == 0 && pb.n_regions == present && pb.n_irqs == brk_vfio_dev_info(x->d)->num_irqs,
 	      "device_handoff_tables", "r=%d %zu regions (want %u), %zu irqs", r, pb.n_regions,
 	      present, pb.n_irqs);
 	if (r == 0)
-		brk_device_pb_release(&pb);
+		brk_vfio_dev_pb_release(&pb);
 }
 
 /* A second device of the same VM: its group joins the first one's container (the IOMMU type is
@@ -360,7 +360,7 @@ static void check_handoff(struct ctx *x)
 static void second_device(struct ctx *x, const char *bdf2)
 {
 	struct brk_group *g2 = NULL;
-	struct brk_device *d2 = NULL;
+	struct brk_vfio_dev *d2 = NULL;
 	struct vb_err err = {0};
 	enum brk_iommu_type type = brk_container_info(x->c)->type;
 	uint32_t grp;
@@ -375,11 +375,11 @@ static void second_device(struct ctx *x, const char *bdf2)
 		  brk_container_info(x->c)->type == type,
 	      "container_shared_by_second_group", "%d %s", r, err.msg);
 	if (r == 0)
-		r = brk_device_open(g2, bdf2, &err, &d2);
+		r = brk_vfio_dev_open(g2, bdf2, &err, &d2);
 	check(r == 0, "second_device_opened", "%d %s", r, err.msg);
 	if (d2)
-		printf("# second device %s in group %u\n", brk_device_bdf(d2), grp);
-	brk_device_free(d2);
+		printf("# second device %s in group %u\n", brk_vfio_dev_bdf(d2), grp);
+	brk_vfio_dev_free(d2);
 	brk_group_unref(g2);
 	check(brk_container_info(x->c)->groups == 1, "second_group_released", "groups %u",
 	      brk_container_info(x->c)->groups);
@@ -420,16 +420,16 @@ static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 	pinned_quota(&x);
 	teardown_dma(&x);
 	irq_rejects(&x);
-	r = brk_irq_disable_all(brk_device_irqs(x.d));
+	r = brk_irq_disable_all(brk_vfio_dev_irqs(x.d));
 	check(r == 0, "irq_disable_all_noop", "%d", r);
 	if (do_reset) {
-		r = brk_device_reset(x.d, &err);
-		check(r == 0 && brk_device_resets(x.d) == 1, "device_reset", "%d %s", r, err.msg);
+		r = brk_vfio_dev_reset(x.d, &err);
+		check(r == 0 && brk_vfio_dev_resets(x.d) == 1, "device_reset", "%d %s", r, err.msg);
 	}
 	brk_dma_free(x.dma);
 	close(x.memfd);
 	close(x.memfd_unsealed);
-	brk_device_free(x.d);
+	brk_vfio_dev_free(x.d);
 	brk_group_unref(x.g);
 	brk_container_unref(x.c);
 	printf("1..%u\n# %u passed, %u failed\n", n_checks, n_checks - n_failed, n_failed);

@@ -45,8 +45,8 @@ static struct brk_group *open_groups;
 
 /* ---- info queries -------------------------------------------------------------------------- */
 
-int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
-		     size_t base_size, void **ret_buf, size_t *ret_len)
+int brk_vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
+			 size_t base_size, void **ret_buf, size_t *ret_len)
 {
 	size_t size = base_size;
 	uint32_t argsz;
@@ -80,10 +80,10 @@ int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const
 	return -EIO;
 }
 
-int vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
-		    int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
-			      void *ctx),
-		    void *ctx)
+int brk_vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
+			int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
+				  void *ctx),
+			void *ctx)
 {
 	struct vfio_info_cap_header h;
 	size_t off = first, end;
@@ -282,7 +282,8 @@ static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 	void *buf;
 	int r;
 
-	r = vfio__query_info(c->sys, c->fd, VFIO_IOMMU_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
+	r = brk_vfio__query_info(c->sys, c->fd, VFIO_IOMMU_GET_INFO, &tmpl, sizeof(tmpl), &buf,
+				 &len);
 	if (r < 0)
 		return vb_errf(err, r, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-r));
 	info = buf;
@@ -297,7 +298,8 @@ static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 	c->info.n_iova_ranges = 0;
 	r = 0;
 	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset)
-		r = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap, &c->info);
+		r = brk_vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap,
+					&c->info);
 	free(buf);
 	if (r < 0)
 		return vb_errf(err, -EIO, "malformed VFIO_IOMMU_GET_INFO capability chain");
@@ -551,17 +553,17 @@ int brk_group_detach(struct brk_group *g)
 }
 
 /* For vfio_device.c: the group fd, and the count of open devices that pins the attach. */
-int vfio__group_fd(const struct brk_group *g)
+int brk_vfio__group_fd(const struct brk_group *g)
 {
 	return g->fd;
 }
 
-const struct brk_sys *vfio__group_sys(const struct brk_group *g)
+const struct brk_sys *brk_vfio__group_sys(const struct brk_group *g)
 {
 	return g->sys;
 }
 
-void vfio__group_device_count(struct brk_group *g, int delta)
+void brk_vfio__group_device_count(struct brk_group *g, int delta)
 {
 	g->devices = (uint32_t)((int)g->devices + delta);
 }

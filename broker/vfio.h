@@ -155,13 +155,13 @@ struct brk_irq_info {
 #define BRK_DEVICE_MAX_IRQS    16
 #define BRK_REGION_MAX_AREAS   256
 
-struct brk_device_info {
+struct brk_vfio_dev_info {
 	uint32_t flags; /* VFIO_DEVICE_FLAGS_* */
 	uint32_t num_regions;
 	uint32_t num_irqs;
 };
 
-struct brk_device;
+struct brk_vfio_dev;
 struct brk_irqs;
 
 /* VFIO_GROUP_GET_DEVICE_FD for `bdf` (validated, see bind.h), then VFIO_DEVICE_GET_INFO, every
@@ -170,25 +170,24 @@ struct brk_irqs;
  * inconsistent info from the kernel), -EPERM (group not attached), -ENODEV/-EBUSY from the
  * kernel (not in this group, already open), -E2BIG (more regions/IRQs/areas than the bounds
  * above), -ENOMEM. */
-int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
-		    struct brk_device **ret);
+int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
+		      struct brk_vfio_dev **ret);
 /* Disables nothing by itself: callers quiesce first (brk_irq_disable_all, DMA unmap, reset).
  * Closes the device fd and drops the group reference. NULL is allowed. */
-void brk_device_free(struct brk_device *d);
+void brk_vfio_dev_free(struct brk_vfio_dev *d);
 /* The device fd, owned by the device. Dup it to hand it to a worker. */
-int brk_device_fd(const struct brk_device *d);
-const char *brk_device_bdf(const struct brk_device *d);
-struct brk_group *brk_device_group(const struct brk_device *d);
-const struct brk_device_info *brk_device_info(const struct brk_device *d);
+int brk_vfio_dev_fd(const struct brk_vfio_dev *d);
+const char *brk_vfio_dev_bdf(const struct brk_vfio_dev *d);
+const struct brk_vfio_dev_info *brk_vfio_dev_info(const struct brk_vfio_dev *d);
 /* NULL when index >= num_regions. Check `present`. */
-const struct brk_region *brk_device_region(const struct brk_device *d, uint32_t index);
+const struct brk_region *brk_vfio_dev_region(const struct brk_vfio_dev *d, uint32_t index);
 /* NULL when index >= num_irqs. */
-const struct brk_irq_info *brk_device_irq(const struct brk_device *d, uint32_t index);
+const struct brk_irq_info *brk_vfio_dev_irq(const struct brk_vfio_dev *d, uint32_t index);
 /* The device's interrupt state (irq.h), created with the device and owned by it. */
-struct brk_irqs *brk_device_irqs(struct brk_device *d);
+struct brk_irqs *brk_vfio_dev_irqs(struct brk_vfio_dev *d);
 /* VFIO_DEVICE_RESET. Errors: -ENOTTY (the device has no VFIO_DEVICE_FLAGS_RESET: no reset
  * method the kernel can use), or the kernel's error. Counts successful resets. */
-int brk_device_reset(struct brk_device *d, struct vb_err *err);
-uint32_t brk_device_resets(const struct brk_device *d);
+int brk_vfio_dev_reset(struct brk_vfio_dev *d, struct vb_err *err);
+uint32_t brk_vfio_dev_resets(const struct brk_vfio_dev *d);
 
 #endif

@@ -18,12 +18,12 @@
 #include "vfio.h"
 #include "vfio_priv.h"
 
-struct brk_device {
+struct brk_vfio_dev {
 	struct brk_group *group;
 	const struct brk_sys *sys;
 	int fd;
 	char bdf[VB_BDF_LEN];
-	struct brk_device_info info;
+	struct brk_vfio_dev_info info;
 	struct brk_region *regions;
 	struct brk_irq_info *irqs;
 	struct brk_irqs *irqstate;
@@ -95,7 +95,7 @@ static int region_cap(uint16_t id, uint16_t version, const void *cap, size_t ava
 	}
 }
 
-static int read_region(struct brk_device *d, uint32_t index, struct vb_err *err)
+static int read_region(struct brk_vfio_dev *d, uint32_t index, struct vb_err *err)
 {
 	struct vfio_region_info tmpl = {.argsz = sizeof(tmpl), .index = index};
 	struct brk_region *r = &d->regions[index];
@@ -106,8 +106,8 @@ static int read_region(struct brk_device *d, uint32_t index, struct vb_err *err)
 	int ret;
 
 	r->index = index;
-	ret = vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_REGION_INFO, &tmpl, sizeof(tmpl),
-			       &buf, &len);
+	ret = brk_vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_REGION_INFO, &tmpl, sizeof(tmpl),
+				   &buf, &len);
 	/* vfio-pci answers EINVAL for regions the device does not have (VGA on most). */
 	if (ret == -EINVAL)
 		return 0;
@@ -120,7 +120,8 @@ static int read_region(struct brk_device *d, uint32_t index, struct vb_err *err)
 	r->size = info->size;
 	r->offset = info->offset;
 	if ((info->flags & VFIO_REGION_INFO_FLAG_CAPS) && info->cap_offset)
-		ret = vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, region_cap, &rc);
+		ret =
+		    brk_vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, region_cap, &rc);
 	free(buf);
 	if (ret == -ENOMEM)
 		return vb_errf(err, ret, "out of memory");
@@ -130,7 +131,7 @@ static int read_region(struct brk_device *d, uint32_t index, struct vb_err *err)
 	return 0;
 }
 
-static int read_irq(struct brk_device *d, uint32_t index, struct vb_err *err)
+static int read_irq(struct brk_vfio_dev *d, uint32_t index, struct vb_err *err)
 {
 	struct vfio_irq_info info = {.argsz = sizeof(info), .index = index};
 	int r;
@@ -147,7 +148,7 @@ static int read_irq(struct brk_device *d, uint32_t index, struct vb_err *err)
 	return 0;
 }
 
-static int read_device_info(struct brk_device *d, struct vb_err *err)
+static int read_device_info(struct brk_vfio_dev *d, struct vb_err *err)
 {
 	struct vfio_device_info tmpl = {.argsz = sizeof(tmpl)};
 	const struct vfio_device_info *info;
@@ -155,7 +156,8 @@ static int read_device_info(struct brk_device *d, struct vb_err *err)
 	void *buf;
 	int r;
 
-	r = vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_INFO, &tmpl, sizeof(tmpl), &buf, &len);
+	r = brk_vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_INFO, &tmpl, sizeof(tmpl), &buf,
+				 &len);
 	if (r < 0)
 		return vb_errf(err, r, "VFIO_DEVICE_GET_INFO of %s: %s", d->bdf, strerror(-r));
 	info = buf;
@@ -169,7 +171,7 @@ static int read_device_info(struct brk_device *d, struct vb_err *err)
 	return 0;
 }
 
-static int read_all(struct brk_device *d, struct vb_err *err)
+static int read_all(struct brk_vfio_dev *d, struct vb_err *err)
 {
 	uint32_t i;
 	int r;
@@ -198,7 +200,7 @@ static int read_all(struct brk_device *d, struct vb_err *err)
 	return 0;
 }
 
-static void device_release(struct brk_device *d)
+static void device_release(struct brk_vfio_dev *d)
 {
 	uint32_t i;
 
@@ -239,10 +241,10 @@ static int open_failed(const struct brk_sys *sys, const char *bdf, uint32_t nr, 
 		       strerror(-r));
 }
 
-int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
-		    struct brk_device **ret)
+int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
+		      struct brk_vfio_dev **ret)
 {
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 	int r;
 
 	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0)
@@ -254,14 +256,14 @@ int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	d->sys = vfio__group_sys(g);
+	d->sys = brk_vfio__group_sys(g);
 	memcpy(d->bdf, bdf, VB_BDF_LEN);
-	d->fd = d->sys->ioctl(d->sys->ctx, vfio__group_fd(g), VFIO_GROUP_GET_DEVICE_FD, d->bdf);
+	d->fd = d->sys->ioctl(d->sys->ctx, brk_vfio__group_fd(g), VFIO_GROUP_GET_DEVICE_FD, d->bdf);
 	if (d->fd < 0) {
 		r = d->fd;
 		d->fd = -1;
 		device_release(d);
-		return open_failed(vfio__group_sys(g), bdf, brk_group_nr(g), r, err);
+		return open_failed(brk_vfio__group_sys(g), bdf, brk_group_nr(g), r, err);
 	}
 	r = read_all(d, err);
 	if (r < 0) {
@@ -269,12 +271,12 @@ int brk_device_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 		return r;
 	}
 	d->group = brk_group_ref(g);
-	vfio__group_device_count(g, +1);
+	brk_vfio__group_device_count(g, +1);
 	*ret = d;
 	return 0;
 }
 
-void brk_device_free(struct brk_device *d)
+void brk_vfio_dev_free(struct brk_vfio_dev *d)
 {
 	struct brk_group *g;
 
@@ -282,46 +284,41 @@ void brk_device_free(struct brk_device *d)
 		return;
 	g = d->group;
 	device_release(d);
-	vfio__group_device_count(g, -1);
+	brk_vfio__group_device_count(g, -1);
 	brk_group_unref(g);
 }
 
-int brk_device_fd(const struct brk_device *d)
+int brk_vfio_dev_fd(const struct brk_vfio_dev *d)
 {
 	return d->fd;
 }
 
-const char *brk_device_bdf(const struct brk_device *d)
+const char *brk_vfio_dev_bdf(const struct brk_vfio_dev *d)
 {
 	return d->bdf;
 }
 
-struct brk_group *brk_device_group(const struct brk_device *d)
-{
-	return d->group;
-}
-
-const struct brk_device_info *brk_device_info(const struct brk_device *d)
+const struct brk_vfio_dev_info *brk_vfio_dev_info(const struct brk_vfio_dev *d)
 {
 	return &d->info;
 }
 
-const struct brk_region *brk_device_region(const struct brk_device *d, uint32_t index)
+const struct brk_region *brk_vfio_dev_region(const struct brk_vfio_dev *d, uint32_t index)
 {
 	return index < d->info.num_regions ? &d->regions[index] : NULL;
 }
 
-const struct brk_irq_info *brk_device_irq(const struct brk_device *d, uint32_t index)
+const struct brk_irq_info *brk_vfio_dev_irq(const struct brk_vfio_dev *d, uint32_t index)
 {
 	return index < d->info.num_irqs ? &d->irqs[index] : NULL;
 }
 
-struct brk_irqs *brk_device_irqs(struct brk_device *d)
+struct brk_irqs *brk_vfio_dev_irqs(struct brk_vfio_dev *d)
 {
 	return d->irqstate;
 }
 
-int brk_device_reset(struct brk_device *d, struct vb_err *err)
+int brk_vfio_dev_reset(struct brk_vfio_dev *d, struct vb_err *err)
 {
 	int r;
 
@@ -337,7 +334,7 @@ int brk_device_reset(struct brk_device *d, struct vb_err *err)
 	return 0;
 }
 
-uint32_t brk_device_resets(const struct brk_device *d)
+uint32_t brk_vfio_dev_resets(const struct brk_vfio_dev *d)
 {
 	return d->resets;
 }

@@ -17,8 +17,8 @@
  * and any input fields set) is copied into a fresh buffer; when the kernel answers with a larger
  * argsz (a capability chain that did not fit) the buffer grows and the ioctl is re-issued.
  * On success *ret_buf (free() it) holds the answer and *ret_len the bytes that are valid. */
-int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
-		     size_t base_size, void **ret_buf, size_t *ret_len);
+int brk_vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
+			 size_t base_size, void **ret_buf, size_t *ret_len);
 
 /* Walks the capability chain of an info buffer of `len` bytes whose first capability is at
  * `first` (0: none) and whose fixed part is `base_size` bytes. Offsets must stay inside the
@@ -26,15 +26,15 @@ int vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const
  * fn must memcpy what it reads. fn gets each cap's id, version, the cap (header included) and
  * the bytes available to it; a non-zero return stops the walk and is returned. Errors: -EINVAL
  * for a malformed chain. */
-int vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
-		    int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
-			      void *ctx),
-		    void *ctx);
+int brk_vfio__caps_walk(const void *buf, size_t len, size_t base_size, uint32_t first,
+			int (*fn)(uint16_t id, uint16_t version, const void *cap, size_t avail,
+				  void *ctx),
+			void *ctx);
 
 struct brk_group;
-int vfio__group_fd(const struct brk_group *g);
-const struct brk_sys *vfio__group_sys(const struct brk_group *g);
+int brk_vfio__group_fd(const struct brk_group *g);
+const struct brk_sys *brk_vfio__group_sys(const struct brk_group *g);
 /* Devices opened (+1) and closed (-1) from the group: detach is refused while any is open. */
-void vfio__group_device_count(struct brk_group *g, int delta);
+void brk_vfio__group_device_count(struct brk_group *g, int delta);
 
 #endif

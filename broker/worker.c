@@ -39,7 +39,7 @@
 #define WKR_TYPES	 (VB__BRK__TYPE__VMM_ADMIT + 1)
 
 /* Worker states, as bits for the table's allowed-when. */
-enum wkr_state {
+enum bw_state {
 	W_HANDOFF = 1u << 0,  /* HANDOFF sent, not yet acknowledged */
 	W_ACTIVE = 1u << 1,   /* serving */
 	W_REMOVING = 1u << 2, /* REMOVAL sent: teardown requests only */
@@ -60,42 +60,42 @@ struct brk_worker {
 	int open; /* things libuv still has to close: channel, timer */
 };
 
-struct wkr_stats {
+struct bw_stats {
 	uint64_t ok, errors;
 	struct brk_hist latency;
 };
 
-static struct wkr_stats wkr_stats[WKR_TYPES];
-static uint64_t wkr_faults[3], wkr_heartbeats;
+static struct bw_stats bw_stats[WKR_TYPES];
+static uint64_t bw_faults[3], bw_heartbeats;
 
-typedef int (*wkr_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
+typedef int (*bw_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
 
-struct wkr_handler {
+struct bw_handler {
 	uint16_t type;
 	unsigned when;
-	wkr_handler_fn fn;
+	bw_handler_fn fn;
 	const char *name;
 };
 
-static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
+static void bw_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* ---- answering -------------------------------------------------------------------------- */
 
-static int wkr_reply(struct brk_worker *w, struct ipc_msg *m, const ProtobufCMessage *body)
+static int bw_reply(struct brk_worker *w, struct ipc_msg *m, const ProtobufCMessage *body)
 {
 	return ipc_chan_reply(ipc_uv_chan(w->u), m, body, NULL, 0);
 }
 
-static int wkr_reply_empty(struct brk_worker *w, struct ipc_msg *m)
+static int bw_reply_empty(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
 
-	return wkr_reply(w, m, &e.base);
+	return bw_reply(w, m, &e.base);
 }
 
 /* A rejection: the worker asked for something it may not have. Not a fault. */
-static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct vb_err *err)
+static int bw_reject(struct brk_worker *w, struct ipc_msg *m, const struct vb_err *err)
 {
 	int code = err->code < 0 ? err->code : -EINVAL;
 	const char *msg = err->msg[0] ? err->msg : strerror(-code);
@@ -109,33 +109,32 @@ static int wkr_reject(struct brk_worker *w, struct ipc_msg *m, const struct vb_e
 
 /* ---- requests ------------------------------------------------------------------------------ */
 
-static int wkr_dma_map(struct brk_worker *w, struct ipc_msg *m)
+static int bw_dma_map(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
 	struct vb_err err = {0};
 
 	if (m->nfds != 1) {
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "DMA_MAP with %zu fds (needs one memfd)",
-			  m->nfds);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "DMA_MAP with %zu fds (needs one memfd)", m->nfds);
 		return -EPROTO;
 	}
 	if (brk_dma_map(w->a.dma, w->a.owner, req->iova, req->size, m->fds[0], req->offset,
 			req->prot, &err) < 0)
-		return wkr_reject(w, m, &err);
-	return wkr_reply_empty(w, m);
+		return bw_reject(w, m, &err);
+	return bw_reply_empty(w, m);
 }
 
-static int wkr_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
+static int bw_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
 	struct vb_err err = {0};
 
 	if (brk_dma_unmap(w->a.dma, w->a.owner, req->iova, req->size, &err) < 0)
-		return wkr_reject(w, m, &err);
-	return wkr_reply_empty(w, m);
+		return bw_reject(w, m, &err);
+	return bw_reply_empty(w, m);
 }
 
-static int wkr_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
+static int bw_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
 	struct vb_err err = {0};
@@ -145,21 +144,21 @@ static int wkr_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
 	r = brk_dma_unmap_owner(w->a.dma, w->a.owner, &rep.unmapped, &rep.bytes);
 	if (r < 0) {
 		vb_errf(&err, r, "unmapping %s's DMA failed: %s", w->bdf, strerror(-r));
-		return wkr_reject(w, m, &err);
+		return bw_reject(w, m, &err);
 	}
-	return wkr_reply(w, m, &rep.base);
+	return bw_reply(w, m, &rep.base);
 }
 
-static bool wkr_action_valid(uint32_t action)
+static bool bw_action_valid(uint32_t action)
 {
 	return action == VFIO_IRQ_SET_ACTION_TRIGGER || action == VFIO_IRQ_SET_ACTION_MASK ||
 	       action == VFIO_IRQ_SET_ACTION_UNMASK;
 }
 
-static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
+static int bw_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__Brk__SetIrqs *req = (const Vb__Brk__SetIrqs *)m->body;
-	struct brk_irqs *irqs = brk_device_irqs(w->a.dev);
+	struct brk_irqs *irqs = brk_vfio_dev_irqs(w->a.dev);
 	int slot_fds[BRK_IRQ_MAX_SLOTS];
 	struct brk_irq_req ir;
 	struct vb_err err = {0};
@@ -169,37 +168,37 @@ static int wkr_set_irqs(struct brk_worker *w, struct ipc_msg *m)
 	 * broken worker, not a refused request. */
 	r = brk_irq_req_from_pb(req, m->fds, m->nfds, slot_fds, BRK_IRQ_MAX_SLOTS, &ir, &err);
 	if (r < 0) {
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
 		return -EPROTO;
 	}
 	if (req->disable) {
 		r = brk_irq_disable(irqs, ir.index, &err);
-		return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
+		return r < 0 ? bw_reject(w, m, &err) : bw_reply_empty(w, m);
 	}
-	if (!wkr_action_valid(req->action)) {
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
+	if (!bw_action_valid(req->action)) {
+		bw_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
 		return -EPROTO;
 	}
 	/* The kernel takes its own references to the eventfds: the message closes ours. */
 	r = brk_irq_set(irqs, &ir, &err);
 	brk_debug("%s: SET_IRQS index %u vectors %u+%u action %#x with %zu fd(s): %s", w->bdf,
 		  ir.index, ir.start, ir.count, ir.action, m->nfds, r < 0 ? err.msg : "done");
-	return r < 0 ? wkr_reject(w, m, &err) : wkr_reply_empty(w, m);
+	return r < 0 ? bw_reject(w, m, &err) : bw_reply_empty(w, m);
 }
 
-static int wkr_reset(struct brk_worker *w, struct ipc_msg *m)
+static int bw_reset(struct brk_worker *w, struct ipc_msg *m)
 {
 	struct vb_err err = {0};
 
-	if (brk_device_reset(w->a.dev, &err) < 0)
-		return wkr_reject(w, m, &err);
-	return wkr_reply_empty(w, m);
+	if (brk_vfio_dev_reset(w->a.dev, &err) < 0)
+		return bw_reject(w, m, &err);
+	return bw_reply_empty(w, m);
 }
 
-static int wkr_vmm_state(struct brk_worker *w, struct ipc_msg *m)
+static int bw_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__Brk__VmmState *req = (const Vb__Brk__VmmState *)m->body;
-	int r = wkr_reply_empty(w, m);
+	int r = bw_reply_empty(w, m);
 
 	if (req->connected == w->vmm_connected)
 		return r;
@@ -213,7 +212,7 @@ static int wkr_vmm_state(struct brk_worker *w, struct ipc_msg *m)
  * worker's user namespace maps no uid but its own. The connection itself comes along so that
  * its credentials are read here, in the host's namespace, not taken from the worker's word.
  */
-static int wkr_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
+static int bw_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
 	struct vb_err err = {.code = -EPERM};
@@ -226,34 +225,34 @@ static int wkr_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 		err.code = -EINVAL;
 		snprintf(err.msg, sizeof(err.msg), "VMM_ADMIT carries the connection, %zu fds came",
 			 m->nfds);
-		return wkr_reject(w, m, &err);
+		return bw_reject(w, m, &err);
 	}
 	r = ipc_peer_cred(m->fds[0], &pid, &uid, &gid);
 	if (r < 0) {
 		err.code = -EINVAL;
 		snprintf(err.msg, sizeof(err.msg), "not a connected unix socket: %s", strerror(-r));
-		return wkr_reject(w, m, &err);
+		return bw_reject(w, m, &err);
 	}
 	if (uid != w->a.owner_uid && uid != 0) {
 		brk_info("%s: VMM pid %d uid %u refused: the device's owner is uid %u", w->bdf,
 			 (int)pid, (unsigned)uid, (unsigned)w->a.owner_uid);
 		snprintf(err.msg, sizeof(err.msg), "uid %u is not the device's owner",
 			 (unsigned)uid);
-		return wkr_reject(w, m, &err);
+		return bw_reject(w, m, &err);
 	}
 	rep.pid = (uint32_t)pid;
 	rep.uid = (uint32_t)uid;
 	rep.gid = (uint32_t)gid;
-	return wkr_reply(w, m, &rep.base);
+	return bw_reply(w, m, &rep.base);
 }
 
 /* Every interrupt vector of the device, each of which the worker may route. */
-static uint32_t wkr_vectors(const struct brk_device *dev)
+static uint32_t bw_vectors(const struct brk_vfio_dev *dev)
 {
 	uint32_t n = 0;
 
-	for (uint32_t i = 0; i < brk_device_info(dev)->num_irqs; i++) {
-		const struct brk_irq_info *ii = brk_device_irq(dev, i);
+	for (uint32_t i = 0; i < brk_vfio_dev_info(dev)->num_irqs; i++) {
+		const struct brk_irq_info *ii = brk_vfio_dev_irq(dev, i);
 
 		n += ii ? ii->count : 0;
 	}
@@ -265,33 +264,33 @@ static uint32_t wkr_vectors(const struct brk_device *dev)
 /* What a worker may ask, and when. HANDOFF, HEARTBEAT and REMOVAL are the broker's requests: a
  * worker sending them, or anything before its HANDOFF is acknowledged, is faulted. While the
  * device is being removed only teardown is served; a new mapping then gets ESHUTDOWN. */
-static const struct wkr_handler wkr_table[] = {
-    {VB__BRK__TYPE__DMA_MAP, W_ACTIVE, wkr_dma_map, "dma_map"},
-    {VB__BRK__TYPE__DMA_UNMAP, SERVING, wkr_dma_unmap, "dma_unmap"},
-    {VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, wkr_dma_unmap_all, "dma_unmap_all"},
-    {VB__BRK__TYPE__SET_IRQS, SERVING, wkr_set_irqs, "set_irqs"},
-    {VB__BRK__TYPE__RESET, W_ACTIVE, wkr_reset, "reset"},
-    {VB__BRK__TYPE__VMM_STATE, SERVING, wkr_vmm_state, "vmm_state"},
-    {VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, wkr_vmm_admit, "vmm_admit"},
+static const struct bw_handler bw_table[] = {
+    {VB__BRK__TYPE__DMA_MAP, W_ACTIVE, bw_dma_map, "dma_map"},
+    {VB__BRK__TYPE__DMA_UNMAP, SERVING, bw_dma_unmap, "dma_unmap"},
+    {VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, bw_dma_unmap_all, "dma_unmap_all"},
+    {VB__BRK__TYPE__SET_IRQS, SERVING, bw_set_irqs, "set_irqs"},
+    {VB__BRK__TYPE__RESET, W_ACTIVE, bw_reset, "reset"},
+    {VB__BRK__TYPE__VMM_STATE, SERVING, bw_vmm_state, "vmm_state"},
+    {VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, bw_vmm_admit, "vmm_admit"},
 };
 
-static const struct wkr_handler *wkr_lookup(uint16_t type)
+static const struct bw_handler *bw_lookup(uint16_t type)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++)
-		if (wkr_table[i].type == type)
-			return &wkr_table[i];
+	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++)
+		if (bw_table[i].type == type)
+			return &bw_table[i];
 	return NULL;
 }
 
-static void wkr_dispatch(struct brk_worker *w, struct ipc_msg *m)
+static void bw_dispatch(struct brk_worker *w, struct ipc_msg *m)
 {
-	const struct wkr_handler *h = wkr_lookup(m->type);
+	const struct bw_handler *h = bw_lookup(m->type);
 	uint64_t t0 = uv_hrtime();
 	int r;
 
 	if (!h) {
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "request type %u is not a worker request",
-			  m->type);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "request type %u is not a worker request",
+			 m->type);
 		return;
 	}
 	if (!(h->when & w->state)) {
@@ -300,8 +299,7 @@ static void wkr_dispatch(struct brk_worker *w, struct ipc_msg *m)
 					     "%s: the device is being removed", h->name);
 			return;
 		}
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged",
-			  h->name);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged", h->name);
 		return;
 	}
 	r = h->fn(w, m);
@@ -309,28 +307,28 @@ static void wkr_dispatch(struct brk_worker *w, struct ipc_msg *m)
 		return; /* faulted already */
 	if (r < 0 && !w->freeing && w->state != W_DEAD) {
 		/* The answer could not be sent: the channel is broken. */
-		wkr_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->name, strerror(-r));
+		bw_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->name, strerror(-r));
 		return;
 	}
 	if (m->type < WKR_TYPES) {
 		if (r == 0)
-			wkr_stats[m->type].ok++;
+			bw_stats[m->type].ok++;
 		else
-			wkr_stats[m->type].errors++;
-		brk_hist_observe(&wkr_stats[m->type].latency, uv_hrtime() - t0);
+			bw_stats[m->type].errors++;
+		brk_hist_observe(&bw_stats[m->type].latency, uv_hrtime() - t0);
 	}
 }
 
 /* ---- answers to the broker's own requests -------------------------------------------------- */
 
-static void wkr_answer(struct brk_worker *w, struct ipc_msg *m)
+static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
 {
 	const Vb__Error *e = m->kind == IPC_KIND_ERROR ? (const Vb__Error *)m->body : NULL;
 
 	if (m->type == VB__BRK__TYPE__HANDOFF && m->id == w->handoff_id && w->state == W_HANDOFF) {
 		if (e) {
-			wkr_fault(w, BRK_WORKER_CRASHED, "worker refused its handoff: %s",
-				  e->message);
+			bw_fault(w, BRK_WORKER_CRASHED, "worker refused its handoff: %s",
+				 e->message);
 			return;
 		}
 		w->state = W_ACTIVE;
@@ -347,14 +345,14 @@ static void wkr_answer(struct brk_worker *w, struct ipc_msg *m)
 	}
 }
 
-static void wkr_eof_expired(uv_timer_t *t)
+static void bw_eof_expired(uv_timer_t *t)
 {
 	struct brk_worker *w = t->data;
 
-	wkr_fault(w, BRK_WORKER_CRASHED, "worker closed its broker channel and kept running");
+	bw_fault(w, BRK_WORKER_CRASHED, "worker closed its broker channel and kept running");
 }
 
-static void wkr_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
+static void bw_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 {
 	struct brk_worker *w = data;
 
@@ -362,14 +360,14 @@ static void wkr_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 		if (w->state == W_DEAD)
 			return;
 		if (err != -EPIPE && err != -ECONNRESET) {
-			wkr_fault(w, BRK_WORKER_PROTOCOL, "broker channel: %s", strerror(-err));
+			bw_fault(w, BRK_WORKER_PROTOCOL, "broker channel: %s", strerror(-err));
 			return;
 		}
 		/* A hang-up is usually a worker that died: wait briefly for its exit status, which
 		 * says why (a signal, a seccomp kill), before calling it a fault of its own. */
 		w->removal_pending = false;
 		brk_sup_stop_heartbeats(w->sup);
-		uv_timer_start(&w->removal_timer, wkr_eof_expired, WKR_EOF_GRACE_MS, 0);
+		uv_timer_start(&w->removal_timer, bw_eof_expired, WKR_EOF_GRACE_MS, 0);
 		return;
 	}
 	if (w->state == W_DEAD) {
@@ -377,17 +375,17 @@ static void wkr_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 		return;
 	}
 	if (m->kind == IPC_KIND_REQUEST)
-		wkr_dispatch(w, m);
+		bw_dispatch(w, m);
 	else if (m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR)
-		wkr_answer(w, m);
+		bw_answer(w, m);
 	else
-		wkr_fault(w, BRK_WORKER_PROTOCOL, "unsolicited event type %u", m->type);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "unsolicited event type %u", m->type);
 	ipc_msg_free(m);
 }
 
 /* ---- supervision hooks ----------------------------------------------------------------------- */
 
-static int wkr_send_heartbeat(void *ctx, uint64_t seq)
+static int bw_send_heartbeat(void *ctx, uint64_t seq)
 {
 	struct brk_worker *w = ctx;
 	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
@@ -401,43 +399,42 @@ static int wkr_send_heartbeat(void *ctx, uint64_t seq)
 	if (r < 0)
 		return r; /* a full socket is a worker not reading: the timeout will tell */
 	w->heartbeat_seq = seq;
-	wkr_heartbeats++;
+	bw_heartbeats++;
 	return 0;
 }
 
-static void wkr_hung(void *ctx, uint64_t seq, uint64_t waited_ms)
+static void bw_hung(void *ctx, uint64_t seq, uint64_t waited_ms)
 {
 	struct brk_worker *w = ctx;
 
-	wkr_fault(w, BRK_WORKER_HUNG, "heartbeat %llu unanswered for %llu ms",
-		  (unsigned long long)seq, (unsigned long long)waited_ms);
+	bw_fault(w, BRK_WORKER_HUNG, "heartbeat %llu unanswered for %llu ms",
+		 (unsigned long long)seq, (unsigned long long)waited_ms);
 }
 
-static void wkr_exited(void *ctx, int code, int status)
+static void bw_exited(void *ctx, int code, int status)
 {
 	struct brk_worker *w = ctx;
 
 	if (w->state != W_DEAD) {
 		/* It died on its own. */
 		if (code == CLD_EXITED)
-			wkr_fault(w, BRK_WORKER_CRASHED, "worker exited with status %d", status);
+			bw_fault(w, BRK_WORKER_CRASHED, "worker exited with status %d", status);
 		else
-			wkr_fault(w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s",
-				  status, strsignal(status),
-				  code == CLD_DUMPED ? ", core dumped" : "");
+			bw_fault(w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s", status,
+				 strsignal(status), code == CLD_DUMPED ? ", core dumped" : "");
 	}
 	if (!w->freeing)
 		w->a.hooks->exited(w->a.ctx, code, status);
 }
 
-static const struct brk_sup_hooks wkr_sup_hooks = {
-    .send_heartbeat = wkr_send_heartbeat,
-    .hung = wkr_hung,
-    .exited = wkr_exited,
+static const struct brk_sup_hooks bw_sup_hooks = {
+    .send_heartbeat = bw_send_heartbeat,
+    .hung = bw_hung,
+    .exited = bw_exited,
 };
 
 /* Stops serving: no more requests are answered, the channel closes, the process is killed. */
-static void wkr_stop(struct brk_worker *w)
+static void bw_stop(struct brk_worker *w)
 {
 	if (w->state == W_DEAD)
 		return;
@@ -448,7 +445,7 @@ static void wkr_stop(struct brk_worker *w)
 	brk_sup_kill(w->sup);
 }
 
-static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
+static void bw_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
 {
 	char reason[256];
 	va_list ap;
@@ -459,8 +456,8 @@ static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const ch
 	vsnprintf(reason, sizeof(reason), fmt, ap);
 	va_end(ap);
 	w->fault_reported = true;
-	wkr_faults[kind]++;
-	wkr_stop(w);
+	bw_faults[kind]++;
+	bw_stop(w);
 	if (!w->freeing)
 		w->a.hooks->fault(w->a.ctx, kind, reason);
 }
@@ -468,20 +465,20 @@ static void wkr_fault(struct brk_worker *w, enum brk_worker_fault kind, const ch
 /* ---- lifecycle --------------------------------------------------------------------------------
  */
 
-static int wkr_send_handoff(struct brk_worker *w)
+static int bw_send_handoff(struct brk_worker *w)
 {
 	Vb__Brk__Handoff h = VB__BRK__HANDOFF__INIT;
 	Vb__Limits lim = VB__LIMITS__INIT;
-	struct brk_device_pb pb = {0};
-	int fds[2] = {brk_device_fd(w->a.dev), w->a.vmm_listen_fd}, r;
+	struct brk_vfio_dev_pb pb = {0};
+	int fds[2] = {brk_vfio_dev_fd(w->a.dev), w->a.vmm_listen_fd}, r;
 
-	r = brk_device_pb_fill(w->a.dev, &pb);
+	r = brk_vfio_dev_pb_fill(w->a.dev, &pb);
 	if (r < 0)
 		return r;
 	h.version = VB__BRK__VERSION__VERSION_CURRENT;
 	h.bdf = w->bdf;
 	h.vm = w->vm;
-	h.device_flags = brk_device_info(w->a.dev)->flags;
+	h.device_flags = brk_vfio_dev_info(w->a.dev)->flags;
 	h.regions = pb.regions;
 	h.n_regions = pb.n_regions;
 	h.irqs = pb.irqs;
@@ -497,27 +494,27 @@ static int wkr_send_handoff(struct brk_worker *w)
 	/* SCM_RIGHTS gives the worker its own descriptions of both fds; ours stay ours. */
 	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HANDOFF, &h.base, fds, 2,
 			     &w->handoff_id);
-	brk_device_pb_release(&pb);
+	brk_vfio_dev_pb_release(&pb);
 	return r;
 }
 
-static void wkr_closed_one(struct brk_worker *w)
+static void bw_closed_one(struct brk_worker *w)
 {
 	if (--w->open == 0)
 		free(w);
 }
 
-static void wkr_chan_closed(void *data)
+static void bw_chan_closed(void *data)
 {
-	wkr_closed_one(data);
+	bw_closed_one(data);
 }
 
-static void wkr_timer_closed(uv_handle_t *h)
+static void bw_timer_closed(uv_handle_t *h)
 {
-	wkr_closed_one(h->data);
+	bw_closed_one(h->data);
 }
 
-static void wkr_removal_expired(uv_timer_t *t)
+static void bw_removal_expired(uv_timer_t *t)
 {
 	struct brk_worker *w = t->data;
 
@@ -533,7 +530,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	const struct brk_config *cfg = args->cfg;
 	struct brk_sup_cfg scfg = {.interval_ms = cfg->heartbeat_interval_ms,
 				   .timeout_ms = cfg->heartbeat_timeout_ms,
-				   .hooks = &wkr_sup_hooks};
+				   .hooks = &bw_sup_hooks};
 	struct ipc_chan *chan = NULL;
 	struct brk_worker *w;
 	int pidfd = -1, cfd = -1, r;
@@ -550,7 +547,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	w->a.vm = w->vm;
 	w->state = W_HANDOFF;
 	r = brk_spawn_worker(cfg, args->uid, args->gid,
-			     brk_spawn_worker_nofile(wkr_vectors(args->dev)), &w->pid, &pidfd, &cfd,
+			     brk_spawn_worker_nofile(bw_vectors(args->dev)), &w->pid, &pidfd, &cfd,
 			     err, errsz);
 	if (r < 0) {
 		free(w);
@@ -570,7 +567,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	}
 	r = ipc_chan_new(cfd, &ipc_proto_broker, NULL, &chan);
 	if (r == 0)
-		r = ipc_uv_start(loop, chan, wkr_on_msg, w, &w->u);
+		r = ipc_uv_start(loop, chan, bw_on_msg, w, &w->u);
 	if (r < 0) {
 		if (chan)
 			ipc_chan_free(chan);
@@ -582,7 +579,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	uv_timer_init(loop, &w->removal_timer);
 	w->removal_timer.data = w;
 	w->open = 2;
-	r = wkr_send_handoff(w);
+	r = bw_send_handoff(w);
 	if (r < 0) {
 		snprintf(err, errsz, "cannot send the handoff: %s", strerror(-r));
 		brk_worker_free(w);
@@ -611,14 +608,14 @@ int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms)
 		return r;
 	w->state = W_REMOVING;
 	w->removal_pending = true;
-	uv_timer_start(&w->removal_timer, wkr_removal_expired,
+	uv_timer_start(&w->removal_timer, bw_removal_expired,
 		       (uint64_t)timeout_ms + WKR_REMOVAL_GRACE_MS, 0);
 	return 0;
 }
 
 void brk_worker_kill(struct brk_worker *w)
 {
-	wkr_stop(w);
+	bw_stop(w);
 }
 
 void brk_worker_free(struct brk_worker *w)
@@ -626,10 +623,10 @@ void brk_worker_free(struct brk_worker *w)
 	if (!w || w->freeing)
 		return;
 	w->freeing = true;
-	wkr_stop(w);
+	bw_stop(w);
 	brk_sup_free(w->sup);
-	ipc_uv_close(w->u, wkr_chan_closed);
-	uv_close((uv_handle_t *)&w->removal_timer, wkr_timer_closed);
+	ipc_uv_close(w->u, bw_chan_closed);
+	uv_close((uv_handle_t *)&w->removal_timer, bw_timer_closed);
 }
 
 pid_t brk_worker_pid(const struct brk_worker *w)
@@ -650,24 +647,24 @@ void brk_worker_metrics(FILE *f)
 	char labels[64];
 
 	brk_metric_header(f, req, "counter", "Worker requests answered, by type and result.");
-	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++) {
-		const struct wkr_stats *st = &wkr_stats[wkr_table[i].type];
-		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, wkr_table[i].name,
+	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++) {
+		const struct bw_stats *st = &bw_stats[bw_table[i].type];
+		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, bw_table[i].name,
 			(unsigned long long)st->ok);
-		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, wkr_table[i].name,
+		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, bw_table[i].name,
 			(unsigned long long)st->errors);
 	}
 	brk_metric_header(f, lat, "histogram", "Worker request latency in the broker, by type.");
-	for (size_t i = 0; i < ARRAY_SIZE(wkr_table); i++) {
-		snprintf(labels, sizeof(labels), "type=\"%s\"", wkr_table[i].name);
-		brk_hist_print(f, lat, labels, &wkr_stats[wkr_table[i].type].latency);
+	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++) {
+		snprintf(labels, sizeof(labels), "type=\"%s\"", bw_table[i].name);
+		brk_hist_print(f, lat, labels, &bw_stats[bw_table[i].type].latency);
 	}
 	brk_metric_header(f, "vfio_broker_worker_faults_total", "counter",
 			  "Workers ended for crashing, hanging or breaking the protocol.");
 	for (int k = 0; k < 3; k++)
 		fprintf(f, "vfio_broker_worker_faults_total{kind=\"%s\"} %llu\n", kinds[k],
-			(unsigned long long)wkr_faults[k]);
+			(unsigned long long)bw_faults[k]);
 	brk_metric_header(f, "vfio_broker_heartbeats_sent_total", "counter",
 			  "Heartbeats sent to workers.");
-	fprintf(f, "vfio_broker_heartbeats_sent_total %llu\n", (unsigned long long)wkr_heartbeats);
+	fprintf(f, "vfio_broker_heartbeats_sent_total %llu\n", (unsigned long long)bw_heartbeats);
 }

@@ -46,7 +46,7 @@ struct brk_worker_args {
 	uid_t uid; /* the worker's own uid/gid */
 	gid_t gid;
 	/* Its one device, its VM's DMA table, and its DMA owner handle. */
-	struct brk_device *dev;
+	struct brk_vfio_dev *dev;
 	struct brk_dma *dma;
 	uint64_t owner;
 	/* HANDOFF contents. */

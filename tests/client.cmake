@@ -11,12 +11,10 @@ vb_unit_test(client
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client.c
 		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
 	LIBS vfiobroker vb_ipc Threads::Threads)
-if(TARGET vfio-worker)
-	target_compile_definitions(test_client PRIVATE
-		VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
-		VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
-	add_dependencies(test_client vfio-worker)
-endif()
+target_compile_definitions(test_client PRIVATE
+	VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
+	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+add_dependencies(test_client vfio-worker)
 
 vb_unit_test(client_uv
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_uv.c

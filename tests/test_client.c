@@ -423,26 +423,15 @@ static void test_client_region_read_large_split_to_peer_limit(void **state)
 static void test_client_bdf_normalize_accepts_and_rejects(void **state)
 {
 	char out[VFB_BDF_MAX];
-	static const char *const bad[] = {"",
-					  "00:03",
-					  "0000:00:03",
-					  "0000:00:20.0",
-					  "0000:00:03.8",
-					  "000:00:03.0",
-					  "0000:0:03.0",
-					  "0000:00:03.0x",
-					  "g000:00:03.0",
-					  "123456789:00:03.0",
-					  "0000:00:03.-1"};
 
-	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", out, sizeof(out)), 0);
-	assert_string_equal(out, "0000:00:03.0");
+	/* The public wrapper of base/bdf.c's lenient form (test_base has its cases). */
 	assert_int_equal(vfb_bdf_normalize("0A:1f.7", out, sizeof(out)), 0);
 	assert_string_equal(out, "0000:0a:1f.7");
 	assert_int_equal(vfb_bdf_normalize("10000:00:01.0", out, sizeof(out)), 0);
 	assert_string_equal(out, "10000:00:01.0");
-	for (size_t i = 0; i < ARRAY_SIZE(bad); i++)
-		assert_int_equal(vfb_bdf_normalize(bad[i], out, sizeof(out)), -EINVAL);
+	assert_int_equal(vfb_bdf_normalize("0000:00:20.0", out, sizeof(out)), -EINVAL);
+	assert_int_equal(vfb_bdf_normalize(NULL, out, sizeof(out)), -EINVAL);
+	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", NULL, 0), -EINVAL);
 	assert_int_equal(vfb_bdf_normalize("0000:00:03.0", out, 5), -ENOBUFS);
 	assert_int_equal(vfb_vm_name_check("web-1.prod_a"), 0);
 	assert_int_equal(vfb_vm_name_check("a/b"), -EINVAL);
@@ -450,7 +439,6 @@ static void test_client_bdf_normalize_accepts_and_rejects(void **state)
 	assert_int_equal(vfb_vm_name_check(""), -EINVAL);
 }
 
-#ifdef VB_WORKER_PATH
 /* The real worker, standalone, serving the captured edu image (tests/fixtures/edu.img). */
 struct standalone {
 	char dir[32];
@@ -598,7 +586,6 @@ static void test_client_worker_standalone_large_region_access_split(void **state
 	free(in);
 	free(out);
 }
-#endif
 
 int main(void)
 {
@@ -625,13 +612,11 @@ int main(void)
 	    cmocka_unit_test(test_client_silent_worker_times_out),
 	    cmocka_unit_test(test_client_region_read_large_split_to_peer_limit),
 	    cmocka_unit_test(test_client_bdf_normalize_accepts_and_rejects),
-#ifdef VB_WORKER_PATH
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_ids, standalone_teardown),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_large_region_access_split,
 				      standalone_teardown),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_session,
 				      standalone_teardown),
-#endif
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -304,23 +304,23 @@ static void test_group_open_busy_elsewhere_says_other_process(void **state)
 static void test_device_open_unbound_member_says_bind(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d = NULL;
+	struct brk_vfio_dev *d = NULL;
 
 	edu_like(&t->f);
 	open_attached(t);
 	tree_pci_device(t->f.root, "0000:00:03.1", NULL, 5);
 	tree_pci_device(t->f.root, "0000:00:03.2", "pci-stub", 5);
 	t->f.get_device_fd_err = -ENODEV;
-	assert_int_equal(brk_device_open(t->g, "0000:00:03.1", &t->err, &d), -ENODEV);
+	assert_int_equal(brk_vfio_dev_open(t->g, "0000:00:03.1", &t->err, &d), -ENODEV);
 	assert_null(d);
 	assert_non_null(strstr(t->err.msg, "0000:00:03.1 (IOMMU group 5) has no driver, not "
 					   "vfio-pci: bind it to vfio-pci"));
 	assert_non_null(strstr(t->err.msg, "--bind"));
-	assert_int_equal(brk_device_open(t->g, "0000:00:03.2", &t->err, &d), -ENODEV);
+	assert_int_equal(brk_vfio_dev_open(t->g, "0000:00:03.2", &t->err, &d), -ENODEV);
 	assert_non_null(strstr(t->err.msg, "is bound to pci-stub, not vfio-pci"));
 	/* On vfio-pci already, the kernel's own error stays as it is. */
 	tree_pci_device(t->f.root, "0000:00:03.3", "vfio-pci", 5);
-	assert_int_equal(brk_device_open(t->g, "0000:00:03.3", &t->err, &d), -ENODEV);
+	assert_int_equal(brk_vfio_dev_open(t->g, "0000:00:03.3", &t->err, &d), -ENODEV);
 	assert_non_null(strstr(t->err.msg, "VFIO_GROUP_GET_DEVICE_FD 0000:00:03.3"));
 	/* The group is not left counting a device that never opened. */
 	assert_int_equal(brk_group_detach(t->g), 0);
@@ -348,14 +348,14 @@ static void test_group_detach_last_resets_type(void **state)
 static void test_group_detach_with_open_device_busy(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 
 	edu_like(&t->f);
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
 	assert_int_equal(brk_group_detach(t->g), -EBUSY);
 	assert_ptr_equal(brk_group_container(t->g), t->c);
-	brk_device_free(d);
+	brk_vfio_dev_free(d);
 	assert_int_equal(brk_group_detach(t->g), 0);
 }
 
@@ -363,23 +363,23 @@ static void test_device_open_reads_regions_and_caps(void **state)
 {
 	struct t *t = *state;
 	const struct brk_region *r;
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 	unsigned i, bar2_queries = 0;
 
 	edu_like(&t->f);
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
 	assert_string_equal(fake_vfio_nth(&t->f, VFIO_GROUP_GET_DEVICE_FD, 0)->bdf, BDF);
-	assert_string_equal(brk_device_bdf(d), BDF);
-	assert_int_equal(brk_device_info(d)->num_regions, VFIO_PCI_NUM_REGIONS);
-	r = brk_device_region(d, 0);
+	assert_string_equal(brk_vfio_dev_bdf(d), BDF);
+	assert_int_equal(brk_vfio_dev_info(d)->num_regions, VFIO_PCI_NUM_REGIONS);
+	r = brk_vfio_dev_region(d, 0);
 	assert_true(r->present);
 	assert_int_equal(r->size, 0x100000);
 	assert_false(r->has_sparse);
 	assert_int_equal(r->n_areas, 0);
-	r = brk_device_region(d, 1);
+	r = brk_vfio_dev_region(d, 1);
 	assert_false(r->present);
-	r = brk_device_region(d, 2);
+	r = brk_vfio_dev_region(d, 2);
 	assert_true(r->present);
 	assert_int_equal(r->offset, 2ull << 40);
 	assert_true(r->has_sparse);
@@ -389,26 +389,26 @@ static void test_device_open_reads_regions_and_caps(void **state)
 	assert_int_equal(r->areas[0].size, 0x3000);
 	assert_int_equal(r->areas[1].offset, 0x4000);
 	assert_int_equal(r->areas[1].size, 0xc000);
-	assert_false(brk_device_region(d, VFIO_PCI_VGA_REGION_INDEX)->present);
-	assert_true(brk_device_region(d, VFIO_PCI_CONFIG_REGION_INDEX)->present);
-	assert_null(brk_device_region(d, VFIO_PCI_NUM_REGIONS));
+	assert_false(brk_vfio_dev_region(d, VFIO_PCI_VGA_REGION_INDEX)->present);
+	assert_true(brk_vfio_dev_region(d, VFIO_PCI_CONFIG_REGION_INDEX)->present);
+	assert_null(brk_vfio_dev_region(d, VFIO_PCI_NUM_REGIONS));
 	/* BAR2's chain did not fit the base struct: asked again with the larger argsz. */
 	for (i = 0; i < t->f.ncalls; i++)
 		bar2_queries +=
 		    t->f.calls[i].req == VFIO_DEVICE_GET_REGION_INFO && t->f.calls[i].index == 2;
 	assert_int_equal(bar2_queries, 2);
-	assert_int_equal(brk_device_irq(d, VFIO_PCI_MSI_IRQ_INDEX)->count, 1);
-	assert_int_equal(brk_device_irq(d, VFIO_PCI_MSIX_IRQ_INDEX)->count, 0);
-	assert_non_null(brk_device_irqs(d));
-	assert_int_equal(brk_irq_count(brk_device_irqs(d)), VFIO_PCI_NUM_IRQS);
-	brk_device_free(d);
+	assert_int_equal(brk_vfio_dev_irq(d, VFIO_PCI_MSI_IRQ_INDEX)->count, 1);
+	assert_int_equal(brk_vfio_dev_irq(d, VFIO_PCI_MSIX_IRQ_INDEX)->count, 0);
+	assert_non_null(brk_vfio_dev_irqs(d));
+	assert_int_equal(brk_irq_count(brk_vfio_dev_irqs(d)), VFIO_PCI_NUM_IRQS);
+	brk_vfio_dev_free(d);
 }
 
 /* Rewrites region 2's first capability header to point at itself. */
 static void test_device_open_capability_loop_rejected(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d = NULL;
+	struct brk_vfio_dev *d = NULL;
 	struct vfio_region_info *info;
 	struct vfio_info_cap_header *h;
 
@@ -417,7 +417,7 @@ static void test_device_open_capability_loop_rejected(void **state)
 	h = (struct vfio_info_cap_header *)(t->f.regions[2].blob + info->cap_offset);
 	h->next = info->cap_offset;
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), -EINVAL);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), -EINVAL);
 	assert_non_null(strstr(t->err.msg, "malformed capability chain"));
 	assert_null(d);
 	/* The group is not pinned by a half-opened device. */
@@ -428,23 +428,23 @@ static void test_device_open_sparse_area_outside_region_rejected(void **state)
 {
 	struct t *t = *state;
 	static const struct vfio_region_sparse_mmap_area bad[] = {{0xf000, 0x2000}};
-	struct brk_device *d = NULL;
+	struct brk_vfio_dev *d = NULL;
 
 	edu_like(&t->f);
 	fake_region_sparse(&t->f, 2, VFIO_REGION_INFO_FLAG_MMAP, 0x10000, 0, bad, 1, false);
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), -EINVAL);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), -EINVAL);
 	assert_null(d);
 }
 
 static void test_device_open_too_many_regions_rejected(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d = NULL;
+	struct brk_vfio_dev *d = NULL;
 
 	t->f.num_regions = BRK_DEVICE_MAX_REGIONS + 1;
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), -E2BIG);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), -E2BIG);
 	assert_non_null(strstr(t->err.msg, "too many"));
 	assert_null(d);
 }
@@ -452,14 +452,14 @@ static void test_device_open_too_many_regions_rejected(void **state)
 static void test_device_open_bad_bdf_or_unattached_rejected(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d = NULL;
+	struct brk_vfio_dev *d = NULL;
 
 	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), 0);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), -EPERM);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), -EPERM);
 	assert_non_null(strstr(t->err.msg, "not attached"));
 	assert_int_equal(brk_container_new(&t->f.sys, &t->err, &t->c), 0);
 	assert_int_equal(brk_group_attach(t->g, t->c, &t->err), 0);
-	assert_int_equal(brk_device_open(t->g, "0000:00:03.0;rm", &t->err, &d), -EINVAL);
+	assert_int_equal(brk_vfio_dev_open(t->g, "0000:00:03.0;rm", &t->err, &d), -EINVAL);
 	assert_int_equal(fake_vfio_count(&t->f, VFIO_GROUP_GET_DEVICE_FD), 0);
 	assert_null(d);
 }
@@ -467,46 +467,46 @@ static void test_device_open_bad_bdf_or_unattached_rejected(void **state)
 static void test_device_reset_needs_flag(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 
 	edu_like(&t->f);
 	t->f.dev_flags = VFIO_DEVICE_FLAGS_PCI;
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), 0);
-	assert_int_equal(brk_device_reset(d, &t->err), -ENOTTY);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_reset(d, &t->err), -ENOTTY);
 	assert_non_null(strstr(t->err.msg, "no reset"));
 	assert_int_equal(fake_vfio_count(&t->f, VFIO_DEVICE_RESET), 0);
-	assert_int_equal(brk_device_resets(d), 0);
-	brk_device_free(d);
+	assert_int_equal(brk_vfio_dev_resets(d), 0);
+	brk_vfio_dev_free(d);
 }
 
 static void test_device_reset_issued_and_counted(void **state)
 {
 	struct t *t = *state;
-	struct brk_device *d;
+	struct brk_vfio_dev *d;
 
 	edu_like(&t->f);
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), 0);
-	assert_int_equal(brk_device_reset(d, &t->err), 0);
-	assert_int_equal(fake_vfio_nth(&t->f, VFIO_DEVICE_RESET, 0)->fd, brk_device_fd(d));
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_reset(d, &t->err), 0);
+	assert_int_equal(fake_vfio_nth(&t->f, VFIO_DEVICE_RESET, 0)->fd, brk_vfio_dev_fd(d));
 	t->f.reset_err = -EIO;
-	assert_int_equal(brk_device_reset(d, &t->err), -EIO);
-	assert_int_equal(brk_device_resets(d), 1);
-	brk_device_free(d);
+	assert_int_equal(brk_vfio_dev_reset(d, &t->err), -EIO);
+	assert_int_equal(brk_vfio_dev_resets(d), 1);
+	brk_vfio_dev_free(d);
 }
 
 static void test_device_pb_fill_matches_device(void **state)
 {
 	struct t *t = *state;
-	struct brk_device_pb pb;
-	struct brk_device *d;
+	struct brk_vfio_dev_pb pb;
+	struct brk_vfio_dev *d;
 	size_t i;
 
 	edu_like(&t->f);
 	open_attached(t);
-	assert_int_equal(brk_device_open(t->g, BDF, &t->err, &d), 0);
-	assert_int_equal(brk_device_pb_fill(d, &pb), 0);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_pb_fill(d, &pb), 0);
 	assert_int_equal(pb.n_regions, 3); /* BAR0, BAR2, config */
 	assert_int_equal(pb.regions[0]->index, 0);
 	assert_int_equal(pb.regions[0]->n_mmap_areas, 0);
@@ -520,7 +520,7 @@ static void test_device_pb_fill_matches_device(void **state)
 	assert_int_equal(pb.n_irqs, VFIO_PCI_NUM_IRQS);
 	for (i = 0; i < pb.n_irqs; i++) {
 		assert_int_equal(pb.irqs[i]->index, i);
-		assert_int_equal(pb.irqs[i]->count, brk_device_irq(d, (uint32_t)i)->count);
+		assert_int_equal(pb.irqs[i]->count, brk_vfio_dev_irq(d, (uint32_t)i)->count);
 	}
 	/* The lists pack as a valid message. */
 	{
@@ -536,9 +536,9 @@ static void test_device_pb_fill_matches_device(void **state)
 		vb__region__free_unpacked(back, NULL);
 		free(buf);
 	}
-	brk_device_pb_release(&pb);
+	brk_vfio_dev_pb_release(&pb);
 	assert_null(pb.regions);
-	brk_device_free(d);
+	brk_vfio_dev_free(d);
 }
 
 int main(void)

@@ -1,5 +1,5 @@
-# worker/ tests: the emulation core (config space, MSI-X, device images) and, when the worker
-# binary is built, its integration test in standalone mode.
+# worker/ tests: the emulation core (config space, MSI-X, device images) and the worker binary's
+# integration tests, in standalone mode and against a fake broker.
 set(VB_WKR_TEST_DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
 foreach(t cfg cfg_caps msix intx devimg)
 	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c LIBS vb_worker_core)
@@ -11,25 +11,21 @@ endforeach()
 # seccomp filter in kill mode (so the test also proves the policy lets it serve); sanitizer
 # builds cannot (the sanitizer runtimes make calls outside the policy), so they run it with
 # --seccomp=off.
-if(TARGET vfio-worker)
-	if(VB_SANITIZE OR VB_FUZZ)
-		set(VB_WKR_SECCOMP off)
-	else()
-		set(VB_WKR_SECCOMP kill)
-	endif()
-	vb_unit_test(worker_standalone
-		SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_standalone.c LIBS vb_ipc)
-	target_compile_definitions(test_worker_standalone PRIVATE ${VB_WKR_TEST_DEFS}
-		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
-	add_dependencies(test_worker_standalone vfio-worker)
+if(VB_SANITIZE OR VB_FUZZ)
+	set(VB_WKR_SECCOMP off)
+else()
+	set(VB_WKR_SECCOMP kill)
 endif()
+vb_unit_test(worker_standalone
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_standalone.c LIBS vb_ipc)
+target_compile_definitions(test_worker_standalone PRIVATE ${VB_WKR_TEST_DEFS}
+	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
+add_dependencies(test_worker_standalone vfio-worker)
 
 # The vfio-worker binary in broker mode against a fake broker on its fd 3.
-if(TARGET vfio-worker)
-	find_package(Threads REQUIRED)
-	vb_unit_test(worker_broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_broker.c
-		LIBS vb_ipc vb_worker_core Threads::Threads)
-	target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
-		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
-	add_dependencies(test_worker_broker vfio-worker)
-endif()
+find_package(Threads REQUIRED)
+vb_unit_test(worker_broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_broker.c
+	LIBS vb_ipc vb_worker_core Threads::Threads)
+target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
+	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
+add_dependencies(test_worker_broker vfio-worker)

@@ -2,7 +2,7 @@
  * backend: what the VMM server needs from whoever holds the real privileges. In broker mode the
  * broker (broker_link.c, requests on the broker channel); in standalone mode a local stand-in
  * that validates and accounts (standalone.c). Every operation returns 0 or a negative errno and
- * may fill `why` (a human-readable reason, for the VMM's error reply).
+ * may explain a failure in `err` (base/err.h), for the VMM's error reply.
  */
 #ifndef VB_WKR_BACKEND_H
 #define VB_WKR_BACKEND_H
@@ -12,20 +12,19 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "err.h"
 #include "wkr.h"
-
-#define WKR_WHY_MAX 200
 
 struct wkr_backend_ops {
 	/* `memfd` stays the caller's. */
 	int (*dma_map)(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
-		       int memfd, char *why);
-	int (*dma_unmap)(void *ctx, uint64_t iova, uint64_t size, char *why);
+		       int memfd, struct vb_err *err);
+	int (*dma_unmap)(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err);
 	/* The VMM went away: drop every mapping this device made. */
 	int (*dma_unmap_all)(void *ctx);
 	int (*set_irqs)(void *ctx, const struct wkr_irq_set *set);
 	/* Reset the device (VFIO_DEVICE_RESET, or the image's initial state). */
-	int (*reset)(void *ctx, char *why);
+	int (*reset)(void *ctx, struct vb_err *err);
 	void (*vmm_state)(void *ctx, bool connected, pid_t pid, uid_t uid);
 	/* Decides whether the VMM on the just-accepted `conn_fd` may use the device, by its
 	 * credentials as the host sees them, and fills its pid and uid. `owner_uid` is what the

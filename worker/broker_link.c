@@ -70,16 +70,16 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *seen, char *why,
-			  size_t n)
+static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *seen,
+			  struct vb_err *err)
 {
 	if (pr->index >= WKR_NUM_REGIONS || seen[pr->index]) {
-		snprintf(why, n, "region %u is out of range or listed twice", pr->index);
-		return -EINVAL;
+		return vb_errf(err, -EINVAL, "region %u is out of range or listed twice",
+			       pr->index);
 	}
 	if (pr->offset + pr->size < pr->offset || pr->n_mmap_areas > WKR_MMAP_AREAS_MAX) {
-		snprintf(why, n, "region %u: size or mmap areas out of range", pr->index);
-		return -EINVAL;
+		return vb_errf(err, -EINVAL, "region %u: size or mmap areas out of range",
+			       pr->index);
 	}
 	struct wkr_region *r = &in->regions[pr->index];
 	seen[pr->index] = true;
@@ -90,8 +90,8 @@ static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *se
 	for (size_t i = 0; i < pr->n_mmap_areas; i++) {
 		const Vb__MmapArea *a = pr->mmap_areas[i];
 		if (a->size == 0 || a->offset >= pr->size || a->size > pr->size - a->offset) {
-			snprintf(why, n, "region %u: mmap area %zu lies outside it", pr->index, i);
-			return -EINVAL;
+			return vb_errf(err, -EINVAL, "region %u: mmap area %zu lies outside it",
+				       pr->index, i);
 		}
 		r->areas[i] = (struct wkr_mmap_area){a->offset, a->size};
 	}
@@ -99,41 +99,39 @@ static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *se
 	return 0;
 }
 
-static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, char *why, size_t n)
+static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, struct vb_err *err)
 {
 	bool seen_r[WKR_NUM_REGIONS] = {0}, seen_i[WKR_NUM_IRQS] = {0};
 	memset(out, 0, sizeof(*out));
 	if (h->version != VB__BRK__VERSION__VERSION_CURRENT) {
-		snprintf(why, n, "handoff version %u; this worker speaks %u", h->version,
-			 VB__BRK__VERSION__VERSION_CURRENT);
-		return -EPROTONOSUPPORT;
+		return vb_errf(err, -EPROTONOSUPPORT, "handoff version %u; this worker speaks %u",
+			       h->version, VB__BRK__VERSION__VERSION_CURRENT);
 	}
 	if (!h->bdf || strlen(h->bdf) >= sizeof(out->info.bdf) || !h->vm ||
 	    strlen(h->vm) >= sizeof(out->vm)) {
-		snprintf(why, n, "bdf or vm name missing or too long");
-		return -EINVAL;
+		return vb_errf(err, -EINVAL, "bdf or vm name missing or too long");
 	}
 	snprintf(out->info.bdf, sizeof(out->info.bdf), "%s", h->bdf);
 	snprintf(out->info.name, sizeof(out->info.name), "%s", h->bdf);
 	snprintf(out->vm, sizeof(out->vm), "%s", h->vm);
 	out->info.flags = h->device_flags;
 	for (size_t i = 0; i < h->n_regions; i++) {
-		int r = region_from_pb(h->regions[i], &out->info, seen_r, why, n);
+		int r = region_from_pb(h->regions[i], &out->info, seen_r, err);
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < h->n_irqs; i++) {
 		const Vb__Irq *q = h->irqs[i];
 		if (q->index >= WKR_NUM_IRQS || seen_i[q->index]) {
-			snprintf(why, n, "IRQ index %u is out of range or listed twice", q->index);
-			return -EINVAL;
+			return vb_errf(err, -EINVAL, "IRQ index %u is out of range or listed twice",
+				       q->index);
 		}
 		seen_i[q->index] = true;
 		out->info.irqs[q->index] = (struct wkr_irq_info){q->flags, q->count};
 	}
 	if (h->iommu_pgsize & (h->iommu_pgsize - 1)) {
-		snprintf(why, n, "IOMMU page size %#x is not a power of two", h->iommu_pgsize);
-		return -EINVAL;
+		return vb_errf(err, -EINVAL, "IOMMU page size %#x is not a power of two",
+			       h->iommu_pgsize);
 	}
 	out->owner_uid = h->owner_uid;
 	out->allow_mmap = h->allow_mmap;
@@ -146,8 +144,8 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, c
 	return 0;
 }
 
-int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret, char *why,
-		       size_t whylen)
+int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret,
+		       struct vb_err *err)
 {
 	int64_t deadline = now_ms() + timeout_ms;
 	struct ipc_msg *m = NULL;
@@ -159,26 +157,24 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 		int64_t left = deadline - now_ms();
 		struct pollfd p = {.fd = ipc_chan_fd(b->chan), .events = POLLIN};
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
-			snprintf(why, whylen, "no HANDOFF within %d ms", timeout_ms);
-			return -ETIMEDOUT;
+			return vb_errf(err, -ETIMEDOUT, "no HANDOFF within %d ms", timeout_ms);
 		}
 	}
 	if (r < 0) {
-		snprintf(why, whylen, "broker channel: %s", strerror(-r));
-		return r;
+		return vb_errf(err, r, "broker channel: %s", strerror(-r));
 	}
 	if (m->kind != IPC_KIND_REQUEST || m->type != VB__BRK__TYPE__HANDOFF || m->nfds != 2) {
-		snprintf(why, whylen,
-			 "first message is type %u kind %u with %zu fds, not a HANDOFF", m->type,
-			 m->kind, m->nfds);
+		vb_errf(err, -EPROTO,
+			"first message is type %u kind %u with %zu fds, not a HANDOFF", m->type,
+			m->kind, m->nfds);
 		if (m->kind == IPC_KIND_REQUEST)
-			(void)ipc_chan_reply_error(b->chan, m, -EPROTO, "%s", why);
+			(void)ipc_chan_reply_error(b->chan, m, -EPROTO, "%s", err->msg);
 		ipc_msg_free(m);
 		return -EPROTO;
 	}
-	r = handoff_from_pb((const Vb__Brk__Handoff *)m->body, ret, why, whylen);
+	r = handoff_from_pb((const Vb__Brk__Handoff *)m->body, ret, err);
 	if (r < 0) {
-		(void)ipc_chan_reply_error(b->chan, m, r, "%s", why);
+		(void)ipc_chan_reply_error(b->chan, m, r, "%s", err->msg);
 		ipc_msg_free(m);
 		return r;
 	}
@@ -188,14 +184,14 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 	return 0;
 }
 
-int wkr_broker_handoff_answer(struct wkr_broker *b, int err, const char *why)
+int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err)
 {
 	int r;
 	if (!b->handoff)
 		return -EINVAL;
-	if (err < 0) {
-		r = ipc_chan_reply_error(bchan(b), b->handoff, err, "%s",
-					 why ? why : strerror(-err));
+	if (err) {
+		r = ipc_chan_reply_error(bchan(b), b->handoff, err->code, "%s",
+					 vb_err_msg(err, err->code));
 	} else {
 		Vb__Empty e = VB__EMPTY__INIT;
 		r = ipc_chan_reply(bchan(b), b->handoff, &e.base, NULL, 0);
@@ -208,35 +204,34 @@ int wkr_broker_handoff_answer(struct wkr_broker *b, int err, const char *why)
 /* ---- backend: requests to the broker ---------------------------------------------------- */
 
 static int call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body, const int *fds,
-		size_t nfds, char *why)
+		size_t nfds, struct vb_err *err)
 {
 	struct ipc_msg *rep = NULL;
-	struct ipc_error err = {0};
-	int r = ipc_chan_call(bchan(b), type, body, fds, nfds, CALL_TIMEOUT_MS, &rep, &err);
-	if (r < 0 && why)
-		snprintf(why, WKR_WHY_MAX, "broker: %.180s",
-			 err.message[0] ? err.message : strerror(-r));
+	struct ipc_error e = {0};
+	int r = ipc_chan_call(bchan(b), type, body, fds, nfds, CALL_TIMEOUT_MS, &rep, &e);
+	if (r < 0)
+		vb_errf(err, r, "broker: %.180s", e.message[0] ? e.message : strerror(-r));
 	ipc_msg_free(rep);
 	return r;
 }
 
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
-		     int memfd, char *why)
+		     int memfd, struct vb_err *err)
 {
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
 	req.prot = prot;
-	return call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, why);
+	return call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, err);
 }
 
-static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
+static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
 	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 	req.iova = iova;
 	req.size = size;
-	return call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, why);
+	return call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, err);
 }
 
 static int b_dma_unmap_all(void *ctx)
@@ -319,10 +314,10 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	return 0;
 }
 
-static int b_reset(void *ctx, char *why)
+static int b_reset(void *ctx, struct vb_err *err)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
-	return call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, why);
+	return call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, err);
 }
 
 static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)

@@ -40,13 +40,13 @@ void wkr_broker_free(struct wkr_broker *b);
 /*
  * Waits up to `timeout_ms` for the HANDOFF request, checks it (region and IRQ tables within
  * vfio-pci's limits, exactly two fds) and fills *ret. The request is kept for
- * wkr_broker_handoff_answer(). On failure the broker has been answered with the error and `why`
+ * wkr_broker_handoff_answer(). On failure the broker has been answered with the error and `err`
  * says what was wrong.
  */
-int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret, char *why,
-		       size_t whylen);
-/* Acknowledges the HANDOFF (err 0) or refuses it with a negative errno and a reason. */
-int wkr_broker_handoff_answer(struct wkr_broker *b, int err, const char *why);
+int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret,
+		       struct vb_err *err);
+/* Acknowledges the HANDOFF (`err` NULL) or refuses it with err->code and err->msg. */
+int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err);
 
 /* Serves the broker's requests on `loop` from now on. `gone` runs once if the channel fails. */
 int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,

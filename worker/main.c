@@ -153,14 +153,14 @@ __attribute__((format(printf, 1, 2))) static void wlog(const char *fmt, ...)
 /* ---- the backend as the server sees it: the real one, with the VMM's comings and goings logged */
 
 static int fw_dma_map(void *c, uint64_t iova, uint64_t size, uint64_t off, uint32_t prot, int fd,
-		      char *why)
+		      struct vb_err *err)
 {
-	return W.inner.ops->dma_map(W.inner.ctx, iova, size, off, prot, fd, why);
+	return W.inner.ops->dma_map(W.inner.ctx, iova, size, off, prot, fd, err);
 }
 
-static int fw_dma_unmap(void *c, uint64_t iova, uint64_t size, char *why)
+static int fw_dma_unmap(void *c, uint64_t iova, uint64_t size, struct vb_err *err)
 {
-	return W.inner.ops->dma_unmap(W.inner.ctx, iova, size, why);
+	return W.inner.ops->dma_unmap(W.inner.ctx, iova, size, err);
 }
 
 static int fw_dma_unmap_all(void *c)
@@ -180,9 +180,9 @@ static int fw_set_irqs(void *c, const struct wkr_irq_set *s)
 	return r;
 }
 
-static int fw_reset(void *c, char *why)
+static int fw_reset(void *c, struct vb_err *err)
 {
-	return W.inner.ops->reset(W.inner.ctx, why);
+	return W.inner.ops->reset(W.inner.ctx, err);
 }
 
 static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
@@ -349,14 +349,6 @@ static int setup_loop(void)
 	return r;
 }
 
-static int new_device(const struct wkr_devinfo *info, int fd)
-{
-	struct wkr_io io;
-	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, NULL};
-	wkr_io_from_fd(&io, fd);
-	return wkr_dev_new(info, &io, &cb, &W.dev);
-}
-
 static int load_seccomp(enum sbx_seccomp_mode mode)
 {
 	int r = sbx_seccomp_load(SBX_ROLE_WORKER, mode);
@@ -379,6 +371,63 @@ static void finish(void)
 	W.dev = NULL;
 }
 
+/* ---- the serve path both modes share ---------------------------------------------------- */
+
+/* What a mode hands the serve path: its device, its VMM socket and its backend. */
+struct serve {
+	const struct wkr_devinfo *info;
+	int device_fd; /* stays the mode's */
+	int listen_fd; /* the server's once serve_prepare() succeeds (then -1 here) */
+	struct wkr_backend inner;
+	struct wkr_server_cfg sc; /* the mode's limits; the rest is filled here */
+	/* Runs once the server exists, before the seccomp filter (broker mode starts serving
+	 * the broker channel here). NULL for none. */
+	int (*attach)(void *ctx);
+	void *ctx;
+};
+
+/* Builds the device, the loop and the VMM server, then loads the seccomp filter: after this,
+ * the process makes no call outside its policy. On failure `err` says which step failed. */
+static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct vb_err *err)
+{
+	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, NULL};
+	struct wkr_io io;
+	int r;
+
+	W.inner = s->inner;
+	W.backend = (struct wkr_backend){&fw_ops, NULL};
+	wkr_io_from_fd(&io, s->device_fd);
+	r = wkr_dev_new(s->info, &io, &cb, &W.dev);
+	if (r < 0)
+		return vb_errf(err, r, "the device's config space and regions disagree: %s",
+			       strerror(-r));
+	r = setup_loop();
+	if (r < 0)
+		return vb_errf(err, r, "event loop: %s", strerror(-r));
+	s->sc.loop = &W.loop;
+	s->sc.listen_fd = s->listen_fd;
+	s->sc.dev = W.dev;
+	s->sc.backend = W.backend;
+	s->sc.device_fd = s->device_fd;
+	r = wkr_server_new(&s->sc, &W.srv);
+	if (r < 0)
+		return vb_errf(err, r, "VMM socket: %s", strerror(-r));
+	s->listen_fd = -1;
+	if (s->attach && (r = s->attach(s->ctx)) < 0)
+		return vb_errf(err, r, "broker channel: %s", strerror(-r));
+	r = load_seccomp(seccomp);
+	if (r < 0)
+		return vb_errf(err, r, "seccomp: %s", strerror(-r));
+	return 0;
+}
+
+/* Serves until a signal, the broker or a fatal error stops the loop. */
+static void serve_run(void)
+{
+	W.exit_code = 1;
+	uv_run(&W.loop, UV_RUN_DEFAULT);
+}
+
 /* ---- broker mode -------------------------------------------------------------------------- */
 
 static void broker_gone(void *data, int err)
@@ -393,12 +442,17 @@ static void broker_gone(void *data, int err)
 	uv_stop(&W.loop);
 }
 
+static int broker_attach(void *ctx)
+{
+	return wkr_broker_start(ctx, &W.loop, W.srv, W.dev, broker_gone, NULL);
+}
+
 static int run_broker(const struct opts *o)
 {
 	struct ipc_chan *chan;
 	struct wkr_broker *b;
 	struct wkr_handoff h;
-	char why[256] = "";
+	struct vb_err err = {0};
 	int r = ipc_chan_new(BROKER_FD, &ipc_proto_broker, NULL, &chan);
 	if (r < 0) {
 		wlog("fd %d is not a broker channel (%s); for standalone use see --help", BROKER_FD,
@@ -409,71 +463,51 @@ static int run_broker(const struct opts *o)
 		ipc_chan_free(chan);
 		return 1;
 	}
-	r = wkr_broker_handoff(b, o->handoff_timeout, &h, why, sizeof(why));
+	r = wkr_broker_handoff(b, o->handoff_timeout, &h, &err);
 	if (r < 0) {
-		wlog("handoff: %s", why);
+		wlog("handoff: %s", err.msg);
 		wkr_broker_free(b);
 		return 1;
 	}
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", h.info.bdf);
-	W.inner = (struct wkr_backend){&wkr_broker_ops, b};
-	W.backend = (struct wkr_backend){&fw_ops, NULL};
-	r = new_device(&h.info, h.device_fd);
-	if (r < 0)
-		snprintf(why, sizeof(why), "the device's config space and regions disagree: %s",
-			 strerror(-r));
-	if (r == 0) {
-		r = setup_loop();
-		snprintf(why, sizeof(why), "event loop: %s", strerror(-r));
-	}
-	if (r == 0) {
-		struct wkr_server_cfg sc = {
-		    .loop = &W.loop,
-		    .listen_fd = h.listen_fd,
-		    .dev = W.dev,
-		    .backend = W.backend,
-		    .device_fd = h.device_fd,
+	struct serve s = {
+	    .info = &h.info,
+	    .device_fd = h.device_fd,
+	    .listen_fd = h.listen_fd,
+	    .inner = {&wkr_broker_ops, b},
+	    .sc =
+		{
 		    .allow_mmap = h.allow_mmap,
 		    .owner_uid = h.owner_uid,
 		    .iommu_pgsize = h.iommu_pgsize,
 		    .max_dma_mappings = h.max_dma_mappings,
 		    .max_pinned_bytes = h.max_pinned_bytes,
 		    .generation = h.generation,
-		};
-		r = wkr_server_new(&sc, &W.srv);
-		snprintf(why, sizeof(why), "VMM socket: %s", strerror(-r));
-	}
-	if (r == 0) {
-		h.listen_fd = -1; /* the server's now */
-		r = wkr_broker_start(b, &W.loop, W.srv, W.dev, broker_gone, NULL);
-		snprintf(why, sizeof(why), "broker channel: %s", strerror(-r));
-	}
-	if (r == 0) {
-		r = load_seccomp(o->seccomp);
-		snprintf(why, sizeof(why), "seccomp: %s", strerror(-r));
-	}
+		},
+	    .attach = broker_attach,
+	    .ctx = b,
+	};
+	r = serve_prepare(&s, o->seccomp, &err);
 	if (r < 0) {
-		wlog("%s", why);
-		wkr_broker_handoff_answer(b, r, why);
-		finish();
-		wkr_broker_free(b);
-		if (h.listen_fd >= 0)
-			close(h.listen_fd);
-		close(h.device_fd);
-		return 1;
+		wlog("%s", err.msg);
+		wkr_broker_handoff_answer(b, &err);
+	} else {
+		r = wkr_broker_handoff_answer(b, NULL);
+		wlog("serving %s for VM %s (generation %u, mmap %s)", h.info.bdf, h.vm,
+		     h.generation, h.allow_mmap ? "allowed" : "not allowed");
+		if (r == 0)
+			serve_run();
+		else
+			W.exit_code = 1;
 	}
-	r = wkr_broker_handoff_answer(b, 0, NULL);
-	wlog("serving %s for VM %s (generation %u, mmap %s)", h.info.bdf, h.vm, h.generation,
-	     h.allow_mmap ? "allowed" : "not allowed");
-	W.exit_code = 1;
-	if (r == 0)
-		uv_run(&W.loop, UV_RUN_DEFAULT);
 	finish();
 	wkr_broker_free(b);
 	if (W.loop_ok)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
+	if (s.listen_fd >= 0)
+		close(s.listen_fd);
 	close(h.device_fd);
-	return W.exit_code;
+	return r < 0 ? 1 : W.exit_code;
 }
 
 /* ---- standalone mode ---------------------------------------------------------------------- */
@@ -481,70 +515,53 @@ static int run_broker(const struct opts *o)
 static int run_standalone(const struct opts *o)
 {
 	struct wkr_image *img;
-	struct wkr_image_error err = {0};
+	struct wkr_image_error ierr = {0};
 	struct wkr_local *local = NULL;
-	int memfd = -1, lfd = -1;
-	int r = wkr_image_load(o->image, &img, &err);
+	struct vb_err err = {0};
+	int memfd = -1;
+	int r = wkr_image_load(o->image, &img, &ierr);
 	if (r < 0) {
-		wlog("%s: %s", o->image, err.msg[0] ? err.msg : strerror(-r));
+		wlog("%s: %s", o->image, ierr.msg[0] ? ierr.msg : strerror(-r));
 		return 1;
 	}
 	const struct wkr_devinfo *info = wkr_image_info(img);
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", info->name[0] ? info->name : o->image);
-	const char *step = "building the device memfd";
-	r = wkr_image_build(img, &memfd);
-	if (r == 0) {
-		step = "local DMA and IRQ accounting";
-		r = wkr_local_new(img, memfd, o->max_maps, o->max_bytes, &local);
-	}
-	if (r == 0) {
-		W.inner = (struct wkr_backend){&wkr_local_ops, local};
-		W.backend = (struct wkr_backend){&fw_ops, NULL};
-		step = "the image's config space and regions";
-		r = new_device(info, memfd);
-	}
-	if (r == 0) {
-		step = o->listen;
-		r = ipc_listen(o->listen, 0600, 4, &lfd);
-	}
-	if (r == 0) {
-		step = "event loop";
-		r = setup_loop();
-	}
-	if (r == 0) {
-		struct wkr_server_cfg sc = {
-		    .loop = &W.loop,
-		    .listen_fd = lfd,
-		    .dev = W.dev,
-		    .backend = W.backend,
-		    .device_fd = memfd,
+	struct serve s = {
+	    .info = info,
+	    .listen_fd = -1,
+	    .sc =
+		{
 		    .allow_mmap = true,
 		    .owner_uid = o->owner_set ? o->owner_uid : getuid(),
 		    .iommu_pgsize = 4096,
 		    .max_dma_mappings = o->max_maps,
 		    .max_pinned_bytes = o->max_bytes,
-		};
-		step = "VMM server";
-		r = wkr_server_new(&sc, &W.srv);
-	}
+		},
+	};
+	r = wkr_image_build(img, &memfd);
+	if (r < 0)
+		vb_errf(&err, r, "building the device memfd: %s", strerror(-r));
+	if (r == 0 && (r = wkr_local_new(img, memfd, o->max_maps, o->max_bytes, &local)) < 0)
+		vb_errf(&err, r, "local DMA and IRQ accounting: %s", strerror(-r));
+	if (r == 0 && (r = ipc_listen(o->listen, 0600, 4, &s.listen_fd)) < 0)
+		vb_errf(&err, r, "%s: %s", o->listen, strerror(-r));
 	if (r == 0) {
-		lfd = -1;
-		step = "seccomp";
-		r = load_seccomp(o->seccomp);
+		s.device_fd = memfd;
+		s.inner = (struct wkr_backend){&wkr_local_ops, local};
+		r = serve_prepare(&s, o->seccomp, &err);
 	}
 	if (r == 0) {
 		wlog("serving image %s on %s", o->image, o->listen);
-		W.exit_code = 1;
-		uv_run(&W.loop, UV_RUN_DEFAULT);
+		serve_run();
 	} else {
-		wlog("%s: %s", step, strerror(-r));
+		wlog("%s", err.msg);
 		W.exit_code = 1;
 	}
 	finish();
 	wkr_local_free(local);
 	wkr_image_free(img);
-	if (lfd >= 0)
-		close(lfd);
+	if (s.listen_fd >= 0)
+		close(s.listen_fd);
 	if (memfd >= 0)
 		close(memfd);
 	return W.exit_code;

@@ -47,7 +47,7 @@ struct wkr_server {
 	void (*removal_done)(void *data, bool acked);
 	void *removal_data;
 
-	char why[WKR_WHY_MAX]; /* reason of the request being answered with an error */
+	struct vb_err err; /* why the request being answered failed */
 };
 
 /* server_req.c: answers one request of the session (replies or errors, always). */

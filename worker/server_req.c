@@ -26,8 +26,9 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_server *s, int 
 						      const char *fmt, ...)
 {
 	va_list ap;
+	s->err.code = err;
 	va_start(ap, fmt);
-	vsnprintf(s->why, sizeof(s->why), fmt, ap);
+	vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
 	va_end(ap);
 	return err;
 }
@@ -261,9 +262,8 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 	int e = dma_range(s, req->iova, req->size, req->offset);
 	if (e < 0)
 		return e;
-	s->why[0] = 0;
 	e = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, req->iova, req->size, req->offset,
-					req->prot, m->fds[0], s->why);
+					req->prot, m->fds[0], &s->err);
 	return e < 0 ? e : reply_empty(s, m);
 }
 
@@ -273,8 +273,7 @@ static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
 	int e = dma_range(s, req->iova, req->size, 0);
 	if (e < 0)
 		return e;
-	s->why[0] = 0;
-	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, s->why);
+	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, &s->err);
 	return e < 0 ? e : reply_empty(s, m);
 }
 
@@ -303,8 +302,7 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 
 static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 {
-	s->why[0] = 0;
-	int e = s->cfg.backend.ops->reset(s->cfg.backend.ctx, s->why);
+	int e = s->cfg.backend.ops->reset(s->cfg.backend.ctx, &s->err);
 	if (e < 0)
 		return e;
 	/* The device is back at power-on state: so is its personality. */
@@ -348,7 +346,7 @@ static const struct {
 void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 {
 	int r = -EOPNOTSUPP;
-	s->why[0] = 0;
+	s->err = (struct vb_err){0};
 	for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
 		if (handlers[i].type != m->type)
 			continue;
@@ -359,5 +357,5 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 		break;
 	}
 	if (r < 0)
-		(void)ipc_chan_reply_error(chan(s), m, r, "%s", s->why[0] ? s->why : strerror(-r));
+		(void)ipc_chan_reply_error(chan(s), m, r, "%s", vb_err_msg(&s->err, r));
 }

@@ -60,30 +60,27 @@ void wkr_local_free(struct wkr_local *l)
 }
 
 static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
-		     int memfd, char *why)
+		     int memfd, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
 	struct stat st;
 	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != l->shm_dev) {
-		snprintf(why, WKR_WHY_MAX, "DMA memory must be a memfd");
-		return -EBADF;
+		return vb_errf(err, -EBADF, "DMA memory must be a memfd");
 	}
 	if (offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset) {
-		snprintf(
-		    why, WKR_WHY_MAX, "offset %#llx size %#llx runs past the memfd's %lld bytes",
+		return vb_errf(
+		    err, -EINVAL, "offset %#llx size %#llx runs past the memfd's %lld bytes",
 		    (unsigned long long)offset, (unsigned long long)size, (long long)st.st_size);
-		return -EINVAL;
 	}
 	if (l->nmaps >= l->max_maps || size > l->max_bytes - l->bytes) {
-		snprintf(why, WKR_WHY_MAX, "DMA quota: at most %u mappings and %llu bytes",
-			 l->max_maps, (unsigned long long)l->max_bytes);
-		return -ENOSPC;
+		return vb_errf(err, -ENOSPC, "DMA quota: at most %u mappings and %llu bytes",
+			       l->max_maps, (unsigned long long)l->max_bytes);
 	}
 	for (size_t i = 0; i < l->nmaps; i++) {
 		if (iova < l->maps[i].iova + l->maps[i].size && l->maps[i].iova < iova + size) {
-			snprintf(why, WKR_WHY_MAX, "iova %#llx overlaps the mapping at %#llx",
-				 (unsigned long long)iova, (unsigned long long)l->maps[i].iova);
-			return -EEXIST;
+			return vb_errf(err, -EEXIST, "iova %#llx overlaps the mapping at %#llx",
+				       (unsigned long long)iova,
+				       (unsigned long long)l->maps[i].iova);
 		}
 	}
 	struct map *nm = realloc(l->maps, (l->nmaps + 1) * sizeof(*nm));
@@ -98,7 +95,7 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 
 /* Removes the mappings inside [iova, iova+size), as type1 does; a mapping cut in two is an
  * error and nothing is removed. */
-static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
+static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
 	size_t hit = 0;
@@ -107,15 +104,13 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, char *why)
 		bool overlap = iova < m->iova + m->size && m->iova < iova + size;
 		bool inside = m->iova >= iova && m->iova + m->size <= iova + size;
 		if (overlap && !inside) {
-			snprintf(why, WKR_WHY_MAX, "range would split the mapping at %#llx",
-				 (unsigned long long)m->iova);
-			return -EINVAL;
+			return vb_errf(err, -EINVAL, "range would split the mapping at %#llx",
+				       (unsigned long long)m->iova);
 		}
 		hit += inside;
 	}
 	if (hit == 0) {
-		snprintf(why, WKR_WHY_MAX, "nothing is mapped in that range");
-		return -ENOENT;
+		return vb_errf(err, -ENOENT, "nothing is mapped in that range");
 	}
 	size_t out = 0;
 	for (size_t i = 0; i < l->nmaps; i++) {
@@ -158,7 +153,7 @@ static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	return 0;
 }
 
-static int l_reset(void *ctx, char *why)
+static int l_reset(void *ctx, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
 	const struct wkr_region *cfg =
@@ -166,8 +161,8 @@ static int l_reset(void *ctx, char *why)
 	ssize_t n =
 	    pwrite(l->memfd, wkr_image_config(l->img), (size_t)cfg->size, (off_t)cfg->offset);
 	if (n != (ssize_t)cfg->size) {
-		snprintf(why, WKR_WHY_MAX, "restoring the image's config space failed");
-		return n < 0 ? -errno : -EIO;
+		return vb_errf(err, n < 0 ? -errno : -EIO,
+			       "restoring the image's config space failed");
 	}
 	return 0;
 }
