@@ -23,7 +23,7 @@
 
 static void dmn_dev_release(struct dmn_dev *dd);
 static void dmn_dev_forget(struct dmn_dev *dd);
-static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz);
+static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err);
 
 /* ---- VM resources ------------------------------------------------------------------------- */
 
@@ -285,14 +285,17 @@ static void dmn_on_ready(void *ctx)
 	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
-	dd->up = true;
 	/* The worker has its own copy of the listening socket now. */
 	close(dd->vmm_fd);
 	dd->vmm_fd = -1;
-	if (brk_dev_set_state(d, BRK_DEV_READY) < 0)
+	/* Removed while it was starting: the removal goes on. */
+	if (d->state != BRK_DEV_STARTING || brk_dev_set_state(d, BRK_DEV_READY) < 0)
 		return;
 	brk_info("%s: worker %d ready (vm %s, socket %s%s)", d->bdf, (int)d->worker_pid,
-		 d->vm->name, d->socket_path, dd->generation ? ", restarted" : "");
+		 d->vm->name, d->socket_path,
+		 dd->generation ? ", restarted"
+		 : dd->hotplug	? ", hot-plugged into the running VM"
+				: "");
 	if (dd->add_call) {
 		dmn_reply_add(dd);
 		dd->dmn->adds_total++;
@@ -333,29 +336,34 @@ static void dmn_on_removal_done(void *ctx, bool acknowledged)
 	dd->vmm_acknowledged = acknowledged;
 	if (!acknowledged)
 		brk_notice("%s: the VMM did not acknowledge the removal: forcing it", dd->rec->bdf);
-	brk_worker_kill(dd->worker);
+	dd->dmn->workers->kill(dd->worker);
 }
 
 static void dmn_on_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
 {
 	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
+	bool adding;
 
 	brk_err("%s: worker %d %s: %s", d->bdf, (int)d->worker_pid,
 		kind == BRK_WORKER_HUNG ? "hung" : "faulted", reason);
 	brk_dev_set_fault(d, "%s", reason);
 	dmn_quiesce_now(dd);
-	if (!dd->removing)
-		brk_dev_set_state(d, BRK_DEV_FAULTED);
-	dd->faulted_now = true;
 	brk_ctl_event(dd->dmn->ctl, dmn_fault_event(kind), d->bdf, d->vm->name, "%s", reason);
-	if (dd->add_call) {
+	adding = dd->add_call != NULL;
+	if (adding) {
 		/* AddDevice fails as a whole: nothing of it stays once the process is reaped. */
 		brk_ctl_call_error(dd->add_call, -ECHILD, "%s: the worker failed to start: %s",
 				   d->bdf, reason);
 		dd->add_call = NULL;
-		dd->abandon = true;
 	}
+	/* A removal under way completes whatever the worker does meanwhile. */
+	if (d->state == BRK_DEV_REMOVING)
+		return;
+	if (d->state == BRK_DEV_STARTING)
+		brk_dev_set_state(d, adding ? BRK_DEV_ABANDONED : BRK_DEV_FAILED_START);
+	else
+		brk_dev_set_state(d, BRK_DEV_FAILING);
 }
 
 static void dmn_finish_removal(struct dmn_dev *dd)
@@ -378,46 +386,64 @@ static void dmn_finish_removal(struct dmn_dev *dd)
 		      rep.vmm_acknowledged ? "acknowledged by the VMM" : "forced");
 }
 
-static void dmn_on_exited(void *ctx, int code, int status)
+/* The restart policy, for a worker that had come up and then failed (FAILING). */
+static void dmn_restart(struct dmn_dev *dd)
 {
-	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 	const struct brk_config *cfg = dd->dmn->cfg;
-	char err[256];
+	struct vb_err err = {0};
 
-	brk_worker_free(dd->worker);
-	dd->worker = NULL;
-	d->worker_pid = 0;
-	dmn_reset(dd);
-	if (dd->removing) {
-		dmn_finish_removal(dd);
-		return;
-	}
-	if (dd->abandon) {
-		dmn_dev_release(dd);
-		dmn_dev_forget(dd);
-		return;
-	}
-	if (!dd->faulted_now || d->state != BRK_DEV_FAULTED)
-		return;
-	dd->faulted_now = false;
-	/* A worker that never came up is not restarted: the next one would fail the same way. */
-	if (cfg->restart == BRK_RESTART_ON_FAILURE && d->restarts < cfg->restart_max && dd->up) {
+	if (cfg->restart == BRK_RESTART_ON_FAILURE && d->restarts < cfg->restart_max) {
 		d->restarts++;
 		dd->dmn->restarts_total++;
 		dd->generation++;
 		brk_dev_set_state(d, BRK_DEV_STARTING);
-		if (dmn_start_worker(dd, err, sizeof(err)) == 0)
+		if (dmn_start_worker(dd, &err) == 0)
 			return;
-		brk_err("%s: restart failed: %s", d->bdf, err);
-		brk_dev_set_fault(d, "restart failed: %s", err);
-		brk_dev_set_state(d, BRK_DEV_FAULTED);
-	} else if (cfg->restart == BRK_RESTART_ON_FAILURE && dd->up) {
+		brk_err("%s: restart failed: %s", d->bdf, err.msg);
+		brk_dev_set_fault(d, "restart failed: %s", err.msg);
+	} else if (cfg->restart == BRK_RESTART_ON_FAILURE) {
 		brk_err("%s: %u restarts used up: the device stays faulted", d->bdf, d->restarts);
 	}
 	/* Faulted for good: give the VFIO objects back; the record stays for DeviceStatus until
 	 * RemoveDevice or a new AddDevice. */
 	dmn_dev_release(dd);
+	brk_dev_set_state(d, BRK_DEV_FAULTED);
+}
+
+/* The worker has been reaped: what follows depends only on the state it left the device in. */
+static void dmn_on_exited(void *ctx, int code, int status)
+{
+	struct dmn_dev *dd = ctx;
+	struct brk_dev *d = dd->rec;
+
+	dd->dmn->workers->free(dd->worker);
+	dd->worker = NULL;
+	d->worker_pid = 0;
+	dmn_reset(dd);
+	switch (d->state) {
+	case BRK_DEV_REMOVING:
+		dmn_finish_removal(dd);
+		break;
+	case BRK_DEV_ABANDONED:
+		dmn_dev_release(dd);
+		dmn_dev_forget(dd);
+		break;
+	case BRK_DEV_FAILING:
+		dmn_restart(dd);
+		break;
+	case BRK_DEV_FAILED_START:
+		/* A restarted worker that never came up is not restarted again: the next one
+		 * would fail the same way. */
+		dmn_dev_release(dd);
+		brk_dev_set_state(d, BRK_DEV_FAULTED);
+		break;
+	default:
+		/* worker.c reports every exit it did not cause as a fault first. */
+		brk_warn("%s: worker exited in state %s without a fault", d->bdf,
+			 brk_dev_state_name(d->state));
+		break;
+	}
 }
 
 static const struct brk_worker_hooks dmn_worker_hooks = {
@@ -429,7 +455,7 @@ static const struct brk_worker_hooks dmn_worker_hooks = {
 };
 
 /* Binds the VMM socket (again, for a restart: same path) and starts a worker for the device. */
-static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz)
+static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 {
 	struct brk_dev *d = dd->rec;
 	struct dmn_vm *v = d->vm->priv;
@@ -437,14 +463,12 @@ static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz)
 	int r;
 
 	r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
-	if (r < 0) {
-		snprintf(err, errsz, "every uid of the worker uid_range is in use");
-		return r;
-	}
+	if (r < 0)
+		return vb_errf(err, r, "every uid of the worker uid_range is in use");
 	if (dd->vmm_fd < 0) {
 		r = brk_spawn_vmm_socket(dd->dmn->cfg->runtime_dir, d->vm->name, d->bdf,
 					 v->owner_uid, v->owner_gid, d->socket_path,
-					 sizeof(d->socket_path), &dd->vmm_fd, err, errsz);
+					 sizeof(d->socket_path), &dd->vmm_fd, err);
 		if (r < 0)
 			return r;
 	}
@@ -466,12 +490,10 @@ static int dmn_start_worker(struct dmn_dev *dd, char *err, size_t errsz)
 	a.vmm_listen_fd = dd->vmm_fd;
 	a.hooks = &dmn_worker_hooks;
 	a.ctx = dd;
-	dd->up = false;
-	dd->faulted_now = false;
-	r = brk_worker_start(dd->dmn->loop, &a, &dd->worker, err, errsz);
+	r = dd->dmn->workers->start(dd->dmn->loop, &a, &dd->worker, err);
 	if (r < 0)
 		return r;
-	d->worker_pid = brk_worker_pid(dd->worker);
+	d->worker_pid = dd->dmn->workers->pid(dd->worker);
 	return 0;
 }
 
@@ -484,7 +506,7 @@ static void dmn_dev_release(struct dmn_dev *dd)
 	struct dmn_vm *v = d->vm->priv;
 
 	if (dd->worker) {
-		brk_worker_free(dd->worker);
+		dd->dmn->workers->free(dd->worker);
 		dd->worker = NULL;
 		d->worker_pid = 0;
 	}
@@ -525,7 +547,7 @@ static void dmn_dev_forget(struct dmn_dev *dd)
 
 	if (dd->add_call)
 		brk_ctl_call_error(dd->add_call, -ECANCELED, "%s: removed while starting", d->bdf);
-	if (dd->remove_call && dd->removing && !dmn->ctl)
+	if (dd->remove_call && d->state == BRK_DEV_REMOVING && !dmn->ctl)
 		brk_ctl_call_error(dd->remove_call, -ECANCELED, "the broker is shutting down");
 	brk_registry_remove(dmn->reg, d);
 	free(dd);
@@ -583,7 +605,8 @@ static int dmn_add_replace_stale(struct brk_daemon *dmn, const char *bdf, struct
 	if (!old)
 		return 0;
 	odd = old->priv;
-	if (old->state == BRK_DEV_FAULTED && !odd->device && !odd->worker && !odd->removing) {
+	/* FAULTED holds nothing any more (dmn_restart() and the reaping released it). */
+	if (old->state == BRK_DEV_FAULTED) {
 		dmn_dev_forget(odd);
 		return 0;
 	}
@@ -656,7 +679,7 @@ static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_c
 	struct dmn_dev *dd;
 	uint32_t maxmap;
 	uint64_t maxpin;
-	char msg[256];
+	bool vm_created;
 	int r;
 
 	r = dmn_add_check(dmn, req, call, &maxmap, &maxpin);
@@ -665,7 +688,7 @@ static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_c
 	dd = calloc(1, sizeof(*dd));
 	if (!dd)
 		return -ENOMEM;
-	r = brk_registry_add(dmn->reg, req->bdf, req->vm, &d, NULL);
+	r = brk_registry_add(dmn->reg, req->bdf, req->vm, &d, &vm_created);
 	if (r < 0) {
 		free(dd);
 		brk_ctl_call_set_message(call, "%s",
@@ -681,16 +704,17 @@ static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_c
 	d->owner_uid = req->owner_uid;
 	d->owner_gid = req->owner_gid;
 	d->allow_mmap = req->allow_mmap;
+	/* Hot-plug: a device added to a VM that already has one. The same flow, into the VM's
+	 * existing container, DMA table and quotas. */
+	dd->hotplug = !vm_created;
 	r = dmn_add_vfio(dmn, dd, req, maxmap, maxpin, &err);
 	if (r == 0)
-		r = dmn_start_worker(dd, msg, sizeof(msg));
-	else
-		snprintf(msg, sizeof(msg), "%s", err.msg);
+		r = dmn_start_worker(dd, &err);
 	if (r < 0) {
-		brk_warn("%s: AddDevice for vm %s failed: %s", req->bdf, req->vm, msg);
+		brk_warn("%s: AddDevice for vm %s failed: %s", req->bdf, req->vm, err.msg);
 		dmn_dev_release(dd);
 		dmn_dev_forget(dd);
-		brk_ctl_call_set_message(call, "%s: %s", req->bdf, msg);
+		brk_ctl_call_set_message(call, "%s: %s", req->bdf, err.msg);
 		return r;
 	}
 	dd->add_call = call; /* answered when the worker acknowledges its handoff */
@@ -709,24 +733,22 @@ static int dmn_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct
 		return -ENOENT;
 	}
 	dd = d->priv;
-	if (dd->removing) {
+	if (d->state == BRK_DEV_REMOVING) {
 		brk_ctl_call_set_message(call, "%s is already being removed", req->bdf);
 		return -EALREADY;
 	}
-	dd->removing = true;
+	brk_dev_set_state(d, BRK_DEV_REMOVING);
 	dd->remove_call = call;
 	dd->vmm_acknowledged = false;
 	if (!dd->worker) {
-		dmn_finish_removal(dd); /* faulted and released, or between restarts */
+		dmn_finish_removal(dd); /* faulted and released */
 		return 0;
 	}
-	if (d->state != BRK_DEV_FAULTED)
-		brk_dev_set_state(d, BRK_DEV_REMOVING);
 	timeout = req->timeout_ms ? req->timeout_ms : dmn->cfg->remove_timeout_ms;
 	/* Ask the VMM only when there is one and the caller did not say otherwise. */
-	if (req->force || !brk_worker_vmm_connected(dd->worker) ||
-	    brk_worker_request_removal(dd->worker, timeout) < 0)
-		brk_worker_kill(dd->worker);
+	if (req->force || !dmn->workers->vmm_connected(dd->worker) ||
+	    dmn->workers->request_removal(dd->worker, timeout) < 0)
+		dmn->workers->kill(dd->worker);
 	return 0;
 }
 
@@ -752,7 +774,7 @@ static void dmn_log_resolve(void *ctx, const char *bdf, struct brk_log_about *ab
 }
 
 int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
-		   struct brk_daemon **ret)
+		   const struct brk_daemon_env *env, struct brk_daemon **ret)
 {
 	struct brk_ctl_cfg ccfg = {.admin_uid = cfg->admin_uid,
 				   .admin_gid = cfg->admin_gid,
@@ -766,7 +788,8 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		return -ENOMEM;
 	dmn->loop = loop;
 	dmn->cfg = cfg;
-	dmn->sys = &brk_sys_real;
+	dmn->sys = env && env->sys ? env->sys : &brk_sys_real;
+	dmn->workers = env && env->workers ? env->workers : &brk_worker_ops_real;
 	r = brk_registry_new(cfg->max_vms, cfg->max_devices, &dmn->reg);
 	if (r < 0) {
 		free(dmn);
@@ -796,7 +819,7 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	while ((d = brk_registry_first(dmn->reg))) {
 		struct dmn_dev *dd = d->priv;
 		if (dd->worker) {
-			brk_worker_free(dd->worker);
+			dmn->workers->free(dd->worker);
 			dd->worker = NULL;
 			dmn_reset(dd);
 		}

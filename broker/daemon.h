@@ -13,12 +13,21 @@
 
 #include "config.h"
 #include "control.h"
+#include "sys.h"
+#include "worker.h"
 
 struct brk_daemon;
 
-/* Takes the control socket `listen_fd` on success. `cfg` must outlive the daemon. */
+/* What the daemon acts through: the kernel (VFIO, sysfs) and the worker processes. NULL, or a
+ * NULL member, means the real one; host tests pass fakes (tests/test_daemon.c). */
+struct brk_daemon_env {
+	const struct brk_sys *sys;
+	const struct brk_worker_ops *workers;
+};
+
+/* Takes the control socket `listen_fd` on success. `cfg` and `env` must outlive the daemon. */
 int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
-		   struct brk_daemon **ret);
+		   const struct brk_daemon_env *env, struct brk_daemon **ret);
 /* Ends every worker, quiesces and releases every device, closes the control socket. Run the
  * loop afterwards so libuv can close the handles. */
 void brk_daemon_free(struct brk_daemon *d);

@@ -47,15 +47,15 @@ struct dmn_dev {
 	uint32_t resets_before;		  /* resets of earlier device handles */
 	struct brk_ctl_call *add_call;	  /* AddDevice waiting for the worker's handoff */
 	struct brk_ctl_call *remove_call; /* RemoveDevice waiting for the teardown */
-	bool up;			  /* the current worker acknowledged its handoff */
-	bool removing, vmm_acknowledged, faulted_now;
-	bool abandon; /* its AddDevice failed: forget it once the worker is reaped */
+	bool hotplug;			  /* added to a VM that was already running */
+	bool vmm_acknowledged;		  /* how the removal went, for its reply */
 };
 
 struct brk_daemon {
 	uv_loop_t *loop;
 	const struct brk_config *cfg;
 	const struct brk_sys *sys;
+	const struct brk_worker_ops *workers;
 	struct brk_registry *reg;
 	struct brk_ctl *ctl;
 	uint64_t restarts_total, adds_total, removes_total;

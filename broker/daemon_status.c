@@ -27,7 +27,7 @@ static void dmn_fill_status(const struct brk_dev *d, struct dmn_status_buf *b)
 	vb__ctl__device_status__init(st);
 	st->bdf = (char *)d->bdf;
 	st->vm = (char *)d->vm->name;
-	st->state = (Vb__Ctl__DeviceState)d->state;
+	st->state = (Vb__Ctl__DeviceState)brk_dev_state_wire(d->state);
 	st->worker_pid = (uint32_t)d->worker_pid;
 	st->restarts = d->restarts;
 	st->socket_path = (char *)d->socket_path;
@@ -106,8 +106,7 @@ static void dmn_metrics_devices(struct brk_daemon *dmn, FILE *f)
 
 	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
 		const struct dmn_dev *dd = d->priv;
-		if (d->state >= BRK_DEV_STARTING && d->state <= BRK_DEV_FAULTED)
-			by_state[d->state]++;
+		by_state[brk_dev_state_wire(d->state)]++;
 		workers += dd->worker != NULL;
 	}
 	brk_metric_header(f, "vfio_broker_devices", "gauge", "Assigned devices, by state.");

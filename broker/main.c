@@ -366,7 +366,7 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	report_caps(&caps);
 	r = uv_loop_init(&loop);
 	if (r == 0)
-		r = brk_daemon_new(&loop, cfg, fd, &dmn);
+		r = brk_daemon_new(&loop, cfg, fd, NULL, &dmn);
 	if (r < 0) {
 		close(fd);
 		return brk_log_errno(LOG_ERR, r, "cannot start");

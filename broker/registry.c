@@ -13,6 +13,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
+#include "log.h"
+
 struct brk_registry {
 	struct brk_dev *devs, **devs_tail;
 	struct brk_vm *vms, **vms_tail;
@@ -22,30 +25,43 @@ struct brk_registry {
 };
 
 /* The lifecycle, as data: allowed[from] is the set of states `from` may move to.
- *   STARTING  -> READY (HANDOFF acknowledged), FAULTED (died or hung while starting),
- *                REMOVING (removed before it came up)
- *   READY     -> CONNECTED, REMOVING, FAULTED
- *   CONNECTED -> READY (the VMM went away), REMOVING, FAULTED
- *   REMOVING  -> FAULTED (the worker died while being removed; removal still completes)
- *   FAULTED   -> STARTING (restart policy), REMOVING */
+ *   STARTING     -> READY (HANDOFF acknowledged), REMOVING (removed before it came up),
+ *                   FAILED_START (a restarted worker failed), ABANDONED (an AddDevice's worker
+ *                   failed), FAULTED (a restart could not even be started)
+ *   READY        -> CONNECTED, REMOVING, FAILING
+ *   CONNECTED    -> READY (the VMM went away), REMOVING, FAILING
+ *   REMOVING     -> nothing: the record is dropped once the worker is reaped (a worker that
+ *                   fails while being removed does not change that)
+ *   FAULTED      -> REMOVING (a new AddDevice drops the record instead)
+ *   FAILING      -> STARTING (restart policy), FAULTED (no restart left), REMOVING
+ *   FAILED_START -> FAULTED (reaped), REMOVING
+ *   ABANDONED    -> REMOVING (else dropped when reaped) */
 #define ST(s) (1u << (s))
 static const unsigned allowed[] = {
-    [BRK_DEV_STARTING] = ST(BRK_DEV_READY) | ST(BRK_DEV_FAULTED) | ST(BRK_DEV_REMOVING),
-    [BRK_DEV_READY] = ST(BRK_DEV_CONNECTED) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAULTED),
-    [BRK_DEV_CONNECTED] = ST(BRK_DEV_READY) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAULTED),
-    [BRK_DEV_REMOVING] = ST(BRK_DEV_FAULTED),
-    [BRK_DEV_FAULTED] = ST(BRK_DEV_STARTING) | ST(BRK_DEV_REMOVING),
+    [BRK_DEV_STARTING] = ST(BRK_DEV_READY) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAILED_START) |
+			 ST(BRK_DEV_ABANDONED) | ST(BRK_DEV_FAULTED),
+    [BRK_DEV_READY] = ST(BRK_DEV_CONNECTED) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAILING),
+    [BRK_DEV_CONNECTED] = ST(BRK_DEV_READY) | ST(BRK_DEV_REMOVING) | ST(BRK_DEV_FAILING),
+    [BRK_DEV_REMOVING] = 0,
+    [BRK_DEV_FAULTED] = ST(BRK_DEV_REMOVING),
+    [BRK_DEV_FAILING] = ST(BRK_DEV_STARTING) | ST(BRK_DEV_FAULTED) | ST(BRK_DEV_REMOVING),
+    [BRK_DEV_FAILED_START] = ST(BRK_DEV_FAULTED) | ST(BRK_DEV_REMOVING),
+    [BRK_DEV_ABANDONED] = ST(BRK_DEV_REMOVING),
 };
 
 static const char *const state_names[] = {
-    [BRK_DEV_STARTING] = "starting",   [BRK_DEV_READY] = "ready",
-    [BRK_DEV_CONNECTED] = "connected", [BRK_DEV_REMOVING] = "removing",
-    [BRK_DEV_FAULTED] = "faulted",
+    [BRK_DEV_STARTING] = "starting",	     [BRK_DEV_READY] = "ready",
+    [BRK_DEV_CONNECTED] = "connected",	     [BRK_DEV_REMOVING] = "removing",
+    [BRK_DEV_FAULTED] = "faulted",	     [BRK_DEV_FAILING] = "failing",
+    [BRK_DEV_FAILED_START] = "failed-start", [BRK_DEV_ABANDONED] = "abandoned",
 };
+
+_Static_assert(ARRAY_SIZE(allowed) == BRK_DEV_STATE_LAST + 1, "a state without transitions");
+_Static_assert(ARRAY_SIZE(state_names) == BRK_DEV_STATE_LAST + 1, "a state without a name");
 
 static bool state_valid(enum brk_dev_state s)
 {
-	return s >= BRK_DEV_STARTING && s <= BRK_DEV_FAULTED;
+	return s >= BRK_DEV_STARTING && s <= BRK_DEV_STATE_LAST;
 }
 
 int brk_registry_new(uint32_t max_vms, uint32_t max_devices, struct brk_registry **ret)
@@ -239,8 +255,13 @@ bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to)
 
 int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to)
 {
-	if (!brk_dev_state_allowed(d->state, to))
+	if (!brk_dev_state_allowed(d->state, to)) {
+		brk_warn("%s: state %s -> %s is not a transition of the device lifecycle", d->bdf,
+			 brk_dev_state_name(d->state), brk_dev_state_name(to));
 		return -EINVAL;
+	}
+	brk_debug("%s: state %s -> %s", d->bdf, brk_dev_state_name(d->state),
+		  brk_dev_state_name(to));
 	d->state = to;
 	return 0;
 }
@@ -248,6 +269,11 @@ int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to)
 const char *brk_dev_state_name(enum brk_dev_state s)
 {
 	return state_valid(s) ? state_names[s] : "invalid";
+}
+
+enum brk_dev_state brk_dev_state_wire(enum brk_dev_state s)
+{
+	return s > BRK_DEV_FAULTED ? BRK_DEV_FAULTED : s;
 }
 
 void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)

@@ -15,14 +15,23 @@
 #define BRK_FAULT_MAX	  256
 #define BRK_SOCK_PATH_MAX 108
 
-/* Values equal vb.ctl.DeviceState, so that status replies need no translation table. */
+/*
+ * A device's one state machine (registry.c's transition table is the only way between states).
+ * The first five values equal vb.ctl.DeviceState; the last three are the broker's own and show
+ * as FAULTED on the wire (brk_dev_state_wire()): a worker has failed and its process is not
+ * reaped yet, and what happens at reaping depends on how it failed.
+ */
 enum brk_dev_state {
-	BRK_DEV_STARTING = 1,  /* worker spawned, HANDOFF not yet acknowledged */
-	BRK_DEV_READY = 2,     /* worker up, no VMM connected */
-	BRK_DEV_CONNECTED = 3, /* a VMM is connected to the worker */
-	BRK_DEV_REMOVING = 4,  /* RemoveDevice in progress */
-	BRK_DEV_FAULTED = 5,   /* worker died or hung; device quiesced */
+	BRK_DEV_STARTING = 1,	  /* worker spawned, HANDOFF not yet acknowledged */
+	BRK_DEV_READY = 2,	  /* worker up, no VMM connected */
+	BRK_DEV_CONNECTED = 3,	  /* a VMM is connected to the worker */
+	BRK_DEV_REMOVING = 4,	  /* RemoveDevice in progress: the record goes at reaping */
+	BRK_DEV_FAULTED = 5,	  /* faulted for good: VFIO objects given back, record kept */
+	BRK_DEV_FAILING = 6,	  /* its worker had come up: the restart policy decides */
+	BRK_DEV_FAILED_START = 7, /* a restarted worker never came up: FAULTED at reaping */
+	BRK_DEV_ABANDONED = 8,	  /* the worker of an AddDevice failed: the record goes */
 };
+#define BRK_DEV_STATE_LAST BRK_DEV_ABANDONED
 
 struct brk_vm {
 	char name[BRK_VM_NAME_MAX + 1];
@@ -84,9 +93,12 @@ uint32_t brk_registry_nvms(const struct brk_registry *r);
 
 /* Whether `from` -> `to` is a transition of the device lifecycle. */
 bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to);
-/* Moves the device to `to`; -EINVAL (state unchanged) when the lifecycle does not allow it. */
+/* Moves the device to `to`, logged at debug level; -EINVAL (state unchanged, logged as a
+ * warning: the daemon asked for something its lifecycle does not have) otherwise. */
 int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to);
 const char *brk_dev_state_name(enum brk_dev_state s);
+/* The state as vb.ctl.DeviceState reports it (the broker's own states are FAULTED there). */
+enum brk_dev_state brk_dev_state_wire(enum brk_dev_state s);
 /* Records why the device faulted (kept until the next fault, for DeviceStatus). */
 void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -20,7 +20,7 @@
 
 /* Opens <runtime_dir>/<vm>, making it first if needed: the broker's, mode 0755, so that only
  * the broker can create or remove the sockets in it. */
-static int spawn_vm_dir(const char *runtime_dir, const char *vm, char *err, size_t errsz)
+static int spawn_vm_dir(const char *runtime_dir, const char *vm, struct vb_err *err)
 {
 	char dir[PATH_MAX];
 	int fd;
@@ -28,21 +28,19 @@ static int spawn_vm_dir(const char *runtime_dir, const char *vm, char *err, size
 	snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, vm);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		int e = errno;
-		snprintf(err, errsz, "cannot create %s: %s", dir, strerror(e));
-		return -e;
+		return vb_errf(err, -e, "cannot create %s: %s", dir, strerror(e));
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
-		snprintf(err, errsz, "cannot open %s: %s", dir, strerror(e));
-		return -e;
+		return vb_errf(err, -e, "cannot open %s: %s", dir, strerror(e));
 	}
 	return fd;
 }
 
 int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
-			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd, char *err,
-			 size_t errsz)
+			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd,
+			 struct vb_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	char name[VB_BDF_LEN + 8];
@@ -50,24 +48,22 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz) {
-		snprintf(err, errsz, "socket path for %s/%s is too long for a unix socket", vm,
-			 bdf);
-		return -ENAMETOOLONG;
+		return vb_errf(err, -ENAMETOOLONG,
+			       "socket path for %s/%s is too long for a unix socket", vm, bdf);
 	}
 	snprintf(name, sizeof(name), "%s.sock", bdf);
-	dfd = spawn_vm_dir(runtime_dir, vm, err, errsz);
+	dfd = spawn_vm_dir(runtime_dir, vm, err);
 	if (dfd < 0)
 		return dfd;
 	/* A socket left by an earlier worker of this device. */
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
-		r = -errno;
-		snprintf(err, errsz, "cannot remove stale %s: %s", sa.sun_path, strerror(-r));
+		r = vb_errf(err, -errno, "cannot remove stale %s: %s", sa.sun_path,
+			    strerror(errno));
 		goto out;
 	}
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
 	if (fd < 0) {
-		r = -errno;
-		snprintf(err, errsz, "socket: %s", strerror(-r));
+		r = vb_errf(err, -errno, "socket: %s", strerror(errno));
 		goto out;
 	}
 	/* unix_bind() gives the new node the socket inode's mode minus the umask: set it on the
@@ -76,9 +72,8 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    fchownat(dfd, name, owner_uid, owner_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    listen(fd, 4) < 0) {
-		r = -errno;
-		snprintf(err, errsz, "cannot listen on %s for uid %u: %s", sa.sun_path,
-			 (unsigned)owner_uid, strerror(-r));
+		r = vb_errf(err, -errno, "cannot listen on %s for uid %u: %s", sa.sun_path,
+			    (unsigned)owner_uid, strerror(errno));
 		close(fd);
 		unlinkat(dfd, name, 0);
 		goto out;
@@ -131,7 +126,7 @@ static const char *spawn_seccomp_arg(enum brk_seccomp_mode m)
 }
 
 int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
-		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz)
+		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, struct vb_err *err)
 {
 	struct sbx_spawn_error serr = {0};
 	struct sbx_rlimit rl[8];
@@ -151,23 +146,20 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_
 	int sp[2], r;
 
 	if (nofile > cfg->rlimits.nofile) {
-		snprintf(err, errsz,
-			 "the device needs a worker with %llu open files (2 per interrupt vector); "
-			 "[worker] rlimit_nofile allows %llu",
-			 (unsigned long long)nofile, (unsigned long long)cfg->rlimits.nofile);
-		return -EMFILE;
+		return vb_errf(err, -EMFILE,
+			       "the device needs a worker with %llu open files (2 per interrupt "
+			       "vector); [worker] rlimit_nofile allows %llu",
+			       (unsigned long long)nofile, (unsigned long long)cfg->rlimits.nofile);
 	}
 	r = ipc_socketpair(sp);
-	if (r < 0) {
-		snprintf(err, errsz, "socketpair: %s", strerror(-r));
-		return r;
-	}
+	if (r < 0)
+		return vb_errf(err, r, "socketpair: %s", strerror(-r));
 	spec.fds = &sp[1];
 	r = sbx_spawn_worker(&spec, ret_pid, ret_pidfd);
 	close(sp[1]);
 	if (r < 0) {
-		snprintf(err, errsz, "cannot start %s as uid %u: %s: %s", cfg->worker_path,
-			 (unsigned)uid, serr.step[0] ? serr.step : "spawn", strerror(-r));
+		vb_errf(err, r, "cannot start %s as uid %u: %s: %s", cfg->worker_path,
+			(unsigned)uid, serr.step[0] ? serr.step : "spawn", strerror(-r));
 		close(sp[0]);
 		return r;
 	}

@@ -11,6 +11,7 @@
 #include <sys/types.h>
 
 #include "config.h"
+#include "err.h"
 
 /* The worker's fd for its broker channel (the first fd sbx_spawn_worker() places). */
 #define BRK_WORKER_CHANNEL_FD 3
@@ -22,8 +23,8 @@
  * `path` and the fd in *ret_fd; errors are negative errno with a message in err.
  */
 int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
-			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd, char *err,
-			 size_t errsz);
+			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd,
+			 struct vb_err *err);
 /* Removes a device's socket, and the VM's directory when `last` (it is empty then). */
 void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const char *path,
 				 bool last);
@@ -45,6 +46,6 @@ uint64_t brk_spawn_worker_nofile(uint32_t vectors);
  * (owned by the caller), or a negative errno with the failing sandbox step in err.
  */
 int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
-		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, char *err, size_t errsz);
+		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, struct vb_err *err);
 
 #endif

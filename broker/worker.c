@@ -215,29 +215,25 @@ static int bw_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 static int bw_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 {
 	Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
-	struct vb_err err = {.code = -EPERM};
+	struct vb_err err;
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
 	int r;
 
 	if (m->nfds != 1) {
-		err.code = -EINVAL;
-		snprintf(err.msg, sizeof(err.msg), "VMM_ADMIT carries the connection, %zu fds came",
-			 m->nfds);
+		vb_errf(&err, -EINVAL, "VMM_ADMIT carries the connection, %zu fds came", m->nfds);
 		return bw_reject(w, m, &err);
 	}
 	r = ipc_peer_cred(m->fds[0], &pid, &uid, &gid);
 	if (r < 0) {
-		err.code = -EINVAL;
-		snprintf(err.msg, sizeof(err.msg), "not a connected unix socket: %s", strerror(-r));
+		vb_errf(&err, -EINVAL, "not a connected unix socket: %s", strerror(-r));
 		return bw_reject(w, m, &err);
 	}
 	if (uid != w->a.owner_uid && uid != 0) {
 		brk_info("%s: VMM pid %d uid %u refused: the device's owner is uid %u", w->bdf,
 			 (int)pid, (unsigned)uid, (unsigned)w->a.owner_uid);
-		snprintf(err.msg, sizeof(err.msg), "uid %u is not the device's owner",
-			 (unsigned)uid);
+		vb_errf(&err, -EPERM, "uid %u is not the device's owner", (unsigned)uid);
 		return bw_reject(w, m, &err);
 	}
 	rep.pid = (uint32_t)pid;
@@ -525,7 +521,7 @@ static void bw_removal_expired(uv_timer_t *t)
 }
 
 int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
-		     char *err, size_t errsz)
+		     struct vb_err *err)
 {
 	const struct brk_config *cfg = args->cfg;
 	struct brk_sup_cfg scfg = {.interval_ms = cfg->heartbeat_interval_ms,
@@ -536,10 +532,8 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	int pidfd = -1, cfd = -1, r;
 
 	w = calloc(1, sizeof(*w));
-	if (!w) {
-		snprintf(err, errsz, "out of memory");
-		return -ENOMEM;
-	}
+	if (!w)
+		return vb_errf(err, -ENOMEM, "out of memory");
 	w->a = *args;
 	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
 	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
@@ -548,7 +542,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	w->state = W_HANDOFF;
 	r = brk_spawn_worker(cfg, args->uid, args->gid,
 			     brk_spawn_worker_nofile(bw_vectors(args->dev)), &w->pid, &pidfd, &cfd,
-			     err, errsz);
+			     err);
 	if (r < 0) {
 		free(w);
 		return r;
@@ -562,7 +556,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 		close(pidfd);
 		close(cfd);
 		free(w);
-		snprintf(err, errsz, "cannot supervise worker: %s", strerror(-r));
+		vb_errf(err, r, "cannot supervise worker: %s", strerror(-r));
 		return r;
 	}
 	r = ipc_chan_new(cfd, &ipc_proto_broker, NULL, &chan);
@@ -573,7 +567,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 			ipc_chan_free(chan);
 		else
 			close(cfd);
-		snprintf(err, errsz, "cannot open the worker channel: %s", strerror(-r));
+		vb_errf(err, r, "cannot open the worker channel: %s", strerror(-r));
 		goto fail_sup;
 	}
 	uv_timer_init(loop, &w->removal_timer);
@@ -581,7 +575,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	w->open = 2;
 	r = bw_send_handoff(w);
 	if (r < 0) {
-		snprintf(err, errsz, "cannot send the handoff: %s", strerror(-r));
+		vb_errf(err, r, "cannot send the handoff: %s", strerror(-r));
 		brk_worker_free(w);
 		return r;
 	}
@@ -638,6 +632,15 @@ bool brk_worker_vmm_connected(const struct brk_worker *w)
 {
 	return w->vmm_connected && w->state != W_DEAD;
 }
+
+const struct brk_worker_ops brk_worker_ops_real = {
+    .start = brk_worker_start,
+    .request_removal = brk_worker_request_removal,
+    .kill = brk_worker_kill,
+    .free = brk_worker_free,
+    .pid = brk_worker_pid,
+    .vmm_connected = brk_worker_vmm_connected,
+};
 
 void brk_worker_metrics(FILE *f)
 {

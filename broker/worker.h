@@ -17,6 +17,7 @@
 
 #include "config.h"
 #include "dma.h"
+#include "err.h"
 #include "vfio.h"
 
 enum brk_worker_fault {
@@ -65,7 +66,7 @@ struct brk_worker_args {
 
 /* Spawns the worker and sends its HANDOFF. Errors: negative errno with a message in err. */
 int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
-		     char *err, size_t errsz);
+		     struct vb_err *err);
 /* Asks the worker to have its VMM let go of the device (REMOVAL); removal_done() follows within
  * timeout_ms plus a grace period. Errors: -ESHUTDOWN (not serving), send errors. */
 int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms);
@@ -75,6 +76,24 @@ void brk_worker_kill(struct brk_worker *w);
 void brk_worker_free(struct brk_worker *w);
 pid_t brk_worker_pid(const struct brk_worker *w);
 bool brk_worker_vmm_connected(const struct brk_worker *w);
+
+/*
+ * The lifecycle operations above as a table: what the daemon is given to start and end workers,
+ * as it is given a struct brk_sys for the kernel, so that its flows run on the host against a
+ * fake (tests/test_daemon.c). The hooks of brk_worker_args are how a worker talks back.
+ */
+struct brk_worker_ops {
+	int (*start)(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
+		     struct vb_err *err);
+	int (*request_removal)(struct brk_worker *w, uint32_t timeout_ms);
+	void (*kill)(struct brk_worker *w);
+	void (*free)(struct brk_worker *w);
+	pid_t (*pid)(const struct brk_worker *w);
+	bool (*vmm_connected)(const struct brk_worker *w);
+};
+
+/* Real sandboxed vfio-worker processes (the functions above). */
+extern const struct brk_worker_ops brk_worker_ops_real;
 
 /* Worker request counts and latencies of every worker, in Prometheus text. */
 void brk_worker_metrics(FILE *f);

@@ -1,5 +1,5 @@
 # tests/broker_daemon.cmake: unit tests of the vfio-brokerd process (configuration, control
-# dispatch, device registry). The VFIO paths are proved in the guest.
+# dispatch, device registry, the daemon on fakes). The VFIO paths are proved in the guest.
 vb_unit_test(config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS vb_brokerd_base)
 target_compile_definitions(test_config PRIVATE
 	VB_CONFIG_EXAMPLE="${PROJECT_SOURCE_DIR}/broker/vfio-brokerd.conf.example")
@@ -7,3 +7,6 @@ vb_unit_test(registry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_registry.c LIBS v
 vb_unit_test(control SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_control.c LIBS vb_brokerd_base)
 vb_unit_test(log SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_log.c LIBS vb_brokerd_base)
 vb_unit_test(caps SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_caps.c LIBS vb_brokerd)
+# The daemon's flows and device state machine on the host: fake VFIO, fake sysfs, fake workers.
+vb_unit_test(daemon SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_daemon.c
+	LIBS vb_brokerd vb_fake_vfio)

@@ -1,0 +1,673 @@
+/*
+ * test_daemon: vfio-brokerd's flows on the host. The daemon runs on a real event loop with a real
+ * control socket, against a fake VFIO kernel (fake_vfio.c), a fake sysfs tree (sysfs_tree.c) and
+ * fake workers (its brk_worker_ops): each test plays the workers' side through the hooks the
+ * daemon gave them (ready, VMM state, fault, exit) and checks what the daemon did: replies,
+ * device states, which workers it started, asked, killed or freed, and what it gave back.
+ * Add, hot-plug into a running VM, remove, fault and restart, restart exhausted, quota mismatch,
+ * stale replacement, and every transition of the device state machine, allowed or not.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "base.h"
+#include "common.pb-c.h"
+#include "control.pb-c.h"
+#include "daemon.h"
+#include "daemon_priv.h"
+#include "fake_vfio.h"
+#include "ipc.h"
+#include "sysfs_tree.h"
+
+#define DEV_A	     "0000:00:03.0"
+#define DEV_B	     "0000:00:04.0"
+#define MAX_WORKERS  8
+#define PUMP_WAIT_MS 30000
+
+/* One fake worker: what the daemon started it with and what it did to it since. */
+struct brk_worker {
+	struct brk_worker_args a;
+	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+	pid_t pid;
+	bool vmm_connected, removal_requested, killed, freed;
+	uint32_t removal_timeout_ms;
+};
+
+struct env {
+	char dir[64], ctl_path[128], cfg_path[128];
+	uv_loop_t loop;
+	struct fake_vfio f;
+	struct brk_config *cfg;
+	struct brk_daemon *dmn;
+	struct ipc_chan *client;
+	struct brk_worker workers[MAX_WORKERS];
+	unsigned nworkers;
+	int start_err; /* < 0: the next start fails with it */
+};
+
+static struct env E;
+
+/* ---- the fake workers ------------------------------------------------------------------------ */
+
+static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
+		    struct vb_err *err)
+{
+	struct brk_worker *w;
+
+	if (E.start_err < 0) {
+		int r = E.start_err;
+		E.start_err = 0;
+		return vb_errf(err, r, "fake start refused");
+	}
+	assert_true(E.nworkers < MAX_WORKERS);
+	w = &E.workers[E.nworkers++];
+	memset(w, 0, sizeof(*w));
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	w->pid = 4000 + (pid_t)E.nworkers;
+	*ret = w;
+	return 0;
+}
+
+static int fw_request_removal(struct brk_worker *w, uint32_t timeout_ms)
+{
+	assert_false(w->freed);
+	w->removal_requested = true;
+	w->removal_timeout_ms = timeout_ms;
+	return 0;
+}
+
+static void fw_kill(struct brk_worker *w)
+{
+	assert_false(w->freed);
+	w->killed = true;
+}
+
+static void fw_free(struct brk_worker *w)
+{
+	if (w)
+		w->freed = true;
+}
+
+static pid_t fw_pid(const struct brk_worker *w)
+{
+	return w->pid;
+}
+
+static bool fw_vmm_connected(const struct brk_worker *w)
+{
+	return w->vmm_connected;
+}
+
+static const struct brk_worker_ops fake_workers = {
+    .start = fw_start,
+    .request_removal = fw_request_removal,
+    .kill = fw_kill,
+    .free = fw_free,
+    .pid = fw_pid,
+    .vmm_connected = fw_vmm_connected,
+};
+
+/* The worker's side of its life, as worker.c would report it. */
+static void w_ready(struct brk_worker *w)
+{
+	w->a.hooks->ready(w->a.ctx);
+}
+
+static void w_vmm(struct brk_worker *w, bool connected)
+{
+	w->vmm_connected = connected;
+	w->a.hooks->vmm_state(w->a.ctx, connected, 777, 0);
+}
+
+static void w_fault(struct brk_worker *w)
+{
+	w->killed = true;
+	w->a.hooks->fault(w->a.ctx, BRK_WORKER_CRASHED, "killed by signal 11");
+}
+
+static void w_exit(struct brk_worker *w)
+{
+	w->a.hooks->exited(w->a.ctx, -1, 9);
+}
+
+static struct brk_worker *last_worker(void)
+{
+	assert_true(E.nworkers > 0);
+	return &E.workers[E.nworkers - 1];
+}
+
+/* ---- the environment ------------------------------------------------------------------------- */
+
+static void edu_like(struct fake_vfio *f)
+{
+	uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
+
+	fake_region_plain(f, 0, rw | VFIO_REGION_INFO_FLAG_MMAP, 0x100000, 0);
+	fake_region_plain(f, VFIO_PCI_CONFIG_REGION_INDEX, rw, 0x1000, 7ull << 40);
+	fake_irq(f, VFIO_PCI_INTX_IRQ_INDEX,
+		 VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_MASKABLE | VFIO_IRQ_INFO_AUTOMASKED, 1);
+	fake_irq(f, VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE, 1);
+}
+
+static void pci_device(const char *bdf, int group)
+{
+	char rel[128];
+
+	tree_pci_device(E.f.root, bdf, "vfio-pci", group);
+	snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/vendor", bdf);
+	tree_file(E.f.root, rel, "0x1234\n");
+	snprintf(rel, sizeof(rel), "sys/devices/pci0000:00/%s/device", bdf);
+	tree_file(E.f.root, rel, "0x11e8\n");
+}
+
+static void env_start(unsigned restart_max)
+{
+	static struct brk_daemon_env denv;
+	char text[512], err[512];
+	FILE *fp;
+	int lfd, cfd;
+
+	memset(&E, 0, sizeof(E));
+	snprintf(E.dir, sizeof(E.dir), "/tmp/test_daemon.XXXXXX");
+	assert_non_null(mkdtemp(E.dir));
+	fake_vfio_init(&E.f);
+	tree_new(E.f.root, sizeof(E.f.root));
+	edu_like(&E.f);
+	pci_device(DEV_A, 5);
+	pci_device(DEV_B, 6);
+
+	/* The runtime directory exists before the broker starts (tmpfiles.d, main.c's mkdir). */
+	snprintf(text, sizeof(text), "%s/vmm", E.dir);
+	assert_int_equal(mkdir(text, 0755), 0);
+	snprintf(E.cfg_path, sizeof(E.cfg_path), "%s/broker.conf", E.dir);
+	snprintf(text, sizeof(text),
+		 "[broker]\nadmin_uid = 0\nruntime_dir = %s/vmm\n"
+		 "[devices]\nallow = 1234:11e8\n"
+		 "[worker]\nuid_range = 61000-61999\nrestart = on-failure\nrestart_max = %u\n",
+		 E.dir, restart_max);
+	fp = fopen(E.cfg_path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	if (brk_config_load(E.cfg_path, &E.cfg, err, sizeof(err)) < 0)
+		fail_msg("config: %s", err);
+
+	assert_int_equal(uv_loop_init(&E.loop), 0);
+	snprintf(E.ctl_path, sizeof(E.ctl_path), "%s/control.sock", E.dir);
+	assert_int_equal(ipc_listen(E.ctl_path, 0600, 8, &lfd), 0);
+	denv = (struct brk_daemon_env){.sys = &E.f.sys, .workers = &fake_workers};
+	assert_int_equal(brk_daemon_new(&E.loop, E.cfg, lfd, &denv, &E.dmn), 0);
+	assert_int_equal(ipc_connect(E.ctl_path, &cfd), 0);
+	assert_int_equal(ipc_chan_new(cfd, &ipc_proto_control, NULL, &E.client), 0);
+}
+
+static int teardown(void **state)
+{
+	char cmd[128];
+
+	ipc_chan_free(E.client);
+	brk_daemon_free(E.dmn);
+	for (int i = 0; i < 100 && uv_run(&E.loop, UV_RUN_NOWAIT); i++)
+		;
+	uv_loop_close(&E.loop);
+	brk_config_free(E.cfg);
+	tree_free(E.f.root);
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
+	assert_int_equal(system(cmd), 0);
+	return 0;
+}
+
+/* Runs the daemon's loop until the client has a message. Waits on the socket, not on a clock:
+ * the bound only ends a test that would otherwise hang. */
+static struct ipc_msg *pump(void)
+{
+	struct ipc_msg *m = NULL;
+
+	for (int waited = 0; waited < PUMP_WAIT_MS; waited += 10) {
+		struct pollfd p = {.fd = ipc_chan_fd(E.client), .events = POLLIN};
+		int r;
+
+		uv_run(&E.loop, UV_RUN_NOWAIT);
+		r = ipc_chan_recv(E.client, &m);
+		if (r == 0)
+			return m;
+		assert_int_equal(r, -EAGAIN);
+		poll(&p, 1, 10);
+	}
+	fail_msg("no answer from the daemon");
+	return NULL;
+}
+
+/* Lets the daemon take in what the client sent, when no answer is due yet. */
+static void settle(void)
+{
+	for (int i = 0; i < 50; i++)
+		uv_run(&E.loop, UV_RUN_NOWAIT);
+}
+
+static void send_add(const char *bdf, const char *vm, uint32_t maxmap)
+{
+	Vb__Ctl__AddDevice req = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__DeviceLimits lim = VB__CTL__DEVICE_LIMITS__INIT;
+	uint32_t id;
+
+	req.bdf = (char *)bdf;
+	req.vm = (char *)vm;
+	req.allow_mmap = true;
+	if (maxmap) {
+		lim.max_dma_mappings = maxmap;
+		req.limits = &lim;
+	}
+	assert_int_equal(
+	    ipc_chan_request(E.client, VB__CTL__TYPE__ADD_DEVICE, &req.base, NULL, 0, &id), 0);
+}
+
+static void send_remove(const char *bdf, bool force)
+{
+	Vb__Ctl__RemoveDevice req = VB__CTL__REMOVE_DEVICE__INIT;
+	uint32_t id;
+
+	req.bdf = (char *)bdf;
+	req.force = force;
+	assert_int_equal(
+	    ipc_chan_request(E.client, VB__CTL__TYPE__REMOVE_DEVICE, &req.base, NULL, 0, &id), 0);
+}
+
+static struct ipc_msg *expect_reply(void)
+{
+	struct ipc_msg *m = pump();
+
+	if (m->kind != IPC_KIND_REPLY)
+		fail_msg("expected a reply, got kind %u: %s", m->kind,
+			 m->kind == IPC_KIND_ERROR ? ((const Vb__Error *)m->body)->message : "");
+	return m;
+}
+
+static void expect_error(int code, const char *text)
+{
+	struct ipc_msg *m = pump();
+	const Vb__Error *er;
+
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	er = (const Vb__Error *)m->body;
+	/* The wire carries the positive errno. */
+	assert_int_equal(er->code, -code);
+	if (!strstr(er->message, text))
+		fail_msg("error '%s' lacks '%s'", er->message, text);
+	ipc_msg_free(m);
+}
+
+static struct brk_dev *dev(const char *bdf)
+{
+	return brk_registry_find(E.dmn->reg, bdf);
+}
+
+static struct dmn_vm *vm_of(const char *bdf)
+{
+	return dev(bdf)->vm->priv;
+}
+
+/* AddDevice up to READY: the reply comes only once the worker acknowledged its handoff. */
+static struct brk_worker *add_ready(const char *bdf, const char *vm, uint32_t maxmap)
+{
+	const Vb__Ctl__AddDeviceReply *rep;
+	struct brk_worker *w;
+	struct ipc_msg *m;
+	struct stat st;
+
+	send_add(bdf, vm, maxmap);
+	settle();
+	w = last_worker();
+	assert_string_equal(w->a.bdf, bdf);
+	assert_int_equal(dev(bdf)->state, BRK_DEV_STARTING);
+	w_ready(w);
+	m = expect_reply();
+	rep = (const Vb__Ctl__AddDeviceReply *)m->body;
+	assert_int_equal(rep->worker_pid, (uint32_t)w->pid);
+	assert_int_equal(stat(rep->socket_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	ipc_msg_free(m);
+	assert_int_equal(dev(bdf)->state, BRK_DEV_READY);
+	return w;
+}
+
+/* ---- flows ----------------------------------------------------------------------------------- */
+
+static void test_daemon_add_replies_when_worker_ready(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(3);
+	w = add_ready(DEV_A, "vm1", 0);
+	assert_string_equal(w->a.vm, "vm1");
+	assert_int_equal(w->a.generation, 0);
+	assert_true(w->a.allow_mmap);
+	assert_int_equal(w->a.max_dma_mappings, E.cfg->max_dma_mappings);
+	assert_false(((struct dmn_dev *)dev(DEV_A)->priv)->hotplug);
+	/* One container, one group attached, one device handle. */
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_SET_IOMMU), 1);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_SET_CONTAINER), 1);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_GET_DEVICE_FD), 1);
+	assert_int_equal(vm_of(DEV_A)->live, 1);
+}
+
+static void test_daemon_hotplug_into_running_vm_shares_its_container(void **state)
+{
+	struct brk_worker *a, *b;
+
+	env_start(3);
+	a = add_ready(DEV_A, "vm1", 100);
+	w_vmm(a, true);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_CONNECTED);
+	/* Hot-plug: a second device for the running VM, without limits of its own. */
+	b = add_ready(DEV_B, "vm1", 0);
+	assert_true(((struct dmn_dev *)dev(DEV_B)->priv)->hotplug);
+	assert_ptr_equal(b->a.dma, a->a.dma);
+	assert_int_equal(b->a.max_dma_mappings, 100);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_SET_IOMMU), 1);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_SET_CONTAINER), 2);
+	assert_int_equal(vm_of(DEV_A)->live, 2);
+	/* The running device was not disturbed. */
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_CONNECTED);
+	assert_false(a->killed);
+}
+
+static void test_daemon_quota_mismatch_refused_changes_nothing(void **state)
+{
+	env_start(3);
+	add_ready(DEV_A, "vm1", 100);
+	send_add(DEV_B, "vm1", 200);
+	expect_error(-EBUSY, "set by its first device");
+	assert_null(dev(DEV_B));
+	assert_int_equal(E.nworkers, 1);
+	assert_int_equal(brk_registry_ndevices(E.dmn->reg), 1);
+	assert_int_equal(dev(DEV_A)->vm->max_dma_mappings, 100);
+	assert_int_equal(vm_of(DEV_A)->live, 1);
+	/* Refused before its group was attached to the VM's container. */
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_SET_CONTAINER), 1);
+}
+
+static void test_daemon_remove_connected_asks_vmm_then_forgets(void **state)
+{
+	const Vb__Ctl__RemoveDeviceReply *rep;
+	struct brk_worker *w;
+	struct ipc_msg *m;
+
+	env_start(3);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_vmm(w, true);
+	send_remove(DEV_A, false);
+	settle();
+	assert_true(w->removal_requested);
+	assert_int_equal(w->removal_timeout_ms, E.cfg->remove_timeout_ms);
+	assert_false(w->killed);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_REMOVING);
+	/* A second removal while the first runs is refused. */
+	send_remove(DEV_A, false);
+	expect_error(-EALREADY, "already being removed");
+	w->a.hooks->removal_done(w->a.ctx, true);
+	assert_true(w->killed);
+	w_exit(w);
+	m = expect_reply();
+	rep = (const Vb__Ctl__RemoveDeviceReply *)m->body;
+	assert_true(rep->vmm_acknowledged);
+	ipc_msg_free(m);
+	assert_true(w->freed);
+	assert_null(dev(DEV_A));
+	assert_int_equal(brk_registry_nvms(E.dmn->reg), 0);
+	/* Reset once the worker was gone (and once at add). */
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_RESET), 2);
+}
+
+static void test_daemon_fault_restarts_worker_next_generation(void **state)
+{
+	struct brk_worker *w, *w2;
+
+	env_start(1);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_vmm(w, true);
+	w_fault(w);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAILING);
+	assert_int_equal(brk_dev_state_wire(dev(DEV_A)->state), BRK_DEV_FAULTED);
+	assert_string_equal(dev(DEV_A)->last_fault, "killed by signal 11");
+	assert_int_equal(E.nworkers, 1);
+	w_exit(w);
+	assert_int_equal(E.nworkers, 2);
+	w2 = last_worker();
+	assert_int_equal(w2->a.generation, 1);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_STARTING);
+	assert_int_equal(dev(DEV_A)->restarts, 1);
+	w_ready(w2);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_READY);
+	assert_int_equal(dev(DEV_A)->worker_pid, w2->pid);
+}
+
+static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(1);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_fault(w);
+	w_exit(w);
+	w = last_worker();
+	w_ready(w);
+	w_fault(w);
+	w_exit(w);
+	/* restart_max 1: no third worker, the device is faulted for good and holds nothing. */
+	assert_int_equal(E.nworkers, 2);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAULTED);
+	assert_int_equal(dev(DEV_A)->worker_pid, 0);
+	assert_null(((struct dmn_dev *)dev(DEV_A)->priv)->device);
+	assert_null(dev(DEV_A)->vm->priv);
+	assert_int_equal(dev(DEV_A)->socket_path[0], '\0');
+}
+
+static void test_daemon_restarted_worker_never_up_not_restarted(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(3);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_fault(w);
+	w_exit(w);
+	w = last_worker();
+	/* The restarted worker fails before its handoff: restarting it again would fail too. */
+	w_fault(w);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAILED_START);
+	w_exit(w);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAULTED);
+	assert_int_equal(E.nworkers, 2);
+}
+
+static void test_daemon_add_worker_fails_record_abandoned(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(3);
+	send_add(DEV_A, "vm1", 0);
+	settle();
+	w = last_worker();
+	w_fault(w);
+	expect_error(-ECHILD, "the worker failed to start");
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_ABANDONED);
+	w_exit(w);
+	assert_null(dev(DEV_A));
+	assert_int_equal(brk_registry_nvms(E.dmn->reg), 0);
+	assert_int_equal(E.nworkers, 1);
+}
+
+static void test_daemon_add_start_refused_gives_everything_back(void **state)
+{
+	env_start(3);
+	E.start_err = -EMFILE;
+	send_add(DEV_A, "vm1", 0);
+	expect_error(-EMFILE, "fake start refused");
+	assert_null(dev(DEV_A));
+	assert_int_equal(brk_registry_nvms(E.dmn->reg), 0);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_GET_DEVICE_FD), 1);
+}
+
+static void test_daemon_stale_faulted_record_replaced_by_add(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(0);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_fault(w);
+	w_exit(w);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAULTED);
+	/* The faulted record gives way to a new AddDevice, even for another VM. */
+	w = add_ready(DEV_A, "vm2", 0);
+	assert_string_equal(dev(DEV_A)->vm->name, "vm2");
+	assert_int_equal(dev(DEV_A)->restarts, 0);
+	assert_int_equal(brk_registry_ndevices(E.dmn->reg), 1);
+	assert_null(brk_registry_find_vm(E.dmn->reg, "vm1"));
+	/* A device in service does not: it is someone's. */
+	send_add(DEV_A, "vm3", 0);
+	expect_error(-EEXIST, "already assigned to vm vm2 (ready)");
+}
+
+static void test_daemon_remove_faulted_released_answers_at_once(void **state)
+{
+	const Vb__Ctl__RemoveDeviceReply *rep;
+	struct brk_worker *w;
+	struct ipc_msg *m;
+
+	env_start(0);
+	w = add_ready(DEV_A, "vm1", 0);
+	w_fault(w);
+	w_exit(w);
+	send_remove(DEV_A, false);
+	m = expect_reply();
+	rep = (const Vb__Ctl__RemoveDeviceReply *)m->body;
+	assert_false(rep->vmm_acknowledged);
+	ipc_msg_free(m);
+	assert_null(dev(DEV_A));
+}
+
+static void test_daemon_removed_while_starting_ignores_late_ready(void **state)
+{
+	struct brk_worker *w;
+
+	env_start(3);
+	send_add(DEV_A, "vm1", 0);
+	settle();
+	w = last_worker();
+	send_remove(DEV_A, false);
+	settle();
+	/* No VMM yet: killed at once, not asked. */
+	assert_true(w->killed);
+	assert_false(w->removal_requested);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_REMOVING);
+	/* A handoff acknowledged after that does not bring it back into service. */
+	w_ready(w);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_REMOVING);
+	/* A VMM appearing now does not either. */
+	w_vmm(w, true);
+	assert_int_equal(dev(DEV_A)->state, BRK_DEV_REMOVING);
+	w_exit(w);
+	expect_error(-ECANCELED, "removed while starting");
+	ipc_msg_free(expect_reply());
+	assert_null(dev(DEV_A));
+}
+
+/* ---- the state machine ----------------------------------------------------------------------- */
+
+/* Written out again here, from the lifecycle as documented, so that the table in registry.c is
+ * checked against an independent statement of it rather than against itself. */
+static bool expected_allowed(enum brk_dev_state from, enum brk_dev_state to)
+{
+	static const char *const pairs[] = {
+	    "starting>ready",	    "starting>removing",     "starting>failed-start",
+	    "starting>abandoned",   "starting>faulted",	     "ready>connected",
+	    "ready>removing",	    "ready>failing",	     "connected>ready",
+	    "connected>removing",   "connected>failing",     "faulted>removing",
+	    "failing>starting",	    "failing>faulted",	     "failing>removing",
+	    "failed-start>faulted", "failed-start>removing", "abandoned>removing",
+	};
+	char want[64];
+
+	snprintf(want, sizeof(want), "%s>%s", brk_dev_state_name(from), brk_dev_state_name(to));
+	for (size_t i = 0; i < ARRAY_SIZE(pairs); i++)
+		if (!strcmp(pairs[i], want))
+			return true;
+	return false;
+}
+
+static void test_daemon_state_every_transition_allowed_or_refused(void **state)
+{
+	struct brk_registry *r;
+	struct brk_dev *d;
+	unsigned allowed = 0;
+
+	assert_int_equal(brk_registry_new(1, 1, &r), 0);
+	assert_int_equal(brk_registry_add(r, DEV_A, "vm1", &d, NULL), 0);
+	for (int from = 0; from <= BRK_DEV_STATE_LAST + 1; from++) {
+		for (int to = 0; to <= BRK_DEV_STATE_LAST + 1; to++) {
+			bool valid = from >= BRK_DEV_STARTING && from <= BRK_DEV_STATE_LAST &&
+				     to >= BRK_DEV_STARTING && to <= BRK_DEV_STATE_LAST;
+			bool want = valid && expected_allowed(from, to);
+
+			if (brk_dev_state_allowed(from, to) != want)
+				fail_msg("%s -> %s: table says %d", brk_dev_state_name(from),
+					 brk_dev_state_name(to), !want);
+			d->state = from;
+			assert_int_equal(brk_dev_set_state(d, to), want ? 0 : -EINVAL);
+			/* A refused transition leaves the state as it was. */
+			assert_int_equal(d->state, want ? to : from);
+			allowed += want;
+		}
+	}
+	assert_int_equal(allowed, 18);
+	/* Every state has a name and a wire value among vb.ctl.DeviceState's five. */
+	for (int s = BRK_DEV_STARTING; s <= BRK_DEV_STATE_LAST; s++) {
+		assert_string_not_equal(brk_dev_state_name(s), "invalid");
+		assert_true(brk_dev_state_wire(s) >= BRK_DEV_STARTING &&
+			    brk_dev_state_wire(s) <= BRK_DEV_FAULTED);
+	}
+	d->state = BRK_DEV_STARTING;
+	brk_registry_free(r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_daemon_add_replies_when_worker_ready, teardown),
+	    cmocka_unit_test_teardown(test_daemon_hotplug_into_running_vm_shares_its_container,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_quota_mismatch_refused_changes_nothing, teardown),
+	    cmocka_unit_test_teardown(test_daemon_remove_connected_asks_vmm_then_forgets, teardown),
+	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
+	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_restarted_worker_never_up_not_restarted,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_add_worker_fails_record_abandoned, teardown),
+	    cmocka_unit_test_teardown(test_daemon_add_start_refused_gives_everything_back,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_stale_faulted_record_replaced_by_add, teardown),
+	    cmocka_unit_test_teardown(test_daemon_remove_faulted_released_answers_at_once,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_removed_while_starting_ignores_late_ready,
+				      teardown),
+	    cmocka_unit_test(test_daemon_state_every_transition_allowed_or_refused),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
