@@ -106,6 +106,8 @@ int ipc_socketpair(int ret_fds[2]);
  * dead listener is replaced; a live one is -EADDRINUSE, anything that is not a socket -EEXIST;
  * a path too long for sun_path is -ENAMETOOLONG. */
 int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd);
+/* The same for a SOCK_STREAM socket (the vfio-user protocol's transport). */
+int ipc_listen_stream(const char *path, mode_t mode, int backlog, int *ret_fd);
 /* -EAGAIN when no connection is pending (the listening socket is non-blocking). */
 int ipc_accept(int listen_fd, int *ret_fd);
 int ipc_connect(const char *path, int *ret_fd);

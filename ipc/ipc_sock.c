@@ -1,6 +1,6 @@
 /*
  * ipc_sock: AF_UNIX SOCK_SEQPACKET sockets: pairs, listening sockets on a path, accept, connect
- * and the peer's kernel-reported credentials.
+ * and the peer's kernel-reported credentials; and SOCK_STREAM listening sockets for vfio-user.
  *
  * Trusts the kernel's SO_PEERCRED and nothing found at a socket path: an existing file there is
  * replaced only when it is a socket nobody listens on any more.
@@ -43,7 +43,7 @@ static int sockaddr_from_path(const char *path, struct sockaddr_un *sa)
 
 /* A socket file left behind by a dead listener may go; a live listener's socket, or anything
  * that is not a socket, may not. */
-static int remove_stale_socket(const struct sockaddr_un *sa)
+static int remove_stale_socket(const struct sockaddr_un *sa, int type)
 {
 	struct stat st;
 	int fd, r;
@@ -52,7 +52,7 @@ static int remove_stale_socket(const struct sockaddr_un *sa)
 		return errno == ENOENT ? 0 : -errno;
 	if (!S_ISSOCK(st.st_mode))
 		return -EEXIST;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
@@ -69,7 +69,7 @@ static int remove_stale_socket(const struct sockaddr_un *sa)
 	return 0;
 }
 
-int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd)
+static int listen_type(const char *path, int type, mode_t mode, int backlog, int *ret_fd)
 {
 	struct sockaddr_un sa;
 	int fd, r;
@@ -79,10 +79,10 @@ int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd)
 	r = sockaddr_from_path(path, &sa);
 	if (r < 0)
 		return r;
-	r = remove_stale_socket(&sa);
+	r = remove_stale_socket(&sa, type);
 	if (r < 0)
 		return r;
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
 	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -100,6 +100,16 @@ int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd)
 	}
 	*ret_fd = fd;
 	return 0;
+}
+
+int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd)
+{
+	return listen_type(path, SOCK_SEQPACKET, mode, backlog, ret_fd);
+}
+
+int ipc_listen_stream(const char *path, mode_t mode, int backlog, int *ret_fd)
+{
+	return listen_type(path, SOCK_STREAM, mode, backlog, ret_fd);
 }
 
 int ipc_accept(int listen_fd, int *ret_fd)

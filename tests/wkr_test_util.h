@@ -54,7 +54,7 @@ static inline int rec_set_irqs(void *data, const struct wkr_irq_set *s)
 	struct rec_set *e = &r->sets[r->nsets++];
 	e->s = *s;
 	e->s.fds = NULL;
-	for (uint32_t i = 0; !s->disable && i < s->count && i < REC_FDS_MAX; i++)
+	for (uint32_t i = 0; !s->disable && s->fds && i < s->count && i < REC_FDS_MAX; i++)
 		e->fds[i] = s->fds[i];
 	return 0;
 }

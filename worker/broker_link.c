@@ -288,6 +288,15 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	const uint32_t per = ipc_limits_default.max_fds;
 	if (s->disable)
 		return b_disable(b, s->index);
+	if (!s->fds) {
+		/* DATA_NONE (an INTx mask or unmask): no slots at all. */
+		Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+		req.index = s->index;
+		req.start = s->start;
+		req.count = s->count;
+		req.action = s->action;
+		return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
+	}
 	uint32_t done = 0;
 	if (s->enable) {
 		/* The first request sizes the kernel's allocation: all vectors, the fds of as many

@@ -95,7 +95,9 @@ static int worker_fd(struct wkr_dev *d, uint32_t index, uint32_t v)
 static int target(struct wkr_dev *d, uint32_t index, uint32_t v)
 {
 	struct wkr_vec *vec = &d->irq[index].vec[v];
-	if (!vec->masked && vec->vmm_fd >= 0)
+	/* In VFIO mode the VMM masks in its own emulation: an assigned fd is always the target. */
+	bool masked = vec->masked && d->irq_mode == WKR_IRQ_EMULATED;
+	if (!masked && vec->vmm_fd >= 0)
 		return vec->vmm_fd;
 	return worker_fd(d, index, v);
 }
@@ -175,7 +177,7 @@ static int disable(struct wkr_dev *d, uint32_t index)
 	return r;
 }
 
-int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
+static int irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	int r = disable(d, index);
@@ -191,7 +193,7 @@ int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 	return r;
 }
 
-int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
+static int irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	if (!ix->hw_on || start >= ix->hw_count)
@@ -212,6 +214,19 @@ int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t co
 	if (lo == UINT32_MAX)
 		return 0;
 	return route(d, index, lo, hi - lo + 1, false);
+}
+
+/* The guest's config-space enables and masks route only in EMULATED mode; in VFIO mode they
+ * are recorded in the shadow and SET_IRQS decides (kernel vfio-pci virtualizes them the same
+ * way). */
+int wkr__irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
+{
+	return d->irq_mode == WKR_IRQ_EMULATED ? irq_enable(d, index, nvec) : 0;
+}
+
+int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
+{
+	return d->irq_mode == WKR_IRQ_EMULATED ? irq_sync(d, index, start, count) : 0;
 }
 
 int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm)
@@ -324,6 +339,141 @@ int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t 
 	if (nvec && !ix->hw_on)
 		return wkr__irq_enable(d, index, nvec); /* routes torn down by a disconnect */
 	return wkr__irq_sync(d, index, count ? start : 0, count ? count : ix->nvec);
+}
+
+void wkr_irq_set_mode(struct wkr_dev *d, enum wkr_irq_mode mode)
+{
+	d->irq_mode = mode;
+}
+
+/* Replaces the VMM fds of vectors [start, start+count); fds NULL or an entry -1: none. */
+static int vmm_fds_replace(struct wkr_irqidx *ix, uint32_t start, uint32_t count, const int *fds)
+{
+	int *dups = calloc(count, sizeof(int));
+	if (!dups)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		dups[i] = -1;
+		if (!fds || fds[i] < 0)
+			continue;
+		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
+		if (dups[i] < 0) {
+			int e = -errno;
+			while (i--)
+				if (dups[i] >= 0)
+					close(dups[i]);
+			free(dups);
+			return e;
+		}
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		struct wkr_vec *v = &ix->vec[start + i];
+		close_fd(&v->vmm_fd);
+		v->vmm_fd = dups[i];
+		/* A new dup may reuse the old number: force the re-route. */
+		if (v->routed >= 0)
+			v->routed = -2;
+	}
+	free(dups);
+	return 0;
+}
+
+/* MSI/MSI-X triggers. The first assignment enables the index: MSI-X with all its vectors (a
+ * client sends them in chunks of its fd limit, and a kernel without dynamic MSI-X cannot grow
+ * an enabled index), MSI with the vectors named; vectors without an fd fire into worker
+ * eventfds, never nowhere. */
+static int vfio_msi_trigger(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count,
+			    const int *fds)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	int r = vmm_fds_replace(ix, start, count, fds);
+	if (r < 0)
+		return r;
+	uint32_t want = index == VFIO_PCI_MSIX_IRQ_INDEX ? ix->nvec : start + count;
+	if (!ix->hw_on || start + count > ix->hw_count)
+		return irq_enable(d, index, want > ix->hw_count ? want : ix->hw_count);
+	return irq_sync(d, index, start, count);
+}
+
+static void index_off(struct wkr_dev *d, uint32_t index, int *r)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	*r = disable(d, index);
+	for (uint32_t v = 0; v < ix->nvec; v++)
+		close_fd(&ix->vec[v].vmm_fd);
+	close_fd(&ix->resample_fd);
+}
+
+/* INTx, ERR, REQ: one vector, the VMM's eventfd is the trigger. */
+static int vfio_line(struct wkr_dev *d, uint32_t index, uint32_t action, uint32_t data,
+		     const int *fds, const uint8_t *bools)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	int r = 0;
+	if (action == VFIO_IRQ_SET_ACTION_TRIGGER) {
+		if (!fds || fds[0] < 0) {
+			index_off(d, index, &r);
+			return r;
+		}
+		return set_direct(d, index, 1, fds, -1);
+	}
+	if (index != VFIO_PCI_INTX_IRQ_INDEX)
+		return -EINVAL;
+	struct wkr_irq_set s = {.index = index, .count = 1, .action = action};
+	if (data == VFIO_IRQ_SET_DATA_EVENTFD) {
+		if (action != VFIO_IRQ_SET_ACTION_UNMASK)
+			return -EINVAL;
+		close_fd(&ix->resample_fd);
+		if (fds && fds[0] >= 0 && (ix->resample_fd = fcntl(fds[0], F_DUPFD_CLOEXEC, 3)) < 0)
+			return -errno;
+		s.fds = &ix->resample_fd;
+		return call(d, &s);
+	}
+	if (data == VFIO_IRQ_SET_DATA_BOOL && !bools[0])
+		return 0;
+	return call(d, &s); /* fds NULL: DATA_NONE */
+}
+
+int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t start,
+		     uint32_t count, const int *fds, const uint8_t *bools)
+{
+	uint32_t data = flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
+	uint32_t action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
+	bool msi = index == VFIO_PCI_MSI_IRQ_INDEX || index == VFIO_PCI_MSIX_IRQ_INDEX;
+	int r = 0;
+	if (index >= WKR_NUM_IRQS ||
+	    (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) ||
+	    __builtin_popcount(data) != 1 || __builtin_popcount(action) != 1)
+		return -EINVAL;
+	struct wkr_irqidx *ix = &d->irq[index];
+	if (ix->nvec == 0)
+		return -ENOENT;
+	if (data == VFIO_IRQ_SET_DATA_BOOL && !bools)
+		return -EINVAL;
+	if (action == VFIO_IRQ_SET_ACTION_TRIGGER && data == VFIO_IRQ_SET_DATA_NONE && count == 0) {
+		if (start)
+			return -EINVAL;
+		index_off(d, index, &r);
+		return r;
+	}
+	if (count == 0 || start >= ix->nvec || count > ix->nvec - start)
+		return -EINVAL;
+	if (action == VFIO_IRQ_SET_ACTION_TRIGGER && data != VFIO_IRQ_SET_DATA_EVENTFD) {
+		/* A loopback trigger: what the device would signal, signalled now. */
+		for (uint32_t i = 0; i < count; i++) {
+			int fd = ix->vec[start + i].vmm_fd;
+			uint64_t one = 1;
+			if (fd >= 0 && (data == VFIO_IRQ_SET_DATA_NONE || bools[i]) &&
+			    write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+				return -errno;
+		}
+		return 0;
+	}
+	if (msi)
+		return action == VFIO_IRQ_SET_ACTION_TRIGGER
+			   ? vfio_msi_trigger(d, index, start, count, fds)
+			   : -EINVAL; /* MSI and MSI-X are not maskable through SET_IRQS */
+	return vfio_line(d, index, action, data, fds, bools);
 }
 
 int wkr_irq_poll_fd(const struct wkr_dev *d)

@@ -27,6 +27,7 @@
 #include "seccomp.h"
 #include "server.h"
 #include "standalone.h"
+#include "vfu.h"
 #include "wkr.h"
 
 #define BROKER_FD		3
@@ -36,7 +37,8 @@
 
 static const char usage[] =
     "Usage: vfio-worker [--seccomp=kill|log|off] [--handoff-timeout=MS]\n"
-    "       vfio-worker --device-image=FILE --listen=PATH [--owner-uid=UID]\n"
+    "       vfio-worker --device-image=FILE [--listen=PATH] [--vfio-user=PATH]\n"
+    "                   [--owner-uid=UID]\n"
     "                   [--max-dma-mappings=N] [--max-dma-bytes=N] [--seccomp=kill|log|off]\n"
     "       vfio-worker --help | --version\n";
 
@@ -75,6 +77,14 @@ static const char help[] =
     "        VMM, mode 0600. A stale socket at PATH (nothing listening) is replaced; anything\n"
     "        else there is an error. The seccomp filter does not allow unlinking, so PATH is\n"
     "        left behind when the worker exits.\n"
+    "    --vfio-user=PATH\n"
+    "        Standalone mode: also (or only) serve the device with the vfio-user protocol\n"
+    "        (version 0.1, as QEMU's vfio-user-pci and cloud-hypervisor's --user-device speak\n"
+    "        it) on a unix SOCK_STREAM socket created at PATH, mode 0600, replaced like\n"
+    "        --listen's. At least one of --listen and --vfio-user is required. One VMM at a\n"
+    "        time over both sockets: a second connection is closed (vfio-user) or answered\n"
+    "        EBUSY (native). The VMM's guest RAM must be shared memfds: a DMA_MAP without an fd\n"
+    "        is refused with ENOTSUP (and a log line naming the fix).\n"
     "    --owner-uid=UID\n"
     "        Standalone mode: the uid a VMM must connect as (besides root). Default: the\n"
     "        worker's own uid. In broker mode the HANDOFF says.\n"
@@ -116,6 +126,7 @@ static const char help[] =
 struct opts {
 	const char *image;
 	const char *listen;
+	const char *vfio_user;
 	uid_t owner_uid;
 	bool owner_set;
 	uint32_t max_maps;
@@ -131,6 +142,7 @@ struct worker {
 	uv_signal_t sigterm, sigint;
 	struct wkr_dev *dev;
 	struct wkr_server *srv;
+	struct wkr_vfu *vfu;
 	struct wkr_backend backend; /* what the server uses: logs, then forwards to `inner` */
 	struct wkr_backend inner;
 	int exit_code;
@@ -242,6 +254,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	static const struct option longopts[] = {
 	    {"device-image", required_argument, NULL, 'i'},
 	    {"listen", required_argument, NULL, 'l'},
+	    {"vfio-user", required_argument, NULL, 'U'},
 	    {"owner-uid", required_argument, NULL, 'u'},
 	    {"max-dma-mappings", required_argument, NULL, 'm'},
 	    {"max-dma-bytes", required_argument, NULL, 'b'},
@@ -264,6 +277,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			break;
 		case 'l':
 			o->listen = optarg;
+			break;
+		case 'U':
+			o->vfio_user = optarg;
 			break;
 		case 'u':
 			if (!parse_u64(optarg, UINT32_MAX - 1, &v))
@@ -307,8 +323,10 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 		fprintf(stderr, "vfio-worker: unexpected argument '%s'\n%s", argv[optind], usage);
 		return -EINVAL;
 	}
-	if (!o->image != !o->listen) {
-		fprintf(stderr, "vfio-worker: --device-image and --listen go together\n%s", usage);
+	if (!o->image != !(o->listen || o->vfio_user)) {
+		fprintf(stderr,
+			"vfio-worker: --device-image goes with --listen, --vfio-user or both\n%s",
+			usage);
 		return -EINVAL;
 	}
 	if (!o->image && o->owner_set) {
@@ -364,11 +382,50 @@ static void finish(void)
 {
 	wkr_server_close(W.srv, NULL, NULL);
 	W.srv = NULL;
+	wkr_vfu_close(W.vfu, NULL, NULL);
+	W.vfu = NULL;
 	/* Let libuv run the close callbacks. */
 	if (W.loop_ok)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
 	wkr_dev_free(W.dev);
 	W.dev = NULL;
+}
+
+static void vfu_note(void *data, const char *line)
+{
+	wlog("%s", line);
+}
+
+/* One VMM per device across both protocols. */
+static bool native_busy(void *data)
+{
+	return wkr_vfu_connected(W.vfu);
+}
+
+static bool vfu_busy(void *data)
+{
+	return wkr_server_connected(W.srv);
+}
+
+/* The vfio-user server beside (or instead of) the native one; the worker eventfds are serviced
+ * by the native server when there is one. */
+static int start_vfu(int listen_fd, const struct wkr_server_cfg *sc)
+{
+	struct wkr_vfu_cfg vc = {
+	    .loop = &W.loop,
+	    .listen_fd = listen_fd,
+	    .dev = W.dev,
+	    .backend = W.backend,
+	    .device_fd = sc->device_fd,
+	    .allow_mmap = sc->allow_mmap,
+	    .owner_uid = sc->owner_uid,
+	    .iommu_pgsize = sc->iommu_pgsize,
+	    .max_dma_mappings = sc->max_dma_mappings,
+	    .service_irqs = W.srv == NULL,
+	    .busy = vfu_busy,
+	    .note = vfu_note,
+	};
+	return wkr_vfu_new(&vc, &W.vfu);
 }
 
 /* ---- the serve path both modes share ---------------------------------------------------- */
@@ -377,7 +434,10 @@ static void finish(void)
 struct serve {
 	const struct wkr_devinfo *info;
 	int device_fd; /* stays the mode's */
-	int listen_fd; /* the server's once serve_prepare() succeeds (then -1 here) */
+	/* The VMM sockets, native and vfio-user, -1 for a protocol not served; the servers'
+	 * once serve_prepare() has made them (then -1 here). */
+	int listen_fd;
+	int vfu_fd;
 	struct wkr_backend inner;
 	struct wkr_server_cfg sc; /* the mode's limits; the rest is filled here */
 	/* Runs once the server exists, before the seccomp filter (broker mode starts serving
@@ -409,10 +469,19 @@ static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct 
 	s->sc.dev = W.dev;
 	s->sc.backend = W.backend;
 	s->sc.device_fd = s->device_fd;
-	r = wkr_server_new(&s->sc, &W.srv);
-	if (r < 0)
-		return vb_errf(err, r, "VMM socket: %s", strerror(-r));
-	s->listen_fd = -1;
+	s->sc.busy = native_busy;
+	if (s->listen_fd >= 0) {
+		r = wkr_server_new(&s->sc, &W.srv);
+		if (r < 0)
+			return vb_errf(err, r, "VMM socket: %s", strerror(-r));
+		s->listen_fd = -1;
+	}
+	if (s->vfu_fd >= 0) {
+		r = start_vfu(s->vfu_fd, &s->sc);
+		if (r < 0)
+			return vb_errf(err, r, "vfio-user socket: %s", strerror(-r));
+		s->vfu_fd = -1;
+	}
 	if (s->attach && (r = s->attach(s->ctx)) < 0)
 		return vb_errf(err, r, "broker channel: %s", strerror(-r));
 	r = load_seccomp(seccomp);
@@ -474,6 +543,7 @@ static int run_broker(const struct opts *o)
 	    .info = &h.info,
 	    .device_fd = h.device_fd,
 	    .listen_fd = h.listen_fd,
+	    .vfu_fd = -1,
 	    .inner = {&wkr_broker_ops, b},
 	    .sc =
 		{
@@ -529,6 +599,7 @@ static int run_standalone(const struct opts *o)
 	struct serve s = {
 	    .info = info,
 	    .listen_fd = -1,
+	    .vfu_fd = -1,
 	    .sc =
 		{
 		    .allow_mmap = true,
@@ -543,15 +614,19 @@ static int run_standalone(const struct opts *o)
 		vb_errf(&err, r, "building the device memfd: %s", strerror(-r));
 	if (r == 0 && (r = wkr_local_new(img, memfd, o->max_maps, o->max_bytes, &local)) < 0)
 		vb_errf(&err, r, "local DMA and IRQ accounting: %s", strerror(-r));
-	if (r == 0 && (r = ipc_listen(o->listen, 0600, 4, &s.listen_fd)) < 0)
+	if (r == 0 && o->listen && (r = ipc_listen(o->listen, 0600, 4, &s.listen_fd)) < 0)
 		vb_errf(&err, r, "%s: %s", o->listen, strerror(-r));
+	if (r == 0 && o->vfio_user && (r = ipc_listen_stream(o->vfio_user, 0600, 4, &s.vfu_fd)) < 0)
+		vb_errf(&err, r, "%s: %s", o->vfio_user, strerror(-r));
 	if (r == 0) {
 		s.device_fd = memfd;
 		s.inner = (struct wkr_backend){&wkr_local_ops, local};
 		r = serve_prepare(&s, o->seccomp, &err);
 	}
 	if (r == 0) {
-		wlog("serving image %s on %s", o->image, o->listen);
+		wlog("serving image %s on%s%s%s%s", o->image, o->listen ? " " : "",
+		     o->listen ? o->listen : "", o->vfio_user ? " (vfio-user) " : "",
+		     o->vfio_user ? o->vfio_user : "");
 		serve_run();
 	} else {
 		wlog("%s", err.msg);
@@ -562,6 +637,8 @@ static int run_standalone(const struct opts *o)
 	wkr_image_free(img);
 	if (s.listen_fd >= 0)
 		close(s.listen_fd);
+	if (s.vfu_fd >= 0)
+		close(s.vfu_fd);
 	if (memfd >= 0)
 		close(memfd);
 	return W.exit_code;

@@ -102,12 +102,12 @@ int wkr_server_removal(struct wkr_server *s, uint32_t timeout_ms,
 
 bool wkr_server_connected(const struct wkr_server *s)
 {
-	return s->vmm != NULL;
+	return s && s->vmm != NULL;
 }
 
 uint64_t wkr_server_requests(const struct wkr_server *s)
 {
-	return s->requests;
+	return s ? s->requests : 0;
 }
 
 static void session_closed(uv_handle_t *h)
@@ -238,7 +238,7 @@ static void accept_one(struct wkr_server *s, int fd)
 		close(fd);
 		return;
 	}
-	if (s->vmm) {
+	if (s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data))) {
 		refuse(s, chan, -EBUSY);
 		return;
 	}

@@ -33,6 +33,10 @@ struct wkr_server_cfg {
 	uint32_t max_dma_mappings; /* announced in HELLO */
 	uint64_t max_pinned_bytes;
 	uint32_t generation; /* > 0: the first VMM hears EVENT_WORKER_RESTARTED */
+	/* Another protocol's VMM (vfio-user) holds the device: a new connection is refused with
+	 * EBUSY. NULL: never. */
+	bool (*busy)(void *data);
+	void *busy_data;
 };
 
 struct wkr_server;

@@ -18,6 +18,7 @@
 #include "device.pb-c.h"
 #include "ipc_uv.h"
 #include "server_internal.h"
+#include "vmm_ops.h"
 
 /* The wire limit the VMM splits by is the one the device model enforces. */
 _Static_assert(WKR_ACCESS_MAX == VB__DEV__LIMIT__ACCESS_MAX, "access limits disagree");
@@ -112,22 +113,17 @@ static int h_region_info(struct wkr_server *s, struct ipc_msg *m)
 	struct wkr_mmap_area areas[WKR_MMAP_AREAS_MAX];
 	Vb__MmapArea pa[WKR_MMAP_AREAS_MAX], *ppa[WKR_MMAP_AREAS_MAX];
 	size_t n = 0;
-	if (req->index >= WKR_NUM_REGIONS)
-		return fail(s, -EINVAL, "region index %u: the device has %d", req->index,
-			    WKR_NUM_REGIONS);
+	int e = wkr_vmm_mmap_areas(s->cfg.dev, req->index, s->cfg.allow_mmap, s->cfg.device_fd,
+				   areas, &n, &s->err);
+	if (e < 0)
+		return e;
 	const struct wkr_region *r = &wkr_dev_info(s->cfg.dev)->regions[req->index];
 	rep.index = req->index;
 	rep.flags = r->flags;
 	rep.size = r->size;
 	rep.offset = r->offset;
 	rep.msix_mappable = r->msix_mappable;
-	int e = r->size
-		    ? wkr_region_mmap_areas(s->cfg.dev, req->index, areas, WKR_MMAP_AREAS_MAX, &n)
-		    : 0;
-	if (e < 0)
-		return fail(s, e, "region %u: its mappable areas do not fit a reply", req->index);
-	if (!s->cfg.allow_mmap || s->cfg.device_fd < 0 || n == 0) {
-		/* Nothing to map with: say so, or a client would map the whole region. */
+	if (n == 0) {
 		rep.flags &= ~(uint32_t)VFIO_REGION_INFO_FLAG_MMAP;
 		return reply(s, m, &rep.base, NULL, 0);
 	}
@@ -233,23 +229,6 @@ static int h_region_write(struct wkr_server *s, struct ipc_msg *m)
 	return reply_empty(s, m);
 }
 
-/* Range checks shared by map and unmap: non-empty, no wrap, IOMMU page aligned. */
-static int dma_range(struct wkr_server *s, uint64_t iova, uint64_t size, uint64_t offset)
-{
-	uint64_t pg = s->cfg.iommu_pgsize ? s->cfg.iommu_pgsize : 4096;
-	if (size == 0 || iova + size < iova || offset + size < offset)
-		return fail(
-		    s, -EINVAL, "DMA range iova %#llx size %#llx offset %#llx wraps or is empty",
-		    (unsigned long long)iova, (unsigned long long)size, (unsigned long long)offset);
-	if ((iova | size | offset) & (pg - 1))
-		return fail(s, -EINVAL,
-			    "DMA range iova %#llx size %#llx offset %#llx is not aligned to the "
-			    "IOMMU page size %#llx",
-			    (unsigned long long)iova, (unsigned long long)size,
-			    (unsigned long long)offset, (unsigned long long)pg);
-	return 0;
-}
-
 static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
@@ -259,7 +238,7 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 		return fail(s, -EINVAL, "DMA_MAP needs exactly one memfd, got %zu fds", m->nfds);
 	if (req->prot == 0 || (req->prot & ~prot_ok))
 		return fail(s, -EINVAL, "DMA protection %#x (read 1, write 2)", req->prot);
-	int e = dma_range(s, req->iova, req->size, req->offset);
+	int e = wkr_vmm_dma_check(s->cfg.iommu_pgsize, req->iova, req->size, req->offset, &s->err);
 	if (e < 0)
 		return e;
 	e = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, req->iova, req->size, req->offset,
@@ -270,7 +249,7 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
-	int e = dma_range(s, req->iova, req->size, 0);
+	int e = wkr_vmm_dma_check(s->cfg.iommu_pgsize, req->iova, req->size, 0, &s->err);
 	if (e < 0)
 		return e;
 	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, &s->err);
@@ -302,15 +281,8 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 
 static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 {
-	int e = s->cfg.backend.ops->reset(s->cfg.backend.ctx, &s->err);
-	if (e < 0)
-		return e;
-	/* The device is back at power-on state: so is its personality. */
-	e = wkr_dev_reset(s->cfg.dev);
-	if (e < 0)
-		return fail(s, e, "device reset, but its config space could not be re-read: %s",
-			    strerror(-e));
-	return reply_empty(s, m);
+	int e = wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
+	return e < 0 ? e : reply_empty(s, m);
 }
 
 static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)

@@ -146,7 +146,7 @@ static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 		return -EINVAL;
 	if (!s->enable && !l->irq_on[s->index])
 		return -EINVAL; /* re-routing vectors of an index that is off */
-	for (uint32_t i = 0; i < s->count; i++)
+	for (uint32_t i = 0; s->fds && i < s->count; i++)
 		if (s->fds[i] < -1)
 			return -EBADF;
 	l->irq_on[s->index] = true;

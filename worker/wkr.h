@@ -74,6 +74,7 @@ void wkr_io_from_fd(struct wkr_io *io, int fd);
 /*
  * One VFIO_DEVICE_SET_IRQS the owner must perform. `disable`: tear the index down (DATA_NONE,
  * count 0). Otherwise DATA_EVENTFD with `count` fds from `start`; fds[i] is -1 for "no trigger".
+ * `fds` NULL (with `count` vectors): DATA_NONE, e.g. an INTx UNMASK without an eventfd.
  * The fds stay owned by the library; the callback must not keep them past its return (it may
  * send them). Returns 0 or a negative errno.
  */
@@ -146,6 +147,25 @@ int wkr_region_mmap_areas(const struct wkr_dev *d, uint32_t index, struct wkr_mm
  */
 int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count,
 		    const int *fds, int resample_fd);
+/*
+ * Who decides interrupt routing. EMULATED (the native protocol, the default): the guest's
+ * MSI/MSI-X enables and masks, as the worker emulates them, and the VMM only supplies fds.
+ * VFIO (vfio-user): the VMM emulates MSI and MSI-X itself, as QEMU does in front of kernel
+ * vfio-pci; config-space enables and masks are only recorded and wkr_irq_set_vfio() routes.
+ */
+enum wkr_irq_mode { WKR_IRQ_EMULATED, WKR_IRQ_VFIO };
+void wkr_irq_set_mode(struct wkr_dev *d, enum wkr_irq_mode mode);
+
+/*
+ * VFIO_DEVICE_SET_IRQS as kernel vfio-pci answers it, for VFIO mode. `flags` is one DATA_ and
+ * one ACTION_ flag. DATA_EVENTFD: `fds` has `count` entries, -1 (or fds NULL) de-assigns;
+ * DATA_BOOL: `bools` has `count` entries. TRIGGER + NONE with count 0 turns the index off.
+ * MSI-X is enabled with all its vectors at the first assignment (clients send vectors in
+ * chunks); MSI with start+count. MASK/UNMASK only for INTx. -EINVAL for anything else, -ENOENT
+ * for an index the device lacks; fds are dup'ed, the caller keeps its own.
+ */
+int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t start,
+		     uint32_t count, const int *fds, const uint8_t *bools);
 /* An epoll fd (owned by the library) that becomes readable when a masked vector fired. */
 int wkr_irq_poll_fd(const struct wkr_dev *d);
 /* Reads every fired worker eventfd and sets the pending bits. Returns how many vectors fired. */

@@ -121,6 +121,7 @@ struct wkr_dev {
 	struct wkr_irqidx irq[WKR_NUM_IRQS];
 	int epfd;
 	uint64_t pagesize;
+	enum wkr_irq_mode irq_mode;
 };
 
 /* cfg.c */

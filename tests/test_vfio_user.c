@@ -1,0 +1,1034 @@
+/*
+ * The vfio-user server of the vfio-worker binary (standalone mode, its seccomp filter loaded
+ * except in sanitizer builds), driven over its SOCK_STREAM socket by tests/vfu/vfu_client:
+ * every command, every error reply, hostile framing, QEMU's traps, and the worker's fd count
+ * before and after, read from /proc/PID/fd.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json.h>
+#include <poll.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <linux/vfio.h>
+
+#include "device.pb-c.h"
+#include "ipc.h"
+#include "vfu_client.h"
+
+#define F_REPLY	   1u
+#define F_NO_REPLY (1u << 4)
+#define F_ERROR	   (1u << 5)
+
+struct fx {
+	pid_t pid;
+	char dir[64];
+	char sock[128];	  /* vfio-user */
+	char native[128]; /* the native protocol's socket */
+	int fd;		  /* a connected, versioned client */
+};
+
+static void put32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void put64(uint8_t *p, uint64_t v)
+{
+	put32(p, (uint32_t)v);
+	put32(p + 4, (uint32_t)(v >> 32));
+}
+
+static uint32_t get32(const uint8_t *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+	return get32(p) | (uint64_t)get32(p + 4) << 32;
+}
+
+static int connect_retry(const char *path, int *fd)
+{
+	for (int i = 0; i < 1000; i++) {
+		if (vfu_cli_connect(path, fd) == 0)
+			return 0;
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	return -ETIMEDOUT;
+}
+
+static const char default_json[] = "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":"
+				   "1048576,\"pgsizes\":4096,\"max_dma_maps\":65535}}";
+
+static int start(void **state, const char *image)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	if (!f)
+		return -1;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-vfu-test-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->sock, sizeof(f->sock), "%s/vfu.sock", f->dir);
+	snprintf(f->native, sizeof(f->native), "%s/vmm.sock", f->dir);
+	char img[512], vu[160], nat[160];
+	snprintf(img, sizeof(img), "--device-image=%s/%s", VB_FIXTURES, image);
+	snprintf(vu, sizeof(vu), "--vfio-user=%s", f->sock);
+	snprintf(nat, sizeof(nat), "--listen=%s", f->native);
+	f->pid = fork();
+	if (f->pid == 0) {
+		char *argv[] = {VB_WORKER_BIN, img, vu, nat, "--seccomp=" VB_WORKER_SECCOMP, NULL};
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	struct vfu_reply r;
+	if (connect_retry(f->sock, &f->fd) < 0 || vfu_cli_version(f->fd, default_json, &r) < 0)
+		return -1;
+	vfu_reply_free(&r);
+	*state = f;
+	return 0;
+}
+
+static int setup_e1000e(void **state)
+{
+	return start(state, "e1000e.img");
+}
+
+static int setup_nvme(void **state)
+{
+	return start(state, "nvme.img");
+}
+
+static int setup_edu(void **state)
+{
+	return start(state, "edu.img");
+}
+
+static int teardown(void **state)
+{
+	struct fx *f = *state;
+	int status = 0;
+	if (f->fd >= 0)
+		close(f->fd);
+	kill(f->pid, SIGTERM);
+	waitpid(f->pid, &status, 0);
+	unlink(f->sock);
+	unlink(f->native);
+	rmdir(f->dir);
+	free(f);
+	/* SIGTERM ends the worker with status 0; a seccomp kill would show as SIGSYS. */
+	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+static int worker_fds(const struct fx *f)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->pid);
+	DIR *d = opendir(path);
+	assert_non_null(d);
+	int n = 0;
+	for (struct dirent *e; (e = readdir(d));)
+		n += e->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* A fresh session: the old one must have ended for this one to be admitted, so the count
+ * taken afterwards includes all of the old session's teardown. */
+static void reconnect(struct fx *f)
+{
+	struct vfu_reply r;
+	close(f->fd);
+	f->fd = -1;
+	for (int i = 0; i < 500; i++) {
+		assert_int_equal(vfu_cli_connect(f->sock, &f->fd), 0);
+		if (vfu_cli_version(f->fd, default_json, &r) == 0)
+			break;
+		/* Closed unanswered: the old session was still being torn down. */
+		close(f->fd);
+		f->fd = -1;
+		struct timespec ts = {0, 10 * 1000000};
+		nanosleep(&ts, NULL);
+	}
+	assert_true(f->fd >= 0);
+	vfu_reply_free(&r);
+}
+
+/* Sends a command and expects an error reply with `err`. */
+static void expect_error(int fd, uint16_t cmd, const void *p, size_t len, const int *fds,
+			 size_t nfds, int err)
+{
+	struct vfu_reply r;
+	assert_int_equal(vfu_cli_call(fd, cmd, p, len, fds, nfds, &r), 0);
+	assert_true(r.flags & F_ERROR);
+	assert_int_equal(r.flags & 0xf, F_REPLY);
+	assert_int_equal(r.error, err);
+	assert_int_equal(r.len, 0); /* an error reply is the header alone */
+	vfu_reply_free(&r);
+}
+
+static void expect_ok(int fd, uint16_t cmd, const void *p, size_t len, const int *fds, size_t nfds,
+		      struct vfu_reply *r)
+{
+	assert_int_equal(vfu_cli_call(fd, cmd, p, len, fds, nfds, r), 0);
+	if (r->flags & F_ERROR)
+		fail_msg("command %u: error %u", cmd, r->error);
+}
+
+/* ---- VERSION ---------------------------------------------------------------------------- */
+
+static json_object *version_json(const struct vfu_reply *r)
+{
+	assert_true(r->len > 4);
+	assert_int_equal(r->data[r->len - 1], 0);
+	json_object *o = json_tokener_parse((const char *)r->data + 4);
+	assert_non_null(o);
+	return o;
+}
+
+static int64_t cap_of(json_object *o, const char *name)
+{
+	json_object *caps, *v;
+	if (!json_object_object_get_ex(o, "capabilities", &caps) ||
+	    !json_object_object_get_ex(caps, name, &v))
+		return -1;
+	return json_object_get_int64(v);
+}
+
+static void test_vfio_user_protocol_version_caps_within_qemu_limits(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	close(f->fd);
+	assert_int_equal(vfu_cli_connect(f->sock, &f->fd), -0);
+	assert_int_equal(vfu_cli_version(f->fd, default_json, &r), 0);
+	assert_int_equal(r.data[0] | r.data[1] << 8, 0); /* major */
+	assert_int_equal(r.data[2] | r.data[3] << 8, 1); /* minor */
+	json_object *o = version_json(&r);
+	/* QEMU refuses max_msg_fds > 16 and max_data_xfer_size > 64 MiB. */
+	assert_int_equal(cap_of(o, "max_msg_fds"), 16);
+	assert_true(cap_of(o, "max_data_xfer_size") > 0);
+	assert_true(cap_of(o, "max_data_xfer_size") <= 64 << 20);
+	assert_int_equal(cap_of(o, "pgsizes"), 4096);
+	assert_true(cap_of(o, "max_dma_maps") >= 1);
+	json_object_put(o);
+	vfu_reply_free(&r);
+}
+
+static void test_vfio_user_protocol_version_reply_fits_request_buffer(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	/* QEMU reads the reply into its request's buffer: a short proposal gets a reply no
+	 * longer than it, capabilities dropped to fit. */
+	const char *small[] = {NULL, "{}", "{\"capabilities\":{}}",
+			       "{\"capabilities\":{\"max_msg_fds\":8, \"x\":\"yyyyyyyyyy\"}}"};
+	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+		reconnect(f);
+		close(f->fd);
+		assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+		size_t req = 16 + 4 + (small[i] ? strlen(small[i]) + 1 : 0);
+		int e = vfu_cli_version(f->fd, small[i], &r);
+		if (e == -EPIPE || e == -ECONNRESET) { /* the old session lingered: again */
+			i--;
+			continue;
+		}
+		assert_int_equal(e, 0);
+		assert_true(r.size <= req);
+		if (r.len > 4)
+			json_object_put(version_json(&r));
+		vfu_reply_free(&r);
+	}
+}
+
+static void version_fails(struct fx *f, const void *payload, size_t len, int err)
+{
+	struct vfu_reply r;
+	reconnect(f);
+	close(f->fd);
+	assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	int e;
+	while ((e = vfu_cli_call(f->fd, 1, payload, len, NULL, 0, &r)) == -EPIPE) {
+		close(f->fd);
+		assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	}
+	assert_int_equal(e, 0);
+	assert_true(r.flags & F_ERROR);
+	assert_int_equal(r.error, err);
+	vfu_reply_free(&r);
+	/* The session goes on: a good VERSION is still accepted. */
+	assert_int_equal(vfu_cli_version(f->fd, default_json, &r), 0);
+	vfu_reply_free(&r);
+}
+
+static void test_vfio_user_protocol_version_garbage_json_einval(void **state)
+{
+	const char *bad[] = {"{\"capabilities\":",
+			     "[1,2]",
+			     "{\"capabilities\":7}",
+			     "{\"capabilities\":{\"max_msg_fds\":\"16\"}}",
+			     "{\"capabilities\":{\"max_msg_fds\":-1}}",
+			     "{} trailing"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		uint8_t p[128] = {0, 0, 1, 0};
+		memcpy(p + 4, bad[i], strlen(bad[i]) + 1);
+		version_fails(*state, p, 4 + strlen(bad[i]) + 1, EINVAL);
+	}
+	/* JSON without its NUL. */
+	uint8_t p[8] = {0, 0, 1, 0, '{', '}', ' ', ' '};
+	version_fails(*state, p, sizeof(p), EINVAL);
+}
+
+static void test_vfio_user_protocol_version_other_major_enotsup(void **state)
+{
+	uint8_t p[4] = {1, 0, 0, 0};
+	version_fails(*state, p, sizeof(p), ENOTSUP);
+}
+
+static void test_vfio_user_protocol_version_twice_einval(void **state)
+{
+	struct fx *f = *state;
+	uint8_t p[4] = {0, 0, 1, 0};
+	expect_error(f->fd, 1, p, sizeof(p), NULL, 0, EINVAL);
+}
+
+static void test_vfio_user_protocol_command_before_version_einval(void **state)
+{
+	struct fx *f = *state;
+	uint8_t info[16] = {16};
+	reconnect(f);
+	close(f->fd);
+	assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	struct vfu_reply r;
+	int e;
+	while ((e = vfu_cli_call(f->fd, 4, info, sizeof(info), NULL, 0, &r)) == -EPIPE) {
+		close(f->fd);
+		assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	}
+	assert_int_equal(e, 0);
+	assert_true(r.flags & F_ERROR);
+	assert_int_equal(r.error, EINVAL);
+	vfu_reply_free(&r);
+}
+
+/* ---- device, region and IRQ information ---------------------------------------------------- */
+
+static void test_vfio_user_protocol_device_info_fits_request(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	/* The kernel's struct vfio_device_info is 24 bytes (with cap_offset): the reply keeps
+	 * to the 16 the protocol defines, never more than was sent. */
+	uint8_t p[24] = {24};
+	expect_ok(f->fd, 4, p, sizeof(p), NULL, 0, &r);
+	assert_int_equal(r.len, 16);
+	assert_int_equal(get32(r.data), 16);
+	assert_int_equal(get32(r.data + 4), VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_RESET);
+	assert_int_equal(get32(r.data + 8), VFIO_PCI_NUM_REGIONS);
+	assert_int_equal(get32(r.data + 12), VFIO_PCI_NUM_IRQS);
+	vfu_reply_free(&r);
+	p[0] = 8; /* argsz below the structure */
+	expect_error(f->fd, 4, p, sizeof(p), NULL, 0, EINVAL);
+	expect_error(f->fd, 4, p, 12, NULL, 0, EINVAL); /* payload below it */
+}
+
+static void region_info(int fd, uint32_t index, uint32_t argsz, struct vfu_reply *r)
+{
+	uint8_t p[32] = {0};
+	put32(p, argsz);
+	put32(p + 8, index);
+	expect_ok(fd, 5, p, sizeof(p), NULL, 0, r);
+}
+
+static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	/* e1000e's BAR3 (16 KiB) holds the MSI-X table and PBA: the first query is too small
+	 * for the capability, says how much is needed and carries no fd. */
+	region_info(f->fd, 3, 32, &r);
+	uint32_t need = get32(r.data);
+	assert_int_equal(r.len, 32);
+	assert_int_equal(r.nfds, 0);
+	assert_true(need > 32);
+	assert_true(get32(r.data + 4) & VFIO_REGION_INFO_FLAG_CAPS);
+	assert_int_equal(get32(r.data + 12), 0); /* cap_offset: not included */
+	vfu_reply_free(&r);
+	region_info(f->fd, 3, need, &r);
+	assert_int_equal(r.len, need);
+	assert_int_equal(r.nfds, 1);
+	uint32_t flags = get32(r.data + 4);
+	assert_true(flags & VFIO_REGION_INFO_FLAG_MMAP);
+	assert_int_equal(get64(r.data + 16), 0x4000);
+	uint32_t cap = get32(r.data + 12);
+	assert_int_equal(cap, 32);
+	assert_int_equal(r.data[cap] | r.data[cap + 1] << 8, VFIO_REGION_INFO_CAP_SPARSE_MMAP);
+	uint32_t n = get32(r.data + cap + 8);
+	assert_true(n >= 1);
+	/* No mappable area covers the MSI-X table's or the PBA's page (at 0 and 0x2000). */
+	uint64_t covered = 0;
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = get64(r.data + cap + 16 + 16 * i);
+		uint64_t size = get64(r.data + cap + 24 + 16 * i);
+		assert_true(off >= 0x1000 && off + size <= 0x4000);
+		assert_false(off <= 0x2000 && 0x2000 < off + size);
+		covered += size;
+	}
+	assert_true(covered > 0);
+	/* The fd maps the region at the reply's offset. */
+	uint64_t base = get64(r.data + 24);
+	void *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, r.fds[0], (off_t)(base + 0x1000));
+	assert_true(m != MAP_FAILED);
+	munmap(m, 4096);
+	vfu_reply_free(&r);
+	/* Config space is never mappable. */
+	region_info(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 256, &r);
+	assert_int_equal(r.nfds, 0);
+	assert_int_equal(r.len, 32);
+	assert_false(get32(r.data + 4) & VFIO_REGION_INFO_FLAG_MMAP);
+	assert_int_equal(get64(r.data + 16), 0x1000);
+	vfu_reply_free(&r);
+	uint8_t p[32] = {32};
+	put32(p + 8, VFIO_PCI_NUM_REGIONS);
+	expect_error(f->fd, 5, p, sizeof(p), NULL, 0, EINVAL);
+}
+
+static void test_vfio_user_protocol_irq_info_every_index(void **state)
+{
+	struct fx *f = *state;
+	/* e1000e.img: INTx, MSI, five MSI-X vectors, ERR, REQ. */
+	const uint32_t want[][2] = {{0, 1}, {1, 1}, {2, 5}, {3, 1}, {4, 1}};
+	for (uint32_t i = 0; i < 5; i++) {
+		struct vfu_reply r;
+		uint8_t p[16] = {16};
+		put32(p + 8, i);
+		expect_ok(f->fd, 7, p, sizeof(p), NULL, 0, &r);
+		assert_int_equal(r.len, 16);
+		assert_int_equal(get32(r.data + 8), i);
+		assert_int_equal(get32(r.data + 12), want[i][1]);
+		vfu_reply_free(&r);
+	}
+	uint8_t p[16] = {16};
+	put32(p + 8, 5);
+	expect_error(f->fd, 7, p, sizeof(p), NULL, 0, EINVAL);
+}
+
+/* ---- region access ------------------------------------------------------------------------ */
+
+static void test_vfio_user_protocol_region_read_config_ids(void **state)
+{
+	struct fx *f = *state;
+	uint8_t id[4];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4), 0);
+	/* e1000e: 8086:10d3 */
+	assert_int_equal(id[0] | id[1] << 8, 0x8086);
+	assert_int_equal(id[2] | id[3] << 8, 0x10d3);
+	/* A whole 256-byte read is split internally and equals 4-byte reads. */
+	uint8_t all[256], dw[4];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, all, 256), 0);
+	for (int off = 0; off < 256; off += 4) {
+		assert_int_equal(
+		    vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, off, dw, 4), 0);
+		assert_memory_equal(all + off, dw, 4);
+	}
+}
+
+static void test_vfio_user_protocol_region_access_errors(void **state)
+{
+	struct fx *f = *state;
+	uint8_t b[8];
+	/* Past the end, an absent region, too large a count, an index out of range. */
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0x1000, b, 4),
+			 -EINVAL);
+	assert_int_equal(vfu_cli_region_read(f->fd, 4, 0, b, 4), -EINVAL);
+	assert_int_equal(vfu_cli_region_read(f->fd, 9, 0, b, 4), -EINVAL);
+	assert_int_equal(vfu_cli_region_read(f->fd, 0, 0, b, 0), -EINVAL);
+	uint8_t p[16] = {0};
+	put32(p + 8, 0);
+	put32(p + 12, (1u << 20) + 1); /* over max_data_xfer_size */
+	expect_error(f->fd, 9, p, sizeof(p), NULL, 0, EINVAL);
+	put64(p, UINT64_MAX - 1);
+	put32(p + 12, 4); /* wraps */
+	expect_error(f->fd, 9, p, sizeof(p), NULL, 0, EINVAL);
+	/* The ROM is read-only. */
+	assert_int_equal(vfu_cli_region_write(f->fd, 6, 0, b, 4, 0), -EACCES);
+}
+
+static void test_vfio_user_protocol_region_write_posted_gets_no_reply(void **state)
+{
+	struct fx *f = *state;
+	/* QEMU posts BAR writes with NO_REPLY and waits for the next command's reply only: a
+	 * reply to the write would be taken for it. A failing posted write is silent too. */
+	uint16_t cmd = 0x0006;
+	assert_int_equal(vfu_cli_region_write(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, &cmd, 2, 1),
+			 0);
+	assert_int_equal(vfu_cli_region_write(f->fd, 6, 0, &cmd, 2, 1), 0); /* refused, silently */
+	uint8_t got[2];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, got, 2), 0);
+	assert_int_equal(got[0] & 0x6, 0x6);
+	/* Nothing else is waiting in the socket. */
+	struct pollfd pfd = {f->fd, POLLIN, 0};
+	assert_int_equal(poll(&pfd, 1, 0), 0);
+}
+
+static void test_vfio_user_protocol_region_write_reply_echoes(void **state)
+{
+	struct fx *f = *state;
+	uint8_t p[16 + 4] = {0};
+	struct vfu_reply r;
+	put64(p, 0x10);
+	put32(p + 8, 0);
+	put32(p + 12, 4);
+	put32(p + 16, 0x12345678);
+	expect_ok(f->fd, 10, p, sizeof(p), NULL, 0, &r);
+	assert_int_equal(r.len, 16);
+	assert_memory_equal(r.data, p, 16);
+	vfu_reply_free(&r);
+	uint8_t back[4];
+	assert_int_equal(vfu_cli_region_read(f->fd, 0, 0x10, back, 4), 0);
+	assert_int_equal(get32(back), 0x12345678);
+	/* A count that is not the data's length. */
+	put32(p + 12, 8);
+	expect_error(f->fd, 10, p, sizeof(p), NULL, 0, EINVAL);
+}
+
+/* ---- DMA ------------------------------------------------------------------------------------ */
+
+static void dma_map_msg(uint8_t *p, uint32_t flags, uint64_t off, uint64_t iova, uint64_t size)
+{
+	put32(p, 32);
+	put32(p + 4, flags);
+	put64(p + 8, off);
+	put64(p + 16, iova);
+	put64(p + 24, size);
+}
+
+static void dma_unmap_msg(uint8_t *p, uint32_t flags, uint64_t iova, uint64_t size)
+{
+	put32(p, 24);
+	put32(p + 4, flags);
+	put64(p + 8, iova);
+	put64(p + 16, size);
+}
+
+static void test_vfio_user_protocol_dma_map_unmap(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int mfd = memfd_create("ram", MFD_CLOEXEC);
+	assert_true(mfd >= 0);
+	assert_int_equal(ftruncate(mfd, 4 << 20), 0);
+	uint8_t p[32], u[24];
+	struct vfu_reply r;
+	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
+	expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
+	assert_int_equal(r.len, 0);
+	vfu_reply_free(&r);
+	dma_map_msg(p, 1, 1 << 20, 0x200000, 1 << 20);
+	expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
+	vfu_reply_free(&r);
+	/* Overlap: EEXIST; unaligned, empty, wrapping, unknown flags: EINVAL. */
+	dma_map_msg(p, 3, 0, 0x180000, 1 << 20);
+	expect_error(f->fd, 2, p, 32, &mfd, 1, EEXIST);
+	dma_map_msg(p, 3, 0, 0x400800, 1 << 20);
+	expect_error(f->fd, 2, p, 32, &mfd, 1, EINVAL);
+	dma_map_msg(p, 3, 0, 0x400000, 0);
+	expect_error(f->fd, 2, p, 32, &mfd, 1, EINVAL);
+	dma_map_msg(p, 4, 0, 0x400000, 1 << 20);
+	expect_error(f->fd, 2, p, 32, &mfd, 1, EINVAL);
+	/* Unmap: a range that cuts a mapping, one with nothing, then exactly. */
+	dma_unmap_msg(u, 0, 0x100000, 0x80000);
+	expect_error(f->fd, 3, u, 24, NULL, 0, EINVAL);
+	dma_unmap_msg(u, 0, 0x800000, 0x100000);
+	expect_error(f->fd, 3, u, 24, NULL, 0, ENOENT);
+	dma_unmap_msg(u, 0, 0x100000, 0x100000);
+	expect_ok(f->fd, 3, u, 24, NULL, 0, &r);
+	assert_int_equal(r.len, 24); /* the request's entry, echoed */
+	assert_memory_equal(r.data, u, 24);
+	vfu_reply_free(&r);
+	/* The dirty bitmap is not supported; unknown flags are refused. */
+	dma_unmap_msg(u, 1, 0x200000, 0x100000);
+	expect_error(f->fd, 3, u, 24, NULL, 0, ENOTSUP);
+	dma_unmap_msg(u, 4, 0x200000, 0x100000);
+	expect_error(f->fd, 3, u, 24, NULL, 0, EINVAL);
+	/* Unmap-all takes address and size 0, and leaves nothing. */
+	dma_unmap_msg(u, 2, 0x200000, 0);
+	expect_error(f->fd, 3, u, 24, NULL, 0, EINVAL);
+	dma_unmap_msg(u, 2, 0, 0);
+	expect_ok(f->fd, 3, u, 24, NULL, 0, &r);
+	vfu_reply_free(&r);
+	dma_unmap_msg(u, 0, 0x200000, 0x100000);
+	expect_error(f->fd, 3, u, 24, NULL, 0, ENOENT);
+	close(mfd);
+	/* The worker kept no copy of the memfd (standalone: nothing is mapped). */
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_dma_map_without_fd_enotsup(void **state)
+{
+	struct fx *f = *state;
+	uint8_t p[32];
+	/* Message-based DMA is not served: the error tells the client so. */
+	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
+	expect_error(f->fd, 2, p, 32, NULL, 0, ENOTSUP);
+}
+
+static void test_vfio_user_protocol_dma_map_quota_enospc(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	/* The client may lower max_dma_maps; the server holds it to that. */
+	reconnect(f);
+	close(f->fd);
+	assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	int e;
+	const char *js = "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
+			 "\"pgsizes\":4096,\"max_dma_maps\":2}}";
+	while ((e = vfu_cli_version(f->fd, js, &r)) == -EPIPE) {
+		close(f->fd);
+		assert_int_equal(connect_retry(f->sock, &f->fd), 0);
+	}
+	assert_int_equal(e, 0);
+	json_object *o = version_json(&r);
+	assert_int_equal(cap_of(o, "max_dma_maps"), 2);
+	json_object_put(o);
+	vfu_reply_free(&r);
+	int mfd = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(mfd, 4 << 20), 0);
+	uint8_t p[32];
+	for (int i = 0; i < 2; i++) {
+		dma_map_msg(p, 3, 0, 0x100000 * (uint64_t)(i + 1), 0x1000);
+		expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
+		vfu_reply_free(&r);
+	}
+	dma_map_msg(p, 3, 0, 0x800000, 0x1000);
+	expect_error(f->fd, 2, p, 32, &mfd, 1, ENOSPC);
+	close(mfd);
+}
+
+/* ---- interrupts ----------------------------------------------------------------------------- */
+
+static void set_irqs_msg(uint8_t *p, uint32_t flags, uint32_t index, uint32_t start, uint32_t count)
+{
+	put32(p, 20);
+	put32(p + 4, flags);
+	put32(p + 8, index);
+	put32(p + 12, start);
+	put32(p + 16, count);
+}
+
+#define TRIG_EVENTFD (VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER)
+#define TRIG_NONE    (VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER)
+
+/* One QEMU-style MSI-X setup and teardown on nvme's 65 vectors; the worker's fd count with
+ * the vectors assigned. */
+static int msix_chunks_cycle(struct fx *f)
+{
+	int base = worker_fds(f);
+	int efd[65];
+	for (int i = 0; i < 65; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+	uint8_t p[20];
+	struct vfu_reply r;
+	/* QEMU's way: chunks of max_msg_fds (16), the last one shorter. */
+	for (uint32_t start = 0; start < 65; start += 16) {
+		uint32_t n = 65 - start < 16 ? 65 - start : 16;
+		set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, start, n);
+		expect_ok(f->fd, 8, p, 20, efd + start, n, &r);
+		assert_int_equal(r.len, 0);
+		vfu_reply_free(&r);
+	}
+	/* One dup per vector, and at most one worker eventfd per vector (the first chunk
+	 * enabled all 65; the others fired into worker eventfds until their chunk came). */
+	int assigned = worker_fds(f);
+	assert_true(assigned >= base + 65 && assigned <= base + 65 + 65);
+	/* An all -1 chunk carries no fds and de-assigns those vectors. */
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 16, 16);
+	expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(worker_fds(f), assigned - 16);
+	/* Off: the VMM's fds go. */
+	set_irqs_msg(p, TRIG_NONE, VFIO_PCI_MSIX_IRQ_INDEX, 0, 0);
+	expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(worker_fds(f), assigned - 65);
+	for (int i = 0; i < 65; i++)
+		close(efd[i]);
+	reconnect(f);
+	return assigned;
+}
+
+static void test_vfio_user_protocol_set_irqs_msix_in_chunks(void **state)
+{
+	struct fx *f = *state;
+	int first = msix_chunks_cycle(f);
+	int after = worker_fds(f);
+	/* A second VMM doing the same holds exactly as many: nothing was left behind. */
+	assert_int_equal(msix_chunks_cycle(f), first);
+	assert_int_equal(worker_fds(f), after);
+}
+
+static void test_vfio_user_protocol_set_irqs_all_vectors_one_message(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int efd[65];
+	for (int i = 0; i < 65; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+	uint8_t p[20];
+	struct vfu_reply r;
+	/* cloud-hypervisor's way: every vector at once, whatever max_msg_fds said. */
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 65);
+	expect_ok(f->fd, 8, p, 20, efd, 65, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(worker_fds(f), base + 65);
+	for (int i = 0; i < 65; i++)
+		close(efd[i]);
+	/* The VMM leaving drops them all. */
+	reconnect(f);
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_set_irqs_errors_close_fds(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int efd[4];
+	for (int i = 0; i < 4; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
+	uint8_t p[24];
+	/* fds that are not the vectors' count; fds where the data type takes none; a range
+	 * past the index; two data types; MSI-X masking (not maskable through SET_IRQS). */
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 3);
+	expect_error(f->fd, 8, p, 20, efd, 2, EINVAL);
+	set_irqs_msg(p, TRIG_NONE, VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	expect_error(f->fd, 8, p, 20, efd, 1, EINVAL);
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 64, 2);
+	expect_error(f->fd, 8, p, 20, efd, 2, EINVAL);
+	set_irqs_msg(p, TRIG_EVENTFD | VFIO_IRQ_SET_DATA_NONE, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1);
+	expect_error(f->fd, 8, p, 20, efd, 1, EINVAL);
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, VFIO_PCI_MSIX_IRQ_INDEX,
+		     0, 1);
+	expect_error(f->fd, 8, p, 20, NULL, 0, EINVAL);
+	set_irqs_msg(p, TRIG_EVENTFD, 7, 0, 1);
+	expect_error(f->fd, 8, p, 20, efd, 1, EINVAL);
+	/* DATA_BOOL must carry its bytes. */
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+		     VFIO_PCI_MSIX_IRQ_INDEX, 0, 4);
+	expect_error(f->fd, 8, p, 22, NULL, 0, EINVAL);
+	for (int i = 0; i < 4; i++)
+		close(efd[i]);
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_set_irqs_intx_trigger_unmask(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int trig = eventfd(0, EFD_CLOEXEC), unmask = eventfd(0, EFD_CLOEXEC);
+	uint8_t p[21];
+	struct vfu_reply r;
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	expect_ok(f->fd, 8, p, 20, &trig, 1, &r);
+	vfu_reply_free(&r);
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_UNMASK,
+		     VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	expect_ok(f->fd, 8, p, 20, &unmask, 1, &r);
+	vfu_reply_free(&r);
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_UNMASK,
+		     VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(worker_fds(f), base + 2);
+	/* A loopback trigger signals the VMM's eventfd. */
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+		     VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	p[20] = 1;
+	expect_ok(f->fd, 8, p, 21, NULL, 0, &r);
+	vfu_reply_free(&r);
+	uint64_t v = 0;
+	assert_int_equal(read(trig, &v, sizeof(v)), sizeof(v));
+	assert_int_equal(v, 1);
+	set_irqs_msg(p, TRIG_NONE, VFIO_PCI_INTX_IRQ_INDEX, 0, 0);
+	expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(worker_fds(f), base);
+	close(trig);
+	close(unmask);
+}
+
+/* ---- reset, unknown commands ------------------------------------------------------------------
+ */
+
+static void test_vfio_user_protocol_reset_reply_is_header_only(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	uint8_t before[2];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, before, 2), 0);
+	uint16_t cmd = 0x0006 ^ (before[0] & 0x6);
+	assert_int_equal(vfu_cli_region_write(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, &cmd, 2, 0),
+			 0);
+	expect_ok(f->fd, 13, NULL, 0, NULL, 0, &r);
+	assert_int_equal(r.size, 16); /* QEMU's buffer is its request's: the header */
+	vfu_reply_free(&r);
+	uint8_t got[2];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, got, 2), 0);
+	assert_int_equal(got[0] & 0x6, before[0] & 0x6); /* the command register is back */
+	uint8_t junk[4] = {0};
+	expect_error(f->fd, 13, junk, sizeof(junk), NULL, 0, EINVAL);
+}
+
+static void test_vfio_user_protocol_unknown_command_eopnotsupp(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	expect_error(f->fd, 99, NULL, 0, NULL, 0, EOPNOTSUPP);
+	/* Server-to-client commands and the optional IO_FDS are not served either; fds sent
+	 * with any of them are closed. */
+	expect_error(f->fd, 11, NULL, 0, &efd, 1, EOPNOTSUPP);
+	expect_error(f->fd, 6, NULL, 0, NULL, 0, EOPNOTSUPP);
+	/* fds with a command that takes none. */
+	uint8_t p[16] = {16};
+	expect_error(f->fd, 7, p, sizeof(p), &efd, 1, EINVAL);
+	close(efd);
+	assert_int_equal(worker_fds(f), base);
+}
+
+/* ---- hostile framing
+ * ----------------------------------------------------------------------------- */
+
+static void test_vfio_user_protocol_short_header_then_close(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	uint8_t half[8] = {1, 0, 4, 0, 32, 0, 0, 0};
+	/* Half a header, with an fd, then the VMM goes: the fd is closed, the worker serves
+	 * the next VMM. */
+	assert_int_equal(vfu_cli_raw(f->fd, half, sizeof(half), &efd, 1), 0);
+	close(efd);
+	reconnect(f);
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_size_below_header_ends_session(void **state)
+{
+	struct fx *f = *state;
+	uint8_t h[16] = {7, 0, 4, 0, 8, 0, 0, 0};
+	struct vfu_reply r;
+	assert_int_equal(vfu_cli_raw(f->fd, h, sizeof(h), NULL, 0), 0);
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+	assert_int_equal(r.id, 7);
+	assert_true(r.flags & F_ERROR);
+	assert_int_equal(r.error, EMSGSIZE);
+	vfu_reply_free(&r);
+	/* Nothing after it can be framed: the session is over. */
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), -EPIPE);
+	reconnect(f);
+}
+
+static void test_vfio_user_protocol_oversize_ends_session(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	uint8_t h[16] = {9, 0, 10, 0};
+	int efd = eventfd(0, EFD_CLOEXEC);
+	struct vfu_reply r;
+	put32(h + 4, 0xfffffff0u); /* 4 GiB: refused before anything is allocated */
+	assert_int_equal(vfu_cli_raw(f->fd, h, sizeof(h), &efd, 1), 0);
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+	assert_int_equal(r.error, EMSGSIZE);
+	vfu_reply_free(&r);
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), -EPIPE);
+	close(efd);
+	reconnect(f);
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_size_that_lies_einval(void **state)
+{
+	struct fx *f = *state;
+	/* A REGION_READ whose size announces 8 bytes more than the command: framed, refused,
+	 * and the session goes on. */
+	uint8_t m[16 + 16 + 8] = {0};
+	struct vfu_reply r;
+	m[0] = 42;
+	m[2] = 9;
+	put32(m + 4, sizeof(m));
+	put32(m + 16 + 8, VFIO_PCI_CONFIG_REGION_INDEX);
+	put32(m + 16 + 12, 4);
+	assert_int_equal(vfu_cli_raw(f->fd, m, sizeof(m), NULL, 0), 0);
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+	assert_int_equal(r.id, 42);
+	assert_int_equal(r.error, EINVAL);
+	vfu_reply_free(&r);
+	/* And a DEVICE_GET_INFO that announces less than its structure. */
+	uint8_t info[16] = {16};
+	expect_error(f->fd, 4, info, 8, NULL, 0, EINVAL);
+	uint8_t id[2];
+	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 2), 0);
+}
+
+static void test_vfio_user_protocol_too_many_fds_closed(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	int mfd = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	int fds[2] = {mfd, mfd};
+	uint8_t p[32];
+	/* DMA_MAP takes one fd. */
+	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
+	expect_error(f->fd, 2, p, 32, fds, 2, EINVAL);
+	/* More fds than any command takes, across two sendmsgs of one message. */
+	int many[200];
+	for (int i = 0; i < 200; i++)
+		many[i] = mfd;
+	uint8_t irq[20];
+	set_irqs_msg(irq, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1);
+	uint8_t m[36];
+	m[0] = 5;
+	m[1] = 0;
+	m[2] = 8;
+	m[3] = 0;
+	put32(m + 4, 36);
+	put32(m + 8, 0);
+	put32(m + 12, 0);
+	memcpy(m + 16, irq, 20);
+	assert_int_equal(vfu_cli_raw(f->fd, m, 10, many, 200), 0);
+	assert_int_equal(vfu_cli_raw(f->fd, m + 10, 26, many, 200), 0);
+	struct vfu_reply r;
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+	assert_int_equal(r.id, 5);
+	assert_int_equal(r.error, EINVAL);
+	vfu_reply_free(&r);
+	close(mfd);
+	assert_int_equal(worker_fds(f), base);
+}
+
+static void test_vfio_user_protocol_ids_out_of_order_echoed(void **state)
+{
+	struct fx *f = *state;
+	/* Ids are the client's own: echoed as sent, in the order sent, even repeated. */
+	const uint16_t ids[] = {7, 3, 65535, 3, 0};
+	uint8_t p[16] = {0};
+	put32(p + 8, VFIO_PCI_CONFIG_REGION_INDEX);
+	put32(p + 12, 4);
+	for (size_t i = 0; i < 5; i++)
+		assert_int_equal(vfu_cli_send(f->fd, ids[i], 9, 0, p, 16, NULL, 0), 0);
+	for (size_t i = 0; i < 5; i++) {
+		struct vfu_reply r;
+		assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+		assert_int_equal(r.id, ids[i]);
+		assert_int_equal(r.cmd, 9);
+		assert_int_equal(r.len, 20);
+		vfu_reply_free(&r);
+	}
+}
+
+static void test_vfio_user_protocol_reply_from_client_ignored(void **state)
+{
+	struct fx *f = *state;
+	uint8_t info[16] = {16};
+	/* The server sends no commands: a "reply" answers nothing and gets nothing back. */
+	assert_int_equal(vfu_cli_send(f->fd, 1, 4, F_REPLY, info, 16, NULL, 0), 0);
+	struct vfu_reply r;
+	expect_ok(f->fd, 4, info, 16, NULL, 0, &r);
+	vfu_reply_free(&r);
+	/* Unknown flag bits are refused. */
+	assert_int_equal(vfu_cli_send(f->fd, 2, 4, 1u << 9, info, 16, NULL, 0), 0);
+	assert_int_equal(vfu_cli_recv(f->fd, 5000, &r), 0);
+	assert_int_equal(r.id, 2);
+	assert_int_equal(r.error, EINVAL);
+	vfu_reply_free(&r);
+}
+
+static void test_vfio_user_protocol_one_vmm_across_protocols(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	/* A second vfio-user client is closed at once. */
+	int second;
+	assert_int_equal(vfu_cli_connect(f->sock, &second), 0);
+	uint8_t p[4] = {0, 0, 1, 0};
+	int e = vfu_cli_call(second, 1, p, 4, NULL, 0, &r);
+	assert_true(e == -EPIPE || e == -ECONNRESET);
+	close(second);
+	/* The native socket refuses too, its first request answered with EBUSY (so the
+	 * worker's loop runs while a VMM holds the device). */
+	int nfd;
+	struct ipc_chan *c;
+	struct ipc_msg *m = NULL;
+	struct ipc_error err;
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	h.client = "test";
+	assert_int_equal(ipc_connect(f->native, &nfd), 0);
+	assert_int_equal(ipc_chan_new(nfd, &ipc_proto_device, NULL, &c), 0);
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 5000, &m, &err),
+			 -EBUSY);
+	ipc_chan_free(c);
+	expect_ok(f->fd, 4, (uint8_t[16]){16}, 16, NULL, 0, &r);
+	vfu_reply_free(&r);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+#define E(t) cmocka_unit_test_setup_teardown(t, setup_e1000e, teardown)
+#define N(t) cmocka_unit_test_setup_teardown(t, setup_nvme, teardown)
+#define D(t) cmocka_unit_test_setup_teardown(t, setup_edu, teardown)
+	    E(test_vfio_user_protocol_version_caps_within_qemu_limits),
+	    E(test_vfio_user_protocol_version_reply_fits_request_buffer),
+	    E(test_vfio_user_protocol_version_garbage_json_einval),
+	    E(test_vfio_user_protocol_version_other_major_enotsup),
+	    E(test_vfio_user_protocol_version_twice_einval),
+	    E(test_vfio_user_protocol_command_before_version_einval),
+	    E(test_vfio_user_protocol_device_info_fits_request),
+	    E(test_vfio_user_protocol_region_info_sparse_mmap_with_fd),
+	    E(test_vfio_user_protocol_irq_info_every_index),
+	    E(test_vfio_user_protocol_region_read_config_ids),
+	    E(test_vfio_user_protocol_region_access_errors),
+	    E(test_vfio_user_protocol_region_write_posted_gets_no_reply),
+	    D(test_vfio_user_protocol_region_write_reply_echoes),
+	    E(test_vfio_user_protocol_dma_map_unmap),
+	    E(test_vfio_user_protocol_dma_map_without_fd_enotsup),
+	    E(test_vfio_user_protocol_dma_map_quota_enospc),
+	    N(test_vfio_user_protocol_set_irqs_msix_in_chunks),
+	    N(test_vfio_user_protocol_set_irqs_all_vectors_one_message),
+	    N(test_vfio_user_protocol_set_irqs_errors_close_fds),
+	    E(test_vfio_user_protocol_set_irqs_intx_trigger_unmask),
+	    E(test_vfio_user_protocol_reset_reply_is_header_only),
+	    E(test_vfio_user_protocol_unknown_command_eopnotsupp),
+	    E(test_vfio_user_protocol_short_header_then_close),
+	    E(test_vfio_user_protocol_size_below_header_ends_session),
+	    E(test_vfio_user_protocol_oversize_ends_session),
+	    E(test_vfio_user_protocol_size_that_lies_einval),
+	    E(test_vfio_user_protocol_too_many_fds_closed),
+	    E(test_vfio_user_protocol_ids_out_of_order_echoed),
+	    E(test_vfio_user_protocol_reply_from_client_ignored),
+	    E(test_vfio_user_protocol_one_vmm_across_protocols),
+	};
+	signal(SIGPIPE, SIG_IGN);
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}

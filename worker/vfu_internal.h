@@ -1,0 +1,82 @@
+/*
+ * Internal state of the vfio-user server, shared by vfu_server.c (listening, the session,
+ * libuv), vfu_cmd.c (the command table) and vfu_version.c (VERSION negotiation).
+ */
+#ifndef VB_WKR_VFU_INTERNAL_H
+#define VB_WKR_VFU_INTERNAL_H
+
+#include "err.h"
+#include "err.h"
+#include "vfu.h"
+#include "vfu_conn.h"
+
+/* What a VMM may send in one message: a REGION_WRITE of max_data_xfer_size bytes. */
+#define VFU_MSG_MAX (VFU_HDR_SIZE + VFU_RW_SIZE + WKR_VFU_MAX_DATA_XFER)
+/* Replies waiting for a VMM that does not read: a few of the largest, then it is dropped. */
+#define VFU_OUT_BYTES (4u * VFU_MSG_MAX)
+#define VFU_OUT_FDS   64
+/* VMM mistakes written to the log per session; the rest are counted. */
+#define VFU_NOTES_MAX 16
+
+struct vfu_map {
+	uint64_t iova, size;
+};
+
+/* What VERSION settled. */
+struct vfu_caps {
+	uint32_t client_max_fds; /* fds the client takes with one reply */
+	uint64_t pgsize;	 /* DMA granularity */
+	uint32_t max_dma_maps;
+};
+
+struct vfu_session {
+	uv_poll_t poll;
+	struct vfu_conn *conn;
+	struct wkr_vfu *s;
+	bool ended;
+	bool writable_wanted;
+	bool versioned;
+	struct vfu_caps caps;
+	struct vfu_map *maps;
+	size_t nmaps, mapcap;
+	unsigned notes;
+};
+
+struct wkr_vfu {
+	struct wkr_vfu_cfg cfg;
+	uv_poll_t listen_poll;
+	uv_poll_t irq_poll;
+	uv_timer_t removal_timer;
+	int open_handles;
+	bool closing;
+	void (*closed)(void *data);
+	void *closed_data;
+
+	struct vfu_session *vmm;
+	pid_t vmm_pid;
+	uid_t vmm_uid;
+	uint64_t requests;
+	bool removal_pending;
+	void (*removal_done)(void *data, bool acked);
+	void *removal_data;
+	struct vb_err err; /* why the command being answered failed */
+};
+
+/* vfu_cmd.c: answers one message (a reply, an error reply, or nothing for NO_REPLY). Returns
+ * 0, or a negative errno when the session must end (the peer stopped reading). */
+int wkr__vfu_dispatch(struct wkr_vfu *s, struct vfu_msg *m);
+/* Drops every DMA mapping of the session through the backend. */
+void wkr__vfu_unmap_all(struct wkr_vfu *s);
+
+/* vfu_version.c: parses the client's VERSION payload (`len` bytes after the header), settles
+ * `caps` and writes the reply payload (at most `cap` bytes: QEMU's buffer for it is the size
+ * of its request) to `out`. Errors: -EINVAL (garbage, a JSON that is not an object, a
+ * capability of the wrong type or out of range, no NUL), -ENOTSUP (another major version, no
+ * page size both support), explained in `err`. */
+int wkr__vfu_version(const struct wkr_vfu *s, const uint8_t *data, size_t len,
+		     struct vfu_caps *caps, uint8_t *out, size_t cap, size_t *ret_len,
+		     struct vb_err *err);
+/* Called once before the seccomp filter: json-c seeds its hash on first use. */
+void wkr__vfu_version_warmup(void);
+
+#endif
