@@ -6,7 +6,6 @@
  * request metrics. Trusts nothing a peer sends: bodies are checked for shape here before the
  * daemon sees them. Trusts the daemon (brk_ctl_ops) to complete every call exactly once.
  */
-#include "base.h"
 #include "control.h"
 
 #include <errno.h>
@@ -17,8 +16,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "common.pb-c.h"
 #include "config.h"
+#include "dispatch.h"
 #include "ipc.h"
 #include "ipc_uv.h"
 #include "log.h"
@@ -69,11 +70,6 @@ struct brk_ctl_call {
 	struct brk_ctl_call *next, **pprev;
 };
 
-struct ctl_stats {
-	uint64_t ok, errors;
-	struct brk_hist latency;
-};
-
 struct brk_ctl {
 	uv_loop_t *loop;
 	uv_poll_t listen;
@@ -85,16 +81,15 @@ struct brk_ctl {
 	uint32_t ncalls;
 	bool freeing, listen_closed;
 	uint64_t refused, rejected_full, protocol_errors, events_sent, subscribers_dropped;
-	struct ctl_stats stats[CTL_TYPES];
+	struct brk_req_stats stats[CTL_TYPES];
 };
 
 typedef int (*ctl_handler_fn)(struct ctl_sess *s, struct brk_ctl_call *call);
 
+/* req.when: enum ctl_state bits in which the request is allowed. */
 struct ctl_handler {
-	uint16_t type;
-	unsigned when; /* enum ctl_state bits in which the request is allowed */
+	struct vb_req req;
 	ctl_handler_fn fn;
-	const char *name; /* for messages and metrics labels */
 };
 
 static void ctl_sess_end(struct ctl_sess *s, const char *why);
@@ -107,14 +102,8 @@ static void ctl_call_finish(struct brk_ctl_call *call, bool ok)
 {
 	struct brk_ctl *ctl = call->ctl;
 
-	if (call->type < CTL_TYPES) {
-		struct ctl_stats *st = &ctl->stats[call->type];
-		if (ok)
-			st->ok++;
-		else
-			st->errors++;
-		brk_hist_observe(&st->latency, uv_hrtime() - call->start_ns);
-	}
+	if (call->type < CTL_TYPES)
+		brk_req_stats_observe(&ctl->stats[call->type], ok, uv_hrtime() - call->start_ns);
 	if (call->sess) {
 		call->sess->inflight--;
 		*call->pprev = call->next;
@@ -288,21 +277,13 @@ static int ctl_metrics(struct ctl_sess *s, struct brk_ctl_call *call)
 /* What a session may ask, and when. Anything not here (EVENT is broker -> peer only) ends the
  * session. A subscribed session may still make requests; it may not subscribe twice. */
 static const struct ctl_handler ctl_table[] = {
-    {VB__CTL__TYPE__ADD_DEVICE, ADMITTED, ctl_add_device, "add_device"},
-    {VB__CTL__TYPE__REMOVE_DEVICE, ADMITTED, ctl_remove_device, "remove_device"},
-    {VB__CTL__TYPE__LIST_DEVICES, ADMITTED, ctl_list_devices, "list_devices"},
-    {VB__CTL__TYPE__DEVICE_STATUS, ADMITTED, ctl_device_status, "device_status"},
-    {VB__CTL__TYPE__SUBSCRIBE_EVENTS, CTL_ADMIN, ctl_subscribe, "subscribe_events"},
-    {VB__CTL__TYPE__METRICS, ADMITTED, ctl_metrics, "metrics"},
+    {{VB__CTL__TYPE__ADD_DEVICE, ADMITTED, "add_device"}, ctl_add_device},
+    {{VB__CTL__TYPE__REMOVE_DEVICE, ADMITTED, "remove_device"}, ctl_remove_device},
+    {{VB__CTL__TYPE__LIST_DEVICES, ADMITTED, "list_devices"}, ctl_list_devices},
+    {{VB__CTL__TYPE__DEVICE_STATUS, ADMITTED, "device_status"}, ctl_device_status},
+    {{VB__CTL__TYPE__SUBSCRIBE_EVENTS, CTL_ADMIN, "subscribe_events"}, ctl_subscribe},
+    {{VB__CTL__TYPE__METRICS, ADMITTED, "metrics"}, ctl_metrics},
 };
-
-static const struct ctl_handler *ctl_lookup(uint16_t type)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++)
-		if (ctl_table[i].type == type)
-			return &ctl_table[i];
-	return NULL;
-}
 
 /* ---- sessions ---------------------------------------------------------------------------- */
 
@@ -348,6 +329,7 @@ static void ctl_violation(struct ctl_sess *s, struct ipc_msg *m, const char *fmt
 static void ctl_dispatch(struct ctl_sess *s, struct ipc_msg *m)
 {
 	const struct ctl_handler *h;
+	enum vb_req_check check;
 	struct brk_ctl_call *call;
 	int r;
 
@@ -355,11 +337,11 @@ static void ctl_dispatch(struct ctl_sess *s, struct ipc_msg *m)
 		return ctl_refuse(s, m);
 	if (m->kind != IPC_KIND_REQUEST)
 		return ctl_violation(s, m, "message kind %d: only requests are accepted", m->kind);
-	h = ctl_lookup(m->type);
-	if (!h)
+	h = VB_REQ_LOOKUP(ctl_table, m->type, s->state, &check);
+	if (check == VB_REQ_UNKNOWN)
 		return ctl_violation(s, m, "unknown request type %u", m->type);
-	if (!(h->when & s->state))
-		return ctl_violation(s, m, "%s not allowed now%s", h->name,
+	if (check == VB_REQ_NOT_NOW)
+		return ctl_violation(s, m, "%s not allowed now%s", h->req.name,
 				     s->state == CTL_SUBSCRIBED ? " (already subscribed)" : "");
 	if (s->inflight >= BRK_CTL_MAX_INFLIGHT) {
 		ctl_send_error(s, m, -EBUSY, "too many requests in flight on this connection");
@@ -634,23 +616,8 @@ void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf
 
 static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f)
 {
-	static const char *const req = "vfio_broker_control_requests_total";
-	static const char *const lat = "vfio_broker_control_request_duration_seconds";
-	char labels[64];
-
-	brk_metric_header(f, req, "counter", "Control requests answered, by type and result.");
-	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++) {
-		const struct ctl_stats *st = &ctl->stats[ctl_table[i].type];
-		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, ctl_table[i].name,
-			(unsigned long long)st->ok);
-		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, ctl_table[i].name,
-			(unsigned long long)st->errors);
-	}
-	brk_metric_header(f, lat, "histogram", "Control request latency, by type.");
-	for (size_t i = 0; i < ARRAY_SIZE(ctl_table); i++) {
-		snprintf(labels, sizeof(labels), "type=\"%s\"", ctl_table[i].name);
-		brk_hist_print(f, lat, labels, &ctl->stats[ctl_table[i].type].latency);
-	}
+	brk_req_stats_print(f, "control", "Control", ctl_table, ARRAY_SIZE(ctl_table),
+			    sizeof(ctl_table[0]), ctl->stats);
 	brk_metric_header(f, "vfio_broker_control_sessions", "gauge", "Control connections open.");
 	fprintf(f, "vfio_broker_control_sessions %u\n", ctl->nsessions);
 	brk_metric_header(f, "vfio_broker_control_refused_total", "counter",

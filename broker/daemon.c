@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "bind.h"
 #include "daemon_priv.h"
 #include "irq.h"
@@ -30,22 +31,20 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err);
 static int dmn_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
 		      struct vb_err *err)
 {
-	struct dmn_vm *v = vm->priv;
+	_cleanup_free_ struct dmn_vm *v = NULL;
 	int r;
 
-	if (v)
+	if (vm->priv)
 		return 0;
 	v = calloc(1, sizeof(*v));
 	if (!v)
 		return vb_errf(err, -ENOMEM, "out of memory");
 	r = brk_container_new(dmn->sys, err, &v->container);
-	if (r < 0) {
-		free(v);
+	if (r < 0)
 		return r;
-	}
 	v->owner_uid = req->owner_uid;
 	v->owner_gid = req->owner_gid;
-	vm->priv = v;
+	vm->priv = TAKE_PTR(v);
 	return 0;
 }
 
@@ -84,6 +83,7 @@ static void dmn_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, struct vb_err *err,
 			 struct dmn_group **ret)
 {
+	_cleanup_free_ struct dmn_group *ng = NULL;
 	struct dmn_group *g;
 	int r;
 
@@ -94,22 +94,21 @@ static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, 
 			return 0;
 		}
 	}
-	g = calloc(1, sizeof(*g));
-	if (!g)
+	ng = calloc(1, sizeof(*ng));
+	if (!ng)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	r = brk_group_open(dmn->sys, nr, err, &g->g);
+	r = brk_group_open(dmn->sys, nr, err, &ng->g);
 	if (r == 0)
-		r = brk_group_attach(g->g, v->container, err);
+		r = brk_group_attach(ng->g, v->container, err);
 	if (r < 0) {
-		brk_group_unref(g->g);
-		free(g);
+		brk_group_unref(ng->g);
 		return r;
 	}
-	g->nr = nr;
-	g->users = 1;
-	g->next = v->groups;
-	v->groups = g;
-	*ret = g;
+	ng->nr = nr;
+	ng->users = 1;
+	ng->next = v->groups;
+	v->groups = ng;
+	*ret = TAKE_PTR(ng);
 	return 0;
 }
 
@@ -173,10 +172,10 @@ static int dmn_vm_dma(struct dmn_vm *v, uint32_t maxmap, uint64_t maxpin, struct
 
 static int dmn_read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
 {
+	_cleanup_close_ int fd = -1;
 	char path[256], buf[16];
 	unsigned v;
 	ssize_t n;
-	int fd;
 
 	if (brk_sys_path(sys, path, sizeof(path), "/sys/bus/pci/devices/%s/%s", bdf, attr) < 0)
 		return -ENAMETOOLONG;
@@ -184,7 +183,6 @@ static int dmn_read_id(const struct brk_sys *sys, const char *bdf, const char *a
 	if (fd < 0)
 		return -errno;
 	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n <= 0)
 		return -EIO;
 	buf[n] = '\0';

@@ -5,6 +5,8 @@
  */
 #include "metrics.h"
 
+#include "dispatch.h"
+
 static const double bounds[BRK_HIST_BUCKETS] = {0.0001, 0.001, 0.01, 0.1, 1.0, 10.0};
 
 void brk_hist_observe(struct brk_hist *h, uint64_t ns)
@@ -46,4 +48,43 @@ void brk_hist_print(FILE *f, const char *name, const char *labels, const struct 
 void brk_metric_header(FILE *f, const char *name, const char *type, const char *help)
 {
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+void brk_req_stats_observe(struct brk_req_stats *st, bool ok, uint64_t ns)
+{
+	if (ok)
+		st->ok++;
+	else
+		st->errors++;
+	brk_hist_observe(&st->latency, ns);
+}
+
+void brk_req_stats_print(FILE *f, const char *what, const char *who, const void *table, size_t n,
+			 size_t stride, const struct brk_req_stats *stats)
+{
+	char req[96], lat[96], help[128], labels[64];
+	const char *p;
+
+	snprintf(req, sizeof(req), "vfio_broker_%s_requests_total", what);
+	snprintf(lat, sizeof(lat), "vfio_broker_%s_request_duration_seconds", what);
+	snprintf(help, sizeof(help), "%s requests answered, by type and result.", who);
+	brk_metric_header(f, req, "counter", help);
+	p = table;
+	for (size_t i = 0; i < n; i++, p += stride) {
+		const struct vb_req *r = (const struct vb_req *)p;
+
+		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, r->name,
+			(unsigned long long)stats[r->type].ok);
+		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, r->name,
+			(unsigned long long)stats[r->type].errors);
+	}
+	snprintf(help, sizeof(help), "%s request latency, by type.", who);
+	brk_metric_header(f, lat, "histogram", help);
+	p = table;
+	for (size_t i = 0; i < n; i++, p += stride) {
+		const struct vb_req *r = (const struct vb_req *)p;
+
+		snprintf(labels, sizeof(labels), "type=\"%s\"", r->name);
+		brk_hist_print(f, lat, labels, &stats[r->type].latency);
+	}
 }

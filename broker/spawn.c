@@ -15,6 +15,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "ipc.h"
 #include "sandbox.h"
 
@@ -43,47 +44,40 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 			 struct vb_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	_cleanup_close_ int dfd = -1, fd = -1;
 	char name[VB_BDF_LEN + 8];
-	int dfd, fd, r, n;
+	int n;
 
 	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);
-	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz) {
+	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz)
 		return vb_errf(err, -ENAMETOOLONG,
 			       "socket path for %s/%s is too long for a unix socket", vm, bdf);
-	}
 	snprintf(name, sizeof(name), "%s.sock", bdf);
 	dfd = spawn_vm_dir(runtime_dir, vm, err);
 	if (dfd < 0)
 		return dfd;
 	/* A socket left by an earlier worker of this device. */
-	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT) {
-		r = vb_errf(err, -errno, "cannot remove stale %s: %s", sa.sun_path,
-			    strerror(errno));
-		goto out;
-	}
+	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
+		return vb_errf(err, -errno, "cannot remove stale %s: %s", sa.sun_path,
+			       strerror(errno));
 	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (fd < 0) {
-		r = vb_errf(err, -errno, "socket: %s", strerror(errno));
-		goto out;
-	}
+	if (fd < 0)
+		return vb_errf(err, -errno, "socket: %s", strerror(errno));
 	/* unix_bind() gives the new node the socket inode's mode minus the umask: set it on the
 	 * fd, so that the node never exists with another mode. Then it goes to the VM's owner; the
 	 * connect() it allows is checked again by the worker (SO_PEERCRED against the owner). */
 	if (fchmod(fd, 0600) < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 ||
 	    fchownat(dfd, name, owner_uid, owner_gid, AT_SYMLINK_NOFOLLOW) < 0 ||
 	    listen(fd, 4) < 0) {
-		r = vb_errf(err, -errno, "cannot listen on %s for uid %u: %s", sa.sun_path,
-			    (unsigned)owner_uid, strerror(errno));
-		close(fd);
+		int e = errno;
+
 		unlinkat(dfd, name, 0);
-		goto out;
+		return vb_errf(err, -e, "cannot listen on %s for uid %u: %s", sa.sun_path,
+			       (unsigned)owner_uid, strerror(e));
 	}
 	snprintf(path, pathsz, "%s", sa.sun_path);
-	*ret_fd = fd;
-	r = 0;
-out:
-	close(dfd);
-	return r;
+	*ret_fd = TAKE_FD(fd);
+	return 0;
 }
 
 void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const char *path,

@@ -5,7 +5,6 @@
  * anything malformed. Trusts nothing the worker sends; trusts the VFIO core (dma.h, irq.h,
  * vfio.h) to enforce the semantic rules (alignment, overlap, quotas, IRQ ranges).
  */
-#include "base.h"
 #include "worker.h"
 
 #include <errno.h>
@@ -19,9 +18,11 @@
 
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
 #include "device_pb.h"
+#include "dispatch.h"
 #include "ipc.h"
 #include "ipc_uv.h"
 #include "irq.h"
@@ -60,21 +61,15 @@ struct brk_worker {
 	int open; /* things libuv still has to close: channel, timer */
 };
 
-struct bw_stats {
-	uint64_t ok, errors;
-	struct brk_hist latency;
-};
-
-static struct bw_stats bw_stats[WKR_TYPES];
+static struct brk_req_stats bw_stats[WKR_TYPES];
 static uint64_t bw_faults[3], bw_heartbeats;
 
 typedef int (*bw_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
 
+/* req.when: enum bw_state bits in which the request is allowed. */
 struct bw_handler {
-	uint16_t type;
-	unsigned when;
+	struct vb_req req;
 	bw_handler_fn fn;
-	const char *name;
 };
 
 static void bw_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
@@ -261,41 +256,35 @@ static uint32_t bw_vectors(const struct brk_vfio_dev *dev)
  * worker sending them, or anything before its HANDOFF is acknowledged, is faulted. While the
  * device is being removed only teardown is served; a new mapping then gets ESHUTDOWN. */
 static const struct bw_handler bw_table[] = {
-    {VB__BRK__TYPE__DMA_MAP, W_ACTIVE, bw_dma_map, "dma_map"},
-    {VB__BRK__TYPE__DMA_UNMAP, SERVING, bw_dma_unmap, "dma_unmap"},
-    {VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, bw_dma_unmap_all, "dma_unmap_all"},
-    {VB__BRK__TYPE__SET_IRQS, SERVING, bw_set_irqs, "set_irqs"},
-    {VB__BRK__TYPE__RESET, W_ACTIVE, bw_reset, "reset"},
-    {VB__BRK__TYPE__VMM_STATE, SERVING, bw_vmm_state, "vmm_state"},
-    {VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, bw_vmm_admit, "vmm_admit"},
+    {{VB__BRK__TYPE__DMA_MAP, W_ACTIVE, "dma_map"}, bw_dma_map},
+    {{VB__BRK__TYPE__DMA_UNMAP, SERVING, "dma_unmap"}, bw_dma_unmap},
+    {{VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, "dma_unmap_all"}, bw_dma_unmap_all},
+    {{VB__BRK__TYPE__SET_IRQS, SERVING, "set_irqs"}, bw_set_irqs},
+    {{VB__BRK__TYPE__RESET, W_ACTIVE, "reset"}, bw_reset},
+    {{VB__BRK__TYPE__VMM_STATE, SERVING, "vmm_state"}, bw_vmm_state},
+    {{VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, "vmm_admit"}, bw_vmm_admit},
 };
-
-static const struct bw_handler *bw_lookup(uint16_t type)
-{
-	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++)
-		if (bw_table[i].type == type)
-			return &bw_table[i];
-	return NULL;
-}
 
 static void bw_dispatch(struct brk_worker *w, struct ipc_msg *m)
 {
-	const struct bw_handler *h = bw_lookup(m->type);
+	enum vb_req_check check;
+	const struct bw_handler *h = VB_REQ_LOOKUP(bw_table, m->type, w->state, &check);
 	uint64_t t0 = uv_hrtime();
 	int r;
 
-	if (!h) {
+	if (check == VB_REQ_UNKNOWN) {
 		bw_fault(w, BRK_WORKER_PROTOCOL, "request type %u is not a worker request",
 			 m->type);
 		return;
 	}
-	if (!(h->when & w->state)) {
+	if (check == VB_REQ_NOT_NOW) {
 		if (w->state == W_REMOVING) {
 			ipc_chan_reply_error(ipc_uv_chan(w->u), m, -ESHUTDOWN,
-					     "%s: the device is being removed", h->name);
+					     "%s: the device is being removed", h->req.name);
 			return;
 		}
-		bw_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged", h->name);
+		bw_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged",
+			 h->req.name);
 		return;
 	}
 	r = h->fn(w, m);
@@ -303,16 +292,11 @@ static void bw_dispatch(struct brk_worker *w, struct ipc_msg *m)
 		return; /* faulted already */
 	if (r < 0 && !w->freeing && w->state != W_DEAD) {
 		/* The answer could not be sent: the channel is broken. */
-		bw_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->name, strerror(-r));
+		bw_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->req.name, strerror(-r));
 		return;
 	}
-	if (m->type < WKR_TYPES) {
-		if (r == 0)
-			bw_stats[m->type].ok++;
-		else
-			bw_stats[m->type].errors++;
-		brk_hist_observe(&bw_stats[m->type].latency, uv_hrtime() - t0);
-	}
+	if (m->type < WKR_TYPES)
+		brk_req_stats_observe(&bw_stats[m->type], r == 0, uv_hrtime() - t0);
 }
 
 /* ---- answers to the broker's own requests -------------------------------------------------- */
@@ -644,24 +628,10 @@ const struct brk_worker_ops brk_worker_ops_real = {
 
 void brk_worker_metrics(FILE *f)
 {
-	static const char *const req = "vfio_broker_worker_requests_total";
-	static const char *const lat = "vfio_broker_worker_request_duration_seconds";
 	static const char *const kinds[] = {"crashed", "hung", "protocol"};
-	char labels[64];
 
-	brk_metric_header(f, req, "counter", "Worker requests answered, by type and result.");
-	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++) {
-		const struct bw_stats *st = &bw_stats[bw_table[i].type];
-		fprintf(f, "%s{type=\"%s\",result=\"ok\"} %llu\n", req, bw_table[i].name,
-			(unsigned long long)st->ok);
-		fprintf(f, "%s{type=\"%s\",result=\"error\"} %llu\n", req, bw_table[i].name,
-			(unsigned long long)st->errors);
-	}
-	brk_metric_header(f, lat, "histogram", "Worker request latency in the broker, by type.");
-	for (size_t i = 0; i < ARRAY_SIZE(bw_table); i++) {
-		snprintf(labels, sizeof(labels), "type=\"%s\"", bw_table[i].name);
-		brk_hist_print(f, lat, labels, &bw_stats[bw_table[i].type].latency);
-	}
+	brk_req_stats_print(f, "worker", "Worker", bw_table, ARRAY_SIZE(bw_table),
+			    sizeof(bw_table[0]), bw_stats);
 	brk_metric_header(f, "vfio_broker_worker_faults_total", "counter",
 			  "Workers ended for crashing, hanging or breaking the protocol.");
 	for (int k = 0; k < 3; k++)

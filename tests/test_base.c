@@ -1,6 +1,6 @@
 /*
  * test_base: base/: PCI address parsing in both forms, hex digits, little-endian access, the
- * error record, ARRAY_SIZE and the cleanup helpers.
+ * error record, ARRAY_SIZE, the cleanup helpers and the request-table lookup.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -15,6 +15,7 @@
 
 #include "base.h"
 #include "bdf.h"
+#include "dispatch.h"
 #include "err.h"
 #include "hex.h"
 #include "le.h"
@@ -232,6 +233,38 @@ static void test_cleanup_closes_unless_taken(void **state)
 	assert_int_equal(ARRAY_SIZE(arr), 7);
 }
 
+static int handler_one(int x)
+{
+	return x + 1;
+}
+
+static int handler_two(int x)
+{
+	return x + 2;
+}
+
+static void test_dispatch_lookup_unknown_not_now_allowed(void **state)
+{
+	static const struct {
+		struct vb_req req;
+		int (*fn)(int);
+	} table[] = {
+	    {{7, 1u, "seven"}, handler_one},
+	    {{9, 2u | 4u, "nine"}, handler_two},
+	};
+	enum vb_req_check check = VB_REQ_ALLOWED;
+
+	assert_null(VB_REQ_LOOKUP(table, 8, 1u, &check));
+	assert_int_equal(check, VB_REQ_UNKNOWN);
+	assert_ptr_equal(VB_REQ_LOOKUP(table, 7, 2u, &check), &table[0]);
+	assert_int_equal(check, VB_REQ_NOT_NOW);
+	assert_ptr_equal(VB_REQ_LOOKUP(table, 9, 4u, &check), &table[1]);
+	assert_int_equal(check, VB_REQ_ALLOWED);
+	assert_int_equal(VB_REQ_LOOKUP(table, 9, 6u, &check)->fn(1), 3);
+	assert_string_equal(VB_REQ_LOOKUP(table, 7, 1u, &check)->req.name, "seven");
+	assert_int_equal(check, VB_REQ_ALLOWED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -245,6 +278,7 @@ int main(void)
 	    cmocka_unit_test(test_err_record_filled_and_null_allowed),
 	    cmocka_unit_test(test_err_record_long_message_truncated),
 	    cmocka_unit_test(test_cleanup_closes_unless_taken),
+	    cmocka_unit_test(test_dispatch_lookup_unknown_not_now_allowed),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -17,6 +17,7 @@
 #include "common.pb-c.h"
 #include "device.pb-c.h"
 #include "ipc_uv.h"
+#include "dispatch.h"
 #include "server_internal.h"
 #include "vmm_ops.h"
 
@@ -295,39 +296,41 @@ static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)
 	return r;
 }
 
+/* Session states, as bits for the table: HELLO first, then everything. */
+#define BEFORE_HELLO 1u
+#define AFTER_HELLO  2u
+
 static const struct {
-	uint16_t type;
-	bool before_hello;
+	struct vb_req req;
 	int (*fn)(struct wkr_server *s, struct ipc_msg *m);
 } handlers[] = {
-    {VB__DEV__TYPE__HELLO, true, h_hello},
-    {VB__DEV__TYPE__DEVICE_INFO, false, h_device_info},
-    {VB__DEV__TYPE__REGION_INFO, false, h_region_info},
-    {VB__DEV__TYPE__IRQ_INFO, false, h_irq_info},
-    {VB__DEV__TYPE__CFG_READ, false, h_cfg_read},
-    {VB__DEV__TYPE__CFG_WRITE, false, h_cfg_write},
-    {VB__DEV__TYPE__REGION_READ, false, h_region_read},
-    {VB__DEV__TYPE__REGION_WRITE, false, h_region_write},
-    {VB__DEV__TYPE__DMA_MAP, false, h_dma_map},
-    {VB__DEV__TYPE__DMA_UNMAP, false, h_dma_unmap},
-    {VB__DEV__TYPE__SET_IRQ_FDS, false, h_set_irq_fds},
-    {VB__DEV__TYPE__RESET, false, h_reset},
-    {VB__DEV__TYPE__REMOVAL_ACK, false, h_removal_ack},
+    {{VB__DEV__TYPE__HELLO, BEFORE_HELLO | AFTER_HELLO, "hello"}, h_hello},
+    {{VB__DEV__TYPE__DEVICE_INFO, AFTER_HELLO, "device_info"}, h_device_info},
+    {{VB__DEV__TYPE__REGION_INFO, AFTER_HELLO, "region_info"}, h_region_info},
+    {{VB__DEV__TYPE__IRQ_INFO, AFTER_HELLO, "irq_info"}, h_irq_info},
+    {{VB__DEV__TYPE__CFG_READ, AFTER_HELLO, "cfg_read"}, h_cfg_read},
+    {{VB__DEV__TYPE__CFG_WRITE, AFTER_HELLO, "cfg_write"}, h_cfg_write},
+    {{VB__DEV__TYPE__REGION_READ, AFTER_HELLO, "region_read"}, h_region_read},
+    {{VB__DEV__TYPE__REGION_WRITE, AFTER_HELLO, "region_write"}, h_region_write},
+    {{VB__DEV__TYPE__DMA_MAP, AFTER_HELLO, "dma_map"}, h_dma_map},
+    {{VB__DEV__TYPE__DMA_UNMAP, AFTER_HELLO, "dma_unmap"}, h_dma_unmap},
+    {{VB__DEV__TYPE__SET_IRQ_FDS, AFTER_HELLO, "set_irq_fds"}, h_set_irq_fds},
+    {{VB__DEV__TYPE__RESET, AFTER_HELLO, "reset"}, h_reset},
+    {{VB__DEV__TYPE__REMOVAL_ACK, AFTER_HELLO, "removal_ack"}, h_removal_ack},
 };
 
 void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 {
+	enum vb_req_check check;
 	int r = -EOPNOTSUPP;
+
 	s->err = (struct vb_err){0};
-	for (size_t i = 0; i < ARRAY_SIZE(handlers); i++) {
-		if (handlers[i].type != m->type)
-			continue;
-		if (!s->hello_done && !handlers[i].before_hello)
-			r = fail(s, -EPROTO, "HELLO must come first");
-		else
-			r = handlers[i].fn(s, m);
-		break;
-	}
+	__typeof__(&handlers[0]) h =
+	    VB_REQ_LOOKUP(handlers, m->type, s->hello_done ? AFTER_HELLO : BEFORE_HELLO, &check);
+	if (check == VB_REQ_NOT_NOW)
+		r = fail(s, -EPROTO, "HELLO must come first");
+	else if (check == VB_REQ_ALLOWED)
+		r = h->fn(s, m);
 	if (r < 0)
 		(void)ipc_chan_reply_error(chan(s), m, r, "%s", vb_err_msg(&s->err, r));
 }
