@@ -343,6 +343,30 @@ static int cfg_restart(struct cfg_state *st, const char *value)
 	return 1;
 }
 
+static const char *const proto_names[] = {"none", "native", "vfio-user", "both"};
+
+const char *brk_proto_name(uint32_t protocols)
+{
+	return protocols <= BRK_PROTO_BOTH ? proto_names[protocols] : "none";
+}
+
+int brk_proto_parse(const char *s, uint32_t *ret)
+{
+	for (uint32_t i = BRK_PROTO_NATIVE; i <= BRK_PROTO_BOTH; i++)
+		if (!strcmp(s, proto_names[i])) {
+			*ret = i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static int cfg_protocol(struct cfg_state *st, const char *value)
+{
+	if (brk_proto_parse(value, &st->c->protocols) < 0)
+		return cfg_fail(st, "protocol: '%s' is not native|vfio-user|both", value);
+	return 1;
+}
+
 #define OFF(f) offsetof(struct brk_config, f)
 #define MIB    (1ull << 20)
 #define GIB    (1ull << 30)
@@ -368,6 +392,7 @@ static const struct cfg_key cfg_keys[] = {
      .fn = cfg_allow,
      .repeatable = true},
     {.section = "devices", .name = "allow_bind", .type = CFG_BOOL, .offset = OFF(allow_bind)},
+    {.section = "devices", .name = "protocol", .type = CFG_SPECIAL, .fn = cfg_protocol},
     {.section = "limits",
      .name = "max_dma_mappings",
      .type = CFG_U32,
@@ -626,6 +651,7 @@ static void cfg_defaults(struct brk_config *c)
 	c->max_vms = 64;
 	c->max_devices = 256;
 	c->remove_timeout_ms = 5000;
+	c->protocols = BRK_PROTO_NATIVE;
 	/* A worker holds its device, VMM and broker sockets, a listening socket and up to 2048
 	 * MSI-X irqfds in flight; it never forks, writes files or locks memory. */
 	c->rlimits = (struct brk_worker_rlimits){

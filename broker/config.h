@@ -45,6 +45,16 @@ struct brk_worker_rlimits {
 	uint64_t as;	  /* RLIMIT_AS, bytes; 0: unlimited */
 };
 
+/* The VMM protocols a worker serves (the HANDOFF's bits). */
+#define BRK_PROTO_NATIVE    1u /* proto/device.proto, SOCK_SEQPACKET */
+#define BRK_PROTO_VFIO_USER 2u /* vfio-user 0.1, SOCK_STREAM */
+#define BRK_PROTO_BOTH	    (BRK_PROTO_NATIVE | BRK_PROTO_VFIO_USER)
+
+/* "native", "vfio-user" or "both" for 1, 2, 3; "none" otherwise. */
+const char *brk_proto_name(uint32_t protocols);
+/* The bits of "native", "vfio-user" or "both"; -EINVAL for anything else. */
+int brk_proto_parse(const char *s, uint32_t *ret);
+
 struct brk_config {
 	char *path;
 
@@ -62,6 +72,7 @@ struct brk_config {
 	struct brk_allow *allow;
 	size_t nallow;
 	bool allow_bind;
+	uint32_t protocols; /* BRK_PROTO_* bits an AddDevice without a protocol gets */
 
 	/* [limits] */
 	uint32_t max_dma_mappings;

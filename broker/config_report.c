@@ -65,12 +65,14 @@ int brk_config_dump(const struct brk_config *c, char **ret)
 		else
 			fprintf(f, "allow = %s\n", c->allow[i].bdf);
 	}
-	fprintf(f,
-		"allow_bind = %s\n\n[limits]\nmax_dma_mappings = %u\nmax_pinned_bytes = %llu\n"
-		"max_vms = %u\nmax_devices = %u\nremove_timeout_ms = %u\n\n[worker]\npath = %s\n",
-		c->allow_bind ? "yes" : "no", c->max_dma_mappings,
-		(unsigned long long)c->max_pinned_bytes, c->max_vms, c->max_devices,
-		c->remove_timeout_ms, c->worker_path);
+	fprintf(
+	    f,
+	    "allow_bind = %s\nprotocol = %s\n\n[limits]\nmax_dma_mappings = %u\n"
+	    "max_pinned_bytes = %llu\nmax_vms = %u\nmax_devices = %u\nremove_timeout_ms = %u\n\n"
+	    "[worker]\npath = %s\n",
+	    c->allow_bind ? "yes" : "no", brk_proto_name(c->protocols), c->max_dma_mappings,
+	    (unsigned long long)c->max_pinned_bytes, c->max_vms, c->max_devices,
+	    c->remove_timeout_ms, c->worker_path);
 	if (c->worker_user_set)
 		fprintf(f, "user = %u\n", (unsigned)c->worker_uid_first);
 	else

@@ -271,6 +271,8 @@ static void dmn_reply_add(struct dmn_dev *dd)
 	struct dmn_vm *v = dd->rec->vm->priv;
 
 	rep.socket_path = dd->rec->socket_path;
+	rep.vfio_user_socket_path = dd->rec->vfu_socket_path;
+	rep.protocol = (Vb__Ctl__Protocol)dd->rec->protocols;
 	rep.worker_pid = (uint32_t)dd->rec->worker_pid;
 	rep.iommu_group = dd->rec->iommu_group;
 	rep.iommu_backend = (char *)brk_container_backend_name(v->container);
@@ -283,14 +285,20 @@ static void dmn_on_ready(void *ctx)
 	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
-	/* The worker has its own copy of the listening socket now. */
-	close(dd->vmm_fd);
+	/* The worker has its own copies of the listening sockets now. */
+	if (dd->vmm_fd >= 0)
+		close(dd->vmm_fd);
 	dd->vmm_fd = -1;
+	if (dd->vfu_fd >= 0)
+		close(dd->vfu_fd);
+	dd->vfu_fd = -1;
 	/* Removed while it was starting: the removal goes on. */
 	if (d->state != BRK_DEV_STARTING || brk_dev_set_state(d, BRK_DEV_READY) < 0)
 		return;
-	brk_info("%s: worker %d ready (vm %s, socket %s%s)", d->bdf, (int)d->worker_pid,
+	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path,
+		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
+		 d->vfu_socket_path[0] ? "vfio-user " : "", d->vfu_socket_path,
 		 dd->generation ? ", restarted"
 		 : dd->hotplug	? ", hot-plugged into the running VM"
 				: "");
@@ -298,8 +306,9 @@ static void dmn_on_ready(void *ctx)
 		dmn_reply_add(dd);
 		dd->dmn->adds_total++;
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,
-			      d->vm->name, "worker %d, socket %s", (int)d->worker_pid,
-			      d->socket_path);
+			      d->vm->name, "worker %d, socket %s%s%s", (int)d->worker_pid,
+			      d->socket_path, d->vfu_socket_path[0] ? " vfio-user " : "",
+			      d->vfu_socket_path);
 	} else {
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_WORKER_RESTARTED, d->bdf,
 			      d->vm->name, "restart %u: worker %d", dd->generation,
@@ -463,10 +472,18 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 	r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
 	if (r < 0)
 		return vb_errf(err, r, "every uid of the worker uid_range is in use");
-	if (dd->vmm_fd < 0) {
+	if ((d->protocols & BRK_PROTO_NATIVE) && dd->vmm_fd < 0) {
 		r = brk_spawn_vmm_socket(dd->dmn->cfg->runtime_dir, d->vm->name, d->bdf,
-					 v->owner_uid, v->owner_gid, d->socket_path,
-					 sizeof(d->socket_path), &dd->vmm_fd, err);
+					 BRK_PROTO_NATIVE, v->owner_uid, v->owner_gid,
+					 d->socket_path, sizeof(d->socket_path), &dd->vmm_fd, err);
+		if (r < 0)
+			return r;
+	}
+	if ((d->protocols & BRK_PROTO_VFIO_USER) && dd->vfu_fd < 0) {
+		r = brk_spawn_vmm_socket(dd->dmn->cfg->runtime_dir, d->vm->name, d->bdf,
+					 BRK_PROTO_VFIO_USER, v->owner_uid, v->owner_gid,
+					 d->vfu_socket_path, sizeof(d->vfu_socket_path),
+					 &dd->vfu_fd, err);
 		if (r < 0)
 			return r;
 	}
@@ -485,7 +502,9 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 	a.max_pinned_bytes = d->vm->max_pinned_bytes;
 	a.iommu_pgsize = (uint32_t)brk_container_info(v->container)->min_pgsize;
 	a.generation = dd->generation;
+	a.protocols = d->protocols;
 	a.vmm_listen_fd = dd->vmm_fd;
+	a.vfu_listen_fd = dd->vfu_fd;
 	a.hooks = &dmn_worker_hooks;
 	a.ctx = dd;
 	r = dd->dmn->workers->start(dd->dmn->loop, &a, &dd->worker, err);
@@ -512,10 +531,18 @@ static void dmn_dev_release(struct dmn_dev *dd)
 		close(dd->vmm_fd);
 		dd->vmm_fd = -1;
 	}
+	if (dd->vfu_fd >= 0) {
+		close(dd->vfu_fd);
+		dd->vfu_fd = -1;
+	}
 	if (d->socket_path[0])
 		brk_spawn_vmm_socket_remove(dd->dmn->cfg->runtime_dir, d->vm->name, d->socket_path,
 					    false);
 	d->socket_path[0] = '\0';
+	if (d->vfu_socket_path[0])
+		brk_spawn_vmm_socket_remove(dd->dmn->cfg->runtime_dir, d->vm->name,
+					    d->vfu_socket_path, false);
+	d->vfu_socket_path[0] = '\0';
 	if (dd->device) {
 		dmn_quiesce_now(dd);
 		dd->resets_before += brk_vfio_dev_resets(dd->device);
@@ -590,6 +617,11 @@ static int dmn_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 		brk_ctl_call_set_message(
 		    call, "bind_vfio: not allowed by %s ([devices] allow_bind)", cfg->path);
 		return -EPERM;
+	}
+	if ((uint32_t)req->protocol > BRK_PROTO_BOTH) {
+		brk_ctl_call_set_message(call, "protocol %d: not native, vfio-user or both",
+					 (int)req->protocol);
+		return -EINVAL;
 	}
 	return 0;
 }
@@ -699,6 +731,11 @@ static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_c
 	dd->rec = d;
 	dd->dmn = dmn;
 	dd->vmm_fd = -1;
+	dd->vfu_fd = -1;
+	d->protocols = req->protocol != VB__CTL__PROTOCOL__PROTOCOL_DEFAULT
+			   ? (uint32_t)req->protocol
+		       : dmn->cfg->protocols ? dmn->cfg->protocols
+					     : BRK_PROTO_NATIVE;
 	d->owner_uid = req->owner_uid;
 	d->owner_gid = req->owner_gid;
 	d->allow_mmap = req->allow_mmap;

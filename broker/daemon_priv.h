@@ -43,6 +43,7 @@ struct dmn_dev {
 	uid_t worker_uid;
 	gid_t worker_gid;
 	int vmm_fd; /* the VMM listening socket until the worker has it */
+	int vfu_fd; /* the vfio-user listening socket, likewise */
 	uint32_t generation;
 	uint32_t resets_before;		  /* resets of earlier device handles */
 	struct brk_ctl_call *add_call;	  /* AddDevice waiting for the worker's handoff */

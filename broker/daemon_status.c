@@ -31,6 +31,8 @@ static void dmn_fill_status(const struct brk_dev *d, struct dmn_status_buf *b)
 	st->worker_pid = (uint32_t)d->worker_pid;
 	st->restarts = d->restarts;
 	st->socket_path = (char *)d->socket_path;
+	st->vfio_user_socket_path = (char *)d->vfu_socket_path;
+	st->protocol = (Vb__Ctl__Protocol)d->protocols;
 	st->iommu_group = d->iommu_group;
 	st->last_fault = (char *)d->last_fault;
 	st->resets = dd->resets_before;

@@ -50,10 +50,12 @@ struct brk_dev {
 	uid_t owner_uid;
 	gid_t owner_gid;
 	bool allow_mmap;
-	pid_t worker_pid; /* 0: no worker */
+	uint32_t protocols; /* BRK_PROTO_* (config.h): the VMM sockets its worker serves */
+	pid_t worker_pid;   /* 0: no worker */
 	uint32_t restarts;
 	uint32_t iommu_group;
-	char socket_path[BRK_SOCK_PATH_MAX];
+	char socket_path[BRK_SOCK_PATH_MAX];	 /* native; empty when not served */
+	char vfu_socket_path[BRK_SOCK_PATH_MAX]; /* vfio-user; empty when not served */
 	char last_fault[BRK_FAULT_MAX];
 	void *priv; /* daemon: device, worker, sockets */
 	struct brk_dev *next;

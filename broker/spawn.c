@@ -39,20 +39,22 @@ static int spawn_vm_dir(const char *runtime_dir, const char *vm, struct vb_err *
 	return fd;
 }
 
-int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
-			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd,
-			 struct vb_err *err)
+int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf,
+			 uint32_t protocol, uid_t owner_uid, gid_t owner_gid, char *path,
+			 size_t pathsz, int *ret_fd, struct vb_err *err)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	bool vfu = protocol == BRK_PROTO_VFIO_USER;
+	const char *suffix = vfu ? ".vfio-user.sock" : ".sock";
 	_cleanup_close_ int dfd = -1, fd = -1;
-	char name[VB_BDF_LEN + 8];
+	char name[VB_BDF_LEN + 24];
 	int n;
 
-	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s.sock", runtime_dir, vm, bdf);
+	n = snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/%s/%s%s", runtime_dir, vm, bdf, suffix);
 	if (n < 0 || (size_t)n >= sizeof(sa.sun_path) || (size_t)n >= pathsz)
 		return vb_errf(err, -ENAMETOOLONG,
 			       "socket path for %s/%s is too long for a unix socket", vm, bdf);
-	snprintf(name, sizeof(name), "%s.sock", bdf);
+	snprintf(name, sizeof(name), "%s%s", bdf, suffix);
 	dfd = spawn_vm_dir(runtime_dir, vm, err);
 	if (dfd < 0)
 		return dfd;
@@ -60,7 +62,7 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 	if (unlinkat(dfd, name, 0) < 0 && errno != ENOENT)
 		return vb_errf(err, -errno, "cannot remove stale %s: %s", sa.sun_path,
 			       strerror(errno));
-	fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	fd = socket(AF_UNIX, (vfu ? SOCK_STREAM : SOCK_SEQPACKET) | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return vb_errf(err, -errno, "socket: %s", strerror(errno));
 	/* unix_bind() gives the new node the socket inode's mode minus the umask: set it on the

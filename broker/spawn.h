@@ -17,14 +17,16 @@
 #define BRK_WORKER_CHANNEL_FD 3
 
 /*
- * Creates (if needed) <runtime_dir>/<vm>/ (the broker's, mode 0755) and binds a listening
- * SOCK_SEQPACKET socket <runtime_dir>/<vm>/<bdf>.sock owned by owner_uid:owner_gid with mode 0600
- * (a stale one is replaced). `vm` and `bdf` must be validated names. Returns 0 with the path in
- * `path` and the fd in *ret_fd; errors are negative errno with a message in err.
+ * Creates (if needed) <runtime_dir>/<vm>/ (the broker's, mode 0755) and binds a listening socket
+ * owned by owner_uid:owner_gid with mode 0600 (a stale one is replaced): for the native protocol
+ * (`protocol` BRK_PROTO_NATIVE) SOCK_SEQPACKET <runtime_dir>/<vm>/<bdf>.sock, for vfio-user
+ * (BRK_PROTO_VFIO_USER) SOCK_STREAM <runtime_dir>/<vm>/<bdf>.vfio-user.sock. `vm` and `bdf` must
+ * be validated names. Returns 0 with the path in `path` and the fd in *ret_fd; errors are
+ * negative errno with a message in err.
  */
-int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf, uid_t owner_uid,
-			 gid_t owner_gid, char *path, size_t pathsz, int *ret_fd,
-			 struct vb_err *err);
+int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bdf,
+			 uint32_t protocol, uid_t owner_uid, gid_t owner_gid, char *path,
+			 size_t pathsz, int *ret_fd, struct vb_err *err);
 /* Removes a device's socket, and the VM's directory when `last` (it is empty then). */
 void brk_spawn_vmm_socket_remove(const char *runtime_dir, const char *vm, const char *path,
 				 bool last);

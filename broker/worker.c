@@ -450,7 +450,8 @@ static int bw_send_handoff(struct brk_worker *w)
 	Vb__Brk__Handoff h = VB__BRK__HANDOFF__INIT;
 	Vb__Limits lim = VB__LIMITS__INIT;
 	struct brk_vfio_dev_pb pb = {0};
-	int fds[2] = {brk_vfio_dev_fd(w->a.dev), w->a.vmm_listen_fd}, r;
+	int fds[3] = {brk_vfio_dev_fd(w->a.dev)}, r;
+	size_t nfds = 1;
 
 	r = brk_vfio_dev_pb_fill(w->a.dev, &pb);
 	if (r < 0)
@@ -471,8 +472,14 @@ static int bw_send_handoff(struct brk_worker *w)
 	h.owner_uid = w->a.owner_uid;
 	h.owner_gid = w->a.owner_gid;
 	h.generation = w->a.generation;
-	/* SCM_RIGHTS gives the worker its own descriptions of both fds; ours stay ours. */
-	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HANDOFF, &h.base, fds, 2,
+	/* The device, then the listening socket of each protocol served, native first. */
+	h.protocols = w->a.protocols;
+	if (w->a.protocols & BRK_PROTO_NATIVE)
+		fds[nfds++] = w->a.vmm_listen_fd;
+	if (w->a.protocols & BRK_PROTO_VFIO_USER)
+		fds[nfds++] = w->a.vfu_listen_fd;
+	/* SCM_RIGHTS gives the worker its own descriptions of the fds; ours stay ours. */
+	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HANDOFF, &h.base, fds, nfds,
 			     &w->handoff_id);
 	brk_vfio_dev_pb_release(&pb);
 	return r;

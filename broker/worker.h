@@ -59,7 +59,11 @@ struct brk_worker_args {
 	uint64_t max_pinned_bytes;
 	uint32_t iommu_pgsize;
 	uint32_t generation;
-	int vmm_listen_fd; /* sent with the HANDOFF; the caller keeps (and may close) its copy */
+	/* The VMM sockets, sent with the HANDOFF for the protocols in `protocols` (BRK_PROTO_*);
+	 * the caller keeps (and may close) its copies. -1 for a protocol not served. */
+	uint32_t protocols;
+	int vmm_listen_fd;
+	int vfu_listen_fd;
 	const struct brk_worker_hooks *hooks;
 	void *ctx;
 };

@@ -110,6 +110,13 @@ static int copy_str(char *dst, size_t size, const char *src)
 	return 0;
 }
 
+const char *vfb_ctl_proto_name(uint32_t protocol)
+{
+	static const char *const names[] = {"unknown", "native", "vfio-user", "both"};
+
+	return protocol < 4 ? names[protocol] : "unknown";
+}
+
 int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 		struct vfb_ctl_add_reply *ret)
 {
@@ -121,7 +128,9 @@ int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 	struct ipc_msg *m;
 	int r;
 
-	if (!req || !ret || (req->flags & ~(VFB_CTL_ADD_BIND | VFB_CTL_ADD_ALLOW_MMAP)))
+	const uint32_t known =
+	    VFB_CTL_ADD_BIND | VFB_CTL_ADD_ALLOW_MMAP | VFB_CTL_ADD_NATIVE | VFB_CTL_ADD_VFIO_USER;
+	if (!req || !ret || (req->flags & ~known))
 		return -EINVAL;
 	r = vfb_bdf_normalize(req->bdf, bdf, sizeof(bdf));
 	if (r < 0)
@@ -138,6 +147,9 @@ int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 	pb.limits = &lim;
 	pb.bind_vfio = !!(req->flags & VFB_CTL_ADD_BIND);
 	pb.allow_mmap = !!(req->flags & VFB_CTL_ADD_ALLOW_MMAP);
+	pb.protocol =
+	    (req->flags & VFB_CTL_ADD_NATIVE ? VB__CTL__PROTOCOL__PROTOCOL_NATIVE : 0) |
+	    (req->flags & VFB_CTL_ADD_VFIO_USER ? VB__CTL__PROTOCOL__PROTOCOL_VFIO_USER : 0);
 	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__ADD_DEVICE, &pb.base, NULL, 0, 0, &m);
 	if (r < 0)
 		return r;
@@ -146,6 +158,10 @@ int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 	r = copy_str(out.socket_path, sizeof(out.socket_path), rep->socket_path);
 	if (r == 0)
 		r = copy_str(out.iommu_backend, sizeof(out.iommu_backend), rep->iommu_backend);
+	if (r == 0)
+		r = copy_str(out.vfio_user_socket_path, sizeof(out.vfio_user_socket_path),
+			     rep->vfio_user_socket_path);
+	out.protocol = (uint32_t)rep->protocol;
 	out.worker_pid = rep->worker_pid;
 	out.iommu_group = rep->iommu_group;
 	ipc_msg_free(m);
@@ -187,6 +203,7 @@ static void device_clear(struct vfb_ctl_device *d)
 	free(d->bdf);
 	free(d->vm);
 	free(d->socket_path);
+	free(d->vfio_user_socket_path);
 	free(d->last_fault);
 	free(d->irqs);
 	memset(d, 0, sizeof(*d));
@@ -198,10 +215,13 @@ static int device_from_pb(const Vb__Ctl__DeviceStatus *s, struct vfb_ctl_device 
 	d->bdf = strdup(s->bdf);
 	d->vm = strdup(s->vm);
 	d->socket_path = strdup(s->socket_path);
+	d->vfio_user_socket_path = strdup(s->vfio_user_socket_path);
+	d->protocol = (uint32_t)s->protocol;
 	d->last_fault = strdup(s->last_fault);
 	if (s->n_irqs)
 		d->irqs = calloc(s->n_irqs, sizeof(*d->irqs));
-	if (!d->bdf || !d->vm || !d->socket_path || !d->last_fault || (s->n_irqs && !d->irqs)) {
+	if (!d->bdf || !d->vm || !d->socket_path || !d->vfio_user_socket_path || !d->last_fault ||
+	    (s->n_irqs && !d->irqs)) {
 		device_clear(d);
 		return -ENOMEM;
 	}

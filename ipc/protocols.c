@@ -52,8 +52,8 @@ const struct ipc_proto ipc_proto_control = {
 };
 
 static const struct ipc_msgdef broker_defs[] = {
-    /* fds: the device fd and the worker's VMM listening socket. */
-    REQ_FDS(VB__BRK__TYPE__HANDOFF, vb__brk__handoff__descriptor, 2, vb__empty__descriptor, 0),
+    /* fds: the device fd and the worker's VMM listening sockets (native, vfio-user or both). */
+    REQ_FDS(VB__BRK__TYPE__HANDOFF, vb__brk__handoff__descriptor, 3, vb__empty__descriptor, 0),
     /* fd: the memfd that backs the mapping. */
     REQ_FDS(VB__BRK__TYPE__DMA_MAP, vb__dma_map__descriptor, 1, vb__empty__descriptor, 0),
     REQ(VB__BRK__TYPE__DMA_UNMAP, vb__dma_unmap__descriptor, vb__empty__descriptor),

@@ -4,3 +4,8 @@
 # guest_vfio_available BDF...: proves the VFIO container interface works for those devices.
 add_executable(guest_vfio_available ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_vfio_available.c)
 
+
+# vfio-user-edu SOCKET: our own vfio-user client driving edu through a brokered worker.
+add_executable(vfio-user-edu ${CMAKE_CURRENT_SOURCE_DIR}/guest/vfio-user-edu.c
+	${CMAKE_CURRENT_SOURCE_DIR}/vfu/vfu_client.c)
+target_include_directories(vfio-user-edu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/vfu)

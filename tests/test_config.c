@@ -79,6 +79,29 @@ static void test_deploy_config_rejects_bad_value(void **state)
 	assert_err_at(&f, 3, "restart: 'always' is not never|on-failure");
 }
 
+static void test_config_protocol_default_native_and_choices(void **state)
+{
+	struct cfg_file f;
+	const char *names[] = {"native", "vfio-user", "both"};
+
+	assert_int_equal(load_text(&f, WORKER_OK), 0);
+	assert_int_equal(f.c->protocols, BRK_PROTO_NATIVE);
+	brk_config_free(f.c);
+	for (uint32_t i = 0; i < 3; i++) {
+		char text[256];
+		snprintf(text, sizeof(text),
+			 "[devices]\nallow = 1234:11e8\nprotocol = %s\n" WORKER_OK, names[i]);
+		assert_int_equal(load_text(&f, text), 0);
+		assert_int_equal(f.c->protocols, i + 1);
+		assert_string_equal(brk_proto_name(f.c->protocols), names[i]);
+		brk_config_free(f.c);
+	}
+	assert_int_equal(
+	    load_text(&f, "[devices]\nallow = 1234:11e8\nprotocol = vfio_user\n" WORKER_OK),
+	    -EINVAL);
+	assert_err_at(&f, 3, "protocol: 'vfio_user' is not native|vfio-user|both");
+}
+
 static void test_config_allow_short_address_matches_canonical(void **state)
 {
 	struct cfg_file f;
@@ -351,6 +374,7 @@ int main(void)
 	    cmocka_unit_test(test_deploy_config_rejects_unknown_key),
 	    cmocka_unit_test(test_deploy_config_rejects_bad_value),
 	    cmocka_unit_test(test_config_allow_short_address_matches_canonical),
+	    cmocka_unit_test(test_config_protocol_default_native_and_choices),
 	    cmocka_unit_test(test_deploy_config_rejects_device_not_in_allowlist),
 	    cmocka_unit_test(test_deploy_config_rejects_unreadable_file),
 	    cmocka_unit_test(test_deploy_config_rejects_limits_out_of_range),

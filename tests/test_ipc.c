@@ -687,7 +687,8 @@ static void test_ipc_protocol_tables_match_proto_files(void **state)
 	check_table(&ipc_proto_broker, &vb__brk__type__descriptor, IPC_PROTO_BROKER, NULL);
 	check_table(&ipc_proto_device, &vb__dev__type__descriptor, IPC_PROTO_DEVICE, "EVENT");
 	/* The fds the .proto comments name. */
-	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__HANDOFF)->max_request_fds, 2);
+	/* The device and up to two listening sockets (native, vfio-user). */
+	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__HANDOFF)->max_request_fds, 3);
 	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__DMA_MAP)->max_request_fds, 1);
 	assert_int_equal(def_of(&ipc_proto_broker, VB__BRK__TYPE__SET_IRQS)->max_request_fds,
 			 IPC_FDS_MAX);

@@ -18,6 +18,7 @@
 
 #include "broker.pb-c.h"
 #include "broker_link.h"
+#include "vfu.h"
 #include "common.pb-c.h"
 #include "ipc_uv.h"
 
@@ -29,7 +30,8 @@ struct wkr_broker {
 	struct ipc_uv *u;
 	struct ipc_msg *handoff;
 	struct ipc_msg *removal; /* the REMOVAL request being served */
-	struct wkr_server *srv;
+	struct wkr_server *srv;	 /* NULL when the native protocol is not served */
+	struct wkr_vfu *vfu;	 /* NULL when vfio-user is not served */
 	struct wkr_dev *dev;
 	void (*gone)(void *data, int err);
 	void *gone_data;
@@ -133,6 +135,13 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 		return vb_errf(err, -EINVAL, "IOMMU page size %#x is not a power of two",
 			       h->iommu_pgsize);
 	}
+	uint32_t protos =
+	    h->protocols ? h->protocols : VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE;
+	if (protos & ~(uint32_t)(VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE |
+				 VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_VFIO_USER))
+		return vb_errf(err, -EINVAL, "unknown protocol bits %#x", h->protocols);
+	out->native = protos & VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE;
+	out->vfio_user = protos & VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_VFIO_USER;
 	out->owner_uid = h->owner_uid;
 	out->allow_mmap = h->allow_mmap;
 	out->iommu_pgsize = h->iommu_pgsize;
@@ -163,7 +172,7 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 	if (r < 0) {
 		return vb_errf(err, r, "broker channel: %s", strerror(-r));
 	}
-	if (m->kind != IPC_KIND_REQUEST || m->type != VB__BRK__TYPE__HANDOFF || m->nfds != 2) {
+	if (m->kind != IPC_KIND_REQUEST || m->type != VB__BRK__TYPE__HANDOFF || m->nfds < 2) {
 		vb_errf(err, -EPROTO,
 			"first message is type %u kind %u with %zu fds, not a HANDOFF", m->type,
 			m->kind, m->nfds);
@@ -178,8 +187,19 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 		ipc_msg_free(m);
 		return r;
 	}
+	/* The device, then one listening socket per protocol served, native first. */
+	size_t want = 1 + (size_t)ret->native + (size_t)ret->vfio_user;
+	if (m->nfds != want) {
+		r = vb_errf(err, -EPROTO, "HANDOFF for %s carries %zu fds, not %zu",
+			    ret->native && ret->vfio_user ? "both protocols" : "one protocol",
+			    m->nfds, want);
+		(void)ipc_chan_reply_error(b->chan, m, r, "%s", err->msg);
+		ipc_msg_free(m);
+		return r;
+	}
 	ret->device_fd = ipc_msg_take_fd(m, 0);
-	ret->listen_fd = ipc_msg_take_fd(m, 1);
+	ret->listen_fd = ret->native ? ipc_msg_take_fd(m, 1) : -1;
+	ret->vfu_fd = ret->vfio_user ? ipc_msg_take_fd(m, want - 1) : -1;
 	b->handoff = m;
 	return 0;
 }
@@ -386,8 +406,8 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 	const Vb__Brk__Heartbeat *hb = (const Vb__Brk__Heartbeat *)m->body;
 	Vb__Brk__HeartbeatReply rep = VB__BRK__HEARTBEAT_REPLY__INIT;
 	rep.seq = hb->seq;
-	rep.vmm_connected = wkr_server_connected(b->srv);
-	rep.requests_served = wkr_server_requests(b->srv);
+	rep.vmm_connected = wkr_server_connected(b->srv) || wkr_vfu_connected(b->vfu);
+	rep.requests_served = wkr_server_requests(b->srv) + wkr_vfu_requests(b->vfu);
 	rep.interrupts_pending = wkr_irq_pending(b->dev);
 	(void)ipc_chan_reply(bchan(b), m, &rep.base, NULL, 0);
 }
@@ -415,9 +435,14 @@ static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 		}
 		b->removal = m;
 		m = NULL;
-		(void)wkr_server_removal(b->srv,
-					 ((const Vb__Brk__Removal *)b->removal->body)->timeout_ms,
-					 removal_done, b);
+		uint32_t ms = ((const Vb__Brk__Removal *)b->removal->body)->timeout_ms;
+		/* Whichever protocol's VMM holds the device is asked. */
+		if (wkr_vfu_connected(b->vfu))
+			(void)wkr_vfu_removal(b->vfu, ms, removal_done, b);
+		else if (b->srv)
+			(void)wkr_server_removal(b->srv, ms, removal_done, b);
+		else
+			removal_done(b, false);
 		break;
 	case VB__BRK__TYPE__HANDOFF:
 		(void)ipc_chan_reply_error(bchan(b), m, -EALREADY, "the worker has its device");
@@ -431,9 +456,11 @@ static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 }
 
 int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
-		     struct wkr_dev *dev, void (*gone)(void *data, int err), void *data)
+		     struct wkr_vfu *vfu, struct wkr_dev *dev, void (*gone)(void *data, int err),
+		     void *data)
 {
 	b->srv = srv;
+	b->vfu = vfu;
 	b->dev = dev;
 	b->gone = gone;
 	b->gone_data = data;

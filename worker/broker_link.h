@@ -13,13 +13,16 @@
 #include "backend.h"
 #include "ipc.h"
 #include "server.h"
+#include "vfu.h"
 #include "wkr.h"
 
 /* What the broker handed over. The fds are owned by whoever holds the struct. */
 struct wkr_handoff {
 	struct wkr_devinfo info;
 	int device_fd;
-	int listen_fd;
+	int listen_fd; /* native protocol (SOCK_SEQPACKET), or -1 when not served */
+	int vfu_fd;    /* vfio-user (SOCK_STREAM), or -1 when not served */
+	bool native, vfio_user;
 	char vm[64];
 	uid_t owner_uid;
 	bool allow_mmap;
@@ -49,7 +52,9 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err);
 
 /* Serves the broker's requests on `loop` from now on. `gone` runs once if the channel fails. */
+/* `srv` and `vfu` are the servers of the protocols served (either may be NULL). */
 int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
-		     struct wkr_dev *dev, void (*gone)(void *data, int err), void *data);
+		     struct wkr_vfu *vfu, struct wkr_dev *dev, void (*gone)(void *data, int err),
+		     void *data);
 
 #endif

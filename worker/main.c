@@ -105,9 +105,10 @@ static const char help[] =
     "    0, 1   unused (the broker passes none).\n"
     "    2      the log: one line per event, prefixed \"vfio-worker[DEVICE]: \".\n"
     "    3      broker mode: the broker channel, a SOCK_SEQPACKET socket (proto/broker.proto).\n"
-    "           Its first message is HANDOFF with two fds, in order: the VFIO device fd (used\n"
-    "           with pread/pwrite only, and passed to the VMM for mmap when the HANDOFF allows)\n"
-    "           and the listening socket for the VMM. The worker answers HEARTBEAT and REMOVAL\n"
+    "           Its first message is HANDOFF with, in order: the VFIO device fd (used with\n"
+    "           pread/pwrite only, and passed to the VMM for mmap when the HANDOFF allows),\n"
+    "           then a listening socket per protocol it names: native (SOCK_SEQPACKET), then\n"
+    "           vfio-user (SOCK_STREAM). The worker answers HEARTBEAT and REMOVAL\n"
     "           and sends DMA_MAP, DMA_UNMAP, DMA_UNMAP_ALL, SET_IRQS, RESET and VMM_STATE.\n"
     "    A VMM connection is refused (its first request answered with EPERM) unless its peer\n"
     "    uid is the owner's or 0, and refused with EBUSY while another VMM is connected.\n"
@@ -513,7 +514,7 @@ static void broker_gone(void *data, int err)
 
 static int broker_attach(void *ctx)
 {
-	return wkr_broker_start(ctx, &W.loop, W.srv, W.dev, broker_gone, NULL);
+	return wkr_broker_start(ctx, &W.loop, W.srv, W.vfu, W.dev, broker_gone, NULL);
 }
 
 static int run_broker(const struct opts *o)
@@ -543,7 +544,7 @@ static int run_broker(const struct opts *o)
 	    .info = &h.info,
 	    .device_fd = h.device_fd,
 	    .listen_fd = h.listen_fd,
-	    .vfu_fd = -1,
+	    .vfu_fd = h.vfu_fd,
 	    .inner = {&wkr_broker_ops, b},
 	    .sc =
 		{
@@ -563,8 +564,11 @@ static int run_broker(const struct opts *o)
 		wkr_broker_handoff_answer(b, &err);
 	} else {
 		r = wkr_broker_handoff_answer(b, NULL);
-		wlog("serving %s for VM %s (generation %u, mmap %s)", h.info.bdf, h.vm,
-		     h.generation, h.allow_mmap ? "allowed" : "not allowed");
+		wlog("serving %s for VM %s (generation %u, mmap %s, protocol %s)", h.info.bdf, h.vm,
+		     h.generation, h.allow_mmap ? "allowed" : "not allowed",
+		     h.native && h.vfio_user ? "both"
+		     : h.vfio_user	     ? "vfio-user"
+					     : "native");
 		if (r == 0)
 			serve_run();
 		else
@@ -576,6 +580,8 @@ static int run_broker(const struct opts *o)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
 	if (s.listen_fd >= 0)
 		close(s.listen_fd);
+	if (s.vfu_fd >= 0)
+		close(s.vfu_fd);
 	close(h.device_fd);
 	return r < 0 ? 1 : W.exit_code;
 }

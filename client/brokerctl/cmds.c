@@ -226,6 +226,7 @@ int ctl_cmd_add(const struct ctl_opts *o, int argc, char **argv)
 	    {"owner", required_argument, NULL, 'o'},
 	    {"bind", no_argument, NULL, 'b'},
 	    {"allow-mmap", no_argument, NULL, 'm'},
+	    {"protocol", required_argument, NULL, 'P'},
 	    {"max-mappings", required_argument, NULL, 'n'},
 	    {"max-pinned", required_argument, NULL, 'p'},
 	    HELP_OPT,
@@ -257,6 +258,20 @@ int ctl_cmd_add(const struct ctl_opts *o, int argc, char **argv)
 			break;
 		case 'm':
 			req.flags |= VFB_CTL_ADD_ALLOW_MMAP;
+			break;
+		case 'P':
+			if (!strcmp(optarg, "native"))
+				req.flags |= VFB_CTL_ADD_NATIVE;
+			else if (!strcmp(optarg, "vfio-user"))
+				req.flags |= VFB_CTL_ADD_VFIO_USER;
+			else if (!strcmp(optarg, "both"))
+				req.flags |= VFB_CTL_ADD_NATIVE | VFB_CTL_ADD_VFIO_USER;
+			else {
+				ctl_usage_error("add: --protocol: '%s' is not native, vfio-user or "
+						"both",
+						optarg);
+				return EXIT_USAGE;
+			}
 			break;
 		case 'n':
 			if (parse_u64(optarg, UINT32_MAX, &v) < 0 || v == 0) {
@@ -306,7 +321,9 @@ int ctl_cmd_add(const struct ctl_opts *o, int argc, char **argv)
 		jw_obj_begin(&w, NULL);
 		jw_str(&w, "bdf", bdf);
 		jw_str(&w, "vm", req.vm);
+		jw_str(&w, "protocol", vfb_ctl_proto_name(rep.protocol));
 		jw_str(&w, "socket_path", rep.socket_path);
+		jw_str(&w, "vfio_user_socket_path", rep.vfio_user_socket_path);
 		jw_u64(&w, "worker_pid", rep.worker_pid);
 		jw_u64(&w, "iommu_group", rep.iommu_group);
 		jw_str(&w, "iommu_backend", rep.iommu_backend);
@@ -314,9 +331,18 @@ int ctl_cmd_add(const struct ctl_opts *o, int argc, char **argv)
 		jw_finish(&w);
 	} else {
 		printf("added %s to vm %s\n", bdf, req.vm);
-		printf("  socket         ");
-		out_safe(stdout, rep.socket_path);
-		printf("\n  worker pid     %u\n  iommu group    %u\n  iommu backend  ",
+		printf("  protocol       %s\n", vfb_ctl_proto_name(rep.protocol));
+		if (*rep.socket_path) {
+			printf("  socket         ");
+			out_safe(stdout, rep.socket_path);
+			putchar('\n');
+		}
+		if (*rep.vfio_user_socket_path) {
+			printf("  vfio-user      ");
+			out_safe(stdout, rep.vfio_user_socket_path);
+			putchar('\n');
+		}
+		printf("  worker pid     %u\n  iommu group    %u\n  iommu backend  ",
 		       rep.worker_pid, rep.iommu_group);
 		out_safe(stdout, rep.iommu_backend);
 		putchar('\n');
@@ -402,7 +428,9 @@ static void json_device(struct jw *w, const char *key, const struct vfb_ctl_devi
 	jw_u64(w, "pinned_bytes", d->pinned_bytes);
 	jw_u64(w, "restarts", d->restarts);
 	jw_u64(w, "resets", d->resets);
+	jw_str(w, "protocol", vfb_ctl_proto_name(d->protocol));
 	jw_str(w, "socket_path", d->socket_path);
+	jw_str(w, "vfio_user_socket_path", d->vfio_user_socket_path);
 	if (*d->last_fault)
 		jw_str(w, "last_fault", d->last_fault);
 	else
@@ -421,8 +449,8 @@ static void json_device(struct jw *w, const char *key, const struct vfb_ctl_devi
 int ctl_cmd_list(const struct ctl_opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {HELP_OPT, {0}};
-	static const char *const hdr[] = {"BDF",      "VM",	"STATE",    "PID",   "GROUP",
-					  "MAPPINGS", "PINNED", "RESTARTS", "SOCKET"};
+	static const char *const hdr[] = {"BDF",      "VM",	"STATE",    "PID",	"GROUP",
+					  "MAPPINGS", "PINNED", "RESTARTS", "PROTOCOL", "SOCKET"};
 	struct vfb_ctl_device *list;
 	struct vfb_ctl *ctl;
 	struct table *t;
@@ -457,19 +485,15 @@ int ctl_cmd_list(const struct ctl_opts *o, int argc, char **argv)
 		vfb_ctl_device_list_free(list, n);
 		return finish(EXIT_OK);
 	}
-	t = table_new(9, hdr);
+	t = table_new(10, hdr);
 	for (size_t i = 0; t && i < n; i++) {
 		const struct vfb_ctl_device *d = &list[i];
 		char pid[16], grp[16], maps[16], pinned[32], rst[16];
-		const char *row[] = {d->bdf,
-				     d->vm,
-				     vfb_ctl_state_name(d->state),
-				     pid,
-				     grp,
-				     maps,
-				     out_bytes(d->pinned_bytes, pinned, sizeof(pinned)),
-				     rst,
-				     d->socket_path};
+		const char *row[] = {d->bdf, d->vm, vfb_ctl_state_name(d->state), pid, grp, maps,
+				     out_bytes(d->pinned_bytes, pinned, sizeof(pinned)), rst,
+				     vfb_ctl_proto_name(d->protocol),
+				     /* The vfio-user socket when it is the only one. */
+				     *d->socket_path ? d->socket_path : d->vfio_user_socket_path};
 
 		snprintf(pid, sizeof(pid), "%u", d->worker_pid);
 		snprintf(grp, sizeof(grp), "%u", d->iommu_group);
@@ -511,8 +535,11 @@ static void print_status(const struct vfb_ctl_device *d)
 	printf("\nstate          %s\n", vfb_ctl_state_name(d->state));
 	printf("worker pid     %u\n", d->worker_pid);
 	printf("iommu group    %u\n", d->iommu_group);
+	printf("protocol       %s\n", vfb_ctl_proto_name(d->protocol));
 	printf("socket         ");
-	out_safe(stdout, d->socket_path);
+	out_safe(stdout, *d->socket_path ? d->socket_path : "none");
+	printf("\nvfio-user      ");
+	out_safe(stdout, *d->vfio_user_socket_path ? d->vfio_user_socket_path : "none");
 	printf("\ndma mappings   %u (of the vm)\n", d->dma_mappings);
 	printf("pinned         %s (%llu bytes, of the vm)\n",
 	       out_bytes(d->pinned_bytes, pinned, sizeof(pinned)),

@@ -12,14 +12,15 @@ const struct ctl_cmd ctl_cmds[] = {
     {
 	"add",
 	ctl_cmd_add,
-	"BDF --vm NAME [--owner UID[:GID]] [--bind] [--allow-mmap] [--max-mappings N] "
-	"[--max-pinned BYTES]",
+	"BDF --vm NAME [--owner UID[:GID]] [--bind] [--allow-mmap] "
+	"[--protocol native|vfio-user|both] [--max-mappings N] [--max-pinned BYTES]",
 	"assign a PCI device to a VM and start its worker",
 	"    Assigns the device at PCI address BDF (0000:00:03.0, or 00:03.0 for domain 0)\n"
 	"    to the VM NAME. Devices of one VM share one IOMMU container. Works on a\n"
 	"    running VM too (hot-plug). The broker checks its allowlist, opens the IOMMU\n"
 	"    group, resets the device and starts a sandboxed worker; the reply names the\n"
-	"    worker's VMM socket, which the VMM opens with libvfiobroker.\n"
+	"    worker's VMM sockets: the native one, which a VMM opens with libvfiobroker,\n"
+	"    and/or a vfio-user one, which stock VMMs open (QEMU's vfio-user-pci).\n"
 	"\n"
 	"    --vm NAME            VM name, 1-64 characters of A-Z a-z 0-9 . _ - (required)\n"
 	"    --owner UID[:GID]    who may connect to the worker's VMM socket; numbers or\n"
@@ -28,6 +29,11 @@ const struct ctl_cmd ctl_cmds[] = {
 	"    --bind               bind the device to vfio-pci (driver_override) first\n"
 	"    --allow-mmap         let the VMM mmap BARs directly; otherwise every BAR\n"
 	"                         access is trapped through the worker\n"
+	"    --protocol P         the VMM sockets the worker serves: native\n"
+	"                         (<bdf>.sock, libvfiobroker), vfio-user\n"
+	"                         (<bdf>.vfio-user.sock, SOCK_STREAM, vfio-user 0.1) or\n"
+	"                         both; one VMM at a time either way. Default: the\n"
+	"                         broker's [devices] protocol (native unless set)\n"
 	"    --max-mappings N     the VM's DMA mapping quota (default: the broker's)\n"
 	"    --max-pinned BYTES   the VM's pinned memory quota; suffixes K, M, G, T\n"
 	"                         (powers of 1024), e.g. 4G (default: the broker's)\n"
@@ -55,8 +61,9 @@ const struct ctl_cmd ctl_cmds[] = {
 	"",
 	"list assigned devices",
 	"    One line per assigned device: PCI address, VM, state, worker pid, IOMMU\n"
-	"    group, the VM's DMA mappings and pinned memory, worker restarts and the\n"
-	"    worker's VMM socket. States: starting, ready (no VMM connected), connected,\n"
+	"    group, the VM's DMA mappings and pinned memory, worker restarts, the\n"
+	"    protocol served and the worker's VMM socket (the native one when both are\n"
+	"    served). States: starting, ready (no VMM connected), connected,\n"
 	"    removing, faulted (the worker died or hung; see `status`).\n",
     },
     {

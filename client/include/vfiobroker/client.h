@@ -336,6 +336,16 @@ VFB_EXPORT int vfb_vm_name_check(const char *vm);
 
 #define VFB_CTL_ADD_BIND       (1u << 0) /* bind the device to vfio-pci first */
 #define VFB_CTL_ADD_ALLOW_MMAP (1u << 1) /* let the VMM mmap BARs directly */
+/* Which VMM sockets the worker serves; neither bit: the broker's configured default. */
+#define VFB_CTL_ADD_NATIVE    (1u << 2) /* this library's protocol (SOCK_SEQPACKET) */
+#define VFB_CTL_ADD_VFIO_USER (1u << 3) /* vfio-user 0.1 (SOCK_STREAM), for stock VMMs */
+
+/* What a worker serves: VFB_CTL_PROTO_NATIVE, _VFIO_USER or both bits. */
+#define VFB_CTL_PROTO_NATIVE	1u
+#define VFB_CTL_PROTO_VFIO_USER 2u
+#define VFB_CTL_PROTO_BOTH	3u
+/* "native", "vfio-user", "both" or "unknown". */
+VFB_EXPORT const char *vfb_ctl_proto_name(uint32_t protocol);
 
 struct vfb_ctl_add_request {
 	const char *bdf; /* any form vfb_bdf_normalize() accepts */
@@ -351,10 +361,12 @@ struct vfb_ctl_add_request {
 #define VFB_SOCKET_PATH_MAX 108
 
 struct vfb_ctl_add_reply {
-	char socket_path[VFB_SOCKET_PATH_MAX]; /* the worker's VMM socket */
+	char socket_path[VFB_SOCKET_PATH_MAX]; /* the worker's native VMM socket, or "" */
 	uint32_t worker_pid;
 	uint32_t iommu_group;
 	char iommu_backend[32]; /* "vfio-type1v2", "vfio-type1" or "iommufd" */
+	uint32_t protocol;	/* VFB_CTL_PROTO_* the worker serves */
+	char vfio_user_socket_path[VFB_SOCKET_PATH_MAX]; /* its vfio-user socket, or "" */
 };
 
 /*
@@ -407,10 +419,12 @@ struct vfb_ctl_device {
 	uint32_t restarts;
 	uint32_t resets;
 	uint32_t iommu_group;
-	char *socket_path;
+	char *socket_path; /* native; "" when not served */
 	char *last_fault;
 	size_t nirqs;
 	struct vfb_ctl_irq_state *irqs;
+	uint32_t protocol;	     /* VFB_CTL_PROTO_* */
+	char *vfio_user_socket_path; /* "" when not served */
 };
 
 /* Status of one device (DeviceStatus). *ret is freed with vfb_ctl_device_free().
