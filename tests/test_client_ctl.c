@@ -21,12 +21,12 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <json-c/json.h>
 
 #include "base.h"
 #include "common.pb-c.h"
 #include "control.pb-c.h"
 #include "ipc.h"
-#include "test_client_json.h"
 #include "vfiobroker/client.h"
 
 #define KNOWN_BDF   "0000:00:03.0"
@@ -348,22 +348,67 @@ static void run_cli(struct result *res, const char *const *args)
 		run_cli((res), a_);                           \
 	} while (0)
 
-static const char *jstr(const struct tj *o, const char *key)
+/* vfio-brokerctl's --json output, parsed back strictly (json-c: RFC 8259 only, valid UTF-8, one
+ * document and nothing after it but white space); NULL when it is not that. */
+static struct json_object *jparse(const char *text)
 {
-	const struct tj *v = tj_get(o, key);
+	struct json_tokener *tok = json_tokener_new();
+	struct json_object *o;
+	size_t len = strlen(text), used;
 
-	assert_non_null(v);
-	assert_int_equal(v->type, TJ_STR);
-	return v->str;
+	assert_non_null(tok);
+	json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
+	o = json_tokener_parse_ex(tok, text, (int)len);
+	used = json_tokener_get_parse_end(tok);
+	if (json_tokener_get_error(tok) != json_tokener_success) {
+		json_object_put(o);
+		o = NULL;
+	}
+	json_tokener_free(tok);
+	for (; o && used < len; used++)
+		if (!strchr(" \t\r\n", text[used]))
+			fail_msg("text after the JSON document: '%s'", text + used);
+	return o;
 }
 
-static double jnum(const struct tj *o, const char *key)
+/* Member `key` of object `o`, which must be there (json-c's null is NULL: see jnull). */
+static struct json_object *jget(struct json_object *o, const char *key)
 {
-	const struct tj *v = tj_get(o, key);
+	struct json_object *v = NULL;
 
-	assert_non_null(v);
-	assert_int_equal(v->type, TJ_NUM);
-	return v->num;
+	assert_non_null(o);
+	if (!json_object_object_get_ex(o, key, &v))
+		fail_msg("no member '%s'", key);
+	return v;
+}
+
+static bool jnull(struct json_object *o, const char *key)
+{
+	return jget(o, key) == NULL;
+}
+
+static const char *jstr(struct json_object *o, const char *key)
+{
+	struct json_object *v = jget(o, key);
+
+	assert_true(json_object_is_type(v, json_type_string));
+	return json_object_get_string(v);
+}
+
+static double jnum(struct json_object *o, const char *key)
+{
+	struct json_object *v = jget(o, key);
+
+	assert_true(json_object_is_type(v, json_type_int) ||
+		    json_object_is_type(v, json_type_double));
+	return json_object_get_double(v);
+}
+
+static struct json_object *jat(struct json_object *arr, size_t i)
+{
+	assert_true(json_object_is_type(arr, json_type_array));
+	assert_true(i < json_object_array_length(arr));
+	return json_object_array_get_idx(arr, i);
 }
 
 static void test_ctl_add_options_reach_broker(void **state)
@@ -390,11 +435,11 @@ static void test_ctl_add_json_parses_back(void **state)
 {
 	struct fake *f = *state;
 	struct result r;
-	struct tj *j;
+	struct json_object *j;
 
 	CLI(&r, "--socket", f->path, "--json", "add", KNOWN_BDF, "--vm", "web1");
 	assert_int_equal(r.code, 0);
-	j = tj_parse(r.out);
+	j = jparse(r.out);
 	assert_non_null(j);
 	assert_string_equal(jstr(j, "socket_path"), WORKER_SOCK);
 	assert_string_equal(jstr(j, "bdf"), KNOWN_BDF);
@@ -405,7 +450,7 @@ static void test_ctl_add_json_parses_back(void **state)
 	assert_false(f->add_bind);
 	assert_false(f->add_mmap);
 	assert_int_equal(f->add_uid, getuid());
-	tj_free(j);
+	json_object_put(j);
 }
 
 static void test_ctl_add_refused_exit_1_with_reason(void **state)
@@ -573,32 +618,32 @@ static void test_ctl_list_table_aligned_and_sanitized(void **state)
 static void test_ctl_list_json_escapes_any_string(void **state)
 {
 	struct fake *f = *state;
-	const struct tj *devs, *d;
+	struct json_object *devs, *d;
 	struct result r;
-	struct tj *j;
+	struct json_object *j;
 
 	CLI(&r, "--socket", f->path, "--json", "list");
 	assert_int_equal(r.code, 0);
-	j = tj_parse(r.out);
+	j = jparse(r.out);
 	assert_non_null(j);
-	devs = tj_get(j, "devices");
+	devs = jget(j, "devices");
 	assert_non_null(devs);
-	assert_int_equal(devs->n, 2);
-	d = tj_at(devs, 1);
+	assert_int_equal(json_object_array_length(devs), 2);
+	d = jat(devs, 1);
 	assert_string_equal(jstr(d, "vm"), NASTY_VM);
 	assert_string_equal(jstr(d, "state"), "faulted");
 	assert_string_equal(jstr(d, "last_fault"), "worker killed by signal 9");
 	assert_true(jnum(d, "pinned_bytes") == 1536);
-	assert_int_equal(tj_get(tj_at(devs, 0), "last_fault")->type, TJ_NULL);
-	tj_free(j);
+	assert_true(jnull(jat(devs, 0), "last_fault"));
+	json_object_put(j);
 }
 
 static void test_ctl_status_human_and_json(void **state)
 {
 	struct fake *f = *state;
-	const struct tj *irq;
+	struct json_object *irq;
 	struct result r;
-	struct tj *j;
+	struct json_object *j;
 
 	CLI(&r, "--socket", f->path, "status", "00:03.0");
 	assert_int_equal(r.code, 0);
@@ -607,14 +652,14 @@ static void test_ctl_status_human_and_json(void **state)
 	assert_non_null(strstr(r.out, "3.0 GiB"));
 	CLI(&r, "--socket", f->path, "--json", "status", KNOWN_BDF);
 	assert_int_equal(r.code, 0);
-	j = tj_parse(r.out);
+	j = jparse(r.out);
 	assert_non_null(j);
 	assert_true(jnum(j, "pinned_bytes") == (double)(3ull << 30));
 	assert_true(jnum(j, "resets") == 2);
-	irq = tj_at(tj_get(j, "irqs"), 0);
+	irq = jat(jget(j, "irqs"), 0);
 	assert_non_null(irq);
 	assert_true(jnum(irq, "index") == 2 && jnum(irq, "enabled") == 5);
-	tj_free(j);
+	json_object_put(j);
 }
 
 static void test_ctl_status_unknown_device_exit_1(void **state)
@@ -631,7 +676,7 @@ static void test_ctl_remove_timeout_and_force_reach_broker(void **state)
 {
 	struct fake *f = *state;
 	struct result r;
-	struct tj *j;
+	struct json_object *j;
 
 	CLI(&r, "--socket", f->path, "remove", KNOWN_BDF, "--timeout", "2500");
 	assert_int_equal(r.code, 0);
@@ -642,34 +687,34 @@ static void test_ctl_remove_timeout_and_force_reach_broker(void **state)
 	assert_int_equal(r.code, 0);
 	assert_true(f->rm_force);
 	assert_string_equal(f->rm_bdf, KNOWN_BDF);
-	j = tj_parse(r.out);
+	j = jparse(r.out);
 	assert_non_null(j);
-	assert_int_equal(tj_get(j, "vmm_acknowledged")->type, TJ_BOOL);
-	assert_false(tj_get(j, "vmm_acknowledged")->boolean);
-	tj_free(j);
+	assert_true(json_object_is_type(jget(j, "vmm_acknowledged"), json_type_boolean));
+	assert_false(json_object_get_boolean(jget(j, "vmm_acknowledged")));
+	json_object_put(j);
 }
 
 static void test_ctl_metrics_json_samples(void **state)
 {
 	struct fake *f = *state;
-	const struct tj *s, *lab;
+	struct json_object *s, *lab;
 	struct result r;
-	struct tj *j;
+	struct json_object *j;
 
 	CLI(&r, "--socket", f->path, "--json", "metrics");
 	assert_int_equal(r.code, 0);
-	j = tj_parse(r.out);
+	j = jparse(r.out);
 	assert_non_null(j);
-	s = tj_get(j, "samples");
+	s = jget(j, "samples");
 	assert_non_null(s);
-	assert_int_equal(s->n, 2); /* the garbage line is left out */
-	assert_string_equal(jstr(tj_at(s, 1), "name"), "vb_dma_pinned_bytes");
-	lab = tj_get(tj_at(s, 1), "labels");
+	assert_int_equal(json_object_array_length(s), 2); /* the garbage line is left out */
+	assert_string_equal(jstr(jat(s, 1), "name"), "vb_dma_pinned_bytes");
+	lab = jget(jat(s, 1), "labels");
 	assert_string_equal(jstr(lab, "vm"), "web1");
 	assert_string_equal(jstr(lab, "note"), "a \"q\"");
-	assert_true(jnum(tj_at(s, 1), "value") == 3221225472.0);
+	assert_true(jnum(jat(s, 1), "value") == 3221225472.0);
 	assert_non_null(strstr(jstr(j, "text"), "# TYPE vb_devices gauge"));
-	tj_free(j);
+	json_object_put(j);
 }
 
 static void test_ctl_events_stream_until_sigterm(void **state)
@@ -702,19 +747,19 @@ static void test_ctl_events_stream_until_sigterm(void **state)
 	close(efd);
 	{
 		char *nl = strchr(buf, '\n');
-		struct tj *a, *b;
+		struct json_object *a, *b;
 
 		*nl = '\0';
-		a = tj_parse(buf);
-		b = tj_parse(nl + 1);
+		a = jparse(buf);
+		b = jparse(nl + 1);
 		assert_non_null(a);
 		assert_non_null(b);
 		assert_string_equal(jstr(a, "kind"), "device-added");
 		assert_string_equal(jstr(a, "time"), "2023-11-14T22:13:20.123Z");
 		assert_string_equal(jstr(b, "kind"), "worker-crashed");
 		assert_string_equal(jstr(b, "detail"), "signal \"9\"");
-		tj_free(a);
-		tj_free(b);
+		json_object_put(a);
+		json_object_put(b);
 	}
 }
 

@@ -55,11 +55,15 @@ void ctl_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)))
 int ctl_open(const struct ctl_opts *o, struct vfb_ctl **ret);
 int ctl_fail(struct vfb_ctl *ctl, const char *what, int err);
 
-/* out.c: JSON writer. Keys are NULL inside arrays. */
+/* out.c: JSON output (json-c underneath): values are added to the open object or array, and
+ * jw_finish() prints the document. Keys are NULL inside arrays. */
+struct json_object;
 struct jw {
 	FILE *f;
+	struct json_object *root;
+	struct json_object *stack[16];
 	int depth;
-	bool need_comma[16];
+	bool oom;
 };
 void jw_init(struct jw *w, FILE *f);
 void jw_obj_begin(struct jw *w, const char *key);
@@ -71,7 +75,8 @@ void jw_u64(struct jw *w, const char *key, uint64_t v);
 void jw_double(struct jw *w, const char *key, double v);
 void jw_bool(struct jw *w, const char *key, bool v);
 void jw_null(struct jw *w, const char *key);
-/* Ends the document with a newline. */
+/* Prints the document and a newline, and starts over. Out of memory, it prints nothing of it
+ * and ends the program with an error. */
 void jw_finish(struct jw *w);
 
 /* out.c: aligned table; cells are copied. */

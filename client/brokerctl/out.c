@@ -1,12 +1,15 @@
 /*
- * out: vfio-brokerctl's output: a JSON writer (every string escaped per RFC 8259, so that any
- * byte the broker reports yields valid JSON) and an aligned-column table writer for people.
+ * out: vfio-brokerctl's output: JSON documents built with json-c (every string escaped per RFC
+ * 8259, invalid UTF-8 replaced, so that any byte the broker reports yields valid JSON) and an
+ * aligned-column table writer for people.
  * Strings from the broker are data: control characters never reach the terminal raw.
  */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+
+#include <json-c/json.h>
 
 #include "base.h"
 #include "brokerctl.h"
@@ -46,132 +49,145 @@ static size_t utf8_len(const unsigned char *p)
 	return n;
 }
 
-static void jw_escape(FILE *f, const char *s)
+/* A JSON string for `s`: json-c escapes quotes, backslashes and control characters, but copies
+ * other bytes as they are, so invalid UTF-8 (which would make the whole document invalid)
+ * becomes U+FFFD first. NULL on allocation failure. */
+static struct json_object *jw_string(const char *s)
 {
 	const unsigned char *p = (const unsigned char *)s;
+	struct json_object *o;
+	size_t len = strlen(s), o_len = 0;
+	char *clean;
 
-	fputc('"', f);
-	for (; *p; p++) {
-		switch (*p) {
-		case '"':
-			fputs("\\\"", f);
-			break;
-		case '\\':
-			fputs("\\\\", f);
-			break;
-		case '\n':
-			fputs("\\n", f);
-			break;
-		case '\r':
-			fputs("\\r", f);
-			break;
-		case '\t':
-			fputs("\\t", f);
-			break;
-		default:
-			if (*p < 0x20 || *p == 0x7f) {
-				fprintf(f, "\\u%04x", *p);
-			} else if (*p < 0x80) {
-				fputc(*p, f);
-			} else {
-				size_t n = utf8_len(p);
+	/* Each byte of the input becomes at most the 3 bytes of U+FFFD. */
+	clean = malloc(len * 3 + 1);
+	if (!clean)
+		return NULL;
+	while (*p) {
+		size_t n = *p < 0x80 ? 1 : utf8_len(p);
 
-				/* Invalid UTF-8 would make the whole document invalid. */
-				if (n == 0) {
-					fputs("\\ufffd", f);
-				} else {
-					fwrite(p, 1, n, f);
-					p += n - 1;
-				}
-			}
+		if (n == 0) {
+			memcpy(clean + o_len, "\xef\xbf\xbd", 3);
+			o_len += 3;
+			p++;
+		} else {
+			memcpy(clean + o_len, p, n);
+			o_len += n;
+			p += n;
 		}
 	}
-	fputc('"', f);
+	o = json_object_new_string_len(clean, (int)o_len);
+	free(clean);
+	return o;
 }
 
-/* The separator and key that precede every value. */
-static void jw_key(struct jw *w, const char *key)
+/* Adds `v` (owned from here on) to the open object (under `key`) or array, or makes it the
+ * document. */
+static void jw_add(struct jw *w, const char *key, struct json_object *v)
 {
-	if (w->need_comma[w->depth])
-		fputc(',', w->f);
-	w->need_comma[w->depth] = true;
-	if (key) {
-		jw_escape(w->f, key);
-		fputc(':', w->f);
+	struct json_object *parent;
+
+	if (!v) {
+		w->oom = true;
+		return;
+	}
+	if (w->depth == 0) {
+		json_object_put(w->root);
+		w->root = v;
+		return;
+	}
+	parent = w->stack[w->depth - 1];
+	if (json_object_is_type(parent, json_type_object)) {
+		if (json_object_object_add(parent, key ? key : "", v) < 0) {
+			json_object_put(v);
+			w->oom = true;
+		}
+	} else if (json_object_array_add(parent, v) < 0) {
+		json_object_put(v);
+		w->oom = true;
 	}
 }
 
-static void jw_open(struct jw *w, const char *key, char c)
+static void jw_open(struct jw *w, const char *key, struct json_object *v)
 {
-	jw_key(w, key);
-	fputc(c, w->f);
+	jw_add(w, key, v);
 	/* Nesting is fixed by the program, never by input: 16 levels are plenty. */
-	if (w->depth + 1 < (int)(ARRAY_SIZE(w->need_comma)))
-		w->depth++;
-	w->need_comma[w->depth] = false;
+	if (v && w->depth < (int)ARRAY_SIZE(w->stack))
+		w->stack[w->depth++] = v;
 }
 
 void jw_obj_begin(struct jw *w, const char *key)
 {
-	jw_open(w, key, '{');
+	jw_open(w, key, json_object_new_object());
 }
 
 void jw_obj_end(struct jw *w)
 {
-	fputc('}', w->f);
 	if (w->depth > 0)
 		w->depth--;
 }
 
 void jw_arr_begin(struct jw *w, const char *key)
 {
-	jw_open(w, key, '[');
+	jw_open(w, key, json_object_new_array());
 }
 
 void jw_arr_end(struct jw *w)
 {
-	fputc(']', w->f);
 	if (w->depth > 0)
 		w->depth--;
 }
 
 void jw_str(struct jw *w, const char *key, const char *v)
 {
-	jw_key(w, key);
-	jw_escape(w->f, v ? v : "");
+	jw_add(w, key, jw_string(v ? v : ""));
 }
 
 void jw_u64(struct jw *w, const char *key, uint64_t v)
 {
-	jw_key(w, key);
-	fprintf(w->f, "%llu", (unsigned long long)v);
+	jw_add(w, key, json_object_new_uint64(v));
 }
 
 void jw_double(struct jw *w, const char *key, double v)
 {
-	jw_key(w, key);
 	/* JSON has no NaN or infinities. */
 	if (v != v || v > 1.7e308 || v < -1.7e308)
-		fputs("null", w->f);
+		jw_null(w, key);
 	else
-		fprintf(w->f, "%.17g", v);
+		jw_add(w, key, json_object_new_double(v));
 }
 
 void jw_bool(struct jw *w, const char *key, bool v)
 {
-	jw_key(w, key);
-	fputs(v ? "true" : "false", w->f);
+	jw_add(w, key, json_object_new_boolean(v));
 }
 
 void jw_null(struct jw *w, const char *key)
 {
-	jw_key(w, key);
-	fputs("null", w->f);
+	struct json_object *parent = w->depth ? w->stack[w->depth - 1] : NULL;
+
+	/* json-c's null is the NULL object. */
+	if (parent && json_object_is_type(parent, json_type_object))
+		json_object_object_add(parent, key ? key : "", NULL);
+	else if (parent)
+		json_object_array_add(parent, NULL);
 }
 
 void jw_finish(struct jw *w)
 {
-	fputc('\n', w->f);
+	const char *text = NULL;
+
+	if (!w->oom && w->root)
+		text = json_object_to_json_string_ext(w->root, JSON_C_TO_STRING_PLAIN |
+								   JSON_C_TO_STRING_NOSLASHESCAPE);
+	if (!text) {
+		/* Half a document is worse than none: say so and stop, as xmalloc() would. */
+		fprintf(stderr, "vfio-brokerctl: out of memory writing JSON\n");
+		exit(EXIT_LOCAL);
+	}
+	fprintf(w->f, "%s\n", text);
+	json_object_put(w->root);
+	jw_init(w, w->f);
 }
 
 struct table {
