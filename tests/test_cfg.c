@@ -402,28 +402,90 @@ static void test_cfg_pcie_flr_bit_stays_virtual(void **state)
 	assert_int_equal(cfg_rd(t, devctl, 2), 0x2817);
 }
 
-static void test_cfg_reset_restores_power_on_state(void **state)
+static void cfg_view(struct tdev *t, uint8_t *view)
+{
+	for (uint32_t off = 0; off < 4096; off += 1024)
+		assert_int_equal(wkr_cfg_read(t->dev, off, view + off, 1024), 0);
+}
+
+/* The whole config view across a reset: what the kernel restores on the device (BARs, Command)
+ * the guest keeps, MSI and MSI-X are back at power-on, nothing else moves. The memfd keeps the
+ * Command register as the kernel's reset restores it. */
+static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 {
 	struct tdev *t = *state;
+	static uint8_t view0[4096], view1[4096], view2[4096];
+	const uint32_t msi = 0x50, msi_end = 0x68, msix = 0x70, msix_end = 0x7c;
 	int vmm = new_efd();
+	cfg_view(t, view0);
+	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_0, 4, 0xfe000000), 0);
+	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_1, 4, 0x00000001), 0);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_2, 4, 0xfebc0000), 0);
+	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_3, 4, 0x0000c000), 0);
+	assert_int_equal(cfg_wr(t, PCI_ROM_ADDRESS, 4, 0xfeb00000 | PCI_ROM_ADDRESS_ENABLE), 0);
+	assert_int_equal(cfg_wr(t, PCI_CACHE_LINE_SIZE, 1, 0x10), 0);
+	assert_int_equal(cfg_wr(t, PCI_INTERRUPT_LINE, 1, 0x0b), 0);
+	assert_int_equal(
+	    cfg_wr(t, PCI_COMMAND, 2, PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), 0);
+	cfg_view(t, view1);
+	/* The guest programs MSI's address and data, and enables MSI-X with vector 0 unmasked. */
+	assert_int_equal(cfg_wr(t, msi + PCI_MSI_ADDRESS_LO, 4, 0xfee00000), 0);
+	assert_int_equal(cfg_wr(t, msi + PCI_MSI_DATA_64, 2, 0x4041), 0);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &vmm, -1), 0);
-	assert_int_equal(cfg_wr(t, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	assert_int_equal(cfg_wr(t, msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	uint8_t entry[16] = {0x00, 0x00, 0xe0, 0xfe, 0, 0, 0, 0, 0x41, 0x40, 0, 0, 0, 0, 0, 0};
+	assert_int_equal(wkr_region_write(t->dev, 2, 0, entry, 16), 0);
+	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), vmm));
 	int n = t->rec.nsets;
+
 	assert_int_equal(wkr_dev_reset(t->dev), 0);
-	/* Routes torn down, guest state back to power-on, identity intact. */
-	assert_int_equal(t->rec.nsets, n + 1);
-	assert_true(t->rec.sets[n].s.disable);
-	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_2, 4), 0);
-	assert_int_equal(cfg_rd(t, 0x72, 2), 0x000f);
-	assert_int_equal(cfg_rd(t, PCI_VENDOR_ID, 4), 0x56781234);
-	assert_int_equal(cfg_rd(t, 0x100, 4), 0x150u << 20);
+	assert_true(t->rec.nsets > n && t->rec.sets[n].s.disable);
+	assert_int_equal(t->rec.sets[n].s.index, VFIO_PCI_MSIX_IRQ_INDEX);
+	cfg_view(t, view2);
+	for (uint32_t off = 0; off < 4096; off++) {
+		bool in_msi = (off >= msi && off < msi_end) || (off >= msix && off < msix_end);
+		if (view2[off] != (in_msi ? view0[off] : view1[off]))
+			fail_msg("config byte %#x after reset: %#x, want %#x", off, view2[off],
+				 in_msi ? view0[off] : view1[off]);
+	}
+	/* MSI-X table back to power-on: zero, every vector masked; nothing pending. */
+	uint8_t table[16];
+	assert_int_equal(wkr_region_read(t->dev, 2, 0, table, 16), 0);
+	const uint8_t masked[16] = {[PCI_MSIX_ENTRY_VECTOR_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT};
+	assert_memory_equal(table, masked, 16);
+	assert_int_equal(wkr_irq_pending(t->dev), 0);
+	/* The BARs decode where they did: a VMM's mappings stay valid. */
+	uint64_t addr;
+	bool en;
+	assert_int_equal(wkr_bar_state(t->dev, 0, &addr, &en), 0);
+	assert_true(addr == 0x1fe000000ull && en);
+	assert_int_equal(wkr_bar_state(t->dev, 2, &addr, &en), 0);
+	assert_true(addr == 0xfebc0000 && en);
+	assert_int_equal(wkr_cfg_command(t->dev),
+			 PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	/* The VMM's fd survives: enabling again routes to it once the vector is unmasked. */
-	assert_int_equal(cfg_wr(t, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	assert_int_equal(cfg_wr(t, msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE), 0);
 	uint8_t zero[4] = {0};
 	assert_int_equal(wkr_region_write(t->dev, 2, 12, zero, 4), 0);
 	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), vmm));
 	close(vmm);
+}
+
+/* INTx has no guest enable that would route it again: the VMM's fds are routed again at once. */
+static void test_cfg_reset_routes_intx_again(void **state)
+{
+	struct tdev *t = *state;
+	int trig = new_efd(), res = new_efd();
+	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, res), 0);
+	int n = t->rec.nsets;
+	assert_int_equal(wkr_dev_reset(t->dev), 0);
+	assert_int_equal(t->rec.nsets, n + 3); /* disable, trigger, unmask */
+	assert_true(t->rec.sets[n].s.disable);
+	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_INTX_IRQ_INDEX, 0), trig));
+	assert_int_equal(t->rec.sets[n + 2].s.action, VFIO_IRQ_SET_ACTION_UNMASK);
+	assert_true(same_efd(t->rec.sets[n + 2].fds[0], res));
+	close(trig);
+	close(res);
 }
 
 static void test_cfg_bad_region_table_rejected(void **state)
@@ -552,7 +614,8 @@ int main(void)
 	    SPEC_TEST(test_cfg_msi_vector_count_clamped_to_capable),
 	    SPEC_TEST(test_cfg_msi_masked_vector_pending_then_delivered),
 	    SPEC_TEST(test_cfg_pcie_flr_bit_stays_virtual),
-	    SPEC_TEST(test_cfg_reset_restores_power_on_state),
+	    SPEC_TEST(test_cfg_reset_keeps_bars_and_command_clears_msi),
+	    SPEC_TEST(test_cfg_reset_routes_intx_again),
 	    cmocka_unit_test(test_cfg_bad_region_table_rejected),
 	    cmocka_unit_test(test_cfg_capability_loop_terminates),
 	    cmocka_unit_test(test_cfg_short_capability_lends_no_permissions),

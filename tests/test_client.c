@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/pci_regs.h>
 
 #include "base.h"
 #include "device.pb-c.h"
@@ -563,6 +564,41 @@ static void test_client_worker_standalone_edu_session(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* RESET through the real worker on edu.img: VFB_EVENT_RESET is queued before the call returns,
+ * with the Command register and every BAR as they are after the reset; the guest's BAR0 and
+ * Command stay (the standalone device restores Command as the kernel does), MSI is off. */
+static void test_client_worker_standalone_reset_event_and_view(void **state)
+{
+	struct vfb_event ev;
+	uint32_t bar0 = 0xfea00000, got = 0;
+	uint16_t cmd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER, msi_ctrl = PCI_MSI_FLAGS_ENABLE;
+
+	(void)state;
+	standalone_start(&sw, VB_FIXTURES "/edu.img");
+	assert_int_equal(vfb_dev_cfg_write(sw.dev, PCI_BASE_ADDRESS_0, &bar0, 4), 0);
+	assert_int_equal(vfb_dev_cfg_write(sw.dev, PCI_COMMAND, &cmd, 2), 0);
+	assert_int_equal(vfb_dev_cfg_write(sw.dev, 0x40 + PCI_MSI_FLAGS, &msi_ctrl, 2), 0);
+	while (vfb_dev_next_event(sw.dev, &ev) == 0)
+		; /* BARS_CHANGED from the enable */
+	assert_int_equal(vfb_dev_reset(sw.dev), 0);
+	assert_int_equal(vfb_dev_next_event(sw.dev, &ev), 0);
+	assert_int_equal(ev.kind, VFB_EVENT_RESET);
+	assert_int_equal(ev.command & cmd, cmd);
+	assert_true(ev.nbars >= 1);
+	assert_int_equal(ev.bars[0].index, 0);
+	assert_int_equal(ev.bars[0].address, bar0);
+	assert_true(ev.bars[0].enabled);
+	assert_int_equal(vfb_dev_next_event(sw.dev, &ev), -EAGAIN);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, PCI_BASE_ADDRESS_0, &got, 4), 0);
+	assert_int_equal(got & ~0xfu, bar0);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, PCI_COMMAND, &cmd, 2), 0);
+	assert_int_equal(cmd & (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER),
+			 PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, 0x40 + PCI_MSI_FLAGS, &msi_ctrl, 2), 0);
+	assert_int_equal(msi_ctrl & PCI_MSI_FLAGS_ENABLE, 0);
+	standalone_stop(&sw);
+}
+
 /* Longer than one access the worker takes (ACCESS_MAX) and not a multiple of it: the library
  * splits it, every piece lands where it belongs, and what was written reads back. */
 static void test_client_worker_standalone_large_region_access_split(void **state)
@@ -616,6 +652,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_client_worker_standalone_large_region_access_split,
 				      standalone_teardown),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_session,
+				      standalone_teardown),
+	    cmocka_unit_test_teardown(test_client_worker_standalone_reset_event_and_view,
 				      standalone_teardown),
 	};
 

@@ -120,6 +120,20 @@ static uint64_t bar_addr(const struct wkr_dev *d, unsigned i)
 	return lo;
 }
 
+void wkr__header_keep(struct wkr_dev *d, const uint8_t *old)
+{
+	memcpy(d->vconfig + PCI_CACHE_LINE_SIZE, old + PCI_CACHE_LINE_SIZE, 2);
+	memcpy(d->vconfig + PCI_BASE_ADDRESS_0, old + PCI_BASE_ADDRESS_0, 24);
+	memcpy(d->vconfig + PCI_ROM_ADDRESS, old + PCI_ROM_ADDRESS, 4);
+	d->vconfig[PCI_INTERRUPT_LINE] = old[PCI_INTERRUPT_LINE];
+	for (unsigned k = 0; k < 6; k++)
+		bar_fix(d, k);
+	rom_fix(d);
+	for (unsigned i = 0; i <= VFIO_PCI_ROM_REGION_INDEX; i++)
+		if (d->bars[i].present && !d->bars[i].upper)
+			d->bars[i].addr = bar_addr(d, i);
+}
+
 static bool bar_decodes(const struct wkr_dev *d, unsigned i, uint16_t cmd)
 {
 	const struct wkr_bar *b = &d->bars[i];

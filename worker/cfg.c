@@ -213,6 +213,8 @@ uint16_t wkr_cfg_command(const struct wkr_dev *d)
 
 int wkr_dev_reset(struct wkr_dev *d)
 {
+	uint8_t hdr[WKR_CFG_HDR];
+	memcpy(hdr, d->vconfig, sizeof(hdr));
 	int r = wkr__irq_quiesce(d, false);
 	free(d->msix.table);
 	d->msix.table = NULL;
@@ -220,7 +222,11 @@ int wkr_dev_reset(struct wkr_dev *d)
 	memset(&d->msix, 0, sizeof(d->msix));
 	memset(d->bars, 0, sizeof(d->bars));
 	int r2 = wkr__cfg_build(d);
-	return r2 < 0 ? r2 : r;
+	if (r2 < 0)
+		return r2;
+	wkr__header_keep(d, hdr);
+	r2 = wkr__irq_after_reset(d);
+	return r < 0 ? r : r2;
 }
 
 static int cfg_check(const struct wkr_dev *d, uint32_t off, size_t len)

@@ -285,6 +285,36 @@ static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const i
 	return call(d, &s);
 }
 
+int wkr__irq_after_reset(struct wkr_dev *d)
+{
+	int first = 0;
+	/* What fired before the reset belongs to the device's previous life. */
+	for (uint32_t i = VFIO_PCI_MSI_IRQ_INDEX; i <= VFIO_PCI_MSIX_IRQ_INDEX; i++) {
+		for (uint32_t v = 0; v < d->irq[i].nvec; v++) {
+			(void)drain(d->irq[i].vec[v].wfd);
+			d->irq[i].vec[v].pending = false;
+		}
+	}
+	/* INTx, ERR and REQ have no guest enable to bring them back: their routes are the VMM's
+	 * configuration, so they are set up again with the fds it gave. */
+	const uint32_t direct[] = {VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
+				   VFIO_PCI_REQ_IRQ_INDEX};
+	for (size_t k = 0; k < ARRAY_SIZE(direct); k++) {
+		struct wkr_irqidx *ix = &d->irq[direct[k]];
+		if (ix->nvec == 0 || ix->vec[0].vmm_fd < 0)
+			continue;
+		int trig = ix->vec[0].vmm_fd, res = ix->resample_fd;
+		ix->vec[0].vmm_fd = -1;
+		ix->resample_fd = -1;
+		int r = set_direct(d, direct[k], 1, &trig, res);
+		close_fd(&trig);
+		close_fd(&res);
+		if (r < 0 && first == 0)
+			first = r;
+	}
+	return first;
+}
+
 static uint32_t guest_nvec(const struct wkr_dev *d, uint32_t index)
 {
 	if (index == VFIO_PCI_MSI_IRQ_INDEX)

@@ -40,7 +40,8 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 	ev.kind = kind;
 	ev.command = command;
 	ev.timeout_ms = timeout_ms;
-	if (kind == VB__DEV__EVENT_KIND__EVENT_BARS_CHANGED) {
+	if (kind == VB__DEV__EVENT_KIND__EVENT_BARS_CHANGED ||
+	    kind == VB__DEV__EVENT_KIND__EVENT_RESET) {
 		for (uint32_t i = 0; i <= VFIO_PCI_ROM_REGION_INDEX; i++) {
 			uint64_t addr;
 			bool en;

@@ -283,7 +283,12 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 {
 	int e = wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
-	return e < 0 ? e : reply_empty(s, m);
+	if (e < 0)
+		return e;
+	/* Before the reply, so the event is queued when the VMM's call returns. */
+	(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_RESET, wkr_cfg_command(s->cfg.dev),
+				0);
+	return reply_empty(s, m);
 }
 
 static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)

@@ -14,6 +14,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <linux/pci_regs.h>
+
 #include "ipc.h"
 #include "standalone.h"
 
@@ -153,17 +155,24 @@ static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	return 0;
 }
 
+/* Like VFIO_DEVICE_RESET: the function loses its state (the image's config space comes back),
+ * but the Command register is restored as the kernel's pci_try_reset_function() restores it. */
 static int l_reset(void *ctx, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
 	const struct wkr_region *cfg =
 	    &wkr_image_info(l->img)->regions[VFIO_PCI_CONFIG_REGION_INDEX];
+	uint8_t cmd[2];
+	off_t cmd_off = (off_t)(cfg->offset + PCI_COMMAND);
+	if (pread(l->memfd, cmd, sizeof(cmd), cmd_off) != (ssize_t)sizeof(cmd))
+		return vb_errf(err, -EIO, "reading the Command register failed");
 	ssize_t n =
 	    pwrite(l->memfd, wkr_image_config(l->img), (size_t)cfg->size, (off_t)cfg->offset);
-	if (n != (ssize_t)cfg->size) {
+	if (n == (ssize_t)cfg->size)
+		n = pwrite(l->memfd, cmd, sizeof(cmd), cmd_off) == (ssize_t)sizeof(cmd) ? n : -1;
+	if (n != (ssize_t)cfg->size)
 		return vb_errf(err, n < 0 ? -errno : -EIO,
 			       "restoring the image's config space failed");
-	}
 	return 0;
 }
 

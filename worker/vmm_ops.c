@@ -53,11 +53,15 @@ int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_er
 	int e = b->ops->reset(b->ctx, err);
 	if (e < 0)
 		return e;
-	/* The device is back at power-on state: so is its personality. */
+	/* The virtual registers follow the device (wkr_dev_reset() says how). */
 	e = wkr_dev_reset(dev);
-	if (e < 0)
+	if (e == -EIO)
 		return vb_errf(err, e,
 			       "device reset, but its config space could not be re-read: %s",
+			       strerror(-e));
+	if (e < 0)
+		return vb_errf(err, e,
+			       "device reset, but its interrupts could not be routed again: %s",
 			       strerror(-e));
 	return 0;
 }

@@ -113,8 +113,17 @@ int wkr_dev_new(const struct wkr_devinfo *info, const struct wkr_io *io,
 /* Closes every fd the library owns (worker eventfds, dups of VMM fds); makes no SET_IRQS. */
 void wkr_dev_free(struct wkr_dev *d);
 const struct wkr_devinfo *wkr_dev_info(const struct wkr_dev *d);
-/* After the device was reset: tears interrupt routes down and rebuilds the virtual config
- * space from the device, keeping the VMM's interrupt fds. */
+/*
+ * After the device was reset (VFIO_DEVICE_RESET, which restores the device's BARs, Command and
+ * capability control registers): tears interrupt routes down and rebuilds the virtual config
+ * space from the device, so that every register reads as worker/DEVICE-IMAGE.md ("Reset")
+ * says: the guest's BARs, ROM BAR, Cache Line Size, Latency Timer and Interrupt Line are kept,
+ * as the device's own were; MSI and MSI-X are back at power-on (disabled, every MSI-X vector
+ * masked, nothing pending); the rest reads from the device. The VMM's interrupt fds are kept:
+ * INTx, ERR and REQ are routed to them again, MSI and MSI-X when the guest enables them.
+ * Returns the first error (-EIO: config space could not be re-read, which leaves it all
+ * virtual with no capabilities; a set_irqs error otherwise).
+ */
 int wkr_dev_reset(struct wkr_dev *d);
 
 /* Config space. `off + len` must lie within the config region, 1 <= len <= WKR_ACCESS_MAX;

@@ -139,6 +139,10 @@ int wkr__caps_init(struct wkr_dev *d);
 /* bar.c */
 int wkr__bars_init(struct wkr_dev *d);
 int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len);
+/* After a rebuild following a reset: takes the guest's BARs, ROM BAR, Cache Line Size, Latency
+ * Timer and Interrupt Line back from `old` (the header shadow before the reset), because the
+ * kernel restores the device's own across the reset and they must keep matching it. */
+void wkr__header_keep(struct wkr_dev *d, const uint8_t *old);
 
 /* msi.c */
 int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap);
@@ -162,6 +166,9 @@ void wkr__irq_free(struct wkr_dev *d);
 /* Disables every hardware route; with `drop_vmm` also closes the VMM's fds. Pending bits and
  * guest-visible state stay. Returns the first error of the broker. */
 int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm);
+/* After a device reset (routes already quiesced): forgets pending interrupts and routes INTx,
+ * ERR and REQ to the VMM's fds again. Returns the first error of the broker. */
+int wkr__irq_after_reset(struct wkr_dev *d);
 /* Recomputes the routes of vectors [start, start+count) of an enabled index after their masks
  * or fds changed; delivers what is pending on vectors that now reach the VMM. */
 int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count);

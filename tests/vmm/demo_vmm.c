@@ -298,6 +298,8 @@ static void usage(FILE *f)
 	    "  reconnect SOCKET       connect, map DMA, disconnect, reconnect and work again.\n"
 	    "  hold SOCKET            connect, map DMA and enable MSI, then wait for a removal\n"
 	    "                         request and acknowledge it.\n"
+	    "  reset SOCKET           program a BAR and Command, enable MSI, reset: the reset\n"
+	    "                         event and the whole config view as the worker defines it.\n"
 	    "  session EDU E1000E     the narrated demo: edu DMA and MSI, e1000e MSI-X.\n"
 	    "\n"
 	    "Options:\n"
@@ -319,6 +321,7 @@ int main(int argc, char **argv)
 	    {"nvme-bars", 1, vmm_nvme_bars},
 	    {"reconnect", 1, vmm_reconnect},
 	    {"hold", 1, vmm_hold},
+	    {"reset", 1, vmm_reset},
 	    {"session", 2, vmm_session},
 	};
 	struct vmm_figures fig = {0};

@@ -250,7 +250,10 @@ VFB_EXPORT int vfb_dev_set_irq_fds(struct vfb_dev *dev, uint32_t index, uint32_t
  * Errors and fd ownership as vfb_dev_set_irq_fds(). */
 VFB_EXPORT int vfb_dev_set_intx_fds(struct vfb_dev *dev, int trigger_fd, int resample_fd);
 
-/* Resets the device (RESET). Errors: -ENOTTY (as the worker says) the device cannot reset. */
+/* Resets the device (RESET). The worker queues VFB_EVENT_RESET (Command and every BAR as they are
+ * after the reset) before it answers; the config view after a reset is described in
+ * worker/DEVICE-IMAGE.md ("Reset"): the guest's BARs and Command are kept, MSI and MSI-X are off.
+ * Errors: -ENOTTY (as the worker says) the device cannot reset. */
 VFB_EXPORT int vfb_dev_reset(struct vfb_dev *dev);
 
 /* Acknowledges VFB_EVENT_REMOVAL_REQUESTED: the VMM has unplugged the device from its guest and
@@ -261,7 +264,7 @@ enum vfb_event_kind {
 	VFB_EVENT_BARS_CHANGED = 1,	 /* Command register or a BAR address changed */
 	VFB_EVENT_REMOVAL_REQUESTED = 2, /* unplug, then vfb_dev_removal_ack() */
 	VFB_EVENT_WORKER_RESTARTED = 3,	 /* device state lost: re-read info, re-program */
-	VFB_EVENT_RESET = 4,		 /* the device was reset */
+	VFB_EVENT_RESET = 4,		 /* the device was reset (before vfb_dev_reset() returns) */
 };
 
 /* BARs 0-5 and the ROM BAR. */
@@ -277,7 +280,7 @@ struct vfb_event {
 	uint32_t kind;	     /* enum vfb_event_kind; unknown kinds are delivered as they come */
 	uint32_t command;    /* Command register after the change */
 	uint32_t timeout_ms; /* VFB_EVENT_REMOVAL_REQUESTED: time left to acknowledge */
-	uint32_t nbars;	     /* VFB_EVENT_BARS_CHANGED */
+	uint32_t nbars;	     /* VFB_EVENT_BARS_CHANGED, VFB_EVENT_RESET */
 	struct vfb_bar_state bars[VFB_BARS_MAX];
 };
 
