@@ -51,6 +51,7 @@ run() { # run NAME ARGS...: one benchmark program; a crash or failure marks the 
 
 run bench_ipc
 run bench_worker "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
+run bench_vfu "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
 run bench_seccomp
 run bench_mem "$bin/vfio-worker" "$top/tests/fixtures/edu.img" "$bin/bench_idle_static"
 if [ "${VB_BENCH_GUEST:-1}" != 0 ]; then

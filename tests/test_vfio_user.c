@@ -776,6 +776,39 @@ static void test_vfio_user_protocol_set_irqs_intx_trigger_unmask(void **state)
 	close(unmask);
 }
 
+static void test_vfio_user_protocol_set_irqs_err_req_eventfds(void **state)
+{
+	struct fx *f = *state;
+	int base = worker_fds(f);
+	uint8_t p[21];
+	struct vfu_reply r;
+	/* ERR and REQ take one eventfd each; a loopback trigger signals it, DATA_NONE with
+	 * count 0 takes it away. */
+	for (uint32_t index = VFIO_PCI_ERR_IRQ_INDEX; index <= VFIO_PCI_REQ_IRQ_INDEX; index++) {
+		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		set_irqs_msg(p, TRIG_EVENTFD, index, 0, 1);
+		expect_ok(f->fd, 8, p, 20, &efd, 1, &r);
+		vfu_reply_free(&r);
+		assert_int_equal(worker_fds(f), base + 1);
+		set_irqs_msg(p, TRIG_NONE, index, 0, 1);
+		expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+		vfu_reply_free(&r);
+		uint64_t v = 0;
+		assert_int_equal(read(efd, &v, sizeof(v)), sizeof(v));
+		assert_int_equal(v, 1);
+		/* Two vectors of a one-vector index, and MASK (not maskable), are refused. */
+		set_irqs_msg(p, TRIG_EVENTFD, index, 0, 2);
+		expect_error(f->fd, 8, p, 20, NULL, 0, EINVAL);
+		set_irqs_msg(p, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_MASK, index, 0, 1);
+		expect_error(f->fd, 8, p, 20, NULL, 0, EINVAL);
+		set_irqs_msg(p, TRIG_NONE, index, 0, 0);
+		expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+		vfu_reply_free(&r);
+		assert_int_equal(worker_fds(f), base);
+		close(efd);
+	}
+}
+
 /* ---- reset, unknown commands ------------------------------------------------------------------
  */
 
@@ -1030,6 +1063,7 @@ int main(void)
 	    N(test_vfio_user_protocol_set_irqs_all_vectors_one_message),
 	    N(test_vfio_user_protocol_set_irqs_errors_close_fds),
 	    E(test_vfio_user_protocol_set_irqs_intx_trigger_unmask),
+	    E(test_vfio_user_protocol_set_irqs_err_req_eventfds),
 	    E(test_vfio_user_protocol_reset_reply_is_header_only),
 	    E(test_vfio_user_protocol_unknown_command_eopnotsupp),
 	    E(test_vfio_user_protocol_short_header_then_close),

@@ -30,6 +30,7 @@
 #include "devimg.h"
 #include "device.pb-c.h"
 #include "ipc.h"
+#include "vfu_client.h"
 
 #define LOG_MAX 256
 
@@ -42,7 +43,7 @@ struct seen {
 
 struct fx {
 	pid_t pid;
-	char dir[64], sock[128];
+	char dir[64], sock[128], vsock[128]; /* native and vfio-user sockets */
 	struct ipc_chan *brk;
 	struct wkr_image *img;
 	int memfd;
@@ -150,8 +151,11 @@ static int spawn(struct fx *f, int *ret_listen)
 	return ipc_chan_new(sp[0], &ipc_proto_broker, NULL, &f->brk);
 }
 
-/* HANDOFF from the image; `drop_config` leaves region 7 out (a bad handoff). */
-static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *err)
+/* HANDOFF from the image with the listening sockets `fds` (native and/or vfio-user) for
+ * `protocols` (0: native, as an older broker sends); `drop_config` leaves region 7 out (a bad
+ * handoff). */
+static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, size_t nl,
+			  bool drop_config, struct ipc_error *err)
 {
 	const struct wkr_devinfo *in = wkr_image_info(f->img);
 	Vb__Brk__Handoff h = VB__BRK__HANDOFF__INIT;
@@ -190,11 +194,18 @@ static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *er
 	h.iommu_pgsize = 4096;
 	h.owner_uid = getuid();
 	h.owner_gid = getgid();
-	int fds[2] = {f->memfd, lfd};
+	int fds[3] = {f->memfd, lfds[0], nl > 1 ? lfds[1] : -1};
 	struct ipc_msg *rep = NULL;
-	int r = ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 2, 10000, &rep, err);
+	h.protocols = protocols;
+	int r =
+	    ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, 10000, &rep, err);
 	ipc_msg_free(rep);
 	return r;
+}
+
+static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *err)
+{
+	return handoff_protos(f, 0, &lfd, 1, drop_config, err);
 }
 
 static int setup(void **state)
@@ -216,6 +227,41 @@ static int setup(void **state)
 	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
 }
 
+/* The same worker handed the vfio-user socket only (`both`: the native one too). */
+static int setup_vfu_common(void **state, bool both)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct wkr_image_error ierr;
+	int lfd[2];
+	if (!f ||
+	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
+	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd[0]) < 0)
+		return -1;
+	snprintf(f->vsock, sizeof(f->vsock), "%s/vfu.sock", f->dir);
+	if (ipc_listen_stream(f->vsock, 0600, 4, &lfd[1]) < 0)
+		return -1;
+	pthread_mutex_init(&f->lock, NULL);
+	f->removal_answer = -1;
+	*state = f;
+	int r = both ? handoff_protos(f, 3, lfd, 2, false, NULL)
+		     : handoff_protos(f, 2, &lfd[1], 1, false, NULL);
+	close(lfd[0]);
+	close(lfd[1]);
+	if (r < 0)
+		return -1;
+	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
+}
+
+static int setup_vfu(void **state)
+{
+	return setup_vfu_common(state, false);
+}
+
+static int setup_both(void **state)
+{
+	return setup_vfu_common(state, true);
+}
+
 static int teardown(void **state)
 {
 	struct fx *f = *state;
@@ -228,6 +274,8 @@ static int teardown(void **state)
 	ipc_chan_free(f->brk);
 	waitpid(f->pid, &status, 0);
 	unlink(f->sock);
+	if (f->vsock[0])
+		unlink(f->vsock);
 	rmdir(f->dir);
 	close(f->memfd);
 	wkr_image_free(f->img);
@@ -256,6 +304,15 @@ static void wait_for(struct fx *f, uint16_t type, int index, int disable, int co
 	for (int i = 0; i < 500 && count(f, type, index, disable, connected) < n; i++)
 		usleep(10000);
 	assert_true(count(f, type, index, disable, connected) >= n);
+}
+
+static struct ipc_chan *vmm_connect_raw(struct fx *f)
+{
+	int fd;
+	struct ipc_chan *c;
+	assert_int_equal(ipc_connect(f->sock, &fd), 0);
+	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
+	return c;
 }
 
 static struct ipc_chan *vmm_connect(struct fx *f)
@@ -446,6 +503,151 @@ static void test_worker_broker_bad_handoff_refused(void **state)
 	(void)state;
 }
 
+/* A vfio-user VMM on a worker handed only its vfio-user socket: SET_IRQS, DMA_MAP and its
+ * leaving reach the broker as they do for a native VMM. */
+static int vfu_connect(struct fx *f)
+{
+	int fd;
+	struct vfu_reply r;
+	assert_int_equal(vfu_cli_connect(f->vsock, &fd), 0);
+	assert_int_equal(vfu_cli_version(fd, "{\"capabilities\":{\"max_msg_fds\":16}}", &r), 0);
+	vfu_reply_free(&r);
+	return fd;
+}
+
+static void le32(uint8_t *p, uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static void test_worker_broker_vfio_user_reaches_broker(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f);
+	struct vfu_reply r;
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	assert_true(count(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1) >= 1);
+	/* MSI-X vectors 0-15 in one chunk: the broker enables the index with all 16. */
+	int efd[16];
+	for (int i = 0; i < 16; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC);
+	uint8_t set[20];
+	le32(set, 20);
+	le32(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	le32(set + 8, VFIO_PCI_MSIX_IRQ_INDEX);
+	le32(set + 12, 0);
+	le32(set + 16, 16);
+	assert_int_equal(vfu_cli_call(fd, 8, set, 20, efd, 16, &r), 0);
+	assert_false(r.flags & (1u << 5));
+	vfu_reply_free(&r);
+	assert_true(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1) >= 1);
+	/* A memfd for DMA travels on to the broker. */
+	int mfd = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	uint8_t map[32] = {0};
+	le32(map, 32);
+	le32(map + 4, 3);
+	le32(map + 16, 0x100000);
+	le32(map + 24, 1 << 20);
+	assert_int_equal(vfu_cli_call(fd, 2, map, 32, &mfd, 1, &r), 0);
+	assert_false(r.flags & (1u << 5));
+	vfu_reply_free(&r);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1), 1);
+	close(mfd);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+	/* Leaving: interrupts off, mappings dropped, the broker told. */
+	close(fd);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	assert_true(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1) >= 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1), 1);
+}
+
+static void test_worker_broker_vfio_user_removal_signals_req(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f);
+	struct vfu_reply r;
+	int req = eventfd(0, EFD_CLOEXEC);
+	uint8_t set[20];
+	le32(set, 20);
+	le32(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	le32(set + 8, VFIO_PCI_REQ_IRQ_INDEX);
+	le32(set + 12, 0);
+	le32(set + 16, 1);
+	assert_int_equal(vfu_cli_call(fd, 8, set, 20, &req, 1, &r), 0);
+	assert_false(r.flags & (1u << 5));
+	vfu_reply_free(&r);
+	/* REMOVAL: the VMM's REQ eventfd fires (as kernel vfio-pci's does before an unbind);
+	 * the VMM lets go by disconnecting, which acknowledges. */
+	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
+	uint32_t id;
+	rm.timeout_ms = 10000;
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &id),
+			 0);
+	pthread_mutex_unlock(&f->lock);
+	struct pollfd p = {.fd = req, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 10000), 1);
+	close(fd);
+	for (int i = 0; i < 1000; i++) {
+		pthread_mutex_lock(&f->lock);
+		int a = f->removal_answer;
+		pthread_mutex_unlock(&f->lock);
+		if (a >= 0)
+			break;
+		usleep(10000);
+	}
+	assert_int_equal(f->removal_answer, 1);
+	close(req);
+}
+
+static void test_worker_broker_both_protocols_one_vmm(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f);
+	/* The native socket is served too, but the device is taken: EBUSY. */
+	struct ipc_chan *c = vmm_connect_raw(f);
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_msg *m = NULL;
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	h.client = "test";
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, NULL),
+			 -EBUSY);
+	ipc_chan_free(c);
+	close(fd);
+	/* Once the vfio-user VMM has gone, a native one is served. */
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	c = vmm_connect(f);
+	ipc_chan_free(c);
+}
+
+static void test_worker_broker_handoff_fd_count_must_match_protocols(void **state)
+{
+	struct fx f = {0};
+	struct wkr_image_error ierr;
+	struct ipc_error err = {0};
+	int lfd, status;
+	assert_int_equal(
+	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
+	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
+	assert_int_equal(spawn(&f, &lfd), 0);
+	/* Both protocols named, one socket sent. */
+	assert_int_equal(handoff_protos(&f, 3, &lfd, 1, false, &err), -EPROTO);
+	assert_non_null(strstr(err.message, "not 3"));
+	waitpid(f.pid, &status, 0);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	close(lfd);
+	ipc_chan_free(f.brk);
+	unlink(f.sock);
+	rmdir(f.dir);
+	close(f.memfd);
+	wkr_image_free(f.img);
+	(void)state;
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -456,6 +658,13 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_worker_broker_removal_acked_by_vmm, setup,
 					    teardown),
 	    cmocka_unit_test(test_worker_broker_bad_handoff_refused),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_reaches_broker, setup_vfu,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_removal_signals_req,
+					    setup_vfu, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_both_protocols_one_vmm, setup_both,
+					    teardown),
+	    cmocka_unit_test(test_worker_broker_handoff_fd_count_must_match_protocols),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,223 @@
+/*
+ * bench_vfu: what a vfio-user config read costs against the stream it travels on. A stock VMM
+ * reading 4 bytes of config space sends a 32-byte REGION_READ (header + offset, region, count)
+ * to the worker's vfio-user socket and reads a 36-byte reply; the worker frames it, checks it,
+ * runs it through the config-space emulation and answers. The baseline is a raw AF_UNIX
+ * SOCK_STREAM ping-pong of the same sizes with an echo thread of this process: what the socket
+ * alone costs.
+ *
+ *   vfu_cfg_read_4B         vs raw_stream_pingpong_32B_36B            (no CPU pinning)
+ *   vfu_cfg_read_4B_pinned  vs raw_stream_pingpong_32B_36B_pinned     (everything on one CPU)
+ *
+ * Pinned, client, worker and echo thread share the first CPU this process may use, so each
+ * round trip is two context switches on one CPU; unpinned, the scheduler may place them apart
+ * (a wake-up across CPUs). Usage: bench_vfu [WORKER [IMAGE]].
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "le.h"
+#include "vfu_client.h"
+
+#define REQ_LEN 32 /* header + REGION_READ */
+#define REP_LEN 36 /* header + offset, region, count + 4 bytes */
+
+struct vb {
+	pid_t worker;
+	char dir[64], sock[96];
+	int vfu;    /* client end of the vfio-user connection */
+	int raw[2]; /* client end, echo end */
+	pthread_t echo;
+	uint8_t req[REQ_LEN];
+	const char *step;
+};
+
+static int read_full(int fd, uint8_t *b, size_t len)
+{
+	while (len) {
+		ssize_t n = recv(fd, b, len, 0);
+		if (n <= 0)
+			return n == 0 ? -EPIPE : -errno;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int write_full(int fd, const uint8_t *b, size_t len)
+{
+	while (len) {
+		ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+		if (n < 0)
+			return -errno;
+		b += n;
+		len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int vfu_read(void *ctx, uint64_t n)
+{
+	struct vb *v = ctx;
+	uint8_t rep[REP_LEN];
+	for (uint64_t i = 0; i < n; i++) {
+		int r = write_full(v->vfu, v->req, REQ_LEN);
+		if (r == 0)
+			r = read_full(v->vfu, rep, REP_LEN);
+		if (r < 0)
+			return r;
+		if (vb_le32_get(rep + 8) & (1u << 5)) {
+			v->step = "the worker answered the config read with an error";
+			return -(int)vb_le32_get(rep + 12);
+		}
+	}
+	return 0;
+}
+
+static int raw_pingpong(void *ctx, uint64_t n)
+{
+	struct vb *v = ctx;
+	uint8_t rep[REP_LEN];
+	for (uint64_t i = 0; i < n; i++) {
+		int r = write_full(v->raw[0], v->req, REQ_LEN);
+		if (r == 0)
+			r = read_full(v->raw[0], rep, REP_LEN);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+/* Reads a request's 32 bytes, answers 36, until the client hangs up. */
+static void *echo(void *arg)
+{
+	struct vb *v = arg;
+	uint8_t b[REP_LEN] = {0};
+	while (read_full(v->raw[1], b, REQ_LEN) == 0 && write_full(v->raw[1], b, REP_LEN) == 0)
+		;
+	return NULL;
+}
+
+static const char *explain(void *ctx)
+{
+	return ((struct vb *)ctx)->step;
+}
+
+static int pin(pid_t pid, pthread_t *t, int cpu)
+{
+	cpu_set_t set;
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (t)
+		return -pthread_setaffinity_np(*t, sizeof(set), &set);
+	return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
+static int start(struct vb *v, const char *worker, const char *image)
+{
+	snprintf(v->dir, sizeof(v->dir), "/tmp/vb-bench-vfu-XXXXXX");
+	if (!mkdtemp(v->dir))
+		return -errno;
+	snprintf(v->sock, sizeof(v->sock), "%s/vfu.sock", v->dir);
+	v->step = "starting the worker";
+	v->worker = fork();
+	if (v->worker < 0)
+		return -errno;
+	if (v->worker == 0) {
+		char img[512], vu[160];
+		snprintf(img, sizeof(img), "--device-image=%s", image);
+		snprintf(vu, sizeof(vu), "--vfio-user=%s", v->sock);
+		execl(worker, worker, img, vu, (char *)NULL);
+		_exit(127);
+	}
+	int r = -ETIMEDOUT;
+	for (int i = 0; i < 500 && r < 0; i++) {
+		r = vfu_cli_connect(v->sock, &v->vfu);
+		if (r < 0)
+			nanosleep(&(struct timespec){0, 10000000}, NULL);
+	}
+	if (r < 0)
+		return r;
+	struct vfu_reply rep;
+	v->step = "VERSION";
+	r = vfu_cli_version(v->vfu, "{\"capabilities\":{\"max_msg_fds\":16}}", &rep);
+	if (r < 0)
+		return r;
+	vfu_reply_free(&rep);
+	/* REGION_READ of 4 bytes at config offset 0; the id is the client's, any will do. */
+	vb_le16_put(v->req, 1);
+	vb_le16_put(v->req + 2, 9);
+	vb_le32_put(v->req + 4, REQ_LEN);
+	vb_le64_put(v->req + 16, 0);
+	vb_le32_put(v->req + 24, 7);
+	vb_le32_put(v->req + 28, 4);
+	v->step = "the raw stream pair";
+	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, v->raw) < 0)
+		return -errno;
+	r = -pthread_create(&v->echo, NULL, echo, v);
+	v->step = NULL;
+	return r;
+}
+
+int main(int argc, char **argv)
+{
+	const char *worker = argc > 1 ? argv[1] : VB_WORKER_PATH;
+	const char *image = argc > 2 ? argv[2] : VB_FIXTURES "/edu.img";
+	struct vb v = {.worker = -1, .vfu = -1, .raw = {-1, -1}};
+	int r = start(&v, worker, image), status = 0;
+	bench_header("vfio-user (stock VMM protocol) config read vs the stream it travels on");
+	struct bench_pair p = {.name = "vfu_cfg_read_4B",
+			       .baseline = "raw_stream_pingpong_32B_36B",
+			       .figure = vfu_read,
+			       .base = raw_pingpong,
+			       .ctx = &v,
+			       .explain = explain};
+	if (r < 0) {
+		bench_fail(p.name, "%s: %s", v.step ? v.step : "setup", strerror(-r));
+		status = 1;
+	}
+	if (status == 0 && bench_run(&p) < 0)
+		status = 1;
+	/* The same on one CPU: the first this process may run on. */
+	cpu_set_t set;
+	int cpu = -1;
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
+			if (CPU_ISSET(i, &set))
+				cpu = i;
+	p.name = "vfu_cfg_read_4B_pinned";
+	p.baseline = "raw_stream_pingpong_32B_36B_pinned";
+	if (status == 0 && (cpu < 0 || pin(0, NULL, cpu) < 0 || pin(v.worker, NULL, cpu) < 0 ||
+			    pin(0, &v.echo, cpu) < 0)) {
+		bench_fail(p.name, "cannot pin to CPU %d: %s", cpu, strerror(errno));
+		status = 1;
+	}
+	if (status == 0 && bench_run(&p) < 0)
+		status = 1;
+	if (v.raw[0] >= 0)
+		close(v.raw[0]);
+	if (v.echo)
+		pthread_join(v.echo, NULL);
+	if (v.raw[1] >= 0)
+		close(v.raw[1]);
+	if (v.vfu >= 0)
+		close(v.vfu);
+	if (v.worker > 0) {
+		kill(v.worker, SIGTERM);
+		waitpid(v.worker, NULL, 0);
+	}
+	unlink(v.sock);
+	rmdir(v.dir);
+	return status;
+}
