@@ -100,6 +100,7 @@ unit_suite "$build" ""
 unit_suite "$asan" " [asan]"
 run_tap "" "deploy" "$here/deploy/check-units.sh" "$build"
 if [ -z "${VB_SKIP_GUEST:-}" ]; then
+	run_tap "" "guest_kernels" "$here/guest/check-kernels.sh" "$build"
 	run_tap "" "guest" "$here/guest/run.sh" "$build"
 else
 	echo "# guest tests skipped (VB_SKIP_GUEST set)"

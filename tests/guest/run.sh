@@ -9,7 +9,11 @@
 #   VB_GUEST_KEEP_LOG=1        keep the console logs of passing guests too (failing ones are
 #                              always kept): BUILD_DIR/guest/NN-<first test>.log (+ .qemu)
 #   VB_GUEST_BOOT_TIMEOUT=s    seconds a guest may take to boot (default 180)
-#   VB_GUEST_KERNEL=path       boot this /boot/vmlinuz-* (default: the newest with modules)
+#   VB_GUEST_KERNEL=path       as 6.1, boot this /boot/vmlinuz-* (default: the newest with modules)
+#   VB_GUEST_KERNELS=6.1,6.12  run only on these kernels (default: 6.1, 6.12 and 7.3; vbkernel.py)
+#   VB_KERNEL_CACHE=dir        where fetched kernels are kept (default /var/cache/vfio-broker-tests)
+#   VB_KERNEL_REFRESH=1        fetch the 6.12 and 7.3 kernels again (the suites' current ones)
+#   VB_DEBIAN_MIRROR=url       the Debian archive to fetch them from (default deb.debian.org)
 #
 # No QEMU outlives this script: Ctrl-C, SIGTERM and SIGHUP stop the guests before it exits.
 if [ $# -ne 1 ] || [ ! -d "$1" ]; then

@@ -17,6 +17,7 @@ import traceback
 
 import vbguest
 import vbimage
+import vbkernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -35,6 +36,21 @@ def load_cases():
                     "vbcase%d_%s" % (i, name[:-3]), os.path.join(cases, name))
                 spec.loader.exec_module(importlib.util.module_from_spec(spec))
     return list(vbguest.REGISTRY)
+
+
+class Run:
+    """One test on one kernel: its TAP name carries the kernel unless it is the primary one."""
+
+    def __init__(self, test, label):
+        self.test, self.label = test, label
+        self.name = test.name + ("" if label == vbkernel.PRIMARY else " [%s]" % label)
+        self.func, self.timeout, self.topology = test.func, test.timeout, test.topology
+
+
+def _wanted(test, want):
+    # "name" picks the test (on every kernel); a generated "base@variant" name is picked by its
+    # base too.
+    return test.name in want or test.name.split("@")[0] in want
 
 
 class Tap:
@@ -63,15 +79,17 @@ def _on_alarm(signum, frame):
     raise TestTimeout()
 
 
-def run_group(build, initramfs, kernel, topo, tests, tap, index, keep_log):
+def run_group(build, image, topo, tests, tap, index, keep_log):
+    kspec, initramfs, kernel = image
     slug = re.sub(r"[^A-Za-z0-9]+", "-", tests[0].name)[:40]
     log = os.path.join(build, "guest", "%02d-%s.log" % (index, slug))
-    vbguest.note("guest %d: %s (%d test(s)), console log %s"
-                 % (index, topo.describe(), len(tests), log))
+    vbguest.note("guest %d: kernel %s, %s (%d test(s)), console log %s"
+                 % (index, kspec.release, topo.describe(), len(tests), log))
     left = list(tests)
     ok = True
     guest = getattr(topo, "guest_class", vbguest.Guest)(build, topology=topo, log=log,
-                                                      initramfs=initramfs, kernel=kernel)
+                                                      initramfs=initramfs, kernel=kernel,
+                                                      kspec=kspec)
     try:
         try:
             guest.start()
@@ -130,35 +148,49 @@ def main(argv):
     build = os.path.abspath(argv[1])
     t_start = time.monotonic()
     tests = load_cases()
+    try:
+        labels = vbkernel.selected()
+    except ValueError as e:
+        print("runner: %s" % e, file=sys.stderr)
+        return 2
     if os.environ.get("VB_GUEST_LIST"):
         for t in tests:
-            print("%s\t%s" % (t.name, t.topology.describe()))
+            print("%s\t%s\tkernels %s" % (t.name, t.topology.describe(), ",".join(t.kernels)))
         return 0
     want = [w for w in os.environ.get("VB_GUEST_TESTS", "").replace(",", " ").split() if w]
     if want:
-        unknown = [w for w in want if w not in {t.name for t in tests}]
+        unknown = [w for w in want if not any(_wanted(t, [w]) for t in tests)]
         if unknown:
             print("runner: unknown guest tests: %s" % ", ".join(unknown), file=sys.stderr)
             return 2
-        tests = [t for t in tests if t.name in want]
+        tests = [t for t in tests if _wanted(t, want)]
     keep_log = bool(os.environ.get("VB_GUEST_KEEP_LOG"))
+    runs = [Run(t, k) for k in labels for t in tests if k in t.kernels]
     groups = {}
-    for t in tests:
-        groups.setdefault(t.topology.key(), (t.topology, []))[1].append(t)
-    tap = Tap(len(tests))
+    for r in runs:
+        groups.setdefault((r.label, r.topology.key()), (r.label, r.topology, []))[2].append(r)
+    tap = Tap(len(runs))
     os.makedirs(os.path.join(build, "guest"), exist_ok=True)
-    initramfs = os.path.join(build, "guest", "initramfs.cpio")
-    try:
-        kver = vbimage.kernel_release()
-        kernel = vbimage.kernel_image(build, kver)
-        size = vbimage.build_initramfs(build, initramfs, kver)
-        vbguest.note("kernel %s, initramfs %s (%.1f MiB)" % (kernel, initramfs, size / 1048576))
-    except (vbimage.ImageError, OSError, subprocess.CalledProcessError) as e:
-        for t in tests:
-            tap.result(t.name, False, "cannot build the guest initramfs: %s" % e)
-        return 1
-    for i, (topo, group) in enumerate(groups.values()):
-        run_group(build, initramfs, kernel, topo, group, tap, i, keep_log)
+    images = {}
+    for i, (label, topo, group) in enumerate(groups.values()):
+        if label not in images:
+            # Each kernel is prepared just before its first guest, so that its failure (a
+            # download, a module) fails its own tests with the reason and nothing else.
+            try:
+                kspec = vbkernel.get(label)
+                initramfs = os.path.join(build, "guest", "initramfs-%s.cpio" % label)
+                image = vbimage.kernel_image(build, kspec)
+                size = vbimage.build_initramfs(build, initramfs, kspec)
+                vbguest.note("kernel %s (%s): %s, initramfs %s (%.1f MiB)"
+                             % (label, kspec.release, image, initramfs, size / 1048576))
+                images[label] = (kspec, initramfs, image)
+            except (vbimage.ImageError, OSError, subprocess.CalledProcessError) as e:
+                images[label] = "cannot prepare kernel %s for the guest: %s" % (label, e)
+        if isinstance(images[label], str):
+            for r in group:
+                tap.result(r.name, False, images[label])
+            continue
+        run_group(build, images[label], topo, group, tap, i, keep_log)
     vbguest.note("guest suite: %d test(s), %d failed, %.1fs"
                  % (tap.n, len(tap.failed), time.monotonic() - t_start))
     return 1 if tap.failed else 0

@@ -7,10 +7,10 @@ bound to vfio-pci inside the guest, and drives the guest from the host. Python 3
         image = g.read_file("/sys/bus/pci/devices/%s/config" % g.bdf("edu0"))
         g.qmp("query-pci")
 
-What it trusts: the build directory, the host's kernel and modules, QEMU. What it does not: the
-guest. Everything the guest says arrives base64-framed on a channel of its own (a virtio-serial
-port, so kernel console noise never mixes with results and no tty line discipline sits in the
-way: a second UART lost input under load); the console (ttyS0) goes to a log file.
+What it trusts: the build directory, the kernel and modules it boots (vbkernel.py), QEMU. What it
+does not: the guest. Everything the guest says arrives base64-framed on a channel of its own (a
+virtio-serial port, so kernel console noise never mixes with results and no tty line discipline
+sits in the way: a second UART lost input under load); the console (ttyS0) goes to a log file.
 
 QEMU never outlives a Guest: it runs in its own process group with PR_SET_PDEATHSIG, and it is
 killed on close(), on leaving the `with` block (exceptions, KeyboardInterrupt, SystemExit), at
@@ -38,7 +38,8 @@ import subprocess
 import tempfile
 import time
 
-from vbimage import ImageError, build_initramfs, kernel_image, kernel_release
+import vbkernel
+from vbimage import ImageError, build_initramfs, kernel_image
 
 # PCI slots on pcie.0: the command channel's virtio-serial device at CHANNEL_SLOT, devices placed
 # directly on the root bus from DIRECT_SLOT0, root ports from ROOT_PORT_SLOT0 (one per device that
@@ -285,13 +286,15 @@ class Guest:
     """
 
     def __init__(self, build_dir, devices=DEFAULT_DEVICES, spare_ports=2, mem=1024, smp=1,
-                 log=None, boot_timeout=None, topology=None, initramfs=None, kernel=None):
+                 log=None, boot_timeout=None, topology=None, initramfs=None, kernel=None,
+                 kspec=None):
         self.build_dir = os.path.abspath(build_dir)
         self.topology = topology or Topology(devices, spare_ports, mem, smp)
         self.log_path = log or os.path.join(self.build_dir, "guest", "console.log")
         self.boot_timeout = boot_timeout or float(os.environ.get("VB_GUEST_BOOT_TIMEOUT", 180))
         self.initramfs = initramfs
-        self.kernel = kernel
+        self.kernel = kernel  # the image QEMU boots (a path)
+        self.kspec = kspec  # which kernel (vbkernel.Kernel); default: vbkernel.PRIMARY
         self.proc = None
         self.boot_seconds = None
         self.setup_status = None
@@ -386,12 +389,14 @@ class Guest:
         self._dir = tempfile.mkdtemp(prefix="vbguest-")
         initramfs = self.initramfs
         try:
-            kver = kernel_release()
+            if not self.kspec:
+                self.kspec = vbkernel.get(vbkernel.PRIMARY)
+            kver = self.kspec.release
             if not self.kernel:
-                self.kernel = kernel_image(self.build_dir, kver)
+                self.kernel = kernel_image(self.build_dir, self.kspec)
             if not initramfs:
                 initramfs = os.path.join(self._dir, "initramfs.cpio")
-                build_initramfs(self.build_dir, initramfs, kver)
+                build_initramfs(self.build_dir, initramfs, self.kspec)
         except (ImageError, OSError) as e:
             self.close()
             raise GuestBootError("cannot prepare the guest: %s" % e) from None
@@ -747,21 +752,29 @@ REGISTRY = []
 
 
 class GuestTest:
-    def __init__(self, name, func, topology, timeout):
+    def __init__(self, name, func, topology, timeout, kernels):
         self.name, self.func, self.topology, self.timeout = name, func, topology, timeout
+        self.kernels = kernels
 
 
-def guest_test(name, topology=None, timeout=300):
+def guest_test(name, topology=None, timeout=300, kernels=(vbkernel.PRIMARY,)):
     """Registers func(guest) as the guest test `name` (its TAP name). It fails by raising
     (assert, GuestCommandError, ...). Tests whose topologies are equal (Topology.key()) share one
     boot and run in registration order, so a test that changes guest state restores it. timeout
-    bounds the whole test in seconds; past it the guest is killed."""
+    bounds the whole test in seconds; past it the guest is killed. kernels: the vbkernel labels
+    it runs on (vbkernel.ALL for every kernel); on any but vbkernel.PRIMARY its TAP name is
+    "name [label]". The name must have no space: what follows a space only qualifies it."""
     topo = topology or Topology()
+    if " " in name or not name:
+        raise ValueError("guest test name %r: empty or has a space" % name)
+    unknown = [k for k in kernels if k not in vbkernel.ALL]
+    if unknown:
+        raise ValueError("guest test %s: unknown kernels %r" % (name, unknown))
 
     def register(func):
         if any(t.name == name for t in REGISTRY):
             raise ValueError("guest test %s registered twice" % name)
-        REGISTRY.append(GuestTest(name, func, topo, timeout))
+        REGISTRY.append(GuestTest(name, func, topo, timeout, tuple(kernels)))
         return func
     return register
 

@@ -1,5 +1,6 @@
 """vbimage: what the test guest boots: the kernel (Debian's, unpacked for a fast PVH boot) and
-an initramfs built from busybox-static, the VFIO and virtio-console modules, every file of BUILD/bin plus the shared
+an initramfs built from busybox-static, the VFIO and virtio-console modules (of the kernel
+chosen, see vbkernel.py), every file of BUILD/bin plus the shared
 libraries ldd says they need, and tests/guest/rootfs (the guest's /init and helper scripts).
 Python 3 stdlib only. Trusts the host's /boot, /lib/modules, busybox and the build directory.
 """
@@ -16,11 +17,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOTFS = os.path.join(HERE, "rootfs")
 GUEST_BIN = "/opt/vfio-broker/bin"
 
-# Loaded in this order: each module's dependencies first (modinfo -F depends). virtio_console
-# carries the host's command channel; the rest is VFIO.
-GUEST_MODULES = ["virtio_ring", "virtio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev",
-                 "virtio_pci", "virtio_console",
-                 "irqbypass", "vfio", "vfio_iommu_type1", "vfio_virqfd", "vfio-pci-core", "vfio-pci"]
+# What the guest loads: the virtio console (the host's command channel) and VFIO. Everything
+# they depend on comes first, in dependency order, read from each module's own .modinfo; a
+# module the kernel has built in (modules.builtin) is skipped.
+GUEST_MODULES = ["virtio_pci", "virtio_console", "vfio_iommu_type1", "vfio_pci"]
 
 
 class ImageError(Exception):
@@ -120,12 +120,13 @@ def kernel_release():
     return sorted(cands, key=vkey)[-1]
 
 
-def kernel_image(build_dir, kver):
-    """The kernel QEMU should boot. Debian's bzImage spends ~3 s of TCG time decompressing itself,
-    so the ELF vmlinux inside it is unpacked once (cached as BUILD/guest/vmlinux-<kver>) and booted
-    through its PVH entry point. Falls back to the bzImage when no xz/gzip payload is found."""
-    bz = "/boot/vmlinuz-" + kver
-    cached = os.path.join(build_dir, "guest", "vmlinux-" + kver)
+def kernel_image(build_dir, kernel):
+    """The kernel QEMU should boot (kernel: a vbkernel.Kernel). Debian's bzImage spends ~3 s of
+    TCG time decompressing itself, so the ELF vmlinux inside it is unpacked once (cached as
+    BUILD/guest/vmlinux-<release>) and booted through its PVH entry point. Falls back to the
+    bzImage when no xz/gzip payload is found."""
+    bz = kernel.vmlinuz
+    cached = os.path.join(build_dir, "guest", "vmlinux-" + kernel.release)
     try:
         if os.path.getmtime(cached) >= os.path.getmtime(bz):
             return cached
@@ -151,26 +152,80 @@ def kernel_image(build_dir, kver):
     return bz
 
 
-def _module_paths(kver):
-    moddir = "/lib/modules/" + kver
-    found = {}
-    for root, _, files in os.walk(os.path.join(moddir, "kernel")):
-        for f in files:
-            base = f.split(".ko")[0]
-            if base in GUEST_MODULES and ".ko" in f:
-                found[base] = os.path.relpath(os.path.join(root, f), moddir)
-    missing = [m for m in GUEST_MODULES if m not in found]
-    if missing:
-        raise ImageError("modules not found under %s: %s" % (moddir, ", ".join(missing)))
+def _norm(name):
+    return name.replace("-", "_")
+
+
+def _ko_bytes(path):
+    """A module file's ELF bytes: plain .ko, or .ko.xz / .ko.gz / .ko.zst (Debian compresses
+    modules from 6.12 on; busybox insmod reads only plain ELF)."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if path.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.endswith(".zst"):
+        if not shutil.which("zstd"):
+            raise ImageError("%s is zstd-compressed and zstd is missing (install zstd)" % path)
+        return subprocess.run(["zstd", "-dc", path], capture_output=True, check=True).stdout
+    return data
+
+
+def _modinfo(elf, key):
+    """Values of key in a module's .modinfo ("key=value" NUL-separated strings)."""
+    vals = []
+    for m in re.finditer(rb"(?:^|\0)" + key.encode() + rb"=([^\0]*)", elf):
+        vals.append(m.group(1).decode())
+    return vals
+
+
+def guest_modules(kernel):
+    """[(path relative to the module directory, ending .ko), ELF bytes)] of GUEST_MODULES and
+    their dependencies, each after what it depends on."""
+    moddir = kernel.moddir
+    files = {}
+    for root, _, names in os.walk(os.path.join(moddir, "kernel")):
+        for f in names:
+            if ".ko" in f:
+                files.setdefault(_norm(f.split(".ko")[0]), os.path.join(root, f))
+    builtin = set()
+    try:
+        with open(os.path.join(moddir, "modules.builtin")) as f:
+            builtin = {_norm(os.path.basename(l.strip()).split(".ko")[0]) for l in f}
+    except OSError:
+        pass
+    order, seen = [], set()
+
+    def visit(name, chain):
+        name = _norm(name)
+        if name in seen:
+            return
+        if name in chain:
+            raise ImageError("module dependency loop: %s" % " -> ".join(chain + [name]))
+        if name not in files:
+            if name in builtin:
+                seen.add(name)
+                return
+            raise ImageError("module %s: neither under %s/kernel nor in modules.builtin"
+                             % (name, moddir))
+        elf = _ko_bytes(files[name])
+        if elf[:4] != b"\x7fELF":
+            raise ImageError("%s is not an ELF module" % files[name])
+        for deps in _modinfo(elf, "depends"):
+            for d in filter(None, deps.split(",")):
+                visit(d, chain + [name])
+        seen.add(name)
+        rel = os.path.relpath(files[name], moddir)
+        order.append((rel[:rel.index(".ko") + 3], elf))
     for m in GUEST_MODULES:
-        if not found[m].endswith(".ko"):
-            # Busybox insmod only reads plain .ko files; compressed ones are unpacked first.
-            raise ImageError("%s is compressed; unsupported" % found[m])
-    return [found[m] for m in GUEST_MODULES]
+        visit(m, [])
+    return order
 
 
-def build_initramfs(build_dir, out_path, kver):
-    """Writes the guest's initramfs to out_path; returns its size in bytes."""
+def build_initramfs(build_dir, out_path, kernel):
+    """Writes the guest's initramfs for kernel (a vbkernel.Kernel) to out_path; returns its size
+    in bytes."""
     busybox = shutil.which("busybox")
     if not busybox or _shared_libs(busybox):
         raise ImageError("a static busybox is needed (install busybox-static)")
@@ -193,10 +248,10 @@ def build_initramfs(build_dir, out_path, kver):
             for name in sorted(files):
                 src = os.path.join(root, name)
                 a.host_file("/" + os.path.relpath(src, ROOTFS), src)
-        mods = _module_paths(kver)
-        for m in mods:
-            a.host_file("lib/modules/%s/%s" % (kver, m), "/lib/modules/%s/%s" % (kver, m))
-        a.file("usr/lib/vbguest/modules", ("\n".join(mods) + "\n").encode())
+        mods = guest_modules(kernel)
+        for rel, elf in mods:
+            a.file("lib/modules/%s/%s" % (kernel.release, rel), elf)
+        a.file("usr/lib/vbguest/modules", "".join(rel + "\n" for rel, _ in mods).encode())
         libs = set()
         bindir = os.path.join(build_dir, "bin")
         for name in sorted(os.listdir(bindir)) if os.path.isdir(bindir) else []:

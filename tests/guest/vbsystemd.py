@@ -23,6 +23,7 @@ import subprocess
 
 import vbguest
 import vbimage
+import vbkernel
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SYSTEMD_DIR = os.path.join(HERE, "systemd")
@@ -107,6 +108,9 @@ class SystemdGuest(vbguest.Guest):
     def start(self):
         gdir = os.path.join(self.build_dir, "guest")
         os.makedirs(gdir, exist_ok=True)
+        if self.kspec and self.kspec.label != vbkernel.PRIMARY:
+            raise vbguest.GuestBootError("the systemd guest boots only the host's kernel (%s)"
+                                         % vbkernel.PRIMARY)
         try:
             kver = vbimage.kernel_release()
             self.initramfs = os.path.join(gdir, "systemd-initramfs.cpio")

@@ -6,6 +6,7 @@ it at the end (SIGTERM must leave no worker behind)."""
 
 import time
 
+import vbkernel
 from vbbroker import Broker, config
 from vbguest import Device, guest_test, note
 
@@ -31,7 +32,7 @@ def assert_released(b, bdf):
     return st
 
 
-@guest_test("edu_dma_roundtrip")
+@guest_test("edu_dma_roundtrip", kernels=vbkernel.ALL)
 def edu_dma_roundtrip(g):
     edu = g.bdf("edu0")
     with Broker(g) as b:
@@ -43,7 +44,7 @@ def edu_dma_roundtrip(g):
         assert_released(b, edu)
 
 
-@guest_test("edu_msi_delivery")
+@guest_test("edu_msi_delivery", kernels=vbkernel.ALL)
 def edu_msi_delivery(g):
     edu = g.bdf("edu0")
     with Broker(g) as b:
@@ -54,7 +55,7 @@ def edu_msi_delivery(g):
                       "MSI torn down after the VMM disconnected")
 
 
-@guest_test("e1000e_msix_delivery")
+@guest_test("e1000e_msix_delivery", kernels=vbkernel.ALL)
 def e1000e_msix_delivery(g):
     nic = g.bdf("e1000e0")
     with Broker(g) as b:
@@ -103,7 +104,7 @@ def start_hold(g, sock, log):
     raise AssertionError("the VMM did not take the device into use:\n" + out)
 
 
-@guest_test("worker_crash_cleanup")
+@guest_test("worker_crash_cleanup", kernels=vbkernel.ALL)
 def worker_crash_cleanup(g):
     edu = g.bdf("edu0")
     with Broker(g, config(restart="never")) as b:
@@ -141,7 +142,7 @@ def worker_crash_restart(g):
         vmm(g, "edu-dma", st["socket_path"])
 
 
-@guest_test("hotplug_add_remove")
+@guest_test("hotplug_add_remove", kernels=vbkernel.ALL)
 def hotplug_add_remove(g):
     with Broker(g) as b:
         bdf = g.hotplug(Device("edu", id="hp0"))

@@ -2,6 +2,7 @@
 runs tests/guest/guest_vfio_available.c in the default guest (edu, e1000e, nvme, each behind
 its own root port, plus spare root ports for hot-plug)."""
 
+import vbkernel
 from vbguest import Device, Topology, guest_test, note
 
 
@@ -14,7 +15,7 @@ def assert_device_ok(out, bdf):
         assert what % bdf in out, "missing '%s' in:\n%s" % (what % bdf, out)
 
 
-@guest_test("guest_vfio_available")
+@guest_test("guest_vfio_available", kernels=vbkernel.ALL)
 def vfio_available(g):
     bdfs = g.bdfs()
     assert len(bdfs) == 3, bdfs
