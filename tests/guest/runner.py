@@ -35,6 +35,8 @@ def load_cases():
                 spec = importlib.util.spec_from_file_location(
                     "vbcase%d_%s" % (i, name[:-3]), os.path.join(cases, name))
                 spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    for func in vbguest.AFTER_LOAD:
+        func()
     return list(vbguest.REGISTRY)
 
 

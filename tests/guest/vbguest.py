@@ -749,6 +749,7 @@ class Guest:
 # test registration (used by tests/guest/cases/*.py, run by tests/guest/runner.py)
 
 REGISTRY = []
+AFTER_LOAD = []
 
 
 class GuestTest:
@@ -777,6 +778,13 @@ def guest_test(name, topology=None, timeout=300, kernels=(vbkernel.PRIMARY,)):
         REGISTRY.append(GuestTest(name, func, topo, timeout, tuple(kernels)))
         return func
     return register
+
+
+def after_load(func):
+    """Registers func() to run once every case file is loaded: for tests generated from what the
+    others registered (the generic probe runs on every registered topology)."""
+    AFTER_LOAD.append(func)
+    return func
 
 
 def note(msg):
