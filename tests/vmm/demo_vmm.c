@@ -289,6 +289,8 @@ static void usage(FILE *f)
 	    "  edu-dma SOCKET         DMA a buffer from guest RAM into the edu device and back to\n"
 	    "                         another address through the IOMMU; compare the bytes.\n"
 	    "  edu-msi SOCKET         enable MSI, raise edu interrupts, count eventfd deliveries.\n"
+	    "  edu-intx SOCKET        INTx with trigger and resample eventfds: raise, acknowledge\n"
+	    "                         and unmask edu interrupts; an unacknowledged one re-fires.\n"
 	    "  e1000e-msix SOCKET     program and unmask MSI-X vectors of an e1000e, trigger each\n"
 	    "                         through the device's interrupt cause register.\n"
 	    "  e1000e-msix-masked SOCKET\n"
@@ -316,6 +318,7 @@ int main(int argc, char **argv)
 	} scenarios[] = {
 	    {"edu-dma", 1, vmm_edu_dma},
 	    {"edu-msi", 1, vmm_edu_msi},
+	    {"edu-intx", 1, vmm_edu_intx},
 	    {"e1000e-msix", 1, vmm_e1000e_msix},
 	    {"e1000e-msix-masked", 1, vmm_e1000e_msix_masked},
 	    {"nvme-bars", 1, vmm_nvme_bars},

@@ -45,6 +45,7 @@ int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *
 /* Scenarios: return 0 when every check held, -1 after printing why not. */
 int vmm_edu_dma(char **sockets, struct vmm_figures *fig);
 int vmm_edu_msi(char **sockets, struct vmm_figures *fig);
+int vmm_edu_intx(char **sockets, struct vmm_figures *fig);
 int vmm_e1000e_msix(char **sockets, struct vmm_figures *fig);
 int vmm_e1000e_msix_masked(char **sockets, struct vmm_figures *fig);
 int vmm_nvme_bars(char **sockets, struct vmm_figures *fig);

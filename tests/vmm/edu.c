@@ -315,6 +315,94 @@ int vmm_edu_msi(char **sockets, struct vmm_figures *fig)
 	return edu_with(sockets[0], edu_msi_run, 16, fig);
 }
 
+static int resample(int fd)
+{
+	uint64_t one = 1;
+
+	return write(fd, &one, sizeof(one)) == sizeof(one) ? 0 : -errno;
+}
+
+/*
+ * INTx as a VMM with KVM's irqfd and resamplefd drives it: the trigger eventfd fires once per
+ * assertion, the kernel keeps the line masked until the VMM signals the resample eventfd (the
+ * guest's EOI), and a line still asserted then fires again. edu signals INTx while MSI is off.
+ */
+static int edu_intx_run(struct vfb_dev *dev, int count, struct vmm_figures *fig)
+{
+	int trig = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK),
+	    rs = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	struct vfb_irq_info ii;
+	uint32_t st;
+	int64_t n;
+	int r = -1;
+
+	if (trig < 0 || rs < 0) {
+		vmm_fail("eventfd: %s", strerror(errno));
+		goto out;
+	}
+	if (vmm_check(dev, vfb_dev_irq_info(dev, VFB_IRQ_INTX, &ii), "INTx IRQ_INFO") < 0)
+		goto out;
+	if (ii.count != 1) {
+		vmm_fail("edu reports %u INTx lines, not 1", ii.count);
+		goto out;
+	}
+	if (vmm_check(dev, vfb_dev_set_intx_fds(dev, trig, rs), "set INTx eventfds") < 0)
+		goto out;
+	for (int i = 0; i < count; i++) {
+		uint32_t value = 1u << (i % 8);
+
+		if (vmm_check(dev, vmm_bar_write32(dev, EDU_BAR, EDU_IRQ_RAISE, value),
+			      "raise interrupt") < 0)
+			goto out;
+		n = vmm_wait_eventfd(trig, 3000);
+		if (n <= 0) {
+			vmm_fail("INTx %d of %d did not reach the trigger eventfd within 3 s%s",
+				 i + 1, count, n < 0 ? " (eventfd error)" : "");
+			goto out;
+		}
+		if (i == 0) {
+			/* Unmasked but not acknowledged: the level is still high, so it fires
+			 * again. */
+			n = resample(rs) ?: vmm_wait_eventfd(trig, 3000);
+			if (n <= 0) {
+				vmm_fail(
+				    "an unacknowledged INTx did not fire again after the resample");
+				goto out;
+			}
+			vmm_say("  INTx: an unacknowledged level interrupt fires again when "
+				"unmasked\n");
+		}
+		r = vmm_bar_read32(dev, EDU_BAR, EDU_IRQ_STATUS, &st);
+		r = r ?: vmm_bar_write32(dev, EDU_BAR, EDU_IRQ_ACK, st);
+		if (vmm_check(dev, r, "acknowledge interrupt") < 0)
+			goto out;
+		r = -1;
+		if ((st & value) != value) {
+			vmm_fail("interrupt status 0x%x lacks the raised 0x%x", st, value);
+			goto out;
+		}
+		if (resample(rs) < 0) {
+			vmm_fail("resample eventfd: %s", strerror(errno));
+			goto out;
+		}
+		fig->interrupts++;
+	}
+	vmm_say("  INTx: %d of %d level interrupts delivered, each acknowledged and resampled\n",
+		count, count);
+	r = vmm_check(dev, vfb_dev_set_intx_fds(dev, -1, -1), "remove INTx eventfds");
+out:
+	if (trig >= 0)
+		close(trig);
+	if (rs >= 0)
+		close(rs);
+	return r;
+}
+
+int vmm_edu_intx(char **sockets, struct vmm_figures *fig)
+{
+	return edu_with(sockets[0], edu_intx_run, 8, fig);
+}
+
 /* The mapping of the first connection must be gone when the second maps the same range. */
 int vmm_reconnect(char **sockets, struct vmm_figures *fig)
 {

@@ -55,6 +55,17 @@ def edu_msi_delivery(g):
                       "MSI torn down after the VMM disconnected")
 
 
+@guest_test("edu_intx_delivery", kernels=vbkernel.ALL)
+def edu_intx_delivery(g):
+    edu = g.bdf("edu0")
+    with Broker(g) as b:
+        out = vmm(g, "edu-intx", b.add(edu)["socket_path"])
+        assert figures(out)["interrupts"] == 8, out
+        assert "fires again when unmasked" in out, out
+        b.wait_status(edu, lambda s: sum(i["enabled"] for i in s["irqs"]) == 0,
+                      "INTx torn down after the VMM disconnected")
+
+
 @guest_test("e1000e_msix_delivery", kernels=vbkernel.ALL)
 def e1000e_msix_delivery(g):
     nic = g.bdf("e1000e0")
