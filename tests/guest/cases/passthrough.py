@@ -203,7 +203,7 @@ def printed_view(out):
     return bytes(view)
 
 
-@guest_test("reset_config_view")
+@guest_test("reset_config_view", kernels=vbkernel.ALL)
 def reset_config_view(g):
     """A VMM programs a BAR and Command and enables MSI, then resets the device (edu: MSI,
     e1000e: MSI and MSI-X, both through VFIO_DEVICE_RESET): it gets VFB_EVENT_RESET, and the
