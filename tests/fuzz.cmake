@@ -30,3 +30,16 @@ vb_fuzz_target(cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_cfg.c LIBS vb_wor
 
 # broker/: the configuration loader (libinih plus the broker's value parsing).
 vb_fuzz_target(config SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_config.c LIBS vb_brokerd_base)
+
+# worker/: the vfio-user server's receive path (framing, command table, VERSION's JSON) against
+# a device built from e1000e.img. Seeds: tests/fuzz/make_vfu_corpus.py.
+vb_fuzz_target(vfu SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_vfu.c
+	${PROJECT_SOURCE_DIR}/worker/vfu_cmd.c ${PROJECT_SOURCE_DIR}/worker/vfu_conn.c
+	${PROJECT_SOURCE_DIR}/worker/vfu_version.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
+	LIBS vb_worker_core PkgConfig::JSONC PkgConfig::LIBUV)
+foreach(t test_fuzz_vfu_corpus fuzz_vfu)
+	if(TARGET ${t})
+		target_compile_definitions(${t} PRIVATE
+			VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
+	endif()
+endforeach()
