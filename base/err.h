@@ -8,8 +8,9 @@
 #ifndef VB_BASE_ERR_H
 #define VB_BASE_ERR_H
 
-/* Longest message a record carries, terminating NUL included. */
-#define VB_ERR_MAX 256
+/* Longest message a record carries, terminating NUL included: room for a configuration
+ * file's FILE:LINE prefix; the wire's error text is shorter and takes what fits. */
+#define VB_ERR_MAX 512
 
 struct vb_err {
 	int code;

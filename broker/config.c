@@ -61,8 +61,7 @@ struct cfg_state {
 	unsigned line;
 	bool failed;
 	int error;
-	char *err;
-	size_t errsz;
+	struct vb_err *err;
 	unsigned seen[64]; /* line where each key of cfg_keys was set, 0: not yet */
 };
 
@@ -79,7 +78,7 @@ static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	snprintf(st->err, st->errsz, "%s:%u: %s", st->c->path, st->line, msg);
+	vb_errf(st->err, -EINVAL, "%s:%u: %s", st->c->path, st->line, msg);
 	st->failed = true;
 	st->error = -EINVAL;
 	return 0;
@@ -699,10 +698,9 @@ static int cfg_check_whole(struct cfg_state *st)
 		return -EINVAL;
 	}
 	if (!user_line && !range_line) {
-		snprintf(st->err, st->errsz,
-			 "%s: [worker] needs user= or uid_range=: workers never run as root",
-			 c->path);
-		return -EINVAL;
+		return vb_errf(st->err, -EINVAL,
+			       "%s: [worker] needs user= or uid_range=: workers never run as root",
+			       c->path);
 	}
 	if (c->heartbeat_timeout_ms <= c->heartbeat_interval_ms) {
 		unsigned a = cfg_seen(st, "worker", "heartbeat_interval_ms");
@@ -726,37 +724,33 @@ static int cfg_open(struct cfg_state *st, const char *path)
 	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		e = errno;
-		snprintf(st->err, st->errsz, "%s: cannot open: %s", path, strerror(e));
-		return -e;
+		return vb_errf(st->err, -e, "%s: cannot open: %s", path, strerror(e));
 	}
 	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & (S_IWGRP | S_IWOTH))) {
-		snprintf(st->err, st->errsz,
-			 "%s: writable by group or others (mode %04o): refusing to trust it", path,
-			 (unsigned)(sb.st_mode & 07777));
 		close(fd);
-		return -EPERM;
+		return vb_errf(st->err, -EPERM,
+			       "%s: writable by group or others (mode %04o): refusing to trust it",
+			       path, (unsigned)(sb.st_mode & 07777));
 	}
 	st->f = fdopen(fd, "re");
 	if (!st->f) {
 		e = errno;
 		close(fd);
-		snprintf(st->err, st->errsz, "%s: %s", path, strerror(e));
-		return -e;
+		return vb_errf(st->err, -e, "%s: %s", path, strerror(e));
 	}
 	return 0;
 }
 
-int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t errsz)
+int brk_config_load(const char *path, struct brk_config **ret, struct vb_err *err)
 {
-	struct cfg_state st = {.err = err, .errsz = errsz};
+	struct cfg_state st = {.err = err};
 	struct brk_config *c;
 	int r;
 
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->path = strdup(path))) {
 		free(c);
-		snprintf(err, errsz, "%s: out of memory", path);
-		return -ENOMEM;
+		return vb_errf(err, -ENOMEM, "%s: out of memory", path);
 	}
 	cfg_defaults(c);
 	st.c = c;
@@ -776,7 +770,7 @@ int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t
 		cfg_fail(&st, "syntax error: expected '[section]', 'key = value' or a comment");
 	}
 	if (r < 0 && !st.failed) {
-		snprintf(err, errsz, "%s: cannot parse (libinih error %d)", path, r);
+		vb_errf(err, -ENOMEM, "%s: cannot parse (libinih error %d)", path, r);
 		st.failed = true;
 		st.error = -ENOMEM;
 	}
@@ -791,6 +785,9 @@ int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t
 	return 0;
 fail:
 	brk_config_free(c);
+	if (err)
+		err->code =
+		    r; /* the message was written for the first problem; the code is final */
 	return r;
 }
 

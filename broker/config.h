@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "bdf.h"
+#include "err.h"
 
 /* The Linux kernel's own default for vfio_iommu_type1 dma_entry_limit. */
 #define BRK_DMA_MAPPINGS_MAX 65535u
@@ -101,7 +102,7 @@ struct brk_config {
  *   -EPERM    the file is writable by group or others;
  *   -EINVAL   a syntax error, unknown section or key, bad or out-of-range value, missing key.
  */
-int brk_config_load(const char *path, struct brk_config **ret, char *err, size_t errsz);
+int brk_config_load(const char *path, struct brk_config **ret, struct vb_err *err);
 void brk_config_free(struct brk_config *c);
 
 /*
@@ -109,7 +110,7 @@ void brk_config_free(struct brk_config *c);
  * vendor:device may be assigned, else -EPERM with a reason naming the allowlist's lines.
  */
 int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_t vendor,
-			    uint16_t device, char *err, size_t errsz);
+			    uint16_t device, struct vb_err *err);
 
 /* The configuration as a valid file, for --check-config --verbose and for the logs. */
 int brk_config_dump(const struct brk_config *c, char **ret);

@@ -12,9 +12,10 @@
 #include "log.h"
 
 int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_t vendor,
-			    uint16_t device, char *err, size_t errsz)
+			    uint16_t device, struct vb_err *err)
 {
-	size_t o;
+	char lines[VB_ERR_MAX];
+	size_t o = 0;
 
 	for (size_t i = 0; i < c->nallow; i++) {
 		const struct brk_allow *a = &c->allow[i];
@@ -22,22 +23,19 @@ int brk_config_check_device(const struct brk_config *c, const char *bdf, uint16_
 		if (a->is_id ? (a->vendor == vendor && a->device == device) : !strcmp(a->bdf, bdf))
 			return 0;
 	}
-	if (!c->nallow) {
-		snprintf(err, errsz,
-			 "%s [%04x:%04x] is not allowed: %s has no [devices] allow entry", bdf,
-			 vendor, device, c->path);
-		return -EPERM;
-	}
-	o = (size_t)snprintf(err, errsz, "%s [%04x:%04x] is not in the allowlist (%s, line", bdf,
-			     vendor, device, c->path);
-	for (size_t i = 0; i < c->nallow && o < errsz; i++) {
+	if (!c->nallow)
+		return vb_errf(err, -EPERM,
+			       "%s [%04x:%04x] is not allowed: %s has no [devices] allow entry",
+			       bdf, vendor, device, c->path);
+	lines[0] = '\0';
+	for (size_t i = 0; i < c->nallow && o < sizeof(lines); i++) {
 		if (i && c->allow[i].line == c->allow[i - 1].line)
 			continue;
-		o += (size_t)snprintf(err + o, errsz - o, "%s %u", i ? "," : "", c->allow[i].line);
+		o += (size_t)snprintf(lines + o, sizeof(lines) - o, "%s %u", i ? "," : "",
+				      c->allow[i].line);
 	}
-	if (o < errsz)
-		snprintf(err + o, errsz - o, ")");
-	return -EPERM;
+	return vb_errf(err, -EPERM, "%s [%04x:%04x] is not in the allowlist (%s, line%s)", bdf,
+		       vendor, device, c->path, lines);
 }
 
 static const char *cfg_seccomp_name(enum brk_seccomp_mode m)

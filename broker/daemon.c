@@ -590,7 +590,7 @@ static int dmn_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 	const struct brk_config *cfg = dmn->cfg;
 	const Vb__Ctl__DeviceLimits *lim = req->limits;
 	uint16_t vendor, device;
-	char msg[512];
+	struct vb_err err = {0};
 	int r;
 
 	if (dmn_read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
@@ -598,9 +598,9 @@ static int dmn_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 		brk_ctl_call_set_message(call, "%s: no such PCI device", req->bdf);
 		return -ENODEV;
 	}
-	r = brk_config_check_device(cfg, req->bdf, vendor, device, msg, sizeof(msg));
+	r = brk_config_check_device(cfg, req->bdf, vendor, device, &err);
 	if (r < 0) {
-		brk_ctl_call_set_message(call, "%s", msg);
+		brk_ctl_call_set_message(call, "%s", err.msg);
 		return r;
 	}
 	*maxmap = lim && lim->max_dma_mappings ? lim->max_dma_mappings : cfg->max_dma_mappings;

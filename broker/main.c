@@ -183,10 +183,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 static int check_config(const char *path)
 {
 	struct brk_config *cfg;
-	char err[512], *dump = NULL;
+	struct vb_err err = {0};
+	char *dump = NULL;
 
-	if (brk_config_load(path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "%s\n", err);
+	if (brk_config_load(path, &cfg, &err) < 0) {
+		fprintf(stderr, "%s\n", err.msg);
 		return EXIT_CONFIG;
 	}
 	if (brk_config_dump(cfg, &dump) == 0) {
@@ -406,7 +407,7 @@ int main(int argc, char **argv)
 {
 	struct brk_config *cfg = NULL;
 	struct opts o;
-	char err[512];
+	struct vb_err err = {0};
 	int r;
 
 	brk_log_open("vfio-brokerd");
@@ -415,8 +416,8 @@ int main(int argc, char **argv)
 		return -r;
 	if (o.check)
 		return check_config(o.config);
-	if (brk_config_load(o.config, &cfg, err, sizeof(err)) < 0) {
-		brk_err("%s", err);
+	if (brk_config_load(o.config, &cfg, &err) < 0) {
+		brk_err("%s", err.msg);
 		return EXIT_CONFIG;
 	}
 	brk_log_set_level(o.log_level >= 0 ? o.log_level : cfg->log_level);

@@ -22,7 +22,7 @@
 
 struct cfg_file {
 	char path[64];
-	char err[512];
+	struct vb_err err;
 	struct brk_config *c;
 };
 
@@ -36,8 +36,8 @@ static int load_text(struct cfg_file *f, const char *text)
 	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
 	close(fd);
 	f->c = NULL;
-	f->err[0] = '\0';
-	r = brk_config_load(f->path, &f->c, f->err, sizeof(f->err));
+	f->err = (struct vb_err){0};
+	r = brk_config_load(f->path, &f->c, &f->err);
 	unlink(f->path);
 	return r;
 }
@@ -48,8 +48,8 @@ static void assert_err_at(const struct cfg_file *f, unsigned line, const char *w
 	char prefix[96];
 
 	snprintf(prefix, sizeof(prefix), "%s:%u: ", f->path, line);
-	if (strncmp(f->err, prefix, strlen(prefix)) != 0 || !strstr(f->err, what))
-		fail_msg("expected '%s...%s', got '%s'", prefix, what, f->err);
+	if (strncmp(f->err.msg, prefix, strlen(prefix)) != 0 || !strstr(f->err.msg, what))
+		fail_msg("expected '%s...%s', got '%s'", prefix, what, f->err.msg);
 }
 
 static void test_deploy_config_rejects_unknown_key(void **state)
@@ -105,13 +105,12 @@ static void test_config_protocol_default_native_and_choices(void **state)
 static void test_config_allow_short_address_matches_canonical(void **state)
 {
 	struct cfg_file f;
-	char err[256];
+	struct vb_err err;
 
 	/* What an operator types (upper case, no domain) is kept in the canonical form. */
 	assert_int_equal(load_text(&f, "[devices]\nallow = 00:1F.7\n" WORKER_OK), 0);
 	assert_string_equal(f.c->allow[0].bdf, "0000:00:1f.7");
-	assert_int_equal(
-	    brk_config_check_device(f.c, "0000:00:1f.7", 0x8086, 0x10d3, err, sizeof(err)), 0);
+	assert_int_equal(brk_config_check_device(f.c, "0000:00:1f.7", 0x8086, 0x10d3, &err), 0);
 	brk_config_free(f.c);
 	/* A domain beyond 16 bits has no canonical 12-character name: refused at load. */
 	assert_int_equal(load_text(&f, "[devices]\nallow = 10000:00:01.0\n" WORKER_OK), -EINVAL);
@@ -121,43 +120,42 @@ static void test_config_allow_short_address_matches_canonical(void **state)
 static void test_deploy_config_rejects_device_not_in_allowlist(void **state)
 {
 	struct cfg_file f;
-	char err[256];
+	struct vb_err err;
 
 	assert_int_equal(load_text(&f,
 				   "[devices]\n# edu\nallow = 1234:11e8\n\nallow = 0000:00:04.0\n"
 				   "allow_bind = no\n" WORKER_OK),
 			 0);
 	/* Neither the address nor the ids are listed: refused, naming both allow lines. */
-	assert_int_equal(
-	    brk_config_check_device(f.c, "0000:00:05.0", 0x8086, 0x10d3, err, sizeof(err)), -EPERM);
-	assert_non_null(strstr(err, "0000:00:05.0 [8086:10d3] is not in the allowlist"));
-	assert_non_null(strstr(err, f.path));
-	assert_non_null(strstr(err, "line 3, 5)"));
+	assert_int_equal(brk_config_check_device(f.c, "0000:00:05.0", 0x8086, 0x10d3, &err),
+			 -EPERM);
+	assert_non_null(strstr(err.msg, "0000:00:05.0 [8086:10d3] is not in the allowlist"));
+	assert_non_null(strstr(err.msg, f.path));
+	assert_non_null(strstr(err.msg, "line 3, 5)"));
 	/* Allowed by id, and by address whatever its ids are. */
-	assert_int_equal(
-	    brk_config_check_device(f.c, "0000:00:07.0", 0x1234, 0x11e8, err, sizeof(err)), 0);
-	assert_int_equal(
-	    brk_config_check_device(f.c, "0000:00:04.0", 0x8086, 0x10d3, err, sizeof(err)), 0);
+	assert_int_equal(brk_config_check_device(f.c, "0000:00:07.0", 0x1234, 0x11e8, &err), 0);
+	assert_int_equal(brk_config_check_device(f.c, "0000:00:04.0", 0x8086, 0x10d3, &err), 0);
 	brk_config_free(f.c);
 }
 
 static void test_deploy_config_rejects_unreadable_file(void **state)
 {
-	char dir[] = "/tmp/test_config_dir.XXXXXX", err[512], expect[96];
+	char dir[] = "/tmp/test_config_dir.XXXXXX", expect[96];
+	struct vb_err err;
 	struct brk_config *c = NULL;
 
 	/* A directory opens but cannot be read: the first line cannot be read. Root can read files
 	 * of any mode, so this is the unreadable file that fails the same for every user. */
 	assert_non_null(mkdtemp(dir));
-	assert_int_equal(brk_config_load(dir, &c, err, sizeof(err)), -EISDIR);
+	assert_int_equal(brk_config_load(dir, &c, &err), -EISDIR);
 	assert_null(c);
 	snprintf(expect, sizeof(expect), "%s:1: cannot read: ", dir);
-	assert_non_null(strstr(err, expect));
+	assert_non_null(strstr(err.msg, expect));
 	rmdir(dir);
 
-	assert_int_equal(brk_config_load(dir, &c, err, sizeof(err)), -ENOENT);
+	assert_int_equal(brk_config_load(dir, &c, &err), -ENOENT);
 	snprintf(expect, sizeof(expect), "%s: cannot open: ", dir);
-	assert_non_null(strstr(err, expect));
+	assert_non_null(strstr(err.msg, expect));
 	assert_null(c);
 }
 
@@ -240,7 +238,7 @@ static void test_deploy_config_rejects_missing_or_double_worker_identity(void **
 	struct cfg_file f;
 
 	assert_int_equal(load_text(&f, "[worker]\nseccomp = kill\n"), -EINVAL);
-	assert_non_null(strstr(f.err, "[worker] needs user= or uid_range="));
+	assert_non_null(strstr(f.err.msg, "[worker] needs user= or uid_range="));
 
 	assert_int_equal(load_text(&f, WORKER_OK "user = 65534\n"), -EINVAL);
 	assert_err_at(&f, 3, "sets both user (line 3) and uid_range (line 2)");
@@ -264,7 +262,8 @@ static void test_deploy_config_rejects_heartbeat_timeout_below_interval(void **s
 
 static void test_deploy_config_rejects_group_writable_file(void **state)
 {
-	char path[] = "/tmp/test_config.XXXXXX", err[512];
+	char path[] = "/tmp/test_config.XXXXXX";
+	struct vb_err err;
 	struct brk_config *c = NULL;
 	int fd = mkstemp(path);
 
@@ -272,11 +271,11 @@ static void test_deploy_config_rejects_group_writable_file(void **state)
 	assert_int_equal(write(fd, WORKER_OK, strlen(WORKER_OK)), (ssize_t)strlen(WORKER_OK));
 	assert_int_equal(fchmod(fd, 0620), 0);
 	close(fd);
-	assert_int_equal(brk_config_load(path, &c, err, sizeof(err)), -EPERM);
+	assert_int_equal(brk_config_load(path, &c, &err), -EPERM);
 	assert_null(c);
-	assert_non_null(strstr(err, "writable by group or others (mode 0620)"));
+	assert_non_null(strstr(err.msg, "writable by group or others (mode 0620)"));
 	assert_int_equal(chmod(path, 0600), 0);
-	assert_int_equal(brk_config_load(path, &c, err, sizeof(err)), 0);
+	assert_int_equal(brk_config_load(path, &c, &err), 0);
 	brk_config_free(c);
 	unlink(path);
 }
@@ -335,14 +334,12 @@ static void test_config_values_parse_with_suffixes_and_lists(void **state)
 static void test_config_example_file_is_valid(void **state)
 {
 	struct brk_config *c = NULL;
-	char err[512];
+	struct vb_err err;
 
-	assert_int_equal(brk_config_load(VB_CONFIG_EXAMPLE, &c, err, sizeof(err)), 0);
+	assert_int_equal(brk_config_load(VB_CONFIG_EXAMPLE, &c, &err), 0);
 	/* The example allows the edu test device (1234:11e8) and nothing else. */
-	assert_int_equal(
-	    brk_config_check_device(c, "0000:00:03.0", 0x1234, 0x11e8, err, sizeof(err)), 0);
-	assert_int_equal(
-	    brk_config_check_device(c, "0000:00:03.0", 0x8086, 0x10d3, err, sizeof(err)), -EPERM);
+	assert_int_equal(brk_config_check_device(c, "0000:00:03.0", 0x1234, 0x11e8, &err), 0);
+	assert_int_equal(brk_config_check_device(c, "0000:00:03.0", 0x8086, 0x10d3, &err), -EPERM);
 	brk_config_free(c);
 }
 

@@ -178,7 +178,8 @@ static void pci_device(const char *bdf, int group)
 static void env_start(unsigned restart_max)
 {
 	static struct brk_daemon_env denv;
-	char text[512], err[512];
+	struct vb_err err = {0};
+	char text[512];
 	FILE *fp;
 	int lfd, cfd;
 
@@ -204,8 +205,8 @@ static void env_start(unsigned restart_max)
 	assert_non_null(fp);
 	fputs(text, fp);
 	fclose(fp);
-	if (brk_config_load(E.cfg_path, &E.cfg, err, sizeof(err)) < 0)
-		fail_msg("config: %s", err);
+	if (brk_config_load(E.cfg_path, &E.cfg, &err) < 0)
+		fail_msg("config: %s", err.msg);
 
 	assert_int_equal(uv_loop_init(&E.loop), 0);
 	snprintf(E.ctl_path, sizeof(E.ctl_path), "%s/control.sock", E.dir);

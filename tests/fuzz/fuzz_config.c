@@ -20,7 +20,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct brk_config *cfg = NULL;
-	char path[64], err[512] = "";
+	struct vb_err err = {0};
+	char path[64];
 	int fd = memfd_create("fuzz-config", MFD_CLOEXEC);
 	int r;
 
@@ -30,12 +31,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (fchmod(fd, 0600) < 0 || (size && write(fd, data, size) != (ssize_t)size))
 		abort();
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	r = brk_config_load(path, &cfg, err, sizeof(err));
+	r = brk_config_load(path, &cfg, &err);
 	if (r == 0) {
 		if (!cfg)
 			abort();
 		brk_config_free(cfg);
-	} else if (r > 0 || r < -4095 || !err[0] || cfg) {
+	} else if (r > 0 || r < -4095 || !err.msg[0] || err.code != r || cfg) {
 		abort(); /* an error must be a negative errno with a message, and no config */
 	}
 	close(fd);
