@@ -9,7 +9,7 @@ JOBS       ?= $(shell nproc)
 DEPS := gcc make cmake pkg-config clang-format python3 \
 	libuv1-dev libprotobuf-c-dev protobuf-c-compiler libcap-ng-dev libseccomp-dev \
 	libcmocka-dev libsystemd-dev libinih-dev libjson-c-dev \
-	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod clang libclang-rt-14-dev systemd man-db groff-base
+	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod debootstrap clang libclang-rt-14-dev systemd man-db groff-base
 
 .PHONY: all deps build asan check demo bench format clean
 

@@ -156,10 +156,17 @@ class Topology:
 
     intremap: the emulated IOMMU remaps interrupts (the default, as on any host a broker should
     run on). With intremap=False, vfio_iommu_type1 refuses to attach groups (VFIO_SET_IOMMU
-    fails with EPERM) unless allow_unsafe_interrupts=1, which the guest then sets."""
+    fails with EPERM) unless allow_unsafe_interrupts=1, which the guest then sets.
+
+    shares: {tag: host_path_function}: host directories the guest mounts read-only (virtio-9p)
+    at /mnt/<tag>. Each function is called when the guest starts and returns the directory; an
+    ImageError it raises fails the guest's tests with its message (so an expensive preparation
+    happens only when a test that needs it runs).
+    ports: names of extra virtio-serial ports (besides the command channel): the guest sees
+    each as the /sys/class/virtio-ports/*/name it has, the host talks to it with port(name)."""
 
     def __init__(self, devices=DEFAULT_DEVICES, spare_ports=2, mem=1024, smp=1, cmdline="",
-                 intremap=True):
+                 intremap=True, shares=None, ports=()):
         devs = [d if isinstance(d, Device) else Device(d) for d in devices]
         counts = {}
         for d in devs:
@@ -186,6 +193,11 @@ class Topology:
         self.smp = smp
         self.cmdline = cmdline
         self.intremap = intremap
+        self.shares = dict(shares or {})
+        self.ports = tuple(ports)
+        for name in list(self.shares) + list(self.ports):
+            if not re.fullmatch(r"[a-z][a-z0-9]{0,30}", name):
+                raise ValueError("share/port name %r: want [a-z][a-z0-9]*" % name)
         slots = [d for d in devs if d.function_of is None]
         ports = sum(1 for d in slots if d.root_port) + spare_ports
         if ROOT_PORT_SLOT0 + ports - 1 > MAX_SLOT:
@@ -195,12 +207,13 @@ class Topology:
 
     def key(self):
         return (tuple(d.key() for d in self.devices), self.spare_ports, self.mem, self.smp,
-                self.cmdline, self.intremap)
+                self.cmdline, self.intremap, tuple(sorted(self.shares)), self.ports)
 
     def describe(self):
         parts = [d.id + ("" if d.vfio else "(unbound)") for d in self.devices]
         if not self.intremap:
             parts.append("intremap off")
+        parts += ["9p %s" % tag for tag in sorted(self.shares)]
         if self.spare_ports:
             parts.append("%d spare port(s)" % self.spare_ports)
         return ", ".join(parts)
@@ -305,6 +318,8 @@ class Guest:
         self._slots = {}  # device id -> sysfs glob below /sys/devices/pci0000:00
         self._ports = []  # (root port id, sysfs path of the port, hot-plugged device id or None)
         self._bdf = {}
+        self._share_paths = {}  # tag -> host directory
+        self._port_socks = {}  # port name -> _Line
 
     def __enter__(self):
         self.start()
@@ -384,6 +399,16 @@ class Guest:
             cmdline += " vb.vfio=" + ",".join(vfio)
         if t.cmdline:
             cmdline += " " + t.cmdline
+        for name in t.ports:
+            args.extend(["-chardev", "socket,id=vbp%s,path=%s"
+                         % (name, os.path.join(self._dir, "port-%s.sock" % name)),
+                         "-device", "virtserialport,bus=vbser.0,chardev=vbp%s,name=%s"
+                         % (name, name)])
+        for tag, path in sorted(self._share_paths.items()):
+            args.extend(["-virtfs", "local,path=%s,mount_tag=%s,security_model=none,readonly=on,"
+                         "multidevs=remap" % (path, tag)])
+        if self._share_paths:
+            cmdline += " vb.9p=" + ",".join(sorted(self._share_paths))
         args.extend(["-append", cmdline])
         return args
 
@@ -400,11 +425,15 @@ class Guest:
             if not initramfs:
                 initramfs = os.path.join(self._dir, "initramfs.cpio")
                 build_initramfs(self.build_dir, initramfs, self.kspec)
+            for tag, prepare in self.topology.shares.items():
+                self._share_paths[tag] = prepare()
         except (ImageError, OSError) as e:
             self.close()
             raise GuestBootError("cannot prepare the guest: %s" % e) from None
         cmd_l = _listen(os.path.join(self._dir, "cmd.sock"))
         qmp_l = _listen(os.path.join(self._dir, "qmp.sock"))
+        port_l = {name: _listen(os.path.join(self._dir, "port-%s.sock" % name))
+                  for name in self.topology.ports}
         args = self._qemu_args(kver, initramfs)
         with open(self.log_path, "wb") as f:
             f.write(("# %s\n" % " ".join(shlex.quote(a) for a in args)).encode())
@@ -419,6 +448,9 @@ class Guest:
             deadline = t0 + 20
             self._cmd = _Line(self._accept(cmd_l, deadline), self.alive)
             self._qmp = _Line(self._accept(qmp_l, deadline), self.alive)
+            for name, listener in port_l.items():
+                self._port_socks[name] = _Line(self._accept(listener, deadline), self.alive)
+                listener.close()
             cmd_l.close()
             qmp_l.close()
             self._qmp_handshake(deadline)
@@ -477,10 +509,11 @@ class Guest:
     def close(self):
         """Stops QEMU (SIGTERM, then SIGKILL to its process group) and removes the sockets."""
         _live.discard(self)
-        for s in (self._cmd, self._qmp):
+        for s in [self._cmd, self._qmp] + list(self._port_socks.values()):
             if s:
                 s.sock.close()
         self._cmd = self._qmp = None
+        self._port_socks = {}
         p = self.proc
         if p is not None:
             if p.poll() is None:
@@ -513,6 +546,14 @@ class Guest:
         tail = log[crash[0]:crash[0] + lines] if crash else log[-lines:]
         q = self._qemu_output()
         return "\n".join(tail) + ("\nqemu: " + q if q else "")
+
+    def port(self, name):
+        """The host end of the extra virtio-serial port name (Topology ports): an object with
+        send(bytes) and readline(deadline) -> str, and .sock. What the guest writes before the
+        host reads stays queued in the port; the host never sees the guest open or close it."""
+        if name not in self._port_socks:
+            raise GuestDead("no port %r (guest not running, or not in its Topology)" % name)
+        return self._port_socks[name]
 
     # -- command channel
 

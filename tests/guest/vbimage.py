@@ -22,6 +22,12 @@ GUEST_BIN = "/opt/vfio-broker/bin"
 # module the kernel has built in (modules.builtin) is skipped.
 GUEST_MODULES = ["virtio_pci", "virtio_console", "vfio_iommu_type1", "vfio_pci"]
 
+# What a guest with shared host directories (Topology shares, virtio-9p) loads, after the
+# above, with their dependencies (6.1's 9p needs netfs and fscache, later ones only netfs).
+# Loaded only when the kernel command line names a share (vb.9p=), so they cost the other
+# guests nothing but initramfs bytes.
+SHARE_MODULES = ["9pnet_virtio", "9p"]
+
 
 class ImageError(Exception):
     """The kernel or initramfs cannot be prepared (a missing package or file)."""
@@ -180,9 +186,9 @@ def _modinfo(elf, key):
     return vals
 
 
-def guest_modules(kernel):
-    """[(path relative to the module directory, ending .ko), ELF bytes)] of GUEST_MODULES and
-    their dependencies, each after what it depends on."""
+def guest_modules(kernel, wanted=GUEST_MODULES):
+    """[(path relative to the module directory, ending .ko), ELF bytes)] of the modules wanted
+    (GUEST_MODULES by default) and their dependencies, each after what it depends on."""
     moddir = kernel.moddir
     files = {}
     for root, _, names in os.walk(os.path.join(moddir, "kernel")):
@@ -218,9 +224,19 @@ def guest_modules(kernel):
         seen.add(name)
         rel = os.path.relpath(files[name], moddir)
         order.append((rel[:rel.index(".ko") + 3], elf))
-    for m in GUEST_MODULES:
+    for m in wanted:
         visit(m, [])
     return order
+
+
+def share_modules(kernel, have):
+    """SHARE_MODULES and their dependencies not already in have (guest_modules' paths), in
+    load order; [] when the kernel lacks them (a guest with shares then fails at boot, saying
+    so, and no other guest is affected)."""
+    try:
+        return [(rel, elf) for rel, elf in guest_modules(kernel, SHARE_MODULES) if rel not in have]
+    except ImageError:
+        return []
 
 
 def build_initramfs(build_dir, out_path, kernel):
@@ -252,6 +268,11 @@ def build_initramfs(build_dir, out_path, kernel):
         for rel, elf in mods:
             a.file("lib/modules/%s/%s" % (kernel.release, rel), elf)
         a.file("usr/lib/vbguest/modules", "".join(rel + "\n" for rel, _ in mods).encode())
+        share_mods = share_modules(kernel, {rel for rel, _ in mods})
+        for rel, elf in share_mods:
+            a.file("lib/modules/%s/%s" % (kernel.release, rel), elf)
+        a.file("usr/lib/vbguest/modules-9p",
+               "".join(rel + "\n" for rel, _ in share_mods).encode())
         libs = set()
         bindir = os.path.join(build_dir, "bin")
         for name in sorted(os.listdir(bindir)) if os.path.isdir(bindir) else []:
