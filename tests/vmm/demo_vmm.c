@@ -255,6 +255,36 @@ int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *
 	return 0;
 }
 
+/* Prints the standard config space (256 bytes) as a VMM sees it through the native protocol,
+ * 16 bytes a line: the reference the vfio-user guest tests compare another VMM's view with. */
+static int vmm_config(char **sockets, struct vmm_figures *fig)
+{
+	struct vfb_device_info info;
+	struct vfb_dev *dev;
+	uint8_t cfg[256];
+
+	if (vmm_connect(sockets[0], &dev, &info) < 0)
+		return -1;
+	for (uint32_t off = 0; off < sizeof(cfg); off += 4) {
+		int r = vfb_dev_cfg_read(dev, off, cfg + off, 4);
+
+		if (r < 0) {
+			vmm_check(dev, r, "config read");
+			vfb_dev_close(dev);
+			return -1;
+		}
+	}
+	vfb_dev_close(dev);
+	for (size_t off = 0; off < sizeof(cfg); off += 16) {
+		printf("config %02zx:", off);
+		for (size_t i = 0; i < 16; i++)
+			printf(" %02x", cfg[off + i]);
+		printf("\n");
+	}
+	fig->devices = 1;
+	return 0;
+}
+
 /* The narrated demo: one VMM driving two assigned devices. */
 int vmm_session(char **sockets, struct vmm_figures *fig)
 {
@@ -303,6 +333,7 @@ static void usage(FILE *f)
 	    "  reset SOCKET           program a BAR and Command, enable MSI, reset: the reset\n"
 	    "                         event and the whole config view as the worker defines it.\n"
 	    "  session EDU E1000E     the narrated demo: edu DMA and MSI, e1000e MSI-X.\n"
+	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
 	    "\n"
 	    "Options:\n"
 	    "  -q        print only failures and the final figures\n"
@@ -326,6 +357,7 @@ int main(int argc, char **argv)
 	    {"hold", 1, vmm_hold},
 	    {"reset", 1, vmm_reset},
 	    {"session", 2, vmm_session},
+	    {"config", 1, vmm_config},
 	};
 	struct vmm_figures fig = {0};
 	int i = 1;
