@@ -123,7 +123,10 @@ static int h_region_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	vfu_put32(p, (uint32_t)need);
 	vfu_put32(p + 4, flags);
 	vfu_put32(p + 8, index);
-	vfu_put32(p + 12, n && full ? VFU_REGION_INFO_SIZE : 0);
+	/* cap_offset even when the capability does not fit: QEMU's client checks it against the
+	 * argsz we announce (sizeof(info) <= cap_offset <= argsz) before it asks again, and fails
+	 * the device's realize on a 0 (kernel vfio-pci reports 0 there; libvfio-user does not). */
+	vfu_put32(p + 12, n ? VFU_REGION_INFO_SIZE : 0);
 	vfu_put64(p + 16, reg->size);
 	vfu_put64(p + 24, reg->offset);
 	if (!n || !full)
