@@ -6,7 +6,8 @@
 #
 # Suites, in order: the format check; every unit test binary (build/tests/test_*), with cmocka's
 # TAP output; the same binaries built with ASan+UBSan (names suffixed " [asan]"); the guest tests
-# (tests/guest/run.sh), which boot Debian's kernel under QEMU.
+# (tests/guest/run.sh), which boot Debian's kernel under QEMU. Between the two: QEMU 11.1 on the host
+# against the standalone worker over vfio-user (tests/vfio_user_qemu_host.py).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -99,6 +100,7 @@ format_check
 unit_suite "$build" ""
 unit_suite "$asan" " [asan]"
 run_tap "" "deploy" "$here/deploy/check-units.sh" "$build"
+run_tap "" "vfio_user_qemu_host" python3 -B "$here/vfio_user_qemu_host.py" "$build"
 if [ -z "${VB_SKIP_GUEST:-}" ]; then
 	run_tap "" "guest_kernels" "$here/guest/check-kernels.sh" "$build"
 	run_tap "" "guest" "$here/guest/run.sh" "$build"

@@ -18,6 +18,8 @@ Trusts: the root qemu-root.sh made. Everything QEMU says is parsed, never execut
 
 import json
 import os
+import re
+import select
 import shlex
 import subprocess
 import time
@@ -27,6 +29,8 @@ from vbimage import ImageError
 from vbqtest import Qtest
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+README = os.path.join(HERE, "..", "..", "README.md")
+README_MARK = "<!-- the vfio_user_qemu tests run this command line -->"
 QEMU_PORTS = ("vbqtest", "vbqmp")
 GUEST_ROOT = "/mnt/qemuroot"
 
@@ -47,6 +51,30 @@ def qemu_root():
 
 
 QEMU_SHARES = {"qemuroot": qemu_root}
+
+
+def readme_command_line(sock):
+    """The QEMU command line README.md documents (the block after the marker README_MARK), as
+    argv without the binary, its vfio-user socket path replaced by sock: the tests run exactly
+    what an operator would copy."""
+    with open(README) as f:
+        text = f.read()
+    m = re.search(re.escape(README_MARK) + r"\s*```[a-z]*\n(.*?)```", text, re.S)
+    if not m:
+        raise QemuError("README.md lost its tested QEMU command line (marker not found)")
+    argv = shlex.split(m.group(1).replace("\\\n", " "))
+    if argv[0] != "qemu-system-x86_64":
+        raise QemuError("README.md's command line does not start QEMU: %r" % argv)
+    out = []
+    for a in argv[1:]:
+        if a.startswith("{"):
+            spec = json.loads(a)
+            if spec.get("driver") != "vfio-user-pci":
+                raise QemuError("README.md's -device is not vfio-user-pci: %r" % spec)
+            spec["socket"]["path"] = sock
+            a = json.dumps(spec, separators=(",", ":"))
+        out.append(a)
+    return out
 
 
 class QemuError(AssertionError):
@@ -179,3 +207,74 @@ class Qemu11:
                            "i=$((i+1)); done; ! kill -0 %d 2>/dev/null" % (pid, pid), timeout=40)
         if rc != 0:
             raise QemuError("QEMU 11.1 (pid %d) still runs 20 s after SIGKILL" % pid)
+
+
+def compare_config(native, qemu):
+    """QEMU's view of config space (qtest reads through its vfio-pci) against the native
+    protocol's view of the same device. Equal except where QEMU's vfio-pci owns the register
+    (hw/vfio/pci.c emulates it and never shows the device's value): the command register (QEMU's
+    reset value, no firmware ran), the BARs and the ROM BAR (QEMU's own, unassigned) and the
+    interrupt line (a firmware value). Returns the differing offsets outside those, described."""
+    owned = set(range(0x04, 0x06)) | set(range(0x10, 0x28)) | set(range(0x30, 0x34)) | {0x3C}
+    return ["0x%02x: native %02x qemu %02x" % (i, native[i], qemu[i])
+            for i in range(min(len(native), len(qemu))) if i not in owned and native[i] != qemu[i]]
+
+
+class HostQemu:
+    """QEMU 11.1 from the root run on the host (the same wrapper the guest uses, pointed at
+    the host's copy of the root), qtest on its stdio, QMP on a unix socket when qmp_path is
+    given. For the host tests against the standalone worker."""
+
+    WRAPPER = os.path.join(HERE, "rootfs", "usr", "lib", "vbguest", "qemu-system-x86_64")
+
+    def __init__(self, root, args, log, qmp_path=None, timeout=60):
+        env = dict(os.environ, VB_QEMU_ROOT=root)
+        argv = [self.WRAPPER] + list(args)
+        if qmp_path:
+            argv += ["-qmp", "unix:%s,server=on,wait=off" % qmp_path]
+        self.log = log
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(log, "wb"), env=env, start_new_session=True)
+        self._buf = b""
+        self.q = Qtest(self._send, self._readline, timeout)
+        try:
+            self.q.cmd("endianness")
+        except Exception as e:
+            self.kill()
+            raise QemuError("QEMU 11.1 did not answer qtest (%s): %s"
+                            % (e.__class__.__name__, self.log_tail())) from None
+
+    def _send(self, data):
+        self.proc.stdin.write(data)
+        self.proc.stdin.flush()
+
+    def _readline(self, deadline):
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                chunk = os.read(self.proc.stdout.fileno(), 65536)
+                if not chunk:
+                    raise QemuError("QEMU 11.1 exited: " + self.log_tail())
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        return line.decode("utf-8", "replace")
+
+    def log_tail(self, n=2000):
+        try:
+            with open(self.log, errors="replace") as f:
+                return f.read()[-n:]
+        except OSError:
+            return ""
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass
