@@ -86,6 +86,10 @@ class Qemu11:
     binary name, which must include -qtest stdio). With qmp=True, "-qmp pipe:PORT" is appended
     and the QMP handshake done. The qtest driver is .q; stderr goes to the guest file .log."""
 
+    # QEMU's start includes realizing the device, whose DMA maps the broker pins and maps
+    # through the test guest's emulated IOMMU under TCG: 16 s for 256 MiB on a loaded host.
+    START_TIMEOUT = 300
+
     def __init__(self, g, args, qmp=False, log="/tmp/qemu11.log", timeout=60):
         self.g, self.args, self.use_qmp, self.log = g, list(args), qmp, log
         self.timeout = timeout
@@ -129,7 +133,7 @@ class Qemu11:
         cmd = "vbport vbqtest %s qemu-system-x86_64 %s 2>%s & echo $!" % (
             token, " ".join(shlex.quote(a) for a in args), self.log)
         self.pid = int(g.check(cmd).strip().splitlines()[-1])
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.START_TIMEOUT
         try:
             while qt.readline(deadline) != "@@VBPORT " + token:
                 pass
@@ -138,7 +142,7 @@ class Qemu11:
         self.q = Qtest(qt.send, self._alive_readline(qt), self.timeout)
         # The first reply proves QEMU is up and reading (or shows why it is not).
         try:
-            self.q.cmd("endianness")
+            self.q.cmd("endianness", timeout=self.START_TIMEOUT)
         except (TimeoutError, QemuError) as e:
             raise QemuError("QEMU 11.1 did not answer qtest (%s):\n%s"
                             % (e.__class__.__name__, self.log_tail())) from None
