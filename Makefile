@@ -3,7 +3,12 @@
 
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
+# make fuzz: seconds per target, and which targets (all when empty); FUZZ_RUNS and FUZZ_JOBS
+# are read by tests/fuzz/run-fuzz.sh from the environment.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?=
 
 # Everything a clean Debian 12 machine lacks for building, testing and the demo guest.
 DEPS := gcc make cmake pkg-config clang-format python3 \
@@ -11,7 +16,7 @@ DEPS := gcc make cmake pkg-config clang-format python3 \
 	libcmocka-dev libsystemd-dev libinih-dev libjson-c-dev \
 	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod debootstrap clang libclang-rt-14-dev systemd man-db groff-base
 
-.PHONY: all deps build asan check demo bench format clean
+.PHONY: all deps build asan check demo bench fuzz format clean
 
 all: build
 
@@ -50,8 +55,15 @@ demo: build
 bench: build
 	@bench/run-bench.sh $(BUILD)
 
+# libFuzzer targets (clang, ASan + UBSan), each run for FUZZ_SECONDS from its corpus.
+fuzz: deps
+	@CC=clang cmake -S . -B $(FUZZ_BUILD) -DVB_FUZZ=ON -DVB_BENCH=OFF \
+		-DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(FUZZ_BUILD) -j $(JOBS) --target fuzz_all -- --no-print-directory
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/fuzz/run-fuzz.sh $(FUZZ_BUILD) $(FUZZ_TARGETS)
+
 format:
 	@git ls-files '*.c' '*.h' | xargs clang-format -i
 
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD)
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -24,121 +24,6 @@
 
 #include "policyc.h"
 
-#define POLICYC_MAX_INSNS 4096
-
-struct policyc_prog {
-	struct sock_filter insns[POLICYC_MAX_INSNS];
-	size_t len;
-};
-
-static const enum scmp_compare policyc__scmp_ops[] = {
-    [SBX_CMP_EQ] = SCMP_CMP_EQ,
-    [SBX_CMP_NE] = SCMP_CMP_NE,
-    [SBX_CMP_LT] = SCMP_CMP_LT,
-    [SBX_CMP_LE] = SCMP_CMP_LE,
-    [SBX_CMP_GT] = SCMP_CMP_GT,
-    [SBX_CMP_GE] = SCMP_CMP_GE,
-    [SBX_CMP_MASKED_EQ] = SCMP_CMP_MASKED_EQ,
-};
-
-static int policyc__add_rule(scmp_filter_ctx ctx, const struct sbx_rule *r)
-{
-	struct scmp_arg_cmp cmp[SBX_RULE_MAX_CONDS];
-	uint32_t action = r->action == SBX_RULE_ALLOW ? SCMP_ACT_ALLOW : SCMP_ACT_ERRNO(r->err);
-	unsigned i;
-
-	for (i = 0; i < r->nconds; i++) {
-		cmp[i].arg = r->conds[i].arg;
-		cmp[i].op = policyc__scmp_ops[r->conds[i].op];
-		if (r->conds[i].op == SBX_CMP_MASKED_EQ) {
-			cmp[i].datum_a = r->conds[i].mask;
-			cmp[i].datum_b = r->conds[i].value;
-		} else {
-			cmp[i].datum_a = r->conds[i].value;
-			cmp[i].datum_b = 0;
-		}
-	}
-	/* _exact: libseccomp must not rewrite a rule into something we did not review. */
-	return seccomp_rule_add_exact_array(ctx, action, r->nr, r->nconds, cmp);
-}
-
-static scmp_filter_ctx policyc__build(const struct policyc_policy *p, uint32_t def, char *err,
-				      size_t errlen)
-{
-	scmp_filter_ctx ctx = seccomp_init(def);
-	size_t i;
-	int r;
-
-	if (!ctx) {
-		snprintf(err, errlen, "%s: seccomp_init failed", p->path);
-		return NULL;
-	}
-	/* Only x86_64: an i386 (int 0x80) or x32 call does not match the arch check and is
-	 * killed whatever the mode. */
-	r = seccomp_arch_add(ctx, SCMP_ARCH_X86_64);
-	if (r < 0 && r != -EEXIST)
-		goto fail_ctx;
-	if (seccomp_arch_native() != SCMP_ARCH_X86_64) {
-		r = seccomp_arch_remove(ctx, SCMP_ARCH_NATIVE);
-		if (r < 0)
-			goto fail_ctx;
-	}
-	r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
-	if (r < 0)
-		goto fail_ctx;
-	/* A binary tree keeps the hot calls (pread/pwrite per trapped BAR access) cheap. */
-	r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
-	if (r < 0)
-		goto fail_ctx;
-	for (i = 0; i < p->nrules; i++) {
-		r = policyc__add_rule(ctx, &p->rules[i].r);
-		if (r < 0) {
-			snprintf(err, errlen, "%s:%u: libseccomp rejected the rule: %s", p->path,
-				 p->rules[i].r.line, strerror(-r));
-			seccomp_release(ctx);
-			return NULL;
-		}
-	}
-	return ctx;
-fail_ctx:
-	snprintf(err, errlen, "%s: libseccomp set-up failed: %s", p->path, strerror(-r));
-	seccomp_release(ctx);
-	return NULL;
-}
-
-static int policyc__export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, size_t errlen)
-{
-	int fd = memfd_create("policyc", MFD_CLOEXEC), r;
-	ssize_t n;
-	off_t size;
-
-	if (fd < 0)
-		return -errno;
-	r = seccomp_export_bpf(ctx, fd);
-	if (r < 0) {
-		snprintf(err, errlen, "seccomp_export_bpf: %s", strerror(-r));
-		goto out;
-	}
-	size = lseek(fd, 0, SEEK_END);
-	if (size <= 0 || size % sizeof(struct sock_filter) || (size_t)size > sizeof(prog->insns)) {
-		snprintf(err, errlen, "exported program has a bad size (%lld bytes)",
-			 (long long)size);
-		r = -EFBIG;
-		goto out;
-	}
-	n = pread(fd, prog->insns, (size_t)size, 0);
-	if (n != size) {
-		r = n < 0 ? -errno : -EIO;
-		snprintf(err, errlen, "reading the exported program: %s", strerror(-r));
-		goto out;
-	}
-	prog->len = (size_t)size / sizeof(struct sock_filter);
-	r = 0;
-out:
-	close(fd);
-	return r;
-}
-
 static void policyc__emit_prog(FILE *f, const char *name, const char *mode,
 			       const struct policyc_prog *prog)
 {
@@ -265,13 +150,13 @@ int main(int argc, char **argv)
 	r = policyc_parse(in, &policy, err, sizeof(err));
 	if (r < 0)
 		goto fail;
-	kctx = policyc__build(&policy, SCMP_ACT_KILL_PROCESS, err, sizeof(err));
-	lctx = kctx ? policyc__build(&policy, SCMP_ACT_LOG, err, sizeof(err)) : NULL;
+	kctx = policyc_build(&policy, SCMP_ACT_KILL_PROCESS, err, sizeof(err));
+	lctx = kctx ? policyc_build(&policy, SCMP_ACT_LOG, err, sizeof(err)) : NULL;
 	if (!kctx || !lctx)
 		goto fail;
-	r = policyc__export(kctx, &kill, err, sizeof(err));
+	r = policyc_export(kctx, &kill, err, sizeof(err));
 	if (r == 0)
-		r = policyc__export(lctx, &log, err, sizeof(err));
+		r = policyc_export(lctx, &log, err, sizeof(err));
 	if (r < 0)
 		goto fail;
 	if (pfc && (r = policyc__pfc(kctx, pfc)) < 0) {

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <seccomp.h>
+
 #include "policy_table.h"
 
 struct policyc_const {
@@ -40,5 +42,20 @@ struct policyc_policy {
  * errno and writes "path:line: reason" into err.
  */
 int policyc_parse(const char *path, struct policyc_policy *p, char *err, size_t errlen);
+
+#define POLICYC_MAX_INSNS 4096
+
+/* An exported BPF program. */
+struct policyc_prog {
+	struct sock_filter insns[POLICYC_MAX_INSNS];
+	size_t len;
+};
+
+/* libseccomp's filter for `p` with default action `def` (SCMP_ACT_KILL_PROCESS or
+ * SCMP_ACT_LOG), or NULL with "path[:line]: reason" in err. Release it with seccomp_release. */
+scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, char *err,
+			      size_t errlen);
+/* Exports ctx's BPF program into *prog. Errors: negative errno, with a reason in err. */
+int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, size_t errlen);
 
 #endif

@@ -4,6 +4,7 @@
  * images written in the tests. The memfd behind each device plays the device fd, so a test can
  * see exactly what reached "hardware".
  */
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -511,6 +512,37 @@ static void test_cfg_bad_region_table_rejected(void **state)
 	(void)state;
 }
 
+/*
+ * A device whose IRQ table is over vfio-pci's limits (a HANDOFF can say so; an image cannot) is
+ * refused, and the refusal closes nothing it does not own: the IRQ indexes after the bad one
+ * used to keep a zeroed resample fd, and freeing them closed fd 0 (found by fuzz_worker_brk).
+ */
+static void test_cfg_irq_table_over_limits_rejected_closes_nothing(void **state)
+{
+	struct tdev t;
+	struct wkr_devinfo info;
+	struct wkr_dev *d = NULL;
+	struct wkr_io io;
+	struct wkr_callbacks cb = {rec_set_irqs, rec_bars_changed, &t.rec};
+	int null = -1, fd0 = fcntl(0, F_GETFD) >= 0 ? -1 : (null = open("/dev/null", O_RDONLY));
+
+	/* fd 0 is open from here on (the test runner's, or /dev/null when it had none). */
+	assert_true(fd0 < 0 || fd0 == 0);
+	assert_int_equal(tdev_open_text(&t, MINI_HEAD), 0);
+	info = *wkr_image_info(t.img);
+	wkr_io_from_fd(&io, t.fd);
+	info.irqs[VFIO_PCI_MSI_IRQ_INDEX] = (struct wkr_irq_info){VFIO_IRQ_INFO_EVENTFD, 33};
+	info.irqs[VFIO_PCI_MSIX_IRQ_INDEX] = (struct wkr_irq_info){VFIO_IRQ_INFO_EVENTFD, 4};
+	assert_int_equal(wkr_dev_new(&info, &io, &cb, &d), -EINVAL);
+	assert_null(d);
+	assert_true(fcntl(0, F_GETFD) >= 0);
+	assert_true(fcntl(t.fd, F_GETFD) >= 0);
+	tdev_close(&t);
+	if (null >= 0)
+		close(null);
+	(void)state;
+}
+
 static void test_cfg_capability_loop_terminates(void **state)
 {
 	struct tdev t;
@@ -617,6 +649,7 @@ int main(void)
 	    SPEC_TEST(test_cfg_reset_keeps_bars_and_command_clears_msi),
 	    SPEC_TEST(test_cfg_reset_routes_intx_again),
 	    cmocka_unit_test(test_cfg_bad_region_table_rejected),
+	    cmocka_unit_test(test_cfg_irq_table_over_limits_rejected_closes_nothing),
 	    cmocka_unit_test(test_cfg_capability_loop_terminates),
 	    cmocka_unit_test(test_cfg_short_capability_lends_no_permissions),
 	    cmocka_unit_test(test_cfg_no_intx_irq_clears_interrupt_pin),

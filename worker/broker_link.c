@@ -105,6 +105,9 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 {
 	bool seen_r[WKR_NUM_REGIONS] = {0}, seen_i[WKR_NUM_IRQS] = {0};
 	memset(out, 0, sizeof(*out));
+	/* Not 0: a caller cleaning up after a refused handoff would close its stdin. */
+	out->device_fd = -1;
+	out->listen_fd = -1;
 	if (h->version != VB__BRK__VERSION__VERSION_CURRENT) {
 		return vb_errf(err, -EPROTONOSUPPORT, "handoff version %u; this worker speaks %u",
 			       h->version, VB__BRK__VERSION__VERSION_CURRENT);

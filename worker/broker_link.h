@@ -43,8 +43,8 @@ void wkr_broker_free(struct wkr_broker *b);
 /*
  * Waits up to `timeout_ms` for the HANDOFF request, checks it (region and IRQ tables within
  * vfio-pci's limits, exactly two fds) and fills *ret. The request is kept for
- * wkr_broker_handoff_answer(). On failure the broker has been answered with the error and `err`
- * says what was wrong.
+ * wkr_broker_handoff_answer(). On failure the broker has been answered with the error, `err`
+ * says what was wrong, and *ret holds no fd (its fds are -1, or as the caller set them).
  */
 int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff *ret,
 		       struct vb_err *err);

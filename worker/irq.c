@@ -25,12 +25,15 @@ static const uint32_t idx_max[WKR_NUM_IRQS] = {1, 32, WKR_MSIX_VECTORS_MAX, 1, 1
 
 int wkr__irq_init(struct wkr_dev *d)
 {
+	/* Every index's fd is marked unused before any check can fail: wkr__irq_free() closes
+	 * them all, and a zeroed one would be fd 0. */
+	for (unsigned i = 0; i < WKR_NUM_IRQS; i++)
+		d->irq[i].resample_fd = -1;
 	d->epfd = epoll_create1(EPOLL_CLOEXEC);
 	if (d->epfd < 0)
 		return -errno;
 	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
 		struct wkr_irqidx *ix = &d->irq[i];
-		ix->resample_fd = -1;
 		ix->nvec = d->info.irqs[i].count;
 		if (ix->nvec > idx_max[i])
 			return -EINVAL;

@@ -1,0 +1,66 @@
+/*
+ * fuzz_policy: the seccomp policy compiler's input. Arbitrary bytes are a .policy file: parsed
+ * and checked by policyc_parse, and when that accepts it, built by libseccomp with both default
+ * actions and exported as BPF, exactly as policyc does at build time. A refusal must carry
+ * "path:line: reason" (or "path: reason") and a negative errno; an accepted policy must have a
+ * default and a reason on every rule, and nothing may crash or leak on the way.
+ */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* By path: policy/ on the include path would put its seccomp.h before libseccomp's. */
+#include "../../policy/policyc.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static struct policyc_policy policy;
+static struct policyc_prog prog;
+
+static void build(const char *path, uint32_t def)
+{
+	char err[1024] = "";
+	scmp_filter_ctx ctx = policyc_build(&policy, def, err, sizeof(err));
+
+	if (!ctx) {
+		if (strncmp(err, path, strlen(path)) != 0)
+			abort(); /* a refusal names the file */
+		return;
+	}
+	if (policyc_export(ctx, &prog, err, sizeof(err)) == 0) {
+		if (prog.len == 0 || prog.len > POLICYC_MAX_INSNS)
+			abort();
+	} else if (!err[0]) {
+		abort();
+	}
+	seccomp_release(ctx);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	char path[64], err[1024] = "";
+	int fd = memfd_create("fuzz-policy", MFD_CLOEXEC), r;
+
+	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
+		abort();
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	r = policyc_parse(path, &policy, err, sizeof(err));
+	if (r < 0) {
+		if (r < -4095 || strncmp(err, path, strlen(path)) != 0)
+			abort(); /* an error is a negative errno with the file named */
+	} else {
+		if (r != 0 || !policy.default_line || policy.nrules > POLICYC_MAX_RULES)
+			abort();
+		for (size_t i = 0; i < policy.nrules; i++)
+			if (!policy.rules[i].reason[0] || !policy.rules[i].syscall[0])
+				abort();
+		build(path, SCMP_ACT_KILL_PROCESS);
+		build(path, SCMP_ACT_LOG);
+	}
+	close(fd);
+	return 0;
+}
