@@ -71,15 +71,16 @@ static void setup_once(void)
 		    {"0000:00:04.1", "0x8086", "0x10d3", 6},
 		    {"0000:00:05.0", "0x10de", "0x1234", 7}};
 	uint32_t rw = VFIO_REGION_INFO_FLAG_READ | VFIO_REGION_INFO_FLAG_WRITE;
-	char path[64], err[512] = "", rel[128];
+	char path[64], rel[128];
+	struct vb_err err = {0};
 	int fd = memfd_create("fuzz-ctl-config", MFD_CLOEXEC);
 
 	if (fd < 0 || fchmod(fd, 0600) < 0 ||
 	    write(fd, config_text, sizeof(config_text) - 1) != sizeof(config_text) - 1)
 		abort();
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	if (brk_config_load(path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "fuzz_ctl: config: %s\n", err);
+	if (brk_config_load(path, &cfg, &err) < 0) {
+		fprintf(stderr, "fuzz_ctl: config: %s\n", err.msg);
 		abort();
 	}
 	close(fd);
