@@ -11,6 +11,7 @@ master address space. An address in guest RAM (instead of the APIC's 0xfee00000)
 interrupt into a 4-byte memory write that qtest reads back (checked against QEMU's own emulated
 edu: the same write lands)."""
 
+import json
 import time
 
 from vbbroker import Broker
@@ -279,3 +280,114 @@ def vfio_user_qemu_e1000e_msix(g):
         st = b.wait_status(bdf, lambda s: s["dma_mappings"] == 0 and s["pinned_bytes"] == 0,
                            "mappings dropped after QEMU went away")
         assert sum(i["enabled"] for i in st["irqs"]) == 0, st
+
+
+# ---- unplug, re-attach, kill
+
+HOTPLUG_ARGS = [
+    # Native PCIe hot-plug on the root port (q35 defaults to ACPI hot-plug, which needs the
+    # guest's ACPI code to eject): device_del presses the attention button, and the slot's
+    # power going off (the driver's answer, written here with qtest) completes the removal.
+    "-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off",
+    "-device", "pcie-root-port,id=vbrp0,bus=pcie.0,addr=0x10,chassis=1"]
+PCI_EXP_SLTCTL, SLTCTL_PCC, SLTCTL_PIC = 0x18, 0x400, 0x300
+SLTCTL_PIC_ON, SLTCTL_PIC_OFF = 0x100, 0x300
+
+
+def vfu_device(sock, dev_id):
+    return {"driver": "vfio-user-pci", "id": dev_id, "bus": "vbrp0",
+            "socket": {"path": sock, "type": "unix"}, "x-msg-timeout": 120000}
+
+
+def root_port_up(q):
+    """What firmware would do for the root port: secondary bus 1, a memory window over
+    BAR_BASE (16 MiB), no I/O or prefetchable window, memory and bus mastering on (the device's
+    DMA and MSI go upstream through it). Returns (port, its PCIe capability offset)."""
+    rp = PciFunction.find(q, 0x1B36, 0x000C)
+    rp.write(0x18, 4, 0x00010100)  # primary 0, secondary 1, subordinate 1
+    rp.write(0x1C, 2, 0x00F0)  # I/O base above limit: closed
+    rp.write(0x20, 4, ((BAR_BASE >> 16) + 0xF0) << 16 | (BAR_BASE >> 16))
+    rp.write(0x24, 4, 0x0000FFF0)  # prefetchable base above limit: closed
+    rp.write(0x04, 2, 0x0006)
+    return rp, rp.caps()[0x10]
+
+
+def slot_power(rp, exp, on):
+    ctl = rp.read(exp + PCI_EXP_SLTCTL, 2) & ~(SLTCTL_PCC | SLTCTL_PIC)
+    ctl |= SLTCTL_PIC_ON if on else SLTCTL_PCC | SLTCTL_PIC_OFF
+    rp.write(exp + PCI_EXP_SLTCTL, 2, ctl)
+
+
+def edu_behind_port(vm, seed):
+    """edu_session for the edu on bus 1; returns the pinned bytes the broker then reports."""
+    q = vm.q
+    edu = PciFunction.find(q, *EDU_IDS, bus=1)
+    bars = edu.place_bars(BAR_BASE)
+    bar0 = bars[0].addr
+    assert q.readl(bar0 + EDU_ID) & 0xFF == 0xED
+    edu_dma_roundtrip(q, bar0, seed)
+    edu_msi(q, edu, bar0, 0x300000, 0x6000 + seed)
+    return edu
+
+
+def held(g, b, bdf, bpid, wpid):
+    st = b.status(bdf)
+    return (st["dma_mappings"], st["pinned_bytes"], sum(i["enabled"] for i in st["irqs"]),
+            proc_fds(g, bpid), proc_fds(g, wpid), vm_locked_kib(g, bpid))
+
+
+def wait_released(g, b, bdf, bpid, wpid, idle, what):
+    """Waits until the broker and the worker hold exactly what they held with no VMM: no
+    mapping, no pinned byte (the broker's count and the kernel's locked_vm), no interrupt
+    route, and the same number of open fds in each process."""
+    last = []
+
+    def back():
+        last[:] = [held(g, b, bdf, bpid, wpid)]
+        return last[0] == idle
+    try:
+        wait_for(what, back)
+    except AssertionError as e:
+        raise AssertionError("%s: (mappings, pinned, irqs, broker fds, worker fds, VmLck kB) "
+                             "%r, idle %r" % (e, last[0], idle)) from None
+
+
+@guest_test("vfio_user_qemu_unplug_and_kill", topology=TOPOLOGY, timeout=900)
+def vfio_user_qemu_unplug_and_kill(g):
+    """QEMU 11.1 unplugs the device (QMP device_del, the slot powered off), plugs it back
+    (device_add) and is then killed mid-session; after each, the broker and the worker hold no
+    mapping, no pinned page, no interrupt route and no fd more than before the first VMM came,
+    and the device serves the next VMM."""
+    bdf = g.bdf("edu0")
+    with Broker(g) as b:
+        rep = b.add(bdf, opts="--protocol vfio-user")
+        sock, wpid = vfu_socket(rep), rep["worker_pid"]
+        idle = held(g, b, bdf, b.pid, wpid)
+        assert idle[:3] == (0, 0, 0), idle
+        args = [a for a in readme_command_line(sock) if not a.startswith("{")]
+        assert args[-1] == "-device", args
+        args = args[:-1] + HOTPLUG_ARGS + ["-device", json.dumps(vfu_device(sock, "vfu0"))]
+        with Qemu11(g, args, qmp=True) as vm:
+            rp, exp = root_port_up(vm.q)
+            edu_behind_port(vm, 1)
+            assert held(g, b, bdf, b.pid, wpid)[0] >= 1
+
+            vm.qmp("device_del", id="vfu0")
+            slot_power(rp, exp, on=False)
+            vm.wait_event("DEVICE_DELETED", match=lambda d: d.get("device") == "vfu0")
+            wait_released(g, b, bdf, b.pid, wpid, idle, "released after device_del")
+            note("device_del: everything released")
+
+            vm.qmp("device_add", vfu_device(sock, "vfu1"), timeout=300)
+            slot_power(rp, exp, on=True)
+            edu_behind_port(vm, 2)
+            st = b.status(bdf)
+            assert st["dma_mappings"] >= 1 and st["pinned_bytes"] > 0, st
+            vm.kill()  # SIGKILL with RAM mapped and MSI on
+        wait_released(g, b, bdf, b.pid, wpid, idle, "released after QEMU was killed")
+        note("SIGKILL: everything released")
+        with Qemu11(g, readme_command_line(sock)) as vm:
+            edu_session(vm, 3)
+        wait_released(g, b, bdf, b.pid, wpid, idle, "released after the next VMM")
+        st = b.status(bdf)
+        assert st["worker_pid"] == wpid and st["restarts"] == 0, st
