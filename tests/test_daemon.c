@@ -16,7 +16,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -28,6 +30,7 @@
 #include "daemon_priv.h"
 #include "fake_vfio.h"
 #include "ipc.h"
+#include "log.h"
 #include "sysfs_tree.h"
 
 #define DEV_A	     "0000:00:03.0"
@@ -646,6 +649,36 @@ static void test_daemon_state_every_transition_allowed_or_refused(void **state)
 	brk_registry_free(r);
 }
 
+static void test_daemon_state_transitions_logged_at_debug(void **state)
+{
+	struct brk_registry *r;
+	struct brk_dev *d;
+	int level = brk_log_get_level(), saved, fd;
+	char buf[1024] = "";
+
+	assert_int_equal(brk_registry_new(1, 1, &r), 0);
+	assert_int_equal(brk_registry_add(r, DEV_A, "vm1", &d, NULL), 0);
+	fd = memfd_create("log", MFD_CLOEXEC);
+	assert_true(fd >= 0);
+	saved = dup(STDERR_FILENO);
+	assert_true(saved >= 0);
+	brk_log_set_level(LOG_DEBUG);
+	fflush(stderr);
+	assert_int_equal(dup2(fd, STDERR_FILENO), STDERR_FILENO);
+	assert_int_equal(brk_dev_set_state(d, BRK_DEV_READY), 0);
+	assert_int_equal(brk_dev_set_state(d, BRK_DEV_STARTING), -EINVAL);
+	fflush(stderr);
+	assert_int_equal(dup2(saved, STDERR_FILENO), STDERR_FILENO);
+	close(saved);
+	brk_log_set_level(level);
+	assert_true(pread(fd, buf, sizeof(buf) - 1, 0) > 0);
+	close(fd);
+	if (!strstr(buf, "debug: " DEV_A ": state starting -> ready\n") ||
+	    !strstr(buf, "warning: " DEV_A ": state ready -> starting is not a transition"))
+		fail_msg("log was: %s", buf);
+	brk_registry_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -668,6 +701,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_removed_while_starting_ignores_late_ready,
 				      teardown),
 	    cmocka_unit_test(test_daemon_state_every_transition_allowed_or_refused),
+	    cmocka_unit_test(test_daemon_state_transitions_logged_at_debug),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
