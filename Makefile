@@ -9,6 +9,8 @@ JOBS       ?= $(shell nproc)
 # are read by tests/fuzz/run-fuzz.sh from the environment.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
+# make soak: SOAK_SCALE multiplies the soak's counts (1: 10^6 accesses, 500 add/remove cycles...).
+SOAK_SCALE ?= 1
 
 # Everything a clean Debian 12 machine lacks for building, testing and the demo guest.
 DEPS := gcc make cmake pkg-config clang-format python3 \
@@ -16,7 +18,7 @@ DEPS := gcc make cmake pkg-config clang-format python3 \
 	libcmocka-dev libsystemd-dev libinih-dev libjson-c-dev \
 	qemu-system-x86 linux-image-amd64 busybox-static cpio kmod debootstrap clang libclang-rt-14-dev systemd man-db groff-base
 
-.PHONY: all deps build asan check demo bench fuzz format clean
+.PHONY: all deps build asan check demo bench fuzz soak format clean
 
 all: build
 
@@ -54,6 +56,12 @@ demo: build
 
 bench: build
 	@bench/run-bench.sh $(BUILD)
+
+# The full soak in the test guest (tests/guest/vbsoak.py, tests/guest/soak/); not part of check,
+# which runs the same at small counts (soak_short). Prints the figures as `# soak:` lines.
+soak: build
+	@SOAK_SCALE=$(SOAK_SCALE) VB_GUEST_CASES=$(CURDIR)/tests/guest/soak VB_GUEST_TESTS=soak \
+		nice -n 19 tests/guest/run.sh $(BUILD)
 
 # libFuzzer targets (clang, ASan + UBSan), each run for FUZZ_SECONDS from its corpus.
 fuzz: deps

@@ -6,3 +6,8 @@ target_link_libraries(vfio-demo-vmm PRIVATE vfiobroker vb_base)
 # vfio-probe-vmm: the device-agnostic probe the guest tests run on every device of every topology.
 add_executable(vfio-probe-vmm vmm/probe_vmm.c)
 target_link_libraries(vfio-probe-vmm PRIVATE vfiobroker vb_base)
+
+# vfio-soak: the soak driver (tests/guest/cases/soak.py, make soak), also on libvfiobroker.
+find_package(Threads REQUIRED)
+add_executable(vfio-soak vmm/soak.c)
+target_link_libraries(vfio-soak PRIVATE vfiobroker Threads::Threads)
