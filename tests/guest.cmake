@@ -9,3 +9,4 @@ add_executable(guest_vfio_available ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_vfio
 add_executable(vfio-user-edu ${CMAKE_CURRENT_SOURCE_DIR}/guest/vfio-user-edu.c
 	${CMAKE_CURRENT_SOURCE_DIR}/vfu/vfu_client.c)
 target_include_directories(vfio-user-edu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/vfu)
+target_link_libraries(vfio-user-edu PRIVATE vb_base)

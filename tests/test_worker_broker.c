@@ -25,6 +25,7 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+#include "le.h"
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
 #include "devimg.h"
@@ -515,12 +516,6 @@ static int vfu_connect(struct fx *f)
 	return fd;
 }
 
-static void le32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
 static void test_worker_broker_vfio_user_reaches_broker(void **state)
 {
 	struct fx *f = *state;
@@ -533,11 +528,11 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	for (int i = 0; i < 16; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC);
 	uint8_t set[20];
-	le32(set, 20);
-	le32(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
-	le32(set + 8, VFIO_PCI_MSIX_IRQ_INDEX);
-	le32(set + 12, 0);
-	le32(set + 16, 16);
+	vb_le32_put(set, 20);
+	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	vb_le32_put(set + 8, VFIO_PCI_MSIX_IRQ_INDEX);
+	vb_le32_put(set + 12, 0);
+	vb_le32_put(set + 16, 16);
 	assert_int_equal(vfu_cli_call(fd, 8, set, 20, efd, 16, &r), 0);
 	assert_false(r.flags & (1u << 5));
 	vfu_reply_free(&r);
@@ -546,10 +541,10 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	int mfd = memfd_create("ram", MFD_CLOEXEC);
 	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
 	uint8_t map[32] = {0};
-	le32(map, 32);
-	le32(map + 4, 3);
-	le32(map + 16, 0x100000);
-	le32(map + 24, 1 << 20);
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 3);
+	vb_le32_put(map + 16, 0x100000);
+	vb_le32_put(map + 24, 1 << 20);
 	assert_int_equal(vfu_cli_call(fd, 2, map, 32, &mfd, 1, &r), 0);
 	assert_false(r.flags & (1u << 5));
 	vfu_reply_free(&r);
@@ -564,6 +559,24 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1), 1);
 }
 
+static void test_worker_broker_vfio_user_refused_by_broker_closed(void **state)
+{
+	struct fx *f = *state;
+	struct vfu_reply r;
+	int fd;
+	/* The broker's decision, as for the native socket: a stranger's connection is closed
+	 * before anything of it is read. */
+	pthread_mutex_lock(&f->lock);
+	f->refuse_vmms = true;
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(vfu_cli_connect(f->vsock, &fd), 0);
+	int e = vfu_cli_version(fd, "{}", &r);
+	assert_true(e == -EPIPE || e == -ECONNRESET);
+	close(fd);
+	wait_for(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1, 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 0);
+}
+
 static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 {
 	struct fx *f = *state;
@@ -571,11 +584,11 @@ static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 	struct vfu_reply r;
 	int req = eventfd(0, EFD_CLOEXEC);
 	uint8_t set[20];
-	le32(set, 20);
-	le32(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
-	le32(set + 8, VFIO_PCI_REQ_IRQ_INDEX);
-	le32(set + 12, 0);
-	le32(set + 16, 1);
+	vb_le32_put(set, 20);
+	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	vb_le32_put(set + 8, VFIO_PCI_REQ_IRQ_INDEX);
+	vb_le32_put(set + 12, 0);
+	vb_le32_put(set + 16, 1);
 	assert_int_equal(vfu_cli_call(fd, 8, set, 20, &req, 1, &r), 0);
 	assert_false(r.flags & (1u << 5));
 	vfu_reply_free(&r);
@@ -660,6 +673,8 @@ int main(void)
 	    cmocka_unit_test(test_worker_broker_bad_handoff_refused),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_reaches_broker, setup_vfu,
 					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_refused_by_broker_closed,
+					    setup_vfu, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_removal_signals_req,
 					    setup_vfu, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_both_protocols_one_vmm, setup_both,

@@ -25,7 +25,7 @@ add_dependencies(test_worker_standalone vfio-worker)
 # The vfio-worker binary in broker mode against a fake broker on its fd 3.
 find_package(Threads REQUIRED)
 vb_unit_test(worker_broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_broker.c
-	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc vb_worker_core Threads::Threads)
+	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc vb_worker_core vb_base Threads::Threads)
 target_include_directories(test_worker_broker PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
 target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
 	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
@@ -33,7 +33,7 @@ add_dependencies(test_worker_broker vfio-worker)
 
 # The vfio-user server of the vfio-worker binary in standalone mode, over its stream socket.
 vb_unit_test(vfio_user SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vfio_user.c
-	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc PkgConfig::JSONC)
+	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc vb_base PkgConfig::JSONC)
 target_include_directories(test_vfio_user PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
 target_compile_definitions(test_vfio_user PRIVATE ${VB_WKR_TEST_DEFS}
 	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")

@@ -21,6 +21,7 @@
 
 #include <linux/vfio.h>
 
+#include "le.h"
 #include "vfu_client.h"
 
 #define EDU_IDENT      0x00
@@ -56,23 +57,6 @@ __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt,
 	exit(1);
 }
 
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static void put64(uint8_t *p, uint64_t v)
-{
-	put32(p, (uint32_t)v);
-	put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
 /* A command that must succeed; its reply payload stays in *r. */
 static void ok(uint16_t cmd, const void *p, size_t len, const int *fds, size_t nfds,
 	       struct vfu_reply *r, const char *what)
@@ -90,14 +74,14 @@ static uint32_t bar_read32(uint32_t off)
 	int e = vfu_cli_region_read(fd, VFIO_PCI_BAR0_REGION_INDEX, off, b, 4);
 	if (e < 0)
 		die("BAR0 read at %#x: %s", off, strerror(-e));
-	return get32(b);
+	return vb_le32_get(b);
 }
 
 /* Posted, as QEMU writes BARs: no reply comes, the next read orders after it. */
 static void bar_write32(uint32_t off, uint32_t v)
 {
 	uint8_t b[4];
-	put32(b, v);
+	vb_le32_put(b, v);
 	int e = vfu_cli_region_write(fd, VFIO_PCI_BAR0_REGION_INDEX, off, b, 4, 1);
 	if (e < 0)
 		die("BAR0 write at %#x: %s", off, strerror(-e));
@@ -144,15 +128,16 @@ static void setup(void)
 	vfu_reply_free(&r);
 	uint8_t info[16] = {16};
 	ok(4, info, 16, NULL, 0, &r, "DEVICE_GET_INFO");
-	if (get32(r.data + 8) != VFIO_PCI_NUM_REGIONS ||
-	    !(get32(r.data + 4) & VFIO_DEVICE_FLAGS_PCI))
-		die("DEVICE_GET_INFO: %u regions, flags %#x", get32(r.data + 8), get32(r.data + 4));
+	if (vb_le32_get(r.data + 8) != VFIO_PCI_NUM_REGIONS ||
+	    !(vb_le32_get(r.data + 4) & VFIO_DEVICE_FLAGS_PCI))
+		die("DEVICE_GET_INFO: %u regions, flags %#x", vb_le32_get(r.data + 8),
+		    vb_le32_get(r.data + 4));
 	vfu_reply_free(&r);
 	uint8_t id[4];
 	if ((e = vfu_cli_region_read(fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4)) < 0)
 		die("config read: %s", strerror(-e));
-	if (get32(id) != 0x11e81234u)
-		die("config space says %08x, not edu 1234:11e8", get32(id));
+	if (vb_le32_get(id) != 0x11e81234u)
+		die("config space says %08x, not edu 1234:11e8", vb_le32_get(id));
 	/* Memory decode and bus mastering, as a guest driver would enable them. */
 	uint8_t cmd[2];
 	if ((e = vfu_cli_region_read(fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, cmd, 2)) < 0)
@@ -185,11 +170,11 @@ static unsigned dma(void)
 		ram[i] = (uint8_t)(i * 7 + 3);
 	memset(ram + DST_OFF, 0, EDU_XFER);
 	uint8_t map[32];
-	put32(map, 32);
-	put32(map + 4, 3);
-	put64(map + 8, 0);
-	put64(map + 16, RAM_IOVA);
-	put64(map + 24, RAM_SIZE);
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 3);
+	vb_le64_put(map + 8, 0);
+	vb_le64_put(map + 16, RAM_IOVA);
+	vb_le64_put(map + 24, RAM_SIZE);
 	ok(2, map, 32, &mfd, 1, &r, "DMA_MAP");
 	vfu_reply_free(&r);
 	/* RAM -> device, device -> RAM elsewhere: the bytes went through the IOMMU twice. */
@@ -199,10 +184,10 @@ static unsigned dma(void)
 		die("the DMA round trip did not bring the bytes back");
 	printf("  DMA through the IOMMU: %u bytes there and back, matched\n", EDU_XFER);
 	uint8_t unmap[24];
-	put32(unmap, 24);
-	put32(unmap + 4, 0);
-	put64(unmap + 8, RAM_IOVA);
-	put64(unmap + 16, RAM_SIZE);
+	vb_le32_put(unmap, 24);
+	vb_le32_put(unmap + 4, 0);
+	vb_le64_put(unmap + 8, RAM_IOVA);
+	vb_le64_put(unmap + 16, RAM_SIZE);
 	ok(3, unmap, 24, NULL, 0, &r, "DMA_UNMAP");
 	vfu_reply_free(&r);
 	munmap(ram, RAM_SIZE);
@@ -215,11 +200,11 @@ static unsigned msi(void)
 	struct vfu_reply r;
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	uint8_t set[20];
-	put32(set, 20);
-	put32(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
-	put32(set + 8, VFIO_PCI_MSI_IRQ_INDEX);
-	put32(set + 12, 0);
-	put32(set + 16, 1);
+	vb_le32_put(set, 20);
+	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
+	vb_le32_put(set + 8, VFIO_PCI_MSI_IRQ_INDEX);
+	vb_le32_put(set + 12, 0);
+	vb_le32_put(set + 16, 1);
 	ok(8, set, 20, &efd, 1, &r, "SET_IRQS MSI");
 	vfu_reply_free(&r);
 	unsigned got = 0;
@@ -235,8 +220,8 @@ static unsigned msi(void)
 		uint32_t st = bar_read32(EDU_IRQ_STATUS);
 		bar_write32(EDU_IRQ_ACK, st);
 	}
-	put32(set + 4, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER);
-	put32(set + 16, 0);
+	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER);
+	vb_le32_put(set + 16, 0);
 	ok(8, set, 20, NULL, 0, &r, "SET_IRQS MSI off");
 	vfu_reply_free(&r);
 	close(efd);

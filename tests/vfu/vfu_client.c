@@ -10,24 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "le.h"
 #include "vfu_client.h"
-
-static void put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-	for (int i = 0; i < 4; i++)
-		p[i] = (uint8_t)(v >> (8 * i));
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 int vfu_cli_connect(const char *path, int *ret_fd)
 {
@@ -88,11 +72,11 @@ int vfu_cli_send(int fd, uint16_t id, uint16_t cmd, uint32_t flags, const void *
 	uint8_t *m = malloc(16 + len);
 	if (!m)
 		return -ENOMEM;
-	put16(m, id);
-	put16(m + 2, cmd);
-	put32(m + 4, (uint32_t)(16 + len));
-	put32(m + 8, flags);
-	put32(m + 12, 0);
+	vb_le16_put(m, id);
+	vb_le16_put(m + 2, cmd);
+	vb_le32_put(m + 4, (uint32_t)(16 + len));
+	vb_le32_put(m + 8, flags);
+	vb_le32_put(m + 12, 0);
 	if (len)
 		memcpy(m + 16, payload, len);
 	int r = vfu_cli_raw(fd, m, 16 + len, fds, nfds);
@@ -155,9 +139,9 @@ int vfu_cli_recv(int fd, int timeout_ms, struct vfu_reply *r)
 		return e;
 	r->id = (uint16_t)(h[0] | h[1] << 8);
 	r->cmd = (uint16_t)(h[2] | h[3] << 8);
-	r->size = get32(h + 4);
-	r->flags = get32(h + 8);
-	r->error = get32(h + 12);
+	r->size = vb_le32_get(h + 4);
+	r->flags = vb_le32_get(h + 8);
+	r->error = vb_le32_get(h + 12);
 	if (r->size < 16)
 		return -EBADMSG;
 	r->len = r->size - 16;
@@ -184,7 +168,7 @@ int vfu_cli_call(int fd, uint16_t cmd, const void *payload, size_t len, const in
 	memset(r, 0, sizeof(*r));
 	int e = vfu_cli_send(fd, id, cmd, 0, payload, len, fds, nfds);
 	if (e == 0)
-		e = vfu_cli_recv(fd, 5000, r);
+		e = vfu_cli_recv(fd, 30000, r); /* generous: only a broken server waits it out */
 	if (e == 0 && (r->id != id || r->cmd != cmd))
 		e = -EPROTO;
 	return e;
@@ -196,8 +180,8 @@ int vfu_cli_version(int fd, const char *json, struct vfu_reply *r)
 	uint8_t *p = calloc(1, 4 + jl);
 	if (!p)
 		return -ENOMEM;
-	put16(p, 0);
-	put16(p + 2, 1);
+	vb_le16_put(p, 0);
+	vb_le16_put(p + 2, 1);
 	if (jl)
 		memcpy(p + 4, json, jl);
 	int e = vfu_cli_call(fd, 1, p, 4 + jl, NULL, 0, r);
@@ -211,10 +195,10 @@ int vfu_cli_region_read(int fd, uint32_t region, uint64_t off, void *buf, uint32
 {
 	uint8_t p[16];
 	struct vfu_reply r;
-	put32(p, (uint32_t)off);
-	put32(p + 4, (uint32_t)(off >> 32));
-	put32(p + 8, region);
-	put32(p + 12, count);
+	vb_le32_put(p, (uint32_t)off);
+	vb_le32_put(p + 4, (uint32_t)(off >> 32));
+	vb_le32_put(p + 8, region);
+	vb_le32_put(p + 12, count);
 	int e = vfu_cli_call(fd, 9, p, sizeof(p), NULL, 0, &r);
 	if (e == 0 && (r.flags & (1u << 5)))
 		e = -(int)r.error;
@@ -233,10 +217,10 @@ int vfu_cli_region_write(int fd, uint32_t region, uint64_t off, const void *buf,
 	struct vfu_reply r;
 	if (!p)
 		return -ENOMEM;
-	put32(p, (uint32_t)off);
-	put32(p + 4, (uint32_t)(off >> 32));
-	put32(p + 8, region);
-	put32(p + 12, count);
+	vb_le32_put(p, (uint32_t)off);
+	vb_le32_put(p + 4, (uint32_t)(off >> 32));
+	vb_le32_put(p + 8, region);
+	vb_le32_put(p + 12, count);
 	memcpy(p + 16, buf, count);
 	int e;
 	if (posted) {
