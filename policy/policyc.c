@@ -8,7 +8,8 @@
  * rule table, as C for the vb_policy library (`const struct sbx_policy sbx_policy_NAME`), so that
  * nothing needs libseccomp at run time. --pfc also writes libseccomp's pseudo-code of the kill
  * program for reviewers. Any error prints "file:line: reason" and exits 1 without leaving an
- * output file behind, which fails the build.
+ * output file behind, which fails the build. libseccomp runs in a child bounded by
+ * --build-timeout (default 60 s): it can loop on some rule sets, and a build must fail, not hang.
  *
  * Trusts: libseccomp to translate rules into BPF; nothing in the policy file.
  */
@@ -95,21 +96,10 @@ static int policyc__emit(const char *out, const char *name, const struct policyc
 	return 0;
 }
 
-static int policyc__pfc(scmp_filter_ctx ctx, const char *path)
-{
-	FILE *f = fopen(path, "we");
-	int r;
-
-	if (!f)
-		return -errno;
-	r = seccomp_export_pfc(ctx, fileno(f));
-	fclose(f);
-	return r;
-}
-
 static int policyc__usage(void)
 {
-	fprintf(stderr, "usage: policyc --name NAME --output FILE.c [--pfc FILE] POLICY\n");
+	fprintf(stderr, "usage: policyc --name NAME --output FILE.c [--pfc FILE] [--build-timeout "
+			"SECONDS] POLICY\n");
 	return 2;
 }
 
@@ -128,7 +118,8 @@ int main(int argc, char **argv)
 	static struct policyc_policy policy;
 	static struct policyc_prog kill, log;
 	const char *name = NULL, *out = NULL, *pfc = NULL, *in = NULL;
-	scmp_filter_ctx kctx = NULL, lctx = NULL;
+	unsigned timeout = POLICYC_BUILD_TIMEOUT_S;
+	char *end;
 	char err[1024] = "";
 	int i, r;
 
@@ -139,7 +130,11 @@ int main(int argc, char **argv)
 			out = argv[++i];
 		else if (strcmp(argv[i], "--pfc") == 0 && i + 1 < argc)
 			pfc = argv[++i];
-		else if (argv[i][0] != '-' && !in)
+		else if (strcmp(argv[i], "--build-timeout") == 0 && i + 1 < argc) {
+			timeout = (unsigned)strtoul(argv[++i], &end, 10);
+			if (*end || !timeout)
+				return policyc__usage();
+		} else if (argv[i][0] != '-' && !in)
 			in = argv[i];
 		else
 			return policyc__usage();
@@ -150,32 +145,16 @@ int main(int argc, char **argv)
 	r = policyc_parse(in, &policy, err, sizeof(err));
 	if (r < 0)
 		goto fail;
-	kctx = policyc_build(&policy, SCMP_ACT_KILL_PROCESS, err, sizeof(err));
-	lctx = kctx ? policyc_build(&policy, SCMP_ACT_LOG, err, sizeof(err)) : NULL;
-	if (!kctx || !lctx)
-		goto fail;
-	r = policyc_export(kctx, &kill, err, sizeof(err));
-	if (r == 0)
-		r = policyc_export(lctx, &log, err, sizeof(err));
+	r = policyc_compile(&policy, pfc, timeout, &kill, &log, err, sizeof(err));
 	if (r < 0)
 		goto fail;
-	if (pfc && (r = policyc__pfc(kctx, pfc)) < 0) {
-		snprintf(err, sizeof(err), "%s: %s", pfc, strerror(-r));
-		goto fail;
-	}
 	r = policyc__emit(out, name, &policy, &kill, &log);
 	if (r < 0) {
 		snprintf(err, sizeof(err), "%s: %s", out, strerror(-r));
 		goto fail;
 	}
-	seccomp_release(kctx);
-	seccomp_release(lctx);
 	return 0;
 fail:
 	fprintf(stderr, "%s\n", err[0] ? err : "policyc: failed");
-	if (kctx)
-		seccomp_release(kctx);
-	if (lctx)
-		seccomp_release(lctx);
 	return 1;
 }

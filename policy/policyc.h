@@ -58,4 +58,17 @@ scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, char
 /* Exports ctx's BPF program into *prog. Errors: negative errno, with a reason in err. */
 int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, size_t errlen);
 
+/*
+ * Builds and exports both programs (and writes libseccomp's pseudo-code to `pfc` when not NULL)
+ * in a child process that gets `timeout_s` seconds (0: no bound): libseccomp loops forever on
+ * some rule sets the parser accepts (found by fuzz_policy: two rules for one syscall, each
+ * comparing a shared argument and then a different one), and a build must fail with a reason,
+ * never hang. Errors: -ETIMEDOUT, -EIO (the child died), or the build's own, each with "path:
+ * reason" in err.
+ */
+#define POLICYC_BUILD_TIMEOUT_S 60
+int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned timeout_s,
+		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog, char *err,
+		    size_t errlen);
+
 #endif

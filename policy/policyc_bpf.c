@@ -8,9 +8,13 @@
  * the rules.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <seccomp.h>
@@ -122,5 +126,109 @@ int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, si
 	r = 0;
 out:
 	close(fd);
+	return r;
+}
+
+/* What the compiling child sends back: its verdict, then either both programs or a message. */
+struct policyc__result {
+	int r;
+	char err[1024];
+	struct policyc_prog kill, log;
+};
+
+static int policyc__compile_child(const struct policyc_policy *p, const char *pfc,
+				  struct policyc__result *res)
+{
+	scmp_filter_ctx kctx = policyc_build(p, SCMP_ACT_KILL_PROCESS, res->err, sizeof(res->err));
+	scmp_filter_ctx lctx =
+	    kctx ? policyc_build(p, SCMP_ACT_LOG, res->err, sizeof(res->err)) : NULL;
+	int r = -EINVAL;
+
+	if (kctx && lctx) {
+		r = policyc_export(kctx, &res->kill, res->err, sizeof(res->err));
+		if (r == 0)
+			r = policyc_export(lctx, &res->log, res->err, sizeof(res->err));
+	}
+	if (r == 0 && pfc) {
+		FILE *f = fopen(pfc, "we");
+
+		r = f ? seccomp_export_pfc(kctx, fileno(f)) : -errno;
+		if (f)
+			fclose(f);
+		if (r < 0)
+			snprintf(res->err, sizeof(res->err), "%s: %s", pfc, strerror(-r));
+	}
+	if (kctx)
+		seccomp_release(kctx);
+	if (lctx)
+		seccomp_release(lctx);
+	return r;
+}
+
+int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned timeout_s,
+		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog, char *err,
+		    size_t errlen)
+{
+	struct policyc__result *res;
+	int fds[2], status, r;
+	size_t got = 0;
+	pid_t pid;
+
+	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (res == MAP_FAILED || pipe2(fds, O_CLOEXEC) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "%s: %s", p->path, strerror(-r));
+		if (res != MAP_FAILED)
+			munmap(res, sizeof(*res));
+		return r;
+	}
+	memset(res, 0, sizeof(*res));
+	pid = fork();
+	if (pid == 0) {
+		close(fds[0]);
+		res->r = policyc__compile_child(p, pfc, res);
+		/* One byte says "done"; EOF without it says the child died. */
+		_exit(write(fds[1], "x", 1) == 1 ? 0 : 1);
+	}
+	close(fds[1]);
+	if (pid < 0) {
+		r = -errno;
+		close(fds[0]);
+		munmap(res, sizeof(*res));
+		snprintf(err, errlen, "%s: fork: %s", p->path, strerror(-r));
+		return r;
+	}
+	struct pollfd pf = {.fd = fds[0], .events = POLLIN};
+	int n = poll(&pf, 1, timeout_s > 0 && timeout_s < 2000000 ? (int)(timeout_s * 1000) : -1);
+	char c;
+	if (n > 0 && read(fds[0], &c, 1) == 1)
+		got = 1;
+	if (!got)
+		kill(pid, SIGKILL);
+	close(fds[0]);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	if (n == 0) {
+		snprintf(
+		    err, errlen,
+		    "%s: libseccomp did not finish building the filter within %u s (it can loop "
+		    "on rules for one syscall that compare different arguments after a shared "
+		    "one); split or simplify those rules",
+		    p->path, timeout_s);
+		r = -ETIMEDOUT;
+	} else if (!got) {
+		snprintf(err, errlen, "%s: the libseccomp build died (status %#x)", p->path,
+			 status);
+		r = -EIO;
+	} else {
+		r = res->r;
+		if (r == 0) {
+			*kill_prog = res->kill;
+			*log_prog = res->log;
+		} else {
+			snprintf(err, errlen, "%s", res->err);
+		}
+	}
+	munmap(res, sizeof(*res));
 	return r;
 }

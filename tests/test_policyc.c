@@ -19,6 +19,8 @@
 #include <cmocka.h>
 
 static char dir[64];
+/* policyc's --build-timeout for the next run (seconds, as text). */
+static const char *build_timeout = "60";
 
 struct run {
 	int status;
@@ -46,7 +48,8 @@ static struct run policyc(const char *name, const char *text)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		dup2(p[1], 2);
-		execl(POLICYC_PATH, "policyc", "--name", "t", "--output", out, in, (char *)NULL);
+		execl(POLICYC_PATH, "policyc", "--name", "t", "--output", out, "--build-timeout",
+		      build_timeout, in, (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -146,6 +149,31 @@ static void test_policyc_overlapping_rules_fail(void **state)
 		     3, "same rule as line 2");
 }
 
+/*
+ * libseccomp loops forever on two rules for one syscall that compare a shared argument and then
+ * different ones (found by fuzz_policy; the parser accepts them: they allow the same). policyc
+ * must fail with the file and a reason when its bound runs out, not hang the build. The loop is
+ * endless, so the 2 s bound is no race.
+ */
+static void test_policyc_libseccomp_loop_fails_with_reason(void **state)
+{
+	struct run r;
+	char where[160];
+
+	build_timeout = "2";
+	r = policyc("loop", HEADER "allow futex arg2 <= 10 arg1 >= 0 # a\n"
+				   "allow futex arg3 <= 10 arg1 >= 0 # b\n");
+	build_timeout = "60";
+	assert_true(WIFEXITED(r.status));
+	assert_int_equal(WEXITSTATUS(r.status), 1);
+	snprintf(where, sizeof(where), "%s/loop.policy: ", dir);
+	if (strncmp(r.err, where, strlen(where)) != 0 ||
+	    !strstr(r.err, "libseccomp did not finish building the filter within 2 s"))
+		fail_msg("got \"%s\"", r.err);
+	assert_false(output_exists("loop"));
+	(void)state;
+}
+
 static void test_policyc_bad_syntax_fails(void **state)
 {
 	expect_error("badarg", HEADER "allow ioctl arg6 == 1 # x\n", 2, "expected arg0..arg5");
@@ -195,6 +223,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_policyc_valid_policy_compiles),
+	    cmocka_unit_test(test_policyc_libseccomp_loop_fails_with_reason),
 	    cmocka_unit_test(test_policyc_unknown_syscall_fails),
 	    cmocka_unit_test(test_policyc_missing_reason_fails),
 	    cmocka_unit_test(test_policyc_unknown_name_fails),
