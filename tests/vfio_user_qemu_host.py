@@ -21,23 +21,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "guest"))
 
 from vbimage import ImageError  # noqa: E402
-from vbqemu import HostQemu, compare_config, qemu_root, readme_command_line  # noqa: E402
+from vbqemu import (HostQemu, compare_config, parse_config_dump, qemu_root,  # noqa: E402
+                    readme_command_line, wait_for)
 from vbqtest import PCI_CAP_ID_MSI, PciFunction  # noqa: E402
 
 IMAGE = os.path.join(HERE, "fixtures", "edu.img")
 BAR_BASE = 0xE0000000
-WAIT = 30
-
-
-def wait_for(what, pred, timeout=WAIT):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %d s" % (what, timeout))
-        time.sleep(0.05)
 
 
 def fd_target(pid, fd):
@@ -98,12 +87,7 @@ def native_config(build, sock):
     out = subprocess.run([os.path.join(build, "bin", "vfio-demo-vmm"), "config", sock],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, "vfio-demo-vmm config: %s%s" % (out.stdout, out.stderr)
-    data = bytearray()
-    for line in out.stdout.splitlines():
-        if line.startswith("config "):
-            data += bytes(int(x, 16) for x in line.split(":", 1)[1].split())
-    assert len(data) == 256, out.stdout
-    return bytes(data)
+    return parse_config_dump(out.stdout)
 
 
 def edu_checks(q, pattern_addr_value):

@@ -213,6 +213,30 @@ class Qemu11:
             raise QemuError("QEMU 11.1 (pid %d) still runs 20 s after SIGKILL" % pid)
 
 
+def wait_for(what, pred, timeout=30, poll=0.05):
+    """Polls pred() until it returns something true (returned); raises AssertionError naming
+    what after timeout seconds: the bound for any device-side event on a loaded machine."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError("%s: not within %d s" % (what, timeout))
+        time.sleep(poll)
+
+
+def parse_config_dump(out):
+    """The 256 config bytes `vfio-demo-vmm config` printed (lines "config OFF: XX ...")."""
+    data = bytearray()
+    for line in out.splitlines():
+        if line.startswith("config "):
+            data += bytes(int(x, 16) for x in line.split(":", 1)[1].split())
+    if len(data) != 256:
+        raise AssertionError("vfio-demo-vmm config printed %d bytes:\n%s" % (len(data), out))
+    return bytes(data)
+
+
 def compare_config(native, qemu):
     """QEMU's view of config space (qtest reads through its vfio-pci) against the native
     protocol's view of the same device. Equal except where QEMU's vfio-pci owns the register

@@ -16,7 +16,8 @@ import time
 
 from vbbroker import Broker
 from vbguest import Device, Topology, guest_test, note
-from vbqemu import QEMU_PORTS, QEMU_SHARES, Qemu11, compare_config, readme_command_line
+from vbqemu import (QEMU_PORTS, QEMU_SHARES, Qemu11, compare_config, parse_config_dump,
+                    readme_command_line, wait_for)
 from vbqtest import PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX, PciFunction
 
 # QEMU 11.1 pins its whole RAM through the broker (256 MiB), next to the test guest's own needs.
@@ -27,7 +28,6 @@ RAM_SIZE = 256 << 20
 BAR_BASE = 0xE0000000  # q35: above the MMCONFIG window (0xb0000000, 256 MiB), below the IOAPIC
 EDU_IDS = (0x1234, 0x11E8)
 E1000E_IDS = (0x8086, 0x10D3)
-WAIT = 30  # seconds any device-side event may take on a loaded machine under TCG
 
 
 def vfu_socket(rep):
@@ -39,24 +39,7 @@ def vfu_socket(rep):
 
 def native_config(g, sock):
     """The first 256 bytes of config space as the native protocol shows them (vfio-demo-vmm)."""
-    out = g.check("vfio-demo-vmm config %s" % sock)
-    data = bytearray()
-    for line in out.splitlines():
-        if line.startswith("config "):
-            data += bytes(int(x, 16) for x in line.split(":", 1)[1].split())
-    assert len(data) == 256, out
-    return bytes(data)
-
-
-def wait_for(what, pred, timeout=WAIT, poll=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError("%s: not within %d s" % (what, timeout))
-        time.sleep(poll)
+    return parse_config_dump(g.check("vfio-demo-vmm config %s" % sock))
 
 
 def proc_fds(g, pid):
