@@ -171,14 +171,51 @@ static void test_cfg_caps_pm_pme_virtual_state_written(void **state)
 	assert_int_equal(cfg_rd(t, 0x40 + PCI_PM_CTRL, 2), 0x0008 | 3 | (1 << 9));
 }
 
-/* Initiate FLR is virtual and reads as zero; the rest of AF control is reserved. */
-static void test_cfg_caps_af_flr_virtual(void **state)
+/* Initiate FLR is virtual and reads as zero; on a function with FLR and Transactions Pending
+ * it asks for a reset, once, as the kernel's write handler resets the function. */
+static void test_cfg_caps_af_flr_requests_reset(void **state)
 {
 	struct tdev *t = *state;
+	assert_false(wkr_dev_take_flr(t->dev));
 	assert_int_equal(cfg_wr(t, 0xa8 + PCI_AF_CTRL, 1, PCI_AF_CTRL_FLR), 0);
+	assert_true(wkr_dev_take_flr(t->dev));
+	assert_false(wkr_dev_take_flr(t->dev));
 	assert_int_equal(phys_rd(t, 0xa8 + PCI_AF_CTRL, 1), 0);
 	assert_int_equal(cfg_rd(t, 0xa8 + PCI_AF_CTRL, 1), 0);
 	assert_int_equal(cfg_rd(t, 0xa8 + PCI_AF_CAP, 1), PCI_AF_CAP_FLR | PCI_AF_CAP_TP);
+}
+
+/* PCI Express Initiate FLR: a reset request when Device Capabilities has FLR (the
+ * specification image does), never a write to the device, and it reads as zero. */
+static void test_cfg_caps_pcie_flr_requests_reset(void **state)
+{
+	struct tdev *t = *state;
+	const uint32_t devctl = 0x80 + PCI_EXP_DEVCTL;
+	uint32_t before = phys_rd(t, devctl, 2);
+	assert_int_equal(cfg_wr(t, devctl, 2, before | PCI_EXP_DEVCTL_BCR_FLR), 0);
+	assert_true(wkr_dev_take_flr(t->dev));
+	assert_false(wkr_dev_take_flr(t->dev));
+	assert_int_equal(phys_rd(t, devctl, 2), before);
+	assert_int_equal(cfg_rd(t, devctl, 2) & PCI_EXP_DEVCTL_BCR_FLR, 0);
+}
+
+/* Without FLR in Device Capabilities the bit does nothing, as in the kernel. */
+static void test_cfg_caps_pcie_flr_without_capability_ignored(void **state)
+{
+	struct tdev t;
+	(void)state;
+	assert_int_equal(tdev_open_text(&t,
+					"vfio-device-image 1\n"
+					"device flags=0x3\n"
+					"region 7 size=256 flags=0x3\n"
+					"config 0 34 12 78 56 00 00 10 00 00 00 00 ff 00 00 00 00\n"
+					"config 0x34 40\n"
+					"config 0x40 10 00 02 00 00 80 00 00 10 28 00 00\n"),
+			 0);
+	assert_int_equal(cfg_wr(&t, 0x40 + PCI_EXP_DEVCTL, 2, PCI_EXP_DEVCTL_BCR_FLR), 0);
+	assert_false(wkr_dev_take_flr(t.dev));
+	assert_int_equal(cfg_rd(&t, 0x40 + PCI_EXP_DEVCTL, 2) & PCI_EXP_DEVCTL_BCR_FLR, 0);
+	tdev_close(&t);
 }
 
 /* AER: the error bits of status (RW1C: a 0 never writes a set bit back), mask and severity,
@@ -236,6 +273,7 @@ static void test_cfg_caps_pcie_control_masks(void **state)
 	assert_int_equal(phys_rd(t, exp + PCI_EXP_DEVCTL, 2),
 			 0xffff & ~(PCI_EXP_DEVCTL_PHANTOM | PCI_EXP_DEVCTL_BCR_FLR));
 	assert_int_equal(cfg_rd(t, exp + PCI_EXP_DEVCTL, 2) & PCI_EXP_DEVCTL_BCR_FLR, 0);
+	assert_true(wkr_dev_take_flr(t->dev));
 	assert_int_equal(cfg_wr(t, exp + PCI_EXP_DEVCTL2, 2, 0xffff), 0);
 	assert_int_equal(phys_rd(t, exp + PCI_EXP_DEVCTL2, 2), 0xffff & ~PCI_EXP_DEVCTL2_ARI);
 	uint32_t lnk = phys_rd(t, exp + PCI_EXP_LNKCTL, 4);
@@ -267,11 +305,13 @@ int main(void)
 	    KINDS_TEST(test_cfg_caps_ext_list_shows_what_the_kernel_shows),
 	    KINDS_TEST(test_cfg_caps_writes_reach_device_as_kernel_allows),
 	    KINDS_TEST(test_cfg_caps_pm_pme_virtual_state_written),
-	    KINDS_TEST(test_cfg_caps_af_flr_virtual),
+	    KINDS_TEST(test_cfg_caps_af_flr_requests_reset),
 	    KINDS_TEST(test_cfg_caps_aer_error_bits_only),
 	    KINDS_TEST(test_cfg_caps_vendor_window_reaches_device),
 	    SPEC_TEST(test_cfg_caps_pcie_control_masks),
 	    SPEC_TEST(test_cfg_caps_spec_vpd_visible),
+	    SPEC_TEST(test_cfg_caps_pcie_flr_requests_reset),
+	    cmocka_unit_test(test_cfg_caps_pcie_flr_without_capability_ignored),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

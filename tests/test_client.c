@@ -599,6 +599,29 @@ static void test_client_worker_standalone_reset_event_and_view(void **state)
 	standalone_stop(&sw);
 }
 
+/* A guest's Initiate FLR, written through the VMM's config access, resets the device as the
+ * kernel would (the specification image advertises FLR): the write's answer comes after
+ * VFB_EVENT_RESET, and MSI-X is off again. */
+static void test_client_worker_standalone_guest_flr_resets(void **state)
+{
+	struct vfb_event ev;
+	uint16_t msix = PCI_MSIX_FLAGS_ENABLE, ctl, flr = PCI_EXP_DEVCTL_BCR_FLR;
+
+	(void)state;
+	standalone_start(&sw, VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img");
+	assert_int_equal(vfb_dev_cfg_write(sw.dev, 0x70 + PCI_MSIX_FLAGS, &msix, 2), 0);
+	assert_int_equal(vfb_dev_next_event(sw.dev, &ev), -EAGAIN);
+	assert_int_equal(vfb_dev_cfg_write(sw.dev, 0x80 + PCI_EXP_DEVCTL, &flr, 2), 0);
+	assert_int_equal(vfb_dev_next_event(sw.dev, &ev), 0);
+	assert_int_equal(ev.kind, VFB_EVENT_RESET);
+	assert_int_equal(vfb_dev_next_event(sw.dev, &ev), -EAGAIN);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, 0x70 + PCI_MSIX_FLAGS, &msix, 2), 0);
+	assert_int_equal(msix & PCI_MSIX_FLAGS_ENABLE, 0);
+	assert_int_equal(vfb_dev_cfg_read(sw.dev, 0x80 + PCI_EXP_DEVCTL, &ctl, 2), 0);
+	assert_int_equal(ctl & PCI_EXP_DEVCTL_BCR_FLR, 0);
+	standalone_stop(&sw);
+}
+
 /* Longer than one access the worker takes (ACCESS_MAX) and not a multiple of it: the library
  * splits it, every piece lands where it belongs, and what was written reads back. */
 static void test_client_worker_standalone_large_region_access_split(void **state)
@@ -654,6 +677,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_session,
 				      standalone_teardown),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_reset_event_and_view,
+				      standalone_teardown),
+	    cmocka_unit_test_teardown(test_client_worker_standalone_guest_flr_resets,
 				      standalone_teardown),
 	};
 

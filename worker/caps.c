@@ -42,10 +42,12 @@ static const struct wkr_perm ext_head[] = {{0, 4, ALL, 0, 0}};
 #define PM_PMCSR_VIRT  (PCI_PM_CTRL_PME_ENABLE | PCI_PM_CTRL_PME_STATUS)
 #define PM_PMCSR_WRITE (PCI_PM_CTRL_STATE_MASK | PCI_PM_CTRL_DATA_SEL_MASK)
 /* Device Control: everything but Phantom Functions (it would confuse the IOMMU's requester-id
- * view) and Initiate FLR (virtual, reads as zero: a reset is the VMM's RESET request). Max
- * Payload and Max Read Request reach the kernel, which virtualizes MPS and floors MRRS. */
+ * view). Initiate FLR is virtual: the write hook turns it into a reset request the worker's
+ * server carries out (VFIO_DEVICE_RESET through the broker, as the kernel's own write handler
+ * resets the function), and it reads as zero. Max Payload and Max Read Request reach the
+ * kernel, which virtualizes MPS and floors MRRS. */
 #define PCIE_DEVCTL_VIRT  PCI_EXP_DEVCTL_BCR_FLR
-#define PCIE_DEVCTL_WRITE (0xffffu & ~(PCI_EXP_DEVCTL_PHANTOM | PCI_EXP_DEVCTL_BCR_FLR))
+#define PCIE_DEVCTL_WRITE (0xffffu & ~PCI_EXP_DEVCTL_PHANTOM)
 /* Device Control 2: everything but ARI Forwarding, which the host set at enumeration. */
 #define PCIE_DEVCTL2_WRITE (0xffffu & ~PCI_EXP_DEVCTL2_ARI)
 /* AER: the error bits a function may report; status is RW1C, mask and severity plain. */
@@ -89,8 +91,8 @@ static const struct wkr_perm pcie_perms[] = {
     {PCI_EXP_DEVCTL2, 2, 0, PCIE_DEVCTL2_WRITE, 0},
 };
 
-/* Advanced Features: Initiate FLR is virtual for the same reason as in Device Control. */
-static const struct wkr_perm af_perms[] = {{PCI_AF_CTRL, 1, PCI_AF_CTRL_FLR, 0, 0}};
+/* Advanced Features: Initiate FLR is virtual and handled as in Device Control. */
+static const struct wkr_perm af_perms[] = {{PCI_AF_CTRL, 1, PCI_AF_CTRL_FLR, PCI_AF_CTRL_FLR, 0}};
 
 static const struct wkr_perm aer_perms[] = {
     {PCI_ERR_UNCOR_STATUS, 4, 0, AER_UNCOR_BITS, AER_UNCOR_BITS},
@@ -246,6 +248,41 @@ static int af_init(struct wkr_dev *d, struct wkr_cap *cap)
 	return 0;
 }
 
+/* The capability a written byte belongs to (hooks only run for bytes of their own). */
+static const struct wkr_cap *cap_at(const struct wkr_dev *d, uint32_t off)
+{
+	return &d->caps[d->map[off]];
+}
+
+/* Initiate FLR reads as zero whatever happens; a function that advertises FLR is reset, as the
+ * kernel does it, once the access is over (wkr_dev_take_flr()). */
+static int pcie_written(struct wkr_dev *d, uint32_t off, size_t len)
+{
+	const struct wkr_cap *cap = cap_at(d, off);
+	uint8_t *ctl = d->vconfig + cap->off + PCI_EXP_DEVCTL;
+	(void)len;
+	if (cap->len <= PCI_EXP_DEVCTL + 1 || !(vb_le16_get(ctl) & PCI_EXP_DEVCTL_BCR_FLR))
+		return 0;
+	vb_le16_put(ctl, vb_le16_get(ctl) & ~PCI_EXP_DEVCTL_BCR_FLR);
+	if (vb_le32_get(d->vconfig + cap->off + PCI_EXP_DEVCAP) & PCI_EXP_DEVCAP_FLR)
+		d->flr_requested = true;
+	return 0;
+}
+
+static int af_written(struct wkr_dev *d, uint32_t off, size_t len)
+{
+	const struct wkr_cap *cap = cap_at(d, off);
+	uint8_t *ctl = d->vconfig + cap->off + PCI_AF_CTRL;
+	const uint8_t need = PCI_AF_CAP_FLR | PCI_AF_CAP_TP;
+	(void)len;
+	if (cap->len <= PCI_AF_CTRL || !(*ctl & PCI_AF_CTRL_FLR))
+		return 0;
+	*ctl &= (uint8_t)~PCI_AF_CTRL_FLR;
+	if ((d->vconfig[cap->off + PCI_AF_CAP] & need) == need)
+		d->flr_requested = true;
+	return 0;
+}
+
 #define PERMS(p) .perms = p, .nperms = ARRAY_SIZE(p)
 #define STD(i)	 .id = PCI_CAP_ID_##i, .name = #i
 #define EXT(i)	 .id = PCI_EXT_CAP_ID_##i, .ext = true, .name = #i
@@ -264,10 +301,10 @@ static const struct wkr_capdesc cap_table[] = {
     {STD(PCIX), .len_fn = pcix_len, PERMS(pcix_perms)},
     {STD(HT), .len_fn = ht_len},
     {STD(VNDR), .len_fn = vndr_len, PERMS(vndr_perms)},
-    {STD(EXP), .len_fn = pcie_len, PERMS(pcie_perms), .init = pcie_init},
+    {STD(EXP), .len_fn = pcie_len, PERMS(pcie_perms), .init = pcie_init, .written = pcie_written},
     {STD(MSIX), .len = PCI_CAP_MSIX_SIZEOF, .init = wkr__msix_init, .written = wkr__msix_written},
     {STD(SATA), .len_fn = sata_len},
-    {STD(AF), .len = PCI_CAP_AF_SIZEOF, PERMS(af_perms), .init = af_init},
+    {STD(AF), .len = PCI_CAP_AF_SIZEOF, PERMS(af_perms), .init = af_init, .written = af_written},
     /* Extended capabilities. */
     {EXT(ERR), .len = PCI_ERR_ROOT_COMMAND, PERMS(aer_perms)},
     {EXT(VC), .len_fn = vc_len},

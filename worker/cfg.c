@@ -211,6 +211,13 @@ uint16_t wkr_cfg_command(const struct wkr_dev *d)
 	return d->command;
 }
 
+bool wkr_dev_take_flr(struct wkr_dev *d)
+{
+	bool r = d->flr_requested;
+	d->flr_requested = false;
+	return r;
+}
+
 int wkr_dev_reset(struct wkr_dev *d)
 {
 	uint8_t hdr[WKR_CFG_HDR];
@@ -221,6 +228,7 @@ int wkr_dev_reset(struct wkr_dev *d)
 	memset(&d->msi, 0, sizeof(d->msi));
 	memset(&d->msix, 0, sizeof(d->msix));
 	memset(d->bars, 0, sizeof(d->bars));
+	d->flr_requested = false; /* this is the reset */
 	int r2 = wkr__cfg_build(d);
 	if (r2 < 0)
 		return r2;

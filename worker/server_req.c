@@ -187,6 +187,23 @@ static int h_cfg_read(struct wkr_server *s, struct ipc_msg *m)
 	return data_reply(s, m, buf, req->size);
 }
 
+/* The device was reset (RESET, or an FLR the guest initiated): the VMM hears it with Command and
+ * the BARs as they are now, before the reply, so the event is queued when its call returns. */
+static void reset_event(struct wkr_server *s)
+{
+	(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_RESET, wkr_cfg_command(s->cfg.dev),
+				0);
+}
+
+/* After a config write: an FLR it initiated resets the device before the VMM is answered. */
+static int guest_flr(struct wkr_server *s)
+{
+	int f = wkr_vmm_guest_flr(s->cfg.dev, &s->cfg.backend, &s->err);
+	if (f > 0)
+		reset_event(s);
+	return f < 0 ? f : 0;
+}
+
 static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__CfgWrite *req = (const Vb__Dev__CfgWrite *)m->body;
@@ -194,6 +211,7 @@ static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
 		return fail(s, -EINVAL, "config write of %zu bytes (1 to %d)", req->data.len,
 			    WKR_ACCESS_MAX);
 	int e = wkr_cfg_write(s->cfg.dev, req->offset, req->data.data, req->data.len);
+	int f = guest_flr(s);
 	if (e == -EINVAL || e == -EIO)
 		return access_error(s, e, "config write", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
 				    req->data.len);
@@ -201,7 +219,7 @@ static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
 		return fail(s, e,
 			    "config write at %#x: the broker refused the interrupt change: %s",
 			    req->offset, strerror(-e));
-	return reply_empty(s, m);
+	return f < 0 ? f : reply_empty(s, m);
 }
 
 static int h_region_read(struct wkr_server *s, struct ipc_msg *m)
@@ -225,9 +243,10 @@ static int h_region_write(struct wkr_server *s, struct ipc_msg *m)
 			    WKR_ACCESS_MAX);
 	int e =
 	    wkr_region_write(s->cfg.dev, req->index, req->offset, req->data.data, req->data.len);
+	int f = guest_flr(s);
 	if (e < 0)
 		return access_error(s, e, "write", req->index, req->offset, req->data.len);
-	return reply_empty(s, m);
+	return f < 0 ? f : reply_empty(s, m);
 }
 
 static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
@@ -285,9 +304,7 @@ static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 	int e = wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
 	if (e < 0)
 		return e;
-	/* Before the reply, so the event is queued when the VMM's call returns. */
-	(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_RESET, wkr_cfg_command(s->cfg.dev),
-				0);
+	reset_event(s);
 	return reply_empty(s, m);
 }
 

@@ -224,6 +224,10 @@ static int region_rw(struct wkr_vfu *s, bool wr, uint32_t index, uint64_t off, u
 		uint32_t n = count - done < WKR_ACCESS_MAX ? count - done : WKR_ACCESS_MAX;
 		int e = wr ? wkr_region_write(s->cfg.dev, index, off + done, buf + done, n)
 			   : wkr_region_read(s->cfg.dev, index, off + done, buf + done, n);
+		/* A config write that initiated an FLR resets the device, as the kernel would. */
+		int f = wr ? wkr_vmm_guest_flr(s->cfg.dev, &s->cfg.backend, &s->err) : 0;
+		if (f < 0 && e >= 0)
+			return f;
 		if (e < 0)
 			return fail(s, e == -ENOENT ? -EINVAL : e,
 				    "%s of %u bytes at %#llx of region %u: %s",

@@ -65,3 +65,11 @@ int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_er
 			       strerror(-e));
 	return 0;
 }
+
+int wkr_vmm_guest_flr(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err)
+{
+	if (!wkr_dev_take_flr(dev))
+		return 0;
+	int e = wkr_vmm_reset(dev, b, err);
+	return e < 0 ? e : 1;
+}

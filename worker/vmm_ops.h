@@ -29,4 +29,8 @@ int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mma
 /* Resets the device through the backend, then the emulated personality with it. */
 int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err);
 
+/* After a config write: when it initiated an FLR (wkr_dev_take_flr()), resets the device as
+ * wkr_vmm_reset() does. Returns 1 after such a reset, 0 when there was none, or its error. */
+int wkr_vmm_guest_flr(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err);
+
 #endif

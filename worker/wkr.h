@@ -131,6 +131,10 @@ int wkr_dev_reset(struct wkr_dev *d);
 int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len);
 int wkr_cfg_write(struct wkr_dev *d, uint32_t off, const void *buf, size_t len);
 uint16_t wkr_cfg_command(const struct wkr_dev *d);
+/* True once after the guest wrote Initiate FLR (PCI Express Device Control, or Advanced
+ * Features) on a function that advertises FLR: the caller then resets the device as the kernel
+ * would (wkr_vmm_guest_flr() in vmm_ops.h). The bit itself always reads as zero. */
+bool wkr_dev_take_flr(struct wkr_dev *d);
 
 /* BAR i (0-5) or the ROM (6) as the guest programmed it; `enabled`: the Command register (and
  * for the ROM its enable bit) lets it decode. -EINVAL for another index, -ENOENT for a BAR the

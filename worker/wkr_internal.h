@@ -96,6 +96,7 @@ struct wkr_dev {
 	unsigned ncaps;
 	struct wkr_bar bars[VFIO_PCI_ROM_REGION_INDEX + 1];
 	uint16_t command;
+	bool flr_requested; /* the guest wrote Initiate FLR on a function that has it */
 	struct {
 		bool present;
 		uint16_t off;

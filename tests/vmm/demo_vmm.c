@@ -332,6 +332,7 @@ static void usage(FILE *f)
 	    "                         request and acknowledge it.\n"
 	    "  reset SOCKET           program a BAR and Command, enable MSI, reset: the reset\n"
 	    "                         event and the whole config view as the worker defines it.\n"
+	    "  flr SOCKET             the same, reset by the guest's Initiate FLR (PCI Express).\n"
 	    "  session EDU E1000E     the narrated demo: edu DMA and MSI, e1000e MSI-X.\n"
 	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
 	    "\n"
@@ -356,6 +357,7 @@ int main(int argc, char **argv)
 	    {"reconnect", 1, vmm_reconnect},
 	    {"hold", 1, vmm_hold},
 	    {"reset", 1, vmm_reset},
+	    {"flr", 1, vmm_flr},
 	    {"session", 2, vmm_session},
 	    {"config", 1, vmm_config},
 	};

@@ -52,6 +52,7 @@ int vmm_nvme_bars(char **sockets, struct vmm_figures *fig);
 int vmm_reconnect(char **sockets, struct vmm_figures *fig);
 int vmm_hold(char **sockets, struct vmm_figures *fig);
 int vmm_reset(char **sockets, struct vmm_figures *fig);
+int vmm_flr(char **sockets, struct vmm_figures *fig);
 int vmm_session(char **sockets, struct vmm_figures *fig);
 int vmm_session_edu(const char *path, struct vmm_figures *fig);
 int vmm_session_e1000e(const char *path, struct vmm_figures *fig);

@@ -1,6 +1,7 @@
 /*
- * The reset scenario, for any device: program a memory BAR and the Command register as a guest
- * would, enable MSI (or MSI-X) with an address, reset the device through the worker, and check
+ * The reset scenarios, for any device: program a memory BAR and the Command register as a guest
+ * would, enable MSI (or MSI-X) with an address, reset the device through the worker (the VMM's
+ * RESET request, or the guest's Initiate FLR in PCI Express Device Control), and check
  * the whole config view against what worker/DEVICE-IMAGE.md ("Reset") defines: the event the VMM
  * gets, BARs and Command kept, MSI and MSI-X off, every other byte as before. The view after the
  * reset is printed ("view: OFF HEX...") so the guest test can hold it against the kernel's raw
@@ -8,6 +9,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -118,7 +120,26 @@ static void print_view(const uint8_t *view, uint32_t size)
 	}
 }
 
-int vmm_reset(char **sockets, struct vmm_figures *fig)
+/* Initiate FLR, as a guest driver's pcie_flr() writes it; the worker resets before answering. */
+static int guest_flr(struct vfb_dev *dev)
+{
+	uint32_t pos, devcap;
+	uint16_t ctl;
+
+	if (vmm_find_cap(dev, PCI_CAP_ID_EXP, &pos) < 0)
+		return vmm_fail("no PCI Express capability: no FLR to initiate");
+	if (vmm_cfg_read32(dev, pos + PCI_EXP_DEVCAP, &devcap) < 0 ||
+	    vmm_cfg_read16(dev, pos + PCI_EXP_DEVCTL, &ctl) < 0)
+		return vmm_fail("read Device Capabilities and Control");
+	if (!(devcap & PCI_EXP_DEVCAP_FLR))
+		return vmm_fail("Device Capabilities 0x%08x: no FLR", devcap);
+	vmm_say("  Initiate FLR in Device Control at 0x%02x\n", pos + PCI_EXP_DEVCTL);
+	return vmm_check(dev,
+			 vmm_cfg_write16(dev, pos + PCI_EXP_DEVCTL, ctl | PCI_EXP_DEVCTL_BCR_FLR),
+			 "write Initiate FLR");
+}
+
+static int reset_run(char **sockets, struct vmm_figures *fig, bool flr)
 {
 	static uint8_t before[VIEW_MAX], after[VIEW_MAX];
 	const uint16_t cmd = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
@@ -143,7 +164,7 @@ int vmm_reset(char **sockets, struct vmm_figures *fig)
 		bar, addr);
 	if (enable_msi(dev, &msi_start, &msi_end) < 0)
 		goto fail;
-	if (vmm_check(dev, vfb_dev_reset(dev), "reset") < 0 ||
+	if ((flr ? guest_flr(dev) : vmm_check(dev, vfb_dev_reset(dev), "reset")) < 0 ||
 	    check_event(dev, bar, addr, cmd) < 0 || read_view(dev, after, size) < 0)
 		goto fail;
 	/* Everything as right after the BAR and Command were programmed: the MSI capability is
@@ -159,7 +180,8 @@ int vmm_reset(char **sockets, struct vmm_figures *fig)
 		vmm_fail("%u config byte(s) differ from the programmed state after the reset", bad);
 		goto fail;
 	}
-	vmm_say("  %u config bytes after the reset: BAR and Command kept, MSI off, the rest as "
+	vmm_say("  %u config bytes after the reset: BAR and Command kept, MSI and MSI-X off, the "
+		"rest as "
 		"before\n",
 		size);
 	print_view(after, size);
@@ -169,4 +191,14 @@ int vmm_reset(char **sockets, struct vmm_figures *fig)
 fail:
 	vfb_dev_close(dev);
 	return -1;
+}
+
+int vmm_reset(char **sockets, struct vmm_figures *fig)
+{
+	return reset_run(sockets, fig, false);
+}
+
+int vmm_flr(char **sockets, struct vmm_figures *fig)
+{
+	return reset_run(sockets, fig, true);
 }

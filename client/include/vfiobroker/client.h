@@ -251,8 +251,9 @@ VFB_EXPORT int vfb_dev_set_irq_fds(struct vfb_dev *dev, uint32_t index, uint32_t
 VFB_EXPORT int vfb_dev_set_intx_fds(struct vfb_dev *dev, int trigger_fd, int resample_fd);
 
 /* Resets the device (RESET). The worker queues VFB_EVENT_RESET (Command and every BAR as they are
- * after the reset) before it answers; the config view after a reset is described in
- * worker/DEVICE-IMAGE.md ("Reset"): the guest's BARs and Command are kept, MSI and MSI-X are off.
+ * after the reset) before it answers, as it does when a config write of the guest initiated an
+ * FLR. The config view after a reset is described in worker/DEVICE-IMAGE.md ("Reset"): the
+ * guest's BARs and Command are kept, MSI and MSI-X are off.
  * Errors: -ENOTTY (as the worker says) the device cannot reset. */
 VFB_EXPORT int vfb_dev_reset(struct vfb_dev *dev);
 
@@ -264,7 +265,7 @@ enum vfb_event_kind {
 	VFB_EVENT_BARS_CHANGED = 1,	 /* Command register or a BAR address changed */
 	VFB_EVENT_REMOVAL_REQUESTED = 2, /* unplug, then vfb_dev_removal_ack() */
 	VFB_EVENT_WORKER_RESTARTED = 3,	 /* device state lost: re-read info, re-program */
-	VFB_EVENT_RESET = 4,		 /* the device was reset (before vfb_dev_reset() returns) */
+	VFB_EVENT_RESET = 4,		 /* reset: by vfb_dev_reset(), or a guest FLR written */
 };
 
 /* BARs 0-5 and the ROM BAR. */
