@@ -6,6 +6,7 @@
  * each test sees exactly what reached "hardware".
  */
 #include <setjmp.h>
+#include <stdio.h>
 #include <stdarg.h>
 #include <stddef.h>
 
@@ -296,6 +297,49 @@ static void test_cfg_caps_spec_vpd_visible(void **state)
 	assert_int_equal(phys_rd(t, 0xc0 + PCI_VPD_ADDR, 2), 0x0004);
 }
 
+/* A capability whose length the worker computes from its registers: the last byte of that
+ * length is the capability's (read-only here), the next one is a gap (raw). */
+struct len_case {
+	const char *what;
+	const char *config; /* config lines placing one capability at 0x40 or 0x100 */
+	uint32_t off;
+	uint32_t len;
+};
+
+static const struct len_case len_cases[] = {
+    {"PCI-X version 1", "config 0x34 40\nconfig 0x40 07 00 00 10\n", 0x40, 24},
+    {"HyperTransport host", "config 0x34 40\nconfig 0x40 08 00 00 20\n", 0x40, 24},
+    {"SATA inline", "config 0x34 40\nconfig 0x40 12 00 10 00 0f\n", 0x40, 16},
+    {"PCIe v2 integrated endpoint", "config 0x34 40\nconfig 0x40 10 00 92 00\n", 0x40, 0x2c},
+    {"VC, one extended VC, 32-phase arbitration",
+     "config 0x100 02 00 01 00 01 00 00 00 02 00 00 00\n", 0x100, 0x40},
+    {"ACS with egress control, 256 bits", "config 0x100 0d 00 01 00 20 00\n", 0x100, 0x28},
+    {"DPA, four substates", "config 0x100 16 00 01 00 03\n", 0x100, 20},
+    {"TPH, three steering entries in the capability", "config 0x100 17 00 01 00 00 02 03 00\n",
+     0x100, 0x14},
+};
+
+static void test_cfg_caps_computed_lengths_end_where_kernel_ends_them(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(len_cases); i++) {
+		const struct len_case *c = &len_cases[i];
+		char text[1024];
+		struct tdev t;
+		snprintf(text, sizeof(text),
+			 "vfio-device-image 1\ndevice flags=0x3\nregion 7 size=4096 flags=0x3\n"
+			 "config 0 34 12 78 56 00 00 10 00 00 00 00 ff 00 00 00 00\n%s",
+			 c->config);
+		print_message("%s: %u bytes at %#x\n", c->what, c->len, c->off);
+		assert_int_equal(tdev_open_text(&t, text), 0);
+		assert_int_equal(cfg_wr(&t, c->off + c->len - 1, 1, 0xa5), 0);
+		assert_int_equal(phys_rd(&t, c->off + c->len - 1, 1), 0);
+		assert_int_equal(cfg_wr(&t, c->off + c->len, 1, 0xa5), 0);
+		assert_int_equal(phys_rd(&t, c->off + c->len, 1), 0xa5);
+		tdev_close(&t);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -312,6 +356,7 @@ int main(void)
 	    SPEC_TEST(test_cfg_caps_spec_vpd_visible),
 	    SPEC_TEST(test_cfg_caps_pcie_flr_requests_reset),
 	    cmocka_unit_test(test_cfg_caps_pcie_flr_without_capability_ignored),
+	    cmocka_unit_test(test_cfg_caps_computed_lengths_end_where_kernel_ends_them),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
