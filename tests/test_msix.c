@@ -362,10 +362,49 @@ static void test_msix_e1000e_capture_five_vectors(void **state)
 	(void)state;
 }
 
+static void test_msix_vfio_mode_set_irqs_routes_and_drops_unassigned(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t trig = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+	uint64_t one = 1;
+	wkr_irq_set_mode(f->t.dev, WKR_IRQ_VFIO);
+	/* SET_IRQS enables the index by itself, with every vector (clients send them in
+	 * chunks), although the guest view has MSI-X off and every entry masked. */
+	assert_int_equal(
+	    wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, trig, 0, 1, &f->vmm[0], NULL), 0);
+	int n = f->t.rec.nsets;
+	assert_true(n >= 1);
+	assert_true(f->t.rec.sets[n - 1].s.enable);
+	assert_int_equal(f->t.rec.sets[n - 1].s.count, NVEC);
+	assert_int_equal(write(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), &one, 8), 8);
+	assert_int_equal(efd_count(f->vmm[0]), 1);
+	/* The guest view's enable and masks are recorded, not routed: the VMM emulates them. */
+	enable(f, true);
+	bar_wr(f, vctl(0), 4, IMASK);
+	assert_int_equal(f->t.rec.nsets, n);
+	/* Vector 1 has no trigger: what fires there is dropped, not replayed once it has one. */
+	assert_int_equal(write(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 1), &one, 8), 8);
+	(void)wkr_irq_service(f->t.dev);
+	assert_int_equal(
+	    wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, trig, 1, 1, &f->vmm[1], NULL), 0);
+	assert_int_equal(efd_count(f->vmm[1]), 0);
+	assert_int_equal(write(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 1), &one, 8), 8);
+	assert_int_equal(efd_count(f->vmm[1]), 1);
+	/* DATA_NONE with count 0 turns the index off. */
+	assert_int_equal(wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX,
+					  VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
+					  0, NULL, NULL),
+			 0);
+	assert_true(f->t.rec.sets[f->t.rec.nsets - 1].s.disable);
+	assert_int_equal(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), -1);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_setup_teardown(
+		test_msix_vfio_mode_set_irqs_routes_and_drops_unassigned, setup, teardown),
 	    T(test_msix_table_access_size1_roundtrip),
 	    T(test_msix_table_access_size2_roundtrip),
 	    T(test_msix_table_access_size4_roundtrip),

@@ -123,6 +123,10 @@ static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 	struct wkr_vec *vec = &d->irq[index].vec[v];
 	if (drain(vec->wfd))
 		vec->pending = true;
+	/* In VFIO mode the VMM keeps its own pending bits; what fired while a vector had no
+	 * trigger is lost, as with kernel vfio-pci, rather than replayed into a later one. */
+	if (d->irq_mode == WKR_IRQ_VFIO)
+		vec->pending = false;
 	if (vec->pending && vec->routed == vec->vmm_fd && vec->vmm_fd >= 0) {
 		uint64_t one = 1;
 		/* An eventfd write only fails when the counter would overflow, in which case
