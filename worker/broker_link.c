@@ -108,6 +108,7 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 	/* Not 0: a caller cleaning up after a refused handoff would close its stdin. */
 	out->device_fd = -1;
 	out->listen_fd = -1;
+	out->vfu_fd = -1;
 	if (h->version != VB__BRK__VERSION__VERSION_CURRENT) {
 		return vb_errf(err, -EPROTONOSUPPORT, "handoff version %u; this worker speaks %u",
 			       h->version, VB__BRK__VERSION__VERSION_CURRENT);

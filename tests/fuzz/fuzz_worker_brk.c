@@ -119,7 +119,7 @@ static int start(uv_loop_t *loop, struct wkr_broker *b, struct wkr_handoff *h, s
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct wkr_handoff h = {.device_fd = -1, .listen_fd = -1};
+	struct wkr_handoff h = {.device_fd = -1, .listen_fd = -1, .vfu_fd = -1};
 	struct wkr_broker *b = NULL;
 	struct wkr_dev *dev = NULL;
 	struct ipc_chan *chan;
@@ -179,6 +179,8 @@ out:
 		close(h.listen_fd);
 	if (h.device_fd >= 0)
 		close(h.device_fd);
+	if (h.vfu_fd >= 0)
+		close(h.vfu_fd); /* vfio-user is not served here; worker/main.c closes it too */
 	close(devfd);
 	if (count_fds() != before)
 		abort();
