@@ -28,6 +28,7 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "le.h"
 #include "device.pb-c.h"
 #include "ipc.h"
@@ -221,7 +222,7 @@ static void test_vfio_user_protocol_version_reply_fits_request_buffer(void **sta
 	 * longer than it, capabilities dropped to fit. */
 	const char *small[] = {NULL, "{}", "{\"capabilities\":{}}",
 			       "{\"capabilities\":{\"max_msg_fds\":8, \"x\":\"yyyyyyyyyy\"}}"};
-	for (size_t i = 0; i < sizeof(small) / sizeof(small[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
 		reconnect(f);
 		close(f->fd);
 		assert_int_equal(connect_retry(f->sock, &f->fd), 0);
@@ -267,7 +268,7 @@ static void test_vfio_user_protocol_version_garbage_json_einval(void **state)
 			     "{\"capabilities\":{\"max_msg_fds\":\"16\"}}",
 			     "{\"capabilities\":{\"max_msg_fds\":-1}}",
 			     "{} trailing"};
-	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		uint8_t p[128] = {0, 0, 1, 0};
 		memcpy(p + 4, bad[i], strlen(bad[i]) + 1);
 		version_fails(*state, p, 4 + strlen(bad[i]) + 1, EINVAL);

@@ -20,6 +20,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "dispatch.h"
 #include "vfu_internal.h"
 #include "vmm_ops.h"
 
@@ -404,49 +405,64 @@ static int h_reset(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	return wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
 }
 
+/* Session states, as bits for the table: VERSION first, then everything. */
+#define BEFORE_VERSION 1u
+#define AFTER_VERSION  2u
+
 static const struct {
-	uint16_t cmd;
-	const char *name;
+	struct vb_req req;
 	size_t min_len;	  /* fixed part of the payload */
 	uint32_t max_fds; /* fds the command may carry */
 	int (*fn)(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp);
 } cmds[] = {
-    {VFU_CMD_VERSION, "VERSION", VFU_VERSION_SIZE, 0, h_version},
-    {VFU_CMD_DMA_MAP, "DMA_MAP", VFU_DMA_MAP_SIZE, 1, h_dma_map},
-    {VFU_CMD_DMA_UNMAP, "DMA_UNMAP", VFU_DMA_UNMAP_SIZE, 0, h_dma_unmap},
-    {VFU_CMD_DEVICE_GET_INFO, "DEVICE_GET_INFO", VFU_DEV_INFO_SIZE, 0, h_device_info},
-    {VFU_CMD_DEVICE_GET_REGION_INFO, "DEVICE_GET_REGION_INFO", VFU_REGION_INFO_SIZE, 0,
+    {{VFU_CMD_VERSION, BEFORE_VERSION | AFTER_VERSION, "VERSION"}, VFU_VERSION_SIZE, 0, h_version},
+    {{VFU_CMD_DMA_MAP, AFTER_VERSION, "DMA_MAP"}, VFU_DMA_MAP_SIZE, 1, h_dma_map},
+    {{VFU_CMD_DMA_UNMAP, AFTER_VERSION, "DMA_UNMAP"}, VFU_DMA_UNMAP_SIZE, 0, h_dma_unmap},
+    {{VFU_CMD_DEVICE_GET_INFO, AFTER_VERSION, "DEVICE_GET_INFO"},
+     VFU_DEV_INFO_SIZE,
+     0,
+     h_device_info},
+    {{VFU_CMD_DEVICE_GET_REGION_INFO, AFTER_VERSION, "DEVICE_GET_REGION_INFO"},
+     VFU_REGION_INFO_SIZE,
+     0,
      h_region_info},
-    {VFU_CMD_DEVICE_GET_IRQ_INFO, "DEVICE_GET_IRQ_INFO", VFU_IRQ_INFO_SIZE, 0, h_irq_info},
-    {VFU_CMD_DEVICE_SET_IRQS, "DEVICE_SET_IRQS", VFU_SET_IRQS_SIZE, WKR_VFU_MAX_IRQ_FDS,
+    {{VFU_CMD_DEVICE_GET_IRQ_INFO, AFTER_VERSION, "DEVICE_GET_IRQ_INFO"},
+     VFU_IRQ_INFO_SIZE,
+     0,
+     h_irq_info},
+    {{VFU_CMD_DEVICE_SET_IRQS, AFTER_VERSION, "DEVICE_SET_IRQS"},
+     VFU_SET_IRQS_SIZE,
+     WKR_VFU_MAX_IRQ_FDS,
      h_set_irqs},
-    {VFU_CMD_REGION_READ, "REGION_READ", VFU_RW_SIZE, 0, h_region_read},
-    {VFU_CMD_REGION_WRITE, "REGION_WRITE", VFU_RW_SIZE, 0, h_region_write},
-    {VFU_CMD_DEVICE_RESET, "DEVICE_RESET", 0, 0, h_reset},
+    {{VFU_CMD_REGION_READ, AFTER_VERSION, "REGION_READ"}, VFU_RW_SIZE, 0, h_region_read},
+    {{VFU_CMD_REGION_WRITE, AFTER_VERSION, "REGION_WRITE"}, VFU_RW_SIZE, 0, h_region_write},
+    {{VFU_CMD_DEVICE_RESET, AFTER_VERSION, "DEVICE_RESET"}, 0, 0, h_reset},
 };
 
 /* Checks what the table knows, then runs the handler. */
 static int run(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
+	enum vb_req_check check;
+	__typeof__(&cmds[0]) c;
+
 	if (m->damage)
 		return fail(s, m->damage, "command %u: its fds were %s", m->cmd,
 			    m->damage == -EBADMSG ? "truncated" : "more than any command takes");
 	if ((m->flags & ~VFU_F_KNOWN) || (m->flags & VFU_F_ERROR))
 		return fail(s, -EINVAL, "command %u: flags %#x", m->cmd, m->flags);
-	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		if (cmds[i].cmd != m->cmd)
-			continue;
-		if (!sess(s)->versioned && m->cmd != VFU_CMD_VERSION)
-			return fail(s, -EINVAL, "%s before VERSION", cmds[i].name);
-		if (m->len < cmds[i].min_len)
-			return fail(s, -EINVAL, "%s of %zu bytes: at least %zu", cmds[i].name,
-				    m->len, cmds[i].min_len);
-		if (m->nfds > cmds[i].max_fds)
-			return fail(s, -EINVAL, "%s carries %zu fds: it takes at most %u",
-				    cmds[i].name, m->nfds, cmds[i].max_fds);
-		return cmds[i].fn(s, m, rp);
-	}
-	return fail(s, -EOPNOTSUPP, "command %u is not one this server takes", m->cmd);
+	c = VB_REQ_LOOKUP(cmds, m->cmd, sess(s)->versioned ? AFTER_VERSION : BEFORE_VERSION,
+			  &check);
+	if (check == VB_REQ_UNKNOWN)
+		return fail(s, -EOPNOTSUPP, "command %u is not one this server takes", m->cmd);
+	if (check == VB_REQ_NOT_NOW)
+		return fail(s, -EINVAL, "%s before VERSION", c->req.name);
+	if (m->len < c->min_len)
+		return fail(s, -EINVAL, "%s of %zu bytes: at least %zu", c->req.name, m->len,
+			    c->min_len);
+	if (m->nfds > c->max_fds)
+		return fail(s, -EINVAL, "%s carries %zu fds: it takes at most %u", c->req.name,
+			    m->nfds, c->max_fds);
+	return c->fn(s, m, rp);
 }
 
 static void note(struct wkr_vfu *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

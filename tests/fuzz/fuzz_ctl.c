@@ -28,6 +28,7 @@
 
 #include <uv.h>
 
+#include "base.h"
 #include "config.h"
 #include "daemon.h"
 #include "fake_proc.h"
@@ -89,7 +90,7 @@ static void setup_once(void)
 						: LOG_CRIT);
 	fake_vfio_init(&fv);
 	tree_new(fv.root, sizeof(fv.root));
-	for (size_t i = 0; i < sizeof(devs) / sizeof(devs[0]); i++) {
+	for (size_t i = 0; i < ARRAY_SIZE(devs); i++) {
 		tree_pci_device(fv.root, devs[i].bdf, "vfio-pci", devs[i].group);
 		snprintf(rel, sizeof(rel), "sys/bus/pci/devices/%s/vendor", devs[i].bdf);
 		tree_file(fv.root, rel, devs[i].vendor);
