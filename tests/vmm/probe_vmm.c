@@ -547,14 +547,21 @@ static int chains_text(struct probe *p, char *out, size_t outlen)
 	size_t n, used = 0;
 	int r = virt_config(p, v, p->rawlen);
 
+	out[0] = 0;
 	for (int ext = 0; r >= 0 && ext < 2; ext++) {
 		r = chain(v, p->rawlen, ext, caps, &n);
-		used += (size_t)snprintf(out + used, outlen - used, "%s", ext ? " ext" : "std");
-		for (size_t i = 0; r >= 0 && i < n && used < outlen; i++)
-			used += (size_t)snprintf(out + used, outlen - used, " %02x@%x", caps[i].id,
-						 caps[i].off);
+		for (size_t i = 0; r >= 0 && i <= n && used < outlen; i++) {
+			if (i == 0)
+				used += (size_t)snprintf(out + used, outlen - used, "%s",
+							 ext ? " ext" : "std");
+			else
+				used += (size_t)snprintf(out + used, outlen - used, " %02x@%x",
+							 caps[i - 1].id, caps[i - 1].off);
+		}
 	}
-	return r;
+	/* Two chains of CHAIN_MAX entries fit the callers' buffers; a longer text would be cut,
+	 * and a cut text must not compare equal by accident. */
+	return r < 0 ? r : used < outlen ? 0 : -ENOBUFS;
 }
 
 static int irq_count(struct probe *p, uint32_t index, uint32_t *count)
