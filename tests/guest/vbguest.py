@@ -62,9 +62,9 @@ _RC_NOT_FOUND = (126, 127)
 # Guest.start() checks them all, so a busybox without one fails the boot with its name instead of
 # letting a check read the shell's "not found" as an answer. Add a tool here when a case starts
 # to rely on it (pgrep is deliberately absent: busybox-static has no pgrep; see Guest.pids()).
-GUEST_TOOLS = ("base64", "basename", "cat", "chmod", "cut", "dd", "dirname", "grep", "head",
-               "insmod", "ls", "mkdir", "mv", "readlink", "rm", "sed", "seq", "sleep", "tail",
-               "timeout", "tr", "wc")
+GUEST_TOOLS = ("base64", "basename", "cat", "chmod", "cp", "cut", "dd", "dirname", "grep", "head",
+               "id", "insmod", "ls", "mkdir", "mv", "readlink", "rm", "sed", "seq", "sleep",
+               "stat", "tail", "timeout", "tr", "wc")
 
 # Console lines that start the interesting part of a log when a guest dies.
 _CRASH = re.compile(r"Kernel panic|BUG:|Oops|general protection|sysrq: Trigger a crash|"
@@ -469,10 +469,13 @@ class Guest:
             raise
         return self
 
+    # What _check_tools() requires of this kind of guest (a subclass adds its own).
+    tools = GUEST_TOOLS
+
     def _check_tools(self):
-        """Fails the boot naming every GUEST_TOOLS command the guest cannot run."""
+        """Fails the boot naming every command of self.tools the guest cannot run."""
         out = self.check("for t in %s; do command -v $t >/dev/null || echo $t; done; true"
-                         % " ".join(GUEST_TOOLS), timeout=30)
+                         % " ".join(self.tools), timeout=30)
         if out.split():
             raise GuestBootError("the guest lacks commands the tests rely on: %s"
                                  % " ".join(out.split()))
@@ -560,8 +563,9 @@ class Guest:
     def run(self, cmd, timeout=60):
         """Runs a sh command line in the guest; returns (exit code, stdout+stderr as str).
         Exit 127 or 126 (a command sh cannot find or execute) raises GuestToolMissing: no
-        caller may take that for an answer. The guest kills the command after timeout seconds (exit code 137). A guest that does not
-        answer within timeout + HANG_GRACE seconds is declared hung and killed (GuestDead)."""
+        caller may take that for an answer. The guest kills the command after timeout seconds
+        (exit code 137). A guest that does not answer within timeout + HANG_GRACE seconds is
+        declared hung and killed (GuestDead)."""
         if not self._cmd:
             raise GuestDead("guest is not running")
         self._seq += 1

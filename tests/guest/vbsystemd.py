@@ -101,6 +101,10 @@ class SystemdGuest(vbguest.Guest):
     """A vbguest.Guest booted with systemd as PID 1 on an overlay of the host's root. The runner
     passes the busybox initramfs; this guest builds and uses its own instead."""
 
+    # The host's tools the deploy cases run, besides the busybox guest's.
+    tools = vbguest.GUEST_TOOLS + ("getent", "install", "journalctl", "ldconfig", "setpriv",
+                                   "systemctl")
+
     def __init__(self, build_dir, initramfs=None, **kw):
         super().__init__(build_dir, **kw)
         self.destdir = os.path.join(self.build_dir, "guest", "systemd-destdir")
