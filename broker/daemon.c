@@ -62,7 +62,11 @@ static void dmn_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 		/* The last group to leave the container tore its IOMMU down, and every mapping
 		 * with it: asking the kernel to unmap them then only fails. While a group is still
 		 * attached, they are unmapped. */
-		bool gone = v->container && brk_container_info(v->container)->groups == 0;
+		const struct brk_container_info *ci =
+		    v->container ? brk_container_info(v->container) : NULL;
+		/* A group the kernel kept attached (a VMM still holds an mmap grant of one of its
+		 * devices) keeps the IOMMU, and these mappings, alive: unmap them. */
+		bool gone = ci && ci->groups == 0 && ci->held_groups == 0;
 
 		if (gone)
 			brk_dma_forget_all(v->dma, &count, &bytes);
@@ -378,19 +382,21 @@ static void dmn_finish_removal(struct dmn_dev *dd)
 	Vb__Ctl__RemoveDeviceReply rep = VB__CTL__REMOVE_DEVICE_REPLY__INIT;
 	struct brk_ctl_call *call = dd->remove_call;
 	struct brk_daemon *dmn = dd->dmn;
-	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
+	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1], held[sizeof(dd->held)];
 
 	snprintf(bdf, sizeof(bdf), "%s", dd->rec->bdf);
 	snprintf(vm, sizeof(vm), "%s", dd->rec->vm->name);
 	rep.vmm_acknowledged = dd->vmm_acknowledged;
 	dmn_dev_release(dd);
+	snprintf(held, sizeof(held), "%s", dd->held);
 	dmn_dev_forget(dd);
 	dmn->removes_total++;
 	brk_info("%s: removed from vm %s", bdf, vm);
 	if (call)
 		brk_ctl_call_reply(call, &rep.base);
-	brk_ctl_event(dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_REMOVED, bdf, vm, "%s",
-		      rep.vmm_acknowledged ? "acknowledged by the VMM" : "forced");
+	brk_ctl_event(dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_REMOVED, bdf, vm, "%s%s%s",
+		      rep.vmm_acknowledged ? "acknowledged by the VMM" : "forced",
+		      held[0] ? "; " : "", held);
 }
 
 /* The restart policy, for a worker that had come up and then failed (FAILING). */
@@ -514,6 +520,46 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 	return 0;
 }
 
+/* Revokes what mmap grants map: with decoding off the kernel zaps every mapping of the BARs, in
+ * the VMM too, and keeps faults on them failing (SIGBUS); bus mastering off stops the device's
+ * own DMA. A grant holder that kept its file can turn them on again, but only on this device,
+ * which no other VM can have while that file is open (README, "Mmap grants"). */
+static void dmn_revoke(struct dmn_dev *dd)
+{
+	struct vb_err err = {0};
+
+	if (brk_vfio_dev_stop_decoding(dd->device, &err) < 0)
+		brk_warn("%s: cannot turn decoding off: %s", dd->rec->bdf, err.msg);
+}
+
+/* The broker has let go of group `nr` after handing out mmap grants of a device in it: if one is
+ * still open, the group is too, and nobody else can have it. Say who has it, now and when the
+ * next AddDevice of the group gets EBUSY. */
+static void dmn_group_released(struct dmn_dev *dd, uint32_t nr, const struct brk_grant_info *gi)
+{
+	char holder[BRK_GROUP_HOLDER_MAX];
+	int r;
+
+	snprintf(holder, sizeof(holder),
+		 "the mmap grant of %s (vm %s) went to VMM pid %d (uid %u), which (or a process "
+		 "it passed the file to) still holds it",
+		 dd->rec->bdf, dd->rec->vm->name, (int)gi->pid, (unsigned)gi->uid);
+	r = brk_group_check_released(dd->dmn->sys, nr, holder);
+	if (r == 0)
+		return;
+	if (r != -EBUSY) {
+		brk_log_errno(LOG_WARNING, r, "%s: checking that IOMMU group %u is released",
+			      dd->rec->bdf, nr);
+		return;
+	}
+	brk_warn("%s: IOMMU group %u stays open: %s; no VM can have it until that file is closed "
+		 "(its mappings are revoked: decoding is off)",
+		 dd->rec->bdf, nr, holder);
+	snprintf(dd->held, sizeof(dd->held),
+		 "IOMMU group %u still held by VMM pid %d (uid %u) through its mmap grant", nr,
+		 (int)gi->pid, (unsigned)gi->uid);
+}
+
 /* Gives back everything the device holds: worker (killed and reaped), VMM socket, device handle,
  * group reference, and the VM's container when this was its last live device. The record
  * stays. */
@@ -521,6 +567,7 @@ static void dmn_dev_release(struct dmn_dev *dd)
 {
 	struct brk_dev *d = dd->rec;
 	struct dmn_vm *v = d->vm->priv;
+	struct brk_grant_info grants = {0};
 
 	if (dd->worker) {
 		dd->dmn->workers->free(dd->worker);
@@ -545,6 +592,8 @@ static void dmn_dev_release(struct dmn_dev *dd)
 	d->vfu_socket_path[0] = '\0';
 	if (dd->device) {
 		dmn_quiesce_now(dd);
+		dmn_revoke(dd);
+		grants = *brk_vfio_dev_grants(dd->device);
 		dd->resets_before += brk_vfio_dev_resets(dd->device);
 		brk_vfio_dev_free(dd->device);
 		dd->device = NULL;
@@ -553,11 +602,14 @@ static void dmn_dev_release(struct dmn_dev *dd)
 	}
 	if (v && dd->grp) {
 		struct dmn_group *g = dd->grp;
+		uint32_t nr = g->nr, users = g->users;
 
 		dd->grp = NULL;
-		if (g->users > 1)
+		if (users > 1)
 			dmn_group_describe(dd->dmn, g, d->vm->name);
 		dmn_group_put(v, g);
+		if (users == 1 && grants.issued)
+			dmn_group_released(dd, nr, &grants);
 	}
 	if (v)
 		dmn_vm_put(dd->dmn, d->vm);

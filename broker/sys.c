@@ -1,8 +1,8 @@
 /*
  * sys: the real kernel behind struct brk_sys, and the path helper.
  *
- * Trusts nothing it is given: it only forwards open(2) and ioctl(2) and converts -1/errno into
- * negative errno values, adding O_CLOEXEC to every open.
+ * Trusts nothing it is given: it only forwards open(2), ioctl(2), pread(2) and pwrite(2) and
+ * converts -1/errno into negative errno values, adding O_CLOEXEC to every open.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,9 +30,31 @@ static int real_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 	return r < 0 ? -errno : r;
 }
 
+static long real_pread(void *ctx, int fd, void *buf, size_t len, long long off)
+{
+	ssize_t n;
+
+	do
+		n = pread(fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (long)n;
+}
+
+static long real_pwrite(void *ctx, int fd, const void *buf, size_t len, long long off)
+{
+	ssize_t n;
+
+	do
+		n = pwrite(fd, buf, len, (off_t)off);
+	while (n < 0 && errno == EINTR);
+	return n < 0 ? -errno : (long)n;
+}
+
 const struct brk_sys brk_sys_real = {
     .open = real_open,
     .ioctl = real_ioctl,
+    .pread = real_pread,
+    .pwrite = real_pwrite,
     .ctx = NULL,
     .root = "",
 };

@@ -20,6 +20,10 @@ struct brk_sys {
 	int (*open)(void *ctx, const char *path, int flags);
 	/* Returns the ioctl's non-negative result or a negative errno. */
 	int (*ioctl)(void *ctx, int fd, unsigned long req, void *arg);
+	/* pread(2) / pwrite(2) of a device fd's region (config space): bytes moved or a negative
+	 * errno. */
+	long (*pread)(void *ctx, int fd, void *buf, size_t len, long long off);
+	long (*pwrite)(void *ctx, int fd, const void *buf, size_t len, long long off);
 	void *ctx;
 	/* Prepended to every /dev and /sys path; "" on a real system. Never NULL. */
 	const char *root;

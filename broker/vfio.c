@@ -43,6 +43,32 @@ struct brk_group {
  * says EBUSY to the second; this list is how a refusal can name the holder when it is us. */
 static struct brk_group *open_groups;
 
+/* Groups this process let go of while someone else still held them open (a VMM that kept its
+ * mmap grant): who, so that the kernel's EBUSY on the next open can be explained. */
+#define HELD_MAX 32
+static struct held {
+	const struct brk_sys *sys;
+	uint32_t nr;
+	char holder[BRK_GROUP_HOLDER_MAX];
+} held[HELD_MAX];
+static unsigned n_held;
+
+static struct held *held_find(const struct brk_sys *sys, uint32_t nr)
+{
+	for (unsigned i = 0; i < n_held; i++)
+		if (held[i].sys == sys && held[i].nr == nr)
+			return &held[i];
+	return NULL;
+}
+
+static void held_forget(const struct brk_sys *sys, uint32_t nr)
+{
+	struct held *h = held_find(sys, nr);
+
+	if (h)
+		*h = held[--n_held];
+}
+
 /* ---- info queries -------------------------------------------------------------------------- */
 
 int brk_vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, const void *tmpl,
@@ -427,6 +453,11 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 	if (fd == -ENOENT)
 		return vb_errf(err, fd, "no %s: bind the devices of IOMMU group %u to vfio-pci",
 			       path, nr);
+	if (fd == -EBUSY && held_find(sys, nr))
+		return vb_errf(err, fd,
+			       "IOMMU group %u is still open: %s; it is free once that process "
+			       "closes the file or exits",
+			       nr, held_find(sys, nr)->holder);
 	if (fd == -EBUSY)
 		return vb_errf(err, fd,
 			       "IOMMU group %u is open by another process (not this broker): a "
@@ -454,8 +485,42 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 	g->nr = nr;
 	g->next = open_groups;
 	open_groups = g;
+	held_forget(sys, nr);
 	*ret = g;
 	return 0;
+}
+
+int brk_group_check_released(const struct brk_sys *sys, uint32_t nr, const char *holder)
+{
+	char path[512];
+	int fd, r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	r = brk_sys_path(sys, path, sizeof(path), "/dev/vfio/%u", nr);
+	if (r < 0)
+		return r;
+	/* The group node opens for one file at a time: if it opens, nobody holds it. */
+	fd = sys->open(sys->ctx, path, O_RDWR);
+	if (fd >= 0) {
+		close(fd);
+		held_forget(sys, nr);
+		return 0;
+	}
+	if (fd != -EBUSY)
+		return fd;
+	if (holder) {
+		struct held *h = held_find(sys, nr);
+
+		if (!h && n_held < HELD_MAX)
+			h = &held[n_held++];
+		if (!h)
+			h = &held[0]; /* full: the oldest note makes room */
+		h->sys = sys;
+		h->nr = nr;
+		snprintf(h->holder, sizeof(h->holder), "%s", holder);
+	}
+	return -EBUSY;
 }
 
 void brk_group_set_owner(struct brk_group *g, const char *owner)
@@ -537,8 +602,11 @@ int brk_group_detach(struct brk_group *g)
 		return 0;
 	if (g->devices)
 		return -EBUSY;
-	/* Fails only when the group is not attached: nothing left to undo then. */
-	g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_UNSET_CONTAINER, NULL);
+	/* EBUSY: a device of the group is still open in another process (an mmap grant), so the
+	 * kernel keeps the group, and the IOMMU with every mapping, attached to the container. Any
+	 * other failure means it was not attached: nothing left to undo then. */
+	if (g->sys->ioctl(g->sys->ctx, g->fd, VFIO_GROUP_UNSET_CONTAINER, NULL) == -EBUSY)
+		c->info.held_groups++;
 	g->container = NULL;
 	if (--c->info.groups == 0) {
 		c->info.type = BRK_IOMMU_UNSET;

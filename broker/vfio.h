@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "dma.h"
 #include "sys.h"
@@ -49,6 +50,9 @@ struct brk_container_info {
 	uint32_t dma_avail;    /* mappings the kernel allows, as of the attach or
 				  brk_container_dma_avail() */
 	uint32_t groups;       /* groups attached now */
+	/* Groups the broker detached but the kernel kept attached (VFIO_GROUP_UNSET_CONTAINER said
+	 * EBUSY: a device file of theirs is open elsewhere): the IOMMU and its mappings live on. */
+	uint32_t held_groups;
 	/* VFIO_IOMMU_TYPE1_INFO_CAP_IOVA_RANGE: where DMA may go (reserved regions such as the
 	 * MSI window excluded). 0 ranges: the kernel did not say; it still checks on map. */
 	uint32_t n_iova_ranges;
@@ -103,6 +107,14 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
  * brk_group_open() of the same group gets. Truncated to fit; NULL clears it. */
 void brk_group_set_owner(struct brk_group *g, const char *owner);
 const char *brk_group_owner(const struct brk_group *g);
+/* Longest holder description kept, NUL included. */
+#define BRK_GROUP_HOLDER_MAX 200
+/* After the broker let go of group `nr`: whether the kernel let go too. 0: nobody holds it.
+ * -EBUSY: something still has it open (a device file handed out as an mmap grant keeps its
+ * group open); `holder` (may be NULL), e.g. "VMM pid 42 (uid 1000) kept ...", is then noted
+ * and the EBUSY of a later brk_group_open() of it names it, until an open succeeds. Other
+ * errors: the kernel's. */
+int brk_group_check_released(const struct brk_sys *sys, uint32_t nr, const char *holder);
 struct brk_group *brk_group_ref(struct brk_group *g);
 /* Drops a reference; the last one detaches the group from its container and closes it. */
 void brk_group_unref(struct brk_group *g);
@@ -119,7 +131,9 @@ int brk_group_attach(struct brk_group *g, struct brk_container *c, struct vb_err
 /* VFIO_GROUP_UNSET_CONTAINER and drops the container reference. When the last group leaves, the
  * kernel tears the IOMMU down (and with it every DMA mapping): the container's type goes back to
  * UNSET. Returns 0, also when not attached; -EBUSY while a device of the group is open (the
- * kernel refuses then too: free the devices first). */
+ * kernel refuses then too: free the devices first). When the kernel refuses although the
+ * broker's devices are freed (another process holds a device file), the group counts in the
+ * container's held_groups: the IOMMU and its mappings stay until that file is closed. */
 int brk_group_detach(struct brk_group *g);
 
 /* ---- devices ------------------------------------------------------------------------------- */
@@ -189,5 +203,28 @@ struct brk_irqs *brk_vfio_dev_irqs(struct brk_vfio_dev *d);
  * method the kernel can use), or the kernel's error. Counts successful resets. */
 int brk_vfio_dev_reset(struct brk_vfio_dev *d, struct vb_err *err);
 uint32_t brk_vfio_dev_resets(const struct brk_vfio_dev *d);
+
+/* ---- mmap grants ---------------------------------------------------------------------------- */
+
+/* What the device has handed out for mmap. */
+struct brk_grant_info {
+	uint32_t issued; /* grant files opened for VMMs */
+	pid_t pid;	 /* the VMM the last one went to, as the broker admitted it */
+	uid_t uid;
+};
+
+/* A new open file of the device (VFIO_GROUP_GET_DEVICE_FD again; O_CLOEXEC) for the VMM `pid`
+ * to mmap BARs with; the caller owns *ret_fd. Whoever holds it can do everything VFIO allows on
+ * a device file (README, "Mmap grants"), and keeps the device, its group and their container
+ * open until it closes it. Errors: the kernel's, e.g. -EMFILE. */
+int brk_vfio_dev_grant(struct brk_vfio_dev *d, pid_t pid, uid_t uid, int *ret_fd,
+		       struct vb_err *err);
+const struct brk_grant_info *brk_vfio_dev_grants(const struct brk_vfio_dev *d);
+/* Turns memory and I/O decoding and bus mastering off (Command register, through the config
+ * region of the broker's own file): vfio-pci then zaps every mapping of the device's BARs,
+ * whichever file it was made through, and a fault on them gets SIGBUS (a BAR read through a
+ * device file EIO) until decoding is on again. Nothing to do when all three are off. Errors:
+ * -ENODEV (no PCI config region), or the kernel's. */
+int brk_vfio_dev_stop_decoding(struct brk_vfio_dev *d, struct vb_err *err);
 
 #endif

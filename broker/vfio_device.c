@@ -1,7 +1,8 @@
 /*
  * vfio_device: one VFIO device fd and what the kernel says about it: device info, every
  * region's info with its capability chain (sparse mmap areas, MSI-X mappable, region type),
- * every IRQ index's info; and VFIO_DEVICE_RESET.
+ * every IRQ index's info; VFIO_DEVICE_RESET; the mmap grants handed to VMMs (each a file of its
+ * own) and the decoding switch that revokes their mappings.
  *
  * Trusts: the kernel, within bounds (counts capped, sparse areas checked to lie inside their
  * region, capability chains walked defensively). Does not trust the BDF it is given.
@@ -11,10 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
 #include "bind.h"
 #include "irq.h"
+#include "le.h"
 #include "vfio.h"
 #include "vfio_priv.h"
 
@@ -28,6 +31,7 @@ struct brk_vfio_dev {
 	struct brk_irq_info *irqs;
 	struct brk_irqs *irqstate;
 	uint32_t resets;
+	struct brk_grant_info grants;
 };
 
 struct region_ctx {
@@ -337,4 +341,59 @@ int brk_vfio_dev_reset(struct brk_vfio_dev *d, struct vb_err *err)
 uint32_t brk_vfio_dev_resets(const struct brk_vfio_dev *d)
 {
 	return d->resets;
+}
+
+int brk_vfio_dev_grant(struct brk_vfio_dev *d, pid_t pid, uid_t uid, int *ret_fd,
+		       struct vb_err *err)
+{
+	int fd;
+
+	/* Every VFIO_GROUP_GET_DEVICE_FD is a new open file of the same device (the kernel counts
+	 * opens): the VMM never holds the broker's or the worker's file, and each grant is one the
+	 * broker can count and name. */
+	fd = d->sys->ioctl(d->sys->ctx, brk_vfio__group_fd(d->group), VFIO_GROUP_GET_DEVICE_FD,
+			   d->bdf);
+	if (fd < 0)
+		return vb_errf(err, fd, "a grant file of %s: VFIO_GROUP_GET_DEVICE_FD: %s", d->bdf,
+			       strerror(-fd));
+	d->grants.issued++;
+	d->grants.pid = pid;
+	d->grants.uid = uid;
+	*ret_fd = fd;
+	return 0;
+}
+
+const struct brk_grant_info *brk_vfio_dev_grants(const struct brk_vfio_dev *d)
+{
+	return &d->grants;
+}
+
+int brk_vfio_dev_stop_decoding(struct brk_vfio_dev *d, struct vb_err *err)
+{
+	const struct brk_region *cfg = brk_vfio_dev_region(d, VFIO_PCI_CONFIG_REGION_INDEX);
+	const uint16_t off = PCI_COMMAND,
+		       bits = PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	uint8_t le[2];
+	uint16_t cmd;
+	long n;
+
+	if (!(d->info.flags & VFIO_DEVICE_FLAGS_PCI) || !cfg || !cfg->present || cfg->size < 6)
+		return vb_errf(err, -ENODEV, "%s has no PCI config region", d->bdf);
+	n = d->sys->pread(d->sys->ctx, d->fd, le, sizeof(le), (long long)(cfg->offset + off));
+	if (n != (long)sizeof(le))
+		return vb_errf(err, n < 0 ? (int)n : -EIO, "reading the Command register of %s: %s",
+			       d->bdf, strerror(n < 0 ? (int)-n : EIO));
+	cmd = vb_le16_get(le);
+	if (!(cmd & bits))
+		return 0;
+	cmd &= (uint16_t)~bits;
+	vb_le16_put(le, cmd);
+	/* vfio-pci zaps every user mapping of the BARs (in every process, through every file of
+	 * the device) when memory decoding goes off, and answers faults on them with SIGBUS while
+	 * it stays off. */
+	n = d->sys->pwrite(d->sys->ctx, d->fd, le, sizeof(le), (long long)(cfg->offset + off));
+	if (n != (long)sizeof(le))
+		return vb_errf(err, n < 0 ? (int)n : -EIO, "writing the Command register of %s: %s",
+			       d->bdf, strerror(n < 0 ? (int)-n : EIO));
+	return 0;
 }

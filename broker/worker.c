@@ -214,7 +214,7 @@ static int bw_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 	pid_t pid;
 	uid_t uid;
 	gid_t gid;
-	int r;
+	int r, gfd;
 
 	if (m->nfds != 1) {
 		vb_errf(&err, -EINVAL, "VMM_ADMIT carries the connection, %zu fds came", m->nfds);
@@ -234,7 +234,20 @@ static int bw_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
 	rep.pid = (uint32_t)pid;
 	rep.uid = (uint32_t)uid;
 	rep.gid = (uint32_t)gid;
-	return bw_reply(w, m, &rep.base);
+	if (!w->a.allow_mmap)
+		return bw_reply(w, m, &rep.base);
+	/* The VMM's mmap grant: a file of the device of its own, recorded as this VMM's. Without
+	 * one the VMM is admitted all the same; its BAR accesses are then trapped. */
+	r = brk_vfio_dev_grant(w->a.dev, pid, uid, &gfd, &err);
+	if (r < 0) {
+		brk_warn("%s: no mmap grant for VMM pid %d: %s", w->bdf, (int)pid, err.msg);
+		return bw_reply(w, m, &rep.base);
+	}
+	brk_info("%s: mmap grant %u to VMM pid %d uid %u", w->bdf,
+		 brk_vfio_dev_grants(w->a.dev)->issued, (int)pid, (unsigned)uid);
+	r = ipc_chan_reply(ipc_uv_chan(w->u), m, &rep.base, &gfd, 1);
+	close(gfd);
+	return r;
 }
 
 /* Every interrupt vector of the device, each of which the worker may route. */

@@ -67,8 +67,9 @@ static const struct ipc_msgdef broker_defs[] = {
 	vb__brk__heartbeat_reply__descriptor),
     REQ(VB__BRK__TYPE__REMOVAL, vb__brk__removal__descriptor, vb__brk__removal_reply__descriptor),
     REQ(VB__BRK__TYPE__VMM_STATE, vb__brk__vmm_state__descriptor, vb__empty__descriptor),
+    /* fd: the VMM's connection; reply fd: its mmap grant, when the device allows mmap. */
     REQ_FDS(VB__BRK__TYPE__VMM_ADMIT, vb__empty__descriptor, 1,
-	    vb__brk__vmm_admit_reply__descriptor, 0),
+	    vb__brk__vmm_admit_reply__descriptor, 1),
 };
 
 const struct ipc_proto ipc_proto_broker = {
@@ -82,7 +83,7 @@ const struct ipc_proto ipc_proto_broker = {
 static const struct ipc_msgdef device_defs[] = {
     REQ(VB__DEV__TYPE__HELLO, vb__dev__hello__descriptor, vb__dev__hello_reply__descriptor),
     REQ(VB__DEV__TYPE__DEVICE_INFO, vb__empty__descriptor, vb__dev__device_info__descriptor),
-    /* reply fd: a dup of the device fd, for mmap, when the policy allows it. */
+    /* reply fd: the VMM's mmap grant (a device file of its own), when the policy allows it. */
     REQ_FDS(VB__DEV__TYPE__REGION_INFO, vb__dev__region_info_request__descriptor, 0,
 	    vb__region__descriptor, 1),
     REQ(VB__DEV__TYPE__IRQ_INFO, vb__dev__irq_info_request__descriptor, vb__irq__descriptor),

@@ -155,7 +155,7 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 		c->arg = (unsigned long)*(int *)arg;
 		return f->set_container_err;
 	case VFIO_GROUP_UNSET_CONTAINER:
-		return 0;
+		return f->unset_container_err;
 	case VFIO_GROUP_GET_DEVICE_FD:
 		snprintf(c->bdf, sizeof(c->bdf), "%s", (const char *)arg);
 		if (f->get_device_fd_err)
@@ -222,11 +222,36 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 	}
 }
 
+static long fake_pread(void *ctx, int fd, void *buf, size_t len, long long off)
+{
+	struct fake_vfio *f = ctx;
+
+	(void)fd;
+	if (off < (long long)f->cfg_offset || off - f->cfg_offset + len > sizeof(f->cfg))
+		return -EINVAL;
+	memcpy(buf, f->cfg + (off - f->cfg_offset), len);
+	return (long)len;
+}
+
+static long fake_pwrite(void *ctx, int fd, const void *buf, size_t len, long long off)
+{
+	struct fake_vfio *f = ctx;
+
+	(void)fd;
+	if (off < (long long)f->cfg_offset || off - f->cfg_offset + len > sizeof(f->cfg))
+		return -EINVAL;
+	memcpy(f->cfg + (off - f->cfg_offset), buf, len);
+	f->cfg_writes++;
+	return (long)len;
+}
+
 void fake_vfio_init(struct fake_vfio *f)
 {
 	memset(f, 0, sizeof(*f));
 	f->sys.open = fake_open;
 	f->sys.ioctl = fake_ioctl;
+	f->sys.pread = fake_pread;
+	f->sys.pwrite = fake_pwrite;
 	f->sys.ctx = f;
 	f->sys.root = f->root;
 	f->api_version = VFIO_API_VERSION;

@@ -63,6 +63,11 @@ struct fake_vfio {
 	int set_irqs_err;
 	int reset_err;
 	int get_device_fd_err; /* negative errno VFIO_GROUP_GET_DEVICE_FD answers */
+	int unset_container_err;
+	/* config space behind pread/pwrite at cfg_offset (the config region's offset) */
+	uint64_t cfg_offset;
+	uint8_t cfg[256];
+	unsigned cfg_writes;
 
 	/* the record */
 	struct fake_call calls[FAKE_MAX_CALLS];

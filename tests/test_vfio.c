@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <cmocka.h>
 
 #include "device_pb.h"
@@ -326,6 +327,100 @@ static void test_device_open_unbound_member_says_bind(void **state)
 	assert_int_equal(brk_group_detach(t->g), 0);
 }
 
+/* Issue 13 #3: each grant is a file of its own (a new VFIO_GROUP_GET_DEVICE_FD, never the
+ * broker's), and the device remembers how many it gave and to whom. */
+static void test_device_grant_opens_own_file_and_records_holder(void **state)
+{
+	struct t *t = *state;
+	struct brk_vfio_dev *d;
+	int g1, g2;
+
+	edu_like(&t->f);
+	open_attached(t);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_grants(d)->issued, 0);
+	assert_int_equal(brk_vfio_dev_grant(d, 42, 1000, &g1, &t->err), 0);
+	assert_int_equal(brk_vfio_dev_grant(d, 43, 1001, &g2, &t->err), 0);
+	assert_true(g1 >= 0 && g2 >= 0 && g1 != g2);
+	assert_true(g1 != brk_vfio_dev_fd(d) && g2 != brk_vfio_dev_fd(d));
+	assert_int_equal(fake_vfio_count(&t->f, VFIO_GROUP_GET_DEVICE_FD), 3);
+	assert_string_equal(fake_vfio_nth(&t->f, VFIO_GROUP_GET_DEVICE_FD, 2)->bdf, BDF);
+	assert_int_equal(brk_vfio_dev_grants(d)->issued, 2);
+	assert_int_equal(brk_vfio_dev_grants(d)->pid, 43);
+	assert_int_equal(brk_vfio_dev_grants(d)->uid, 1001);
+	close(g1);
+	close(g2);
+	/* A kernel refusal is the caller's to report; nothing is counted. */
+	t->f.get_device_fd_err = -EMFILE;
+	assert_int_equal(brk_vfio_dev_grant(d, 44, 1000, &g1, &t->err), -EMFILE);
+	assert_non_null(strstr(t->err.msg, "a grant file of " BDF));
+	assert_int_equal(brk_vfio_dev_grants(d)->issued, 2);
+	brk_vfio_dev_free(d);
+}
+
+/* Issue 13 #3: revocation turns memory and I/O decoding and bus mastering off (what makes
+ * vfio-pci zap the grant holders' mappings), keeps every other Command bit, and writes nothing
+ * when they are off already. */
+static void test_device_stop_decoding_clears_command_bits(void **state)
+{
+	struct t *t = *state;
+	struct brk_vfio_dev *d;
+
+	edu_like(&t->f);
+	t->f.dev_flags |= VFIO_DEVICE_FLAGS_PCI;
+	t->f.cfg_offset = 7ull << 40;
+	t->f.cfg[4] = 0x07; /* IO | MEMORY | MASTER */
+	t->f.cfg[5] = 0x04; /* INTx disable */
+	open_attached(t);
+	assert_int_equal(brk_vfio_dev_open(t->g, BDF, &t->err, &d), 0);
+	assert_int_equal(brk_vfio_dev_stop_decoding(d, &t->err), 0);
+	assert_int_equal(t->f.cfg[4], 0x00);
+	assert_int_equal(t->f.cfg[5], 0x04);
+	assert_int_equal(t->f.cfg_writes, 1);
+	assert_int_equal(brk_vfio_dev_stop_decoding(d, &t->err), 0);
+	assert_int_equal(t->f.cfg_writes, 1);
+	brk_vfio_dev_free(d);
+}
+
+/* Issue 13 #3: a group the broker let go of while a grant holder keeps it open: the check says
+ * so, and the next open's EBUSY names the holder instead of "another process"; once the group
+ * opens again the note is gone. */
+static void test_group_check_released_names_holder(void **state)
+{
+	struct t *t = *state;
+
+	assert_int_equal(brk_group_check_released(&t->f.sys, 5, "grant of X went to VMM pid 42"),
+			 0);
+	t->f.open_err = -EBUSY;
+	assert_int_equal(brk_group_check_released(&t->f.sys, 5, "grant of X went to VMM pid 42"),
+			 -EBUSY);
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), -EBUSY);
+	assert_non_null(strstr(t->err.msg, "IOMMU group 5 is still open: grant of X went to VMM "
+					   "pid 42; it is free once that process closes the file"));
+	assert_int_equal(brk_group_open(&t->f.sys, 6, &t->err, &t->g), -EBUSY);
+	assert_non_null(strstr(t->err.msg, "open by another process"));
+	t->f.open_err = 0;
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), 0);
+	brk_group_unref(t->g);
+	t->g = NULL;
+	t->f.open_err = -EBUSY;
+	assert_int_equal(brk_group_open(&t->f.sys, 5, &t->err, &t->g), -EBUSY);
+	assert_null(strstr(t->err.msg, "pid 42"));
+}
+
+/* Issue 13 #3: when the kernel keeps a detached group attached (a grant holder's device file),
+ * the container says so: its IOMMU and mappings are still there to unmap. */
+static void test_group_detach_kernel_busy_counts_held(void **state)
+{
+	struct t *t = *state;
+
+	open_attached(t);
+	t->f.unset_container_err = -EBUSY;
+	assert_int_equal(brk_group_detach(t->g), 0);
+	assert_int_equal(brk_container_info(t->c)->groups, 0);
+	assert_int_equal(brk_container_info(t->c)->held_groups, 1);
+}
+
 static void test_group_detach_last_resets_type(void **state)
 {
 	struct t *t = *state;
@@ -559,6 +654,10 @@ int main(void)
 	    T(test_group_open_held_by_other_vm_names_it),
 	    T(test_group_open_busy_elsewhere_says_other_process),
 	    T(test_device_open_unbound_member_says_bind),
+	    T(test_device_grant_opens_own_file_and_records_holder),
+	    T(test_device_stop_decoding_clears_command_bits),
+	    T(test_group_check_released_names_holder),
+	    T(test_group_detach_kernel_busy_counts_held),
 	    T(test_group_detach_last_resets_type),
 	    T(test_group_detach_with_open_device_busy),
 	    T(test_device_open_reads_regions_and_caps),

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -55,6 +56,7 @@ struct fx {
 	int nlog;
 	int removal_answer; /* -1 none yet, 0 not acked, 1 acked */
 	bool refuse_vmms;   /* answer VMM_ADMIT with EPERM, as for a stranger's VMM */
+	int grant_fd;	    /* >= 0: sent with VMM_ADMIT's reply as the VMM's mmap grant */
 };
 
 static void record(struct fx *f, const struct ipc_msg *m)
@@ -115,7 +117,8 @@ static void *broker_thread(void *arg)
 				} else {
 					rep.pid = (uint32_t)pid;
 					rep.uid = (uint32_t)uid;
-					ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
+					ipc_chan_reply(f->brk, m, &rep.base, &f->grant_fd,
+						       f->grant_fd >= 0);
 				}
 			} else if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
 				Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
@@ -220,6 +223,7 @@ static int setup(void **state)
 		return -1;
 	pthread_mutex_init(&f->lock, NULL);
 	f->removal_answer = -1;
+	f->grant_fd = -1;
 	*state = f;
 	int r = handoff(f, lfd, false, NULL);
 	close(lfd);
@@ -480,6 +484,62 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	ipc_chan_free(c);
 }
 
+static ino_t fd_ino(int fd)
+{
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	return st.st_ino;
+}
+
+/* REGION_INFO of a mappable BAR, on a fresh connection: flags and the fd that came with it. */
+static void region0(struct fx *f, uint32_t *flags, int *fd)
+{
+	Vb__Dev__RegionInfoRequest rq = VB__DEV__REGION_INFO_REQUEST__INIT;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+
+	rq.index = 0;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__REGION_INFO, &rq.base, NULL, 0, 10000, &m, NULL), 0);
+	*flags = ((const Vb__Region *)m->body)->flags;
+	*fd = m->nfds == 1 ? ipc_msg_take_fd(m, 0) : -1;
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	pthread_mutex_lock(&f->lock);
+	f->nlog = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Issue 13 #3: what a VMM may mmap is the grant the broker made for it at VMM_ADMIT, never the
+ * worker's own device fd; a VMM the broker gave no grant is offered no mmap at all. */
+static void test_worker_broker_mmap_only_through_vmm_grant(void **state)
+{
+	struct fx *f = *state;
+	int grant = memfd_create("grant", MFD_CLOEXEC), fd;
+	uint32_t flags;
+
+	assert_true(grant >= 0);
+	region0(f, &flags, &fd);
+	assert_int_equal(fd, -1);
+	assert_int_equal(flags & VFIO_REGION_INFO_FLAG_MMAP, 0);
+
+	pthread_mutex_lock(&f->lock);
+	f->grant_fd = grant;
+	pthread_mutex_unlock(&f->lock);
+	region0(f, &flags, &fd);
+	assert_true(fd >= 0);
+	assert_true(flags & VFIO_REGION_INFO_FLAG_MMAP);
+	assert_true(fd_ino(fd) == fd_ino(grant));
+	assert_true(fd_ino(fd) != fd_ino(f->memfd));
+	close(fd);
+	pthread_mutex_lock(&f->lock);
+	f->grant_fd = -1;
+	pthread_mutex_unlock(&f->lock);
+	close(grant);
+}
+
 static void test_worker_broker_bad_handoff_refused(void **state)
 {
 	struct fx f = {0};
@@ -669,6 +729,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_worker_broker_msix_and_dma_reach_broker, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_removal_acked_by_vmm, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_mmap_only_through_vmm_grant, setup,
 					    teardown),
 	    cmocka_unit_test(test_worker_broker_bad_handoff_refused),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vfio_user_reaches_broker, setup_vfu,

@@ -11,3 +11,7 @@ target_link_libraries(vfio-probe-vmm PRIVATE vfiobroker vb_base)
 find_package(Threads REQUIRED)
 add_executable(vfio-soak vmm/soak.c)
 target_link_libraries(vfio-soak PRIVATE vfiobroker Threads::Threads)
+
+# vfio-grant-vmm: what a VMM holding an mmap grant can and cannot do, before and after removal.
+add_executable(vfio-grant-vmm vmm/grant_vmm.c)
+target_link_libraries(vfio-grant-vmm PRIVATE vfiobroker)

@@ -29,8 +29,10 @@ struct wkr_backend_ops {
 	/* Decides whether the VMM on the just-accepted `conn_fd` may use the device, by its
 	 * credentials as the host sees them, and fills its pid and uid. `owner_uid` is what the
 	 * worker was told; a broker decides by its own record instead. -EPERM: refused. `conn_fd`
-	 * stays the caller's. */
-	int (*vmm_admit)(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid);
+	 * stays the caller's. On success *grant_fd is this VMM's mmap grant, which the caller then
+	 * owns (passes on with REGION_INFO, closes when the VMM goes), or -1: nothing to map. */
+	int (*vmm_admit)(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid,
+			 int *grant_fd);
 };
 
 struct wkr_backend {

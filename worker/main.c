@@ -106,10 +106,12 @@ static const char help[] =
     "    2      the log: one line per event, prefixed \"vfio-worker[DEVICE]: \".\n"
     "    3      broker mode: the broker channel, a SOCK_SEQPACKET socket (proto/broker.proto).\n"
     "           Its first message is HANDOFF with, in order: the VFIO device fd (used with\n"
-    "           pread/pwrite only, and passed to the VMM for mmap when the HANDOFF allows),\n"
-    "           then a listening socket per protocol it names: native (SOCK_SEQPACKET), then\n"
-    "           vfio-user (SOCK_STREAM). The worker answers HEARTBEAT and REMOVAL\n"
-    "           and sends DMA_MAP, DMA_UNMAP, DMA_UNMAP_ALL, SET_IRQS, RESET and VMM_STATE.\n"
+    "           pread/pwrite only, never passed on), then a listening socket per protocol it\n"
+    "           names: native (SOCK_SEQPACKET), then vfio-user (SOCK_STREAM). The worker\n"
+    "           answers HEARTBEAT and REMOVAL and sends DMA_MAP, DMA_UNMAP, DMA_UNMAP_ALL,\n"
+    "           SET_IRQS, RESET, VMM_STATE and VMM_ADMIT; when the HANDOFF allows mmap,\n"
+    "           VMM_ADMIT's answer carries the VMM's own grant (a device file the broker opened\n"
+    "           for it), which region info passes on and a disconnect closes.\n"
     "    A VMM connection is refused (its first request answered with EPERM) unless its peer\n"
     "    uid is the owner's or 0, and refused with EBUSY while another VMM is connected.\n"
     "\n"
@@ -205,9 +207,9 @@ static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 	W.inner.ops->vmm_state(W.inner.ctx, connected, pid, uid);
 }
 
-static int fw_vmm_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid)
+static int fw_vmm_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid, int *grant_fd)
 {
-	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, pid, uid);
+	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, pid, uid, grant_fd);
 
 	if (r < 0)
 		wlog("a VMM connection was refused: %s", strerror(-r));
@@ -417,7 +419,6 @@ static int start_vfu(int listen_fd, const struct wkr_server_cfg *sc)
 	    .listen_fd = listen_fd,
 	    .dev = W.dev,
 	    .backend = W.backend,
-	    .device_fd = sc->device_fd,
 	    .allow_mmap = sc->allow_mmap,
 	    .owner_uid = sc->owner_uid,
 	    .iommu_pgsize = sc->iommu_pgsize,
@@ -469,7 +470,6 @@ static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct 
 	s->sc.listen_fd = s->listen_fd;
 	s->sc.dev = W.dev;
 	s->sc.backend = W.backend;
-	s->sc.device_fd = s->device_fd;
 	s->sc.busy = native_busy;
 	if (s->listen_fd >= 0) {
 		r = wkr_server_new(&s->sc, &W.srv);

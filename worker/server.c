@@ -127,6 +127,10 @@ static void session_end(struct wkr_server *s)
 	uv_close((uv_handle_t *)&v->poll, session_closed);
 	s->vmm = NULL;
 	s->hello_done = false;
+	/* The next VMM gets a grant of its own; this one keeps the copies it was sent. */
+	if (s->grant_fd >= 0)
+		close(s->grant_fd);
+	s->grant_fd = -1;
 	if (s->closing)
 		return;
 	(void)wkr_irq_release(s->cfg.dev);
@@ -235,6 +239,7 @@ static void accept_one(struct wkr_server *s, int fd)
 	struct ipc_chan *chan;
 	pid_t pid;
 	uid_t uid;
+	int grant = -1;
 	if (ipc_chan_new(fd, &ipc_proto_device, &s->limits, &chan) < 0) {
 		close(fd);
 		return;
@@ -244,14 +249,17 @@ static void accept_one(struct wkr_server *s, int fd)
 		return;
 	}
 	if (s->cfg.backend.ops->vmm_admit(s->cfg.backend.ctx, ipc_chan_fd(chan), s->cfg.owner_uid,
-					  &pid, &uid) < 0) {
+					  &pid, &uid, &grant) < 0) {
 		refuse(s, chan, -EPERM);
 		return;
 	}
 	if (session_start(s, chan) < 0) {
+		if (grant >= 0)
+			close(grant);
 		ipc_chan_free(chan);
 		return;
 	}
+	s->grant_fd = grant;
 	s->vmm_pid = pid;
 	s->vmm_uid = uid;
 	s->hello_done = false;
@@ -285,6 +293,7 @@ int wkr_server_new(const struct wkr_server_cfg *cfg, struct wkr_server **ret)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->grant_fd = -1;
 	s->limits = ipc_limits_default;
 	int r = uv_poll_init(cfg->loop, &s->listen_poll, cfg->listen_fd);
 	if (r < 0) {

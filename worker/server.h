@@ -25,8 +25,8 @@ struct wkr_server_cfg {
 	int listen_fd;	     /* taken over on success (made non-blocking) */
 	struct wkr_dev *dev; /* borrowed */
 	struct wkr_backend backend;
-	int device_fd; /* sent (never given away) with REGION_INFO when mmap is allowed; -1: never
-			*/
+	/* Offer mmap areas in REGION_INFO, with the VMM's grant (from the backend's vmm_admit;
+	 * never the worker's own device fd) when it has one. */
 	bool allow_mmap;
 	uid_t owner_uid;
 	uint32_t iommu_pgsize;

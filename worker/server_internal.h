@@ -39,6 +39,7 @@ struct wkr_server {
 	bool hello_done;
 	pid_t vmm_pid;
 	uid_t vmm_uid;
+	int grant_fd; /* the VMM's mmap grant while it is connected, else -1 */
 	bool restart_announced;
 	struct wkr_refusal *refusals[WKR_REFUSE_MAX];
 

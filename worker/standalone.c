@@ -8,6 +8,7 @@
  * Trusts the image it was built from. Distrusts every request.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -185,15 +186,20 @@ static void l_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 }
 
 /* Standalone, the worker runs in the caller's own namespaces: SO_PEERCRED is the truth. */
-static int l_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid)
+/* The grant is a copy of the image's memfd: all a VMM can map here, and nothing VFIO. */
+static int l_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid,
+		       int *grant_fd)
 {
+	struct wkr_local *l = ctx;
 	gid_t gid;
 	int r = ipc_peer_cred(conn_fd, pid, uid, &gid);
 
-	(void)ctx;
 	if (r < 0)
 		return r;
-	return *uid == owner_uid || *uid == 0 ? 0 : -EPERM;
+	if (*uid != owner_uid && *uid != 0)
+		return -EPERM;
+	*grant_fd = fcntl(l->memfd, F_DUPFD_CLOEXEC, 0);
+	return *grant_fd < 0 ? -errno : 0;
 }
 
 const struct wkr_backend_ops wkr_local_ops = {

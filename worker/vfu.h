@@ -38,7 +38,8 @@ struct wkr_vfu_cfg {
 	int listen_fd;	     /* SOCK_STREAM, listening; taken over on success */
 	struct wkr_dev *dev; /* borrowed */
 	struct wkr_backend backend;
-	int device_fd; /* sent (never given away) with region info when mmap is allowed; -1 */
+	/* Offer mmap areas in region info, with the VMM's grant from the backend's vmm_admit (never
+	 * the worker's own device fd) when it has one. */
 	bool allow_mmap;
 	uid_t owner_uid;
 	uint32_t iommu_pgsize;

@@ -55,6 +55,7 @@ struct wkr_vfu {
 	struct vfu_session *vmm;
 	pid_t vmm_pid;
 	uid_t vmm_uid;
+	int grant_fd; /* the VMM's mmap grant while it is connected, else -1 */
 	uint64_t requests;
 	bool removal_pending;
 	void (*removal_done)(void *data, bool acked);

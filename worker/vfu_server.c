@@ -57,6 +57,10 @@ static void session_end(struct wkr_vfu *s)
 	}
 	wkr_irq_set_mode(s->cfg.dev, WKR_IRQ_EMULATED);
 	s->vmm = NULL;
+	/* The next VMM gets a grant of its own; this one keeps the copies it was sent. */
+	if (s->grant_fd >= 0)
+		close(s->grant_fd);
+	s->grant_fd = -1;
 	if (s->closing)
 		return;
 	s->cfg.backend.ops->vmm_state(s->cfg.backend.ctx, false, s->vmm_pid, s->vmm_uid);
@@ -173,10 +177,11 @@ static void accept_one(struct wkr_vfu *s, int fd)
 {
 	pid_t pid;
 	uid_t uid;
+	int grant = -1;
 	/* One VMM per device, whichever protocol it speaks; the admission is the backend's. */
 	if (s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data)) || !is_stream(fd) ||
-	    s->cfg.backend.ops->vmm_admit(s->cfg.backend.ctx, fd, s->cfg.owner_uid, &pid, &uid) <
-		0) {
+	    s->cfg.backend.ops->vmm_admit(s->cfg.backend.ctx, fd, s->cfg.owner_uid, &pid, &uid,
+					  &grant) < 0) {
 		if (s->cfg.note)
 			s->cfg.note(s->cfg.note_data,
 				    s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data))
@@ -186,12 +191,15 @@ static void accept_one(struct wkr_vfu *s, int fd)
 		close(fd);
 		return;
 	}
-	if (session_start(s, fd) < 0) {
-		close(fd);
+	int r = session_start(s, fd);
+	if (r < 0 || !s->vmm) {
+		if (grant >= 0)
+			close(grant);
+		if (r < 0)
+			close(fd);
 		return;
 	}
-	if (!s->vmm)
-		return;
+	s->grant_fd = grant;
 	s->vmm_pid = pid;
 	s->vmm_uid = uid;
 	s->cfg.backend.ops->vmm_state(s->cfg.backend.ctx, true, pid, uid);
@@ -226,6 +234,7 @@ int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
+	s->grant_fd = -1;
 	wkr__vfu_version_warmup();
 	int r = uv_poll_init(cfg->loop, &s->listen_poll, cfg->listen_fd);
 	if (r < 0) {

@@ -27,7 +27,7 @@ int wkr_vmm_dma_check(uint32_t pgsize, uint64_t iova, uint64_t size, uint64_t of
 	return 0;
 }
 
-int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int device_fd,
+int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int grant_fd,
 		       struct wkr_mmap_area *areas, size_t *ret_n, struct vb_err *err)
 {
 	*ret_n = 0;
@@ -43,7 +43,7 @@ int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mma
 		return vb_errf(err, e, "region %u: its mappable areas do not fit a reply", index);
 	}
 	/* Nothing to map with: a client told "mappable" would map the whole region. */
-	if (allow_mmap && device_fd >= 0)
+	if (allow_mmap && grant_fd >= 0)
 		*ret_n = n;
 	return 0;
 }

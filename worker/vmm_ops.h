@@ -19,11 +19,11 @@
 int wkr_vmm_dma_check(uint32_t pgsize, uint64_t iova, uint64_t size, uint64_t offset,
 		      struct vb_err *err);
 
-/* The areas of region `index` a VMM may mmap through `device_fd`: none (*ret_n 0) when the
- * device's policy does not allow mmap, there is no fd to map, the region is absent or the
- * emulation keeps all of it. `areas` has room for WKR_MMAP_AREAS_MAX. -EINVAL for an index
- * out of range. */
-int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int device_fd,
+/* The areas of region `index` a VMM may mmap through `grant_fd` (its own grant, from the
+ * backend's vmm_admit): none (*ret_n 0) when the device's policy does not allow mmap, the VMM
+ * has no grant, the region is absent or the emulation keeps all of it. `areas` has room for
+ * WKR_MMAP_AREAS_MAX. -EINVAL for an index out of range. */
+int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int grant_fd,
 		       struct wkr_mmap_area *areas, size_t *ret_n, struct vb_err *err);
 
 /* Resets the device through the backend, then the emulated personality with it. */
