@@ -18,6 +18,14 @@ static int fake_open(void *ctx, const char *path, int flags)
 	snprintf(f->last_open, sizeof(f->last_open), "%s", path);
 	if (f->open_err)
 		return f->open_err;
+	if (f->group_busy) {
+		char node[32];
+		size_t n = (size_t)snprintf(node, sizeof(node), "/dev/vfio/%u", f->busy_group);
+		size_t len = strlen(path);
+
+		if (len >= n && strcmp(path + len - n, node) == 0)
+			return -EBUSY;
+	}
 	fd = eventfd(0, EFD_CLOEXEC);
 	return fd < 0 ? -errno : fd;
 }

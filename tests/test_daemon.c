@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <linux/pci_regs.h>
 
 #include "base.h"
 #include "common.pb-c.h"
@@ -35,6 +36,8 @@
 
 #define DEV_A	     "0000:00:03.0"
 #define DEV_B	     "0000:00:04.0"
+#define DEV_A1	     "0000:00:03.1" /* DEV_A's other functions: the same IOMMU group */
+#define DEV_A2	     "0000:00:03.2"
 #define MAX_WORKERS  8
 #define PUMP_WAIT_MS 30000
 
@@ -192,7 +195,10 @@ static void env_start(unsigned restart_max)
 	fake_vfio_init(&E.f);
 	tree_new(E.f.root, sizeof(E.f.root));
 	edu_like(&E.f);
+	E.f.cfg_offset = 7ull << 40; /* config space behind the config region (Command register) */
 	pci_device(DEV_A, 5);
+	pci_device(DEV_A1, 5);
+	pci_device(DEV_A2, 5);
 	pci_device(DEV_B, 6);
 
 	/* The runtime directory exists before the broker starts (tmpfiles.d, main.c's mkdir). */
@@ -436,6 +442,71 @@ static void test_daemon_remove_connected_asks_vmm_then_forgets(void **state)
 	assert_int_equal(brk_registry_nvms(E.dmn->reg), 0);
 	/* Reset once the worker was gone (and once at add). */
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_RESET), 2);
+}
+
+/* Issue 13 #4: a group belongs to one VM. Another VM asking for a device of it is refused with
+ * the holder and the rule, before anything is opened; the holder's VM may have it. */
+static void test_daemon_group_of_other_vm_refused_naming_it(void **state)
+{
+	struct ipc_msg *m;
+	const char *msg;
+	unsigned opens;
+
+	env_start(3);
+	add_ready(DEV_A, "vm1", 0);
+	opens = fake_vfio_count(&E.f, VFIO_GROUP_GET_STATUS);
+	send_add(DEV_A1, "vm2", 0);
+	expect_error(-EBUSY, "IOMMU group 5 belongs to vm vm1 (" DEV_A ")");
+	assert_null(dev(DEV_A1));
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_GET_STATUS), opens);
+	add_ready(DEV_A1, "vm1", 0);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_SET_CONTAINER), 1);
+	/* With two of its devices in vm1 the refusal names both. */
+	send_add(DEV_A2, "vm2", 0);
+	m = pump();
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	msg = ((const Vb__Error *)m->body)->message;
+	if (!strstr(msg, "belongs to vm vm1 (") || !strstr(msg, DEV_A) || !strstr(msg, DEV_A1) ||
+	    !strstr(msg, "belongs to one VM"))
+		fail_msg("refusal '%s' does not name both of vm1's devices and the rule", msg);
+	ipc_msg_free(m);
+}
+
+/* Issue 13 #3: at removal the broker turns decoding off (what revokes a grant holder's mappings)
+ * and, when the holder keeps the group open, names it in the next AddDevice's refusal; once the
+ * holder lets go the device can go to another VM. */
+static void test_daemon_removal_revokes_grant_and_names_holder(void **state)
+{
+	struct dmn_dev *dd;
+	struct brk_worker *w;
+	int gfd;
+
+	env_start(3);
+	E.f.cfg[4] = PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER;
+	w = add_ready(DEV_A, "vm1", 0);
+	w_vmm(w, true);
+	/* What worker.c does at VMM_ADMIT for a device with allow_mmap. */
+	dd = dev(DEV_A)->priv;
+	assert_int_equal(brk_vfio_dev_grant(dd->device, 4242, 1000, &gfd, NULL), 0);
+	close(gfd);
+	/* The VMM keeps its grant: the kernel keeps the group open and attached. */
+	E.f.unset_container_err = -EBUSY;
+	E.f.group_busy = true;
+	E.f.busy_group = 5;
+	send_remove(DEV_A, true);
+	settle();
+	assert_true(w->killed);
+	w_exit(w);
+	ipc_msg_free(expect_reply());
+	assert_int_equal(E.f.cfg[4] & (PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), 0);
+	send_add(DEV_A, "vm2", 0);
+	expect_error(-EBUSY, "IOMMU group 5 is still open: the mmap grant of " DEV_A
+			     " (vm vm1) went to VMM pid 4242 (uid 1000)");
+	assert_null(dev(DEV_A));
+	/* The holder closed it. */
+	E.f.group_busy = false;
+	E.f.unset_container_err = 0;
+	add_ready(DEV_A, "vm2", 0);
 }
 
 static void test_daemon_fault_restarts_worker_next_generation(void **state)
@@ -687,6 +758,8 @@ int main(void)
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_quota_mismatch_refused_changes_nothing, teardown),
 	    cmocka_unit_test_teardown(test_daemon_remove_connected_asks_vmm_then_forgets, teardown),
+	    cmocka_unit_test_teardown(test_daemon_group_of_other_vm_refused_naming_it, teardown),
+	    cmocka_unit_test_teardown(test_daemon_removal_revokes_grant_and_names_holder, teardown),
 	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
 				      teardown),

@@ -51,8 +51,9 @@ static void b_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 {
 }
 
-static int b_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid)
+static int b_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid, int *grant_fd)
 {
+	*grant_fd = -1;
 	return 0;
 }
 
@@ -90,10 +91,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	struct wkr_vfu s = {.cfg = {.dev = dev,
 				    .backend = {&ops, NULL},
-				    .device_fd = memfd,
 				    .allow_mmap = true,
 				    .iommu_pgsize = 4096,
-				    .max_dma_mappings = 64}};
+				    .max_dma_mappings = 64},
+			    /* the VMM's grant: region info hands it out with the mmap areas */
+			    .grant_fd = memfd};
 	struct vfu_session v = {.s = &s};
 	const struct vfu_limits lim = {.max_msg = VFU_MSG_MAX,
 				       .max_fds = WKR_VFU_MAX_IRQ_FDS,
