@@ -122,7 +122,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .listen_fd = lfd,
 	    .dev = dev,
 	    .backend = {&wkr_local_ops, v.local},
-	    .device_fd = memfd,
 	    .allow_mmap = data[0] & 4,
 	    .owner_uid = getuid(),
 	    .iommu_pgsize = 4096,

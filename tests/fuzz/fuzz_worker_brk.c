@@ -102,7 +102,6 @@ static int start(uv_loop_t *loop, struct wkr_broker *b, struct wkr_handoff *h, s
 	    .listen_fd = h->listen_fd,
 	    .dev = *dev,
 	    .backend = {&wkr_broker_ops, b},
-	    .device_fd = h->device_fd,
 	    .allow_mmap = h->allow_mmap,
 	    .owner_uid = h->owner_uid,
 	    .iommu_pgsize = h->iommu_pgsize,
