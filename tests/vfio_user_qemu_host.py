@@ -171,25 +171,28 @@ def main():
         setup_error = str(e)
     with tempfile.TemporaryDirectory(prefix="vfu-qemu-") as tmp:
         worker = None
-        for i, (name, fn) in enumerate(TESTS, 1):
-            t0 = time.monotonic()
-            try:
-                if setup_error:
-                    raise AssertionError(setup_error)
-                if worker is None:
-                    worker = Worker(build, tmp)
-                fn({"build": build, "root": root, "tmp": tmp, "worker": worker})
-                print("ok %d - %s" % (i, name), flush=True)
-            except Exception as e:
-                failed += 1
-                print("not ok %d - %s" % (i, name), flush=True)
-                tb = traceback.extract_tb(e.__traceback__)[-1]
-                for line in ("%s:%d: %s: %s" % (os.path.basename(tb.filename), tb.lineno,
-                                                e.__class__.__name__, e)).splitlines():
-                    print("# " + line, flush=True)
-            print("# %s: %.1f s" % (name, time.monotonic() - t0), flush=True)
-        if worker:
-            worker.stop()
+        try:
+            for i, (name, fn) in enumerate(TESTS, 1):
+                t0 = time.monotonic()
+                try:
+                    if setup_error:
+                        raise AssertionError(setup_error)
+                    if worker is None:
+                        worker = Worker(build, tmp)
+                    fn({"build": build, "root": root, "tmp": tmp, "worker": worker})
+                    print("ok %d - %s" % (i, name), flush=True)
+                except Exception as e:
+                    failed += 1
+                    print("not ok %d - %s" % (i, name), flush=True)
+                    tb = traceback.extract_tb(e.__traceback__)[-1]
+                    for line in ("%s:%d: %s: %s" % (os.path.basename(tb.filename), tb.lineno,
+                                                    e.__class__.__name__, e)).splitlines():
+                        print("# " + line, flush=True)
+                print("# %s: %.1f s" % (name, time.monotonic() - t0), flush=True)
+        finally:
+            # Whatever ends this script (a failure, a closed stdout, ^C), the worker goes too.
+            if worker:
+                worker.stop()
     return 1 if failed else 0
 
 
