@@ -8,6 +8,7 @@ refused to another VM naming that VMM (README, "Mmap grants")."""
 import time
 
 from vbbroker import Broker
+import vbkernel
 from vbguest import Device, Topology, guest_test, note
 
 MF = Topology(devices=[Device("edu", id="mf0"),
@@ -26,7 +27,7 @@ def unbind(g, bdf):
           "echo %s > /sys/bus/pci/devices/%s/driver/unbind; true" % (bdf, bdf, bdf, bdf))
 
 
-@guest_test("group_owner_errors", topology=MF, timeout=240)
+@guest_test("group_owner_errors", topology=MF, timeout=240, kernels=vbkernel.ALL)
 def group_owner_errors(g):
     f0, f1 = g.bdf("mf0"), g.bdf("mf1")
     grp = group_of(g, f0)
@@ -78,7 +79,7 @@ def wait_log(g, log, what, timeout=30):
     raise AssertionError("vfio-grant-vmm did not get to %r:\n%s" % (what, out))
 
 
-@guest_test("mmap_grant_revoked_at_removal", timeout=240)
+@guest_test("mmap_grant_revoked_at_removal", timeout=240, kernels=vbkernel.ALL)
 def mmap_grant_revoked_at_removal(g):
     """Issue 13 #3: a VMM's mmap grant is a device file of its own; removal turns decoding off,
     so its mapping faults and BAR reads fail; the group it keeps open is refused to another VM
