@@ -3,14 +3,17 @@
  * statistics and the two output formats. Trusts the operations it is given to do the same work
  * on every call.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "bench.h"
 
@@ -218,4 +221,103 @@ void bench_fail(const char *name, const char *fmt, ...)
 	fflush(stdout);
 	snprintf(line, sizeof(line), "fail\t%s\t%s\n", name, why);
 	tsv(line);
+}
+
+int bench_placements(struct bench_placement ret[BENCH_PLACEMENTS_MAX])
+{
+	/* The CPUs this process was started with: once pinned, its own affinity is one CPU. */
+	static cpu_set_t set;
+	static bool have;
+	int cpus[BENCH_PLACEMENTS_MAX], n = 0;
+
+	if (!have && sched_getaffinity(0, sizeof(set), &set) < 0)
+		return -errno;
+	have = true;
+	for (int i = 0; i < CPU_SETSIZE && n < BENCH_PLACEMENTS_MAX; i++)
+		if (CPU_ISSET(i, &set))
+			cpus[n++] = i;
+	if (n == 0)
+		return -ESRCH;
+	ret[0] = (struct bench_placement){.suffix = "_1cpu", .client = cpus[0], .server = cpus[0]};
+	if (n == 1) {
+		/* Not a failure: the cross-CPU figures do not exist here, and the table says why.
+		 */
+		printf("note: one CPU available to this process (%ld online): round trips are "
+		       "measured "
+		       "with both ends on CPU %d only, no _2cpu rows\n",
+		       sysconf(_SC_NPROCESSORS_ONLN), cpus[0]);
+		fflush(stdout);
+		return 1;
+	}
+	ret[1] = (struct bench_placement){.suffix = "_2cpu", .client = cpus[0], .server = cpus[1]};
+	return 2;
+}
+
+static void one_cpu(int cpu, cpu_set_t *set)
+{
+	CPU_ZERO(set);
+	CPU_SET(cpu, set);
+}
+
+int bench_pin_self(int cpu)
+{
+	cpu_set_t set;
+
+	one_cpu(cpu, &set);
+	return sched_setaffinity(0, sizeof(set), &set) < 0 ? -errno : 0;
+}
+
+int bench_pin_thread(pthread_t t, int cpu)
+{
+	cpu_set_t set;
+
+	one_cpu(cpu, &set);
+	return -pthread_setaffinity_np(t, sizeof(set), &set);
+}
+
+/* sched_setaffinity() of a pid moves one thread; a peer may have more (a libuv pool), and any of
+ * them left on the other CPU would turn a one-CPU figure into a cross-CPU one. */
+int bench_pin_process(pid_t pid, int cpu)
+{
+	char path[64];
+	cpu_set_t set;
+	struct dirent *e;
+	DIR *d;
+	int r = 0, pinned = 0;
+
+	one_cpu(cpu, &set);
+	snprintf(path, sizeof(path), "/proc/%d/task", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d))) {
+		char *end;
+		long tid = strtol(e->d_name, &end, 10);
+
+		if (e->d_name[0] == '.' || *end || tid <= 0)
+			continue;
+		/* A thread that exited since readdir() has nothing left to place. */
+		if (sched_setaffinity((pid_t)tid, sizeof(set), &set) < 0) {
+			if (errno != ESRCH)
+				r = -errno;
+		} else {
+			pinned++;
+		}
+	}
+	closedir(d);
+	if (r == 0 && pinned == 0)
+		r = -ESRCH;
+	return r;
+}
+
+int bench_run_placed(const struct bench_pair *p, const struct bench_placement *pl)
+{
+	char name[96], base[96];
+	struct bench_pair q = *p;
+
+	snprintf(name, sizeof(name), "%s%s", p->name, pl->suffix);
+	snprintf(base, sizeof(base), "%s%s", p->baseline, pl->suffix);
+	q.name = name;
+	q.baseline = base;
+	return bench_run(&q);
 }

@@ -6,7 +6,9 @@
  * the ratio of the medians (figure / baseline).
  *
  * Timing is CLOCK_MONOTONIC around whole batches (never around one operation: the clock would
- * cost as much as the cheapest operations). Nothing is pinned to a CPU.
+ * cost as much as the cheapest operations). Round trips between two ends (threads or processes)
+ * are measured once per placement (bench_placements()): both ends pinned to one CPU, then to two
+ * different CPUs; the scheduler never decides, so a ratio compares like with like.
  *
  * Results go to stdout as a table and, when the environment names a file in VB_BENCH_TSV, are
  * appended to it as tab-separated rows for bench/run-bench.sh's summary.
@@ -14,8 +16,10 @@
 #ifndef VB_BENCH_H
 #define VB_BENCH_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 /* Runs `n` operations; returns 0 or a negative errno (the benchmark is then reported as not run).
  */
@@ -67,6 +71,34 @@ void bench_fail(const char *name, const char *fmt, ...) __attribute__((format(pr
 /* How many batches and how long a batch should be, after VB_BENCH_SCALE. */
 unsigned bench_batches(void);
 uint64_t bench_batch_ns(void);
+
+/*
+ * Where the two ends of a round trip run. On one CPU (`_1cpu`) every round trip is two context
+ * switches on that CPU: the software's own cost. On two CPUs (`_2cpu`) each message wakes a
+ * task on the other CPU: the wake-up path, which on a VM can cost more than the software.
+ */
+struct bench_placement {
+	const char
+	    *suffix; /* "_1cpu" or "_2cpu", appended to the figure's and the baseline's name */
+	int client;  /* CPU of the thread that times the round trips */
+	int server;  /* CPU of the end that answers */
+};
+
+#define BENCH_PLACEMENTS_MAX 2
+
+/* The placements this process can measure, from the CPUs it may run on: both ends on the first
+ * of them, then the first and the second. With only one CPU, only the first, and says so on
+ * stdout. Returns how many (1 or 2) or a negative errno. */
+int bench_placements(struct bench_placement ret[BENCH_PLACEMENTS_MAX]);
+
+/* Pin the calling thread, another thread of this process, or every thread of a process. */
+int bench_pin_self(int cpu);
+int bench_pin_thread(pthread_t t, int cpu);
+int bench_pin_process(pid_t pid, int cpu);
+
+/* bench_run() of `p` with the placement's suffix on both names; the caller has pinned the ends.
+ */
+int bench_run_placed(const struct bench_pair *p, const struct bench_placement *pl);
 
 /* Prints the table header once per program. */
 void bench_header(const char *title);

@@ -11,6 +11,8 @@
  *                     recv() + protobuf_c_message_unpack() of the same datagrams.
  *
  * Each peer is a thread of this process with its own channel (channels are single-threaded).
+ * The round trips run in each placement of bench_placements() (`_1cpu`, `_2cpu`); the decode and
+ * receive benchmarks have no peer and run afterwards on the timing thread's CPU.
  * Reaches into ipc_internal.h for the arena and the header codec: the arena is not public, and
  * the recv benchmark needs datagrams built independently of the channel that reads them.
  */
@@ -297,8 +299,33 @@ static int bench_roundtrip(size_t nfds)
 		snprintf(base, sizeof(base), "raw_scm_rights_%zufd_%zuB", nfds, t.req_len);
 	else
 		snprintf(base, sizeof(base), "raw_seqpacket_pingpong_%zuB", t.req_len);
-	r = bench_run(&(struct bench_pair){
-	    .name = name, .baseline = base, .figure = rt_ipc, .base = rt_raw, .ctx = &t});
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl = bench_placements(pl);
+	if (npl < 0) {
+		bench_fail(name, "the CPUs this process may use: %s", strerror(-npl));
+		rt_stop(&t);
+		return npl;
+	}
+	for (int i = 0; i < npl && r == 0; i++) {
+		/* Both servers on the answering CPU: the ipc and the raw side see the same
+		 * placement. */
+		r = bench_pin_self(pl[i].client);
+		if (r == 0)
+			r = bench_pin_thread(t.ipc_thread, pl[i].server);
+		if (r == 0)
+			r = bench_pin_thread(t.raw_thread, pl[i].server);
+		if (r < 0) {
+			bench_fail(name, "pinning to CPUs %d and %d: %s", pl[i].client,
+				   pl[i].server, strerror(-r));
+			break;
+		}
+		r = bench_run_placed(&(struct bench_pair){.name = name,
+							  .baseline = base,
+							  .figure = rt_ipc,
+							  .base = rt_raw,
+							  .ctx = &t},
+				     &pl[i]);
+	}
 	rt_stop(&t);
 	return r;
 }

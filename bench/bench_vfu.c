@@ -6,16 +6,15 @@
  * SOCK_STREAM ping-pong of the same sizes with an echo thread of this process: what the socket
  * alone costs.
  *
- *   vfu_cfg_read_4B         vs raw_stream_pingpong_32B_36B            (no CPU pinning)
- *   vfu_cfg_read_4B_pinned  vs raw_stream_pingpong_32B_36B_pinned     (everything on one CPU)
+ *   vfu_cfg_read_4B_1cpu  vs raw_stream_pingpong_32B_36B_1cpu  (client and answering end on one
+ * CPU) vfu_cfg_read_4B_2cpu  vs raw_stream_pingpong_32B_36B_2cpu  (on two different CPUs)
  *
- * Pinned, client, worker and echo thread share the first CPU this process may use, so each
- * round trip is two context switches on one CPU; unpinned, the scheduler may place them apart
- * (a wake-up across CPUs). Usage: bench_vfu [WORKER [IMAGE]].
+ * On one CPU each round trip is two context switches on that CPU: the software's own cost. On
+ * two, each message wakes a task on the other CPU (bench_placements()). The worker and the echo
+ * thread always share the answering CPU. Usage: bench_vfu [WORKER [IMAGE]].
  */
 #include <errno.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,16 +113,6 @@ static const char *explain(void *ctx)
 	return ((struct vb *)ctx)->step;
 }
 
-static int pin(pid_t pid, pthread_t *t, int cpu)
-{
-	cpu_set_t set;
-	CPU_ZERO(&set);
-	CPU_SET(cpu, &set);
-	if (t)
-		return -pthread_setaffinity_np(*t, sizeof(set), &set);
-	return sched_setaffinity(pid, sizeof(set), &set) < 0 ? -errno : 0;
-}
-
 static int start(struct vb *v, const char *worker, const char *image)
 {
 	snprintf(v->dir, sizeof(v->dir), "/tmp/vb-bench-vfu-XXXXXX");
@@ -187,24 +176,27 @@ int main(int argc, char **argv)
 		bench_fail(p.name, "%s: %s", v.step ? v.step : "setup", strerror(-r));
 		status = 1;
 	}
-	if (status == 0 && bench_run(&p) < 0)
-		status = 1;
-	/* The same on one CPU: the first this process may run on. */
-	cpu_set_t set;
-	int cpu = -1;
-	if (sched_getaffinity(0, sizeof(set), &set) == 0)
-		for (int i = 0; i < CPU_SETSIZE && cpu < 0; i++)
-			if (CPU_ISSET(i, &set))
-				cpu = i;
-	p.name = "vfu_cfg_read_4B_pinned";
-	p.baseline = "raw_stream_pingpong_32B_36B_pinned";
-	if (status == 0 && (cpu < 0 || pin(0, NULL, cpu) < 0 || pin(v.worker, NULL, cpu) < 0 ||
-			    pin(0, &v.echo, cpu) < 0)) {
-		bench_fail(p.name, "cannot pin to CPU %d: %s", cpu, strerror(errno));
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl = status == 0 ? bench_placements(pl) : 0;
+	if (npl < 0) {
+		bench_fail(p.name, "the CPUs this process may use: %s", strerror(-npl));
 		status = 1;
 	}
-	if (status == 0 && bench_run(&p) < 0)
-		status = 1;
+	for (int i = 0; i < npl && status == 0; i++) {
+		/* The worker and the echo thread answer on the same CPU. */
+		r = bench_pin_self(pl[i].client);
+		if (r == 0)
+			r = bench_pin_process(v.worker, pl[i].server);
+		if (r == 0)
+			r = bench_pin_thread(v.echo, pl[i].server);
+		if (r < 0) {
+			bench_fail(p.name, "pinning to CPUs %d and %d: %s", pl[i].client,
+				   pl[i].server, strerror(-r));
+			status = 1;
+		} else if (bench_run_placed(&p, &pl[i]) < 0) {
+			status = 1;
+		}
+	}
 	if (v.raw[0] >= 0)
 		close(v.raw[0]);
 	if (v.echo)

@@ -9,6 +9,9 @@
  *   bar_read_4B      vfb_dev_region_read() of BAR0 + 0      vs pread of 4 bytes at region 0
  *   bar_read_64KiB   vfb_dev_region_read() of 64 KiB        vs one pread of 64 KiB
  *
+ * Each runs in both placements of bench_placements(): the VMM (this process) and the worker on
+ * one CPU (`_1cpu`), then on two (`_2cpu`); the pread baseline runs on the VMM's CPU.
+ *
  * Usage: bench_worker [WORKER [IMAGE]] (defaults: this build's vfio-worker,
  * tests/fixtures/edu.img).
  */
@@ -107,6 +110,34 @@ struct trap_case {
 	size_t len;
 };
 
+static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncases,
+		     const struct bench_placement *pl)
+{
+	char name[64];
+	int r, failed = 0;
+
+	for (size_t i = 0; i < ncases; i++) {
+		const struct trap_case *c = &cases[i];
+
+		t->region = c->region;
+		t->offset = c->offset;
+		t->len = c->len;
+		t->piece = c->figure == via_worker_bar ? piece_for(t) : c->len;
+		if (t->piece < t->len)
+			snprintf(name, sizeof(name), "%s_by_%zuB", c->name, t->piece);
+		else
+			snprintf(name, sizeof(name), "%s", c->name);
+		r = bench_run_placed(&(struct bench_pair){.name = name,
+							  .baseline = c->baseline,
+							  .figure = c->figure,
+							  .base = via_pread,
+							  .ctx = t},
+				     pl);
+		failed |= r < 0;
+	}
+	return failed;
+}
+
 int main(int argc, char **argv)
 {
 	const char *worker = argc > 1 ? argv[1] : VB_WORKER_PATH;
@@ -121,7 +152,6 @@ int main(int argc, char **argv)
 	struct wkr_image *img = NULL;
 	struct bproc_worker w;
 	struct trap t = {.memfd = -1};
-	char name[64];
 	int r, failed = 0;
 
 	bench_header(
@@ -148,23 +178,27 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	t.dev = w.dev;
-	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
-		const struct trap_case *c = &cases[i];
-
-		t.region = c->region;
-		t.offset = c->offset;
-		t.len = c->len;
-		t.piece = c->figure == via_worker_bar ? piece_for(&t) : c->len;
-		if (t.piece < t.len)
-			snprintf(name, sizeof(name), "%s_by_%zuB", c->name, t.piece);
-		else
-			snprintf(name, sizeof(name), "%s", c->name);
-		r = bench_run(&(struct bench_pair){.name = name,
-						   .baseline = c->baseline,
-						   .figure = c->figure,
-						   .base = via_pread,
-						   .ctx = &t});
-		failed |= r < 0;
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl = bench_placements(pl);
+	if (npl < 0) {
+		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+			bench_fail(cases[i].name, "the CPUs this process may use: %s",
+				   strerror(-npl));
+		failed = 1;
+	}
+	for (int k = 0; k < npl; k++) {
+		/* The baseline's pread runs on the VMM's CPU: it has no other end. */
+		r = bench_pin_self(pl[k].client);
+		if (r == 0)
+			r = bench_pin_process(w.pid, pl[k].server);
+		if (r < 0) {
+			for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+				bench_fail(cases[i].name, "pinning to CPUs %d and %d: %s",
+					   pl[k].client, pl[k].server, strerror(-r));
+			failed = 1;
+			break;
+		}
+		failed |= run_cases(&t, cases, ARRAY_SIZE(cases), &pl[k]);
 	}
 	bproc_worker_stop(&w);
 out:
