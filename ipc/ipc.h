@@ -73,10 +73,18 @@ struct ipc_limits {
 	uint32_t max_fds;	  /* per datagram, <= IPC_FDS_MAX */
 	uint32_t decode_budget;	  /* bytes the protobuf decoder may allocate for one message */
 	uint32_t max_outstanding; /* requests this side may have in flight */
-	uint32_t send_timeout_ms; /* how long a send may wait for socket buffer space */
+	uint32_t send_timeout_ms; /* how long a send may wait for socket buffer space, when
+				   * nothing may be queued (queue_msgs 0) */
+	/* What may wait in this side's send queue when the peer's socket is full: datagrams,
+	 * their bytes (headers included), and the fds they carry (each held as a duplicate).
+	 * queue_msgs 0 turns the queue off: sends then wait up to send_timeout_ms instead. */
+	uint32_t queue_msgs;
+	uint32_t queue_bytes;
+	uint32_t queue_fds;
 };
 
-/* 64 KiB datagrams, 16 fds, 1 MiB decode budget, 64 requests in flight, 1 s send timeout. */
+/* 64 KiB datagrams, 16 fds, 1 MiB decode budget, 64 requests in flight; a send queue of 256
+ * datagrams, 1 MiB and 8 fds (so no send ever waits), 1 s send timeout when it is turned off. */
 extern const struct ipc_limits ipc_limits_default;
 
 /* A received message. Fds in `fds` belong to the message until taken with ipc_msg_take_fd();
@@ -113,11 +121,15 @@ int ipc_accept(int listen_fd, int *ret_fd);
 int ipc_connect(const char *path, int *ret_fd);
 /* Any of the pointers may be NULL. */
 int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid);
+/* Whether `gid` is among the peer's supplementary groups, as the kernel recorded them when it
+ * connected (SO_PEERGROUPS): 1 or 0, or a negative errno. */
+int ipc_peer_in_group(int fd, gid_t gid);
 
 /* Wraps a connected SOCK_SEQPACKET fd and makes it non-blocking. Takes ownership of `fd` on
  * success only. `limits` may be NULL for ipc_limits_default. Errors: -EINVAL for limits out of
  * range (max_datagram from IPC_HDR_SIZE to 16 MiB, max_fds <= IPC_FDS_MAX, decode_budget >= 1,
- * max_outstanding from 1 to 4096, send_timeout_ms <= INT_MAX) or a protocol table with a
+ * max_outstanding from 1 to 4096, send_timeout_ms <= INT_MAX, queue_msgs <= 65536, queue_bytes
+ * <= 256 MiB, queue_fds <= 4096) or a protocol table with a
  * duplicate type or a NULL request descriptor; -ENOTSOCK, -EAFNOSUPPORT (not AF_UNIX),
  * -EPROTOTYPE (not SOCK_SEQPACKET), -ENOTCONN. */
 int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits *limits,
@@ -138,8 +150,12 @@ int ipc_chan_peer(const struct ipc_chan *c, pid_t *pid, uid_t *uid, gid_t *gid);
  *   -EMSGSIZE     the datagram would exceed max_datagram;
  *   -EBADF        a negative fd;
  *   -ENOBUFS      (requests) max_outstanding requests already in flight;
- * and when sending: -ETIMEDOUT when the socket had no room for send_timeout_ms (0: no wait),
- * -EPIPE or -ECONNRESET when the peer is gone (never SIGPIPE).
+ * and when sending: -EPIPE or -ECONNRESET when the peer is gone (never SIGPIPE). A datagram the
+ * socket cannot take now, or that would overtake one already queued, is queued (0 is returned)
+ * and sent, in order, by ipc_chan_flush(); when it would take the queue past its budget it is
+ * not sent and the error is -EOVERFLOW: the peer is not reading, and its owner should drop it
+ * (what it was sent so far is no longer complete). With the queue turned off a send waits for
+ * socket space instead, -ETIMEDOUT after send_timeout_ms (0: no wait).
  */
 int ipc_chan_request(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
 		     const int *fds, size_t nfds, uint32_t *ret_id);
@@ -183,6 +199,13 @@ int ipc_chan_recv(struct ipc_chan *c, struct ipc_msg **ret);
  */
 int ipc_chan_call(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body, const int *fds,
 		  size_t nfds, int timeout_ms, struct ipc_msg **ret, struct ipc_error *err);
+
+/* Sends what the send queue holds, as far as the socket takes it now; never waits. 0 (check
+ * ipc_chan_out_pending() for the rest), or -EPIPE/-ECONNRESET when the peer is gone. An event
+ * loop polls the fd for writability while ipc_chan_out_pending() is true and calls this. */
+int ipc_chan_flush(struct ipc_chan *c);
+/* True while datagrams wait in the send queue. */
+bool ipc_chan_out_pending(const struct ipc_chan *c);
 
 /* True when ipc_chan_recv() would return a queued message without reading the socket. */
 bool ipc_chan_has_queued(const struct ipc_chan *c);

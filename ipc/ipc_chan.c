@@ -26,6 +26,9 @@
  * anyway, and the in-flight table is searched linearly. */
 #define DATAGRAM_LIMIT	  (16u << 20)
 #define OUTSTANDING_LIMIT 4096u
+#define QUEUE_MSGS_LIMIT  65536u
+#define QUEUE_BYTES_LIMIT (256u << 20)
+#define QUEUE_FDS_LIMIT	  4096u
 
 const struct ipc_limits ipc_limits_default = {
     .max_datagram = 64 * 1024,
@@ -33,6 +36,9 @@ const struct ipc_limits ipc_limits_default = {
     .decode_budget = 1024 * 1024,
     .max_outstanding = 64,
     .send_timeout_ms = 1000,
+    .queue_msgs = 256,
+    .queue_bytes = 1024 * 1024,
+    .queue_fds = 8,
 };
 
 static int64_t now_ms(void)
@@ -90,6 +96,9 @@ static int check_limits(const struct ipc_limits *l)
 	if (l->max_outstanding == 0 || l->max_outstanding > OUTSTANDING_LIMIT)
 		return -EINVAL;
 	if (l->send_timeout_ms > INT_MAX)
+		return -EINVAL;
+	if (l->queue_msgs > QUEUE_MSGS_LIMIT || l->queue_bytes > QUEUE_BYTES_LIMIT ||
+	    l->queue_fds > QUEUE_FDS_LIMIT)
 		return -EINVAL;
 	return 0;
 }
@@ -196,15 +205,26 @@ int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits 
 	return 0;
 }
 
+static void outbox_free(struct ipc__outbox *o)
+{
+	ipc__close_fds(o->fds, o->nfds);
+	free(o);
+}
+
 void ipc_chan_free(struct ipc_chan *c)
 {
 	struct ipc__msgbox *b, *next;
+	struct ipc__outbox *o, *onext;
 
 	if (!c)
 		return;
 	for (b = c->qhead; b; b = next) {
 		next = b->next;
 		ipc_msg_free(ipc__box_msg(b));
+	}
+	for (o = c->ohead; o; o = onext) {
+		onext = o->next;
+		outbox_free(o);
 	}
 	close(c->fd);
 	chan_release(c);
@@ -256,6 +276,115 @@ static int send_wait(int fd, const struct msghdr *mh, int timeout_ms)
 	}
 }
 
+/* Copies the datagram, fds duplicated, to the end of the send queue, within the budget. */
+static int outbox_push(struct ipc_chan *c, const struct iovec *iov, const int *fds, size_t nfds)
+{
+	size_t len = iov[0].iov_len + iov[1].iov_len, i;
+	struct ipc__outbox *o;
+
+	if (c->oq_msgs + 1 > c->lim.queue_msgs || len > c->lim.queue_bytes - c->oq_bytes ||
+	    nfds > c->lim.queue_fds - c->oq_fds)
+		return -EOVERFLOW;
+	o = malloc(sizeof(*o) + nfds * sizeof(int) + len);
+	if (!o)
+		return -ENOMEM;
+	o->next = NULL;
+	o->len = len;
+	o->nfds = 0;
+	o->data = (uint8_t *)(o->fds + nfds);
+	memcpy(o->data, iov[0].iov_base, iov[0].iov_len);
+	memcpy(o->data + iov[0].iov_len, iov[1].iov_base, iov[1].iov_len);
+	for (i = 0; i < nfds; i++) {
+		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
+
+		if (fd < 0) {
+			int r = -errno;
+
+			outbox_free(o);
+			return r;
+		}
+		o->fds[o->nfds++] = fd;
+	}
+	if (c->otail)
+		c->otail->next = o;
+	else
+		c->ohead = o;
+	c->otail = o;
+	c->oq_msgs++;
+	c->oq_bytes += (uint32_t)len;
+	c->oq_fds += (uint32_t)nfds;
+	return 0;
+}
+
+static void outbox_pop(struct ipc_chan *c)
+{
+	struct ipc__outbox *o = c->ohead;
+
+	c->ohead = o->next;
+	if (!c->ohead)
+		c->otail = NULL;
+	c->oq_msgs--;
+	c->oq_bytes -= (uint32_t)o->len;
+	c->oq_fds -= (uint32_t)o->nfds;
+	outbox_free(o);
+}
+
+/* The control data for `nfds` fds, in `buf` (room for IPC_FDS_MAX). */
+static void set_rights(struct msghdr *mh, void *buf, const int *fds, size_t nfds)
+{
+	struct cmsghdr *cm;
+
+	if (!nfds)
+		return;
+	memset(buf, 0, CMSG_SPACE(sizeof(int) * nfds));
+	mh->msg_control = buf;
+	mh->msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+	cm = CMSG_FIRSTHDR(mh);
+	cm->cmsg_level = SOL_SOCKET;
+	cm->cmsg_type = SCM_RIGHTS;
+	cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+	memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+}
+
+static int send_once(int fd, const struct msghdr *mh)
+{
+	for (;;) {
+		if (sendmsg(fd, mh, MSG_NOSIGNAL | MSG_DONTWAIT) >= 0)
+			return 0;
+		if (errno != EINTR)
+			return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+}
+
+int ipc_chan_flush(struct ipc_chan *c)
+{
+	union {
+		struct cmsghdr align;
+		char buf[CMSG_SPACE(sizeof(int) * IPC_FDS_MAX)];
+	} ctl;
+	int r;
+
+	while (c->ohead) {
+		struct ipc__outbox *o = c->ohead;
+		struct iovec iov = {.iov_base = o->data, .iov_len = o->len};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+
+		set_rights(&mh, ctl.buf, o->fds, o->nfds);
+		r = send_once(c->fd, &mh);
+		if (r == -EAGAIN)
+			return 0;
+		if (r < 0)
+			return r;
+		outbox_pop(c);
+	}
+	return 0;
+}
+
+bool ipc_chan_out_pending(const struct ipc_chan *c)
+{
+	return c->ohead != NULL;
+}
+
 int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32_t id,
 		   const ProtobufCMessage *body, const int *fds, size_t nfds, int timeout_ms)
 {
@@ -268,6 +397,7 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 	struct iovec iov[2];
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
 	size_t blen = body ? protobuf_c_message_get_packed_size(body) : 0, i;
+	int r;
 
 	if (blen > c->lim.max_datagram - IPC_HDR_SIZE)
 		return -EMSGSIZE;
@@ -291,19 +421,14 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 	ipc__hdr_encode(&h, hbuf);
 	iov[0] = (struct iovec){.iov_base = hbuf, .iov_len = sizeof(hbuf)};
 	iov[1] = (struct iovec){.iov_base = c->sbuf, .iov_len = blen};
-	if (nfds) {
-		struct cmsghdr *cm;
-
-		memset(&ctl, 0, sizeof(ctl));
-		mh.msg_control = ctl.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
-	}
-	return send_wait(c->fd, &mh, timeout_ms);
+	set_rights(&mh, ctl.buf, fds, nfds);
+	if (!c->lim.queue_msgs)
+		return send_wait(c->fd, &mh, timeout_ms);
+	/* Nothing may overtake what is queued: the peer sees datagrams in the order sent. */
+	r = c->ohead ? -EAGAIN : send_once(c->fd, &mh);
+	if (r != -EAGAIN)
+		return r;
+	return outbox_push(c, iov, fds, nfds);
 }
 
 static bool body_matches(const ProtobufCMessage *body, const ProtobufCMessageDescriptor *d)
@@ -463,13 +588,24 @@ int ipc_chan_recv(struct ipc_chan *c, struct ipc_msg **ret)
 	return ipc__chan_read(c, ret);
 }
 
-static int wait_readable(int fd, int64_t deadline)
+/* Waits for something to read, sending what the send queue holds (the call's own request may
+ * be in it) as the socket takes it. */
+static int wait_readable(struct ipc_chan *c, int64_t deadline)
 {
-	struct pollfd pfd = {.fd = fd, .events = POLLIN};
+	struct pollfd pfd = {.fd = c->fd};
 	int r;
 
 	for (;;) {
+		pfd.events = POLLIN | (c->ohead ? POLLOUT : 0);
 		r = poll(&pfd, 1, remaining_ms(deadline));
+		if (r > 0 && (pfd.revents & POLLOUT) && c->ohead) {
+			int f = ipc_chan_flush(c);
+
+			if (f < 0)
+				return f;
+			if (!(pfd.revents & ~POLLOUT))
+				continue;
+		}
 		if (r > 0)
 			return 0; /* readable, hung up or failed: the read tells which */
 		if (r == 0)
@@ -512,7 +648,7 @@ static int await_answer(struct ipc_chan *c, uint32_t id, int timeout_ms, struct 
 			return -ENOBUFS;
 		r = ipc__chan_read(c, &m);
 		if (r == -EAGAIN) {
-			r = wait_readable(c->fd, deadline);
+			r = wait_readable(c, deadline);
 			if (r < 0)
 				return r;
 			continue;

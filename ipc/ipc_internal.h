@@ -65,6 +65,15 @@ struct ipc_msg *ipc__msg_new(size_t nfds, size_t budget);
 struct ipc__msgbox *ipc__msg_box(struct ipc_msg *m);
 struct ipc_msg *ipc__box_msg(struct ipc__msgbox *b);
 
+/* A datagram waiting for socket space: its bytes (header and body) and duplicates of its fds. */
+struct ipc__outbox {
+	struct ipc__outbox *next;
+	uint8_t *data; /* len bytes, in the same allocation after fds */
+	size_t len;
+	size_t nfds;
+	int fds[];
+};
+
 enum ipc__pending_state {
 	IPC__PENDING_FREE = 0,
 	IPC__PENDING_ACTIVE,
@@ -88,6 +97,8 @@ struct ipc_chan {
 	struct ipc__pending *pending; /* lim.max_outstanding slots */
 	struct ipc__msgbox *qhead, *qtail;
 	size_t qlen;
+	struct ipc__outbox *ohead, *otail; /* the send queue, oldest first */
+	uint32_t oq_msgs, oq_bytes, oq_fds;
 	uint8_t *rbuf; /* max_datagram + 1: one byte more tells an oversized datagram */
 	uint8_t *sbuf; /* max_datagram - IPC_HDR_SIZE: the packed body */
 	void *cbuf;    /* control data for max_fds fds */
@@ -100,7 +111,8 @@ struct ipc__pending *ipc__pending_find(struct ipc_chan *c, uint32_t id);
 /* Reads one datagram from the socket (never the queue) and validates it. */
 int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret);
 
-/* Sends one datagram; waits for buffer space up to `timeout_ms` (0: try once). */
+/* Sends one datagram, or queues it behind those already waiting; with the queue turned off,
+ * waits for buffer space up to `timeout_ms` (0: try once). */
 int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32_t id,
 		   const ProtobufCMessage *body, const int *fds, size_t nfds, int timeout_ms);
 

@@ -7,6 +7,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -167,4 +168,28 @@ int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid)
 	if (ret_gid)
 		*ret_gid = uc.gid;
 	return 0;
+}
+
+int ipc_peer_in_group(int fd, gid_t gid)
+{
+	gid_t small[64], *groups = small;
+	socklen_t len = sizeof(small);
+	int r = 0;
+
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
+		if (errno != ERANGE)
+			return -errno;
+		/* The kernel said how much room the list needs (at most NGROUPS_MAX entries). */
+		groups = malloc(len);
+		if (!groups)
+			return -ENOMEM;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
+			r = -errno;
+	}
+	for (size_t i = 0; r == 0 && i < len / sizeof(gid_t); i++)
+		if (groups[i] == gid)
+			r = 1;
+	if (groups != small)
+		free(groups);
+	return r;
 }

@@ -2,7 +2,9 @@
  * ipc_uv: runs an ipc channel from a libuv loop. A uv_poll_t watches the socket; each readable
  * event reads until the socket is empty. A uv_prepare_t (unreferenced, so it never keeps the loop
  * alive) delivers messages that an ipc_chan_call() queued outside this channel's callback, before
- * the loop blocks again: nothing else would wake the loop for them.
+ * the loop blocks again: nothing else would wake the loop for them. The same handle watches the
+ * send queue: while datagrams wait in it, the poll handle also waits for writability and
+ * flushes, so whoever sends on the channel, from any callback, never waits for the peer.
  *
  * Trusts the owner's callback to return; tolerates it closing the ipc_uv (the memory stays until
  * libuv has closed both handles).
@@ -21,6 +23,7 @@ struct ipc_uv {
 	void (*closed)(void *data);
 	int open_handles;
 	bool stopped; /* failed or closing: no more callbacks */
+	bool writing; /* the poll handle waits for writability too */
 	bool closing;
 };
 
@@ -50,18 +53,46 @@ static void drain(struct ipc_uv *u)
 	}
 }
 
+static void on_poll(uv_poll_t *h, int status, int events);
+
+/* Polls for writability exactly while the send queue holds something. */
+static void watch(struct ipc_uv *u)
+{
+	bool want = ipc_chan_out_pending(u->chan);
+	int r;
+
+	if (u->stopped || want == u->writing)
+		return;
+	r = uv_poll_start(&u->poll, UV_READABLE | UV_DISCONNECT | (want ? UV_WRITABLE : 0),
+			  on_poll);
+	if (r < 0) {
+		fail(u, r);
+		return;
+	}
+	u->writing = want;
+}
+
 static void on_poll(uv_poll_t *h, int status, int events)
 {
 	struct ipc_uv *u = h->data;
+	int r;
 
-	(void)events;
 	if (u->stopped)
 		return;
 	if (status < 0) {
 		fail(u, status); /* libuv's errors are negative errno values on Linux */
 		return;
 	}
-	drain(u);
+	if (events & UV_WRITABLE) {
+		r = ipc_chan_flush(u->chan);
+		if (r < 0) {
+			fail(u, r);
+			return;
+		}
+	}
+	if (events & ~UV_WRITABLE)
+		drain(u);
+	watch(u);
 }
 
 static void on_prepare(uv_prepare_t *h)
@@ -70,6 +101,7 @@ static void on_prepare(uv_prepare_t *h)
 
 	if (!u->stopped && ipc_chan_has_queued(u->chan))
 		drain(u);
+	watch(u);
 }
 
 int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,

@@ -19,7 +19,9 @@ struct ipc_uv;
  * channel queued are delivered before the loop next blocks. */
 typedef void (*ipc_uv_cb)(struct ipc_uv *u, struct ipc_msg *msg, int err, void *data);
 
-/* Takes ownership of `chan` on success; on failure the caller still owns it. */
+/* Takes ownership of `chan` on success; on failure the caller still owns it. What the channel
+ * queues for sending (ipc_chan_* returned 0 with the peer's socket full) is flushed from the loop
+ * as the socket drains; a flush that finds the peer gone is reported like a hangup. */
 int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
 		 struct ipc_uv **ret);
 struct ipc_chan *ipc_uv_chan(struct ipc_uv *u);

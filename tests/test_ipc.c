@@ -473,6 +473,7 @@ static void test_ipc_send_full_socket_etimedout(void **state)
 	int64_t t0 = 0, dt;
 
 	l.send_timeout_ms = 100;
+	l.queue_msgs = 0; /* the queue off: a send waits, and gives up */
 	chan_pair(&l, NULL, &a, &b);
 	d.data.data = blob;
 	d.data.len = sizeof(blob);
@@ -488,6 +489,107 @@ static void test_ipc_send_full_socket_etimedout(void **state)
 	assert_true(dt >= 100 && dt < 5000);
 	ipc_chan_free(a);
 	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+/* Fills `a`'s peer socket until a send is queued; returns how many went straight out. */
+static int fill_until_queued(struct ipc_chan *a, Vb__Dev__Data *d)
+{
+	int i;
+
+	for (i = 0; i < 100000 && !ipc_chan_out_pending(a); i++) {
+		d->data.data[0] = (uint8_t)i;
+		assert_int_equal(ipc_chan_event(a, T_NOTE, &d->base, NULL, 0), 0);
+	}
+	assert_true(ipc_chan_out_pending(a));
+	return i;
+}
+
+static void test_ipc_send_full_socket_queued_in_order_then_eoverflow(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	int before = count_fds(), sent, i, p[2];
+	struct ipc_chan *a, *b;
+	uint8_t blob[4000] = {0};
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+	struct ipc_msg *m;
+
+	l.queue_msgs = 3;
+	l.queue_fds = 1;
+	chan_pair(&l, NULL, &a, &b);
+	d.data.data = blob;
+	d.data.len = sizeof(blob);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	/* The datagram that did not fit is the first queued: nothing waited for the peer. */
+	sent = fill_until_queued(a, &d);
+	assert_true(sent > 0);
+	/* One fd may wait (a duplicate), a second is over the fd budget. */
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, &p[1], 1), 0);
+	assert_int_equal(count_fds(), before + 2 + 2 + 1);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, &p[1], 1), -EOVERFLOW);
+	/* The third datagram fills the queue, a fourth is refused and nothing is sent. */
+	d.data.data[0] = 0xee;
+	assert_int_equal(ipc_chan_event(a, T_NOTE, &d.base, NULL, 0), 0);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, &d.base, NULL, 0), -EOVERFLOW);
+	/* Flushing while the peer does not read sends nothing and keeps everything. */
+	assert_int_equal(ipc_chan_flush(a), 0);
+	assert_true(ipc_chan_out_pending(a));
+	/* The peer reads: everything arrives once, in the order it was sent. */
+	for (i = 0; i < sent + 2; i++) {
+		int r;
+
+		while ((r = ipc_chan_recv(b, &m)) == -EAGAIN)
+			assert_int_equal(ipc_chan_flush(a), 0);
+		assert_int_equal(r, 0);
+		assert_int_equal(m->nfds, i == sent ? 1 : 0);
+		if (i != sent)
+			assert_int_equal(((Vb__Dev__Data *)m->body)->data.data[0],
+					 i < sent ? (uint8_t)i : 0xee);
+		ipc_msg_free(m);
+	}
+	assert_false(ipc_chan_out_pending(a));
+	assert_int_equal(ipc_chan_recv(b, &m), -EAGAIN);
+	assert_int_equal(count_fds(), before + 2 + 2);
+	close_all(p, 2);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_send_queue_fds_closed_on_free(void **state)
+{
+	int before = count_fds(), p[2];
+	struct ipc_chan *a, *b;
+	uint8_t blob[4000] = {0};
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+
+	chan_pair(NULL, NULL, &a, &b);
+	d.data.data = blob;
+	d.data.len = sizeof(blob);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	(void)fill_until_queued(a, &d);
+	assert_int_equal(ipc_chan_event(a, T_NOTE, NULL, &p[1], 1), 0);
+	close_all(p, 2);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
+static void test_ipc_send_queue_flush_peer_gone_epipe(void **state)
+{
+	int before = count_fds(), r;
+	struct ipc_chan *a, *b;
+	uint8_t blob[4000] = {0};
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+
+	chan_pair(NULL, NULL, &a, &b);
+	d.data.data = blob;
+	d.data.len = sizeof(blob);
+	(void)fill_until_queued(a, &d);
+	ipc_chan_free(b);
+	r = ipc_chan_flush(a);
+	assert_true(r == -EPIPE || r == -ECONNRESET);
+	ipc_chan_free(a);
 	assert_int_equal(count_fds(), before);
 }
 
@@ -717,6 +819,9 @@ int main(void)
 	    cmocka_unit_test(test_ipc_request_outstanding_limit_enobufs),
 	    cmocka_unit_test(test_ipc_send_misuse_rejected_locally),
 	    cmocka_unit_test(test_ipc_send_full_socket_etimedout),
+	    cmocka_unit_test(test_ipc_send_full_socket_queued_in_order_then_eoverflow),
+	    cmocka_unit_test(test_ipc_send_queue_fds_closed_on_free),
+	    cmocka_unit_test(test_ipc_send_queue_flush_peer_gone_epipe),
 	    cmocka_unit_test(test_ipc_msg_take_fd_survives_free),
 	    cmocka_unit_test(test_ipc_peer_credentials_match_process),
 	    cmocka_unit_test(test_ipc_listen_replaces_only_stale_sockets),

@@ -216,6 +216,11 @@ static int fw_vmm_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid, in
 	return r;
 }
 
+static void vmm_dropped(pid_t pid, uid_t uid, const char *why)
+{
+	wlog("VMM pid %d uid %u %s", (int)pid, (unsigned)uid, why);
+}
+
 static const struct wkr_backend_ops fw_ops = {
     .dma_map = fw_dma_map,
     .dma_unmap = fw_dma_unmap,
@@ -554,6 +559,7 @@ static int run_broker(const struct opts *o)
 		    .max_dma_mappings = h.max_dma_mappings,
 		    .max_pinned_bytes = h.max_pinned_bytes,
 		    .generation = h.generation,
+		    .dropped = vmm_dropped,
 		},
 	    .attach = broker_attach,
 	    .ctx = b,
@@ -610,6 +616,7 @@ static int run_standalone(const struct opts *o)
 		{
 		    .allow_mmap = true,
 		    .owner_uid = o->owner_set ? o->owner_uid : getuid(),
+		    .dropped = vmm_dropped,
 		    .iommu_pgsize = 4096,
 		    .max_dma_mappings = o->max_maps,
 		    .max_pinned_bytes = o->max_bytes,

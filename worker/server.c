@@ -9,6 +9,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -56,7 +58,9 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 		}
 		ev.bars = pbars;
 	}
-	return ipc_chan_event(s->vmm->chan, VB__DEV__TYPE__EVENT, &ev.base, NULL, 0);
+	int r = ipc_chan_event(s->vmm->chan, VB__DEV__TYPE__EVENT, &ev.base, NULL, 0);
+	wkr__server_sent(s, r);
+	return r;
 }
 
 void wkr_server_bars_changed(void *server, uint16_t command)
@@ -139,29 +143,105 @@ static void session_end(struct wkr_server *s)
 	wkr__server_removal_finish(s, false);
 }
 
-static void on_session(uv_poll_t *h, int status, int events)
+static void on_session(uv_poll_t *h, int status, int events);
+
+/* Ends the session of a VMM whose replies could not be sent or queued, or waits for
+ * writability exactly while replies are queued. Not while a handler runs: it holds the session. */
+static void session_check(struct wkr_server *s)
 {
-	struct wkr_session *v = h->data;
-	struct wkr_server *s = v->s;
-	/* Bounded per wakeup so that the broker channel and interrupts get their turn. */
-	for (int i = 0; i < 64 && !v->ended; i++) {
+	struct wkr_session *v = s->vmm;
+	if (!v || v->ended || s->dispatching)
+		return;
+	if (v->send_err) {
+		if (v->send_err != -EPIPE && v->send_err != -ECONNRESET && s->cfg.dropped) {
+			char why[128];
+			snprintf(why, sizeof(why),
+				 "disconnected: it does not read its replies (%s)",
+				 v->send_err == -EOVERFLOW ? "send queue over budget"
+							   : strerror(-v->send_err));
+			s->cfg.dropped(s->vmm_pid, s->vmm_uid, why);
+		}
+		session_end(s);
+		return;
+	}
+	bool want = ipc_chan_out_pending(v->chan);
+	if (want == v->writing)
+		return;
+	if (uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT | (want ? UV_WRITABLE : 0),
+			  on_session) < 0) {
+		session_end(s);
+		return;
+	}
+	v->writing = want;
+}
+
+void wkr__server_sent(struct wkr_server *s, int r)
+{
+	if (r < 0 && s->vmm && !s->vmm->send_err)
+		s->vmm->send_err = r;
+	session_check(s);
+}
+
+/* Serves up to `max` messages of the session: 1 when it served that many, 0 when none was
+ * left, -1 once the session has ended. */
+static int session_serve(struct wkr_server *s, unsigned max)
+{
+	struct wkr_session *v = s->vmm;
+	for (unsigned i = 0; i < max && !v->ended; i++) {
 		struct ipc_msg *m;
-		int r = status < 0 ? status : ipc_chan_recv(v->chan, &m);
+		int r = ipc_chan_recv(v->chan, &m);
 		if (r == -EAGAIN)
-			return;
-		if (r == -EPIPE || r == -ECONNRESET || status < 0) {
+			return v->ended ? -1 : 0;
+		if (r == -EPIPE || r == -ECONNRESET) {
 			session_end(s);
-			return;
+			return -1;
 		}
 		if (r < 0)
 			continue; /* malformed: ipc answered a readable request already */
 		if (m->kind == IPC_KIND_REQUEST) {
 			s->requests++;
+			s->dispatching = true;
 			wkr__server_dispatch(s, m);
+			s->dispatching = false;
 		}
 		/* The worker sends the VMM no requests: replies and events from it mean nothing. */
 		ipc_msg_free(m);
+		session_check(s);
 	}
+	return v->ended ? -1 : 1;
+}
+
+static void on_session(uv_poll_t *h, int status, int events)
+{
+	struct wkr_session *v = h->data;
+	struct wkr_server *s = v->s;
+	if (v->ended)
+		return;
+	if (status < 0) {
+		session_end(s);
+		return;
+	}
+	if ((events & UV_WRITABLE) && ipc_chan_flush(v->chan) < 0) {
+		session_end(s); /* the VMM is gone */
+		return;
+	}
+	/* Bounded per wakeup so that the broker channel and interrupts get their turn. */
+	if (session_serve(s, 64) >= 0)
+		session_check(s);
+}
+
+/* A VMM that closed its connection may not have been noticed yet (its hangup waits behind its
+ * last requests, or behind the listening socket's event in this loop iteration). Its hangup is
+ * already visible on the socket: serve what it sent and end it, so that the connection being
+ * accepted (perhaps the same VMM, reconnecting) is judged against the real state. */
+static void session_settle(struct wkr_server *s)
+{
+	struct pollfd pfd = {.fd = ipc_chan_fd(s->vmm->chan), .events = POLLIN | POLLRDHUP};
+	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		return;
+	/* The peer can send no more: what is left is bounded by its socket buffer. */
+	while (session_serve(s, 64) > 0)
+		;
 }
 
 static int session_start(struct wkr_server *s, struct ipc_chan *chan)
@@ -244,6 +324,8 @@ static void accept_one(struct wkr_server *s, int fd)
 		close(fd);
 		return;
 	}
+	if (s->vmm)
+		session_settle(s);
 	if (s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data))) {
 		refuse(s, chan, -EBUSY);
 		return;

@@ -4,7 +4,10 @@
  * first request answered with an error and is closed. HELLO must come first. Every malformed
  * or out-of-range request gets an error reply and the session goes on. When the VMM goes away
  * its interrupt routes and DMA mappings are dropped through the backend; the device state stays
- * and the next VMM may connect.
+ * and the next VMM may connect. Replies and events the VMM's socket cannot take now wait in the
+ * channel's bounded send queue; a VMM that lets it overflow is disconnected: the loop never
+ * waits for a VMM. A VMM that hung up is noticed before a new connection is judged, so one
+ * that reconnects right after closing gets in.
  *
  * Trusts: the device and backend it is given. Distrusts: everything a VMM sends.
  */
@@ -37,6 +40,9 @@ struct wkr_server_cfg {
 	 * EBUSY. NULL: never. */
 	bool (*busy)(void *data);
 	void *busy_data;
+	/* Told why the server ended a session itself (the VMM stopped reading and its replies
+	 * outgrew the send queue), for the process to log; may be NULL. */
+	void (*dropped)(pid_t pid, uid_t uid, const char *why);
 };
 
 struct wkr_server;

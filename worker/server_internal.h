@@ -22,6 +22,8 @@ struct wkr_session {
 	struct ipc_chan *chan;
 	struct wkr_server *s;
 	bool ended;
+	bool writing; /* the poll handle waits for writability too */
+	int send_err; /* a reply or event could not be sent or queued: the session ends */
 };
 
 struct wkr_server {
@@ -43,6 +45,7 @@ struct wkr_server {
 	bool restart_announced;
 	struct wkr_refusal *refusals[WKR_REFUSE_MAX];
 
+	bool dispatching; /* inside a request handler: the session may not end under it */
 	uint64_t requests;
 	bool removal_pending;
 	void (*removal_done)(void *data, bool acked);
@@ -56,5 +59,7 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m);
 /* server.c */
 void wkr__server_removal_finish(struct wkr_server *s, bool acked);
 int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uint32_t timeout_ms);
+/* Notes the result of a send to the VMM: a failed one ends the session when it is safe to. */
+void wkr__server_sent(struct wkr_server *s, int r);
 
 #endif

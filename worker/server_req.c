@@ -40,11 +40,11 @@ static struct ipc_chan *chan(struct wkr_server *s)
 	return s->vmm->chan;
 }
 
-/* A reply that cannot be sent means the VMM is going; its hangup ends the session. */
+/* A reply that cannot be sent or queued ends the session once the request is done with. */
 static int reply(struct wkr_server *s, struct ipc_msg *m, const ProtobufCMessage *body,
 		 const int *fds, size_t nfds)
 {
-	(void)ipc_chan_reply(chan(s), m, body, fds, nfds);
+	wkr__server_sent(s, ipc_chan_reply(chan(s), m, body, fds, nfds));
 	return 0;
 }
 
@@ -354,5 +354,6 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 	else if (check == VB_REQ_ALLOWED)
 		r = h->fn(s, m);
 	if (r < 0)
-		(void)ipc_chan_reply_error(chan(s), m, r, "%s", vb_err_msg(&s->err, r));
+		wkr__server_sent(s,
+				 ipc_chan_reply_error(chan(s), m, r, "%s", vb_err_msg(&s->err, r)));
 }
