@@ -1,9 +1,10 @@
 /*
- * control: the control socket server. Responsible for admission (SO_PEERCRED against the admin
- * uid/gid, read once when the connection is accepted), for the dispatch table that says which
- * request is allowed in which session state, for ending the session of any peer that sends
- * something unknown or out of order, for bounding sessions and requests in flight, and for the
- * request metrics. Trusts nothing a peer sends: bodies are checked for shape here before the
+ * control: the control socket server. Responsible for admission (SO_PEERCRED and SO_PEERGROUPS
+ * against the admin uid/gid, read once when the connection is accepted; refused peers get a
+ * small budget of their own, so they never take a slot an admin needs), for the dispatch table that
+ * says which request is allowed in which session state, for ending the session of any peer that
+ * sends something unknown or out of order, for bounding sessions and requests in flight, and for
+ * the request metrics. Trusts nothing a peer sends: bodies are checked for shape here before the
  * daemon sees them. Trusts the daemon (brk_ctl_ops) to complete every call exactly once.
  */
 #include "control.h"
@@ -34,7 +35,7 @@ _Static_assert((int)BRK_DEV_STARTING == (int)VB__CTL__DEVICE_STATE__STATE_STARTI
 	       "registry states must equal vb.ctl.DeviceState");
 
 /* How long a refused peer may keep its connection before sending the request it will be
- * refused on: it holds a session slot meanwhile. */
+ * refused on. It holds one of BRK_CTL_MAX_REFUSED slots meanwhile, never an admin's. */
 #define CTL_REFUSED_LINGER_MS 2000
 #define CTL_TYPES	      (VB__CTL__TYPE__METRICS + 1)
 
@@ -76,11 +77,13 @@ struct brk_ctl {
 	int listen_fd;
 	struct brk_ctl_cfg cfg;
 	struct ctl_sess *sessions;
-	uint32_t nsessions;
+	uint32_t nsessions;   /* open, refused ones included */
+	uint32_t nrefused;    /* open and refused */
 	uint32_t nsess_alloc; /* sessions not yet freed: ended ones wait for libuv */
 	uint32_t ncalls;
 	bool freeing, listen_closed;
-	uint64_t refused, rejected_full, protocol_errors, events_sent, subscribers_dropped;
+	uint64_t refused, refused_dropped, rejected_full, protocol_errors, events_sent,
+	    subscribers_dropped, send_overflows;
 	struct brk_req_stats stats[CTL_TYPES];
 };
 
@@ -97,6 +100,22 @@ static void ctl_maybe_free(struct brk_ctl *ctl);
 static void ctl_listen_closed(uv_handle_t *h);
 
 /* ---- calls ------------------------------------------------------------------------------- */
+
+/* A reply the peer's socket could not take went to the channel's bounded send queue; one that
+ * would overflow it means the peer does not read: it is disconnected, never waited for. */
+static void ctl_send_failed(struct ctl_sess *s, int r)
+{
+	if (r == -EOVERFLOW) {
+		s->ctl->send_overflows++;
+		brk_warn("control: disconnecting pid %d uid %u: it does not read its replies (send "
+			 "queue over budget)",
+			 (int)s->pid, (unsigned)s->uid);
+	} else if (r != -EPIPE && r != -ECONNRESET) {
+		brk_log_errno(LOG_WARNING, r, "control: pid %d uid %u: cannot send reply",
+			      (int)s->pid, (unsigned)s->uid);
+	}
+	ctl_sess_end(s, NULL);
+}
 
 static void ctl_call_finish(struct brk_ctl_call *call, bool ok)
 {
@@ -123,11 +142,8 @@ void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
 
 	if (s) {
 		r = ipc_chan_reply(ipc_uv_chan(s->u), call->req, body, NULL, 0);
-		if (r < 0) {
-			brk_log_errno(LOG_WARNING, r, "control: uid %u: cannot send reply",
-				      (unsigned)s->uid);
-			ctl_sess_end(s, NULL);
-		}
+		if (r < 0)
+			ctl_send_failed(s, r);
 	}
 	ctl_call_finish(call, true);
 }
@@ -137,7 +153,7 @@ static void ctl_send_error(struct ctl_sess *s, const struct ipc_msg *req, int er
 	int r = ipc_chan_reply_error(ipc_uv_chan(s->u), req, err, "%s", msg);
 
 	if (r < 0)
-		ctl_sess_end(s, NULL);
+		ctl_send_failed(s, r);
 }
 
 void brk_ctl_call_error(struct brk_ctl_call *call, int err, const char *fmt, ...)
@@ -294,8 +310,8 @@ static void ctl_refuse(struct ctl_sess *s, struct ipc_msg *m)
 
 	if (cfg->admin_gid_set)
 		snprintf(msg, sizeof(msg),
-			 "permission denied: uid %u gid %u is not the broker's admin (uid %u or "
-			 "gid %u)",
+			 "permission denied: uid %u gid %u is not the broker's admin (uid %u, or "
+			 "gid %u as primary or supplementary group)",
 			 (unsigned)s->uid, (unsigned)s->gid, (unsigned)cfg->admin_uid,
 			 (unsigned)cfg->admin_gid);
 	else
@@ -429,6 +445,8 @@ static void ctl_sess_end(struct ctl_sess *s, const char *why)
 		}
 	}
 	s->ctl->nsessions--;
+	if (s->state == CTL_REFUSED)
+		s->ctl->nrefused--;
 	uv_close((uv_handle_t *)&s->linger, ctl_timer_closed);
 	ipc_uv_close(s->u, ctl_uv_closed);
 }
@@ -438,15 +456,58 @@ static void ctl_linger_expired(uv_timer_t *t)
 	ctl_sess_end(t->data, "refused peer sent nothing");
 }
 
-static bool ctl_is_admin(const struct brk_ctl_cfg *cfg, uid_t uid, gid_t gid)
+/* The admin uid, or the admin gid as the peer's primary or one of its supplementary groups (an
+ * orchestrator added with `usermod -aG`). */
+static bool ctl_is_admin(const struct brk_ctl_cfg *cfg, int fd, pid_t pid, uid_t uid, gid_t gid)
 {
-	return uid == cfg->admin_uid || (cfg->admin_gid_set && gid == cfg->admin_gid);
+	int r;
+
+	if (uid == cfg->admin_uid || (cfg->admin_gid_set && gid == cfg->admin_gid))
+		return true;
+	if (!cfg->admin_gid_set)
+		return false;
+	r = ipc_peer_in_group(fd, cfg->admin_gid);
+	if (r < 0)
+		brk_log_errno(LOG_WARNING, r, "control: pid %d uid %u: cannot read its groups",
+			      (int)pid, (unsigned)uid);
+	return r > 0;
+}
+
+/* The refused peer that has waited longest (sessions are listed newest first). */
+static struct ctl_sess *ctl_oldest_refused(struct brk_ctl *ctl)
+{
+	struct ctl_sess *oldest = NULL;
+
+	for (struct ctl_sess *s = ctl->sessions; s; s = s->next)
+		if (s->state == CTL_REFUSED)
+			oldest = s;
+	return oldest;
+}
+
+/* Admins get BRK_CTL_MAX_SESSIONS slots; refused peers BRK_CTL_MAX_REFUSED others, the oldest
+ * making room for the newest: no number of peers that are not the admin can lock it out. */
+static bool ctl_admit_room(struct brk_ctl *ctl, bool admin, pid_t pid, uid_t uid)
+{
+	if (!admin) {
+		if (ctl->nrefused >= BRK_CTL_MAX_REFUSED) {
+			ctl->refused_dropped++;
+			ctl_sess_end(ctl_oldest_refused(ctl), NULL);
+		}
+		return true;
+	}
+	if (ctl->nsessions - ctl->nrefused < BRK_CTL_MAX_SESSIONS)
+		return true;
+	ctl->rejected_full++;
+	brk_warn("control: %d admin sessions open: closing a new one from pid %d uid %u",
+		 BRK_CTL_MAX_SESSIONS, (int)pid, (unsigned)uid);
+	return false;
 }
 
 static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 {
 	struct ipc_chan *chan;
 	struct ctl_sess *s;
+	bool admin;
 	int r;
 
 	r = ipc_chan_new(fd, &ipc_proto_control, NULL, &chan);
@@ -461,17 +522,21 @@ static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 	}
 	s->ctl = ctl;
 	r = ipc_chan_peer(chan, &s->pid, &s->uid, &s->gid);
+	admin = r == 0 && ctl_is_admin(&ctl->cfg, fd, s->pid, s->uid, s->gid);
+	if (r == 0 && !ctl_admit_room(ctl, admin, s->pid, s->uid))
+		r = -EUSERS;
 	if (r < 0 || (r = ipc_uv_start(ctl->loop, chan, ctl_on_msg, s, &s->u)) < 0) {
 		ipc_chan_free(chan);
 		free(s);
-		return r;
+		return r == -EUSERS ? 0 : r;
 	}
 	uv_timer_init(ctl->loop, &s->linger);
 	s->linger.data = s;
 	s->open_handles = 2;
-	s->state = ctl_is_admin(&ctl->cfg, s->uid, s->gid) ? CTL_ADMIN : CTL_REFUSED;
+	s->state = admin ? CTL_ADMIN : CTL_REFUSED;
 	if (s->state == CTL_REFUSED) {
 		ctl->refused++;
+		ctl->nrefused++;
 		brk_warn("control: refusing pid %d uid %u gid %u: not the admin", (int)s->pid,
 			 (unsigned)s->uid, (unsigned)s->gid);
 		uv_timer_start(&s->linger, ctl_linger_expired, CTL_REFUSED_LINGER_MS, 0);
@@ -500,13 +565,6 @@ static void ctl_on_listen(uv_poll_t *h, int status, int events)
 			/* EMFILE and friends: say so, and try again on the next wakeup. */
 			brk_log_errno(LOG_WARNING, r, "control: accept");
 			return;
-		}
-		if (ctl->nsessions >= BRK_CTL_MAX_SESSIONS) {
-			ctl->rejected_full++;
-			brk_warn("control: %d sessions open: closing a new connection",
-				 BRK_CTL_MAX_SESSIONS);
-			close(fd);
-			continue;
 		}
 		r = ctl_sess_start(ctl, fd);
 		if (r < 0)
@@ -607,7 +665,8 @@ void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf
 		if (ipc_chan_event(ipc_uv_chan(s->u), VB__CTL__TYPE__EVENT, &ev.base, NULL, 0) <
 		    0) {
 			ctl->subscribers_dropped++;
-			ctl_sess_end(s, "subscriber does not keep up with events");
+			ctl_sess_end(s, "subscriber does not keep up with events (send queue over "
+					"budget)");
 			continue;
 		}
 		ctl->events_sent++;
@@ -623,6 +682,18 @@ static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f)
 	brk_metric_header(f, "vfio_broker_control_refused_total", "counter",
 			  "Control connections refused: not the admin uid/gid.");
 	fprintf(f, "vfio_broker_control_refused_total %llu\n", (unsigned long long)ctl->refused);
+	brk_metric_header(f, "vfio_broker_control_refused_dropped_total", "counter",
+			  "Refused connections closed unanswered to make room for newer ones.");
+	fprintf(f, "vfio_broker_control_refused_dropped_total %llu\n",
+		(unsigned long long)ctl->refused_dropped);
+	brk_metric_header(f, "vfio_broker_control_rejected_full_total", "counter",
+			  "Admin connections closed: every admin session slot was taken.");
+	fprintf(f, "vfio_broker_control_rejected_full_total %llu\n",
+		(unsigned long long)ctl->rejected_full);
+	brk_metric_header(f, "vfio_broker_control_send_overflows_total", "counter",
+			  "Control peers disconnected for not reading what they were sent.");
+	fprintf(f, "vfio_broker_control_send_overflows_total %llu\n",
+		(unsigned long long)ctl->send_overflows);
 	brk_metric_header(
 	    f, "vfio_broker_control_protocol_errors_total", "counter",
 	    "Control sessions ended for unknown, malformed or out-of-order requests.");

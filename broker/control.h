@@ -1,6 +1,7 @@
 /*
  * control: vfio-brokerd's control socket (protocol vb.ctl, ipc_proto_control). Accepts
- * orchestrator connections, admits only the configured admin uid/gid (SO_PEERCRED), dispatches
+ * orchestrator connections, admits only the configured admin uid, or a peer whose primary or
+ * supplementary groups include the admin gid (SO_PEERCRED, SO_PEERGROUPS), dispatches
  * requests through a table of {type, allowed-when, handler}, and sends events to subscribers.
  * What a request does is the daemon's business, reached through `struct brk_ctl_ops`; this
  * module owns the sessions, the admission rule, the order rules, and the request metrics.
@@ -16,9 +17,12 @@
 
 #include "control.pb-c.h"
 
-/* Sessions a broker serves at once, and requests in flight on one session: enforced limits on
- * what anyone who can reach the socket can make the broker hold. */
+/* Admin sessions a broker serves at once, connections of refused peers it holds (each until its
+ * first request is answered EPERM; the oldest is closed unanswered to make room), and requests
+ * in flight on one session: enforced limits on what anyone who can reach the socket can make
+ * the broker hold. Refused peers never take an admin's slot. */
 #define BRK_CTL_MAX_SESSIONS 64
+#define BRK_CTL_MAX_REFUSED  8
 #define BRK_CTL_MAX_INFLIGHT 16
 
 struct brk_ctl;
@@ -57,8 +61,9 @@ int brk_ctl_new(uv_loop_t *loop, int listen_fd, const struct brk_ctl_cfg *cfg,
  * (and dropped). The memory goes once libuv has closed the handles (run the loop). */
 void brk_ctl_free(struct brk_ctl *ctl);
 
-/* Sends an event to every subscriber. A subscriber that cannot take it (its socket is full:
- * it stopped reading) loses its session rather than stall the broker. */
+/* Sends an event to every subscriber. What a subscriber's socket cannot take now waits in its
+ * bounded send queue; one that lets that overflow (it stopped reading) loses its session
+ * rather than stall the broker. Replies work the same way. */
 void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf, const char *vm,
 		   const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
