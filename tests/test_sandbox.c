@@ -522,8 +522,13 @@ static void test_sandbox_spawn_dies_with_spawning_thread(void **state)
 	assert_int_equal(pthread_create(&th, NULL, spawn_thread_main, &t), 0);
 	assert_int_equal(pthread_join(th, NULL), 0);
 	assert_int_equal(t.r, 0);
-	/* The report may or may not have been sent before the kill; the kill must come. */
+	/* The report may or may not have been sent before the kill; the kill must come. The
+	 * helper waits for the test to hang up, so until then it can only end by the kill; the
+	 * socket stays open until its death is seen (pthread_join() may return before the exiting
+	 * thread has sent the signal). The bound only turns a missing kill into a failure. */
 	(void)recv_msg(t.h.chan, rep, sizeof(rep));
+	struct pollfd p = {.fd = t.h.pidfd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, 120000), 1);
 	si = finish(&t.h);
 	assert_int_equal(si.si_code, CLD_KILLED);
 	assert_int_equal(si.si_status, SIGKILL);
