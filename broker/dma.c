@@ -21,6 +21,7 @@
 #include <linux/vfio.h>
 
 #include "dma.h"
+#include "fdkind.h"
 
 struct dma_map {
 	uint64_t iova;
@@ -180,48 +181,13 @@ static int check_range(const struct brk_dma *d, uint64_t iova, uint64_t size, ui
 	return check_iova_ranges(d, iova, size, err);
 }
 
-/* memfd_create() files are named "/memfd:<name> (deleted)"; a tmpfs file that was opened by
- * path also supports F_GET_SEALS but is not anonymous memory the VMM owns alone. */
-static bool named_memfd(int fd)
-{
-	char path[64], target[32];
-	ssize_t n;
-
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return false;
-	target[n] = '\0';
-	return strncmp(target, "/memfd:", 7) == 0;
-}
-
 static int check_memfd(const struct brk_dma *d, int fd, uint64_t offset, uint64_t size,
-		       struct stat *ret_st, struct vb_err *err)
+		       uint32_t prot, struct stat *ret_st, struct vb_err *err)
 {
-	struct statfs sfs;
-	struct stat st;
-	int seals;
+	unsigned flags = (prot & BRK_DMA_PROT_WRITE ? VB_MEMFD_WRITE : 0) |
+			 (d->flags & BRK_DMA_ALLOW_UNSEALED ? VB_MEMFD_UNSEALED : 0);
 
-	if (fd < 0)
-		return vb_errf(err, -EBADF, "no memfd given");
-	/* F_GET_SEALS only works on files that support sealing: memfds (shmem, hugetlbfs). */
-	seals = fcntl(fd, F_GET_SEALS);
-	if (seals < 0 && errno == EBADF)
-		return vb_errf(err, -EBADF, "fd %d is not open", fd);
-	if (seals < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || fstatfs(fd, &sfs) < 0 ||
-	    (sfs.f_type != TMPFS_MAGIC && sfs.f_type != HUGETLBFS_MAGIC) || !named_memfd(fd))
-		return vb_errf(err, -EACCES, "DMA memory must be a memfd (memfd_create)");
-	if (!(seals & F_SEAL_SHRINK) && !(d->flags & BRK_DMA_ALLOW_UNSEALED))
-		return vb_errf(err, -EPERM,
-			       "memfd is not sealed with F_SEAL_SHRINK: pinned memory could be "
-			       "truncated; add the seal before mapping");
-	if (st.st_size < 0 || offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset)
-		return vb_errf(err, -ERANGE,
-			       "offset 0x%llx + size 0x%llx is beyond the memfd's size 0x%llx",
-			       (unsigned long long)offset, (unsigned long long)size,
-			       (unsigned long long)st.st_size);
-	*ret_st = st;
-	return 0;
+	return vb_memfd_check(fd, offset, size, flags, ret_st, err);
 }
 
 static int check_quota(const struct brk_dma *d, uint64_t size, struct vb_err *err)
@@ -392,7 +358,7 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 
 	r = check_range(d, iova, size, offset, prot, err);
 	if (r == 0)
-		r = check_memfd(d, memfd, offset, size, &st, err);
+		r = check_memfd(d, memfd, offset, size, prot, &st, err);
 	if (r == 0 && (o = find_overlap(d, iova, iova + (size - 1), &pos))) {
 		r = share(d, &d->maps[o - d->maps], owner, iova, size, offset, prot, &st, err);
 		if (r == 0)

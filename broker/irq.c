@@ -15,6 +15,7 @@
 #include <linux/vfio.h>
 
 #include "base.h"
+#include "fdkind.h"
 #include "irq.h"
 
 /* The PCI spec's most MSI-X vectors. */
@@ -94,21 +95,6 @@ void brk_irqs_free(struct brk_irqs *s)
 	free(s);
 }
 
-int brk_irq_check_eventfd(int fd)
-{
-	char path[64], target[64];
-	ssize_t n;
-
-	if (fd < 0 || fcntl(fd, F_GETFD) < 0)
-		return -EBADF;
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	n = readlink(path, target, sizeof(target) - 1);
-	if (n < 0)
-		return errno == ENOENT ? -EBADF : -EACCES;
-	target[n] = '\0';
-	return strcmp(target, "anon_inode:[eventfd]") == 0 ? 0 : -EACCES;
-}
-
 static bool one_bit(uint32_t v)
 {
 	return v && !(v & (v - 1));
@@ -171,7 +157,7 @@ static int check_data(const struct brk_irq_req *q, struct vb_err *err)
 	for (i = 0; i < q->nfds; i++) {
 		if (q->fds[i] == -1)
 			continue;
-		r = brk_irq_check_eventfd(q->fds[i]);
+		r = vb_eventfd_check(q->fds[i]);
 		if (r == -EBADF)
 			return vb_errf(err, r, "slot %u: fd %d is not an open fd", i, q->fds[i]);
 		if (r < 0)

@@ -78,7 +78,4 @@ int brk_irq_disable_all(struct brk_irqs *irqs);
 int brk_irq_status(const struct brk_irqs *irqs, uint32_t index, struct brk_irq_status *out);
 uint32_t brk_irq_count(const struct brk_irqs *irqs); /* number of indexes */
 
-/* Whether `fd` is an eventfd: 0 yes, -EACCES no, -EBADF not open. */
-int brk_irq_check_eventfd(int fd);
-
 #endif

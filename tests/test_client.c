@@ -536,10 +536,12 @@ static void test_client_worker_standalone_edu_session(void **state)
 	assert_int_equal(vfb_dev_region_write(sw.dev, 0, 0x80, pattern, sizeof(pattern)), 0);
 	assert_int_equal(vfb_dev_region_read(sw.dev, 0, 0x80, back, sizeof(back)), 0);
 	assert_memory_equal(back, pattern, sizeof(pattern));
-	/* DMA and interrupt fds are validated and accounted as the broker would. */
-	memfd = memfd_create("edu-ram", MFD_CLOEXEC);
+	/* DMA and interrupt fds go through the broker's checks (a memfd sealed against
+	 * shrinking) and are accounted. */
+	memfd = memfd_create("edu-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	efd = eventfd(0, EFD_CLOEXEC);
 	assert_int_equal(ftruncate(memfd, 1 << 20), 0);
+	assert_int_equal(fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
 	assert_int_equal(
 	    vfb_dev_dma_map(sw.dev, memfd, 0, 0x200000, 0x10000, VFB_DMA_READ | VFB_DMA_WRITE), 0);
 	assert_int_equal(vfb_dev_dma_unmap(sw.dev, 0x200000, 0x10000), 0);

@@ -16,6 +16,7 @@
 #include <cmocka.h>
 
 #include "fake_vfio.h"
+#include "fdkind.h"
 #include "irq.h"
 #include "irq_pb.h"
 
@@ -392,11 +393,11 @@ static void test_irq_check_eventfd_classifies_fds(void **state)
 	int e = eventfd(0, EFD_CLOEXEC), p[2];
 
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	assert_int_equal(brk_irq_check_eventfd(e), 0);
-	assert_int_equal(brk_irq_check_eventfd(p[0]), -EACCES);
-	assert_int_equal(brk_irq_check_eventfd(-1), -EBADF);
+	assert_int_equal(vb_eventfd_check(e), 0);
+	assert_int_equal(vb_eventfd_check(p[0]), -EACCES);
+	assert_int_equal(vb_eventfd_check(-1), -EBADF);
 	close(e);
-	assert_int_equal(brk_irq_check_eventfd(e), -EBADF);
+	assert_int_equal(vb_eventfd_check(e), -EBADF);
 	close(p[0]);
 	close(p[1]);
 }

@@ -512,13 +512,21 @@ static void dma_unmap_msg(uint8_t *p, uint32_t flags, uint64_t iova, uint64_t si
 	vb_le64_put(p + 16, size);
 }
 
+/* Guest RAM as a VMM must give it: a memfd sealed against shrinking, 4 MiB. */
+static int sealed_ram(void)
+{
+	int fd = memfd_create("ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, 4 << 20), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	return fd;
+}
+
 static void test_vfio_user_protocol_dma_map_unmap(void **state)
 {
 	struct fx *f = *state;
 	int base = worker_fds(f);
-	int mfd = memfd_create("ram", MFD_CLOEXEC);
-	assert_true(mfd >= 0);
-	assert_int_equal(ftruncate(mfd, 4 << 20), 0);
+	int mfd = sealed_ram();
 	uint8_t p[32], u[24];
 	struct vfu_reply r;
 	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
@@ -594,8 +602,7 @@ static void test_vfio_user_protocol_dma_map_quota_enospc(void **state)
 	assert_int_equal(cap_of(o, "max_dma_maps"), 2);
 	json_object_put(o);
 	vfu_reply_free(&r);
-	int mfd = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(mfd, 4 << 20), 0);
+	int mfd = sealed_ram();
 	uint8_t p[32];
 	for (int i = 0; i < 2; i++) {
 		dma_map_msg(p, 3, 0, 0x100000 * (uint64_t)(i + 1), 0x1000);
@@ -920,8 +927,7 @@ static void test_vfio_user_protocol_too_many_fds_closed(void **state)
 {
 	struct fx *f = *state;
 	int base = worker_fds(f);
-	int mfd = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	int mfd = sealed_ram();
 	int fds[2] = {mfd, mfd};
 	uint8_t p[32];
 	/* DMA_MAP takes one fd. */

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -294,6 +295,24 @@ static void test_worker_standalone_second_vmm_refused_then_reconnect(void **stat
 	ipc_chan_free(b);
 }
 
+/* A memfd of `size` bytes sealed against shrinking, plus `seals`. */
+static int sealed_memfd(off_t size, int seals)
+{
+	int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, size), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | seals), 0);
+	return fd;
+}
+
+static int dma_map(struct ipc_chan *c, const Vb__DmaMap *dm, int fd, struct ipc_error *err)
+{
+	struct ipc_msg *m = NULL;
+	int r = ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &fd, 1, 5000, &m, err);
+	ipc_msg_free(m);
+	return r;
+}
+
 static void test_worker_standalone_dma_validated_locally(void **state)
 {
 	struct fx *f = *state;
@@ -301,28 +320,22 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	hello(c);
-	int mfd = memfd_create("guest-ram", MFD_CLOEXEC);
-	assert_true(mfd >= 0);
-	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	int mfd = sealed_memfd(1 << 20, 0);
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	dm.iova = 0x100000;
 	dm.size = 1 << 20;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &mfd, 1, 5000, &m, &err), 0);
-	ipc_msg_free(m);
-	/* Overlap, then past the memfd's end, then a plain file instead of a memfd. */
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &mfd, 1, 5000, &m, &err), -EEXIST);
+	assert_int_equal(dma_map(c, &dm, mfd, &err), 0);
+	/* Overlap, then past the memfd's end, then a plain file instead of a memfd: the broker's
+	 * codes. */
+	assert_int_equal(dma_map(c, &dm, mfd, &err), -EEXIST);
 	dm.iova = 0x400000;
 	dm.offset = 0x1000;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &mfd, 1, 5000, &m, &err), -EINVAL);
+	assert_int_equal(dma_map(c, &dm, mfd, &err), -ERANGE);
 	int tfd = open(VB_FIXTURES "/edu.img", O_RDONLY | O_CLOEXEC);
 	dm.offset = 0;
 	dm.size = 0x1000;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &tfd, 1, 5000, &m, &err), -EBADF);
+	assert_int_equal(dma_map(c, &dm, tfd, &err), -EACCES);
 	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x100000;
 	du.size = 1 << 20;
@@ -455,6 +468,80 @@ static void test_worker_standalone_quick_reconnects_admitted(void **state)
 	}
 }
 
+/* What the broker refuses, standalone refuses too, with the same code (issue 14, finding 6). */
+static void test_worker_standalone_dma_memfd_checked_as_broker(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = connect_vmm(f);
+	struct ipc_error err = {0};
+	hello(c);
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	dm.iova = 0x100000;
+	dm.size = 0x1000;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
+	/* Not sealed against shrinking: pinned pages could be truncated away. */
+	int unsealed = memfd_create("guest-ram", MFD_CLOEXEC);
+	assert_true(unsealed >= 0);
+	assert_int_equal(ftruncate(unsealed, 0x1000), 0);
+	assert_int_equal(dma_map(c, &dm, unsealed, &err), -EPERM);
+	assert_non_null(strstr(err.message, "F_SEAL_SHRINK"));
+	/* Read-only for read-write DMA; the same fd serves read-only DMA. */
+	int mfd = sealed_memfd(0x1000, 0);
+	char path[64];
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
+	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	assert_int_equal(dma_map(c, &dm, ro, &err), -EACCES);
+	assert_non_null(strstr(err.message, "read-only"));
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(dma_map(c, &dm, ro, &err), 0);
+	/* Sealed against writing, for read-write DMA. */
+	int wsealed = sealed_memfd(0x1000, F_SEAL_WRITE);
+	dm.iova = 0x200000;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
+	assert_int_equal(dma_map(c, &dm, wsealed, &err), -EACCES);
+	assert_non_null(strstr(err.message, "sealed against writing"));
+	/* A tmpfs file opened by path is not a memfd, whatever its file system. */
+	char tpath[] = "/dev/shm/vb-test-XXXXXX";
+	int tfd = mkstemp(tpath);
+	assert_true(tfd >= 0);
+	unlink(tpath);
+	assert_int_equal(ftruncate(tfd, 0x1000), 0);
+	assert_int_equal(dma_map(c, &dm, tfd, &err), -EACCES);
+	close(tfd);
+	close(wsealed);
+	close(ro);
+	close(mfd);
+	close(unsealed);
+	ipc_chan_free(c);
+}
+
+static void test_worker_standalone_irqfd_must_be_eventfd(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = connect_vmm(f);
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	hello(c);
+	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
+	sf.index = VFIO_PCI_INTX_IRQ_INDEX;
+	sf.count = 1;
+	int p[2];
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &p[0], 1, 5000, &m, &err),
+	    -EACCES);
+	int efd = eventfd(0, EFD_CLOEXEC);
+	assert_true(efd >= 0);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &efd, 1, 5000, &m, &err), 0);
+	ipc_msg_free(m);
+	close(efd);
+	close(p[0]);
+	close(p[1]);
+	ipc_chan_free(c);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -464,6 +551,8 @@ int main(void)
 	    T(test_worker_standalone_malformed_requests_get_errors),
 	    T(test_worker_standalone_second_vmm_refused_then_reconnect),
 	    T(test_worker_standalone_dma_validated_locally),
+	    T(test_worker_standalone_dma_memfd_checked_as_broker),
+	    T(test_worker_standalone_irqfd_must_be_eventfd),
 	    T(test_worker_standalone_vmm_not_reading_others_served_then_dropped),
 	    T(test_worker_standalone_quick_reconnects_admitted),
 	};

@@ -1,7 +1,9 @@
 /*
  * standalone: the backend of `vfio-worker --device-image`. There is no broker and no IOMMU:
- * DMA requests are validated as the broker would (memfd only, bounds, overlap, quotas) and
- * recorded; SET_IRQS requests are checked against the image's IRQ table and counted; a reset
+ * DMA requests are validated as the broker would (the same memfd checks, shared in
+ * base/fdkind.c: sealed memfd, bounds, prot against the fd's mode and seals; overlap, quotas) and
+ * recorded; SET_IRQS requests are checked against the image's IRQ table, their fds must be
+ * eventfds (as the broker requires), and they are counted; a reset
  * puts the image's config space back into the memfd. A VMM developed against it sees the
  * answers, and the errors, it would get from a real device.
  *
@@ -17,6 +19,8 @@
 
 #include <linux/pci_regs.h>
 
+#include "device.pb-c.h"
+#include "fdkind.h"
 #include "ipc.h"
 #include "standalone.h"
 
@@ -27,7 +31,6 @@ struct map {
 struct wkr_local {
 	const struct wkr_image *img;
 	int memfd;
-	dev_t shm_dev; /* the device of every memfd: what tells a memfd from another file */
 	uint32_t max_maps;
 	uint64_t max_bytes;
 	struct map *maps;
@@ -39,15 +42,11 @@ struct wkr_local {
 int wkr_local_new(const struct wkr_image *img, int memfd, uint32_t max_maps, uint64_t max_bytes,
 		  struct wkr_local **ret)
 {
-	struct stat st;
-	if (fstat(memfd, &st) < 0)
-		return -errno;
 	struct wkr_local *l = calloc(1, sizeof(*l));
 	if (!l)
 		return -ENOMEM;
 	l->img = img;
 	l->memfd = memfd;
-	l->shm_dev = st.st_dev;
 	l->max_maps = max_maps;
 	l->max_bytes = max_bytes;
 	*ret = l;
@@ -66,15 +65,13 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 		     int memfd, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
-	struct stat st;
-	if (fstat(memfd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_dev != l->shm_dev) {
-		return vb_errf(err, -EBADF, "DMA memory must be a memfd");
-	}
-	if (offset > (uint64_t)st.st_size || size > (uint64_t)st.st_size - offset) {
-		return vb_errf(
-		    err, -EINVAL, "offset %#llx size %#llx runs past the memfd's %lld bytes",
-		    (unsigned long long)offset, (unsigned long long)size, (long long)st.st_size);
-	}
+	/* The broker's own check (base/fdkind.c): a sealed memfd, long enough, open and not
+	 * sealed for what `prot` asks. */
+	int r = vb_memfd_check(memfd, offset, size,
+			       prot & VB__DEV__DMA_PROT__DMA_PROT_WRITE ? VB_MEMFD_WRITE : 0, NULL,
+			       err);
+	if (r < 0)
+		return r;
 	if (l->nmaps >= l->max_maps || size > l->max_bytes - l->bytes) {
 		return vb_errf(err, -ENOSPC, "DMA quota: at most %u mappings and %llu bytes",
 			       l->max_maps, (unsigned long long)l->max_bytes);
@@ -92,7 +89,6 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 	l->maps = nm;
 	l->maps[l->nmaps++] = (struct map){iova, size};
 	l->bytes += size;
-	(void)prot;
 	return 0;
 }
 
@@ -149,9 +145,15 @@ static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 		return -EINVAL;
 	if (!s->enable && !l->irq_on[s->index])
 		return -EINVAL; /* re-routing vectors of an index that is off */
-	for (uint32_t i = 0; s->fds && i < s->count; i++)
-		if (s->fds[i] < -1)
-			return -EBADF;
+	/* -1 leaves a vector without a trigger; anything else must be an eventfd, as the broker
+	 * requires before VFIO_DEVICE_SET_IRQS. */
+	for (uint32_t i = 0; s->fds && i < s->count; i++) {
+		if (s->fds[i] == -1)
+			continue;
+		int r = vb_eventfd_check(s->fds[i]);
+		if (r < 0)
+			return r;
+	}
 	l->irq_on[s->index] = true;
 	return 0;
 }
