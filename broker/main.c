@@ -22,6 +22,7 @@
 #include "daemon.h"
 #include "ipc.h"
 #include "log.h"
+#include "sandbox.h"
 #include "seccomp.h"
 
 #define DEFAULT_CONFIG "/etc/vfio-broker/vfio-brokerd.conf"
@@ -340,6 +341,16 @@ static void report_caps(const struct brk_caps_outcome *caps)
 		 names);
 }
 
+/* Finds out, by trying, whether workers can be sandboxed here at all (a chroot or most
+ * containers refuse the user namespace): one line now rather than a clone3 error per device. */
+static void report_sandbox(void)
+{
+	char why[256];
+
+	if (sbx_userns_probe(why, sizeof(why)) < 0)
+		brk_warn("cannot sandbox workers, so every AddDevice will fail: %s", why);
+}
+
 static int run(const struct opts *o, const struct brk_config *cfg)
 {
 	struct brk_daemon *dmn = NULL;
@@ -365,6 +376,7 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 		return brk_log_errno(LOG_ERR, r, "cannot drop capabilities");
 	}
 	report_caps(&caps);
+	report_sandbox();
 	r = uv_loop_init(&loop);
 	if (r == 0)
 		r = brk_daemon_new(&loop, cfg, fd, NULL, &dmn);

@@ -14,6 +14,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +44,10 @@
 #define SBX_ROOT_OPTIONS     "size=4096,nr_inodes=2,mode=0555"
 #define SBX_ROOT_FLAGS	     (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
 #define SBX_SPAWN_TIMEOUT_MS 5000
+/* The namespaces of every worker (and of the probe, which must find out whether they work). */
+#define SBX_NS_FLAGS                                                                               \
+	(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | \
+	 CLONE_NEWCGROUP)
 
 const struct sbx_rlimit sbx_worker_rlimits_default[] = {
     {RLIMIT_NOFILE, 64}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
@@ -363,8 +368,7 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 	c->err_fd = errp[1];
 	c->sync_fd = syncp[0];
 	memset(&args, 0, sizeof(args));
-	args.flags = CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
-		     CLONE_NEWUTS | CLONE_NEWCGROUP | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+	args.flags = SBX_NS_FLAGS | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
 	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	args.exit_signal = SIGCHLD;
 	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
@@ -438,4 +442,110 @@ int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *re
 out_exe:
 	close(c.exe_fd);
 	return r;
+}
+
+/* The probe child's exit codes beyond a plain errno (which stays below 200). */
+#define SBX_PROBE_PRIVATE 200
+
+/* Whether "/" is another directory than pid 1's root: the kernel refuses new user namespaces
+ * to a chrooted process (CLONE_NEWUSER: EPERM). */
+static bool sbx__chrooted(void)
+{
+	struct stat self, init;
+
+	if (stat("/", &self) < 0 || stat("/proc/1/root/", &init) < 0)
+		return false;
+	return self.st_dev != init.st_dev || self.st_ino != init.st_ino;
+}
+
+static int sbx__read_int(const char *path)
+{
+	char buf[16] = "";
+	int fd = open(path, O_RDONLY | O_CLOEXEC), v = -1;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n > 0 && sscanf(buf, "%d", &v) != 1)
+		v = -1;
+	return v;
+}
+
+static void sbx__clone_why(int err, char *why, size_t len)
+{
+	if (err == EPERM && sbx__chrooted())
+		snprintf(why, len,
+			 "this process runs in a chroot, and the kernel refuses new user "
+			 "namespaces inside one (clone3: %s)",
+			 strerror(err));
+	else if (err == EPERM && sbx__read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0)
+		snprintf(why, len,
+			 "kernel.unprivileged_userns_clone is 0 (clone3 CLONE_NEWUSER: %s)",
+			 strerror(err));
+	else if (err == ENOSPC)
+		snprintf(why, len,
+			 "a namespace limit is reached or 0 (user.max_user_namespaces is %d; "
+			 "clone3: %s)",
+			 sbx__read_int("/proc/sys/user/max_user_namespaces"), strerror(err));
+	else if (err == ENOSYS)
+		snprintf(why, len, "clone3 is not available (kernel before 5.3, or filtered)");
+	else if (err == EINVAL)
+		snprintf(why, len,
+			 "a namespace type the workers need is not in this kernel "
+			 "(clone3: Invalid argument)");
+	else
+		snprintf(why, len,
+			 "new user namespaces are refused (clone3 CLONE_NEWUSER: %s): a chroot "
+			 "(one that /proc cannot tell), a container runtime's seccomp filter or an "
+			 "LSM",
+			 strerror(err));
+}
+
+int sbx_userns_probe(char *why, size_t len)
+{
+	struct clone_args args;
+	pid_t pid, w;
+	int st;
+
+	memset(&args, 0, sizeof(args));
+	args.flags = SBX_NS_FLAGS;
+	args.exit_signal = SIGCHLD;
+	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));
+	if (pid == 0) {
+		/* Raw calls only, as in a worker's child (the caller may have threads). */
+		if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+			_exit(SBX_PROBE_PRIVATE);
+		if (mount("vfio-worker-probe", SBX_ROOT_MOUNTPOINT, "tmpfs", SBX_ROOT_FLAGS,
+			  SBX_ROOT_OPTIONS) < 0)
+			_exit(errno > 0 && errno < SBX_PROBE_PRIVATE ? errno : EIO);
+		_exit(0);
+	}
+	if (pid < 0) {
+		int err = errno;
+
+		sbx__clone_why(err, why, len);
+		return -err;
+	}
+	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
+		;
+	if (w < 0) {
+		snprintf(why, len, "waiting for the probe child: %s", strerror(errno));
+		return -ECHILD;
+	}
+	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+		return 0;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SBX_PROBE_PRIVATE) {
+		snprintf(why, len, "in a new mount namespace, making / private fails");
+		return -EPERM;
+	}
+	if (WIFEXITED(st)) {
+		snprintf(why, len, "in a new user namespace, mounting a tmpfs fails: %s",
+			 strerror(WEXITSTATUS(st)));
+		return -WEXITSTATUS(st);
+	}
+	snprintf(why, len, "the probe child died of signal %d (a seccomp filter?)",
+		 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return -EPERM;
 }

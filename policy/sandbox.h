@@ -68,4 +68,13 @@ extern const size_t sbx_worker_rlimits_default_count;
  */
 int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd);
 
+/*
+ * Whether this process can sandbox workers at all, found by trying: a child made with the
+ * worker's clone3 namespace flags mounts a tmpfs in its own mount namespace and exits. 0 when it
+ * could; otherwise a negative errno and, in `why`, one line saying why (the process runs in a
+ * chroot, kernel.unprivileged_userns_clone or user.max_user_namespaces is 0, a container's
+ * seccomp filter refuses clone3, ...). Blocks for the child's lifetime (milliseconds).
+ */
+int sbx_userns_probe(char *why, size_t len);
+
 #endif

@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test of the project and prints one TAP stream: `ok N - name` / `not ok N - name`,
-# then the plain line `N passed, N failed`. Exits non-zero when anything failed.
+# `ok N - name # SKIP reason` for a test that could not run here (the reason is what the test
+# printed last, e.g. why this machine cannot create user namespaces), then the plain line
+# `N passed, N failed, N skipped`. Exits non-zero when anything failed, and in CI (CI=true, as
+# .ci/run sets) also when anything was skipped: CI must run everything.
 #
 #   tests/run-tests.sh BUILD_DIR ASAN_BUILD_DIR
 #
@@ -18,7 +21,9 @@ unit_timeout=${VB_UNIT_TIMEOUT:-300}
 n=0
 passed=0
 failed=0
+skipped=0
 failed_names=()
+skipped_names=()
 
 emit() { # emit ok|notok NAME
 	n=$((n + 1))
@@ -32,23 +37,38 @@ emit() { # emit ok|notok NAME
 	fi
 }
 
+skip() { # skip NAME REASON
+	n=$((n + 1))
+	skipped=$((skipped + 1))
+	skipped_names+=("$1: $2")
+	echo "ok $n - $1 # SKIP $2"
+}
+
 # run_tap SUFFIX LABEL CMD...: runs CMD, re-numbers its TAP lines into ours. A command that
 # exits non-zero without reporting a failure (a crash, a sanitizer abort, a timeout) is a failure
 # of its own, named LABEL; its output is shown so the reason is on the log.
 run_tap() {
-	local suffix=$1 label=$2 line name out rc saw_fail=0 saw_any=0
+	local suffix=$1 label=$2 line name out rc saw_fail=0 saw_any=0 note=
 	shift 2
 	out=$(mktemp)
 	"$@" >"$out" 2>&1
 	rc=$?
 	while IFS= read -r line; do
 		case "$line" in
+		"ok "*"# SKIP "* | "not ok "*"# SKIP "*)
+			# cmocka writes `not ok N # SKIP name` after what the test printed.
+			name=${line##*# SKIP }
+			skip "$name$suffix" "${note:-no reason printed}"
+			saw_any=1
+			note=
+			;;
 		"ok "*)
 			name=${line#ok }
 			name=${name#* }
 			name=${name#- }
 			emit ok "$name$suffix"
 			saw_any=1
+			note=
 			;;
 		"not ok "*)
 			name=${line#not ok }
@@ -57,8 +77,11 @@ run_tap() {
 			emit notok "$name$suffix"
 			saw_any=1
 			saw_fail=1
+			note=
 			;;
 		"#"*) [ "$saw_fail" = 1 ] && echo "$line" ;;
+		"1.."*) ;;
+		*) [ -n "$line" ] && note=$line ;;
 		esac
 	done <"$out"
 	if [ "$rc" != 0 ] && [ "$saw_fail" = 0 ]; then
@@ -108,9 +131,17 @@ else
 	echo "# guest tests skipped (VB_SKIP_GUEST set)"
 fi
 
+if [ "$skipped" != 0 ]; then
+	echo "# skipped:"
+	printf '#   %s\n' "${skipped_names[@]}"
+fi
 if [ "$failed" != 0 ]; then
 	echo "# failed:"
 	printf '#   %s\n' "${failed_names[@]}"
 fi
-echo "$passed passed, $failed failed"
+echo "$passed passed, $failed failed, $skipped skipped"
+if [ "${CI:-}" = true ] && [ "$skipped" != 0 ]; then
+	echo "# CI=true: $skipped test(s) skipped; in CI every test must run"
+	exit 1
+fi
 [ "$failed" = 0 ] && [ "$passed" -gt 0 ]

@@ -41,6 +41,7 @@
 #include "base.h"
 #include "policy_table.h"
 #include "sandbox.h"
+#include "userns_test.h"
 #include "seccomp.h"
 #include "seccomp_probe.h"
 
@@ -241,6 +242,7 @@ static int probe_spawn(void *arg)
  * and own seccomp load run under the broker's filter, which they inherit. */
 void test_seccomp_broker_spawn_worker_works(void **state)
 {
+	need_userns();
 	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_spawn, NULL));
 }
 

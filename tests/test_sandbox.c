@@ -7,6 +7,8 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sys/mount.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -25,6 +27,7 @@
 
 #include "base.h"
 #include "sandbox.h"
+#include "userns_test.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -186,6 +189,7 @@ static void finish_ok(struct helper *h)
 
 static void test_sandbox_spawn_uid_gid_unprivileged(void **state)
 {
+	need_userns();
 	char rep[4096], st[4096], v[128], want[128];
 	struct helper h;
 
@@ -205,6 +209,7 @@ static void test_sandbox_spawn_uid_gid_unprivileged(void **state)
 
 static void test_sandbox_spawn_caps_none(void **state)
 {
+	need_userns();
 	static const char *const sets[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"};
 	char rep[4096], st[4096], v[128];
 	struct helper h;
@@ -223,6 +228,7 @@ static void test_sandbox_spawn_caps_none(void **state)
 
 static void test_sandbox_spawn_no_new_privs(void **state)
 {
+	need_userns();
 	char rep[4096], st[4096], v[128];
 	struct helper h;
 
@@ -235,6 +241,7 @@ static void test_sandbox_spawn_no_new_privs(void **state)
 
 static void test_sandbox_spawn_namespaces_differ(void **state)
 {
+	need_userns();
 	static const char *const ns[] = {"user", "pid", "net", "mnt", "ipc", "uts", "cgroup"};
 	char rep[4096], path[64];
 	struct stat mine, its;
@@ -254,6 +261,7 @@ static void test_sandbox_spawn_namespaces_differ(void **state)
 
 static void test_sandbox_spawn_pid_one(void **state)
 {
+	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
 
@@ -265,6 +273,7 @@ static void test_sandbox_spawn_pid_one(void **state)
 
 static void test_sandbox_spawn_root_empty(void **state)
 {
+	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
 
@@ -277,6 +286,7 @@ static void test_sandbox_spawn_root_empty(void **state)
 
 static void test_sandbox_spawn_rlimits_applied(void **state)
 {
+	need_userns();
 	static const struct sbx_rlimit rl[] = {
 	    {RLIMIT_NOFILE, 17}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
 	    {RLIMIT_MEMLOCK, 0}, {RLIMIT_CORE, 0},  {RLIMIT_AS, 256ull << 20},
@@ -297,6 +307,7 @@ static void test_sandbox_spawn_rlimits_applied(void **state)
 
 static void test_sandbox_spawn_default_rlimits_applied(void **state)
 {
+	need_userns();
 	char rep[4096], v[128], want[64];
 	struct helper h;
 	size_t i;
@@ -316,6 +327,7 @@ static void test_sandbox_spawn_default_rlimits_applied(void **state)
 
 static void test_sandbox_spawn_fds_only_passed(void **state)
 {
+	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
 	int memfd = memfd_create("fd-four", MFD_CLOEXEC);
@@ -336,6 +348,7 @@ static void test_sandbox_spawn_fds_only_passed(void **state)
 
 static void test_sandbox_spawn_env_only_given(void **state)
 {
+	need_userns();
 	char *envp[] = {"VB_TEST=1", NULL};
 	struct helper_opts o = {.mode = "report", .stderr_fd = -1, .envp = envp};
 	char rep[4096], v[128];
@@ -353,6 +366,7 @@ static void test_sandbox_spawn_env_only_given(void **state)
 
 static void test_sandbox_spawn_stderr_placed(void **state)
 {
+	need_userns();
 	struct helper_opts o = {.mode = "stderr"};
 	struct helper h;
 	char buf[128];
@@ -373,6 +387,7 @@ static void test_sandbox_spawn_stderr_placed(void **state)
 
 static void test_sandbox_spawn_worker_policy_kills(void **state)
 {
+	need_userns();
 	struct helper_opts o = {.mode = "worker-policy", .stderr_fd = -1};
 	char msg[64], st[4096], v[64];
 	struct helper h;
@@ -393,6 +408,7 @@ static void test_sandbox_spawn_worker_policy_kills(void **state)
 
 static void test_sandbox_spawn_pidfd_supervises(void **state)
 {
+	need_userns();
 	char rep[4096];
 	struct helper h;
 	struct pollfd p;
@@ -440,6 +456,7 @@ static void test_sandbox_spawn_bad_exe_no_child(void **state)
 
 static void test_sandbox_spawn_dynamic_exe_fails_at_execveat(void **state)
 {
+	need_userns();
 	/* A dynamic executable needs its loader, which the empty root does not have. */
 	char *argv[] = {"true", NULL};
 	struct sbx_worker_spec s = {
@@ -482,6 +499,7 @@ static void test_sandbox_spawn_bad_spec_rejected(void **state)
 
 static void test_sandbox_spawn_failed_step_reported(void **state)
 {
+	need_userns();
 	/* Above fs.nr_open: setrlimit fails inside the child, after the namespaces exist. */
 	static const struct sbx_rlimit rl[] = {{RLIMIT_NOFILE, 1ull << 40}};
 	char *argv[] = {"sbx_helper", "report", NULL};
@@ -514,6 +532,7 @@ static void *spawn_thread_main(void *arg)
  * worker outlives its broker with a device fd. */
 static void test_sandbox_spawn_dies_with_spawning_thread(void **state)
 {
+	need_userns();
 	struct spawn_thread t = {.r = -1};
 	char rep[4096];
 	pthread_t th;
@@ -532,6 +551,53 @@ static void test_sandbox_spawn_dies_with_spawning_thread(void **state)
 	si = finish(&t.h);
 	assert_int_equal(si.si_code, CLD_KILLED);
 	assert_int_equal(si.si_status, SIGKILL);
+}
+
+/* Issue 14, finding 7: in a chroot the kernel refuses new user namespaces; the probe must find
+ * that out by trying, and say so. The chroot is an empty directory with /proc mounted in it, as
+ * in a Debian root made with debootstrap, entered in a mount namespace of its own (needs root). */
+static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
+{
+	char dir[] = "/tmp/vb-sbx-chroot-XXXXXX";
+	int p[2], st;
+	char why[256] = "";
+	ssize_t n;
+
+	if (geteuid() != 0) {
+		print_message("needs root to make a chroot (unshare, mount, chroot)\n");
+		skip();
+	}
+	assert_non_null(mkdtemp(dir));
+	char proc[64];
+	snprintf(proc, sizeof(proc), "%s/proc", dir);
+	assert_int_equal(mkdir(proc, 0555), 0);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pid_t pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char out[300];
+		int r = -1;
+
+		if (unshare(CLONE_NEWNS) == 0 &&
+		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
+		    mount("/proc", proc, NULL, MS_BIND | MS_REC, NULL) == 0 && chroot(dir) == 0 &&
+		    chdir("/") == 0)
+			r = sbx_userns_probe(why, sizeof(why));
+		else
+			snprintf(why, sizeof(why), "setting up the chroot: %s", strerror(errno));
+		n = snprintf(out, sizeof(out), "%d %s", r, why);
+		_exit(write(p[1], out, (size_t)n) == n ? 0 : 1);
+	}
+	close(p[1]);
+	char got[300] = "";
+	n = read(p[0], got, sizeof(got) - 1);
+	close(p[0]);
+	assert_int_equal(waitpid(pid, &st, 0), pid);
+	rmdir(proc);
+	rmdir(dir);
+	assert_true(n > 0);
+	if (!strstr(got, "chroot") || strncmp(got, "-1 ", 3) != 0)
+		fail_msg("probe in a chroot answered '%s'", got);
 }
 
 int main(void)
@@ -555,6 +621,7 @@ int main(void)
 	    cmocka_unit_test(test_sandbox_spawn_bad_spec_rejected),
 	    cmocka_unit_test(test_sandbox_spawn_failed_step_reported),
 	    cmocka_unit_test(test_sandbox_spawn_dies_with_spawning_thread),
+	    cmocka_unit_test(test_sandbox_userns_probe_in_chroot_says_why),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,24 @@
+/*
+ * need_userns(): the first call of every test that spawns sandboxed workers (in the test body:
+ * cmocka reports a skip() in a setup function as an error). Where this process cannot
+ * create the workers' namespaces (a chroot, most containers, a kernel that forbids unprivileged
+ * user namespaces), the test is skipped with the probe's reason printed: tests/run-tests.sh shows
+ * it on the skip line, and a CI run (CI=true) fails when anything was skipped. Include
+ * <cmocka.h> first.
+ */
+#ifndef VB_TESTS_USERNS_TEST_H
+#define VB_TESTS_USERNS_TEST_H
+
+#include "sandbox.h"
+
+static inline void need_userns(void)
+{
+	char why[256];
+
+	if (sbx_userns_probe(why, sizeof(why)) < 0) {
+		print_message("cannot sandbox workers: %s\n", why);
+		skip();
+	}
+}
+
+#endif
