@@ -470,7 +470,9 @@ static void standalone_start(struct standalone *w, const char *image)
 		_exit(127);
 	}
 	running = true;
-	for (int i = 0; i < 200 && r < 0; i++) {
+	/* Until the worker listens; the bound (a minute, for a busy machine) only turns a worker
+	 * that never comes up into a failure instead of a hang. */
+	for (int i = 0; i < 2400 && r < 0; i++) {
 		r = vfb_dev_connect(w->sock, "test_client", 0, &w->dev);
 		if (r < 0)
 			usleep(25000);

@@ -296,7 +296,9 @@ static void test_ipc_call_timeout_late_answer_dropped(void **state)
 	t0 = mono_ms();
 	assert_int_equal(ipc_chan_call(a, T_FDS, NULL, NULL, 0, 150, &m, NULL), -ETIMEDOUT);
 	dt = mono_ms() - t0;
-	assert_true(dt >= 150 && dt < 5000);
+	/* It waited the whole timeout; the upper bound only catches a wait without end (a busy
+	 * machine may add seconds). */
+	assert_true(dt >= 150 && dt < 60000);
 	assert_null(m);
 
 	/* The server answers late, with fds; the client drops the answer and its fds. */
@@ -486,7 +488,7 @@ static void test_ipc_send_full_socket_etimedout(void **state)
 	dt = mono_ms() - t0;
 	assert_int_equal(r, -ETIMEDOUT);
 	assert_true(i > 0);
-	assert_true(dt >= 100 && dt < 5000);
+	assert_true(dt >= 100 && dt < 60000);
 	ipc_chan_free(a);
 	ipc_chan_free(b);
 	assert_int_equal(count_fds(), before);

@@ -38,6 +38,10 @@
 #define VB_WORKER_SECCOMP_OVERRIDE VB_WORKER_SECCOMP
 #endif
 
+/* How long a test waits for the worker's answer before it calls it lost: long, because a busy
+ * machine can starve the worker for seconds; an answer that never comes still fails. */
+#define WAIT_MS 60000
+
 struct fx {
 	pid_t pid;
 	char dir[64];
@@ -112,7 +116,7 @@ static struct ipc_chan *connect_vmm(struct fx *f)
 static int call(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *body,
 		struct ipc_msg **ret, struct ipc_error *err)
 {
-	return ipc_chan_call(c, type, body, NULL, 0, 5000, ret, err);
+	return ipc_chan_call(c, type, body, NULL, 0, WAIT_MS, ret, err);
 }
 
 static void hello(struct ipc_chan *c)
@@ -249,7 +253,7 @@ static void test_worker_standalone_malformed_requests_get_errors(void **state)
 			    0,	  1,	0,    0xf0, 0xff, 0xff, 0x7f, 30, 0};
 	assert_int_equal(send(ipc_chan_fd(c), junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
 	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
-	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
 	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
 	/* Still serving. */
 	assert_int_equal(cfg_read(c, PCI_VENDOR_ID, 2), 0x1234);
@@ -308,7 +312,7 @@ static int sealed_memfd(off_t size, int seals)
 static int dma_map(struct ipc_chan *c, const Vb__DmaMap *dm, int fd, struct ipc_error *err)
 {
 	struct ipc_msg *m = NULL;
-	int r = ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &fd, 1, 5000, &m, err);
+	int r = ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &fd, 1, WAIT_MS, &m, err);
 	ipc_msg_free(m);
 	return r;
 }
@@ -414,8 +418,8 @@ static void test_worker_standalone_vmm_not_reading_others_served_then_dropped(vo
 	/* Another VMM is answered meanwhile. Before the send queue, the worker waited 1 s for each
 	 * reply the first VMM's socket could not take, and this answer came minutes later. */
 	b = connect_vmm(f);
-	assert_int_equal(ipc_chan_call(b, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 30000, &m, &err),
-			 -EBUSY);
+	assert_int_equal(
+	    ipc_chan_call(b, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, WAIT_MS, &m, &err), -EBUSY);
 	ipc_chan_free(b);
 	/* Nothing was lost: every reply arrives, in order, as the first VMM reads. */
 	for (i = 0; i < n; i++) {
@@ -529,12 +533,12 @@ static void test_worker_standalone_irqfd_must_be_eventfd(void **state)
 	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &p[0], 1, 5000, &m, &err),
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &p[0], 1, WAIT_MS, &m, &err),
 	    -EACCES);
 	int efd = eventfd(0, EFD_CLOEXEC);
 	assert_true(efd >= 0);
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &efd, 1, 5000, &m, &err), 0);
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &efd, 1, WAIT_MS, &m, &err), 0);
 	ipc_msg_free(m);
 	close(efd);
 	close(p[0]);
