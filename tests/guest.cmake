@@ -10,3 +10,7 @@ add_executable(vfio-user-edu ${CMAKE_CURRENT_SOURCE_DIR}/guest/vfio-user-edu.c
 	${CMAKE_CURRENT_SOURCE_DIR}/vfu/vfu_client.c)
 target_include_directories(vfio-user-edu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/vfu)
 target_link_libraries(vfio-user-edu PRIVATE vb_base)
+
+# guest_vmm_stall SOCKET: a VMM that stops reading, then reconnects quickly (issue 14).
+add_executable(guest_vmm_stall ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_vmm_stall.c)
+target_link_libraries(guest_vmm_stall PRIVATE vb_ipc)

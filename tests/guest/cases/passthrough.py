@@ -103,6 +103,25 @@ def vmm_disconnect_reconnect(g):
         assert st["worker_pid"] == rep["worker_pid"] and st["restarts"] == 0, st
 
 
+@guest_test("vmm_not_reading_and_quick_reconnects", timeout=600)
+def vmm_not_reading_and_quick_reconnects(g):
+    """Issue 14, findings 1 and 5, on a brokered e1000e (4 KiB config space): a VMM that stops
+    reading its replies does not stall its worker (another VMM is answered meanwhile, nothing is
+    lost, and past the send-queue budget the worker drops it), and a VMM that
+    reconnects right after closing gets in, 200 times. The broker never sees a hung worker."""
+    nic = g.bdf("e1000e0")
+    with Broker(g) as b:
+        rep = b.add(nic)
+        rc, out = g.run("guest_vmm_stall %s" % rep["socket_path"], timeout=540)
+        for line in out.splitlines():
+            if line.startswith("  "):
+                note(line.strip())
+        assert rc == 0 and "OK vendor 8086" in out, "guest_vmm_stall: exit %d:\n%s" % (rc, out)
+        st = b.status(nic)
+        assert st["worker_pid"] == rep["worker_pid"] and st["restarts"] == 0, st
+        assert st["state"] in ("ready", "connected"), st
+
+
 def start_hold(g, sock, log):
     g.check("vfio-demo-vmm hold %s </dev/null >%s 2>&1 & echo $!" % (sock, log))
     deadline = time.monotonic() + 30
