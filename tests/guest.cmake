@@ -8,7 +8,7 @@ add_executable(guest_vfio_available ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_vfio
 # vfio-user-edu SOCKET: our own vfio-user client driving edu through a brokered worker.
 add_executable(vfio-user-edu ${CMAKE_CURRENT_SOURCE_DIR}/guest/vfio-user-edu.c
 	${CMAKE_CURRENT_SOURCE_DIR}/vfu/vfu_client.c)
-target_include_directories(vfio-user-edu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/vfu)
+target_include_directories(vfio-user-edu PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/vfu ${CMAKE_CURRENT_SOURCE_DIR}/vmm)
 target_link_libraries(vfio-user-edu PRIVATE vb_base)
 
 # guest_vmm_stall SOCKET: a VMM that stops reading, then reconnects quickly (issue 14).

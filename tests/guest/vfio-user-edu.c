@@ -24,18 +24,8 @@
 #include "le.h"
 #include "vfu_client.h"
 
-#define EDU_IDENT      0x00
-#define EDU_LIVENESS   0x04
-#define EDU_IRQ_STATUS 0x24
-#define EDU_IRQ_RAISE  0x60
-#define EDU_IRQ_ACK    0x64
-#define EDU_DMA_SRC    0x80
-#define EDU_DMA_DST    0x88
-#define EDU_DMA_COUNT  0x90
-#define EDU_DMA_CMD    0x98
-#define EDU_DMA_START  0x1u
-#define EDU_DMA_TO_RAM 0x2u
-#define EDU_BUF	       0x40000u
+#include "edu_regs.h"
+
 /* QEMU 7.2's edu aborts on a transfer that ends exactly at its buffer's end: stay below. */
 #define EDU_XFER 2048u
 /* edu drives 28 address bits: guest RAM sits low in the IOVA space. */

@@ -17,23 +17,8 @@
 
 #include "demo_vmm.h"
 
-#define EDU_VENDOR     0x1234
-#define EDU_DEVICE     0x11e8
-#define EDU_BAR	       0
-#define EDU_IDENT      0x00
-#define EDU_LIVENESS   0x04
-#define EDU_IRQ_STATUS 0x24
-#define EDU_IRQ_RAISE  0x60
-#define EDU_IRQ_ACK    0x64
-#define EDU_DMA_SRC    0x80
-#define EDU_DMA_DST    0x88
-#define EDU_DMA_COUNT  0x90
-#define EDU_DMA_CMD    0x98
-#define EDU_DMA_START  0x1u
-#define EDU_DMA_TO_RAM 0x2u
-#define EDU_DMA_IRQ    0x4u
-#define EDU_DMA_DONE   0x100u /* the interrupt status value a finished DMA raises */
-#define EDU_BUF	       0x40000u
+#include "edu_regs.h"
+
 /* QEMU 7.2's edu checks a DMA's end with `<` against the buffer's end and aborts the whole
  * machine (hw_error) on a transfer that fills the buffer exactly: stay below it. */
 #define EDU_XFER 2048u

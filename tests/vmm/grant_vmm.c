@@ -27,9 +27,9 @@
 
 #include <vfiobroker/client.h>
 
-#define EDU_ID	     0x00 /* identification: 0xRRrr00ed */
-#define EDU_LIVENESS 0x04 /* reads back the bitwise inverse of what was written */
-#define MAP_LEN	     4096
+#include "edu_regs.h"
+
+#define MAP_LEN 4096
 
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void say(const char *fmt, ...)
@@ -86,7 +86,7 @@ static int child_read(volatile uint32_t *p, uint32_t *val)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		uint32_t v = p[EDU_ID / 4];
+		uint32_t v = p[EDU_IDENT / 4];
 
 		_exit(write(fds[1], &v, sizeof(v)) == sizeof(v) ? 0 : 2);
 	}
@@ -157,10 +157,10 @@ static int before(struct vfb_dev *dev, volatile uint32_t *p, int gfd, uint64_t *
 	r = vfb_dev_cfg_read(dev, PCI_COMMAND, &cmd, sizeof(cmd));
 	cmd |= PCI_COMMAND_MEMORY;
 	r = r ?: vfb_dev_cfg_write(dev, PCI_COMMAND, &cmd, sizeof(cmd));
-	r = r ?: vfb_dev_region_read(dev, 0, EDU_ID, &trapped, sizeof(trapped));
+	r = r ?: vfb_dev_region_read(dev, 0, EDU_IDENT, &trapped, sizeof(trapped));
 	if (r < 0)
 		return fail("trapped access: %s (%s)", strerror(-r), vfb_dev_last_error(dev));
-	mapped = p[EDU_ID / 4];
+	mapped = p[EDU_IDENT / 4];
 	p[EDU_LIVENESS / 4] = 0x12345678u;
 	live = p[EDU_LIVENESS / 4];
 	if (mapped != trapped || (mapped & 0xff) != 0xed || live != ~0x12345678u)
@@ -183,7 +183,7 @@ static int after(volatile uint32_t *p, int gfd, const struct vfb_region_info *ri
 			    sig > 0 ? strsignal(sig) : "read", v);
 	say("after removal: the mapping is revoked (a read gets SIGBUS)");
 	errno = 0;
-	if (pread(gfd, &v, sizeof(v), (off_t)(ri->offset + EDU_ID)) >= 0 || errno != EIO)
+	if (pread(gfd, &v, sizeof(v), (off_t)(ri->offset + EDU_IDENT)) >= 0 || errno != EIO)
 		return fail("a BAR read through the grant after removal: %s",
 			    errno ? strerror(errno) : "succeeded");
 	say("after removal: a BAR read through the grant gets EIO (decoding is off)");
