@@ -9,6 +9,7 @@ add_library(vb_brokerd_base STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/config.c
 	${CMAKE_CURRENT_SOURCE_DIR}/config_report.c
 	${CMAKE_CURRENT_SOURCE_DIR}/control.c
+	${CMAKE_CURRENT_SOURCE_DIR}/fdstore.c
 	${CMAKE_CURRENT_SOURCE_DIR}/log.c
 	${CMAKE_CURRENT_SOURCE_DIR}/metrics.c
 	${CMAKE_CURRENT_SOURCE_DIR}/registry.c)

@@ -5,6 +5,8 @@ target_compile_definitions(test_config PRIVATE
 	VB_CONFIG_EXAMPLE="${PROJECT_SOURCE_DIR}/broker/vfio-brokerd.conf.example")
 vb_unit_test(registry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_registry.c LIBS vb_brokerd_base)
 vb_unit_test(control SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_control.c LIBS vb_brokerd_base)
+# The fd store against a fake NOTIFY_SOCKET, and the re-exec handover by exec'ing itself.
+vb_unit_test(fdstore SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_fdstore.c LIBS vb_brokerd_base)
 vb_unit_test(log SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_log.c LIBS vb_brokerd_base)
 vb_unit_test(caps SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_caps.c LIBS vb_brokerd)
 # The daemon's flows and device state machine on the host: fake VFIO, fake sysfs, fake workers.
