@@ -26,6 +26,75 @@ static void dmn_dev_release(struct dmn_dev *dd);
 static void dmn_dev_forget(struct dmn_dev *dd);
 static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err);
 
+/* ---- the fd store -------------------------------------------------------------------------- */
+
+/* Keeps `fd` where the next broker finds it (fdstore.h), before the object is used: a crash
+ * right after must not lose it. */
+static int dmn_store_put(struct brk_daemon *dmn, const char *kind, const char *id, int fd,
+			 struct vb_err *err)
+{
+	char name[BRK_FDSTORE_NAME_MAX + 1];
+	int r;
+
+	if (!dmn->store)
+		return 0;
+	r = brk_fdstore_name(name, sizeof(name), kind, id);
+	if (r == 0)
+		r = brk_fdstore_put(dmn->store, name, fd);
+	if (r == -ENOSPC)
+		return vb_errf(err, r,
+			       "the fd store is full (%zu fds): raise the unit's "
+			       "FileDescriptorStoreMax=",
+			       brk_fdstore_count(dmn->store));
+	return r < 0 ? vb_errf(err, r, "cannot keep %s.%s in the fd store: %s", kind, id,
+			       strerror(-r))
+		     : 0;
+}
+
+/* Before the object's fd is closed. */
+static void dmn_store_drop(struct brk_daemon *dmn, const char *kind, const char *id)
+{
+	char name[BRK_FDSTORE_NAME_MAX + 1];
+	int r;
+
+	if (!dmn->store)
+		return;
+	r = brk_fdstore_name(name, sizeof(name), kind, id);
+	if (r == 0)
+		r = brk_fdstore_remove(dmn->store, name);
+	if (r < 0 && r != -ENOENT)
+		brk_log_errno(LOG_WARNING, r, "removing %s from the fd store", name);
+}
+
+static void dmn_group_id(uint32_t nr, char buf[static 12])
+{
+	snprintf(buf, 12, "%u", nr);
+}
+
+/* The worker's channel and pidfd: with them the next broker keeps the worker. */
+static int dmn_store_worker(struct dmn_dev *dd, struct vb_err *err)
+{
+	struct brk_daemon *dmn = dd->dmn;
+	int chan = -1, pidfd = -1, r;
+
+	if (!dmn->store || !dmn->workers->fds)
+		return 0;
+	dmn->workers->fds(dd->worker, &chan, &pidfd);
+	r = dmn_store_put(dmn, "wch", dd->rec->bdf, chan, err);
+	if (r == 0)
+		r = dmn_store_put(dmn, "wpid", dd->rec->bdf, pidfd, err);
+	return r;
+}
+
+static void dmn_worker_free(struct dmn_dev *dd)
+{
+	dmn_store_drop(dd->dmn, "wpid", dd->rec->bdf);
+	dmn_store_drop(dd->dmn, "wch", dd->rec->bdf);
+	dd->dmn->workers->free(dd->worker);
+	dd->worker = NULL;
+	dd->rec->worker_pid = 0;
+}
+
 /* ---- VM resources ------------------------------------------------------------------------- */
 
 static int dmn_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__AddDevice *req,
@@ -42,6 +111,11 @@ static int dmn_vm_get(struct brk_daemon *dmn, struct brk_vm *vm, const Vb__Ctl__
 	r = brk_container_new(dmn->sys, err, &v->container);
 	if (r < 0)
 		return r;
+	r = dmn_store_put(dmn, "ctr", vm->name, brk_container_fd(v->container), err);
+	if (r < 0) {
+		brk_container_unref(v->container);
+		return r;
+	}
 	v->owner_uid = req->owner_uid;
 	v->owner_gid = req->owner_gid;
 	vm->priv = TAKE_PTR(v);
@@ -78,6 +152,7 @@ static void dmn_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 				 gone ? "dropped with the last group" : "unmapped");
 		brk_dma_free(v->dma);
 	}
+	dmn_store_drop(dmn, "ctr", vm->name);
 	brk_container_unref(v->container);
 	brk_spawn_vmm_socket_remove(dmn->cfg->runtime_dir, vm->name, NULL, true);
 	free(v);
@@ -89,6 +164,7 @@ static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, 
 {
 	_cleanup_free_ struct dmn_group *ng = NULL;
 	struct dmn_group *g;
+	char id[12];
 	int r;
 
 	for (g = v->groups; g; g = g->next) {
@@ -104,7 +180,11 @@ static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, 
 	r = brk_group_open(dmn->sys, nr, err, &ng->g);
 	if (r == 0)
 		r = brk_group_attach(ng->g, v->container, err);
+	dmn_group_id(nr, id);
+	if (r == 0)
+		r = dmn_store_put(dmn, "grp", id, brk_group_fd(ng->g), err);
 	if (r < 0) {
+		dmn_store_drop(dmn, "grp", id);
 		brk_group_unref(ng->g);
 		return r;
 	}
@@ -140,9 +220,10 @@ static void dmn_group_describe(struct brk_daemon *dmn, struct dmn_group *g, cons
 	brk_group_set_owner(g->g, owner);
 }
 
-static void dmn_group_put(struct dmn_vm *v, struct dmn_group *g)
+static void dmn_group_put(struct brk_daemon *dmn, struct dmn_vm *v, struct dmn_group *g)
 {
 	struct dmn_group **pp;
+	char id[12];
 
 	if (!g || --g->users > 0)
 		return;
@@ -152,6 +233,8 @@ static void dmn_group_put(struct dmn_vm *v, struct dmn_group *g)
 			break;
 		}
 	}
+	dmn_group_id(g->nr, id);
+	dmn_store_drop(dmn, "grp", id);
 	brk_group_unref(g->g);
 	free(g);
 }
@@ -430,9 +513,7 @@ static void dmn_on_exited(void *ctx, int code, int status)
 	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
-	dd->dmn->workers->free(dd->worker);
-	dd->worker = NULL;
-	d->worker_pid = 0;
+	dmn_worker_free(dd);
 	dmn_reset(dd);
 	switch (d->state) {
 	case BRK_DEV_REMOVING:
@@ -517,7 +598,7 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 	if (r < 0)
 		return r;
 	d->worker_pid = dd->dmn->workers->pid(dd->worker);
-	return 0;
+	return dmn_store_worker(dd, err);
 }
 
 /* Revokes what mmap grants map: with decoding off the kernel zaps every mapping of the BARs, in
@@ -569,11 +650,8 @@ static void dmn_dev_release(struct dmn_dev *dd)
 	struct dmn_vm *v = d->vm->priv;
 	struct brk_grant_info grants = {0};
 
-	if (dd->worker) {
-		dd->dmn->workers->free(dd->worker);
-		dd->worker = NULL;
-		d->worker_pid = 0;
-	}
+	if (dd->worker)
+		dmn_worker_free(dd);
 	if (dd->vmm_fd >= 0) {
 		close(dd->vmm_fd);
 		dd->vmm_fd = -1;
@@ -595,6 +673,7 @@ static void dmn_dev_release(struct dmn_dev *dd)
 		dmn_revoke(dd);
 		grants = *brk_vfio_dev_grants(dd->device);
 		dd->resets_before += brk_vfio_dev_resets(dd->device);
+		dmn_store_drop(dd->dmn, "dev", d->bdf);
 		brk_vfio_dev_free(dd->device);
 		dd->device = NULL;
 		if (v)
@@ -607,7 +686,7 @@ static void dmn_dev_release(struct dmn_dev *dd)
 		dd->grp = NULL;
 		if (users > 1)
 			dmn_group_describe(dd->dmn, g, d->vm->name);
-		dmn_group_put(v, g);
+		dmn_group_put(dd->dmn, v, g);
 		if (users == 1 && grants.issued)
 			dmn_group_released(dd, nr, &grants);
 	}
@@ -748,6 +827,9 @@ static int dmn_add_vfio(struct brk_daemon *dmn, struct dmn_dev *dd, const Vb__Ct
 	if (r < 0)
 		return r;
 	v->live++;
+	r = dmn_store_put(dmn, "dev", d->bdf, brk_vfio_dev_fd(dd->device), err);
+	if (r < 0)
+		return r;
 	/* A clean device for the new owner: whatever the last one left is gone. */
 	dmn_reset(dd);
 	return 0;
@@ -877,6 +959,7 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 	dmn->cfg = cfg;
 	dmn->sys = env && env->sys ? env->sys : &brk_sys_real;
 	dmn->workers = env && env->workers ? env->workers : &brk_worker_ops_real;
+	dmn->store = env ? env->store : NULL;
 	r = brk_registry_new(cfg->max_vms, cfg->max_devices, &dmn->reg);
 	if (r < 0) {
 		free(dmn);
@@ -906,8 +989,7 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	while ((d = brk_registry_first(dmn->reg))) {
 		struct dmn_dev *dd = d->priv;
 		if (dd->worker) {
-			dmn->workers->free(dd->worker);
-			dd->worker = NULL;
+			dmn_worker_free(dd);
 			dmn_reset(dd);
 		}
 		dmn_dev_release(dd);

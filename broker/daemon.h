@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "control.h"
+#include "fdstore.h"
 #include "sys.h"
 #include "worker.h"
 
@@ -23,6 +24,10 @@ struct brk_daemon;
 struct brk_daemon_env {
 	const struct brk_sys *sys;
 	const struct brk_worker_ops *workers;
+	/* Where the fds of every container, group, device and worker are kept so that the next
+	 * broker can adopt them (fdstore.h); NULL: nowhere, a broker that exits takes them along.
+	 */
+	struct brk_fdstore *store;
 };
 
 /* Takes the control socket `listen_fd` on success. `cfg` and `env` must outlive the daemon. */

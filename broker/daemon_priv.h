@@ -60,6 +60,7 @@ struct brk_daemon {
 	const struct brk_worker_ops *workers;
 	struct brk_registry *reg;
 	struct brk_ctl *ctl;
+	struct brk_fdstore *store; /* NULL: nothing outlives the process */
 	uint64_t restarts_total, adds_total, removes_total;
 };
 

@@ -561,6 +561,11 @@ uint32_t brk_group_nr(const struct brk_group *g)
 	return g->nr;
 }
 
+int brk_group_fd(const struct brk_group *g)
+{
+	return g->fd;
+}
+
 struct brk_container *brk_group_container(const struct brk_group *g)
 {
 	return g->container;

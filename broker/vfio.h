@@ -119,6 +119,8 @@ struct brk_group *brk_group_ref(struct brk_group *g);
 /* Drops a reference; the last one detaches the group from its container and closes it. */
 void brk_group_unref(struct brk_group *g);
 uint32_t brk_group_nr(const struct brk_group *g);
+/* The group fd, owned by the group: for the fd store (fdstore.h) only; never hand it out. */
+int brk_group_fd(const struct brk_group *g);
 /* The container the group is attached to, or NULL. No reference is taken. */
 struct brk_container *brk_group_container(const struct brk_group *g);
 

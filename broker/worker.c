@@ -52,6 +52,7 @@ struct brk_worker {
 	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
 	unsigned state;
 	pid_t pid;
+	int pidfd; /* owned by sup */
 	struct ipc_uv *u;
 	struct brk_sup *sup;
 	uv_timer_t removal_timer;
@@ -552,6 +553,7 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 		return r;
 	}
 	scfg.ctx = w;
+	w->pidfd = pidfd;
 	r = brk_sup_start(loop, w->pid, pidfd, &scfg, &w->sup);
 	if (r < 0) {
 		/* Without a supervisor nobody would reap it: end it here. */
@@ -637,6 +639,12 @@ bool brk_worker_vmm_connected(const struct brk_worker *w)
 	return w->vmm_connected && w->state != W_DEAD;
 }
 
+void brk_worker_fds(const struct brk_worker *w, int *ret_channel, int *ret_pidfd)
+{
+	*ret_channel = ipc_chan_fd(ipc_uv_chan(w->u));
+	*ret_pidfd = w->pidfd;
+}
+
 const struct brk_worker_ops brk_worker_ops_real = {
     .start = brk_worker_start,
     .request_removal = brk_worker_request_removal,
@@ -644,6 +652,7 @@ const struct brk_worker_ops brk_worker_ops_real = {
     .free = brk_worker_free,
     .pid = brk_worker_pid,
     .vmm_connected = brk_worker_vmm_connected,
+    .fds = brk_worker_fds,
 };
 
 void brk_worker_metrics(FILE *f)

@@ -80,6 +80,9 @@ void brk_worker_kill(struct brk_worker *w);
 void brk_worker_free(struct brk_worker *w);
 pid_t brk_worker_pid(const struct brk_worker *w);
 bool brk_worker_vmm_connected(const struct brk_worker *w);
+/* The broker's end of the worker's channel and its pidfd, both owned by the worker: what the
+ * daemon keeps in the fd store (fdstore.h) so that the next broker can adopt the worker. */
+void brk_worker_fds(const struct brk_worker *w, int *ret_channel, int *ret_pidfd);
 
 /*
  * The lifecycle operations above as a table: what the daemon is given to start and end workers,
@@ -94,6 +97,7 @@ struct brk_worker_ops {
 	void (*free)(struct brk_worker *w);
 	pid_t (*pid)(const struct brk_worker *w);
 	bool (*vmm_connected)(const struct brk_worker *w);
+	void (*fds)(const struct brk_worker *w, int *ret_channel, int *ret_pidfd);
 };
 
 /* Real sandboxed vfio-worker processes (the functions above). */

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <syslog.h>
@@ -30,6 +31,7 @@
 #include "daemon.h"
 #include "daemon_priv.h"
 #include "fake_vfio.h"
+#include "fdstore.h"
 #include "ipc.h"
 #include "log.h"
 #include "sysfs_tree.h"
@@ -46,6 +48,7 @@ struct brk_worker {
 	struct brk_worker_args a;
 	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
 	pid_t pid;
+	int chan, pidfd; /* what it would give the fd store */
 	bool vmm_connected, removal_requested, killed, freed;
 	uint32_t removal_timeout_ms;
 };
@@ -56,6 +59,7 @@ struct env {
 	struct fake_vfio f;
 	struct brk_config *cfg;
 	struct brk_daemon *dmn;
+	struct brk_fdstore *store;
 	struct ipc_chan *client;
 	struct brk_worker workers[MAX_WORKERS];
 	unsigned nworkers;
@@ -85,6 +89,9 @@ static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct 
 	w->a.bdf = w->bdf;
 	w->a.vm = w->vm;
 	w->pid = 4000 + (pid_t)E.nworkers;
+	w->chan = eventfd(0, EFD_CLOEXEC);
+	w->pidfd = eventfd(0, EFD_CLOEXEC);
+	assert_true(w->chan >= 0 && w->pidfd >= 0);
 	*ret = w;
 	return 0;
 }
@@ -105,8 +112,19 @@ static void fw_kill(struct brk_worker *w)
 
 static void fw_free(struct brk_worker *w)
 {
-	if (w)
-		w->freed = true;
+	if (!w)
+		return;
+	w->freed = true;
+	close(w->chan);
+	close(w->pidfd);
+	w->chan = w->pidfd = -1;
+}
+
+static void fw_fds(const struct brk_worker *w, int *chan, int *pidfd)
+{
+	assert_false(w->freed);
+	*chan = w->chan;
+	*pidfd = w->pidfd;
 }
 
 static pid_t fw_pid(const struct brk_worker *w)
@@ -126,6 +144,7 @@ static const struct brk_worker_ops fake_workers = {
     .free = fw_free,
     .pid = fw_pid,
     .vmm_connected = fw_vmm_connected,
+    .fds = fw_fds,
 };
 
 /* The worker's side of its life, as worker.c would report it. */
@@ -220,7 +239,9 @@ static void env_start(unsigned restart_max)
 	assert_int_equal(uv_loop_init(&E.loop), 0);
 	snprintf(E.ctl_path, sizeof(E.ctl_path), "%s/control.sock", E.dir);
 	assert_int_equal(ipc_listen(E.ctl_path, 0600, 8, &lfd), 0);
-	denv = (struct brk_daemon_env){.sys = &E.f.sys, .workers = &fake_workers};
+	/* The table of a broker that could re-exec; the systemd side is test_fdstore's. */
+	assert_int_equal(brk_fdstore_new(false, 0, &E.store), 0);
+	denv = (struct brk_daemon_env){.sys = &E.f.sys, .workers = &fake_workers, .store = E.store};
 	assert_int_equal(brk_daemon_new(&E.loop, E.cfg, lfd, &denv, &E.dmn), 0);
 	assert_int_equal(ipc_connect(E.ctl_path, &cfd), 0);
 	assert_int_equal(ipc_chan_new(cfd, &ipc_proto_control, NULL, &E.client), 0);
@@ -232,6 +253,9 @@ static int teardown(void **state)
 
 	ipc_chan_free(E.client);
 	brk_daemon_free(E.dmn);
+	/* Everything given back was taken out of the store first. */
+	assert_int_equal(brk_fdstore_count(E.store), 0);
+	brk_fdstore_free(E.store);
 	for (int i = 0; i < 100 && uv_run(&E.loop, UV_RUN_NOWAIT); i++)
 		;
 	uv_loop_close(&E.loop);
@@ -532,6 +556,43 @@ static void test_daemon_fault_restarts_worker_next_generation(void **state)
 	assert_int_equal(dev(DEV_A)->worker_pid, w2->pid);
 }
 
+/* Every fd a later broker needs is in the store while its object lives, and leaves it before the
+ * object goes: container, group (once for the devices sharing it), device, worker channel and
+ * pidfd, a restarted worker's replacing its predecessor's. */
+static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state)
+{
+	struct brk_worker *a, *a1, *a2;
+	struct dmn_dev *dd;
+
+	env_start(3);
+	a = add_ready(DEV_A, "vm1", 0);
+	dd = dev(DEV_A)->priv;
+	assert_int_equal(brk_fdstore_count(E.store), 5);
+	assert_int_equal(brk_fdstore_get(E.store, "ctr.vm1"),
+			 brk_container_fd(vm_of(DEV_A)->container));
+	assert_int_equal(brk_fdstore_get(E.store, "grp.5"), brk_group_fd(dd->grp->g));
+	assert_int_equal(brk_fdstore_get(E.store, "dev.0000-00-03.0"), brk_vfio_dev_fd(dd->device));
+	assert_int_equal(brk_fdstore_get(E.store, "wch.0000-00-03.0"), a->chan);
+	assert_int_equal(brk_fdstore_get(E.store, "wpid.0000-00-03.0"), a->pidfd);
+	a1 = add_ready(DEV_A1, "vm1", 0); /* the same group and container */
+	assert_int_equal(brk_fdstore_count(E.store), 8);
+	w_fault(a);
+	w_exit(a);
+	a2 = last_worker();
+	assert_ptr_not_equal(a2, a);
+	assert_int_equal(brk_fdstore_count(E.store), 8);
+	assert_int_equal(brk_fdstore_get(E.store, "wch.0000-00-03.0"), a2->chan);
+	assert_int_equal(brk_fdstore_get(E.store, "wpid.0000-00-03.0"), a2->pidfd);
+	send_remove(DEV_A1, true);
+	settle();
+	assert_true(a1->killed);
+	w_exit(a1);
+	ipc_msg_free(expect_reply());
+	assert_int_equal(brk_fdstore_count(E.store), 5);
+	assert_int_equal(brk_fdstore_get(E.store, "dev.0000-00-03.1"), -ENOENT);
+	assert_true(brk_fdstore_get(E.store, "grp.5") >= 0);
+}
+
 static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
 {
 	struct brk_worker *w;
@@ -761,6 +822,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_group_of_other_vm_refused_naming_it, teardown),
 	    cmocka_unit_test_teardown(test_daemon_removal_revokes_grant_and_names_holder, teardown),
 	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
+	    cmocka_unit_test_teardown(test_daemon_store_holds_every_fd_while_its_object_lives,
+				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_restarted_worker_never_up_not_restarted,
