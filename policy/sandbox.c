@@ -106,10 +106,8 @@ static const char *sbx__child_root(void)
 
 /* Moves every fd we keep above the target range first, so that placing one cannot clobber
  * another, then puts them at 0..2 and 3.. without close-on-exec and marks everything else
- * close-on-exec. Returns the failing step or NULL; *err_fd, *exe_fd and *sync_fd follow their
- * moves. */
-static const char *sbx__child_fds(const struct sbx__child *c, int *err_fd, int *exe_fd,
-				  int *sync_fd)
+ * close-on-exec. Returns the failing step or NULL; *err_fd and *exe_fd follow their moves. */
+static const char *sbx__child_fds(const struct sbx__child *c, int *err_fd, int *exe_fd)
 {
 	const struct sbx_worker_spec *s = c->spec;
 	int floor = 3 + (int)s->nfds, hi[SBX_FDS_MAX], null_fd, log_fd;
@@ -120,9 +118,6 @@ static const char *sbx__child_fds(const struct sbx__child *c, int *err_fd, int *
 		*err_fd = c->err_fd;
 		return "move fds";
 	}
-	*sync_fd = fcntl(c->sync_fd, F_DUPFD_CLOEXEC, floor);
-	if (*sync_fd < 0)
-		return "move fds";
 	*exe_fd = fcntl(c->exe_fd, F_DUPFD_CLOEXEC, floor);
 	null_fd = fcntl(c->null_fd, F_DUPFD_CLOEXEC, floor);
 	log_fd = s->stderr_fd >= 0 ? fcntl(s->stderr_fd, F_DUPFD_CLOEXEC, floor) : null_fd;
@@ -186,7 +181,7 @@ static _Noreturn void sbx__child(const struct sbx__child *c)
 {
 	const struct sbx_worker_spec *s = c->spec;
 	char *const empty_env[] = {NULL};
-	int err_fd = c->err_fd, exe_fd = c->exe_fd, sync_fd = c->sync_fd;
+	int err_fd = c->err_fd, exe_fd = c->exe_fd;
 	const char *step;
 	size_t i;
 	char go;
@@ -200,7 +195,7 @@ static _Noreturn void sbx__child(const struct sbx__child *c)
 	capng_setpid(0);
 	step = sbx__child_root();
 	if (!step)
-		step = sbx__child_fds(c, &err_fd, &exe_fd, &sync_fd);
+		step = sbx__child_fds(c, &err_fd, &exe_fd);
 	if (!step)
 		step = sbx__child_creds(s);
 	if (step)
@@ -211,16 +206,6 @@ static _Noreturn void sbx__child(const struct sbx__child *c)
 		if (setrlimit((__rlimit_resource_t)c->rl[i].resource, &rl) < 0)
 			sbx__child_fail(err_fd, "setrlimit", errno);
 	}
-	/* Set after the uid change, which resets it; the worker must not outlive the broker
-	 * with a device fd in hand. */
-	if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
-		sbx__child_fail(err_fd, "pdeathsig", errno);
-	/* A spawner that died before the line above sends no signal, and getppid() cannot tell
-	 * in a new pid namespace (it is 0 either way). The spawner holds the other end of the
-	 * sync socket until this exec is done: end-of-file there, checked now that the signal is
-	 * armed, means it is gone, and otherwise its death from now on kills us. */
-	if (recv(sync_fd, &go, 1, MSG_DONTWAIT) == 0)
-		_exit(127);
 	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
 		sbx__child_fail(err_fd, "no_new_privs", errno);
 	syscall(SYS_execveat, exe_fd, "", s->argv, s->envp ? s->envp : empty_env, AT_EMPTY_PATH);

@@ -53,8 +53,11 @@ extern const size_t sbx_worker_rlimits_default_count;
  * Creates the worker as a direct child (clone3 with CLONE_PIDFD, exit signal SIGCHLD), so the
  * caller supervises it with *ret_pidfd (poll for exit, waitid(P_PIDFD), pidfd_send_signal).
  * The worker is pid 1 of its pid namespace: from outside, only SIGKILL and SIGSTOP, or signals
- * it installed a handler for, reach it. It is killed when the thread that spawned it exits
- * (PR_SET_PDEATHSIG), so a broker must spawn from a thread that lives as long as it does.
+ * it installed a handler for, reach it. No parent-death signal is set: a worker may outlive its
+ * spawner (a broker restarting with its workers kept). What ends it is the caller's business; the
+ * broker's workers end when their broker channel, one of the fds passed, hangs up (that channel
+ * exists before the child runs, so a spawner that dies at any instant still ends it). A spawner
+ * that dies before the child is released (its uid/gid maps written) ends it at once.
  *
  * Returns 0 once the worker has been exec'd, with *ret_pid and *ret_pidfd (O_CLOEXEC, owned by
  * the caller). On failure no child is left behind (it has been reaped) and:

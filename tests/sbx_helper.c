@@ -4,8 +4,9 @@
  * SOCK_SEQPACKET socket the test passes) and never trusts that anything else exists: the root
  * is empty, /proc is absent, stdio goes to /dev/null unless the test passes a stderr.
  *
- *   sbx_helper report          sends "key=value" lines (ids, caps, rlimits, fds, root listing),
- *                              then waits for the test to hang up
+ *   sbx_helper report          sends "key=value" lines (ids, caps, rlimits, fds, root listing,
+ *                              parent-death signal), then waits for the test to hang up and
+ *                              exits 0
  *   sbx_helper worker-policy   loads the worker policy (kill mode), sends "loaded=<r>", waits
  *                              for one byte, then makes the socket() call the worker policy
  *                              forbids; it should die of SIGSYS
@@ -119,7 +120,7 @@ static int report(void)
 	char fd4[32] = "";
 	size_t off = 0;
 	ssize_t n;
-	int env = 0;
+	int env = 0, deathsig = 0;
 
 	while (environ && environ[env])
 		env++;
@@ -128,8 +129,10 @@ static int report(void)
 		fd4[n] = '\0';
 	off = put(buf, sizeof(buf), off, "pid=%d\nppid=%d\nuid=%u\ngid=%u\neuid=%u\negid=%u\n",
 		  (int)getpid(), (int)getppid(), getuid(), getgid(), geteuid(), getegid());
-	off = put(buf, sizeof(buf), off, "ngroups=%d\nnnp=%d\nenv=%d\n", getgroups(0, NULL),
-		  prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), env);
+	if (prctl(PR_GET_PDEATHSIG, &deathsig, 0, 0, 0) < 0)
+		deathsig = -errno;
+	off = put(buf, sizeof(buf), off, "ngroups=%d\nnnp=%d\nenv=%d\npdeathsig=%d\n",
+		  getgroups(0, NULL), prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0), env, deathsig);
 	off = put(buf, sizeof(buf), off, "root_entries=%d\npasswd_errno=%d\nproc_errno=%d\n",
 		  root_entries(), open_errno("/etc/passwd"), open_errno("/proc/self/status"));
 	off = put(buf, sizeof(buf), off, "fd4=%s\n", fd4);

@@ -57,6 +57,9 @@ struct fx {
 	int removal_answer; /* -1 none yet, 0 not acked, 1 acked */
 	bool refuse_vmms;   /* answer VMM_ADMIT with EPERM, as for a stranger's VMM */
 	int grant_fd;	    /* >= 0: sent with VMM_ADMIT's reply as the VMM's mmap grant */
+	bool silent;	    /* record requests, answer none (a broker that is not there) */
+	int log_fd;	    /* > 0: read end of the worker's stderr (else it shares ours) */
+	bool stopped;	    /* the broker thread has been joined and the channel closed */
 };
 
 static void record(struct fx *f, const struct ipc_msg *m)
@@ -105,7 +108,9 @@ static void *broker_thread(void *arg)
 			    ((const Vb__Brk__RemovalReply *)m->body)->vmm_acknowledged ? 1 : 0;
 		} else if (m->kind == IPC_KIND_REQUEST) {
 			record(f, m);
-			if (m->type == VB__BRK__TYPE__VMM_ADMIT) {
+			if (f->silent) {
+				/* Nobody answers. */
+			} else if (m->type == VB__BRK__TYPE__VMM_ADMIT) {
 				/* As the real broker: the connection's own credentials. */
 				Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
 				pid_t pid;
@@ -142,17 +147,50 @@ static int spawn(struct fx *f, int *ret_listen)
 	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
 	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0)
 		return -1;
+	int logp[2] = {-1, -1};
+	if (f->log_fd < 0 && pipe2(logp, O_CLOEXEC) < 0)
+		return -1;
 	f->pid = fork();
 	if (f->pid == 0) {
 		char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP, NULL};
-		if (dup2(sp[1], 3) < 0)
+		if (dup2(sp[1], 3) < 0 || (logp[1] >= 0 && dup2(logp[1], 2) < 0))
 			_exit(126);
 		execv(argv[0], argv);
 		_exit(127);
 	}
 	close(sp[1]);
+	if (logp[1] >= 0) {
+		close(logp[1]);
+		f->log_fd = logp[0];
+	}
 	*ret_listen = lfd;
 	return ipc_chan_new(sp[0], &ipc_proto_broker, NULL, &f->brk);
+}
+
+/* Everything the worker wrote to its stderr until it closed it (it exited). */
+static void read_log(struct fx *f, char *buf, size_t len)
+{
+	size_t off = 0;
+	ssize_t n;
+	while (off + 1 < len && (n = read(f->log_fd, buf + off, len - 1 - off)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		assert_true(n > 0);
+		off += (size_t)n;
+	}
+	buf[off] = '\0';
+}
+
+/* The fake broker goes away: its thread ends and its end of the channel closes. */
+static void broker_hang_up(struct fx *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->stop = true;
+	pthread_mutex_unlock(&f->lock);
+	pthread_join(f->thread, NULL);
+	ipc_chan_free(f->brk);
+	f->brk = NULL;
+	f->stopped = true;
 }
 
 /* HANDOFF from the image with the listening sockets `fds` (native and/or vfio-user) for
@@ -212,11 +250,13 @@ static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *er
 	return handoff_protos(f, 0, &lfd, 1, drop_config, err);
 }
 
-static int setup(void **state)
+static int setup_common(void **state, bool capture_log)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct wkr_image_error ierr;
 	int lfd;
+	if (f)
+		f->log_fd = capture_log ? -1 : 0;
 	if (!f ||
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
 	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd) < 0)
@@ -232,12 +272,25 @@ static int setup(void **state)
 	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
 }
 
+static int setup(void **state)
+{
+	return setup_common(state, false);
+}
+
+/* The same with the worker's log captured (f->log_fd). */
+static int setup_log(void **state)
+{
+	return setup_common(state, true);
+}
+
 /* The same worker handed the vfio-user socket only (`both`: the native one too). */
 static int setup_vfu_common(void **state, bool both)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct wkr_image_error ierr;
 	int lfd[2];
+	if (f)
+		f->log_fd = 0;
 	if (!f ||
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
 	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd[0]) < 0)
@@ -271,13 +324,13 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	int status = 0;
-	pthread_mutex_lock(&f->lock);
-	f->stop = true;
-	pthread_mutex_unlock(&f->lock);
-	pthread_join(f->thread, NULL);
 	/* The broker closing its channel ends the worker with status 0. */
-	ipc_chan_free(f->brk);
-	waitpid(f->pid, &status, 0);
+	if (!f->stopped)
+		broker_hang_up(f);
+	if (f->pid > 0)
+		waitpid(f->pid, &status, 0);
+	if (f->log_fd > 0)
+		close(f->log_fd);
 	unlink(f->sock);
 	if (f->vsock[0])
 		unlink(f->vsock);
@@ -698,6 +751,48 @@ static void test_worker_broker_both_protocols_one_vmm(void **state)
 	ipc_chan_free(c);
 }
 
+/* Issue 12: no parent-death signal ends a worker; its broker channel hanging up does, even while
+ * the worker waits in a call to the broker. The VMM's DMA_MAP, which the broker never answers,
+ * gets an error when the broker's end closes, and the worker exits 0 saying why. */
+static void test_worker_broker_channel_hangup_during_call_ends_worker(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	char log[8192];
+	int status;
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	pthread_mutex_lock(&f->lock);
+	f->silent = true;
+	pthread_mutex_unlock(&f->lock);
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	dm.iova = 0x10000;
+	dm.size = 1 << 16;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, NULL), 0);
+	/* The worker is in its call once the broker has the request. */
+	wait_for(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1, 1);
+	broker_hang_up(f);
+	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	int r;
+	while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
+		assert_int_equal(poll(&p, 1, -1), 1);
+	assert_int_equal(r, 0);
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	ipc_msg_free(m);
+	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+	f->pid = 0;
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	read_log(f, log, sizeof(log));
+	if (!strstr(log, "broker channel closed: exiting"))
+		fail_msg("the worker's log does not say why it ended:\n%s", log);
+	ipc_chan_free(c);
+	close(ram);
+}
+
 static void test_worker_broker_handoff_fd_count_must_match_protocols(void **state)
 {
 	struct fx f = {0};
@@ -744,6 +839,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_worker_broker_both_protocols_one_vmm, setup_both,
 					    teardown),
 	    cmocka_unit_test(test_worker_broker_handoff_fd_count_must_match_protocols),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

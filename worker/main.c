@@ -60,8 +60,11 @@ static const char help[] =
     "    Broker mode (the default) is how vfio-brokerd runs the worker, inside an empty root\n"
     "    with its own user, pid, mount and network namespaces. The worker waits for the\n"
     "    broker's HANDOFF on fd 3, builds the device from it, loads its seccomp filter,\n"
-    "    acknowledges, and serves the VMM socket it was handed until the broker closes the\n"
-    "    channel or a signal ends it.\n"
+    "    acknowledges, and serves the VMM socket it was handed until the channel hangs up or a\n"
+    "    signal ends it. It has no parent-death signal: it outlives a broker that restarts\n"
+    "    while something (systemd's fd store, a re-executed broker) holds the other end of its\n"
+    "    channel, and ends when the last holder closes it (a call to the broker in progress\n"
+    "    then fails, and the worker exits 0 with \"broker channel closed: exiting\").\n"
     "\n"
     "    Standalone mode (--device-image) serves a device image (worker/DEVICE-IMAGE.md) from a\n"
     "    memfd laid out like a VFIO device fd, on a socket of its own: a VMM can be developed and\n"
@@ -122,7 +125,7 @@ static const char help[] =
     "    The broker quiesces the device itself.\n"
     "\n"
     "EXIT STATUS\n"
-    "    0 ended by a signal or by the broker closing its channel; 1 a runtime failure (bad\n"
+    "    0 ended by a signal or by its broker channel hanging up; 1 a runtime failure (bad\n"
     "    handoff or image, device setup, seccomp); 2 a usage error.\n"
     "\n"
     "SEE ALSO\n"
@@ -507,10 +510,13 @@ static void serve_run(void)
 
 /* ---- broker mode -------------------------------------------------------------------------- */
 
+/* The broker channel hanging up is how a worker's life ends (no parent-death signal: a broker
+ * restart keeps it, since the fd store or a re-executed broker holds the other end): the last
+ * holder of the broker's end is gone, nobody will ever answer or supervise it again. */
 static void broker_gone(void *data, int err)
 {
 	if (err == -EPIPE || err == -ECONNRESET) {
-		wlog("the broker closed the channel: ending");
+		wlog("broker channel closed: exiting");
 		W.exit_code = 0;
 	} else {
 		wlog("broker channel failed: %s", strerror(-err));
@@ -541,6 +547,11 @@ static int run_broker(const struct opts *o)
 		return 1;
 	}
 	r = wkr_broker_handoff(b, o->handoff_timeout, &h, &err);
+	if (r == -EPIPE || r == -ECONNRESET) {
+		wlog("broker channel closed: exiting");
+		wkr_broker_free(b);
+		return 0;
+	}
 	if (r < 0) {
 		wlog("handoff: %s", err.msg);
 		wkr_broker_free(b);
