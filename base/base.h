@@ -1,11 +1,12 @@
 /*
- * base: ARRAY_SIZE and the `_cleanup_` helpers that let an error path return without unwinding
- * by hand (systemd's pattern: a variable declared `_cleanup_close_ int fd = -1;` is closed when it
- * goes out of scope; TAKE_FD()/TAKE_PTR() hand it on and leave -1/NULL behind).
+ * base: ARRAY_SIZE, container_of and the `_cleanup_` helpers that let an error path return without
+ * unwinding by hand (systemd's pattern: a variable declared `_cleanup_close_ int fd = -1;` is
+ * closed when it goes out of scope; TAKE_FD()/TAKE_PTR() hand it on and leave -1/NULL behind).
  */
 #ifndef VB_BASE_H
 #define VB_BASE_H
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -15,6 +16,9 @@
 
 /* Elements of an array; a pointer argument does not compile. */
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]) + VB__MUST_BE_ARRAY(a))
+
+/* The struct of type `type` whose member `member` is at `ptr` (a handle embedded in its owner). */
+#define container_of(ptr, type, member) ((type *)((char *)(ptr)-offsetof(type, member)))
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
 

@@ -61,7 +61,8 @@ vb_fuzz_target(policy
 # VMM -> worker: the worker's VMM server, request handlers and standalone backend on a device
 # image, driven by a list of device-protocol requests (fuzz/fuzz_msgs.h).
 set(VB_FUZZ_WORKER_SRCS ${PROJECT_SOURCE_DIR}/worker/server.c
-	${PROJECT_SOURCE_DIR}/worker/server_req.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c)
+	${PROJECT_SOURCE_DIR}/worker/server_req.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
+	${PROJECT_SOURCE_DIR}/worker/vmm_serve.c)
 vb_fuzz_target(vmm_req
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_vmm_req.c ${VB_FUZZ_WORKER_SRCS}
 		${PROJECT_SOURCE_DIR}/worker/standalone.c

@@ -37,7 +37,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_server *s, int 
 
 static struct ipc_chan *chan(struct wkr_server *s)
 {
-	return s->vmm->chan;
+	return wkr__server_session(s)->chan;
 }
 
 /* A reply that cannot be sent or queued ends the session once the request is done with. */
@@ -114,8 +114,8 @@ static int h_region_info(struct wkr_server *s, struct ipc_msg *m)
 	struct wkr_mmap_area areas[WKR_MMAP_AREAS_MAX];
 	Vb__MmapArea pa[WKR_MMAP_AREAS_MAX], *ppa[WKR_MMAP_AREAS_MAX];
 	size_t n = 0;
-	int e = wkr_vmm_mmap_areas(s->cfg.dev, req->index, s->cfg.allow_mmap, s->grant_fd, areas,
-				   &n, &s->err);
+	int e = wkr_vmm_mmap_areas(s->cfg.dev, req->index, s->cfg.allow_mmap, s->sv->grant_fd,
+				   areas, &n, &s->err);
 	if (e < 0)
 		return e;
 	const struct wkr_region *r = &wkr_dev_info(s->cfg.dev)->regions[req->index];
@@ -136,7 +136,7 @@ static int h_region_info(struct wkr_server *s, struct ipc_msg *m)
 	}
 	rep.mmap_areas = ppa;
 	rep.n_mmap_areas = n;
-	return reply(s, m, &rep.base, &s->grant_fd, 1);
+	return reply(s, m, &rep.base, &s->sv->grant_fd, 1);
 }
 
 static int h_irq_info(struct wkr_server *s, struct ipc_msg *m)
@@ -314,7 +314,7 @@ static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)
 	 * and the VMM must already have its reply in its socket by then, not a hang-up. */
 	int r = reply_empty(s, m);
 
-	wkr__server_removal_finish(s, true);
+	wkr_serve_removal_finish(s->sv, true);
 	return r;
 }
 

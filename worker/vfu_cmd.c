@@ -45,7 +45,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_vfu *s, int err
 
 static struct vfu_session *sess(struct wkr_vfu *s)
 {
-	return s->vmm;
+	return wkr__vfu_session(s);
 }
 
 /* Room for `len` reply bytes, zeroed. */
@@ -103,8 +103,8 @@ static int h_region_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	uint32_t argsz = vfu_get32(m->data), index = vfu_get32(m->data + 8);
 	int r = argsz_check(s, m, "DEVICE_GET_REGION_INFO", VFU_REGION_INFO_SIZE);
 	if (r == 0)
-		r = wkr_vmm_mmap_areas(s->cfg.dev, index, s->cfg.allow_mmap, s->grant_fd, areas, &n,
-				       &s->err);
+		r = wkr_vmm_mmap_areas(s->cfg.dev, index, s->cfg.allow_mmap, s->sv->grant_fd, areas,
+				       &n, &s->err);
 	if (r < 0)
 		return r;
 	const struct wkr_region *reg = &wkr_dev_info(s->cfg.dev)->regions[index];
@@ -141,7 +141,7 @@ static int h_region_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 		vfu_put64(c + VFU_CAP_SPARSE_HDR + i * 16, areas[i].offset);
 		vfu_put64(c + VFU_CAP_SPARSE_HDR + i * 16 + 8, areas[i].size);
 	}
-	rp->fd = s->grant_fd;
+	rp->fd = s->sv->grant_fd;
 	return 0;
 }
 

@@ -1,14 +1,16 @@
 /*
- * Internal state of the vfio-user server, shared by vfu_server.c (listening, the session,
- * libuv), vfu_cmd.c (the command table) and vfu_version.c (VERSION negotiation).
+ * Internal state of the vfio-user server, shared by vfu_server.c (the session's connection;
+ * the rest is vmm_serve.c's), vfu_cmd.c (the command table) and vfu_version.c (VERSION
+ * negotiation).
  */
 #ifndef VB_WKR_VFU_INTERNAL_H
 #define VB_WKR_VFU_INTERNAL_H
 
-#include "err.h"
+#include "base.h"
 #include "err.h"
 #include "vfu.h"
 #include "vfu_conn.h"
+#include "vmm_serve.h"
 
 /* What a VMM may send in one message: a REGION_WRITE of max_data_xfer_size bytes. */
 #define VFU_MSG_MAX (VFU_HDR_SIZE + VFU_RW_SIZE + WKR_VFU_MAX_DATA_XFER)
@@ -30,11 +32,9 @@ struct vfu_caps {
 };
 
 struct vfu_session {
-	uv_poll_t poll;
+	struct wkr_serve_session base;
 	struct vfu_conn *conn;
 	struct wkr_vfu *s;
-	bool ended;
-	bool writable_wanted;
 	bool versioned;
 	struct vfu_caps caps;
 	struct vfu_map *maps;
@@ -44,24 +44,15 @@ struct vfu_session {
 
 struct wkr_vfu {
 	struct wkr_vfu_cfg cfg;
-	uv_poll_t listen_poll;
-	uv_poll_t irq_poll;
-	uv_timer_t removal_timer;
-	int open_handles;
-	bool closing;
-	void (*closed)(void *data);
-	void *closed_data;
-
-	struct vfu_session *vmm;
-	pid_t vmm_pid;
-	uid_t vmm_uid;
-	int grant_fd; /* the VMM's mmap grant while it is connected, else -1 */
-	uint64_t requests;
-	bool removal_pending;
-	void (*removal_done)(void *data, bool acked);
-	void *removal_data;
-	struct vb_err err; /* why the command being answered failed */
+	struct wkr_serve *sv; /* listening, admission, the session's life, removal */
+	struct vb_err err;    /* why the command being answered failed */
 };
+
+/* The running session, or NULL. */
+static inline struct vfu_session *wkr__vfu_session(const struct wkr_vfu *s)
+{
+	return s->sv->vmm ? container_of(s->sv->vmm, struct vfu_session, base) : NULL;
+}
 
 /* vfu_cmd.c: answers one message (a reply, an error reply, or nothing for NO_REPLY). Returns
  * 0, or a negative errno when the session must end (the peer stopped reading). */

@@ -1,323 +1,197 @@
 /*
- * vfu_server: the listening socket, the one vfio-user session and its life on the libuv loop.
- * Commands themselves are answered in vfu_cmd.c.
+ * vfu_server: vfio-user on the shared serve path (vmm_serve.c: listening, admission, settling,
+ * teardown, removal timer): the session's connection, its bounded serving and reply queue, and
+ * how a removal is asked for. Commands themselves are answered in vfu_cmd.c.
  *
- * Owns: the listening socket, the session's connection, the poll handles, the removal timer.
- * A VMM is trusted with nothing: the backend decides at accept whether it may use the device,
- * and its leaving (cleanly or not) always ends in the same teardown: interrupt routes, DMA
- * mappings and its fds are dropped, the device state stays.
+ * Owns: the session's connection. A VMM is trusted with nothing: vmm_serve.c has the backend
+ * judge it at accept, and its leaving (cleanly or not) always ends in wkr_serve_end():
+ * interrupt routes, DMA mappings and its fds are dropped, the device state stays.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "vfu_internal.h"
 
-static void handle_closed(uv_handle_t *h)
-{
-	struct wkr_vfu *s = h->data;
-	if (--s->open_handles > 0)
-		return;
-	if (s->cfg.listen_fd >= 0)
-		close(s->cfg.listen_fd);
-	if (s->closed)
-		s->closed(s->closed_data);
-	free(s);
-}
-
-static void removal_finish(struct wkr_vfu *s, bool acked)
-{
-	if (!s->removal_pending)
-		return;
-	s->removal_pending = false;
-	uv_timer_stop(&s->removal_timer);
-	s->removal_done(s->removal_data, acked);
-}
-
-static void session_closed(uv_handle_t *h)
-{
-	struct vfu_session *v = h->data;
-	vfu_conn_free(v->conn);
-	free(v->maps);
-	free(v);
-}
-
-/* The VMM left: everything it set up goes. */
-static void session_end(struct wkr_vfu *s)
-{
-	struct vfu_session *v = s->vmm;
-	v->ended = true;
-	uv_close((uv_handle_t *)&v->poll, session_closed);
-	if (!s->closing) {
-		(void)wkr_irq_release(s->cfg.dev);
-		wkr__vfu_unmap_all(s);
-	}
-	wkr_irq_set_mode(s->cfg.dev, WKR_IRQ_EMULATED);
-	s->vmm = NULL;
-	/* The next VMM gets a grant of its own; this one keeps the copies it was sent. */
-	if (s->grant_fd >= 0)
-		close(s->grant_fd);
-	s->grant_fd = -1;
-	if (s->closing)
-		return;
-	s->cfg.backend.ops->vmm_state(s->cfg.backend.ctx, false, s->vmm_pid, s->vmm_uid);
-	removal_finish(s, true);
-}
-
-static void on_session(uv_poll_t *h, int status, int events);
-
-/* Watch for writability only while replies wait in the queue. */
-static void want_writable(struct vfu_session *v, bool on)
-{
-	if (v->writable_wanted == on)
-		return;
-	v->writable_wanted = on;
-	uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT | (on ? UV_WRITABLE : 0), on_session);
-}
-
-static void on_session(uv_poll_t *h, int status, int events)
-{
-	struct vfu_session *v = h->data;
-	struct wkr_vfu *s = v->s;
-	if (status < 0) {
-		session_end(s);
-		return;
-	}
-	int r = vfu_conn_flush(v->conn);
-	if (r < 0 && r != -EAGAIN) {
-		session_end(s);
-		return;
-	}
-	/* A VMM that does not take its replies gets no more read from it; bounded per wakeup
-	 * so that the broker channel and interrupts get their turn. */
-	for (int i = 0; i < 64 && !v->ended && !vfu_conn_pending(v->conn); i++) {
-		struct vfu_msg *m = NULL;
-		r = vfu_conn_recv(v->conn, &m);
-		if (r == -EAGAIN)
-			break;
-		if (r == 0 || r == -EMSGSIZE) {
-			s->requests++;
-			int e = r == 0 ? wkr__vfu_dispatch(s, m) : 0;
-			if (r == -EMSGSIZE) {
-				/* The stream cannot be followed past a size that lies: answer,
-				 * then end the session. */
-				(void)vfu_conn_reply(v->conn, m, -EMSGSIZE, NULL, 0, NULL, 0);
-				(void)vfu_conn_flush(v->conn);
-				if (s->cfg.note)
-					s->cfg.note(s->cfg.note_data,
-						    "vfio-user: a message size outside 16 bytes to "
-						    "the limit: the session ends");
-				e = -EPROTO;
-			}
-			vfu_msg_free(m);
-			if (e < 0) {
-				if (e == -ENOBUFS && s->cfg.note)
-					s->cfg.note(s->cfg.note_data,
-						    "vfio-user: the VMM does not read its replies "
-						    "(over its budget): the session ends");
-				session_end(s);
-				return;
-			}
-			continue;
-		}
-		session_end(s); /* -EPIPE, -ENOMEM or a socket error */
-		return;
-	}
-	if (!v->ended)
-		want_writable(v, vfu_conn_pending(v->conn));
-}
-
-static int session_start(struct wkr_vfu *s, int fd)
+static int session_open(void *proto, int fd, struct wkr_serve_session **ret)
 {
 	const struct vfu_limits lim = {.max_msg = VFU_MSG_MAX,
 				       .max_fds = WKR_VFU_MAX_IRQ_FDS,
 				       .out_bytes = VFU_OUT_BYTES,
 				       .out_fds = VFU_OUT_FDS};
-	/* Fails (fd still the caller's) before the connection takes fd; 0 after, with s->vmm set
-	 * only when the session runs. */
-	struct vfu_session *v = calloc(1, sizeof(*v));
+	_cleanup_free_ struct vfu_session *v = calloc(1, sizeof(*v));
 	if (!v)
 		return -ENOMEM;
 	int r = vfu_conn_new(fd, &lim, &v->conn);
-	if (r < 0) {
-		free(v);
+	if (r < 0)
 		return r;
-	}
-	/* From here the connection owns fd: failures close it with the connection. */
-	r = uv_poll_init(s->cfg.loop, &v->poll, fd);
-	if (r < 0) {
-		vfu_conn_free(v->conn);
-		free(v);
-		return 0;
-	}
-	v->poll.data = v;
-	v->s = s;
-	r = uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT, on_session);
-	if (r < 0) {
-		/* The fd goes with the session now. */
-		uv_close((uv_handle_t *)&v->poll, session_closed);
-		return 0;
-	}
-	s->vmm = v;
-	wkr_irq_set_mode(s->cfg.dev, WKR_IRQ_VFIO);
+	v->s = proto;
+	*ret = &TAKE_PTR(v)->base;
 	return 0;
 }
 
-static bool is_stream(int fd)
+static void session_free(struct wkr_serve_session *base)
 {
-	int type = 0;
-	socklen_t l = sizeof(type);
-	return getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &l) == 0 && type == SOCK_STREAM;
+	struct vfu_session *v = container_of(base, struct vfu_session, base);
+	vfu_conn_free(v->conn);
+	free(v->maps);
+	free(v);
 }
 
-static void accept_one(struct wkr_vfu *s, int fd)
+/* Answers one message received whole or with a size that lies; false once the session must
+ * end. */
+static bool serve_msg(struct wkr_vfu *s, struct vfu_msg *m, int r)
 {
-	pid_t pid;
-	uid_t uid;
-	int grant = -1;
-	/* One VMM per device, whichever protocol it speaks; the admission is the backend's. */
-	if (s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data)) || !is_stream(fd) ||
-	    s->cfg.backend.ops->vmm_admit(s->cfg.backend.ctx, fd, s->cfg.owner_uid, &pid, &uid,
-					  &grant) < 0) {
+	struct vfu_session *v = wkr__vfu_session(s);
+	s->sv->requests++;
+	int e = r == 0 ? wkr__vfu_dispatch(s, m) : 0;
+	if (r == -EMSGSIZE) {
+		/* The stream cannot be followed past a size that lies: answer, then end the
+		 * session. */
+		(void)vfu_conn_reply(v->conn, m, -EMSGSIZE, NULL, 0, NULL, 0);
+		(void)vfu_conn_flush(v->conn);
 		if (s->cfg.note)
 			s->cfg.note(s->cfg.note_data,
-				    s->vmm || (s->cfg.busy && s->cfg.busy(s->cfg.busy_data))
-					? "vfio-user: a connection was closed: another VMM holds "
-					  "the device"
-					: "vfio-user: a connection was refused");
-		close(fd);
-		return;
+				    "vfio-user: a message size outside 16 bytes to "
+				    "the limit: the session ends");
+		e = -EPROTO;
 	}
-	int r = session_start(s, fd);
-	if (r < 0 || !s->vmm) {
-		if (grant >= 0)
-			close(grant);
-		if (r < 0)
-			close(fd);
-		return;
-	}
-	s->grant_fd = grant;
-	s->vmm_pid = pid;
-	s->vmm_uid = uid;
-	s->cfg.backend.ops->vmm_state(s->cfg.backend.ctx, true, pid, uid);
+	if (e == -ENOBUFS && s->cfg.note)
+		s->cfg.note(s->cfg.note_data, "vfio-user: the VMM does not read its replies (over "
+					      "its budget): the session ends");
+	return e >= 0;
 }
 
-static void on_listen(uv_poll_t *h, int status, int events)
+/* Sends what is queued, then serves up to `max` messages: 1 when it served that many, 0 when
+ * none was left or replies wait for the VMM to read, -1 once the session has ended. A VMM that
+ * does not take its replies gets no more read from it. */
+static int session_serve(struct wkr_vfu *s, unsigned max)
 {
-	struct wkr_vfu *s = h->data;
-	/* Bounded per wakeup so that a flood of connections cannot starve the session. */
-	for (int i = 0; i < 16 && status == 0; i++) {
-		int fd = accept4(s->cfg.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-		if (fd < 0)
-			return;
-		accept_one(s, fd);
+	struct vfu_session *v = wkr__vfu_session(s);
+	int r = vfu_conn_flush(v->conn);
+	if (r < 0 && r != -EAGAIN) {
+		wkr_serve_end(s->sv);
+		return -1;
 	}
+	for (unsigned i = 0; i < max; i++) {
+		struct vfu_msg *m = NULL;
+		if (vfu_conn_pending(v->conn))
+			return 0;
+		r = vfu_conn_recv(v->conn, &m);
+		if (r == -EAGAIN)
+			return 0;
+		bool ok = (r == 0 || r == -EMSGSIZE) && serve_msg(s, m, r);
+		vfu_msg_free(m);
+		if (!ok) {
+			wkr_serve_end(s->sv); /* -EPIPE, -ENOMEM, a socket error or a lying size */
+			return -1;
+		}
+	}
+	return 1;
 }
 
-static void on_irq(uv_poll_t *h, int status, int events)
+static void session_ready(struct wkr_serve_session *base, int events)
 {
-	struct wkr_vfu *s = h->data;
-	(void)wkr_irq_service(s->cfg.dev);
+	struct vfu_session *v = container_of(base, struct vfu_session, base);
+	/* Bounded per wakeup so that the broker channel and interrupts get their turn. */
+	if (session_serve(v->s, 64) >= 0 && !wkr_serve_watch(base, vfu_conn_pending(v->conn)))
+		wkr_serve_end(v->s->sv);
 }
+
+/* The VMM can send no more: what is left is bounded by its socket buffer. */
+static void session_drain(struct wkr_serve_session *base)
+{
+	struct vfu_session *v = container_of(base, struct vfu_session, base);
+	while (session_serve(v->s, 64) > 0)
+		;
+}
+
+/* vfio-user has no way to answer a connection before its VERSION: it is closed, and the
+ * process told why. */
+static void refuse(void *proto, int fd, int err)
+{
+	struct wkr_vfu *s = proto;
+	if (s->cfg.note)
+		s->cfg.note(s->cfg.note_data,
+			    err == -EBUSY
+				? "vfio-user: a connection was closed: another VMM holds the device"
+				: "vfio-user: a connection was refused");
+	close(fd);
+}
+
+/* What kernel vfio-pci does before an unbind: signal the VMM's REQ eventfd. A VMM without one
+ * only learns of it when the timeout takes the device away. */
+static int ask_removal(void *proto, uint32_t timeout_ms)
+{
+	struct wkr_vfu *s = proto;
+	(void)wkr_irq_set_vfio(s->cfg.dev, VFIO_PCI_REQ_IRQ_INDEX,
+			       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 1, NULL,
+			       NULL);
+	return 0;
+}
+
+static const struct wkr_serve_ops serve_ops = {
+    .open = session_open,
+    .free = session_free,
+    .serve = session_ready,
+    .drain = session_drain,
+    .refuse = refuse,
+    .ask_removal = ask_removal,
+};
 
 int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
 {
-	int fl = fcntl(cfg->listen_fd, F_GETFL);
-	if (fl < 0 || fcntl(cfg->listen_fd, F_SETFL, fl | O_NONBLOCK) < 0)
-		return -errno;
-	if (!is_stream(cfg->listen_fd))
-		return -EPROTOTYPE;
-	struct wkr_vfu *s = calloc(1, sizeof(*s));
+	_cleanup_free_ struct wkr_vfu *s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
 	s->cfg = *cfg;
-	s->grant_fd = -1;
+	const struct wkr_serve_cfg sc = {
+	    .loop = cfg->loop,
+	    .listen_fd = cfg->listen_fd,
+	    .sock_type = SOCK_STREAM,
+	    .dev = cfg->dev,
+	    .backend = cfg->backend,
+	    .owner_uid = cfg->owner_uid,
+	    .service_irqs = cfg->service_irqs,
+	    .irq_mode = WKR_IRQ_VFIO,
+	    .hangup_acks_removal = true,
+	    .busy = cfg->busy,
+	    .busy_data = cfg->busy_data,
+	    .ops = &serve_ops,
+	    .proto = s,
+	    .release = free,
+	};
+	/* json-c seeds its hash on first use, which the seccomp filter would not allow later. */
 	wkr__vfu_version_warmup();
-	int r = uv_poll_init(cfg->loop, &s->listen_poll, cfg->listen_fd);
-	if (r < 0) {
-		free(s);
+	int r = wkr_serve_new(&sc, &s->sv);
+	if (r < 0)
 		return r;
-	}
-	s->listen_poll.data = s;
-	s->open_handles = 1;
-	uv_timer_init(cfg->loop, &s->removal_timer);
-	s->removal_timer.data = s;
-	s->open_handles++;
-	if (cfg->service_irqs) {
-		r = uv_poll_init(cfg->loop, &s->irq_poll, wkr_irq_poll_fd(cfg->dev));
-		if (r == 0) {
-			s->irq_poll.data = s;
-			s->open_handles++;
-			r = uv_poll_start(&s->irq_poll, UV_READABLE, on_irq);
-		}
-	}
-	if (r == 0)
-		r = uv_poll_start(&s->listen_poll, UV_READABLE, on_listen);
-	if (r < 0) {
-		s->cfg.listen_fd = -1; /* stays the caller's on failure */
-		wkr_vfu_close(s, NULL, NULL);
-		return r;
-	}
-	*ret = s;
+	*ret = TAKE_PTR(s);
 	return 0;
 }
 
 void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data)
 {
-	if (!s || s->closing)
+	if (!s || s->sv->closing)
 		return;
-	s->closing = true;
-	s->closed = closed;
-	s->closed_data = data;
-	if (s->vmm)
-		session_end(s);
-	if (s->removal_pending) {
-		s->removal_pending = false;
-		s->removal_done(s->removal_data, false);
-	}
-	int n = s->open_handles;
-	uv_close((uv_handle_t *)&s->listen_poll, handle_closed);
-	uv_close((uv_handle_t *)&s->removal_timer, handle_closed);
-	if (n > 2)
-		uv_close((uv_handle_t *)&s->irq_poll, handle_closed);
+	wkr_serve_close(s->sv, closed, data);
 }
 
 bool wkr_vfu_connected(const struct wkr_vfu *s)
 {
-	return s && s->vmm != NULL;
+	return s && s->sv->vmm != NULL;
 }
 
 uint64_t wkr_vfu_requests(const struct wkr_vfu *s)
 {
-	return s ? s->requests : 0;
-}
-
-static void on_removal_timeout(uv_timer_t *t)
-{
-	removal_finish(t->data, false);
+	return s ? s->sv->requests : 0;
 }
 
 int wkr_vfu_removal(struct wkr_vfu *s, uint32_t timeout_ms, void (*done)(void *data, bool acked),
 		    void *data)
 {
-	if (s->removal_pending)
-		return -EBUSY;
-	if (!s->vmm) {
-		done(data, false);
-		return 0;
-	}
-	s->removal_pending = true;
-	s->removal_done = done;
-	s->removal_data = data;
-	/* What kernel vfio-pci does before an unbind: signal the VMM's REQ eventfd. A VMM
-	 * without one only learns of it when the timeout takes the device away. */
-	(void)wkr_irq_set_vfio(s->cfg.dev, VFIO_PCI_REQ_IRQ_INDEX,
-			       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 1, NULL,
-			       NULL);
-	if (uv_timer_start(&s->removal_timer, on_removal_timeout, timeout_ms, 0) < 0)
-		removal_finish(s, false);
-	return 0;
+	return wkr_serve_removal(s->sv, timeout_ms, done, data);
 }

@@ -89,13 +89,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	wkr_io_from_fd(&io, memfd);
 	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
 		abort();
+	/* the VMM's grant: region info hands it out with the mmap areas */
+	struct wkr_serve core = {.grant_fd = memfd};
 	struct wkr_vfu s = {.cfg = {.dev = dev,
 				    .backend = {&ops, NULL},
 				    .allow_mmap = true,
 				    .iommu_pgsize = 4096,
 				    .max_dma_mappings = 64},
-			    /* the VMM's grant: region info hands it out with the mmap areas */
-			    .grant_fd = memfd};
+			    .sv = &core};
 	struct vfu_session v = {.s = &s};
 	const struct vfu_limits lim = {.max_msg = VFU_MSG_MAX,
 				       .max_fds = WKR_VFU_MAX_IRQ_FDS,
@@ -103,7 +104,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .out_fds = VFU_OUT_FDS};
 	if (vfu_conn_new(sv[0], &lim, &v.conn) < 0)
 		abort();
-	s.vmm = &v;
+	core.vmm = &v.base;
 	wkr_irq_set_mode(dev, WKR_IRQ_VFIO);
 	if (size && !(data[0] & 1)) {
 		static const char js[] = "{\"capabilities\":{\"max_msg_fds\":16}}";

@@ -6,6 +6,11 @@
  * each way checked byte for byte, and MSI delivered to an eventfd given with SET_IRQS. Proves the
  * server on VFIO before a stock VMM does. Prints "figures: dma_bytes_verified=N interrupts=M";
  * exit 0 on success, 1 with a reason on stderr.
+ *
+ * vfio-user-edu --reconnects N SOCKET: N sessions, each closed right after its last command and
+ * the next one connected at once (every other one leaving 100 posted writes behind for the
+ * worker to serve after the hangup): each must get in and read edu's identity. Prints
+ * "figures: reconnects=N".
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -219,10 +224,43 @@ static unsigned msi(void)
 	return got;
 }
 
+/* Sessions that close and reconnect at once: the worker settles the old one's hangup before it
+ * judges the new connection (issue 14, finding 5), so none is turned away. */
+static int reconnects(const char *sock, unsigned n)
+{
+	const char *js = "{\"capabilities\":{\"max_msg_fds\":16}}";
+	for (unsigned i = 0; i < n; i++) {
+		struct vfu_reply r;
+		uint8_t id[4], zero[4] = {0};
+		int e = vfu_cli_connect(sock, &fd);
+		if (e < 0)
+			die("reconnect %u: connect: %s", i, strerror(-e));
+		if ((e = vfu_cli_version(fd, js, &r)) < 0)
+			die("reconnect %u: VERSION: %s (the connection was turned away)", i,
+			    strerror(-e));
+		vfu_reply_free(&r);
+		if ((e = vfu_cli_region_read(fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4)) < 0)
+			die("reconnect %u: config read: %s", i, strerror(-e));
+		if (vb_le32_get(id) != 0x11e81234u)
+			die("reconnect %u: config space says %08x", i, vb_le32_get(id));
+		/* Posted writes to a read-only register: nothing changes, nothing answers. */
+		for (unsigned k = 0; i % 2 && k < 100; k++)
+			if ((e = vfu_cli_region_write(fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, zero, 4,
+						      1)) < 0)
+				die("reconnect %u: posted write: %s", i, strerror(-e));
+		close(fd);
+	}
+	printf("figures: reconnects=%u\n", n);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	if (argc == 4 && !strcmp(argv[1], "--reconnects"))
+		return reconnects(argv[3], (unsigned)strtoul(argv[2], NULL, 10));
 	if (argc != 2) {
-		fprintf(stderr, "usage: vfio-user-edu SOCKET\n");
+		fprintf(stderr, "usage: vfio-user-edu SOCKET\n"
+				"       vfio-user-edu --reconnects N SOCKET\n");
 		return 2;
 	}
 	int e = vfu_cli_connect(argv[1], &fd);

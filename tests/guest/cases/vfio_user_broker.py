@@ -45,6 +45,15 @@ def vfio_user_broker_edu(g):
         f = run_client(g, sock)
         assert f["interrupts"] == 8, f
         released(b, edu)
+        # VMMs that close and reconnect at once all get in (issue 14, finding 5), through the
+        # broker's admission each time, and the worker is never taken for hung.
+        pid = b.status(edu)["worker_pid"]
+        rc, out = g.run("vfio-user-edu --reconnects 200 %s" % sock, timeout=540)
+        assert rc == 0, "vfio-user-edu --reconnects: exit %d:\n%s" % (rc, out)
+        assert figures(out)["reconnects"] == 200, out
+        st = b.status(edu)
+        assert st["worker_pid"] == pid and st["restarts"] == 0, st
+        released(b, edu)
 
 
 @guest_test("vfio_user_broker_both_protocols")

@@ -1,0 +1,281 @@
+/*
+ * vmm_serve: the listening socket, admission, the one session's poll handle, its settling and
+ * teardown, and the removal timer, for both VMM protocols (see vmm_serve.h).
+ *
+ * Owns: the listening socket (non-blocking), its poll handle, the poll handle on the device's
+ * worker-eventfd epoll when it services interrupts, the removal timer, the session's poll
+ * handle and the VMM's mmap grant. Trusts the device, the backend and the protocol's ops; a VMM
+ * is trusted with nothing: the backend judges it at accept, and its leaving (cleanly or not)
+ * always ends in wkr_serve_end().
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "vmm_serve.h"
+
+static void handle_closed(uv_handle_t *h)
+{
+	struct wkr_serve *sv = h->data;
+	if (--sv->open_handles > 0)
+		return;
+	/* libuv has let go of the poll handle: the fd may be closed now. */
+	if (sv->cfg.listen_fd >= 0)
+		close(sv->cfg.listen_fd);
+	if (sv->cfg.release)
+		sv->cfg.release(sv->cfg.proto);
+	if (sv->closed)
+		sv->closed(sv->closed_data);
+	free(sv);
+}
+
+void wkr_serve_removal_finish(struct wkr_serve *sv, bool acked)
+{
+	if (!sv->removal_pending)
+		return;
+	sv->removal_pending = false;
+	uv_timer_stop(&sv->removal_timer);
+	sv->removal_done(sv->removal_data, acked);
+}
+
+static void on_removal_timeout(uv_timer_t *t)
+{
+	wkr_serve_removal_finish(t->data, false);
+}
+
+int wkr_serve_removal(struct wkr_serve *sv, uint32_t timeout_ms,
+		      void (*done)(void *data, bool acked), void *data)
+{
+	if (sv->removal_pending)
+		return -EBUSY;
+	if (!sv->vmm) {
+		done(data, false);
+		return 0;
+	}
+	sv->removal_pending = true;
+	sv->removal_done = done;
+	sv->removal_data = data;
+	int r = sv->cfg.ops->ask_removal(sv->cfg.proto, timeout_ms);
+	if (r == 0)
+		r = uv_timer_start(&sv->removal_timer, on_removal_timeout, timeout_ms, 0);
+	if (r < 0)
+		wkr_serve_removal_finish(sv, false);
+	return 0;
+}
+
+/* Runs after the core itself may be gone (libuv closes handles last-in first-out): the session
+ * reaches only its own ops. */
+static void session_closed(uv_handle_t *h)
+{
+	struct wkr_serve_session *v = h->data;
+	v->ops->free(v);
+}
+
+void wkr_serve_end(struct wkr_serve *sv)
+{
+	struct wkr_serve_session *v = sv->vmm;
+	const struct wkr_backend *b = &sv->cfg.backend;
+	v->ended = true;
+	uv_close((uv_handle_t *)&v->poll, session_closed);
+	sv->vmm = NULL;
+	/* The next VMM gets a grant of its own; this one keeps the copies it was sent. */
+	if (sv->grant_fd >= 0)
+		close(sv->grant_fd);
+	sv->grant_fd = -1;
+	if (!sv->closing) {
+		(void)wkr_irq_release(sv->cfg.dev);
+		(void)b->ops->dma_unmap_all(b->ctx);
+	}
+	wkr_irq_set_mode(sv->cfg.dev, WKR_IRQ_EMULATED);
+	if (sv->closing)
+		return;
+	b->ops->vmm_state(b->ctx, false, sv->vmm_pid, sv->vmm_uid);
+	wkr_serve_removal_finish(sv, sv->cfg.hangup_acks_removal);
+}
+
+static void on_session(uv_poll_t *h, int status, int events)
+{
+	struct wkr_serve_session *v = h->data;
+	if (v->ended)
+		return;
+	if (status < 0) {
+		wkr_serve_end(v->sv);
+		return;
+	}
+	v->ops->serve(v, events);
+}
+
+bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
+{
+	if (v->writing == writable)
+		return true;
+	if (uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT | (writable ? UV_WRITABLE : 0),
+			  on_session) < 0)
+		return false;
+	v->writing = writable;
+	return true;
+}
+
+/* A VMM that closed its connection may not have been noticed yet (its hangup waits behind its
+ * last requests, or behind the listening socket's event in this loop iteration). Its hangup is
+ * already visible on the socket: serve what it sent and end it, so that the connection being
+ * accepted (perhaps the same VMM, reconnecting) is judged against the real state. */
+static void settle(struct wkr_serve *sv)
+{
+	struct pollfd pfd = {.fd = sv->vmm->fd, .events = POLLIN | POLLRDHUP};
+	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+		return;
+	sv->cfg.ops->drain(sv->vmm);
+}
+
+/* Starts the session of an admitted connection; takes `fd` whatever happens. */
+static int session_start(struct wkr_serve *sv, int fd)
+{
+	struct wkr_serve_session *v;
+	int r = sv->cfg.ops->open(sv->cfg.proto, fd, &v);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	v->sv = sv;
+	v->ops = sv->cfg.ops;
+	v->fd = fd;
+	r = uv_poll_init(sv->cfg.loop, &v->poll, fd);
+	if (r < 0) {
+		v->ops->free(v); /* not a handle yet: nothing for libuv to let go of */
+		return r;
+	}
+	v->poll.data = v;
+	r = uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT, on_session);
+	if (r < 0) {
+		uv_close((uv_handle_t *)&v->poll, session_closed);
+		return r;
+	}
+	sv->vmm = v;
+	return 0;
+}
+
+static void accept_one(struct wkr_serve *sv, int fd)
+{
+	const struct wkr_backend *b = &sv->cfg.backend;
+	_cleanup_close_ int grant = -1;
+	pid_t pid;
+	uid_t uid;
+
+	if (sv->vmm)
+		settle(sv);
+	/* One VMM per device, whichever protocol it speaks. */
+	if (sv->vmm || (sv->cfg.busy && sv->cfg.busy(sv->cfg.busy_data))) {
+		sv->cfg.ops->refuse(sv->cfg.proto, fd, -EBUSY);
+		return;
+	}
+	if (b->ops->vmm_admit(b->ctx, fd, sv->cfg.owner_uid, &pid, &uid, &grant) < 0) {
+		sv->cfg.ops->refuse(sv->cfg.proto, fd, -EPERM);
+		return;
+	}
+	if (session_start(sv, fd) < 0)
+		return;
+	sv->grant_fd = TAKE_FD(grant);
+	sv->vmm_pid = pid;
+	sv->vmm_uid = uid;
+	wkr_irq_set_mode(sv->cfg.dev, sv->cfg.irq_mode);
+	b->ops->vmm_state(b->ctx, true, pid, uid);
+}
+
+static void on_listen(uv_poll_t *h, int status, int events)
+{
+	struct wkr_serve *sv = h->data;
+	/* Bounded per wakeup so that a flood of connections cannot starve the session. */
+	for (int i = 0; i < 16 && status == 0; i++) {
+		int fd = accept4(sv->cfg.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+		if (fd < 0)
+			return;
+		accept_one(sv, fd);
+	}
+}
+
+static void on_irq(uv_poll_t *h, int status, int events)
+{
+	struct wkr_serve *sv = h->data;
+	(void)wkr_irq_service(sv->cfg.dev);
+}
+
+/* The listening socket is of the protocol's type, and non-blocking from here on. */
+static int listen_check(int fd, int type)
+{
+	int got = 0;
+	socklen_t l = sizeof(got);
+	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &l) < 0)
+		return -errno;
+	if (got != type)
+		return -EPROTOTYPE;
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return -errno;
+	return 0;
+}
+
+int wkr_serve_new(const struct wkr_serve_cfg *cfg, struct wkr_serve **ret)
+{
+	int r = listen_check(cfg->listen_fd, cfg->sock_type);
+	if (r < 0)
+		return r;
+	struct wkr_serve *sv = calloc(1, sizeof(*sv));
+	if (!sv)
+		return -ENOMEM;
+	sv->cfg = *cfg;
+	sv->grant_fd = -1;
+	r = uv_poll_init(cfg->loop, &sv->listen_poll, cfg->listen_fd);
+	if (r < 0) {
+		free(sv);
+		return r;
+	}
+	sv->listen_poll.data = sv;
+	sv->open_handles = 1;
+	uv_timer_init(cfg->loop, &sv->removal_timer);
+	sv->removal_timer.data = sv;
+	sv->open_handles++;
+	if (cfg->service_irqs) {
+		r = uv_poll_init(cfg->loop, &sv->irq_poll, wkr_irq_poll_fd(cfg->dev));
+		if (r == 0) {
+			sv->irq_poll.data = sv;
+			sv->irq_open = true;
+			sv->open_handles++;
+			r = uv_poll_start(&sv->irq_poll, UV_READABLE, on_irq);
+		}
+	}
+	if (r == 0)
+		r = uv_poll_start(&sv->listen_poll, UV_READABLE, on_listen);
+	if (r < 0) {
+		/* Both stay the caller's on failure. */
+		sv->cfg.listen_fd = -1;
+		sv->cfg.release = NULL;
+		wkr_serve_close(sv, NULL, NULL);
+		return r;
+	}
+	*ret = sv;
+	return 0;
+}
+
+void wkr_serve_close(struct wkr_serve *sv, void (*closed)(void *data), void *data)
+{
+	if (!sv || sv->closing)
+		return;
+	sv->closing = true;
+	sv->closed = closed;
+	sv->closed_data = data;
+	if (sv->vmm)
+		wkr_serve_end(sv);
+	if (sv->removal_pending) {
+		sv->removal_pending = false;
+		sv->removal_done(sv->removal_data, false);
+	}
+	uv_close((uv_handle_t *)&sv->listen_poll, handle_closed);
+	uv_close((uv_handle_t *)&sv->removal_timer, handle_closed);
+	if (sv->irq_open)
+		uv_close((uv_handle_t *)&sv->irq_poll, handle_closed);
+}
