@@ -36,6 +36,16 @@ static inline void vb__closep(const int *fd)
 #define _cleanup_free_	_cleanup_(vb__freep)
 #define _cleanup_close_ _cleanup_(vb__closep)
 
+/* Defines `func##p`, which calls `func` (NULL-safe, like free) on a `type *` going out of scope:
+ * `VB_DEFINE_CLEANUP(struct brk_config, brk_config_free)` then
+ * `_cleanup_(brk_config_freep) struct brk_config *c = NULL;`. */
+#define VB_DEFINE_CLEANUP(type, func)        \
+	static inline void func##p(type **p) \
+	{                                    \
+		func(*p);                    \
+	}                                    \
+	struct vb__cleanup_##func##_needs_a_semicolon
+
 /* The value of `var`, which is left empty (-1 or NULL) so that its cleanup does nothing. */
 #define TAKE_FD(var)                \
 	({                          \

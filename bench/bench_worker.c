@@ -148,7 +148,7 @@ int main(int argc, char **argv)
 	    {"bar_read_4B", "pread_memfd_bar0_4B", via_worker_bar, 0, 0, 4},
 	    {"bar_read_64KiB", "pread_memfd_bar0_64KiB", via_worker_bar, 0, 0, BIG},
 	};
-	struct wkr_image_error err = {0};
+	struct vb_err err = {0};
 	struct wkr_image *img = NULL;
 	struct bproc_worker w;
 	struct trap t = {.memfd = -1};
@@ -164,8 +164,7 @@ int main(int argc, char **argv)
 		r = wkr_image_build(img, &t.memfd);
 	if (r < 0) {
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
-			bench_fail(cases[i].name, "image %s: %s", image,
-				   err.msg[0] ? err.msg : strerror(-r));
+			bench_fail(cases[i].name, "image %s: %s", image, vb_err_msg(&err, r));
 		free(t.buf);
 		return 1;
 	}

@@ -718,40 +718,37 @@ static int cfg_check_whole(struct cfg_state *st)
 /* The file must not be changeable by anyone the broker does not trust with its own powers. */
 static int cfg_open(struct cfg_state *st, const char *path)
 {
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	struct stat sb;
-	int fd, e;
+	int e;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
 	if (fd < 0) {
 		e = errno;
 		return vb_errf(st->err, -e, "%s: cannot open: %s", path, strerror(e));
 	}
-	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & (S_IWGRP | S_IWOTH))) {
-		close(fd);
+	if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && (sb.st_mode & (S_IWGRP | S_IWOTH)))
 		return vb_errf(st->err, -EPERM,
 			       "%s: writable by group or others (mode %04o): refusing to trust it",
 			       path, (unsigned)(sb.st_mode & 07777));
-	}
 	st->f = fdopen(fd, "re");
 	if (!st->f) {
 		e = errno;
-		close(fd);
 		return vb_errf(st->err, -e, "%s: %s", path, strerror(e));
 	}
+	TAKE_FD(fd); /* the stream has it */
 	return 0;
 }
 
+VB_DEFINE_CLEANUP(struct brk_config, brk_config_free);
+
 int brk_config_load(const char *path, struct brk_config **ret, struct vb_err *err)
 {
+	_cleanup_(brk_config_freep) struct brk_config *c = calloc(1, sizeof(*c));
 	struct cfg_state st = {.err = err};
-	struct brk_config *c;
 	int r;
 
-	c = calloc(1, sizeof(*c));
-	if (!c || !(c->path = strdup(path))) {
-		free(c);
+	if (!c || !(c->path = strdup(path)))
 		return vb_errf(err, -ENOMEM, "%s: out of memory", path);
-	}
 	cfg_defaults(c);
 	st.c = c;
 	r = cfg_open(&st, path);
@@ -781,10 +778,9 @@ int brk_config_load(const char *path, struct brk_config **ret, struct vb_err *er
 	r = cfg_check_whole(&st);
 	if (r < 0)
 		goto fail;
-	*ret = c;
+	*ret = TAKE_PTR(c);
 	return 0;
 fail:
-	brk_config_free(c);
 	if (err)
 		err->code =
 		    r; /* the message was written for the first problem; the code is final */

@@ -20,6 +20,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "conn.h"
 
 int vfb__fd_check(int fd)
@@ -42,6 +43,9 @@ static int epoll_add(int epfd, int fd)
 
 int vfb__conn_init(struct vfb__conn *c, int fd, const struct ipc_proto *proto, uint16_t ev_type)
 {
+	/* The socket stays the caller's on failure: only what is made here is closed. */
+	_cleanup_close_ int epfd = epoll_create1(EPOLL_CLOEXEC);
+	_cleanup_close_ int evfd = -1;
 	int r;
 
 	memset(c, 0, sizeof(*c));
@@ -49,31 +53,23 @@ int vfb__conn_init(struct vfb__conn *c, int fd, const struct ipc_proto *proto, u
 	c->evfd = -1;
 	c->timeout_ms = 5000;
 	c->ev_type = ev_type;
-	c->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (c->epfd < 0)
+	if (epfd < 0)
 		return -errno;
-	c->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (c->evfd < 0) {
-		r = -errno;
-		goto fail;
-	}
-	r = epoll_add(c->epfd, c->evfd);
+	evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (evfd < 0)
+		return -errno;
+	r = epoll_add(epfd, evfd);
 	if (r < 0)
-		goto fail;
-	r = epoll_add(c->epfd, fd);
+		return r;
+	r = epoll_add(epfd, fd);
 	if (r < 0)
-		goto fail;
+		return r;
 	r = ipc_chan_new(fd, proto, NULL, &c->chan);
 	if (r < 0)
-		goto fail;
+		return r;
+	c->epfd = TAKE_FD(epfd);
+	c->evfd = TAKE_FD(evfd);
 	return 0;
-fail:
-	/* The socket stays the caller's: only what was made here is closed. */
-	if (c->evfd >= 0)
-		close(c->evfd);
-	close(c->epfd);
-	c->evfd = c->epfd = -1;
-	return r;
 }
 
 int vfb__conn_open(struct vfb__conn *c, const char *path, const struct ipc_proto *proto,

@@ -17,6 +17,7 @@
 
 #include "device.pb-c.h"
 
+#include "base.h"
 #include "dev.h"
 
 /* Names the VMM in the worker's logs; longer names are cut. */
@@ -84,8 +85,9 @@ static int hello(struct vfb_dev *dev, const char *client_name)
 static int dev_start(int fd, const char *path, const char *client_name, uint32_t flags,
 		     struct vfb_dev **ret)
 {
-	struct vfb_dev *dev;
-	int r, own = -1;
+	_cleanup_free_ struct vfb_dev *dev = NULL;
+	_cleanup_close_ int own = -1;
+	int r;
 
 	if (flags != 0 || !ret)
 		return -EINVAL;
@@ -97,33 +99,25 @@ static int dev_start(int fd, const char *path, const char *client_name, uint32_t
 			return -errno;
 	}
 	dev = calloc(1, sizeof(*dev));
-	if (!dev) {
-		r = -ENOMEM;
-		goto fail_fd;
-	}
+	if (!dev)
+		return -ENOMEM;
 	if (path)
 		r = vfb__conn_open(&dev->conn, path, &ipc_proto_device, VB__DEV__TYPE__EVENT);
 	else
 		r = vfb__conn_init(&dev->conn, own, &ipc_proto_device, VB__DEV__TYPE__EVENT);
-	if (r < 0) {
-		free(dev);
-		goto fail_fd;
-	}
-	own = -1;
+	if (r < 0)
+		return r;
+	(void)TAKE_FD(own); /* the connection's now */
 	dev->conn.timeout_ms = VFB_TIMEOUT_DEFAULT_MS;
 	r = hello(dev, client_name);
 	if (r < 0) {
-		vfb_dev_close(dev);
+		vfb_dev_close(TAKE_PTR(dev));
 		return r;
 	}
 	if (!path)
 		close(fd);
-	*ret = dev;
+	*ret = TAKE_PTR(dev);
 	return 0;
-fail_fd:
-	if (own >= 0)
-		close(own);
-	return r;
 }
 
 int vfb_dev_connect(const char *path, const char *client_name, uint32_t flags, struct vfb_dev **ret)

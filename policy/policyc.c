@@ -120,7 +120,7 @@ int main(int argc, char **argv)
 	const char *name = NULL, *out = NULL, *pfc = NULL, *in = NULL;
 	unsigned timeout = POLICYC_BUILD_TIMEOUT_S;
 	char *end;
-	char err[1024] = "";
+	struct vb_err err = {0};
 	int i, r;
 
 	for (i = 1; i < argc; i++) {
@@ -142,19 +142,19 @@ int main(int argc, char **argv)
 	if (!name || !out || !in || !policyc__valid_name(name))
 		return policyc__usage();
 
-	r = policyc_parse(in, &policy, err, sizeof(err));
+	r = policyc_parse(in, &policy, &err);
 	if (r < 0)
 		goto fail;
-	r = policyc_compile(&policy, pfc, timeout, &kill, &log, err, sizeof(err));
+	r = policyc_compile(&policy, pfc, timeout, &kill, &log, &err);
 	if (r < 0)
 		goto fail;
 	r = policyc__emit(out, name, &policy, &kill, &log);
 	if (r < 0) {
-		snprintf(err, sizeof(err), "%s: %s", out, strerror(-r));
+		vb_errf(&err, r, "%s: %s", out, strerror(-r));
 		goto fail;
 	}
 	return 0;
 fail:
-	fprintf(stderr, "%s\n", err[0] ? err : "policyc: failed");
+	fprintf(stderr, "%s\n", err.msg[0] ? err.msg : "policyc: failed");
 	return 1;
 }

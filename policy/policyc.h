@@ -10,6 +10,7 @@
 
 #include <seccomp.h>
 
+#include "err.h"
 #include "policy_table.h"
 
 struct policyc_const {
@@ -39,9 +40,9 @@ struct policyc_policy {
 /*
  * Parses a .policy file into *p and checks it (known syscalls and names, a reason on every
  * rule, a kill_process default, no duplicate or overlapping rules). On error returns a negative
- * errno and writes "path:line: reason" into err.
+ * errno with "path:line: reason" in `err` (base/err.h).
  */
-int policyc_parse(const char *path, struct policyc_policy *p, char *err, size_t errlen);
+int policyc_parse(const char *path, struct policyc_policy *p, struct vb_err *err);
 
 #define POLICYC_MAX_INSNS 4096
 
@@ -52,11 +53,10 @@ struct policyc_prog {
 };
 
 /* libseccomp's filter for `p` with default action `def` (SCMP_ACT_KILL_PROCESS or
- * SCMP_ACT_LOG), or NULL with "path[:line]: reason" in err. Release it with seccomp_release. */
-scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, char *err,
-			      size_t errlen);
-/* Exports ctx's BPF program into *prog. Errors: negative errno, with a reason in err. */
-int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, size_t errlen);
+ * SCMP_ACT_LOG), or NULL with "path[:line]: reason" in `err`. Release it with seccomp_release. */
+scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, struct vb_err *err);
+/* Exports ctx's BPF program into *prog. Errors: negative errno, with a reason in `err`. */
+int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, struct vb_err *err);
 
 /*
  * Builds and exports both programs (and writes libseccomp's pseudo-code to `pfc` when not NULL)
@@ -64,11 +64,11 @@ int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, si
  * some rule sets the parser accepts (found by fuzz_policy: two rules for one syscall, each
  * comparing a shared argument and then a different one), and a build must fail with a reason,
  * never hang. Errors: -ETIMEDOUT, -EIO (the child died), or the build's own, each with "path:
- * reason" in err.
+ * reason" in `err`.
  */
 #define POLICYC_BUILD_TIMEOUT_S 60
 int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned timeout_s,
-		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog, char *err,
-		    size_t errlen);
+		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog,
+		    struct vb_err *err);
 
 #endif

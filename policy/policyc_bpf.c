@@ -19,6 +19,7 @@
 
 #include <seccomp.h>
 
+#include "base.h"
 #include "policyc.h"
 
 static const enum scmp_compare policyc__scmp_ops[] = {
@@ -52,15 +53,14 @@ static int policyc__add_rule(scmp_filter_ctx ctx, const struct sbx_rule *r)
 	return seccomp_rule_add_exact_array(ctx, action, r->nr, r->nconds, cmp);
 }
 
-scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, char *err,
-			      size_t errlen)
+scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, struct vb_err *err)
 {
 	scmp_filter_ctx ctx = seccomp_init(def);
 	size_t i;
 	int r;
 
 	if (!ctx) {
-		snprintf(err, errlen, "%s: seccomp_init failed", p->path);
+		vb_errf(err, -ENOMEM, "%s: seccomp_init failed", p->path);
 		return NULL;
 	}
 	/* Only x86_64: an i386 (int 0x80) or x32 call does not match the arch check and is
@@ -83,72 +83,63 @@ scmp_filter_ctx policyc_build(const struct policyc_policy *p, uint32_t def, char
 	for (i = 0; i < p->nrules; i++) {
 		r = policyc__add_rule(ctx, &p->rules[i].r);
 		if (r < 0) {
-			snprintf(err, errlen, "%s:%u: libseccomp rejected the rule: %s", p->path,
-				 p->rules[i].r.line, strerror(-r));
+			vb_errf(err, r, "%s:%u: libseccomp rejected the rule: %s", p->path,
+				p->rules[i].r.line, strerror(-r));
 			seccomp_release(ctx);
 			return NULL;
 		}
 	}
 	return ctx;
 fail_ctx:
-	snprintf(err, errlen, "%s: libseccomp set-up failed: %s", p->path, strerror(-r));
+	vb_errf(err, r, "%s: libseccomp set-up failed: %s", p->path, strerror(-r));
 	seccomp_release(ctx);
 	return NULL;
 }
 
-int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, char *err, size_t errlen)
+int policyc_export(scmp_filter_ctx ctx, struct policyc_prog *prog, struct vb_err *err)
 {
-	int fd = memfd_create("policyc", MFD_CLOEXEC), r;
+	_cleanup_close_ int fd = memfd_create("policyc", MFD_CLOEXEC);
 	ssize_t n;
 	off_t size;
+	int r;
 
 	if (fd < 0)
-		return -errno;
+		return vb_errf(err, -errno, "memfd_create: %s", strerror(errno));
 	r = seccomp_export_bpf(ctx, fd);
-	if (r < 0) {
-		snprintf(err, errlen, "seccomp_export_bpf: %s", strerror(-r));
-		goto out;
-	}
+	if (r < 0)
+		return vb_errf(err, r, "seccomp_export_bpf: %s", strerror(-r));
 	size = lseek(fd, 0, SEEK_END);
-	if (size <= 0 || size % sizeof(struct sock_filter) || (size_t)size > sizeof(prog->insns)) {
-		snprintf(err, errlen, "exported program has a bad size (%lld bytes)",
-			 (long long)size);
-		r = -EFBIG;
-		goto out;
-	}
+	if (size <= 0 || size % sizeof(struct sock_filter) || (size_t)size > sizeof(prog->insns))
+		return vb_errf(err, -EFBIG, "exported program has a bad size (%lld bytes)",
+			       (long long)size);
 	n = pread(fd, prog->insns, (size_t)size, 0);
 	if (n != size) {
 		r = n < 0 ? -errno : -EIO;
-		snprintf(err, errlen, "reading the exported program: %s", strerror(-r));
-		goto out;
+		return vb_errf(err, r, "reading the exported program: %s", strerror(-r));
 	}
 	prog->len = (size_t)size / sizeof(struct sock_filter);
-	r = 0;
-out:
-	close(fd);
-	return r;
+	return 0;
 }
 
 /* What the compiling child sends back: its verdict, then either both programs or a message. */
 struct policyc__result {
 	int r;
-	char err[1024];
+	struct vb_err err;
 	struct policyc_prog kill, log;
 };
 
 static int policyc__compile_child(const struct policyc_policy *p, const char *pfc,
 				  struct policyc__result *res)
 {
-	scmp_filter_ctx kctx = policyc_build(p, SCMP_ACT_KILL_PROCESS, res->err, sizeof(res->err));
-	scmp_filter_ctx lctx =
-	    kctx ? policyc_build(p, SCMP_ACT_LOG, res->err, sizeof(res->err)) : NULL;
-	int r = -EINVAL;
+	scmp_filter_ctx kctx = policyc_build(p, SCMP_ACT_KILL_PROCESS, &res->err);
+	scmp_filter_ctx lctx = kctx ? policyc_build(p, SCMP_ACT_LOG, &res->err) : NULL;
+	/* A build that failed said why, with its code. */
+	int r = kctx && lctx ? 0 : res->err.code;
 
-	if (kctx && lctx) {
-		r = policyc_export(kctx, &res->kill, res->err, sizeof(res->err));
-		if (r == 0)
-			r = policyc_export(lctx, &res->log, res->err, sizeof(res->err));
-	}
+	if (r == 0)
+		r = policyc_export(kctx, &res->kill, &res->err);
+	if (r == 0)
+		r = policyc_export(lctx, &res->log, &res->err);
 	if (r == 0 && pfc) {
 		FILE *f = fopen(pfc, "we");
 
@@ -156,7 +147,7 @@ static int policyc__compile_child(const struct policyc_policy *p, const char *pf
 		if (f)
 			fclose(f);
 		if (r < 0)
-			snprintf(res->err, sizeof(res->err), "%s: %s", pfc, strerror(-r));
+			vb_errf(&res->err, r, "%s: %s", pfc, strerror(-r));
 	}
 	if (kctx)
 		seccomp_release(kctx);
@@ -166,8 +157,8 @@ static int policyc__compile_child(const struct policyc_policy *p, const char *pf
 }
 
 int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned timeout_s,
-		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog, char *err,
-		    size_t errlen)
+		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog,
+		    struct vb_err *err)
 {
 	struct policyc__result *res;
 	int fds[2], status, r;
@@ -176,8 +167,7 @@ int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned ti
 
 	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (res == MAP_FAILED || pipe2(fds, O_CLOEXEC) < 0) {
-		r = -errno;
-		snprintf(err, errlen, "%s: %s", p->path, strerror(-r));
+		r = vb_errf(err, -errno, "%s: %s", p->path, strerror(errno));
 		if (res != MAP_FAILED)
 			munmap(res, sizeof(*res));
 		return r;
@@ -192,10 +182,9 @@ int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned ti
 	}
 	close(fds[1]);
 	if (pid < 0) {
-		r = -errno;
+		r = vb_errf(err, -errno, "%s: fork: %s", p->path, strerror(errno));
 		close(fds[0]);
 		munmap(res, sizeof(*res));
-		snprintf(err, errlen, "%s: fork: %s", p->path, strerror(-r));
 		return r;
 	}
 	struct pollfd pf = {.fd = fds[0], .events = POLLIN};
@@ -209,24 +198,22 @@ int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned ti
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (n == 0) {
-		snprintf(
-		    err, errlen,
+		r = vb_errf(
+		    err, -ETIMEDOUT,
 		    "%s: libseccomp did not finish building the filter within %u s (it can loop "
 		    "on rules for one syscall that compare different arguments after a shared "
 		    "one); split or simplify those rules",
 		    p->path, timeout_s);
-		r = -ETIMEDOUT;
 	} else if (!got) {
-		snprintf(err, errlen, "%s: the libseccomp build died (status %#x)", p->path,
-			 status);
-		r = -EIO;
+		r = vb_errf(err, -EIO, "%s: the libseccomp build died (status %#x)", p->path,
+			    status);
 	} else {
 		r = res->r;
 		if (r == 0) {
 			*kill_prog = res->kill;
 			*log_prog = res->log;
-		} else {
-			snprintf(err, errlen, "%s", res->err);
+		} else if (err) {
+			*err = res->err;
 		}
 	}
 	munmap(res, sizeof(*res));

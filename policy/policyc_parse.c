@@ -24,23 +24,19 @@
 struct policyc__ctx {
 	const char *path;
 	unsigned line;
-	char *err;
-	size_t errlen;
+	struct vb_err *err;
 };
 
 __attribute__((format(printf, 2, 3))) static int policyc__fail(struct policyc__ctx *c,
 							       const char *fmt, ...)
 {
-	size_t n;
+	char why[VB_ERR_MAX];
 	va_list ap;
 
-	n = (size_t)snprintf(c->err, c->errlen, "%s:%u: ", c->path, c->line);
-	if (n < c->errlen) {
-		va_start(ap, fmt);
-		vsnprintf(c->err + n, c->errlen - n, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return vb_errf(c->err, -EINVAL, "%s:%u: %s", c->path, c->line, why);
 }
 
 /* A value: terms joined by '|', each a number or a known name. */
@@ -277,9 +273,9 @@ static int policyc__line(struct policyc__ctx *c, struct policyc_policy *p, char 
 	return policyc__rule(c, tok, ntok, reason, &p->rules[p->nrules++]);
 }
 
-int policyc_parse(const char *path, struct policyc_policy *p, char *err, size_t errlen)
+int policyc_parse(const char *path, struct policyc_policy *p, struct vb_err *err)
 {
-	struct policyc__ctx c = {.path = path, .line = 0, .err = err, .errlen = errlen};
+	struct policyc__ctx c = {.path = path, .line = 0, .err = err};
 	char *line = NULL;
 	size_t cap = 0;
 	FILE *f;
@@ -288,20 +284,16 @@ int policyc_parse(const char *path, struct policyc_policy *p, char *err, size_t 
 	memset(p, 0, sizeof(*p));
 	p->path = path;
 	f = fopen(path, "re");
-	if (!f) {
-		snprintf(err, errlen, "%s: %s", path, strerror(errno));
-		return -errno;
-	}
+	if (!f)
+		return vb_errf(err, -errno, "%s: %s", path, strerror(errno));
 	while (getline(&line, &cap, f) >= 0) {
 		c.line++;
 		r = policyc__line(&c, p, line);
 		if (r < 0)
 			break;
 	}
-	if (r == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
-		r = -EIO;
-	}
+	if (r == 0 && ferror(f))
+		r = vb_errf(err, -EIO, "%s: read error", path);
 	free(line);
 	fclose(f);
 	if (r == 0)

@@ -233,6 +233,43 @@ static void test_cleanup_closes_unless_taken(void **state)
 	assert_int_equal(ARRAY_SIZE(arr), 7);
 }
 
+/* What VB_DEFINE_CLEANUP's function was given, in order. */
+struct thing {
+	int id;
+};
+static int freed[4];
+static unsigned nfreed;
+
+static void thing_free(struct thing *t)
+{
+	if (nfreed < ARRAY_SIZE(freed))
+		freed[nfreed++] = t ? t->id : -1;
+}
+VB_DEFINE_CLEANUP(struct thing, thing_free);
+
+static struct thing *thing_kept(struct thing *t)
+{
+	_cleanup_(thing_freep) struct thing *mine = t;
+
+	return TAKE_PTR(mine);
+}
+
+static void test_cleanup_defined_runs_at_scope_exit(void **state)
+{
+	struct thing a = {1}, b = {2};
+
+	{
+		_cleanup_(thing_freep) struct thing *scoped = &a;
+		(void)scoped;
+	}
+	assert_int_equal(nfreed, 1);
+	assert_int_equal(freed[0], 1);
+	/* Taken: the function still runs, on NULL, which a free function must accept. */
+	assert_ptr_equal(thing_kept(&b), &b);
+	assert_int_equal(nfreed, 2);
+	assert_int_equal(freed[1], -1);
+}
+
 static int handler_one(int x)
 {
 	return x + 1;
@@ -278,6 +315,7 @@ int main(void)
 	    cmocka_unit_test(test_err_record_filled_and_null_allowed),
 	    cmocka_unit_test(test_err_record_long_message_truncated),
 	    cmocka_unit_test(test_cleanup_closes_unless_taken),
+	    cmocka_unit_test(test_cleanup_defined_runs_at_scope_exit),
 	    cmocka_unit_test(test_dispatch_lookup_unknown_not_now_allowed),
 	};
 

@@ -21,7 +21,7 @@ static void test_devimg_fixtures_parse(void **state)
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		char path[512];
 		struct wkr_image *img = NULL;
-		struct wkr_image_error err;
+		struct vb_err err;
 		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, names[i]);
 		int r = wkr_image_load(path, &img, &err);
 		if (r < 0)
@@ -35,7 +35,7 @@ static void test_devimg_fixtures_parse(void **state)
 static void test_devimg_build_lays_out_regions_like_vfio(void **state)
 {
 	struct wkr_image *img;
-	struct wkr_image_error err;
+	struct vb_err err;
 	const char *text = "# a comment\n\n" HEAD "name tiny_dev-1.0\n"
 			   "region 0 size=0x1000 flags=0x7 mmap=0+0x800,0x800+0x800\n"
 			   "irq 2 count=3 flags=1\n"
@@ -74,15 +74,14 @@ static void test_devimg_build_lays_out_regions_like_vfio(void **state)
 static void expect_bad(const char *text, unsigned line, const char *why)
 {
 	struct wkr_image *img = (struct wkr_image *)0x1;
-	struct wkr_image_error err;
-	int r = wkr_image_parse(text, strlen(text), &img, &err);
-	if (r != -EINVAL || err.line != line || !strstr(err.msg, why))
-		fail_msg("for %s: got %d, line %u, '%s'; want line %u, '%s'", text, r, err.line,
-			 err.msg, line, why);
-	assert_ptr_equal(img, (struct wkr_image *)0x1);
+	struct vb_err err;
 	char prefix[32];
 	snprintf(prefix, sizeof(prefix), "line %u: ", line);
-	assert_true(strncmp(err.msg, prefix, strlen(prefix)) == 0);
+	int r = wkr_image_parse(text, strlen(text), &img, &err);
+	if (r != -EINVAL || err.code != r || strncmp(err.msg, prefix, strlen(prefix)) != 0 ||
+	    !strstr(err.msg, why))
+		fail_msg("for %s: got %d, '%s'; want '%s...%s'", text, r, err.msg, prefix, why);
+	assert_ptr_equal(img, (struct wkr_image *)0x1);
 }
 
 static void test_devimg_header_errors_named(void **state)
@@ -160,17 +159,16 @@ static void test_devimg_binary_and_long_lines_rejected(void **state)
 {
 	char text[8192];
 	struct wkr_image *img = NULL;
-	struct wkr_image_error err;
+	struct vb_err err;
 	memcpy(text, HEAD "name x\0y\n", sizeof(HEAD "name x\0y\n"));
 	assert_int_equal(wkr_image_parse(text, sizeof(HEAD "name x\0y\n") - 1, &img, &err),
 			 -EINVAL);
-	assert_int_equal(err.line, 4);
-	assert_non_null(strstr(err.msg, "NUL"));
+	assert_string_equal(err.msg, "line 4: NUL byte in the text");
 	int n = snprintf(text, sizeof(text), "%s# ", HEAD);
 	memset(text + n, 'x', 5000);
 	text[n + 5000] = 0;
 	assert_int_equal(wkr_image_parse(text, strlen(text), &img, &err), -EINVAL);
-	assert_int_equal(err.line, 4);
+	assert_int_equal(strncmp(err.msg, "line 4: ", 8), 0);
 	assert_non_null(strstr(err.msg, "longer than"));
 	assert_null(img);
 	assert_true(wkr_image_load("/nonexistent/image", &img, &err) == -ENOENT);

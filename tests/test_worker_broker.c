@@ -253,7 +253,7 @@ static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *er
 static int setup_common(void **state, bool capture_log)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct wkr_image_error ierr;
+	struct vb_err ierr;
 	int lfd;
 	if (f)
 		f->log_fd = capture_log ? -1 : 0;
@@ -287,7 +287,7 @@ static int setup_log(void **state)
 static int setup_vfu_common(void **state, bool both)
 {
 	struct fx *f = calloc(1, sizeof(*f));
-	struct wkr_image_error ierr;
+	struct vb_err ierr;
 	int lfd[2];
 	if (f)
 		f->log_fd = 0;
@@ -598,7 +598,7 @@ static void test_worker_broker_mmap_only_through_vmm_grant(void **state)
 static void test_worker_broker_bad_handoff_refused(void **state)
 {
 	struct fx f = {0};
-	struct wkr_image_error ierr;
+	struct vb_err ierr;
 	struct ipc_error err = {0};
 	int lfd, status;
 	assert_int_equal(
@@ -796,7 +796,7 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 static void test_worker_broker_handoff_fd_count_must_match_protocols(void **state)
 {
 	struct fx f = {0};
-	struct wkr_image_error ierr;
+	struct vb_err ierr;
 	struct ipc_error err = {0};
 	int lfd, status;
 	assert_int_equal(

@@ -84,7 +84,7 @@ static inline int routed_fd(const struct rec *r, uint32_t index, uint32_t v)
 
 static inline int tdev_open_text(struct tdev *t, const char *text)
 {
-	struct wkr_image_error err;
+	struct vb_err err;
 	struct wkr_io io;
 	memset(t, 0, sizeof(*t));
 	t->fd = -1;

@@ -52,23 +52,19 @@ struct wkr_image {
 
 struct parser {
 	struct wkr_image *img;
-	struct wkr_image_error *err;
+	struct vb_err *err;
 	unsigned line;
 };
 
 __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, unsigned line,
 						      const char *fmt, ...)
 {
-	if (p->err) {
-		char why[160];
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(why, sizeof(why), fmt, ap);
-		va_end(ap);
-		p->err->line = line;
-		snprintf(p->err->msg, sizeof(p->err->msg), "line %u: %s", line, why);
-	}
-	return -EINVAL;
+	char why[VB_ERR_MAX];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(why, sizeof(why), fmt, ap);
+	va_end(ap);
+	return vb_errf(p->err, -EINVAL, "line %u: %s", line, why);
 }
 
 static bool parse_u64(const char *s, uint64_t *ret)
@@ -422,15 +418,14 @@ void wkr_image_free(struct wkr_image *img)
 	free(img);
 }
 
-int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret,
-		    struct wkr_image_error *err)
+int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret, struct vb_err *err)
 {
 	struct parser p = {.err = err};
 	bool version = false;
 	char line[LINE_MAX_LEN + 1];
 	int r = 0;
 	if (err)
-		*err = (struct wkr_image_error){0};
+		*err = (struct vb_err){0};
 	if (len > WKR_IMAGE_TEXT_MAX)
 		return fail(&p, 0, "image larger than %u bytes", WKR_IMAGE_TEXT_MAX);
 	p.img = calloc(1, sizeof(*p.img));
@@ -456,8 +451,8 @@ int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret,
 	if (r == 0)
 		r = finish(&p);
 	if (r < 0) {
-		if (r == -ENOMEM && err)
-			snprintf(err->msg, sizeof(err->msg), "line %u: out of memory", p.line);
+		if (r == -ENOMEM)
+			vb_errf(err, r, "line %u: out of memory", p.line);
 		wkr_image_free(p.img);
 		return r;
 	}
@@ -467,9 +462,9 @@ int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret,
 	return 0;
 }
 
-int wkr_image_load(const char *path, struct wkr_image **ret, struct wkr_image_error *err)
+int wkr_image_load(const char *path, struct wkr_image **ret, struct vb_err *err)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -errno;
 	struct stat st;
@@ -480,18 +475,12 @@ int wkr_image_load(const char *path, struct wkr_image **ret, struct wkr_image_er
 		e = -EINVAL;
 	else if (st.st_size > WKR_IMAGE_TEXT_MAX)
 		e = -EFBIG;
-	if (e < 0) {
-		close(fd);
-		if (err)
-			snprintf(err->msg, sizeof(err->msg),
-				 "not a regular file of at most %u bytes", WKR_IMAGE_TEXT_MAX);
-		return e;
-	}
-	char *buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		close(fd);
+	if (e < 0)
+		return vb_errf(err, e, "not a regular file of at most %u bytes",
+			       WKR_IMAGE_TEXT_MAX);
+	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+	if (!buf)
 		return -ENOMEM;
-	}
 	size_t got = 0;
 	while (got < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
@@ -499,10 +488,7 @@ int wkr_image_load(const char *path, struct wkr_image **ret, struct wkr_image_er
 			break;
 		got += (size_t)n;
 	}
-	close(fd);
-	int r = wkr_image_parse(buf, got, ret, err);
-	free(buf);
-	return r;
+	return wkr_image_parse(buf, got, ret, err);
 }
 
 const struct wkr_devinfo *wkr_image_info(const struct wkr_image *img)

@@ -11,6 +11,7 @@
 
 #include <stddef.h>
 
+#include "err.h"
 #include "wkr.h"
 
 /* Largest image text accepted, and most data bytes all `data` lines may carry together. */
@@ -19,18 +20,13 @@
 
 struct wkr_image;
 
-struct wkr_image_error {
-	unsigned line; /* 1-based; the last line for errors about what is missing */
-	char msg[192]; /* "line N: reason" */
-};
-
-/* Parses `len` bytes of image text. On failure returns -EINVAL (or -ENOMEM) and, when `err` is
- * not NULL, fills it; *ret is left alone. */
-int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret,
-		    struct wkr_image_error *err);
+/* Parses `len` bytes of image text. On failure returns -EINVAL (or -ENOMEM) with "line N:
+ * reason" in `err` (base/err.h; N is 1-based, the last line for what is missing); *ret is left
+ * alone. */
+int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret, struct vb_err *err);
 /* Reads and parses a file (at most WKR_IMAGE_TEXT_MAX bytes). I/O errors are negative errno
- * values with err->line 0. */
-int wkr_image_load(const char *path, struct wkr_image **ret, struct wkr_image_error *err);
+ * values, explained in `err` where more can be said than strerror(). */
+int wkr_image_load(const char *path, struct wkr_image **ret, struct vb_err *err);
 void wkr_image_free(struct wkr_image *img);
 /* Region offsets are WKR_REGION_OFFSET(index). */
 const struct wkr_devinfo *wkr_image_info(const struct wkr_image *img);

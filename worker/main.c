@@ -610,13 +610,13 @@ static int run_broker(const struct opts *o)
 static int run_standalone(const struct opts *o)
 {
 	struct wkr_image *img;
-	struct wkr_image_error ierr = {0};
+	struct vb_err ierr = {0};
 	struct wkr_local *local = NULL;
 	struct vb_err err = {0};
 	int memfd = -1;
 	int r = wkr_image_load(o->image, &img, &ierr);
 	if (r < 0) {
-		wlog("%s: %s", o->image, ierr.msg[0] ? ierr.msg : strerror(-r));
+		wlog("%s: %s", o->image, vb_err_msg(&ierr, r));
 		return 1;
 	}
 	const struct wkr_devinfo *info = wkr_image_info(img);

@@ -24,7 +24,7 @@ static int no_irqs(void *data, const struct wkr_irq_set *s)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wkr_image *img;
-	struct wkr_image_error err;
+	struct vb_err err;
 	if (wkr_image_parse((const char *)data, size, &img, &err) < 0) {
 		/* Every refusal names a line. */
 		if (err.msg[0] != 'l')

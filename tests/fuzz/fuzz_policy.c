@@ -25,29 +25,30 @@ static struct policyc_prog kill_prog, log_prog;
  * with a reason like any other; the bound is short here, the fuzzer's own -timeout is longer. */
 static void build(const char *path)
 {
-	char err[1024] = "";
-	int r = policyc_compile(&policy, NULL, 5, &kill_prog, &log_prog, err, sizeof(err));
+	struct vb_err err = {0};
+	int r = policyc_compile(&policy, NULL, 5, &kill_prog, &log_prog, &err);
 
 	if (r == 0) {
 		if (kill_prog.len == 0 || kill_prog.len > POLICYC_MAX_INSNS || log_prog.len == 0 ||
 		    log_prog.len > POLICYC_MAX_INSNS)
 			abort();
-	} else if (r < -4095 || strncmp(err, path, strlen(path)) != 0) {
+	} else if (r < -4095 || err.code != r || strncmp(err.msg, path, strlen(path)) != 0) {
 		abort(); /* a refusal names the file */
 	}
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	char path[64], err[1024] = "";
+	char path[64];
+	struct vb_err err = {0};
 	int fd = memfd_create("fuzz-policy", MFD_CLOEXEC), r;
 
 	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
 		abort();
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-	r = policyc_parse(path, &policy, err, sizeof(err));
+	r = policyc_parse(path, &policy, &err);
 	if (r < 0) {
-		if (r < -4095 || strncmp(err, path, strlen(path)) != 0)
+		if (r < -4095 || err.code != r || strncmp(err.msg, path, strlen(path)) != 0)
 			abort(); /* an error is a negative errno with the file named */
 	} else {
 		if (r != 0 || !policy.default_line || policy.nrules > POLICYC_MAX_RULES)

@@ -76,7 +76,7 @@ static void drain(int fd)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct wkr_image *img;
-	struct wkr_image_error ierr;
+	struct vb_err ierr;
 	if (!img && wkr_image_load(VB_FIXTURES "/e1000e.img", &img, &ierr) < 0)
 		abort();
 	int memfd, sv[2];

@@ -53,7 +53,7 @@ static void dev_bars_changed(void *data, uint16_t command)
 static struct wkr_image *image(unsigned i)
 {
 	char path[512];
-	struct wkr_image_error err = {0};
+	struct vb_err err = {0};
 
 	if (!loaded[i]) {
 		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, images[i]);

@@ -53,7 +53,7 @@ static void broker_gone(void *data, int err)
 static void load_image(void)
 {
 	char path[512];
-	struct wkr_image_error err = {0};
+	struct vb_err err = {0};
 
 	snprintf(path, sizeof(path), "%s/edu.img", VB_FIXTURES);
 	if (wkr_image_load(path, &edu, &err) < 0) {
