@@ -6,6 +6,10 @@
  * size, offset, prot and the memfd all come from a worker on behalf of a VMM. Every check runs
  * before the table, the counters or the kernel are touched, and the table has room for the new
  * entry before the kernel is asked, so a map the kernel accepted can always be recorded.
+ *
+ * The journal (cfg.journal, journal.h) sees every change: an intent before the kernel call (or,
+ * for owner changes without one, before the table changes) and the outcome after. A journal that
+ * refuses an intent fails the change exactly like a kernel error would.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +50,7 @@ struct brk_dma {
 	struct dma_map *maps; /* sorted by iova, never overlapping */
 	uint32_t n, cap;
 	struct brk_dma_stats st;
+	struct brk_journal journal;
 };
 
 static uint64_t host_page(void)
@@ -85,6 +90,7 @@ int brk_dma_new(const struct brk_dma_cfg *cfg, struct brk_dma **ret)
 	d->n_ranges = cfg->n_ranges;
 	memcpy(d->ranges, cfg->ranges, sizeof(d->ranges));
 	set_limits(d, &cfg->limits);
+	d->journal = cfg->journal;
 	*ret = d;
 	return 0;
 }
@@ -290,6 +296,31 @@ static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint6
 	return r < 0 ? map_error(r, err) : 0;
 }
 
+static int journal_error(int r, struct vb_err *err)
+{
+	return vb_errf(err, r, "the broker's state record could not be written: %s", strerror(-r));
+}
+
+static int journaled_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int fd,
+			 uint64_t offset, uint32_t prot, const struct stat *st, struct vb_err *err)
+{
+	struct brk_jop op = {.kind = BRK_JOP_DMA_MAP,
+			     .owner = owner,
+			     .iova = iova,
+			     .size = size,
+			     .offset = offset,
+			     .prot = prot,
+			     .dev = (uint64_t)st->st_dev,
+			     .ino = (uint64_t)st->st_ino};
+	int r = brk_journal_intent(&d->journal, &op);
+
+	if (r < 0)
+		return journal_error(r, err);
+	r = do_map(d, iova, size, fd, offset, prot, err);
+	brk_journal_done(&d->journal, &op, r == 0);
+	return r;
+}
+
 static bool has_owner(const struct dma_map *m, uint64_t owner)
 {
 	uint32_t i;
@@ -320,6 +351,20 @@ static void drop_owner(struct dma_map *m, uint64_t owner)
 	}
 }
 
+/* An owner joins or leaves a mapping: no kernel call, so the journal records the change itself
+ * before the table makes it. */
+static int journal_owner(struct brk_dma *d, const struct dma_map *m, enum brk_jop_kind kind,
+			 uint64_t owner, struct vb_err *err)
+{
+	struct brk_jop op = {.kind = kind, .owner = owner, .iova = m->iova, .size = m->size};
+	int r = brk_journal_intent(&d->journal, &op);
+
+	if (r < 0)
+		return journal_error(r, err);
+	brk_journal_done(&d->journal, &op, true);
+	return 0;
+}
+
 /* One container serves every device of a VM, so a VMM that maps its RAM once per device asks
  * for the same mapping several times. An identical request (same range, memory and prot) from
  * another owner joins the existing mapping instead of failing as an overlap: it grants nothing
@@ -329,6 +374,7 @@ static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t 
 		 uint64_t offset, uint32_t prot, const struct stat *st, struct vb_err *err)
 {
 	uint64_t *also;
+	int r;
 
 	if (m->iova != iova || m->size != size || m->offset != offset || m->prot != prot ||
 	    m->dev != st->st_dev || m->ino != st->st_ino)
@@ -343,6 +389,9 @@ static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t 
 	if (!also)
 		return vb_errf(err, -ENOMEM, "out of memory");
 	m->also = also;
+	r = journal_owner(d, m, BRK_JOP_DMA_SHARE, owner, err);
+	if (r < 0)
+		return r;
 	m->also[m->nalso++] = owner;
 	d->st.shares++;
 	return 0;
@@ -369,7 +418,7 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 	if (r == 0 && reserve(d) < 0)
 		r = vb_errf(err, -ENOMEM, "out of memory");
 	if (r == 0)
-		r = do_map(d, iova, size, memfd, offset, prot, err);
+		r = journaled_map(d, owner, iova, size, memfd, offset, prot, &st, err);
 	if (r < 0) {
 		d->st.rejects++;
 		return r;
@@ -393,9 +442,15 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 static int unmap_entry(struct brk_dma *d, uint32_t i)
 {
 	struct dma_map *m = &d->maps[i];
+	struct brk_jop op = {
+	    .kind = BRK_JOP_DMA_UNMAP, .owner = m->owner, .iova = m->iova, .size = m->size};
 	int r;
 
+	r = brk_journal_intent(&d->journal, &op);
+	if (r < 0)
+		return r;
 	r = kernel_unmap(d, m->iova, m->size);
+	brk_journal_done(&d->journal, &op, r >= 0);
 	if (r < 0)
 		return r;
 	free(m->also);
@@ -421,12 +476,15 @@ int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t siz
 		return vb_errf(err, -EPERM, "the DMA mapping at 0x%llx belongs to another device",
 			       (unsigned long long)iova);
 	if (d->maps[i].nalso) {
-		drop_owner(&d->maps[i], owner);
-		return 0;
+		r = journal_owner(d, &d->maps[i], BRK_JOP_DMA_UNSHARE, owner, err);
+		if (r == 0)
+			drop_owner(&d->maps[i], owner);
+		return r;
 	}
 	r = unmap_entry(d, i);
 	if (r < 0)
-		return vb_errf(err, r, "VFIO_IOMMU_UNMAP_DMA failed: %s", strerror(-r));
+		return vb_errf(err, r, "VFIO_IOMMU_UNMAP_DMA of 0x%llx+0x%llx failed: %s",
+			       (unsigned long long)iova, (unsigned long long)size, strerror(-r));
 	memmove(&d->maps[i], &d->maps[i + 1], (size_t)(d->n - i - 1) * sizeof(d->maps[0]));
 	d->n--;
 	d->st.mappings = d->n;
@@ -447,9 +505,14 @@ static int unmap_where(struct brk_dma *d, bool all, uint64_t owner, uint32_t *re
 			uint64_t size = d->maps[i].size;
 
 			if (!all && d->maps[i].nalso) {
-				drop_owner(&d->maps[i], owner);
-				count++;
-				bytes += size;
+				r = journal_owner(d, &d->maps[i], BRK_JOP_DMA_UNSHARE, owner, NULL);
+				if (r == 0) {
+					drop_owner(&d->maps[i], owner);
+					count++;
+					bytes += size;
+				} else if (!first) {
+					first = r;
+				}
 				d->maps[w++] = d->maps[i];
 				continue;
 			}
@@ -485,8 +548,14 @@ int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_byte
 
 void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes)
 {
+	struct brk_jop op = {.kind = BRK_JOP_DMA_FORGET};
 	uint32_t i;
 
+	/* Nothing is left in the kernel to keep consistent with: a journal that cannot record
+	 * this keeps listing mappings that are gone, the safe direction (an adopter's unmap of
+	 * them finds nothing). */
+	if (brk_journal_intent(&d->journal, &op) == 0)
+		brk_journal_done(&d->journal, &op, true);
 	if (ret_count)
 		*ret_count = d->n;
 	if (ret_bytes)
@@ -497,6 +566,88 @@ void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_by
 	d->n = 0;
 	d->st.mappings = 0;
 	d->st.pinned_bytes = 0;
+}
+
+static int restore_check(const struct brk_dma *d, const struct brk_dma_mapping *m,
+			 const struct brk_dma_mapping *prev, struct vb_err *err)
+{
+	uint32_t i, k;
+
+	if (!m->size || !m->prot || (m->prot & ~BRK_DMA_PROT_MASK) ||
+	    ((m->iova | m->size | m->offset) & (d->align - 1)) ||
+	    m->iova + (m->size - 1) < m->iova || m->offset + (m->size - 1) < m->offset)
+		return vb_errf(
+		    err, -EINVAL,
+		    "recorded mapping 0x%llx+0x%llx (offset 0x%llx, prot 0x%x) is empty, "
+		    "unaligned to 0x%llx, wraps or has bad prot",
+		    (unsigned long long)m->iova, (unsigned long long)m->size,
+		    (unsigned long long)m->offset, m->prot, (unsigned long long)d->align);
+	if (prev && m->iova <= prev->iova + (prev->size - 1))
+		return vb_errf(err, -EINVAL,
+			       "recorded mapping at 0x%llx is out of order or overlaps the one at "
+			       "0x%llx",
+			       (unsigned long long)m->iova, (unsigned long long)prev->iova);
+	for (i = 0; i < m->nalso; i++) {
+		for (k = 0; k <= i; k++) {
+			if ((k < i ? m->also[k] : m->owner) == m->also[i])
+				return vb_errf(err, -EINVAL,
+					       "recorded mapping at 0x%llx lists an owner twice",
+					       (unsigned long long)m->iova);
+		}
+	}
+	return 0;
+}
+
+int brk_dma_restore(struct brk_dma *d, const struct brk_dma_mapping *maps, uint32_t n,
+		    const struct brk_dma_stats *counters, struct vb_err *err)
+{
+	uint64_t pinned = 0;
+	uint32_t i;
+	int r = 0;
+
+	if (d->n)
+		return vb_errf(err, -EBUSY, "the DMA table is not empty: restore into a new one");
+	for (i = 0; i < n && r == 0; i++)
+		r = restore_check(d, &maps[i], i ? &maps[i - 1] : NULL, err);
+	if (r < 0)
+		return r;
+	if (n > d->cap) {
+		struct dma_map *m = realloc(d->maps, (size_t)n * sizeof(*m));
+
+		if (!m)
+			return vb_errf(err, -ENOMEM, "out of memory");
+		d->maps = m;
+		d->cap = n;
+	}
+	for (i = 0; i < n; i++) {
+		const struct brk_dma_mapping *s = &maps[i];
+		struct dma_map *m = &d->maps[i];
+
+		*m = (struct dma_map){.iova = s->iova,
+				      .size = s->size,
+				      .offset = s->offset,
+				      .owner = s->owner,
+				      .prot = s->prot,
+				      .dev = (dev_t)s->dev,
+				      .ino = (ino_t)s->ino};
+		if (s->nalso && !(m->also = malloc(s->nalso * sizeof(*m->also)))) {
+			while (i--)
+				free(d->maps[i].also);
+			return vb_errf(err, -ENOMEM, "out of memory");
+		}
+		if (s->nalso)
+			memcpy(m->also, s->also, s->nalso * sizeof(*m->also));
+		m->nalso = s->nalso;
+		pinned += s->size;
+	}
+	d->n = n;
+	d->st = (struct brk_dma_stats){.mappings = n, .pinned_bytes = pinned};
+	if (counters) {
+		d->st.maps = counters->maps;
+		d->st.unmaps = counters->unmaps;
+		d->st.shares = counters->shares;
+	}
+	return 0;
 }
 
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out)

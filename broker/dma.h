@@ -23,6 +23,7 @@
 
 #include <stdint.h>
 
+#include "journal.h"
 #include "sys.h"
 
 /* Same values as vb.DmaProt and VFIO_DMA_MAP_FLAG_READ/_WRITE. */
@@ -60,6 +61,8 @@ struct brk_dma_cfg {
 	 * (the kernel still refuses what it cannot map). A map must lie within one range. */
 	uint32_t n_ranges;
 	struct brk_dma_range ranges[BRK_DMA_MAX_RANGES];
+	/* Called around every change of the table (journal.h), copied; zero: none. */
+	struct brk_journal journal;
 };
 
 struct brk_dma_stats {
@@ -70,6 +73,20 @@ struct brk_dma_stats {
 	uint64_t rejects;	/* brk_dma_map() calls refused before or by the kernel */
 	uint64_t ebusy_retries; /* maps that succeeded after the EBUSY unmap-and-retry */
 	uint64_t shares;	/* maps that joined another owner's identical mapping */
+};
+
+/* One mapping as the table holds it: what brk_dma_restore() takes and the state record keeps. */
+struct brk_dma_mapping {
+	uint64_t iova;
+	uint64_t size;
+	uint64_t offset;
+	uint32_t prot; /* BRK_DMA_PROT_* */
+	uint64_t
+	    dev; /* the memfd's st_dev and st_ino: an identical request names the same memory */
+	uint64_t ino;
+	uint64_t owner; /* who asked first */
+	uint32_t nalso; /* further owners that joined the identical mapping */
+	uint64_t *also;
 };
 
 struct brk_dma;
@@ -127,6 +144,17 @@ int brk_dma_unmap_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_byte
  * its IOMMU down. *ret_count / *ret_bytes (NULL allowed) receive what was forgotten. Using it
  * while a group is still attached would leave pinned mappings nobody accounts for. */
 void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_bytes);
+
+/* Rebuilds the table of a new, empty `d` from `n` mappings (a loaded state record), without a
+ * kernel call: the kernel still holds them (the broker restarted with its container fd). Owners,
+ * sharing and pinned bytes are as given; the counters maps, unmaps and shares are taken from
+ * `counters` (NULL: 0), rejects and ebusy_retries start at 0. Quotas are the cfg's: mappings
+ * above them stay, as after brk_dma_set_limits(). The journal is not called. Errors, with a
+ * message: -EBUSY (the table is not empty), -EINVAL (a mapping with size 0, prot 0 or unknown
+ * bits, not aligned to the IOMMU page, wrapping, out of order or overlapping, an owner listed
+ * twice), -ENOMEM; the table stays empty on error. */
+int brk_dma_restore(struct brk_dma *d, const struct brk_dma_mapping *maps, uint32_t n,
+		    const struct brk_dma_stats *counters, struct vb_err *err);
 
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out);
 /* Mappings and pinned bytes of one owner (a device's share, for status). */

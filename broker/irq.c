@@ -5,6 +5,9 @@
  * a request: it comes from a worker. Checks mirror the kernel's own (vfio_set_irqs_validate_
  * and_prepare and vfio-pci's per-index handlers) so a bad request gets a precise message here
  * rather than a bare EINVAL from the kernel, and a few the kernel lacks (the fd type).
+ *
+ * The journal (brk_irqs_set_journal, journal.h) sees each SET_IRQS: an intent before the ioctl,
+ * the index's new state after it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -35,6 +38,7 @@ struct brk_irqs {
 	bool pci;
 	uint32_t n;
 	struct irq_index *idx;
+	struct brk_journal journal;
 };
 
 static const char *const index_names[] = {"INTx", "MSI", "MSI-X", "ERR", "REQ"};
@@ -251,6 +255,7 @@ static void record(struct irq_index *x, const struct brk_irq_req *q)
 
 int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct vb_err *err)
 {
+	struct brk_jop op = {.kind = BRK_JOP_IRQ_SET, .index = q->index};
 	struct irq_index *x;
 	int r;
 
@@ -270,11 +275,21 @@ int brk_irq_set(struct brk_irqs *s, const struct brk_irq_req *q, struct vb_err *
 		r = check_state(s, x, q, err);
 	if (r < 0)
 		return r;
+	r = brk_journal_intent(&s->journal, &op);
+	if (r < 0)
+		return vb_errf(err, r, "the broker's state record could not be written: %s",
+			       strerror(-r));
 	r = issue(s, q);
+	if (r == 0)
+		record(x, q);
+	op.irq_count = x->info.count;
+	op.irq_enabled = x->enabled;
+	op.irq_unmask_fd = x->unmask_fd;
+	op.irq_trig = x->trig;
+	brk_journal_done(&s->journal, &op, r == 0);
 	if (r < 0)
 		return vb_errf(err, r, "VFIO_DEVICE_SET_IRQS on %s: %s",
 			       index_name(s->pci, q->index), strerror(-r));
-	record(x, q);
 	return 0;
 }
 
@@ -327,4 +342,48 @@ int brk_irq_status(const struct brk_irqs *s, uint32_t index, struct brk_irq_stat
 uint32_t brk_irq_count(const struct brk_irqs *s)
 {
 	return s->n;
+}
+
+void brk_irqs_set_journal(struct brk_irqs *s, const struct brk_journal *j)
+{
+	s->journal = j ? *j : (struct brk_journal){0};
+}
+
+int brk_irqs_restore(struct brk_irqs *s, uint32_t index, uint32_t count, uint32_t enabled,
+		     bool unmask_fd, const uint8_t *trig, struct vb_err *err)
+{
+	struct irq_index *x;
+	uint32_t i, n = 0;
+
+	if (index >= s->n || s->idx[index].info.count == 0 || s->idx[index].info.count != count)
+		return vb_errf(err, -EINVAL,
+			       "recorded IRQ index %u with %u vectors: the device has %u there",
+			       index, count, index < s->n ? s->idx[index].info.count : 0);
+	x = &s->idx[index];
+	if (x->enabled || x->triggers || x->unmask_fd)
+		return vb_errf(err, -EBUSY, "%s already has state: restore into a new one",
+			       index_name(s->pci, index));
+	if (enabled > count || (unmask_fd && !enabled))
+		return vb_errf(err, -EINVAL, "recorded %s: %u of %u vectors enabled%s",
+			       index_name(s->pci, index), enabled, count,
+			       unmask_fd ? ", unmask eventfd on a disabled index" : "");
+	for (i = 0; i < count; i++) {
+		if (trig[i] > 1 || (trig[i] && i >= enabled))
+			return vb_errf(err, -EINVAL,
+				       "recorded %s: trigger on vector %u of %u enabled",
+				       index_name(s->pci, index), i, enabled);
+		n += trig[i];
+	}
+	if (s->pci && index <= VFIO_PCI_MSIX_IRQ_INDEX && enabled) {
+		for (i = 0; i <= VFIO_PCI_MSIX_IRQ_INDEX && i < s->n; i++) {
+			if (i != index && s->idx[i].enabled)
+				return vb_errf(err, -EBUSY, "recorded %s and %s both enabled",
+					       index_name(true, i), index_name(true, index));
+		}
+	}
+	memcpy(x->trig, trig, count);
+	x->enabled = enabled;
+	x->triggers = n;
+	x->unmask_fd = unmask_fd;
+	return 0;
 }

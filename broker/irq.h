@@ -15,6 +15,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "journal.h"
 #include "sys.h"
 #include "vfio.h"
 
@@ -77,5 +78,18 @@ int brk_irq_disable_all(struct brk_irqs *irqs);
 /* Errors: -EINVAL for an unknown index. */
 int brk_irq_status(const struct brk_irqs *irqs, uint32_t index, struct brk_irq_status *out);
 uint32_t brk_irq_count(const struct brk_irqs *irqs); /* number of indexes */
+
+/* Calls `j` (copied; NULL: none) around every SET_IRQS from now on (journal.h). A journal that
+ * refuses the intent fails brk_irq_set() with its error and no ioctl. */
+void brk_irqs_set_journal(struct brk_irqs *irqs, const struct brk_journal *j);
+
+/* Sets one index's record as a loaded state record says, without an ioctl: the kernel still has
+ * it (the broker restarted with the device fd). `trig` has `count` entries, 1 where the vector
+ * has a trigger. Errors, with a message: -EINVAL (no such index, `count` is not the device's,
+ * more vectors enabled than it has, a trigger on a vector not enabled, an unmask eventfd on a
+ * disabled index), -EBUSY (the index already has state, or another of INTx/MSI/MSI-X of this
+ * PCI device is enabled). The journal is not called. */
+int brk_irqs_restore(struct brk_irqs *irqs, uint32_t index, uint32_t count, uint32_t enabled,
+		     bool unmask_fd, const uint8_t *trig, struct vb_err *err);
 
 #endif

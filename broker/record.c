@@ -1,0 +1,691 @@
+/*
+ * record: the state record's file: the memfd, its two header slots, the region (snapshot plus
+ * journal) each slot names, appending, compaction, loading and the journal hooks of the DMA
+ * table and the interrupt state. Layout and entry format: record_priv.h; what entries mean:
+ * record_apply.c.
+ *
+ * Why it survives a SIGKILL at any instant: the memfd's pages belong to the file, so a store
+ * that happened is kept whatever the process does next. An entry is checked by its own CRC
+ * (seeded by the generation, so bytes left from older regions never pass) and sequence number,
+ * so a half-written entry ends the journal on load and whatever follows it was never written.
+ * A compaction writes the new region where the live one is not, then the other slot: a slot
+ * half-written fails its CRC and the previous one still names an intact region.
+ *
+ * Trusts: nothing in a record it loads (record_apply.c checks every entry); its own memfd once
+ * adopted (sealed against shrinking, so the mapping cannot fault).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "base.h"
+#include "crc32c.h"
+#include "le.h"
+#include "record_priv.h"
+
+/* Journal room of a new region: at least this, and at least the snapshot's size, so the O(size)
+ * compaction happens once per as many bytes of appends (O(1) amortized). */
+#define REC_JRN_MIN (256u * 1024)
+/* Room an intent keeps for its commit (an IRQ commit with 2048 vectors is the largest). */
+#define REC_DONE_ROOM 512u
+
+struct brk_record {
+	int fd;
+	uint8_t *base;
+	size_t size; /* the memfd's size, all mapped */
+	struct brk_rec_state *st;
+	unsigned slot; /* the live slot */
+	uint64_t gen, region_off, snap_len, jrn_cap, jrn_used, seq;
+	uint64_t appends, compactions;
+	struct rec_buf payload, frame;
+	bool broken; /* a commit could not be applied: refuse everything after */
+};
+
+/* What a parse found, beyond the state: where the live region and the journal's tail are. */
+struct rec_pos {
+	unsigned slot;
+	uint64_t gen, region_off, snap_len, jrn_cap, jrn_used, seq;
+};
+
+static uint64_t round_page(uint64_t n)
+{
+	return (n + REC_PAGE - 1) & ~(uint64_t)(REC_PAGE - 1);
+}
+
+/* ---- parsing ------------------------------------------------------------------------------ */
+
+struct slot_info {
+	bool magic, crc_ok;
+	uint32_t version, size;
+	uint64_t gen, off, snap_len, jrn_cap;
+	uint32_t snap_crc;
+};
+
+static void read_slot(const uint8_t *s, struct slot_info *si)
+{
+	si->magic = !memcmp(s, REC_MAGIC, 8);
+	si->crc_ok = si->magic && vb_crc32c(0, s, REC_SLOT_CRC) == vb_le32_get(s + REC_SLOT_CRC);
+	si->version = vb_le32_get(s + REC_SLOT_VERSION);
+	si->size = vb_le32_get(s + REC_SLOT_SIZE);
+	si->gen = vb_le64_get(s + REC_SLOT_GEN);
+	si->off = vb_le64_get(s + REC_SLOT_OFF);
+	si->snap_len = vb_le64_get(s + REC_SLOT_SNAPLEN);
+	si->jrn_cap = vb_le64_get(s + REC_SLOT_JRNCAP);
+	si->snap_crc = vb_le32_get(s + REC_SLOT_SNAPCRC);
+}
+
+/* The slot to trust, checked against the file's size. */
+static int pick_slot(const uint8_t *buf, size_t len, struct slot_info *out, unsigned *ret_slot,
+		     struct vb_err *err)
+{
+	struct slot_info si[2];
+	unsigned i, best;
+
+	if (len < REC_PAGE)
+		return vb_errf(err, -EBADMSG,
+			       "state record: %zu bytes, shorter than its header page", len);
+	for (i = 0; i < 2; i++)
+		read_slot(buf + i * REC_SLOT_STEP, &si[i]);
+	if (!si[0].magic && !si[1].magic)
+		return vb_errf(err, -EBADMSG, "state record: no header slot has the magic %s",
+			       REC_MAGIC);
+	if (!si[0].crc_ok && !si[1].crc_ok)
+		return vb_errf(err, -EBADMSG, "state record: both header slots fail their CRC");
+	best = !si[0].crc_ok || (si[1].crc_ok && si[1].gen > si[0].gen);
+	*out = si[best];
+	*ret_slot = best;
+	if (out->version != BRK_RECORD_VERSION)
+		return vb_errf(err, -EPROTO,
+			       "state record: version %u unknown (this broker reads %u)",
+			       out->version, BRK_RECORD_VERSION);
+	if (out->size != REC_SLOT_LEN || out->gen == 0 || out->off < REC_PAGE ||
+	    out->off % REC_PAGE || out->snap_len % 8 || out->jrn_cap % 8 || out->off > len ||
+	    out->snap_len > len - out->off || out->jrn_cap > len - out->off - out->snap_len)
+		return vb_errf(
+		    err, -EBADMSG,
+		    "state record: generation %llu's region 0x%llx+0x%llx+0x%llx does not "
+		    "fit its %zu-byte file",
+		    (unsigned long long)out->gen, (unsigned long long)out->off,
+		    (unsigned long long)out->snap_len, (unsigned long long)out->jrn_cap, len);
+	if (vb_crc32c(0, buf + out->off, out->snap_len) != out->snap_crc)
+		return vb_errf(err, -EBADMSG,
+			       "state record: generation %llu's snapshot fails its CRC",
+			       (unsigned long long)out->gen);
+	return 0;
+}
+
+/* Applies the entries in [p, p + len); a snapshot must be all entries, a journal ends at the
+ * first that does not check (a torn write). Returns the bytes used, or an error. */
+static int64_t replay(struct brk_rec_state *st, const uint8_t *p, uint64_t len, bool snap,
+		      uint64_t gen, uint64_t *seq, struct vb_err *err)
+{
+	const char *where = snap ? "snapshot" : "journal";
+	struct vb_err e = {0};
+	uint64_t off = 0;
+	size_t l;
+	int r;
+
+	while (off < len) {
+		l = rec_entry_ok(p + off, len - off, gen, *seq);
+		if (!l && snap)
+			return vb_errf(err, -EBADMSG,
+				       "state record: snapshot entry %llu at offset %llu does not "
+				       "check",
+				       (unsigned long long)*seq, (unsigned long long)off);
+		if (!l)
+			break;
+		r = rec_apply(st, vb_le16_get(p + off + 16), snap, p + off + REC_HDR_LEN,
+			      l - REC_HDR_LEN, &e);
+		if (r < 0)
+			return vb_errf(err, r, "state record: %s entry %llu (%s): %s", where,
+				       (unsigned long long)*seq,
+				       rec_type_name(vb_le16_get(p + off + 16)), vb_err_msg(&e, r));
+		off += rec_pad8(l);
+		(*seq)++;
+	}
+	return (int64_t)off;
+}
+
+static int parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret, struct rec_pos *pos,
+		 struct vb_err *err)
+{
+	struct brk_rec_state *st;
+	struct slot_info si = {0};
+	int64_t used;
+	int r;
+
+	r = pick_slot(buf, len, &si, &pos->slot, err);
+	if (r < 0)
+		return r;
+	st = rec_state_new();
+	if (!st)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	pos->seq = 0;
+	used = replay(st, buf + si.off, si.snap_len, true, si.gen, &pos->seq, err);
+	if (used >= 0)
+		used = replay(st, buf + si.off + si.snap_len, si.jrn_cap, false, si.gen, &pos->seq,
+			      err);
+	if (used < 0) {
+		brk_rec_state_free(st);
+		return (int)used;
+	}
+	pos->gen = si.gen;
+	pos->region_off = si.off;
+	pos->snap_len = si.snap_len;
+	pos->jrn_cap = si.jrn_cap;
+	pos->jrn_used = (uint64_t)used;
+	*ret = st;
+	return 0;
+}
+
+int brk_record_parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret, struct vb_err *err)
+{
+	struct rec_pos pos;
+
+	if (len > BRK_RECORD_MAX_BYTES)
+		return vb_errf(err, -EFBIG, "state record: %zu bytes, more than the %llu accepted",
+			       len, (unsigned long long)BRK_RECORD_MAX_BYTES);
+	return parse(buf, len, ret, &pos, err);
+}
+
+/* The whole file, read (not mapped: a file another process may truncate must not fault us). */
+static int read_all(int fd, uint8_t **ret, size_t *ret_len, struct vb_err *err)
+{
+	struct stat s;
+	uint8_t *buf;
+	size_t off = 0;
+	ssize_t n;
+
+	if (fstat(fd, &s) < 0)
+		return vb_errf(err, -errno, "state record: fstat: %s", strerror(errno));
+	if (!S_ISREG(s.st_mode))
+		return vb_errf(err, -EBADMSG, "state record: not a regular file (a memfd)");
+	if ((uint64_t)s.st_size > BRK_RECORD_MAX_BYTES)
+		return vb_errf(err, -EFBIG, "state record: %lld bytes, more than the %llu accepted",
+			       (long long)s.st_size, (unsigned long long)BRK_RECORD_MAX_BYTES);
+	buf = malloc(s.st_size ? (size_t)s.st_size : 1);
+	if (!buf)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	while (off < (size_t)s.st_size) {
+		n = pread(fd, buf + off, (size_t)s.st_size - off, (off_t)off);
+		if (n <= 0) {
+			free(buf);
+			return n == 0 ? vb_errf(err, -EBADMSG, "state record: shrank while read")
+				      : vb_errf(err, -errno, "state record: read: %s",
+						strerror(errno));
+		}
+		off += (size_t)n;
+	}
+	*ret = buf;
+	*ret_len = off;
+	return 0;
+}
+
+int brk_record_load(int fd, struct brk_rec_state **ret, struct vb_err *err)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t len = 0;
+	int r;
+
+	r = read_all(fd, &buf, &len, err);
+	return r < 0 ? r : brk_record_parse(buf, len, ret, err);
+}
+
+/* ---- writing ------------------------------------------------------------------------------ */
+
+/* The memfd grows to `size` bytes (never shrinks: it is sealed against that). */
+static int grow(struct brk_record *rec, uint64_t size)
+{
+	void *p;
+
+	if (size <= rec->size)
+		return 0;
+	if (size > BRK_RECORD_MAX_BYTES)
+		return -ENOSPC;
+	if (ftruncate(rec->fd, (off_t)size) < 0)
+		return -errno;
+	p = rec->base ? mremap(rec->base, rec->size, size, MREMAP_MAYMOVE)
+		      : mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_SHARED, rec->fd, 0);
+	if (p == MAP_FAILED)
+		return -errno;
+	rec->base = p;
+	rec->size = size;
+	return 0;
+}
+
+/* Writes the whole state as a new region and flips to it. Nothing the live slot names is
+ * touched until the flip, which is the last store. */
+static int compact(struct brk_record *rec)
+{
+	struct rec_buf snap = {0};
+	uint64_t count, off, jrn_cap, region, live_end;
+	uint8_t slot[REC_SLOT_LEN] = {0};
+	int r;
+
+	rec_enc_snapshot(rec->st, rec->gen + 1, &snap, &count);
+	if (snap.oom) {
+		rec_buf_free(&snap);
+		return -ENOMEM;
+	}
+	region = round_page(snap.len + (snap.len > REC_JRN_MIN ? snap.len : REC_JRN_MIN));
+	jrn_cap = region - snap.len;
+	live_end = round_page(rec->region_off + rec->snap_len + rec->jrn_cap);
+	off = rec->gen == 0 || REC_PAGE + region <= rec->region_off ? REC_PAGE : live_end;
+	r = grow(rec, off + region);
+	if (r < 0) {
+		rec_buf_free(&snap);
+		return r;
+	}
+	memcpy(rec->base + off, snap.p, snap.len);
+	memcpy(slot, REC_MAGIC, 8);
+	vb_le32_put(slot + REC_SLOT_VERSION, BRK_RECORD_VERSION);
+	vb_le32_put(slot + REC_SLOT_SIZE, REC_SLOT_LEN);
+	vb_le64_put(slot + REC_SLOT_GEN, rec->gen + 1);
+	vb_le64_put(slot + REC_SLOT_OFF, off);
+	vb_le64_put(slot + REC_SLOT_SNAPLEN, snap.len);
+	vb_le64_put(slot + REC_SLOT_JRNCAP, jrn_cap);
+	vb_le32_put(slot + REC_SLOT_SNAPCRC, vb_crc32c(0, snap.p, snap.len));
+	vb_le32_put(slot + REC_SLOT_CRC, vb_crc32c(0, slot, REC_SLOT_CRC));
+	/* The snapshot is in the file before the slot that names it. */
+	atomic_thread_fence(memory_order_seq_cst);
+	memcpy(rec->base + (rec->slot ^ 1) * REC_SLOT_STEP, slot, REC_SLOT_LEN);
+	atomic_thread_fence(memory_order_seq_cst);
+	rec->slot ^= 1;
+	rec->gen++;
+	rec->region_off = off;
+	rec->snap_len = snap.len;
+	rec->jrn_cap = jrn_cap;
+	rec->jrn_used = 0;
+	rec->seq = count;
+	rec->compactions++;
+	rec_buf_free(&snap);
+	return 0;
+}
+
+/* Journal room for `bytes` more, compacting when the live journal lacks it. */
+static int ensure_room(struct brk_record *rec, uint64_t bytes)
+{
+	int r;
+
+	if (rec->jrn_used + bytes <= rec->jrn_cap)
+		return 0;
+	r = compact(rec);
+	if (r == 0 && rec->jrn_used + bytes > rec->jrn_cap)
+		r = -ENOSPC;
+	return r;
+}
+
+/* Applies rec->payload as an entry of `type` to the live state, then appends it. Room must
+ * have been ensured. */
+static int append(struct brk_record *rec, unsigned type, struct vb_err *err)
+{
+	uint8_t *at;
+	int r;
+
+	if (rec->payload.oom)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	r = rec_apply(rec->st, type, false, rec->payload.p, rec->payload.len, err);
+	if (r < 0)
+		return r;
+	rec->frame.len = 0;
+	rec_frame(&rec->frame, rec->gen, rec->seq, type, rec->payload.p, rec->payload.len);
+	if (rec->frame.oom || rec->jrn_used + rec->frame.len > rec->jrn_cap) {
+		/* Cannot happen once room was ensured and the frame buffer grown; refuse later
+		 * changes rather than keep a state the file lacks. */
+		rec->broken = true;
+		return vb_errf(err, -EIO, "state record: an applied change could not be written");
+	}
+	at = rec->base + rec->region_off + rec->snap_len + rec->jrn_used;
+	memcpy(at, rec->frame.p, rec->frame.len);
+	rec->jrn_used += rec->frame.len;
+	rec->seq++;
+	rec->appends++;
+	return 0;
+}
+
+/* One change: room for it (and `extra` more, for the commit an intent promises), then apply and
+ * append. The frame buffer is grown first so that append cannot fail for memory. */
+static int change(struct brk_record *rec, unsigned type, uint64_t extra, struct vb_err *err)
+{
+	uint64_t len = rec_pad8(REC_HDR_LEN + rec->payload.len);
+	int r;
+
+	if (rec->broken)
+		return vb_errf(err, -EIO, "state record: refusing changes after a failed write");
+	if (rec->payload.oom)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	r = ensure_room(rec, len + extra);
+	if (r < 0)
+		return vb_errf(err, r, "state record: no room for a change: %s", strerror(-r));
+	if (rec_buf_reserve(&rec->frame, len + extra) < 0)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	return append(rec, type, err);
+}
+
+/* ---- lifetime ----------------------------------------------------------------------------- */
+
+static struct brk_record *rec_alloc(int fd)
+{
+	struct brk_record *rec = calloc(1, sizeof(*rec));
+
+	if (rec)
+		rec->fd = fd;
+	return rec;
+}
+
+void brk_record_free(struct brk_record *rec)
+{
+	if (!rec)
+		return;
+	if (rec->base)
+		munmap(rec->base, rec->size);
+	if (rec->fd >= 0)
+		close(rec->fd);
+	brk_rec_state_free(rec->st);
+	rec_buf_free(&rec->payload);
+	rec_buf_free(&rec->frame);
+	free(rec);
+}
+
+int brk_record_new(struct brk_record **ret, struct vb_err *err)
+{
+	struct brk_record *rec;
+	int fd, r;
+
+	fd = memfd_create(BRK_RECORD_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	if (fd < 0)
+		return vb_errf(err, -errno, "state record: memfd_create: %s", strerror(errno));
+	rec = rec_alloc(fd);
+	if (!rec) {
+		close(fd);
+		return vb_errf(err, -ENOMEM, "out of memory");
+	}
+	/* Sealed against shrinking: a mapping of it can never fault, here or in a later broker. */
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
+		r = vb_errf(err, -errno, "state record: sealing the memfd: %s", strerror(errno));
+		goto fail;
+	}
+	rec->st = rec_state_new();
+	rec->slot = 1; /* the first compaction writes slot 0, generation 1 */
+	r = rec->st ? grow(rec, REC_PAGE) : -ENOMEM;
+	if (r == 0)
+		r = compact(rec);
+	if (r < 0) {
+		vb_errf(err, r, "state record: creating it: %s", strerror(-r));
+		goto fail;
+	}
+	*ret = rec;
+	return 0;
+fail:
+	brk_record_free(rec);
+	return r;
+}
+
+int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err)
+{
+	_cleanup_free_ uint8_t *buf = NULL;
+	struct brk_record *rec;
+	struct rec_pos pos;
+	size_t len = 0;
+	int seals, r;
+
+	seals = fcntl(fd, F_GET_SEALS);
+	if (seals < 0 || !(seals & F_SEAL_SHRINK))
+		return vb_errf(err, -EPERM,
+			       "state record: the memfd is not sealed against shrinking");
+	r = read_all(fd, &buf, &len, err);
+	if (r == 0 && len > BRK_RECORD_MAX_BYTES)
+		r = vb_errf(err, -EFBIG, "state record: too large");
+	if (r < 0)
+		return r;
+	rec = rec_alloc(fcntl(fd, F_DUPFD_CLOEXEC, 3));
+	if (!rec || rec->fd < 0) {
+		r = vb_errf(err, rec ? -errno : -ENOMEM, "state record: keeping the memfd failed");
+		brk_record_free(rec);
+		return r;
+	}
+	r = parse(buf, len, &rec->st, &pos, err);
+	if (r == 0) {
+		rec->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rec->fd, 0);
+		if (rec->base == MAP_FAILED) {
+			rec->base = NULL;
+			r = vb_errf(err, -errno, "state record: mmap: %s", strerror(errno));
+		}
+	}
+	if (r < 0) {
+		brk_record_free(rec);
+		return r;
+	}
+	rec->size = len;
+	rec->slot = pos.slot;
+	rec->gen = pos.gen;
+	rec->region_off = pos.region_off;
+	rec->snap_len = pos.snap_len;
+	rec->jrn_cap = pos.jrn_cap;
+	rec->jrn_used = pos.jrn_used;
+	rec->seq = pos.seq;
+	*ret = rec;
+	return 0;
+}
+
+int brk_record_fd(const struct brk_record *rec)
+{
+	return rec->fd;
+}
+
+const struct brk_rec_state *brk_record_state(const struct brk_record *rec)
+{
+	return rec->st;
+}
+
+int brk_record_compact(struct brk_record *rec)
+{
+	return rec->broken ? -EIO : compact(rec);
+}
+
+void brk_record_stats(const struct brk_record *rec, struct brk_record_stats *out)
+{
+	*out = (struct brk_record_stats){
+	    .appends = rec->appends,
+	    .compactions = rec->compactions,
+	    .file_bytes = rec->size,
+	    .snap_bytes = rec->snap_len,
+	    .jrn_bytes = rec->jrn_used,
+	    .jrn_cap = rec->jrn_cap,
+	    .generation = rec->gen,
+	};
+}
+
+/* ---- mutations ---------------------------------------------------------------------------- */
+
+static bool str_fits(const char *s, size_t max)
+{
+	return strnlen(s, max + 1) <= max;
+}
+
+/* A change the caller asked for: what apply calls damage is a bad argument here. */
+static int user_change(struct brk_record *rec, unsigned type)
+{
+	int r = change(rec, type, 0, NULL);
+
+	return r == -EBADMSG ? -EINVAL : r;
+}
+
+static struct rec_buf *payload(struct brk_record *rec)
+{
+	rec->payload.len = 0;
+	rec->payload.oom = false;
+	return &rec->payload;
+}
+
+int brk_record_set_broker(struct brk_record *rec, uint64_t starts, uint64_t epoch)
+{
+	rec_enc_broker(payload(rec), starts, epoch, rec->st->next_id);
+	return user_change(rec, REC_BROKER);
+}
+
+int brk_record_vm_put(struct brk_record *rec, const struct brk_rec_vm *vm)
+{
+	if (!str_fits(vm->name, BRK_REC_NAME_MAX))
+		return -EINVAL;
+	rec_enc_vm_put(payload(rec), vm);
+	return user_change(rec, REC_VM_PUT);
+}
+
+int brk_record_vm_del(struct brk_record *rec, const char *name)
+{
+	uint32_t i;
+
+	if (!str_fits(name, BRK_REC_NAME_MAX) || !rec_state_vm(rec->st, name))
+		return -ENOENT;
+	for (i = 0; i < rec->st->ndevs; i++) {
+		if (!strcmp(rec->st->devs[i]->vm, name))
+			return -EBUSY;
+	}
+	rec_put_str(payload(rec), name);
+	return user_change(rec, REC_VM_DEL);
+}
+
+int brk_record_dev_put(struct brk_record *rec, const struct brk_rec_dev *dev)
+{
+	if (!str_fits(dev->bdf, BRK_REC_BDF_MAX) || !str_fits(dev->vm, BRK_REC_NAME_MAX) ||
+	    !str_fits(dev->socket_path, BRK_REC_PATH_MAX - 1) ||
+	    !str_fits(dev->vfu_socket_path, BRK_REC_PATH_MAX - 1) ||
+	    !str_fits(dev->last_fault, BRK_REC_FAULT_MAX - 1))
+		return -EINVAL;
+	if (!rec_state_vm(rec->st, dev->vm))
+		return -ENOENT;
+	rec_enc_dev_put(payload(rec), dev);
+	return user_change(rec, REC_DEV_PUT);
+}
+
+int brk_record_dev_del(struct brk_record *rec, const char *bdf)
+{
+	if (!str_fits(bdf, BRK_REC_BDF_MAX) || !rec_state_dev(rec->st, bdf))
+		return -ENOENT;
+	rec_put_str(payload(rec), bdf);
+	return user_change(rec, REC_DEV_DEL);
+}
+
+int brk_record_resolve(struct brk_record *rec, uint64_t id)
+{
+	if (!rec_state_pending(rec->st, id))
+		return -ENOENT;
+	rec_enc_id(payload(rec), id);
+	return user_change(rec, REC_RESOLVE);
+}
+
+/* ---- journal hooks ------------------------------------------------------------------------ */
+
+/* What an intent needs before it is written, so its commit cannot fail: the VM's room for one
+ * more mapping, the device's slot for the index's state. */
+static int intent_reserve(struct brk_record *rec, const struct brk_jop *op, const char *key)
+{
+	struct brk_rec_vm *vm;
+	struct brk_rec_dev *d;
+
+	if (op->kind == BRK_JOP_IRQ_SET) {
+		d = rec_state_dev(rec->st, key);
+		if (!d)
+			return -ENOENT;
+		if (op->index >= BRK_REC_MAX_IRQS)
+			return -EINVAL;
+		if (!d->irq[op->index] &&
+		    !(d->irq[op->index] = calloc(1, sizeof(struct brk_rec_irq))))
+			return -ENOMEM;
+		return 0;
+	}
+	vm = rec_state_vm(rec->st, key);
+	if (!vm)
+		return -ENOENT;
+	return op->kind == BRK_JOP_DMA_MAP ? rec_vm_reserve(vm) : 0;
+}
+
+static int hook_intent(const struct brk_journal *j, struct brk_jop *op)
+{
+	struct brk_record *rec = j->ctx;
+	struct brk_rec_pending p = {.kind = op->kind,
+				    .owner = op->owner,
+				    .iova = op->iova,
+				    .size = op->size,
+				    .offset = op->offset,
+				    .prot = op->prot,
+				    .dev = op->dev,
+				    .ino = op->ino,
+				    .index = op->index};
+	int r;
+
+	switch (op->kind) {
+	case BRK_JOP_DMA_SHARE:
+	case BRK_JOP_DMA_UNSHARE:
+		/* No kernel call: the change itself is recorded, and the caller makes it next. */
+		rec_enc_owner(payload(rec), j->key, op->iova, op->size, op->owner);
+		return change(rec, op->kind == BRK_JOP_DMA_SHARE ? REC_SHARE : REC_UNSHARE, 0,
+			      NULL);
+	case BRK_JOP_DMA_FORGET:
+		rec_put_str(payload(rec), j->key);
+		return change(rec, REC_FORGET, 0, NULL);
+	case BRK_JOP_DMA_MAP:
+	case BRK_JOP_DMA_UNMAP:
+	case BRK_JOP_IRQ_SET:
+		break;
+	default:
+		return -EINVAL;
+	}
+	r = intent_reserve(rec, op, j->key);
+	if (r == 0 && rec_buf_reserve(&rec->payload, REC_DONE_ROOM) < 0)
+		r = -ENOMEM;
+	if (r < 0)
+		return r;
+	p.id = rec->st->next_id;
+	memcpy(p.key, j->key, sizeof(p.key));
+	rec_enc_intent(payload(rec), &p);
+	r = change(rec, REC_INTENT, REC_DONE_ROOM, NULL);
+	if (r == 0)
+		op->id = p.id;
+	return r == -EBADMSG ? -EINVAL : r;
+}
+
+static void hook_done(const struct brk_journal *j, const struct brk_jop *op, bool ok)
+{
+	struct brk_record *rec = j->ctx;
+	struct rec_buf *b;
+
+	if (op->kind != BRK_JOP_DMA_MAP && op->kind != BRK_JOP_DMA_UNMAP &&
+	    op->kind != BRK_JOP_IRQ_SET)
+		return; /* recorded by intent() */
+	b = payload(rec);
+	rec_enc_id(b, op->id);
+	if (ok && op->kind == BRK_JOP_IRQ_SET) {
+		rec_enc_irq_state(b, op->irq_count, op->irq_enabled, op->irq_unmask_fd,
+				  op->irq_trig);
+	}
+	/* The room was ensured by the intent; a failure here marks the record broken. */
+	if (append(rec, ok ? REC_COMMIT : REC_ABORT, NULL) < 0)
+		rec->broken = true;
+}
+
+static int journal(struct brk_record *rec, const char *key, size_t max, struct brk_journal *j)
+{
+	if (!str_fits(key, max) || !*key)
+		return -EINVAL;
+	*j = (struct brk_journal){.ctx = rec, .intent = hook_intent, .done = hook_done};
+	strcpy(j->key, key);
+	return 0;
+}
+
+int brk_record_dma_journal(struct brk_record *rec, const char *vm, struct brk_journal *j)
+{
+	return journal(rec, vm, BRK_REC_NAME_MAX, j);
+}
+
+int brk_record_irq_journal(struct brk_record *rec, const char *bdf, struct brk_journal *j)
+{
+	return journal(rec, bdf, BRK_REC_BDF_MAX, j);
+}

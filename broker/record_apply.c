@@ -1,0 +1,753 @@
+/*
+ * record_apply: the state record's model (struct brk_rec_state) and what each entry does to it,
+ * with its checks. The same code replays a loaded record (snapshot, then journal) and keeps the
+ * live copy: record.c encodes a change, applies it here, then writes the same bytes, so the
+ * file and the memory cannot drift apart.
+ *
+ * Trusts nothing in an entry: a record may be damaged or stale. Every count, length and string
+ * is bounded; an entry either applies completely or leaves the state as it was.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "le.h"
+#include "record_priv.h"
+#include "registry.h"
+
+/* ---- reading ------------------------------------------------------------------------------ */
+
+struct rec_rd {
+	const uint8_t *p;
+	size_t len, off;
+	bool bad;
+};
+
+static const uint8_t *rec_take(struct rec_rd *r, size_t n)
+{
+	if (r->bad || n > r->len - r->off) {
+		r->bad = true;
+		return NULL;
+	}
+	r->off += n;
+	return r->p + r->off - n;
+}
+
+static uint8_t get_u8(struct rec_rd *r)
+{
+	const uint8_t *p = rec_take(r, 1);
+	return p ? p[0] : 0;
+}
+
+static uint32_t get_u32(struct rec_rd *r)
+{
+	const uint8_t *p = rec_take(r, 4);
+	return p ? vb_le32_get(p) : 0;
+}
+
+static uint64_t get_u64(struct rec_rd *r)
+{
+	const uint8_t *p = rec_take(r, 8);
+	return p ? vb_le64_get(p) : 0;
+}
+
+/* A string of min..max bytes, no NUL; printable ASCII when `ascii`. */
+static void get_str(struct rec_rd *r, char *out, size_t min, size_t max, bool ascii)
+{
+	const uint8_t *l = rec_take(r, 2), *p;
+	size_t n = l ? vb_le16_get(l) : 0, i;
+
+	out[0] = 0;
+	if (!l || n < min || n > max || !(p = rec_take(r, n))) {
+		r->bad = true;
+		return;
+	}
+	for (i = 0; i < n; i++) {
+		if (!p[i] || (ascii && (p[i] < 0x20 || p[i] > 0x7e))) {
+			r->bad = true;
+			return;
+		}
+	}
+	memcpy(out, p, n);
+	out[n] = 0;
+}
+
+/* ---- state -------------------------------------------------------------------------------- */
+
+struct brk_rec_state *rec_state_new(void)
+{
+	return calloc(1, sizeof(struct brk_rec_state));
+}
+
+static void vm_free(struct brk_rec_vm *vm)
+{
+	uint32_t i;
+
+	if (!vm)
+		return;
+	for (i = 0; i < vm->nmaps; i++)
+		free(vm->map[i].also);
+	free(vm->map);
+	free(vm);
+}
+
+static void dev_free(struct brk_rec_dev *d)
+{
+	uint32_t i;
+
+	if (!d)
+		return;
+	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
+		free(d->irq[i]);
+	free(d);
+}
+
+void brk_rec_state_free(struct brk_rec_state *st)
+{
+	uint32_t i;
+
+	if (!st)
+		return;
+	for (i = 0; i < st->nvms; i++)
+		vm_free(st->vms[i]);
+	for (i = 0; i < st->ndevs; i++)
+		dev_free(st->devs[i]);
+	free(st->vms);
+	free(st->devs);
+	free(st->pending);
+	free(st);
+}
+
+struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->nvms; i++) {
+		if (!strcmp(st->vms[i]->name, name))
+			return st->vms[i];
+	}
+	return NULL;
+}
+
+struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bdf)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->ndevs; i++) {
+		if (!strcmp(st->devs[i]->bdf, bdf))
+			return st->devs[i];
+	}
+	return NULL;
+}
+
+const struct brk_rec_vm *brk_rec_state_vm(const struct brk_rec_state *st, const char *name)
+{
+	return rec_state_vm(st, name);
+}
+
+const struct brk_rec_dev *brk_rec_state_dev(const struct brk_rec_state *st, const char *bdf)
+{
+	return rec_state_dev(st, bdf);
+}
+
+struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64_t id)
+{
+	uint32_t i;
+
+	for (i = 0; i < st->npending; i++) {
+		if (st->pending[i].id == id)
+			return &st->pending[i];
+	}
+	return NULL;
+}
+
+/* First mapping with iova >= `iova`. */
+static uint32_t map_lower(const struct brk_rec_vm *vm, uint64_t iova)
+{
+	uint32_t lo = 0, hi = vm->nmaps, mid;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		if (vm->map[mid].iova < iova)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+long rec_vm_find_map(const struct brk_rec_vm *vm, uint64_t iova, uint64_t size)
+{
+	uint32_t i = map_lower(vm, iova);
+
+	if (i < vm->nmaps && vm->map[i].iova == iova && vm->map[i].size == size)
+		return i;
+	return -1;
+}
+
+int rec_vm_reserve(struct brk_rec_vm *vm)
+{
+	struct brk_dma_mapping *m;
+	uint32_t cap;
+
+	if (vm->nmaps < vm->cap)
+		return 0;
+	if (vm->nmaps >= BRK_REC_MAX_MAPS)
+		return -ENOSPC;
+	cap = vm->cap ? vm->cap * 2 : 64;
+	m = realloc(vm->map, (size_t)cap * sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	vm->map = m;
+	vm->cap = cap;
+	return 0;
+}
+
+/* Inserts `m` (owning m->also) in order; capacity must be reserved. -EEXIST on overlap. */
+static int vm_insert(struct brk_rec_vm *vm, const struct brk_dma_mapping *m)
+{
+	uint32_t i = map_lower(vm, m->iova);
+	uint64_t last = m->iova + (m->size - 1);
+
+	if ((i < vm->nmaps && vm->map[i].iova <= last) ||
+	    (i > 0 && vm->map[i - 1].iova + (vm->map[i - 1].size - 1) >= m->iova))
+		return -EEXIST;
+	memmove(&vm->map[i + 1], &vm->map[i], (size_t)(vm->nmaps - i) * sizeof(*m));
+	vm->map[i] = *m;
+	vm->nmaps++;
+	return 0;
+}
+
+static void vm_remove(struct brk_rec_vm *vm, uint32_t i)
+{
+	free(vm->map[i].also);
+	memmove(&vm->map[i], &vm->map[i + 1], (size_t)(vm->nmaps - i - 1) * sizeof(vm->map[0]));
+	vm->nmaps--;
+}
+
+static bool map_has_owner(const struct brk_dma_mapping *m, uint64_t owner)
+{
+	uint32_t i;
+
+	if (m->owner == owner)
+		return true;
+	for (i = 0; i < m->nalso; i++) {
+		if (m->also[i] == owner)
+			return true;
+	}
+	return false;
+}
+
+static int grow_ptrs(void *pp, uint32_t n)
+{
+	void **p = realloc(*(void ***)pp, ((size_t)n + 1) * sizeof(void *));
+
+	if (!p)
+		return -ENOMEM;
+	*(void ***)pp = p;
+	return 0;
+}
+
+/* ---- applying entries --------------------------------------------------------------------- */
+
+#define BAD(...) vb_errf(err, -EBADMSG, __VA_ARGS__)
+
+static int apply_broker(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	uint64_t starts = get_u64(r), epoch = get_u64(r), next = get_u64(r);
+
+	if (r->bad)
+		return BAD("truncated");
+	st->starts = starts;
+	st->epoch = epoch;
+	if (next > st->next_id)
+		st->next_id = next;
+	return 0;
+}
+
+static int apply_vm_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_vm v = {0}, *vm;
+
+	get_str(r, v.name, 1, BRK_REC_NAME_MAX, true);
+	v.max_mappings = get_u32(r);
+	v.max_pinned_bytes = get_u64(r);
+	v.owner_uid = get_u32(r);
+	v.owner_gid = get_u32(r);
+	v.dma_flags = get_u32(r);
+	if (r->bad)
+		return BAD("truncated, or a VM name that is empty, longer than %d or not printable",
+			   BRK_REC_NAME_MAX);
+	vm = rec_state_vm(st, v.name);
+	if (!vm) {
+		if (st->nvms >= BRK_REC_MAX_VMS)
+			return BAD("more than %d VMs", BRK_REC_MAX_VMS);
+		vm = calloc(1, sizeof(*vm));
+		if (!vm || grow_ptrs(&st->vms, st->nvms) < 0) {
+			free(vm);
+			return vb_errf(err, -ENOMEM, "out of memory");
+		}
+		st->vms[st->nvms++] = vm;
+		memcpy(vm->name, v.name, sizeof(v.name));
+	}
+	vm->max_mappings = v.max_mappings;
+	vm->max_pinned_bytes = v.max_pinned_bytes;
+	vm->owner_uid = v.owner_uid;
+	vm->owner_gid = v.owner_gid;
+	vm->dma_flags = v.dma_flags;
+	return 0;
+}
+
+static struct brk_rec_vm *get_vm(struct brk_rec_state *st, struct rec_rd *r)
+{
+	char name[BRK_REC_NAME_MAX + 1];
+
+	get_str(r, name, 1, BRK_REC_NAME_MAX, true);
+	return r->bad ? NULL : rec_state_vm(st, name);
+}
+
+static struct brk_rec_dev *get_dev(struct brk_rec_state *st, struct rec_rd *r)
+{
+	char bdf[BRK_REC_BDF_MAX + 1];
+
+	get_str(r, bdf, 1, BRK_REC_BDF_MAX, true);
+	return r->bad ? NULL : rec_state_dev(st, bdf);
+}
+
+static int apply_vm_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = get_vm(st, r);
+	uint32_t i;
+
+	if (!vm)
+		return BAD("VM deletion of an unknown VM");
+	for (i = 0; i < st->ndevs; i++) {
+		if (!strcmp(st->devs[i]->vm, vm->name))
+			return BAD("VM %s deleted while device %s names it", vm->name,
+				   st->devs[i]->bdf);
+	}
+	for (i = 0; st->vms[i] != vm; i++)
+		;
+	memmove(&st->vms[i], &st->vms[i + 1], (st->nvms - i - 1) * sizeof(st->vms[0]));
+	st->nvms--;
+	vm_free(vm);
+	return 0;
+}
+
+static int apply_vm_stats(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = get_vm(st, r);
+	uint64_t maps = get_u64(r), unmaps = get_u64(r), shares = get_u64(r);
+
+	if (r->bad || !vm)
+		return BAD("counters of an unknown VM, or truncated");
+	vm->maps = maps;
+	vm->unmaps = unmaps;
+	vm->shares = shares;
+	return 0;
+}
+
+static void get_dev_fields(struct rec_rd *r, struct brk_rec_dev *d)
+{
+	uint8_t allow;
+
+	get_str(r, d->bdf, 1, BRK_REC_BDF_MAX, true);
+	get_str(r, d->vm, 1, BRK_REC_NAME_MAX, true);
+	d->state = get_u32(r);
+	d->id = get_u64(r);
+	d->owner_uid = get_u32(r);
+	d->owner_gid = get_u32(r);
+	allow = get_u8(r);
+	d->allow_mmap = allow == 1;
+	r->bad |= allow > 1;
+	d->protocols = get_u32(r);
+	d->iommu_group = get_u32(r);
+	get_str(r, d->socket_path, 0, BRK_REC_PATH_MAX - 1, true);
+	get_str(r, d->vfu_socket_path, 0, BRK_REC_PATH_MAX - 1, true);
+	d->generation = get_u32(r);
+	d->restarts = get_u32(r);
+	d->worker_pid = get_u32(r);
+	d->worker_uid = get_u32(r);
+	d->worker_gid = get_u32(r);
+	d->resets_before = get_u32(r);
+	get_str(r, d->last_fault, 0, BRK_REC_FAULT_MAX - 1, false);
+}
+
+static int apply_dev_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_dev *d = calloc(1, sizeof(*d)), *old;
+	uint32_t i;
+
+	if (!d)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	get_dev_fields(r, d);
+	if (r->bad || d->state < 1 || d->state > BRK_DEV_STATE_LAST ||
+	    d->worker_pid > (uint32_t)INT32_MAX) {
+		free(d);
+		return BAD("truncated, or a string, state or pid out of bounds");
+	}
+	if (!rec_state_vm(st, d->vm)) {
+		free(d);
+		return BAD("device names an unknown VM");
+	}
+	old = rec_state_dev(st, d->bdf);
+	if (old) {
+		memcpy(d->irq, old->irq, sizeof(d->irq));
+		*old = *d;
+		free(d);
+		return 0;
+	}
+	if (st->ndevs >= BRK_REC_MAX_DEVS || grow_ptrs(&st->devs, st->ndevs) < 0) {
+		free(d);
+		return st->ndevs >= BRK_REC_MAX_DEVS ? BAD("more than %d devices", BRK_REC_MAX_DEVS)
+						     : vb_errf(err, -ENOMEM, "out of memory");
+	}
+	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
+		d->irq[i] = NULL;
+	st->devs[st->ndevs++] = d;
+	return 0;
+}
+
+static int apply_dev_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_dev *d = get_dev(st, r);
+	uint32_t i;
+
+	if (!d)
+		return BAD("deletion of an unknown device");
+	for (i = 0; st->devs[i] != d; i++)
+		;
+	memmove(&st->devs[i], &st->devs[i + 1], (st->ndevs - i - 1) * sizeof(st->devs[0]));
+	st->ndevs--;
+	dev_free(d);
+	return 0;
+}
+
+static bool range_ok(uint64_t iova, uint64_t size, uint64_t offset)
+{
+	return size && iova + (size - 1) >= iova && offset + (size - 1) >= offset;
+}
+
+static int apply_map(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = get_vm(st, r);
+	struct brk_dma_mapping m = {0};
+	uint32_t i, n;
+
+	m.iova = get_u64(r);
+	m.size = get_u64(r);
+	m.offset = get_u64(r);
+	m.prot = get_u32(r);
+	m.dev = get_u64(r);
+	m.ino = get_u64(r);
+	m.owner = get_u64(r);
+	n = get_u32(r);
+	if (r->bad || !vm || !range_ok(m.iova, m.size, m.offset) || !m.prot ||
+	    (m.prot & ~BRK_DMA_PROT_MASK) || n >= BRK_REC_MAX_OWNERS ||
+	    (size_t)n * 8 > r->len - r->off)
+		return BAD("mapping of an unknown VM, or with a range, prot or owner count out of "
+			   "bounds");
+	if (n && !(m.also = calloc(n, sizeof(*m.also))))
+		return vb_errf(err, -ENOMEM, "out of memory");
+	for (i = 0; i < n; i++) {
+		uint64_t o = get_u64(r);
+
+		if (map_has_owner(&m, o)) {
+			free(m.also);
+			return BAD("mapping at 0x%llx lists owner %llu twice",
+				   (unsigned long long)m.iova, (unsigned long long)o);
+		}
+		m.also[m.nalso++] = o;
+	}
+	if (rec_vm_reserve(vm) < 0 || vm_insert(vm, &m) < 0) {
+		free(m.also);
+		return BAD("mapping 0x%llx+0x%llx of VM %s overlaps another, or too many",
+			   (unsigned long long)m.iova, (unsigned long long)m.size, vm->name);
+	}
+	return 0;
+}
+
+static int get_irq_state(struct rec_rd *r, struct brk_rec_irq *x, struct vb_err *err)
+{
+	const uint8_t *bits;
+	uint8_t unmask;
+	uint32_t i;
+
+	x->count = get_u32(r);
+	x->enabled = get_u32(r);
+	unmask = get_u8(r);
+	x->unmask_fd = unmask == 1;
+	if (r->bad || unmask > 1 || x->count == 0 || x->count > BRK_REC_MAX_VECTORS ||
+	    x->enabled > x->count)
+		return BAD("IRQ state with a vector count out of bounds");
+	bits = rec_take(r, (x->count + 7) / 8);
+	if (!bits)
+		return BAD("truncated IRQ state");
+	x->triggers = 0;
+	for (i = 0; i < BRK_REC_MAX_VECTORS; i++) {
+		x->trig[i] = i < x->count ? (bits[i / 8] >> (i % 8)) & 1 : 0;
+		x->triggers += x->trig[i];
+	}
+	if ((x->count % 8) && (bits[x->count / 8] >> (x->count % 8)))
+		return BAD("IRQ trigger bits beyond the vector count");
+	return 0;
+}
+
+static int apply_irq(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_dev *d = get_dev(st, r);
+	uint32_t index = get_u32(r);
+	struct brk_rec_irq x;
+	int ret;
+
+	if (r->bad || !d || index >= BRK_REC_MAX_IRQS)
+		return BAD("IRQ state of an unknown device or index");
+	ret = get_irq_state(r, &x, err);
+	if (ret < 0)
+		return ret;
+	if (!d->irq[index] && !(d->irq[index] = malloc(sizeof(x))))
+		return vb_errf(err, -ENOMEM, "out of memory");
+	*d->irq[index] = x;
+	return 0;
+}
+
+static int apply_intent(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_pending p = {0}, *n;
+	bool irq;
+
+	p.id = get_u64(r);
+	p.kind = get_u8(r);
+	irq = p.kind == BRK_JOP_IRQ_SET;
+	get_str(r, p.key, 1, irq ? BRK_REC_BDF_MAX : BRK_REC_NAME_MAX, true);
+	if (irq) {
+		p.index = get_u32(r);
+	} else {
+		p.owner = get_u64(r);
+		p.iova = get_u64(r);
+		p.size = get_u64(r);
+		p.offset = get_u64(r);
+		p.prot = get_u32(r);
+		p.dev = get_u64(r);
+		p.ino = get_u64(r);
+	}
+	if (r->bad || (p.kind != BRK_JOP_DMA_MAP && p.kind != BRK_JOP_DMA_UNMAP && !irq) ||
+	    (irq ? p.index >= BRK_REC_MAX_IRQS || !rec_state_dev(st, p.key)
+		 : !range_ok(p.iova, p.size, p.offset) || !rec_state_vm(st, p.key)))
+		return BAD("intent of an unknown kind, VM, device or index, or truncated");
+	if (rec_state_pending(st, p.id) || st->npending >= BRK_REC_MAX_PENDING)
+		return BAD("intent %llu is pending twice, or too many pending",
+			   (unsigned long long)p.id);
+	n = realloc(st->pending, (st->npending + 1) * sizeof(*n));
+	if (!n)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	st->pending = n;
+	st->pending[st->npending++] = p;
+	if (p.id >= st->next_id)
+		st->next_id = p.id + 1;
+	return 0;
+}
+
+static void drop_pending(struct brk_rec_state *st, struct brk_rec_pending *p)
+{
+	*p = st->pending[--st->npending];
+}
+
+/* The kernel call of pending intent `p` happened (commit) or was redone (resolve). */
+static int dma_done(struct brk_rec_state *st, const struct brk_rec_pending *p, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = rec_state_vm(st, p->key);
+	struct brk_dma_mapping m = {.iova = p->iova,
+				    .size = p->size,
+				    .offset = p->offset,
+				    .prot = p->prot,
+				    .dev = p->dev,
+				    .ino = p->ino,
+				    .owner = p->owner};
+	long i;
+
+	if (!vm)
+		return BAD("commit for VM %s, which is gone", p->key);
+	if (p->kind == BRK_JOP_DMA_MAP) {
+		if (!p->prot || (p->prot & ~BRK_DMA_PROT_MASK) || rec_vm_reserve(vm) < 0 ||
+		    vm_insert(vm, &m) < 0)
+			return BAD("committed map 0x%llx+0x%llx overlaps, or bad prot or too many",
+				   (unsigned long long)p->iova, (unsigned long long)p->size);
+		vm->maps++;
+		return 0;
+	}
+	i = rec_vm_find_map(vm, p->iova, p->size);
+	if (i < 0 || vm->map[i].nalso)
+		return BAD("committed unmap of 0x%llx+0x%llx: no such mapping, or still shared",
+			   (unsigned long long)p->iova, (unsigned long long)p->size);
+	vm_remove(vm, (uint32_t)i);
+	vm->unmaps++;
+	return 0;
+}
+
+static int apply_commit(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_pending *p = rec_state_pending(st, get_u64(r));
+	struct brk_rec_irq x;
+	struct brk_rec_dev *d;
+	int ret;
+
+	if (r->bad || !p)
+		return BAD("commit of no pending intent");
+	if (p->kind != BRK_JOP_IRQ_SET) {
+		ret = dma_done(st, p, err);
+		if (ret == 0)
+			drop_pending(st, p);
+		return ret;
+	}
+	ret = get_irq_state(r, &x, err);
+	if (ret < 0)
+		return ret;
+	d = rec_state_dev(st, p->key);
+	if (!d)
+		return BAD("IRQ commit for device %s, which is gone", p->key);
+	if (!d->irq[p->index] && !(d->irq[p->index] = malloc(sizeof(x))))
+		return vb_errf(err, -ENOMEM, "out of memory");
+	*d->irq[p->index] = x;
+	drop_pending(st, p);
+	return 0;
+}
+
+static int apply_abort(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_pending *p = rec_state_pending(st, get_u64(r));
+
+	if (r->bad || !p)
+		return BAD("abort of no pending intent");
+	drop_pending(st, p);
+	return 0;
+}
+
+static int apply_resolve(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_pending *p = rec_state_pending(st, get_u64(r));
+	struct brk_rec_dev *d;
+	int ret = 0;
+
+	if (r->bad || !p)
+		return BAD("resolution of no pending intent");
+	if (p->kind == BRK_JOP_DMA_UNMAP) {
+		ret = dma_done(st, p, err);
+	} else if (p->kind == BRK_JOP_IRQ_SET && (d = rec_state_dev(st, p->key)) &&
+		   d->irq[p->index]) {
+		d->irq[p->index]->enabled = 0;
+		d->irq[p->index]->triggers = 0;
+		d->irq[p->index]->unmask_fd = false;
+		memset(d->irq[p->index]->trig, 0, sizeof(d->irq[p->index]->trig));
+	}
+	if (ret == 0)
+		drop_pending(st, p);
+	return ret;
+}
+
+static int apply_owner(struct brk_rec_state *st, struct rec_rd *r, bool join, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = get_vm(st, r);
+	uint64_t iova = get_u64(r), size = get_u64(r), owner = get_u64(r);
+	struct brk_dma_mapping *m;
+	uint64_t *also;
+	long i;
+	uint32_t k;
+
+	if (r->bad || !vm || (i = rec_vm_find_map(vm, iova, size)) < 0)
+		return BAD("owner change of an unknown VM or mapping");
+	m = &vm->map[i];
+	if (join) {
+		if (map_has_owner(m, owner) || m->nalso + 1 >= BRK_REC_MAX_OWNERS)
+			return BAD("owner %llu joins a mapping it holds, or too many owners",
+				   (unsigned long long)owner);
+		also = realloc(m->also, (m->nalso + 1) * sizeof(*also));
+		if (!also)
+			return vb_errf(err, -ENOMEM, "out of memory");
+		m->also = also;
+		m->also[m->nalso++] = owner;
+		vm->shares++;
+		return 0;
+	}
+	if (!m->nalso || !map_has_owner(m, owner))
+		return BAD("owner %llu leaves a mapping it does not share",
+			   (unsigned long long)owner);
+	for (k = 0; k < m->nalso && m->also[k] != owner; k++)
+		;
+	if (k == m->nalso)
+		m->owner = m->also[--m->nalso];
+	else
+		m->also[k] = m->also[--m->nalso];
+	return 0;
+}
+
+static int apply_share(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	return apply_owner(st, r, true, err);
+}
+
+static int apply_unshare(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	return apply_owner(st, r, false, err);
+}
+
+static int apply_forget(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
+{
+	struct brk_rec_vm *vm = get_vm(st, r);
+	uint32_t i;
+
+	if (!vm)
+		return BAD("forget of an unknown VM");
+	for (i = 0; i < vm->nmaps; i++)
+		free(vm->map[i].also);
+	vm->unmaps += vm->nmaps;
+	vm->nmaps = 0;
+	return 0;
+}
+
+#define SNAP (1u << 0) /* may appear in a snapshot */
+#define JRN  (1u << 1) /* may appear in the journal */
+
+static const struct {
+	const char *name;
+	unsigned where;
+	int (*apply)(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err);
+} rec_types[REC_TYPE_LAST + 1] = {
+    [REC_BROKER] = {"broker", SNAP | JRN, apply_broker},
+    [REC_VM_PUT] = {"vm", SNAP | JRN, apply_vm_put},
+    [REC_VM_DEL] = {"vm-del", JRN, apply_vm_del},
+    [REC_VM_STATS] = {"vm-stats", SNAP, apply_vm_stats},
+    [REC_DEV_PUT] = {"device", SNAP | JRN, apply_dev_put},
+    [REC_DEV_DEL] = {"device-del", JRN, apply_dev_del},
+    [REC_MAP] = {"mapping", SNAP, apply_map},
+    [REC_IRQ] = {"irq", SNAP, apply_irq},
+    [REC_INTENT] = {"intent", SNAP | JRN, apply_intent},
+    [REC_COMMIT] = {"commit", JRN, apply_commit},
+    [REC_ABORT] = {"abort", JRN, apply_abort},
+    [REC_SHARE] = {"share", JRN, apply_share},
+    [REC_UNSHARE] = {"unshare", JRN, apply_unshare},
+    [REC_FORGET] = {"forget", JRN, apply_forget},
+    [REC_RESOLVE] = {"resolve", JRN, apply_resolve},
+};
+
+const char *rec_type_name(unsigned type)
+{
+	return type <= REC_TYPE_LAST && rec_types[type].name ? rec_types[type].name : "unknown";
+}
+
+int rec_apply(struct brk_rec_state *st, unsigned type, bool in_snapshot, const uint8_t *p,
+	      size_t len, struct vb_err *err)
+{
+	struct rec_rd r = {.p = p, .len = len};
+	int ret;
+
+	if (type > REC_TYPE_LAST || !rec_types[type].apply)
+		return BAD("entry type %u unknown", type);
+	if (!(rec_types[type].where & (in_snapshot ? SNAP : JRN)))
+		return BAD("a %s entry cannot be in the %s", rec_types[type].name,
+			   in_snapshot ? "snapshot" : "journal");
+	ret = rec_types[type].apply(st, &r, err);
+	if (ret == 0 && r.off != r.len)
+		return BAD("%zu bytes after a %s entry", r.len - r.off, rec_types[type].name);
+	return ret;
+}
