@@ -215,6 +215,7 @@ static int cfg_allow(struct cfg_state *st, const char *value)
 
 static int cfg_uid(struct cfg_state *st, const char *value, uid_t *uid, gid_t *gid)
 {
+	struct passwd *pw;
 	uint64_t v;
 	char *end;
 
@@ -224,12 +225,12 @@ static int cfg_uid(struct cfg_state *st, const char *value, uid_t *uid, gid_t *g
 			return cfg_fail(st, "uid %s out of range (0..%u)", value, UINT32_MAX - 1);
 		*uid = (uid_t)v;
 		if (gid) {
-			struct passwd *pw = getpwuid(*uid);
+			pw = getpwuid(*uid);
 			*gid = pw ? pw->pw_gid : (gid_t)v;
 		}
 		return 1;
 	}
-	struct passwd *pw = getpwnam(value);
+	pw = getpwnam(value);
 	if (!pw)
 		return cfg_fail(st, "no such user '%s'", value);
 	*uid = pw->pw_uid;
@@ -240,6 +241,7 @@ static int cfg_uid(struct cfg_state *st, const char *value, uid_t *uid, gid_t *g
 
 static int cfg_gid(struct cfg_state *st, const char *value, gid_t *gid)
 {
+	struct group *gr;
 	uint64_t v;
 	char *end;
 
@@ -249,7 +251,7 @@ static int cfg_gid(struct cfg_state *st, const char *value, gid_t *gid)
 		*gid = (gid_t)v;
 		return 1;
 	}
-	struct group *gr = getgrnam(value);
+	gr = getgrnam(value);
 	if (!gr)
 		return cfg_fail(st, "no such group '%s'", value);
 	*gid = gr->gr_gid;

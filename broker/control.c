@@ -503,10 +503,12 @@ static bool ctl_admit_room(struct brk_ctl *ctl, bool admin, pid_t pid, uid_t uid
 	return false;
 }
 
+VB_DEFINE_CLEANUP(struct ipc_chan, ipc_chan_free);
+
 static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 {
-	struct ipc_chan *chan;
-	struct ctl_sess *s;
+	_cleanup_(ipc_chan_freep) struct ipc_chan *chan = NULL;
+	_cleanup_free_ struct ctl_sess *s = NULL;
 	bool admin;
 	int r;
 
@@ -516,20 +518,16 @@ static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 		return r;
 	}
 	s = calloc(1, sizeof(*s));
-	if (!s) {
-		ipc_chan_free(chan);
+	if (!s)
 		return -ENOMEM;
-	}
 	s->ctl = ctl;
 	r = ipc_chan_peer(chan, &s->pid, &s->uid, &s->gid);
 	admin = r == 0 && ctl_is_admin(&ctl->cfg, fd, s->pid, s->uid, s->gid);
 	if (r == 0 && !ctl_admit_room(ctl, admin, s->pid, s->uid))
 		r = -EUSERS;
-	if (r < 0 || (r = ipc_uv_start(ctl->loop, chan, ctl_on_msg, s, &s->u)) < 0) {
-		ipc_chan_free(chan);
-		free(s);
+	if (r < 0 || (r = ipc_uv_start(ctl->loop, chan, ctl_on_msg, s, &s->u)) < 0)
 		return r == -EUSERS ? 0 : r;
-	}
+	(void)TAKE_PTR(chan); /* the session's ipc_uv has it */
 	uv_timer_init(ctl->loop, &s->linger);
 	s->linger.data = s;
 	s->open_handles = 2;
@@ -542,7 +540,7 @@ static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 		uv_timer_start(&s->linger, ctl_linger_expired, CTL_REFUSED_LINGER_MS, 0);
 	}
 	s->next = ctl->sessions;
-	ctl->sessions = s;
+	ctl->sessions = TAKE_PTR(s);
 	ctl->nsessions++;
 	ctl->nsess_alloc++;
 	return 0;

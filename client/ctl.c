@@ -16,6 +16,7 @@
 
 #include "vfiobroker/client.h"
 
+#include "base.h"
 #include "conn.h"
 
 /* A broker-side removal waits for the VMM this long when the request names no timeout. */
@@ -27,7 +28,7 @@ struct vfb_ctl {
 
 static int ctl_new(int fd, const char *path, uint32_t flags, struct vfb_ctl **ret)
 {
-	struct vfb_ctl *ctl;
+	_cleanup_free_ struct vfb_ctl *ctl = NULL;
 	int r;
 
 	if (flags != 0 || !ret)
@@ -39,12 +40,10 @@ static int ctl_new(int fd, const char *path, uint32_t flags, struct vfb_ctl **re
 		r = vfb__conn_open(&ctl->conn, path, &ipc_proto_control, VB__CTL__TYPE__EVENT);
 	else
 		r = vfb__conn_init(&ctl->conn, fd, &ipc_proto_control, VB__CTL__TYPE__EVENT);
-	if (r < 0) {
-		free(ctl);
+	if (r < 0)
 		return r;
-	}
 	ctl->conn.timeout_ms = VFB_TIMEOUT_DEFAULT_MS;
-	*ret = ctl;
+	*ret = TAKE_PTR(ctl);
 	return 0;
 }
 
@@ -260,7 +259,7 @@ void vfb_ctl_device_list_free(struct vfb_ctl_device *list, size_t n)
 int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device **ret)
 {
 	Vb__Ctl__DeviceStatusRequest pb = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
-	struct vfb_ctl_device *d;
+	_cleanup_free_ struct vfb_ctl_device *d = NULL;
 	char nbdf[VFB_BDF_MAX];
 	struct ipc_msg *m;
 	int r;
@@ -277,11 +276,9 @@ int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device *
 	else
 		r = device_from_pb((const Vb__Ctl__DeviceStatus *)m->body, d);
 	ipc_msg_free(m);
-	if (r < 0) {
-		free(d);
+	if (r < 0)
 		return r;
-	}
-	*ret = d;
+	*ret = TAKE_PTR(d);
 	return 0;
 }
 

@@ -61,6 +61,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct parser *p, unsigned
 {
 	char why[VB_ERR_MAX];
 	va_list ap;
+
 	va_start(ap, fmt);
 	vsnprintf(why, sizeof(why), fmt, ap);
 	va_end(ap);
@@ -71,6 +72,7 @@ static bool parse_u64(const char *s, uint64_t *ret)
 {
 	uint64_t v = 0;
 	unsigned base = 10;
+
 	if (s[0] == '0' && (s[1] == 'x' || s[1] == 'X')) {
 		base = 16;
 		s += 2;
@@ -107,6 +109,7 @@ static bool parse_byte(const char *s, uint8_t *ret)
 static const char *opt(const char *tok, const char *key)
 {
 	size_t n = strlen(key);
+
 	return strncmp(tok, key, n) == 0 && tok[n] == '=' ? tok + n + 1 : NULL;
 }
 
@@ -122,11 +125,13 @@ static int num_opt(struct parser *p, const char *val, const char *what, uint64_t
 
 static int kw_name(struct parser *p, char **t, int n)
 {
+	size_t len;
+
 	if (n != 2)
 		return fail(p, p->line, "name takes one word");
 	if (p->img->have_name)
 		return fail(p, p->line, "second name line");
-	size_t len = strlen(t[1]);
+	len = strlen(t[1]);
 	if (len >= sizeof(p->img->info.name))
 		return fail(p, p->line, "name longer than %zu characters",
 			    sizeof(p->img->info.name) - 1);
@@ -147,6 +152,7 @@ static int kw_device(struct parser *p, char **t, int n)
 	const uint32_t ok =
 	    VFIO_DEVICE_FLAGS_RESET | VFIO_DEVICE_FLAGS_PCI | VFIO_DEVICE_FLAGS_CAPS;
 	bool flags = false;
+
 	if (p->img->have_device)
 		return fail(p, p->line, "second device line");
 	for (int i = 1; i < n; i++) {
@@ -179,9 +185,9 @@ static int kw_device(struct parser *p, char **t, int n)
 
 static int parse_areas(struct parser *p, const char *v, struct wkr_region *r)
 {
-	char buf[LINE_MAX_LEN];
+	char buf[LINE_MAX_LEN], *save = NULL;
+
 	snprintf(buf, sizeof(buf), "%s", v);
-	char *save = NULL;
 	for (char *a = strtok_r(buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
 		char *plus = strchr(a, '+');
 		uint64_t off, size;
@@ -210,11 +216,13 @@ static int kw_region(struct parser *p, char **t, int n)
 	uint64_t idx, x;
 	bool size = false, flags = false;
 	const char *areas = NULL;
+	struct wkr_region *r;
+
 	if (n < 2 || !parse_u64(t[1], &idx) || idx >= WKR_NUM_REGIONS)
 		return fail(p, p->line, "region index must be 0 to %d", WKR_NUM_REGIONS - 1);
 	if (p->img->have_region[idx])
 		return fail(p, p->line, "region %llu given twice", (unsigned long long)idx);
-	struct wkr_region *r = &p->img->info.regions[idx];
+	r = &p->img->info.regions[idx];
 	for (int i = 2; i < n; i++) {
 		const char *v;
 		if ((v = opt(t[i], "size")) && !size) {
@@ -257,11 +265,13 @@ static int kw_irq(struct parser *p, char **t, int n)
 			    VFIO_IRQ_INFO_AUTOMASKED | VFIO_IRQ_INFO_NORESIZE;
 	uint64_t idx, x;
 	bool count = false, flags = false;
+	struct wkr_irq_info *q;
+
 	if (n < 2 || !parse_u64(t[1], &idx) || idx >= WKR_NUM_IRQS)
 		return fail(p, p->line, "irq index must be 0 to %d", WKR_NUM_IRQS - 1);
 	if (p->img->have_irq[idx])
 		return fail(p, p->line, "irq %llu given twice", (unsigned long long)idx);
-	struct wkr_irq_info *q = &p->img->info.irqs[idx];
+	q = &p->img->info.irqs[idx];
 	for (int i = 2; i < n; i++) {
 		const char *v;
 		if ((v = opt(t[i], "count")) && !count) {
@@ -290,6 +300,8 @@ static int kw_irq(struct parser *p, char **t, int n)
 static int kw_config(struct parser *p, char **t, int n)
 {
 	uint64_t off;
+	uint32_t end;
+
 	if (n < 3 || n > 2 + CFG_BYTES)
 		return fail(p, p->line, "config takes an offset and 1 to %d bytes", CFG_BYTES);
 	if (!parse_u64(t[1], &off) || off >= WKR_CFG_SIZE_MAX ||
@@ -299,7 +311,7 @@ static int kw_config(struct parser *p, char **t, int n)
 	for (int i = 2; i < n; i++)
 		if (!parse_byte(t[i], &p->img->config[off + (uint64_t)(i - 2)]))
 			return fail(p, p->line, "'%s' is not a two-digit hex byte", t[i]);
-	uint32_t end = (uint32_t)off + (uint32_t)(n - 2);
+	end = (uint32_t)off + (uint32_t)(n - 2);
 	if (end > p->img->cfg_end) {
 		p->img->cfg_end = end;
 		p->img->cfg_end_line = p->line;
@@ -310,7 +322,9 @@ static int kw_config(struct parser *p, char **t, int n)
 static int kw_data(struct parser *p, char **t, int n)
 {
 	struct wkr_image *img = p->img;
+	size_t len = (size_t)(n - 3);
 	uint64_t idx, off;
+
 	if (n < 4 || n > 3 + DATA_BYTES)
 		return fail(p, p->line, "data takes a region, an offset and 1 to %d bytes",
 			    DATA_BYTES);
@@ -318,7 +332,6 @@ static int kw_data(struct parser *p, char **t, int n)
 		return fail(p, p->line, "data region must be 0 to 8 and not 7 (use config)");
 	if (!parse_u64(t[2], &off))
 		return fail(p, p->line, "data offset '%s' is not a number", t[2]);
-	size_t len = (size_t)(n - 3);
 	if (img->data_len + len > WKR_IMAGE_DATA_MAX)
 		return fail(p, p->line, "more than %u data bytes in the image", WKR_IMAGE_DATA_MAX);
 	if (img->nchunks == img->chunks_cap) {
@@ -356,12 +369,12 @@ static const struct {
 
 static int parse_line(struct parser *p, char *line, bool *seen_version)
 {
-	char *t[TOKENS_MAX];
-	int n = 0;
+	char *t[TOKENS_MAX], *save = NULL;
 	char *hash = strchr(line, '#');
+	int n = 0;
+
 	if (hash)
 		*hash = 0;
-	char *save = NULL;
 	for (char *tok = strtok_r(line, " \t\r", &save); tok;
 	     tok = strtok_r(NULL, " \t\r", &save)) {
 		if (n == TOKENS_MAX)
@@ -390,6 +403,7 @@ static int finish(struct parser *p)
 {
 	struct wkr_image *img = p->img;
 	const struct wkr_region *cfg = &img->info.regions[VFIO_PCI_CONFIG_REGION_INDEX];
+
 	if (!img->have_device)
 		return fail(p, p->line, "end of image: no 'device' line");
 	if (!img->have_region[VFIO_PCI_CONFIG_REGION_INDEX])
@@ -424,6 +438,7 @@ int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret, struct
 	bool version = false;
 	char line[LINE_MAX_LEN + 1];
 	int r = 0;
+
 	if (err)
 		*err = (struct vb_err){0};
 	if (len > WKR_IMAGE_TEXT_MAX)
@@ -465,10 +480,13 @@ int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret, struct
 int wkr_image_load(const char *path, struct wkr_image **ret, struct vb_err *err)
 {
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+	_cleanup_free_ char *buf = NULL;
+	struct stat st;
+	size_t got = 0;
+	int e = 0;
+
 	if (fd < 0)
 		return -errno;
-	struct stat st;
-	int e = 0;
 	if (fstat(fd, &st) < 0)
 		e = -errno;
 	else if (!S_ISREG(st.st_mode))
@@ -478,10 +496,9 @@ int wkr_image_load(const char *path, struct wkr_image **ret, struct vb_err *err)
 	if (e < 0)
 		return vb_errf(err, e, "not a regular file of at most %u bytes",
 			       WKR_IMAGE_TEXT_MAX);
-	_cleanup_free_ char *buf = malloc((size_t)st.st_size + 1);
+	buf = malloc((size_t)st.st_size + 1);
 	if (!buf)
 		return -ENOMEM;
-	size_t got = 0;
 	while (got < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
 		if (n <= 0)
@@ -504,6 +521,7 @@ const uint8_t *wkr_image_config(const struct wkr_image *img)
 static int put(int fd, const void *buf, size_t len, uint64_t off)
 {
 	ssize_t n = pwrite(fd, buf, len, (off_t)off);
+
 	if (n < 0)
 		return -errno;
 	return (size_t)n == len ? 0 : -EIO;
@@ -511,16 +529,19 @@ static int put(int fd, const void *buf, size_t len, uint64_t off)
 
 int wkr_image_build(const struct wkr_image *img, int *ret_fd)
 {
-	uint64_t end = 0;
 	const struct wkr_devinfo *in = &img->info;
+	const struct wkr_region *cfg = &in->regions[VFIO_PCI_CONFIG_REGION_INDEX];
+	_cleanup_close_ int fd = -1;
+	uint64_t end = 0;
+	int r;
+
 	for (unsigned i = 0; i < WKR_NUM_REGIONS; i++)
 		if (in->regions[i].size && in->regions[i].offset + in->regions[i].size > end)
 			end = in->regions[i].offset + in->regions[i].size;
-	int fd = memfd_create("vfio-device-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	fd = memfd_create("vfio-device-image", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return -errno;
-	int r = ftruncate(fd, (off_t)end) < 0 ? -errno : 0;
-	const struct wkr_region *cfg = &in->regions[VFIO_PCI_CONFIG_REGION_INDEX];
+	r = ftruncate(fd, (off_t)end) < 0 ? -errno : 0;
 	if (r == 0)
 		r = put(fd, img->config, (size_t)cfg->size, cfg->offset);
 	for (size_t i = 0; r == 0 && i < img->nchunks; i++) {
@@ -530,10 +551,8 @@ int wkr_image_build(const struct wkr_image *img, int *ret_fd)
 	/* The regions' layout is fixed: whoever holds the fd cannot grow or shrink it. */
 	if (r == 0 && fcntl(fd, F_ADD_SEALS, F_SEAL_GROW | F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
 		r = -errno;
-	if (r < 0) {
-		close(fd);
+	if (r < 0)
 		return r;
-	}
-	*ret_fd = fd;
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }

@@ -79,20 +79,19 @@ static int call(struct wkr_dev *d, const struct wkr_irq_set *s)
 
 static int worker_fd(struct wkr_dev *d, uint32_t index, uint32_t v)
 {
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ((uint64_t)index << 32) | v};
 	struct wkr_vec *vec = &d->irq[index].vec[v];
+	_cleanup_close_ int fd = -1;
+
 	if (vec->wfd >= 0)
 		return vec->wfd;
-	int fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (fd < 0)
 		return -errno;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = ((uint64_t)index << 32) | v};
-	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	vec->wfd = fd;
-	return fd;
+	if (epoll_ctl(d->epfd, EPOLL_CTL_ADD, fd, &ev) < 0)
+		return -errno;
+	vec->wfd = TAKE_FD(fd);
+	return vec->wfd;
 }
 
 static int target(struct wkr_dev *d, uint32_t index, uint32_t v)
@@ -138,24 +137,25 @@ static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 
 static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count, bool enable)
 {
-	int *fds = malloc(count * sizeof(int));
-	if (!fds)
-		return -ENOMEM;
-	for (uint32_t i = 0; i < count; i++) {
-		int t = target(d, index, start + i);
-		if (t < 0) {
-			free(fds);
-			return t;
-		}
-		fds[i] = t;
-	}
+	_cleanup_free_ int *fds = malloc(count * sizeof(int));
 	struct wkr_irq_set s = {.index = index,
 				.start = start,
 				.count = count,
 				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
 				.enable = enable,
 				.fds = fds};
-	int r = call(d, &s);
+	int r;
+
+	if (!fds)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		int t = target(d, index, start + i);
+
+		if (t < 0)
+			return t;
+		fds[i] = t;
+	}
+	r = call(d, &s);
 	if (r == 0) {
 		for (uint32_t i = 0; i < count; i++)
 			d->irq[index].vec[start + i].routed = fds[i];
@@ -163,7 +163,6 @@ static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t cou
 			deliver(d, index, start + i);
 		pending_changed(d, index);
 	}
-	free(fds);
 	return r;
 }
 

@@ -26,6 +26,8 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 	Vb__Dev__BarState bars[VFIO_PCI_ROM_REGION_INDEX + 1];
 	Vb__Dev__BarState *pbars[VFIO_PCI_ROM_REGION_INDEX + 1];
 	struct wkr_session *v = wkr__server_session(s);
+	int r;
+
 	if (!v || !s->hello_done)
 		return -ENOTCONN;
 	ev.kind = kind;
@@ -47,7 +49,7 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 		}
 		ev.bars = pbars;
 	}
-	int r = ipc_chan_event(v->chan, VB__DEV__TYPE__EVENT, &ev.base, NULL, 0);
+	r = ipc_chan_event(v->chan, VB__DEV__TYPE__EVENT, &ev.base, NULL, 0);
 	wkr__server_sent(s, r);
 	return r;
 }
@@ -55,6 +57,7 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 void wkr_server_bars_changed(void *server, uint16_t command)
 {
 	struct wkr_server *s = server;
+
 	/* A VMM that cannot take the event has gone or will see its hangup soon. */
 	(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_BARS_CHANGED, command, 0);
 }
@@ -69,6 +72,7 @@ int wkr_server_removal(struct wkr_server *s, uint32_t timeout_ms,
 static int ask_removal(void *proto, uint32_t timeout_ms)
 {
 	struct wkr_server *s = proto;
+
 	return wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_REMOVAL_REQUESTED,
 				 wkr_cfg_command(s->cfg.dev), timeout_ms);
 }
@@ -87,9 +91,11 @@ static int session_open(void *proto, int fd, struct wkr_serve_session **ret)
 {
 	struct wkr_server *s = proto;
 	_cleanup_free_ struct wkr_session *v = calloc(1, sizeof(*v));
+	int r;
+
 	if (!v)
 		return -ENOMEM;
-	int r = ipc_chan_new(fd, &ipc_proto_device, &s->limits, &v->chan);
+	r = ipc_chan_new(fd, &ipc_proto_device, &s->limits, &v->chan);
 	if (r < 0)
 		return r;
 	v->s = s;
@@ -101,6 +107,7 @@ static int session_open(void *proto, int fd, struct wkr_serve_session **ret)
 static void session_free(struct wkr_serve_session *base)
 {
 	struct wkr_session *v = container_of(base, struct wkr_session, base);
+
 	ipc_chan_free(v->chan);
 	free(v);
 }
@@ -182,6 +189,7 @@ static void session_ready(struct wkr_serve_session *base, int events)
 static void session_drain(struct wkr_serve_session *base)
 {
 	struct wkr_session *v = container_of(base, struct wkr_session, base);
+
 	while (session_serve(v->s, 64) > 0)
 		;
 }
@@ -202,6 +210,7 @@ static void refusal_drop(struct wkr_refusal *f)
 static void on_refused(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 {
 	struct wkr_refusal *f = data;
+
 	if (m && m->kind == IPC_KIND_REQUEST)
 		(void)ipc_chan_reply_error(ipc_uv_chan(u), m, f->err, "%s",
 					   f->err == -EBUSY ? "the device is in use by another VMM"
@@ -215,8 +224,10 @@ static void on_refused(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 static void refuse(void *proto, int fd, int err)
 {
 	struct wkr_server *s = proto;
+	struct wkr_refusal *f;
 	struct ipc_chan *chan;
 	int slot = 0;
+
 	if (ipc_chan_new(fd, &ipc_proto_device, &s->limits, &chan) < 0) {
 		close(fd);
 		return;
@@ -228,7 +239,7 @@ static void refuse(void *proto, int fd, int err)
 		}
 	if (s->refusals[slot])
 		refusal_drop(s->refusals[slot]);
-	struct wkr_refusal *f = calloc(1, sizeof(*f));
+	f = calloc(1, sizeof(*f));
 	if (!f || ipc_uv_start(s->cfg.loop, chan, on_refused, f, &f->u) < 0) {
 		free(f);
 		ipc_chan_free(chan);
@@ -250,12 +261,7 @@ static const struct wkr_serve_ops serve_ops = {
 
 int wkr_server_new(const struct wkr_server_cfg *cfg, struct wkr_server **ret)
 {
-	_cleanup_free_ struct wkr_server *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->cfg = *cfg;
-	s->limits = ipc_limits_default;
-	const struct wkr_serve_cfg sc = {
+	struct wkr_serve_cfg sc = {
 	    .loop = cfg->loop,
 	    .listen_fd = cfg->listen_fd,
 	    .sock_type = SOCK_SEQPACKET,
@@ -267,10 +273,17 @@ int wkr_server_new(const struct wkr_server_cfg *cfg, struct wkr_server **ret)
 	    .busy = cfg->busy,
 	    .busy_data = cfg->busy_data,
 	    .ops = &serve_ops,
-	    .proto = s,
 	    .release = free,
 	};
-	int r = wkr_serve_new(&sc, &s->sv);
+	_cleanup_free_ struct wkr_server *s = calloc(1, sizeof(*s));
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	s->limits = ipc_limits_default;
+	sc.proto = s;
+	r = wkr_serve_new(&sc, &s->sv);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(s);

@@ -15,6 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "vfu_conn.h"
 
 struct out {
@@ -267,38 +268,43 @@ bool vfu_conn_pending(const struct vfu_conn *c)
 	return c->head != NULL;
 }
 
+/* A reply that never made it into the queue: nothing to account for. */
+static void out_discard(struct out *o)
+{
+	if (!o)
+		return;
+	close_all(o->fds, o->nfds);
+	free(o->buf);
+	free(o);
+}
+VB_DEFINE_CLEANUP(struct out, out_discard);
+
 /* Queues what `now` has left (its fds dup'ed if they have not gone yet), within the budget. */
 static int enqueue(struct vfu_conn *c, const struct out *now)
 {
 	size_t left = now->len - now->off;
+	_cleanup_(out_discardp) struct out *o = NULL;
+
 	if (c->qbytes + left > c->lim.out_bytes || c->qfds + now->nfds > c->lim.out_fds)
 		return -ENOBUFS;
-	struct out *o = calloc(1, sizeof(*o));
-	if (!o || !(o->buf = malloc(left))) {
-		free(o);
+	o = calloc(1, sizeof(*o));
+	if (!o || !(o->buf = malloc(left)))
 		return -ENOMEM;
-	}
 	memcpy(o->buf, now->buf + now->off, left);
-	o->len = left;
 	o->owned = true;
-	for (size_t i = 0; i < now->nfds; i++) {
-		o->fds[i] = fcntl(now->fds[i], F_DUPFD_CLOEXEC, 3);
-		if (o->fds[i] < 0) {
-			int e = -errno;
-			close_all(o->fds, i);
-			free(o->buf);
-			free(o);
-			return e;
-		}
+	for (; o->nfds < now->nfds; o->nfds++) {
+		o->fds[o->nfds] = fcntl(now->fds[o->nfds], F_DUPFD_CLOEXEC, 3);
+		if (o->fds[o->nfds] < 0)
+			return -errno;
 	}
-	o->nfds = now->nfds;
+	o->len = left;
 	c->qbytes += left;
 	c->qfds += (uint32_t)o->nfds;
 	if (c->tail)
 		c->tail->next = o;
 	else
 		c->head = o;
-	c->tail = o;
+	c->tail = TAKE_PTR(o);
 	return 0;
 }
 

@@ -23,9 +23,11 @@ static int session_open(void *proto, int fd, struct wkr_serve_session **ret)
 				       .out_bytes = VFU_OUT_BYTES,
 				       .out_fds = VFU_OUT_FDS};
 	_cleanup_free_ struct vfu_session *v = calloc(1, sizeof(*v));
+	int r;
+
 	if (!v)
 		return -ENOMEM;
-	int r = vfu_conn_new(fd, &lim, &v->conn);
+	r = vfu_conn_new(fd, &lim, &v->conn);
 	if (r < 0)
 		return r;
 	v->s = proto;
@@ -36,6 +38,7 @@ static int session_open(void *proto, int fd, struct wkr_serve_session **ret)
 static void session_free(struct wkr_serve_session *base)
 {
 	struct vfu_session *v = container_of(base, struct vfu_session, base);
+
 	vfu_conn_free(v->conn);
 	free(v->maps);
 	free(v);
@@ -46,8 +49,11 @@ static void session_free(struct wkr_serve_session *base)
 static bool serve_msg(struct wkr_vfu *s, struct vfu_msg *m, int r)
 {
 	struct vfu_session *v = wkr__vfu_session(s);
+	int e = 0;
+
 	s->sv->requests++;
-	int e = r == 0 ? wkr__vfu_dispatch(s, m) : 0;
+	if (r == 0)
+		e = wkr__vfu_dispatch(s, m);
 	if (r == -EMSGSIZE) {
 		/* The stream cannot be followed past a size that lies: answer, then end the
 		 * session. */
@@ -72,6 +78,7 @@ static int session_serve(struct wkr_vfu *s, unsigned max)
 {
 	struct vfu_session *v = wkr__vfu_session(s);
 	int r = vfu_conn_flush(v->conn);
+
 	if (r < 0 && r != -EAGAIN) {
 		wkr_serve_end(s->sv);
 		return -1;
@@ -96,6 +103,7 @@ static int session_serve(struct wkr_vfu *s, unsigned max)
 static void session_ready(struct wkr_serve_session *base, int events)
 {
 	struct vfu_session *v = container_of(base, struct vfu_session, base);
+
 	/* Bounded per wakeup so that the broker channel and interrupts get their turn. */
 	if (session_serve(v->s, 64) >= 0 && !wkr_serve_watch(base, vfu_conn_pending(v->conn)))
 		wkr_serve_end(v->s->sv);
@@ -105,6 +113,7 @@ static void session_ready(struct wkr_serve_session *base, int events)
 static void session_drain(struct wkr_serve_session *base)
 {
 	struct vfu_session *v = container_of(base, struct vfu_session, base);
+
 	while (session_serve(v->s, 64) > 0)
 		;
 }
@@ -114,6 +123,7 @@ static void session_drain(struct wkr_serve_session *base)
 static void refuse(void *proto, int fd, int err)
 {
 	struct wkr_vfu *s = proto;
+
 	if (s->cfg.note)
 		s->cfg.note(s->cfg.note_data,
 			    err == -EBUSY
@@ -127,6 +137,7 @@ static void refuse(void *proto, int fd, int err)
 static int ask_removal(void *proto, uint32_t timeout_ms)
 {
 	struct wkr_vfu *s = proto;
+
 	(void)wkr_irq_set_vfio(s->cfg.dev, VFIO_PCI_REQ_IRQ_INDEX,
 			       VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0, 1, NULL,
 			       NULL);
@@ -144,11 +155,7 @@ static const struct wkr_serve_ops serve_ops = {
 
 int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
 {
-	_cleanup_free_ struct wkr_vfu *s = calloc(1, sizeof(*s));
-	if (!s)
-		return -ENOMEM;
-	s->cfg = *cfg;
-	const struct wkr_serve_cfg sc = {
+	struct wkr_serve_cfg sc = {
 	    .loop = cfg->loop,
 	    .listen_fd = cfg->listen_fd,
 	    .sock_type = SOCK_STREAM,
@@ -161,12 +168,18 @@ int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
 	    .busy = cfg->busy,
 	    .busy_data = cfg->busy_data,
 	    .ops = &serve_ops,
-	    .proto = s,
 	    .release = free,
 	};
+	_cleanup_free_ struct wkr_vfu *s = calloc(1, sizeof(*s));
+	int r;
+
+	if (!s)
+		return -ENOMEM;
+	s->cfg = *cfg;
+	sc.proto = s;
 	/* json-c seeds its hash on first use, which the seccomp filter would not allow later. */
 	wkr__vfu_version_warmup();
-	int r = wkr_serve_new(&sc, &s->sv);
+	r = wkr_serve_new(&sc, &s->sv);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(s);

@@ -21,6 +21,7 @@
 static void handle_closed(uv_handle_t *h)
 {
 	struct wkr_serve *sv = h->data;
+
 	if (--sv->open_handles > 0)
 		return;
 	/* libuv has let go of the poll handle: the fd may be closed now. */
@@ -50,6 +51,8 @@ static void on_removal_timeout(uv_timer_t *t)
 int wkr_serve_removal(struct wkr_serve *sv, uint32_t timeout_ms,
 		      void (*done)(void *data, bool acked), void *data)
 {
+	int r;
+
 	if (sv->removal_pending)
 		return -EBUSY;
 	if (!sv->vmm) {
@@ -59,7 +62,7 @@ int wkr_serve_removal(struct wkr_serve *sv, uint32_t timeout_ms,
 	sv->removal_pending = true;
 	sv->removal_done = done;
 	sv->removal_data = data;
-	int r = sv->cfg.ops->ask_removal(sv->cfg.proto, timeout_ms);
+	r = sv->cfg.ops->ask_removal(sv->cfg.proto, timeout_ms);
 	if (r == 0)
 		r = uv_timer_start(&sv->removal_timer, on_removal_timeout, timeout_ms, 0);
 	if (r < 0)
@@ -72,6 +75,7 @@ int wkr_serve_removal(struct wkr_serve *sv, uint32_t timeout_ms,
 static void session_closed(uv_handle_t *h)
 {
 	struct wkr_serve_session *v = h->data;
+
 	v->ops->free(v);
 }
 
@@ -79,6 +83,7 @@ void wkr_serve_end(struct wkr_serve *sv)
 {
 	struct wkr_serve_session *v = sv->vmm;
 	const struct wkr_backend *b = &sv->cfg.backend;
+
 	v->ended = true;
 	uv_close((uv_handle_t *)&v->poll, session_closed);
 	sv->vmm = NULL;
@@ -100,6 +105,7 @@ void wkr_serve_end(struct wkr_serve *sv)
 static void on_session(uv_poll_t *h, int status, int events)
 {
 	struct wkr_serve_session *v = h->data;
+
 	if (v->ended)
 		return;
 	if (status < 0) {
@@ -127,6 +133,7 @@ bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
 static void settle(struct wkr_serve *sv)
 {
 	struct pollfd pfd = {.fd = sv->vmm->fd, .events = POLLIN | POLLRDHUP};
+
 	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)))
 		return;
 	sv->cfg.ops->drain(sv->vmm);
@@ -137,6 +144,7 @@ static int session_start(struct wkr_serve *sv, int fd)
 {
 	struct wkr_serve_session *v;
 	int r = sv->cfg.ops->open(sv->cfg.proto, fd, &v);
+
 	if (r < 0) {
 		close(fd);
 		return r;
@@ -189,6 +197,7 @@ static void accept_one(struct wkr_serve *sv, int fd)
 static void on_listen(uv_poll_t *h, int status, int events)
 {
 	struct wkr_serve *sv = h->data;
+
 	/* Bounded per wakeup so that a flood of connections cannot starve the session. */
 	for (int i = 0; i < 16 && status == 0; i++) {
 		int fd = accept4(sv->cfg.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
@@ -201,19 +210,21 @@ static void on_listen(uv_poll_t *h, int status, int events)
 static void on_irq(uv_poll_t *h, int status, int events)
 {
 	struct wkr_serve *sv = h->data;
+
 	(void)wkr_irq_service(sv->cfg.dev);
 }
 
 /* The listening socket is of the protocol's type, and non-blocking from here on. */
 static int listen_check(int fd, int type)
 {
-	int got = 0;
-	socklen_t l = sizeof(got);
+	socklen_t l = sizeof(int);
+	int got = 0, fl;
+
 	if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &got, &l) < 0)
 		return -errno;
 	if (got != type)
 		return -EPROTOTYPE;
-	int fl = fcntl(fd, F_GETFL);
+	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
 	return 0;
@@ -221,10 +232,12 @@ static int listen_check(int fd, int type)
 
 int wkr_serve_new(const struct wkr_serve_cfg *cfg, struct wkr_serve **ret)
 {
+	struct wkr_serve *sv;
 	int r = listen_check(cfg->listen_fd, cfg->sock_type);
+
 	if (r < 0)
 		return r;
-	struct wkr_serve *sv = calloc(1, sizeof(*sv));
+	sv = calloc(1, sizeof(*sv));
 	if (!sv)
 		return -ENOMEM;
 	sv->cfg = *cfg;

@@ -197,18 +197,18 @@ struct table {
 	char **cells; /* nrows * ncols */
 };
 
+VB_DEFINE_CLEANUP(struct table, table_free);
+
 struct table *table_new(size_t ncols, const char *const *headers)
 {
-	struct table *t = calloc(1, sizeof(*t));
+	_cleanup_(table_freep) struct table *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;
 	t->ncols = ncols;
-	if (table_add(t, headers) < 0) {
-		free(t);
+	if (table_add(t, headers) < 0)
 		return NULL;
-	}
-	return t;
+	return TAKE_PTR(t);
 }
 
 int table_add(struct table *t, const char *const *cells)
