@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "bind.h"
 
 #define VFIO_PCI_DRIVER "vfio-pci"
@@ -120,22 +121,18 @@ int brk_bind_driver(const struct brk_sys *sys, const char *bdf, char *buf, size_
 
 static int write_file(const char *path, const char *s)
 {
-	size_t len = strlen(s);
-	ssize_t n;
-	int fd, r = 0;
-
 	/* No O_TRUNC: sysfs takes each write whole, and on a read-only /sys truncation would turn
 	 * an unprivileged caller's EACCES into EROFS. */
-	fd = open(path, O_WRONLY | O_CLOEXEC);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+	size_t len = strlen(s);
+	ssize_t n;
+
 	if (fd < 0)
 		return -errno;
 	n = write(fd, s, len);
 	if (n < 0)
-		r = -errno;
-	else if ((size_t)n != len)
-		r = -EIO;
-	close(fd);
-	return r;
+		return -errno;
+	return (size_t)n == len ? 0 : -EIO;
 }
 
 static int write_device_file(const struct brk_sys *sys, const char *bdf, const char *leaf,

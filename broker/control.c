@@ -267,7 +267,7 @@ static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f);
 static int ctl_metrics(struct ctl_sess *s, struct brk_ctl_call *call)
 {
 	Vb__Ctl__MetricsReply rep = VB__CTL__METRICS_REPLY__INIT;
-	char *text = NULL;
+	_cleanup_free_ char *text = NULL;
 	size_t len = 0;
 	FILE *f = open_memstream(&text, &len);
 	int r;
@@ -278,13 +278,10 @@ static int ctl_metrics(struct ctl_sess *s, struct brk_ctl_call *call)
 	ctl_metrics_own(s->ctl, f);
 	if (fclose(f) != 0)
 		r = -ENOMEM;
-	if (r < 0) {
-		free(text);
+	if (r < 0)
 		return r;
-	}
 	rep.text = text;
 	brk_ctl_call_reply(call, &rep.base);
-	free(text);
 	return 0;
 }
 

@@ -385,7 +385,8 @@ void wkr_irq_set_mode(struct wkr_dev *d, enum wkr_irq_mode mode)
 /* Replaces the VMM fds of vectors [start, start+count); fds NULL or an entry -1: none. */
 static int vmm_fds_replace(struct wkr_irqidx *ix, uint32_t start, uint32_t count, const int *fds)
 {
-	int *dups = calloc(count, sizeof(int));
+	_cleanup_free_ int *dups = calloc(count, sizeof(int));
+
 	if (!dups)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
@@ -395,10 +396,10 @@ static int vmm_fds_replace(struct wkr_irqidx *ix, uint32_t start, uint32_t count
 		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 		if (dups[i] < 0) {
 			int e = -errno;
+
 			while (i--)
 				if (dups[i] >= 0)
 					close(dups[i]);
-			free(dups);
 			return e;
 		}
 	}
@@ -410,7 +411,6 @@ static int vmm_fds_replace(struct wkr_irqidx *ix, uint32_t start, uint32_t count
 		if (v->routed >= 0)
 			v->routed = -2;
 	}
-	free(dups);
 	return 0;
 }
 

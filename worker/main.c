@@ -54,7 +54,7 @@ static const char help[] =
     "    exclude the MSI-X pages. It makes no VFIO ioctl: DMA mappings, interrupt routing and\n"
     "    resets are requests to the broker. One VMM at a time; when it disconnects, its DMA\n"
     "    mappings and interrupt routes are dropped, the device state is kept, and a VMM may\n"
-    "    connect again.\n"
+    "    connect again at once, over either protocol.\n"
     "\n"
     "MODES\n"
     "    Broker mode (the default) is how vfio-brokerd runs the worker, inside an empty root\n"
