@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -66,15 +67,28 @@ static void sup_on_exit(uv_poll_t *h, int status, int events)
 	if (r == 0)
 		return; /* a spurious wakeup: the pidfd is readable only once it has exited */
 	if (r < 0) {
-		/* ECHILD: someone else reaped it; it is gone either way. */
-		code = CLD_KILLED;
-		st = 0;
+		/* ECHILD: not our child (adopted after a restart: its parent, init or systemd, gets
+		 * its status), or reaped by someone else. Gone either way, for a reason unknown. */
+		code = 0;
+		st = -1;
 	}
 	s->exited = true;
 	s->awaiting = false;
 	uv_poll_stop(&s->poll);
 	uv_timer_stop(&s->timer);
 	s->cfg.hooks->exited(s->cfg.ctx, code, st);
+}
+
+static void sup_send(struct brk_sup *s, uint64_t now)
+{
+	/* A heartbeat that could not even be sent (the worker stopped reading and its socket is
+	 * full) counts as sent: the timeout then calls it hung, as it is. */
+	if (s->cfg.hooks->send_heartbeat(s->cfg.ctx, s->seq + 1) == -ESHUTDOWN)
+		return;
+	s->seq++;
+	s->sent_ms = now;
+	s->awaiting = true;
+	s->hung_reported = false;
 }
 
 static void sup_on_tick(uv_timer_t *t)
@@ -93,14 +107,18 @@ static void sup_on_tick(uv_timer_t *t)
 	}
 	if (now - s->sent_ms < s->cfg.interval_ms)
 		return;
-	/* A heartbeat that could not even be sent (the worker stopped reading and its socket is
-	 * full) counts as sent: the timeout then calls it hung, as it is. */
-	if (s->cfg.hooks->send_heartbeat(s->cfg.ctx, s->seq + 1) == -ESHUTDOWN)
-		return;
-	s->seq++;
-	s->sent_ms = now;
-	s->awaiting = true;
-	s->hung_reported = false;
+	sup_send(s, now);
+}
+
+/* Where heartbeat numbers start: random, so that no two broker instances (a restart adopting
+ * a worker whose channel still holds its predecessor's answers) count alike. */
+static uint64_t sup_first_seq(void)
+{
+	uint64_t v = 0;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = uv_hrtime() ^ ((uint64_t)getpid() << 32);
+	return v;
 }
 
 int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cfg *cfg,
@@ -120,6 +138,7 @@ int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cf
 	s->pidfd = pidfd;
 	s->pid = pid;
 	s->cfg = *cfg;
+	s->seq = sup_first_seq();
 	r = uv_poll_init(loop, &s->poll, pidfd);
 	if (r < 0) {
 		free(s);
@@ -135,6 +154,8 @@ int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cf
 		tick = cfg->interval_ms / 2 ? cfg->interval_ms / 2 : 1;
 		uv_timer_start(&s->timer, sup_on_tick, tick, tick);
 		s->sent_ms = uv_now(loop);
+		if (cfg->heartbeat_now)
+			sup_send(s, s->sent_ms);
 	}
 	*ret = s;
 	return 0;
@@ -179,7 +200,9 @@ void brk_sup_free(struct brk_sup *s)
 		return;
 	s->freeing = true;
 	if (!s->exited) {
-		/* Blocking is bounded: SIGKILL cannot be caught, and the pidfd names our child. */
+		/* Blocking is bounded: SIGKILL cannot be caught, and the pidfd names our child (or
+		 * one that is not, which waitid refuses at once with ECHILD: its parent reaps it).
+		 */
 		sup_pidfd_signal(s->pidfd, SIGKILL);
 		sup_reap(s, 0, &code, &st);
 		s->exited = true;

@@ -8,10 +8,12 @@
 #include "worker.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -59,10 +61,23 @@ struct brk_worker {
 	uint32_t handoff_id, removal_id, heartbeat_id;
 	uint64_t heartbeat_seq;
 	bool removal_pending, vmm_connected, fault_reported, freeing;
+	/* Adopted from a predecessor and not yet heard from: `ready` comes with the first answer
+	 * to a heartbeat of ours, and the first VMM_STATE is news whatever it says. */
+	bool adopting, vmm_state_known;
 	int open; /* things libuv still has to close: channel, timer */
 };
 
 static struct brk_req_stats bw_stats[WKR_TYPES];
+
+/* Random enough that two broker instances never pick the same (epochs, request ids). */
+static uint64_t bw_random64(void)
+{
+	uint64_t v;
+
+	if (getrandom(&v, sizeof(v), 0) != sizeof(v))
+		v = uv_hrtime() ^ ((uint64_t)getpid() << 40);
+	return v;
+}
 static uint64_t bw_faults[3], bw_heartbeats;
 
 typedef int (*bw_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
@@ -196,8 +211,9 @@ static int bw_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 	const Vb__Brk__VmmState *req = (const Vb__Brk__VmmState *)m->body;
 	int r = bw_reply_empty(w, m);
 
-	if (req->connected == w->vmm_connected)
+	if (req->connected == w->vmm_connected && w->vmm_state_known)
 		return r;
+	w->vmm_state_known = true;
 	w->vmm_connected = req->connected;
 	w->a.hooks->vmm_state(w->a.ctx, req->connected, req->pid, req->uid);
 	return r;
@@ -328,8 +344,16 @@ static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
 		w->state = W_ACTIVE;
 		w->a.hooks->ready(w->a.ctx);
 	} else if (m->type == VB__BRK__TYPE__HEARTBEAT && m->id == w->heartbeat_id) {
-		if (!e)
-			brk_sup_heartbeat_answered(w->sup, w->heartbeat_seq);
+		const Vb__Brk__HeartbeatReply *hr =
+		    e ? NULL : (const Vb__Brk__HeartbeatReply *)m->body;
+		/* The sequence number too: an id can repeat across broker instances. */
+		if (!hr || hr->seq != w->heartbeat_seq)
+			return;
+		brk_sup_heartbeat_answered(w->sup, w->heartbeat_seq);
+		if (w->adopting && w->state != W_DEAD) {
+			w->adopting = false;
+			w->a.hooks->ready(w->a.ctx);
+		}
 	} else if (m->type == VB__BRK__TYPE__REMOVAL && m->id == w->removal_id &&
 		   w->removal_pending) {
 		const Vb__Brk__RemovalReply *rr = e ? NULL : (const Vb__Brk__RemovalReply *)m->body;
@@ -388,6 +412,7 @@ static int bw_send_heartbeat(void *ctx, uint64_t seq)
 	if (w->state == W_DEAD)
 		return -ESHUTDOWN;
 	hb.seq = seq;
+	hb.epoch = brk_worker_epoch();
 	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0,
 			     &w->heartbeat_id);
 	if (r < 0)
@@ -413,6 +438,10 @@ static void bw_exited(void *ctx, int code, int status)
 		/* It died on its own. */
 		if (code == CLD_EXITED)
 			bw_fault(w, BRK_WORKER_CRASHED, "worker exited with status %d", status);
+		else if (code == 0)
+			bw_fault(w, BRK_WORKER_CRASHED,
+				 "worker ended (adopted, not our child: its exit status went to "
+				 "its parent)");
 		else
 			bw_fault(w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s", status,
 				 strsignal(status), code == CLD_DUMPED ? ", core dumped" : "");
@@ -486,6 +515,7 @@ static int bw_send_handoff(struct brk_worker *w)
 	h.owner_uid = w->a.owner_uid;
 	h.owner_gid = w->a.owner_gid;
 	h.generation = w->a.generation;
+	h.epoch = brk_worker_epoch();
 	/* The device, then the listening socket of each protocol served, native first. */
 	h.protocols = w->a.protocols;
 	if (w->a.protocols & BRK_PROTO_NATIVE)
@@ -594,6 +624,79 @@ fail_sup:
 	return r;
 }
 
+int brk_worker_adopt(uv_loop_t *loop, const struct brk_worker_args *args, pid_t pid, int pidfd,
+		     int chan_fd, struct brk_worker **ret, struct vb_err *err)
+{
+	const struct brk_config *cfg = args->cfg;
+	struct brk_sup_cfg scfg = {.interval_ms = cfg->heartbeat_interval_ms,
+				   .timeout_ms = cfg->heartbeat_timeout_ms,
+				   .heartbeat_now = true,
+				   .hooks = &bw_sup_hooks};
+	struct ipc_chan *chan = NULL;
+	struct brk_worker *w;
+	uint32_t first_id = 0;
+	int cfd, r;
+
+	if (pid <= 0 || pidfd < 0 || chan_fd < 0)
+		return vb_errf(err, -EINVAL, "adopting a worker needs its pid, pidfd and channel");
+	w = calloc(1, sizeof(*w));
+	if (!w)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	/* It has been serving all along: its requests (some may wait in the channel since before
+	 * the restart) are served at once; `ready` waits for its answer to our first heartbeat. */
+	w->state = W_ACTIVE;
+	w->adopting = true;
+	w->pid = pid;
+	w->pidfd = pidfd;
+	/* A copy of the channel, so that a failure leaves the caller's fds as they were. */
+	cfd = fcntl(chan_fd, F_DUPFD_CLOEXEC, 3);
+	r = cfd < 0 ? -errno : ipc_chan_new(cfd, &ipc_proto_broker, NULL, &chan);
+	if (r < 0) {
+		if (cfd >= 0)
+			close(cfd);
+		free(w);
+		return vb_errf(err, r, "%s: worker %d's channel: %s", args->bdf, (int)pid,
+			       strerror(-r));
+	}
+	/* The predecessor's requests may have been answered into the socket after it died. */
+	while (first_id == 0)
+		first_id = (uint32_t)bw_random64();
+	ipc_chan_take_over(chan, first_id);
+	r = ipc_uv_start(loop, chan, bw_on_msg, w, &w->u);
+	if (r < 0) {
+		ipc_chan_free(chan);
+		free(w);
+		return vb_errf(err, r, "%s: cannot watch worker %d's channel: %s", args->bdf,
+			       (int)pid, strerror(-r));
+	}
+	uv_timer_init(loop, &w->removal_timer);
+	w->removal_timer.data = w;
+	w->open = 2;
+	scfg.ctx = w;
+	r = brk_sup_start(loop, pid, pidfd, &scfg, &w->sup);
+	if (r < 0) {
+		vb_errf(err, r, "%s: cannot supervise worker %d: %s", args->bdf, (int)pid,
+			strerror(-r));
+		/* The channel goes with the worker struct; the caller keeps the pidfd. */
+		w->freeing = true;
+		w->state = W_DEAD;
+		ipc_uv_close(w->u, bw_chan_closed);
+		uv_close((uv_handle_t *)&w->removal_timer, bw_timer_closed);
+		return r;
+	}
+	/* Without periodic heartbeats, one all the same: its answer is what says it is there. */
+	if (!cfg->heartbeat_interval_ms)
+		(void)bw_send_heartbeat(w, bw_random64());
+	close(chan_fd);
+	*ret = w;
+	return 0;
+}
+
 int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms)
 {
 	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
@@ -645,8 +748,18 @@ void brk_worker_fds(const struct brk_worker *w, int *ret_channel, int *ret_pidfd
 	*ret_pidfd = w->pidfd;
 }
 
+uint64_t brk_worker_epoch(void)
+{
+	static uint64_t epoch;
+
+	while (epoch == 0)
+		epoch = bw_random64();
+	return epoch;
+}
+
 const struct brk_worker_ops brk_worker_ops_real = {
     .start = brk_worker_start,
+    .adopt = brk_worker_adopt,
     .request_removal = brk_worker_request_removal,
     .kill = brk_worker_kill,
     .free = brk_worker_free,

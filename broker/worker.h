@@ -71,6 +71,21 @@ struct brk_worker_args {
 /* Spawns the worker and sends its HANDOFF. Errors: negative errno with a message in err. */
 int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
 		     struct vb_err *err);
+/*
+ * Takes over a worker that a predecessor started (a broker restarted or re-executed itself;
+ * issue 12): `pid`, its `pidfd` and the broker's end of its channel `chan_fd` (from the fd
+ * store), with the same args as brk_worker_start() but for the VMM sockets, which the worker
+ * already holds. The worker is served at once (requests waiting in its channel since before the
+ * restart included); a heartbeat goes out at once, and `ready` follows its answer (the worker
+ * then re-sends its VMM state: `vmm_state`), or `fault` (CRASHED when the pidfd says it has
+ * ended, HUNG when the heartbeat timeout passes unanswered). Answers in the channel meant for
+ * the predecessor are dropped. The process need not be our child (after a restart its parent is
+ * init or systemd): it is watched through the pidfd alone. On success the worker owns `pidfd`
+ * and `chan_fd` (the accessors below give their numbers); on failure the caller still owns both
+ * and nothing was sent. Errors: negative errno with a message in err.
+ */
+int brk_worker_adopt(uv_loop_t *loop, const struct brk_worker_args *args, pid_t pid, int pidfd,
+		     int chan_fd, struct brk_worker **ret, struct vb_err *err);
 /* Asks the worker to have its VMM let go of the device (REMOVAL); removal_done() follows within
  * timeout_ms plus a grace period. Errors: -ESHUTDOWN (not serving), send errors. */
 int brk_worker_request_removal(struct brk_worker *w, uint32_t timeout_ms);
@@ -83,6 +98,9 @@ bool brk_worker_vmm_connected(const struct brk_worker *w);
 /* The broker's end of the worker's channel and its pidfd, both owned by the worker: what the
  * daemon keeps in the fd store (fdstore.h) so that the next broker can adopt the worker. */
 void brk_worker_fds(const struct brk_worker *w, int *ret_channel, int *ret_pidfd);
+/* This broker instance: a random non-zero value chosen once per process, sent with every
+ * HANDOFF and HEARTBEAT so that a worker can tell a new broker has adopted it. */
+uint64_t brk_worker_epoch(void);
 
 /*
  * The lifecycle operations above as a table: what the daemon is given to start and end workers,
@@ -92,6 +110,8 @@ void brk_worker_fds(const struct brk_worker *w, int *ret_channel, int *ret_pidfd
 struct brk_worker_ops {
 	int (*start)(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
 		     struct vb_err *err);
+	int (*adopt)(uv_loop_t *loop, const struct brk_worker_args *args, pid_t pid, int pidfd,
+		     int chan_fd, struct brk_worker **ret, struct vb_err *err);
 	int (*request_removal)(struct brk_worker *w, uint32_t timeout_ms);
 	void (*kill)(struct brk_worker *w);
 	void (*free)(struct brk_worker *w);

@@ -134,6 +134,14 @@ int ipc_peer_in_group(int fd, gid_t gid);
  * -EPROTOTYPE (not SOCK_SEQPACKET), -ENOTCONN. */
 int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits *limits,
 		 struct ipc_chan **ret);
+/*
+ * For a channel whose socket another process used before this one (a broker that restarted and
+ * adopts its workers' channels): answers still in the socket that match no request of this
+ * channel were meant for the predecessor and are dropped on arrival (after the usual checks)
+ * instead of failing with -EPROTO, and this side's request ids start at `first_id` (pass a
+ * random value, never 0) so that such an answer is not mistaken for one of ours.
+ */
+void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id);
 /* Closes the fd, drops outstanding requests and queued messages (closing their fds). */
 void ipc_chan_free(struct ipc_chan *c);
 int ipc_chan_fd(const struct ipc_chan *c);

@@ -205,6 +205,12 @@ int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits 
 	return 0;
 }
 
+void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id)
+{
+	c->taken_over = true;
+	c->next_id = first_id ? first_id : 1;
+}
+
 static void outbox_free(struct ipc__outbox *o)
 {
 	ipc__close_fds(o->fds, o->nfds);

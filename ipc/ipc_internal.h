@@ -94,6 +94,7 @@ struct ipc_chan {
 	uid_t peer_uid;
 	gid_t peer_gid;
 	uint32_t next_id;
+	bool taken_over; /* answers matching no request are dropped (ipc_chan_take_over) */
 	struct ipc__pending *pending; /* lim.max_outstanding slots */
 	struct ipc__msgbox *qhead, *qtail;
 	size_t qlen;

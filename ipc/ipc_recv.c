@@ -164,11 +164,16 @@ static int check_type(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDe
 		break;
 	default:
 		p = ipc__pending_find(c, h->id);
-		if (!p || p->type != h->type)
+		if ((!p || p->type != h->type) && c->taken_over) {
+			/* An answer to the previous owner of the socket: checked, then dropped. */
+			*drop = true;
+		} else if (!p || p->type != h->type) {
 			return refuse(x, -EPROTO, "answer %u of type %u matches no request", h->id,
 				      h->type);
-		*drop = p->state == IPC__PENDING_ABANDONED;
-		p->state = IPC__PENDING_FREE;
+		} else {
+			*drop = p->state == IPC__PENDING_ABANDONED;
+			p->state = IPC__PENDING_FREE;
+		}
 		*desc = h->kind == IPC_KIND_REPLY ? d->reply : &vb__error__descriptor;
 		max = h->kind == IPC_KIND_REPLY ? d->max_reply_fds : 0;
 		break;

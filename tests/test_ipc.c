@@ -314,6 +314,51 @@ static void test_ipc_call_timeout_late_answer_dropped(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* A broker that restarts adopts its predecessor's channel: the answers still in the socket for
+ * the predecessor's requests match nothing of the new channel. Without ipc_chan_take_over() that
+ * is -EPROTO (a broken peer); with it they are dropped with their fds, and the new channel's own
+ * requests, numbered from the id it chose, are answered as usual. */
+static void test_ipc_take_over_predecessor_answers_dropped(void **state)
+{
+	int before = count_fds(), fds[2];
+	struct ipc_chan *a, *b, *a2;
+	struct ipc_msg *m = NULL, *req;
+	uint32_t id;
+
+	chan_pair(NULL, NULL, &a, &b);
+	for (int round = 0; round < 2; round++) {
+		assert_int_equal(ipc_chan_request(a, T_FDS, NULL, NULL, 0, NULL), 0);
+		assert_int_equal(ipc_chan_recv(b, &req), 0);
+		make_fds(fds, 2);
+		assert_int_equal(ipc_chan_reply(b, req, NULL, fds, 2), 0);
+		close_all(fds, 2);
+		ipc_msg_free(req);
+	}
+	/* The predecessor is gone before it read them; its successor holds the same socket. */
+	int fd = dup(ipc_chan_fd(a));
+	ipc_chan_free(a);
+	assert_int_equal(ipc_chan_new(fd, &test_proto_client, NULL, &a2), 0);
+	/* The first is refused as a broken peer's; the second is still there. */
+	assert_int_equal(ipc_chan_recv(a2, &m), -EPROTO);
+	assert_null(m);
+	ipc_chan_take_over(a2, 0x5eed0000u);
+	assert_int_equal(ipc_chan_recv(a2, &m), -EAGAIN);
+	assert_null(m);
+	assert_int_equal(ipc_chan_request(a2, T_FDS, NULL, NULL, 0, &id), 0);
+	assert_int_equal(id, 0x5eed0000u);
+	assert_int_equal(ipc_chan_recv(b, &req), 0);
+	assert_int_equal(req->id, 0x5eed0000u);
+	assert_int_equal(ipc_chan_reply(b, req, NULL, NULL, 0), 0);
+	ipc_msg_free(req);
+	assert_int_equal(ipc_chan_recv(a2, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	assert_int_equal(m->id, 0x5eed0000u);
+	ipc_msg_free(m);
+	ipc_chan_free(a2);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
 struct interleave {
 	int pipe_w; /* sent with the event */
 };
@@ -816,6 +861,7 @@ int main(void)
 	    cmocka_unit_test(test_ipc_call_error_reply_code_and_message),
 	    cmocka_unit_test(test_ipc_call_peer_hangup_epipe),
 	    cmocka_unit_test(test_ipc_call_timeout_late_answer_dropped),
+	    cmocka_unit_test(test_ipc_take_over_predecessor_answers_dropped),
 	    cmocka_unit_test(test_ipc_call_events_queued_and_delivered_after),
 	    cmocka_unit_test(test_ipc_call_queue_full_enobufs_nothing_lost),
 	    cmocka_unit_test(test_ipc_request_outstanding_limit_enobufs),

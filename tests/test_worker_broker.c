@@ -18,7 +18,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -33,6 +35,7 @@
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "vfu_client.h"
+#include "worker.h"
 
 #define LOG_MAX 256
 
@@ -818,6 +821,288 @@ static void test_worker_broker_handoff_fd_count_must_match_protocols(void **stat
 	(void)state;
 }
 
+/* ---- a new broker adopting a running worker (issue 12) ------------------------------------ */
+
+/* The worker as a restarted broker finds it: started by another process (here a parent that has
+ * exited), reparented to a subreaper that is not the test (so waitid(P_PIDFD) cannot reap it:
+ * ECHILD), served by a predecessor until then. */
+struct orphan {
+	pid_t subreaper;
+	pid_t pid;
+	int pidfd;
+};
+
+static int spawn_orphan(struct fx *f, struct orphan *o, int *ret_listen)
+{
+	int sp[2], pp[2], lfd;
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
+	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0 ||
+	    pipe2(pp, O_CLOEXEC) < 0)
+		return -1;
+	o->subreaper = fork();
+	if (o->subreaper == 0) {
+		if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+			_exit(125);
+		pid_t parent = fork();
+		if (parent == 0) {
+			pid_t w = fork();
+			if (w == 0) {
+				char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP,
+						NULL};
+				if (dup2(sp[1], 3) < 0)
+					_exit(126);
+				execv(argv[0], argv);
+				_exit(127);
+			}
+			_exit(write(pp[1], &w, sizeof(w)) == sizeof(w) ? 0 : 1);
+		}
+		/* Holds no end of the channel: only the test's end may keep it open. */
+		close(sp[0]);
+		close(sp[1]);
+		close(lfd);
+		while (wait(NULL) > 0 || errno == EINTR)
+			;
+		_exit(0);
+	}
+	close(sp[1]);
+	close(pp[1]);
+	if (read(pp[0], &o->pid, sizeof(o->pid)) != sizeof(o->pid))
+		return -1;
+	close(pp[0]);
+	o->pidfd = (int)syscall(SYS_pidfd_open, o->pid, 0);
+	if (o->pidfd < 0)
+		return -1;
+	f->pid = 0; /* not the test's to wait for */
+	*ret_listen = lfd;
+	return ipc_chan_new(sp[0], &ipc_proto_broker, NULL, &f->brk);
+}
+
+struct adopted {
+	bool ready, faulted, exited, vmm_connected;
+	int vmm_states;
+	enum brk_worker_fault kind;
+	int code, status;
+	uint32_t vmm_pid;
+	char reason[256];
+};
+
+static void ad_ready(void *ctx)
+{
+	((struct adopted *)ctx)->ready = true;
+}
+
+static void ad_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
+{
+	struct adopted *a = ctx;
+	a->vmm_states++;
+	a->vmm_connected = connected;
+	a->vmm_pid = pid;
+}
+
+static void ad_removal_done(void *ctx, bool acknowledged)
+{
+}
+
+static void ad_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
+{
+	struct adopted *a = ctx;
+	a->faulted = true;
+	a->kind = kind;
+	snprintf(a->reason, sizeof(a->reason), "%s", reason);
+}
+
+static void ad_exited(void *ctx, int code, int status)
+{
+	struct adopted *a = ctx;
+	a->exited = true;
+	a->code = code;
+	a->status = status;
+}
+
+static const struct brk_worker_hooks ad_hooks = {ad_ready, ad_vmm_state, ad_removal_done, ad_fault,
+						 ad_exited};
+
+/* Runs the loop until *flag, or until the worker faulted or exited (each turn waits for an
+ * event; the heartbeat timer ticks), so that a wrong outcome fails instead of waiting forever. */
+static void run_until(uv_loop_t *loop, const struct adopted *ad, const bool *flag)
+{
+	while (!*flag && !ad->faulted && !ad->exited)
+		uv_run(loop, UV_RUN_ONCE);
+	if (!*flag)
+		fail_msg("the adopted worker %s: %s", ad->exited ? "exited" : "faulted",
+			 ad->reason);
+}
+
+/* The predecessor leaves an answer in the socket (a heartbeat it never read the reply to) and
+ * goes; its successor adopts the channel (a duplicate stands for the fd store's copy). */
+static int predecessor_leaves(struct fx *f)
+{
+	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	hb.seq = 7;
+	hb.epoch = 0x0123456789abcdefull;
+	if (ipc_chan_request(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, NULL) < 0)
+		return -1;
+	int keep = fcntl(ipc_chan_fd(f->brk), F_DUPFD_CLOEXEC, 3);
+	ipc_chan_free(f->brk);
+	f->brk = NULL;
+	f->stopped = true;
+	return keep;
+}
+
+static void adopt_args(struct brk_worker_args *a, struct brk_config *cfg, struct adopted *ad)
+{
+	*a = (struct brk_worker_args){.cfg = cfg,
+				      .bdf = "0000:03:00.0",
+				      .vm = "test-vm",
+				      .owner_uid = getuid(),
+				      .owner_gid = getgid(),
+				      .vmm_listen_fd = -1,
+				      .vfu_listen_fd = -1,
+				      .hooks = &ad_hooks,
+				      .ctx = ad};
+}
+
+static void orphan_setup(struct fx *f, struct orphan *o)
+{
+	struct vb_err ierr;
+	int lfd = -1;
+	memset(f, 0, sizeof(*f));
+	f->log_fd = 0;
+	pthread_mutex_init(&f->lock, NULL);
+	assert_int_equal(
+	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr), 0);
+	assert_int_equal(wkr_image_build(f->img, &f->memfd), 0);
+	assert_int_equal(spawn_orphan(f, o, &lfd), 0);
+	assert_int_equal(handoff(f, lfd, false, NULL), 0);
+	close(lfd);
+}
+
+static void orphan_teardown(struct fx *f, struct orphan *o)
+{
+	int status;
+	/* The subreaper reaped the worker and ended. */
+	assert_int_equal(waitpid(o->subreaper, &status, 0), o->subreaper);
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	unlink(f->sock);
+	rmdir(f->dir);
+	close(f->memfd);
+	wkr_image_free(f->img);
+}
+
+/* Adoption: a worker that is not the test's child, whose channel holds an answer meant for the
+ * predecessor. The new broker drops that answer (no protocol fault), `ready` comes with the
+ * answer to its own heartbeat, and when the worker dies the pidfd tells (it cannot be waited
+ * for: code 0, status -1), as a crash. */
+static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void **state)
+{
+	struct brk_config cfg = {.heartbeat_interval_ms = 1000, .heartbeat_timeout_ms = 60000};
+	struct brk_worker_args args;
+	struct adopted ad = {0};
+	struct brk_worker *w = NULL;
+	struct vb_err err = {0};
+	struct fx f;
+	struct orphan o;
+	uv_loop_t loop;
+	siginfo_t si = {0};
+	(void)state;
+
+	orphan_setup(&f, &o);
+	int chan = predecessor_leaves(&f);
+	assert_true(chan >= 0);
+	/* Not ours: waitid cannot reap it. */
+	assert_int_equal(waitid((idtype_t)3 /* P_PIDFD */, (id_t)o.pidfd, &si, WEXITED | WNOHANG),
+			 -1);
+	assert_int_equal(errno, ECHILD);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	adopt_args(&args, &cfg, &ad);
+	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
+		fail_msg("adopt: %s", err.msg);
+	int ch = -1, pfd = -1;
+	brk_worker_fds(w, &ch, &pfd);
+	assert_int_equal(pfd, o.pidfd);
+	assert_true(ch >= 0);
+	assert_int_equal(brk_worker_pid(w), o.pid);
+	run_until(&loop, &ad, &ad.ready);
+	assert_false(ad.faulted);
+	/* It dies of something else than us. */
+	assert_int_equal(syscall(SYS_pidfd_send_signal, o.pidfd, SIGKILL, NULL, 0), 0);
+	while (!ad.exited)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_true(ad.faulted);
+	assert_int_equal(ad.kind, BRK_WORKER_CRASHED);
+	assert_non_null(strstr(ad.reason, "not our child"));
+	assert_int_equal(ad.code, 0);
+	assert_int_equal(ad.status, -1);
+	brk_worker_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	orphan_teardown(&f, &o);
+}
+
+/* An adopted worker that does not answer (stopped, so it never can, however slow the machine)
+ * is declared hung once the heartbeat timeout passes; freeing it ends it (the subreaper reaps
+ * it), and the caller's fds were the worker's to close. */
+static void test_worker_broker_adopted_unanswering_worker_hung(void **state)
+{
+	struct brk_config cfg = {.heartbeat_interval_ms = 20, .heartbeat_timeout_ms = 200};
+	struct brk_worker_args args;
+	struct adopted ad = {0};
+	struct brk_worker *w = NULL;
+	struct vb_err err = {0};
+	struct fx f;
+	struct orphan o;
+	uv_loop_t loop;
+	(void)state;
+
+	orphan_setup(&f, &o);
+	assert_int_equal(syscall(SYS_pidfd_send_signal, o.pidfd, SIGSTOP, NULL, 0), 0);
+	int chan = predecessor_leaves(&f);
+	assert_true(chan >= 0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	adopt_args(&args, &cfg, &ad);
+	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
+		fail_msg("adopt: %s", err.msg);
+	while (!ad.faulted)
+		uv_run(&loop, UV_RUN_ONCE);
+	assert_false(ad.ready);
+	assert_int_equal(ad.kind, BRK_WORKER_HUNG);
+	brk_worker_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	orphan_teardown(&f, &o);
+}
+
+/* What the caller passes is checked, and a failed adoption leaves the caller's fds open. */
+static void test_worker_broker_adopt_bad_args_refused_fds_kept(void **state)
+{
+	struct brk_config cfg = {.heartbeat_interval_ms = 1000, .heartbeat_timeout_ms = 60000};
+	struct brk_worker_args args;
+	struct adopted ad = {0};
+	struct brk_worker *w = NULL;
+	struct vb_err err = {0};
+	uv_loop_t loop;
+	int p[2];
+	(void)state;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	adopt_args(&args, &cfg, &ad);
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	/* A pipe is no channel. */
+	assert_int_equal(brk_worker_adopt(&loop, &args, getpid(), p[0], p[1], &w, &err), -ENOTSOCK);
+	assert_non_null(strstr(err.msg, "channel"));
+	assert_int_equal(brk_worker_adopt(&loop, &args, 0, p[0], p[1], &w, &err), -EINVAL);
+	assert_null(w);
+	assert_true(fcntl(p[0], F_GETFD) >= 0);
+	assert_true(fcntl(p[1], F_GETFD) >= 0);
+	close(p[0]);
+	close(p[1]);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -841,6 +1126,9 @@ int main(void)
 	    cmocka_unit_test(test_worker_broker_handoff_fd_count_must_match_protocols),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
+	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),
+	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),
+	    cmocka_unit_test(test_worker_broker_adopt_bad_args_refused_fds_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -24,8 +24,10 @@ add_dependencies(test_worker_standalone vfio-worker)
 
 # The vfio-worker binary in broker mode against a fake broker on its fd 3.
 find_package(Threads REQUIRED)
+# Also the broker's side of adoption (broker/worker.c's brk_worker_adopt) with real workers.
 vb_unit_test(worker_broker SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_worker_broker.c
-	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc vb_worker_core vb_base Threads::Threads)
+	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_brokerd vb_ipc vb_worker_core vb_base
+	Threads::Threads)
 target_include_directories(test_worker_broker PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
 target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
 	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
