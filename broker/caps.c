@@ -126,3 +126,26 @@ int brk_caps_drop(struct brk_caps_outcome *out)
 		return r == -4 || r == -5 ? -EPERM : -EINVAL;
 	return 0;
 }
+
+int brk_caps_keep_across_exec(void)
+{
+	int r;
+
+	if (capng_get_caps_process() < 0)
+		return -EIO;
+	for (size_t i = 0; i < brk_caps_nkept; i++)
+		if (capng_have_capability(CAPNG_PERMITTED, (unsigned)brk_caps_kept[i].cap))
+			capng_update(CAPNG_ADD, CAPNG_INHERITABLE, (unsigned)brk_caps_kept[i].cap);
+	r = capng_apply(CAPNG_SELECT_CAPS);
+	if (r < 0)
+		return -EPERM;
+	/* A capability must be permitted and inheritable to be raised into the ambient set. */
+	for (size_t i = 0; i < brk_caps_nkept; i++) {
+		unsigned long c = (unsigned long)brk_caps_kept[i].cap;
+
+		if (capng_have_capability(CAPNG_PERMITTED, (unsigned)c) &&
+		    prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+			return -errno;
+	}
+	return 0;
+}

@@ -41,4 +41,12 @@ struct brk_caps_outcome {
  */
 int brk_caps_drop(struct brk_caps_outcome *out);
 
+/*
+ * Right before the broker re-executes itself: puts the kept capabilities it has into its
+ * inheritable and ambient sets, the only way a non-root process keeps capabilities across
+ * execve of a file without file capabilities. The new image's brk_caps_drop() clears both again
+ * before it starts any worker. Errors: -EIO, -EPERM.
+ */
+int brk_caps_keep_across_exec(void);
+
 #endif

@@ -23,6 +23,7 @@ target_link_libraries(vb_brokerd_base PUBLIC vb_ipc_uv vb_proto PkgConfig::INIH 
 add_library(vb_brokerd STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/caps.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon.c
+	${CMAKE_CURRENT_SOURCE_DIR}/daemon_adopt.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
 	${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
 	${CMAKE_CURRENT_SOURCE_DIR}/supervise.c

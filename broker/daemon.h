@@ -33,6 +33,11 @@ struct brk_daemon_env {
 /* Takes the control socket `listen_fd` on success. `cfg` and `env` must outlive the daemon. */
 int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		   const struct brk_daemon_env *env, struct brk_daemon **ret);
+/* Takes over what the last broker left in `set` (brk_fdstore_receive: the fd store after a
+ * restart, or a re-exec's handover) after checking it against the kernel, or quiesces all of it
+ * when it cannot be trusted, with a loud log line either way. Takes the fds it uses out of the
+ * set; the caller frees the set, which closes the rest. Run before the loop serves anyone. */
+void brk_daemon_adopt(struct brk_daemon *d, struct brk_fdstore_set *set);
 /* Ends every worker, quiesces and releases every device, closes the control socket. Run the
  * loop afterwards so libuv can close the handles. */
 void brk_daemon_free(struct brk_daemon *d);

@@ -53,6 +53,14 @@ struct dmn_dev {
 	char held[160]; /* set at release when a VMM's mmap grant keeps the group open */
 };
 
+/* How the last start went with what the broker before left (daemon_adopt.c). */
+struct dmn_adopt {
+	bool attempted; /* fds were passed: a restart, not a first start */
+	uint64_t ms;	/* how long adopting (or quiescing) took */
+	uint32_t adopted, quiesced;
+	char untrusted[256]; /* why the state was not trusted; "" when it was */
+};
+
 struct brk_daemon {
 	uv_loop_t *loop;
 	const struct brk_config *cfg;
@@ -62,6 +70,7 @@ struct brk_daemon {
 	struct brk_ctl *ctl;
 	struct brk_fdstore *store; /* NULL: nothing outlives the process */
 	uint64_t restarts_total, adds_total, removes_total;
+	struct dmn_adopt adopt;
 };
 
 /* daemon_status.c */

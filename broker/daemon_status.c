@@ -185,10 +185,37 @@ static void dmn_metrics_irqs(struct brk_daemon *dmn, FILE *f)
 	}
 }
 
+/* How this broker took over from the last one (daemon_adopt.c). */
+static void dmn_metrics_adopt(struct brk_daemon *dmn, FILE *f)
+{
+	const struct dmn_adopt *a = &dmn->adopt;
+
+	brk_metric_header(f, "vfio_broker_adoption_attempted", "gauge",
+			  "1 when this broker started with the fds of an earlier one (a restart).");
+	fprintf(f, "vfio_broker_adoption_attempted %d\n", a->attempted);
+	brk_metric_header(f, "vfio_broker_adoption_milliseconds", "gauge",
+			  "How long taking over (or quiescing) the earlier broker's state took.");
+	fprintf(f, "vfio_broker_adoption_milliseconds %llu\n", (unsigned long long)a->ms);
+	brk_metric_header(f, "vfio_broker_adoption_devices", "gauge",
+			  "Devices at this broker's start, by outcome (adopted or quiesced).");
+	fprintf(f, "vfio_broker_adoption_devices{outcome=\"adopted\"} %u\n", a->adopted);
+	fprintf(f, "vfio_broker_adoption_devices{outcome=\"quiesced\"} %u\n", a->quiesced);
+	brk_metric_header(f, "vfio_broker_adoption_untrusted", "gauge",
+			  "1 when the earlier broker's state was not trusted; reason says why.");
+	fprintf(f, "vfio_broker_adoption_untrusted{reason=\"");
+	for (const char *p = a->untrusted; *p; p++) {
+		if (*p == '"' || *p == '\\')
+			fputc('\\', f);
+		fputc(*p == '\n' ? ' ' : *p, f);
+	}
+	fprintf(f, "\"} %d\n", a->untrusted[0] != '\0');
+}
+
 int brk_daemon__metrics(void *ctx, FILE *f)
 {
 	struct brk_daemon *dmn = ctx;
 
+	dmn_metrics_adopt(dmn, f);
 	dmn_metrics_devices(dmn, f);
 	dmn_metrics_vms(dmn, f);
 	dmn_metrics_irqs(dmn, f);

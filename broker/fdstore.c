@@ -136,7 +136,7 @@ static int fds_systemd_remove(const char *name)
 	return fds_notify(msg, NULL);
 }
 
-int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd)
+static int fds_put(struct brk_fdstore *s, const char *name, int fd, bool systemd)
 {
 	char msg[sizeof("FDSTORE=1\nFDPOLL=0\nFDNAME=") + BRK_FDSTORE_NAME_MAX];
 	ssize_t i;
@@ -156,7 +156,7 @@ int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd)
 		s->slot = ns;
 		s->cap = cap;
 	}
-	if (s->systemd) {
+	if (systemd) {
 		/* systemd keeps every fd sent under a name, so a replaced one is removed first. The
 		 * new fd is not in use yet: losing it to a crash in between loses nothing. */
 		if (i >= 0 && (r = fds_systemd_remove(name)) < 0)
@@ -179,6 +179,16 @@ int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd)
 	}
 	s->slot[i].fd = fd;
 	return 0;
+}
+
+int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd)
+{
+	return fds_put(s, name, fd, s->systemd);
+}
+
+int brk_fdstore_put_local(struct brk_fdstore *s, const char *name, int fd)
+{
+	return fds_put(s, name, fd, false);
 }
 
 int brk_fdstore_remove(struct brk_fdstore *s, const char *name)

@@ -40,6 +40,9 @@ size_t brk_fdstore_count(const struct brk_fdstore *s);
  * reached), -ENOMEM, the notify socket's errors.
  */
 int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd);
+/* Keeps `fd` under `name` in the table only, for a re-exec, never in systemd's store: for what
+ * systemd hands over anyway (the socket-activated control socket). Errors as put. */
+int brk_fdstore_put_local(struct brk_fdstore *s, const char *name, int fd);
 /* Forgets `name` (and removes it from systemd's store). -ENOENT when not held. */
 int brk_fdstore_remove(struct brk_fdstore *s, const char *name);
 /* The fd held under `name`, or -ENOENT. */

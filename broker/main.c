@@ -5,7 +5,9 @@
  * file only after config.c has checked it; trusts nothing else from outside.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,9 +19,11 @@
 #include <systemd/sd-daemon.h>
 #include <uv.h>
 
+#include "base.h"
 #include "caps.h"
 #include "config.h"
 #include "daemon.h"
+#include "fdstore.h"
 #include "ipc.h"
 #include "log.h"
 #include "sandbox.h"
@@ -86,8 +90,13 @@ static const char usage_text[] =
     "                           VFIO containers, IOMMU groups, PCI devices\n"
     "\n"
     "Signals:\n"
-    "  SIGTERM, SIGINT          end every worker, quiesce and release every device (interrupts\n"
+    "  SIGTERM                  with systemd's fd store in use: exit 0 leaving every device\n"
+    "                           and worker to the next broker; otherwise as SIGINT\n"
+    "  SIGINT                   end every worker, quiesce and release every device (interrupts\n"
     "                           off, DMA unmapped, reset), close the socket and exit 0\n"
+    "  SIGUSR2                  re-execute the binary at the broker's path (an upgrade) in\n"
+    "                           this process, handing it every kept fd (LISTEN_FDS); it adopts\n"
+    "                           them as after a restart\n"
     "  SIGHUP                   ignored: restart the broker to apply a new configuration\n"
     "  SIGPIPE                  ignored: a peer that went away is handled per connection\n"
     "\n"
@@ -95,6 +104,10 @@ static const char usage_text[] =
     "  Type=notify: READY=1 once the socket is served, capabilities are reduced and seccomp\n"
     "  is loaded; STOPPING=1 on SIGTERM. With WatchdogSec= set, WATCHDOG=1 is sent from the\n"
     "  event loop every half interval. See vfio-brokerd.service.\n"
+    "  Every container, group, device and worker fd is kept in the service's fd store\n"
+    "  (FDSTORE=1, FDPOLL=0) when NOTIFY_SOCKET is set and FDSTORE (FileDescriptorStoreMax=)\n"
+    "  is above 0; the next start checks them against the kernel and adopts them, or\n"
+    "  quiesces everything it cannot trust. See vfio-brokerd(8), RESTART AND UPGRADE.\n"
     "\n"
     "Logging:\n"
     "  Plain lines on standard error (\"vfio-brokerd: LEVEL: message\"). Under systemd (when\n"
@@ -222,27 +235,88 @@ static int make_dirs(const char *path, mode_t mode)
 	return 0;
 }
 
-/* The control socket: systemd's (socket activation) or our own (*ret_own set: remove its path
- * at exit). */
-static int control_socket(const struct brk_config *cfg, int *ret_fd, bool *ret_own)
+/* Whether `name` is one of the fds the broker keeps (fdstore.h), rather than a socket systemd's
+ * socket activation passed. */
+static bool kept_name(const char *name)
 {
-	char dir[PATH_MAX], *slash;
-	int n, r, fd;
-	mode_t mode = cfg->admin_gid_set ? 0660 : 0600;
+	static const char *const kinds[] = {"state", "ctl",  "ctr.", "grp.",
+					    "dev.",  "wch.", "wpid."};
 
-	n = sd_listen_fds(1);
-	if (n > 1)
-		return brk_log_errno(LOG_ERR, -EINVAL, "systemd passed %d sockets, expected one",
-				     n);
-	if (n == 1) {
-		fd = SD_LISTEN_FDS_START;
-		if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0)
-			return brk_log_errno(LOG_ERR, -EINVAL,
-					     "the socket from systemd is not a listening "
-					     "AF_UNIX SOCK_SEQPACKET socket");
-		brk_info("control socket from systemd (fd %d)", fd);
+	for (size_t i = 0; i < ARRAY_SIZE(kinds); i++)
+		if (strncmp(name, kinds[i], strlen(kinds[i])) == 0)
+			return true;
+	return false;
+}
+
+/* The control socket systemd's socket activation passed (under whatever FileDescriptorName= the
+ * socket unit gives it), or one a re-exec handed over as "ctl.activated"; -ENOENT: none. */
+static int activated_socket(struct brk_fdstore_set *passed, int *ret_fd)
+{
+	int fd = brk_fdstore_set_take(passed, "ctl.activated");
+	size_t found = 0, at = 0;
+
+	if (fd >= 0) {
 		*ret_fd = fd;
 		return 0;
+	}
+	for (size_t i = 0; i < passed->n; i++) {
+		if (passed->e[i].fd >= 0 && !kept_name(passed->e[i].name)) {
+			found++;
+			at = i;
+		}
+	}
+	if (found > 1)
+		return brk_log_errno(LOG_ERR, -EINVAL,
+				     "systemd passed %zu sockets, expected one control socket",
+				     found);
+	if (found == 0)
+		return -ENOENT;
+	*ret_fd = brk_fdstore_set_take(passed, passed->e[at].name);
+	return 0;
+}
+
+static int check_listening(int fd, const char *what)
+{
+	if (sd_is_socket_unix(fd, SOCK_SEQPACKET, 1, NULL, 0) <= 0) {
+		close(fd);
+		return brk_log_errno(LOG_ERR, -EINVAL,
+				     "the %s is not a listening AF_UNIX SOCK_SEQPACKET socket",
+				     what);
+	}
+	return 0;
+}
+
+/* The control socket: systemd's (socket activation), the last broker's (from the fd store or a
+ * re-exec), or our own (*ret_own set: remove its path at a final exit). Every one goes into the
+ * store's table, so that a re-exec hands it over. */
+static int control_socket(const struct brk_config *cfg, struct brk_fdstore_set *passed,
+			  struct brk_fdstore *store, int *ret_fd, bool *ret_own)
+{
+	char dir[PATH_MAX], *slash;
+	int r, fd;
+	mode_t mode = cfg->admin_gid_set ? 0660 : 0600;
+
+	r = activated_socket(passed, &fd);
+	if (r == 0) {
+		r = check_listening(fd, "socket from systemd");
+		if (r < 0)
+			return r;
+		brk_info("control socket from systemd (fd %d)", fd);
+		*ret_fd = fd;
+		/* systemd passes it to every start; only a re-exec needs it handed over. */
+		return brk_fdstore_put_local(store, "ctl.activated", fd);
+	}
+	if (r != -ENOENT)
+		return r;
+	fd = brk_fdstore_set_take(passed, "ctl");
+	if (fd >= 0) {
+		r = check_listening(fd, "control socket the last broker left");
+		if (r < 0)
+			return r;
+		brk_info("control socket %s from the last broker (fd %d)", cfg->control_socket, fd);
+		*ret_own = true;
+		*ret_fd = fd;
+		return brk_fdstore_put(store, "ctl", fd);
 	}
 	snprintf(dir, sizeof(dir), "%s", cfg->control_socket);
 	slash = strrchr(dir, '/');
@@ -269,18 +343,96 @@ static int control_socket(const struct brk_config *cfg, int *ret_fd, bool *ret_o
 		 (unsigned)cfg->admin_uid, cfg->admin_gid_set ? " and its gid" : "");
 	*ret_own = true;
 	*ret_fd = fd;
-	return 0;
+	/* Kept so that the next broker serves the same socket: clients waiting in its backlog
+	 * during a restart are answered, not refused. */
+	r = brk_fdstore_put(store, "ctl", fd);
+	return r < 0 ? brk_log_errno(LOG_ERR, r, "cannot keep the control socket in the fd store")
+		     : 0;
 }
+
+/*
+ * The fd store is in use when systemd says it keeps fds for us: NOTIFY_SOCKET set and FDSTORE=
+ * (FileDescriptorStoreMax=, which systemd >= 254 exports itself and vfio-brokerd.service sets
+ * for older ones) above 0. Without it a broker that exits takes every device with it.
+ */
+static int store_open(struct brk_fdstore **ret)
+{
+	const char *ns = getenv("NOTIFY_SOCKET"), *fs = getenv("FDSTORE");
+	unsigned long max = 0;
+	char *end = NULL;
+
+	if (fs && *fs) {
+		errno = 0;
+		max = strtoul(fs, &end, 10);
+		if (errno || *end) {
+			brk_warn("FDSTORE=%s is not a number: not using the fd store", fs);
+			max = 0;
+		}
+	}
+	if (!ns || !*ns || max == 0)
+		return brk_fdstore_new(false, 0, ret);
+	brk_info("fd store: up to %lu fds kept by systemd across restarts", max);
+	return brk_fdstore_new(true, max, ret);
+}
+
+/* What the signal handlers act on. */
+struct run_state {
+	struct brk_daemon *dmn;
+	struct brk_fdstore *store;
+	const char *exe;   /* the broker's binary, by path: a re-exec runs what is there now */
+	char *const *argv; /* as started */
+};
 
 static void on_signal(uv_signal_t *h, int signum)
 {
-	struct brk_daemon **dmn = h->data;
+	struct run_state *rs = h->data;
 
-	brk_notice("%s: shutting down", strsignal(signum));
 	sd_notify(0, "STOPPING=1");
-	brk_daemon_free(*dmn);
-	*dmn = NULL;
+	if (signum == SIGTERM && brk_fdstore_systemd(rs->store)) {
+		/* The fd store holds every device and worker, and the state record is current:
+		 * the next broker adopts them. A final stop empties the store, which ends the
+		 * workers and lets the kernel quiesce every device. */
+		brk_notice("%s: exiting; every device stays with its VM for the next broker "
+			   "(%zu fds in systemd's fd store)",
+			   strsignal(signum), brk_fdstore_count(rs->store));
+		_exit(EXIT_OK);
+	}
+	brk_notice("%s: shutting down", strsignal(signum));
+	brk_daemon_free(rs->dmn);
+	rs->dmn = NULL;
 	uv_stop(h->loop);
+}
+
+/* SIGUSR2: re-executes the broker's binary (an upgrade, or the same one) with every fd and the
+ * state record; the new image adopts them as after a restart under systemd. */
+static void on_reexec(uv_signal_t *h, int signum)
+{
+	struct run_state *rs = h->data;
+	bool moved = false;
+	int exe, r;
+
+	exe = open(rs->exe, O_RDONLY | O_CLOEXEC);
+	if (exe < 0) {
+		brk_log_errno(LOG_ERR, -errno, "re-exec: cannot open %s: carrying on", rs->exe);
+		return;
+	}
+	r = brk_caps_keep_across_exec();
+	if (r < 0)
+		brk_log_errno(LOG_WARNING, r, "re-exec: capabilities may not survive the exec");
+	brk_notice("re-exec: %s with %zu fds", rs->exe, brk_fdstore_count(rs->store));
+	r = brk_fdstore_exec(rs->store, exe, rs->argv, &moved);
+	close(exe);
+	if (!moved) {
+		struct brk_caps_outcome caps;
+
+		brk_log_errno(LOG_ERR, r, "re-exec of %s failed: carrying on", rs->exe);
+		brk_caps_drop(&caps); /* no worker may inherit the ambient set */
+		return;
+	}
+	/* The fds were moved for the new image and no longer are what the daemon holds. */
+	brk_log_errno(LOG_CRIT, r, "re-exec of %s failed after the handover: exiting%s", rs->exe,
+		      brk_fdstore_systemd(rs->store) ? " (the fd store keeps the devices)" : "");
+	_exit(EXIT_FAILURE_RUNTIME);
 }
 
 /* WATCHDOG=1 from the event loop itself: if the loop stops turning (a handler that blocks, a
@@ -351,10 +503,11 @@ static void report_sandbox(void)
 		brk_warn("cannot sandbox workers, so every AddDevice will fail: %s", why);
 }
 
-static int run(const struct opts *o, const struct brk_config *cfg)
+static int run(const struct opts *o, const struct brk_config *cfg, struct run_state *rs)
 {
-	struct brk_daemon *dmn = NULL;
-	uv_signal_t sigterm, sigint;
+	struct brk_fdstore_set *passed = NULL;
+	struct brk_daemon_env env = {0};
+	uv_signal_t sigterm, sigint, sigusr2;
 	uv_timer_t watchdog;
 	uv_loop_t loop;
 	struct brk_caps_outcome caps;
@@ -364,36 +517,55 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
 	 * theirs from the socket inode at bind(), where a umask would only get in the way. */
 	umask(0);
+	r = brk_fdstore_receive(&passed);
+	if (r < 0)
+		return brk_log_errno(LOG_ERR, r, "cannot read the fds passed to the broker");
+	r = store_open(&rs->store);
+	if (r < 0) {
+		brk_fdstore_set_free(passed);
+		return brk_log_errno(LOG_ERR, r, "cannot set up the fd store");
+	}
 	r = make_dirs(cfg->runtime_dir, 0755);
 	if (r < 0)
-		return brk_log_errno(LOG_ERR, r, "cannot create %s", cfg->runtime_dir);
-	r = control_socket(cfg, &fd, &own);
-	if (r < 0)
+		r = brk_log_errno(LOG_ERR, r, "cannot create %s", cfg->runtime_dir);
+	if (r == 0)
+		r = control_socket(cfg, passed, rs->store, &fd, &own);
+	if (r < 0) {
+		brk_fdstore_set_free(passed);
 		return r;
+	}
 	r = brk_caps_drop(&caps);
 	if (r < 0) {
 		close(fd);
+		brk_fdstore_set_free(passed);
 		return brk_log_errno(LOG_ERR, r, "cannot drop capabilities");
 	}
 	report_caps(&caps);
 	report_sandbox();
+	env.store = rs->store;
 	r = uv_loop_init(&loop);
 	if (r == 0)
-		r = brk_daemon_new(&loop, cfg, fd, NULL, &dmn);
+		r = brk_daemon_new(&loop, cfg, fd, &env, &rs->dmn);
 	if (r < 0) {
 		close(fd);
+		brk_fdstore_set_free(passed);
 		return brk_log_errno(LOG_ERR, r, "cannot start");
 	}
+	/* What the last broker left: adopted, or quiesced when it cannot be trusted. */
+	brk_daemon_adopt(rs->dmn, passed);
+	brk_fdstore_set_free(passed);
 	uv_signal_init(&loop, &sigterm);
 	uv_signal_init(&loop, &sigint);
-	sigterm.data = sigint.data = &dmn;
+	uv_signal_init(&loop, &sigusr2);
+	sigterm.data = sigint.data = sigusr2.data = rs;
 	uv_signal_start(&sigterm, on_signal, SIGTERM);
 	uv_signal_start(&sigint, on_signal, SIGINT);
+	uv_signal_start(&sigusr2, on_reexec, SIGUSR2);
 	mode = seccomp_mode(o, cfg);
 	r = sbx_seccomp_load(SBX_ROLE_BROKER, (enum sbx_seccomp_mode)mode);
 	if (r < 0) {
 		brk_log_errno(LOG_ERR, r, "cannot load the broker's seccomp policy");
-		brk_daemon_free(dmn);
+		brk_daemon_free(rs->dmn);
 		return r;
 	}
 	if (mode != SBX_SECCOMP_KILL)
@@ -407,7 +579,8 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 		uv_close((uv_handle_t *)&watchdog, NULL);
 	uv_close((uv_handle_t *)&sigterm, NULL);
 	uv_close((uv_handle_t *)&sigint, NULL);
-	brk_daemon_free(dmn);
+	uv_close((uv_handle_t *)&sigusr2, NULL);
+	brk_daemon_free(rs->dmn);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);
 	if (own)
@@ -415,8 +588,24 @@ static int run(const struct opts *o, const struct brk_config *cfg)
 	return 0;
 }
 
+/* The path of the running binary, for a re-exec: the new binary an upgrade put there is run,
+ * not the image this process was started from. */
+static int self_exe(char *buf, size_t len)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, len - 1);
+
+	if (n < 0)
+		return -errno;
+	if ((size_t)n >= len - 1)
+		return -ENAMETOOLONG;
+	buf[n] = '\0';
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
+	struct run_state rs = {0};
+	char exe[PATH_MAX];
 	struct brk_config *cfg = NULL;
 	struct opts o;
 	struct vb_err err = {0};
@@ -435,7 +624,16 @@ int main(int argc, char **argv)
 	brk_log_set_level(o.log_level >= 0 ? o.log_level : cfg->log_level);
 	signal(SIGPIPE, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	r = run(&o, cfg);
+	r = self_exe(exe, sizeof(exe));
+	if (r < 0) {
+		brk_log_errno(LOG_ERR, r, "cannot find the broker's own binary");
+		brk_config_free(cfg);
+		return EXIT_FAILURE_RUNTIME;
+	}
+	rs.exe = exe;
+	rs.argv = argv;
+	r = run(&o, cfg, &rs);
+	brk_fdstore_free(rs.store);
 	brk_config_free(cfg);
 	return r < 0 ? EXIT_FAILURE_RUNTIME : EXIT_OK;
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sys.h"
@@ -50,11 +51,55 @@ static long real_pwrite(void *ctx, int fd, const void *buf, size_t len, long lon
 	return n < 0 ? -errno : (long)n;
 }
 
+static int real_fd_is(void *ctx, int fd, const char *path)
+{
+	static const char anon[] = "anon_inode:";
+	char proc[64], link[128];
+	struct stat a, b;
+	ssize_t n;
+
+	if (strncmp(path, anon, sizeof(anon) - 1) == 0) {
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		n = readlink(proc, link, sizeof(link) - 1);
+		if (n < 0)
+			return -errno;
+		link[n] = '\0';
+		return strcmp(link, path) == 0;
+	}
+	if (fstat(fd, &a) < 0 || stat(path, &b) < 0)
+		return -errno;
+	return S_ISCHR(a.st_mode) && S_ISCHR(b.st_mode) && a.st_rdev == b.st_rdev;
+}
+
+static int real_pidfd_pid(void *ctx, int fd)
+{
+	char path[64], buf[1024], *p;
+	int pfd, pid;
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", fd);
+	pfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (pfd < 0)
+		return -errno;
+	n = read(pfd, buf, sizeof(buf) - 1);
+	close(pfd);
+	if (n < 0)
+		return -EIO;
+	buf[n] = '\0';
+	p = strstr(buf, "\nPid:\t");
+	if (!p || sscanf(p + 6, "%d", &pid) != 1)
+		return -EBADF;
+	/* -1: the process has exited (and been reaped or not); 0: not in our pid namespace. */
+	return pid > 0 ? pid : -ESRCH;
+}
+
 const struct brk_sys brk_sys_real = {
     .open = real_open,
     .ioctl = real_ioctl,
     .pread = real_pread,
     .pwrite = real_pwrite,
+    .fd_is = real_fd_is,
+    .pidfd_pid = real_pidfd_pid,
     .ctx = NULL,
     .root = "",
 };

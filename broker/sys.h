@@ -24,6 +24,13 @@ struct brk_sys {
 	 * errno. */
 	long (*pread)(void *ctx, int fd, void *buf, size_t len, long long off);
 	long (*pwrite)(void *ctx, int fd, const void *buf, size_t len, long long off);
+	/* Whether `fd` is what `path` names: for a path under /dev (carrying `root`) the same
+	 * character device (st_rdev), for "anon_inode:[vfio-device]" a VFIO device fd. 1 yes, 0 no,
+	 * or a negative errno. How an adopting broker tells a stored fd is what the record says. */
+	int (*fd_is)(void *ctx, int fd, const char *path);
+	/* The pid a pidfd refers to (fdinfo "Pid:"); -ESRCH once that process has exited, -EBADF
+	 * when `fd` is no pidfd. */
+	int (*pidfd_pid)(void *ctx, int fd);
 	void *ctx;
 	/* Prepended to every /dev and /sys path; "" on a real system. Never NULL. */
 	const char *root;

@@ -133,6 +133,7 @@ static const struct policyc_const policyc__consts[] = {
     K(PR_SET_KEEPCAPS),
     K(PR_SET_NAME),
     K(PR_SET_SECUREBITS),
+    K(PR_GET_SECUREBITS),
     K(ARCH_SET_FS),
     K(ARCH_GET_FS),
     /* <linux/seccomp.h> */

@@ -10,6 +10,42 @@
 
 #include "fake_vfio.h"
 
+void fake_vfio_fd(struct fake_vfio *f, int fd, const char *path, int pid)
+{
+	unsigned i;
+
+	for (i = 0; i < f->nfds && f->fds[i].fd != fd; i++)
+		;
+	if (i == f->nfds) {
+		if (f->nfds == FAKE_MAX_FDS)
+			return;
+		f->nfds++;
+	}
+	f->fds[i].fd = fd;
+	f->fds[i].pid = pid;
+	snprintf(f->fds[i].path, sizeof(f->fds[i].path), "%s", path ? path : "");
+}
+
+static int fake_fd_is(void *ctx, int fd, const char *path)
+{
+	struct fake_vfio *f = ctx;
+
+	for (unsigned i = 0; i < f->nfds; i++)
+		if (f->fds[i].fd == fd)
+			return !f->fds[i].pid && strcmp(f->fds[i].path, path) == 0;
+	return 0;
+}
+
+static int fake_pidfd_pid(void *ctx, int fd)
+{
+	struct fake_vfio *f = ctx;
+
+	for (unsigned i = 0; i < f->nfds; i++)
+		if (f->fds[i].fd == fd && f->fds[i].pid)
+			return f->fds[i].pid > 0 ? f->fds[i].pid : -ESRCH;
+	return -EBADF;
+}
+
 static int fake_open(void *ctx, const char *path, int flags)
 {
 	struct fake_vfio *f = ctx;
@@ -27,7 +63,10 @@ static int fake_open(void *ctx, const char *path, int flags)
 			return -EBUSY;
 	}
 	fd = eventfd(0, EFD_CLOEXEC);
-	return fd < 0 ? -errno : fd;
+	if (fd < 0)
+		return -errno;
+	fake_vfio_fd(f, fd, path, 0);
+	return fd;
 }
 
 static struct fake_call *record(struct fake_vfio *f, int fd, unsigned long req)
@@ -169,7 +208,10 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 		if (f->get_device_fd_err)
 			return f->get_device_fd_err;
 		nfd = eventfd(0, EFD_CLOEXEC);
-		return nfd < 0 ? -errno : nfd;
+		if (nfd < 0)
+			return -errno;
+		fake_vfio_fd(f, nfd, "anon_inode:[vfio-device]", 0);
+		return nfd;
 	case VFIO_DEVICE_GET_INFO: {
 		struct vfio_device_info *di = arg;
 
@@ -260,6 +302,8 @@ void fake_vfio_init(struct fake_vfio *f)
 	f->sys.ioctl = fake_ioctl;
 	f->sys.pread = fake_pread;
 	f->sys.pwrite = fake_pwrite;
+	f->sys.fd_is = fake_fd_is;
+	f->sys.pidfd_pid = fake_pidfd_pid;
 	f->sys.ctx = f;
 	f->sys.root = f->root;
 	f->api_version = VFIO_API_VERSION;

@@ -15,6 +15,7 @@
 #include "sys.h"
 
 #define FAKE_MAX_CALLS	 1024
+#define FAKE_MAX_FDS	 128
 #define FAKE_MAX_REGIONS 10
 #define FAKE_MAX_IRQS	 5
 #define FAKE_MAX_ERRS	 8
@@ -71,6 +72,15 @@ struct fake_vfio {
 	uint8_t cfg[256];
 	unsigned cfg_writes;
 
+	/* What each fd it handed out is (fd_is), and fake pidfds (pidfd_pid): latest entry per fd
+	 * number wins. */
+	struct {
+		int fd;
+		int pid; /* a pidfd's pid, -1 exited; 0: not a pidfd */
+		char path[160];
+	} fds[FAKE_MAX_FDS];
+	unsigned nfds;
+
 	/* the record */
 	struct fake_call calls[FAKE_MAX_CALLS];
 	unsigned ncalls;
@@ -93,5 +103,8 @@ void fake_region_sparse(struct fake_vfio *f, uint32_t index, uint32_t flags, uin
 			uint64_t offset, const struct vfio_region_sparse_mmap_area *areas,
 			uint32_t n, bool msix);
 void fake_irq(struct fake_vfio *f, uint32_t index, uint32_t flags, uint32_t count);
+/* Says what fd is from now on: a path (as fd_is compares it: root included for /dev nodes) or,
+ * with pid != 0, a pidfd of that pid (-1: it has exited). */
+void fake_vfio_fd(struct fake_vfio *f, int fd, const char *path, int pid);
 
 #endif

@@ -8,6 +8,7 @@
  * stale replacement, and every transition of the device state machine, allowed or not.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -593,6 +594,114 @@ static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state
 	assert_true(brk_fdstore_get(E.store, "grp.5") >= 0);
 }
 
+/* ---- adoption ------------------------------------------------------------------------------ */
+
+/* A set of fds as brk_fdstore_receive() returns them, built here: name and fd pairs. */
+static struct brk_fdstore_set *passed_set(const char *const *names, const int *fds, size_t n)
+{
+	struct brk_fdstore_set *set = calloc(1, sizeof(*set));
+
+	assert_non_null(set);
+	set->e = calloc(n, sizeof(*set->e));
+	assert_non_null(set->e);
+	for (size_t i = 0; i < n; i++) {
+		set->e[i].name = strdup(names[i]);
+		set->e[i].fd = fds[i];
+	}
+	set->n = n;
+	return set;
+}
+
+static int fake_node(const char *node)
+{
+	char path[256];
+	int fd;
+
+	assert_int_equal(brk_sys_path(&E.f.sys, path, sizeof(path), "%s", node), 0);
+	fd = E.f.sys.open(E.f.sys.ctx, path, O_RDWR);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+/* The fds a broker kept for one edu device in vm1 and no state record (or one that did not load):
+ * the worker is ended, the device's interrupts turned off and the device reset, the container's
+ * DMA unmapped while its group is attached, the group detached, every fd closed; an fd that is
+ * not what its name says (a stale one) gets no ioctl at all. */
+static void test_daemon_adopt_no_record_quiesces_everything(void **state)
+{
+	const char *const names[] = {"ctr.vm1",		  "grp.5",
+				     "dev.0000-00-03.0",  "wch.0000-00-03.0",
+				     "wpid.0000-00-03.0", "dev.0000-00-04.0"};
+	int fds[ARRAY_SIZE(names)], ctr, grp, devfd, stale;
+	struct brk_fdstore_set *set;
+	const struct fake_call *c;
+	unsigned ncalls;
+
+	env_start(3);
+	ctr = fds[0] = fake_node("/dev/vfio/vfio");
+	grp = fds[1] = fake_node("/dev/vfio/5");
+	devfd = fds[2] = E.f.sys.ioctl(E.f.sys.ctx, grp, VFIO_GROUP_GET_DEVICE_FD, DEV_A);
+	assert_true(devfd >= 0);
+	fds[3] = eventfd(0, EFD_CLOEXEC);
+	fds[4] = eventfd(0, EFD_CLOEXEC);
+	fake_vfio_fd(&E.f, fds[4], NULL, -1); /* the worker has exited already */
+	stale = fds[5] = open("/dev/null", O_RDWR | O_CLOEXEC);
+	ncalls = E.f.ncalls;
+	set = passed_set(names, fds, ARRAY_SIZE(names));
+	brk_daemon_adopt(E.dmn, set);
+	/* Every MSI/MSI-X/INTx/ERR/REQ trigger off, then the reset, all on the device fd. */
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_SET_IRQS), VFIO_PCI_NUM_IRQS);
+	for (unsigned i = 0; i < VFIO_PCI_NUM_IRQS; i++) {
+		c = fake_vfio_nth(&E.f, VFIO_DEVICE_SET_IRQS, i);
+		assert_int_equal(c->fd, devfd);
+		assert_int_equal(c->index, i);
+		assert_int_equal(c->count, 0);
+		assert_int_equal(c->flags, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER);
+	}
+	c = fake_vfio_nth(&E.f, VFIO_DEVICE_RESET, 0);
+	assert_non_null(c);
+	assert_int_equal(c->fd, devfd);
+	c = fake_vfio_nth(&E.f, VFIO_IOMMU_UNMAP_DMA, 0);
+	assert_non_null(c);
+	assert_int_equal(c->fd, ctr);
+	assert_int_equal(c->flags, VFIO_DMA_UNMAP_FLAG_ALL);
+	c = fake_vfio_nth(&E.f, VFIO_GROUP_UNSET_CONTAINER, 0);
+	assert_non_null(c);
+	assert_int_equal(c->fd, grp);
+	for (unsigned i = ncalls; i < E.f.ncalls; i++)
+		assert_int_not_equal(E.f.calls[i].fd, stale);
+	/* The unmap came while the group was still attached. */
+	for (unsigned i = ncalls; i < E.f.ncalls; i++) {
+		if (E.f.calls[i].req == VFIO_GROUP_UNSET_CONTAINER)
+			fail_msg("group detached before the DMA was unmapped");
+		if (E.f.calls[i].req == VFIO_IOMMU_UNMAP_DMA)
+			break;
+	}
+	for (size_t i = 0; i < set->n; i++)
+		assert_int_equal(set->e[i].fd, -1);
+	assert_true(fcntl(devfd, F_GETFD) < 0 && fcntl(stale, F_GETFD) < 0);
+	brk_fdstore_set_free(set);
+	assert_true(E.dmn->adopt.attempted);
+	assert_int_equal(E.dmn->adopt.quiesced, 1);
+	assert_int_equal(E.dmn->adopt.adopted, 0);
+	assert_non_null(strstr(E.dmn->adopt.untrusted, "no state record"));
+	assert_int_equal(brk_registry_ndevices(E.dmn->reg), 0);
+}
+
+/* Nothing passed: a first start, not an adoption. */
+static void test_daemon_adopt_nothing_passed_is_a_first_start(void **state)
+{
+	struct brk_fdstore_set *set;
+
+	env_start(3);
+	set = passed_set(NULL, NULL, 0);
+	brk_daemon_adopt(E.dmn, set);
+	brk_fdstore_set_free(set);
+	assert_false(E.dmn->adopt.attempted);
+	assert_int_equal(E.dmn->adopt.untrusted[0], '\0');
+	assert_int_equal(E.f.ncalls, 0);
+}
+
 static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
 {
 	struct brk_worker *w;
@@ -824,6 +933,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
 	    cmocka_unit_test_teardown(test_daemon_store_holds_every_fd_while_its_object_lives,
 				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_no_record_quiesces_everything, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_nothing_passed_is_a_first_start, teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_restarted_worker_never_up_not_restarted,
