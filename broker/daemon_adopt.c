@@ -201,17 +201,41 @@ static void adopt_quiesce_all(struct brk_daemon *dmn, struct brk_fdstore_set *se
 		stale ? "; fds that were not what their names said closed untouched" : "");
 }
 
+/* systemd still holds everything the last broker stored: what is not taken over must leave
+ * its store too, or the groups and devices would stay open there. */
+static void adopt_forget(struct brk_daemon *dmn, const struct brk_fdstore_set *set,
+			 const bool *was_passed)
+{
+	for (size_t i = 0; dmn->store && i < set->n; i++) {
+		int r;
+
+		if (!was_passed[i] || set->e[i].fd >= 0 ||
+		    brk_fdstore_get(dmn->store, set->e[i].name) >= 0)
+			continue;
+		r = brk_fdstore_forget(dmn->store, set->e[i].name);
+		if (r < 0 && r != -EINVAL)
+			brk_log_errno(LOG_WARNING, r, "removing %s from the fd store",
+				      set->e[i].name);
+	}
+}
+
 void brk_daemon_adopt(struct brk_daemon *dmn, struct brk_fdstore_set *set)
 {
 	uint64_t t0 = adopt_now_ms();
+	_cleanup_free_ bool *was_passed = calloc(set->n ? set->n : 1, sizeof(bool));
 	size_t n = 0;
 
-	for (size_t i = 0; i < set->n; i++)
+	for (size_t i = 0; i < set->n; i++) {
+		if (set->e[i].fd >= 0 && was_passed)
+			was_passed[i] = true;
 		n += set->e[i].fd >= 0;
+	}
 	dmn->adopt = (struct dmn_adopt){0};
 	if (n == 0)
 		return; /* a first start: nothing to take over */
 	dmn->adopt.attempted = true;
 	adopt_quiesce_all(dmn, set, "no state record among the fds passed");
+	if (was_passed)
+		adopt_forget(dmn, set, was_passed);
 	dmn->adopt.ms = adopt_now_ms() - t0;
 }

@@ -202,6 +202,19 @@ int brk_fdstore_remove(struct brk_fdstore *s, const char *name)
 	return s->systemd ? fds_systemd_remove(name) : 0;
 }
 
+int brk_fdstore_forget(struct brk_fdstore *s, const char *name)
+{
+	ssize_t i = fds_find(s, name);
+
+	if (!brk_fdstore_name_valid(name))
+		return -EINVAL;
+	if (i >= 0) {
+		memmove(&s->slot[i], &s->slot[i + 1], (s->n - (size_t)i - 1) * sizeof(s->slot[0]));
+		s->n--;
+	}
+	return s->systemd ? fds_systemd_remove(name) : 0;
+}
+
 int brk_fdstore_get(const struct brk_fdstore *s, const char *name)
 {
 	ssize_t i = fds_find(s, name);

@@ -45,6 +45,10 @@ int brk_fdstore_put(struct brk_fdstore *s, const char *name, int fd);
 int brk_fdstore_put_local(struct brk_fdstore *s, const char *name, int fd);
 /* Forgets `name` (and removes it from systemd's store). -ENOENT when not held. */
 int brk_fdstore_remove(struct brk_fdstore *s, const char *name);
+/* Makes sure nothing is kept under `name` any more: forgets it if held and, under systemd,
+ * always sends FDSTOREREMOVE, for what the last broker stored that this one does not take over
+ * (systemd keeps the stored fds across restarts until they are removed or the service stops). */
+int brk_fdstore_forget(struct brk_fdstore *s, const char *name);
 /* The fd held under `name`, or -ENOENT. */
 int brk_fdstore_get(const struct brk_fdstore *s, const char *name);
 

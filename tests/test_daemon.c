@@ -19,7 +19,9 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -612,6 +614,29 @@ static struct brk_fdstore_set *passed_set(const char *const *names, const int *f
 	return set;
 }
 
+/* The daemon's store, under a fake systemd (NOTIFY_SOCKET bound here) until fake_systemd_end(). */
+static int fake_systemd(struct brk_fdstore **store)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+	assert_true(fd >= 0);
+	snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/notify", E.dir);
+	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	assert_int_equal(setenv("NOTIFY_SOCKET", sa.sun_path, 1), 0);
+	assert_int_equal(brk_fdstore_new(true, 0, store), 0);
+	E.dmn->store = *store;
+	return fd;
+}
+
+static void fake_systemd_end(int fd, struct brk_fdstore *store)
+{
+	E.dmn->store = E.store;
+	brk_fdstore_free(store);
+	unsetenv("NOTIFY_SOCKET");
+	close(fd);
+}
+
 static int fake_node(const char *node)
 {
 	char path[256];
@@ -632,7 +657,8 @@ static void test_daemon_adopt_no_record_quiesces_everything(void **state)
 	const char *const names[] = {"ctr.vm1",		  "grp.5",
 				     "dev.0000-00-03.0",  "wch.0000-00-03.0",
 				     "wpid.0000-00-03.0", "dev.0000-00-04.0"};
-	int fds[ARRAY_SIZE(names)], ctr, grp, devfd, stale;
+	int fds[ARRAY_SIZE(names)], ctr, grp, devfd, stale, notify;
+	struct brk_fdstore *sd_store;
 	struct brk_fdstore_set *set;
 	const struct fake_call *c;
 	unsigned ncalls;
@@ -648,7 +674,20 @@ static void test_daemon_adopt_no_record_quiesces_everything(void **state)
 	stale = fds[5] = open("/dev/null", O_RDWR | O_CLOEXEC);
 	ncalls = E.f.ncalls;
 	set = passed_set(names, fds, ARRAY_SIZE(names));
+	notify = fake_systemd(&sd_store);
 	brk_daemon_adopt(E.dmn, set);
+	/* systemd keeps what the last broker stored until told: every name leaves its store. */
+	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
+		char text[128], want[128];
+		ssize_t n = recv(notify, text, sizeof(text) - 1, MSG_DONTWAIT);
+
+		assert_true(n > 0);
+		text[n] = '\0';
+		snprintf(want, sizeof(want), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
+		assert_string_equal(text, want);
+	}
+	assert_true(recv(notify, &(char){0}, 1, MSG_DONTWAIT) < 0);
+	fake_systemd_end(notify, sd_store);
 	/* Every MSI/MSI-X/INTx/ERR/REQ trigger off, then the reset, all on the device fd. */
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_SET_IRQS), VFIO_PCI_NUM_IRQS);
 	for (unsigned i = 0; i < VFIO_PCI_NUM_IRQS; i++) {

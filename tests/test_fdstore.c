@@ -168,6 +168,23 @@ static void test_fdstore_remove_sends_fdstoreremove_and_forgets(void **state)
 	brk_fdstore_free(s);
 }
 
+/* What the last broker stored and this one does not take over: removed from systemd's store
+ * although this broker never put it there. */
+static void test_fdstore_forget_unheld_name_still_removes_it(void **state)
+{
+	struct brk_fdstore *s;
+	struct msg m;
+
+	assert_int_equal(brk_fdstore_new(true, 0, &s), 0);
+	assert_int_equal(brk_fdstore_forget(s, "dev.0000-00-04.0"), 0);
+	assert_true(next_msg(&m));
+	assert_string_equal(m.text, "FDSTOREREMOVE=1\nFDNAME=dev.0000-00-04.0");
+	assert_int_equal(m.nfds, 0);
+	assert_int_equal(brk_fdstore_forget(s, "bad:name"), -EINVAL);
+	assert_false(next_msg(&m));
+	brk_fdstore_free(s);
+}
+
 static void test_fdstore_bad_name_refused_nothing_sent(void **state)
 {
 	static const char *const bad[] = {"", "a:b", "sp ace", "tab\t", "\x7f", "caf\xc3\xa9"};
@@ -382,6 +399,8 @@ int main(int argc, char **argv)
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fdstore_remove_sends_fdstoreremove_and_forgets,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_fdstore_forget_unheld_name_still_removes_it, setup,
+					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fdstore_bad_name_refused_nothing_sent, setup,
 					    teardown),
 	    cmocka_unit_test_setup_teardown(test_fdstore_max_reached_enospc_replace_still_allowed,
