@@ -1,29 +1,41 @@
 /*
  * bench_worker: the cost of the trap path. A VMM reading config space or a trapped BAR through
  * libvfiobroker goes VMM -> unix socket -> vfio-worker (seccomp-confined, libuv loop, config
- * virtualization) -> pread on the device fd -> back. The baseline is the pread alone, of the same
- * bytes from a memfd laid out like the device fd (wkr_image_build() of the same image the worker
- * serves): what a VMM holding the device fd itself would pay.
+ * virtualization) -> pread on the device fd -> back.
  *
- *   cfg_read_4B      vfb_dev_cfg_read() of 4 bytes at 0x00  vs pread of 4 bytes at config space
- *   bar_read_4B      vfb_dev_region_read() of BAR0 + 0      vs pread of 4 bytes at region 0
+ * A 4-byte access is compared with the least a round trip to another process can cost: a raw
+ * SOCK_SEQPACKET ping-pong with an echo process (blocking send and recv on both ends) of
+ * datagrams of exactly the request's and the reply's sizes on the wire. The ratio is what
+ * libvfiobroker, ipc, protobuf, the worker's loop and its device model add to the socket.
+ * A long read is compared with one pread of the same bytes from a memfd laid out like the
+ * device fd (wkr_image_build() of the image the worker serves): what a VMM holding the device
+ * fd itself would pay, which is what mapping the BAR instead saves.
+ *
+ *   cfg_read_4B      vfb_dev_cfg_read() of 4 bytes at 0x00  vs raw_seqpacket_pingpong_<req>B_<rep>B
+ *   bar_read_4B      vfb_dev_region_read() of BAR0 + 0      vs raw_seqpacket_pingpong_<req>B_<rep>B
  *   bar_read_64KiB   vfb_dev_region_read() of 64 KiB        vs one pread of 64 KiB
  *
- * Each runs in both placements of bench_placements(): the VMM (this process) and the worker on
- * one CPU (`_1cpu`), then on two (`_2cpu`); the pread baseline runs on the VMM's CPU.
+ * Each runs in both placements of bench_placements(): the VMM (this process) on the first CPU,
+ * the worker and the echo process on the same one (`_1cpu`), then on the second (`_2cpu`); the
+ * pread baseline runs on the VMM's CPU.
  *
  * Usage: bench_worker [WORKER [IMAGE]] (defaults: this build's vfio-worker,
  * tests/fixtures/edu.img).
  */
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "base.h"
 #include "bench.h"
 #include "devimg.h"
+#include "device.pb-c.h"
+#include "ipc.h"
 #include "proc.h"
 
 #define BIG (64u * 1024u)
@@ -36,6 +48,10 @@ struct trap {
 	size_t len;
 	size_t piece; /* bytes per vfb_dev_region_read() call: len, unless the worker refuses it */
 	uint8_t *buf;
+	int echo; /* this end of the raw pair; the echo process answers on the other */
+	pid_t echo_pid;
+	size_t req_len;	  /* the raw baseline's datagram sizes: those of the access's request */
+	size_t reply_len; /* and of its reply, header included */
 };
 
 static int via_worker_cfg(void *ctx, uint64_t n)
@@ -102,8 +118,104 @@ static int via_pread(void *ctx, uint64_t n)
 	return 0;
 }
 
+static int via_raw(void *ctx, uint64_t n)
+{
+	struct trap *t = ctx;
+	uint8_t req[64] = {0}, rep[64];
+
+	for (uint64_t i = 0; i < n; i++) {
+		ssize_t k;
+
+		if (send(t->echo, req, t->req_len, MSG_NOSIGNAL) < 0)
+			return -errno;
+		k = recv(t->echo, rep, sizeof(rep), 0);
+		if (k < 0)
+			return -errno;
+		if ((size_t)k != t->reply_len)
+			return -EIO;
+	}
+	return 0;
+}
+
+/* The echo process: answers each datagram with one of the reply's length, as the worker
+ * answers a request, until the peer hangs up. One per case, forked with the case's sizes. */
+static void echo_loop(int fd, size_t reply_len)
+{
+	uint8_t buf[256] = {0};
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			_exit(n < 0);
+		if (send(fd, buf, reply_len, MSG_NOSIGNAL) < 0)
+			_exit(1);
+	}
+}
+
+static void echo_stop(struct trap *t)
+{
+	if (t->echo >= 0)
+		close(t->echo); /* the echo process sees the hang-up and exits */
+	if (t->echo_pid > 0)
+		waitpid(t->echo_pid, NULL, 0);
+	t->echo = -1;
+	t->echo_pid = 0;
+}
+
+/* Forks the echo process and pins it where the worker runs. */
+static int echo_start(struct trap *t, int cpu)
+{
+	int sv[2], r;
+
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	t->echo_pid = fork();
+	if (t->echo_pid < 0) {
+		r = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return r;
+	}
+	if (t->echo_pid == 0) {
+		close(sv[0]);
+		echo_loop(sv[1], t->reply_len);
+	}
+	close(sv[1]);
+	t->echo = sv[0];
+	r = bench_pin_process(t->echo_pid, cpu);
+	if (r < 0)
+		echo_stop(t);
+	return r;
+}
+
+/* The datagram sizes of a 4-byte read on the wire, as libvfiobroker and the worker send them. */
+static void access_sizes(uint32_t region, uint64_t offset, size_t len, struct trap *t)
+{
+	uint8_t data[4] = {0};
+	Vb__Dev__Data rep = VB__DEV__DATA__INIT;
+
+	rep.data.data = data;
+	rep.data.len = len;
+	t->reply_len = IPC_HDR_SIZE + protobuf_c_message_get_packed_size(&rep.base);
+	if (region == VFIO_PCI_CONFIG_REGION_INDEX) {
+		Vb__Dev__CfgRead req = VB__DEV__CFG_READ__INIT;
+
+		req.offset = (uint32_t)offset;
+		req.size = (uint32_t)len;
+		t->req_len = IPC_HDR_SIZE + protobuf_c_message_get_packed_size(&req.base);
+	} else {
+		Vb__Dev__RegionRead req = VB__DEV__REGION_READ__INIT;
+
+		req.index = region;
+		req.offset = offset;
+		req.size = (uint32_t)len;
+		t->req_len = IPC_HDR_SIZE + protobuf_c_message_get_packed_size(&req.base);
+	}
+}
+
 struct trap_case {
-	const char *name, *baseline;
+	const char *name, *baseline; /* baseline NULL: the raw ping-pong of the access's sizes */
 	bench_fn figure;
 	uint32_t region;
 	uint64_t offset;
@@ -113,7 +225,7 @@ struct trap_case {
 static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncases,
 		     const struct bench_placement *pl)
 {
-	char name[64];
+	char name[64], base[64];
 	int r, failed = 0;
 
 	for (size_t i = 0; i < ncases; i++) {
@@ -127,12 +239,26 @@ static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncase
 			snprintf(name, sizeof(name), "%s_by_%zuB", c->name, t->piece);
 		else
 			snprintf(name, sizeof(name), "%s", c->name);
-		r = bench_run_placed(&(struct bench_pair){.name = name,
-							  .baseline = c->baseline,
-							  .figure = c->figure,
-							  .base = via_pread,
-							  .ctx = t},
-				     pl);
+		if (!c->baseline) {
+			access_sizes(c->region, c->offset, c->len, t);
+			snprintf(base, sizeof(base), "raw_seqpacket_pingpong_%zuB_%zuB", t->req_len,
+				 t->reply_len);
+			r = echo_start(t, pl->server);
+			if (r < 0) {
+				bench_fail(name, "echo process on CPU %d: %s", pl->server,
+					   strerror(-r));
+				failed = 1;
+				continue;
+			}
+		}
+		r = bench_run_placed(
+		    &(struct bench_pair){.name = name,
+					 .baseline = c->baseline ? c->baseline : base,
+					 .figure = c->figure,
+					 .base = c->baseline ? via_pread : via_raw,
+					 .ctx = t},
+		    pl);
+		echo_stop(t);
 		failed |= r < 0;
 	}
 	return failed;
@@ -143,15 +269,14 @@ int main(int argc, char **argv)
 	const char *worker = argc > 1 ? argv[1] : VB_WORKER_PATH;
 	const char *image = argc > 2 ? argv[2] : VB_FIXTURES "/edu.img";
 	const struct trap_case cases[] = {
-	    {"cfg_read_4B", "pread_memfd_cfg_4B", via_worker_cfg, VFIO_PCI_CONFIG_REGION_INDEX, 0,
-	     4},
-	    {"bar_read_4B", "pread_memfd_bar0_4B", via_worker_bar, 0, 0, 4},
+	    {"cfg_read_4B", NULL, via_worker_cfg, VFIO_PCI_CONFIG_REGION_INDEX, 0, 4},
+	    {"bar_read_4B", NULL, via_worker_bar, 0, 0, 4},
 	    {"bar_read_64KiB", "pread_memfd_bar0_64KiB", via_worker_bar, 0, 0, BIG},
 	};
 	struct vb_err err = {0};
 	struct wkr_image *img = NULL;
 	struct bproc_worker w;
-	struct trap t = {.memfd = -1};
+	struct trap t = {.memfd = -1, .echo = -1};
 	int r, failed = 0;
 
 	bench_header(
@@ -186,7 +311,8 @@ int main(int argc, char **argv)
 		failed = 1;
 	}
 	for (int k = 0; k < npl; k++) {
-		/* The baseline's pread runs on the VMM's CPU: it has no other end. */
+		/* The echo process is pinned with the worker (run_cases()); the pread baseline runs
+		 * on the VMM's CPU: it has no other end. */
 		r = bench_pin_self(pl[k].client);
 		if (r == 0)
 			r = bench_pin_process(w.pid, pl[k].server);
