@@ -180,8 +180,11 @@ static void session_ready(struct wkr_serve_session *base, int events)
 		wkr_serve_end(s->sv); /* the VMM is gone */
 		return;
 	}
-	/* Bounded per wakeup so that the broker channel and interrupts get their turn. */
-	if (session_serve(s, 64) >= 0)
+	/* One request per wakeup. The poll is level-triggered, so a VMM that sent more wakes the
+	 * loop again at once, and the broker channel and interrupts get their turn in between.
+	 * Reading on until -EAGAIN would cost a VMM that waits for each answer (every trapped
+	 * access) one more recvmsg per request than the request itself. */
+	if (session_serve(s, 1) >= 0)
 		session_check(s);
 }
 
