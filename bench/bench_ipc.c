@@ -341,14 +341,19 @@ struct dec {
 static int dec_arena(void *ctx, uint64_t n)
 {
 	struct dec *d = ctx;
-	struct ipc__arena a;
 
 	for (uint64_t i = 0; i < n; i++) {
-		ipc__arena_init(&a, ipc_limits_default.decode_budget);
-		ProtobufCMessage *m =
-		    protobuf_c_message_unpack(d->desc, &a.allocator, d->len, d->buf);
-		ipc__arena_release(&a);
+		/* As the receive path does: the message and its arena, then the unpack into it. */
+		struct ipc_msg *m = ipc__msg_new(0, ipc_limits_default.decode_budget);
+
 		if (!m)
+			return -ENOMEM;
+		m->body = protobuf_c_message_unpack(d->desc, &ipc__msg_box(m)->arena.allocator,
+						    d->len, d->buf);
+		bool ok = m->body != NULL;
+
+		ipc_msg_free(m);
+		if (!ok)
 			return -EBADMSG;
 	}
 	return 0;

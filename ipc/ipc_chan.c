@@ -81,6 +81,8 @@ struct ipc__pending *ipc__pending_find(struct ipc_chan *c, uint32_t id)
 {
 	uint32_t i;
 
+	if (!c->npending)
+		return NULL;
 	for (i = 0; i < c->lim.max_outstanding; i++)
 		if (c->pending[i].state != IPC__PENDING_FREE && c->pending[i].id == id)
 			return &c->pending[i];
@@ -485,6 +487,7 @@ int ipc_chan_request(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *
 	if (r < 0)
 		return r;
 	*p = (struct ipc__pending){.id = id, .type = type, .state = IPC__PENDING_ACTIVE};
+	c->npending++;
 	if (ret_id)
 		*ret_id = id;
 	return 0;

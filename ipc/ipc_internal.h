@@ -47,10 +47,14 @@ struct ipc__arena {
 	size_t charged;
 	bool exhausted; /* an allocation was refused: the decode failed for lack of budget */
 	struct ipc__arena_block *head;
+	struct ipc__arena_block *inline_block; /* lives in the message's allocation: not freed */
 	ProtobufCAllocator allocator;
 };
 
 void ipc__arena_init(struct ipc__arena *a, size_t budget);
+/* Makes `mem` (`size` bytes, max_align_t aligned, owned by the caller) the arena's first block,
+ * charged to the budget like any other, when the budget has room for it. */
+void ipc__arena_give(struct ipc__arena *a, void *mem, size_t size);
 void ipc__arena_release(struct ipc__arena *a);
 
 /* Every received message lives behind one of these, in the same allocation. */
@@ -96,6 +100,7 @@ struct ipc_chan {
 	uint32_t next_id;
 	bool taken_over; /* answers matching no request are dropped (ipc_chan_take_over) */
 	struct ipc__pending *pending; /* lim.max_outstanding slots */
+	uint32_t npending; /* slots not free: none is the common case, found without a scan */
 	struct ipc__msgbox *qhead, *qtail;
 	size_t qlen;
 	struct ipc__outbox *ohead, *otail; /* the send queue, oldest first */

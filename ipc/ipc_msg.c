@@ -113,32 +113,59 @@ void ipc__arena_init(struct ipc__arena *a, size_t budget)
 	a->allocator.allocator_data = a;
 }
 
+void ipc__arena_give(struct ipc__arena *a, void *mem, size_t size)
+{
+	struct ipc__arena_block *b = mem;
+
+	if (size <= BLOCK_HDR || size > a->budget - a->charged)
+		return;
+	b->size = size - BLOCK_HDR;
+	b->used = 0;
+	b->next = a->head;
+	a->head = b;
+	a->inline_block = b;
+	a->charged += size;
+}
+
 void ipc__arena_release(struct ipc__arena *a)
 {
 	struct ipc__arena_block *b, *next;
 
 	for (b = a->head; b; b = next) {
 		next = b->next;
-		free(b);
+		if (b != a->inline_block)
+			free(b);
 	}
 	a->head = NULL;
+	a->inline_block = NULL;
 	a->charged = 0;
 }
 
 #define BOX_SIZE ROUND_UP(sizeof(struct ipc__msgbox), alignof(max_align_t))
+/*
+ * Every message carries a first arena block in its own allocation, big enough for what the
+ * small messages of the hot path decode to (a trapped access's request or its Data reply: a
+ * few dozen bytes), and small enough that the whole allocation stays in glibc's per-thread
+ * cache (up to 1032 bytes). Without it each message cost two allocations, one of them a 4 KiB
+ * block whose free() merged with the top chunk and ran malloc_consolidate() every time.
+ */
+#define MSG_INLINE_ARENA 512
 
 struct ipc_msg *ipc__msg_new(size_t nfds, size_t budget)
 {
 	struct ipc__msgbox *b;
 	struct ipc_msg *m;
-	size_t i;
+	size_t head, i;
 
 	if (nfds > IPC_FDS_MAX)
 		return NULL;
-	b = calloc(1, BOX_SIZE + sizeof(*m) + nfds * sizeof(int));
+	head = ROUND_UP(BOX_SIZE + sizeof(*m) + nfds * sizeof(int), ARENA_ALIGN);
+	b = malloc(head + MSG_INLINE_ARENA);
 	if (!b)
 		return NULL;
+	memset(b, 0, head);
 	ipc__arena_init(&b->arena, budget);
+	ipc__arena_give(&b->arena, (char *)b + head, MSG_INLINE_ARENA);
 	m = ipc__box_msg(b);
 	for (i = 0; i < nfds; i++)
 		m->fds[i] = -1;

@@ -173,6 +173,7 @@ static int check_type(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDe
 		} else {
 			*drop = p->state == IPC__PENDING_ABANDONED;
 			p->state = IPC__PENDING_FREE;
+			c->npending--;
 		}
 		*desc = h->kind == IPC_KIND_REPLY ? d->reply : &vb__error__descriptor;
 		max = h->kind == IPC_KIND_REPLY ? d->max_reply_fds : 0;
