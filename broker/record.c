@@ -259,6 +259,21 @@ static int grow(struct brk_record *rec, uint64_t size)
 	return 0;
 }
 
+void rec_slot_fill(uint8_t *slot, uint64_t gen, uint64_t off, uint64_t snap_len, uint64_t jrn_cap,
+		   uint32_t snap_crc)
+{
+	memset(slot, 0, REC_SLOT_LEN);
+	memcpy(slot, REC_MAGIC, 8);
+	vb_le32_put(slot + REC_SLOT_VERSION, BRK_RECORD_VERSION);
+	vb_le32_put(slot + REC_SLOT_SIZE, REC_SLOT_LEN);
+	vb_le64_put(slot + REC_SLOT_GEN, gen);
+	vb_le64_put(slot + REC_SLOT_OFF, off);
+	vb_le64_put(slot + REC_SLOT_SNAPLEN, snap_len);
+	vb_le64_put(slot + REC_SLOT_JRNCAP, jrn_cap);
+	vb_le32_put(slot + REC_SLOT_SNAPCRC, snap_crc);
+	vb_le32_put(slot + REC_SLOT_CRC, vb_crc32c(0, slot, REC_SLOT_CRC));
+}
+
 /* Writes the whole state as a new region and flips to it. Nothing the live slot names is
  * touched until the flip, which is the last store. */
 static int compact(struct brk_record *rec)
@@ -283,15 +298,7 @@ static int compact(struct brk_record *rec)
 		return r;
 	}
 	memcpy(rec->base + off, snap.p, snap.len);
-	memcpy(slot, REC_MAGIC, 8);
-	vb_le32_put(slot + REC_SLOT_VERSION, BRK_RECORD_VERSION);
-	vb_le32_put(slot + REC_SLOT_SIZE, REC_SLOT_LEN);
-	vb_le64_put(slot + REC_SLOT_GEN, rec->gen + 1);
-	vb_le64_put(slot + REC_SLOT_OFF, off);
-	vb_le64_put(slot + REC_SLOT_SNAPLEN, snap.len);
-	vb_le64_put(slot + REC_SLOT_JRNCAP, jrn_cap);
-	vb_le32_put(slot + REC_SLOT_SNAPCRC, vb_crc32c(0, snap.p, snap.len));
-	vb_le32_put(slot + REC_SLOT_CRC, vb_crc32c(0, slot, REC_SLOT_CRC));
+	rec_slot_fill(slot, rec->gen + 1, off, snap.len, jrn_cap, vb_crc32c(0, snap.p, snap.len));
 	/* The snapshot is in the file before the slot that names it. */
 	atomic_thread_fence(memory_order_seq_cst);
 	memcpy(rec->base + (rec->slot ^ 1) * REC_SLOT_STEP, slot, REC_SLOT_LEN);

@@ -96,6 +96,10 @@ static inline size_t rec_pad8(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
+/* A header slot (REC_SLOT_LEN bytes) naming a region, its CRC included. */
+void rec_slot_fill(uint8_t *slot, uint64_t gen, uint64_t off, uint64_t snap_len, uint64_t jrn_cap,
+		   uint32_t snap_crc);
+
 /* Checks one entry's payload and applies it to `st`, all or nothing. -EBADMSG with a message
  * for anything malformed or contradicting the state, -ENOMEM. */
 int rec_apply(struct brk_rec_state *st, unsigned type, bool in_snapshot, const uint8_t *p,

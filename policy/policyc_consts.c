@@ -80,6 +80,8 @@ static const struct policyc_const policyc__consts[] = {
     K(MADV_FREE),
     K(MADV_WILLNEED),
     K(MADV_DONTFORK),
+    K(MFD_CLOEXEC),
+    K(MFD_ALLOW_SEALING),
     /* <fcntl.h> */
     K(F_DUPFD),
     K(F_DUPFD_CLOEXEC),

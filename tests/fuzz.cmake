@@ -35,6 +35,10 @@ vb_fuzz_target(ipc_recv SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ipc_recv.c L
 vb_fuzz_target(image SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_image.c LIBS vb_worker_core)
 vb_fuzz_target(cfg SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_cfg.c LIBS vb_worker_core)
 
+# broker/: the state record a restarted broker loads (record*.c). Seeds:
+# tests/fuzz/make_record_corpus.py.
+vb_fuzz_target(record SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_record.c LIBS vb_broker_core)
+
 # broker/: the configuration loader (libinih plus the broker's value parsing).
 vb_fuzz_target(config SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_config.c LIBS vb_brokerd_base)
 

@@ -40,6 +40,7 @@
 
 #include "base.h"
 #include "policy_table.h"
+#include "record.h"
 #include "sandbox.h"
 #include "userns_test.h"
 #include "seccomp.h"
@@ -161,6 +162,41 @@ void test_seccomp_broker_memfd_map_works(void **state)
 
 	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_memfd_map, &fd));
 	close(fd);
+}
+
+/* The state record is made, written past its first journal (compaction grows the memfd) and
+ * adopted again under the broker's filter. */
+static int probe_record(void *arg)
+{
+	struct brk_rec_vm vm = {.name = "vm"};
+	struct brk_record *rec = NULL, *again = NULL;
+	struct brk_record_stats st;
+	struct brk_journal j;
+	uint32_t i;
+
+	(void)arg;
+	if (brk_record_new(&rec, NULL) || brk_record_vm_put(rec, &vm) ||
+	    brk_record_dma_journal(rec, "vm", &j))
+		return PROBE_WRONG;
+	for (i = 0; i < 4000; i++) {
+		struct brk_jop op = {
+		    .kind = BRK_JOP_DMA_MAP, .iova = (uint64_t)i << 12, .size = 4096, .prot = 3};
+
+		if (j.intent(&j, &op))
+			return PROBE_WRONG;
+		j.done(&j, &op, true);
+	}
+	brk_record_stats(rec, &st);
+	if (st.compactions < 2 || brk_record_adopt(brk_record_fd(rec), &again, NULL))
+		return PROBE_WRONG;
+	brk_record_free(again);
+	brk_record_free(rec);
+	return PROBE_OK;
+}
+
+void test_seccomp_broker_state_record_works(void **state)
+{
+	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_record, NULL));
 }
 
 void test_seccomp_broker_openat_create_denied(void **state)

@@ -20,6 +20,7 @@
 
 #include "dma.h"
 #include "fake_vfio.h"
+#include "record.h"
 
 #define PG     0x1000ull
 #define MEMSZ  (64 * PG)
@@ -46,7 +47,8 @@ static int make_memfd(uint64_t size, int seals)
 	return fd;
 }
 
-static struct t *t_new(const struct brk_dma_limits *limits, uint32_t flags)
+static struct t *t_new_j(const struct brk_dma_limits *limits, uint32_t flags,
+			 const struct brk_journal *j)
 {
 	struct t *t = calloc(1, sizeof(*t));
 	struct brk_dma_cfg cfg = {.pgsize = PG, .flags = flags};
@@ -59,9 +61,16 @@ static struct t *t_new(const struct brk_dma_limits *limits, uint32_t flags)
 	cfg.container_fd = t->cfd;
 	if (limits)
 		cfg.limits = *limits;
+	if (j)
+		cfg.journal = *j;
 	assert_int_equal(brk_dma_new(&cfg, &t->d), 0);
 	t->memfd = make_memfd(MEMSZ, F_SEAL_SHRINK);
 	return t;
+}
+
+static struct t *t_new(const struct brk_dma_limits *limits, uint32_t flags)
+{
+	return t_new_j(limits, flags, NULL);
 }
 
 static void t_free(struct t *t)
@@ -962,9 +971,216 @@ static void test_dma_random_ops_match_reference_model(void **state)
 	t_free(t);
 }
 
+/* ---- the journal (state record hooks) ------------------------------------------------------ */
+
+/* What a journal saw: per call, the kind, whether it was intent or done (ok), and how many DMA
+ * ioctls the fake kernel had seen at that moment. */
+struct jlog {
+	struct fake_vfio *f;
+	int refuse; /* intent answers this when non-zero */
+	unsigned n;
+	struct {
+		enum brk_jop_kind kind;
+		char what; /* 'i' intent, '+' done ok, '-' done failed */
+		unsigned ioctls;
+		uint64_t id;
+	} e[32];
+};
+
+static unsigned dma_ioctls(struct fake_vfio *f)
+{
+	return fake_vfio_count(f, VFIO_IOMMU_MAP_DMA) + fake_vfio_count(f, VFIO_IOMMU_UNMAP_DMA);
+}
+
+static int jlog_intent(const struct brk_journal *j, struct brk_jop *op)
+{
+	struct jlog *l = j->ctx;
+
+	if (l->refuse)
+		return l->refuse;
+	op->id = 100 + l->n;
+	l->e[l->n].kind = op->kind;
+	l->e[l->n].what = 'i';
+	l->e[l->n].id = op->id;
+	l->e[l->n++].ioctls = dma_ioctls(l->f);
+	return 0;
+}
+
+static void jlog_done(const struct brk_journal *j, const struct brk_jop *op, bool ok)
+{
+	struct jlog *l = j->ctx;
+
+	l->e[l->n].kind = op->kind;
+	l->e[l->n].what = ok ? '+' : '-';
+	l->e[l->n].id = op->id;
+	l->e[l->n++].ioctls = dma_ioctls(l->f);
+}
+
+static void assert_jlog(const struct jlog *l, unsigned i, enum brk_jop_kind kind, char what,
+			unsigned ioctls)
+{
+	if (i >= l->n || l->e[i].kind != kind || l->e[i].what != what || l->e[i].ioctls != ioctls)
+		fail_msg(
+		    "journal entry %u: want kind %d %c after %u ioctls, got kind %d %c after %u "
+		    "(of %u entries)",
+		    i, kind, what, ioctls, i < l->n ? (int)l->e[i].kind : -1,
+		    i < l->n ? l->e[i].what : '?', i < l->n ? l->e[i].ioctls : 0, l->n);
+}
+
+static void test_dma_journal_sees_intent_before_ioctl_and_done_after(void **state)
+{
+	struct jlog l = {0};
+	struct brk_journal j = {.ctx = &l, .intent = jlog_intent, .done = jlog_done};
+	struct t *t = t_new_j(NULL, 0, &j);
+	struct snap before;
+
+	(void)state;
+	l.f = &t->f;
+	map_ok(t, OWNER1, 0x100000, 4 * PG, 0);
+	assert_jlog(&l, 0, BRK_JOP_DMA_MAP, 'i', 0);
+	assert_jlog(&l, 1, BRK_JOP_DMA_MAP, '+', 1);
+	assert_int_equal(l.e[1].id, l.e[0].id); /* done gets the op intent() filled */
+	map_ok(t, OWNER2, 0x100000, 4 * PG, 0); /* joins: no kernel call */
+	assert_jlog(&l, 2, BRK_JOP_DMA_SHARE, 'i', 1);
+	assert_jlog(&l, 3, BRK_JOP_DMA_SHARE, '+', 1);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x100000, 4 * PG, &t->err), 0);
+	assert_jlog(&l, 4, BRK_JOP_DMA_UNSHARE, 'i', 1);
+	assert_jlog(&l, 5, BRK_JOP_DMA_UNSHARE, '+', 1);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER2, 0x100000, 4 * PG, &t->err), 0);
+	assert_jlog(&l, 6, BRK_JOP_DMA_UNMAP, 'i', 1);
+	assert_jlog(&l, 7, BRK_JOP_DMA_UNMAP, '+', 2);
+	/* A kernel refusal: intent, the ioctl, done(false). */
+	t->f.map_errs[0] = -ENOSPC;
+	t->f.n_map_errs = 1;
+	assert_int_equal(brk_dma_map(t->d, OWNER1, 0x100000, PG, t->memfd, 0, RW, &t->err),
+			 -ENOSPC);
+	assert_jlog(&l, 8, BRK_JOP_DMA_MAP, 'i', 2);
+	assert_jlog(&l, 9, BRK_JOP_DMA_MAP, '-', 3);
+	/* A journal that cannot write: the map fails with its error, the kernel sees nothing. */
+	map_ok(t, OWNER1, 0x200000, PG, 0);
+	l.refuse = -ENOSPC;
+	before = snap(t);
+	assert_int_equal(brk_dma_map(t->d, OWNER1, 0x300000, PG, t->memfd, 0, RW, &t->err),
+			 -ENOSPC);
+	assert_non_null(strstr(t->err.msg, "state record could not be written"));
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x200000, PG, &t->err), -ENOSPC);
+	assert_int_equal(dma_ioctls(&t->f), before.maps + before.unmaps);
+	assert_int_equal(snap(t).st.mappings, before.st.mappings);
+	assert_int_equal(snap(t).st.pinned_bytes, before.st.pinned_bytes);
+	l.refuse = 0;
+	l.n = 0;
+	brk_dma_forget_all(t->d, NULL, NULL);
+	assert_jlog(&l, 0, BRK_JOP_DMA_FORGET, 'i', dma_ioctls(&t->f));
+	assert_jlog(&l, 1, BRK_JOP_DMA_FORGET, '+', dma_ioctls(&t->f));
+	t_free(t);
+}
+
+static void assert_same_table(struct brk_dma *a, struct brk_dma *b)
+{
+	static const uint64_t owners[] = {OWNER1, OWNER2, 33};
+	struct brk_dma_stats sa, sb;
+	uint32_t na, nb, i;
+	uint64_t ba, bb;
+
+	brk_dma_stats(a, &sa);
+	brk_dma_stats(b, &sb);
+	assert_int_equal(sa.mappings, sb.mappings);
+	assert_int_equal(sa.pinned_bytes, sb.pinned_bytes);
+	assert_int_equal(sa.maps, sb.maps);
+	assert_int_equal(sa.unmaps, sb.unmaps);
+	assert_int_equal(sa.shares, sb.shares);
+	for (i = 0; i < 3; i++) {
+		brk_dma_owner_usage(a, owners[i], &na, &ba);
+		brk_dma_owner_usage(b, owners[i], &nb, &bb);
+		assert_int_equal(na, nb);
+		assert_int_equal(ba, bb);
+	}
+}
+
+/* A table journaled into a real state record, then rebuilt from the loaded record with no kernel
+ * call: same counts, pinned bytes, counters, sharing and quotas. */
+static void test_dma_restore_from_record_rebuilds_identical_table(void **state)
+{
+	const struct brk_dma_limits lim = {.max_mappings = 4, .max_pinned_bytes = 32 * PG};
+	struct brk_rec_vm vm = {.name = "vm1", .max_mappings = 4, .max_pinned_bytes = 32 * PG};
+	struct brk_record *rec = NULL;
+	struct brk_rec_state *st = NULL;
+	const struct brk_rec_vm *lvm;
+	struct brk_dma_stats counters;
+	struct brk_journal j;
+	struct t *t, *u;
+	struct vb_err err = {0};
+	unsigned ioctls;
+
+	(void)state;
+	assert_int_equal(brk_record_new(&rec, &err), 0);
+	assert_int_equal(brk_record_vm_put(rec, &vm), 0);
+	assert_int_equal(brk_record_dma_journal(rec, "vm1", &j), 0);
+	t = t_new_j(&lim, 0, &j);
+	map_two(t);
+	map_ok(t, 33, 0x100000, 4 * PG, 0); /* shared by OWNER1 and 33 */
+	map_ok(t, OWNER2, 0x300000, PG, 0);
+	map_ok(t, OWNER1, 0x400000, PG, 0);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x400000, PG, &t->err), 0);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x100000, 4 * PG, &t->err),
+			 0); /* 33 keeps it */
+
+	assert_int_equal(brk_record_load(brk_record_fd(rec), &st, &err), 0);
+	lvm = brk_rec_state_vm(st, "vm1");
+	assert_non_null(lvm);
+	assert_int_equal(st->npending, 0);
+	u = t_new(&lim, 0);
+	ioctls = dma_ioctls(&u->f);
+	counters =
+	    (struct brk_dma_stats){.maps = lvm->maps, .unmaps = lvm->unmaps, .shares = lvm->shares};
+	if (brk_dma_restore(u->d, lvm->map, lvm->nmaps, &counters, &err) != 0)
+		fail_msg("restore: %s", err.msg);
+	assert_int_equal(dma_ioctls(&u->f), ioctls);
+	assert_same_table(t->d, u->d);
+	assert_int_equal(brk_dma_restore(u->d, lvm->map, lvm->nmaps, &counters, &err), -EBUSY);
+	/* The quota holds in the rebuilt table: 3 mappings of 4, one more fits, then no more. */
+	map_ok(u, OWNER1, 0x500000, PG, 0);
+	assert_int_equal(brk_dma_map(u->d, OWNER1, 0x600000, PG, u->memfd, 0, RW, &u->err),
+			 -ENOSPC);
+	/* Sharing survives: the shared mapping loses 33 without a kernel call, then goes. */
+	ioctls = dma_ioctls(&u->f);
+	assert_int_equal(brk_dma_unmap(u->d, OWNER1, 0x100000, 4 * PG, &u->err), -EPERM);
+	assert_int_equal(brk_dma_unmap(u->d, 33, 0x100000, 4 * PG, &u->err), 0);
+	assert_int_equal(dma_ioctls(&u->f), ioctls + 1);
+	brk_rec_state_free(st);
+	t_free(u);
+	t_free(t);
+	brk_record_free(rec);
+}
+
+static void test_dma_restore_rejects_overlap_and_unaligned(void **state)
+{
+	struct brk_dma_mapping m[2] = {
+	    {.iova = 0x100000, .size = 4 * PG, .prot = RW, .owner = 1},
+	    {.iova = 0x102000, .size = PG, .prot = RW, .owner = 1},
+	};
+	struct t *t = t_new(NULL, 0);
+	struct brk_dma_stats st;
+	struct vb_err err = {0};
+
+	(void)state;
+	assert_int_equal(brk_dma_restore(t->d, m, 2, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "overlaps"));
+	m[1].iova = 0x200800;
+	assert_int_equal(brk_dma_restore(t->d, m, 2, NULL, &err), -EINVAL);
+	assert_non_null(strstr(err.msg, "unaligned"));
+	brk_dma_stats(t->d, &st);
+	assert_int_equal(st.mappings, 0);
+	assert_int_equal(st.pinned_bytes, 0);
+	t_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_dma_journal_sees_intent_before_ioctl_and_done_after),
+	    cmocka_unit_test(test_dma_restore_from_record_rebuilds_identical_table),
+	    cmocka_unit_test(test_dma_restore_rejects_overlap_and_unaligned),
 	    cmocka_unit_test(test_dma_map_rejects_not_a_memfd),
 	    cmocka_unit_test(test_dma_map_rejects_closed_fd),
 	    cmocka_unit_test(test_dma_map_rejects_unsealed_memfd),

@@ -19,6 +19,7 @@
 #include "fdkind.h"
 #include "irq.h"
 #include "irq_pb.h"
+#include "record.h"
 
 #define TRIGGER VFIO_IRQ_SET_ACTION_TRIGGER
 #define MASK	VFIO_IRQ_SET_ACTION_MASK
@@ -500,9 +501,140 @@ static void test_irq_req_from_pb_disable_and_mask_shapes(void **state)
 	t_free(t);
 }
 
+/* ---- the journal (state record hooks) ------------------------------------------------------ */
+
+struct jlog {
+	struct fake_vfio *f;
+	int refuse;
+	unsigned n;
+	struct {
+		char what; /* 'i' intent, '+' done ok, '-' done failed */
+		uint32_t index, enabled;
+		unsigned ioctls;
+	} e[8];
+};
+
+static int jlog_intent(const struct brk_journal *j, struct brk_jop *op)
+{
+	struct jlog *l = j->ctx;
+
+	if (l->refuse)
+		return l->refuse;
+	assert_int_equal(op->kind, BRK_JOP_IRQ_SET);
+	l->e[l->n].what = 'i';
+	l->e[l->n].index = op->index;
+	l->e[l->n++].ioctls = fake_vfio_count(l->f, VFIO_DEVICE_SET_IRQS);
+	return 0;
+}
+
+static void jlog_done(const struct brk_journal *j, const struct brk_jop *op, bool ok)
+{
+	struct jlog *l = j->ctx;
+
+	l->e[l->n].what = ok ? '+' : '-';
+	l->e[l->n].index = op->index;
+	l->e[l->n].enabled = op->irq_enabled;
+	l->e[l->n++].ioctls = fake_vfio_count(l->f, VFIO_DEVICE_SET_IRQS);
+}
+
+static void test_irq_journal_sees_intent_before_ioctl_and_state_after(void **state)
+{
+	struct t *t = t_new();
+	struct jlog l = {.f = &t->f};
+	struct brk_journal j = {.ctx = &l, .intent = jlog_intent, .done = jlog_done};
+	int fds[3];
+
+	(void)state;
+	brk_irqs_set_journal(t->irqs, &j);
+	fds[0] = t->efd[0];
+	fds[1] = -1;
+	fds[2] = t->efd[1];
+	assert_int_equal(set_fds(t, MSIX, 0, 3, fds, 3), 0);
+	assert_int_equal(l.n, 2);
+	assert_true(l.e[0].what == 'i' && l.e[0].index == MSIX && l.e[0].ioctls == 0);
+	assert_true(l.e[1].what == '+' && l.e[1].enabled == 3 && l.e[1].ioctls == 1);
+	t->f.set_irqs_err = -EIO;
+	assert_int_equal(set_fds(t, MSIX, 1, 1, fds, 1), -EIO);
+	assert_true(l.e[2].what == 'i' && l.e[3].what == '-' && l.e[3].enabled == 3);
+	t->f.set_irqs_err = 0;
+	/* A journal that cannot write: refused with its error, no ioctl. */
+	l.refuse = -ENOSPC;
+	REFUSE(t, MSIX, set_fds(t, MSIX, 1, 1, fds, 1), -ENOSPC,
+	       "state record could not be written");
+	brk_irqs_set_journal(t->irqs, NULL);
+	assert_int_equal(brk_irq_disable(t->irqs, MSIX, &t->err), 0); /* no journal: no call */
+	assert_int_equal(l.n, 4);
+	t_free(t);
+}
+
+/* SET_IRQS journaled into a real state record, then the index rebuilt from the loaded record
+ * with no ioctl: the same status, and NORESIZE and the exclusion still apply. */
+static void test_irq_restore_from_record_rebuilds_identical_state(void **state)
+{
+	struct brk_rec_vm vm = {.name = "vm1"};
+	struct brk_rec_dev dev = {.bdf = "0000:00:03.0", .vm = "vm1", .state = 3};
+	struct t *t = t_new(), *u = t_new();
+	struct brk_record *rec = NULL;
+	struct brk_rec_state *st = NULL;
+	const struct brk_rec_dev *d;
+	struct brk_journal j;
+	struct vb_err err = {0};
+	struct brk_irq_status a, b;
+	int fds[4];
+	uint32_t i;
+
+	(void)state;
+	assert_int_equal(brk_record_new(&rec, &err), 0);
+	assert_int_equal(brk_record_vm_put(rec, &vm), 0);
+	assert_int_equal(brk_record_dev_put(rec, &dev), 0);
+	assert_int_equal(brk_record_irq_journal(rec, "0000:00:03.0", &j), 0);
+	brk_irqs_set_journal(t->irqs, &j);
+	fds[0] = t->efd[0];
+	fds[1] = -1;
+	fds[2] = t->efd[1];
+	fds[3] = t->efd[2];
+	assert_int_equal(set_fds(t, MSIX, 0, 4, fds, 4), 0);
+	fds[0] = -1;
+	assert_int_equal(set_fds(t, MSIX, 0, 1, fds, 1), 0);
+
+	assert_int_equal(brk_record_load(brk_record_fd(rec), &st, &err), 0);
+	d = brk_rec_state_dev(st, "0000:00:03.0");
+	assert_non_null(d);
+	for (i = 0; i < BRK_REC_MAX_IRQS; i++) {
+		const struct brk_rec_irq *x = d->irq[i];
+
+		if (!x || !x->count)
+			continue;
+		if (brk_irqs_restore(u->irqs, i, x->count, x->enabled, x->unmask_fd, x->trig, &err))
+			fail_msg("restore %u: %s", i, err.msg);
+	}
+	assert_int_equal(u->f.ncalls, 0);
+	for (i = 0; i < 5; i++) {
+		a = status(t, i);
+		b = status(u, i);
+		assert_int_equal(a.enabled, b.enabled);
+		assert_int_equal(a.triggers, b.triggers);
+		assert_int_equal(a.unmask_fd, b.unmask_fd);
+	}
+	assert_int_equal(status(u, MSIX).enabled, 4);
+	assert_int_equal(status(u, MSIX).triggers, 2);
+	REFUSE(u, MSIX, set_fds(u, MSIX, 4, 1, fds, 1), -EINVAL, "NORESIZE");
+	REFUSE(u, MSI, set_fds(u, MSI, 0, 1, &u->efd[0], 1), -EBUSY, "disable it");
+	assert_int_equal(brk_irqs_restore(u->irqs, MSIX, 5, 4, false, d->irq[MSIX]->trig, &err),
+			 -EBUSY);
+	assert_int_equal(brk_irqs_restore(u->irqs, MSI, 2, 1, false, d->irq[MSIX]->trig, &err),
+			 -EINVAL);
+	brk_rec_state_free(st);
+	brk_record_free(rec);
+	t_free(t);
+	t_free(u);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_irq_journal_sees_intent_before_ioctl_and_state_after),
+	    cmocka_unit_test(test_irq_restore_from_record_rebuilds_identical_state),
 	    cmocka_unit_test(test_irq_set_index_out_of_range_rejected),
 	    cmocka_unit_test(test_irq_set_start_out_of_range_rejected),
 	    cmocka_unit_test(test_irq_set_count_overflow_rejected),
