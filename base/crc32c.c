@@ -1,8 +1,11 @@
 /*
- * crc32c: byte-wise table CRC-32C, reflected polynomial 0x82f63b78. Roughly 1 GB/s, which is
- * plenty for the state record (kilobytes per change); the table is the one the polynomial
- * defines, written out so there is no initialization to race on.
+ * crc32c: CRC-32C, reflected polynomial 0x82f63b78. On x86-64 with SSE 4.2 (every CPU that has
+ * VT-d) the CRC32 instruction does 8 bytes per step; elsewhere a byte-wise table (about 8 times
+ * slower: it dominated the compaction of a 65535-mapping state record). The table is the one
+ * the polynomial defines, written out so there is no initialization to race on.
  */
+#include <string.h>
+
 #include "crc32c.h"
 
 static const uint32_t crc32c_table[256] = {
@@ -39,7 +42,7 @@ static const uint32_t crc32c_table[256] = {
     0xf36e6f75, 0x0105ec76, 0x12551f82, 0xe03e9c81, 0x34f4f86a, 0xc69f7b69, 0xd5cf889d, 0x27a40b9e,
     0x79b737ba, 0x8bdcb4b9, 0x988c474d, 0x6ae7c44e, 0xbe2da0a5, 0x4c4623a6, 0x5f16d052, 0xad7d5351};
 
-uint32_t vb_crc32c(uint32_t crc, const void *buf, size_t len)
+uint32_t vb_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 {
 	const uint8_t *p = buf;
 
@@ -47,4 +50,30 @@ uint32_t vb_crc32c(uint32_t crc, const void *buf, size_t len)
 	while (len--)
 		crc = crc32c_table[(crc ^ *p++) & 0xff] ^ (crc >> 8);
 	return ~crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
+							    size_t len)
+{
+	uint64_t c = ~crc, v;
+
+	for (; len >= 8; p += 8, len -= 8) {
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+	}
+	crc = (uint32_t)c;
+	while (len--)
+		crc = __builtin_ia32_crc32qi(crc, *p++);
+	return ~crc;
+}
+#endif
+
+uint32_t vb_crc32c(uint32_t crc, const void *buf, size_t len)
+{
+#if defined(__x86_64__)
+	if (__builtin_cpu_supports("sse4.2"))
+		return crc32c_hw(crc, buf, len);
+#endif
+	return vb_crc32c_sw(crc, buf, len);
 }
