@@ -298,6 +298,9 @@ static int compact(struct brk_record *rec)
 		return r;
 	}
 	memcpy(rec->base + off, snap.p, snap.len);
+	/* Old regions' bytes never pass as entries of this generation, whatever they say: even
+	 * text that reached the record (a fault message) laid out as an entry cannot. */
+	memset(rec->base + off + snap.len, 0, jrn_cap);
 	rec_slot_fill(slot, rec->gen + 1, off, snap.len, jrn_cap, vb_crc32c(0, snap.p, snap.len));
 	/* The snapshot is in the file before the slot that names it. */
 	atomic_thread_fence(memory_order_seq_cst);
@@ -402,42 +405,36 @@ void brk_record_free(struct brk_record *rec)
 
 int brk_record_new(struct brk_record **ret, struct vb_err *err)
 {
-	struct brk_record *rec;
-	int fd, r;
+	_cleanup_(brk_record_freep) struct brk_record *rec = NULL;
+	_cleanup_close_ int fd = -1;
+	int r;
 
 	fd = memfd_create(BRK_RECORD_MEMFD_NAME, MFD_CLOEXEC | MFD_ALLOW_SEALING);
 	if (fd < 0)
 		return vb_errf(err, -errno, "state record: memfd_create: %s", strerror(errno));
-	rec = rec_alloc(fd);
-	if (!rec) {
-		close(fd);
-		return vb_errf(err, -ENOMEM, "out of memory");
-	}
 	/* Sealed against shrinking: a mapping of it can never fault, here or in a later broker. */
-	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0) {
-		r = vb_errf(err, -errno, "state record: sealing the memfd: %s", strerror(errno));
-		goto fail;
-	}
+	if (fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_SEAL) < 0)
+		return vb_errf(err, -errno, "state record: sealing the memfd: %s", strerror(errno));
+	rec = rec_alloc(fd);
+	if (!rec)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	TAKE_FD(fd);
 	rec->st = rec_state_new();
 	rec->slot = 1; /* the first compaction writes slot 0, generation 1 */
 	r = rec->st ? grow(rec, REC_PAGE) : -ENOMEM;
 	if (r == 0)
 		r = compact(rec);
-	if (r < 0) {
-		vb_errf(err, r, "state record: creating it: %s", strerror(-r));
-		goto fail;
-	}
-	*ret = rec;
+	if (r < 0)
+		return vb_errf(err, r, "state record: creating it: %s", strerror(-r));
+	*ret = TAKE_PTR(rec);
 	return 0;
-fail:
-	brk_record_free(rec);
-	return r;
 }
 
 int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err)
 {
 	_cleanup_free_ uint8_t *buf = NULL;
-	struct brk_record *rec;
+	_cleanup_(brk_record_freep) struct brk_record *rec = NULL;
+	_cleanup_close_ int dup = -1;
 	struct rec_pos pos;
 	size_t len = 0;
 	int seals, r;
@@ -451,24 +448,25 @@ int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err)
 		r = vb_errf(err, -EFBIG, "state record: too large");
 	if (r < 0)
 		return r;
-	rec = rec_alloc(fcntl(fd, F_DUPFD_CLOEXEC, 3));
-	if (!rec || rec->fd < 0) {
-		r = vb_errf(err, rec ? -errno : -ENOMEM, "state record: keeping the memfd failed");
-		brk_record_free(rec);
-		return r;
-	}
+	dup = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (dup < 0)
+		return vb_errf(err, -errno, "state record: keeping the memfd: %s", strerror(errno));
+	rec = rec_alloc(dup);
+	if (!rec)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	TAKE_FD(dup);
 	r = parse(buf, len, &rec->st, &pos, err);
-	if (r == 0) {
-		rec->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rec->fd, 0);
-		if (rec->base == MAP_FAILED) {
-			rec->base = NULL;
-			r = vb_errf(err, -errno, "state record: mmap: %s", strerror(errno));
-		}
-	}
-	if (r < 0) {
-		brk_record_free(rec);
+	if (r < 0)
 		return r;
+	rec->base = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, rec->fd, 0);
+	if (rec->base == MAP_FAILED) {
+		rec->base = NULL;
+		return vb_errf(err, -errno, "state record: mmap: %s", strerror(errno));
 	}
+	/* What follows the tail is a torn entry or nothing: cleared, so that an entry appended over
+	 * a longer torn one can never be followed by a remnant that checks. */
+	memset(rec->base + pos.region_off + pos.snap_len + pos.jrn_used, 0,
+	       pos.jrn_cap - pos.jrn_used);
 	rec->size = len;
 	rec->slot = pos.slot;
 	rec->gen = pos.gen;
@@ -477,7 +475,7 @@ int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err)
 	rec->jrn_cap = pos.jrn_cap;
 	rec->jrn_used = pos.jrn_used;
 	rec->seq = pos.seq;
-	*ret = rec;
+	*ret = TAKE_PTR(rec);
 	return 0;
 }
 

@@ -32,6 +32,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "base.h"
 #include "dma.h"
 #include "err.h"
 #include "journal.h"
@@ -132,6 +133,7 @@ int brk_record_new(struct brk_record **ret, struct vb_err *err);
 int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err);
 /* Unmaps and closes. The memfd (and whatever holds a dup of it) keeps the record. NULL ok. */
 void brk_record_free(struct brk_record *rec);
+VB_DEFINE_CLEANUP(struct brk_record, brk_record_free);
 /* The memfd, borrowed: put a dup in the fd store. */
 int brk_record_fd(const struct brk_record *rec);
 /* The live state (the record's own copy): valid until the next call on `rec`. */

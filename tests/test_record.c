@@ -652,6 +652,43 @@ static void test_record_damaged_or_unknown_refused_with_reason(void **state)
 	brk_record_free(rec);
 }
 
+/* Bytes after the tail that would check as the next entry (left by a longer entry torn there, or
+ * planted through text that reached the record) are cleared when a broker adopts the record, so
+ * the entry it appends over the torn one is never followed by them. */
+static void test_record_adopt_clears_remnant_after_tail(void **state)
+{
+	struct brk_record *rec = rec_new(), *rec2 = NULL;
+	struct brk_rec_vm vm = vm_of("x", 1);
+	struct rec_buf p = {0}, f = {0};
+	struct vb_err err = {0};
+	uint64_t gen, seq;
+	size_t len, tail;
+	uint8_t *b;
+	char *d;
+
+	(void)state;
+	assert_int_equal(brk_record_vm_put(rec, &vm), 0);
+	b = file_bytes(brk_record_fd(rec), &len);
+	tail = tail_of(b, &gen, &seq);
+	vm = vm_of("evil", 1);
+	rec_enc_vm_put(&p, &vm);
+	rec_frame(&f, gen, seq + 1, REC_VM_PUT, p.p, p.len);
+	/* vm-del "x" is 24 bytes: the planted entry sits right where the next one would start. */
+	assert_int_equal(pwrite(brk_record_fd(rec), f.p, f.len, (off_t)(tail + 24)),
+			 (ssize_t)f.len);
+	assert_int_equal(brk_record_adopt(brk_record_fd(rec), &rec2, &err), 0);
+	brk_record_free(rec);
+	assert_int_equal(brk_record_vm_del(rec2, "x"), 0);
+	d = fd_dump(brk_record_fd(rec2));
+	assert_null(strstr(d, "evil"));
+	assert_null(strstr(d, "vm x"));
+	free(d);
+	free(b);
+	rec_buf_free(&p);
+	rec_buf_free(&f);
+	brk_record_free(rec2);
+}
+
 static void test_record_adopt_unsealed_refused(void **state)
 {
 	int fd = memfd_create("not-sealed", MFD_CLOEXEC);
@@ -746,6 +783,7 @@ int main(void)
 	    cmocka_unit_test(test_record_torn_compaction_loads_same_state),
 	    cmocka_unit_test(test_record_intents_pending_on_load_and_resolved),
 	    cmocka_unit_test(test_record_damaged_or_unknown_refused_with_reason),
+	    cmocka_unit_test(test_record_adopt_clears_remnant_after_tail),
 	    cmocka_unit_test(test_record_adopt_unsealed_refused),
 	    cmocka_unit_test(test_record_65535_maps_appended_and_compacted),
 	};
