@@ -42,6 +42,7 @@
 struct seen {
 	uint16_t type;
 	uint32_t index, start, count;
+	uint64_t iova, size; /* DMA_MAP, DMA_UNMAP */
 	bool disable, connected;
 	size_t nfds, nslots;
 };
@@ -61,8 +62,17 @@ struct fx {
 	bool refuse_vmms;   /* answer VMM_ADMIT with EPERM, as for a stranger's VMM */
 	int grant_fd;	    /* >= 0: sent with VMM_ADMIT's reply as the VMM's mmap grant */
 	bool silent;	    /* record requests, answer none (a broker that is not there) */
-	int log_fd;	    /* > 0: read end of the worker's stderr (else it shares ours) */
-	bool stopped;	    /* the broker thread has been joined and the channel closed */
+	/* Requests of this type (0: none) are kept unanswered in `held` until held_answer(): a
+	 * broker that answers late, after the worker gave up (--call-timeout). */
+	uint16_t hold_type;
+	struct ipc_msg *held[8];
+	int nheld;
+	int fail_irqs; /* SET_IRQS is answered with this negative errno (0: done) */
+	int heartbeat_replies;
+	uint64_t heartbeat_seq; /* the last answered */
+	int call_timeout_ms;	/* the worker's --call-timeout (0: its default) */
+	int log_fd;		/* > 0: read end of the worker's stderr (else it shares ours) */
+	bool stopped;		/* the broker thread has been joined and the channel closed */
 };
 
 static void record(struct fx *f, const struct ipc_msg *m)
@@ -75,11 +85,45 @@ static void record(struct fx *f, const struct ipc_msg *m)
 		s.count = q->count;
 		s.disable = q->disable;
 		s.nslots = q->n_fd_slots;
+	} else if (m->type == VB__BRK__TYPE__DMA_MAP) {
+		s.iova = ((const Vb__DmaMap *)m->body)->iova;
+		s.size = ((const Vb__DmaMap *)m->body)->size;
+	} else if (m->type == VB__BRK__TYPE__DMA_UNMAP) {
+		s.iova = ((const Vb__DmaUnmap *)m->body)->iova;
+		s.size = ((const Vb__DmaUnmap *)m->body)->size;
 	} else if (m->type == VB__BRK__TYPE__VMM_STATE) {
 		s.connected = ((const Vb__Brk__VmmState *)m->body)->connected;
 	}
 	if (f->nlog < LOG_MAX)
 		f->log[f->nlog++] = s;
+}
+
+/* As the real broker would, with success (VMM_ADMIT: the connection's own credentials), under
+ * f->lock. */
+static void answer(struct fx *f, const struct ipc_msg *m)
+{
+	if (m->type == VB__BRK__TYPE__VMM_ADMIT) {
+		Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
+		pid_t pid;
+		uid_t uid;
+		gid_t gid;
+		if (f->refuse_vmms || m->nfds != 1 ||
+		    ipc_peer_cred(m->fds[0], &pid, &uid, &gid) < 0) {
+			ipc_chan_reply_error(f->brk, m, -EPERM, "not the owner");
+		} else {
+			rep.pid = (uint32_t)pid;
+			rep.uid = (uint32_t)uid;
+			ipc_chan_reply(f->brk, m, &rep.base, &f->grant_fd, f->grant_fd >= 0);
+		}
+	} else if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
+		Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
+		ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
+	} else if (m->type == VB__BRK__TYPE__SET_IRQS && f->fail_irqs) {
+		ipc_chan_reply_error(f->brk, m, f->fail_irqs, "fake broker: SET_IRQS fails");
+	} else {
+		Vb__Empty e = VB__EMPTY__INIT;
+		ipc_chan_reply(f->brk, m, &e.base, NULL, 0);
+	}
 }
 
 /* The fake broker: answers every worker request with success. The channel is used under
@@ -109,31 +153,18 @@ static void *broker_thread(void *arg)
 		if (m->kind == IPC_KIND_REPLY && m->type == VB__BRK__TYPE__REMOVAL) {
 			f->removal_answer =
 			    ((const Vb__Brk__RemovalReply *)m->body)->vmm_acknowledged ? 1 : 0;
+		} else if (m->kind == IPC_KIND_REPLY && m->type == VB__BRK__TYPE__HEARTBEAT) {
+			f->heartbeat_replies++;
+			f->heartbeat_seq = ((const Vb__Brk__HeartbeatReply *)m->body)->seq;
 		} else if (m->kind == IPC_KIND_REQUEST) {
 			record(f, m);
 			if (f->silent) {
 				/* Nobody answers. */
-			} else if (m->type == VB__BRK__TYPE__VMM_ADMIT) {
-				/* As the real broker: the connection's own credentials. */
-				Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
-				pid_t pid;
-				uid_t uid;
-				gid_t gid;
-				if (f->refuse_vmms || m->nfds != 1 ||
-				    ipc_peer_cred(m->fds[0], &pid, &uid, &gid) < 0) {
-					ipc_chan_reply_error(f->brk, m, -EPERM, "not the owner");
-				} else {
-					rep.pid = (uint32_t)pid;
-					rep.uid = (uint32_t)uid;
-					ipc_chan_reply(f->brk, m, &rep.base, &f->grant_fd,
-						       f->grant_fd >= 0);
-				}
-			} else if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
-				Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
-				ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
+			} else if (m->type == f->hold_type && f->nheld < 8) {
+				f->held[f->nheld++] = m;
+				m = NULL;
 			} else {
-				Vb__Empty e = VB__EMPTY__INIT;
-				ipc_chan_reply(f->brk, m, &e.base, NULL, 0);
+				answer(f, m);
 			}
 		}
 		pthread_mutex_unlock(&f->lock);
@@ -153,9 +184,12 @@ static int spawn(struct fx *f, int *ret_listen)
 	int logp[2] = {-1, -1};
 	if (f->log_fd < 0 && pipe2(logp, O_CLOEXEC) < 0)
 		return -1;
+	char ct[48];
+	snprintf(ct, sizeof(ct), "--call-timeout=%d", f->call_timeout_ms);
 	f->pid = fork();
 	if (f->pid == 0) {
-		char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP, NULL};
+		char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP,
+				f->call_timeout_ms ? ct : NULL, NULL};
 		if (dup2(sp[1], 3) < 0 || (logp[1] >= 0 && dup2(logp[1], 2) < 0))
 			_exit(126);
 		execv(argv[0], argv);
@@ -242,6 +276,7 @@ static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, siz
 	int fds[3] = {f->memfd, lfds[0], nl > 1 ? lfds[1] : -1};
 	struct ipc_msg *rep = NULL;
 	h.protocols = protocols;
+	h.epoch = 1;
 	int r =
 	    ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, 10000, &rep, err);
 	ipc_msg_free(rep);
@@ -253,13 +288,15 @@ static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *er
 	return handoff_protos(f, 0, &lfd, 1, drop_config, err);
 }
 
-static int setup_common(void **state, bool capture_log)
+static int setup_common(void **state, bool capture_log, int call_timeout_ms)
 {
 	struct fx *f = calloc(1, sizeof(*f));
 	struct vb_err ierr;
 	int lfd;
-	if (f)
+	if (f) {
 		f->log_fd = capture_log ? -1 : 0;
+		f->call_timeout_ms = call_timeout_ms;
+	}
 	if (!f ||
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
 	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd) < 0)
@@ -277,13 +314,21 @@ static int setup_common(void **state, bool capture_log)
 
 static int setup(void **state)
 {
-	return setup_common(state, false);
+	return setup_common(state, false, 0);
 }
 
 /* The same with the worker's log captured (f->log_fd). */
 static int setup_log(void **state)
 {
-	return setup_common(state, true);
+	return setup_common(state, true, 0);
+}
+
+/* The same with a worker that gives up on a call after 300 ms (a broker answers late, or not),
+ * its log captured. Nothing depends on that time being short or long: what is held is never
+ * answered before the test releases it. */
+static int setup_short(void **state)
+{
+	return setup_common(state, true, 300);
 }
 
 /* The same worker handed the vfio-user socket only (`both`: the native one too). */
@@ -330,6 +375,8 @@ static int teardown(void **state)
 	/* The broker closing its channel ends the worker with status 0. */
 	if (!f->stopped)
 		broker_hang_up(f);
+	for (int i = 0; i < f->nheld; i++)
+		ipc_msg_free(f->held[i]);
 	if (f->pid > 0)
 		waitpid(f->pid, &status, 0);
 	if (f->log_fd > 0)
@@ -406,6 +453,21 @@ static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32
 	return r;
 }
 
+/* Hands the worker `n` eventfds (created here) as the VMM's MSI-X irqfds. */
+static void set_msix_fds(struct ipc_chan *c, int *efd, int n)
+{
+	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
+	struct ipc_msg *m = NULL;
+	for (int i = 0; i < n; i++)
+		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	sf.index = VFIO_PCI_MSIX_IRQ_INDEX;
+	sf.count = (uint32_t)n;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, efd, (size_t)n, 60000, &m, NULL),
+	    0);
+	ipc_msg_free(m);
+}
+
 /* The broker decides who may connect: a VMM it refuses gets EPERM for its HELLO, the worker keeps
  * serving, and the connection's fd went to the broker exactly once. */
 static void test_worker_broker_vmm_refused_by_broker_gets_eperm(void **state)
@@ -446,14 +508,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	/* Hand over 16 irqfds and enable MSI-X: one SET_IRQS for all 16 vectors. */
 	int efd[16];
-	for (int i = 0; i < 16; i++)
-		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
-	sf.index = VFIO_PCI_MSIX_IRQ_INDEX;
-	sf.count = 16;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, efd, 16, 10000, &m, NULL), 0);
-	ipc_msg_free(m);
+	set_msix_fds(c, efd, 16);
 	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
 	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
 	pthread_mutex_lock(&f->lock);
@@ -821,6 +876,262 @@ static void test_worker_broker_handoff_fd_count_must_match_protocols(void **stat
 	(void)state;
 }
 
+/* ---- a broker that answers late, not at all, or restarts (issue 12) ----------------------- */
+
+/* Waits until the fake broker holds `n` requests (a minute's bound for a worker that never
+ * sends them). */
+static void wait_held(struct fx *f, int n)
+{
+	int got = 0;
+	for (int i = 0; i < 6000; i++) {
+		pthread_mutex_lock(&f->lock);
+		got = f->nheld;
+		pthread_mutex_unlock(&f->lock);
+		if (got >= n)
+			return;
+		usleep(10000);
+	}
+	fail_msg("the broker holds %d requests, not %d", got, n);
+}
+
+/* The late answers: what the broker held is answered now, with success. */
+static void held_answer(struct fx *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold_type = 0;
+	for (int i = 0; i < f->nheld; i++) {
+		answer(f, f->held[i]);
+		ipc_msg_free(f->held[i]);
+	}
+	f->nheld = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void hold(struct fx *f, uint16_t type)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold_type = type;
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void send_heartbeat(struct fx *f, uint64_t seq, uint64_t epoch)
+{
+	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	hb.seq = seq;
+	hb.epoch = epoch;
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(
+	    ipc_chan_request(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, NULL), 0);
+	pthread_mutex_unlock(&f->lock);
+}
+
+static void wait_heartbeat_answered(struct fx *f, uint64_t seq)
+{
+	for (int i = 0; i < 6000; i++) {
+		pthread_mutex_lock(&f->lock);
+		bool got = f->heartbeat_replies && f->heartbeat_seq == seq;
+		pthread_mutex_unlock(&f->lock);
+		if (got)
+			return;
+		usleep(10000);
+	}
+	fail_msg("heartbeat %llu was not answered", (unsigned long long)seq);
+}
+
+/* Ends the worker (its channel hangs up) and returns what it logged. */
+static void end_and_read_log(struct fx *f, char *log, size_t len)
+{
+	int status;
+	broker_hang_up(f);
+	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
+	f->pid = 0;
+	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	read_log(f, log, len);
+}
+
+/* A DMA_MAP the broker does not answer in time fails for the VMM with ETIMEDOUT and a message
+ * that says to retry; when the answer comes after all (a restarted broker carried the request
+ * out), the worker unmaps exactly that range again, so that what the VMM was told failed is not
+ * left done. */
+static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	char log[16384];
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	dm.iova = 0x40000;
+	dm.size = 1 << 16;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err),
+	    -ETIMEDOUT);
+	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
+		fail_msg("the VMM was told '%s'", err.message);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 0);
+	held_answer(f);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
+	pthread_mutex_lock(&f->lock);
+	const struct seen *s = &f->log[f->nlog - 1];
+	assert_int_equal(s->type, VB__BRK__TYPE__DMA_UNMAP);
+	assert_int_equal(s->iova, 0x40000);
+	assert_int_equal(s->size, 1 << 16);
+	pthread_mutex_unlock(&f->lock);
+	/* The worker goes on: the VMM's retry is served. */
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err), 0);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(ram);
+	end_and_read_log(f, log, sizeof(log));
+	if (!strstr(log, "0x40000+0x10000 was done after the VMM was told it failed"))
+		fail_msg("the worker's log does not name the undone mapping:\n%s", log);
+}
+
+/* While a call waits, the broker's heartbeats are still answered (a broker that waits on the
+ * worker is there, and must not call it hung); the call completes when its answer comes. */
+static void test_worker_broker_heartbeat_answered_while_call_waits(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	hold(f, VB__BRK__TYPE__RESET);
+	Vb__Empty e = VB__EMPTY__INIT;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__RESET, &e.base, NULL, 0, NULL), 0);
+	wait_held(f, 1);
+	send_heartbeat(f, 41, 1);
+	wait_heartbeat_answered(f, 41);
+	/* The VMM's reset is still waiting for the broker. */
+	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
+	held_answer(f);
+	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	int r;
+	/* Events the reset causes may come first. */
+	for (;;) {
+		while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
+			assert_int_equal(poll(&p, 1, 60000), 1);
+		assert_int_equal(r, 0);
+		if (m->kind != IPC_KIND_EVENT)
+			break;
+		ipc_msg_free(m);
+	}
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+}
+
+/* A SET_IRQS answered after the worker gave up on it: the index's whole routing is sent again
+ * (off, then on with every vector the guest enabled), since the kernel may now hold either. */
+static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	int efd[16];
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	hold(f, VB__BRK__TYPE__SET_IRQS);
+	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
+	wait_held(f, 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
+	held_answer(f);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 2);
+	pthread_mutex_lock(&f->lock);
+	const struct seen *s = &f->log[f->nlog - 1];
+	assert_false(s->disable);
+	assert_int_equal(s->count, 16);
+	pthread_mutex_unlock(&f->lock);
+	ipc_chan_free(c);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+}
+
+/* A new broker's heartbeat (another epoch) makes the worker re-send its VMM's state, and the
+ * routing of an index whose SET_IRQS failed meanwhile; the same broker's heartbeats do not. */
+static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	int efd[16];
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = -EIO;
+	pthread_mutex_unlock(&f->lock);
+	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
+	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = 0;
+	pthread_mutex_unlock(&f->lock);
+	/* The handoff's broker (epoch 1): nothing to re-send. A VMM round trip afterwards orders
+	 * anything the heartbeat started before it. */
+	send_heartbeat(f, 5, 1);
+	wait_heartbeat_answered(f, 5);
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	cr.offset = 0x72;
+	cr.size = 2;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, 60000, &m, NULL), 0);
+	ipc_msg_free(m);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, -1, -1), 1);
+	/* A restarted broker. */
+	send_heartbeat(f, 0x9000, 2);
+	wait_heartbeat_answered(f, 0x9000);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 2);
+	ipc_chan_free(c);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+}
+
+/* A VMM that connects while the broker does not answer is refused with ETIMEDOUT and "retry"
+ * (not EPERM: it may be admitted); the broker's late admission brings a grant, which the worker
+ * closes (the VMM never got it); the next VMM gets in. */
+static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **state)
+{
+	struct fx *f = *state;
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_error err = {0};
+	struct ipc_chan *c;
+	struct ipc_msg *m = NULL;
+	int p[2];
+	char b;
+	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
+	pthread_mutex_lock(&f->lock);
+	f->grant_fd = p[1];
+	f->hold_type = VB__BRK__TYPE__VMM_ADMIT;
+	pthread_mutex_unlock(&f->lock);
+	c = vmm_connect_raw(f);
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 60000, &m, &err),
+			 -ETIMEDOUT);
+	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
+		fail_msg("the VMM was told '%s'", err.message);
+	ipc_chan_free(c);
+	held_answer(f);
+	pthread_mutex_lock(&f->lock);
+	f->grant_fd = -1;
+	pthread_mutex_unlock(&f->lock);
+	close(p[1]);
+	/* The worker's copy of the grant is closed: the pipe reads end-of-file. */
+	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, 60000), 1);
+	assert_int_equal(read(p[0], &b, 1), 0);
+	close(p[0]);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	ipc_chan_free(c);
+}
+
 /* ---- a new broker adopting a running worker (issue 12) ------------------------------------ */
 
 /* The worker as a restarted broker finds it: started by another process (here a parent that has
@@ -1126,6 +1437,17 @@ int main(void)
 	    cmocka_unit_test(test_worker_broker_handoff_fd_count_must_match_protocols),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
+					    setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_heartbeat_answered_while_call_waits,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_late_set_irqs_routing_sent_again,
+					    setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_new_epoch_state_and_failed_routing_resent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_late_vmm_admit_refused_retry_grant_closed, setup_short,
+		teardown),
 	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),
 	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),
 	    cmocka_unit_test(test_worker_broker_adopt_bad_args_refused_fds_kept),

@@ -4,12 +4,22 @@
  * SET_IRQS ioctl, device reset) as synchronous calls: the worker is single threaded and every
  * such request is made while answering a VMM request that cannot be answered before it.
  *
+ * A broker may restart under a running worker (issue 12). So a call waits a bounded time and
+ * then fails with an error the VMM can act on; its request stays in the channel and the next
+ * broker carries it out, and the late answer is compensated here so that nothing the VMM was
+ * told failed stays done (a late DMA_MAP is unmapped, a late SET_IRQS makes the index's routing
+ * be sent again, a late VMM_ADMIT's grant is closed). While a call waits, heartbeats are
+ * answered at once; other requests of the broker wait for the loop. A heartbeat of a new broker
+ * (its epoch differs) makes the worker re-send its VMM state and the routing of every index
+ * whose SET_IRQS failed or went unanswered since.
+ *
  * Trusts the broker more than the VMM (it is the privileged side), but still checks the handoff
  * against vfio-pci's limits before building a device from it: a bad table must end in a clear
  * refusal, not in undefined behaviour of the emulation.
  */
 #include <errno.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,8 +32,28 @@
 #include "common.pb-c.h"
 #include "ipc_uv.h"
 
-/* Pinning a large mapping can take the broker a while; everything else is quick. */
-#define CALL_TIMEOUT_MS 30000
+/* Calls given up on whose answer has not come (at most one per broker death in the middle of
+ * a call, or per call a slow broker answered late) and compensations not yet answered. With the
+ * call in progress they stay within the channel's 64 requests in flight. */
+#define LATE_MAX 48
+/* Requests of the broker that arrive while a call waits, kept for the loop. */
+#define DEFER_MAX 8
+
+/* What a late answer to a call given up on needs. */
+enum late_kind {
+	LATE_NOTHING, /* a compensation's own answer, a VMM_STATE, a reset: nothing to undo */
+	LATE_UNMAP,   /* DMA_MAP: unmap [iova, iova+size) again if it was done */
+	LATE_ROUTING, /* SET_IRQS: send the index's whole routing again */
+	LATE_GRANT,   /* VMM_ADMIT: close the grant it brings */
+};
+
+struct late_call {
+	uint32_t id;
+	uint16_t type;
+	enum late_kind kind;
+	uint32_t index;
+	uint64_t iova, size;
+};
 
 struct wkr_broker {
 	struct ipc_chan *chan; /* until wkr_broker_start */
@@ -35,6 +65,26 @@ struct wkr_broker {
 	struct wkr_dev *dev;
 	void (*gone)(void *data, int err);
 	void *gone_data;
+	void (*note)(void *data, const char *line);
+	int call_timeout_ms;
+	bool in_call;
+	/* The broker instance (Handoff, Heartbeat); 0 while none said. */
+	uint64_t epoch;
+	struct late_call late[LATE_MAX];
+	size_t nlate;
+	struct ipc_msg *deferred[DEFER_MAX];
+	size_t ndeferred;
+	/* IRQ indexes (bits) whose SET_IRQS failed or went unanswered since the last re-attach,
+	 * and those whose routing is to be sent again from the loop. */
+	uint32_t irq_dirty, irq_resync;
+	bool reattach; /* a new broker: re-send the VMM state from the loop */
+	struct {
+		bool known, connected;
+		pid_t pid;
+		uid_t uid;
+	} vmm;		 /* what the last VMM_STATE said */
+	uv_timer_t kick; /* runs the deferred work from the loop */
+	bool kick_open;
 };
 
 static struct ipc_chan *bchan(struct wkr_broker *b)
@@ -48,8 +98,24 @@ int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
 	if (!b)
 		return -ENOMEM;
 	b->chan = chan;
+	b->call_timeout_ms = WKR_BROKER_CALL_TIMEOUT_MS;
 	*ret = b;
 	return 0;
+}
+
+void wkr_broker_set_call_timeout(struct wkr_broker *b, int timeout_ms)
+{
+	b->call_timeout_ms = timeout_ms;
+}
+
+void wkr_broker_set_note(struct wkr_broker *b, void (*note)(void *data, const char *line))
+{
+	b->note = note;
+}
+
+static void kick_closed(uv_handle_t *h)
+{
+	free(h->data);
 }
 
 void wkr_broker_free(struct wkr_broker *b)
@@ -58,11 +124,30 @@ void wkr_broker_free(struct wkr_broker *b)
 		return;
 	ipc_msg_free(b->handoff);
 	ipc_msg_free(b->removal);
+	for (size_t i = 0; i < b->ndeferred; i++)
+		ipc_msg_free(b->deferred[i]);
 	if (b->u)
 		ipc_uv_close(b->u, NULL);
 	else
 		ipc_chan_free(b->chan);
-	free(b);
+	/* The memory goes with the timer's handle, once libuv has let go of it. */
+	if (b->kick_open)
+		uv_close((uv_handle_t *)&b->kick, kick_closed);
+	else
+		free(b);
+}
+
+__attribute__((format(printf, 2, 3))) static void note(struct wkr_broker *b, const char *fmt, ...)
+{
+	char line[300];
+	va_list ap;
+
+	if (!b->note)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	b->note(b->gone_data, line);
 }
 
 static int64_t now_ms(void)
@@ -201,6 +286,7 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 		ipc_msg_free(m);
 		return r;
 	}
+	b->epoch = ((const Vb__Brk__Handoff *)m->body)->epoch;
 	ret->device_fd = ipc_msg_take_fd(m, 0);
 	ret->listen_fd = ret->native ? ipc_msg_take_fd(m, 1) : -1;
 	ret->vfu_fd = ret->vfio_user ? ipc_msg_take_fd(m, want - 1) : -1;
@@ -227,27 +313,186 @@ int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err)
 
 /* ---- backend: requests to the broker ---------------------------------------------------- */
 
+static void handle(struct wkr_broker *b, struct ipc_msg *m);
+
+static void kick_run(uv_timer_t *t);
+
+/* Has kick_run() called from the loop (never from inside a call). */
+static void kick(struct wkr_broker *b)
+{
+	if (b->kick_open)
+		uv_timer_start(&b->kick, kick_run, 0, 0);
+}
+
+static int late_add(struct wkr_broker *b, const struct late_call *l)
+{
+	if (b->nlate == LATE_MAX)
+		return -ENOBUFS;
+	b->late[b->nlate++] = *l;
+	return 0;
+}
+
+static bool late_take(struct wkr_broker *b, uint32_t id, struct late_call *ret)
+{
+	for (size_t i = 0; i < b->nlate; i++) {
+		if (b->late[i].id != id)
+			continue;
+		*ret = b->late[i];
+		b->late[i] = b->late[--b->nlate];
+		return true;
+	}
+	return false;
+}
+
+/* A request whose answer nobody waits for, tracked so that the answer is recognised. */
+static int send_untracked(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body)
+{
+	struct late_call l = {.type = type, .kind = LATE_NOTHING};
+	int r;
+
+	if (b->nlate == LATE_MAX)
+		return -ENOBUFS;
+	r = ipc_chan_request(bchan(b), type, body, NULL, 0, &l.id);
+	return r < 0 ? r : late_add(b, &l);
+}
+
+/* The answer to a call given up on: undo what the VMM was told had failed. */
+static void compensate(struct wkr_broker *b, const struct late_call *l, const struct ipc_msg *m)
+{
+	bool done = m->kind == IPC_KIND_REPLY;
+
+	switch (l->kind) {
+	case LATE_UNMAP:
+		if (done) {
+			Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+			req.iova = l->iova;
+			req.size = l->size;
+			int r = send_untracked(b, VB__BRK__TYPE__DMA_UNMAP, &req.base);
+			note(b,
+			     "a DMA_MAP of %#llx+%#llx was done after the VMM was told it failed: "
+			     "%s",
+			     (unsigned long long)l->iova, (unsigned long long)l->size,
+			     r < 0 ? "cannot unmap it again" : "unmapping it again");
+		}
+		break;
+	case LATE_ROUTING:
+		note(b, "SET_IRQS of index %u answered late: sending its routing again", l->index);
+		b->irq_resync |= 1u << l->index;
+		kick(b);
+		break;
+	case LATE_GRANT:
+	case LATE_NOTHING:
+		break; /* the message's fds (a grant) are closed with it */
+	}
+}
+
+/*
+ * Sends a request and waits up to the call timeout for its answer, handling what else comes
+ * meanwhile (handle()). Returns 0 with the reply in *ret (NULL: freed here), the broker's
+ * negative errno with its message in err, -ETIMEDOUT ("it may be restarting"), or a channel
+ * error (-EPIPE: the broker channel is closed; the loop then ends the worker). A request given
+ * up on is remembered with `late`, which says how to undo it when its answer comes after all.
+ */
+static int call_full(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
+		     const int *fds, size_t nfds, const struct late_call *late,
+		     struct ipc_msg **ret, struct vb_err *err)
+{
+	struct ipc_chan *c = bchan(b);
+	int64_t deadline = now_ms() + b->call_timeout_ms;
+	struct ipc_msg *m = NULL;
+	uint32_t id;
+	int r;
+
+	if (ret)
+		*ret = NULL;
+	if (b->in_call || b->nlate == LATE_MAX)
+		return vb_errf(err, -EBUSY, "broker: %s",
+			       b->in_call ? "a call is in progress"
+					  : "too many calls went unanswered (is a broker there?)");
+	r = ipc_chan_request(c, type, body, fds, nfds, &id);
+	if (r < 0)
+		return vb_errf(err, r, "broker: cannot send the request: %s", strerror(-r));
+	b->in_call = true;
+	/* The answer cannot be there yet: wait before the first read (one recvmsg less). */
+	r = ipc_chan_has_queued(c) ? 0 : -EAGAIN;
+	for (;;) {
+		if (r != -EAGAIN)
+			r = ipc_chan_recv(c, &m);
+		if (r == -EAGAIN) {
+			int64_t left = deadline - now_ms();
+			struct pollfd p = {.fd = ipc_chan_fd(c),
+					   .events =
+					       POLLIN | (ipc_chan_out_pending(c) ? POLLOUT : 0)};
+
+			if (left <= 0) {
+				r = -ETIMEDOUT;
+				break;
+			}
+			r = poll(&p, 1, (int)left);
+			if (r < 0 && errno != EINTR) {
+				r = -errno;
+				break;
+			}
+			if (r > 0 && (p.revents & POLLOUT) && ipc_chan_flush(c) < 0) {
+				r = -EPIPE;
+				break;
+			}
+			/* Read when there is something (or a hang-up) to read. */
+			r = r > 0 && (p.revents & ~POLLOUT) ? 0 : -EAGAIN;
+			continue;
+		}
+		if (r < 0)
+			break; /* closed or broken: the loop sees it too and ends the worker */
+		if ((m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR) && m->id == id)
+			break;
+		handle(b, m);
+		m = NULL;
+	}
+	b->in_call = false;
+	if (r == -ETIMEDOUT) {
+		struct late_call l = late ? *late : (struct late_call){.kind = LATE_NOTHING};
+
+		l.id = id;
+		l.type = type;
+		(void)late_add(b, &l); /* room was checked before sending */
+		return vb_errf(err, r,
+			       "the broker did not answer in %d s (it may be restarting); retry",
+			       (b->call_timeout_ms + 999) / 1000);
+	}
+	if (r < 0)
+		return vb_errf(err, r, "broker channel: %s", strerror(-r));
+	if (m->kind == IPC_KIND_ERROR) {
+		const Vb__Error *e = (const Vb__Error *)m->body;
+
+		r = -(int)e->code;
+		vb_errf(err, r, "broker: %.180s",
+			e->message && e->message[0] ? e->message : strerror(-r));
+		ipc_msg_free(m);
+		return r;
+	}
+	if (ret)
+		*ret = m;
+	else
+		ipc_msg_free(m);
+	return 0;
+}
+
 static int call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body, const int *fds,
 		size_t nfds, struct vb_err *err)
 {
-	struct ipc_msg *rep = NULL;
-	struct ipc_error e = {0};
-	int r = ipc_chan_call(bchan(b), type, body, fds, nfds, CALL_TIMEOUT_MS, &rep, &e);
-	if (r < 0)
-		vb_errf(err, r, "broker: %.180s", e.message[0] ? e.message : strerror(-r));
-	ipc_msg_free(rep);
-	return r;
+	return call_full(b, type, body, fds, nfds, NULL, NULL, err);
 }
 
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, struct vb_err *err)
 {
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
+	struct late_call l = {.kind = LATE_UNMAP, .iova = iova, .size = size};
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
 	req.prot = prot;
-	return call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, err);
+	return call_full(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, &l, NULL, err);
 }
 
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
@@ -262,6 +507,18 @@ static int b_dma_unmap_all(void *ctx)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
 	return call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL);
+}
+
+/* A SET_IRQS: one that fails or goes unanswered leaves the kernel's routing of the index in
+ * doubt, so the index's whole routing is sent again when a broker is back (re-attach). */
+static int call_irqs(struct wkr_broker *b, const Vb__Brk__SetIrqs *req, const int *fds, size_t nfds)
+{
+	struct late_call l = {.kind = LATE_ROUTING, .index = req->index};
+	int r = call_full(b, VB__BRK__TYPE__SET_IRQS, &req->base, fds, nfds, &l, NULL, NULL);
+
+	if (r < 0 && req->index < 32)
+		b->irq_dirty |= 1u << req->index;
+	return r;
 }
 
 /* One SET_IRQS datagram for vectors [start, start+count) of which the first `nreal` carry the
@@ -292,7 +549,7 @@ static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uin
 	req.action = s->action;
 	req.fd_slots = slots;
 	req.n_fd_slots = count;
-	int r = call(b, VB__BRK__TYPE__SET_IRQS, &req.base, attach, nattach, NULL);
+	int r = call_irqs(b, &req, attach, nattach);
 	free(slots);
 	return r;
 }
@@ -303,7 +560,7 @@ static int b_disable(struct wkr_broker *b, uint32_t index)
 	req.index = index;
 	req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
 	req.disable = true;
-	return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
+	return call_irqs(b, &req, NULL, 0);
 }
 
 static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
@@ -319,7 +576,7 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 		req.start = s->start;
 		req.count = s->count;
 		req.action = s->action;
-		return call(b, VB__BRK__TYPE__SET_IRQS, &req.base, NULL, 0, NULL);
+		return call_irqs(b, &req, NULL, 0);
 	}
 	uint32_t done = 0;
 	if (s->enable) {
@@ -353,13 +610,29 @@ static int b_reset(void *ctx, struct vb_err *err)
 	return call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, err);
 }
 
-static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
+static void send_vmm_state(struct wkr_broker *b)
 {
 	Vb__Brk__VmmState req = VB__BRK__VMM_STATE__INIT;
-	req.connected = connected;
-	req.pid = (uint32_t)pid;
-	req.uid = (uint32_t)uid;
-	(void)call(ctx, VB__BRK__TYPE__VMM_STATE, &req.base, NULL, 0, NULL);
+	struct vb_err err = {0};
+
+	req.connected = b->vmm.connected;
+	req.pid = (uint32_t)b->vmm.pid;
+	req.uid = (uint32_t)b->vmm.uid;
+	if (call(b, VB__BRK__TYPE__VMM_STATE, &req.base, NULL, 0, &err) < 0)
+		note(b, "telling the broker the VMM %s failed: %s",
+		     b->vmm.connected ? "connected" : "left", err.msg);
+}
+
+static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
+{
+	struct wkr_broker *b = ctx;
+
+	/* Kept for a broker that adopts us later. */
+	b->vmm.known = true;
+	b->vmm.connected = connected;
+	b->vmm.pid = pid;
+	b->vmm.uid = uid;
+	send_vmm_state(b);
 }
 
 /* The worker's user namespace maps no uid but its own, so SO_PEERCRED here would call every
@@ -369,13 +642,17 @@ static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_
 {
 	struct wkr_broker *b = ctx;
 	Vb__Empty e = VB__EMPTY__INIT;
+	struct late_call l = {.kind = LATE_GRANT};
 	struct ipc_msg *rep = NULL;
-	int r = ipc_chan_call(bchan(b), VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1,
-			      CALL_TIMEOUT_MS, &rep, NULL);
+	struct vb_err err = {0};
+	int r = call_full(b, VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1, &l, &rep, &err);
 
 	(void)owner_uid;
-	if (r < 0)
+	if (r < 0) {
+		if (r != -EPERM)
+			note(b, "a VMM's connection could not be admitted: %s", err.msg);
 		return r;
+	}
 	const Vb__Brk__VmmAdmitReply *a = (const Vb__Brk__VmmAdmitReply *)rep->body;
 	*pid = (pid_t)a->pid;
 	*uid = (uid_t)a->uid;
@@ -419,24 +696,23 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 	rep.requests_served = wkr_server_requests(b->srv) + wkr_vfu_requests(b->vfu);
 	rep.interrupts_pending = wkr_irq_pending(b->dev);
 	(void)ipc_chan_reply(bchan(b), m, &rep.base, NULL, 0);
+	if (hb->epoch == 0 || hb->epoch == b->epoch)
+		return;
+	/* Another broker instance has adopted us (the first one we hear of counts only when the
+	 * handoff did not say). */
+	if (b->epoch) {
+		note(b, "a new broker (epoch %016llx) has adopted the device: re-attaching",
+		     (unsigned long long)hb->epoch);
+		b->reattach = true;
+		kick(b);
+	}
+	b->epoch = hb->epoch;
 }
 
-static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
+/* A request of the broker other than a heartbeat; owns `m`. */
+static void dispatch(struct wkr_broker *b, struct ipc_msg *m)
 {
-	struct wkr_broker *b = data;
-	if (!m) {
-		b->gone(b->gone_data, err);
-		return;
-	}
-	if (m->kind != IPC_KIND_REQUEST) {
-		/* Replies come through ipc_chan_call; anything else is stale. */
-		ipc_msg_free(m);
-		return;
-	}
 	switch (m->type) {
-	case VB__BRK__TYPE__HEARTBEAT:
-		on_heartbeat(b, m);
-		break;
 	case VB__BRK__TYPE__REMOVAL:
 		if (b->removal) {
 			(void)ipc_chan_reply_error(bchan(b), m, -EBUSY, "a removal is pending");
@@ -464,6 +740,73 @@ static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 	ipc_msg_free(m);
 }
 
+/* Whatever the broker sent but the answer a call waits for; owns `m`. */
+static void handle(struct wkr_broker *b, struct ipc_msg *m)
+{
+	struct late_call l;
+
+	if (m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR) {
+		if (late_take(b, m->id, &l) && l.type == m->type)
+			compensate(b, &l, m);
+	} else if (m->kind == IPC_KIND_REQUEST && m->type == VB__BRK__TYPE__HEARTBEAT) {
+		/* Answered even in the middle of a call: a broker that waits on us is there. */
+		on_heartbeat(b, m);
+	} else if (m->kind == IPC_KIND_REQUEST && !b->in_call && !b->ndeferred) {
+		dispatch(b, m);
+		return;
+	} else if (m->kind == IPC_KIND_REQUEST && b->ndeferred < DEFER_MAX) {
+		b->deferred[b->ndeferred++] = m;
+		kick(b);
+		return;
+	} else if (m->kind == IPC_KIND_REQUEST) {
+		(void)ipc_chan_reply_error(bchan(b), m, -EBUSY, "the worker is busy; retry");
+	}
+	ipc_msg_free(m);
+}
+
+/* From the loop: the requests that came during a call, then what a new broker or a late
+ * answer asked for. Each step may make calls, which may defer more: it runs again then. */
+static void kick_run(uv_timer_t *t)
+{
+	struct wkr_broker *b = t->data;
+
+	while (b->ndeferred && !b->in_call) {
+		struct ipc_msg *m = b->deferred[0];
+
+		memmove(b->deferred, b->deferred + 1, --b->ndeferred * sizeof(b->deferred[0]));
+		dispatch(b, m);
+	}
+	if (b->reattach) {
+		b->reattach = false;
+		if (b->vmm.known)
+			send_vmm_state(b);
+		b->irq_resync |= b->irq_dirty;
+		b->irq_dirty = 0;
+	}
+	while (b->irq_resync && b->dev) {
+		uint32_t index = (uint32_t)__builtin_ctz(b->irq_resync);
+		int r;
+
+		b->irq_resync &= ~(1u << index);
+		r = wkr_irq_resync(b->dev, index);
+		if (r < 0) {
+			note(b, "sending the routing of IRQ index %u again failed: %s", index,
+			     strerror(-r));
+			b->irq_dirty |= 1u << index;
+		}
+	}
+}
+
+static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
+{
+	struct wkr_broker *b = data;
+	if (!m) {
+		b->gone(b->gone_data, err);
+		return;
+	}
+	handle(b, m);
+}
+
 int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
 		     struct wkr_vfu *vfu, struct wkr_dev *dev, void (*gone)(void *data, int err),
 		     void *data)
@@ -473,7 +816,12 @@ int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *s
 	b->dev = dev;
 	b->gone = gone;
 	b->gone_data = data;
-	int r = ipc_uv_start(loop, b->chan, on_broker, b, &b->u);
+	int r = uv_timer_init(loop, &b->kick);
+	if (r < 0)
+		return r;
+	b->kick.data = b;
+	b->kick_open = true;
+	r = ipc_uv_start(loop, b->chan, on_broker, b, &b->u);
 	if (r == 0)
 		b->chan = NULL;
 	return r;

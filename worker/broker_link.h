@@ -34,10 +34,22 @@ struct wkr_handoff {
 
 struct wkr_broker;
 
+/* How long a call to the broker waits for its answer: long enough for a broker restart under
+ * TCG. Then the call fails with -ETIMEDOUT and "the broker did not answer in 30 s (it may be
+ * restarting); retry"; the request stays in the channel for the next broker, and its late
+ * answer is undone (a DMA mapping unmapped, an IRQ index's routing sent again, a VMM's mmap
+ * grant closed). */
+#define WKR_BROKER_CALL_TIMEOUT_MS 30000
+
 extern const struct wkr_backend_ops wkr_broker_ops;
 
 /* Takes over `chan` (the broker channel). */
 int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret);
+/* Another call timeout than WKR_BROKER_CALL_TIMEOUT_MS (tests; vfio-worker --call-timeout). */
+void wkr_broker_set_call_timeout(struct wkr_broker *b, int timeout_ms);
+/* Where the link says what it did on its own (a late answer undone, a re-attach to a new
+ * broker): one line each, with the `data` given to wkr_broker_start(). */
+void wkr_broker_set_note(struct wkr_broker *b, void (*note)(void *data, const char *line));
 void wkr_broker_free(struct wkr_broker *b);
 
 /*
@@ -51,7 +63,8 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 /* Acknowledges the HANDOFF (`err` NULL) or refuses it with err->code and err->msg. */
 int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err);
 
-/* Serves the broker's requests on `loop` from now on. `gone` runs once if the channel fails. */
+/* Serves the broker's requests on `loop` from now on. `gone` runs once if the channel fails or
+ * hangs up (the worker then ends). */
 /* `srv` and `vfu` are the servers of the protocols served (either may be NULL). */
 int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *srv,
 		     struct wkr_vfu *vfu, struct wkr_dev *dev, void (*gone)(void *data, int err),

@@ -169,6 +169,7 @@ static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t cou
 static int disable(struct wkr_dev *d, uint32_t index)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
+	ix->want = 0;
 	if (!ix->hw_on)
 		return 0;
 	struct wkr_irq_set s = {
@@ -191,6 +192,7 @@ static int irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 		nvec = ix->nvec;
 	if (nvec == 0 || r < 0)
 		return r;
+	ix->want = nvec;
 	r = route(d, index, 0, nvec, true);
 	if (r == 0) {
 		ix->hw_on = true;
@@ -256,6 +258,33 @@ int wkr_irq_release(struct wkr_dev *d)
 	return wkr__irq_quiesce(d, true);
 }
 
+/* Routes a direct index (INTx, ERR, REQ) to the VMM's fds it holds: the trigger, and for INTx
+ * the unmask eventfd. */
+static int direct_route(struct wkr_dev *d, uint32_t index)
+{
+	struct wkr_irqidx *ix = &d->irq[index];
+	struct wkr_irq_set s = {.index = index,
+				.count = 1,
+				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
+				.enable = true,
+				.fds = &ix->vec[0].vmm_fd};
+	int r;
+
+	if (ix->vec[0].vmm_fd < 0)
+		return 0;
+	r = call(d, &s);
+	if (r < 0)
+		return r;
+	ix->hw_on = true;
+	ix->hw_count = 1;
+	ix->vec[0].routed = ix->vec[0].vmm_fd;
+	if (index != VFIO_PCI_INTX_IRQ_INDEX || ix->resample_fd < 0)
+		return 0;
+	s.action = VFIO_IRQ_SET_ACTION_UNMASK;
+	s.fds = &ix->resample_fd;
+	return call(d, &s);
+}
+
 /* INTx, ERR and REQ: the VMM's eventfds are the triggers, no emulation in between. */
 static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const int *fds,
 		      int resample)
@@ -270,25 +299,46 @@ static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const i
 	if (trig < 0)
 		return -errno;
 	ix->vec[0].vmm_fd = trig;
-	struct wkr_irq_set s = {.index = index,
-				.count = 1,
-				.action = VFIO_IRQ_SET_ACTION_TRIGGER,
-				.enable = true,
-				.fds = &ix->vec[0].vmm_fd};
-	r = call(d, &s);
-	if (r < 0)
-		return r;
-	ix->hw_on = true;
-	ix->hw_count = 1;
-	ix->vec[0].routed = trig;
-	if (index != VFIO_PCI_INTX_IRQ_INDEX || resample < 0)
+	if (index == VFIO_PCI_INTX_IRQ_INDEX && resample >= 0) {
+		ix->resample_fd = fcntl(resample, F_DUPFD_CLOEXEC, 3);
+		if (ix->resample_fd < 0)
+			return -errno;
+	}
+	ix->want = 1;
+	return direct_route(d, index);
+}
+
+int wkr_irq_resync(struct wkr_dev *d, uint32_t index)
+{
+	struct wkr_irqidx *ix;
+	uint32_t want;
+	int r;
+
+	if (index >= WKR_NUM_IRQS)
+		return -EINVAL;
+	ix = &d->irq[index];
+	if (ix->nvec == 0)
 		return 0;
-	ix->resample_fd = fcntl(resample, F_DUPFD_CLOEXEC, 3);
-	if (ix->resample_fd < 0)
-		return -errno;
-	s.action = VFIO_IRQ_SET_ACTION_UNMASK;
-	s.fds = &ix->resample_fd;
-	return call(d, &s);
+	want = ix->want;
+	/* Off first whatever we believed: an enable the owner was given up on may have been
+	 * carried out after all, and a re-route may have been half done. */
+	ix->hw_on = true;
+	r = disable(d, index);
+	if (r == 0 && want) {
+		ix->want = want;
+		if (index == VFIO_PCI_MSI_IRQ_INDEX || index == VFIO_PCI_MSIX_IRQ_INDEX) {
+			r = route(d, index, 0, want, true);
+			if (r == 0) {
+				ix->hw_on = true;
+				ix->hw_count = want;
+			}
+		} else {
+			r = direct_route(d, index);
+		}
+	}
+	/* Kept for the next attempt when this one fails too. */
+	ix->want = want;
+	return r;
 }
 
 int wkr__irq_after_reset(struct wkr_dev *d)

@@ -36,7 +36,7 @@
 #define LOCAL_BYTES_DEFAULT	(64ull << 30)
 
 static const char usage[] =
-    "Usage: vfio-worker [--seccomp=kill|log|off] [--handoff-timeout=MS]\n"
+    "Usage: vfio-worker [--seccomp=kill|log|off] [--handoff-timeout=MS] [--call-timeout=MS]\n"
     "       vfio-worker --device-image=FILE [--listen=PATH] [--vfio-user=PATH]\n"
     "                   [--owner-uid=UID]\n"
     "                   [--max-dma-mappings=N] [--max-dma-bytes=N] [--seccomp=kill|log|off]\n"
@@ -103,6 +103,16 @@ static const char help[] =
     "        and is meant for standalone debugging only.\n"
     "    --handoff-timeout=MS\n"
     "        Broker mode: how long to wait for the HANDOFF (default 10000).\n"
+    "    --call-timeout=MS\n"
+    "        Broker mode: how long a request to the broker (DMA map and unmap, interrupt\n"
+    "        routing, reset, admitting a VMM) waits for its answer (default 30000: a broker\n"
+    "        restart). Then the VMM's request fails with ETIMEDOUT and \"the broker did not\n"
+    "        answer in 30 s (it may be restarting); retry\" (a connecting VMM is refused so);\n"
+    "        the next broker still carries the request out, and the worker undoes it when\n"
+    "        the answer comes (a mapping unmapped again, interrupt routing sent again, a\n"
+    "        VMM's mmap grant closed). When a new broker adopts the worker (its heartbeat\n"
+    "        names another epoch) the worker re-sends its VMM's state and the routing of\n"
+    "        every interrupt index whose request failed or went unanswered.\n"
     "    --help, --version\n"
     "        Print this text, or the version, and exit.\n"
     "\n"
@@ -141,6 +151,7 @@ struct opts {
 	uint64_t max_bytes;
 	enum sbx_seccomp_mode seccomp;
 	int handoff_timeout;
+	int call_timeout;
 };
 
 /* Everything the process holds; the device's callbacks reach the backend and server here. */
@@ -273,6 +284,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    {"max-dma-bytes", required_argument, NULL, 'b'},
 	    {"seccomp", required_argument, NULL, 's'},
 	    {"handoff-timeout", required_argument, NULL, 't'},
+	    {"call-timeout", required_argument, NULL, 'c'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -282,7 +294,8 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	*o = (struct opts){.max_maps = LOCAL_MAPS_DEFAULT,
 			   .max_bytes = LOCAL_BYTES_DEFAULT,
 			   .seccomp = SBX_SECCOMP_KILL,
-			   .handoff_timeout = HANDOFF_TIMEOUT_DEFAULT};
+			   .handoff_timeout = HANDOFF_TIMEOUT_DEFAULT,
+			   .call_timeout = WKR_BROKER_CALL_TIMEOUT_MS};
 	while ((c = getopt_long(argc, argv, "h", longopts, &idx)) != -1) {
 		switch (c) {
 		case 'i':
@@ -318,6 +331,11 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (!parse_u64(optarg, INT_MAX, &v) || v == 0)
 				goto bad;
 			o->handoff_timeout = (int)v;
+			break;
+		case 'c':
+			if (!parse_u64(optarg, INT_MAX, &v) || v == 0)
+				goto bad;
+			o->call_timeout = (int)v;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -525,6 +543,11 @@ static void broker_gone(void *data, int err)
 	uv_stop(&W.loop);
 }
 
+static void broker_note(void *data, const char *line)
+{
+	wlog("%s", line);
+}
+
 static int broker_attach(void *ctx)
 {
 	return wkr_broker_start(ctx, &W.loop, W.srv, W.vfu, W.dev, broker_gone, NULL);
@@ -546,6 +569,8 @@ static int run_broker(const struct opts *o)
 		ipc_chan_free(chan);
 		return 1;
 	}
+	wkr_broker_set_call_timeout(b, o->call_timeout);
+	wkr_broker_set_note(b, broker_note);
 	r = wkr_broker_handoff(b, o->handoff_timeout, &h, &err);
 	if (r == -EPIPE || r == -ECONNRESET) {
 		wlog("broker channel closed: exiting");

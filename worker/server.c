@@ -215,9 +215,12 @@ static void on_refused(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 	struct wkr_refusal *f = data;
 
 	if (m && m->kind == IPC_KIND_REQUEST)
-		(void)ipc_chan_reply_error(ipc_uv_chan(u), m, f->err, "%s",
-					   f->err == -EBUSY ? "the device is in use by another VMM"
-							    : "this uid may not use the device");
+		(void)ipc_chan_reply_error(
+		    ipc_uv_chan(u), m, f->err, "%s",
+		    f->err == -EBUSY	   ? "the device is in use by another VMM"
+		    : f->err == -ETIMEDOUT ? "the broker did not answer (it may be restarting); "
+					     "retry"
+					   : "this uid may not use the device");
 	ipc_msg_free(m);
 	refusal_drop(f);
 }

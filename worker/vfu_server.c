@@ -125,10 +125,14 @@ static void refuse(void *proto, int fd, int err)
 	struct wkr_vfu *s = proto;
 
 	if (s->cfg.note)
-		s->cfg.note(s->cfg.note_data,
-			    err == -EBUSY
-				? "vfio-user: a connection was closed: another VMM holds the device"
-				: "vfio-user: a connection was refused");
+		s->cfg.note(
+		    s->cfg.note_data,
+		    err == -EBUSY
+			? "vfio-user: a connection was closed: another VMM holds the device"
+		    : err == -ETIMEDOUT
+			? "vfio-user: a connection was closed: the broker did not answer (it "
+			  "may be restarting)"
+			: "vfio-user: a connection was refused");
 	close(fd);
 }
 

@@ -173,6 +173,7 @@ static void accept_one(struct wkr_serve *sv, int fd)
 	_cleanup_close_ int grant = -1;
 	pid_t pid;
 	uid_t uid;
+	int r;
 
 	if (sv->vmm)
 		settle(sv);
@@ -181,8 +182,10 @@ static void accept_one(struct wkr_serve *sv, int fd)
 		sv->cfg.ops->refuse(sv->cfg.proto, fd, -EBUSY);
 		return;
 	}
-	if (b->ops->vmm_admit(b->ctx, fd, sv->cfg.owner_uid, &pid, &uid, &grant) < 0) {
-		sv->cfg.ops->refuse(sv->cfg.proto, fd, -EPERM);
+	r = b->ops->vmm_admit(b->ctx, fd, sv->cfg.owner_uid, &pid, &uid, &grant);
+	if (r < 0) {
+		/* No answer in time is not a refusal: the VMM is told to come back. */
+		sv->cfg.ops->refuse(sv->cfg.proto, fd, r == -ETIMEDOUT ? -ETIMEDOUT : -EPERM);
 		return;
 	}
 	if (session_start(sv, fd) < 0)

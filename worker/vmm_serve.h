@@ -49,7 +49,8 @@ struct wkr_serve_ops {
 	 * still running only when it cannot end yet (a half-closed VMM still taking replies). */
 	void (*drain)(struct wkr_serve_session *v);
 	/* Turns a connection away with `err` (-EBUSY: another VMM holds the device; -EPERM: not
-	 * admitted), answering it where the protocol can; takes `fd`. */
+	 * admitted; -ETIMEDOUT: the broker, which admits VMMs, did not answer: it may be
+	 * restarting), answering it where the protocol can; takes `fd`. */
 	void (*refuse)(void *proto, int fd, int err);
 	/* Asks the VMM to let go of the device; an error ends the removal unacknowledged. */
 	int (*ask_removal)(void *proto, uint32_t timeout_ms);

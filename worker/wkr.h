@@ -183,6 +183,15 @@ int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t
 int wkr_irq_poll_fd(const struct wkr_dev *d);
 /* Reads every fired worker eventfd and sets the pending bits. Returns how many vectors fired. */
 int wkr_irq_service(struct wkr_dev *d);
+/*
+ * Sends the whole routing of one index again, as the worker intends it: the index off, then on
+ * with the vectors its last enable asked for (the guest's MSI/MSI-X enable, or the VMM's last
+ * SET_IRQS in VFIO mode; INTx, ERR and REQ with the VMM's fds), whether or not that enable was
+ * carried out. For an owner whose earlier answer never came or came too late (a broker that
+ * restarted): afterwards the kernel's state is the worker's again. Returns the first set_irqs
+ * error; the intent is kept for a later attempt.
+ */
+int wkr_irq_resync(struct wkr_dev *d, uint32_t index);
 /* The VMM went away: tears down every hardware route, closes the VMM's fds; the emulated state
  * (enables, masks, table contents, pending bits) is kept for a reconnect. */
 int wkr_irq_release(struct wkr_dev *d);

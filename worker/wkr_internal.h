@@ -78,7 +78,10 @@ struct wkr_irqidx {
 	struct wkr_vec *vec;
 	bool hw_on;	   /* SET_IRQS enabled the index */
 	uint32_t hw_count; /* vectors enabled in the kernel */
-	int resample_fd;   /* INTx unmask eventfd (dup), or -1 */
+	/* Vectors the last enable asked for (0: the last request turned the index off), whether
+	 * or not the owner carried it out: what wkr_irq_resync() restores. */
+	uint32_t want;
+	int resample_fd; /* INTx unmask eventfd (dup), or -1 */
 };
 
 struct wkr_dev {
