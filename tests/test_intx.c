@@ -112,6 +112,34 @@ static void test_intx_broker_failure_reported(void **state)
 	close(trig);
 }
 
+/* A routing whose SET_IRQS the owner failed (a broker that restarted meanwhile) is sent again
+ * as the worker intends it: off first, whatever the kernel holds, then the trigger and the
+ * resample fd; once the VMM has gone, only the off. */
+static void test_intx_resync_sends_intended_routing(void **state)
+{
+	struct tdev *t = *state;
+	int trig = new_efd(), res = new_efd();
+	t->rec.fail_next = -ETIMEDOUT;
+	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, res),
+			 -ETIMEDOUT);
+	assert_int_equal(t->rec.nsets, 0);
+	assert_int_equal(wkr_irq_resync(t->dev, VFIO_PCI_INTX_IRQ_INDEX), 0);
+	assert_int_equal(t->rec.nsets, 3);
+	assert_true(t->rec.sets[0].s.disable);
+	assert_int_equal(t->rec.sets[1].s.action, VFIO_IRQ_SET_ACTION_TRIGGER);
+	assert_true(same_efd(t->rec.sets[1].fds[0], trig));
+	assert_int_equal(t->rec.sets[2].s.action, VFIO_IRQ_SET_ACTION_UNMASK);
+	assert_true(same_efd(t->rec.sets[2].fds[0], res));
+	assert_int_equal(wkr_irq_release(t->dev), 0);
+	assert_int_equal(t->rec.nsets, 4);
+	assert_int_equal(wkr_irq_resync(t->dev, VFIO_PCI_INTX_IRQ_INDEX), 0);
+	assert_int_equal(t->rec.nsets, 5);
+	assert_true(t->rec.sets[4].s.disable);
+	assert_int_equal(wkr_irq_resync(t->dev, WKR_NUM_IRQS), -EINVAL);
+	close(trig);
+	close(res);
+}
+
 int main(void)
 {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
@@ -121,6 +149,7 @@ int main(void)
 	    T(test_intx_bad_requests_rejected),
 	    T(test_intx_err_and_req_pass_through),
 	    T(test_intx_broker_failure_reported),
+	    T(test_intx_resync_sends_intended_routing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -147,6 +147,11 @@ write('worker_brk', 'handoff_restarted', handoff(gen=3, mmap=False))
 write('worker_brk', 'handoff_heartbeats', handoff() + hb(1) + hb(2) + hb(1 << 40))
 write('worker_brk', 'handoff_removal', handoff() + rm(1000) + rm(0) + hb(3))
 write('worker_brk', 'handoff_twice', handoff() + handoff(gen=1))
+# Issue 12: the handoff's broker (epoch 7), then a restarted one (epoch 8) while a removal waits,
+# then a heartbeat of no epoch and the first broker again.
+hbe = lambda seq, epoch: rec(HEARTBEAT, u(1, seq) + u(2, epoch))
+write('worker_brk', 'handoff_new_epoch', handoff(extra=u(14, 7)) + hbe(1, 7) + rm(1000) +
+      hbe(1 << 63, 8) + hbe(2, 0) + hbe(3, 7) + rec(VMM_STATE, b'', kind=REPLY))
 write('worker_brk', 'handoff_stray', handoff() + rec(B_DMA_MAP, b'', kind=REPLY) +
       rec(VMM_ADMIT, u(1, 1), kind=REPLY) + rec(HEARTBEAT, b'', kind=EVENT) + rec(B_RESET) + rec(42))
 write('worker_brk', 'handoff_bad_version', rec(HANDOFF, u(1, 2) + b(2, '0000:01:00.0') + b(3, 'vm'), 2))
@@ -201,6 +206,9 @@ write('brk_worker', 'removal', bytes([4]) + bmap(0x100000, 0x1000) + bunmap(0x10
       set_irqs(2, 0, 0, disable=True, slots=[]) + vmm_state(0) + rec(REMOVAL, u(1, 1), kind=REPLY))
 write('brk_worker', 'before_ack', bytes([3]) + bmap(0x100000, 0x1000) + rec(B_RESET))
 write('brk_worker', 'refused', bytes([2]) + bmap(0x100000, 0x1000))
+# Issue 12: heartbeat answers with a stale sequence number and another broker's id.
+write('brk_worker', 'heartbeat_replies_stale', bytes([0]) + rec(HEARTBEAT, u(1, 1), kind=REPLY) +
+      rec(HEARTBEAT, u(1, 1 << 62), kind=REPLY) + rec(HEARTBEAT, b'', kind=REPLY))
 write('brk_worker', 'broker_types', bytes([0]) + rec(HANDOFF, b'', 2) + rec(HEARTBEAT) + rec(42) +
       rec(HEARTBEAT, u(1, 1), kind=REPLY) + rec(VMM_STATE, b'', kind=EVENT))
 
