@@ -1192,7 +1192,7 @@ static int spawn_orphan(struct fx *f, struct orphan *o, int *ret_listen)
 }
 
 struct adopted {
-	bool ready, faulted, exited, vmm_connected;
+	bool ready, faulted, exited, vmm_connected, vmm_seen;
 	int vmm_states;
 	enum brk_worker_fault kind;
 	int code, status;
@@ -1209,6 +1209,7 @@ static void ad_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
 {
 	struct adopted *a = ctx;
 	a->vmm_states++;
+	a->vmm_seen = true;
 	a->vmm_connected = connected;
 	a->vmm_pid = pid;
 }
@@ -1286,6 +1287,7 @@ static void orphan_setup(struct fx *f, struct orphan *o)
 	assert_int_equal(
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr), 0);
 	assert_int_equal(wkr_image_build(f->img, &f->memfd), 0);
+	f->grant_fd = -1;
 	assert_int_equal(spawn_orphan(f, o, &lfd), 0);
 	assert_int_equal(handoff(f, lfd, false, NULL), 0);
 	close(lfd);
@@ -1350,6 +1352,78 @@ static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void 
 	brk_worker_free(w);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	assert_int_equal(uv_loop_close(&loop), 0);
+	orphan_teardown(&f, &o);
+}
+
+/* The predecessor serves what a VMM's connection asks of it (VMM_ADMIT, VMM_STATE). */
+static void predecessor_serves(struct fx *f, uint16_t until)
+{
+	struct pollfd p = {.fd = ipc_chan_fd(f->brk), .events = POLLIN};
+	struct ipc_msg *m;
+	int r;
+	for (;;) {
+		while ((r = ipc_chan_recv(f->brk, &m)) == -EAGAIN)
+			assert_int_equal(poll(&p, 1, 60000), 1);
+		assert_int_equal(r, 0);
+		uint16_t type = m->kind == IPC_KIND_REQUEST ? m->type : 0;
+		if (type)
+			answer(f, m);
+		ipc_msg_free(m);
+		if (type == until)
+			return;
+	}
+}
+
+/* A worker whose VMM connected under the predecessor tells its adopter who the VMM is: the new
+ * broker's epoch differs from the handoff's, so after answering the first heartbeat the worker
+ * re-sends VMM_STATE, which reaches the adopter's vmm_state hook (it cannot know otherwise). */
+static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
+{
+	struct brk_config cfg = {.heartbeat_interval_ms = 1000, .heartbeat_timeout_ms = 60000};
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct brk_worker_args args;
+	struct adopted ad = {0};
+	struct brk_worker *w = NULL;
+	struct vb_err err = {0};
+	struct ipc_chan *vmm;
+	struct ipc_msg *m;
+	struct fx f;
+	struct orphan o;
+	uv_loop_t loop;
+	int fd, r;
+	(void)state;
+
+	orphan_setup(&f, &o);
+	assert_int_equal(ipc_connect(f.sock, &fd), 0);
+	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &vmm), 0);
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(ipc_chan_request(vmm, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, NULL), 0);
+	predecessor_serves(&f, VB__BRK__TYPE__VMM_STATE);
+	struct pollfd p = {.fd = ipc_chan_fd(vmm), .events = POLLIN};
+	while ((r = ipc_chan_recv(vmm, &m)) == -EAGAIN)
+		assert_int_equal(poll(&p, 1, 60000), 1);
+	assert_int_equal(r, 0);
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	ipc_msg_free(m);
+	int chan = predecessor_leaves(&f);
+	assert_true(chan >= 0);
+	assert_int_equal(uv_loop_init(&loop), 0);
+	adopt_args(&args, &cfg, &ad);
+	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
+		fail_msg("adopt: %s", err.msg);
+	run_until(&loop, &ad, &ad.ready);
+	run_until(&loop, &ad, &ad.vmm_seen);
+	assert_true(ad.vmm_connected);
+	assert_int_equal(ad.vmm_pid, (uint32_t)getpid());
+	assert_true(brk_worker_vmm_connected(w));
+	/* Ended before its VMM leaves: this adopter has no DMA table to serve the teardown. */
+	brk_worker_kill(w);
+	while (!ad.exited)
+		uv_run(&loop, UV_RUN_ONCE);
+	brk_worker_free(w);
+	uv_run(&loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(&loop), 0);
+	ipc_chan_free(vmm);
 	orphan_teardown(&f, &o);
 }
 
@@ -1449,6 +1523,7 @@ int main(void)
 		test_worker_broker_late_vmm_admit_refused_retry_grant_closed, setup_short,
 		teardown),
 	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),
+	    cmocka_unit_test(test_worker_broker_adopted_worker_resends_vmm_state),
 	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),
 	    cmocka_unit_test(test_worker_broker_adopt_bad_args_refused_fds_kept),
 	};
