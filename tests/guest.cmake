@@ -14,3 +14,6 @@ target_link_libraries(vfio-user-edu PRIVATE vb_base)
 # guest_vmm_stall SOCKET: a VMM that stops reading, then reconnects quickly (issue 14).
 add_executable(guest_vmm_stall ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_vmm_stall.c)
 target_link_libraries(guest_vmm_stall PRIVATE vb_ipc)
+
+# guest_kill_at PID POINT: SIGKILL of the broker inside a given VFIO ioctl (issue 12).
+add_executable(guest_kill_at ${CMAKE_CURRENT_SOURCE_DIR}/guest/guest_kill_at.c)

@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -255,6 +256,112 @@ int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *
 	return 0;
 }
 
+/* The loop's signals stay blocked and are taken only between iterations, so that no request
+ * or eventfd wait in the middle of an iteration is ever interrupted. */
+static sigset_t loop_signals(void)
+{
+	sigset_t set;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	return set;
+}
+
+int vmm_loop_init(struct vmm_loop *l, const char *name, const char *seconds)
+{
+	sigset_t set = loop_signals();
+	char *end;
+	long s;
+
+	errno = 0;
+	s = strtol(seconds, &end, 10);
+	if (errno || end == seconds || *end || s < 1 || s > 86400)
+		return vmm_fail("%s: SECONDS must be 1..86400, not '%s'", name, seconds);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return vmm_fail("sigprocmask: %s", strerror(errno));
+	memset(l, 0, sizeof(*l));
+	l->name = name;
+	l->t0_us = vmm_now_us();
+	l->deadline_us = l->t0_us + (double)s * 1e6;
+	return 0;
+}
+
+static void loop_print(struct vmm_loop *l, const char *what, const struct vmm_figures *fig)
+{
+	printf("%s: iterations=%lu dma_bytes_verified=%" PRIu64
+	       " interrupts=%u longest_broker_call_ms=%.1f retries=%lu\n",
+	       what, l->iterations, fig->dma_bytes, fig->interrupts, l->max_call_us / 1000,
+	       l->retries);
+	fflush(stdout);
+	l->last_print_us = vmm_now_us();
+}
+
+bool vmm_loop_next(struct vmm_loop *l, const struct vmm_figures *fig)
+{
+	sigset_t set = loop_signals();
+
+	for (;;) {
+		double left_us = l->deadline_us - vmm_now_us();
+		struct timespec ts = {0, 0};
+		int sig;
+
+		if (l->paused && left_us > 0) {
+			ts.tv_sec = (time_t)(left_us / 1e6);
+			ts.tv_nsec = (long)((left_us - (double)ts.tv_sec * 1e6) * 1e3);
+		}
+		sig = sigtimedwait(&set, NULL, &ts);
+		if (sig < 0 && errno == EINTR)
+			continue;
+		if (sig < 0)
+			break; /* EAGAIN: nothing pending (or the deadline passed while paused) */
+		if (sig != SIGUSR1)
+			return false;
+		l->paused = !l->paused;
+		if (l->paused)
+			loop_print(l, "paused", fig);
+		else
+			printf("resumed\n");
+		fflush(stdout);
+	}
+	if (vmm_now_us() >= l->deadline_us) {
+		printf("%s: deadline reached\n", l->name);
+		return false;
+	}
+	if (vmm_now_us() - l->last_print_us >= 1e6)
+		loop_print(l, "progress", fig);
+	l->iterations++;
+	return true;
+}
+
+void vmm_loop_call(struct vmm_loop *l, double t0_us)
+{
+	double us = vmm_now_us() - t0_us;
+
+	if (us > l->max_call_us)
+		l->max_call_us = us;
+}
+
+bool vmm_loop_retry(struct vmm_loop *l, int r, int *tries, const char *what)
+{
+	if (r != -ETIMEDOUT || *tries >= 2)
+		return false;
+	(*tries)++;
+	l->retries++;
+	printf("retry: %s timed out in iteration %lu (%s); sending it again\n", what, l->iterations,
+	       strerror(-r));
+	fflush(stdout);
+	return true;
+}
+
+void vmm_loop_end(struct vmm_loop *l, const struct vmm_figures *fig)
+{
+	vmm_say("%s: %lu iterations in %.1f s without an error\n", l->name, l->iterations,
+		(vmm_now_us() - l->t0_us) / 1e6);
+	loop_print(l, "loop", fig);
+}
+
 /* Prints the standard config space (256 bytes) as a VMM sees it through the native protocol,
  * 16 bytes a line: the reference the vfio-user guest tests compare another VMM's view with. */
 static int vmm_config(char **sockets, struct vmm_figures *fig)
@@ -308,7 +415,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "Usage: vfio-demo-vmm [-q] SCENARIO SOCKET [SOCKET]\n"
+	    "Usage: vfio-demo-vmm [-q] SCENARIO SOCKET [SOCKET | SECONDS]\n"
 	    "\n"
 	    "A small VMM built on libvfiobroker. It connects to the VMM socket of a vfio-worker\n"
 	    "(vfio-brokerctl add prints it), drives the device as a guest driver would, and\n"
@@ -335,6 +442,16 @@ static void usage(FILE *f)
 	    "  flr SOCKET             the same, reset by the guest's Initiate FLR (PCI Express).\n"
 	    "  session EDU E1000E     the narrated demo: edu DMA and MSI, e1000e MSI-X.\n"
 	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
+	    "  edu-loop SOCKET SECONDS\n"
+	    "                         map guest RAM and enable MSI once, then loop: map a 4 KiB\n"
+	    "                         window, DMA RAM -> device -> window with a completion MSI,\n"
+	    "                         compare, unmap; stop at the first error.\n"
+	    "  e1000e-loop SOCKET SECONDS\n"
+	    "                         enable MSI-X once, then loop over the vectors: raise,\n"
+	    "                         mask, raise (held, PBA set), unmask (delivered).\n"
+	    "  The loops run until SIGTERM or SIGINT or for SECONDS; SIGUSR1 pauses one between\n"
+	    "  two iterations (it prints \"paused: ...\") and resumes it (\"resumed\"). Requests\n"
+	    "  wait up to 60 s, so that they outlast a broker restart.\n"
 	    "\n"
 	    "Options:\n"
 	    "  -q        print only failures and the final figures\n"
@@ -345,8 +462,8 @@ int main(int argc, char **argv)
 {
 	const struct {
 		const char *name;
-		int nsock;
-		int (*run)(char **sockets, struct vmm_figures *fig);
+		int nargs;
+		int (*run)(char **args, struct vmm_figures *fig);
 	} scenarios[] = {
 	    {"edu-dma", 1, vmm_edu_dma},
 	    {"edu-msi", 1, vmm_edu_msi},
@@ -360,6 +477,8 @@ int main(int argc, char **argv)
 	    {"flr", 1, vmm_flr},
 	    {"session", 2, vmm_session},
 	    {"config", 1, vmm_config},
+	    {"edu-loop", 2, vmm_edu_loop},
+	    {"e1000e-loop", 2, vmm_e1000e_loop},
 	};
 	struct vmm_figures fig = {0};
 	int i = 1;
@@ -379,7 +498,7 @@ int main(int argc, char **argv)
 	for (size_t s = 0; s < ARRAY_SIZE(scenarios); s++) {
 		if (strcmp(argv[i], scenarios[s].name))
 			continue;
-		if (argc - i - 1 != scenarios[s].nsock) {
+		if (argc - i - 1 != scenarios[s].nargs) {
 			usage(stderr);
 			return 2;
 		}

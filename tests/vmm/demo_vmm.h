@@ -5,6 +5,7 @@
 #ifndef VB_DEMO_VMM_H
 #define VB_DEMO_VMM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -15,6 +16,22 @@ struct vmm_figures {
 	unsigned devices;
 	uint64_t dma_bytes;
 	unsigned interrupts;
+};
+
+/*
+ * A long-running loop (edu-loop, e1000e-loop): it runs until SIGTERM or SIGINT (after the
+ * iteration in progress) or until its deadline; SIGUSR1 pauses it between two iterations, where
+ * the VMM holds only its steady state (the mappings and interrupt routes it set up at start),
+ * and a second SIGUSR1 resumes it. It prints "paused: ..." and "resumed" as it does, and a
+ * "progress: ..." line at most once a second, so that a test can follow it through a log.
+ */
+struct vmm_loop {
+	const char *name;
+	double t0_us, deadline_us, last_print_us;
+	unsigned long iterations;
+	double max_call_us;    /* the longest request that needed the broker (DMA map, SET_IRQS) */
+	unsigned long retries; /* requests retried after -ETIMEDOUT (vmm_loop_retry) */
+	bool paused;
 };
 
 struct vmm_ram {
@@ -42,6 +59,20 @@ int vmm_ram_new(size_t size, struct vmm_ram *ret);
 void vmm_ram_free(struct vmm_ram *ram);
 int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *info);
 
+/* Parses SECONDS (1..86400) and blocks the loop's signals; returns 0 or -1 after saying why. */
+int vmm_loop_init(struct vmm_loop *l, const char *name, const char *seconds);
+/* Between two iterations: takes pause, resume and stop requests; false when the loop is done. */
+bool vmm_loop_next(struct vmm_loop *l, const struct vmm_figures *fig);
+/* Times one request that needs the broker: call with the start time once it returned. */
+void vmm_loop_call(struct vmm_loop *l, double t0_us);
+/*
+ * After a request that needs the broker returned r: whether to send it again. Only -ETIMEDOUT,
+ * at most twice: the worker waited for a broker that never answered (one killed in the middle
+ * of this request), and the next broker undid whatever part of it the kernel had done.
+ */
+bool vmm_loop_retry(struct vmm_loop *l, int r, int *tries, const char *what);
+void vmm_loop_end(struct vmm_loop *l, const struct vmm_figures *fig);
+
 /* Scenarios: return 0 when every check held, -1 after printing why not. */
 int vmm_edu_dma(char **sockets, struct vmm_figures *fig);
 int vmm_edu_msi(char **sockets, struct vmm_figures *fig);
@@ -54,6 +85,8 @@ int vmm_hold(char **sockets, struct vmm_figures *fig);
 int vmm_reset(char **sockets, struct vmm_figures *fig);
 int vmm_flr(char **sockets, struct vmm_figures *fig);
 int vmm_session(char **sockets, struct vmm_figures *fig);
+int vmm_edu_loop(char **args, struct vmm_figures *fig);
+int vmm_e1000e_loop(char **args, struct vmm_figures *fig);
 int vmm_session_edu(const char *path, struct vmm_figures *fig);
 int vmm_session_e1000e(const char *path, struct vmm_figures *fig);
 

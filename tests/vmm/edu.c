@@ -526,3 +526,108 @@ out:
 	vfb_dev_close(dev);
 	return r < 0 ? -1 : 0;
 }
+
+/* The loop's window: a second memfd, mapped and unmapped in every iteration. */
+#define WIN_IOVA (RAM_IOVA + RAM_SIZE)
+#define WIN_SIZE 4096u
+/* Bounds against a hang, not timings: a request that needs the broker may wait for the next
+ * one while it restarts (the worker gives up after 30 s and says so). */
+#define LOOP_TIMEOUT_MS 60000
+
+/* One iteration: map the window, RAM -> device -> window by DMA with the completion interrupt,
+ * compare, unmap. Two of its requests need the broker. */
+static int edu_loop_once(struct vfb_dev *dev, struct vmm_ram *ram, struct vmm_ram *win, int efd,
+			 struct vmm_loop *l, struct vmm_figures *fig)
+{
+	uint32_t st = 0, seed = 0x9e3779b9u * (uint32_t)l->iterations;
+	int64_t n;
+	int r, tries = 0;
+	double t0;
+
+	do {
+		t0 = vmm_now_us();
+		r = vfb_dev_dma_map(dev, win->fd, 0, WIN_IOVA, WIN_SIZE,
+				    VFB_DMA_READ | VFB_DMA_WRITE);
+		vmm_loop_call(l, t0);
+	} while (vmm_loop_retry(l, r, &tries, "DMA map of the window"));
+	if (vmm_check(dev, r, "DMA map of the window") < 0)
+		return -1;
+	fill(ram->mem, EDU_XFER, seed);
+	memset(win->mem, 0, EDU_XFER);
+	if (edu_dma(dev, RAM_IOVA, EDU_BUF, EDU_XFER, 0) < 0 ||
+	    edu_dma(dev, EDU_BUF, WIN_IOVA, EDU_XFER, EDU_DMA_TO_RAM | EDU_DMA_IRQ) < 0)
+		return -1;
+	n = vmm_wait_eventfd(efd, LOOP_TIMEOUT_MS);
+	r = vmm_bar_read32(dev, EDU_BAR, EDU_IRQ_STATUS, &st);
+	r = r ?: vmm_bar_write32(dev, EDU_BAR, EDU_IRQ_ACK, st);
+	if (vmm_check(dev, r, "acknowledge interrupt") < 0)
+		return -1;
+	if (n <= 0)
+		return vmm_fail("iteration %lu: no completion MSI within %d s", l->iterations,
+				LOOP_TIMEOUT_MS / 1000);
+	if (!(st & EDU_DMA_DONE))
+		return vmm_fail("iteration %lu: completion MSI with status 0x%x", l->iterations,
+				st);
+	if (memcmp(ram->mem, win->mem, EDU_XFER))
+		return vmm_fail("iteration %lu: the window's bytes differ from guest RAM's",
+				l->iterations);
+	fig->dma_bytes += EDU_XFER;
+	fig->interrupts++;
+	tries = 0;
+	do {
+		t0 = vmm_now_us();
+		r = vfb_dev_dma_unmap(dev, WIN_IOVA, WIN_SIZE);
+		vmm_loop_call(l, t0);
+	} while (vmm_loop_retry(l, r, &tries, "DMA unmap of the window"));
+	return vmm_check(dev, r, "DMA unmap of the window");
+}
+
+/*
+ * edu-loop SOCKET SECONDS: guest RAM mapped and MSI routed once (the steady state), then
+ * iterations of edu_loop_once until stopped (struct vmm_loop). Meant to run while the broker
+ * restarts: requests then wait for the next broker, and nothing may fail.
+ */
+int vmm_edu_loop(char **args, struct vmm_figures *fig)
+{
+	struct vmm_ram ram = {.fd = -1}, win = {.fd = -1};
+	struct vmm_loop l;
+	struct vfb_dev *dev;
+	int efd = -1, r;
+
+	if (vmm_loop_init(&l, "edu-loop", args[1]) < 0 || edu_open(args[0], &dev) < 0)
+		return -1;
+	fig->devices = 1;
+	r = vfb_dev_set_timeout(dev, LOOP_TIMEOUT_MS);
+	r = r ?: vmm_ram_new(RAM_SIZE, &ram);
+	r = r ?: vmm_ram_new(WIN_SIZE, &win);
+	if (r < 0) {
+		vmm_fail("guest RAM: %s", strerror(-r));
+		goto out;
+	}
+	r = -1;
+	efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0) {
+		vmm_fail("eventfd: %s", strerror(errno));
+		goto out;
+	}
+	if (vmm_check(
+		dev,
+		vfb_dev_dma_map(dev, ram.fd, 0, RAM_IOVA, RAM_SIZE, VFB_DMA_READ | VFB_DMA_WRITE),
+		"DMA map") < 0 ||
+	    edu_msi_enable(dev, efd, true) < 0)
+		goto out;
+	printf("steady: %u KiB mapped at IOVA 0x%llx, MSI enabled\n", RAM_SIZE >> 10, RAM_IOVA);
+	fflush(stdout);
+	while (vmm_loop_next(&l, fig))
+		if (edu_loop_once(dev, &ram, &win, efd, &l, fig) < 0)
+			goto out;
+	vmm_loop_end(&l, fig);
+	r = 0;
+out:
+	if (efd >= 0)
+		close(efd);
+	vfb_dev_close(dev);
+	vmm_ram_free(&win);
+	vmm_ram_free(&ram);
+	return r;
+}
