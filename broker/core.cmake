@@ -18,5 +18,6 @@ add_library(vb_broker_core STATIC
 target_include_directories(vb_broker_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vb_broker_core PUBLIC vb_base vb_proto)
 
-add_executable(vfio-broker-selftest ${CMAKE_CURRENT_SOURCE_DIR}/selftest.c)
+add_executable(vfio-broker-selftest ${CMAKE_CURRENT_SOURCE_DIR}/selftest.c
+	${CMAKE_CURRENT_SOURCE_DIR}/selftest_record.c)
 target_link_libraries(vfio-broker-selftest PRIVATE vb_broker_core)

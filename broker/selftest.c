@@ -29,18 +29,12 @@
 #include "device_pb.h"
 #include "dma.h"
 #include "irq.h"
+#include "selftest.h"
 #include "vfio.h"
-
-#define OWNER_A 1
-#define OWNER_B 2
-#define RW	(BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE)
 
 static unsigned n_checks, n_failed;
 
-static void check(bool ok, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void check(bool ok, const char *name, const char *fmt, ...)
+void check(bool ok, const char *name, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -56,18 +50,6 @@ static void check(bool ok, const char *name, const char *fmt, ...)
 	va_end(ap);
 	printf("\n");
 }
-
-struct ctx {
-	struct brk_container *c;
-	struct brk_group *g;
-	struct brk_vfio_dev *d;
-	struct brk_dma *dma;
-	uint64_t pg;
-	int memfd; /* 64 pages, sealed against shrinking */
-	int memfd_unsealed;
-	uint32_t avail0; /* the kernel's DMA_AVAIL before we mapped anything */
-	bool have_avail;
-};
 
 static void print_device(struct brk_vfio_dev *d)
 {
@@ -97,7 +79,7 @@ static void print_device(struct brk_vfio_dev *d)
 	}
 }
 
-static int make_memfd(uint64_t size, int seals)
+int make_memfd(uint64_t size, int seals)
 {
 	int fd = memfd_create("vfio-broker-selftest", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
@@ -109,7 +91,7 @@ static int make_memfd(uint64_t size, int seals)
 	return fd;
 }
 
-static void stats(const struct ctx *x, uint32_t *n, uint64_t *bytes)
+void stats(const struct ctx *x, uint32_t *n, uint64_t *bytes)
 {
 	struct brk_dma_stats st;
 
@@ -119,7 +101,7 @@ static void stats(const struct ctx *x, uint32_t *n, uint64_t *bytes)
 }
 
 /* Our count of mappings must equal what the kernel says it holds for this container. */
-static void check_kernel_count(struct ctx *x, const char *name)
+void check_kernel_count(struct ctx *x, const char *name)
 {
 	uint32_t n, avail;
 	uint64_t bytes;
@@ -154,8 +136,8 @@ static void reject(struct ctx *x, const char *name, int want, uint64_t iova, uin
 		brk_dma_unmap(x->dma, OWNER_A, iova, size, NULL);
 }
 
-static void map_ok(struct ctx *x, const char *name, uint64_t owner, uint64_t iova, uint64_t size,
-		   uint64_t off)
+void map_ok(struct ctx *x, const char *name, uint64_t owner, uint64_t iova, uint64_t size,
+	    uint64_t off)
 {
 	struct vb_err err = {0};
 	int r = brk_dma_map(x->dma, owner, iova, size, x->memfd, off, RW, &err);
@@ -422,6 +404,7 @@ static int run(const char *bdf, const char *bdf2, bool bind, bool do_reset)
 	irq_rejects(&x);
 	r = brk_irq_disable_all(brk_vfio_dev_irqs(x.d));
 	check(r == 0, "irq_disable_all_noop", "%d", r);
+	selftest_record(&x, bdf);
 	if (do_reset) {
 		r = brk_vfio_dev_reset(x.d, &err);
 		check(r == 0 && brk_vfio_dev_resets(x.d) == 1, "device_reset", "%d %s", r, err.msg);

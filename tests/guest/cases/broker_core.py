@@ -33,3 +33,19 @@ def broker_core_every_device(g):
     for check in ("container_shared_by_second_group", "second_device_opened",
                   "second_group_released"):
         assert any(l.endswith(" - " + check) for l in oks), "no 'ok' for %s:\n%s" % (check, out)
+
+
+@guest_test("state_record_matches_kernel")
+def state_record_matches_kernel(g):
+    """The state record (issue 12) on the real container: a DMA table and an MSI index journaled
+    into it, a map left in flight as a killed broker leaves it (intent written, VFIO_IOMMU_MAP_DMA
+    done, no commit), then the takeover: the pending map comes back and the kernel, unmapping
+    exactly its range, says it held it; the table rebuilt from the record with no kernel call has
+    the kernel's count of mappings and unmaps them all to zero."""
+    out, oks = selftest(g, g.bdf("edu0"))
+    for check in ("record_dma_map_journaled", "record_irq_restored", "record_map_in_flight",
+                  "record_adopted", "record_pending_map_was_in_kernel",
+                  "record_dma_table_identical", "record_restored_count_matches_kernel",
+                  "record_restored_kernel_count_zero"):
+        assert any(l.endswith(" - " + check) for l in oks), "no 'ok' for %s:\n%s" % (check, out)
+    note("%d record checks" % len([l for l in oks if " - record_" in l]))
