@@ -54,6 +54,7 @@ run bench_worker "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
 run bench_vfu "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
 run bench_seccomp
 run bench_record
+run bench_restart "$bin/vfio-brokerd" "$bin/vfio-worker"
 run bench_mem "$bin/vfio-worker" "$top/tests/fixtures/edu.img" "$bin/bench_idle_static"
 if [ "${VB_BENCH_GUEST:-1}" != 0 ]; then
 	python3 -B "$here/guest_bench.py" "$build" || status=1
