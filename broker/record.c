@@ -23,6 +23,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <linux/falloc.h>
 
 #include "base.h"
 #include "crc32c.h"
@@ -274,6 +275,15 @@ void rec_slot_fill(uint8_t *slot, uint64_t gen, uint64_t off, uint64_t snap_len,
 	vb_le32_put(slot + REC_SLOT_CRC, vb_crc32c(0, slot, REC_SLOT_CRC));
 }
 
+/* Zeroes [off, off + len) of the memfd by giving its pages back (a hole reads as zeros), so that
+ * clearing a journal costs no memory; the memset is for a kernel that refuses. */
+static void clear(struct brk_record *rec, uint64_t off, uint64_t len)
+{
+	if (len && fallocate(rec->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, (off_t)off,
+			     (off_t)len) < 0)
+		memset(rec->base + off, 0, len);
+}
+
 /* Writes the whole state as a new region and flips to it. Nothing the live slot names is
  * touched until the flip, which is the last store. */
 static int compact(struct brk_record *rec)
@@ -300,12 +310,15 @@ static int compact(struct brk_record *rec)
 	memcpy(rec->base + off, snap.p, snap.len);
 	/* Old regions' bytes never pass as entries of this generation, whatever they say: even
 	 * text that reached the record (a fault message) laid out as an entry cannot. */
-	memset(rec->base + off + snap.len, 0, jrn_cap);
+	clear(rec, off + snap.len, jrn_cap);
 	rec_slot_fill(slot, rec->gen + 1, off, snap.len, jrn_cap, vb_crc32c(0, snap.p, snap.len));
 	/* The snapshot is in the file before the slot that names it. */
 	atomic_thread_fence(memory_order_seq_cst);
 	memcpy(rec->base + (rec->slot ^ 1) * REC_SLOT_STEP, slot, REC_SLOT_LEN);
 	atomic_thread_fence(memory_order_seq_cst);
+	/* The region the other slot names is dead now: its memory goes back. */
+	if (rec->gen)
+		clear(rec, rec->region_off, rec->snap_len + rec->jrn_cap);
 	rec->slot ^= 1;
 	rec->gen++;
 	rec->region_off = off;
@@ -465,9 +478,8 @@ int brk_record_adopt(int fd, struct brk_record **ret, struct vb_err *err)
 	}
 	/* What follows the tail is a torn entry or nothing: cleared, so that an entry appended over
 	 * a longer torn one can never be followed by a remnant that checks. */
-	memset(rec->base + pos.region_off + pos.snap_len + pos.jrn_used, 0,
-	       pos.jrn_cap - pos.jrn_used);
 	rec->size = len;
+	clear(rec, pos.region_off + pos.snap_len + pos.jrn_used, pos.jrn_cap - pos.jrn_used);
 	rec->slot = pos.slot;
 	rec->gen = pos.gen;
 	rec->region_off = pos.region_off;

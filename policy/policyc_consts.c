@@ -18,6 +18,7 @@
 #include <termios.h>
 
 #include <asm/prctl.h>
+#include <linux/falloc.h>
 #include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <linux/vfio.h>
@@ -82,6 +83,9 @@ static const struct policyc_const policyc__consts[] = {
     K(MADV_DONTFORK),
     K(MFD_CLOEXEC),
     K(MFD_ALLOW_SEALING),
+    /* <linux/falloc.h> */
+    K(FALLOC_FL_KEEP_SIZE),
+    K(FALLOC_FL_PUNCH_HOLE),
     /* <fcntl.h> */
     K(F_DUPFD),
     K(F_DUPFD_CLOEXEC),
