@@ -67,6 +67,10 @@ int vfb__conn_init(struct vfb__conn *c, int fd, const struct ipc_proto *proto, u
 	r = ipc_chan_new(fd, proto, NULL, &c->chan);
 	if (r < 0)
 		return r;
+	/* Only ipc reads and writes the socket (the caller polls the epoll set): a call can wait
+	 * for its answer in recvmsg() itself, a system call less per request than poll() first.
+	 * Should the fcntl fail, calls wait in poll() as before. */
+	(void)ipc_chan_wait_in_recv(c->chan);
 	c->epfd = TAKE_FD(epfd);
 	c->evfd = TAKE_FD(evfd);
 	return 0;

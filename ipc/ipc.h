@@ -218,6 +218,18 @@ bool ipc_chan_out_pending(const struct ipc_chan *c);
 /* True when ipc_chan_recv() would return a queued message without reading the socket. */
 bool ipc_chan_has_queued(const struct ipc_chan *c);
 
+/*
+ * For a channel whose owner only ever polls its fd (never reads or writes it, and never hands
+ * it to a loop that does, such as libuv's): clears the fd's O_NONBLOCK, so that
+ * ipc_chan_call() waits for its answer in one blocking recvmsg() bounded by SO_RCVTIMEO rather
+ * than in poll() and then recvmsg(), one system call less per call. Every other operation of
+ * the channel stays non-blocking: it passes MSG_DONTWAIT. A call whose request had to be
+ * queued, or with a timeout of 0, waits in poll() as before, and so does a call on an fd that
+ * was made non-blocking again. The file status flag is shared with every duplicate of the fd.
+ * Errors: fcntl()'s, as negative errno.
+ */
+int ipc_chan_wait_in_recv(struct ipc_chan *c);
+
 /* Takes ownership of fd `i` of a message; returns -EBADF when it is absent or already taken. */
 int ipc_msg_take_fd(struct ipc_msg *m, size_t i);
 /* Only for messages from ipc_chan_recv() or ipc_chan_call(); NULL is ignored. */

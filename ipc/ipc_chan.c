@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -193,6 +194,7 @@ int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits 
 	c->proto = proto;
 	c->lim = *limits;
 	c->next_id = 1;
+	c->rcvtimeo_ms = -2;
 	r = chan_alloc(c);
 	if (r == 0)
 		r = ipc_peer_cred(fd, &c->peer_pid, &c->peer_uid, &c->peer_gid);
@@ -597,6 +599,36 @@ int ipc_chan_recv(struct ipc_chan *c, struct ipc_msg **ret)
 	return ipc__chan_read(c, ret);
 }
 
+int ipc_chan_wait_in_recv(struct ipc_chan *c)
+{
+	int fl = fcntl(c->fd, F_GETFL);
+
+	if (fl < 0 || fcntl(c->fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		return -errno;
+	c->recv_waits = true;
+	return 0;
+}
+
+/* Whether this call may wait in recvmsg(): the socket's receive timeout is the call's. */
+static bool can_wait_in_recv(struct ipc_chan *c, int timeout_ms)
+{
+	struct timeval tv = {0};
+
+	if (!c->recv_waits || c->ohead || timeout_ms == 0)
+		return false;
+	if (c->rcvtimeo_ms == timeout_ms)
+		return true;
+	if (timeout_ms > 0) {
+		tv.tv_sec = timeout_ms / 1000;
+		tv.tv_usec = (timeout_ms % 1000) * 1000;
+	}
+	/* Zero is no timeout: a call that waits forever (timeout -1). */
+	if (setsockopt(c->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) < 0)
+		return false;
+	c->rcvtimeo_ms = timeout_ms;
+	return true;
+}
+
 /* Waits for something to read, sending what the send queue holds (the call's own request may
  * be in it) as the socket takes it. */
 static int wait_readable(struct ipc_chan *c, int64_t deadline)
@@ -652,7 +684,7 @@ static int await_answer(struct ipc_chan *c, uint32_t id, int timeout_ms, struct 
 	 * between, so the first read would almost always be an -EAGAIN, one system call per call
 	 * for nothing (a third of a trapped access's calls). Waiting first costs nothing when
 	 * something is readable already: poll() returns at once. */
-	bool readable = false;
+	bool readable = false, waited_in_recv = false;
 	struct ipc_msg *m;
 	int r;
 
@@ -660,12 +692,19 @@ static int await_answer(struct ipc_chan *c, uint32_t id, int timeout_ms, struct 
 		/* Holding more would let a flooding peer grow the queue without bound. */
 		if (c->qlen >= IPC_QUEUE_MAX)
 			return -ENOBUFS;
-		if (!readable) {
-			r = wait_readable(c, deadline);
-			if (r < 0)
-				return r;
+		if (!readable && !waited_in_recv && can_wait_in_recv(c, timeout_ms)) {
+			/* Once per call: the socket's timeout is the whole call's, and after an
+			 * unrelated message or an interruption poll() keeps the deadline. */
+			waited_in_recv = true;
+			r = ipc__chan_read_wait(c, &m);
+		} else {
+			if (!readable) {
+				r = wait_readable(c, deadline);
+				if (r < 0)
+					return r;
+			}
+			r = ipc__chan_read(c, &m);
 		}
-		r = ipc__chan_read(c, &m);
 		readable = r != -EAGAIN;
 		if (r == -EAGAIN)
 			continue;

@@ -99,6 +99,8 @@ struct ipc_chan {
 	gid_t peer_gid;
 	uint32_t next_id;
 	bool taken_over; /* answers matching no request are dropped (ipc_chan_take_over) */
+	bool recv_waits; /* ipc_chan_wait_in_recv(): calls wait in a blocking recvmsg() */
+	int rcvtimeo_ms; /* SO_RCVTIMEO as last set, -2 before */
 	struct ipc__pending *pending; /* lim.max_outstanding slots */
 	uint32_t npending; /* slots not free: none is the common case, found without a scan */
 	struct ipc__msgbox *qhead, *qtail;
@@ -116,6 +118,10 @@ struct ipc__pending *ipc__pending_find(struct ipc_chan *c, uint32_t id);
 
 /* Reads one datagram from the socket (never the queue) and validates it. */
 int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret);
+/* The same, but the first read waits in recvmsg() itself, up to the socket's SO_RCVTIMEO; on a
+ * channel whose fd is non-blocking it does not wait. -EAGAIN when it timed out, was
+ * interrupted or would have blocked: the caller then waits with poll() to its deadline. */
+int ipc__chan_read_wait(struct ipc_chan *c, struct ipc_msg **ret);
 
 /* Sends one datagram, or queues it behind those already waiting; with the queue turned off,
  * waits for buffer space up to `timeout_ms` (0: try once). */

@@ -78,7 +78,7 @@ static bool peer_gone(int fd)
 	return poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLRDHUP));
 }
 
-static int read_datagram(struct ipc_chan *c, struct rx *x)
+static int read_datagram(struct ipc_chan *c, struct rx *x, bool wait)
 {
 	struct iovec iov = {.iov_base = c->rbuf, .iov_len = (size_t)c->lim.max_datagram + 1};
 	struct msghdr mh = {
@@ -89,10 +89,11 @@ static int read_datagram(struct ipc_chan *c, struct rx *x)
 	};
 
 	do
-		x->len = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
-	while (x->len < 0 && errno == EINTR);
+		x->len = recvmsg(c->fd, &mh, MSG_CMSG_CLOEXEC | (wait ? 0 : MSG_DONTWAIT));
+	while (x->len < 0 && errno == EINTR && !wait);
 	if (x->len < 0) {
-		if (errno == EAGAIN || errno == EWOULDBLOCK)
+		/* A wait that was interrupted goes back to the caller's deadline. */
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
 			return -EAGAIN;
 		return -errno;
 	}
@@ -233,7 +234,7 @@ static void answer_refusal(struct ipc_chan *c, const struct rx *x, int err)
 		ipc__chan_refuse(c, x->h.type, x->h.id, err, x->why);
 }
 
-int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret)
+static int chan_read(struct ipc_chan *c, struct ipc_msg **ret, bool wait)
 {
 	const ProtobufCMessageDescriptor *desc = NULL;
 	struct ipc_msg *m = NULL;
@@ -241,10 +242,10 @@ int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret)
 	bool drop;
 	int r;
 
-	for (;;) {
+	for (;; wait = false) {
 		memset(&x, 0, offsetof(struct rx, fds));
 		drop = false;
-		r = read_datagram(c, &x);
+		r = read_datagram(c, &x, wait);
 		if (r < 0)
 			return r;
 		r = check_frame(c, &x);
@@ -263,4 +264,14 @@ int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret)
 		}
 		ipc_msg_free(m); /* the answer to a call that gave up */
 	}
+}
+
+int ipc__chan_read(struct ipc_chan *c, struct ipc_msg **ret)
+{
+	return chan_read(c, ret, false);
+}
+
+int ipc__chan_read_wait(struct ipc_chan *c, struct ipc_msg **ret)
+{
+	return chan_read(c, ret, true);
 }

@@ -421,6 +421,65 @@ static void test_ipc_call_events_queued_and_delivered_after(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* A channel that waits for answers in recvmsg() (as libvfiobroker's do): answers, events and
+ * requests that arrive first, timeouts (finite and none) behave as with poll(), and nothing
+ * else of the channel blocks. */
+static void test_ipc_call_wait_in_recv_same_answers_and_never_blocks_otherwise(void **state)
+{
+	int before = count_fds(), pw[2];
+	struct ipc_chan *a;
+	struct peer p = {0};
+	struct ipc_msg *m = NULL, *req;
+	struct ipc_error err;
+	int64_t t0, dt;
+
+	assert_int_equal(pipe2(pw, O_CLOEXEC), 0);
+	p.raw = pw[1];
+	chan_pair(NULL, NULL, &a, &p.c);
+	assert_int_equal(ipc_chan_wait_in_recv(a), 0);
+	assert_int_equal(fcntl(ipc_chan_fd(a), F_GETFL) & O_NONBLOCK, 0);
+	/* A receive on an empty socket still returns at once. */
+	assert_int_equal(ipc_chan_recv(a, &m), -EAGAIN);
+
+	/* The event and the request that come before the answer are queued, in order. */
+	peer_start(&p, peer_interleave);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL), 0);
+	peer_join(&p);
+	assert_int_equal(p.result, 0);
+	assert_data(m, "answer");
+	ipc_msg_free(m);
+	assert_int_equal(ipc_chan_recv(a, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_chan_recv(a, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_REQUEST);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_chan_recv(a, &m), -EAGAIN);
+
+	/* No answer: the call's own timeout, not the previous call's. */
+	m = NULL;
+	t0 = mono_ms();
+	assert_int_equal(ipc_chan_call(a, T_FDS, NULL, NULL, 0, 150, &m, NULL), -ETIMEDOUT);
+	dt = mono_ms() - t0;
+	assert_true(dt >= 150 && dt < 60000);
+	assert_null(m);
+	assert_int_equal(ipc_chan_recv(p.c, &req), 0);
+	ipc_msg_free(req);
+
+	/* No timeout at all (-1): the answer, however late, is waited for. */
+	peer_start(&p, peer_error_reply);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, -1, &m, &err), -EPERM);
+	peer_join(&p);
+	assert_int_equal(p.result, 0);
+	assert_string_equal(err.message, "no access to 0000:00:03.0");
+
+	close(pw[0]);
+	close(pw[1]);
+	ipc_chan_free(a);
+	ipc_chan_free(p.c);
+	assert_int_equal(count_fds(), before);
+}
+
 static void test_ipc_call_queue_full_enobufs_nothing_lost(void **state)
 {
 	int before = count_fds(), i, fd;
@@ -862,6 +921,7 @@ int main(void)
 	    cmocka_unit_test(test_ipc_call_peer_hangup_epipe),
 	    cmocka_unit_test(test_ipc_call_timeout_late_answer_dropped),
 	    cmocka_unit_test(test_ipc_take_over_predecessor_answers_dropped),
+	    cmocka_unit_test(test_ipc_call_wait_in_recv_same_answers_and_never_blocks_otherwise),
 	    cmocka_unit_test(test_ipc_call_events_queued_and_delivered_after),
 	    cmocka_unit_test(test_ipc_call_queue_full_enobufs_nothing_lost),
 	    cmocka_unit_test(test_ipc_request_outstanding_limit_enobufs),

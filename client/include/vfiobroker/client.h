@@ -97,8 +97,10 @@ VFB_EXPORT int vfb_dev_connect(const char *path, const char *client_name, uint32
  * that receives the socket from its orchestrator). Ownership of `fd` passes to the handle on
  * success only; on failure the caller still owns it.
  * Errors: as vfb_dev_connect(), plus -EBADF when `fd` is not open, -ENOTSOCK when it is not a
- * socket, -EPROTOTYPE when it is not SOCK_SEQPACKET. The fd is switched to non-blocking mode
- * (the file status is shared with any duplicate the caller keeps).
+ * socket, -EPROTOTYPE when it is not SOCK_SEQPACKET. The handle clears the fd's O_NONBLOCK and
+ * sets its SO_RCVTIMEO (a request waits for its answer in one blocking recvmsg(); everything
+ * else it does passes MSG_DONTWAIT); both are shared with any duplicate the caller keeps, which
+ * it should not read or write.
  */
 VFB_EXPORT int vfb_dev_connect_fd(int fd, const char *client_name, uint32_t flags,
 				  struct vfb_dev **ret);
