@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -320,4 +322,52 @@ int bench_run_placed(const struct bench_pair *p, const struct bench_placement *p
 	q.name = name;
 	q.baseline = base;
 	return bench_run(&q);
+}
+
+static void echo_loop(int fd, size_t reply_len)
+{
+	uint8_t buf[BENCH_ECHO_MAX] = {0};
+
+	for (;;) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+
+		if (n <= 0)
+			_exit(n < 0);
+		if (send(fd, buf, reply_len, MSG_NOSIGNAL) < 0)
+			_exit(1);
+	}
+}
+
+int bench_echo_start(size_t reply_len, int *ret_fd, pid_t *ret_pid)
+{
+	int sv[2], r;
+	pid_t pid;
+
+	if (reply_len == 0 || reply_len > BENCH_ECHO_MAX)
+		return -EINVAL;
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+		return -errno;
+	pid = fork();
+	if (pid < 0) {
+		r = -errno;
+		close(sv[0]);
+		close(sv[1]);
+		return r;
+	}
+	if (pid == 0) {
+		close(sv[0]);
+		echo_loop(sv[1], reply_len);
+	}
+	close(sv[1]);
+	*ret_fd = sv[0];
+	*ret_pid = pid;
+	return 0;
+}
+
+void bench_echo_stop(int fd, pid_t pid)
+{
+	if (fd >= 0)
+		close(fd); /* the echo process sees the hang-up and exits */
+	if (pid > 0)
+		waitpid(pid, NULL, 0);
 }

@@ -96,6 +96,16 @@ int bench_pin_self(int cpu);
 int bench_pin_thread(pthread_t t, int cpu);
 int bench_pin_process(pid_t pid, int cpu);
 
+/*
+ * The raw baseline's other end: a forked process answering every datagram on a SOCK_SEQPACKET
+ * socketpair with one of `reply_len` bytes (at most BENCH_ECHO_MAX), blocking recv and send,
+ * until the peer hangs up. *ret_fd is this end (close-on-exec). bench_echo_stop() hangs up and
+ * reaps it.
+ */
+#define BENCH_ECHO_MAX 256
+int bench_echo_start(size_t reply_len, int *ret_fd, pid_t *ret_pid);
+void bench_echo_stop(int fd, pid_t pid);
+
 /* bench_run() of `p` with the placement's suffix on both names; the caller has pinned the ends.
  */
 int bench_run_placed(const struct bench_pair *p, const struct bench_placement *pl);

@@ -137,53 +137,20 @@ static int via_raw(void *ctx, uint64_t n)
 	return 0;
 }
 
-/* The echo process: answers each datagram with one of the reply's length, as the worker
- * answers a request, until the peer hangs up. One per case, forked with the case's sizes. */
-static void echo_loop(int fd, size_t reply_len)
-{
-	uint8_t buf[256] = {0};
-
-	for (;;) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
-
-		if (n <= 0)
-			_exit(n < 0);
-		if (send(fd, buf, reply_len, MSG_NOSIGNAL) < 0)
-			_exit(1);
-	}
-}
-
 static void echo_stop(struct trap *t)
 {
-	if (t->echo >= 0)
-		close(t->echo); /* the echo process sees the hang-up and exits */
-	if (t->echo_pid > 0)
-		waitpid(t->echo_pid, NULL, 0);
+	bench_echo_stop(t->echo, t->echo_pid);
 	t->echo = -1;
 	t->echo_pid = 0;
 }
 
-/* Forks the echo process and pins it where the worker runs. */
+/* Forks the echo process, answering with the reply's size, and pins it where the worker runs. */
 static int echo_start(struct trap *t, int cpu)
 {
-	int sv[2], r;
+	int r = bench_echo_start(t->reply_len, &t->echo, &t->echo_pid);
 
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-		return -errno;
-	t->echo_pid = fork();
-	if (t->echo_pid < 0) {
-		r = -errno;
-		close(sv[0]);
-		close(sv[1]);
-		return r;
-	}
-	if (t->echo_pid == 0) {
-		close(sv[0]);
-		echo_loop(sv[1], t->reply_len);
-	}
-	close(sv[1]);
-	t->echo = sv[0];
-	r = bench_pin_process(t->echo_pid, cpu);
+	if (r == 0)
+		r = bench_pin_process(t->echo_pid, cpu);
 	if (r < 0)
 		echo_stop(t);
 	return r;

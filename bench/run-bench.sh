@@ -52,6 +52,7 @@ run() { # run NAME ARGS...: one benchmark program; a crash or failure marks the 
 run bench_ipc
 run bench_worker "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
 run bench_vfu "$bin/vfio-worker" "$top/tests/fixtures/edu.img"
+run bench_ring
 run bench_seccomp
 run bench_record
 run bench_restart "$bin/vfio-brokerd" "$bin/vfio-worker"
