@@ -516,6 +516,7 @@ void brk_record_stats(const struct brk_record *rec, struct brk_record_stats *out
 	    .jrn_bytes = rec->jrn_used,
 	    .jrn_cap = rec->jrn_cap,
 	    .generation = rec->gen,
+	    .broken = rec->broken,
 	};
 }
 

@@ -188,6 +188,9 @@ struct brk_record_stats {
 	uint64_t jrn_bytes;  /* journal used */
 	uint64_t jrn_cap;    /* journal room after the live snapshot */
 	uint64_t generation;
+	/* A commit could not be applied (a bug, never an input): every change is refused since,
+	 * so that the record never says less than the kernel holds. Worth an alarm. */
+	bool broken;
 };
 void brk_record_stats(const struct brk_record *rec, struct brk_record_stats *out);
 

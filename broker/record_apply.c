@@ -576,9 +576,10 @@ static int dma_done(struct brk_rec_state *st, const struct brk_rec_pending *p, s
 		vm->maps++;
 		return 0;
 	}
+	/* Owners it still had go with it: brk_dma_unmap_all() unmaps shared mappings whole. */
 	i = rec_vm_find_map(vm, p->iova, p->size);
-	if (i < 0 || vm->map[i].nalso)
-		return BAD("committed unmap of 0x%llx+0x%llx: no such mapping, or still shared",
+	if (i < 0)
+		return BAD("committed unmap of 0x%llx+0x%llx: no such mapping",
 			   (unsigned long long)p->iova, (unsigned long long)p->size);
 	vm_remove(vm, (uint32_t)i);
 	vm->unmaps++;

@@ -1148,6 +1148,15 @@ static void test_dma_restore_from_record_rebuilds_identical_table(void **state)
 	assert_int_equal(brk_dma_unmap(u->d, 33, 0x100000, 4 * PG, &u->err), 0);
 	assert_int_equal(dma_ioctls(&u->f), ioctls + 1);
 	brk_rec_state_free(st);
+	/* Tearing the VM down unmaps shared mappings whole: the record follows, and stays writable.
+	 */
+	map_ok(t, OWNER1, 0x300000, PG, 0); /* joins OWNER2's */
+	assert_int_equal(brk_dma_unmap_all(t->d, NULL, NULL), 0);
+	assert_int_equal(brk_record_load(brk_record_fd(rec), &st, &err), 0);
+	assert_int_equal(brk_rec_state_vm(st, "vm1")->nmaps, 0);
+	assert_int_equal(st->npending, 0);
+	map_ok(t, OWNER1, 0x100000, PG, 0);
+	brk_rec_state_free(st);
 	t_free(u);
 	t_free(t);
 	brk_record_free(rec);
