@@ -174,8 +174,14 @@ int brk_record_irq_journal(struct brk_record *rec, const char *bdf, struct brk_j
 
 /* Records that the adopter resolved pending intent `id` as restart.md section 3 says: a DMA
  * map's range was unmapped (the mapping is absent), a DMA unmap was redone (absent too), a
- * SET_IRQS index was disabled (the index is off). -ENOENT: no such pending intent. */
+ * SET_IRQS index was disabled (the index is off). -ENOENT: no such pending intent. The entry
+ * leaves st->pending (the last one takes its place: iterate over a copy of the ids). Rebuild the
+ * tables from the state after resolving (brk_record_state(), or a loaded copy passed through
+ * brk_rec_state_resolve() too): a copy taken before still has the unmapped mapping and the
+ * disabled index. */
 int brk_record_resolve(struct brk_record *rec, uint64_t id);
+/* The same resolution applied to a loaded copy of the state (brk_record_load()). -ENOENT. */
+int brk_rec_state_resolve(struct brk_rec_state *st, uint64_t id);
 
 /* Writes a fresh snapshot now (tests, and the adopter once it resolved everything). */
 int brk_record_compact(struct brk_record *rec);

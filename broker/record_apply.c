@@ -150,6 +150,16 @@ const struct brk_rec_dev *brk_rec_state_dev(const struct brk_rec_state *st, cons
 	return rec_state_dev(st, bdf);
 }
 
+int brk_rec_state_resolve(struct brk_rec_state *st, uint64_t id)
+{
+	uint8_t p[8];
+
+	vb_le64_put(p, id);
+	if (!rec_state_pending(st, id))
+		return -ENOENT;
+	return rec_apply(st, REC_RESOLVE, false, p, sizeof(p), NULL);
+}
+
 struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64_t id)
 {
 	uint32_t i;
@@ -576,12 +586,13 @@ static int dma_done(struct brk_rec_state *st, const struct brk_rec_pending *p, s
 		vm->maps++;
 		return 0;
 	}
-	/* Owners it still had go with it: brk_dma_unmap_all() unmaps shared mappings whole. */
+	/* Owners it still had go with it: brk_dma_unmap_all() unmaps shared mappings whole. A
+	 * mapping already absent stays absent: what the kernel holds is the same either way (an
+	 * adopter that rebuilt its table from a copy taken before resolving an unmap unmaps it
+	 * again, and the kernel answers that with success). */
 	i = rec_vm_find_map(vm, p->iova, p->size);
-	if (i < 0)
-		return BAD("committed unmap of 0x%llx+0x%llx: no such mapping",
-			   (unsigned long long)p->iova, (unsigned long long)p->size);
-	vm_remove(vm, (uint32_t)i);
+	if (i >= 0)
+		vm_remove(vm, (uint32_t)i);
 	vm->unmaps++;
 	return 0;
 }
