@@ -438,6 +438,32 @@ static bool range_ok(uint64_t iova, uint64_t size, uint64_t offset)
 	return size && iova + (size - 1) >= iova && offset + (size - 1) >= offset;
 }
 
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* 1: every owner once; 0: one twice; 2: out of memory. Sorted, so a mapping of 4096 owners
+ * costs thousands of comparisons, not millions. */
+static uint32_t owners_distinct(const struct brk_dma_mapping *m)
+{
+	uint64_t *o = malloc((m->nalso + 1) * sizeof(*o));
+	uint32_t i, ok = 1;
+
+	if (!o)
+		return 2;
+	o[0] = m->owner;
+	if (m->nalso)
+		memcpy(o + 1, m->also, m->nalso * sizeof(*o));
+	qsort(o, m->nalso + 1, sizeof(*o), cmp_u64);
+	for (i = 0; i < m->nalso && ok; i++)
+		ok = o[i] != o[i + 1];
+	free(o);
+	return ok;
+}
+
 static int apply_map(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
 {
 	struct brk_rec_vm *vm = get_vm(st, r);
@@ -459,15 +485,14 @@ static int apply_map(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *
 			   "bounds");
 	if (n && !(m.also = calloc(n, sizeof(*m.also))))
 		return vb_errf(err, -ENOMEM, "out of memory");
-	for (i = 0; i < n; i++) {
-		uint64_t o = get_u64(r);
-
-		if (map_has_owner(&m, o)) {
-			free(m.also);
-			return BAD("mapping at 0x%llx lists owner %llu twice",
-				   (unsigned long long)m.iova, (unsigned long long)o);
-		}
-		m.also[m.nalso++] = o;
+	for (i = 0; i < n; i++)
+		m.also[m.nalso++] = get_u64(r);
+	i = owners_distinct(&m);
+	if (i != 1) {
+		free(m.also);
+		return i ? vb_errf(err, -ENOMEM, "out of memory")
+			 : BAD("mapping at 0x%llx lists an owner twice",
+			       (unsigned long long)m.iova);
 	}
 	if (rec_vm_reserve(vm) < 0 || vm_insert(vm, &m) < 0) {
 		free(m.also);

@@ -66,6 +66,7 @@ seeds = {
                                 (DEV_PUT, dev_put(b'0000:01:00.0', b'x', 5)), (BROKER, broker(2, 2, 9))], 0),
     'torn_tail': structured(base + [(INTENT, intent_map(1, VM, 0x200000, 0x1000)), (COMMIT, u64(1))], len(base), tear=True),
     'pending_in_snapshot': structured(base + [(INTENT, intent_map(4, VM, 0x900000, 0x1000))], len(base) + 1),
+    'owner_twice': structured(base[:3] + [(MAP, mapping(VM, 0x900000, 0x1000, (7, 8, 9, 8)))], 4),
     'overlap': structured(base + [(MAP, mapping(VM, 0x102000, 0x1000))], len(base) + 1),
     'commit_unknown': structured(base + [(COMMIT, u64(99))], len(base)),
     'wrong_place': structured(base + [(MAP, mapping(VM, 0x900000, 0x1000))], len(base)),
