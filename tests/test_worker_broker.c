@@ -851,6 +851,29 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 	close(ram);
 }
 
+/* A broker that dies before the worker's HANDOFF (the channel exists before the worker runs its
+ * first instruction, so there is no window): the worker's wait for it ends, and it exits 0. */
+static void test_worker_broker_channel_hangup_before_handoff_ends_worker(void **state)
+{
+	struct fx f = {.log_fd = -1};
+	char log[4096];
+	int lfd, status;
+	(void)state;
+
+	assert_int_equal(spawn(&f, &lfd), 0);
+	close(lfd);
+	ipc_chan_free(f.brk);
+	assert_int_equal(waitpid(f.pid, &status, 0), f.pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	read_log(&f, log, sizeof(log));
+	if (!strstr(log, "broker channel closed: exiting"))
+		fail_msg("the worker's log does not say why it ended:\n%s", log);
+	close(f.log_fd);
+	unlink(f.sock);
+	rmdir(f.dir);
+}
+
 static void test_worker_broker_handoff_fd_count_must_match_protocols(void **state)
 {
 	struct fx f = {0};
@@ -1509,6 +1532,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_worker_broker_both_protocols_one_vmm, setup_both,
 					    teardown),
 	    cmocka_unit_test(test_worker_broker_handoff_fd_count_must_match_protocols),
+	    cmocka_unit_test(test_worker_broker_channel_hangup_before_handoff_ends_worker),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
