@@ -20,9 +20,11 @@
  * the generation, and its sequence number). Load replays the snapshot, then the journal up to
  * the first entry that does not check: that is where a torn write ends. When an append does not
  * fit, the state is compacted into a fresh snapshot in a region that does not overlap the live
- * one, and the other slot is written last (the flip); so appends cost O(1) amortized and the
- * record never needs more than about three times the size of its snapshot. Integers are
- * little-endian; CRCs are CRC32C.
+ * one, and the other slot is written last (the flip); then the dead region's pages are given
+ * back (a hole). So appends cost O(1) amortized (measured: 3 us per DMA map with intent and
+ * commit, over 65535 maps), the memfd holds about one region in memory (snapshot plus journal,
+ * the journal as large as the snapshot: 5.3 MB after 65535 mappings, about 80 bytes each) while
+ * its length may reach about four times that. Integers are little-endian; CRCs are CRC32C.
  *
  * Not thread-safe: the broker's loop is the one writer.
  */
@@ -39,7 +41,9 @@
 
 #define BRK_RECORD_MEMFD_NAME "vfio-brokerd-state"
 #define BRK_RECORD_VERSION    1u
-/* The loader reads no more than this (a corrupt size must not make it allocate the host). */
+/* The loader reads no more than this (a corrupt size must not make it allocate the host), and
+ * the record grows no further: about 3 million DMA mappings in all the broker's VMs (a change
+ * that would need more fails with -ENOSPC, and the DMA map with it). */
 #define BRK_RECORD_MAX_BYTES (1ull << 30)
 
 /* Bounds every count and string of the format checks on load. */
