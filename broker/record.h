@@ -22,10 +22,10 @@
  * fit, the state is compacted into a fresh snapshot in a region that does not overlap the live
  * one, and the other slot is written last (the flip); then the dead region's pages are given
  * back (a hole). So appends cost O(1) amortized (measured: 3 us per DMA map with intent and
- * commit, over 65535 maps); the memfd holds about one region in memory (the snapshot and a
- * journal as large: 5.3 MB after 65535 mappings of about 80 bytes each, just compacted) while
- * its length may reach about four times the snapshot (22 MB there). Integers are little-endian;
- * CRCs are CRC32C.
+ * commit, over 65535 maps); the memfd holds at most one region in memory (the snapshot and a
+ * journal up to as large; 5.3 MB after 65535 mappings of about 80 bytes each, just compacted)
+ * while its length may reach about four times the snapshot (22 MB there). Integers are
+ * little-endian; CRCs are CRC32C.
  *
  * Not thread-safe: the broker's loop is the one writer.
  */
