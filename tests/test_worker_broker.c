@@ -1089,7 +1089,7 @@ static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **
 	f->fail_irqs = -EIO;
 	pthread_mutex_unlock(&f->lock);
 	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
-	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 1);
 	pthread_mutex_lock(&f->lock);
 	f->fail_irqs = 0;
 	pthread_mutex_unlock(&f->lock);
