@@ -3,7 +3,8 @@
  * reading 4 bytes of config space sends a 32-byte REGION_READ (header + offset, region, count)
  * to the worker's vfio-user socket and reads a 36-byte reply; the worker frames it, checks it,
  * runs it through the config-space emulation and answers. The baseline is a raw AF_UNIX
- * SOCK_STREAM ping-pong of the same sizes with an echo thread of this process: what the socket
+ * SOCK_STREAM ping-pong of the same sizes with an echo process (forked: a process of its own,
+ * as the worker is, so both sides pay the same switch between address spaces): what the socket
  * alone costs.
  *
  *   vfu_cfg_read_4B_1cpu  vs raw_stream_pingpong_32B_36B_1cpu  (client and answering end on one
@@ -11,10 +12,9 @@
  *
  * On one CPU each round trip is two context switches on that CPU: the software's own cost. On
  * two, each message wakes a task on the other CPU (bench_placements()). The worker and the echo
- * thread always share the answering CPU. Usage: bench_vfu [WORKER [IMAGE]].
+ * process always share the answering CPU. Usage: bench_vfu [WORKER [IMAGE]].
  */
 #include <errno.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,8 +36,8 @@ struct vb {
 	pid_t worker;
 	char dir[64], sock[96];
 	int vfu;    /* client end of the vfio-user connection */
-	int raw[2]; /* client end, echo end */
-	pthread_t echo;
+	int raw[2]; /* client end, echo end (the echo process's) */
+	pid_t echo;
 	uint8_t req[REQ_LEN];
 	const char *step;
 };
@@ -98,14 +98,13 @@ static int raw_pingpong(void *ctx, uint64_t n)
 	return 0;
 }
 
-/* Reads a request's 32 bytes, answers 36, until the client hangs up. */
-static void *echo(void *arg)
+/* The echo process: reads a request's 32 bytes, answers 36, until the client hangs up. */
+static void echo(int fd)
 {
-	struct vb *v = arg;
 	uint8_t b[REP_LEN] = {0};
-	while (read_full(v->raw[1], b, REQ_LEN) == 0 && write_full(v->raw[1], b, REP_LEN) == 0)
+	while (read_full(fd, b, REQ_LEN) == 0 && write_full(fd, b, REP_LEN) == 0)
 		;
-	return NULL;
+	_exit(0);
 }
 
 static const char *explain(void *ctx)
@@ -154,9 +153,18 @@ static int start(struct vb *v, const char *worker, const char *image)
 	v->step = "the raw stream pair";
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, v->raw) < 0)
 		return -errno;
-	r = -pthread_create(&v->echo, NULL, echo, v);
+	v->echo = fork();
+	if (v->echo < 0)
+		return -errno;
+	if (v->echo == 0) {
+		close(v->raw[0]);
+		close(v->vfu);
+		echo(v->raw[1]);
+	}
+	close(v->raw[1]);
+	v->raw[1] = -1;
 	v->step = NULL;
-	return r;
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -183,12 +191,12 @@ int main(int argc, char **argv)
 		status = 1;
 	}
 	for (int i = 0; i < npl && status == 0; i++) {
-		/* The worker and the echo thread answer on the same CPU. */
+		/* The worker and the echo process answer on the same CPU. */
 		r = bench_pin_self(pl[i].client);
 		if (r == 0)
 			r = bench_pin_process(v.worker, pl[i].server);
 		if (r == 0)
-			r = bench_pin_thread(v.echo, pl[i].server);
+			r = bench_pin_process(v.echo, pl[i].server);
 		if (r < 0) {
 			bench_fail(p.name, "pinning to CPUs %d and %d: %s", pl[i].client,
 				   pl[i].server, strerror(-r));
@@ -198,9 +206,9 @@ int main(int argc, char **argv)
 		}
 	}
 	if (v.raw[0] >= 0)
-		close(v.raw[0]);
-	if (v.echo)
-		pthread_join(v.echo, NULL);
+		close(v.raw[0]); /* the echo process sees the hang-up and exits */
+	if (v.echo > 0)
+		waitpid(v.echo, NULL, 0);
 	if (v.raw[1] >= 0)
 		close(v.raw[1]);
 	if (v.vfu >= 0)
