@@ -164,10 +164,12 @@ const struct brk_rec_dev *brk_rec_state_dev(const struct brk_rec_state *st, cons
 int brk_record_set_broker(struct brk_record *rec, uint64_t starts, uint64_t epoch);
 /* Creates or replaces the VM's quotas, owner and flags; its mappings and counters stay. */
 int brk_record_vm_put(struct brk_record *rec, const struct brk_rec_vm *vm);
-/* Forgets the VM, mappings included (the caller has freed its DMA table: see below). */
+/* Forgets the VM, mappings and pending DMA intents included (the caller has freed its DMA
+ * table, or closed its container: see below). */
 int brk_record_vm_del(struct brk_record *rec, const char *name);
 /* Creates or replaces a device (by bdf); its IRQ state stays. */
 int brk_record_dev_put(struct brk_record *rec, const struct brk_rec_dev *dev);
+/* Forgets the device, its IRQ state and pending SET_IRQS intents included. */
 int brk_record_dev_del(struct brk_record *rec, const char *bdf);
 
 /* Fills `j` with the journal of VM `vm`'s DMA table (brk_dma_cfg.journal), or of device

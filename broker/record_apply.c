@@ -324,6 +324,23 @@ static struct brk_rec_dev *get_dev(struct brk_rec_state *st, struct rec_rd *r)
 	return r->bad ? NULL : rec_state_dev(st, bdf);
 }
 
+/* The pending intents on a VM's table (irq false) or a device's interrupts (irq true) go with
+ * it: what they were about went with the container or device fd (restart.md: an object leaves
+ * the record once released), and an intent naming nothing would make the next snapshot refuse
+ * to load. */
+static void drop_pending_of(struct brk_rec_state *st, bool irq, const char *key)
+{
+	uint32_t i = 0;
+
+	while (i < st->npending) {
+		if ((st->pending[i].kind == BRK_JOP_IRQ_SET) == irq &&
+		    !strcmp(st->pending[i].key, key))
+			st->pending[i] = st->pending[--st->npending];
+		else
+			i++;
+	}
+}
+
 static int apply_vm_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
 {
 	struct brk_rec_vm *vm = get_vm(st, r);
@@ -340,6 +357,7 @@ static int apply_vm_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 		;
 	memmove(&st->vms[i], &st->vms[i + 1], (st->nvms - i - 1) * sizeof(st->vms[0]));
 	st->nvms--;
+	drop_pending_of(st, false, vm->name);
 	vm_free(vm);
 	return 0;
 }
@@ -429,6 +447,7 @@ static int apply_dev_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 		;
 	memmove(&st->devs[i], &st->devs[i + 1], (st->ndevs - i - 1) * sizeof(st->devs[0]));
 	st->ndevs--;
+	drop_pending_of(st, true, d->bdf);
 	dev_free(d);
 	return 0;
 }

@@ -734,6 +734,39 @@ static void test_record_adopt_clears_remnant_after_tail(void **state)
 	brk_record_free(rec2);
 }
 
+/* An adopter that releases a VM or device with intents still pending on it (quiesced: the fds
+ * closed) deletes it from the record: the intents go too, and the record still loads after a
+ * compaction (an intent naming nothing would make the snapshot refuse to load). */
+static void test_record_del_drops_pending_intents(void **state)
+{
+	struct brk_record *rec = rec_populated(), *rec2 = NULL;
+	struct brk_jop map = {
+	    .kind = BRK_JOP_DMA_MAP, .owner = 7, .iova = 0x900000, .size = 0x1000, .prot = 3};
+	struct brk_jop irq = {.kind = BRK_JOP_IRQ_SET, .index = 2};
+	struct brk_journal jd, ji;
+	struct vb_err err = {0};
+	char *d;
+
+	(void)state;
+	assert_int_equal(brk_record_dma_journal(rec, "vm-a", &jd), 0);
+	assert_int_equal(brk_record_irq_journal(rec, "0000:00:03.0", &ji), 0);
+	assert_int_equal(jd.intent(&jd, &map), 0);
+	assert_int_equal(ji.intent(&ji, &irq), 0);
+	assert_int_equal(brk_record_adopt(brk_record_fd(rec), &rec2, &err), 0);
+	brk_record_free(rec);
+	assert_int_equal(brk_record_state(rec2)->npending, 2);
+	assert_int_equal(brk_record_dev_del(rec2, "0000:00:03.0"), 0);
+	assert_int_equal(brk_record_state(rec2)->npending, 1);
+	assert_int_equal(brk_record_vm_del(rec2, "vm-a"), 0);
+	assert_int_equal(brk_record_state(rec2)->npending, 0);
+	assert_int_equal(brk_record_compact(rec2), 0);
+	d = fd_dump(brk_record_fd(rec2));
+	assert_null(strstr(d, "pending"));
+	assert_null(strstr(d, "vm-a"));
+	free(d);
+	brk_record_free(rec2);
+}
+
 static void test_record_adopt_unsealed_refused(void **state)
 {
 	int fd = memfd_create("not-sealed", MFD_CLOEXEC);
@@ -834,6 +867,7 @@ int main(void)
 	    cmocka_unit_test(test_record_intents_pending_on_load_and_resolved),
 	    cmocka_unit_test(test_record_damaged_or_unknown_refused_with_reason),
 	    cmocka_unit_test(test_record_adopt_clears_remnant_after_tail),
+	    cmocka_unit_test(test_record_del_drops_pending_intents),
 	    cmocka_unit_test(test_record_adopt_unsealed_refused),
 	    cmocka_unit_test(test_record_65535_maps_appended_and_compacted),
 	};
