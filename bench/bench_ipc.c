@@ -71,7 +71,9 @@ static Vb__Dev__Data data_body(void)
 /* ---- peers ------------------------------------------------------------------------------ */
 
 /* Answers every request on its channel until the client hangs up: PING with the same body,
- * FDS with an empty reply (the fds are closed by ipc_msg_free()). */
+ * FDS with an empty reply (the fds are closed by ipc_msg_free()). Like the worker's loop, it
+ * waits for readability, then receives one message: a receive on an empty socket first would
+ * be a system call the worker does not make. */
 static void *ipc_server(void *arg)
 {
 	struct ipc_chan *c = arg;
@@ -80,12 +82,14 @@ static void *ipc_server(void *arg)
 	int r;
 
 	for (;;) {
-		r = ipc_chan_recv(c, &m);
-		if (r == -EAGAIN) {
-			if (poll(&pfd, 1, -1) < 0 && errno != EINTR)
-				break;
-			continue;
+		if (poll(&pfd, 1, -1) < 0) {
+			if (errno == EINTR)
+				continue;
+			break;
 		}
+		r = ipc_chan_recv(c, &m);
+		if (r == -EAGAIN)
+			continue;
 		if (r < 0)
 			break;
 		r = ipc_chan_reply(c, m, m->type == B_PING ? m->body : NULL, NULL, 0);
@@ -234,6 +238,12 @@ static int rt_start(struct rt *t, size_t nfds)
 	r = ipc_chan_new(sv[0], &bench_proto, NULL, &t->chan);
 	if (r < 0) {
 		close(sv[0]);
+		close(sv[1]);
+		return r;
+	}
+	/* As libvfiobroker's channels: a call waits for its answer in recvmsg(). */
+	r = ipc_chan_wait_in_recv(t->chan);
+	if (r < 0) {
 		close(sv[1]);
 		return r;
 	}
