@@ -19,8 +19,10 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/memfd.h>
 #include <linux/vfio.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -198,6 +200,415 @@ static int cmd_dma(const char *sock, const char *bdf)
 	if (d.memfd >= 0)
 		close(d.memfd);
 	vfb_dev_close(d.dev);
+	return r < 0;
+}
+
+/* ---- DMA at VM scale --------------------------------------------------------------------- */
+
+/* Each size is mapped a few times, not in batches: one map of 2 GiB pins half a million pages
+ * (seconds under TCG), so the figure and the baseline alternate operation by operation, which
+ * goes first alternating too, and the medians are over these rounds. */
+#define VM_ROUNDS_DEFAULT 5
+/* Each pair maps at 4 GiB * (its number + 1): above the 32-bit MMIO hole and the MSI window, and
+ * apart from the others, so a map the broker completed after its caller gave up (a worker's
+ * call times out after 30 s) fails only its own row. */
+#define VM_IOVA_STEP (4ull << 30)
+#define VM_ANCHOR    (2ull << 20)   /* the second mapping that keeps the memfd mapped */
+#define VM_BOOT_SIZE (512ull << 20) /* a booting VM's RAM, unpopulated */
+
+struct vm_mem {
+	uint64_t iova;
+	int fd;
+	void *mem;     /* all of the file mapped here, for the direct ioctl */
+	uint64_t size; /* what is mapped and unmapped: the file's first `size` bytes */
+	uint64_t file;
+};
+
+static void vm_mem_close(struct vm_mem *m)
+{
+	if (m->mem != MAP_FAILED && m->mem)
+		munmap(m->mem, m->file);
+	if (m->fd >= 0)
+		close(m->fd);
+	m->fd = -1;
+	m->mem = MAP_FAILED;
+}
+
+/* A sealed memfd of `size`, of 2 MiB hugetlb pages when `huge`, mapped here; its pages written
+ * (resident) when `populate`, else untouched as a booting VM's RAM is. */
+static int vm_mem_open(struct vm_mem *m, uint64_t size, uint64_t file, bool huge, bool populate,
+		       char *why, size_t whylen)
+{
+	unsigned flags = MFD_CLOEXEC | MFD_ALLOW_SEALING | (huge ? MFD_HUGETLB | MFD_HUGE_2MB : 0);
+
+	m->size = size;
+	m->file = file;
+	m->mem = MAP_FAILED;
+	m->fd = memfd_create("vb-bench-vm-ram", flags);
+	if (m->fd < 0)
+		return failed(why, whylen, huge ? "memfd_create(MFD_HUGETLB)" : "memfd_create");
+	if (ftruncate(m->fd, (off_t)file) < 0 || fcntl(m->fd, F_ADD_SEALS, F_SEAL_SHRINK) < 0)
+		return failed(why, whylen, "sizing and sealing the memfd");
+	m->mem = mmap(NULL, file, PROT_READ | PROT_WRITE, MAP_SHARED, m->fd, 0);
+	if (m->mem == MAP_FAILED)
+		return failed(why, whylen, "mmap of the memfd");
+	/* A hugetlb memfd's pages come from the reserved pool: touching them all here says at
+	 * once when the pool is too small, instead of a SIGBUS or a failed pin later. */
+	if (populate && madvise(m->mem, file, MADV_POPULATE_WRITE) < 0)
+		return failed(why, whylen, "MADV_POPULATE_WRITE (hugepages reserved?)");
+	return 0;
+}
+
+static int vm_direct_map(struct dma *d, const struct vm_mem *m)
+{
+	struct vfio_iommu_type1_dma_map map = {
+	    .argsz = sizeof(map),
+	    .flags = VFIO_DMA_MAP_FLAG_READ | VFIO_DMA_MAP_FLAG_WRITE,
+	    .vaddr = (uintptr_t)m->mem,
+	    .iova = m->iova,
+	    .size = m->size,
+	};
+
+	return ioctl(d->container, VFIO_IOMMU_MAP_DMA, &map) < 0
+		   ? failed(d->why, sizeof(d->why), "VFIO_IOMMU_MAP_DMA")
+		   : 0;
+}
+
+static int vm_direct_unmap(struct dma *d, const struct vm_mem *m)
+{
+	struct vfio_iommu_type1_dma_unmap unmap = {
+	    .argsz = sizeof(unmap), .iova = m->iova, .size = m->size};
+
+	return ioctl(d->container, VFIO_IOMMU_UNMAP_DMA, &unmap) < 0
+		   ? failed(d->why, sizeof(d->why), "VFIO_IOMMU_UNMAP_DMA")
+		   : 0;
+}
+
+static int vm_broker_map(struct dma *d, const struct vm_mem *m)
+{
+	int r = vfb_dev_dma_map(d->dev, m->fd, 0, m->iova, m->size, VFB_DMA_READ | VFB_DMA_WRITE);
+
+	if (r < 0)
+		snprintf(d->why, sizeof(d->why), "map through the broker: %s",
+			 vfb_dev_last_error(d->dev));
+	return r;
+}
+
+static int vm_broker_unmap(struct dma *d, const struct vm_mem *m)
+{
+	int r = vfb_dev_dma_unmap(d->dev, m->iova, m->size);
+
+	if (r < 0)
+		snprintf(d->why, sizeof(d->why), "unmap through the broker: %s",
+			 vfb_dev_last_error(d->dev));
+	return r;
+}
+
+static unsigned vm_rounds(void)
+{
+	const char *s = getenv("VB_BENCH_DMA_ROUNDS");
+	long v = s ? strtol(s, NULL, 10) : 0;
+
+	return v >= 1 && v <= 1000 ? (unsigned)v : VM_ROUNDS_DEFAULT;
+}
+
+/* One side's round: map+unmap of resident memory (`boot` false: both timed), or the map alone
+ * of a memfd nobody has touched yet (`boot`: a fresh memfd per round, unmapped and freed
+ * untimed). Returns the time in ms, or a negative errno. */
+static double vm_round(struct dma *d, bool broker, bool boot, struct vm_mem *resident,
+		       uint64_t iova, uint64_t size, bool huge, int *ret)
+{
+	struct vm_mem fresh = {.iova = iova, .fd = -1, .mem = MAP_FAILED};
+	const struct vm_mem *m = resident;
+	uint64_t t0, t1 = 0;
+	int r = 0;
+
+	if (boot) {
+		r = vm_mem_open(&fresh, size, size, huge, false, d->why, sizeof(d->why));
+		m = &fresh;
+	}
+	t0 = bench_now_ns();
+	if (r == 0)
+		r = broker ? vm_broker_map(d, m) : vm_direct_map(d, m);
+	if (boot)
+		t1 = bench_now_ns();
+	if (r == 0)
+		r = broker ? vm_broker_unmap(d, m) : vm_direct_unmap(d, m);
+	if (!boot)
+		t1 = bench_now_ns();
+	vm_mem_close(&fresh);
+	*ret = r;
+	return (double)(t1 - t0) / 1e6;
+}
+
+static int vm_pair(struct dma *d, unsigned no, uint64_t size, bool huge, bool boot)
+{
+	unsigned n = vm_rounds();
+	double *fv = calloc(n, sizeof(double)), *bv = calloc(n, sizeof(double));
+	uint64_t iova = VM_IOVA_STEP * (no + 1);
+	struct vm_mem res = {.iova = iova, .fd = -1, .mem = MAP_FAILED};
+	struct bench_stats fs, bs;
+	char name[64], base[64];
+	const char *pg = huge ? "2MiB" : "4KiB";
+	bool gib = size >= (1ull << 30);
+	unsigned amount = (unsigned)(gib ? size >> 30 : size >> 20);
+	const char *unit = gib ? "GiB" : "MiB";
+	bool anchored = false;
+	int r = fv && bv ? 0 : -ENOMEM;
+
+	snprintf(name, sizeof(name), "%s_%u%s_%spages",
+		 boot ? "dma_map_unpopulated" : "dma_map_unmap", amount, unit, pg);
+	snprintf(base, sizeof(base), "%s_%u%s_%spages",
+		 boot ? "vfio_ioctl_map_unpopulated" : "vfio_ioctl_map_unmap", amount, unit, pg);
+	/* Resident memory stays mapped through the broker by a second, small mapping of the same
+	 * memfd, as QEMU maps one RAM memfd as several sections (below and above the 32-bit hole)
+	 * and moves one while the others stay: the broker's view of the memfd then stays too, as
+	 * the VMM's own mapping does for the direct ioctl. */
+	if (r == 0 && !boot)
+		r = vm_mem_open(&res, size, size + VM_ANCHOR, huge, true, d->why, sizeof(d->why));
+	if (r == 0 && !boot) {
+		r = vfb_dev_dma_map(d->dev, res.fd, size, iova + size, VM_ANCHOR,
+				    VFB_DMA_READ | VFB_DMA_WRITE);
+		if (r < 0)
+			snprintf(d->why, sizeof(d->why), "anchor map: %s",
+				 vfb_dev_last_error(d->dev));
+		anchored = r == 0;
+	}
+	/* Untimed: one direct map of fresh memory first, so the pages the guest hands out have been
+	 * touched once on the host (QEMU backs guest RAM at first touch, which under TCG costs more
+	 * than the zeroing measured here) whichever side the first round starts with. */
+	if (r == 0 && boot)
+		vm_round(d, false, true, NULL, iova, size, huge, &r);
+	for (unsigned i = 0; r == 0 && i < n; i++) {
+		bool broker_first = i % 2 == 0;
+
+		for (int side = 0; r == 0 && side < 2; side++) {
+			bool broker = (side == 0) == broker_first;
+			double ms = vm_round(d, broker, boot, &res, iova, size, huge, &r);
+
+			(broker ? fv : bv)[i] = ms;
+		}
+	}
+	if (anchored && vfb_dev_dma_unmap(d->dev, iova + size, VM_ANCHOR) < 0 && r == 0) {
+		r = -EIO;
+		snprintf(d->why, sizeof(d->why), "anchor unmap: %s", vfb_dev_last_error(d->dev));
+	}
+	vm_mem_close(&res);
+	if (r == 0) {
+		bench_stats_of(fv, n, &fs);
+		bench_stats_of(bv, n, &bs);
+		fs.iterations = bs.iterations = n;
+		bench_report(name, &fs, base, &bs, "ms/op");
+	} else {
+		bench_fail(name, "%s: %s", strerror(-r), d->why);
+	}
+	free(fv);
+	free(bv);
+	return r;
+}
+
+/* The sizes: 1 GiB and `max_gib` (the test guest's largest). 2 MiB pages only when the guest
+ * has a hugetlb pool: without one the rows say so (NOT RUN) instead of vanishing. */
+static int cmd_dma_vm(const char *sock, const char *bdf, unsigned max_gib)
+{
+	struct dma d = {.memfd = -1, .container = -1, .group = -1, .mem = MAP_FAILED};
+	char why[200] = "";
+	int r, bad = 0;
+
+	r = vfb_dev_connect(sock, "bench_guest", 0, &d.dev);
+	if (r < 0)
+		snprintf(why, sizeof(why), "connect %s: %s", sock, strerror(-r));
+	/* A map of gigabytes takes seconds under TCG: no client-side deadline. */
+	if (r == 0)
+		r = vfb_dev_set_timeout(d.dev, -1);
+	if (r == 0)
+		r = direct_open(bdf, &d, why, sizeof(why));
+	if (r < 0) {
+		bench_fail("dma_map_unmap_1GiB_4KiBpages", "%s", why);
+		vfb_dev_close(d.dev);
+		return 1;
+	}
+	for (int huge = 0, no = 0; huge < 2; huge++) {
+		bad |= vm_pair(&d, no++, 1ull << 30, huge, false) < 0;
+		if (max_gib > 1)
+			bad |= vm_pair(&d, no++, (uint64_t)max_gib << 30, huge, false) < 0;
+		/* Booting: 512 MiB. Under TCG allocating and zeroing 1 GiB of 4 KiB pages took
+		 * longer than the worker waits for any broker call (30 s). */
+		bad |= vm_pair(&d, no++, VM_BOOT_SIZE, huge, true) < 0;
+	}
+	if (d.group >= 0)
+		close(d.group);
+	if (d.container >= 0)
+		close(d.container);
+	vfb_dev_close(d.dev);
+	return bad;
+}
+
+/* ---- hot-plug and the control socket ---------------------------------------------------- */
+
+#define HOTPLUG_ROUNDS_DEFAULT 11
+#define HOTPLUG_VM	       "bench-hotplug"
+
+static unsigned env_rounds(const char *name, unsigned def)
+{
+	const char *s = getenv(name);
+	long v = s ? strtol(s, NULL, 10) : 0;
+
+	return v >= 1 && v <= 100000 ? (unsigned)v : def;
+}
+
+/* What a VMM waits for when a device is hot-plugged through the broker: AddDevice (group,
+ * container, device fd, reset, worker start) until its handshake with the worker is done.
+ * Returns ms; the device is removed again, untimed. */
+static double hotplug_broker(struct vfb_ctl *ctl, const char *bdf, char *why, size_t whylen,
+			     int *ret)
+{
+	struct vfb_ctl_add_request req = {
+	    .bdf = bdf, .vm = HOTPLUG_VM, .flags = VFB_CTL_ADD_NATIVE};
+	struct vfb_ctl_add_reply rep;
+	struct vfb_dev *dev = NULL;
+	uint64_t t0, t1;
+	bool added;
+	int r;
+
+	t0 = bench_now_ns();
+	r = vfb_ctl_add(ctl, &req, &rep);
+	added = r == 0;
+	if (r < 0)
+		snprintf(why, whylen, "AddDevice %s: %s", bdf, vfb_ctl_last_error(ctl));
+	if (r == 0) {
+		r = vfb_dev_connect(rep.socket_path, "bench_guest", 0, &dev);
+		if (r < 0)
+			snprintf(why, whylen, "handshake on %s: %s", rep.socket_path, strerror(-r));
+	}
+	t1 = bench_now_ns();
+	vfb_dev_close(dev);
+	if (added) {
+		int q = vfb_ctl_remove(ctl, bdf, 0, VFB_CTL_REMOVE_FORCE, NULL);
+
+		if (q < 0 && r == 0) {
+			snprintf(why, whylen, "RemoveDevice %s: %s", bdf, vfb_ctl_last_error(ctl));
+			r = q;
+		}
+	}
+	*ret = r;
+	return (double)(t1 - t0) / 1e6;
+}
+
+/* The same steps made in-process by a program holding the device: container and group opened,
+ * the group attached and the IOMMU set, the device fd, a reset. */
+static double hotplug_direct(const char *bdf, char *why, size_t whylen, int *ret)
+{
+	struct dma d = {.memfd = -1, .container = -1, .group = -1, .mem = MAP_FAILED};
+	uint64_t t0, t1;
+	int r, dev = -1;
+
+	t0 = bench_now_ns();
+	r = direct_open(bdf, &d, why, whylen);
+	if (r == 0) {
+		dev = ioctl(d.group, VFIO_GROUP_GET_DEVICE_FD, bdf);
+		if (dev < 0)
+			r = failed(why, whylen, "VFIO_GROUP_GET_DEVICE_FD");
+	}
+	if (r == 0 && ioctl(dev, VFIO_DEVICE_RESET) < 0)
+		r = failed(why, whylen, "VFIO_DEVICE_RESET");
+	t1 = bench_now_ns();
+	if (dev >= 0)
+		close(dev);
+	if (d.group >= 0)
+		close(d.group);
+	if (d.container >= 0)
+		close(d.container);
+	*ret = r;
+	return (double)(t1 - t0) / 1e6;
+}
+
+static void report_rounds(const char *name, double *fv, const char *base, double *bv, unsigned n,
+			  const char *units)
+{
+	struct bench_stats fs, bs;
+
+	bench_stats_of(fv, n, &fs);
+	bench_stats_of(bv, n, &bs);
+	fs.iterations = bs.iterations = n;
+	bench_report(name, &fs, base, &bs, units);
+}
+
+static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_bdf)
+{
+	unsigned n = env_rounds("VB_BENCH_HOTPLUG_ROUNDS", HOTPLUG_ROUNDS_DEFAULT);
+	double *fv = calloc(n, sizeof(double)), *bv = calloc(n, sizeof(double));
+	const char *name = "hotplug_add_to_handshake";
+	struct vfb_ctl *ctl = NULL;
+	char why[300] = "";
+	int r = fv && bv ? 0 : -ENOMEM;
+
+	if (r == 0) {
+		r = vfb_ctl_connect(ctlsock, 0, &ctl);
+		if (r < 0)
+			snprintf(why, sizeof(why), "connect %s: %s", ctlsock, strerror(-r));
+	}
+	for (unsigned i = 0; r == 0 && i < n; i++) {
+		bool broker_first = i % 2 == 0;
+
+		for (int side = 0; r == 0 && side < 2; side++) {
+			if ((side == 0) == broker_first)
+				fv[i] = hotplug_broker(ctl, bdf, why, sizeof(why), &r);
+			else
+				bv[i] = hotplug_direct(direct_bdf, why, sizeof(why), &r);
+		}
+	}
+	if (r == 0)
+		report_rounds(name, fv, "vfio_open_attach_devfd_reset", bv, n, "ms/op");
+	else
+		bench_fail(name, "%s", why);
+	vfb_ctl_close(ctl);
+	free(fv);
+	free(bv);
+	return r < 0;
+}
+
+/* Control requests as an operator's tools make them, one at a time, each timed: DeviceStatus of
+ * one device and ListDevices. Prints "ctl OP p50 p99 max bytes" lines (ms; bytes: ListDevices'
+ * device count) for guest_bench.py, which compares them at 1 and at 128 devices. */
+static int cmd_ctl_latency(const char *ctlsock, const char *bdf)
+{
+	unsigned n = env_rounds("VB_BENCH_CTL_ROUNDS", 200);
+	double *st = calloc(n, sizeof(double)), *ls = calloc(n, sizeof(double));
+	struct vfb_ctl_device *dev, *list;
+	struct bench_stats a, b;
+	struct vfb_ctl *ctl = NULL;
+	size_t ndev = 0;
+	int r = st && ls ? 0 : -ENOMEM;
+
+	if (r == 0)
+		r = vfb_ctl_connect(ctlsock, 0, &ctl);
+	for (unsigned i = 0; r == 0 && i < n; i++) {
+		uint64_t t0 = bench_now_ns(), t1;
+
+		r = vfb_ctl_status(ctl, bdf, &dev);
+		t1 = bench_now_ns();
+		if (r < 0)
+			break;
+		vfb_ctl_device_free(dev);
+		r = vfb_ctl_list(ctl, &list, &ndev);
+		st[i] = (double)(t1 - t0) / 1e6;
+		ls[i] = (double)(bench_now_ns() - t1) / 1e6;
+		if (r == 0)
+			vfb_ctl_device_list_free(list, ndev);
+	}
+	if (r < 0) {
+		fprintf(stderr, "bench_guest ctl: %s (%s)\n", strerror(-r),
+			ctl ? vfb_ctl_last_error(ctl) : "no connection");
+	} else {
+		bench_stats_of(st, n, &a);
+		bench_stats_of(ls, n, &b);
+		printf("ctl status %.4f %.4f %.4f %zu\n", a.median, a.p99, st[n - 1], ndev);
+		printf("ctl list %.4f %.4f %.4f %zu\n", b.median, b.p99, ls[n - 1], ndev);
+	}
+	vfb_ctl_close(ctl);
+	free(st);
+	free(ls);
 	return r < 0;
 }
 
@@ -392,6 +803,26 @@ int main(int argc, char **argv)
 		bench_header("guest: MSI delivery to an eventfd against an eventfd write");
 		return cmd_msi(argv[2]);
 	}
-	fprintf(stderr, "usage: bench_guest dma SOCKET BDF | bench_guest msi SOCKET\n");
+	if (argc == 5 && strcmp(argv[1], "dma-vm") == 0) {
+		long gib = strtol(argv[4], NULL, 10);
+
+		if (gib < 1 || gib > 64) {
+			fprintf(stderr, "bench_guest dma-vm: GIB must be 1-64\n");
+			return 2;
+		}
+		bench_header(
+		    "guest: DMA of a VM's RAM through the broker against direct VFIO ioctls");
+		return cmd_dma_vm(argv[2], argv[3], (unsigned)gib);
+	}
+	if (argc == 5 && strcmp(argv[1], "hotplug") == 0) {
+		bench_header(
+		    "guest: hot-plug through the broker against the same steps in-process");
+		return cmd_hotplug(argv[2], argv[3], argv[4]);
+	}
+	if (argc == 4 && strcmp(argv[1], "ctl") == 0)
+		return cmd_ctl_latency(argv[2], argv[3]);
+	fprintf(stderr, "usage: bench_guest dma SOCKET BDF | bench_guest dma-vm SOCKET BDF GIB | "
+			"bench_guest msi SOCKET | bench_guest hotplug CTLSOCKET BDF DIRECT_BDF | "
+			"bench_guest ctl CTLSOCKET BDF\n");
 	return 2;
 }

@@ -13,6 +13,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,6 +29,25 @@
 #include "dma.h"
 #include "fdkind.h"
 
+/* The broker's own mapping of one memfd (the whole file), the vaddr every VFIO_IOMMU_MAP_DMA of
+ * that memory pins from. It is kept while mappings use it (see view_put), so its page tables
+ * are filled once, not at every map: filling them cost 3-4 times the pin itself (issue 15: map
+ * and unmap of 1 GiB of resident 4 KiB pages took 5.2x the direct ioctls with a view per map). A
+ * view holds no page (type1 pins from the page tables, and a hole punched in the memfd zaps the
+ * view's entries as it does the VMM's); it holds the file open and its page tables, 2 MiB per GiB
+ * of 4 KiB pages. */
+struct dma_view {
+	dev_t dev;
+	ino_t ino;
+	bool writable;
+	uint32_t refs; /* mappings pinned from it */
+	void *base;
+	uint64_t len;
+	/* One bit per VIEW_CHUNK already populated through this view: only cold chunks are
+	 * populated before a pin, so a warm view costs the pin alone. */
+	uint8_t *warm;
+};
+
 struct dma_map {
 	uint64_t iova;
 	uint64_t size;
@@ -37,6 +58,7 @@ struct dma_map {
 	uint32_t prot;
 	dev_t dev; /* the memfd's inode: an identical request names the same memory */
 	ino_t ino;
+	struct dma_view *view; /* pinned from it; NULL: from a view of its own, already gone */
 };
 
 struct brk_dma {
@@ -49,9 +71,13 @@ struct brk_dma {
 	struct brk_dma_range ranges[BRK_DMA_MAX_RANGES];
 	struct dma_map *maps; /* sorted by iova, never overlapping */
 	uint32_t n, cap;
+	struct dma_view *views[BRK_DMA_VIEWS_MAX];
+	uint32_t n_views;
 	struct brk_dma_stats st;
 	struct brk_journal journal;
 };
+
+static void view_free(struct dma_view *v);
 
 static uint64_t host_page(void)
 {
@@ -111,6 +137,8 @@ void brk_dma_free(struct brk_dma *d)
 	for (i = 0; i < d->n; i++)
 		free(d->maps[i].also);
 	free(d->maps);
+	for (i = 0; i < d->n_views; i++)
+		view_free(d->views[i]);
 	free(d);
 }
 
@@ -264,34 +292,259 @@ static int map_error(int r, struct vb_err *err)
 	}
 }
 
-/* The mmap only gives the kernel a vaddr to pin from: type1 pins every page at map time, replays
- * mappings into new IOMMU domains from the domain (not the vaddr) and unpins by pfn, so the view
- * goes right after the ioctl. Keeping it would cost one VMA per mapping, and a process has at
- * most vm.max_map_count (65530) of them, fewer than one VM's 65535 mappings. */
-static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint64_t offset,
-		  uint32_t prot, struct vb_err *err)
-{
-	int mprot = PROT_READ | (prot & BRK_DMA_PROT_WRITE ? PROT_WRITE : 0);
-	void *va;
-	int r;
+/* ---- views ------------------------------------------------------------------------------- */
 
-	va = mmap(NULL, size, mprot, MAP_SHARED, fd, (off_t)offset);
-	if (va == MAP_FAILED) {
-		r = -errno;
-		if (r == -EACCES || r == -EPERM)
-			return vb_errf(err, -EACCES,
-				       "the memfd cannot be mapped %s (read-only fd or write seal)",
-				       prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
-		return vb_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
-			       strerror(-r));
+#define VIEW_CHUNK (2ull << 20) /* populate granularity: a huge page, 512 small ones */
+
+static void view_free(struct dma_view *v)
+{
+	munmap(v->base, v->len);
+	free(v->warm);
+	free(v);
+}
+
+static void view_drop(struct brk_dma *d, uint32_t i)
+{
+	view_free(d->views[i]);
+	d->views[i] = d->views[--d->n_views];
+}
+
+/* A mapping let go of its view; the last one takes the view with it. Keeping an unused view
+ * for a remap of the same memory would keep that memory alive after its VMM freed it: measured,
+ * a VMM that unmapped and closed a 1 GiB hugetlb memfd could then not allocate 2 GiB from a pool
+ * that held both. Remaps that matter find the view in use: QEMU maps one RAM memfd as several
+ * sections (below and above the 32-bit hole), and moving one leaves the others mapped. */
+static void view_put(struct brk_dma *d, struct dma_view *v)
+{
+	uint32_t i;
+
+	if (!v || --v->refs)
+		return;
+	for (i = 0; i < d->n_views; i++) {
+		if (d->views[i] == v) {
+			view_drop(d, i);
+			return;
+		}
 	}
-	r = kernel_map(d, iova, size, va, prot);
+}
+
+static int mmap_error(int r, uint32_t prot, struct vb_err *err)
+{
+	if (r == -EACCES || r == -EPERM)
+		return vb_errf(err, -EACCES,
+			       "the memfd cannot be mapped %s (read-only fd or write seal)",
+			       prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
+	return vb_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
+		       strerror(-r));
+}
+
+/* A new view of all of `fd`: writable when the fd and its seals allow it (a later request for
+ * write access through a read-write fd then shares it), else read-only. NULL with *ret_r set:
+ * the mmap failed, or no slot is free (*ret_r 0: the caller maps the range on its own). */
+static struct dma_view *view_new(struct brk_dma *d, int fd, const struct stat *st, uint32_t prot,
+				 int *ret_r)
+{
+	struct dma_view *v;
+	uint64_t chunks = ((uint64_t)st->st_size + VIEW_CHUNK - 1) / VIEW_CHUNK;
+	void *base;
+	bool w = true;
+
+	*ret_r = 0;
+	if (d->n_views == BRK_DMA_VIEWS_MAX)
+		return NULL;
+	base = mmap(NULL, (size_t)st->st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (base == MAP_FAILED && !(prot & BRK_DMA_PROT_WRITE) &&
+	    (errno == EACCES || errno == EPERM)) {
+		w = false;
+		base = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
+	}
+	if (base == MAP_FAILED) {
+		*ret_r = -errno;
+		return NULL;
+	}
+	v = calloc(1, sizeof(*v));
+	if (v)
+		v->warm = calloc((size_t)(chunks + 7) / 8, 1);
+	if (!v || !v->warm) {
+		munmap(base, (size_t)st->st_size);
+		free(v);
+		*ret_r = -ENOMEM;
+		return NULL;
+	}
+	*v = (struct dma_view){.dev = st->st_dev,
+			       .ino = st->st_ino,
+			       .writable = w,
+			       .base = base,
+			       .len = (uint64_t)st->st_size,
+			       .warm = v->warm};
+	d->views[d->n_views++] = v;
+	return v;
+}
+
+/* The view a map of [offset, offset + size) of this memfd pins from: an existing one that covers
+ * the range with the access asked, else a new one. NULL with *ret_r 0: the range needs a
+ * transient mapping (the VM's views are all in use, or the memfd grew under a view in use). */
+static struct dma_view *view_get(struct brk_dma *d, int fd, const struct stat *st, uint64_t offset,
+				 uint64_t size, uint32_t prot, int *ret_r)
+{
+	uint32_t i;
+
+	*ret_r = 0;
+	for (i = 0; i < d->n_views; i++) {
+		struct dma_view *v = d->views[i];
+
+		if (v->dev != st->st_dev || v->ino != st->st_ino ||
+		    ((prot & BRK_DMA_PROT_WRITE) && !v->writable))
+			continue;
+		if (offset + size <= v->len)
+			return v;
+		return NULL; /* grown since; the view in use stays as it is */
+	}
+	return view_new(d, fd, st, prot, ret_r);
+}
+
+struct populate_job {
+	char *addr;
+	size_t len;
+	int r;
+};
+
+static void *populate_one(void *arg)
+{
+	struct populate_job *j = arg;
+
+	j->r = madvise(j->addr, j->len, MADV_POPULATE_READ) < 0 ? -errno : 0;
+	return NULL;
+}
+
+static unsigned populate_threads(uint64_t bytes)
+{
+	cpu_set_t set;
+	uint64_t n;
+	int cpus;
+
+	if (sched_getaffinity(0, sizeof(set), &set) < 0)
+		return 1;
+	cpus = CPU_COUNT(&set);
+	n = bytes / BRK_DMA_POPULATE_SLICE;
+	if (n > (uint64_t)cpus)
+		n = (uint64_t)cpus;
+	if (n > BRK_DMA_POPULATE_THREADS_MAX)
+		n = BRK_DMA_POPULATE_THREADS_MAX;
+	return n ? (unsigned)n : 1;
+}
+
+/*
+ * Fills the view's page tables for [lo, hi) (chunk-aligned) before the pin, on several threads
+ * when the range is large: a booting VM's RAM is not populated yet, and allocating and zeroing
+ * its pages in parallel is the part of the map that parallelises; the pin that follows walks
+ * filled page tables. MADV_POPULATE_READ, not _WRITE: on a shared memfd mapping a read fault
+ * maps up to 16 resident pages at once (fault-around), and since shmem and hugetlbfs do no
+ * dirty tracking the entries are writable already, so type1's write pin faults no more. Errors
+ * are not the map's: the pin then faults the same pages and reports what the kernel says.
+ */
+static void populate(struct dma_view *v, uint64_t lo, uint64_t hi)
+{
+	struct populate_job jobs[BRK_DMA_POPULATE_THREADS_MAX];
+	pthread_t tid[BRK_DMA_POPULATE_THREADS_MAX];
+	bool started[BRK_DMA_POPULATE_THREADS_MAX] = {false};
+	unsigned n = populate_threads(hi - lo), i;
+	uint64_t chunks = (hi - lo + VIEW_CHUNK - 1) / VIEW_CHUNK, at = lo, c;
+	bool ok = true;
+
+	for (i = 0; i < n; i++) {
+		uint64_t part = (chunks / n + (i < chunks % n)) * VIEW_CHUNK;
+		uint64_t end = at + part > v->len ? v->len : at + part;
+
+		jobs[i] = (struct populate_job){.addr = (char *)v->base + at, .len = end - at};
+		at += part;
+		/* The calling thread takes the last slice, and every slice when threads fail. */
+		if (i + 1 < n && pthread_create(&tid[i], NULL, populate_one, &jobs[i]) == 0)
+			started[i] = true;
+	}
+	for (i = 0; i < n; i++) {
+		if (!started[i])
+			populate_one(&jobs[i]);
+	}
+	for (i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(tid[i], NULL);
+		ok &= jobs[i].r == 0;
+	}
+	if (!ok)
+		return;
+	for (c = lo / VIEW_CHUNK; c < hi / VIEW_CHUNK + (hi % VIEW_CHUNK != 0); c++)
+		v->warm[c / 8] |= (uint8_t)(1u << (c % 8));
+}
+
+/* Populates the cold chunks of [offset, offset + size) of the view, in one call for the span
+ * from the first cold chunk to the last (warm ones in between cost a page-table walk). */
+static void populate_cold(struct dma_view *v, uint64_t offset, uint64_t size)
+{
+	uint64_t first = offset / VIEW_CHUNK, last = (offset + size - 1) / VIEW_CHUNK, c;
+	uint64_t lo = UINT64_MAX, hi = 0;
+
+	for (c = first; c <= last; c++) {
+		if (v->warm[c / 8] & (1u << (c % 8)))
+			continue;
+		if (lo == UINT64_MAX)
+			lo = c;
+		hi = c + 1;
+	}
+	if (lo == UINT64_MAX)
+		return;
+	hi *= VIEW_CHUNK;
+	populate(v, lo * VIEW_CHUNK, hi > v->len ? v->len : hi);
+}
+
+/* ---- the kernel's map ---------------------------------------------------------------------- */
+
+static int map_retry(struct brk_dma *d, uint64_t iova, uint64_t size, void *va, uint32_t prot)
+{
+	int r = kernel_map(d, iova, size, va, prot);
+
 	/* As QEMU does: EBUSY means a stale kernel mapping in the range; drop it, try once more. */
 	if (r == -EBUSY && kernel_unmap(d, iova, size) >= 0) {
 		r = kernel_map(d, iova, size, va, prot);
 		if (r >= 0)
 			d->st.ebusy_retries++;
 	}
+	return r;
+}
+
+/* Pins [offset, offset + size) of the memfd at iova, from the memfd's view (*ret_view, which the
+ * new mapping then holds a reference on) or, when no view can be had, from a mapping of the range
+ * made for this call and dropped right after it: type1 pins every page at map time, replays
+ * mappings into new IOMMU domains from the domain (not the vaddr) and unpins by pfn, so the
+ * vaddr is not needed afterwards. */
+static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint64_t offset,
+		  uint32_t prot, const struct stat *st, struct dma_view **ret_view,
+		  struct vb_err *err)
+{
+	int mprot = PROT_READ | (prot & BRK_DMA_PROT_WRITE ? PROT_WRITE : 0);
+	struct dma_view *v;
+	void *va;
+	int r;
+
+	*ret_view = NULL;
+	v = view_get(d, fd, st, offset, size, prot, &r);
+	if (r < 0)
+		return mmap_error(r, prot, err);
+	if (v) {
+		populate_cold(v, offset, size);
+		v->refs++;
+		r = map_retry(d, iova, size, (char *)v->base + offset, prot);
+		if (r < 0) {
+			view_put(d, v);
+			return map_error(r, err);
+		}
+		*ret_view = v;
+		return 0;
+	}
+	va = mmap(NULL, size, mprot, MAP_SHARED, fd, (off_t)offset);
+	if (va == MAP_FAILED)
+		return mmap_error(-errno, prot, err);
+	r = map_retry(d, iova, size, va, prot);
 	munmap(va, size);
 	return r < 0 ? map_error(r, err) : 0;
 }
@@ -302,7 +555,8 @@ static int journal_error(int r, struct vb_err *err)
 }
 
 static int journaled_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int fd,
-			 uint64_t offset, uint32_t prot, const struct stat *st, struct vb_err *err)
+			 uint64_t offset, uint32_t prot, const struct stat *st,
+			 struct dma_view **ret_view, struct vb_err *err)
 {
 	struct brk_jop op = {.kind = BRK_JOP_DMA_MAP,
 			     .owner = owner,
@@ -316,7 +570,7 @@ static int journaled_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint6
 
 	if (r < 0)
 		return journal_error(r, err);
-	r = do_map(d, iova, size, fd, offset, prot, err);
+	r = do_map(d, iova, size, fd, offset, prot, st, ret_view, err);
 	brk_journal_done(&d->journal, &op, r == 0);
 	return r;
 }
@@ -400,6 +654,7 @@ static int share(struct brk_dma *d, struct dma_map *m, uint64_t owner, uint64_t 
 int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size, int memfd,
 		uint64_t offset, uint32_t prot, struct vb_err *err)
 {
+	struct dma_view *view = NULL;
 	const struct dma_map *o;
 	struct stat st = {0};
 	uint32_t pos = 0;
@@ -418,7 +673,7 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 	if (r == 0 && reserve(d) < 0)
 		r = vb_errf(err, -ENOMEM, "out of memory");
 	if (r == 0)
-		r = journaled_map(d, owner, iova, size, memfd, offset, prot, &st, err);
+		r = journaled_map(d, owner, iova, size, memfd, offset, prot, &st, &view, err);
 	if (r < 0) {
 		d->st.rejects++;
 		return r;
@@ -430,7 +685,8 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 					.owner = owner,
 					.prot = prot,
 					.dev = st.st_dev,
-					.ino = st.st_ino};
+					.ino = st.st_ino,
+					.view = view};
 	d->n++;
 	d->st.mappings = d->n;
 	d->st.pinned_bytes += size;
@@ -456,6 +712,8 @@ static int unmap_entry(struct brk_dma *d, uint32_t i)
 	free(m->also);
 	m->also = NULL;
 	m->nalso = 0;
+	view_put(d, m->view);
+	m->view = NULL;
 	d->st.pinned_bytes -= m->size;
 	d->st.unmaps++;
 	return 0;
@@ -560,8 +818,10 @@ void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_by
 		*ret_count = d->n;
 	if (ret_bytes)
 		*ret_bytes = d->st.pinned_bytes;
-	for (i = 0; i < d->n; i++)
+	for (i = 0; i < d->n; i++) {
 		free(d->maps[i].also);
+		view_put(d, d->maps[i].view);
+	}
 	d->st.unmaps += d->n;
 	d->n = 0;
 	d->st.mappings = 0;
@@ -653,6 +913,7 @@ int brk_dma_restore(struct brk_dma *d, const struct brk_dma_mapping *maps, uint3
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out)
 {
 	*out = d->st;
+	out->views = d->n_views;
 }
 
 void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_count,

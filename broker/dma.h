@@ -3,11 +3,18 @@
  *
  * A worker asks, on behalf of its VMM, to map `size` bytes of a memfd at an IOVA. The broker
  * checks the request (memfd only, sealed against shrinking, bounds, alignment to the IOMMU's
- * smallest page, no overflow, no overlap, per-VM quotas) before anything changes, mmaps the
- * memfd MAP_SHARED so the kernel has a vaddr to pin, issues VFIO_IOMMU_MAP_DMA and drops the
- * view again (the pages stay pinned; see dma.c for why that is safe and necessary). Every
- * mapping records its owner (a device handle chosen by the caller) so a device's mappings can
- * be torn down when its worker goes away.
+ * smallest page, no overflow, no overlap, per-VM quotas) before anything changes, pins the
+ * memory with VFIO_IOMMU_MAP_DMA from a view of its own (the memfd mmapped MAP_SHARED: type1
+ * takes a vaddr), and records the mapping. Every mapping records its owner (a device handle
+ * chosen by the caller) so a device's mappings can be torn down when its worker goes away.
+ *
+ * Views: one per memfd per VM (the whole file), shared by every mapping of it while any uses it,
+ * so its page tables are filled once, not per map. A VM has at most BRK_DMA_VIEWS_MAX views (a
+ * process has at most vm.max_map_count mappings, and a VMM must not spend the broker's); past
+ * that a map mmaps its range for the call alone. Before the pin the view's cold part of the
+ * range is populated (MADV_POPULATE_READ), on up to BRK_DMA_POPULATE_THREADS_MAX threads, one
+ * per BRK_DMA_POPULATE_SLICE and CPU: a booting VM's RAM is allocated and zeroed in parallel. The
+ * call blocks its caller until the pin is done.
  *
  * F_SEAL_SHRINK is required by default: the size check at map time means nothing if the VMM can
  * truncate the file afterwards, and pinned pages that no longer back the file are pinned memory
@@ -33,6 +40,11 @@
 
 /* The kernel's own default (vfio_iommu_type1 dma_entry_limit). */
 #define BRK_DMA_DEFAULT_MAX_MAPPINGS 65535u
+
+/* Views (see above). */
+#define BRK_DMA_VIEWS_MAX	     64u
+#define BRK_DMA_POPULATE_SLICE	     (64ull << 20) /* at least this much per populating thread */
+#define BRK_DMA_POPULATE_THREADS_MAX 8u
 
 /* cfg.flags */
 #define BRK_DMA_ALLOW_UNSEALED (1u << 0) /* accept memfds without F_SEAL_SHRINK */
@@ -73,6 +85,7 @@ struct brk_dma_stats {
 	uint64_t rejects;	/* brk_dma_map() calls refused before or by the kernel */
 	uint64_t ebusy_retries; /* maps that succeeded after the EBUSY unmap-and-retry */
 	uint64_t shares;	/* maps that joined another owner's identical mapping */
+	uint32_t views;		/* memfd views held (each used by at least one mapping) */
 };
 
 /* One mapping as the table holds it: what brk_dma_restore() takes and the state record keeps. */

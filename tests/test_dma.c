@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -1184,6 +1185,144 @@ static void test_dma_restore_rejects_overlap_and_unaligned(void **state)
 	t_free(t);
 }
 
+/* ---- views -------------------------------------------------------------------------------- */
+
+/* The vaddr the kernel was given for the last map, and the byte there. */
+static const struct fake_call *last_map(struct t *t)
+{
+	return fake_vfio_nth(&t->f, VFIO_IOMMU_MAP_DMA,
+			     fake_vfio_count(&t->f, VFIO_IOMMU_MAP_DMA) - 1);
+}
+
+static void put_marker(int fd, uint64_t off, char c)
+{
+	assert_int_equal(pwrite(fd, &c, 1, (off_t)off), 1);
+}
+
+static uint32_t views(struct t *t)
+{
+	struct brk_dma_stats st;
+
+	brk_dma_stats(t->d, &st);
+	return st.views;
+}
+
+static void test_dma_map_pins_from_one_view_per_memfd(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	uint64_t va1, va2;
+
+	put_marker(t->memfd, 0, 'a');
+	put_marker(t->memfd, 8 * PG, 'b');
+	map_ok(t, OWNER1, 0x100000, 4 * PG, 0);
+	va1 = last_map(t)->vaddr;
+	map_ok(t, OWNER2, 0x200000, 2 * PG, 8 * PG);
+	va2 = last_map(t)->vaddr;
+	/* The kernel pins the memfd's own pages at the requested offsets... */
+	assert_int_equal(*(const char *)(uintptr_t)va1, 'a');
+	assert_int_equal(*(const char *)(uintptr_t)va2, 'b');
+	/* ...through one mapping of the file. */
+	assert_int_equal(va2 - va1, 8 * PG);
+	assert_int_equal(views(t), 1);
+	t_free(t);
+}
+
+static void test_dma_view_goes_with_its_last_mapping(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	uint64_t va;
+
+	map_ok(t, OWNER1, 0x100000, 4 * PG, 0);
+	va = last_map(t)->vaddr;
+	map_ok(t, OWNER1, 0x200000, 4 * PG, 8 * PG);
+	/* A section moves while the other stays mapped: the same view, its page tables filled. */
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x100000, 4 * PG, &t->err), 0);
+	assert_int_equal(views(t), 1);
+	map_ok(t, OWNER1, 0x300000, 4 * PG, 0);
+	assert_int_equal(last_map(t)->vaddr, va);
+	/* Nothing uses it any more: it goes, so it cannot keep memory the VMM freed alive. */
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x300000, 4 * PG, &t->err), 0);
+	assert_int_equal(brk_dma_unmap(t->d, OWNER1, 0x200000, 4 * PG, &t->err), 0);
+	assert_int_equal(views(t), 0);
+	map_ok(t, OWNER1, 0x100000, PG, 0);
+	map_ok(t, OWNER2, 0x200000, PG, 0);
+	assert_int_equal(brk_dma_unmap_owner(t->d, OWNER1, NULL, NULL), 0);
+	assert_int_equal(views(t), 1);
+	brk_dma_forget_all(t->d, NULL, NULL);
+	assert_int_equal(views(t), 0);
+	t_free(t);
+}
+
+/* A memfd nobody touched: the broker populates the range before the pin (the fake kernel pins
+ * nothing, so whatever is resident afterwards the broker allocated). Large enough for several
+ * populating threads on a machine with several CPUs, not a multiple of their slice. */
+static void test_dma_map_populates_unpopulated_memfd(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	uint64_t size = 2 * BRK_DMA_POPULATE_SLICE + 8 * PG;
+	int fd = make_memfd(size, F_SEAL_SHRINK);
+	struct stat st;
+
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_int_equal(st.st_blocks, 0);
+	assert_int_equal(brk_dma_map(t->d, OWNER1, 0x40000000, size, fd, 0, RW, &t->err), 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	assert_true((uint64_t)st.st_blocks * 512 >= size);
+	assert_int_equal(brk_dma_unmap_all(t->d, NULL, NULL), 0);
+	close(fd);
+	t_free(t);
+}
+
+static void test_dma_map_readonly_fd_then_writable_gets_own_view(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	char path[64];
+	int ro;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(ro >= 0);
+	put_marker(t->memfd, 2 * PG, 'r');
+	assert_int_equal(
+	    brk_dma_map(t->d, OWNER1, 0x100000, PG, ro, 2 * PG, BRK_DMA_PROT_READ, &t->err), 0);
+	assert_int_equal(*(const char *)(uintptr_t)last_map(t)->vaddr, 'r');
+	/* The read-only view cannot serve a write pin: a second, writable one does. */
+	map_ok(t, OWNER1, 0x200000, PG, 2 * PG);
+	assert_int_equal(*(const char *)(uintptr_t)last_map(t)->vaddr, 'r');
+	assert_int_equal(views(t), 2);
+	close(ro);
+	t_free(t);
+}
+
+/* A VMM cannot spend the broker's mappings (vm.max_map_count): past BRK_DMA_VIEWS_MAX memfds a
+ * map still works, from a mapping made for it alone. The same when a memfd in use grew. */
+static void test_dma_map_beyond_views_max_or_grown_memfd_accepted(void **state)
+{
+	struct t *t = t_new(NULL, 0);
+	int fds[BRK_DMA_VIEWS_MAX + 1];
+	uint32_t i, n;
+
+	for (i = 0; i < BRK_DMA_VIEWS_MAX + 1; i++) {
+		fds[i] = make_memfd(PG, F_SEAL_SHRINK);
+		assert_int_equal(
+		    brk_dma_map(t->d, OWNER1, 0x100000 + i * PG, PG, fds[i], 0, RW, &t->err), 0);
+	}
+	assert_int_equal(views(t), BRK_DMA_VIEWS_MAX);
+	assert_int_equal(brk_dma_unmap_all(t->d, &n, NULL), 0);
+	assert_int_equal(n, BRK_DMA_VIEWS_MAX + 1);
+	assert_int_equal(views(t), 0);
+	for (i = 0; i < BRK_DMA_VIEWS_MAX + 1; i++)
+		close(fds[i]);
+
+	map_ok(t, OWNER1, 0x100000, PG, 0);
+	assert_int_equal(ftruncate(t->memfd, 2 * MEMSZ), 0);
+	put_marker(t->memfd, MEMSZ, 'g');
+	map_ok(t, OWNER1, 0x200000, PG, MEMSZ);
+	assert_int_equal(views(t), 1);
+	assert_int_equal(snap(t).st.mappings, 2);
+	t_free(t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1223,6 +1362,11 @@ int main(void)
 	    cmocka_unit_test(test_dma_new_bad_config_rejected),
 	    cmocka_unit_test(test_dma_map_full_table_counts_stay_exact),
 	    cmocka_unit_test(test_dma_random_ops_match_reference_model),
+	    cmocka_unit_test(test_dma_map_pins_from_one_view_per_memfd),
+	    cmocka_unit_test(test_dma_view_goes_with_its_last_mapping),
+	    cmocka_unit_test(test_dma_map_populates_unpopulated_memfd),
+	    cmocka_unit_test(test_dma_map_readonly_fd_then_writable_gets_own_view),
+	    cmocka_unit_test(test_dma_map_beyond_views_max_or_grown_memfd_accepted),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

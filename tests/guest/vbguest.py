@@ -163,10 +163,13 @@ class Topology:
     ImageError it raises fails the guest's tests with its message (so an expensive preparation
     happens only when a test that needs it runs).
     ports: names of extra virtio-serial ports (besides the command channel): the guest sees
-    each as the /sys/class/virtio-ports/*/name it has, the host talks to it with port(name)."""
+    each as the /sys/class/virtio-ports/*/name it has, the host talks to it with port(name).
+    port_functions: root ports per slot (1-8). Above 1 the root ports are the functions of
+    multifunction slots, so up to 15 * 8 devices get a root port, each its own IOMMU group
+    (QEMU's pcie-root-port has ACS)."""
 
     def __init__(self, devices=DEFAULT_DEVICES, spare_ports=2, mem=1024, smp=1, cmdline="",
-                 intremap=True, shares=None, ports=()):
+                 intremap=True, shares=None, ports=(), port_functions=1):
         devs = [d if isinstance(d, Device) else Device(d) for d in devices]
         counts = {}
         for d in devs:
@@ -195,19 +198,23 @@ class Topology:
         self.intremap = intremap
         self.shares = dict(shares or {})
         self.ports = tuple(ports)
+        if not 1 <= port_functions <= 8:
+            raise ValueError("port_functions %r: want 1-8" % port_functions)
+        self.port_functions = port_functions
         for name in list(self.shares) + list(self.ports):
             if not re.fullmatch(r"[a-z][a-z0-9]{0,30}", name):
                 raise ValueError("share/port name %r: want [a-z][a-z0-9]*" % name)
         slots = [d for d in devs if d.function_of is None]
         ports = sum(1 for d in slots if d.root_port) + spare_ports
-        if ROOT_PORT_SLOT0 + ports - 1 > MAX_SLOT:
+        if ROOT_PORT_SLOT0 + (ports + port_functions - 1) // port_functions - 1 > MAX_SLOT:
             raise ValueError("too many root ports (%d)" % ports)
         if DIRECT_SLOT0 + sum(1 for d in slots if not d.root_port) > ROOT_PORT_SLOT0:
             raise ValueError("too many devices on pcie.0")
 
     def key(self):
         return (tuple(d.key() for d in self.devices), self.spare_ports, self.mem, self.smp,
-                self.cmdline, self.intremap, tuple(sorted(self.shares)), self.ports)
+                self.cmdline, self.intremap, tuple(sorted(self.shares)), self.ports,
+                self.port_functions)
 
     def describe(self):
         parts = [d.id + ("" if d.vfio else "(unbound)") for d in self.devices]
@@ -351,11 +358,14 @@ class Guest:
         def add_port():
             nonlocal port, nport
             rp = "vbrp%d" % nport
+            fn = nport % t.port_functions
             nport += 1
-            args.extend(["-device", "pcie-root-port,id=%s,bus=pcie.0,addr=0x%x,chassis=%d,slot=%d"
-                         % (rp, port, nport, nport)])
-            path = "0000:00:%02x.0" % port
-            port += 1
+            multi = ",multifunction=on" if fn == 0 and t.port_functions > 1 else ""
+            args.extend(["-device", "pcie-root-port,id=%s,bus=pcie.0,addr=0x%x.%d,chassis=%d,"
+                         "slot=%d%s" % (rp, port, fn, nport, nport, multi)])
+            path = "0000:00:%02x.%d" % (port, fn)
+            if fn == t.port_functions - 1:
+                port += 1
             return rp, path
         vfio = []
         place = {}  # first function's id -> [bus, slot, sysfs path prefix, functions so far]
