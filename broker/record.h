@@ -124,6 +124,7 @@ struct brk_rec_state {
 	struct brk_rec_vm **vms;   /* in the order they were put */
 	struct brk_rec_dev **devs; /* likewise */
 	struct brk_rec_pending *pending;
+	void **vm_index, **dev_index; /* record_apply.c's: the same, sorted by name for lookups */
 };
 
 struct brk_record;

@@ -8,6 +8,7 @@
  * is bounded; an entry either applies completely or leaves the state as it was.
  */
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -114,30 +115,71 @@ void brk_rec_state_free(struct brk_rec_state *st)
 		dev_free(st->devs[i]);
 	free(st->vms);
 	free(st->devs);
+	free(st->vm_index);
+	free(st->dev_index);
 	free(st->pending);
 	free(st);
 }
 
-struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name)
+/* The index of VMs or devices sorted by name, so that every journal entry finds its object in
+ * O(log n) among thousands. Both structs start with their name (`name`, `bdf`): an entry's key
+ * is the entry itself read as a string. *pos: where `key` is or would go. */
+static void *idx_find(void *const *idx, uint32_t n, const char *key, uint32_t *pos)
+{
+	uint32_t lo = 0, hi = n, mid;
+	int c;
+
+	while (lo < hi) {
+		mid = lo + (hi - lo) / 2;
+		c = strcmp((const char *)idx[mid], key);
+		if (c == 0) {
+			*pos = mid;
+			return idx[mid];
+		}
+		if (c < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	*pos = lo;
+	return NULL;
+}
+
+static void idx_insert(void **idx, uint32_t n, uint32_t pos, void *obj)
+{
+	memmove(&idx[pos + 1], &idx[pos], (n - pos) * sizeof(*idx));
+	idx[pos] = obj;
+}
+
+static void idx_remove(void **idx, uint32_t n, uint32_t pos)
+{
+	memmove(&idx[pos], &idx[pos + 1], (n - pos - 1) * sizeof(*idx));
+}
+
+/* Removes `obj` from the put-order array `arr` (n entries). */
+static void arr_remove(void **arr, uint32_t n, const void *obj)
 {
 	uint32_t i;
 
-	for (i = 0; i < st->nvms; i++) {
-		if (!strcmp(st->vms[i]->name, name))
-			return st->vms[i];
-	}
-	return NULL;
+	for (i = 0; arr[i] != obj; i++)
+		;
+	memmove(&arr[i], &arr[i + 1], (n - i - 1) * sizeof(*arr));
+}
+
+struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name)
+{
+	uint32_t pos;
+
+	_Static_assert(offsetof(struct brk_rec_vm, name) == 0, "the index reads the name");
+	return idx_find(st->vm_index, st->nvms, name, &pos);
 }
 
 struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bdf)
 {
-	uint32_t i;
+	uint32_t pos;
 
-	for (i = 0; i < st->ndevs; i++) {
-		if (!strcmp(st->devs[i]->bdf, bdf))
-			return st->devs[i];
-	}
-	return NULL;
+	_Static_assert(offsetof(struct brk_rec_dev, bdf) == 0, "the index reads the bdf");
+	return idx_find(st->dev_index, st->ndevs, bdf, &pos);
 }
 
 const struct brk_rec_vm *brk_rec_state_vm(const struct brk_rec_state *st, const char *name)
@@ -278,6 +320,7 @@ static int apply_broker(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 static int apply_vm_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
 {
 	struct brk_rec_vm v = {0}, *vm;
+	uint32_t pos;
 
 	get_str(r, v.name, 1, BRK_REC_NAME_MAX, true);
 	v.max_mappings = get_u32(r);
@@ -288,17 +331,19 @@ static int apply_vm_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 	if (r->bad)
 		return BAD("truncated, or a VM name that is empty, longer than %d or not printable",
 			   BRK_REC_NAME_MAX);
-	vm = rec_state_vm(st, v.name);
+	vm = idx_find(st->vm_index, st->nvms, v.name, &pos);
 	if (!vm) {
 		if (st->nvms >= BRK_REC_MAX_VMS)
 			return BAD("more than %d VMs", BRK_REC_MAX_VMS);
 		vm = calloc(1, sizeof(*vm));
-		if (!vm || grow_ptrs(&st->vms, st->nvms) < 0) {
+		if (!vm || grow_ptrs(&st->vms, st->nvms) < 0 ||
+		    grow_ptrs(&st->vm_index, st->nvms) < 0) {
 			free(vm);
 			return vb_errf(err, -ENOMEM, "out of memory");
 		}
-		st->vms[st->nvms++] = vm;
 		memcpy(vm->name, v.name, sizeof(v.name));
+		idx_insert(st->vm_index, st->nvms, pos, vm);
+		st->vms[st->nvms++] = vm;
 	}
 	vm->max_mappings = v.max_mappings;
 	vm->max_pinned_bytes = v.max_pinned_bytes;
@@ -353,9 +398,9 @@ static int apply_vm_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 			return BAD("VM %s deleted while device %s names it", vm->name,
 				   st->devs[i]->bdf);
 	}
-	for (i = 0; st->vms[i] != vm; i++)
-		;
-	memmove(&st->vms[i], &st->vms[i + 1], (st->nvms - i - 1) * sizeof(st->vms[0]));
+	idx_find(st->vm_index, st->nvms, vm->name, &i);
+	idx_remove(st->vm_index, st->nvms, i);
+	arr_remove((void **)st->vms, st->nvms, vm);
 	st->nvms--;
 	drop_pending_of(st, false, vm->name);
 	vm_free(vm);
@@ -425,13 +470,16 @@ static int apply_dev_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 		free(d);
 		return 0;
 	}
-	if (st->ndevs >= BRK_REC_MAX_DEVS || grow_ptrs(&st->devs, st->ndevs) < 0) {
+	if (st->ndevs >= BRK_REC_MAX_DEVS || grow_ptrs(&st->devs, st->ndevs) < 0 ||
+	    grow_ptrs(&st->dev_index, st->ndevs) < 0) {
 		free(d);
 		return st->ndevs >= BRK_REC_MAX_DEVS ? BAD("more than %d devices", BRK_REC_MAX_DEVS)
 						     : vb_errf(err, -ENOMEM, "out of memory");
 	}
 	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
 		d->irq[i] = NULL;
+	idx_find(st->dev_index, st->ndevs, d->bdf, &i);
+	idx_insert(st->dev_index, st->ndevs, i, d);
 	st->devs[st->ndevs++] = d;
 	return 0;
 }
@@ -443,9 +491,9 @@ static int apply_dev_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 
 	if (!d)
 		return BAD("deletion of an unknown device");
-	for (i = 0; st->devs[i] != d; i++)
-		;
-	memmove(&st->devs[i], &st->devs[i + 1], (st->ndevs - i - 1) * sizeof(st->devs[0]));
+	idx_find(st->dev_index, st->ndevs, d->bdf, &i);
+	idx_remove(st->dev_index, st->ndevs, i);
+	arr_remove((void **)st->devs, st->ndevs, d);
 	st->ndevs--;
 	drop_pending_of(st, true, d->bdf);
 	dev_free(d);

@@ -767,6 +767,59 @@ static void test_record_del_drops_pending_intents(void **state)
 	brk_record_free(rec2);
 }
 
+/* Lookups by name among many VMs and devices, put and deleted in an order unlike the names'. */
+static void test_record_many_vms_and_devices_found_by_name(void **state)
+{
+	struct brk_record *rec = rec_new();
+	const struct brk_rec_state *st;
+	char name[16], bdf[16], *live, *loaded;
+	uint32_t i, k;
+
+	(void)state;
+	for (i = 0; i < 600; i++) {
+		struct brk_rec_vm vm;
+		struct brk_rec_dev d;
+
+		k = (i * 7919) % 600;
+		snprintf(name, sizeof(name), "vm%u", k);
+		snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", k / 32, k % 32, k % 8);
+		vm = vm_of(name, k);
+		d = dev_of(bdf, name, 2);
+		assert_int_equal(brk_record_vm_put(rec, &vm), 0);
+		assert_int_equal(brk_record_dev_put(rec, &d), 0);
+	}
+	for (k = 0; k < 600; k += 3) {
+		snprintf(name, sizeof(name), "vm%u", k);
+		snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", k / 32, k % 32, k % 8);
+		assert_int_equal(brk_record_dev_del(rec, bdf), 0);
+		assert_int_equal(brk_record_vm_del(rec, name), 0);
+	}
+	st = brk_record_state(rec);
+	assert_int_equal(st->nvms, 400);
+	assert_int_equal(st->ndevs, 400);
+	for (k = 0; k < 600; k++) {
+		const struct brk_rec_vm *vm;
+
+		snprintf(name, sizeof(name), "vm%u", k);
+		snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.%u", k / 32, k % 32, k % 8);
+		vm = brk_rec_state_vm(st, name);
+		if (k % 3 == 0) {
+			assert_null(vm);
+			assert_null(brk_rec_state_dev(st, bdf));
+			continue;
+		}
+		assert_non_null(vm);
+		assert_int_equal(vm->max_mappings, k);
+		assert_string_equal(brk_rec_state_dev(st, bdf)->vm, name);
+	}
+	live = dump(st);
+	loaded = fd_dump(brk_record_fd(rec));
+	assert_same(live, loaded);
+	free(live);
+	free(loaded);
+	brk_record_free(rec);
+}
+
 static void test_record_adopt_unsealed_refused(void **state)
 {
 	int fd = memfd_create("not-sealed", MFD_CLOEXEC);
@@ -868,6 +921,7 @@ int main(void)
 	    cmocka_unit_test(test_record_damaged_or_unknown_refused_with_reason),
 	    cmocka_unit_test(test_record_adopt_clears_remnant_after_tail),
 	    cmocka_unit_test(test_record_del_drops_pending_intents),
+	    cmocka_unit_test(test_record_many_vms_and_devices_found_by_name),
 	    cmocka_unit_test(test_record_adopt_unsealed_refused),
 	    cmocka_unit_test(test_record_65535_maps_appended_and_compacted),
 	};
