@@ -5,8 +5,8 @@ BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
 JOBS       ?= $(shell nproc)
-# make fuzz: seconds per target, and which targets (all when empty); FUZZ_RUNS and FUZZ_JOBS
-# are read by tests/fuzz/run-fuzz.sh from the environment.
+# make fuzz: seconds per target, and which targets (all when empty); FUZZ_RUNS, FUZZ_JOBS and
+# FUZZ_FLAGS are read by tests/fuzz/run-fuzz.sh from the environment.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?=
 # make soak: SOAK_SCALE multiplies the soak's counts (1: 10^6 accesses, 500 add/remove cycles...).

@@ -51,6 +51,21 @@ static void bars_changed(void *data, uint16_t command)
 	(void)command;
 }
 
+/* The device's memory: one memfd for the whole run, emptied and refilled for every input.
+ * Truncating to 0 drops every page, so an input finds exactly what a fresh memfd would hold
+ * (zeros, then its config space) and nothing a previous input wrote to a region; creating and
+ * closing one per input cost more than most inputs' accesses. */
+static int device_memfd(void)
+{
+	static int fd = -1;
+
+	if (fd < 0)
+		fd = memfd_create("fuzz-cfg", MFD_CLOEXEC);
+	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)(WKR_REGION_OFFSET(8))) < 0)
+		abort();
+	return fd;
+}
+
 static int make_device(const uint8_t *data, size_t size, int *ret_fd, struct wkr_devinfo *in)
 {
 	uint8_t cfg[4096] = {0};
@@ -65,21 +80,45 @@ static int make_device(const uint8_t *data, size_t size, int *ret_fd, struct wkr
 	}
 	for (unsigned i = 0; i < WKR_NUM_IRQS; i++)
 		in->irqs[i] = (struct wkr_irq_info){VFIO_IRQ_INFO_EVENTFD, counts[i]};
-	int fd = memfd_create("fuzz-cfg", MFD_CLOEXEC);
-	if (fd < 0 || ftruncate(fd, (off_t)(WKR_REGION_OFFSET(8))) < 0 ||
-	    pwrite(fd, cfg, sizeof(cfg), (off_t)WKR_REGION_OFFSET(7)) != sizeof(cfg)) {
-		if (fd >= 0)
-			close(fd);
+	int fd = device_memfd();
+	if (pwrite(fd, cfg, sizeof(cfg), (off_t)WKR_REGION_OFFSET(7)) != sizeof(cfg))
 		return -1;
-	}
 	*ret_fd = fd;
 	return 0;
+}
+
+/* What the input got back: every call's result and the bytes every read returned (FNV-1a). The
+ * replay test runs the corpus twice, in opposite orders, and compares: the memfd and eventfd
+ * kept from one input to the next must leave nothing behind (replay.c). */
+static uint64_t digest;
+
+static void digest_add(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	for (size_t i = 0; i < n; i++)
+		digest = (digest ^ b[i]) * 0x100000001b3ull;
+}
+
+static void digest_result(int r, const uint8_t *buf, size_t len)
+{
+	digest_add(&r, sizeof(r));
+	if (r >= 0 && buf)
+		digest_add(buf, len);
+}
+
+uint64_t fuzz_output_digest(void);
+uint64_t fuzz_output_digest(void)
+{
+	return digest;
 }
 
 static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 {
 	uint8_t buf[256];
 	while (n >= 4) {
+		size_t rlen = 0; /* bytes read into buf */
+		int r = 0;
 		uint8_t op = p[0], len = p[3];
 		uint32_t off = (uint32_t)p[1] | (uint32_t)p[2] << 8;
 		p += 4;
@@ -90,36 +129,42 @@ static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 		fail_next = op & 0x80;
 		switch (op & 7) {
 		case 0:
-			wkr_cfg_read(d, off, buf, len % 9);
+			rlen = len % 9;
+			memset(buf, 0, rlen);
+			r = wkr_cfg_read(d, off, buf, rlen);
 			break;
 		case 1:
-			wkr_cfg_write(d, off, p, dlen % 9);
+			r = wkr_cfg_write(d, off, p, dlen % 9);
 			break;
 		case 2:
-			wkr_region_read(d, off >> 12, off & 0xfff, buf, len % 16);
+			rlen = len % 16;
+			memset(buf, 0, rlen);
+			r = wkr_region_read(d, off >> 12, off & 0xfff, buf, rlen);
 			break;
 		case 3:
-			wkr_region_write(d, off >> 12, off & 0xfff, p, dlen % 16);
+			r = wkr_region_write(d, off >> 12, off & 0xfff, p, dlen % 16);
 			break;
 		case 4: {
 			int fds[80];
 			uint32_t count = dlen ? p[0] % 81 : 0;
 			for (uint32_t i = 0; i < count; i++)
 				fds[i] = efd;
-			wkr_irq_set_fds(d, len % 5, off % 80, count, fds, (len & 8) ? efd : -1);
+			r = wkr_irq_set_fds(d, len % 5, off % 80, count, fds, (len & 8) ? efd : -1);
 			break;
 		}
 		case 5:
-			wkr_irq_service(d);
+			r = wkr_irq_service(d);
 			break;
 		case 6:
 			wkr_irq_release(d);
+			r = 0;
 			break;
 		case 7:
-			wkr_dev_reset(d);
+			r = wkr_dev_reset(d);
 			break;
 		}
 		fail_next = 0;
+		digest_result(r, rlen ? buf : NULL, rlen);
 		p += dlen;
 		n -= dlen;
 	}
@@ -127,22 +172,30 @@ static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	static int efd = -1;
 	struct wkr_devinfo in;
 	struct wkr_io io;
 	struct wkr_callbacks cb = {check_irqs, bars_changed, NULL};
 	struct wkr_dev *d;
+	uint64_t count;
 	int fd;
+
+	/* One eventfd for the run too, its counter read back to 0 before each input. */
+	if (efd < 0)
+		efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (efd < 0)
+		abort();
+	(void)!read(efd, &count, sizeof(count));
+	digest = 0xcbf29ce484222325ull;
 	if (make_device(data, size, &fd, &in) < 0)
 		return 0;
 	wkr_io_from_fd(&io, fd);
-	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (efd >= 0 && wkr_dev_new(&in, &io, &cb, &d) == 0) {
+	int r = wkr_dev_new(&in, &io, &cb, &d);
+	digest_result(r, NULL, 0);
+	if (r == 0) {
 		if (size > CFG_IN)
 			run_ops(d, data + CFG_IN, size - CFG_IN, efd);
 		wkr_dev_free(d);
 	}
-	if (efd >= 0)
-		close(efd);
-	close(fd);
 	return 0;
 }

@@ -18,6 +18,17 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
+/* Every accepted policy is built in a forked child (policyc_compile), and a fork copies the page
+ * tables of all the memory the process has touched: with ASan's default 256 MB quarantine of
+ * freed memory that was most of this target's time (peak RSS 142 MB against 48 MB, 1,330
+ * against 1,770 executions per CPU second). A use-after-free is still caught while less than
+ * 8 MB has been freed since, far more than one policy allocates. ASAN_OPTIONS overrides it. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+	return "quarantine_size_mb=8";
+}
+
 static struct policyc_policy policy;
 static struct policyc_prog kill_prog, log_prog;
 

@@ -4,7 +4,8 @@
 # FUZZ_RUNS executions when that is set, under nice -n 19. Each target starts from its
 # checked-in corpus (tests/fuzz/corpus/NAME, read only) and writes what it finds to
 # BUILD_DIR/fuzz/NAME/ (new inputs) and BUILD_DIR/fuzz/NAME.crash-* (findings); its log is
-# BUILD_DIR/fuzz/NAME.log. Prints one line per target (executions, seconds, rate, libFuzzer's
+# BUILD_DIR/fuzz/NAME.log. FUZZ_FLAGS (default -entropic=0, see tests/fuzz/README.md) goes to
+# every target's command line. Prints one line per target (executions, seconds, rate, libFuzzer's
 # cov and ft, findings) and exits 1 if any target found something or could not run.
 #
 # `make fuzz` runs this after building BUILD_DIR with -DVB_FUZZ=ON (clang). To fold new inputs
@@ -16,6 +17,11 @@ here=$(cd "$(dirname "$0")" && pwd)
 seconds=${FUZZ_SECONDS:-60}
 runs=${FUZZ_RUNS:--1}
 jobs=${FUZZ_JOBS:-1}
+# clang 14's libFuzzer looks every feature of every run up in its list of rare features, one by
+# one (FuzzerCorpus.h, UpdateFeatureFrequency): with the thousands of features a conversation
+# target hits per input that took 63% of fuzz_ctl's time. Without the entropic schedule the
+# same executions run 1.1x (image) to 4.3x (ctl) faster; the coverage feedback is unchanged.
+flags=${FUZZ_FLAGS--entropic=0}
 out="$build/fuzz"
 mkdir -p "$out"
 
@@ -38,7 +44,7 @@ run_one() {
 	else
 		limit="-max_total_time=$seconds"
 	fi
-	nice -n 19 "$build/bin/fuzz_$t" $limit -print_final_stats=1 -rss_limit_mb=4096 \
+	nice -n 19 "$build/bin/fuzz_$t" $limit $flags -print_final_stats=1 -rss_limit_mb=4096 \
 		-artifact_prefix="$out/$t." "$out/$t" "$here/corpus/$t" >"$out/$t.log" 2>&1
 	echo $? >"$out/$t.rc"
 }
