@@ -40,6 +40,7 @@
 #include "sandbox.h"
 #include "seccomp.h"
 #include "seccomp_probe.h"
+#include "test_wait.h"
 
 pid_t test_pid;
 uint64_t fs_base;
@@ -70,7 +71,8 @@ int run_under(enum sbx_role role, enum sbx_seccomp_mode mode, probe_fn fn, void 
 	if (pid == 0) {
 		prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 		setrlimit(RLIMIT_CORE, &no_core);
-		alarm(10); /* a probe that blocks dies of SIGALRM, which no test accepts */
+		alarm(TEST_HANG_MS /
+		      1000); /* a probe that blocks dies of SIGALRM, no test accepts it */
 		/* cmocka's handlers would turn a crash into more syscalls (and a SIGSYS). */
 		signal(SIGILL, SIG_DFL);
 		signal(SIGSEGV, SIG_DFL);

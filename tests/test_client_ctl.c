@@ -28,6 +28,7 @@
 #include "control.pb-c.h"
 #include "ipc.h"
 #include "vfiobroker/client.h"
+#include "test_wait.h"
 
 #define KNOWN_BDF   "0000:00:03.0"
 #define TAKEN_BDF   "0000:00:09.0"
@@ -204,7 +205,7 @@ static void serve(struct fake *f, int fd)
 
 		r = ipc_chan_recv(c, &m);
 		if (r == -EAGAIN) {
-			if (poll(p, 2, 10000) <= 0 || p[1].revents)
+			if (poll(p, 2, TEST_HANG_MS) <= 0 || p[1].revents)
 				break;
 			continue;
 		}
@@ -225,7 +226,7 @@ static void *fake_main(void *arg)
 				      {.fd = f->stop_fd, .events = POLLIN}};
 		int fd;
 
-		if (poll(p, 2, 10000) <= 0 || p[1].revents)
+		if (poll(p, 2, TEST_HANG_MS) <= 0 || p[1].revents)
 			break;
 		if (ipc_accept(f->listen_fd, &fd) == 0)
 			serve(f, fd);
@@ -329,7 +330,7 @@ static void run_cli(struct result *res, const char *const *args)
 		struct pollfd p[2] = {{.fd = oo ? ofd : -1, .events = POLLIN},
 				      {.fd = eo ? efd : -1, .events = POLLIN}};
 
-		assert_true(poll(p, 2, 20000) > 0);
+		assert_true(poll(p, 2, TEST_HANG_MS) > 0);
 		if (p[0].revents)
 			drain(ofd, res->out, sizeof(res->out), &ol, &oo);
 		if (p[1].revents)
@@ -730,7 +731,7 @@ static void test_ctl_events_stream_until_sigterm(void **state)
 	while (open_ && lines < 2) {
 		struct pollfd p = {.fd = ofd, .events = POLLIN};
 
-		assert_true(poll(&p, 1, 10000) == 1);
+		assert_true(poll(&p, 1, TEST_HANG_MS) == 1);
 		drain(ofd, buf, sizeof(buf), &len, &open_);
 		lines = 0;
 		for (const char *c = buf; (c = strchr(c, '\n')); c++)
@@ -824,7 +825,7 @@ static void test_ctl_lib_list_and_events_without_cli(void **state)
 	vfb_ctl_device_list_free(list, n);
 	assert_int_equal(vfb_ctl_subscribe(ctl), 0);
 	p = (struct pollfd){.fd = vfb_ctl_event_fd(ctl), .events = POLLIN};
-	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	assert_int_equal(vfb_ctl_next_event(ctl, &ev), 0);
 	assert_int_equal(ev->kind, VFB_CTL_EVENT_DEVICE_ADDED);
 	assert_string_equal(ev->bdf, KNOWN_BDF);

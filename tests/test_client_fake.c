@@ -20,6 +20,7 @@
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "test_client_fake.h"
+#include "test_wait.h"
 
 static void fake_event(struct ipc_chan *c)
 {
@@ -190,7 +191,7 @@ static void *fake_main(void *arg)
 
 		r = ipc_chan_recv(c, &m);
 		if (r == -EAGAIN) {
-			if (poll(&p, 1, 5000) <= 0)
+			if (poll(&p, 1, TEST_HANG_MS) <= 0)
 				break;
 			continue;
 		}

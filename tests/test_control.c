@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -26,6 +27,7 @@
 #include "common.pb-c.h"
 #include "control.h"
 #include "ipc.h"
+#include "test_wait.h"
 
 struct fake {
 	int adds, removes, lists, statuses, metrics;
@@ -142,17 +144,33 @@ static void env_stop(struct env *e)
 	rmdir(e->dir);
 }
 
+/* One turn of the broker's loop, once it has something to do (one of its fds ready, a timer
+ * due) or `fd` (when >= 0) is readable, waiting for that at most until `deadline`. */
+static void turn(struct env *e, int fd, int64_t deadline)
+{
+	struct pollfd p[2] = {{.fd = uv_backend_fd(&e->loop), .events = POLLIN},
+			      {.fd = fd, .events = POLLIN}};
+	int ms = test_left_ms(deadline), t = uv_backend_timeout(&e->loop);
+
+	if (t >= 0 && t < ms)
+		ms = t;
+	(void)poll(p, 2, ms);
+	uv_run(&e->loop, UV_RUN_NOWAIT);
+}
+
 /* Runs the broker's loop until the client has something to read (or the peer closed). */
 static int pump_recv(struct env *e, struct ipc_msg **ret)
 {
-	for (int i = 0; i < 2000; i++) {
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+
+	for (;;) {
 		int r = ipc_chan_recv(e->client, ret);
 		if (r != -EAGAIN)
 			return r;
-		uv_run(&e->loop, UV_RUN_NOWAIT);
-		usleep(500);
+		if (test_now_ms() > deadline)
+			return -ETIMEDOUT;
+		turn(e, ipc_chan_fd(e->client), deadline);
 	}
-	return -ETIMEDOUT;
 }
 
 static void send_req(struct env *e, uint16_t type, const ProtobufCMessage *body)
@@ -443,17 +461,15 @@ static void test_control_deferred_call_survives_peer_leaving(void **state)
 	add.bdf = "0000:00:03.0";
 	add.vm = "vm1";
 	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
-	for (int i = 0; i < 200 && !e.fake.held; i++) {
-		uv_run(&e.loop, UV_RUN_NOWAIT);
-		usleep(500);
-	}
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	while (!e.fake.held && test_now_ms() < deadline)
+		turn(&e, -1, deadline);
 	assert_non_null(e.fake.held);
 	ipc_chan_free(e.client);
 	e.client = NULL;
-	for (int i = 0; i < 200 && brk_ctl_sessions(e.ctl); i++) {
-		uv_run(&e.loop, UV_RUN_NOWAIT);
-		usleep(500);
-	}
+	deadline = test_now_ms() + TEST_HANG_MS;
+	while (brk_ctl_sessions(e.ctl) && test_now_ms() < deadline)
+		turn(&e, -1, deadline);
 	assert_int_equal(brk_ctl_sessions(e.ctl), 0);
 	assert_int_equal(brk_ctl_call_uid(e.fake.held), (uid_t)-1);
 	/* Completing it now is dropped quietly (ASan checks nothing dangles). */
@@ -639,17 +655,22 @@ static pid_t spawn_as(gid_t gid, const gid_t *groups, size_t ngroups, int (*fn)(
 /* Runs the broker's loop until the peer exits; returns its exit status. */
 static int pump_until_exit(struct env *e, pid_t pid)
 {
-	int st;
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	int pidfd = (int)syscall(SYS_pidfd_open, pid, 0), st;
 
+	/* The pidfd turns readable when the peer exits. */
+	assert_true(pidfd >= 0);
 	for (;;) {
 		pid_t w = waitpid(pid, &st, WNOHANG);
 
 		assert_true(w >= 0);
 		if (w == pid)
 			break;
-		uv_run(&e->loop, UV_RUN_NOWAIT);
-		usleep(200);
+		if (test_now_ms() > deadline)
+			fail_msg("peer %d still running after %d ms", (int)pid, TEST_HANG_MS);
+		turn(e, pidfd, deadline);
 	}
+	close(pidfd);
 	assert_true(WIFEXITED(st));
 	return WEXITSTATUS(st);
 }
@@ -736,8 +757,10 @@ static void test_control_refused_lingerers_leave_admin_room(void **state)
 	assert_int_equal(pipe2(l.done, O_CLOEXEC), 0);
 	pid = spawn_as(OTHER_GID, NULL, 0, peer_linger, &l);
 	p = (struct pollfd){.fd = l.ready[0], .events = POLLIN};
-	while (poll(&p, 1, 0) == 0)
-		uv_run(&e.loop, UV_RUN_NOWAIT);
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	while (poll(&p, 1, 0) == 0 && test_now_ms() < deadline)
+		turn(&e, l.ready[0], deadline);
+	assert_int_equal(poll(&p, 1, 0), 1);
 	/* 80 refused peers hold their connections; the admin, connecting after them all, gets
 	 * in, and the one it had before still works. The broker holds only a few of them. */
 	{

@@ -19,6 +19,7 @@
 
 #include "control.pb-c.h"
 #include "ipc_test.h"
+#include "test_wait.h"
 
 /* ---- helpers ---------------------------------------------------------------------------- */
 
@@ -243,7 +244,7 @@ static void test_ipc_call_error_reply_code_and_message(void **state)
 
 	chan_pair(NULL, NULL, &a, &p.c);
 	peer_start(&p, peer_error_reply);
-	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, &err), -EPERM);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, TEST_HANG_MS, &m, &err), -EPERM);
 	peer_join(&p);
 	assert_int_equal(p.result, 0);
 	assert_null(m);
@@ -259,7 +260,8 @@ static void peer_hang_up(struct peer *p)
 	struct pollfd pfd = {.fd = p->raw, .events = POLLIN};
 	char buf[256];
 
-	p->result = poll(&pfd, 1, 5000) == 1 && recv(p->raw, buf, sizeof(buf), 0) > 0 ? 0 : -1;
+	p->result =
+	    poll(&pfd, 1, TEST_HANG_MS) == 1 && recv(p->raw, buf, sizeof(buf), 0) > 0 ? 0 : -1;
 	close(p->raw);
 }
 
@@ -274,7 +276,7 @@ static void test_ipc_call_peer_hangup_epipe(void **state)
 	assert_int_equal(ipc_chan_new(sv[0], &test_proto_client, NULL, &a), 0);
 	p.raw = sv[1];
 	peer_start(&p, peer_hang_up);
-	r = ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL);
+	r = ipc_chan_call(a, T_PING, NULL, NULL, 0, TEST_HANG_MS, &m, NULL);
 	peer_join(&p);
 	assert_int_equal(p.result, 0);
 	assert_true(r == -EPIPE || r == -ECONNRESET);
@@ -392,7 +394,7 @@ static void test_ipc_call_events_queued_and_delivered_after(void **state)
 	p.raw = pw[1];
 	chan_pair(NULL, NULL, &a, &p.c);
 	peer_start(&p, peer_interleave);
-	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL), 0);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, TEST_HANG_MS, &m, NULL), 0);
 	peer_join(&p);
 	assert_int_equal(p.result, 0);
 	assert_int_equal(m->kind, IPC_KIND_REPLY);

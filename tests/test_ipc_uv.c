@@ -14,6 +14,7 @@
 
 #include "ipc_test.h"
 #include "ipc_uv.h"
+#include "test_wait.h"
 
 #define MAX_SEEN 8
 
@@ -67,15 +68,21 @@ static void send_event(struct ipc_chan *c, const char *text)
 	assert_int_equal(ipc_chan_event(c, T_NOTE, &d.base, NULL, 0), 0);
 }
 
-/* Runs non-blocking loop iterations until `done` or a bound that a broken ipc_uv would hit. */
+/* Runs the loop until `done`, each turn once it has something to do (its backend fd ready, a
+ * timer due; at most 100 ms), up to TEST_HANG_MS: a broken ipc_uv, or a peer thread that never
+ * sends, fails the test, a slow machine does not. */
 static void run_until(uv_loop_t *loop, const int *done, int want)
 {
-	int i;
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
 
-	for (i = 0; i < 1000 && *done < want; i++) {
+	while (*done < want && test_now_ms() < deadline) {
 		uv_run(loop, UV_RUN_NOWAIT);
-		if (*done < want)
-			poll(NULL, 0, 1);
+		if (*done < want) {
+			struct pollfd p = {.fd = uv_backend_fd(loop), .events = POLLIN};
+			int t = uv_backend_timeout(loop);
+
+			poll(&p, 1, t >= 0 && t < 100 ? t : 100);
+		}
 	}
 }
 
@@ -210,7 +217,7 @@ static void *answer_after_event(void *arg)
 	Vb__Dev__Data d = VB__DEV__DATA__INIT;
 	struct ipc_msg *req;
 
-	if (poll(&pfd, 1, 5000) != 1 || ipc_chan_recv(w->c, &req) < 0) {
+	if (poll(&pfd, 1, TEST_HANG_MS) != 1 || ipc_chan_recv(w->c, &req) < 0) {
 		w->result = -1;
 		return NULL;
 	}
@@ -240,7 +247,7 @@ static void test_ipc_uv_delivers_messages_queued_by_call(void **state)
 	assert_int_equal(ipc_uv_start(&loop, a, on_msg, &s, &s.u), 0);
 	/* A synchronous call outside the loop's callbacks, as a timer callback might make. */
 	assert_int_equal(pthread_create(&t, NULL, answer_after_event, &w), 0);
-	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, 5000, &m, NULL), 0);
+	assert_int_equal(ipc_chan_call(a, T_PING, NULL, NULL, 0, TEST_HANG_MS, &m, NULL), 0);
 	assert_int_equal(pthread_join(t, NULL), 0);
 	assert_int_equal(w.result, 0);
 	ipc_msg_free(m);

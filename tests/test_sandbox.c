@@ -28,6 +28,7 @@
 #include "base.h"
 #include "sandbox.h"
 #include "userns_test.h"
+#include "test_wait.h"
 
 #ifndef P_PIDFD
 #define P_PIDFD 3
@@ -90,7 +91,7 @@ static int recv_msg(int fd, char *buf, size_t len)
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	ssize_t n;
 
-	if (poll(&p, 1, 10000) != 1)
+	if (poll(&p, 1, TEST_HANG_MS) != 1)
 		return -ETIMEDOUT;
 	n = recv(fd, buf, len - 1, 0);
 	if (n < 0)
@@ -419,7 +420,7 @@ static void test_sandbox_spawn_pidfd_supervises(void **state)
 	p.events = POLLIN;
 	assert_int_equal(poll(&p, 1, 0), 0); /* alive */
 	assert_int_equal(syscall(SYS_pidfd_send_signal, h.pidfd, SIGKILL, NULL, 0), 0);
-	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	si = finish(&h);
 	assert_int_equal(si.si_code, CLD_KILLED);
 	assert_int_equal(si.si_status, SIGKILL);

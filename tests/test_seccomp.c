@@ -49,6 +49,7 @@
 #include "sandbox.h"
 #include "seccomp.h"
 #include "seccomp_probe.h"
+#include "test_wait.h"
 
 /* ---- worker: what it may do ---------------------------------------------------------------- */
 
@@ -332,6 +333,55 @@ static int probe_signal(void *arg)
 	return probe_got_signal == SIGUSR1 ? PROBE_OK : PROBE_WRONG;
 }
 
+/* The field `name` of /proc/PID/status as a number in `base`; 0 when it cannot be read. */
+static unsigned long long proc_status(pid_t pid, const char *name, int base)
+{
+	char path[64], line[256];
+	unsigned long long v = 0;
+	size_t n = strlen(name);
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, name, n) == 0 && line[n] == ':')
+			v = strtoull(line + n + 1, NULL, base);
+	fclose(f);
+	return v;
+}
+
+/* Waits (up to TEST_HANG_MS) until the child sleeps and, when `taken`, no longer has `sig`
+ * pending (its handler has run). */
+static void wait_child(pid_t pid, int sig, bool taken)
+{
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	char path[64], stat[512];
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	for (;;) {
+		FILE *f = fopen(path, "re");
+		size_t n = f ? fread(stat, 1, sizeof(stat) - 1, f) : 0;
+		const char *paren;
+		bool pending;
+
+		if (f)
+			fclose(f);
+		stat[n] = 0;
+		paren = strrchr(stat, ')');
+		pending = ((proc_status(pid, "SigPnd", 16) | proc_status(pid, "ShdPnd", 16)) >>
+			   (sig - 1)) &
+			  1;
+		if (paren && paren[1] == ' ' && paren[2] == 'S' && !(taken && pending))
+			return;
+		if (test_now_ms() > deadline)
+			fail_msg("child %d: not asleep%s after %d ms", (int)pid,
+				 taken ? " with the signal taken" : "", TEST_HANG_MS);
+		poll(NULL, 0, 1);
+	}
+}
+
 static void test_seccomp_worker_signal_handler_returns(void **state)
 {
 	struct sigaction sa = {.sa_handler = probe_on_signal, .sa_flags = SA_RESTART};
@@ -347,14 +397,18 @@ static void test_seccomp_worker_signal_handler_returns(void **state)
 	if (pid == 0) {
 		setrlimit(RLIMIT_CORE, &no_core);
 		sigaction(SIGUSR1, &sa, NULL);
-		alarm(10);
+		alarm(TEST_HANG_MS / 1000);
 		if (sbx_seccomp_load(SBX_ROLE_WORKER, SBX_SECCOMP_KILL) < 0)
 			child_exit(PROBE_LOAD_FAILED);
 		child_exit(probe_signal(p));
 	}
 	assert_int_equal(read(p[2], &b, 1), 1);
+	/* Signalled once it sleeps in read() (its only sleep from here), and "go" written once the
+	 * handler has taken the signal, whatever the machine's load: the read is interrupted,
+	 * the handler returns and the read goes on, every time. */
+	wait_child(pid, SIGUSR1, false);
 	assert_int_equal(kill(pid, SIGUSR1), 0);
-	usleep(20000);
+	wait_child(pid, SIGUSR1, true);
 	assert_int_equal(write(p[1], "g", 1), 1);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
 	assert_worked(status);
@@ -582,7 +636,7 @@ static void test_seccomp_worker_tsync_covers_threads(void **state)
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		setrlimit(RLIMIT_CORE, &no_core);
-		alarm(10);
+		alarm(TEST_HANG_MS / 1000);
 		if (pthread_create(&t, NULL, tsync_thread, NULL) != 0)
 			child_exit(PROBE_WRONG);
 		if (sbx_seccomp_load(SBX_ROLE_WORKER, SBX_SECCOMP_KILL) < 0)
@@ -726,7 +780,7 @@ static void test_seccomp_load_diverged_thread_busy(void **state)
 		pthread_t t;
 		char b;
 
-		alarm(10);
+		alarm(TEST_HANG_MS / 1000);
 		if (pthread_create(&t, NULL, diverge_thread, NULL) != 0 ||
 		    read(diverge_pipe[0], &b, 1) != 1)
 			child_exit(2);

@@ -33,6 +33,7 @@
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "vfu_client.h"
+#include "test_wait.h"
 
 #define F_REPLY	   1u
 #define F_NO_REPLY (1u << 4)
@@ -996,8 +997,9 @@ static void test_vfio_user_protocol_one_vmm_across_protocols(void **state)
 	h.client = "test";
 	assert_int_equal(ipc_connect(f->native, &nfd), 0);
 	assert_int_equal(ipc_chan_new(nfd, &ipc_proto_device, NULL, &c), 0);
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 5000, &m, &err),
-			 -EBUSY);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, &err),
+	    -EBUSY);
 	ipc_chan_free(c);
 	expect_ok(f->fd, 4, (uint8_t[16]){16}, 16, NULL, 0, &r);
 	vfu_reply_free(&r);

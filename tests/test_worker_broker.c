@@ -36,6 +36,7 @@
 #include "ipc.h"
 #include "vfu_client.h"
 #include "worker.h"
+#include "test_wait.h"
 
 #define LOG_MAX 256
 
@@ -277,8 +278,8 @@ static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, siz
 	struct ipc_msg *rep = NULL;
 	h.protocols = protocols;
 	h.epoch = 1;
-	int r =
-	    ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, 10000, &rep, err);
+	int r = ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, TEST_HANG_MS,
+			      &rep, err);
 	ipc_msg_free(rep);
 	return r;
 }
@@ -434,8 +435,8 @@ static struct ipc_chan *vmm_connect(struct fx *f)
 	assert_int_equal(ipc_connect(f->sock, &fd), 0);
 	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, NULL),
-			 0);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, NULL), 0);
 	ipc_msg_free(m);
 	return c;
 }
@@ -448,7 +449,8 @@ static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32
 	req.offset = off;
 	req.data.data = b;
 	req.data.len = size;
-	int r = ipc_chan_call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0, 10000, &m, NULL);
+	int r =
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0, TEST_HANG_MS, &m, NULL);
 	ipc_msg_free(m);
 	return r;
 }
@@ -485,8 +487,9 @@ static void test_worker_broker_vmm_refused_by_broker_gets_eperm(void **state)
 	assert_int_equal(ipc_connect(f->sock, &fd), 0);
 	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, &err),
-			 -EPERM);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, &err),
+	    -EPERM);
 	assert_null(m);
 	ipc_chan_free(c);
 	assert_int_equal(count(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1), 1);
@@ -526,7 +529,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 10000, &m, NULL), 0);
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, TEST_HANG_MS, &m, NULL), 0);
 	ipc_msg_free(m);
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1), 1);
 
@@ -541,7 +544,8 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	cr.offset = 0x72;
 	cr.size = 2;
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, 10000, &m, NULL), 0);
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    0);
 	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
 	assert_int_equal(d->data.data[1] & 0x80, 0x80);
 	ipc_msg_free(m);
@@ -563,8 +567,9 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
 	hb.seq = 42;
 	pthread_mutex_lock(&f->lock);
-	assert_int_equal(
-	    ipc_chan_call(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, 10000, &m, NULL), 0);
+	assert_int_equal(ipc_chan_call(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0,
+				       TEST_HANG_MS, &m, NULL),
+			 0);
 	const Vb__Brk__HeartbeatReply *hr = (const Vb__Brk__HeartbeatReply *)m->body;
 	assert_int_equal(hr->seq, 42);
 	assert_true(hr->vmm_connected);
@@ -574,7 +579,7 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 			 0);
 	pthread_mutex_unlock(&f->lock);
 	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
-	assert_int_equal(poll(&p, 1, 5000), 1);
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	assert_int_equal(ipc_chan_recv(c, &m), 0);
 	assert_int_equal(m->kind, IPC_KIND_EVENT);
 	assert_int_equal(((const Vb__Dev__Event *)m->body)->kind,
@@ -583,7 +588,8 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	ipc_msg_free(m);
 	Vb__Empty e = VB__EMPTY__INIT;
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, 10000, &m, NULL), 0);
+	    ipc_chan_call(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    0);
 	ipc_msg_free(m);
 	for (int i = 0; i < 6000; i++) {
 		pthread_mutex_lock(&f->lock);
@@ -614,7 +620,8 @@ static void region0(struct fx *f, uint32_t *flags, int *fd)
 
 	rq.index = 0;
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__REGION_INFO, &rq.base, NULL, 0, 10000, &m, NULL), 0);
+	    ipc_chan_call(c, VB__DEV__TYPE__REGION_INFO, &rq.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    0);
 	*flags = ((const Vb__Region *)m->body)->flags;
 	*fd = m->nfds == 1 ? ipc_msg_take_fd(m, 0) : -1;
 	ipc_msg_free(m);
@@ -775,9 +782,11 @@ static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 			 0);
 	pthread_mutex_unlock(&f->lock);
 	struct pollfd p = {.fd = req, .events = POLLIN};
-	assert_int_equal(poll(&p, 1, 10000), 1);
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	close(fd);
-	for (int i = 0; i < 1000; i++) {
+	/* A minute at least (6000 naps of 10 ms or more): the bound of a worker that never
+	 * answers, not a deadline for one on a busy machine. */
+	for (int i = 0; i < 6000; i++) {
 		pthread_mutex_lock(&f->lock);
 		int a = f->removal_answer;
 		pthread_mutex_unlock(&f->lock);
@@ -799,8 +808,9 @@ static void test_worker_broker_both_protocols_one_vmm(void **state)
 	struct ipc_msg *m = NULL;
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	h.client = "test";
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 10000, &m, NULL),
-			 -EBUSY);
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    -EBUSY);
 	ipc_chan_free(c);
 	close(fd);
 	/* Once the vfio-user VMM has gone, a native one is served. */

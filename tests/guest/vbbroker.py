@@ -77,7 +77,7 @@ class Broker:
         g.write_file(CONF, self.conf.encode(), mode=0o600)
         out = g.check("vfio-brokerd -c %s </dev/null >%s 2>&1 & echo $!" % (CONF, LOG))
         self.pid = int(out.strip().splitlines()[-1])
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             rc, _ = g.run("test -S %s" % SOCK)
             if rc == 0:
@@ -86,7 +86,7 @@ class Broker:
             if rc != 0:
                 raise BrokerError("vfio-brokerd exited at start:\n" + self.log_tail())
             time.sleep(0.1)
-        raise BrokerError("no control socket after 20 s:\n" + self.log_tail())
+        raise BrokerError("no control socket after 60 s:\n" + self.log_tail())
 
     def stop(self):
         if self.pid is None:
@@ -136,7 +136,7 @@ class Broker:
     def irqs_enabled(self, bdf):
         return sum(i["enabled"] for i in self.status(bdf)["irqs"])
 
-    def wait_status(self, bdf, pred, what, timeout=20):
+    def wait_status(self, bdf, pred, what, timeout=60):
         """Polls status until pred(status) holds; returns that status."""
         deadline = time.monotonic() + timeout
         st = None

@@ -213,7 +213,7 @@ class Qemu11:
             raise QemuError("QEMU 11.1 (pid %d) still runs 20 s after SIGKILL" % pid)
 
 
-def wait_for(what, pred, timeout=30, poll=0.05):
+def wait_for(what, pred, timeout=60, poll=0.05):
     """Polls pred() until it returns something true (returned); raises AssertionError naming
     what after timeout seconds: the bound for any device-side event on a loaded machine."""
     deadline = time.monotonic() + timeout

@@ -74,7 +74,9 @@ static int edu_dma(struct vfb_dev *dev, uint64_t src, uint64_t dst, uint32_t len
 	r = r ?: vmm_bar_write32(dev, EDU_BAR, EDU_DMA_CMD, cmd | EDU_DMA_START);
 	if (r < 0)
 		return vmm_check(dev, r, "program DMA");
-	for (int i = 0; i < 5000 && (v & EDU_DMA_START); i++) {
+	/* 60,000 polls 1 ms apart or more: a minute at least, the bound of a DMA that never ends
+	 * (the guest runs under TCG on a busy host), not a deadline for a slow one. */
+	for (int i = 0; i < 60000 && (v & EDU_DMA_START); i++) {
 		r = vmm_bar_read32(dev, EDU_BAR, EDU_DMA_CMD, &v);
 		if (r < 0)
 			return vmm_check(dev, r, "read DMA command");
@@ -82,7 +84,7 @@ static int edu_dma(struct vfb_dev *dev, uint64_t src, uint64_t dst, uint32_t len
 			usleep(1000);
 	}
 	if (v & EDU_DMA_START)
-		return vmm_fail("DMA did not finish within 5 s");
+		return vmm_fail("DMA did not finish within 60 s");
 	return 0;
 }
 

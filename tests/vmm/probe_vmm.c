@@ -53,7 +53,7 @@
 #define CFG_MAX	       4096
 #define CHAIN_MAX      64
 #define REG_WINDOW     4096u /* bytes of each BAR (or area) compared register by register */
-#define SETTLE_TRIES   100   /* x 100 ms: how long the broker may take to close a worker's fds */
+#define SETTLE_TRIES   600   /* x 100 ms: how long the broker may take to close a worker's fds */
 #define PROBE_VM       "probe"
 #define ROM_ADDR_MASK  0xfffff800u
 #define IO_ADDR_MASK   0xfffffffcu

@@ -66,7 +66,7 @@ def group_owner_errors(g):
         unbind(g, f1)
 
 
-def wait_log(g, log, what, timeout=30):
+def wait_log(g, log, what, timeout=60):
     """Waits until the VMM's log has `what` (a line it prints once it got there)."""
     deadline = time.monotonic() + timeout
     out = ""

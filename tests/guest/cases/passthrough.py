@@ -124,7 +124,7 @@ def vmm_not_reading_and_quick_reconnects(g):
 
 def start_hold(g, sock, log):
     g.check("vfio-demo-vmm hold %s </dev/null >%s 2>&1 & echo $!" % (sock, log))
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rc, out = g.run("cat %s" % log)
         if "holding:" in out:

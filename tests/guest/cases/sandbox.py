@@ -40,7 +40,7 @@ def documented_broker_caps():
 
 def hold(g, sock):
     g.check("vfio-demo-vmm hold %s </dev/null >/tmp/hold.log 2>&1 & echo $!" % sock)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         rc, out = g.run("cat /tmp/hold.log")
         if "holding:" in out:
