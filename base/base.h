@@ -7,6 +7,7 @@
 #define VB_BASE_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
 
@@ -33,8 +34,15 @@ static inline void vb__closep(const int *fd)
 		close(*fd);
 }
 
-#define _cleanup_free_	_cleanup_(vb__freep)
-#define _cleanup_close_ _cleanup_(vb__closep)
+static inline void vb__fclosep(FILE **f)
+{
+	if (*f)
+		fclose(*f);
+}
+
+#define _cleanup_free_	 _cleanup_(vb__freep)
+#define _cleanup_close_	 _cleanup_(vb__closep)
+#define _cleanup_fclose_ _cleanup_(vb__fclosep)
 
 /* Defines `func##p`, which calls `func` (NULL-safe, like free) on a `type *` going out of scope:
  * `VB_DEFINE_CLEANUP(struct brk_config, brk_config_free)` then

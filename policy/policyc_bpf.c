@@ -156,66 +156,69 @@ static int policyc__compile_child(const struct policyc_policy *p, const char *pf
 	return r;
 }
 
+static void policyc__result_unmap(struct policyc__result *res)
+{
+	if (res)
+		munmap(res, sizeof(*res));
+}
+VB_DEFINE_CLEANUP(struct policyc__result, policyc__result_unmap);
+
 int policyc_compile(const struct policyc_policy *p, const char *pfc, unsigned timeout_s,
 		    struct policyc_prog *kill_prog, struct policyc_prog *log_prog,
 		    struct vb_err *err)
 {
-	struct policyc__result *res;
-	int fds[2], status, r;
+	_cleanup_(policyc__result_unmapp) struct policyc__result *res = NULL;
+	_cleanup_close_ int rfd = -1;
+	int fds[2], status, n, r;
+	struct pollfd pf;
 	size_t got = 0;
+	void *mem;
 	pid_t pid;
+	char c;
 
-	res = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (res == MAP_FAILED || pipe2(fds, O_CLOEXEC) < 0) {
-		r = vb_errf(err, -errno, "%s: %s", p->path, strerror(errno));
-		if (res != MAP_FAILED)
-			munmap(res, sizeof(*res));
+	mem = mmap(NULL, sizeof(*res), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED)
+		return vb_errf(err, -errno, "%s: %s", p->path, strerror(errno));
+	res = memset(mem, 0, sizeof(*res));
+	if (pipe2(fds, O_CLOEXEC) < 0)
+		return vb_errf(err, -errno, "%s: %s", p->path, strerror(errno));
+	rfd = fds[0];
+	pid = fork();
+	if (pid < 0) {
+		r = vb_errf(err, -errno, "%s: fork: %s", p->path, strerror(errno));
+		close(fds[1]);
 		return r;
 	}
-	memset(res, 0, sizeof(*res));
-	pid = fork();
 	if (pid == 0) {
-		close(fds[0]);
+		close(rfd);
 		res->r = policyc__compile_child(p, pfc, res);
 		/* One byte says "done"; EOF without it says the child died. */
 		_exit(write(fds[1], "x", 1) == 1 ? 0 : 1);
 	}
 	close(fds[1]);
-	if (pid < 0) {
-		r = vb_errf(err, -errno, "%s: fork: %s", p->path, strerror(errno));
-		close(fds[0]);
-		munmap(res, sizeof(*res));
-		return r;
-	}
-	struct pollfd pf = {.fd = fds[0], .events = POLLIN};
-	int n = poll(&pf, 1, timeout_s > 0 && timeout_s < 2000000 ? (int)(timeout_s * 1000) : -1);
-	char c;
-	if (n > 0 && read(fds[0], &c, 1) == 1)
+	pf = (struct pollfd){.fd = rfd, .events = POLLIN};
+	n = poll(&pf, 1, timeout_s > 0 && timeout_s < 2000000 ? (int)(timeout_s * 1000) : -1);
+	if (n > 0 && read(rfd, &c, 1) == 1)
 		got = 1;
 	if (!got)
 		kill(pid, SIGKILL);
-	close(fds[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (n == 0) {
-		r = vb_errf(
+	if (n == 0)
+		return vb_errf(
 		    err, -ETIMEDOUT,
 		    "%s: libseccomp did not finish building the filter within %u s (it can loop "
 		    "on rules for one syscall that compare different arguments after a shared "
 		    "one); split or simplify those rules",
 		    p->path, timeout_s);
-	} else if (!got) {
-		r = vb_errf(err, -EIO, "%s: the libseccomp build died (status %#x)", p->path,
-			    status);
-	} else {
-		r = res->r;
-		if (r == 0) {
-			*kill_prog = res->kill;
-			*log_prog = res->log;
-		} else if (err) {
-			*err = res->err;
-		}
+	if (!got)
+		return vb_errf(err, -EIO, "%s: the libseccomp build died (status %#x)", p->path,
+			       status);
+	if (res->r == 0) {
+		*kill_prog = res->kill;
+		*log_prog = res->log;
+	} else if (err) {
+		*err = res->err;
 	}
-	munmap(res, sizeof(*res));
-	return r;
+	return res->r;
 }

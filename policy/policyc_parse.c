@@ -276,9 +276,9 @@ static int policyc__line(struct policyc__ctx *c, struct policyc_policy *p, char 
 int policyc_parse(const char *path, struct policyc_policy *p, struct vb_err *err)
 {
 	struct policyc__ctx c = {.path = path, .line = 0, .err = err};
-	char *line = NULL;
+	_cleanup_free_ char *line = NULL;
+	_cleanup_fclose_ FILE *f = NULL;
 	size_t cap = 0;
-	FILE *f;
 	int r = 0;
 
 	memset(p, 0, sizeof(*p));
@@ -294,8 +294,6 @@ int policyc_parse(const char *path, struct policyc_policy *p, struct vb_err *err
 	}
 	if (r == 0 && ferror(f))
 		r = vb_errf(err, -EIO, "%s: read error", path);
-	free(line);
-	fclose(f);
 	if (r == 0)
 		r = policyc__check(&c, p);
 	return r;

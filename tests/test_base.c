@@ -228,6 +228,14 @@ static void test_cleanup_closes_unless_taken(void **state)
 		p = TAKE_PTR(q);
 		assert_null(q);
 	}
+	{
+		_cleanup_fclose_ FILE *f = fopen("/dev/null", "re");
+		assert_non_null(f);
+		fd = fileno(f);
+		assert_true(fcntl(fd, F_GETFD) >= 0);
+	}
+	assert_int_equal(fcntl(fd, F_GETFD), -1);
+	assert_int_equal(errno, EBADF);
 	assert_string_equal(p, "x");
 	free(p);
 	assert_int_equal(ARRAY_SIZE(arr), 7);
