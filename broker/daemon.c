@@ -20,6 +20,7 @@
 #include "daemon_priv.h"
 #include "irq.h"
 #include "log.h"
+#include "record.h"
 #include "spawn.h"
 
 static void dmn_dev_release(struct dmn_dev *dd);
@@ -240,15 +241,21 @@ static void dmn_group_put(struct brk_daemon *dmn, struct dmn_vm *v, struct dmn_g
 }
 
 /* The VM's DMA table, made when its first group is attached (the IOMMU page size is known from
- * then on), with the quotas of the VM's first AddDevice. */
-static int dmn_vm_dma(struct dmn_vm *v, uint32_t maxmap, uint64_t maxpin, struct vb_err *err)
+ * then on), with the quotas of the VM's first AddDevice; in the state record from then on. */
+static int dmn_vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, uint32_t maxmap, uint64_t maxpin,
+		      struct vb_err *err)
 {
+	struct dmn_vm *v = vm->priv;
 	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
 	int r;
 
 	/* The container's page size and usable IOVA ranges, so that a map into the MSI window
 	 * gets a clear refusal instead of the kernel's bare EINVAL. */
 	r = brk_container_dma_cfg(v->container, &dc);
+	if (r == 0)
+		r = brk_daemon__rec_vm(dmn, vm, dc.flags);
+	if (r == 0)
+		r = brk_daemon__rec_dma_journal(dmn, vm->name, &dc.journal);
 	if (r < 0)
 		return vb_errf(err, r, "cannot set up DMA for the VM: %s", strerror(-r));
 	r = brk_dma_new(&dc, &v->dma);
@@ -382,6 +389,7 @@ static void dmn_on_ready(void *ctx)
 	/* Removed while it was starting: the removal goes on. */
 	if (d->state != BRK_DEV_STARTING || brk_dev_set_state(d, BRK_DEV_READY) < 0)
 		return;
+	brk_daemon__rec_dev(dd);
 	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path,
 		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
@@ -408,8 +416,10 @@ static void dmn_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t u
 	struct dmn_dev *dd = ctx;
 	struct brk_dev *d = dd->rec;
 
-	if (d->state == BRK_DEV_READY || d->state == BRK_DEV_CONNECTED)
+	if (d->state == BRK_DEV_READY || d->state == BRK_DEV_CONNECTED) {
 		brk_dev_set_state(d, connected ? BRK_DEV_CONNECTED : BRK_DEV_READY);
+		brk_daemon__rec_dev(dd);
+	}
 	brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
 		 connected ? "connected" : "disconnected");
 	if (!connected) {
@@ -458,6 +468,7 @@ static void dmn_on_fault(void *ctx, enum brk_worker_fault kind, const char *reas
 		brk_dev_set_state(d, adding ? BRK_DEV_ABANDONED : BRK_DEV_FAILED_START);
 	else
 		brk_dev_set_state(d, BRK_DEV_FAILING);
+	brk_daemon__rec_dev(dd);
 }
 
 static void dmn_finish_removal(struct dmn_dev *dd)
@@ -505,6 +516,7 @@ static void dmn_restart(struct dmn_dev *dd)
 	 * RemoveDevice or a new AddDevice. */
 	dmn_dev_release(dd);
 	brk_dev_set_state(d, BRK_DEV_FAULTED);
+	brk_daemon__rec_dev(dd);
 }
 
 /* The worker has been reaped: what follows depends only on the state it left the device in. */
@@ -531,6 +543,7 @@ static void dmn_on_exited(void *ctx, int code, int status)
 		 * would fail the same way. */
 		dmn_dev_release(dd);
 		brk_dev_set_state(d, BRK_DEV_FAULTED);
+		brk_daemon__rec_dev(dd);
 		break;
 	default:
 		/* worker.c reports every exit it did not cause as a fault first. */
@@ -598,7 +611,10 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 	if (r < 0)
 		return r;
 	d->worker_pid = dd->dmn->workers->pid(dd->worker);
-	return dmn_store_worker(dd, err);
+	r = dmn_store_worker(dd, err);
+	if (r == 0 && (r = brk_daemon__rec_dev(dd)) < 0)
+		vb_errf(err, r, "cannot write the state record: %s", strerror(-r));
+	return r;
 }
 
 /* Revokes what mmap grants map: with decoding off the kernel zaps every mapping of the BARs, in
@@ -705,10 +721,14 @@ static void dmn_dev_forget(struct dmn_dev *dd)
 		brk_ctl_call_error(dd->add_call, -ECANCELED, "%s: removed while starting", d->bdf);
 	if (dd->remove_call && d->state == BRK_DEV_REMOVING && !dmn->ctl)
 		brk_ctl_call_error(dd->remove_call, -ECANCELED, "the broker is shutting down");
+	brk_daemon__rec_dev_del(dmn, d->bdf);
 	brk_registry_remove(dmn->reg, d);
 	free(dd);
-	if (!vm->ndevices)
+	if (!vm->ndevices) {
+		/* Its devices' records refer to it until the last is gone. */
+		brk_daemon__rec_vm_del(dmn, vm->name);
 		brk_registry_drop_vm(dmn->reg, vm);
+	}
 }
 
 /* ---- control operations ------------------------------------------------------------------------
@@ -819,7 +839,7 @@ static int dmn_add_vfio(struct brk_daemon *dmn, struct dmn_dev *dd, const Vb__Ct
 	if (!v->dma) {
 		d->vm->max_dma_mappings = maxmap;
 		d->vm->max_pinned_bytes = maxpin;
-		r = dmn_vm_dma(v, maxmap, maxpin, err);
+		r = dmn_vm_dma(dmn, d->vm, maxmap, maxpin, err);
 		if (r < 0)
 			return r;
 	}
@@ -830,6 +850,12 @@ static int dmn_add_vfio(struct brk_daemon *dmn, struct dmn_dev *dd, const Vb__Ct
 	r = dmn_store_put(dmn, "dev", d->bdf, brk_vfio_dev_fd(dd->device), err);
 	if (r < 0)
 		return r;
+	/* In the record before its first SET_IRQS, which the record journals from then on. */
+	r = brk_daemon__rec_dev(dd);
+	if (r == 0)
+		r = brk_daemon__rec_irq_journal(dd);
+	if (r < 0)
+		return vb_errf(err, r, "cannot write the state record: %s", strerror(-r));
 	/* A clean device for the new owner: whatever the last one left is gone. */
 	dmn_reset(dd);
 	return 0;
@@ -907,6 +933,7 @@ static int dmn_remove_device(void *ctx, const Vb__Ctl__RemoveDevice *req, struct
 		return -EALREADY;
 	}
 	brk_dev_set_state(d, BRK_DEV_REMOVING);
+	brk_daemon__rec_dev(dd);
 	dd->remove_call = call;
 	dd->vmm_acknowledged = false;
 	if (!dd->worker) {
@@ -997,5 +1024,10 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	}
 	brk_log_set_resolver(NULL, NULL);
 	brk_registry_free(dmn->reg);
+	if (dmn->rec) {
+		/* Everything is released: nothing is left for a next broker to adopt. */
+		dmn_store_drop(dmn, "state", NULL);
+		brk_record_free(dmn->rec);
+	}
 	free(dmn);
 }

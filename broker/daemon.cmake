@@ -24,6 +24,7 @@ add_library(vb_brokerd STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/caps.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_adopt.c
+	${CMAKE_CURRENT_SOURCE_DIR}/daemon_record.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
 	${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
 	${CMAKE_CURRENT_SOURCE_DIR}/supervise.c

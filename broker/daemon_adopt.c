@@ -28,6 +28,7 @@
 #include "daemon_priv.h"
 #include "fdstore.h"
 #include "log.h"
+#include "record.h"
 
 /* How long quiescing waits for the killed workers to exit before it resets their devices
  * anyway: only a bound for a machine so loaded that SIGKILL takes that long. */
@@ -219,6 +220,34 @@ static void adopt_forget(struct brk_daemon *dmn, const struct brk_fdstore_set *s
 	}
 }
 
+/* A fresh record, in the store before anything is written to it: every change from here on is
+ * durable there. Without a store nothing would ever read it. */
+static void adopt_new_record(struct brk_daemon *dmn, uint64_t starts)
+{
+	struct vb_err err = {0};
+	int r;
+
+	if (!dmn->store)
+		return;
+	r = brk_record_new(&dmn->rec, &err);
+	if (r == 0) {
+		r = brk_fdstore_put(dmn->store, "state", brk_record_fd(dmn->rec));
+		if (r < 0)
+			vb_errf(&err, r, "cannot keep it in the fd store: %s", strerror(-r));
+	}
+	if (r == 0 && (r = brk_record_set_broker(dmn->rec, starts, brk_worker_epoch())) < 0)
+		vb_errf(&err, r, "%s", strerror(-r));
+	if (r < 0) {
+		brk_record_free(dmn->rec);
+		dmn->rec = NULL;
+		brk_log_errno(LOG_ERR, r,
+			      "no state record (%s): a restart of this broker will quiesce every "
+			      "device",
+			      err.msg);
+	}
+	dmn->adopt.starts = starts;
+}
+
 void brk_daemon_adopt(struct brk_daemon *dmn, struct brk_fdstore_set *set)
 {
 	uint64_t t0 = adopt_now_ms();
@@ -231,11 +260,14 @@ void brk_daemon_adopt(struct brk_daemon *dmn, struct brk_fdstore_set *set)
 		n += set->e[i].fd >= 0;
 	}
 	dmn->adopt = (struct dmn_adopt){0};
-	if (n == 0)
-		return; /* a first start: nothing to take over */
+	if (n == 0) {
+		adopt_new_record(dmn, 1); /* a first start: nothing to take over */
+		return;
+	}
 	dmn->adopt.attempted = true;
 	adopt_quiesce_all(dmn, set, "no state record among the fds passed");
 	if (was_passed)
 		adopt_forget(dmn, set, was_passed);
+	adopt_new_record(dmn, 1);
 	dmn->adopt.ms = adopt_now_ms() - t0;
 }

@@ -11,6 +11,7 @@
 #include "config.h"
 #include "control.h"
 #include "dma.h"
+#include "journal.h"
 #include "registry.h"
 #include "sys.h"
 #include "vfio.h"
@@ -55,8 +56,9 @@ struct dmn_dev {
 
 /* How the last start went with what the broker before left (daemon_adopt.c). */
 struct dmn_adopt {
-	bool attempted; /* fds were passed: a restart, not a first start */
-	uint64_t ms;	/* how long adopting (or quiescing) took */
+	bool attempted;	 /* fds were passed: a restart, not a first start */
+	uint64_t starts; /* broker starts, this one included, as the record counts them */
+	uint64_t ms;	 /* how long adopting (or quiescing) took */
 	uint32_t adopted, quiesced;
 	char untrusted[256]; /* why the state was not trusted; "" when it was */
 };
@@ -69,9 +71,19 @@ struct brk_daemon {
 	struct brk_registry *reg;
 	struct brk_ctl *ctl;
 	struct brk_fdstore *store; /* NULL: nothing outlives the process */
+	struct brk_record *rec;	   /* the state record (record.h); NULL without a store */
 	uint64_t restarts_total, adds_total, removes_total;
 	struct dmn_adopt adopt;
 };
+
+/* daemon_record.c: what goes into the state record; each a no-op without one. Errors: the
+ * record's (record.h). */
+int brk_daemon__rec_vm(struct brk_daemon *dmn, const struct brk_vm *vm, uint32_t dma_flags);
+void brk_daemon__rec_vm_del(struct brk_daemon *dmn, const char *vm);
+int brk_daemon__rec_dma_journal(struct brk_daemon *dmn, const char *vm, struct brk_journal *j);
+int brk_daemon__rec_dev(struct dmn_dev *dd);
+void brk_daemon__rec_dev_del(struct brk_daemon *dmn, const char *bdf);
+int brk_daemon__rec_irq_journal(struct dmn_dev *dd);
 
 /* daemon_status.c */
 int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call);

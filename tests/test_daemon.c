@@ -35,6 +35,7 @@
 #include "daemon_priv.h"
 #include "fake_vfio.h"
 #include "fdstore.h"
+#include "record.h"
 #include "ipc.h"
 #include "log.h"
 #include "sysfs_tree.h"
@@ -203,7 +204,9 @@ static void pci_device(const char *bdf, int group)
 	tree_file(E.f.root, rel, "0x11e8\n");
 }
 
-static void env_start(unsigned restart_max)
+/* first_start: run brk_daemon_adopt with nothing passed, as main.c does on a first start;
+ * false leaves adoption to the test. */
+static void env_start_as(unsigned restart_max, bool first_start)
 {
 	static struct brk_daemon_env denv;
 	struct vb_err err = {0};
@@ -246,6 +249,13 @@ static void env_start(unsigned restart_max)
 	assert_int_equal(brk_fdstore_new(false, 0, &E.store), 0);
 	denv = (struct brk_daemon_env){.sys = &E.f.sys, .workers = &fake_workers, .store = E.store};
 	assert_int_equal(brk_daemon_new(&E.loop, E.cfg, lfd, &denv, &E.dmn), 0);
+	if (first_start) {
+		/* A first start, as main.c runs it: nothing passed, a new state record. */
+		struct brk_fdstore_set none = {0};
+
+		brk_daemon_adopt(E.dmn, &none);
+		assert_non_null(E.dmn->rec);
+	}
 	assert_int_equal(ipc_connect(E.ctl_path, &cfd), 0);
 	assert_int_equal(ipc_chan_new(cfd, &ipc_proto_control, NULL, &E.client), 0);
 }
@@ -267,6 +277,11 @@ static int teardown(void **state)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", E.dir);
 	assert_int_equal(system(cmd), 0);
 	return 0;
+}
+
+static void env_start(unsigned restart_max)
+{
+	env_start_as(restart_max, true);
 }
 
 /* Runs the daemon's loop until the client has a message. Waits on the socket, not on a clock:
@@ -570,7 +585,8 @@ static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state
 	env_start(3);
 	a = add_ready(DEV_A, "vm1", 0);
 	dd = dev(DEV_A)->priv;
-	assert_int_equal(brk_fdstore_count(E.store), 5);
+	assert_int_equal(brk_fdstore_get(E.store, "state"), brk_record_fd(E.dmn->rec));
+	assert_int_equal(brk_fdstore_count(E.store), 6);
 	assert_int_equal(brk_fdstore_get(E.store, "ctr.vm1"),
 			 brk_container_fd(vm_of(DEV_A)->container));
 	assert_int_equal(brk_fdstore_get(E.store, "grp.5"), brk_group_fd(dd->grp->g));
@@ -578,12 +594,12 @@ static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state
 	assert_int_equal(brk_fdstore_get(E.store, "wch.0000-00-03.0"), a->chan);
 	assert_int_equal(brk_fdstore_get(E.store, "wpid.0000-00-03.0"), a->pidfd);
 	a1 = add_ready(DEV_A1, "vm1", 0); /* the same group and container */
-	assert_int_equal(brk_fdstore_count(E.store), 8);
+	assert_int_equal(brk_fdstore_count(E.store), 9);
 	w_fault(a);
 	w_exit(a);
 	a2 = last_worker();
 	assert_ptr_not_equal(a2, a);
-	assert_int_equal(brk_fdstore_count(E.store), 8);
+	assert_int_equal(brk_fdstore_count(E.store), 9);
 	assert_int_equal(brk_fdstore_get(E.store, "wch.0000-00-03.0"), a2->chan);
 	assert_int_equal(brk_fdstore_get(E.store, "wpid.0000-00-03.0"), a2->pidfd);
 	send_remove(DEV_A1, true);
@@ -591,7 +607,7 @@ static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state
 	assert_true(a1->killed);
 	w_exit(a1);
 	ipc_msg_free(expect_reply());
-	assert_int_equal(brk_fdstore_count(E.store), 5);
+	assert_int_equal(brk_fdstore_count(E.store), 6);
 	assert_int_equal(brk_fdstore_get(E.store, "dev.0000-00-03.1"), -ENOENT);
 	assert_true(brk_fdstore_get(E.store, "grp.5") >= 0);
 }
@@ -686,7 +702,17 @@ static void test_daemon_adopt_no_record_quiesces_everything(void **state)
 		snprintf(want, sizeof(want), "FDSTOREREMOVE=1\nFDNAME=%s", names[i]);
 		assert_string_equal(text, want);
 	}
+	/* Then a new record for what this broker does from now on, in the store first. */
+	{
+		char text[128];
+		ssize_t n = recv(notify, text, sizeof(text) - 1, MSG_DONTWAIT);
+
+		assert_true(n > 0);
+		text[n] = '\0';
+		assert_string_equal(text, "FDSTORE=1\nFDPOLL=0\nFDNAME=state");
+	}
 	assert_true(recv(notify, &(char){0}, 1, MSG_DONTWAIT) < 0);
+	assert_non_null(E.dmn->rec);
 	fake_systemd_end(notify, sd_store);
 	/* Every MSI/MSI-X/INTx/ERR/REQ trigger off, then the reset, all on the device fd. */
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_SET_IRQS), VFIO_PCI_NUM_IRQS);
@@ -732,13 +758,78 @@ static void test_daemon_adopt_nothing_passed_is_a_first_start(void **state)
 {
 	struct brk_fdstore_set *set;
 
-	env_start(3);
+	env_start_as(3, false);
 	set = passed_set(NULL, NULL, 0);
 	brk_daemon_adopt(E.dmn, set);
 	brk_fdstore_set_free(set);
 	assert_false(E.dmn->adopt.attempted);
 	assert_int_equal(E.dmn->adopt.untrusted[0], '\0');
 	assert_int_equal(E.f.ncalls, 0);
+}
+
+static struct brk_rec_state *record_now(void)
+{
+	struct brk_rec_state *st = NULL;
+	struct vb_err err = {0};
+
+	if (brk_record_load(brk_record_fd(E.dmn->rec), &st, &err) < 0)
+		fail_msg("record: %s", err.msg);
+	return st;
+}
+
+/* The state record says what a next broker needs, as it changes: the VM with its quotas and
+ * owner, each device with its state, DMA owner id, worker and generation; a removed device and
+ * a VM without devices leave it. */
+static void test_daemon_record_follows_vms_and_devices(void **state)
+{
+	const struct brk_rec_dev *rd;
+	const struct brk_rec_vm *rv;
+	struct brk_rec_state *st;
+	struct brk_worker *a, *a2, *b;
+
+	env_start(3);
+	a = add_ready(DEV_A, "vm1", 100);
+	b = add_ready(DEV_B, "vm1", 0);
+	w_vmm(b, true);
+	w_fault(a);
+	w_exit(a);
+	a2 = last_worker();
+	w_ready(a2);
+	st = record_now();
+	assert_int_equal(st->starts, 1);
+	rv = brk_rec_state_vm(st, "vm1");
+	assert_non_null(rv);
+	assert_int_equal(rv->max_mappings, 100);
+	assert_int_equal(st->ndevs, 2);
+	rd = brk_rec_state_dev(st, DEV_A);
+	assert_non_null(rd);
+	assert_string_equal(rd->vm, "vm1");
+	assert_int_equal(rd->state, BRK_DEV_READY);
+	assert_int_equal(rd->id, dev(DEV_A)->id);
+	assert_int_equal(rd->worker_pid, (uint32_t)a2->pid);
+	assert_int_equal(rd->generation, 1);
+	assert_int_equal(rd->restarts, 1);
+	assert_int_equal(rd->iommu_group, 5);
+	assert_string_equal(rd->socket_path, dev(DEV_A)->socket_path);
+	assert_string_equal(rd->last_fault, "killed by signal 11");
+	assert_int_equal(brk_rec_state_dev(st, DEV_B)->state, BRK_DEV_CONNECTED);
+	brk_rec_state_free(st);
+	send_remove(DEV_B, true);
+	settle();
+	w_exit(b);
+	ipc_msg_free(expect_reply());
+	st = record_now();
+	assert_null(brk_rec_state_dev(st, DEV_B));
+	assert_non_null(brk_rec_state_vm(st, "vm1"));
+	brk_rec_state_free(st);
+	send_remove(DEV_A, true);
+	settle();
+	w_exit(a2);
+	ipc_msg_free(expect_reply());
+	st = record_now();
+	assert_int_equal(st->ndevs, 0);
+	assert_int_equal(st->nvms, 0);
+	brk_rec_state_free(st);
 }
 
 static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
@@ -972,6 +1063,7 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
 	    cmocka_unit_test_teardown(test_daemon_store_holds_every_fd_while_its_object_lives,
 				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_record_follows_vms_and_devices, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_no_record_quiesces_everything, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_nothing_passed_is_a_first_start, teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
