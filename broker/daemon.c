@@ -25,6 +25,7 @@
 
 static void dmn_dev_release(struct dmn_dev *dd);
 static void dmn_dev_forget(struct dmn_dev *dd);
+static void dmn_worker_args(struct dmn_dev *dd, struct brk_worker_args *a);
 static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err);
 
 /* ---- the fd store -------------------------------------------------------------------------- */
@@ -246,7 +247,7 @@ static int dmn_vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, uint32_t maxmap
 		      struct vb_err *err)
 {
 	struct dmn_vm *v = vm->priv;
-	struct brk_dma_cfg dc = {.limits = {maxmap, maxpin}};
+	struct brk_dma_cfg dc = {.sys = dmn->sys, .limits = {maxmap, maxpin}};
 	int r;
 
 	/* The container's page size and usable IOVA ranges, so that a map into the MSI window
@@ -264,7 +265,7 @@ static int dmn_vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, uint32_t maxmap
 
 /* ---- helpers --------------------------------------------------------------------------------- */
 
-static int dmn_read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
+int brk_daemon__read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
 {
 	_cleanup_close_ int fd = -1;
 	char path[256], buf[16];
@@ -561,6 +562,35 @@ static const struct brk_worker_hooks dmn_worker_hooks = {
     .exited = dmn_on_exited,
 };
 
+/* What the device's worker is started (or adopted) with. */
+static void dmn_worker_args(struct dmn_dev *dd, struct brk_worker_args *a)
+{
+	struct brk_dev *d = dd->rec;
+	struct dmn_vm *v = d->vm->priv;
+
+	*a = (struct brk_worker_args){0};
+	a->cfg = dd->dmn->cfg;
+	a->uid = dd->worker_uid;
+	a->gid = dd->worker_gid;
+	a->dev = dd->device;
+	a->dma = v->dma;
+	a->owner = d->id;
+	a->bdf = d->bdf;
+	a->vm = d->vm->name;
+	a->owner_uid = d->owner_uid;
+	a->owner_gid = d->owner_gid;
+	a->allow_mmap = d->allow_mmap;
+	a->max_dma_mappings = d->vm->max_dma_mappings;
+	a->max_pinned_bytes = d->vm->max_pinned_bytes;
+	a->iommu_pgsize = (uint32_t)brk_container_info(v->container)->min_pgsize;
+	a->generation = dd->generation;
+	a->protocols = d->protocols;
+	a->vmm_listen_fd = dd->vmm_fd;
+	a->vfu_listen_fd = dd->vfu_fd;
+	a->hooks = &dmn_worker_hooks;
+	a->ctx = dd;
+}
+
 /* Binds the VMM socket (again, for a restart: same path) and starts a worker for the device. */
 static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 {
@@ -587,26 +617,7 @@ static int dmn_start_worker(struct dmn_dev *dd, struct vb_err *err)
 		if (r < 0)
 			return r;
 	}
-	a.cfg = dd->dmn->cfg;
-	a.uid = dd->worker_uid;
-	a.gid = dd->worker_gid;
-	a.dev = dd->device;
-	a.dma = v->dma;
-	a.owner = d->id;
-	a.bdf = d->bdf;
-	a.vm = d->vm->name;
-	a.owner_uid = d->owner_uid;
-	a.owner_gid = d->owner_gid;
-	a.allow_mmap = d->allow_mmap;
-	a.max_dma_mappings = d->vm->max_dma_mappings;
-	a.max_pinned_bytes = d->vm->max_pinned_bytes;
-	a.iommu_pgsize = (uint32_t)brk_container_info(v->container)->min_pgsize;
-	a.generation = dd->generation;
-	a.protocols = d->protocols;
-	a.vmm_listen_fd = dd->vmm_fd;
-	a.vfu_listen_fd = dd->vfu_fd;
-	a.hooks = &dmn_worker_hooks;
-	a.ctx = dd;
+	dmn_worker_args(dd, &a);
 	r = dd->dmn->workers->start(dd->dmn->loop, &a, &dd->worker, err);
 	if (r < 0)
 		return r;
@@ -744,8 +755,8 @@ static int dmn_add_check(struct brk_daemon *dmn, const Vb__Ctl__AddDevice *req,
 	struct vb_err err = {0};
 	int r;
 
-	if (dmn_read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
-	    dmn_read_id(dmn->sys, req->bdf, "device", &device) < 0) {
+	if (brk_daemon__read_id(dmn->sys, req->bdf, "vendor", &vendor) < 0 ||
+	    brk_daemon__read_id(dmn->sys, req->bdf, "device", &device) < 0) {
 		brk_ctl_call_set_message(call, "%s: no such PCI device", req->bdf);
 		return -ENODEV;
 	}
@@ -1030,4 +1041,44 @@ void brk_daemon_free(struct brk_daemon *dmn)
 		brk_record_free(dmn->rec);
 	}
 	free(dmn);
+}
+
+/* ---- for daemon_adopt.c -----------------------------------------------------------------------
+ */
+
+void brk_daemon__dev_release(struct dmn_dev *dd)
+{
+	dmn_dev_release(dd);
+}
+
+void brk_daemon__dev_forget(struct dmn_dev *dd)
+{
+	dmn_dev_forget(dd);
+}
+
+int brk_daemon__worker_adopt(struct dmn_dev *dd, pid_t pid, int pidfd, int chan, struct vb_err *err)
+{
+	struct brk_worker_args a;
+	int r;
+
+	if (!dd->dmn->workers->adopt)
+		return vb_errf(err, -EOPNOTSUPP, "workers cannot be adopted here");
+	dmn_worker_args(dd, &a);
+	a.vmm_listen_fd = a.vfu_listen_fd = -1;
+	r = dd->dmn->workers->adopt(dd->dmn->loop, &a, pid, pidfd, chan, &dd->worker, err);
+	if (r < 0)
+		return r;
+	dd->rec->worker_pid = pid;
+	return dmn_store_worker(dd, err);
+}
+
+int brk_daemon__vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, struct vb_err *err)
+{
+	return dmn_vm_dma(dmn, vm, vm->max_dma_mappings, vm->max_pinned_bytes, err);
+}
+
+int brk_daemon__store_put(struct brk_daemon *dmn, const char *kind, const char *id, int fd,
+			  struct vb_err *err)
+{
+	return dmn_store_put(dmn, kind, id, fd, err);
 }

@@ -23,6 +23,8 @@
 
 #include <linux/vfio.h>
 
+#include "irq.h"
+
 #include "base.h"
 #include "daemon.h"
 #include "daemon_priv.h"
@@ -131,6 +133,24 @@ static void adopt_quiesce_device(struct brk_daemon *dmn, const char *name, int f
 		brk_log_errno(LOG_WARNING, r, "%s: reset at quiesce", name);
 }
 
+static void adopt_quiesce_all(struct brk_daemon *dmn, struct brk_fdstore_set *set, const char *why);
+
+/* After a trusted adoption: whatever is left in the set names nothing in the record. */
+static void adopt_leftovers(struct brk_daemon *dmn, struct brk_fdstore_set *set)
+{
+	uint32_t quiesced = dmn->adopt.quiesced;
+	size_t left = 0;
+
+	for (size_t i = 0; i < set->n; i++)
+		left += set->e[i].fd >= 0;
+	if (!left)
+		return;
+	brk_warn("%zu fds of the last broker that its record does not name: closing them", left);
+	adopt_quiesce_all(dmn, set, NULL);
+	/* Counted once, as the record's devices they belonged to (adopt_drop). */
+	dmn->adopt.quiesced = quiesced;
+}
+
 /*
  * Quiesces everything in the set (the untrusted path): workers first, then devices, then the
  * DMA of every container while its groups are still attached, then the groups; whatever is
@@ -195,11 +215,380 @@ static void adopt_quiesce_all(struct brk_daemon *dmn, struct brk_fdstore_set *se
 		if (set->e[i].fd >= 0)
 			close(TAKE_FD(set->e[i].fd));
 	dmn->adopt.quiesced = devs;
-	snprintf(dmn->adopt.untrusted, sizeof(dmn->adopt.untrusted), "%s", why);
-	brk_err("state of the last broker not adopted: %s; quiesced %u devices (interrupts off, "
-		"DMA unmapped, reset), ended %u workers, released %u groups and %u containers%s",
-		why, devs, workers, groups, ctrs,
+	if (why)
+		snprintf(dmn->adopt.untrusted, sizeof(dmn->adopt.untrusted), "%s", why);
+	brk_err("%s%s: quiesced %u devices (interrupts off, DMA unmapped, reset), ended %u "
+		"workers, released %u groups and %u containers%s",
+		why ? "state of the last broker not adopted: " : "fds no record entry names",
+		why ? why : "", devs, workers, groups, ctrs,
 		stale ? "; fds that were not what their names said closed untouched" : "");
+}
+
+/* ---- a trusted record: take everything over ------------------------------------------------ */
+
+/* The fd named kind.id in the set, taken out of it; -ENOENT when absent. */
+static int adopt_take(struct brk_fdstore_set *set, const char *kind, const char *id)
+{
+	char name[BRK_FDSTORE_NAME_MAX + 1];
+
+	if (brk_fdstore_name(name, sizeof(name), kind, id) < 0)
+		return -EINVAL;
+	return brk_fdstore_set_take(set, name);
+}
+
+/* A VM of the record with its container, or NULL (reported) when the container is not there. */
+static struct brk_vm *adopt_vm(struct brk_daemon *dmn, struct brk_fdstore_set *set,
+			       const struct brk_rec_vm *rv, const char *bdf, struct brk_dev *d)
+{
+	struct brk_vm *vm = d->vm;
+	struct dmn_vm *v;
+	struct vb_err err = {0};
+	int fd, r;
+
+	if (vm->priv)
+		return vm;
+	v = calloc(1, sizeof(*v));
+	if (!v)
+		return NULL;
+	fd = adopt_take(set, "ctr", rv->name);
+	r = fd < 0 ? vb_errf(&err, fd, "no container fd") : 0;
+	if (r == 0)
+		r = brk_container_adopt(dmn->sys, fd, true, &err, &v->container);
+	if (r == 0)
+		r = brk_daemon__store_put(dmn, "ctr", rv->name, fd, &err);
+	if (r < 0) {
+		if (fd >= 0 && !v->container)
+			close(fd);
+		brk_container_unref(v->container);
+		free(v);
+		brk_err("%s: vm %s cannot be adopted: %s", bdf, rv->name, err.msg);
+		return NULL;
+	}
+	v->owner_uid = rv->owner_uid;
+	v->owner_gid = rv->owner_gid;
+	vm->max_dma_mappings = rv->max_mappings;
+	vm->max_pinned_bytes = rv->max_pinned_bytes;
+	vm->priv = v;
+	return vm;
+}
+
+/* The device's group: the VM's already adopted one, or its fd from the set. */
+static int adopt_group(struct brk_daemon *dmn, struct brk_fdstore_set *set, struct dmn_vm *v,
+		       uint32_t nr, struct dmn_group **ret, struct vb_err *err)
+{
+	struct dmn_group *g;
+	char id[12];
+	int fd, r;
+
+	for (g = v->groups; g; g = g->next) {
+		if (g->nr == nr) {
+			g->users++;
+			*ret = g;
+			return 0;
+		}
+	}
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	snprintf(id, sizeof(id), "%u", nr);
+	fd = adopt_take(set, "grp", id);
+	r = fd < 0 ? vb_errf(err, fd, "no fd of IOMMU group %u", nr) : 0;
+	if (r == 0 && (r = brk_group_adopt(dmn->sys, nr, fd, v->container, err, &g->g)) < 0)
+		close(fd);
+	if (r == 0 && (r = brk_daemon__store_put(dmn, "grp", id, fd, err)) < 0)
+		brk_group_unref(g->g);
+	if (r < 0) {
+		free(g);
+		return r;
+	}
+	g->nr = nr;
+	g->users = 1;
+	g->next = v->groups;
+	v->groups = g;
+	*ret = g;
+	return 0;
+}
+
+/* Its interrupts as recorded, now that the device handle is back (no ioctl). */
+static int adopt_irqs(struct dmn_dev *dd, const struct brk_rec_dev *rd, struct vb_err *err)
+{
+	struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
+	int r;
+
+	for (uint32_t i = 0; i < BRK_REC_MAX_IRQS; i++) {
+		const struct brk_rec_irq *ri = rd->irq[i];
+
+		if (!ri || !ri->count || !ri->enabled)
+			continue;
+		r = brk_irqs_restore(irqs, i, ri->count, ri->enabled, ri->unmask_fd, ri->trig, err);
+		if (r < 0)
+			return r;
+	}
+	return brk_daemon__rec_irq_journal(dd);
+}
+
+/* Whether the current configuration still allows the device. */
+static int adopt_allowed(struct brk_daemon *dmn, const char *bdf, struct vb_err *err)
+{
+	uint16_t vendor, device;
+
+	if (brk_daemon__read_id(dmn->sys, bdf, "vendor", &vendor) < 0 ||
+	    brk_daemon__read_id(dmn->sys, bdf, "device", &device) < 0)
+		return vb_errf(err, -ENODEV, "no such PCI device any more");
+	return brk_config_check_device(dmn->cfg, bdf, vendor, device, err);
+}
+
+/* One device of a trusted record: its VM, group and handle, each checked against the kernel.
+ * The worker comes later (adopt_worker), once every VM's DMA table is back. */
+static int adopt_device(struct brk_daemon *dmn, struct brk_fdstore_set *set,
+			const struct brk_rec_state *st, const struct brk_rec_dev *rd,
+			struct dmn_dev *dd, struct vb_err *err)
+{
+	struct brk_dev *d = dd->rec;
+	struct dmn_vm *v;
+	int fd, r;
+
+	if (!adopt_vm(dmn, set, brk_rec_state_vm(st, rd->vm), rd->bdf, d))
+		return vb_errf(err, -EBADF, "its VM's container cannot be adopted");
+	v = d->vm->priv;
+	r = adopt_group(dmn, set, v, rd->iommu_group, &dd->grp, err);
+	if (r < 0)
+		return r;
+	fd = adopt_take(set, "dev", rd->bdf);
+	if (fd < 0)
+		return vb_errf(err, fd, "no device fd");
+	r = brk_vfio_dev_adopt(dd->grp->g, rd->bdf, fd, err, &dd->device);
+	if (r < 0) {
+		close(fd);
+		return r;
+	}
+	v->live++;
+	return brk_daemon__store_put(dmn, "dev", rd->bdf, fd, err);
+}
+
+/* A worker not taken over: killed through its pidfd (when that names a live process) and waited
+ * for, so that nobody touches the device while it is reset; its channel hung up. */
+static void adopt_end_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set, const char *bdf)
+{
+	int pidfd = adopt_take(set, "wpid", bdf), chan = adopt_take(set, "wch", bdf);
+
+	if (chan >= 0)
+		close(chan);
+	if (pidfd < 0)
+		return;
+	if (dmn->sys->pidfd_pid && dmn->sys->pidfd_pid(dmn->sys->ctx, pidfd) > 0 &&
+	    syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0) == 0) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		if (poll(&p, 1, ADOPT_KILL_WAIT_MS) <= 0)
+			brk_warn("%s: its worker did not exit within %d s of SIGKILL", bdf,
+				 ADOPT_KILL_WAIT_MS / 1000);
+	}
+	close(pidfd);
+}
+
+/* Interrupts off on every index, DMA of the device unmapped, reset, everything released and
+ * forgotten: a device of the record that cannot be adopted, or is no longer allowed. */
+static void adopt_drop(struct dmn_dev *dd, struct brk_fdstore_set *set, const char *why)
+{
+	struct brk_daemon *dmn = dd->dmn;
+	char bdf[VB_BDF_LEN];
+
+	snprintf(bdf, sizeof(bdf), "%s", dd->rec->bdf);
+	if (dd->worker)
+		dmn->workers->kill(dd->worker);
+	else
+		adopt_end_worker(dmn, set, bdf);
+	if (dd->device) {
+		adopt_quiesce_device(dmn, bdf, brk_vfio_dev_fd(dd->device));
+		brk_irq_disable_all(brk_vfio_dev_irqs(dd->device));
+	}
+	brk_daemon__dev_release(dd);
+	brk_daemon__dev_forget(dd);
+	dmn->adopt.quiesced++;
+	brk_err("%s: not adopted, quiesced and released: %s", bdf, why);
+}
+
+/* Resolves what the last broker was in the middle of (record.h, pending intents): a DMA map
+ * that may have happened is undone (the worker's call failed or times out, so the VMM was not
+ * told it worked), an unmap is redone, a SET_IRQS index is turned off (the worker re-sends its
+ * routing when it sees the new broker). */
+static void adopt_pending(struct brk_daemon *dmn, const struct brk_rec_state *st)
+{
+	for (uint32_t i = 0; i < st->npending; i++) {
+		const struct brk_rec_pending *p = &st->pending[i];
+		int r = 0;
+
+		if (p->kind == BRK_JOP_DMA_MAP || p->kind == BRK_JOP_DMA_UNMAP) {
+			struct brk_vm *vm = brk_registry_find_vm(dmn->reg, p->key);
+			struct dmn_vm *v = vm ? vm->priv : NULL;
+			struct vfio_iommu_type1_dma_unmap un = {
+			    .argsz = sizeof(un), .iova = p->iova, .size = p->size};
+
+			if (v)
+				r = dmn->sys->ioctl(dmn->sys->ctx, brk_container_fd(v->container),
+						    VFIO_IOMMU_UNMAP_DMA, &un);
+		} else if (p->kind == BRK_JOP_IRQ_SET) {
+			struct brk_dev *d = brk_registry_find(dmn->reg, p->key);
+			struct dmn_dev *dd = d ? d->priv : NULL;
+			struct vfio_irq_set off = {.argsz = sizeof(off),
+						   .flags = VFIO_IRQ_SET_DATA_NONE |
+							    VFIO_IRQ_SET_ACTION_TRIGGER,
+						   .index = p->index};
+
+			if (dd && dd->device)
+				r = dmn->sys->ioctl(dmn->sys->ctx, brk_vfio_dev_fd(dd->device),
+						    VFIO_DEVICE_SET_IRQS, &off);
+		}
+		if (r < 0)
+			brk_log_errno(LOG_WARNING, r, "resolving a pending %s of %s",
+				      p->kind == BRK_JOP_IRQ_SET ? "SET_IRQS" : "DMA change",
+				      p->key);
+		brk_notice("%s: resolved the last broker's unfinished %s", p->key,
+			   p->kind == BRK_JOP_DMA_MAP	  ? "DMA map (unmapped)"
+			   : p->kind == BRK_JOP_DMA_UNMAP ? "DMA unmap (unmapped again)"
+							  : "SET_IRQS (index turned off)");
+		brk_record_resolve(dmn->rec, p->id);
+	}
+}
+
+/* Every adopted VM's DMA table, rebuilt from the record without a kernel call. */
+static void adopt_dma(struct brk_daemon *dmn, const struct brk_rec_state *st,
+		      struct dmn_dev *const *dds)
+{
+	for (uint32_t i = 0; i < st->nvms; i++) {
+		const struct brk_rec_vm *rv = st->vms[i];
+		struct brk_vm *vm = brk_registry_find_vm(dmn->reg, rv->name);
+		struct dmn_vm *v = vm ? vm->priv : NULL;
+		struct brk_dma_stats counters = {
+		    .maps = rv->maps, .unmaps = rv->unmaps, .shares = rv->shares};
+		struct vb_err err = {0};
+		int r;
+
+		if (!v || v->dma)
+			continue;
+		r = brk_daemon__vm_dma(dmn, vm, &err);
+		if (r == 0)
+			r = brk_dma_restore(v->dma, rv->map, rv->nmaps, &counters, &err);
+		if (r < 0)
+			brk_err("vm %s: its DMA table cannot be rebuilt: %s", rv->name, err.msg);
+	}
+	/* What devices that were not adopted had mapped is unmapped: nobody owns it now. */
+	for (uint32_t i = 0; i < st->ndevs; i++) {
+		struct brk_vm *vm = brk_registry_find_vm(dmn->reg, st->devs[i]->vm);
+		struct dmn_vm *v = vm ? vm->priv : NULL;
+		uint32_t count = 0;
+		uint64_t bytes = 0;
+
+		if (dds[i] || !v || !v->dma)
+			continue;
+		brk_dma_unmap_owner(v->dma, st->devs[i]->id, &count, &bytes);
+		if (count)
+			brk_info(
+			    "%s: unmapped %u DMA mappings (%llu bytes) of the device not adopted",
+			    st->devs[i]->bdf, count, (unsigned long long)bytes);
+	}
+}
+
+/* The device's worker: its pidfd must name the recorded, living pid; then it is taken over and
+ * answers (or faults) through the usual hooks. */
+static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
+			const struct brk_rec_dev *rd, struct dmn_dev *dd, struct vb_err *err)
+{
+	int pidfd = adopt_take(set, "wpid", rd->bdf), chan = adopt_take(set, "wch", rd->bdf);
+	int r, pid = -ENOENT;
+
+	if (pidfd >= 0)
+		pid = dmn->sys->pidfd_pid ? dmn->sys->pidfd_pid(dmn->sys->ctx, pidfd) : -EBADF;
+	if (pidfd < 0 || chan < 0)
+		r = vb_errf(err, -ENOENT, "its worker's %s is missing",
+			    pidfd < 0 ? "pidfd" : "channel");
+	else if (pid < 0 || (uint32_t)pid != rd->worker_pid)
+		r = vb_errf(err, -ESRCH, "its worker (pid %u) %s", rd->worker_pid,
+			    pid == -ESRCH ? "has exited" : "is not what the pidfd names");
+	else
+		r = brk_daemon__worker_adopt(dd, pid, pidfd, chan, err);
+	if (r < 0) {
+		if (pidfd >= 0)
+			close(pidfd);
+		if (chan >= 0)
+			close(chan); /* a worker that is still there ends on the hang-up */
+	}
+	return r;
+}
+
+static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
+			  const struct brk_rec_state *st)
+{
+	struct dmn_dev **dds = calloc(st->ndevs ? st->ndevs : 1, sizeof(*dds));
+	struct vb_err err = {0};
+
+	if (!dds)
+		return;
+	for (uint32_t i = 0; i < st->ndevs; i++) {
+		const struct brk_rec_dev *rd = st->devs[i];
+		struct dmn_dev *dd = calloc(1, sizeof(*dd));
+		struct brk_dev *d;
+
+		if (!dd || brk_registry_add(dmn->reg, rd->bdf, rd->vm, &d, NULL) < 0) {
+			free(dd);
+			brk_err("%s: cannot be registered again", rd->bdf);
+			continue;
+		}
+		d->priv = dd;
+		dd->rec = d;
+		dd->dmn = dmn;
+		dd->vmm_fd = dd->vfu_fd = -1;
+		brk_registry_restore_id(dmn->reg, d, rd->id, st->next_id);
+		d->owner_uid = rd->owner_uid;
+		d->owner_gid = rd->owner_gid;
+		d->allow_mmap = rd->allow_mmap;
+		d->protocols = rd->protocols;
+		d->iommu_group = rd->iommu_group;
+		d->restarts = rd->restarts;
+		snprintf(d->socket_path, sizeof(d->socket_path), "%s", rd->socket_path);
+		snprintf(d->vfu_socket_path, sizeof(d->vfu_socket_path), "%s", rd->vfu_socket_path);
+		snprintf(d->last_fault, sizeof(d->last_fault), "%s", rd->last_fault);
+		dd->generation = rd->generation;
+		dd->resets_before = rd->resets_before;
+		dd->worker_uid = rd->worker_uid;
+		dd->worker_gid = rd->worker_gid;
+		err.msg[0] = '\0';
+		if (rd->state == BRK_DEV_FAULTED || rd->state == BRK_DEV_REMOVING ||
+		    rd->state == BRK_DEV_ABANDONED || !rd->worker_pid)
+			vb_errf(&err, -ESHUTDOWN, "it was %s without a worker",
+				brk_dev_state_name((enum brk_dev_state)rd->state));
+		else if (adopt_allowed(dmn, rd->bdf, &err) == 0)
+			adopt_device(dmn, set, st, rd, dd, &err);
+		if (err.msg[0]) {
+			adopt_drop(dd, set, err.msg);
+			continue;
+		}
+		dds[i] = dd;
+	}
+	/* The kernel and the record agree from here on; then the tables are rebuilt from it. */
+	adopt_pending(dmn, st);
+	adopt_dma(dmn, st, dds);
+	for (uint32_t i = 0; i < st->ndevs; i++) {
+		struct dmn_dev *dd = dds[i];
+		const struct brk_rec_dev *rd = st->devs[i];
+
+		if (!dd)
+			continue;
+		err.msg[0] = '\0';
+		if (!((struct dmn_vm *)dd->rec->vm->priv)->dma)
+			vb_errf(&err, -EIO, "its VM's DMA table could not be rebuilt");
+		else if (adopt_irqs(dd, rd, &err) == 0 && brk_daemon__rec_dev(dd) == 0)
+			adopt_worker(dmn, set, rd, dd, &err);
+		if (err.msg[0]) {
+			adopt_drop(dd, set, err.msg);
+			continue;
+		}
+		dmn->adopt.adopted++;
+		brk_info("%s: adopted (vm %s, worker %u, generation %u)", rd->bdf, rd->vm,
+			 rd->worker_pid, rd->generation);
+	}
+	free(dds);
 }
 
 /* systemd still holds everything the last broker stored: what is not taken over must leave
@@ -250,6 +639,9 @@ static void adopt_new_record(struct brk_daemon *dmn, uint64_t starts)
 
 void brk_daemon_adopt(struct brk_daemon *dmn, struct brk_fdstore_set *set)
 {
+	struct vb_err err = {0};
+	struct brk_rec_state *st = NULL;
+	int state;
 	uint64_t t0 = adopt_now_ms();
 	_cleanup_free_ bool *was_passed = calloc(set->n ? set->n : 1, sizeof(bool));
 	size_t n = 0;
@@ -265,9 +657,41 @@ void brk_daemon_adopt(struct brk_daemon *dmn, struct brk_fdstore_set *set)
 		return;
 	}
 	dmn->adopt.attempted = true;
-	adopt_quiesce_all(dmn, set, "no state record among the fds passed");
+	state = brk_fdstore_set_take(set, "state");
+	if (state < 0)
+		vb_errf(&err, -ENOENT, "no state record among the %zu fds passed", n);
+	else if (brk_record_adopt(state, &dmn->rec, &err) < 0)
+		dmn->rec = NULL;
+	if (state >= 0)
+		close(state); /* the record keeps its own dup */
+	/* A copy of its own: the record's live state changes under every write adoption makes. */
+	if (dmn->rec && brk_record_load(brk_record_fd(dmn->rec), &st, &err) < 0) {
+		brk_record_free(dmn->rec);
+		dmn->rec = NULL;
+	}
+	if (dmn->rec) {
+		int r =
+		    dmn->store ? brk_fdstore_put(dmn->store, "state", brk_record_fd(dmn->rec)) : 0;
+
+		if (r == 0)
+			r = brk_record_set_broker(dmn->rec, st->starts + 1, brk_worker_epoch());
+		if (r < 0)
+			brk_log_errno(LOG_ERR, r, "keeping the adopted state record");
+		dmn->adopt.starts = st->starts + 1;
+		adopt_trusted(dmn, set, st);
+		brk_rec_state_free(st);
+		/* What no record entry names: closed (and quiesced where it is a VFIO object). */
+		adopt_leftovers(dmn, set);
+	} else {
+		adopt_quiesce_all(dmn, set, err.msg);
+	}
 	if (was_passed)
 		adopt_forget(dmn, set, was_passed);
-	adopt_new_record(dmn, 1);
+	if (!dmn->rec)
+		adopt_new_record(dmn, 1);
+	brk_notice("took over from the last broker in %llu ms: %u devices adopted, %u quiesced%s%s",
+		   (unsigned long long)(adopt_now_ms() - t0), dmn->adopt.adopted,
+		   dmn->adopt.quiesced, dmn->adopt.untrusted[0] ? "; untrusted state: " : "",
+		   dmn->adopt.untrusted);
 	dmn->adopt.ms = adopt_now_ms() - t0;
 }

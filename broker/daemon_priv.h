@@ -85,6 +85,21 @@ int brk_daemon__rec_dev(struct dmn_dev *dd);
 void brk_daemon__rec_dev_del(struct brk_daemon *dmn, const char *bdf);
 int brk_daemon__rec_irq_journal(struct dmn_dev *dd);
 
+/* daemon.c, for daemon_adopt.c */
+/* sysfs's vendor or device id of `bdf`. */
+int brk_daemon__read_id(const struct brk_sys *sys, const char *bdf, const char *attr,
+			uint16_t *ret);
+void brk_daemon__dev_release(struct dmn_dev *dd);
+void brk_daemon__dev_forget(struct dmn_dev *dd);
+/* Takes over the device's running worker (brk_worker_ops.adopt) and keeps its fds in the store.
+ * On failure the caller still owns pidfd and chan. */
+int brk_daemon__worker_adopt(struct dmn_dev *dd, pid_t pid, int pidfd, int chan,
+			     struct vb_err *err);
+/* The VM's DMA table with its recorded quotas (vm->max_*), journalled to the record. */
+int brk_daemon__vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, struct vb_err *err);
+int brk_daemon__store_put(struct brk_daemon *dmn, const char *kind, const char *id, int fd,
+			  struct vb_err *err);
+
 /* daemon_status.c */
 int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call);
 int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);

@@ -192,6 +192,15 @@ int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, st
 	return 0;
 }
 
+void brk_registry_restore_id(struct brk_registry *r, struct brk_dev *d, uint64_t id, uint64_t next)
+{
+	d->id = id;
+	if (r->next_id <= id)
+		r->next_id = id + 1;
+	if (r->next_id < next)
+		r->next_id = next;
+}
+
 void brk_registry_remove(struct brk_registry *r, struct brk_dev *d)
 {
 	struct brk_dev **pp;

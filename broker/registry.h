@@ -80,6 +80,10 @@ bool brk_registry_valid_vm_name(const char *name);
  */
 int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, struct brk_dev **ret,
 		     bool *ret_vm_created);
+/* Gives an adopted device the DMA owner id its predecessor recorded, and makes every later id
+ * larger than `next` and than it (a restarted broker must never hand out an id still owning
+ * mappings). */
+void brk_registry_restore_id(struct brk_registry *r, struct brk_dev *d, uint64_t id, uint64_t next);
 /* Forgets a device. Its VM stays, with ndevices one lower, until brk_registry_drop_vm(). */
 void brk_registry_remove(struct brk_registry *r, struct brk_dev *d);
 /* Forgets a VM that has no devices left; -EBUSY while it has. */

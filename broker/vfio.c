@@ -210,6 +210,53 @@ int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_
 	return 0;
 }
 
+static int read_iommu_info(struct brk_container *c, struct vb_err *err);
+
+/* Whether `fd` is the node /dev/vfio/<name> under the sys root. */
+static bool fd_is_node(const struct brk_sys *sys, int fd, const char *name)
+{
+	char path[512];
+
+	return sys->fd_is && brk_sys_path(sys, path, sizeof(path), "/dev/vfio/%s", name) == 0 &&
+	       sys->fd_is(sys->ctx, fd, path) == 1;
+}
+
+int brk_container_adopt(const struct brk_sys *sys, int fd, bool attached, struct vb_err *err,
+			struct brk_container **ret)
+{
+	struct brk_container *c;
+	int r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	if (!fd_is_node(sys, fd, "vfio"))
+		return vb_errf(err, -EBADF, "not the VFIO container node /dev/vfio/vfio");
+	r = sys->ioctl(sys->ctx, fd, VFIO_GET_API_VERSION, NULL);
+	if (r != VFIO_API_VERSION)
+		return vb_errf(err, r < 0 ? r : -EPROTO, "VFIO_GET_API_VERSION: %d", r);
+	c = calloc(1, sizeof(*c));
+	if (!c)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	c->refs = 1;
+	c->sys = sys;
+	c->fd = fd;
+	probe_iommufd(c);
+	if (attached) {
+		/* The IOMMU was set when its first group came; select_iommu() prefers v2. */
+		c->info.type = sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION,
+					  (void *)(long)VFIO_TYPE1v2_IOMMU) > 0
+				   ? BRK_IOMMU_TYPE1V2
+				   : BRK_IOMMU_TYPE1;
+		r = read_iommu_info(c, err);
+		if (r < 0) {
+			free(c);
+			return r;
+		}
+	}
+	*ret = c;
+	return 0;
+}
+
 struct brk_container *brk_container_ref(struct brk_container *c)
 {
 	c->refs++;
@@ -483,6 +530,42 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 	g->sys = sys;
 	g->fd = fd;
 	g->nr = nr;
+	g->next = open_groups;
+	open_groups = g;
+	held_forget(sys, nr);
+	*ret = g;
+	return 0;
+}
+
+int brk_group_adopt(const struct brk_sys *sys, uint32_t nr, int fd, struct brk_container *c,
+		    struct vb_err *err, struct brk_group **ret)
+{
+	struct vfio_group_status st = {.argsz = sizeof(st)};
+	struct brk_group *g;
+	char name[16];
+	int r;
+
+	if (!sys)
+		sys = &brk_sys_real;
+	snprintf(name, sizeof(name), "%u", nr);
+	if (!fd_is_node(sys, fd, name))
+		return vb_errf(err, -EBADF, "not the node of IOMMU group %u", nr);
+	r = sys->ioctl(sys->ctx, fd, VFIO_GROUP_GET_STATUS, &st);
+	if (r < 0)
+		return vb_errf(err, r, "VFIO_GROUP_GET_STATUS on group %u: %s", nr, strerror(-r));
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE))
+		return vb_errf(err, -EBUSY, "IOMMU group %u is not viable any more", nr);
+	if (!(st.flags & VFIO_GROUP_FLAGS_CONTAINER_SET))
+		return vb_errf(err, -ENOTCONN, "IOMMU group %u is attached to no container", nr);
+	g = calloc(1, sizeof(*g));
+	if (!g)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	g->refs = 1;
+	g->sys = sys;
+	g->fd = fd;
+	g->nr = nr;
+	g->container = brk_container_ref(c);
+	c->info.groups++;
 	g->next = open_groups;
 	open_groups = g;
 	held_forget(sys, nr);

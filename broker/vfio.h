@@ -68,6 +68,15 @@ struct brk_container;
  * Errors: -ENOENT (no /dev/vfio/vfio: vfio module not loaded), -EACCES/-EPERM, -EPROTO (API
  * version mismatch), -ENOMEM. */
 int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_container **ret);
+/*
+ * Takes over a container fd a previous broker left (fd store, re-exec): checks it is the
+ * character device /dev/vfio/vfio and speaks this API version; with `attached` (its VM had
+ * groups), reads the IOMMU's info as after the first attach (the type is the one select would
+ * have chosen: type1v2 when the kernel offers it). Takes `fd` on success only. Errors: -EBADF
+ * (not the VFIO container node), -EPROTO, the kernel's; each with a message.
+ */
+int brk_container_adopt(const struct brk_sys *sys, int fd, bool attached, struct vb_err *err,
+			struct brk_container **ret);
 struct brk_container *brk_container_ref(struct brk_container *c);
 /* Drops a reference; the last one closes the container fd, which makes the kernel drop every
  * DMA mapping still in it. NULL is allowed. */
@@ -101,6 +110,14 @@ struct brk_group;
  * vfio-pci" and lists the devices that are not), -EACCES, -ENOMEM. */
 int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 		   struct brk_group **ret);
+/*
+ * Takes over group `nr`'s fd a previous broker left, attached to `c`: checks it is the character
+ * device /dev/vfio/<nr>, viable, with a container set (VFIO_GROUP_GET_STATUS). Counts as
+ * attached to `c` (takes a reference on it). Takes `fd` on success only. Errors: -EBADF (not
+ * that group's node), -EBUSY (not viable), -ENOTCONN (no container set), the kernel's.
+ */
+int brk_group_adopt(const struct brk_sys *sys, uint32_t nr, int fd, struct brk_container *c,
+		    struct vb_err *err, struct brk_group **ret);
 /* Longest owner description kept, NUL included. */
 #define BRK_GROUP_OWNER_MAX 96
 /* Who the group belongs to, e.g. "vm web1 (0000:3b:00.0)", for the refusal a second
@@ -188,6 +205,17 @@ struct brk_irqs;
  * above), -ENOMEM. */
 int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 		      struct brk_vfio_dev **ret);
+/*
+ * Takes over device `bdf`'s fd a previous broker left, in group `g`: checks it is a VFIO device
+ * fd (anon inode [vfio-device]) of a PCI device, that sysfs puts `bdf` in IOMMU group
+ * brk_group_nr(g), and that its config header (vendor, device, revision, class, subsystem)
+ * reads the same through the fd as sysfs's `config` of `bdf`; then reads its regions and IRQs
+ * as brk_vfio_dev_open() does. The BARs are not compared: vfio-pci virtualizes them, and a VMM's
+ * sizing writes change what the fd reads back. Takes `fd` on success only. Errors: -EBADF (not
+ * a VFIO device fd), -ENODEV (not that PCI device, or not in that group), others as open.
+ */
+int brk_vfio_dev_adopt(struct brk_group *g, const char *bdf, int fd, struct vb_err *err,
+		       struct brk_vfio_dev **ret);
 /* Disables nothing by itself: callers quiesce first (brk_irq_disable_all, DMA unmap, reset).
  * Closes the device fd and drops the group reference. NULL is allowed. */
 void brk_vfio_dev_free(struct brk_vfio_dev *d);

@@ -8,6 +8,7 @@
  * region, capability chains walked defensively). Does not trust the BDF it is given.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <linux/pci_regs.h>
 #include <linux/vfio.h>
 
+#include "base.h"
 #include "bind.h"
 #include "irq.h"
 #include "le.h"
@@ -271,6 +273,87 @@ int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 	}
 	r = read_all(d, err);
 	if (r < 0) {
+		device_release(d);
+		return r;
+	}
+	d->group = brk_group_ref(g);
+	brk_vfio__group_device_count(g, +1);
+	*ret = d;
+	return 0;
+}
+
+/* The parts of the config header that name the device: vendor and device, revision and class,
+ * subsystem vendor and device. */
+static const struct {
+	uint32_t off, len;
+} id_fields[] = {{PCI_VENDOR_ID, 4}, {PCI_REVISION_ID, 4}, {PCI_SUBSYSTEM_VENDOR_ID, 4}};
+
+/* Whether the fd's config header names the same device as sysfs's `config` of its BDF. */
+static int same_device(struct brk_vfio_dev *d, struct vb_err *err)
+{
+	const struct brk_region *cfg = brk_vfio_dev_region(d, VFIO_PCI_CONFIG_REGION_INDEX);
+	uint8_t mine[PCI_STD_HEADER_SIZEOF], sys[PCI_STD_HEADER_SIZEOF];
+	char path[256];
+	ssize_t n;
+	long got;
+	int fd;
+
+	if (!cfg || !cfg->present || cfg->size < sizeof(mine))
+		return vb_errf(err, -ENODEV, "%s: no PCI config region", d->bdf);
+	got = d->sys->pread(d->sys->ctx, d->fd, mine, sizeof(mine), (long long)cfg->offset);
+	if (got != (long)sizeof(mine))
+		return vb_errf(err, got < 0 ? (int)got : -EIO, "%s: reading its config header",
+			       d->bdf);
+	if (brk_sys_path(d->sys, path, sizeof(path), "/sys/bus/pci/devices/%s/config", d->bdf) < 0)
+		return vb_errf(err, -ENAMETOOLONG, "sysfs path too long");
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return vb_errf(err, -ENODEV, "%s: no such PCI device (%s)", d->bdf,
+			       strerror(errno));
+	n = pread(fd, sys, sizeof(sys), 0);
+	close(fd);
+	if (n != (ssize_t)sizeof(sys))
+		return vb_errf(err, -EIO, "%s: reading sysfs config", d->bdf);
+	for (size_t i = 0; i < ARRAY_SIZE(id_fields); i++)
+		if (memcmp(mine + id_fields[i].off, sys + id_fields[i].off, id_fields[i].len) != 0)
+			return vb_errf(
+			    err, -ENODEV,
+			    "%s: the fd's config header (at 0x%02x) is not that device's", d->bdf,
+			    id_fields[i].off);
+	return 0;
+}
+
+int brk_vfio_dev_adopt(struct brk_group *g, const char *bdf, int fd, struct vb_err *err,
+		       struct brk_vfio_dev **ret)
+{
+	const struct brk_sys *sys = brk_vfio__group_sys(g);
+	struct brk_vfio_dev *d;
+	uint32_t nr;
+	int r;
+
+	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0)
+		return vb_errf(err, -EINVAL, "invalid PCI address");
+	if (!sys->fd_is || sys->fd_is(sys->ctx, fd, "anon_inode:[vfio-device]") != 1)
+		return vb_errf(err, -EBADF, "%s: not a VFIO device fd", bdf);
+	r = brk_bind_iommu_group(sys, bdf, &nr, err);
+	if (r < 0)
+		return r;
+	if (nr != brk_group_nr(g))
+		return vb_errf(err, -ENODEV, "%s is in IOMMU group %u now, not %u", bdf, nr,
+			       brk_group_nr(g));
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return vb_errf(err, -ENOMEM, "out of memory");
+	d->sys = sys;
+	memcpy(d->bdf, bdf, VB_BDF_LEN);
+	d->fd = fd;
+	r = read_all(d, err);
+	if (r == 0 && !(d->info.flags & VFIO_DEVICE_FLAGS_PCI))
+		r = vb_errf(err, -ENODEV, "%s: not a PCI device", bdf);
+	if (r == 0)
+		r = same_device(d, err);
+	if (r < 0) {
+		d->fd = -1; /* the caller keeps it */
 		device_release(d);
 		return r;
 	}

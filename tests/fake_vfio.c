@@ -195,13 +195,16 @@ static int fake_ioctl(void *ctx, int fd, unsigned long req, void *arg)
 	case VFIO_GROUP_GET_STATUS: {
 		struct vfio_group_status *st = arg;
 
-		st->flags = f->group_viable ? VFIO_GROUP_FLAGS_VIABLE : 0;
+		st->flags = (f->group_viable ? VFIO_GROUP_FLAGS_VIABLE : 0) |
+			    (f->container_set ? VFIO_GROUP_FLAGS_CONTAINER_SET : 0);
 		return 0;
 	}
 	case VFIO_GROUP_SET_CONTAINER:
 		c->arg = (unsigned long)*(int *)arg;
+		f->container_set |= !f->set_container_err;
 		return f->set_container_err;
 	case VFIO_GROUP_UNSET_CONTAINER:
+		f->container_set &= f->unset_container_err != 0;
 		return f->unset_container_err;
 	case VFIO_GROUP_GET_DEVICE_FD:
 		snprintf(c->bdf, sizeof(c->bdf), "%s", (const char *)arg);

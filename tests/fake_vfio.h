@@ -65,7 +65,8 @@ struct fake_vfio {
 	int reset_err;
 	int get_device_fd_err; /* negative errno VFIO_GROUP_GET_DEVICE_FD answers */
 	int unset_container_err;
-	bool group_busy; /* opening /dev/vfio/<busy_group> answers EBUSY (someone holds it) */
+	bool container_set; /* a group was attached (GET_STATUS says CONTAINER_SET); any group */
+	bool group_busy;    /* opening /dev/vfio/<busy_group> answers EBUSY (someone holds it) */
 	uint32_t busy_group;
 	/* config space behind pread/pwrite at cfg_offset (the config region's offset) */
 	uint64_t cfg_offset;

@@ -53,6 +53,7 @@ struct brk_worker {
 	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
 	pid_t pid;
 	int chan, pidfd; /* what it would give the fd store */
+	bool adopted;	 /* by fw_adopt */
 	bool vmm_connected, removal_requested, killed, freed;
 	uint32_t removal_timeout_ms;
 };
@@ -96,6 +97,28 @@ static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct 
 	w->chan = eventfd(0, EFD_CLOEXEC);
 	w->pidfd = eventfd(0, EFD_CLOEXEC);
 	assert_true(w->chan >= 0 && w->pidfd >= 0);
+	*ret = w;
+	return 0;
+}
+
+/* Takes over a worker a previous broker started: owns pidfd and chan from here on. */
+static int fw_adopt(uv_loop_t *loop, const struct brk_worker_args *args, pid_t pid, int pidfd,
+		    int chan, struct brk_worker **ret, struct vb_err *err)
+{
+	struct brk_worker *w;
+
+	assert_true(E.nworkers < MAX_WORKERS);
+	w = &E.workers[E.nworkers++];
+	memset(w, 0, sizeof(*w));
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	w->pid = pid;
+	w->chan = chan;
+	w->pidfd = pidfd;
+	w->adopted = true;
 	*ret = w;
 	return 0;
 }
@@ -149,6 +172,7 @@ static const struct brk_worker_ops fake_workers = {
     .pid = fw_pid,
     .vmm_connected = fw_vmm_connected,
     .fds = fw_fds,
+    .adopt = fw_adopt,
 };
 
 /* The worker's side of its life, as worker.c would report it. */
@@ -679,7 +703,7 @@ static void test_daemon_adopt_no_record_quiesces_everything(void **state)
 	const struct fake_call *c;
 	unsigned ncalls;
 
-	env_start(3);
+	env_start_as(3, false);
 	ctr = fds[0] = fake_node("/dev/vfio/vfio");
 	grp = fds[1] = fake_node("/dev/vfio/5");
 	devfd = fds[2] = E.f.sys.ioctl(E.f.sys.ctx, grp, VFIO_GROUP_GET_DEVICE_FD, DEV_A);
@@ -830,6 +854,266 @@ static void test_daemon_record_follows_vms_and_devices(void **state)
 	assert_int_equal(st->ndevs, 0);
 	assert_int_equal(st->nvms, 0);
 	brk_rec_state_free(st);
+}
+
+/* ---- a broker started after this one: the same fds, adopted ---------------------------------- */
+
+/* The second broker of a restart, on the same loop, fakes and configuration (or `cfg`). */
+struct next {
+	struct brk_daemon *dmn;
+	struct brk_config *cfg;
+	struct brk_fdstore *store;
+};
+
+/* What systemd would pass the next broker: a dup of every fd in the store, by name. */
+static struct brk_fdstore_set *store_as_passed(void)
+{
+	static const char *const kinds[] = {"state", "ctr.", "grp.", "dev.", "wch.", "wpid."};
+	char names[16][64];
+	const char *np[16];
+	int fds[16];
+	size_t n = 0;
+	char name[64];
+
+	/* The names the daemon uses for what this test adds: vm1, group 5, DEV_A. */
+	const char *const all[] = {"state",
+				   "ctr.vm1",
+				   "grp.5",
+				   "dev.0000-00-03.0",
+				   "wch.0000-00-03.0",
+				   "wpid.0000-00-03.0"};
+	(void)kinds;
+	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
+		int fd = brk_fdstore_get(E.store, all[i]);
+
+		if (fd < 0)
+			continue;
+		snprintf(name, sizeof(name), "%s", all[i]);
+		snprintf(names[n], sizeof(names[n]), "%s", name);
+		np[n] = names[n];
+		fds[n] = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+		assert_true(fds[n] >= 0);
+		/* The fake kernel knows the dup as what the original is. */
+		for (unsigned k = 0; k < E.f.nfds; k++)
+			if (E.f.fds[k].fd == fd)
+				fake_vfio_fd(&E.f, fds[n], E.f.fds[k].pid ? NULL : E.f.fds[k].path,
+					     E.f.fds[k].pid);
+		n++;
+	}
+	return passed_set(np, fds, n);
+}
+
+static void next_start(struct next *nx, struct brk_fdstore_set *set, const char *allow)
+{
+	struct brk_daemon_env denv = {.sys = &E.f.sys, .workers = &fake_workers};
+	struct vb_err err = {0};
+	char path[128], text[512];
+	FILE *fp;
+	int lfd;
+
+	memset(nx, 0, sizeof(*nx));
+	snprintf(path, sizeof(path), "%s/next.conf", E.dir);
+	snprintf(text, sizeof(text),
+		 "[broker]\nadmin_uid = 0\nruntime_dir = %s/vmm\n[devices]\nallow = %s\n"
+		 "[worker]\nuid_range = 61000-61999\n",
+		 E.dir, allow);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fputs(text, fp);
+	fclose(fp);
+	if (brk_config_load(path, &nx->cfg, &err) < 0)
+		fail_msg("config: %s", err.msg);
+	assert_int_equal(brk_fdstore_new(false, 0, &nx->store), 0);
+	denv.store = nx->store;
+	snprintf(path, sizeof(path), "%s/next.sock", E.dir);
+	assert_int_equal(ipc_listen(path, 0600, 8, &lfd), 0);
+	assert_int_equal(brk_daemon_new(&E.loop, nx->cfg, lfd, &denv, &nx->dmn), 0);
+	brk_daemon_adopt(nx->dmn, set);
+	brk_fdstore_set_free(set);
+}
+
+static void next_end(struct next *nx)
+{
+	brk_daemon_free(nx->dmn);
+	assert_int_equal(brk_fdstore_count(nx->store), 0);
+	brk_fdstore_free(nx->store);
+	brk_config_free(nx->cfg);
+	brk_log_set_resolver(NULL, NULL);
+}
+
+static int sealed_memfd(size_t size)
+{
+	int fd = memfd_create("test-daemon", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	assert_true(fd >= 0);
+	assert_int_equal(ftruncate(fd, (off_t)size), 0);
+	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	return fd;
+}
+
+/* The config header the fake device answers, and sysfs's copy of it. */
+static void same_config_in_sysfs(const char *bdf)
+{
+	char rel[512];
+	FILE *fp;
+
+	E.f.cfg[0] = 0x34, E.f.cfg[1] = 0x12, E.f.cfg[2] = 0xe8, E.f.cfg[3] = 0x11;
+	E.f.cfg[0x0b] = 0x00, E.f.cfg[0x0a] = 0xff;
+	snprintf(rel, sizeof(rel), "%s/sys/devices/pci0000:00/%s/config", E.f.root, bdf);
+	fp = fopen(rel, "w");
+	assert_non_null(fp);
+	assert_int_equal(fwrite(E.f.cfg, 1, 256, fp), 256);
+	fclose(fp);
+}
+
+/* A restart with a trusted record: the next broker takes the VM, its container, group, device
+ * and running worker over, each checked against the kernel; its DMA table comes back from the
+ * record without a kernel call; an unfinished DMA map of the last broker is undone; the worker
+ * answers and the device is READY, then CONNECTED, in the new broker. */
+static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
+{
+	struct brk_worker *a, *na;
+	struct brk_fdstore_set *set;
+	struct brk_journal j;
+	struct brk_jop op = {.kind = BRK_JOP_DMA_MAP};
+	struct brk_dma_stats ds;
+	const struct fake_call *c;
+	struct vb_err err = {0};
+	struct next nx;
+	unsigned maps, unmaps;
+	int mem;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	a = add_ready(DEV_A, "vm1", 0);
+	w_vmm(a, true);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid); /* the worker lives */
+	mem = sealed_memfd(1 << 20);
+	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
+			BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE, &err) < 0)
+		fail_msg("map: %s", err.msg);
+	close(mem);
+	/* Killed between the intent of a second map and its kernel call's outcome. */
+	assert_int_equal(brk_record_dma_journal(E.dmn->rec, "vm1", &j), 0);
+	op.owner = dev(DEV_A)->id, op.iova = 0x400000, op.size = 0x1000;
+	op.prot = BRK_DMA_PROT_READ, op.dev = 1, op.ino = 2;
+	assert_int_equal(j.intent(&j, &op), 0);
+	set = store_as_passed();
+	assert_int_equal(set->n, 6);
+	maps = fake_vfio_count(&E.f, VFIO_IOMMU_MAP_DMA);
+	unmaps = fake_vfio_count(&E.f, VFIO_IOMMU_UNMAP_DMA);
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 1);
+	assert_int_equal(nx.dmn->adopt.quiesced, 0);
+	assert_int_equal(nx.dmn->adopt.starts, 2);
+	assert_string_equal(nx.dmn->adopt.untrusted, "");
+	na = last_worker();
+	assert_true(na->adopted);
+	assert_int_equal(na->pid, a->pid);
+	assert_string_equal(na->a.bdf, DEV_A);
+	/* The DMA table as it was; no map was replayed, the unfinished one was unmapped. */
+	struct brk_dev *nd = brk_registry_find(nx.dmn->reg, DEV_A);
+	assert_non_null(nd);
+	assert_int_equal(nd->id, dev(DEV_A)->id);
+	brk_dma_stats(((struct dmn_vm *)nd->vm->priv)->dma, &ds);
+	assert_int_equal(ds.mappings, 1);
+	assert_int_equal(ds.pinned_bytes, 0x10000);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_IOMMU_MAP_DMA), maps);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_IOMMU_UNMAP_DMA), unmaps + 1);
+	c = fake_vfio_nth(&E.f, VFIO_IOMMU_UNMAP_DMA, unmaps);
+	assert_int_equal(c->iova, 0x400000);
+	assert_int_equal(c->size, 0x1000);
+	/* No reset, no SET_IRQS: the device keeps running for its VM. */
+	assert_int_equal(nd->state, BRK_DEV_STARTING);
+	na->a.hooks->ready(na->a.ctx);
+	assert_int_equal(nd->state, BRK_DEV_READY);
+	na->a.hooks->vmm_state(na->a.ctx, true, 777, 0);
+	assert_int_equal(nd->state, BRK_DEV_CONNECTED);
+	assert_int_equal(brk_fdstore_count(nx.store), 6);
+	next_end(&nx);
+}
+
+/* A damaged record: nothing of it is trusted, every device is quiesced. */
+static void test_daemon_adopt_damaged_record_quiesces_all(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct next nx;
+	uint8_t junk[64];
+	int fd;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	add_ready(DEV_A, "vm1", 0);
+	set = store_as_passed();
+	fd = brk_fdstore_set_take(set, "state");
+	memset(junk, 0x5a, sizeof(junk));
+	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
+	set->e[0].fd = fd; /* back, damaged */
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 0);
+	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	assert_non_null(strstr(nx.dmn->adopt.untrusted, "state record"));
+	assert_int_equal(brk_registry_ndevices(nx.dmn->reg), 0);
+	next_end(&nx);
+}
+
+/* The configuration no longer allows the device: it is quiesced and released, not adopted; a
+ * stale fd no record entry names is closed. */
+static void test_daemon_adopt_device_no_longer_allowed_removed(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct next nx;
+	unsigned resets;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	add_ready(DEV_A, "vm1", 0);
+	resets = fake_vfio_count(&E.f, VFIO_DEVICE_RESET);
+	set = store_as_passed();
+	next_start(&nx, set, "8086:10d3");
+	assert_int_equal(nx.dmn->adopt.adopted, 0);
+	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_RESET), resets + 1);
+	next_end(&nx);
+}
+
+/* A worker that died while no broker ran: its pidfd says so, the device is quiesced. */
+static void test_daemon_adopt_dead_worker_quiesced(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_worker *a;
+	struct next nx;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	a = add_ready(DEV_A, "vm1", 0);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	set = store_as_passed();
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 0);
+	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
+	next_end(&nx);
+}
+
+/* A device fd that is not the recorded device's (sysfs says another device now). */
+static void test_daemon_adopt_stale_device_fd_quiesced(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_worker *a;
+	struct next nx;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	a = add_ready(DEV_A, "vm1", 0);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
+	set = store_as_passed();
+	E.f.cfg[2] = 0xe9; /* the fd now reads another device id than sysfs */
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 0);
+	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_end(&nx);
 }
 
 static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
@@ -1065,6 +1349,12 @@ int main(void)
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_record_follows_vms_and_devices, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_no_record_quiesces_everything, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_trusted_record_takes_everything_over,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_damaged_record_quiesces_all, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_device_no_longer_allowed_removed, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_dead_worker_quiesced, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_stale_device_fd_quiesced, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_nothing_passed_is_a_first_start, teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
 				      teardown),
