@@ -190,6 +190,11 @@ static void dmn_metrics_adopt(struct brk_daemon *dmn, FILE *f)
 {
 	const struct dmn_adopt *a = &dmn->adopt;
 
+	brk_metric_header(
+	    f, "vfio_broker_starts_total", "counter",
+	    "Broker starts (restarts and re-execs included), as the state record counts "
+	    "them; 0 without a record.");
+	fprintf(f, "vfio_broker_starts_total %llu\n", (unsigned long long)a->starts);
 	brk_metric_header(f, "vfio_broker_adoption_attempted", "gauge",
 			  "1 when this broker started with the fds of an earlier one (a restart).");
 	fprintf(f, "vfio_broker_adoption_attempted %d\n", a->attempted);
