@@ -395,10 +395,13 @@ static void dmn_on_ready(void *ctx)
 		 d->vm->name, d->socket_path,
 		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
 		 d->vfu_socket_path[0] ? "vfio-user " : "", d->vfu_socket_path,
-		 dd->generation ? ", restarted"
-		 : dd->hotplug	? ", hot-plugged into the running VM"
-				: "");
-	if (dd->add_call) {
+		 dd->adopted	  ? ", adopted from the last broker"
+		 : dd->generation ? ", restarted"
+		 : dd->hotplug	  ? ", hot-plugged into the running VM"
+				  : "");
+	if (dd->adopted) {
+		dd->adopted = false; /* the same worker as before: nothing to announce */
+	} else if (dd->add_call) {
 		dmn_reply_add(dd);
 		dd->dmn->adds_total++;
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,

@@ -521,10 +521,16 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			  const struct brk_rec_state *st)
 {
 	struct dmn_dev **dds = calloc(st->ndevs ? st->ndevs : 1, sizeof(*dds));
+	struct dmn_dev **failed = calloc(st->ndevs ? st->ndevs : 1, sizeof(*failed));
 	struct vb_err err = {0};
+	char(*why)[sizeof(err.msg)] = calloc(st->ndevs ? st->ndevs : 1, sizeof(*why));
 
-	if (!dds)
+	if (!dds || !failed || !why) {
+		free(dds);
+		free(failed);
+		free(why);
 		return;
+	}
 	for (uint32_t i = 0; i < st->ndevs; i++) {
 		const struct brk_rec_dev *rd = st->devs[i];
 		struct dmn_dev *dd = calloc(1, sizeof(*dd));
@@ -561,11 +567,17 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 		else if (adopt_allowed(dmn, rd->bdf, &err) == 0)
 			adopt_device(dmn, set, st, rd, dd, &err);
 		if (err.msg[0]) {
-			adopt_drop(dd, set, err.msg);
+			failed[i] = dd;
+			snprintf(why[i], sizeof(why[i]), "%s", err.msg);
 			continue;
 		}
+		dd->adopted = true;
 		dds[i] = dd;
 	}
+	/* Only now: a VM whose first device fails keeps its container for the others. */
+	for (uint32_t i = 0; i < st->ndevs; i++)
+		if (failed[i])
+			adopt_drop(failed[i], set, why[i]);
 	/* The kernel and the record agree from here on; then the tables are rebuilt from it. */
 	adopt_pending(dmn, st);
 	adopt_dma(dmn, st, dds);
@@ -589,6 +601,8 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			 rd->worker_pid, rd->generation);
 	}
 	free(dds);
+	free(failed);
+	free(why);
 }
 
 /* systemd still holds everything the last broker stored: what is not taken over must leave

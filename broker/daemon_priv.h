@@ -50,6 +50,7 @@ struct dmn_dev {
 	struct brk_ctl_call *add_call;	  /* AddDevice waiting for the worker's handoff */
 	struct brk_ctl_call *remove_call; /* RemoveDevice waiting for the teardown */
 	bool hotplug;			  /* added to a VM that was already running */
+	bool adopted;			  /* taken over from the last broker, not yet ready */
 	bool vmm_acknowledged;		  /* how the removal went, for its reply */
 	char held[160]; /* set at release when a VMM's mmap grant keeps the group open */
 };

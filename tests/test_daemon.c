@@ -1097,6 +1097,43 @@ static void test_daemon_adopt_dead_worker_quiesced(void **state)
 	next_end(&nx);
 }
 
+/* Two devices of one VM, the first with a worker that died meanwhile: the first is quiesced,
+ * the second adopted into the same container; what the first had mapped is unmapped. */
+static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_worker *a, *b;
+	struct brk_dma_stats ds;
+	struct vb_err err = {0};
+	struct next nx;
+	int mem;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	same_config_in_sysfs(DEV_B);
+	a = add_ready(DEV_A, "vm1", 0);
+	b = add_ready(DEV_B, "vm1", 0);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	fake_vfio_fd(&E.f, b->pidfd, NULL, b->pid);
+	mem = sealed_memfd(1 << 20);
+	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
+			BRK_DMA_PROT_READ, &err) < 0 ||
+	    brk_dma_map(vm_of(DEV_B)->dma, dev(DEV_B)->id, 0x200000, 0x10000, mem, 0,
+			BRK_DMA_PROT_READ, &err) < 0)
+		fail_msg("map: %s", err.msg);
+	close(mem);
+	set = store_as_passed();
+	assert_int_equal(set->n, 10);
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 1);
+	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
+	assert_non_null(brk_registry_find(nx.dmn->reg, DEV_B));
+	brk_dma_stats(((struct dmn_vm *)brk_registry_find(nx.dmn->reg, DEV_B)->vm->priv)->dma, &ds);
+	assert_int_equal(ds.mappings, 1);
+	next_end(&nx);
+}
+
 /* A device fd that is not the recorded device's (sysfs says another device now). */
 static void test_daemon_adopt_stale_device_fd_quiesced(void **state)
 {
@@ -1355,6 +1392,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_adopt_device_no_longer_allowed_removed, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_dead_worker_quiesced, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_stale_device_fd_quiesced, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_one_device_of_vm_fails_other_adopted,
+				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_nothing_passed_is_a_first_start, teardown),
 	    cmocka_unit_test_teardown(test_daemon_restart_exhausted_stays_faulted_released,
 				      teardown),
