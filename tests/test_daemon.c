@@ -868,21 +868,23 @@ struct next {
 /* What systemd would pass the next broker: a dup of every fd in the store, by name. */
 static struct brk_fdstore_set *store_as_passed(void)
 {
-	static const char *const kinds[] = {"state", "ctr.", "grp.", "dev.", "wch.", "wpid."};
-	char names[16][64];
-	const char *np[16];
-	int fds[16];
+	/* The names the daemon uses for what these tests add: vm1, groups 5 and 6, DEV_A, DEV_B. */
+	static const char *const all[] = {"state",
+					  "ctr.vm1",
+					  "grp.5",
+					  "dev.0000-00-03.0",
+					  "wch.0000-00-03.0",
+					  "wpid.0000-00-03.0",
+					  "grp.6",
+					  "dev.0000-00-04.0",
+					  "wch.0000-00-04.0",
+					  "wpid.0000-00-04.0"};
+	char names[ARRAY_SIZE(all)][64];
+	const char *np[ARRAY_SIZE(all)];
+	int fds[ARRAY_SIZE(all)];
 	size_t n = 0;
 	char name[64];
 
-	/* The names the daemon uses for what this test adds: vm1, group 5, DEV_A. */
-	const char *const all[] = {"state",
-				   "ctr.vm1",
-				   "grp.5",
-				   "dev.0000-00-03.0",
-				   "wch.0000-00-03.0",
-				   "wpid.0000-00-03.0"};
-	(void)kinds;
 	for (size_t i = 0; i < ARRAY_SIZE(all); i++) {
 		int fd = brk_fdstore_get(E.store, all[i]);
 
