@@ -75,6 +75,22 @@ static struct env E;
 
 /* ---- the fake workers ------------------------------------------------------------------------ */
 
+/* The next fake worker, with its own copies of the names in args. */
+static struct brk_worker *fw_new(const struct brk_worker_args *args)
+{
+	struct brk_worker *w;
+
+	assert_true(E.nworkers < MAX_WORKERS);
+	w = &E.workers[E.nworkers++];
+	memset(w, 0, sizeof(*w));
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	return w;
+}
+
 static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
 		    struct vb_err *err)
 {
@@ -85,14 +101,7 @@ static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct 
 		E.start_err = 0;
 		return vb_errf(err, r, "fake start refused");
 	}
-	assert_true(E.nworkers < MAX_WORKERS);
-	w = &E.workers[E.nworkers++];
-	memset(w, 0, sizeof(*w));
-	w->a = *args;
-	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
-	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
-	w->a.bdf = w->bdf;
-	w->a.vm = w->vm;
+	w = fw_new(args);
 	w->pid = 4000 + (pid_t)E.nworkers;
 	w->chan = eventfd(0, EFD_CLOEXEC);
 	w->pidfd = eventfd(0, EFD_CLOEXEC);
@@ -107,14 +116,7 @@ static int fw_adopt(uv_loop_t *loop, const struct brk_worker_args *args, pid_t p
 {
 	struct brk_worker *w;
 
-	assert_true(E.nworkers < MAX_WORKERS);
-	w = &E.workers[E.nworkers++];
-	memset(w, 0, sizeof(*w));
-	w->a = *args;
-	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
-	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
-	w->a.bdf = w->bdf;
-	w->a.vm = w->vm;
+	w = fw_new(args);
 	w->pid = pid;
 	w->chan = chan;
 	w->pidfd = pidfd;
