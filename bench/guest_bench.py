@@ -7,7 +7,14 @@ vfio-brokerd in it with its real configuration (tests/guest/vbbroker.py), and ru
   - bench_guest msi: MSI delivery from edu0 to an eventfd against an eventfd write;
   - the broker's resident memory with edu0 assigned against the same broker with no device
     (VmRSS and VmHWM from /proc): what one device's bookkeeping, worker supervision and
-    channels cost the broker.
+    channels cost the broker;
+  - bench_guest hotplug: AddDevice until the VMM's handshake against the same VFIO steps
+    in-process.
+
+Then, each in a guest of its own (VB_BENCH_GUEST_PARTS picks among main, dma-vm, scale):
+bench_guest dma-vm (DMA of a VM's RAM, 1 and 2 GiB, 4 KiB and 2 MiB pages, and a booting VM's
+map), and 128 devices behind one broker (its memory per device, its control requests, the
+workers' PSS).
 
 Every figure is measured under TCG: absolute numbers are those of an emulated machine, far
 slower than hardware; the ratios compare two paths through the same emulation.
@@ -20,6 +27,7 @@ when something could not run (its rows say why).
 
 import os
 import sys
+import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "guest"))
@@ -36,7 +44,7 @@ CTL_SOCK = "/run/vfio-broker/control.sock"
 
 TSV = os.environ.get("VB_BENCH_TSV")
 NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_VmRSS",
-         "brokerd_1dev_VmHWM")
+         "brokerd_1dev_VmHWM", "hotplug_add_to_handshake")
 
 
 def emit(line):
@@ -67,10 +75,10 @@ def status_kib(g, pid):
 
 def run_bench(g, args, timeout=120):
     """Runs bench_guest in the guest; echoes its table; copies its TSV rows to ours."""
-    rounds = os.environ.get("VB_BENCH_DMA_ROUNDS", "")
-    rc, out = g.run("rm -f %s; VB_BENCH_TSV=%s VB_BENCH_SCALE=%s VB_BENCH_DMA_ROUNDS=%s "
-                    "bench_guest %s" % (GUEST_TSV, GUEST_TSV, GUEST_SCALE, rounds, args),
-                    timeout=timeout)
+    env = " ".join("%s=%s" % (k, os.environ.get(k, ""))
+                   for k in ("VB_BENCH_DMA_ROUNDS", "VB_BENCH_HOTPLUG_ROUNDS"))
+    rc, out = g.run("rm -f %s; VB_BENCH_TSV=%s VB_BENCH_SCALE=%s %s bench_guest %s"
+                    % (GUEST_TSV, GUEST_TSV, GUEST_SCALE, env, args), timeout=timeout)
     sys.stdout.write(out)
     sys.stdout.flush()
     rows = g.run("cat %s" % GUEST_TSV)[1] if rc in (0, 1) else ""
@@ -192,7 +200,10 @@ def main_scale(build):
                          % " ".join(bdfs)).split()
         if len(set(groups)) != SCALE_DEVICES:
             raise RuntimeError("%d devices in %d IOMMU groups" % (SCALE_DEVICES, len(set(groups))))
-        with Broker(g) as b:
+        # Heartbeats as a production broker sends them (every second; the test guest's
+        # 500 ms doubles the broker's traffic at 128 workers).
+        conf = vbbroker.config(heartbeat_interval_ms=1000, heartbeat_timeout_ms=3000)
+        with Broker(g, conf=conf, stop_timeout=600) as b:
             rss0 = status_kib(g, b.pid)
             pids = [b.add(bdfs[0], vm="vm0", opts="--bind")["worker_pid"]]
             rss1 = status_kib(g, b.pid)
@@ -216,6 +227,10 @@ def main_scale(build):
                 report("ctl_%s_%ddev" % (op, n), latn[op][0] * 1e3, latn[op][1] * 1e3,
                        "ctl_%s_1dev" % op, lat1[op][0] * 1e3, lat1[op][1] * 1e3, "us/op", 200)
             report("worker_%ddev_Pss" % n, pss, pss, "worker_%ddev_Rss" % n, rss, rss, "KiB", n)
+            t0 = time.monotonic()
+            b.stop()
+            print("# the broker ended %d workers and exited in %.1f s"
+                  % (n, time.monotonic() - t0), flush=True)
     except Exception as e:
         fail(name, "%s: %s" % (e.__class__.__name__, e))
         ok = False
@@ -226,7 +241,7 @@ def main_scale(build):
 
 def main(build):
     vbguest.install_signal_handlers()
-    parts = os.environ.get("VB_BENCH_GUEST_PARTS", "main,dma-vm").split(",")
+    parts = os.environ.get("VB_BENCH_GUEST_PARTS", "main,dma-vm,scale").split(",")
     rc = 0
     if "main" in parts:
         rc |= main_small(build)
@@ -262,6 +277,7 @@ def main_small(build):
             ok &= run_bench(g, "dma %s %s" % (sock, edu1))
             ok &= run_bench(g, "msi %s" % sock)
             b.remove(edu0, "--force")
+            ok &= run_bench(g, "hotplug %s %s %s" % (CTL_SOCK, edu0, edu1), timeout=900)
     except Exception as e:
         fail("guest", "%s: %s" % (e.__class__.__name__, e))
         ok = False

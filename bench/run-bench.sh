@@ -10,8 +10,9 @@
 #                      under QEMU; by default they run, and a guest that cannot boot makes
 #                      their rows NOT RUN)
 #   VB_BENCH_GUEST_SCALE=F  VB_BENCH_SCALE inside the guest (default 0.3: TCG is slow)
-#   VB_BENCH_GUEST_PARTS=main,dma-vm  which guests boot (default both: the small benchmarks;
-#                      DMA of a VM's RAM)
+#   VB_BENCH_GUEST_PARTS=main,dma-vm,scale  which guests boot (default all three: the small
+#                      benchmarks and hot-plug; DMA of a VM's RAM; 128 devices)
+#   VB_BENCH_HOTPLUG_ROUNDS=N  hot-plug rounds (default 11)
 #   VB_BENCH_DMA_ROUNDS=N   rounds per DMA size in the dma-vm guest (default 5)
 #
 # Exits 0 when every benchmark ran, 1 when any could not (its row says why), 2 on usage errors.

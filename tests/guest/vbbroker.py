@@ -52,9 +52,12 @@ class BrokerError(AssertionError):
 
 
 class Broker:
-    def __init__(self, guest, conf=None):
+    def __init__(self, guest, conf=None, stop_timeout=10):
+        """stop_timeout: seconds the broker may take to exit on SIGTERM (it ends every worker
+        first: a hundred of them take longer under TCG)."""
         self.g = guest
         self.conf = conf if conf is not None else config()
+        self.stop_timeout = stop_timeout
         self.pid = None
 
     def __enter__(self):
@@ -93,11 +96,13 @@ class Broker:
             return
         pid, self.pid = self.pid, None
         self.g.run("kill -TERM %d" % pid)
-        rc, out = self.g.run("for i in $(seq 100); do kill -0 %d 2>/dev/null || exit 0; "
-                             "sleep 0.1; done; exit 1" % pid, timeout=30)
+        rc, out = self.g.run("for i in $(seq %d); do kill -0 %d 2>/dev/null || exit 0; "
+                             "sleep 0.1; done; exit 1" % (self.stop_timeout * 10, pid),
+                             timeout=self.stop_timeout + 20)
         if rc != 0:
             self.g.run("kill -KILL %d" % pid)
-            raise BrokerError("vfio-brokerd did not exit within 10 s of SIGTERM")
+            raise BrokerError("vfio-brokerd did not exit within %d s of SIGTERM"
+                              % self.stop_timeout)
         left = self.g.pids("vfio-worker")
         if left:
             raise BrokerError("workers left after the broker exited: pid(s) %s"
