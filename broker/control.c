@@ -135,6 +135,8 @@ static void ctl_call_finish(struct brk_ctl_call *call, bool ok)
 	ctl_maybe_free(ctl);
 }
 
+static void ctl_send_error(struct ctl_sess *s, const struct ipc_msg *req, int err, const char *msg);
+
 void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
 {
 	struct ctl_sess *s = call->sess;
@@ -142,6 +144,23 @@ void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
 
 	if (s) {
 		r = ipc_chan_reply(ipc_uv_chan(s->u), call->req, body, NULL, 0);
+		/* A reply larger than one datagram (ListDevices of many devices with long names,
+		 * paths and faults) is the protocol's limit, not the peer's fault: it gets an error
+		 * it can read, and keeps its session. */
+		if (r == -EMSGSIZE) {
+			char msg[200];
+
+			snprintf(
+			    msg, sizeof(msg),
+			    "the reply (%zu bytes) does not fit one control datagram (%u bytes); "
+			    "ask for each device's status instead",
+			    protobuf_c_message_get_packed_size(body),
+			    ipc_limits_default.max_datagram);
+			brk_warn("control: pid %d uid %u: %s", (int)s->pid, (unsigned)s->uid, msg);
+			ctl_send_error(s, call->req, -EMSGSIZE, msg);
+			ctl_call_finish(call, false);
+			return;
+		}
 		if (r < 0)
 			ctl_send_failed(s, r);
 	}

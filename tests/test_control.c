@@ -31,8 +31,9 @@
 
 struct fake {
 	int adds, removes, lists, statuses, metrics;
-	int add_result; /* < 0: add_device fails with it */
-	bool defer;	/* add_device keeps the call for the test to complete */
+	int add_result;	 /* < 0: add_device fails with it */
+	bool defer;	 /* add_device keeps the call for the test to complete */
+	unsigned list_n; /* list_devices answers this many devices, each at its largest */
 	struct brk_ctl_call *held;
 	char last_bdf[32];
 };
@@ -80,9 +81,33 @@ static int fake_list(void *ctx, struct brk_ctl_call *call)
 {
 	struct fake *f = ctx;
 	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
+	Vb__Ctl__DeviceStatus *st = calloc(f->list_n ? f->list_n : 1, sizeof(*st));
+	Vb__Ctl__DeviceStatus **list = calloc(f->list_n ? f->list_n : 1, sizeof(*list));
+	char name[65], path[108], fault[256];
 
+	assert_non_null(st);
+	assert_non_null(list);
+	memset(name, 'v', sizeof(name) - 1);
+	name[sizeof(name) - 1] = '\0';
+	memset(path, 'p', sizeof(path) - 1);
+	path[sizeof(path) - 1] = '\0';
+	memset(fault, 'f', sizeof(fault) - 1);
+	fault[sizeof(fault) - 1] = '\0';
+	for (unsigned i = 0; i < f->list_n; i++) {
+		vb__ctl__device_status__init(&st[i]);
+		st[i].bdf = "0000:00:00.0";
+		st[i].vm = name;
+		st[i].socket_path = path;
+		st[i].vfio_user_socket_path = path;
+		st[i].last_fault = fault;
+		list[i] = &st[i];
+	}
+	rep.devices = list;
+	rep.n_devices = f->list_n;
 	f->lists++;
 	brk_ctl_call_reply(call, &rep.base);
+	free(list);
+	free(st);
 	return 0;
 }
 
@@ -252,6 +277,23 @@ static void test_control_admin_gid_admitted(void **state)
 	list(&e);
 	expect_reply(&e, NULL);
 	assert_int_equal(e.fake.lists, 1);
+	env_stop(&e);
+}
+
+/* 128 devices with the longest names, paths and faults do not fit one datagram: the admin is
+ * told so (not hung up on) and its session goes on. */
+static void test_control_oversize_reply_refused_with_emsgsize_session_kept(void **state)
+{
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	e.fake.list_n = 128;
+	list(&e);
+	expect_error(&e, EMSGSIZE, "does not fit one control datagram");
+	e.fake.list_n = 1;
+	list(&e);
+	expect_reply(&e, NULL);
+	assert_int_equal(e.fake.lists, 2);
 	env_stop(&e);
 }
 
@@ -790,6 +832,7 @@ int main(void)
 	    cmocka_unit_test(test_control_non_admin_refused_with_eperm),
 	    cmocka_unit_test(test_control_admin_gid_admitted),
 	    cmocka_unit_test(test_control_admin_uid_admitted),
+	    cmocka_unit_test(test_control_oversize_reply_refused_with_emsgsize_session_kept),
 	    cmocka_unit_test(test_control_unknown_type_ends_session),
 	    cmocka_unit_test(test_control_event_from_peer_ends_session),
 	    cmocka_unit_test(test_control_subscribe_twice_ends_session),
