@@ -413,10 +413,12 @@ static void adopt_drop(struct dmn_dev *dd, struct brk_fdstore_set *set, const ch
  * that may have happened is undone (the worker's call failed or times out, so the VMM was not
  * told it worked), an unmap is redone, a SET_IRQS index is turned off (the worker re-sends its
  * routing when it sees the new broker). */
-static void adopt_pending(struct brk_daemon *dmn, const struct brk_rec_state *st)
+static void adopt_pending(struct brk_daemon *dmn, struct brk_rec_state *st)
 {
-	for (uint32_t i = 0; i < st->npending; i++) {
-		const struct brk_rec_pending *p = &st->pending[i];
+	/* Resolved in the live record and in `st` alike, since the tables are rebuilt from `st`:
+	 * resolving takes the entry out of st->pending (the last one moves to its place). */
+	while (st->npending) {
+		const struct brk_rec_pending copy = st->pending[0], *p = &copy;
 		int r = 0;
 
 		if (p->kind == BRK_JOP_DMA_MAP || p->kind == BRK_JOP_DMA_UNMAP) {
@@ -449,6 +451,7 @@ static void adopt_pending(struct brk_daemon *dmn, const struct brk_rec_state *st
 			   : p->kind == BRK_JOP_DMA_UNMAP ? "DMA unmap (unmapped again)"
 							  : "SET_IRQS (index turned off)");
 		brk_record_resolve(dmn->rec, p->id);
+		brk_rec_state_resolve(st, p->id);
 	}
 }
 
@@ -518,7 +521,7 @@ static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 }
 
 static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
-			  const struct brk_rec_state *st)
+			  struct brk_rec_state *st)
 {
 	struct dmn_dev **dds = calloc(st->ndevs ? st->ndevs : 1, sizeof(*dds));
 	struct dmn_dev **failed = calloc(st->ndevs ? st->ndevs : 1, sizeof(*failed));

@@ -735,7 +735,9 @@ static int apply_resolve(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 
 	if (r->bad || !p)
 		return BAD("resolution of no pending intent");
-	if (p->kind == BRK_JOP_DMA_UNMAP) {
+	/* An unmap redone leaves the mapping absent; its VM is there (deleting a VM drops its
+	 * intents), so this cannot fail and a resolution always takes the intent away. */
+	if (p->kind == BRK_JOP_DMA_UNMAP && rec_state_vm(st, p->key)) {
 		ret = dma_done(st, p, err);
 	} else if (p->kind == BRK_JOP_IRQ_SET && (d = rec_state_dev(st, p->key)) &&
 		   d->irq[p->index]) {

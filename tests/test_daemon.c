@@ -1037,6 +1037,53 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	next_end(&nx);
 }
 
+/* Killed between the intent of an unmap and its outcome: the next broker unmaps again, and the
+ * table it rebuilds has the mapping no more (it is rebuilt from the record as resolved, not as
+ * loaded), like the record itself. */
+static void test_daemon_adopt_pending_unmap_redone_table_without_it(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_journal j;
+	struct brk_jop op = {.kind = BRK_JOP_DMA_UNMAP};
+	struct brk_dma_stats ds;
+	const struct brk_rec_state *st;
+	struct vb_err err = {0};
+	struct brk_worker *a;
+	struct brk_dev *nd;
+	struct next nx;
+	unsigned unmaps;
+	int mem;
+
+	(void)state;
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	a = add_ready(DEV_A, "vm1", 0);
+	w_vmm(a, true);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
+	mem = sealed_memfd(1 << 20);
+	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
+			BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE, &err) < 0)
+		fail_msg("map: %s", err.msg);
+	close(mem);
+	assert_int_equal(brk_record_dma_journal(E.dmn->rec, "vm1", &j), 0);
+	op.owner = dev(DEV_A)->id, op.iova = 0x100000, op.size = 0x10000;
+	assert_int_equal(j.intent(&j, &op), 0);
+	set = store_as_passed();
+	unmaps = fake_vfio_count(&E.f, VFIO_IOMMU_UNMAP_DMA);
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 1);
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_IOMMU_UNMAP_DMA), unmaps + 1);
+	nd = brk_registry_find(nx.dmn->reg, DEV_A);
+	assert_non_null(nd);
+	brk_dma_stats(((struct dmn_vm *)nd->vm->priv)->dma, &ds);
+	assert_int_equal(ds.mappings, 0);
+	assert_int_equal(ds.pinned_bytes, 0);
+	st = brk_record_state(nx.dmn->rec);
+	assert_int_equal(st->npending, 0);
+	assert_int_equal(brk_rec_state_vm(st, "vm1")->nmaps, 0);
+	next_end(&nx);
+}
+
 /* A damaged record: nothing of it is trusted, every device is quiesced. */
 static void test_daemon_adopt_damaged_record_quiesces_all(void **state)
 {
@@ -1391,6 +1438,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_record_follows_vms_and_devices, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_no_record_quiesces_everything, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_trusted_record_takes_everything_over,
+				      teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_pending_unmap_redone_table_without_it,
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_damaged_record_quiesces_all, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_device_no_longer_allowed_removed, teardown),
