@@ -199,14 +199,16 @@ def deploy_systemd_service(g):
     assert int(p2["MainPID"]) == pid and p2["NRestarts"] == "0", p2
     assert int(p2["WatchdogTimestampMonotonic"]) > t0, (t0, p2)
 
-    # Stop: every worker ends, the device is released, the service ends cleanly; the socket
+    # Stop: the broker leaves everything to the fd store and exits; the final stop empties the
+    # store, every worker ends and the device is released; the service ends cleanly. The socket
     # stays, so the next connection starts a fresh broker that knows no device.
     sh(g, "systemctl stop vfio-brokerd.service", timeout=120)
     p3 = props(g, "vfio-brokerd.service", "ActiveState", "Result", "ExecMainStatus")
     assert p3 == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, \
         "%r\n%s" % (p3, explain(g))
     wait_workers_gone(g)
-    assert [e for e in journal(g) if "shutting down" in e.get("MESSAGE", "")], journal(g)
+    assert [e for e in journal(g) if "every device stays with its VM for the next broker"
+            in e.get("MESSAGE", "")], journal(g)
     assert sh(g, "systemctl is-active vfio-brokerd.socket") == "active"
     out = sh(g, "vfio-brokerctl --timeout 60000 --json list", timeout=120)
     assert edu not in out, out
