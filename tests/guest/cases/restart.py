@@ -15,11 +15,14 @@ import json
 import re
 import time
 
-from vbguest import Device, guest_test, note
+from vbbroker import LOG as BROKER_LOG, Broker
+from vbguest import Device, Topology, guest_test, note
 from vbsystemd import SystemdTopology
 
 UNIT = "vfio-brokerd.service"
 T = SystemdTopology(devices=[Device("edu"), Device("e1000e")], spare_ports=0)
+# The same devices in the busybox guest, for the broker run by hand (re-exec, no systemd).
+TB = Topology(devices=[Device("edu"), Device("e1000e")], spare_ports=0)
 CTL = "vfio-brokerctl --timeout 60000 --json"
 # A restart under TCG on a loaded host: the broker's start and adoption take seconds to tens of
 # seconds. Bounds against a hang, not timings.
@@ -247,11 +250,51 @@ def paused_snapshot(g, loops):
             lp.resume()
 
 
+def finish(g, loops, before, max_retries):
+    """Same devices, workers, mappings, pinned bytes and routes as before; loops stopped
+    without an error; returns their final figures."""
+    after = paused_snapshot(g, loops)
+    assert after == before, "before:\n%s\nafter:\n%s" % (json.dumps(before, sort_keys=True),
+                                                          json.dumps(after, sort_keys=True))
+    figures = {lp.name: lp.stop() for lp in loops}
+    for name, f in figures.items():
+        note("%s: %s" % (name, " ".join("%s=%g" % kv for kv in sorted(f.items()))))
+        assert f["retries"] <= max_retries, (name, f)
+    return figures
+
+
 def stop_service(g, loops=()):
     for lp in loops:
         lp.kill()
     sh(g, "systemctl stop %s" % UNIT, timeout=180)
     wait_no_workers(g)
+
+
+@guest_test("broker_restart_keeps_devices", topology=T, timeout=1800)
+def broker_restart_keeps_devices(g):
+    """`systemctl restart` three times while both loops run: no loop sees an error (nothing even
+    needs a retry), and the broker lists the same devices, workers, mappings, pinned bytes and
+    interrupt routes afterwards."""
+    setup(g)
+    loops = []
+    try:
+        loops, before = start_vm(g)
+        pid = main_pid(g)
+        for i in range(3):
+            sh(g, "systemctl restart %s" % UNIT, timeout=RESTART_BOUND)
+            marks = [lp.iterations() for lp in loops]
+            pid = wait_running(g, pid)
+            # Each loop completes iterations (each asking the new broker) after the restart.
+            for lp, n in zip(loops, marks):
+                lp.wait_iterations(n + 3, "after restart %d" % (i + 1))
+        assert int(props(g, "NRestarts")["NRestarts"]) == 0
+        figures = finish(g, loops, before, max_retries=0)
+        note("longest wait for the broker: edu %.0f ms, e1000e %.0f ms" % (
+            figures["edu-loop"]["longest_broker_call_ms"],
+            figures["e1000e-loop"]["longest_broker_call_ms"]))
+        loops = []
+    finally:
+        stop_service(g, loops)
 
 
 @guest_test("broker_stop_leaves_nothing", topology=T, timeout=1200)
@@ -280,3 +323,94 @@ def broker_stop_leaves_nothing(g):
         assert rc == 0, "a group cannot be opened again: " + out
     finally:
         stop_service(g, loops)
+
+
+def metrics(g):
+    rc, out = g.run("vfio-brokerctl --timeout 60000 metrics", timeout=120)
+    assert rc == 0, "vfio-brokerctl metrics: exit %d: %s" % (rc, out)
+    samples = {}
+    for line in out.splitlines():
+        if line and not line.startswith("#"):
+            key, value = line.rsplit(" ", 1)
+            samples[key] = float(value)
+    return samples
+
+
+def store_fds(g):
+    """What PID 1 holds for the service: its fds that are VFIO objects or the state record (a
+    memfd), as 'N -> target' lines."""
+    out = sh(g, "ls -l /proc/1/fd/ | grep -E 'vfio|vfio-brokerd-state'; true")
+    return [m.group(1) + " -> " + m.group(2) for m in
+            (re.search(r"(\d+) -> (.*)$", line) for line in out.splitlines()) if m]
+
+
+@guest_test("broker_restart_untrusted_state_quiesces", topology=T, timeout=1200)
+def broker_restart_untrusted_state_quiesces(g):
+    """The broker is stopped (SIGSTOP) so that it cannot react, one worker is killed (its pidfd
+    and channel in the store go stale), the state record in the store is damaged (bytes
+    overwritten through PID 1's fd of the memfd), and the broker is killed: the next one must
+    trust nothing. Every device is quiesced and reported, no worker is left, nothing is pinned
+    or held (no process, PID 1 included, has a VFIO fd), and every group can be opened again."""
+    setup(g)
+    loops = []
+    try:
+        loops, before = start_vm(g)
+        pause_all(loops)
+        pid = main_pid(g)
+        record = [line.split(" -> ")[0] for line in store_fds(g)
+                  if "vfio-brokerd-state" in line]
+        assert record, "no state record in the fd store:\n%s" % "\n".join(store_fds(g))
+        record = "/proc/1/fd/" + record[0]
+        sh(g, "kill -STOP %d" % pid)
+        sh(g, "kill -KILL %d" % before[g.bdf("e1000e0")]["worker_pid"])
+        # 64 bytes from offset 0 and from the middle: the header and whatever lies there.
+        sh(g, "size=$(stat -L -c %%s %s) && "
+              "dd if=/dev/urandom of=%s bs=64 count=1 conv=notrunc 2>/dev/null && "
+              "dd if=/dev/urandom of=%s bs=1 count=64 seek=$((size / 2)) conv=notrunc "
+              "2>/dev/null" % (record, record, record))
+        sh(g, "kill -KILL %d" % pid)
+        wait_running(g, pid)
+        wait_no_workers(g)
+        left = devices(g)
+        assert not left, "devices kept from an untrusted record: %r" % left
+        m = metrics(g)
+        untrusted = [k for k, v in m.items()
+                     if k.startswith("vfio_broker_adoption_untrusted") and v == 1]
+        assert untrusted, "the untrusted record is not reported:\n%r" % m
+        assert m['vfio_broker_adoption_devices{outcome="quiesced"}'] == 2, m
+        note("reported: " + untrusted[0])
+        held = vfio_holders(g)
+        assert not held, "VFIO fds still open after quiescing:\n" + "\n".join(held)
+        rc, out = g.run("%s/guest_vfio_available %s %s" % (bindir(g), g.bdf("edu0"),
+                                                               g.bdf("e1000e0")), timeout=120)
+        assert rc == 0, "a group cannot be opened again: " + out
+    finally:
+        stop_service(g, loops)
+
+
+@guest_test("broker_reexec_upgrade", topology=TB, timeout=1200)
+def broker_reexec_upgrade(g):
+    """Without systemd: the broker run by hand re-executes itself on SIGUSR2 (an upgrade puts a
+    new binary at its path first) three times while both loops run: the same process, the same
+    devices, workers, mappings, pinned bytes and routes, and no loop sees an error."""
+    with Broker(g) as b:
+        loops = []
+        try:
+            loops, before = start_vm(g, explain=lambda g: b.log_tail())
+            def readies():
+                return int(g.run("grep -c ': ready:' %s" % BROKER_LOG)[1].strip() or 0)
+            for i in range(3):
+                n0 = readies()
+                marks = [lp.iterations() for lp in loops]
+                sh(g, "kill -USR2 %d" % b.pid)
+                wait_for("re-exec %d ready" % (i + 1),
+                         lambda: readies() > n0,
+                         explain=b.log_tail)
+                assert b.alive(), "the broker exited instead of re-executing:\n" + b.log_tail()
+                for lp, n in zip(loops, marks):
+                    lp.wait_iterations(n + 3, "after re-exec %d" % (i + 1))
+            finish(g, loops, before, max_retries=0)
+            loops = []
+        finally:
+            for lp in loops:
+                lp.kill()
