@@ -297,6 +297,35 @@ def broker_restart_keeps_devices(g):
         stop_service(g, loops)
 
 
+@guest_test("broker_sigkill_keeps_devices", topology=T, timeout=1800)
+def broker_sigkill_keeps_devices(g):
+    """SIGKILL of the broker inside its VFIO_IOMMU_MAP_DMA ioctl (the kernel mapped, the broker
+    had not answered), then inside a VFIO_DEVICE_SET_IRQS, each time at the ioctl's exit
+    (guest_kill_at traces the broker's system calls: an exact point, not a moment); systemd
+    restarts it. The killed request times out in its worker and is retried by the VMM (at most
+    once per kill); nothing else fails, and the devices, workers, mappings, pinned bytes and
+    routes are the same as before."""
+    setup(g)
+    loops = []
+    try:
+        loops, before = start_vm(g)
+        pid = main_pid(g)
+        for point in ("dma-map", "set-irqs"):
+            rc, out = g.run("%s/guest_kill_at %d %s exit" % (bindir(g), pid, point),
+                            timeout=400)
+            assert rc == 0, "guest_kill_at %s: exit %d: %s" % (point, rc, out)
+            note(out.strip())
+            marks = [lp.iterations() for lp in loops]
+            pid = wait_running(g, pid)
+            for lp, n in zip(loops, marks):
+                lp.wait_iterations(n + 3, "after the kill in %s" % point)
+        assert int(props(g, "NRestarts")["NRestarts"]) == 2, props(g, "NRestarts")
+        finish(g, loops, before, max_retries=2)
+        loops = []
+    finally:
+        stop_service(g, loops)
+
+
 @guest_test("broker_stop_leaves_nothing", topology=T, timeout=1200)
 def broker_stop_leaves_nothing(g):
     """A crash (SIGKILL, systemd restarts the broker), then `systemctl stop`: no worker is left,
