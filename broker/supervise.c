@@ -24,11 +24,13 @@ struct brk_sup {
 	int pidfd;
 	pid_t pid;
 	struct brk_sup_cfg cfg;
-	uint64_t seq;	      /* last heartbeat sent */
-	uint64_t sent_ms;     /* when it was sent (uv_now) */
-	bool awaiting;	      /* `seq` has not been answered */
-	bool hung_reported;   /* the hang of `seq` was reported */
-	bool exited, freeing; /* reaped; brk_sup_free called */
+	uint64_t seq;	       /* last heartbeat sent */
+	uint64_t sent_ms;      /* when it was sent (uv_now) */
+	uint64_t tick_ms;      /* the timer's period */
+	uint64_t last_tick_ms; /* when the timer last ran (uv_now) */
+	bool awaiting;	       /* `seq` has not been answered */
+	bool hung_reported;    /* the hang of `seq` was reported */
+	bool exited, freeing;  /* reaped; brk_sup_free called */
 	int open_handles;
 };
 
@@ -96,9 +98,22 @@ static void sup_on_tick(uv_timer_t *t)
 	struct brk_sup *s = t->data;
 	uint64_t now = uv_now(t->loop);
 
+	bool late;
+
 	if (s->exited)
 		return;
+	/*
+	 * A tick due long ago means the broker's own loop stood still (one large DMA map pins for
+	 * seconds, more under TCG): an answer that arrived meanwhile is still unread in the
+	 * worker's channel, because libuv runs timers before it polls for I/O. Judge no heartbeat
+	 * on such a tick; the next one comes after the channel has been read. A worker that is
+	 * really hung is declared so one tick later.
+	 */
+	late = now - s->last_tick_ms > 2 * s->tick_ms;
+	s->last_tick_ms = now;
 	if (s->awaiting) {
+		if (late)
+			return;
 		if (!s->hung_reported && now - s->sent_ms >= s->cfg.timeout_ms) {
 			s->hung_reported = true;
 			s->cfg.hooks->hung(s->cfg.ctx, s->seq, now - s->sent_ms);
@@ -153,7 +168,8 @@ int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cf
 		 * half an interval, not a whole one. */
 		tick = cfg->interval_ms / 2 ? cfg->interval_ms / 2 : 1;
 		uv_timer_start(&s->timer, sup_on_tick, tick, tick);
-		s->sent_ms = uv_now(loop);
+		s->tick_ms = tick;
+		s->sent_ms = s->last_tick_ms = uv_now(loop);
 		if (cfg->heartbeat_now)
 			sup_send(s, s->sent_ms);
 	}

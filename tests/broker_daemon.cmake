@@ -9,6 +9,8 @@ vb_unit_test(control SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_control.c LIBS vb_
 vb_unit_test(fdstore SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_fdstore.c LIBS vb_brokerd_base)
 vb_unit_test(log SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_log.c LIBS vb_brokerd_base)
 vb_unit_test(caps SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_caps.c LIBS vb_brokerd)
+# Heartbeat judgement of broker/supervise.c on a real child and a real loop that stalls.
+vb_unit_test(supervise SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_supervise.c LIBS vb_brokerd)
 # The daemon's flows and device state machine on the host: fake VFIO, fake sysfs, fake workers.
 vb_unit_test(daemon SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_daemon.c
 	LIBS vb_brokerd vb_fake_vfio)
