@@ -14,3 +14,13 @@ vb_unit_test(supervise SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_supervise.c LIBS
 # The daemon's flows and device state machine on the host: fake VFIO, fake sysfs, fake workers.
 vb_unit_test(daemon SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_daemon.c
 	LIBS vb_brokerd vb_fake_vfio)
+# The real vfio-brokerd re-executing itself under its own seccomp policy (SIGUSR2): not in the
+# sanitizer build, whose runtime's start-up under the inherited filter is not the product's.
+if(NOT VB_SANITIZE)
+	vb_unit_test(brokerd_reexec SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_brokerd_reexec.c
+		LIBS vb_brokerd_base)
+	target_compile_definitions(test_brokerd_reexec PRIVATE
+		VB_BROKERD_PATH="$<TARGET_FILE:vfio-brokerd>"
+		VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>")
+	add_dependencies(test_brokerd_reexec vfio-brokerd vfio-worker)
+endif()
