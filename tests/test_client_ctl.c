@@ -44,7 +44,8 @@ struct fake {
 	int listen_fd;
 	int stop_fd;
 	pthread_t th;
-	bool silent; /* answer nothing */
+	bool silent;		  /* answer nothing */
+	const char *metrics_text; /* METRICS' reply; NULL: the default below */
 	/* Records. */
 	size_t requests;
 	char add_bdf[32], add_vm[80];
@@ -55,6 +56,26 @@ struct fake {
 	uint32_t rm_timeout;
 	bool rm_force;
 };
+
+#define DEFAULT_METRICS                                                      \
+	"# HELP vb_devices Assigned devices.\n"                              \
+	"# TYPE vb_devices gauge\n"                                          \
+	"vb_devices 2\n"                                                     \
+	"vb_dma_pinned_bytes{vm=\"web1\",note=\"a \\\"q\\\"\"} 3221225472\n" \
+	"garbage line without a value\n"
+
+/* What a broker that took over an earlier one's state exports (broker/daemon_status.c). */
+static const char BROKER_METRICS[] = "# TYPE vfio_broker_devices gauge\n"
+				     "vfio_broker_devices 3\n"
+				     "vfio_broker_vms 2\n"
+				     "vfio_broker_workers 2\n"
+				     "vfio_broker_worker_restarts_total 5\n"
+				     "vfio_broker_starts_total 4\n"
+				     "vfio_broker_adoption_attempted 1\n"
+				     "vfio_broker_adoption_milliseconds 37\n"
+				     "vfio_broker_adoption_devices{outcome=\"adopted\"} 2\n"
+				     "vfio_broker_adoption_devices{outcome=\"quiesced\"} 1\n"
+				     "vfio_broker_adoption_untrusted{reason=\"\"} 0\n";
 
 static void reply_status(struct ipc_chan *c, struct ipc_msg *m, const char *bdf)
 {
@@ -178,11 +199,7 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 	case VB__CTL__TYPE__METRICS: {
 		Vb__Ctl__MetricsReply rep = VB__CTL__METRICS_REPLY__INIT;
 
-		rep.text = "# HELP vb_devices Assigned devices.\n"
-			   "# TYPE vb_devices gauge\n"
-			   "vb_devices 2\n"
-			   "vb_dma_pinned_bytes{vm=\"web1\",note=\"a \\\"q\\\"\"} 3221225472\n"
-			   "garbage line without a value\n";
+		rep.text = (char *)(f->metrics_text ? f->metrics_text : DEFAULT_METRICS);
 		ipc_chan_reply(c, m, &rep.base, NULL, 0);
 		break;
 	}
@@ -718,6 +735,79 @@ static void test_ctl_metrics_json_samples(void **state)
 	json_object_put(j);
 }
 
+/* `status` without a BDF: the broker's starts and its last take-over, from its metrics. */
+static void test_ctl_status_broker_took_over_reported(void **state)
+{
+	struct fake *f = *state;
+	struct json_object *j, *last;
+	struct result r;
+
+	f->metrics_text = BROKER_METRICS;
+	CLI(&r, "--socket", f->path, "status");
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "devices          3 (2 vms, 2 workers)\n"));
+	assert_non_null(strstr(r.out, "worker restarts  5\n"));
+	assert_non_null(strstr(r.out, "broker starts    4\n"));
+	assert_non_null(strstr(r.out, "took over an earlier broker's state in 37 ms\n"));
+	assert_non_null(strstr(r.out, "devices adopted  2\ndevices quiesced 1\n"));
+	assert_non_null(strstr(r.out, "untrusted state  no\n"));
+	CLI(&r, "--socket", f->path, "--json", "status");
+	assert_int_equal(r.code, 0);
+	j = jparse(r.out);
+	assert_non_null(j);
+	assert_true(jnum(j, "starts") == 4.0);
+	assert_true(jnum(j, "devices") == 3.0);
+	last = jget(j, "last_start");
+	assert_non_null(last);
+	assert_true(json_object_get_boolean(jget(last, "took_over")));
+	assert_true(jnum(last, "milliseconds") == 37.0);
+	assert_true(jnum(last, "devices_adopted") == 2.0);
+	assert_true(jnum(last, "devices_quiesced") == 1.0);
+	assert_true(jnull(last, "untrusted_state"));
+	json_object_put(j);
+	f->metrics_text = NULL;
+}
+
+/* An untrusted state's reason is shown; a broker without these samples is "not reported",
+ * never zeros. */
+static void test_ctl_status_broker_untrusted_and_old_broker(void **state)
+{
+	static const char untrusted[] =
+	    "vfio_broker_starts_total 2\n"
+	    "vfio_broker_adoption_attempted 1\n"
+	    "vfio_broker_adoption_milliseconds 9\n"
+	    "vfio_broker_adoption_devices{outcome=\"adopted\"} 0\n"
+	    "vfio_broker_adoption_devices{outcome=\"quiesced\"} 2\n"
+	    "vfio_broker_adoption_untrusted{reason=\"no header slot has the magic VBRKSTAT\"} 1\n";
+	struct fake *f = *state;
+	struct json_object *j;
+	struct result r;
+
+	f->metrics_text = untrusted;
+	CLI(&r, "--socket", f->path, "status");
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "devices quiesced 2\n"));
+	assert_non_null(strstr(r.out, "untrusted state  no header slot has the magic VBRKSTAT\n"));
+	CLI(&r, "--socket", f->path, "--json", "status");
+	j = jparse(r.out);
+	assert_non_null(j);
+	assert_string_equal(jstr(jget(j, "last_start"), "untrusted_state"),
+			    "no header slot has the magic VBRKSTAT");
+	json_object_put(j);
+
+	f->metrics_text = NULL; /* a broker that exports none of them */
+	CLI(&r, "--socket", f->path, "status");
+	assert_int_equal(r.code, 0);
+	assert_non_null(strstr(r.out, "broker starts    not reported\n"));
+	assert_non_null(strstr(r.out, "last start       not reported\n"));
+	CLI(&r, "--socket", f->path, "--json", "status");
+	j = jparse(r.out);
+	assert_non_null(j);
+	assert_true(jnull(j, "starts"));
+	assert_true(jnull(j, "last_start"));
+	json_object_put(j);
+}
+
 static void test_ctl_events_stream_until_sigterm(void **state)
 {
 	struct fake *f = *state;
@@ -857,6 +947,8 @@ int main(void)
 	    cmocka_unit_test(test_ctl_status_unknown_device_exit_1),
 	    cmocka_unit_test(test_ctl_remove_timeout_and_force_reach_broker),
 	    cmocka_unit_test(test_ctl_metrics_json_samples),
+	    cmocka_unit_test(test_ctl_status_broker_took_over_reported),
+	    cmocka_unit_test(test_ctl_status_broker_untrusted_and_old_broker),
 	    cmocka_unit_test(test_ctl_events_stream_until_sigterm),
 	    cmocka_unit_test(test_ctl_help_documents_every_command),
 	    cmocka_unit_test(test_ctl_lib_list_and_events_without_cli),

@@ -45,6 +45,8 @@ int ctl_cmd_list(const struct ctl_opts *o, int argc, char **argv);
 int ctl_cmd_status(const struct ctl_opts *o, int argc, char **argv);
 int ctl_cmd_events(const struct ctl_opts *o, int argc, char **argv);
 int ctl_cmd_metrics(const struct ctl_opts *o, int argc, char **argv);
+/* `status` without a BDF (stream.c): the broker's own starts and take-overs. */
+int ctl_broker_status(const struct ctl_opts *o);
 
 /* help.c */
 void ctl_help_main(FILE *f);

@@ -565,6 +565,8 @@ int ctl_cmd_status(const struct ctl_opts *o, int argc, char **argv)
 
 	while ((c = next_opt(argc, argv, "status", lo)) != -1)
 		return c == 'h' ? help_and_exit("status") : EXIT_USAGE;
+	if (optind >= argc)
+		return ctl_broker_status(o);
 	if (want_bdf(argc, argv, "status", bdf) < 0)
 		return EXIT_USAGE;
 	r = ctl_open(o, &ctl);

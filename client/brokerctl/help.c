@@ -72,10 +72,16 @@ const struct ctl_cmd ctl_cmds[] = {
     {
 	"status",
 	ctl_cmd_status,
-	"BDF",
-	"show one device in detail",
-	"    Everything `list` shows for one device, plus resets, the interrupt vectors\n"
-	"    enabled per IRQ type (intx, msi, msix, err, req) and the last fault.\n",
+	"[BDF]",
+	"show one device in detail, or the broker itself",
+	"    With BDF: everything `list` shows for one device, plus resets, the interrupt\n"
+	"    vectors enabled per IRQ type (intx, msi, msix, err, req) and the last fault.\n"
+	"    Without: the broker's devices, VMs and workers, worker restarts, how many\n"
+	"    times the broker has started (restarts and upgrades included), and what its\n"
+	"    last start did: started fresh, or took over an earlier broker's state (how\n"
+	"    long it took, devices adopted and devices quiesced, and why the state was not\n"
+	"    trusted when it was not). Read from the broker's metrics; \"not reported\"\n"
+	"    means a broker too old to export them.\n",
     },
     {
 	"events",

@@ -8,9 +8,12 @@
 #include <getopt.h>
 #include <poll.h>
 #include <signal.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
 #include "brokerctl.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -250,6 +253,153 @@ static void metrics_json(const char *text)
 	jw_str(&w, "text", text);
 	jw_obj_end(&w);
 	jw_finish(&w);
+}
+
+/*
+ * `status` without a BDF: the broker itself. Read from its metrics (the samples the daemon
+ * exports for its starts, its last take-over of an earlier broker's state and its devices), so
+ * that an older broker without them is told apart ("not reported") rather than shown as zeros.
+ */
+struct broker_status {
+	bool have_starts, have_adoption;
+	double starts, attempted, adoption_ms, adopted, quiesced, untrusted;
+	double devices, vms, workers, worker_restarts;
+	char reason[256];
+};
+
+static void broker_status_take(struct broker_status *b, const struct sample *m)
+{
+	static const struct {
+		const char *name;
+		size_t off;
+	} plain[] = {
+	    {"vfio_broker_starts_total", offsetof(struct broker_status, starts)},
+	    {"vfio_broker_adoption_attempted", offsetof(struct broker_status, attempted)},
+	    {"vfio_broker_adoption_milliseconds", offsetof(struct broker_status, adoption_ms)},
+	    {"vfio_broker_devices", offsetof(struct broker_status, devices)},
+	    {"vfio_broker_vms", offsetof(struct broker_status, vms)},
+	    {"vfio_broker_workers", offsetof(struct broker_status, workers)},
+	    {"vfio_broker_worker_restarts_total", offsetof(struct broker_status, worker_restarts)},
+	};
+	const char *outcome = m->nlabels ? m->labels[0].value : "";
+
+	for (size_t i = 0; i < ARRAY_SIZE(plain); i++) {
+		if (strcmp(m->name, plain[i].name) == 0 && m->nlabels == 0) {
+			*(double *)((char *)b + plain[i].off) = m->value;
+			b->have_starts |= i == 0;
+			b->have_adoption |= i == 1;
+			return;
+		}
+	}
+	if (strcmp(m->name, "vfio_broker_adoption_devices") == 0 && m->nlabels == 1) {
+		if (strcmp(outcome, "adopted") == 0)
+			b->adopted = m->value;
+		else if (strcmp(outcome, "quiesced") == 0)
+			b->quiesced = m->value;
+	} else if (strcmp(m->name, "vfio_broker_adoption_untrusted") == 0 && m->nlabels == 1) {
+		b->untrusted = m->value;
+		snprintf(b->reason, sizeof(b->reason), "%s", m->labels[0].value);
+	}
+}
+
+static void broker_status_parse(const char *text, struct broker_status *b)
+{
+	const char *line = text;
+	struct sample m;
+
+	memset(b, 0, sizeof(*b));
+	while (*line) {
+		size_t len = strcspn(line, "\n");
+		char *l = strndup(line, len);
+
+		line += len + (line[len] ? 1 : 0);
+		if (l && *l != '#' && parse_sample(l, &m) == 0)
+			broker_status_take(b, &m);
+		free(l);
+	}
+}
+
+static void broker_status_json(const struct broker_status *b)
+{
+	struct jw w;
+
+	jw_init(&w, stdout);
+	jw_obj_begin(&w, NULL);
+	jw_u64(&w, "devices", (uint64_t)b->devices);
+	jw_u64(&w, "vms", (uint64_t)b->vms);
+	jw_u64(&w, "workers", (uint64_t)b->workers);
+	jw_u64(&w, "worker_restarts", (uint64_t)b->worker_restarts);
+	if (b->have_starts)
+		jw_u64(&w, "starts", (uint64_t)b->starts);
+	else
+		jw_null(&w, "starts");
+	if (b->have_adoption) {
+		jw_obj_begin(&w, "last_start");
+		jw_bool(&w, "took_over", b->attempted != 0);
+		jw_u64(&w, "milliseconds", (uint64_t)b->adoption_ms);
+		jw_u64(&w, "devices_adopted", (uint64_t)b->adopted);
+		jw_u64(&w, "devices_quiesced", (uint64_t)b->quiesced);
+		if (b->untrusted != 0)
+			jw_str(&w, "untrusted_state", b->reason);
+		else
+			jw_null(&w, "untrusted_state");
+		jw_obj_end(&w);
+	} else {
+		jw_null(&w, "last_start");
+	}
+	jw_obj_end(&w);
+	jw_finish(&w);
+}
+
+static void broker_status_print(const struct broker_status *b)
+{
+	printf("devices          %.0f (%.0f vms, %.0f workers)\n", b->devices, b->vms, b->workers);
+	printf("worker restarts  %.0f\n", b->worker_restarts);
+	if (b->have_starts)
+		printf("broker starts    %.0f\n", b->starts);
+	else
+		printf("broker starts    not reported\n");
+	if (!b->have_adoption) {
+		printf("last start       not reported\n");
+		return;
+	}
+	if (b->attempted == 0) {
+		printf("last start       fresh (no earlier broker's state)\n");
+		return;
+	}
+	printf("last start       took over an earlier broker's state in %.0f ms\n", b->adoption_ms);
+	printf("devices adopted  %.0f\ndevices quiesced %.0f\n", b->adopted, b->quiesced);
+	printf("untrusted state  ");
+	out_safe(stdout, b->untrusted != 0 ? (*b->reason ? b->reason : "yes") : "no");
+	putchar('\n');
+}
+
+int ctl_broker_status(const struct ctl_opts *o)
+{
+	struct broker_status b;
+	struct vfb_ctl *ctl;
+	char *text;
+	int r;
+
+	r = ctl_open(o, &ctl);
+	if (r != EXIT_OK)
+		return r;
+	r = vfb_ctl_metrics(ctl, &text);
+	if (r < 0) {
+		r = ctl_fail(ctl, "status", r);
+		vfb_ctl_close(ctl);
+		return r;
+	}
+	vfb_ctl_close(ctl);
+	broker_status_parse(text, &b);
+	free(text);
+	if (o->json)
+		broker_status_json(&b);
+	else
+		broker_status_print(&b);
+	if (fflush(stdout) != 0 || ferror(stdout))
+		return EXIT_LOCAL;
+	return EXIT_OK;
 }
 
 int ctl_cmd_metrics(const struct ctl_opts *o, int argc, char **argv)
