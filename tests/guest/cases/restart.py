@@ -280,6 +280,7 @@ def broker_restart_keeps_devices(g):
     try:
         loops, before = start_vm(g)
         pid = main_pid(g)
+        starts = broker_status(g)["starts"]
         for i in range(3):
             sh(g, "systemctl restart %s" % UNIT, timeout=RESTART_BOUND)
             marks = [lp.iterations() for lp in loops]
@@ -288,6 +289,13 @@ def broker_restart_keeps_devices(g):
             for lp, n in zip(loops, marks):
                 lp.wait_iterations(n + 3, "after restart %d" % (i + 1))
         assert int(props(g, "NRestarts")["NRestarts"]) == 0
+        # What the operator sees: three more starts, the last one a take-over of both devices.
+        st = broker_status(g)
+        assert st["starts"] == starts + 3, (starts, st)
+        last = st["last_start"]
+        assert last["took_over"] and last["untrusted_state"] is None, st
+        assert (last["devices_adopted"], last["devices_quiesced"]) == (2, 0), st
+        note("last take-over: %d ms" % last["milliseconds"])
         figures = finish(g, loops, before, max_retries=0)
         note("longest wait for the broker: edu %.0f ms, e1000e %.0f ms" % (
             figures["edu-loop"]["longest_broker_call_ms"],
@@ -354,6 +362,13 @@ def broker_stop_leaves_nothing(g):
         stop_service(g, loops)
 
 
+def broker_status(g):
+    """`vfio-brokerctl --json status`: the broker's starts and its last take-over."""
+    rc, out = g.run(CTL + " status", timeout=120)
+    assert rc == 0, "vfio-brokerctl status: exit %d: %s" % (rc, out)
+    return json.loads(out)
+
+
 def metrics(g):
     rc, out = g.run("vfio-brokerctl --timeout 60000 metrics", timeout=120)
     assert rc == 0, "vfio-brokerctl metrics: exit %d: %s" % (rc, out)
@@ -407,6 +422,9 @@ def broker_restart_untrusted_state_quiesces(g):
                      if k.startswith("vfio_broker_adoption_untrusted") and v == 1]
         assert untrusted, "the untrusted record is not reported:\n%r" % m
         assert m['vfio_broker_adoption_devices{outcome="quiesced"}'] == 2, m
+        st = broker_status(g)["last_start"]
+        assert st["took_over"] and st["devices_quiesced"] == 2, st
+        assert st["untrusted_state"], "status does not say why: %r" % st
         note("reported: " + untrusted[0])
         held = vfio_holders(g)
         assert not held, "VFIO fds still open after quiescing:\n" + "\n".join(held)
