@@ -519,8 +519,6 @@ static bool ctl_admit_room(struct brk_ctl *ctl, bool admin, pid_t pid, uid_t uid
 	return false;
 }
 
-VB_DEFINE_CLEANUP(struct ipc_chan, ipc_chan_free);
-
 static int ctl_sess_start(struct brk_ctl *ctl, int fd)
 {
 	_cleanup_(ipc_chan_freep) struct ipc_chan *chan = NULL;

@@ -55,7 +55,7 @@ static int hello(struct vfb_dev *dev, const char *client_name)
 	Vb__Limits lim = VB__LIMITS__INIT;
 	Vb__Dev__Hello req = VB__DEV__HELLO__INIT;
 	const Vb__Dev__HelloReply *rep;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	snprintf(name, sizeof(name), "%s", client_name ? client_name : "libvfiobroker");
@@ -71,15 +71,12 @@ static int hello(struct vfb_dev *dev, const char *client_name)
 		return r;
 	rep = (const Vb__Dev__HelloReply *)m->body;
 	if (rep->version != VB__DEV__VERSION__VERSION_CURRENT)
-		r = -EPROTONOSUPPORT;
-	else if (strlen(rep->bdf) >= sizeof(dev->bdf))
-		r = -EPROTO;
-	if (r == 0) {
-		limits_from_pb(rep->limits, &dev->peer);
-		memcpy(dev->bdf, rep->bdf, strlen(rep->bdf) + 1);
-	}
-	ipc_msg_free(m);
-	return r;
+		return -EPROTONOSUPPORT;
+	if (strlen(rep->bdf) >= sizeof(dev->bdf))
+		return -EPROTO;
+	limits_from_pb(rep->limits, &dev->peer);
+	memcpy(dev->bdf, rep->bdf, strlen(rep->bdf) + 1);
+	return 0;
 }
 
 static int dev_start(int fd, const char *path, const char *client_name, uint32_t flags,
@@ -166,7 +163,7 @@ int vfb_dev_device_info(struct vfb_dev *dev, struct vfb_device_info *ret)
 {
 	Vb__Empty req = VB__EMPTY__INIT;
 	const Vb__Dev__DeviceInfo *rep;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret)
@@ -175,10 +172,8 @@ int vfb_dev_device_info(struct vfb_dev *dev, struct vfb_device_info *ret)
 	if (r < 0)
 		return r;
 	rep = (const Vb__Dev__DeviceInfo *)m->body;
-	if (strlen(rep->bdf) >= sizeof(ret->bdf)) {
-		ipc_msg_free(m);
+	if (strlen(rep->bdf) >= sizeof(ret->bdf))
 		return -EPROTO;
-	}
 	memset(ret, 0, sizeof(*ret));
 	memcpy(ret->bdf, rep->bdf, strlen(rep->bdf) + 1);
 	ret->flags = rep->flags;
@@ -189,7 +184,6 @@ int vfb_dev_device_info(struct vfb_dev *dev, struct vfb_device_info *ret)
 	ret->subsystem_vendor_id = rep->subsystem_vendor_id;
 	ret->subsystem_id = rep->subsystem_id;
 	ret->class_code = rep->class_code;
-	ipc_msg_free(m);
 	return 0;
 }
 
@@ -221,7 +215,7 @@ int vfb_dev_region_info(struct vfb_dev *dev, uint32_t index, struct vfb_region_i
 	Vb__Dev__RegionInfoRequest req = VB__DEV__REGION_INFO_REQUEST__INIT;
 	struct vfb_region_info info;
 	const Vb__Region *reg;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret)
@@ -233,10 +227,8 @@ int vfb_dev_region_info(struct vfb_dev *dev, uint32_t index, struct vfb_region_i
 	reg = (const Vb__Region *)m->body;
 	memset(&info, 0, sizeof(info));
 	info.mmap_fd = -1;
-	if (reg->index != index || (reg->size && reg->offset > UINT64_MAX - reg->size)) {
-		r = -EPROTO;
-		goto out;
-	}
+	if (reg->index != index || (reg->size && reg->offset > UINT64_MAX - reg->size))
+		return -EPROTO;
 	info.index = reg->index;
 	info.flags = reg->flags;
 	info.size = reg->size;
@@ -244,22 +236,20 @@ int vfb_dev_region_info(struct vfb_dev *dev, uint32_t index, struct vfb_region_i
 	info.msix_mappable = reg->msix_mappable;
 	r = region_areas(reg, &info);
 	if (r < 0)
-		goto out;
+		return r; /* m's cleanup closes the fd we did not take */
 	if (m->nfds > 0 && info.nareas > 0)
 		info.mmap_fd = ipc_msg_take_fd(m, 0);
 	else
 		info.nareas = 0; /* nothing to map with: every access is trapped */
 	*ret = info;
-out:
-	ipc_msg_free(m); /* closes an fd we did not take */
-	return r;
+	return 0;
 }
 
 int vfb_dev_irq_info(struct vfb_dev *dev, uint32_t index, struct vfb_irq_info *ret)
 {
 	Vb__Dev__IrqInfoRequest req = VB__DEV__IRQ_INFO_REQUEST__INIT;
 	const Vb__Irq *irq;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret)
@@ -269,15 +259,12 @@ int vfb_dev_irq_info(struct vfb_dev *dev, uint32_t index, struct vfb_irq_info *r
 	if (r < 0)
 		return r;
 	irq = (const Vb__Irq *)m->body;
-	if (irq->index != index) {
-		r = -EPROTO;
-	} else {
-		ret->index = irq->index;
-		ret->flags = irq->flags;
-		ret->count = irq->count;
-	}
-	ipc_msg_free(m);
-	return r;
+	if (irq->index != index)
+		return -EPROTO;
+	ret->index = irq->index;
+	ret->flags = irq->flags;
+	ret->count = irq->count;
+	return 0;
 }
 
 int vfb_dev_event_fd(const struct vfb_dev *dev)
@@ -288,7 +275,7 @@ int vfb_dev_event_fd(const struct vfb_dev *dev)
 int vfb_dev_next_event(struct vfb_dev *dev, struct vfb_event *ret)
 {
 	const Vb__Dev__Event *ev;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret)
@@ -309,7 +296,6 @@ int vfb_dev_next_event(struct vfb_dev *dev, struct vfb_event *ret)
 		ret->bars[ret->nbars].enabled = ev->bars[i]->enabled;
 		ret->nbars++;
 	}
-	ipc_msg_free(m);
 	return 0;
 }
 

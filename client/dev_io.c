@@ -35,8 +35,8 @@ static int cfg_check(uint32_t offset, const void *buf, size_t len)
 static int read_data(struct vfb__conn *c, uint16_t type, const ProtobufCMessage *req, void *buf,
 		     size_t len)
 {
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	const Vb__Dev__Data *d;
-	struct ipc_msg *m;
 	int r;
 
 	r = vfb__conn_call(c, type, req, NULL, 0, 0, &m);
@@ -44,23 +44,17 @@ static int read_data(struct vfb__conn *c, uint16_t type, const ProtobufCMessage 
 		return r;
 	d = (const Vb__Dev__Data *)m->body;
 	if (d->data.len != len)
-		r = -EPROTO;
-	else
-		memcpy(buf, d->data.data, len);
-	ipc_msg_free(m);
-	return r;
+		return -EPROTO;
+	memcpy(buf, d->data.data, len);
+	return 0;
 }
 
 static int call_empty(struct vfb__conn *c, uint16_t type, const ProtobufCMessage *req,
 		      const int *fds, size_t nfds)
 {
-	struct ipc_msg *m;
-	int r;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 
-	r = vfb__conn_call(c, type, req, fds, nfds, 0, &m);
-	if (r == 0)
-		ipc_msg_free(m);
-	return r;
+	return vfb__conn_call(c, type, req, fds, nfds, 0, &m);
 }
 
 int vfb_dev_cfg_read(struct vfb_dev *dev, uint32_t offset, void *buf, size_t len)

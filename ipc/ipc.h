@@ -20,6 +20,8 @@
 
 #include <protobuf-c/protobuf-c.h>
 
+#include "base.h"
+
 /* The kernel's SCM_MAX_FD; no channel may be configured above it. */
 #define IPC_FDS_MAX 253
 
@@ -144,6 +146,7 @@ int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits 
 void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id);
 /* Closes the fd, drops outstanding requests and queued messages (closing their fds). */
 void ipc_chan_free(struct ipc_chan *c);
+VB_DEFINE_CLEANUP(struct ipc_chan, ipc_chan_free);
 int ipc_chan_fd(const struct ipc_chan *c);
 const struct ipc_proto *ipc_chan_proto(const struct ipc_chan *c);
 /* The peer's credentials, read once with SO_PEERCRED when the channel was made. */
@@ -234,5 +237,6 @@ int ipc_chan_wait_in_recv(struct ipc_chan *c);
 int ipc_msg_take_fd(struct ipc_msg *m, size_t i);
 /* Only for messages from ipc_chan_recv() or ipc_chan_call(); NULL is ignored. */
 void ipc_msg_free(struct ipc_msg *m);
+VB_DEFINE_CLEANUP(struct ipc_msg, ipc_msg_free);
 
 #endif

@@ -217,9 +217,12 @@ void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id)
 
 static void outbox_free(struct ipc__outbox *o)
 {
+	if (!o)
+		return;
 	ipc__close_fds(o->fds, o->nfds);
 	free(o);
 }
+VB_DEFINE_CLEANUP(struct ipc__outbox, outbox_free);
 
 void ipc_chan_free(struct ipc_chan *c)
 {
@@ -290,7 +293,7 @@ static int send_wait(int fd, const struct msghdr *mh, int timeout_ms)
 static int outbox_push(struct ipc_chan *c, const struct iovec *iov, const int *fds, size_t nfds)
 {
 	size_t len = iov[0].iov_len + iov[1].iov_len, i;
-	struct ipc__outbox *o;
+	_cleanup_(outbox_freep) struct ipc__outbox *o = NULL;
 
 	if (c->oq_msgs + 1 > c->lim.queue_msgs || len > c->lim.queue_bytes - c->oq_bytes ||
 	    nfds > c->lim.queue_fds - c->oq_fds)
@@ -307,19 +310,15 @@ static int outbox_push(struct ipc_chan *c, const struct iovec *iov, const int *f
 	for (i = 0; i < nfds; i++) {
 		int fd = fcntl(fds[i], F_DUPFD_CLOEXEC, 0);
 
-		if (fd < 0) {
-			int r = -errno;
-
-			outbox_free(o);
-			return r;
-		}
+		if (fd < 0)
+			return -errno;
 		o->fds[o->nfds++] = fd;
 	}
 	if (c->otail)
 		c->otail->next = o;
 	else
 		c->ohead = o;
-	c->otail = o;
+	c->otail = TAKE_PTR(o);
 	c->oq_msgs++;
 	c->oq_bytes += (uint32_t)len;
 	c->oq_fds += (uint32_t)nfds;

@@ -189,7 +189,7 @@ static int check_type(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDe
 static int decode(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDescriptor *desc,
 		  struct ipc_msg **ret)
 {
-	struct ipc_msg *m = ipc__msg_new(x->nfds, c->lim.decode_budget);
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = ipc__msg_new(x->nfds, c->lim.decode_budget);
 	struct ipc__arena *a;
 	const Vb__Error *e;
 
@@ -198,23 +198,15 @@ static int decode(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDescri
 	a = &ipc__msg_box(m)->arena;
 	m->body = protobuf_c_message_unpack(desc, &a->allocator, x->h.len, c->rbuf + IPC_HDR_SIZE);
 	if (!m->body) {
-		bool over = a->exhausted;
-
-		ipc_msg_free(m);
-		if (over)
+		if (a->exhausted)
 			return refuse(x, -ENOMEM, "body needs more than %u bytes to decode",
 				      c->lim.decode_budget);
 		return refuse(x, -EBADMSG, "body is not a valid %s", desc->name);
 	}
 	if (x->h.kind == IPC_KIND_ERROR) {
-		uint32_t code;
-
 		e = (const Vb__Error *)m->body;
-		code = e->code;
-		if (code == 0 || code > 4095) {
-			ipc_msg_free(m);
-			return refuse(x, -EBADMSG, "error code %u out of range", code);
-		}
+		if (e->code == 0 || e->code > 4095)
+			return refuse(x, -EBADMSG, "error code %u out of range", e->code);
 	}
 	m->kind = (enum ipc_kind)x->h.kind;
 	m->type = x->h.type;
@@ -222,7 +214,7 @@ static int decode(struct ipc_chan *c, struct rx *x, const ProtobufCMessageDescri
 	m->nfds = x->nfds;
 	memcpy(m->fds, x->fds, x->nfds * sizeof(int));
 	x->nfds = 0; /* the message owns them now */
-	*ret = m;
+	*ret = TAKE_PTR(m);
 	return 0;
 }
 

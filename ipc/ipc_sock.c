@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "ipc.h"
 
 int ipc_socketpair(int ret_fds[2])
@@ -46,8 +47,8 @@ static int sockaddr_from_path(const char *path, struct sockaddr_un *sa)
  * that is not a socket, may not. */
 static int remove_stale_socket(const struct sockaddr_un *sa, int type)
 {
+	_cleanup_close_ int fd = -1;
 	struct stat st;
-	int fd, r;
 
 	if (lstat(sa->sun_path, &st) < 0)
 		return errno == ENOENT ? 0 : -errno;
@@ -56,15 +57,10 @@ static int remove_stale_socket(const struct sockaddr_un *sa, int type)
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	r = connect(fd, (const struct sockaddr *)sa, sizeof(*sa));
-	if (r == 0) {
-		close(fd);
+	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) == 0)
 		return -EADDRINUSE;
-	}
-	r = errno;
-	close(fd);
-	if (r != ECONNREFUSED)
-		return -r;
+	if (errno != ECONNREFUSED)
+		return -errno;
 	if (unlink(sa->sun_path) < 0 && errno != ENOENT)
 		return -errno;
 	return 0;
@@ -72,8 +68,9 @@ static int remove_stale_socket(const struct sockaddr_un *sa, int type)
 
 static int listen_type(const char *path, int type, mode_t mode, int backlog, int *ret_fd)
 {
+	_cleanup_close_ int fd = -1;
 	struct sockaddr_un sa;
-	int fd, r;
+	int r;
 
 	if (mode & ~(mode_t)0777)
 		return -EINVAL;
@@ -86,20 +83,16 @@ static int listen_type(const char *path, int type, mode_t mode, int backlog, int
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
+	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
 	/* connect() checks the path's permissions and is refused until listen(): setting the mode
 	 * between the two leaves no window with the umask's mode. */
 	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
 		r = -errno;
 		unlink(path);
-		close(fd);
 		return r;
 	}
-	*ret_fd = fd;
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
 
@@ -128,8 +121,9 @@ int ipc_accept(int listen_fd, int *ret_fd)
 
 int ipc_connect(const char *path, int *ret_fd)
 {
+	_cleanup_close_ int fd = -1;
 	struct sockaddr_un sa;
-	int fd, r;
+	int r;
 
 	r = sockaddr_from_path(path, &sa);
 	if (r < 0)
@@ -143,12 +137,9 @@ int ipc_connect(const char *path, int *ret_fd)
 	/* A retried connect() that the first attempt already completed. */
 	if (r < 0 && errno == EISCONN)
 		r = 0;
-	if (r < 0) {
-		r = -errno;
-		close(fd);
-		return r;
-	}
-	*ret_fd = fd;
+	if (r < 0)
+		return -errno;
+	*ret_fd = TAKE_FD(fd);
 	return 0;
 }
 
@@ -172,24 +163,22 @@ int ipc_peer_cred(int fd, pid_t *ret_pid, uid_t *ret_uid, gid_t *ret_gid)
 
 int ipc_peer_in_group(int fd, gid_t gid)
 {
+	_cleanup_free_ gid_t *big = NULL;
 	gid_t small[64], *groups = small;
 	socklen_t len = sizeof(small);
-	int r = 0;
 
 	if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0) {
 		if (errno != ERANGE)
 			return -errno;
 		/* The kernel said how much room the list needs (at most NGROUPS_MAX entries). */
-		groups = malloc(len);
+		groups = big = malloc(len);
 		if (!groups)
 			return -ENOMEM;
 		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups, &len) < 0)
-			r = -errno;
+			return -errno;
 	}
-	for (size_t i = 0; r == 0 && i < len / sizeof(gid_t); i++)
+	for (size_t i = 0; i < len / sizeof(gid_t); i++)
 		if (groups[i] == gid)
-			r = 1;
-	if (groups != small)
-		free(groups);
-	return r;
+			return 1;
+	return 0;
 }

@@ -107,19 +107,21 @@ static void on_prepare(uv_prepare_t *h)
 int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
 		 struct ipc_uv **ret)
 {
+	_cleanup_free_ struct ipc_uv *init = NULL;
 	struct ipc_uv *u;
 	int r;
 
 	if (!loop || !chan || !cb || !ret)
 		return -EINVAL;
-	u = calloc(1, sizeof(*u));
-	if (!u)
+	init = calloc(1, sizeof(*init));
+	if (!init)
 		return -ENOMEM;
-	r = uv_poll_init(loop, &u->poll, ipc_chan_fd(chan));
-	if (r < 0) {
-		free(u); /* a failed init leaves nothing registered with the loop */
-		return r;
-	}
+	r = uv_poll_init(loop, &init->poll, ipc_chan_fd(chan));
+	if (r < 0)
+		return r; /* a failed init leaves nothing registered with the loop */
+	/* The loop knows the handles now: only ipc_uv_close() may free them, once they are closed.
+	 */
+	u = TAKE_PTR(init);
 	uv_prepare_init(loop, &u->prepare);
 	uv_unref((uv_handle_t *)&u->prepare);
 	u->poll.data = u;
