@@ -238,7 +238,7 @@ static int adopt_take(struct brk_fdstore_set *set, const char *kind, const char 
 
 /* A VM of the record with its container, or NULL (reported) when the container is not there. */
 static struct brk_vm *adopt_vm(struct brk_daemon *dmn, struct brk_fdstore_set *set,
-			       const struct brk_rec_vm *rv, const char *bdf, struct brk_dev *d)
+			       const struct brk_rec_vm *rv, const char *bdf, struct brk_dev_rec *d)
 {
 	struct brk_vm *vm = d->vm;
 	struct dmn_vm *v;
@@ -310,7 +310,7 @@ static int adopt_group(struct brk_daemon *dmn, struct brk_fdstore_set *set, stru
 }
 
 /* Its interrupts as recorded, now that the device handle is back (no ioctl). */
-static int adopt_irqs(struct dmn_dev *dd, const struct brk_rec_dev *rd, struct vb_err *err)
+static int adopt_irqs(struct dmn_assignment *dd, const struct brk_rec_dev *rd, struct vb_err *err)
 {
 	struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
 	int r;
@@ -342,9 +342,9 @@ static int adopt_allowed(struct brk_daemon *dmn, const char *bdf, struct vb_err 
  * The worker comes later (adopt_worker), once every VM's DMA table is back. */
 static int adopt_device(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			const struct brk_rec_state *st, const struct brk_rec_dev *rd,
-			struct dmn_dev *dd, struct vb_err *err)
+			struct dmn_assignment *dd, struct vb_err *err)
 {
-	struct brk_dev *d = dd->rec;
+	struct brk_dev_rec *d = dd->rec;
 	struct dmn_vm *v;
 	int fd, r;
 
@@ -389,7 +389,7 @@ static void adopt_end_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set
 
 /* Interrupts off on every index, DMA of the device unmapped, reset, everything released and
  * forgotten: a device of the record that cannot be adopted, or is no longer allowed. */
-static void adopt_drop(struct dmn_dev *dd, struct brk_fdstore_set *set, const char *why)
+static void adopt_drop(struct dmn_assignment *dd, struct brk_fdstore_set *set, const char *why)
 {
 	struct brk_daemon *dmn = dd->dmn;
 	char bdf[VB_BDF_LEN];
@@ -431,8 +431,8 @@ static void adopt_pending(struct brk_daemon *dmn, struct brk_rec_state *st)
 				r = dmn->sys->ioctl(dmn->sys->ctx, brk_container_fd(v->container),
 						    VFIO_IOMMU_UNMAP_DMA, &un);
 		} else if (p->kind == BRK_JOP_IRQ_SET) {
-			struct brk_dev *d = brk_registry_find(dmn->reg, p->key);
-			struct dmn_dev *dd = d ? d->priv : NULL;
+			struct brk_dev_rec *d = brk_registry_find(dmn->reg, p->key);
+			struct dmn_assignment *dd = d ? d->priv : NULL;
 			struct vfio_irq_set off = {.argsz = sizeof(off),
 						   .flags = VFIO_IRQ_SET_DATA_NONE |
 							    VFIO_IRQ_SET_ACTION_TRIGGER,
@@ -457,7 +457,7 @@ static void adopt_pending(struct brk_daemon *dmn, struct brk_rec_state *st)
 
 /* Every adopted VM's DMA table, rebuilt from the record without a kernel call. */
 static void adopt_dma(struct brk_daemon *dmn, const struct brk_rec_state *st,
-		      struct dmn_dev *const *dds)
+		      struct dmn_assignment *const *dds)
 {
 	for (uint32_t i = 0; i < st->nvms; i++) {
 		const struct brk_rec_vm *rv = st->vms[i];
@@ -496,7 +496,7 @@ static void adopt_dma(struct brk_daemon *dmn, const struct brk_rec_state *st,
 /* The device's worker: its pidfd must name the recorded, living pid; then it is taken over and
  * answers (or faults) through the usual hooks. */
 static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
-			const struct brk_rec_dev *rd, struct dmn_dev *dd, struct vb_err *err)
+			const struct brk_rec_dev *rd, struct dmn_assignment *dd, struct vb_err *err)
 {
 	int pidfd = adopt_take(set, "wpid", rd->bdf), chan = adopt_take(set, "wch", rd->bdf);
 	int r, pid = -ENOENT;
@@ -523,8 +523,8 @@ static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			  struct brk_rec_state *st)
 {
-	struct dmn_dev **dds = calloc(st->ndevs ? st->ndevs : 1, sizeof(*dds));
-	struct dmn_dev **failed = calloc(st->ndevs ? st->ndevs : 1, sizeof(*failed));
+	struct dmn_assignment **dds = calloc(st->ndevs ? st->ndevs : 1, sizeof(*dds));
+	struct dmn_assignment **failed = calloc(st->ndevs ? st->ndevs : 1, sizeof(*failed));
 	struct vb_err err = {0};
 	char(*why)[sizeof(err.msg)] = calloc(st->ndevs ? st->ndevs : 1, sizeof(*why));
 
@@ -536,8 +536,8 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	}
 	for (uint32_t i = 0; i < st->ndevs; i++) {
 		const struct brk_rec_dev *rd = st->devs[i];
-		struct dmn_dev *dd = calloc(1, sizeof(*dd));
-		struct brk_dev *d;
+		struct dmn_assignment *dd = calloc(1, sizeof(*dd));
+		struct brk_dev_rec *d;
 
 		if (!dd || brk_registry_add(dmn->reg, rd->bdf, rd->vm, &d, NULL) < 0) {
 			free(dd);
@@ -585,7 +585,7 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	adopt_pending(dmn, st);
 	adopt_dma(dmn, st, dds);
 	for (uint32_t i = 0; i < st->ndevs; i++) {
-		struct dmn_dev *dd = dds[i];
+		struct dmn_assignment *dd = dds[i];
 		const struct brk_rec_dev *rd = st->devs[i];
 
 		if (!dd)

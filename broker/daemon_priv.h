@@ -1,6 +1,7 @@
 /*
- * daemon_priv: the daemon's records, shared by daemon.c (flows) and daemon_status.c (status,
- * list and metrics). Not for anything outside the daemon.
+ * daemon_priv: the daemon's records, shared by daemon.c (control requests), daemon_vfio.c (VFIO
+ * objects), daemon_worker.c (workers), daemon_adopt.c (take-over), daemon_record.c (the state
+ * record) and daemon_status.c (status, list and metrics). Not for anything outside the daemon.
  */
 #ifndef VB_BROKER_DAEMON_PRIV_H
 #define VB_BROKER_DAEMON_PRIV_H
@@ -34,10 +35,11 @@ struct dmn_vm {
 	gid_t owner_gid;
 };
 
-/* brk_dev.priv */
-struct dmn_dev {
+/* brk_dev_rec.priv: what the daemon holds for one device assigned to a VM, from AddDevice (or
+ * adoption) until its record is forgotten. */
+struct dmn_assignment {
 	struct brk_daemon *dmn;
-	struct brk_dev *rec;
+	struct brk_dev_rec *rec;
 	struct brk_vfio_dev *device; /* NULL once released */
 	struct dmn_group *grp;
 	struct brk_worker *worker; /* NULL when none runs */
@@ -82,24 +84,51 @@ struct brk_daemon {
 int brk_daemon__rec_vm(struct brk_daemon *dmn, const struct brk_vm *vm, uint32_t dma_flags);
 void brk_daemon__rec_vm_del(struct brk_daemon *dmn, const char *vm);
 int brk_daemon__rec_dma_journal(struct brk_daemon *dmn, const char *vm, struct brk_journal *j);
-int brk_daemon__rec_dev(struct dmn_dev *dd);
+int brk_daemon__rec_dev(struct dmn_assignment *dd);
 void brk_daemon__rec_dev_del(struct brk_daemon *dmn, const char *bdf);
-int brk_daemon__rec_irq_journal(struct dmn_dev *dd);
+int brk_daemon__rec_irq_journal(struct dmn_assignment *dd);
 
-/* daemon.c, for daemon_adopt.c */
+/* daemon.c */
 /* sysfs's vendor or device id of `bdf`. */
 int brk_daemon__read_id(const struct brk_sys *sys, const char *bdf, const char *attr,
 			uint16_t *ret);
-void brk_daemon__dev_release(struct dmn_dev *dd);
-void brk_daemon__dev_forget(struct dmn_dev *dd);
-/* Takes over the device's running worker (brk_worker_ops.adopt) and keeps its fds in the store.
- * On failure the caller still owns pidfd and chan. */
-int brk_daemon__worker_adopt(struct dmn_dev *dd, pid_t pid, int pidfd, int chan,
-			     struct vb_err *err);
-/* The VM's DMA table with its recorded quotas (vm->max_*), journalled to the record. */
-int brk_daemon__vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, struct vb_err *err);
+
+/* daemon_vfio.c: the VFIO objects and the fd store */
+/* Keeps `fd` where the next broker finds it (fdstore.h), before the object is used; a no-op
+ * without a store. */
 int brk_daemon__store_put(struct brk_daemon *dmn, const char *kind, const char *id, int fd,
 			  struct vb_err *err);
+/* Before the object's fd is closed. */
+void brk_daemon__store_drop(struct brk_daemon *dmn, const char *kind, const char *id);
+/* Binds (when asked) and opens the device of a new assignment into its VM's container, group and
+ * DMA table (made for the VM's first device, with quotas maxmap/maxpin), records it and resets
+ * it. On failure brk_daemon__dev_release() gives back what was made. */
+int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
+			  const Vb__Ctl__AddDevice *req, uint32_t maxmap, uint64_t maxpin,
+			  struct vb_err *err);
+/* The VM's DMA table with its quotas (vm->max_*), journalled to the record. */
+int brk_daemon__vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, struct vb_err *err);
+/* Interrupts off and the device's DMA unmapped: safe while its worker may still run. */
+void brk_daemon__quiesce(struct dmn_assignment *dd);
+/* Resets the device: only once its worker is gone. */
+void brk_daemon__reset(struct dmn_assignment *dd);
+/* Gives back everything the assignment holds (worker, sockets, device, group, and the VM's
+ * container after its last device); the registry record stays. */
+void brk_daemon__dev_release(struct dmn_assignment *dd);
+/* Drops the registry record (and its VM's, when it was the last). After dev_release. */
+void brk_daemon__dev_forget(struct dmn_assignment *dd);
+
+/* daemon_worker.c: the assignment's worker */
+/* Binds the VMM sockets (again, for a restart: same paths) and starts the worker. */
+int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err);
+/* Takes over the device's running worker (brk_worker_ops.adopt) and keeps its fds in the store.
+ * On failure the caller still owns pidfd and chan. */
+int brk_daemon__worker_adopt(struct dmn_assignment *dd, pid_t pid, int pidfd, int chan,
+			     struct vb_err *err);
+/* Ends the worker (killed and reaped) and drops its fds from the store. */
+void brk_daemon__worker_free(struct dmn_assignment *dd);
+/* Releases and forgets a removed device, answers its RemoveDevice and announces the removal. */
+void brk_daemon__finish_removal(struct dmn_assignment *dd);
 
 /* daemon_status.c */
 int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call);

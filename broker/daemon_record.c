@@ -48,9 +48,9 @@ int brk_daemon__rec_dma_journal(struct brk_daemon *dmn, const char *vm, struct b
 	return dmn->rec ? brk_record_dma_journal(dmn->rec, vm, j) : 0;
 }
 
-int brk_daemon__rec_dev(struct dmn_dev *dd)
+int brk_daemon__rec_dev(struct dmn_assignment *dd)
 {
-	const struct brk_dev *d = dd->rec;
+	const struct brk_dev_rec *d = dd->rec;
 	struct brk_rec_dev rd = {0};
 	int r;
 
@@ -91,7 +91,7 @@ void brk_daemon__rec_dev_del(struct brk_daemon *dmn, const char *bdf)
 		brk_log_errno(LOG_ERR, r, "%s: removing it from the state record", bdf);
 }
 
-int brk_daemon__rec_irq_journal(struct dmn_dev *dd)
+int brk_daemon__rec_irq_journal(struct dmn_assignment *dd)
 {
 	struct brk_journal j;
 	int r;

@@ -17,9 +17,9 @@ struct dmn_status_buf {
 	Vb__Ctl__IrqState *irqs[BRK_DEVICE_MAX_IRQS];
 };
 
-static void dmn_fill_status(const struct brk_dev *d, struct dmn_status_buf *b)
+static void dmn_fill_status(const struct brk_dev_rec *d, struct dmn_status_buf *b)
 {
-	const struct dmn_dev *dd = d->priv;
+	const struct dmn_assignment *dd = d->priv;
 	const struct dmn_vm *v = d->vm->priv;
 	Vb__Ctl__DeviceStatus *st = &b->st;
 	struct brk_dma_stats ds;
@@ -61,7 +61,7 @@ static void dmn_fill_status(const struct brk_dev *d, struct dmn_status_buf *b)
 int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
-	struct brk_dev *d = brk_registry_find(dmn->reg, bdf);
+	struct brk_dev_rec *d = brk_registry_find(dmn->reg, bdf);
 	struct dmn_status_buf *b;
 
 	if (!d) {
@@ -90,7 +90,7 @@ int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call)
 		free(list);
 		return -ENOMEM;
 	}
-	for (struct brk_dev *d = brk_registry_first(dmn->reg); d && i < n; d = d->next, i++) {
+	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && i < n; d = d->next, i++) {
 		dmn_fill_status(d, &bufs[i]);
 		list[i] = &bufs[i].st;
 	}
@@ -106,8 +106,8 @@ static void dmn_metrics_devices(struct brk_daemon *dmn, FILE *f)
 {
 	uint32_t by_state[BRK_DEV_FAULTED + 1] = {0}, workers = 0;
 
-	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
-		const struct dmn_dev *dd = d->priv;
+	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		const struct dmn_assignment *dd = d->priv;
 		by_state[brk_dev_state_wire(d->state)]++;
 		workers += dd->worker != NULL;
 	}
@@ -169,8 +169,8 @@ static void dmn_metrics_irqs(struct brk_daemon *dmn, FILE *f)
 {
 	brk_metric_header(f, "vfio_broker_interrupts_routed", "gauge",
 			  "Interrupt vectors with an eventfd trigger installed, by device.");
-	for (struct brk_dev *d = brk_registry_first(dmn->reg); d; d = d->next) {
-		const struct dmn_dev *dd = d->priv;
+	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		const struct dmn_assignment *dd = d->priv;
 		uint32_t routed = 0;
 		if (!dd->device)
 			continue;

@@ -17,7 +17,7 @@
 #include "log.h"
 
 struct brk_registry {
-	struct brk_dev *devs, **devs_tail;
+	struct brk_dev_rec *devs, **devs_tail;
 	struct brk_vm *vms, **vms_tail;
 	uint32_t ndevs, nvms;
 	uint32_t max_devs, max_vms;
@@ -87,7 +87,7 @@ void brk_registry_free(struct brk_registry *r)
 	if (!r)
 		return;
 	while (r->devs) {
-		struct brk_dev *d = r->devs;
+		struct brk_dev_rec *d = r->devs;
 		r->devs = d->next;
 		free(d);
 	}
@@ -128,9 +128,9 @@ static bool bdf_looks_canonical(const char *bdf)
 	return true;
 }
 
-struct brk_dev *brk_registry_find(const struct brk_registry *r, const char *bdf)
+struct brk_dev_rec *brk_registry_find(const struct brk_registry *r, const char *bdf)
 {
-	for (struct brk_dev *d = r->devs; d; d = d->next)
+	for (struct brk_dev_rec *d = r->devs; d; d = d->next)
 		if (!strcmp(d->bdf, bdf))
 			return d;
 	return NULL;
@@ -144,11 +144,11 @@ struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *na
 	return NULL;
 }
 
-int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, struct brk_dev **ret,
-		     bool *ret_vm_created)
+int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm,
+		     struct brk_dev_rec **ret, bool *ret_vm_created)
 {
 	struct brk_vm *v;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 	bool created = false;
 
 	if (!brk_registry_valid_vm_name(vm) || !bdf_looks_canonical(bdf))
@@ -192,7 +192,8 @@ int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, st
 	return 0;
 }
 
-void brk_registry_restore_id(struct brk_registry *r, struct brk_dev *d, uint64_t id, uint64_t next)
+void brk_registry_restore_id(struct brk_registry *r, struct brk_dev_rec *d, uint64_t id,
+			     uint64_t next)
 {
 	d->id = id;
 	if (r->next_id <= id)
@@ -201,9 +202,9 @@ void brk_registry_restore_id(struct brk_registry *r, struct brk_dev *d, uint64_t
 		r->next_id = next;
 }
 
-void brk_registry_remove(struct brk_registry *r, struct brk_dev *d)
+void brk_registry_remove(struct brk_registry *r, struct brk_dev_rec *d)
 {
-	struct brk_dev **pp;
+	struct brk_dev_rec **pp;
 
 	for (pp = &r->devs; *pp; pp = &(*pp)->next) {
 		if (*pp != d)
@@ -237,7 +238,7 @@ int brk_registry_drop_vm(struct brk_registry *r, struct brk_vm *vm)
 	return -ENOENT;
 }
 
-struct brk_dev *brk_registry_first(const struct brk_registry *r)
+struct brk_dev_rec *brk_registry_first(const struct brk_registry *r)
 {
 	return r->devs;
 }
@@ -262,7 +263,7 @@ bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to)
 	return state_valid(from) && state_valid(to) && (allowed[from] & ST(to));
 }
 
-int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to)
+int brk_dev_set_state(struct brk_dev_rec *d, enum brk_dev_state to)
 {
 	if (!brk_dev_state_allowed(d->state, to)) {
 		brk_warn("%s: state %s -> %s is not a transition of the device lifecycle", d->bdf,
@@ -285,7 +286,7 @@ enum brk_dev_state brk_dev_state_wire(enum brk_dev_state s)
 	return s > BRK_DEV_FAULTED ? BRK_DEV_FAULTED : s;
 }
 
-void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)
+void brk_dev_set_fault(struct brk_dev_rec *d, const char *fmt, ...)
 {
 	va_list ap;
 

@@ -42,7 +42,7 @@ struct brk_vm {
 	struct brk_vm *next;
 };
 
-struct brk_dev {
+struct brk_dev_rec {
 	char bdf[13];
 	struct brk_vm *vm;
 	enum brk_dev_state state;
@@ -58,7 +58,7 @@ struct brk_dev {
 	char vfu_socket_path[BRK_SOCK_PATH_MAX]; /* vfio-user; empty when not served */
 	char last_fault[BRK_FAULT_MAX];
 	void *priv; /* daemon: device, worker, sockets */
-	struct brk_dev *next;
+	struct brk_dev_rec *next;
 };
 
 struct brk_registry;
@@ -78,21 +78,22 @@ bool brk_registry_valid_vm_name(const char *name);
  * Errors: -EINVAL (bad VM name or BDF), -EEXIST (the device is already assigned: to this or
  * another VM), -ENOSPC (max_devices or max_vms reached), -ENOMEM. Nothing changes on error.
  */
-int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm, struct brk_dev **ret,
-		     bool *ret_vm_created);
+int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm,
+		     struct brk_dev_rec **ret, bool *ret_vm_created);
 /* Gives an adopted device the DMA owner id its predecessor recorded, and makes every later id
  * larger than `next` and than it (a restarted broker must never hand out an id still owning
  * mappings). */
-void brk_registry_restore_id(struct brk_registry *r, struct brk_dev *d, uint64_t id, uint64_t next);
+void brk_registry_restore_id(struct brk_registry *r, struct brk_dev_rec *d, uint64_t id,
+			     uint64_t next);
 /* Forgets a device. Its VM stays, with ndevices one lower, until brk_registry_drop_vm(). */
-void brk_registry_remove(struct brk_registry *r, struct brk_dev *d);
+void brk_registry_remove(struct brk_registry *r, struct brk_dev_rec *d);
 /* Forgets a VM that has no devices left; -EBUSY while it has. */
 int brk_registry_drop_vm(struct brk_registry *r, struct brk_vm *vm);
 
-struct brk_dev *brk_registry_find(const struct brk_registry *r, const char *bdf);
+struct brk_dev_rec *brk_registry_find(const struct brk_registry *r, const char *bdf);
 struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *name);
 /* Devices in the order they were added; VMs likewise. */
-struct brk_dev *brk_registry_first(const struct brk_registry *r);
+struct brk_dev_rec *brk_registry_first(const struct brk_registry *r);
 struct brk_vm *brk_registry_first_vm(const struct brk_registry *r);
 uint32_t brk_registry_ndevices(const struct brk_registry *r);
 uint32_t brk_registry_nvms(const struct brk_registry *r);
@@ -101,12 +102,12 @@ uint32_t brk_registry_nvms(const struct brk_registry *r);
 bool brk_dev_state_allowed(enum brk_dev_state from, enum brk_dev_state to);
 /* Moves the device to `to`, logged at debug level; -EINVAL (state unchanged, logged as a
  * warning: the daemon asked for something its lifecycle does not have) otherwise. */
-int brk_dev_set_state(struct brk_dev *d, enum brk_dev_state to);
+int brk_dev_set_state(struct brk_dev_rec *d, enum brk_dev_state to);
 const char *brk_dev_state_name(enum brk_dev_state s);
 /* The state as vb.ctl.DeviceState reports it (the broker's own states are FAULTED there). */
 enum brk_dev_state brk_dev_state_wire(enum brk_dev_state s);
 /* Records why the device faulted (kept until the next fault, for DeviceStatus). */
-void brk_dev_set_fault(struct brk_dev *d, const char *fmt, ...)
+void brk_dev_set_fault(struct brk_dev_rec *d, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -95,7 +95,8 @@ vb_fuzz_target(brk_worker
 vb_fuzz_target(ctl
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ctl.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c
 		${PROJECT_SOURCE_DIR}/broker/daemon.c ${PROJECT_SOURCE_DIR}/broker/daemon_status.c
-		${PROJECT_SOURCE_DIR}/broker/daemon_record.c ${PROJECT_SOURCE_DIR}/broker/worker.c
+		${PROJECT_SOURCE_DIR}/broker/daemon_record.c ${PROJECT_SOURCE_DIR}/broker/daemon_vfio.c
+		${PROJECT_SOURCE_DIR}/broker/daemon_worker.c ${PROJECT_SOURCE_DIR}/broker/worker.c
 	LIBS vb_brokerd_base vb_fake_vfio)
 
 if(VB_FUZZ)

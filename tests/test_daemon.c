@@ -390,7 +390,7 @@ static void expect_error(int code, const char *text)
 	ipc_msg_free(m);
 }
 
-static struct brk_dev *dev(const char *bdf)
+static struct brk_dev_rec *dev(const char *bdf)
 {
 	return brk_registry_find(E.dmn->reg, bdf);
 }
@@ -436,7 +436,7 @@ static void test_daemon_add_replies_when_worker_ready(void **state)
 	assert_int_equal(w->a.generation, 0);
 	assert_true(w->a.allow_mmap);
 	assert_int_equal(w->a.max_dma_mappings, E.cfg->max_dma_mappings);
-	assert_false(((struct dmn_dev *)dev(DEV_A)->priv)->hotplug);
+	assert_false(((struct dmn_assignment *)dev(DEV_A)->priv)->hotplug);
 	/* One container, one group attached, one device handle. */
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_SET_IOMMU), 1);
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_GROUP_SET_CONTAINER), 1);
@@ -454,7 +454,7 @@ static void test_daemon_hotplug_into_running_vm_shares_its_container(void **stat
 	assert_int_equal(dev(DEV_A)->state, BRK_DEV_CONNECTED);
 	/* Hot-plug: a second device for the running VM, without limits of its own. */
 	b = add_ready(DEV_B, "vm1", 0);
-	assert_true(((struct dmn_dev *)dev(DEV_B)->priv)->hotplug);
+	assert_true(((struct dmn_assignment *)dev(DEV_B)->priv)->hotplug);
 	assert_ptr_equal(b->a.dma, a->a.dma);
 	assert_int_equal(b->a.max_dma_mappings, 100);
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_SET_IOMMU), 1);
@@ -545,7 +545,7 @@ static void test_daemon_group_of_other_vm_refused_naming_it(void **state)
  * holder lets go the device can go to another VM. */
 static void test_daemon_removal_revokes_grant_and_names_holder(void **state)
 {
-	struct dmn_dev *dd;
+	struct dmn_assignment *dd;
 	struct brk_worker *w;
 	int gfd;
 
@@ -606,7 +606,7 @@ static void test_daemon_fault_restarts_worker_next_generation(void **state)
 static void test_daemon_store_holds_every_fd_while_its_object_lives(void **state)
 {
 	struct brk_worker *a, *a1, *a2;
-	struct dmn_dev *dd;
+	struct dmn_assignment *dd;
 
 	env_start(3);
 	a = add_ready(DEV_A, "vm1", 0);
@@ -1016,7 +1016,7 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	assert_int_equal(na->pid, a->pid);
 	assert_string_equal(na->a.bdf, DEV_A);
 	/* The DMA table as it was; no map was replayed, the unfinished one was unmapped. */
-	struct brk_dev *nd = brk_registry_find(nx.dmn->reg, DEV_A);
+	struct brk_dev_rec *nd = brk_registry_find(nx.dmn->reg, DEV_A);
 	assert_non_null(nd);
 	assert_int_equal(nd->id, dev(DEV_A)->id);
 	brk_dma_stats(((struct dmn_vm *)nd->vm->priv)->dma, &ds);
@@ -1049,7 +1049,7 @@ static void test_daemon_adopt_pending_unmap_redone_table_without_it(void **state
 	const struct brk_rec_state *st;
 	struct vb_err err = {0};
 	struct brk_worker *a;
-	struct brk_dev *nd;
+	struct brk_dev_rec *nd;
 	struct next nx;
 	unsigned unmaps;
 	int mem;
@@ -1220,7 +1220,7 @@ static void test_daemon_restart_exhausted_stays_faulted_released(void **state)
 	assert_int_equal(E.nworkers, 2);
 	assert_int_equal(dev(DEV_A)->state, BRK_DEV_FAULTED);
 	assert_int_equal(dev(DEV_A)->worker_pid, 0);
-	assert_null(((struct dmn_dev *)dev(DEV_A)->priv)->device);
+	assert_null(((struct dmn_assignment *)dev(DEV_A)->priv)->device);
 	assert_null(dev(DEV_A)->vm->priv);
 	assert_int_equal(dev(DEV_A)->socket_path[0], '\0');
 }
@@ -1360,7 +1360,7 @@ static bool expected_allowed(enum brk_dev_state from, enum brk_dev_state to)
 static void test_daemon_state_every_transition_allowed_or_refused(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 	unsigned allowed = 0;
 
 	assert_int_equal(brk_registry_new(1, 1, &r), 0);
@@ -1395,7 +1395,7 @@ static void test_daemon_state_every_transition_allowed_or_refused(void **state)
 static void test_daemon_state_transitions_logged_at_debug(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 	int level = brk_log_get_level(), saved, fd;
 	char buf[1024] = "";
 

@@ -16,7 +16,7 @@
 static void test_registry_add_same_bdf_twice_refused(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *a, *b = NULL;
+	struct brk_dev_rec *a, *b = NULL;
 	bool created;
 
 	assert_int_equal(brk_registry_new(4, 4, &r), 0);
@@ -35,7 +35,7 @@ static void test_registry_add_same_bdf_twice_refused(void **state)
 static void test_registry_devices_of_one_vm_share_it(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *a, *b;
+	struct brk_dev_rec *a, *b;
 	bool created = true;
 
 	assert_int_equal(brk_registry_new(4, 4, &r), 0);
@@ -66,7 +66,7 @@ static void test_registry_devices_of_one_vm_share_it(void **state)
 static void test_registry_limits_full_refused(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 
 	assert_int_equal(brk_registry_new(1, 2, &r), 0);
 	assert_int_equal(brk_registry_add(r, "0000:00:03.0", "vm1", &d, NULL), 0);
@@ -83,7 +83,7 @@ static void test_registry_limits_full_refused(void **state)
 static void test_registry_bad_names_refused(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 	char longname[BRK_VM_NAME_MAX + 2];
 
 	memset(longname, 'a', sizeof(longname) - 1);
@@ -106,7 +106,7 @@ static void test_registry_bad_names_refused(void **state)
 static void test_registry_lifecycle_normal_path_allowed(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 
 	assert_int_equal(brk_registry_new(4, 4, &r), 0);
 	assert_int_equal(brk_registry_add(r, "0000:00:03.0", "vm1", &d, NULL), 0);
@@ -127,7 +127,7 @@ static void test_registry_lifecycle_normal_path_allowed(void **state)
 static void test_registry_fault_message_kept(void **state)
 {
 	struct brk_registry *r;
-	struct brk_dev *d;
+	struct brk_dev_rec *d;
 	char big[BRK_FAULT_MAX * 2];
 
 	assert_int_equal(brk_registry_new(4, 4, &r), 0);
