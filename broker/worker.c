@@ -555,6 +555,23 @@ static void bw_removal_expired(uv_timer_t *t)
 	w->a.hooks->removal_done(w->a.ctx, false);
 }
 
+/* The worker record of `args`, in `state`, with its own copies of the names `args` points to
+ * (the caller's may not outlive the call). NULL when out of memory. */
+static struct brk_worker *bw_alloc(const struct brk_worker_args *args, enum bw_state state)
+{
+	struct brk_worker *w = calloc(1, sizeof(*w));
+
+	if (!w)
+		return NULL;
+	w->a = *args;
+	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
+	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
+	w->a.bdf = w->bdf;
+	w->a.vm = w->vm;
+	w->state = state;
+	return w;
+}
+
 int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
 		     struct vb_err *err)
 {
@@ -566,15 +583,9 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	struct brk_worker *w;
 	int pidfd = -1, cfd = -1, r;
 
-	w = calloc(1, sizeof(*w));
+	w = bw_alloc(args, W_HANDOFF);
 	if (!w)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	w->a = *args;
-	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
-	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
-	w->a.bdf = w->bdf;
-	w->a.vm = w->vm;
-	w->state = W_HANDOFF;
 	r = brk_spawn_worker(cfg, args->uid, args->gid,
 			     brk_spawn_worker_nofile(bw_vectors(args->dev)), &w->pid, &pidfd, &cfd,
 			     err);
@@ -639,17 +650,11 @@ int brk_worker_adopt(uv_loop_t *loop, const struct brk_worker_args *args, pid_t 
 
 	if (pid <= 0 || pidfd < 0 || chan_fd < 0)
 		return vb_errf(err, -EINVAL, "adopting a worker needs its pid, pidfd and channel");
-	w = calloc(1, sizeof(*w));
-	if (!w)
-		return vb_errf(err, -ENOMEM, "out of memory");
-	w->a = *args;
-	snprintf(w->bdf, sizeof(w->bdf), "%s", args->bdf);
-	snprintf(w->vm, sizeof(w->vm), "%s", args->vm);
-	w->a.bdf = w->bdf;
-	w->a.vm = w->vm;
 	/* It has been serving all along: its requests (some may wait in the channel since before
 	 * the restart) are served at once; `ready` waits for its answer to our first heartbeat. */
-	w->state = W_ACTIVE;
+	w = bw_alloc(args, W_ACTIVE);
+	if (!w)
+		return vb_errf(err, -ENOMEM, "out of memory");
 	w->adopting = true;
 	w->pid = pid;
 	w->pidfd = pidfd;
