@@ -144,16 +144,17 @@ void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
 
 	if (s) {
 		r = ipc_chan_reply(ipc_uv_chan(s->u), call->req, body, NULL, 0);
-		/* A reply larger than one datagram (ListDevices of many devices with long names,
-		 * paths and faults) is the protocol's limit, not the peer's fault: it gets an error
-		 * it can read, and keeps its session. */
+		/* A reply larger than one datagram (an unpaged ListDevices of many devices with
+		 * long names, paths and faults: a client from before paging) is the protocol's
+		 * limit, not the peer's fault: it gets an error it can read, and keeps its
+		 * session. */
 		if (r == -EMSGSIZE) {
 			char msg[200];
 
 			snprintf(
 			    msg, sizeof(msg),
 			    "the reply (%zu bytes) does not fit one control datagram (%u bytes); "
-			    "ask for each device's status instead",
+			    "ask for pages (ListDevices.max_devices) or each device's status",
 			    protobuf_c_message_get_packed_size(body),
 			    ipc_limits_default.max_datagram);
 			brk_warn("control: pid %d uid %u: %s", (int)s->pid, (unsigned)s->uid, msg);
@@ -165,6 +166,11 @@ void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
 			ctl_send_failed(s, r);
 	}
 	ctl_call_finish(call, true);
+}
+
+size_t brk_ctl_reply_room(void)
+{
+	return ipc_limits_default.max_datagram - IPC_HDR_SIZE;
 }
 
 static void ctl_send_error(struct ctl_sess *s, const struct ipc_msg *req, int err, const char *msg)
@@ -258,7 +264,17 @@ static int ctl_remove_device(struct ctl_sess *s, struct brk_ctl_call *call)
 
 static int ctl_list_devices(struct ctl_sess *s, struct brk_ctl_call *call)
 {
-	return s->ctl->cfg.ops->list_devices(s->ctl->cfg.ctx, call);
+	const Vb__Ctl__ListDevices *req = (const Vb__Ctl__ListDevices *)call->req->body;
+
+	/* The cursor is compared with BDFs as a string: only a canonical one orders like them. */
+	if (req->after && req->after[0] && vb_bdf_parse(req->after, VB_BDF_STRICT, NULL) < 0) {
+		brk_ctl_call_set_message(call,
+					 "after: '%.32s' is not a canonical PCI address "
+					 "(dddd:bb:dd.f, lower-case hex) nor empty",
+					 req->after);
+		return -EINVAL;
+	}
+	return s->ctl->cfg.ops->list_devices(s->ctl->cfg.ctx, req, call);
 }
 
 static int ctl_device_status(struct ctl_sess *s, struct brk_ctl_call *call)

@@ -39,7 +39,8 @@ struct brk_ctl_ops {
 	int (*add_device)(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_ctl_call *call);
 	int (*remove_device)(void *ctx, const Vb__Ctl__RemoveDevice *req,
 			     struct brk_ctl_call *call);
-	int (*list_devices)(void *ctx, struct brk_ctl_call *call);
+	/* `req->after` is empty or canonical. */
+	int (*list_devices)(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call);
 	int (*device_status)(void *ctx, const char *bdf, struct brk_ctl_call *call);
 	/* Appends the daemon's own Prometheus lines; control appends the request metrics. */
 	int (*metrics)(void *ctx, FILE *out);
@@ -74,6 +75,9 @@ void brk_ctl_call_error(struct brk_ctl_call *call, int err, const char *fmt, ...
     __attribute__((format(printf, 3, 4)));
 void brk_ctl_call_set_message(struct brk_ctl_call *call, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+/* The largest reply body one control datagram carries: a reply that could grow past it (a page
+ * of ListDevices) stops short of it. */
+size_t brk_ctl_reply_room(void);
 /* The peer of the call (for logs), uid -1 once the session is gone. */
 uid_t brk_ctl_call_uid(const struct brk_ctl_call *call);
 

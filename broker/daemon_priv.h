@@ -131,7 +131,7 @@ void brk_daemon__worker_free(struct dmn_assignment *dd);
 void brk_daemon__finish_removal(struct dmn_assignment *dd);
 
 /* daemon_status.c */
-int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call);
+int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call);
 int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);
 int brk_daemon__metrics(void *ctx, FILE *out);
 

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base.h"
 #include "daemon_priv.h"
 #include "irq.h"
 #include "metrics.h"
@@ -77,28 +78,69 @@ int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *c
 	return 0;
 }
 
-int brk_daemon__list_devices(void *ctx, struct brk_ctl_call *call)
+static int dmn_bdf_cmp(const void *a, const void *b)
+{
+	const struct brk_dev_rec *const *x = a, *const *y = b;
+
+	return strcmp((*x)->bdf, (*y)->bdf);
+}
+
+/* What one field of `len` bytes adds to a message: a one-byte tag (fields 1 and 2), its length as
+ * a varint, and the bytes. */
+static size_t dmn_pb_field_size(size_t len)
+{
+	size_t n = 2;
+
+	for (size_t v = len; v >= 0x80; v >>= 7)
+		n++;
+	return n + len;
+}
+
+/*
+ * A page: the devices after `req->after` in BDF order (canonical BDFs order as strings), at most
+ * `req->max_devices`, and no more than fit one datagram with the `next` cursor; at least one when
+ * any is left (a status is at most about 720 bytes). The cursor is a BDF, not a position, so a
+ * device removed between two pages moves nothing; one added meanwhile below the cursor is in the
+ * next full listing. max_devices 0 is a client from before paging: everything, and control.c
+ * answers EMSGSIZE when that does not fit.
+ */
+int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
 	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
-	uint32_t n = brk_registry_ndevices(dmn->reg), i = 0;
-	struct dmn_status_buf *bufs = calloc(n ? n : 1, sizeof(*bufs));
-	Vb__Ctl__DeviceStatus **list = calloc(n ? n : 1, sizeof(*list));
+	const char *after = req->after ? req->after : "";
+	uint32_t total = brk_registry_ndevices(dmn->reg), n = 0, want, i;
+	size_t room = brk_ctl_reply_room() - dmn_pb_field_size(VB_BDF_LEN - 1), used = 0;
+	_cleanup_free_ struct brk_dev_rec **devs = calloc(total ? total : 1, sizeof(*devs));
+	_cleanup_free_ struct dmn_status_buf *bufs = NULL;
+	_cleanup_free_ Vb__Ctl__DeviceStatus **list = NULL;
 
-	if (!bufs || !list) {
-		free(bufs);
-		free(list);
+	if (!devs)
 		return -ENOMEM;
-	}
-	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && i < n; d = d->next, i++) {
-		dmn_fill_status(d, &bufs[i]);
+	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && n < total; d = d->next)
+		if (strcmp(d->bdf, after) > 0)
+			devs[n++] = d;
+	qsort(devs, n, sizeof(*devs), dmn_bdf_cmp);
+	want = req->max_devices && req->max_devices < n ? req->max_devices : n;
+	bufs = calloc(want ? want : 1, sizeof(*bufs));
+	list = calloc(want ? want : 1, sizeof(*list));
+	if (!bufs || !list)
+		return -ENOMEM;
+	for (i = 0; i < want; i++) {
+		size_t sz;
+
+		dmn_fill_status(devs[i], &bufs[i]);
+		sz = dmn_pb_field_size(protobuf_c_message_get_packed_size(&bufs[i].st.base));
+		if (req->max_devices && i > 0 && used + sz > room)
+			break;
+		used += sz;
 		list[i] = &bufs[i].st;
 	}
 	rep.devices = list;
 	rep.n_devices = i;
+	if (req->max_devices && i < n)
+		rep.next = (char *)devs[i - 1]->bdf;
 	brk_ctl_call_reply(call, &rep.base);
-	free(list);
-	free(bufs);
 	return 0;
 }
 

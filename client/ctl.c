@@ -21,6 +21,10 @@
 
 /* A broker-side removal waits for the VMM this long when the request names no timeout. */
 #define REMOVE_DEFAULT_GRACE_MS 30000
+/* Devices asked for per ListDevices page: 64 of the largest statuses (about 720 bytes each) fit
+ * one control datagram, and at a broker's 128 or 256 devices each request stays a fraction of
+ * the whole list (the broker serves other requests between the pages). */
+#define CTL_LIST_PAGE 64
 
 struct vfb_ctl {
 	struct vfb__conn conn;
@@ -282,32 +286,70 @@ int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device *
 	return 0;
 }
 
-int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n)
+/* Appends one ListDevices page to *list (n devices so far); *after becomes the page's cursor, ""
+ * after the last page. -EPROTO for a cursor that does not move forward (a broker that would
+ * keep the loop going). */
+static int ctl_list_page(struct vfb_ctl *ctl, char *after, size_t after_size,
+			 struct vfb_ctl_device **list, size_t *n)
 {
 	Vb__Ctl__ListDevices pb = VB__CTL__LIST_DEVICES__INIT;
 	const Vb__Ctl__ListDevicesReply *rep;
-	struct vfb_ctl_device *list;
+	struct vfb_ctl_device *grown;
 	struct ipc_msg *m;
-	size_t n = 0;
 	int r;
 
-	if (!ret || !ret_n)
-		return -EINVAL;
+	pb.after = after;
+	pb.max_devices = CTL_LIST_PAGE;
 	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__LIST_DEVICES, &pb.base, NULL, 0, 0, &m);
 	if (r < 0)
 		return r;
 	rep = (const Vb__Ctl__ListDevicesReply *)m->body;
 	/* One spare element so that an empty list is still a pointer the caller may free. */
-	list = calloc(rep->n_devices + 1, sizeof(*list));
-	if (!list)
-		r = -ENOMEM;
-	for (; r == 0 && n < rep->n_devices; n++)
-		r = device_from_pb(rep->devices[n], &list[n]);
+	grown = realloc(*list, (*n + rep->n_devices + 1) * sizeof(*grown));
+	if (!grown) {
+		ipc_msg_free(m);
+		return -ENOMEM;
+	}
+	*list = grown;
+	memset(&grown[*n], 0, (rep->n_devices + 1) * sizeof(*grown));
+	/* A device that failed half-way is counted: the caller's free clears what it got. */
+	for (size_t i = 0; r == 0 && i < rep->n_devices; i++, (*n)++)
+		r = device_from_pb(rep->devices[i], &grown[*n]);
+	if (r == 0 && rep->next && rep->next[0]) {
+		if (!rep->n_devices || strlen(rep->next) >= after_size ||
+		    strcmp(rep->next, after) <= 0)
+			r = -EPROTO;
+		else
+			snprintf(after, after_size, "%s", rep->next);
+	} else if (r == 0) {
+		after[0] = '\0';
+	}
 	ipc_msg_free(m);
+	return r;
+}
+
+int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n)
+{
+	struct vfb_ctl_device *list = NULL;
+	char after[32] = "";
+	size_t n = 0;
+	int r;
+
+	if (!ret || !ret_n)
+		return -EINVAL;
+	/* Every page, each from where the last ended. A broker from before paging ignores the
+	 * fields and answers everything at once without a cursor: one page. */
+	do {
+		r = ctl_list_page(ctl, after, sizeof(after), &list, &n);
+	} while (r == 0 && after[0]);
 	if (r < 0) {
 		vfb_ctl_device_list_free(list, n);
 		return r;
 	}
+	if (!list)
+		list = calloc(1, sizeof(*list));
+	if (!list)
+		return -ENOMEM;
 	*ret = list;
 	*ret_n = n;
 	return 0;

@@ -55,6 +55,12 @@ struct fake {
 	char rm_bdf[32];
 	uint32_t rm_timeout;
 	bool rm_force;
+	/* ListDevices: 0 answers as a broker from before paging (two devices, no cursor); else a
+	 * paging broker with this many devices, 0000:NN:00.0 ... */
+	unsigned paged_n;
+	bool paged_stuck; /* ... whose cursor never moves past the first device */
+	unsigned list_pages;
+	uint32_t list_max; /* max_devices of the last ListDevices */
 };
 
 #define DEFAULT_METRICS                                                      \
@@ -122,6 +128,43 @@ static void reply_list(struct ipc_chan *c, struct ipc_msg *m)
 	ipc_chan_reply(c, m, &rep.base, NULL, 0);
 }
 
+/* A paging broker: the devices after `after`, at most `max` (0: all), `next` when more follow. */
+static void reply_list_page(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
+{
+	const Vb__Ctl__ListDevices *rq = (const void *)m->body;
+	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
+	Vb__Ctl__DeviceStatus st[256], *devs[256];
+	char bdf[256][24];
+	unsigned first = 0, n = 0;
+
+	assert_true(f->paged_n <= 256);
+	f->list_pages++;
+	f->list_max = rq->max_devices;
+	while (first < f->paged_n && rq->after[0]) {
+		snprintf(bdf[first], sizeof(bdf[first]), "0000:%02x:00.0", first);
+		if (strcmp(bdf[first], rq->after) > 0)
+			break;
+		first++;
+	}
+	for (unsigned i = first; i < f->paged_n && (!rq->max_devices || n < rq->max_devices);
+	     i++, n++) {
+		vb__ctl__device_status__init(&st[n]);
+		snprintf(bdf[i], sizeof(bdf[i]), "0000:%02x:00.0", i);
+		st[n].bdf = bdf[i];
+		st[n].vm = "web1";
+		st[n].state = VB__CTL__DEVICE_STATE__STATE_READY;
+		st[n].socket_path = "/s/a";
+		devs[n] = &st[n];
+	}
+	rep.n_devices = n;
+	rep.devices = devs;
+	if (f->paged_stuck && n)
+		rep.next = bdf[0];
+	else if (first + n < f->paged_n)
+		rep.next = bdf[first + n - 1];
+	ipc_chan_reply(c, m, &rep.base, NULL, 0);
+}
+
 static void send_events(struct ipc_chan *c)
 {
 	Vb__Ctl__Event ev = VB__CTL__EVENT__INIT;
@@ -178,7 +221,10 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 		break;
 	}
 	case VB__CTL__TYPE__LIST_DEVICES:
-		reply_list(c, m);
+		if (f->paged_n)
+			reply_list_page(f, c, m);
+		else
+			reply_list(c, m);
 		break;
 	case VB__CTL__TYPE__DEVICE_STATUS: {
 		const Vb__Ctl__DeviceStatusRequest *rq = (const void *)m->body;
@@ -930,6 +976,47 @@ static void test_ctl_lib_list_and_events_without_cli(void **state)
 	vfb_ctl_close(ctl);
 }
 
+/* 150 devices do not come in one page: the library asks for pages of 64 and follows the cursor
+ * until the broker says nothing follows; vfio-brokerctl list shows all of them. */
+static void test_ctl_list_paged_every_page_fetched(void **state)
+{
+	struct fake *f = *state;
+	struct vfb_ctl_device *list = NULL;
+	struct vfb_ctl *ctl = NULL;
+	struct result r;
+	size_t n = 0;
+
+	f->paged_n = 150;
+	f->list_pages = 0;
+	assert_int_equal(vfb_ctl_connect(f->path, 0, &ctl), 0);
+	assert_int_equal(vfb_ctl_list(ctl, &list, &n), 0);
+	assert_int_equal(f->list_pages, 3);
+	assert_int_equal(f->list_max, 64);
+	assert_int_equal(n, 150);
+	for (size_t i = 0; i < n; i++) {
+		char want[24];
+
+		snprintf(want, sizeof(want), "0000:%02x:00.0", (unsigned)i);
+		assert_string_equal(list[i].bdf, want);
+	}
+	vfb_ctl_device_list_free(list, n);
+	/* A broker whose cursor stands still would keep a client asking forever. */
+	f->paged_stuck = true;
+	assert_int_equal(vfb_ctl_list(ctl, &list, &n), -EPROTO);
+	f->paged_stuck = false;
+	vfb_ctl_close(ctl);
+
+	f->paged_n = 70;
+	f->list_pages = 0;
+	CLI(&r, "--socket", f->path, "list");
+	f->paged_n = 0;
+	assert_int_equal(r.code, 0);
+	assert_int_equal(f->list_pages, 2);
+	assert_non_null(strstr(r.out, "0000:00:00.0"));
+	assert_non_null(strstr(r.out, "0000:45:00.0")); /* the 70th */
+	assert_null(strstr(r.out, "0000:46:00.0"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -952,6 +1039,7 @@ int main(void)
 	    cmocka_unit_test(test_ctl_events_stream_until_sigterm),
 	    cmocka_unit_test(test_ctl_help_documents_every_command),
 	    cmocka_unit_test(test_ctl_lib_list_and_events_without_cli),
+	    cmocka_unit_test(test_ctl_list_paged_every_page_fetched),
 	};
 
 	return cmocka_run_group_tests(tests, fake_setup, fake_teardown);

@@ -77,7 +77,7 @@ static int fake_remove(void *ctx, const Vb__Ctl__RemoveDevice *req, struct brk_c
 	return 0;
 }
 
-static int fake_list(void *ctx, struct brk_ctl_call *call)
+static int fake_list(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call)
 {
 	struct fake *f = ctx;
 	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
@@ -87,6 +87,7 @@ static int fake_list(void *ctx, struct brk_ctl_call *call)
 
 	assert_non_null(st);
 	assert_non_null(list);
+	(void)req;
 	memset(name, 'v', sizeof(name) - 1);
 	name[sizeof(name) - 1] = '\0';
 	memset(path, 'p', sizeof(path) - 1);
@@ -419,6 +420,7 @@ static void test_control_bad_bdf_refused_before_daemon(void **state)
 {
 	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
 	Vb__Ctl__DeviceStatusRequest st = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
+	Vb__Ctl__ListDevices ls = VB__CTL__LIST_DEVICES__INIT;
 	struct env e;
 
 	env_start(&e, getuid(), false, 0);
@@ -440,8 +442,14 @@ static void test_control_bad_bdf_refused_before_daemon(void **state)
 	st.bdf = "";
 	send_req(&e, VB__CTL__TYPE__DEVICE_STATUS, &st.base);
 	expect_error(&e, EINVAL, "is not a canonical PCI address");
+	/* ListDevices' cursor is compared with BDFs as a string: only canonical ones order. */
+	ls.after = "0000:00:0A.0";
+	ls.max_devices = 4;
+	send_req(&e, VB__CTL__TYPE__LIST_DEVICES, &ls.base);
+	expect_error(&e, EINVAL, "after: '0000:00:0A.0' is not a canonical PCI address");
 	assert_int_equal(e.fake.adds, 0);
 	assert_int_equal(e.fake.statuses, 0);
+	assert_int_equal(e.fake.lists, 0);
 	/* The session survives bad arguments. */
 	list(&e);
 	expect_reply(&e, NULL);

@@ -1338,6 +1338,150 @@ static void test_daemon_removed_while_starting_ignores_late_ready(void **state)
 
 /* Written out again here, from the lifecycle as documented, so that the table in registry.c is
  * checked against an independent statement of it rather than against itself. */
+/* ---- ListDevices pages -------------------------------------------------------------------------
+ */
+
+static const Vb__Ctl__ListDevicesReply *list_page(const char *after, uint32_t max,
+						  struct ipc_msg **m)
+{
+	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
+	uint32_t id;
+
+	req.after = (char *)after;
+	req.max_devices = max;
+	assert_int_equal(
+	    ipc_chan_request(E.client, VB__CTL__TYPE__LIST_DEVICES, &req.base, NULL, 0, &id), 0);
+	*m = expect_reply();
+	return (const Vb__Ctl__ListDevicesReply *)(*m)->body;
+}
+
+/* Pages come in BDF order (not the order of AddDevice), the cursor is a BDF that need not be
+ * assigned, and a request without the paging fields (a client from before them) gets every
+ * device in one reply without a cursor. */
+static void test_daemon_list_pages_in_bdf_order_cursor_any_bdf(void **state)
+{
+	const Vb__Ctl__ListDevicesReply *rep;
+	struct ipc_msg *m;
+
+	env_start(3);
+	add_ready(DEV_A, "vm1", 0);
+	add_ready(DEV_B, "vm2", 0);
+	add_ready(DEV_A1, "vm1", 0);
+	rep = list_page("", 2, &m);
+	assert_int_equal(rep->n_devices, 2);
+	assert_string_equal(rep->devices[0]->bdf, DEV_A);
+	assert_string_equal(rep->devices[1]->bdf, DEV_A1);
+	assert_string_equal(rep->devices[1]->vm, "vm1");
+	assert_string_equal(rep->next, DEV_A1);
+	ipc_msg_free(m);
+	rep = list_page(DEV_A1, 2, &m);
+	assert_int_equal(rep->n_devices, 1);
+	assert_string_equal(rep->devices[0]->bdf, DEV_B);
+	assert_string_equal(rep->next, "");
+	ipc_msg_free(m);
+	/* A cursor whose device went away (DEV_A2 was never assigned) still says where to go on. */
+	rep = list_page(DEV_A2, 2, &m);
+	assert_int_equal(rep->n_devices, 1);
+	assert_string_equal(rep->devices[0]->bdf, DEV_B);
+	ipc_msg_free(m);
+	rep = list_page(DEV_B, 2, &m);
+	assert_int_equal(rep->n_devices, 0);
+	assert_string_equal(rep->next, "");
+	ipc_msg_free(m);
+	rep = list_page("", 0, &m);
+	assert_int_equal(rep->n_devices, 3);
+	assert_string_equal(rep->devices[2]->bdf, DEV_B);
+	assert_string_equal(rep->next, "");
+	ipc_msg_free(m);
+}
+
+/* Devices as the daemon keeps a faulted one (its VFIO objects given back), with everything a
+ * status carries at its longest: about 560 bytes each on the wire. */
+#define MANY_DEVICES 200
+
+static void add_faulted_records(void)
+{
+	char vm[BRK_VM_NAME_MAX + 1];
+
+	memset(vm, 'v', BRK_VM_NAME_MAX);
+	vm[BRK_VM_NAME_MAX] = '\0';
+	/* Added from the highest BDF down: the pages must sort them. */
+	for (int i = MANY_DEVICES - 1; i >= 0; i--) {
+		struct dmn_assignment *dd = calloc(1, sizeof(*dd));
+		char bdf[VB_BDF_LEN + 8];
+		struct brk_dev_rec *d;
+
+		assert_non_null(dd);
+		snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.0", (unsigned)(i / 32 + 1),
+			 (unsigned)(i % 32));
+		assert_int_equal(brk_registry_add(E.dmn->reg, bdf, vm, &d, NULL), 0);
+		dd->dmn = E.dmn;
+		dd->rec = d;
+		dd->vmm_fd = dd->vfu_fd = -1;
+		d->priv = dd;
+		memset(d->socket_path, 'p', sizeof(d->socket_path) - 1);
+		memset(d->vfu_socket_path, 'u', sizeof(d->vfu_socket_path) - 1);
+		brk_dev_set_fault(d, "%0*d", BRK_FAULT_MAX - 1, i);
+		assert_int_equal(brk_dev_set_state(d, BRK_DEV_READY), 0);
+		assert_int_equal(brk_dev_set_state(d, BRK_DEV_FAILING), 0);
+		assert_int_equal(brk_dev_set_state(d, BRK_DEV_FAULTED), 0);
+	}
+}
+
+static void drop_faulted_records(void)
+{
+	struct brk_dev_rec *d;
+
+	while ((d = brk_registry_first(E.dmn->reg))) {
+		struct brk_vm *vm = d->vm;
+
+		free(d->priv);
+		brk_registry_remove(E.dmn->reg, d);
+		if (!vm->ndevices)
+			assert_int_equal(brk_registry_drop_vm(E.dmn->reg, vm), 0);
+	}
+}
+
+/* 200 statuses of about 560 bytes are 110 KB, more than one 64 KiB datagram: an unpaged request
+ * is refused EMSGSIZE (the session goes on), a paged one with no useful limit (max 4096) gets
+ * pages cut to fit, which together are every device once, in order. */
+static void test_daemon_list_more_than_a_datagram_paged_to_fit(void **state)
+{
+	const Vb__Ctl__ListDevicesReply *rep;
+	char after[VB_BDF_LEN] = "", last[VB_BDF_LEN] = "";
+	unsigned seen = 0, pages = 0;
+	struct ipc_msg *m;
+	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
+	uint32_t id;
+
+	env_start(3);
+	add_faulted_records();
+	assert_int_equal(
+	    ipc_chan_request(E.client, VB__CTL__TYPE__LIST_DEVICES, &req.base, NULL, 0, &id), 0);
+	expect_error(-EMSGSIZE, "ask for pages (ListDevices.max_devices)");
+	do {
+		rep = list_page(after, 4096, &m);
+		assert_true(rep->n_devices > 0);
+		assert_true(protobuf_c_message_get_packed_size(&rep->base) <=
+			    ipc_limits_default.max_datagram - IPC_HDR_SIZE);
+		for (size_t i = 0; i < rep->n_devices; i++, seen++) {
+			assert_true(strcmp(rep->devices[i]->bdf, last) > 0);
+			snprintf(last, sizeof(last), "%s", rep->devices[i]->bdf);
+			assert_int_equal(strlen(rep->devices[i]->last_fault), BRK_FAULT_MAX - 1);
+			assert_int_equal(rep->devices[i]->state,
+					 VB__CTL__DEVICE_STATE__STATE_FAULTED);
+		}
+		if (rep->next[0])
+			assert_string_equal(rep->next, last);
+		snprintf(after, sizeof(after), "%s", rep->next);
+		pages++;
+		ipc_msg_free(m);
+	} while (after[0]);
+	assert_int_equal(seen, MANY_DEVICES);
+	assert_int_equal(pages, 2);
+	drop_faulted_records();
+}
+
 static bool expected_allowed(enum brk_dev_state from, enum brk_dev_state to)
 {
 	static const char *const pairs[] = {
@@ -1425,6 +1569,8 @@ static void test_daemon_state_transitions_logged_at_debug(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test_teardown(test_daemon_list_pages_in_bdf_order_cursor_any_bdf, teardown),
+	    cmocka_unit_test_teardown(test_daemon_list_more_than_a_datagram_paged_to_fit, teardown),
 	    cmocka_unit_test_teardown(test_daemon_add_replies_when_worker_ready, teardown),
 	    cmocka_unit_test_teardown(test_daemon_hotplug_into_running_vm_shares_its_container,
 				      teardown),

@@ -67,7 +67,8 @@ const struct ctl_cmd ctl_cmds[] = {
 	"    group, the VM's DMA mappings and pinned memory, worker restarts, the\n"
 	"    protocol served and the worker's VMM socket (the native one when both are\n"
 	"    served). States: starting, ready (no VMM connected), connected,\n"
-	"    removing, faulted (the worker died or hung; see `status`).\n",
+	"    removing, faulted (the worker died or hung; see `status`). In PCI\n"
+	"    address order, fetched a page of 64 devices at a time: any number fits.\n",
     },
     {
 	"status",

@@ -438,8 +438,11 @@ struct vfb_ctl_device {
 VFB_EXPORT int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device **ret);
 VFB_EXPORT void vfb_ctl_device_free(struct vfb_ctl_device *d);
 
-/* Every assigned device (ListDevices): *ret is an array of *ret_n devices, freed with
- * vfb_ctl_device_list_free(*ret, *ret_n). Errors: -ENOMEM, request errors. */
+/* Every assigned device (ListDevices), in BDF order: *ret is an array of *ret_n devices, freed
+ * with vfb_ctl_device_list_free(*ret, *ret_n). Asks for a page at a time (64 devices) until the
+ * broker says no device follows, so any number fits; a device added or removed meanwhile may
+ * or may not be listed. Errors: -ENOMEM, -EPROTO (a page cursor that does not move forward),
+ * request errors. */
 VFB_EXPORT int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n);
 VFB_EXPORT void vfb_ctl_device_list_free(struct vfb_ctl_device *list, size_t n);
 
