@@ -29,6 +29,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <vfiobroker/client.h>
@@ -580,22 +581,40 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 }
 
 /* Control requests as an operator's tools make them, one at a time, each timed: DeviceStatus of
- * one device and ListDevices. Prints "ctl OP p50 p99 max bytes" lines (ms; bytes: ListDevices'
- * device count) for guest_bench.py, which compares them at 1 and at 128 devices. */
+ * one device, ListDevices (every page), and, as what the guest's scheduling alone costs, a raw
+ * SOCK_SEQPACKET round trip of DeviceStatus's sizes with a forked echo process, made in the same
+ * rounds. Prints "ctl OP p50 p99 max devices" lines (ms; devices: ListDevices' count) for
+ * guest_bench.py, which compares them at 1 and at 128 devices. */
+#define CTL_STATUS_REQ_BYTES 34	 /* header 20 + the BDF field */
+#define CTL_STATUS_REP_BYTES 180 /* header 20 + an edu's status with its socket path */
+
+static int ctl_raw_round_trip(int fd)
+{
+	char buf[BENCH_ECHO_MAX] = {0};
+
+	if (send(fd, buf, CTL_STATUS_REQ_BYTES, MSG_NOSIGNAL) < 0)
+		return -errno;
+	return recv(fd, buf, sizeof(buf), 0) == CTL_STATUS_REP_BYTES ? 0 : -EPROTO;
+}
+
 static int cmd_ctl_latency(const char *ctlsock, const char *bdf)
 {
 	unsigned n = env_rounds("VB_BENCH_CTL_ROUNDS", 200);
 	double *st = calloc(n, sizeof(double)), *ls = calloc(n, sizeof(double));
+	double *rw = calloc(n, sizeof(double));
 	struct vfb_ctl_device *dev, *list;
-	struct bench_stats a, b;
+	struct bench_stats a, b, c;
 	struct vfb_ctl *ctl = NULL;
 	size_t ndev = 0;
-	int r = st && ls ? 0 : -ENOMEM;
+	int r = st && ls && rw ? 0 : -ENOMEM, echo = -1;
+	pid_t echo_pid = 0;
 
+	if (r == 0)
+		r = bench_echo_start(CTL_STATUS_REP_BYTES, &echo, &echo_pid);
 	if (r == 0)
 		r = vfb_ctl_connect(ctlsock, 0, &ctl);
 	for (unsigned i = 0; r == 0 && i < n; i++) {
-		uint64_t t0 = bench_now_ns(), t1;
+		uint64_t t0 = bench_now_ns(), t1, t2;
 
 		r = vfb_ctl_status(ctl, bdf, &dev);
 		t1 = bench_now_ns();
@@ -603,10 +622,14 @@ static int cmd_ctl_latency(const char *ctlsock, const char *bdf)
 			break;
 		vfb_ctl_device_free(dev);
 		r = vfb_ctl_list(ctl, &list, &ndev);
+		t2 = bench_now_ns();
+		if (r < 0)
+			break;
+		vfb_ctl_device_list_free(list, ndev);
+		r = ctl_raw_round_trip(echo);
 		st[i] = (double)(t1 - t0) / 1e6;
-		ls[i] = (double)(bench_now_ns() - t1) / 1e6;
-		if (r == 0)
-			vfb_ctl_device_list_free(list, ndev);
+		ls[i] = (double)(t2 - t1) / 1e6;
+		rw[i] = (double)(bench_now_ns() - t2) / 1e6;
 	}
 	if (r < 0) {
 		fprintf(stderr, "bench_guest ctl: %s (%s)\n", strerror(-r),
@@ -614,12 +637,17 @@ static int cmd_ctl_latency(const char *ctlsock, const char *bdf)
 	} else {
 		bench_stats_of(st, n, &a);
 		bench_stats_of(ls, n, &b);
+		bench_stats_of(rw, n, &c);
 		printf("ctl status %.4f %.4f %.4f %zu\n", a.median, a.p99, st[n - 1], ndev);
 		printf("ctl list %.4f %.4f %.4f %zu\n", b.median, b.p99, ls[n - 1], ndev);
+		printf("ctl raw %.4f %.4f %.4f %zu\n", c.median, c.p99, rw[n - 1], ndev);
 	}
 	vfb_ctl_close(ctl);
+	if (echo >= 0)
+		bench_echo_stop(echo, echo_pid);
 	free(st);
 	free(ls);
+	free(rw);
 	return r < 0;
 }
 
