@@ -50,10 +50,12 @@ static const char *index_name(bool pci, uint32_t index)
 	return "IRQ";
 }
 
+VB_DEFINE_CLEANUP(struct brk_irqs, brk_irqs_free);
+
 int brk_irqs_new(const struct brk_sys *sys, int device_fd, bool pci,
 		 const struct brk_irq_info *infos, uint32_t n, struct brk_irqs **ret)
 {
-	struct brk_irqs *s;
+	_cleanup_(brk_irqs_freep) struct brk_irqs *s = NULL;
 	uint32_t i;
 
 	if (n > BRK_DEVICE_MAX_IRQS)
@@ -68,22 +70,18 @@ int brk_irqs_new(const struct brk_sys *sys, int device_fd, bool pci,
 	s->sys = sys ? sys : &brk_sys_real;
 	s->fd = device_fd;
 	s->pci = pci;
-	s->n = n;
 	s->idx = calloc(n ? n : 1, sizeof(*s->idx));
-	if (!s->idx) {
-		free(s);
+	if (!s->idx)
 		return -ENOMEM;
-	}
+	s->n = n;
 	for (i = 0; i < n; i++) {
 		s->idx[i].info = infos[i];
 		s->idx[i].info.index = i;
 		s->idx[i].trig = calloc(infos[i].count ? infos[i].count : 1, 1);
-		if (!s->idx[i].trig) {
-			brk_irqs_free(s);
+		if (!s->idx[i].trig)
 			return -ENOMEM;
-		}
 	}
-	*ret = s;
+	*ret = TAKE_PTR(s);
 	return 0;
 }
 
@@ -196,8 +194,8 @@ static int check_state(const struct brk_irqs *s, const struct irq_index *x,
 
 static int issue(struct brk_irqs *s, const struct brk_irq_req *q)
 {
+	_cleanup_free_ struct vfio_irq_set *set = NULL;
 	size_t dlen = 0;
-	struct vfio_irq_set *set;
 	int r;
 
 	if (q->data == VFIO_IRQ_SET_DATA_EVENTFD)
@@ -222,7 +220,6 @@ static int issue(struct brk_irqs *s, const struct brk_irq_req *q)
 		memcpy(set->data, q->bools, dlen);
 	}
 	r = s->sys->ioctl(s->sys->ctx, s->fd, VFIO_DEVICE_SET_IRQS, set);
-	free(set);
 	return r < 0 ? r : 0;
 }
 

@@ -497,10 +497,12 @@ static void report_caps(const struct brk_caps_outcome *caps)
  * containers refuse the user namespace): one line now rather than a clone3 error per device. */
 static void report_sandbox(void)
 {
-	char why[256];
+	struct vb_err err = {0};
+	int r = sbx_userns_probe(&err);
 
-	if (sbx_userns_probe(why, sizeof(why)) < 0)
-		brk_warn("cannot sandbox workers, so every AddDevice will fail: %s", why);
+	if (r < 0)
+		brk_warn("cannot sandbox workers, so every AddDevice will fail: %s",
+			 vb_err_msg(&err, r));
 }
 
 static int run(const struct opts *o, const struct brk_config *cfg, struct run_state *rs)

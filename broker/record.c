@@ -156,7 +156,7 @@ static int64_t replay(struct brk_rec_state *st, const uint8_t *p, uint64_t len, 
 static int parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret, struct rec_pos *pos,
 		 struct vb_err *err)
 {
-	struct brk_rec_state *st;
+	_cleanup_(brk_rec_state_freep) struct brk_rec_state *st = NULL;
 	struct slot_info si = {0};
 	int64_t used;
 	int r;
@@ -172,16 +172,14 @@ static int parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret, str
 	if (used >= 0)
 		used = replay(st, buf + si.off + si.snap_len, si.jrn_cap, false, si.gen, &pos->seq,
 			      err);
-	if (used < 0) {
-		brk_rec_state_free(st);
+	if (used < 0)
 		return (int)used;
-	}
 	pos->gen = si.gen;
 	pos->region_off = si.off;
 	pos->snap_len = si.snap_len;
 	pos->jrn_cap = si.jrn_cap;
 	pos->jrn_used = (uint64_t)used;
-	*ret = st;
+	*ret = TAKE_PTR(st);
 	return 0;
 }
 
@@ -198,8 +196,8 @@ int brk_record_parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret,
 /* The whole file, read (not mapped: a file another process may truncate must not fault us). */
 static int read_all(int fd, uint8_t **ret, size_t *ret_len, struct vb_err *err)
 {
+	_cleanup_free_ uint8_t *buf = NULL;
 	struct stat s;
-	uint8_t *buf;
 	size_t off = 0;
 	ssize_t n;
 
@@ -215,15 +213,13 @@ static int read_all(int fd, uint8_t **ret, size_t *ret_len, struct vb_err *err)
 		return vb_errf(err, -ENOMEM, "out of memory");
 	while (off < (size_t)s.st_size) {
 		n = pread(fd, buf + off, (size_t)s.st_size - off, (off_t)off);
-		if (n <= 0) {
-			free(buf);
-			return n == 0 ? vb_errf(err, -EBADMSG, "state record: shrank while read")
-				      : vb_errf(err, -errno, "state record: read: %s",
-						strerror(errno));
-		}
+		if (n < 0)
+			return vb_errf(err, -errno, "state record: read: %s", strerror(errno));
+		if (n == 0)
+			return vb_errf(err, -EBADMSG, "state record: shrank while read");
 		off += (size_t)n;
 	}
-	*ret = buf;
+	*ret = TAKE_PTR(buf);
 	*ret_len = off;
 	return 0;
 }
@@ -288,25 +284,21 @@ static void clear(struct brk_record *rec, uint64_t off, uint64_t len)
  * touched until the flip, which is the last store. */
 static int compact(struct brk_record *rec)
 {
-	struct rec_buf snap = {0};
+	_cleanup_(rec_buf_free) struct rec_buf snap = {0};
 	uint64_t count, off, jrn_cap, region, live_end;
 	uint8_t slot[REC_SLOT_LEN] = {0};
 	int r;
 
 	rec_enc_snapshot(rec->st, rec->gen + 1, &snap, &count);
-	if (snap.oom) {
-		rec_buf_free(&snap);
+	if (snap.oom)
 		return -ENOMEM;
-	}
 	region = round_page(snap.len + (snap.len > REC_JRN_MIN ? snap.len : REC_JRN_MIN));
 	jrn_cap = region - snap.len;
 	live_end = round_page(rec->region_off + rec->snap_len + rec->jrn_cap);
 	off = rec->gen == 0 || REC_PAGE + region <= rec->region_off ? REC_PAGE : live_end;
 	r = grow(rec, off + region);
-	if (r < 0) {
-		rec_buf_free(&snap);
+	if (r < 0)
 		return r;
-	}
 	memcpy(rec->base + off, snap.p, snap.len);
 	/* Old regions' bytes never pass as entries of this generation, whatever they say: even
 	 * text that reached the record (a fault message) laid out as an entry cannot. */
@@ -327,7 +319,6 @@ static int compact(struct brk_record *rec)
 	rec->jrn_used = 0;
 	rec->seq = count;
 	rec->compactions++;
-	rec_buf_free(&snap);
 	return 0;
 }
 

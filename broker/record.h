@@ -155,6 +155,7 @@ int brk_record_load(int fd, struct brk_rec_state **ret, struct vb_err *err);
 int brk_record_parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret,
 		     struct vb_err *err);
 void brk_rec_state_free(struct brk_rec_state *st);
+VB_DEFINE_CLEANUP(struct brk_rec_state, brk_rec_state_free);
 const struct brk_rec_vm *brk_rec_state_vm(const struct brk_rec_state *st, const char *name);
 const struct brk_rec_dev *brk_rec_state_dev(const struct brk_rec_state *st, const char *bdf);
 

@@ -76,28 +76,25 @@ int brk_vfio__query_info(const struct brk_sys *sys, int fd, unsigned long req, c
 {
 	size_t size = base_size;
 	uint32_t argsz;
-	void *buf;
 	int tries, r;
 
 	for (tries = 0; tries < 4; tries++) {
-		buf = calloc(1, size);
+		_cleanup_free_ void *buf = calloc(1, size);
+
 		if (!buf)
 			return -ENOMEM;
 		memcpy(buf, tmpl, base_size);
 		argsz = (uint32_t)size;
 		memcpy(buf, &argsz, sizeof(argsz));
 		r = sys->ioctl(sys->ctx, fd, req, buf);
-		if (r < 0) {
-			free(buf);
+		if (r < 0)
 			return r;
-		}
 		memcpy(&argsz, buf, sizeof(argsz));
 		if (argsz <= size) {
-			*ret_buf = buf;
+			*ret_buf = TAKE_PTR(buf);
 			*ret_len = argsz < base_size ? base_size : argsz;
 			return 0;
 		}
-		free(buf);
 		if (argsz > VFIO__INFO_MAX)
 			return -E2BIG;
 		size = argsz;
@@ -169,9 +166,10 @@ static void probe_iommufd(struct brk_container *c)
 
 int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_container **ret)
 {
+	_cleanup_close_ int fd = -1;
 	struct brk_container *c;
 	char path[512];
-	int fd, r;
+	int r;
 
 	if (!sys)
 		sys = &brk_sys_real;
@@ -184,27 +182,22 @@ int brk_container_new(const struct brk_sys *sys, struct vb_err *err, struct brk_
 			       fd == -ENOENT ? " (is the vfio module loaded?)" : "");
 	r = sys->ioctl(sys->ctx, fd, VFIO_GET_API_VERSION, NULL);
 	if (r != VFIO_API_VERSION) {
-		close(fd);
 		if (r < 0)
 			return vb_errf(err, r, "VFIO_GET_API_VERSION failed: %s", strerror(-r));
 		return vb_errf(err, -EPROTO, "VFIO API version %d, this broker speaks %d", r,
 			       VFIO_API_VERSION);
 	}
 	if (sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1v2_IOMMU) <= 0 &&
-	    sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1_IOMMU) <= 0) {
-		close(fd);
+	    sys->ioctl(sys->ctx, fd, VFIO_CHECK_EXTENSION, (void *)(long)VFIO_TYPE1_IOMMU) <= 0)
 		return vb_errf(
 		    err, -ENODEV,
 		    "the kernel offers no VFIO type1 IOMMU (is vfio_iommu_type1 loaded?)");
-	}
 	c = calloc(1, sizeof(*c));
-	if (!c) {
-		close(fd);
+	if (!c)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	}
 	c->refs = 1;
 	c->sys = sys;
-	c->fd = fd;
+	c->fd = TAKE_FD(fd);
 	probe_iommufd(c);
 	*ret = c;
 	return 0;
@@ -224,7 +217,7 @@ static bool fd_is_node(const struct brk_sys *sys, int fd, const char *name)
 int brk_container_adopt(const struct brk_sys *sys, int fd, bool attached, struct vb_err *err,
 			struct brk_container **ret)
 {
-	struct brk_container *c;
+	_cleanup_free_ struct brk_container *c = NULL;
 	int r;
 
 	if (!sys)
@@ -248,12 +241,10 @@ int brk_container_adopt(const struct brk_sys *sys, int fd, bool attached, struct
 				   ? BRK_IOMMU_TYPE1V2
 				   : BRK_IOMMU_TYPE1;
 		r = read_iommu_info(c, err);
-		if (r < 0) {
-			free(c);
+		if (r < 0)
 			return r;
-		}
 	}
-	*ret = c;
+	*ret = TAKE_PTR(c);
 	return 0;
 }
 
@@ -351,8 +342,8 @@ static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 {
 	struct vfio_iommu_type1_info tmpl = {.argsz = sizeof(tmpl)};
 	const struct vfio_iommu_type1_info *info;
+	_cleanup_free_ void *buf = NULL;
 	size_t len;
-	void *buf;
 	int r;
 
 	r = brk_vfio__query_info(c->sys, c->fd, VFIO_IOMMU_GET_INFO, &tmpl, sizeof(tmpl), &buf,
@@ -360,10 +351,8 @@ static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 	if (r < 0)
 		return vb_errf(err, r, "VFIO_IOMMU_GET_INFO failed: %s", strerror(-r));
 	info = buf;
-	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || info->iova_pgsizes == 0) {
-		free(buf);
+	if (!(info->flags & VFIO_IOMMU_INFO_PGSIZES) || info->iova_pgsizes == 0)
 		return vb_errf(err, -EIO, "the IOMMU reported no page sizes");
-	}
 	c->info.iova_pgsizes = info->iova_pgsizes;
 	c->info.min_pgsize = info->iova_pgsizes & -info->iova_pgsizes;
 	c->info.has_dma_avail = false;
@@ -373,7 +362,6 @@ static int read_iommu_info(struct brk_container *c, struct vb_err *err)
 	if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset)
 		r = brk_vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, iommu_cap,
 					&c->info);
-	free(buf);
 	if (r < 0)
 		return vb_errf(err, -EIO, "malformed VFIO_IOMMU_GET_INFO capability chain");
 	return 0;
@@ -484,9 +472,10 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 		   struct brk_group **ret)
 {
 	struct vfio_group_status st = {.argsz = sizeof(st)};
+	_cleanup_close_ int fd = -1;
 	struct brk_group *g;
 	char path[512];
-	int fd, r;
+	int r;
 
 	if (!sys)
 		sys = &brk_sys_real;
@@ -513,22 +502,16 @@ int brk_group_open(const struct brk_sys *sys, uint32_t nr, struct vb_err *err,
 	if (fd < 0)
 		return vb_errf(err, fd, "cannot open %s: %s", path, strerror(-fd));
 	r = sys->ioctl(sys->ctx, fd, VFIO_GROUP_GET_STATUS, &st);
-	if (r < 0) {
-		close(fd);
+	if (r < 0)
 		return vb_errf(err, r, "VFIO_GROUP_GET_STATUS on group %u: %s", nr, strerror(-r));
-	}
-	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE)) {
-		close(fd);
+	if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE))
 		return not_viable(sys, nr, err);
-	}
 	g = calloc(1, sizeof(*g));
-	if (!g) {
-		close(fd);
+	if (!g)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	}
 	g->refs = 1;
 	g->sys = sys;
-	g->fd = fd;
+	g->fd = TAKE_FD(fd);
 	g->nr = nr;
 	g->next = open_groups;
 	open_groups = g;

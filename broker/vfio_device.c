@@ -107,8 +107,8 @@ static int read_region(struct brk_vfio_dev *d, uint32_t index, struct vb_err *er
 	struct brk_region *r = &d->regions[index];
 	const struct vfio_region_info *info;
 	struct region_ctx rc = {.r = r, .err = 0};
+	_cleanup_free_ void *buf = NULL;
 	size_t len;
-	void *buf;
 	int ret;
 
 	r->index = index;
@@ -128,7 +128,6 @@ static int read_region(struct brk_vfio_dev *d, uint32_t index, struct vb_err *er
 	if ((info->flags & VFIO_REGION_INFO_FLAG_CAPS) && info->cap_offset)
 		ret =
 		    brk_vfio__caps_walk(buf, len, sizeof(*info), info->cap_offset, region_cap, &rc);
-	free(buf);
 	if (ret == -ENOMEM)
 		return vb_errf(err, ret, "out of memory");
 	if (ret < 0)
@@ -158,8 +157,8 @@ static int read_device_info(struct brk_vfio_dev *d, struct vb_err *err)
 {
 	struct vfio_device_info tmpl = {.argsz = sizeof(tmpl)};
 	const struct vfio_device_info *info;
+	_cleanup_free_ void *buf = NULL;
 	size_t len;
-	void *buf;
 	int r;
 
 	r = brk_vfio__query_info(d->sys, d->fd, VFIO_DEVICE_GET_INFO, &tmpl, sizeof(tmpl), &buf,
@@ -170,7 +169,6 @@ static int read_device_info(struct brk_vfio_dev *d, struct vb_err *err)
 	d->info.flags = info->flags;
 	d->info.num_regions = info->num_regions;
 	d->info.num_irqs = info->num_irqs;
-	free(buf);
 	if (d->info.num_regions > BRK_DEVICE_MAX_REGIONS || d->info.num_irqs > BRK_DEVICE_MAX_IRQS)
 		return vb_errf(err, -E2BIG, "%s reports %u regions and %u IRQ indexes: too many",
 			       d->bdf, d->info.num_regions, d->info.num_irqs);
@@ -210,6 +208,8 @@ static void device_release(struct brk_vfio_dev *d)
 {
 	uint32_t i;
 
+	if (!d)
+		return;
 	if (d->regions) {
 		for (i = 0; i < d->info.num_regions; i++)
 			free(d->regions[i].areas);
@@ -221,6 +221,7 @@ static void device_release(struct brk_vfio_dev *d)
 		close(d->fd);
 	free(d);
 }
+VB_DEFINE_CLEANUP(struct brk_vfio_dev, device_release);
 
 /* The kernel answers ENODEV for a device of the group that vfio-pci does not drive: the group
  * is still viable (its other members are on vfio-pci, this one has no driver or pci-stub), so
@@ -250,7 +251,7 @@ static int open_failed(const struct brk_sys *sys, const char *bdf, uint32_t nr, 
 int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 		      struct brk_vfio_dev **ret)
 {
-	struct brk_vfio_dev *d;
+	_cleanup_(device_releasep) struct brk_vfio_dev *d = NULL;
 	int r;
 
 	if (vb_bdf_parse(bdf, VB_BDF_STRICT, NULL) < 0)
@@ -268,17 +269,14 @@ int brk_vfio_dev_open(struct brk_group *g, const char *bdf, struct vb_err *err,
 	if (d->fd < 0) {
 		r = d->fd;
 		d->fd = -1;
-		device_release(d);
 		return open_failed(brk_vfio__group_sys(g), bdf, brk_group_nr(g), r, err);
 	}
 	r = read_all(d, err);
-	if (r < 0) {
-		device_release(d);
+	if (r < 0)
 		return r;
-	}
 	d->group = brk_group_ref(g);
 	brk_vfio__group_device_count(g, +1);
-	*ret = d;
+	*ret = TAKE_PTR(d);
 	return 0;
 }
 
@@ -293,10 +291,10 @@ static int same_device(struct brk_vfio_dev *d, struct vb_err *err)
 {
 	const struct brk_region *cfg = brk_vfio_dev_region(d, VFIO_PCI_CONFIG_REGION_INDEX);
 	uint8_t mine[PCI_STD_HEADER_SIZEOF], sys[PCI_STD_HEADER_SIZEOF];
+	_cleanup_close_ int fd = -1;
 	char path[256];
 	ssize_t n;
 	long got;
-	int fd;
 
 	if (!cfg || !cfg->present || cfg->size < sizeof(mine))
 		return vb_errf(err, -ENODEV, "%s: no PCI config region", d->bdf);
@@ -311,7 +309,6 @@ static int same_device(struct brk_vfio_dev *d, struct vb_err *err)
 		return vb_errf(err, -ENODEV, "%s: no such PCI device (%s)", d->bdf,
 			       strerror(errno));
 	n = pread(fd, sys, sizeof(sys), 0);
-	close(fd);
 	if (n != (ssize_t)sizeof(sys))
 		return vb_errf(err, -EIO, "%s: reading sysfs config", d->bdf);
 	for (size_t i = 0; i < ARRAY_SIZE(id_fields); i++)
@@ -327,7 +324,7 @@ int brk_vfio_dev_adopt(struct brk_group *g, const char *bdf, int fd, struct vb_e
 		       struct brk_vfio_dev **ret)
 {
 	const struct brk_sys *sys = brk_vfio__group_sys(g);
-	struct brk_vfio_dev *d;
+	_cleanup_(device_releasep) struct brk_vfio_dev *d = NULL;
 	uint32_t nr;
 	int r;
 
@@ -354,12 +351,11 @@ int brk_vfio_dev_adopt(struct brk_group *g, const char *bdf, int fd, struct vb_e
 		r = same_device(d, err);
 	if (r < 0) {
 		d->fd = -1; /* the caller keeps it */
-		device_release(d);
 		return r;
 	}
 	d->group = brk_group_ref(g);
 	brk_vfio__group_device_count(g, +1);
-	*ret = d;
+	*ret = TAKE_PTR(d);
 	return 0;
 }
 

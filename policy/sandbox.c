@@ -32,6 +32,7 @@
 #include <linux/sched.h>
 
 #include "base.h"
+#include "err.h"
 #include "sandbox.h"
 
 #ifndef P_PIDFD
@@ -236,9 +237,10 @@ static int sbx__validate(const struct sbx_worker_spec *s, const struct sbx_rlimi
  * id exists in its namespace (in particular not 0). */
 static int sbx__write_map(pid_t pid, const char *file, unsigned id)
 {
+	_cleanup_close_ int fd = -1;
 	char path[64], line[64];
-	int fd, len, r = 0;
 	ssize_t n;
+	int len;
 
 	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	len = snprintf(line, sizeof(line), "%u %u 1\n", id, id);
@@ -247,9 +249,8 @@ static int sbx__write_map(pid_t pid, const char *file, unsigned id)
 		return -errno;
 	n = write(fd, line, (size_t)len);
 	if (n != len)
-		r = n < 0 ? -errno : -EIO;
-	close(fd);
-	return r;
+		return n < 0 ? -errno : -EIO;
+	return 0;
 }
 
 /* 0 when the error pipe closed (the child exec'd), 1 with *rep filled when it failed. */
@@ -340,18 +341,25 @@ static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int err_fd
 static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid_t *ret_pid,
 		      int *ret_pidfd)
 {
+	_cleanup_close_ int err_rd = -1;
+	_cleanup_close_ int err_wr = -1;
+	_cleanup_close_ int sync_child = -1;
+	_cleanup_close_ int sync_parent = -1;
+	_cleanup_close_ int pidfd = -1;
 	struct clone_args args;
-	int errp[2], syncp[2], pidfd = -1, r;
+	int p[2], r;
 	pid_t pid;
 
-	if (pipe2(errp, O_CLOEXEC) < 0)
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -errno;
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, syncp) < 0) {
-		r = -errno;
-		goto out_errp;
-	}
-	c->err_fd = errp[1];
-	c->sync_fd = syncp[0];
+	err_rd = p[0];
+	err_wr = p[1];
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p) < 0)
+		return -errno;
+	sync_child = p[0];
+	sync_parent = p[1];
+	c->err_fd = err_wr;
+	c->sync_fd = sync_child;
 	memset(&args, 0, sizeof(args));
 	args.flags = SBX_NS_FLAGS | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
 	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
@@ -362,33 +370,25 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 	if (pid < 0) {
 		r = -errno;
 		sbx__set_error(s, r, "clone3");
-		goto out_syncp;
+		return r;
 	}
-	close(errp[1]);
-	errp[1] = -1;
-	close(syncp[0]);
-	syncp[0] = -1;
-	r = sbx__supervise(s, pid, errp[0], syncp[1]);
+	/* Only the child holds these now: the error pipe reads EOF once it exec'd or died. */
+	close(TAKE_FD(err_wr));
+	close(TAKE_FD(sync_child));
+	r = sbx__supervise(s, pid, err_rd, sync_parent);
 	if (r != 0) {
 		sbx__reap(pidfd, 1);
-		close(pidfd);
-		goto out_syncp;
+		return r;
 	}
 	*ret_pid = pid;
-	*ret_pidfd = pidfd;
-out_syncp:
-	if (syncp[0] >= 0)
-		close(syncp[0]);
-	close(syncp[1]);
-out_errp:
-	close(errp[0]);
-	if (errp[1] >= 0)
-		close(errp[1]);
-	return r;
+	*ret_pidfd = TAKE_FD(pidfd);
+	return 0;
 }
 
 int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd)
 {
+	_cleanup_close_ int exe_fd = -1;
+	_cleanup_close_ int null_fd = -1;
 	struct sbx__child c;
 	struct stat st;
 	int r;
@@ -405,28 +405,25 @@ int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *re
 		return r;
 	}
 	/* Opened here, before any namespace exists: the empty root has no path to it. */
-	c.exe_fd = open(spec->exe, O_PATH | O_CLOEXEC);
-	if (c.exe_fd < 0) {
+	exe_fd = open(spec->exe, O_PATH | O_CLOEXEC);
+	if (exe_fd < 0) {
 		r = -errno;
 		sbx__set_error(spec, r, "open exe");
 		return r;
 	}
-	if (fstat(c.exe_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
-		r = -EACCES;
-		sbx__set_error(spec, r, "exe is not a regular file");
-		goto out_exe;
+	if (fstat(exe_fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		sbx__set_error(spec, -EACCES, "exe is not a regular file");
+		return -EACCES;
 	}
-	c.null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (c.null_fd < 0) {
+	null_fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (null_fd < 0) {
 		r = -errno;
 		sbx__set_error(spec, r, "open /dev/null");
-		goto out_exe;
+		return r;
 	}
-	r = sbx__spawn(spec, &c, ret_pid, ret_pidfd);
-	close(c.null_fd);
-out_exe:
-	close(c.exe_fd);
-	return r;
+	c.exe_fd = exe_fd;
+	c.null_fd = null_fd;
+	return sbx__spawn(spec, &c, ret_pid, ret_pidfd);
 }
 
 /* The probe child's exit codes beyond a plain errno (which stays below 200). */
@@ -445,50 +442,49 @@ static bool sbx__chrooted(void)
 
 static int sbx__read_int(const char *path)
 {
+	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	char buf[16] = "";
-	int fd = open(path, O_RDONLY | O_CLOEXEC), v = -1;
+	int v = -1;
 	ssize_t n;
 
 	if (fd < 0)
 		return -1;
 	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
 	if (n > 0 && sscanf(buf, "%d", &v) != 1)
 		v = -1;
 	return v;
 }
 
-static void sbx__clone_why(int err, char *why, size_t len)
+/* Why clone3 with the workers' namespace flags failed with `err` (positive errno). */
+static int sbx__clone_why(int err, struct vb_err *e)
 {
 	if (err == EPERM && sbx__chrooted())
-		snprintf(why, len,
-			 "this process runs in a chroot, and the kernel refuses new user "
-			 "namespaces inside one (clone3: %s)",
-			 strerror(err));
-	else if (err == EPERM && sbx__read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0)
-		snprintf(why, len,
-			 "kernel.unprivileged_userns_clone is 0 (clone3 CLONE_NEWUSER: %s)",
-			 strerror(err));
-	else if (err == ENOSPC)
-		snprintf(why, len,
-			 "a namespace limit is reached or 0 (user.max_user_namespaces is %d; "
-			 "clone3: %s)",
-			 sbx__read_int("/proc/sys/user/max_user_namespaces"), strerror(err));
-	else if (err == ENOSYS)
-		snprintf(why, len, "clone3 is not available (kernel before 5.3, or filtered)");
-	else if (err == EINVAL)
-		snprintf(why, len,
-			 "a namespace type the workers need is not in this kernel "
-			 "(clone3: Invalid argument)");
-	else
-		snprintf(why, len,
-			 "new user namespaces are refused (clone3 CLONE_NEWUSER: %s): a chroot "
-			 "(one that /proc cannot tell), a container runtime's seccomp filter or an "
-			 "LSM",
-			 strerror(err));
+		return vb_errf(e, -err,
+			       "this process runs in a chroot, and the kernel refuses new user "
+			       "namespaces inside one (clone3: %s)",
+			       strerror(err));
+	if (err == EPERM && sbx__read_int("/proc/sys/kernel/unprivileged_userns_clone") == 0)
+		return vb_errf(e, -err,
+			       "kernel.unprivileged_userns_clone is 0 (clone3 CLONE_NEWUSER: %s)",
+			       strerror(err));
+	if (err == ENOSPC)
+		return vb_errf(e, -err,
+			       "a namespace limit is reached or 0 (user.max_user_namespaces is %d; "
+			       "clone3: %s)",
+			       sbx__read_int("/proc/sys/user/max_user_namespaces"), strerror(err));
+	if (err == ENOSYS)
+		return vb_errf(e, -err, "clone3 is not available (kernel before 5.3, or filtered)");
+	if (err == EINVAL)
+		return vb_errf(e, -err,
+			       "a namespace type the workers need is not in this kernel "
+			       "(clone3: Invalid argument)");
+	return vb_errf(e, -err,
+		       "new user namespaces are refused (clone3 CLONE_NEWUSER: %s): a chroot (one "
+		       "that /proc cannot tell), a container runtime's seccomp filter or an LSM",
+		       strerror(err));
 }
 
-int sbx_userns_probe(char *why, size_t len)
+int sbx_userns_probe(struct vb_err *err)
 {
 	struct clone_args args;
 	pid_t pid, w;
@@ -507,30 +503,20 @@ int sbx_userns_probe(char *why, size_t len)
 			_exit(errno > 0 && errno < SBX_PROBE_PRIVATE ? errno : EIO);
 		_exit(0);
 	}
-	if (pid < 0) {
-		int err = errno;
-
-		sbx__clone_why(err, why, len);
-		return -err;
-	}
+	if (pid < 0)
+		return sbx__clone_why(errno, err);
 	while ((w = waitpid(pid, &st, 0)) < 0 && errno == EINTR)
 		;
-	if (w < 0) {
-		snprintf(why, len, "waiting for the probe child: %s", strerror(errno));
-		return -ECHILD;
-	}
+	if (w < 0)
+		return vb_errf(err, -ECHILD, "waiting for the probe child: %s", strerror(errno));
 	if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
 		return 0;
-	if (WIFEXITED(st) && WEXITSTATUS(st) == SBX_PROBE_PRIVATE) {
-		snprintf(why, len, "in a new mount namespace, making / private fails");
-		return -EPERM;
-	}
-	if (WIFEXITED(st)) {
-		snprintf(why, len, "in a new user namespace, mounting a tmpfs fails: %s",
-			 strerror(WEXITSTATUS(st)));
-		return -WEXITSTATUS(st);
-	}
-	snprintf(why, len, "the probe child died of signal %d (a seccomp filter?)",
-		 WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-	return -EPERM;
+	if (WIFEXITED(st) && WEXITSTATUS(st) == SBX_PROBE_PRIVATE)
+		return vb_errf(err, -EPERM, "in a new mount namespace, making / private fails");
+	if (WIFEXITED(st))
+		return vb_errf(err, -WEXITSTATUS(st),
+			       "in a new user namespace, mounting a tmpfs fails: %s",
+			       strerror(WEXITSTATUS(st)));
+	return vb_errf(err, -EPERM, "the probe child died of signal %d (a seccomp filter?)",
+		       WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }

@@ -14,6 +14,8 @@
 #include <sys/resource.h>
 #include <sys/types.h>
 
+struct vb_err;
+
 /* At most this many fds are passed to a worker (placed at 3, 4, ...). */
 #define SBX_FDS_MAX 64
 
@@ -74,10 +76,10 @@ int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *re
 /*
  * Whether this process can sandbox workers at all, found by trying: a child made with the
  * worker's clone3 namespace flags mounts a tmpfs in its own mount namespace and exits. 0 when it
- * could; otherwise a negative errno and, in `why`, one line saying why (the process runs in a
+ * could; otherwise a negative errno and, in `err`, one line saying why (the process runs in a
  * chroot, kernel.unprivileged_userns_clone or user.max_user_namespaces is 0, a container's
  * seccomp filter refuses clone3, ...). Blocks for the child's lifetime (milliseconds).
  */
-int sbx_userns_probe(char *why, size_t len);
+int sbx_userns_probe(struct vb_err *err);
 
 #endif

@@ -569,7 +569,7 @@ static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
 {
 	char dir[] = "/tmp/vb-sbx-chroot-XXXXXX";
 	int p[2], st;
-	char why[256] = "";
+	char why[VB_ERR_MAX] = "";
 	ssize_t n;
 
 	if (geteuid() != 0) {
@@ -584,21 +584,24 @@ static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
 	pid_t pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		char out[300];
+		struct vb_err err = {0};
+		char out[VB_ERR_MAX + 16];
 		int r = -1;
 
 		if (unshare(CLONE_NEWNS) == 0 &&
 		    mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) == 0 &&
 		    mount("/proc", proc, NULL, MS_BIND | MS_REC, NULL) == 0 && chroot(dir) == 0 &&
-		    chdir("/") == 0)
-			r = sbx_userns_probe(why, sizeof(why));
-		else
+		    chdir("/") == 0) {
+			r = sbx_userns_probe(&err);
+			snprintf(why, sizeof(why), "%s", err.msg);
+		} else {
 			snprintf(why, sizeof(why), "setting up the chroot: %s", strerror(errno));
+		}
 		n = snprintf(out, sizeof(out), "%d %s", r, why);
 		_exit(write(p[1], out, (size_t)n) == n ? 0 : 1);
 	}
 	close(p[1]);
-	char got[300] = "";
+	char got[VB_ERR_MAX + 16] = "";
 	n = read(p[0], got, sizeof(got) - 1);
 	close(p[0]);
 	assert_int_equal(waitpid(pid, &st, 0), pid);

@@ -9,14 +9,16 @@
 #ifndef VB_TESTS_USERNS_TEST_H
 #define VB_TESTS_USERNS_TEST_H
 
+#include "err.h"
 #include "sandbox.h"
 
 static inline void need_userns(void)
 {
-	char why[256];
+	struct vb_err err = {0};
+	int r = sbx_userns_probe(&err);
 
-	if (sbx_userns_probe(why, sizeof(why)) < 0) {
-		print_message("cannot sandbox workers: %s\n", why);
+	if (r < 0) {
+		print_message("cannot sandbox workers: %s\n", vb_err_msg(&err, r));
 		skip();
 	}
 }

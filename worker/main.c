@@ -476,6 +476,22 @@ struct serve {
 	void *ctx;
 };
 
+/* The fds a mode still holds when it is done (those the servers took are -1 by then). */
+static void serve_done(struct serve *s)
+{
+	if (s->listen_fd >= 0)
+		close(s->listen_fd);
+	if (s->vfu_fd >= 0)
+		close(s->vfu_fd);
+	if (s->device_fd >= 0)
+		close(s->device_fd);
+}
+
+#define SERVE_INIT                                             \
+	{                                                      \
+		.device_fd = -1, .listen_fd = -1, .vfu_fd = -1 \
+	}
+
 /* Builds the device, the loop and the VMM server, then loads the seccomp filter: after this,
  * the process makes no call outside its policy. On failure `err` says which step failed. */
 static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct vb_err *err)
@@ -553,55 +569,56 @@ static int broker_attach(void *ctx)
 	return wkr_broker_start(ctx, &W.loop, W.srv, W.vfu, W.dev, broker_gone, NULL);
 }
 
+VB_DEFINE_CLEANUP(struct wkr_broker, wkr_broker_free);
+VB_DEFINE_CLEANUP(struct wkr_image, wkr_image_free);
+VB_DEFINE_CLEANUP(struct wkr_local, wkr_local_free);
+
 static int run_broker(const struct opts *o)
 {
-	struct ipc_chan *chan;
-	struct wkr_broker *b;
-	struct wkr_handoff h;
+	_cleanup_(serve_done) struct serve s = SERVE_INIT;
+	_cleanup_(ipc_chan_freep) struct ipc_chan *chan = NULL;
+	_cleanup_(wkr_broker_freep) struct wkr_broker *b = NULL;
 	struct vb_err err = {0};
-	int r = ipc_chan_new(BROKER_FD, &ipc_proto_broker, NULL, &chan);
+	struct wkr_handoff h;
+	int r;
+
+	r = ipc_chan_new(BROKER_FD, &ipc_proto_broker, NULL, &chan);
 	if (r < 0) {
 		wlog("fd %d is not a broker channel (%s); for standalone use see --help", BROKER_FD,
 		     strerror(-r));
 		return 2;
 	}
-	if (wkr_broker_new(chan, &b) < 0) {
-		ipc_chan_free(chan);
+	if (wkr_broker_new(chan, &b) < 0)
 		return 1;
-	}
+	(void)TAKE_PTR(chan); /* the broker link's now */
 	wkr_broker_set_call_timeout(b, o->call_timeout);
 	wkr_broker_set_note(b, broker_note);
 	r = wkr_broker_handoff(b, o->handoff_timeout, &h, &err);
 	if (r == -EPIPE || r == -ECONNRESET) {
 		wlog("broker channel closed: exiting");
-		wkr_broker_free(b);
 		return 0;
 	}
 	if (r < 0) {
 		wlog("handoff: %s", err.msg);
-		wkr_broker_free(b);
 		return 1;
 	}
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", h.info.bdf);
-	struct serve s = {
-	    .info = &h.info,
-	    .device_fd = h.device_fd,
-	    .listen_fd = h.listen_fd,
-	    .vfu_fd = h.vfu_fd,
-	    .inner = {&wkr_broker_ops, b},
-	    .sc =
-		{
-		    .allow_mmap = h.allow_mmap,
-		    .owner_uid = h.owner_uid,
-		    .iommu_pgsize = h.iommu_pgsize,
-		    .max_dma_mappings = h.max_dma_mappings,
-		    .max_pinned_bytes = h.max_pinned_bytes,
-		    .generation = h.generation,
-		    .dropped = vmm_dropped,
-		},
-	    .attach = broker_attach,
-	    .ctx = b,
+	s.info = &h.info;
+	s.device_fd = h.device_fd;
+	s.listen_fd = h.listen_fd;
+	s.vfu_fd = h.vfu_fd;
+	s.inner = (struct wkr_backend){&wkr_broker_ops, b};
+	s.sc = (struct wkr_server_cfg){
+	    .allow_mmap = h.allow_mmap,
+	    .owner_uid = h.owner_uid,
+	    .iommu_pgsize = h.iommu_pgsize,
+	    .max_dma_mappings = h.max_dma_mappings,
+	    .max_pinned_bytes = h.max_pinned_bytes,
+	    .generation = h.generation,
+	    .dropped = vmm_dropped,
 	};
+	s.attach = broker_attach;
+	s.ctx = b;
 	r = serve_prepare(&s, o->seccomp, &err);
 	if (r < 0) {
 		wlog("%s", err.msg);
@@ -618,15 +635,12 @@ static int run_broker(const struct opts *o)
 		else
 			W.exit_code = 1;
 	}
+	/* The servers, then the broker link, then what their closing left to the loop; the fds
+	 * still held go last, with `s`. */
 	finish();
-	wkr_broker_free(b);
+	wkr_broker_free(TAKE_PTR(b));
 	if (W.loop_ok)
 		uv_run(&W.loop, UV_RUN_NOWAIT);
-	if (s.listen_fd >= 0)
-		close(s.listen_fd);
-	if (s.vfu_fd >= 0)
-		close(s.vfu_fd);
-	close(h.device_fd);
 	return r < 0 ? 1 : W.exit_code;
 }
 
@@ -634,43 +648,41 @@ static int run_broker(const struct opts *o)
 
 static int run_standalone(const struct opts *o)
 {
-	struct wkr_image *img;
+	/* Released in the reverse order: the accounting, the image, then the fds. */
+	_cleanup_(serve_done) struct serve s = SERVE_INIT;
+	_cleanup_(wkr_image_freep) struct wkr_image *img = NULL;
+	_cleanup_(wkr_local_freep) struct wkr_local *local = NULL;
+	const struct wkr_devinfo *info;
 	struct vb_err ierr = {0};
-	struct wkr_local *local = NULL;
 	struct vb_err err = {0};
-	int memfd = -1;
-	int r = wkr_image_load(o->image, &img, &ierr);
+	int r;
+
+	r = wkr_image_load(o->image, &img, &ierr);
 	if (r < 0) {
 		wlog("%s: %s", o->image, vb_err_msg(&ierr, r));
 		return 1;
 	}
-	const struct wkr_devinfo *info = wkr_image_info(img);
+	info = wkr_image_info(img);
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", info->name[0] ? info->name : o->image);
-	struct serve s = {
-	    .info = info,
-	    .listen_fd = -1,
-	    .vfu_fd = -1,
-	    .sc =
-		{
-		    .allow_mmap = true,
-		    .owner_uid = o->owner_set ? o->owner_uid : getuid(),
-		    .dropped = vmm_dropped,
-		    .iommu_pgsize = 4096,
-		    .max_dma_mappings = o->max_maps,
-		    .max_pinned_bytes = o->max_bytes,
-		},
+	s.info = info;
+	s.sc = (struct wkr_server_cfg){
+	    .allow_mmap = true,
+	    .owner_uid = o->owner_set ? o->owner_uid : getuid(),
+	    .dropped = vmm_dropped,
+	    .iommu_pgsize = 4096,
+	    .max_dma_mappings = o->max_maps,
+	    .max_pinned_bytes = o->max_bytes,
 	};
-	r = wkr_image_build(img, &memfd);
+	r = wkr_image_build(img, &s.device_fd);
 	if (r < 0)
 		vb_errf(&err, r, "building the device memfd: %s", strerror(-r));
-	if (r == 0 && (r = wkr_local_new(img, memfd, o->max_maps, o->max_bytes, &local)) < 0)
+	if (r == 0 && (r = wkr_local_new(img, s.device_fd, o->max_maps, o->max_bytes, &local)) < 0)
 		vb_errf(&err, r, "local DMA and IRQ accounting: %s", strerror(-r));
 	if (r == 0 && o->listen && (r = ipc_listen(o->listen, 0600, 4, &s.listen_fd)) < 0)
 		vb_errf(&err, r, "%s: %s", o->listen, strerror(-r));
 	if (r == 0 && o->vfio_user && (r = ipc_listen_stream(o->vfio_user, 0600, 4, &s.vfu_fd)) < 0)
 		vb_errf(&err, r, "%s: %s", o->vfio_user, strerror(-r));
 	if (r == 0) {
-		s.device_fd = memfd;
 		s.inner = (struct wkr_backend){&wkr_local_ops, local};
 		r = serve_prepare(&s, o->seccomp, &err);
 	}
@@ -684,14 +696,6 @@ static int run_standalone(const struct opts *o)
 		W.exit_code = 1;
 	}
 	finish();
-	wkr_local_free(local);
-	wkr_image_free(img);
-	if (s.listen_fd >= 0)
-		close(s.listen_fd);
-	if (s.vfu_fd >= 0)
-		close(s.vfu_fd);
-	if (memfd >= 0)
-		close(memfd);
 	return W.exit_code;
 }
 
