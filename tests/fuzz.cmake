@@ -47,6 +47,7 @@ vb_fuzz_target(config SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_config.c LIBS 
 vb_fuzz_target(vfu SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_vfu.c
 	${PROJECT_SOURCE_DIR}/worker/vfu_cmd.c ${PROJECT_SOURCE_DIR}/worker/vfu_conn.c
 	${PROJECT_SOURCE_DIR}/worker/vfu_version.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
+	${PROJECT_SOURCE_DIR}/worker/defer.c ${PROJECT_SOURCE_DIR}/worker/vmm_serve.c
 	LIBS vb_worker_core PkgConfig::JSONC PkgConfig::LIBUV)
 foreach(t test_fuzz_vfu_corpus fuzz_vfu)
 	if(TARGET ${t})
@@ -66,7 +67,7 @@ vb_fuzz_target(policy
 # image, driven by a list of device-protocol requests (fuzz/fuzz_msgs.h).
 set(VB_FUZZ_WORKER_SRCS ${PROJECT_SOURCE_DIR}/worker/server.c
 	${PROJECT_SOURCE_DIR}/worker/server_req.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
-	${PROJECT_SOURCE_DIR}/worker/vmm_serve.c)
+	${PROJECT_SOURCE_DIR}/worker/vmm_serve.c ${PROJECT_SOURCE_DIR}/worker/defer.c)
 vb_fuzz_target(vmm_req
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_vmm_req.c ${VB_FUZZ_WORKER_SRCS}
 		${PROJECT_SOURCE_DIR}/worker/standalone.c

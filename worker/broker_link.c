@@ -637,8 +637,7 @@ static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 
 /* The worker's user namespace maps no uid but its own, so SO_PEERCRED here would call every
  * VMM "nobody": the broker, which sees the host's ids, decides. */
-static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid,
-		       int *grant_fd)
+static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, struct wkr_admit *ret)
 {
 	struct wkr_broker *b = ctx;
 	Vb__Empty e = VB__EMPTY__INIT;
@@ -654,12 +653,12 @@ static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_
 		return r;
 	}
 	const Vb__Brk__VmmAdmitReply *a = (const Vb__Brk__VmmAdmitReply *)rep->body;
-	*pid = (pid_t)a->pid;
-	*uid = (uid_t)a->uid;
+	ret->pid = (pid_t)a->pid;
+	ret->uid = (uid_t)a->uid;
 	/* The broker sends a grant only for a device that allows mmap; none is no error. */
-	*grant_fd = rep->nfds == 1 ? ipc_msg_take_fd(rep, 0) : -1;
-	if (*grant_fd < 0)
-		*grant_fd = -1;
+	ret->grant_fd = rep->nfds == 1 ? ipc_msg_take_fd(rep, 0) : -1;
+	if (ret->grant_fd < 0)
+		ret->grant_fd = -1;
 	ipc_msg_free(rep);
 	return 0;
 }

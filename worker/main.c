@@ -223,13 +223,26 @@ static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 	W.inner.ops->vmm_state(W.inner.ctx, connected, pid, uid);
 }
 
-static int fw_vmm_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid, int *grant_fd)
+/* A broker's decision comes later: its refusals are logged by the link (broker_link.c). */
+static int fw_vmm_admit(void *c, int fd, uid_t owner, struct wkr_admit *ret)
 {
-	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, pid, uid, grant_fd);
+	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, ret);
 
 	if (r < 0)
 		wlog("a VMM connection was refused: %s", strerror(-r));
 	return r;
+}
+
+static void fw_collect(void *c, struct wkr_defer *d)
+{
+	if (W.inner.ops->collect)
+		W.inner.ops->collect(W.inner.ctx, d);
+}
+
+static void fw_forget(void *c, struct wkr_defer *d)
+{
+	if (W.inner.ops->forget)
+		W.inner.ops->forget(W.inner.ctx, d);
 }
 
 static void vmm_dropped(pid_t pid, uid_t uid, const char *why)
@@ -245,6 +258,8 @@ static const struct wkr_backend_ops fw_ops = {
     .reset = fw_reset,
     .vmm_state = fw_vmm_state,
     .vmm_admit = fw_vmm_admit,
+    .collect = fw_collect,
+    .forget = fw_forget,
 };
 
 static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
@@ -430,12 +445,12 @@ static void vfu_note(void *data, const char *line)
 /* One VMM per device across both protocols. */
 static bool native_busy(void *data)
 {
-	return wkr_vfu_connected(W.vfu);
+	return wkr_vfu_busy(W.vfu);
 }
 
 static bool vfu_busy(void *data)
 {
-	return wkr_server_connected(W.srv);
+	return wkr_server_busy(W.srv);
 }
 
 /* The vfio-user server beside (or instead of) the native one; the worker eventfds are serviced

@@ -82,6 +82,11 @@ bool wkr_server_connected(const struct wkr_server *s)
 	return s && s->sv->vmm != NULL;
 }
 
+bool wkr_server_busy(const struct wkr_server *s)
+{
+	return s && wkr_serve_busy(s->sv);
+}
+
 uint64_t wkr_server_requests(const struct wkr_server *s)
 {
 	return s ? s->sv->requests : 0;
@@ -108,6 +113,7 @@ static void session_free(struct wkr_serve_session *base)
 {
 	struct wkr_session *v = container_of(base, struct wkr_session, base);
 
+	ipc_msg_free(v->waiting);
 	ipc_chan_free(v->chan);
 	free(v);
 }
@@ -144,11 +150,13 @@ void wkr__server_sent(struct wkr_server *s, int r)
 }
 
 /* Serves up to `max` messages of the session: 1 when it served that many, 0 when none was
- * left, -1 once the session has ended. */
+ * left or a reply waits for the backend, -1 once the session has ended. */
 static int session_serve(struct wkr_server *s, unsigned max)
 {
 	struct wkr_session *v = wkr__server_session(s);
 	for (unsigned i = 0; i < max && !v->base.ended; i++) {
+		if (v->base.paused)
+			return 0;
 		struct ipc_msg *m;
 		int r = ipc_chan_recv(v->chan, &m);
 		if (r == -EAGAIN)
@@ -164,9 +172,10 @@ static int session_serve(struct wkr_server *s, unsigned max)
 			s->dispatching = true;
 			wkr__server_dispatch(s, m);
 			s->dispatching = false;
+		} else {
+			/* The worker sends the VMM no requests: replies and events mean nothing. */
+			ipc_msg_free(m);
 		}
-		/* The worker sends the VMM no requests: replies and events from it mean nothing. */
-		ipc_msg_free(m);
 		session_check(s);
 	}
 	return v->base.ended ? -1 : 1;

@@ -62,6 +62,8 @@ int wkr_server_removal(struct wkr_server *s, uint32_t timeout_ms,
 		       void (*done)(void *data, bool acked), void *data);
 
 bool wkr_server_connected(const struct wkr_server *s);
+/* Connected, or a connection is being admitted: the other protocol's VMM is refused. */
+bool wkr_server_busy(const struct wkr_server *s);
 uint64_t wkr_server_requests(const struct wkr_server *s);
 
 #endif

@@ -24,6 +24,10 @@ struct wkr_session {
 	struct ipc_chan *chan;
 	struct wkr_server *s;
 	int send_err; /* a reply or event could not be sent or queued: the session ends */
+	/* The request whose reply waits for the backend (base.defer), and the step that goes on
+	 * with it once the backend's calls have completed. */
+	struct ipc_msg *waiting;
+	int (*then)(struct wkr_server *s, struct ipc_msg *m);
 };
 
 struct wkr_server {
@@ -45,7 +49,9 @@ static inline struct wkr_session *wkr__server_session(const struct wkr_server *s
 	return s->sv->vmm ? container_of(s->sv->vmm, struct wkr_session, base) : NULL;
 }
 
-/* server_req.c: answers one request of the session (replies or errors, always). */
+/* server_req.c: answers one request of the session (replies or errors, always), now or, when
+ * it waits for the backend, once the backend has answered (the session reads nothing more
+ * meanwhile). Takes `m`. */
 void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m);
 /* server.c */
 int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uint32_t timeout_ms);

@@ -3,6 +3,13 @@
  * (sizes, indexes, flags, overflow, alignment, fd counts) before the device or the backend is
  * touched; every request is answered, an error reply naming the reason when it cannot be served.
  *
+ * A handler whose request needs the backend (DMA, interrupt routing, reset, and any config or
+ * BAR write that changes the routing) does its local part, sends the backend's calls and chains
+ * the step that answers with then(); the answer goes once those calls have completed (defer.h),
+ * and the session reads no further request of its VMM until then. The emulated state changes at
+ * once, the reply waits for the routing: a VMM never sees its write answered before the route
+ * exists.
+ *
  * Trusts: the ipc layer's decoding (message type matches its body, fd counts within the type's
  * bounds). Distrusts every field value.
  */
@@ -52,6 +59,13 @@ static int reply_empty(struct wkr_server *s, struct ipc_msg *m)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
 	return reply(s, m, &e.base, NULL, 0);
+}
+
+/* Goes on with `next` once the calls this step made have completed without error. */
+static int then(struct wkr_server *s, int (*next)(struct wkr_server *s, struct ipc_msg *m))
+{
+	wkr__server_session(s)->then = next;
+	return 0;
 }
 
 static int h_hello(struct wkr_server *s, struct ipc_msg *m)
@@ -188,20 +202,34 @@ static int h_cfg_read(struct wkr_server *s, struct ipc_msg *m)
 }
 
 /* The device was reset (RESET, or an FLR the guest initiated): the VMM hears it with Command and
- * the BARs as they are now, before the reply, so the event is queued when its call returns. */
-static void reset_event(struct wkr_server *s)
+ * the BARs as they are now, before the reply. */
+static int reset_answer(struct wkr_server *s, struct ipc_msg *m)
 {
 	(void)wkr__server_event(s, VB__DEV__EVENT_KIND__EVENT_RESET, wkr_cfg_command(s->cfg.dev),
 				0);
+	return reply_empty(s, m);
 }
 
-/* After a config write: an FLR it initiated resets the device before the VMM is answered. */
-static int guest_flr(struct wkr_server *s)
+static int reset_emulation(struct wkr_server *s, struct ipc_msg *m)
 {
-	int f = wkr_vmm_guest_flr(s->cfg.dev, &s->cfg.backend, &s->err);
-	if (f > 0)
-		reset_event(s);
-	return f < 0 ? f : 0;
+	int e = wkr_vmm_reset_emulation(s->cfg.dev, &s->err);
+
+	return e < 0 ? e : then(s, reset_answer);
+}
+
+/* The device first; the emulation follows once the backend has reset it. */
+static int reset_device(struct wkr_server *s)
+{
+	int e = wkr_vmm_reset_device(&s->cfg.backend, &s->err);
+
+	return e < 0 ? e : then(s, reset_emulation);
+}
+
+/* After a config or BAR write: an FLR it initiated resets the device before the VMM is
+ * answered; otherwise the answer waits only for the routing the write changed. */
+static int after_write(struct wkr_server *s)
+{
+	return wkr_dev_take_flr(s->cfg.dev) ? reset_device(s) : then(s, reply_empty);
 }
 
 static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
@@ -211,15 +239,18 @@ static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
 		return fail(s, -EINVAL, "config write of %zu bytes (1 to %d)", req->data.len,
 			    WKR_ACCESS_MAX);
 	int e = wkr_cfg_write(s->cfg.dev, req->offset, req->data.data, req->data.len);
-	int f = guest_flr(s);
-	if (e == -EINVAL || e == -EIO)
+	if (e == -EINVAL || e == -EIO) {
+		(void)wkr_dev_take_flr(s->cfg.dev);
 		return access_error(s, e, "config write", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
 				    req->data.len);
-	if (e < 0)
+	}
+	if (e < 0) {
+		(void)wkr_dev_take_flr(s->cfg.dev);
 		return fail(s, e,
 			    "config write at %#x: the broker refused the interrupt change: %s",
 			    req->offset, strerror(-e));
-	return f < 0 ? f : reply_empty(s, m);
+	}
+	return after_write(s);
 }
 
 static int h_region_read(struct wkr_server *s, struct ipc_msg *m)
@@ -243,10 +274,11 @@ static int h_region_write(struct wkr_server *s, struct ipc_msg *m)
 			    WKR_ACCESS_MAX);
 	int e =
 	    wkr_region_write(s->cfg.dev, req->index, req->offset, req->data.data, req->data.len);
-	int f = guest_flr(s);
-	if (e < 0)
+	if (e < 0) {
+		(void)wkr_dev_take_flr(s->cfg.dev);
 		return access_error(s, e, "write", req->index, req->offset, req->data.len);
-	return f < 0 ? f : reply_empty(s, m);
+	}
+	return after_write(s);
 }
 
 static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
@@ -263,7 +295,7 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 		return e;
 	e = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, req->iova, req->size, req->offset,
 					req->prot, m->fds[0], &s->err);
-	return e < 0 ? e : reply_empty(s, m);
+	return e < 0 ? e : then(s, reply_empty);
 }
 
 static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
@@ -273,7 +305,7 @@ static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
 	if (e < 0)
 		return e;
 	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, &s->err);
-	return e < 0 ? e : reply_empty(s, m);
+	return e < 0 ? e : then(s, reply_empty);
 }
 
 static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
@@ -296,16 +328,12 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 			    req->start);
 	if (e < 0)
 		return fail(s, e, "routing IRQ index %u failed: %s", req->index, strerror(-e));
-	return reply_empty(s, m);
+	return then(s, reply_empty);
 }
 
 static int h_reset(struct wkr_server *s, struct ipc_msg *m)
 {
-	int e = wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
-	if (e < 0)
-		return e;
-	reset_event(s);
-	return reply_empty(s, m);
+	return reset_device(s);
 }
 
 static int h_removal_ack(struct wkr_server *s, struct ipc_msg *m)
@@ -341,19 +369,72 @@ static const struct {
     {{VB__DEV__TYPE__REMOVAL_ACK, AFTER_HELLO, "removal_ack"}, h_removal_ack},
 };
 
+/* Runs `fn` and the steps it chains with then() until one waits for the backend (the session
+ * then pauses, and on_ready() goes on) or the last has answered; answers the first failure of
+ * a step or a call instead. Takes `m`. */
+static void proceed(struct wkr_server *s, struct ipc_msg *m,
+		    int (*fn)(struct wkr_server *s, struct ipc_msg *m), bool fresh)
+{
+	struct wkr_session *v = wkr__server_session(s);
+	struct wkr_defer *d = &v->base.defer;
+
+	while (fn) {
+		int r;
+
+		v->then = NULL;
+		s->err = (struct vb_err){0};
+		wkr_defer_begin(d, &s->cfg.backend, fresh);
+		fresh = false;
+		r = fn(s, m);
+		wkr_defer_fail(d, r, &s->err);
+		if (wkr_defer_end(d)) {
+			v->waiting = m;
+			if (!wkr_serve_pause(&v->base, true) && !v->send_err)
+				v->send_err = -EIO;
+			return;
+		}
+		fn = d->err < 0 ? NULL : v->then;
+	}
+	if (d->err < 0)
+		wkr__server_sent(
+		    s, ipc_chan_reply_error(chan(s), m, d->err, "%s", vb_err_msg(&d->why, d->err)));
+	ipc_msg_free(m);
+}
+
+/* The backend's calls for the waiting request have completed: go on with it, then read the
+ * VMM's next request. */
+static void on_ready(struct wkr_defer *d)
+{
+	struct wkr_session *v = container_of(d, struct wkr_session, base.defer);
+	struct wkr_server *s = v->s;
+	struct ipc_msg *m = v->waiting;
+
+	v->waiting = NULL;
+	s->dispatching = true;
+	proceed(s, m, d->err < 0 ? NULL : v->then, false);
+	s->dispatching = false;
+	if (!v->waiting && !wkr_serve_pause(&v->base, false) && !v->send_err)
+		v->send_err = -EIO;
+	wkr__server_sent(s, 0);
+}
+
 void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 {
+	struct wkr_session *v = wkr__server_session(s);
 	enum vb_req_check check;
-	int r = -EOPNOTSUPP;
 
 	s->err = (struct vb_err){0};
+	v->base.defer.done = on_ready;
 	__typeof__(&handlers[0]) h =
 	    VB_REQ_LOOKUP(handlers, m->type, s->hello_done ? AFTER_HELLO : BEFORE_HELLO, &check);
-	if (check == VB_REQ_NOT_NOW)
-		r = fail(s, -EPROTO, "HELLO must come first");
-	else if (check == VB_REQ_ALLOWED)
-		r = h->fn(s, m);
-	if (r < 0)
-		wkr__server_sent(s,
-				 ipc_chan_reply_error(chan(s), m, r, "%s", vb_err_msg(&s->err, r)));
+	if (check == VB_REQ_ALLOWED) {
+		proceed(s, m, h->fn, true);
+		return;
+	}
+	int r =
+	    check == VB_REQ_NOT_NOW
+		? fail(s, -EPROTO, "HELLO must come first")
+		: fail(s, -EOPNOTSUPP, "request type %u is not one this worker serves", m->type);
+	wkr__server_sent(s, ipc_chan_reply_error(chan(s), m, r, "%s", s->err.msg));
+	ipc_msg_free(m);
 }

@@ -189,19 +189,18 @@ static void l_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 
 /* Standalone, the worker runs in the caller's own namespaces: SO_PEERCRED is the truth. */
 /* The grant is a copy of the image's memfd: all a VMM can map here, and nothing VFIO. */
-static int l_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, pid_t *pid, uid_t *uid,
-		       int *grant_fd)
+static int l_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, struct wkr_admit *ret)
 {
 	struct wkr_local *l = ctx;
 	gid_t gid;
-	int r = ipc_peer_cred(conn_fd, pid, uid, &gid);
+	int r = ipc_peer_cred(conn_fd, &ret->pid, &ret->uid, &gid);
 
 	if (r < 0)
 		return r;
-	if (*uid != owner_uid && *uid != 0)
+	if (ret->uid != owner_uid && ret->uid != 0)
 		return -EPERM;
-	*grant_fd = fcntl(l->memfd, F_DUPFD_CLOEXEC, 0);
-	return *grant_fd < 0 ? -errno : 0;
+	ret->grant_fd = fcntl(l->memfd, F_DUPFD_CLOEXEC, 0);
+	return ret->grant_fd < 0 ? -errno : 0;
 }
 
 const struct wkr_backend_ops wkr_local_ops = {

@@ -62,6 +62,8 @@ int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret);
  * handle; `closed` runs once libuv has let go of them. */
 void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data);
 bool wkr_vfu_connected(const struct wkr_vfu *s);
+/* Connected, or a connection is being admitted: the other protocol's VMM is refused. */
+bool wkr_vfu_busy(const struct wkr_vfu *s);
 uint64_t wkr_vfu_requests(const struct wkr_vfu *s);
 /* Asks the VMM to let go: signals its REQ eventfd (as kernel vfio-pci does before an unbind)
  * and calls `done` once: true when it disconnects within `timeout_ms`, false on timeout or

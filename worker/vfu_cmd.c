@@ -11,6 +11,11 @@
  * A command with NO_REPLY (QEMU posts REGION_WRITE that way) gets nothing back, not even an
  * error: any byte would be read as the answer to the client's next request.
  *
+ * A command that needs the backend (DMA, SET_IRQS, reset, a write that changes the interrupt
+ * routing) is answered once the backend's calls have completed (defer.h): its handler does its
+ * local part and chains the answering step with then(); the session reads no further command
+ * meanwhile, so that the VMM's order is kept.
+ *
  * Trusts: vfu_conn's framing. Distrusts every field and fd of the message.
  */
 #include <errno.h>
@@ -24,13 +29,7 @@
 #include "vfu_internal.h"
 #include "vmm_ops.h"
 
-/* A reply being built: payload and at most one fd (the region's mmap fd). */
-struct reply {
-	uint8_t *buf;
-	size_t len;
-	int fd;
-	uint8_t small[128];
-};
+#define reply vfu_reply
 
 __attribute__((format(printf, 3, 4))) static int fail(struct wkr_vfu *s, int err, const char *fmt,
 						      ...)
@@ -46,6 +45,35 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_vfu *s, int err
 static struct vfu_session *sess(struct wkr_vfu *s)
 {
 	return wkr__vfu_session(s);
+}
+
+/* Goes on with `next` once the calls this step made have completed without error. */
+static int then(struct wkr_vfu *s, vfu_step_fn next)
+{
+	sess(s)->then = next;
+	return 0;
+}
+
+/* The reply is what the handler built already (or nothing). */
+static int answer(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
+{
+	return 0;
+}
+
+static int reset_emulation(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
+{
+	int e = wkr_vmm_reset_emulation(s->cfg.dev, &s->err);
+
+	return e < 0 ? e : then(s, sess(s)->after_reset);
+}
+
+/* The device first; the emulation once the backend has reset it; then `next`. */
+static int reset_device(struct wkr_vfu *s, vfu_step_fn next)
+{
+	int e = wkr_vmm_reset_device(&s->cfg.backend, &s->err);
+
+	sess(s)->after_reset = next;
+	return e < 0 ? e : then(s, reset_emulation);
 }
 
 /* Room for `len` reply bytes, zeroed. */
@@ -199,8 +227,7 @@ static int h_set_irqs(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	if (r < 0)
 		return fail(s, r, "DEVICE_SET_IRQS index %u: routing failed: %s", index,
 			    strerror(-r));
-	(void)rp;
-	return 0;
+	return then(s, answer);
 }
 
 static const char *access_why(int e)
@@ -212,31 +239,20 @@ static const char *access_why(int e)
 			      : strerror(-e);
 }
 
-/* REGION_READ/WRITE: in pieces the emulation accepts, each checked by it. */
-static int region_rw(struct wkr_vfu *s, bool wr, uint32_t index, uint64_t off, uint8_t *buf,
-		     uint32_t count)
+static int rw_check(struct wkr_vfu *s, bool wr, uint64_t off, uint32_t count)
 {
 	if (count == 0 || count > WKR_VFU_MAX_DATA_XFER)
 		return fail(s, -EINVAL, "region %s of %u bytes (1 to max_data_xfer_size %u)",
 			    wr ? "write" : "read", count, WKR_VFU_MAX_DATA_XFER);
 	if (off + count < off)
 		return fail(s, -EINVAL, "region access at %#llx wraps", (unsigned long long)off);
-	for (uint32_t done = 0; done < count;) {
-		uint32_t n = count - done < WKR_ACCESS_MAX ? count - done : WKR_ACCESS_MAX;
-		int e = wr ? wkr_region_write(s->cfg.dev, index, off + done, buf + done, n)
-			   : wkr_region_read(s->cfg.dev, index, off + done, buf + done, n);
-		/* A config write that initiated an FLR resets the device, as the kernel would. */
-		int f = wr ? wkr_vmm_guest_flr(s->cfg.dev, &s->cfg.backend, &s->err) : 0;
-		if (f < 0 && e >= 0)
-			return f;
-		if (e < 0)
-			return fail(s, e == -ENOENT ? -EINVAL : e,
-				    "%s of %u bytes at %#llx of region %u: %s",
-				    wr ? "write" : "read", count, (unsigned long long)off, index,
-				    access_why(e));
-		done += n;
-	}
 	return 0;
+}
+
+static int rw_error(struct wkr_vfu *s, bool wr, uint32_t index, uint64_t off, uint32_t count, int e)
+{
+	return fail(s, e == -ENOENT ? -EINVAL : e, "%s of %u bytes at %#llx of region %u: %s",
+		    wr ? "write" : "read", count, (unsigned long long)off, index, access_why(e));
 }
 
 static int h_region_read(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
@@ -246,35 +262,79 @@ static int h_region_read(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	if (m->len != VFU_RW_SIZE)
 		return fail(s, -EINVAL, "REGION_READ of %zu bytes: exactly %d", m->len,
 			    VFU_RW_SIZE);
-	if (count == 0 || count > WKR_VFU_MAX_DATA_XFER)
-		return region_rw(s, false, index, off, NULL, count);
+	int r = rw_check(s, false, off, count);
+	if (r < 0)
+		return r;
 	uint8_t *p = room(rp, VFU_RW_SIZE + (size_t)count);
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, m->data, VFU_RW_SIZE);
-	return region_rw(s, false, index, off, p + VFU_RW_SIZE, count);
+	/* In pieces the emulation accepts, each checked by it. */
+	for (uint32_t done = 0; done < count;) {
+		uint32_t n = count - done < WKR_ACCESS_MAX ? count - done : WKR_ACCESS_MAX;
+		int e = wkr_region_read(s->cfg.dev, index, off + done, p + VFU_RW_SIZE + done, n);
+		if (e < 0)
+			return rw_error(s, false, index, off, count, e);
+		done += n;
+	}
+	return 0;
+}
+
+/* REGION_WRITE from where it got (sess(s)->written), in pieces the emulation accepts; a piece
+ * that initiated an FLR resets the device, as the kernel would, before the next is written. */
+static int region_write_on(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
+{
+	struct vfu_session *v = sess(s);
+	uint64_t off = vfu_get64(m->data);
+	uint32_t index = vfu_get32(m->data + 8), count = vfu_get32(m->data + 12);
+
+	while (v->written < count) {
+		uint32_t n =
+		    count - v->written < WKR_ACCESS_MAX ? count - v->written : WKR_ACCESS_MAX;
+		int e = wkr_region_write(s->cfg.dev, index, off + v->written,
+					 m->data + VFU_RW_SIZE + v->written, n);
+		bool flr = wkr_dev_take_flr(s->cfg.dev);
+
+		if (e < 0)
+			return rw_error(s, true, index, off, count, e);
+		v->written += n;
+		if (flr)
+			return reset_device(s, region_write_on);
+	}
+	uint8_t *p = room(rp, VFU_RW_SIZE);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p, m->data, VFU_RW_SIZE);
+	/* The answer waits for the routing the write changed. */
+	return then(s, answer);
 }
 
 static int h_region_write(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	uint64_t off = vfu_get64(m->data);
-	uint32_t index = vfu_get32(m->data + 8), count = vfu_get32(m->data + 12);
+	uint32_t count = vfu_get32(m->data + 12);
 	if (m->len - VFU_RW_SIZE != count)
 		return fail(s, -EINVAL, "REGION_WRITE of %u bytes carries %zu", count,
 			    m->len - VFU_RW_SIZE);
-	int r = region_rw(s, true, index, off, m->data + VFU_RW_SIZE, count);
+	int r = rw_check(s, true, off, count);
 	if (r < 0)
 		return r;
-	uint8_t *p = room(rp, VFU_RW_SIZE);
-	if (!p)
-		return -ENOMEM;
-	memcpy(p, m->data, VFU_RW_SIZE);
-	return 0;
+	sess(s)->written = 0;
+	return region_write_on(s, m, rp);
 }
 
 static bool overlaps(const struct vfu_map *a, uint64_t iova, uint64_t size)
 {
 	return iova < a->iova + a->size && a->iova < iova + size;
+}
+
+/* The backend has mapped it: the session's list has room (checked before the call). */
+static int dma_mapped(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
+{
+	struct vfu_session *v = sess(s);
+
+	v->maps[v->nmaps++] = (struct vfu_map){vfu_get64(m->data + 16), vfu_get64(m->data + 24)};
+	return 0;
 }
 
 static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
@@ -317,11 +377,7 @@ static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	/* The VFIO protection bits are the vfio-user ones: read 1, write 2. */
 	r = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, iova, size, offset, flags, m->fds[0],
 					&s->err);
-	if (r < 0)
-		return r;
-	v->maps[v->nmaps++] = (struct vfu_map){iova, size};
-	(void)rp;
-	return 0;
+	return r < 0 ? r : then(s, dma_mapped);
 }
 
 void wkr__vfu_unmap_all(struct wkr_vfu *s)
@@ -389,20 +445,19 @@ static int h_dma_unmap(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 		if (r < 0)
 			return r;
 	}
-	/* The reply is the request's entry. */
+	/* The reply is the request's entry, once the backend has unmapped. */
 	uint8_t *p = room(rp, VFU_DMA_UNMAP_SIZE);
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, m->data, VFU_DMA_UNMAP_SIZE);
-	return 0;
+	return then(s, answer);
 }
 
 static int h_reset(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	if (m->len)
 		return fail(s, -EINVAL, "DEVICE_RESET carries no payload, got %zu bytes", m->len);
-	(void)rp;
-	return wkr_vmm_reset(s->cfg.dev, &s->cfg.backend, &s->err);
+	return reset_device(s, answer);
 }
 
 /* Session states, as bits for the table: VERSION first, then everything. */
@@ -478,29 +533,94 @@ static void note(struct wkr_vfu *s, const char *fmt, ...)
 	s->cfg.note(s->cfg.note_data, line);
 }
 
+/* Sends the answer of `m` (an error reply with `err` < 0; nothing for NO_REPLY). */
+static int finish(struct wkr_vfu *s, struct vfu_msg *m, int err, const struct vb_err *why)
+{
+	struct vfu_session *v = sess(s);
+	struct reply *rp = &v->rp;
+	int r = 0;
+
+	if (err < 0)
+		note(s, "vfio-user: command %u id %u: %s", m->cmd, m->id, vb_err_msg(why, err));
+	if (!(m->flags & VFU_F_NO_REPLY))
+		r = vfu_conn_reply(v->conn, m, err < 0 ? err : 0, rp->buf, rp->len, &rp->fd,
+				   rp->fd >= 0 ? 1 : 0);
+	if (rp->buf != rp->small)
+		free(rp->buf);
+	*rp = (struct reply){.fd = -1};
+	return r == -EAGAIN ? 0 : r;
+}
+
+/* Runs `fn` and the steps it chains with then() until one waits for the backend or the last
+ * has answered; answers the first failure of a step or a call instead. */
+static int proceed(struct wkr_vfu *s, struct vfu_msg *m, vfu_step_fn fn, bool fresh)
+{
+	struct vfu_session *v = sess(s);
+	struct wkr_defer *d = &v->base.defer;
+
+	while (fn) {
+		v->then = NULL;
+		s->err = (struct vb_err){0};
+		wkr_defer_begin(d, &s->cfg.backend, fresh);
+		fresh = false;
+		wkr_defer_fail(d, fn(s, m, &v->rp), &s->err);
+		/* Handlers keep dups of what they keep: the message's fds are closed before the
+		 * reply leaves, so that a client seeing the reply sees the worker without them. */
+		for (size_t i = 0; i < m->nfds; i++)
+			close(m->fds[i]);
+		m->nfds = 0;
+		if (wkr_defer_end(d)) {
+			v->waiting = m;
+			return wkr_serve_pause(&v->base, true) ? WKR_VFU_WAITING : -EIO;
+		}
+		fn = d->err < 0 ? NULL : v->then;
+	}
+	return finish(s, m, d->err, &d->why);
+}
+
+/* The backend's calls for the waiting command have completed: go on with it, then read the
+ * VMM's next command. */
+static void on_ready(struct wkr_defer *d)
+{
+	struct vfu_session *v = container_of(d, struct vfu_session, base.defer);
+	struct wkr_vfu *s = v->s;
+	struct vfu_msg *m = v->waiting;
+	int r;
+
+	v->waiting = NULL;
+	r = proceed(s, m, d->err < 0 ? NULL : v->then, false);
+	if (r == WKR_VFU_WAITING)
+		return;
+	if (v->waiting != m)
+		vfu_msg_free(m);
+	if (r == -ENOBUFS)
+		note(s, "vfio-user: the VMM does not read its replies (over its budget): the "
+			"session ends");
+	if (r < 0 || !wkr_serve_pause(&v->base, false) ||
+	    !wkr_serve_watch(&v->base, vfu_conn_pending(v->conn)))
+		wkr_serve_end(s->sv);
+}
+
+void wkr__vfu_session_release(struct vfu_session *v)
+{
+	vfu_msg_free(v->waiting);
+	v->waiting = NULL;
+	if (v->rp.buf != v->rp.small)
+		free(v->rp.buf);
+	v->rp = (struct reply){.fd = -1};
+}
+
 int wkr__vfu_dispatch(struct wkr_vfu *s, struct vfu_msg *m)
 {
-	struct reply rp = {.fd = -1};
+	struct vfu_session *v = sess(s);
+
 	if ((m->flags & VFU_F_TYPE_MASK) != VFU_F_TYPE_CMD) {
 		/* This server sends no commands: a reply answers nothing. */
 		note(s, "vfio-user: dropped a message of type %u (command %u) from the VMM",
 		     m->flags & VFU_F_TYPE_MASK, m->cmd);
 		return 0;
 	}
-	s->err = (struct vb_err){0};
-	int err = run(s, m, &rp);
-	/* Handlers keep dups of what they keep: the message's fds are closed before the reply
-	 * leaves, so that a client seeing the reply sees the worker without them. */
-	for (size_t i = 0; i < m->nfds; i++)
-		close(m->fds[i]);
-	m->nfds = 0;
-	if (err < 0)
-		note(s, "vfio-user: command %u id %u: %s", m->cmd, m->id, vb_err_msg(&s->err, err));
-	int r = 0;
-	if (!(m->flags & VFU_F_NO_REPLY))
-		r = vfu_conn_reply(sess(s)->conn, m, err < 0 ? err : 0, rp.buf, rp.len, &rp.fd,
-				   rp.fd >= 0 ? 1 : 0);
-	if (rp.buf != rp.small)
-		free(rp.buf);
-	return r == -EAGAIN ? 0 : r;
+	v->rp = (struct reply){.fd = -1};
+	v->base.defer.done = on_ready;
+	return proceed(s, m, run, true);
 }

@@ -31,6 +31,17 @@ struct vfu_caps {
 	uint32_t max_dma_maps;
 };
 
+/* A reply being built: payload and at most one fd (the region's mmap fd). */
+struct vfu_reply {
+	uint8_t *buf;
+	size_t len;
+	int fd;
+	uint8_t small[128];
+};
+
+struct wkr_vfu;
+typedef int (*vfu_step_fn)(struct wkr_vfu *s, struct vfu_msg *m, struct vfu_reply *rp);
+
 struct vfu_session {
 	struct wkr_serve_session base;
 	struct vfu_conn *conn;
@@ -40,6 +51,13 @@ struct vfu_session {
 	struct vfu_map *maps;
 	size_t nmaps, mapcap;
 	unsigned notes;
+	/* The command being answered (its reply may wait for the backend: base.defer), the step
+	 * that goes on with it, the one after a reset, and how far a REGION_WRITE got before the
+	 * FLR it initiated. */
+	struct vfu_msg *waiting;
+	struct vfu_reply rp;
+	vfu_step_fn then, after_reset;
+	uint32_t written;
 };
 
 struct wkr_vfu {
@@ -54,9 +72,14 @@ static inline struct vfu_session *wkr__vfu_session(const struct wkr_vfu *s)
 	return s->sv->vmm ? container_of(s->sv->vmm, struct vfu_session, base) : NULL;
 }
 
-/* vfu_cmd.c: answers one message (a reply, an error reply, or nothing for NO_REPLY). Returns
- * 0, or a negative errno when the session must end (the peer stopped reading). */
+/* vfu_cmd.c: answers one message (a reply, an error reply, or nothing for NO_REPLY), now or,
+ * when it waits for the backend, once the backend has answered: then it returns
+ * WKR_VFU_WAITING and keeps `m` (the session reads nothing more meanwhile). Returns 0, or a
+ * negative errno when the session must end (the peer stopped reading). */
+#define WKR_VFU_WAITING 1
 int wkr__vfu_dispatch(struct wkr_vfu *s, struct vfu_msg *m);
+/* Frees what a session keeps for the command being answered. */
+void wkr__vfu_session_release(struct vfu_session *v);
 /* Drops every DMA mapping of the session through the backend. */
 void wkr__vfu_unmap_all(struct wkr_vfu *s);
 

@@ -39,6 +39,7 @@ static void session_free(struct wkr_serve_session *base)
 {
 	struct vfu_session *v = container_of(base, struct vfu_session, base);
 
+	wkr__vfu_session_release(v);
 	vfu_conn_free(v->conn);
 	free(v->maps);
 	free(v);
@@ -54,6 +55,8 @@ static bool serve_msg(struct wkr_vfu *s, struct vfu_msg *m, int r)
 	s->sv->requests++;
 	if (r == 0)
 		e = wkr__vfu_dispatch(s, m);
+	if (e == WKR_VFU_WAITING)
+		return true; /* the session keeps `m` */
 	if (r == -EMSGSIZE) {
 		/* The stream cannot be followed past a size that lies: answer, then end the
 		 * session. */
@@ -72,8 +75,8 @@ static bool serve_msg(struct wkr_vfu *s, struct vfu_msg *m, int r)
 }
 
 /* Sends what is queued, then serves up to `max` messages: 1 when it served that many, 0 when
- * none was left or replies wait for the VMM to read, -1 once the session has ended. A VMM that
- * does not take its replies gets no more read from it. */
+ * none was left, replies wait for the VMM to read or a reply waits for the backend, -1 once the
+ * session has ended. A VMM that does not take its replies gets no more read from it. */
 static int session_serve(struct wkr_vfu *s, unsigned max)
 {
 	struct vfu_session *v = wkr__vfu_session(s);
@@ -85,13 +88,14 @@ static int session_serve(struct wkr_vfu *s, unsigned max)
 	}
 	for (unsigned i = 0; i < max; i++) {
 		struct vfu_msg *m = NULL;
-		if (vfu_conn_pending(v->conn))
+		if (vfu_conn_pending(v->conn) || v->base.paused)
 			return 0;
 		r = vfu_conn_recv(v->conn, &m);
 		if (r == -EAGAIN)
 			return 0;
 		bool ok = (r == 0 || r == -EMSGSIZE) && serve_msg(s, m, r);
-		vfu_msg_free(m);
+		if (v->waiting != m)
+			vfu_msg_free(m);
 		if (!ok) {
 			wkr_serve_end(s->sv); /* -EPIPE, -ENOMEM, a socket error or a lying size */
 			return -1;
@@ -200,6 +204,11 @@ void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data)
 bool wkr_vfu_connected(const struct wkr_vfu *s)
 {
 	return s && s->sv->vmm != NULL;
+}
+
+bool wkr_vfu_busy(const struct wkr_vfu *s)
+{
+	return s && wkr_serve_busy(s->sv);
 }
 
 uint64_t wkr_vfu_requests(const struct wkr_vfu *s)

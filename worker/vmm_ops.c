@@ -48,13 +48,16 @@ int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mma
 	return 0;
 }
 
-int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err)
+int wkr_vmm_reset_device(const struct wkr_backend *b, struct vb_err *err)
 {
-	int e = b->ops->reset(b->ctx, err);
-	if (e < 0)
-		return e;
+	return b->ops->reset(b->ctx, err);
+}
+
+int wkr_vmm_reset_emulation(struct wkr_dev *dev, struct vb_err *err)
+{
 	/* The virtual registers follow the device (wkr_dev_reset() says how). */
-	e = wkr_dev_reset(dev);
+	int e = wkr_dev_reset(dev);
+
 	if (e == -EIO)
 		return vb_errf(err, e,
 			       "device reset, but its config space could not be re-read: %s",
@@ -64,12 +67,4 @@ int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_er
 			       "device reset, but its interrupts could not be routed again: %s",
 			       strerror(-e));
 	return 0;
-}
-
-int wkr_vmm_guest_flr(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err)
-{
-	if (!wkr_dev_take_flr(dev))
-		return 0;
-	int e = wkr_vmm_reset(dev, b, err);
-	return e < 0 ? e : 1;
 }

@@ -26,11 +26,12 @@ int wkr_vmm_dma_check(uint32_t pgsize, uint64_t iova, uint64_t size, uint64_t of
 int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int grant_fd,
 		       struct wkr_mmap_area *areas, size_t *ret_n, struct vb_err *err);
 
-/* Resets the device through the backend, then the emulated personality with it. */
-int wkr_vmm_reset(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err);
-
-/* After a config write: when it initiated an FLR (wkr_dev_take_flr()), resets the device as
- * wkr_vmm_reset() does. Returns 1 after such a reset, 0 when there was none, or its error. */
-int wkr_vmm_guest_flr(struct wkr_dev *dev, const struct wkr_backend *b, struct vb_err *err);
+/* A reset in two steps, so that the emulation follows the device only once the device has
+ * been reset (a broker answers later: defer.h): wkr_vmm_reset_device() asks the backend, and
+ * when that has completed without error, wkr_vmm_reset_emulation() resets the emulated
+ * personality (which routes the interrupts again through the backend). A config write that
+ * initiated an FLR (wkr_dev_take_flr()) is followed by the same two steps. */
+int wkr_vmm_reset_device(const struct wkr_backend *b, struct vb_err *err);
+int wkr_vmm_reset_emulation(struct wkr_dev *dev, struct vb_err *err);
 
 #endif

@@ -85,6 +85,9 @@ void wkr_serve_end(struct wkr_serve *sv)
 	const struct wkr_backend *b = &sv->cfg.backend;
 
 	v->ended = true;
+	/* A reply waiting for the backend has nobody to go to; what the calls did is dropped
+	 * with the rest below. */
+	wkr_defer_cancel(&v->defer);
 	uv_close((uv_handle_t *)&v->poll, session_closed);
 	sv->vmm = NULL;
 	/* The next VMM gets a grant of its own; this one keeps the copies it was sent. */
@@ -115,28 +118,75 @@ static void on_session(uv_poll_t *h, int status, int events)
 	v->ops->serve(v, events);
 }
 
-bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
+/* Reads unless paused, waits for writability while replies are queued; a paused session with
+ * nothing queued waits for nothing (its hang-up is seen once it reads again, or by settle()). */
+static bool rewatch(struct wkr_serve_session *v, bool writable, bool paused)
 {
-	if (v->writing == writable)
+	int events = (paused ? 0 : UV_READABLE | UV_DISCONNECT) | (writable ? UV_WRITABLE : 0);
+
+	if (v->writing == writable && v->paused == paused)
 		return true;
-	if (uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT | (writable ? UV_WRITABLE : 0),
-			  on_session) < 0)
+	if (events ? uv_poll_start(&v->poll, events, on_session) < 0 : uv_poll_stop(&v->poll) < 0)
 		return false;
 	v->writing = writable;
+	v->paused = paused;
 	return true;
+}
+
+bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
+{
+	return rewatch(v, writable, v->paused);
+}
+
+bool wkr_serve_pause(struct wkr_serve_session *v, bool paused)
+{
+	return rewatch(v, v->writing, paused);
+}
+
+bool wkr_serve_busy(const struct wkr_serve *sv)
+{
+	return sv && (sv->vmm || sv->admit_fd >= 0);
 }
 
 /* A VMM that closed its connection may not have been noticed yet (its hangup waits behind its
  * last requests, or behind the listening socket's event in this loop iteration). Its hangup is
  * already visible on the socket: serve what it sent and end it, so that the connection being
  * accepted (perhaps the same VMM, reconnecting) is judged against the real state. */
+static bool hung_up(int fd, short which)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & which);
+}
+
+/* A session whose reply waits for the backend reads nothing more: one whose VMM has gone
+ * altogether cannot take that reply, and ends now. */
 static void settle(struct wkr_serve *sv)
 {
-	struct pollfd pfd = {.fd = sv->vmm->fd, .events = POLLIN | POLLRDHUP};
-
-	if (poll(&pfd, 1, 0) != 1 || !(pfd.revents & (POLLHUP | POLLRDHUP | POLLERR)))
+	if (sv->vmm->paused) {
+		if (hung_up(sv->vmm->fd, POLLHUP | POLLERR))
+			wkr_serve_end(sv);
 		return;
-	sv->cfg.ops->drain(sv->vmm);
+	}
+	if (hung_up(sv->vmm->fd, POLLHUP | POLLRDHUP | POLLERR))
+		sv->cfg.ops->drain(sv->vmm);
+}
+
+/* Ends the admission under way: its connection is closed (`refuse` < 0: answered with that
+ * error first), the backend's decision, when it comes, goes nowhere. */
+static void admit_drop(struct wkr_serve *sv, int refuse)
+{
+	int fd = sv->admit_fd;
+
+	sv->admit_fd = -1;
+	wkr_defer_cancel(&sv->admit_defer);
+	if (sv->admit.grant_fd >= 0)
+		close(sv->admit.grant_fd);
+	sv->admit.grant_fd = -1;
+	if (refuse < 0)
+		sv->cfg.ops->refuse(sv->cfg.proto, fd, refuse);
+	else
+		close(fd);
 }
 
 /* Starts the session of an admitted connection; takes `fd` whatever happens. */
@@ -167,34 +217,60 @@ static int session_start(struct wkr_serve *sv, int fd)
 	return 0;
 }
 
+/* The backend has decided on the connection being admitted. */
+static void admit_finish(struct wkr_serve *sv)
+{
+	const struct wkr_backend *b = &sv->cfg.backend;
+	int r = sv->admit_defer.err, fd;
+
+	if (r < 0) {
+		/* No answer in time is not a refusal: the VMM is told to come back. */
+		admit_drop(sv, r == -ETIMEDOUT ? -ETIMEDOUT : -EPERM);
+		return;
+	}
+	fd = sv->admit_fd;
+	sv->admit_fd = -1;
+	if (session_start(sv, fd) < 0) {
+		if (sv->admit.grant_fd >= 0)
+			close(sv->admit.grant_fd);
+		return;
+	}
+	sv->grant_fd = sv->admit.grant_fd;
+	sv->vmm_pid = sv->admit.pid;
+	sv->vmm_uid = sv->admit.uid;
+	wkr_irq_set_mode(sv->cfg.dev, sv->cfg.irq_mode);
+	b->ops->vmm_state(b->ctx, true, sv->vmm_pid, sv->vmm_uid);
+}
+
+static void admit_done(struct wkr_defer *d)
+{
+	admit_finish(d->data);
+}
+
 static void accept_one(struct wkr_serve *sv, int fd)
 {
 	const struct wkr_backend *b = &sv->cfg.backend;
-	_cleanup_close_ int grant = -1;
-	pid_t pid;
-	uid_t uid;
 	int r;
 
 	if (sv->vmm)
 		settle(sv);
+	/* A connection given up on while the backend decides makes room for the next. */
+	if (sv->admit_fd >= 0 && hung_up(sv->admit_fd, POLLHUP | POLLRDHUP | POLLERR))
+		admit_drop(sv, 0);
 	/* One VMM per device, whichever protocol it speaks. */
-	if (sv->vmm || (sv->cfg.busy && sv->cfg.busy(sv->cfg.busy_data))) {
+	if (wkr_serve_busy(sv) || (sv->cfg.busy && sv->cfg.busy(sv->cfg.busy_data))) {
 		sv->cfg.ops->refuse(sv->cfg.proto, fd, -EBUSY);
 		return;
 	}
-	r = b->ops->vmm_admit(b->ctx, fd, sv->cfg.owner_uid, &pid, &uid, &grant);
-	if (r < 0) {
-		/* No answer in time is not a refusal: the VMM is told to come back. */
-		sv->cfg.ops->refuse(sv->cfg.proto, fd, r == -ETIMEDOUT ? -ETIMEDOUT : -EPERM);
-		return;
-	}
-	if (session_start(sv, fd) < 0)
-		return;
-	sv->grant_fd = TAKE_FD(grant);
-	sv->vmm_pid = pid;
-	sv->vmm_uid = uid;
-	wkr_irq_set_mode(sv->cfg.dev, sv->cfg.irq_mode);
-	b->ops->vmm_state(b->ctx, true, pid, uid);
+	sv->admit_fd = fd;
+	sv->admit = (struct wkr_admit){.grant_fd = -1};
+	sv->admit_defer.done = admit_done;
+	sv->admit_defer.data = sv;
+	wkr_defer_begin(&sv->admit_defer, b, true);
+	r = b->ops->vmm_admit(b->ctx, fd, sv->cfg.owner_uid, &sv->admit);
+	wkr_defer_fail(&sv->admit_defer, r, NULL);
+	if (!wkr_defer_end(&sv->admit_defer))
+		admit_finish(sv);
 }
 
 static void on_listen(uv_poll_t *h, int status, int events)
@@ -245,6 +321,7 @@ int wkr_serve_new(const struct wkr_serve_cfg *cfg, struct wkr_serve **ret)
 		return -ENOMEM;
 	sv->cfg = *cfg;
 	sv->grant_fd = -1;
+	sv->admit_fd = -1;
 	r = uv_poll_init(cfg->loop, &sv->listen_poll, cfg->listen_fd);
 	if (r < 0) {
 		free(sv);
@@ -286,6 +363,8 @@ void wkr_serve_close(struct wkr_serve *sv, void (*closed)(void *data), void *dat
 	sv->closed_data = data;
 	if (sv->vmm)
 		wkr_serve_end(sv);
+	if (sv->admit_fd >= 0)
+		admit_drop(sv, 0);
 	if (sv->removal_pending) {
 		sv->removal_pending = false;
 		sv->removal_done(sv->removal_data, false);

@@ -21,6 +21,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "defer.h"
 #include "wkr.h"
 
 struct wkr_serve;
@@ -34,6 +35,10 @@ struct wkr_serve_session {
 	int fd;	      /* the connection's socket: the protocol's session owns it */
 	bool ended;   /* wkr_serve_end() ran; the session is freed once libuv lets go */
 	bool writing; /* the poll handle waits for writability too */
+	bool paused;  /* a reply waits for the backend: no request is read meanwhile */
+	/* The request whose reply waits for the backend (defer.h); the protocol sets its `done`.
+	 * wkr_serve_end() cancels it. */
+	struct wkr_defer defer;
 };
 
 struct wkr_serve_ops {
@@ -91,6 +96,11 @@ struct wkr_serve {
 	void *closed_data;
 
 	struct wkr_serve_session *vmm; /* the one session, or NULL */
+	/* The connection whose admission the backend is deciding (-1: none); a VMM's HELLO waits
+	 * unread in it meanwhile, and other connections are turned away as busy. */
+	int admit_fd;
+	struct wkr_defer admit_defer;
+	struct wkr_admit admit;
 	pid_t vmm_pid;
 	uid_t vmm_uid;
 	int grant_fd; /* the VMM's mmap grant while it is connected, else -1 */
@@ -114,6 +124,11 @@ void wkr_serve_end(struct wkr_serve *sv);
 /* Makes the session's poll handle wait for writability too, or no longer; false when the
  * handle could not be changed (the caller ends the session). */
 bool wkr_serve_watch(struct wkr_serve_session *v, bool writable);
+/* Stops reading the VMM's requests while one of its replies waits for the backend, or reads
+ * them again (what it sent meanwhile waits in its socket); false as for wkr_serve_watch(). */
+bool wkr_serve_pause(struct wkr_serve_session *v, bool paused);
+/* A VMM holds the device or is being admitted: another connection is refused as busy. */
+bool wkr_serve_busy(const struct wkr_serve *sv);
 
 /* Asks the VMM to let go (ops->ask_removal) and calls `done` once: with true on
  * wkr_serve_removal_finish(sv, true) (or a hangup when hangup_acks_removal), false on timeout,

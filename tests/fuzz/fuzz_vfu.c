@@ -51,14 +51,14 @@ static void b_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 {
 }
 
-static int b_admit(void *c, int fd, uid_t owner, pid_t *pid, uid_t *uid, int *grant_fd)
+static int b_admit(void *c, int fd, uid_t owner, struct wkr_admit *ret)
 {
-	*grant_fd = -1;
+	ret->grant_fd = -1;
 	return 0;
 }
 
-static const struct wkr_backend_ops ops = {b_map,   b_unmap,	 b_unmap_all, b_set_irqs,
-					   b_reset, b_vmm_state, b_admit};
+static const struct wkr_backend_ops ops = {b_map,	b_unmap, b_unmap_all, b_set_irqs, b_reset,
+					   b_vmm_state, b_admit, NULL,	      NULL};
 
 static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
 {
