@@ -457,19 +457,13 @@ static bool vfu_busy(void *data)
  * by the native server when there is one. */
 static int start_vfu(int listen_fd, const struct wkr_server_cfg *sc)
 {
-	struct wkr_vfu_cfg vc = {
-	    .loop = &W.loop,
-	    .listen_fd = listen_fd,
-	    .dev = W.dev,
-	    .backend = W.backend,
-	    .allow_mmap = sc->allow_mmap,
-	    .owner_uid = sc->owner_uid,
-	    .iommu_pgsize = sc->iommu_pgsize,
-	    .max_dma_mappings = sc->max_dma_mappings,
-	    .service_irqs = W.srv == NULL,
-	    .busy = vfu_busy,
-	    .note = vfu_note,
-	};
+	struct wkr_server_cfg vc = *sc;
+
+	vc.listen_fd = listen_fd;
+	vc.irqs_elsewhere = W.srv != NULL;
+	vc.busy = vfu_busy;
+	vc.busy_data = NULL;
+	vc.note = vfu_note;
 	return wkr_vfu_new(&vc, &W.vfu);
 }
 

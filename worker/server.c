@@ -283,7 +283,7 @@ int wkr_server_new(const struct wkr_server_cfg *cfg, struct wkr_server **ret)
 	    .dev = cfg->dev,
 	    .backend = cfg->backend,
 	    .owner_uid = cfg->owner_uid,
-	    .service_irqs = true,
+	    .service_irqs = !cfg->irqs_elsewhere,
 	    .irq_mode = WKR_IRQ_EMULATED,
 	    .busy = cfg->busy,
 	    .busy_data = cfg->busy_data,

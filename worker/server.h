@@ -21,29 +21,8 @@
 
 #include "backend.h"
 #include "ipc.h"
+#include "server_cfg.h"
 #include "wkr.h"
-
-struct wkr_server_cfg {
-	uv_loop_t *loop;
-	int listen_fd;	     /* taken over on success (made non-blocking) */
-	struct wkr_dev *dev; /* borrowed */
-	struct wkr_backend backend;
-	/* Offer mmap areas in REGION_INFO, with the VMM's grant (from the backend's vmm_admit;
-	 * never the worker's own device fd) when it has one. */
-	bool allow_mmap;
-	uid_t owner_uid;
-	uint32_t iommu_pgsize;
-	uint32_t max_dma_mappings; /* announced in HELLO */
-	uint64_t max_pinned_bytes;
-	uint32_t generation; /* > 0: the first VMM hears EVENT_WORKER_RESTARTED */
-	/* Another protocol's VMM (vfio-user) holds the device: a new connection is refused with
-	 * EBUSY. NULL: never. */
-	bool (*busy)(void *data);
-	void *busy_data;
-	/* Told why the server ended a session itself (the VMM stopped reading and its replies
-	 * outgrew the send queue), for the process to log; may be NULL. */
-	void (*dropped)(pid_t pid, uid_t uid, const char *why);
-};
 
 struct wkr_server;
 

@@ -23,6 +23,7 @@
 #include <uv.h>
 
 #include "backend.h"
+#include "server_cfg.h"
 #include "wkr.h"
 
 /* What the server announces in its VERSION reply and then enforces. */
@@ -33,31 +34,9 @@
  * whatever max_msg_fds says; the kernel's SCM_MAX_FD bounds what one sendmsg can carry. */
 #define WKR_VFU_MAX_IRQ_FDS 253
 
-struct wkr_vfu_cfg {
-	uv_loop_t *loop;
-	int listen_fd;	     /* SOCK_STREAM, listening; taken over on success */
-	struct wkr_dev *dev; /* borrowed */
-	struct wkr_backend backend;
-	/* Offer mmap areas in region info, with the VMM's grant from the backend's vmm_admit (never
-	 * the worker's own device fd) when it has one. */
-	bool allow_mmap;
-	uid_t owner_uid;
-	uint32_t iommu_pgsize;
-	uint32_t max_dma_mappings; /* the VM's quota; 0: not known */
-	/* The device's worker eventfds are also serviced by this server (no native server). */
-	bool service_irqs;
-	/* Another protocol's VMM holds the device. NULL: never. */
-	bool (*busy)(void *data);
-	void *busy_data;
-	/* One line about what a VMM did wrong (a library does not log; the process does).
-	 * NULL: dropped. */
-	void (*note)(void *data, const char *line);
-	void *note_data;
-};
-
 struct wkr_vfu;
 
-int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret);
+int wkr_vfu_new(const struct wkr_server_cfg *cfg, struct wkr_vfu **ret);
 /* Ends the session (without the backend teardown: the process is ending) and closes every
  * handle; `closed` runs once libuv has let go of them. */
 void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data);

@@ -61,7 +61,7 @@ struct vfu_session {
 };
 
 struct wkr_vfu {
-	struct wkr_vfu_cfg cfg;
+	struct wkr_server_cfg cfg;
 	struct wkr_serve *sv; /* listening, admission, the session's life, removal */
 	struct vb_err err;    /* why the command being answered failed */
 };

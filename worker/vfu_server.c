@@ -161,7 +161,7 @@ static const struct wkr_serve_ops serve_ops = {
     .ask_removal = ask_removal,
 };
 
-int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
+int wkr_vfu_new(const struct wkr_server_cfg *cfg, struct wkr_vfu **ret)
 {
 	struct wkr_serve_cfg sc = {
 	    .loop = cfg->loop,
@@ -170,7 +170,7 @@ int wkr_vfu_new(const struct wkr_vfu_cfg *cfg, struct wkr_vfu **ret)
 	    .dev = cfg->dev,
 	    .backend = cfg->backend,
 	    .owner_uid = cfg->owner_uid,
-	    .service_irqs = cfg->service_irqs,
+	    .service_irqs = !cfg->irqs_elsewhere,
 	    .irq_mode = WKR_IRQ_VFIO,
 	    .hangup_acks_removal = true,
 	    .busy = cfg->busy,
