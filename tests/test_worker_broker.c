@@ -1338,6 +1338,33 @@ static void orphan_teardown(struct fx *f, struct orphan *o)
 	wkr_image_free(f->img);
 }
 
+/* The successor's side of every adoption test: the predecessor leaves (predecessor_leaves) and a
+ * new broker, with `cfg`, adopts the orphan on its own loop; `ad` hears the hooks. */
+static struct brk_worker *adopt_orphan(struct fx *f, struct orphan *o, uv_loop_t *loop,
+				       struct brk_config *cfg, struct adopted *ad)
+{
+	struct brk_worker_args args;
+	struct brk_worker *w = NULL;
+	struct vb_err err = {0};
+	int chan = predecessor_leaves(f);
+
+	assert_true(chan >= 0);
+	assert_int_equal(uv_loop_init(loop), 0);
+	adopt_args(&args, cfg, ad);
+	if (brk_worker_adopt(loop, &args, o->pid, o->pidfd, chan, &w, &err) < 0)
+		fail_msg("adopt: %s", err.msg);
+	return w;
+}
+
+/* Frees the adopted worker, lets its loop close everything, and checks the orphan's end. */
+static void adopted_end(struct fx *f, struct orphan *o, uv_loop_t *loop, struct brk_worker *w)
+{
+	brk_worker_free(w);
+	uv_run(loop, UV_RUN_DEFAULT);
+	assert_int_equal(uv_loop_close(loop), 0);
+	orphan_teardown(f, o);
+}
+
 /* Adoption: a worker that is not the test's child, whose channel holds an answer meant for the
  * predecessor. The new broker drops that answer (no protocol fault), `ready` comes with the
  * answer to its own heartbeat, and when the worker dies the pidfd tells (it cannot be waited
@@ -1345,10 +1372,8 @@ static void orphan_teardown(struct fx *f, struct orphan *o)
 static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void **state)
 {
 	struct brk_config cfg = {.heartbeat_interval_ms = 1000, .heartbeat_timeout_ms = 60000};
-	struct brk_worker_args args;
 	struct adopted ad = {0};
-	struct brk_worker *w = NULL;
-	struct vb_err err = {0};
+	struct brk_worker *w;
 	struct fx f;
 	struct orphan o;
 	uv_loop_t loop;
@@ -1356,16 +1381,11 @@ static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void 
 	(void)state;
 
 	orphan_setup(&f, &o);
-	int chan = predecessor_leaves(&f);
-	assert_true(chan >= 0);
 	/* Not ours: waitid cannot reap it. */
 	assert_int_equal(waitid((idtype_t)3 /* P_PIDFD */, (id_t)o.pidfd, &si, WEXITED | WNOHANG),
 			 -1);
 	assert_int_equal(errno, ECHILD);
-	assert_int_equal(uv_loop_init(&loop), 0);
-	adopt_args(&args, &cfg, &ad);
-	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
-		fail_msg("adopt: %s", err.msg);
+	w = adopt_orphan(&f, &o, &loop, &cfg, &ad);
 	int ch = -1, pfd = -1;
 	brk_worker_fds(w, &ch, &pfd);
 	assert_int_equal(pfd, o.pidfd);
@@ -1382,10 +1402,7 @@ static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void 
 	assert_non_null(strstr(ad.reason, "not our child"));
 	assert_int_equal(ad.code, 0);
 	assert_int_equal(ad.status, -1);
-	brk_worker_free(w);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	orphan_teardown(&f, &o);
+	adopted_end(&f, &o, &loop, w);
 }
 
 /* The predecessor serves what a VMM's connection asks of it (VMM_ADMIT, VMM_STATE). */
@@ -1414,10 +1431,8 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 {
 	struct brk_config cfg = {.heartbeat_interval_ms = 1000, .heartbeat_timeout_ms = 60000};
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
-	struct brk_worker_args args;
 	struct adopted ad = {0};
-	struct brk_worker *w = NULL;
-	struct vb_err err = {0};
+	struct brk_worker *w;
 	struct ipc_chan *vmm;
 	struct ipc_msg *m;
 	struct fx f;
@@ -1438,12 +1453,7 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 	assert_int_equal(r, 0);
 	assert_int_equal(m->kind, IPC_KIND_REPLY);
 	ipc_msg_free(m);
-	int chan = predecessor_leaves(&f);
-	assert_true(chan >= 0);
-	assert_int_equal(uv_loop_init(&loop), 0);
-	adopt_args(&args, &cfg, &ad);
-	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
-		fail_msg("adopt: %s", err.msg);
+	w = adopt_orphan(&f, &o, &loop, &cfg, &ad);
 	run_until(&loop, &ad, &ad.ready);
 	run_until(&loop, &ad, &ad.vmm_seen);
 	assert_true(ad.vmm_connected);
@@ -1453,11 +1463,8 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 	brk_worker_kill(w);
 	while (!ad.exited)
 		uv_run(&loop, UV_RUN_ONCE);
-	brk_worker_free(w);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
 	ipc_chan_free(vmm);
-	orphan_teardown(&f, &o);
+	adopted_end(&f, &o, &loop, w);
 }
 
 /* An adopted worker that does not answer (stopped, so it never can, however slow the machine)
@@ -1466,10 +1473,8 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 static void test_worker_broker_adopted_unanswering_worker_hung(void **state)
 {
 	struct brk_config cfg = {.heartbeat_interval_ms = 20, .heartbeat_timeout_ms = 200};
-	struct brk_worker_args args;
 	struct adopted ad = {0};
-	struct brk_worker *w = NULL;
-	struct vb_err err = {0};
+	struct brk_worker *w;
 	struct fx f;
 	struct orphan o;
 	uv_loop_t loop;
@@ -1477,20 +1482,12 @@ static void test_worker_broker_adopted_unanswering_worker_hung(void **state)
 
 	orphan_setup(&f, &o);
 	assert_int_equal(syscall(SYS_pidfd_send_signal, o.pidfd, SIGSTOP, NULL, 0), 0);
-	int chan = predecessor_leaves(&f);
-	assert_true(chan >= 0);
-	assert_int_equal(uv_loop_init(&loop), 0);
-	adopt_args(&args, &cfg, &ad);
-	if (brk_worker_adopt(&loop, &args, o.pid, o.pidfd, chan, &w, &err) < 0)
-		fail_msg("adopt: %s", err.msg);
+	w = adopt_orphan(&f, &o, &loop, &cfg, &ad);
 	while (!ad.faulted)
 		uv_run(&loop, UV_RUN_ONCE);
 	assert_false(ad.ready);
 	assert_int_equal(ad.kind, BRK_WORKER_HUNG);
-	brk_worker_free(w);
-	uv_run(&loop, UV_RUN_DEFAULT);
-	assert_int_equal(uv_loop_close(&loop), 0);
-	orphan_teardown(&f, &o);
+	adopted_end(&f, &o, &loop, w);
 }
 
 /* What the caller passes is checked, and a failed adoption leaves the caller's fds open. */
