@@ -10,6 +10,7 @@ add_library(vb_broker_core STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/vfio_device.c
 	${CMAKE_CURRENT_SOURCE_DIR}/device_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/dma.c
+	${CMAKE_CURRENT_SOURCE_DIR}/dma_iova.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record.c

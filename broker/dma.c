@@ -60,6 +60,8 @@ struct dma_map {
 	ino_t ino;
 	struct dma_view *view; /* pinned from it; NULL: from a view of its own, already gone */
 };
+_Static_assert(offsetof(struct dma_map, iova) == 0 && offsetof(struct dma_map, size) == 8,
+	       "the IOVA search (brk_dma_iova_*) reads iova and size first");
 
 struct brk_dma {
 	const struct brk_sys *sys;
@@ -140,35 +142,6 @@ void brk_dma_free(struct brk_dma *d)
 	for (i = 0; i < d->n_views; i++)
 		view_free(d->views[i]);
 	free(d);
-}
-
-/* Index of the first mapping with iova >= `iova` (d->n when none). */
-static uint32_t lower_bound(const struct brk_dma *d, uint64_t iova)
-{
-	uint32_t lo = 0, hi = d->n, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (d->maps[mid].iova < iova)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
-/* The mapping that overlaps [iova, last], or NULL. `*pos` gets the insertion index. */
-static const struct dma_map *find_overlap(const struct brk_dma *d, uint64_t iova, uint64_t last,
-					  uint32_t *pos)
-{
-	uint32_t i = lower_bound(d, iova);
-
-	*pos = i;
-	if (i < d->n && d->maps[i].iova <= last)
-		return &d->maps[i];
-	if (i > 0 && d->maps[i - 1].iova + (d->maps[i - 1].size - 1) >= iova)
-		return &d->maps[i - 1];
-	return NULL;
 }
 
 /* Called once nothing wraps. */
@@ -655,16 +628,19 @@ int brk_dma_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 		uint64_t offset, uint32_t prot, struct vb_err *err)
 {
 	struct dma_view *view = NULL;
-	const struct dma_map *o;
 	struct stat st = {0};
 	uint32_t pos = 0;
+	long o = -1;
 	int r;
 
 	r = check_range(d, iova, size, offset, prot, err);
 	if (r == 0)
 		r = check_memfd(d, memfd, offset, size, prot, &st, err);
-	if (r == 0 && (o = find_overlap(d, iova, iova + (size - 1), &pos))) {
-		r = share(d, &d->maps[o - d->maps], owner, iova, size, offset, prot, &st, err);
+	if (r == 0)
+		o = brk_dma_iova_overlap(d->maps, d->n, sizeof(*d->maps), iova, iova + (size - 1),
+					 &pos);
+	if (o >= 0) {
+		r = share(d, &d->maps[o], owner, iova, size, offset, prot, &st, err);
 		if (r == 0)
 			return 0;
 	}
@@ -722,10 +698,10 @@ static int unmap_entry(struct brk_dma *d, uint32_t i)
 int brk_dma_unmap(struct brk_dma *d, uint64_t owner, uint64_t iova, uint64_t size,
 		  struct vb_err *err)
 {
-	uint32_t i = lower_bound(d, iova);
+	long i = brk_dma_iova_find(d->maps, d->n, sizeof(*d->maps), iova, size);
 	int r;
 
-	if (i >= d->n || d->maps[i].iova != iova || d->maps[i].size != size)
+	if (i < 0)
 		return vb_errf(err, -ENOENT,
 			       "no DMA mapping at 0x%llx of size 0x%llx (unmap exactly what was "
 			       "mapped)",

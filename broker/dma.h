@@ -28,6 +28,7 @@
 #ifndef VB_BROKER_DMA_H
 #define VB_BROKER_DMA_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "journal.h"
@@ -101,6 +102,24 @@ struct brk_dma_mapping {
 	uint32_t nalso; /* further owners that joined the identical mapping */
 	uint64_t *also;
 };
+_Static_assert(offsetof(struct brk_dma_mapping, iova) == 0 &&
+		   offsetof(struct brk_dma_mapping, size) == sizeof(uint64_t),
+	       "the IOVA search (brk_dma_iova_*) reads iova and size first");
+
+/*
+ * The IOVA search (dma_iova.c) of a table of mappings kept sorted by IOVA without overlaps: the
+ * DMA table's own and the state record's (record_apply.c). `maps` holds `n` entries of `stride`
+ * bytes, each beginning with its uint64_t iova and uint64_t size, as struct brk_dma_mapping does
+ * (a table of another type asserts the same layout).
+ */
+/* Index of the first entry whose iova is >= `iova`; n when there is none. */
+uint32_t brk_dma_iova_lower(const void *maps, uint32_t n, size_t stride, uint64_t iova);
+/* Index of an entry that overlaps [iova, last] (last >= iova), or -1; *pos (NULL allowed) gets
+ * the index an entry starting at `iova` is inserted at. */
+long brk_dma_iova_overlap(const void *maps, uint32_t n, size_t stride, uint64_t iova, uint64_t last,
+			  uint32_t *pos);
+/* Index of the entry that is exactly [iova, iova + size), or -1. */
+long brk_dma_iova_find(const void *maps, uint32_t n, size_t stride, uint64_t iova, uint64_t size);
 
 struct brk_dma;
 

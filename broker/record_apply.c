@@ -213,28 +213,9 @@ struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64
 	return NULL;
 }
 
-/* First mapping with iova >= `iova`. */
-static uint32_t map_lower(const struct brk_rec_vm *vm, uint64_t iova)
-{
-	uint32_t lo = 0, hi = vm->nmaps, mid;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		if (vm->map[mid].iova < iova)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	return lo;
-}
-
 long rec_vm_find_map(const struct brk_rec_vm *vm, uint64_t iova, uint64_t size)
 {
-	uint32_t i = map_lower(vm, iova);
-
-	if (i < vm->nmaps && vm->map[i].iova == iova && vm->map[i].size == size)
-		return i;
-	return -1;
+	return brk_dma_iova_find(vm->map, vm->nmaps, sizeof(*vm->map), iova, size);
 }
 
 int rec_vm_reserve(struct brk_rec_vm *vm)
@@ -258,11 +239,10 @@ int rec_vm_reserve(struct brk_rec_vm *vm)
 /* Inserts `m` (owning m->also) in order; capacity must be reserved. -EEXIST on overlap. */
 static int vm_insert(struct brk_rec_vm *vm, const struct brk_dma_mapping *m)
 {
-	uint32_t i = map_lower(vm, m->iova);
-	uint64_t last = m->iova + (m->size - 1);
+	uint32_t i;
 
-	if ((i < vm->nmaps && vm->map[i].iova <= last) ||
-	    (i > 0 && vm->map[i - 1].iova + (vm->map[i - 1].size - 1) >= m->iova))
+	if (brk_dma_iova_overlap(vm->map, vm->nmaps, sizeof(*vm->map), m->iova,
+				 m->iova + (m->size - 1), &i) >= 0)
 		return -EEXIST;
 	memmove(&vm->map[i + 1], &vm->map[i], (size_t)(vm->nmaps - i) * sizeof(*m));
 	vm->map[i] = *m;

@@ -1323,12 +1323,47 @@ static void test_dma_map_beyond_views_max_or_grown_memfd_accepted(void **state)
 	t_free(t);
 }
 
+/* The IOVA search dma.c and the state record share: edges of an overlap on both sides, the
+ * insertion index, and an exact find that a different size or a start inside misses. */
+static void test_dma_iova_search_edges_and_exact_match(void **state)
+{
+	const struct brk_dma_mapping maps[] = {{.iova = 0x1000, .size = 0x1000},
+					       {.iova = 0x4000, .size = 0x2000}};
+	const size_t st = sizeof(maps[0]);
+	uint32_t pos = 99;
+	(void)state;
+
+	assert_int_equal(brk_dma_iova_lower(maps, 2, st, 0), 0);
+	assert_int_equal(brk_dma_iova_lower(maps, 2, st, 0x1000), 0);
+	assert_int_equal(brk_dma_iova_lower(maps, 2, st, 0x1001), 1);
+	assert_int_equal(brk_dma_iova_lower(maps, 2, st, 0x6000), 2);
+	assert_int_equal(brk_dma_iova_lower(maps, 0, st, 0x1000), 0);
+	/* The byte before the first entry and the byte after the last: free. */
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0, 0xfff, &pos), -1);
+	assert_int_equal(pos, 0);
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0x6000, 0x6fff, &pos), -1);
+	assert_int_equal(pos, 2);
+	/* Between them: free, inserted at 1. */
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0x2000, 0x3fff, &pos), -1);
+	assert_int_equal(pos, 1);
+	/* Touching the last byte of the first, the first byte of the second. */
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0x1fff, 0x2fff, NULL), 0);
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0x3000, 0x4000, NULL), 1);
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0x5000, 0x5fff, NULL), 1);
+	assert_int_equal(brk_dma_iova_overlap(maps, 2, st, 0, UINT64_MAX, NULL), 0);
+	assert_int_equal(brk_dma_iova_find(maps, 2, st, 0x4000, 0x2000), 1);
+	assert_int_equal(brk_dma_iova_find(maps, 2, st, 0x4000, 0x1000), -1);
+	assert_int_equal(brk_dma_iova_find(maps, 2, st, 0x5000, 0x1000), -1);
+	assert_int_equal(brk_dma_iova_find(maps, 2, st, 0x7000, 0x1000), -1);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_dma_journal_sees_intent_before_ioctl_and_done_after),
 	    cmocka_unit_test(test_dma_restore_from_record_rebuilds_identical_table),
 	    cmocka_unit_test(test_dma_restore_rejects_overlap_and_unaligned),
+	    cmocka_unit_test(test_dma_iova_search_edges_and_exact_match),
 	    cmocka_unit_test(test_dma_map_rejects_not_a_memfd),
 	    cmocka_unit_test(test_dma_map_rejects_closed_fd),
 	    cmocka_unit_test(test_dma_map_rejects_unsealed_memfd),
