@@ -53,6 +53,9 @@ static void test_cfg_bar32_sizing_probe_returns_size_mask(void **state)
 static void test_cfg_bar64_sizing_probe_returns_both_halves(void **state)
 {
 	struct tdev *t = *state;
+	uint64_t addr;
+	bool en = true;
+
 	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_0, 4), 0x0000000c);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_0, 4, 0xffffffff), 0);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_1, 4, 0xffffffff), 0);
@@ -61,8 +64,6 @@ static void test_cfg_bar64_sizing_probe_returns_both_halves(void **state)
 	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_1, 4), 0xffffffff);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_0, 4, 0xe0000000), 0);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_1, 4, 0x00000004), 0);
-	uint64_t addr;
-	bool en = true;
 	assert_int_equal(wkr_bar_state(t->dev, 0, &addr, &en), 0);
 	assert_int_equal(addr, 0x4e0000000ull);
 	assert_false(en);
@@ -82,12 +83,13 @@ static void test_cfg_io_bar_sizing_probe_keeps_io_bit(void **state)
 static void test_cfg_rom_sizing_probe_keeps_enable_bit(void **state)
 {
 	struct tdev *t = *state;
+	uint64_t addr;
+	bool en = true;
+
 	assert_int_equal(cfg_wr(t, PCI_ROM_ADDRESS, 4, 0xfffff800), 0);
 	assert_int_equal(cfg_rd(t, PCI_ROM_ADDRESS, 4), 0xffff0000); /* 64 KiB */
 	assert_int_equal(cfg_wr(t, PCI_ROM_ADDRESS, 4, 0xfeb00001), 0);
 	assert_int_equal(cfg_rd(t, PCI_ROM_ADDRESS, 4), 0xfeb00001);
-	uint64_t addr;
-	bool en = true;
 	assert_int_equal(wkr_bar_state(t->dev, VFIO_PCI_ROM_REGION_INDEX, &addr, &en), 0);
 	assert_int_equal(addr, 0xfeb00000);
 	assert_false(en); /* memory decoding is still off */
@@ -104,6 +106,9 @@ static void test_cfg_unimplemented_bar_reads_zero(void **state)
 static void test_cfg_command_memory_enable_notifies_bars_changed(void **state)
 {
 	struct tdev *t = *state;
+	uint64_t addr;
+	bool en;
+
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_2, 4, 0xfebc0000), 0);
 	assert_int_equal(t->rec.bars_changed, 0); /* decoding off: no news */
 	assert_int_equal(cfg_wr(t, PCI_COMMAND, 2, PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER), 0);
@@ -111,8 +116,6 @@ static void test_cfg_command_memory_enable_notifies_bars_changed(void **state)
 	assert_int_equal(t->rec.last_command & PCI_COMMAND_MEMORY, PCI_COMMAND_MEMORY);
 	/* The Command register reaches the device. */
 	assert_int_equal(phys_rd(t, PCI_COMMAND, 2), PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
-	uint64_t addr;
-	bool en;
 	assert_int_equal(wkr_bar_state(t->dev, 2, &addr, &en), 0);
 	assert_int_equal(addr, 0xfebc0000);
 	assert_true(en);
@@ -203,11 +206,13 @@ static void test_cfg_status_rw1c_bits_not_written_back(void **state)
 	struct wkr_io io = {wlog_pread, wlog_pwrite, &w};
 	struct wkr_callbacks cb = {rec_set_irqs, rec_bars_changed, &t->rec};
 	struct wkr_dev *d;
+	uint8_t b[4] = {PCI_COMMAND_IO, 0, 0, 0};
+	uint8_t s[2];
+
 	assert_int_equal(wkr_dev_new(wkr_image_info(t->img), &io, &cb, &d), 0);
 	assert_int_equal(phys_wr(t, PCI_STATUS, 2, PCI_STATUS_DETECTED_PARITY | 0x10), 0);
 	/* A 4-byte write over Command and Status with zero status must not write the set bit
 	 * back (that would clear it). */
-	uint8_t b[4] = {PCI_COMMAND_IO, 0, 0, 0};
 	assert_int_equal(wkr_cfg_write(d, PCI_COMMAND, b, 4), 0);
 	assert_int_equal(w.n, 1);
 	assert_int_equal(w.off[0], WKR_REGION_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX) + PCI_COMMAND);
@@ -219,7 +224,6 @@ static void test_cfg_status_rw1c_bits_not_written_back(void **state)
 	assert_int_equal(w.n, 2);
 	assert_int_equal(w.data[1][3] & 0x80, 0x80);
 	/* The capability-list bit is the shadow's. */
-	uint8_t s[2];
 	assert_int_equal(wkr_cfg_read(d, PCI_STATUS, s, 2), 0);
 	assert_int_equal(s[0] & PCI_STATUS_CAP_LIST, PCI_STATUS_CAP_LIST);
 	wkr_dev_free(d);
@@ -314,6 +318,8 @@ static void test_cfg_access_past_end_rejected_untouched(void **state)
 {
 	struct tdev *t = *state;
 	uint8_t b[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+	struct tdev small;
+
 	assert_int_equal(wkr_cfg_read(t->dev, 4094, b, 4), -EINVAL);
 	assert_int_equal(wkr_cfg_read(t->dev, 4096, b, 1), -EINVAL);
 	assert_int_equal(wkr_cfg_read(t->dev, 0, b, 0), -EINVAL);
@@ -321,7 +327,6 @@ static void test_cfg_access_past_end_rejected_untouched(void **state)
 	assert_int_equal(wkr_cfg_write(t->dev, 4093, b, 4), -EINVAL);
 	assert_int_equal(phys_rd(t, 4092, 4), 0);
 
-	struct tdev small;
 	assert_int_equal(tdev_open_fixture(&small, "edu.img"), 0);
 	assert_int_equal(wkr_cfg_read(small.dev, 0x100, b, 4), -EINVAL);
 	assert_int_equal(wkr_cfg_write(small.dev, 0xfd, b, 4), -EINVAL);
@@ -374,14 +379,16 @@ static void test_cfg_msi_masked_vector_pending_then_delivered(void **state)
 	struct tdev *t = *state;
 	const uint32_t ctl = 0x50 + PCI_MSI_FLAGS, mask = 0x60, pend = 0x64;
 	int vmm = new_efd();
+	int wfd;
+	uint64_t one = 1;
+
 	assert_true(vmm >= 0);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, &vmm, -1), 0);
 	assert_int_equal(cfg_wr(t, mask, 4, 1), 0);
 	assert_int_equal(cfg_wr(t, ctl, 2, PCI_MSI_FLAGS_ENABLE), 0);
-	int wfd = routed_fd(&t->rec, VFIO_PCI_MSI_IRQ_INDEX, 0);
+	wfd = routed_fd(&t->rec, VFIO_PCI_MSI_IRQ_INDEX, 0);
 	assert_true(wfd >= 0);
 	assert_int_not_equal(wfd, vmm);
-	uint64_t one = 1;
 	assert_int_equal(write(wfd, &one, 8), 8); /* the device fires */
 	assert_int_equal(wkr_irq_service(t->dev), 1);
 	assert_int_equal(cfg_rd(t, pend, 4), 1);
@@ -418,6 +425,14 @@ static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 	static uint8_t view0[4096], view1[4096], view2[4096];
 	const uint32_t msi = 0x50, msi_end = 0x68, msix = 0x70, msix_end = 0x7c;
 	int vmm = new_efd();
+	uint8_t entry[16] = {0x00, 0x00, 0xe0, 0xfe, 0, 0, 0, 0, 0x41, 0x40, 0, 0, 0, 0, 0, 0};
+	int n;
+	uint8_t table[16];
+	const uint8_t masked[16] = {[PCI_MSIX_ENTRY_VECTOR_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT};
+	uint64_t addr;
+	bool en;
+	uint8_t zero[4] = {0};
+
 	cfg_view(t, view0);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_0, 4, 0xfe000000), 0);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_1, 4, 0x00000001), 0);
@@ -434,10 +449,9 @@ static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 	assert_int_equal(cfg_wr(t, msi + PCI_MSI_DATA_64, 2, 0x4041), 0);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &vmm, -1), 0);
 	assert_int_equal(cfg_wr(t, msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE), 0);
-	uint8_t entry[16] = {0x00, 0x00, 0xe0, 0xfe, 0, 0, 0, 0, 0x41, 0x40, 0, 0, 0, 0, 0, 0};
 	assert_int_equal(wkr_region_write(t->dev, 2, 0, entry, 16), 0);
 	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), vmm));
-	int n = t->rec.nsets;
+	n = t->rec.nsets;
 
 	assert_int_equal(wkr_dev_reset(t->dev), 0);
 	assert_true(t->rec.nsets > n && t->rec.sets[n].s.disable);
@@ -450,14 +464,10 @@ static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 				 in_msi ? view0[off] : view1[off]);
 	}
 	/* MSI-X table back to power-on: zero, every vector masked; nothing pending. */
-	uint8_t table[16];
 	assert_int_equal(wkr_region_read(t->dev, 2, 0, table, 16), 0);
-	const uint8_t masked[16] = {[PCI_MSIX_ENTRY_VECTOR_CTRL] = PCI_MSIX_ENTRY_CTRL_MASKBIT};
 	assert_memory_equal(table, masked, 16);
 	assert_int_equal(wkr_irq_pending(t->dev), 0);
 	/* The BARs decode where they did: a VMM's mappings stay valid. */
-	uint64_t addr;
-	bool en;
 	assert_int_equal(wkr_bar_state(t->dev, 0, &addr, &en), 0);
 	assert_true(addr == 0x1fe000000ull && en);
 	assert_int_equal(wkr_bar_state(t->dev, 2, &addr, &en), 0);
@@ -466,7 +476,6 @@ static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 			 PCI_COMMAND_IO | PCI_COMMAND_MEMORY | PCI_COMMAND_MASTER);
 	/* The VMM's fd survives: enabling again routes to it once the vector is unmasked. */
 	assert_int_equal(cfg_wr(t, msix + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE), 0);
-	uint8_t zero[4] = {0};
 	assert_int_equal(wkr_region_write(t->dev, 2, 12, zero, 4), 0);
 	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), vmm));
 	close(vmm);
@@ -477,8 +486,10 @@ static void test_cfg_reset_routes_intx_again(void **state)
 {
 	struct tdev *t = *state;
 	int trig = new_efd(), res = new_efd();
+	int n;
+
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, res), 0);
-	int n = t->rec.nsets;
+	n = t->rec.nsets;
 	assert_int_equal(wkr_dev_reset(t->dev), 0);
 	assert_int_equal(t->rec.nsets, n + 3); /* disable, trigger, unmask */
 	assert_true(t->rec.sets[n].s.disable);
@@ -546,12 +557,13 @@ static void test_cfg_irq_table_over_limits_rejected_closes_nothing(void **state)
 static void test_cfg_capability_loop_terminates(void **state)
 {
 	struct tdev t;
+	uint8_t ids[64];
+
 	/* PM at 0x40 pointing to MSI at 0x50 pointing back to 0x40. */
 	assert_int_equal(tdev_open_text(&t, MINI_HEAD "config 0x34 40\n"
 						      "config 0x40 01 50 03 00 00 00 00 00\n"
 						      "config 0x50 05 40 00 00\n"),
 			 0);
-	uint8_t ids[64];
 	assert_int_equal(walk_std(&t, ids, 64), 2);
 	assert_int_equal(ids[0], PCI_CAP_ID_PM);
 	assert_int_equal(ids[1], PCI_CAP_ID_MSI);
@@ -595,11 +607,13 @@ static void test_cfg_no_intx_irq_clears_interrupt_pin(void **state)
 static void test_cfg_e1000e_capture_capabilities_visible(void **state)
 {
 	struct tdev t;
+	uint8_t ids[64];
+	int n;
+	const uint8_t want[] = {PCI_CAP_ID_PM, PCI_CAP_ID_MSI, PCI_CAP_ID_EXP, PCI_CAP_ID_MSIX};
+
 	assert_int_equal(tdev_open_fixture(&t, "e1000e.img"), 0);
 	assert_int_equal(cfg_rd(&t, PCI_VENDOR_ID, 2), 0x8086);
-	uint8_t ids[64];
-	int n = walk_std(&t, ids, 64);
-	const uint8_t want[] = {PCI_CAP_ID_PM, PCI_CAP_ID_MSI, PCI_CAP_ID_EXP, PCI_CAP_ID_MSIX};
+	n = walk_std(&t, ids, 64);
 	assert_int_equal(n, 4);
 	assert_memory_equal(ids, want, 4);
 	/* The host's BAR addresses are not shown; the I/O BAR keeps its type. */

@@ -164,9 +164,10 @@ static void test_cfg_caps_writes_reach_device_as_kernel_allows(void **state)
 static void test_cfg_caps_pm_pme_virtual_state_written(void **state)
 {
 	struct tdev *t = *state;
+	uint16_t w = 3 | (1 << 9) | PCI_PM_CTRL_PME_ENABLE | PCI_PM_CTRL_PME_STATUS;
+
 	assert_int_equal(cfg_rd(t, 0x40 + PCI_PM_PMC, 2), 0x0003);
 	assert_int_equal(cfg_rd(t, 0x40 + PCI_PM_CTRL, 2), PCI_PM_CTRL_NO_SOFT_RESET);
-	uint16_t w = 3 | (1 << 9) | PCI_PM_CTRL_PME_ENABLE | PCI_PM_CTRL_PME_STATUS;
 	assert_int_equal(cfg_wr(t, 0x40 + PCI_PM_CTRL, 2, w), 0);
 	assert_int_equal(phys_rd(t, 0x40 + PCI_PM_CTRL, 2), 0x8108 | 3 | (1 << 9));
 	assert_int_equal(cfg_rd(t, 0x40 + PCI_PM_CTRL, 2), 0x0008 | 3 | (1 << 9));
@@ -270,6 +271,8 @@ static void test_cfg_caps_pcie_control_masks(void **state)
 {
 	struct tdev *t = *state;
 	const uint32_t exp = 0x80;
+	uint32_t lnk;
+
 	assert_int_equal(cfg_wr(t, exp + PCI_EXP_DEVCTL, 2, 0xffff), 0);
 	assert_int_equal(phys_rd(t, exp + PCI_EXP_DEVCTL, 2),
 			 0xffff & ~(PCI_EXP_DEVCTL_PHANTOM | PCI_EXP_DEVCTL_BCR_FLR));
@@ -277,7 +280,7 @@ static void test_cfg_caps_pcie_control_masks(void **state)
 	assert_true(wkr_dev_take_flr(t->dev));
 	assert_int_equal(cfg_wr(t, exp + PCI_EXP_DEVCTL2, 2, 0xffff), 0);
 	assert_int_equal(phys_rd(t, exp + PCI_EXP_DEVCTL2, 2), 0xffff & ~PCI_EXP_DEVCTL2_ARI);
-	uint32_t lnk = phys_rd(t, exp + PCI_EXP_LNKCTL, 4);
+	lnk = phys_rd(t, exp + PCI_EXP_LNKCTL, 4);
 	assert_int_equal(cfg_wr(t, exp + PCI_EXP_LNKCTL, 4, 0xffffffff), 0);
 	assert_int_equal(phys_rd(t, exp + PCI_EXP_LNKCTL, 4), lnk);
 	assert_int_equal(cfg_wr(t, exp + PCI_EXP_DEVSTA, 2, 0xffff), 0);

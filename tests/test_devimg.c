@@ -22,8 +22,10 @@ static void test_devimg_fixtures_parse(void **state)
 		char path[512];
 		struct wkr_image *img = NULL;
 		struct vb_err err;
+		int r;
+
 		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, names[i]);
-		int r = wkr_image_load(path, &img, &err);
+		r = wkr_image_load(path, &img, &err);
 		if (r < 0)
 			fail_msg("%s: %s", names[i], err.msg);
 		assert_true(wkr_image_info(img)->flags & VFIO_DEVICE_FLAGS_PCI);
@@ -42,8 +44,12 @@ static void test_devimg_build_lays_out_regions_like_vfio(void **state)
 			   "config 0 34 12 # trailing comment\n"
 			   "config 0xff aa\n"
 			   "data 0 0x10 de ad\n";
+	const struct wkr_devinfo *in;
+	int fd;
+	uint8_t b[2];
+
 	assert_int_equal(wkr_image_parse(text, strlen(text), &img, &err), 0);
-	const struct wkr_devinfo *in = wkr_image_info(img);
+	in = wkr_image_info(img);
 	assert_string_equal(in->name, "tiny_dev-1.0");
 	assert_int_equal(in->regions[0].size, 0x1000);
 	assert_int_equal(in->regions[0].offset, WKR_REGION_OFFSET(0));
@@ -51,9 +57,7 @@ static void test_devimg_build_lays_out_regions_like_vfio(void **state)
 	assert_int_equal(in->regions[0].areas[1].offset, 0x800);
 	assert_int_equal(in->regions[7].offset, 7ull << 40);
 	assert_int_equal(in->irqs[2].count, 3);
-	int fd;
 	assert_int_equal(wkr_image_build(img, &fd), 0);
-	uint8_t b[2];
 	assert_int_equal(pread(fd, b, 2, (off_t)(7ull << 40)), 2);
 	assert_int_equal(b[0], 0x34);
 	assert_int_equal(b[1], 0x12);
@@ -76,8 +80,10 @@ static void expect_bad(const char *text, unsigned line, const char *why)
 	struct wkr_image *img = (struct wkr_image *)0x1;
 	struct vb_err err;
 	char prefix[32];
+	int r;
+
 	snprintf(prefix, sizeof(prefix), "line %u: ", line);
-	int r = wkr_image_parse(text, strlen(text), &img, &err);
+	r = wkr_image_parse(text, strlen(text), &img, &err);
 	if (r != -EINVAL || err.code != r || strncmp(err.msg, prefix, strlen(prefix)) != 0 ||
 	    !strstr(err.msg, why))
 		fail_msg("for %s: got %d, '%s'; want '%s...%s'", text, r, err.msg, prefix, why);
@@ -160,11 +166,13 @@ static void test_devimg_binary_and_long_lines_rejected(void **state)
 	char text[8192];
 	struct wkr_image *img = NULL;
 	struct vb_err err;
+	int n;
+
 	memcpy(text, HEAD "name x\0y\n", sizeof(HEAD "name x\0y\n"));
 	assert_int_equal(wkr_image_parse(text, sizeof(HEAD "name x\0y\n") - 1, &img, &err),
 			 -EINVAL);
 	assert_string_equal(err.msg, "line 4: NUL byte in the text");
-	int n = snprintf(text, sizeof(text), "%s# ", HEAD);
+	n = snprintf(text, sizeof(text), "%s# ", HEAD);
 	memset(text + n, 'x', 5000);
 	text[n + 5000] = 0;
 	assert_int_equal(wkr_image_parse(text, strlen(text), &img, &err), -EINVAL);

@@ -67,6 +67,8 @@ static void test_intx_bad_requests_rejected(void **state)
 {
 	struct tdev *t = *state;
 	int fds[2] = {new_efd(), new_efd()};
+	struct tdev n;
+
 	/* Two triggers for one line, a start past it, a resample fd on MSI. */
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 2, fds, -1), -EINVAL);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 1, 1, fds, -1), -EINVAL);
@@ -75,7 +77,6 @@ static void test_intx_bad_requests_rejected(void **state)
 	assert_int_equal(wkr_irq_set_fds(t->dev, WKR_NUM_IRQS, 0, 1, fds, -1), -EINVAL);
 	assert_int_equal(t->rec.nsets, 0);
 	/* A device without INTx. */
-	struct tdev n;
 	assert_int_equal(tdev_open_fixture(&n, "nvme.img"), 0);
 	assert_int_equal(wkr_irq_set_fds(n.dev, VFIO_PCI_MSI_IRQ_INDEX, 0, 1, fds, -1), -ENOENT);
 	tdev_close(&n);

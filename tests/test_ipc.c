@@ -326,6 +326,7 @@ static void test_ipc_take_over_predecessor_answers_dropped(void **state)
 	struct ipc_chan *a, *b, *a2;
 	struct ipc_msg *m = NULL, *req;
 	uint32_t id;
+	int fd;
 
 	chan_pair(NULL, NULL, &a, &b);
 	for (int round = 0; round < 2; round++) {
@@ -337,7 +338,7 @@ static void test_ipc_take_over_predecessor_answers_dropped(void **state)
 		ipc_msg_free(req);
 	}
 	/* The predecessor is gone before it read them; its successor holds the same socket. */
-	int fd = dup(ipc_chan_fd(a));
+	fd = dup(ipc_chan_fd(a));
 	ipc_chan_free(a);
 	assert_int_equal(ipc_chan_new(fd, &test_proto_client, NULL, &a2), 0);
 	/* The first is refused as a broken peer's; the second is still there. */

@@ -50,8 +50,9 @@ static int teardown(void **state)
 static uint64_t bar_rd(struct fx *f, uint64_t off, size_t len)
 {
 	uint8_t b[8] = {0};
-	assert_int_equal(wkr_region_read(f->t.dev, BAR, off, b, len), 0);
 	uint64_t v = 0;
+
+	assert_int_equal(wkr_region_read(f->t.dev, BAR, off, b, len), 0);
 	for (size_t i = 0; i < len; i++)
 		v |= (uint64_t)b[i] << (8 * i);
 	return v;
@@ -83,13 +84,14 @@ static void table_size_roundtrip(void **state, size_t size)
 	struct fx *f = *state;
 	const uint64_t pattern = 0x8877665544332211ull;
 	uint64_t mask = size == 8 ? ~0ull : (1ull << (8 * size)) - 1;
+	uint8_t raw[16];
+
 	/* Entry 3's address, every aligned slot of this size within the 16 bytes. */
 	for (uint64_t o = 0; o < 12; o += size) {
 		bar_wr(f, 48 + o, size, pattern >> (8 * (o % 8)));
 		assert_int_equal(bar_rd(f, 48 + o, size), (pattern >> (8 * (o % 8))) & mask);
 	}
 	/* The device's BAR was not touched. */
-	uint8_t raw[16];
 	assert_int_equal(pread(f->t.fd, raw, 16, (off_t)(WKR_REGION_OFFSET(BAR) + 48)), 16);
 	for (int i = 0; i < 16; i++)
 		assert_int_equal(raw[i], 0);
@@ -135,11 +137,12 @@ static void test_msix_pba_reads_pending_at_every_size(void **state)
 {
 	struct fx *f = *state;
 	int wfd;
+	uint64_t one = 1;
+
 	enable(f, false);
 	/* Vector 9 is masked and routed to the worker; fire it. */
 	wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 9);
 	assert_true(wfd >= 0);
-	uint64_t one = 1;
 	assert_int_equal(write(wfd, &one, 8), 8);
 	assert_int_equal(wkr_irq_service(f->t.dev), 1);
 	assert_int_equal(bar_rd(f, PBA, 8), 1ull << 9);
@@ -156,12 +159,14 @@ static void test_msix_pba_reads_pending_at_every_size(void **state)
 static void test_msix_enable_routes_masked_vectors_to_worker(void **state)
 {
 	struct fx *f = *state;
+	const struct wkr_irq_set *s;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	assert_int_equal(f->t.rec.nsets, 0); /* nothing enabled yet */
 	enable(f, false);
 	assert_int_equal(f->t.rec.nsets, 1);
-	const struct wkr_irq_set *s = &f->t.rec.sets[0].s;
+	s = &f->t.rec.sets[0].s;
 	assert_int_equal(s->index, VFIO_PCI_MSIX_IRQ_INDEX);
 	assert_int_equal(s->start, 0);
 	assert_int_equal(s->count, NVEC);
@@ -180,13 +185,16 @@ static void test_msix_enable_routes_masked_vectors_to_worker(void **state)
 static void test_msix_unmasked_vector_routed_to_vmm_irqfd(void **state)
 {
 	struct fx *f = *state;
+	int before;
+	const struct wkr_irq_set *s;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	enable(f, false);
-	int before = f->t.rec.nsets;
+	before = f->t.rec.nsets;
 	bar_wr(f, vctl(5), 4, 0);
 	assert_int_equal(f->t.rec.nsets, before + 1);
-	const struct wkr_irq_set *s = &f->t.rec.sets[before].s;
+	s = &f->t.rec.sets[before].s;
 	assert_int_equal(s->start, 5);
 	assert_int_equal(s->count, 1);
 	/* The kernel now signals the VMM's irqfd directly. */
@@ -197,11 +205,13 @@ static void test_msix_unmasked_vector_routed_to_vmm_irqfd(void **state)
 static void test_msix_masked_vector_pending_then_delivered_on_unmask(void **state)
 {
 	struct fx *f = *state;
+	int wfd;
+	uint64_t one = 1;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	enable(f, false);
-	int wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 2);
-	uint64_t one = 1;
+	wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 2);
 	assert_int_equal(write(wfd, &one, 8), 8);
 	assert_int_equal(wkr_irq_service(f->t.dev), 1);
 	assert_int_equal(bar_rd(f, PBA, 2), 1u << 2);
@@ -219,15 +229,17 @@ static void test_msix_masked_vector_pending_then_delivered_on_unmask(void **stat
 static void test_msix_function_mask_holds_then_releases(void **state)
 {
 	struct fx *f = *state;
+	int wfd;
+	uint64_t one = 1;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	enable(f, true);
 	bar_wr(f, vctl(0), 4, 0);
 	bar_wr(f, vctl(7), 4, 0);
 	/* Function mask set: vector 7 unmasked in its entry still goes to the worker. */
-	int wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 7);
+	wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 7);
 	assert_false(same_efd(wfd, f->vmm[7]));
-	uint64_t one = 1;
 	assert_int_equal(write(wfd, &one, 8), 8);
 	assert_int_equal(wkr_irq_service(f->t.dev), 1);
 	assert_int_equal(bar_rd(f, PBA, 1), 1u << 7);
@@ -242,11 +254,13 @@ static void test_msix_function_mask_holds_then_releases(void **state)
 static void test_msix_disable_tears_down_and_reenable_restores(void **state)
 {
 	struct fx *f = *state;
+	int n;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	enable(f, false);
 	bar_wr(f, vctl(4), 4, 0);
-	int n = f->t.rec.nsets;
+	n = f->t.rec.nsets;
 	assert_int_equal(cfg_wr(&f->t, CTRL, 2, 0), 0);
 	assert_int_equal(f->t.rec.nsets, n + 1);
 	assert_true(f->t.rec.sets[n].s.disable);
@@ -263,17 +277,20 @@ static void test_msix_disable_tears_down_and_reenable_restores(void **state)
 static void test_msix_release_then_new_fds_reroute(void **state)
 {
 	struct fx *f = *state;
+	int n;
+	int nv;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
 			 0);
 	enable(f, false);
 	bar_wr(f, vctl(1), 4, 0);
 	/* The VMM goes away: the index is torn down, guest state kept. */
-	int n = f->t.rec.nsets;
+	n = f->t.rec.nsets;
 	assert_int_equal(wkr_irq_release(f->t.dev), 0);
 	assert_true(f->t.rec.sets[n].s.disable);
 	assert_int_equal(cfg_rd(&f->t, CTRL, 2) & PCI_MSIX_FLAGS_ENABLE, PCI_MSIX_FLAGS_ENABLE);
 	/* A new VMM hands new fds: the index is enabled again, vector 1 to the new fd. */
-	int nv = new_efd();
+	nv = new_efd();
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 1, 1, &nv, -1), 0);
 	assert_true(same_efd(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 1), nv));
 	assert_false(same_efd(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 0), f->vmm[0]));
@@ -321,6 +338,8 @@ static void test_msix_mmap_areas_exclude_table_and_pba_pages(void **state)
 	struct fx *f = *state;
 	struct wkr_mmap_area a[8];
 	size_t n;
+	struct tdev nv;
+
 	/* BAR2: 16 KiB, table page 0, PBA page 2: areas 0x1000-0x2000 and 0x3000-0x4000. */
 	assert_int_equal(wkr_region_mmap_areas(f->t.dev, BAR, a, 8, &n), 0);
 	assert_int_equal(n, 2);
@@ -338,7 +357,6 @@ static void test_msix_mmap_areas_exclude_table_and_pba_pages(void **state)
 
 	/* nvme: table at 0x2000 and PBA at 0x3000 of a 16 KiB BAR0, MSI-X mappable: the
 	 * emulation still needs both pages trapped. */
-	struct tdev nv;
 	assert_int_equal(tdev_open_fixture(&nv, "nvme.img"), 0);
 	assert_int_equal(wkr_region_mmap_areas(nv.dev, 0, a, 8, &n), 0);
 	assert_int_equal(n, 1);
@@ -350,12 +368,13 @@ static void test_msix_mmap_areas_exclude_table_and_pba_pages(void **state)
 static void test_msix_e1000e_capture_five_vectors(void **state)
 {
 	struct tdev t;
+	uint8_t b[4];
+
 	assert_int_equal(tdev_open_fixture(&t, "e1000e.img"), 0);
 	assert_int_equal(cfg_wr(&t, 0xa0 + PCI_MSIX_FLAGS, 2, PCI_MSIX_FLAGS_ENABLE), 0);
 	assert_int_equal(t.rec.nsets, 1);
 	assert_int_equal(t.rec.sets[0].s.count, 5);
 	/* Table in BAR3 at 0; entry 4's control word is the last of the table. */
-	uint8_t b[4];
 	assert_int_equal(wkr_region_read(t.dev, 3, 4 * 16 + 12, b, 4), 0);
 	assert_int_equal(b[0], IMASK);
 	tdev_close(&t);
@@ -367,12 +386,14 @@ static void test_msix_vfio_mode_set_irqs_routes_and_drops_unassigned(void **stat
 	struct fx *f = *state;
 	const uint32_t trig = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
 	uint64_t one = 1;
+	int n;
+
 	wkr_irq_set_mode(f->t.dev, WKR_IRQ_VFIO);
 	/* SET_IRQS enables the index by itself, with every vector (clients send them in
 	 * chunks), although the guest view has MSI-X off and every entry masked. */
 	assert_int_equal(
 	    wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, trig, 0, 1, &f->vmm[0], NULL), 0);
-	int n = f->t.rec.nsets;
+	n = f->t.rec.nsets;
 	assert_true(n >= 1);
 	assert_true(f->t.rec.sets[n - 1].s.enable);
 	assert_int_equal(f->t.rec.sets[n - 1].s.count, NVEC);

@@ -891,9 +891,10 @@ static void test_record_65535_maps_appended_and_compacted(void **state)
 
 static void test_crc32c_known_answer(void **state)
 {
-	(void)state;
 	uint8_t buf[300];
 	size_t i, off, len;
+
+	(void)state;
 
 	assert_int_equal(vb_crc32c(0, "123456789", 9), 0xe3069283);
 	assert_int_equal(vb_crc32c_sw(0, "123456789", 9), 0xe3069283);

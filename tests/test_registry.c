@@ -37,6 +37,7 @@ static void test_registry_devices_of_one_vm_share_it(void **state)
 	struct brk_registry *r;
 	struct brk_dev_rec *a, *b;
 	bool created = true;
+	struct brk_vm *vm;
 
 	assert_int_equal(brk_registry_new(4, 4, &r), 0);
 	assert_int_equal(brk_registry_add(r, "0000:00:03.0", "vm1", &a, NULL), 0);
@@ -50,7 +51,7 @@ static void test_registry_devices_of_one_vm_share_it(void **state)
 	assert_null(brk_registry_find(r, "0000:00:03.0"));
 	assert_int_equal(b->vm->ndevices, 1);
 	assert_int_equal(brk_registry_drop_vm(r, b->vm), -EBUSY);
-	struct brk_vm *vm = b->vm;
+	vm = b->vm;
 	brk_registry_remove(r, b);
 	assert_int_equal(brk_registry_drop_vm(r, vm), 0);
 	assert_int_equal(brk_registry_nvms(r), 0);

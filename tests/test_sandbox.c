@@ -190,9 +190,10 @@ static void finish_ok(struct helper *h)
 
 static void test_sandbox_spawn_uid_gid_unprivileged(void **state)
 {
-	need_userns();
 	char rep[4096], st[4096], v[128], want[128];
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	host_status(h.pid, st, sizeof(st));
@@ -210,10 +211,11 @@ static void test_sandbox_spawn_uid_gid_unprivileged(void **state)
 
 static void test_sandbox_spawn_caps_none(void **state)
 {
-	need_userns();
 	static const char *const sets[] = {"CapInh:", "CapPrm:", "CapEff:", "CapBnd:", "CapAmb:"};
 	char rep[4096], st[4096], v[128];
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	host_status(h.pid, st, sizeof(st));
@@ -229,9 +231,10 @@ static void test_sandbox_spawn_caps_none(void **state)
 
 static void test_sandbox_spawn_no_new_privs(void **state)
 {
-	need_userns();
 	char rep[4096], st[4096], v[128];
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	host_status(h.pid, st, sizeof(st));
@@ -242,11 +245,12 @@ static void test_sandbox_spawn_no_new_privs(void **state)
 
 static void test_sandbox_spawn_namespaces_differ(void **state)
 {
-	need_userns();
 	static const char *const ns[] = {"user", "pid", "net", "mnt", "ipc", "uts", "cgroup"};
 	char rep[4096], path[64];
 	struct stat mine, its;
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	for (size_t i = 0; i < ARRAY_SIZE(ns); i++) {
@@ -262,9 +266,10 @@ static void test_sandbox_spawn_namespaces_differ(void **state)
 
 static void test_sandbox_spawn_pid_one(void **state)
 {
-	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	assert_string_equal(field(rep, "pid=", v, sizeof(v)), "1");
@@ -274,9 +279,10 @@ static void test_sandbox_spawn_pid_one(void **state)
 
 static void test_sandbox_spawn_root_empty(void **state)
 {
-	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	assert_string_equal(field(rep, "root_entries=", v, sizeof(v)), "0");
@@ -287,14 +293,16 @@ static void test_sandbox_spawn_root_empty(void **state)
 
 static void test_sandbox_spawn_rlimits_applied(void **state)
 {
-	need_userns();
 	static const struct sbx_rlimit rl[] = {
 	    {RLIMIT_NOFILE, 17}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
 	    {RLIMIT_MEMLOCK, 0}, {RLIMIT_CORE, 0},  {RLIMIT_AS, 256ull << 20},
 	};
-	struct helper_opts o = {.mode = "report", .stderr_fd = -1, .rlimits = rl, .nrlimits = 6};
+	struct helper_opts o;
 	char rep[4096], v[128];
 	struct helper h;
+
+	need_userns();
+	o = (struct helper_opts){.mode = "report", .stderr_fd = -1, .rlimits = rl, .nrlimits = 6};
 
 	spawn_report(&h, rep, sizeof(rep), &o);
 	assert_string_equal(field(rep, "nofile=", v, sizeof(v)), "17:17");
@@ -308,10 +316,11 @@ static void test_sandbox_spawn_rlimits_applied(void **state)
 
 static void test_sandbox_spawn_default_rlimits_applied(void **state)
 {
-	need_userns();
 	char rep[4096], v[128], want[64];
 	struct helper h;
 	size_t i;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	for (i = 0; i < sbx_worker_rlimits_default_count; i++) {
@@ -328,13 +337,17 @@ static void test_sandbox_spawn_default_rlimits_applied(void **state)
 
 static void test_sandbox_spawn_fds_only_passed(void **state)
 {
-	need_userns();
 	char rep[4096], v[128];
 	struct helper h;
-	int memfd = memfd_create("fd-four", MFD_CLOEXEC);
+	int memfd;
+	int leak;
+	struct helper_opts o;
+
+	need_userns();
+	memfd = memfd_create("fd-four", MFD_CLOEXEC);
 	/* Not close-on-exec on our side: it must still not reach the worker. */
-	int leak = open("/dev/null", O_RDONLY);
-	struct helper_opts o = {
+	leak = open("/dev/null", O_RDONLY);
+	o = (struct helper_opts){
 	    .mode = "report", .stderr_fd = -1, .extra_fds = &memfd, .nextra = 1};
 
 	assert_true(memfd >= 0 && leak >= 0);
@@ -349,11 +362,13 @@ static void test_sandbox_spawn_fds_only_passed(void **state)
 
 static void test_sandbox_spawn_env_only_given(void **state)
 {
-	need_userns();
 	char *envp[] = {"VB_TEST=1", NULL};
-	struct helper_opts o = {.mode = "report", .stderr_fd = -1, .envp = envp};
+	struct helper_opts o;
 	char rep[4096], v[128];
 	struct helper h;
+
+	need_userns();
+	o = (struct helper_opts){.mode = "report", .stderr_fd = -1, .envp = envp};
 
 	setenv("VB_SANDBOX_SECRET", "must-not-leak", 1);
 	spawn_report(&h, rep, sizeof(rep), NULL);
@@ -367,12 +382,13 @@ static void test_sandbox_spawn_env_only_given(void **state)
 
 static void test_sandbox_spawn_stderr_placed(void **state)
 {
-	need_userns();
 	struct helper_opts o = {.mode = "stderr"};
 	struct helper h;
 	char buf[128];
 	int p[2];
 	ssize_t n;
+
+	need_userns();
 
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	o.stderr_fd = p[1];
@@ -388,11 +404,12 @@ static void test_sandbox_spawn_stderr_placed(void **state)
 
 static void test_sandbox_spawn_worker_policy_kills(void **state)
 {
-	need_userns();
 	struct helper_opts o = {.mode = "worker-policy", .stderr_fd = -1};
 	char msg[64], st[4096], v[64];
 	struct helper h;
 	siginfo_t si;
+
+	need_userns();
 
 	assert_int_equal(spawn_helper(&o, &h, NULL), 0);
 	assert_true(recv_msg(h.chan, msg, sizeof(msg)) > 0);
@@ -409,11 +426,12 @@ static void test_sandbox_spawn_worker_policy_kills(void **state)
 
 static void test_sandbox_spawn_pidfd_supervises(void **state)
 {
-	need_userns();
 	char rep[4096];
 	struct helper h;
 	struct pollfd p;
 	siginfo_t si;
+
+	need_userns();
 
 	spawn_report(&h, rep, sizeof(rep), NULL);
 	p.fd = h.pidfd;
@@ -457,10 +475,12 @@ static void test_sandbox_spawn_bad_exe_no_child(void **state)
 
 static void test_sandbox_spawn_dynamic_exe_fails_at_execveat(void **state)
 {
+	char *argv[] = {"true", NULL};
+	struct sbx_worker_spec s;
+
 	need_userns();
 	/* A dynamic executable needs its loader, which the empty root does not have. */
-	char *argv[] = {"true", NULL};
-	struct sbx_worker_spec s = {
+	s = (struct sbx_worker_spec){
 	    .exe = "/bin/true", .argv = argv, .stderr_fd = -1, .uid = TEST_UID, .gid = TEST_GID};
 
 	spawn_expect_error(&s, -ENOENT, "execveat");
@@ -500,17 +520,19 @@ static void test_sandbox_spawn_bad_spec_rejected(void **state)
 
 static void test_sandbox_spawn_failed_step_reported(void **state)
 {
-	need_userns();
-	/* Above fs.nr_open: setrlimit fails inside the child, after the namespaces exist. */
 	static const struct sbx_rlimit rl[] = {{RLIMIT_NOFILE, 1ull << 40}};
 	char *argv[] = {"sbx_helper", "report", NULL};
-	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
-				    .argv = argv,
-				    .stderr_fd = -1,
-				    .uid = TEST_UID,
-				    .gid = TEST_GID,
-				    .rlimits = rl,
-				    .nrlimits = 1};
+	struct sbx_worker_spec s;
+
+	need_userns();
+	/* Above fs.nr_open: setrlimit fails inside the child, after the namespaces exist. */
+	s = (struct sbx_worker_spec){.exe = SBX_HELPER_PATH,
+				     .argv = argv,
+				     .stderr_fd = -1,
+				     .uid = TEST_UID,
+				     .gid = TEST_GID,
+				     .rlimits = rl,
+				     .nrlimits = 1};
 
 	spawn_expect_error(&s, -EPERM, "setrlimit");
 }
@@ -537,11 +559,13 @@ static void *spawn_thread_main(void *arg)
  * the pidfd (no sleep, no timeout: it would only turn a hang into a slower failure). */
 static void test_sandbox_spawn_outlives_spawner_ends_on_hangup(void **state)
 {
-	need_userns();
 	struct spawn_thread t = {.r = -1};
 	char rep[4096], v[32];
 	pthread_t th;
 	siginfo_t si;
+	struct pollfd p;
+
+	need_userns();
 
 	assert_int_equal(pthread_create(&th, NULL, spawn_thread_main, &t), 0);
 	assert_int_equal(pthread_join(th, NULL), 0);
@@ -549,7 +573,7 @@ static void test_sandbox_spawn_outlives_spawner_ends_on_hangup(void **state)
 	assert_true(recv_msg(t.h.chan, rep, sizeof(rep)) > 0);
 	assert_non_null(field(rep, "pdeathsig=", v, sizeof(v)));
 	assert_string_equal(v, "0");
-	struct pollfd p = {.fd = t.h.pidfd, .events = POLLIN};
+	p = (struct pollfd){.fd = t.h.pidfd, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, 0), 0); /* alive, its spawner gone */
 	close(t.h.chan);
 	t.h.chan = -1;
@@ -571,17 +595,19 @@ static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
 	int p[2], st;
 	char why[VB_ERR_MAX] = "";
 	ssize_t n;
+	char proc[64];
+	pid_t pid;
+	char got[VB_ERR_MAX + 16] = "";
 
 	if (geteuid() != 0) {
 		print_message("needs root to make a chroot (unshare, mount, chroot)\n");
 		skip();
 	}
 	assert_non_null(mkdtemp(dir));
-	char proc[64];
 	snprintf(proc, sizeof(proc), "%s/proc", dir);
 	assert_int_equal(mkdir(proc, 0555), 0);
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
-	pid_t pid = fork();
+	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		struct vb_err err = {0};
@@ -601,7 +627,6 @@ static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
 		_exit(write(p[1], out, (size_t)n) == n ? 0 : 1);
 	}
 	close(p[1]);
-	char got[VB_ERR_MAX + 16] = "";
 	n = read(p[0], got, sizeof(got) - 1);
 	close(p[0]);
 	assert_int_equal(waitpid(pid, &st, 0), pid);

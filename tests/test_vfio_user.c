@@ -56,11 +56,12 @@ struct fx {
 static int connect_started(const struct fx *f, int *fd)
 {
 	for (int waited = 0; waited < WAIT_MS; waited += 10) {
+		struct timespec ts = {0, 10 * 1000000};
+
 		if (vfu_cli_connect(f->sock, fd) == 0)
 			return 0;
 		if (waitpid(f->pid, NULL, WNOHANG) == f->pid)
 			return -ECHILD;
-		struct timespec ts = {0, 10 * 1000000};
 		nanosleep(&ts, NULL);
 	}
 	return -ETIMEDOUT;
@@ -72,6 +73,9 @@ static const char default_json[] = "{\"capabilities\":{\"max_msg_fds\":16,\"max_
 static int start(void **state, const char *image)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+	char img[512], vu[160], nat[160];
+	struct vfu_reply r;
+
 	if (!f)
 		return -1;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-vfu-test-XXXXXX");
@@ -79,7 +83,6 @@ static int start(void **state, const char *image)
 		return -1;
 	snprintf(f->sock, sizeof(f->sock), "%s/vfu.sock", f->dir);
 	snprintf(f->native, sizeof(f->native), "%s/vmm.sock", f->dir);
-	char img[512], vu[160], nat[160];
 	snprintf(img, sizeof(img), "--device-image=%s/%s", VB_FIXTURES, image);
 	snprintf(vu, sizeof(vu), "--vfio-user=%s", f->sock);
 	snprintf(nat, sizeof(nat), "--listen=%s", f->native);
@@ -89,7 +92,6 @@ static int start(void **state, const char *image)
 		execv(argv[0], argv);
 		_exit(127);
 	}
-	struct vfu_reply r;
 	if (connect_started(f, &f->fd) < 0 || vfu_cli_version(f->fd, default_json, &r) < 0)
 		return -1;
 	vfu_reply_free(&r);
@@ -131,10 +133,12 @@ static int teardown(void **state)
 static int worker_fds(const struct fx *f)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->pid);
-	DIR *d = opendir(path);
-	assert_non_null(d);
+	DIR *d;
 	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->pid);
+	d = opendir(path);
+	assert_non_null(d);
 	for (struct dirent *e; (e = readdir(d));)
 		n += e->d_name[0] != '.';
 	closedir(d);
@@ -185,9 +189,11 @@ static void expect_ok(int fd, uint16_t cmd, const void *p, size_t len, const int
 
 static json_object *version_json(const struct vfu_reply *r)
 {
+	json_object *o;
+
 	assert_true(r->len > 4);
 	assert_int_equal(r->data[r->len - 1], 0);
-	json_object *o = json_tokener_parse((const char *)r->data + 4);
+	o = json_tokener_parse((const char *)r->data + 4);
 	assert_non_null(o);
 	return o;
 }
@@ -205,12 +211,14 @@ static void test_vfio_user_protocol_version_caps_within_qemu_limits(void **state
 {
 	struct fx *f = *state;
 	struct vfu_reply r;
+	json_object *o;
+
 	close(f->fd);
 	assert_int_equal(vfu_cli_connect(f->sock, &f->fd), -0);
 	assert_int_equal(vfu_cli_version(f->fd, default_json, &r), 0);
 	assert_int_equal(r.data[0] | r.data[1] << 8, 0); /* major */
 	assert_int_equal(r.data[2] | r.data[3] << 8, 1); /* minor */
-	json_object *o = version_json(&r);
+	o = version_json(&r);
 	/* QEMU refuses max_msg_fds > 16 and max_data_xfer_size > 64 MiB. */
 	assert_int_equal(cap_of(o, "max_msg_fds"), 16);
 	assert_true(cap_of(o, "max_data_xfer_size") > 0);
@@ -230,8 +238,10 @@ static void test_vfio_user_protocol_version_reply_fits_request_buffer(void **sta
 	const char *small[] = {NULL, "{}", "{\"capabilities\":{}}",
 			       "{\"capabilities\":{\"max_msg_fds\":8, \"x\":\"yyyyyyyyyy\"}}"};
 	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
+		size_t req;
+
 		reconnect_bare(f);
-		size_t req = 16 + 4 + (small[i] ? strlen(small[i]) + 1 : 0);
+		req = 16 + 4 + (small[i] ? strlen(small[i]) + 1 : 0);
 		assert_int_equal(vfu_cli_version(f->fd, small[i], &r), 0);
 		assert_true(r.size <= req);
 		if (r.len > 4)
@@ -261,14 +271,15 @@ static void test_vfio_user_protocol_version_garbage_json_einval(void **state)
 			     "{\"capabilities\":{\"max_msg_fds\":\"16\"}}",
 			     "{\"capabilities\":{\"max_msg_fds\":-1}}",
 			     "{} trailing"};
+	uint8_t no_nul[8] = {0, 0, 1, 0, '{', '}', ' ', ' '};
+
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		uint8_t p[128] = {0, 0, 1, 0};
 		memcpy(p + 4, bad[i], strlen(bad[i]) + 1);
 		version_fails(*state, p, 4 + strlen(bad[i]) + 1, EINVAL);
 	}
 	/* JSON without its NUL. */
-	uint8_t p[8] = {0, 0, 1, 0, '{', '}', ' ', ' '};
-	version_fails(*state, p, sizeof(p), EINVAL);
+	version_fails(*state, no_nul, sizeof(no_nul), EINVAL);
 }
 
 static void test_vfio_user_protocol_version_other_major_enotsup(void **state)
@@ -329,10 +340,19 @@ static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state
 {
 	struct fx *f = *state;
 	struct vfu_reply r;
+	uint32_t need;
+	uint32_t flags;
+	uint32_t cap;
+	uint32_t n;
+	uint64_t covered = 0;
+	uint64_t base;
+	void *m;
+	uint8_t p[32] = {32};
+
 	/* e1000e's BAR3 (16 KiB) holds the MSI-X table and PBA: the first query is too small
 	 * for the capability, says how much is needed and carries no fd. */
 	region_info(f->fd, 3, 32, &r);
-	uint32_t need = vb_le32_get(r.data);
+	need = vb_le32_get(r.data);
 	assert_int_equal(r.len, 32);
 	assert_int_equal(r.nfds, 0);
 	assert_true(need > 32);
@@ -344,16 +364,15 @@ static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state
 	region_info(f->fd, 3, need, &r);
 	assert_int_equal(r.len, need);
 	assert_int_equal(r.nfds, 1);
-	uint32_t flags = vb_le32_get(r.data + 4);
+	flags = vb_le32_get(r.data + 4);
 	assert_true(flags & VFIO_REGION_INFO_FLAG_MMAP);
 	assert_int_equal(vb_le64_get(r.data + 16), 0x4000);
-	uint32_t cap = vb_le32_get(r.data + 12);
+	cap = vb_le32_get(r.data + 12);
 	assert_int_equal(cap, 32);
 	assert_int_equal(r.data[cap] | r.data[cap + 1] << 8, VFIO_REGION_INFO_CAP_SPARSE_MMAP);
-	uint32_t n = vb_le32_get(r.data + cap + 8);
+	n = vb_le32_get(r.data + cap + 8);
 	assert_true(n >= 1);
 	/* No mappable area covers the MSI-X table's or the PBA's page (at 0 and 0x2000). */
-	uint64_t covered = 0;
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = vb_le64_get(r.data + cap + 16 + 16 * i);
 		uint64_t size = vb_le64_get(r.data + cap + 24 + 16 * i);
@@ -363,8 +382,8 @@ static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state
 	}
 	assert_true(covered > 0);
 	/* The fd maps the region at the reply's offset. */
-	uint64_t base = vb_le64_get(r.data + 24);
-	void *m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, r.fds[0], (off_t)(base + 0x1000));
+	base = vb_le64_get(r.data + 24);
+	m = mmap(NULL, 4096, PROT_READ, MAP_SHARED, r.fds[0], (off_t)(base + 0x1000));
 	assert_true(m != MAP_FAILED);
 	munmap(m, 4096);
 	vfu_reply_free(&r);
@@ -375,7 +394,6 @@ static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state
 	assert_false(vb_le32_get(r.data + 4) & VFIO_REGION_INFO_FLAG_MMAP);
 	assert_int_equal(vb_le64_get(r.data + 16), 0x1000);
 	vfu_reply_free(&r);
-	uint8_t p[32] = {32};
 	vb_le32_put(p + 8, VFIO_PCI_NUM_REGIONS);
 	expect_error(f->fd, 5, p, sizeof(p), NULL, 0, EINVAL);
 }
@@ -385,6 +403,8 @@ static void test_vfio_user_protocol_irq_info_every_index(void **state)
 	struct fx *f = *state;
 	/* e1000e.img: INTx, MSI, five MSI-X vectors, ERR, REQ. */
 	const uint32_t want[][2] = {{0, 1}, {1, 1}, {2, 5}, {3, 1}, {4, 1}};
+	uint8_t beyond[16] = {16};
+
 	for (uint32_t i = 0; i < 5; i++) {
 		struct vfu_reply r;
 		uint8_t p[16] = {16};
@@ -395,9 +415,8 @@ static void test_vfio_user_protocol_irq_info_every_index(void **state)
 		assert_int_equal(vb_le32_get(r.data + 12), want[i][1]);
 		vfu_reply_free(&r);
 	}
-	uint8_t p[16] = {16};
-	vb_le32_put(p + 8, 5);
-	expect_error(f->fd, 7, p, sizeof(p), NULL, 0, EINVAL);
+	vb_le32_put(beyond + 8, 5);
+	expect_error(f->fd, 7, beyond, sizeof(beyond), NULL, 0, EINVAL);
 }
 
 /* ---- region access ------------------------------------------------------------------------ */
@@ -406,12 +425,13 @@ static void test_vfio_user_protocol_region_read_config_ids(void **state)
 {
 	struct fx *f = *state;
 	uint8_t id[4];
+	uint8_t all[256], dw[4];
+
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4), 0);
 	/* e1000e: 8086:10d3 */
 	assert_int_equal(id[0] | id[1] << 8, 0x8086);
 	assert_int_equal(id[2] | id[3] << 8, 0x10d3);
 	/* A whole 256-byte read is split internally and equals 4-byte reads. */
-	uint8_t all[256], dw[4];
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, all, 256), 0);
 	for (int off = 0; off < 256; off += 4) {
 		assert_int_equal(
@@ -424,13 +444,14 @@ static void test_vfio_user_protocol_region_access_errors(void **state)
 {
 	struct fx *f = *state;
 	uint8_t b[8];
+	uint8_t p[16] = {0};
+
 	/* Past the end, an absent region, too large a count, an index out of range. */
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0x1000, b, 4),
 			 -EINVAL);
 	assert_int_equal(vfu_cli_region_read(f->fd, 4, 0, b, 4), -EINVAL);
 	assert_int_equal(vfu_cli_region_read(f->fd, 9, 0, b, 4), -EINVAL);
 	assert_int_equal(vfu_cli_region_read(f->fd, 0, 0, b, 0), -EINVAL);
-	uint8_t p[16] = {0};
 	vb_le32_put(p + 8, 0);
 	vb_le32_put(p + 12, (1u << 20) + 1); /* over max_data_xfer_size */
 	expect_error(f->fd, 9, p, sizeof(p), NULL, 0, EINVAL);
@@ -447,14 +468,16 @@ static void test_vfio_user_protocol_region_write_posted_gets_no_reply(void **sta
 	/* QEMU posts BAR writes with NO_REPLY and waits for the next command's reply only: a
 	 * reply to the write would be taken for it. A failing posted write is silent too. */
 	uint16_t cmd = 0x0006;
+	uint8_t got[2];
+	struct pollfd pfd;
+
 	assert_int_equal(vfu_cli_region_write(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, &cmd, 2, 1),
 			 0);
 	assert_int_equal(vfu_cli_region_write(f->fd, 6, 0, &cmd, 2, 1), 0); /* refused, silently */
-	uint8_t got[2];
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, got, 2), 0);
 	assert_int_equal(got[0] & 0x6, 0x6);
 	/* Nothing else is waiting in the socket. */
-	struct pollfd pfd = {f->fd, POLLIN, 0};
+	pfd = (struct pollfd){f->fd, POLLIN, 0};
 	assert_int_equal(poll(&pfd, 1, 0), 0);
 }
 
@@ -463,6 +486,8 @@ static void test_vfio_user_protocol_region_write_reply_echoes(void **state)
 	struct fx *f = *state;
 	uint8_t p[16 + 4] = {0};
 	struct vfu_reply r;
+	uint8_t back[4];
+
 	vb_le64_put(p, 0x10);
 	vb_le32_put(p + 8, 0);
 	vb_le32_put(p + 12, 4);
@@ -471,7 +496,6 @@ static void test_vfio_user_protocol_region_write_reply_echoes(void **state)
 	assert_int_equal(r.len, 16);
 	assert_memory_equal(r.data, p, 16);
 	vfu_reply_free(&r);
-	uint8_t back[4];
 	assert_int_equal(vfu_cli_region_read(f->fd, 0, 0x10, back, 4), 0);
 	assert_int_equal(vb_le32_get(back), 0x12345678);
 	/* A count that is not the data's length. */
@@ -572,17 +596,20 @@ static void test_vfio_user_protocol_dma_map_quota_enospc(void **state)
 {
 	struct fx *f = *state;
 	struct vfu_reply r;
-	/* The client may lower max_dma_maps; the server holds it to that. */
-	reconnect_bare(f);
 	const char *js = "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
 			 "\"pgsizes\":4096,\"max_dma_maps\":2}}";
+	json_object *o;
+	int mfd;
+	uint8_t p[32];
+
+	/* The client may lower max_dma_maps; the server holds it to that. */
+	reconnect_bare(f);
 	assert_int_equal(vfu_cli_version(f->fd, js, &r), 0);
-	json_object *o = version_json(&r);
+	o = version_json(&r);
 	assert_int_equal(cap_of(o, "max_dma_maps"), 2);
 	json_object_put(o);
 	vfu_reply_free(&r);
-	int mfd = sealed_ram();
-	uint8_t p[32];
+	mfd = sealed_ram();
 	for (int i = 0; i < 2; i++) {
 		dma_map_msg(p, 3, 0, 0x100000 * (uint64_t)(i + 1), 0x1000);
 		expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
@@ -613,10 +640,12 @@ static int msix_chunks_cycle(struct fx *f)
 {
 	int base = worker_fds(f);
 	int efd[65];
-	for (int i = 0; i < 65; i++)
-		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
 	uint8_t p[20];
 	struct vfu_reply r;
+	int assigned;
+
+	for (int i = 0; i < 65; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
 	/* QEMU's way: chunks of max_msg_fds (16), the last one shorter. */
 	for (uint32_t start = 0; start < 65; start += 16) {
 		uint32_t n = 65 - start < 16 ? 65 - start : 16;
@@ -627,7 +656,7 @@ static int msix_chunks_cycle(struct fx *f)
 	}
 	/* One dup per vector, and at most one worker eventfd per vector (the first chunk
 	 * enabled all 65; the others fired into worker eventfds until their chunk came). */
-	int assigned = worker_fds(f);
+	assigned = worker_fds(f);
 	assert_true(assigned >= base + 65 && assigned <= base + 65 + 65);
 	/* An all -1 chunk carries no fds and de-assigns those vectors. */
 	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 16, 16);
@@ -660,10 +689,11 @@ static void test_vfio_user_protocol_set_irqs_all_vectors_one_message(void **stat
 	struct fx *f = *state;
 	int base = worker_fds(f);
 	int efd[65];
-	for (int i = 0; i < 65; i++)
-		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
 	uint8_t p[20];
 	struct vfu_reply r;
+
+	for (int i = 0; i < 65; i++)
+		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
 	/* cloud-hypervisor's way: every vector at once, whatever max_msg_fds said. */
 	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 65);
 	expect_ok(f->fd, 8, p, 20, efd, 65, &r);
@@ -681,9 +711,10 @@ static void test_vfio_user_protocol_set_irqs_errors_close_fds(void **state)
 	struct fx *f = *state;
 	int base = worker_fds(f);
 	int efd[4];
+	uint8_t p[24];
+
 	for (int i = 0; i < 4; i++)
 		assert_true((efd[i] = eventfd(0, EFD_CLOEXEC)) >= 0);
-	uint8_t p[24];
 	/* fds that are not the vectors' count; fds where the data type takes none; a range
 	 * past the index; two data types; MSI-X masking (not maskable through SET_IRQS). */
 	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 3);
@@ -715,6 +746,8 @@ static void test_vfio_user_protocol_set_irqs_intx_trigger_unmask(void **state)
 	int trig = eventfd(0, EFD_CLOEXEC), unmask = eventfd(0, EFD_CLOEXEC);
 	uint8_t p[21];
 	struct vfu_reply r;
+	uint64_t v = 0;
+
 	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
 	expect_ok(f->fd, 8, p, 20, &trig, 1, &r);
 	vfu_reply_free(&r);
@@ -733,7 +766,6 @@ static void test_vfio_user_protocol_set_irqs_intx_trigger_unmask(void **state)
 	p[20] = 1;
 	expect_ok(f->fd, 8, p, 21, NULL, 0, &r);
 	vfu_reply_free(&r);
-	uint64_t v = 0;
 	assert_int_equal(read(trig, &v, sizeof(v)), sizeof(v));
 	assert_int_equal(v, 1);
 	set_irqs_msg(p, TRIG_NONE, VFIO_PCI_INTX_IRQ_INDEX, 0, 0);
@@ -754,6 +786,8 @@ static void test_vfio_user_protocol_set_irqs_err_req_eventfds(void **state)
 	 * count 0 takes it away. */
 	for (uint32_t index = VFIO_PCI_ERR_IRQ_INDEX; index <= VFIO_PCI_REQ_IRQ_INDEX; index++) {
 		int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		uint64_t v = 0;
+
 		set_irqs_msg(p, TRIG_EVENTFD, index, 0, 1);
 		expect_ok(f->fd, 8, p, 20, &efd, 1, &r);
 		vfu_reply_free(&r);
@@ -761,7 +795,6 @@ static void test_vfio_user_protocol_set_irqs_err_req_eventfds(void **state)
 		set_irqs_msg(p, TRIG_NONE, index, 0, 1);
 		expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
 		vfu_reply_free(&r);
-		uint64_t v = 0;
 		assert_int_equal(read(efd, &v, sizeof(v)), sizeof(v));
 		assert_int_equal(v, 1);
 		/* Two vectors of a one-vector index, and MASK (not maskable), are refused. */
@@ -785,19 +818,22 @@ static void test_vfio_user_protocol_reset_reply_is_header_only(void **state)
 	struct fx *f = *state;
 	struct vfu_reply r;
 	uint8_t before[2];
+	uint16_t cmd;
+	uint16_t msi = PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_64BIT;
+	uint8_t got[2];
+	uint8_t junk[4] = {0};
+
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, before, 2), 0);
-	uint16_t cmd = 0x0006 ^ (before[0] & 0x6);
+	cmd = 0x0006 ^ (before[0] & 0x6);
 	assert_int_equal(vfu_cli_region_write(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, &cmd, 2, 0),
 			 0);
 	/* e1000e.img's MSI capability is at 0xd0: enabled before the reset, off after it. */
-	uint16_t msi = PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_64BIT;
 	assert_int_equal(vfu_cli_region_write(f->fd, VFIO_PCI_CONFIG_REGION_INDEX,
 					      0xd0 + PCI_MSI_FLAGS, &msi, 2, 0),
 			 0);
 	expect_ok(f->fd, 13, NULL, 0, NULL, 0, &r);
 	assert_int_equal(r.size, 16); /* QEMU's buffer is its request's: the header */
 	vfu_reply_free(&r);
-	uint8_t got[2];
 	/* Command is kept, as the kernel restores it across VFIO_DEVICE_RESET; MSI is back at
 	 * power-on (worker/DEVICE-IMAGE.md, "Reset"). */
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, got, 2), 0);
@@ -806,7 +842,6 @@ static void test_vfio_user_protocol_reset_reply_is_header_only(void **state)
 	    vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0xd0 + PCI_MSI_FLAGS, got, 2),
 	    0);
 	assert_int_equal(got[0] & PCI_MSI_FLAGS_ENABLE, 0);
-	uint8_t junk[4] = {0};
 	expect_error(f->fd, 13, junk, sizeof(junk), NULL, 0, EINVAL);
 }
 
@@ -815,13 +850,14 @@ static void test_vfio_user_protocol_unknown_command_eopnotsupp(void **state)
 	struct fx *f = *state;
 	int base = worker_fds(f);
 	int efd = eventfd(0, EFD_CLOEXEC);
+	uint8_t p[16] = {16};
+
 	expect_error(f->fd, 99, NULL, 0, NULL, 0, EOPNOTSUPP);
 	/* Server-to-client commands and the optional IO_FDS are not served either; fds sent
 	 * with any of them are closed. */
 	expect_error(f->fd, 11, NULL, 0, &efd, 1, EOPNOTSUPP);
 	expect_error(f->fd, 6, NULL, 0, NULL, 0, EOPNOTSUPP);
 	/* fds with a command that takes none. */
-	uint8_t p[16] = {16};
 	expect_error(f->fd, 7, p, sizeof(p), &efd, 1, EINVAL);
 	close(efd);
 	assert_int_equal(worker_fds(f), base);
@@ -885,6 +921,9 @@ static void test_vfio_user_protocol_size_that_lies_einval(void **state)
 	 * and the session goes on. */
 	uint8_t m[16 + 16 + 8] = {0};
 	struct vfu_reply r;
+	uint8_t info[16] = {16};
+	uint8_t id[2];
+
 	m[0] = 42;
 	m[2] = 9;
 	vb_le32_put(m + 4, sizeof(m));
@@ -896,9 +935,7 @@ static void test_vfio_user_protocol_size_that_lies_einval(void **state)
 	assert_int_equal(r.error, EINVAL);
 	vfu_reply_free(&r);
 	/* And a DEVICE_GET_INFO that announces less than its structure. */
-	uint8_t info[16] = {16};
 	expect_error(f->fd, 4, info, 8, NULL, 0, EINVAL);
-	uint8_t id[2];
 	assert_int_equal(vfu_cli_region_read(f->fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 2), 0);
 }
 
@@ -909,16 +946,18 @@ static void test_vfio_user_protocol_too_many_fds_closed(void **state)
 	int mfd = sealed_ram();
 	int fds[2] = {mfd, mfd};
 	uint8_t p[32];
+	int many[200];
+	uint8_t irq[20];
+	uint8_t m[36];
+	struct vfu_reply r;
+
 	/* DMA_MAP takes one fd. */
 	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
 	expect_error(f->fd, 2, p, 32, fds, 2, EINVAL);
 	/* More fds than any command takes, across two sendmsgs of one message. */
-	int many[200];
 	for (int i = 0; i < 200; i++)
 		many[i] = mfd;
-	uint8_t irq[20];
 	set_irqs_msg(irq, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1);
-	uint8_t m[36];
 	m[0] = 5;
 	m[1] = 0;
 	m[2] = 8;
@@ -929,7 +968,6 @@ static void test_vfio_user_protocol_too_many_fds_closed(void **state)
 	memcpy(m + 16, irq, 20);
 	assert_int_equal(vfu_cli_raw(f->fd, m, 10, many, 200), 0);
 	assert_int_equal(vfu_cli_raw(f->fd, m + 10, 26, many, 200), 0);
-	struct vfu_reply r;
 	assert_int_equal(vfu_cli_recv(f->fd, 30000, &r), 0);
 	assert_int_equal(r.id, 5);
 	assert_int_equal(r.error, EINVAL);
@@ -962,9 +1000,10 @@ static void test_vfio_user_protocol_reply_from_client_ignored(void **state)
 {
 	struct fx *f = *state;
 	uint8_t info[16] = {16};
+	struct vfu_reply r;
+
 	/* The server sends no commands: a "reply" answers nothing and gets nothing back. */
 	assert_int_equal(vfu_cli_send(f->fd, 1, 4, F_REPLY, info, 16, NULL, 0), 0);
-	struct vfu_reply r;
 	expect_ok(f->fd, 4, info, 16, NULL, 0, &r);
 	vfu_reply_free(&r);
 	/* Unknown flag bits are refused. */
@@ -981,18 +1020,20 @@ static void test_vfio_user_protocol_one_vmm_across_protocols(void **state)
 	struct vfu_reply r;
 	/* A second vfio-user client is closed at once. */
 	int second;
-	assert_int_equal(vfu_cli_connect(f->sock, &second), 0);
 	uint8_t p[4] = {0, 0, 1, 0};
-	int e = vfu_cli_call(second, 1, p, 4, NULL, 0, &r);
-	assert_true(e == -EPIPE || e == -ECONNRESET);
-	close(second);
-	/* The native socket refuses too, its first request answered with EBUSY (so the
-	 * worker's loop runs while a VMM holds the device). */
+	int e;
 	int nfd;
 	struct ipc_chan *c;
 	struct ipc_msg *m = NULL;
 	struct ipc_error err;
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+
+	assert_int_equal(vfu_cli_connect(f->sock, &second), 0);
+	e = vfu_cli_call(second, 1, p, 4, NULL, 0, &r);
+	assert_true(e == -EPIPE || e == -ECONNRESET);
+	close(second);
+	/* The native socket refuses too, its first request answered with EBUSY (so the
+	 * worker's loop runs while a VMM holds the device). */
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	h.client = "test";
 	assert_int_equal(ipc_connect(f->native, &nfd), 0);

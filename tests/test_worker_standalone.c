@@ -123,10 +123,12 @@ static void hello(struct ipc_chan *c)
 {
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	struct ipc_msg *m;
+	const Vb__Dev__HelloReply *rep;
+
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	h.client = "test";
 	assert_int_equal(call(c, VB__DEV__TYPE__HELLO, &h.base, &m, NULL), 0);
-	const Vb__Dev__HelloReply *rep = (const Vb__Dev__HelloReply *)m->body;
+	rep = (const Vb__Dev__HelloReply *)m->body;
 	assert_int_equal(rep->version, VB__DEV__VERSION__VERSION_CURRENT);
 	assert_string_equal(rep->bdf, "0000:03:00.0");
 	assert_non_null(rep->limits);
@@ -138,12 +140,14 @@ static uint32_t cfg_read(struct ipc_chan *c, uint32_t off, uint32_t size)
 {
 	Vb__Dev__CfgRead req = VB__DEV__CFG_READ__INIT;
 	struct ipc_msg *m;
+	const Vb__Dev__Data *d;
+	uint32_t v = 0;
+
 	req.offset = off;
 	req.size = size;
 	assert_int_equal(call(c, VB__DEV__TYPE__CFG_READ, &req.base, &m, NULL), 0);
-	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
+	d = (const Vb__Dev__Data *)m->body;
 	assert_int_equal(d->data.len, size);
-	uint32_t v = 0;
 	for (uint32_t i = 0; i < size && i < 4; i++)
 		v |= (uint32_t)d->data.data[i] << (8 * i);
 	ipc_msg_free(m);
@@ -155,10 +159,12 @@ static int cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32_t v
 	Vb__Dev__CfgWrite req = VB__DEV__CFG_WRITE__INIT;
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
 	struct ipc_msg *m = NULL;
+	int r;
+
 	req.offset = off;
 	req.data.data = b;
 	req.data.len = size;
-	int r = call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, &m, NULL);
+	r = call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, &m, NULL);
 	ipc_msg_free(m);
 	return r;
 }
@@ -169,9 +175,11 @@ static void test_worker_standalone_hello_info_and_vendor_id(void **state)
 	struct ipc_chan *c = connect_vmm(f);
 	struct ipc_msg *m;
 	Vb__Empty e = VB__EMPTY__INIT;
+	const Vb__Dev__DeviceInfo *di;
+
 	hello(c);
 	assert_int_equal(call(c, VB__DEV__TYPE__DEVICE_INFO, &e.base, &m, NULL), 0);
-	const Vb__Dev__DeviceInfo *di = (const Vb__Dev__DeviceInfo *)m->body;
+	di = (const Vb__Dev__DeviceInfo *)m->body;
 	assert_int_equal(di->vendor_id, 0x1234);
 	assert_int_equal(di->device_id, 0x5678);
 	assert_int_equal(di->class_code, 0x020000);
@@ -191,10 +199,12 @@ static void test_worker_standalone_region_info_excludes_msix_pages(void **state)
 	struct ipc_chan *c = connect_vmm(f);
 	Vb__Dev__RegionInfoRequest req = VB__DEV__REGION_INFO_REQUEST__INIT;
 	struct ipc_msg *m;
+	const Vb__Region *r;
+
 	hello(c);
 	req.index = 2;
 	assert_int_equal(call(c, VB__DEV__TYPE__REGION_INFO, &req.base, &m, NULL), 0);
-	const Vb__Region *r = (const Vb__Region *)m->body;
+	r = (const Vb__Region *)m->body;
 	assert_int_equal(r->size, 0x4000);
 	assert_int_equal(r->offset, 2ull << 40);
 	assert_int_equal(r->n_mmap_areas, 2);
@@ -217,42 +227,44 @@ static void test_worker_standalone_malformed_requests_get_errors(void **state)
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	Vb__Empty e = VB__EMPTY__INIT;
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	Vb__Dev__RegionRead rr = VB__DEV__REGION_READ__INIT;
+	Vb__Dev__IrqInfoRequest ir = VB__DEV__IRQ_INFO_REQUEST__INIT;
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
+	uint8_t junk[40] = {0x56, 0x42, 0x52, 0x4b, 3,	  0,	1,    0,  5,
+			    0,	  1,	0,    0xf0, 0xff, 0xff, 0x7f, 30, 0};
+	struct pollfd p;
+
 	/* Before HELLO. */
 	assert_int_equal(call(c, VB__DEV__TYPE__DEVICE_INFO, &e.base, &m, &err), -EPROTO);
 	assert_non_null(strstr(err.message, "HELLO"));
 	hello(c);
-	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
 	cr.offset = 4095;
 	cr.size = 4;
 	assert_int_equal(call(c, VB__DEV__TYPE__CFG_READ, &cr.base, &m, &err), -EINVAL);
 	cr.offset = 0;
 	cr.size = 0;
 	assert_int_equal(call(c, VB__DEV__TYPE__CFG_READ, &cr.base, &m, &err), -EINVAL);
-	Vb__Dev__RegionRead rr = VB__DEV__REGION_READ__INIT;
 	rr.index = 0;
 	rr.offset = UINT64_MAX - 1;
 	rr.size = 4;
 	assert_int_equal(call(c, VB__DEV__TYPE__REGION_READ, &rr.base, &m, &err), -EINVAL);
 	assert_non_null(strstr(err.message, "region 0"));
-	Vb__Dev__IrqInfoRequest ir = VB__DEV__IRQ_INFO_REQUEST__INIT;
 	ir.index = 99;
 	assert_int_equal(call(c, VB__DEV__TYPE__IRQ_INFO, &ir.base, &m, &err), -EINVAL);
-	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x1000;
 	du.size = 0x1001;
 	assert_int_equal(call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, &m, &err), -EINVAL);
 	assert_non_null(strstr(err.message, "aligned"));
-	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
 	sf.index = VFIO_PCI_MSIX_IRQ_INDEX;
 	sf.count = 2; /* but no fds attached */
 	assert_int_equal(call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &m, &err), -EINVAL);
 	/* A datagram whose header claims more body than it carries: the worker's channel answers
 	 * it with an error (for a request id this client never used, so our channel calls it
 	 * unsolicited) and the session goes on. */
-	uint8_t junk[40] = {0x56, 0x42, 0x52, 0x4b, 3,	  0,	1,    0,  5,
-			    0,	  1,	0,    0xf0, 0xff, 0xff, 0x7f, 30, 0};
 	assert_int_equal(send(ipc_chan_fd(c), junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
-	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	p = (struct pollfd){.fd = ipc_chan_fd(c), .events = POLLIN};
 	assert_int_equal(poll(&p, 1, WAIT_MS), 1);
 	assert_int_equal(ipc_chan_recv(c, &m), -EPROTO);
 	/* Still serving. */
@@ -267,6 +279,9 @@ static void test_worker_standalone_second_vmm_refused_then_reconnect(void **stat
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	const Vb__Dev__Event *ev;
+	bool found = false;
+
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	hello(a);
 	/* Program a BAR and enable memory decoding: the VMM hears about it. */
@@ -274,9 +289,8 @@ static void test_worker_standalone_second_vmm_refused_then_reconnect(void **stat
 	assert_int_equal(cfg_write(a, PCI_COMMAND, 2, PCI_COMMAND_MEMORY), 0);
 	assert_int_equal(ipc_chan_recv(a, &m), 0);
 	assert_int_equal(m->kind, IPC_KIND_EVENT);
-	const Vb__Dev__Event *ev = (const Vb__Dev__Event *)m->body;
+	ev = (const Vb__Dev__Event *)m->body;
 	assert_int_equal(ev->kind, VB__DEV__EVENT_KIND__EVENT_BARS_CHANGED);
-	bool found = false;
 	for (size_t i = 0; i < ev->n_bars; i++)
 		if (ev->bars[i]->index == 2) {
 			assert_int_equal(ev->bars[i]->address, 0xfe000000);
@@ -323,9 +337,13 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	struct ipc_chan *c = connect_vmm(f);
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
-	hello(c);
-	int mfd = sealed_memfd(1 << 20, 0);
+	int mfd;
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int tfd;
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+
+	hello(c);
+	mfd = sealed_memfd(1 << 20, 0);
 	dm.iova = 0x100000;
 	dm.size = 1 << 20;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
@@ -336,11 +354,10 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	dm.iova = 0x400000;
 	dm.offset = 0x1000;
 	assert_int_equal(dma_map(c, &dm, mfd, &err), -ERANGE);
-	int tfd = open(VB_FIXTURES "/edu.img", O_RDONLY | O_CLOEXEC);
+	tfd = open(VB_FIXTURES "/edu.img", O_RDONLY | O_CLOEXEC);
 	dm.offset = 0;
 	dm.size = 0x1000;
 	assert_int_equal(dma_map(c, &dm, tfd, &err), -EACCES);
-	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x100000;
 	du.size = 1 << 20;
 	assert_int_equal(call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, &m, &err), 0);
@@ -355,10 +372,12 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 static int worker_fds(struct fx *f)
 {
 	char path[64];
-	snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->pid);
-	DIR *d = opendir(path);
-	assert_non_null(d);
+	DIR *d;
 	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)f->pid);
+	d = opendir(path);
+	assert_non_null(d);
 	for (struct dirent *e; (e = readdir(d));)
 		n += e->d_name[0] != '.';
 	closedir(d);
@@ -408,9 +427,11 @@ static void test_worker_standalone_vmm_not_reading_others_served_then_dropped(vo
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	uint32_t last = 0;
 	int i, r, n = 200;
+	int base;
+
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	hello(a);
-	int base = worker_fds(f);
+	base = worker_fds(f);
 	/* 200 replies of 4 KiB: more than the VMM's socket holds, less than the worker's send
 	 * queue budget (1 MiB). The VMM reads none of them yet. */
 	for (i = 0; i < n; i++)
@@ -478,36 +499,42 @@ static void test_worker_standalone_dma_memfd_checked_as_broker(void **state)
 	struct fx *f = *state;
 	struct ipc_chan *c = connect_vmm(f);
 	struct ipc_error err = {0};
-	hello(c);
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int unsealed;
+	int mfd;
+	char path[64];
+	int ro;
+	int wsealed;
+	char tpath[] = "/dev/shm/vb-test-XXXXXX";
+	int tfd;
+
+	hello(c);
 	dm.iova = 0x100000;
 	dm.size = 0x1000;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
 	/* Not sealed against shrinking: pinned pages could be truncated away. */
-	int unsealed = memfd_create("guest-ram", MFD_CLOEXEC);
+	unsealed = memfd_create("guest-ram", MFD_CLOEXEC);
 	assert_true(unsealed >= 0);
 	assert_int_equal(ftruncate(unsealed, 0x1000), 0);
 	assert_int_equal(dma_map(c, &dm, unsealed, &err), -EPERM);
 	assert_non_null(strstr(err.message, "F_SEAL_SHRINK"));
 	/* Read-only for read-write DMA; the same fd serves read-only DMA. */
-	int mfd = sealed_memfd(0x1000, 0);
-	char path[64];
+	mfd = sealed_memfd(0x1000, 0);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
-	int ro = open(path, O_RDONLY | O_CLOEXEC);
+	ro = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(ro >= 0);
 	assert_int_equal(dma_map(c, &dm, ro, &err), -EACCES);
 	assert_non_null(strstr(err.message, "read-only"));
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
 	assert_int_equal(dma_map(c, &dm, ro, &err), 0);
 	/* Sealed against writing, for read-write DMA. */
-	int wsealed = sealed_memfd(0x1000, F_SEAL_WRITE);
+	wsealed = sealed_memfd(0x1000, F_SEAL_WRITE);
 	dm.iova = 0x200000;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
 	assert_int_equal(dma_map(c, &dm, wsealed, &err), -EACCES);
 	assert_non_null(strstr(err.message, "sealed against writing"));
 	/* A tmpfs file opened by path is not a memfd, whatever its file system. */
-	char tpath[] = "/dev/shm/vb-test-XXXXXX";
-	int tfd = mkstemp(tpath);
+	tfd = mkstemp(tpath);
 	assert_true(tfd >= 0);
 	unlink(tpath);
 	assert_int_equal(ftruncate(tfd, 0x1000), 0);
@@ -526,16 +553,18 @@ static void test_worker_standalone_irqfd_must_be_eventfd(void **state)
 	struct ipc_chan *c = connect_vmm(f);
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
-	hello(c);
 	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
+	int p[2];
+	int efd;
+
+	hello(c);
 	sf.index = VFIO_PCI_INTX_IRQ_INDEX;
 	sf.count = 1;
-	int p[2];
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &p[0], 1, WAIT_MS, &m, &err),
 	    -EACCES);
-	int efd = eventfd(0, EFD_CLOEXEC);
+	efd = eventfd(0, EFD_CLOEXEC);
 	assert_true(efd >= 0);
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__SET_IRQ_FDS, &sf.base, &efd, 1, WAIT_MS, &m, &err), 0);

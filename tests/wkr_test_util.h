@@ -44,14 +44,17 @@ struct tdev {
 static inline int rec_set_irqs(void *data, const struct wkr_irq_set *s)
 {
 	struct rec *r = data;
+	struct rec_set *e;
+
 	if (r->fail_next) {
-		int e = r->fail_next;
+		int err = r->fail_next;
+
 		r->fail_next = 0;
-		return e;
+		return err;
 	}
 	if (r->nsets == REC_MAX)
 		return -ENOSPC;
-	struct rec_set *e = &r->sets[r->nsets++];
+	e = &r->sets[r->nsets++];
 	e->s = *s;
 	e->s.fds = NULL;
 	for (uint32_t i = 0; !s->disable && s->fds && i < s->count && i < REC_FDS_MAX; i++)
@@ -86,9 +89,12 @@ static inline int tdev_open_text(struct tdev *t, const char *text)
 {
 	struct vb_err err;
 	struct wkr_io io;
+	int r;
+	struct wkr_callbacks cb;
+
 	memset(t, 0, sizeof(*t));
 	t->fd = -1;
-	int r = wkr_image_parse(text, strlen(text), &t->img, &err);
+	r = wkr_image_parse(text, strlen(text), &t->img, &err);
 	if (r < 0) {
 		fprintf(stderr, "# image: %s\n", err.msg);
 		return r;
@@ -97,19 +103,22 @@ static inline int tdev_open_text(struct tdev *t, const char *text)
 	if (r < 0)
 		return r;
 	wkr_io_from_fd(&io, t->fd);
-	struct wkr_callbacks cb = {rec_set_irqs, rec_bars_changed, &t->rec};
+	cb = (struct wkr_callbacks){rec_set_irqs, rec_bars_changed, &t->rec};
 	return wkr_dev_new(wkr_image_info(t->img), &io, &cb, &t->dev);
 }
 
 static inline int tdev_open_fixture(struct tdev *t, const char *name)
 {
 	char path[512];
+	FILE *f;
+	static char buf[1 << 20];
+	size_t n;
+
 	snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, name);
-	FILE *f = fopen(path, "re");
+	f = fopen(path, "re");
 	if (!f)
 		return -errno;
-	static char buf[1 << 20];
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	n = fread(buf, 1, sizeof(buf) - 1, f);
 	fclose(f);
 	buf[n] = 0;
 	return tdev_open_text(t, buf);

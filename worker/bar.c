@@ -58,6 +58,8 @@ static int bar_init_one(struct wkr_dev *d, unsigned i, uint32_t raw)
 
 int wkr__bars_init(struct wkr_dev *d)
 {
+	uint64_t rom;
+
 	for (unsigned i = 0; i < 6; i++) {
 		uint8_t *p = d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i;
 		if (!d->bars[i].upper) {
@@ -67,7 +69,7 @@ int wkr__bars_init(struct wkr_dev *d)
 		}
 		vb_le32_put(p, d->bars[i].present ? d->bars[i].flags : 0);
 	}
-	uint64_t rom = d->info.regions[VFIO_PCI_ROM_REGION_INDEX].size;
+	rom = d->info.regions[VFIO_PCI_ROM_REGION_INDEX].size;
 	vb_le32_put(d->vconfig + PCI_ROM_ADDRESS, 0);
 	if (rom) {
 		if (!is_pow2(rom) || rom < ROM_MIN || rom > 0x80000000u)
@@ -110,9 +112,11 @@ static void rom_fix(struct wkr_dev *d)
 static uint64_t bar_addr(const struct wkr_dev *d, unsigned i)
 {
 	const struct wkr_bar *b = &d->bars[i];
+	uint64_t lo;
+
 	if (i == VFIO_PCI_ROM_REGION_INDEX)
 		return vb_le32_get(d->vconfig + PCI_ROM_ADDRESS);
-	uint64_t lo = vb_le32_get(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i);
+	lo = vb_le32_get(d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i);
 	lo &= b->io ? ~3ull : ~0xfull;
 	lo &= 0xffffffffull;
 	if (b->is64)
@@ -145,12 +149,15 @@ static bool bar_decodes(const struct wkr_dev *d, unsigned i, uint16_t cmd)
 
 int wkr_bar_state(const struct wkr_dev *d, uint32_t index, uint64_t *ret_addr, bool *ret_enabled)
 {
+	const struct wkr_bar *b;
+	uint64_t a;
+
 	if (index > VFIO_PCI_ROM_REGION_INDEX)
 		return -EINVAL;
-	const struct wkr_bar *b = &d->bars[index];
+	b = &d->bars[index];
 	if (!b->present || b->upper)
 		return -ENOENT;
-	uint64_t a = bar_addr(d, index);
+	a = bar_addr(d, index);
 	if (index == VFIO_PCI_ROM_REGION_INDEX)
 		a &= PCI_ROM_ADDRESS_MASK;
 	if (ret_addr)
@@ -171,9 +178,11 @@ int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len)
 	if (overlaps(off, len, PCI_COMMAND, PCI_COMMAND + 2)) {
 		uint8_t c[2];
 		int r = wkr__cfg_phys_read(d, PCI_COMMAND, c, 2);
+		uint16_t now;
+
 		if (r < 0)
 			return -EIO;
-		uint16_t now = vb_le16_get(c);
+		now = vb_le16_get(c);
 		notify = (now ^ d->command) & (PCI_COMMAND_IO | PCI_COMMAND_MEMORY);
 		d->command = now;
 	}
@@ -188,9 +197,11 @@ int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len)
 	 * off, and the enable that follows reports the final addresses. */
 	for (unsigned i = 0; i <= VFIO_PCI_ROM_REGION_INDEX; i++) {
 		struct wkr_bar *b = &d->bars[i];
+		uint64_t a;
+
 		if (!b->present || b->upper)
 			continue;
-		uint64_t a = bar_addr(d, i);
+		a = bar_addr(d, i);
 		if (a != b->addr && bar_decodes(d, i, d->command))
 			notify = true;
 		if (a != b->addr && i == VFIO_PCI_ROM_REGION_INDEX &&

@@ -199,9 +199,11 @@ static uint16_t vc_len(const struct wkr_dev *d, uint16_t pos)
 
 static uint16_t acs_len(const struct wkr_dev *d, uint16_t pos)
 {
+	unsigned bits;
+
 	if (!(cap_word(d, pos, PCI_ACS_CAP) & PCI_ACS_EC))
 		return 8;
-	unsigned bits = cap_byte(d, pos, PCI_ACS_EGRESS_BITS);
+	bits = cap_byte(d, pos, PCI_ACS_EGRESS_BITS);
 	bits = bits ? (bits + 31) & ~31u : 256;
 	return (uint16_t)(8 + bits / 8);
 }
@@ -414,6 +416,8 @@ static int caps_std(struct wkr_dev *d)
 	uint8_t seen[WKR_CFG_LEGACY / 4] = {0};
 	unsigned first = d->ncaps;
 	uint16_t pos = 0;
+	uint8_t *link;
+
 	if (d->vconfig[PCI_STATUS] & PCI_STATUS_CAP_LIST)
 		pos = d->vconfig[PCI_CAPABILITY_LIST] & 0xfc;
 	/* At most (256 - 64) / 4 capabilities fit; `seen` stops loops earlier. */
@@ -424,7 +428,7 @@ static int caps_std(struct wkr_dev *d)
 	}
 	caps_clip(d->caps + first, d->ncaps - first, WKR_CFG_LEGACY);
 	/* Rewrite the chain over the visible capabilities, in the device's order. */
-	uint8_t *link = &d->vconfig[PCI_CAPABILITY_LIST];
+	link = &d->vconfig[PCI_CAPABILITY_LIST];
 	*link = 0;
 	for (unsigned i = first; i < d->ncaps; i++) {
 		struct wkr_cap *c = &d->caps[i];
@@ -449,11 +453,14 @@ static int caps_std(struct wkr_dev *d)
  * capability left at 0x100), and ends the list at it. */
 static void ext_link(struct wkr_dev *d, uint16_t prev, uint16_t off)
 {
+	uint8_t *ph;
+	uint32_t ph_v;
+
 	vb_le32_put(d->vconfig + off, vb_le32_get(d->vconfig + off) & 0x000fffffu);
 	if (prev == 0 && off == WKR_CFG_LEGACY)
 		return;
-	uint8_t *ph = d->vconfig + (prev ? prev : WKR_CFG_LEGACY);
-	uint32_t ph_v = prev ? vb_le32_get(ph) & 0x000fffffu : 0;
+	ph = d->vconfig + (prev ? prev : WKR_CFG_LEGACY);
+	ph_v = prev ? vb_le32_get(ph) & 0x000fffffu : 0;
 	vb_le32_put(ph, ph_v | ((uint32_t)off << 20));
 }
 
@@ -462,9 +469,13 @@ static int caps_ext(struct wkr_dev *d)
 	uint8_t seen[WKR_CFG_SIZE_MAX / 4] = {0};
 	unsigned first = d->ncaps;
 	uint16_t pos = WKR_CFG_LEGACY;
+	uint32_t h;
+	uint16_t prev = 0;
+	struct wkr_cap *head;
+
 	if (d->cfg_size <= WKR_CFG_LEGACY)
 		return 0;
-	uint32_t h = vb_le32_get(d->vconfig + pos);
+	h = vb_le32_get(d->vconfig + pos);
 	if (h == 0 || h == 0xffffffffu)
 		return 0;
 	while (pos >= WKR_CFG_LEGACY && pos + 4u <= d->cfg_size && !seen[pos / 4] &&
@@ -475,7 +486,6 @@ static int caps_ext(struct wkr_dev *d)
 		pos = (uint16_t)((h >> 20) & 0xffc);
 	}
 	caps_clip(d->caps + first, d->ncaps - first, (uint16_t)d->cfg_size);
-	uint16_t prev = 0;
 	for (unsigned i = first; i < d->ncaps; i++) {
 		struct wkr_cap *c = &d->caps[i];
 		int r = cap_install(d, c);
@@ -486,7 +496,7 @@ static int caps_ext(struct wkr_dev *d)
 		ext_link(d, prev, c->off);
 		prev = c->off;
 	}
-	struct wkr_cap *head = &d->caps[first];
+	head = &d->caps[first];
 	if (head->desc->hidden)
 		head->desc = &ext_anchor;
 	return 0;

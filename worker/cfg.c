@@ -113,6 +113,9 @@ static void cfg_gaps_closed(struct wkr_dev *d)
 
 int wkr__cfg_build(struct wkr_dev *d)
 {
+	int r;
+	uint8_t cmd[2];
+
 	/* Until the build completes, config space is all virtual and maps to no capability: a
 	 * rebuild that fails (after a reset) must not leave the old capabilities' handlers and
 	 * permissions on a device whose MSI and MSI-X state is already gone. */
@@ -121,7 +124,7 @@ int wkr__cfg_build(struct wkr_dev *d)
 	memset(d->rw1c, 0, sizeof(d->rw1c));
 	memset(d->map, WKR_MAP_NONE, sizeof(d->map));
 	d->ncaps = 0;
-	int r = wkr__cfg_phys_read(d, 0, d->vconfig, d->cfg_size);
+	r = wkr__cfg_phys_read(d, 0, d->vconfig, d->cfg_size);
 	if (r < 0)
 		return r == -EIO ? r : -EIO;
 	if ((d->vconfig[PCI_HEADER_TYPE] & 0x7f) != PCI_HEADER_TYPE_NORMAL)
@@ -160,7 +163,6 @@ int wkr__cfg_build(struct wkr_dev *d)
 	r = wkr__bars_init(d);
 	if (r < 0)
 		return r;
-	uint8_t cmd[2];
 	r = wkr__cfg_phys_read(d, PCI_COMMAND, cmd, 2);
 	if (r < 0)
 		return r;
@@ -172,11 +174,15 @@ int wkr_dev_new(const struct wkr_devinfo *info, const struct wkr_io *io,
 		const struct wkr_callbacks *cb, struct wkr_dev **ret)
 {
 	const struct wkr_region *cfg = &info->regions[VFIO_PCI_CONFIG_REGION_INDEX];
+	struct wkr_dev *d;
+	long ps;
+	int r;
+
 	if (!io || !io->pread || !io->pwrite || !cb || !ret)
 		return -EINVAL;
 	if (cfg->size < 256 || cfg->size > WKR_CFG_SIZE_MAX)
 		return -EINVAL;
-	struct wkr_dev *d = calloc(1, sizeof(*d));
+	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
 	d->info = *info;
@@ -184,10 +190,10 @@ int wkr_dev_new(const struct wkr_devinfo *info, const struct wkr_io *io,
 	d->cb = *cb;
 	d->cfg_size = (uint32_t)cfg->size;
 	d->cfg_base = cfg->offset;
-	long ps = sysconf(_SC_PAGESIZE);
+	ps = sysconf(_SC_PAGESIZE);
 	d->pagesize = ps > 0 ? (uint64_t)ps : 4096;
 	d->epfd = -1;
-	int r = wkr__irq_init(d);
+	r = wkr__irq_init(d);
 	if (r == 0)
 		r = wkr__cfg_build(d);
 	if (r < 0) {
@@ -227,15 +233,18 @@ bool wkr_dev_take_flr(struct wkr_dev *d)
 int wkr_dev_reset(struct wkr_dev *d)
 {
 	uint8_t hdr[WKR_CFG_HDR];
+	int r;
+	int r2;
+
 	memcpy(hdr, d->vconfig, sizeof(hdr));
-	int r = wkr__irq_quiesce(d, false);
+	r = wkr__irq_quiesce(d, false);
 	free(d->msix.table);
 	d->msix.table = NULL;
 	memset(&d->msi, 0, sizeof(d->msi));
 	memset(&d->msix, 0, sizeof(d->msix));
 	memset(d->bars, 0, sizeof(d->bars));
 	d->flr_requested = false; /* this is the reset */
-	int r2 = wkr__cfg_build(d);
+	r2 = wkr__cfg_build(d);
 	if (r2 < 0)
 		return r2;
 	wkr__header_keep(d, hdr);
@@ -256,9 +265,10 @@ static size_t cfg_piece(const struct wkr_dev *d, uint32_t off, size_t rem)
 	static const size_t sizes[] = {4, 2, 1};
 	for (size_t i = 0; i < 3; i++) {
 		size_t n = sizes[i];
+		bool same = true;
+
 		if (off % n || n > rem)
 			continue;
-		bool same = true;
 		for (size_t b = 1; b < n; b++)
 			same &= d->map[off + b] == d->map[off];
 		if (same)
@@ -278,9 +288,11 @@ static bool cfg_all_virt(const struct wkr_dev *d, uint32_t off, size_t n)
 int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len)
 {
 	int r = cfg_check(d, off, len);
+	uint8_t *out;
+
 	if (r < 0)
 		return r;
-	uint8_t *out = buf;
+	out = buf;
 	while (len) {
 		size_t n = cfg_piece(d, off, len);
 		uint8_t phys[4] = {0};
@@ -338,9 +350,11 @@ static int cfg_write_piece(struct wkr_dev *d, uint32_t off, const uint8_t *val, 
 int wkr_cfg_write(struct wkr_dev *d, uint32_t off, const void *buf, size_t len)
 {
 	int r = cfg_check(d, off, len), first = 0;
+	const uint8_t *in;
+
 	if (r < 0)
 		return r;
-	const uint8_t *in = buf;
+	in = buf;
 	/* A failing piece does not stop the rest: the guest's write is not transactional on real
 	 * hardware either. The first error is reported. */
 	while (len) {

@@ -18,10 +18,36 @@
 
 #define ALL 0xffffffffu
 
+/* The guest may write the enable bit, the vector count it enables, the address (the upper half
+ * only in a 64-bit capability), the data and, with per-vector masking, the mask bits of the
+ * vectors the device has. */
+static void msi_perms(struct wkr_dev *d, struct wkr_cap *cap, uint16_t data, uint32_t nmask)
+{
+	const struct wkr_perm perms[] = {
+	    {2, (uint16_t)(cap->len - 2), ALL, 0, 0},
+	    {PCI_MSI_FLAGS, 2, ALL, PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE, 0},
+	    {PCI_MSI_ADDRESS_LO, 4, ALL, 0xfffffffcu, 0},
+	    {PCI_MSI_ADDRESS_HI, 4, ALL, d->msi.is64 ? ALL : 0, 0},
+	    {data, 2, ALL, 0xffff, 0},
+	    {d->msi.mask_off, 4, ALL, d->msi.pvm ? nmask : 0, 0},
+	};
+
+	/* The data entry of a 32-bit capability sits where the 64-bit one keeps its upper
+	 * address: apply the upper-address entry only when it exists. */
+	wkr__perm_apply(d, cap, perms, 2);
+	wkr__perm_apply(d, cap, &perms[2], 1);
+	if (d->msi.is64)
+		wkr__perm_apply(d, cap, &perms[3], 1);
+	wkr__perm_apply(d, cap, &perms[4], d->msi.pvm ? 2 : 1);
+}
+
 int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	uint16_t pos = cap->off;
 	uint16_t ctrl = vb_le16_get(d->vconfig + pos + PCI_MSI_FLAGS);
+	uint16_t data;
+	uint32_t nmask;
+
 	if (d->msi.present || cap->len < 10)
 		return -EINVAL;
 	d->msi.present = true;
@@ -31,24 +57,10 @@ int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 	d->msi.mmc = (uint8_t)((ctrl & PCI_MSI_FLAGS_QMASK) >> 1);
 	if (d->msi.mmc > 5)
 		d->msi.mmc = 5;
-	uint16_t data = d->msi.is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
+	data = d->msi.is64 ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
 	d->msi.mask_off = (uint16_t)(data + 4);
-	uint32_t nmask = d->msi.mmc == 5 ? ALL : (1u << (1u << d->msi.mmc)) - 1;
-	const struct wkr_perm perms[] = {
-	    {2, (uint16_t)(cap->len - 2), ALL, 0, 0},
-	    {PCI_MSI_FLAGS, 2, ALL, PCI_MSI_FLAGS_ENABLE | PCI_MSI_FLAGS_QSIZE, 0},
-	    {PCI_MSI_ADDRESS_LO, 4, ALL, 0xfffffffcu, 0},
-	    {PCI_MSI_ADDRESS_HI, 4, ALL, d->msi.is64 ? ALL : 0, 0},
-	    {data, 2, ALL, 0xffff, 0},
-	    {d->msi.mask_off, 4, ALL, d->msi.pvm ? nmask : 0, 0},
-	};
-	/* The data entry of a 32-bit capability sits where the 64-bit one keeps its upper
-	 * address: apply the upper-address entry only when it exists. */
-	wkr__perm_apply(d, cap, perms, 2);
-	wkr__perm_apply(d, cap, &perms[2], 1);
-	if (d->msi.is64)
-		wkr__perm_apply(d, cap, &perms[3], 1);
-	wkr__perm_apply(d, cap, &perms[4], d->msi.pvm ? 2 : 1);
+	nmask = d->msi.mmc == 5 ? ALL : (1u << (1u << d->msi.mmc)) - 1;
+	msi_perms(d, cap, data, nmask);
 	/* The guest starts with MSI off, one vector, no address, nothing masked or pending. */
 	vb_le16_put(d->vconfig + pos + PCI_MSI_FLAGS,
 		    ctrl & (PCI_MSI_FLAGS_QMASK | PCI_MSI_FLAGS_64BIT | PCI_MSI_FLAGS_MASKBIT));
@@ -59,9 +71,10 @@ int wkr__msi_init(struct wkr_dev *d, struct wkr_cap *cap)
 void wkr__msi_pending_sync(struct wkr_dev *d)
 {
 	const struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSI_IRQ_INDEX];
+	uint32_t bits = 0;
+
 	if (!d->msi.pvm)
 		return;
-	uint32_t bits = 0;
 	for (uint32_t v = 0; v < ix->nvec && v < 32; v++)
 		if (ix->vec[v].pending)
 			bits |= 1u << v;
@@ -73,16 +86,21 @@ int wkr__msi_written(struct wkr_dev *d, uint32_t off, size_t len)
 	uint8_t *c = d->vconfig + d->msi.off + PCI_MSI_FLAGS;
 	uint16_t ctrl = vb_le16_get(c);
 	uint8_t mme = (uint8_t)((ctrl & PCI_MSI_FLAGS_QSIZE) >> 4);
+	bool en;
+	uint32_t nvec;
+	struct wkr_irqidx *ix;
+	uint32_t mask;
+	int r = 0;
+
 	if (mme > d->msi.mmc) {
 		mme = d->msi.mmc;
 		ctrl = (uint16_t)((ctrl & ~PCI_MSI_FLAGS_QSIZE) | (mme << 4));
 		vb_le16_put(c, ctrl);
 	}
-	bool en = ctrl & PCI_MSI_FLAGS_ENABLE;
-	uint32_t nvec = 1u << mme;
-	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSI_IRQ_INDEX];
-	uint32_t mask = d->msi.pvm ? vb_le32_get(d->vconfig + d->msi.off + d->msi.mask_off) : 0;
-	int r = 0;
+	en = ctrl & PCI_MSI_FLAGS_ENABLE;
+	nvec = 1u << mme;
+	ix = &d->irq[VFIO_PCI_MSI_IRQ_INDEX];
+	mask = d->msi.pvm ? vb_le32_get(d->vconfig + d->msi.off + d->msi.mask_off) : 0;
 
 	if (d->msi.enabled && (!en || nvec != d->msi.nvec)) {
 		r = wkr__irq_enable(d, VFIO_PCI_MSI_IRQ_INDEX, 0);
@@ -91,9 +109,11 @@ int wkr__msi_written(struct wkr_dev *d, uint32_t off, size_t len)
 	for (uint32_t v = 0; v < ix->nvec && v < 32; v++)
 		ix->vec[v].masked = mask & (1u << v);
 	if (en && !d->msi.enabled) {
+		int r2;
+
 		d->msi.nvec = nvec;
 		d->msi.enabled = true;
-		int r2 = wkr__irq_enable(d, VFIO_PCI_MSI_IRQ_INDEX, nvec);
+		r2 = wkr__irq_enable(d, VFIO_PCI_MSI_IRQ_INDEX, nvec);
 		if (r == 0)
 			r = r2;
 	} else if (en) {

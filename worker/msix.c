@@ -28,20 +28,32 @@ static uint64_t pba_size(const struct wkr_dev *d)
 
 static bool fits(const struct wkr_dev *d, uint8_t bir, uint64_t off, uint64_t len)
 {
+	uint64_t size;
+
 	if (bir > VFIO_PCI_BAR5_REGION_INDEX)
 		return false;
-	uint64_t size = d->info.regions[bir].size;
+	size = d->info.regions[bir].size;
 	return size && off < size && len <= size - off;
 }
 
 int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	uint16_t pos = cap->off;
+	uint16_t ctrl;
+	uint32_t t;
+	uint32_t p;
+	uint8_t *table;
+	const struct wkr_perm perms[] = {
+	    {PCI_MSIX_FLAGS, 2, ALL, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 0},
+	    {PCI_MSIX_TABLE, 8, ALL, 0, 0},
+	};
+	struct wkr_irqidx *ix;
+
 	if (d->msix.present || cap->len < PCI_CAP_MSIX_SIZEOF)
 		return -EINVAL;
-	uint16_t ctrl = vb_le16_get(d->vconfig + pos + PCI_MSIX_FLAGS);
-	uint32_t t = vb_le32_get(d->vconfig + pos + PCI_MSIX_TABLE);
-	uint32_t p = vb_le32_get(d->vconfig + pos + PCI_MSIX_PBA);
+	ctrl = vb_le16_get(d->vconfig + pos + PCI_MSIX_FLAGS);
+	t = vb_le32_get(d->vconfig + pos + PCI_MSIX_TABLE);
+	p = vb_le32_get(d->vconfig + pos + PCI_MSIX_PBA);
 	d->msix.size = (ctrl & PCI_MSIX_FLAGS_QSIZE) + 1u;
 	d->msix.tbir = t & PCI_MSIX_TABLE_BIR;
 	d->msix.toff = t & PCI_MSIX_TABLE_OFFSET;
@@ -50,7 +62,7 @@ int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 	if (!fits(d, d->msix.tbir, d->msix.toff, (uint64_t)d->msix.size * ENTRY) ||
 	    !fits(d, d->msix.pbir, d->msix.poff, pba_size(d)))
 		return -EINVAL;
-	uint8_t *table = calloc(d->msix.size, ENTRY);
+	table = calloc(d->msix.size, ENTRY);
 	if (!table)
 		return -ENOMEM;
 	/* Every vector comes out of reset masked. */
@@ -59,13 +71,9 @@ int wkr__msix_init(struct wkr_dev *d, struct wkr_cap *cap)
 	d->msix.table = table;
 	d->msix.present = true;
 	d->msix.off = pos;
-	const struct wkr_perm perms[] = {
-	    {PCI_MSIX_FLAGS, 2, ALL, PCI_MSIX_FLAGS_ENABLE | PCI_MSIX_FLAGS_MASKALL, 0},
-	    {PCI_MSIX_TABLE, 8, ALL, 0, 0},
-	};
 	wkr__perm_apply(d, cap, perms, 2);
 	vb_le16_put(d->vconfig + pos + PCI_MSIX_FLAGS, ctrl & PCI_MSIX_FLAGS_QSIZE);
-	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
+	ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
 	for (uint32_t v = 0; v < ix->nvec; v++)
 		ix->vec[v].masked = true;
 	return 0;
@@ -126,12 +134,15 @@ int wkr__msix_classify(const struct wkr_dev *d, uint32_t index, uint64_t off, si
 
 void wkr__msix_read(struct wkr_dev *d, int what, uint64_t off, uint8_t *buf, size_t len)
 {
+	const struct wkr_irqidx *ix;
+	uint64_t first;
+
 	if (what == MSIX_TABLE) {
 		memcpy(buf, d->msix.table + (off - d->msix.toff), len);
 		return;
 	}
-	const struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
-	uint64_t first = off - d->msix.poff;
+	ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
+	first = off - d->msix.poff;
 	for (size_t b = 0; b < len; b++) {
 		uint8_t byte = 0;
 		for (unsigned bit = 0; bit < 8; bit++) {
@@ -145,12 +156,17 @@ void wkr__msix_read(struct wkr_dev *d, int what, uint64_t off, uint8_t *buf, siz
 
 int wkr__msix_write(struct wkr_dev *d, int what, uint64_t off, const uint8_t *buf, size_t len)
 {
+	uint64_t rel;
+	struct wkr_irqidx *ix;
+	uint32_t first, last;
+
 	if (what != MSIX_TABLE)
 		return 0; /* the PBA is read-only; writes are dropped as on hardware */
-	uint64_t rel = off - d->msix.toff;
+	rel = off - d->msix.toff;
 	memcpy(d->msix.table + rel, buf, len);
-	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
-	uint32_t first = (uint32_t)(rel / ENTRY), last = (uint32_t)((rel + len - 1) / ENTRY);
+	ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
+	first = (uint32_t)(rel / ENTRY);
+	last = (uint32_t)((rel + len - 1) / ENTRY);
 	for (uint32_t v = first; v <= last && v < ix->nvec; v++)
 		ix->vec[v].masked = entry_masked(d, v);
 	if (!d->msix.enabled || first >= ix->nvec)

@@ -17,9 +17,11 @@
 static int region_check(const struct wkr_dev *d, uint32_t index, uint64_t off, size_t len,
 			uint32_t need)
 {
+	const struct wkr_region *r;
+
 	if (index >= WKR_NUM_REGIONS || len == 0 || len > WKR_ACCESS_MAX)
 		return -EINVAL;
-	const struct wkr_region *r = &d->info.regions[index];
+	r = &d->info.regions[index];
 	if (r->size == 0)
 		return -ENOENT;
 	if (off >= r->size || len > r->size - off)
@@ -90,9 +92,12 @@ static size_t cut(struct span *s, size_t n, size_t max, struct span h)
 	size_t out = n;
 	for (size_t i = 0; i < n; i++) {
 		struct span o = s[i];
+		bool left, right;
+
 		if (h.end <= o.start || h.start >= o.end)
 			continue;
-		bool left = o.start<h.start, right = o.end> h.end;
+		left = o.start < h.start;
+		right = o.end > h.end;
 		s[i] = left ? (struct span){o.start, h.start} : (struct span){0, 0};
 		if (right && !left)
 			s[i] = (struct span){h.end, o.end};
@@ -105,22 +110,26 @@ static size_t cut(struct span *s, size_t n, size_t max, struct span h)
 int wkr_region_mmap_areas(const struct wkr_dev *d, uint32_t index, struct wkr_mmap_area *areas,
 			  size_t max, size_t *ret_n)
 {
+	const struct wkr_region *r;
+	struct span s[2 * WKR_MMAP_AREAS_MAX + 4];
+	uint64_t pg;
+	size_t out = 0;
+	const size_t cap = ARRAY_SIZE(s);
+	size_t n = 0;
+
 	if (index >= WKR_NUM_REGIONS || !ret_n)
 		return -EINVAL;
-	const struct wkr_region *r = &d->info.regions[index];
+	r = &d->info.regions[index];
 	if (r->size == 0)
 		return -ENOENT;
 	*ret_n = 0;
 	if (!(r->flags & VFIO_REGION_INFO_FLAG_MMAP) || index == VFIO_PCI_CONFIG_REGION_INDEX)
 		return 0;
-	struct span s[2 * WKR_MMAP_AREAS_MAX + 4];
-	const size_t cap = ARRAY_SIZE(s);
-	size_t n = 0;
 	if (r->nareas == 0)
 		s[n++] = (struct span){0, r->size};
 	for (uint32_t i = 0; i < r->nareas && i < WKR_MMAP_AREAS_MAX; i++)
 		s[n++] = (struct span){r->areas[i].offset, r->areas[i].offset + r->areas[i].size};
-	uint64_t pg = d->pagesize;
+	pg = d->pagesize;
 	if (d->msix.present) {
 		uint64_t ts = d->msix.toff, te = ts + (uint64_t)d->msix.size * 16;
 		uint64_t ps = d->msix.poff, pe = ps + ((uint64_t)d->msix.size + 63) / 64 * 8;
@@ -131,7 +140,6 @@ int wkr_region_mmap_areas(const struct wkr_dev *d, uint32_t index, struct wkr_mm
 			n = cut(s, n, cap,
 				(struct span){ps & ~(pg - 1), (pe + pg - 1) & ~(pg - 1)});
 	}
-	size_t out = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (s[i].end <= s[i].start)
 			continue;

@@ -83,10 +83,11 @@ static void detach_all(void)
 
 static void on_alarm(int sig)
 {
+	static const char msg[] = "guest_kill_at: no matching ioctl within 300 s\n";
+
 	(void)sig;
 	/* Threads in a stop are detached and run on; the kernel detaches the rest at our exit. */
 	detach_all();
-	static const char msg[] = "guest_kill_at: no matching ioctl within 300 s\n";
 	(void)!write(STDOUT_FILENO, msg, sizeof(msg) - 1);
 	_exit(1);
 }
@@ -151,6 +152,7 @@ int main(int argc, char **argv)
 	const struct point *p = NULL;
 	bool at_exit = true;
 	pid_t pid;
+	int r;
 
 	if (argc == 4 && !strcmp(argv[3], "entry"))
 		at_exit = false;
@@ -167,7 +169,7 @@ int main(int argc, char **argv)
 	}
 	signal(SIGALRM, on_alarm);
 	alarm(TIMEOUT_S);
-	int r = attach_all(pid);
+	r = attach_all(pid);
 	if (r < 0) {
 		detach_all();
 		printf("guest_kill_at: cannot trace %d: %s\n", pid, strerror(-r));

@@ -76,8 +76,10 @@ static uint32_t bar_read32(uint32_t off)
 static void bar_write32(uint32_t off, uint32_t v)
 {
 	uint8_t b[4];
+	int e;
+
 	vb_le32_put(b, v);
-	int e = vfu_cli_region_write(fd, VFIO_PCI_BAR0_REGION_INDEX, off, b, 4, 1);
+	e = vfu_cli_region_write(fd, VFIO_PCI_BAR0_REGION_INDEX, off, b, 4, 1);
 	if (e < 0)
 		die("BAR0 write at %#x: %s", off, strerror(-e));
 }
@@ -116,33 +118,36 @@ static void setup(void)
 	const char *js = "{\"capabilities\":{\"max_msg_fds\":16,\"max_data_xfer_size\":1048576,"
 			 "\"pgsizes\":4096,\"max_dma_maps\":65535}}";
 	int e = vfu_cli_version(fd, js, &r);
+	uint8_t info[16] = {16};
+	uint8_t id[4];
+	uint8_t cmd[2];
+	uint32_t ident;
+	uint32_t live;
+
 	if (e < 0)
 		die("VERSION: %s", strerror(-e));
 	printf("  VERSION %u.%u %s\n", r.data[0] | r.data[1] << 8, r.data[2] | r.data[3] << 8,
 	       r.len > 4 ? (char *)r.data + 4 : "");
 	vfu_reply_free(&r);
-	uint8_t info[16] = {16};
 	ok(4, info, 16, NULL, 0, &r, "DEVICE_GET_INFO");
 	if (vb_le32_get(r.data + 8) != VFIO_PCI_NUM_REGIONS ||
 	    !(vb_le32_get(r.data + 4) & VFIO_DEVICE_FLAGS_PCI))
 		die("DEVICE_GET_INFO: %u regions, flags %#x", vb_le32_get(r.data + 8),
 		    vb_le32_get(r.data + 4));
 	vfu_reply_free(&r);
-	uint8_t id[4];
 	if ((e = vfu_cli_region_read(fd, VFIO_PCI_CONFIG_REGION_INDEX, 0, id, 4)) < 0)
 		die("config read: %s", strerror(-e));
 	if (vb_le32_get(id) != 0x11e81234u)
 		die("config space says %08x, not edu 1234:11e8", vb_le32_get(id));
 	/* Memory decode and bus mastering, as a guest driver would enable them. */
-	uint8_t cmd[2];
 	if ((e = vfu_cli_region_read(fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, cmd, 2)) < 0)
 		die("config read: %s", strerror(-e));
 	cmd[0] |= 0x6;
 	if ((e = vfu_cli_region_write(fd, VFIO_PCI_CONFIG_REGION_INDEX, 4, cmd, 2, 0)) < 0)
 		die("config write: %s", strerror(-e));
-	uint32_t ident = bar_read32(EDU_IDENT);
+	ident = bar_read32(EDU_IDENT);
 	bar_write32(EDU_LIVENESS, 0x5a5aa5a5u);
-	uint32_t live = bar_read32(EDU_LIVENESS);
+	live = bar_read32(EDU_LIVENESS);
 	if ((ident & 0xff) != 0xed || live != ~0x5a5aa5a5u)
 		die("edu does not answer: ident %#x liveness %#x", ident, live);
 	printf("  edu version %u.%u answers through REGION_READ/WRITE\n", ident >> 24,
@@ -155,16 +160,19 @@ static unsigned dma(void)
 	/* Sealed against shrinking, as the broker requires of memory it pins (and as QEMU's
 	 * memory-backend-memfd does by default). */
 	int mfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	uint8_t *ram;
+	uint8_t map[32];
+	uint8_t unmap[24];
+
 	if (mfd < 0 || ftruncate(mfd, RAM_SIZE) < 0 ||
 	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
 		die("memfd: %s", strerror(errno));
-	uint8_t *ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
 	if (ram == MAP_FAILED)
 		die("mmap: %s", strerror(errno));
 	for (unsigned i = 0; i < EDU_XFER; i++)
 		ram[i] = (uint8_t)(i * 7 + 3);
 	memset(ram + DST_OFF, 0, EDU_XFER);
-	uint8_t map[32];
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le64_put(map + 8, 0);
@@ -178,7 +186,6 @@ static unsigned dma(void)
 	if (memcmp(ram, ram + DST_OFF, EDU_XFER))
 		die("the DMA round trip did not bring the bytes back");
 	printf("  DMA through the IOMMU: %u bytes there and back, matched\n", EDU_XFER);
-	uint8_t unmap[24];
 	vb_le32_put(unmap, 24);
 	vb_le32_put(unmap + 4, 0);
 	vb_le64_put(unmap + 8, RAM_IOVA);
@@ -195,6 +202,8 @@ static unsigned msi(void)
 	struct vfu_reply r;
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	uint8_t set[20];
+	unsigned got = 0;
+
 	vb_le32_put(set, 20);
 	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
 	vb_le32_put(set + 8, VFIO_PCI_MSI_IRQ_INDEX);
@@ -202,17 +211,19 @@ static unsigned msi(void)
 	vb_le32_put(set + 16, 1);
 	ok(8, set, 20, &efd, 1, &r, "SET_IRQS MSI");
 	vfu_reply_free(&r);
-	unsigned got = 0;
 	for (unsigned i = 0; i < NIRQ; i++) {
+		struct pollfd p;
+		uint64_t n;
+		uint32_t st;
+
 		bar_write32(EDU_IRQ_RAISE, 1u << i);
-		struct pollfd p = {efd, POLLIN, 0};
+		p = (struct pollfd){efd, POLLIN, 0};
 		if (poll(&p, 1, 30000) != 1)
 			die("MSI %u did not arrive on the eventfd within 30 s", i);
-		uint64_t n;
 		if (read(efd, &n, sizeof(n)) != sizeof(n))
 			die("eventfd read: %s", strerror(errno));
 		got++;
-		uint32_t st = bar_read32(EDU_IRQ_STATUS);
+		st = bar_read32(EDU_IRQ_STATUS);
 		bar_write32(EDU_IRQ_ACK, st);
 	}
 	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER);
@@ -256,6 +267,11 @@ static int reconnects(const char *sock, unsigned n)
 
 int main(int argc, char **argv)
 {
+	int e;
+	unsigned bytes;
+	unsigned irqs;
+	struct vfu_reply r;
+
 	if (argc == 4 && !strcmp(argv[1], "--reconnects"))
 		return reconnects(argv[3], (unsigned)strtoul(argv[2], NULL, 10));
 	if (argc != 2) {
@@ -263,13 +279,12 @@ int main(int argc, char **argv)
 				"       vfio-user-edu --reconnects N SOCKET\n");
 		return 2;
 	}
-	int e = vfu_cli_connect(argv[1], &fd);
+	e = vfu_cli_connect(argv[1], &fd);
 	if (e < 0)
 		die("%s: %s", argv[1], strerror(-e));
 	setup();
-	unsigned bytes = dma();
-	unsigned irqs = msi();
-	struct vfu_reply r;
+	bytes = dma();
+	irqs = msi();
 	ok(13, NULL, 0, NULL, 0, &r, "DEVICE_RESET");
 	vfu_reply_free(&r);
 	printf("figures: dma_bytes_verified=%u interrupts=%u\n", bytes, irqs);

@@ -56,9 +56,11 @@ static int enable_msi(struct vfb_dev *dev, uint32_t *start, uint32_t *end)
 	uint16_t ctrl;
 
 	if (vmm_find_cap(dev, PCI_CAP_ID_MSI, &pos) == 0) {
+		uint32_t data;
+
 		if (vmm_cfg_read16(dev, pos + PCI_MSI_FLAGS, &ctrl) < 0)
 			return vmm_fail("read MSI control");
-		uint32_t data = ctrl & PCI_MSI_FLAGS_64BIT ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
+		data = ctrl & PCI_MSI_FLAGS_64BIT ? PCI_MSI_DATA_64 : PCI_MSI_DATA_32;
 		if (vmm_cfg_write32(dev, pos + PCI_MSI_ADDRESS_LO, 0xfee00000u) < 0 ||
 		    vmm_cfg_write16(dev, pos + data, 0x4041) < 0 ||
 		    vmm_cfg_write16(dev, pos + PCI_MSI_FLAGS, ctrl | PCI_MSI_FLAGS_ENABLE) < 0)

@@ -237,9 +237,11 @@ static int wait_for(const struct opts *o, bool (*pred)(const struct vfb_ctl_devi
 	struct vfb_ctl_device *d = NULL;
 
 	while (now_s() < deadline) {
+		bool ok;
+
 		if (status(o, &d) < 0)
 			return -1;
-		bool ok = pred(d, arg);
+		ok = pred(d, arg);
 		if (ok) {
 			vfb_ctl_device_free(d);
 			return 0;
@@ -537,6 +539,7 @@ static int phase_interrupted(const struct opts *o, bool kill_it, unsigned long n
 	for (unsigned long i = 0; i < n && !failures; i++) {
 		enum point p = (enum point)(i % P_COUNT);
 		struct want w;
+		char *sock;
 
 		if (at_tenth(i, n))
 			tenth = broker_figures(o->broker);
@@ -544,7 +547,7 @@ static int phase_interrupted(const struct opts *o, bool kill_it, unsigned long n
 			break;
 		w.pid = d->worker_pid;
 		w.restarts = d->restarts + (kill_it ? 1 : 0);
-		char *sock = strdup(d->socket_path);
+		sock = strdup(d->socket_path);
 		vfb_ctl_device_free(d);
 		if (!sock || vmm_connect(sock, &v) < 0) {
 			free(sock);
