@@ -190,10 +190,12 @@ static int rt_raw(void *ctx, uint64_t n)
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
 		if (t->nfds) {
+			struct cmsghdr *cm;
+
 			memset(&ctl, 0, sizeof(ctl));
 			mh.msg_control = ctl.buf;
 			mh.msg_controllen = CMSG_SPACE(sizeof(int) * t->nfds);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm = CMSG_FIRSTHDR(&mh);
 			cm->cmsg_level = SOL_SOCKET;
 			cm->cmsg_type = SCM_RIGHTS;
 			cm->cmsg_len = CMSG_LEN(sizeof(int) * t->nfds);
@@ -217,6 +219,7 @@ static int rt_start(struct rt *t, size_t nfds)
 	Vb__Dev__Data d = data_body();
 	Vb__Empty e = VB__EMPTY__INIT;
 	int sv[2], r;
+	struct ipc_chan *srv;
 
 	memset(t, 0, sizeof(*t));
 	t->raw = -1;
@@ -231,7 +234,6 @@ static int rt_start(struct rt *t, size_t nfds)
 	t->req_len = packed(&d.base);
 	t->reply_len = nfds ? packed(&e.base) : t->req_len;
 
-	struct ipc_chan *srv;
 	r = ipc_socketpair(sv);
 	if (r < 0)
 		return r;
@@ -294,6 +296,8 @@ static int bench_roundtrip(size_t nfds)
 	char name[64], base[64];
 	struct rt t;
 	int r;
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl;
 
 	if (nfds)
 		snprintf(name, sizeof(name), "ipc_call_%zufd", nfds);
@@ -309,8 +313,7 @@ static int bench_roundtrip(size_t nfds)
 		snprintf(base, sizeof(base), "raw_scm_rights_%zufd_%zuB", nfds, t.req_len);
 	else
 		snprintf(base, sizeof(base), "raw_seqpacket_pingpong_%zuB", t.req_len);
-	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
-	int npl = bench_placements(pl);
+	npl = bench_placements(pl);
 	if (npl < 0) {
 		bench_fail(name, "the CPUs this process may use: %s", strerror(-npl));
 		rt_stop(&t);
@@ -355,12 +358,13 @@ static int dec_arena(void *ctx, uint64_t n)
 	for (uint64_t i = 0; i < n; i++) {
 		/* As the receive path does: the message and its arena, then the unpack into it. */
 		struct ipc_msg *m = ipc__msg_new(0, ipc_limits_default.decode_budget);
+		bool ok;
 
 		if (!m)
 			return -ENOMEM;
 		m->body = protobuf_c_message_unpack(d->desc, &ipc__msg_box(m)->arena.allocator,
 						    d->len, d->buf);
-		bool ok = m->body != NULL;
+		ok = m->body != NULL;
 
 		ipc_msg_free(m);
 		if (!ok)
@@ -550,12 +554,14 @@ static int rcv_raw(void *ctx, uint64_t n)
 
 	for (uint64_t i = 0; i < n; i++) {
 		ssize_t k = recv(x->rd_raw, buf, sizeof(buf), MSG_DONTWAIT);
+		ProtobufCMessage *m;
+
 		if (k < 0)
 			return -errno;
 		if (k < IPC_HDR_SIZE)
 			return -EBADMSG;
-		ProtobufCMessage *m = protobuf_c_message_unpack(
-		    &vb__dev__data__descriptor, NULL, (size_t)k - IPC_HDR_SIZE, buf + IPC_HDR_SIZE);
+		m = protobuf_c_message_unpack(&vb__dev__data__descriptor, NULL,
+					      (size_t)k - IPC_HDR_SIZE, buf + IPC_HDR_SIZE);
 		if (!m)
 			return -EBADMSG;
 		protobuf_c_message_free_unpacked(m, NULL);

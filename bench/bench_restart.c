@@ -104,6 +104,7 @@ static int broker_wait_ready(struct broker *b)
 {
 	for (;;) {
 		char *nl, *line = b->buf;
+		ssize_t n;
 
 		while ((nl = memchr(line, '\n', b->len - (size_t)(line - b->buf)))) {
 			*nl = 0;
@@ -120,7 +121,7 @@ static int broker_wait_ready(struct broker *b)
 		memmove(b->buf, line, b->len);
 		if (b->len == sizeof(b->buf))
 			b->len = 0; /* a line longer than the buffer: not a ready line */
-		ssize_t n = read(b->log, b->buf + b->len, sizeof(b->buf) - b->len);
+		n = read(b->log, b->buf + b->len, sizeof(b->buf) - b->len);
 		if (n <= 0)
 			return -EPIPE;
 		b->len += (size_t)n;
@@ -262,6 +263,8 @@ int main(int argc, char **argv)
 	if (r == 0 && (r = broker_start(&b)) == 0 && (r = broker_wait_ready(&b)) < 0)
 		bench_fail(FIGURE, "the broker did not start: %s", strerror(-r));
 	if (r == 0 && (r = -pthread_create(&th, NULL, client, NULL)) == 0) {
+		size_t last;
+
 		for (unsigned i = 0; i < n && r == 0; i++) {
 			size_t before = atomic_load(&reqs.n);
 
@@ -279,7 +282,7 @@ int main(int argc, char **argv)
 					   i + 1, n);
 		}
 		/* The request in progress at the last ready line completes. */
-		size_t last = atomic_load(&reqs.n);
+		last = atomic_load(&reqs.n);
 		while (r == 0 && atomic_load(&reqs.n) < last + 1 && !reqs.err)
 			poll(NULL, 0, 1);
 		atomic_store(&reqs.stop, true);

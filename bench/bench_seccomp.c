@@ -76,6 +76,7 @@ static void child(enum stack s, int fd, int out, const uint64_t n[NCALLS], unsig
 {
 	uint64_t t0;
 	int r = load(s);
+	size_t len;
 
 	if (r < 0)
 		_exit(100 + (-r & 0x7f));
@@ -89,7 +90,7 @@ static void child(enum stack s, int fd, int out, const uint64_t n[NCALLS], unsig
 			v[c * nb + b] = (double)(bench_now_ns() - t0) / (double)n[c];
 		}
 	}
-	size_t len = sizeof(double) * NCALLS * nb;
+	len = sizeof(double) * NCALLS * nb;
 	for (size_t at = 0; at < len;) {
 		ssize_t k = write(out, (char *)v + at, len - at);
 		if (k <= 0)

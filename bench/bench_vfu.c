@@ -114,6 +114,9 @@ static const char *explain(void *ctx)
 
 static int start(struct vb *v, const char *worker, const char *image)
 {
+	int r = -ETIMEDOUT;
+	struct vfu_reply rep;
+
 	snprintf(v->dir, sizeof(v->dir), "/tmp/vb-bench-vfu-XXXXXX");
 	if (!mkdtemp(v->dir))
 		return -errno;
@@ -129,7 +132,6 @@ static int start(struct vb *v, const char *worker, const char *image)
 		execl(worker, worker, img, vu, (char *)NULL);
 		_exit(127);
 	}
-	int r = -ETIMEDOUT;
 	for (int i = 0; i < 500 && r < 0; i++) {
 		r = vfu_cli_connect(v->sock, &v->vfu);
 		if (r < 0)
@@ -137,7 +139,6 @@ static int start(struct vb *v, const char *worker, const char *image)
 	}
 	if (r < 0)
 		return r;
-	struct vfu_reply rep;
 	v->step = "VERSION";
 	r = vfu_cli_version(v->vfu, "{\"capabilities\":{\"max_msg_fds\":16}}", &rep);
 	if (r < 0)
@@ -173,19 +174,22 @@ int main(int argc, char **argv)
 	const char *image = argc > 2 ? argv[2] : VB_FIXTURES "/edu.img";
 	struct vb v = {.worker = -1, .vfu = -1, .raw = {-1, -1}};
 	int r = start(&v, worker, image), status = 0;
+	struct bench_pair p;
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl;
+
 	bench_header("vfio-user (stock VMM protocol) config read vs the stream it travels on");
-	struct bench_pair p = {.name = "vfu_cfg_read_4B",
-			       .baseline = "raw_stream_pingpong_32B_36B",
-			       .figure = vfu_read,
-			       .base = raw_pingpong,
-			       .ctx = &v,
-			       .explain = explain};
+	p = (struct bench_pair){.name = "vfu_cfg_read_4B",
+				.baseline = "raw_stream_pingpong_32B_36B",
+				.figure = vfu_read,
+				.base = raw_pingpong,
+				.ctx = &v,
+				.explain = explain};
 	if (r < 0) {
 		bench_fail(p.name, "%s: %s", v.step ? v.step : "setup", strerror(-r));
 		status = 1;
 	}
-	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
-	int npl = status == 0 ? bench_placements(pl) : 0;
+	npl = status == 0 ? bench_placements(pl) : 0;
 	if (npl < 0) {
 		bench_fail(p.name, "the CPUs this process may use: %s", strerror(-npl));
 		status = 1;

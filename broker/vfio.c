@@ -274,11 +274,11 @@ const struct brk_container_info *brk_container_info(const struct brk_container *
 
 int brk_container_dma_cfg(const struct brk_container *c, struct brk_dma_cfg *cfg)
 {
+	_Static_assert(BRK_DMA_MAX_RANGES >= BRK_MAX_IOVA_RANGES, "range tables disagree");
 	uint32_t i;
 
 	if (c->info.type == BRK_IOMMU_UNSET)
 		return -ENODEV;
-	_Static_assert(BRK_DMA_MAX_RANGES >= BRK_MAX_IOVA_RANGES, "range tables disagree");
 	cfg->container_fd = c->fd;
 	cfg->pgsize = c->info.min_pgsize;
 	cfg->n_ranges = c->info.n_iova_ranges;

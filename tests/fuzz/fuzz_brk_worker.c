@@ -192,6 +192,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int before, lfd, answers = 0, was_faulted;
 	uint32_t id = 100;
 	uint8_t mode;
+	struct brk_worker_args a;
+	uint32_t hid;
 
 	if (size < 1)
 		return 0;
@@ -212,7 +214,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (brk_dma_new(&dcfg, &dma) < 0 || uv_loop_init(&loop) < 0)
 		abort();
 	lfd = vmm_listener();
-	struct brk_worker_args a = {
+	a = (struct brk_worker_args){
 	    .cfg = &cfg,
 	    .uid = 61000,
 	    .gid = 61000,
@@ -236,7 +238,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	close(lfd);
 	peer = fake_procs[0].peer;
-	uint32_t hid = read_handoff();
+	hid = read_handoff();
 	if ((mode & 3) < 3) {
 		answer_handoff(hid, (mode & 3) == 2);
 		turn(&loop, &answers);

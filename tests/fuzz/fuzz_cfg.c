@@ -69,10 +69,12 @@ static int device_memfd(void)
 static int make_device(const uint8_t *data, size_t size, int *ret_fd, struct wkr_devinfo *in)
 {
 	uint8_t cfg[4096] = {0};
+	const uint64_t sizes[WKR_NUM_REGIONS] = {0x4000, 0, 0x1000, 32, 0, 0, 0x10000, 4096, 0};
+	int fd;
+
 	memcpy(cfg, data, size < CFG_IN ? size : CFG_IN);
 	memset(in, 0, sizeof(*in));
 	in->flags = VFIO_DEVICE_FLAGS_PCI;
-	const uint64_t sizes[WKR_NUM_REGIONS] = {0x4000, 0, 0x1000, 32, 0, 0, 0x10000, 4096, 0};
 	for (unsigned i = 0; i < WKR_NUM_REGIONS; i++) {
 		in->regions[i].size = sizes[i];
 		in->regions[i].offset = WKR_REGION_OFFSET(i);
@@ -80,7 +82,7 @@ static int make_device(const uint8_t *data, size_t size, int *ret_fd, struct wkr
 	}
 	for (unsigned i = 0; i < WKR_NUM_IRQS; i++)
 		in->irqs[i] = (struct wkr_irq_info){VFIO_IRQ_INFO_EVENTFD, counts[i]};
-	int fd = device_memfd();
+	fd = device_memfd();
 	if (pwrite(fd, cfg, sizeof(cfg), (off_t)WKR_REGION_OFFSET(7)) != sizeof(cfg))
 		return -1;
 	*ret_fd = fd;
@@ -121,9 +123,11 @@ static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 		int r = 0;
 		uint8_t op = p[0], len = p[3];
 		uint32_t off = (uint32_t)p[1] | (uint32_t)p[2] << 8;
+		size_t dlen;
+
 		p += 4;
 		n -= 4;
-		size_t dlen = (op & 7) == 1 || (op & 7) == 3 || (op & 7) == 4 ? len : 0;
+		dlen = (op & 7) == 1 || (op & 7) == 3 || (op & 7) == 4 ? len : 0;
 		if (dlen > n)
 			dlen = n;
 		fail_next = op & 0x80;
@@ -179,6 +183,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct wkr_dev *d;
 	uint64_t count;
 	int fd;
+	int r;
 
 	/* One eventfd for the run too, its counter read back to 0 before each input. */
 	if (efd < 0)
@@ -190,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (make_device(data, size, &fd, &in) < 0)
 		return 0;
 	wkr_io_from_fd(&io, fd);
-	int r = wkr_dev_new(&in, &io, &cb, &d);
+	r = wkr_dev_new(&in, &io, &cb, &d);
 	digest_result(r, NULL, 0);
 	if (r == 0) {
 		if (size > CFG_IN)

@@ -195,6 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int before, lfd, client;
 	uint32_t id = 1;
 	uint8_t mode;
+	static const struct brk_daemon_env env = {.sys = &fv.sys};
 
 	if (size < 1)
 		return 0;
@@ -209,7 +210,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		abort();
 	control_pair(&lfd, &client);
 	/* The real worker ops (broker/worker.c) on the fake kernel; fake_proc.c under them. */
-	static const struct brk_daemon_env env = {.sys = &fv.sys};
 	if (brk_daemon_new(&loop, cfg, lfd, &env, &dmn) < 0)
 		abort();
 	turn(&loop, client, mode);

@@ -25,13 +25,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct wkr_image *img;
 	struct vb_err err;
+	int fd;
+
 	if (wkr_image_parse((const char *)data, size, &img, &err) < 0) {
 		/* Every refusal names a line. */
 		if (err.msg[0] != 'l')
 			abort();
 		return 0;
 	}
-	int fd;
 	if (wkr_image_build(img, &fd) == 0) {
 		struct wkr_io io;
 		struct wkr_callbacks cb = {no_irqs, NULL, NULL};

@@ -201,10 +201,12 @@ static inline int fuzz_drain_count(int sock, int *replies)
 		if (replies && len >= IPC_HDR_SIZE && buf[10] == IPC_KIND_REPLY)
 			(*replies)++;
 		for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			size_t k;
+			int fds[16];
+
 			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 				continue;
-			size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-			int fds[16];
+			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 
 			memcpy(fds, CMSG_DATA(cm), k * sizeof(int));
 			for (size_t i = 0; i < k; i++)

@@ -102,6 +102,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	uv_loop_t loop;
 	int before, memfd, lfd, client;
 	uint32_t id = 1;
+	struct wkr_server_cfg sc;
 
 	if (size < 1)
 		return 0;
@@ -117,7 +118,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (uv_loop_init(&loop) < 0)
 		abort();
 	listen_pair(&lfd, &client);
-	struct wkr_server_cfg sc = {
+	sc = (struct wkr_server_cfg){
 	    .loop = &loop,
 	    .listen_fd = lfd,
 	    .dev = dev,

@@ -92,12 +92,13 @@ static int start(uv_loop_t *loop, struct wkr_broker *b, struct wkr_handoff *h, s
 	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, b};
 	struct wkr_io io;
 	int r;
+	struct wkr_server_cfg sc;
 
 	wkr_io_from_fd(&io, h->device_fd);
 	r = wkr_dev_new(&h->info, &io, &cb, dev);
 	if (r < 0)
 		return r;
-	struct wkr_server_cfg sc = {
+	sc = (struct wkr_server_cfg){
 	    .loop = loop,
 	    .listen_fd = h->listen_fd,
 	    .dev = *dev,
