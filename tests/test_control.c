@@ -505,13 +505,14 @@ static void test_control_deferred_call_survives_peer_leaving(void **state)
 {
 	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
 	struct env e;
+	int64_t deadline;
 
 	env_start(&e, getuid(), false, 0);
 	e.fake.defer = true;
 	add.bdf = "0000:00:03.0";
 	add.vm = "vm1";
 	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
-	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	deadline = test_now_ms() + TEST_HANG_MS;
 	while (!e.fake.held && test_now_ms() < deadline)
 		turn(&e, -1, deadline);
 	assert_non_null(e.fake.held);
@@ -796,6 +797,7 @@ static void test_control_refused_lingerers_leave_admin_room(void **state)
 	struct env e;
 	pid_t pid;
 	char c = 0;
+	int64_t deadline;
 
 	env_start(&e, 0, false, 0);
 	if (!need_root(&e)) {
@@ -807,7 +809,7 @@ static void test_control_refused_lingerers_leave_admin_room(void **state)
 	assert_int_equal(pipe2(l.done, O_CLOEXEC), 0);
 	pid = spawn_as(OTHER_GID, NULL, 0, peer_linger, &l);
 	p = (struct pollfd){.fd = l.ready[0], .events = POLLIN};
-	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	deadline = test_now_ms() + TEST_HANG_MS;
 	while (poll(&p, 1, 0) == 0 && test_now_ms() < deadline)
 		turn(&e, l.ready[0], deadline);
 	assert_int_equal(poll(&p, 1, 0), 1);

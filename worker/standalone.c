@@ -70,6 +70,8 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 	int r = vb_memfd_check(memfd, offset, size,
 			       prot & VB__DEV__DMA_PROT__DMA_PROT_WRITE ? VB_MEMFD_WRITE : 0, NULL,
 			       err);
+	struct map *nm;
+
 	if (r < 0)
 		return r;
 	if (l->nmaps >= l->max_maps || size > l->max_bytes - l->bytes) {
@@ -83,7 +85,7 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 				       (unsigned long long)l->maps[i].iova);
 		}
 	}
-	struct map *nm = realloc(l->maps, (l->nmaps + 1) * sizeof(*nm));
+	nm = realloc(l->maps, (l->nmaps + 1) * sizeof(*nm));
 	if (!nm)
 		return -ENOMEM;
 	l->maps = nm;
@@ -98,6 +100,8 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 {
 	struct wkr_local *l = ctx;
 	size_t hit = 0;
+	size_t out = 0;
+
 	for (size_t i = 0; i < l->nmaps; i++) {
 		const struct map *m = &l->maps[i];
 		bool overlap = iova < m->iova + m->size && m->iova < iova + size;
@@ -111,7 +115,6 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 	if (hit == 0) {
 		return vb_errf(err, -ENOENT, "nothing is mapped in that range");
 	}
-	size_t out = 0;
 	for (size_t i = 0; i < l->nmaps; i++) {
 		const struct map m = l->maps[i];
 		if (m.iova >= iova && m.iova + m.size <= iova + size)
@@ -134,13 +137,15 @@ static int l_dma_unmap_all(void *ctx)
 static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 {
 	struct wkr_local *l = ctx;
+	uint32_t count;
+
 	if (s->index >= WKR_NUM_IRQS)
 		return -EINVAL;
 	if (s->disable) {
 		l->irq_on[s->index] = false;
 		return 0;
 	}
-	uint32_t count = wkr_image_info(l->img)->irqs[s->index].count;
+	count = wkr_image_info(l->img)->irqs[s->index].count;
 	if (s->count == 0 || s->start > count || s->count > count - s->start)
 		return -EINVAL;
 	if (!s->enable && !l->irq_on[s->index])
@@ -148,9 +153,11 @@ static int l_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	/* -1 leaves a vector without a trigger; anything else must be an eventfd, as the broker
 	 * requires before VFIO_DEVICE_SET_IRQS. */
 	for (uint32_t i = 0; s->fds && i < s->count; i++) {
+		int r;
+
 		if (s->fds[i] == -1)
 			continue;
-		int r = vb_eventfd_check(s->fds[i]);
+		r = vb_eventfd_check(s->fds[i]);
 		if (r < 0)
 			return r;
 	}
@@ -167,10 +174,11 @@ static int l_reset(void *ctx, struct vb_err *err)
 	    &wkr_image_info(l->img)->regions[VFIO_PCI_CONFIG_REGION_INDEX];
 	uint8_t cmd[2];
 	off_t cmd_off = (off_t)(cfg->offset + PCI_COMMAND);
+	ssize_t n;
+
 	if (pread(l->memfd, cmd, sizeof(cmd), cmd_off) != (ssize_t)sizeof(cmd))
 		return vb_errf(err, -EIO, "reading the Command register failed");
-	ssize_t n =
-	    pwrite(l->memfd, wkr_image_config(l->img), (size_t)cfg->size, (off_t)cfg->offset);
+	n = pwrite(l->memfd, wkr_image_config(l->img), (size_t)cfg->size, (off_t)cfg->offset);
 	if (n == (ssize_t)cfg->size)
 		n = pwrite(l->memfd, cmd, sizeof(cmd), cmd_off) == (ssize_t)sizeof(cmd) ? n : -1;
 	if (n != (ssize_t)cfg->size)

@@ -89,12 +89,14 @@ static uint8_t *room(struct reply *r, size_t len)
 static int h_version(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	struct vfu_session *v = sess(s);
+	int r;
+
 	if (v->versioned)
 		return fail(s, -EINVAL, "VERSION was already negotiated on this connection");
 	/* The reply goes into the buffer of this request: never larger than it. */
 	if (!room(rp, m->len))
 		return -ENOMEM;
-	int r = wkr__vfu_version(s, m->data, m->len, &v->caps, rp->buf, m->len, &rp->len, &s->err);
+	r = wkr__vfu_version(s, m->data, m->len, &v->caps, rp->buf, m->len, &rp->len, &s->err);
 	if (r == 0)
 		v->versioned = true;
 	return r;
@@ -112,9 +114,11 @@ static int h_device_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	const struct wkr_devinfo *in = wkr_dev_info(s->cfg.dev);
 	int r = argsz_check(s, m, "DEVICE_GET_INFO", VFU_DEV_INFO_SIZE);
+	uint8_t *p;
+
 	if (r < 0)
 		return r;
-	uint8_t *p = room(rp, VFU_DEV_INFO_SIZE);
+	p = room(rp, VFU_DEV_INFO_SIZE);
 	if (!p)
 		return -ENOMEM;
 	vfu_put32(p, VFU_DEV_INFO_SIZE);
@@ -130,21 +134,28 @@ static int h_region_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	size_t n = 0;
 	uint32_t argsz = vfu_get32(m->data), index = vfu_get32(m->data + 8);
 	int r = argsz_check(s, m, "DEVICE_GET_REGION_INFO", VFU_REGION_INFO_SIZE);
+	const struct wkr_region *reg;
+	uint32_t flags;
+	size_t cap_len;
+	size_t need;
+	bool full;
+	uint8_t *p;
+	uint8_t *c;
+
 	if (r == 0)
 		r = wkr_vmm_mmap_areas(s->cfg.dev, index, s->cfg.allow_mmap, s->sv->grant_fd, areas,
 				       &n, &s->err);
 	if (r < 0)
 		return r;
-	const struct wkr_region *reg = &wkr_dev_info(s->cfg.dev)->regions[index];
-	uint32_t flags =
-	    reg->flags & ~(uint32_t)(VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS);
+	reg = &wkr_dev_info(s->cfg.dev)->regions[index];
+	flags = reg->flags & ~(uint32_t)(VFIO_REGION_INFO_FLAG_MMAP | VFIO_REGION_INFO_FLAG_CAPS);
 	/* A client that takes no fd cannot map: it is told the region is not mappable. */
 	if (sess(s)->caps.client_max_fds == 0)
 		n = 0;
-	size_t cap_len = n ? VFU_CAP_SPARSE_HDR + n * VFU_CAP_SPARSE_AREA : 0;
-	size_t need = VFU_REGION_INFO_SIZE + cap_len;
-	bool full = argsz >= need;
-	uint8_t *p = room(rp, full ? need : VFU_REGION_INFO_SIZE);
+	cap_len = n ? VFU_CAP_SPARSE_HDR + n * VFU_CAP_SPARSE_AREA : 0;
+	need = VFU_REGION_INFO_SIZE + cap_len;
+	full = argsz >= need;
+	p = room(rp, full ? need : VFU_REGION_INFO_SIZE);
 	if (!p)
 		return -ENOMEM;
 	if (n)
@@ -160,7 +171,7 @@ static int h_region_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	vfu_put64(p + 24, reg->offset);
 	if (!n || !full)
 		return 0; /* the client asks again with argsz = need, and gets the fd then */
-	uint8_t *c = p + VFU_REGION_INFO_SIZE;
+	c = p + VFU_REGION_INFO_SIZE;
 	vfu_put16(c, VFIO_REGION_INFO_CAP_SPARSE_MMAP);
 	vfu_put16(c + 2, 1);
 	vfu_put32(c + 4, 0);
@@ -177,12 +188,15 @@ static int h_irq_info(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	uint32_t index = vfu_get32(m->data + 8);
 	int r = argsz_check(s, m, "DEVICE_GET_IRQ_INFO", VFU_IRQ_INFO_SIZE);
+	const struct wkr_irq_info *q;
+	uint8_t *p;
+
 	if (r < 0)
 		return r;
 	if (index >= WKR_NUM_IRQS)
 		return fail(s, -EINVAL, "IRQ index %u: the device has %d", index, WKR_NUM_IRQS);
-	const struct wkr_irq_info *q = &wkr_dev_info(s->cfg.dev)->irqs[index];
-	uint8_t *p = room(rp, VFU_IRQ_INFO_SIZE);
+	q = &wkr_dev_info(s->cfg.dev)->irqs[index];
+	p = room(rp, VFU_IRQ_INFO_SIZE);
 	if (!p)
 		return -ENOMEM;
 	vfu_put32(p, VFU_IRQ_INFO_SIZE);
@@ -259,13 +273,16 @@ static int h_region_read(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
 	uint64_t off = vfu_get64(m->data);
 	uint32_t index = vfu_get32(m->data + 8), count = vfu_get32(m->data + 12);
+	int r;
+	uint8_t *p;
+
 	if (m->len != VFU_RW_SIZE)
 		return fail(s, -EINVAL, "REGION_READ of %zu bytes: exactly %d", m->len,
 			    VFU_RW_SIZE);
-	int r = rw_check(s, false, off, count);
+	r = rw_check(s, false, off, count);
 	if (r < 0)
 		return r;
-	uint8_t *p = room(rp, VFU_RW_SIZE + (size_t)count);
+	p = room(rp, VFU_RW_SIZE + (size_t)count);
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, m->data, VFU_RW_SIZE);
@@ -287,6 +304,7 @@ static int region_write_on(struct wkr_vfu *s, struct vfu_msg *m, struct reply *r
 	struct vfu_session *v = sess(s);
 	uint64_t off = vfu_get64(m->data);
 	uint32_t index = vfu_get32(m->data + 8), count = vfu_get32(m->data + 12);
+	uint8_t *p;
 
 	while (v->written < count) {
 		uint32_t n =
@@ -301,7 +319,7 @@ static int region_write_on(struct wkr_vfu *s, struct vfu_msg *m, struct reply *r
 		if (flr)
 			return reset_device(s, region_write_on);
 	}
-	uint8_t *p = room(rp, VFU_RW_SIZE);
+	p = room(rp, VFU_RW_SIZE);
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, m->data, VFU_RW_SIZE);
@@ -313,10 +331,12 @@ static int h_region_write(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp
 {
 	uint64_t off = vfu_get64(m->data);
 	uint32_t count = vfu_get32(m->data + 12);
+	int r;
+
 	if (m->len - VFU_RW_SIZE != count)
 		return fail(s, -EINVAL, "REGION_WRITE of %u bytes carries %zu", count,
 			    m->len - VFU_RW_SIZE);
-	int r = rw_check(s, true, off, count);
+	r = rw_check(s, true, off, count);
 	if (r < 0)
 		return r;
 	sess(s)->written = 0;
@@ -410,11 +430,13 @@ static int unmap_range(struct wkr_vfu *s, uint64_t iova, uint64_t size)
 			    (unsigned long long)iova, (unsigned long long)size);
 	for (size_t i = 0; i < v->nmaps;) {
 		struct vfu_map a = v->maps[i];
+		int r;
+
 		if (!overlaps(&a, iova, size)) {
 			i++;
 			continue;
 		}
-		int r = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, a.iova, a.size, &s->err);
+		r = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, a.iova, a.size, &s->err);
 		if (r < 0)
 			return r;
 		v->maps[i] = v->maps[--v->nmaps];
@@ -427,6 +449,8 @@ static int h_dma_unmap(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	uint32_t flags = vfu_get32(m->data + 4);
 	uint64_t iova = vfu_get64(m->data + 8), size = vfu_get64(m->data + 16);
 	int r = argsz_check(s, m, "DMA_UNMAP", VFU_DMA_UNMAP_SIZE);
+	uint8_t *p;
+
 	if (r < 0)
 		return r;
 	if (flags & VFU_UNMAP_DIRTY_BITMAP)
@@ -446,7 +470,7 @@ static int h_dma_unmap(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 			return r;
 	}
 	/* The reply is the request's entry, once the backend has unmapped. */
-	uint8_t *p = room(rp, VFU_DMA_UNMAP_SIZE);
+	p = room(rp, VFU_DMA_UNMAP_SIZE);
 	if (!p)
 		return -ENOMEM;
 	memcpy(p, m->data, VFU_DMA_UNMAP_SIZE);

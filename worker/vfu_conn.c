@@ -46,12 +46,15 @@ struct vfu_conn {
 
 int vfu_conn_new(int fd, const struct vfu_limits *lim, struct vfu_conn **ret)
 {
+	int fl;
+	struct vfu_conn *c;
+
 	if (!lim || lim->max_msg < VFU_HDR_SIZE || lim->max_fds > VFU_FDS_MAX)
 		return -EINVAL;
-	int fl = fcntl(fd, F_GETFL);
+	fl = fcntl(fd, F_GETFL);
 	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
 		return -errno;
-	struct vfu_conn *c = calloc(1, sizeof(*c));
+	c = calloc(1, sizeof(*c));
 	if (!c)
 		return -ENOMEM;
 	c->fd = fd;
@@ -212,17 +215,21 @@ static int send_out(struct vfu_conn *c, struct out *o)
 		} ctl;
 		struct iovec iov = {o->buf + o->off, o->len - o->off};
 		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		ssize_t n;
+
 		if (o->nfds) {
+			struct cmsghdr *cm;
+
 			mh.msg_control = ctl.b;
 			mh.msg_controllen = CMSG_SPACE(sizeof(int) * o->nfds);
 			memset(ctl.b, 0, mh.msg_controllen);
-			struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+			cm = CMSG_FIRSTHDR(&mh);
 			cm->cmsg_level = SOL_SOCKET;
 			cm->cmsg_type = SCM_RIGHTS;
 			cm->cmsg_len = CMSG_LEN(sizeof(int) * o->nfds);
 			memcpy(CMSG_DATA(cm), o->fds, sizeof(int) * o->nfds);
 		}
-		ssize_t n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+		n = sendmsg(c->fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
 		if (n < 0)
 			return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN
 			       : errno == ECONNRESET || errno == EPIPE ? -EPIPE
@@ -252,9 +259,11 @@ int vfu_conn_flush(struct vfu_conn *c)
 {
 	while (c->head) {
 		int r = send_out(c, c->head);
+		struct out *o;
+
 		if (r < 0)
 			return r;
-		struct out *o = c->head;
+		o = c->head;
 		c->head = o->next;
 		if (!c->head)
 			c->tail = NULL;
@@ -311,12 +320,15 @@ static int enqueue(struct vfu_conn *c, const struct out *now)
 int vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err, const void *payload,
 		   size_t len, const int *fds, size_t nfds)
 {
+	struct out now;
+	uint8_t small[VFU_HDR_SIZE + 64];
+	int r = 0;
+
 	if (err)
 		len = nfds = 0;
 	if (nfds > VFU_FDS_MAX || len > UINT32_MAX - VFU_HDR_SIZE)
 		return -EINVAL;
-	struct out now = {.len = VFU_HDR_SIZE + len, .nfds = nfds};
-	uint8_t small[VFU_HDR_SIZE + 64];
+	now = (struct out){.len = VFU_HDR_SIZE + len, .nfds = nfds};
 	now.buf = now.len <= sizeof(small) ? small : malloc(now.len);
 	if (!now.buf)
 		return -ENOMEM;
@@ -329,7 +341,6 @@ int vfu_conn_reply(struct vfu_conn *c, const struct vfu_msg *req, int err, const
 		memcpy(now.buf + VFU_HDR_SIZE, payload, len);
 	if (nfds)
 		memcpy(now.fds, fds, nfds * sizeof(int));
-	int r = 0;
 	/* Replies leave in order: behind a queue, this one waits too. */
 	if (!c->head)
 		r = send_out(c, &now);

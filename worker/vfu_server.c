@@ -88,12 +88,14 @@ static int session_serve(struct wkr_vfu *s, unsigned max)
 	}
 	for (unsigned i = 0; i < max; i++) {
 		struct vfu_msg *m = NULL;
+		bool ok;
+
 		if (vfu_conn_pending(v->conn) || v->base.paused)
 			return 0;
 		r = vfu_conn_recv(v->conn, &m);
 		if (r == -EAGAIN)
 			return 0;
-		bool ok = (r == 0 || r == -EMSGSIZE) && serve_msg(s, m, r);
+		ok = (r == 0 || r == -EMSGSIZE) && serve_msg(s, m, r);
 		if (v->waiting != m)
 			vfu_msg_free(m);
 		if (!ok) {

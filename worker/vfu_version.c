@@ -42,6 +42,9 @@ void wkr__vfu_version_warmup(void)
 static int read_cap(json_object *caps, int i, uint64_t *v, bool *present, struct vb_err *err)
 {
 	json_object *o;
+	int64_t s;
+	uint64_t u;
+
 	*present = false;
 	if (!json_object_object_get_ex(caps, cap_defs[i].name, &o))
 		return 0;
@@ -50,8 +53,8 @@ static int read_cap(json_object *caps, int i, uint64_t *v, bool *present, struct
 		return -EINVAL;
 	}
 	errno = 0;
-	int64_t s = json_object_get_int64(o);
-	uint64_t u = s < 0 ? 0 : json_object_get_uint64(o);
+	s = json_object_get_int64(o);
+	u = s < 0 ? 0 : json_object_get_uint64(o);
 	if (s < 0 || u < cap_defs[i].min || u > cap_defs[i].max) {
 		vb_errf(err, -EINVAL, "VERSION: capability %s out of range", cap_defs[i].name);
 		return -EINVAL;
@@ -64,21 +67,25 @@ static int read_cap(json_object *caps, int i, uint64_t *v, bool *present, struct
 /* The client's JSON: a NUL-terminated object whose "capabilities", when present, is one. */
 static int parse_caps(const uint8_t *js, size_t len, uint64_t *vals, bool *have, struct vb_err *err)
 {
+	json_tokener *tok;
+	json_object *root;
+	bool whole;
+	int r = 0;
+	json_object *caps = NULL;
+
 	if (len == 0)
 		return 0;
 	if (js[len - 1] != 0 || memchr(js, 0, len - 1)) {
 		vb_errf(err, -EINVAL, "VERSION: the JSON must end with its only NUL");
 		return -EINVAL;
 	}
-	json_tokener *tok = json_tokener_new_ex(JSON_DEPTH);
+	tok = json_tokener_new_ex(JSON_DEPTH);
 	if (!tok)
 		return -ENOMEM;
-	json_object *root = json_tokener_parse_ex(tok, (const char *)js, (int)(len - 1));
-	bool whole = json_tokener_get_error(tok) == json_tokener_success &&
-		     json_tokener_get_parse_end(tok) == len - 1;
+	root = json_tokener_parse_ex(tok, (const char *)js, (int)(len - 1));
+	whole = json_tokener_get_error(tok) == json_tokener_success &&
+		json_tokener_get_parse_end(tok) == len - 1;
 	json_tokener_free(tok);
-	int r = 0;
-	json_object *caps = NULL;
 	if (!root || !whole || !json_object_is_type(root, json_type_object)) {
 		vb_errf(err, -EINVAL, "VERSION: the version data is not one JSON object");
 		r = -EINVAL;
@@ -99,6 +106,9 @@ static int emit(const char *const *names, const uint64_t *vals, int n, uint8_t *
 	json_object *root = json_object_new_object();
 	json_object *caps = json_object_new_object();
 	int r = -ENOMEM;
+	const char *js;
+	size_t l;
+
 	if (!root || !caps)
 		goto out;
 	for (int i = 0; i < n; i++)
@@ -106,8 +116,8 @@ static int emit(const char *const *names, const uint64_t *vals, int n, uint8_t *
 			goto out;
 	json_object_object_add(root, "capabilities", caps);
 	caps = NULL;
-	const char *js = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-	size_t l = js ? strlen(js) + 1 : 0;
+	js = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+	l = js ? strlen(js) + 1 : 0;
 	r = !js ? -ENOMEM : l > cap ? -ENOSPC : (int)l;
 	if (r > 0)
 		memcpy(out, js, l);
@@ -123,29 +133,38 @@ int wkr__vfu_version(const struct wkr_vfu *s, const uint8_t *data, size_t len,
 {
 	uint64_t vals[NCAPS] = {0};
 	bool have[NCAPS] = {false};
+	uint16_t major, minor;
+	int r;
+	uint64_t pg;
+	uint64_t pgsizes;
+	uint32_t maps;
+	const char *names[4] = {"max_msg_fds", "pgsizes", "max_dma_maps", "max_data_xfer_size"};
+	uint64_t rv[4];
+
 	if (len < VFU_VERSION_SIZE || cap < VFU_VERSION_SIZE) {
 		vb_errf(err, -EINVAL, "VERSION of %zu bytes: at least %d", len, VFU_VERSION_SIZE);
 		return -EINVAL;
 	}
-	uint16_t major = vfu_get16(data), minor = vfu_get16(data + 2);
+	major = vfu_get16(data);
+	minor = vfu_get16(data + 2);
 	if (major != VFU_MAJOR) {
 		return vb_errf(err, -ENOTSUP, "VERSION %u.%u: this worker speaks %d.%d", major,
 			       minor, VFU_MAJOR, VFU_MINOR);
 	}
-	int r = parse_caps(data + VFU_VERSION_SIZE, len - VFU_VERSION_SIZE, vals, have, err);
+	r = parse_caps(data + VFU_VERSION_SIZE, len - VFU_VERSION_SIZE, vals, have, err);
 	if (r < 0)
 		return r;
-	uint64_t pg = s->cfg.iommu_pgsize ? s->cfg.iommu_pgsize : 4096;
-	uint64_t pgsizes = (have[CAP_PGSIZES] ? vals[CAP_PGSIZES] : 4096) & ~(pg - 1);
+	pg = s->cfg.iommu_pgsize ? s->cfg.iommu_pgsize : 4096;
+	pgsizes = (have[CAP_PGSIZES] ? vals[CAP_PGSIZES] : 4096) & ~(pg - 1);
 	if (!pgsizes) {
 		return vb_errf(err, -ENOTSUP,
 			       "VERSION: no DMA page size of the client's (%#llx) is a multiple of "
 			       "the IOMMU's %#llx",
 			       (unsigned long long)vals[CAP_PGSIZES], (unsigned long long)pg);
 	}
-	uint32_t maps = s->cfg.max_dma_mappings && s->cfg.max_dma_mappings < WKR_VFU_MAX_DMA_MAPS
-			    ? s->cfg.max_dma_mappings
-			    : WKR_VFU_MAX_DMA_MAPS;
+	maps = s->cfg.max_dma_mappings && s->cfg.max_dma_mappings < WKR_VFU_MAX_DMA_MAPS
+		   ? s->cfg.max_dma_mappings
+		   : WKR_VFU_MAX_DMA_MAPS;
 	if (have[CAP_MAPS] && vals[CAP_MAPS] < maps)
 		maps = (uint32_t)vals[CAP_MAPS];
 	caps->client_max_fds = have[CAP_FDS] ? (uint32_t)vals[CAP_FDS] : 1;
@@ -154,8 +173,10 @@ int wkr__vfu_version(const struct wkr_vfu *s, const uint8_t *data, size_t len,
 
 	/* In the order they are given up when the reply does not fit: a value the client
 	 * would assume anyway first, what it cannot do without last. */
-	const char *names[4] = {"max_msg_fds", "pgsizes", "max_dma_maps", "max_data_xfer_size"};
-	const uint64_t rv[4] = {WKR_VFU_MAX_MSG_FDS, pgsizes, maps, WKR_VFU_MAX_DATA_XFER};
+	rv[0] = WKR_VFU_MAX_MSG_FDS;
+	rv[1] = pgsizes;
+	rv[2] = maps;
+	rv[3] = WKR_VFU_MAX_DATA_XFER;
 	vfu_put16(out, VFU_MAJOR);
 	vfu_put16(out + 2, minor < VFU_MINOR ? minor : VFU_MINOR);
 	*ret_len = VFU_VERSION_SIZE;

@@ -30,15 +30,17 @@ int wkr_vmm_dma_check(uint32_t pgsize, uint64_t iova, uint64_t size, uint64_t of
 int wkr_vmm_mmap_areas(const struct wkr_dev *dev, uint32_t index, bool allow_mmap, int grant_fd,
 		       struct wkr_mmap_area *areas, size_t *ret_n, struct vb_err *err)
 {
+	size_t n = 0;
+	int e;
+
 	*ret_n = 0;
 	if (index >= WKR_NUM_REGIONS) {
 		return vb_errf(err, -EINVAL, "region index %u: the device has %d", index,
 			       WKR_NUM_REGIONS);
 	}
-	size_t n = 0;
-	int e = wkr_dev_info(dev)->regions[index].size
-		    ? wkr_region_mmap_areas(dev, index, areas, WKR_MMAP_AREAS_MAX, &n)
-		    : 0;
+	e = wkr_dev_info(dev)->regions[index].size
+		? wkr_region_mmap_areas(dev, index, areas, WKR_MMAP_AREAS_MAX, &n)
+		: 0;
 	if (e < 0) {
 		return vb_errf(err, e, "region %u: its mappable areas do not fit a reply", index);
 	}

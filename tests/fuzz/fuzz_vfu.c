@@ -77,31 +77,36 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct wkr_image *img;
 	struct vb_err ierr;
-	if (!img && wkr_image_load(VB_FIXTURES "/e1000e.img", &img, &ierr) < 0)
-		abort();
 	int memfd, sv[2];
-	if (wkr_image_build(img, &memfd) < 0 ||
-	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		abort();
 	struct wkr_io io;
-	struct wkr_callbacks cb = {dev_set_irqs, NULL, NULL};
+	struct wkr_callbacks cb;
 	struct wkr_dev *dev;
-	wkr_io_from_fd(&io, memfd);
-	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
-		abort();
-	/* the VMM's grant: region info hands it out with the mmap areas */
-	struct wkr_serve core = {.grant_fd = memfd};
-	struct wkr_vfu s = {.cfg = {.dev = dev,
-				    .backend = {&ops, NULL},
-				    .allow_mmap = true,
-				    .iommu_pgsize = 4096,
-				    .max_dma_mappings = 64},
-			    .sv = &core};
-	struct vfu_session v = {.s = &s};
+	struct wkr_serve core;
+	struct wkr_vfu s;
+	struct vfu_session v;
 	const struct vfu_limits lim = {.max_msg = VFU_MSG_MAX,
 				       .max_fds = WKR_VFU_MAX_IRQ_FDS,
 				       .out_bytes = VFU_OUT_BYTES,
 				       .out_fds = VFU_OUT_FDS};
+
+	if (!img && wkr_image_load(VB_FIXTURES "/e1000e.img", &img, &ierr) < 0)
+		abort();
+	if (wkr_image_build(img, &memfd) < 0 ||
+	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
+		abort();
+	cb = (struct wkr_callbacks){dev_set_irqs, NULL, NULL};
+	wkr_io_from_fd(&io, memfd);
+	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
+		abort();
+	/* the VMM's grant: region info hands it out with the mmap areas */
+	core = (struct wkr_serve){.grant_fd = memfd};
+	s = (struct wkr_vfu){.cfg = {.dev = dev,
+				     .backend = {&ops, NULL},
+				     .allow_mmap = true,
+				     .iommu_pgsize = 4096,
+				     .max_dma_mappings = 64},
+			     .sv = &core};
+	v = (struct vfu_session){.s = &s};
 	if (vfu_conn_new(sv[0], &lim, &v.conn) < 0)
 		abort();
 	core.vmm = &v.base;
