@@ -79,7 +79,8 @@ int vfb__conn_init(struct vfb__conn *c, int fd, const struct ipc_proto *proto, u
 int vfb__conn_open(struct vfb__conn *c, const char *path, const struct ipc_proto *proto,
 		   uint16_t ev_type)
 {
-	int fd, r;
+	_cleanup_close_ int fd = -1;
+	int r;
 
 	if (!path || !*path)
 		return -EINVAL;
@@ -88,8 +89,9 @@ int vfb__conn_open(struct vfb__conn *c, const char *path, const struct ipc_proto
 		return r;
 	r = vfb__conn_init(c, fd, proto, ev_type);
 	if (r < 0)
-		close(fd);
-	return r;
+		return r;
+	(void)TAKE_FD(fd); /* the connection's now */
+	return 0;
 }
 
 void vfb__conn_fini(struct vfb__conn *c)

@@ -128,11 +128,12 @@ int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 	const Vb__Ctl__AddDeviceReply *rep;
 	struct vfb_ctl_add_reply out;
 	char bdf[VFB_BDF_MAX];
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	const uint32_t known =
 	    VFB_CTL_ADD_BIND | VFB_CTL_ADD_ALLOW_MMAP | VFB_CTL_ADD_NATIVE | VFB_CTL_ADD_VFIO_USER;
+
 	if (!req || !ret || (req->flags & ~known))
 		return -EINVAL;
 	r = vfb_bdf_normalize(req->bdf, bdf, sizeof(bdf));
@@ -167,7 +168,6 @@ int vfb_ctl_add(struct vfb_ctl *ctl, const struct vfb_ctl_add_request *req,
 	out.protocol = (uint32_t)rep->protocol;
 	out.worker_pid = rep->worker_pid;
 	out.iommu_group = rep->iommu_group;
-	ipc_msg_free(m);
 	if (r == 0)
 		*ret = out;
 	return r;
@@ -178,7 +178,7 @@ int vfb_ctl_remove(struct vfb_ctl *ctl, const char *bdf, uint32_t timeout_ms, ui
 {
 	Vb__Ctl__RemoveDevice pb = VB__CTL__REMOVE_DEVICE__INIT;
 	char nbdf[VFB_BDF_MAX];
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	uint32_t grace;
 	int r;
 
@@ -197,7 +197,6 @@ int vfb_ctl_remove(struct vfb_ctl *ctl, const char *bdf, uint32_t timeout_ms, ui
 		return r;
 	if (ret_acknowledged)
 		*ret_acknowledged = ((const Vb__Ctl__RemoveDeviceReply *)m->body)->vmm_acknowledged;
-	ipc_msg_free(m);
 	return 0;
 }
 
@@ -265,7 +264,7 @@ int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device *
 	Vb__Ctl__DeviceStatusRequest pb = VB__CTL__DEVICE_STATUS_REQUEST__INIT;
 	_cleanup_free_ struct vfb_ctl_device *d = NULL;
 	char nbdf[VFB_BDF_MAX];
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret || vfb_bdf_normalize(bdf, nbdf, sizeof(nbdf)) < 0)
@@ -279,7 +278,6 @@ int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_ctl_device *
 		r = -ENOMEM;
 	else
 		r = device_from_pb((const Vb__Ctl__DeviceStatus *)m->body, d);
-	ipc_msg_free(m);
 	if (r < 0)
 		return r;
 	*ret = TAKE_PTR(d);
@@ -295,7 +293,7 @@ static int ctl_list_page(struct vfb_ctl *ctl, char *after, size_t after_size,
 	Vb__Ctl__ListDevices pb = VB__CTL__LIST_DEVICES__INIT;
 	const Vb__Ctl__ListDevicesReply *rep;
 	struct vfb_ctl_device *grown;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	pb.after = after;
@@ -306,10 +304,8 @@ static int ctl_list_page(struct vfb_ctl *ctl, char *after, size_t after_size,
 	rep = (const Vb__Ctl__ListDevicesReply *)m->body;
 	/* One spare element so that an empty list is still a pointer the caller may free. */
 	grown = realloc(*list, (*n + rep->n_devices + 1) * sizeof(*grown));
-	if (!grown) {
-		ipc_msg_free(m);
+	if (!grown)
 		return -ENOMEM;
-	}
 	*list = grown;
 	memset(&grown[*n], 0, (rep->n_devices + 1) * sizeof(*grown));
 	/* A device that failed half-way is counted: the caller's free clears what it got. */
@@ -324,7 +320,6 @@ static int ctl_list_page(struct vfb_ctl *ctl, char *after, size_t after_size,
 	} else if (r == 0) {
 		after[0] = '\0';
 	}
-	ipc_msg_free(m);
 	return r;
 }
 
@@ -358,7 +353,7 @@ int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n
 int vfb_ctl_metrics(struct vfb_ctl *ctl, char **ret)
 {
 	Vb__Ctl__MetricsRequest pb = VB__CTL__METRICS_REQUEST__INIT;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	char *text;
 	int r;
 
@@ -368,7 +363,6 @@ int vfb_ctl_metrics(struct vfb_ctl *ctl, char **ret)
 	if (r < 0)
 		return r;
 	text = strdup(((const Vb__Ctl__MetricsReply *)m->body)->text);
-	ipc_msg_free(m);
 	if (!text)
 		return -ENOMEM;
 	*ret = text;
@@ -378,13 +372,10 @@ int vfb_ctl_metrics(struct vfb_ctl *ctl, char **ret)
 int vfb_ctl_subscribe(struct vfb_ctl *ctl)
 {
 	Vb__Ctl__SubscribeEvents pb = VB__CTL__SUBSCRIBE_EVENTS__INIT;
-	struct ipc_msg *m;
-	int r;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 
-	r = vfb__conn_call(&ctl->conn, VB__CTL__TYPE__SUBSCRIBE_EVENTS, &pb.base, NULL, 0, 0, &m);
-	if (r == 0)
-		ipc_msg_free(m);
-	return r;
+	return vfb__conn_call(&ctl->conn, VB__CTL__TYPE__SUBSCRIBE_EVENTS, &pb.base, NULL, 0, 0,
+			      &m);
 }
 
 int vfb_ctl_event_fd(const struct vfb_ctl *ctl)
@@ -401,12 +392,13 @@ void vfb_ctl_event_free(struct vfb_ctl_event *ev)
 	free(ev->detail);
 	free(ev);
 }
+VB_DEFINE_CLEANUP(struct vfb_ctl_event, vfb_ctl_event_free);
 
 int vfb_ctl_next_event(struct vfb_ctl *ctl, struct vfb_ctl_event **ret)
 {
+	_cleanup_(vfb_ctl_event_freep) struct vfb_ctl_event *ev = NULL;
 	const Vb__Ctl__Event *pb;
-	struct vfb_ctl_event *ev;
-	struct ipc_msg *m;
+	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 	int r;
 
 	if (!ret)
@@ -423,11 +415,8 @@ int vfb_ctl_next_event(struct vfb_ctl *ctl, struct vfb_ctl_event **ret)
 		ev->vm = strdup(pb->vm);
 		ev->detail = strdup(pb->detail);
 	}
-	ipc_msg_free(m);
-	if (!ev || !ev->bdf || !ev->vm || !ev->detail) {
-		vfb_ctl_event_free(ev);
+	if (!ev || !ev->bdf || !ev->vm || !ev->detail)
 		return -ENOMEM;
-	}
-	*ret = ev;
+	*ret = TAKE_PTR(ev);
 	return 0;
 }
