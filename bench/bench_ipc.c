@@ -379,6 +379,7 @@ static int dec_default(void *ctx, uint64_t n)
 
 	for (uint64_t i = 0; i < n; i++) {
 		ProtobufCMessage *m = protobuf_c_message_unpack(d->desc, NULL, d->len, d->buf);
+
 		if (!m)
 			return -EBADMSG;
 		protobuf_c_message_free_unpacked(m, NULL);

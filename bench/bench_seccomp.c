@@ -93,6 +93,7 @@ static void child(enum stack s, int fd, int out, const uint64_t n[NCALLS], unsig
 	len = sizeof(double) * NCALLS * nb;
 	for (size_t at = 0; at < len;) {
 		ssize_t k = write(out, (char *)v + at, len - at);
+
 		if (k <= 0)
 			_exit(98);
 		at += (size_t)k;
@@ -123,6 +124,7 @@ static int run_child(enum stack s, int fd, const uint64_t n[NCALLS], unsigned nb
 	close(p[1]);
 	while (at < len) {
 		ssize_t k = read(p[0], (char *)tmp + at, len - at);
+
 		if (k < 0 && errno == EINTR)
 			continue;
 		if (k <= 0)

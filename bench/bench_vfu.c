@@ -46,6 +46,7 @@ static int read_full(int fd, uint8_t *b, size_t len)
 {
 	while (len) {
 		ssize_t n = recv(fd, b, len, 0);
+
 		if (n <= 0)
 			return n == 0 ? -EPIPE : -errno;
 		b += n;
@@ -58,6 +59,7 @@ static int write_full(int fd, const uint8_t *b, size_t len)
 {
 	while (len) {
 		ssize_t n = send(fd, b, len, MSG_NOSIGNAL);
+
 		if (n < 0)
 			return -errno;
 		b += n;
@@ -70,8 +72,10 @@ static int vfu_read(void *ctx, uint64_t n)
 {
 	struct vb *v = ctx;
 	uint8_t rep[REP_LEN];
+
 	for (uint64_t i = 0; i < n; i++) {
 		int r = write_full(v->vfu, v->req, REQ_LEN);
+
 		if (r == 0)
 			r = read_full(v->vfu, rep, REP_LEN);
 		if (r < 0)
@@ -88,8 +92,10 @@ static int raw_pingpong(void *ctx, uint64_t n)
 {
 	struct vb *v = ctx;
 	uint8_t rep[REP_LEN];
+
 	for (uint64_t i = 0; i < n; i++) {
 		int r = write_full(v->raw[0], v->req, REQ_LEN);
+
 		if (r == 0)
 			r = read_full(v->raw[0], rep, REP_LEN);
 		if (r < 0)
@@ -102,6 +108,7 @@ static int raw_pingpong(void *ctx, uint64_t n)
 static void echo(int fd)
 {
 	uint8_t b[REP_LEN] = {0};
+
 	while (read_full(fd, b, REQ_LEN) == 0 && write_full(fd, b, REP_LEN) == 0)
 		;
 	_exit(0);
@@ -127,6 +134,7 @@ static int start(struct vb *v, const char *worker, const char *image)
 		return -errno;
 	if (v->worker == 0) {
 		char img[512], vu[160];
+
 		snprintf(img, sizeof(img), "--device-image=%s", image);
 		snprintf(vu, sizeof(vu), "--vfio-user=%s", v->sock);
 		execl(worker, worker, img, vu, (char *)NULL);

@@ -37,18 +37,21 @@ static const uint8_t *rec_take(struct rec_rd *r, size_t n)
 static uint8_t get_u8(struct rec_rd *r)
 {
 	const uint8_t *p = rec_take(r, 1);
+
 	return p ? p[0] : 0;
 }
 
 static uint32_t get_u32(struct rec_rd *r)
 {
 	const uint8_t *p = rec_take(r, 4);
+
 	return p ? vb_le32_get(p) : 0;
 }
 
 static uint64_t get_u64(struct rec_rd *r)
 {
 	const uint8_t *p = rec_take(r, 8);
+
 	return p ? vb_le64_get(p) : 0;
 }
 
@@ -171,6 +174,7 @@ struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name
 	uint32_t pos;
 
 	_Static_assert(offsetof(struct brk_rec_vm, name) == 0, "the index reads the name");
+
 	return idx_find(st->vm_index, st->nvms, name, &pos);
 }
 
@@ -179,6 +183,7 @@ struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bd
 	uint32_t pos;
 
 	_Static_assert(offsetof(struct brk_rec_dev, bdf) == 0, "the index reads the bdf");
+
 	return idx_find(st->dev_index, st->ndevs, bdf, &pos);
 }
 

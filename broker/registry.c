@@ -88,11 +88,13 @@ void brk_registry_free(struct brk_registry *r)
 		return;
 	while (r->devs) {
 		struct brk_dev_rec *d = r->devs;
+
 		r->devs = d->next;
 		free(d);
 	}
 	while (r->vms) {
 		struct brk_vm *v = r->vms;
+
 		r->vms = v->next;
 		free(v);
 	}
@@ -107,6 +109,7 @@ bool brk_registry_valid_vm_name(const char *name)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		unsigned char c = (unsigned char)name[i];
+
 		if (!isalnum(c) && c != '.' && c != '_' && c != '-')
 			return false;
 	}

@@ -29,11 +29,13 @@ static int spawn_vm_dir(const char *runtime_dir, const char *vm, struct vb_err *
 	snprintf(dir, sizeof(dir), "%s/%s", runtime_dir, vm);
 	if (mkdir(dir, 0755) < 0 && errno != EEXIST) {
 		int e = errno;
+
 		return vb_errf(err, -e, "cannot create %s: %s", dir, strerror(e));
 	}
 	fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 	if (fd < 0) {
 		int e = errno;
+
 		return vb_errf(err, -e, "cannot open %s: %s", dir, strerror(e));
 	}
 	return fd;

@@ -17,6 +17,7 @@
 static int real_open(void *ctx, const char *path, int flags)
 {
 	int fd = open(path, flags | O_CLOEXEC);
+
 	return fd < 0 ? -errno : fd;
 }
 

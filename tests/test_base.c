@@ -211,6 +211,7 @@ static void test_cleanup_closes_unless_taken(void **state)
 	assert_true(fd >= 0);
 	{
 		_cleanup_close_ int scoped = fd;
+
 		(void)scoped;
 	}
 	assert_int_equal(fcntl(fd, F_GETFD), -1);
@@ -225,11 +226,13 @@ static void test_cleanup_closes_unless_taken(void **state)
 
 	{
 		_cleanup_free_ char *q = strdup("x");
+
 		p = TAKE_PTR(q);
 		assert_null(q);
 	}
 	{
 		_cleanup_fclose_ FILE *f = fopen("/dev/null", "re");
+
 		assert_non_null(f);
 		fd = fileno(f);
 		assert_true(fcntl(fd, F_GETFD) >= 0);
@@ -268,6 +271,7 @@ static void test_cleanup_defined_runs_at_scope_exit(void **state)
 
 	{
 		_cleanup_(thing_freep) struct thing *scoped = &a;
+
 		(void)scoped;
 	}
 	assert_int_equal(nfreed, 1);

@@ -26,6 +26,7 @@
 static int setup_spec(void **state)
 {
 	struct tdev *t = calloc(1, sizeof(*t));
+
 	if (!t || tdev_open_fixture(t, SPEC) < 0)
 		return -1;
 	*state = t;
@@ -35,6 +36,7 @@ static int setup_spec(void **state)
 static int teardown(void **state)
 {
 	struct tdev *t = *state;
+
 	tdev_close(t);
 	free(t);
 	return 0;
@@ -43,6 +45,7 @@ static int teardown(void **state)
 static void test_cfg_bar32_sizing_probe_returns_size_mask(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_2, 4, 0xffffffff), 0);
 	/* 16 KiB, 32-bit, not prefetchable. */
 	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_2, 4), 0xffffc000);
@@ -74,6 +77,7 @@ static void test_cfg_bar64_sizing_probe_returns_both_halves(void **state)
 static void test_cfg_io_bar_sizing_probe_keeps_io_bit(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_3, 4, 0xffffffff), 0);
 	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_3, 4), 0xffffffe1);
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_3, 2, 0xc043), 0);
@@ -98,6 +102,7 @@ static void test_cfg_rom_sizing_probe_keeps_enable_bit(void **state)
 static void test_cfg_unimplemented_bar_reads_zero(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(cfg_wr(t, PCI_BASE_ADDRESS_4, 4, 0xffffffff), 0);
 	assert_int_equal(cfg_rd(t, PCI_BASE_ADDRESS_4, 4), 0);
 	assert_int_equal(wkr_bar_state(t->dev, 4, NULL, NULL), -ENOENT);
@@ -142,12 +147,14 @@ struct wlog {
 static ssize_t wlog_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	struct wlog *w = ctx;
+
 	return pread(w->fd, buf, len, (off_t)off);
 }
 
 static ssize_t wlog_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	struct wlog *w = ctx;
+
 	if (w->n < 16 && len <= 4) {
 		w->off[w->n] = off;
 		memcpy(w->data[w->n++], buf, len);
@@ -164,12 +171,14 @@ struct flaky {
 static ssize_t flaky_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	struct flaky *f = ctx;
+
 	return f->fail ? -EIO : wlog_pread(&f->w, buf, len, off);
 }
 
 static ssize_t flaky_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	struct flaky *f = ctx;
+
 	return wlog_pwrite(&f->w, buf, len, off);
 }
 
@@ -232,6 +241,7 @@ static void test_cfg_status_rw1c_bits_not_written_back(void **state)
 static void test_cfg_header_type_multifunction_bit_masked(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(phys_rd(t, PCI_HEADER_TYPE, 1), 0x80);
 	assert_int_equal(cfg_rd(t, PCI_HEADER_TYPE, 1), 0x00);
 	assert_int_equal(cfg_wr(t, PCI_HEADER_TYPE, 1, 0x80), 0);
@@ -241,6 +251,7 @@ static void test_cfg_header_type_multifunction_bit_masked(void **state)
 static void test_cfg_identity_read_only(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(cfg_rd(t, PCI_VENDOR_ID, 4), 0x56781234);
 	assert_int_equal(cfg_wr(t, PCI_VENDOR_ID, 4, 0), 0);
 	assert_int_equal(cfg_rd(t, PCI_VENDOR_ID, 4), 0x56781234);
@@ -252,6 +263,7 @@ static int walk_std(struct tdev *t, uint8_t *ids, int max)
 {
 	int n = 0;
 	uint8_t pos = (uint8_t)cfg_rd(t, PCI_CAPABILITY_LIST, 1);
+
 	while (pos && n < max) {
 		ids[n++] = (uint8_t)cfg_rd(t, pos, 1);
 		pos = (uint8_t)cfg_rd(t, pos + 1, 1);
@@ -265,8 +277,10 @@ static void test_cfg_ext_caps_sriov_ari_rebar_hidden(void **state)
 	uint16_t seen[16];
 	int n = 0;
 	uint32_t pos = 0x100;
+
 	while (pos && n < 16) {
 		uint32_t h = cfg_rd(t, pos, 4);
+
 		seen[n++] = (uint16_t)h;
 		pos = h >> 20;
 	}
@@ -289,9 +303,11 @@ static void test_cfg_ext_caps_sriov_ari_rebar_hidden(void **state)
 static void test_cfg_read_crossing_capabilities_matches_bytewise(void **state)
 {
 	struct tdev *t = *state;
+
 	/* 0x6e-0x71: unassigned bytes, then the MSI-X id and next pointer. */
 	for (uint32_t off = 0x3c; off < 0x78; off++) {
 		uint8_t whole[4], byte[4];
+
 		assert_int_equal(wkr_cfg_read(t->dev, off, whole, 4), 0);
 		for (int i = 0; i < 4; i++)
 			assert_int_equal(wkr_cfg_read(t->dev, off + (uint32_t)i, &byte[i], 1), 0);
@@ -305,6 +321,7 @@ static void test_cfg_write_crossing_capabilities_obeys_each(void **state)
 	/* 8 bytes from 0x6c: unassigned space (raw, as the kernel leaves it), then the MSI-X
 	 * header (read only) and Message Control (enable bit virtual). */
 	uint8_t buf[8] = {0xaa, 0xbb, 0xcc, 0xdd, 0x00, 0x00, 0x00, 0x80};
+
 	assert_int_equal(phys_wr(t, 0x6c, 4, 0x11223344), 0);
 	assert_int_equal(wkr_cfg_write(t->dev, 0x6c, buf, sizeof(buf)), 0);
 	assert_int_equal(phys_rd(t, 0x6c, 4), 0xddccbbaa);
@@ -338,6 +355,7 @@ static void test_cfg_msi_enable_requests_set_irqs(void **state)
 {
 	struct tdev *t = *state;
 	const uint32_t ctl = 0x50 + PCI_MSI_FLAGS;
+
 	assert_int_equal(cfg_wr(t, 0x50 + PCI_MSI_ADDRESS_LO, 4, 0xfee00000), 0);
 	assert_int_equal(cfg_wr(t, 0x50 + PCI_MSI_DATA_64, 2, 0x4041), 0);
 	assert_int_equal(cfg_wr(t, ctl, 2, PCI_MSI_FLAGS_ENABLE), 0);
@@ -366,6 +384,7 @@ static void test_cfg_msi_vector_count_clamped_to_capable(void **state)
 {
 	struct tdev *t = *state;
 	const uint32_t ctl = 0x50 + PCI_MSI_FLAGS;
+
 	assert_int_equal(cfg_wr(t, ctl, 2, PCI_MSI_FLAGS_ENABLE | (5 << 4)), 0);
 	assert_int_equal((cfg_rd(t, ctl, 2) & PCI_MSI_FLAGS_QSIZE) >> 4, 3);
 	assert_int_equal(t->rec.nsets, 1);
@@ -405,6 +424,7 @@ static void test_cfg_pcie_flr_bit_stays_virtual(void **state)
 {
 	struct tdev *t = *state;
 	const uint32_t devctl = 0x80 + PCI_EXP_DEVCTL;
+
 	assert_int_equal(cfg_wr(t, devctl, 2, PCI_EXP_DEVCTL_BCR_FLR | 0x2817), 0);
 	assert_int_equal(phys_rd(t, devctl, 2), 0x2817);
 	assert_int_equal(cfg_rd(t, devctl, 2), 0x2817);
@@ -459,6 +479,7 @@ static void test_cfg_reset_keeps_bars_and_command_clears_msi(void **state)
 	cfg_view(t, view2);
 	for (uint32_t off = 0; off < 4096; off++) {
 		bool in_msi = (off >= msi && off < msi_end) || (off >= msix && off < msix_end);
+
 		if (view2[off] != (in_msi ? view0[off] : view1[off]))
 			fail_msg("config byte %#x after reset: %#x, want %#x", off, view2[off],
 				 in_msi ? view0[off] : view1[off]);
@@ -503,6 +524,7 @@ static void test_cfg_reset_routes_intx_again(void **state)
 static void test_cfg_bad_region_table_rejected(void **state)
 {
 	struct tdev t;
+
 	/* A 64-bit BAR in the last slot. */
 	assert_int_equal(tdev_open_text(&t, MINI_HEAD "region 5 size=4096 flags=3\n"
 						      "config 0x24 04 00 00 00\n"),
@@ -577,6 +599,7 @@ static void test_cfg_capability_loop_terminates(void **state)
 static void test_cfg_short_capability_lends_no_permissions(void **state)
 {
 	struct tdev t;
+
 	assert_int_equal(tdev_open_text(&t, MINI_HEAD "config 0x34 80\n"
 						      "config 0x80 05 60 00 00 00 00 00 00 aa bb\n"
 						      "config 0x60 10 00 01 00\n"
@@ -593,6 +616,7 @@ static void test_cfg_short_capability_lends_no_permissions(void **state)
 static void test_cfg_no_intx_irq_clears_interrupt_pin(void **state)
 {
 	struct tdev t;
+
 	assert_int_equal(tdev_open_text(&t, MINI_HEAD "config 0x3d 01\n"), 0);
 	assert_int_equal(cfg_rd(&t, PCI_INTERRUPT_PIN, 1), 0);
 	tdev_close(&t);
@@ -629,6 +653,7 @@ static void test_cfg_e1000e_capture_capabilities_visible(void **state)
 static void test_cfg_nvme_capture_64bit_bar(void **state)
 {
 	struct tdev t;
+
 	assert_int_equal(tdev_open_fixture(&t, "nvme.img"), 0);
 	assert_int_equal(cfg_wr(&t, PCI_BASE_ADDRESS_0, 4, 0xffffffff), 0);
 	assert_int_equal(cfg_wr(&t, PCI_BASE_ADDRESS_1, 4, 0xffffffff), 0);
@@ -670,5 +695,6 @@ int main(void)
 	    cmocka_unit_test(test_cfg_e1000e_capture_capabilities_visible),
 	    cmocka_unit_test(test_cfg_nvme_capture_64bit_bar),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

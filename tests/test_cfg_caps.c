@@ -22,6 +22,7 @@
 static int setup_kinds(void **state)
 {
 	struct tdev *t = calloc(1, sizeof(*t));
+
 	if (!t || tdev_open_fixture(t, KINDS) < 0)
 		return -1;
 	*state = t;
@@ -31,6 +32,7 @@ static int setup_kinds(void **state)
 static int setup_spec(void **state)
 {
 	struct tdev *t = calloc(1, sizeof(*t));
+
 	if (!t || tdev_open_fixture(t, SPEC) < 0)
 		return -1;
 	*state = t;
@@ -40,6 +42,7 @@ static int setup_spec(void **state)
 static int teardown(void **state)
 {
 	struct tdev *t = *state;
+
 	tdev_close(t);
 	free(t);
 	return 0;
@@ -49,6 +52,7 @@ static int walk_std(struct tdev *t, uint8_t *ids, int max)
 {
 	int n = 0;
 	uint8_t pos = (uint8_t)cfg_rd(t, PCI_CAPABILITY_LIST, 1);
+
 	while (pos && n < max) {
 		ids[n++] = (uint8_t)cfg_rd(t, pos, 1);
 		pos = (uint8_t)cfg_rd(t, pos + 1, 1);
@@ -60,8 +64,10 @@ static int walk_ext(struct tdev *t, uint16_t *ids, int max)
 {
 	int n = 0;
 	uint32_t pos = 0x100;
+
 	while (pos && n < max) {
 		uint32_t h = cfg_rd(t, pos, 4);
+
 		ids[n++] = (uint16_t)h;
 		pos = h >> 20;
 	}
@@ -75,6 +81,7 @@ static void test_cfg_caps_std_list_shows_what_the_kernel_shows(void **state)
 	const uint8_t want[] = {PCI_CAP_ID_PM, PCI_CAP_ID_AGP,	PCI_CAP_ID_VPD,	 PCI_CAP_ID_PCIX,
 				PCI_CAP_ID_HT, PCI_CAP_ID_VNDR, PCI_CAP_ID_SATA, PCI_CAP_ID_AF};
 	int n = walk_std(t, ids, 64);
+
 	assert_int_equal(n, sizeof(want));
 	assert_memory_equal(ids, want, sizeof(want));
 	/* Slot ID, Subsystem ID and Enhanced Allocation are hidden: their bytes read as zero. */
@@ -93,6 +100,7 @@ static void test_cfg_caps_ext_list_shows_what_the_kernel_shows(void **state)
 				 PCI_EXT_CAP_ID_TPH,  PCI_EXT_CAP_ID_LTR,  PCI_EXT_CAP_ID_DVSEC,
 				 PCI_EXT_CAP_ID_MFVC, PCI_EXT_CAP_ID_VC9};
 	int n = walk_ext(t, ids, 64);
+
 	assert_int_equal(n, ARRAY_SIZE(want));
 	assert_memory_equal(ids, want, sizeof(want));
 	/* DVSEC links straight to MFVC over the hidden Secondary PCIe, L1SS, PTM, Multicast and
@@ -146,10 +154,12 @@ static const struct perm_case perm_cases[] = {
 static void test_cfg_caps_writes_reach_device_as_kernel_allows(void **state)
 {
 	struct tdev *t = *state;
+
 	for (size_t i = 0; i < ARRAY_SIZE(perm_cases); i++) {
 		const struct perm_case *c = &perm_cases[i];
 		uint32_t mask = c->len == 4 ? 0xffffffffu : (1u << (8 * c->len)) - 1;
 		uint32_t before = 0x5a6b7c8du & mask, val = 0x12345678u & mask;
+
 		print_message("%s at %#x\n", c->what, c->off);
 		assert_int_equal(phys_wr(t, c->off, c->len, before), 0);
 		assert_int_equal(cfg_wr(t, c->off, c->len, val), 0);
@@ -178,6 +188,7 @@ static void test_cfg_caps_pm_pme_virtual_state_written(void **state)
 static void test_cfg_caps_af_flr_requests_reset(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_false(wkr_dev_take_flr(t->dev));
 	assert_int_equal(cfg_wr(t, 0xa8 + PCI_AF_CTRL, 1, PCI_AF_CTRL_FLR), 0);
 	assert_true(wkr_dev_take_flr(t->dev));
@@ -194,6 +205,7 @@ static void test_cfg_caps_pcie_flr_requests_reset(void **state)
 	struct tdev *t = *state;
 	const uint32_t devctl = 0x80 + PCI_EXP_DEVCTL;
 	uint32_t before = phys_rd(t, devctl, 2);
+
 	assert_int_equal(cfg_wr(t, devctl, 2, before | PCI_EXP_DEVCTL_BCR_FLR), 0);
 	assert_true(wkr_dev_take_flr(t->dev));
 	assert_false(wkr_dev_take_flr(t->dev));
@@ -205,6 +217,7 @@ static void test_cfg_caps_pcie_flr_requests_reset(void **state)
 static void test_cfg_caps_pcie_flr_without_capability_ignored(void **state)
 {
 	struct tdev t;
+
 	(void)state;
 	assert_int_equal(tdev_open_text(&t,
 					"vfio-device-image 1\n"
@@ -232,6 +245,7 @@ static void test_cfg_caps_aer_error_bits_only(void **state)
 			     PCI_ERR_UNC_ACSV | PCI_ERR_UNC_INTN | PCI_ERR_UNC_MCBTLP |
 			     PCI_ERR_UNC_ATOMEG | PCI_ERR_UNC_TLPPRE;
 	const uint32_t aer = 0x100;
+
 	/* Writing 0 writes 0 to the status bits (RW1C hardware keeps them; the memfd does not
 	 * emulate that): the set bit the worker read was not written back as 1. */
 	assert_int_equal(cfg_wr(t, aer + PCI_ERR_UNCOR_STATUS, 4, 0), 0);
@@ -256,6 +270,7 @@ static void test_cfg_caps_aer_error_bits_only(void **state)
 static void test_cfg_caps_vendor_window_reaches_device(void **state)
 {
 	struct tdev *t = *state;
+
 	assert_int_equal(cfg_wr(t, 0x84, 4, 0x00000010), 0);
 	assert_int_equal(phys_rd(t, 0x84, 4), 0x00000010);
 	assert_int_equal(phys_wr(t, 0x88, 4, 0xcafef00d), 0); /* the device answers */
@@ -294,6 +309,7 @@ static void test_cfg_caps_spec_vpd_visible(void **state)
 	uint8_t ids[64];
 	const uint8_t want[] = {PCI_CAP_ID_PM,	PCI_CAP_ID_MSI, PCI_CAP_ID_MSIX,
 				PCI_CAP_ID_EXP, PCI_CAP_ID_VPD, PCI_CAP_ID_VNDR};
+
 	assert_int_equal(walk_std(t, ids, 64), sizeof(want));
 	assert_memory_equal(ids, want, sizeof(want));
 	assert_int_equal(cfg_wr(t, 0xc0 + PCI_VPD_ADDR, 2, 0x0004), 0);
@@ -329,6 +345,7 @@ static void test_cfg_caps_computed_lengths_end_where_kernel_ends_them(void **sta
 		const struct len_case *c = &len_cases[i];
 		char text[1024];
 		struct tdev t;
+
 		snprintf(text, sizeof(text),
 			 "vfio-device-image 1\ndevice flags=0x3\nregion 7 size=4096 flags=0x3\n"
 			 "config 0 34 12 78 56 00 00 10 00 00 00 00 ff 00 00 00 00\n%s",
@@ -361,5 +378,6 @@ int main(void)
 	    cmocka_unit_test(test_cfg_caps_pcie_flr_without_capability_ignored),
 	    cmocka_unit_test(test_cfg_caps_computed_lengths_end_where_kernel_ends_them),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

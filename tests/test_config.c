@@ -89,6 +89,7 @@ static void test_config_protocol_default_native_and_choices(void **state)
 	brk_config_free(f.c);
 	for (uint32_t i = 0; i < 3; i++) {
 		char text[256];
+
 		snprintf(text, sizeof(text),
 			 "[devices]\nallow = 1234:11e8\nprotocol = %s\n" WORKER_OK, names[i]);
 		assert_int_equal(load_text(&f, text), 0);

@@ -191,6 +191,7 @@ static int pump_recv(struct env *e, struct ipc_msg **ret)
 
 	for (;;) {
 		int r = ipc_chan_recv(e->client, ret);
+
 		if (r != -EAGAIN)
 			return r;
 		if (test_now_ms() > deadline)

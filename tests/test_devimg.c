@@ -18,6 +18,7 @@ static void test_devimg_fixtures_parse(void **state)
 {
 	const char *names[] = {"edu.img", "e1000e.img", "nvme.img", "pcie_spec_sriov_ari_rebar.img",
 			       "caps_every_kind.img"};
+
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++) {
 		char path[512];
 		struct wkr_image *img = NULL;
@@ -196,5 +197,6 @@ int main(void)
 	    cmocka_unit_test(test_devimg_late_bounds_name_offending_line),
 	    cmocka_unit_test(test_devimg_binary_and_long_lines_rejected),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1331,6 +1331,7 @@ static void test_dma_iova_search_edges_and_exact_match(void **state)
 					       {.iova = 0x4000, .size = 0x2000}};
 	const size_t st = sizeof(maps[0]);
 	uint32_t pos = 99;
+
 	(void)state;
 
 	assert_int_equal(brk_dma_iova_lower(maps, 2, st, 0), 0);

@@ -14,6 +14,7 @@
 static int setup(void **state)
 {
 	struct tdev *t = calloc(1, sizeof(*t));
+
 	if (!t || tdev_open_fixture(t, "pcie_spec_sriov_ari_rebar.img") < 0)
 		return -1;
 	*state = t;
@@ -23,6 +24,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct tdev *t = *state;
+
 	tdev_close(t);
 	free(t);
 	return 0;
@@ -32,6 +34,7 @@ static void test_intx_trigger_and_resample_routed_directly(void **state)
 {
 	struct tdev *t = *state;
 	int trig = new_efd(), res = new_efd();
+
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, res), 0);
 	assert_int_equal(t->rec.nsets, 2);
 	assert_int_equal(t->rec.sets[0].s.action, VFIO_IRQ_SET_ACTION_TRIGGER);
@@ -52,6 +55,7 @@ static void test_intx_count_zero_disables(void **state)
 {
 	struct tdev *t = *state;
 	int trig = new_efd();
+
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, -1), 0);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 0, NULL, -1), 0);
 	assert_int_equal(t->rec.nsets, 2);
@@ -88,6 +92,7 @@ static void test_intx_err_and_req_pass_through(void **state)
 {
 	struct tdev *t = *state;
 	int err = new_efd(), req = new_efd();
+
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_ERR_IRQ_INDEX, 0, 1, &err, -1), 0);
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_REQ_IRQ_INDEX, 0, 1, &req, -1), 0);
 	assert_true(same_efd(routed_fd(&t->rec, VFIO_PCI_ERR_IRQ_INDEX, 0), err));
@@ -104,6 +109,7 @@ static void test_intx_broker_failure_reported(void **state)
 {
 	struct tdev *t = *state;
 	int trig = new_efd();
+
 	t->rec.fail_next = -EPERM;
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, -1), -EPERM);
 	assert_int_equal(t->rec.nsets, 0);
@@ -120,6 +126,7 @@ static void test_intx_resync_sends_intended_routing(void **state)
 {
 	struct tdev *t = *state;
 	int trig = new_efd(), res = new_efd();
+
 	t->rec.fail_next = -ETIMEDOUT;
 	assert_int_equal(wkr_irq_set_fds(t->dev, VFIO_PCI_INTX_IRQ_INDEX, 0, 1, &trig, res),
 			 -ETIMEDOUT);
@@ -152,5 +159,6 @@ int main(void)
 	    T(test_intx_broker_failure_reported),
 	    T(test_intx_resync_sends_intended_routing),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

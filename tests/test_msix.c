@@ -29,6 +29,7 @@ struct fx {
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+
 	if (!f || tdev_open_fixture(&f->t, "pcie_spec_sriov_ari_rebar.img") < 0)
 		return -1;
 	for (int i = 0; i < NVEC; i++)
@@ -40,6 +41,7 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct fx *f = *state;
+
 	tdev_close(&f->t);
 	for (int i = 0; i < NVEC; i++)
 		close(f->vmm[i]);
@@ -61,6 +63,7 @@ static uint64_t bar_rd(struct fx *f, uint64_t off, size_t len)
 static void bar_wr(struct fx *f, uint64_t off, size_t len, uint64_t v)
 {
 	uint8_t b[8];
+
 	for (size_t i = 0; i < 8; i++)
 		b[i] = (uint8_t)(v >> (8 * i));
 	assert_int_equal(wkr_region_write(f->t.dev, BAR, off, b, len), 0);
@@ -120,6 +123,7 @@ static void test_msix_table_access_size8_roundtrip(void **state)
 static void test_msix_table_unaligned_access_spans_entries(void **state)
 {
 	struct fx *f = *state;
+
 	/* Vectors come out of reset masked. */
 	assert_int_equal(bar_rd(f, vctl(0), 4), IMASK);
 	/* 8 bytes from entry 0's data word to entry 1's address: unmasks vector 0. */
@@ -173,6 +177,7 @@ static void test_msix_enable_routes_masked_vectors_to_worker(void **state)
 	/* Every vector is masked, so none reaches the VMM. */
 	for (uint32_t v = 0; v < NVEC; v++) {
 		int fd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, v);
+
 		assert_true(fd >= 0);
 		assert_false(same_efd(fd, f->vmm[v]));
 		efd_count(fd);
@@ -301,6 +306,7 @@ static void test_msix_bad_fd_requests_rejected(void **state)
 {
 	struct fx *f = *state;
 	int bad = -1;
+
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 15, 2, f->vmm, -1),
 			 -EINVAL);
 	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, 1, &bad, -1),
@@ -315,6 +321,7 @@ static void test_msix_region_access_bounds_checked(void **state)
 {
 	struct fx *f = *state;
 	uint8_t b[8] = {0};
+
 	assert_int_equal(wkr_region_read(f->t.dev, BAR, 0x4000 - 4, b, 8), -EINVAL);
 	assert_int_equal(wkr_region_read(f->t.dev, BAR, UINT64_MAX - 2, b, 4), -EINVAL);
 	assert_int_equal(wkr_region_read(f->t.dev, 4, 0, b, 4), -ENOENT);
@@ -443,5 +450,6 @@ int main(void)
 	    T(test_msix_mmap_areas_exclude_table_and_pba_pages),
 	    cmocka_unit_test(test_msix_e1000e_capture_five_vectors),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -89,6 +89,7 @@ static int start(void **state, const char *image)
 	f->pid = fork();
 	if (f->pid == 0) {
 		char *argv[] = {VB_WORKER_BIN, img, vu, nat, "--seccomp=" VB_WORKER_SECCOMP, NULL};
+
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -118,6 +119,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	int status = 0;
+
 	if (f->fd >= 0)
 		close(f->fd);
 	kill(f->pid, SIGTERM);
@@ -159,6 +161,7 @@ static void reconnect_bare(struct fx *f)
 static void reconnect(struct fx *f)
 {
 	struct vfu_reply r;
+
 	reconnect_bare(f);
 	assert_int_equal(vfu_cli_version(f->fd, default_json, &r), 0);
 	vfu_reply_free(&r);
@@ -169,6 +172,7 @@ static void expect_error(int fd, uint16_t cmd, const void *p, size_t len, const 
 			 size_t nfds, int err)
 {
 	struct vfu_reply r;
+
 	assert_int_equal(vfu_cli_call(fd, cmd, p, len, fds, nfds, &r), 0);
 	assert_true(r.flags & F_ERROR);
 	assert_int_equal(r.flags & 0xf, F_REPLY);
@@ -201,6 +205,7 @@ static json_object *version_json(const struct vfu_reply *r)
 static int64_t cap_of(json_object *o, const char *name)
 {
 	json_object *caps, *v;
+
 	if (!json_object_object_get_ex(o, "capabilities", &caps) ||
 	    !json_object_object_get_ex(caps, name, &v))
 		return -1;
@@ -237,6 +242,7 @@ static void test_vfio_user_protocol_version_reply_fits_request_buffer(void **sta
 	 * longer than it, capabilities dropped to fit. */
 	const char *small[] = {NULL, "{}", "{\"capabilities\":{}}",
 			       "{\"capabilities\":{\"max_msg_fds\":8, \"x\":\"yyyyyyyyyy\"}}"};
+
 	for (size_t i = 0; i < ARRAY_SIZE(small); i++) {
 		size_t req;
 
@@ -253,6 +259,7 @@ static void test_vfio_user_protocol_version_reply_fits_request_buffer(void **sta
 static void version_fails(struct fx *f, const void *payload, size_t len, int err)
 {
 	struct vfu_reply r;
+
 	reconnect_bare(f);
 	assert_int_equal(vfu_cli_call(f->fd, 1, payload, len, NULL, 0, &r), 0);
 	assert_true(r.flags & F_ERROR);
@@ -275,6 +282,7 @@ static void test_vfio_user_protocol_version_garbage_json_einval(void **state)
 
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		uint8_t p[128] = {0, 0, 1, 0};
+
 		memcpy(p + 4, bad[i], strlen(bad[i]) + 1);
 		version_fails(*state, p, 4 + strlen(bad[i]) + 1, EINVAL);
 	}
@@ -285,6 +293,7 @@ static void test_vfio_user_protocol_version_garbage_json_einval(void **state)
 static void test_vfio_user_protocol_version_other_major_enotsup(void **state)
 {
 	uint8_t p[4] = {1, 0, 0, 0};
+
 	version_fails(*state, p, sizeof(p), ENOTSUP);
 }
 
@@ -292,6 +301,7 @@ static void test_vfio_user_protocol_version_twice_einval(void **state)
 {
 	struct fx *f = *state;
 	uint8_t p[4] = {0, 0, 1, 0};
+
 	expect_error(f->fd, 1, p, sizeof(p), NULL, 0, EINVAL);
 }
 
@@ -300,6 +310,7 @@ static void test_vfio_user_protocol_command_before_version_einval(void **state)
 	struct fx *f = *state;
 	uint8_t info[16] = {16};
 	struct vfu_reply r;
+
 	reconnect_bare(f);
 	assert_int_equal(vfu_cli_call(f->fd, 4, info, sizeof(info), NULL, 0, &r), 0);
 	assert_true(r.flags & F_ERROR);
@@ -316,6 +327,7 @@ static void test_vfio_user_protocol_device_info_fits_request(void **state)
 	/* The kernel's struct vfio_device_info is 24 bytes (with cap_offset): the reply keeps
 	 * to the 16 the protocol defines, never more than was sent. */
 	uint8_t p[24] = {24};
+
 	expect_ok(f->fd, 4, p, sizeof(p), NULL, 0, &r);
 	assert_int_equal(r.len, 16);
 	assert_int_equal(vb_le32_get(r.data), 16);
@@ -331,6 +343,7 @@ static void test_vfio_user_protocol_device_info_fits_request(void **state)
 static void region_info(int fd, uint32_t index, uint32_t argsz, struct vfu_reply *r)
 {
 	uint8_t p[32] = {0};
+
 	vb_le32_put(p, argsz);
 	vb_le32_put(p + 8, index);
 	expect_ok(fd, 5, p, sizeof(p), NULL, 0, r);
@@ -376,6 +389,7 @@ static void test_vfio_user_protocol_region_info_sparse_mmap_with_fd(void **state
 	for (uint32_t i = 0; i < n; i++) {
 		uint64_t off = vb_le64_get(r.data + cap + 16 + 16 * i);
 		uint64_t size = vb_le64_get(r.data + cap + 24 + 16 * i);
+
 		assert_true(off >= 0x1000 && off + size <= 0x4000);
 		assert_false(off <= 0x2000 && 0x2000 < off + size);
 		covered += size;
@@ -408,6 +422,7 @@ static void test_vfio_user_protocol_irq_info_every_index(void **state)
 	for (uint32_t i = 0; i < 5; i++) {
 		struct vfu_reply r;
 		uint8_t p[16] = {16};
+
 		vb_le32_put(p + 8, i);
 		expect_ok(f->fd, 7, p, sizeof(p), NULL, 0, &r);
 		assert_int_equal(r.len, 16);
@@ -526,6 +541,7 @@ static void dma_unmap_msg(uint8_t *p, uint32_t flags, uint64_t iova, uint64_t si
 static int sealed_ram(void)
 {
 	int fd = memfd_create("ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, 4 << 20), 0);
 	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
@@ -539,6 +555,7 @@ static void test_vfio_user_protocol_dma_map_unmap(void **state)
 	int mfd = sealed_ram();
 	uint8_t p[32], u[24];
 	struct vfu_reply r;
+
 	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
 	expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
 	assert_int_equal(r.len, 0);
@@ -587,6 +604,7 @@ static void test_vfio_user_protocol_dma_map_without_fd_enotsup(void **state)
 {
 	struct fx *f = *state;
 	uint8_t p[32];
+
 	/* Message-based DMA is not served: the error tells the client so. */
 	dma_map_msg(p, 3, 0, 0x100000, 1 << 20);
 	expect_error(f->fd, 2, p, 32, NULL, 0, ENOTSUP);
@@ -649,6 +667,7 @@ static int msix_chunks_cycle(struct fx *f)
 	/* QEMU's way: chunks of max_msg_fds (16), the last one shorter. */
 	for (uint32_t start = 0; start < 65; start += 16) {
 		uint32_t n = 65 - start < 16 ? 65 - start : 16;
+
 		set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_MSIX_IRQ_INDEX, start, n);
 		expect_ok(f->fd, 8, p, 20, efd + start, n, &r);
 		assert_int_equal(r.len, 0);
@@ -679,6 +698,7 @@ static void test_vfio_user_protocol_set_irqs_msix_in_chunks(void **state)
 	struct fx *f = *state;
 	int first = msix_chunks_cycle(f);
 	int after = worker_fds(f);
+
 	/* A second VMM doing the same holds exactly as many: nothing was left behind. */
 	assert_int_equal(msix_chunks_cycle(f), first);
 	assert_int_equal(worker_fds(f), after);
@@ -782,6 +802,7 @@ static void test_vfio_user_protocol_set_irqs_err_req_eventfds(void **state)
 	int base = worker_fds(f);
 	uint8_t p[21];
 	struct vfu_reply r;
+
 	/* ERR and REQ take one eventfd each; a loopback trigger signals it, DATA_NONE with
 	 * count 0 takes it away. */
 	for (uint32_t index = VFIO_PCI_ERR_IRQ_INDEX; index <= VFIO_PCI_REQ_IRQ_INDEX; index++) {
@@ -872,6 +893,7 @@ static void test_vfio_user_protocol_short_header_then_close(void **state)
 	int base = worker_fds(f);
 	int efd = eventfd(0, EFD_CLOEXEC);
 	uint8_t half[8] = {1, 0, 4, 0, 32, 0, 0, 0};
+
 	/* Half a header, with an fd, then the VMM goes: the fd is closed, the worker serves
 	 * the next VMM. */
 	assert_int_equal(vfu_cli_raw(f->fd, half, sizeof(half), &efd, 1), 0);
@@ -885,6 +907,7 @@ static void test_vfio_user_protocol_size_below_header_ends_session(void **state)
 	struct fx *f = *state;
 	uint8_t h[16] = {7, 0, 4, 0, 8, 0, 0, 0};
 	struct vfu_reply r;
+
 	assert_int_equal(vfu_cli_raw(f->fd, h, sizeof(h), NULL, 0), 0);
 	assert_int_equal(vfu_cli_recv(f->fd, 30000, &r), 0);
 	assert_int_equal(r.id, 7);
@@ -903,6 +926,7 @@ static void test_vfio_user_protocol_oversize_ends_session(void **state)
 	uint8_t h[16] = {9, 0, 10, 0};
 	int efd = eventfd(0, EFD_CLOEXEC);
 	struct vfu_reply r;
+
 	vb_le32_put(h + 4, 0xfffffff0u); /* 4 GiB: refused before anything is allocated */
 	assert_int_equal(vfu_cli_raw(f->fd, h, sizeof(h), &efd, 1), 0);
 	assert_int_equal(vfu_cli_recv(f->fd, 30000, &r), 0);
@@ -982,12 +1006,14 @@ static void test_vfio_user_protocol_ids_out_of_order_echoed(void **state)
 	/* Ids are the client's own: echoed as sent, in the order sent, even repeated. */
 	const uint16_t ids[] = {7, 3, 65535, 3, 0};
 	uint8_t p[16] = {0};
+
 	vb_le32_put(p + 8, VFIO_PCI_CONFIG_REGION_INDEX);
 	vb_le32_put(p + 12, 4);
 	for (size_t i = 0; i < 5; i++)
 		assert_int_equal(vfu_cli_send(f->fd, ids[i], 9, 0, p, 16, NULL, 0), 0);
 	for (size_t i = 0; i < 5; i++) {
 		struct vfu_reply r;
+
 		assert_int_equal(vfu_cli_recv(f->fd, 30000, &r), 0);
 		assert_int_equal(r.id, ids[i]);
 		assert_int_equal(r.cmd, 9);
@@ -1054,6 +1080,7 @@ static void test_vfio_user_protocol_quick_reconnects_admitted(void **state)
 	uint8_t info[16] = {16};
 	uint16_t v = 0;
 	struct vfu_reply r;
+
 	/* Posted writes the device refuses: no reply whose failed send would end the session
 	 * early, no state changed. Stopping the worker puts them, the hangup and the next
 	 * connection in front of it at once. */
@@ -1111,6 +1138,7 @@ int main(void)
 	    E(test_vfio_user_protocol_one_vmm_across_protocols),
 	    E(test_vfio_user_protocol_quick_reconnects_admitted),
 	};
+
 	signal(SIGPIPE, SIG_IGN);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -51,12 +51,14 @@ struct fx {
 static void sleep_ms(int ms)
 {
 	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+
 	nanosleep(&ts, NULL);
 }
 
 static int setup(void **state)
 {
 	struct fx *f = calloc(1, sizeof(*f));
+
 	if (!f)
 		return -1;
 	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-test-XXXXXX");
@@ -71,6 +73,7 @@ static int setup(void **state)
 				f->sock,
 				"--seccomp=" VB_WORKER_SECCOMP_OVERRIDE,
 				NULL};
+
 		execv(argv[0], argv);
 		_exit(127);
 	}
@@ -79,6 +82,7 @@ static int setup(void **state)
 	 * only there so that a worker that never comes up fails the test instead of hanging it. */
 	for (int i = 0; i < 6000; i++) {
 		int fd;
+
 		if (ipc_connect(f->sock, &fd) == 0) {
 			close(fd);
 			*state = f;
@@ -95,6 +99,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	int status = 0;
+
 	kill(f->pid, SIGTERM);
 	waitpid(f->pid, &status, 0);
 	unlink(f->sock);
@@ -108,6 +113,7 @@ static struct ipc_chan *connect_vmm(struct fx *f)
 {
 	int fd;
 	struct ipc_chan *c;
+
 	assert_int_equal(ipc_connect(f->sock, &fd), 0);
 	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
 	return c;
@@ -317,6 +323,7 @@ static void test_worker_standalone_second_vmm_refused_then_reconnect(void **stat
 static int sealed_memfd(off_t size, int seals)
 {
 	int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
 	assert_true(fd >= 0);
 	assert_int_equal(ftruncate(fd, size), 0);
 	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | seals), 0);
@@ -327,6 +334,7 @@ static int dma_map(struct ipc_chan *c, const Vb__DmaMap *dm, int fd, struct ipc_
 {
 	struct ipc_msg *m = NULL;
 	int r = ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &fd, 1, WAIT_MS, &m, err);
+
 	ipc_msg_free(m);
 	return r;
 }
@@ -391,6 +399,7 @@ static struct ipc_chan *connect_greedy(struct fx *f)
 	struct ipc_limits l = ipc_limits_default;
 	struct ipc_chan *c;
 	int fd;
+
 	l.max_outstanding = 4096;
 	l.queue_msgs = 0;
 	l.send_timeout_ms = 60000;
@@ -402,6 +411,7 @@ static struct ipc_chan *connect_greedy(struct fx *f)
 static int read_all_config(struct ipc_chan *c)
 {
 	Vb__Dev__CfgRead req = VB__DEV__CFG_READ__INIT;
+
 	req.offset = 0;
 	req.size = 4096;
 	return ipc_chan_request(c, VB__DEV__TYPE__CFG_READ, &req.base, NULL, 0, NULL);
@@ -412,6 +422,7 @@ static struct ipc_msg *recv_wait(struct ipc_chan *c)
 	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
 	struct ipc_msg *m = NULL;
 	int r;
+
 	while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
 		assert_int_equal(poll(&p, 1, -1), 1);
 	assert_int_equal(r, 0);
@@ -472,6 +483,7 @@ static void test_worker_standalone_quick_reconnects_admitted(void **state)
 {
 	struct fx *f = *state;
 	struct ipc_chan *a = connect_greedy(f);
+
 	hello(a);
 	/* The hangup of a VMM that closes with requests still unread by the worker (more than
 	 * the worker serves per wakeup) comes after its next connection in the worker's loop.
@@ -589,5 +601,6 @@ int main(void)
 	    T(test_worker_standalone_vmm_not_reading_others_served_then_dropped),
 	    T(test_worker_standalone_quick_reconnects_admitted),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

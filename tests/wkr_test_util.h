@@ -65,6 +65,7 @@ static inline int rec_set_irqs(void *data, const struct wkr_irq_set *s)
 static inline void rec_bars_changed(void *data, uint16_t command)
 {
 	struct rec *r = data;
+
 	r->bars_changed++;
 	r->last_command = command;
 }
@@ -75,6 +76,7 @@ static inline int routed_fd(const struct rec *r, uint32_t index, uint32_t v)
 {
 	for (int i = r->nsets - 1; i >= 0; i--) {
 		const struct wkr_irq_set *s = &r->sets[i].s;
+
 		if (s->index != index || s->action != VFIO_IRQ_SET_ACTION_TRIGGER)
 			continue;
 		if (s->disable)
@@ -138,6 +140,7 @@ static inline void tdev_close(struct tdev *t)
 static inline uint32_t cfg_rd(struct tdev *t, uint32_t off, size_t len)
 {
 	uint8_t b[4] = {0};
+
 	if (wkr_cfg_read(t->dev, off, b, len) < 0)
 		return 0xdeadbeef;
 	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -146,6 +149,7 @@ static inline uint32_t cfg_rd(struct tdev *t, uint32_t off, size_t len)
 static inline int cfg_wr(struct tdev *t, uint32_t off, size_t len, uint32_t v)
 {
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+
 	return wkr_cfg_write(t->dev, off, b, len);
 }
 
@@ -153,6 +157,7 @@ static inline int cfg_wr(struct tdev *t, uint32_t off, size_t len, uint32_t v)
 static inline uint32_t phys_rd(struct tdev *t, uint32_t off, size_t len)
 {
 	uint8_t b[4] = {0};
+
 	if (pread(t->fd, b, len, (off_t)(WKR_REGION_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX) + off)) !=
 	    (ssize_t)len)
 		return 0xdeadbeef;
@@ -162,6 +167,7 @@ static inline uint32_t phys_rd(struct tdev *t, uint32_t off, size_t len)
 static inline int phys_wr(struct tdev *t, uint32_t off, size_t len, uint32_t v)
 {
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
+
 	return pwrite(t->fd, b, len,
 		      (off_t)(WKR_REGION_OFFSET(VFIO_PCI_CONFIG_REGION_INDEX) + off)) ==
 		       (ssize_t)len
@@ -173,6 +179,7 @@ static inline int phys_wr(struct tdev *t, uint32_t off, size_t len, uint32_t v)
 static inline uint64_t efd_count(int fd)
 {
 	uint64_t n = 0;
+
 	if (read(fd, &n, sizeof(n)) != sizeof(n))
 		return 0;
 	return n;
@@ -183,6 +190,7 @@ static inline uint64_t efd_count(int fd)
 static inline bool same_efd(int a, int b)
 {
 	uint64_t one = 1;
+
 	if (a < 0 || b < 0 || write(a, &one, sizeof(one)) != sizeof(one))
 		return false;
 	return efd_count(b) == 1;

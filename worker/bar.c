@@ -28,6 +28,7 @@ static int bar_init_one(struct wkr_dev *d, unsigned i, uint32_t raw)
 {
 	struct wkr_bar *b = &d->bars[i];
 	uint64_t size = d->info.regions[i].size;
+
 	if (size == 0)
 		return 0;
 	if (!is_pow2(size))
@@ -62,8 +63,10 @@ int wkr__bars_init(struct wkr_dev *d)
 
 	for (unsigned i = 0; i < 6; i++) {
 		uint8_t *p = d->vconfig + PCI_BASE_ADDRESS_0 + 4 * i;
+
 		if (!d->bars[i].upper) {
 			int r = bar_init_one(d, i, vb_le32_get(p));
+
 			if (r < 0)
 				return r;
 		}
@@ -86,6 +89,7 @@ static void bar_fix(struct wkr_dev *d, unsigned k)
 	uint8_t *p = d->vconfig + PCI_BASE_ADDRESS_0 + 4 * k;
 	const struct wkr_bar *b = &d->bars[k];
 	uint32_t v = vb_le32_get(p);
+
 	if (b->upper)
 		v &= (uint32_t) ~((d->bars[k - 1].size - 1) >> 32);
 	else if (!b->present)
@@ -102,6 +106,7 @@ static void rom_fix(struct wkr_dev *d)
 	uint8_t *p = d->vconfig + PCI_ROM_ADDRESS;
 	const struct wkr_bar *b = &d->bars[VFIO_PCI_ROM_REGION_INDEX];
 	uint32_t v = vb_le32_get(p);
+
 	if (!b->present)
 		v = 0;
 	else
@@ -141,6 +146,7 @@ void wkr__header_keep(struct wkr_dev *d, const uint8_t *old)
 static bool bar_decodes(const struct wkr_dev *d, unsigned i, uint16_t cmd)
 {
 	const struct wkr_bar *b = &d->bars[i];
+
 	if (i == VFIO_PCI_ROM_REGION_INDEX)
 		return (cmd & PCI_COMMAND_MEMORY) &&
 		       (vb_le32_get(d->vconfig + PCI_ROM_ADDRESS) & PCI_ROM_ADDRESS_ENABLE);
@@ -175,6 +181,7 @@ static bool overlaps(uint32_t off, size_t len, uint32_t start, uint32_t end)
 int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len)
 {
 	bool notify = false;
+
 	if (overlaps(off, len, PCI_COMMAND, PCI_COMMAND + 2)) {
 		uint8_t c[2];
 		int r = wkr__cfg_phys_read(d, PCI_COMMAND, c, 2);
@@ -188,6 +195,7 @@ int wkr__header_written(struct wkr_dev *d, uint32_t off, size_t len)
 	}
 	for (unsigned k = 0; k < 6; k++) {
 		uint32_t o = PCI_BASE_ADDRESS_0 + 4 * k;
+
 		if (overlaps(off, len, o, o + 4))
 			bar_fix(d, k);
 	}

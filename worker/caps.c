@@ -125,6 +125,7 @@ static uint32_t cap_dword(const struct wkr_dev *d, uint16_t pos, unsigned off)
 static uint16_t msi_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint16_t ctrl = cap_word(d, pos, PCI_MSI_FLAGS), len = 10;
+
 	if (ctrl & PCI_MSI_FLAGS_64BIT)
 		len += 4;
 	if (ctrl & PCI_MSI_FLAGS_MASKBIT)
@@ -135,6 +136,7 @@ static uint16_t msi_len(const struct wkr_dev *d, uint16_t pos)
 static uint16_t vndr_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint8_t l = cap_byte(d, pos, PCI_CAP_FLAGS);
+
 	return l < 3 ? 3 : l;
 }
 
@@ -144,6 +146,7 @@ static uint16_t pcie_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint16_t flags = cap_word(d, pos, PCI_EXP_FLAGS);
 	bool rc_end = ((flags & PCI_EXP_FLAGS_TYPE) >> 4) == PCI_EXP_TYPE_RC_END;
+
 	if ((flags & PCI_EXP_FLAGS_VERS) == 1)
 		return rc_end ? 0x0c : PCI_CAP_EXP_ENDPOINT_SIZEOF_V1;
 	return rc_end ? 0x2c : PCI_CAP_EXP_ENDPOINT_SIZEOF_V2;
@@ -170,12 +173,14 @@ static uint16_t sata_len(const struct wkr_dev *d, uint16_t pos)
 static uint16_t ext_vndr_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint16_t l = (uint16_t)(cap_dword(d, pos, PCI_VSEC_HDR) >> 20);
+
 	return l < 8 ? 8 : l;
 }
 
 static uint16_t dvsec_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint16_t l = (uint16_t)PCI_DVSEC_HEADER1_LEN(cap_dword(d, pos, PCI_DVSEC_HEADER1));
+
 	return l < 10 ? 10 : l;
 }
 
@@ -186,6 +191,7 @@ static uint16_t vc_len(const struct wkr_dev *d, uint16_t pos)
 	uint32_t evcc = cap_dword(d, pos, PCI_VC_PORT_CAP1) & PCI_VC_CAP1_EVCC;
 	uint32_t cap2 = cap_dword(d, pos, PCI_VC_PORT_CAP2), phases = 0;
 	uint32_t len = PCI_CAP_VC_BASE_SIZEOF + (1 + evcc) * PCI_CAP_VC_PER_VC_SIZEOF;
+
 	if (cap2 & PCI_VC_CAP2_128_PHASE)
 		phases = 128;
 	else if (cap2 & PCI_VC_CAP2_64_PHASE)
@@ -217,6 +223,7 @@ static uint16_t dpa_len(const struct wkr_dev *d, uint16_t pos)
 static uint16_t tph_len(const struct wkr_dev *d, uint16_t pos)
 {
 	uint32_t cap = cap_dword(d, pos, PCI_TPH_CAP);
+
 	if ((cap & PCI_TPH_CAP_LOC_MASK) != PCI_TPH_LOC_CAP)
 		return PCI_TPH_BASE_SIZEOF;
 	return (uint16_t)(PCI_TPH_BASE_SIZEOF +
@@ -228,6 +235,7 @@ static int pm_init(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	if (cap->len > PCI_PM_CTRL + 1) {
 		uint8_t *p = d->vconfig + cap->off;
+
 		vb_le16_put(p + PCI_PM_PMC, vb_le16_get(p + PCI_PM_PMC) & ~PCI_PM_CAP_PME_MASK);
 		vb_le16_put(p + PCI_PM_CTRL, vb_le16_get(p + PCI_PM_CTRL) & ~PM_PMCSR_VIRT);
 	}
@@ -262,6 +270,7 @@ static int pcie_written(struct wkr_dev *d, uint32_t off, size_t len)
 {
 	const struct wkr_cap *cap = cap_at(d, off);
 	uint8_t *ctl = d->vconfig + cap->off + PCI_EXP_DEVCTL;
+
 	(void)len;
 	if (cap->len <= PCI_EXP_DEVCTL + 1 || !(vb_le16_get(ctl) & PCI_EXP_DEVCTL_BCR_FLR))
 		return 0;
@@ -276,6 +285,7 @@ static int af_written(struct wkr_dev *d, uint32_t off, size_t len)
 	const struct wkr_cap *cap = cap_at(d, off);
 	uint8_t *ctl = d->vconfig + cap->off + PCI_AF_CTRL;
 	const uint8_t need = PCI_AF_CAP_FLR | PCI_AF_CAP_TP;
+
 	(void)len;
 	if (cap->len <= PCI_AF_CTRL || !(*ctl & PCI_AF_CTRL_FLR))
 		return 0;
@@ -359,6 +369,7 @@ static uint16_t cap_len(const struct wkr_dev *d, const struct wkr_capdesc *c, ui
 static int cap_cmp(const void *a, const void *b)
 {
 	const struct wkr_cap *x = a, *y = b;
+
 	return (int)x->off - (int)y->off;
 }
 
@@ -366,6 +377,7 @@ static int cap_cmp(const void *a, const void *b)
 static void caps_clip(struct wkr_cap *c, unsigned n, uint16_t end)
 {
 	struct wkr_cap *s = malloc(n * sizeof(*s));
+
 	if (!s) {
 		/* Without a sorted copy fall back to the space end only. */
 		for (unsigned i = 0; i < n; i++)
@@ -377,6 +389,7 @@ static void caps_clip(struct wkr_cap *c, unsigned n, uint16_t end)
 	qsort(s, n, sizeof(*s), cap_cmp);
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t lim = i + 1 < n ? s[i + 1].off : end;
+
 		for (unsigned j = 0; j < n; j++)
 			if (c[j].off == s[i].off && c[j].off + c[j].len > lim)
 				c[j].len = (uint16_t)(lim - c[j].off);
@@ -388,6 +401,7 @@ static int cap_install(struct wkr_dev *d, struct wkr_cap *cap)
 {
 	const struct wkr_capdesc *c = cap->desc;
 	uint8_t idx = (uint8_t)(cap - d->caps);
+
 	memset(d->map + cap->off, idx, cap->len);
 	if (c->hidden) {
 		memset(d->vconfig + cap->off, 0, cap->len);
@@ -404,6 +418,7 @@ static int cap_install(struct wkr_dev *d, struct wkr_cap *cap)
 static struct wkr_cap *cap_add(struct wkr_dev *d, uint16_t pos, uint16_t id, bool ext)
 {
 	struct wkr_cap *c = &d->caps[d->ncaps++];
+
 	c->id = id;
 	c->off = pos;
 	c->desc = cap_lookup(id, ext);
@@ -433,6 +448,7 @@ static int caps_std(struct wkr_dev *d)
 	for (unsigned i = first; i < d->ncaps; i++) {
 		struct wkr_cap *c = &d->caps[i];
 		int r = cap_install(d, c);
+
 		if (r == -EINVAL) {
 			/* A capability whose layout contradicts the regions is hidden. */
 			c->desc = &hidden_std;
@@ -489,6 +505,7 @@ static int caps_ext(struct wkr_dev *d)
 	for (unsigned i = first; i < d->ncaps; i++) {
 		struct wkr_cap *c = &d->caps[i];
 		int r = cap_install(d, c);
+
 		if (r < 0)
 			return r;
 		if (c->desc->hidden)
@@ -505,6 +522,7 @@ static int caps_ext(struct wkr_dev *d)
 int wkr__caps_init(struct wkr_dev *d)
 {
 	int r = caps_std(d);
+
 	if (r < 0)
 		return r;
 	return caps_ext(d);

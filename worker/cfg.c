@@ -25,12 +25,14 @@
 static ssize_t fd_pread(void *ctx, void *buf, size_t len, uint64_t off)
 {
 	ssize_t r = pread((int)(intptr_t)ctx, buf, len, (off_t)off);
+
 	return r < 0 ? -errno : r;
 }
 
 static ssize_t fd_pwrite(void *ctx, const void *buf, size_t len, uint64_t off)
 {
 	ssize_t r = pwrite((int)(intptr_t)ctx, buf, len, (off_t)off);
+
 	return r < 0 ? -errno : r;
 }
 
@@ -44,6 +46,7 @@ void wkr_io_from_fd(struct wkr_io *io, int fd)
 int wkr__cfg_phys_read(struct wkr_dev *d, uint32_t off, uint8_t *buf, size_t len)
 {
 	ssize_t r = d->io.pread(d->io.ctx, buf, len, d->cfg_base + off);
+
 	if (r < 0)
 		return (int)r;
 	return (size_t)r == len ? 0 : -EIO;
@@ -52,6 +55,7 @@ int wkr__cfg_phys_read(struct wkr_dev *d, uint32_t off, uint8_t *buf, size_t len
 static int cfg_phys_write(struct wkr_dev *d, uint32_t off, const uint8_t *buf, size_t len)
 {
 	ssize_t r = d->io.pwrite(d->io.ctx, buf, len, d->cfg_base + off);
+
 	if (r < 0)
 		return (int)r;
 	return (size_t)r == len ? 0 : -EIO;
@@ -64,6 +68,7 @@ void wkr__perm_apply(struct wkr_dev *d, const struct wkr_cap *cap, const struct 
 		for (unsigned b = 0; b < p[i].len; b++) {
 			unsigned o = cap->off + p[i].off + b;
 			unsigned sh = 8 * (b & 3);
+
 			if (p[i].off + b >= cap->len || o >= d->cfg_size)
 				break;
 			d->virt[o] = (uint8_t)(p[i].virt >> sh);
@@ -226,6 +231,7 @@ uint16_t wkr_cfg_command(const struct wkr_dev *d)
 bool wkr_dev_take_flr(struct wkr_dev *d)
 {
 	bool r = d->flr_requested;
+
 	d->flr_requested = false;
 	return r;
 }
@@ -263,6 +269,7 @@ static int cfg_check(const struct wkr_dev *d, uint32_t off, size_t len)
 static size_t cfg_piece(const struct wkr_dev *d, uint32_t off, size_t rem)
 {
 	static const size_t sizes[] = {4, 2, 1};
+
 	for (size_t i = 0; i < 3; i++) {
 		size_t n = sizes[i];
 		bool same = true;
@@ -296,6 +303,7 @@ int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len)
 	while (len) {
 		size_t n = cfg_piece(d, off, len);
 		uint8_t phys[4] = {0};
+
 		if (!cfg_all_virt(d, off, n)) {
 			r = wkr__cfg_phys_read(d, off, phys, n);
 			if (r < 0)
@@ -303,6 +311,7 @@ int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len)
 		}
 		for (size_t b = 0; b < n; b++) {
 			uint8_t v = d->virt[off + b];
+
 			out[b] = (uint8_t)((phys[b] & ~v) | (d->vconfig[off + b] & v));
 		}
 		off += (uint32_t)n;
@@ -315,6 +324,7 @@ int wkr_cfg_read(struct wkr_dev *d, uint32_t off, void *buf, size_t len)
 static int cfg_written(struct wkr_dev *d, uint32_t off, size_t n)
 {
 	uint8_t m = d->map[off];
+
 	if (m == WKR_MAP_NONE || !d->caps[m].desc->written)
 		return 0;
 	return d->caps[m].desc->written(d, off, n);
@@ -324,9 +334,11 @@ static int cfg_write_piece(struct wkr_dev *d, uint32_t off, const uint8_t *val, 
 {
 	uint8_t wp[4] = {0};
 	bool phys = false;
+
 	for (size_t b = 0; b < n; b++) {
 		uint8_t v = d->virt[off + b], w = d->wmask[off + b];
 		uint8_t wv = v & w;
+
 		d->vconfig[off + b] = (uint8_t)((d->vconfig[off + b] & ~wv) | (val[b] & wv));
 		wp[b] = (uint8_t)(w & ~v);
 		phys |= wp[b] != 0;
@@ -334,10 +346,12 @@ static int cfg_write_piece(struct wkr_dev *d, uint32_t off, const uint8_t *val, 
 	if (phys) {
 		uint8_t cur[4];
 		int r = wkr__cfg_phys_read(d, off, cur, n);
+
 		if (r < 0)
 			return -EIO;
 		for (size_t b = 0; b < n; b++) {
 			uint8_t keep = (uint8_t) ~(wp[b] | d->rw1c[off + b]);
+
 			cur[b] = (uint8_t)((cur[b] & keep) | (val[b] & wp[b]));
 		}
 		r = cfg_phys_write(d, off, cur, n);
@@ -359,6 +373,7 @@ int wkr_cfg_write(struct wkr_dev *d, uint32_t off, const void *buf, size_t len)
 	 * hardware either. The first error is reported. */
 	while (len) {
 		size_t n = cfg_piece(d, off, len);
+
 		r = cfg_write_piece(d, off, in, n);
 		if (r < 0 && first == 0)
 			first = r;

@@ -81,6 +81,7 @@ static bool parse_u64(const char *s, uint64_t *ret)
 		return false;
 	for (; *s; s++) {
 		unsigned dgt;
+
 		if (*s >= '0' && *s <= '9')
 			dgt = (unsigned)(*s - '0');
 		else if (base == 16 && *s >= 'a' && *s <= 'f')
@@ -137,6 +138,7 @@ static int kw_name(struct parser *p, char **t, int n)
 			    sizeof(p->img->info.name) - 1);
 	for (size_t i = 0; i < len; i++) {
 		char c = t[1][i];
+
 		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
 		      c == '-' || c == '_' || c == '.'))
 			return fail(p, p->line,
@@ -158,6 +160,7 @@ static int kw_device(struct parser *p, char **t, int n)
 	for (int i = 1; i < n; i++) {
 		const char *v;
 		uint64_t x;
+
 		if ((v = opt(t[i], "flags"))) {
 			if (num_opt(p, v, "flags", UINT32_MAX, &x) < 0)
 				return -EINVAL;
@@ -191,6 +194,7 @@ static int parse_areas(struct parser *p, const char *v, struct wkr_region *r)
 	for (char *a = strtok_r(buf, ",", &save); a; a = strtok_r(NULL, ",", &save)) {
 		char *plus = strchr(a, '+');
 		uint64_t off, size;
+
 		if (r->nareas == WKR_MMAP_AREAS_MAX)
 			return fail(p, p->line, "more than %d mmap areas", WKR_MMAP_AREAS_MAX);
 		if (!plus)
@@ -225,6 +229,7 @@ static int kw_region(struct parser *p, char **t, int n)
 	r = &p->img->info.regions[idx];
 	for (int i = 2; i < n; i++) {
 		const char *v;
+
 		if ((v = opt(t[i], "size")) && !size) {
 			if (num_opt(p, v, "size", 1ull << 40, &r->size) < 0)
 				return -EINVAL;
@@ -274,6 +279,7 @@ static int kw_irq(struct parser *p, char **t, int n)
 	q = &p->img->info.irqs[idx];
 	for (int i = 2; i < n; i++) {
 		const char *v;
+
 		if ((v = opt(t[i], "count")) && !count) {
 			if (num_opt(p, v, "count", irq_count_max[idx], &x) < 0)
 				return -EINVAL;
@@ -337,6 +343,7 @@ static int kw_data(struct parser *p, char **t, int n)
 	if (img->nchunks == img->chunks_cap) {
 		size_t c = img->chunks_cap ? img->chunks_cap * 2 : 16;
 		struct chunk *nc = realloc(img->chunks, c * sizeof(*nc));
+
 		if (!nc)
 			return -ENOMEM;
 		img->chunks = nc;
@@ -345,6 +352,7 @@ static int kw_data(struct parser *p, char **t, int n)
 	if (img->data_len + len > img->data_cap) {
 		size_t c = img->data_cap ? img->data_cap * 2 : 1024;
 		uint8_t *nd = realloc(img->data, c);
+
 		if (!nd)
 			return -ENOMEM;
 		img->data = nd;
@@ -414,6 +422,7 @@ static int finish(struct parser *p)
 	for (size_t i = 0; i < img->nchunks; i++) {
 		const struct chunk *c = &img->chunks[i];
 		const struct wkr_region *r = &img->info.regions[c->region];
+
 		if (!img->have_region[c->region] || r->size == 0)
 			return fail(p, c->line, "data for region %u, which the image lacks",
 				    c->region);
@@ -449,6 +458,7 @@ int wkr_image_parse(const char *text, size_t len, struct wkr_image **ret, struct
 	for (size_t at = 0; at < len && r == 0;) {
 		const char *nl = memchr(text + at, '\n', len - at);
 		size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
+
 		p.line++;
 		if (n > LINE_MAX_LEN)
 			r = fail(&p, p.line, "line longer than %d bytes", LINE_MAX_LEN);
@@ -501,6 +511,7 @@ int wkr_image_load(const char *path, struct wkr_image **ret, struct vb_err *err)
 		return -ENOMEM;
 	while (got < (size_t)st.st_size) {
 		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
+
 		if (n <= 0)
 			break;
 		got += (size_t)n;
@@ -546,6 +557,7 @@ int wkr_image_build(const struct wkr_image *img, int *ret_fd)
 		r = put(fd, img->config, (size_t)cfg->size, cfg->offset);
 	for (size_t i = 0; r == 0 && i < img->nchunks; i++) {
 		const struct chunk *c = &img->chunks[i];
+
 		r = put(fd, img->data + c->at, c->len, in->regions[c->region].offset + c->off);
 	}
 	/* The regions' layout is fixed: whoever holds the fd cannot grow or shrink it. */

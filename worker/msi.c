@@ -118,6 +118,7 @@ int wkr__msi_written(struct wkr_dev *d, uint32_t off, size_t len)
 			r = r2;
 	} else if (en) {
 		int r2 = wkr__irq_sync(d, VFIO_PCI_MSI_IRQ_INDEX, 0, ix->nvec);
+
 		if (r == 0)
 			r = r2;
 	}

@@ -91,6 +91,7 @@ int wkr__msix_written(struct wkr_dev *d, uint32_t off, size_t len)
 	bool en = ctrl & PCI_MSIX_FLAGS_ENABLE;
 	struct wkr_irqidx *ix = &d->irq[VFIO_PCI_MSIX_IRQ_INDEX];
 	int r = 0;
+
 	d->msix.fmask = ctrl & PCI_MSIX_FLAGS_MASKALL;
 	if (d->msix.enabled && !en) {
 		r = wkr__irq_enable(d, VFIO_PCI_MSIX_IRQ_INDEX, 0);
@@ -118,6 +119,7 @@ int wkr__msix_classify(const struct wkr_dev *d, uint32_t index, uint64_t off, si
 		  {MSIX_PBA, d->msix.poff, d->msix.poff + pba_size(d)}};
 	bool on[2] = {d->msix.present && index == d->msix.tbir,
 		      d->msix.present && index == d->msix.pbir};
+
 	for (int i = 0; i < 2; i++) {
 		if (on[i] && off >= s[i].start && off < s[i].stop) {
 			*ret_len = (size_t)((end < s[i].stop ? end : s[i].stop) - off);
@@ -145,8 +147,10 @@ void wkr__msix_read(struct wkr_dev *d, int what, uint64_t off, uint8_t *buf, siz
 	first = off - d->msix.poff;
 	for (size_t b = 0; b < len; b++) {
 		uint8_t byte = 0;
+
 		for (unsigned bit = 0; bit < 8; bit++) {
 			uint64_t v = (first + b) * 8 + bit;
+
 			if (v < ix->nvec && v < d->msix.size && ix->vec[v].pending)
 				byte |= (uint8_t)(1u << bit);
 		}

@@ -37,6 +37,7 @@ static int dev_io(struct wkr_dev *d, bool wr, uint32_t index, uint64_t off, uint
 	uint64_t at = d->info.regions[index].offset + off;
 	ssize_t n =
 	    wr ? d->io.pwrite(d->io.ctx, buf, len, at) : d->io.pread(d->io.ctx, buf, len, at);
+
 	if (n < 0)
 		return (int)n;
 	return (size_t)n == len ? 0 : -EIO;
@@ -47,6 +48,7 @@ static int region_rw(struct wkr_dev *d, bool wr, uint32_t index, uint64_t off, u
 {
 	int r = region_check(d, index, off, len,
 			     wr ? VFIO_REGION_INFO_FLAG_WRITE : VFIO_REGION_INFO_FLAG_READ);
+
 	if (r < 0)
 		return r;
 	if (index == VFIO_PCI_CONFIG_REGION_INDEX)
@@ -55,6 +57,7 @@ static int region_rw(struct wkr_dev *d, bool wr, uint32_t index, uint64_t off, u
 	while (len) {
 		size_t n;
 		int what = wkr__msix_classify(d, index, off, len, &n);
+
 		if (what && wr)
 			r = wkr__msix_write(d, what, off, buf, n);
 		else if (what)
@@ -90,6 +93,7 @@ struct span {
 static size_t cut(struct span *s, size_t n, size_t max, struct span h)
 {
 	size_t out = n;
+
 	for (size_t i = 0; i < n; i++) {
 		struct span o = s[i];
 		bool left, right;
@@ -133,6 +137,7 @@ int wkr_region_mmap_areas(const struct wkr_dev *d, uint32_t index, struct wkr_mm
 	if (d->msix.present) {
 		uint64_t ts = d->msix.toff, te = ts + (uint64_t)d->msix.size * 16;
 		uint64_t ps = d->msix.poff, pe = ps + ((uint64_t)d->msix.size + 63) / 64 * 8;
+
 		if (d->msix.tbir == index)
 			n = cut(s, n, cap,
 				(struct span){ts & ~(pg - 1), (te + pg - 1) & ~(pg - 1)});

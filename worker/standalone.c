@@ -43,6 +43,7 @@ int wkr_local_new(const struct wkr_image *img, int memfd, uint32_t max_maps, uin
 		  struct wkr_local **ret)
 {
 	struct wkr_local *l = calloc(1, sizeof(*l));
+
 	if (!l)
 		return -ENOMEM;
 	l->img = img;
@@ -106,6 +107,7 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 		const struct map *m = &l->maps[i];
 		bool overlap = iova < m->iova + m->size && m->iova < iova + size;
 		bool inside = m->iova >= iova && m->iova + m->size <= iova + size;
+
 		if (overlap && !inside) {
 			return vb_errf(err, -EINVAL, "range would split the mapping at %#llx",
 				       (unsigned long long)m->iova);
@@ -117,6 +119,7 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 	}
 	for (size_t i = 0; i < l->nmaps; i++) {
 		const struct map m = l->maps[i];
+
 		if (m.iova >= iova && m.iova + m.size <= iova + size)
 			l->bytes -= m.size;
 		else
@@ -129,6 +132,7 @@ static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 static int l_dma_unmap_all(void *ctx)
 {
 	struct wkr_local *l = ctx;
+
 	l->nmaps = 0;
 	l->bytes = 0;
 	return 0;

@@ -35,6 +35,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_vfu *s, int err
 						      ...)
 {
 	va_list ap;
+
 	va_start(ap, fmt);
 	s->err.code = err;
 	vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
@@ -105,6 +106,7 @@ static int h_version(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 static int argsz_check(struct wkr_vfu *s, const struct vfu_msg *m, const char *what, size_t min)
 {
 	uint32_t argsz = vfu_get32(m->data);
+
 	if (argsz < min)
 		return fail(s, -EINVAL, "%s: argsz %u, at least %zu", what, argsz, min);
 	return 0;
@@ -213,6 +215,7 @@ static int h_set_irqs(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	uint32_t data = flags & VFIO_IRQ_SET_DATA_TYPE_MASK;
 	size_t extra = m->len - VFU_SET_IRQS_SIZE;
 	int r = argsz_check(s, m, "DEVICE_SET_IRQS", VFU_SET_IRQS_SIZE);
+
 	if (r < 0)
 		return r;
 	/* The data bytes are the BOOL array, or nothing (a kernel-style inline fd array is
@@ -290,6 +293,7 @@ static int h_region_read(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	for (uint32_t done = 0; done < count;) {
 		uint32_t n = count - done < WKR_ACCESS_MAX ? count - done : WKR_ACCESS_MAX;
 		int e = wkr_region_read(s->cfg.dev, index, off + done, p + VFU_RW_SIZE + done, n);
+
 		if (e < 0)
 			return rw_error(s, false, index, off, count, e);
 		done += n;
@@ -365,6 +369,7 @@ static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	uint64_t size = vfu_get64(m->data + 24);
 	const uint32_t ok = VFU_DMA_READ_FLAG | VFU_DMA_WRITE_FLAG;
 	int r = argsz_check(s, m, "DMA_MAP", VFU_DMA_MAP_SIZE);
+
 	if (r < 0)
 		return r;
 	if (m->nfds == 0)
@@ -389,6 +394,7 @@ static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	if (v->nmaps == v->mapcap) {
 		size_t cap = v->mapcap ? 2 * v->mapcap : 16;
 		struct vfu_map *n = realloc(v->maps, cap * sizeof(*n));
+
 		if (!n)
 			return -ENOMEM;
 		v->maps = n;
@@ -403,6 +409,7 @@ static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 void wkr__vfu_unmap_all(struct wkr_vfu *s)
 {
 	struct vfu_session *v = sess(s);
+
 	(void)s->cfg.backend.ops->dma_unmap_all(s->cfg.backend.ctx);
 	if (v)
 		v->nmaps = 0;
@@ -413,8 +420,10 @@ static int unmap_range(struct wkr_vfu *s, uint64_t iova, uint64_t size)
 {
 	struct vfu_session *v = sess(s);
 	size_t hit = 0;
+
 	for (size_t i = 0; i < v->nmaps; i++) {
 		const struct vfu_map *a = &v->maps[i];
+
 		if (!overlaps(a, iova, size))
 			continue;
 		if (a->iova < iova || a->iova + a->size > iova + size)
@@ -549,6 +558,7 @@ static void note(struct wkr_vfu *s, const char *fmt, ...)
 {
 	char line[VB_ERR_MAX + 64];
 	va_list ap;
+
 	if (!s->cfg.note || sess(s)->notes++ >= VFU_NOTES_MAX)
 		return;
 	va_start(ap, fmt);

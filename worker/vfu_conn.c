@@ -105,8 +105,10 @@ static void take_fds(struct vfu_conn *c, struct cmsghdr *cm)
 {
 	size_t n = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 	int *in = (int *)CMSG_DATA(cm);
+
 	for (size_t i = 0; i < n; i++) {
 		int fd;
+
 		memcpy(&fd, in + i, sizeof(fd));
 		if (c->npend < c->lim.max_fds) {
 			c->pend[c->npend++] = fd;
@@ -130,6 +132,7 @@ static ssize_t read_some(struct vfu_conn *c, uint8_t *buf, size_t want)
 			    .msg_control = ctl.b,
 			    .msg_controllen = sizeof(ctl.b)};
 	ssize_t n = recvmsg(c->fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+
 	if (n < 0)
 		return errno == EAGAIN || errno == EWOULDBLOCK ? -EAGAIN
 		       : errno == ECONNRESET		       ? -EPIPE
@@ -145,6 +148,7 @@ static ssize_t read_some(struct vfu_conn *c, uint8_t *buf, size_t want)
 static struct vfu_msg *msg_from_header(const uint8_t *h)
 {
 	struct vfu_msg *m = calloc(1, sizeof(*m));
+
 	if (!m)
 		return NULL;
 	m->id = vfu_get16(h);
@@ -159,6 +163,7 @@ static struct vfu_msg *msg_from_header(const uint8_t *h)
 static struct vfu_msg *finish(struct vfu_conn *c)
 {
 	struct vfu_msg *m = c->cur;
+
 	memcpy(m->fds, c->pend, c->npend * sizeof(int));
 	m->nfds = c->npend;
 	if (c->fds_truncated || c->fds_excess) {
@@ -176,6 +181,7 @@ int vfu_conn_recv(struct vfu_conn *c, struct vfu_msg **ret)
 {
 	while (c->hgot < VFU_HDR_SIZE) {
 		ssize_t n = read_some(c, c->hdr + c->hgot, VFU_HDR_SIZE - c->hgot);
+
 		if (n < 0)
 			return (int)n;
 		c->hgot += (size_t)n;
@@ -183,6 +189,7 @@ int vfu_conn_recv(struct vfu_conn *c, struct vfu_msg **ret)
 	if (!c->cur) {
 		uint32_t size = vfu_get32(c->hdr + 4);
 		bool bad = size < VFU_HDR_SIZE || size > c->lim.max_msg;
+
 		if (bad)
 			vfu_put32(c->hdr + 4, VFU_HDR_SIZE);
 		c->cur = msg_from_header(c->hdr);
@@ -197,6 +204,7 @@ int vfu_conn_recv(struct vfu_conn *c, struct vfu_msg **ret)
 	}
 	while (c->bgot < c->cur->len) {
 		ssize_t n = read_some(c, c->cur->data + c->bgot, c->cur->len - c->bgot);
+
 		if (n < 0)
 			return (int)n;
 		c->bgot += (size_t)n;

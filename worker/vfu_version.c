@@ -36,6 +36,7 @@ void wkr__vfu_version_warmup(void)
 	/* json-c takes its hash seed (getrandom) at its first object: take it now, before the
 	 * seccomp filter, which does not allow getrandom. */
 	json_object *o = json_tokener_parse("{\"a\":1}");
+
 	json_object_put(o);
 }
 

@@ -12,6 +12,7 @@ int wkr_vmm_dma_check(uint32_t pgsize, uint64_t iova, uint64_t size, uint64_t of
 		      struct vb_err *err)
 {
 	uint64_t pg = pgsize ? pgsize : 4096;
+
 	if (size == 0 || iova + size < iova || offset + size < offset) {
 		return vb_errf(
 		    err, -EINVAL, "DMA range iova %#llx size %#llx offset %#llx wraps or is empty",

@@ -118,6 +118,7 @@ uint64_t fuzz_output_digest(void)
 static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 {
 	uint8_t buf[256];
+
 	while (n >= 4) {
 		size_t rlen = 0; /* bytes read into buf */
 		int r = 0;
@@ -151,6 +152,7 @@ static void run_ops(struct wkr_dev *d, const uint8_t *p, size_t n, int efd)
 		case 4: {
 			int fds[80];
 			uint32_t count = dlen ? p[0] % 81 : 0;
+
 			for (uint32_t i = 0; i < count; i++)
 				fds[i] = efd;
 			r = wkr_irq_set_fds(d, len % 5, off % 80, count, fds, (len & 8) ? efd : -1);

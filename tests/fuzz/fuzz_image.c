@@ -37,10 +37,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct wkr_io io;
 		struct wkr_callbacks cb = {no_irqs, NULL, NULL};
 		struct wkr_dev *d;
+
 		wkr_io_from_fd(&io, fd);
 		if (wkr_dev_new(wkr_image_info(img), &io, &cb, &d) == 0) {
 			uint32_t size_cfg = (uint32_t)wkr_image_info(img)->regions[7].size;
 			uint8_t b[4];
+
 			for (uint32_t off = 0; off < size_cfg; off += 4)
 				if (wkr_cfg_read(d, off, b, 4) < 0)
 					abort();

@@ -69,6 +69,7 @@ static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
 static void drain(int fd)
 {
 	uint8_t buf[65536];
+
 	while (recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0)
 		;
 }
@@ -114,6 +115,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (size && !(data[0] & 1)) {
 		static const char js[] = "{\"capabilities\":{\"max_msg_fds\":16}}";
 		uint8_t m[16 + 4 + sizeof(js)] = {0};
+
 		m[2] = 1;
 		m[4] = sizeof(m);
 		m[18] = 1;
@@ -124,12 +126,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The stream, in pieces of at most 4 KiB, each followed by what the server makes of it. */
 	for (size_t at = size ? 1 : 0; at <= size;) {
 		size_t n = size - at < 4096 ? size - at : 4096;
+
 		if (n && send(sv[1], data + at, n, MSG_DONTWAIT) < 0)
 			break;
 		at += n;
 		for (int i = 0; i < 256; i++) {
 			struct vfu_msg *m = NULL;
 			int r = vfu_conn_recv(v.conn, &m);
+
 			if (r == 0)
 				r = wkr__vfu_dispatch(&s, m);
 			vfu_msg_free(m);

@@ -44,6 +44,7 @@ static int fd = -1;
 __attribute__((format(printf, 1, 2), noreturn)) static void die(const char *fmt, ...)
 {
 	va_list ap;
+
 	va_start(ap, fmt);
 	fputs("vfio-user-edu: ", stderr);
 	vfprintf(stderr, fmt, ap);
@@ -57,6 +58,7 @@ static void ok(uint16_t cmd, const void *p, size_t len, const int *fds, size_t n
 	       struct vfu_reply *r, const char *what)
 {
 	int e = vfu_cli_call(fd, cmd, p, len, fds, nfds, r);
+
 	if (e < 0)
 		die("%s: %s", what, strerror(-e));
 	if (r->flags & (1u << 5))
@@ -67,6 +69,7 @@ static uint32_t bar_read32(uint32_t off)
 {
 	uint8_t b[4];
 	int e = vfu_cli_region_read(fd, VFIO_PCI_BAR0_REGION_INDEX, off, b, 4);
+
 	if (e < 0)
 		die("BAR0 read at %#x: %s", off, strerror(-e));
 	return vb_le32_get(b);
@@ -93,6 +96,7 @@ static void bar_write64(uint32_t off, uint64_t v)
 static double now(void)
 {
 	struct timespec ts;
+
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
@@ -240,10 +244,12 @@ static unsigned msi(void)
 static int reconnects(const char *sock, unsigned n)
 {
 	const char *js = "{\"capabilities\":{\"max_msg_fds\":16}}";
+
 	for (unsigned i = 0; i < n; i++) {
 		struct vfu_reply r;
 		uint8_t id[4], zero[4] = {0};
 		int e = vfu_cli_connect(sock, &fd);
+
 		if (e < 0)
 			die("reconnect %u: connect: %s", i, strerror(-e));
 		if ((e = vfu_cli_version(fd, js, &r)) < 0)

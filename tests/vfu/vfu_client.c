@@ -26,6 +26,7 @@ int vfu_cli_connect(const char *path, int *ret_fd)
 		return -errno;
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = -errno;
+
 		close(fd);
 		return e;
 	}
@@ -40,6 +41,7 @@ int vfu_cli_raw(int fd, const void *buf, size_t len, const int *fds, size_t nfds
 		struct cmsghdr align;
 	} ctl;
 	const uint8_t *p = buf;
+
 	if (nfds > VFU_CLI_FDS_MAX)
 		return -EINVAL;
 	while (len || nfds) {
@@ -131,6 +133,7 @@ static int read_full(int fd, uint8_t *buf, size_t len, int timeout_ms, struct vf
 			k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
 			for (size_t i = 0; i < k; i++) {
 				int f;
+
 				memcpy(&f, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
 				if (r && r->nfds < VFU_CLI_FDS_MAX)
 					r->fds[r->nfds++] = f;
