@@ -24,6 +24,7 @@ static void dmn_fill_status(const struct brk_dev_rec *d, struct dmn_status_buf *
 	const struct dmn_vm *v = d->vm->priv;
 	Vb__Ctl__DeviceStatus *st = &b->st;
 	struct brk_dma_stats ds;
+	const struct brk_irqs *irqs;
 
 	vb__ctl__device_status__init(st);
 	st->bdf = (char *)d->bdf;
@@ -45,9 +46,10 @@ static void dmn_fill_status(const struct brk_dev_rec *d, struct dmn_status_buf *
 	if (!dd->device)
 		return;
 	st->resets += brk_vfio_dev_resets(dd->device);
-	const struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
+	irqs = brk_vfio_dev_irqs(dd->device);
 	for (uint32_t i = 0; i < brk_irq_count(irqs) && i < BRK_DEVICE_MAX_IRQS; i++) {
 		struct brk_irq_status is;
+
 		if (brk_irq_status(irqs, i, &is) < 0 || !is.count)
 			continue;
 		vb__ctl__irq_state__init(&b->irq_store[st->n_irqs]);
@@ -150,6 +152,7 @@ static void dmn_metrics_devices(struct brk_daemon *dmn, FILE *f)
 
 	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d; d = d->next) {
 		const struct dmn_assignment *dd = d->priv;
+
 		by_state[brk_dev_state_wire(d->state)]++;
 		workers += dd->worker != NULL;
 	}
@@ -180,6 +183,7 @@ static void dmn_metrics_vms(struct brk_daemon *dmn, FILE *f)
 	brk_metric_header(f, "vfio_broker_dma_mappings", "gauge", "DMA mappings, by VM.");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
 		const struct dmn_vm *v = vm->priv;
+
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_dma_mappings{vm=\"%s\"} %u\n", vm->name,
@@ -189,6 +193,7 @@ static void dmn_metrics_vms(struct brk_daemon *dmn, FILE *f)
 	brk_metric_header(f, "vfio_broker_pinned_bytes", "gauge", "Pinned guest memory, by VM.");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
 		const struct dmn_vm *v = vm->priv;
+
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_pinned_bytes{vm=\"%s\"} %llu\n", vm->name,
@@ -199,6 +204,7 @@ static void dmn_metrics_vms(struct brk_daemon *dmn, FILE *f)
 			  "DmaMap requests refused, by VM (since the VM's first device).");
 	for (struct brk_vm *vm = brk_registry_first_vm(dmn->reg); vm; vm = vm->next) {
 		const struct dmn_vm *v = vm->priv;
+
 		if (v && v->dma) {
 			brk_dma_stats(v->dma, &ds);
 			fprintf(f, "vfio_broker_dma_map_rejects_total{vm=\"%s\"} %llu\n", vm->name,
@@ -214,11 +220,14 @@ static void dmn_metrics_irqs(struct brk_daemon *dmn, FILE *f)
 	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d; d = d->next) {
 		const struct dmn_assignment *dd = d->priv;
 		uint32_t routed = 0;
+		const struct brk_irqs *irqs;
+
 		if (!dd->device)
 			continue;
-		const struct brk_irqs *irqs = brk_vfio_dev_irqs(dd->device);
+		irqs = brk_vfio_dev_irqs(dd->device);
 		for (uint32_t i = 0; i < brk_irq_count(irqs); i++) {
 			struct brk_irq_status is;
+
 			if (brk_irq_status(irqs, i, &is) == 0)
 				routed += is.triggers;
 		}
