@@ -41,10 +41,11 @@ from vbbroker import Broker  # noqa: E402
 GUEST_SCALE = os.environ.get("VB_BENCH_GUEST_SCALE", "0.3")
 GUEST_TSV = "/tmp/bench.tsv"
 CTL_SOCK = "/run/vfio-broker/control.sock"
+WORKER = "/opt/vfio-broker/bin/vfio-worker"  # where tests/guest/vbbroker.py's config has it
 
 TSV = os.environ.get("VB_BENCH_TSV")
 NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_VmRSS",
-         "brokerd_1dev_VmHWM", "hotplug_add_to_handshake")
+         "brokerd_1dev_VmHWM", "hotplug_add_to_handshake", "worker_sandboxed_spawn")
 
 
 def emit(line):
@@ -76,7 +77,8 @@ def status_kib(g, pid):
 def run_bench(g, args, timeout=120):
     """Runs bench_guest in the guest; echoes its table; copies its TSV rows to ours."""
     env = " ".join("%s=%s" % (k, os.environ.get(k, ""))
-                   for k in ("VB_BENCH_DMA_ROUNDS", "VB_BENCH_HOTPLUG_ROUNDS"))
+                   for k in ("VB_BENCH_DMA_ROUNDS", "VB_BENCH_HOTPLUG_ROUNDS",
+                             "VB_BENCH_SPAWN_ROUNDS"))
     rc, out = g.run("rm -f %s; VB_BENCH_TSV=%s VB_BENCH_SCALE=%s %s bench_guest %s"
                     % (GUEST_TSV, GUEST_TSV, GUEST_SCALE, env, args), timeout=timeout)
     sys.stdout.write(out)
@@ -290,6 +292,8 @@ def main_small(build):
             ok &= run_bench(g, "msi %s" % sock)
             b.remove(edu0, "--force")
             ok &= run_bench(g, "hotplug %s %s %s" % (CTL_SOCK, edu0, edu1), timeout=900)
+            # What of AddDevice is the worker's sandboxed start (the broker waits for its exec).
+            ok &= run_bench(g, "spawn %s" % WORKER, timeout=600)
     except Exception as e:
         fail("guest", "%s: %s" % (e.__class__.__name__, e))
         ok = False
