@@ -80,13 +80,6 @@ int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *c
 	return 0;
 }
 
-static int dmn_bdf_cmp(const void *a, const void *b)
-{
-	const struct brk_dev_rec *const *x = a, *const *y = b;
-
-	return strcmp((*x)->bdf, (*y)->bdf);
-}
-
 /* What one field of `len` bytes adds to a message: a one-byte tag (fields 1 and 2), its length as
  * a varint, and the bytes. */
 static size_t dmn_pb_field_size(size_t len)
@@ -111,7 +104,7 @@ int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct 
 	struct brk_daemon *dmn = ctx;
 	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
 	const char *after = req->after ? req->after : "";
-	uint32_t total = brk_registry_ndevices(dmn->reg), n = 0, want, i;
+	uint32_t total = brk_registry_ndevices(dmn->reg), n, want, i;
 	size_t room = brk_ctl_reply_room() - dmn_pb_field_size(VB_BDF_LEN - 1), used = 0;
 	_cleanup_free_ struct brk_dev_rec **devs = calloc(total ? total : 1, sizeof(*devs));
 	_cleanup_free_ struct dmn_status_buf *bufs = NULL;
@@ -119,10 +112,7 @@ int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct 
 
 	if (!devs)
 		return -ENOMEM;
-	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && n < total; d = d->next)
-		if (strcmp(d->bdf, after) > 0)
-			devs[n++] = d;
-	qsort(devs, n, sizeof(*devs), dmn_bdf_cmp);
+	n = brk_registry_after(dmn->reg, after, devs, total);
 	want = req->max_devices && req->max_devices < n ? req->max_devices : n;
 	bufs = calloc(want ? want : 1, sizeof(*bufs));
 	list = calloc(want ? want : 1, sizeof(*list));

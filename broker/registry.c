@@ -251,6 +251,42 @@ struct brk_vm *brk_registry_first_vm(const struct brk_registry *r)
 	return r->vms;
 }
 
+/* Heap sort by BDF: no allocation, no system call (see brk_registry_after()). */
+static void reg_sift_down(struct brk_dev_rec **a, uint32_t root, uint32_t n)
+{
+	for (uint32_t child; (child = 2 * root + 1) < n; root = child) {
+		struct brk_dev_rec *t;
+
+		if (child + 1 < n && strcmp(a[child + 1]->bdf, a[child]->bdf) > 0)
+			child++;
+		if (strcmp(a[root]->bdf, a[child]->bdf) >= 0)
+			return;
+		t = a[root];
+		a[root] = a[child];
+		a[child] = t;
+	}
+}
+
+uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
+			    struct brk_dev_rec **out, uint32_t cap)
+{
+	uint32_t n = 0;
+
+	for (struct brk_dev_rec *d = r->devs; d && n < cap; d = d->next)
+		if (strcmp(d->bdf, after) > 0)
+			out[n++] = d;
+	for (uint32_t i = n / 2; i-- > 0;)
+		reg_sift_down(out, i, n);
+	for (uint32_t end = n; end > 1; end--) {
+		struct brk_dev_rec *t = out[0];
+
+		out[0] = out[end - 1];
+		out[end - 1] = t;
+		reg_sift_down(out, 0, end - 1);
+	}
+	return n;
+}
+
 uint32_t brk_registry_ndevices(const struct brk_registry *r)
 {
 	return r->ndevs;

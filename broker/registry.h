@@ -95,6 +95,15 @@ struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *na
 /* Devices in the order they were added; VMs likewise. */
 struct brk_dev_rec *brk_registry_first(const struct brk_registry *r);
 struct brk_vm *brk_registry_first_vm(const struct brk_registry *r);
+/*
+ * The devices whose BDF comes after `after` ("" for every device), in BDF order (canonical BDFs
+ * order as strings), into `out` (room for `cap`; brk_registry_ndevices() is enough); returns how
+ * many. Allocates nothing and makes no system call: glibc's qsort() asks sysinfo() for the
+ * machine's memory once its buffer passes 1 KiB (128 pointers), and the broker's seccomp policy
+ * kills it for that.
+ */
+uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
+			    struct brk_dev_rec **out, uint32_t cap);
 uint32_t brk_registry_ndevices(const struct brk_registry *r);
 uint32_t brk_registry_nvms(const struct brk_registry *r);
 

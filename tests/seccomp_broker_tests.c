@@ -41,6 +41,7 @@
 #include "base.h"
 #include "policy_table.h"
 #include "record.h"
+#include "registry.h"
 #include "sandbox.h"
 #include "userns_test.h"
 #include "seccomp.h"
@@ -197,6 +198,39 @@ static int probe_record(void *arg)
 void test_seccomp_broker_state_record_works(void **state)
 {
 	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_record, NULL));
+}
+
+/* ListDevices' order for a broker's largest registry: 4096 devices sorted by BDF under the
+ * broker's filter (glibc's qsort() would ask sysinfo() for a buffer this size, and be killed). */
+static int probe_registry_sorted(void *arg)
+{
+	struct brk_registry *reg = NULL;
+	struct brk_dev_rec **out, *d;
+	uint32_t n = 4096, got;
+
+	(void)arg;
+	out = calloc(n, sizeof(*out));
+	if (!out || brk_registry_new(1, n, &reg))
+		return PROBE_WRONG;
+	for (uint32_t i = 0; i < n; i++) {
+		char bdf[32];
+
+		/* Not in order: a multiplier coprime with 4096 visits every bus:device once. */
+		snprintf(bdf, sizeof(bdf), "0000:%02x:%02x.0", (i * 2654435761u) % n / 32,
+			 (i * 2654435761u) % 32);
+		if (brk_registry_add(reg, bdf, "vm", &d, NULL))
+			return PROBE_WRONG;
+	}
+	got = brk_registry_after(reg, "", out, n);
+	for (uint32_t i = 1; i < got; i++)
+		if (strcmp(out[i - 1]->bdf, out[i]->bdf) >= 0)
+			return PROBE_WRONG;
+	return got == n ? PROBE_OK : PROBE_WRONG;
+}
+
+void test_seccomp_broker_registry_sorted_by_bdf_works(void **state)
+{
+	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_registry_sorted, NULL));
 }
 
 void test_seccomp_broker_openat_create_denied(void **state)

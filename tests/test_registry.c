@@ -142,9 +142,36 @@ static void test_registry_fault_message_kept(void **state)
 	brk_registry_free(r);
 }
 
+/* ListDevices' pages: every device after a cursor, in BDF order whatever the order of adding,
+ * the cursor itself never assigned; duplicates of a sort key cannot exist (one record a BDF). */
+static void test_registry_after_cursor_in_bdf_order(void **state)
+{
+	static const char *const added[] = {"0000:3b:00.1", "0000:00:1f.3", "0001:00:00.0",
+					    "0000:3b:00.0", "0000:0a:00.0", "0000:00:02.0"};
+	static const char *const sorted[] = {"0000:00:02.0", "0000:00:1f.3", "0000:0a:00.0",
+					     "0000:3b:00.0", "0000:3b:00.1", "0001:00:00.0"};
+	struct brk_dev_rec *out[8], *d;
+	struct brk_registry *r;
+
+	assert_int_equal(brk_registry_new(4, 8, &r), 0);
+	assert_int_equal(brk_registry_after(r, "", out, 8), 0);
+	for (size_t i = 0; i < 6; i++)
+		assert_int_equal(brk_registry_add(r, added[i], "vm", &d, NULL), 0);
+	assert_int_equal(brk_registry_after(r, "", out, 8), 6);
+	for (size_t i = 0; i < 6; i++)
+		assert_string_equal(out[i]->bdf, sorted[i]);
+	/* 0000:0b:00.0 is not assigned: the devices after where it would be. */
+	assert_int_equal(brk_registry_after(r, "0000:0b:00.0", out, 8), 3);
+	assert_string_equal(out[0]->bdf, "0000:3b:00.0");
+	assert_string_equal(out[2]->bdf, "0001:00:00.0");
+	assert_int_equal(brk_registry_after(r, "0001:00:00.0", out, 8), 0);
+	brk_registry_free(r);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_registry_after_cursor_in_bdf_order),
 	    cmocka_unit_test(test_registry_add_same_bdf_twice_refused),
 	    cmocka_unit_test(test_registry_devices_of_one_vm_share_it),
 	    cmocka_unit_test(test_registry_limits_full_refused),
