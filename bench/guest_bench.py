@@ -9,7 +9,9 @@ vfio-brokerd in it with its real configuration (tests/guest/vbbroker.py), and ru
     (VmRSS and VmHWM from /proc): what one device's bookkeeping, worker supervision and
     channels cost the broker;
   - bench_guest hotplug: AddDevice until the VMM's handshake against the same VFIO steps
-    in-process.
+    in-process;
+  - bench_guest spawn: the worker's sandboxed start (what AddDevice waits for) against fork and
+    exec of the same binary.
 
 Then, each in a guest of its own (VB_BENCH_GUEST_PARTS picks among main, dma-vm, scale):
 bench_guest dma-vm (DMA of a VM's RAM, 1 and 2 GiB, 4 KiB and 2 MiB pages, and a booting VM's
