@@ -1334,12 +1334,7 @@ static void test_daemon_removed_while_starting_ignores_late_ready(void **state)
 	assert_null(dev(DEV_A));
 }
 
-/* ---- the state machine ----------------------------------------------------------------------- */
-
-/* Written out again here, from the lifecycle as documented, so that the table in registry.c is
- * checked against an independent statement of it rather than against itself. */
-/* ---- ListDevices pages -------------------------------------------------------------------------
- */
+/* ---- ListDevices pages ---------------------------------------------------------------------- */
 
 static const Vb__Ctl__ListDevicesReply *list_page(const char *after, uint32_t max,
 						  struct ipc_msg **m)
@@ -1482,6 +1477,10 @@ static void test_daemon_list_more_than_a_datagram_paged_to_fit(void **state)
 	drop_faulted_records();
 }
 
+/* ---- the state machine ----------------------------------------------------------------------- */
+
+/* Written out again here, from the lifecycle as documented, so that the table in registry.c is
+ * checked against an independent statement of it rather than against itself. */
 static bool expected_allowed(enum brk_dev_state from, enum brk_dev_state to)
 {
 	static const char *const pairs[] = {
