@@ -79,6 +79,15 @@ static void on_poll(uv_poll_t *h, int status, int events)
 
 	if (u->stopped)
 		return;
+	if (status == UV_EBADF) {
+		/* libuv reports POLLERR so: the socket holds an error, which the next receive
+		 * returns (a peer that closed with our datagrams unread: ECONNRESET), after what
+		 * the peer sent before. */
+		drain(u);
+		if (!u->stopped)
+			fail(u, status);
+		return;
+	}
 	if (status < 0) {
 		fail(u, status); /* libuv's errors are negative errno values on Linux */
 		return;

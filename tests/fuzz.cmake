@@ -80,7 +80,8 @@ set(VB_FUZZ_VFU_SRCS ${PROJECT_SOURCE_DIR}/worker/vfu_server.c
 	${PROJECT_SOURCE_DIR}/worker/vfu_version.c)
 vb_fuzz_target(worker_brk
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_worker_brk.c ${VB_FUZZ_WORKER_SRCS}
-		${PROJECT_SOURCE_DIR}/worker/broker_link.c ${VB_FUZZ_VFU_SRCS}
+		${PROJECT_SOURCE_DIR}/worker/broker_link.c
+		${PROJECT_SOURCE_DIR}/worker/broker_call.c ${VB_FUZZ_VFU_SRCS}
 	LIBS vb_worker_core vb_ipc_uv PkgConfig::JSONC
 	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
 

@@ -96,18 +96,26 @@ static void finish(uv_loop_t *loop, struct seen *s)
 	assert_int_equal(uv_loop_close(loop), 0);
 }
 
+/* A channel pair on a new loop: `a` driven by ipc_uv into `s`, `b` the peer. */
+static void pair_start(uv_loop_t *loop, struct ipc_chan **a, struct ipc_chan **b, struct seen *s)
+{
+	int sv[2];
+
+	assert_int_equal(uv_loop_init(loop), 0);
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, NULL, a), 0);
+	assert_int_equal(ipc_chan_new(sv[1], &test_proto_client, NULL, b), 0);
+	assert_int_equal(ipc_uv_start(loop, *a, on_msg, s, &s->u), 0);
+}
+
 static void test_ipc_uv_delivers_messages_then_hangup(void **state)
 {
-	int before = count_fds(), sv[2];
+	int before = count_fds();
 	struct ipc_chan *a, *b;
 	struct seen s = {0};
 	uv_loop_t loop;
 
-	assert_int_equal(uv_loop_init(&loop), 0);
-	assert_int_equal(ipc_socketpair(sv), 0);
-	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, NULL, &a), 0);
-	assert_int_equal(ipc_chan_new(sv[1], &test_proto_client, NULL, &b), 0);
-	assert_int_equal(ipc_uv_start(&loop, a, on_msg, &s, &s.u), 0);
+	pair_start(&loop, &a, &b, &s);
 	assert_ptr_equal(ipc_uv_chan(s.u), a);
 	send_event(b, "one");
 	send_event(b, "two");
@@ -126,6 +134,27 @@ static void test_ipc_uv_delivers_messages_then_hangup(void **state)
 	/* Nothing more comes after the error. */
 	uv_run(&loop, UV_RUN_NOWAIT);
 	assert_int_equal(s.nerrs, 1);
+	finish(&loop, &s);
+	assert_int_equal(count_fds(), before);
+}
+
+/* A peer that closes its end with our datagrams still unread leaves an error on our socket
+ * (POLLERR, which libuv's poll handle reports as EBADF): that is a hang-up, reported as one. */
+static void test_ipc_uv_peer_closes_with_ours_unread_is_hangup(void **state)
+{
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	struct seen s = {0};
+	uv_loop_t loop;
+
+	pair_start(&loop, &a, &b, &s);
+	send_event(a, "unread");
+	ipc_chan_free(b);
+	run_until(&loop, &s.nerrs, 1);
+	assert_int_equal(s.nmsgs, 0);
+	assert_int_equal(s.nerrs, 1);
+	if (s.err != -EPIPE && s.err != -ECONNRESET)
+		fail_msg("the hang-up was reported as %d (%s)", s.err, strerror(-s.err));
 	finish(&loop, &s);
 	assert_int_equal(count_fds(), before);
 }
@@ -298,6 +327,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipc_uv_delivers_messages_then_hangup),
+	    cmocka_unit_test(test_ipc_uv_peer_closes_with_ours_unread_is_hangup),
 	    cmocka_unit_test(test_ipc_uv_close_inside_callback_stops_delivery),
 	    cmocka_unit_test(test_ipc_uv_malformed_datagram_is_final),
 	    cmocka_unit_test(test_ipc_uv_delivers_messages_queued_by_call),

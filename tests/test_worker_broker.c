@@ -70,17 +70,37 @@ struct fx {
 	int nheld;
 	int fail_irqs; /* SET_IRQS is answered with this negative errno (0: done) */
 	int heartbeat_replies;
-	uint64_t heartbeat_seq; /* the last answered */
-	int call_timeout_ms;	/* the worker's --call-timeout (0: its default) */
-	int log_fd;		/* > 0: read end of the worker's stderr (else it shares ours) */
-	bool stopped;		/* the broker thread has been joined and the channel closed */
+	uint64_t heartbeat_seq;	 /* the last answered */
+	uint64_t heartbeat_irqs; /* its interrupts_pending */
+	int msix_wfd[16];	 /* dups of the fds the last MSI-X SET_IRQS routed, per vector */
+	int call_timeout_ms;	 /* the worker's --call-timeout (0: its default) */
+	int log_fd;		 /* > 0: read end of the worker's stderr (else it shares ours) */
+	bool stopped;		 /* the broker thread has been joined and the channel closed */
 };
+
+/* Keeps what an MSI-X SET_IRQS routes each vector to (the worker's own eventfds for masked
+ * vectors), so that the test can fire them as the device would. */
+static void keep_msix_fds(struct fx *f, const Vb__Brk__SetIrqs *q, const struct ipc_msg *m)
+{
+	for (size_t i = 0; i < q->n_fd_slots && q->start + i < 16; i++) {
+		int32_t slot = q->fd_slots[i];
+		int *kept = &f->msix_wfd[q->start + i];
+
+		if (slot < 0 || (size_t)slot >= m->nfds)
+			continue;
+		if (*kept > 0)
+			close(*kept);
+		*kept = fcntl(m->fds[slot], F_DUPFD_CLOEXEC, 3);
+	}
+}
 
 static void record(struct fx *f, const struct ipc_msg *m)
 {
 	struct seen s = {.type = m->type, .nfds = m->nfds};
 	if (m->type == VB__BRK__TYPE__SET_IRQS) {
 		const Vb__Brk__SetIrqs *q = (const Vb__Brk__SetIrqs *)m->body;
+		if (q->index == VFIO_PCI_MSIX_IRQ_INDEX && !q->disable)
+			keep_msix_fds(f, q, m);
 		s.index = q->index;
 		s.start = q->start;
 		s.count = q->count;
@@ -157,6 +177,8 @@ static void *broker_thread(void *arg)
 		} else if (m->kind == IPC_KIND_REPLY && m->type == VB__BRK__TYPE__HEARTBEAT) {
 			f->heartbeat_replies++;
 			f->heartbeat_seq = ((const Vb__Brk__HeartbeatReply *)m->body)->seq;
+			f->heartbeat_irqs =
+			    ((const Vb__Brk__HeartbeatReply *)m->body)->interrupts_pending;
 		} else if (m->kind == IPC_KIND_REQUEST) {
 			record(f, m);
 			if (f->silent) {
@@ -378,6 +400,9 @@ static int teardown(void **state)
 		broker_hang_up(f);
 	for (int i = 0; i < f->nheld; i++)
 		ipc_msg_free(f->held[i]);
+	for (int i = 0; i < 16; i++)
+		if (f->msix_wfd[i] > 0)
+			close(f->msix_wfd[i]);
 	if (f->pid > 0)
 		waitpid(f->pid, &status, 0);
 	if (f->log_fd > 0)
@@ -978,8 +1003,9 @@ static void end_and_read_log(struct fx *f, char *log, size_t len)
 	broker_hang_up(f);
 	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
 	f->pid = 0;
-	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
 	read_log(f, log, len);
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		fail_msg("the worker ended with status %#x:\n%s", status, log);
 }
 
 /* A DMA_MAP the broker does not answer in time fails for the VMM with ETIMEDOUT and a message
@@ -1163,6 +1189,271 @@ static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **
 	c = vmm_connect(f);
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	ipc_chan_free(c);
+}
+
+/* ---- the worker's loop never waits on the broker (issue 14) ------------------------------ */
+
+/* The fake broker answers what it held with `err` and a message saying so. */
+static void held_answer_error(struct fx *f, int err)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold_type = 0;
+	for (int i = 0; i < f->nheld; i++) {
+		ipc_chan_reply_error(f->brk, f->held[i], err, "fake broker: refused after a while");
+		ipc_msg_free(f->held[i]);
+	}
+	f->nheld = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
+/* Sends the VMM's DMA_MAP of 64 KiB of `ram` at `iova` without waiting for its answer. */
+static uint32_t dma_map_send(struct ipc_chan *c, uint64_t iova, int ram)
+{
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	uint32_t id;
+
+	dm.iova = iova;
+	dm.size = 1 << 16;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, &id), 0);
+	return id;
+}
+
+/* The VMM's next message, waited for up to TEST_HANG_MS. */
+static struct ipc_msg *vmm_next(struct ipc_chan *c)
+{
+	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	struct ipc_msg *m = NULL;
+	int r;
+
+	while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
+		assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
+	assert_int_equal(r, 0);
+	return m;
+}
+
+/* The VMM's answer to request `id`, of `kind`. */
+static void vmm_answered(struct ipc_chan *c, uint32_t id, int kind)
+{
+	struct ipc_msg *m = vmm_next(c);
+
+	assert_int_equal(m->kind, kind);
+	assert_int_equal(m->id, id);
+	ipc_msg_free(m);
+}
+
+/* A VMM connected, with `ram` to map, and a DMA_MAP of it that the broker holds unanswered. */
+static struct ipc_chan *vmm_with_held_map(struct fx *f, int *ram, uint32_t *id)
+{
+	struct ipc_chan *c = vmm_connect(f);
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	*ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(*ram, 1 << 16), 0);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	*id = dma_map_send(c, 0x40000, *ram);
+	wait_held(f, 1);
+	return c;
+}
+
+/* While a VMM's DMA_MAP waits for the broker, a second VMM is turned away (EBUSY) at once, not
+ * once the call has ended: the first VMM has no answer yet when the second has its refusal. */
+static void test_worker_broker_call_waiting_second_vmm_refused_at_once(void **state)
+{
+	struct fx *f = *state;
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id), *c2 = vmm_connect_raw(f);
+
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(
+	    ipc_chan_call(c2, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, &err),
+	    -EBUSY);
+	ipc_chan_free(c2);
+	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* MSI-X vector 3, masked, fires while a DMA_MAP waits for the broker: the worker services it at
+ * once (its pending bit is set, as the heartbeat reports), and once the VMM unmasks the vector
+ * the interrupt reaches the VMM's irqfd. */
+static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	uint64_t one = 1, seq = 100, got = 0;
+	int efd[16], ram;
+	uint32_t id;
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	id = dma_map_send(c, 0x40000, ram);
+	wait_held(f, 1);
+	pthread_mutex_lock(&f->lock);
+	assert_true(f->msix_wfd[3] > 0);
+	assert_int_equal(write(f->msix_wfd[3], &one, sizeof(one)), sizeof(one));
+	pthread_mutex_unlock(&f->lock);
+	/* Each heartbeat is answered at once; the interrupt is seen in the loop's next turns. */
+	for (int64_t end = test_now_ms() + TEST_HANG_MS; !got && test_now_ms() < end; seq++) {
+		send_heartbeat(f, seq, 1);
+		wait_heartbeat_answered(f, seq);
+		pthread_mutex_lock(&f->lock);
+		got = f->heartbeat_irqs;
+		pthread_mutex_unlock(&f->lock);
+	}
+	assert_int_equal(got, 1);
+	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN); /* the map still waits */
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	/* The table (BIR and offset at 0x74): vector 3's control word, unmasked. */
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	cr.offset = 0x74;
+	cr.size = 4;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    0);
+	uint32_t tbl = vb_le32_get(((const Vb__Dev__Data *)m->body)->data.data);
+	ipc_msg_free(m);
+	Vb__Dev__RegionWrite rw = VB__DEV__REGION_WRITE__INIT;
+	uint8_t zero[4] = {0};
+	rw.index = tbl & PCI_MSIX_TABLE_BIR;
+	rw.offset =
+	    (tbl & PCI_MSIX_TABLE_OFFSET) + 3 * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL;
+	rw.data.data = zero;
+	rw.data.len = 4;
+	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__REGION_WRITE, &rw.base, NULL, 0,
+				       TEST_HANG_MS, &m, NULL),
+			 0);
+	ipc_msg_free(m);
+	struct pollfd p = {.fd = efd[3], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
+	ipc_chan_free(c);
+	close(ram);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+}
+
+/* The VMM's next request is not served before the one that waits for the broker: its
+ * DMA_UNMAP reaches the broker, and is answered, only after the DMA_MAP sent before it. */
+static void test_worker_broker_call_waiting_same_vmm_next_request_waits(void **state)
+{
+	struct fx *f = *state;
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+	struct ipc_msg *m = NULL;
+	uint32_t id, id2;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	du.iova = 0x80000;
+	du.size = 1 << 16;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, NULL, 0, &id2), 0);
+	/* A broker round trip: the worker's loop has turned since the DMA_UNMAP arrived. */
+	send_heartbeat(f, 7, 1);
+	wait_heartbeat_answered(f, 7);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 0);
+	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	vmm_answered(c, id2, IPC_KIND_REPLY);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 1);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* REMOVAL while a VMM's request waits for the broker: the VMM hears the removal event at once,
+ * before its reply; its REMOVAL_ACK is read after that reply, and the broker hears the VMM let
+ * go only then. */
+static void test_worker_broker_call_waiting_removal_event_first_ack_after(void **state)
+{
+	struct fx *f = *state;
+	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
+	Vb__Empty e = VB__EMPTY__INIT;
+	struct ipc_msg *m;
+	uint32_t id, rid, ack;
+	int ram, answer = -1;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	rm.timeout_ms = TEST_HANG_MS;
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &rid),
+			 0);
+	pthread_mutex_unlock(&f->lock);
+	m = vmm_next(c);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	assert_int_equal(((const Vb__Dev__Event *)m->body)->kind,
+			 VB__DEV__EVENT_KIND__EVENT_REMOVAL_REQUESTED);
+	ipc_msg_free(m);
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, &ack),
+			 0);
+	send_heartbeat(f, 9, 1);
+	wait_heartbeat_answered(f, 9);
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(f->removal_answer, -1);
+	pthread_mutex_unlock(&f->lock);
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	vmm_answered(c, ack, IPC_KIND_REPLY);
+	for (int64_t end = test_now_ms() + TEST_HANG_MS; answer < 0 && test_now_ms() < end;) {
+		pthread_mutex_lock(&f->lock);
+		answer = f->removal_answer;
+		pthread_mutex_unlock(&f->lock);
+		if (answer < 0)
+			usleep(10000);
+	}
+	assert_int_equal(answer, 1);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* A VMM that hangs up while its request waits for the broker, and reconnects at once, gets in:
+ * the waiting session ends when the new connection is judged, its teardown (DMA_UNMAP_ALL) goes
+ * to the broker behind the DMA_MAP it made. */
+static void test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in(void **state)
+{
+	struct fx *f = *state;
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	ipc_chan_free(c);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
+	held_answer(f);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* The deferred reply carries the broker's own result: its errno and its message. */
+static void test_worker_broker_call_waiting_reply_carries_broker_error(void **state)
+{
+	struct fx *f = *state;
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+	struct ipc_msg *m;
+
+	held_answer_error(f, -ENOSPC);
+	m = vmm_next(c);
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	assert_int_equal(m->id, id);
+	assert_int_equal(((const Vb__Error *)m->body)->code, ENOSPC);
+	if (!strstr(((const Vb__Error *)m->body)->message, "refused after a while"))
+		fail_msg("the VMM was told '%s'", ((const Vb__Error *)m->body)->message);
+	ipc_msg_free(m);
+	ipc_chan_free(c);
+	close(ram);
 }
 
 /* ---- a new broker adopting a running worker (issue 12) ------------------------------------ */
@@ -1553,6 +1844,18 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_late_vmm_admit_refused_retry_grant_closed, setup_short,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_second_vmm_refused_at_once, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_interrupt_serviced_then_delivered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_same_vmm_next_request_waits, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_removal_event_first_ack_after, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_reply_carries_broker_error, setup, teardown),
 	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),
 	    cmocka_unit_test(test_worker_broker_adopted_worker_resends_vmm_state),
 	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),

@@ -1,17 +1,25 @@
 /*
  * broker_link: the broker channel of a worker in broker mode. Receives and checks the HANDOFF,
  * answers HEARTBEAT and REMOVAL, and forwards what only the broker may do (DMA mappings, the
- * SET_IRQS ioctl, device reset) as synchronous calls: the worker is single threaded and every
- * such request is made while answering a VMM request that cannot be answered before it.
+ * SET_IRQS ioctl, device reset, VMM admission and presence) as calls that never wait: each is
+ * sent at once and completes later, from the loop (broker_call.c). A VMM request that needs the
+ * broker is answered once its calls have completed (defer.h: the handler does its local part,
+ * the session reads no further request of that VMM meanwhile, the reply carries the broker's
+ * result); meanwhile interrupts are forwarded, other connections accepted or refused, and the
+ * broker's own requests (HEARTBEAT, REMOVAL) answered, all in the loop's order.
  *
  * A broker may restart under a running worker (issue 12). So a call waits a bounded time and
- * then fails with an error the VMM can act on; its request stays in the channel and the next
- * broker carries it out, and the late answer is compensated here so that nothing the VMM was
- * told failed stays done (a late DMA_MAP is unmapped, a late SET_IRQS makes the index's routing
- * be sent again, a late VMM_ADMIT's grant is closed). While a call waits, heartbeats are
- * answered at once; other requests of the broker wait for the loop. A heartbeat of a new broker
- * (its epoch differs) makes the worker re-send its VMM state and the routing of every index
- * whose SET_IRQS failed or went unanswered since.
+ * then fails with an error the VMM can act on ("it may be restarting; retry"); its request
+ * stays in the channel and the next broker carries it out, and the late answer is compensated
+ * here so that nothing the VMM was told failed stays done (a late DMA_MAP is unmapped, a late
+ * SET_IRQS makes the index's routing be sent again, a late VMM_ADMIT's grant is closed). A
+ * heartbeat of a new broker (its epoch differs) makes the worker re-send its VMM state and the
+ * routing of every index whose SET_IRQS failed or went unanswered since.
+ *
+ * REMOVAL while a VMM request waits for the broker: served at once. The VMM hears the removal
+ * event before the deferred reply; its REMOVAL_ACK, a request, is read after that reply (the
+ * session's order), and the removal timeout runs meanwhile. If the channel ends, every call
+ * fails with "broker channel closed" (the waiting VMM gets that error) before the worker ends.
  *
  * Trusts the broker more than the VMM (it is the privileged side), but still checks the handoff
  * against vfio-pci's limits before building a device from it: a bad table must end in a clear
@@ -26,34 +34,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base.h"
 #include "broker.pb-c.h"
+#include "broker_call.h"
 #include "broker_link.h"
 #include "vfu.h"
 #include "common.pb-c.h"
 #include "ipc_uv.h"
-
-/* Calls given up on whose answer has not come (at most one per broker death in the middle of
- * a call, or per call a slow broker answered late) and compensations not yet answered. With the
- * call in progress they stay within the channel's 64 requests in flight. */
-#define LATE_MAX 48
-/* Requests of the broker that arrive while a call waits, kept for the loop. */
-#define DEFER_MAX 8
-
-/* What a late answer to a call given up on needs. */
-enum late_kind {
-	LATE_NOTHING, /* a compensation's own answer, a VMM_STATE, a reset: nothing to undo */
-	LATE_UNMAP,   /* DMA_MAP: unmap [iova, iova+size) again if it was done */
-	LATE_ROUTING, /* SET_IRQS: send the index's whole routing again */
-	LATE_GRANT,   /* VMM_ADMIT: close the grant it brings */
-};
-
-struct late_call {
-	uint32_t id;
-	uint16_t type;
-	enum late_kind kind;
-	uint32_t index;
-	uint64_t iova, size;
-};
 
 struct wkr_broker {
 	struct ipc_chan *chan; /* until wkr_broker_start */
@@ -66,14 +53,9 @@ struct wkr_broker {
 	void (*gone)(void *data, int err);
 	void *gone_data;
 	void (*note)(void *data, const char *line);
-	int call_timeout_ms;
-	bool in_call;
 	/* The broker instance (Handoff, Heartbeat); 0 while none said. */
 	uint64_t epoch;
-	struct late_call late[LATE_MAX];
-	size_t nlate;
-	struct ipc_msg *deferred[DEFER_MAX];
-	size_t ndeferred;
+	struct wkr_bcalls calls;
 	/* IRQ indexes (bits) whose SET_IRQS failed or went unanswered since the last re-attach,
 	 * and those whose routing is to be sent again from the loop. */
 	uint32_t irq_dirty, irq_resync;
@@ -83,8 +65,9 @@ struct wkr_broker {
 		pid_t pid;
 		uid_t uid;
 	} vmm;		 /* what the last VMM_STATE said */
-	uv_timer_t kick; /* runs the deferred work from the loop */
+	uv_timer_t kick; /* runs the re-sends from the loop */
 	bool kick_open;
+	int open_handles; /* libuv still holds them after wkr_broker_free() */
 };
 
 static struct ipc_chan *bchan(struct wkr_broker *b)
@@ -92,20 +75,22 @@ static struct ipc_chan *bchan(struct wkr_broker *b)
 	return b->u ? ipc_uv_chan(b->u) : b->chan;
 }
 
+static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+
 int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
 {
 	struct wkr_broker *b = calloc(1, sizeof(*b));
 	if (!b)
 		return -ENOMEM;
 	b->chan = chan;
-	b->call_timeout_ms = WKR_BROKER_CALL_TIMEOUT_MS;
+	wkr_bcalls_init(&b->calls, WKR_BROKER_CALL_TIMEOUT_MS, outcome, b);
 	*ret = b;
 	return 0;
 }
 
 void wkr_broker_set_call_timeout(struct wkr_broker *b, int timeout_ms)
 {
-	b->call_timeout_ms = timeout_ms;
+	b->calls.timeout_ms = timeout_ms;
 }
 
 void wkr_broker_set_note(struct wkr_broker *b, void (*note)(void *data, const char *line))
@@ -113,9 +98,20 @@ void wkr_broker_set_note(struct wkr_broker *b, void (*note)(void *data, const ch
 	b->note = note;
 }
 
+static void handle_closed(struct wkr_broker *b)
+{
+	if (--b->open_handles == 0)
+		free(b);
+}
+
 static void kick_closed(uv_handle_t *h)
 {
-	free(h->data);
+	handle_closed(h->data);
+}
+
+static void calls_closed(uv_handle_t *h)
+{
+	handle_closed(container_of((struct wkr_bcalls *)h->data, struct wkr_broker, calls));
 }
 
 void wkr_broker_free(struct wkr_broker *b)
@@ -124,17 +120,18 @@ void wkr_broker_free(struct wkr_broker *b)
 		return;
 	ipc_msg_free(b->handoff);
 	ipc_msg_free(b->removal);
-	for (size_t i = 0; i < b->ndeferred; i++)
-		ipc_msg_free(b->deferred[i]);
 	if (b->u)
 		ipc_uv_close(b->u, NULL);
 	else
 		ipc_chan_free(b->chan);
-	/* The memory goes with the timer's handle, once libuv has let go of it. */
+	/* The memory goes with the timers' handles, once libuv has let go of them. */
+	b->open_handles = 2;
+	b->calls.timer.data = &b->calls;
+	wkr_bcalls_close(&b->calls, calls_closed);
 	if (b->kick_open)
 		uv_close((uv_handle_t *)&b->kick, kick_closed);
 	else
-		free(b);
+		handle_closed(b);
 }
 
 __attribute__((format(printf, 2, 3))) static void note(struct wkr_broker *b, const char *fmt, ...)
@@ -313,186 +310,113 @@ int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err)
 
 /* ---- backend: requests to the broker ---------------------------------------------------- */
 
-static void handle(struct wkr_broker *b, struct ipc_msg *m);
-
 static void kick_run(uv_timer_t *t);
 
-/* Has kick_run() called from the loop (never from inside a call). */
+/* Has kick_run() called from the loop, on a stack that holds no request of a VMM. */
 static void kick(struct wkr_broker *b)
 {
 	if (b->kick_open)
 		uv_timer_start(&b->kick, kick_run, 0, 0);
 }
 
-static int late_add(struct wkr_broker *b, const struct late_call *l)
+static int send_call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
+		     const int *fds, size_t nfds, const struct wkr_bcall *meta, struct vb_err *err)
 {
-	if (b->nlate == LATE_MAX)
-		return -ENOBUFS;
-	b->late[b->nlate++] = *l;
-	return 0;
+	return wkr_bcall_send(&b->calls, bchan(b), type, body, fds, nfds, meta, err);
 }
 
-static bool late_take(struct wkr_broker *b, uint32_t id, struct late_call *ret)
+/* A request nobody waits for (its answer is still recognised). */
+static int send_detached(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
+			 struct vb_err *err)
 {
-	for (size_t i = 0; i < b->nlate; i++) {
-		if (b->late[i].id != id)
-			continue;
-		*ret = b->late[i];
-		b->late[i] = b->late[--b->nlate];
-		return true;
-	}
-	return false;
-}
-
-/* A request whose answer nobody waits for, tracked so that the answer is recognised. */
-static int send_untracked(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body)
-{
-	struct late_call l = {.type = type, .kind = LATE_NOTHING};
+	struct wkr_defer *d = b->calls.collect;
 	int r;
 
-	if (b->nlate == LATE_MAX)
-		return -ENOBUFS;
-	r = ipc_chan_request(bchan(b), type, body, NULL, 0, &l.id);
-	return r < 0 ? r : late_add(b, &l);
+	b->calls.collect = NULL;
+	r = send_call(b, type, body, NULL, 0, NULL, err);
+	b->calls.collect = d;
+	return r;
 }
 
 /* The answer to a call given up on: undo what the VMM was told had failed. */
-static void compensate(struct wkr_broker *b, const struct late_call *l, const struct ipc_msg *m)
+static void compensate(struct wkr_broker *b, const struct wkr_bcall *c, const struct ipc_msg *m)
 {
 	bool done = m->kind == IPC_KIND_REPLY;
 
-	switch (l->kind) {
-	case LATE_UNMAP:
+	switch (c->undo) {
+	case WKR_UNDO_UNMAP:
 		if (done) {
 			Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
-			req.iova = l->iova;
-			req.size = l->size;
-			int r = send_untracked(b, VB__BRK__TYPE__DMA_UNMAP, &req.base);
+			req.iova = c->iova;
+			req.size = c->size;
+			int r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
 			note(b,
 			     "a DMA_MAP of %#llx+%#llx was done after the VMM was told it failed: "
 			     "%s",
-			     (unsigned long long)l->iova, (unsigned long long)l->size,
+			     (unsigned long long)c->iova, (unsigned long long)c->size,
 			     r < 0 ? "cannot unmap it again" : "unmapping it again");
 		}
 		break;
-	case LATE_ROUTING:
-		note(b, "SET_IRQS of index %u answered late: sending its routing again", l->index);
-		b->irq_resync |= 1u << l->index;
+	case WKR_UNDO_ROUTING:
+		note(b, "SET_IRQS of index %u answered late: sending its routing again", c->index);
+		b->irq_resync |= 1u << c->index;
 		kick(b);
 		break;
-	case LATE_GRANT:
-	case LATE_NOTHING:
+	case WKR_UNDO_GRANT:
+	case WKR_UNDO_NOTHING:
 		break; /* the message's fds (a grant) are closed with it */
 	}
 }
 
-/*
- * Sends a request and waits up to the call timeout for its answer, handling what else comes
- * meanwhile (handle()). Returns 0 with the reply in *ret (NULL: freed here), the broker's
- * negative errno with its message in err, -ETIMEDOUT ("it may be restarting"), or a channel
- * error (-EPIPE: the broker channel is closed; the loop then ends the worker). A request given
- * up on is remembered with `late`, which says how to undo it when its answer comes after all.
- */
-static int call_full(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
-		     const int *fds, size_t nfds, const struct late_call *late,
-		     struct ipc_msg **ret, struct vb_err *err)
+/* An admission's answer in time: who the VMM is, and its grant. */
+static void admitted(struct wkr_broker *b, struct wkr_admit *a, struct ipc_msg *m, int err)
 {
-	struct ipc_chan *c = bchan(b);
-	int64_t deadline = now_ms() + b->call_timeout_ms;
-	struct ipc_msg *m = NULL;
-	uint32_t id;
-	int r;
+	const Vb__Brk__VmmAdmitReply *rep;
 
-	if (ret)
-		*ret = NULL;
-	if (b->in_call || b->nlate == LATE_MAX)
-		return vb_errf(err, -EBUSY, "broker: %s",
-			       b->in_call ? "a call is in progress"
-					  : "too many calls went unanswered (is a broker there?)");
-	r = ipc_chan_request(c, type, body, fds, nfds, &id);
-	if (r < 0)
-		return vb_errf(err, r, "broker: cannot send the request: %s", strerror(-r));
-	b->in_call = true;
-	/* The answer cannot be there yet: wait before the first read (one recvmsg less). */
-	r = ipc_chan_has_queued(c) ? 0 : -EAGAIN;
-	for (;;) {
-		if (r != -EAGAIN)
-			r = ipc_chan_recv(c, &m);
-		if (r == -EAGAIN) {
-			int64_t left = deadline - now_ms();
-			struct pollfd p = {.fd = ipc_chan_fd(c),
-					   .events =
-					       POLLIN | (ipc_chan_out_pending(c) ? POLLOUT : 0)};
-
-			if (left <= 0) {
-				r = -ETIMEDOUT;
-				break;
-			}
-			r = poll(&p, 1, (int)left);
-			if (r < 0 && errno != EINTR) {
-				r = -errno;
-				break;
-			}
-			if (r > 0 && (p.revents & POLLOUT) && ipc_chan_flush(c) < 0) {
-				r = -EPIPE;
-				break;
-			}
-			/* Read when there is something (or a hang-up) to read. */
-			r = r > 0 && (p.revents & ~POLLOUT) ? 0 : -EAGAIN;
-			continue;
-		}
-		if (r < 0)
-			break; /* closed or broken: the loop sees it too and ends the worker */
-		if ((m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR) && m->id == id)
-			break;
-		handle(b, m);
-		m = NULL;
+	if (err < 0) {
+		note(b, "a VMM connection was refused: %s",
+		     err == -EPERM ? "the broker does not admit it" : strerror(-err));
+		return;
 	}
-	b->in_call = false;
-	if (r == -ETIMEDOUT) {
-		struct late_call l = late ? *late : (struct late_call){.kind = LATE_NOTHING};
-
-		l.id = id;
-		l.type = type;
-		(void)late_add(b, &l); /* room was checked before sending */
-		return vb_errf(err, r,
-			       "the broker did not answer in %d s (it may be restarting); retry",
-			       (b->call_timeout_ms + 999) / 1000);
-	}
-	if (r < 0)
-		return vb_errf(err, r, "broker channel: %s", strerror(-r));
-	if (m->kind == IPC_KIND_ERROR) {
-		const Vb__Error *e = (const Vb__Error *)m->body;
-
-		r = -(int)e->code;
-		vb_errf(err, r, "broker: %.180s",
-			e->message && e->message[0] ? e->message : strerror(-r));
-		ipc_msg_free(m);
-		return r;
-	}
-	if (ret)
-		*ret = m;
-	else
-		ipc_msg_free(m);
-	return 0;
+	rep = (const Vb__Brk__VmmAdmitReply *)m->body;
+	a->pid = (pid_t)rep->pid;
+	a->uid = (uid_t)rep->uid;
+	/* The broker sends a grant only for a device that allows mmap; none is no error. */
+	a->grant_fd = m->nfds == 1 ? ipc_msg_take_fd(m, 0) : -1;
+	if (a->grant_fd < 0)
+		a->grant_fd = -1;
 }
 
-static int call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body, const int *fds,
-		size_t nfds, struct vb_err *err)
+/* Every outcome of a call, before whoever waits hears of it (broker_call.h). */
+static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 {
-	return call_full(b, type, body, fds, nfds, NULL, NULL, err);
+	struct wkr_broker *b = data;
+
+	if (c->late && m) {
+		compensate(b, c, m);
+		return;
+	}
+	/* A SET_IRQS that failed or went unanswered leaves the kernel's routing of the index in
+	 * doubt: its whole routing is sent again when a broker is back (re-attach). */
+	if (c->type == VB__BRK__TYPE__SET_IRQS && err < 0 && c->index < 32) {
+		b->irq_dirty |= 1u << c->index;
+		if (err != -EPIPE)
+			note(b, "SET_IRQS of index %u failed: %s", c->index, strerror(-err));
+	}
+	if (c->type == VB__BRK__TYPE__VMM_ADMIT && c->admit)
+		admitted(b, c->admit, m, err);
 }
 
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, struct vb_err *err)
 {
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
-	struct late_call l = {.kind = LATE_UNMAP, .iova = iova, .size = size};
+	struct wkr_bcall meta = {.undo = WKR_UNDO_UNMAP, .iova = iova, .size = size};
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
 	req.prot = prot;
-	return call_full(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, &l, NULL, err);
+	return send_call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, &meta, err);
 }
 
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
@@ -500,21 +424,20 @@ static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 	req.iova = iova;
 	req.size = size;
-	return call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, err);
+	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, NULL, err);
 }
 
 static int b_dma_unmap_all(void *ctx)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
-	return call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL);
+	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
 }
 
-/* A SET_IRQS: one that fails or goes unanswered leaves the kernel's routing of the index in
- * doubt, so the index's whole routing is sent again when a broker is back (re-attach). */
+/* A SET_IRQS; one that cannot even be sent leaves the index in doubt as a failed one does. */
 static int call_irqs(struct wkr_broker *b, const Vb__Brk__SetIrqs *req, const int *fds, size_t nfds)
 {
-	struct late_call l = {.kind = LATE_ROUTING, .index = req->index};
-	int r = call_full(b, VB__BRK__TYPE__SET_IRQS, &req->base, fds, nfds, &l, NULL, NULL);
+	struct wkr_bcall meta = {.undo = WKR_UNDO_ROUTING, .index = req->index};
+	int r = send_call(b, VB__BRK__TYPE__SET_IRQS, &req->base, fds, nfds, &meta, NULL);
 
 	if (r < 0 && req->index < 32)
 		b->irq_dirty |= 1u << req->index;
@@ -607,9 +530,10 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 static int b_reset(void *ctx, struct vb_err *err)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
-	return call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, err);
+	return send_call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, NULL, err);
 }
 
+/* Told, never waited for: the broker's record of the VMM follows in the channel's order. */
 static void send_vmm_state(struct wkr_broker *b)
 {
 	Vb__Brk__VmmState req = VB__BRK__VMM_STATE__INIT;
@@ -618,7 +542,7 @@ static void send_vmm_state(struct wkr_broker *b)
 	req.connected = b->vmm.connected;
 	req.pid = (uint32_t)b->vmm.pid;
 	req.uid = (uint32_t)b->vmm.uid;
-	if (call(b, VB__BRK__TYPE__VMM_STATE, &req.base, NULL, 0, &err) < 0)
+	if (send_detached(b, VB__BRK__TYPE__VMM_STATE, &req.base, &err) < 0)
 		note(b, "telling the broker the VMM %s failed: %s",
 		     b->vmm.connected ? "connected" : "left", err.msg);
 }
@@ -636,31 +560,33 @@ static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
 }
 
 /* The worker's user namespace maps no uid but its own, so SO_PEERCRED here would call every
- * VMM "nobody": the broker, which sees the host's ids, decides. */
+ * VMM "nobody": the broker, which sees the host's ids, decides (outcome() fills `ret`). */
 static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, struct wkr_admit *ret)
 {
 	struct wkr_broker *b = ctx;
 	Vb__Empty e = VB__EMPTY__INIT;
-	struct late_call l = {.kind = LATE_GRANT};
-	struct ipc_msg *rep = NULL;
+	struct wkr_bcall meta = {.undo = WKR_UNDO_GRANT, .admit = ret};
 	struct vb_err err = {0};
-	int r = call_full(b, VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1, &l, &rep, &err);
+	int r = send_call(b, VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1, &meta, &err);
 
 	(void)owner_uid;
-	if (r < 0) {
-		if (r != -EPERM)
-			note(b, "a VMM's connection could not be admitted: %s", err.msg);
-		return r;
-	}
-	const Vb__Brk__VmmAdmitReply *a = (const Vb__Brk__VmmAdmitReply *)rep->body;
-	ret->pid = (pid_t)a->pid;
-	ret->uid = (uid_t)a->uid;
-	/* The broker sends a grant only for a device that allows mmap; none is no error. */
-	ret->grant_fd = rep->nfds == 1 ? ipc_msg_take_fd(rep, 0) : -1;
-	if (ret->grant_fd < 0)
-		ret->grant_fd = -1;
-	ipc_msg_free(rep);
-	return 0;
+	if (r < 0)
+		note(b, "a VMM's connection could not be admitted: %s", err.msg);
+	return r;
+}
+
+static void b_collect(void *ctx, struct wkr_defer *d)
+{
+	struct wkr_broker *b = ctx;
+
+	b->calls.collect = d;
+}
+
+static void b_forget(void *ctx, struct wkr_defer *d)
+{
+	struct wkr_broker *b = ctx;
+
+	wkr_bcall_forget(&b->calls, d);
 }
 
 const struct wkr_backend_ops wkr_broker_ops = {
@@ -671,6 +597,8 @@ const struct wkr_backend_ops wkr_broker_ops = {
     .reset = b_reset,
     .vmm_state = b_vmm_state,
     .vmm_admit = b_vmm_admit,
+    .collect = b_collect,
+    .forget = b_forget,
 };
 
 /* ---- the broker's requests ---------------------------------------------------------------- */
@@ -739,42 +667,26 @@ static void dispatch(struct wkr_broker *b, struct ipc_msg *m)
 	ipc_msg_free(m);
 }
 
-/* Whatever the broker sent but the answer a call waits for; owns `m`. */
+/* Whatever the broker sent; owns `m`. */
 static void handle(struct wkr_broker *b, struct ipc_msg *m)
 {
-	struct late_call l;
-
 	if (m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR) {
-		if (late_take(b, m->id, &l) && l.type == m->type)
-			compensate(b, &l, m);
+		/* An answer that matches no call: the channel checked its id; nothing to do. */
+		(void)wkr_bcall_answer(&b->calls, m);
 	} else if (m->kind == IPC_KIND_REQUEST && m->type == VB__BRK__TYPE__HEARTBEAT) {
-		/* Answered even in the middle of a call: a broker that waits on us is there. */
 		on_heartbeat(b, m);
-	} else if (m->kind == IPC_KIND_REQUEST && !b->in_call && !b->ndeferred) {
+	} else if (m->kind == IPC_KIND_REQUEST) {
 		dispatch(b, m);
 		return;
-	} else if (m->kind == IPC_KIND_REQUEST && b->ndeferred < DEFER_MAX) {
-		b->deferred[b->ndeferred++] = m;
-		kick(b);
-		return;
-	} else if (m->kind == IPC_KIND_REQUEST) {
-		(void)ipc_chan_reply_error(bchan(b), m, -EBUSY, "the worker is busy; retry");
 	}
 	ipc_msg_free(m);
 }
 
-/* From the loop: the requests that came during a call, then what a new broker or a late
- * answer asked for. Each step may make calls, which may defer more: it runs again then. */
+/* From the loop: what a new broker or a late answer asked for. */
 static void kick_run(uv_timer_t *t)
 {
 	struct wkr_broker *b = t->data;
 
-	while (b->ndeferred && !b->in_call) {
-		struct ipc_msg *m = b->deferred[0];
-
-		memmove(b->deferred, b->deferred + 1, --b->ndeferred * sizeof(b->deferred[0]));
-		dispatch(b, m);
-	}
 	if (b->reattach) {
 		b->reattach = false;
 		if (b->vmm.known)
@@ -800,6 +712,8 @@ static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 {
 	struct wkr_broker *b = data;
 	if (!m) {
+		/* Whoever waits for a call hears the channel ended before the worker does. */
+		wkr_bcall_fail_all(&b->calls);
 		b->gone(b->gone_data, err);
 		return;
 	}
@@ -820,6 +734,9 @@ int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *s
 		return r;
 	b->kick.data = b;
 	b->kick_open = true;
+	r = wkr_bcalls_start(&b->calls, loop);
+	if (r < 0)
+		return r;
 	r = ipc_uv_start(loop, b->chan, on_broker, b, &b->u);
 	if (r == 0)
 		b->chan = NULL;

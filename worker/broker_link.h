@@ -34,11 +34,11 @@ struct wkr_handoff {
 
 struct wkr_broker;
 
-/* How long a call to the broker waits for its answer: long enough for a broker restart under
- * TCG. Then the call fails with -ETIMEDOUT and "the broker did not answer in 30 s (it may be
- * restarting); retry"; the request stays in the channel for the next broker, and its late
- * answer is undone (a DMA mapping unmapped, an IRQ index's routing sent again, a VMM's mmap
- * grant closed). */
+/* How long a call to the broker may stay unanswered (the loop never waits for it: the VMM
+ * request that made it does): long enough for a broker restart under TCG. Then the call fails
+ * with -ETIMEDOUT and "the broker did not answer in 30 s (it may be restarting); retry"; the
+ * request stays in the channel for the next broker, and its late answer is undone (a DMA
+ * mapping unmapped, an IRQ index's routing sent again, a VMM's mmap grant closed). */
 #define WKR_BROKER_CALL_TIMEOUT_MS 30000
 
 extern const struct wkr_backend_ops wkr_broker_ops;

@@ -159,17 +159,15 @@ static bool hung_up(int fd, short which)
 	return poll(&pfd, 1, 0) == 1 && (pfd.revents & which);
 }
 
-/* A session whose reply waits for the backend reads nothing more: one whose VMM has gone
- * altogether cannot take that reply, and ends now. */
+/* A session whose reply waits for the backend (before the drain, or since a request the drain
+ * served) reads nothing more: one whose VMM has gone altogether cannot take that reply, and
+ * ends now. */
 static void settle(struct wkr_serve *sv)
 {
-	if (sv->vmm->paused) {
-		if (hung_up(sv->vmm->fd, POLLHUP | POLLERR))
-			wkr_serve_end(sv);
-		return;
-	}
-	if (hung_up(sv->vmm->fd, POLLHUP | POLLRDHUP | POLLERR))
+	if (!sv->vmm->paused && hung_up(sv->vmm->fd, POLLHUP | POLLRDHUP | POLLERR))
 		sv->cfg.ops->drain(sv->vmm);
+	if (sv->vmm && sv->vmm->paused && hung_up(sv->vmm->fd, POLLHUP | POLLERR))
+		wkr_serve_end(sv);
 }
 
 /* Ends the admission under way: its connection is closed (`refuse` < 0: answered with that
