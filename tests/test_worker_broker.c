@@ -1456,6 +1456,46 @@ static void test_worker_broker_call_waiting_reply_carries_broker_error(void **st
 	close(ram);
 }
 
+/* vfio-user alike: a DMA_MAP the broker holds keeps the VMM's next command (a config read)
+ * unanswered; the map's reply, with the broker's errno, comes first, then the read's. */
+static void test_worker_broker_vfio_user_call_waiting_replies_in_order(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f), mfd = memfd_create("ram", MFD_CLOEXEC);
+	uint8_t map[32] = {0}, rd[16] = {0};
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	struct vfu_reply r;
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 3);
+	vb_le32_put(map + 16, 0x100000);
+	vb_le32_put(map + 24, 1 << 20);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	assert_int_equal(vfu_cli_send(fd, 1, 2, 0, map, 32, &mfd, 1), 0);
+	wait_held(f, 1);
+	vb_le32_put(rd + 8, VFIO_PCI_CONFIG_REGION_INDEX);
+	vb_le32_put(rd + 12, 4);
+	assert_int_equal(vfu_cli_send(fd, 2, 9, 0, rd, 16, NULL, 0), 0);
+	send_heartbeat(f, 11, 1);
+	wait_heartbeat_answered(f, 11);
+	assert_int_equal(poll(&p, 1, 0), 0);
+	held_answer_error(f, -ENOSPC);
+	assert_int_equal(vfu_cli_recv(fd, TEST_HANG_MS, &r), 0);
+	assert_int_equal(r.id, 1);
+	assert_true(r.flags & (1u << 5));
+	assert_int_equal(r.error, ENOSPC);
+	vfu_reply_free(&r);
+	assert_int_equal(vfu_cli_recv(fd, TEST_HANG_MS, &r), 0);
+	assert_int_equal(r.id, 2);
+	assert_false(r.flags & (1u << 5));
+	assert_int_equal(r.len, 16 + 4);
+	vfu_reply_free(&r);
+	close(fd);
+	close(mfd);
+}
+
 /* ---- a new broker adopting a running worker (issue 12) ------------------------------------ */
 
 /* The worker as a restarted broker finds it: started by another process (here a parent that has
@@ -1856,6 +1896,8 @@ int main(void)
 		test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_call_waiting_reply_carries_broker_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_vfio_user_call_waiting_replies_in_order, setup_vfu, teardown),
 	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),
 	    cmocka_unit_test(test_worker_broker_adopted_worker_resends_vmm_state),
 	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),
