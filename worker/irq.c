@@ -34,6 +34,7 @@ int wkr__irq_init(struct wkr_dev *d)
 		return -errno;
 	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
 		struct wkr_irqidx *ix = &d->irq[i];
+
 		ix->nvec = d->info.irqs[i].count;
 		if (ix->nvec > idx_max[i])
 			return -EINVAL;
@@ -59,6 +60,7 @@ void wkr__irq_free(struct wkr_dev *d)
 {
 	for (unsigned i = 0; i < WKR_NUM_IRQS; i++) {
 		struct wkr_irqidx *ix = &d->irq[i];
+
 		for (uint32_t v = 0; ix->vec && v < ix->nvec; v++) {
 			close_fd(&ix->vec[v].vmm_fd);
 			close_fd(&ix->vec[v].wfd);
@@ -99,6 +101,7 @@ static int target(struct wkr_dev *d, uint32_t index, uint32_t v)
 	struct wkr_vec *vec = &d->irq[index].vec[v];
 	/* In VFIO mode the VMM masks in its own emulation: an assigned fd is always the target. */
 	bool masked = vec->masked && d->irq_mode == WKR_IRQ_EMULATED;
+
 	if (!masked && vec->vmm_fd >= 0)
 		return vec->vmm_fd;
 	return worker_fd(d, index, v);
@@ -114,12 +117,14 @@ static void pending_changed(struct wkr_dev *d, uint32_t index)
 static bool drain(int fd)
 {
 	uint64_t n = 0;
+
 	return fd >= 0 && read(fd, &n, sizeof(n)) == sizeof(n) && n > 0;
 }
 
 static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 {
 	struct wkr_vec *vec = &d->irq[index].vec[v];
+
 	if (drain(vec->wfd))
 		vec->pending = true;
 	/* In VFIO mode the VMM keeps its own pending bits; what fired while a vector had no
@@ -128,6 +133,7 @@ static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 		vec->pending = false;
 	if (vec->pending && vec->routed == vec->vmm_fd && vec->vmm_fd >= 0) {
 		uint64_t one = 1;
+
 		/* An eventfd write only fails when the counter would overflow, in which case
 		 * the VMM has an interrupt outstanding anyway. */
 		if (write(vec->vmm_fd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
@@ -169,12 +175,15 @@ static int route(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t cou
 static int disable(struct wkr_dev *d, uint32_t index)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
+	struct wkr_irq_set s;
+	int r;
+
 	ix->want = 0;
 	if (!ix->hw_on)
 		return 0;
-	struct wkr_irq_set s = {
+	s = (struct wkr_irq_set){
 	    .index = index, .action = VFIO_IRQ_SET_ACTION_TRIGGER, .disable = true};
-	int r = call(d, &s);
+	r = call(d, &s);
 	/* Whatever the broker answered, nothing is routed from our side any more: the broker
 	 * tears the index down itself when the worker goes away. */
 	ix->hw_on = false;
@@ -188,6 +197,7 @@ static int irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	int r = disable(d, index);
+
 	if (nvec > ix->nvec)
 		nvec = ix->nvec;
 	if (nvec == 0 || r < 0)
@@ -204,14 +214,16 @@ static int irq_enable(struct wkr_dev *d, uint32_t index, uint32_t nvec)
 static int irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
+	uint32_t lo = UINT32_MAX, hi = 0;
+
 	if (!ix->hw_on || start >= ix->hw_count)
 		return 0;
 	if (count > ix->hw_count - start)
 		count = ix->hw_count - start;
 	/* Re-route only the span whose targets changed, in one request. */
-	uint32_t lo = UINT32_MAX, hi = 0;
 	for (uint32_t v = start; v < start + count; v++) {
 		int t = target(d, index, v);
+
 		if (t < 0)
 			return t;
 		if (t != ix->vec[v].routed) {
@@ -240,8 +252,10 @@ int wkr__irq_sync(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t co
 int wkr__irq_quiesce(struct wkr_dev *d, bool drop_vmm)
 {
 	int first = 0;
+
 	for (uint32_t i = 0; i < WKR_NUM_IRQS; i++) {
 		int r = disable(d, i);
+
 		if (r < 0 && first == 0)
 			first = r;
 		if (!drop_vmm)
@@ -291,11 +305,13 @@ static int set_direct(struct wkr_dev *d, uint32_t index, uint32_t count, const i
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	int r = disable(d, index);
+	int trig;
+
 	close_fd(&ix->vec[0].vmm_fd);
 	close_fd(&ix->resample_fd);
 	if (count == 0 || r < 0)
 		return r;
-	int trig = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
+	trig = fcntl(fds[0], F_DUPFD_CLOEXEC, 3);
 	if (trig < 0)
 		return -errno;
 	ix->vec[0].vmm_fd = trig;
@@ -344,6 +360,9 @@ int wkr_irq_resync(struct wkr_dev *d, uint32_t index)
 int wkr__irq_after_reset(struct wkr_dev *d)
 {
 	int first = 0;
+	const uint32_t direct[] = {VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
+				   VFIO_PCI_REQ_IRQ_INDEX};
+
 	/* What fired before the reset belongs to the device's previous life. */
 	for (uint32_t i = VFIO_PCI_MSI_IRQ_INDEX; i <= VFIO_PCI_MSIX_IRQ_INDEX; i++) {
 		for (uint32_t v = 0; v < d->irq[i].nvec; v++) {
@@ -353,16 +372,18 @@ int wkr__irq_after_reset(struct wkr_dev *d)
 	}
 	/* INTx, ERR and REQ have no guest enable to bring them back: their routes are the VMM's
 	 * configuration, so they are set up again with the fds it gave. */
-	const uint32_t direct[] = {VFIO_PCI_INTX_IRQ_INDEX, VFIO_PCI_ERR_IRQ_INDEX,
-				   VFIO_PCI_REQ_IRQ_INDEX};
 	for (size_t k = 0; k < ARRAY_SIZE(direct); k++) {
 		struct wkr_irqidx *ix = &d->irq[direct[k]];
+		int trig, res;
+		int r;
+
 		if (ix->nvec == 0 || ix->vec[0].vmm_fd < 0)
 			continue;
-		int trig = ix->vec[0].vmm_fd, res = ix->resample_fd;
+		trig = ix->vec[0].vmm_fd;
+		res = ix->resample_fd;
 		ix->vec[0].vmm_fd = -1;
 		ix->resample_fd = -1;
-		int r = set_direct(d, direct[k], 1, &trig, res);
+		r = set_direct(d, direct[k], 1, &trig, res);
 		close_fd(&trig);
 		close_fd(&res);
 		if (r < 0 && first == 0)
@@ -381,9 +402,13 @@ static uint32_t guest_nvec(const struct wkr_dev *d, uint32_t index)
 int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t count,
 		    const int *fds, int resample_fd)
 {
+	struct wkr_irqidx *ix;
+	int dups[WKR_MSIX_VECTORS_MAX];
+	uint32_t nvec;
+
 	if (index >= WKR_NUM_IRQS || (count && !fds))
 		return -EINVAL;
-	struct wkr_irqidx *ix = &d->irq[index];
+	ix = &d->irq[index];
 	if (ix->nvec == 0)
 		return -ENOENT;
 	if (start > ix->nvec || count > ix->nvec - start)
@@ -396,11 +421,11 @@ int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t 
 	if (index != VFIO_PCI_MSI_IRQ_INDEX && index != VFIO_PCI_MSIX_IRQ_INDEX)
 		return start ? -EINVAL : set_direct(d, index, count, fds, resample_fd);
 
-	int dups[WKR_MSIX_VECTORS_MAX];
 	for (uint32_t i = 0; i < count; i++) {
 		dups[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 3);
 		if (dups[i] < 0) {
 			int e = -errno;
+
 			while (i--)
 				close(dups[i]);
 			return e;
@@ -421,7 +446,7 @@ int wkr_irq_set_fds(struct wkr_dev *d, uint32_t index, uint32_t start, uint32_t 
 		if (ix->vec[start + i].routed >= 0)
 			ix->vec[start + i].routed = -2;
 	}
-	uint32_t nvec = guest_nvec(d, index);
+	nvec = guest_nvec(d, index);
 	if (nvec && !ix->hw_on)
 		return wkr__irq_enable(d, index, nvec); /* routes torn down by a disconnect */
 	return wkr__irq_sync(d, index, count ? start : 0, count ? count : ix->nvec);
@@ -455,6 +480,7 @@ static int vmm_fds_replace(struct wkr_irqidx *ix, uint32_t start, uint32_t count
 	}
 	for (uint32_t i = 0; i < count; i++) {
 		struct wkr_vec *v = &ix->vec[start + i];
+
 		close_fd(&v->vmm_fd);
 		v->vmm_fd = dups[i];
 		/* A new dup may reuse the old number: force the re-route. */
@@ -473,9 +499,11 @@ static int vfio_msi_trigger(struct wkr_dev *d, uint32_t index, uint32_t start, u
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	int r = vmm_fds_replace(ix, start, count, fds);
+	uint32_t want;
+
 	if (r < 0)
 		return r;
-	uint32_t want = index == VFIO_PCI_MSIX_IRQ_INDEX ? ix->nvec : start + count;
+	want = index == VFIO_PCI_MSIX_IRQ_INDEX ? ix->nvec : start + count;
 	if (!ix->hw_on || start + count > ix->hw_count)
 		return irq_enable(d, index, want > ix->hw_count ? want : ix->hw_count);
 	return irq_sync(d, index, start, count);
@@ -484,6 +512,7 @@ static int vfio_msi_trigger(struct wkr_dev *d, uint32_t index, uint32_t start, u
 static void index_off(struct wkr_dev *d, uint32_t index, int *r)
 {
 	struct wkr_irqidx *ix = &d->irq[index];
+
 	*r = disable(d, index);
 	for (uint32_t v = 0; v < ix->nvec; v++)
 		close_fd(&ix->vec[v].vmm_fd);
@@ -496,6 +525,8 @@ static int vfio_line(struct wkr_dev *d, uint32_t index, uint32_t action, uint32_
 {
 	struct wkr_irqidx *ix = &d->irq[index];
 	int r = 0;
+	struct wkr_irq_set s;
+
 	if (action == VFIO_IRQ_SET_ACTION_TRIGGER) {
 		if (!fds || fds[0] < 0) {
 			index_off(d, index, &r);
@@ -505,7 +536,7 @@ static int vfio_line(struct wkr_dev *d, uint32_t index, uint32_t action, uint32_
 	}
 	if (index != VFIO_PCI_INTX_IRQ_INDEX)
 		return -EINVAL;
-	struct wkr_irq_set s = {.index = index, .count = 1, .action = action};
+	s = (struct wkr_irq_set){.index = index, .count = 1, .action = action};
 	if (data == VFIO_IRQ_SET_DATA_EVENTFD) {
 		if (action != VFIO_IRQ_SET_ACTION_UNMASK)
 			return -EINVAL;
@@ -527,11 +558,13 @@ int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t
 	uint32_t action = flags & VFIO_IRQ_SET_ACTION_TYPE_MASK;
 	bool msi = index == VFIO_PCI_MSI_IRQ_INDEX || index == VFIO_PCI_MSIX_IRQ_INDEX;
 	int r = 0;
+	struct wkr_irqidx *ix;
+
 	if (index >= WKR_NUM_IRQS ||
 	    (flags & ~(VFIO_IRQ_SET_DATA_TYPE_MASK | VFIO_IRQ_SET_ACTION_TYPE_MASK)) ||
 	    __builtin_popcount(data) != 1 || __builtin_popcount(action) != 1)
 		return -EINVAL;
-	struct wkr_irqidx *ix = &d->irq[index];
+	ix = &d->irq[index];
 	if (ix->nvec == 0)
 		return -ENOENT;
 	if (data == VFIO_IRQ_SET_DATA_BOOL && !bools)
@@ -549,6 +582,7 @@ int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t
 		for (uint32_t i = 0; i < count; i++) {
 			int fd = ix->vec[start + i].vmm_fd;
 			uint64_t one = 1;
+
 			if (fd >= 0 && (data == VFIO_IRQ_SET_DATA_NONE || bools[i]) &&
 			    write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
 				return -errno;
@@ -572,12 +606,14 @@ int wkr_irq_service(struct wkr_dev *d)
 	struct epoll_event ev[32];
 	int fired = 0;
 	int n = epoll_wait(d->epfd, ev, 32, 0);
+
 	if (n < 0)
 		return errno == EINTR ? 0 : -errno;
 	for (int i = 0; i < n; i++) {
 		uint32_t index = (uint32_t)(ev[i].data.u64 >> 32);
 		uint32_t v = (uint32_t)ev[i].data.u64;
 		struct wkr_vec *vec = &d->irq[index].vec[v];
+
 		if (!drain(vec->wfd))
 			continue;
 		fired++;
@@ -591,6 +627,7 @@ int wkr_irq_service(struct wkr_dev *d)
 uint64_t wkr_irq_pending(const struct wkr_dev *d)
 {
 	uint64_t n = 0;
+
 	for (uint32_t i = VFIO_PCI_MSI_IRQ_INDEX; i <= VFIO_PCI_MSIX_IRQ_INDEX; i++)
 		for (uint32_t v = 0; v < d->irq[i].nvec; v++)
 			n += d->irq[i].vec[v].pending;
