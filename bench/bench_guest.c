@@ -148,6 +148,8 @@ static int cmd_dma(const char *sock, const char *bdf)
 	const char *name = "dma_map_unmap_2MiB";
 	char why[200] = "";
 	int r;
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl = 0;
 
 	r = vfb_dev_connect(sock, "bench_guest", 0, &d.dev);
 	if (r < 0)
@@ -173,8 +175,6 @@ static int cmd_dma(const char *sock, const char *bdf)
 	 * vCPU, so every process of it shares that CPU; this program cannot place the broker and
 	 * its worker on a second one, so a guest with more CPUs is refused rather than measured
 	 * wherever the scheduler puts them. */
-	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
-	int npl = 0;
 	if (r == 0) {
 		npl = bench_placements(pl);
 		r = npl < 0 ? npl : npl > 1 ? -EXDEV : bench_pin_self(pl[0].client);
@@ -809,6 +809,7 @@ static int wait_consume(int fd)
 
 	for (;;) {
 		int r = poll(&p, 1, 3000);
+
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)

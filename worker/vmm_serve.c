@@ -278,6 +278,7 @@ static void on_listen(uv_poll_t *h, int status, int events)
 	/* Bounded per wakeup so that a flood of connections cannot starve the session. */
 	for (int i = 0; i < 16 && status == 0; i++) {
 		int fd = accept4(sv->cfg.listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+
 		if (fd < 0)
 			return;
 		accept_one(sv, fd);
