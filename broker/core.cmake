@@ -11,6 +11,7 @@ add_library(vb_broker_core STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/device_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/dma.c
 	${CMAKE_CURRENT_SOURCE_DIR}/dma_iova.c
+	${CMAKE_CURRENT_SOURCE_DIR}/dma_view.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record.c

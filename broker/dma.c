@@ -1,6 +1,8 @@
 /*
- * dma: one VM's table of DMA mappings on its VFIO container: validation, quotas, the mmap that
- * gives the kernel a vaddr to pin, VFIO_IOMMU_MAP_DMA / _UNMAP_DMA, and the accounting.
+ * dma: one VM's table of DMA mappings on its VFIO container: validation, quotas, sharing between
+ * the VM's devices, VFIO_IOMMU_MAP_DMA / _UNMAP_DMA, the accounting, and restoring the table from
+ * the state record. The vaddr the kernel pins from is a view (dma_view.c); the IOVA search is
+ * dma_iova.c's.
  *
  * Trusts: its caller for `owner` and the container fd. Trusts nothing about a request: iova,
  * size, offset, prot and the memfd all come from a worker on behalf of a VMM. Every check runs
@@ -13,8 +15,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <pthread.h>
-#include <sched.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -27,26 +27,8 @@
 #include <linux/vfio.h>
 
 #include "dma.h"
+#include "dma_view.h"
 #include "fdkind.h"
-
-/* The broker's own mapping of one memfd (the whole file), the vaddr every VFIO_IOMMU_MAP_DMA of
- * that memory pins from. It is kept while mappings use it (see view_put), so its page tables
- * are filled once, not at every map: filling them cost 3-4 times the pin itself (issue 15: map
- * and unmap of 1 GiB of resident 4 KiB pages took 5.2x the direct ioctls with a view per map). A
- * view holds no page (type1 pins from the page tables, and a hole punched in the memfd zaps the
- * view's entries as it does the VMM's); it holds the file open and its page tables, 2 MiB per GiB
- * of 4 KiB pages. */
-struct dma_view {
-	dev_t dev;
-	ino_t ino;
-	bool writable;
-	uint32_t refs; /* mappings pinned from it */
-	void *base;
-	uint64_t len;
-	/* One bit per VIEW_CHUNK already populated through this view: only cold chunks are
-	 * populated before a pin, so a warm view costs the pin alone. */
-	uint8_t *warm;
-};
 
 struct dma_map {
 	uint64_t iova;
@@ -73,13 +55,10 @@ struct brk_dma {
 	struct brk_dma_range ranges[BRK_DMA_MAX_RANGES];
 	struct dma_map *maps; /* sorted by iova, never overlapping */
 	uint32_t n, cap;
-	struct dma_view *views[BRK_DMA_VIEWS_MAX];
-	uint32_t n_views;
+	struct dma_views views;
 	struct brk_dma_stats st;
 	struct brk_journal journal;
 };
-
-static void view_free(struct dma_view *v);
 
 static uint64_t host_page(void)
 {
@@ -139,8 +118,7 @@ void brk_dma_free(struct brk_dma *d)
 	for (i = 0; i < d->n; i++)
 		free(d->maps[i].also);
 	free(d->maps);
-	for (i = 0; i < d->n_views; i++)
-		view_free(d->views[i]);
+	brk_dma__views_free(&d->views);
 	free(d);
 }
 
@@ -265,42 +243,6 @@ static int map_error(int r, struct vb_err *err)
 	}
 }
 
-/* ---- views ------------------------------------------------------------------------------- */
-
-#define VIEW_CHUNK (2ull << 20) /* populate granularity: a huge page, 512 small ones */
-
-static void view_free(struct dma_view *v)
-{
-	munmap(v->base, v->len);
-	free(v->warm);
-	free(v);
-}
-
-static void view_drop(struct brk_dma *d, uint32_t i)
-{
-	view_free(d->views[i]);
-	d->views[i] = d->views[--d->n_views];
-}
-
-/* A mapping let go of its view; the last one takes the view with it. Keeping an unused view
- * for a remap of the same memory would keep that memory alive after its VMM freed it: measured,
- * a VMM that unmapped and closed a 1 GiB hugetlb memfd could then not allocate 2 GiB from a pool
- * that held both. Remaps that matter find the view in use: QEMU maps one RAM memfd as several
- * sections (below and above the 32-bit hole), and moving one leaves the others mapped. */
-static void view_put(struct brk_dma *d, struct dma_view *v)
-{
-	uint32_t i;
-
-	if (!v || --v->refs)
-		return;
-	for (i = 0; i < d->n_views; i++) {
-		if (d->views[i] == v) {
-			view_drop(d, i);
-			return;
-		}
-	}
-}
-
 static int mmap_error(int r, uint32_t prot, struct vb_err *err)
 {
 	if (r == -EACCES || r == -EPERM)
@@ -309,165 +251,6 @@ static int mmap_error(int r, uint32_t prot, struct vb_err *err)
 			       prot & BRK_DMA_PROT_WRITE ? "for writing" : "for reading");
 	return vb_errf(err, r == -ENOMEM ? r : -EACCES, "mmap of the memfd failed: %s",
 		       strerror(-r));
-}
-
-/* A new view of all of `fd`: writable when the fd and its seals allow it (a later request for
- * write access through a read-write fd then shares it), else read-only. NULL with *ret_r set:
- * the mmap failed, or no slot is free (*ret_r 0: the caller maps the range on its own). */
-static struct dma_view *view_new(struct brk_dma *d, int fd, const struct stat *st, uint32_t prot,
-				 int *ret_r)
-{
-	struct dma_view *v;
-	uint64_t chunks = ((uint64_t)st->st_size + VIEW_CHUNK - 1) / VIEW_CHUNK;
-	void *base;
-	bool w = true;
-
-	*ret_r = 0;
-	if (d->n_views == BRK_DMA_VIEWS_MAX)
-		return NULL;
-	base = mmap(NULL, (size_t)st->st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (base == MAP_FAILED && !(prot & BRK_DMA_PROT_WRITE) &&
-	    (errno == EACCES || errno == EPERM)) {
-		w = false;
-		base = mmap(NULL, (size_t)st->st_size, PROT_READ, MAP_SHARED, fd, 0);
-	}
-	if (base == MAP_FAILED) {
-		*ret_r = -errno;
-		return NULL;
-	}
-	v = calloc(1, sizeof(*v));
-	if (v)
-		v->warm = calloc((size_t)(chunks + 7) / 8, 1);
-	if (!v || !v->warm) {
-		munmap(base, (size_t)st->st_size);
-		free(v);
-		*ret_r = -ENOMEM;
-		return NULL;
-	}
-	*v = (struct dma_view){.dev = st->st_dev,
-			       .ino = st->st_ino,
-			       .writable = w,
-			       .base = base,
-			       .len = (uint64_t)st->st_size,
-			       .warm = v->warm};
-	d->views[d->n_views++] = v;
-	return v;
-}
-
-/* The view a map of [offset, offset + size) of this memfd pins from: an existing one that covers
- * the range with the access asked, else a new one. NULL with *ret_r 0: the range needs a
- * transient mapping (the VM's views are all in use, or the memfd grew under a view in use). */
-static struct dma_view *view_get(struct brk_dma *d, int fd, const struct stat *st, uint64_t offset,
-				 uint64_t size, uint32_t prot, int *ret_r)
-{
-	uint32_t i;
-
-	*ret_r = 0;
-	for (i = 0; i < d->n_views; i++) {
-		struct dma_view *v = d->views[i];
-
-		if (v->dev != st->st_dev || v->ino != st->st_ino ||
-		    ((prot & BRK_DMA_PROT_WRITE) && !v->writable))
-			continue;
-		if (offset + size <= v->len)
-			return v;
-		return NULL; /* grown since; the view in use stays as it is */
-	}
-	return view_new(d, fd, st, prot, ret_r);
-}
-
-struct populate_job {
-	char *addr;
-	size_t len;
-	int r;
-};
-
-static void *populate_one(void *arg)
-{
-	struct populate_job *j = arg;
-
-	j->r = madvise(j->addr, j->len, MADV_POPULATE_READ) < 0 ? -errno : 0;
-	return NULL;
-}
-
-static unsigned populate_threads(uint64_t bytes)
-{
-	cpu_set_t set;
-	uint64_t n;
-	int cpus;
-
-	if (sched_getaffinity(0, sizeof(set), &set) < 0)
-		return 1;
-	cpus = CPU_COUNT(&set);
-	n = bytes / BRK_DMA_POPULATE_SLICE;
-	if (n > (uint64_t)cpus)
-		n = (uint64_t)cpus;
-	if (n > BRK_DMA_POPULATE_THREADS_MAX)
-		n = BRK_DMA_POPULATE_THREADS_MAX;
-	return n ? (unsigned)n : 1;
-}
-
-/*
- * Fills the view's page tables for [lo, hi) (chunk-aligned) before the pin, on several threads
- * when the range is large: a booting VM's RAM is not populated yet, and allocating and zeroing
- * its pages in parallel is the part of the map that parallelises; the pin that follows walks
- * filled page tables. MADV_POPULATE_READ, not _WRITE: on a shared memfd mapping a read fault
- * maps up to 16 resident pages at once (fault-around), and since shmem and hugetlbfs do no
- * dirty tracking the entries are writable already, so type1's write pin faults no more. Errors
- * are not the map's: the pin then faults the same pages and reports what the kernel says.
- */
-static void populate(struct dma_view *v, uint64_t lo, uint64_t hi)
-{
-	struct populate_job jobs[BRK_DMA_POPULATE_THREADS_MAX];
-	pthread_t tid[BRK_DMA_POPULATE_THREADS_MAX];
-	bool started[BRK_DMA_POPULATE_THREADS_MAX] = {false};
-	unsigned n = populate_threads(hi - lo), i;
-	uint64_t chunks = (hi - lo + VIEW_CHUNK - 1) / VIEW_CHUNK, at = lo, c;
-	bool ok = true;
-
-	for (i = 0; i < n; i++) {
-		uint64_t part = (chunks / n + (i < chunks % n)) * VIEW_CHUNK;
-		uint64_t end = at + part > v->len ? v->len : at + part;
-
-		jobs[i] = (struct populate_job){.addr = (char *)v->base + at, .len = end - at};
-		at += part;
-		/* The calling thread takes the last slice, and every slice when threads fail. */
-		if (i + 1 < n && pthread_create(&tid[i], NULL, populate_one, &jobs[i]) == 0)
-			started[i] = true;
-	}
-	for (i = 0; i < n; i++) {
-		if (!started[i])
-			populate_one(&jobs[i]);
-	}
-	for (i = 0; i < n; i++) {
-		if (started[i])
-			pthread_join(tid[i], NULL);
-		ok &= jobs[i].r == 0;
-	}
-	if (!ok)
-		return;
-	for (c = lo / VIEW_CHUNK; c < hi / VIEW_CHUNK + (hi % VIEW_CHUNK != 0); c++)
-		v->warm[c / 8] |= (uint8_t)(1u << (c % 8));
-}
-
-/* Populates the cold chunks of [offset, offset + size) of the view, in one call for the span
- * from the first cold chunk to the last (warm ones in between cost a page-table walk). */
-static void populate_cold(struct dma_view *v, uint64_t offset, uint64_t size)
-{
-	uint64_t first = offset / VIEW_CHUNK, last = (offset + size - 1) / VIEW_CHUNK, c;
-	uint64_t lo = UINT64_MAX, hi = 0;
-
-	for (c = first; c <= last; c++) {
-		if (v->warm[c / 8] & (1u << (c % 8)))
-			continue;
-		if (lo == UINT64_MAX)
-			lo = c;
-		hi = c + 1;
-	}
-	if (lo == UINT64_MAX)
-		return;
-	hi *= VIEW_CHUNK;
-	populate(v, lo * VIEW_CHUNK, hi > v->len ? v->len : hi);
 }
 
 /* ---- the kernel's map ---------------------------------------------------------------------- */
@@ -500,15 +283,15 @@ static int do_map(struct brk_dma *d, uint64_t iova, uint64_t size, int fd, uint6
 	int r;
 
 	*ret_view = NULL;
-	v = view_get(d, fd, st, offset, size, prot, &r);
+	v = brk_dma__view_get(&d->views, fd, st, offset, size, prot, &r);
 	if (r < 0)
 		return mmap_error(r, prot, err);
 	if (v) {
-		populate_cold(v, offset, size);
+		brk_dma__view_populate(v, offset, size);
 		v->refs++;
 		r = map_retry(d, iova, size, (char *)v->base + offset, prot);
 		if (r < 0) {
-			view_put(d, v);
+			brk_dma__view_put(&d->views, v);
 			return map_error(r, err);
 		}
 		*ret_view = v;
@@ -688,7 +471,7 @@ static int unmap_entry(struct brk_dma *d, uint32_t i)
 	free(m->also);
 	m->also = NULL;
 	m->nalso = 0;
-	view_put(d, m->view);
+	brk_dma__view_put(&d->views, m->view);
 	m->view = NULL;
 	d->st.pinned_bytes -= m->size;
 	d->st.unmaps++;
@@ -796,7 +579,7 @@ void brk_dma_forget_all(struct brk_dma *d, uint32_t *ret_count, uint64_t *ret_by
 		*ret_bytes = d->st.pinned_bytes;
 	for (i = 0; i < d->n; i++) {
 		free(d->maps[i].also);
-		view_put(d, d->maps[i].view);
+		brk_dma__view_put(&d->views, d->maps[i].view);
 	}
 	d->st.unmaps += d->n;
 	d->n = 0;
@@ -889,7 +672,7 @@ int brk_dma_restore(struct brk_dma *d, const struct brk_dma_mapping *maps, uint3
 void brk_dma_stats(const struct brk_dma *d, struct brk_dma_stats *out)
 {
 	*out = d->st;
-	out->views = d->n_views;
+	out->views = d->views.n;
 }
 
 void brk_dma_owner_usage(const struct brk_dma *d, uint64_t owner, uint32_t *ret_count,
