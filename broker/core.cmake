@@ -16,7 +16,8 @@ add_library(vb_broker_core STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/irq_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record_codec.c
-	${CMAKE_CURRENT_SOURCE_DIR}/record_apply.c)
+	${CMAKE_CURRENT_SOURCE_DIR}/record_apply.c
+	${CMAKE_CURRENT_SOURCE_DIR}/record_state.c)
 target_include_directories(vb_broker_core PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vb_broker_core PUBLIC vb_base vb_proto)
 

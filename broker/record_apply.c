@@ -1,8 +1,8 @@
 /*
- * record_apply: the state record's model (struct brk_rec_state) and what each entry does to it,
- * with its checks. The same code replays a loaded record (snapshot, then journal) and keeps the
- * live copy: record.c encodes a change, applies it here, then writes the same bytes, so the
- * file and the memory cannot drift apart.
+ * record_apply: what each entry of the state record does to its model (struct brk_rec_state,
+ * record_state.c), with its checks. The same code replays a loaded record (snapshot, then
+ * journal) and keeps the live copy: record.c encodes a change, applies it here, then writes the
+ * same bytes, so the file and the memory cannot drift apart.
  *
  * Trusts nothing in an entry: a record may be damaged or stale. Every count, length and string
  * is bounded; an entry either applies completely or leaves the state as it was.
@@ -76,127 +76,6 @@ static void get_str(struct rec_rd *r, char *out, size_t min, size_t max, bool as
 	out[n] = 0;
 }
 
-/* ---- state -------------------------------------------------------------------------------- */
-
-struct brk_rec_state *rec_state_new(void)
-{
-	return calloc(1, sizeof(struct brk_rec_state));
-}
-
-static void vm_free(struct brk_rec_vm *vm)
-{
-	uint32_t i;
-
-	if (!vm)
-		return;
-	for (i = 0; i < vm->nmaps; i++)
-		free(vm->map[i].also);
-	free(vm->map);
-	free(vm);
-}
-
-static void dev_free(struct brk_rec_dev *d)
-{
-	uint32_t i;
-
-	if (!d)
-		return;
-	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
-		free(d->irq[i]);
-	free(d);
-}
-
-void brk_rec_state_free(struct brk_rec_state *st)
-{
-	uint32_t i;
-
-	if (!st)
-		return;
-	for (i = 0; i < st->nvms; i++)
-		vm_free(st->vms[i]);
-	for (i = 0; i < st->ndevs; i++)
-		dev_free(st->devs[i]);
-	free(st->vms);
-	free(st->devs);
-	free(st->vm_index);
-	free(st->dev_index);
-	free(st->pending);
-	free(st);
-}
-
-/* The index of VMs or devices sorted by name, so that every journal entry finds its object in
- * O(log n) among thousands. Both structs start with their name (`name`, `bdf`): an entry's key
- * is the entry itself read as a string. *pos: where `key` is or would go. */
-static void *idx_find(void *const *idx, uint32_t n, const char *key, uint32_t *pos)
-{
-	uint32_t lo = 0, hi = n, mid;
-	int c;
-
-	while (lo < hi) {
-		mid = lo + (hi - lo) / 2;
-		c = strcmp((const char *)idx[mid], key);
-		if (c == 0) {
-			*pos = mid;
-			return idx[mid];
-		}
-		if (c < 0)
-			lo = mid + 1;
-		else
-			hi = mid;
-	}
-	*pos = lo;
-	return NULL;
-}
-
-static void idx_insert(void **idx, uint32_t n, uint32_t pos, void *obj)
-{
-	memmove(&idx[pos + 1], &idx[pos], (n - pos) * sizeof(*idx));
-	idx[pos] = obj;
-}
-
-static void idx_remove(void **idx, uint32_t n, uint32_t pos)
-{
-	memmove(&idx[pos], &idx[pos + 1], (n - pos - 1) * sizeof(*idx));
-}
-
-/* Removes `obj` from the put-order array `arr` (n entries). */
-static void arr_remove(void **arr, uint32_t n, const void *obj)
-{
-	uint32_t i;
-
-	for (i = 0; arr[i] != obj; i++)
-		;
-	memmove(&arr[i], &arr[i + 1], (n - i - 1) * sizeof(*arr));
-}
-
-struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name)
-{
-	uint32_t pos;
-
-	_Static_assert(offsetof(struct brk_rec_vm, name) == 0, "the index reads the name");
-
-	return idx_find(st->vm_index, st->nvms, name, &pos);
-}
-
-struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bdf)
-{
-	uint32_t pos;
-
-	_Static_assert(offsetof(struct brk_rec_dev, bdf) == 0, "the index reads the bdf");
-
-	return idx_find(st->dev_index, st->ndevs, bdf, &pos);
-}
-
-const struct brk_rec_vm *brk_rec_state_vm(const struct brk_rec_state *st, const char *name)
-{
-	return rec_state_vm(st, name);
-}
-
-const struct brk_rec_dev *brk_rec_state_dev(const struct brk_rec_state *st, const char *bdf)
-{
-	return rec_state_dev(st, bdf);
-}
-
 int brk_rec_state_resolve(struct brk_rec_state *st, uint64_t id)
 {
 	uint8_t p[8];
@@ -205,84 +84,6 @@ int brk_rec_state_resolve(struct brk_rec_state *st, uint64_t id)
 	if (!rec_state_pending(st, id))
 		return -ENOENT;
 	return rec_apply(st, REC_RESOLVE, false, p, sizeof(p), NULL);
-}
-
-struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64_t id)
-{
-	uint32_t i;
-
-	for (i = 0; i < st->npending; i++) {
-		if (st->pending[i].id == id)
-			return &st->pending[i];
-	}
-	return NULL;
-}
-
-long rec_vm_find_map(const struct brk_rec_vm *vm, uint64_t iova, uint64_t size)
-{
-	return brk_dma_iova_find(vm->map, vm->nmaps, sizeof(*vm->map), iova, size);
-}
-
-int rec_vm_reserve(struct brk_rec_vm *vm)
-{
-	struct brk_dma_mapping *m;
-	uint32_t cap;
-
-	if (vm->nmaps < vm->cap)
-		return 0;
-	if (vm->nmaps >= BRK_REC_MAX_MAPS)
-		return -ENOSPC;
-	cap = vm->cap ? vm->cap * 2 : 64;
-	m = realloc(vm->map, (size_t)cap * sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	vm->map = m;
-	vm->cap = cap;
-	return 0;
-}
-
-/* Inserts `m` (owning m->also) in order; capacity must be reserved. -EEXIST on overlap. */
-static int vm_insert(struct brk_rec_vm *vm, const struct brk_dma_mapping *m)
-{
-	uint32_t i;
-
-	if (brk_dma_iova_overlap(vm->map, vm->nmaps, sizeof(*vm->map), m->iova,
-				 m->iova + (m->size - 1), &i) >= 0)
-		return -EEXIST;
-	memmove(&vm->map[i + 1], &vm->map[i], (size_t)(vm->nmaps - i) * sizeof(*m));
-	vm->map[i] = *m;
-	vm->nmaps++;
-	return 0;
-}
-
-static void vm_remove(struct brk_rec_vm *vm, uint32_t i)
-{
-	free(vm->map[i].also);
-	memmove(&vm->map[i], &vm->map[i + 1], (size_t)(vm->nmaps - i - 1) * sizeof(vm->map[0]));
-	vm->nmaps--;
-}
-
-static bool map_has_owner(const struct brk_dma_mapping *m, uint64_t owner)
-{
-	uint32_t i;
-
-	if (m->owner == owner)
-		return true;
-	for (i = 0; i < m->nalso; i++) {
-		if (m->also[i] == owner)
-			return true;
-	}
-	return false;
-}
-
-static int grow_ptrs(void *pp, uint32_t n)
-{
-	void **p = realloc(*(void ***)pp, ((size_t)n + 1) * sizeof(void *));
-
-	if (!p)
-		return -ENOMEM;
-	*(void ***)pp = p;
-	return 0;
 }
 
 /* ---- applying entries --------------------------------------------------------------------- */
@@ -305,7 +106,7 @@ static int apply_broker(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 static int apply_vm_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
 {
 	struct brk_rec_vm v = {0}, *vm;
-	uint32_t pos;
+	int rc;
 
 	get_str(r, v.name, 1, BRK_REC_NAME_MAX, true);
 	v.max_mappings = get_u32(r);
@@ -316,20 +117,10 @@ static int apply_vm_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 	if (r->bad)
 		return BAD("truncated, or a VM name that is empty, longer than %d or not printable",
 			   BRK_REC_NAME_MAX);
-	vm = idx_find(st->vm_index, st->nvms, v.name, &pos);
-	if (!vm) {
-		if (st->nvms >= BRK_REC_MAX_VMS)
-			return BAD("more than %d VMs", BRK_REC_MAX_VMS);
-		vm = calloc(1, sizeof(*vm));
-		if (!vm || grow_ptrs(&st->vms, st->nvms) < 0 ||
-		    grow_ptrs(&st->vm_index, st->nvms) < 0) {
-			free(vm);
-			return vb_errf(err, -ENOMEM, "out of memory");
-		}
-		memcpy(vm->name, v.name, sizeof(v.name));
-		idx_insert(st->vm_index, st->nvms, pos, vm);
-		st->vms[st->nvms++] = vm;
-	}
+	vm = rec_state_vm(st, v.name);
+	if (!vm && (rc = rec_state_add_vm(st, v.name, &vm)) < 0)
+		return rc == -ENOSPC ? BAD("more than %d VMs", BRK_REC_MAX_VMS)
+				     : vb_errf(err, rc, "out of memory");
 	vm->max_mappings = v.max_mappings;
 	vm->max_pinned_bytes = v.max_pinned_bytes;
 	vm->owner_uid = v.owner_uid;
@@ -383,12 +174,8 @@ static int apply_vm_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_er
 			return BAD("VM %s deleted while device %s names it", vm->name,
 				   st->devs[i]->bdf);
 	}
-	idx_find(st->vm_index, st->nvms, vm->name, &i);
-	idx_remove(st->vm_index, st->nvms, i);
-	arr_remove((void **)st->vms, st->nvms, vm);
-	st->nvms--;
 	drop_pending_of(st, false, vm->name);
-	vm_free(vm);
+	rec_state_del_vm(st, vm);
 	return 0;
 }
 
@@ -435,6 +222,7 @@ static int apply_dev_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 {
 	struct brk_rec_dev *d = calloc(1, sizeof(*d)), *old;
 	uint32_t i;
+	int rc;
 
 	if (!d)
 		return vb_errf(err, -ENOMEM, "out of memory");
@@ -455,33 +243,25 @@ static int apply_dev_put(struct brk_rec_state *st, struct rec_rd *r, struct vb_e
 		free(d);
 		return 0;
 	}
-	if (st->ndevs >= BRK_REC_MAX_DEVS || grow_ptrs(&st->devs, st->ndevs) < 0 ||
-	    grow_ptrs(&st->dev_index, st->ndevs) < 0) {
-		free(d);
-		return st->ndevs >= BRK_REC_MAX_DEVS ? BAD("more than %d devices", BRK_REC_MAX_DEVS)
-						     : vb_errf(err, -ENOMEM, "out of memory");
-	}
 	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
 		d->irq[i] = NULL;
-	idx_find(st->dev_index, st->ndevs, d->bdf, &i);
-	idx_insert(st->dev_index, st->ndevs, i, d);
-	st->devs[st->ndevs++] = d;
+	rc = rec_state_add_dev(st, d);
+	if (rc < 0) {
+		free(d);
+		return rc == -ENOSPC ? BAD("more than %d devices", BRK_REC_MAX_DEVS)
+				     : vb_errf(err, rc, "out of memory");
+	}
 	return 0;
 }
 
 static int apply_dev_del(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *err)
 {
 	struct brk_rec_dev *d = get_dev(st, r);
-	uint32_t i;
 
 	if (!d)
 		return BAD("deletion of an unknown device");
-	idx_find(st->dev_index, st->ndevs, d->bdf, &i);
-	idx_remove(st->dev_index, st->ndevs, i);
-	arr_remove((void **)st->devs, st->ndevs, d);
-	st->ndevs--;
 	drop_pending_of(st, true, d->bdf);
-	dev_free(d);
+	rec_state_del_dev(st, d);
 	return 0;
 }
 
@@ -546,7 +326,7 @@ static int apply_map(struct brk_rec_state *st, struct rec_rd *r, struct vb_err *
 			 : BAD("mapping at 0x%llx lists an owner twice",
 			       (unsigned long long)m.iova);
 	}
-	if (rec_vm_reserve(vm) < 0 || vm_insert(vm, &m) < 0) {
+	if (rec_vm_reserve(vm) < 0 || rec_vm_insert(vm, &m) < 0) {
 		free(m.also);
 		return BAD("mapping 0x%llx+0x%llx of VM %s overlaps another, or too many",
 			   (unsigned long long)m.iova, (unsigned long long)m.size, vm->name);
@@ -657,7 +437,7 @@ static int dma_done(struct brk_rec_state *st, const struct brk_rec_pending *p, s
 		return BAD("commit for VM %s, which is gone", p->key);
 	if (p->kind == BRK_JOP_DMA_MAP) {
 		if (!p->prot || (p->prot & ~BRK_DMA_PROT_MASK) || rec_vm_reserve(vm) < 0 ||
-		    vm_insert(vm, &m) < 0)
+		    rec_vm_insert(vm, &m) < 0)
 			return BAD("committed map 0x%llx+0x%llx overlaps, or bad prot or too many",
 				   (unsigned long long)p->iova, (unsigned long long)p->size);
 		vm->maps++;
@@ -669,7 +449,7 @@ static int dma_done(struct brk_rec_state *st, const struct brk_rec_pending *p, s
 	 * again, and the kernel answers that with success). */
 	i = rec_vm_find_map(vm, p->iova, p->size);
 	if (i >= 0)
-		vm_remove(vm, (uint32_t)i);
+		rec_vm_remove(vm, (uint32_t)i);
 	vm->unmaps++;
 	return 0;
 }
@@ -749,7 +529,7 @@ static int apply_owner(struct brk_rec_state *st, struct rec_rd *r, bool join, st
 		return BAD("owner change of an unknown VM or mapping");
 	m = &vm->map[i];
 	if (join) {
-		if (map_has_owner(m, owner) || m->nalso + 1 >= BRK_REC_MAX_OWNERS)
+		if (rec_map_has_owner(m, owner) || m->nalso + 1 >= BRK_REC_MAX_OWNERS)
 			return BAD("owner %llu joins a mapping it holds, or too many owners",
 				   (unsigned long long)owner);
 		also = realloc(m->also, (m->nalso + 1) * sizeof(*also));
@@ -760,7 +540,7 @@ static int apply_owner(struct brk_rec_state *st, struct rec_rd *r, bool join, st
 		vm->shares++;
 		return 0;
 	}
-	if (!m->nalso || !map_has_owner(m, owner))
+	if (!m->nalso || !rec_map_has_owner(m, owner))
 		return BAD("owner %llu leaves a mapping it does not share",
 			   (unsigned long long)owner);
 	for (k = 0; k < m->nalso && m->also[k] != owner; k++)

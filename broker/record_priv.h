@@ -110,6 +110,7 @@ const char *rec_type_name(unsigned type);
 void rec_enc_snapshot(const struct brk_rec_state *st, uint64_t gen, struct rec_buf *out,
 		      uint64_t *ret_count);
 
+/* record_state.c: the model */
 struct brk_rec_state *rec_state_new(void);
 struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name);
 struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bdf);
@@ -118,5 +119,20 @@ struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64
 long rec_vm_find_map(const struct brk_rec_vm *vm, uint64_t iova, uint64_t size);
 /* Room for one more mapping (so that a commit cannot fail). */
 int rec_vm_reserve(struct brk_rec_vm *vm);
+/* Inserts `m` (owning m->also) in IOVA order; capacity must be reserved. -EEXIST on overlap. */
+int rec_vm_insert(struct brk_rec_vm *vm, const struct brk_dma_mapping *m);
+/* Removes mapping i, freeing its owner list. */
+void rec_vm_remove(struct brk_rec_vm *vm, uint32_t i);
+bool rec_map_has_owner(const struct brk_dma_mapping *m, uint64_t owner);
+/* A new VM `name` (not yet in `st`), indexed, its other fields zero. -ENOSPC (BRK_REC_MAX_VMS),
+ * -ENOMEM; `st` unchanged on error. */
+int rec_state_add_vm(struct brk_rec_state *st, const char *name, struct brk_rec_vm **ret);
+/* Unindexes and frees a VM (its mappings with it). */
+void rec_state_del_vm(struct brk_rec_state *st, struct brk_rec_vm *vm);
+/* Indexes `d` (not yet in `st`), which `st` owns from then on. -ENOSPC (BRK_REC_MAX_DEVS),
+ * -ENOMEM; on error `st` is unchanged and `d` stays the caller's. */
+int rec_state_add_dev(struct brk_rec_state *st, struct brk_rec_dev *d);
+/* Unindexes and frees a device (its IRQ states with it). */
+void rec_state_del_dev(struct brk_rec_state *st, struct brk_rec_dev *d);
 
 #endif
