@@ -4,6 +4,7 @@
  * range-checked, paths being absolute and short enough for a unix socket address, and the first
  * problem being reported as "FILE:LINE: reason". Trusts nothing in the file; trusts libinih only
  * to split lines into section, key and value (line numbers are counted here, in the reader).
+ * The values that are more than a path, a number or a yes/no are config_value.c's.
  */
 #include "base.h"
 #include "config.h"
@@ -11,10 +12,8 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <ini.h>
 #include <limits.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -23,14 +22,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "config_priv.h"
 #include "log.h"
 
 /* sun_path is 108 bytes; the runtime dir leaves room for "/" + a 32-byte socket name. */
 #define CFG_SOCK_PATH_MAX   107
 #define CFG_RUNTIME_DIR_MAX 72
-/* libinih's line buffer (INI_MAX_LINE) minus the newline and the NUL. */
-#define CFG_LINE_MAX  200
-#define CFG_ALLOW_MAX 1024
 
 enum cfg_type {
 	CFG_PATH,    /* absolute path, char * */
@@ -55,20 +52,7 @@ struct cfg_key {
 	bool repeatable;
 };
 
-struct cfg_state {
-	struct brk_config *c;
-	FILE *f;
-	unsigned line;
-	bool failed;
-	int error;
-	struct vb_err *err;
-	unsigned seen[64]; /* line where each key of cfg_keys was set, 0: not yet */
-};
-
-static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-
-static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
+int brk_config__fail(struct cfg_state *st, const char *fmt, ...)
 {
 	char msg[512];
 	va_list ap;
@@ -84,290 +68,6 @@ static int cfg_fail(struct cfg_state *st, const char *fmt, ...)
 	return 0;
 }
 
-/* Parses the whole string as an unsigned decimal; no sign, no spaces, no trailing garbage. */
-static int cfg_parse_u64(const char *s, uint64_t *ret, char **end)
-{
-	unsigned long long v;
-
-	if (!isdigit((unsigned char)s[0]))
-		return -EINVAL;
-	errno = 0;
-	v = strtoull(s, end, 10);
-	if (errno == ERANGE)
-		return -ERANGE;
-	*ret = v;
-	return 0;
-}
-
-static int cfg_parse_size(const char *s, uint64_t *ret)
-{
-	uint64_t v, mult = 1;
-	char *end;
-	int r;
-
-	r = cfg_parse_u64(s, &v, &end);
-	if (r < 0)
-		return r;
-	switch (*end) {
-	case '\0':
-		break;
-	case 'K':
-		mult = 1ull << 10;
-		break;
-	case 'M':
-		mult = 1ull << 20;
-		break;
-	case 'G':
-		mult = 1ull << 30;
-		break;
-	case 'T':
-		mult = 1ull << 40;
-		break;
-	default:
-		return -EINVAL;
-	}
-	if (*end && end[1] != '\0')
-		return -EINVAL;
-	if (v > UINT64_MAX / mult)
-		return -ERANGE;
-	*ret = v * mult;
-	return 0;
-}
-
-static int cfg_parse_bool(const char *s, bool *ret)
-{
-	static const char *const yes[] = {"yes", "true", "on", "1"};
-	static const char *const no[] = {"no", "false", "off", "0"};
-
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcmp(s, yes[i])) {
-			*ret = true;
-			return 0;
-		}
-		if (!strcmp(s, no[i])) {
-			*ret = false;
-			return 0;
-		}
-	}
-	return -EINVAL;
-}
-
-static int cfg_parse_id(const char *s, uint16_t *vendor, uint16_t *device)
-{
-	unsigned v, d;
-	int n = 0;
-
-	for (const char *p = s; *p; p++)
-		if (!isxdigit((unsigned char)*p) && *p != ':')
-			return -EINVAL;
-	if (sscanf(s, "%4x:%4x%n", &v, &d, &n) != 2 || n != 9 || s[n])
-		return -EINVAL;
-	/* 0xffff is what a config read of an absent function returns: never a real vendor. */
-	if (v == 0xffff)
-		return -EINVAL;
-	*vendor = (uint16_t)v;
-	*device = (uint16_t)d;
-	return 0;
-}
-
-static int cfg_allow_one(struct cfg_state *st, const char *tok)
-{
-	struct brk_config *c = st->c;
-	struct brk_allow a = {.line = st->line}, *n;
-
-	if (strlen(tok) == 9 && tok[4] == ':' && !strchr(tok, '.')) {
-		if (cfg_parse_id(tok, &a.vendor, &a.device) < 0)
-			return cfg_fail(
-			    st, "allow: '%s' is not a vendor:device id (like 1234:11e8)", tok);
-		a.is_id = true;
-	} else if (vb_bdf_normalize(tok, a.bdf, sizeof(a.bdf)) < 0) {
-		return cfg_fail(st,
-				"allow: '%s' is neither a PCI address (like 0000:00:03.0) nor a "
-				"vendor:device id (like 1234:11e8)",
-				tok);
-	}
-	if (c->nallow >= CFG_ALLOW_MAX)
-		return cfg_fail(st, "allow: more than %d entries", CFG_ALLOW_MAX);
-	n = realloc(c->allow, (c->nallow + 1) * sizeof(*n));
-	if (!n) {
-		st->error = -ENOMEM;
-		return cfg_fail(st, "out of memory");
-	}
-	c->allow = n;
-	c->allow[c->nallow++] = a;
-	return 1;
-}
-
-/* allow = ENTRY [ENTRY...], entries separated by spaces or commas; the key may repeat. */
-static int cfg_allow(struct cfg_state *st, const char *value)
-{
-	char buf[CFG_LINE_MAX + 1], *save = NULL, *tok;
-
-	snprintf(buf, sizeof(buf), "%s", value);
-	tok = strtok_r(buf, " \t,", &save);
-	if (!tok)
-		return cfg_fail(st, "allow: empty value");
-	for (; tok; tok = strtok_r(NULL, " \t,", &save))
-		if (!cfg_allow_one(st, tok))
-			return 0;
-	return 1;
-}
-
-static int cfg_uid(struct cfg_state *st, const char *value, uid_t *uid, gid_t *gid)
-{
-	struct passwd *pw;
-	uint64_t v;
-	char *end;
-
-	if (cfg_parse_u64(value, &v, &end) == 0 && !*end) {
-		/* (uid_t)-1 means "no change" to the set*id calls: never a real id. */
-		if (v >= UINT32_MAX)
-			return cfg_fail(st, "uid %s out of range (0..%u)", value, UINT32_MAX - 1);
-		*uid = (uid_t)v;
-		if (gid) {
-			pw = getpwuid(*uid);
-			*gid = pw ? pw->pw_gid : (gid_t)v;
-		}
-		return 1;
-	}
-	pw = getpwnam(value);
-	if (!pw)
-		return cfg_fail(st, "no such user '%s'", value);
-	*uid = pw->pw_uid;
-	if (gid)
-		*gid = pw->pw_gid;
-	return 1;
-}
-
-static int cfg_gid(struct cfg_state *st, const char *value, gid_t *gid)
-{
-	struct group *gr;
-	uint64_t v;
-	char *end;
-
-	if (cfg_parse_u64(value, &v, &end) == 0 && !*end) {
-		if (v >= UINT32_MAX)
-			return cfg_fail(st, "gid %s out of range (0..%u)", value, UINT32_MAX - 1);
-		*gid = (gid_t)v;
-		return 1;
-	}
-	gr = getgrnam(value);
-	if (!gr)
-		return cfg_fail(st, "no such group '%s'", value);
-	*gid = gr->gr_gid;
-	return 1;
-}
-
-static int cfg_admin_uid(struct cfg_state *st, const char *value)
-{
-	return cfg_uid(st, value, &st->c->admin_uid, NULL);
-}
-
-static int cfg_admin_gid(struct cfg_state *st, const char *value)
-{
-	st->c->admin_gid_set = true;
-	return cfg_gid(st, value, &st->c->admin_gid);
-}
-
-static int cfg_worker_user(struct cfg_state *st, const char *value)
-{
-	if (!cfg_uid(st, value, &st->c->worker_uid_first, &st->c->worker_gid))
-		return 0;
-	if (st->c->worker_uid_first == 0)
-		return cfg_fail(st, "user: workers must not run as root");
-	st->c->worker_uid_last = st->c->worker_uid_first;
-	st->c->worker_user_set = true;
-	return 1;
-}
-
-/* uid_range = FIRST-LAST: worker n runs as uid and gid FIRST+n, so workers cannot signal,
- * ptrace or share files with each other even if they escape their namespaces. */
-static int cfg_uid_range(struct cfg_state *st, const char *value)
-{
-	uint64_t a, b;
-	char *end;
-
-	if (cfg_parse_u64(value, &a, &end) < 0 || *end != '-' ||
-	    cfg_parse_u64(end + 1, &b, &end) < 0 || *end)
-		return cfg_fail(st, "uid_range: '%s' is not FIRST-LAST (like 61000-61999)", value);
-	if (a == 0 || b < a || b >= UINT32_MAX)
-		return cfg_fail(st, "uid_range: %s out of range (1 <= FIRST <= LAST < %u)", value,
-				UINT32_MAX);
-	st->c->worker_uid_first = (uid_t)a;
-	st->c->worker_uid_last = (uid_t)b;
-	return 1;
-}
-
-static int cfg_log_level(struct cfg_state *st, const char *value)
-{
-	int p = brk_log_level_from_string(value);
-
-	if (p < 0)
-		return cfg_fail(st, "log_level: '%s' is not error|warning|notice|info|debug",
-				value);
-	st->c->log_level = p;
-	st->c->log_level_set = true;
-	return 1;
-}
-
-static int cfg_seccomp_mode(struct cfg_state *st, const char *value, enum brk_seccomp_mode *m)
-{
-	if (!strcmp(value, "kill"))
-		*m = BRK_SECCOMP_KILL;
-	else if (!strcmp(value, "log"))
-		*m = BRK_SECCOMP_LOG;
-	else if (!strcmp(value, "off"))
-		*m = BRK_SECCOMP_OFF;
-	else
-		return cfg_fail(st, "seccomp: '%s' is not kill|log|off", value);
-	return 1;
-}
-
-static int cfg_seccomp(struct cfg_state *st, const char *value)
-{
-	return cfg_seccomp_mode(st, value, &st->c->seccomp);
-}
-
-static int cfg_broker_seccomp(struct cfg_state *st, const char *value)
-{
-	return cfg_seccomp_mode(st, value, &st->c->broker_seccomp);
-}
-
-static int cfg_restart(struct cfg_state *st, const char *value)
-{
-	if (!strcmp(value, "never"))
-		st->c->restart = BRK_RESTART_NEVER;
-	else if (!strcmp(value, "on-failure"))
-		st->c->restart = BRK_RESTART_ON_FAILURE;
-	else
-		return cfg_fail(st, "restart: '%s' is not never|on-failure", value);
-	return 1;
-}
-
-static const char *const proto_names[] = {"none", "native", "vfio-user", "both"};
-
-const char *brk_proto_name(uint32_t protocols)
-{
-	return protocols <= BRK_PROTO_BOTH ? proto_names[protocols] : "none";
-}
-
-int brk_proto_parse(const char *s, uint32_t *ret)
-{
-	for (uint32_t i = BRK_PROTO_NATIVE; i <= BRK_PROTO_BOTH; i++)
-		if (!strcmp(s, proto_names[i])) {
-			*ret = i;
-			return 0;
-		}
-	return -EINVAL;
-}
-
-static int cfg_protocol(struct cfg_state *st, const char *value)
-{
-	if (brk_proto_parse(value, &st->c->protocols) < 0)
-		return cfg_fail(st, "protocol: '%s' is not native|vfio-user|both", value);
-	return 1;
-}
-
 #define OFF(f) offsetof(struct brk_config, f)
 #define MIB    (1ull << 20)
 #define GIB    (1ull << 30)
@@ -378,22 +78,22 @@ static const struct cfg_key cfg_keys[] = {
      .type = CFG_PATH,
      .max_len = CFG_SOCK_PATH_MAX,
      .offset = OFF(control_socket)},
-    {.section = "broker", .name = "admin_uid", .type = CFG_SPECIAL, .fn = cfg_admin_uid},
-    {.section = "broker", .name = "admin_gid", .type = CFG_SPECIAL, .fn = cfg_admin_gid},
+    {.section = "broker", .name = "admin_uid", .type = CFG_SPECIAL, .fn = brk_config__admin_uid},
+    {.section = "broker", .name = "admin_gid", .type = CFG_SPECIAL, .fn = brk_config__admin_gid},
     {.section = "broker",
      .name = "runtime_dir",
      .type = CFG_PATH,
      .max_len = CFG_RUNTIME_DIR_MAX,
      .offset = OFF(runtime_dir)},
-    {.section = "broker", .name = "log_level", .type = CFG_SPECIAL, .fn = cfg_log_level},
-    {.section = "broker", .name = "seccomp", .type = CFG_SPECIAL, .fn = cfg_broker_seccomp},
+    {.section = "broker", .name = "log_level", .type = CFG_SPECIAL, .fn = brk_config__log_level},
+    {.section = "broker", .name = "seccomp", .type = CFG_SPECIAL, .fn = brk_config__broker_seccomp},
     {.section = "devices",
      .name = "allow",
      .type = CFG_SPECIAL,
-     .fn = cfg_allow,
+     .fn = brk_config__allow,
      .repeatable = true},
     {.section = "devices", .name = "allow_bind", .type = CFG_BOOL, .offset = OFF(allow_bind)},
-    {.section = "devices", .name = "protocol", .type = CFG_SPECIAL, .fn = cfg_protocol},
+    {.section = "devices", .name = "protocol", .type = CFG_SPECIAL, .fn = brk_config__protocol},
     {.section = "limits",
      .name = "max_dma_mappings",
      .type = CFG_U32,
@@ -430,8 +130,8 @@ static const struct cfg_key cfg_keys[] = {
      .type = CFG_PATH,
      .max_len = PATH_MAX - 1,
      .offset = OFF(worker_path)},
-    {.section = "worker", .name = "user", .type = CFG_SPECIAL, .fn = cfg_worker_user},
-    {.section = "worker", .name = "uid_range", .type = CFG_SPECIAL, .fn = cfg_uid_range},
+    {.section = "worker", .name = "user", .type = CFG_SPECIAL, .fn = brk_config__worker_user},
+    {.section = "worker", .name = "uid_range", .type = CFG_SPECIAL, .fn = brk_config__uid_range},
     {.section = "worker",
      .name = "rlimit_nofile",
      .type = CFG_U64,
@@ -468,7 +168,7 @@ static const struct cfg_key cfg_keys[] = {
      .offset = OFF(rlimits.as),
      .min = 0,
      .max = 1ull << 46},
-    {.section = "worker", .name = "seccomp", .type = CFG_SPECIAL, .fn = cfg_seccomp},
+    {.section = "worker", .name = "seccomp", .type = CFG_SPECIAL, .fn = brk_config__seccomp},
     {.section = "worker",
      .name = "heartbeat_interval_ms",
      .type = CFG_U32,
@@ -481,7 +181,7 @@ static const struct cfg_key cfg_keys[] = {
      .offset = OFF(heartbeat_timeout_ms),
      .min = 200,
      .max = 600000},
-    {.section = "worker", .name = "restart", .type = CFG_SPECIAL, .fn = cfg_restart},
+    {.section = "worker", .name = "restart", .type = CFG_SPECIAL, .fn = brk_config__restart},
     {.section = "worker",
      .name = "restart_max",
      .type = CFG_U32,
@@ -498,13 +198,13 @@ static int cfg_set_path(struct cfg_state *st, const struct cfg_key *k, const cha
 	char **slot = (char **)((char *)st->c + k->offset), *dup;
 
 	if (value[0] != '/')
-		return cfg_fail(st, "%s: '%s' is not an absolute path", k->name, value);
+		return brk_config__fail(st, "%s: '%s' is not an absolute path", k->name, value);
 	if (strlen(value) > k->max_len)
-		return cfg_fail(st, "%s: path longer than %zu bytes", k->name, k->max_len);
+		return brk_config__fail(st, "%s: path longer than %zu bytes", k->name, k->max_len);
 	dup = strdup(value);
 	if (!dup) {
 		st->error = -ENOMEM;
-		return cfg_fail(st, "out of memory");
+		return brk_config__fail(st, "out of memory");
 	}
 	free(*slot);
 	*slot = dup;
@@ -519,19 +219,19 @@ static int cfg_set_number(struct cfg_state *st, const struct cfg_key *k, const c
 	int r;
 
 	if (k->type == CFG_SIZE) {
-		r = cfg_parse_size(value, &v);
+		r = brk_config__parse_size(value, &v);
 	} else {
-		r = cfg_parse_u64(value, &v, &end);
+		r = brk_config__parse_u64(value, &v, &end);
 		if (r == 0 && *end)
 			r = -EINVAL;
 	}
 	if (r == -EINVAL)
-		return cfg_fail(st, "%s: '%s' is not a%s number", k->name, value,
-				k->type == CFG_SIZE ? " size (bytes, or with K, M, G, T)"
-						    : "n unsigned");
+		return brk_config__fail(st, "%s: '%s' is not a%s number", k->name, value,
+					k->type == CFG_SIZE ? " size (bytes, or with K, M, G, T)"
+							    : "n unsigned");
 	if (r < 0 || v < k->min || v > k->max)
-		return cfg_fail(st, "%s: %s out of range (%llu..%llu)", k->name, value,
-				(unsigned long long)k->min, (unsigned long long)k->max);
+		return brk_config__fail(st, "%s: %s out of range (%llu..%llu)", k->name, value,
+					(unsigned long long)k->min, (unsigned long long)k->max);
 	if (k->type == CFG_U32)
 		*(uint32_t *)slot = (uint32_t)v;
 	else
@@ -549,7 +249,7 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	if (st->failed)
 		return 0;
 	if (!section[0])
-		return cfg_fail(st, "'%s' outside of a section", name);
+		return brk_config__fail(st, "'%s' outside of a section", name);
 	for (i = 0; i < ARRAY_SIZE(cfg_keys); i++) {
 		if (!strcmp(cfg_keys[i].section, section) && !strcmp(cfg_keys[i].name, name)) {
 			k = &cfg_keys[i];
@@ -557,13 +257,13 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 		}
 	}
 	if (!k)
-		return cfg_fail(st, "unknown key '%s' in [%s]", name, section);
+		return brk_config__fail(st, "unknown key '%s' in [%s]", name, section);
 	if (st->seen[i] && !k->repeatable)
-		return cfg_fail(st, "'%s' set twice in [%s] (first at line %u)", name, section,
-				st->seen[i]);
+		return brk_config__fail(st, "'%s' set twice in [%s] (first at line %u)", name,
+					section, st->seen[i]);
 	st->seen[i] = st->line;
 	if (!value[0] && k->type != CFG_SPECIAL)
-		return cfg_fail(st, "%s: empty value", name);
+		return brk_config__fail(st, "%s: empty value", name);
 	switch (k->type) {
 	case CFG_PATH:
 		return cfg_set_path(st, k, value);
@@ -572,16 +272,16 @@ static int cfg_handler(void *user, const char *section, const char *name, const 
 	case CFG_SIZE:
 		return cfg_set_number(st, k, value);
 	case CFG_BOOL:
-		if (cfg_parse_bool(value, &b) < 0)
-			return cfg_fail(st, "%s: '%s' is not yes or no", name, value);
+		if (brk_config__parse_bool(value, &b) < 0)
+			return brk_config__fail(st, "%s: '%s' is not yes or no", name, value);
 		*(bool *)((char *)st->c + k->offset) = b;
 		return 1;
 	case CFG_SPECIAL:
 		if (!value[0])
-			return cfg_fail(st, "%s: empty value", name);
+			return brk_config__fail(st, "%s: empty value", name);
 		return k->fn(st, value);
 	}
-	return cfg_fail(st, "internal: bad key type");
+	return brk_config__fail(st, "internal: bad key type");
 }
 
 /* A "[name]" line: libinih does not call the handler for empty sections, so unknown section
@@ -603,7 +303,7 @@ static void cfg_check_section(struct cfg_state *st, const char *line)
 	for (size_t i = 0; i < ARRAY_SIZE(cfg_sections); i++)
 		if (!strcmp(name, cfg_sections[i]))
 			return;
-	cfg_fail(st, "unknown section [%s]", name);
+	brk_config__fail(st, "unknown section [%s]", name);
 }
 
 /* libinih's fgets-style reader, here so that the line number is ours to report, and so that
@@ -625,16 +325,16 @@ static char *cfg_reader(char *buf, int num, void *stream)
 		free(line);
 		if (ferror(st->f)) {
 			st->line++;
-			cfg_fail(st, "cannot read: %s", strerror(e ? e : EIO));
+			brk_config__fail(st, "cannot read: %s", strerror(e ? e : EIO));
 			st->error = e ? -e : -EIO;
 		}
 		return NULL;
 	}
 	st->line++;
 	if (memchr(line, '\0', (size_t)len))
-		cfg_fail(st, "line contains a NUL byte");
+		brk_config__fail(st, "line contains a NUL byte");
 	else if (len > num - 1)
-		cfg_fail(st, "line longer than %d characters", num - 2);
+		brk_config__fail(st, "line longer than %d characters", num - 2);
 	else
 		memcpy(buf, line, (size_t)len + 1);
 	free(line);
@@ -694,9 +394,9 @@ static int cfg_check_whole(struct cfg_state *st)
 		return -ENOMEM;
 	if (user_line && range_line) {
 		st->line = range_line > user_line ? range_line : user_line;
-		cfg_fail(st,
-			 "[worker] sets both user (line %u) and uid_range (line %u); choose one",
-			 user_line, range_line);
+		brk_config__fail(
+		    st, "[worker] sets both user (line %u) and uid_range (line %u); choose one",
+		    user_line, range_line);
 		return -EINVAL;
 	}
 	if (!user_line && !range_line) {
@@ -709,9 +409,9 @@ static int cfg_check_whole(struct cfg_state *st)
 		unsigned b = cfg_seen(st, "worker", "heartbeat_timeout_ms");
 
 		st->line = a > b ? a : b;
-		cfg_fail(st,
-			 "heartbeat_timeout_ms (%u) must be longer than heartbeat_interval_ms (%u)",
-			 c->heartbeat_timeout_ms, c->heartbeat_interval_ms);
+		brk_config__fail(
+		    st, "heartbeat_timeout_ms (%u) must be longer than heartbeat_interval_ms (%u)",
+		    c->heartbeat_timeout_ms, c->heartbeat_interval_ms);
 		return -EINVAL;
 	}
 	return 0;
@@ -766,7 +466,8 @@ int brk_config_load(const char *path, struct brk_config **ret, struct vb_err *er
 		/* libinih found a line that is neither a section, a key = value nor a comment. */
 		st.failed = false;
 		st.line = (unsigned)r;
-		cfg_fail(&st, "syntax error: expected '[section]', 'key = value' or a comment");
+		brk_config__fail(&st,
+				 "syntax error: expected '[section]', 'key = value' or a comment");
 	}
 	if (r < 0 && !st.failed) {
 		vb_errf(err, -ENOMEM, "%s: cannot parse (libinih error %d)", path, r);

@@ -8,6 +8,7 @@ pkg_check_modules(LIBSYSTEMD REQUIRED IMPORTED_TARGET libsystemd)
 add_library(vb_brokerd_base STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/config.c
 	${CMAKE_CURRENT_SOURCE_DIR}/config_report.c
+	${CMAKE_CURRENT_SOURCE_DIR}/config_value.c
 	${CMAKE_CURRENT_SOURCE_DIR}/control.c
 	${CMAKE_CURRENT_SOURCE_DIR}/fdstore.c
 	${CMAKE_CURRENT_SOURCE_DIR}/log.c
