@@ -272,41 +272,22 @@ static struct brk_vm *adopt_vm(struct brk_daemon *dmn, struct brk_fdstore_set *s
 	return vm;
 }
 
-/* The device's group: the VM's already adopted one, or its fd from the set. */
-static int adopt_group(struct brk_daemon *dmn, struct brk_fdstore_set *set, struct dmn_vm *v,
-		       uint32_t nr, struct dmn_group **ret, struct vb_err *err)
+/* The device's group, when the VM has not adopted it with another device: its fd from the set
+ * (brk_daemon__group_get's open). */
+static int adopt_group_open(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, void *ctx,
+			    struct brk_group **ret, struct vb_err *err)
 {
-	struct dmn_group *g;
 	char id[12];
 	int fd, r;
 
-	for (g = v->groups; g; g = g->next) {
-		if (g->nr == nr) {
-			g->users++;
-			*ret = g;
-			return 0;
-		}
-	}
-	g = calloc(1, sizeof(*g));
-	if (!g)
-		return vb_errf(err, -ENOMEM, "out of memory");
 	snprintf(id, sizeof(id), "%u", nr);
-	fd = adopt_take(set, "grp", id);
-	r = fd < 0 ? vb_errf(err, fd, "no fd of IOMMU group %u", nr) : 0;
-	if (r == 0 && (r = brk_group_adopt(dmn->sys, nr, fd, v->container, err, &g->g)) < 0)
+	fd = adopt_take(ctx, "grp", id);
+	if (fd < 0)
+		return vb_errf(err, fd, "no fd of IOMMU group %u", nr);
+	r = brk_group_adopt(dmn->sys, nr, fd, v->container, err, ret);
+	if (r < 0)
 		close(fd);
-	if (r == 0 && (r = brk_daemon__store_put(dmn, "grp", id, fd, err)) < 0)
-		brk_group_unref(g->g);
-	if (r < 0) {
-		free(g);
-		return r;
-	}
-	g->nr = nr;
-	g->users = 1;
-	g->next = v->groups;
-	v->groups = g;
-	*ret = g;
-	return 0;
+	return r;
 }
 
 /* Its interrupts as recorded, now that the device handle is back (no ioctl). */
@@ -351,7 +332,7 @@ static int adopt_device(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	if (!adopt_vm(dmn, set, brk_rec_state_vm(st, rd->vm), rd->bdf, d))
 		return vb_errf(err, -EBADF, "its VM's container cannot be adopted");
 	v = d->vm->priv;
-	r = adopt_group(dmn, set, v, rd->iommu_group, &dd->grp, err);
+	r = brk_daemon__group_get(dmn, v, rd->iommu_group, adopt_group_open, set, &dd->grp, err);
 	if (r < 0)
 		return r;
 	fd = adopt_take(set, "dev", rd->bdf);

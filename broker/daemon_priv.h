@@ -106,6 +106,15 @@ void brk_daemon__store_drop(struct brk_daemon *dmn, const char *kind, const char
 int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 			  const Vb__Ctl__AddDevice *req, uint32_t maxmap, uint64_t maxpin,
 			  struct vb_err *err);
+/* How a group the VM does not have yet is had: opened and attached (AddDevice), or taken from
+ * what the last broker left (daemon_adopt.c). On failure nothing is left to release. */
+typedef int (*brk_daemon_group_open_fn)(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr,
+					void *ctx, struct brk_group **ret, struct vb_err *err);
+/* The VM's group `nr` with one more user: the one it has, or one had through `open` and kept in
+ * the fd store. */
+int brk_daemon__group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr,
+			  brk_daemon_group_open_fn open, void *ctx, struct dmn_group **ret,
+			  struct vb_err *err);
 /* The VM's DMA table with its quotas (vm->max_*), journalled to the record. */
 int brk_daemon__vm_dma(struct brk_daemon *dmn, struct brk_vm *vm, struct vb_err *err);
 /* Interrupts off and the device's DMA unmapped: safe while its worker may still run. */

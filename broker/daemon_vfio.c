@@ -127,8 +127,9 @@ static void dmn_vm_put(struct brk_daemon *dmn, struct brk_vm *vm)
 	vm->priv = NULL;
 }
 
-static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, struct vb_err *err,
-			 struct dmn_group **ret)
+int brk_daemon__group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr,
+			  brk_daemon_group_open_fn open, void *ctx, struct dmn_group **ret,
+			  struct vb_err *err)
 {
 	_cleanup_free_ struct dmn_group *ng = NULL;
 	struct dmn_group *g;
@@ -145,14 +146,14 @@ static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, 
 	ng = calloc(1, sizeof(*ng));
 	if (!ng)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	r = brk_group_open(dmn->sys, nr, err, &ng->g);
-	if (r == 0)
-		r = brk_group_attach(ng->g, v->container, err);
+	r = open(dmn, v, nr, ctx, &ng->g, err);
+	if (r < 0)
+		return r;
+	/* A failed put leaves nothing stored under the name. Nothing is dropped on failure: a
+	 * group refused because another VM holds it has that VM's fd under this very name. */
 	dmn_group_id(nr, id);
-	if (r == 0)
-		r = brk_daemon__store_put(dmn, "grp", id, brk_group_fd(ng->g), err);
+	r = brk_daemon__store_put(dmn, "grp", id, brk_group_fd(ng->g), err);
 	if (r < 0) {
-		brk_daemon__store_drop(dmn, "grp", id);
 		brk_group_unref(ng->g);
 		return r;
 	}
@@ -162,6 +163,19 @@ static int dmn_group_get(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, 
 	v->groups = ng;
 	*ret = TAKE_PTR(ng);
 	return 0;
+}
+
+/* AddDevice's way to a group the VM does not have yet: opened and attached to its container. */
+static int dmn_group_open(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr, void *ctx,
+			  struct brk_group **ret, struct vb_err *err)
+{
+	int r;
+
+	(void)ctx;
+	r = brk_group_open(dmn->sys, nr, err, ret);
+	if (r == 0 && (r = brk_group_attach(*ret, v->container, err)) < 0)
+		brk_group_unref(*ret);
+	return r;
 }
 
 /* Names the group's holder for the refusal another VM's AddDevice gets: the VM and the devices
@@ -266,7 +280,7 @@ int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 		    "first device; a device added to it cannot change them",
 		    d->vm->name, d->vm->max_dma_mappings,
 		    (unsigned long long)d->vm->max_pinned_bytes);
-	r = dmn_group_get(dmn, v, d->iommu_group, err, &dd->grp);
+	r = brk_daemon__group_get(dmn, v, d->iommu_group, dmn_group_open, NULL, &dd->grp, err);
 	if (r < 0)
 		return r;
 	dmn_group_describe(dmn, dd->grp, d->vm->name);

@@ -540,6 +540,25 @@ static void test_daemon_group_of_other_vm_refused_naming_it(void **state)
 	ipc_msg_free(m);
 }
 
+/* A refused AddDevice leaves the fd store as it was: the group another VM holds keeps its fd
+ * there, so a restart still finds it. */
+static void test_daemon_group_of_other_vm_refused_keeps_its_stored_fd(void **state)
+{
+	size_t stored;
+	int fd;
+	(void)state;
+
+	env_start(3);
+	add_ready(DEV_A, "vm1", 0);
+	fd = brk_fdstore_get(E.store, "grp.5");
+	assert_true(fd >= 0);
+	stored = brk_fdstore_count(E.store);
+	send_add(DEV_A1, "vm2", 0);
+	expect_error(-EBUSY, "IOMMU group 5 belongs to vm vm1");
+	assert_int_equal(brk_fdstore_get(E.store, "grp.5"), fd);
+	assert_int_equal(brk_fdstore_count(E.store), stored);
+}
+
 /* Issue 13 #3: at removal the broker turns decoding off (what revokes a grant holder's mappings)
  * and, when the holder keeps the group open, names it in the next AddDevice's refusal; once the
  * holder lets go the device can go to another VM. */
@@ -1576,6 +1595,8 @@ int main(void)
 	    cmocka_unit_test_teardown(test_daemon_quota_mismatch_refused_changes_nothing, teardown),
 	    cmocka_unit_test_teardown(test_daemon_remove_connected_asks_vmm_then_forgets, teardown),
 	    cmocka_unit_test_teardown(test_daemon_group_of_other_vm_refused_naming_it, teardown),
+	    cmocka_unit_test_teardown(test_daemon_group_of_other_vm_refused_keeps_its_stored_fd,
+				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_removal_revokes_grant_and_names_holder, teardown),
 	    cmocka_unit_test_teardown(test_daemon_fault_restarts_worker_next_generation, teardown),
 	    cmocka_unit_test_teardown(test_daemon_store_holds_every_fd_while_its_object_lives,
