@@ -333,15 +333,7 @@ static int journaled_map(struct brk_dma *d, uint64_t owner, uint64_t iova, uint6
 
 static bool has_owner(const struct dma_map *m, uint64_t owner)
 {
-	uint32_t i;
-
-	if (m->owner == owner)
-		return true;
-	for (i = 0; i < m->nalso; i++) {
-		if (m->also[i] == owner)
-			return true;
-	}
-	return false;
+	return brk_dma_owned_by(m->owner, m->also, m->nalso, owner);
 }
 
 /* Removes `owner` from a shared mapping (nalso > 0); the mapping stays for the others. */

@@ -28,6 +28,7 @@
 #ifndef VB_BROKER_DMA_H
 #define VB_BROKER_DMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -118,6 +119,9 @@ uint32_t brk_dma_iova_lower(const void *maps, uint32_t n, size_t stride, uint64_
  * the index an entry starting at `iova` is inserted at. */
 long brk_dma_iova_overlap(const void *maps, uint32_t n, size_t stride, uint64_t iova, uint64_t last,
 			  uint32_t *pos);
+/* Whether `owner` holds a mapping whose first owner is `first` and whose further ones are the
+ * `nalso` of `also`. */
+bool brk_dma_owned_by(uint64_t first, const uint64_t *also, uint32_t nalso, uint64_t owner);
 /* Index of the entry that is exactly [iova, iova + size), or -1. */
 long brk_dma_iova_find(const void *maps, uint32_t n, size_t stride, uint64_t iova, uint64_t size);
 

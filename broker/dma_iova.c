@@ -1,7 +1,8 @@
 /*
  * dma_iova: the IOVA search over a table of DMA mappings kept sorted by IOVA without overlaps,
- * shared by the VM's DMA table (dma.c) and the state record's copy of it (record_apply.c), so
- * that both find, refuse and insert by the same rule. Trusts its callers for the table's order
+ * and the owner test of a shared mapping, both shared by the VM's DMA table (dma.c) and the
+ * state record's copy of it (record_state.c, record_apply.c), so that both find, refuse, insert
+ * and share by the same rule. Trusts its callers for the table's order
  * and layout (dma.h); it reads the tables and changes nothing.
  */
 #include <string.h>
@@ -52,6 +53,19 @@ long brk_dma_iova_overlap(const void *maps, uint32_t n, size_t stride, uint64_t 
 			return i - 1;
 	}
 	return -1;
+}
+
+bool brk_dma_owned_by(uint64_t first, const uint64_t *also, uint32_t nalso, uint64_t owner)
+{
+	uint32_t i;
+
+	if (first == owner)
+		return true;
+	for (i = 0; i < nalso; i++) {
+		if (also[i] == owner)
+			return true;
+	}
+	return false;
 }
 
 long brk_dma_iova_find(const void *maps, uint32_t n, size_t stride, uint64_t iova, uint64_t size)

@@ -529,7 +529,8 @@ static int apply_owner(struct brk_rec_state *st, struct rec_rd *r, bool join, st
 		return BAD("owner change of an unknown VM or mapping");
 	m = &vm->map[i];
 	if (join) {
-		if (rec_map_has_owner(m, owner) || m->nalso + 1 >= BRK_REC_MAX_OWNERS)
+		if (brk_dma_owned_by(m->owner, m->also, m->nalso, owner) ||
+		    m->nalso + 1 >= BRK_REC_MAX_OWNERS)
 			return BAD("owner %llu joins a mapping it holds, or too many owners",
 				   (unsigned long long)owner);
 		also = realloc(m->also, (m->nalso + 1) * sizeof(*also));
@@ -540,7 +541,7 @@ static int apply_owner(struct brk_rec_state *st, struct rec_rd *r, bool join, st
 		vm->shares++;
 		return 0;
 	}
-	if (!m->nalso || !rec_map_has_owner(m, owner))
+	if (!m->nalso || !brk_dma_owned_by(m->owner, m->also, m->nalso, owner))
 		return BAD("owner %llu leaves a mapping it does not share",
 			   (unsigned long long)owner);
 	for (k = 0; k < m->nalso && m->also[k] != owner; k++)

@@ -123,7 +123,6 @@ int rec_vm_reserve(struct brk_rec_vm *vm);
 int rec_vm_insert(struct brk_rec_vm *vm, const struct brk_dma_mapping *m);
 /* Removes mapping i, freeing its owner list. */
 void rec_vm_remove(struct brk_rec_vm *vm, uint32_t i);
-bool rec_map_has_owner(const struct brk_dma_mapping *m, uint64_t owner);
 /* A new VM `name` (not yet in `st`), indexed, its other fields zero. -ENOSPC (BRK_REC_MAX_VMS),
  * -ENOMEM; `st` unchanged on error. */
 int rec_state_add_vm(struct brk_rec_state *st, const char *name, struct brk_rec_vm **ret);

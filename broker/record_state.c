@@ -187,19 +187,6 @@ void rec_vm_remove(struct brk_rec_vm *vm, uint32_t i)
 	vm->nmaps--;
 }
 
-bool rec_map_has_owner(const struct brk_dma_mapping *m, uint64_t owner)
-{
-	uint32_t i;
-
-	if (m->owner == owner)
-		return true;
-	for (i = 0; i < m->nalso; i++) {
-		if (m->also[i] == owner)
-			return true;
-	}
-	return false;
-}
-
 static int grow_ptrs(void *pp, uint32_t n)
 {
 	void **p = realloc(*(void ***)pp, ((size_t)n + 1) * sizeof(void *));
