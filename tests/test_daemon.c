@@ -338,11 +338,18 @@ static void settle(void)
 		uv_run(&E.loop, UV_RUN_NOWAIT);
 }
 
+/* Sends one control request from the test's client; its answer is pump()'s to read. */
+static void send_ctl(uint16_t type, const ProtobufCMessage *req)
+{
+	uint32_t id;
+
+	assert_int_equal(ipc_chan_request(E.client, type, req, NULL, 0, &id), 0);
+}
+
 static void send_add(const char *bdf, const char *vm, uint32_t maxmap)
 {
 	Vb__Ctl__AddDevice req = VB__CTL__ADD_DEVICE__INIT;
 	Vb__Ctl__DeviceLimits lim = VB__CTL__DEVICE_LIMITS__INIT;
-	uint32_t id;
 
 	req.bdf = (char *)bdf;
 	req.vm = (char *)vm;
@@ -351,19 +358,16 @@ static void send_add(const char *bdf, const char *vm, uint32_t maxmap)
 		lim.max_dma_mappings = maxmap;
 		req.limits = &lim;
 	}
-	assert_int_equal(
-	    ipc_chan_request(E.client, VB__CTL__TYPE__ADD_DEVICE, &req.base, NULL, 0, &id), 0);
+	send_ctl(VB__CTL__TYPE__ADD_DEVICE, &req.base);
 }
 
 static void send_remove(const char *bdf, bool force)
 {
 	Vb__Ctl__RemoveDevice req = VB__CTL__REMOVE_DEVICE__INIT;
-	uint32_t id;
 
 	req.bdf = (char *)bdf;
 	req.force = force;
-	assert_int_equal(
-	    ipc_chan_request(E.client, VB__CTL__TYPE__REMOVE_DEVICE, &req.base, NULL, 0, &id), 0);
+	send_ctl(VB__CTL__TYPE__REMOVE_DEVICE, &req.base);
 }
 
 static struct ipc_msg *expect_reply(void)
@@ -1359,12 +1363,10 @@ static const Vb__Ctl__ListDevicesReply *list_page(const char *after, uint32_t ma
 						  struct ipc_msg **m)
 {
 	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
-	uint32_t id;
 
 	req.after = (char *)after;
 	req.max_devices = max;
-	assert_int_equal(
-	    ipc_chan_request(E.client, VB__CTL__TYPE__LIST_DEVICES, &req.base, NULL, 0, &id), 0);
+	send_ctl(VB__CTL__TYPE__LIST_DEVICES, &req.base);
 	*m = expect_reply();
 	return (const Vb__Ctl__ListDevicesReply *)(*m)->body;
 }
@@ -1466,12 +1468,10 @@ static void test_daemon_list_more_than_a_datagram_paged_to_fit(void **state)
 	unsigned seen = 0, pages = 0;
 	struct ipc_msg *m;
 	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
-	uint32_t id;
 
 	env_start(3);
 	add_faulted_records();
-	assert_int_equal(
-	    ipc_chan_request(E.client, VB__CTL__TYPE__LIST_DEVICES, &req.base, NULL, 0, &id), 0);
+	send_ctl(VB__CTL__TYPE__LIST_DEVICES, &req.base);
 	expect_error(-EMSGSIZE, "ask for pages (ListDevices.max_devices)");
 	do {
 		rep = list_page(after, 4096, &m);
