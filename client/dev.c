@@ -19,6 +19,7 @@
 
 #include "base.h"
 #include "dev.h"
+#include "ipc_ring.h"
 
 /* Names the VMM in the worker's logs; longer names are cut. */
 #define CLIENT_NAME_MAX 63
@@ -49,7 +50,56 @@ static void limits_from_pb(const Vb__Limits *l, struct vfb_limits *out)
 	out->max_outstanding = l->max_outstanding;
 }
 
-static int hello(struct vfb_dev *dev, const char *client_name)
+/* What the worker said of the ring offered in the HELLO (`ans` NULL: nothing, an older worker). */
+static void ring_answer(struct vfb_dev *dev, const Vb__Dev__RingAnswer *ans)
+{
+	if (ans && ans->accepted) {
+		dev->ring_on = true;
+		dev->ring_why[0] = '\0';
+		return;
+	}
+	if (ans)
+		snprintf(dev->ring_why, sizeof(dev->ring_why), "the worker declined the ring: %s",
+			 ans->reason && *ans->reason ? ans->reason : strerror((int)ans->error));
+	else
+		snprintf(dev->ring_why, sizeof(dev->ring_why),
+			 "the worker does not know rings (an older worker)");
+	vfb__ring_fini(&dev->ring);
+}
+
+/* The HELLO, with a ring offered unless `no_ring`. */
+static int hello_call(struct vfb_dev *dev, Vb__Dev__Hello *req, bool no_ring, struct ipc_msg **ret)
+{
+	Vb__Dev__RingOffer offer = VB__DEV__RING_OFFER__INIT;
+	_cleanup_close_ int memfd = -1;
+	int fds[2], r;
+
+	if (no_ring)
+		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0,
+				      ret);
+	r = vfb__ring_make(&dev->ring, &memfd);
+	if (r < 0) {
+		snprintf(dev->ring_why, sizeof(dev->ring_why), "making the ring failed: %s",
+			 strerror(-r));
+		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0,
+				      ret);
+	}
+	offer.layout = VB_RING_LAYOUT;
+	req->ring = &offer;
+	fds[0] = memfd;
+	fds[1] = dev->ring.doorbell;
+	r = vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, fds, 2, 0, ret);
+	req->ring = NULL;
+	if (r != -ETOOMANYREFS)
+		return r;
+	/* A worker older than rings refuses a HELLO with fds: say hello again without. */
+	vfb__ring_fini(&dev->ring);
+	snprintf(dev->ring_why, sizeof(dev->ring_why),
+		 "the worker does not know rings (an older worker)");
+	return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0, ret);
+}
+
+static int hello(struct vfb_dev *dev, const char *client_name, bool no_ring)
 {
 	char name[CLIENT_NAME_MAX + 1];
 	Vb__Limits lim = VB__LIMITS__INIT;
@@ -66,7 +116,7 @@ static int hello(struct vfb_dev *dev, const char *client_name)
 	req.version = VB__DEV__VERSION__VERSION_CURRENT;
 	req.client = name;
 	req.limits = &lim;
-	r = vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req.base, NULL, 0, 0, &m);
+	r = hello_call(dev, &req, no_ring, &m);
 	if (r < 0)
 		return r;
 	rep = (const Vb__Dev__HelloReply *)m->body;
@@ -76,6 +126,8 @@ static int hello(struct vfb_dev *dev, const char *client_name)
 		return -EPROTO;
 	limits_from_pb(rep->limits, &dev->peer);
 	memcpy(dev->bdf, rep->bdf, strlen(rep->bdf) + 1);
+	if (dev->ring.page)
+		ring_answer(dev, rep->ring);
 	return 0;
 }
 
@@ -86,7 +138,7 @@ static int dev_start(int fd, const char *path, const char *client_name, uint32_t
 	_cleanup_close_ int own = -1;
 	int r;
 
-	if (flags != 0 || !ret)
+	if ((flags & ~VFB_DEV_CONNECT_NO_RING) || !ret)
 		return -EINVAL;
 	if (!path) {
 		/* The caller keeps `fd` unless we succeed, so the channel works on a duplicate
@@ -106,7 +158,10 @@ static int dev_start(int fd, const char *path, const char *client_name, uint32_t
 		return r;
 	(void)TAKE_FD(own); /* the connection's now */
 	dev->conn.timeout_ms = VFB_TIMEOUT_DEFAULT_MS;
-	r = hello(dev, client_name);
+	if (flags & VFB_DEV_CONNECT_NO_RING)
+		snprintf(dev->ring_why, sizeof(dev->ring_why),
+			 "not offered (VFB_DEV_CONNECT_NO_RING)");
+	r = hello(dev, client_name, flags & VFB_DEV_CONNECT_NO_RING);
 	if (r < 0) {
 		vfb_dev_close(TAKE_PTR(dev));
 		return r;
@@ -135,8 +190,19 @@ void vfb_dev_close(struct vfb_dev *dev)
 {
 	if (!dev)
 		return;
+	vfb__ring_fini(&dev->ring);
 	vfb__conn_fini(&dev->conn);
 	free(dev);
+}
+
+bool vfb_dev_ring_active(const struct vfb_dev *dev)
+{
+	return dev->ring_on;
+}
+
+const char *vfb_dev_ring_reason(const struct vfb_dev *dev)
+{
+	return dev->ring_on ? "" : dev->ring_why;
 }
 
 int vfb_dev_set_timeout(struct vfb_dev *dev, int timeout_ms)

@@ -8,11 +8,15 @@
 #include "vfiobroker/client.h"
 
 #include "conn.h"
+#include "ring.h"
 
 struct vfb_dev {
 	struct vfb__conn conn;
 	struct vfb_limits peer; /* the worker's, from HelloReply */
 	char bdf[VFB_BDF_MAX];
+	struct vfb__ring ring;		 /* made when offered; its page is NULL otherwise */
+	bool ring_on;			 /* the worker took it and it has not failed since */
+	char ring_why[VFB_RING_WHY_MAX]; /* why not, when not */
 };
 
 /* Body bytes one data-carrying request or reply may hold on this connection. */

@@ -7,11 +7,39 @@
  * Answers are checked for the length that was asked for.
  */
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "device.pb-c.h"
 
 #include "dev.h"
+#include "ipc_ring.h"
+
+/* Whether an access of `len` bytes goes through the ring. */
+static bool ring_takes(const struct vfb_dev *dev, size_t len)
+{
+	return dev->ring_on && len <= VB_RING_DATA_MAX;
+}
+
+/* One access through the ring. A ring that timed out, lost its worker or answered nonsense is
+ * dropped: the next access goes over the socket, which reports a dead worker itself. */
+static int ring_access(struct vfb_dev *dev, uint32_t op, uint32_t index, uint64_t offset, void *buf,
+		       size_t len)
+{
+	struct vfb__conn *c = &dev->conn;
+	int r;
+
+	c->last_error[0] = '\0';
+	r = vfb__ring_call(&dev->ring, op, index, offset, buf, len, c->timeout_ms,
+			   ipc_chan_fd(c->chan), c->last_error, sizeof(c->last_error));
+
+	if (r == -ETIMEDOUT || r == -EPIPE || r == -EPROTO) {
+		dev->ring_on = false;
+		snprintf(dev->ring_why, sizeof(dev->ring_why), "dropped after an access failed: %s",
+			 strerror(-r));
+	}
+	return r;
+}
 
 /* The naturally aligned piece of at most 4 bytes that starts at `off`, len bytes left. */
 static size_t cfg_piece(uint32_t off, size_t len)
@@ -69,7 +97,10 @@ int vfb_dev_cfg_read(struct vfb_dev *dev, uint32_t offset, void *buf, size_t len
 
 		req.offset = offset;
 		req.size = (uint32_t)n;
-		r = read_data(&dev->conn, VB__DEV__TYPE__CFG_READ, &req.base, p, n);
+		if (ring_takes(dev, n))
+			r = ring_access(dev, VB__DEV__TYPE__CFG_READ, 0, offset, p, n);
+		else
+			r = read_data(&dev->conn, VB__DEV__TYPE__CFG_READ, &req.base, p, n);
 		offset += (uint32_t)n;
 		p += n;
 		len -= n;
@@ -90,7 +121,10 @@ int vfb_dev_cfg_write(struct vfb_dev *dev, uint32_t offset, const void *buf, siz
 		req.offset = offset;
 		req.data.data = (uint8_t *)p;
 		req.data.len = n;
-		r = call_empty(&dev->conn, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0);
+		if (ring_takes(dev, n))
+			r = ring_access(dev, VB__DEV__TYPE__CFG_WRITE, 0, offset, (void *)p, n);
+		else
+			r = call_empty(&dev->conn, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0);
 		offset += (uint32_t)n;
 		p += n;
 		len -= n;
@@ -121,7 +155,10 @@ int vfb_dev_region_read(struct vfb_dev *dev, uint32_t index, uint64_t offset, vo
 		req.index = index;
 		req.offset = offset;
 		req.size = (uint32_t)n;
-		r = read_data(&dev->conn, VB__DEV__TYPE__REGION_READ, &req.base, p, n);
+		if (ring_takes(dev, n))
+			r = ring_access(dev, VB__DEV__TYPE__REGION_READ, index, offset, p, n);
+		else
+			r = read_data(&dev->conn, VB__DEV__TYPE__REGION_READ, &req.base, p, n);
 		offset += n;
 		p += n;
 		len -= n;
@@ -145,7 +182,11 @@ int vfb_dev_region_write(struct vfb_dev *dev, uint32_t index, uint64_t offset, c
 		req.offset = offset;
 		req.data.data = (uint8_t *)p;
 		req.data.len = n;
-		r = call_empty(&dev->conn, VB__DEV__TYPE__REGION_WRITE, &req.base, NULL, 0);
+		if (ring_takes(dev, n))
+			r = ring_access(dev, VB__DEV__TYPE__REGION_WRITE, index, offset, (void *)p,
+					n);
+		else
+			r = call_empty(&dev->conn, VB__DEV__TYPE__REGION_WRITE, &req.base, NULL, 0);
 		offset += n;
 		p += n;
 		len -= n;

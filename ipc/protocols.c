@@ -81,7 +81,9 @@ const struct ipc_proto ipc_proto_broker = {
 };
 
 static const struct ipc_msgdef device_defs[] = {
-    REQ(VB__DEV__TYPE__HELLO, vb__dev__hello__descriptor, vb__dev__hello_reply__descriptor),
+    /* fds: a ring's memfd and request doorbell (ipc_ring.h), when the VMM offers one. */
+    REQ_FDS(VB__DEV__TYPE__HELLO, vb__dev__hello__descriptor, 2, vb__dev__hello_reply__descriptor,
+	    0),
     REQ(VB__DEV__TYPE__DEVICE_INFO, vb__empty__descriptor, vb__dev__device_info__descriptor),
     /* reply fd: the VMM's mmap grant (a device file of its own), when the policy allows it. */
     REQ_FDS(VB__DEV__TYPE__REGION_INFO, vb__dev__region_info_request__descriptor, 0,

@@ -150,6 +150,7 @@ static const struct policyc_const policyc__consts[] = {
     /* <linux/futex.h> */
     K(FUTEX_WAIT_PRIVATE),
     K(FUTEX_WAKE_PRIVATE),
+    K(FUTEX_WAKE),
     /* <sys/mount.h> */
     K(MS_RDONLY),
     K(MS_NOSUID),

@@ -1,6 +1,8 @@
 # tests/client.cmake: libvfiobroker and vfio-brokerctl.
 #   test_client            the device handle against a fake worker thread (and the real
 #                          vfio-worker's standalone mode on tests/fixtures/edu.img when built)
+#   test_ring              the shared-memory ring for trapped accesses: negotiation, the same
+#                          answers as the socket, bad offers, a scribbling VMM (real worker)
 #   test_client_uv         the event fd driven by a libuv loop (uv_poll_t)
 #   test_client_ctl        vfio-brokerctl, run as a program against a fake broker thread
 #   test_client_pkgconfig  the installed library, consumed through pkg-config and CMake
@@ -15,6 +17,15 @@ target_compile_definitions(test_client PRIVATE
 	VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
 	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
 add_dependencies(test_client vfio-worker)
+
+vb_unit_test(ring
+	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ring.c
+		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
+	LIBS vfiobroker vb_ipc Threads::Threads)
+target_compile_definitions(test_ring PRIVATE
+	VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
+	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+add_dependencies(test_ring vfio-worker)
 
 vb_unit_test(client_uv
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_uv.c

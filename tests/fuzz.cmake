@@ -66,10 +66,19 @@ vb_fuzz_target(policy
 # VMM -> worker: the worker's VMM server, request handlers and standalone backend on a device
 # image, driven by a list of device-protocol requests (fuzz/fuzz_msgs.h).
 set(VB_FUZZ_WORKER_SRCS ${PROJECT_SOURCE_DIR}/worker/server.c
-	${PROJECT_SOURCE_DIR}/worker/server_req.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
-	${PROJECT_SOURCE_DIR}/worker/vmm_serve.c ${PROJECT_SOURCE_DIR}/worker/defer.c)
+	${PROJECT_SOURCE_DIR}/worker/server_req.c ${PROJECT_SOURCE_DIR}/worker/ring.c
+	${PROJECT_SOURCE_DIR}/worker/vmm_ops.c ${PROJECT_SOURCE_DIR}/worker/vmm_serve.c
+	${PROJECT_SOURCE_DIR}/worker/defer.c)
 vb_fuzz_target(vmm_req
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_vmm_req.c ${VB_FUZZ_WORKER_SRCS}
+		${PROJECT_SOURCE_DIR}/worker/standalone.c
+	LIBS vb_worker_core vb_ipc_uv
+	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
+
+# VMM -> worker through a shared-memory ring: the page written and the doorbell rung at will, on
+# the same server as vmm_req (worker/ring.c, then the request table and handlers).
+vb_fuzz_target(ring
+	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ring.c ${VB_FUZZ_WORKER_SRCS}
 		${PROJECT_SOURCE_DIR}/worker/standalone.c
 	LIBS vb_worker_core vb_ipc_uv
 	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")

@@ -85,7 +85,19 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 	case VB__DEV__TYPE__HELLO: {
 		const Vb__Dev__Hello *h = (const void *)m->body;
 		Vb__Dev__HelloReply rep = VB__DEV__HELLO_REPLY__INIT;
+		Vb__Dev__RingAnswer ring = VB__DEV__RING_ANSWER__INIT;
 		Vb__Limits lim = VB__LIMITS__INIT;
+
+		if (f->no_hello_fds && m->nfds > 0) {
+			ipc_chan_reply_error(c, m, -ETOOMANYREFS, "2 fds for a HELLO; at most 0");
+			break;
+		}
+		if (h->ring) {
+			ring.accepted = f->accept_ring;
+			ring.error = f->accept_ring ? 0 : EOPNOTSUPP;
+			ring.reason = f->accept_ring ? "" : "the fake takes no rings";
+			rep.ring = &ring;
+		}
 
 		f->hello_seen_version = h->version;
 		snprintf(f->client, sizeof(f->client), "%s", h->client);

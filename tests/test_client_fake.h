@@ -37,6 +37,8 @@ struct fake {
 	uint16_t event_after_type;  /* send an event after answering this type */
 	bool bad_area;		    /* REGION_INFO: an area past the region's end */
 	bool hangup_after_hello;
+	bool accept_ring;  /* HELLO: say the ring was taken (and never serve it) */
+	bool no_hello_fds; /* HELLO with fds: refused as a worker older than rings refuses it */
 	/* State. */
 	uint8_t cfg[4096];
 	uint8_t bar[65536];

@@ -40,6 +40,7 @@
 #include <cmocka.h>
 #include <asm/prctl.h>
 #include <linux/filter.h>
+#include <linux/futex.h>
 #include <linux/seccomp.h>
 #include <linux/vfio.h>
 #include <uv.h>
@@ -551,17 +552,46 @@ static void test_seccomp_worker_exec_memory_killed(void **state)
 {
 	int fd = make_memfd();
 
-	/* Executable anonymous memory, a W^X flip, and mapping a received fd (the device). */
+	/* Executable anonymous memory, a W^X flip, and mapping a received fd (the device) more
+	 * than the one page of a VMM's ring, privately, or executable. */
 	assert_killed(call_status(SBX_ROLE_WORKER, SYS_mmap, 0, 4096, PROT_READ | PROT_EXEC,
 				  MAP_PRIVATE | MAP_ANONYMOUS));
 	assert_killed(call_status(SBX_ROLE_WORKER, SYS_mprotect, (long)&test_pid & ~4095L, 4096,
 				  PROT_READ | PROT_EXEC, 0));
 	{
-		struct call c = {.nr = SYS_mmap,
-				 .a = {0, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0}};
+		struct call c[] = {
+		    {.nr = SYS_mmap, .a = {0, 8192, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0}},
+		    {.nr = SYS_mmap, .a = {0, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0}},
+		    {.nr = SYS_mmap, .a = {0, 4096, PROT_READ | PROT_EXEC, MAP_SHARED, fd, 0}},
+		};
 
-		assert_killed(run_under(SBX_ROLE_WORKER, SBX_SECCOMP_KILL, probe_call, &c));
+		for (size_t i = 0; i < ARRAY_SIZE(c); i++)
+			assert_killed(
+			    run_under(SBX_ROLE_WORKER, SBX_SECCOMP_KILL, probe_call, &c[i]));
 	}
+	close(fd);
+}
+
+/* A VMM's shared-memory ring (worker/ring.c): one shared page of a memfd, mapped read-write,
+ * and the futex wake that tells a sleeping VMM its answer is there. */
+static int probe_ring(void *arg)
+{
+	int fd = *(int *)arg;
+	uint32_t *p = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+
+	if (p == MAP_FAILED)
+		return PROBE_WRONG;
+	__atomic_store_n(&p[16], 1, __ATOMIC_SEQ_CST);
+	if (syscall(SYS_futex, &p[16], FUTEX_WAKE, 1, NULL, NULL, 0) < 0 || munmap(p, 4096) < 0)
+		return PROBE_WRONG;
+	return PROBE_OK;
+}
+
+static void test_seccomp_worker_ring_page_and_wake_work(void **state)
+{
+	int fd = make_memfd();
+
+	assert_worked(run_under(SBX_ROLE_WORKER, SBX_SECCOMP_KILL, probe_ring, &fd));
 	close(fd);
 }
 
@@ -826,6 +856,7 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_worker_kill_other_pid_killed),
 	    cmocka_unit_test(test_seccomp_worker_fork_and_threads_killed),
 	    cmocka_unit_test(test_seccomp_worker_exec_memory_killed),
+	    cmocka_unit_test(test_seccomp_worker_ring_page_and_wake_work),
 	    cmocka_unit_test(test_seccomp_worker_x32_syscall_killed),
 	    cmocka_unit_test(test_seccomp_worker_i386_syscall_killed),
 	    cmocka_unit_test(test_seccomp_worker_tsync_covers_threads),

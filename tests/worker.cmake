@@ -40,3 +40,13 @@ target_include_directories(test_vfio_user PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
 target_compile_definitions(test_vfio_user PRIVATE ${VB_WKR_TEST_DEFS}
 	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
 add_dependencies(test_vfio_user vfio-worker)
+
+# The ring (worker/ring.c) with the deferred-reply interface (worker/defer.c): the worker's VMM
+# server in this process on a backend that answers interrupt routing when the test says so.
+vb_unit_test(ring_defer SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_ring_defer.c
+	${PROJECT_SOURCE_DIR}/worker/server.c ${PROJECT_SOURCE_DIR}/worker/server_req.c
+	${PROJECT_SOURCE_DIR}/worker/ring.c ${PROJECT_SOURCE_DIR}/worker/vmm_ops.c
+	${PROJECT_SOURCE_DIR}/worker/vmm_serve.c ${PROJECT_SOURCE_DIR}/worker/defer.c
+	${PROJECT_SOURCE_DIR}/worker/standalone.c
+	LIBS vb_worker_core vb_ipc_uv)
+target_compile_definitions(test_ring_defer PRIVATE ${VB_WKR_TEST_DEFS})

@@ -37,8 +37,9 @@
 
 static const char usage[] =
     "Usage: vfio-worker [--seccomp=kill|log|off] [--handoff-timeout=MS] [--call-timeout=MS]\n"
+    "                   [--no-ring]\n"
     "       vfio-worker --device-image=FILE [--listen=PATH] [--vfio-user=PATH]\n"
-    "                   [--owner-uid=UID]\n"
+    "                   [--owner-uid=UID] [--no-ring]\n"
     "                   [--max-dma-mappings=N] [--max-dma-bytes=N] [--seccomp=kill|log|off]\n"
     "       vfio-worker --help | --version\n";
 
@@ -96,6 +97,13 @@ static const char help[] =
     "    --max-dma-mappings=N, --max-dma-bytes=N\n"
     "        Standalone mode: DMA quotas announced to and enforced on the VMM. Defaults: 4096\n"
     "        mappings, 64 GiB. In broker mode the broker enforces its own.\n"
+    "    --no-ring\n"
+    "        Decline the shared-memory ring a VMM offers in its HELLO (proto/device.proto\n"
+    "        RingOffer, ipc/ipc_ring.h): its trapped config and region accesses then all go over\n"
+    "        the socket, as with a VMM that offers none. By default a ring that passes the\n"
+    "        checks (a memfd of exactly 4096 bytes sealed against shrinking, growing and\n"
+    "        sealing, and an eventfd doorbell) is taken; one that does not is refused with the\n"
+    "        reason in the HELLO's answer, and the socket serves.\n"
     "    --seccomp=kill|log|off\n"
     "        The seccomp filter loaded once the worker is initialized: kill (default) ends the\n"
     "        worker on any system call outside policy/worker.policy; log lets such calls\n"
@@ -152,6 +160,7 @@ struct opts {
 	enum sbx_seccomp_mode seccomp;
 	int handoff_timeout;
 	int call_timeout;
+	bool no_ring;
 };
 
 /* Everything the process holds; the device's callbacks reach the backend and server here. */
@@ -300,6 +309,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	    {"seccomp", required_argument, NULL, 's'},
 	    {"handoff-timeout", required_argument, NULL, 't'},
 	    {"call-timeout", required_argument, NULL, 'c'},
+	    {"no-ring", no_argument, NULL, 'R'},
 	    {"help", no_argument, NULL, 'h'},
 	    {"version", no_argument, NULL, 'V'},
 	    {0},
@@ -351,6 +361,9 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 			if (!parse_u64(optarg, INT_MAX, &v) || v == 0)
 				goto bad;
 			o->call_timeout = (int)v;
+			break;
+		case 'R':
+			o->no_ring = true;
 			break;
 		case 'h':
 			fputs(usage, stdout);
@@ -624,6 +637,7 @@ static int run_broker(const struct opts *o)
 	    .max_dma_mappings = h.max_dma_mappings,
 	    .max_pinned_bytes = h.max_pinned_bytes,
 	    .generation = h.generation,
+	    .no_ring = o->no_ring,
 	    .dropped = vmm_dropped,
 	};
 	s.attach = broker_attach;
@@ -681,6 +695,7 @@ static int run_standalone(const struct opts *o)
 	    .iommu_pgsize = 4096,
 	    .max_dma_mappings = o->max_maps,
 	    .max_pinned_bytes = o->max_bytes,
+	    .no_ring = o->no_ring,
 	};
 	r = wkr_image_build(img, &s.device_fd);
 	if (r < 0)

@@ -18,6 +18,7 @@
 #include "base.h"
 #include "device.pb-c.h"
 #include "ipc_uv.h"
+#include "ipc_ring.h"
 #include "server_internal.h"
 
 int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uint32_t timeout_ms)
@@ -113,7 +114,10 @@ static void session_free(struct wkr_serve_session *base)
 {
 	struct wkr_session *v = container_of(base, struct wkr_session, base);
 
-	ipc_msg_free(v->waiting);
+	/* A ring's request is the ring's (its slot copy), never a datagram to free. */
+	if (!wkr_ring_owns(v->ring, v->waiting))
+		ipc_msg_free(v->waiting);
+	wkr_ring_free(v->ring);
 	ipc_chan_free(v->chan);
 	free(v);
 }
@@ -147,6 +151,76 @@ void wkr__server_sent(struct wkr_server *s, int r)
 	if (r < 0 && v && !v->send_err)
 		v->send_err = r;
 	session_check(s);
+}
+
+/* A request the ring copied out of its page: the same dispatch as a datagram's. The ring is its
+ * session's: once that session has ended (its VMM left, perhaps another is already connected)
+ * nothing from its page is served, and the ring goes with the session. While a request of the
+ * session waits for the backend, the ring's waits too (false), and is kicked once it may go. */
+static bool ring_dispatch(void *data, struct ipc_msg *m)
+{
+	struct wkr_session *v = data;
+	struct wkr_server *s = v->s;
+
+	if (v->base.ended || wkr__server_session(s) != v)
+		return true; /* dropped: its VMM has gone, the ring goes with it */
+	if (v->waiting)
+		return false;
+	s->sv->requests++;
+	s->dispatching = true;
+	wkr__server_dispatch(s, m);
+	s->dispatching = false;
+	session_check(s);
+	return true;
+}
+
+void wkr__server_msg_done(struct wkr_server *s, struct ipc_msg *m)
+{
+	struct wkr_session *v = wkr__server_session(s);
+
+	if (!v || !wkr_ring_owns(v->ring, m))
+		ipc_msg_free(m);
+}
+
+bool wkr__server_ring_reply(struct wkr_server *s, const struct ipc_msg *m,
+			    const ProtobufCMessage *body, int err, const char *msg)
+{
+	struct wkr_session *v = wkr__server_session(s);
+	const Vb__Dev__Data *d = NULL;
+
+	if (!v || !wkr_ring_owns(v->ring, m))
+		return false;
+	if (err < 0) {
+		wkr_ring_answer(v->ring, err, NULL, 0, msg);
+		return true;
+	}
+	if (body && body->descriptor == &vb__dev__data__descriptor)
+		d = (const Vb__Dev__Data *)body;
+	wkr_ring_answer(v->ring, 0, d ? d->data.data : NULL, d ? d->data.len : 0, NULL);
+	return true;
+}
+
+int wkr__server_ring_open(struct wkr_server *s, struct ipc_msg *m, uint32_t layout,
+			  struct vb_err *err)
+{
+	struct wkr_session *v = wkr__server_session(s);
+
+	if (s->cfg.no_ring)
+		return vb_errf(err, -EOPNOTSUPP,
+			       "this worker takes no rings (--no-ring): every access goes over the "
+			       "socket");
+	if (m->nfds != 2)
+		return vb_errf(err, -EINVAL,
+			       "a ring offer carries 2 fds (the memfd and the doorbell eventfd), "
+			       "not %zu",
+			       m->nfds);
+	if (layout != VB_RING_LAYOUT)
+		return vb_errf(err, -EPROTONOSUPPORT, "ring layout %u; this worker knows layout %d",
+			       layout, VB_RING_LAYOUT);
+	if (!v || v->ring)
+		return vb_errf(err, -EALREADY, "this session has its ring");
+	return wkr_ring_new(s->cfg.loop, ipc_msg_take_fd(m, 0), ipc_msg_take_fd(m, 1),
+			    ring_dispatch, v, &v->ring, err);
 }
 
 /* Serves up to `max` messages of the session: 1 when it served that many, 0 when none was

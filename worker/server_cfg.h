@@ -31,6 +31,8 @@ struct wkr_server_cfg {
 	uint32_t max_dma_mappings;
 	uint64_t max_pinned_bytes; /* announced in HELLO (native) */
 	uint32_t generation;	   /* native: > 0, the first VMM hears EVENT_WORKER_RESTARTED */
+	/* Native: decline every VMM's shared-memory ring (the socket carries every access). */
+	bool no_ring;
 	/* The device's worker eventfds are serviced by another server of the process (vfio-user
 	 * beside a native server): this one leaves them alone. */
 	bool irqs_elsewhere;

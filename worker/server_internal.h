@@ -6,6 +6,7 @@
 #define VB_WKR_SERVER_INTERNAL_H
 
 #include "base.h"
+#include "ring.h"
 #include "server.h"
 #include "vmm_serve.h"
 
@@ -22,6 +23,7 @@ struct wkr_refusal {
 struct wkr_session {
 	struct wkr_serve_session base;
 	struct ipc_chan *chan;
+	struct wkr_ring *ring; /* the VMM's shared-memory ring, when one was negotiated */
 	struct wkr_server *s;
 	int send_err; /* a reply or event could not be sent or queued: the session ends */
 	/* The request whose reply waits for the backend (base.defer), and the step that goes on
@@ -57,5 +59,16 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m);
 int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uint32_t timeout_ms);
 /* Notes the result of a send to the VMM: a failed one ends the session when it is safe to. */
 void wkr__server_sent(struct wkr_server *s, int r);
+/* The ring's transport (ring.c) for a request that came through it: answers `m` on the page with
+ * `body` (a Data or an Empty) or, when `err` < 0, with the error and `msg`; false when `m` did not
+ * come through the ring (the caller answers on the socket). */
+bool wkr__server_ring_reply(struct wkr_server *s, const struct ipc_msg *m,
+			    const ProtobufCMessage *body, int err, const char *msg);
+/* A request has been answered: a datagram is freed; a ring's request stays the ring's. */
+void wkr__server_msg_done(struct wkr_server *s, struct ipc_msg *m);
+/* Takes a HELLO's ring offer (its two fds in `m`) into the session, or says in `err` why not;
+ * 0 or the negative errno of the refusal. */
+int wkr__server_ring_open(struct wkr_server *s, struct ipc_msg *m, uint32_t layout,
+			  struct vb_err *err);
 
 #endif

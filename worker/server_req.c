@@ -51,8 +51,17 @@ static struct ipc_chan *chan(struct wkr_server *s)
 static int reply(struct wkr_server *s, struct ipc_msg *m, const ProtobufCMessage *body,
 		 const int *fds, size_t nfds)
 {
+	if (wkr__server_ring_reply(s, m, body, 0, NULL))
+		return 0;
 	wkr__server_sent(s, ipc_chan_reply(chan(s), m, body, fds, nfds));
 	return 0;
+}
+
+/* An error answer, on the page for a ring's request, else on the socket. */
+static void reply_error(struct wkr_server *s, struct ipc_msg *m, int err, const char *msg)
+{
+	if (!wkr__server_ring_reply(s, m, NULL, err, msg))
+		wkr__server_sent(s, ipc_chan_reply_error(chan(s), m, err, "%s", msg));
 }
 
 static int reply_empty(struct wkr_server *s, struct ipc_msg *m)
@@ -72,7 +81,9 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__Hello *h = (const Vb__Dev__Hello *)m->body;
 	Vb__Dev__HelloReply rep = VB__DEV__HELLO_REPLY__INIT;
+	Vb__Dev__RingAnswer ring = VB__DEV__RING_ANSWER__INIT;
 	Vb__Limits lim = VB__LIMITS__INIT;
+	struct vb_err rerr = {0};
 	if (s->hello_done)
 		return fail(s, -EALREADY, "HELLO was already answered on this connection");
 	if (h->version != VB__DEV__VERSION__VERSION_CURRENT)
@@ -86,6 +97,14 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 	rep.version = VB__DEV__VERSION__VERSION_CURRENT;
 	rep.limits = &lim;
 	rep.bdf = (char *)wkr_dev_info(s->cfg.dev)->bdf;
+	if (h->ring) {
+		/* A ring refused is an answer, not a failed HELLO: the socket serves on. */
+		int e = wkr__server_ring_open(s, m, h->ring->layout, &rerr);
+		ring.accepted = e == 0;
+		ring.error = e < 0 ? (uint32_t)-e : 0;
+		ring.reason = e < 0 ? rerr.msg : "";
+		rep.ring = &ring;
+	}
 	s->hello_done = true;
 	reply(s, m, &rep.base, NULL, 0);
 	if (s->cfg.generation && !s->restart_announced) {
@@ -396,9 +415,8 @@ static void proceed(struct wkr_server *s, struct ipc_msg *m,
 		fn = d->err < 0 ? NULL : v->then;
 	}
 	if (d->err < 0)
-		wkr__server_sent(
-		    s, ipc_chan_reply_error(chan(s), m, d->err, "%s", vb_err_msg(&d->why, d->err)));
-	ipc_msg_free(m);
+		reply_error(s, m, d->err, vb_err_msg(&d->why, d->err));
+	wkr__server_msg_done(s, m);
 }
 
 /* The backend's calls for the waiting request have completed: go on with it, then read the
@@ -415,6 +433,8 @@ static void on_ready(struct wkr_defer *d)
 	s->dispatching = false;
 	if (!v->waiting && !wkr_serve_pause(&v->base, false) && !v->send_err)
 		v->send_err = -EIO;
+	if (!v->waiting)
+		wkr_ring_kick(v->ring); /* a ring request held back meanwhile goes now */
 	wkr__server_sent(s, 0);
 }
 
@@ -435,6 +455,6 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 	    check == VB_REQ_NOT_NOW
 		? fail(s, -EPROTO, "HELLO must come first")
 		: fail(s, -EOPNOTSUPP, "request type %u is not one this worker serves", m->type);
-	wkr__server_sent(s, ipc_chan_reply_error(chan(s), m, r, "%s", s->err.msg));
-	ipc_msg_free(m);
+	reply_error(s, m, r, s->err.msg);
+	wkr__server_msg_done(s, m);
 }

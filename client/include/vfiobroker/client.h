@@ -79,15 +79,38 @@ struct vfb_limits {
 	uint32_t max_outstanding;   /* requests in flight per connection */
 };
 
+/* vfb_dev_connect() flags. */
+#define VFB_DEV_CONNECT_NO_RING (1u << 0) /* offer no shared-memory ring: the socket carries all \
+					   */
+
 /*
  * Connects to a worker's VMM socket at `path`, performs the handshake (protocol version and
- * limits) and returns a handle. `client_name` (may be NULL) names the VMM in the worker's logs;
- * it is truncated to 63 bytes. `flags` must be 0 (reserved).
+ * limits, and the shared-memory ring below) and returns a handle. `client_name` (may be NULL)
+ * names the VMM in the worker's logs; it is truncated to 63 bytes. `flags`: 0 or
+ * VFB_DEV_CONNECT_NO_RING.
+ *
+ * The ring. Unless VFB_DEV_CONNECT_NO_RING is given, the handshake offers the worker a shared
+ * memory ring for trapped accesses: one page of a memfd the handle creates (sealed with
+ * F_SEAL_SHRINK, F_SEAL_GROW and F_SEAL_SEAL, so its size never changes) and a doorbell eventfd.
+ * When the worker takes it (vfb_dev_ring_active()), vfb_dev_cfg_read/write() and
+ * vfb_dev_region_read/write() send each access of up to 8 bytes through the page instead of the
+ * socket: a VMM needs no code change, and the answers, errors and vfb_dev_last_error() are the
+ * same. Accesses stay synchronous calls: the handle posts the access, rings the doorbell only
+ * when the worker sleeps, and waits for the answer in the call (spinning up to 50 us first when
+ * the worker is awake on another CPU, else asleep in FUTEX_WAIT on the page); the doorbell and
+ * the page are the handle's own and never become readable to the caller, so an event-loop VMM
+ * keeps watching vfb_dev_event_fd() alone, where events still arrive (over the socket). A worker
+ * may decline (an older one, one started with --no-ring, or a ring it finds wrong): the socket
+ * then carries every access, as it always carries everything else. A ring whose answer does not
+ * come in time, or that breaks, is dropped and the socket takes over for the handle's life.
+ *
  * Errors: -EINVAL bad argument or flags; -ENAMETOOLONG path too long for a unix socket;
  * -ENOENT / -ECONNREFUSED / -EACCES no worker listening or not allowed; -EPROTONOSUPPORT the
  * worker speaks another protocol version; -EBUSY another VMM is connected (as the worker says);
  * -ETIMEDOUT; -ENOMEM.
- * Fds: none are passed in; the handle owns its socket, epoll fd and eventfd (all O_CLOEXEC).
+ * Fds: none are passed in; the handle owns its socket, epoll fd and eventfd, and with a ring its
+ * doorbell eventfd and a shared mapping of the ring's page (all O_CLOEXEC; the ring's memfd is
+ * closed once offered).
  */
 VFB_EXPORT int vfb_dev_connect(const char *path, const char *client_name, uint32_t flags,
 			       struct vfb_dev **ret);
@@ -121,6 +144,15 @@ VFB_EXPORT const char *vfb_dev_bdf(const struct vfb_dev *dev);
 
 /* The worker's limits from the handshake. Never fails. */
 VFB_EXPORT void vfb_dev_peer_limits(const struct vfb_dev *dev, struct vfb_limits *ret);
+
+/* Whether trapped accesses go through the shared-memory ring (see vfb_dev_connect()). */
+VFB_EXPORT bool vfb_dev_ring_active(const struct vfb_dev *dev);
+/* Why they do not, in words ("" while they do): not offered, declined by the worker (with its
+ * reason), or dropped after a failure. Valid until the handle is closed. */
+VFB_EXPORT const char *vfb_dev_ring_reason(const struct vfb_dev *dev);
+
+/* Room for vfb_dev_ring_reason()'s text, its NUL included. */
+#define VFB_RING_WHY_MAX 320
 
 struct vfb_device_info {
 	char bdf[VFB_BDF_MAX];

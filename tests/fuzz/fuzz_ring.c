@@ -1,0 +1,260 @@
+/*
+ * fuzz_ring: a VMM that writes its shared-memory ring (ipc/ipc_ring.h) as it likes. The worker is
+ * the real one of standalone mode (its VMM server, request table and handlers, its ring consumer
+ * worker/ring.c, the standalone backend, the device emulation) serving the edu, e1000e or nvme
+ * image; the VMM connects, has its ring accepted in HELLO, then the input writes the page and
+ * rings the doorbell.
+ *
+ * Byte 0 picks the image (bits 0-1). Then records of [cmd][offset lo][offset hi][len][len bytes]:
+ * cmd & 3 is 0: write the bytes into the page at offset (mod the page, clipped at its end);
+ * 1: write them, then post the next request (the worker's last answered + 1) and ring;
+ * 2: ring the doorbell; 3: let the worker's loop run. The loop runs after each record too.
+ *
+ * Whatever the page holds, nothing crashes, the worker's loop returns, the socket still answers
+ * a config read at the end, and once the VMM hangs up every handle is closed and no fd is left.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <uv.h>
+
+#include "device.pb-c.h"
+#include "devimg.h"
+#include "fuzz_msgs.h"
+#include "ipc.h"
+#include "ipc_ring.h"
+#include "server.h"
+#include "standalone.h"
+#include "wkr.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+static const char *const images[] = {"edu.img", "e1000e.img", "nvme.img"};
+static struct wkr_image *loaded[3];
+
+struct ring_fuzz {
+	struct wkr_local *local;
+	struct wkr_server *srv;
+	struct ipc_chan *vmm; /* the VMM's end of its connection */
+	struct vb_ring_page *page;
+	int efd;
+};
+
+static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
+{
+	struct ring_fuzz *v = data;
+
+	return wkr_local_ops.set_irqs(v->local, s);
+}
+
+static void dev_bars_changed(void *data, uint16_t command)
+{
+	struct ring_fuzz *v = data;
+
+	if (v->srv)
+		wkr_server_bars_changed(v->srv, command);
+}
+
+static struct wkr_image *image(unsigned i)
+{
+	char path[512];
+	struct vb_err err = {0};
+
+	if (!loaded[i]) {
+		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, images[i]);
+		if (wkr_image_load(path, &loaded[i], &err) < 0) {
+			fprintf(stderr, "fuzz_ring: %s: %s\n", path, err.msg);
+			abort();
+		}
+	}
+	return loaded[i];
+}
+
+/* A listening SOCK_SEQPACKET socket on an autobound abstract address, and a client on it. */
+static void listen_pair(int *lfd, int *client)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	socklen_t len = sizeof(sa_family_t);
+
+	*lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (*lfd < 0 || bind(*lfd, (struct sockaddr *)&sa, len) < 0 || listen(*lfd, 4) < 0)
+		abort();
+	len = sizeof(sa);
+	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
+		abort();
+	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
+		abort();
+}
+
+/* Runs the worker's loop a few turns and reads what it sent; returns the replies that came. */
+static int settle(uv_loop_t *loop, struct ring_fuzz *v, int *hello_ok)
+{
+	int replies = 0;
+
+	for (int i = 0; i < 3; i++) {
+		struct ipc_msg *m;
+
+		uv_run(loop, UV_RUN_NOWAIT);
+		while (ipc_chan_recv(v->vmm, &m) == 0) {
+			if (m->kind == IPC_KIND_REPLY) {
+				replies++;
+				if (hello_ok && m->type == VB__DEV__TYPE__HELLO) {
+					const Vb__Dev__HelloReply *h = (const void *)m->body;
+					*hello_ok = h->ring && h->ring->accepted;
+				}
+			}
+			ipc_msg_free(m);
+		}
+	}
+	return replies;
+}
+
+/* The VMM's ring: a sealed memfd of the ring's size and a doorbell, offered in HELLO. */
+static void offer_ring(uv_loop_t *loop, struct ring_fuzz *v)
+{
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	Vb__Dev__RingOffer o = VB__DEV__RING_OFFER__INIT;
+	int memfd = fuzz_memfd(VB_RING_SIZE, false), ok = 0;
+	uint32_t id;
+	void *p;
+
+	if (memfd < 0 || fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
+		abort();
+	v->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	p = mmap(NULL, VB_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+	if (v->efd < 0 || p == MAP_FAILED)
+		abort();
+	v->page = p;
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	o.layout = VB_RING_LAYOUT;
+	h.ring = &o;
+	if (ipc_chan_request(v->vmm, VB__DEV__TYPE__HELLO, &h.base, (int[]){memfd, v->efd}, 2,
+			     &id) < 0)
+		abort();
+	close(memfd);
+	settle(loop, v, &ok);
+	if (!ok)
+		abort(); /* a proper ring must be taken */
+}
+
+static void ring_doorbell(struct ring_fuzz *v)
+{
+	uint64_t one = 1;
+
+	(void)!write(v->efd, &one, sizeof(one));
+}
+
+static void run_records(uv_loop_t *loop, struct ring_fuzz *v, const uint8_t *p, size_t n)
+{
+	uint8_t *page = (uint8_t *)v->page;
+
+	while (n >= 4) {
+		uint8_t cmd = p[0], len = p[3];
+		size_t off = (size_t)(p[1] | p[2] << 8) % VB_RING_SIZE;
+
+		p += 4;
+		n -= 4;
+		if (len > n)
+			len = (uint8_t)n;
+		if ((cmd & 3) <= 1) {
+			size_t k = len < VB_RING_SIZE - off ? len : VB_RING_SIZE - off;
+
+			memcpy(page + off, p, k);
+			p += len;
+			n -= len;
+		}
+		if ((cmd & 3) == 1)
+			atomic_store(&v->page->vmm.seq, atomic_load(&v->page->wkr.seq) + 1);
+		if ((cmd & 3) == 1 || (cmd & 3) == 2)
+			ring_doorbell(v);
+		settle(loop, v, NULL);
+	}
+}
+
+/* The session still answers over the socket, whatever the ring went through. */
+static void check_socket(uv_loop_t *loop, struct ring_fuzz *v)
+{
+	Vb__Dev__CfgRead q = VB__DEV__CFG_READ__INIT;
+	uint32_t id;
+
+	q.size = 2;
+	if (ipc_chan_request(v->vmm, VB__DEV__TYPE__CFG_READ, &q.base, NULL, 0, &id) < 0)
+		abort();
+	if (settle(loop, v, NULL) != 1)
+		abort();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct ring_fuzz v = {.efd = -1};
+	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, &v};
+	const struct wkr_image *img;
+	struct wkr_dev *dev = NULL;
+	struct wkr_io io;
+	uv_loop_t loop;
+	int before, memfd, lfd, client;
+
+	if (size < 1)
+		return 0;
+	fuzz_uv_warm_up();
+	before = count_fds();
+	img = image((data[0] & 3) % 3);
+	if (wkr_image_build(img, &memfd) < 0 ||
+	    wkr_local_new(img, memfd, 8, 1u << 20, &v.local) < 0)
+		abort();
+	wkr_io_from_fd(&io, memfd);
+	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
+		abort();
+	if (uv_loop_init(&loop) < 0)
+		abort();
+	listen_pair(&lfd, &client);
+	struct wkr_server_cfg sc = {
+	    .loop = &loop,
+	    .listen_fd = lfd,
+	    .dev = dev,
+	    .backend = {&wkr_local_ops, v.local},
+	    .owner_uid = getuid(),
+	    .iommu_pgsize = 4096,
+	    .max_dma_mappings = 8,
+	    .max_pinned_bytes = 1u << 20,
+	};
+	if (wkr_server_new(&sc, &v.srv) < 0 ||
+	    ipc_chan_new(client, &ipc_proto_device, NULL, &v.vmm))
+		abort();
+	settle(&loop, &v, NULL);
+	if (!wkr_server_connected(v.srv))
+		abort();
+	offer_ring(&loop, &v);
+	run_records(&loop, &v, data + 1, size - 1);
+	check_socket(&loop, &v);
+
+	/* The VMM goes away: the ring goes with its session. */
+	ipc_chan_free(v.vmm);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	uv_run(&loop, UV_RUN_NOWAIT);
+	if (wkr_server_connected(v.srv))
+		abort();
+	wkr_server_close(v.srv, NULL, NULL);
+	v.srv = NULL;
+	uv_run(&loop, UV_RUN_NOWAIT);
+	if (uv_loop_close(&loop) != 0)
+		abort(); /* a handle left open */
+	munmap(v.page, VB_RING_SIZE);
+	close(v.efd);
+	wkr_dev_free(dev);
+	wkr_local_free(v.local);
+	close(memfd);
+	if (count_fds() != before)
+		abort();
+	return 0;
+}
