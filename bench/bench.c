@@ -371,3 +371,31 @@ void bench_echo_stop(int fd, pid_t pid)
 	if (pid > 0)
 		waitpid(pid, NULL, 0);
 }
+
+int bench_cpu_ns(pid_t pid, uint64_t *ret)
+{
+	char path[64];
+	unsigned long long v;
+	FILE *f;
+	int n;
+
+	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	n = fscanf(f, "%llu", &v);
+	fclose(f);
+	if (n != 1)
+		return -EIO;
+	*ret = v;
+	return 0;
+}
+
+void bench_sleep_ns(uint64_t ns)
+{
+	struct timespec t = {.tv_sec = (time_t)(ns / 1000000000u),
+			     .tv_nsec = (long)(ns % 1000000000u)};
+
+	while (nanosleep(&t, &t) < 0 && errno == EINTR)
+		;
+}

@@ -113,4 +113,9 @@ int bench_run_placed(const struct bench_pair *p, const struct bench_placement *p
 /* Prints the table header once per program. */
 void bench_header(const char *title);
 
+/* CPU time process `pid` has run, in ns (/proc/<pid>/schedstat: on-CPU time first). */
+int bench_cpu_ns(pid_t pid, uint64_t *ret);
+/* Sleeps `ns`, through signals. */
+void bench_sleep_ns(uint64_t ns);
+
 #endif

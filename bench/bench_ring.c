@@ -249,35 +249,6 @@ static int peers_start(struct ring *r)
 	return bench_echo_start(REP_LEN, &r->raw, &r->echo);
 }
 
-/* CPU time a process has run, in ns (/proc/<pid>/schedstat: on-CPU time first). */
-static int cpu_ns(pid_t pid, uint64_t *ret)
-{
-	char path[64];
-	unsigned long long v;
-	FILE *f;
-	int n;
-
-	snprintf(path, sizeof(path), "/proc/%d/schedstat", (int)pid);
-	f = fopen(path, "re");
-	if (!f)
-		return -errno;
-	n = fscanf(f, "%llu", &v);
-	fclose(f);
-	if (n != 1)
-		return -EIO;
-	*ret = v;
-	return 0;
-}
-
-static void sleep_ns(uint64_t ns)
-{
-	struct timespec t = {.tv_sec = (time_t)(ns / 1000000000u),
-			     .tv_nsec = (long)(ns % 1000000000u)};
-
-	while (nanosleep(&t, &t) < 0 && errno == EINTR)
-		;
-}
-
 /* CPU the two answering processes use over about a second: idle, or with PACED_PER_S requests
  * each, paced by sleeps. */
 static int cpu_over_second(struct ring *r, bool paced, struct bench_stats *ring_cpu,
@@ -286,9 +257,9 @@ static int cpu_over_second(struct ring *r, bool paced, struct bench_stats *ring_
 	uint64_t r0, r1, e0, e1, start, n = 0;
 	int e;
 
-	e = cpu_ns(r->server, &r0);
+	e = bench_cpu_ns(r->server, &r0);
 	if (e == 0)
-		e = cpu_ns(r->echo, &e0);
+		e = bench_cpu_ns(r->echo, &e0);
 	if (e < 0)
 		return e;
 	/* Idle starts with one request, so that the second includes the spin window after it. */
@@ -310,11 +281,11 @@ static int cpu_over_second(struct ring *r, bool paced, struct bench_stats *ring_
 				return e;
 			n++;
 		}
-		sleep_ns(paced ? 1000000000u / PACED_PER_S : 100000000u);
+		bench_sleep_ns(paced ? 1000000000u / PACED_PER_S : 100000000u);
 	}
-	e = cpu_ns(r->server, &r1);
+	e = bench_cpu_ns(r->server, &r1);
 	if (e == 0)
-		e = cpu_ns(r->echo, &e1);
+		e = bench_cpu_ns(r->echo, &e1);
 	if (e < 0)
 		return e;
 	*ring_cpu = (struct bench_stats){

@@ -15,8 +15,18 @@
  *   bar_read_4B      vfb_dev_region_read() of BAR0 + 0      vs raw_seqpacket_pingpong_<req>B_<rep>B
  *   bar_read_64KiB   vfb_dev_region_read() of 64 KiB        vs one pread of 64 KiB
  *
+ * over the socket (the handle connected with VFB_DEV_CONNECT_NO_RING), and the two 4-byte
+ * accesses through the shared-memory ring (ipc/ipc_ring.h) of a second worker of the same image,
+ * against the same raw ping-pong of the socket's bytes (issue 15, P1+):
+ *
+ *   ring_cfg_read_4B, ring_bar_read_4B
+ *   ring_worker_cpu_idle   the ring worker's CPU time (/proc/<pid>/schedstat) in a second that
+ *                          starts with one access through the ring, against one CPU-second:
+ *                          what its spin window after an answer costs an idle VMM (`_2cpu`
+ *                          only: on one CPU nothing spins)
+ *
  * Each runs in both placements of bench_placements(): the VMM (this process) on the first CPU,
- * the worker and the echo process on the same one (`_1cpu`), then on the second (`_2cpu`); the
+ * the workers and the echo process on the same one (`_1cpu`), then on the second (`_2cpu`); the
  * pread baseline runs on the VMM's CPU.
  *
  * Usage: bench_worker [WORKER [IMAGE]] (defaults: this build's vfio-worker,
@@ -187,10 +197,11 @@ struct trap_case {
 	uint32_t region;
 	uint64_t offset;
 	size_t len;
+	bool ring; /* through the ring worker's handle */
 };
 
-static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncases,
-		     const struct bench_placement *pl)
+static int run_cases(struct trap *t, struct vfb_dev *const devs[2], const struct trap_case *cases,
+		     size_t ncases, const struct bench_placement *pl)
 {
 	char name[64], base[64];
 	int r, failed = 0;
@@ -198,6 +209,7 @@ static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncase
 	for (size_t i = 0; i < ncases; i++) {
 		const struct trap_case *c = &cases[i];
 
+		t->dev = devs[c->ring];
 		t->region = c->region;
 		t->offset = c->offset;
 		t->len = c->len;
@@ -231,18 +243,64 @@ static int run_cases(struct trap *t, const struct trap_case *cases, size_t ncase
 	return failed;
 }
 
+/* The ring worker's CPU over a second that starts with one access through its ring. */
+static int ring_idle_cpu(struct trap *t, struct vfb_dev *dev, pid_t pid, const char *suffix)
+{
+	struct bench_stats fig, second = {.median = 1e9, .p99 = 1e9, .iterations = 1};
+	uint64_t c0, c1;
+	char name[64];
+	int r = bench_cpu_ns(pid, &c0);
+
+	if (r == 0)
+		r = vfb_dev_cfg_read(dev, 0, t->buf, 4);
+	if (r < 0)
+		return r;
+	bench_sleep_ns(1000000000u);
+	r = bench_cpu_ns(pid, &c1);
+	if (r < 0)
+		return r;
+	fig = (struct bench_stats){
+	    .median = (double)(c1 - c0), .p99 = (double)(c1 - c0), .iterations = 1};
+	snprintf(name, sizeof(name), "ring_worker_cpu_idle%s", suffix);
+	bench_report(name, &fig, "one_cpu_second", &second, "ns");
+	return 0;
+}
+
+/* Connects to a started worker, with or without offering a ring; a ring must be taken. The
+ * socket exists from its bind(), a moment before the worker listens: a refusal is tried again. */
+static int connect_worker(struct bproc_worker *w, bool ring)
+{
+	uint32_t flags = ring ? 0 : VFB_DEV_CONNECT_NO_RING;
+	int r = -ECONNREFUSED;
+
+	for (int i = 0; i < 500 && r == -ECONNREFUSED; i++) {
+		r = vfb_dev_connect(w->sock, "vb-bench", flags, &w->dev);
+		if (r == -ECONNREFUSED)
+			usleep(10000);
+	}
+
+	if (r == 0 && ring && !vfb_dev_ring_active(w->dev)) {
+		snprintf(w->why, sizeof(w->why), "no ring: %s", vfb_dev_ring_reason(w->dev));
+		r = -EPROTO;
+	}
+	return r;
+}
+
 int main(int argc, char **argv)
 {
 	const char *worker = argc > 1 ? argv[1] : VB_WORKER_PATH;
 	const char *image = argc > 2 ? argv[2] : VB_FIXTURES "/edu.img";
 	const struct trap_case cases[] = {
-	    {"cfg_read_4B", NULL, via_worker_cfg, VFIO_PCI_CONFIG_REGION_INDEX, 0, 4},
-	    {"bar_read_4B", NULL, via_worker_bar, 0, 0, 4},
-	    {"bar_read_64KiB", "pread_memfd_bar0_64KiB", via_worker_bar, 0, 0, BIG},
+	    {"cfg_read_4B", NULL, via_worker_cfg, VFIO_PCI_CONFIG_REGION_INDEX, 0, 4, false},
+	    {"bar_read_4B", NULL, via_worker_bar, 0, 0, 4, false},
+	    {"bar_read_64KiB", "pread_memfd_bar0_64KiB", via_worker_bar, 0, 0, BIG, false},
+	    {"ring_cfg_read_4B", NULL, via_worker_cfg, VFIO_PCI_CONFIG_REGION_INDEX, 0, 4, true},
+	    {"ring_bar_read_4B", NULL, via_worker_bar, 0, 0, 4, true},
 	};
 	struct vb_err err = {0};
 	struct wkr_image *img = NULL;
-	struct bproc_worker w;
+	struct bproc_worker w, wr = {.pid = 0};
+	struct vfb_dev *devs[2];
 	struct trap t = {.memfd = -1, .echo = -1};
 	int r, failed = 0;
 
@@ -260,15 +318,24 @@ int main(int argc, char **argv)
 		free(t.buf);
 		return 1;
 	}
-	r = bproc_worker_start(worker, image, true, &w);
+	r = bproc_worker_start(worker, image, false, &w);
+	if (r == 0)
+		r = connect_worker(&w, false);
+	if (r == 0)
+		r = bproc_worker_start(worker, image, false, &wr);
+	if (r == 0)
+		r = connect_worker(&wr, true);
 	if (r < 0) {
+		const char *why = wr.why[0] ? wr.why : w.why;
+
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			bench_fail(cases[i].name, "starting %s: %s%s%s", worker, strerror(-r),
-				   w.why[0] ? ": " : "", w.why);
+				   why[0] ? ": " : "", why);
 		failed = 1;
-		goto out;
+		goto stop;
 	}
-	t.dev = w.dev;
+	devs[0] = w.dev;
+	devs[1] = wr.dev;
 	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
 	int npl = bench_placements(pl);
 	if (npl < 0) {
@@ -283,6 +350,8 @@ int main(int argc, char **argv)
 		r = bench_pin_self(pl[k].client);
 		if (r == 0)
 			r = bench_pin_process(w.pid, pl[k].server);
+		if (r == 0)
+			r = bench_pin_process(wr.pid, pl[k].server);
 		if (r < 0) {
 			for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 				bench_fail(cases[i].name, "pinning to CPUs %d and %d: %s",
@@ -290,10 +359,20 @@ int main(int argc, char **argv)
 			failed = 1;
 			break;
 		}
-		failed |= run_cases(&t, cases, ARRAY_SIZE(cases), &pl[k]);
+		failed |= run_cases(&t, devs, cases, ARRAY_SIZE(cases), &pl[k]);
+		if (pl[k].client == pl[k].server)
+			continue;
+		r = ring_idle_cpu(&t, wr.dev, wr.pid, pl[k].suffix);
+		if (r < 0) {
+			bench_fail("ring_worker_cpu_idle", "%s", strerror(-r));
+			failed = 1;
+		}
 	}
-	bproc_worker_stop(&w);
-out:
+stop:
+	if (wr.pid > 0)
+		bproc_worker_stop(&wr);
+	if (w.pid > 0)
+		bproc_worker_stop(&w);
 	close(t.memfd);
 	wkr_image_free(img);
 	free(t.buf);
