@@ -442,9 +442,7 @@ static void test_client_bdf_normalize_accepts_and_rejects(void **state)
 
 /* The real worker, standalone, serving the captured edu image (tests/fixtures/edu.img). */
 struct standalone {
-	char dir[32];
-	char sock[96];
-	pid_t pid;
+	struct standalone_worker w;
 	struct vfb_dev *dev;
 };
 
@@ -455,41 +453,16 @@ static bool running;
 
 static void standalone_start(struct standalone *w, const char *image)
 {
-	int r = -1;
-
-	strcpy(w->dir, "/tmp/vfb-test-XXXXXX");
-	assert_non_null(mkdtemp(w->dir));
-	snprintf(w->sock, sizeof(w->sock), "%s/dev.sock", w->dir);
-	w->pid = fork();
-	assert_true(w->pid >= 0);
-	if (w->pid == 0) {
-		/* Never outlive the test, whatever happens to it. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(VB_WORKER_PATH, "vfio-worker", "--device-image", image, "--listen", w->sock,
-		      (char *)NULL);
-		_exit(127);
-	}
+	standalone_worker_start(&w->w, VB_WORKER_PATH, image, NULL);
 	running = true;
-	/* Until the worker listens; the bound (a minute, for a busy machine) only turns a worker
-	 * that never comes up into a failure instead of a hang. */
-	for (int i = 0; i < 2400 && r < 0; i++) {
-		r = vfb_dev_connect(w->sock, "test_client", 0, &w->dev);
-		if (r < 0)
-			usleep(25000);
-	}
-	assert_int_equal(r, 0);
+	assert_int_equal(vfb_dev_connect(w->w.sock, "test_client", 0, &w->dev), 0);
 }
 
 static void standalone_stop(struct standalone *w)
 {
-	int status;
-
 	running = false;
 	vfb_dev_close(w->dev);
-	kill(w->pid, SIGTERM);
-	waitpid(w->pid, &status, 0);
-	unlink(w->sock);
-	rmdir(w->dir);
+	standalone_worker_stop(&w->w);
 }
 
 static int standalone_teardown(void **state)

@@ -12,7 +12,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -252,6 +255,44 @@ struct vfb_dev *connect_fake(struct fake *f)
 	assert_int_equal(vfb_dev_connect_fd(fd, "test-vmm", 0, &dev), 0);
 	assert_non_null(dev);
 	return dev;
+}
+
+void standalone_worker_start(struct standalone_worker *w, const char *worker, const char *image,
+			     const char *arg)
+{
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	int fd = -1;
+
+	strcpy(w->dir, "/tmp/vfb-test-XXXXXX");
+	assert_non_null(mkdtemp(w->dir));
+	snprintf(w->sock, sizeof(w->sock), "%s/dev.sock", w->dir);
+	w->pid = fork();
+	assert_true(w->pid >= 0);
+	if (w->pid == 0) {
+		/* Never outlive the test, whatever happens to it. */
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execl(worker, "vfio-worker", "--device-image", image, "--listen", w->sock, arg,
+		      (char *)NULL);
+		_exit(127);
+	}
+	/* Until it listens (the socket exists a moment before). */
+	while (ipc_connect(w->sock, &fd) < 0 && test_now_ms() < deadline)
+		poll(NULL, 0, 20);
+	assert_true(fd >= 0);
+	close(fd);
+}
+
+void standalone_worker_stop(struct standalone_worker *w)
+{
+	int status;
+
+	if (w->pid <= 0)
+		return;
+	kill(w->pid, SIGTERM);
+	waitpid(w->pid, &status, 0);
+	w->pid = 0;
+	unlink(w->sock);
+	rmdir(w->dir);
 }
 
 int count_fds(void)

@@ -10,6 +10,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "vfiobroker/client.h"
 
@@ -64,6 +65,19 @@ int fake_start(struct fake *f);
 void fake_join(struct fake *f);
 /* fake_start() plus vfb_dev_connect_fd(); fails the test when the handshake fails. */
 struct vfb_dev *connect_fake(struct fake *f);
+/* The real vfio-worker in standalone mode (tests that have it built): `worker` serving `image`
+ * on a socket in a private directory, with `arg` (an option, or NULL) on its command line.
+ * Returns once it listens; a worker that never does fails the test after TEST_HANG_MS. */
+struct standalone_worker {
+	char dir[32];
+	char sock[96];
+	pid_t pid; /* 0 when not running */
+};
+void standalone_worker_start(struct standalone_worker *w, const char *worker, const char *image,
+			     const char *arg);
+/* Ends it (SIGTERM), reaps it and removes its directory; nothing when it is not running. */
+void standalone_worker_stop(struct standalone_worker *w);
+
 /* Open fds of this process. */
 int count_fds(void);
 bool fd_readable(int fd, int timeout_ms);

@@ -37,65 +37,29 @@
 
 /* ---- the real worker, standalone ------------------------------------------------------------ */
 
-struct wk {
-	char dir[32];
-	char sock[96];
-	pid_t pid;
-};
-
 /* Workers of the running test, ended by the teardown even when an assertion failed. */
-static struct wk workers[2];
+static struct standalone_worker workers[2];
 
-static void wk_start(struct wk *w, bool no_ring)
+static void wk_start(struct standalone_worker *w, bool no_ring)
 {
-	int fd = -1;
-	int64_t deadline = test_now_ms() + TEST_HANG_MS;
-
-	strcpy(w->dir, "/tmp/vfb-ring-XXXXXX");
-	assert_non_null(mkdtemp(w->dir));
-	snprintf(w->sock, sizeof(w->sock), "%s/dev.sock", w->dir);
-	w->pid = fork();
-	assert_true(w->pid >= 0);
-	if (w->pid == 0) {
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		execl(VB_WORKER_PATH, "vfio-worker", "--device-image", VB_FIXTURES "/edu.img",
-		      "--listen", w->sock, no_ring ? "--no-ring" : NULL, (char *)NULL);
-		_exit(127);
-	}
-	/* Until it listens: the bound turns a worker that never comes up into a failure. */
-	while (ipc_connect(w->sock, &fd) < 0 && test_now_ms() < deadline)
-		poll(NULL, 0, 20);
-	assert_true(fd >= 0);
-	close(fd);
+	standalone_worker_start(w, VB_WORKER_PATH, VB_FIXTURES "/edu.img",
+				no_ring ? "--no-ring" : NULL);
 }
 
 /* Whether the worker is still running (it neither crashed nor exited). */
-static bool wk_alive(struct wk *w)
+static bool wk_alive(struct standalone_worker *w)
 {
 	return waitpid(w->pid, NULL, WNOHANG) == 0;
-}
-
-static void wk_stop(struct wk *w)
-{
-	int status;
-
-	if (w->pid <= 0)
-		return;
-	kill(w->pid, SIGTERM);
-	waitpid(w->pid, &status, 0);
-	w->pid = 0;
-	unlink(w->sock);
-	rmdir(w->dir);
 }
 
 static int teardown(void **state)
 {
 	for (size_t i = 0; i < ARRAY_SIZE(workers); i++)
-		wk_stop(&workers[i]);
+		standalone_worker_stop(&workers[i]);
 	return 0;
 }
 
-static struct vfb_dev *wk_connect(struct wk *w, uint32_t flags)
+static struct vfb_dev *wk_connect(struct standalone_worker *w, uint32_t flags)
 {
 	struct vfb_dev *dev = NULL;
 
@@ -289,7 +253,8 @@ static int make_memfd(size_t size, unsigned seals)
 #define ALL_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 /* Connects and says HELLO with a ring offer of `fds` (nfds of them) and `layout`. */
-static void raw_hello(struct wk *w, struct raw *r, const int *fds, size_t nfds, uint32_t layout)
+static void raw_hello(struct standalone_worker *w, struct raw *r, const int *fds, size_t nfds,
+		      uint32_t layout)
 {
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	Vb__Dev__RingOffer o = VB__DEV__RING_OFFER__INIT;
@@ -345,8 +310,8 @@ static void raw_close(struct raw *r)
 
 /* An offer that is wrong in one way: refused with `err` and a reason naming `word`; the HELLO
  * succeeded all the same and the socket serves. */
-static void expect_refused(struct wk *w, const int *fds, size_t nfds, uint32_t layout, int err,
-			   const char *word)
+static void expect_refused(struct standalone_worker *w, const int *fds, size_t nfds,
+			   uint32_t layout, int err, const char *word)
 {
 	struct raw r = {.memfd = -1, .efd = -1};
 
@@ -402,7 +367,7 @@ static void test_ring_bad_offers_refused_clearly_socket_serves(void **state)
 }
 
 /* A raw VMM with an accepted ring. */
-static void raw_ring(struct wk *w, struct raw *r)
+static void raw_ring(struct standalone_worker *w, struct raw *r)
 {
 	void *p;
 

@@ -13,88 +13,28 @@
  * Whatever the page holds, nothing crashes, the worker's loop returns, the socket still answers
  * a config read at the end, and once the VMM hangs up every handle is closed and no fd is left.
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
 
 #include "device.pb-c.h"
-#include "devimg.h"
 #include "fuzz_msgs.h"
+#include "fuzz_worker.h"
 #include "ipc.h"
 #include "ipc_ring.h"
-#include "server.h"
-#include "standalone.h"
-#include "wkr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char *const images[] = {"edu.img", "e1000e.img", "nvme.img"};
-static struct wkr_image *loaded[3];
-
 struct ring_fuzz {
-	struct wkr_local *local;
-	struct wkr_server *srv;
 	struct ipc_chan *vmm; /* the VMM's end of its connection */
 	struct vb_ring_page *page;
 	int efd;
 };
-
-static int dev_set_irqs(void *data, const struct wkr_irq_set *s)
-{
-	struct ring_fuzz *v = data;
-
-	return wkr_local_ops.set_irqs(v->local, s);
-}
-
-static void dev_bars_changed(void *data, uint16_t command)
-{
-	struct ring_fuzz *v = data;
-
-	if (v->srv)
-		wkr_server_bars_changed(v->srv, command);
-}
-
-static struct wkr_image *image(unsigned i)
-{
-	char path[512];
-	struct vb_err err = {0};
-
-	if (!loaded[i]) {
-		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, images[i]);
-		if (wkr_image_load(path, &loaded[i], &err) < 0) {
-			fprintf(stderr, "fuzz_ring: %s: %s\n", path, err.msg);
-			abort();
-		}
-	}
-	return loaded[i];
-}
-
-/* A listening SOCK_SEQPACKET socket on an autobound abstract address, and a client on it. */
-static void listen_pair(int *lfd, int *client)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	socklen_t len = sizeof(sa_family_t);
-
-	*lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (*lfd < 0 || bind(*lfd, (struct sockaddr *)&sa, len) < 0 || listen(*lfd, 4) < 0)
-		abort();
-	len = sizeof(sa);
-	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
-		abort();
-	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
-		abort();
-}
 
 /* Runs the worker's loop a few turns and reads what it sent; returns the replies that came. */
 static int settle(uv_loop_t *loop, struct ring_fuzz *v, int *hello_ok)
@@ -197,64 +137,21 @@ static void check_socket(uv_loop_t *loop, struct ring_fuzz *v)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	struct ring_fuzz v = {.efd = -1};
-	struct wkr_callbacks cb = {dev_set_irqs, dev_bars_changed, &v};
-	const struct wkr_image *img;
-	struct wkr_dev *dev = NULL;
-	struct wkr_io io;
-	uv_loop_t loop;
-	int before, memfd, lfd, client;
+	struct fuzz_worker w;
 
 	if (size < 1)
 		return 0;
-	fuzz_uv_warm_up();
-	before = count_fds();
-	img = image((data[0] & 3) % 3);
-	if (wkr_image_build(img, &memfd) < 0 ||
-	    wkr_local_new(img, memfd, 8, 1u << 20, &v.local) < 0)
+	fuzz_worker_start(&w, data[0] & 3, false);
+	if (ipc_chan_new(w.client, &ipc_proto_device, NULL, &v.vmm) < 0)
 		abort();
-	wkr_io_from_fd(&io, memfd);
-	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
-		abort();
-	if (uv_loop_init(&loop) < 0)
-		abort();
-	listen_pair(&lfd, &client);
-	struct wkr_server_cfg sc = {
-	    .loop = &loop,
-	    .listen_fd = lfd,
-	    .dev = dev,
-	    .backend = {&wkr_local_ops, v.local},
-	    .owner_uid = getuid(),
-	    .iommu_pgsize = 4096,
-	    .max_dma_mappings = 8,
-	    .max_pinned_bytes = 1u << 20,
-	};
-	if (wkr_server_new(&sc, &v.srv) < 0 ||
-	    ipc_chan_new(client, &ipc_proto_device, NULL, &v.vmm))
-		abort();
-	settle(&loop, &v, NULL);
-	if (!wkr_server_connected(v.srv))
-		abort();
-	offer_ring(&loop, &v);
-	run_records(&loop, &v, data + 1, size - 1);
-	check_socket(&loop, &v);
-
+	w.client = -1; /* the channel's now */
+	offer_ring(&w.loop, &v);
+	run_records(&w.loop, &v, data + 1, size - 1);
+	check_socket(&w.loop, &v);
 	/* The VMM goes away: the ring goes with its session. */
 	ipc_chan_free(v.vmm);
-	uv_run(&loop, UV_RUN_NOWAIT);
-	uv_run(&loop, UV_RUN_NOWAIT);
-	if (wkr_server_connected(v.srv))
-		abort();
-	wkr_server_close(v.srv, NULL, NULL);
-	v.srv = NULL;
-	uv_run(&loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&loop) != 0)
-		abort(); /* a handle left open */
 	munmap(v.page, VB_RING_SIZE);
 	close(v.efd);
-	wkr_dev_free(dev);
-	wkr_local_free(v.local);
-	close(memfd);
-	if (count_fds() != before)
-		abort();
+	fuzz_worker_stop(&w);
 	return 0;
 }
