@@ -33,6 +33,10 @@
 #include "demo_vmm.h"
 
 static bool quiet;
+/* -r: every device must take the shared-memory ring; -s: offer none (the socket only). */
+static enum { RING_OFFERED, RING_REQUIRED, RING_OFF } ring_mode;
+/* Devices connected whose trapped accesses went through a ring (printed in the figures). */
+static unsigned ring_devices;
 
 void vmm_say(const char *fmt, ...)
 {
@@ -243,10 +247,17 @@ void vmm_ram_free(struct vmm_ram *ram)
 
 int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *info)
 {
-	int r = vfb_dev_connect(path, "vfio-demo-vmm", 0, ret);
+	uint32_t flags = ring_mode == RING_OFF ? VFB_DEV_CONNECT_NO_RING : 0;
+	int r = vfb_dev_connect(path, "vfio-demo-vmm", flags, ret);
 
 	if (r < 0)
 		return vmm_fail("connect to %s: %s", path, strerror(-r));
+	if (ring_mode == RING_REQUIRED && !vfb_dev_ring_active(*ret)) {
+		vmm_fail("%s: no shared-memory ring: %s", path, vfb_dev_ring_reason(*ret));
+		vfb_dev_close(*ret);
+		return -1;
+	}
+	ring_devices += vfb_dev_ring_active(*ret);
 	r = vfb_dev_device_info(*ret, info);
 	if (r < 0) {
 		vmm_check(*ret, r, "device info");
@@ -415,7 +426,7 @@ static void usage(FILE *f)
 {
 	fprintf(
 	    f,
-	    "Usage: vfio-demo-vmm [-q] SCENARIO SOCKET [SOCKET | SECONDS]\n"
+	    "Usage: vfio-demo-vmm [-q] [-r | -s] SCENARIO SOCKET [SOCKET | SECONDS]\n"
 	    "\n"
 	    "A small VMM built on libvfiobroker. It connects to the VMM socket of a vfio-worker\n"
 	    "(vfio-brokerctl add prints it), drives the device as a guest driver would, and\n"
@@ -455,6 +466,10 @@ static void usage(FILE *f)
 	    "\n"
 	    "Options:\n"
 	    "  -q        print only failures and the final figures\n"
+	    "  -r        require the shared-memory ring for trapped accesses: fail when a\n"
+	    "            worker does not take it (the figures' ring_devices counts those that "
+	    "did)\n"
+	    "  -s        offer no ring: every access goes over the socket\n"
 	    "  -h        this help\n");
 }
 
@@ -487,9 +502,15 @@ int main(int argc, char **argv)
 		usage(stdout);
 		return 0;
 	}
-	if (argc > 1 && !strcmp(argv[1], "-q")) {
-		quiet = true;
-		i++;
+	for (; i < argc && argv[i][0] == '-' && argv[i][1] && !argv[i][2]; i++) {
+		if (argv[i][1] == 'q')
+			quiet = true;
+		else if (argv[i][1] == 'r')
+			ring_mode = RING_REQUIRED;
+		else if (argv[i][1] == 's')
+			ring_mode = RING_OFF;
+		else
+			break;
 	}
 	if (argc - i < 2) {
 		usage(stderr);
@@ -504,8 +525,9 @@ int main(int argc, char **argv)
 		}
 		if (scenarios[s].run(argv + i + 1, &fig) < 0)
 			return 1;
-		printf("figures: devices=%u dma_bytes_verified=%" PRIu64 " interrupts=%u\n",
-		       fig.devices, fig.dma_bytes, fig.interrupts);
+		printf("figures: devices=%u dma_bytes_verified=%" PRIu64
+		       " interrupts=%u ring_devices=%u\n",
+		       fig.devices, fig.dma_bytes, fig.interrupts, ring_devices);
 		return 0;
 	}
 	fprintf(stderr, "vfio-demo-vmm: unknown scenario '%s'\n", argv[i]);

@@ -2,7 +2,12 @@
 guest, each to its own sandboxed vfio-worker, and vfio-demo-vmm (a VMM on libvfiobroker) drives
 them: DMA through the IOMMU, MSI and MSI-X from the devices to the VMM's eventfds, config space
 and BAR emulation, disconnects, crashes and hot-plug. Every test starts its own broker and stops
-it at the end (SIGTERM must leave no worker behind)."""
+it at the end (SIGTERM must leave no worker behind).
+
+vfio-demo-vmm runs with -r: its trapped config and BAR accesses go through the shared-memory ring
+(ipc/ipc_ring.h) of the sandboxed worker, and it fails unless every worker took the ring, so a
+ring silently replaced by the socket fails the test; edu_msi_delivery_socket runs the same
+scenario with -s (no ring offered), so the socket path stays proven too."""
 
 import time
 
@@ -11,8 +16,8 @@ from vbbroker import Broker, config
 from vbguest import Device, guest_test, note
 
 
-def vmm(g, scenario, sock, timeout=120):
-    rc, out = g.run("vfio-demo-vmm %s %s" % (scenario, sock), timeout=timeout)
+def vmm(g, scenario, sock, timeout=120, transport="-r"):
+    rc, out = g.run("vfio-demo-vmm %s %s %s" % (transport, scenario, sock), timeout=timeout)
     assert rc == 0, "vfio-demo-vmm %s: exit %d:\n%s" % (scenario, rc, out)
     for line in out.splitlines():
         if line.startswith("  ") or line.startswith("figures:"):
@@ -50,9 +55,20 @@ def edu_msi_delivery(g):
     with Broker(g) as b:
         out = vmm(g, "edu-msi", b.add(edu)["socket_path"])
         assert figures(out)["interrupts"] == 16, out
+        assert figures(out)["ring_devices"] == 1, out
         # The VMM has gone: its interrupt routes went with it.
         b.wait_status(edu, lambda s: sum(i["enabled"] for i in s["irqs"]) == 0,
                       "MSI torn down after the VMM disconnected")
+
+
+@guest_test("edu_msi_delivery_socket")
+def edu_msi_delivery_socket(g):
+    """edu_msi_delivery with every trapped access over the socket (no ring offered)."""
+    edu = g.bdf("edu0")
+    with Broker(g) as b:
+        out = vmm(g, "edu-msi", b.add(edu)["socket_path"], transport="-s")
+        assert figures(out)["interrupts"] == 16, out
+        assert figures(out)["ring_devices"] == 0, out
 
 
 @guest_test("edu_intx_delivery", kernels=vbkernel.ALL)
@@ -71,6 +87,7 @@ def e1000e_msix_delivery(g):
     nic = g.bdf("e1000e0")
     with Broker(g) as b:
         out = vmm(g, "e1000e-msix", b.add(nic)["socket_path"])
+        assert figures(out)["ring_devices"] == 1, out
         assert figures(out)["interrupts"] == 20, out
 
 
