@@ -91,6 +91,10 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 		Vb__Dev__RingAnswer ring = VB__DEV__RING_ANSWER__INIT;
 		Vb__Limits lim = VB__LIMITS__INIT;
 
+		/* The ring's fds are closed before the answer, so that a test counting this
+		 * process's fds once connected never races with the fake's close. */
+		for (size_t i = 0; i < m->nfds; i++)
+			close(ipc_msg_take_fd(m, i));
 		if (f->no_hello_fds && m->nfds > 0) {
 			ipc_chan_reply_error(c, m, -ETOOMANYREFS, "2 fds for a HELLO; at most 0");
 			break;

@@ -79,9 +79,8 @@ struct vfb_limits {
 	uint32_t max_outstanding;   /* requests in flight per connection */
 };
 
-/* vfb_dev_connect() flags. */
-#define VFB_DEV_CONNECT_NO_RING (1u << 0) /* offer no shared-memory ring: the socket carries all \
-					   */
+/* vfb_dev_connect() flags: offer no shared-memory ring (the socket carries every access). */
+#define VFB_DEV_CONNECT_NO_RING (1u << 0)
 
 /*
  * Connects to a worker's VMM socket at `path`, performs the handshake (protocol version and
