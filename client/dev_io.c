@@ -27,13 +27,13 @@ static int ring_access(struct vfb_dev *dev, uint32_t op, uint32_t index, uint64_
 		       size_t len)
 {
 	struct vfb__conn *c = &dev->conn;
+	bool broken = false;
 	int r;
 
 	c->last_error[0] = '\0';
 	r = vfb__ring_call(&dev->ring, op, index, offset, buf, len, c->timeout_ms,
-			   ipc_chan_fd(c->chan), c->last_error, sizeof(c->last_error));
-
-	if (r == -ETIMEDOUT || r == -EPIPE || r == -EPROTO) {
+			   ipc_chan_fd(c->chan), c->last_error, sizeof(c->last_error), &broken);
+	if (broken) {
 		dev->ring_on = false;
 		snprintf(dev->ring_why, sizeof(dev->ring_why), "dropped after an access failed: %s",
 			 strerror(-r));

@@ -122,9 +122,10 @@ static int wait_answer(struct vfb__ring *r, uint32_t want, uint64_t spin_ns, int
 	return e;
 }
 
-/* Reads the answer once it is there; the worker is checked as the socket's answers are. */
+/* Reads the answer once it is there; the worker is checked as the socket's answers are, and an
+ * answer that is not one is -EPROTO with *broken set. */
 static int take_answer(struct vfb__ring *r, uint32_t op, void *buf, size_t len, char *msg,
-		       size_t msglen)
+		       size_t msglen, bool *broken)
 {
 	const struct vb_ring_wkr *w = &r->page->wkr;
 	int32_t status = __atomic_load_n(&w->status, __ATOMIC_RELAXED);
@@ -132,7 +133,8 @@ static int take_answer(struct vfb__ring *r, uint32_t op, void *buf, size_t len, 
 	uint32_t n = __atomic_load_n(&w->msg_len, __ATOMIC_RELAXED);
 	bool read = op == VB__DEV__TYPE__CFG_READ || op == VB__DEV__TYPE__REGION_READ;
 
-	if (status < -4095 || status > 0)
+	*broken = status < -4095 || status > 0 || (read && status == 0 && size != len);
+	if (*broken)
 		return -EPROTO;
 	if (status < 0) {
 		n = n < msglen ? n : (uint32_t)msglen - 1;
@@ -141,15 +143,13 @@ static int take_answer(struct vfb__ring *r, uint32_t op, void *buf, size_t len, 
 		msg[n] = '\0';
 		return status;
 	}
-	if (read && size != len)
-		return -EPROTO;
 	if (read)
 		memcpy(buf, w->data, len);
 	return 0;
 }
 
 int vfb__ring_call(struct vfb__ring *r, uint32_t op, uint32_t index, uint64_t offset, void *buf,
-		   size_t len, int timeout_ms, int sock, char *msg, size_t msglen)
+		   size_t len, int timeout_ms, int sock, char *msg, size_t msglen, bool *broken)
 {
 	struct vb_ring_vmm *q = &r->page->vmm;
 	int cpu = sched_getcpu();
@@ -166,11 +166,12 @@ int vfb__ring_call(struct vfb__ring *r, uint32_t op, uint32_t index, uint64_t of
 	atomic_store_explicit(&q->cpu, cpu, memory_order_relaxed);
 	r->seq = seq;
 	atomic_store(&q->seq, seq);
+	*broken = true;
 	if (atomic_load(&r->page->wkr.sleeping)) {
 		/* Our own nonblocking eventfd, which the worker never reads: it fails only once
-		 * 2^64 - 2 rings have added up. */
+		 * 2^64 - 2 rings have added up (or a worker wrote it full). */
 		if (write(r->doorbell, &one, sizeof(one)) != sizeof(one))
-			return -errno;
+			return -EPIPE;
 	} else if (cpu >= 0 &&
 		   cpu != atomic_load_explicit(&r->page->wkr.cpu, memory_order_relaxed)) {
 		/* Awake on another CPU: the answer comes within its spin window. */
@@ -180,5 +181,5 @@ int vfb__ring_call(struct vfb__ring *r, uint32_t op, uint32_t index, uint64_t of
 	if (e < 0)
 		return e;
 	msg[0] = '\0';
-	return take_answer(r, op, buf, len, msg, msglen);
+	return take_answer(r, op, buf, len, msg, msglen, broken);
 }

@@ -31,10 +31,12 @@ void vfb__ring_fini(struct vfb__ring *r);
  * forever), spinning first only when the worker is awake on another CPU, then asleep in
  * FUTEX_WAIT, looking at the socket `sock` between slices of sleep so that a worker that died
  * is noticed as a hang-up (-EPIPE), not a timeout. The worker's errno is returned and its reason
- * left in `msg` (of `msglen` bytes). -ETIMEDOUT, -EPIPE and -EPROTO (an answer that is not one)
- * leave the ring unusable: the caller goes back to the socket.
+ * left in `msg` (of `msglen` bytes). When the ring itself failed (no answer in time, -ETIMEDOUT;
+ * the worker hung up, -EPIPE; an answer that is not one, -EPROTO; the doorbell could not be
+ * rung) *broken is set: the ring is unusable and the caller goes back to the socket. A worker's
+ * own -ETIMEDOUT (the broker did not answer) leaves it unset.
  */
 int vfb__ring_call(struct vfb__ring *r, uint32_t op, uint32_t index, uint64_t offset, void *buf,
-		   size_t len, int timeout_ms, int sock, char *msg, size_t msglen);
+		   size_t len, int timeout_ms, int sock, char *msg, size_t msglen, bool *broken);
 
 #endif
