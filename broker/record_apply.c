@@ -15,6 +15,7 @@
 #include "le.h"
 #include "record_priv.h"
 #include "registry.h"
+#include "sort.h"
 
 /* ---- reading ------------------------------------------------------------------------------ */
 
@@ -289,7 +290,7 @@ static uint32_t owners_distinct(const struct brk_dma_mapping *m)
 	o[0] = m->owner;
 	if (m->nalso)
 		memcpy(o + 1, m->also, m->nalso * sizeof(*o));
-	qsort(o, m->nalso + 1, sizeof(*o), cmp_u64);
+	vb_sort(o, m->nalso + 1, sizeof(*o), cmp_u64);
 	for (i = 0; i < m->nalso && ok; i++)
 		ok = o[i] != o[i + 1];
 	free(o);

@@ -15,6 +15,7 @@
 
 #include "base.h"
 #include "log.h"
+#include "sort.h"
 
 struct brk_registry {
 	struct brk_dev_rec *devs, **devs_tail;
@@ -251,20 +252,12 @@ struct brk_vm *brk_registry_first_vm(const struct brk_registry *r)
 	return r->vms;
 }
 
-/* Heap sort by BDF: no allocation, no system call (see brk_registry_after()). */
-static void reg_sift_down(struct brk_dev_rec **a, uint32_t root, uint32_t n)
+/* By BDF, for vb_sort() (no allocation, no system call: see base/sort.h). */
+static int reg_bdf_cmp(const void *a, const void *b)
 {
-	for (uint32_t child; (child = 2 * root + 1) < n; root = child) {
-		struct brk_dev_rec *t;
+	const struct brk_dev_rec *const *x = a, *const *y = b;
 
-		if (child + 1 < n && strcmp(a[child + 1]->bdf, a[child]->bdf) > 0)
-			child++;
-		if (strcmp(a[root]->bdf, a[child]->bdf) >= 0)
-			return;
-		t = a[root];
-		a[root] = a[child];
-		a[child] = t;
-	}
+	return strcmp((*x)->bdf, (*y)->bdf);
 }
 
 uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
@@ -275,15 +268,7 @@ uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
 	for (struct brk_dev_rec *d = r->devs; d && n < cap; d = d->next)
 		if (strcmp(d->bdf, after) > 0)
 			out[n++] = d;
-	for (uint32_t i = n / 2; i-- > 0;)
-		reg_sift_down(out, i, n);
-	for (uint32_t end = n; end > 1; end--) {
-		struct brk_dev_rec *t = out[0];
-
-		out[0] = out[end - 1];
-		out[end - 1] = t;
-		reg_sift_down(out, 0, end - 1);
-	}
+	vb_sort(out, n, sizeof(*out), reg_bdf_cmp);
 	return n;
 }
 

@@ -1,6 +1,6 @@
 /*
  * test_base: base/: PCI address parsing in both forms, hex digits, little-endian access, the
- * error record, ARRAY_SIZE, the cleanup helpers and the request-table lookup.
+ * error record, ARRAY_SIZE, the cleanup helpers, the request-table lookup and the sort.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <cmocka.h>
@@ -19,6 +20,7 @@
 #include "err.h"
 #include "hex.h"
 #include "le.h"
+#include "sort.h"
 
 static void test_bdf_strict_canonical_accepted(void **state)
 {
@@ -314,6 +316,110 @@ static void test_dispatch_lookup_unknown_not_now_allowed(void **state)
 	assert_int_equal(check, VB_REQ_ALLOWED);
 }
 
+/* An element of 12 bytes, so that vb_sort() swaps a word and a tail; tag tells equal keys
+ * apart, so that a lost or doubled element shows. */
+struct sort_elem {
+	uint32_t key;
+	uint64_t tag;
+} __attribute__((packed));
+
+static int sort_elem_cmp(const void *a, const void *b)
+{
+	const struct sort_elem *x = a, *y = b;
+
+	return x->key < y->key ? -1 : x->key > y->key;
+}
+
+/* The reference order: by key, then by tag, by insertion (obviously right, and quadratic). */
+static void sort_reference(struct sort_elem *e, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		struct sort_elem t = e[i];
+		size_t j = i;
+
+		for (; j > 0 &&
+		       (e[j - 1].key > t.key || (e[j - 1].key == t.key && e[j - 1].tag > t.tag));
+		     j--)
+			e[j] = e[j - 1];
+		e[j] = t;
+	}
+}
+
+static uint64_t sort_rand(uint64_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 7;
+	*s ^= *s << 17;
+	return *s;
+}
+
+static void test_sort_random_arrays_match_reference(void **state)
+{
+	static const size_t sizes[] = {0, 1, 2, 3, 7, 64, 127, 128, 129, 1000, 4096};
+	/* Few distinct keys (many duplicates), then keys that are nearly all distinct. */
+	static const uint32_t ranges[] = {4, 1u << 30};
+	uint64_t seed = 0x9e3779b97f4a7c15ull;
+
+	(void)state;
+	for (size_t si = 0; si < ARRAY_SIZE(sizes); si++) {
+		for (size_t ri = 0; ri < ARRAY_SIZE(ranges); ri++) {
+			size_t n = sizes[si];
+			struct sort_elem *got = calloc(n + 1, sizeof(*got));
+			struct sort_elem *want = calloc(n + 1, sizeof(*want));
+
+			assert_non_null(got);
+			assert_non_null(want);
+			for (size_t i = 0; i < n; i++)
+				got[i] = (struct sort_elem){
+				    (uint32_t)(sort_rand(&seed) % ranges[ri]), i};
+			/* A guard past the end that the sort must not touch. */
+			got[n] = (struct sort_elem){0xdeadbeef, 0xfeed};
+			memcpy(want, got, (n + 1) * sizeof(*got));
+			vb_sort(got, n, sizeof(*got), sort_elem_cmp);
+			sort_reference(want, n);
+			for (size_t i = 0; i < n; i++)
+				assert_int_equal(got[i].key, want[i].key);
+			/* Same keys in the same order, and the same elements (tags) overall. */
+			sort_reference(got, n);
+			assert_memory_equal(got, want, (n + 1) * sizeof(*got));
+			free(got);
+			free(want);
+		}
+	}
+}
+
+static int sort_u64_cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void test_sort_sorted_reversed_equal_ascending(void **state)
+{
+	uint64_t v[4096];
+
+	(void)state;
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		v[i] = ARRAY_SIZE(v) - i;
+	vb_sort(v, ARRAY_SIZE(v), sizeof(*v), sort_u64_cmp);
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		assert_int_equal(v[i], i + 1);
+	vb_sort(v, ARRAY_SIZE(v), sizeof(*v), sort_u64_cmp);
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		assert_int_equal(v[i], i + 1);
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		v[i] = 7;
+	vb_sort(v, ARRAY_SIZE(v), sizeof(*v), sort_u64_cmp);
+	for (size_t i = 0; i < ARRAY_SIZE(v); i++)
+		assert_int_equal(v[i], 7);
+	/* Size 0 touches nothing. */
+	v[0] = 9;
+	v[1] = 1;
+	vb_sort(v, 2, 0, sort_u64_cmp);
+	assert_int_equal(v[0], 9);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -329,6 +435,8 @@ int main(void)
 	    cmocka_unit_test(test_cleanup_closes_unless_taken),
 	    cmocka_unit_test(test_cleanup_defined_runs_at_scope_exit),
 	    cmocka_unit_test(test_dispatch_lookup_unknown_not_now_allowed),
+	    cmocka_unit_test(test_sort_random_arrays_match_reference),
+	    cmocka_unit_test(test_sort_sorted_reversed_equal_ascending),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -23,6 +23,7 @@
 #include <linux/pci_regs.h>
 
 #include "base.h"
+#include "sort.h"
 #include "wkr_internal.h"
 
 #define ALL  0xffffffffu
@@ -386,7 +387,7 @@ static void caps_clip(struct wkr_cap *c, unsigned n, uint16_t end)
 		return;
 	}
 	memcpy(s, c, n * sizeof(*s));
-	qsort(s, n, sizeof(*s), cap_cmp);
+	vb_sort(s, n, sizeof(*s), cap_cmp);
 	for (unsigned i = 0; i < n; i++) {
 		uint16_t lim = i + 1 < n ? s[i + 1].off : end;
 
