@@ -22,3 +22,14 @@ add_dependencies(test_sandbox sbx_helper)
 vb_unit_test(policyc SOURCES test_policyc.c)
 target_compile_definitions(test_policyc PRIVATE POLICYC_PATH="$<TARGET_FILE:policyc>")
 add_dependencies(test_policyc policyc)
+
+# libc_syscalls: no libc function whose system calls the broker's or the worker's policy kills
+# (qsort's sysinfo first) in what vfio-brokerd imports, nor in the worker's own objects and the
+# project archives it links (a static worker imports nothing; see the script).
+add_test(NAME libc_syscalls
+	 COMMAND sh ${CMAKE_CURRENT_SOURCE_DIR}/libc_syscalls.sh
+	 broker $<TARGET_FILE:vfio-brokerd>
+	 -- worker $<TARGET_FILE:vfio-worker> $<TARGET_OBJECTS:vfio-worker>
+	 $<TARGET_FILE:vb_worker_core> $<TARGET_FILE:vb_base> $<TARGET_FILE:vb_ipc>
+	 $<TARGET_FILE:vb_proto> $<TARGET_FILE:vb_policy_nosan>
+	 COMMAND_EXPAND_LISTS)
