@@ -233,6 +233,46 @@ void test_seccomp_broker_registry_sorted_by_bdf_works(void **state)
 	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_registry_sorted, NULL));
 }
 
+/* A broker taking over after a restart loads a state record whose mapping has the most owners a
+ * record holds (4096: the VM's memory shared by that many DMA owners), under its filter: the
+ * load checks the owners are distinct by sorting them, which glibc's qsort() would have done
+ * after asking sysinfo(), and been killed. */
+static int probe_record_many_owners(void *arg)
+{
+	struct brk_rec_vm vm = {.name = "vm"};
+	struct brk_record *rec = NULL, *again = NULL;
+	const struct brk_rec_vm *got;
+	struct brk_journal j;
+	struct brk_jop op = {
+	    .kind = BRK_JOP_DMA_MAP, .owner = 1, .iova = 1u << 20, .size = 4096, .prot = 3};
+	int ok;
+
+	(void)arg;
+	if (brk_record_new(&rec, NULL) || brk_record_vm_put(rec, &vm) ||
+	    brk_record_dma_journal(rec, "vm", &j) || j.intent(&j, &op))
+		return PROBE_WRONG;
+	j.done(&j, &op, true);
+	op.kind = BRK_JOP_DMA_SHARE;
+	for (op.owner = 2; op.owner <= BRK_REC_MAX_OWNERS; op.owner++) {
+		if (j.intent(&j, &op))
+			return PROBE_WRONG;
+		j.done(&j, &op, true);
+	}
+	/* The mapping and its owners go into the snapshot, which is what adoption decodes. */
+	if (brk_record_compact(rec) || brk_record_adopt(brk_record_fd(rec), &again, NULL))
+		return PROBE_WRONG;
+	got = brk_rec_state_vm(brk_record_state(again), "vm");
+	ok = got && got->nmaps == 1 && got->map[0].nalso == BRK_REC_MAX_OWNERS - 1;
+	brk_record_free(again);
+	brk_record_free(rec);
+	return ok ? PROBE_OK : PROBE_WRONG;
+}
+
+void test_seccomp_broker_record_many_owners_adopted(void **state)
+{
+	assert_worked(run_under(SBX_ROLE_BROKER, SBX_SECCOMP_KILL, probe_record_many_owners, NULL));
+}
+
 void test_seccomp_broker_openat_create_denied(void **state)
 {
 	struct call c = {.nr = SYS_openat,

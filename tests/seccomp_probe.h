@@ -64,6 +64,7 @@ void test_seccomp_broker_unix_sockets_work(void **state);
 void test_seccomp_broker_memfd_map_works(void **state);
 void test_seccomp_broker_state_record_works(void **state);
 void test_seccomp_broker_registry_sorted_by_bdf_works(void **state);
+void test_seccomp_broker_record_many_owners_adopted(void **state);
 void test_seccomp_broker_openat_create_denied(void **state);
 void test_seccomp_broker_debug_and_kernel_calls_killed(void **state);
 void test_seccomp_broker_kill_killed(void **state);

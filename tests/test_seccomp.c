@@ -874,6 +874,7 @@ int main(void)
 	    cmocka_unit_test(test_seccomp_broker_memfd_map_works),
 	    cmocka_unit_test(test_seccomp_broker_state_record_works),
 	    cmocka_unit_test(test_seccomp_broker_registry_sorted_by_bdf_works),
+	    cmocka_unit_test(test_seccomp_broker_record_many_owners_adopted),
 	    cmocka_unit_test(test_seccomp_broker_openat_create_denied),
 	    cmocka_unit_test(test_seccomp_broker_debug_and_kernel_calls_killed),
 	    cmocka_unit_test(test_seccomp_broker_kill_killed),
