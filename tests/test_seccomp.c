@@ -51,6 +51,7 @@
 #include "seccomp.h"
 #include "seccomp_probe.h"
 #include "test_wait.h"
+#include "wkr_test_util.h"
 
 /* ---- worker: what it may do ---------------------------------------------------------------- */
 
@@ -70,6 +71,62 @@ static void test_seccomp_worker_pread_pwrite_works(void **state)
 
 	assert_worked(run_under(SBX_ROLE_WORKER, SBX_SECCOMP_KILL, probe_pread_pwrite, &fd));
 	close(fd);
+}
+
+/* A device whose extended config space holds 100 capabilities: the worker sorts them to clip
+ * their lengths (caps.c), 1600 bytes, past the 1 KiB at which glibc's qsort() asks sysinfo(). */
+#define MANY_CAPS 100
+
+struct many_caps {
+	struct wkr_image *img;
+	int fd;
+};
+
+static int probe_many_caps(void *arg)
+{
+	struct many_caps *mc = arg;
+	struct tdev t = {.fd = mc->fd};
+	struct wkr_io io;
+	struct wkr_callbacks cb = {rec_set_irqs, rec_bars_changed, &t.rec};
+	uint32_t pos = 0x100;
+	int n = 0;
+
+	wkr_io_from_fd(&io, mc->fd);
+	if (wkr_dev_new(wkr_image_info(mc->img), &io, &cb, &t.dev) < 0)
+		return PROBE_WRONG;
+	for (; pos && n <= MANY_CAPS; n++)
+		pos = cfg_rd(&t, pos, 4) >> 20;
+	wkr_dev_free(t.dev);
+	return n == MANY_CAPS ? PROBE_OK : PROBE_WRONG;
+}
+
+static void test_seccomp_worker_many_capabilities_sorted(void **state)
+{
+	static char text[16384];
+	struct many_caps mc = {.fd = -1};
+	struct vb_err err;
+	size_t len;
+
+	len =
+	    (size_t)snprintf(text, sizeof(text),
+			     "vfio-device-image 1\ndevice flags=0x3\nregion 7 size=4096 flags=0x3\n"
+			     "config 0 34 12 78 56 00 00 10 00 00 00 00 ff 00 00 00 00\n");
+	for (uint32_t i = 0; i < MANY_CAPS; i++) {
+		/* Device Serial Number (id 3, version 1, 12 bytes), every 16 bytes from 0x100. */
+		uint32_t next = i + 1 < MANY_CAPS ? 0x100 + 16 * (i + 1) : 0;
+		uint32_t h = 3u | 1u << 16 | next << 20;
+
+		len += (size_t)snprintf(text + len, sizeof(text) - len,
+					"config 0x%x %02x %02x %02x %02x\n", 0x100 + 16 * i,
+					h & 0xff, h >> 8 & 0xff, h >> 16 & 0xff, h >> 24);
+	}
+	assert_true(len < sizeof(text));
+	assert_int_equal(wkr_image_parse(text, len, &mc.img, &err), 0);
+	assert_int_equal(wkr_image_build(mc.img, &mc.fd), 0);
+	assert_worked(run_under(SBX_ROLE_WORKER, SBX_SECCOMP_KILL, probe_many_caps, &mc));
+	close(mc.fd);
+	wkr_image_free(mc.img);
+	(void)state;
 }
 
 static int probe_eventfd_epoll(void *arg)
@@ -831,6 +888,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_seccomp_worker_pread_pwrite_works),
+	    cmocka_unit_test(test_seccomp_worker_many_capabilities_sorted),
 	    cmocka_unit_test(test_seccomp_worker_eventfd_epoll_works),
 	    cmocka_unit_test(test_seccomp_worker_sendmsg_fds_works),
 	    cmocka_unit_test(test_seccomp_worker_accept_works),
