@@ -1008,6 +1008,45 @@ static void end_and_read_log(struct fx *f, char *log, size_t len)
 		fail_msg("the worker ended with status %#x:\n%s", status, log);
 }
 
+/* The VMM's next answer on `c` is a reply (events before it are skipped); a minute's bound. */
+static void expect_reply(struct ipc_chan *c)
+{
+	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	struct ipc_msg *m = NULL;
+	int r;
+	for (;;) {
+		while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
+			assert_int_equal(poll(&p, 1, 60000), 1);
+		assert_int_equal(r, 0);
+		if (m->kind != IPC_KIND_EVENT)
+			break;
+		ipc_msg_free(m);
+	}
+	assert_int_equal(m->kind, IPC_KIND_REPLY);
+	ipc_msg_free(m);
+}
+
+/* The VMM's DMA_MAP of 0x40000+0x10000 (from a 128 KiB memfd, returned) that the broker holds:
+ * ETIMEDOUT, with a message that says to retry. */
+static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
+{
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+	assert_int_equal(ftruncate(ram, 1 << 17), 0);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	dm->iova = 0x40000;
+	dm->size = 1 << 16;
+	dm->prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &ram, 1, 60000, &m, &err),
+	    -ETIMEDOUT);
+	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
+		fail_msg("the VMM was told '%s'", err.message);
+	return ram;
+}
+
 /* A DMA_MAP the broker does not answer in time fails for the VMM with ETIMEDOUT and a message
  * that says to retry; when the answer comes after all (a restarted broker carried the request
  * out), the worker unmaps exactly that range again, so that what the VMM was told failed is not
@@ -1019,19 +1058,8 @@ static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	char log[16384];
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	hold(f, VB__BRK__TYPE__DMA_MAP);
-	int ram = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(ram, 1 << 16), 0);
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
-	dm.iova = 0x40000;
-	dm.size = 1 << 16;
-	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err),
-	    -ETIMEDOUT);
-	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
-		fail_msg("the VMM was told '%s'", err.message);
+	int ram = map_times_out(f, c, &dm);
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 0);
 	held_answer(f);
 	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
@@ -1052,6 +1080,54 @@ static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state
 		fail_msg("the worker's log does not name the undone mapping:\n%s", log);
 }
 
+/* The VMM retries a DMA_MAP that timed out at once, while the first one is still unanswered in
+ * the channel (no broker runs): the next broker carries both out in order, so the worker sends
+ * an unmap of the first one's range between them (else the retry would fail as an overlap), and
+ * sends nothing more when the first one's success comes late. */
+static void test_worker_broker_late_dma_map_retried_first_unmapped_before(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP, VB__BRK__TYPE__DMA_MAP,
+			   VB__BRK__TYPE__DMA_UNMAP};
+	uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 17, 1 << 17};
+	int got = 0;
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int ram = map_times_out(f, c, &dm);
+	/* The retry, over a larger range that contains the first. */
+	dm.size = 1 << 17;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, NULL), 0);
+	wait_held(f, 2);
+	held_answer(f);
+	expect_reply(c);
+	/* A last request through the channel: whatever the worker sent before it is logged. */
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+	du.iova = 0x40000;
+	du.size = 1 << 17;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, NULL, 0, 60000, &m, &err), 0);
+	ipc_msg_free(m);
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < f->nlog; i++) {
+		const struct seen *s = &f->log[i];
+		if (s->type != VB__BRK__TYPE__DMA_MAP && s->type != VB__BRK__TYPE__DMA_UNMAP)
+			continue;
+		if (got == 4 || s->type != want[got] || s->iova != 0x40000 ||
+		    s->size != want_size[got]) {
+			pthread_mutex_unlock(&f->lock);
+			fail_msg("DMA request %d the broker got: type %u 0x%llx+0x%llx", got,
+				 s->type, (unsigned long long)s->iova, (unsigned long long)s->size);
+		}
+		got++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(got, 4);
+	ipc_chan_free(c);
+	close(ram);
+}
+
 /* While a call waits, the broker's heartbeats are still answered (a broker that waits on the
  * worker is there, and must not call it hung); the call completes when its answer comes. */
 static void test_worker_broker_heartbeat_answered_while_call_waits(void **state)
@@ -1069,19 +1145,8 @@ static void test_worker_broker_heartbeat_answered_while_call_waits(void **state)
 	/* The VMM's reset is still waiting for the broker. */
 	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
 	held_answer(f);
-	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
-	int r;
 	/* Events the reset causes may come first. */
-	for (;;) {
-		while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
-			assert_int_equal(poll(&p, 1, 60000), 1);
-		assert_int_equal(r, 0);
-		if (m->kind != IPC_KIND_EVENT)
-			break;
-		ipc_msg_free(m);
-	}
-	assert_int_equal(m->kind, IPC_KIND_REPLY);
-	ipc_msg_free(m);
+	expect_reply(c);
 	ipc_chan_free(c);
 }
 
@@ -1875,6 +1940,9 @@ int main(void)
 		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
 					    setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_late_dma_map_retried_first_unmapped_before, setup_short,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_heartbeat_answered_while_call_waits,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_set_irqs_routing_sent_again,

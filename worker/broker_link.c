@@ -407,11 +407,43 @@ static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 		admitted(b, c->admit, m, err);
 }
 
+/*
+ * A VMM retries a DMA_MAP that timed out at once, as it is told to, usually over the same range.
+ * The first one may still be in the channel, or have been carried out by a broker that died
+ * before answering; either way the next broker sees it first, so the retry would fail as an
+ * overlap (EEXIST) and the first one's undoing, which waits for its answer, might never come.
+ * So the range of every unanswered DMA_MAP the new one overlaps is unmapped first, in the
+ * channel's order: what the VMM asked last is what holds (an unmap of nothing only fails).
+ */
+static void undo_late_maps(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	for (size_t i = 0; i < b->calls.n; i++) {
+		struct wkr_bcall *c = &b->calls.tab[i];
+		Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+		int r;
+
+		if (!c->late || c->undo != WKR_UNDO_UNMAP || iova >= c->iova + c->size ||
+		    c->iova >= iova + size)
+			continue;
+		req.iova = c->iova;
+		req.size = c->size;
+		r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+		if (r == 0)
+			c->undo =
+			    WKR_UNDO_NOTHING; /* its answer, when it comes, needs nothing more */
+		note(b, "a DMA_MAP over %#llx+%#llx, whose earlier DMA_MAP went unanswered: %s",
+		     (unsigned long long)req.iova, (unsigned long long)req.size,
+		     r < 0 ? "cannot unmap that first" : "unmapping that first");
+	}
+}
+
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, struct vb_err *err)
 {
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	struct wkr_bcall meta = {.undo = WKR_UNDO_UNMAP, .iova = iova, .size = size};
+
+	undo_late_maps(ctx, iova, size);
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
