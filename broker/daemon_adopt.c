@@ -335,6 +335,9 @@ static int adopt_device(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	r = brk_daemon__group_get(dmn, v, rd->iommu_group, adopt_group_open, set, &dd->grp, err);
 	if (r < 0)
 		return r;
+	/* Another VM's AddDevice of a device in this group is refused naming its holder, as
+	 * before the restart (the name is not in the record: it is rebuilt from the devices). */
+	brk_daemon__group_describe(dmn, dd->grp, rd->vm);
 	fd = adopt_take(set, "dev", rd->bdf);
 	if (fd < 0)
 		return vb_errf(err, fd, "no device fd");
@@ -475,7 +478,8 @@ static void adopt_dma(struct brk_daemon *dmn, const struct brk_rec_state *st,
 }
 
 /* The device's worker: its pidfd must name the recorded, living pid; then it is taken over and
- * answers (or faults) through the usual hooks. */
+ * answers (or faults) through the usual hooks. -ESRCH: it has exited (the caller handles that
+ * as a worker crash). */
 static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			const struct brk_rec_dev *rd, struct dmn_assignment *dd, struct vb_err *err)
 {
@@ -487,9 +491,12 @@ static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	if (pidfd < 0 || chan < 0)
 		r = vb_errf(err, -ENOENT, "its worker's %s is missing",
 			    pidfd < 0 ? "pidfd" : "channel");
+	else if (pid == -ESRCH)
+		r = vb_errf(err, -ESRCH, "its worker (pid %u) exited while no broker ran",
+			    rd->worker_pid);
 	else if (pid < 0 || (uint32_t)pid != rd->worker_pid)
-		r = vb_errf(err, -ESRCH, "its worker (pid %u) %s", rd->worker_pid,
-			    pid == -ESRCH ? "has exited" : "is not what the pidfd names");
+		r = vb_errf(err, -EBADF, "its worker (pid %u) is not what the pidfd names",
+			    rd->worker_pid);
 	else
 		r = brk_daemon__worker_adopt(dd, pid, pidfd, chan, err);
 	if (r < 0) {
@@ -574,8 +581,16 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 		err.msg[0] = '\0';
 		if (!((struct dmn_vm *)dd->rec->vm->priv)->dma)
 			vb_errf(&err, -EIO, "its VM's DMA table could not be rebuilt");
-		else if (adopt_irqs(dd, rd, &err) == 0 && brk_daemon__rec_dev(dd) == 0)
-			adopt_worker(dmn, set, rd, dd, &err);
+		else if (adopt_irqs(dd, rd, &err) == 0 && brk_daemon__rec_dev(dd) == 0 &&
+			 adopt_worker(dmn, set, rd, dd, &err) == -ESRCH) {
+			/* The device, its VM and group are sound: the same as a worker that
+			 * crashed under this broker (restart policy), not a device to drop. */
+			dmn->adopt.adopted++;
+			brk_notice("%s: adopted (vm %s); %s: handled as a worker crash", rd->bdf,
+				   rd->vm, err.msg);
+			brk_daemon__worker_lost(dd, (pid_t)rd->worker_pid, err.msg);
+			continue;
+		}
 		if (err.msg[0]) {
 			adopt_drop(dd, set, err.msg);
 			continue;

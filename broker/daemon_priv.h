@@ -127,7 +127,13 @@ void brk_daemon__dev_release(struct dmn_assignment *dd);
 /* Drops the registry record (and its VM's, when it was the last). After dev_release. */
 void brk_daemon__dev_forget(struct dmn_assignment *dd);
 
+/* Names the group's holder (brk_group_set_owner): VM `vm` and its devices in the group. */
+void brk_daemon__group_describe(struct brk_daemon *dmn, struct dmn_group *g, const char *vm);
+
 /* daemon_worker.c: the assignment's worker */
+/* A worker found dead at adoption (it died while no broker ran): handled as a worker crash seen
+ * now, its device quiesced and reset, then the restart policy. */
+void brk_daemon__worker_lost(struct dmn_assignment *dd, pid_t pid, const char *reason);
 /* Binds the VMM sockets (again, for a restart: same paths) and starts the worker. */
 int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err);
 /* Takes over the device's running worker (brk_worker_ops.adopt) and keeps its fds in the store.

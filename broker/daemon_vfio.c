@@ -180,7 +180,7 @@ static int dmn_group_open(struct brk_daemon *dmn, struct dmn_vm *v, uint32_t nr,
 
 /* Names the group's holder for the refusal another VM's AddDevice gets: the VM and the devices
  * of the group it has (those whose records point at this group). */
-static void dmn_group_describe(struct brk_daemon *dmn, struct dmn_group *g, const char *vm)
+void brk_daemon__group_describe(struct brk_daemon *dmn, struct dmn_group *g, const char *vm)
 {
 	char owner[BRK_GROUP_OWNER_MAX];
 	size_t len = 0;
@@ -283,7 +283,7 @@ int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 	r = brk_daemon__group_get(dmn, v, d->iommu_group, dmn_group_open, NULL, &dd->grp, err);
 	if (r < 0)
 		return r;
-	dmn_group_describe(dmn, dd->grp, d->vm->name);
+	brk_daemon__group_describe(dmn, dd->grp, d->vm->name);
 	if (!v->dma) {
 		d->vm->max_dma_mappings = maxmap;
 		d->vm->max_pinned_bytes = maxpin;
@@ -433,7 +433,7 @@ void brk_daemon__dev_release(struct dmn_assignment *dd)
 
 		dd->grp = NULL;
 		if (users > 1)
-			dmn_group_describe(dd->dmn, g, d->vm->name);
+			brk_daemon__group_describe(dd->dmn, g, d->vm->name);
 		dmn_group_put(dd->dmn, v, g);
 		if (users == 1 && grants.issued)
 			dmn_group_released(dd, nr, &grants);

@@ -270,6 +270,15 @@ static void dmn_on_exited(void *ctx, int code, int status)
 	}
 }
 
+void brk_daemon__worker_lost(struct dmn_assignment *dd, pid_t pid, const char *reason)
+{
+	/* It had come up and served (the record says so): a crash, not a failed start. */
+	dd->rec->worker_pid = pid;
+	brk_dev_set_state(dd->rec, BRK_DEV_READY);
+	dmn_on_fault(dd, BRK_WORKER_CRASHED, reason);
+	dmn_on_exited(dd, 0, -1);
+}
+
 static const struct brk_worker_hooks dmn_worker_hooks = {
     .ready = dmn_on_ready,
     .vmm_state = dmn_on_vmm_state,

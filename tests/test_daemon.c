@@ -893,7 +893,8 @@ struct next {
 /* What systemd would pass the next broker: a dup of every fd in the store, by name. */
 static struct brk_fdstore_set *store_as_passed(void)
 {
-	/* The names the daemon uses for what these tests add: vm1, groups 5 and 6, DEV_A, DEV_B. */
+	/* The names the daemon uses for what these tests add: vm1, groups 5 and 6, DEV_A, DEV_B,
+	 * DEV_A1. */
 	static const char *const all[] = {"state",
 					  "ctr.vm1",
 					  "grp.5",
@@ -903,7 +904,10 @@ static struct brk_fdstore_set *store_as_passed(void)
 					  "grp.6",
 					  "dev.0000-00-04.0",
 					  "wch.0000-00-04.0",
-					  "wpid.0000-00-04.0"};
+					  "wpid.0000-00-04.0",
+					  "dev.0000-00-03.1",
+					  "wch.0000-00-03.1",
+					  "wpid.0000-00-03.1"};
 	char names[ARRAY_SIZE(all)][64];
 	const char *np[ARRAY_SIZE(all)];
 	int fds[ARRAY_SIZE(all)];
@@ -1152,8 +1156,65 @@ static void test_daemon_adopt_device_no_longer_allowed_removed(void **state)
 	next_end(&nx);
 }
 
-/* A worker that died while no broker ran: its pidfd says so, the device is quiesced. */
-static void test_daemon_adopt_dead_worker_quiesced(void **state)
+/* A worker that died while no broker ran: its pidfd says so. The device, its VM and group are
+ * adopted and the death is a worker crash, as one under this broker would be: the device reset
+ * and a new worker started (restart = on-failure), the restart counted. */
+static void test_daemon_adopt_dead_worker_restarted_as_crash(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_worker *a;
+	struct brk_dev_rec *d;
+	struct next nx;
+	unsigned resets;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	a = add_ready(DEV_A, "vm1", 0);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	set = store_as_passed();
+	resets = fake_vfio_count(&E.f, VFIO_DEVICE_RESET);
+	assert_int_equal(E.nworkers, 1);
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 1);
+	assert_int_equal(nx.dmn->adopt.quiesced, 0);
+	d = brk_registry_find(nx.dmn->reg, DEV_A);
+	assert_non_null(d);
+	assert_int_equal(d->restarts, 1);
+	assert_int_equal(d->state, BRK_DEV_STARTING);
+	assert_int_equal(E.nworkers, 2); /* the new worker */
+	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_RESET), resets + 1);
+	next_end(&nx);
+}
+
+/* The owner of an adopted group is described as before the restart, so another VM's AddDevice
+ * of a device in it is refused naming the VM and its devices there. */
+static void test_daemon_adopt_group_owner_described(void **state)
+{
+	struct brk_fdstore_set *set;
+	struct brk_worker *a, *b;
+	struct dmn_assignment *dd;
+	struct next nx;
+	const char *owner;
+
+	env_start(3);
+	same_config_in_sysfs(DEV_A);
+	same_config_in_sysfs(DEV_A1);
+	a = add_ready(DEV_A, "vm1", 0);
+	b = add_ready(DEV_A1, "vm1", 0);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
+	fake_vfio_fd(&E.f, b->pidfd, NULL, b->pid);
+	set = store_as_passed();
+	next_start(&nx, set, "1234:11e8");
+	assert_int_equal(nx.dmn->adopt.adopted, 2);
+	dd = brk_registry_find(nx.dmn->reg, DEV_A)->priv;
+	owner = brk_group_owner(dd->grp->g);
+	if (!strstr(owner, "vm vm1 (") || !strstr(owner, DEV_A) || !strstr(owner, DEV_A1))
+		fail_msg("the adopted group's owner is '%s'", owner);
+	next_end(&nx);
+}
+
+/* A pidfd that names another process than the recorded worker: not trusted, quiesced. */
+static void test_daemon_adopt_pidfd_of_other_pid_quiesced(void **state)
 {
 	struct brk_fdstore_set *set;
 	struct brk_worker *a;
@@ -1162,7 +1223,7 @@ static void test_daemon_adopt_dead_worker_quiesced(void **state)
 	env_start(3);
 	same_config_in_sysfs(DEV_A);
 	a = add_ready(DEV_A, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid + 1000);
 	set = store_as_passed();
 	next_start(&nx, set, "1234:11e8");
 	assert_int_equal(nx.dmn->adopt.adopted, 0);
@@ -1171,7 +1232,7 @@ static void test_daemon_adopt_dead_worker_quiesced(void **state)
 	next_end(&nx);
 }
 
-/* Two devices of one VM, the first with a worker that died meanwhile: the first is quiesced,
+/* Two devices of one VM, the first with a pidfd naming another process: the first is quiesced,
  * the second adopted into the same container; what the first had mapped is unmapped. */
 static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
 {
@@ -1187,7 +1248,7 @@ static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
 	same_config_in_sysfs(DEV_B);
 	a = add_ready(DEV_A, "vm1", 0);
 	b = add_ready(DEV_B, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid + 1000);
 	fake_vfio_fd(&E.f, b->pidfd, NULL, b->pid);
 	mem = sealed_memfd(1 << 20);
 	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
@@ -1609,7 +1670,9 @@ int main(void)
 				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_damaged_record_quiesces_all, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_device_no_longer_allowed_removed, teardown),
-	    cmocka_unit_test_teardown(test_daemon_adopt_dead_worker_quiesced, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_dead_worker_restarted_as_crash, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_pidfd_of_other_pid_quiesced, teardown),
+	    cmocka_unit_test_teardown(test_daemon_adopt_group_owner_described, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_stale_device_fd_quiesced, teardown),
 	    cmocka_unit_test_teardown(test_daemon_adopt_one_device_of_vm_fails_other_adopted,
 				      teardown),
