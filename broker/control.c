@@ -10,6 +10,7 @@
 #include "control.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -21,6 +22,7 @@
 #include "common.pb-c.h"
 #include "config.h"
 #include "dispatch.h"
+#include "fdstore.h"
 #include "ipc.h"
 #include "ipc_uv.h"
 #include "log.h"
@@ -82,6 +84,13 @@ struct brk_ctl {
 	uint32_t nsess_alloc; /* sessions not yet freed: ended ones wait for libuv */
 	uint32_t ncalls;
 	bool freeing, listen_closed;
+	/* brk_ctl_drain: sessions paused, not listening; done() once nothing is in flight. */
+	struct {
+		uv_timer_t *timer;
+		uint64_t deadline_ms;
+		void (*done)(void *data, unsigned dropped);
+		void *data;
+	} drain;
 	uint64_t refused, refused_dropped, rejected_full, protocol_errors, events_sent,
 	    subscribers_dropped, send_overflows;
 	struct brk_req_stats stats[CTL_TYPES];
@@ -650,15 +659,143 @@ static void ctl_listen_closed(uv_handle_t *h)
 	ctl_maybe_free(ctl);
 }
 
+static void ctl_drain_stop(struct brk_ctl *ctl);
+
 void brk_ctl_free(struct brk_ctl *ctl)
 {
 	if (!ctl || ctl->freeing)
 		return;
+	ctl_drain_stop(ctl);
 	ctl->freeing = true;
 	while (ctl->sessions)
 		ctl_sess_end(ctl->sessions, NULL);
 	uv_close((uv_handle_t *)&ctl->listen, ctl_listen_closed);
 	close(ctl->listen_fd);
+}
+
+/* ---- a re-exec: the sessions handed over ---------------------------------------------------- */
+
+/* A session with nothing in flight: no call of it unanswered, no reply waiting to be sent. */
+static bool ctl_sess_idle(const struct ctl_sess *s)
+{
+	return !s->inflight && !ipc_chan_out_pending(ipc_uv_chan(s->u));
+}
+
+static void ctl_drain_timer_closed(uv_handle_t *h)
+{
+	free(h);
+}
+
+static void ctl_drain_stop(struct brk_ctl *ctl)
+{
+	if (!ctl->drain.timer)
+		return;
+	uv_close((uv_handle_t *)ctl->drain.timer, ctl_drain_timer_closed);
+	ctl->drain.timer = NULL;
+}
+
+static void ctl_drain_check(uv_timer_t *t)
+{
+	struct brk_ctl *ctl = t->data;
+	bool over = uv_now(ctl->loop) >= ctl->drain.deadline_ms;
+	struct ctl_sess *s, *next;
+	unsigned dropped = 0;
+
+	for (s = ctl->sessions; s; s = s->next)
+		if (!ctl_sess_idle(s) && !over)
+			return;
+	for (s = ctl->sessions; s; s = next) {
+		next = s->next;
+		if (ctl_sess_idle(s))
+			continue;
+		dropped++;
+		ctl_sess_end(s, s->inflight ? "its request did not finish before the re-exec"
+					    : "it did not read its reply before the re-exec");
+	}
+	ctl_drain_stop(ctl);
+	ctl->drain.done(ctl->drain.data, dropped);
+}
+
+int brk_ctl_drain(struct brk_ctl *ctl, unsigned bound_ms,
+		  void (*done)(void *data, unsigned dropped), void *data)
+{
+	uv_timer_t *t;
+
+	if (ctl->drain.timer || ctl->freeing)
+		return -EBUSY;
+	t = calloc(1, sizeof(*t));
+	if (!t)
+		return -ENOMEM;
+	uv_timer_init(ctl->loop, t);
+	t->data = ctl;
+	ctl->drain.timer = t;
+	ctl->drain.deadline_ms = uv_now(ctl->loop) + bound_ms;
+	ctl->drain.done = done;
+	ctl->drain.data = data;
+	uv_poll_stop(&ctl->listen);
+	for (struct ctl_sess *s = ctl->sessions; s; s = s->next)
+		ipc_uv_pause(s->u, true);
+	/* Checked from the loop, never from here: done() may exec. A poll, because a reply
+	 * leaves the send queue without telling anyone; cheap, and only during a re-exec. */
+	uv_timer_start(t, ctl_drain_check, 0, 10);
+	return 0;
+}
+
+static void ctl_handover_name(char *buf, size_t len, const struct ctl_sess *s, unsigned i)
+{
+	snprintf(buf, len, "ctl.%s.%u", s->state == CTL_SUBSCRIBED ? "sub" : "sess", i);
+}
+
+int brk_ctl_handover(struct brk_ctl *ctl, struct brk_fdstore *store)
+{
+	char name[32];
+	unsigned i = 0;
+	int r;
+
+	for (struct ctl_sess *s = ctl->sessions; s; s = s->next, i++) {
+		ctl_handover_name(name, sizeof(name), s, i);
+		r = brk_fdstore_put_local(store, name, ipc_chan_fd(ipc_uv_chan(s->u)));
+		if (r < 0) {
+			brk_ctl_resume(ctl, store);
+			return r;
+		}
+	}
+	return (int)i;
+}
+
+void brk_ctl_resume(struct brk_ctl *ctl, struct brk_fdstore *store)
+{
+	char name[32];
+	unsigned i = 0;
+
+	ctl_drain_stop(ctl);
+	for (struct ctl_sess *s = ctl->sessions; s; s = s->next, i++) {
+		ctl_handover_name(name, sizeof(name), s, i);
+		if (store)
+			(void)brk_fdstore_remove(store, name);
+		ipc_uv_pause(s->u, false);
+	}
+	if (!ctl->freeing)
+		(void)uv_poll_start(&ctl->listen, UV_READABLE, ctl_on_listen);
+}
+
+int brk_ctl_adopt(struct brk_ctl *ctl, const char *name, int fd)
+{
+	bool sub = strncmp(name, "ctl.sub.", 8) == 0;
+	int r;
+
+	if (!sub && strncmp(name, "ctl.sess.", 9) != 0) {
+		close(fd);
+		return -EINVAL;
+	}
+	r = ctl_sess_start(ctl, fd);
+	if (r < 0)
+		return r;
+	/* Its subscription goes on (the events of the exec's own instant are not sent). */
+	if (sub && ctl->sessions && ipc_chan_fd(ipc_uv_chan(ctl->sessions->u)) == fd &&
+	    ctl->sessions->state == CTL_ADMIN)
+		ctl->sessions->state = CTL_SUBSCRIBED;
+	return 0;
 }
 
 uint32_t brk_ctl_sessions(const struct brk_ctl *ctl)

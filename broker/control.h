@@ -81,6 +81,26 @@ size_t brk_ctl_reply_room(void);
 /* The peer of the call (for logs), uid -1 once the session is gone. */
 uid_t brk_ctl_call_uid(const struct brk_ctl_call *call);
 
+/*
+ * A re-exec (SIGUSR2) loses no control request: brk_ctl_drain() stops accepting connections and
+ * reading requests (what peers send meanwhile stays in their sockets) and calls done() from the
+ * loop once every session's calls are answered and the answers sent, or once bound_ms have
+ * passed, after ending the sessions that still have a call or an unsent answer (`dropped`: a
+ * peer that does not read is never waited for beyond the bound). brk_ctl_handover() then puts
+ * each session's connection in `store`'s table (brk_fdstore_put_local, "ctl.sess.N", or
+ * "ctl.sub.N" for a subscriber) for the new image, which starts a session on each with
+ * brk_ctl_adopt(name, fd) and reads the requests that waited. Returns the number handed over.
+ * If the exec fails, brk_ctl_resume() takes them out of the table and serves on.
+ * -EBUSY: a drain is under way.
+ */
+struct brk_fdstore;
+int brk_ctl_drain(struct brk_ctl *ctl, unsigned bound_ms,
+		  void (*done)(void *data, unsigned dropped), void *data);
+int brk_ctl_handover(struct brk_ctl *ctl, struct brk_fdstore *store);
+void brk_ctl_resume(struct brk_ctl *ctl, struct brk_fdstore *store);
+/* Takes `fd` (closed on failure); -EINVAL when `name` is not a handed-over session's. */
+int brk_ctl_adopt(struct brk_ctl *ctl, const char *name, int fd);
+
 /* Sessions open now, for metrics. */
 uint32_t brk_ctl_sessions(const struct brk_ctl *ctl);
 

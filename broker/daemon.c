@@ -246,6 +246,11 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 	return 0;
 }
 
+struct brk_ctl *brk_daemon_ctl(struct brk_daemon *dmn)
+{
+	return dmn->ctl;
+}
+
 void brk_daemon_free(struct brk_daemon *dmn)
 {
 	struct brk_dev_rec *d;

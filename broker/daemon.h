@@ -38,6 +38,8 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
  * when it cannot be trusted, with a loud log line either way. Takes the fds it uses out of the
  * set; the caller frees the set, which closes the rest. Run before the loop serves anyone. */
 void brk_daemon_adopt(struct brk_daemon *d, struct brk_fdstore_set *set);
+/* The control server, for a re-exec's handover of its sessions (control.h). */
+struct brk_ctl *brk_daemon_ctl(struct brk_daemon *d);
 /* Ends every worker, quiesces and releases every device, closes the control socket. Run the
  * loop afterwards so libuv can close the handles. */
 void brk_daemon_free(struct brk_daemon *d);

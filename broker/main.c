@@ -22,6 +22,7 @@
 #include "base.h"
 #include "caps.h"
 #include "config.h"
+#include "control.h"
 #include "daemon.h"
 #include "fdstore.h"
 #include "ipc.h"
@@ -96,7 +97,8 @@ static const char usage_text[] =
     "                           off, DMA unmapped, reset), close the socket and exit 0\n"
     "  SIGUSR2                  re-execute the binary at the broker's path (an upgrade) in\n"
     "                           this process, handing it every kept fd (LISTEN_FDS); it adopts\n"
-    "                           them as after a restart\n"
+    "                           them as after a restart. Control requests in flight are\n"
+    "                           answered first (at most 60 s) and control connections kept\n"
     "  SIGHUP                   ignored: restart the broker to apply a new configuration\n"
     "  SIGPIPE                  ignored: a peer that went away is handled per connection\n"
     "\n"
@@ -375,13 +377,42 @@ static int store_open(struct brk_fdstore **ret)
 	return brk_fdstore_new(true, max, ret);
 }
 
+/* The control sessions the image before a re-exec handed over (brk_ctl_handover). */
+static void adopt_sessions(struct brk_daemon *dmn, struct brk_fdstore_set *passed)
+{
+	unsigned n = 0;
+
+	for (size_t i = 0; i < passed->n; i++) {
+		const char *name = passed->e[i].name;
+		int fd, r;
+
+		if (passed->e[i].fd < 0 ||
+		    (strncmp(name, "ctl.sess.", 9) != 0 && strncmp(name, "ctl.sub.", 8) != 0))
+			continue;
+		fd = brk_fdstore_set_take(passed, name);
+		r = brk_ctl_adopt(brk_daemon_ctl(dmn), name, fd);
+		if (r < 0)
+			brk_log_errno(LOG_WARNING, r, "control session %s from the last image",
+				      name);
+		else
+			n++;
+	}
+	if (n)
+		brk_info("%u control sessions from the last image", n);
+}
+
 /* What the signal handlers act on. */
 struct run_state {
 	struct brk_daemon *dmn;
 	struct brk_fdstore *store;
 	const char *exe;   /* the broker's binary, by path: a re-exec runs what is there now */
 	char *const *argv; /* as started */
+	bool reexec;	   /* a re-exec waits for the control requests in flight */
 };
+
+/* How long a re-exec waits for the control requests in flight to be answered (an AddDevice
+ * starts a worker; a RemoveDevice waits for its VMM's grace, 30 s by default). */
+#define REEXEC_DRAIN_MS 60000
 
 static void on_signal(uv_signal_t *h, int signum)
 {
@@ -403,23 +434,46 @@ static void on_signal(uv_signal_t *h, int signum)
 	uv_stop(h->loop);
 }
 
-/* SIGUSR2: re-executes the broker's binary (an upgrade, or the same one) with every fd and the
- * state record; the new image adopts them as after a restart under systemd. */
-static void on_reexec(uv_signal_t *h, int signum)
+/* A re-exec that did not happen: the control sessions are served again. */
+static void reexec_abandon(struct run_state *rs)
 {
-	struct run_state *rs = h->data;
-	bool moved = false;
-	int exe, r;
+	brk_ctl_resume(brk_daemon_ctl(rs->dmn), rs->store);
+	rs->reexec = false;
+}
 
+/* Once no control request is in flight: execs the broker's binary with every fd (the control
+ * sessions' included) and the state record. */
+static void reexec_now(void *data, unsigned dropped)
+{
+	struct run_state *rs = data;
+	bool moved = false;
+	int exe, r, sessions;
+
+	if (dropped)
+		brk_warn(
+		    "re-exec: %u control sessions closed: their requests did not finish within "
+		    "%d s",
+		    dropped, REEXEC_DRAIN_MS / 1000);
 	exe = open(rs->exe, O_RDONLY | O_CLOEXEC);
 	if (exe < 0) {
 		brk_log_errno(LOG_ERR, -errno, "re-exec: cannot open %s: carrying on", rs->exe);
+		reexec_abandon(rs);
+		return;
+	}
+	sessions = brk_ctl_handover(brk_daemon_ctl(rs->dmn), rs->store);
+	if (sessions < 0) {
+		brk_log_errno(LOG_ERR, sessions,
+			      "re-exec: cannot hand over the control sessions: "
+			      "carrying on");
+		close(exe);
+		reexec_abandon(rs);
 		return;
 	}
 	r = brk_caps_keep_across_exec();
 	if (r < 0)
 		brk_log_errno(LOG_WARNING, r, "re-exec: capabilities may not survive the exec");
-	brk_notice("re-exec: %s with %zu fds", rs->exe, brk_fdstore_count(rs->store));
+	brk_notice("re-exec: %s with %zu fds (%d control sessions)", rs->exe,
+		   brk_fdstore_count(rs->store), sessions);
 	r = brk_fdstore_exec(rs->store, exe, rs->argv, &moved);
 	close(exe);
 	if (!moved) {
@@ -427,12 +481,37 @@ static void on_reexec(uv_signal_t *h, int signum)
 
 		brk_log_errno(LOG_ERR, r, "re-exec of %s failed: carrying on", rs->exe);
 		brk_caps_drop(&caps); /* no worker may inherit the ambient set */
+		reexec_abandon(rs);
 		return;
 	}
 	/* The fds were moved for the new image and no longer are what the daemon holds. */
 	brk_log_errno(LOG_CRIT, r, "re-exec of %s failed after the handover: exiting%s", rs->exe,
 		      brk_fdstore_systemd(rs->store) ? " (the fd store keeps the devices)" : "");
 	_exit(EXIT_FAILURE_RUNTIME);
+}
+
+/*
+ * SIGUSR2: re-executes the broker's binary (an upgrade, or the same one); the new image adopts
+ * everything as after a restart under systemd. The control requests in flight are answered
+ * first and the open control connections handed over with the rest, rather than each request
+ * handed over as it stands: a request already read (an AddDevice starting its worker) cannot be
+ * read again by the new image, and its half-done work is this image's. Reading stops at once, so
+ * what clients send meanwhile waits in their sockets for the new image; the wait is bounded, so
+ * a client that does not read its answer delays a re-exec, never stops it.
+ */
+static void on_reexec(uv_signal_t *h, int signum)
+{
+	struct run_state *rs = h->data;
+	int r;
+
+	if (rs->reexec)
+		return; /* one is under way */
+	rs->reexec = true;
+	r = brk_ctl_drain(brk_daemon_ctl(rs->dmn), REEXEC_DRAIN_MS, reexec_now, rs);
+	if (r < 0) {
+		brk_log_errno(LOG_ERR, r, "re-exec: carrying on");
+		rs->reexec = false;
+	}
 }
 
 /* WATCHDOG=1 from the event loop itself: if the loop stops turning (a handler that blocks, a
@@ -553,6 +632,9 @@ static int run(const struct opts *o, const struct brk_config *cfg, struct run_st
 		brk_fdstore_set_free(passed);
 		return brk_log_errno(LOG_ERR, r, "cannot start");
 	}
+	/* The control connections a re-exec handed over: their requests are read once the loop
+	 * runs, after the adoption. */
+	adopt_sessions(rs->dmn, passed);
 	/* What the last broker left: adopted, or quiesced when it cannot be trusted. */
 	brk_daemon_adopt(rs->dmn, passed);
 	brk_fdstore_set_free(passed);

@@ -23,7 +23,8 @@ struct ipc_uv {
 	void (*closed)(void *data);
 	int open_handles;
 	bool stopped; /* failed or closing: no more callbacks */
-	bool writing; /* the poll handle waits for writability too */
+	bool paused;  /* ipc_uv_pause: nothing read */
+	int events;   /* what the poll handle waits for (0: stopped) */
 	bool closing;
 };
 
@@ -41,7 +42,7 @@ static void drain(struct ipc_uv *u)
 	struct ipc_msg *m;
 	int r;
 
-	while (!u->stopped) {
+	while (!u->stopped && !u->paused) {
 		r = ipc_chan_recv(u->chan, &m);
 		if (r == -EAGAIN)
 			return;
@@ -55,21 +56,25 @@ static void drain(struct ipc_uv *u)
 
 static void on_poll(uv_poll_t *h, int status, int events);
 
-/* Polls for writability exactly while the send queue holds something. */
+/* Polls for writability exactly while the send queue holds something, for the rest unless
+ * paused (a level-triggered readable socket nobody reads would wake the loop forever). */
 static void watch(struct ipc_uv *u)
 {
-	bool want = ipc_chan_out_pending(u->chan);
-	int r;
+	int want = (u->paused ? 0 : UV_READABLE | UV_DISCONNECT) |
+		   (ipc_chan_out_pending(u->chan) ? UV_WRITABLE : 0);
+	int r = 0;
 
-	if (u->stopped || want == u->writing)
+	if (u->stopped || want == u->events)
 		return;
-	r = uv_poll_start(&u->poll, UV_READABLE | UV_DISCONNECT | (want ? UV_WRITABLE : 0),
-			  on_poll);
+	if (want)
+		r = uv_poll_start(&u->poll, want, on_poll);
+	else
+		uv_poll_stop(&u->poll);
 	if (r < 0) {
 		fail(u, r);
 		return;
 	}
-	u->writing = want;
+	u->events = want;
 }
 
 static void on_poll(uv_poll_t *h, int status, int events)
@@ -108,7 +113,7 @@ static void on_prepare(uv_prepare_t *h)
 {
 	struct ipc_uv *u = h->data;
 
-	if (!u->stopped && ipc_chan_has_queued(u->chan))
+	if (!u->stopped && !u->paused && ipc_chan_has_queued(u->chan))
 		drain(u);
 	watch(u);
 }
@@ -139,7 +144,8 @@ int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *dat
 	u->cb = cb;
 	u->data = data;
 	u->open_handles = 2;
-	r = uv_poll_start(&u->poll, UV_READABLE | UV_DISCONNECT, on_poll);
+	u->events = UV_READABLE | UV_DISCONNECT;
+	r = uv_poll_start(&u->poll, u->events, on_poll);
 	if (r == 0)
 		r = uv_prepare_start(&u->prepare, on_prepare);
 	if (r < 0) {
@@ -155,6 +161,12 @@ int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *dat
 struct ipc_chan *ipc_uv_chan(struct ipc_uv *u)
 {
 	return u->chan;
+}
+
+void ipc_uv_pause(struct ipc_uv *u, bool paused)
+{
+	u->paused = paused;
+	watch(u);
 }
 
 static void on_closed(uv_handle_t *h)

@@ -25,6 +25,10 @@ typedef void (*ipc_uv_cb)(struct ipc_uv *u, struct ipc_msg *msg, int err, void *
 int ipc_uv_start(uv_loop_t *loop, struct ipc_chan *chan, ipc_uv_cb cb, void *data,
 		 struct ipc_uv **ret);
 struct ipc_chan *ipc_uv_chan(struct ipc_uv *u);
+/* Paused, no message is read or delivered (what the peer sends stays in its socket, for whoever
+ * gets the fd next: a re-executed broker) and a hang-up goes unnoticed; the send queue is still
+ * flushed. Resumed, reading goes on. */
+void ipc_uv_pause(struct ipc_uv *u, bool paused);
 /* Stops polling, frees the channel when libuv has closed the handle, then calls `closed`
  * (may be NULL). */
 void ipc_uv_close(struct ipc_uv *u, void (*closed)(void *data));

@@ -26,6 +26,7 @@
 
 #include "common.pb-c.h"
 #include "control.h"
+#include "fdstore.h"
 #include "ipc.h"
 #include "test_wait.h"
 
@@ -415,6 +416,80 @@ static void test_control_subscriber_gets_events_and_may_request(void **state)
 	list(&e);
 	expect_reply(&e, NULL);
 	env_stop(&e);
+}
+
+static void drained(void *data, unsigned dropped)
+{
+	*(int *)data = 1 + (int)dropped;
+}
+
+/* A re-exec's drain: reading stops at once (a request sent meanwhile is not read), the call in
+ * flight is answered and its answer sent, then done() comes, with nothing dropped; the
+ * connection handed over (a subscriber's: "ctl.sub.0") and adopted by another server (the new
+ * image) serves the request that waited and keeps the subscription. */
+static void test_control_drain_answers_in_flight_handover_keeps_session(void **state)
+{
+	Vb__Ctl__AddDevice add = VB__CTL__ADD_DEVICE__INIT;
+	Vb__Ctl__AddDeviceReply rep = VB__CTL__ADD_DEVICE_REPLY__INIT;
+	struct brk_ctl_cfg cfg = {.admin_uid = getuid(), .ops = &fake_ops};
+	struct brk_fdstore *store;
+	struct brk_ctl *next;
+	struct ipc_msg *m = NULL;
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	int done = 0, lfd, fd;
+	char path[128];
+	struct env e;
+
+	env_start(&e, getuid(), false, 0);
+	cfg.ctx = &e.fake;
+	subscribe(&e);
+	expect_reply(&e, NULL);
+	e.fake.defer = true;
+	add.bdf = "0000:00:03.0";
+	add.vm = "vm1";
+	send_req(&e, VB__CTL__TYPE__ADD_DEVICE, &add.base);
+	while (!e.fake.held && test_now_ms() < deadline)
+		turn(&e, -1, deadline);
+	assert_non_null(e.fake.held);
+	assert_int_equal(brk_ctl_drain(e.ctl, TEST_HANG_MS, drained, &done), 0);
+	assert_int_equal(brk_ctl_drain(e.ctl, TEST_HANG_MS, drained, &done), -EBUSY);
+	list(&e);
+	/* The add is held: however long the loop turns, the drain is not done, the list unread. */
+	for (int i = 0; i < 5; i++)
+		turn(&e, -1, test_now_ms() + 20);
+	assert_int_equal(done, 0);
+	assert_int_equal(e.fake.lists, 0);
+	rep.socket_path = "/run/x.sock";
+	brk_ctl_call_reply(e.fake.held, &rep.base);
+	while (!done && test_now_ms() < deadline)
+		turn(&e, -1, deadline);
+	assert_int_equal(done, 1); /* nothing dropped */
+	assert_int_equal(ipc_chan_recv(e.client, &m), 0);
+	assert_int_equal(m->type, VB__CTL__TYPE__ADD_DEVICE);
+	ipc_msg_free(m);
+	assert_int_equal(brk_fdstore_new(false, 0, &store), 0);
+	assert_int_equal(brk_ctl_handover(e.ctl, store), 1);
+	fd = fcntl(brk_fdstore_get(store, "ctl.sub.0"), F_DUPFD_CLOEXEC, 3);
+	assert_true(fd >= 0);
+	brk_fdstore_free(store);
+	/* The new image's server, on the same loop: the old one goes, the connection stays. */
+	snprintf(path, sizeof(path), "%s/next.sock", e.dir);
+	assert_int_equal(ipc_listen(path, 0600, 8, &lfd), 0);
+	assert_int_equal(brk_ctl_new(&e.loop, lfd, &cfg, &next), 0);
+	assert_int_equal(brk_ctl_adopt(next, "ctl.other.0", -1), -EINVAL);
+	assert_int_equal(brk_ctl_adopt(next, "ctl.sub.0", fd), 0);
+	brk_ctl_free(e.ctl);
+	e.ctl = next;
+	expect_reply(&e, &m);
+	assert_int_equal(m->type, VB__CTL__TYPE__LIST_DEVICES);
+	ipc_msg_free(m);
+	assert_int_equal(e.fake.lists, 1);
+	brk_ctl_event(next, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, "0000:00:03.0", "vm1", "x");
+	assert_int_equal(pump_recv(&e, &m), 0);
+	assert_int_equal(m->kind, IPC_KIND_EVENT);
+	ipc_msg_free(m);
+	env_stop(&e);
+	unlink(path);
 }
 
 static void test_control_bad_bdf_refused_before_daemon(void **state)
@@ -848,6 +923,7 @@ int main(void)
 	    cmocka_unit_test(test_control_event_from_peer_ends_session),
 	    cmocka_unit_test(test_control_subscribe_twice_ends_session),
 	    cmocka_unit_test(test_control_subscriber_gets_events_and_may_request),
+	    cmocka_unit_test(test_control_drain_answers_in_flight_handover_keeps_session),
 	    cmocka_unit_test(test_control_bad_bdf_refused_before_daemon),
 	    cmocka_unit_test(test_control_daemon_error_message_reaches_peer),
 	    cmocka_unit_test(test_control_deferred_reply_arrives_later),

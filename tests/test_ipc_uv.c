@@ -159,6 +159,39 @@ static void test_ipc_uv_peer_closes_with_ours_unread_is_hangup(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* Paused, nothing is read: what the peer sent stays in the socket (a recv on the fd finds it,
+ * as a re-executed broker would) and no turn of the loop delivers it, even with the socket
+ * readable and the loop running; resumed, it is delivered. */
+static void test_ipc_uv_paused_leaves_messages_in_socket(void **state)
+{
+	struct pollfd p;
+	int sv[2];
+	struct ipc_chan *a, *b;
+	struct seen s = {0};
+	uv_loop_t loop;
+	char byte;
+
+	assert_int_equal(uv_loop_init(&loop), 0);
+	assert_int_equal(ipc_socketpair(sv), 0);
+	assert_int_equal(ipc_chan_new(sv[0], &test_proto_server, NULL, &a), 0);
+	assert_int_equal(ipc_chan_new(sv[1], &test_proto_client, NULL, &b), 0);
+	assert_int_equal(ipc_uv_start(&loop, a, on_msg, &s, &s.u), 0);
+	ipc_uv_pause(s.u, true);
+	send_event(b, "one");
+	p = (struct pollfd){.fd = sv[0], .events = POLLIN};
+	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
+	for (int i = 0; i < 3; i++)
+		uv_run(&loop, UV_RUN_NOWAIT);
+	assert_int_equal(s.nmsgs, 0);
+	assert_int_equal(recv(sv[0], &byte, 1, MSG_PEEK | MSG_DONTWAIT), 1);
+	ipc_uv_pause(s.u, false);
+	run_until(&loop, &s.nmsgs, 1);
+	assert_string_equal(s.data[0], "one");
+	ipc_chan_free(b);
+	run_until(&loop, &s.nerrs, 1);
+	finish(&loop, &s);
+}
+
 static void test_ipc_uv_close_inside_callback_stops_delivery(void **state)
 {
 	int before = count_fds(), sv[2], r;
@@ -328,6 +361,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipc_uv_delivers_messages_then_hangup),
 	    cmocka_unit_test(test_ipc_uv_peer_closes_with_ours_unread_is_hangup),
+	    cmocka_unit_test(test_ipc_uv_paused_leaves_messages_in_socket),
 	    cmocka_unit_test(test_ipc_uv_close_inside_callback_stops_delivery),
 	    cmocka_unit_test(test_ipc_uv_malformed_datagram_is_final),
 	    cmocka_unit_test(test_ipc_uv_delivers_messages_queued_by_call),
