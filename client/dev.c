@@ -67,6 +67,11 @@ static void ring_answer(struct vfb_dev *dev, const Vb__Dev__RingAnswer *ans)
 	vfb__ring_fini(&dev->ring);
 }
 
+/* How long a worker waits for the broker to admit a VMM before it refuses it with ETIMEDOUT
+ * (its call timeout, 30 s: long enough for a broker restart); the HELLO waits that long beyond
+ * the handle's timeout, so that it gets the worker's answer rather than giving up first. */
+#define HELLO_ADMIT_MS 30000
+
 /* The HELLO, with a ring offered unless `no_ring`. */
 static int hello_call(struct vfb_dev *dev, Vb__Dev__Hello *req, bool no_ring, struct ipc_msg **ret)
 {
@@ -75,20 +80,21 @@ static int hello_call(struct vfb_dev *dev, Vb__Dev__Hello *req, bool no_ring, st
 	int fds[2], r;
 
 	if (no_ring)
-		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0,
-				      ret);
+		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0,
+				      HELLO_ADMIT_MS, ret);
 	r = vfb__ring_make(&dev->ring, &memfd);
 	if (r < 0) {
 		snprintf(dev->ring_why, sizeof(dev->ring_why), "making the ring failed: %s",
 			 strerror(-r));
-		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0,
-				      ret);
+		return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0,
+				      HELLO_ADMIT_MS, ret);
 	}
 	offer.layout = VB_RING_LAYOUT;
 	req->ring = &offer;
 	fds[0] = memfd;
 	fds[1] = dev->ring.doorbell;
-	r = vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, fds, 2, 0, ret);
+	r = vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, fds, 2, HELLO_ADMIT_MS,
+			   ret);
 	req->ring = NULL;
 	if (r != -ETOOMANYREFS)
 		return r;
@@ -96,7 +102,8 @@ static int hello_call(struct vfb_dev *dev, Vb__Dev__Hello *req, bool no_ring, st
 	vfb__ring_fini(&dev->ring);
 	snprintf(dev->ring_why, sizeof(dev->ring_why),
 		 "the worker does not know rings (an older worker)");
-	return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, 0, ret);
+	return vfb__conn_call(&dev->conn, VB__DEV__TYPE__HELLO, &req->base, NULL, 0, HELLO_ADMIT_MS,
+			      ret);
 }
 
 static int hello(struct vfb_dev *dev, const char *client_name, bool no_ring)
