@@ -354,14 +354,14 @@ void vmm_loop_call(struct vmm_loop *l, double t0_us)
 		l->max_call_us = us;
 }
 
-bool vmm_loop_retry(struct vmm_loop *l, int r, int *tries, const char *what)
+bool vmm_loop_retry(struct vmm_loop *l, struct vfb_dev *dev, int r, int *tries, const char *what)
 {
 	if (r != -ETIMEDOUT || *tries >= 2)
 		return false;
 	(*tries)++;
 	l->retries++;
-	printf("retry: %s timed out in iteration %lu (%s); sending it again\n", what, l->iterations,
-	       strerror(-r));
+	printf("retry: %s timed out in iteration %lu (%s: %s); sending it again\n", what,
+	       l->iterations, strerror(-r), vfb_dev_last_error(dev));
 	fflush(stdout);
 	return true;
 }
@@ -422,6 +422,70 @@ int vmm_session(char **sockets, struct vmm_figures *fig)
 	return 0;
 }
 
+/*
+ * dma-hold SOCKET: connects to any device, maps 2 MiB of guest RAM for its DMA and holds it
+ * until SIGTERM or SIGINT, then disconnects without unmapping (the worker must drop it). Meant to
+ * connect while no broker runs: the handshake and the map wait for the next broker (60 s).
+ */
+static int vmm_dma_hold(char **sockets, struct vmm_figures *fig)
+{
+	const uint64_t iova = 0x100000, size = 2u << 20;
+	struct vmm_ram ram = {.fd = -1};
+	struct vfb_device_info info;
+	struct vfb_dev *dev;
+	double t0 = vmm_now_us();
+	sigset_t set;
+	int r, sig;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return vmm_fail("sigprocmask: %s", strerror(errno));
+	/* Refused after the worker's 30 s when no broker came meanwhile: connect again, as a VMM
+	 * is told to (twice at most, like the loops' retries). */
+	for (int tries = 0;; tries++) {
+		r = vfb_dev_connect(sockets[0], "vfio-demo-vmm", 0, &dev);
+		if (r != -ETIMEDOUT || tries == 2)
+			break;
+		printf("retry: connect timed out (%s); connecting again\n", strerror(-r));
+		fflush(stdout);
+	}
+	if (r < 0)
+		return vmm_fail("connect to %s: %s", sockets[0], strerror(-r));
+	r = vfb_dev_device_info(dev, &info);
+	if (r < 0) {
+		vmm_check(dev, r, "device info");
+		vfb_dev_close(dev);
+		return -1;
+	}
+	printf("connected: %04x:%04x after %.1f s\n", info.vendor_id, info.device_id,
+	       (vmm_now_us() - t0) / 1e6);
+	fflush(stdout);
+	r = vfb_dev_set_timeout(dev, 60000);
+	r = r ?: vmm_ram_new(size, &ram);
+	if (r < 0) {
+		vmm_fail("guest RAM: %s", strerror(-r));
+		goto out;
+	}
+	t0 = vmm_now_us();
+	r = vmm_check(dev,
+		      vfb_dev_dma_map(dev, ram.fd, 0, iova, size, VFB_DMA_READ | VFB_DMA_WRITE),
+		      "DMA map");
+	if (r < 0)
+		goto out;
+	printf("mapped: %llu KiB at IOVA 0x%llx in %.1f s; holding until SIGTERM\n",
+	       (unsigned long long)size >> 10, (unsigned long long)iova, (vmm_now_us() - t0) / 1e6);
+	fflush(stdout);
+	while ((sig = sigwaitinfo(&set, NULL)) < 0 && errno == EINTR)
+		;
+	fig->devices = 1;
+out:
+	vfb_dev_close(dev);
+	vmm_ram_free(&ram);
+	return r;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(
@@ -452,6 +516,9 @@ static void usage(FILE *f)
 	    "                         event and the whole config view as the worker defines it.\n"
 	    "  flr SOCKET             the same, reset by the guest's Initiate FLR (PCI Express).\n"
 	    "  session EDU E1000E     the narrated demo: edu DMA and MSI, e1000e MSI-X.\n"
+	    "  dma-hold SOCKET        any device: map 2 MiB of guest RAM for DMA and hold it "
+	    "until\n"
+	    "                         SIGTERM or SIGINT, then disconnect without unmapping.\n"
 	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
 	    "  edu-loop SOCKET SECONDS\n"
 	    "                         map guest RAM and enable MSI once, then loop: map a 4 KiB\n"
@@ -494,6 +561,7 @@ int main(int argc, char **argv)
 	    {"config", 1, vmm_config},
 	    {"edu-loop", 2, vmm_edu_loop},
 	    {"e1000e-loop", 2, vmm_e1000e_loop},
+	    {"dma-hold", 1, vmm_dma_hold},
 	};
 	struct vmm_figures fig = {0};
 	int i = 1;

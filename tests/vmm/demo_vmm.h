@@ -68,9 +68,10 @@ void vmm_loop_call(struct vmm_loop *l, double t0_us);
 /*
  * After a request that needs the broker returned r: whether to send it again. Only -ETIMEDOUT,
  * at most twice: the worker waited for a broker that never answered (one killed in the middle
- * of this request), and the next broker undid whatever part of it the kernel had done.
+ * of this request, or none ran), and the next broker undid whatever part of it the kernel had
+ * done. The line it prints quotes the worker's message (vfb_dev_last_error()).
  */
-bool vmm_loop_retry(struct vmm_loop *l, int r, int *tries, const char *what);
+bool vmm_loop_retry(struct vmm_loop *l, struct vfb_dev *dev, int r, int *tries, const char *what);
 void vmm_loop_end(struct vmm_loop *l, const struct vmm_figures *fig);
 
 /* Scenarios: return 0 when every check held, -1 after printing why not. */

@@ -323,7 +323,7 @@ static int loop_mask(struct msix *m, uint32_t v, bool masked, struct vmm_loop *l
 		    m->dev, m->table_bar,
 		    m->table_off + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL, ctrl);
 		vmm_loop_call(l, t0);
-	} while (vmm_loop_retry(l, r, &tries, what));
+	} while (vmm_loop_retry(l, m->dev, r, &tries, what));
 	return vmm_check(m->dev, r, what);
 }
 

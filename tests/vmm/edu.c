@@ -551,7 +551,7 @@ static int edu_loop_once(struct vfb_dev *dev, struct vmm_ram *ram, struct vmm_ra
 		r = vfb_dev_dma_map(dev, win->fd, 0, WIN_IOVA, WIN_SIZE,
 				    VFB_DMA_READ | VFB_DMA_WRITE);
 		vmm_loop_call(l, t0);
-	} while (vmm_loop_retry(l, r, &tries, "DMA map of the window"));
+	} while (vmm_loop_retry(l, dev, r, &tries, "DMA map of the window"));
 	if (vmm_check(dev, r, "DMA map of the window") < 0)
 		return -1;
 	fill(ram->mem, EDU_XFER, seed);
@@ -580,7 +580,7 @@ static int edu_loop_once(struct vfb_dev *dev, struct vmm_ram *ram, struct vmm_ra
 		t0 = vmm_now_us();
 		r = vfb_dev_dma_unmap(dev, WIN_IOVA, WIN_SIZE);
 		vmm_loop_call(l, t0);
-	} while (vmm_loop_retry(l, r, &tries, "DMA unmap of the window"));
+	} while (vmm_loop_retry(l, dev, r, &tries, "DMA unmap of the window"));
 	return vmm_check(dev, r, "DMA unmap of the window");
 }
 

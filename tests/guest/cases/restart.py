@@ -20,7 +20,9 @@ from vbguest import Device, Topology, guest_test, note
 from vbsystemd import SystemdTopology
 
 UNIT = "vfio-brokerd.service"
-T = SystemdTopology(devices=[Device("edu"), Device("e1000e")], spare_ports=0)
+# edu1..edu3 are for broker_absent_events_handled only; the other tests leave them unassigned.
+T = SystemdTopology(devices=[Device("edu"), Device("e1000e"), Device("edu"), Device("edu"),
+                             Device("edu")], spare_ports=0)
 # The same devices in the busybox guest, for the broker run by hand (re-exec, no systemd).
 TB = Topology(devices=[Device("edu"), Device("e1000e")], spare_ports=0)
 CTL = "vfio-brokerctl --timeout 60000 --json"
@@ -463,3 +465,178 @@ def broker_reexec_upgrade(g):
         finally:
             for lp in loops:
                 lp.kill()
+
+
+def bg(g, name, cmd):
+    """cmd in the background, its output and then 'exit=N' in /run/NAME.log; returns its pid."""
+    log = "/run/%s.log" % name
+    sh(g, "rm -f %s; (%s >%s 2>&1 & echo $! >%s.pid; wait $!; echo exit=$? >>%s) "
+          "</dev/null >/dev/null 2>&1 &" % (log, cmd, log, log, log))
+    return int(wait_for("%s started" % name, lambda: g.run("cat %s.pid" % log)[1].strip()))
+
+
+def logged(g, name):
+    return g.run("cat /run/%s.log" % name)[1]
+
+
+def connected_unix(g, pid):
+    """Whether process pid has an established unix socket connection (ss -xp)."""
+    rc, out = g.run("ss -xpn state established", timeout=120)
+    assert rc == 0, "ss: exit %d: %s" % (rc, out)
+    return "pid=%d," % pid in out
+
+
+@guest_test("broker_absent_events_handled", topology=T, timeout=1800)
+def broker_absent_events_handled(g):
+    """What happens while no broker runs (README, vfio-brokerd(8)): the broker is stopped with
+    SIGSTOP, which to its peers is exactly a broker that is not there (nothing it holds closes,
+    nothing answers), for as long as the test needs, which no crash or restart could be made to
+    last; systemd's watchdog is switched off meanwhile (`systemctl service-watchdogs no`), or
+    it would end the absence after WatchdogSec. While it is stopped: a running VMM (edu0)
+    disconnects; a VMM (edu1) asks for a DMA map and gets, after the worker's 30 s, ETIMEDOUT
+    with the worker's "...(it may be restarting); retry" and retries at once; a VMM connects to
+    the e1000e and asks for a DMA map; `vfio-brokerctl remove` of edu2 is sent; edu3's worker is
+    SIGKILLed. Then the broker is SIGKILLed (still stopped: it runs no code again) and systemd
+    starts the next one, which adopts. Checked from the outside afterwards: the disconnected
+    VMM's DMA unmapped and nothing of it pinned, the retried map done, the e1000e's VMM admitted
+    and its 2 MiB mapped, the queued remove answered and edu2's group free, edu3 handled as a
+    worker crash (restart policy: a new worker), every other worker the same process."""
+    setup(g)
+    names = ("edu0", "e1000e0", "edu1", "edu2", "edu3")
+    edu, nic, redu, gone, dead = (g.bdf(n) for n in names)
+    socks, loops, pids = {}, [], []
+    watchdogs_off = False
+    try:
+        for i, bdf in enumerate((edu, nic, redu, gone, dead)):
+            rc, out = g.run("%s add %s --vm absent%d --owner 0:0" % (CTL, bdf, i), timeout=180)
+            assert rc == 0, "add %s: exit %d: %s\n%s" % (bdf, rc, out, journal_tail(g))
+            socks[bdf] = json.loads(out)["socket_path"]
+        leaving = Loop(g, "leaving-loop", "edu-loop", socks[edu])
+        loops.append(leaving)
+        retrying = Loop(g, "retrying-loop", "edu-loop", socks[redu])
+        loops.append(retrying)
+        for lp in loops:
+            lp.wait_iterations(3, "before the broker stops")
+            lp.pause()
+        before = snapshot(g)
+        note("before: " + json.dumps(before, sort_keys=True))
+        for bdf in (edu, redu):
+            assert before[bdf]["state"] == "connected" and before[bdf]["dma_mappings"] == 1, \
+                before
+        assert before[edu]["pinned_bytes"] == 2 << 20, before
+        pid = main_pid(g)
+
+        sh(g, "systemctl service-watchdogs no")
+        watchdogs_off = True
+        sh(g, "kill -STOP %d" % pid)
+        wait_for("the broker stopped",
+                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
+
+        # Events without a time limit first. A VMM disconnects: its worker tells nobody now,
+        # and the next broker later.
+        figures = leaving.stop()
+        loops.remove(leaving)
+        note("the leaving VMM: %d iterations" % figures["iterations"])
+        # An orchestrator removes edu2: its connection waits in the listening socket's backlog.
+        remover = bg(g, "remove", "vfio-brokerctl --timeout 600000 --json remove %s" % gone)
+        pids.append(remover)
+        wait_for("the remove request connected", lambda: connected_unix(g, remover))
+        # A worker dies.
+        sh(g, "kill -KILL %d" % before[dead]["worker_pid"])
+        # Gone, or a zombie: its parent, the stopped broker, cannot reap it.
+        wait_for("edu3's worker dead", lambda: g.run(
+            "cut -d' ' -f3 /proc/%d/stat 2>/dev/null" % before[dead]["worker_pid"])[1].strip()
+            in ("", "Z"))
+
+        # A VMM asks for a DMA map: the worker's 30 s pass, the VMM is told to retry and does.
+        retry_mark = retrying.text().count("retry:")
+        retrying.resume()
+        wait_for("the retrying VMM told to retry",
+                 lambda: retrying.text().count("retry:") > retry_mark or retrying.failed(),
+                 explain=retrying.text)
+        retrying.check()
+        line = [ln for ln in retrying.text().splitlines() if ln.startswith("retry:")][-1]
+        note(line)
+        assert "DMA map of the window" in line and "Connection timed out" in line and \
+            "did not answer in 30 s (it may be restarting); retry" in line, line
+
+        # Last, as its admission waits at most the worker's 30 s: a VMM connects to the e1000e
+        # (then maps its RAM).
+        holder = bg(g, "dma-hold", "%s/vfio-demo-vmm dma-hold %s" % (bindir(g), socks[nic]))
+        pids.append(holder)
+        wait_for("the e1000e's VMM connected", lambda: connected_unix(g, holder))
+        # Nothing was answered while no broker ran.
+        assert "mapped:" not in logged(g, "dma-hold"), logged(g, "dma-hold")
+        assert "exit=" not in logged(g, "remove"), logged(g, "remove")
+        assert g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T"
+
+        # The next broker.
+        sh(g, "kill -KILL %d" % pid)
+        wait_running(g, pid)
+        sh(g, "systemctl service-watchdogs yes")
+        watchdogs_off = False
+
+        wait_for("the remove answered", lambda: "exit=" in logged(g, "remove"),
+                 explain=lambda: logged(g, "remove") + journal_tail(g))
+        out = logged(g, "remove")
+        assert "exit=0" in out, "vfio-brokerctl remove: " + out
+        wait_for("the e1000e's VMM mapped", lambda: "mapped:" in logged(g, "dma-hold") or
+                 "exit=" in logged(g, "dma-hold"), explain=lambda: logged(g, "dma-hold"))
+        out = logged(g, "dma-hold")
+        assert "mapped:" in out, "the VMM connected while no broker ran: " + out
+        note("e1000e VMM: " + " / ".join(ln for ln in out.splitlines()
+                                          if ln.startswith(("connected:", "mapped:"))))
+        marks = retrying.iterations()
+        retrying.wait_iterations(marks + 3, "after the next broker")
+        retrying.pause()
+
+        def settled():
+            d = devices(g)
+            return d if d.get(dead, {}).get("state") == "ready" and \
+                d.get(edu, {}).get("state") == "ready" else None
+        after = wait_for("every device settled", settled, explain=lambda: json.dumps(
+            devices(g), sort_keys=True) + journal_tail(g))
+        note("after: " + json.dumps({b: {k: d.get(k) for k in KEPT} for b, d in after.items()},
+                                    sort_keys=True))
+        # The removed device is gone, its group free again.
+        assert gone not in after, after
+        # The disconnected VMM's DMA unmapped, nothing pinned; the same worker waits for the
+        # next VMM.
+        a = after[edu]
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
+        assert a["worker_pid"] == before[edu]["worker_pid"], (before[edu], a)
+        # The retried map: the VMM's loop goes on with the same mappings as before.
+        a = after[redu]
+        assert a["state"] == "connected" and a["worker_pid"] == before[redu]["worker_pid"], a
+        assert (a["dma_mappings"], a["pinned_bytes"]) == \
+            (before[redu]["dma_mappings"], before[redu]["pinned_bytes"]), (before[redu], a)
+        # The VMM that connected while no broker ran: admitted, its 2 MiB mapped.
+        a = after[nic]
+        assert a["state"] == "connected" and a["worker_pid"] == before[nic]["worker_pid"], a
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (1, 2 << 20), a
+        # The dead worker: a worker crash, restart policy on-failure: a new worker.
+        a = after[dead]
+        assert a["worker_pid"] not in (0, before[dead]["worker_pid"]), (before[dead], a)
+        assert a["restarts"] == before[dead]["restarts"] + 1, (before[dead], a)
+        st = broker_status(g)["last_start"]
+        assert st["took_over"] and st["untrusted_state"] is None, st
+        # All five: edu3's with a dead worker too; edu2 was removed only after.
+        assert (st["devices_adopted"], st["devices_quiesced"]) == (5, 0), st
+        # The kernel's side: no process holds edu2's group; its group opens again.
+        held = [h for h in vfio_holders(g) if "/dev/vfio/%s" % sh(
+            g, "basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % gone) in h]
+        assert not held, "edu2's group still held:\n" + "\n".join(held)
+        rc, out = g.run("%s/guest_vfio_available %s" % (bindir(g), gone), timeout=120)
+        assert rc == 0, "edu2's group cannot be opened again: " + out
+        retrying.resume()
+        figures = retrying.stop()
+        loops.remove(retrying)
+        note("the retrying VMM: %s" % " ".join("%s=%g" % kv for kv in sorted(figures.items())))
+        # One retry (two if the next broker took longer than the worker's 30 s to come).
+        assert 1 <= figures["retries"] <= 2, figures
+    finally:
+        if watchdogs_off:
+            g.run("systemctl service-watchdogs yes")
+        for p in pids:
+            g.run("kill -TERM %d 2>/dev/null; true" % p)
+        stop_service(g, loops)
