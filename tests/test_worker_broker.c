@@ -1014,6 +1014,7 @@ static void expect_reply(struct ipc_chan *c)
 	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
 	struct ipc_msg *m = NULL;
 	int r;
+
 	for (;;) {
 		while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
 			assert_int_equal(poll(&p, 1, 60000), 1);
@@ -1033,6 +1034,7 @@ static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	int ram = memfd_create("ram", MFD_CLOEXEC);
+
 	assert_int_equal(ftruncate(ram, 1 << 17), 0);
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
