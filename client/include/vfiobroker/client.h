@@ -108,9 +108,9 @@ struct vfb_limits {
  * worker speaks another protocol version; -EBUSY another VMM is connected (as the worker says);
  * -ETIMEDOUT; -ENOMEM.
  * The worker asks the broker to admit the VMM; while no broker runs (a restart or upgrade) it
- * waits up to 30 s for the next one, then refuses with -ETIMEDOUT ("...(it may be restarting);
- * retry" in the worker's log). The handshake waits that long on top of the default timeout, so
- * that it gets the worker's answer rather than giving up first.
+ * waits up to 30 s for the next one, then refuses with -ETIMEDOUT (connect again). The
+ * handshake waits that long on top of the default timeout, so that it gets the worker's answer
+ * (admitted by the next broker) rather than giving up first.
  * Fds: none are passed in; the handle owns its socket, epoll fd and eventfd, and with a ring its
  * doorbell eventfd and a shared mapping of the ring's page (all O_CLOEXEC; the ring's memfd is
  * closed once offered).
