@@ -163,13 +163,14 @@ static void ring_server(struct ring *r)
 	for (;;) {
 		uint32_t spin =
 		    apart(&p->server_cpu, &p->client_cpu) && seq ? RING_SERVER_SPIN_NS : 0;
+		uint32_t len;
 
 		if (ring_wait(&p->req, seq + 1, r->req_efd, spin, &p->stop) < 0)
 			_exit(1);
 		if (atomic_load(&p->stop))
 			_exit(0);
 		seq++;
-		uint32_t len = p->req.len;
+		len = p->req.len;
 
 		if (len > SLOT_MAX)
 			len = 0; /* a real worker answers it with an error */
@@ -209,9 +210,11 @@ static int via_raw(void *ctx, uint64_t n)
 	uint8_t req[REQ_LEN] = {0}, rep[SLOT_MAX];
 
 	for (uint64_t i = 0; i < n; i++) {
+		ssize_t k;
+
 		if (send(r->raw, req, sizeof(req), MSG_NOSIGNAL) < 0)
 			return -errno;
-		ssize_t k = recv(r->raw, rep, sizeof(rep), 0);
+		k = recv(r->raw, rep, sizeof(rep), 0);
 		if (k < 0)
 			return -errno;
 		if (k != REP_LEN)

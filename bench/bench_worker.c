@@ -120,6 +120,7 @@ static int via_pread(void *ctx, uint64_t n)
 
 	for (uint64_t i = 0; i < n; i++) {
 		ssize_t k = pread(t->memfd, t->buf, t->len, at);
+
 		if (k < 0)
 			return -errno;
 		if ((size_t)k != t->len)
@@ -303,6 +304,8 @@ int main(int argc, char **argv)
 	struct vfb_dev *devs[2];
 	struct trap t = {.memfd = -1, .echo = -1};
 	int r, failed = 0;
+	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
+	int npl;
 
 	bench_header(
 	    "trap path: libvfiobroker -> vfio-worker (standalone) against pread of a memfd");
@@ -336,8 +339,7 @@ int main(int argc, char **argv)
 	}
 	devs[0] = w.dev;
 	devs[1] = wr.dev;
-	struct bench_placement pl[BENCH_PLACEMENTS_MAX];
-	int npl = bench_placements(pl);
+	npl = bench_placements(pl);
 	if (npl < 0) {
 		for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
 			bench_fail(cases[i].name, "the CPUs this process may use: %s",

@@ -63,6 +63,7 @@ struct brk_dma {
 static uint64_t host_page(void)
 {
 	long p = sysconf(_SC_PAGESIZE);
+
 	return p > 0 ? (uint64_t)p : 4096;
 }
 
@@ -217,6 +218,7 @@ static int kernel_map(struct brk_dma *d, uint64_t iova, uint64_t size, void *vad
 	    .iova = iova,
 	    .size = size,
 	};
+
 	return d->sys->ioctl(d->sys->ctx, d->fd, VFIO_IOMMU_MAP_DMA, &m);
 }
 

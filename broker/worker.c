@@ -346,6 +346,7 @@ static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
 	} else if (m->type == VB__BRK__TYPE__HEARTBEAT && m->id == w->heartbeat_id) {
 		const Vb__Brk__HeartbeatReply *hr =
 		    e ? NULL : (const Vb__Brk__HeartbeatReply *)m->body;
+
 		/* The sequence number too: an id can repeat across broker instances. */
 		if (!hr || hr->seq != w->heartbeat_seq)
 			return;
@@ -357,6 +358,7 @@ static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
 	} else if (m->type == VB__BRK__TYPE__REMOVAL && m->id == w->removal_id &&
 		   w->removal_pending) {
 		const Vb__Brk__RemovalReply *rr = e ? NULL : (const Vb__Brk__RemovalReply *)m->body;
+
 		w->removal_pending = false;
 		uv_timer_stop(&w->removal_timer);
 		w->a.hooks->removal_done(w->a.ctx, rr && rr->vmm_acknowledged);

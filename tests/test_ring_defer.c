@@ -202,11 +202,12 @@ static void rig_start(struct rig *g)
 		char path[] = "/tmp/vfb-ring-defer-XXXXXX";
 		char sock[64];
 		int lfd, cfd;
+		struct wkr_server_cfg sc;
 
 		assert_non_null(mkdtemp(path));
 		snprintf(sock, sizeof(sock), "%s/s", path);
 		assert_int_equal(ipc_listen(sock, 0600, 4, &lfd), 0);
-		struct wkr_server_cfg sc = {
+		sc = (struct wkr_server_cfg){
 		    .loop = &g->loop,
 		    .listen_fd = lfd,
 		    .dev = g->dev,

@@ -663,6 +663,7 @@ static long int80(long nr)
 	long ret;
 
 	__asm__ volatile("int $0x80" : "=a"(ret) : "a"(nr) : "memory");
+
 	return ret;
 }
 

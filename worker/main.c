@@ -183,8 +183,10 @@ __attribute__((format(printf, 1, 2))) static void wlog(const char *fmt, ...)
 {
 	char line[512];
 	va_list ap;
+	int n;
+
 	va_start(ap, fmt);
-	int n = snprintf(line, sizeof(line), "%s: ", W.name);
+	n = snprintf(line, sizeof(line), "%s: ", W.name);
 	vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
 	va_end(ap);
 	fprintf(stderr, "%s\n", line);
@@ -206,6 +208,7 @@ static int fw_dma_unmap(void *c, uint64_t iova, uint64_t size, struct vb_err *er
 static int fw_dma_unmap_all(void *c)
 {
 	int r = W.inner.ops->dma_unmap_all(W.inner.ctx);
+
 	if (r < 0)
 		wlog("dropping the VMM's DMA mappings failed: %s", strerror(-r));
 	return r;
@@ -214,6 +217,7 @@ static int fw_dma_unmap_all(void *c)
 static int fw_set_irqs(void *c, const struct wkr_irq_set *s)
 {
 	int r = W.inner.ops->set_irqs(W.inner.ctx, s);
+
 	if (r < 0)
 		wlog("SET_IRQS index %u %s failed: %s", s->index, s->disable ? "disable" : "route",
 		     strerror(-r));
@@ -287,10 +291,12 @@ static void dev_bars_changed(void *data, uint16_t command)
 static bool parse_u64(const char *s, uint64_t max, uint64_t *ret)
 {
 	char *end;
+	unsigned long long v;
+
 	errno = 0;
 	if (!s || !*s || *s == '-')
 		return false;
-	unsigned long long v = strtoull(s, &end, 0);
+	v = strtoull(s, &end, 0);
 	if (errno || *end || v > max)
 		return false;
 	*ret = v;
@@ -316,6 +322,7 @@ static int parse_opts(int argc, char **argv, struct opts *o)
 	};
 	uint64_t v;
 	int c, idx = 0;
+
 	*o = (struct opts){.max_maps = LOCAL_MAPS_DEFAULT,
 			   .max_bytes = LOCAL_BYTES_DEFAULT,
 			   .seccomp = SBX_SECCOMP_KILL,
@@ -411,6 +418,7 @@ static void on_signal(uv_signal_t *h, int signum)
 static int setup_loop(void)
 {
 	int r = uv_loop_init(&W.loop);
+
 	if (r < 0)
 		return r;
 	W.loop_ok = true;
@@ -429,6 +437,7 @@ static int setup_loop(void)
 static int load_seccomp(enum sbx_seccomp_mode mode)
 {
 	int r = sbx_seccomp_load(SBX_ROLE_WORKER, mode);
+
 	if (r < 0)
 		wlog("loading the seccomp filter (%s) failed: %s", sbx_seccomp_mode_name(mode),
 		     strerror(-r));
@@ -726,6 +735,7 @@ static int run_standalone(const struct opts *o)
 int main(int argc, char **argv)
 {
 	struct opts o;
+
 	if (parse_opts(argc, argv, &o) < 0)
 		return 2;
 	return o.image ? run_standalone(&o) : run_broker(&o);

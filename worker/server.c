@@ -39,6 +39,7 @@ int wkr__server_event(struct wkr_server *s, uint32_t kind, uint16_t command, uin
 		for (uint32_t i = 0; i <= VFIO_PCI_ROM_REGION_INDEX; i++) {
 			uint64_t addr;
 			bool en;
+
 			if (wkr_bar_state(s->cfg.dev, i, &addr, &en) < 0)
 				continue;
 			vb__dev__bar_state__init(&bars[ev.n_bars]);
@@ -127,11 +128,13 @@ static void session_free(struct wkr_serve_session *base)
 static void session_check(struct wkr_server *s)
 {
 	struct wkr_session *v = wkr__server_session(s);
+
 	if (!v || v->base.ended || s->dispatching)
 		return;
 	if (v->send_err) {
 		if (v->send_err != -EPIPE && v->send_err != -ECONNRESET && s->cfg.dropped) {
 			char why[128];
+
 			snprintf(why, sizeof(why),
 				 "disconnected: it does not read its replies (%s)",
 				 v->send_err == -EOVERFLOW ? "send queue over budget"
@@ -148,6 +151,7 @@ static void session_check(struct wkr_server *s)
 void wkr__server_sent(struct wkr_server *s, int r)
 {
 	struct wkr_session *v = wkr__server_session(s);
+
 	if (r < 0 && v && !v->send_err)
 		v->send_err = r;
 	session_check(s);
@@ -228,11 +232,14 @@ int wkr__server_ring_open(struct wkr_server *s, struct ipc_msg *m, uint32_t layo
 static int session_serve(struct wkr_server *s, unsigned max)
 {
 	struct wkr_session *v = wkr__server_session(s);
+
 	for (unsigned i = 0; i < max && !v->base.ended; i++) {
+		struct ipc_msg *m;
+		int r;
+
 		if (v->base.paused)
 			return 0;
-		struct ipc_msg *m;
-		int r = ipc_chan_recv(v->chan, &m);
+		r = ipc_chan_recv(v->chan, &m);
 		if (r == -EAGAIN)
 			return v->base.ended ? -1 : 0;
 		if (r == -EPIPE || r == -ECONNRESET) {
@@ -259,6 +266,7 @@ static void session_ready(struct wkr_serve_session *base, int events)
 {
 	struct wkr_session *v = container_of(base, struct wkr_session, base);
 	struct wkr_server *s = v->s;
+
 	if ((events & UV_WRITABLE) && ipc_chan_flush(v->chan) < 0) {
 		wkr_serve_end(s->sv); /* the VMM is gone */
 		return;

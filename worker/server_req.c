@@ -35,6 +35,7 @@ __attribute__((format(printf, 3, 4))) static int fail(struct wkr_server *s, int 
 						      const char *fmt, ...)
 {
 	va_list ap;
+
 	s->err.code = err;
 	va_start(ap, fmt);
 	vsnprintf(s->err.msg, sizeof(s->err.msg), fmt, ap);
@@ -67,6 +68,7 @@ static void reply_error(struct wkr_server *s, struct ipc_msg *m, int err, const 
 static int reply_empty(struct wkr_server *s, struct ipc_msg *m)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
+
 	return reply(s, m, &e.base, NULL, 0);
 }
 
@@ -84,6 +86,7 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 	Vb__Dev__RingAnswer ring = VB__DEV__RING_ANSWER__INIT;
 	Vb__Limits lim = VB__LIMITS__INIT;
 	struct vb_err rerr = {0};
+
 	if (s->hello_done)
 		return fail(s, -EALREADY, "HELLO was already answered on this connection");
 	if (h->version != VB__DEV__VERSION__VERSION_CURRENT)
@@ -100,6 +103,7 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 	if (h->ring) {
 		/* A ring refused is an answer, not a failed HELLO: the socket serves on. */
 		int e = wkr__server_ring_open(s, m, h->ring->layout, &rerr);
+
 		ring.accepted = e == 0;
 		ring.error = e < 0 ? (uint32_t)-e : 0;
 		ring.reason = e < 0 ? rerr.msg : "";
@@ -119,6 +123,7 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 static uint32_t cfg_u32(struct wkr_server *s, uint32_t off, size_t len)
 {
 	uint8_t b[4] = {0};
+
 	if (wkr_cfg_read(s->cfg.dev, off, b, len) < 0)
 		return 0;
 	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
@@ -128,6 +133,7 @@ static int h_device_info(struct wkr_server *s, struct ipc_msg *m)
 {
 	Vb__Dev__DeviceInfo rep = VB__DEV__DEVICE_INFO__INIT;
 	const struct wkr_devinfo *in = wkr_dev_info(s->cfg.dev);
+
 	rep.bdf = (char *)in->bdf;
 	rep.flags = in->flags;
 	rep.num_regions = WKR_NUM_REGIONS;
@@ -149,9 +155,11 @@ static int h_region_info(struct wkr_server *s, struct ipc_msg *m)
 	size_t n = 0;
 	int e = wkr_vmm_mmap_areas(s->cfg.dev, req->index, s->cfg.allow_mmap, s->sv->grant_fd,
 				   areas, &n, &s->err);
+	const struct wkr_region *r;
+
 	if (e < 0)
 		return e;
-	const struct wkr_region *r = &wkr_dev_info(s->cfg.dev)->regions[req->index];
+	r = &wkr_dev_info(s->cfg.dev)->regions[req->index];
 	rep.index = req->index;
 	rep.flags = r->flags;
 	rep.size = r->size;
@@ -176,10 +184,12 @@ static int h_irq_info(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__IrqInfoRequest *req = (const Vb__Dev__IrqInfoRequest *)m->body;
 	Vb__Irq rep = VB__IRQ__INIT;
+	const struct wkr_irq_info *q;
+
 	if (req->index >= WKR_NUM_IRQS)
 		return fail(s, -EINVAL, "IRQ index %u: the device has %d", req->index,
 			    WKR_NUM_IRQS);
-	const struct wkr_irq_info *q = &wkr_dev_info(s->cfg.dev)->irqs[req->index];
+	q = &wkr_dev_info(s->cfg.dev)->irqs[req->index];
 	rep.index = req->index;
 	rep.flags = q->flags;
 	rep.count = q->count;
@@ -189,6 +199,7 @@ static int h_irq_info(struct wkr_server *s, struct ipc_msg *m)
 static int data_reply(struct wkr_server *s, struct ipc_msg *m, uint8_t *buf, size_t len)
 {
 	Vb__Dev__Data rep = VB__DEV__DATA__INIT;
+
 	rep.data.data = buf;
 	rep.data.len = len;
 	return reply(s, m, &rep.base, NULL, 0);
@@ -202,6 +213,7 @@ static int access_error(struct wkr_server *s, int e, const char *what, uint32_t 
 			  : e == -EACCES ? "the region does not allow it"
 			  : e == -EIO	 ? "the device did not answer"
 					 : strerror(-e);
+
 	return fail(s, e, "%s of %zu bytes at %#llx of region %u: %s", what, len,
 		    (unsigned long long)off, index, why);
 }
@@ -210,10 +222,12 @@ static int h_cfg_read(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__CfgRead *req = (const Vb__Dev__CfgRead *)m->body;
 	uint8_t buf[WKR_ACCESS_MAX];
+	int e;
+
 	if (req->size == 0 || req->size > WKR_ACCESS_MAX)
 		return fail(s, -EINVAL, "config read of %u bytes (1 to %d)", req->size,
 			    WKR_ACCESS_MAX);
-	int e = wkr_cfg_read(s->cfg.dev, req->offset, buf, req->size);
+	e = wkr_cfg_read(s->cfg.dev, req->offset, buf, req->size);
 	if (e < 0)
 		return access_error(s, e, "config read", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
 				    req->size);
@@ -254,10 +268,12 @@ static int after_write(struct wkr_server *s)
 static int h_cfg_write(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__CfgWrite *req = (const Vb__Dev__CfgWrite *)m->body;
+	int e;
+
 	if (req->data.len == 0 || req->data.len > WKR_ACCESS_MAX)
 		return fail(s, -EINVAL, "config write of %zu bytes (1 to %d)", req->data.len,
 			    WKR_ACCESS_MAX);
-	int e = wkr_cfg_write(s->cfg.dev, req->offset, req->data.data, req->data.len);
+	e = wkr_cfg_write(s->cfg.dev, req->offset, req->data.data, req->data.len);
 	if (e == -EINVAL || e == -EIO) {
 		(void)wkr_dev_take_flr(s->cfg.dev);
 		return access_error(s, e, "config write", VFIO_PCI_CONFIG_REGION_INDEX, req->offset,
@@ -276,10 +292,12 @@ static int h_region_read(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__RegionRead *req = (const Vb__Dev__RegionRead *)m->body;
 	uint8_t buf[WKR_ACCESS_MAX];
+	int e;
+
 	if (req->size == 0 || req->size > WKR_ACCESS_MAX)
 		return fail(s, -EINVAL, "region read of %u bytes (1 to %d)", req->size,
 			    WKR_ACCESS_MAX);
-	int e = wkr_region_read(s->cfg.dev, req->index, req->offset, buf, req->size);
+	e = wkr_region_read(s->cfg.dev, req->index, req->offset, buf, req->size);
 	if (e < 0)
 		return access_error(s, e, "read", req->index, req->offset, req->size);
 	return data_reply(s, m, buf, req->size);
@@ -288,11 +306,12 @@ static int h_region_read(struct wkr_server *s, struct ipc_msg *m)
 static int h_region_write(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__RegionWrite *req = (const Vb__Dev__RegionWrite *)m->body;
+	int e;
+
 	if (req->data.len == 0 || req->data.len > WKR_ACCESS_MAX)
 		return fail(s, -EINVAL, "region write of %zu bytes (1 to %d)", req->data.len,
 			    WKR_ACCESS_MAX);
-	int e =
-	    wkr_region_write(s->cfg.dev, req->index, req->offset, req->data.data, req->data.len);
+	e = wkr_region_write(s->cfg.dev, req->index, req->offset, req->data.data, req->data.len);
 	if (e < 0) {
 		(void)wkr_dev_take_flr(s->cfg.dev);
 		return access_error(s, e, "write", req->index, req->offset, req->data.len);
@@ -305,11 +324,13 @@ static int h_dma_map(struct wkr_server *s, struct ipc_msg *m)
 	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
 	const uint32_t prot_ok =
 	    VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
+	int e;
+
 	if (m->nfds != 1)
 		return fail(s, -EINVAL, "DMA_MAP needs exactly one memfd, got %zu fds", m->nfds);
 	if (req->prot == 0 || (req->prot & ~prot_ok))
 		return fail(s, -EINVAL, "DMA protection %#x (read 1, write 2)", req->prot);
-	int e = wkr_vmm_dma_check(s->cfg.iommu_pgsize, req->iova, req->size, req->offset, &s->err);
+	e = wkr_vmm_dma_check(s->cfg.iommu_pgsize, req->iova, req->size, req->offset, &s->err);
 	if (e < 0)
 		return e;
 	e = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, req->iova, req->size, req->offset,
@@ -321,6 +342,7 @@ static int h_dma_unmap(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
 	int e = wkr_vmm_dma_check(s->cfg.iommu_pgsize, req->iova, req->size, 0, &s->err);
+
 	if (e < 0)
 		return e;
 	e = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, req->iova, req->size, &s->err);
@@ -331,6 +353,8 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 {
 	const Vb__Dev__SetIrqFds *req = (const Vb__Dev__SetIrqFds *)m->body;
 	size_t want = (size_t)req->count + (req->resample ? 1 : 0);
+	int e;
+
 	if (req->index >= WKR_NUM_IRQS)
 		return fail(s, -EINVAL, "IRQ index %u: the device has %d", req->index,
 			    WKR_NUM_IRQS);
@@ -339,8 +363,8 @@ static int h_set_irq_fds(struct wkr_server *s, struct ipc_msg *m)
 	if (m->nfds != want)
 		return fail(s, -EINVAL, "SET_IRQ_FDS for %u vectors%s carries %zu fds", req->count,
 			    req->resample ? " and a resample fd" : "", m->nfds);
-	int e = wkr_irq_set_fds(s->cfg.dev, req->index, req->start, req->count, m->fds,
-				req->resample ? m->fds[req->count] : -1);
+	e = wkr_irq_set_fds(s->cfg.dev, req->index, req->start, req->count, m->fds,
+			    req->resample ? m->fds[req->count] : -1);
 	if (e == -EINVAL || e == -ENOENT)
 		return fail(s, e, "IRQ index %u has %u vectors; %u from %u do not fit", req->index,
 			    wkr_dev_info(s->cfg.dev)->irqs[req->index].count, req->count,
@@ -442,17 +466,17 @@ void wkr__server_dispatch(struct wkr_server *s, struct ipc_msg *m)
 {
 	struct wkr_session *v = wkr__server_session(s);
 	enum vb_req_check check;
+	__typeof__(&handlers[0]) h;
+	int r;
 
 	s->err = (struct vb_err){0};
 	v->base.defer.done = on_ready;
-	__typeof__(&handlers[0]) h =
-	    VB_REQ_LOOKUP(handlers, m->type, s->hello_done ? AFTER_HELLO : BEFORE_HELLO, &check);
+	h = VB_REQ_LOOKUP(handlers, m->type, s->hello_done ? AFTER_HELLO : BEFORE_HELLO, &check);
 	if (check == VB_REQ_ALLOWED) {
 		proceed(s, m, h->fn, true);
 		return;
 	}
-	int r =
-	    check == VB_REQ_NOT_NOW
+	r = check == VB_REQ_NOT_NOW
 		? fail(s, -EPROTO, "HELLO must come first")
 		: fail(s, -EOPNOTSUPP, "request type %u is not one this worker serves", m->type);
 	reply_error(s, m, r, s->err.msg);

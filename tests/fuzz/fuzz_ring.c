@@ -50,6 +50,7 @@ static int settle(uv_loop_t *loop, struct ring_fuzz *v, int *hello_ok)
 				replies++;
 				if (hello_ok && m->type == VB__DEV__TYPE__HELLO) {
 					const Vb__Dev__HelloReply *h = (const void *)m->body;
+
 					*hello_ok = h->ring && h->ring->accepted;
 				}
 			}

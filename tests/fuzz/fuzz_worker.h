@@ -92,6 +92,7 @@ static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool
 	const struct wkr_image *img = fuzz_worker__image(image);
 	struct wkr_io io;
 	int lfd;
+	struct wkr_server_cfg sc;
 
 	fuzz_uv_warm_up();
 	*w = (struct fuzz_worker){.memfd = -1, .client = -1};
@@ -105,7 +106,7 @@ static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool
 	if (uv_loop_init(&w->loop) < 0)
 		abort();
 	fuzz_worker__listen_pair(&lfd, &w->client);
-	struct wkr_server_cfg sc = {
+	sc = (struct wkr_server_cfg){
 	    .loop = &w->loop,
 	    .listen_fd = lfd,
 	    .dev = w->dev,
