@@ -1347,6 +1347,35 @@ static void test_worker_broker_call_waiting_second_vmm_refused_at_once(void **st
 	close(ram);
 }
 
+/* MSI-X vector `v`'s control word written 0 (unmasked) through the table (BIR and offset at
+ * 0x74); the worker's answer. */
+static int msix_unmask(struct ipc_chan *c, uint32_t v, struct ipc_error *err)
+{
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	Vb__Dev__RegionWrite rw = VB__DEV__REGION_WRITE__INIT;
+	struct ipc_msg *m = NULL;
+	uint8_t zero[4] = {0};
+	uint32_t tbl;
+	int r;
+
+	cr.offset = 0x74;
+	cr.size = 4;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, TEST_HANG_MS, &m, NULL),
+	    0);
+	tbl = vb_le32_get(((const Vb__Dev__Data *)m->body)->data.data);
+	ipc_msg_free(m);
+	rw.index = tbl & PCI_MSIX_TABLE_BIR;
+	rw.offset =
+	    (tbl & PCI_MSIX_TABLE_OFFSET) + v * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL;
+	rw.data.data = zero;
+	rw.data.len = 4;
+	m = NULL;
+	r = ipc_chan_call(c, VB__DEV__TYPE__REGION_WRITE, &rw.base, NULL, 0, TEST_HANG_MS, &m, err);
+	ipc_msg_free(m);
+	return r;
+}
+
 /* MSI-X vector 3, masked, fires while a DMA_MAP waits for the broker: the worker services it at
  * once (its pending bit is set, as the heartbeat reports), and once the VMM unmasks the vector
  * the interrupt reaches the VMM's irqfd. */
@@ -1383,26 +1412,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN); /* the map still waits */
 	held_answer(f);
 	vmm_answered(c, id, IPC_KIND_REPLY);
-	/* The table (BIR and offset at 0x74): vector 3's control word, unmasked. */
-	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
-	cr.offset = 0x74;
-	cr.size = 4;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, TEST_HANG_MS, &m, NULL),
-	    0);
-	uint32_t tbl = vb_le32_get(((const Vb__Dev__Data *)m->body)->data.data);
-	ipc_msg_free(m);
-	Vb__Dev__RegionWrite rw = VB__DEV__REGION_WRITE__INIT;
-	uint8_t zero[4] = {0};
-	rw.index = tbl & PCI_MSIX_TABLE_BIR;
-	rw.offset =
-	    (tbl & PCI_MSIX_TABLE_OFFSET) + 3 * PCI_MSIX_ENTRY_SIZE + PCI_MSIX_ENTRY_VECTOR_CTRL;
-	rw.data.data = zero;
-	rw.data.len = 4;
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__REGION_WRITE, &rw.base, NULL, 0,
-				       TEST_HANG_MS, &m, NULL),
-			 0);
-	ipc_msg_free(m);
+	assert_int_equal(msix_unmask(c, 3, NULL), 0);
 	struct pollfd p = {.fd = efd[3], .events = POLLIN};
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	ipc_chan_free(c);
@@ -1500,6 +1510,31 @@ static void test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in(void **st
 	held_answer(f);
 	ipc_chan_free(c);
 	close(ram);
+}
+
+/* An unmask whose SET_IRQS goes unanswered fails with ETIMEDOUT; the VMM's retry of the same
+ * write sends that route again and waits for it (here: times out too), rather than being told
+ * at once that a route exists which the kernel may not have. */
+static void test_worker_broker_timed_out_route_retry_routes_again(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	int efd[16];
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
+	hold(f, VB__BRK__TYPE__SET_IRQS);
+	assert_int_equal(msix_unmask(c, 3, &err), -ETIMEDOUT);
+	assert_int_equal(msix_unmask(c, 3, &err), -ETIMEDOUT);
+	if (!strstr(err.message, "retry"))
+		fail_msg("the VMM was told '%s'", err.message);
+	wait_held(f, 2);
+	held_answer(f);
+	ipc_chan_free(c);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
 }
 
 /* The deferred reply carries the broker's own result: its errno and its message. */
@@ -1966,6 +2001,8 @@ int main(void)
 		test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_call_waiting_reply_carries_broker_error, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_timed_out_route_retry_routes_again,
+					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_vfio_user_call_waiting_replies_in_order, setup_vfu, teardown),
 	    cmocka_unit_test(test_worker_broker_adopted_not_our_child_ready_then_death_seen),

@@ -400,6 +400,9 @@ static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 	 * doubt: its whole routing is sent again when a broker is back (re-attach). */
 	if (c->type == VB__BRK__TYPE__SET_IRQS && err < 0 && c->index < 32) {
 		b->irq_dirty |= 1u << c->index;
+		/* The VMM's retry must wait for a route of its own, not be told it exists. */
+		if (b->dev)
+			wkr_irq_doubt(b->dev, c->index);
 		if (err != -EPIPE)
 			note(b, "SET_IRQS of index %u failed: %s", c->index, strerror(-err));
 	}

@@ -357,6 +357,18 @@ int wkr_irq_resync(struct wkr_dev *d, uint32_t index)
 	return r;
 }
 
+void wkr_irq_doubt(struct wkr_dev *d, uint32_t index)
+{
+	struct wkr_irqidx *ix;
+
+	if (index >= WKR_NUM_IRQS)
+		return;
+	ix = &d->irq[index];
+	for (uint32_t v = 0; ix->vec && v < ix->nvec; v++)
+		if (ix->vec[v].routed >= 0)
+			ix->vec[v].routed = -2;
+}
+
 int wkr__irq_after_reset(struct wkr_dev *d)
 {
 	int first = 0;

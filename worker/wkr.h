@@ -192,6 +192,10 @@ int wkr_irq_service(struct wkr_dev *d);
  * error; the intent is kept for a later attempt.
  */
 int wkr_irq_resync(struct wkr_dev *d, uint32_t index);
+/* A SET_IRQS of `index` failed or went unanswered (the owner answers later): what the kernel
+ * routes is in doubt, so the next change of any of its vectors sends that vector's route again
+ * instead of trusting what was last sent. */
+void wkr_irq_doubt(struct wkr_dev *d, uint32_t index);
 /* The VMM went away: tears down every hardware route, closes the VMM's fds; the emulated state
  * (enables, masks, table contents, pending bits) is kept for a reconnect. */
 int wkr_irq_release(struct wkr_dev *d);
