@@ -262,6 +262,7 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	dmn->ctl = NULL;
 	while ((d = brk_registry_first(dmn->reg))) {
 		struct dmn_assignment *dd = d->priv;
+
 		if (dd->worker) {
 			brk_daemon__worker_free(dd);
 			brk_daemon__reset(dd);

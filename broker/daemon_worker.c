@@ -53,9 +53,11 @@ static int dmn_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 	}
 	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
 		bool used = false;
+
 		for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && !used;
 		     d = d->next) {
 			struct dmn_assignment *dd = d->priv;
+
 			used = dd && dd->worker && dd->worker_uid == (uid_t)u;
 		}
 		if (!used) {

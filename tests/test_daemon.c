@@ -98,6 +98,7 @@ static int fw_start(uv_loop_t *loop, const struct brk_worker_args *args, struct 
 
 	if (E.start_err < 0) {
 		int r = E.start_err;
+
 		E.start_err = 0;
 		return vb_errf(err, r, "fake start refused");
 	}
@@ -550,6 +551,7 @@ static void test_daemon_group_of_other_vm_refused_keeps_its_stored_fd(void **sta
 {
 	size_t stored;
 	int fd;
+
 	(void)state;
 
 	env_start(3);
@@ -1013,6 +1015,7 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	struct next nx;
 	unsigned maps, unmaps;
 	int mem;
+	struct brk_dev_rec *nd;
 
 	env_start(3);
 	same_config_in_sysfs(DEV_A);
@@ -1043,7 +1046,7 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	assert_int_equal(na->pid, a->pid);
 	assert_string_equal(na->a.bdf, DEV_A);
 	/* The DMA table as it was; no map was replayed, the unfinished one was unmapped. */
-	struct brk_dev_rec *nd = brk_registry_find(nx.dmn->reg, DEV_A);
+	nd = brk_registry_find(nx.dmn->reg, DEV_A);
 	assert_non_null(nd);
 	assert_int_equal(nd->id, dev(DEV_A)->id);
 	brk_dma_stats(((struct dmn_vm *)nd->vm->priv)->dma, &ds);

@@ -97,8 +97,10 @@ static void keep_msix_fds(struct fx *f, const Vb__Brk__SetIrqs *q, const struct 
 static void record(struct fx *f, const struct ipc_msg *m)
 {
 	struct seen s = {.type = m->type, .nfds = m->nfds};
+
 	if (m->type == VB__BRK__TYPE__SET_IRQS) {
 		const Vb__Brk__SetIrqs *q = (const Vb__Brk__SetIrqs *)m->body;
+
 		if (q->index == VFIO_PCI_MSIX_IRQ_INDEX && !q->disable)
 			keep_msix_fds(f, q, m);
 		s.index = q->index;
@@ -128,6 +130,7 @@ static void answer(struct fx *f, const struct ipc_msg *m)
 		pid_t pid;
 		uid_t uid;
 		gid_t gid;
+
 		if (f->refuse_vmms || m->nfds != 1 ||
 		    ipc_peer_cred(m->fds[0], &pid, &uid, &gid) < 0) {
 			ipc_chan_reply_error(f->brk, m, -EPERM, "not the owner");
@@ -138,11 +141,13 @@ static void answer(struct fx *f, const struct ipc_msg *m)
 		}
 	} else if (m->type == VB__BRK__TYPE__DMA_UNMAP_ALL) {
 		Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
+
 		ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
 	} else if (m->type == VB__BRK__TYPE__SET_IRQS && f->fail_irqs) {
 		ipc_chan_reply_error(f->brk, m, f->fail_irqs, "fake broker: SET_IRQS fails");
 	} else {
 		Vb__Empty e = VB__EMPTY__INIT;
+
 		ipc_chan_reply(f->brk, m, &e.base, NULL, 0);
 	}
 }
@@ -152,21 +157,27 @@ static void answer(struct fx *f, const struct ipc_msg *m)
 static void *broker_thread(void *arg)
 {
 	struct fx *f = arg;
+
 	for (;;) {
+		bool stop;
+		struct pollfd p;
+		bool queued;
+		struct ipc_msg *m;
+		int r;
+
 		pthread_mutex_lock(&f->lock);
-		bool stop = f->stop;
+		stop = f->stop;
 		pthread_mutex_unlock(&f->lock);
 		if (stop)
 			return NULL;
-		struct pollfd p = {.fd = ipc_chan_fd(f->brk), .events = POLLIN};
+		p = (struct pollfd){.fd = ipc_chan_fd(f->brk), .events = POLLIN};
 		pthread_mutex_lock(&f->lock);
-		bool queued = ipc_chan_has_queued(f->brk);
+		queued = ipc_chan_has_queued(f->brk);
 		pthread_mutex_unlock(&f->lock);
 		if (!queued && poll(&p, 1, 20) <= 0)
 			continue;
-		struct ipc_msg *m;
 		pthread_mutex_lock(&f->lock);
-		int r = ipc_chan_recv(f->brk, &m);
+		r = ipc_chan_recv(f->brk, &m);
 		if (r < 0) {
 			pthread_mutex_unlock(&f->lock);
 			continue;
@@ -198,21 +209,23 @@ static void *broker_thread(void *arg)
 static int spawn(struct fx *f, int *ret_listen)
 {
 	int sp[2], lfd;
+	int logp[2] = {-1, -1};
+	char ct[48];
+
 	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
 	if (!mkdtemp(f->dir))
 		return -1;
 	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
 	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0)
 		return -1;
-	int logp[2] = {-1, -1};
 	if (f->log_fd < 0 && pipe2(logp, O_CLOEXEC) < 0)
 		return -1;
-	char ct[48];
 	snprintf(ct, sizeof(ct), "--call-timeout=%d", f->call_timeout_ms);
 	f->pid = fork();
 	if (f->pid == 0) {
 		char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP,
 				f->call_timeout_ms ? ct : NULL, NULL};
+
 		if (dup2(sp[1], 3) < 0 || (logp[1] >= 0 && dup2(logp[1], 2) < 0))
 			_exit(126);
 		execv(argv[0], argv);
@@ -232,6 +245,7 @@ static void read_log(struct fx *f, char *buf, size_t len)
 {
 	size_t off = 0;
 	ssize_t n;
+
 	while (off + 1 < len && (n = read(f->log_fd, buf + off, len - 1 - off)) != 0) {
 		if (n < 0 && errno == EINTR)
 			continue;
@@ -264,6 +278,10 @@ static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, siz
 	Vb__Region regs[WKR_NUM_REGIONS], *pregs[WKR_NUM_REGIONS];
 	Vb__Irq irqs[WKR_NUM_IRQS], *pirqs[WKR_NUM_IRQS];
 	Vb__Limits lim = VB__LIMITS__INIT;
+	int fds[3];
+	struct ipc_msg *rep = NULL;
+	int r;
+
 	for (unsigned i = 0; i < WKR_NUM_REGIONS; i++) {
 		if (drop_config && i == VFIO_PCI_CONFIG_REGION_INDEX)
 			continue;
@@ -296,12 +314,13 @@ static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, siz
 	h.iommu_pgsize = 4096;
 	h.owner_uid = getuid();
 	h.owner_gid = getgid();
-	int fds[3] = {f->memfd, lfds[0], nl > 1 ? lfds[1] : -1};
-	struct ipc_msg *rep = NULL;
+	fds[0] = f->memfd;
+	fds[1] = lfds[0];
+	fds[2] = nl > 1 ? lfds[1] : -1;
 	h.protocols = protocols;
 	h.epoch = 1;
-	int r = ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, TEST_HANG_MS,
-			      &rep, err);
+	r = ipc_chan_call(f->brk, VB__BRK__TYPE__HANDOFF, &h.base, fds, 1 + nl, TEST_HANG_MS, &rep,
+			  err);
 	ipc_msg_free(rep);
 	return r;
 }
@@ -316,6 +335,8 @@ static int setup_common(void **state, bool capture_log, int call_timeout_ms)
 	struct fx *f = calloc(1, sizeof(*f));
 	struct vb_err ierr;
 	int lfd;
+	int r;
+
 	if (f) {
 		f->log_fd = capture_log ? -1 : 0;
 		f->call_timeout_ms = call_timeout_ms;
@@ -328,7 +349,7 @@ static int setup_common(void **state, bool capture_log, int call_timeout_ms)
 	f->removal_answer = -1;
 	f->grant_fd = -1;
 	*state = f;
-	int r = handoff(f, lfd, false, NULL);
+	r = handoff(f, lfd, false, NULL);
 	close(lfd);
 	if (r < 0)
 		return -1;
@@ -360,6 +381,8 @@ static int setup_vfu_common(void **state, bool both)
 	struct fx *f = calloc(1, sizeof(*f));
 	struct vb_err ierr;
 	int lfd[2];
+	int r;
+
 	if (f)
 		f->log_fd = 0;
 	if (!f ||
@@ -372,8 +395,8 @@ static int setup_vfu_common(void **state, bool both)
 	pthread_mutex_init(&f->lock, NULL);
 	f->removal_answer = -1;
 	*state = f;
-	int r = both ? handoff_protos(f, 3, lfd, 2, false, NULL)
-		     : handoff_protos(f, 2, &lfd[1], 1, false, NULL);
+	r = both ? handoff_protos(f, 3, lfd, 2, false, NULL)
+		 : handoff_protos(f, 2, &lfd[1], 1, false, NULL);
 	close(lfd[0]);
 	close(lfd[1]);
 	if (r < 0)
@@ -395,6 +418,7 @@ static int teardown(void **state)
 {
 	struct fx *f = *state;
 	int status = 0;
+
 	/* The broker closing its channel ends the worker with status 0. */
 	if (!f->stopped)
 		broker_hang_up(f);
@@ -420,9 +444,11 @@ static int teardown(void **state)
 static int count(struct fx *f, uint16_t type, int index, int disable, int connected)
 {
 	int n = 0;
+
 	pthread_mutex_lock(&f->lock);
 	for (int i = 0; i < f->nlog; i++) {
 		const struct seen *s = &f->log[i];
+
 		if (s->type != type || (index >= 0 && s->index != (uint32_t)index) ||
 		    (disable >= 0 && s->disable != (disable == 1)) ||
 		    (connected >= 0 && s->connected != (connected == 1)))
@@ -446,6 +472,7 @@ static struct ipc_chan *vmm_connect_raw(struct fx *f)
 {
 	int fd;
 	struct ipc_chan *c;
+
 	assert_int_equal(ipc_connect(f->sock, &fd), 0);
 	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
 	return c;
@@ -457,6 +484,7 @@ static struct ipc_chan *vmm_connect(struct fx *f)
 	struct ipc_chan *c;
 	struct ipc_msg *m;
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+
 	assert_int_equal(ipc_connect(f->sock, &fd), 0);
 	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
@@ -471,11 +499,12 @@ static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32
 	Vb__Dev__CfgWrite req = VB__DEV__CFG_WRITE__INIT;
 	uint8_t b[4] = {(uint8_t)v, (uint8_t)(v >> 8), (uint8_t)(v >> 16), (uint8_t)(v >> 24)};
 	struct ipc_msg *m = NULL;
+	int r;
+
 	req.offset = off;
 	req.data.data = b;
 	req.data.len = size;
-	int r =
-	    ipc_chan_call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0, TEST_HANG_MS, &m, NULL);
+	r = ipc_chan_call(c, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0, TEST_HANG_MS, &m, NULL);
 	ipc_msg_free(m);
 	return r;
 }
@@ -485,6 +514,7 @@ static void set_msix_fds(struct ipc_chan *c, int *efd, int n)
 {
 	Vb__Dev__SetIrqFds sf = VB__DEV__SET_IRQ_FDS__INIT;
 	struct ipc_msg *m = NULL;
+
 	for (int i = 0; i < n; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	sf.index = VFIO_PCI_MSIX_IRQ_INDEX;
@@ -533,23 +563,28 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
 	struct ipc_msg *m = NULL;
+	int efd[16];
+	const struct seen *s;
+	int ram;
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	const Vb__Dev__Data *d;
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	/* Hand over 16 irqfds and enable MSI-X: one SET_IRQS for all 16 vectors. */
-	int efd[16];
 	set_msix_fds(c, efd, 16);
 	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
 	assert_int_equal(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1), 1);
 	pthread_mutex_lock(&f->lock);
-	const struct seen *s = &f->log[f->nlog - 1];
+	s = &f->log[f->nlog - 1];
 	assert_int_equal(s->count, 16);
 	assert_int_equal(s->nslots, 16);
 	assert_int_equal(s->nfds, 16); /* every vector masked: 16 worker eventfds */
 	pthread_mutex_unlock(&f->lock);
 
 	/* DMA goes to the broker with the memfd. */
-	int ram = memfd_create("ram", MFD_CLOEXEC);
+	ram = memfd_create("ram", MFD_CLOEXEC);
 	assert_int_equal(ftruncate(ram, 1 << 16), 0);
-	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -565,13 +600,12 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1), 1);
 	/* A new VMM gets in and finds MSI-X still enabled. */
 	c = vmm_connect(f);
-	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
 	cr.offset = 0x72;
 	cr.size = 2;
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, TEST_HANG_MS, &m, NULL),
 	    0);
-	const Vb__Dev__Data *d = (const Vb__Dev__Data *)m->body;
+	d = (const Vb__Dev__Data *)m->body;
 	assert_int_equal(d->data.data[1] & 0x80, 0x80);
 	ipc_msg_free(m);
 	ipc_chan_free(c);
@@ -587,15 +621,19 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
 	struct ipc_msg *m;
 	uint32_t id;
+	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	const Vb__Brk__HeartbeatReply *hr;
+	struct pollfd p;
+	Vb__Empty e = VB__EMPTY__INIT;
+
 	rm.timeout_ms = 5000;
 	/* HEARTBEAT first: the worker says a VMM is connected and has been served. */
-	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
 	hb.seq = 42;
 	pthread_mutex_lock(&f->lock);
 	assert_int_equal(ipc_chan_call(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0,
 				       TEST_HANG_MS, &m, NULL),
 			 0);
-	const Vb__Brk__HeartbeatReply *hr = (const Vb__Brk__HeartbeatReply *)m->body;
+	hr = (const Vb__Brk__HeartbeatReply *)m->body;
 	assert_int_equal(hr->seq, 42);
 	assert_true(hr->vmm_connected);
 	assert_true(hr->requests_served >= 1);
@@ -603,7 +641,7 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &id),
 			 0);
 	pthread_mutex_unlock(&f->lock);
-	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
+	p = (struct pollfd){.fd = ipc_chan_fd(c), .events = POLLIN};
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	assert_int_equal(ipc_chan_recv(c, &m), 0);
 	assert_int_equal(m->kind, IPC_KIND_EVENT);
@@ -611,14 +649,15 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 			 VB__DEV__EVENT_KIND__EVENT_REMOVAL_REQUESTED);
 	assert_int_equal(((const Vb__Dev__Event *)m->body)->timeout_ms, 5000);
 	ipc_msg_free(m);
-	Vb__Empty e = VB__EMPTY__INIT;
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, TEST_HANG_MS, &m, NULL),
 	    0);
 	ipc_msg_free(m);
 	for (int i = 0; i < 6000; i++) {
+		int a;
+
 		pthread_mutex_lock(&f->lock);
-		int a = f->removal_answer;
+		a = f->removal_answer;
 		pthread_mutex_unlock(&f->lock);
 		if (a >= 0)
 			break;
@@ -691,6 +730,7 @@ static void test_worker_broker_bad_handoff_refused(void **state)
 	struct vb_err ierr;
 	struct ipc_error err = {0};
 	int lfd, status;
+
 	assert_int_equal(
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
 	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
@@ -715,6 +755,7 @@ static int vfu_connect(struct fx *f)
 {
 	int fd;
 	struct vfu_reply r;
+
 	assert_int_equal(vfu_cli_connect(f->vsock, &fd), 0);
 	assert_int_equal(vfu_cli_version(fd, "{\"capabilities\":{\"max_msg_fds\":16}}", &r), 0);
 	vfu_reply_free(&r);
@@ -726,13 +767,16 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	struct fx *f = *state;
 	int fd = vfu_connect(f);
 	struct vfu_reply r;
+	int efd[16];
+	uint8_t set[20];
+	int mfd;
+	uint8_t map[32] = {0};
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	assert_true(count(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1) >= 1);
 	/* MSI-X vectors 0-15 in one chunk: the broker enables the index with all 16. */
-	int efd[16];
 	for (int i = 0; i < 16; i++)
 		efd[i] = eventfd(0, EFD_CLOEXEC);
-	uint8_t set[20];
 	vb_le32_put(set, 20);
 	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
 	vb_le32_put(set + 8, VFIO_PCI_MSIX_IRQ_INDEX);
@@ -743,9 +787,8 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	vfu_reply_free(&r);
 	assert_true(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1) >= 1);
 	/* A memfd for DMA travels on to the broker. */
-	int mfd = memfd_create("ram", MFD_CLOEXEC);
+	mfd = memfd_create("ram", MFD_CLOEXEC);
 	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
-	uint8_t map[32] = {0};
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le32_put(map + 16, 0x100000);
@@ -769,13 +812,15 @@ static void test_worker_broker_vfio_user_refused_by_broker_closed(void **state)
 	struct fx *f = *state;
 	struct vfu_reply r;
 	int fd;
+	int e;
+
 	/* The broker's decision, as for the native socket: a stranger's connection is closed
 	 * before anything of it is read. */
 	pthread_mutex_lock(&f->lock);
 	f->refuse_vmms = true;
 	pthread_mutex_unlock(&f->lock);
 	assert_int_equal(vfu_cli_connect(f->vsock, &fd), 0);
-	int e = vfu_cli_version(fd, "{}", &r);
+	e = vfu_cli_version(fd, "{}", &r);
 	assert_true(e == -EPIPE || e == -ECONNRESET);
 	close(fd);
 	wait_for(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1, 1);
@@ -789,6 +834,10 @@ static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 	struct vfu_reply r;
 	int req = eventfd(0, EFD_CLOEXEC);
 	uint8_t set[20];
+	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
+	uint32_t id;
+	struct pollfd p;
+
 	vb_le32_put(set, 20);
 	vb_le32_put(set + 4, VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER);
 	vb_le32_put(set + 8, VFIO_PCI_REQ_IRQ_INDEX);
@@ -799,21 +848,21 @@ static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 	vfu_reply_free(&r);
 	/* REMOVAL: the VMM's REQ eventfd fires (as kernel vfio-pci's does before an unbind);
 	 * the VMM lets go by disconnecting, which acknowledges. */
-	Vb__Brk__Removal rm = VB__BRK__REMOVAL__INIT;
-	uint32_t id;
 	rm.timeout_ms = 10000;
 	pthread_mutex_lock(&f->lock);
 	assert_int_equal(ipc_chan_request(f->brk, VB__BRK__TYPE__REMOVAL, &rm.base, NULL, 0, &id),
 			 0);
 	pthread_mutex_unlock(&f->lock);
-	struct pollfd p = {.fd = req, .events = POLLIN};
+	p = (struct pollfd){.fd = req, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	close(fd);
 	/* A minute at least (6000 naps of 10 ms or more): the bound of a worker that never
 	 * answers, not a deadline for one on a busy machine. */
 	for (int i = 0; i < 6000; i++) {
+		int a;
+
 		pthread_mutex_lock(&f->lock);
-		int a = f->removal_answer;
+		a = f->removal_answer;
 		pthread_mutex_unlock(&f->lock);
 		if (a >= 0)
 			break;
@@ -831,6 +880,7 @@ static void test_worker_broker_both_protocols_one_vmm(void **state)
 	struct ipc_chan *c = vmm_connect_raw(f);
 	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	struct ipc_msg *m = NULL;
+
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	h.client = "test";
 	assert_int_equal(
@@ -854,13 +904,17 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 	struct ipc_msg *m = NULL;
 	char log[8192];
 	int status;
+	int ram;
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	struct pollfd p;
+	int r;
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	pthread_mutex_lock(&f->lock);
 	f->silent = true;
 	pthread_mutex_unlock(&f->lock);
-	int ram = memfd_create("ram", MFD_CLOEXEC);
+	ram = memfd_create("ram", MFD_CLOEXEC);
 	assert_int_equal(ftruncate(ram, 1 << 16), 0);
-	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -868,8 +922,7 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 	/* The worker is in its call once the broker has the request. */
 	wait_for(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1, 1);
 	broker_hang_up(f);
-	struct pollfd p = {.fd = ipc_chan_fd(c), .events = POLLIN};
-	int r;
+	p = (struct pollfd){.fd = ipc_chan_fd(c), .events = POLLIN};
 	while ((r = ipc_chan_recv(c, &m)) == -EAGAIN)
 		assert_int_equal(poll(&p, 1, -1), 1);
 	assert_int_equal(r, 0);
@@ -893,6 +946,7 @@ static void test_worker_broker_channel_hangup_before_handoff_ends_worker(void **
 	struct fx f = {.log_fd = -1};
 	char log[4096];
 	int lfd, status;
+
 	(void)state;
 
 	assert_int_equal(spawn(&f, &lfd), 0);
@@ -915,6 +969,7 @@ static void test_worker_broker_handoff_fd_count_must_match_protocols(void **stat
 	struct vb_err ierr;
 	struct ipc_error err = {0};
 	int lfd, status;
+
 	assert_int_equal(
 	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
 	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
@@ -941,6 +996,7 @@ static void test_worker_broker_handoff_fd_count_must_match_protocols(void **stat
 static void wait_held(struct fx *f, int n)
 {
 	int got = 0;
+
 	for (int i = 0; i < 6000; i++) {
 		pthread_mutex_lock(&f->lock);
 		got = f->nheld;
@@ -975,6 +1031,7 @@ static void hold(struct fx *f, uint16_t type)
 static void send_heartbeat(struct fx *f, uint64_t seq, uint64_t epoch)
 {
 	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+
 	hb.seq = seq;
 	hb.epoch = epoch;
 	pthread_mutex_lock(&f->lock);
@@ -986,8 +1043,10 @@ static void send_heartbeat(struct fx *f, uint64_t seq, uint64_t epoch)
 static void wait_heartbeat_answered(struct fx *f, uint64_t seq)
 {
 	for (int i = 0; i < 6000; i++) {
+		bool got;
+
 		pthread_mutex_lock(&f->lock);
-		bool got = f->heartbeat_replies && f->heartbeat_seq == seq;
+		got = f->heartbeat_replies && f->heartbeat_seq == seq;
 		pthread_mutex_unlock(&f->lock);
 		if (got)
 			return;
@@ -1000,6 +1059,7 @@ static void wait_heartbeat_answered(struct fx *f, uint64_t seq)
 static void end_and_read_log(struct fx *f, char *log, size_t len)
 {
 	int status;
+
 	broker_hang_up(f);
 	assert_int_equal(waitpid(f->pid, &status, 0), f->pid);
 	f->pid = 0;
@@ -1062,11 +1122,13 @@ static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state
 	char log[16384];
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	int ram = map_times_out(f, c, &dm);
+	const struct seen *s;
+
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 0);
 	held_answer(f);
 	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
 	pthread_mutex_lock(&f->lock);
-	const struct seen *s = &f->log[f->nlog - 1];
+	s = &f->log[f->nlog - 1];
 	assert_int_equal(s->type, VB__BRK__TYPE__DMA_UNMAP);
 	assert_int_equal(s->iova, 0x40000);
 	assert_int_equal(s->size, 1 << 16);
@@ -1098,6 +1160,8 @@ static void test_worker_broker_late_dma_map_retried_first_unmapped_before(void *
 	int got = 0;
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	int ram = map_times_out(f, c, &dm);
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+
 	/* The retry, over a larger range that contains the first. */
 	dm.size = 1 << 17;
 	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, NULL), 0);
@@ -1105,7 +1169,6 @@ static void test_worker_broker_late_dma_map_retried_first_unmapped_before(void *
 	held_answer(f);
 	expect_reply(c);
 	/* A last request through the channel: whatever the worker sent before it is logged. */
-	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 	du.iova = 0x40000;
 	du.size = 1 << 17;
 	assert_int_equal(
@@ -1114,6 +1177,7 @@ static void test_worker_broker_late_dma_map_retried_first_unmapped_before(void *
 	pthread_mutex_lock(&f->lock);
 	for (int i = 0; i < f->nlog; i++) {
 		const struct seen *s = &f->log[i];
+
 		if (s->type != VB__BRK__TYPE__DMA_MAP && s->type != VB__BRK__TYPE__DMA_UNMAP)
 			continue;
 		if (got == 4 || s->type != want[got] || s->iova != 0x40000 ||
@@ -1137,9 +1201,10 @@ static void test_worker_broker_heartbeat_answered_while_call_waits(void **state)
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
 	struct ipc_msg *m = NULL;
+	Vb__Empty e = VB__EMPTY__INIT;
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	hold(f, VB__BRK__TYPE__RESET);
-	Vb__Empty e = VB__EMPTY__INIT;
 	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__RESET, &e.base, NULL, 0, NULL), 0);
 	wait_held(f, 1);
 	send_heartbeat(f, 41, 1);
@@ -1159,6 +1224,8 @@ static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
 	int efd[16];
+	const struct seen *s;
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	set_msix_fds(c, efd, 16);
 	hold(f, VB__BRK__TYPE__SET_IRQS);
@@ -1169,7 +1236,7 @@ static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
 	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1, 1);
 	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 2);
 	pthread_mutex_lock(&f->lock);
-	const struct seen *s = &f->log[f->nlog - 1];
+	s = &f->log[f->nlog - 1];
 	assert_false(s->disable);
 	assert_int_equal(s->count, 16);
 	pthread_mutex_unlock(&f->lock);
@@ -1186,6 +1253,8 @@ static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **
 	struct ipc_chan *c = vmm_connect(f);
 	struct ipc_msg *m = NULL;
 	int efd[16];
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	set_msix_fds(c, efd, 16);
 	pthread_mutex_lock(&f->lock);
@@ -1200,7 +1269,6 @@ static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **
 	 * anything the heartbeat started before it. */
 	send_heartbeat(f, 5, 1);
 	wait_heartbeat_answered(f, 5);
-	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
 	cr.offset = 0x72;
 	cr.size = 2;
 	assert_int_equal(
@@ -1231,6 +1299,8 @@ static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **
 	struct ipc_msg *m = NULL;
 	int p[2];
 	char b;
+	struct pollfd pf;
+
 	assert_int_equal(pipe2(p, O_CLOEXEC), 0);
 	pthread_mutex_lock(&f->lock);
 	f->grant_fd = p[1];
@@ -1249,7 +1319,7 @@ static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **
 	pthread_mutex_unlock(&f->lock);
 	close(p[1]);
 	/* The worker's copy of the grant is closed: the pipe reads end-of-file. */
-	struct pollfd pf = {.fd = p[0], .events = POLLIN};
+	pf = (struct pollfd){.fd = p[0], .events = POLLIN};
 	assert_int_equal(poll(&pf, 1, 60000), 1);
 	assert_int_equal(read(p[0], &b, 1), 0);
 	close(p[0]);
@@ -1387,6 +1457,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	uint64_t one = 1, seq = 100, got = 0;
 	int efd[16], ram;
 	uint32_t id;
+	struct pollfd p;
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	set_msix_fds(c, efd, 16);
@@ -1413,7 +1484,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	held_answer(f);
 	vmm_answered(c, id, IPC_KIND_REPLY);
 	assert_int_equal(msix_unmask(c, 3, NULL), 0);
-	struct pollfd p = {.fd = efd[3], .events = POLLIN};
+	p = (struct pollfd){.fd = efd[3], .events = POLLIN};
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	ipc_chan_free(c);
 	close(ram);
@@ -1612,6 +1683,7 @@ struct orphan {
 static int spawn_orphan(struct fx *f, struct orphan *o, int *ret_listen)
 {
 	int sp[2], pp[2], lfd;
+
 	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
 	if (!mkdtemp(f->dir))
 		return -1;
@@ -1621,14 +1693,18 @@ static int spawn_orphan(struct fx *f, struct orphan *o, int *ret_listen)
 		return -1;
 	o->subreaper = fork();
 	if (o->subreaper == 0) {
+		pid_t parent;
+
 		if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
 			_exit(125);
-		pid_t parent = fork();
+		parent = fork();
 		if (parent == 0) {
 			pid_t w = fork();
+
 			if (w == 0) {
 				char *argv[] = {VB_WORKER_BIN, "--seccomp=" VB_WORKER_SECCOMP,
 						NULL};
+
 				if (dup2(sp[1], 3) < 0)
 					_exit(126);
 				execv(argv[0], argv);
@@ -1674,6 +1750,7 @@ static void ad_ready(void *ctx)
 static void ad_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t uid)
 {
 	struct adopted *a = ctx;
+
 	a->vmm_states++;
 	a->vmm_seen = true;
 	a->vmm_connected = connected;
@@ -1687,6 +1764,7 @@ static void ad_removal_done(void *ctx, bool acknowledged)
 static void ad_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
 {
 	struct adopted *a = ctx;
+
 	a->faulted = true;
 	a->kind = kind;
 	snprintf(a->reason, sizeof(a->reason), "%s", reason);
@@ -1695,6 +1773,7 @@ static void ad_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
 static void ad_exited(void *ctx, int code, int status)
 {
 	struct adopted *a = ctx;
+
 	a->exited = true;
 	a->code = code;
 	a->status = status;
@@ -1719,11 +1798,13 @@ static void run_until(uv_loop_t *loop, const struct adopted *ad, const bool *fla
 static int predecessor_leaves(struct fx *f)
 {
 	Vb__Brk__Heartbeat hb = VB__BRK__HEARTBEAT__INIT;
+	int keep;
+
 	hb.seq = 7;
 	hb.epoch = 0x0123456789abcdefull;
 	if (ipc_chan_request(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, NULL) < 0)
 		return -1;
-	int keep = fcntl(ipc_chan_fd(f->brk), F_DUPFD_CLOEXEC, 3);
+	keep = fcntl(ipc_chan_fd(f->brk), F_DUPFD_CLOEXEC, 3);
 	ipc_chan_free(f->brk);
 	f->brk = NULL;
 	f->stopped = true;
@@ -1747,6 +1828,7 @@ static void orphan_setup(struct fx *f, struct orphan *o)
 {
 	struct vb_err ierr;
 	int lfd = -1;
+
 	memset(f, 0, sizeof(*f));
 	f->log_fd = 0;
 	pthread_mutex_init(&f->lock, NULL);
@@ -1762,6 +1844,7 @@ static void orphan_setup(struct fx *f, struct orphan *o)
 static void orphan_teardown(struct fx *f, struct orphan *o)
 {
 	int status;
+
 	/* The subreaper reaped the worker and ended. */
 	assert_int_equal(waitpid(o->subreaper, &status, 0), o->subreaper);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
@@ -1811,6 +1894,8 @@ static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void 
 	struct orphan o;
 	uv_loop_t loop;
 	siginfo_t si = {0};
+	int ch = -1, pfd = -1;
+
 	(void)state;
 
 	orphan_setup(&f, &o);
@@ -1819,7 +1904,6 @@ static void test_worker_broker_adopted_not_our_child_ready_then_death_seen(void 
 			 -1);
 	assert_int_equal(errno, ECHILD);
 	w = adopt_orphan(&f, &o, &loop, &cfg, &ad);
-	int ch = -1, pfd = -1;
 	brk_worker_fds(w, &ch, &pfd);
 	assert_int_equal(pfd, o.pidfd);
 	assert_true(ch >= 0);
@@ -1844,11 +1928,14 @@ static void predecessor_serves(struct fx *f, uint16_t until)
 	struct pollfd p = {.fd = ipc_chan_fd(f->brk), .events = POLLIN};
 	struct ipc_msg *m;
 	int r;
+
 	for (;;) {
+		uint16_t type;
+
 		while ((r = ipc_chan_recv(f->brk, &m)) == -EAGAIN)
 			assert_int_equal(poll(&p, 1, 60000), 1);
 		assert_int_equal(r, 0);
-		uint16_t type = m->kind == IPC_KIND_REQUEST ? m->type : 0;
+		type = m->kind == IPC_KIND_REQUEST ? m->type : 0;
 		if (type)
 			answer(f, m);
 		ipc_msg_free(m);
@@ -1872,6 +1959,8 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 	struct orphan o;
 	uv_loop_t loop;
 	int fd, r;
+	struct pollfd p;
+
 	(void)state;
 
 	orphan_setup(&f, &o);
@@ -1880,7 +1969,7 @@ static void test_worker_broker_adopted_worker_resends_vmm_state(void **state)
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	assert_int_equal(ipc_chan_request(vmm, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, NULL), 0);
 	predecessor_serves(&f, VB__BRK__TYPE__VMM_STATE);
-	struct pollfd p = {.fd = ipc_chan_fd(vmm), .events = POLLIN};
+	p = (struct pollfd){.fd = ipc_chan_fd(vmm), .events = POLLIN};
 	while ((r = ipc_chan_recv(vmm, &m)) == -EAGAIN)
 		assert_int_equal(poll(&p, 1, 60000), 1);
 	assert_int_equal(r, 0);
@@ -1911,6 +2000,7 @@ static void test_worker_broker_adopted_unanswering_worker_hung(void **state)
 	struct fx f;
 	struct orphan o;
 	uv_loop_t loop;
+
 	(void)state;
 
 	orphan_setup(&f, &o);
@@ -1933,6 +2023,7 @@ static void test_worker_broker_adopt_bad_args_refused_fds_kept(void **state)
 	struct vb_err err = {0};
 	uv_loop_t loop;
 	int p[2];
+
 	(void)state;
 
 	assert_int_equal(uv_loop_init(&loop), 0);
@@ -2010,5 +2101,6 @@ int main(void)
 	    cmocka_unit_test(test_worker_broker_adopted_unanswering_worker_hung),
 	    cmocka_unit_test(test_worker_broker_adopt_bad_args_refused_fds_kept),
 	};
+
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -80,6 +80,7 @@ static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
 {
 	struct wkr_broker *b = calloc(1, sizeof(*b));
+
 	if (!b)
 		return -ENOMEM;
 	b->chan = chan;
@@ -150,6 +151,7 @@ __attribute__((format(printf, 2, 3))) static void note(struct wkr_broker *b, con
 static int64_t now_ms(void)
 {
 	struct timespec ts;
+
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
@@ -157,6 +159,8 @@ static int64_t now_ms(void)
 static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *seen,
 			  struct vb_err *err)
 {
+	struct wkr_region *r;
+
 	if (pr->index >= WKR_NUM_REGIONS || seen[pr->index]) {
 		return vb_errf(err, -EINVAL, "region %u is out of range or listed twice",
 			       pr->index);
@@ -165,7 +169,7 @@ static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *se
 		return vb_errf(err, -EINVAL, "region %u: size or mmap areas out of range",
 			       pr->index);
 	}
-	struct wkr_region *r = &in->regions[pr->index];
+	r = &in->regions[pr->index];
 	seen[pr->index] = true;
 	r->flags = pr->flags;
 	r->size = pr->size;
@@ -173,6 +177,7 @@ static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *se
 	r->msix_mappable = pr->msix_mappable;
 	for (size_t i = 0; i < pr->n_mmap_areas; i++) {
 		const Vb__MmapArea *a = pr->mmap_areas[i];
+
 		if (a->size == 0 || a->offset >= pr->size || a->size > pr->size - a->offset) {
 			return vb_errf(err, -EINVAL, "region %u: mmap area %zu lies outside it",
 				       pr->index, i);
@@ -186,6 +191,8 @@ static int region_from_pb(const Vb__Region *pr, struct wkr_devinfo *in, bool *se
 static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, struct vb_err *err)
 {
 	bool seen_r[WKR_NUM_REGIONS] = {0}, seen_i[WKR_NUM_IRQS] = {0};
+	uint32_t protos;
+
 	memset(out, 0, sizeof(*out));
 	/* Not 0: a caller cleaning up after a refused handoff would close its stdin. */
 	out->device_fd = -1;
@@ -205,11 +212,13 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 	out->info.flags = h->device_flags;
 	for (size_t i = 0; i < h->n_regions; i++) {
 		int r = region_from_pb(h->regions[i], &out->info, seen_r, err);
+
 		if (r < 0)
 			return r;
 	}
 	for (size_t i = 0; i < h->n_irqs; i++) {
 		const Vb__Irq *q = h->irqs[i];
+
 		if (q->index >= WKR_NUM_IRQS || seen_i[q->index]) {
 			return vb_errf(err, -EINVAL, "IRQ index %u is out of range or listed twice",
 				       q->index);
@@ -221,8 +230,7 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 		return vb_errf(err, -EINVAL, "IOMMU page size %#x is not a power of two",
 			       h->iommu_pgsize);
 	}
-	uint32_t protos =
-	    h->protocols ? h->protocols : VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE;
+	protos = h->protocols ? h->protocols : VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE;
 	if (protos & ~(uint32_t)(VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_NATIVE |
 				 VB__BRK__HANDOFF_PROTO__HANDOFF_PROTO_VFIO_USER))
 		return vb_errf(err, -EINVAL, "unknown protocol bits %#x", h->protocols);
@@ -245,12 +253,17 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 	int64_t deadline = now_ms() + timeout_ms;
 	struct ipc_msg *m = NULL;
 	int r;
+	size_t want;
+
 	for (;;) {
+		int64_t left;
+		struct pollfd p;
+
 		r = ipc_chan_recv(b->chan, &m);
 		if (r != -EAGAIN)
 			break;
-		int64_t left = deadline - now_ms();
-		struct pollfd p = {.fd = ipc_chan_fd(b->chan), .events = POLLIN};
+		left = deadline - now_ms();
+		p = (struct pollfd){.fd = ipc_chan_fd(b->chan), .events = POLLIN};
 		if (left <= 0 || poll(&p, 1, (int)left) == 0) {
 			return vb_errf(err, -ETIMEDOUT, "no HANDOFF within %d ms", timeout_ms);
 		}
@@ -274,7 +287,7 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 		return r;
 	}
 	/* The device, then one listening socket per protocol served, native first. */
-	size_t want = 1 + (size_t)ret->native + (size_t)ret->vfio_user;
+	want = 1 + (size_t)ret->native + (size_t)ret->vfio_user;
 	if (m->nfds != want) {
 		r = vb_errf(err, -EPROTO, "HANDOFF for %s carries %zu fds, not %zu",
 			    ret->native && ret->vfio_user ? "both protocols" : "one protocol",
@@ -294,6 +307,7 @@ int wkr_broker_handoff(struct wkr_broker *b, int timeout_ms, struct wkr_handoff 
 int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err)
 {
 	int r;
+
 	if (!b->handoff)
 		return -EINVAL;
 	if (err) {
@@ -301,6 +315,7 @@ int wkr_broker_handoff_answer(struct wkr_broker *b, const struct vb_err *err)
 					 vb_err_msg(err, err->code));
 	} else {
 		Vb__Empty e = VB__EMPTY__INIT;
+
 		r = ipc_chan_reply(bchan(b), b->handoff, &e.base, NULL, 0);
 	}
 	ipc_msg_free(b->handoff);
@@ -347,9 +362,11 @@ static void compensate(struct wkr_broker *b, const struct wkr_bcall *c, const st
 	case WKR_UNDO_UNMAP:
 		if (done) {
 			Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+			int r;
+
 			req.iova = c->iova;
 			req.size = c->size;
-			int r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+			r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
 			note(b,
 			     "a DMA_MAP of %#llx+%#llx was done after the VMM was told it failed: "
 			     "%s",
@@ -457,6 +474,7 @@ static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
 	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+
 	req.iova = iova;
 	req.size = size;
 	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, NULL, err);
@@ -465,6 +483,7 @@ static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *e
 static int b_dma_unmap_all(void *ctx)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
+
 	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
 }
 
@@ -488,13 +507,16 @@ static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uin
 	int32_t *slots = calloc(count, sizeof(*slots));
 	int attach[IPC_FDS_MAX];
 	size_t nattach = 0;
+	int r;
+
 	if (!slots)
 		return -ENOMEM;
 	for (uint32_t i = 0; i < count; i++) {
+		size_t k = 0;
+
 		slots[i] = -1;
 		if (i >= nreal || fds[i] < 0)
 			continue;
-		size_t k = 0;
 		while (k < nattach && attach[k] != fds[i])
 			k++;
 		if (k == nattach)
@@ -507,7 +529,7 @@ static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uin
 	req.action = s->action;
 	req.fd_slots = slots;
 	req.n_fd_slots = count;
-	int r = call_irqs(b, &req, attach, nattach);
+	r = call_irqs(b, &req, attach, nattach);
 	free(slots);
 	return r;
 }
@@ -515,6 +537,7 @@ static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uin
 static int b_disable(struct wkr_broker *b, uint32_t index)
 {
 	Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+
 	req.index = index;
 	req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
 	req.disable = true;
@@ -525,23 +548,26 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 {
 	struct wkr_broker *b = ctx;
 	const uint32_t per = ipc_limits_default.max_fds;
+	uint32_t done = 0;
+
 	if (s->disable)
 		return b_disable(b, s->index);
 	if (!s->fds) {
 		/* DATA_NONE (an INTx mask or unmask): no slots at all. */
 		Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+
 		req.index = s->index;
 		req.start = s->start;
 		req.count = s->count;
 		req.action = s->action;
 		return call_irqs(b, &req, NULL, 0);
 	}
-	uint32_t done = 0;
 	if (s->enable) {
 		/* The first request sizes the kernel's allocation: all vectors, the fds of as many
 		 * as one datagram carries; the others get theirs below. */
 		uint32_t n = s->count < per ? s->count : per;
 		int r = set_irqs_chunk(b, s, s->start, s->count, s->fds, n);
+
 		if (r < 0)
 			return r;
 		done = n;
@@ -549,6 +575,7 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 	while (done < s->count) {
 		uint32_t n = s->count - done < per ? s->count - done : per;
 		int r = set_irqs_chunk(b, s, s->start + done, n, s->fds + done, n);
+
 		if (r < 0) {
 			/* The first chunk enabled the index in the kernel; the caller records it
 			 * as off, so it must be off (a later disable would otherwise be skipped
@@ -565,6 +592,7 @@ static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
 static int b_reset(void *ctx, struct vb_err *err)
 {
 	Vb__Empty e = VB__EMPTY__INIT;
+
 	return send_call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, NULL, err);
 }
 
@@ -642,6 +670,7 @@ static void removal_done(void *data, bool acked)
 {
 	struct wkr_broker *b = data;
 	Vb__Brk__RemovalReply rep = VB__BRK__REMOVAL_REPLY__INIT;
+
 	rep.vmm_acknowledged = acked;
 	if (b->removal)
 		(void)ipc_chan_reply(bchan(b), b->removal, &rep.base, NULL, 0);
@@ -653,6 +682,7 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 {
 	const Vb__Brk__Heartbeat *hb = (const Vb__Brk__Heartbeat *)m->body;
 	Vb__Brk__HeartbeatReply rep = VB__BRK__HEARTBEAT_REPLY__INIT;
+
 	rep.seq = hb->seq;
 	rep.vmm_connected = wkr_server_connected(b->srv) || wkr_vfu_connected(b->vfu);
 	rep.requests_served = wkr_server_requests(b->srv) + wkr_vfu_requests(b->vfu);
@@ -674,6 +704,8 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 /* A request of the broker other than a heartbeat; owns `m`. */
 static void dispatch(struct wkr_broker *b, struct ipc_msg *m)
 {
+	uint32_t ms;
+
 	switch (m->type) {
 	case VB__BRK__TYPE__REMOVAL:
 		if (b->removal) {
@@ -682,7 +714,7 @@ static void dispatch(struct wkr_broker *b, struct ipc_msg *m)
 		}
 		b->removal = m;
 		m = NULL;
-		uint32_t ms = ((const Vb__Brk__Removal *)b->removal->body)->timeout_ms;
+		ms = ((const Vb__Brk__Removal *)b->removal->body)->timeout_ms;
 		/* Whichever protocol's VMM holds the device is asked. */
 		if (wkr_vfu_connected(b->vfu))
 			(void)wkr_vfu_removal(b->vfu, ms, removal_done, b);
@@ -746,6 +778,7 @@ static void kick_run(uv_timer_t *t)
 static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 {
 	struct wkr_broker *b = data;
+
 	if (!m) {
 		/* Whoever waits for a call hears the channel ended before the worker does. */
 		wkr_bcall_fail_all(&b->calls);
@@ -759,12 +792,14 @@ int wkr_broker_start(struct wkr_broker *b, uv_loop_t *loop, struct wkr_server *s
 		     struct wkr_vfu *vfu, struct wkr_dev *dev, void (*gone)(void *data, int err),
 		     void *data)
 {
+	int r;
+
 	b->srv = srv;
 	b->vfu = vfu;
 	b->dev = dev;
 	b->gone = gone;
 	b->gone_data = data;
-	int r = uv_timer_init(loop, &b->kick);
+	r = uv_timer_init(loop, &b->kick);
 	if (r < 0)
 		return r;
 	b->kick.data = b;
