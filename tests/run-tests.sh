@@ -7,10 +7,12 @@
 #
 #   tests/run-tests.sh BUILD_DIR ASAN_BUILD_DIR
 #
-# Suites, in order: the format check; every unit test binary (build/tests/test_*), with cmocka's
-# TAP output; the same binaries built with ASan+UBSan (names suffixed " [asan]"); the guest tests
-# (tests/guest/run.sh), which boot Debian's kernel under QEMU. Between the two: QEMU 11.1 on the host
-# against the standalone worker over vfio-user (tests/vfio_user_qemu_host.py).
+# Suites, in order: the format check; the declaration check (tests/style_declarations.py: every
+# compile carries -Wdeclaration-after-statement, and it catches a planted declaration); every
+# unit test binary (build/tests/test_*), with cmocka's TAP output; the same binaries built with
+# ASan+UBSan (names suffixed " [asan]"); the guest tests (tests/guest/run.sh), which boot
+# Debian's kernel under QEMU. Between the two: QEMU 11.1 on the host against the standalone
+# worker over vfio-user (tests/vfio_user_qemu_host.py).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 top=$(cd "$here/.." && pwd)
@@ -96,6 +98,15 @@ run_tap() {
 	rm -f "$out"
 }
 
+# ARCHITECTURE.md's declaration rule is the compiler's to keep; this proves the build still asks it.
+declarations_check() {
+	if python3 "$here/style_declarations.py" "$build"; then
+		emit ok "style_declarations"
+	else
+		emit notok "style_declarations"
+	fi
+}
+
 format_check() {
 	local bad="" f
 	cd "$top" || return 1
@@ -122,6 +133,7 @@ unit_suite() { # unit_suite BUILD_DIR SUFFIX
 
 echo "# vfio-broker tests: $(date -u +%FT%TZ)"
 format_check
+declarations_check
 unit_suite "$build" ""
 unit_suite "$asan" " [asan]"
 run_tap "" "deploy" "$here/deploy/check-units.sh" "$build"
