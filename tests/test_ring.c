@@ -9,9 +9,11 @@
 #include <linux/futex.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -462,7 +464,7 @@ struct scribbler {
 	struct raw *r;
 	int efd;
 	_Atomic bool stop;
-	uint64_t rounds;
+	_Atomic uint64_t rounds;
 };
 
 /* Random bytes over all of the page (the worker's line and the message too), ringing the
@@ -490,7 +492,7 @@ static void *scribble(void *arg)
 			atomic_store(&s->r->page->vmm.seq, next);
 		}
 		(void)!write(s->efd, &one, sizeof(one));
-		s->rounds++;
+		atomic_fetch_add(&s->rounds, 1);
 	}
 	return NULL;
 }
@@ -501,18 +503,24 @@ static void test_ring_scribbled_page_worker_serves_on(void **state)
 	struct scribbler s = {.r = &r};
 	pthread_t t;
 	uint32_t last, v = 0;
+	int64_t deadline;
 
 	wk_start(&workers[0], false);
 	raw_ring(&workers[0], &r);
 	s.efd = r.efd;
 	assert_int_equal(pthread_create(&t, NULL, scribble, &s), 0);
+	/* The scribbler is under way before the socket is used (on a busy machine the thread may
+	 * not have run yet when 200 reads are done): waits for its first rounds, not for a time. */
+	deadline = test_now_ms() + TEST_HANG_MS;
+	while (atomic_load(&s.rounds) < 2 && test_left_ms(deadline) > 0)
+		sched_yield();
+	assert_true(atomic_load(&s.rounds) >= 2);
 	/* While the page is rewritten without pause, the worker's loop still serves its socket:
 	 * it is neither crashed nor stuck on the page. */
 	for (int i = 0; i < 200; i++)
 		raw_socket_read_vendor(&r);
 	atomic_store(&s.stop, true);
 	pthread_join(t, NULL);
-	assert_true(s.rounds > 0);
 	assert_true(wk_alive(&workers[0]));
 	/* Afterwards the ring answers a proper request again: whatever number the worker saw
 	 * last, the next one after it. The scribbler also wrote the worker's line, so the number

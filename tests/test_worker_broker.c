@@ -1519,6 +1519,48 @@ static void test_worker_broker_call_waiting_same_vmm_next_request_waits(void **s
 	close(ram);
 }
 
+/* A new broker makes the worker send a routing in doubt again, off then on, without waiting
+ * for either answer: until both are answered the VMM's requests are held (an access served
+ * while the index is off in the kernel could raise an interrupt no route carries, and it would
+ * be lost). Fails with the hold taken out: the config read is answered at once. */
+static void test_worker_broker_new_epoch_routing_resent_vmm_held_until_routed(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m = NULL;
+	int efd[16];
+	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
+	uint32_t id;
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = -EIO;
+	pthread_mutex_unlock(&f->lock);
+	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 1);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = 0;
+	pthread_mutex_unlock(&f->lock);
+	/* A restarted broker that holds its answers to SET_IRQS. */
+	hold(f, VB__BRK__TYPE__SET_IRQS);
+	send_heartbeat(f, 0x9000, 2);
+	wait_heartbeat_answered(f, 0x9000);
+	wait_held(f, 2);
+	cr.offset = 0x72;
+	cr.size = 2;
+	assert_int_equal(ipc_chan_request(c, VB__DEV__TYPE__CFG_READ, &cr.base, NULL, 0, &id), 0);
+	/* A broker round trip: the worker's loop has turned since the read arrived. */
+	send_heartbeat(f, 0x9001, 2);
+	wait_heartbeat_answered(f, 0x9001);
+	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	ipc_chan_free(c);
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
+}
+
 /* REMOVAL while a VMM's request waits for the broker: the VMM hears the removal event at once,
  * before its reply; its REMOVAL_ACK is read after that reply, and the broker hears the VMM let
  * go only then. */
@@ -2077,6 +2119,8 @@ int main(void)
 					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_new_epoch_state_and_failed_routing_resent, setup, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_new_epoch_routing_resent_vmm_held_until_routed, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_late_vmm_admit_refused_retry_grant_closed, setup_short,
 		teardown),

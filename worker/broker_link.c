@@ -60,6 +60,9 @@ struct wkr_broker {
 	 * and those whose routing is to be sent again from the loop. */
 	uint32_t irq_dirty, irq_resync;
 	bool reattach; /* a new broker: re-send the VMM state from the loop */
+	/* The re-sent routing's calls: until they complete, the servers are held (no VMM access
+	 * may reach the device while an index is off in the kernel). */
+	struct wkr_defer resync;
 	struct {
 		bool known, connected;
 		pid_t pid;
@@ -76,6 +79,7 @@ static struct ipc_chan *bchan(struct wkr_broker *b)
 }
 
 static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+static void resync_done(struct wkr_defer *d);
 
 int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
 {
@@ -84,6 +88,8 @@ int wkr_broker_new(struct ipc_chan *chan, struct wkr_broker **ret)
 	if (!b)
 		return -ENOMEM;
 	b->chan = chan;
+	b->resync.done = resync_done;
+	b->resync.data = b;
 	wkr_bcalls_init(&b->calls, WKR_BROKER_CALL_TIMEOUT_MS, outcome, b);
 	*ret = b;
 	return 0;
@@ -121,6 +127,8 @@ void wkr_broker_free(struct wkr_broker *b)
 		return;
 	ipc_msg_free(b->handoff);
 	ipc_msg_free(b->removal);
+	/* The servers go with the worker: a pending re-send lets go of nothing. */
+	wkr_bcall_forget(&b->calls, &b->resync);
 	if (b->u)
 		ipc_uv_close(b->u, NULL);
 	else
@@ -749,11 +757,36 @@ static void handle(struct wkr_broker *b, struct ipc_msg *m)
 	ipc_msg_free(m);
 }
 
-/* From the loop: what a new broker or a late answer asked for. */
+/* Holds or lets go of every VMM request, of both protocols. */
+static void hold(struct wkr_broker *b, bool held)
+{
+	wkr_server_hold(b->srv, held);
+	wkr_vfu_hold(b->vfu, held);
+}
+
+/* The re-sent routing is in the kernel (or its calls failed, which left their indexes in
+ * doubt for the next attempt): VMM requests go on, and what came up meanwhile is re-sent. */
+static void resync_done(struct wkr_defer *d)
+{
+	struct wkr_broker *b = d->data;
+
+	hold(b, false);
+	if (b->reattach || b->irq_resync)
+		kick(b);
+}
+
+/* From the loop: what a new broker or a late answer asked for. An index's routing is sent
+ * again as "off, then on" (wkr_irq_resync): the calls are not waited for, so the servers are
+ * held until both are answered; otherwise a VMM access between the two could raise an
+ * interrupt while the index is off, and it would be lost (the synchronous calls of old held
+ * the loop instead). */
 static void kick_run(uv_timer_t *t)
 {
 	struct wkr_broker *b = t->data;
+	struct wkr_defer *collect;
 
+	if (b->resync.waiting)
+		return; /* resync_done() comes back here */
 	if (b->reattach) {
 		b->reattach = false;
 		if (b->vmm.known)
@@ -761,6 +794,11 @@ static void kick_run(uv_timer_t *t)
 		b->irq_resync |= b->irq_dirty;
 		b->irq_dirty = 0;
 	}
+	if (!b->irq_resync || !b->dev)
+		return;
+	collect = b->calls.collect;
+	wkr_defer_begin(&b->resync, NULL, true);
+	b->calls.collect = &b->resync;
 	while (b->irq_resync && b->dev) {
 		uint32_t index = (uint32_t)__builtin_ctz(b->irq_resync);
 		int r;
@@ -773,6 +811,9 @@ static void kick_run(uv_timer_t *t)
 			b->irq_dirty |= 1u << index;
 		}
 	}
+	b->calls.collect = collect;
+	if (wkr_defer_end(&b->resync))
+		hold(b, true);
 }
 
 static void on_broker(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)

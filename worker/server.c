@@ -84,6 +84,12 @@ bool wkr_server_connected(const struct wkr_server *s)
 	return s && s->sv->vmm != NULL;
 }
 
+void wkr_server_hold(struct wkr_server *s, bool held)
+{
+	if (s)
+		wkr_serve_hold(s->sv, held);
+}
+
 bool wkr_server_busy(const struct wkr_server *s)
 {
 	return s && wkr_serve_busy(s->sv);
@@ -168,7 +174,7 @@ static bool ring_dispatch(void *data, struct ipc_msg *m)
 
 	if (v->base.ended || wkr__server_session(s) != v)
 		return true; /* dropped: its VMM has gone, the ring goes with it */
-	if (v->waiting)
+	if (v->waiting || v->base.held)
 		return false;
 	s->sv->requests++;
 	s->dispatching = true;
@@ -237,7 +243,7 @@ static int session_serve(struct wkr_server *s, unsigned max)
 		struct ipc_msg *m;
 		int r;
 
-		if (v->base.paused)
+		if (!wkr_serve_reading(&v->base))
 			return 0;
 		r = ipc_chan_recv(v->chan, &m);
 		if (r == -EAGAIN)
@@ -347,6 +353,15 @@ static void refuse(void *proto, int fd, int err)
 	s->refusals[slot] = f;
 }
 
+/* A hold of the server ended: a ring request it held back goes now. */
+static void session_resumed(struct wkr_serve_session *b)
+{
+	struct wkr_session *v = container_of(b, struct wkr_session, base);
+
+	if (!v->waiting)
+		wkr_ring_kick(v->ring);
+}
+
 static const struct wkr_serve_ops serve_ops = {
     .open = session_open,
     .free = session_free,
@@ -354,6 +369,7 @@ static const struct wkr_serve_ops serve_ops = {
     .drain = session_drain,
     .refuse = refuse,
     .ask_removal = ask_removal,
+    .resumed = session_resumed,
 };
 
 int wkr_server_new(const struct wkr_server_cfg *cfg, struct wkr_server **ret)

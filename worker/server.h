@@ -41,6 +41,8 @@ int wkr_server_removal(struct wkr_server *s, uint32_t timeout_ms,
 		       void (*done)(void *data, bool acked), void *data);
 
 bool wkr_server_connected(const struct wkr_server *s);
+/* Holds every VMM request (socket and ring) until let go of: see wkr_serve_hold(). */
+void wkr_server_hold(struct wkr_server *s, bool held);
 /* Connected, or a connection is being admitted: the other protocol's VMM is refused. */
 bool wkr_server_busy(const struct wkr_server *s);
 uint64_t wkr_server_requests(const struct wkr_server *s);

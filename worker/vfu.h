@@ -41,6 +41,8 @@ int wkr_vfu_new(const struct wkr_server_cfg *cfg, struct wkr_vfu **ret);
  * handle; `closed` runs once libuv has let go of them. */
 void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data);
 bool wkr_vfu_connected(const struct wkr_vfu *s);
+/* Holds every VMM command until let go of: see wkr_serve_hold(). */
+void wkr_vfu_hold(struct wkr_vfu *s, bool held);
 /* Connected, or a connection is being admitted: the other protocol's VMM is refused. */
 bool wkr_vfu_busy(const struct wkr_vfu *s);
 uint64_t wkr_vfu_requests(const struct wkr_vfu *s);

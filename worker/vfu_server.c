@@ -90,7 +90,7 @@ static int session_serve(struct wkr_vfu *s, unsigned max)
 		struct vfu_msg *m = NULL;
 		bool ok;
 
-		if (vfu_conn_pending(v->conn) || v->base.paused)
+		if (vfu_conn_pending(v->conn) || !wkr_serve_reading(&v->base))
 			return 0;
 		r = vfu_conn_recv(v->conn, &m);
 		if (r == -EAGAIN)
@@ -206,6 +206,12 @@ void wkr_vfu_close(struct wkr_vfu *s, void (*closed)(void *data), void *data)
 bool wkr_vfu_connected(const struct wkr_vfu *s)
 {
 	return s && s->sv->vmm != NULL;
+}
+
+void wkr_vfu_hold(struct wkr_vfu *s, bool held)
+{
+	if (s)
+		wkr_serve_hold(s->sv, held);
 }
 
 bool wkr_vfu_busy(const struct wkr_vfu *s)

@@ -118,18 +118,21 @@ static void on_session(uv_poll_t *h, int status, int events)
 	v->ops->serve(v, events);
 }
 
-/* Reads unless paused, waits for writability while replies are queued; a paused session with
- * nothing queued waits for nothing (its hang-up is seen once it reads again, or by settle()). */
+/* Reads unless paused or held, waits for writability while replies are queued; a session that
+ * reads nothing and has nothing queued waits for nothing (its hang-up is seen once it reads
+ * again, or by settle()). */
 static bool rewatch(struct wkr_serve_session *v, bool writable, bool paused)
 {
-	int events = (paused ? 0 : UV_READABLE | UV_DISCONNECT) | (writable ? UV_WRITABLE : 0);
+	bool reading = !paused && !v->held;
+	int events = (reading ? UV_READABLE | UV_DISCONNECT : 0) | (writable ? UV_WRITABLE : 0);
 
-	if (v->writing == writable && v->paused == paused)
+	if (v->writing == writable && v->paused == paused && v->reading == reading)
 		return true;
 	if (events ? uv_poll_start(&v->poll, events, on_session) < 0 : uv_poll_stop(&v->poll) < 0)
 		return false;
 	v->writing = writable;
 	v->paused = paused;
+	v->reading = reading;
 	return true;
 }
 
@@ -141,6 +144,25 @@ bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
 bool wkr_serve_pause(struct wkr_serve_session *v, bool paused)
 {
 	return rewatch(v, v->writing, paused);
+}
+
+void wkr_serve_hold(struct wkr_serve *sv, bool held)
+{
+	struct wkr_serve_session *v;
+
+	if (!sv || sv->held == held)
+		return;
+	sv->held = held;
+	v = sv->vmm;
+	if (!v || v->ended)
+		return;
+	v->held = held;
+	if (!rewatch(v, v->writing, v->paused)) {
+		wkr_serve_end(sv);
+		return;
+	}
+	if (!held && v->ops->resumed)
+		v->ops->resumed(v);
 }
 
 bool wkr_serve_busy(const struct wkr_serve *sv)
@@ -164,9 +186,9 @@ static bool hung_up(int fd, short which)
  * ends now. */
 static void settle(struct wkr_serve *sv)
 {
-	if (!sv->vmm->paused && hung_up(sv->vmm->fd, POLLHUP | POLLRDHUP | POLLERR))
+	if (wkr_serve_reading(sv->vmm) && hung_up(sv->vmm->fd, POLLHUP | POLLRDHUP | POLLERR))
 		sv->cfg.ops->drain(sv->vmm);
-	if (sv->vmm && sv->vmm->paused && hung_up(sv->vmm->fd, POLLHUP | POLLERR))
+	if (sv->vmm && !wkr_serve_reading(sv->vmm) && hung_up(sv->vmm->fd, POLLHUP | POLLERR))
 		wkr_serve_end(sv);
 }
 
@@ -206,7 +228,10 @@ static int session_start(struct wkr_serve *sv, int fd)
 		return r;
 	}
 	v->poll.data = v;
-	r = uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT, on_session);
+	/* Admitted while the server is held: it reads once the hold ends. */
+	v->held = sv->held;
+	v->reading = !v->held;
+	r = v->reading ? uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT, on_session) : 0;
 	if (r < 0) {
 		uv_close((uv_handle_t *)&v->poll, session_closed);
 		return r;

@@ -36,6 +36,8 @@ struct wkr_serve_session {
 	bool ended;   /* wkr_serve_end() ran; the session is freed once libuv lets go */
 	bool writing; /* the poll handle waits for writability too */
 	bool paused;  /* a reply waits for the backend: no request is read meanwhile */
+	bool held;    /* the server is held (wkr_serve_hold): no request is read meanwhile */
+	bool reading; /* the poll handle waits for requests */
 	/* The request whose reply waits for the backend (defer.h); the protocol sets its `done`.
 	 * wkr_serve_end() cancels it. */
 	struct wkr_defer defer;
@@ -59,6 +61,9 @@ struct wkr_serve_ops {
 	void (*refuse)(void *proto, int fd, int err);
 	/* Asks the VMM to let go of the device; an error ends the removal unacknowledged. */
 	int (*ask_removal)(void *proto, uint32_t timeout_ms);
+	/* Optional: a hold has ended (wkr_serve_hold); take up what the protocol held back
+	 * besides the socket, which is read again by itself (the native ring). */
+	void (*resumed)(struct wkr_serve_session *v);
 };
 
 struct wkr_serve_cfg {
@@ -96,6 +101,7 @@ struct wkr_serve {
 	void *closed_data;
 
 	struct wkr_serve_session *vmm; /* the one session, or NULL */
+	bool held;		       /* wkr_serve_hold(): sessions read nothing */
 	/* The connection whose admission the backend is deciding (-1: none); a VMM's HELLO waits
 	 * unread in it meanwhile, and other connections are turned away as busy. */
 	int admit_fd;
@@ -127,6 +133,16 @@ bool wkr_serve_watch(struct wkr_serve_session *v, bool writable);
 /* Stops reading the VMM's requests while one of its replies waits for the backend, or reads
  * them again (what it sent meanwhile waits in its socket); false as for wkr_serve_watch(). */
 bool wkr_serve_pause(struct wkr_serve_session *v, bool paused);
+/* Holds (or lets go of) every VMM request of this server, the session's and any session
+ * admitted meanwhile, whatever its own pause: the device's interrupt routing is being sent to
+ * the broker again (broker_link.c), and an access served before it is back could raise an
+ * interrupt that no route carries. A session that cannot be held or let go of ends. */
+void wkr_serve_hold(struct wkr_serve *sv, bool held);
+/* The session reads requests: neither its reply waits nor its server is held. */
+static inline bool wkr_serve_reading(const struct wkr_serve_session *v)
+{
+	return !v->paused && !v->held;
+}
 /* A VMM holds the device or is being admitted: another connection is refused as busy. */
 bool wkr_serve_busy(const struct wkr_serve *sv);
 
