@@ -40,6 +40,7 @@ struct wkr_bcall {
 	uint64_t iova, size;	 /* DMA_MAP */
 	int64_t deadline;	 /* CLOCK_MONOTONIC ms */
 	bool late;		 /* given up on: its answer is only compensated */
+	bool resend;		 /* SET_IRQS of a routing sent again (broker_link.c) */
 	struct wkr_defer *d;	 /* counted into (NULL: nobody waits) */
 	struct wkr_admit *admit; /* VMM_ADMIT: filled from the answer */
 };

@@ -430,6 +430,15 @@ static void outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 			wkr_irq_doubt(b->dev, c->index);
 		if (err != -EPIPE)
 			note(b, "SET_IRQS of index %u failed: %s", c->index, strerror(-err));
+		/* Unanswered: the broker that read it may be dead and its successor already
+		 * attached (its heartbeat came during the wait), so a re-attach would not come
+		 * again. The routing is sent again now, in the channel's order; a broker not yet
+		 * there reads it when it comes. Once: a re-send that goes unanswered too waits
+		 * for the next re-attach, so that VMM requests are not held past one timeout. */
+		if (err == -ETIMEDOUT && !c->resend) {
+			b->irq_resync |= 1u << c->index;
+			kick(b);
+		}
 	}
 	if (c->type == VB__BRK__TYPE__VMM_ADMIT && c->admit)
 		admitted(b, c->admit, m, err);
@@ -498,7 +507,9 @@ static int b_dma_unmap_all(void *ctx)
 /* A SET_IRQS; one that cannot even be sent leaves the index in doubt as a failed one does. */
 static int call_irqs(struct wkr_broker *b, const Vb__Brk__SetIrqs *req, const int *fds, size_t nfds)
 {
-	struct wkr_bcall meta = {.undo = WKR_UNDO_ROUTING, .index = req->index};
+	struct wkr_bcall meta = {.undo = WKR_UNDO_ROUTING,
+				 .index = req->index,
+				 .resend = b->calls.collect == &b->resync};
 	int r = send_call(b, VB__BRK__TYPE__SET_IRQS, &req->base, fds, nfds, &meta, NULL);
 
 	if (r < 0 && req->index < 32)
