@@ -6,11 +6,13 @@
  * first tenth and at the end of each phase, and must not grow.
  *
  *   accesses     trapped config-space and BAR reads through the worker, each value checked
- *   kills        SIGKILL of the worker in the middle of a DMA map, a SET_IRQS and a config
- *                write (in turn): the worker is stopped (SIGSTOP), the VMM sends the request,
- *                and the worker is killed once the request sits unread in its socket (SIOCOUTQ
- *                of the VMM's end > 0), so the point is the same every time; the broker must
- *                restart it with the device quiesced (no mapping, no IRQ route)
+ *   kills        SIGKILL of the worker in the middle of a DMA map, a SET_IRQS, a config write
+ *                through the shared-memory ring and one over the socket (in turn): the worker
+ *                is stopped (SIGSTOP), the VMM sends the request, and the worker is killed once
+ *                the request is in the worker's hands, unread, so the point is the same every
+ *                time (a socket's request: SIOCOUTQ of the VMM's end > 0; a ring's: the VMM
+ *                asleep in FUTEX_WAIT on the ring, which it enters only after it posted); the
+ *                broker must restart it with the device quiesced (no mapping, no IRQ route)
  *   disconnects  the VMM hangs up in the middle of a request (same points, same marker: the
  *                request is queued, the VMM shuts its socket down, the worker is let go on):
  *                the worker serves the request of a VMM that is gone, then must drop what it
@@ -25,6 +27,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/futex.h>
 #include <linux/sockios.h>
 #include <pthread.h>
 #include <signal.h>
@@ -38,6 +41,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -282,7 +286,8 @@ struct vmm {
 	int fd;
 };
 
-static int vmm_connect(const char *path, struct vmm *v)
+/* flags: 0 (the ring, as a VMM gets it by default) or VFB_DEV_CONNECT_NO_RING. */
+static int vmm_connect(const char *path, uint32_t flags, struct vmm *v)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
 	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0), r;
@@ -301,7 +306,7 @@ static int vmm_connect(const char *path, struct vmm *v)
 		close(fd);
 		return r;
 	}
-	r = vfb_dev_connect_fd(fd, "vfio-soak", 0, &v->dev);
+	r = vfb_dev_connect_fd(fd, "vfio-soak", flags, &v->dev);
 	if (r < 0) {
 		fail("handshake on %s: %s", path, strerror(-r));
 		close(fd);
@@ -336,18 +341,45 @@ static int enable_memory(struct vmm *v)
 
 /* ---- a request stopped in the middle --------------------------------------------------- */
 
-enum point { P_DMA_MAP, P_SET_IRQS, P_CFG_WRITE, P_COUNT };
-static const char *const point_names[P_COUNT] = {"dma_map", "set_irqs", "cfg_write"};
+enum point { P_DMA_MAP, P_SET_IRQS, P_CFG_RING, P_CFG_SOCKET, P_COUNT };
+static const char *const point_names[P_COUNT] = {"dma_map", "set_irqs", "cfg_write_ring",
+						 "cfg_write_socket"};
 
 struct interrupter {
 	pthread_t thread;
 	int fd;	    /* the VMM's socket */
 	pid_t pid;  /* the worker */
+	pid_t tid;  /* the thread that issues the request */
+	bool ring;  /* the request goes through the shared-memory ring, not the socket */
 	bool kill;  /* SIGKILL the worker; else: the VMM hangs up and the worker goes on */
 	int marker; /* 0 when the request was seen queued, else a negative errno */
 };
 
-/* Waits until the request sits unread in the stopped worker's socket, then acts. */
+/* Whether thread `tid` of this process sleeps in FUTEX_WAIT on a shared (not process-private)
+ * word, as libvfiobroker's ring waits for its answer, and only after it posted the request:
+ * /proc's syscall file names the call a blocked thread is in and its arguments. A thread that
+ * runs reads "running"; a private futex (a lock) has FUTEX_PRIVATE_FLAG in its op. */
+static int in_ring_wait(pid_t tid)
+{
+	char path[64], line[256];
+	long nr = -1;
+	unsigned long op = ~0ul;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", (int)tid);
+	f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	if (!fgets(line, sizeof(line), f))
+		line[0] = '\0';
+	fclose(f);
+	if (sscanf(line, "%ld %*s %lx", &nr, &op) != 2)
+		return 0;
+	return nr == SYS_futex && op == FUTEX_WAIT;
+}
+
+/* Waits until the request is in the stopped worker's hands, unread (in its socket, or posted on
+ * the ring with the VMM asleep for the answer), then acts. */
 static void *interrupt_request(void *arg)
 {
 	struct interrupter *in = arg;
@@ -356,8 +388,12 @@ static void *interrupt_request(void *arg)
 
 	in->marker = -ETIMEDOUT;
 	while (now_s() < deadline) {
-		if (ioctl(in->fd, SIOCOUTQ, &queued) < 0) {
-			in->marker = -errno;
+		if (in->ring)
+			queued = in_ring_wait(in->tid);
+		else if (ioctl(in->fd, SIOCOUTQ, &queued) < 0)
+			queued = -errno;
+		if (queued < 0) {
+			in->marker = queued;
 			break;
 		}
 		if (queued > 0) {
@@ -386,7 +422,7 @@ static int issue(struct vmm *v, enum point p, int memfd, int efd)
 				       VFB_DMA_READ | VFB_DMA_WRITE);
 	case P_SET_IRQS:
 		return vfb_dev_set_irq_fds(v->dev, VFB_IRQ_MSI, 0, &efd, 1);
-	default:
+	default: /* P_CFG_RING, P_CFG_SOCKET: the connection decides which way it goes */
 		return vfb_dev_cfg_write(v->dev, 4, data, 2);
 	}
 }
@@ -394,9 +430,20 @@ static int issue(struct vmm *v, enum point p, int memfd, int efd)
 static int stopped_request(struct vmm *v, pid_t worker, enum point p, bool kill_it, int memfd,
 			   int efd)
 {
-	struct interrupter in = {.fd = v->fd, .pid = worker, .kill = kill_it};
+	struct interrupter in = {.fd = v->fd,
+				 .pid = worker,
+				 .tid = (pid_t)syscall(SYS_gettid),
+				 .ring = p == P_CFG_RING,
+				 .kill = kill_it};
 	int r;
 
+	/* DMA and SET_IRQS carry fds: they go over the socket whatever the connection. */
+	if ((p == P_CFG_RING || p == P_CFG_SOCKET) && in.ring != vfb_dev_ring_active(v->dev)) {
+		fail("%s: the ring is %s (%s)", point_names[p],
+		     in.ring ? "not in use" : "in use on a VFB_DEV_CONNECT_NO_RING connection",
+		     vfb_dev_ring_reason(v->dev));
+		return -1;
+	}
 	if (kill(worker, SIGSTOP) < 0) {
 		fail("SIGSTOP %d: %s", (int)worker, strerror(errno));
 		return -1;
@@ -487,7 +534,7 @@ static int phase_accesses(const struct opts *o, const char *sock)
 	double t0 = now_s();
 	uint32_t val;
 
-	if (vmm_connect(sock, &v) < 0)
+	if (vmm_connect(sock, 0, &v) < 0)
 		return -1;
 	if (enable_memory(&v) < 0) {
 		fail("enabling memory decoding: %s", vfb_dev_last_error(v.dev));
@@ -549,7 +596,8 @@ static int phase_interrupted(const struct opts *o, bool kill_it, unsigned long n
 		w.restarts = d->restarts + (kill_it ? 1 : 0);
 		sock = strdup(d->socket_path);
 		vfb_ctl_device_free(d);
-		if (!sock || vmm_connect(sock, &v) < 0) {
+		if (!sock ||
+		    vmm_connect(sock, p == P_CFG_SOCKET ? VFB_DEV_CONNECT_NO_RING : 0, &v) < 0) {
 			free(sock);
 			break;
 		}
@@ -586,8 +634,8 @@ static int phase_interrupted(const struct opts *o, bool kill_it, unsigned long n
 	close(memfd);
 	close(efd);
 	rate(phase, n, t0);
-	printf("soak: %s points dma_map=%lu set_irqs=%lu cfg_write=%lu\n", phase, per[P_DMA_MAP],
-	       per[P_SET_IRQS], per[P_CFG_WRITE]);
+	printf("soak: %s points dma_map=%lu set_irqs=%lu cfg_write_ring=%lu cfg_write_socket=%lu\n",
+	       phase, per[P_DMA_MAP], per[P_SET_IRQS], per[P_CFG_RING], per[P_CFG_SOCKET]);
 	flat(phase, o->broker, &tenth);
 	return 0;
 }
@@ -605,7 +653,7 @@ static int phase_cycles(const struct opts *o)
 			tenth = broker_figures(o->broker);
 		if (add(o, &rep) < 0)
 			break;
-		if (vmm_connect(rep.socket_path, &v) == 0) {
+		if (vmm_connect(rep.socket_path, 0, &v) == 0) {
 			if (cfg_read32(&v, 0, &val) < 0 || val != EDU_ID)
 				fail("cycle %lu: config read %#x: %s", i, val,
 				     vfb_dev_last_error(v.dev));

@@ -7,4 +7,4 @@ import vbsoak
 
 @guest_test("soak_short", timeout=240)
 def soak_short(g):
-    vbsoak.run(g, accesses=5000, kills=3, disconnects=3, cycles=6, qmp=1, budget=180)
+    vbsoak.run(g, accesses=5000, kills=4, disconnects=4, cycles=6, qmp=1, budget=180)
