@@ -14,7 +14,8 @@
  *                asleep in FUTEX_WAIT on the ring, which it enters only after it posted); the
  *                broker must restart it with the device quiesced (no mapping, no IRQ route)
  *   disconnects  the VMM hangs up in the middle of a request (same points, same marker: the
- *                request is queued, the VMM shuts its socket down, the worker is let go on):
+ *                request is queued, the VMM shuts its socket down, its call fails, and only
+ *                then is the worker let go on):
  *                the worker serves the request of a VMM that is gone, then must drop what it
  *                did; no restart, no mapping left
  *   cycles       AddDevice, VMM handshake and one access, RemoveDevice, through the control
@@ -402,12 +403,13 @@ static void *interrupt_request(void *arg)
 		}
 		sleep_ms(1);
 	}
-	if (in->kill) {
+	/* A hang-up lets the worker go on only once the call has returned (stopped_request): a
+	 * ring's answer comes through the page, not the shut socket, so a worker let go at once
+	 * could answer before the VMM's thread looks at its socket again. */
+	if (in->kill)
 		kill(in->pid, SIGKILL);
-	} else {
+	else
 		shutdown(in->fd, SHUT_RDWR);
-		kill(in->pid, SIGCONT);
-	}
 	return NULL;
 }
 
@@ -455,6 +457,8 @@ static int stopped_request(struct vmm *v, pid_t worker, enum point p, bool kill_
 	}
 	r = issue(v, p, memfd, efd);
 	pthread_join(in.thread, NULL);
+	if (!kill_it)
+		kill(worker, SIGCONT);
 	if (in.marker < 0) {
 		fail("%s: the request was not seen queued for the worker: %s (the call: %s)",
 		     point_names[p], strerror(-in.marker), r < 0 ? strerror(-r) : "answered");
