@@ -1243,7 +1243,7 @@ static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
 	held_answer(f);
 	/* Waits for the event, not a time: a routing of all 16 vectors sent after the answers
 	 * (the bound is for a worker that never sends it). */
-	for (int i = 0; i < 6000 && !rerouted; i++) {
+	for (int i = 0; i < TEST_HANG_MS / 10 && !rerouted; i++) {
 		const struct seen *s;
 
 		pthread_mutex_lock(&f->lock);
