@@ -206,17 +206,23 @@ static void *broker_thread(void *arg)
 	}
 }
 
+/* The fixture's own directory with the VMM's listening socket in it (f->dir, f->sock). */
+static int listen_vmm(struct fx *f, int *lfd)
+{
+	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
+	if (!mkdtemp(f->dir))
+		return -1;
+	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
+	return ipc_listen(f->sock, 0600, 4, lfd);
+}
+
 static int spawn(struct fx *f, int *ret_listen)
 {
 	int sp[2], lfd;
 	int logp[2] = {-1, -1};
 	char ct[48];
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
-	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0)
+	if (listen_vmm(f, &lfd) < 0 || ipc_socketpair(sp) < 0)
 		return -1;
 	if (f->log_fd < 0 && pipe2(logp, O_CLOEXEC) < 0)
 		return -1;
@@ -325,32 +331,62 @@ static int handoff_protos(struct fx *f, uint32_t protocols, const int *lfds, siz
 	return r;
 }
 
-static int handoff(struct fx *f, int lfd, bool drop_config, struct ipc_error *err)
+/* A fixture before its worker runs: the device image built into f->memfd, the fake broker's
+ * state as it starts (no removal answer, no mmap grant); `log_fd` as in struct fx (0: the
+ * worker shares the test's stderr, -1: spawn() captures it). */
+static int fx_init(struct fx *f, int log_fd)
 {
-	return handoff_protos(f, 0, &lfd, 1, drop_config, err);
-}
-
-static int setup_common(void **state, bool capture_log, int call_timeout_ms)
-{
-	struct fx *f = calloc(1, sizeof(*f));
 	struct vb_err ierr;
-	int lfd;
-	int r;
 
-	if (f) {
-		f->log_fd = capture_log ? -1 : 0;
-		f->call_timeout_ms = call_timeout_ms;
-	}
-	if (!f ||
-	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
-	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd) < 0)
-		return -1;
-	pthread_mutex_init(&f->lock, NULL);
+	memset(f, 0, sizeof(*f));
+	f->log_fd = log_fd;
+	f->memfd = -1;
 	f->removal_answer = -1;
 	f->grant_fd = -1;
+	pthread_mutex_init(&f->lock, NULL);
+	if (wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0)
+		return -1;
+	return wkr_image_build(f->img, &f->memfd);
+}
+
+/* What fx_init() and spawn() left on the file system and in memory, the worker gone. */
+static void fx_release(struct fx *f)
+{
+	unlink(f->sock);
+	if (f->vsock[0])
+		unlink(f->vsock);
+	rmdir(f->dir);
+	if (f->memfd >= 0)
+		close(f->memfd);
+	wkr_image_free(f->img);
+}
+
+/* A worker handed the sockets of `protocols` (0: the native one, as an older broker sends; 2:
+ * the vfio-user one only; 3: both), answered by the fake broker's thread from then on. */
+static int setup_with(void **state, bool capture_log, int call_timeout_ms, uint32_t protocols)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	int lfd[2] = {-1, -1};
+	int r;
+
+	if (!f || fx_init(f, capture_log ? -1 : 0) < 0)
+		return -1;
+	f->call_timeout_ms = call_timeout_ms;
 	*state = f;
-	r = handoff(f, lfd, false, NULL);
-	close(lfd);
+	if (spawn(f, &lfd[0]) < 0)
+		return -1;
+	if (protocols & 2) {
+		snprintf(f->vsock, sizeof(f->vsock), "%s/vfu.sock", f->dir);
+		if (ipc_listen_stream(f->vsock, 0600, 4, &lfd[1]) < 0)
+			return -1;
+	}
+	if (protocols == 2)
+		r = handoff_protos(f, protocols, &lfd[1], 1, false, NULL);
+	else
+		r = handoff_protos(f, protocols, lfd, protocols ? 2 : 1, false, NULL);
+	close(lfd[0]);
+	if (lfd[1] >= 0)
+		close(lfd[1]);
 	if (r < 0)
 		return -1;
 	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
@@ -358,13 +394,13 @@ static int setup_common(void **state, bool capture_log, int call_timeout_ms)
 
 static int setup(void **state)
 {
-	return setup_common(state, false, 0);
+	return setup_with(state, false, 0, 0);
 }
 
 /* The same with the worker's log captured (f->log_fd). */
 static int setup_log(void **state)
 {
-	return setup_common(state, true, 0);
+	return setup_with(state, true, 0, 0);
 }
 
 /* The same with a worker that gives up on a call after 300 ms (a broker answers late, or not),
@@ -372,46 +408,19 @@ static int setup_log(void **state)
  * answered before the test releases it. */
 static int setup_short(void **state)
 {
-	return setup_common(state, true, 300);
+	return setup_with(state, true, 300, 0);
 }
 
-/* The same worker handed the vfio-user socket only (`both`: the native one too). */
-static int setup_vfu_common(void **state, bool both)
-{
-	struct fx *f = calloc(1, sizeof(*f));
-	struct vb_err ierr;
-	int lfd[2];
-	int r;
-
-	if (f)
-		f->log_fd = 0;
-	if (!f ||
-	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr) < 0 ||
-	    wkr_image_build(f->img, &f->memfd) < 0 || spawn(f, &lfd[0]) < 0)
-		return -1;
-	snprintf(f->vsock, sizeof(f->vsock), "%s/vfu.sock", f->dir);
-	if (ipc_listen_stream(f->vsock, 0600, 4, &lfd[1]) < 0)
-		return -1;
-	pthread_mutex_init(&f->lock, NULL);
-	f->removal_answer = -1;
-	*state = f;
-	r = both ? handoff_protos(f, 3, lfd, 2, false, NULL)
-		 : handoff_protos(f, 2, &lfd[1], 1, false, NULL);
-	close(lfd[0]);
-	close(lfd[1]);
-	if (r < 0)
-		return -1;
-	return pthread_create(&f->thread, NULL, broker_thread, f) == 0 ? 0 : -1;
-}
-
+/* The same worker handed the vfio-user socket only. */
 static int setup_vfu(void **state)
 {
-	return setup_vfu_common(state, false);
+	return setup_with(state, false, 0, 2);
 }
 
+/* ... and handed both sockets. */
 static int setup_both(void **state)
 {
-	return setup_vfu_common(state, true);
+	return setup_with(state, false, 0, 3);
 }
 
 static int teardown(void **state)
@@ -431,14 +440,30 @@ static int teardown(void **state)
 		waitpid(f->pid, &status, 0);
 	if (f->log_fd > 0)
 		close(f->log_fd);
-	unlink(f->sock);
-	if (f->vsock[0])
-		unlink(f->vsock);
-	rmdir(f->dir);
-	close(f->memfd);
-	wkr_image_free(f->img);
+	fx_release(f);
 	free(f);
 	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+}
+
+/* A HANDOFF the worker refuses with `want` and a message containing `says`, and the worker then
+ * exits 1: `protocols` named over one socket, `drop_config` leaving region 7 out. */
+static void handoff_refused(uint32_t protocols, bool drop_config, int want, const char *says)
+{
+	struct fx f;
+	struct ipc_error err = {0};
+	int lfd, status;
+
+	assert_int_equal(fx_init(&f, 0), 0);
+	assert_int_equal(spawn(&f, &lfd), 0);
+	assert_int_equal(handoff_protos(&f, protocols, &lfd, 1, drop_config, &err), want);
+	if (!strstr(err.message, says))
+		fail_msg("the broker was told '%s'", err.message);
+	assert_int_equal(waitpid(f.pid, &status, 0), f.pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 1);
+	close(lfd);
+	ipc_chan_free(f.brk);
+	fx_release(&f);
 }
 
 static int count(struct fx *f, uint16_t type, int index, int disable, int connected)
@@ -468,6 +493,23 @@ static void wait_for(struct fx *f, uint16_t type, int index, int disable, int co
 	assert_true(count(f, type, index, disable, connected) >= n);
 }
 
+/* The worker's answer to REMOVAL (f->removal_answer: 1 the VMM acknowledged, 0 not), waited
+ * for. The bound (a minute) is for a worker that never answers, not a deadline: the machine may
+ * be busy. */
+static int removal_answered(struct fx *f)
+{
+	int a = -1;
+
+	for (int64_t end = test_now_ms() + TEST_HANG_MS; a < 0 && test_now_ms() < end;) {
+		pthread_mutex_lock(&f->lock);
+		a = f->removal_answer;
+		pthread_mutex_unlock(&f->lock);
+		if (a < 0)
+			usleep(10000);
+	}
+	return a;
+}
+
 static struct ipc_chan *vmm_connect_raw(struct fx *f)
 {
 	int fd;
@@ -478,20 +520,46 @@ static struct ipc_chan *vmm_connect_raw(struct fx *f)
 	return c;
 }
 
+/* The VMM's HELLO on `c` (as `client`, NULL for none); the worker's answer (a refusal carries
+ * no message, its error goes to `err`). */
+static int vmm_hello(struct ipc_chan *c, const char *client, struct ipc_error *err)
+{
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_msg *m = NULL;
+	int r;
+
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	h.client = (char *)client;
+	r = ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, err);
+	if (r < 0)
+		assert_null(m);
+	ipc_msg_free(m);
+	return r;
+}
+
 static struct ipc_chan *vmm_connect(struct fx *f)
 {
-	int fd;
-	struct ipc_chan *c;
-	struct ipc_msg *m;
-	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_chan *c = vmm_connect_raw(f);
 
-	assert_int_equal(ipc_connect(f->sock, &fd), 0);
-	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
-	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, NULL), 0);
-	ipc_msg_free(m);
+	assert_int_equal(vmm_hello(c, NULL, NULL), 0);
 	return c;
+}
+
+/* A memfd of `size` bytes, the VMM's RAM to map. */
+static int ram_new(size_t size)
+{
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+
+	assert_true(ram >= 0);
+	assert_int_equal(ftruncate(ram, (off_t)size), 0);
+	return ram;
+}
+
+/* Closes the VMM's 16 MSI-X irqfds. */
+static void close_msix_fds(const int *efd)
+{
+	for (int i = 0; i < 16; i++)
+		close(efd[i]);
 }
 
 static int vmm_cfg_write(struct ipc_chan *c, uint32_t off, uint32_t size, uint32_t v)
@@ -525,27 +593,38 @@ static void set_msix_fds(struct ipc_chan *c, int *efd, int n)
 	ipc_msg_free(m);
 }
 
+/* A VMM's MSI-X enable (16 irqfds) whose SET_IRQS the broker refuses (EIO), the broker's later
+ * SET_IRQS succeeding again: the index's routing is in doubt. Returns the VMM, `efd` its fds. */
+static struct ipc_chan *vmm_with_failed_routing(struct fx *f, int *efd)
+{
+	struct ipc_chan *c = vmm_connect(f);
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	set_msix_fds(c, efd, 16);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = -EIO;
+	pthread_mutex_unlock(&f->lock);
+	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
+	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 1);
+	pthread_mutex_lock(&f->lock);
+	f->fail_irqs = 0;
+	pthread_mutex_unlock(&f->lock);
+	return c;
+}
+
 /* The broker decides who may connect: a VMM it refuses gets EPERM for its HELLO, the worker keeps
  * serving, and the connection's fd went to the broker exactly once. */
 static void test_worker_broker_vmm_refused_by_broker_gets_eperm(void **state)
 {
 	struct fx *f = *state;
-	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	struct ipc_error err = {0};
 	struct ipc_chan *c;
-	struct ipc_msg *m = NULL;
-	int fd;
 
 	pthread_mutex_lock(&f->lock);
 	f->refuse_vmms = true;
 	pthread_mutex_unlock(&f->lock);
-	assert_int_equal(ipc_connect(f->sock, &fd), 0);
-	assert_int_equal(ipc_chan_new(fd, &ipc_proto_device, NULL, &c), 0);
-	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, &err),
-	    -EPERM);
-	assert_null(m);
+	c = vmm_connect_raw(f);
+	assert_int_equal(vmm_hello(c, NULL, &err), -EPERM);
 	ipc_chan_free(c);
 	assert_int_equal(count(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1), 1);
 	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 0);
@@ -583,8 +662,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	pthread_mutex_unlock(&f->lock);
 
 	/* DMA goes to the broker with the memfd. */
-	ram = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	ram = ram_new(1 << 16);
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -610,8 +688,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	ipc_msg_free(m);
 	ipc_chan_free(c);
 	close(ram);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 static void test_worker_broker_removal_acked_by_vmm(void **state)
@@ -653,17 +730,7 @@ static void test_worker_broker_removal_acked_by_vmm(void **state)
 	    ipc_chan_call(c, VB__DEV__TYPE__REMOVAL_ACK, &e.base, NULL, 0, TEST_HANG_MS, &m, NULL),
 	    0);
 	ipc_msg_free(m);
-	for (int i = 0; i < 6000; i++) {
-		int a;
-
-		pthread_mutex_lock(&f->lock);
-		a = f->removal_answer;
-		pthread_mutex_unlock(&f->lock);
-		if (a >= 0)
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(f->removal_answer, 1);
+	assert_int_equal(removal_answered(f), 1);
 	ipc_chan_free(c);
 }
 
@@ -726,27 +793,9 @@ static void test_worker_broker_mmap_only_through_vmm_grant(void **state)
 
 static void test_worker_broker_bad_handoff_refused(void **state)
 {
-	struct fx f = {0};
-	struct vb_err ierr;
-	struct ipc_error err = {0};
-	int lfd, status;
-
-	assert_int_equal(
-	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
-	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
-	assert_int_equal(spawn(&f, &lfd), 0);
-	assert_int_equal(handoff(&f, lfd, true, &err), -EINVAL);
-	assert_non_null(strstr(err.message, "disagree"));
-	waitpid(f.pid, &status, 0);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 1);
-	close(lfd);
-	ipc_chan_free(f.brk);
-	unlink(f.sock);
-	rmdir(f.dir);
-	close(f.memfd);
-	wkr_image_free(f.img);
 	(void)state;
+
+	handoff_refused(0, true, -EINVAL, "disagree");
 }
 
 /* A vfio-user VMM on a worker handed only its vfio-user socket: SET_IRQS, DMA_MAP and its
@@ -787,8 +836,7 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	vfu_reply_free(&r);
 	assert_true(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1) >= 1);
 	/* A memfd for DMA travels on to the broker. */
-	mfd = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
+	mfd = ram_new(1 << 20);
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le32_put(map + 16, 0x100000);
@@ -798,8 +846,7 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	vfu_reply_free(&r);
 	assert_int_equal(count(f, VB__BRK__TYPE__DMA_MAP, -1, -1, -1), 1);
 	close(mfd);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 	/* Leaving: interrupts off, mappings dropped, the broker told. */
 	close(fd);
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
@@ -856,19 +903,7 @@ static void test_worker_broker_vfio_user_removal_signals_req(void **state)
 	p = (struct pollfd){.fd = req, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	close(fd);
-	/* A minute at least (6000 naps of 10 ms or more): the bound of a worker that never
-	 * answers, not a deadline for one on a busy machine. */
-	for (int i = 0; i < 6000; i++) {
-		int a;
-
-		pthread_mutex_lock(&f->lock);
-		a = f->removal_answer;
-		pthread_mutex_unlock(&f->lock);
-		if (a >= 0)
-			break;
-		usleep(10000);
-	}
-	assert_int_equal(f->removal_answer, 1);
+	assert_int_equal(removal_answered(f), 1);
 	close(req);
 }
 
@@ -878,14 +913,8 @@ static void test_worker_broker_both_protocols_one_vmm(void **state)
 	int fd = vfu_connect(f);
 	/* The native socket is served too, but the device is taken: EBUSY. */
 	struct ipc_chan *c = vmm_connect_raw(f);
-	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
-	struct ipc_msg *m = NULL;
 
-	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	h.client = "test";
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, NULL),
-	    -EBUSY);
+	assert_int_equal(vmm_hello(c, "test", NULL), -EBUSY);
 	ipc_chan_free(c);
 	close(fd);
 	/* Once the vfio-user VMM has gone, a native one is served. */
@@ -913,8 +942,7 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 	pthread_mutex_lock(&f->lock);
 	f->silent = true;
 	pthread_mutex_unlock(&f->lock);
-	ram = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	ram = ram_new(1 << 16);
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -943,12 +971,13 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
  * first instruction, so there is no window): the worker's wait for it ends, and it exits 0. */
 static void test_worker_broker_channel_hangup_before_handoff_ends_worker(void **state)
 {
-	struct fx f = {.log_fd = -1};
+	struct fx f;
 	char log[4096];
 	int lfd, status;
 
 	(void)state;
 
+	assert_int_equal(fx_init(&f, -1), 0);
 	assert_int_equal(spawn(&f, &lfd), 0);
 	close(lfd);
 	ipc_chan_free(f.brk);
@@ -959,34 +988,15 @@ static void test_worker_broker_channel_hangup_before_handoff_ends_worker(void **
 	if (!strstr(log, "broker channel closed: exiting"))
 		fail_msg("the worker's log does not say why it ended:\n%s", log);
 	close(f.log_fd);
-	unlink(f.sock);
-	rmdir(f.dir);
+	fx_release(&f);
 }
 
 static void test_worker_broker_handoff_fd_count_must_match_protocols(void **state)
 {
-	struct fx f = {0};
-	struct vb_err ierr;
-	struct ipc_error err = {0};
-	int lfd, status;
-
-	assert_int_equal(
-	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f.img, &ierr), 0);
-	assert_int_equal(wkr_image_build(f.img, &f.memfd), 0);
-	assert_int_equal(spawn(&f, &lfd), 0);
-	/* Both protocols named, one socket sent. */
-	assert_int_equal(handoff_protos(&f, 3, &lfd, 1, false, &err), -EPROTO);
-	assert_non_null(strstr(err.message, "not 3"));
-	waitpid(f.pid, &status, 0);
-	assert_true(WIFEXITED(status));
-	assert_int_equal(WEXITSTATUS(status), 1);
-	close(lfd);
-	ipc_chan_free(f.brk);
-	unlink(f.sock);
-	rmdir(f.dir);
-	close(f.memfd);
-	wkr_image_free(f.img);
 	(void)state;
+
+	/* Both protocols named, one socket sent. */
+	handoff_refused(3, false, -EPROTO, "not 3");
 }
 
 /* ---- a broker that answers late, not at all, or restarts (issue 12) ----------------------- */
@@ -1093,9 +1103,8 @@ static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
 {
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
-	int ram = memfd_create("ram", MFD_CLOEXEC);
+	int ram = ram_new(1 << 17);
 
-	assert_int_equal(ftruncate(ram, 1 << 17), 0);
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
 	dm->iova = 0x40000;
@@ -1255,8 +1264,7 @@ static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
 	}
 	assert_true(rerouted);
 	ipc_chan_free(c);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 /* A new broker's heartbeat (another epoch) makes the worker re-send its VMM's state, and the
@@ -1264,21 +1272,11 @@ static void test_worker_broker_late_set_irqs_routing_sent_again(void **state)
 static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **state)
 {
 	struct fx *f = *state;
-	struct ipc_chan *c = vmm_connect(f);
-	struct ipc_msg *m = NULL;
 	int efd[16];
+	struct ipc_chan *c = vmm_with_failed_routing(f, efd);
+	struct ipc_msg *m = NULL;
 	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
 
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	set_msix_fds(c, efd, 16);
-	pthread_mutex_lock(&f->lock);
-	f->fail_irqs = -EIO;
-	pthread_mutex_unlock(&f->lock);
-	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
-	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 1);
-	pthread_mutex_lock(&f->lock);
-	f->fail_irqs = 0;
-	pthread_mutex_unlock(&f->lock);
 	/* The handoff's broker (epoch 1): nothing to re-send. A VMM round trip afterwards orders
 	 * anything the heartbeat started before it. */
 	send_heartbeat(f, 5, 1);
@@ -1297,8 +1295,7 @@ static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **
 	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 1, -1, 1);
 	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 2);
 	ipc_chan_free(c);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 /* A VMM that connects while the broker does not answer is refused with ETIMEDOUT and "retry"
@@ -1307,10 +1304,8 @@ static void test_worker_broker_new_epoch_state_and_failed_routing_resent(void **
 static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **state)
 {
 	struct fx *f = *state;
-	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	struct ipc_error err = {0};
 	struct ipc_chan *c;
-	struct ipc_msg *m = NULL;
 	int p[2];
 	char b;
 	struct pollfd pf;
@@ -1321,9 +1316,7 @@ static void test_worker_broker_late_vmm_admit_refused_retry_grant_closed(void **
 	f->hold_type = VB__BRK__TYPE__VMM_ADMIT;
 	pthread_mutex_unlock(&f->lock);
 	c = vmm_connect_raw(f);
-	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, 60000, &m, &err),
-			 -ETIMEDOUT);
+	assert_int_equal(vmm_hello(c, NULL, &err), -ETIMEDOUT);
 	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
 		fail_msg("the VMM was told '%s'", err.message);
 	ipc_chan_free(c);
@@ -1399,8 +1392,7 @@ static struct ipc_chan *vmm_with_held_map(struct fx *f, int *ram, uint32_t *id)
 	struct ipc_chan *c = vmm_connect(f);
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	*ram = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(*ram, 1 << 16), 0);
+	*ram = ram_new(1 << 16);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
 	*id = dma_map_send(c, 0x40000, *ram);
 	wait_held(f, 1);
@@ -1412,17 +1404,13 @@ static struct ipc_chan *vmm_with_held_map(struct fx *f, int *ram, uint32_t *id)
 static void test_worker_broker_call_waiting_second_vmm_refused_at_once(void **state)
 {
 	struct fx *f = *state;
-	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	uint32_t id;
 	int ram;
 	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id), *c2 = vmm_connect_raw(f);
 
-	h.version = VB__DEV__VERSION__VERSION_CURRENT;
-	assert_int_equal(
-	    ipc_chan_call(c2, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, &err),
-	    -EBUSY);
+	assert_int_equal(vmm_hello(c2, NULL, &err), -EBUSY);
 	ipc_chan_free(c2);
 	assert_int_equal(ipc_chan_recv(c, &m), -EAGAIN);
 	held_answer(f);
@@ -1476,8 +1464,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	set_msix_fds(c, efd, 16);
 	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
-	ram = memfd_create("ram", MFD_CLOEXEC);
-	assert_int_equal(ftruncate(ram, 1 << 16), 0);
+	ram = ram_new(1 << 16);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
 	id = dma_map_send(c, 0x40000, ram);
 	wait_held(f, 1);
@@ -1502,8 +1489,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	assert_int_equal(poll(&p, 1, TEST_HANG_MS), 1);
 	ipc_chan_free(c);
 	close(ram);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 /* The VMM's next request is not served before the one that waits for the broker: its
@@ -1540,22 +1526,12 @@ static void test_worker_broker_call_waiting_same_vmm_next_request_waits(void **s
 static void test_worker_broker_new_epoch_routing_resent_vmm_held_until_routed(void **state)
 {
 	struct fx *f = *state;
-	struct ipc_chan *c = vmm_connect(f);
-	struct ipc_msg *m = NULL;
 	int efd[16];
+	struct ipc_chan *c = vmm_with_failed_routing(f, efd);
+	struct ipc_msg *m = NULL;
 	Vb__Dev__CfgRead cr = VB__DEV__CFG_READ__INIT;
 	uint32_t id;
 
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	set_msix_fds(c, efd, 16);
-	pthread_mutex_lock(&f->lock);
-	f->fail_irqs = -EIO;
-	pthread_mutex_unlock(&f->lock);
-	(void)vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE);
-	wait_for(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1, 1);
-	pthread_mutex_lock(&f->lock);
-	f->fail_irqs = 0;
-	pthread_mutex_unlock(&f->lock);
 	/* A restarted broker that holds its answers to SET_IRQS. */
 	hold(f, VB__BRK__TYPE__SET_IRQS);
 	send_heartbeat(f, 0x9000, 2);
@@ -1571,8 +1547,7 @@ static void test_worker_broker_new_epoch_routing_resent_vmm_held_until_routed(vo
 	held_answer(f);
 	vmm_answered(c, id, IPC_KIND_REPLY);
 	ipc_chan_free(c);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 /* REMOVAL while a VMM's request waits for the broker: the VMM hears the removal event at once,
@@ -1585,7 +1560,7 @@ static void test_worker_broker_call_waiting_removal_event_first_ack_after(void *
 	Vb__Empty e = VB__EMPTY__INIT;
 	struct ipc_msg *m;
 	uint32_t id, rid, ack;
-	int ram, answer = -1;
+	int ram;
 	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
 
 	rm.timeout_ms = TEST_HANG_MS;
@@ -1608,14 +1583,7 @@ static void test_worker_broker_call_waiting_removal_event_first_ack_after(void *
 	held_answer(f);
 	vmm_answered(c, id, IPC_KIND_REPLY);
 	vmm_answered(c, ack, IPC_KIND_REPLY);
-	for (int64_t end = test_now_ms() + TEST_HANG_MS; answer < 0 && test_now_ms() < end;) {
-		pthread_mutex_lock(&f->lock);
-		answer = f->removal_answer;
-		pthread_mutex_unlock(&f->lock);
-		if (answer < 0)
-			usleep(10000);
-	}
-	assert_int_equal(answer, 1);
+	assert_int_equal(removal_answered(f), 1);
 	ipc_chan_free(c);
 	close(ram);
 }
@@ -1660,8 +1628,7 @@ static void test_worker_broker_timed_out_route_retry_routes_again(void **state)
 	wait_held(f, 2);
 	held_answer(f);
 	ipc_chan_free(c);
-	for (int i = 0; i < 16; i++)
-		close(efd[i]);
+	close_msix_fds(efd);
 }
 
 /* The deferred reply carries the broker's own result: its errno and its message. */
@@ -1690,13 +1657,12 @@ static void test_worker_broker_call_waiting_reply_carries_broker_error(void **st
 static void test_worker_broker_vfio_user_call_waiting_replies_in_order(void **state)
 {
 	struct fx *f = *state;
-	int fd = vfu_connect(f), mfd = memfd_create("ram", MFD_CLOEXEC);
+	int fd = vfu_connect(f), mfd = ram_new(1 << 20);
 	uint8_t map[32] = {0}, rd[16] = {0};
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	struct vfu_reply r;
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	assert_int_equal(ftruncate(mfd, 1 << 20), 0);
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le32_put(map + 16, 0x100000);
@@ -1740,12 +1706,7 @@ static int spawn_orphan(struct fx *f, struct orphan *o, int *ret_listen)
 {
 	int sp[2], pp[2], lfd;
 
-	snprintf(f->dir, sizeof(f->dir), "/tmp/vb-worker-brk-XXXXXX");
-	if (!mkdtemp(f->dir))
-		return -1;
-	snprintf(f->sock, sizeof(f->sock), "%s/vmm.sock", f->dir);
-	if (ipc_socketpair(sp) < 0 || ipc_listen(f->sock, 0600, 4, &lfd) < 0 ||
-	    pipe2(pp, O_CLOEXEC) < 0)
+	if (listen_vmm(f, &lfd) < 0 || ipc_socketpair(sp) < 0 || pipe2(pp, O_CLOEXEC) < 0)
 		return -1;
 	o->subreaper = fork();
 	if (o->subreaper == 0) {
@@ -1882,18 +1843,11 @@ static void adopt_args(struct brk_worker_args *a, struct brk_config *cfg, struct
 
 static void orphan_setup(struct fx *f, struct orphan *o)
 {
-	struct vb_err ierr;
 	int lfd = -1;
 
-	memset(f, 0, sizeof(*f));
-	f->log_fd = 0;
-	pthread_mutex_init(&f->lock, NULL);
-	assert_int_equal(
-	    wkr_image_load(VB_FIXTURES "/pcie_spec_sriov_ari_rebar.img", &f->img, &ierr), 0);
-	assert_int_equal(wkr_image_build(f->img, &f->memfd), 0);
-	f->grant_fd = -1;
+	assert_int_equal(fx_init(f, 0), 0);
 	assert_int_equal(spawn_orphan(f, o, &lfd), 0);
-	assert_int_equal(handoff(f, lfd, false, NULL), 0);
+	assert_int_equal(handoff_protos(f, 0, &lfd, 1, false, NULL), 0);
 	close(lfd);
 }
 
@@ -1904,10 +1858,7 @@ static void orphan_teardown(struct fx *f, struct orphan *o)
 	/* The subreaper reaped the worker and ended. */
 	assert_int_equal(waitpid(o->subreaper, &status, 0), o->subreaper);
 	assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-	unlink(f->sock);
-	rmdir(f->dir);
-	close(f->memfd);
-	wkr_image_free(f->img);
+	fx_release(f);
 }
 
 /* The successor's side of every adoption test: the predecessor leaves (predecessor_leaves) and a
