@@ -231,6 +231,74 @@ static void test_msix_masked_vector_pending_then_delivered_on_unmask(void **stat
 	assert_int_equal(efd_count(f->vmm[3]), 1);
 }
 
+/* A VMM's eventfd as kernel vfio-pci accepts it, blocking, with its counter where a write of 1
+ * would sleep until someone reads it. */
+static int full_blocking_efd(void)
+{
+	uint64_t max = 0xfffffffffffffffeull;
+	int fd = eventfd(0, EFD_CLOEXEC);
+
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, &max, 8), 8);
+	return fd;
+}
+
+static void test_msix_unmask_into_full_blocking_irqfd_returns_unsent(void **state)
+{
+	struct fx *f = *state;
+	uint64_t one = 1;
+	int wfd;
+
+	close(f->vmm[2]);
+	f->vmm[2] = full_blocking_efd();
+	assert_int_equal(wkr_irq_set_fds(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, 0, NVEC, f->vmm, -1),
+			 0);
+	enable(f, false);
+	wfd = routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 2);
+	assert_int_equal(write(wfd, &one, 8), 8);
+	assert_int_equal(wkr_irq_service(f->t.dev), 1);
+	assert_int_equal(wkr_irq_unsent(f->t.dev), 0);
+	/* The unmask delivers the pending interrupt: a plain write would sleep here (the test's
+	 * hang limit ends it), the worker counts it instead. */
+	bar_wr(f, vctl(2), 1, 0);
+	assert_int_equal(wkr_irq_unsent(f->t.dev), 1);
+	assert_int_equal(bar_rd(f, PBA, 2), 0);
+	assert_true(efd_count(f->vmm[2]) == 0xfffffffffffffffeull);
+	/* Once the VMM read its counter, the same blocking eventfd is signalled again. */
+	bar_wr(f, vctl(2), 4, IMASK);
+	assert_int_equal(write(routed_fd(&f->t.rec, VFIO_PCI_MSIX_IRQ_INDEX, 2), &one, 8), 8);
+	assert_int_equal(wkr_irq_service(f->t.dev), 1);
+	bar_wr(f, vctl(2), 4, 0);
+	assert_int_equal(efd_count(f->vmm[2]), 1);
+	assert_int_equal(wkr_irq_unsent(f->t.dev), 1);
+}
+
+static void test_msix_vfio_mode_loopback_into_full_blocking_eventfd_returns_unsent(void **state)
+{
+	struct fx *f = *state;
+	const uint32_t trig = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+	const uint8_t yes[2] = {1, 1};
+	int efd[2] = {full_blocking_efd(), f->vmm[1]};
+
+	wkr_irq_set_mode(f->t.dev, WKR_IRQ_VFIO);
+	assert_int_equal(wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX, trig, 0, 2, efd, NULL),
+			 0);
+	/* DATA_NONE and DATA_BOOL triggers: the full one is counted, the other signalled, and
+	 * neither waits. */
+	assert_int_equal(wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX,
+					  VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
+					  2, NULL, NULL),
+			 0);
+	assert_int_equal(wkr_irq_set_vfio(f->t.dev, VFIO_PCI_MSIX_IRQ_INDEX,
+					  VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER, 0,
+					  2, NULL, yes),
+			 0);
+	assert_int_equal(wkr_irq_unsent(f->t.dev), 2);
+	assert_int_equal(efd_count(f->vmm[1]), 2);
+	assert_true(efd_count(efd[0]) == 0xfffffffffffffffeull);
+	close(efd[0]);
+}
+
 static void test_msix_function_mask_holds_then_releases(void **state)
 {
 	struct fx *f = *state;
@@ -442,6 +510,8 @@ int main(void)
 	    T(test_msix_enable_routes_masked_vectors_to_worker),
 	    T(test_msix_unmasked_vector_routed_to_vmm_irqfd),
 	    T(test_msix_masked_vector_pending_then_delivered_on_unmask),
+	    T(test_msix_unmask_into_full_blocking_irqfd_returns_unsent),
+	    T(test_msix_vfio_mode_loopback_into_full_blocking_eventfd_returns_unsent),
 	    T(test_msix_function_mask_holds_then_releases),
 	    T(test_msix_disable_tears_down_and_reenable_restores),
 	    T(test_msix_release_then_new_fds_reroute),

@@ -9,11 +9,13 @@
  * with the re-route is delivered rather than lost. INTx, ERR and REQ pass the VMM's fds through.
  *
  * Owns: dups of the VMM's fds, the worker eventfds and the epoll fd that watches them. Trusts
- * the VMM's fd numbers only as fds (the kernel checks they are eventfds at SET_IRQS time).
+ * the VMM's fd numbers only as fds (the kernel checks they are eventfds at SET_IRQS time), and
+ * never waits for the VMM when it signals one (vmm_signal).
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <poll.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
@@ -113,6 +115,27 @@ static void pending_changed(struct wkr_dev *d, uint32_t index)
 		wkr__msi_pending_sync(d);
 }
 
+/*
+ * Signals a VMM's eventfd without ever waiting for the VMM. The file is the VMM's (a dup shares
+ * its status flags), so the worker cannot make it O_NONBLOCK, and a write to a blocking eventfd
+ * whose counter is at 0xfffffffffffffffe sleeps until the VMM reads it: the whole event loop
+ * would stop for a VMM that never does. Kernel vfio-pci accepts a blocking eventfd and its
+ * eventfd_signal() never sleeps (it saturates), so the worker takes any eventfd as the kernel
+ * does and writes only when poll() says the counter has room; otherwise the VMM already has
+ * 2^64 - 2 interrupts unread, and this one is counted, not written. Returns true when written.
+ */
+static bool vmm_signal(struct wkr_dev *d, int fd)
+{
+	struct pollfd p = {.fd = fd, .events = POLLOUT};
+	uint64_t one = 1;
+
+	if (poll(&p, 1, 0) == 1 && (p.revents & POLLOUT) &&
+	    write(fd, &one, sizeof(one)) == sizeof(one))
+		return true;
+	d->irq_unsent++;
+	return false;
+}
+
 /* Reads (and so resets) a worker eventfd: true when it had fired. */
 static bool drain(int fd)
 {
@@ -131,13 +154,11 @@ static void deliver(struct wkr_dev *d, uint32_t index, uint32_t v)
 	 * trigger is lost, as with kernel vfio-pci, rather than replayed into a later one. */
 	if (d->irq_mode == WKR_IRQ_VFIO)
 		vec->pending = false;
+	/* Unsent only when the VMM's counter is full: it has an interrupt outstanding anyway,
+	 * so the pending bit is cleared either way, as kernel vfio-pci's saturating signal. */
 	if (vec->pending && vec->routed == vec->vmm_fd && vec->vmm_fd >= 0) {
-		uint64_t one = 1;
-
-		/* An eventfd write only fails when the counter would overflow, in which case
-		 * the VMM has an interrupt outstanding anyway. */
-		if (write(vec->vmm_fd, &one, sizeof(one)) == sizeof(one) || errno == EAGAIN)
-			vec->pending = false;
+		(void)vmm_signal(d, vec->vmm_fd);
+		vec->pending = false;
 	}
 }
 
@@ -593,11 +614,9 @@ int wkr_irq_set_vfio(struct wkr_dev *d, uint32_t index, uint32_t flags, uint32_t
 		/* A loopback trigger: what the device would signal, signalled now. */
 		for (uint32_t i = 0; i < count; i++) {
 			int fd = ix->vec[start + i].vmm_fd;
-			uint64_t one = 1;
 
-			if (fd >= 0 && (data == VFIO_IRQ_SET_DATA_NONE || bools[i]) &&
-			    write(fd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-				return -errno;
+			if (fd >= 0 && (data == VFIO_IRQ_SET_DATA_NONE || bools[i]))
+				(void)vmm_signal(d, fd);
 		}
 		return 0;
 	}
@@ -634,6 +653,11 @@ int wkr_irq_service(struct wkr_dev *d)
 		pending_changed(d, index);
 	}
 	return fired;
+}
+
+uint64_t wkr_irq_unsent(const struct wkr_dev *d)
+{
+	return d->irq_unsent;
 }
 
 uint64_t wkr_irq_pending(const struct wkr_dev *d)

@@ -201,5 +201,8 @@ void wkr_irq_doubt(struct wkr_dev *d, uint32_t index);
 int wkr_irq_release(struct wkr_dev *d);
 /* Vectors with a pending bit set, over MSI and MSI-X. */
 uint64_t wkr_irq_pending(const struct wkr_dev *d);
+/* Signals the worker did not write to a VMM's eventfd because it could not take them without a
+ * wait (its counter at the maximum: the VMM has that many interrupts outstanding, unread). */
+uint64_t wkr_irq_unsent(const struct wkr_dev *d);
 
 #endif

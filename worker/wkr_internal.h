@@ -126,6 +126,7 @@ struct wkr_dev {
 	int epfd;
 	uint64_t pagesize;
 	enum wkr_irq_mode irq_mode;
+	uint64_t irq_unsent; /* signals a VMM eventfd could not take without a wait (irq.c) */
 };
 
 /* cfg.c */
