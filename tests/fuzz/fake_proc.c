@@ -9,10 +9,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "fuzz_msgs.h"
 #include "ipc.h"
 #include "spawn.h"
 #include "supervise.h"
@@ -129,13 +129,8 @@ int brk_spawn_vmm_socket(const char *runtime_dir, const char *vm, const char *bd
 			 uint32_t protocol, uid_t owner_uid, gid_t owner_gid, char *path,
 			 size_t pathsz, int *ret_fd, struct vb_err *err)
 {
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int type = protocol == BRK_PROTO_VFIO_USER ? SOCK_STREAM : SOCK_SEQPACKET;
-	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+	int fd = fuzz_listener(protocol == BRK_PROTO_VFIO_USER ? SOCK_STREAM : SOCK_SEQPACKET);
 
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0 ||
-	    listen(fd, 4) < 0)
-		abort();
 	snprintf(path, pathsz, "%s/%s/%s%s.sock", runtime_dir, vm, bdf,
 		 protocol == BRK_PROTO_VFIO_USER ? ".vfio-user" : "");
 	*ret_fd = fd;

@@ -21,7 +21,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <sys/wait.h>
 #include <syslog.h>
 #include <unistd.h>
@@ -114,17 +113,6 @@ static void setup_once(void)
 	fuzz_uv_warm_up();
 }
 
-static int vmm_listener(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0 ||
-	    listen(fd, 4) < 0)
-		abort();
-	return fd;
-}
-
 /* Reads the HANDOFF the broker sent; returns its id. */
 static uint32_t read_handoff(void)
 {
@@ -213,7 +201,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	dcfg.limits = (struct brk_dma_limits){.max_mappings = 8, .max_pinned_bytes = 1u << 20};
 	if (brk_dma_new(&dcfg, &dma) < 0 || uv_loop_init(&loop) < 0)
 		abort();
-	lfd = vmm_listener();
+	lfd = fuzz_listener(SOCK_SEQPACKET);
 	a = (struct brk_worker_args){
 	    .cfg = &cfg,
 	    .uid = 61000,

@@ -22,7 +22,6 @@
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/un.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -104,23 +103,6 @@ static void setup_once(void)
 	fake_irq(&fv, VFIO_PCI_MSI_IRQ_INDEX, VFIO_IRQ_INFO_EVENTFD | VFIO_IRQ_INFO_NORESIZE, 1);
 	fake_proc_reset();
 	fuzz_uv_warm_up();
-}
-
-/* A listening control socket on an autobound abstract address, and an admitted client. */
-static void control_pair(int *lfd, int *client)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	socklen_t len = sizeof(sa_family_t);
-
-	*lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (*lfd < 0 || bind(*lfd, (struct sockaddr *)&sa, len) < 0 || listen(*lfd, 4) < 0)
-		abort();
-	len = sizeof(sa);
-	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
-		abort();
-	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
-		abort();
 }
 
 /* One fake worker reads what the broker sent it and answers like a healthy worker. */
@@ -208,7 +190,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fv.ncalls = 0;
 	if (uv_loop_init(&loop) < 0)
 		abort();
-	control_pair(&lfd, &client);
+	fuzz_listen_pair(&lfd, &client);
 	/* The real worker ops (broker/worker.c) on the fake kernel; fake_proc.c under them. */
 	if (brk_daemon_new(&loop, cfg, lfd, &env, &dmn) < 0)
 		abort();

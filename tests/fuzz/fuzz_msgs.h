@@ -24,6 +24,7 @@
 #include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -64,6 +65,33 @@ static inline void fuzz_uv_warm_up(void)
 	if (uv_loop_init(&loop) < 0 || uv_loop_close(&loop) < 0)
 		abort();
 	done = true;
+}
+
+/* A listening socket of `type` (SOCK_SEQPACKET, SOCK_STREAM) on an autobound abstract address:
+ * nothing on the file system to clean up, and no name two runs could both want. */
+static inline int fuzz_listener(int type)
+{
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	int fd = socket(AF_UNIX, type | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0 ||
+	    listen(fd, 4) < 0)
+		abort();
+	return fd;
+}
+
+/* fuzz_listener() and a non-blocking client connected to it (the peer the fuzzer plays). */
+static inline void fuzz_listen_pair(int *lfd, int *client)
+{
+	struct sockaddr_un sa;
+	socklen_t len = sizeof(sa);
+
+	*lfd = fuzz_listener(SOCK_SEQPACKET);
+	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
+		abort();
+	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
+		abort();
 }
 
 /* Takes the next record off *p / *n; false when the input is used up. */

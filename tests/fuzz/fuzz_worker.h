@@ -12,7 +12,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -67,23 +66,6 @@ static inline struct wkr_image *fuzz_worker__image(unsigned i)
 	return loaded[i];
 }
 
-/* A listening SOCK_SEQPACKET socket on an autobound abstract address, and a client on it. */
-static inline void fuzz_worker__listen_pair(int *lfd, int *client)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	socklen_t len = sizeof(sa_family_t);
-
-	*lfd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-	if (*lfd < 0 || bind(*lfd, (struct sockaddr *)&sa, len) < 0 || listen(*lfd, 4) < 0)
-		abort();
-	len = sizeof(sa);
-	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
-		abort();
-	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
-		abort();
-}
-
 /* Starts the worker on image `image` (0 edu, 1 e1000e, 2 nvme) and connects its VMM, which
  * must be admitted once the loop has run. */
 static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool allow_mmap)
@@ -105,7 +87,7 @@ static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool
 		abort(); /* the fixtures are good images */
 	if (uv_loop_init(&w->loop) < 0)
 		abort();
-	fuzz_worker__listen_pair(&lfd, &w->client);
+	fuzz_listen_pair(&lfd, &w->client);
 	sc = (struct wkr_server_cfg){
 	    .loop = &w->loop,
 	    .listen_fd = lfd,

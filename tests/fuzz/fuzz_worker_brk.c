@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include <uv.h>
@@ -62,24 +61,13 @@ static void load_image(void)
 	}
 }
 
-static int listener(void)
-{
-	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	int fd = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
-
-	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0 ||
-	    listen(fd, 4) < 0)
-		abort();
-	return fd;
-}
-
 /* Sends the handoff record with the worker's two fds; false when nothing could be sent. */
 static bool send_handoff(int sock, const struct fuzz_rec *r, int devfd)
 {
 	struct raw_hdr h = {IPC_MAGIC, IPC_PROTO_BROKER, ipc_proto_broker.version,
 			    r->type,   r->kind,		 2,
 			    1,	       (uint32_t)r->len};
-	int fds[2] = {devfd, listener()};
+	int fds[2] = {devfd, fuzz_listener(SOCK_SEQPACKET)};
 	ssize_t n = raw_send(sock, &h, r->body, r->len, fds, 2);
 
 	close(fds[1]);
