@@ -9,23 +9,17 @@
 
 find_package(Threads REQUIRED)
 
-vb_unit_test(client
-	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client.c
-		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
-	LIBS vfiobroker vb_ipc Threads::Threads)
-target_compile_definitions(test_client PRIVATE
-	VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
-	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
-add_dependencies(test_client vfio-worker)
-
-vb_unit_test(ring
-	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_ring.c
-		${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
-	LIBS vfiobroker vb_ipc Threads::Threads)
-target_compile_definitions(test_ring PRIVATE
-	VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
-	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
-add_dependencies(test_ring vfio-worker)
+# Both run against the fake worker thread and the real vfio-worker on the fixtures.
+foreach(t client ring)
+	vb_unit_test(${t}
+		SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_${t}.c
+			${CMAKE_CURRENT_SOURCE_DIR}/test_client_fake.c
+		LIBS vfiobroker vb_ipc Threads::Threads)
+	target_compile_definitions(test_${t} PRIVATE
+		VB_WORKER_PATH="$<TARGET_FILE:vfio-worker>"
+		VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")
+	add_dependencies(test_${t} vfio-worker)
+endforeach()
 
 vb_unit_test(client_uv
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_uv.c

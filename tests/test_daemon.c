@@ -39,6 +39,7 @@
 #include "ipc.h"
 #include "log.h"
 #include "sysfs_tree.h"
+#include "test_memfd.h"
 
 #define DEV_A	     "0000:00:03.0"
 #define DEV_B	     "0000:00:04.0"
@@ -974,16 +975,6 @@ static void next_end(struct next *nx)
 	brk_log_set_resolver(NULL, NULL);
 }
 
-static int sealed_memfd(size_t size)
-{
-	int fd = memfd_create("test-daemon", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK), 0);
-	return fd;
-}
-
 /* The config header the fake device answers, and sysfs's copy of it. */
 static void same_config_in_sysfs(const char *bdf)
 {
@@ -997,6 +988,28 @@ static void same_config_in_sysfs(const char *bdf)
 	assert_non_null(fp);
 	assert_int_equal(fwrite(E.f.cfg, 1, 256, fp), 256);
 	fclose(fp);
+}
+
+/* What the pidfd of a worker handed to the next broker names (fake_vfio_fd). */
+enum pidfd_names {
+	PIDFD_WORKER, /* the worker, alive */
+	PIDFD_OTHER,  /* another process: not to be trusted */
+	PIDFD_GONE,   /* nothing: the worker died while no broker ran */
+};
+
+/* A worker ready for `bdf` in vm1 before the restart, the device's config in sysfs as the next
+ * broker compares it, its pidfd naming `names`. */
+static struct brk_worker *ready_to_adopt(const char *bdf, enum pidfd_names names)
+{
+	struct brk_worker *w;
+
+	same_config_in_sysfs(bdf);
+	w = add_ready(bdf, "vm1", 0);
+	fake_vfio_fd(&E.f, w->pidfd, NULL,
+		     names == PIDFD_GONE    ? -1
+		     : names == PIDFD_OTHER ? w->pid + 1000
+					    : w->pid);
+	return w;
 }
 
 /* A restart with a trusted record: the next broker takes the VM, its container, group, device
@@ -1018,11 +1031,9 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	struct brk_dev_rec *nd;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	a = add_ready(DEV_A, "vm1", 0);
+	a = ready_to_adopt(DEV_A, PIDFD_WORKER);
 	w_vmm(a, true);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid); /* the worker lives */
-	mem = sealed_memfd(1 << 20);
+	mem = test_memfd(1 << 20, F_SEAL_SHRINK);
 	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
 			BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE, &err) < 0)
 		fail_msg("map: %s", err.msg);
@@ -1086,11 +1097,9 @@ static void test_daemon_adopt_pending_unmap_redone_table_without_it(void **state
 
 	(void)state;
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	a = add_ready(DEV_A, "vm1", 0);
+	a = ready_to_adopt(DEV_A, PIDFD_WORKER);
 	w_vmm(a, true);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
-	mem = sealed_memfd(1 << 20);
+	mem = test_memfd(1 << 20, F_SEAL_SHRINK);
 	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
 			BRK_DMA_PROT_READ | BRK_DMA_PROT_WRITE, &err) < 0)
 		fail_msg("map: %s", err.msg);
@@ -1165,15 +1174,12 @@ static void test_daemon_adopt_device_no_longer_allowed_removed(void **state)
 static void test_daemon_adopt_dead_worker_restarted_as_crash(void **state)
 {
 	struct brk_fdstore_set *set;
-	struct brk_worker *a;
 	struct brk_dev_rec *d;
 	struct next nx;
 	unsigned resets;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	a = add_ready(DEV_A, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, -1);
+	ready_to_adopt(DEV_A, PIDFD_GONE);
 	set = store_as_passed();
 	resets = fake_vfio_count(&E.f, VFIO_DEVICE_RESET);
 	assert_int_equal(E.nworkers, 1);
@@ -1194,18 +1200,13 @@ static void test_daemon_adopt_dead_worker_restarted_as_crash(void **state)
 static void test_daemon_adopt_group_owner_described(void **state)
 {
 	struct brk_fdstore_set *set;
-	struct brk_worker *a, *b;
 	struct dmn_assignment *dd;
 	struct next nx;
 	const char *owner;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	same_config_in_sysfs(DEV_A1);
-	a = add_ready(DEV_A, "vm1", 0);
-	b = add_ready(DEV_A1, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
-	fake_vfio_fd(&E.f, b->pidfd, NULL, b->pid);
+	ready_to_adopt(DEV_A, PIDFD_WORKER);
+	ready_to_adopt(DEV_A1, PIDFD_WORKER);
 	set = store_as_passed();
 	next_start(&nx, set, "1234:11e8");
 	assert_int_equal(nx.dmn->adopt.adopted, 2);
@@ -1220,13 +1221,10 @@ static void test_daemon_adopt_group_owner_described(void **state)
 static void test_daemon_adopt_pidfd_of_other_pid_quiesced(void **state)
 {
 	struct brk_fdstore_set *set;
-	struct brk_worker *a;
 	struct next nx;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	a = add_ready(DEV_A, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid + 1000);
+	ready_to_adopt(DEV_A, PIDFD_OTHER);
 	set = store_as_passed();
 	next_start(&nx, set, "1234:11e8");
 	assert_int_equal(nx.dmn->adopt.adopted, 0);
@@ -1240,20 +1238,15 @@ static void test_daemon_adopt_pidfd_of_other_pid_quiesced(void **state)
 static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
 {
 	struct brk_fdstore_set *set;
-	struct brk_worker *a, *b;
 	struct brk_dma_stats ds;
 	struct vb_err err = {0};
 	struct next nx;
 	int mem;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	same_config_in_sysfs(DEV_B);
-	a = add_ready(DEV_A, "vm1", 0);
-	b = add_ready(DEV_B, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid + 1000);
-	fake_vfio_fd(&E.f, b->pidfd, NULL, b->pid);
-	mem = sealed_memfd(1 << 20);
+	ready_to_adopt(DEV_A, PIDFD_OTHER);
+	ready_to_adopt(DEV_B, PIDFD_WORKER);
+	mem = test_memfd(1 << 20, F_SEAL_SHRINK);
 	if (brk_dma_map(vm_of(DEV_A)->dma, dev(DEV_A)->id, 0x100000, 0x10000, mem, 0,
 			BRK_DMA_PROT_READ, &err) < 0 ||
 	    brk_dma_map(vm_of(DEV_B)->dma, dev(DEV_B)->id, 0x200000, 0x10000, mem, 0,
@@ -1276,13 +1269,10 @@ static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
 static void test_daemon_adopt_stale_device_fd_quiesced(void **state)
 {
 	struct brk_fdstore_set *set;
-	struct brk_worker *a;
 	struct next nx;
 
 	env_start(3);
-	same_config_in_sysfs(DEV_A);
-	a = add_ready(DEV_A, "vm1", 0);
-	fake_vfio_fd(&E.f, a->pidfd, NULL, a->pid);
+	ready_to_adopt(DEV_A, PIDFD_WORKER);
 	set = store_as_passed();
 	E.f.cfg[2] = 0xe9; /* the fd now reads another device id than sysfs */
 	next_start(&nx, set, "1234:11e8");

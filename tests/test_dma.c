@@ -22,6 +22,7 @@
 #include "dma.h"
 #include "fake_vfio.h"
 #include "record.h"
+#include "test_memfd.h"
 
 #define PG     0x1000ull
 #define MEMSZ  (64 * PG)
@@ -36,17 +37,6 @@ struct t {
 	int memfd; /* MEMSZ bytes, sealed against shrinking */
 	struct vb_err err;
 };
-
-static int make_memfd(uint64_t size, int seals)
-{
-	int fd = memfd_create("test-dma", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	if (seals)
-		assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
-	return fd;
-}
 
 static struct t *t_new_j(const struct brk_dma_limits *limits, uint32_t flags,
 			 const struct brk_journal *j)
@@ -65,7 +55,7 @@ static struct t *t_new_j(const struct brk_dma_limits *limits, uint32_t flags,
 	if (j)
 		cfg.journal = *j;
 	assert_int_equal(brk_dma_new(&cfg, &t->d), 0);
-	t->memfd = make_memfd(MEMSZ, F_SEAL_SHRINK);
+	t->memfd = test_memfd(MEMSZ, F_SEAL_SHRINK);
 	return t;
 }
 
@@ -179,7 +169,7 @@ static void test_dma_map_rejects_not_a_memfd(void **state)
 static void test_dma_map_rejects_closed_fd(void **state)
 {
 	struct t *t = t_new(NULL, 0);
-	int fd = make_memfd(MEMSZ, F_SEAL_SHRINK);
+	int fd = test_memfd(MEMSZ, F_SEAL_SHRINK);
 
 	close(fd);
 	map_two(t);
@@ -192,7 +182,7 @@ static void test_dma_map_rejects_closed_fd(void **state)
 static void test_dma_map_rejects_unsealed_memfd(void **state)
 {
 	struct t *t = t_new(NULL, 0);
-	int fd = make_memfd(MEMSZ, F_SEAL_GROW); /* a seal, but not the one that matters */
+	int fd = test_memfd(MEMSZ, F_SEAL_GROW); /* a seal, but not the one that matters */
 
 	map_two(t);
 	REJECT(t, brk_dma_map(t->d, OWNER1, 0x400000, PG, fd, 0, RW, &t->err), -EPERM,
@@ -204,7 +194,7 @@ static void test_dma_map_rejects_unsealed_memfd(void **state)
 static void test_dma_map_unsealed_memfd_allowed_by_flag_accepted(void **state)
 {
 	struct t *t = t_new(NULL, BRK_DMA_ALLOW_UNSEALED);
-	int fd = make_memfd(MEMSZ, 0);
+	int fd = test_memfd(MEMSZ, 0);
 	struct brk_dma_stats st;
 
 	assert_int_equal(brk_dma_map(t->d, OWNER1, 0x400000, PG, fd, 0, RW, &t->err), 0);
@@ -298,7 +288,7 @@ static void test_dma_map_rejects_overlap(void **state)
 	       -EEXIST, "overlaps");
 	map_two(t);
 	{
-		int other = make_memfd(MEMSZ, F_SEAL_SHRINK);
+		int other = test_memfd(MEMSZ, F_SEAL_SHRINK);
 
 		REJECT(t, brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, other, 0, RW, &t->err),
 		       -EEXIST, "overlaps");
@@ -904,7 +894,7 @@ static void test_dma_random_ops_match_reference_model(void **state)
 {
 	struct brk_dma_limits l = {.max_mappings = 8, .max_pinned_bytes = 24 * PG};
 	struct t *t = t_new(&l, 0);
-	int files[2] = {t->memfd, make_memfd(MEMSZ, F_SEAL_SHRINK)};
+	int files[2] = {t->memfd, test_memfd(MEMSZ, F_SEAL_SHRINK)};
 	struct ref ref = {.n = 0};
 	struct brk_dma_stats st;
 	uint32_t op, o, n, rn;
@@ -1260,7 +1250,7 @@ static void test_dma_map_populates_unpopulated_memfd(void **state)
 {
 	struct t *t = t_new(NULL, 0);
 	uint64_t size = 2 * BRK_DMA_POPULATE_SLICE + 8 * PG;
-	int fd = make_memfd(size, F_SEAL_SHRINK);
+	int fd = test_memfd(size, F_SEAL_SHRINK);
 	struct stat st;
 
 	assert_int_equal(fstat(fd, &st), 0);
@@ -1303,7 +1293,7 @@ static void test_dma_map_beyond_views_max_or_grown_memfd_accepted(void **state)
 	uint32_t i, n;
 
 	for (i = 0; i < BRK_DMA_VIEWS_MAX + 1; i++) {
-		fds[i] = make_memfd(PG, F_SEAL_SHRINK);
+		fds[i] = test_memfd(PG, F_SEAL_SHRINK);
 		assert_int_equal(
 		    brk_dma_map(t->d, OWNER1, 0x100000 + i * PG, PG, fds[i], 0, RW, &t->err), 0);
 	}

@@ -36,6 +36,7 @@
 #include "test_client_fake.h"
 #include "test_wait.h"
 #include "vfiobroker/client.h"
+#include "test_memfd.h"
 
 /* ---- the real worker, standalone ------------------------------------------------------------ */
 
@@ -241,17 +242,6 @@ struct raw {
 	char reason[256];
 };
 
-static int make_memfd(size_t size, unsigned seals)
-{
-	int fd = memfd_create("test-ring", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, (off_t)size), 0);
-	if (seals)
-		assert_int_equal(fcntl(fd, F_ADD_SEALS, seals), 0);
-	return fd;
-}
-
 #define ALL_SEALS (F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL)
 
 /* Connects and says HELLO with a ring offer of `fds` (nfds of them) and `layout`. */
@@ -329,12 +319,12 @@ static void expect_refused(struct standalone_worker *w, const int *fds, size_t n
 static void test_ring_bad_offers_refused_clearly_socket_serves(void **state)
 {
 	int efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK), pfd[2];
-	int good = make_memfd(VB_RING_SIZE, ALL_SEALS);
-	int unsealed = make_memfd(VB_RING_SIZE, 0);
-	int no_grow = make_memfd(VB_RING_SIZE, F_SEAL_SHRINK | F_SEAL_SEAL);
-	int big = make_memfd(2 * VB_RING_SIZE, ALL_SEALS);
-	int small = make_memfd(64, ALL_SEALS);
-	int wsealed = make_memfd(VB_RING_SIZE, ALL_SEALS | F_SEAL_WRITE);
+	int good = test_memfd(VB_RING_SIZE, ALL_SEALS);
+	int unsealed = test_memfd(VB_RING_SIZE, 0);
+	int no_grow = test_memfd(VB_RING_SIZE, F_SEAL_SHRINK | F_SEAL_SEAL);
+	int big = test_memfd(2 * VB_RING_SIZE, ALL_SEALS);
+	int small = test_memfd(64, ALL_SEALS);
+	int wsealed = test_memfd(VB_RING_SIZE, ALL_SEALS | F_SEAL_WRITE);
 	char path[] = "/tmp/vfb-ring-file-XXXXXX";
 	int file = mkstemp(path);
 
@@ -373,7 +363,7 @@ static void raw_ring(struct standalone_worker *w, struct raw *r)
 {
 	void *p;
 
-	r->memfd = make_memfd(VB_RING_SIZE, ALL_SEALS);
+	r->memfd = test_memfd(VB_RING_SIZE, ALL_SEALS);
 	r->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	assert_true(r->efd >= 0);
 	p = mmap(NULL, VB_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, r->memfd, 0);

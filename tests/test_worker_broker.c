@@ -37,6 +37,7 @@
 #include "vfu_client.h"
 #include "worker.h"
 #include "test_wait.h"
+#include "test_memfd.h"
 
 #define LOG_MAX 256
 
@@ -545,16 +546,6 @@ static struct ipc_chan *vmm_connect(struct fx *f)
 	return c;
 }
 
-/* A memfd of `size` bytes, the VMM's RAM to map. */
-static int ram_new(size_t size)
-{
-	int ram = memfd_create("ram", MFD_CLOEXEC);
-
-	assert_true(ram >= 0);
-	assert_int_equal(ftruncate(ram, (off_t)size), 0);
-	return ram;
-}
-
 /* Closes the VMM's 16 MSI-X irqfds. */
 static void close_msix_fds(const int *efd)
 {
@@ -662,7 +653,7 @@ static void test_worker_broker_msix_and_dma_reach_broker(void **state)
 	pthread_mutex_unlock(&f->lock);
 
 	/* DMA goes to the broker with the memfd. */
-	ram = ram_new(1 << 16);
+	ram = test_memfd(1 << 16, 0);
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -836,7 +827,7 @@ static void test_worker_broker_vfio_user_reaches_broker(void **state)
 	vfu_reply_free(&r);
 	assert_true(count(f, VB__BRK__TYPE__SET_IRQS, VFIO_PCI_MSIX_IRQ_INDEX, 0, -1) >= 1);
 	/* A memfd for DMA travels on to the broker. */
-	mfd = ram_new(1 << 20);
+	mfd = test_memfd(1 << 20, 0);
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le32_put(map + 16, 0x100000);
@@ -942,7 +933,7 @@ static void test_worker_broker_channel_hangup_during_call_ends_worker(void **sta
 	pthread_mutex_lock(&f->lock);
 	f->silent = true;
 	pthread_mutex_unlock(&f->lock);
-	ram = ram_new(1 << 16);
+	ram = test_memfd(1 << 16, 0);
 	dm.iova = 0x10000;
 	dm.size = 1 << 16;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
@@ -1103,7 +1094,7 @@ static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
 {
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
-	int ram = ram_new(1 << 17);
+	int ram = test_memfd(1 << 17, 0);
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
@@ -1392,7 +1383,7 @@ static struct ipc_chan *vmm_with_held_map(struct fx *f, int *ram, uint32_t *id)
 	struct ipc_chan *c = vmm_connect(f);
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	*ram = ram_new(1 << 16);
+	*ram = test_memfd(1 << 16, 0);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
 	*id = dma_map_send(c, 0x40000, *ram);
 	wait_held(f, 1);
@@ -1464,7 +1455,7 @@ static void test_worker_broker_call_waiting_interrupt_serviced_then_delivered(vo
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	set_msix_fds(c, efd, 16);
 	assert_int_equal(vmm_cfg_write(c, 0x72, 2, PCI_MSIX_FLAGS_ENABLE), 0);
-	ram = ram_new(1 << 16);
+	ram = test_memfd(1 << 16, 0);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
 	id = dma_map_send(c, 0x40000, ram);
 	wait_held(f, 1);
@@ -1657,7 +1648,7 @@ static void test_worker_broker_call_waiting_reply_carries_broker_error(void **st
 static void test_worker_broker_vfio_user_call_waiting_replies_in_order(void **state)
 {
 	struct fx *f = *state;
-	int fd = vfu_connect(f), mfd = ram_new(1 << 20);
+	int fd = vfu_connect(f), mfd = test_memfd(1 << 20, 0);
 	uint8_t map[32] = {0}, rd[16] = {0};
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	struct vfu_reply r;

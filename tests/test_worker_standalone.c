@@ -33,6 +33,7 @@
 #include "common.pb-c.h"
 #include "device.pb-c.h"
 #include "ipc.h"
+#include "test_memfd.h"
 
 #ifndef VB_WORKER_SECCOMP_OVERRIDE
 #define VB_WORKER_SECCOMP_OVERRIDE VB_WORKER_SECCOMP
@@ -319,17 +320,6 @@ static void test_worker_standalone_second_vmm_refused_then_reconnect(void **stat
 	ipc_chan_free(b);
 }
 
-/* A memfd of `size` bytes sealed against shrinking, plus `seals`. */
-static int sealed_memfd(off_t size, int seals)
-{
-	int fd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-
-	assert_true(fd >= 0);
-	assert_int_equal(ftruncate(fd, size), 0);
-	assert_int_equal(fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | seals), 0);
-	return fd;
-}
-
 static int dma_map(struct ipc_chan *c, const Vb__DmaMap *dm, int fd, struct ipc_error *err)
 {
 	struct ipc_msg *m = NULL;
@@ -351,7 +341,7 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
 
 	hello(c);
-	mfd = sealed_memfd(1 << 20, 0);
+	mfd = test_memfd(1 << 20, F_SEAL_SHRINK);
 	dm.iova = 0x100000;
 	dm.size = 1 << 20;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
@@ -531,7 +521,7 @@ static void test_worker_standalone_dma_memfd_checked_as_broker(void **state)
 	assert_int_equal(dma_map(c, &dm, unsealed, &err), -EPERM);
 	assert_non_null(strstr(err.message, "F_SEAL_SHRINK"));
 	/* Read-only for read-write DMA; the same fd serves read-only DMA. */
-	mfd = sealed_memfd(0x1000, 0);
+	mfd = test_memfd(0x1000, F_SEAL_SHRINK);
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", mfd);
 	ro = open(path, O_RDONLY | O_CLOEXEC);
 	assert_true(ro >= 0);
@@ -540,7 +530,7 @@ static void test_worker_standalone_dma_memfd_checked_as_broker(void **state)
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
 	assert_int_equal(dma_map(c, &dm, ro, &err), 0);
 	/* Sealed against writing, for read-write DMA. */
-	wsealed = sealed_memfd(0x1000, F_SEAL_WRITE);
+	wsealed = test_memfd(0x1000, F_SEAL_SHRINK | F_SEAL_WRITE);
 	dm.iova = 0x200000;
 	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ | VB__DEV__DMA_PROT__DMA_PROT_WRITE;
 	assert_int_equal(dma_map(c, &dm, wsealed, &err), -EACCES);
