@@ -3,7 +3,7 @@
  * daemon's own life (new, free). Responsible for checking an AddDevice against the configuration
  * before anything changes, and for leaving nothing behind when one of its steps fails; the steps
  * themselves are daemon_vfio.c's (VFIO objects) and daemon_worker.c's (the worker and what it
- * reports). Trusts control.c to have checked request shapes and who may send them.
+ * reports). Trusts control.c to have checked who may send requests, control_req.c their shapes.
  */
 #include "daemon.h"
 

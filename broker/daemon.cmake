@@ -10,6 +10,8 @@ add_library(vb_brokerd_base STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/config_report.c
 	${CMAKE_CURRENT_SOURCE_DIR}/config_value.c
 	${CMAKE_CURRENT_SOURCE_DIR}/control.c
+	${CMAKE_CURRENT_SOURCE_DIR}/control_handover.c
+	${CMAKE_CURRENT_SOURCE_DIR}/control_req.c
 	${CMAKE_CURRENT_SOURCE_DIR}/fdstore.c
 	${CMAKE_CURRENT_SOURCE_DIR}/log.c
 	${CMAKE_CURRENT_SOURCE_DIR}/metrics.c

@@ -96,7 +96,7 @@ static size_t dmn_pb_field_size(size_t len)
  * `req->max_devices`, and no more than fit one datagram with the `next` cursor; at least one when
  * any is left (a status is at most about 720 bytes). The cursor is a BDF, not a position, so a
  * device removed between two pages moves nothing; one added meanwhile below the cursor is in the
- * next full listing. max_devices 0 is a client from before paging: everything, and control.c
+ * next full listing. max_devices 0 is a client from before paging: everything, and control_req.c
  * answers EMSGSIZE when that does not fit.
  */
 int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call)

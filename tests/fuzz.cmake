@@ -101,7 +101,7 @@ vb_fuzz_target(brk_worker
 		${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c
 	LIBS vb_brokerd_base vb_fake_vfio)
 
-# orchestrator -> broker: the whole daemon (control.c, daemon*.c, worker.c, the VFIO core) on the
+# orchestrator -> broker: the whole daemon (control*.c, daemon*.c, worker.c, the VFIO core) on the
 # fake kernel and sysfs tree, with fake workers (fake_proc.c) that acknowledge their handoffs.
 vb_fuzz_target(ctl
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ctl.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c

@@ -1,6 +1,6 @@
 /*
  * fuzz_ctl: an orchestrator talking to vfio-brokerd's control socket. The daemon runs whole and
- * in-process (broker/daemon.c, daemon_status.c, worker.c, control.c, the registry, the VFIO
+ * in-process (broker/daemon.c, daemon_status.c, worker.c, control*.c, the registry, the VFIO
  * core) on the fake VFIO kernel and sysfs tree of tests/ (fake_vfio.c, sysfs_tree.c) with three
  * devices in two IOMMU groups; only the worker processes are stood in for (fake_proc.c), and
  * each fake worker acknowledges its HANDOFF and REMOVAL as a healthy one would, so AddDevice and
