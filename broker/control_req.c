@@ -359,29 +359,22 @@ static void ctl_metrics_own(const struct brk_ctl *ctl, FILE *f)
 {
 	brk_req_stats_print(f, "control", "Control", ctl_table, ARRAY_SIZE(ctl_table),
 			    sizeof(ctl_table[0]), ctl->stats);
-	brk_metric_header(f, "vfio_broker_control_sessions", "gauge", "Control connections open.");
-	fprintf(f, "vfio_broker_control_sessions %u\n", ctl->nsessions);
-	brk_metric_header(f, "vfio_broker_control_refused_total", "counter",
-			  "Control connections refused: not the admin uid/gid.");
-	fprintf(f, "vfio_broker_control_refused_total %llu\n", (unsigned long long)ctl->refused);
-	brk_metric_header(f, "vfio_broker_control_refused_dropped_total", "counter",
-			  "Refused connections closed unanswered to make room for newer ones.");
-	fprintf(f, "vfio_broker_control_refused_dropped_total %llu\n",
-		(unsigned long long)ctl->refused_dropped);
-	brk_metric_header(f, "vfio_broker_control_rejected_full_total", "counter",
-			  "Admin connections closed: every admin session slot was taken.");
-	fprintf(f, "vfio_broker_control_rejected_full_total %llu\n",
-		(unsigned long long)ctl->rejected_full);
-	brk_metric_header(f, "vfio_broker_control_send_overflows_total", "counter",
-			  "Control peers disconnected for not reading what they were sent.");
-	fprintf(f, "vfio_broker_control_send_overflows_total %llu\n",
-		(unsigned long long)ctl->send_overflows);
-	brk_metric_header(
-	    f, "vfio_broker_control_protocol_errors_total", "counter",
-	    "Control sessions ended for unknown, malformed or out-of-order requests.");
-	fprintf(f, "vfio_broker_control_protocol_errors_total %llu\n",
-		(unsigned long long)ctl->protocol_errors);
-	brk_metric_header(f, "vfio_broker_events_sent_total", "counter",
-			  "Events sent to subscribers.");
-	fprintf(f, "vfio_broker_events_sent_total %llu\n", (unsigned long long)ctl->events_sent);
+	brk_metric_value(f, "vfio_broker_control_sessions", "gauge", "Control connections open.",
+			 ctl->nsessions);
+	brk_metric_value(f, "vfio_broker_control_refused_total", "counter",
+			 "Control connections refused: not the admin uid/gid.", ctl->refused);
+	brk_metric_value(f, "vfio_broker_control_refused_dropped_total", "counter",
+			 "Refused connections closed unanswered to make room for newer ones.",
+			 ctl->refused_dropped);
+	brk_metric_value(f, "vfio_broker_control_rejected_full_total", "counter",
+			 "Admin connections closed: every admin session slot was taken.",
+			 ctl->rejected_full);
+	brk_metric_value(f, "vfio_broker_control_send_overflows_total", "counter",
+			 "Control peers disconnected for not reading what they were sent.",
+			 ctl->send_overflows);
+	brk_metric_value(f, "vfio_broker_control_protocol_errors_total", "counter",
+			 "Control sessions ended for unknown, malformed or out-of-order requests.",
+			 ctl->protocol_errors);
+	brk_metric_value(f, "vfio_broker_events_sent_total", "counter",
+			 "Events sent to subscribers.", ctl->events_sent);
 }

@@ -50,6 +50,12 @@ void brk_metric_header(FILE *f, const char *name, const char *type, const char *
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
+void brk_metric_value(FILE *f, const char *name, const char *type, const char *help, uint64_t v)
+{
+	brk_metric_header(f, name, type, help);
+	fprintf(f, "%s %llu\n", name, (unsigned long long)v);
+}
+
 void brk_req_stats_observe(struct brk_req_stats *st, bool ok, uint64_t ns)
 {
 	if (ok)

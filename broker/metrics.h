@@ -26,6 +26,8 @@ void brk_hist_observe(struct brk_hist *h, uint64_t ns);
 void brk_hist_print(FILE *f, const char *name, const char *labels, const struct brk_hist *h);
 /* "# HELP name help\n# TYPE name type\n" */
 void brk_metric_header(FILE *f, const char *name, const char *type, const char *help);
+/* A metric of one unlabelled sample: its header, then "name value\n". */
+void brk_metric_value(FILE *f, const char *name, const char *type, const char *help, uint64_t v);
 
 /* What the broker counts per request type of a request table (base/dispatch.h): answers by
  * result, and latency. Kept in an array indexed by type. */
