@@ -11,9 +11,13 @@ vb_unit_test(log SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_log.c LIBS vb_brokerd_
 vb_unit_test(caps SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_caps.c LIBS vb_brokerd)
 # Heartbeat judgement of broker/supervise.c on a real child and a real loop that stalls.
 vb_unit_test(supervise SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_supervise.c LIBS vb_brokerd)
-# The daemon's flows and device state machine on the host: fake VFIO, fake sysfs, fake workers.
-vb_unit_test(daemon SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_daemon.c
-	LIBS vb_brokerd vb_fake_vfio)
+# The daemon's flows and device state machine on the host, and its state record and adoption
+# by the next broker: fake VFIO, fake sysfs, fake workers (daemon_env.c).
+foreach(t daemon daemon_adopt)
+	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_${t}.c
+		${CMAKE_CURRENT_SOURCE_DIR}/daemon_env.c
+		LIBS vb_brokerd vb_fake_vfio)
+endforeach()
 # The real vfio-brokerd re-executing itself under its own seccomp policy (SIGUSR2): not in the
 # sanitizer build, whose runtime's start-up under the inherited filter is not the product's.
 if(NOT VB_SANITIZE)
