@@ -343,6 +343,16 @@ static void next_start(struct next *nx, struct brk_fdstore_set *set, const char 
 	brk_fdstore_set_free(set);
 }
 
+/* next_start(), and what the next broker made of the set: `adopted` devices taken over,
+ * `quiesced` others made safe and let go. */
+static void next_adopts(struct next *nx, struct brk_fdstore_set *set, const char *allow,
+			unsigned adopted, unsigned quiesced)
+{
+	next_start(nx, set, allow);
+	assert_int_equal(nx->dmn->adopt.adopted, adopted);
+	assert_int_equal(nx->dmn->adopt.quiesced, quiesced);
+}
+
 static void next_end(struct next *nx)
 {
 	brk_daemon_free(nx->dmn);
@@ -424,9 +434,7 @@ static void test_daemon_adopt_trusted_record_takes_everything_over(void **state)
 	assert_int_equal(set->n, 6);
 	maps = fake_vfio_count(&E.f, VFIO_IOMMU_MAP_DMA);
 	unmaps = fake_vfio_count(&E.f, VFIO_IOMMU_UNMAP_DMA);
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 1);
-	assert_int_equal(nx.dmn->adopt.quiesced, 0);
+	next_adopts(&nx, set, "1234:11e8", 1, 0);
 	assert_int_equal(nx.dmn->adopt.starts, 2);
 	assert_string_equal(nx.dmn->adopt.untrusted, "");
 	na = last_worker();
@@ -516,9 +524,7 @@ static void test_daemon_adopt_damaged_record_quiesces_all(void **state)
 	memset(junk, 0x5a, sizeof(junk));
 	assert_int_equal(pwrite(fd, junk, sizeof(junk), 0), (ssize_t)sizeof(junk));
 	set->e[0].fd = fd; /* back, damaged */
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 0);
-	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_adopts(&nx, set, "1234:11e8", 0, 1);
 	assert_non_null(strstr(nx.dmn->adopt.untrusted, "state record"));
 	assert_int_equal(brk_registry_ndevices(nx.dmn->reg), 0);
 	next_end(&nx);
@@ -537,9 +543,7 @@ static void test_daemon_adopt_device_no_longer_allowed_removed(void **state)
 	add_ready(DEV_A, "vm1", 0);
 	resets = fake_vfio_count(&E.f, VFIO_DEVICE_RESET);
 	set = store_as_passed();
-	next_start(&nx, set, "8086:10d3");
-	assert_int_equal(nx.dmn->adopt.adopted, 0);
-	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_adopts(&nx, set, "8086:10d3", 0, 1);
 	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
 	assert_int_equal(fake_vfio_count(&E.f, VFIO_DEVICE_RESET), resets + 1);
 	next_end(&nx);
@@ -560,9 +564,7 @@ static void test_daemon_adopt_dead_worker_restarted_as_crash(void **state)
 	set = store_as_passed();
 	resets = fake_vfio_count(&E.f, VFIO_DEVICE_RESET);
 	assert_int_equal(E.nworkers, 1);
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 1);
-	assert_int_equal(nx.dmn->adopt.quiesced, 0);
+	next_adopts(&nx, set, "1234:11e8", 1, 0);
 	d = brk_registry_find(nx.dmn->reg, DEV_A);
 	assert_non_null(d);
 	assert_int_equal(d->restarts, 1);
@@ -603,9 +605,7 @@ static void test_daemon_adopt_pidfd_of_other_pid_quiesced(void **state)
 	env_start(3);
 	ready_to_adopt(DEV_A, PIDFD_OTHER);
 	set = store_as_passed();
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 0);
-	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_adopts(&nx, set, "1234:11e8", 0, 1);
 	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
 	next_end(&nx);
 }
@@ -632,9 +632,7 @@ static void test_daemon_adopt_one_device_of_vm_fails_other_adopted(void **state)
 	close(mem);
 	set = store_as_passed();
 	assert_int_equal(set->n, 10);
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 1);
-	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_adopts(&nx, set, "1234:11e8", 1, 1);
 	assert_null(brk_registry_find(nx.dmn->reg, DEV_A));
 	assert_non_null(brk_registry_find(nx.dmn->reg, DEV_B));
 	brk_dma_stats(((struct dmn_vm *)brk_registry_find(nx.dmn->reg, DEV_B)->vm->priv)->dma, &ds);
@@ -652,9 +650,7 @@ static void test_daemon_adopt_stale_device_fd_quiesced(void **state)
 	ready_to_adopt(DEV_A, PIDFD_WORKER);
 	set = store_as_passed();
 	E.f.cfg[2] = 0xe9; /* the fd now reads another device id than sysfs */
-	next_start(&nx, set, "1234:11e8");
-	assert_int_equal(nx.dmn->adopt.adopted, 0);
-	assert_int_equal(nx.dmn->adopt.quiesced, 1);
+	next_adopts(&nx, set, "1234:11e8", 0, 1);
 	next_end(&nx);
 }
 
