@@ -4,7 +4,11 @@ vb_unit_test(config SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_config.c LIBS vb_br
 target_compile_definitions(test_config PRIVATE
 	VB_CONFIG_EXAMPLE="${PROJECT_SOURCE_DIR}/broker/vfio-brokerd.conf.example")
 vb_unit_test(registry SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_registry.c LIBS vb_brokerd_base)
-vb_unit_test(control SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_control.c LIBS vb_brokerd_base)
+# The control server on a fake daemon (control_env.c): its requests, and admission and peers.
+foreach(t control control_peers)
+	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_${t}.c
+		${CMAKE_CURRENT_SOURCE_DIR}/control_env.c LIBS vb_brokerd_base)
+endforeach()
 # The fd store against a fake NOTIFY_SOCKET, and the re-exec handover by exec'ing itself.
 vb_unit_test(fdstore SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_fdstore.c LIBS vb_brokerd_base)
 vb_unit_test(log SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_log.c LIBS vb_brokerd_base)
