@@ -33,13 +33,17 @@ target_compile_definitions(test_worker_broker PRIVATE ${VB_WKR_TEST_DEFS}
 	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
 add_dependencies(test_worker_broker vfio-worker)
 
-# The vfio-user server of the vfio-worker binary in standalone mode, over its stream socket.
-vb_unit_test(vfio_user SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_vfio_user.c
-	${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c LIBS vb_ipc vb_base PkgConfig::JSONC)
-target_include_directories(test_vfio_user PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
-target_compile_definitions(test_vfio_user PRIVATE ${VB_WKR_TEST_DEFS}
-	VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
-add_dependencies(test_vfio_user vfio-worker)
+# The vfio-user server of the vfio-worker binary in standalone mode, over its stream socket: its
+# commands, and hostile framing and sessions (vfu_env.c starts the worker for both).
+foreach(t vfio_user vfio_user_framing)
+	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c
+		${CMAKE_CURRENT_LIST_DIR}/vfu_env.c ${CMAKE_CURRENT_LIST_DIR}/vfu/vfu_client.c
+		LIBS vb_ipc vb_base PkgConfig::JSONC)
+	target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR}/vfu)
+	target_compile_definitions(test_${t} PRIVATE ${VB_WKR_TEST_DEFS}
+		VB_WORKER_BIN="$<TARGET_FILE:vfio-worker>" VB_WORKER_SECCOMP="${VB_WKR_SECCOMP}")
+	add_dependencies(test_${t} vfio-worker)
+endforeach()
 
 # The ring (worker/ring.c) with the deferred-reply interface (worker/defer.c): the worker's VMM
 # server in this process on a backend that answers interrupt routing when the test says so.
