@@ -28,6 +28,7 @@ vb_unit_test(client_uv
 
 vb_unit_test(client_ctl
 	SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_client_ctl.c
+		${CMAKE_CURRENT_SOURCE_DIR}/brokerctl_env.c
 	LIBS vfiobroker vb_ipc PkgConfig::JSONC Threads::Threads)
 target_compile_definitions(test_client_ctl PRIVATE
 	VB_BROKERCTL_PATH="$<TARGET_FILE:vfio-brokerctl>")
