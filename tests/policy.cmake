@@ -10,7 +10,7 @@ target_link_options(sbx_helper PRIVATE -static)
 set_target_properties(sbx_helper PROPERTIES POSITION_INDEPENDENT_CODE OFF)
 vb_strip_sanitizers(sbx_helper)
 
-vb_unit_test(seccomp SOURCES test_seccomp.c seccomp_broker_tests.c seccomp_probe.c LIBS vb_sandbox vb_broker_core
+vb_unit_test(seccomp SOURCES test_seccomp.c seccomp_worker_kills.c seccomp_broker_tests.c seccomp_probe.c LIBS vb_sandbox vb_broker_core
 	vb_brokerd_base vb_worker_core PkgConfig::LIBUV)
 target_compile_definitions(test_seccomp PRIVATE SBX_HELPER_PATH="$<TARGET_FILE:sbx_helper>"
 	VB_FIXTURES="${CMAKE_CURRENT_SOURCE_DIR}/fixtures")

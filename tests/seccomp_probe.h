@@ -54,6 +54,30 @@ void sweep_unlisted(enum sbx_role role);
 void sweep_conditions(enum sbx_role role);
 void sweep_worker_within_broker(void);
 
+/* seccomp_worker_kills.c */
+void test_seccomp_worker_execve_killed(void **state);
+void test_seccomp_worker_socket_killed(void **state);
+void test_seccomp_worker_vfio_ioctl_killed(void **state);
+void test_seccomp_worker_every_vfio_ioctl_killed(void **state);
+void test_seccomp_worker_ptrace_killed(void **state);
+void test_seccomp_worker_mount_killed(void **state);
+void test_seccomp_worker_setuid_killed(void **state);
+void test_seccomp_worker_bpf_killed(void **state);
+void test_seccomp_worker_io_uring_setup_killed(void **state);
+void test_seccomp_worker_process_vm_readv_killed(void **state);
+void test_seccomp_worker_kill_other_pid_killed(void **state);
+void test_seccomp_worker_fork_and_threads_killed(void **state);
+void test_seccomp_worker_exec_memory_killed(void **state);
+void test_seccomp_worker_ring_page_and_wake_work(void **state);
+void test_seccomp_worker_x32_syscall_killed(void **state);
+void test_seccomp_worker_i386_syscall_killed(void **state);
+void test_seccomp_worker_tsync_covers_threads(void **state);
+void test_seccomp_worker_log_mode_not_killed(void **state);
+void test_seccomp_worker_every_allowed_syscall_passes(void **state);
+void test_seccomp_worker_every_unlisted_syscall_killed(void **state);
+void test_seccomp_worker_argument_filters_enforced(void **state);
+void test_seccomp_worker_allowed_within_broker(void **state);
+
 /* seccomp_broker_tests.c */
 void test_seccomp_broker_vfio_ioctl_allowed(void **state);
 void test_seccomp_broker_listed_vfio_ioctls_allowed(void **state);
