@@ -83,14 +83,16 @@ vb_fuzz_target(ring
 	LIBS vb_worker_core vb_ipc_uv
 	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
 
-# broker -> worker: the worker's handoff, start-up and broker-request handling (broker_link.c).
+# broker -> worker: the worker's handoff, start-up and broker-request handling (broker_link.c,
+# broker_handoff.c, broker_ops.c).
 set(VB_FUZZ_VFU_SRCS ${PROJECT_SOURCE_DIR}/worker/vfu_server.c
 	${PROJECT_SOURCE_DIR}/worker/vfu_cmd.c ${PROJECT_SOURCE_DIR}/worker/vfu_conn.c
 	${PROJECT_SOURCE_DIR}/worker/vfu_version.c)
 vb_fuzz_target(worker_brk
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_worker_brk.c ${VB_FUZZ_WORKER_SRCS}
-		${PROJECT_SOURCE_DIR}/worker/broker_link.c
-		${PROJECT_SOURCE_DIR}/worker/broker_call.c ${VB_FUZZ_VFU_SRCS}
+		${PROJECT_SOURCE_DIR}/worker/broker_link.c ${PROJECT_SOURCE_DIR}/worker/broker_handoff.c
+		${PROJECT_SOURCE_DIR}/worker/broker_ops.c ${PROJECT_SOURCE_DIR}/worker/broker_call.c
+		${VB_FUZZ_VFU_SRCS}
 	LIBS vb_worker_core vb_ipc_uv PkgConfig::JSONC
 	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
 

@@ -1,0 +1,58 @@
+/*
+ * broker_link internals, shared by the three files of the worker's broker link:
+ * broker_link.c (the link's life, the broker's requests, the re-attach to a new broker),
+ * broker_handoff.c (the HANDOFF) and broker_ops.c (the backend: calls to the broker and the
+ * undoing of what a call given up on did after all).
+ */
+#ifndef VB_WKR_BROKER_LINK_INTERNAL_H
+#define VB_WKR_BROKER_LINK_INTERNAL_H
+
+#include "broker_call.h"
+#include "broker_link.h"
+#include "defer.h"
+
+struct wkr_broker {
+	struct ipc_chan *chan; /* until wkr_broker_start */
+	struct ipc_uv *u;
+	struct ipc_msg *handoff;
+	struct ipc_msg *removal; /* the REMOVAL request being served */
+	struct wkr_server *srv;	 /* NULL when the native protocol is not served */
+	struct wkr_vfu *vfu;	 /* NULL when vfio-user is not served */
+	struct wkr_dev *dev;
+	void (*gone)(void *data, int err);
+	void *gone_data;
+	void (*note)(void *data, const char *line);
+	/* The broker instance (Handoff, Heartbeat); 0 while none said. */
+	uint64_t epoch;
+	struct wkr_bcalls calls;
+	/* IRQ indexes (bits) whose SET_IRQS failed or went unanswered since the last re-attach,
+	 * and those whose routing is to be sent again from the loop. */
+	uint32_t irq_dirty, irq_resync;
+	bool reattach; /* a new broker: re-send the VMM state from the loop */
+	/* The re-sent routing's calls: until they complete, the servers are held (no VMM access
+	 * may reach the device while an index is off in the kernel). */
+	struct wkr_defer resync;
+	struct {
+		bool known, connected;
+		pid_t pid;
+		uid_t uid;
+	} vmm;		 /* what the last VMM_STATE said */
+	uv_timer_t kick; /* runs the re-sends from the loop */
+	bool kick_open;
+	int open_handles; /* libuv still holds them after wkr_broker_free() */
+};
+
+/* The channel: the raw one until wkr_broker_start(), then the loop's. */
+struct ipc_chan *wkr_broker__chan(struct wkr_broker *b);
+/* One line through the note hook (wkr_broker_set_note), if any. */
+__attribute__((format(printf, 2, 3))) void wkr_broker__note(struct wkr_broker *b, const char *fmt,
+							    ...);
+/* Has the re-sends (VMM state, IRQ routing) run from the loop, on a stack that holds no VMM
+ * request. */
+void wkr_broker__kick(struct wkr_broker *b);
+/* Every outcome of a call (broker_call.h's wkr_bcall_outcome). */
+void wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+/* Tells the broker the VMM's state as last known, without waiting for its answer. */
+void wkr_broker__send_vmm_state(struct wkr_broker *b);
+
+#endif

@@ -1,0 +1,366 @@
+/*
+ * broker_ops: the worker's backend in broker mode (backend.h): what only the broker may do (DMA
+ * mappings, the SET_IRQS ioctl, device reset, VMM admission and presence) goes out as calls that
+ * never wait (broker_call.c), and every outcome of those calls is heard here first.
+ *
+ * A broker may restart under a running worker (issue 12). A call waits a bounded time, then
+ * fails with an error the VMM can act on ("it may be restarting; retry"); its request stays in
+ * the channel and the next broker carries it out, so what the VMM was told failed is undone here
+ * (a DMA_MAP unmapped, an IRQ index's routing sent again, a VMM_ADMIT's grant closed).
+ *
+ * Trusts the broker's answers to be for the request they name (ipc checks ids); trusts the
+ * emulation's requests, which the servers checked against the VMM's limits.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "broker.pb-c.h"
+#include "broker_link_internal.h"
+#include "common.pb-c.h"
+
+static int send_call(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
+		     const int *fds, size_t nfds, const struct wkr_bcall *meta, struct vb_err *err)
+{
+	return wkr_bcall_send(&b->calls, wkr_broker__chan(b), type, body, fds, nfds, meta, err);
+}
+
+/* A request nobody waits for (its answer is still recognised). */
+static int send_detached(struct wkr_broker *b, uint16_t type, const ProtobufCMessage *body,
+			 struct vb_err *err)
+{
+	struct wkr_defer *d = b->calls.collect;
+	int r;
+
+	b->calls.collect = NULL;
+	r = send_call(b, type, body, NULL, 0, NULL, err);
+	b->calls.collect = d;
+	return r;
+}
+
+/* The answer to a call given up on: undo what the VMM was told had failed. */
+static void compensate(struct wkr_broker *b, const struct wkr_bcall *c, const struct ipc_msg *m)
+{
+	bool done = m->kind == IPC_KIND_REPLY;
+
+	switch (c->undo) {
+	case WKR_UNDO_UNMAP:
+		if (done) {
+			Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+			int r;
+
+			req.iova = c->iova;
+			req.size = c->size;
+			r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+			wkr_broker__note(
+			    b,
+			    "a DMA_MAP of %#llx+%#llx was done after the VMM was told it failed: "
+			    "%s",
+			    (unsigned long long)c->iova, (unsigned long long)c->size,
+			    r < 0 ? "cannot unmap it again" : "unmapping it again");
+		}
+		break;
+	case WKR_UNDO_ROUTING:
+		wkr_broker__note(b, "SET_IRQS of index %u answered late: sending its routing again",
+				 c->index);
+		b->irq_resync |= 1u << c->index;
+		wkr_broker__kick(b);
+		break;
+	case WKR_UNDO_GRANT:
+	case WKR_UNDO_NOTHING:
+		break; /* the message's fds (a grant) are closed with it */
+	}
+}
+
+/* An admission's answer in time: who the VMM is, and its grant. */
+static void admitted(struct wkr_broker *b, struct wkr_admit *a, struct ipc_msg *m, int err)
+{
+	const Vb__Brk__VmmAdmitReply *rep;
+
+	if (err < 0) {
+		wkr_broker__note(b, "a VMM connection was refused: %s",
+				 err == -EPERM ? "the broker does not admit it" : strerror(-err));
+		return;
+	}
+	rep = (const Vb__Brk__VmmAdmitReply *)m->body;
+	a->pid = (pid_t)rep->pid;
+	a->uid = (uid_t)rep->uid;
+	/* The broker sends a grant only for a device that allows mmap; none is no error. */
+	a->grant_fd = m->nfds == 1 ? ipc_msg_take_fd(m, 0) : -1;
+	if (a->grant_fd < 0)
+		a->grant_fd = -1;
+}
+
+/* Every outcome of a call, before whoever waits hears of it (broker_call.h). */
+void wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
+{
+	struct wkr_broker *b = data;
+
+	if (c->late && m) {
+		compensate(b, c, m);
+		return;
+	}
+	/* A SET_IRQS that failed or went unanswered leaves the kernel's routing of the index in
+	 * doubt: its whole routing is sent again when a broker is back (re-attach). */
+	if (c->type == VB__BRK__TYPE__SET_IRQS && err < 0 && c->index < 32) {
+		b->irq_dirty |= 1u << c->index;
+		/* The VMM's retry must wait for a route of its own, not be told it exists. */
+		if (b->dev)
+			wkr_irq_doubt(b->dev, c->index);
+		if (err != -EPIPE)
+			wkr_broker__note(b, "SET_IRQS of index %u failed: %s", c->index,
+					 strerror(-err));
+		/* Unanswered: the broker that read it may be dead and its successor already
+		 * attached (its heartbeat came during the wait), so a re-attach would not come
+		 * again. The routing is sent again now, in the channel's order; a broker not yet
+		 * there reads it when it comes. Once: a re-send that goes unanswered too waits
+		 * for the next re-attach, so that VMM requests are not held past one timeout. */
+		if (err == -ETIMEDOUT && !c->resend) {
+			b->irq_resync |= 1u << c->index;
+			wkr_broker__kick(b);
+		}
+	}
+	if (c->type == VB__BRK__TYPE__VMM_ADMIT && c->admit)
+		admitted(b, c->admit, m, err);
+}
+
+/*
+ * A VMM retries a DMA_MAP that timed out at once, as it is told to, usually over the same range.
+ * The first one may still be in the channel, or have been carried out by a broker that died
+ * before answering; either way the next broker sees it first, so the retry would fail as an
+ * overlap (EEXIST) and the first one's undoing, which waits for its answer, might never come.
+ * So the range of every unanswered DMA_MAP the new one overlaps is unmapped first, in the
+ * channel's order: what the VMM asked last is what holds (an unmap of nothing only fails).
+ */
+static void undo_late_maps(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	for (size_t i = 0; i < b->calls.n; i++) {
+		struct wkr_bcall *c = &b->calls.tab[i];
+		Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+		int r;
+
+		if (!c->late || c->undo != WKR_UNDO_UNMAP || iova >= c->iova + c->size ||
+		    c->iova >= iova + size)
+			continue;
+		req.iova = c->iova;
+		req.size = c->size;
+		r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+		if (r == 0)
+			c->undo =
+			    WKR_UNDO_NOTHING; /* its answer, when it comes, needs nothing more */
+		wkr_broker__note(
+		    b, "a DMA_MAP over %#llx+%#llx, whose earlier DMA_MAP went unanswered: %s",
+		    (unsigned long long)req.iova, (unsigned long long)req.size,
+		    r < 0 ? "cannot unmap that first" : "unmapping that first");
+	}
+}
+
+static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
+		     int memfd, struct vb_err *err)
+{
+	Vb__DmaMap req = VB__DMA_MAP__INIT;
+	struct wkr_bcall meta = {.undo = WKR_UNDO_UNMAP, .iova = iova, .size = size};
+
+	undo_late_maps(ctx, iova, size);
+	req.iova = iova;
+	req.size = size;
+	req.offset = offset;
+	req.prot = prot;
+	return send_call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, &meta, err);
+}
+
+static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
+{
+	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+
+	req.iova = iova;
+	req.size = size;
+	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, NULL, err);
+}
+
+static int b_dma_unmap_all(void *ctx)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+
+	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
+}
+
+/* A SET_IRQS; one that cannot even be sent leaves the index in doubt as a failed one does. */
+static int call_irqs(struct wkr_broker *b, const Vb__Brk__SetIrqs *req, const int *fds, size_t nfds)
+{
+	struct wkr_bcall meta = {.undo = WKR_UNDO_ROUTING,
+				 .index = req->index,
+				 .resend = b->calls.collect == &b->resync};
+	int r = send_call(b, VB__BRK__TYPE__SET_IRQS, &req->base, fds, nfds, &meta, NULL);
+
+	if (r < 0 && req->index < 32)
+		b->irq_dirty |= 1u << req->index;
+	return r;
+}
+
+/* One SET_IRQS datagram for vectors [start, start+count) of which the first `nreal` carry the
+ * fds in `fds` (the rest: no trigger). */
+static int set_irqs_chunk(struct wkr_broker *b, const struct wkr_irq_set *s, uint32_t start,
+			  uint32_t count, const int *fds, uint32_t nreal)
+{
+	Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+	int32_t *slots = calloc(count, sizeof(*slots));
+	int attach[IPC_FDS_MAX];
+	size_t nattach = 0;
+	int r;
+
+	if (!slots)
+		return -ENOMEM;
+	for (uint32_t i = 0; i < count; i++) {
+		size_t k = 0;
+
+		slots[i] = -1;
+		if (i >= nreal || fds[i] < 0)
+			continue;
+		while (k < nattach && attach[k] != fds[i])
+			k++;
+		if (k == nattach)
+			attach[nattach++] = fds[i];
+		slots[i] = (int32_t)k;
+	}
+	req.index = s->index;
+	req.start = start;
+	req.count = count;
+	req.action = s->action;
+	req.fd_slots = slots;
+	req.n_fd_slots = count;
+	r = call_irqs(b, &req, attach, nattach);
+	free(slots);
+	return r;
+}
+
+static int b_disable(struct wkr_broker *b, uint32_t index)
+{
+	Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+
+	req.index = index;
+	req.action = VFIO_IRQ_SET_ACTION_TRIGGER;
+	req.disable = true;
+	return call_irqs(b, &req, NULL, 0);
+}
+
+static int b_set_irqs(void *ctx, const struct wkr_irq_set *s)
+{
+	struct wkr_broker *b = ctx;
+	const uint32_t per = ipc_limits_default.max_fds;
+	uint32_t done = 0;
+
+	if (s->disable)
+		return b_disable(b, s->index);
+	if (!s->fds) {
+		/* DATA_NONE (an INTx mask or unmask): no slots at all. */
+		Vb__Brk__SetIrqs req = VB__BRK__SET_IRQS__INIT;
+
+		req.index = s->index;
+		req.start = s->start;
+		req.count = s->count;
+		req.action = s->action;
+		return call_irqs(b, &req, NULL, 0);
+	}
+	if (s->enable) {
+		/* The first request sizes the kernel's allocation: all vectors, the fds of as many
+		 * as one datagram carries; the others get theirs below. */
+		uint32_t n = s->count < per ? s->count : per;
+		int r = set_irqs_chunk(b, s, s->start, s->count, s->fds, n);
+
+		if (r < 0)
+			return r;
+		done = n;
+	}
+	while (done < s->count) {
+		uint32_t n = s->count - done < per ? s->count - done : per;
+		int r = set_irqs_chunk(b, s, s->start + done, n, s->fds + done, n);
+
+		if (r < 0) {
+			/* The first chunk enabled the index in the kernel; the caller records it
+			 * as off, so it must be off (a later disable would otherwise be skipped
+			 * and the next enable refused as busy). */
+			if (s->enable)
+				(void)b_disable(b, s->index);
+			return r;
+		}
+		done += n;
+	}
+	return 0;
+}
+
+static int b_reset(void *ctx, struct vb_err *err)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+
+	return send_call(ctx, VB__BRK__TYPE__RESET, &e.base, NULL, 0, NULL, err);
+}
+
+/* Told, never waited for: the broker's record of the VMM follows in the channel's order. */
+void wkr_broker__send_vmm_state(struct wkr_broker *b)
+{
+	Vb__Brk__VmmState req = VB__BRK__VMM_STATE__INIT;
+	struct vb_err err = {0};
+
+	req.connected = b->vmm.connected;
+	req.pid = (uint32_t)b->vmm.pid;
+	req.uid = (uint32_t)b->vmm.uid;
+	if (send_detached(b, VB__BRK__TYPE__VMM_STATE, &req.base, &err) < 0)
+		wkr_broker__note(b, "telling the broker the VMM %s failed: %s",
+				 b->vmm.connected ? "connected" : "left", err.msg);
+}
+
+static void b_vmm_state(void *ctx, bool connected, pid_t pid, uid_t uid)
+{
+	struct wkr_broker *b = ctx;
+
+	/* Kept for a broker that adopts us later. */
+	b->vmm.known = true;
+	b->vmm.connected = connected;
+	b->vmm.pid = pid;
+	b->vmm.uid = uid;
+	wkr_broker__send_vmm_state(b);
+}
+
+/* The worker's user namespace maps no uid but its own, so SO_PEERCRED here would call every
+ * VMM "nobody": the broker, which sees the host's ids, decides (outcome() fills `ret`). */
+static int b_vmm_admit(void *ctx, int conn_fd, uid_t owner_uid, struct wkr_admit *ret)
+{
+	struct wkr_broker *b = ctx;
+	Vb__Empty e = VB__EMPTY__INIT;
+	struct wkr_bcall meta = {.undo = WKR_UNDO_GRANT, .admit = ret};
+	struct vb_err err = {0};
+	int r = send_call(b, VB__BRK__TYPE__VMM_ADMIT, &e.base, &conn_fd, 1, &meta, &err);
+
+	(void)owner_uid;
+	if (r < 0)
+		wkr_broker__note(b, "a VMM's connection could not be admitted: %s", err.msg);
+	return r;
+}
+
+static void b_collect(void *ctx, struct wkr_defer *d)
+{
+	struct wkr_broker *b = ctx;
+
+	b->calls.collect = d;
+}
+
+static void b_forget(void *ctx, struct wkr_defer *d)
+{
+	struct wkr_broker *b = ctx;
+
+	wkr_bcall_forget(&b->calls, d);
+}
+
+const struct wkr_backend_ops wkr_broker_ops = {
+    .dma_map = b_dma_map,
+    .dma_unmap = b_dma_unmap,
+    .dma_unmap_all = b_dma_unmap_all,
+    .set_irqs = b_set_irqs,
+    .reset = b_reset,
+    .vmm_state = b_vmm_state,
+    .vmm_admit = b_vmm_admit,
+    .collect = b_collect,
+    .forget = b_forget,
+};
