@@ -69,7 +69,8 @@ struct fx {
 	uint16_t hold_type;
 	struct ipc_msg *held[8];
 	int nheld;
-	int fail_irqs; /* SET_IRQS is answered with this negative errno (0: done) */
+	int fail_irqs;	 /* SET_IRQS is answered with this negative errno (0: done) */
+	int fail_unmaps; /* DMA_UNMAP likewise (-ENOENT: a range the kernel does not have) */
 	int heartbeat_replies;
 	uint64_t heartbeat_seq;	 /* the last answered */
 	uint64_t heartbeat_irqs; /* its interrupts_pending */
@@ -146,6 +147,8 @@ static void answer(struct fx *f, const struct ipc_msg *m)
 		ipc_chan_reply(f->brk, m, &rep.base, NULL, 0);
 	} else if (m->type == VB__BRK__TYPE__SET_IRQS && f->fail_irqs) {
 		ipc_chan_reply_error(f->brk, m, f->fail_irqs, "fake broker: SET_IRQS fails");
+	} else if (m->type == VB__BRK__TYPE__DMA_UNMAP && f->fail_unmaps) {
+		ipc_chan_reply_error(f->brk, m, f->fail_unmaps, "fake broker: no such mapping");
 	} else {
 		Vb__Empty e = VB__EMPTY__INIT;
 
@@ -1022,6 +1025,18 @@ static void held_answer(struct fx *f)
 	pthread_mutex_unlock(&f->lock);
 }
 
+/* The broker that held the requests is killed: they are never answered (its successor drops
+ * what it finds in flight, ipc_chan_take_over). */
+static void held_drop(struct fx *f)
+{
+	pthread_mutex_lock(&f->lock);
+	f->hold_type = 0;
+	for (int i = 0; i < f->nheld; i++)
+		ipc_msg_free(f->held[i]);
+	f->nheld = 0;
+	pthread_mutex_unlock(&f->lock);
+}
+
 static void hold(struct fx *f, uint16_t type)
 {
 	pthread_mutex_lock(&f->lock);
@@ -1109,39 +1124,175 @@ static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
 	return ram;
 }
 
+/* The DMA requests the broker got, in order, are exactly `n` of types `type` over 0x40000 with
+ * sizes `size`. */
+static void expect_dma_log(struct fx *f, const uint16_t *type, const uint64_t *size, int n)
+{
+	int got = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < f->nlog; i++) {
+		const struct seen *s = &f->log[i];
+
+		if (s->type != VB__BRK__TYPE__DMA_MAP && s->type != VB__BRK__TYPE__DMA_UNMAP)
+			continue;
+		if (got == n || s->type != type[got] || s->iova != 0x40000 ||
+		    s->size != size[got]) {
+			pthread_mutex_unlock(&f->lock);
+			fail_msg("DMA request %d the broker got: type %u 0x%llx+0x%llx", got,
+				 s->type, (unsigned long long)s->iova, (unsigned long long)s->size);
+		}
+		got++;
+	}
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(got, n);
+}
+
+/* The VMM's DMA_UNMAP of 0x40000+0x10000 on `c`: 0 or the error it was told. */
+static int vmm_unmap(struct ipc_chan *c, uint64_t iova, struct ipc_error *err)
+{
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+	struct ipc_msg *m = NULL;
+	int r;
+
+	du.iova = iova;
+	du.size = 1 << 16;
+	r = ipc_chan_call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, NULL, 0, 60000, &m, err);
+	ipc_msg_free(m);
+	return r;
+}
+
 /* A DMA_MAP the broker does not answer in time fails for the VMM with ETIMEDOUT and a message
- * that says to retry; when the answer comes after all (a restarted broker carried the request
- * out), the worker unmaps exactly that range again, so that what the VMM was told failed is not
- * left done. */
-static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state)
+ * that says to retry; the worker unmaps exactly that range at once, in the channel's order,
+ * while the map is still unanswered, so that whoever carries the map out carries the unmap out
+ * after it. Here the broker that read the map is killed before it answers (it carried the map
+ * out and committed it; its successor adopts the mapping and never answers): the range is gone
+ * all the same, and the VMM's retry is served. */
+static void test_worker_broker_dma_map_never_answered_range_unmapped(void **state)
 {
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	char log[16384];
+	const uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP,
+				 VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP};
+	const uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	int ram = map_times_out(f, c, &dm);
-	const struct seen *s;
 
-	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1), 0);
-	held_answer(f);
 	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
 	pthread_mutex_lock(&f->lock);
-	s = &f->log[f->nlog - 1];
-	assert_int_equal(s->type, VB__BRK__TYPE__DMA_UNMAP);
-	assert_int_equal(s->iova, 0x40000);
-	assert_int_equal(s->size, 1 << 16);
+	assert_int_equal(f->nheld, 1); /* the map: still unanswered */
 	pthread_mutex_unlock(&f->lock);
-	/* The worker goes on: the VMM's retry is served. */
+	held_drop(f);
+	/* The next broker attaches; the VMM retries, then unmaps (the last request orders every
+	 * earlier one of the worker in the log). */
+	send_heartbeat(f, 0x7000, 2);
+	wait_heartbeat_answered(f, 0x7000);
 	assert_int_equal(
 	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err), 0);
 	ipc_msg_free(m);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
+	expect_dma_log(f, want, want_size, 4);
 	ipc_chan_free(c);
 	close(ram);
 	end_and_read_log(f, log, sizeof(log));
-	if (!strstr(log, "0x40000+0x10000 was done after the VMM was told it failed"))
-		fail_msg("the worker's log does not name the undone mapping:\n%s", log);
+	if (!strstr(log, "0x40000+0x10000 went unanswered (the VMM is told it failed): unmapping"))
+		fail_msg("the worker's log does not name the unmapped range:\n%s", log);
+}
+
+/* The same map answered late, with success (a restarted broker read it from the channel and
+ * carried it out before the unmap behind it): nothing more is sent for it. */
+static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	const uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP,
+				 VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP};
+	const uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int ram = map_times_out(f, c, &dm);
+
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
+	held_answer(f);
+	/* The worker goes on: the VMM's retry is served, then its unmap. */
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err), 0);
+	ipc_msg_free(m);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
+	expect_dma_log(f, want, want_size, 4);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* The VMM's DMA_MAP of 0x40000+0x10000 on `c`, answered. */
+static int vmm_map(struct fx *f, struct ipc_chan *c)
+{
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	struct ipc_msg *m = NULL;
+	int ram = memfd_create("ram", MFD_CLOEXEC);
+
+	assert_int_equal(ftruncate(ram, 1 << 17), 0);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	dm.iova = 0x40000;
+	dm.size = 1 << 16;
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, NULL), 0);
+	ipc_msg_free(m);
+	return ram;
+}
+
+/* A DMA_UNMAP that timed out was carried out by the broker that read it, which was killed
+ * before it answered: the VMM's retry of the same range finds it gone (ENOENT from the next
+ * broker) and is told it is done, as it asked. A plain unmap of a range never mapped, and the
+ * same retry once more, still get ENOENT. */
+static void test_worker_broker_unmap_timed_out_retry_done_when_range_gone(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	char log[16384];
+	int ram = vmm_map(f, c);
+
+	hold(f, VB__BRK__TYPE__DMA_UNMAP);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ETIMEDOUT);
+	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
+		fail_msg("the VMM was told '%s'", err.message);
+	held_drop(f);
+	pthread_mutex_lock(&f->lock);
+	f->fail_unmaps = -ENOENT;
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
+	assert_int_equal(vmm_unmap(c, 0x80000, &err), -ENOENT);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ENOENT);
+	ipc_chan_free(c);
+	close(ram);
+	end_and_read_log(f, log, sizeof(log));
+	if (!strstr(log, "a retried DMA_UNMAP of 0x40000+0x10000: the range is gone"))
+		fail_msg("the worker's log does not say why the retry succeeded:\n%s", log);
+}
+
+/* The same, but the first unmap's late answer says the range was never mapped (ENOENT): the
+ * retry, read after it, is told the same. */
+static void test_worker_broker_unmap_timed_out_late_enoent_retry_enoent(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	hold(f, VB__BRK__TYPE__DMA_UNMAP);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ETIMEDOUT);
+	pthread_mutex_lock(&f->lock);
+	f->fail_unmaps = -ENOENT;
+	pthread_mutex_unlock(&f->lock);
+	held_answer(f);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ENOENT);
+	ipc_chan_free(c);
 }
 
 /* The VMM retries a DMA_MAP that timed out at once, while the first one is still unanswered in
@@ -2064,6 +2215,13 @@ int main(void)
 	    cmocka_unit_test(test_worker_broker_channel_hangup_before_handoff_ends_worker),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_channel_hangup_during_call_ends_worker, setup_log, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_dma_map_never_answered_range_unmapped, setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_unmap_timed_out_retry_done_when_range_gone, setup_short,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_unmap_timed_out_late_enoent_retry_enoent, setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
 					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(

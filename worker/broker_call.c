@@ -60,7 +60,7 @@ static void give_up(struct wkr_bcalls *cs, struct wkr_bcall *c)
 	cs->nlate++;
 	vb_errf(&why, -ETIMEDOUT, "the broker did not answer in %d s (it may be restarting); retry",
 		(cs->timeout_ms + 999) / 1000);
-	cs->outcome(cs->data, c, NULL, -ETIMEDOUT);
+	(void)cs->outcome(cs->data, c, NULL, -ETIMEDOUT);
 	if (d)
 		wkr_defer_complete(d, -ETIMEDOUT, &why);
 }
@@ -152,9 +152,9 @@ bool wkr_bcall_answer(struct wkr_bcalls *cs, struct ipc_msg *m)
 		vb_errf(&why, err, "broker: %.180s",
 			e->message && e->message[0] ? e->message : strerror(-err));
 	}
-	cs->outcome(cs->data, &c, m, err);
+	err = cs->outcome(cs->data, &c, m, err);
 	if (c.d)
-		wkr_defer_complete(c.d, err, &why);
+		wkr_defer_complete(c.d, err, err < 0 ? &why : NULL);
 	arm(cs);
 	return true;
 }
@@ -171,7 +171,7 @@ void wkr_bcall_fail_all(struct wkr_bcalls *cs)
 
 		if (c.late)
 			cs->nlate--;
-		cs->outcome(cs->data, &c, NULL, -EPIPE);
+		(void)cs->outcome(cs->data, &c, NULL, -EPIPE);
 		if (c.d)
 			wkr_defer_complete(c.d, -EPIPE, &why);
 	}

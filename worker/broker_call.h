@@ -37,18 +37,21 @@ struct wkr_bcall {
 	uint16_t type;
 	enum wkr_bcall_undo undo;
 	uint32_t index;		 /* SET_IRQS */
-	uint64_t iova, size;	 /* DMA_MAP */
+	uint64_t iova, size;	 /* DMA_MAP, and a VMM's DMA_UNMAP */
 	int64_t deadline;	 /* CLOCK_MONOTONIC ms */
 	bool late;		 /* given up on: its answer is only compensated */
 	bool resend;		 /* SET_IRQS of a routing sent again (broker_link.c) */
+	bool retried;		 /* DMA_UNMAP retried after a timeout: ENOENT means done */
 	struct wkr_defer *d;	 /* counted into (NULL: nobody waits) */
 	struct wkr_admit *admit; /* VMM_ADMIT: filled from the answer */
 };
 
 /* An outcome, told to the owner before the call's defer completes: an answer in time (`m`,
  * `err` 0 or the broker's error), a timeout (`m` NULL, -ETIMEDOUT; the call stays, late), a
- * late answer (c->late, `m`), or the channel's end (`m` NULL, -EPIPE). */
-typedef void (*wkr_bcall_outcome)(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+ * late answer (c->late, `m`), or the channel's end (`m` NULL, -EPIPE). Returns what the one
+ * waiting for an answer in time is told: `err`, or 0 when the owner knows the broker's error
+ * means done (a retried unmap's ENOENT); ignored for the other outcomes. */
+typedef int (*wkr_bcall_outcome)(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
 
 struct wkr_bcalls {
 	struct wkr_bcall tab[WKR_BCALLS_MAX];

@@ -243,6 +243,9 @@ static void kick_run(uv_timer_t *t)
 		b->reattach = false;
 		if (b->vmm.known)
 			wkr_broker__send_vmm_state(b);
+		/* Maps the VMM was told failed whose unmap could not be sent when they timed out.
+		 */
+		wkr_broker__undo_late_maps(b);
 		b->irq_resync |= b->irq_dirty;
 		b->irq_dirty = 0;
 	}

@@ -11,6 +11,10 @@
 #include "broker_link.h"
 #include "defer.h"
 
+/* Timed-out unmaps remembered for the VMM's retry; the oldest goes first when full (a VMM
+ * retries at once, as it is told). */
+#define WKR_LOST_UNMAPS_MAX 16
+
 struct wkr_broker {
 	struct ipc_chan *chan; /* until wkr_broker_start */
 	struct ipc_uv *u;
@@ -29,6 +33,13 @@ struct wkr_broker {
 	 * and those whose routing is to be sent again from the loop. */
 	uint32_t irq_dirty, irq_resync;
 	bool reattach; /* a new broker: re-send the VMM state from the loop */
+	/* DMA_UNMAPs the VMM was told timed out (oldest first): the broker may have carried one
+	 * out all the same, so the VMM's retry of the same range is told it is done when the
+	 * range is gone (ENOENT). Forgotten when retried, mapped over, or answered ENOENT late. */
+	struct {
+		uint64_t iova, size;
+	} lost_unmaps[WKR_LOST_UNMAPS_MAX];
+	size_t nlost;
 	/* The re-sent routing's calls: until they complete, the servers are held (no VMM access
 	 * may reach the device while an index is off in the kernel). */
 	struct wkr_defer resync;
@@ -51,7 +62,10 @@ __attribute__((format(printf, 2, 3))) void wkr_broker__note(struct wkr_broker *b
  * request. */
 void wkr_broker__kick(struct wkr_broker *b);
 /* Every outcome of a call (broker_call.h's wkr_bcall_outcome). */
-void wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err);
+/* A new broker has attached: the range of every DMA_MAP the VMM was told failed and whose
+ * undoing is still owed is unmapped now, in the channel's order. */
+void wkr_broker__undo_late_maps(struct wkr_broker *b);
 /* Tells the broker the VMM's state as last known, without waiting for its answer. */
 void wkr_broker__send_vmm_state(struct wkr_broker *b);
 

@@ -39,11 +39,99 @@ static int send_detached(struct wkr_broker *b, uint16_t type, const ProtobufCMes
 	return r;
 }
 
+/* ---- what the VMM was told failed: timed-out unmaps, unanswered maps ---------------------- */
+
+static bool overlaps(uint64_t a, uint64_t asize, uint64_t b, uint64_t bsize)
+{
+	return a < b + bsize && b < a + asize;
+}
+
+static void lost_forget(struct wkr_broker *b, size_t i)
+{
+	memmove(&b->lost_unmaps[i], &b->lost_unmaps[i + 1],
+		(b->nlost - i - 1) * sizeof(b->lost_unmaps[0]));
+	b->nlost--;
+}
+
+static void lost_add(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	if (b->nlost == WKR_LOST_UNMAPS_MAX)
+		lost_forget(b, 0);
+	b->lost_unmaps[b->nlost].iova = iova;
+	b->lost_unmaps[b->nlost].size = size;
+	b->nlost++;
+}
+
+/* Forgets the timed-out unmap of exactly [iova, iova+size); true if there was one. */
+static bool lost_take(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	for (size_t i = 0; i < b->nlost; i++) {
+		if (b->lost_unmaps[i].iova == iova && b->lost_unmaps[i].size == size) {
+			lost_forget(b, i);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* A map over a timed-out unmap's range: a later unmap there is the VMM's own, no retry. */
+static void lost_forget_overlaps(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	for (size_t i = b->nlost; i-- > 0;)
+		if (overlaps(iova, size, b->lost_unmaps[i].iova, b->lost_unmaps[i].size))
+			lost_forget(b, i);
+}
+
+/*
+ * The unmap, in the channel's order, of every DMA_MAP over [iova, iova+size) that the VMM was
+ * told failed and whose undoing is still owed. Whoever carries the map out (a broker that dies
+ * before answering, or the next one reading it from the channel) carries this out after it, so
+ * the kernel ends as the VMM was told whether or not an answer ever comes; an unmap of a range
+ * the map never reached only fails (ENOENT), which nobody waits for.
+ */
+static void undo_maps_over(struct wkr_broker *b, uint64_t iova, uint64_t size, const char *why)
+{
+	for (size_t i = 0; i < b->calls.n; i++) {
+		struct wkr_bcall *c = &b->calls.tab[i];
+		Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+		int r;
+
+		if (!c->late || c->undo != WKR_UNDO_UNMAP ||
+		    !overlaps(iova, size, c->iova, c->size))
+			continue;
+		req.iova = c->iova;
+		req.size = c->size;
+		r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+		if (r == 0)
+			c->undo = WKR_UNDO_NOTHING; /* its answer, when it comes, needs nothing */
+		wkr_broker__note(b, "a DMA_MAP of %#llx+%#llx went unanswered (%s): %s",
+				 (unsigned long long)req.iova, (unsigned long long)req.size, why,
+				 r < 0 ? "cannot unmap its range yet" : "unmapping its range");
+	}
+}
+
+void wkr_broker__undo_late_maps(struct wkr_broker *b)
+{
+	undo_maps_over(b, 0, UINT64_MAX, "a new broker attached");
+}
+
 /* The answer to a call given up on: undo what the VMM was told had failed. */
 static void compensate(struct wkr_broker *b, const struct wkr_bcall *c, const struct ipc_msg *m)
 {
 	bool done = m->kind == IPC_KIND_REPLY;
 
+	/* The first unmap found nothing to unmap: the VMM's retry is told so too. */
+	if (c->type == VB__BRK__TYPE__DMA_UNMAP && c->size && !c->retried && !done &&
+	    ((const Vb__Error *)m->body)->code == ENOENT) {
+		(void)lost_take(b, c->iova, c->size);
+		for (size_t i = 0; i < b->calls.n; i++) {
+			struct wkr_bcall *o = &b->calls.tab[i];
+
+			if (o->type == VB__BRK__TYPE__DMA_UNMAP && o->iova == c->iova &&
+			    o->size == c->size)
+				o->retried = false;
+		}
+	}
 	switch (c->undo) {
 	case WKR_UNDO_UNMAP:
 		if (done) {
@@ -92,15 +180,38 @@ static void admitted(struct wkr_broker *b, struct wkr_admit *a, struct ipc_msg *
 		a->grant_fd = -1;
 }
 
+/* A VMM's DMA_UNMAP: one that timed out is remembered for its retry, and the retry's ENOENT
+ * means the first one was carried out after all (the range is gone, as the VMM asked). */
+static int unmap_outcome(struct wkr_broker *b, struct wkr_bcall *c, struct ipc_msg *m, int err)
+{
+	if (!m && err == -ETIMEDOUT) {
+		lost_add(b, c->iova, c->size);
+	} else if (m && c->retried && err == -ENOENT) {
+		wkr_broker__note(b,
+				 "a retried DMA_UNMAP of %#llx+%#llx: the range is gone (the one "
+				 "that timed out was carried out): done",
+				 (unsigned long long)c->iova, (unsigned long long)c->size);
+		return 0;
+	}
+	return err;
+}
+
 /* Every outcome of a call, before whoever waits hears of it (broker_call.h). */
-void wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
+int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 {
 	struct wkr_broker *b = data;
 
 	if (c->late && m) {
 		compensate(b, c, m);
-		return;
+		return err;
 	}
+	/* The VMM is told its map failed: the kernel must not keep it, whether or not an answer
+	 * ever comes (a broker killed after the map never answers, and its successor finds the
+	 * mapping committed in its record). */
+	if (c->type == VB__BRK__TYPE__DMA_MAP && !m && err == -ETIMEDOUT)
+		undo_maps_over(b, c->iova, c->size, "the VMM is told it failed");
+	if (c->type == VB__BRK__TYPE__DMA_UNMAP && c->size)
+		return unmap_outcome(b, c, m, err);
 	/* A SET_IRQS that failed or went unanswered leaves the kernel's routing of the index in
 	 * doubt: its whole routing is sent again when a broker is back (re-attach). */
 	if (c->type == VB__BRK__TYPE__SET_IRQS && err < 0 && c->index < 32) {
@@ -123,46 +234,23 @@ void wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int
 	}
 	if (c->type == VB__BRK__TYPE__VMM_ADMIT && c->admit)
 		admitted(b, c->admit, m, err);
+	return err;
 }
 
 /*
  * A VMM retries a DMA_MAP that timed out at once, as it is told to, usually over the same range.
- * The first one may still be in the channel, or have been carried out by a broker that died
- * before answering; either way the next broker sees it first, so the retry would fail as an
- * overlap (EEXIST) and the first one's undoing, which waits for its answer, might never come.
- * So the range of every unanswered DMA_MAP the new one overlaps is unmapped first, in the
- * channel's order: what the VMM asked last is what holds (an unmap of nothing only fails).
+ * The unmap of the first one's range normally went out when it timed out; if it could not be
+ * sent then, it goes now, before the retry (else the next broker, carrying out both maps, would
+ * fail the retry as an overlap, EEXIST): what the VMM asked last is what holds.
  */
-static void undo_late_maps(struct wkr_broker *b, uint64_t iova, uint64_t size)
-{
-	for (size_t i = 0; i < b->calls.n; i++) {
-		struct wkr_bcall *c = &b->calls.tab[i];
-		Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
-		int r;
-
-		if (!c->late || c->undo != WKR_UNDO_UNMAP || iova >= c->iova + c->size ||
-		    c->iova >= iova + size)
-			continue;
-		req.iova = c->iova;
-		req.size = c->size;
-		r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
-		if (r == 0)
-			c->undo =
-			    WKR_UNDO_NOTHING; /* its answer, when it comes, needs nothing more */
-		wkr_broker__note(
-		    b, "a DMA_MAP over %#llx+%#llx, whose earlier DMA_MAP went unanswered: %s",
-		    (unsigned long long)req.iova, (unsigned long long)req.size,
-		    r < 0 ? "cannot unmap that first" : "unmapping that first");
-	}
-}
-
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, struct vb_err *err)
 {
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	struct wkr_bcall meta = {.undo = WKR_UNDO_UNMAP, .iova = iova, .size = size};
 
-	undo_late_maps(ctx, iova, size);
+	undo_maps_over(ctx, iova, size, "mapped again");
+	lost_forget_overlaps(ctx, iova, size);
 	req.iova = iova;
 	req.size = size;
 	req.offset = offset;
@@ -170,20 +258,26 @@ static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 	return send_call(ctx, VB__BRK__TYPE__DMA_MAP, &req.base, &memfd, 1, &meta, err);
 }
 
+/* The retry of an unmap that timed out, for the same range, is told it is done when the range
+ * is gone; any other unmap of a range not mapped is still ENOENT. */
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
 	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+	struct wkr_bcall meta = {.undo = WKR_UNDO_NOTHING, .iova = iova, .size = size};
 
+	meta.retried = lost_take(ctx, iova, size);
 	req.iova = iova;
 	req.size = size;
-	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, NULL, err);
+	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, &meta, err);
 }
 
 static int b_dma_unmap_all(void *ctx)
 {
+	struct wkr_broker *b = ctx;
 	Vb__Empty e = VB__EMPTY__INIT;
 
-	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
+	b->nlost = 0;
+	return send_call(b, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
 }
 
 /* A SET_IRQS; one that cannot even be sent leaves the index in doubt as a failed one does. */
