@@ -1233,9 +1233,8 @@ static int vmm_map(struct fx *f, struct ipc_chan *c)
 {
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	struct ipc_msg *m = NULL;
-	int ram = memfd_create("ram", MFD_CLOEXEC);
+	int ram = ram_new(1 << 17);
 
-	assert_int_equal(ftruncate(ram, 1 << 17), 0);
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
 	dm.iova = 0x40000;
 	dm.size = 1 << 16;
