@@ -138,31 +138,58 @@ static int hello(struct vfb_dev *dev, const char *client_name, bool no_ring)
 	return 0;
 }
 
+/* What a failed connect says to its caller: the worker's own message when it refused the
+ * handshake (kept by the connection), else the step that failed. */
+static int connect_failed(struct vfb_dev *dev, const char *path, int r, char *why, size_t len)
+{
+	if (!why || !len)
+		return r;
+	if (dev && dev->conn.last_error[0])
+		snprintf(why, len, "%s", dev->conn.last_error);
+	else if (r == -EPROTONOSUPPORT)
+		snprintf(why, len,
+			 "the worker speaks another device protocol version (this library: "
+			 "%u)",
+			 VB__DEV__VERSION__VERSION_CURRENT);
+	else if (!dev || !dev->conn.chan)
+		snprintf(why, len, "cannot connect to %s: %s", path ? path : "the socket given",
+			 strerror(-r));
+	else
+		snprintf(why, len, "handshake with the worker: %s", strerror(-r));
+	return r;
+}
+
 static int dev_start(int fd, const char *path, const char *client_name, uint32_t flags,
-		     struct vfb_dev **ret)
+		     struct vfb_dev **ret, char *why, size_t why_len)
 {
 	_cleanup_free_ struct vfb_dev *dev = NULL;
 	_cleanup_close_ int own = -1;
 	int r;
 
-	if ((flags & ~VFB_DEV_CONNECT_NO_RING) || !ret)
+	if (why && why_len)
+		why[0] = '\0';
+	if ((flags & ~VFB_DEV_CONNECT_NO_RING) || !ret) {
+		if (why && why_len)
+			snprintf(why, why_len, "%s",
+				 !ret ? "no handle to return" : "unknown flags");
 		return -EINVAL;
+	}
 	if (!path) {
 		/* The caller keeps `fd` unless we succeed, so the channel works on a duplicate
 		 * and the original is closed only once the handshake went through. */
 		own = fcntl(fd, F_DUPFD_CLOEXEC, 3);
 		if (own < 0)
-			return -errno;
+			return connect_failed(NULL, path, -errno, why, why_len);
 	}
 	dev = calloc(1, sizeof(*dev));
 	if (!dev)
-		return -ENOMEM;
+		return connect_failed(NULL, path, -ENOMEM, why, why_len);
 	if (path)
 		r = vfb__conn_open(&dev->conn, path, &ipc_proto_device, VB__DEV__TYPE__EVENT);
 	else
 		r = vfb__conn_init(&dev->conn, own, &ipc_proto_device, VB__DEV__TYPE__EVENT);
 	if (r < 0)
-		return r;
+		return connect_failed(NULL, path, r, why, why_len);
 	(void)TAKE_FD(own); /* the connection's now */
 	dev->conn.timeout_ms = VFB_TIMEOUT_DEFAULT_MS;
 	if (flags & VFB_DEV_CONNECT_NO_RING)
@@ -170,6 +197,7 @@ static int dev_start(int fd, const char *path, const char *client_name, uint32_t
 			 "not offered (VFB_DEV_CONNECT_NO_RING)");
 	r = hello(dev, client_name, flags & VFB_DEV_CONNECT_NO_RING);
 	if (r < 0) {
+		(void)connect_failed(dev, path, r, why, why_len);
 		vfb_dev_close(TAKE_PTR(dev));
 		return r;
 	}
@@ -179,18 +207,39 @@ static int dev_start(int fd, const char *path, const char *client_name, uint32_t
 	return 0;
 }
 
+int vfb_dev_connect_why(const char *path, const char *client_name, uint32_t flags,
+			struct vfb_dev **ret, char *why, size_t why_len)
+{
+	if (!path || !*path) {
+		if (why && why_len)
+			snprintf(why, why_len, "no socket path");
+		return -EINVAL;
+	}
+	return dev_start(-1, path, client_name, flags, ret, why, why_len);
+}
+
 int vfb_dev_connect(const char *path, const char *client_name, uint32_t flags, struct vfb_dev **ret)
 {
-	if (!path || !*path)
-		return -EINVAL;
-	return dev_start(-1, path, client_name, flags, ret);
+	return vfb_dev_connect_why(path, client_name, flags, ret, NULL, 0);
+}
+
+int vfb_dev_connect_fd_why(int fd, const char *client_name, uint32_t flags, struct vfb_dev **ret,
+			   char *why, size_t why_len)
+{
+	int r = vfb__conn_check_fd(fd);
+
+	if (r < 0) {
+		if (why && why_len)
+			snprintf(why, why_len, "fd %d cannot carry a connection: %s", fd,
+				 strerror(-r));
+		return r;
+	}
+	return dev_start(fd, NULL, client_name, flags, ret, why, why_len);
 }
 
 int vfb_dev_connect_fd(int fd, const char *client_name, uint32_t flags, struct vfb_dev **ret)
 {
-	int r = vfb__conn_check_fd(fd);
-
-	return r < 0 ? r : dev_start(fd, NULL, client_name, flags, ret);
+	return vfb_dev_connect_fd_why(fd, client_name, flags, ret, NULL, 0);
 }
 
 void vfb_dev_close(struct vfb_dev *dev)

@@ -85,6 +85,54 @@ static void test_client_connect_missing_socket_fails_enoent(void **state)
 	assert_int_equal(vfb_dev_connect("", NULL, 0, &dev), -EINVAL);
 }
 
+/* A worker that refuses the handshake (as one does while no broker runs: ETIMEDOUT, "it may be
+ * restarting; retry") leaves no handle for vfb_dev_last_error(): its message reaches the
+ * caller through vfb_dev_connect_fd_why(), and the caller keeps its fd. */
+static void test_client_connect_refused_worker_message_reaches_caller(void **state)
+{
+	struct fake f = {.error_type = VB__DEV__TYPE__HELLO, .error_code = -ETIMEDOUT};
+	struct vfb_dev *dev = NULL;
+	char why[128] = "stale";
+	int fd = fake_start(&f);
+
+	assert_int_equal(vfb_dev_connect_fd_why(fd, NULL, 0, &dev, why, sizeof(why)), -ETIMEDOUT);
+	assert_null(dev);
+	assert_string_equal(why, "denied by the fake's policy");
+	assert_true(fcntl(fd, F_GETFD) >= 0);
+	close(fd);
+	fake_join(&f);
+	(void)state;
+}
+
+/* Without a worker's message, the failed step is named; a connect that succeeds leaves "". */
+static void test_client_connect_why_names_failed_step_empty_on_success(void **state)
+{
+	struct fake f = {.max_fds = 8, .max_message = 4096, .hello_version = 99};
+	struct fake ok = {.max_fds = 8, .max_message = 4096};
+	struct vfb_dev *dev = NULL;
+	char why[160];
+	int fd;
+
+	assert_int_equal(
+	    vfb_dev_connect_why("/nonexistent/vfio-worker.sock", NULL, 0, &dev, why, sizeof(why)),
+	    -ENOENT);
+	assert_string_equal(why, "cannot connect to /nonexistent/vfio-worker.sock: No such file "
+				 "or directory");
+	fd = fake_start(&f);
+	assert_int_equal(vfb_dev_connect_fd_why(fd, NULL, 0, &dev, why, sizeof(why)),
+			 -EPROTONOSUPPORT);
+	assert_non_null(strstr(why, "another device protocol version"));
+	close(fd);
+	fake_join(&f);
+	fd = fake_start(&ok);
+	strcpy(why, "stale");
+	assert_int_equal(vfb_dev_connect_fd_why(fd, NULL, 0, &dev, why, sizeof(why)), 0);
+	assert_string_equal(why, "");
+	vfb_dev_close(dev);
+	fake_join(&ok);
+	(void)state;
+}
+
 static void test_client_connect_fd_not_seqpacket_rejected(void **state)
 {
 	struct vfb_dev *dev = NULL;
@@ -631,6 +679,8 @@ int main(void)
 	    cmocka_unit_test(test_client_connect_unknown_flags_rejected_nothing_sent),
 	    cmocka_unit_test(test_client_connect_missing_socket_fails_enoent),
 	    cmocka_unit_test(test_client_connect_fd_not_seqpacket_rejected),
+	    cmocka_unit_test(test_client_connect_refused_worker_message_reaches_caller),
+	    cmocka_unit_test(test_client_connect_why_names_failed_step_empty_on_success),
 	    cmocka_unit_test(test_client_cfg_read_unaligned_splits_into_aligned_pieces),
 	    cmocka_unit_test(test_client_cfg_read_two_bytes_at_odd_offset_is_two_reads),
 	    cmocka_unit_test(test_client_cfg_write_splits_and_reaches_worker),

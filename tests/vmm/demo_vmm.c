@@ -248,10 +248,11 @@ void vmm_ram_free(struct vmm_ram *ram)
 int vmm_connect(const char *path, struct vfb_dev **ret, struct vfb_device_info *info)
 {
 	uint32_t flags = ring_mode == RING_OFF ? VFB_DEV_CONNECT_NO_RING : 0;
-	int r = vfb_dev_connect(path, "vfio-demo-vmm", flags, ret);
+	char why[256];
+	int r = vfb_dev_connect_why(path, "vfio-demo-vmm", flags, ret, why, sizeof(why));
 
 	if (r < 0)
-		return vmm_fail("connect to %s: %s", path, strerror(-r));
+		return vmm_fail("connect to %s: %s (%s)", path, strerror(-r), why);
 	if (ring_mode == RING_REQUIRED && !vfb_dev_ring_active(*ret)) {
 		vmm_fail("%s: no shared-memory ring: %s", path, vfb_dev_ring_reason(*ret));
 		vfb_dev_close(*ret);
@@ -434,6 +435,7 @@ static int vmm_dma_hold(char **sockets, struct vmm_figures *fig)
 	struct vfb_device_info info;
 	struct vfb_dev *dev;
 	double t0 = vmm_now_us();
+	char why[256];
 	sigset_t set;
 	int r, sig;
 
@@ -445,14 +447,14 @@ static int vmm_dma_hold(char **sockets, struct vmm_figures *fig)
 	/* Refused after the worker's 30 s when no broker came meanwhile: connect again, as a VMM
 	 * is told to (twice at most, like the loops' retries). */
 	for (int tries = 0;; tries++) {
-		r = vfb_dev_connect(sockets[0], "vfio-demo-vmm", 0, &dev);
+		r = vfb_dev_connect_why(sockets[0], "vfio-demo-vmm", 0, &dev, why, sizeof(why));
 		if (r != -ETIMEDOUT || tries == 2)
 			break;
-		printf("retry: connect timed out (%s); connecting again\n", strerror(-r));
+		printf("retry: connect timed out (%s: %s); connecting again\n", strerror(-r), why);
 		fflush(stdout);
 	}
 	if (r < 0)
-		return vmm_fail("connect to %s: %s", sockets[0], strerror(-r));
+		return vmm_fail("connect to %s: %s (%s)", sockets[0], strerror(-r), why);
 	r = vfb_dev_device_info(dev, &info);
 	if (r < 0) {
 		vmm_check(dev, r, "device info");

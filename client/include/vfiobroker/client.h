@@ -108,7 +108,8 @@ struct vfb_limits {
  * worker speaks another protocol version; -EBUSY another VMM is connected (as the worker says);
  * -ETIMEDOUT; -ENOMEM.
  * The worker asks the broker to admit the VMM; while no broker runs (a restart or upgrade) it
- * waits up to 30 s for the next one, then refuses with -ETIMEDOUT (connect again). The
+ * waits up to 30 s for the next one, then refuses with -ETIMEDOUT (connect again; the worker's
+ * message says so: vfb_dev_connect_why() returns it). The
  * handshake waits that long on top of the default timeout, so that it gets the worker's answer
  * (admitted by the next broker) rather than giving up first.
  * Fds: none are passed in; the handle owns its socket, epoll fd and eventfd, and with a ring its
@@ -130,6 +131,20 @@ VFB_EXPORT int vfb_dev_connect(const char *path, const char *client_name, uint32
  */
 VFB_EXPORT int vfb_dev_connect_fd(int fd, const char *client_name, uint32_t flags,
 				  struct vfb_dev **ret);
+
+/*
+ * As vfb_dev_connect() / vfb_dev_connect_fd() (same errors, same fd ownership), and a failed
+ * connect says why in `why` (`why_len` bytes, always NUL-terminated; NULL or 0: not wanted), since
+ * there is no handle for vfb_dev_last_error(): the worker's own message when it refused the
+ * connection (as "the broker did not answer in 30 s (it may be restarting); retry" during a
+ * broker restart, with -ETIMEDOUT; or why another VMM's connection keeps it out, with -EBUSY),
+ * else the step that failed ("cannot connect to PATH: No such file or directory"). `why` is ""
+ * after a successful connect.
+ */
+VFB_EXPORT int vfb_dev_connect_why(const char *path, const char *client_name, uint32_t flags,
+				   struct vfb_dev **ret, char *why, size_t why_len);
+VFB_EXPORT int vfb_dev_connect_fd_why(int fd, const char *client_name, uint32_t flags,
+				      struct vfb_dev **ret, char *why, size_t why_len);
 
 /* Closes the connection and every fd the handle owns; drops queued events. NULL is ignored.
  * Fds the caller obtained from the handle (region fds) stay open and stay the caller's. */
