@@ -488,6 +488,88 @@ out:
 	return r;
 }
 
+/* Waits for SIGUSR1 (true) or SIGTERM/SIGINT (false), all blocked in `set`. */
+static bool wait_step(const sigset_t *set)
+{
+	int sig;
+
+	while ((sig = sigwaitinfo(set, NULL)) < 0 && errno == EINTR)
+		;
+	return sig == SIGUSR1;
+}
+
+/*
+ * dma-absent SOCKET: a VMM's DMA requests while no broker runs (issue 12). Connects, maps 2 MiB
+ * of guest RAM at IOVA 0x100000 ("mapped:"); at SIGUSR1 (no broker there) unmaps it, then maps
+ * 1 MiB at 0x400000: both must fail with ETIMEDOUT after the worker's 30 s ("unmap: timed out",
+ * "map: timed out"), and the map is not retried; at the next SIGUSR1 (a broker back) retries the
+ * unmap, which must succeed ("unmap retried: done"). Holds the connection until SIGTERM.
+ */
+static int vmm_dma_absent(char **sockets, struct vmm_figures *fig)
+{
+	const uint64_t ram_iova = 0x100000, win_iova = 0x400000, size = 2u << 20;
+	const uint32_t rw = VFB_DMA_READ | VFB_DMA_WRITE;
+	struct vmm_ram ram = {.fd = -1};
+	struct vfb_device_info info;
+	struct vfb_dev *dev;
+	sigset_t set;
+	int r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return vmm_fail("sigprocmask: %s", strerror(errno));
+	if (vmm_connect(sockets[0], &dev, &info) < 0)
+		return -1;
+	r = vfb_dev_set_timeout(dev, 60000);
+	r = r ?: vmm_ram_new(size, &ram);
+	if (r < 0) {
+		vmm_fail("guest RAM: %s", strerror(-r));
+		goto out;
+	}
+	r = vmm_check(dev, vfb_dev_dma_map(dev, ram.fd, 0, ram_iova, size, rw), "DMA map");
+	if (r < 0)
+		goto out;
+	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n",
+	       (unsigned long long)ram_iova);
+	fflush(stdout);
+	if (!wait_step(&set))
+		goto out;
+	r = vfb_dev_dma_unmap(dev, ram_iova, size);
+	if (r != -ETIMEDOUT) {
+		r = vmm_fail("DMA unmap while no broker runs: %s (%s), not ETIMEDOUT", strerror(-r),
+			     vfb_dev_last_error(dev));
+		goto out;
+	}
+	printf("unmap: timed out (%s)\n", vfb_dev_last_error(dev));
+	r = vfb_dev_dma_map(dev, ram.fd, 0, win_iova, size / 2, rw);
+	if (r != -ETIMEDOUT) {
+		r = vmm_fail("DMA map while no broker runs: %s (%s), not ETIMEDOUT", strerror(-r),
+			     vfb_dev_last_error(dev));
+		goto out;
+	}
+	printf("map: timed out (%s); not retried; SIGUSR1 to retry the unmap\n",
+	       vfb_dev_last_error(dev));
+	fflush(stdout);
+	r = 0;
+	if (!wait_step(&set))
+		goto out;
+	r = vmm_check(dev, vfb_dev_dma_unmap(dev, ram_iova, size), "retried DMA unmap");
+	if (r < 0)
+		goto out;
+	printf("unmap retried: done; holding until SIGTERM\n");
+	fflush(stdout);
+	while (wait_step(&set))
+		;
+	fig->devices = 1;
+out:
+	vfb_dev_close(dev);
+	vmm_ram_free(&ram);
+	return r;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(
@@ -521,6 +603,9 @@ static void usage(FILE *f)
 	    "  dma-hold SOCKET        any device: map 2 MiB of guest RAM for DMA and hold it "
 	    "until\n"
 	    "                         SIGTERM or SIGINT, then disconnect without unmapping.\n"
+	    "  dma-absent SOCKET      any device: map 2 MiB; at SIGUSR1 (no broker) unmap it and\n"
+	    "                         map 1 MiB more, both must time out; at the next SIGUSR1\n"
+	    "                         retry the unmap, which must succeed (issue 12).\n"
 	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
 	    "  edu-loop SOCKET SECONDS\n"
 	    "                         map guest RAM and enable MSI once, then loop: map a 4 KiB\n"
@@ -564,6 +649,7 @@ int main(int argc, char **argv)
 	    {"edu-loop", 2, vmm_edu_loop},
 	    {"e1000e-loop", 2, vmm_e1000e_loop},
 	    {"dma-hold", 1, vmm_dma_hold},
+	    {"dma-absent", 1, vmm_dma_absent},
 	};
 	struct vmm_figures fig = {0};
 	int i = 1;

@@ -20,9 +20,9 @@ from vbguest import Device, Topology, guest_test, note
 from vbsystemd import SystemdTopology
 
 UNIT = "vfio-brokerd.service"
-# edu1..edu3 are for broker_absent_events_handled only; the other tests leave them unassigned.
+# edu1..edu4 are for broker_absent_events_handled only; the other tests leave them unassigned.
 T = SystemdTopology(devices=[Device("edu"), Device("e1000e"), Device("edu"), Device("edu"),
-                             Device("edu")], spare_ports=0)
+                             Device("edu"), Device("edu")], spare_ports=0)
 # The same devices in the busybox guest, for the broker run by hand (re-exec, no systemd).
 TB = Topology(devices=[Device("edu"), Device("e1000e")], spare_ports=0)
 CTL = "vfio-brokerctl --timeout 60000 --json"
@@ -496,18 +496,21 @@ def broker_absent_events_handled(g):
     disconnects; a VMM (edu1) asks for a DMA map and gets, after the worker's 30 s, ETIMEDOUT
     with the worker's "...(it may be restarting); retry" and retries at once; a VMM connects to
     the e1000e and asks for a DMA map; `vfio-brokerctl remove` of edu2 is sent; edu3's worker is
-    SIGKILLed. Then the broker is SIGKILLed (still stopped: it runs no code again) and systemd
+    SIGKILLed; a VMM of edu4 (dma-absent) unmaps its RAM and maps more, both time out, and it
+    retries only the unmap once a broker is back. Then the broker is SIGKILLed (still stopped: it runs no code again) and systemd
     starts the next one, which adopts. Checked from the outside afterwards: the disconnected
     VMM's DMA unmapped and nothing of it pinned, the retried map done, the e1000e's VMM admitted
     and its 2 MiB mapped, the queued remove answered and edu2's group free, edu3 handled as a
-    worker crash (restart policy: a new worker), every other worker the same process."""
+    worker crash (restart policy: a new worker), every other worker the same process, edu4's
+    map reported failed gone from the broker's mappings (0 mappings, 0 pinned once the next
+    broker carried out what waited) and its retried unmap answered done."""
     setup(g)
-    names = ("edu0", "e1000e0", "edu1", "edu2", "edu3")
-    edu, nic, redu, gone, dead = (g.bdf(n) for n in names)
+    names = ("edu0", "e1000e0", "edu1", "edu2", "edu3", "edu4")
+    edu, nic, redu, gone, dead, absent = (g.bdf(n) for n in names)
     socks, loops, pids = {}, [], []
     watchdogs_off = False
     try:
-        for i, bdf in enumerate((edu, nic, redu, gone, dead)):
+        for i, bdf in enumerate((edu, nic, redu, gone, dead, absent)):
             rc, out = g.run("%s add %s --vm absent%d --owner 0:0" % (CTL, bdf, i), timeout=180)
             assert rc == 0, "add %s: exit %d: %s\n%s" % (bdf, rc, out, journal_tail(g))
             socks[bdf] = json.loads(out)["socket_path"]
@@ -515,6 +518,11 @@ def broker_absent_events_handled(g):
         loops.append(leaving)
         retrying = Loop(g, "retrying-loop", "edu-loop", socks[redu])
         loops.append(retrying)
+        asker = bg(g, "dma-absent", "%s/vfio-demo-vmm dma-absent %s" % (bindir(g), socks[absent]))
+        pids.append(asker)
+        wait_for("edu4's VMM mapped", lambda: "mapped:" in logged(g, "dma-absent") or
+                 "exit=" in logged(g, "dma-absent"), explain=lambda: logged(g, "dma-absent"))
+        assert "mapped:" in logged(g, "dma-absent"), logged(g, "dma-absent")
         for lp in loops:
             lp.wait_iterations(3, "before the broker stops")
             lp.pause()
@@ -524,6 +532,8 @@ def broker_absent_events_handled(g):
             assert before[bdf]["state"] == "connected" and before[bdf]["dma_mappings"] == 1, \
                 before
         assert before[edu]["pinned_bytes"] == 2 << 20, before
+        assert (before[absent]["dma_mappings"], before[absent]["pinned_bytes"]) == (1, 2 << 20), \
+            before
         pid = main_pid(g)
 
         sh(g, "systemctl service-watchdogs no")
@@ -532,6 +542,8 @@ def broker_absent_events_handled(g):
         wait_for("the broker stopped",
                  lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
 
+        # edu4's VMM unmaps its RAM, then maps 1 MiB more: 30 s each, both fail.
+        sh(g, "kill -USR1 %d" % asker)
         # Events without a time limit first. A VMM disconnects: its worker tells nobody now,
         # and the next broker later.
         figures = leaving.stop()
@@ -549,6 +561,11 @@ def broker_absent_events_handled(g):
             in ("", "Z"))
 
         # A VMM asks for a DMA map: the worker's 30 s pass, the VMM is told to retry and does.
+        # It starts once edu4's unmap has timed out, so that edu4's map times out with it and
+        # the broker's absence lasts no longer than before for the retrying VMM.
+        wait_for("edu4's unmap timed out", lambda: "unmap: timed out" in logged(
+            g, "dma-absent") or "exit=" in logged(g, "dma-absent"),
+            explain=lambda: logged(g, "dma-absent"))
         retry_mark = retrying.text().count("retry:")
         retrying.resume()
         wait_for("the retrying VMM told to retry",
@@ -559,6 +576,14 @@ def broker_absent_events_handled(g):
         note(line)
         assert "DMA map of the window" in line and "Connection timed out" in line and \
             "did not answer in 30 s (it may be restarting); retry" in line, line
+        wait_for("edu4's unmap and map timed out", lambda: "map: timed out" in logged(
+            g, "dma-absent") or "exit=" in logged(g, "dma-absent"),
+            explain=lambda: logged(g, "dma-absent"))
+        out = logged(g, "dma-absent")
+        note(" / ".join(ln for ln in out.splitlines() if "timed out" in ln))
+        for what in ("unmap: timed out", "map: timed out"):
+            assert [ln for ln in out.splitlines() if ln.startswith(what) and
+                    "(it may be restarting); retry" in ln], out
 
         # Last, as its admission waits at most the worker's 30 s: a VMM connects to the e1000e
         # (then maps its RAM).
@@ -593,7 +618,8 @@ def broker_absent_events_handled(g):
         def settled():
             d = devices(g)
             return d if d.get(dead, {}).get("state") == "ready" and \
-                d.get(edu, {}).get("state") == "ready" else None
+                d.get(edu, {}).get("state") == "ready" and \
+                d.get(absent, {}).get("dma_mappings") == 0 else None
         after = wait_for("every device settled", settled, explain=lambda: json.dumps(
             devices(g), sort_keys=True) + journal_tail(g))
         note("after: " + json.dumps({b: {k: d.get(k) for k in KEPT} for b, d in after.items()},
@@ -618,10 +644,23 @@ def broker_absent_events_handled(g):
         a = after[dead]
         assert a["worker_pid"] not in (0, before[dead]["worker_pid"]), (before[dead], a)
         assert a["restarts"] == before[dead]["restarts"] + 1, (before[dead], a)
+        # edu4: its unmap carried out, and its map reported failed gone (the worker sent the
+        # unmap of its range right behind it): nothing mapped, nothing pinned, before any
+        # retry. Then the retried unmap is answered done (the range is gone, as it asked).
+        a = after[absent]
+        assert a["state"] == "connected" and a["worker_pid"] == before[absent]["worker_pid"], a
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
+        sh(g, "kill -USR1 %d" % asker)
+        wait_for("edu4's unmap retried", lambda: "unmap retried:" in logged(g, "dma-absent") or
+                 "exit=" in logged(g, "dma-absent"), explain=lambda: logged(g, "dma-absent"))
+        out = logged(g, "dma-absent")
+        assert "unmap retried: done" in out, "edu4's retried unmap: " + out
+        a = devices(g)[absent]
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
         st = broker_status(g)["last_start"]
         assert st["took_over"] and st["untrusted_state"] is None, st
-        # All five: edu3's with a dead worker too; edu2 was removed only after.
-        assert (st["devices_adopted"], st["devices_quiesced"]) == (5, 0), st
+        # All six: edu3's with a dead worker too; edu2 was removed only after.
+        assert (st["devices_adopted"], st["devices_quiesced"]) == (6, 0), st
         # The kernel's side: no process holds edu2's group; its group opens again.
         held = [h for h in vfio_holders(g) if "/dev/vfio/%s" % sh(
             g, "basename $(readlink /sys/bus/pci/devices/%s/iommu_group)" % gone) in h]
