@@ -1103,25 +1103,33 @@ static void expect_reply(struct ipc_chan *c)
 	ipc_msg_free(m);
 }
 
-/* The VMM's DMA_MAP of 0x40000+0x10000 (from a 128 KiB memfd, returned) that the broker holds:
- * ETIMEDOUT, with a message that says to retry. */
-static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
+/* The VMM's DMA_MAP of 0x40000+0x10000 from a 128 KiB memfd (returned; `dm` filled for a
+ * retry), once the VMM is connected: its result must be `want`, and a -ETIMEDOUT comes with a
+ * message that says to retry. */
+static int vmm_map(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm, int want)
 {
 	struct ipc_error err = {0};
 	struct ipc_msg *m = NULL;
 	int ram = test_memfd(1 << 17, 0);
 
 	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	hold(f, VB__BRK__TYPE__DMA_MAP);
 	dm->iova = 0x40000;
 	dm->size = 1 << 16;
 	dm->prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
 	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &ram, 1, 60000, &m, &err),
-	    -ETIMEDOUT);
-	if (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry"))
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &ram, 1, 60000, &m, &err), want);
+	ipc_msg_free(m);
+	if (want == -ETIMEDOUT &&
+	    (!strstr(err.message, "may be restarting") || !strstr(err.message, "retry")))
 		fail_msg("the VMM was told '%s'", err.message);
 	return ram;
+}
+
+/* The same map, held by the broker: ETIMEDOUT. */
+static int map_times_out(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm)
+{
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	return vmm_map(f, c, dm, -ETIMEDOUT);
 }
 
 /* The DMA requests the broker got, in order, are exactly `n` of types `type` over 0x40000 with
@@ -1162,6 +1170,26 @@ static int vmm_unmap(struct ipc_chan *c, uint64_t iova, struct ipc_error *err)
 	return r;
 }
 
+/* The VMM retries the map that timed out, then unmaps it: the broker got the first map, the
+ * unmap of its range, the retry and the VMM's unmap, nothing else (the last request orders
+ * every earlier one of the worker in the log). Ends the VMM. */
+static void retried_map_unmapped(struct fx *f, struct ipc_chan *c, Vb__DmaMap *dm, int ram)
+{
+	const uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP,
+				 VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP};
+	const uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm->base, &ram, 1, 60000, &m, &err), 0);
+	ipc_msg_free(m);
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
+	expect_dma_log(f, want, want_size, 4);
+	ipc_chan_free(c);
+	close(ram);
+}
+
 /* A DMA_MAP the broker does not answer in time fails for the VMM with ETIMEDOUT and a message
  * that says to retry; the worker unmaps exactly that range at once, in the channel's order,
  * while the map is still unanswered, so that whoever carries the map out carries the unmap out
@@ -1172,12 +1200,7 @@ static void test_worker_broker_dma_map_never_answered_range_unmapped(void **stat
 {
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
-	struct ipc_error err = {0};
-	struct ipc_msg *m = NULL;
 	char log[16384];
-	const uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP,
-				 VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP};
-	const uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	int ram = map_times_out(f, c, &dm);
 
@@ -1186,17 +1209,10 @@ static void test_worker_broker_dma_map_never_answered_range_unmapped(void **stat
 	assert_int_equal(f->nheld, 1); /* the map: still unanswered */
 	pthread_mutex_unlock(&f->lock);
 	held_drop(f);
-	/* The next broker attaches; the VMM retries, then unmaps (the last request orders every
-	 * earlier one of the worker in the log). */
+	/* The next broker attaches; the VMM retries, then unmaps. */
 	send_heartbeat(f, 0x7000, 2);
 	wait_heartbeat_answered(f, 0x7000);
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err), 0);
-	ipc_msg_free(m);
-	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
-	expect_dma_log(f, want, want_size, 4);
-	ipc_chan_free(c);
-	close(ram);
+	retried_map_unmapped(f, c, &dm, ram);
 	end_and_read_log(f, log, sizeof(log));
 	if (!strstr(log, "0x40000+0x10000 went unanswered (the VMM is told it failed): unmapping"))
 		fail_msg("the worker's log does not name the unmapped range:\n%s", log);
@@ -1208,41 +1224,13 @@ static void test_worker_broker_late_dma_map_timed_out_then_unmapped(void **state
 {
 	struct fx *f = *state;
 	struct ipc_chan *c = vmm_connect(f);
-	struct ipc_error err = {0};
-	struct ipc_msg *m = NULL;
-	const uint16_t want[] = {VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP,
-				 VB__BRK__TYPE__DMA_MAP, VB__BRK__TYPE__DMA_UNMAP};
-	const uint64_t want_size[] = {1 << 16, 1 << 16, 1 << 16, 1 << 16};
 	Vb__DmaMap dm = VB__DMA_MAP__INIT;
 	int ram = map_times_out(f, c, &dm);
 
 	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
 	held_answer(f);
 	/* The worker goes on: the VMM's retry is served, then its unmap. */
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, &err), 0);
-	ipc_msg_free(m);
-	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
-	expect_dma_log(f, want, want_size, 4);
-	ipc_chan_free(c);
-	close(ram);
-}
-
-/* The VMM's DMA_MAP of 0x40000+0x10000 on `c`, answered. */
-static int vmm_map(struct fx *f, struct ipc_chan *c)
-{
-	Vb__DmaMap dm = VB__DMA_MAP__INIT;
-	struct ipc_msg *m = NULL;
-	int ram = ram_new(1 << 17);
-
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
-	dm.iova = 0x40000;
-	dm.size = 1 << 16;
-	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
-	assert_int_equal(
-	    ipc_chan_call(c, VB__DEV__TYPE__DMA_MAP, &dm.base, &ram, 1, 60000, &m, NULL), 0);
-	ipc_msg_free(m);
-	return ram;
+	retried_map_unmapped(f, c, &dm, ram);
 }
 
 /* A DMA_UNMAP that timed out was carried out by the broker that read it, which was killed
@@ -1255,7 +1243,8 @@ static void test_worker_broker_unmap_timed_out_retry_done_when_range_gone(void *
 	struct ipc_chan *c = vmm_connect(f);
 	struct ipc_error err = {0};
 	char log[16384];
-	int ram = vmm_map(f, c);
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int ram = vmm_map(f, c, &dm, 0);
 
 	hold(f, VB__BRK__TYPE__DMA_UNMAP);
 	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ETIMEDOUT);
