@@ -11,11 +11,23 @@
  * A compaction writes the new region where the live one is not, then the other slot: a slot
  * half-written fails its CRC and the previous one still names an intact region.
  *
+ * Compaction off the loop: a snapshot of 65535 mappings is 5 MB and took the broker's loop 20-70
+ * ms to encode and write. Once the journal is half full (and the snapshot worth it), the loop
+ * copies the state (a few memcpy) and a thread encodes that copy and writes it, with pwrite,
+ * into the region the next compaction would use: nothing any slot names. Changes go on being
+ * appended to the live journal meanwhile. When the thread is done, the next change re-frames
+ * the entries appended since the copy (their bytes are in the live journal) after the new
+ * snapshot and writes the other slot, the last store as before. A SIGKILL at any instant so
+ * leaves what it left before: the live slot's region intact until the flip. The loop waits for
+ * the thread only when the journal fills before it is done (counted: bg_waits).
+ *
  * Trusts: nothing in a record it loads (record_apply.c checks every entry); its own memfd once
  * adopted (sealed against shrinking, so the mapping cannot fault).
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +47,26 @@
 #define REC_JRN_MIN (256u * 1024)
 /* Room an intent keeps for its commit (an IRQ commit with 2048 vectors is the largest). */
 #define REC_DONE_ROOM 512u
+/* A snapshot this small is written on the loop in well under a millisecond, less than a thread
+ * costs to start. */
+#define REC_BG_MIN (64u * 1024)
+
+void (*rec_bg_hook)(enum rec_bg_point point);
+
+/* A compaction in a thread: what the loop gives it, and what it gives back once `done`. */
+struct rec_bg {
+	pthread_t th;
+	bool running; /* started and not joined */
+	atomic_bool done;
+	/* in: the state when it started (the thread's, freed by it), the file, the live region */
+	struct brk_rec_state *copy;
+	int fd;
+	uint64_t gen, live_off, live_end, j0;
+	/* out */
+	int result;
+	uint64_t off, snap_len, jrn_cap, count;
+	uint32_t snap_crc;
+};
 
 struct brk_record {
 	int fd;
@@ -43,9 +75,10 @@ struct brk_record {
 	struct brk_rec_state *st;
 	unsigned slot; /* the live slot */
 	uint64_t gen, region_off, snap_len, jrn_cap, jrn_used, seq;
-	uint64_t appends, compactions;
+	uint64_t appends, compactions, bg_compactions, bg_waits;
 	struct rec_buf payload, frame;
 	bool broken; /* a commit could not be applied: refuse everything after */
+	struct rec_bg bg;
 };
 
 /* What a parse found, beyond the state: where the live region and the journal's tail are. */
@@ -280,6 +313,12 @@ static void clear(struct brk_record *rec, uint64_t off, uint64_t len)
 		memset(rec->base + off, 0, len);
 }
 
+/* A region for a snapshot of `snap_len` bytes: its journal room is at least as much. */
+static uint64_t region_for(uint64_t snap_len)
+{
+	return round_page(snap_len + (snap_len > REC_JRN_MIN ? snap_len : REC_JRN_MIN));
+}
+
 /* Writes the whole state as a new region and flips to it. Nothing the live slot names is
  * touched until the flip, which is the last store. */
 static int compact(struct brk_record *rec)
@@ -292,7 +331,7 @@ static int compact(struct brk_record *rec)
 	rec_enc_snapshot(rec->st, rec->gen + 1, &snap, &count);
 	if (snap.oom)
 		return -ENOMEM;
-	region = round_page(snap.len + (snap.len > REC_JRN_MIN ? snap.len : REC_JRN_MIN));
+	region = region_for(snap.len);
 	jrn_cap = region - snap.len;
 	live_end = round_page(rec->region_off + rec->snap_len + rec->jrn_cap);
 	off = rec->gen == 0 || REC_PAGE + region <= rec->region_off ? REC_PAGE : live_end;
@@ -322,11 +361,200 @@ static int compact(struct brk_record *rec)
 	return 0;
 }
 
+static void bg_hook(enum rec_bg_point point)
+{
+	if (rec_bg_hook)
+		rec_bg_hook(point);
+}
+
+static int pwrite_all(int fd, const uint8_t *p, uint64_t len, uint64_t off)
+{
+	ssize_t n;
+
+	while (len) {
+		n = pwrite(fd, p, len, (off_t)off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return n < 0 ? -errno : -EIO;
+		p += n;
+		len -= (uint64_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+/* The thread's part of a compaction: clear()'s and the snapshot's writes, through the fd (the
+ * loop may move its mapping meanwhile). */
+static int bg_write(struct rec_bg *bg, const struct rec_buf *snap)
+{
+	static const uint8_t zeros[REC_PAGE];
+	uint64_t end = bg->off + bg->snap_len + bg->jrn_cap, o;
+	struct stat s;
+	int r;
+
+	if (end > BRK_RECORD_MAX_BYTES)
+		return -ENOSPC;
+	if (fstat(bg->fd, &s) < 0)
+		return -errno;
+	if ((uint64_t)s.st_size < end && ftruncate(bg->fd, (off_t)end) < 0)
+		return -errno;
+	/* Half, then the rest: a test stops the thread between them. */
+	r = pwrite_all(bg->fd, snap->p, snap->len / 2, bg->off);
+	bg_hook(REC_BG_HALF_WRITTEN);
+	if (r == 0)
+		r = pwrite_all(bg->fd, snap->p + snap->len / 2, snap->len - snap->len / 2,
+			       bg->off + snap->len / 2);
+	if (r < 0 || fallocate(bg->fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE,
+			       (off_t)(bg->off + bg->snap_len), (off_t)bg->jrn_cap) == 0)
+		return r;
+	for (o = bg->off + bg->snap_len; o < end && r == 0; o += sizeof(zeros))
+		r = pwrite_all(bg->fd, zeros, end - o < sizeof(zeros) ? end - o : sizeof(zeros), o);
+	return r;
+}
+
+static void *bg_main(void *arg)
+{
+	struct rec_bg *bg = arg;
+	struct rec_buf snap = {0};
+	uint64_t region;
+
+	rec_enc_snapshot(bg->copy, bg->gen + 1, &snap, &bg->count);
+	brk_rec_state_free(bg->copy);
+	bg->copy = NULL;
+	bg->result = snap.oom ? -ENOMEM : 0;
+	if (bg->result == 0) {
+		/* Twice the journal room compact() gives: appends go on while the next one is
+		 * written, and the loop waits for it only if they fill it first. */
+		region = round_page(snap.len +
+				    (2 * snap.len > REC_JRN_MIN ? 2 * snap.len : REC_JRN_MIN));
+		bg->snap_len = snap.len;
+		bg->jrn_cap = region - snap.len;
+		/* Where compact() would put it: before the live region if it fits, else after. */
+		bg->off = REC_PAGE + region <= bg->live_off ? REC_PAGE : bg->live_end;
+		bg->snap_crc = vb_crc32c(0, snap.p, snap.len);
+		bg->result = bg_write(bg, &snap);
+	}
+	rec_buf_free(&snap);
+	bg_hook(REC_BG_WRITTEN);
+	atomic_store_explicit(&bg->done, true, memory_order_release);
+	return NULL;
+}
+
+/* Starts a compaction in a thread once the journal is half full. Nothing happens when it cannot
+ * start: ensure_room() compacts on the loop as before. */
+static void bg_start(struct brk_record *rec)
+{
+	struct brk_rec_state *copy;
+	sigset_t all, old;
+	int r;
+
+	if (rec->bg.running || rec->broken || rec->snap_len < REC_BG_MIN ||
+	    rec->jrn_used * 4 < rec->jrn_cap)
+		return;
+	copy = rec_state_copy(rec->st);
+	if (!copy)
+		return;
+	rec->bg = (struct rec_bg){
+	    .copy = copy,
+	    .fd = rec->fd,
+	    .gen = rec->gen,
+	    .live_off = rec->region_off,
+	    .live_end = round_page(rec->region_off + rec->snap_len + rec->jrn_cap),
+	    .j0 = rec->jrn_used,
+	};
+	atomic_init(&rec->bg.done, false);
+	/* The thread takes no signal: they stay the loop's (libuv's handlers, SIGCHLD). */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	r = pthread_create(&rec->bg.th, NULL, bg_main, &rec->bg);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (r != 0) {
+		brk_rec_state_free(copy);
+		rec->bg.copy = NULL;
+		return;
+	}
+	rec->bg.running = true;
+}
+
+/* Makes the thread's region live: the entries appended since it started, framed again for the
+ * new generation after its snapshot, then the other slot. -ENOSPC when they do not fit in its
+ * journal (then the live region simply stays). */
+static int bg_flip(struct brk_record *rec)
+{
+	_cleanup_(rec_buf_free) struct rec_buf f = {0};
+	struct rec_bg *bg = &rec->bg;
+	uint64_t pos = bg->j0, seq = bg->count, used = 0, gen = rec->gen + 1;
+	uint8_t slot[REC_SLOT_LEN];
+	const uint8_t *jrn;
+	uint8_t *dst;
+	int r;
+
+	r = grow(rec, bg->off + bg->snap_len + bg->jrn_cap);
+	if (r < 0)
+		return r;
+	jrn = rec->base + rec->region_off + rec->snap_len;
+	dst = rec->base + bg->off + bg->snap_len;
+	while (pos < rec->jrn_used) {
+		uint32_t len = vb_le32_get(jrn + pos + 4);
+
+		f.len = 0;
+		rec_frame(&f, gen, seq, vb_le16_get(jrn + pos + 16), jrn + pos + REC_HDR_LEN,
+			  len - REC_HDR_LEN);
+		if (f.oom)
+			return -ENOMEM;
+		if (used + f.len > bg->jrn_cap)
+			return -ENOSPC;
+		memcpy(dst + used, f.p, f.len);
+		used += f.len;
+		seq++;
+		pos += rec_pad8(len);
+	}
+	bg_hook(REC_BG_DELTA_WRITTEN);
+	rec_slot_fill(slot, gen, bg->off, bg->snap_len, bg->jrn_cap, bg->snap_crc);
+	atomic_thread_fence(memory_order_seq_cst);
+	memcpy(rec->base + (rec->slot ^ 1) * REC_SLOT_STEP, slot, REC_SLOT_LEN);
+	atomic_thread_fence(memory_order_seq_cst);
+	bg_hook(REC_BG_FLIPPED);
+	clear(rec, rec->region_off, rec->snap_len + rec->jrn_cap);
+	rec->slot ^= 1;
+	rec->gen = gen;
+	rec->region_off = bg->off;
+	rec->snap_len = bg->snap_len;
+	rec->jrn_cap = bg->jrn_cap;
+	rec->jrn_used = used;
+	rec->seq = seq;
+	rec->compactions++;
+	rec->bg_compactions++;
+	return 0;
+}
+
+/* Collects the thread's compaction when it is done (or, with `wait`, once it is) and flips to
+ * it. */
+static void bg_finish(struct brk_record *rec, bool wait)
+{
+	if (!rec->bg.running)
+		return;
+	if (!atomic_load_explicit(&rec->bg.done, memory_order_acquire)) {
+		if (!wait)
+			return;
+		rec->bg_waits++;
+	}
+	pthread_join(rec->bg.th, NULL);
+	rec->bg.running = false;
+	if (rec->bg.result == 0 && !rec->broken)
+		(void)bg_flip(rec);
+}
+
 /* Journal room for `bytes` more, compacting when the live journal lacks it. */
 static int ensure_room(struct brk_record *rec, uint64_t bytes)
 {
 	int r;
 
+	bg_finish(rec, false);
+	if (rec->jrn_used + bytes <= rec->jrn_cap)
+		return 0;
+	bg_finish(rec, true);
 	if (rec->jrn_used + bytes <= rec->jrn_cap)
 		return 0;
 	r = compact(rec);
@@ -379,7 +607,10 @@ static int change(struct brk_record *rec, unsigned type, uint64_t extra, struct 
 		return vb_errf(err, r, "state record: no room for a change: %s", strerror(-r));
 	if (rec_buf_reserve(&rec->frame, len + extra) < 0)
 		return vb_errf(err, -ENOMEM, "out of memory");
-	return append(rec, type, err);
+	r = append(rec, type, err);
+	if (r == 0)
+		bg_start(rec);
+	return r;
 }
 
 /* ---- lifetime ----------------------------------------------------------------------------- */
@@ -397,6 +628,8 @@ void brk_record_free(struct brk_record *rec)
 {
 	if (!rec)
 		return;
+	if (rec->bg.running)
+		pthread_join(rec->bg.th, NULL);
 	if (rec->base)
 		munmap(rec->base, rec->size);
 	if (rec->fd >= 0)
@@ -494,6 +727,7 @@ const struct brk_rec_state *brk_record_state(const struct brk_record *rec)
 
 int brk_record_compact(struct brk_record *rec)
 {
+	bg_finish(rec, true);
 	return rec->broken ? -EIO : compact(rec);
 }
 
@@ -502,6 +736,8 @@ void brk_record_stats(const struct brk_record *rec, struct brk_record_stats *out
 	*out = (struct brk_record_stats){
 	    .appends = rec->appends,
 	    .compactions = rec->compactions,
+	    .bg_compactions = rec->bg_compactions,
+	    .bg_waits = rec->bg_waits,
 	    .file_bytes = rec->size,
 	    .snap_bytes = rec->snap_len,
 	    .jrn_bytes = rec->jrn_used,

@@ -198,10 +198,12 @@ int brk_record_compact(struct brk_record *rec);
 struct brk_record_stats {
 	uint64_t appends; /* journal entries written */
 	uint64_t compactions;
-	uint64_t file_bytes; /* the memfd's size */
-	uint64_t snap_bytes; /* the live snapshot */
-	uint64_t jrn_bytes;  /* journal used */
-	uint64_t jrn_cap;    /* journal room after the live snapshot */
+	uint64_t bg_compactions; /* of which written by a thread, off the loop */
+	uint64_t bg_waits;	 /* times the journal filled before the thread was done */
+	uint64_t file_bytes;	 /* the memfd's size */
+	uint64_t snap_bytes;	 /* the live snapshot */
+	uint64_t jrn_bytes;	 /* journal used */
+	uint64_t jrn_cap;	 /* journal room after the live snapshot */
 	uint64_t generation;
 	/* A commit could not be applied (a bug, never an input): every change is refused since,
 	 * so that the record never says less than the kernel holds. Worth an alarm. */

@@ -110,8 +110,21 @@ const char *rec_type_name(unsigned type);
 void rec_enc_snapshot(const struct brk_rec_state *st, uint64_t gen, struct rec_buf *out,
 		      uint64_t *ret_count);
 
+/* Where a compaction in a thread (record.c) can be stopped, for the tests that SIGKILL it there;
+ * NULL but in them. */
+enum rec_bg_point {
+	REC_BG_HALF_WRITTEN,  /* the thread wrote half the new snapshot */
+	REC_BG_WRITTEN,	      /* the thread is done */
+	REC_BG_DELTA_WRITTEN, /* the loop re-framed the later entries, the slot not yet written */
+	REC_BG_FLIPPED,	      /* the slot names the new region; the old one not yet cleared */
+};
+extern void (*rec_bg_hook)(enum rec_bg_point point);
+
 /* record_state.c: the model */
 struct brk_rec_state *rec_state_new(void);
+/* A copy of what the snapshot is written from (everything but the name indexes: the copy is
+ * for rec_enc_snapshot() only), or NULL for memory. */
+struct brk_rec_state *rec_state_copy(const struct brk_rec_state *st);
 struct brk_rec_vm *rec_state_vm(const struct brk_rec_state *st, const char *name);
 struct brk_rec_dev *rec_state_dev(const struct brk_rec_state *st, const char *bdf);
 struct brk_rec_pending *rec_state_pending(const struct brk_rec_state *st, uint64_t id);

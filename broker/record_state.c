@@ -59,6 +59,86 @@ void brk_rec_state_free(struct brk_rec_state *st)
 	free(st);
 }
 
+static void *memdup(const void *p, size_t n)
+{
+	void *q = malloc(n ? n : 1);
+
+	if (q && n)
+		memcpy(q, p, n);
+	return q;
+}
+
+static struct brk_rec_vm *vm_copy(const struct brk_rec_vm *vm)
+{
+	struct brk_rec_vm *c = memdup(vm, sizeof(*vm));
+	uint32_t i;
+
+	if (!c)
+		return NULL;
+	c->map = memdup(vm->map, (size_t)vm->nmaps * sizeof(*vm->map));
+	c->cap = vm->nmaps;
+	if (!c->map) {
+		free(c);
+		return NULL;
+	}
+	/* Owner lists are few (a mapping two VMs' devices share): copied one by one, each NULL
+	 * until it is, so that vm_free() frees only what is the copy's. */
+	for (i = 0; i < c->nmaps; i++)
+		c->map[i].also = NULL;
+	for (i = 0; i < c->nmaps; i++) {
+		if (!vm->map[i].nalso)
+			continue;
+		c->map[i].also = memdup(vm->map[i].also, vm->map[i].nalso * sizeof(uint64_t));
+		if (!c->map[i].also) {
+			vm_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+static struct brk_rec_dev *dev_copy(const struct brk_rec_dev *d)
+{
+	struct brk_rec_dev *c = memdup(d, sizeof(*d));
+	uint32_t i;
+
+	if (!c)
+		return NULL;
+	for (i = 0; i < BRK_REC_MAX_IRQS; i++)
+		c->irq[i] = NULL;
+	for (i = 0; i < BRK_REC_MAX_IRQS; i++) {
+		if (d->irq[i] && !(c->irq[i] = memdup(d->irq[i], sizeof(*d->irq[i])))) {
+			dev_free(c);
+			return NULL;
+		}
+	}
+	return c;
+}
+
+struct brk_rec_state *rec_state_copy(const struct brk_rec_state *st)
+{
+	_cleanup_(brk_rec_state_freep) struct brk_rec_state *c = rec_state_new();
+
+	if (!c)
+		return NULL;
+	c->starts = st->starts;
+	c->epoch = st->epoch;
+	c->next_id = st->next_id;
+	c->vms = calloc(st->nvms ? st->nvms : 1, sizeof(*c->vms));
+	c->devs = calloc(st->ndevs ? st->ndevs : 1, sizeof(*c->devs));
+	c->pending = memdup(st->pending, (size_t)st->npending * sizeof(*st->pending));
+	if (!c->vms || !c->devs || !c->pending)
+		return NULL;
+	c->npending = st->npending;
+	for (; c->nvms < st->nvms; c->nvms++)
+		if (!(c->vms[c->nvms] = vm_copy(st->vms[c->nvms])))
+			return NULL;
+	for (; c->ndevs < st->ndevs; c->ndevs++)
+		if (!(c->devs[c->ndevs] = dev_copy(st->devs[c->ndevs])))
+			return NULL;
+	return TAKE_PTR(c);
+}
+
 /* The index of VMs or devices sorted by name, so that every journal entry finds its object in
  * O(log n) among thousands. Both structs start with their name (`name`, `bdf`): an entry's key
  * is the entry itself read as a string. *pos: where `key` is or would go. */
