@@ -540,13 +540,14 @@ static void report_rounds(const char *name, double *fv, const char *base, double
 	bench_report(name, &fs, base, &bs, units);
 }
 
-static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_bdf)
+/* `name`: the row, which says how the broker was configured (prestart). */
+static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_bdf,
+		       const char *name)
 {
 	unsigned n = env_rounds("VB_BENCH_HOTPLUG_ROUNDS", HOTPLUG_ROUNDS_DEFAULT);
 	double *fv = calloc(n, sizeof(double)), *bv = calloc(n, sizeof(double));
 	double *av = calloc(n, sizeof(double));
-	const char *name = "hotplug_add_to_handshake";
-	struct bench_stats as;
+	struct bench_stats as, fs, bs;
 	struct vfb_ctl *ctl = NULL;
 	char why[300] = "";
 	int r = fv && bv && av ? 0 : -ENOMEM;
@@ -573,6 +574,13 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 		printf("# %s: AddDevice answered after %.1f ms (median), the handshake took the "
 		       "rest\n",
 		       name, as.median);
+		/* For guest_bench.py's breakdown (medians, ms); report_rounds sorts its arrays. */
+		memcpy(av, fv, n * sizeof(double));
+		bench_stats_of(av, n, &fs);
+		memcpy(av, bv, n * sizeof(double));
+		bench_stats_of(av, n, &bs);
+		printf("p4 %s total %.3f add %.3f vfio %.3f\n", name, fs.median, as.median,
+		       bs.median);
 		report_rounds(name, fv, "vfio_open_attach_devfd_reset", bv, n, "ms/op");
 	} else {
 		bench_fail(name, "%s", why);
@@ -672,7 +680,8 @@ static int cmd_ctl_latency(const char *ctlsock, const char *bdf)
  * pid, net, mount, ipc, uts and cgroup namespaces, the uid and gid maps, the empty root
  * (tmpfs, pivot_root), rlimits, capabilities dropped, execveat of the worker; until its exec.
  * Ends it again untimed (its channel hangs up). Returns ms, or -1 with *ret set. */
-static double spawn_sandboxed(const char *worker, int *ret, char *why, size_t whylen)
+static double spawn_sandboxed(const char *worker, double *ret_parent_ms, int *ret, char *why,
+			      size_t whylen)
 {
 	char *argv[] = {"vfio-worker", "--seccomp=kill", NULL};
 	struct sbx_spawn_error serr = {0};
@@ -683,29 +692,47 @@ static double spawn_sandboxed(const char *worker, int *ret, char *why, size_t wh
 				       .uid = SPAWN_UID,
 				       .gid = SPAWN_UID,
 				       .error = &serr};
-	int sp[2], pidfd = -1;
-	uint64_t t0;
+	struct sbx_pending p;
+	int sp[2];
+	uint64_t t0, t1;
 	double ms;
-	pid_t pid;
 
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0) {
 		*ret = failed(why, whylen, "socketpair");
 		return -1;
 	}
 	spec.fds = &sp[1];
+	/* sbx_spawn_worker() in its two halves, as the broker's pool runs them: the parent's
+	 * (clone3 into the namespaces, the id maps, the release), then the child's alone (its
+	 * empty root, credentials, rlimits, execveat) until its report pipe closes. */
 	t0 = bench_now_ns();
-	*ret = sbx_spawn_worker(&spec, &pid, &pidfd);
+	*ret = sbx_spawn_begin(&spec, &p);
+	t1 = bench_now_ns();
+	while (*ret == 0) {
+		struct pollfd pf = {.fd = p.report_fd, .events = POLLIN};
+
+		if (poll(&pf, 1, -1) < 0 && errno != EINTR) {
+			*ret = -errno;
+			sbx_spawn_abort(&p);
+			break;
+		}
+		*ret = sbx_spawn_end(&p, &serr);
+		if (*ret != -EAGAIN)
+			break;
+		*ret = 0;
+	}
 	ms = (double)(bench_now_ns() - t0) / 1e6;
+	*ret_parent_ms = (double)(t1 - t0) / 1e6;
 	close(sp[1]);
 	close(sp[0]); /* the worker ends when its channel hangs up */
 	if (*ret < 0) {
-		snprintf(why, whylen, "sbx_spawn_worker: %s: %s", serr.step, strerror(-*ret));
+		snprintf(why, whylen, "sbx_spawn: %s: %s", serr.step, strerror(-*ret));
 		return -1;
 	}
-	while (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pidfd, &(siginfo_t){0}, WEXITED) < 0 &&
+	while (waitid((idtype_t)3 /* P_PIDFD */, (id_t)p.pidfd, &(siginfo_t){0}, WEXITED) < 0 &&
 	       errno == EINTR)
 		;
-	close(pidfd);
+	close(p.pidfd);
 	return ms;
 }
 
@@ -755,28 +782,41 @@ static int cmd_spawn(const char *worker)
 {
 	unsigned n = env_rounds("VB_BENCH_SPAWN_ROUNDS", SPAWN_ROUNDS_DEFAULT);
 	double *fv = calloc(n, sizeof(double)), *bv = calloc(n, sizeof(double));
+	double *pv = calloc(n, sizeof(double)), *cv = calloc(n, sizeof(double));
 	const char *name = "worker_sandboxed_spawn";
+	struct bench_stats ps, cs;
 	char why[300] = "";
-	int r = fv && bv ? 0 : -ENOMEM;
+	int r = fv && bv && pv && cv ? 0 : -ENOMEM;
 
 	for (unsigned i = 0; r == 0 && i < n; i++) {
 		/* Alternating which goes first, as the other rows do. */
 		if (i % 2 == 0) {
-			fv[i] = spawn_sandboxed(worker, &r, why, sizeof(why));
+			fv[i] = spawn_sandboxed(worker, &pv[i], &r, why, sizeof(why));
 			if (r == 0)
 				bv[i] = spawn_plain(worker, &r, why, sizeof(why));
 		} else {
 			bv[i] = spawn_plain(worker, &r, why, sizeof(why));
 			if (r == 0)
-				fv[i] = spawn_sandboxed(worker, &r, why, sizeof(why));
+				fv[i] = spawn_sandboxed(worker, &pv[i], &r, why, sizeof(why));
 		}
+		cv[i] = fv[i] - pv[i];
 	}
-	if (r == 0)
+	if (r == 0) {
+		bench_stats_of(pv, n, &ps);
+		bench_stats_of(cv, n, &cs);
+		printf("# %s: the parent's part (clone3 into 7 namespaces, uid/gid maps, release) "
+		       "%.1f ms, the child's (empty root, credentials, rlimits, execveat) %.1f ms "
+		       "(medians)\n",
+		       name, ps.median, cs.median);
+		printf("p4 spawn parent %.3f child %.3f\n", ps.median, cs.median);
 		report_rounds(name, fv, "fork_exec_static_worker", bv, n, "ms/op");
-	else
+	} else {
 		bench_fail(name, "%s", why);
+	}
 	free(fv);
 	free(bv);
+	free(pv);
+	free(cv);
 	return r < 0;
 }
 
@@ -983,10 +1023,11 @@ int main(int argc, char **argv)
 		    "guest: DMA of a VM's RAM through the broker against direct VFIO ioctls");
 		return cmd_dma_vm(argv[2], argv[3], (unsigned)gib);
 	}
-	if (argc == 5 && strcmp(argv[1], "hotplug") == 0) {
+	if ((argc == 5 || argc == 6) && strcmp(argv[1], "hotplug") == 0) {
 		bench_header(
 		    "guest: hot-plug through the broker against the same steps in-process");
-		return cmd_hotplug(argv[2], argv[3], argv[4]);
+		return cmd_hotplug(argv[2], argv[3], argv[4],
+				   argc == 6 ? argv[5] : "hotplug_add_to_handshake");
 	}
 	if (argc == 4 && strcmp(argv[1], "ctl") == 0)
 		return cmd_ctl_latency(argv[2], argv[3]);
@@ -994,8 +1035,9 @@ int main(int argc, char **argv)
 		bench_header("guest: the worker's sandboxed start against fork and exec");
 		return cmd_spawn(argv[2]);
 	}
-	fprintf(stderr, "usage: bench_guest dma SOCKET BDF | bench_guest dma-vm SOCKET BDF GIB | "
-			"bench_guest msi SOCKET | bench_guest hotplug CTLSOCKET BDF DIRECT_BDF | "
-			"bench_guest ctl CTLSOCKET BDF | bench_guest spawn WORKER\n");
+	fprintf(stderr,
+		"usage: bench_guest dma SOCKET BDF | bench_guest dma-vm SOCKET BDF GIB | "
+		"bench_guest msi SOCKET | bench_guest hotplug CTLSOCKET BDF DIRECT_BDF [ROW] | "
+		"bench_guest ctl CTLSOCKET BDF | bench_guest spawn WORKER\n");
 	return 2;
 }

@@ -47,7 +47,11 @@ WORKER = "/opt/vfio-broker/bin/vfio-worker"  # where tests/guest/vbbroker.py's c
 
 TSV = os.environ.get("VB_BENCH_TSV")
 NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_VmRSS",
-         "brokerd_1dev_VmHWM", "hotplug_add_to_handshake", "worker_sandboxed_spawn")
+         "brokerd_1dev_VmHWM", "hotplug_add_to_handshake", "hotplug_add_to_handshake_prestart",
+         "worker_sandboxed_spawn")
+# P4 with the pool of pre-started workers off ([worker] prestart = 0: every AddDevice spawns
+# its sandboxed worker) and on (prestart = 1, the default: AddDevice takes the pooled worker).
+HOTPLUG_ROWS = (("hotplug_add_to_handshake", 0), ("hotplug_add_to_handshake_prestart", 1))
 
 
 def emit(line):
@@ -76,14 +80,23 @@ def status_kib(g, pid):
     return {l.split(":")[0]: float(l.split()[1]) for l in out.splitlines()}
 
 
+P4 = {}
+
+
 def run_bench(g, args, timeout=120):
-    """Runs bench_guest in the guest; echoes its table; copies its TSV rows to ours."""
+    """Runs bench_guest in the guest; echoes its table; copies its TSV rows to ours; keeps its
+    "p4 ..." lines (medians for the hot-plug breakdown) in P4."""
     env = " ".join("%s=%s" % (k, os.environ.get(k, ""))
                    for k in ("VB_BENCH_DMA_ROUNDS", "VB_BENCH_HOTPLUG_ROUNDS",
                              "VB_BENCH_SPAWN_ROUNDS"))
     rc, out = g.run("rm -f %s; VB_BENCH_TSV=%s VB_BENCH_SCALE=%s %s bench_guest %s"
                     % (GUEST_TSV, GUEST_TSV, GUEST_SCALE, env, args), timeout=timeout)
-    sys.stdout.write(out)
+    for line in out.splitlines():
+        if line.startswith("p4 "):
+            f = line.split()
+            P4[f[1]] = {k: float(v) for k, v in zip(f[2::2], f[3::2])}
+        else:
+            sys.stdout.write(line + "\n")
     sys.stdout.flush()
     rows = g.run("cat %s" % GUEST_TSV)[1] if rc in (0, 1) else ""
     for line in rows.splitlines():
@@ -255,12 +268,52 @@ def main_scale(build):
     return 0 if ok else 1
 
 
+def metric(g, name):
+    for line in g.check("vfio-brokerctl metrics").splitlines():
+        if line.startswith(name + " "):
+            return int(float(line.split()[1]))
+    raise RuntimeError("no metric " + name)
+
+
+def p4_breakdown():
+    """Where a hot-plug's time goes (medians, ms): the VFIO steps are the baseline's own (the
+    same ioctls in-process); the sandboxed spawn is bench_guest spawn's, split at the parent's
+    release; the rest of AddDevice's answer is the worker's start-up after its exec (its
+    HANDOFF: device model, server, seccomp filter), the HANDOFF round trip and the broker's
+    bookkeeping; the handshake is the VMM's connection after AddDevice's answer."""
+    off, on = P4.get("hotplug_add_to_handshake"), P4.get("hotplug_add_to_handshake_prestart")
+    sp = P4.get("spawn")
+    if not off or not on or not sp:
+        print("# P4 breakdown: not every part ran", flush=True)
+        return
+    spawn = sp["parent"] + sp["child"]
+    print("\n== P4: where a hot-plug's time goes (medians, ms, TCG)")
+    print("%-58s %10s %10s" % ("step", "prestart=0", "prestart=1"))
+    rows = (
+        ("VFIO steps (the baseline: group, container, device fd, reset)", off["vfio"],
+         on["vfio"]),
+        ("sandboxed spawn, parent: clone3 + 7 namespaces, id maps", sp["parent"], 0.0),
+        ("sandboxed spawn, child: root, creds, rlimits, execveat", sp["child"], 0.0),
+        ("worker start-up + HANDOFF + bookkeeping (AddDevice answer - above)",
+         off["add"] - off["vfio"] - spawn, on["add"] - on["vfio"]),
+        ("VMM connection and handshake (after AddDevice's answer)", off["total"] - off["add"],
+         on["total"] - on["add"]),
+        ("hotplug_add_to_handshake (total)", off["total"], on["total"]),
+    )
+    for label, a, b in rows:
+        print("%-58s %10.1f %10.1f" % (label, a, b))
+    print("ratio against the baseline: %.2fx (prestart=0), %.2fx (prestart=1)\n"
+          % (off["total"] / off["vfio"], on["total"] / on["vfio"]), flush=True)
+
+
 def main(build):
     vbguest.install_signal_handlers()
     parts = os.environ.get("VB_BENCH_GUEST_PARTS", "main,dma-vm,scale").split(",")
     rc = 0
     if "main" in parts:
         rc |= main_small(build)
+    elif "hotplug" in parts:
+        rc |= main_small(build, only_p4=True)
     if "dma-vm" in parts:
         rc |= main_dma_vm(build)
     if "scale" in parts:
@@ -268,7 +321,9 @@ def main(build):
     return rc
 
 
-def main_small(build):
+def main_small(build, only_p4=False):
+    """The small guest; only_p4: the hot-plug rows and the spawn alone (VB_BENCH_GUEST_PARTS=
+    hotplug), for iterating on P4."""
     devices = [vbguest.Device("edu"), vbguest.Device("edu")]
     ok = True
     try:
@@ -281,21 +336,34 @@ def main_small(build):
     try:
         print("guest booted in %.1f s (QEMU TCG, 1 vCPU)" % g.boot_seconds, flush=True)
         edu0, edu1 = g.bdf("edu0"), g.bdf("edu1")
-        with Broker(g) as b:
-            idle = status_kib(g, b.pid)
-            rep = b.add(edu0, opts="--allow-mmap")
-            sock = rep["socket_path"]
-            one = status_kib(g, b.pid)
-            print("\n== guest: vfio-brokerd memory with one device against none")
-            for field in ("VmRSS", "VmHWM"):
-                report_kib("brokerd_1dev_" + field, one[field], "brokerd_0dev_" + field,
-                           idle[field])
-            ok &= run_bench(g, "dma %s %s" % (sock, edu1))
-            ok &= run_bench(g, "msi %s" % sock)
-            b.remove(edu0, "--force")
-            ok &= run_bench(g, "hotplug %s %s %s" % (CTL_SOCK, edu0, edu1), timeout=900)
-            # What of AddDevice is the worker's sandboxed start (the broker waits for its exec).
-            ok &= run_bench(g, "spawn %s" % WORKER, timeout=600)
+        if not only_p4:
+            with Broker(g) as b:
+                idle = status_kib(g, b.pid)
+                rep = b.add(edu0, opts="--allow-mmap")
+                sock = rep["socket_path"]
+                one = status_kib(g, b.pid)
+                print("\n== guest: vfio-brokerd memory with one device against none")
+                for field in ("VmRSS", "VmHWM"):
+                    report_kib("brokerd_1dev_" + field, one[field], "brokerd_0dev_" + field,
+                               idle[field])
+                ok &= run_bench(g, "dma %s %s" % (sock, edu1))
+                ok &= run_bench(g, "msi %s" % sock)
+                b.remove(edu0, "--force")
+    except Exception as e:
+        fail("guest", "%s: %s" % (e.__class__.__name__, e))
+        g.close()
+        return 1
+    try:
+        for row, prestart in HOTPLUG_ROWS:
+            with Broker(g, vbbroker.config(extra="prestart = %d\n" % prestart)) as b:
+                ok &= run_bench(g, "hotplug %s %s %s %s" % (CTL_SOCK, edu0, edu1, row),
+                                timeout=900)
+                taken = metric(g, "vfio_broker_pool_taken_total")
+                print("# %s: prestart = %d, %d AddDevice served by a pre-started worker"
+                      % (row, prestart, taken), flush=True)
+        # What of AddDevice is the worker's sandboxed start (the broker waits for its exec).
+        ok &= run_bench(g, "spawn %s" % WORKER, timeout=600)
+        p4_breakdown()
     except Exception as e:
         fail("guest", "%s: %s" % (e.__class__.__name__, e))
         ok = False

@@ -188,6 +188,12 @@ static const struct cfg_key cfg_keys[] = {
      .offset = OFF(restart_max),
      .min = 0,
      .max = 1000},
+    {.section = "worker",
+     .name = "prestart",
+     .type = CFG_U32,
+     .offset = OFF(prestart),
+     .min = 0,
+     .max = BRK_PRESTART_MAX},
 };
 _Static_assert(ARRAY_SIZE(cfg_keys) <= 64, "cfg_state.seen is too small");
 
@@ -362,6 +368,8 @@ static void cfg_defaults(struct brk_config *c)
 	c->heartbeat_timeout_ms = 3000;
 	c->restart = BRK_RESTART_ON_FAILURE;
 	c->restart_max = 3;
+	/* One hot-plug without a sandboxed spawn in its path, at the cost of one idle worker. */
+	c->prestart = 1;
 }
 
 static int cfg_set_default_str(char **slot, const char *v)

@@ -16,6 +16,8 @@
 
 /* The Linux kernel's own default for vfio_iommu_type1 dma_entry_limit. */
 #define BRK_DMA_MAPPINGS_MAX 65535u
+/* The most pre-started workers [worker] prestart may ask for (pool.h). */
+#define BRK_PRESTART_MAX 64u
 
 enum brk_restart {
 	BRK_RESTART_NEVER,
@@ -93,6 +95,7 @@ struct brk_config {
 	uint32_t heartbeat_timeout_ms;
 	enum brk_restart restart;
 	uint32_t restart_max;
+	uint32_t prestart; /* sandboxed workers started ahead of AddDevice (pool.h); 0: none */
 };
 
 /*

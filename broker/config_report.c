@@ -80,12 +80,13 @@ int brk_config_dump(const struct brk_config *c, char **ret)
 		"rlimit_nofile = %llu\nrlimit_nproc = %llu\nrlimit_fsize = %llu\n"
 		"rlimit_memlock = %llu\nrlimit_core = %llu\nrlimit_as = %llu\nseccomp = %s\n"
 		"heartbeat_interval_ms = %u\nheartbeat_timeout_ms = %u\nrestart = %s\n"
-		"restart_max = %u\n",
+		"restart_max = %u\nprestart = %u\n",
 		(unsigned long long)c->rlimits.nofile, (unsigned long long)c->rlimits.nproc,
 		(unsigned long long)c->rlimits.fsize, (unsigned long long)c->rlimits.memlock,
 		(unsigned long long)c->rlimits.core, (unsigned long long)c->rlimits.as,
 		cfg_seccomp_name(c->seccomp), c->heartbeat_interval_ms, c->heartbeat_timeout_ms,
-		c->restart == BRK_RESTART_NEVER ? "never" : "on-failure", c->restart_max);
+		c->restart == BRK_RESTART_NEVER ? "never" : "on-failure", c->restart_max,
+		c->prestart);
 	if (fclose(f) != 0) {
 		free(buf);
 		return -ENOMEM;

@@ -17,6 +17,7 @@
 #include "base.h"
 #include "daemon_priv.h"
 #include "log.h"
+#include "pool.h"
 #include "record.h"
 
 int brk_daemon__read_id(const struct brk_sys *sys, const char *bdf, const char *attr, uint16_t *ret)
@@ -241,6 +242,16 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 		free(dmn);
 		return r;
 	}
+	/* Pre-started workers are real processes: not beside fake ones (tests). */
+	if (dmn->workers == &brk_worker_ops_real && cfg->prestart) {
+		r = brk_pool_new(loop, cfg, brk_daemon__uid_used, dmn, &dmn->pool);
+		if (r < 0) {
+			brk_ctl_free(dmn->ctl);
+			brk_registry_free(dmn->reg);
+			free(dmn);
+			return r;
+		}
+	}
 	brk_log_set_resolver(dmn_log_resolve, dmn);
 	*ret = dmn;
 	return 0;
@@ -249,6 +260,16 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 struct brk_ctl *brk_daemon_ctl(struct brk_daemon *dmn)
 {
 	return dmn->ctl;
+}
+
+void brk_daemon_prestart_drain(struct brk_daemon *dmn)
+{
+	brk_pool_drain(dmn->pool);
+}
+
+void brk_daemon_prestart_resume(struct brk_daemon *dmn)
+{
+	brk_pool_resume(dmn->pool);
 }
 
 void brk_daemon_free(struct brk_daemon *dmn)
@@ -260,6 +281,8 @@ void brk_daemon_free(struct brk_daemon *dmn)
 	/* Stop taking requests first, then end every worker and give everything back. */
 	brk_ctl_free(dmn->ctl);
 	dmn->ctl = NULL;
+	brk_pool_free(dmn->pool);
+	dmn->pool = NULL;
 	while ((d = brk_registry_first(dmn->reg))) {
 		struct dmn_assignment *dd = d->priv;
 

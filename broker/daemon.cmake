@@ -31,6 +31,7 @@ add_library(vb_brokerd STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_status.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_vfio.c
 	${CMAKE_CURRENT_SOURCE_DIR}/daemon_worker.c
+	${CMAKE_CURRENT_SOURCE_DIR}/pool.c
 	${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
 	${CMAKE_CURRENT_SOURCE_DIR}/supervise.c
 	${CMAKE_CURRENT_SOURCE_DIR}/worker.c)

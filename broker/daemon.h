@@ -40,6 +40,10 @@ int brk_daemon_new(uv_loop_t *loop, const struct brk_config *cfg, int listen_fd,
 void brk_daemon_adopt(struct brk_daemon *d, struct brk_fdstore_set *set);
 /* The control server, for a re-exec's handover of its sessions (control.h). */
 struct brk_ctl *brk_daemon_ctl(struct brk_daemon *d);
+/* The pre-started workers (pool.h) end before a re-exec, which would leave them unknown
+ * children of the new image; resume refills the pool when the re-exec did not happen. */
+void brk_daemon_prestart_drain(struct brk_daemon *d);
+void brk_daemon_prestart_resume(struct brk_daemon *d);
 /* Ends every worker, quiesces and releases every device, closes the control socket. Run the
  * loop afterwards so libuv can close the handles. */
 void brk_daemon_free(struct brk_daemon *d);

@@ -75,6 +75,7 @@ struct brk_daemon {
 	struct brk_ctl *ctl;
 	struct brk_fdstore *store; /* NULL: nothing outlives the process */
 	struct brk_record *rec;	   /* the state record (record.h); NULL without a store */
+	struct brk_pool *pool;	   /* pre-started workers (pool.h); NULL with fake workers */
 	uint64_t restarts_total, adds_total, removes_total;
 	struct dmn_adopt adopt;
 };
@@ -87,6 +88,9 @@ int brk_daemon__rec_dma_journal(struct brk_daemon *dmn, const char *vm, struct b
 int brk_daemon__rec_dev(struct dmn_assignment *dd);
 void brk_daemon__rec_dev_del(struct brk_daemon *dmn, const char *bdf);
 int brk_daemon__rec_irq_journal(struct dmn_assignment *dd);
+
+/* daemon_worker.c: whether a device's worker runs as `uid` (pool.h's brk_pool_uid_used_fn). */
+bool brk_daemon__uid_used(void *dmn, uid_t uid);
 
 /* daemon.c */
 /* sysfs's vendor or device id of `bdf`. */

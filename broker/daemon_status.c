@@ -11,6 +11,7 @@
 #include "daemon_priv.h"
 #include "irq.h"
 #include "metrics.h"
+#include "pool.h"
 
 struct dmn_status_buf {
 	Vb__Ctl__DeviceStatus st;
@@ -265,6 +266,7 @@ int brk_daemon__metrics(void *ctx, FILE *f)
 	dmn_metrics_devices(dmn, f);
 	dmn_metrics_vms(dmn, f);
 	dmn_metrics_irqs(dmn, f);
+	brk_pool_metrics(dmn->pool, f);
 	brk_worker_metrics(f);
 	return 0;
 }

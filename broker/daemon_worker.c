@@ -15,6 +15,7 @@
 #include "base.h"
 #include "daemon_priv.h"
 #include "log.h"
+#include "pool.h"
 #include "spawn.h"
 
 /* The worker's channel and pidfd: with them the next broker keeps the worker. */
@@ -41,7 +42,21 @@ void brk_daemon__worker_free(struct dmn_assignment *dd)
 	dd->rec->worker_pid = 0;
 }
 
-/* A uid from the configured range that no live worker uses; a shared user= is always free. */
+bool brk_daemon__uid_used(void *ctx, uid_t uid)
+{
+	struct brk_daemon *dmn = ctx;
+
+	for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d; d = d->next) {
+		struct dmn_assignment *dd = d->priv;
+
+		if (dd && dd->worker && dd->worker_uid == uid)
+			return true;
+	}
+	return false;
+}
+
+/* A uid from the configured range that no live worker uses, a pooled one included; a shared
+ * user= is always free. */
 static int dmn_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 {
 	const struct brk_config *c = dmn->cfg;
@@ -52,15 +67,8 @@ static int dmn_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
 		return 0;
 	}
 	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
-		bool used = false;
-
-		for (struct brk_dev_rec *d = brk_registry_first(dmn->reg); d && !used;
-		     d = d->next) {
-			struct dmn_assignment *dd = d->priv;
-
-			used = dd && dd->worker && dd->worker_uid == (uid_t)u;
-		}
-		if (!used) {
+		if (!brk_daemon__uid_used(dmn, (uid_t)u) &&
+		    !brk_pool_uid_taken(dmn->pool, (uid_t)u)) {
 			*uid = (uid_t)u;
 			*gid = (gid_t)u;
 			return 0;
@@ -324,11 +332,10 @@ int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err)
 	struct brk_dev_rec *d = dd->rec;
 	struct dmn_vm *v = d->vm->priv;
 	struct brk_worker_args a = {0};
+	struct brk_pool_proc pre;
+	bool pooled;
 	int r;
 
-	r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
-	if (r < 0)
-		return vb_errf(err, r, "every uid of the worker uid_range is in use");
 	if ((d->protocols & BRK_PROTO_NATIVE) && dd->vmm_fd < 0) {
 		r = brk_spawn_vmm_socket(dd->dmn->cfg->runtime_dir, d->vm->name, d->bdf,
 					 BRK_PROTO_NATIVE, v->owner_uid, v->owner_gid,
@@ -344,11 +351,26 @@ int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err)
 		if (r < 0)
 			return r;
 	}
+	/* A pre-started worker if one is ready: its sandbox exists and it has exec'd; its uid
+	 * was reserved for it in the pool and becomes the device's. */
+	pooled = brk_pool_take(dd->dmn->pool, &pre) == 0;
+	if (pooled) {
+		dd->worker_uid = pre.uid;
+		dd->worker_gid = pre.gid;
+	} else {
+		r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
+		if (r < 0)
+			return vb_errf(err, r, "every uid of the worker uid_range is in use");
+	}
 	dmn_worker_args(dd, &a);
+	a.pre = pooled ? &pre : NULL;
 	r = dd->dmn->workers->start(dd->dmn->loop, &a, &dd->worker, err);
 	if (r < 0)
 		return r;
 	d->worker_pid = dd->dmn->workers->pid(dd->worker);
+	if (pooled)
+		brk_debug("%s: pre-started worker %d (uid %u) takes the device", d->bdf,
+			  (int)d->worker_pid, (unsigned)dd->worker_uid);
 	r = dmn_store_worker(dd, err);
 	if (r == 0 && (r = brk_daemon__rec_dev(dd)) < 0)
 		vb_errf(err, r, "cannot write the state record: %s", strerror(-r));

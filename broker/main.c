@@ -474,11 +474,15 @@ static void reexec_now(void *data, unsigned dropped)
 		brk_log_errno(LOG_WARNING, r, "re-exec: capabilities may not survive the exec");
 	brk_notice("re-exec: %s with %zu fds (%d control sessions)", rs->exe,
 		   brk_fdstore_count(rs->store), sessions);
+	/* Their channels are not handed over: reaped here rather than left to the new image as
+	 * children it does not know. */
+	brk_daemon_prestart_drain(rs->dmn);
 	r = brk_fdstore_exec(rs->store, exe, rs->argv, &moved);
 	close(exe);
 	if (!moved) {
 		struct brk_caps_outcome caps;
 
+		brk_daemon_prestart_resume(rs->dmn);
 		brk_log_errno(LOG_ERR, r, "re-exec of %s failed: carrying on", rs->exe);
 		brk_caps_drop(&caps); /* no worker may inherit the ambient set */
 		reexec_abandon(rs);

@@ -123,24 +123,34 @@ static const char *spawn_seccomp_arg(enum brk_seccomp_mode m)
 				      : "--seccomp=kill";
 }
 
-int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
-		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, struct vb_err *err)
+/* The sandbox spec of a worker as uid/gid with `nofile` open files and `argv`, its channel
+ * `chan` placed at fd 3. */
+static void spawn_spec(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
+		       char **argv, const int *chan, struct sbx_rlimit *rl,
+		       struct sbx_spawn_error *serr, struct sbx_worker_spec *spec)
 {
-	struct sbx_spawn_error serr = {0};
-	struct sbx_rlimit rl[8];
-	char *argv[] = {"vfio-worker", (char *)spawn_seccomp_arg(cfg->seccomp), NULL};
-	struct sbx_worker_spec spec = {
+	*spec = (struct sbx_worker_spec){
 	    .exe = cfg->worker_path,
 	    .argv = argv,
 	    .envp = NULL,
+	    .fds = chan,
 	    .nfds = 1,
 	    .stderr_fd = STDERR_FILENO,
 	    .uid = uid,
 	    .gid = gid,
 	    .rlimits = rl,
 	    .nrlimits = spawn_rlimits(cfg, nofile, rl),
-	    .error = &serr,
+	    .error = serr,
 	};
+}
+
+int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
+		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, struct vb_err *err)
+{
+	struct sbx_spawn_error serr = {0};
+	struct sbx_worker_spec spec;
+	struct sbx_rlimit rl[8];
+	char *argv[] = {"vfio-worker", (char *)spawn_seccomp_arg(cfg->seccomp), NULL};
 	int sp[2], r;
 
 	if (nofile > cfg->rlimits.nofile) {
@@ -152,7 +162,7 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_
 	r = ipc_socketpair(sp);
 	if (r < 0)
 		return vb_errf(err, r, "socketpair: %s", strerror(-r));
-	spec.fds = &sp[1];
+	spawn_spec(cfg, uid, gid, nofile, argv, &sp[1], rl, &serr, &spec);
 	r = sbx_spawn_worker(&spec, ret_pid, ret_pidfd);
 	close(sp[1]);
 	if (r < 0) {
@@ -160,6 +170,35 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_
 			(unsigned)uid, serr.step[0] ? serr.step : "spawn", strerror(-r));
 		close(sp[0]);
 		return r;
+	}
+	*ret_chan_fd = sp[0];
+	return 0;
+}
+
+int brk_spawn_prestart_begin(const struct brk_config *cfg, uid_t uid, gid_t gid,
+			     struct sbx_pending *ret, int *ret_chan_fd, struct vb_err *err)
+{
+	char timeout[40];
+	struct sbx_spawn_error serr = {0};
+	struct sbx_worker_spec spec;
+	struct sbx_rlimit rl[8];
+	char *argv[] = {"vfio-worker", (char *)spawn_seccomp_arg(cfg->seccomp), timeout, NULL};
+	int sp[2], r;
+
+	/* It waits for a HANDOFF that may come much later than a device's worker's (10 s). */
+	snprintf(timeout, sizeof(timeout), "--handoff-timeout=%d", BRK_PRESTART_HANDOFF_MS);
+	r = ipc_socketpair(sp);
+	if (r < 0)
+		return vb_errf(err, r, "socketpair: %s", strerror(-r));
+	/* Its device is not known yet: the configured ceiling, which every device's own need
+	 * stays under (brk_spawn_worker_nofile() is checked against it when it is taken). */
+	spawn_spec(cfg, uid, gid, cfg->rlimits.nofile, argv, &sp[1], rl, &serr, &spec);
+	r = sbx_spawn_begin(&spec, ret);
+	close(sp[1]);
+	if (r < 0) {
+		close(sp[0]);
+		return vb_errf(err, r, "cannot start %s as uid %u: %s: %s", cfg->worker_path,
+			       (unsigned)uid, serr.step[0] ? serr.step : "spawn", strerror(-r));
 	}
 	*ret_chan_fd = sp[0];
 	return 0;

@@ -13,6 +13,8 @@
 #include "config.h"
 #include "err.h"
 
+struct sbx_pending;
+
 /* The worker's fd for its broker channel (the first fd sbx_spawn_worker() places). */
 #define BRK_WORKER_CHANNEL_FD 3
 
@@ -49,5 +51,18 @@ uint64_t brk_spawn_worker_nofile(uint32_t vectors);
  */
 int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_t nofile,
 		     pid_t *ret_pid, int *ret_pidfd, int *ret_chan_fd, struct vb_err *err);
+
+/* How long a pre-started worker waits for its HANDOFF (--handoff-timeout): INT_MAX ms, about
+ * 24.8 days; the pool replaces one that gave up. */
+#define BRK_PRESTART_HANDOFF_MS 2147483647
+
+/*
+ * A worker for the pool (pool.h): sandboxed as uid/gid like brk_spawn_worker()'s, with the
+ * configured rlimit_nofile (its device is not known yet), waiting for its HANDOFF. Does not wait
+ * for its exec: *ret is the pending spawn (sbx_spawn_end() once ret->report_fd is readable);
+ * *ret_chan_fd the broker's end of its channel. Errors: negative errno, the step in err.
+ */
+int brk_spawn_prestart_begin(const struct brk_config *cfg, uid_t uid, gid_t gid,
+			     struct sbx_pending *ret, int *ret_chan_fd, struct vb_err *err);
 
 #endif

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "registry.h"
+#include "pool.h"
 #include "spawn.h"
 #include "supervise.h"
 
@@ -518,6 +520,9 @@ static int bw_send_handoff(struct brk_worker *w)
 	h.owner_gid = w->a.owner_gid;
 	h.generation = w->a.generation;
 	h.epoch = brk_worker_epoch();
+	/* What a worker spawned for this device was given; a pre-started one lowers its ceiling
+	 * to it. */
+	h.rlimit_nofile = brk_spawn_worker_nofile(bw_vectors(w->a.dev));
 	/* The device, then the listening socket of each protocol served, native first. */
 	h.protocols = w->a.protocols;
 	if (w->a.protocols & BRK_PROTO_NATIVE)
@@ -574,6 +579,52 @@ static struct brk_worker *bw_alloc(const struct brk_worker_args *args, enum bw_s
 	return w;
 }
 
+/* Ends a pre-started worker that will not be used: killed and reaped (it has exec'd and waits
+ * for its HANDOFF, so it dies at once), its fds closed. NULL allowed. */
+static void bw_pre_end(const struct brk_pool_proc *pre)
+{
+	struct pollfd p;
+
+	if (!pre)
+		return;
+	syscall(SYS_pidfd_send_signal, pre->pidfd, SIGKILL, NULL, 0);
+	/* The pool's loop made its pidfd O_NONBLOCK: waitid() says EAGAIN until it has exited. */
+	for (;;) {
+		p = (struct pollfd){.fd = pre->pidfd, .events = POLLIN};
+		if (waitid((idtype_t)3 /* P_PIDFD */, (id_t)pre->pidfd, &(siginfo_t){0}, WEXITED) ==
+		    0)
+			break;
+		if (errno == EAGAIN)
+			poll(&p, 1, -1);
+		else if (errno != EINTR)
+			break;
+	}
+	close(pre->pidfd);
+	close(pre->chan_fd);
+}
+
+/* The pre-started worker becomes this device's: it was started with the configured ceiling of
+ * open files, which the device's own need must fit under as with a spawn of its own. */
+static int bw_pre_take(struct brk_worker *w, const struct brk_config *cfg, int *ret_pidfd,
+		       int *ret_chan_fd, struct vb_err *err)
+{
+	const struct brk_pool_proc *pre = w->a.pre;
+	uint64_t nofile = brk_spawn_worker_nofile(bw_vectors(w->a.dev));
+
+	if (nofile > cfg->rlimits.nofile) {
+		bw_pre_end(pre);
+		return vb_errf(err, -EMFILE,
+			       "the device needs a worker with %llu open files (2 per interrupt "
+			       "vector); [worker] rlimit_nofile allows %llu",
+			       (unsigned long long)nofile, (unsigned long long)cfg->rlimits.nofile);
+	}
+	w->pid = pre->pid;
+	*ret_pidfd = pre->pidfd;
+	*ret_chan_fd = pre->chan_fd;
+	w->a.pre = NULL;
+	return 0;
+}
+
 int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct brk_worker **ret,
 		     struct vb_err *err)
 {
@@ -586,11 +637,16 @@ int brk_worker_start(uv_loop_t *loop, const struct brk_worker_args *args, struct
 	int pidfd = -1, cfd = -1, r;
 
 	w = bw_alloc(args, W_HANDOFF);
-	if (!w)
+	if (!w) {
+		bw_pre_end(args->pre);
 		return vb_errf(err, -ENOMEM, "out of memory");
-	r = brk_spawn_worker(cfg, args->uid, args->gid,
-			     brk_spawn_worker_nofile(bw_vectors(args->dev)), &w->pid, &pidfd, &cfd,
-			     err);
+	}
+	if (args->pre)
+		r = bw_pre_take(w, cfg, &pidfd, &cfd, err);
+	else
+		r = brk_spawn_worker(cfg, args->uid, args->gid,
+				     brk_spawn_worker_nofile(bw_vectors(args->dev)), &w->pid,
+				     &pidfd, &cfd, err);
 	if (r < 0) {
 		free(w);
 		return r;

@@ -27,6 +27,7 @@ enum brk_worker_fault {
 };
 
 struct brk_worker;
+struct brk_pool_proc;
 
 struct brk_worker_hooks {
 	/* The worker acknowledged its HANDOFF and serves its VMM socket now. */
@@ -66,6 +67,9 @@ struct brk_worker_args {
 	int vfu_listen_fd;
 	const struct brk_worker_hooks *hooks;
 	void *ctx;
+	/* A pre-started worker (pool.h) to hand the device to instead of spawning one; start()
+	 * owns its pidfd and channel from the call on, whatever it returns. NULL: spawn. */
+	const struct brk_pool_proc *pre;
 };
 
 /* Spawns the worker and sends its HANDOFF. Errors: negative errno with a message in err. */

@@ -253,40 +253,6 @@ static int sbx__write_map(pid_t pid, const char *file, unsigned id)
 	return 0;
 }
 
-/* 0 when the error pipe closed (the child exec'd), 1 with *rep filled when it failed. */
-static int sbx__wait_report(int fd, struct sbx__report *rep)
-{
-	struct timespec start, now;
-	struct pollfd p = {.fd = fd, .events = POLLIN};
-	long left;
-	ssize_t n;
-
-	clock_gettime(CLOCK_MONOTONIC, &start);
-	for (;;) {
-		clock_gettime(CLOCK_MONOTONIC, &now);
-		left = SBX_SPAWN_TIMEOUT_MS - ((now.tv_sec - start.tv_sec) * 1000 +
-					       (now.tv_nsec - start.tv_nsec) / 1000000);
-		if (left <= 0)
-			return -ETIMEDOUT;
-		if (poll(&p, 1, (int)left) < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		n = read(fd, rep, sizeof(*rep));
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
-			continue;
-		if (n < 0)
-			return -errno;
-		if (n == 0)
-			return 0;
-		if (n != sizeof(*rep))
-			return -EIO;
-		rep->step[sizeof(rep->step) - 1] = '\0';
-		return 1;
-	}
-}
-
 static void sbx__set_error(const struct sbx_worker_spec *s, int err, const char *step)
 {
 	if (!s->error)
@@ -301,14 +267,24 @@ static void sbx__reap(int pidfd, int kill)
 
 	if (kill)
 		syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0);
-	while (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) < 0 && errno == EINTR)
-		;
+	/* An event loop that watched the pidfd made it O_NONBLOCK: waitid() then says EAGAIN
+	 * until the child has exited, which the pidfd's POLLIN announces. */
+	for (;;) {
+		struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+		if (waitid((idtype_t)P_PIDFD, (id_t)pidfd, &si, WEXITED) == 0)
+			return;
+		if (errno == EAGAIN)
+			poll(&p, 1, -1);
+		else if (errno != EINTR)
+			return;
+	}
 }
 
-/* Parent side once the child exists: id maps, release, outcome. */
-static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int err_fd, int sync_fd)
+/* Parent side once the child exists: the id maps, then the child is released to build its
+ * sandbox and exec. */
+static int sbx__release(const struct sbx_worker_spec *s, pid_t pid, int sync_fd)
 {
-	struct sbx__report rep;
 	int r;
 
 	r = sbx__write_map(pid, "uid_map", s->uid);
@@ -328,18 +304,11 @@ static int sbx__supervise(const struct sbx_worker_spec *s, pid_t pid, int err_fd
 		sbx__set_error(s, r, "release child");
 		return r;
 	}
-	r = sbx__wait_report(err_fd, &rep);
-	if (r == 1) {
-		sbx__set_error(s, -rep.err, rep.step);
-		return -rep.err;
-	}
-	if (r < 0)
-		sbx__set_error(s, r, "wait for exec");
-	return r;
+	return 0;
 }
 
-static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid_t *ret_pid,
-		      int *ret_pidfd)
+static int sbx__begin(const struct sbx_worker_spec *s, struct sbx__child *c,
+		      struct sbx_pending *ret)
 {
 	_cleanup_close_ int err_rd = -1;
 	_cleanup_close_ int err_wr = -1;
@@ -350,7 +319,7 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 	int p[2], r;
 	pid_t pid;
 
-	if (pipe2(p, O_CLOEXEC) < 0)
+	if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
 		return -errno;
 	err_rd = p[0];
 	err_wr = p[1];
@@ -375,17 +344,18 @@ static int sbx__spawn(const struct sbx_worker_spec *s, struct sbx__child *c, pid
 	/* Only the child holds these now: the error pipe reads EOF once it exec'd or died. */
 	close(TAKE_FD(err_wr));
 	close(TAKE_FD(sync_child));
-	r = sbx__supervise(s, pid, err_rd, sync_parent);
+	r = sbx__release(s, pid, sync_parent);
 	if (r != 0) {
 		sbx__reap(pidfd, 1);
 		return r;
 	}
-	*ret_pid = pid;
-	*ret_pidfd = TAKE_FD(pidfd);
+	ret->pid = pid;
+	ret->pidfd = TAKE_FD(pidfd);
+	ret->report_fd = TAKE_FD(err_rd);
 	return 0;
 }
 
-int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd)
+int sbx_spawn_begin(const struct sbx_worker_spec *spec, struct sbx_pending *ret)
 {
 	_cleanup_close_ int exe_fd = -1;
 	_cleanup_close_ int null_fd = -1;
@@ -393,8 +363,9 @@ int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *re
 	struct stat st;
 	int r;
 
-	if (!spec || !ret_pid || !ret_pidfd)
+	if (!spec || !ret)
 		return -EINVAL;
+	*ret = (struct sbx_pending){.pid = -1, .pidfd = -1, .report_fd = -1};
 	memset(&c, 0, sizeof(c));
 	c.spec = spec;
 	c.rl = spec->rlimits ? spec->rlimits : sbx_worker_rlimits_default;
@@ -423,7 +394,99 @@ int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *re
 	}
 	c.exe_fd = exe_fd;
 	c.null_fd = null_fd;
-	return sbx__spawn(spec, &c, ret_pid, ret_pidfd);
+	return sbx__begin(spec, &c, ret);
+}
+
+int sbx_spawn_end(struct sbx_pending *p, struct sbx_spawn_error *error)
+{
+	struct sbx__report rep;
+	ssize_t n;
+	int r;
+
+	if (!p || p->report_fd < 0 || p->pidfd < 0)
+		return -EINVAL;
+	n = read(p->report_fd, &rep, sizeof(rep));
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return -EAGAIN;
+	if (n == 0) {
+		/* Exec'd: the pipe closed with the child's copy of it, and nothing came. */
+		close(p->report_fd);
+		p->report_fd = -1;
+		return 0;
+	}
+	if (n < 0) {
+		r = -errno;
+		snprintf(rep.step, sizeof(rep.step), "wait for exec");
+	} else if (n != sizeof(rep)) {
+		r = -EIO;
+		snprintf(rep.step, sizeof(rep.step), "wait for exec");
+	} else {
+		rep.step[sizeof(rep.step) - 1] = '\0';
+		r = -(rep.err > 0 ? rep.err : EIO);
+	}
+	if (error) {
+		error->err = r;
+		snprintf(error->step, sizeof(error->step), "%s", rep.step);
+	}
+	sbx_spawn_abort(p);
+	return r;
+}
+
+void sbx_spawn_abort(struct sbx_pending *p)
+{
+	if (!p)
+		return;
+	if (p->pidfd >= 0) {
+		sbx__reap(p->pidfd, 1);
+		close(p->pidfd);
+	}
+	if (p->report_fd >= 0)
+		close(p->report_fd);
+	*p = (struct sbx_pending){.pid = -1, .pidfd = -1, .report_fd = -1};
+}
+
+int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd)
+{
+	struct sbx_spawn_error serr = {0};
+	struct sbx_pending p;
+	struct timespec start, now;
+	long left;
+	int r;
+
+	if (!spec || !ret_pid || !ret_pidfd)
+		return -EINVAL;
+	r = sbx_spawn_begin(spec, &p);
+	if (r < 0)
+		return r;
+	clock_gettime(CLOCK_MONOTONIC, &start);
+	for (;;) {
+		struct pollfd pf = {.fd = p.report_fd, .events = POLLIN};
+
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		left = SBX_SPAWN_TIMEOUT_MS - ((now.tv_sec - start.tv_sec) * 1000 +
+					       (now.tv_nsec - start.tv_nsec) / 1000000);
+		if (left <= 0) {
+			sbx_spawn_abort(&p);
+			sbx__set_error(spec, -ETIMEDOUT, "wait for exec");
+			return -ETIMEDOUT;
+		}
+		if (poll(&pf, 1, (int)left) < 0 && errno != EINTR) {
+			r = -errno;
+			sbx_spawn_abort(&p);
+			sbx__set_error(spec, r, "wait for exec");
+			return r;
+		}
+		r = sbx_spawn_end(&p, &serr);
+		if (r == -EAGAIN)
+			continue;
+		if (r < 0) {
+			sbx__set_error(spec, serr.err, serr.step);
+			return r;
+		}
+		*ret_pid = p.pid;
+		*ret_pidfd = p.pidfd;
+		return 0;
+	}
 }
 
 /* The probe child's exit codes beyond a plain errno (which stays below 200). */

@@ -67,11 +67,35 @@ extern const size_t sbx_worker_rlimits_default_count;
  *   -EBADF    an fd of the spec is not open;
  *   -ETIMEDOUT the child neither exec'd nor failed within 5 s;
  *   other     the errno of the failed step, named in spec->error.
- * Blocks until the child has exec'd (milliseconds). The caller must be privileged enough to
- * write a child's uid_map/gid_map with the given ids (CAP_SETUID/CAP_SETGID) and to create a
- * user namespace.
+ * Blocks until the child has exec'd (milliseconds; sbx_spawn_begin() below does not). The caller
+ * must be privileged enough to write a child's uid_map/gid_map with the given ids
+ * (CAP_SETUID/CAP_SETGID) and to create a user namespace.
  */
 int sbx_spawn_worker(const struct sbx_worker_spec *spec, pid_t *ret_pid, int *ret_pidfd);
+
+/* A worker whose sandbox is being built: the child exists, its uid/gid maps are written and it
+ * has been released; it has not exec'd yet. */
+struct sbx_pending {
+	pid_t pid;
+	int pidfd;     /* O_CLOEXEC */
+	int report_fd; /* O_CLOEXEC | O_NONBLOCK: readable once the child exec'd (EOF) or failed */
+};
+
+/*
+ * sbx_spawn_worker() in two halves, for a caller with an event loop that must not wait for the
+ * child's exec (tens of milliseconds under emulation). sbx_spawn_begin() validates the spec,
+ * clones the child, writes its id maps and releases it: what the caller's privilege is needed
+ * for, done before it returns. The child then builds its sandbox alone; the caller watches
+ * `report_fd` and, once it is readable, calls sbx_spawn_end(): 0 when the child exec'd (pid and
+ * pidfd are the caller's from then on, report_fd is closed), -EAGAIN when nothing has happened
+ * yet (call again when readable), or the failed step's negative errno with `error` filled in,
+ * the child killed and reaped and every fd of `p` closed. A caller giving up (a timeout, its own
+ * shutdown) calls sbx_spawn_abort(), which kills and reaps the child and closes the fds.
+ * Errors of sbx_spawn_begin() are sbx_spawn_worker()'s; no child is left behind.
+ */
+int sbx_spawn_begin(const struct sbx_worker_spec *spec, struct sbx_pending *ret);
+int sbx_spawn_end(struct sbx_pending *p, struct sbx_spawn_error *error);
+void sbx_spawn_abort(struct sbx_pending *p);
 
 /*
  * Whether this process can sandbox workers at all, found by trying: a child made with the

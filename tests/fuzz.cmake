@@ -110,7 +110,8 @@ vb_fuzz_target(ctl
 		${PROJECT_SOURCE_DIR}/broker/daemon.c ${PROJECT_SOURCE_DIR}/broker/daemon_status.c
 		${PROJECT_SOURCE_DIR}/broker/daemon_record.c ${PROJECT_SOURCE_DIR}/broker/daemon_vfio.c
 		${PROJECT_SOURCE_DIR}/broker/daemon_worker.c ${PROJECT_SOURCE_DIR}/broker/worker.c
-	LIBS vb_brokerd_base vb_fake_vfio)
+		${PROJECT_SOURCE_DIR}/broker/pool.c
+	LIBS vb_brokerd_base vb_fake_vfio vb_sandbox)
 
 if(VB_FUZZ)
 	# `make fuzz` builds them all through this one target.

@@ -6,6 +6,7 @@
  * A control request in flight at the SIGUSR2 is answered, and its connection kept.
  * Host only, no devices: the VFIO side of adoption is test_daemon's and the guest's.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <setjmp.h>
@@ -97,10 +98,11 @@ static void wait_for_socket(pid_t pid, int ino)
 	close(pidfd);
 }
 
-/* Starts the real broker (its log in dir/broker.log) and waits for its control socket. */
-static pid_t start_broker(void)
+/* Starts the real broker (its log in dir/broker.log) with `worker_extra` in its [worker]
+ * section and waits for its control socket. */
+static pid_t start_broker_with(const char *worker_extra)
 {
-	char cfg[128], log[128], text[512];
+	char cfg[128], log[128], text[640];
 	int lfd, ino;
 	pid_t pid;
 	FILE *fp;
@@ -113,8 +115,8 @@ static pid_t start_broker(void)
 	snprintf(text, sizeof(text),
 		 "[broker]\nadmin_uid = %u\ncontrol_socket = %s\nruntime_dir = %s/vmm\n"
 		 "seccomp = kill\n[devices]\nallow = 1234:11e8\n[worker]\n"
-		 "uid_range = 61000-61999\npath = %s\n",
-		 (unsigned)getuid(), sock, dir, VB_WORKER_PATH);
+		 "uid_range = 61000-61999\npath = %s\n%s",
+		 (unsigned)getuid(), sock, dir, VB_WORKER_PATH, worker_extra);
 	fp = fopen(cfg, "w");
 	assert_non_null(fp);
 	fputs(text, fp);
@@ -139,6 +141,11 @@ static pid_t start_broker(void)
 	wait_for_socket(pid, ino);
 	close(ino);
 	return pid;
+}
+
+static pid_t start_broker(void)
+{
+	return start_broker_with("");
 }
 
 /* SIGINT: the broker exits 0; its directory goes. */
@@ -246,6 +253,206 @@ static void test_brokerd_reexec_request_in_flight_answered_connection_kept(void 
 	stop_broker(pid);
 }
 
+/* ---- pre-started workers ([worker] prestart, broker/pool.h) -------------------------------- */
+
+#define POOL_MAX 8
+
+/* Metrics until they contain every one of `lines` (the pool fills in the background). */
+static void wait_metrics(const char *const *lines, size_t n)
+{
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+
+	for (;;) {
+		char *m = metrics();
+		size_t i;
+
+		for (i = 0; i < n && strstr(m, lines[i]); i++)
+			;
+		free(m);
+		if (i == n)
+			return;
+		if (test_left_ms(deadline) == 0)
+			fail_msg("metrics never showed '%s'", lines[i]);
+	}
+}
+
+/* The value of "Key:" in /proc/<pid>/status, "" when it has none. */
+static void proc_field(pid_t pid, const char *key, char *out, size_t len)
+{
+	char path[64], buf[4096], *p;
+	ssize_t n;
+	int fd;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return;
+	buf[n] = '\0';
+	p = strstr(buf, key);
+	if (!p)
+		return;
+	p += strlen(key);
+	while (*p == '\t' || *p == ' ')
+		p++;
+	snprintf(out, len, "%.*s", (int)strcspn(p, "\n"), p);
+}
+
+/* The broker's children (the pool's workers: no device has one here). */
+static size_t broker_children(pid_t broker_pid, pid_t *pids, size_t max)
+{
+	char want[32], ppid[32];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d = opendir("/proc");
+
+	assert_non_null(d);
+	snprintf(want, sizeof(want), "%d", (int)broker_pid);
+	while ((de = readdir(d))) {
+		pid_t pid = (pid_t)strtol(de->d_name, NULL, 10);
+
+		if (pid <= 0)
+			continue;
+		proc_field(pid, "PPid:", ppid, sizeof(ppid));
+		if (strcmp(ppid, want) == 0 && n < max)
+			pids[n++] = pid;
+	}
+	closedir(d);
+	return n;
+}
+
+static size_t proc_fds(pid_t pid)
+{
+	char path[64];
+	struct dirent *de;
+	size_t n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		n += de->d_name[0] != '.';
+	closedir(d);
+	return n;
+}
+
+/* What a pre-started worker may hold before its HANDOFF: its own uid of the range (the same
+ * real, effective, saved and fs uid), no capability, no_new_privs, and no file but stdin and
+ * stdout (/dev/null), stderr and its broker channel: nothing of any VM. */
+static void expect_idle_worker(pid_t pid, uid_t *ret_uid)
+{
+	char v[128], want[128];
+	unsigned long uid;
+
+	proc_field(pid, "Uid:", v, sizeof(v));
+	uid = strtoul(v, NULL, 10);
+	assert_true(uid >= 61000 && uid <= 61999);
+	snprintf(want, sizeof(want), "%lu\t%lu\t%lu\t%lu", uid, uid, uid, uid);
+	assert_string_equal(v, want);
+	proc_field(pid, "Gid:", v, sizeof(v));
+	assert_string_equal(v, want);
+	proc_field(pid, "CapEff:", v, sizeof(v));
+	assert_string_equal(v, "0000000000000000");
+	proc_field(pid, "CapBnd:", v, sizeof(v));
+	assert_string_equal(v, "0000000000000000");
+	proc_field(pid, "NoNewPrivs:", v, sizeof(v));
+	assert_string_equal(v, "1");
+	assert_int_equal(proc_fds(pid), 4);
+	*ret_uid = (uid_t)uid;
+}
+
+/* Until `pid` is gone for good: exited and reaped by its parent (kill(0) fails with ESRCH; a
+ * zombie still exists). Woken by its pidfd; bounded. */
+static void wait_reaped(pid_t pid, int pidfd)
+{
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	struct pollfd p = {.fd = pidfd, .events = POLLIN};
+
+	assert_int_equal(poll(&p, 1, test_left_ms(deadline)), 1);
+	while (kill(pid, 0) == 0)
+		assert_true(test_left_ms(deadline) > 0);
+	assert_int_equal(errno, ESRCH);
+}
+
+/* [worker] prestart = 2: two sandboxed workers wait for a device, each with its own uid and
+ * nothing else; one that dies is replaced; a re-exec ends and reaps them before the exec and the
+ * new image starts its own; a stop ends and reaps them. */
+static void test_brokerd_prestart_pool_filled_replaced_ended(void **state)
+{
+	static const char *const full[] = {"vfio_broker_pool_size 2\n",
+					   "vfio_broker_pool_ready 2\n"};
+	static const char *const replaced[] = {"vfio_broker_pool_lost_total 1\n",
+					       "vfio_broker_pool_ready 2\n"};
+	static const char *const reexeced[] = {"vfio_broker_starts_total 2\n",
+					       "vfio_broker_pool_ready 2\n"};
+	pid_t pid = start_broker_with("prestart = 2\n"), kids[POOL_MAX], kids2[POOL_MAX];
+	int pidfds[POOL_MAX];
+	uid_t uids[2];
+	size_t n;
+
+	wait_metrics(full, 2);
+	assert_int_equal(broker_children(pid, kids, POOL_MAX), 2);
+	expect_idle_worker(kids[0], &uids[0]);
+	expect_idle_worker(kids[1], &uids[1]);
+	assert_int_not_equal(uids[0], uids[1]);
+	for (int i = 0; i < 2; i++) {
+		pidfds[i] = (int)syscall(SYS_pidfd_open, kids[i], 0);
+		assert_true(pidfds[i] >= 0);
+	}
+
+	/* One dies before it is used: the broker reaps it and starts another. */
+	assert_int_equal(kill(kids[0], SIGKILL), 0);
+	wait_reaped(kids[0], pidfds[0]);
+	close(pidfds[0]);
+	wait_metrics(replaced, 2);
+	n = broker_children(pid, kids2, POOL_MAX);
+	assert_int_equal(n, 2);
+	assert_true(kids2[0] == kids[1] || kids2[1] == kids[1]);
+	kids[0] = kids2[0] == kids[1] ? kids2[1] : kids2[0];
+	pidfds[0] = (int)syscall(SYS_pidfd_open, kids[0], 0);
+	assert_true(pidfds[0] >= 0);
+	expect_idle_worker(kids[0], &uids[0]);
+
+	/* A re-exec: both are reaped by the old image, the new one fills its own pool. */
+	assert_int_equal(kill(pid, SIGUSR2), 0);
+	wait_metrics(reexeced, 2);
+	for (int i = 0; i < 2; i++) {
+		wait_reaped(kids[i], pidfds[i]);
+		close(pidfds[i]);
+	}
+	n = broker_children(pid, kids, POOL_MAX);
+	assert_int_equal(n, 2);
+	for (int i = 0; i < 2; i++) {
+		expect_idle_worker(kids[i], &uids[i]);
+		pidfds[i] = (int)syscall(SYS_pidfd_open, kids[i], 0);
+		assert_true(pidfds[i] >= 0);
+	}
+
+	/* A stop ends them: reaped by the broker before it exits. */
+	stop_broker(pid);
+	for (int i = 0; i < 2; i++) {
+		wait_reaped(kids[i], pidfds[i]);
+		close(pidfds[i]);
+	}
+}
+
+/* prestart = 0: no worker runs without a device. */
+static void test_brokerd_prestart_zero_no_worker(void **state)
+{
+	static const char *const off[] = {"vfio_broker_pool_size 0\n",
+					  "vfio_broker_pool_ready 0\n"};
+	pid_t pid = start_broker_with("prestart = 0\n"), kids[POOL_MAX];
+
+	wait_metrics(off, 2);
+	assert_int_equal(broker_children(pid, kids, POOL_MAX), 0);
+	stop_broker(pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -253,6 +460,8 @@ int main(void)
 				      teardown),
 	    cmocka_unit_test_teardown(
 		test_brokerd_reexec_request_in_flight_answered_connection_kept, teardown),
+	    cmocka_unit_test_teardown(test_brokerd_prestart_pool_filled_replaced_ended, teardown),
+	    cmocka_unit_test_teardown(test_brokerd_prestart_zero_no_worker, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

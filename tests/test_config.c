@@ -351,7 +351,8 @@ static void test_config_dump_reloads_to_same_values(void **state)
 	char *text = NULL;
 
 	assert_int_equal(load_text(&f, "[devices]\nallow = 1234:11e8 0000:00:04.0\n[limits]\n"
-				       "max_pinned_bytes = 1G\n" WORKER_OK "restart_max = 9\n"),
+				       "max_pinned_bytes = 1G\n" WORKER_OK "restart_max = 9\n"
+				       "prestart = 5\n"),
 			 0);
 	first = f.c;
 	assert_int_equal(brk_config_dump(first, &text), 0);
@@ -359,6 +360,7 @@ static void test_config_dump_reloads_to_same_values(void **state)
 	assert_int_equal(g.c->nallow, 2);
 	assert_int_equal(g.c->max_pinned_bytes, first->max_pinned_bytes);
 	assert_int_equal(g.c->restart_max, 9);
+	assert_int_equal(g.c->prestart, 5);
 	assert_int_equal(g.c->worker_uid_last, first->worker_uid_last);
 	assert_string_equal(g.c->worker_path, first->worker_path);
 	free(text);

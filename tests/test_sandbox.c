@@ -637,6 +637,108 @@ static void test_sandbox_userns_probe_in_chroot_says_why(void **state)
 		fail_msg("probe in a chroot answered '%s'", got);
 }
 
+/* The spawn in two halves (an event loop's): sbx_spawn_begin() returns with the child released
+ * and its report pipe; sbx_spawn_end(), called whenever the pipe is readable, says -EAGAIN until
+ * something happened, then 0 once the child exec'd, which is then the same sandboxed child as
+ * sbx_spawn_worker()'s. */
+static int spawn_end_polled(struct sbx_pending *p, struct sbx_spawn_error *e)
+{
+	int64_t deadline = test_now_ms() + TEST_HANG_MS;
+	int r;
+
+	for (;;) {
+		struct pollfd pf = {.fd = p->report_fd, .events = POLLIN};
+
+		assert_int_equal(poll(&pf, 1, test_left_ms(deadline)), 1);
+		r = sbx_spawn_end(p, e);
+		if (r != -EAGAIN)
+			return r;
+	}
+}
+
+static void test_sandbox_spawn_begin_end_exec_reported(void **state)
+{
+	char *argv[] = {"sbx_helper", "report", NULL};
+	char rep[4096], v[128];
+	struct sbx_spawn_error e = {0};
+	struct sbx_pending p;
+	struct helper h;
+	int sv[2];
+	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
+				    .argv = argv,
+				    .fds = &sv[1],
+				    .nfds = 1,
+				    .stderr_fd = -1,
+				    .uid = TEST_UID,
+				    .gid = TEST_GID};
+
+	need_userns();
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(sbx_spawn_begin(&s, &p), 0);
+	close(sv[1]);
+	assert_true(p.pid > 0);
+	assert_true(p.pidfd >= 0);
+	assert_true(p.report_fd >= 0);
+	assert_int_equal(fcntl(p.report_fd, F_GETFD), FD_CLOEXEC);
+	assert_int_equal(spawn_end_polled(&p, &e), 0);
+	assert_int_equal(p.report_fd, -1);
+	h = (struct helper){.pid = p.pid, .pidfd = p.pidfd, .chan = sv[0]};
+	assert_true(recv_msg(h.chan, rep, sizeof(rep)) > 0);
+	assert_int_equal(atoi(field(rep, "uid=", v, sizeof(v))), TEST_UID);
+	finish_ok(&h);
+	assert_no_children();
+}
+
+/* A step that fails in the child comes back from sbx_spawn_end() as sbx_spawn_worker() reports
+ * it, with the child reaped and every fd closed. */
+static void test_sandbox_spawn_end_failed_step_reaped(void **state)
+{
+	char *argv[] = {"true", NULL};
+	struct sbx_spawn_error e = {0};
+	struct sbx_pending p;
+	struct sbx_worker_spec s = {
+	    .exe = "/bin/true", .argv = argv, .stderr_fd = -1, .uid = TEST_UID, .gid = TEST_GID};
+
+	need_userns();
+
+	assert_int_equal(sbx_spawn_begin(&s, &p), 0);
+	assert_int_equal(spawn_end_polled(&p, &e), -ENOENT);
+	assert_int_equal(e.err, -ENOENT);
+	assert_string_equal(e.step, "execveat");
+	assert_int_equal(p.pidfd, -1);
+	assert_int_equal(p.report_fd, -1);
+	assert_no_children();
+}
+
+/* A caller that gives up (its timeout, its shutdown) is left no child, even one that had not
+ * exec'd yet, and even with a pidfd an event loop made non-blocking. */
+static void test_sandbox_spawn_abort_reaps(void **state)
+{
+	char *argv[] = {"sbx_helper", "report", NULL};
+	struct sbx_pending p;
+	int sv[2];
+	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
+				    .argv = argv,
+				    .fds = &sv[1],
+				    .nfds = 1,
+				    .stderr_fd = -1,
+				    .uid = TEST_UID,
+				    .gid = TEST_GID};
+
+	need_userns();
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(sbx_spawn_begin(&s, &p), 0);
+	close(sv[1]);
+	assert_int_equal(fcntl(p.pidfd, F_SETFL, O_NONBLOCK), 0);
+	sbx_spawn_abort(&p);
+	assert_int_equal(p.pidfd, -1);
+	assert_int_equal(p.report_fd, -1);
+	assert_no_children();
+	close(sv[0]);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -659,6 +761,9 @@ int main(void)
 	    cmocka_unit_test(test_sandbox_spawn_failed_step_reported),
 	    cmocka_unit_test(test_sandbox_spawn_outlives_spawner_ends_on_hangup),
 	    cmocka_unit_test(test_sandbox_userns_probe_in_chroot_says_why),
+	    cmocka_unit_test(test_sandbox_spawn_begin_end_exec_reported),
+	    cmocka_unit_test(test_sandbox_spawn_end_failed_step_reaped),
+	    cmocka_unit_test(test_sandbox_spawn_abort_reaps),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -108,6 +108,7 @@ static int handoff_from_pb(const Vb__Brk__Handoff *h, struct wkr_handoff *out, s
 	out->allow_mmap = h->allow_mmap;
 	out->iommu_pgsize = h->iommu_pgsize;
 	out->generation = h->generation;
+	out->rlimit_nofile = h->rlimit_nofile;
 	if (h->limits) {
 		out->max_dma_mappings = h->limits->max_dma_mappings;
 		out->max_pinned_bytes = h->limits->max_pinned_bytes;

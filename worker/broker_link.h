@@ -30,6 +30,7 @@ struct wkr_handoff {
 	uint32_t max_dma_mappings;
 	uint64_t max_pinned_bytes;
 	uint32_t generation;
+	uint64_t rlimit_nofile; /* 0: keep the limit the worker was started with */
 };
 
 struct wkr_broker;

@@ -17,6 +17,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include <uv.h>
@@ -634,6 +635,17 @@ static int run_broker(const struct opts *o)
 		return 1;
 	}
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", h.info.bdf);
+	/* A worker started ahead of its device (prestart) has the configured ceiling of open
+	 * files; the device's own need is lower, and lowering is always allowed, before the
+	 * first file of the device is opened. */
+	if (h.rlimit_nofile &&
+	    setrlimit(RLIMIT_NOFILE, &(struct rlimit){h.rlimit_nofile, h.rlimit_nofile}) < 0) {
+		vb_errf(&err, -errno, "cannot set RLIMIT_NOFILE to %llu: %s",
+			(unsigned long long)h.rlimit_nofile, strerror(errno));
+		wlog("handoff: %s", err.msg);
+		wkr_broker_handoff_answer(b, &err);
+		return 1;
+	}
 	s.info = &h.info;
 	s.device_fd = h.device_fd;
 	s.listen_fd = h.listen_fd;

@@ -52,6 +52,18 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_
 	return 0;
 }
 
+/* fuzz_ctl's configuration has prestart = 0: the pool never starts one here. */
+int brk_spawn_prestart_begin(const struct brk_config *cfg, uid_t uid, gid_t gid,
+			     struct sbx_pending *ret, int *ret_chan_fd, struct vb_err *err)
+{
+	(void)cfg;
+	(void)uid;
+	(void)gid;
+	(void)ret;
+	(void)ret_chan_fd;
+	return vb_errf(err, -ENOSYS, "fake_proc: no pre-started workers");
+}
+
 int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cfg *cfg,
 		  struct brk_sup **ret)
 {

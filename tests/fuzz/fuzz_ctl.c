@@ -56,7 +56,9 @@ static const char config_text[] = "[broker]\n"
 				  "heartbeat_interval_ms = 60000\n"
 				  "heartbeat_timeout_ms = 120000\n"
 				  "restart = on-failure\n"
-				  "restart_max = 1\n";
+				  "restart_max = 1\n"
+				  /* fake_proc.c has no pre-started workers */
+				  "prestart = 0\n";
 
 static struct fake_vfio fv;
 static struct brk_config *cfg;

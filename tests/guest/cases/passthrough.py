@@ -283,3 +283,69 @@ def guest_flr_resets_device(g):
     the device through the broker, as the kernel's vfio-pci does for its own users, and the VMM
     hears VFB_EVENT_RESET before its config write returns; the view is checked as for RESET."""
     check_reset(g, "nvme0", "flr")
+
+
+def metric(b, name):
+    """The value of an unlabelled metric of the broker (vfio-brokerctl metrics)."""
+    for line in b.g.check("vfio-brokerctl metrics").splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    raise AssertionError("no metric %s" % name)
+
+
+def pooled_workers(g, b):
+    """The broker's children that are vfio-workers while no device has one: the pool's."""
+    pids = []
+    for pid in g.pids("vfio-worker"):
+        rc, out = g.run("cut -d' ' -f4 /proc/%d/stat" % pid)
+        if rc == 0 and int(out.strip() or 0) == b.pid:
+            pids.append(pid)
+    return pids
+
+
+def nofile(g, pid):
+    """The process's RLIMIT_NOFILE, (soft, hard)."""
+    line = [l for l in g.check("cat /proc/%d/limits" % pid).splitlines()
+            if l.startswith("Max open files")][0].split()
+    return int(line[3]), int(line[4])
+
+
+def wait_pool_ready(g, b, n, timeout=120):
+    deadline = time.monotonic() + timeout
+    while metric(b, "vfio_broker_pool_ready") != n:
+        assert time.monotonic() < deadline, "the pool never had %d ready:\n%s" % (n, b.log_tail())
+        time.sleep(0.2)
+
+
+@guest_test("edu_prestarted_worker_dma_msi")
+def edu_prestarted_worker_dma_msi(g):
+    """[worker] prestart = 1: the device is handed to the worker the broker started before the
+    AddDevice (its pid is AddDevice's worker_pid), which then passes edu through with DMA and
+    MSI as a worker spawned for it would; a new one takes its place in the pool, and the pool's
+    workers hold nothing but their broker channel until then."""
+    edu = g.bdf("edu0")
+    with Broker(g, config(extra="prestart = 1\n")) as b:
+        wait_pool_ready(g, b, 1)
+        pooled = pooled_workers(g, b)
+        assert len(pooled) == 1, pooled
+        fds = g.check("ls /proc/%d/fd" % pooled[0]).split()
+        assert sorted(fds, key=int) == ["0", "1", "2", "3"], fds
+        # Started before its device was known: the configured ceiling (rlimit_nofile).
+        assert nofile(g, pooled[0]) == (4096, 4096), nofile(g, pooled[0])
+        rep = b.add(edu)
+        assert rep["worker_pid"] == pooled[0], (rep, pooled)
+        # The HANDOFF brings the device's own need, which the worker set before opening
+        # anything of it: what a worker spawned for edu gets.
+        soft, hard = nofile(g, rep["worker_pid"])
+        assert soft == hard and 16 <= hard <= 64, (soft, hard)
+        assert metric(b, "vfio_broker_pool_taken_total") == 1
+        out = vmm(g, "edu-dma", rep["socket_path"])
+        assert figures(out)["dma_bytes_verified"] == 4 * 2048, out
+        out = vmm(g, "edu-msi", rep["socket_path"])
+        assert figures(out)["interrupts"] == 16, out
+        wait_pool_ready(g, b, 1)
+        refill = [p for p in pooled_workers(g, b) if p != rep["worker_pid"]]
+        assert len(refill) == 1, refill
+        note("device given to pre-started worker %d; worker %d pre-started in its place"
+             % (rep["worker_pid"], refill[0]))
+        b.remove(edu)
