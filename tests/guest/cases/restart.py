@@ -69,10 +69,11 @@ def setup(g):
                     "/usr/local/share/doc/vfio-broker/examples/vfio-brokerd.conf.example "
                     "2>/dev/null | head -n 1")
     assert example, "the example configuration is not installed"
+    # ldconfig, like daemon-reload, took over 60 s at a load of 10 under TCG: a bound only.
     sh(g, "ldconfig && sed -e 's/^# admin_gid = vfio-admin$/admin_gid = vfio-admin/' "
           "-e 's/^allow = 1234:11e8$/allow = 1234:11e8 8086:10d3/' %s "
           "> /etc/vfio-broker/vfio-brokerd.conf && chmod 0644 /etc/vfio-broker/vfio-brokerd.conf"
-          % example)
+          % example, timeout=300)
     # daemon-reload takes minutes at a high load under TCG: a bound, not a timing.
     sh(g, "systemctl daemon-reload && systemctl enable --now vfio-brokerd.socket", timeout=300)
     sh(g, "touch /run/vb-restart-setup")
