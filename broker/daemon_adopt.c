@@ -508,6 +508,70 @@ static int adopt_worker(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	return r;
 }
 
+/* A recorded device registered again under its old id, with what the record says of it; its
+ * VFIO objects and worker are adopt_device()'s and adopt_finish()'s. NULL (said) when it cannot
+ * be. */
+static struct dmn_assignment *adopt_register(struct brk_daemon *dmn, const struct brk_rec_state *st,
+					     const struct brk_rec_dev *rd)
+{
+	struct dmn_assignment *dd = calloc(1, sizeof(*dd));
+	struct brk_dev_rec *d;
+
+	if (!dd || brk_registry_add(dmn->reg, rd->bdf, rd->vm, &d, NULL) < 0) {
+		free(dd);
+		brk_err("%s: cannot be registered again", rd->bdf);
+		return NULL;
+	}
+	d->priv = dd;
+	dd->rec = d;
+	dd->dmn = dmn;
+	dd->vmm_fd = dd->vfu_fd = -1;
+	brk_registry_restore_id(dmn->reg, d, rd->id, st->next_id);
+	d->owner_uid = rd->owner_uid;
+	d->owner_gid = rd->owner_gid;
+	d->allow_mmap = rd->allow_mmap;
+	d->protocols = rd->protocols;
+	d->iommu_group = rd->iommu_group;
+	d->restarts = rd->restarts;
+	snprintf(d->socket_path, sizeof(d->socket_path), "%s", rd->socket_path);
+	snprintf(d->vfu_socket_path, sizeof(d->vfu_socket_path), "%s", rd->vfu_socket_path);
+	snprintf(d->last_fault, sizeof(d->last_fault), "%s", rd->last_fault);
+	dd->generation = rd->generation;
+	dd->resets_before = rd->resets_before;
+	dd->worker_uid = rd->worker_uid;
+	dd->worker_gid = rd->worker_gid;
+	return dd;
+}
+
+/* The last step of a device whose VFIO objects were adopted, once the DMA tables are rebuilt:
+ * its interrupts, its record, its worker. A worker found dead is a worker crash (the device,
+ * its VM and group are sound); anything else that fails drops the device. */
+static void adopt_finish(struct brk_daemon *dmn, struct brk_fdstore_set *set,
+			 const struct brk_rec_dev *rd, struct dmn_assignment *dd)
+{
+	struct vb_err err = {0};
+
+	if (!((struct dmn_vm *)dd->rec->vm->priv)->dma)
+		vb_errf(&err, -EIO, "its VM's DMA table could not be rebuilt");
+	else if (adopt_irqs(dd, rd, &err) == 0 && brk_daemon__rec_dev(dd) == 0 &&
+		 adopt_worker(dmn, set, rd, dd, &err) == -ESRCH) {
+		/* The device, its VM and group are sound: the same as a worker that crashed
+		 * under this broker (restart policy), not a device to drop. */
+		dmn->adopt.adopted++;
+		brk_notice("%s: adopted (vm %s); %s: handled as a worker crash", rd->bdf, rd->vm,
+			   err.msg);
+		brk_daemon__worker_lost(dd, (pid_t)rd->worker_pid, err.msg);
+		return;
+	}
+	if (err.msg[0]) {
+		adopt_drop(dd, set, err.msg);
+		return;
+	}
+	dmn->adopt.adopted++;
+	brk_info("%s: adopted (vm %s, worker %u, generation %u)", rd->bdf, rd->vm, rd->worker_pid,
+		 rd->generation);
+}
+
 static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 			  struct brk_rec_state *st)
 {
@@ -524,32 +588,10 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	}
 	for (uint32_t i = 0; i < st->ndevs; i++) {
 		const struct brk_rec_dev *rd = st->devs[i];
-		struct dmn_assignment *dd = calloc(1, sizeof(*dd));
-		struct brk_dev_rec *d;
+		struct dmn_assignment *dd = adopt_register(dmn, st, rd);
 
-		if (!dd || brk_registry_add(dmn->reg, rd->bdf, rd->vm, &d, NULL) < 0) {
-			free(dd);
-			brk_err("%s: cannot be registered again", rd->bdf);
+		if (!dd)
 			continue;
-		}
-		d->priv = dd;
-		dd->rec = d;
-		dd->dmn = dmn;
-		dd->vmm_fd = dd->vfu_fd = -1;
-		brk_registry_restore_id(dmn->reg, d, rd->id, st->next_id);
-		d->owner_uid = rd->owner_uid;
-		d->owner_gid = rd->owner_gid;
-		d->allow_mmap = rd->allow_mmap;
-		d->protocols = rd->protocols;
-		d->iommu_group = rd->iommu_group;
-		d->restarts = rd->restarts;
-		snprintf(d->socket_path, sizeof(d->socket_path), "%s", rd->socket_path);
-		snprintf(d->vfu_socket_path, sizeof(d->vfu_socket_path), "%s", rd->vfu_socket_path);
-		snprintf(d->last_fault, sizeof(d->last_fault), "%s", rd->last_fault);
-		dd->generation = rd->generation;
-		dd->resets_before = rd->resets_before;
-		dd->worker_uid = rd->worker_uid;
-		dd->worker_gid = rd->worker_gid;
 		err.msg[0] = '\0';
 		if (rd->state == BRK_DEV_FAULTED || rd->state == BRK_DEV_REMOVING ||
 		    rd->state == BRK_DEV_ABANDONED || !rd->worker_pid)
@@ -572,33 +614,9 @@ static void adopt_trusted(struct brk_daemon *dmn, struct brk_fdstore_set *set,
 	/* The kernel and the record agree from here on; then the tables are rebuilt from it. */
 	adopt_pending(dmn, st);
 	adopt_dma(dmn, st, dds);
-	for (uint32_t i = 0; i < st->ndevs; i++) {
-		struct dmn_assignment *dd = dds[i];
-		const struct brk_rec_dev *rd = st->devs[i];
-
-		if (!dd)
-			continue;
-		err.msg[0] = '\0';
-		if (!((struct dmn_vm *)dd->rec->vm->priv)->dma)
-			vb_errf(&err, -EIO, "its VM's DMA table could not be rebuilt");
-		else if (adopt_irqs(dd, rd, &err) == 0 && brk_daemon__rec_dev(dd) == 0 &&
-			 adopt_worker(dmn, set, rd, dd, &err) == -ESRCH) {
-			/* The device, its VM and group are sound: the same as a worker that
-			 * crashed under this broker (restart policy), not a device to drop. */
-			dmn->adopt.adopted++;
-			brk_notice("%s: adopted (vm %s); %s: handled as a worker crash", rd->bdf,
-				   rd->vm, err.msg);
-			brk_daemon__worker_lost(dd, (pid_t)rd->worker_pid, err.msg);
-			continue;
-		}
-		if (err.msg[0]) {
-			adopt_drop(dd, set, err.msg);
-			continue;
-		}
-		dmn->adopt.adopted++;
-		brk_info("%s: adopted (vm %s, worker %u, generation %u)", rd->bdf, rd->vm,
-			 rd->worker_pid, rd->generation);
-	}
+	for (uint32_t i = 0; i < st->ndevs; i++)
+		if (dds[i])
+			adopt_finish(dmn, set, st->devs[i], dds[i]);
 	free(dds);
 	free(failed);
 	free(why);
