@@ -4,7 +4,7 @@ add_executable(vfio-demo-vmm vmm/demo_vmm.c vmm/edu.c vmm/e1000e.c vmm/nvme.c
 target_link_libraries(vfio-demo-vmm PRIVATE vfiobroker vb_base)
 
 # vfio-probe-vmm: the device-agnostic probe the guest tests run on every device of every topology.
-add_executable(vfio-probe-vmm vmm/probe_vmm.c)
+add_executable(vfio-probe-vmm vmm/probe_vmm.c vmm/probe_checks.c)
 target_link_libraries(vfio-probe-vmm PRIVATE vfiobroker vb_base)
 
 # vfio-soak: the soak driver (tests/guest/cases/soak.py, make soak), also on libvfiobroker.
