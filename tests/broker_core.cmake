@@ -6,7 +6,10 @@ add_library(vb_fake_vfio STATIC ${CMAKE_CURRENT_SOURCE_DIR}/fake_vfio.c
 target_include_directories(vb_fake_vfio PUBLIC ${CMAKE_CURRENT_SOURCE_DIR})
 target_link_libraries(vb_fake_vfio PUBLIC vb_broker_core)
 
-vb_unit_test(dma SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_dma.c LIBS vb_fake_vfio)
+foreach(t dma dma_model)
+	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_${t}.c
+		${CMAKE_CURRENT_SOURCE_DIR}/dma_env.c LIBS vb_fake_vfio)
+endforeach()
 vb_unit_test(irq SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_irq.c LIBS vb_fake_vfio)
 vb_unit_test(vfio SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_vfio.c LIBS vb_fake_vfio)
 vb_unit_test(record SOURCES ${CMAKE_CURRENT_SOURCE_DIR}/test_record.c LIBS vb_broker_core)
