@@ -72,6 +72,17 @@ void map_two(struct t *t)
 	map_ok(t, OWNER2, 0x200000, 2 * PG, 4 * PG);
 }
 
+int reopen_memfd(const struct t *t, int flags)
+{
+	char path[64];
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
+	fd = open(path, flags | O_CLOEXEC);
+	assert_true(fd >= 0);
+	return fd;
+}
+
 struct snap snap(const struct t *t)
 {
 	struct snap s;

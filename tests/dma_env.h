@@ -40,6 +40,9 @@ void t_free(struct t *t);
 /* A mapping that must succeed; two of them, of OWNER1 and OWNER2, for "nothing lost" checks. */
 void map_ok(struct t *t, uint64_t owner, uint64_t iova, uint64_t size, uint64_t off);
 void map_two(struct t *t);
+/* t->memfd opened again through /proc/self/fd with `flags` (O_RDONLY: a read-only fd of the
+ * same memory). */
+int reopen_memfd(const struct t *t, int flags);
 /* The table's counters and the kernel's DMA ioctl counts now. */
 struct snap snap(const struct t *t);
 /* The call returned `want` with a message containing `msg`, and nothing changed: counters, the

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -58,20 +59,31 @@ static const struct ipc_proto test_proto_client = {
     .ndefs = ARRAY_SIZE(test_defs),
 };
 
-/* Open fds of this process, from /proc/self/fd (minus the one that reads it). */
-static inline int count_fds(void)
+/* Open fds of process `pid`, from /proc/PID/fd; -1 when it cannot be read. */
+static inline int count_pid_fds(pid_t pid)
 {
-	DIR *d = opendir("/proc/self/fd");
+	char path[64];
+	DIR *d;
 	struct dirent *e;
 	int n = 0;
 
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
 	if (!d)
 		return -1;
 	while ((e = readdir(d)))
 		if (e->d_name[0] != '.')
 			n++;
 	closedir(d);
-	return n - 1;
+	return n;
+}
+
+/* Open fds of this process (minus the one that reads them). */
+static inline int count_fds(void)
+{
+	int n = count_pid_fds(getpid());
+
+	return n < 0 ? -1 : n - 1;
 }
 
 struct raw_hdr {

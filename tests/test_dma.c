@@ -204,7 +204,6 @@ static void test_dma_map_rejects_overlap(void **state)
 static void test_dma_map_identical_from_other_owner_shared(void **state)
 {
 	struct t *t = t_new(NULL, 0);
-	char path[64];
 	struct brk_dma_stats st;
 	uint32_t n;
 	uint64_t bytes;
@@ -212,9 +211,7 @@ static void test_dma_map_identical_from_other_owner_shared(void **state)
 
 	map_two(t);
 	/* The second device's VMM sends its own fd for the same memfd. */
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
-	again = open(path, O_RDWR | O_CLOEXEC);
-	assert_true(again >= 0);
+	again = reopen_memfd(t, O_RDWR);
 	assert_int_equal(brk_dma_map(t->d, OWNER2, 0x100000, 4 * PG, again, 0, RW, &t->err), 0);
 	brk_dma_stats(t->d, &st);
 	assert_int_equal(st.mappings, 2);
@@ -364,12 +361,9 @@ static void test_dma_map_rejects_zero_size(void **state)
 static void test_dma_map_rejects_write_on_readonly_fd(void **state)
 {
 	struct t *t = t_new(NULL, 0);
-	char path[64];
 	int ro;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
-	ro = open(path, O_RDONLY | O_CLOEXEC);
-	assert_true(ro >= 0);
+	ro = reopen_memfd(t, O_RDONLY);
 	map_two(t);
 	REJECT(t, brk_dma_map(t->d, OWNER1, 0x400000, PG, ro, 0, RW, &t->err), -EACCES,
 	       "for writing");

@@ -508,12 +508,9 @@ static void test_dma_map_populates_unpopulated_memfd(void **state)
 static void test_dma_map_readonly_fd_then_writable_gets_own_view(void **state)
 {
 	struct t *t = t_new(NULL, 0);
-	char path[64];
 	int ro;
 
-	snprintf(path, sizeof(path), "/proc/self/fd/%d", t->memfd);
-	ro = open(path, O_RDONLY | O_CLOEXEC);
-	assert_true(ro >= 0);
+	ro = reopen_memfd(t, O_RDONLY);
 	put_marker(t->memfd, 2 * PG, 'r');
 	assert_int_equal(
 	    brk_dma_map(t->d, OWNER1, 0x100000, PG, ro, 2 * PG, BRK_DMA_PROT_READ, &t->err), 0);
