@@ -605,6 +605,39 @@ static void test_vfio_user_protocol_set_irqs_intx_trigger_unmask(void **state)
 	close(unmask);
 }
 
+/* The VMM's INTx eventfd is blocking (the kernel takes it) and its counter is full: a write of 1
+ * would sleep until the VMM reads it. The worker answers the loopback trigger at once, the
+ * counter untouched, and signals the same eventfd again once it has room. Before the worker
+ * polled first, it slept in that write and this test hung. */
+static void test_vfio_user_protocol_loopback_into_full_blocking_eventfd_answered(void **state)
+{
+	struct fx *f = *state;
+	uint64_t v = 0xfffffffffffffffeull;
+	int trig = eventfd(0, EFD_CLOEXEC);
+	uint8_t p[21];
+	struct vfu_reply r;
+
+	assert_int_equal(write(trig, &v, sizeof(v)), sizeof(v));
+	set_irqs_msg(p, TRIG_EVENTFD, VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	expect_ok(f->fd, 8, p, 20, &trig, 1, &r);
+	vfu_reply_free(&r);
+	set_irqs_msg(p, VFIO_IRQ_SET_DATA_BOOL | VFIO_IRQ_SET_ACTION_TRIGGER,
+		     VFIO_PCI_INTX_IRQ_INDEX, 0, 1);
+	p[20] = 1;
+	expect_ok(f->fd, 8, p, 21, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(read(trig, &v, sizeof(v)), sizeof(v));
+	assert_true(v == 0xfffffffffffffffeull);
+	expect_ok(f->fd, 8, p, 21, NULL, 0, &r);
+	vfu_reply_free(&r);
+	assert_int_equal(read(trig, &v, sizeof(v)), sizeof(v));
+	assert_int_equal(v, 1);
+	set_irqs_msg(p, TRIG_NONE, VFIO_PCI_INTX_IRQ_INDEX, 0, 0);
+	expect_ok(f->fd, 8, p, 20, NULL, 0, &r);
+	vfu_reply_free(&r);
+	close(trig);
+}
+
 static void test_vfio_user_protocol_set_irqs_err_req_eventfds(void **state)
 {
 	struct fx *f = *state;
@@ -667,6 +700,7 @@ int main(void)
 	    N(test_vfio_user_protocol_set_irqs_errors_close_fds),
 	    E(test_vfio_user_protocol_set_irqs_intx_trigger_unmask),
 	    E(test_vfio_user_protocol_set_irqs_err_req_eventfds),
+	    E(test_vfio_user_protocol_loopback_into_full_blocking_eventfd_answered),
 	};
 
 	signal(SIGPIPE, SIG_IGN);
