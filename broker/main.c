@@ -588,16 +588,40 @@ static void report_sandbox(void)
 			 vb_err_msg(&err, r));
 }
 
+/* SIGTERM and SIGINT end the broker and leave everything to the next one; SIGUSR2 re-executes
+ * it. */
+static const struct {
+	int signum;
+	uv_signal_cb cb;
+} signal_table[] = {{SIGTERM, on_signal}, {SIGINT, on_signal}, {SIGUSR2, on_reexec}};
+
+/* The broker's own seccomp policy, in the mode the command line or the configuration asks for
+ * (anything but kill is said to be for debugging). */
+static int seccomp_start(const struct opts *o, const struct brk_config *cfg)
+{
+	int mode = seccomp_mode(o, cfg);
+	int r = sbx_seccomp_load(SBX_ROLE_BROKER, (enum sbx_seccomp_mode)mode);
+
+	if (r < 0) {
+		brk_log_errno(LOG_ERR, r, "cannot load the broker's seccomp policy");
+		return r;
+	}
+	if (mode != SBX_SECCOMP_KILL)
+		brk_warn("seccomp mode %s: for debugging only",
+			 sbx_seccomp_mode_name((enum sbx_seccomp_mode)mode));
+	return 0;
+}
+
 static int run(const struct opts *o, const struct brk_config *cfg, struct run_state *rs)
 {
 	struct brk_fdstore_set *passed = NULL;
 	struct brk_daemon_env env = {0};
-	uv_signal_t sigterm, sigint, sigusr2;
+	uv_signal_t sigs[ARRAY_SIZE(signal_table)];
 	uv_timer_t watchdog;
 	uv_loop_t loop;
 	struct brk_caps_outcome caps;
 	bool own = false, wd;
-	int fd = -1, r, mode;
+	int fd = -1, r;
 
 	/* Every file and socket the broker makes gets an explicit mode; the VMM sockets take
 	 * theirs from the socket inode at bind(), where a umask would only get in the way. */
@@ -642,32 +666,24 @@ static int run(const struct opts *o, const struct brk_config *cfg, struct run_st
 	/* What the last broker left: adopted, or quiesced when it cannot be trusted. */
 	brk_daemon_adopt(rs->dmn, passed);
 	brk_fdstore_set_free(passed);
-	uv_signal_init(&loop, &sigterm);
-	uv_signal_init(&loop, &sigint);
-	uv_signal_init(&loop, &sigusr2);
-	sigterm.data = sigint.data = sigusr2.data = rs;
-	uv_signal_start(&sigterm, on_signal, SIGTERM);
-	uv_signal_start(&sigint, on_signal, SIGINT);
-	uv_signal_start(&sigusr2, on_reexec, SIGUSR2);
-	mode = seccomp_mode(o, cfg);
-	r = sbx_seccomp_load(SBX_ROLE_BROKER, (enum sbx_seccomp_mode)mode);
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++) {
+		uv_signal_init(&loop, &sigs[i]);
+		sigs[i].data = rs;
+		uv_signal_start(&sigs[i], signal_table[i].cb, signal_table[i].signum);
+	}
+	r = seccomp_start(o, cfg);
 	if (r < 0) {
-		brk_log_errno(LOG_ERR, r, "cannot load the broker's seccomp policy");
 		brk_daemon_free(rs->dmn);
 		return r;
 	}
-	if (mode != SBX_SECCOMP_KILL)
-		brk_warn("seccomp mode %s: for debugging only",
-			 sbx_seccomp_mode_name((enum sbx_seccomp_mode)mode));
 	wd = watchdog_start(&loop, &watchdog);
 	brk_notice("ready: %zu allowlist entries, workers from %s", cfg->nallow, cfg->worker_path);
 	sd_notifyf(0, "READY=1\nSTATUS=serving, %zu allowlist entries", cfg->nallow);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	if (wd)
 		uv_close((uv_handle_t *)&watchdog, NULL);
-	uv_close((uv_handle_t *)&sigterm, NULL);
-	uv_close((uv_handle_t *)&sigint, NULL);
-	uv_close((uv_handle_t *)&sigusr2, NULL);
+	for (size_t i = 0; i < ARRAY_SIZE(sigs); i++)
+		uv_close((uv_handle_t *)&sigs[i], NULL);
 	brk_daemon_free(rs->dmn);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	uv_loop_close(&loop);

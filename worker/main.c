@@ -605,6 +605,30 @@ VB_DEFINE_CLEANUP(struct wkr_broker, wkr_broker_free);
 VB_DEFINE_CLEANUP(struct wkr_image, wkr_image_free);
 VB_DEFINE_CLEANUP(struct wkr_local, wkr_local_free);
 
+/* What the servers are given in broker mode: the handoff's device, sockets and limits, the
+ * broker link as the backend behind the worker's own, and what the command line says. */
+static void serve_from_handoff(struct serve *s, const struct wkr_handoff *h, struct wkr_broker *b,
+			       const struct opts *o)
+{
+	s->info = &h->info;
+	s->device_fd = h->device_fd;
+	s->listen_fd = h->listen_fd;
+	s->vfu_fd = h->vfu_fd;
+	s->inner = (struct wkr_backend){&wkr_broker_ops, b};
+	s->sc = (struct wkr_server_cfg){
+	    .allow_mmap = h->allow_mmap,
+	    .owner_uid = h->owner_uid,
+	    .iommu_pgsize = h->iommu_pgsize,
+	    .max_dma_mappings = h->max_dma_mappings,
+	    .max_pinned_bytes = h->max_pinned_bytes,
+	    .generation = h->generation,
+	    .no_ring = o->no_ring,
+	    .dropped = vmm_dropped,
+	};
+	s->attach = broker_attach;
+	s->ctx = b;
+}
+
 static int run_broker(const struct opts *o)
 {
 	_cleanup_(serve_done) struct serve s = SERVE_INIT;
@@ -646,23 +670,7 @@ static int run_broker(const struct opts *o)
 		wkr_broker_handoff_answer(b, &err);
 		return 1;
 	}
-	s.info = &h.info;
-	s.device_fd = h.device_fd;
-	s.listen_fd = h.listen_fd;
-	s.vfu_fd = h.vfu_fd;
-	s.inner = (struct wkr_backend){&wkr_broker_ops, b};
-	s.sc = (struct wkr_server_cfg){
-	    .allow_mmap = h.allow_mmap,
-	    .owner_uid = h.owner_uid,
-	    .iommu_pgsize = h.iommu_pgsize,
-	    .max_dma_mappings = h.max_dma_mappings,
-	    .max_pinned_bytes = h.max_pinned_bytes,
-	    .generation = h.generation,
-	    .no_ring = o->no_ring,
-	    .dropped = vmm_dropped,
-	};
-	s.attach = broker_attach;
-	s.ctx = b;
+	serve_from_handoff(&s, &h, b, o);
 	r = serve_prepare(&s, o->seccomp, &err);
 	if (r < 0) {
 		wlog("%s", err.msg);
