@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -462,6 +463,47 @@ static unsigned env_rounds(const char *name, unsigned def)
 	return v >= 1 && v <= 100000 ? (unsigned)v : def;
 }
 
+/* The value of an unlabelled metric in Prometheus text, -1 when absent. */
+static long metric_value(const char *text, const char *name)
+{
+	size_t n = strlen(name);
+
+	for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+		if (strncmp(p, name, n) == 0 && p[n] == ' ')
+			return strtol(p + n + 1, NULL, 10);
+	return -1;
+}
+
+/* Untimed, between rounds: until the broker's pool of pre-started workers is full again, so
+ * that its refill (a sandboxed spawn) runs in neither side's timed steps. A broker without a
+ * pool (prestart = 0) returns at once. */
+static int hotplug_pool_settle(struct vfb_ctl *ctl, char *why, size_t whylen)
+{
+	uint64_t deadline = bench_now_ns() + 120ull * 1000000000ull;
+
+	for (;;) {
+		char *text = NULL;
+		long size, ready;
+		int r = vfb_ctl_metrics(ctl, &text);
+
+		if (r < 0) {
+			snprintf(why, whylen, "Metrics: %s", vfb_ctl_last_error(ctl));
+			return r;
+		}
+		size = metric_value(text, "vfio_broker_pool_size");
+		ready = metric_value(text, "vfio_broker_pool_ready");
+		free(text);
+		if (size <= 0 || ready >= size)
+			return 0;
+		if (bench_now_ns() > deadline) {
+			snprintf(why, whylen, "the pool did not refill in 120 s (%ld of %ld ready)",
+				 ready, size);
+			return -ETIMEDOUT;
+		}
+		nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+	}
+}
+
 /* What a VMM waits for when a device is hot-plugged through the broker: AddDevice (group,
  * container, device fd, reset, worker start) until its handshake with the worker is done.
  * Returns ms; the device is removed again, untimed. */
@@ -497,6 +539,8 @@ static double hotplug_broker(struct vfb_ctl *ctl, const char *bdf, double *ret_a
 			r = q;
 		}
 	}
+	if (r == 0)
+		r = hotplug_pool_settle(ctl, why, whylen);
 	*ret = r;
 	return (double)(t1 - t0) / 1e6;
 }
@@ -557,6 +601,8 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 		if (r < 0)
 			snprintf(why, sizeof(why), "connect %s: %s", ctlsock, strerror(-r));
 	}
+	if (r == 0)
+		r = hotplug_pool_settle(ctl, why, sizeof(why));
 	for (unsigned i = 0; r == 0 && i < n; i++) {
 		bool broker_first = i % 2 == 0;
 

@@ -149,6 +149,9 @@ static void dmn_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t u
 	}
 	brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
 		 connected ? "connected" : "disconnected");
+	/* A hot-plug is done once its VMM is in: the pool's refill no longer competes with it. */
+	if (connected)
+		brk_pool_kick(dd->dmn->pool);
 	if (!connected) {
 		/* The VMM's memory and irqfds mean nothing without it; a worker that forgot to
 		 * unmap must not keep its pages pinned. */

@@ -24,6 +24,9 @@
 #define POOL_SPAWN_TIMEOUT_MS 5000
 #define POOL_BACKOFF_MIN_MS   1000
 #define POOL_BACKOFF_MAX_MS   60000
+/* How long a refill after a take waits for brk_pool_kick() (the hot-plug that took the worker
+ * is done) at most. */
+#define POOL_REFILL_DELAY_MS 1000
 
 enum pool_ent_state {
 	ENT_STARTING, /* released, not exec'd yet: spawn_poll watches its report pipe */
@@ -53,6 +56,7 @@ struct brk_pool {
 	struct pool_ent *ents;
 	unsigned ready, starting;
 	bool draining, freeing, timer_closed;
+	bool backing_off; /* the fill timer runs a failure's backoff */
 	uv_timer_t fill_timer;
 	uint32_t backoff_ms;
 	uint64_t taken, failed, lost, last_spawn_ns;
@@ -70,25 +74,39 @@ static void pool_fill(struct brk_pool *p);
 
 static void pool_fill_cb(uv_timer_t *t)
 {
-	pool_fill(t->data);
+	struct brk_pool *p = t->data;
+
+	p->backing_off = false;
+	pool_fill(p);
 }
 
-/* The next fill: at once, or after the backoff of a failure. */
-static void pool_schedule(struct brk_pool *p, bool failed)
+enum pool_when {
+	FILL_NOW,      /* the loop's next iteration */
+	FILL_LATER,    /* after a take: at brk_pool_kick(), or POOL_REFILL_DELAY_MS */
+	FILL_BACK_OFF, /* after a failure: the backoff, doubled each time */
+};
+
+/* The next fill. A failure's backoff is not shortened by anything but a successful exec. */
+static void pool_schedule(struct brk_pool *p, enum pool_when when)
 {
 	uint64_t delay = 0;
 
 	if (p->draining)
 		return;
-	if (failed) {
+	if (when == FILL_BACK_OFF) {
 		delay = p->backoff_ms;
 		p->backoff_ms = p->backoff_ms * 2 > POOL_BACKOFF_MAX_MS ? POOL_BACKOFF_MAX_MS
 									: p->backoff_ms * 2;
-	}
-	/* A pending failure's backoff is not shortened by a take meanwhile. */
-	if (!failed && uv_is_active((uv_handle_t *)&p->fill_timer) &&
-	    uv_timer_get_due_in(&p->fill_timer) > 0)
+		p->backing_off = true;
+	} else if (p->backing_off && uv_is_active((uv_handle_t *)&p->fill_timer)) {
 		return;
+	} else if (when == FILL_LATER) {
+		delay = POOL_REFILL_DELAY_MS;
+		/* An earlier fill stays as soon as it was. */
+		if (uv_is_active((uv_handle_t *)&p->fill_timer) &&
+		    uv_timer_get_due_in(&p->fill_timer) <= delay)
+			return;
+	}
 	uv_timer_start(&p->fill_timer, pool_fill_cb, delay, 0);
 }
 
@@ -154,7 +172,7 @@ static void pool_on_exit(uv_poll_t *h, int status, int events)
 		 (int)e->pend.pid, (unsigned)e->uid);
 	p->lost++;
 	pool_ent_drop(e);
-	pool_schedule(p, true);
+	pool_schedule(p, FILL_BACK_OFF);
 }
 
 static void pool_on_report(uv_poll_t *h, int status, int events)
@@ -178,7 +196,7 @@ static void pool_on_report(uv_poll_t *h, int status, int events)
 			serr.step, strerror(-r));
 		p->failed++;
 		pool_ent_drop(e);
-		pool_schedule(p, true);
+		pool_schedule(p, FILL_BACK_OFF);
 		return;
 	}
 	p->last_spawn_ns = pool_now_ns() - e->begun_ns;
@@ -202,7 +220,7 @@ static void pool_on_timeout(uv_timer_t *t)
 		(unsigned)e->uid, POOL_SPAWN_TIMEOUT_MS);
 	p->failed++;
 	pool_ent_drop(e);
-	pool_schedule(p, true);
+	pool_schedule(p, FILL_BACK_OFF);
 }
 
 bool brk_pool_uid_taken(const struct brk_pool *p, uid_t uid)
@@ -294,7 +312,7 @@ static void pool_fill(struct brk_pool *p)
 				   fills */
 		if (r < 0) {
 			p->failed++;
-			pool_schedule(p, true);
+			pool_schedule(p, FILL_BACK_OFF);
 			return;
 		}
 	}
@@ -316,7 +334,7 @@ int brk_pool_new(uv_loop_t *loop, const struct brk_config *cfg, brk_pool_uid_use
 	p->fill_timer.data = p;
 	/* From the loop's first iteration: after an adoption has said which uids are in use. */
 	if (cfg->prestart)
-		pool_schedule(p, false);
+		pool_schedule(p, FILL_NOW);
 	*ret = p;
 	return 0;
 }
@@ -330,8 +348,10 @@ int brk_pool_take(struct brk_pool *p, struct brk_pool_proc *ret)
 	for (e = p->ents; e; e = e->next)
 		if (e->state == ENT_READY)
 			break;
+	/* None ready: the pool is behind, fill it now. One taken: its replacement waits until the
+	 * hot-plug it serves is done (brk_pool_kick), so as not to take the CPU from it. */
 	if (p->cfg->prestart)
-		pool_schedule(p, false);
+		pool_schedule(p, e ? FILL_LATER : FILL_NOW);
 	if (!e)
 		return -ENOENT;
 	*ret = (struct brk_pool_proc){.pid = e->pend.pid,
@@ -363,7 +383,13 @@ void brk_pool_resume(struct brk_pool *p)
 		return;
 	p->draining = false;
 	if (p->cfg->prestart)
-		pool_schedule(p, false);
+		pool_schedule(p, FILL_NOW);
+}
+
+void brk_pool_kick(struct brk_pool *p)
+{
+	if (p && !p->draining && p->cfg->prestart && p->ready + p->starting < p->cfg->prestart)
+		pool_schedule(p, FILL_NOW);
 }
 
 static void pool_timer_closed(uv_handle_t *h)

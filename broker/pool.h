@@ -43,8 +43,11 @@ typedef bool (*brk_pool_uid_used_fn)(void *ctx, uid_t uid);
 int brk_pool_new(uv_loop_t *loop, const struct brk_config *cfg, brk_pool_uid_used_fn uid_used,
 		 void *ctx, struct brk_pool **ret);
 /* A worker that has exec'd and waits for its HANDOFF, or -ENOENT when none is ready (the
- * caller spawns one the usual way). A refill is begun either way. */
+ * caller spawns one the usual way). The refill begins at once when none was ready; after a take
+ * it waits for brk_pool_kick() or 1 s, so that it does not compete with the hot-plug. */
 int brk_pool_take(struct brk_pool *p, struct brk_pool_proc *ret);
+/* The hot-plug that took a worker is done (its VMM connected): refill now. */
+void brk_pool_kick(struct brk_pool *p);
 /* Whether a pooled (or starting) worker runs as `uid`. */
 bool brk_pool_uid_taken(const struct brk_pool *p, uid_t uid);
 /* Ends every pooled and starting worker (SIGKILL, reaped), and stops refilling. */

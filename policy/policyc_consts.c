@@ -175,6 +175,7 @@ static const struct policyc_const policyc__consts[] = {
     K(CLONE_NEWNS),
     K(CLONE_NEWIPC),
     K(CLONE_NEWUTS),
+    K(CLONE_NEWCGROUP),
     /* <signal.h> */
     K(SIGKILL),
     K(SIGTERM),

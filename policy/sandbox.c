@@ -49,6 +49,13 @@
 #define SBX_NS_FLAGS                                                                               \
 	(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | \
 	 CLONE_NEWCGROUP)
+/* What clone3 makes: the user namespace (its id maps are written by the parent) and the pid
+ * namespace (the child must be born into it to be its pid 1). The child makes the others itself
+ * with the capabilities it holds in its new user namespace, owned by it as clone3's would be:
+ * creating a network namespace is the slowest step of a spawn (tens of milliseconds under TCG),
+ * and done by the child it runs beside the spawner's event loop instead of inside it. */
+#define SBX_CLONE_FLAGS	  (CLONE_NEWUSER | CLONE_NEWPID)
+#define SBX_UNSHARE_FLAGS (SBX_NS_FLAGS & ~SBX_CLONE_FLAGS)
 
 const struct sbx_rlimit sbx_worker_rlimits_default[] = {
     {RLIMIT_NOFILE, 64}, {RLIMIT_NPROC, 1}, {RLIMIT_FSIZE, 0},
@@ -189,6 +196,8 @@ static _Noreturn void sbx__child(const struct sbx__child *c)
 
 	if (read(c->sync_fd, &go, 1) != 1)
 		sbx__child_fail(err_fd, "wait for id maps", errno ? errno : EPIPE);
+	if (syscall(SYS_unshare, SBX_UNSHARE_FLAGS) < 0)
+		sbx__child_fail(err_fd, "unshare namespaces", errno);
 	/* Prepares libcap-ng's all-clear state while /proc is still there for its
 	 * cap_last_cap probe; pid 0 means "this process" whatever the thread it was
 	 * cloned from had recorded. */
@@ -330,7 +339,7 @@ static int sbx__begin(const struct sbx_worker_spec *s, struct sbx__child *c,
 	c->err_fd = err_wr;
 	c->sync_fd = sync_child;
 	memset(&args, 0, sizeof(args));
-	args.flags = SBX_NS_FLAGS | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
+	args.flags = SBX_CLONE_FLAGS | CLONE_PIDFD | CLONE_CLEAR_SIGHAND;
 	args.pidfd = (uint64_t)(uintptr_t)&pidfd;
 	args.exit_signal = SIGCHLD;
 	pid = (pid_t)syscall(SYS_clone3, &args, sizeof(args));

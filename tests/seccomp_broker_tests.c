@@ -298,7 +298,13 @@ void test_seccomp_broker_debug_and_kernel_calls_killed(void **state)
 	assert_killed(call_status(SBX_ROLE_BROKER, SYS_init_module, 0, 0, 0, 0));
 	assert_killed(call_status(SBX_ROLE_BROKER, SYS_kexec_load, 0, 0, 0, 0));
 	assert_killed(call_status(SBX_ROLE_BROKER, SYS_setns, 0, 0, 0, 0));
+	/* unshare only with the spawn child's exact set (sandbox.c), never a user namespace. */
 	assert_killed(call_status(SBX_ROLE_BROKER, SYS_unshare, CLONE_NEWNS, 0, 0, 0));
+	assert_killed(call_status(SBX_ROLE_BROKER, SYS_unshare, CLONE_NEWUSER, 0, 0, 0));
+	assert_killed(call_status(SBX_ROLE_BROKER, SYS_unshare,
+				  CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWNS | CLONE_NEWIPC |
+				      CLONE_NEWUTS | CLONE_NEWCGROUP,
+				  0, 0, 0));
 }
 
 void test_seccomp_broker_kill_killed(void **state)
