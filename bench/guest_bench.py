@@ -9,7 +9,8 @@ vfio-brokerd in it with its real configuration (tests/guest/vbbroker.py), and ru
     (VmRSS and VmHWM from /proc): what one device's bookkeeping, worker supervision and
     channels cost the broker;
   - bench_guest hotplug: AddDevice until the VMM's handshake against the same VFIO steps
-    in-process;
+    in-process, with the pool of pre-started workers off (prestart = 0) and on (prestart = 1),
+    then where the time goes (VB_BENCH_GUEST_PARTS=hotplug: only these and the spawn);
   - bench_guest spawn: the worker's sandboxed start (what AddDevice waits for) against fork and
     exec of the same binary.
 

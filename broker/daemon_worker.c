@@ -55,28 +55,6 @@ bool brk_daemon__uid_used(void *ctx, uid_t uid)
 	return false;
 }
 
-/* A uid from the configured range that no live worker uses, a pooled one included; a shared
- * user= is always free. */
-static int dmn_worker_uid(struct brk_daemon *dmn, uid_t *uid, gid_t *gid)
-{
-	const struct brk_config *c = dmn->cfg;
-
-	if (c->worker_user_set) {
-		*uid = c->worker_uid_first;
-		*gid = c->worker_gid;
-		return 0;
-	}
-	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
-		if (!brk_daemon__uid_used(dmn, (uid_t)u) &&
-		    !brk_pool_uid_taken(dmn->pool, (uid_t)u)) {
-			*uid = (uid_t)u;
-			*gid = (gid_t)u;
-			return 0;
-		}
-	}
-	return -EUSERS;
-}
-
 static Vb__Ctl__EventKind dmn_fault_event(enum brk_worker_fault k)
 {
 	return k == BRK_WORKER_HUNG ? VB__CTL__EVENT_KIND__EVENT_WORKER_HUNG
@@ -361,7 +339,9 @@ int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err)
 		dd->worker_uid = pre.uid;
 		dd->worker_gid = pre.gid;
 	} else {
-		r = dmn_worker_uid(dd->dmn, &dd->worker_uid, &dd->worker_gid);
+		/* A uid no device's worker and no pooled one holds. */
+		r = brk_pool_pick_uid(dd->dmn->pool, dd->dmn->cfg, brk_daemon__uid_used, dd->dmn,
+				      &dd->worker_uid, &dd->worker_gid);
 		if (r < 0)
 			return vb_errf(err, r, "every uid of the worker uid_range is in use");
 	}

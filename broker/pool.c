@@ -233,20 +233,16 @@ bool brk_pool_uid_taken(const struct brk_pool *p, uid_t uid)
 	return false;
 }
 
-/* A uid of the range that neither the daemon's workers nor the pool's hold; a shared user= is
- * always free. */
-static int pool_uid(struct brk_pool *p, uid_t *uid, gid_t *gid)
+int brk_pool_pick_uid(const struct brk_pool *p, const struct brk_config *c,
+		      brk_pool_uid_used_fn used, void *ctx, uid_t *uid, gid_t *gid)
 {
-	const struct brk_config *c = p->cfg;
-
 	if (c->worker_user_set) {
 		*uid = c->worker_uid_first;
 		*gid = c->worker_gid;
 		return 0;
 	}
 	for (uint64_t u = c->worker_uid_first; u <= c->worker_uid_last; u++) {
-		if (brk_pool_uid_taken(p, (uid_t)u) ||
-		    (p->uid_used && p->uid_used(p->ctx, (uid_t)u)))
+		if (brk_pool_uid_taken(p, (uid_t)u) || (used && used(ctx, (uid_t)u)))
 			continue;
 		*uid = (uid_t)u;
 		*gid = (gid_t)u;
@@ -269,7 +265,7 @@ static int pool_start_one(struct brk_pool *p)
 	e->pool = p;
 	e->chan_fd = -1;
 	e->pend = (struct sbx_pending){.pid = -1, .pidfd = -1, .report_fd = -1};
-	r = pool_uid(p, &e->uid, &e->gid);
+	r = brk_pool_pick_uid(p, p->cfg, p->uid_used, p->ctx, &e->uid, &e->gid);
 	if (r < 0) {
 		free(e);
 		return r;

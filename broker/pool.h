@@ -48,6 +48,10 @@ int brk_pool_new(uv_loop_t *loop, const struct brk_config *cfg, brk_pool_uid_use
 int brk_pool_take(struct brk_pool *p, struct brk_pool_proc *ret);
 /* The hot-plug that took a worker is done (its VMM connected): refill now. */
 void brk_pool_kick(struct brk_pool *p);
+/* A worker uid of `c`'s uid_range that neither `used` (the daemon's workers) nor the pool `p`
+ * (NULL: none) holds; a shared user= is always free. -EUSERS when every one is taken. */
+int brk_pool_pick_uid(const struct brk_pool *p, const struct brk_config *c,
+		      brk_pool_uid_used_fn used, void *ctx, uid_t *uid, gid_t *gid);
 /* Whether a pooled (or starting) worker runs as `uid`. */
 bool brk_pool_uid_taken(const struct brk_pool *p, uid_t uid);
 /* Ends every pooled and starting worker (SIGKILL, reaped), and stops refilling. */

@@ -656,6 +656,18 @@ static int spawn_end_polled(struct sbx_pending *p, struct sbx_spawn_error *e)
 	}
 }
 
+/* The helper as TEST_UID with `chan` at fd 3. */
+static struct sbx_worker_spec report_spec(char **argv, const int *chan)
+{
+	return (struct sbx_worker_spec){.exe = SBX_HELPER_PATH,
+					.argv = argv,
+					.fds = chan,
+					.nfds = 1,
+					.stderr_fd = -1,
+					.uid = TEST_UID,
+					.gid = TEST_GID};
+}
+
 static void test_sandbox_spawn_begin_end_exec_reported(void **state)
 {
 	char *argv[] = {"sbx_helper", "report", NULL};
@@ -663,14 +675,8 @@ static void test_sandbox_spawn_begin_end_exec_reported(void **state)
 	struct sbx_spawn_error e = {0};
 	struct sbx_pending p;
 	struct helper h;
-	int sv[2];
-	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
-				    .argv = argv,
-				    .fds = &sv[1],
-				    .nfds = 1,
-				    .stderr_fd = -1,
-				    .uid = TEST_UID,
-				    .gid = TEST_GID};
+	int sv[2] = {-1, -1};
+	struct sbx_worker_spec s = report_spec(argv, &sv[1]);
 
 	need_userns();
 
@@ -717,14 +723,8 @@ static void test_sandbox_spawn_abort_reaps(void **state)
 {
 	char *argv[] = {"sbx_helper", "report", NULL};
 	struct sbx_pending p;
-	int sv[2];
-	struct sbx_worker_spec s = {.exe = SBX_HELPER_PATH,
-				    .argv = argv,
-				    .fds = &sv[1],
-				    .nfds = 1,
-				    .stderr_fd = -1,
-				    .uid = TEST_UID,
-				    .gid = TEST_GID};
+	int sv[2] = {-1, -1};
+	struct sbx_worker_spec s = report_spec(argv, &sv[1]);
 
 	need_userns();
 
