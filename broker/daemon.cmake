@@ -34,7 +34,8 @@ add_library(vb_brokerd STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/pool.c
 	${CMAKE_CURRENT_SOURCE_DIR}/spawn.c
 	${CMAKE_CURRENT_SOURCE_DIR}/supervise.c
-	${CMAKE_CURRENT_SOURCE_DIR}/worker.c)
+	${CMAKE_CURRENT_SOURCE_DIR}/worker.c
+	${CMAKE_CURRENT_SOURCE_DIR}/worker_req.c)
 target_link_libraries(vb_brokerd PUBLIC vb_brokerd_base vb_broker_core vb_sandbox
 	PkgConfig::CAPNG)
 add_executable(vfio-brokerd ${CMAKE_CURRENT_SOURCE_DIR}/main.c)

@@ -1,9 +1,9 @@
 /*
- * worker: one worker's channel, handoff, requests and supervision hooks. Responsible for the
- * request table below, for confining every request to this worker's device and VM, for
- * answering each rejection with an errno and a message, and for declaring the worker faulted on
- * anything malformed. Trusts nothing the worker sends; trusts the VFIO core (dma.h, irq.h,
- * vfio.h) to enforce the semantic rules (alignment, overlap, quotas, IRQ ranges).
+ * worker: one worker's channel, handoff, answers to the broker's own requests (HANDOFF,
+ * HEARTBEAT, REMOVAL), supervision hooks and lifecycle (start, adopt, removal, kill, free).
+ * Responsible for declaring the worker faulted, once, on anything malformed, on a hang or a
+ * crash. Trusts nothing the worker sends; what the worker asks is worker_req.c's (the request
+ * table), what the two share worker_priv.h.
  */
 #include "worker.h"
 
@@ -22,6 +22,7 @@
 #include <linux/vfio.h>
 
 #include "base.h"
+#include "worker_priv.h"
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
 #include "device_pb.h"
@@ -41,35 +42,6 @@
 #define WKR_REMOVAL_GRACE_MS 1000
 /* How long a worker that hung up its channel has to exit before that counts as its fault. */
 #define WKR_EOF_GRACE_MS 500
-#define WKR_TYPES	 (VB__BRK__TYPE__VMM_ADMIT + 1)
-
-/* Worker states, as bits for the table's allowed-when. */
-enum bw_state {
-	W_HANDOFF = 1u << 0,  /* HANDOFF sent, not yet acknowledged */
-	W_ACTIVE = 1u << 1,   /* serving */
-	W_REMOVING = 1u << 2, /* REMOVAL sent: teardown requests only */
-	W_DEAD = 1u << 3,     /* killed or faulted: nothing */
-};
-
-struct brk_worker {
-	struct brk_worker_args a;
-	char bdf[VB_BDF_LEN], vm[BRK_VM_NAME_MAX + 1];
-	unsigned state;
-	pid_t pid;
-	int pidfd; /* owned by sup */
-	struct ipc_uv *u;
-	struct brk_sup *sup;
-	uv_timer_t removal_timer;
-	uint32_t handoff_id, removal_id, heartbeat_id;
-	uint64_t heartbeat_seq;
-	bool removal_pending, vmm_connected, fault_reported, freeing;
-	/* Adopted from a predecessor and not yet heard from: `ready` comes with the first answer
-	 * to a heartbeat of ours, and the first VMM_STATE is news whatever it says. */
-	bool adopting, vmm_state_known;
-	int open; /* things libuv still has to close: channel, timer */
-};
-
-static struct brk_req_stats bw_stats[WKR_TYPES];
 
 /* Random enough that two broker instances never pick the same (epochs, request ids). */
 static uint64_t bw_random64(void)
@@ -81,193 +53,6 @@ static uint64_t bw_random64(void)
 	return v;
 }
 static uint64_t bw_faults[3], bw_heartbeats;
-
-typedef int (*bw_handler_fn)(struct brk_worker *w, struct ipc_msg *m);
-
-/* req.when: enum bw_state bits in which the request is allowed. */
-struct bw_handler {
-	struct vb_req req;
-	bw_handler_fn fn;
-};
-
-static void bw_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-/* ---- answering -------------------------------------------------------------------------- */
-
-static int bw_reply(struct brk_worker *w, struct ipc_msg *m, const ProtobufCMessage *body)
-{
-	return ipc_chan_reply(ipc_uv_chan(w->u), m, body, NULL, 0);
-}
-
-static int bw_reply_empty(struct brk_worker *w, struct ipc_msg *m)
-{
-	Vb__Empty e = VB__EMPTY__INIT;
-
-	return bw_reply(w, m, &e.base);
-}
-
-/* A rejection: the worker asked for something it may not have. Not a fault. */
-static int bw_reject(struct brk_worker *w, struct ipc_msg *m, const struct vb_err *err)
-{
-	int code = err->code < 0 ? err->code : -EINVAL;
-	const char *msg = err->msg[0] ? err->msg : strerror(-code);
-	int r;
-
-	brk_debug("%s: worker %d: request type %u refused: %s", w->bdf, (int)w->pid, m->type, msg);
-	r = ipc_chan_reply_error(ipc_uv_chan(w->u), m, code, "%s", msg);
-
-	return r < 0 ? r : 1;
-}
-
-/* ---- requests ------------------------------------------------------------------------------ */
-
-static int bw_dma_map(struct brk_worker *w, struct ipc_msg *m)
-{
-	const Vb__DmaMap *req = (const Vb__DmaMap *)m->body;
-	struct vb_err err = {0};
-
-	if (m->nfds != 1) {
-		bw_fault(w, BRK_WORKER_PROTOCOL, "DMA_MAP with %zu fds (needs one memfd)", m->nfds);
-		return -EPROTO;
-	}
-	if (brk_dma_map(w->a.dma, w->a.owner, req->iova, req->size, m->fds[0], req->offset,
-			req->prot, &err) < 0)
-		return bw_reject(w, m, &err);
-	return bw_reply_empty(w, m);
-}
-
-static int bw_dma_unmap(struct brk_worker *w, struct ipc_msg *m)
-{
-	const Vb__DmaUnmap *req = (const Vb__DmaUnmap *)m->body;
-	struct vb_err err = {0};
-
-	if (brk_dma_unmap(w->a.dma, w->a.owner, req->iova, req->size, &err) < 0)
-		return bw_reject(w, m, &err);
-	return bw_reply_empty(w, m);
-}
-
-static int bw_dma_unmap_all(struct brk_worker *w, struct ipc_msg *m)
-{
-	Vb__Brk__DmaUnmapAllReply rep = VB__BRK__DMA_UNMAP_ALL_REPLY__INIT;
-	struct vb_err err = {0};
-	int r;
-
-	/* Only this worker's own mappings: the VM's other devices keep theirs. */
-	r = brk_dma_unmap_owner(w->a.dma, w->a.owner, &rep.unmapped, &rep.bytes);
-	if (r < 0) {
-		vb_errf(&err, r, "unmapping %s's DMA failed: %s", w->bdf, strerror(-r));
-		return bw_reject(w, m, &err);
-	}
-	return bw_reply(w, m, &rep.base);
-}
-
-static bool bw_action_valid(uint32_t action)
-{
-	return action == VFIO_IRQ_SET_ACTION_TRIGGER || action == VFIO_IRQ_SET_ACTION_MASK ||
-	       action == VFIO_IRQ_SET_ACTION_UNMASK;
-}
-
-static int bw_set_irqs(struct brk_worker *w, struct ipc_msg *m)
-{
-	const Vb__Brk__SetIrqs *req = (const Vb__Brk__SetIrqs *)m->body;
-	struct brk_irqs *irqs = brk_vfio_dev_irqs(w->a.dev);
-	int slot_fds[BRK_IRQ_MAX_SLOTS];
-	struct brk_irq_req ir;
-	struct vb_err err = {0};
-	int r;
-
-	/* A malformed request (slots that name no fd that arrived, a disable with vectors) is a
-	 * broken worker, not a refused request. */
-	r = brk_irq_req_from_pb(req, m->fds, m->nfds, slot_fds, BRK_IRQ_MAX_SLOTS, &ir, &err);
-	if (r < 0) {
-		bw_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS: %s", err.msg);
-		return -EPROTO;
-	}
-	if (req->disable) {
-		r = brk_irq_disable(irqs, ir.index, &err);
-		return r < 0 ? bw_reject(w, m, &err) : bw_reply_empty(w, m);
-	}
-	if (!bw_action_valid(req->action)) {
-		bw_fault(w, BRK_WORKER_PROTOCOL, "SET_IRQS with action %#x", req->action);
-		return -EPROTO;
-	}
-	/* The kernel takes its own references to the eventfds: the message closes ours. */
-	r = brk_irq_set(irqs, &ir, &err);
-	brk_debug("%s: SET_IRQS index %u vectors %u+%u action %#x with %zu fd(s): %s", w->bdf,
-		  ir.index, ir.start, ir.count, ir.action, m->nfds, r < 0 ? err.msg : "done");
-	return r < 0 ? bw_reject(w, m, &err) : bw_reply_empty(w, m);
-}
-
-static int bw_reset(struct brk_worker *w, struct ipc_msg *m)
-{
-	struct vb_err err = {0};
-
-	if (brk_vfio_dev_reset(w->a.dev, &err) < 0)
-		return bw_reject(w, m, &err);
-	return bw_reply_empty(w, m);
-}
-
-static int bw_vmm_state(struct brk_worker *w, struct ipc_msg *m)
-{
-	const Vb__Brk__VmmState *req = (const Vb__Brk__VmmState *)m->body;
-	int r = bw_reply_empty(w, m);
-
-	if (req->connected == w->vmm_connected && w->vmm_state_known)
-		return r;
-	w->vmm_state_known = true;
-	w->vmm_connected = req->connected;
-	w->a.hooks->vmm_state(w->a.ctx, req->connected, req->pid, req->uid);
-	return r;
-}
-
-/*
- * A VMM has connected to the worker's socket: only the broker can tell who it is, because the
- * worker's user namespace maps no uid but its own. The connection itself comes along so that
- * its credentials are read here, in the host's namespace, not taken from the worker's word.
- */
-static int bw_vmm_admit(struct brk_worker *w, struct ipc_msg *m)
-{
-	Vb__Brk__VmmAdmitReply rep = VB__BRK__VMM_ADMIT_REPLY__INIT;
-	struct vb_err err;
-	pid_t pid;
-	uid_t uid;
-	gid_t gid;
-	int r, gfd;
-
-	if (m->nfds != 1) {
-		vb_errf(&err, -EINVAL, "VMM_ADMIT carries the connection, %zu fds came", m->nfds);
-		return bw_reject(w, m, &err);
-	}
-	r = ipc_peer_cred(m->fds[0], &pid, &uid, &gid);
-	if (r < 0) {
-		vb_errf(&err, -EINVAL, "not a connected unix socket: %s", strerror(-r));
-		return bw_reject(w, m, &err);
-	}
-	if (uid != w->a.owner_uid && uid != 0) {
-		brk_info("%s: VMM pid %d uid %u refused: the device's owner is uid %u", w->bdf,
-			 (int)pid, (unsigned)uid, (unsigned)w->a.owner_uid);
-		vb_errf(&err, -EPERM, "uid %u is not the device's owner", (unsigned)uid);
-		return bw_reject(w, m, &err);
-	}
-	rep.pid = (uint32_t)pid;
-	rep.uid = (uint32_t)uid;
-	rep.gid = (uint32_t)gid;
-	if (!w->a.allow_mmap)
-		return bw_reply(w, m, &rep.base);
-	/* The VMM's mmap grant: a file of the device of its own, recorded as this VMM's. Without
-	 * one the VMM is admitted all the same; its BAR accesses are then trapped. */
-	r = brk_vfio_dev_grant(w->a.dev, pid, uid, &gfd, &err);
-	if (r < 0) {
-		brk_warn("%s: no mmap grant for VMM pid %d: %s", w->bdf, (int)pid, err.msg);
-		return bw_reply(w, m, &rep.base);
-	}
-	brk_info("%s: mmap grant %u to VMM pid %d uid %u", w->bdf,
-		 brk_vfio_dev_grants(w->a.dev)->issued, (int)pid, (unsigned)uid);
-	r = ipc_chan_reply(ipc_uv_chan(w->u), m, &rep.base, &gfd, 1);
-	close(gfd);
-	return r;
-}
 
 /* Every interrupt vector of the device, each of which the worker may route. */
 static uint32_t bw_vectors(const struct brk_vfio_dev *dev)
@@ -282,55 +67,6 @@ static uint32_t bw_vectors(const struct brk_vfio_dev *dev)
 	return n;
 }
 
-#define SERVING (W_ACTIVE | W_REMOVING)
-
-/* What a worker may ask, and when. HANDOFF, HEARTBEAT and REMOVAL are the broker's requests: a
- * worker sending them, or anything before its HANDOFF is acknowledged, is faulted. While the
- * device is being removed only teardown is served; a new mapping then gets ESHUTDOWN. */
-static const struct bw_handler bw_table[] = {
-    {{VB__BRK__TYPE__DMA_MAP, W_ACTIVE, "dma_map"}, bw_dma_map},
-    {{VB__BRK__TYPE__DMA_UNMAP, SERVING, "dma_unmap"}, bw_dma_unmap},
-    {{VB__BRK__TYPE__DMA_UNMAP_ALL, SERVING, "dma_unmap_all"}, bw_dma_unmap_all},
-    {{VB__BRK__TYPE__SET_IRQS, SERVING, "set_irqs"}, bw_set_irqs},
-    {{VB__BRK__TYPE__RESET, W_ACTIVE, "reset"}, bw_reset},
-    {{VB__BRK__TYPE__VMM_STATE, SERVING, "vmm_state"}, bw_vmm_state},
-    {{VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, "vmm_admit"}, bw_vmm_admit},
-};
-
-static void bw_dispatch(struct brk_worker *w, struct ipc_msg *m)
-{
-	enum vb_req_check check;
-	const struct bw_handler *h = VB_REQ_LOOKUP(bw_table, m->type, w->state, &check);
-	uint64_t t0 = uv_hrtime();
-	int r;
-
-	if (check == VB_REQ_UNKNOWN) {
-		bw_fault(w, BRK_WORKER_PROTOCOL, "request type %u is not a worker request",
-			 m->type);
-		return;
-	}
-	if (check == VB_REQ_NOT_NOW) {
-		if (w->state == W_REMOVING) {
-			ipc_chan_reply_error(ipc_uv_chan(w->u), m, -ESHUTDOWN,
-					     "%s: the device is being removed", h->req.name);
-			return;
-		}
-		bw_fault(w, BRK_WORKER_PROTOCOL, "%s before the handoff was acknowledged",
-			 h->req.name);
-		return;
-	}
-	r = h->fn(w, m);
-	if (r == -EPROTO)
-		return; /* faulted already */
-	if (r < 0 && !w->freeing && w->state != W_DEAD) {
-		/* The answer could not be sent: the channel is broken. */
-		bw_fault(w, BRK_WORKER_CRASHED, "cannot answer %s: %s", h->req.name, strerror(-r));
-		return;
-	}
-	if (m->type < WKR_TYPES)
-		brk_req_stats_observe(&bw_stats[m->type], r == 0, uv_hrtime() - t0);
-}
-
 /* ---- answers to the broker's own requests -------------------------------------------------- */
 
 static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
@@ -339,8 +75,8 @@ static void bw_answer(struct brk_worker *w, struct ipc_msg *m)
 
 	if (m->type == VB__BRK__TYPE__HANDOFF && m->id == w->handoff_id && w->state == W_HANDOFF) {
 		if (e) {
-			bw_fault(w, BRK_WORKER_CRASHED, "worker refused its handoff: %s",
-				 e->message);
+			brk_worker__fault(w, BRK_WORKER_CRASHED, "worker refused its handoff: %s",
+					  e->message);
 			return;
 		}
 		w->state = W_ACTIVE;
@@ -371,7 +107,8 @@ static void bw_eof_expired(uv_timer_t *t)
 {
 	struct brk_worker *w = t->data;
 
-	bw_fault(w, BRK_WORKER_CRASHED, "worker closed its broker channel and kept running");
+	brk_worker__fault(w, BRK_WORKER_CRASHED,
+			  "worker closed its broker channel and kept running");
 }
 
 static void bw_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
@@ -382,7 +119,8 @@ static void bw_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 		if (w->state == W_DEAD)
 			return;
 		if (err != -EPIPE && err != -ECONNRESET) {
-			bw_fault(w, BRK_WORKER_PROTOCOL, "broker channel: %s", strerror(-err));
+			brk_worker__fault(w, BRK_WORKER_PROTOCOL, "broker channel: %s",
+					  strerror(-err));
 			return;
 		}
 		/* A hang-up is usually a worker that died: wait briefly for its exit status, which
@@ -397,11 +135,11 @@ static void bw_on_msg(struct ipc_uv *u, struct ipc_msg *m, int err, void *data)
 		return;
 	}
 	if (m->kind == IPC_KIND_REQUEST)
-		bw_dispatch(w, m);
+		brk_worker__dispatch(w, m);
 	else if (m->kind == IPC_KIND_REPLY || m->kind == IPC_KIND_ERROR)
 		bw_answer(w, m);
 	else
-		bw_fault(w, BRK_WORKER_PROTOCOL, "unsolicited event type %u", m->type);
+		brk_worker__fault(w, BRK_WORKER_PROTOCOL, "unsolicited event type %u", m->type);
 	ipc_msg_free(m);
 }
 
@@ -430,8 +168,8 @@ static void bw_hung(void *ctx, uint64_t seq, uint64_t waited_ms)
 {
 	struct brk_worker *w = ctx;
 
-	bw_fault(w, BRK_WORKER_HUNG, "heartbeat %llu unanswered for %llu ms",
-		 (unsigned long long)seq, (unsigned long long)waited_ms);
+	brk_worker__fault(w, BRK_WORKER_HUNG, "heartbeat %llu unanswered for %llu ms",
+			  (unsigned long long)seq, (unsigned long long)waited_ms);
 }
 
 static void bw_exited(void *ctx, int code, int status)
@@ -441,14 +179,17 @@ static void bw_exited(void *ctx, int code, int status)
 	if (w->state != W_DEAD) {
 		/* It died on its own. */
 		if (code == CLD_EXITED)
-			bw_fault(w, BRK_WORKER_CRASHED, "worker exited with status %d", status);
+			brk_worker__fault(w, BRK_WORKER_CRASHED, "worker exited with status %d",
+					  status);
 		else if (code == 0)
-			bw_fault(w, BRK_WORKER_CRASHED,
-				 "worker ended (adopted, not our child: its exit status went to "
-				 "its parent)");
+			brk_worker__fault(
+			    w, BRK_WORKER_CRASHED,
+			    "worker ended (adopted, not our child: its exit status went to "
+			    "its parent)");
 		else
-			bw_fault(w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s", status,
-				 strsignal(status), code == CLD_DUMPED ? ", core dumped" : "");
+			brk_worker__fault(
+			    w, BRK_WORKER_CRASHED, "worker killed by signal %d (%s)%s", status,
+			    strsignal(status), code == CLD_DUMPED ? ", core dumped" : "");
 	}
 	if (!w->freeing)
 		w->a.hooks->exited(w->a.ctx, code, status);
@@ -472,7 +213,7 @@ static void bw_stop(struct brk_worker *w)
 	brk_sup_kill(w->sup);
 }
 
-static void bw_fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
+void brk_worker__fault(struct brk_worker *w, enum brk_worker_fault kind, const char *fmt, ...)
 {
 	char reason[256];
 	va_list ap;
@@ -835,8 +576,7 @@ void brk_worker_metrics(FILE *f)
 {
 	static const char *const kinds[] = {"crashed", "hung", "protocol"};
 
-	brk_req_stats_print(f, "worker", "Worker", bw_table, ARRAY_SIZE(bw_table),
-			    sizeof(bw_table[0]), bw_stats);
+	brk_worker__req_metrics(f);
 	brk_metric_header(f, "vfio_broker_worker_faults_total", "counter",
 			  "Workers ended for crashing, hanging or breaking the protocol.");
 	for (int k = 0; k < 3; k++)

@@ -96,21 +96,21 @@ vb_fuzz_target(worker_brk
 	LIBS vb_worker_core vb_ipc_uv PkgConfig::JSONC
 	DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
 
-# worker -> broker: broker/worker.c (request table, handlers, handoff, faults) over the VFIO core
-# on the fake kernel (fake_vfio.c); the target itself stands in for spawn.c and supervise.c.
+# worker -> broker: broker/worker*.c (request table, handlers, handoff, faults) over the VFIO
+# core on the fake kernel (fake_vfio.c); the target itself stands in for spawn.c and supervise.c.
 vb_fuzz_target(brk_worker
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_brk_worker.c ${PROJECT_SOURCE_DIR}/broker/worker.c
-		${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c
+		${PROJECT_SOURCE_DIR}/broker/worker_req.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c
 	LIBS vb_brokerd_base vb_fake_vfio)
 
-# orchestrator -> broker: the whole daemon (control*.c, daemon*.c, worker.c, the VFIO core) on the
+# orchestrator -> broker: the whole daemon (control*.c, daemon*.c, worker*.c, the VFIO core) on the
 # fake kernel and sysfs tree, with fake workers (fake_proc.c) that acknowledge their handoffs.
 vb_fuzz_target(ctl
 	SOURCES ${CMAKE_CURRENT_LIST_DIR}/fuzz/fuzz_ctl.c ${CMAKE_CURRENT_LIST_DIR}/fuzz/fake_proc.c
 		${PROJECT_SOURCE_DIR}/broker/daemon.c ${PROJECT_SOURCE_DIR}/broker/daemon_status.c
 		${PROJECT_SOURCE_DIR}/broker/daemon_record.c ${PROJECT_SOURCE_DIR}/broker/daemon_vfio.c
 		${PROJECT_SOURCE_DIR}/broker/daemon_worker.c ${PROJECT_SOURCE_DIR}/broker/worker.c
-		${PROJECT_SOURCE_DIR}/broker/pool.c
+		${PROJECT_SOURCE_DIR}/broker/worker_req.c ${PROJECT_SOURCE_DIR}/broker/pool.c
 	LIBS vb_brokerd_base vb_fake_vfio vb_sandbox)
 
 if(VB_FUZZ)
