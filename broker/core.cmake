@@ -15,6 +15,7 @@ add_library(vb_broker_core STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/irq.c
 	${CMAKE_CURRENT_SOURCE_DIR}/irq_pb.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record.c
+	${CMAKE_CURRENT_SOURCE_DIR}/record_load.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record_codec.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record_apply.c
 	${CMAKE_CURRENT_SOURCE_DIR}/record_state.c)

@@ -96,6 +96,18 @@ static inline size_t rec_pad8(size_t n)
 	return (n + 7) & ~(size_t)7;
 }
 
+/* What a parse found, beyond the state: where the live region and the journal's tail are. */
+struct rec_pos {
+	unsigned slot;
+	uint64_t gen, region_off, snap_len, jrn_cap, jrn_used, seq;
+};
+
+/* record_load.c: the state in `buf` (a whole record) and where its live region and journal's
+ * tail are; and a record file's bytes read whole. */
+int rec_parse(const uint8_t *buf, size_t len, struct brk_rec_state **ret, struct rec_pos *pos,
+	      struct vb_err *err);
+int rec_read_all(int fd, uint8_t **ret, size_t *ret_len, struct vb_err *err);
+
 /* A header slot (REC_SLOT_LEN bytes) naming a region, its CRC included. */
 void rec_slot_fill(uint8_t *slot, uint64_t gen, uint64_t off, uint64_t snap_len, uint64_t jrn_cap,
 		   uint32_t snap_crc);
