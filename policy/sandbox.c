@@ -185,6 +185,44 @@ static const char *sbx__child_creds(const struct sbx_worker_spec *s)
 	return NULL;
 }
 
+/* Closes every fd the child inherited but the ones it needs, first thing: the spawner goes on
+ * (sbx_spawn_begin() returns before the exec) and closes its own files, a VFIO group's among
+ * them, which a copy here would keep open (the group's next open fails with EBUSY) until the
+ * exec. Returns the failing step or NULL. */
+static const char *sbx__child_close_others(const struct sbx__child *c)
+{
+	const struct sbx_worker_spec *s = c->spec;
+	int keep[SBX_FDS_MAX + 5];
+	size_t n = 0, i, j;
+	unsigned lo = 0;
+
+	keep[n++] = c->err_fd;
+	keep[n++] = c->sync_fd;
+	keep[n++] = c->exe_fd;
+	keep[n++] = c->null_fd;
+	if (s->stderr_fd >= 0)
+		keep[n++] = s->stderr_fd;
+	for (i = 0; i < s->nfds; i++)
+		keep[n++] = s->fds[i];
+	/* Sorted in place: no allocation in the child. */
+	for (i = 1; i < n; i++)
+		for (j = i; j > 0 && keep[j - 1] > keep[j]; j--) {
+			int t = keep[j];
+
+			keep[j] = keep[j - 1];
+			keep[j - 1] = t;
+		}
+	for (i = 0; i < n; i++) {
+		if ((unsigned)keep[i] > lo &&
+		    syscall(SYS_close_range, lo, (unsigned)keep[i] - 1, 0u) < 0)
+			return "close inherited fds";
+		lo = (unsigned)keep[i] + 1;
+	}
+	if (syscall(SYS_close_range, lo, ~0u, 0u) < 0)
+		return "close inherited fds";
+	return NULL;
+}
+
 static _Noreturn void sbx__child(const struct sbx__child *c)
 {
 	const struct sbx_worker_spec *s = c->spec;
@@ -194,6 +232,11 @@ static _Noreturn void sbx__child(const struct sbx__child *c)
 	size_t i;
 	char go;
 
+	step = sbx__child_close_others(c);
+	if (step)
+		sbx__child_fail(err_fd, step, errno);
+	if (write(c->sync_fd, "c", 1) != 1)
+		sbx__child_fail(err_fd, "tell fds closed", errno ? errno : EPIPE);
 	if (read(c->sync_fd, &go, 1) != 1)
 		sbx__child_fail(err_fd, "wait for id maps", errno ? errno : EPIPE);
 	if (syscall(SYS_unshare, SBX_UNSHARE_FLAGS) < 0)
@@ -290,11 +333,22 @@ static void sbx__reap(int pidfd, int kill)
 	}
 }
 
-/* Parent side once the child exists: the id maps, then the child is released to build its
- * sandbox and exec. */
+/* Parent side once the child exists: it waits (bounded) until the child has closed the fds it
+ * inherited, writes the id maps, then releases the child to build its sandbox and exec. */
 static int sbx__release(const struct sbx_worker_spec *s, pid_t pid, int sync_fd)
 {
+	struct pollfd p = {.fd = sync_fd, .events = POLLIN};
+	char c = 0;
 	int r;
+
+	do
+		r = poll(&p, 1, SBX_SPAWN_TIMEOUT_MS);
+	while (r < 0 && errno == EINTR);
+	if (r <= 0 || read(sync_fd, &c, 1) != 1 || c != 'c') {
+		r = r == 0 ? -ETIMEDOUT : r < 0 ? -errno : -EIO;
+		sbx__set_error(s, r, "wait for child start");
+		return r;
+	}
 
 	r = sbx__write_map(pid, "uid_map", s->uid);
 	if (r < 0) {

@@ -739,6 +739,36 @@ static void test_sandbox_spawn_abort_reaps(void **state)
 	close(sv[0]);
 }
 
+/* When sbx_spawn_begin() returns, the child holds no copy of the spawner's other files: the
+ * spawner closing one (the broker a VFIO group's) really closes it, before the child's exec. */
+static void test_sandbox_spawn_begin_child_holds_no_other_fd(void **state)
+{
+	char *argv[] = {"sbx_helper", "report", NULL};
+	struct sbx_spawn_error e = {0};
+	struct sbx_pending p;
+	struct helper h;
+	int sv[2] = {-1, -1}, pp[2];
+	struct sbx_worker_spec s = report_spec(argv, &sv[1]);
+	struct pollfd pf;
+	char rep[4096];
+
+	need_userns();
+
+	assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+	assert_int_equal(pipe2(pp, O_CLOEXEC), 0);
+	assert_int_equal(sbx_spawn_begin(&s, &p), 0);
+	close(sv[1]);
+	close(pp[1]);
+	pf = (struct pollfd){.fd = pp[0], .events = POLLIN};
+	assert_int_equal(poll(&pf, 1, 0), 1);
+	assert_true(pf.revents & POLLHUP);
+	close(pp[0]);
+	assert_int_equal(spawn_end_polled(&p, &e), 0);
+	h = (struct helper){.pid = p.pid, .pidfd = p.pidfd, .chan = sv[0]};
+	assert_true(recv_msg(h.chan, rep, sizeof(rep)) > 0);
+	finish_ok(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -764,6 +794,7 @@ int main(void)
 	    cmocka_unit_test(test_sandbox_spawn_begin_end_exec_reported),
 	    cmocka_unit_test(test_sandbox_spawn_end_failed_step_reaped),
 	    cmocka_unit_test(test_sandbox_spawn_abort_reaps),
+	    cmocka_unit_test(test_sandbox_spawn_begin_child_holds_no_other_fd),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
