@@ -850,8 +850,10 @@ static int cmd_spawn(const char *worker)
 	if (r == 0) {
 		bench_stats_of(pv, n, &ps);
 		bench_stats_of(cv, n, &cs);
-		printf("# %s: the parent's part (clone3 into 7 namespaces, uid/gid maps, release) "
-		       "%.1f ms, the child's (empty root, credentials, rlimits, execveat) %.1f ms "
+		printf("# %s: the parent's part (clone3 into the user and pid namespaces, uid/gid "
+		       "maps, release) "
+		       "%.1f ms, the child's (5 namespaces, empty root, credentials, rlimits, "
+		       "execveat) %.1f ms "
 		       "(medians)\n",
 		       name, ps.median, cs.median);
 		printf("p4 spawn parent %.3f child %.3f\n", ps.median, cs.median);

@@ -293,8 +293,8 @@ def p4_breakdown():
     rows = (
         ("VFIO steps (the baseline: group, container, device fd, reset)", off["vfio"],
          on["vfio"]),
-        ("sandboxed spawn, parent: clone3 + 7 namespaces, id maps", sp["parent"], 0.0),
-        ("sandboxed spawn, child: root, creds, rlimits, execveat", sp["child"], 0.0),
+        ("sandboxed spawn, parent: clone3 (user, pid), id maps", sp["parent"], 0.0),
+        ("sandboxed spawn, child: 5 namespaces, root, creds, execveat", sp["child"], 0.0),
         ("worker start-up + HANDOFF + bookkeeping (AddDevice answer - above)",
          off["add"] - off["vfio"] - spawn, on["add"] - on["vfio"]),
         ("VMM connection and handshake (after AddDevice's answer)", off["total"] - off["add"],
