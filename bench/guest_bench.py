@@ -51,7 +51,7 @@ NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_VmRSS",
          "brokerd_1dev_VmHWM", "hotplug_add_to_handshake", "hotplug_add_to_handshake_prestart",
          "worker_sandboxed_spawn")
 # P4 with the pool of pre-started workers off ([worker] prestart = 0: every AddDevice spawns
-# its sandboxed worker) and on (prestart = 1, the default: AddDevice takes the pooled worker).
+# its sandboxed worker) and on (prestart = 1: AddDevice takes the pooled worker).
 HOTPLUG_ROWS = (("hotplug_add_to_handshake", 0), ("hotplug_add_to_handshake_prestart", 1))
 
 

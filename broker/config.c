@@ -368,8 +368,9 @@ static void cfg_defaults(struct brk_config *c)
 	c->heartbeat_timeout_ms = 3000;
 	c->restart = BRK_RESTART_ON_FAILURE;
 	c->restart_max = 3;
-	/* One hot-plug without a sandboxed spawn in its path, at the cost of one idle worker. */
-	c->prestart = 1;
+	/* Off unless asked for: a pooled worker is a worker without a device, which an operator's
+	 * "no worker left" and fd counts after a removal would otherwise have to tell apart. */
+	c->prestart = 0;
 }
 
 static int cfg_set_default_str(char **slot, const char *v)
