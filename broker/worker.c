@@ -155,6 +155,7 @@ static int bw_send_heartbeat(void *ctx, uint64_t seq)
 		return -ESHUTDOWN;
 	hb.seq = seq;
 	hb.epoch = brk_worker_epoch();
+	hb.answers_sync = true;
 	r = ipc_chan_request(ipc_uv_chan(w->u), VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0,
 			     &w->heartbeat_id);
 	if (r < 0)

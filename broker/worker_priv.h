@@ -19,7 +19,7 @@
 #include "supervise.h"
 #include "worker.h"
 
-#define WKR_TYPES (VB__BRK__TYPE__VMM_ADMIT + 1)
+#define WKR_TYPES (VB__BRK__TYPE__SYNC + 1)
 
 /* Worker states, as bits for the table's allowed-when. */
 enum bw_state {

@@ -2,7 +2,9 @@
  * worker_req: the requests a worker sends the broker. Responsible for the request table below
  * (what a worker may ask in which of its states), for confining every request to this worker's
  * device and VM, for answering each rejection with an errno and a message, and for faulting the
- * worker on anything malformed or out of place. Trusts nothing the worker sends; trusts the VFIO
+ * worker on anything malformed or out of place. Every request is answered before the next is
+ * read, in the order read: a worker's SYNC (broker.proto) relies on it, so a handler that ever
+ * answers later must keep that order. Trusts nothing the worker sends; trusts the VFIO
  * core (dma.h, irq.h, vfio.h) to enforce the semantic rules (alignment, overlap, quotas, IRQ
  * ranges).
  */
@@ -176,6 +178,12 @@ static int bw_vmm_state(struct brk_worker *w, struct ipc_msg *m)
 	return r;
 }
 
+/* Nothing to do: the answer, in the order requests are read, is the point (broker.proto). */
+static int bw_sync(struct brk_worker *w, struct ipc_msg *m)
+{
+	return bw_reply_empty(w, m);
+}
+
 /*
  * A VMM has connected to the worker's socket: only the broker can tell who it is, because the
  * worker's user namespace maps no uid but its own. The connection itself comes along so that
@@ -237,6 +245,7 @@ static const struct bw_handler bw_table[] = {
     {{VB__BRK__TYPE__RESET, W_ACTIVE, "reset"}, bw_reset},
     {{VB__BRK__TYPE__VMM_STATE, SERVING, "vmm_state"}, bw_vmm_state},
     {{VB__BRK__TYPE__VMM_ADMIT, W_ACTIVE, "vmm_admit"}, bw_vmm_admit},
+    {{VB__BRK__TYPE__SYNC, SERVING, "sync"}, bw_sync},
 };
 
 void brk_worker__dispatch(struct brk_worker *w, struct ipc_msg *m)

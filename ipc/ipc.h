@@ -144,6 +144,12 @@ int ipc_chan_new(int fd, const struct ipc_proto *proto, const struct ipc_limits 
  * random value, never 0) so that such an answer is not mistaken for one of ours.
  */
 void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id);
+/*
+ * Forgets outstanding request `id` (its slot is free again): for a request its owner knows will
+ * never be answered (its peer read it and went away). An answer that came all the same would
+ * answer no request (-EPROTO, or dropped after ipc_chan_take_over). -ENOENT: no such request.
+ */
+int ipc_chan_forget(struct ipc_chan *c, uint32_t id);
 /* Closes the fd, drops outstanding requests and queued messages (closing their fds). */
 void ipc_chan_free(struct ipc_chan *c);
 VB_DEFINE_CLEANUP(struct ipc_chan, ipc_chan_free);

@@ -215,6 +215,17 @@ void ipc_chan_take_over(struct ipc_chan *c, uint32_t first_id)
 	c->next_id = first_id ? first_id : 1;
 }
 
+int ipc_chan_forget(struct ipc_chan *c, uint32_t id)
+{
+	struct ipc__pending *p = ipc__pending_find(c, id);
+
+	if (!p)
+		return -ENOENT;
+	*p = (struct ipc__pending){.state = IPC__PENDING_FREE};
+	c->npending--;
+	return 0;
+}
+
 static void outbox_free(struct ipc__outbox *o)
 {
 	if (!o)

@@ -70,6 +70,7 @@ static const struct ipc_msgdef broker_defs[] = {
     /* fd: the VMM's connection; reply fd: its mmap grant, when the device allows mmap. */
     REQ_FDS(VB__BRK__TYPE__VMM_ADMIT, vb__empty__descriptor, 1,
 	    vb__brk__vmm_admit_reply__descriptor, 1),
+    REQ(VB__BRK__TYPE__SYNC, vb__empty__descriptor, vb__empty__descriptor),
 };
 
 const struct ipc_proto ipc_proto_broker = {

@@ -355,6 +355,25 @@ static void test_ipc_take_over_predecessor_answers_dropped(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* A request its owner knows will never be answered (the peer that read it is gone) is forgotten:
+ * its slot is free again, and a second forget finds nothing. */
+static void test_ipc_forget_frees_slot(void **state)
+{
+	struct ipc_limits l = ipc_limits_default;
+	struct ipc_chan *a, *b;
+	uint32_t id;
+
+	l.max_outstanding = 1;
+	chan_pair(&l, NULL, &a, &b);
+	assert_int_equal(ipc_chan_request(a, T_FDS, NULL, NULL, 0, &id), 0);
+	assert_int_equal(ipc_chan_request(a, T_FDS, NULL, NULL, 0, NULL), -ENOBUFS);
+	assert_int_equal(ipc_chan_forget(a, id), 0);
+	assert_int_equal(ipc_chan_forget(a, id), -ENOENT);
+	assert_int_equal(ipc_chan_request(a, T_FDS, NULL, NULL, 0, NULL), 0);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+}
+
 struct interleave {
 	int pipe_w; /* sent with the event */
 };
@@ -517,6 +536,7 @@ int main(void)
 	    cmocka_unit_test(test_ipc_call_peer_hangup_epipe),
 	    cmocka_unit_test(test_ipc_call_timeout_late_answer_dropped),
 	    cmocka_unit_test(test_ipc_take_over_predecessor_answers_dropped),
+	    cmocka_unit_test(test_ipc_forget_frees_slot),
 	    cmocka_unit_test(test_ipc_call_wait_in_recv_same_answers_and_never_blocks_otherwise),
 	    cmocka_unit_test(test_ipc_call_events_queued_and_delivered_after),
 	    cmocka_unit_test(test_ipc_call_queue_full_enobufs_nothing_lost),

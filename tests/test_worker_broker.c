@@ -1050,6 +1050,7 @@ static void send_heartbeat(struct fx *f, uint64_t seq, uint64_t epoch)
 
 	hb.seq = seq;
 	hb.epoch = epoch;
+	hb.answers_sync = true; /* as the broker says */
 	pthread_mutex_lock(&f->lock);
 	assert_int_equal(
 	    ipc_chan_request(f->brk, VB__BRK__TYPE__HEARTBEAT, &hb.base, NULL, 0, NULL), 0);
@@ -1527,6 +1528,50 @@ static struct ipc_chan *vmm_with_held_map(struct fx *f, int *ram, uint32_t *id)
 	*id = dma_map_send(c, 0x40000, *ram);
 	wait_held(f, 1);
 	return c;
+}
+
+/* Issue 12: a broker killed before it answers a call it read never answers it; its successor
+ * attaches. Far more restarts than the worker's budget of calls given up on (48), each with a
+ * VMM's DMA_MAP in flight: each VMM is told to retry (ETIMEDOUT), and the worker lets go of the
+ * dead broker's calls once the new one has answered its fence (SYNC), so the map after the
+ * last restart is done (before, from the 49th on, every call was refused EBUSY for good). */
+static void test_worker_broker_restarts_with_call_in_flight_never_exhaust_calls(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_msg *m;
+	int ram = test_memfd(1 << 16, 0);
+	int syncs;
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	for (int i = 0; i < 64; i++) {
+		uint32_t id;
+
+		hold(f, VB__BRK__TYPE__DMA_MAP);
+		id = dma_map_send(c, 0x40000, ram);
+		wait_held(f, 1);
+		held_drop(f);
+		send_heartbeat(f, 0x100 + (uint64_t)i, 2 + (uint64_t)i);
+		wait_heartbeat_answered(f, 0x100 + (uint64_t)i);
+		m = vmm_next(c);
+		assert_int_equal(m->kind, IPC_KIND_ERROR);
+		assert_int_equal(m->id, id);
+		assert_int_equal(((const Vb__Error *)m->body)->code, ETIMEDOUT);
+		if (!strstr(((const Vb__Error *)m->body)->message, "retry"))
+			fail_msg("restart %d: the VMM was told '%s'", i,
+				 ((const Vb__Error *)m->body)->message);
+		ipc_msg_free(m);
+	}
+	vmm_answered(c, dma_map_send(c, 0x40000, ram), IPC_KIND_REPLY);
+	pthread_mutex_lock(&f->lock);
+	syncs = 0;
+	for (int i = 0; i < f->nlog; i++)
+		syncs += f->log[i].type == VB__BRK__TYPE__SYNC;
+	pthread_mutex_unlock(&f->lock);
+	/* One per restart (the log keeps the first LOG_MAX requests). */
+	assert_true(syncs >= 40);
+	ipc_chan_free(c);
+	close(ram);
 }
 
 /* While a VMM's DMA_MAP waits for the broker, a second VMM is turned away (EBUSY) at once, not
@@ -2210,6 +2255,9 @@ int main(void)
 		teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_unmap_timed_out_late_enoent_retry_enoent, setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_restarts_with_call_in_flight_never_exhaust_calls, setup_short,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
 					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(

@@ -48,33 +48,60 @@ static void arm(struct wkr_bcalls *cs)
 }
 
 /* The call goes on in the channel (a restarted broker carries it out), but whoever waited is
- * told it failed: from now on its answer only undoes what it did. */
-static void give_up(struct wkr_bcalls *cs, struct wkr_bcall *c)
+ * told it failed (`why`, -ETIMEDOUT): from now on its answer only undoes what it did. */
+static void give_up(struct wkr_bcalls *cs, struct wkr_bcall *c, const struct vb_err *why)
 {
 	struct wkr_defer *d = c->d;
-	struct vb_err why;
 
 	c->late = true;
 	c->d = NULL;
 	c->admit = NULL;
 	cs->nlate++;
-	vb_errf(&why, -ETIMEDOUT, "the broker did not answer in %d s (it may be restarting); retry",
-		(cs->timeout_ms + 999) / 1000);
 	(void)cs->outcome(cs->data, c, NULL, -ETIMEDOUT);
 	if (d)
-		wkr_defer_complete(d, -ETIMEDOUT, &why);
+		wkr_defer_complete(d, -ETIMEDOUT, why);
 }
 
 static void on_timer(uv_timer_t *t)
 {
 	struct wkr_bcalls *cs = t->data;
 	int64_t now = now_ms();
+	struct vb_err why;
 
+	vb_errf(&why, -ETIMEDOUT, "the broker did not answer in %d s (it may be restarting); retry",
+		(cs->timeout_ms + 999) / 1000);
 	/* Entries stay put here (only an answer removes one); a completion may append calls. */
 	for (size_t i = 0; i < cs->n; i++)
 		if (!cs->tab[i].late && cs->tab[i].deadline <= now)
-			give_up(cs, &cs->tab[i]);
+			give_up(cs, &cs->tab[i], &why);
 	arm(cs);
+}
+
+/* A fence sent as call `seq` was answered: every call sent before it that is still here will
+ * never be answered (broker_call.h). */
+static void cut_before(struct wkr_bcalls *cs, uint64_t seq)
+{
+	struct vb_err why;
+
+	vb_errf(&why, -ETIMEDOUT,
+		"the broker went away before it answered (a new one has attached); retry");
+	/* Calls still waited for fail as on their timeout, and the owner does what it does then;
+	 * calls appended meanwhile come after the fence. */
+	for (size_t i = 0; i < cs->n; i++)
+		if (cs->tab[i].seq < seq && !cs->tab[i].late)
+			give_up(cs, &cs->tab[i], &why);
+	for (size_t i = 0; i < cs->n;) {
+		struct wkr_bcall c = cs->tab[i];
+
+		if (c.seq >= seq) {
+			i++;
+			continue;
+		}
+		cs->tab[i] = cs->tab[--cs->n];
+		cs->nlate--;
+		(void)ipc_chan_forget(cs->chan, c.id);
+		(void)cs->outcome(cs->data, &c, NULL, -ECANCELED);
+	}
 }
 
 int wkr_bcalls_start(struct wkr_bcalls *cs, uv_loop_t *loop)
@@ -103,24 +130,26 @@ int wkr_bcall_send(struct wkr_bcalls *cs, struct ipc_chan *chan, uint16_t type,
 		   const ProtobufCMessage *body, const int *fds, size_t nfds,
 		   const struct wkr_bcall *meta, struct vb_err *err)
 {
+	bool fence = meta && meta->fence;
 	struct wkr_bcall *c;
 	uint32_t id;
 	int r;
 
-	if (cs->nlate >= WKR_BCALLS_LATE_MAX)
+	if (!fence && cs->nlate >= WKR_BCALLS_LATE_MAX)
 		return vb_errf(err, -EBUSY,
 			       "broker: %zu calls went unanswered (is a broker there?); retry",
 			       cs->nlate);
-	if (cs->n == WKR_BCALLS_MAX)
-		return vb_errf(err, -EBUSY, "broker: %d calls are in flight; retry",
-			       WKR_BCALLS_MAX);
+	if (cs->n >= WKR_BCALLS_MAX - (fence ? 0 : WKR_BCALLS_FENCE_ROOM))
+		return vb_errf(err, -EBUSY, "broker: %zu calls are in flight; retry", cs->n);
 	r = ipc_chan_request(chan, type, body, fds, nfds, &id);
 	if (r < 0)
 		return vb_errf(err, r, "broker: cannot send the request: %s", strerror(-r));
+	cs->chan = chan;
 	c = &cs->tab[cs->n++];
 	*c = meta ? *meta : (struct wkr_bcall){.undo = WKR_UNDO_NOTHING};
 	c->id = id;
 	c->type = type;
+	c->seq = cs->sent++;
 	c->deadline = now_ms() + cs->timeout_ms;
 	c->late = false;
 	c->d = cs->collect;
@@ -155,6 +184,9 @@ bool wkr_bcall_answer(struct wkr_bcalls *cs, struct ipc_msg *m)
 	err = cs->outcome(cs->data, &c, m, err);
 	if (c.d)
 		wkr_defer_complete(c.d, err, err < 0 ? &why : NULL);
+	/* Late or not, error or not: it was read and answered in order. */
+	if (c.fence)
+		cut_before(cs, c.seq);
 	arm(cs);
 	return true;
 }

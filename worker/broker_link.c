@@ -7,8 +7,10 @@
  *
  * A broker may restart under a running worker (issue 12). A heartbeat of a new broker (its
  * epoch differs) makes the worker re-attach: re-send its VMM state and the routing of every
- * index whose SET_IRQS failed or went unanswered since (kick_run). A routing is re-sent as
- * "off, then on", so every VMM request is held until both are answered.
+ * index whose SET_IRQS failed or went unanswered since, then a fence (SYNC, when the broker
+ * answers it) whose answer lets go of the calls the last broker read and never answered
+ * (kick_run). A routing is re-sent as "off, then on", so every VMM request is held until both
+ * are answered.
  *
  * REMOVAL while a VMM request waits for the broker: served at once. The VMM hears the removal
  * event before the deferred reply; its REMOVAL_ACK, a request, is read after that reply (the
@@ -147,6 +149,7 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 	(void)ipc_chan_reply(wkr_broker__chan(b), m, &rep.base, NULL, 0);
 	if (hb->epoch == 0 || hb->epoch == b->epoch)
 		return;
+	b->answers_sync = hb->answers_sync;
 	/* Another broker instance has adopted us (the first one we hear of counts only when the
 	 * handoff did not say). */
 	if (b->epoch) {
@@ -223,7 +226,7 @@ static void resync_done(struct wkr_defer *d)
 	struct wkr_broker *b = d->data;
 
 	hold(b, false);
-	if (b->reattach || b->irq_resync)
+	if (b->reattach || b->irq_resync || b->fence_owed)
 		wkr_broker__kick(b);
 }
 
@@ -248,7 +251,12 @@ static void kick_run(uv_timer_t *t)
 		wkr_broker__undo_late_maps(b);
 		b->irq_resync |= b->irq_dirty;
 		b->irq_dirty = 0;
+		/* What the last broker read and never answered is let go of once this one has
+		 * answered everything before the fence. */
+		b->fence_owed = b->answers_sync;
 	}
+	if (b->fence_owed)
+		wkr_broker__send_fence(b);
 	if (!b->irq_resync || !b->dev)
 		return;
 	collect = b->calls.collect;

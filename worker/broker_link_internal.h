@@ -33,6 +33,8 @@ struct wkr_broker {
 	 * and those whose routing is to be sent again from the loop. */
 	uint32_t irq_dirty, irq_resync;
 	bool reattach; /* a new broker: re-send the VMM state from the loop */
+	/* The broker answers SYNC (Heartbeat.answers_sync); a fence is still to be sent. */
+	bool answers_sync, fence_owed;
 	/* DMA_UNMAPs the VMM was told timed out (oldest first): the broker may have carried one
 	 * out all the same, so the VMM's retry of the same range is told it is done when the
 	 * range is gone (ENOENT). Forgotten when retried, mapped over, or answered ENOENT late. */
@@ -66,6 +68,8 @@ int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int 
 /* A new broker has attached: the range of every DMA_MAP the VMM was told failed and whose
  * undoing is still owed is unmapped now, in the channel's order. */
 void wkr_broker__undo_late_maps(struct wkr_broker *b);
+/* Sends the fence of a re-attach (a SYNC), or leaves it owed (b->fence_owed). */
+void wkr_broker__send_fence(struct wkr_broker *b);
 /* Tells the broker the VMM's state as last known, without waiting for its answer. */
 void wkr_broker__send_vmm_state(struct wkr_broker *b);
 

@@ -196,11 +196,53 @@ static int unmap_outcome(struct wkr_broker *b, struct wkr_bcall *c, struct ipc_m
 	return err;
 }
 
+/* A call given up on whose answer will never come (a fence's verdict, broker_call.h): what it
+ * still owes is done now, since no answer will prompt it. Only a DMA_MAP's unmap can still be
+ * owed (it could not be sent when the map was given up on, nor at the re-attach). */
+static void forgotten(struct wkr_broker *b, const struct wkr_bcall *c)
+{
+	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
+	int r;
+
+	if (c->undo != WKR_UNDO_UNMAP)
+		return;
+	req.iova = c->iova;
+	req.size = c->size;
+	r = send_detached(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL);
+	wkr_broker__note(b, "a DMA_MAP of %#llx+%#llx will never be answered: %s",
+			 (unsigned long long)c->iova, (unsigned long long)c->size,
+			 r < 0 ? "cannot unmap its range (it may stay mapped until the VMM leaves)"
+			       : "unmapping its range");
+}
+
+/* A new broker has attached and answers SYNC: the fence that lets go of every call the last one
+ * read and never answered (broker_call.h). One that cannot be sent now (a full table) is sent
+ * from the loop once an answer has made room. */
+void wkr_broker__send_fence(struct wkr_broker *b)
+{
+	Vb__Empty e = VB__EMPTY__INIT;
+	struct wkr_bcall meta = {.undo = WKR_UNDO_NOTHING, .fence = true};
+	struct wkr_defer *d = b->calls.collect;
+	struct vb_err err = {0};
+
+	b->calls.collect = NULL;
+	b->fence_owed = send_call(b, VB__BRK__TYPE__SYNC, &e.base, NULL, 0, &meta, &err) < 0;
+	b->calls.collect = d;
+	if (b->fence_owed)
+		wkr_broker__note(b, "cannot send SYNC to the new broker yet: %s", err.msg);
+}
+
 /* Every outcome of a call, before whoever waits hears of it (broker_call.h). */
 int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int err)
 {
 	struct wkr_broker *b = data;
 
+	if (m && b->fence_owed)
+		wkr_broker__kick(b); /* an answer made room for it */
+	if (err == -ECANCELED && !m) {
+		forgotten(b, c);
+		return err;
+	}
 	if (c->late && m) {
 		compensate(b, c, m);
 		return err;
