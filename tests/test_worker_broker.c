@@ -415,6 +415,12 @@ static int setup_short(void **state)
 	return setup_with(state, true, 300, 0);
 }
 
+/* The same worker handed the vfio-user socket only, giving up on calls after 300 ms. */
+static int setup_vfu_short(void **state)
+{
+	return setup_with(state, true, 300, 2);
+}
+
 /* The same worker handed the vfio-user socket only. */
 static int setup_vfu(void **state)
 {
@@ -1282,6 +1288,58 @@ static void test_worker_broker_unmap_timed_out_late_enoent_retry_enoent(void **s
 	held_answer(f);
 	assert_int_equal(vmm_unmap(c, 0x40000, &err), -ENOENT);
 	ipc_chan_free(c);
+}
+
+/* The VMM's vfio-user DMA_UNMAP of 64 KiB at `iova` (the session's reply in `r`): 0 or the
+ * errno of the error reply. */
+static int vfu_unmap(int fd, uint64_t iova)
+{
+	uint8_t um[24] = {0};
+	struct vfu_reply r;
+	int e;
+
+	vb_le32_put(um, 24);
+	vb_le64_put(um + 8, iova);
+	vb_le64_put(um + 16, 1 << 16);
+	assert_int_equal(vfu_cli_call(fd, 3, um, 24, NULL, 0, &r), 0);
+	e = r.flags & (1u << 5) ? -(int)r.error : 0;
+	vfu_reply_free(&r);
+	return e;
+}
+
+/* Over vfio-user as over the native protocol (test_worker_broker_unmap_timed_out_retry_done_
+ * when_range_gone): a DMA_UNMAP that timed out was carried out by the broker that read it, then
+ * killed; the VMM's retry of the same range finds it gone (ENOENT from the next broker) and is
+ * told it is done, not ENOENT from the session's own table, which forgot the range when the
+ * first unmap was sent. An unmap of a range never mapped, and the same retry once more, still
+ * get ENOENT. */
+static void test_worker_broker_vfio_user_unmap_timed_out_retry_done_when_range_gone(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f);
+	int mfd = test_memfd(1 << 16, 0);
+	uint8_t map[32] = {0};
+	struct vfu_reply r;
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 1);
+	vb_le64_put(map + 16, 0x40000);
+	vb_le64_put(map + 24, 1 << 16);
+	assert_int_equal(vfu_cli_call(fd, 2, map, 32, &mfd, 1, &r), 0);
+	assert_false(r.flags & (1u << 5));
+	vfu_reply_free(&r);
+	hold(f, VB__BRK__TYPE__DMA_UNMAP);
+	assert_int_equal(vfu_unmap(fd, 0x40000), -ETIMEDOUT);
+	held_drop(f);
+	pthread_mutex_lock(&f->lock);
+	f->fail_unmaps = -ENOENT;
+	pthread_mutex_unlock(&f->lock);
+	assert_int_equal(vfu_unmap(fd, 0x40000), 0);
+	assert_int_equal(vfu_unmap(fd, 0x80000), -ENOENT);
+	assert_int_equal(vfu_unmap(fd, 0x40000), -ENOENT);
+	close(mfd);
+	close(fd);
 }
 
 /* The VMM retries a DMA_MAP that timed out at once, while the first one is still unanswered in
@@ -2258,6 +2316,9 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_restarts_with_call_in_flight_never_exhaust_calls, setup_short,
 		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_vfio_user_unmap_timed_out_retry_done_when_range_gone,
+		setup_vfu_short, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_late_dma_map_timed_out_then_unmapped,
 					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(

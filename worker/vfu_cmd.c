@@ -415,7 +415,11 @@ void wkr__vfu_unmap_all(struct wkr_vfu *s)
 		v->nmaps = 0;
 }
 
-/* Unmaps the mappings that [iova, iova+size) covers; one it only cuts is refused first. */
+/* Unmaps the mappings that [iova, iova+size) covers; one it only cuts is refused first. A range
+ * the session holds nothing in goes to the backend all the same, which answers as it does for
+ * the native protocol: ENOENT for a range never mapped, and done for the VMM's retry of an
+ * unmap that timed out (a broker read it and was killed before it answered, having unmapped;
+ * broker_ops.c), which the session forgot when it was sent. */
 static int unmap_range(struct wkr_vfu *s, uint64_t iova, uint64_t size)
 {
 	struct vfu_session *v = sess(s);
@@ -435,8 +439,7 @@ static int unmap_range(struct wkr_vfu *s, uint64_t iova, uint64_t size)
 		hit++;
 	}
 	if (!hit)
-		return fail(s, -ENOENT, "DMA_UNMAP of iova %#llx size %#llx: nothing mapped there",
-			    (unsigned long long)iova, (unsigned long long)size);
+		return s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, iova, size, &s->err);
 	for (size_t i = 0; i < v->nmaps;) {
 		struct vfu_map a = v->maps[i];
 		int r;
