@@ -1632,6 +1632,72 @@ static void test_worker_broker_restarts_with_call_in_flight_never_exhaust_calls(
 	close(ram);
 }
 
+/* The DMA requests the broker got, in order, as "M" (map) and "U" (unmap) of 64 KiB at 0x40000
+ * ("m"/"u" at 0x80000), e.g. "MMm"; other requests are left out. */
+static void dma_log(struct fx *f, char *buf, size_t len)
+{
+	size_t n = 0;
+
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0; i < f->nlog && n + 1 < len; i++) {
+		const struct seen *s = &f->log[i];
+		bool map = s->type == VB__BRK__TYPE__DMA_MAP;
+
+		if (!map && s->type != VB__BRK__TYPE__DMA_UNMAP)
+			continue;
+		buf[n++] = s->iova == 0x40000 ? (map ? 'M' : 'U') : (map ? 'm' : 'u');
+	}
+	pthread_mutex_unlock(&f->lock);
+	buf[n] = '\0';
+}
+
+/* A VMM maps a range, then maps it again: the broker refuses the second as an overlap (EEXIST)
+ * and creates nothing. When that second map times out instead (the broker that read it is
+ * killed; the next attaches), the worker must not unmap the range: the mapping is the first
+ * one's, which the VMM was told it has. Nothing but the maps reaches the broker (a last map
+ * elsewhere orders whatever the worker sent before it), and the VMM's unmap is still done. */
+static void test_worker_broker_dma_map_twice_timed_out_first_kept(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	struct ipc_error err = {0};
+	char log[16];
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int ram = vmm_map(f, c, &dm, 0);
+
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	(void)vmm_map(f, c, &dm, -ETIMEDOUT);
+	held_drop(f);
+	send_heartbeat(f, 0x7100, 2);
+	wait_heartbeat_answered(f, 0x7100);
+	vmm_answered(c, dma_map_send(c, 0x80000, ram), IPC_KIND_REPLY);
+	dma_log(f, log, sizeof(log));
+	assert_string_equal(log, "MMm");
+	assert_int_equal(vmm_unmap(c, 0x40000, &err), 0);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* The same second map, answered done late after all (a broker's table that had lost the first):
+ * it created a mapping the VMM was told failed, which is unmapped. */
+static void test_worker_broker_dma_map_twice_late_done_unmapped(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect(f);
+	char log[16];
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+	int ram = vmm_map(f, c, &dm, 0);
+
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	(void)vmm_map(f, c, &dm, -ETIMEDOUT);
+	held_answer(f);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
+	dma_log(f, log, sizeof(log));
+	assert_string_equal(log, "MMU");
+	ipc_chan_free(c);
+	close(ram);
+}
+
 /* While a VMM's DMA_MAP waits for the broker, a second VMM is turned away (EBUSY) at once, not
  * once the call has ended: the first VMM has no answer yet when the second has its refusal. */
 static void test_worker_broker_call_waiting_second_vmm_refused_at_once(void **state)
@@ -2316,6 +2382,10 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_restarts_with_call_in_flight_never_exhaust_calls, setup_short,
 		teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_dma_map_twice_timed_out_first_kept,
+					    setup_short, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_dma_map_twice_late_done_unmapped,
+					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_vfio_user_unmap_timed_out_retry_done_when_range_gone,
 		setup_vfu_short, teardown),

@@ -1,7 +1,7 @@
 # worker/ tests: the emulation core (config space, MSI-X, device images) and the worker binary's
 # integration tests, in standalone mode and against a fake broker.
 set(VB_WKR_TEST_DEFS VB_FIXTURES="${CMAKE_CURRENT_LIST_DIR}/fixtures")
-foreach(t cfg cfg_caps msix intx devimg)
+foreach(t cfg cfg_caps msix intx devimg dma_held)
 	vb_unit_test(${t} SOURCES ${CMAKE_CURRENT_LIST_DIR}/test_${t}.c LIBS vb_worker_core)
 	target_compile_definitions(test_${t} PRIVATE ${VB_WKR_TEST_DEFS})
 	target_include_directories(test_${t} PRIVATE ${CMAKE_CURRENT_LIST_DIR})

@@ -41,6 +41,9 @@
 enum wkr_bcall_undo {
 	WKR_UNDO_NOTHING, /* a VMM_STATE, a reset, a compensation's own answer */
 	WKR_UNDO_UNMAP,	  /* DMA_MAP: unmap [iova, iova+size) again if it was done */
+	/* DMA_MAP over a range the worker holds (dma_held.h): the broker refuses it (EEXIST), so
+	 * only an answer that says it was done after all is undone. */
+	WKR_UNDO_UNMAP_IF_DONE,
 	WKR_UNDO_ROUTING, /* SET_IRQS: send the index's whole routing again */
 	WKR_UNDO_GRANT,	  /* VMM_ADMIT: close the grant it brings (with the message) */
 };
@@ -57,6 +60,7 @@ struct wkr_bcall {
 	bool late;		 /* given up on: its answer is only compensated */
 	bool resend;		 /* SET_IRQS of a routing sent again (broker_link.c) */
 	bool retried;		 /* DMA_UNMAP retried after a timeout: ENOENT means done */
+	bool held;		 /* DMA_UNMAP of a range held: held again if refused in time */
 	struct wkr_defer *d;	 /* counted into (NULL: nobody waits) */
 	struct wkr_admit *admit; /* VMM_ADMIT: filled from the answer */
 };

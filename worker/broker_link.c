@@ -86,6 +86,7 @@ void wkr_broker_free(struct wkr_broker *b)
 		return;
 	ipc_msg_free(b->handoff);
 	ipc_msg_free(b->removal);
+	wkr_held_free(&b->held);
 	/* The servers go with the worker: a pending re-send lets go of nothing. */
 	wkr_bcall_forget(&b->calls, &b->resync);
 	if (b->u)

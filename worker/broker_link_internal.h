@@ -10,6 +10,7 @@
 #include "broker_call.h"
 #include "broker_link.h"
 #include "defer.h"
+#include "dma_held.h"
 
 /* Timed-out unmaps remembered for the VMM's retry; the oldest goes first when full (a VMM
  * retries at once, as it is told). */
@@ -42,6 +43,9 @@ struct wkr_broker {
 		uint64_t iova, size;
 	} lost_unmaps[WKR_LOST_UNMAPS_MAX];
 	size_t nlost;
+	/* What the VMM holds mapped, in the channel's order: a timed-out DMA_MAP over it created
+	 * nothing, and its range is not unmapped (it is the VMM's). */
+	struct wkr_held held;
 	/* The re-sent routing's calls: until they complete, the servers are held (no VMM access
 	 * may reach the device while an index is off in the kernel). */
 	struct wkr_defer resync;

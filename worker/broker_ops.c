@@ -134,6 +134,7 @@ static void compensate(struct wkr_broker *b, const struct wkr_bcall *c, const st
 	}
 	switch (c->undo) {
 	case WKR_UNDO_UNMAP:
+	case WKR_UNDO_UNMAP_IF_DONE:
 		if (done) {
 			Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 			int r;
@@ -180,8 +181,18 @@ static void admitted(struct wkr_broker *b, struct wkr_admit *a, struct ipc_msg *
 		a->grant_fd = -1;
 }
 
+/* Holds a range the broker mapped; one the worker cannot remember is only at risk of being
+ * unmapped by a timed-out map over it, so it is said. */
+static void hold_range(struct wkr_broker *b, uint64_t iova, uint64_t size)
+{
+	if (wkr_held_add(&b->held, iova, size) < 0)
+		wkr_broker__note(b, "out of memory: the mapping of %#llx+%#llx is not remembered",
+				 (unsigned long long)iova, (unsigned long long)size);
+}
+
 /* A VMM's DMA_UNMAP: one that timed out is remembered for its retry, and the retry's ENOENT
- * means the first one was carried out after all (the range is gone, as the VMM asked). */
+ * means the first one was carried out after all (the range is gone, as the VMM asked). One the
+ * broker refused in time leaves the range held as it was, unless it was not there (ENOENT). */
 static int unmap_outcome(struct wkr_broker *b, struct wkr_bcall *c, struct ipc_msg *m, int err)
 {
 	if (!m && err == -ETIMEDOUT) {
@@ -192,6 +203,8 @@ static int unmap_outcome(struct wkr_broker *b, struct wkr_bcall *c, struct ipc_m
 				 "that timed out was carried out): done",
 				 (unsigned long long)c->iova, (unsigned long long)c->size);
 		return 0;
+	} else if (m && err < 0 && err != -ENOENT && c->held) {
+		hold_range(b, c->iova, c->size);
 	}
 	return err;
 }
@@ -252,6 +265,8 @@ int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int 
 	 * mapping committed in its record). */
 	if (c->type == VB__BRK__TYPE__DMA_MAP && !m && err == -ETIMEDOUT)
 		undo_maps_over(b, c->iova, c->size, "the VMM is told it failed");
+	if (c->type == VB__BRK__TYPE__DMA_MAP && m && err == 0)
+		hold_range(b, c->iova, c->size);
 	if (c->type == VB__BRK__TYPE__DMA_UNMAP && c->size)
 		return unmap_outcome(b, c, m, err);
 	/* A SET_IRQS that failed or went unanswered leaves the kernel's routing of the index in
@@ -284,13 +299,21 @@ int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int 
  * The unmap of the first one's range normally went out when it timed out; if it could not be
  * sent then, it goes now, before the retry (else the next broker, carrying out both maps, would
  * fail the retry as an overlap, EEXIST): what the VMM asked last is what holds.
+ *
+ * Only what a map could create is unmapped when it times out: over a range the VMM holds (a
+ * mapping done before, not unmapped since, e.g. the same map sent twice) the broker refuses it
+ * as an overlap and creates nothing, and its range's unmap would remove the VMM's mapping. Such
+ * a map is undone only if its answer says it was done after all.
  */
 static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, uint32_t prot,
 		     int memfd, struct vb_err *err)
 {
+	struct wkr_broker *b = ctx;
 	Vb__DmaMap req = VB__DMA_MAP__INIT;
 	struct wkr_bcall meta = {.undo = WKR_UNDO_UNMAP, .iova = iova, .size = size};
 
+	if (wkr_held_overlaps(&b->held, iova, size))
+		meta.undo = WKR_UNDO_UNMAP_IF_DONE;
 	undo_maps_over(ctx, iova, size, "mapped again");
 	lost_forget_overlaps(ctx, iova, size);
 	req.iova = iova;
@@ -304,13 +327,20 @@ static int b_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
  * is gone; any other unmap of a range not mapped is still ENOENT. */
 static int b_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
+	struct wkr_broker *b = ctx;
 	Vb__DmaUnmap req = VB__DMA_UNMAP__INIT;
 	struct wkr_bcall meta = {.undo = WKR_UNDO_NOTHING, .iova = iova, .size = size};
+	int r;
 
-	meta.retried = lost_take(ctx, iova, size);
+	/* No longer held from here on in the channel's order (a map behind it may create it). */
+	meta.held = wkr_held_remove(&b->held, iova, size);
+	meta.retried = lost_take(b, iova, size);
 	req.iova = iova;
 	req.size = size;
-	return send_call(ctx, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, &meta, err);
+	r = send_call(b, VB__BRK__TYPE__DMA_UNMAP, &req.base, NULL, 0, &meta, err);
+	if (r < 0 && meta.held)
+		hold_range(b, iova, size);
+	return r;
 }
 
 static int b_dma_unmap_all(void *ctx)
@@ -319,6 +349,7 @@ static int b_dma_unmap_all(void *ctx)
 	Vb__Empty e = VB__EMPTY__INIT;
 
 	b->nlost = 0;
+	wkr_held_clear(&b->held);
 	return send_call(b, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
 }
 
