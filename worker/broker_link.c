@@ -7,7 +7,7 @@
  *
  * A broker may restart under a running worker (issue 12). A heartbeat of a new broker (its
  * epoch differs) makes the worker re-attach: re-send its VMM state and the routing of every
- * index whose SET_IRQS failed or went unanswered since, then a fence (SYNC, when the broker
+ * index whose SET_IRQS failed or went unanswered since, after a fence (SYNC, when the broker
  * answers it) whose answer lets go of the calls the last broker read and never answered
  * (kick_run). A routing is re-sent as "off, then on", so every VMM request is held until both
  * are answered.
@@ -150,7 +150,6 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 	(void)ipc_chan_reply(wkr_broker__chan(b), m, &rep.base, NULL, 0);
 	if (hb->epoch == 0 || hb->epoch == b->epoch)
 		return;
-	b->answers_sync = hb->answers_sync;
 	/* Another broker instance has adopted us (the first one we hear of counts only when the
 	 * handoff did not say). */
 	if (b->epoch) {
@@ -158,6 +157,9 @@ static void on_heartbeat(struct wkr_broker *b, struct ipc_msg *m)
 		    b, "a new broker (epoch %016llx) has adopted the device: re-attaching",
 		    (unsigned long long)hb->epoch);
 		b->reattach = true;
+		/* What the last broker read and never answered is let go of once this one has
+		 * answered everything before the fence. */
+		b->fence_owed = hb->answers_sync;
 		wkr_broker__kick(b);
 	}
 	b->epoch = hb->epoch;
@@ -241,6 +243,10 @@ static void kick_run(uv_timer_t *t)
 	struct wkr_broker *b = t->data;
 	struct wkr_defer *collect;
 
+	/* First, and even while a re-sent routing waits: its calls may be among those the last
+	 * broker read, which the fence ends at once instead of at their timeout. */
+	if (b->fence_owed)
+		wkr_broker__send_fence(b);
 	if (b->resync.waiting)
 		return; /* resync_done() comes back here */
 	if (b->reattach) {
@@ -252,12 +258,7 @@ static void kick_run(uv_timer_t *t)
 		wkr_broker__undo_late_maps(b);
 		b->irq_resync |= b->irq_dirty;
 		b->irq_dirty = 0;
-		/* What the last broker read and never answered is let go of once this one has
-		 * answered everything before the fence. */
-		b->fence_owed = b->answers_sync;
 	}
-	if (b->fence_owed)
-		wkr_broker__send_fence(b);
 	if (!b->irq_resync || !b->dev)
 		return;
 	collect = b->calls.collect;

@@ -34,8 +34,9 @@ struct wkr_broker {
 	 * and those whose routing is to be sent again from the loop. */
 	uint32_t irq_dirty, irq_resync;
 	bool reattach; /* a new broker: re-send the VMM state from the loop */
-	/* The broker answers SYNC (Heartbeat.answers_sync); a fence is still to be sent. */
-	bool answers_sync, fence_owed;
+	/* A new broker that answers SYNC (Heartbeat.answers_sync) has attached: its fence is
+	 * still to be sent. */
+	bool fence_owed;
 	/* DMA_UNMAPs the VMM was told timed out (oldest first): the broker may have carried one
 	 * out all the same, so the VMM's retry of the same range is told it is done when the
 	 * range is gone (ENOENT). Forgotten when retried, mapped over, or answered ENOENT late. */
