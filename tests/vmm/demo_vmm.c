@@ -570,6 +570,80 @@ out:
 	return r;
 }
 
+/*
+ * dma-twice SOCKET: a VMM maps a range it holds a second time while no broker runs (issue 12).
+ * Connects, maps 2 MiB of guest RAM at IOVA 0x100000 ("mapped:"); at SIGUSR1 (no broker there)
+ * maps the same range again, which must fail with ETIMEDOUT after the worker's 30 s ("map again:
+ * timed out"); at the next SIGUSR1 (a broker back) maps it once more, which must fail with
+ * EEXIST, the first mapping still being there ("map again: exists"), then unmaps it ("unmapped").
+ * Holds the connection until SIGTERM.
+ */
+static int vmm_dma_twice(char **sockets, struct vmm_figures *fig)
+{
+	const uint64_t iova = 0x100000, size = 2u << 20;
+	const uint32_t rw = VFB_DMA_READ | VFB_DMA_WRITE;
+	struct vmm_ram ram = {.fd = -1};
+	struct vfb_device_info info;
+	struct vfb_dev *dev;
+	sigset_t set;
+	int r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		return vmm_fail("sigprocmask: %s", strerror(errno));
+	if (vmm_connect(sockets[0], &dev, &info) < 0)
+		return -1;
+	r = vfb_dev_set_timeout(dev, 60000);
+	r = r ?: vmm_ram_new(size, &ram);
+	if (r < 0) {
+		vmm_fail("guest RAM: %s", strerror(-r));
+		goto out;
+	}
+	r = vmm_check(dev, vfb_dev_dma_map(dev, ram.fd, 0, iova, size, rw), "DMA map");
+	if (r < 0)
+		goto out;
+	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n",
+	       (unsigned long long)iova);
+	fflush(stdout);
+	if (!wait_step(&set))
+		goto out;
+	r = vfb_dev_dma_map(dev, ram.fd, 0, iova, size, rw);
+	if (r != -ETIMEDOUT) {
+		r = vmm_fail("the same DMA map while no broker runs: %s (%s), not ETIMEDOUT",
+			     strerror(-r), vfb_dev_last_error(dev));
+		goto out;
+	}
+	printf("map again: timed out (%s); SIGUSR1 when a broker is back\n",
+	       vfb_dev_last_error(dev));
+	fflush(stdout);
+	r = 0;
+	if (!wait_step(&set))
+		goto out;
+	r = vfb_dev_dma_map(dev, ram.fd, 0, iova, size, rw);
+	if (r != -EEXIST) {
+		r = vmm_fail("the same DMA map with a broker: %s (%s), not EEXIST: the first "
+			     "mapping is gone",
+			     r ? strerror(-r) : "done", r ? vfb_dev_last_error(dev) : "");
+		goto out;
+	}
+	printf("map again: exists (%s)\n", vfb_dev_last_error(dev));
+	r = vmm_check(dev, vfb_dev_dma_unmap(dev, iova, size), "DMA unmap");
+	if (r < 0)
+		goto out;
+	printf("unmapped; holding until SIGTERM\n");
+	fflush(stdout);
+	while (wait_step(&set))
+		;
+	fig->devices = 1;
+out:
+	vfb_dev_close(dev);
+	vmm_ram_free(&ram);
+	return r;
+}
+
 static void usage(FILE *f)
 {
 	fprintf(
@@ -606,6 +680,9 @@ static void usage(FILE *f)
 	    "  dma-absent SOCKET      any device: map 2 MiB; at SIGUSR1 (no broker) unmap it and\n"
 	    "                         map 1 MiB more, both must time out; at the next SIGUSR1\n"
 	    "                         retry the unmap, which must succeed (issue 12).\n"
+	    "  dma-twice SOCKET       any device: map 2 MiB; at SIGUSR1 (no broker) map it again,\n"
+	    "                         which must time out; at the next SIGUSR1 map it again,\n"
+	    "                         which must fail EEXIST (the first is kept), and unmap it.\n"
 	    "  config SOCKET          print the first 256 bytes of config space, 16 a line.\n"
 	    "  edu-loop SOCKET SECONDS\n"
 	    "                         map guest RAM and enable MSI once, then loop: map a 4 KiB\n"
@@ -650,6 +727,7 @@ int main(int argc, char **argv)
 	    {"e1000e-loop", 2, vmm_e1000e_loop},
 	    {"dma-hold", 1, vmm_dma_hold},
 	    {"dma-absent", 1, vmm_dma_absent},
+	    {"dma-twice", 1, vmm_dma_twice},
 	};
 	struct vmm_figures fig = {0};
 	int i = 1;

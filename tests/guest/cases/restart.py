@@ -680,3 +680,63 @@ def broker_absent_events_handled(g):
         for p in pids:
             g.run("kill -TERM %d 2>/dev/null; true" % p)
         stop_service(g, loops)
+
+
+def step(g, name, marker):
+    """Waits for a background VMM's line starting with marker (or its exit); returns that line."""
+    wait_for("%s: %s" % (name, marker), lambda: marker in logged(g, name) or
+             "exit=" in logged(g, name), explain=lambda: logged(g, name) + journal_tail(g))
+    lines = [ln for ln in logged(g, name).splitlines() if ln.startswith(marker)]
+    assert lines, "%s: no '%s' line:\n%s" % (name, marker, logged(g, name))
+    return lines[-1]
+
+
+@guest_test("broker_absent_map_twice_keeps_mapping", topology=T, timeout=1200)
+def broker_absent_map_twice_keeps_mapping(g):
+    """A VMM maps a range it already holds while no broker runs (vfio-demo-vmm dma-twice): the
+    map fails after the worker's 30 s, and the worker must not unmap the range then: the broker
+    refuses such a map as an overlap (EEXIST) and creates nothing, so the unmap would take the
+    VMM's first mapping away (it did before: the next broker carried out the map, refused, then
+    the unmap). The broker is stopped with SIGSTOP, as in broker_absent_events_handled, then
+    SIGKILLed, and systemd starts the next one, which carries out what waited. Checked: the VMM's
+    next map of the range is refused EEXIST by the broker (the first mapping is there), the same
+    worker serves it, and its unmap leaves nothing mapped or pinned."""
+    setup(g)
+    edu = g.bdf("edu0")
+    pids = []
+    watchdogs_off = False
+    try:
+        rc, out = g.run("%s add %s --vm twice --owner 0:0" % (CTL, edu), timeout=180)
+        assert rc == 0, "add %s: exit %d: %s\n%s" % (edu, rc, out, journal_tail(g))
+        sock = json.loads(out)["socket_path"]
+        vmm = bg(g, "dma-twice", "%s/vfio-demo-vmm dma-twice %s" % (bindir(g), sock))
+        pids.append(vmm)
+        step(g, "dma-twice", "mapped:")
+        before = devices(g)[edu]
+        assert (before["dma_mappings"], before["pinned_bytes"]) == (1, 2 << 20), before
+        pid = main_pid(g)
+        sh(g, "systemctl service-watchdogs no")
+        watchdogs_off = True
+        sh(g, "kill -STOP %d" % pid)
+        wait_for("the broker stopped",
+                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
+        sh(g, "kill -USR1 %d" % vmm)
+        note(step(g, "dma-twice", "map again: timed out"))
+        sh(g, "kill -KILL %d" % pid)
+        wait_running(g, pid)
+        sh(g, "systemctl service-watchdogs yes")
+        watchdogs_off = False
+        sh(g, "kill -USR1 %d" % vmm)
+        line = step(g, "dma-twice", "map again: exists")
+        note(line)
+        assert "already mapped" in line, line
+        step(g, "dma-twice", "unmapped")
+        a = devices(g)[edu]
+        assert a["worker_pid"] == before["worker_pid"], (before, a)
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
+    finally:
+        if watchdogs_off:
+            g.run("systemctl service-watchdogs yes")
+        for p in pids:
+            g.run("kill -TERM %d 2>/dev/null; true" % p)
+        stop_service(g)
