@@ -122,7 +122,8 @@ write('vmm_req', 'irq_misuse', bytes([2]) + hello() + irq_fds(2, 60, 10) + irq_f
       irq_fds(5, 0, 1) + irq_fds(2, 0, 2, fdkind=PIPE) + irq_fds(1, 0, 1, fdkind=SOCKET))
 
 # ---- broker protocol (proto/broker.proto), the worker's side ----
-HANDOFF, B_DMA_MAP, B_DMA_UNMAP, B_UNMAP_ALL, SET_IRQS, B_RESET, HEARTBEAT, REMOVAL, VMM_STATE, VMM_ADMIT = range(1, 11)
+HANDOFF, B_DMA_MAP, B_DMA_UNMAP, B_UNMAP_ALL, SET_IRQS, B_RESET, HEARTBEAT, REMOVAL, VMM_STATE, VMM_ADMIT, SYNC = \
+    range(1, 12)
 
 def region(idx, flags, size, areas=(), msix=False):
     body = u(1, idx) + u(2, flags) + u(3, size) + u(4, idx << 40)
@@ -152,6 +153,10 @@ write('worker_brk', 'handoff_twice', handoff() + handoff(gen=1))
 hbe = lambda seq, epoch: rec(HEARTBEAT, u(1, seq) + u(2, epoch))
 write('worker_brk', 'handoff_new_epoch', handoff(extra=u(14, 7)) + hbe(1, 7) + rm(1000) +
       hbe(1 << 63, 8) + hbe(2, 0) + hbe(3, 7) + rec(VMM_STATE, b'', kind=REPLY))
+# A new broker that answers SYNC (Heartbeat.answers_sync): the worker sends its fence; a stray
+# SYNC answer and a SYNC request (the broker's type only) follow.
+write('worker_brk', 'handoff_new_epoch_sync', handoff(extra=u(14, 7)) + hbe(1, 7) +
+      rec(HEARTBEAT, u(1, 2) + u(2, 8) + u(3, 1)) + rec(SYNC, b'', kind=REPLY) + rec(SYNC) + hbe(3, 8))
 write('worker_brk', 'handoff_stray', handoff() + rec(B_DMA_MAP, b'', kind=REPLY) +
       rec(VMM_ADMIT, u(1, 1), kind=REPLY) + rec(HEARTBEAT, b'', kind=EVENT) + rec(B_RESET) + rec(42))
 write('worker_brk', 'handoff_bad_version', rec(HANDOFF, u(1, 2) + b(2, '0000:01:00.0') + b(3, 'vm'), 2))
@@ -209,6 +214,10 @@ write('brk_worker', 'refused', bytes([2]) + bmap(0x100000, 0x1000))
 # Issue 12: heartbeat answers with a stale sequence number and another broker's id.
 write('brk_worker', 'heartbeat_replies_stale', bytes([0]) + rec(HEARTBEAT, u(1, 1), kind=REPLY) +
       rec(HEARTBEAT, u(1, 1 << 62), kind=REPLY) + rec(HEARTBEAT, b'', kind=REPLY))
+# Issue 12: a worker's fence after a restart, before and after others, and while removing.
+write('brk_worker', 'sync', bytes([0]) + rec(SYNC) + bmap(0x100000, 0x1000) + rec(SYNC) + vmm_state(1) +
+      rec(SYNC, b'', 1, EVENTFD) + rec(SYNC, b'', kind=REPLY))
+write('brk_worker', 'sync_removal', bytes([4]) + rec(SYNC) + rec(REMOVAL, u(1, 1), kind=REPLY) + rec(SYNC))
 write('brk_worker', 'broker_types', bytes([0]) + rec(HANDOFF, b'', 2) + rec(HEARTBEAT) + rec(42) +
       rec(HEARTBEAT, u(1, 1), kind=REPLY) + rec(VMM_STATE, b'', kind=EVENT))
 
