@@ -11,11 +11,19 @@
  * the next one connected at once (every other one leaving 100 posted writes behind for the
  * worker to serve after the hangup): each must get in and read edu's identity. Prints
  * "figures: reconnects=N".
+ *
+ * vfio-user-edu --absent-unmap SOCKET: issue 12 over vfio-user. Maps 2 MiB of guest RAM
+ * ("mapped:"); at SIGUSR1 (no broker runs) unmaps it, which must fail with ETIMEDOUT after the
+ * worker's 30 s ("unmap: timed out"); at the next SIGUSR1 (a broker back, which carried the
+ * first unmap out) retries the unmap, which must be answered done ("unmap retried: done"), as
+ * over the native protocol. Holds the connection until SIGTERM.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -271,6 +279,90 @@ static int reconnects(const char *sock, unsigned n)
 	return 0;
 }
 
+/* Waits for SIGUSR1 (true) or SIGTERM/SIGINT (false), all blocked in `set`. */
+static bool wait_step(const sigset_t *set)
+{
+	int sig;
+
+	while ((sig = sigwaitinfo(set, NULL)) < 0 && errno == EINTR)
+		;
+	return sig == SIGUSR1;
+}
+
+/* DMA_UNMAP of the RAM, waited for longer than the worker's 30 s call timeout (vfu_cli_call
+ * waits 30 s): 0 or the server's errno. */
+static int unmap_ram(void)
+{
+	struct vfu_reply r;
+	uint8_t unmap[24];
+	int e;
+
+	vb_le32_put(unmap, 24);
+	vb_le32_put(unmap + 4, 0);
+	vb_le64_put(unmap + 8, RAM_IOVA);
+	vb_le64_put(unmap + 16, RAM_SIZE);
+	e = vfu_cli_send(fd, 7, 3, 0, unmap, 24, NULL, 0);
+	if (e < 0)
+		die("DMA_UNMAP: %s", strerror(-e));
+	e = vfu_cli_recv(fd, 120000, &r);
+	if (e < 0)
+		die("DMA_UNMAP's reply: %s", strerror(-e));
+	e = r.flags & (1u << 5) ? -(int)r.error : 0;
+	vfu_reply_free(&r);
+	return e;
+}
+
+static int absent_unmap(const char *sock)
+{
+	int mfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+	struct vfu_reply r;
+	uint8_t map[32];
+	sigset_t set;
+	int e;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
+		die("sigprocmask: %s", strerror(errno));
+	if (mfd < 0 || ftruncate(mfd, RAM_SIZE) < 0 ||
+	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
+		die("memfd: %s", strerror(errno));
+	e = vfu_cli_connect(sock, &fd);
+	if (e < 0)
+		die("%s: %s", sock, strerror(-e));
+	setup();
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 3);
+	vb_le64_put(map + 8, 0);
+	vb_le64_put(map + 16, RAM_IOVA);
+	vb_le64_put(map + 24, RAM_SIZE);
+	ok(2, map, 32, &mfd, 1, &r, "DMA_MAP");
+	vfu_reply_free(&r);
+	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n", RAM_IOVA);
+	fflush(stdout);
+	if (!wait_step(&set))
+		return 0;
+	e = unmap_ram();
+	if (e != -ETIMEDOUT)
+		die("DMA_UNMAP while no broker runs: %s, not ETIMEDOUT", e ? strerror(-e) : "done");
+	printf("unmap: timed out; SIGUSR1 when a broker is back\n");
+	fflush(stdout);
+	if (!wait_step(&set))
+		return 0;
+	e = unmap_ram();
+	if (e < 0)
+		die("the retried DMA_UNMAP: %s, not done", strerror(-e));
+	printf("unmap retried: done; holding until SIGTERM\n");
+	fflush(stdout);
+	while (wait_step(&set))
+		;
+	close(fd);
+	close(mfd);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	int e;
@@ -280,9 +372,12 @@ int main(int argc, char **argv)
 
 	if (argc == 4 && !strcmp(argv[1], "--reconnects"))
 		return reconnects(argv[3], (unsigned)strtoul(argv[2], NULL, 10));
+	if (argc == 3 && !strcmp(argv[1], "--absent-unmap"))
+		return absent_unmap(argv[2]);
 	if (argc != 2) {
 		fprintf(stderr, "usage: vfio-user-edu SOCKET\n"
-				"       vfio-user-edu --reconnects N SOCKET\n");
+				"       vfio-user-edu --reconnects N SOCKET\n"
+				"       vfio-user-edu --absent-unmap SOCKET\n");
 		return 2;
 	}
 	e = vfu_cli_connect(argv[1], &fd);

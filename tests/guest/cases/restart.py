@@ -740,3 +740,50 @@ def broker_absent_map_twice_keeps_mapping(g):
         for p in pids:
             g.run("kill -TERM %d 2>/dev/null; true" % p)
         stop_service(g)
+
+
+@guest_test("broker_absent_vfio_user_unmap_retry_done", topology=T, timeout=1200)
+def broker_absent_vfio_user_unmap_retry_done(g):
+    """Over vfio-user as over the native protocol (broker_absent_events_handled's edu4): a VMM's
+    DMA unmap while no broker runs (SIGSTOP) fails after the worker's 30 s; the broker is
+    SIGKILLed and the next one carries the unmap out from the channel; the VMM's retry of the
+    same unmap is answered done (the range is gone, as it asked), not ENOENT from the vfio-user
+    session's own table, which forgot the range when the first unmap was sent. Its client is
+    vfio-user-edu --absent-unmap. Afterwards nothing is mapped or pinned, the same worker."""
+    setup(g)
+    edu = g.bdf("edu0")
+    pids = []
+    watchdogs_off = False
+    try:
+        rc, out = g.run("%s add %s --vm vfu --owner 0:0 --protocol vfio-user" % (CTL, edu),
+                        timeout=180)
+        assert rc == 0, "add %s: exit %d: %s\n%s" % (edu, rc, out, journal_tail(g))
+        sock = json.loads(out)["vfio_user_socket_path"]
+        vmm = bg(g, "vfu-unmap", "%s/vfio-user-edu --absent-unmap %s" % (bindir(g), sock))
+        pids.append(vmm)
+        step(g, "vfu-unmap", "mapped:")
+        before = devices(g)[edu]
+        assert (before["dma_mappings"], before["pinned_bytes"]) == (1, 2 << 20), before
+        pid = main_pid(g)
+        sh(g, "systemctl service-watchdogs no")
+        watchdogs_off = True
+        sh(g, "kill -STOP %d" % pid)
+        wait_for("the broker stopped",
+                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
+        sh(g, "kill -USR1 %d" % vmm)
+        step(g, "vfu-unmap", "unmap: timed out")
+        sh(g, "kill -KILL %d" % pid)
+        wait_running(g, pid)
+        sh(g, "systemctl service-watchdogs yes")
+        watchdogs_off = False
+        sh(g, "kill -USR1 %d" % vmm)
+        note(step(g, "vfu-unmap", "unmap retried: done"))
+        a = devices(g)[edu]
+        assert a["worker_pid"] == before["worker_pid"], (before, a)
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
+    finally:
+        if watchdogs_off:
+            g.run("systemctl service-watchdogs yes")
+        for p in pids:
+            g.run("kill -TERM %d 2>/dev/null; true" % p)
+        stop_service(g)
