@@ -29,6 +29,7 @@ when something could not run (its rows say why).
 """
 
 import os
+import re
 import sys
 import time
 
@@ -276,6 +277,75 @@ def metric(g, name):
     raise RuntimeError("no metric " + name)
 
 
+# What the broker and the worker log of each hot-plug's steps (debug level, the test guest's):
+# the broker's AddDevice steps until its answer, the worker's from its HANDOFF to its answer,
+# the worker's admission of the VMM (VMM_ADMIT to the broker and back), and when the broker
+# heard that the VMM is in, after AddDevice's answer.
+STEP_LINES = (
+    ("broker", re.compile(r"AddDevice answered after ([0-9.]+) ms: (.*)$")),
+    ("worker", re.compile(r"answered ([0-9.]+) ms after the HANDOFF: (.*)$")),
+    ("admit", re.compile(r"connected, admitted in ([0-9.]+) ms$")),
+    ("first_vmm", re.compile(r"first VMM in ([0-9.]+) ms after AddDevice's answer$")),
+)
+STEPS = {}
+
+
+def median(v):
+    v = sorted(v)
+    return v[len(v) // 2] if v else float("nan")
+
+
+def collect_steps(g, row):
+    """The step lines of the broker's log (this row's broker only) into STEPS[row]: for each
+    source its totals and, per step name, its durations (ms)."""
+    out = g.check("grep -E 'AddDevice answered after|after the HANDOFF|admitted in|"
+                  "first VMM in' %s || true" % vbbroker.LOG)
+    res = {src: {"total": [], "steps": {}} for src, _ in STEP_LINES}
+    for line in out.splitlines():
+        for src, rx in STEP_LINES:
+            m = rx.search(line.strip())
+            if not m:
+                continue
+            res[src]["total"].append(float(m.group(1)))
+            if m.lastindex == 2:
+                f = m.group(2).split()
+                for k, v in zip(f[0::2], f[1::2]):
+                    res[src]["steps"].setdefault(k, []).append(float(v))
+    STEPS[row] = res
+
+
+def print_steps(row):
+    """Each step's median for one row, the broker's and the worker's own figures beside what
+    the client measured (bench_guest's p4 line)."""
+    s, p = STEPS.get(row), P4.get(row)
+    if not s or not p or not s["broker"]["total"]:
+        print("# %s: no step lines in the broker's log" % row, flush=True)
+        return
+    print("\n== P4 steps, %s (medians of %d AddDevice, ms, TCG)"
+          % (row, len(s["broker"]["total"])))
+    line = "%-64s %8.2f"
+    print(line % ("client: AddDevice until its answer", p["add"]))
+    print(line % ("  broker: from the request to its answer (its steps below)",
+                  median(s["broker"]["total"])))
+    for k, v in s["broker"]["steps"].items():
+        print(line % ("    " + k, median(v)))
+        if k == "handoff" and s["worker"]["total"]:
+            print(line % ("      worker: from the HANDOFF's receipt to its answer",
+                          median(s["worker"]["total"])))
+            for wk, wv in s["worker"]["steps"].items():
+                print(line % ("        " + wk, median(wv)))
+    print(line % ("  the control socket, both ends (client - broker)",
+                  p["add"] - median(s["broker"]["total"])))
+    print(line % ("client: handshake after AddDevice's answer (median of the rounds')",
+                  p.get("handshake", p["total"] - p["add"])))
+    print(line % ("  broker: its answer until the worker says the VMM is in",
+                  median(s["first_vmm"]["total"])))
+    print(line % ("    worker: the VMM's connect until admitted (VMM_ADMIT)",
+                  median(s["admit"]["total"])))
+    print(line % ("client: total (AddDevice until the handshake is done)", p["total"]))
+    print(line % ("baseline: the same VFIO steps in-process", p["vfio"]), flush=True)
+
+
 def p4_breakdown():
     """Where a hot-plug's time goes (medians, ms): the VFIO steps are the baseline's own (the
     same ioctls in-process); the sandboxed spawn is bench_guest spawn's, split at the parent's
@@ -356,15 +426,19 @@ def main_small(build, only_p4=False):
         return 1
     try:
         for row, prestart in HOTPLUG_ROWS:
-            with Broker(g, vbbroker.config(extra="prestart = %d\n" % prestart)) as b:
+            with Broker(g, vbbroker.config(extra="prestart = %d\n" % prestart),
+                        worker_log=True) as b:
                 ok &= run_bench(g, "hotplug %s %s %s %s" % (CTL_SOCK, edu0, edu1, row),
                                 timeout=900)
                 taken = metric(g, "vfio_broker_pool_taken_total")
                 print("# %s: prestart = %d, %d AddDevice served by a pre-started worker"
                       % (row, prestart, taken), flush=True)
+                collect_steps(g, row)
         # What of AddDevice is the worker's sandboxed start (the broker waits for its exec).
         ok &= run_bench(g, "spawn %s" % WORKER, timeout=600)
         p4_breakdown()
+        for row, _ in HOTPLUG_ROWS:
+            print_steps(row)
     except Exception as e:
         fail("guest", "%s: %s" % (e.__class__.__name__, e))
         ok = False

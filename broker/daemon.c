@@ -110,17 +110,21 @@ static int dmn_add_device(void *ctx, const Vb__Ctl__AddDevice *req, struct brk_c
 	struct vb_err err = {0};
 	struct brk_dev_rec *d;
 	struct dmn_assignment *dd;
+	struct vb_steps steps;
 	uint32_t maxmap;
 	uint64_t maxpin;
 	bool vm_created;
 	int r;
 
+	vb_steps_begin(&steps);
 	r = dmn_add_check(dmn, req, call, &maxmap, &maxpin);
 	if (r < 0 || (r = dmn_add_replace_stale(dmn, req->bdf, call)) < 0)
 		return r;
 	dd = calloc(1, sizeof(*dd));
 	if (!dd)
 		return -ENOMEM;
+	vb_steps_mark(&steps, "check");
+	dd->add_steps = steps;
 	r = brk_registry_add(dmn->reg, req->bdf, req->vm, &d, &vm_created);
 	if (r < 0) {
 		free(dd);

@@ -37,7 +37,7 @@ add_library(vb_brokerd STATIC
 	${CMAKE_CURRENT_SOURCE_DIR}/worker.c
 	${CMAKE_CURRENT_SOURCE_DIR}/worker_req.c)
 target_link_libraries(vb_brokerd PUBLIC vb_brokerd_base vb_broker_core vb_sandbox
-	PkgConfig::CAPNG)
+	PkgConfig::CAPNG vb_base)
 add_executable(vfio-brokerd ${CMAKE_CURRENT_SOURCE_DIR}/main.c)
 target_compile_definitions(vfio-brokerd PRIVATE VB_VERSION="${PROJECT_VERSION}")
 target_link_libraries(vfio-brokerd PRIVATE vb_brokerd vb_policy PkgConfig::LIBSYSTEMD)

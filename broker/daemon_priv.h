@@ -14,6 +14,7 @@
 #include "dma.h"
 #include "journal.h"
 #include "registry.h"
+#include "steps.h"
 #include "sys.h"
 #include "vfio.h"
 #include "worker.h"
@@ -55,6 +56,10 @@ struct dmn_assignment {
 	bool adopted;			  /* taken over from the last broker, not yet ready */
 	bool vmm_acknowledged;		  /* how the removal went, for its reply */
 	char held[160]; /* set at release when a VMM's mmap grant keeps the group open */
+	/* An AddDevice's steps until its answer (logged then, at debug level), and when it was
+	 * answered, until its VMM connects: where a hot-plug's time goes (bench/README.md, P4). */
+	struct vb_steps add_steps;
+	uint64_t add_answered_ns;
 };
 
 /* How the last start went with what the broker before left (daemon_adopt.c). */

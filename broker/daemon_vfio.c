@@ -259,6 +259,7 @@ int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 	r = dmn_vm_get(dmn, d->vm, req, err);
 	if (r < 0)
 		return r;
+	vb_steps_mark(&dd->add_steps, "sysfs");
 	v = d->vm->priv;
 	if (v->owner_uid != req->owner_uid || v->owner_gid != req->owner_gid)
 		return vb_errf(err, -EPERM, "vm %s belongs to uid %u gid %u, not %u/%u",
@@ -284,12 +285,14 @@ int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 	if (r < 0)
 		return r;
 	brk_daemon__group_describe(dmn, dd->grp, d->vm->name);
+	vb_steps_mark(&dd->add_steps, "group");
 	if (!v->dma) {
 		d->vm->max_dma_mappings = maxmap;
 		d->vm->max_pinned_bytes = maxpin;
 		r = brk_daemon__vm_dma(dmn, d->vm, err);
 		if (r < 0)
 			return r;
+		vb_steps_mark(&dd->add_steps, "dma_table");
 	}
 	r = brk_vfio_dev_open(dd->grp->g, d->bdf, err, &dd->device);
 	if (r < 0)
@@ -298,14 +301,17 @@ int brk_daemon__vfio_open(struct brk_daemon *dmn, struct dmn_assignment *dd,
 	r = brk_daemon__store_put(dmn, "dev", d->bdf, brk_vfio_dev_fd(dd->device), err);
 	if (r < 0)
 		return r;
+	vb_steps_mark(&dd->add_steps, "device");
 	/* In the record before its first SET_IRQS, which the record journals from then on. */
 	r = brk_daemon__rec_dev(dd);
 	if (r == 0)
 		r = brk_daemon__rec_irq_journal(dd);
 	if (r < 0)
 		return vb_errf(err, r, "cannot write the state record: %s", strerror(-r));
+	vb_steps_mark(&dd->add_steps, "record_device");
 	/* A clean device for the new owner: whatever the last one left is gone. */
 	brk_daemon__reset(dd);
+	vb_steps_mark(&dd->add_steps, "reset");
 	return 0;
 }
 

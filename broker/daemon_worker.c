@@ -91,7 +91,9 @@ static void dmn_on_ready(void *ctx)
 	/* Removed while it was starting: the removal goes on. */
 	if (d->state != BRK_DEV_STARTING || brk_dev_set_state(d, BRK_DEV_READY) < 0)
 		return;
+	vb_steps_mark(&dd->add_steps, "handoff");
 	brk_daemon__rec_dev(dd);
+	vb_steps_mark(&dd->add_steps, "record_ready");
 	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path,
 		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
@@ -103,7 +105,13 @@ static void dmn_on_ready(void *ctx)
 	if (dd->adopted) {
 		dd->adopted = false; /* the same worker as before: nothing to announce */
 	} else if (dd->add_call) {
+		double ms = vb_steps_total_ms(&dd->add_steps);
+
 		dmn_reply_add(dd);
+		dd->add_answered_ns = vb_steps_now_ns();
+		brk_debug("%s: AddDevice answered after %.2f ms: %s", d->bdf, ms,
+			  dd->add_steps.text);
+		dd->add_steps.start_ns = 0;
 		dd->dmn->adds_total++;
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,
 			      d->vm->name, "worker %d, socket %s%s%s", (int)d->worker_pid,
@@ -127,6 +135,10 @@ static void dmn_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t u
 	}
 	brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
 		 connected ? "connected" : "disconnected");
+	if (connected && dd->add_answered_ns)
+		brk_debug("%s: first VMM in %.2f ms after AddDevice's answer", d->bdf,
+			  (double)(vb_steps_now_ns() - dd->add_answered_ns) / 1e6);
+	dd->add_answered_ns = 0;
 	/* A hot-plug is done once its VMM is in: the pool's refill no longer competes with it. */
 	if (connected)
 		brk_pool_kick(dd->dmn->pool);
@@ -332,6 +344,7 @@ int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err)
 		if (r < 0)
 			return r;
 	}
+	vb_steps_mark(&dd->add_steps, "sockets");
 	/* A pre-started worker if one is ready: its sandbox exists and it has exec'd; its uid
 	 * was reserved for it in the pool and becomes the device's. */
 	pooled = brk_pool_take(dd->dmn->pool, &pre) == 0;
@@ -354,9 +367,11 @@ int brk_daemon__worker_start(struct dmn_assignment *dd, struct vb_err *err)
 	if (pooled)
 		brk_debug("%s: pre-started worker %d (uid %u) takes the device", d->bdf,
 			  (int)d->worker_pid, (unsigned)dd->worker_uid);
+	vb_steps_mark(&dd->add_steps, pooled ? "worker_pooled" : "worker_spawned");
 	r = dmn_store_worker(dd, err);
 	if (r == 0 && (r = brk_daemon__rec_dev(dd)) < 0)
 		vb_errf(err, r, "cannot write the state record: %s", strerror(-r));
+	vb_steps_mark(&dd->add_steps, "record_worker");
 	return r;
 }
 

@@ -1,6 +1,7 @@
 /*
  * test_base: base/: PCI address parsing in both forms, hex digits, little-endian access, the
- * error record, ARRAY_SIZE, the cleanup helpers, the request-table lookup and the sort.
+ * error record, ARRAY_SIZE, the cleanup helpers, the request-table lookup, the sort and the
+ * step durations of a log line.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include "hex.h"
 #include "le.h"
 #include "sort.h"
+#include "steps.h"
 
 static void test_bdf_strict_canonical_accepted(void **state)
 {
@@ -420,6 +422,77 @@ static void test_sort_sorted_reversed_equal_ascending(void **state)
 	assert_int_equal(v[0], 9);
 }
 
+/* Splits a steps text into its names and values: every token pair is "word number", the
+ * number a non-negative duration. Returns the number of pairs, -1 when malformed. */
+static int steps_pairs(const char *text, char names[][24], double *ms, int max)
+{
+	int n = 0, used;
+	char name[24];
+	double v;
+
+	while (*text) {
+		if (n == max || sscanf(text, "%23s %lf%n", name, &v, &used) != 2 || v < 0)
+			return -1;
+		snprintf(names[n], 24, "%s", name);
+		ms[n++] = v;
+		text += used;
+		if (*text == ' ')
+			text++;
+	}
+	return n;
+}
+
+static void test_steps_marks_in_order_sum_within_total(void **state)
+{
+	struct vb_steps s;
+	char names[8][24];
+	double ms[8], sum = 0;
+
+	vb_steps_begin(&s);
+	vb_steps_mark(&s, "group");
+	vb_steps_mark(&s, "device");
+	vb_steps_mark(&s, "reset");
+	assert_int_equal(steps_pairs(s.text, names, ms, 8), 3);
+	assert_string_equal(names[0], "group");
+	assert_string_equal(names[1], "device");
+	assert_string_equal(names[2], "reset");
+	for (int i = 0; i < 3; i++)
+		sum += ms[i];
+	/* Each mark rounds to 0.01 ms: three of them lose at most 0.015 ms against the total. */
+	assert_true(sum <= vb_steps_total_ms(&s) + 0.015);
+	/* A new begin forgets the marks. */
+	vb_steps_begin(&s);
+	assert_string_equal(s.text, "");
+}
+
+static void test_steps_not_begun_marks_nothing(void **state)
+{
+	struct vb_steps s = {0};
+
+	vb_steps_mark(&s, "group");
+	assert_string_equal(s.text, "");
+	assert_true(vb_steps_total_ms(&s) == 0);
+}
+
+static void test_steps_full_text_drops_whole_marks(void **state)
+{
+	struct vb_steps s;
+	char names[64][24];
+	double ms[64];
+	int n;
+
+	vb_steps_begin(&s);
+	for (int i = 0; i < 64; i++)
+		vb_steps_mark(&s, "a_long_step_name");
+	assert_true(strlen(s.text) < sizeof(s.text));
+	n = steps_pairs(s.text, names, ms, 64);
+	/* As many whole pairs as fit (each at least "a_long_step_name 0.00 "), none cut. */
+	assert_true(n > 0 && n < 64);
+	assert_true((size_t)n * 22 >= sizeof(s.text) - 40);
+	for (int i = 0; i < n; i++)
+		assert_string_equal(names[i], "a_long_step_name");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -437,6 +510,9 @@ int main(void)
 	    cmocka_unit_test(test_dispatch_lookup_unknown_not_now_allowed),
 	    cmocka_unit_test(test_sort_random_arrays_match_reference),
 	    cmocka_unit_test(test_sort_sorted_reversed_equal_ascending),
+	    cmocka_unit_test(test_steps_marks_in_order_sum_within_total),
+	    cmocka_unit_test(test_steps_not_begun_marks_nothing),
+	    cmocka_unit_test(test_steps_full_text_drops_whole_marks),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

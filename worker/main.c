@@ -28,6 +28,7 @@
 #include "seccomp.h"
 #include "server.h"
 #include "standalone.h"
+#include "steps.h"
 #include "vfu.h"
 #include "wkr.h"
 
@@ -176,6 +177,7 @@ struct worker {
 	struct wkr_backend inner;
 	int exit_code;
 	bool loop_ok;
+	uint64_t admit_begun_ns; /* when the VMM being admitted connected; 0: none */
 };
 
 static struct worker W = {.name = "vfio-worker"};
@@ -232,15 +234,24 @@ static int fw_reset(void *c, struct vb_err *err)
 
 static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 {
-	wlog("VMM pid %d uid %u %s", (int)pid, (unsigned)uid,
-	     connected ? "connected" : "disconnected; its DMA and interrupt routes are dropped");
+	if (connected && W.admit_begun_ns)
+		wlog("VMM pid %d uid %u connected, admitted in %.2f ms", (int)pid, (unsigned)uid,
+		     (double)(vb_steps_now_ns() - W.admit_begun_ns) / 1e6);
+	else
+		wlog("VMM pid %d uid %u %s", (int)pid, (unsigned)uid,
+		     connected ? "connected"
+			       : "disconnected; its DMA and interrupt routes are dropped");
+	W.admit_begun_ns = 0;
 	W.inner.ops->vmm_state(W.inner.ctx, connected, pid, uid);
 }
 
 /* A broker's decision comes later: its refusals are logged by the link (broker_link.c). */
 static int fw_vmm_admit(void *c, int fd, uid_t owner, struct wkr_admit *ret)
 {
-	int r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, ret);
+	int r;
+
+	W.admit_begun_ns = vb_steps_now_ns();
+	r = W.inner.ops->vmm_admit(W.inner.ctx, fd, owner, ret);
 
 	if (r < 0)
 		wlog("a VMM connection was refused: %s", strerror(-r));
@@ -506,6 +517,7 @@ struct serve {
 	 * the broker channel here). NULL for none. */
 	int (*attach)(void *ctx);
 	void *ctx;
+	struct vb_steps steps; /* broker mode: from the HANDOFF's receipt to its answer */
 };
 
 /* The fds a mode still holds when it is done (those the servers took are -1 by then). */
@@ -539,6 +551,7 @@ static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct 
 	if (r < 0)
 		return vb_errf(err, r, "the device's config space and regions disagree: %s",
 			       strerror(-r));
+	vb_steps_mark(&s->steps, "device");
 	r = setup_loop();
 	if (r < 0)
 		return vb_errf(err, r, "event loop: %s", strerror(-r));
@@ -561,9 +574,11 @@ static int serve_prepare(struct serve *s, enum sbx_seccomp_mode seccomp, struct 
 	}
 	if (s->attach && (r = s->attach(s->ctx)) < 0)
 		return vb_errf(err, r, "broker channel: %s", strerror(-r));
+	vb_steps_mark(&s->steps, "servers");
 	r = load_seccomp(seccomp);
 	if (r < 0)
 		return vb_errf(err, r, "seccomp: %s", strerror(-r));
+	vb_steps_mark(&s->steps, "seccomp");
 	return 0;
 }
 
@@ -658,6 +673,7 @@ static int run_broker(const struct opts *o)
 		wlog("handoff: %s", err.msg);
 		return 1;
 	}
+	vb_steps_begin(&s.steps);
 	snprintf(W.name, sizeof(W.name), "vfio-worker[%s]", h.info.bdf);
 	/* A worker started ahead of its device (prestart) has the configured ceiling of open
 	 * files; the device's own need is lower, and lowering is always allowed, before the
@@ -677,11 +693,14 @@ static int run_broker(const struct opts *o)
 		wkr_broker_handoff_answer(b, &err);
 	} else {
 		r = wkr_broker_handoff_answer(b, NULL);
-		wlog("serving %s for VM %s (generation %u, mmap %s, protocol %s)", h.info.bdf, h.vm,
-		     h.generation, h.allow_mmap ? "allowed" : "not allowed",
+		vb_steps_mark(&s.steps, "answer");
+		wlog("serving %s for VM %s (generation %u, mmap %s, protocol %s), answered %.2f ms "
+		     "after the HANDOFF: %s",
+		     h.info.bdf, h.vm, h.generation, h.allow_mmap ? "allowed" : "not allowed",
 		     h.native && h.vfio_user ? "both"
 		     : h.vfio_user	     ? "vfio-user"
-					     : "native");
+					     : "native",
+		     vb_steps_total_ms(&s.steps), s.steps.text);
 		if (r == 0)
 			serve_run();
 		else

@@ -52,12 +52,17 @@ class BrokerError(AssertionError):
 
 
 class Broker:
-    def __init__(self, guest, conf=None, stop_timeout=10):
+    def __init__(self, guest, conf=None, stop_timeout=10, worker_log=False):
         """stop_timeout: seconds the broker may take to exit on SIGTERM (it ends every worker
-        first: a hundred of them take longer under TCG)."""
+        first: a hundred of them take longer under TCG). worker_log: the broker's stderr is a
+        pipe (a FIFO that `cat` copies to the log) instead of the log file itself, so that the
+        workers' lines reach the log too: a worker's RLIMIT_FSIZE (rlimit_fsize, 0) makes its
+        writes to a regular file fail, as they should (in production its stderr is the
+        journal's stream socket)."""
         self.g = guest
         self.conf = conf if conf is not None else config()
         self.stop_timeout = stop_timeout
+        self.worker_log = worker_log
         self.pid = None
 
     def __enter__(self):
@@ -78,7 +83,11 @@ class Broker:
         g = self.g
         g.check("mkdir -p /etc/vfio-broker && rm -f %s" % LOG)
         g.write_file(CONF, self.conf.encode(), mode=0o600)
-        out = g.check("vfio-brokerd -c %s </dev/null >%s 2>&1 & echo $!" % (CONF, LOG))
+        out_to = LOG
+        if self.worker_log:
+            out_to = LOG + ".fifo"
+            g.check("rm -f {f} && mkfifo {f} && (cat {f} >{log} &)".format(f=out_to, log=LOG))
+        out = g.check("vfio-brokerd -c %s </dev/null >%s 2>&1 & echo $!" % (CONF, out_to))
         self.pid = int(out.strip().splitlines()[-1])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
