@@ -27,6 +27,12 @@
 /* How long a refill after a take waits for brk_pool_kick() (the hot-plug that took the worker
  * is done) at most. */
 #define POOL_REFILL_DELAY_MS 1000
+/* How long a refill waits after brk_pool_kick(): the worker tells the broker that its VMM is
+ * in when it has admitted it, before it answers the VMM's HELLO, so the hot-plug is not quite
+ * done yet. Begun at once, the refill's spawn took the CPU from that answer (in the 1-vCPU test
+ * guest the handshake went from 3 to 12 ms, bench/README.md, P4); the answer takes
+ * microseconds on hardware and a few milliseconds under TCG. */
+#define POOL_KICK_DELAY_MS 100
 
 enum pool_ent_state {
 	ENT_STARTING, /* released, not exec'd yet: spawn_poll watches its report pipe */
@@ -83,6 +89,7 @@ static void pool_fill_cb(uv_timer_t *t)
 enum pool_when {
 	FILL_NOW,      /* the loop's next iteration */
 	FILL_LATER,    /* after a take: at brk_pool_kick(), or POOL_REFILL_DELAY_MS */
+	FILL_SOON,     /* after brk_pool_kick(): POOL_KICK_DELAY_MS */
 	FILL_BACK_OFF, /* after a failure: the backoff, doubled each time */
 };
 
@@ -100,8 +107,8 @@ static void pool_schedule(struct brk_pool *p, enum pool_when when)
 		p->backing_off = true;
 	} else if (p->backing_off && uv_is_active((uv_handle_t *)&p->fill_timer)) {
 		return;
-	} else if (when == FILL_LATER) {
-		delay = POOL_REFILL_DELAY_MS;
+	} else if (when == FILL_LATER || when == FILL_SOON) {
+		delay = when == FILL_LATER ? POOL_REFILL_DELAY_MS : POOL_KICK_DELAY_MS;
 		/* An earlier fill stays as soon as it was. */
 		if (uv_is_active((uv_handle_t *)&p->fill_timer) &&
 		    uv_timer_get_due_in(&p->fill_timer) <= delay)
@@ -385,7 +392,7 @@ void brk_pool_resume(struct brk_pool *p)
 void brk_pool_kick(struct brk_pool *p)
 {
 	if (p && !p->draining && p->cfg->prestart && p->ready + p->starting < p->cfg->prestart)
-		pool_schedule(p, FILL_NOW);
+		pool_schedule(p, FILL_SOON);
 }
 
 static void pool_timer_closed(uv_handle_t *h)

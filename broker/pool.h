@@ -46,7 +46,8 @@ int brk_pool_new(uv_loop_t *loop, const struct brk_config *cfg, brk_pool_uid_use
  * caller spawns one the usual way). The refill begins at once when none was ready; after a take
  * it waits for brk_pool_kick() or 1 s, so that it does not compete with the hot-plug. */
 int brk_pool_take(struct brk_pool *p, struct brk_pool_proc *ret);
-/* The hot-plug that took a worker is done (its VMM connected): refill now. */
+/* The hot-plug that took a worker is nearly done (its VMM was admitted): refill in 100 ms, once
+ * the worker has answered the VMM's HELLO. */
 void brk_pool_kick(struct brk_pool *p);
 /* A worker uid of `c`'s uid_range that neither `used` (the daemon's workers) nor the pool `p`
  * (NULL: none) holds; a shared user= is always free. -EUSERS when every one is taken. */
