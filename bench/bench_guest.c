@@ -504,6 +504,46 @@ static int hotplug_pool_settle(struct vfb_ctl *ctl, char *why, size_t whylen)
 	}
 }
 
+/* Untimed, before each side's round: until nothing but this process is runnable in the guest
+ * (/proc/loadavg's running count is 1), at most 1 s. A pooled worker counts as ready once it
+ * has exec'd, and its start-up after the exec, a removed device's worker exiting and the kernel's
+ * reset at its last close still run then: they would land in whichever side's round comes next
+ * (both sides wait the same way). */
+static void hotplug_idle_wait(void)
+{
+	for (int i = 0; i < 200; i++) {
+		char buf[128];
+		unsigned running = 0;
+		int fd = open("/proc/loadavg", O_RDONLY | O_CLOEXEC);
+		ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+
+		if (fd >= 0)
+			close(fd);
+		if (n <= 0)
+			return;
+		buf[n] = '\0';
+		if (sscanf(buf, "%*s %*s %*s %u/", &running) == 1 && running <= 1)
+			return;
+		nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+	}
+}
+
+/* Untimed, after the handshake: until the broker says the VMM is connected (the worker tells it
+ * once it has answered the HELLO), at most 10 s, so that the step lines of the worker and the
+ * broker are complete and a VMM is in, as it would be, when the device is removed. */
+static void hotplug_connected_wait(struct vfb_ctl *ctl, const char *bdf)
+{
+	for (int i = 0; i < 1000; i++) {
+		struct vfb_ctl_device *d = NULL;
+		bool in = vfb_ctl_status(ctl, bdf, &d) == 0 && d->state == VFB_CTL_STATE_CONNECTED;
+
+		vfb_ctl_device_free(d);
+		if (in)
+			return;
+		nanosleep(&(struct timespec){.tv_nsec = 10000000}, NULL);
+	}
+}
+
 /* What a VMM waits for when a device is hot-plugged through the broker: AddDevice (group,
  * container, device fd, reset, worker start) until its handshake with the worker is done.
  * Returns ms; the device is removed again, untimed. */
@@ -530,6 +570,8 @@ static double hotplug_broker(struct vfb_ctl *ctl, const char *bdf, double *ret_a
 			snprintf(why, whylen, "handshake on %s: %s", rep.socket_path, strerror(-r));
 	}
 	t1 = bench_now_ns();
+	if (r == 0)
+		hotplug_connected_wait(ctl, bdf);
 	vfb_dev_close(dev);
 	if (added) {
 		int q = vfb_ctl_remove(ctl, bdf, 0, VFB_CTL_REMOVE_FORCE, NULL);
@@ -546,23 +588,29 @@ static double hotplug_broker(struct vfb_ctl *ctl, const char *bdf, double *ret_a
 }
 
 /* The same steps made in-process by a program holding the device: container and group opened,
- * the group attached and the IOMMU set, the device fd, a reset. */
-static double hotplug_direct(const char *bdf, char *why, size_t whylen, int *ret)
+ * the group attached and the IOMMU set, the device fd, a reset. `steps` gets the three parts'
+ * ms (group and container, device fd, reset), beside the broker's own step lines. */
+static double hotplug_direct(const char *bdf, double steps[3], char *why, size_t whylen, int *ret)
 {
 	struct dma d = {.memfd = -1, .container = -1, .group = -1, .mem = MAP_FAILED};
-	uint64_t t0, t1;
+	uint64_t t0, tg = 0, td = 0, t1;
 	int r, dev = -1;
 
 	t0 = bench_now_ns();
 	r = direct_open(bdf, &d, why, whylen);
+	tg = bench_now_ns();
 	if (r == 0) {
 		dev = ioctl(d.group, VFIO_GROUP_GET_DEVICE_FD, bdf);
 		if (dev < 0)
 			r = failed(why, whylen, "VFIO_GROUP_GET_DEVICE_FD");
 	}
+	td = bench_now_ns();
 	if (r == 0 && ioctl(dev, VFIO_DEVICE_RESET) < 0)
 		r = failed(why, whylen, "VFIO_DEVICE_RESET");
 	t1 = bench_now_ns();
+	steps[0] = (double)(tg - t0) / 1e6;
+	steps[1] = (double)(td - tg) / 1e6;
+	steps[2] = (double)(t1 - td) / 1e6;
 	if (dev >= 0)
 		close(dev);
 	if (d.group >= 0)
@@ -591,10 +639,11 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 	unsigned n = env_rounds("VB_BENCH_HOTPLUG_ROUNDS", HOTPLUG_ROUNDS_DEFAULT);
 	double *fv = calloc(n, sizeof(double)), *bv = calloc(n, sizeof(double));
 	double *av = calloc(n, sizeof(double)), *hv = calloc(n, sizeof(double));
+	double *dv = calloc(3 * (size_t)n, sizeof(double)), dm[3], handshake;
 	struct bench_stats as, fs, bs, hs;
 	struct vfb_ctl *ctl = NULL;
 	char why[300] = "";
-	int r = fv && bv && av && hv ? 0 : -ENOMEM;
+	int r = fv && bv && av && hv && dv ? 0 : -ENOMEM;
 
 	if (r == 0) {
 		r = vfb_ctl_connect(ctlsock, 0, &ctl);
@@ -607,31 +656,41 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 		bool broker_first = i % 2 == 0;
 
 		for (int side = 0; r == 0 && side < 2; side++) {
+			hotplug_idle_wait();
 			if ((side == 0) == broker_first)
 				fv[i] = hotplug_broker(ctl, bdf, &av[i], why, sizeof(why), &r);
 			else
-				bv[i] = hotplug_direct(direct_bdf, why, sizeof(why), &r);
+				bv[i] =
+				    hotplug_direct(direct_bdf, dv + 3 * i, why, sizeof(why), &r);
 		}
 	}
 	if (r == 0) {
 		/* Where the figure goes: AddDevice's reply (the broker's VFIO steps, the worker's
 		 * start and handoff) against the VMM's connection and handshake after it. */
-		bench_stats_of(av, n, &as);
+		for (unsigned i = 0; i < n; i++)
+			hv[i] = fv[i] - av[i];
+		bench_stats_of(hv, n, &hs);
+		handshake = hs.median;
+		bench_stats_of(av, n, &as); /* sorts av: the pairs above are made first */
 		printf("# %s: AddDevice answered after %.1f ms (median), the handshake took the "
 		       "rest\n",
 		       name, as.median);
 		/* For guest_bench.py's breakdown (medians, ms); report_rounds sorts its arrays.
 		 * The handshake's median is of each round's own (total - AddDevice), not a
 		 * difference of medians. */
-		for (unsigned i = 0; i < n; i++)
-			hv[i] = fv[i] - av[i];
-		bench_stats_of(hv, n, &hs);
+		for (int k = 0; k < 3; k++) {
+			for (unsigned i = 0; i < n; i++)
+				hv[i] = dv[3 * i + k];
+			bench_stats_of(hv, n, &hs);
+			dm[k] = hs.median;
+		}
 		memcpy(av, fv, n * sizeof(double));
 		bench_stats_of(av, n, &fs);
 		memcpy(av, bv, n * sizeof(double));
 		bench_stats_of(av, n, &bs);
-		printf("p4 %s total %.3f add %.3f vfio %.3f handshake %.3f\n", name, fs.median,
-		       as.median, bs.median, hs.median);
+		printf("p4 %s total %.3f add %.3f vfio %.3f handshake %.3f vfio_group %.3f "
+		       "vfio_device %.3f vfio_reset %.3f\n",
+		       name, fs.median, as.median, bs.median, handshake, dm[0], dm[1], dm[2]);
 		report_rounds(name, fv, "vfio_open_attach_devfd_reset", bv, n, "ms/op");
 	} else {
 		bench_fail(name, "%s", why);
@@ -641,6 +700,7 @@ static int cmd_hotplug(const char *ctlsock, const char *bdf, const char *direct_
 	free(bv);
 	free(av);
 	free(hv);
+	free(dv);
 	return r < 0;
 }
 

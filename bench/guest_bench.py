@@ -279,12 +279,12 @@ def metric(g, name):
 
 # What the broker and the worker log of each hot-plug's steps (debug level, the test guest's):
 # the broker's AddDevice steps until its answer, the worker's from its HANDOFF to its answer,
-# the worker's admission of the VMM (VMM_ADMIT to the broker and back), and when the broker
-# heard that the VMM is in, after AddDevice's answer.
+# the worker's admission of the VMM (VMM_ADMIT to the broker and back) and its HELLO's answer,
+# and when the broker heard that the VMM is in, after AddDevice's answer.
 STEP_LINES = (
     ("broker", re.compile(r"AddDevice answered after ([0-9.]+) ms: (.*)$")),
     ("worker", re.compile(r"answered ([0-9.]+) ms after the HANDOFF: (.*)$")),
-    ("admit", re.compile(r"connected, admitted in ([0-9.]+) ms$")),
+    ("admit", re.compile(r"connected, ([0-9.]+) ms after its connect")),
     ("first_vmm", re.compile(r"first VMM in ([0-9.]+) ms after AddDevice's answer$")),
 )
 STEPS = {}
@@ -298,7 +298,7 @@ def median(v):
 def collect_steps(g, row):
     """The step lines of the broker's log (this row's broker only) into STEPS[row]: for each
     source its totals and, per step name, its durations (ms)."""
-    out = g.check("grep -E 'AddDevice answered after|after the HANDOFF|admitted in|"
+    out = g.check("grep -E 'AddDevice answered after|after the HANDOFF|after its connect|"
                   "first VMM in' %s || true" % vbbroker.LOG)
     res = {src: {"total": [], "steps": {}} for src, _ in STEP_LINES}
     for line in out.splitlines():
@@ -340,10 +340,15 @@ def print_steps(row):
                   p.get("handshake", p["total"] - p["add"])))
     print(line % ("  broker: its answer until the worker says the VMM is in",
                   median(s["first_vmm"]["total"])))
-    print(line % ("    worker: the VMM's connect until admitted (VMM_ADMIT)",
+    print(line % ("    worker: the VMM's accept until admitted and HELLO answered",
                   median(s["admit"]["total"])))
     print(line % ("client: total (AddDevice until the handshake is done)", p["total"]))
-    print(line % ("baseline: the same VFIO steps in-process", p["vfio"]), flush=True)
+    print(line % ("baseline: the same VFIO steps in-process", p["vfio"]))
+    for k, label in (("vfio_group", "sysfs, container, group, attach, IOMMU"),
+                     ("vfio_device", "VFIO_GROUP_GET_DEVICE_FD"), ("vfio_reset", "VFIO_DEVICE_RESET")):
+        if k in p:
+            print(line % ("  " + label, p[k]))
+    sys.stdout.flush()
 
 
 def p4_breakdown():

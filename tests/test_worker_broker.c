@@ -1078,6 +1078,47 @@ static void wait_heartbeat_answered(struct fx *f, uint64_t seq)
 	fail_msg("heartbeat %llu was not answered", (unsigned long long)seq);
 }
 
+/* The broker hears of an admitted VMM (VMM_STATE) once the worker has answered its HELLO, not
+ * before: the handshake does not wait for the broker's bookkeeping. A heartbeat round trip
+ * after the admission orders whatever the worker sent before it. */
+static void test_worker_broker_vmm_state_after_hello_answered(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect_raw(f);
+
+	wait_for(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1, 1);
+	send_heartbeat(f, 7, 1);
+	wait_heartbeat_answered(f, 7);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, -1), 0);
+	assert_int_equal(vmm_hello(c, NULL, NULL), 0);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	ipc_chan_free(c);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 1);
+}
+
+/* A VMM admitted that hangs up before sending anything: the broker hears that it came and that
+ * it went, in that order, once each. */
+static void test_worker_broker_vmm_gone_before_hello_announced_both(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect_raw(f);
+
+	wait_for(f, VB__BRK__TYPE__VMM_ADMIT, -1, -1, -1, 1);
+	ipc_chan_free(c);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1), 1);
+	assert_int_equal(count(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0), 1);
+	pthread_mutex_lock(&f->lock);
+	for (int i = 0, seen = 0; i < f->nlog; i++) {
+		if (f->log[i].type != VB__BRK__TYPE__VMM_STATE)
+			continue;
+		/* connected first, then disconnected */
+		assert_int_equal(f->log[i].connected, seen++ == 0);
+	}
+	pthread_mutex_unlock(&f->lock);
+}
+
 /* Ends the worker (its channel hangs up) and returns what it logged. */
 static void end_and_read_log(struct fx *f, char *log, size_t len)
 {
@@ -2352,6 +2393,10 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_refused_by_broker_gets_eperm,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_state_after_hello_answered,
+					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_gone_before_hello_announced_both,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_msix_and_dma_reach_broker, setup,
 					    teardown),

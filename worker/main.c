@@ -177,7 +177,7 @@ struct worker {
 	struct wkr_backend inner;
 	int exit_code;
 	bool loop_ok;
-	uint64_t admit_begun_ns; /* when the VMM being admitted connected; 0: none */
+	uint64_t admit_begun_ns; /* when the VMM being admitted was accepted; 0: none */
 };
 
 static struct worker W = {.name = "vfio-worker"};
@@ -235,8 +235,8 @@ static int fw_reset(void *c, struct vb_err *err)
 static void fw_vmm_state(void *c, bool connected, pid_t pid, uid_t uid)
 {
 	if (connected && W.admit_begun_ns)
-		wlog("VMM pid %d uid %u connected, admitted in %.2f ms", (int)pid, (unsigned)uid,
-		     (double)(vb_steps_now_ns() - W.admit_begun_ns) / 1e6);
+		wlog("VMM pid %d uid %u connected, %.2f ms after its connect (admission, HELLO)",
+		     (int)pid, (unsigned)uid, (double)(vb_steps_now_ns() - W.admit_begun_ns) / 1e6);
 	else
 		wlog("VMM pid %d uid %u %s", (int)pid, (unsigned)uid,
 		     connected ? "connected"

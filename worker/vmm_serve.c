@@ -79,6 +79,17 @@ static void session_closed(uv_handle_t *h)
 	v->ops->free(v);
 }
 
+/* Tells the backend of the admitted VMM, once. */
+static void announce(struct wkr_serve *sv)
+{
+	const struct wkr_backend *b = &sv->cfg.backend;
+
+	if (!sv->announce)
+		return;
+	sv->announce = false;
+	b->ops->vmm_state(b->ctx, true, sv->vmm_pid, sv->vmm_uid);
+}
+
 void wkr_serve_end(struct wkr_serve *sv)
 {
 	struct wkr_serve_session *v = sv->vmm;
@@ -99,8 +110,13 @@ void wkr_serve_end(struct wkr_serve *sv)
 		(void)b->ops->dma_unmap_all(b->ctx);
 	}
 	wkr_irq_set_mode(sv->cfg.dev, WKR_IRQ_EMULATED);
-	if (sv->closing)
+	if (sv->closing) {
+		sv->announce = false;
 		return;
+	}
+	/* A VMM that left before its first request was served was admitted all the same: the
+	 * backend hears of both, in order. */
+	announce(sv);
 	b->ops->vmm_state(b->ctx, false, sv->vmm_pid, sv->vmm_uid);
 	wkr_serve_removal_finish(sv, sv->cfg.hangup_acks_removal);
 }
@@ -116,6 +132,9 @@ static void on_session(uv_poll_t *h, int status, int events)
 		return;
 	}
 	v->ops->serve(v, events);
+	/* The session's first requests are answered (or it has ended, and said so). */
+	if (!v->ended)
+		announce(v->sv);
 }
 
 /* Reads unless paused or held, waits for writability while replies are queued; a session that
@@ -243,7 +262,6 @@ static int session_start(struct wkr_serve *sv, int fd)
 /* The backend has decided on the connection being admitted. */
 static void admit_finish(struct wkr_serve *sv)
 {
-	const struct wkr_backend *b = &sv->cfg.backend;
 	int r = sv->admit_defer.err, fd;
 
 	if (r < 0) {
@@ -262,7 +280,7 @@ static void admit_finish(struct wkr_serve *sv)
 	sv->vmm_pid = sv->admit.pid;
 	sv->vmm_uid = sv->admit.uid;
 	wkr_irq_set_mode(sv->cfg.dev, sv->cfg.irq_mode);
-	b->ops->vmm_state(b->ctx, true, sv->vmm_pid, sv->vmm_uid);
+	sv->announce = true; /* once its HELLO is answered: announce() */
 }
 
 static void admit_done(struct wkr_defer *d)

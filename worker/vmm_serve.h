@@ -109,6 +109,10 @@ struct wkr_serve {
 	struct wkr_admit admit;
 	pid_t vmm_pid;
 	uid_t vmm_uid;
+	/* Admitted, and not told to the backend yet: that waits until the session's first
+	 * requests (the HELLO) are answered, so that the VMM's handshake does not wait for the
+	 * backend's bookkeeping (a broker round of VMM_STATE, a log line, the pool's refill). */
+	bool announce;
 	int grant_fd; /* the VMM's mmap grant while it is connected, else -1 */
 	uint64_t requests;
 	bool removal_pending;
