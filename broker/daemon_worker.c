@@ -80,6 +80,8 @@ static void dmn_on_ready(void *ctx)
 {
 	struct dmn_assignment *dd = ctx;
 	struct brk_dev_rec *d = dd->rec;
+	bool answered;
+	double ms = 0;
 
 	/* The worker has its own copies of the listening sockets now. */
 	if (dd->vmm_fd >= 0)
@@ -94,6 +96,14 @@ static void dmn_on_ready(void *ctx)
 	vb_steps_mark(&dd->add_steps, "handoff");
 	brk_daemon__rec_dev(dd);
 	vb_steps_mark(&dd->add_steps, "record_ready");
+	/* An AddDevice waiting for this worker is answered before anything is logged: a log line
+	 * is a write to the journal's socket, and a hot-plug's caller waits for nothing else. */
+	answered = !dd->adopted && dd->add_call;
+	if (answered) {
+		ms = vb_steps_total_ms(&dd->add_steps);
+		dmn_reply_add(dd);
+		dd->add_answered_ns = vb_steps_now_ns();
+	}
 	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path,
 		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
@@ -104,11 +114,7 @@ static void dmn_on_ready(void *ctx)
 				  : "");
 	if (dd->adopted) {
 		dd->adopted = false; /* the same worker as before: nothing to announce */
-	} else if (dd->add_call) {
-		double ms = vb_steps_total_ms(&dd->add_steps);
-
-		dmn_reply_add(dd);
-		dd->add_answered_ns = vb_steps_now_ns();
+	} else if (answered) {
 		brk_debug("%s: AddDevice answered after %.2f ms: %s", d->bdf, ms,
 			  dd->add_steps.text);
 		dd->add_steps.start_ns = 0;
