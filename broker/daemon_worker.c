@@ -80,6 +80,7 @@ static void dmn_on_ready(void *ctx)
 {
 	struct dmn_assignment *dd = ctx;
 	struct brk_dev_rec *d = dd->rec;
+	char steps[sizeof(dd->add_steps.text) + 48] = "";
 	bool answered;
 	double ms = 0;
 
@@ -104,19 +105,23 @@ static void dmn_on_ready(void *ctx)
 		dmn_reply_add(dd);
 		dd->add_answered_ns = vb_steps_now_ns();
 	}
-	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)", d->bdf, (int)d->worker_pid,
+	/* With an AddDevice's steps, so that an operator sees where a slow hot-plug's time went
+	 * (bench/README.md, P4, reads the same line). */
+	if (answered)
+		snprintf(steps, sizeof(steps), "; AddDevice answered after %.2f ms: %s", ms,
+			 dd->add_steps.text);
+	brk_info("%s: worker %d ready (vm %s, socket %s%s%s%s%s)%s", d->bdf, (int)d->worker_pid,
 		 d->vm->name, d->socket_path,
 		 d->socket_path[0] && d->vfu_socket_path[0] ? ", " : "",
 		 d->vfu_socket_path[0] ? "vfio-user " : "", d->vfu_socket_path,
 		 dd->adopted	  ? ", adopted from the last broker"
 		 : dd->generation ? ", restarted"
 		 : dd->hotplug	  ? ", hot-plugged into the running VM"
-				  : "");
+				  : "",
+		 steps);
 	if (dd->adopted) {
 		dd->adopted = false; /* the same worker as before: nothing to announce */
 	} else if (answered) {
-		brk_debug("%s: AddDevice answered after %.2f ms: %s", d->bdf, ms,
-			  dd->add_steps.text);
 		dd->add_steps.start_ns = 0;
 		dd->dmn->adds_total++;
 		brk_ctl_event(dd->dmn->ctl, VB__CTL__EVENT_KIND__EVENT_DEVICE_ADDED, d->bdf,
@@ -139,11 +144,13 @@ static void dmn_on_vmm_state(void *ctx, bool connected, uint32_t pid, uint32_t u
 		brk_dev_set_state(d, connected ? BRK_DEV_CONNECTED : BRK_DEV_READY);
 		brk_daemon__rec_dev(dd);
 	}
-	brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
-		 connected ? "connected" : "disconnected");
 	if (connected && dd->add_answered_ns)
-		brk_debug("%s: first VMM in %.2f ms after AddDevice's answer", d->bdf,
-			  (double)(vb_steps_now_ns() - dd->add_answered_ns) / 1e6);
+		brk_info("%s: VMM pid %u uid %u connected, the first %.2f ms after AddDevice's "
+			 "answer",
+			 d->bdf, pid, uid, (double)(vb_steps_now_ns() - dd->add_answered_ns) / 1e6);
+	else
+		brk_info("%s: VMM pid %u uid %u %s", d->bdf, pid, uid,
+			 connected ? "connected" : "disconnected");
 	dd->add_answered_ns = 0;
 	/* A hot-plug is done once its VMM is in: the pool's refill no longer competes with it. */
 	if (connected)

@@ -22,11 +22,11 @@ SOCK = "/run/vfio-broker/control.sock"
 
 
 def config(allow="1234:11e8 8086:10d3 1b36:0010", restart="on-failure", restart_max=3,
-           heartbeat_interval_ms=500, heartbeat_timeout_ms=3000, extra=""):
+           heartbeat_interval_ms=500, heartbeat_timeout_ms=3000, extra="", log_level="debug"):
     return """[broker]
 control_socket = %s
 runtime_dir = /run/vfio-broker/vmm
-log_level = debug
+log_level = %s
 seccomp = kill
 
 [devices]
@@ -44,7 +44,8 @@ heartbeat_interval_ms = %d
 heartbeat_timeout_ms = %d
 restart = %s
 restart_max = %d
-%s""" % (SOCK, allow, heartbeat_interval_ms, heartbeat_timeout_ms, restart, restart_max, extra)
+%s""" % (SOCK, log_level, allow, heartbeat_interval_ms, heartbeat_timeout_ms, restart, restart_max,
+       extra)
 
 
 class BrokerError(AssertionError):
