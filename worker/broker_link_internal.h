@@ -47,6 +47,7 @@ struct wkr_broker {
 	/* What the VMM holds mapped, in the channel's order: a timed-out DMA_MAP over it created
 	 * nothing, and its range is not unmapped (it is the VMM's). */
 	struct wkr_held held;
+	uint64_t held_from; /* the seq of the last DMA_UNMAP_ALL: maps sent before it are gone */
 	/* The re-sent routing's calls: until they complete, the servers are held (no VMM access
 	 * may reach the device while an index is off in the kernel). */
 	struct wkr_defer resync;

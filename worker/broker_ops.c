@@ -265,7 +265,8 @@ int wkr_broker__outcome(void *data, struct wkr_bcall *c, struct ipc_msg *m, int 
 	 * mapping committed in its record). */
 	if (c->type == VB__BRK__TYPE__DMA_MAP && !m && err == -ETIMEDOUT)
 		undo_maps_over(b, c->iova, c->size, "the VMM is told it failed");
-	if (c->type == VB__BRK__TYPE__DMA_MAP && m && err == 0)
+	/* Not a map sent before an unmap-all (its VMM left meanwhile): that undid it. */
+	if (c->type == VB__BRK__TYPE__DMA_MAP && m && err == 0 && c->seq >= b->held_from)
 		hold_range(b, c->iova, c->size);
 	if (c->type == VB__BRK__TYPE__DMA_UNMAP && c->size)
 		return unmap_outcome(b, c, m, err);
@@ -350,6 +351,7 @@ static int b_dma_unmap_all(void *ctx)
 
 	b->nlost = 0;
 	wkr_held_clear(&b->held);
+	b->held_from = b->calls.sent;
 	return send_call(b, VB__BRK__TYPE__DMA_UNMAP_ALL, &e.base, NULL, 0, NULL, NULL);
 }
 
