@@ -588,6 +588,28 @@ static void report_sandbox(void)
 			 vb_err_msg(&err, r));
 }
 
+/* The workers' stderr is the broker's (spawn.c). A regular file there takes their lines only
+ * up to their RLIMIT_FSIZE (rlimit_fsize, 0 by default): past it each write fails (EFBIG) and
+ * the line is lost, silently. Under systemd stderr is the journal's stream socket, which no
+ * file size limit applies to; started by hand with `2>>file`, the operator is told once. */
+static void report_worker_log(const struct brk_config *cfg)
+{
+	struct stat st;
+
+	if (fstat(STDERR_FILENO, &st) < 0 || !S_ISREG(st.st_mode))
+		return;
+	if (cfg->rlimits.fsize == 0)
+		brk_warn(
+		    "stderr is a regular file, which the workers may not write to (rlimit_fsize "
+		    "= 0): their log lines are lost; run the broker under systemd (the journal) "
+		    "or give it a pipe as stderr (for example | logger)");
+	else
+		brk_warn("stderr is a regular file, which the workers may write to only up to "
+			 "rlimit_fsize (%llu bytes): their log lines past that are lost; run the "
+			 "broker under systemd (the journal) or give it a pipe as stderr",
+			 (unsigned long long)cfg->rlimits.fsize);
+}
+
 /* SIGTERM and SIGINT end the broker and leave everything to the next one; SIGUSR2 re-executes
  * it. */
 static const struct {
@@ -651,6 +673,7 @@ static int run(const struct opts *o, const struct brk_config *cfg, struct run_st
 	}
 	report_caps(&caps);
 	report_sandbox();
+	report_worker_log(cfg);
 	env.store = rs->store;
 	r = uv_loop_init(&loop);
 	if (r == 0)

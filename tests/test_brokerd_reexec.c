@@ -453,6 +453,45 @@ static void test_brokerd_prestart_zero_no_worker(void **state)
 	stop_broker(pid);
 }
 
+/* How many times `what` stands in the broker's log (dir/broker.log). */
+static int log_count(const char *what)
+{
+	char path[128], buf[16384];
+	const char *p;
+	int fd, n = 0;
+	ssize_t len;
+
+	snprintf(path, sizeof(path), "%s/broker.log", dir);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	assert_true(fd >= 0);
+	len = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	assert_true(len >= 0);
+	buf[len] = '\0';
+	for (p = buf; (p = strstr(p, what)); p += strlen(what))
+		n++;
+	return n;
+}
+
+/* The broker's stderr is a regular file here (start_broker_with), which the workers' writes
+ * under their RLIMIT_FSIZE cannot extend: the broker says so, once, naming the limit; the
+ * answer to a control request proves its start-up is over. */
+static void test_brokerd_stderr_regular_file_worker_lines_lost_warned(void **state)
+{
+	static const char *const up[] = {"vfio_broker_pool_size 0\n"};
+	pid_t pid = start_broker();
+
+	wait_metrics(up, 1);
+	assert_int_equal(log_count("stderr is a regular file"), 1);
+	assert_int_equal(log_count("(rlimit_fsize = 0): their log lines are lost"), 1);
+	stop_broker(pid);
+	pid = start_broker_with("rlimit_fsize = 1M\n");
+	wait_metrics(up, 1);
+	assert_int_equal(log_count("stderr is a regular file"), 1);
+	assert_int_equal(log_count("only up to rlimit_fsize (1048576 bytes)"), 1);
+	stop_broker(pid);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -462,6 +501,8 @@ int main(void)
 		test_brokerd_reexec_request_in_flight_answered_connection_kept, teardown),
 	    cmocka_unit_test_teardown(test_brokerd_prestart_pool_filled_replaced_ended, teardown),
 	    cmocka_unit_test_teardown(test_brokerd_prestart_zero_no_worker, teardown),
+	    cmocka_unit_test_teardown(test_brokerd_stderr_regular_file_worker_lines_lost_warned,
+				      teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
