@@ -498,6 +498,39 @@ static bool wait_step(const sigset_t *set)
 	return sig == SIGUSR1;
 }
 
+/* What dma-absent and dma-twice do first: SIGTERM, SIGINT and SIGUSR1 blocked for wait_step(),
+ * a connection whose calls wait 60 s (past the worker's 30 s), SIZE bytes of guest RAM mapped at
+ * IOVA ("mapped:"), then the wait for the first SIGUSR1. 1: go on; 0: told to end first; < 0:
+ * failed (reported). *dev (NULL until connected) and *ram are the caller's to free. */
+static int absent_begin(const char *socket, uint64_t iova, uint64_t size, sigset_t *set,
+			struct vfb_dev **dev, struct vmm_ram *ram)
+{
+	struct vfb_device_info info;
+	int r;
+
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGUSR1);
+	if (sigprocmask(SIG_BLOCK, set, NULL) < 0)
+		return vmm_fail("sigprocmask: %s", strerror(errno));
+	if (vmm_connect(socket, dev, &info) < 0)
+		return -1;
+	r = vfb_dev_set_timeout(*dev, 60000);
+	r = r ?: vmm_ram_new(size, ram);
+	if (r < 0)
+		return vmm_fail("guest RAM: %s", strerror(-r));
+	r = vmm_check(*dev,
+		      vfb_dev_dma_map(*dev, ram->fd, 0, iova, size, VFB_DMA_READ | VFB_DMA_WRITE),
+		      "DMA map");
+	if (r < 0)
+		return r;
+	printf("mapped: %llu KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n",
+	       (unsigned long long)(size >> 10), (unsigned long long)iova);
+	fflush(stdout);
+	return wait_step(set) ? 1 : 0;
+}
+
 /*
  * dma-absent SOCKET: a VMM's DMA requests while no broker runs (issue 12). Connects, maps 2 MiB
  * of guest RAM at IOVA 0x100000 ("mapped:"); at SIGUSR1 (no broker there) unmaps it, then maps
@@ -510,32 +543,12 @@ static int vmm_dma_absent(char **sockets, struct vmm_figures *fig)
 	const uint64_t ram_iova = 0x100000, win_iova = 0x400000, size = 2u << 20;
 	const uint32_t rw = VFB_DMA_READ | VFB_DMA_WRITE;
 	struct vmm_ram ram = {.fd = -1};
-	struct vfb_device_info info;
-	struct vfb_dev *dev;
+	struct vfb_dev *dev = NULL;
 	sigset_t set;
 	int r;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return vmm_fail("sigprocmask: %s", strerror(errno));
-	if (vmm_connect(sockets[0], &dev, &info) < 0)
-		return -1;
-	r = vfb_dev_set_timeout(dev, 60000);
-	r = r ?: vmm_ram_new(size, &ram);
-	if (r < 0) {
-		vmm_fail("guest RAM: %s", strerror(-r));
-		goto out;
-	}
-	r = vmm_check(dev, vfb_dev_dma_map(dev, ram.fd, 0, ram_iova, size, rw), "DMA map");
-	if (r < 0)
-		goto out;
-	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n",
-	       (unsigned long long)ram_iova);
-	fflush(stdout);
-	if (!wait_step(&set))
+	r = absent_begin(sockets[0], ram_iova, size, &set, &dev, &ram);
+	if (r <= 0)
 		goto out;
 	r = vfb_dev_dma_unmap(dev, ram_iova, size);
 	if (r != -ETIMEDOUT) {
@@ -583,32 +596,12 @@ static int vmm_dma_twice(char **sockets, struct vmm_figures *fig)
 	const uint64_t iova = 0x100000, size = 2u << 20;
 	const uint32_t rw = VFB_DMA_READ | VFB_DMA_WRITE;
 	struct vmm_ram ram = {.fd = -1};
-	struct vfb_device_info info;
-	struct vfb_dev *dev;
+	struct vfb_dev *dev = NULL;
 	sigset_t set;
 	int r;
 
-	sigemptyset(&set);
-	sigaddset(&set, SIGTERM);
-	sigaddset(&set, SIGINT);
-	sigaddset(&set, SIGUSR1);
-	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
-		return vmm_fail("sigprocmask: %s", strerror(errno));
-	if (vmm_connect(sockets[0], &dev, &info) < 0)
-		return -1;
-	r = vfb_dev_set_timeout(dev, 60000);
-	r = r ?: vmm_ram_new(size, &ram);
-	if (r < 0) {
-		vmm_fail("guest RAM: %s", strerror(-r));
-		goto out;
-	}
-	r = vmm_check(dev, vfb_dev_dma_map(dev, ram.fd, 0, iova, size, rw), "DMA map");
-	if (r < 0)
-		goto out;
-	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n",
-	       (unsigned long long)iova);
-	fflush(stdout);
-	if (!wait_step(&set))
+	r = absent_begin(sockets[0], iova, size, &set, &dev, &ram);
+	if (r <= 0)
 		goto out;
 	r = vfb_dev_dma_map(dev, ram.fd, 0, iova, size, rw);
 	if (r != -ETIMEDOUT) {

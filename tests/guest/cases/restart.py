@@ -691,6 +691,51 @@ def step(g, name, marker):
     return lines[-1]
 
 
+def absent_case(g, name, add, sock_key, cmd, absent_marker, after):
+    """What the broker_absent_* cases with one edu share: edu0 added (`vfio-brokerctl add ADD`),
+    the VMM CMD % its socket (json key SOCK_KEY) run in the background as NAME until its
+    'mapped:' (2 MiB mapped and pinned); the broker stopped (SIGSTOP, systemd's watchdog off
+    meanwhile) while the VMM takes its step (SIGUSR1) until ABSENT_MARKER, then SIGKILLed and
+    the next one waited for; the VMM's next step (SIGUSR1) checked by AFTER(g, name). Then the
+    same worker serves edu0, and nothing is mapped or pinned."""
+    setup(g)
+    edu = g.bdf("edu0")
+    pids = []
+    watchdogs_off = False
+    try:
+        rc, out = g.run("%s add %s %s" % (CTL, edu, add), timeout=180)
+        assert rc == 0, "add %s: exit %d: %s\n%s" % (edu, rc, out, journal_tail(g))
+        sock = json.loads(out)[sock_key]
+        vmm = bg(g, name, cmd % sock)
+        pids.append(vmm)
+        step(g, name, "mapped:")
+        before = devices(g)[edu]
+        assert (before["dma_mappings"], before["pinned_bytes"]) == (1, 2 << 20), before
+        pid = main_pid(g)
+        sh(g, "systemctl service-watchdogs no")
+        watchdogs_off = True
+        sh(g, "kill -STOP %d" % pid)
+        wait_for("the broker stopped",
+                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
+        sh(g, "kill -USR1 %d" % vmm)
+        note(step(g, name, absent_marker))
+        sh(g, "kill -KILL %d" % pid)
+        wait_running(g, pid)
+        sh(g, "systemctl service-watchdogs yes")
+        watchdogs_off = False
+        sh(g, "kill -USR1 %d" % vmm)
+        after(g, name)
+        a = devices(g)[edu]
+        assert a["worker_pid"] == before["worker_pid"], (before, a)
+        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
+    finally:
+        if watchdogs_off:
+            g.run("systemctl service-watchdogs yes")
+        for p in pids:
+            g.run("kill -TERM %d 2>/dev/null; true" % p)
+        stop_service(g)
+
+
 @guest_test("broker_absent_map_twice_keeps_mapping", topology=T, timeout=1200)
 def broker_absent_map_twice_keeps_mapping(g):
     """A VMM maps a range it already holds while no broker runs (vfio-demo-vmm dma-twice): the
@@ -701,45 +746,14 @@ def broker_absent_map_twice_keeps_mapping(g):
     SIGKILLed, and systemd starts the next one, which carries out what waited. Checked: the VMM's
     next map of the range is refused EEXIST by the broker (the first mapping is there), the same
     worker serves it, and its unmap leaves nothing mapped or pinned."""
-    setup(g)
-    edu = g.bdf("edu0")
-    pids = []
-    watchdogs_off = False
-    try:
-        rc, out = g.run("%s add %s --vm twice --owner 0:0" % (CTL, edu), timeout=180)
-        assert rc == 0, "add %s: exit %d: %s\n%s" % (edu, rc, out, journal_tail(g))
-        sock = json.loads(out)["socket_path"]
-        vmm = bg(g, "dma-twice", "%s/vfio-demo-vmm dma-twice %s" % (bindir(g), sock))
-        pids.append(vmm)
-        step(g, "dma-twice", "mapped:")
-        before = devices(g)[edu]
-        assert (before["dma_mappings"], before["pinned_bytes"]) == (1, 2 << 20), before
-        pid = main_pid(g)
-        sh(g, "systemctl service-watchdogs no")
-        watchdogs_off = True
-        sh(g, "kill -STOP %d" % pid)
-        wait_for("the broker stopped",
-                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
-        sh(g, "kill -USR1 %d" % vmm)
-        note(step(g, "dma-twice", "map again: timed out"))
-        sh(g, "kill -KILL %d" % pid)
-        wait_running(g, pid)
-        sh(g, "systemctl service-watchdogs yes")
-        watchdogs_off = False
-        sh(g, "kill -USR1 %d" % vmm)
-        line = step(g, "dma-twice", "map again: exists")
+    def after(g, name):
+        line = step(g, name, "map again: exists")
         note(line)
         assert "already mapped" in line, line
-        step(g, "dma-twice", "unmapped")
-        a = devices(g)[edu]
-        assert a["worker_pid"] == before["worker_pid"], (before, a)
-        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
-    finally:
-        if watchdogs_off:
-            g.run("systemctl service-watchdogs yes")
-        for p in pids:
-            g.run("kill -TERM %d 2>/dev/null; true" % p)
-        stop_service(g)
+        step(g, name, "unmapped")
+
+    absent_case(g, "dma-twice", "--vm twice --owner 0:0", "socket_path",
+                "%s/vfio-demo-vmm dma-twice %%s" % bindir(g), "map again: timed out", after)
 
 
 @guest_test("broker_absent_vfio_user_unmap_retry_done", topology=T, timeout=1200)
@@ -750,40 +764,7 @@ def broker_absent_vfio_user_unmap_retry_done(g):
     same unmap is answered done (the range is gone, as it asked), not ENOENT from the vfio-user
     session's own table, which forgot the range when the first unmap was sent. Its client is
     vfio-user-edu --absent-unmap. Afterwards nothing is mapped or pinned, the same worker."""
-    setup(g)
-    edu = g.bdf("edu0")
-    pids = []
-    watchdogs_off = False
-    try:
-        rc, out = g.run("%s add %s --vm vfu --owner 0:0 --protocol vfio-user" % (CTL, edu),
-                        timeout=180)
-        assert rc == 0, "add %s: exit %d: %s\n%s" % (edu, rc, out, journal_tail(g))
-        sock = json.loads(out)["vfio_user_socket_path"]
-        vmm = bg(g, "vfu-unmap", "%s/vfio-user-edu --absent-unmap %s" % (bindir(g), sock))
-        pids.append(vmm)
-        step(g, "vfu-unmap", "mapped:")
-        before = devices(g)[edu]
-        assert (before["dma_mappings"], before["pinned_bytes"]) == (1, 2 << 20), before
-        pid = main_pid(g)
-        sh(g, "systemctl service-watchdogs no")
-        watchdogs_off = True
-        sh(g, "kill -STOP %d" % pid)
-        wait_for("the broker stopped",
-                 lambda: g.run("cut -d' ' -f3 /proc/%d/stat" % pid)[1].strip() == "T")
-        sh(g, "kill -USR1 %d" % vmm)
-        step(g, "vfu-unmap", "unmap: timed out")
-        sh(g, "kill -KILL %d" % pid)
-        wait_running(g, pid)
-        sh(g, "systemctl service-watchdogs yes")
-        watchdogs_off = False
-        sh(g, "kill -USR1 %d" % vmm)
-        note(step(g, "vfu-unmap", "unmap retried: done"))
-        a = devices(g)[edu]
-        assert a["worker_pid"] == before["worker_pid"], (before, a)
-        assert (a["dma_mappings"], a["pinned_bytes"]) == (0, 0), a
-    finally:
-        if watchdogs_off:
-            g.run("systemctl service-watchdogs yes")
-        for p in pids:
-            g.run("kill -TERM %d 2>/dev/null; true" % p)
-        stop_service(g)
+    absent_case(g, "vfu-unmap", "--vm vfu --owner 0:0 --protocol vfio-user",
+                "vfio_user_socket_path", "%s/vfio-user-edu --absent-unmap %%s" % bindir(g),
+                "unmap: timed out",
+                lambda g, name: note(step(g, name, "unmap retried: done")))
