@@ -58,11 +58,43 @@ static void test_dma_held_remove_exact_only(void **state)
 	assert_int_equal(h.n, 0);
 }
 
+/* The span of a range is the held ranges it touches, consecutive from the first: the one below
+ * that reaches into it, those inside, the last that sticks out; none beside it. */
+static void test_dma_held_span_counts_touching_ranges(void **state)
+{
+	struct wkr_held h = {0};
+	size_t first = 99;
+
+	(void)state;
+	for (uint64_t i = 0; i < 5; i++) /* [0x10000 + i * 0x20000, +0x10000) */
+		assert_int_equal(wkr_held_add(&h, 0x10000 + i * 0x20000, 0x10000), 0);
+	assert_int_equal(wkr_held_span(&h, 0, 0x10000, &first), 0);
+	assert_int_equal(wkr_held_span(&h, 0x20000, 0x10000, &first), 0);
+	assert_int_equal(wkr_held_span(&h, 0x1ffff, 1, &first), 1);
+	assert_int_equal(first, 0);
+	assert_int_equal(wkr_held_span(&h, 0x18000, 0x30000, &first), 2);
+	assert_int_equal(first, 0);
+	assert_int_equal(wkr_held_span(&h, 0x30000, 0x50001, &first), 3);
+	assert_int_equal(first, 1);
+	assert_int_equal(wkr_held_span(&h, 0, UINT64_MAX, &first), 5);
+	assert_int_equal(first, 0);
+	assert_int_equal(wkr_held_span(&h, 0x90000, 0x10000, &first), 1);
+	assert_int_equal(first, 4);
+	assert_int_equal(wkr_held_span(&h, 0x10000, 0, &first), 0);
+	/* After a reserve the add needs no memory: the capacity is there. */
+	while (h.n < h.cap)
+		assert_int_equal(wkr_held_add(&h, 0x100000 + h.n * 0x1000, 0x1000), 0);
+	assert_int_equal(wkr_held_reserve(&h), 0);
+	assert_true(h.cap > h.n);
+	wkr_held_free(&h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_dma_held_overlaps_at_either_end_not_beside),
 	    cmocka_unit_test(test_dma_held_remove_exact_only),
+	    cmocka_unit_test(test_dma_held_span_counts_touching_ranges),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -421,6 +421,42 @@ static void test_vfio_user_protocol_dma_map_unmap(void **state)
 	assert_int_equal(worker_fds(f), base);
 }
 
+/* A vfio-user unmap covers any number of whole mappings (the backend, like the broker, unmaps
+ * one exact mapping at a time: the session splits it); one that cuts the first or the last
+ * mapping it reaches is refused and removes none. */
+static void test_vfio_user_protocol_dma_unmap_covering_several(void **state)
+{
+	struct fx *f = *state;
+	int mfd = test_memfd(4 << 20, F_SEAL_SHRINK);
+	uint8_t p[32], u[24];
+	struct vfu_reply r;
+
+	for (uint64_t i = 0; i < 3; i++) {
+		dma_map_msg(p, 3, i << 20, (i + 1) << 20, 1 << 20);
+		expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
+		vfu_reply_free(&r);
+	}
+	dma_unmap_msg(u, 0, 0x100000, 0x280000); /* cuts the last */
+	expect_error(f->fd, 3, u, 24, NULL, 0, EINVAL);
+	dma_unmap_msg(u, 0, 0x180000, 0x280000); /* cuts the first */
+	expect_error(f->fd, 3, u, 24, NULL, 0, EINVAL);
+	for (uint64_t i = 0; i < 3; i++) { /* all three still mapped */
+		dma_map_msg(p, 3, i << 20, (i + 1) << 20, 1 << 20);
+		expect_error(f->fd, 2, p, 32, &mfd, 1, EEXIST);
+	}
+	dma_unmap_msg(u, 0, 0, 0x400000); /* covers all three and room around them */
+	expect_ok(f->fd, 3, u, 24, NULL, 0, &r);
+	vfu_reply_free(&r);
+	for (uint64_t i = 0; i < 3; i++) {
+		dma_unmap_msg(u, 0, (i + 1) << 20, 1 << 20);
+		expect_error(f->fd, 3, u, 24, NULL, 0, ENOENT);
+	}
+	dma_map_msg(p, 3, 0, 0x200000, 2 << 20);
+	expect_ok(f->fd, 2, p, 32, &mfd, 1, &r);
+	vfu_reply_free(&r);
+	close(mfd);
+}
+
 static void test_vfio_user_protocol_dma_map_without_fd_enotsup(void **state)
 {
 	struct fx *f = *state;
@@ -693,6 +729,7 @@ int main(void)
 	    E(test_vfio_user_protocol_region_write_posted_gets_no_reply),
 	    D(test_vfio_user_protocol_region_write_reply_echoes),
 	    E(test_vfio_user_protocol_dma_map_unmap),
+	    E(test_vfio_user_protocol_dma_unmap_covering_several),
 	    E(test_vfio_user_protocol_dma_map_without_fd_enotsup),
 	    E(test_vfio_user_protocol_dma_map_quota_enospc),
 	    N(test_vfio_user_protocol_set_irqs_msix_in_chunks),

@@ -367,6 +367,73 @@ static void test_worker_standalone_dma_validated_locally(void **state)
 	ipc_chan_free(c);
 }
 
+static int dma_unmap(struct ipc_chan *c, uint64_t iova, uint64_t size)
+{
+	Vb__DmaUnmap du = VB__DMA_UNMAP__INIT;
+	struct ipc_error err = {0};
+	struct ipc_msg *m = NULL;
+	int r;
+
+	du.iova = iova;
+	du.size = size;
+	r = call(c, VB__DEV__TYPE__DMA_UNMAP, &du.base, &m, &err);
+	ipc_msg_free(m);
+	return r;
+}
+
+/* As the broker (broker/dma.c): an unmap names exactly one mapping, so one over two mappings,
+ * or over part of one, is ENOENT and removes nothing; the bytes quota is EDQUOT (the default
+ * 64 GiB, on a sparse memfd: standalone maps nothing), the mapping quota ENOSPC. */
+static void test_worker_standalone_dma_unmap_exact_quota_codes_as_broker(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = connect_vmm(f);
+	struct ipc_error err = {0};
+	int mfd = test_memfd(1 << 20, F_SEAL_SHRINK);
+	int big = test_memfd(1 << 20, 0);
+	Vb__DmaMap dm = VB__DMA_MAP__INIT;
+
+	hello(c);
+	dm.prot = VB__DEV__DMA_PROT__DMA_PROT_READ;
+	dm.size = 0x80000;
+	dm.iova = 0x100000;
+	assert_int_equal(dma_map(c, &dm, mfd, &err), 0);
+	dm.iova = 0x180000;
+	dm.offset = 0x80000;
+	assert_int_equal(dma_map(c, &dm, mfd, &err), 0);
+	assert_int_equal(dma_unmap(c, 0x100000, 0x100000), -ENOENT);
+	assert_int_equal(dma_unmap(c, 0x100000, 0x40000), -ENOENT);
+	assert_int_equal(dma_map(c, &dm, mfd, &err), -EEXIST); /* both still there */
+	dm.iova = 0x100000;
+	dm.offset = 0;
+	assert_int_equal(dma_map(c, &dm, mfd, &err), -EEXIST);
+	assert_int_equal(dma_unmap(c, 0x180000, 0x80000), 0);
+	assert_int_equal(dma_unmap(c, 0x100000, 0x80000), 0);
+	assert_int_equal(dma_unmap(c, 0x100000, 0x80000), -ENOENT);
+
+	/* 64 GiB fit the default quota exactly; one page more does not. */
+	assert_int_equal(ftruncate(big, 65ll << 30), 0);
+	assert_int_equal(fcntl(big, F_ADD_SEALS, F_SEAL_SHRINK), 0);
+	dm.iova = 1ull << 40;
+	dm.size = 64ull << 30;
+	assert_int_equal(dma_map(c, &dm, big, &err), 0);
+	dm.iova = 2ull << 40;
+	dm.size = 0x1000;
+	assert_int_equal(dma_map(c, &dm, big, &err), -EDQUOT);
+	assert_int_equal(dma_unmap(c, 1ull << 40, 64ull << 30), 0);
+	assert_int_equal(dma_map(c, &dm, big, &err), 0);
+	/* 4096 mappings, the default quota: the 4097th is ENOSPC. */
+	for (uint64_t i = 1; i < 4096; i++) {
+		dm.iova = (2ull << 40) + i * 0x1000;
+		assert_int_equal(dma_map(c, &dm, big, &err), 0);
+	}
+	dm.iova = 3ull << 40;
+	assert_int_equal(dma_map(c, &dm, big, &err), -ENOSPC);
+	close(big);
+	close(mfd);
+	ipc_chan_free(c);
+}
+
 /* Entries of the worker's /proc/PID/fd. */
 static int worker_fds(struct fx *f)
 {
@@ -580,6 +647,7 @@ int main(void)
 	    T(test_worker_standalone_malformed_requests_get_errors),
 	    T(test_worker_standalone_second_vmm_refused_then_reconnect),
 	    T(test_worker_standalone_dma_validated_locally),
+	    T(test_worker_standalone_dma_unmap_exact_quota_codes_as_broker),
 	    T(test_worker_standalone_dma_memfd_checked_as_broker),
 	    T(test_worker_standalone_irqfd_must_be_eventfd),
 	    T(test_worker_standalone_vmm_not_reading_others_served_then_dropped),

@@ -23,19 +23,27 @@ static size_t lower(const struct wkr_held *h, uint64_t iova)
 	return lo;
 }
 
+int wkr_held_reserve(struct wkr_held *h)
+{
+	size_t cap = h->cap ? 2 * h->cap : 16;
+	struct wkr_held_range *r;
+
+	if (h->n < h->cap)
+		return 0;
+	r = realloc(h->r, cap * sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	h->r = r;
+	h->cap = cap;
+	return 0;
+}
+
 int wkr_held_add(struct wkr_held *h, uint64_t iova, uint64_t size)
 {
 	size_t i = lower(h, iova);
 
-	if (h->n == h->cap) {
-		size_t cap = h->cap ? 2 * h->cap : 16;
-		struct wkr_held_range *r = realloc(h->r, cap * sizeof(*r));
-
-		if (!r)
-			return -ENOMEM;
-		h->r = r;
-		h->cap = cap;
-	}
+	if (wkr_held_reserve(h) < 0)
+		return -ENOMEM;
 	memmove(&h->r[i + 1], &h->r[i], (h->n - i) * sizeof(h->r[0]));
 	h->r[i] = (struct wkr_held_range){iova, size};
 	h->n++;
@@ -53,6 +61,25 @@ bool wkr_held_remove(struct wkr_held *h, uint64_t iova, uint64_t size)
 	return true;
 }
 
+size_t wkr_held_span(const struct wkr_held *h, uint64_t iova, uint64_t size, size_t *first)
+{
+	size_t i = lower(h, iova), end;
+	uint64_t last = iova + (size - 1);
+
+	*first = i;
+	if (size == 0)
+		return 0;
+	/* The range just below `iova` reaches into it when it ends at or past iova. */
+	if (i > 0 && h->r[i - 1].iova + (h->r[i - 1].size - 1) >= iova)
+		*first = --i;
+	/* Then every range that starts at or below the last byte (callers refuse a range that
+	 * wraps before they ask). */
+	for (end = i; end < h->n && h->r[end].iova <= last; end++)
+		;
+	return end - *first;
+}
+
+/* Not wkr_held_span() != 0: this stays O(log n) for a range that covers many. */
 bool wkr_held_overlaps(const struct wkr_held *h, uint64_t iova, uint64_t size)
 {
 	size_t i = lower(h, iova);

@@ -1,11 +1,12 @@
 /*
  * standalone: the backend of `vfio-worker --device-image`. There is no broker and no IOMMU:
  * DMA requests are validated as the broker would (the same memfd checks, shared in
- * base/fdkind.c: sealed memfd, bounds, prot against the fd's mode and seals; overlap, quotas) and
- * recorded; SET_IRQS requests are checked against the image's IRQ table, their fds must be
- * eventfds (as the broker requires), and they are counted; a reset
- * puts the image's config space back into the memfd. A VMM developed against it sees the
- * answers, and the errors, it would get from a real device.
+ * base/fdkind.c: sealed memfd, bounds, prot against the fd's mode and seals; then overlap and
+ * quotas with the broker's codes) and recorded (dma_held.c); an unmap names exactly one mapping,
+ * as broker/dma.c requires; SET_IRQS requests are checked against the image's IRQ table, their fds
+ * must be eventfds (as the broker requires), and they are counted; a reset puts the image's config
+ * space back into the memfd. A VMM developed against it sees the answers, and the errors, it would
+ * get from a real device.
  *
  * Trusts the image it was built from. Distrusts every request.
  */
@@ -20,21 +21,17 @@
 #include <linux/pci_regs.h>
 
 #include "device.pb-c.h"
+#include "dma_held.h"
 #include "fdkind.h"
 #include "ipc.h"
 #include "standalone.h"
-
-struct map {
-	uint64_t iova, size;
-};
 
 struct wkr_local {
 	const struct wkr_image *img;
 	int memfd;
 	uint32_t max_maps;
 	uint64_t max_bytes;
-	struct map *maps;
-	size_t nmaps;
+	struct wkr_held maps;
 	uint64_t bytes;
 	bool irq_on[WKR_NUM_IRQS];
 };
@@ -58,7 +55,7 @@ void wkr_local_free(struct wkr_local *l)
 {
 	if (!l)
 		return;
-	free(l->maps);
+	wkr_held_free(&l->maps);
 	free(l);
 }
 
@@ -71,61 +68,37 @@ static int l_dma_map(void *ctx, uint64_t iova, uint64_t size, uint64_t offset, u
 	int r = vb_memfd_check(memfd, offset, size,
 			       prot & VB__DEV__DMA_PROT__DMA_PROT_WRITE ? VB_MEMFD_WRITE : 0, NULL,
 			       err);
-	struct map *nm;
 
 	if (r < 0)
 		return r;
-	if (l->nmaps >= l->max_maps || size > l->max_bytes - l->bytes) {
-		return vb_errf(err, -ENOSPC, "DMA quota: at most %u mappings and %llu bytes",
-			       l->max_maps, (unsigned long long)l->max_bytes);
-	}
-	for (size_t i = 0; i < l->nmaps; i++) {
-		if (iova < l->maps[i].iova + l->maps[i].size && l->maps[i].iova < iova + size) {
-			return vb_errf(err, -EEXIST, "iova %#llx overlaps the mapping at %#llx",
-				       (unsigned long long)iova,
-				       (unsigned long long)l->maps[i].iova);
-		}
-	}
-	nm = realloc(l->maps, (l->nmaps + 1) * sizeof(*nm));
-	if (!nm)
-		return -ENOMEM;
-	l->maps = nm;
-	l->maps[l->nmaps++] = (struct map){iova, size};
+	/* Then broker/dma.c's order and codes: overlap, the mapping quota, the bytes quota. */
+	if (wkr_held_overlaps(&l->maps, iova, size))
+		return vb_errf(err, -EEXIST, "IOVA range %#llx+%#llx overlaps a mapping",
+			       (unsigned long long)iova, (unsigned long long)size);
+	if (l->maps.n >= l->max_maps)
+		return vb_errf(err, -ENOSPC, "the VMM already has %zu DMA mappings, its quota",
+			       l->maps.n);
+	if (size > l->max_bytes - l->bytes)
+		return vb_errf(err, -EDQUOT,
+			       "mapping %#llx bytes would pass the quota of %#llx (%#llx mapped)",
+			       (unsigned long long)size, (unsigned long long)l->max_bytes,
+			       (unsigned long long)l->bytes);
+	if (wkr_held_add(&l->maps, iova, size) < 0)
+		return vb_errf(err, -ENOMEM, "out of memory");
 	l->bytes += size;
 	return 0;
 }
 
-/* Removes the mappings inside [iova, iova+size), as type1 does; a mapping cut in two is an
- * error and nothing is removed. */
+/* Exactly one mapping, as the broker unmaps (broker/dma.c: partial unmaps are refused). A
+ * vfio-user unmap that covers several was split into exact ones before it got here. */
 static int l_dma_unmap(void *ctx, uint64_t iova, uint64_t size, struct vb_err *err)
 {
 	struct wkr_local *l = ctx;
-	size_t hit = 0;
-	size_t out = 0;
 
-	for (size_t i = 0; i < l->nmaps; i++) {
-		const struct map *m = &l->maps[i];
-		bool overlap = iova < m->iova + m->size && m->iova < iova + size;
-		bool inside = m->iova >= iova && m->iova + m->size <= iova + size;
-
-		if (overlap && !inside) {
-			return vb_errf(err, -EINVAL, "range would split the mapping at %#llx",
-				       (unsigned long long)m->iova);
-		}
-		hit += inside;
-	}
-	if (hit == 0) {
-		return vb_errf(err, -ENOENT, "nothing is mapped in that range");
-	}
-	for (size_t i = 0; i < l->nmaps; i++) {
-		const struct map m = l->maps[i];
-
-		if (m.iova >= iova && m.iova + m.size <= iova + size)
-			l->bytes -= m.size;
-		else
-			l->maps[out++] = m;
-	}
-	l->nmaps = out;
+	if (!wkr_held_remove(&l->maps, iova, size))
+		return vb_errf(err, -ENOENT, "no DMA mapping is exactly %#llx+%#llx",
+			       (unsigned long long)iova, (unsigned long long)size);
+	l->bytes -= size;
 	return 0;
 }
 
@@ -133,7 +106,7 @@ static int l_dma_unmap_all(void *ctx)
 {
 	struct wkr_local *l = ctx;
 
-	l->nmaps = 0;
+	wkr_held_clear(&l->maps);
 	l->bytes = 0;
 	return 0;
 }

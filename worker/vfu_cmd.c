@@ -347,18 +347,10 @@ static int h_region_write(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp
 	return region_write_on(s, m, rp);
 }
 
-static bool overlaps(const struct vfu_map *a, uint64_t iova, uint64_t size)
-{
-	return iova < a->iova + a->size && a->iova < iova + size;
-}
-
-/* The backend has mapped it: the session's list has room (checked before the call). */
+/* The backend has mapped it: the session's list has room (reserved before the call). */
 static int dma_mapped(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 {
-	struct vfu_session *v = sess(s);
-
-	v->maps[v->nmaps++] = (struct vfu_map){vfu_get64(m->data + 16), vfu_get64(m->data + 24)};
-	return 0;
+	return wkr_held_add(&sess(s)->maps, vfu_get64(m->data + 16), vfu_get64(m->data + 24));
 }
 
 static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
@@ -383,23 +375,14 @@ static int h_dma_map(struct wkr_vfu *s, struct vfu_msg *m, struct reply *rp)
 	r = wkr_vmm_dma_check((uint32_t)v->caps.pgsize, iova, size, offset, &s->err);
 	if (r < 0)
 		return r;
-	for (size_t i = 0; i < v->nmaps; i++)
-		if (overlaps(&v->maps[i], iova, size))
-			return fail(s, -EEXIST,
-				    "DMA_MAP of iova %#llx size %#llx overlaps a mapping",
-				    (unsigned long long)iova, (unsigned long long)size);
-	if (v->nmaps >= v->caps.max_dma_maps)
+	if (wkr_held_overlaps(&v->maps, iova, size))
+		return fail(s, -EEXIST, "DMA_MAP of iova %#llx size %#llx overlaps a mapping",
+			    (unsigned long long)iova, (unsigned long long)size);
+	if (v->maps.n >= v->caps.max_dma_maps)
 		return fail(s, -ENOSPC, "DMA_MAP: max_dma_maps (%u) mappings already",
 			    v->caps.max_dma_maps);
-	if (v->nmaps == v->mapcap) {
-		size_t cap = v->mapcap ? 2 * v->mapcap : 16;
-		struct vfu_map *n = realloc(v->maps, cap * sizeof(*n));
-
-		if (!n)
-			return -ENOMEM;
-		v->maps = n;
-		v->mapcap = cap;
-	}
+	if (wkr_held_reserve(&v->maps) < 0)
+		return -ENOMEM;
 	/* The VFIO protection bits are the vfio-user ones: read 1, write 2. */
 	r = s->cfg.backend.ops->dma_map(s->cfg.backend.ctx, iova, size, offset, flags, m->fds[0],
 					&s->err);
@@ -412,7 +395,7 @@ void wkr__vfu_unmap_all(struct wkr_vfu *s)
 
 	(void)s->cfg.backend.ops->dma_unmap_all(s->cfg.backend.ctx);
 	if (v)
-		v->nmaps = 0;
+		wkr_held_clear(&v->maps);
 }
 
 /* Unmaps the mappings that [iova, iova+size) covers; one it only cuts is refused first. A range
@@ -422,36 +405,30 @@ void wkr__vfu_unmap_all(struct wkr_vfu *s)
  * broker_ops.c), which the session forgot when it was sent. */
 static int unmap_range(struct wkr_vfu *s, uint64_t iova, uint64_t size)
 {
-	struct vfu_session *v = sess(s);
-	size_t hit = 0;
+	struct wkr_held *h = &sess(s)->maps;
+	size_t first, n = wkr_held_span(h, iova, size, &first);
 
-	for (size_t i = 0; i < v->nmaps; i++) {
-		const struct vfu_map *a = &v->maps[i];
+	if (!n)
+		return s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, iova, size, &s->err);
+	/* Only the first and the last can stick out of the range: the ones between lie inside. */
+	for (size_t i = first; i<first + n; i += n> 1 ? n - 1 : 1) {
+		const struct wkr_held_range *a = &h->r[i];
 
-		if (!overlaps(a, iova, size))
-			continue;
 		if (a->iova < iova || a->iova + a->size > iova + size)
 			return fail(s, -EINVAL,
 				    "DMA_UNMAP of iova %#llx size %#llx would cut the mapping at "
 				    "%#llx",
 				    (unsigned long long)iova, (unsigned long long)size,
 				    (unsigned long long)a->iova);
-		hit++;
 	}
-	if (!hit)
-		return s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, iova, size, &s->err);
-	for (size_t i = 0; i < v->nmaps;) {
-		struct vfu_map a = v->maps[i];
-		int r;
+	/* From the last down, so each one removed leaves the indexes below it in place. */
+	while (n--) {
+		struct wkr_held_range a = h->r[first + n];
+		int r = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, a.iova, a.size, &s->err);
 
-		if (!overlaps(&a, iova, size)) {
-			i++;
-			continue;
-		}
-		r = s->cfg.backend.ops->dma_unmap(s->cfg.backend.ctx, a.iova, a.size, &s->err);
 		if (r < 0)
 			return r;
-		v->maps[i] = v->maps[--v->nmaps];
+		wkr_held_remove(h, a.iova, a.size);
 	}
 	return 0;
 }

@@ -7,6 +7,7 @@
 #define VB_WKR_VFU_INTERNAL_H
 
 #include "base.h"
+#include "dma_held.h"
 #include "err.h"
 #include "vfu.h"
 #include "vfu_conn.h"
@@ -19,10 +20,6 @@
 #define VFU_OUT_FDS   64
 /* VMM mistakes written to the log per session; the rest are counted. */
 #define VFU_NOTES_MAX 16
-
-struct vfu_map {
-	uint64_t iova, size;
-};
 
 /* What VERSION settled. */
 struct vfu_caps {
@@ -48,8 +45,7 @@ struct vfu_session {
 	struct wkr_vfu *s;
 	bool versioned;
 	struct vfu_caps caps;
-	struct vfu_map *maps;
-	size_t nmaps, mapcap;
+	struct wkr_held maps; /* what the session mapped (dma_held.h) */
 	unsigned notes;
 	/* The command being answered (its reply may wait for the backend: base.defer), the step
 	 * that goes on with it, the one after a reset, and how far a REGION_WRITE got before the

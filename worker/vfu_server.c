@@ -41,7 +41,7 @@ static void session_free(struct wkr_serve_session *base)
 
 	wkr__vfu_session_release(v);
 	vfu_conn_free(v->conn);
-	free(v->maps);
+	wkr_held_free(&v->maps);
 	free(v);
 }
 

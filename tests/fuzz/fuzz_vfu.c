@@ -146,7 +146,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	(void)wkr_irq_release(dev);
 	vfu_conn_free(v.conn);
-	free(v.maps);
+	wkr_held_free(&v.maps);
 	close(sv[1]);
 	wkr_dev_free(dev);
 	close(memfd);
