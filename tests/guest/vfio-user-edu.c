@@ -166,25 +166,24 @@ static void setup(void)
 	       (ident >> 16) & 0xff);
 }
 
-static unsigned dma(void)
+/* The VMM's RAM: a memfd sealed against shrinking, as the broker requires of memory it pins (and
+ * as QEMU's memory-backend-memfd does by default). */
+static int ram_memfd(void)
 {
-	struct vfu_reply r;
-	/* Sealed against shrinking, as the broker requires of memory it pins (and as QEMU's
-	 * memory-backend-memfd does by default). */
 	int mfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	uint8_t *ram;
-	uint8_t map[32];
-	uint8_t unmap[24];
 
 	if (mfd < 0 || ftruncate(mfd, RAM_SIZE) < 0 ||
 	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
 		die("memfd: %s", strerror(errno));
-	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-	if (ram == MAP_FAILED)
-		die("mmap: %s", strerror(errno));
-	for (unsigned i = 0; i < EDU_XFER; i++)
-		ram[i] = (uint8_t)(i * 7 + 3);
-	memset(ram + DST_OFF, 0, EDU_XFER);
+	return mfd;
+}
+
+/* DMA_MAP of all of it, read and write, at RAM_IOVA; it must succeed. */
+static void map_ram(int mfd)
+{
+	struct vfu_reply r;
+	uint8_t map[32];
+
 	vb_le32_put(map, 32);
 	vb_le32_put(map + 4, 3);
 	vb_le64_put(map + 8, 0);
@@ -192,18 +191,53 @@ static unsigned dma(void)
 	vb_le64_put(map + 24, RAM_SIZE);
 	ok(2, map, 32, &mfd, 1, &r, "DMA_MAP");
 	vfu_reply_free(&r);
+}
+
+/* DMA_UNMAP of the RAM, waited for longer than the worker's 30 s call timeout (vfu_cli_call
+ * waits 30 s): 0 or the server's errno. */
+static int unmap_ram(void)
+{
+	struct vfu_reply r;
+	uint8_t unmap[24];
+	int e;
+
+	vb_le32_put(unmap, 24);
+	vb_le32_put(unmap + 4, 0);
+	vb_le64_put(unmap + 8, RAM_IOVA);
+	vb_le64_put(unmap + 16, RAM_SIZE);
+	e = vfu_cli_send(fd, 7, 3, 0, unmap, 24, NULL, 0);
+	if (e < 0)
+		die("DMA_UNMAP: %s", strerror(-e));
+	e = vfu_cli_recv(fd, 120000, &r);
+	if (e < 0)
+		die("DMA_UNMAP's reply: %s", strerror(-e));
+	e = r.flags & (1u << 5) ? -(int)r.error : 0;
+	vfu_reply_free(&r);
+	return e;
+}
+
+static unsigned dma(void)
+{
+	int mfd = ram_memfd();
+	uint8_t *ram;
+	int e;
+
+	ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+	if (ram == MAP_FAILED)
+		die("mmap: %s", strerror(errno));
+	for (unsigned i = 0; i < EDU_XFER; i++)
+		ram[i] = (uint8_t)(i * 7 + 3);
+	memset(ram + DST_OFF, 0, EDU_XFER);
+	map_ram(mfd);
 	/* RAM -> device, device -> RAM elsewhere: the bytes went through the IOMMU twice. */
 	edu_dma(RAM_IOVA, EDU_BUF, 0);
 	edu_dma(EDU_BUF, RAM_IOVA + DST_OFF, EDU_DMA_TO_RAM);
 	if (memcmp(ram, ram + DST_OFF, EDU_XFER))
 		die("the DMA round trip did not bring the bytes back");
 	printf("  DMA through the IOMMU: %u bytes there and back, matched\n", EDU_XFER);
-	vb_le32_put(unmap, 24);
-	vb_le32_put(unmap + 4, 0);
-	vb_le64_put(unmap + 8, RAM_IOVA);
-	vb_le64_put(unmap + 16, RAM_SIZE);
-	ok(3, unmap, 24, NULL, 0, &r, "DMA_UNMAP");
-	vfu_reply_free(&r);
+	e = unmap_ram();
+	if (e < 0)
+		die("DMA_UNMAP: %s", strerror(-e));
 	munmap(ram, RAM_SIZE);
 	close(mfd);
 	return EDU_XFER;
@@ -289,34 +323,9 @@ static bool wait_step(const sigset_t *set)
 	return sig == SIGUSR1;
 }
 
-/* DMA_UNMAP of the RAM, waited for longer than the worker's 30 s call timeout (vfu_cli_call
- * waits 30 s): 0 or the server's errno. */
-static int unmap_ram(void)
-{
-	struct vfu_reply r;
-	uint8_t unmap[24];
-	int e;
-
-	vb_le32_put(unmap, 24);
-	vb_le32_put(unmap + 4, 0);
-	vb_le64_put(unmap + 8, RAM_IOVA);
-	vb_le64_put(unmap + 16, RAM_SIZE);
-	e = vfu_cli_send(fd, 7, 3, 0, unmap, 24, NULL, 0);
-	if (e < 0)
-		die("DMA_UNMAP: %s", strerror(-e));
-	e = vfu_cli_recv(fd, 120000, &r);
-	if (e < 0)
-		die("DMA_UNMAP's reply: %s", strerror(-e));
-	e = r.flags & (1u << 5) ? -(int)r.error : 0;
-	vfu_reply_free(&r);
-	return e;
-}
-
 static int absent_unmap(const char *sock)
 {
-	int mfd = memfd_create("guest-ram", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-	struct vfu_reply r;
-	uint8_t map[32];
+	int mfd = ram_memfd();
 	sigset_t set;
 	int e;
 
@@ -326,20 +335,11 @@ static int absent_unmap(const char *sock)
 	sigaddset(&set, SIGUSR1);
 	if (sigprocmask(SIG_BLOCK, &set, NULL) < 0)
 		die("sigprocmask: %s", strerror(errno));
-	if (mfd < 0 || ftruncate(mfd, RAM_SIZE) < 0 ||
-	    fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW) < 0)
-		die("memfd: %s", strerror(errno));
 	e = vfu_cli_connect(sock, &fd);
 	if (e < 0)
 		die("%s: %s", sock, strerror(-e));
 	setup();
-	vb_le32_put(map, 32);
-	vb_le32_put(map + 4, 3);
-	vb_le64_put(map + 8, 0);
-	vb_le64_put(map + 16, RAM_IOVA);
-	vb_le64_put(map + 24, RAM_SIZE);
-	ok(2, map, 32, &mfd, 1, &r, "DMA_MAP");
-	vfu_reply_free(&r);
+	map_ram(mfd);
 	printf("mapped: 2048 KiB at IOVA 0x%llx; SIGUSR1 when no broker runs\n", RAM_IOVA);
 	fflush(stdout);
 	if (!wait_step(&set))
