@@ -144,7 +144,7 @@ static void sync_evfd(struct vfb__conn *c)
 	}
 }
 
-static int call_timeout(const struct vfb__conn *c, int extra_ms)
+int vfb__conn_wait_ms(const struct vfb__conn *c, int extra_ms)
 {
 	int64_t t;
 
@@ -161,7 +161,8 @@ int vfb__conn_call(struct vfb__conn *c, uint16_t type, const ProtobufCMessage *b
 	int r;
 
 	c->last_error[0] = '\0';
-	r = ipc_chan_call(c->chan, type, body, fds, nfds, call_timeout(c, extra_ms), ret, &err);
+	r = ipc_chan_call(c->chan, type, body, fds, nfds, vfb__conn_wait_ms(c, extra_ms), ret,
+			  &err);
 	if (r < 0 && err.code < 0) {
 		/* Only the peer's own answers carry a message worth showing. */
 		snprintf(c->last_error, sizeof(c->last_error), "%s", err.message);

@@ -33,6 +33,9 @@ int vfb__conn_set_timeout(struct vfb__conn *c, int timeout_ms);
  * negative, -EBADF not open, -ENOTSOCK, -EPROTOTYPE not SOCK_SEQPACKET. */
 int vfb__conn_check_fd(int fd);
 
+/* The handle's timeout lengthened by `extra_ms` (-1: forever), as vfb__conn_call() waits. */
+int vfb__conn_wait_ms(const struct vfb__conn *c, int extra_ms);
+
 /* One request and its reply (owned by the caller). `extra_ms` lengthens this call's timeout.
  * Error replies return the peer's errno and leave their message in last_error. */
 int vfb__conn_call(struct vfb__conn *c, uint16_t type, const ProtobufCMessage *body, const int *fds,

@@ -133,6 +133,8 @@ static int hello(struct vfb_dev *dev, const char *client_name, bool no_ring)
 		return -EPROTO;
 	limits_from_pb(rep->limits, &dev->peer);
 	memcpy(dev->bdf, rep->bdf, strlen(rep->bdf) + 1);
+	dev->broker_wait_ms =
+	    rep->broker_wait_ms > INT32_MAX ? INT32_MAX : (int)rep->broker_wait_ms;
 	if (dev->ring.page)
 		ring_answer(dev, rep->ring);
 	return 0;

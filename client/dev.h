@@ -17,6 +17,9 @@ struct vfb_dev {
 	struct vfb__ring ring;		 /* made when offered; its page is NULL otherwise */
 	bool ring_on;			 /* the worker took it and it has not failed since */
 	char ring_why[VFB_RING_WHY_MAX]; /* why not, when not */
+	/* HelloReply.broker_wait_ms: how much longer than the handle's timeout a request the
+	 * worker may hold for the broker waits (0: none). */
+	int broker_wait_ms;
 };
 
 /* Body bytes one data-carrying request or reply may hold on this connection. */

@@ -15,6 +15,26 @@
 #include "dev.h"
 #include "ipc_ring.h"
 
+/* How much longer than the handle's timeout a request of `type` waits: the worker may hold a
+ * write (one that changes interrupt routing waits for it), a DMA request, interrupt fds and a
+ * reset for the broker, as long as its HELLO said, before it answers ETIMEDOUT itself with the
+ * request undone (a broker restart); giving up first would leave the VMM not knowing whether
+ * the request took effect. Reads never wait for the broker. */
+static int broker_wait(const struct vfb_dev *dev, uint16_t type)
+{
+	switch (type) {
+	case VB__DEV__TYPE__CFG_WRITE:
+	case VB__DEV__TYPE__REGION_WRITE:
+	case VB__DEV__TYPE__DMA_MAP:
+	case VB__DEV__TYPE__DMA_UNMAP:
+	case VB__DEV__TYPE__SET_IRQ_FDS:
+	case VB__DEV__TYPE__RESET:
+		return dev->broker_wait_ms;
+	default:
+		return 0;
+	}
+}
+
 /* Whether an access of `len` bytes goes through the ring. */
 static bool ring_takes(const struct vfb_dev *dev, size_t len)
 {
@@ -31,7 +51,8 @@ static int ring_access(struct vfb_dev *dev, uint32_t op, uint32_t index, uint64_
 	int r;
 
 	c->last_error[0] = '\0';
-	r = vfb__ring_call(&dev->ring, op, index, offset, buf, len, c->timeout_ms,
+	r = vfb__ring_call(&dev->ring, op, index, offset, buf, len,
+			   vfb__conn_wait_ms(c, broker_wait(dev, (uint16_t)op)),
 			   ipc_chan_fd(c->chan), c->last_error, sizeof(c->last_error), &broken);
 	if (broken) {
 		dev->ring_on = false;
@@ -77,12 +98,12 @@ static int read_data(struct vfb__conn *c, uint16_t type, const ProtobufCMessage 
 	return 0;
 }
 
-static int call_empty(struct vfb__conn *c, uint16_t type, const ProtobufCMessage *req,
+static int call_empty(struct vfb_dev *dev, uint16_t type, const ProtobufCMessage *req,
 		      const int *fds, size_t nfds)
 {
 	_cleanup_(ipc_msg_freep) struct ipc_msg *m = NULL;
 
-	return vfb__conn_call(c, type, req, fds, nfds, 0, &m);
+	return vfb__conn_call(&dev->conn, type, req, fds, nfds, broker_wait(dev, type), &m);
 }
 
 int vfb_dev_cfg_read(struct vfb_dev *dev, uint32_t offset, void *buf, size_t len)
@@ -124,7 +145,7 @@ int vfb_dev_cfg_write(struct vfb_dev *dev, uint32_t offset, const void *buf, siz
 		if (ring_takes(dev, n))
 			r = ring_access(dev, VB__DEV__TYPE__CFG_WRITE, 0, offset, (void *)p, n);
 		else
-			r = call_empty(&dev->conn, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0);
+			r = call_empty(dev, VB__DEV__TYPE__CFG_WRITE, &req.base, NULL, 0);
 		offset += (uint32_t)n;
 		p += n;
 		len -= n;
@@ -186,7 +207,7 @@ int vfb_dev_region_write(struct vfb_dev *dev, uint32_t index, uint64_t offset, c
 			r = ring_access(dev, VB__DEV__TYPE__REGION_WRITE, index, offset, (void *)p,
 					n);
 		else
-			r = call_empty(&dev->conn, VB__DEV__TYPE__REGION_WRITE, &req.base, NULL, 0);
+			r = call_empty(dev, VB__DEV__TYPE__REGION_WRITE, &req.base, NULL, 0);
 		offset += n;
 		p += n;
 		len -= n;
@@ -212,7 +233,7 @@ int vfb_dev_dma_map(struct vfb_dev *dev, int memfd, uint64_t offset, uint64_t io
 	req.offset = offset;
 	req.prot = (prot & VFB_DMA_READ ? VB__DEV__DMA_PROT__DMA_PROT_READ : 0) |
 		   (prot & VFB_DMA_WRITE ? VB__DEV__DMA_PROT__DMA_PROT_WRITE : 0);
-	return call_empty(&dev->conn, VB__DEV__TYPE__DMA_MAP, &req.base, &memfd, 1);
+	return call_empty(dev, VB__DEV__TYPE__DMA_MAP, &req.base, &memfd, 1);
 }
 
 int vfb_dev_dma_unmap(struct vfb_dev *dev, uint64_t iova, uint64_t size)
@@ -223,7 +244,7 @@ int vfb_dev_dma_unmap(struct vfb_dev *dev, uint64_t iova, uint64_t size)
 		return -EINVAL;
 	req.iova = iova;
 	req.size = size;
-	return call_empty(&dev->conn, VB__DEV__TYPE__DMA_UNMAP, &req.base, NULL, 0);
+	return call_empty(dev, VB__DEV__TYPE__DMA_UNMAP, &req.base, NULL, 0);
 }
 
 static int set_irq_fds(struct vfb_dev *dev, uint32_t index, uint32_t start, const int *fds,
@@ -235,7 +256,7 @@ static int set_irq_fds(struct vfb_dev *dev, uint32_t index, uint32_t start, cons
 	req.start = start;
 	req.count = resample ? 1 : count;
 	req.resample = resample;
-	return call_empty(&dev->conn, VB__DEV__TYPE__SET_IRQ_FDS, &req.base, fds, count);
+	return call_empty(dev, VB__DEV__TYPE__SET_IRQ_FDS, &req.base, fds, count);
 }
 
 int vfb_dev_set_irq_fds(struct vfb_dev *dev, uint32_t index, uint32_t start, const int *fds,
@@ -289,12 +310,12 @@ int vfb_dev_reset(struct vfb_dev *dev)
 {
 	Vb__Empty req = VB__EMPTY__INIT;
 
-	return call_empty(&dev->conn, VB__DEV__TYPE__RESET, &req.base, NULL, 0);
+	return call_empty(dev, VB__DEV__TYPE__RESET, &req.base, NULL, 0);
 }
 
 int vfb_dev_removal_ack(struct vfb_dev *dev)
 {
 	Vb__Empty req = VB__EMPTY__INIT;
 
-	return call_empty(&dev->conn, VB__DEV__TYPE__REMOVAL_ACK, &req.base, NULL, 0);
+	return call_empty(dev, VB__DEV__TYPE__REMOVAL_ACK, &req.base, NULL, 0);
 }

@@ -30,6 +30,8 @@
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "test_client_fake.h"
+#include "test_memfd.h"
+#include "test_wait.h"
 #include "vfiobroker/client.h"
 
 static void test_client_handshake_reports_peer_limits_and_bdf(void **state)
@@ -435,6 +437,8 @@ static void test_client_worker_hangup_reported_through_event_fd(void **state)
 	vfb_dev_close(dev);
 }
 
+/* A worker that announces no broker wait (standalone, or older) is waited for the handle's
+ * timeout alone, on any request. */
 static void test_client_silent_worker_times_out(void **state)
 {
 	struct fake f = {.silent_type = VB__DEV__TYPE__RESET};
@@ -448,6 +452,31 @@ static void test_client_silent_worker_times_out(void **state)
 	assert_int_equal(v, f.cfg[1]);
 	vfb_dev_close(dev);
 	fake_join(&f);
+}
+
+/* A worker whose HELLO says it may hold requests for the broker (its call timeout) is waited
+ * for that much longer on a request the broker takes part in (here a DMA map answered after
+ * 300 ms, six times the handle's timeout), so the VMM gets the worker's answer; a read, which
+ * never waits for the broker, still times out at the handle's timeout. */
+static void test_client_broker_wait_lets_worker_answer_first(void **state)
+{
+	struct fake f = {.broker_wait_ms = TEST_HANG_MS,
+			 .late_type = VB__DEV__TYPE__DMA_MAP,
+			 .late_ms = 300,
+			 .silent_type = VB__DEV__TYPE__CFG_READ};
+	struct vfb_dev *dev = connect_fake(&f);
+	int mfd = test_memfd(1 << 20, F_SEAL_SHRINK);
+	uint8_t v;
+
+	(void)state;
+	assert_int_equal(vfb_dev_set_timeout(dev, 50), 0);
+	assert_int_equal(vfb_dev_cfg_read(dev, 1, &v, 1), -ETIMEDOUT);
+	assert_int_equal(vfb_dev_dma_map(dev, mfd, 0, 0x100000, 1 << 20, VFB_DMA_READ), 0);
+	vfb_dev_close(dev);
+	fake_join(&f);
+	assert_int_equal(f.ndma, 1);
+	assert_int_equal(f.dma_iova, 0x100000);
+	close(mfd);
 }
 
 static void test_client_region_read_large_split_to_peer_limit(void **state)
@@ -696,6 +725,7 @@ int main(void)
 	    cmocka_unit_test(test_client_event_while_idle_wakes_event_fd),
 	    cmocka_unit_test(test_client_worker_hangup_reported_through_event_fd),
 	    cmocka_unit_test(test_client_silent_worker_times_out),
+	    cmocka_unit_test(test_client_broker_wait_lets_worker_answer_first),
 	    cmocka_unit_test(test_client_region_read_large_split_to_peer_limit),
 	    cmocka_unit_test(test_client_bdf_normalize_accepts_and_rejects),
 	    cmocka_unit_test_teardown(test_client_worker_standalone_edu_ids, standalone_teardown),

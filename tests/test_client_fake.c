@@ -16,6 +16,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -78,6 +79,11 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 	f->requests++;
 	if (m->type == f->silent_type)
 		return;
+	if (m->type == f->late_type) {
+		struct timespec ts = {f->late_ms / 1000, (long)(f->late_ms % 1000) * 1000000};
+
+		nanosleep(&ts, NULL);
+	}
 	if (m->type == f->event_before_type)
 		fake_event(c);
 	if (m->type == f->error_type) {
@@ -114,6 +120,7 @@ static void fake_handle(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 		rep.version = f->hello_version;
 		rep.limits = &lim;
 		rep.bdf = FAKE_BDF;
+		rep.broker_wait_ms = f->broker_wait_ms;
 		ipc_chan_reply(c, m, &rep.base, NULL, 0);
 		break;
 	}

@@ -29,11 +29,14 @@ struct irq_batch {
 struct fake {
 	/* Behaviour, set before the thread starts. */
 	uint32_t hello_version;
-	uint32_t max_fds;	    /* announced in HelloReply */
-	uint32_t max_message;	    /* announced in HelloReply */
-	uint16_t error_type;	    /* answer this type with an error... */
-	int error_code;		    /* ...of this negative errno */
-	uint16_t silent_type;	    /* never answer this type */
+	uint32_t max_fds;     /* announced in HelloReply */
+	uint32_t max_message; /* announced in HelloReply */
+	uint16_t error_type;  /* answer this type with an error... */
+	int error_code;	      /* ...of this negative errno */
+	uint16_t silent_type; /* never answer this type */
+	uint16_t late_type;   /* answer this type only after late_ms */
+	int late_ms;
+	uint32_t broker_wait_ms;    /* announced in HelloReply */
 	uint16_t event_before_type; /* send an event before answering this type */
 	uint16_t event_after_type;  /* send an event after answering this type */
 	bool bad_area;		    /* REGION_INFO: an area past the region's end */

@@ -32,6 +32,7 @@
 #include "broker.pb-c.h"
 #include "common.pb-c.h"
 #include "devimg.h"
+#include "broker_link.h"
 #include "device.pb-c.h"
 #include "ipc.h"
 #include "vfu_client.h"
@@ -545,6 +546,21 @@ static int vmm_hello(struct ipc_chan *c, const char *client, struct ipc_error *e
 		assert_null(m);
 	ipc_msg_free(m);
 	return r;
+}
+
+/* The broker wait the worker's HELLO answer announces. */
+static uint32_t vmm_hello_broker_wait(struct ipc_chan *c)
+{
+	Vb__Dev__Hello h = VB__DEV__HELLO__INIT;
+	struct ipc_msg *m = NULL;
+	uint32_t ms;
+
+	h.version = VB__DEV__VERSION__VERSION_CURRENT;
+	assert_int_equal(
+	    ipc_chan_call(c, VB__DEV__TYPE__HELLO, &h.base, NULL, 0, TEST_HANG_MS, &m, NULL), 0);
+	ms = ((const Vb__Dev__HelloReply *)m->body)->broker_wait_ms;
+	ipc_msg_free(m);
+	return ms;
 }
 
 static struct ipc_chan *vmm_connect(struct fx *f)
@@ -1081,6 +1097,19 @@ static void wait_heartbeat_answered(struct fx *f, uint64_t seq)
 /* The broker hears of an admitted VMM (VMM_STATE) once the worker has answered its HELLO, not
  * before: the handshake does not wait for the broker's bookkeeping. A heartbeat round trip
  * after the admission orders whatever the worker sent before it. */
+/* The HELLO's answer says how long the worker holds a request for the broker: its call
+ * timeout (--call-timeout, or the default), which libvfiobroker adds to its own wait. */
+static void test_worker_broker_hello_announces_call_timeout(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_chan *c = vmm_connect_raw(f);
+
+	assert_int_equal(vmm_hello_broker_wait(c), f->call_timeout_ms
+						       ? (uint32_t)f->call_timeout_ms
+						       : (uint32_t)WKR_BROKER_CALL_TIMEOUT_MS);
+	ipc_chan_free(c);
+}
+
 static void test_worker_broker_vmm_state_after_hello_answered(void **state)
 {
 	struct fx *f = *state;
@@ -2394,6 +2423,10 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_refused_by_broker_gets_eperm,
 					    setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_hello_announces_call_timeout, setup,
+					    teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_hello_announces_call_timeout,
+					    setup_short, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_state_after_hello_answered,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_vmm_gone_before_hello_announced_both,

@@ -141,6 +141,7 @@ static void hello(struct ipc_chan *c)
 	assert_string_equal(rep->bdf, "0000:03:00.0");
 	assert_non_null(rep->limits);
 	assert_true(rep->limits->max_fds > 0);
+	assert_int_equal(rep->broker_wait_ms, 0); /* no broker to wait for */
 	ipc_msg_free(m);
 }
 

@@ -638,6 +638,7 @@ static void serve_from_handoff(struct serve *s, const struct wkr_handoff *h, str
 	    .max_dma_mappings = h->max_dma_mappings,
 	    .max_pinned_bytes = h->max_pinned_bytes,
 	    .generation = h->generation,
+	    .broker_wait_ms = (uint32_t)o->call_timeout,
 	    .no_ring = o->no_ring,
 	    .dropped = vmm_dropped,
 	};

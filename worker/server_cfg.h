@@ -31,6 +31,9 @@ struct wkr_server_cfg {
 	uint32_t max_dma_mappings;
 	uint64_t max_pinned_bytes; /* announced in HELLO (native) */
 	uint32_t generation;	   /* native: > 0, the first VMM hears EVENT_WORKER_RESTARTED */
+	/* Native: announced in HELLO, the backend's longest wait for the broker (its call
+	 * timeout; 0: no broker). */
+	uint32_t broker_wait_ms;
 	/* Native: decline every VMM's shared-memory ring (the socket carries every access). */
 	bool no_ring;
 	/* The device's worker eventfds are serviced by another server of the process (vfio-user

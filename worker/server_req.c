@@ -100,6 +100,7 @@ static int h_hello(struct wkr_server *s, struct ipc_msg *m)
 	rep.version = VB__DEV__VERSION__VERSION_CURRENT;
 	rep.limits = &lim;
 	rep.bdf = (char *)wkr_dev_info(s->cfg.dev)->bdf;
+	rep.broker_wait_ms = s->cfg.broker_wait_ms;
 	if (h->ring) {
 		/* A ring refused is an answer, not a failed HELLO: the socket serves on. */
 		int e = wkr__server_ring_open(s, m, h->ring->layout, &rerr);

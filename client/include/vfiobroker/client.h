@@ -15,7 +15,11 @@
  *    vfb_dev_last_error() / vfb_ctl_last_error().
  *  - Requests are synchronous: each waits for its answer at most the handle's timeout
  *    (vfb_dev_set_timeout(), default VFB_TIMEOUT_DEFAULT_MS) and fails with -ETIMEDOUT after it.
- *    A late answer is discarded when it arrives.
+ *    A late answer is discarded when it arrives. A device request the worker may hold for the
+ *    broker (config and region writes, DMA map and unmap, interrupt fds, reset) waits longer by
+ *    what the worker's HELLO announced (its wait for the broker, 30 s: a broker restart), so
+ *    that the worker's own answer comes first (-ETIMEDOUT with the request undone, or done)
+ *    rather than a timeout that leaves the request's outcome unknown.
  *  - A peer that hung up makes every later call fail with -EPIPE (or -ECONNRESET).
  *  - Events are held for vfb_*_next_event() in a bounded queue: with 64 events not taken,
  *    requests fail with -ENOBUFS (nothing is lost) until the caller takes some.
@@ -150,7 +154,8 @@ VFB_EXPORT int vfb_dev_connect_fd_why(int fd, const char *client_name, uint32_t 
  * Fds the caller obtained from the handle (region fds) stay open and stay the caller's. */
 VFB_EXPORT void vfb_dev_close(struct vfb_dev *dev);
 
-/* Sets the per-request timeout: milliseconds, or -1 to wait forever. Errors: -EINVAL. */
+/* Sets the per-request timeout: milliseconds, or -1 to wait forever (requests the worker may
+ * hold for the broker wait longer: see the conventions above). Errors: -EINVAL. */
 VFB_EXPORT int vfb_dev_set_timeout(struct vfb_dev *dev, int timeout_ms);
 
 /* The message of the last error reply on this handle ("" when none). Valid until the next
