@@ -305,8 +305,9 @@ int vmm_session_e1000e(const char *path, struct vmm_figures *fig)
 	return vmm_e1000e_msix_masked((char *[]){(char *)path}, fig);
 }
 
-/* Bounds against a hang, not timings: a mask or unmask needs the broker (SET_IRQS), which may
- * be restarting (the worker gives up after 30 s and says so). */
+/* A bound against a hang, not a timing, for an interrupt to arrive. A mask or unmask needs the
+ * broker (SET_IRQS), which may be restarting: it keeps libvfiobroker's default timeout, which
+ * waits the worker's broker wait (30 s, from its HELLO) beyond it for such a write. */
 #define LOOP_TIMEOUT_MS 60000
 
 /* A mask or unmask of vector v, timed as a request that needs the broker. */
@@ -360,8 +361,6 @@ int vmm_e1000e_loop(char **args, struct vmm_figures *fig)
 	if (vmm_loop_init(&l, "e1000e-loop", args[1]) < 0 || msix_open(args[0], &m, false) < 0)
 		return -1;
 	fig->devices = 1;
-	if (vmm_check(m.dev, vfb_dev_set_timeout(m.dev, LOOP_TIMEOUT_MS), "set timeout") < 0)
-		goto out;
 	printf("steady: MSI-X enabled, %d vectors unmasked\n", NVEC);
 	fflush(stdout);
 	while (vmm_loop_next(&l, fig))

@@ -532,8 +532,9 @@ out:
 /* The loop's window: a second memfd, mapped and unmapped in every iteration. */
 #define WIN_IOVA (RAM_IOVA + RAM_SIZE)
 #define WIN_SIZE 4096u
-/* Bounds against a hang, not timings: a request that needs the broker may wait for the next
- * one while it restarts (the worker gives up after 30 s and says so). */
+/* A bound against a hang, not a timing, for the completion interrupt. The requests keep
+ * libvfiobroker's default timeout: one that needs the broker waits the worker's broker wait
+ * (30 s, from its HELLO) beyond it, so during a restart the worker's answer comes first. */
 #define LOOP_TIMEOUT_MS 60000
 
 /* One iteration: map the window, RAM -> device -> window by DMA with the completion interrupt,
@@ -599,8 +600,7 @@ int vmm_edu_loop(char **args, struct vmm_figures *fig)
 	if (vmm_loop_init(&l, "edu-loop", args[1]) < 0 || edu_open(args[0], &dev) < 0)
 		return -1;
 	fig->devices = 1;
-	r = vfb_dev_set_timeout(dev, LOOP_TIMEOUT_MS);
-	r = r ?: vmm_ram_new(RAM_SIZE, &ram);
+	r = vmm_ram_new(RAM_SIZE, &ram);
 	r = r ?: vmm_ram_new(WIN_SIZE, &win);
 	if (r < 0) {
 		vmm_fail("guest RAM: %s", strerror(-r));
