@@ -114,7 +114,9 @@ int ipc_socketpair(int ret_fds[2]);
 /* Binds a non-blocking listening socket at `path` and sets its mode (<= 0777, else -EINVAL)
  * before listen(), so nobody can connect under the umask's mode. A socket left at `path` by a
  * dead listener is replaced; a live one is -EADDRINUSE, anything that is not a socket -EEXIST;
- * a path too long for sun_path is -ENAMETOOLONG. */
+ * a path too long for sun_path is -ENAMETOOLONG. The file appears at `path` only once the socket
+ * listens (bound under a temporary name beside it, then renamed), so a client that waits for it
+ * is never refused. */
 int ipc_listen(const char *path, mode_t mode, int backlog, int *ret_fd);
 /* The same for a SOCK_STREAM socket (the vfio-user protocol's transport). */
 int ipc_listen_stream(const char *path, mode_t mode, int backlog, int *ret_fd);

@@ -7,6 +7,8 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -66,10 +68,35 @@ static int remove_stale_socket(const struct sockaddr_un *sa, int type)
 	return 0;
 }
 
+/* The name a listening socket is bound under before it is renamed to `sa`'s: the same directory,
+ * so that the rename is atomic. 0, or -ENAMETOOLONG when it does not fit in sun_path. */
+static int temp_sockaddr(const struct sockaddr_un *sa, struct sockaddr_un *tmp)
+{
+	const char *slash = strrchr(sa->sun_path, '/');
+	int dir = slash ? (int)(slash - sa->sun_path + 1) : 0;
+	int n;
+
+	*tmp = *sa;
+	n = snprintf(tmp->sun_path, sizeof(tmp->sun_path), "%.*s.vb-listen.%ld", dir, sa->sun_path,
+		     (long)getpid());
+	return n > 0 && (size_t)n < sizeof(tmp->sun_path) ? 0 : -ENAMETOOLONG;
+}
+
+/*
+ * The socket file appears at `path` only once it listens: connect() is refused (ECONNREFUSED)
+ * between bind() and listen(), so a client that waits for the path to exist (an orchestrator
+ * after starting the broker, a test) and connects at once would otherwise be refused now and
+ * then, on a busy machine. It is bound under a temporary name beside `path`, given its mode,
+ * made to listen, then renamed into place (RENAME_NOREPLACE: a path created meanwhile by another
+ * process stays, and this is -EADDRINUSE). A path so long that the temporary name does not fit
+ * is bound in place, as before. (The socket's own address, which ss(8) shows, stays the
+ * temporary name; connect() finds the socket by the inode at `path`.)
+ */
 static int listen_type(const char *path, int type, mode_t mode, int backlog, int *ret_fd)
 {
 	_cleanup_close_ int fd = -1;
-	struct sockaddr_un sa;
+	struct sockaddr_un sa, tmp;
+	bool renamed;
 	int r;
 
 	if (mode & ~(mode_t)0777)
@@ -80,16 +107,23 @@ static int listen_type(const char *path, int type, mode_t mode, int backlog, int
 	r = remove_stale_socket(&sa, type);
 	if (r < 0)
 		return r;
+	renamed = temp_sockaddr(&sa, &tmp) == 0;
+	if (!renamed)
+		tmp = sa;
+	else /* one left by an earlier process of this pid, killed between bind and rename */
+		(void)unlink(tmp.sun_path);
 	fd = socket(AF_UNIX, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (fd < 0)
 		return -errno;
-	if (bind(fd, (const struct sockaddr *)&sa, sizeof(sa)) < 0)
+	if (bind(fd, (const struct sockaddr *)&tmp, sizeof(tmp)) < 0)
 		return -errno;
 	/* connect() checks the path's permissions and is refused until listen(): setting the mode
 	 * between the two leaves no window with the umask's mode. */
-	if (chmod(path, mode) < 0 || listen(fd, backlog) < 0) {
-		r = -errno;
-		unlink(path);
+	if (chmod(tmp.sun_path, mode) < 0 || listen(fd, backlog) < 0 ||
+	    (renamed &&
+	     renameat2(AT_FDCWD, tmp.sun_path, AT_FDCWD, sa.sun_path, RENAME_NOREPLACE) < 0)) {
+		r = errno == EEXIST ? -EADDRINUSE : -errno;
+		unlink(tmp.sun_path);
 		return r;
 	}
 	*ret_fd = TAKE_FD(fd);

@@ -5,17 +5,25 @@
  * sockets and limits refused, and the protocol tables against the .proto files. Round trips and
  * calls are test_ipc.c's. Every error test also checks that no fd leaked (/proc/self/fd).
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
+#include <sys/ptrace.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -264,6 +272,72 @@ static void test_ipc_peer_credentials_match_process(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* The socket file appears at the path only once it listens: the child that binds it is stopped
+ * at the entry of its listen() system call (ptrace), and the path is not there yet; afterwards it
+ * is, with its mode, and nothing else is left in the directory. Before, bind() made the path
+ * and a client that waited for it could be refused (ECONNREFUSED) until listen(): it made
+ * test_brokerd_reexec fail under load. */
+static void test_ipc_listen_path_appears_only_listening(void **state)
+{
+	char dir[] = "/tmp/ipc-test-XXXXXX", path[128];
+	int status, sig = 0, listens = 0, entries = 0;
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	pid_t pid;
+
+	(void)state;
+	assert_non_null(mkdtemp(dir));
+	snprintf(path, sizeof(path), "%s/sock", dir);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int lfd;
+
+		/* _exit: no exit-time work (LeakSanitizer's tracer) in a traced child. */
+		if (ptrace(PTRACE_TRACEME, 0, NULL, NULL) < 0 || raise(SIGSTOP) < 0)
+			_exit(2);
+		_exit(ipc_listen(path, 0640, 4, &lfd) == 0 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFSTOPPED(status));
+	assert_int_equal(ptrace(PTRACE_SETOPTIONS, pid, NULL,
+				(void *)(long)(PTRACE_O_TRACESYSGOOD | PTRACE_O_EXITKILL)),
+			 0);
+	for (;;) {
+		struct __ptrace_syscall_info si;
+
+		assert_int_equal(ptrace(PTRACE_SYSCALL, pid, NULL, (void *)(long)sig), 0);
+		assert_int_equal(waitpid(pid, &status, 0), pid);
+		if (!WIFSTOPPED(status))
+			break;
+		sig = WSTOPSIG(status) == (SIGTRAP | 0x80) ? 0 : WSTOPSIG(status);
+		if (sig)
+			continue; /* a signal: delivered as the child goes on */
+		assert_true(ptrace(PTRACE_GET_SYSCALL_INFO, pid, (void *)sizeof(si), &si) > 0);
+		if (si.op == PTRACE_SYSCALL_INFO_ENTRY && si.entry.nr == SYS_listen) {
+			listens++;
+			assert_int_equal(stat(path, &st), -1);
+			assert_int_equal(errno, ENOENT);
+		}
+	}
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(listens, 1);
+	assert_int_equal(stat(path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0640);
+	d = opendir(dir);
+	assert_non_null(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0)
+			entries++;
+	closedir(d);
+	assert_int_equal(entries, 1);
+	unlink(path);
+	rmdir(dir);
+}
+
 static void test_ipc_listen_replaces_only_stale_sockets(void **state)
 {
 	int before = count_fds(), lfd, lfd2, cfd, sfd, ffd;
@@ -435,6 +509,7 @@ int main(void)
 	    cmocka_unit_test(test_ipc_msg_take_fd_survives_free),
 	    cmocka_unit_test(test_ipc_peer_credentials_match_process),
 	    cmocka_unit_test(test_ipc_listen_replaces_only_stale_sockets),
+	    cmocka_unit_test(test_ipc_listen_path_appears_only_listening),
 	    cmocka_unit_test(test_ipc_chan_new_rejects_bad_sockets_and_limits),
 	    cmocka_unit_test(test_ipc_protocol_tables_match_proto_files),
 	};
