@@ -1976,6 +1976,47 @@ static void test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in(void **st
 	close(ram);
 }
 
+/* A VMM leaves while its DMA_MAP waits for the broker: the worker's DMA_UNMAP_ALL at the
+ * hang-up undoes whatever the map did, so a "done" for that map read after the unmap-all does
+ * not make its range the VMM's. Held, it would make the next VMM's map over that range, given
+ * up on when its broker dies, leave its mapping in place (a map over a held range creates
+ * nothing, so nothing is unmapped); not held, the range is unmapped once the next broker has
+ * answered its fence. Heartbeat round trips order each step; no step waits for a timeout. */
+static void test_worker_broker_map_done_after_unmap_all_not_held(void **state)
+{
+	struct fx *f = *state;
+	struct ipc_msg *m;
+	char log[16];
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	/* The next VMM's connection makes the worker see the hang-up while the map waits. */
+	ipc_chan_free(c);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
+	held_answer(f);
+	send_heartbeat(f, 0x7200, 1); /* the same broker: orders its answer before the rest */
+	wait_heartbeat_answered(f, 0x7200);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	id = dma_map_send(c, 0x40000, ram);
+	wait_held(f, 1);
+	held_drop(f);
+	send_heartbeat(f, 0x7201, 2);
+	wait_heartbeat_answered(f, 0x7201);
+	m = vmm_next(c);
+	assert_int_equal(m->kind, IPC_KIND_ERROR);
+	assert_int_equal(m->id, id);
+	assert_int_equal(((const Vb__Error *)m->body)->code, ETIMEDOUT);
+	ipc_msg_free(m);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP, -1, -1, -1, 1);
+	dma_log(f, log, sizeof(log));
+	assert_string_equal(log, "MMU");
+	ipc_chan_free(c);
+	close(ram);
+}
+
 /* An unmask whose SET_IRQS goes unanswered fails with ETIMEDOUT; the VMM's retry of the same
  * write sends that route again and waits for it (here: times out too), rather than being told
  * at once that a route exists which the kernel may not have. */
@@ -2493,6 +2534,8 @@ int main(void)
 		test_worker_broker_call_waiting_removal_event_first_ack_after, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_map_done_after_unmap_all_not_held,
+					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_call_waiting_reply_carries_broker_error, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_timed_out_route_retry_routes_again,
