@@ -142,8 +142,10 @@ static inline void raw_decode(const uint8_t in[IPC_HDR_SIZE], struct raw_hdr *h)
 	h->len = (uint32_t)raw_get(in + 16, 4);
 }
 
-/* Sends `len` bytes as one datagram with `nfds` fds; returns sendmsg's result or -errno. */
-static inline ssize_t raw_sendmsg(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+/* Sends `len` bytes as one datagram with `nfds` fds and sendmsg's `flags` (MSG_NOSIGNAL
+ * always); returns sendmsg's result or -errno. */
+static inline ssize_t raw_sendmsg_flags(int fd, const void *buf, size_t len, const int *fds,
+					size_t nfds, int flags)
 {
 	union {
 		struct cmsghdr align;
@@ -165,13 +167,19 @@ static inline ssize_t raw_sendmsg(int fd, const void *buf, size_t len, const int
 		cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
 		memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
 	}
-	n = sendmsg(fd, &mh, MSG_NOSIGNAL);
+	n = sendmsg(fd, &mh, flags | MSG_NOSIGNAL);
 	return n < 0 ? -errno : n;
 }
 
-/* Header plus body as one datagram. */
-static inline ssize_t raw_send(int fd, const struct raw_hdr *h, const void *body, size_t blen,
-			       const int *fds, size_t nfds)
+/* The same, waiting while the peer's queue is full. */
+static inline ssize_t raw_sendmsg(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
+{
+	return raw_sendmsg_flags(fd, buf, len, fds, nfds, 0);
+}
+
+/* Header plus body as one datagram, with sendmsg's `flags`. */
+static inline ssize_t raw_send_flags(int fd, const struct raw_hdr *h, const void *body, size_t blen,
+				     const int *fds, size_t nfds, int flags)
 {
 	uint8_t buf[IPC_HDR_SIZE + 4096];
 
@@ -180,7 +188,14 @@ static inline ssize_t raw_send(int fd, const struct raw_hdr *h, const void *body
 	raw_encode(h, buf);
 	if (blen)
 		memcpy(buf + IPC_HDR_SIZE, body, blen);
-	return raw_sendmsg(fd, buf, IPC_HDR_SIZE + blen, fds, nfds);
+	return raw_sendmsg_flags(fd, buf, IPC_HDR_SIZE + blen, fds, nfds, flags);
+}
+
+/* Header plus body as one datagram, waiting while the peer's queue is full. */
+static inline ssize_t raw_send(int fd, const struct raw_hdr *h, const void *body, size_t blen,
+			       const int *fds, size_t nfds)
+{
+	return raw_send_flags(fd, h, body, blen, fds, nfds, 0);
 }
 
 /* Helpers that assert: only for cmocka tests (include <cmocka.h> first). */

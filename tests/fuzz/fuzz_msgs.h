@@ -179,8 +179,11 @@ static inline int fuzz_fd_make(uint8_t kind, int *extra)
 	return fd;
 }
 
-/* Sends record `r` on `sock` as protocol `proto` with message id `id`. Returns sendmsg's
- * result: a full socket or a peer gone is part of the game. */
+/* Sends record `r` on `sock` as protocol `proto` with message id `id`, never waiting: the
+ * harness is the peer's only driver (its loop runs only between records), so a blocking send
+ * to a peer that stopped reading (a faulted worker the broker no longer reads, a paused
+ * session) would wait forever. Returns sendmsg's result: a full socket (-EAGAIN) or a peer
+ * gone is part of the game. */
 static inline ssize_t fuzz_rec_send(int sock, const struct ipc_proto *proto, uint32_t id,
 				    const struct fuzz_rec *r)
 {
@@ -192,7 +195,7 @@ static inline ssize_t fuzz_rec_send(int sock, const struct ipc_proto *proto, uin
 
 	for (i = 0; i < r->nfds; i++)
 		fds[i] = fuzz_fd_make(r->fd_kind, &extra[i]);
-	n = raw_send(sock, &h, r->body, r->len, fds, r->nfds);
+	n = raw_send_flags(sock, &h, r->body, r->len, fds, r->nfds, MSG_DONTWAIT);
 	for (i = 0; i < r->nfds; i++) {
 		close(fds[i]);
 		if (extra[i] >= 0)
