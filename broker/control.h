@@ -70,6 +70,14 @@ void brk_ctl_event(struct brk_ctl *ctl, Vb__Ctl__EventKind kind, const char *bdf
 
 /* Completing a call. `body` is the reply message of the call's type. */
 void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body);
+/* The same with a reply body the daemon packed itself (`len` bytes of a `desc` message): for a
+ * reply built entry by entry up to brk_ctl_reply_room() (ListDevices' pages), so that it is not
+ * sized and packed again. One longer than that is answered EMSGSIZE, as brk_ctl_call_reply(). */
+void brk_ctl_call_reply_packed(struct brk_ctl_call *call, const ProtobufCMessageDescriptor *desc,
+			       const void *body, size_t len);
+/* Completes a call whose reply would have been `size` bytes, more than one datagram: the peer
+ * gets EMSGSIZE, with the size and what to ask instead, and keeps its session. */
+void brk_ctl_call_reply_too_large(struct brk_ctl_call *call, size_t size);
 /* `err` is a negative errno; the message goes to the peer. */
 void brk_ctl_call_error(struct brk_ctl_call *call, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

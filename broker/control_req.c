@@ -73,35 +73,54 @@ static void ctl_call_finish(struct brk_ctl_call *call, bool ok)
 
 static void ctl_send_error(struct ctl_sess *s, const struct ipc_msg *req, int err, const char *msg);
 
-void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
+void brk_ctl_call_reply_too_large(struct brk_ctl_call *call, size_t size)
 {
 	struct ctl_sess *s = call->sess;
-	int r;
+	char msg[200];
 
+	snprintf(msg, sizeof(msg),
+		 "the reply (%zu bytes) does not fit one control datagram (%u bytes); ask for "
+		 "pages (ListDevices.max_devices) or each device's status",
+		 size, ipc_limits_default.max_datagram);
 	if (s) {
-		r = ipc_chan_reply(ipc_uv_chan(s->u), call->req, body, NULL, 0);
-		/* A reply larger than one datagram (an unpaged ListDevices of many devices with
-		 * long names, paths and faults: a client from before paging) is the protocol's
-		 * limit, not the peer's fault: it gets an error it can read, and keeps its
-		 * session. */
-		if (r == -EMSGSIZE) {
-			char msg[200];
-
-			snprintf(
-			    msg, sizeof(msg),
-			    "the reply (%zu bytes) does not fit one control datagram (%u bytes); "
-			    "ask for pages (ListDevices.max_devices) or each device's status",
-			    protobuf_c_message_get_packed_size(body),
-			    ipc_limits_default.max_datagram);
-			brk_warn("control: pid %d uid %u: %s", (int)s->pid, (unsigned)s->uid, msg);
-			ctl_send_error(s, call->req, -EMSGSIZE, msg);
-			ctl_call_finish(call, false);
-			return;
-		}
-		if (r < 0)
-			ctl_send_failed(s, r);
+		brk_warn("control: pid %d uid %u: %s", (int)s->pid, (unsigned)s->uid, msg);
+		ctl_send_error(s, call->req, -EMSGSIZE, msg);
 	}
+	ctl_call_finish(call, false);
+}
+
+/* Completes a call whose reply of `size` bytes was sent (r == 0, or its session is gone) or could
+ * not be (r < 0). A reply larger than one datagram (an unpaged ListDevices of many devices with
+ * long names, paths and faults: a client from before paging) is the protocol's limit, not the
+ * peer's fault: it gets an error it can read, and keeps its session. */
+static void ctl_reply_sent(struct brk_ctl_call *call, int r, size_t size)
+{
+	if (r == -EMSGSIZE) {
+		brk_ctl_call_reply_too_large(call, size);
+		return;
+	}
+	if (r < 0)
+		ctl_send_failed(call->sess, r);
 	ctl_call_finish(call, true);
+}
+
+void brk_ctl_call_reply(struct brk_ctl_call *call, const ProtobufCMessage *body)
+{
+	int r = 0;
+
+	if (call->sess)
+		r = ipc_chan_reply(ipc_uv_chan(call->sess->u), call->req, body, NULL, 0);
+	ctl_reply_sent(call, r, r == -EMSGSIZE ? protobuf_c_message_get_packed_size(body) : 0);
+}
+
+void brk_ctl_call_reply_packed(struct brk_ctl_call *call, const ProtobufCMessageDescriptor *desc,
+			       const void *body, size_t len)
+{
+	int r = 0;
+
+	if (call->sess)
+		r = ipc_chan_reply_packed(ipc_uv_chan(call->sess->u), call->req, desc, body, len);
+	ctl_reply_sent(call, r, len);
 }
 
 size_t brk_ctl_reply_room(void)

@@ -304,5 +304,6 @@ void brk_daemon_free(struct brk_daemon *dmn)
 		brk_daemon__store_drop(dmn, "state", NULL);
 		brk_record_free(dmn->rec);
 	}
+	free(dmn->list_buf);
 	free(dmn);
 }

@@ -83,6 +83,11 @@ struct brk_daemon {
 	struct brk_pool *pool;	   /* pre-started workers (pool.h); NULL with fake workers */
 	uint64_t restarts_total, adds_total, removes_total;
 	struct dmn_adopt adopt;
+	/* ListDevices' replies are packed here (daemon_status.c): brk_ctl_reply_room() bytes,
+	 * allocated at the first one and kept, so that no page allocates (or, in glibc, trims and
+	 * regrows the heap: page faults, which cost most in an emulated guest). Its pages are
+	 * touched only as far as the longest reply went. */
+	uint8_t *list_buf;
 };
 
 /* daemon_record.c: what goes into the state record; each a no-op without one. Errors: the

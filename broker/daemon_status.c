@@ -81,8 +81,13 @@ int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *c
 	return 0;
 }
 
-/* What one field of `len` bytes adds to a message: a one-byte tag (fields 1 and 2), its length as
- * a varint, and the bytes. */
+/* ListDevicesReply's fields, as its schema numbers them: each is length-delimited (wire type 2),
+ * so its key is (number << 3) | 2 in one byte. */
+#define DMN_PB_DEVICES 1
+#define DMN_PB_NEXT    2
+
+/* What one field of `len` bytes adds to a message: its one-byte key, its length as a varint,
+ * and the bytes. */
 static size_t dmn_pb_field_size(size_t len)
 {
 	size_t n = 2;
@@ -92,48 +97,76 @@ static size_t dmn_pb_field_size(size_t len)
 	return n + len;
 }
 
+/* Writes the key and length of field `number` (`len` bytes follow) at `p`; returns their size. */
+static size_t dmn_pb_field_head(uint8_t *p, unsigned number, size_t len)
+{
+	size_t n = 1;
+
+	p[0] = (uint8_t)(number << 3 | 2);
+	for (; len >= 0x80; len >>= 7)
+		p[n++] = (uint8_t)(len | 0x80);
+	p[n++] = (uint8_t)len;
+	return n;
+}
+
 /*
  * A page: the devices after `req->after` in BDF order (canonical BDFs order as strings), at most
  * `req->max_devices`, and no more than fit one datagram with the `next` cursor; at least one when
  * any is left (a status is at most about 720 bytes). The cursor is a BDF, not a position, so a
  * device removed between two pages moves nothing; one added meanwhile below the cursor is in the
- * next full listing. max_devices 0 is a client from before paging: everything, and control_req.c
- * answers EMSGSIZE when that does not fit.
+ * next full listing. max_devices 0 is a client from before paging: everything in one reply, or
+ * EMSGSIZE with the size it would have had.
+ *
+ * The reply is packed here, a status at a time, into the daemon's list buffer: each status is
+ * sized once (for the room check and its length) and packed once, where building the whole
+ * ListDevicesReply and handing it to ipc_chan_reply() sized every status three times (here,
+ * for the room; for the datagram; for its length while packing) and needed all of them in
+ * memory at once. The devices come from the registry's BDF index: no copy and no sort.
  */
 int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call)
 {
 	struct brk_daemon *dmn = ctx;
-	Vb__Ctl__ListDevicesReply rep = VB__CTL__LIST_DEVICES_REPLY__INIT;
-	const char *after = req->after ? req->after : "";
-	uint32_t total = brk_registry_ndevices(dmn->reg), n, want, i;
-	size_t room = brk_ctl_reply_room() - dmn_pb_field_size(VB_BDF_LEN - 1), used = 0;
-	_cleanup_free_ struct brk_dev_rec **devs = calloc(total ? total : 1, sizeof(*devs));
-	_cleanup_free_ struct dmn_status_buf *bufs = NULL;
-	_cleanup_free_ Vb__Ctl__DeviceStatus **list = NULL;
+	struct brk_dev_rec *const *devs;
+	uint32_t n = brk_registry_after(dmn->reg, req->after ? req->after : "", &devs), i;
+	uint32_t want = req->max_devices && req->max_devices < n ? req->max_devices : n;
+	size_t room = brk_ctl_reply_room(), used = 0, len = 0;
+	struct dmn_status_buf b;
 
-	if (!devs)
-		return -ENOMEM;
-	n = brk_registry_after(dmn->reg, after, devs, total);
-	want = req->max_devices && req->max_devices < n ? req->max_devices : n;
-	bufs = calloc(want ? want : 1, sizeof(*bufs));
-	list = calloc(want ? want : 1, sizeof(*list));
-	if (!bufs || !list)
-		return -ENOMEM;
-	for (i = 0; i < want; i++) {
-		size_t sz;
-
-		dmn_fill_status(devs[i], &bufs[i]);
-		sz = dmn_pb_field_size(protobuf_c_message_get_packed_size(&bufs[i].st.base));
-		if (req->max_devices && i > 0 && used + sz > room)
-			break;
-		used += sz;
-		list[i] = &bufs[i].st;
+	/* A page keeps room for its cursor; an unpaged reply has none. */
+	if (req->max_devices)
+		room -= dmn_pb_field_size(VB_BDF_LEN - 1);
+	if (!dmn->list_buf) {
+		dmn->list_buf = malloc(brk_ctl_reply_room());
+		if (!dmn->list_buf)
+			return -ENOMEM;
 	}
-	rep.devices = list;
-	rep.n_devices = i;
-	if (req->max_devices && i < n)
-		rep.next = (char *)devs[i - 1]->bdf;
-	brk_ctl_call_reply(call, &rep.base);
+	for (i = 0; i < want; i++) {
+		dmn_fill_status(devs[i], &b);
+		len = protobuf_c_message_get_packed_size(&b.st.base);
+		if (used + dmn_pb_field_size(len) > room)
+			break;
+		used += dmn_pb_field_head(dmn->list_buf + used, DMN_PB_DEVICES, len);
+		used += protobuf_c_message_pack(&b.st.base, dmn->list_buf + used);
+	}
+	/* What does not fit: a page ends before it (it has at least one status: one always fits);
+	 * an unpaged reply, or a page whose first status alone would not fit, is refused with the
+	 * size the whole would have had. */
+	if (i < want && (!req->max_devices || i == 0)) {
+		for (used += dmn_pb_field_size(len); ++i < want;) {
+			dmn_fill_status(devs[i], &b);
+			used += dmn_pb_field_size(protobuf_c_message_get_packed_size(&b.st.base));
+		}
+		brk_ctl_call_reply_too_large(call, used);
+		return 0;
+	}
+	if (req->max_devices && i < n) {
+		len = strlen(devs[i - 1]->bdf);
+		used += dmn_pb_field_head(dmn->list_buf + used, DMN_PB_NEXT, len);
+		memcpy(dmn->list_buf + used, devs[i - 1]->bdf, len);
+		used += len;
+	}
+	brk_ctl_call_reply_packed(call, &vb__ctl__list_devices_reply__descriptor, dmn->list_buf,
+				  used);
 	return 0;
 }
 

@@ -15,10 +15,14 @@
 
 #include "base.h"
 #include "log.h"
-#include "sort.h"
 
 struct brk_registry {
 	struct brk_dev_rec *devs, **devs_tail;
+	/* The same devices in BDF order, for ListDevices' pages and lookups by BDF: kept sorted
+	 * as devices come and go (a binary search and a memmove of pointers each), so that no
+	 * request sorts or copies the registry. Grows by doubling up to max_devs. */
+	struct brk_dev_rec **by_bdf;
+	uint32_t by_bdf_cap;
 	struct brk_vm *vms, **vms_tail;
 	uint32_t ndevs, nvms;
 	uint32_t max_devs, max_vms;
@@ -99,6 +103,7 @@ void brk_registry_free(struct brk_registry *r)
 		r->vms = v->next;
 		free(v);
 	}
+	free(r->by_bdf);
 	free(r);
 }
 
@@ -132,12 +137,46 @@ static bool bdf_looks_canonical(const char *bdf)
 	return true;
 }
 
+/* The position of the first device whose BDF is not below `bdf` in by_bdf (ndevs: none). */
+static uint32_t reg_lower_bound(const struct brk_registry *r, const char *bdf)
+{
+	uint32_t lo = 0, hi = r->ndevs;
+
+	while (lo < hi) {
+		uint32_t mid = lo + (hi - lo) / 2;
+
+		if (strcmp(r->by_bdf[mid]->bdf, bdf) < 0)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return lo;
+}
+
+/* Room in by_bdf for one more device; nothing changes on failure. */
+static int reg_index_reserve(struct brk_registry *r)
+{
+	struct brk_dev_rec **grown;
+	uint32_t cap;
+
+	if (r->ndevs < r->by_bdf_cap)
+		return 0;
+	cap = r->by_bdf_cap ? r->by_bdf_cap * 2 : 16;
+	if (cap > r->max_devs)
+		cap = r->max_devs;
+	grown = realloc(r->by_bdf, cap * sizeof(*grown));
+	if (!grown)
+		return -ENOMEM;
+	r->by_bdf = grown;
+	r->by_bdf_cap = cap;
+	return 0;
+}
+
 struct brk_dev_rec *brk_registry_find(const struct brk_registry *r, const char *bdf)
 {
-	for (struct brk_dev_rec *d = r->devs; d; d = d->next)
-		if (!strcmp(d->bdf, bdf))
-			return d;
-	return NULL;
+	uint32_t i = reg_lower_bound(r, bdf);
+
+	return i < r->ndevs && !strcmp(r->by_bdf[i]->bdf, bdf) ? r->by_bdf[i] : NULL;
 }
 
 struct brk_vm *brk_registry_find_vm(const struct brk_registry *r, const char *name)
@@ -154,6 +193,7 @@ int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm,
 	struct brk_vm *v;
 	struct brk_dev_rec *d;
 	bool created = false;
+	uint32_t at;
 
 	if (!brk_registry_valid_vm_name(vm) || !bdf_looks_canonical(bdf))
 		return -EINVAL;
@@ -161,6 +201,8 @@ int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm,
 		return -EEXIST;
 	if (r->ndevs >= r->max_devs)
 		return -ENOSPC;
+	if (reg_index_reserve(r) < 0)
+		return -ENOMEM;
 	v = brk_registry_find_vm(r, vm);
 	if (!v) {
 		if (r->nvms >= r->max_vms)
@@ -189,6 +231,9 @@ int brk_registry_add(struct brk_registry *r, const char *bdf, const char *vm,
 	v->ndevices++;
 	*r->devs_tail = d;
 	r->devs_tail = &d->next;
+	at = reg_lower_bound(r, d->bdf);
+	memmove(&r->by_bdf[at + 1], &r->by_bdf[at], (r->ndevs - at) * sizeof(*r->by_bdf));
+	r->by_bdf[at] = d;
 	r->ndevs++;
 	if (ret_vm_created)
 		*ret_vm_created = created;
@@ -209,6 +254,7 @@ void brk_registry_restore_id(struct brk_registry *r, struct brk_dev_rec *d, uint
 void brk_registry_remove(struct brk_registry *r, struct brk_dev_rec *d)
 {
 	struct brk_dev_rec **pp;
+	uint32_t at;
 
 	for (pp = &r->devs; *pp; pp = &(*pp)->next) {
 		if (*pp != d)
@@ -216,6 +262,9 @@ void brk_registry_remove(struct brk_registry *r, struct brk_dev_rec *d)
 		*pp = d->next;
 		if (r->devs_tail == &d->next)
 			r->devs_tail = pp;
+		at = reg_lower_bound(r, d->bdf);
+		memmove(&r->by_bdf[at], &r->by_bdf[at + 1],
+			(r->ndevs - at - 1) * sizeof(*r->by_bdf));
 		r->ndevs--;
 		d->vm->ndevices--;
 		free(d);
@@ -252,24 +301,15 @@ struct brk_vm *brk_registry_first_vm(const struct brk_registry *r)
 	return r->vms;
 }
 
-/* By BDF, for vb_sort() (no allocation, no system call: see base/sort.h). */
-static int reg_bdf_cmp(const void *a, const void *b)
-{
-	const struct brk_dev_rec *const *x = a, *const *y = b;
-
-	return strcmp((*x)->bdf, (*y)->bdf);
-}
-
 uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
-			    struct brk_dev_rec **out, uint32_t cap)
+			    struct brk_dev_rec *const **ret)
 {
-	uint32_t n = 0;
+	uint32_t i = reg_lower_bound(r, after);
 
-	for (struct brk_dev_rec *d = r->devs; d && n < cap; d = d->next)
-		if (strcmp(d->bdf, after) > 0)
-			out[n++] = d;
-	vb_sort(out, n, sizeof(*out), reg_bdf_cmp);
-	return n;
+	if (i < r->ndevs && !strcmp(r->by_bdf[i]->bdf, after))
+		i++;
+	*ret = r->by_bdf + i;
+	return r->ndevs - i;
 }
 
 uint32_t brk_registry_ndevices(const struct brk_registry *r)

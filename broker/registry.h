@@ -97,13 +97,13 @@ struct brk_dev_rec *brk_registry_first(const struct brk_registry *r);
 struct brk_vm *brk_registry_first_vm(const struct brk_registry *r);
 /*
  * The devices whose BDF comes after `after` ("" for every device), in BDF order (canonical BDFs
- * order as strings), into `out` (room for `cap`; brk_registry_ndevices() is enough); returns how
- * many. Allocates nothing and makes no system call: glibc's qsort() asks sysinfo() for the
- * machine's memory once its buffer passes 1 KiB (128 pointers), and the broker's seccomp policy
- * kills it for that.
+ * order as strings): returns how many, and *ret points at the first of them in the registry's
+ * own index, valid until the next add or remove. A binary search: nothing is copied, sorted or
+ * allocated, and no system call is made (glibc's qsort() asks sysinfo(), which the broker's
+ * seccomp policy kills it for).
  */
 uint32_t brk_registry_after(const struct brk_registry *r, const char *after,
-			    struct brk_dev_rec **out, uint32_t cap);
+			    struct brk_dev_rec *const **ret);
 uint32_t brk_registry_ndevices(const struct brk_registry *r);
 uint32_t brk_registry_nvms(const struct brk_registry *r);
 

@@ -180,6 +180,14 @@ int ipc_chan_request(struct ipc_chan *c, uint16_t type, const ProtobufCMessage *
 		     const int *fds, size_t nfds, uint32_t *ret_id);
 int ipc_chan_reply(struct ipc_chan *c, const struct ipc_msg *req, const ProtobufCMessage *body,
 		   const int *fds, size_t nfds);
+/*
+ * A reply whose body the caller packed itself: `len` bytes of a `desc` message at `body`, sent as
+ * they are (the caller answers for them being one). For a body built entry by entry until one
+ * datagram is full (ListDevices' pages), which ipc_chan_reply() would size and pack a second
+ * time. Errors as ipc_chan_reply()'s; -EINVAL also when `desc` is not the request's reply type.
+ */
+int ipc_chan_reply_packed(struct ipc_chan *c, const struct ipc_msg *req,
+			  const ProtobufCMessageDescriptor *desc, const void *body, size_t len);
 /* `err` is a negative errno; the message is formatted like printf. */
 int ipc_chan_reply_error(struct ipc_chan *c, const struct ipc_msg *req, int err, const char *fmt,
 			 ...) __attribute__((format(printf, 4, 5)));

@@ -405,8 +405,10 @@ bool ipc_chan_out_pending(const struct ipc_chan *c)
 	return c->ohead != NULL;
 }
 
-int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32_t id,
-		   const ProtobufCMessage *body, const int *fds, size_t nfds, int timeout_ms)
+/* One datagram whose body is already packed (`blen` bytes at `b`, which may be c->sbuf). */
+static int chan_send_packed(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32_t id,
+			    const uint8_t *b, size_t blen, const int *fds, size_t nfds,
+			    int timeout_ms)
 {
 	union {
 		struct cmsghdr align;
@@ -416,7 +418,7 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 	struct ipc__hdr h;
 	struct iovec iov[2];
 	struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-	size_t blen = body ? protobuf_c_message_get_packed_size(body) : 0, i;
+	size_t i;
 	int r;
 
 	if (blen > c->lim.max_datagram - IPC_HDR_SIZE)
@@ -428,8 +430,6 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 	for (i = 0; i < nfds; i++)
 		if (fds[i] < 0)
 			return -EBADF;
-	if (blen && protobuf_c_message_pack(body, c->sbuf) != blen)
-		return -EINVAL;
 	h = (struct ipc__hdr){.magic = IPC_MAGIC,
 			      .proto = c->proto->id,
 			      .version = c->proto->version,
@@ -440,7 +440,7 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 			      .len = (uint32_t)blen};
 	ipc__hdr_encode(&h, hbuf);
 	iov[0] = (struct iovec){.iov_base = hbuf, .iov_len = sizeof(hbuf)};
-	iov[1] = (struct iovec){.iov_base = c->sbuf, .iov_len = blen};
+	iov[1] = (struct iovec){.iov_base = (void *)b, .iov_len = blen};
 	set_rights(&mh, ctl.buf, fds, nfds);
 	if (!c->lim.queue_msgs)
 		return send_wait(c->fd, &mh, timeout_ms);
@@ -449,6 +449,21 @@ int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32
 	if (r != -EAGAIN)
 		return r;
 	return outbox_push(c, iov, fds, nfds);
+}
+
+int ipc__chan_send(struct ipc_chan *c, enum ipc_kind kind, uint16_t type, uint32_t id,
+		   const ProtobufCMessage *body, const int *fds, size_t nfds, int timeout_ms)
+{
+	size_t blen = body ? protobuf_c_message_get_packed_size(body) : 0;
+
+	/* Checked here too: the body is packed into sbuf before anything else is. */
+	if (blen > c->lim.max_datagram - IPC_HDR_SIZE)
+		return -EMSGSIZE;
+	if (nfds > c->lim.max_fds)
+		return -ETOOMANYREFS;
+	if (blen && protobuf_c_message_pack(body, c->sbuf) != blen)
+		return -EINVAL;
+	return chan_send_packed(c, kind, type, id, c->sbuf, blen, fds, nfds, timeout_ms);
 }
 
 static bool body_matches(const ProtobufCMessage *body, const ProtobufCMessageDescriptor *d)
@@ -519,6 +534,20 @@ int ipc_chan_reply(struct ipc_chan *c, const struct ipc_msg *req, const Protobuf
 		return -ETOOMANYREFS;
 	return ipc__chan_send(c, IPC_KIND_REPLY, req->type, req->id, body, fds, nfds,
 			      (int)c->lim.send_timeout_ms);
+}
+
+int ipc_chan_reply_packed(struct ipc_chan *c, const struct ipc_msg *req,
+			  const ProtobufCMessageDescriptor *desc, const void *body, size_t len)
+{
+	const struct ipc_msgdef *d;
+
+	if (!req || req->kind != IPC_KIND_REQUEST || !desc || (len && !body))
+		return -EINVAL;
+	d = ipc__def(c->proto, req->type);
+	if (!d || d->reply != desc)
+		return -EINVAL;
+	return chan_send_packed(c, IPC_KIND_REPLY, req->type, req->id, body, len, NULL, 0,
+				(int)c->lim.send_timeout_ms);
 }
 
 static int send_error(struct ipc_chan *c, uint16_t type, uint32_t id, int err, const char *text,

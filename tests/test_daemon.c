@@ -440,6 +440,11 @@ static void test_daemon_list_pages_in_bdf_order_cursor_any_bdf(void **state)
 	assert_string_equal(rep->devices[0]->bdf, DEV_A);
 	assert_string_equal(rep->devices[1]->bdf, DEV_A1);
 	assert_string_equal(rep->devices[1]->vm, "vm1");
+	assert_string_equal(rep->devices[1]->socket_path, dev(DEV_A1)->socket_path);
+	assert_int_equal(rep->devices[1]->state, VB__CTL__DEVICE_STATE__STATE_READY);
+	/* The edu-like device's INTx and MSI, each a message of its own inside the status. */
+	assert_int_equal(rep->devices[1]->n_irqs, 2);
+	assert_int_equal(rep->devices[1]->irqs[1]->index, VFIO_PCI_MSI_IRQ_INDEX);
 	assert_string_equal(rep->next, DEV_A1);
 	ipc_msg_free(m);
 	rep = list_page(DEV_A1, 2, &m);
@@ -460,6 +465,47 @@ static void test_daemon_list_pages_in_bdf_order_cursor_any_bdf(void **state)
 	assert_int_equal(rep->n_devices, 3);
 	assert_string_equal(rep->devices[2]->bdf, DEV_B);
 	assert_string_equal(rep->next, "");
+	ipc_msg_free(m);
+}
+
+/* Between two pages a device goes and others come: the next page starts after the cursor
+ * whatever became of the cursor's device, takes in a device added after it, and not one added
+ * before it (that one is in the next full listing). */
+static void test_daemon_list_devices_added_removed_between_pages(void **state)
+{
+	const Vb__Ctl__ListDevicesReply *rep;
+	struct brk_worker *w;
+	struct ipc_msg *m;
+
+	env_start(3);
+	add_ready(DEV_A1, "vm1", 0);
+	add_ready(DEV_B, "vm2", 0);
+	rep = list_page("", 1, &m);
+	assert_int_equal(rep->n_devices, 1);
+	assert_string_equal(rep->next, DEV_A1);
+	ipc_msg_free(m);
+	/* The cursor's device is removed, one is added before it and one after it. */
+	w = &E.workers[0];
+	send_remove(DEV_A1, true);
+	settle();
+	w_exit(w);
+	ipc_msg_free(expect_reply());
+	assert_null(dev(DEV_A1));
+	add_ready(DEV_A, "vm1", 0);
+	add_ready(DEV_A2, "vm1", 0);
+	rep = list_page(DEV_A1, 1, &m);
+	assert_int_equal(rep->n_devices, 1);
+	assert_string_equal(rep->devices[0]->bdf, DEV_A2);
+	assert_string_equal(rep->next, DEV_A2);
+	ipc_msg_free(m);
+	rep = list_page(DEV_A2, 1, &m);
+	assert_int_equal(rep->n_devices, 1);
+	assert_string_equal(rep->devices[0]->bdf, DEV_B);
+	assert_string_equal(rep->next, "");
+	ipc_msg_free(m);
+	rep = list_page("", 8, &m);
+	assert_int_equal(rep->n_devices, 3);
+	assert_string_equal(rep->devices[0]->bdf, DEV_A);
 	ipc_msg_free(m);
 }
 
@@ -510,26 +556,31 @@ static void drop_faulted_records(void)
 	}
 }
 
-/* 200 statuses of about 560 bytes are 110 KB, more than one 64 KiB datagram: an unpaged request
- * is refused EMSGSIZE (the session goes on), a paged one with no useful limit (max 4096) gets
- * pages cut to fit, which together are every device once, in order. */
+/* 200 statuses of about 560 bytes are 110 KB, more than one 64 KiB datagram: a paged request
+ * with no useful limit (max 4096) gets pages cut to fit, which together are every device once,
+ * in order; an unpaged one is refused EMSGSIZE with the size the whole would have had (the
+ * pages' statuses together), and the session goes on. */
 static void test_daemon_list_more_than_a_datagram_paged_to_fit(void **state)
 {
 	const Vb__Ctl__ListDevicesReply *rep;
-	char after[VB_BDF_LEN] = "", last[VB_BDF_LEN] = "";
+	Vb__Ctl__ListDevicesReply statuses;
+	char after[VB_BDF_LEN] = "", last[VB_BDF_LEN] = "", why[80];
 	unsigned seen = 0, pages = 0;
+	size_t whole = 0;
 	struct ipc_msg *m;
 	Vb__Ctl__ListDevices req = VB__CTL__LIST_DEVICES__INIT;
 
 	env_start(3);
 	add_faulted_records();
-	send_ctl(VB__CTL__TYPE__LIST_DEVICES, &req.base);
-	expect_error(-EMSGSIZE, "ask for pages (ListDevices.max_devices)");
 	do {
 		rep = list_page(after, 4096, &m);
 		assert_true(rep->n_devices > 0);
 		assert_true(protobuf_c_message_get_packed_size(&rep->base) <=
 			    ipc_limits_default.max_datagram - IPC_HDR_SIZE);
+		/* Nearly full: the next status (about 560 bytes) would not have fit. */
+		if (rep->next[0])
+			assert_true(protobuf_c_message_get_packed_size(&rep->base) >
+				    ipc_limits_default.max_datagram - IPC_HDR_SIZE - 600);
 		for (size_t i = 0; i < rep->n_devices; i++, seen++) {
 			assert_true(strcmp(rep->devices[i]->bdf, last) > 0);
 			snprintf(last, sizeof(last), "%s", rep->devices[i]->bdf);
@@ -540,11 +591,22 @@ static void test_daemon_list_more_than_a_datagram_paged_to_fit(void **state)
 		if (rep->next[0])
 			assert_string_equal(rep->next, last);
 		snprintf(after, sizeof(after), "%s", rep->next);
+		statuses = *rep;
+		statuses.next = "";
+		whole += protobuf_c_message_get_packed_size(&statuses.base);
 		pages++;
 		ipc_msg_free(m);
 	} while (after[0]);
 	assert_int_equal(seen, MANY_DEVICES);
 	assert_int_equal(pages, 2);
+	send_ctl(VB__CTL__TYPE__LIST_DEVICES, &req.base);
+	snprintf(why, sizeof(why), "the reply (%zu bytes) does not fit one control datagram",
+		 whole);
+	expect_error(-EMSGSIZE, why);
+	/* The session goes on. */
+	rep = list_page("", 1, &m);
+	assert_int_equal(rep->n_devices, 1);
+	ipc_msg_free(m);
 	drop_faulted_records();
 }
 
@@ -640,6 +702,8 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_teardown(test_daemon_list_pages_in_bdf_order_cursor_any_bdf, teardown),
+	    cmocka_unit_test_teardown(test_daemon_list_devices_added_removed_between_pages,
+				      teardown),
 	    cmocka_unit_test_teardown(test_daemon_list_more_than_a_datagram_paged_to_fit, teardown),
 	    cmocka_unit_test_teardown(test_daemon_add_replies_when_worker_ready, teardown),
 	    cmocka_unit_test_teardown(test_daemon_hotplug_into_running_vm_shares_its_container,

@@ -60,6 +60,43 @@ static void test_ipc_request_outstanding_limit_enobufs(void **state)
 	assert_int_equal(count_fds(), before);
 }
 
+/* A reply packed by its sender arrives as the same message would have, sent by ipc_chan_reply();
+ * one of another type, or larger than a datagram, is refused before anything is sent. */
+static void test_ipc_reply_packed_arrives_as_packed_wrong_type_or_size_refused(void **state)
+{
+	int before = count_fds();
+	struct ipc_chan *a, *b;
+	struct ipc_msg *req, *rep;
+	Vb__Dev__Data d = VB__DEV__DATA__INIT;
+	static uint8_t buf[64 * 1024];
+	uint8_t payload[100];
+	size_t len;
+
+	chan_pair(NULL, NULL, &a, &b);
+	memset(payload, 0x5a, sizeof(payload));
+	d.data.data = payload;
+	d.data.len = sizeof(payload);
+	len = protobuf_c_message_pack(&d.base, buf);
+	assert_int_equal(ipc_chan_request(a, T_PING, NULL, NULL, 0, NULL), 0);
+	assert_int_equal(ipc_chan_recv(b, &req), 0);
+	assert_int_equal(ipc_chan_reply_packed(b, req, &vb__empty__descriptor, buf, len), -EINVAL);
+	assert_int_equal(ipc_chan_reply_packed(b, req, &vb__dev__data__descriptor, buf,
+					       ipc_limits_default.max_datagram - IPC_HDR_SIZE + 1),
+			 -EMSGSIZE);
+	assert_int_equal(ipc_chan_reply_packed(b, req, &vb__dev__data__descriptor, buf, len), 0);
+	ipc_msg_free(req);
+	assert_int_equal(ipc_chan_recv(a, &rep), 0);
+	assert_int_equal(rep->kind, IPC_KIND_REPLY);
+	assert_int_equal(((Vb__Dev__Data *)rep->body)->data.len, sizeof(payload));
+	assert_memory_equal(((Vb__Dev__Data *)rep->body)->data.data, payload, sizeof(payload));
+	ipc_msg_free(rep);
+	/* Nothing else was sent: the refused ones left no datagram behind. */
+	assert_int_equal(ipc_chan_recv(a, &rep), -EAGAIN);
+	ipc_chan_free(a);
+	ipc_chan_free(b);
+	assert_int_equal(count_fds(), before);
+}
+
 static void test_ipc_send_misuse_rejected_locally(void **state)
 {
 	int before = count_fds(), fds[4], neg = -1;
@@ -502,6 +539,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_ipc_request_outstanding_limit_enobufs),
 	    cmocka_unit_test(test_ipc_send_misuse_rejected_locally),
+	    cmocka_unit_test(test_ipc_reply_packed_arrives_as_packed_wrong_type_or_size_refused),
 	    cmocka_unit_test(test_ipc_send_full_socket_etimedout),
 	    cmocka_unit_test(test_ipc_send_full_socket_queued_in_order_then_eoverflow),
 	    cmocka_unit_test(test_ipc_send_queue_fds_closed_on_free),

@@ -143,28 +143,49 @@ static void test_registry_fault_message_kept(void **state)
 }
 
 /* ListDevices' pages: every device after a cursor, in BDF order whatever the order of adding,
- * the cursor itself never assigned; duplicates of a sort key cannot exist (one record a BDF). */
+ * the cursor itself never assigned; duplicates of a sort key cannot exist (one record a BDF).
+ * The order holds as devices are removed and added again, and lookups by BDF find each. */
 static void test_registry_after_cursor_in_bdf_order(void **state)
 {
 	static const char *const added[] = {"0000:3b:00.1", "0000:00:1f.3", "0001:00:00.0",
 					    "0000:3b:00.0", "0000:0a:00.0", "0000:00:02.0"};
 	static const char *const sorted[] = {"0000:00:02.0", "0000:00:1f.3", "0000:0a:00.0",
 					     "0000:3b:00.0", "0000:3b:00.1", "0001:00:00.0"};
-	struct brk_dev_rec *out[8], *d;
+	struct brk_dev_rec *const *out, *d;
 	struct brk_registry *r;
 
 	assert_int_equal(brk_registry_new(4, 8, &r), 0);
-	assert_int_equal(brk_registry_after(r, "", out, 8), 0);
+	assert_int_equal(brk_registry_after(r, "", &out), 0);
 	for (size_t i = 0; i < 6; i++)
 		assert_int_equal(brk_registry_add(r, added[i], "vm", &d, NULL), 0);
-	assert_int_equal(brk_registry_after(r, "", out, 8), 6);
-	for (size_t i = 0; i < 6; i++)
+	assert_int_equal(brk_registry_after(r, "", &out), 6);
+	for (size_t i = 0; i < 6; i++) {
 		assert_string_equal(out[i]->bdf, sorted[i]);
+		assert_ptr_equal(brk_registry_find(r, sorted[i]), out[i]);
+	}
 	/* 0000:0b:00.0 is not assigned: the devices after where it would be. */
-	assert_int_equal(brk_registry_after(r, "0000:0b:00.0", out, 8), 3);
+	assert_int_equal(brk_registry_after(r, "0000:0b:00.0", &out), 3);
 	assert_string_equal(out[0]->bdf, "0000:3b:00.0");
 	assert_string_equal(out[2]->bdf, "0001:00:00.0");
-	assert_int_equal(brk_registry_after(r, "0001:00:00.0", out, 8), 0);
+	/* An assigned cursor: the devices after it, not it. */
+	assert_int_equal(brk_registry_after(r, "0000:3b:00.0", &out), 2);
+	assert_string_equal(out[0]->bdf, "0000:3b:00.1");
+	assert_int_equal(brk_registry_after(r, "0001:00:00.0", &out), 0);
+	assert_null(brk_registry_find(r, "0000:0b:00.0"));
+	/* The first, a middle and the last go; one comes back: still in order. */
+	brk_registry_remove(r, brk_registry_find(r, "0000:00:02.0"));
+	brk_registry_remove(r, brk_registry_find(r, "0000:3b:00.0"));
+	brk_registry_remove(r, brk_registry_find(r, "0001:00:00.0"));
+	assert_null(brk_registry_find(r, "0000:3b:00.0"));
+	assert_int_equal(brk_registry_add(r, "0000:3b:00.0", "vm", &d, NULL), 0);
+	assert_int_equal(brk_registry_after(r, "", &out), 4);
+	assert_string_equal(out[0]->bdf, "0000:00:1f.3");
+	assert_string_equal(out[1]->bdf, "0000:0a:00.0");
+	assert_string_equal(out[2]->bdf, "0000:3b:00.0");
+	assert_ptr_equal(out[2], d);
+	assert_string_equal(out[3]->bdf, "0000:3b:00.1");
+	/* brk_registry_first() still gives the order of adding. */
+	assert_string_equal(brk_registry_first(r)->bdf, "0000:3b:00.1");
 	brk_registry_free(r);
 }
 
