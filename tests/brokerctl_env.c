@@ -80,7 +80,8 @@ static void reply_list(struct ipc_chan *c, struct ipc_msg *m)
 	ipc_chan_reply(c, m, &rep.base, NULL, 0);
 }
 
-/* A paging broker: the devices after `after`, at most `max` (0: all), `next` when more follow. */
+/* A paging broker: the devices after `after`, at most `max` (0: all) and at most what its
+ * datagram holds (paged_fit), `next` when more follow. */
 static void reply_list_page(struct fake *f, struct ipc_chan *c, struct ipc_msg *m)
 {
 	const Vb__Ctl__ListDevices *rq = (const void *)m->body;
@@ -98,7 +99,8 @@ static void reply_list_page(struct fake *f, struct ipc_chan *c, struct ipc_msg *
 			break;
 		first++;
 	}
-	for (unsigned i = first; i < f->paged_n && (!rq->max_devices || n < rq->max_devices);
+	for (unsigned i = first; i < f->paged_n && (!rq->max_devices || n < rq->max_devices) &&
+				 (!rq->max_devices || !f->paged_fit || n < f->paged_fit);
 	     i++, n++) {
 		vb__ctl__device_status__init(&st[n]);
 		snprintf(bdf[i], sizeof(bdf[i]), "0000:%02x:00.0", i);

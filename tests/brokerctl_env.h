@@ -43,7 +43,8 @@ struct fake {
 	/* ListDevices: 0 answers as a broker from before paging (two devices, no cursor); else a
 	 * paging broker with this many devices, 0000:NN:00.0 ... */
 	unsigned paged_n;
-	bool paged_stuck; /* ... whose cursor never moves past the first device */
+	bool paged_stuck;   /* ... whose cursor never moves past the first device */
+	unsigned paged_fit; /* ... and whose datagram holds this many statuses (0: all of them) */
 	unsigned list_pages;
 	uint32_t list_max; /* max_devices of the last ListDevices */
 };

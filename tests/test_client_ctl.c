@@ -546,8 +546,10 @@ static void test_ctl_lib_list_and_events_without_cli(void **state)
 	vfb_ctl_close(ctl);
 }
 
-/* 150 devices do not come in one page: the library asks for pages of 64 and follows the cursor
- * until the broker says nothing follows; vfio-brokerctl list shows all of them. */
+/* The library asks for as many devices a page as the broker's datagram holds, and follows the
+ * cursor until the broker says nothing follows: 150 devices of which a page holds 64 are three
+ * requests; 150 that all fit are one (with pages of 64 asked for, they were three); vfio-brokerctl
+ * list shows all of them. */
 static void test_ctl_list_paged_every_page_fetched(void **state)
 {
 	struct fake *f = *state;
@@ -557,20 +559,33 @@ static void test_ctl_list_paged_every_page_fetched(void **state)
 	size_t n = 0;
 
 	f->paged_n = 150;
+	f->paged_fit = 64;
 	f->list_pages = 0;
 	assert_int_equal(vfb_ctl_connect(f->path, 0, &ctl), 0);
 	assert_int_equal(vfb_ctl_list(ctl, &list, &n), 0);
 	assert_int_equal(f->list_pages, 3);
-	assert_int_equal(f->list_max, 64);
+	assert_int_equal(f->list_max, UINT32_MAX);
 	assert_int_equal(n, 150);
 	for (size_t i = 0; i < n; i++) {
 		char want[24];
 
 		snprintf(want, sizeof(want), "0000:%02x:00.0", (unsigned)i);
 		assert_string_equal(list[i].bdf, want);
+		assert_string_equal(list[i].vm, "web1");
+		assert_string_equal(list[i].socket_path, "/s/a");
+		assert_string_equal(list[i].vfio_user_socket_path, "");
+		assert_string_equal(list[i].last_fault, "");
 	}
 	vfb_ctl_device_list_free(list, n);
+	f->paged_fit = 0;
+	f->list_pages = 0;
+	assert_int_equal(vfb_ctl_list(ctl, &list, &n), 0);
+	assert_int_equal(f->list_pages, 1);
+	assert_int_equal(n, 150);
+	assert_string_equal(list[149].bdf, "0000:95:00.0");
+	vfb_ctl_device_list_free(list, n);
 	/* A broker whose cursor stands still would keep a client asking forever. */
+	f->paged_fit = 64;
 	f->paged_stuck = true;
 	assert_int_equal(vfb_ctl_list(ctl, &list, &n), -EPROTO);
 	f->paged_stuck = false;
@@ -580,6 +595,7 @@ static void test_ctl_list_paged_every_page_fetched(void **state)
 	f->list_pages = 0;
 	CLI(&r, "--socket", f->path, "list");
 	f->paged_n = 0;
+	f->paged_fit = 0;
 	assert_int_equal(r.code, 0);
 	assert_int_equal(f->list_pages, 2);
 	assert_non_null(strstr(r.out, "0000:00:00.0"));

@@ -68,7 +68,8 @@ const struct ctl_cmd ctl_cmds[] = {
 	"    protocol served and the worker's VMM socket (the native one when both are\n"
 	"    served). States: starting, ready (no VMM connected), connected,\n"
 	"    removing, faulted (the worker died or hung; see `status`). In PCI\n"
-	"    address order, fetched a page of 64 devices at a time: any number fits.\n",
+	"    address order, fetched a page at a time (as many devices as one control\n"
+	"    datagram holds): any number fits.\n",
     },
     {
 	"status",

@@ -469,7 +469,9 @@ struct vfb_ctl_irq_state {
 	uint32_t enabled; /* vectors with a trigger installed */
 };
 
-/* One device as the broker reports it. Strings are never NULL. */
+/* One device as the broker reports it. Strings are never NULL. The strings and irqs belong to the
+ * device: they are freed with it (vfb_ctl_device_free(), vfb_ctl_device_list_free()), never one
+ * by one. */
 struct vfb_ctl_device {
 	char *bdf;
 	char *vm;
@@ -494,10 +496,11 @@ VFB_EXPORT int vfb_ctl_status(struct vfb_ctl *ctl, const char *bdf, struct vfb_c
 VFB_EXPORT void vfb_ctl_device_free(struct vfb_ctl_device *d);
 
 /* Every assigned device (ListDevices), in BDF order: *ret is an array of *ret_n devices, freed
- * with vfb_ctl_device_list_free(*ret, *ret_n). Asks for a page at a time (64 devices) until the
- * broker says no device follows, so any number fits; a device added or removed meanwhile may
- * or may not be listed. Errors: -ENOMEM, -EPROTO (a page cursor that does not move forward),
- * request errors. */
+ * with vfb_ctl_device_list_free(*ret, *ret_n). Asks for a page at a time, each as many devices
+ * as the broker fits in one control datagram (one request for a few hundred of the usual
+ * sizes), until the broker says no device follows, so any number fits; a device added or removed
+ * meanwhile may or may not be listed. Errors: -ENOMEM, -EPROTO (a page cursor that does not move
+ * forward), request errors. */
 VFB_EXPORT int vfb_ctl_list(struct vfb_ctl *ctl, struct vfb_ctl_device **ret, size_t *ret_n);
 VFB_EXPORT void vfb_ctl_device_list_free(struct vfb_ctl_device *list, size_t n);
 
