@@ -161,6 +161,10 @@ void brk_daemon__finish_removal(struct dmn_assignment *dd);
 
 /* daemon_status.c */
 int brk_daemon__list_devices(void *ctx, const Vb__Ctl__ListDevices *req, struct brk_ctl_call *call);
+/* A DeviceStatus's wire bytes as protobuf_c_message_pack() writes them, without its descriptor
+ * walk (ListDevices' pages): their number, and the bytes at `out` (room for that many). */
+size_t brk_daemon__status_packed_size(const Vb__Ctl__DeviceStatus *st);
+size_t brk_daemon__status_pack(const Vb__Ctl__DeviceStatus *st, uint8_t *out);
 int brk_daemon__device_status(void *ctx, const char *bdf, struct brk_ctl_call *call);
 int brk_daemon__metrics(void *ctx, FILE *out);
 
