@@ -1957,21 +1957,31 @@ static void test_worker_broker_call_waiting_removal_event_first_ack_after(void *
 	close(ram);
 }
 
+/* A VMM hangs up while its DMA_MAP waits for the broker and the next one connects at once; the
+ * map is answered done once the teardown's DMA_UNMAP_ALL has reached the broker. Returns the
+ * next VMM's channel. */
+static struct ipc_chan *vmm_gone_next_in_map_answered(struct fx *f, int *ram)
+{
+	uint32_t id;
+	struct ipc_chan *c = vmm_with_held_map(f, ram, &id);
+
+	ipc_chan_free(c);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
+	held_answer(f); /* the first VMM's map: done, after the unmap-all */
+	return c;
+}
+
 /* A VMM that hangs up while its request waits for the broker, and reconnects at once, gets in:
  * the waiting session ends when the new connection is judged, its teardown (DMA_UNMAP_ALL) goes
  * to the broker behind the DMA_MAP it made. */
 static void test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in(void **state)
 {
 	struct fx *f = *state;
-	uint32_t id;
 	int ram;
-	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+	struct ipc_chan *c = vmm_gone_next_in_map_answered(f, &ram);
 
-	ipc_chan_free(c);
-	c = vmm_connect(f);
-	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
-	held_answer(f);
 	ipc_chan_free(c);
 	close(ram);
 }
@@ -1989,14 +1999,9 @@ static void test_worker_broker_map_done_after_unmap_all_not_held(void **state)
 	char log[16];
 	uint32_t id;
 	int ram;
-	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
-
 	/* The next VMM's connection makes the worker see the hang-up while the map waits. */
-	ipc_chan_free(c);
-	c = vmm_connect(f);
-	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
-	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
-	held_answer(f);
+	struct ipc_chan *c = vmm_gone_next_in_map_answered(f, &ram);
+
 	send_heartbeat(f, 0x7200, 1); /* the same broker: orders its answer before the rest */
 	wait_heartbeat_answered(f, 0x7200);
 	hold(f, VB__BRK__TYPE__DMA_MAP);
