@@ -416,6 +416,19 @@ static int setup_short(void **state)
 	return setup_with(state, true, 300, 0);
 }
 
+/* A worker that holds a call for the broker ten times longer than any step of a test waits
+ * (TEST_HANG_MS): what must happen while a call waits cannot be its timeout's doing. */
+static int setup_long(void **state)
+{
+	return setup_with(state, false, 10 * TEST_HANG_MS, 0);
+}
+
+/* The same, handed the vfio-user socket only. */
+static int setup_vfu_long(void **state)
+{
+	return setup_with(state, false, 10 * TEST_HANG_MS, 2);
+}
+
 /* The same worker handed the vfio-user socket only, giving up on calls after 300 ms. */
 static int setup_vfu_short(void **state)
 {
@@ -1986,6 +1999,82 @@ static void test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in(void **st
 	close(ram);
 }
 
+/* A VMM that hangs up while its DMA_MAP waits for the broker is let go of at once: its teardown
+ * (DMA_UNMAP_ALL, then VMM_STATE gone) reaches the broker while the map is still held, not when
+ * the broker answers, the call times out (here ten minutes) or another VMM connects. The late
+ * answer goes nowhere, and the device takes the next VMM. */
+static void test_worker_broker_call_waiting_vmm_gone_seen_at_once(void **state)
+{
+	struct fx *f = *state;
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	ipc_chan_free(c);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(f->nheld, 1); /* the map: still unanswered */
+	pthread_mutex_unlock(&f->lock);
+	held_answer(f);
+	c = vmm_connect(f);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 2);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* A VMM that only shuts its sending side while its DMA_MAP waits for the broker has not left: it
+ * is answered when the broker answers, and its leaving is seen after that, when the worker reads
+ * from it again. */
+static void test_worker_broker_call_waiting_vmm_shut_write_still_answered(void **state)
+{
+	struct fx *f = *state;
+	uint32_t id;
+	int ram;
+	struct ipc_chan *c = vmm_with_held_map(f, &ram, &id);
+
+	assert_int_equal(shutdown(ipc_chan_fd(c), SHUT_WR), 0);
+	/* Two broker round trips: the worker's loop has turned since the shutdown. */
+	send_heartbeat(f, 0x7300, 1);
+	wait_heartbeat_answered(f, 0x7300);
+	send_heartbeat(f, 0x7301, 1);
+	wait_heartbeat_answered(f, 0x7301);
+	assert_int_equal(count(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1), 0);
+	held_answer(f);
+	vmm_answered(c, id, IPC_KIND_REPLY);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	ipc_chan_free(c);
+	close(ram);
+}
+
+/* Over vfio-user as over the native protocol: a VMM that closes its socket while its DMA_MAP
+ * waits for the broker is let go of at once. */
+static void test_worker_broker_vfio_user_call_waiting_vmm_gone_seen_at_once(void **state)
+{
+	struct fx *f = *state;
+	int fd = vfu_connect(f);
+	int mfd = test_memfd(1 << 16, 0);
+	uint8_t map[32] = {0};
+
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 1, 1);
+	hold(f, VB__BRK__TYPE__DMA_MAP);
+	vb_le32_put(map, 32);
+	vb_le32_put(map + 4, 3);
+	vb_le64_put(map + 16, 0x40000);
+	vb_le64_put(map + 24, 1 << 16);
+	assert_int_equal(vfu_cli_send(fd, 7, 2, 0, map, sizeof(map), &mfd, 1), 0);
+	wait_held(f, 1);
+	close(fd);
+	wait_for(f, VB__BRK__TYPE__DMA_UNMAP_ALL, -1, -1, -1, 1);
+	wait_for(f, VB__BRK__TYPE__VMM_STATE, -1, -1, 0, 1);
+	pthread_mutex_lock(&f->lock);
+	assert_int_equal(f->nheld, 1);
+	pthread_mutex_unlock(&f->lock);
+	held_answer(f);
+	close(mfd);
+}
+
 /* A VMM leaves while its DMA_MAP waits for the broker: the worker's DMA_UNMAP_ALL at the
  * hang-up undoes whatever the map did, so a "done" for that map read after the unmap-all does
  * not make its range the VMM's. Held, it would make the next VMM's map over that range, given
@@ -2539,6 +2628,14 @@ int main(void)
 		test_worker_broker_call_waiting_removal_event_first_ack_after, setup, teardown),
 	    cmocka_unit_test_setup_teardown(
 		test_worker_broker_call_waiting_vmm_gone_reconnect_gets_in, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_worker_broker_call_waiting_vmm_gone_seen_at_once,
+					    setup_long, teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_call_waiting_vmm_shut_write_still_answered, setup_long,
+		teardown),
+	    cmocka_unit_test_setup_teardown(
+		test_worker_broker_vfio_user_call_waiting_vmm_gone_seen_at_once, setup_vfu_long,
+		teardown),
 	    cmocka_unit_test_setup_teardown(test_worker_broker_map_done_after_unmap_all_not_held,
 					    setup, teardown),
 	    cmocka_unit_test_setup_teardown(

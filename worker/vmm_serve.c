@@ -121,6 +121,45 @@ void wkr_serve_end(struct wkr_serve *sv)
 	wkr_serve_removal_finish(sv, sv->cfg.hangup_acks_removal);
 }
 
+/* Whether the socket shows, now, one of `which` (the poll bits that say the VMM has gone). */
+static bool hung_up(int fd, short which)
+{
+	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
+
+	return poll(&pfd, 1, 0) == 1 && (pfd.revents & which);
+}
+
+/* What a session waits for: requests unless paused or held; writability while replies are
+ * queued; and its hang-up even while it reads nothing, so that a VMM gone while its reply
+ * waits for the backend is let go of now (its DMA mappings and interrupt routes with it), not
+ * when the backend answers, a call times out (30 s) or the next VMM connects. Not a VMM that
+ * only shut its sending side while not read: it still takes its reply, and its shutdown,
+ * reported until read, would wake the loop for nothing; it is seen once reading resumes. */
+static int session_events(const struct wkr_serve_session *v, bool reading, bool writable)
+{
+	return (reading ? UV_READABLE : 0) | (reading || !v->shut ? UV_DISCONNECT : 0) |
+	       (writable ? UV_WRITABLE : 0);
+}
+
+static void on_session(uv_poll_t *h, int status, int events);
+
+static bool rewatch(struct wkr_serve_session *v, bool writable, bool paused)
+{
+	bool reading = !paused && !v->held;
+	int events = session_events(v, reading, writable);
+
+	if (v->writing == writable && v->paused == paused && v->reading == reading &&
+	    v->watched == events)
+		return true;
+	if (events ? uv_poll_start(&v->poll, events, on_session) < 0 : uv_poll_stop(&v->poll) < 0)
+		return false;
+	v->writing = writable;
+	v->paused = paused;
+	v->reading = reading;
+	v->watched = events;
+	return true;
+}
+
 static void on_session(uv_poll_t *h, int status, int events)
 {
 	struct wkr_serve_session *v = h->data;
@@ -131,28 +170,25 @@ static void on_session(uv_poll_t *h, int status, int events)
 		wkr_serve_end(v->sv);
 		return;
 	}
+	if (!v->reading && (events & UV_DISCONNECT)) {
+		/* Gone altogether: the reply it waits for has nobody to go to. */
+		if (hung_up(v->fd, POLLHUP | POLLERR)) {
+			wkr_serve_end(v->sv);
+			return;
+		}
+		v->shut = true;
+		if (!rewatch(v, v->writing, v->paused)) {
+			wkr_serve_end(v->sv);
+			return;
+		}
+		events &= ~UV_DISCONNECT;
+		if (!events)
+			return;
+	}
 	v->ops->serve(v, events);
 	/* The session's first requests are answered (or it has ended, and said so). */
 	if (!v->ended)
 		announce(v->sv);
-}
-
-/* Reads unless paused or held, waits for writability while replies are queued; a session that
- * reads nothing and has nothing queued waits for nothing (its hang-up is seen once it reads
- * again, or by settle()). */
-static bool rewatch(struct wkr_serve_session *v, bool writable, bool paused)
-{
-	bool reading = !paused && !v->held;
-	int events = (reading ? UV_READABLE | UV_DISCONNECT : 0) | (writable ? UV_WRITABLE : 0);
-
-	if (v->writing == writable && v->paused == paused && v->reading == reading)
-		return true;
-	if (events ? uv_poll_start(&v->poll, events, on_session) < 0 : uv_poll_stop(&v->poll) < 0)
-		return false;
-	v->writing = writable;
-	v->paused = paused;
-	v->reading = reading;
-	return true;
 }
 
 bool wkr_serve_watch(struct wkr_serve_session *v, bool writable)
@@ -192,15 +228,9 @@ bool wkr_serve_busy(const struct wkr_serve *sv)
 /* A VMM that closed its connection may not have been noticed yet (its hangup waits behind its
  * last requests, or behind the listening socket's event in this loop iteration). Its hangup is
  * already visible on the socket: serve what it sent and end it, so that the connection being
- * accepted (perhaps the same VMM, reconnecting) is judged against the real state. */
-static bool hung_up(int fd, short which)
-{
-	struct pollfd pfd = {.fd = fd, .events = POLLIN | POLLRDHUP};
-
-	return poll(&pfd, 1, 0) == 1 && (pfd.revents & which);
-}
-
-/* A session whose reply waits for the backend (before the drain, or since a request the drain
+ * accepted (perhaps the same VMM, reconnecting) is judged against the real state.
+ *
+ * A session whose reply waits for the backend (before the drain, or since a request the drain
  * served) reads nothing more: one whose VMM has gone altogether cannot take that reply, and
  * ends now. */
 static void settle(struct wkr_serve *sv)
@@ -250,7 +280,8 @@ static int session_start(struct wkr_serve *sv, int fd)
 	/* Admitted while the server is held: it reads once the hold ends. */
 	v->held = sv->held;
 	v->reading = !v->held;
-	r = v->reading ? uv_poll_start(&v->poll, UV_READABLE | UV_DISCONNECT, on_session) : 0;
+	v->watched = session_events(v, v->reading, false);
+	r = uv_poll_start(&v->poll, v->watched, on_session);
 	if (r < 0) {
 		uv_close((uv_handle_t *)&v->poll, session_closed);
 		return r;

@@ -38,6 +38,8 @@ struct wkr_serve_session {
 	bool paused;  /* a reply waits for the backend: no request is read meanwhile */
 	bool held;    /* the server is held (wkr_serve_hold): no request is read meanwhile */
 	bool reading; /* the poll handle waits for requests */
+	bool shut;    /* the VMM shut its sending side while not read: its hang-up is not watched */
+	int watched;  /* the libuv events the poll handle waits for */
 	/* The request whose reply waits for the backend (defer.h); the protocol sets its `done`.
 	 * wkr_serve_end() cancels it. */
 	struct wkr_defer defer;
