@@ -6,8 +6,8 @@ vfio-brokerd in it with its real configuration (tests/guest/vbbroker.py), and ru
     VFIO_IOMMU_MAP_DMA/UNMAP_DMA on a container of the benchmark's own (edu1);
   - bench_guest msi: MSI delivery from edu0 to an eventfd against an eventfd write;
   - the broker's resident memory with edu0 assigned against the same broker with no device
-    (VmRSS and VmHWM from /proc): what one device's bookkeeping, worker supervision and
-    channels cost the broker;
+    (Rss from /proc/PID/smaps_rollup, VmHWM from /proc/PID/status): what one device's
+    bookkeeping, worker supervision and channels cost the broker;
   - bench_guest hotplug: AddDevice until the VMM's handshake against the same VFIO steps
     in-process, with the pool of pre-started workers off (prestart = 0) and on (prestart = 1),
     then where the time goes (VB_BENCH_GUEST_PARTS=hotplug: only these and the spawn);
@@ -48,7 +48,7 @@ CTL_SOCK = "/run/vfio-broker/control.sock"
 WORKER = "/opt/vfio-broker/bin/vfio-worker"  # where tests/guest/vbbroker.py's config has it
 
 TSV = os.environ.get("VB_BENCH_TSV")
-NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_VmRSS",
+NAMES = ("dma_map_unmap_2MiB", "msi_raise_to_eventfd", "brokerd_1dev_Rss",
          "brokerd_1dev_VmHWM", "hotplug_add_to_handshake", "hotplug_add_to_handshake_prestart",
          "worker_sandboxed_spawn")
 # P4 with the pool of pre-started workers off ([worker] prestart = 0: every AddDevice spawns
@@ -77,9 +77,17 @@ def report_kib(name, fig, baseline, base):
          % (name, fig, fig, baseline, base, base, ratio))
 
 
-def status_kib(g, pid):
-    out = g.check("grep -E '^(VmRSS|VmHWM):' /proc/%d/status" % pid)
-    return {l.split(":")[0]: float(l.split()[1]) for l in out.splitlines()}
+def mem_kib(g, pid):
+    """The process's Rss (KiB) from /proc/PID/smaps_rollup, a walk of its page tables, and its
+    VmHWM from /proc/PID/status. Not VmRSS: since Linux 6.2 it is read from per-CPU counters
+    without the changes each CPU still holds (proc_pid_status(5) calls it inaccurate), and one
+    device's cost in the broker read 0 that way."""
+    out = g.check("grep -E '^Rss:' /proc/%d/smaps_rollup; grep -E '^VmHWM:' /proc/%d/status"
+                  % (pid, pid))
+    v = {l.split(":")[0]: float(l.split()[1]) for l in out.splitlines()}
+    if set(v) != {"Rss", "VmHWM"}:
+        raise RuntimeError("the memory figures of pid %d: %r" % (pid, out))
+    return v
 
 
 P4 = {}
@@ -203,7 +211,7 @@ def worker_mem(g, pids):
 def main_scale(build):
     """128 devices behind one broker: its memory per device, its control requests, the
     workers' proportional memory."""
-    name = "brokerd_per_device_VmRSS"
+    name = "brokerd_per_device_Rss"
     try:
         g = vbguest.Guest(build, topology=scale_topology(), boot_timeout=900)
         g.start()
@@ -223,13 +231,13 @@ def main_scale(build):
         # 500 ms doubles the broker's traffic at 128 workers).
         conf = vbbroker.config(heartbeat_interval_ms=1000, heartbeat_timeout_ms=3000)
         with Broker(g, conf=conf, stop_timeout=600) as b:
-            rss0 = status_kib(g, b.pid)
+            rss0 = mem_kib(g, b.pid)
             pids = [b.add(bdfs[0], vm="vm0", opts="--bind")["worker_pid"]]
-            rss1 = status_kib(g, b.pid)
+            rss1 = mem_kib(g, b.pid)
             lat1 = ctl_latency(g, bdfs[0])
             for i in range(1, SCALE_DEVICES):
                 pids.append(b.add(bdfs[i], vm="vm%d" % (i % 16), opts="--bind")["worker_pid"])
-            rssn = status_kib(g, b.pid)
+            rssn = mem_kib(g, b.pid)
             latn = ctl_latency(g, bdfs[0])
             # The broker's own time per request (from its receipt to its reply), beside the
             # client's: what the broker spends against what the request waited for.
@@ -242,11 +250,11 @@ def main_scale(build):
                 raise RuntimeError("ListDevices listed %d devices" % latn["list"][3])
             print("\n== guest: %d devices behind one broker" % SCALE_DEVICES)
             n = SCALE_DEVICES
-            per = (rssn["VmRSS"] - rss1["VmRSS"]) / (n - 1)
-            first = rss1["VmRSS"] - rss0["VmRSS"]
-            report("brokerd_%ddev_VmRSS" % n, rssn["VmRSS"], rssn["VmHWM"], "brokerd_1dev_VmRSS",
-                   rss1["VmRSS"], rss1["VmHWM"], "KiB", 1)
-            report("brokerd_per_device_VmRSS", per, per, "brokerd_first_device_VmRSS", first,
+            per = (rssn["Rss"] - rss1["Rss"]) / (n - 1)
+            first = rss1["Rss"] - rss0["Rss"]
+            report("brokerd_%ddev_Rss" % n, rssn["Rss"], rssn["VmHWM"], "brokerd_1dev_Rss",
+                   rss1["Rss"], rss1["VmHWM"], "KiB", 1)
+            report("brokerd_per_device_Rss", per, per, "brokerd_first_device_Rss", first,
                    first, "KiB", n - 1)
             for op in ("status", "list"):
                 report("ctl_%s_%ddev" % (op, n), latn[op][0] * 1e3, latn[op][1] * 1e3,
@@ -415,12 +423,12 @@ def main_small(build, only_p4=False):
         edu0, edu1 = g.bdf("edu0"), g.bdf("edu1")
         if not only_p4:
             with Broker(g) as b:
-                idle = status_kib(g, b.pid)
+                idle = mem_kib(g, b.pid)
                 rep = b.add(edu0, opts="--allow-mmap")
                 sock = rep["socket_path"]
-                one = status_kib(g, b.pid)
+                one = mem_kib(g, b.pid)
                 print("\n== guest: vfio-brokerd memory with one device against none")
-                for field in ("VmRSS", "VmHWM"):
+                for field in ("Rss", "VmHWM"):
                     report_kib("brokerd_1dev_" + field, one[field], "brokerd_0dev_" + field,
                                idle[field])
                 ok &= run_bench(g, "dma %s %s" % (sock, edu1))

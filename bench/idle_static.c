@@ -1,7 +1,7 @@
 /*
  * bench_idle_static: the memory baseline of bench_mem. A static program (the same glibc, linked
  * statically like vfio-worker) that does nothing: it says it is up on stdout, then waits for a
- * signal. Its VmRSS/VmHWM is what any static process costs, so the worker's figure over it is
+ * signal. Its Rss/VmHWM is what any static process costs, so the worker's figure over it is
  * what the worker itself adds.
  */
 #include <unistd.h>

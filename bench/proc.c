@@ -128,14 +128,14 @@ void bproc_worker_stop(struct bproc_worker *w)
 	}
 }
 
-int bproc_status_kib(pid_t pid, const char *field, long *ret)
+int bproc_proc_kib(pid_t pid, const char *file, const char *field, long *ret)
 {
 	char path[64], line[256];
 	size_t flen = strlen(field);
 	int r = -ENOENT;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	f = fopen(path, "re");
 	if (!f)
 		return -errno;

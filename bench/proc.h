@@ -1,7 +1,7 @@
 /*
  * proc: the processes the benchmarks start and measure: a standalone vfio-worker serving a
  * device image (with a VMM handle connected to it), and reading a process's memory figures from
- * /proc/<pid>/status.
+ * /proc/<pid>/smaps_rollup and /proc/<pid>/status.
  */
 #ifndef VB_BENCH_PROC_H
 #define VB_BENCH_PROC_H
@@ -29,7 +29,8 @@ int bproc_worker_start(const char *worker, const char *image, bool connect, stru
 /* Closes the handle, ends the worker with SIGTERM, reaps it and removes the directory. */
 void bproc_worker_stop(struct bproc_worker *w);
 
-/* A field of /proc/<pid>/status in kB ("VmRSS", "VmHWM", ...). -ENOENT when absent. */
-int bproc_status_kib(pid_t pid, const char *field, long *ret);
+/* A field in kB of /proc/<pid>/<file>: "status" ("VmHWM", ...) or "smaps_rollup" ("Rss",
+ * "Pss", ...). -ENOENT when absent. */
+int bproc_proc_kib(pid_t pid, const char *file, const char *field, long *ret);
 
 #endif

@@ -5,7 +5,7 @@ small in every `make check` (soak_short), tests/guest/soak/soak.py runs it at fu
 vfio-soak (tests/vmm/soak.c) does the counted work inside the guest against one edu device:
 trapped accesses, worker SIGKILLs in the middle of a DMA map, a SET_IRQS and a config write,
 VMM hang-ups in the middle of the same requests, AddDevice/RemoveDevice cycles. It reads the
-broker's VmRSS, fd count and VmLck at the first tenth and at the end of each phase and fails
+broker's Rss (smaps_rollup), fd count and VmLck at the first tenth and at the end of each phase and fails
 unless they are flat. This side adds QMP hot-plug cycles (a device plugged into the guest,
 assigned, removed, unplugged) and checks at the end that every IOMMU group can be opened again.
 Every figure is printed as a `# soak:` line."""

@@ -105,14 +105,15 @@ static void sleep_ms(int ms)
 
 /* ---- the broker's figures -------------------------------------------------------------- */
 
-static long status_kb(pid_t pid, const char *key)
+/* A field in kB of /proc/<pid>/<file>, or -1. */
+static long proc_kb(pid_t pid, const char *file, const char *key)
 {
 	char path[64], line[256];
 	size_t klen = strlen(key);
 	long v = -1;
 	FILE *f;
 
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
+	snprintf(path, sizeof(path), "/proc/%d/%s", (int)pid, file);
 	f = fopen(path, "re");
 	if (!f)
 		return -1;
@@ -169,7 +170,11 @@ static void fd_targets(pid_t pid, char *buf, size_t len)
 
 static struct figures broker_figures(pid_t pid)
 {
-	struct figures f = {status_kb(pid, "VmRSS"), status_kb(pid, "VmLck"), count_fds(pid)};
+	/* Rss from a walk of the page tables, not status's VmRSS: that is read from per-CPU
+	 * counters without the changes each CPU still holds (up to 32 pages per counter and CPU
+	 * since Linux 6.2), noise a flat figure need not allow for. */
+	struct figures f = {proc_kb(pid, "smaps_rollup", "Rss"), proc_kb(pid, "status", "VmLck"),
+			    count_fds(pid)};
 
 	if (f.rss_kb < 0 || f.lck_kb < 0 || f.fds < 0)
 		fail("cannot read /proc/%d: is the broker running?", (int)pid);
