@@ -249,15 +249,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	brk_worker_free(w);
 	fake_proc_reset();
 	uv_run(&loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&loop) != 0)
-		abort(); /* a handle left open */
+	fuzz_loop_close(&loop);
 	brk_dma_stats(dma, &st);
 	if (st.mappings > 8 || st.pinned_bytes > (1u << 20))
 		abort(); /* the quota held */
 	brk_dma_free(dma);
 	(void)brk_irq_disable_all(brk_vfio_dev_irqs(dev));
 	brk_vfio_dev_free(dev);
-	if (count_fds() != before)
-		abort();
+	fuzz_fds_check(before);
 	return 0;
 }

@@ -207,9 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	turn(&loop, -1, mode);
 	fake_proc_reset();
 	uv_run(&loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&loop) != 0)
-		abort(); /* a handle left open */
-	if (count_fds() != before)
-		abort();
+	fuzz_loop_close(&loop);
+	fuzz_fds_check(before);
 	return 0;
 }

@@ -20,6 +20,7 @@
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/eventfd.h>
 #include <sys/mman.h>
@@ -52,6 +53,50 @@ enum fuzz_fd_kind {
 	FUZZ_FD_PIPE,
 	FUZZ_FD_MEMFD_SMALL, /* sealed, one page */
 };
+
+/* A harness's own check failed: says which, in words, then aborts. Every check calls this with
+ * its own message because an optimized build merges the abort() calls of one function into one,
+ * and the line a stack trace then names may be another check's (campaign 7's vmm_req abort
+ * could not be told apart that way). */
+static inline _Noreturn void fuzz_fail(const char *what)
+{
+	fprintf(stderr, "fuzz: %s\n", what);
+	abort();
+}
+
+static inline void fuzz__open_handle(uv_handle_t *h, void *arg)
+{
+	uv_os_fd_t fd = -1;
+
+	(void)arg;
+	(void)uv_fileno(h, &fd);
+	fprintf(stderr, "fuzz: open handle %p: %s%s%s%s, fd %d\n", (void *)h,
+		uv_handle_type_name(uv_handle_get_type(h)), uv_is_active(h) ? ", active" : "",
+		uv_is_closing(h) ? ", closing" : "", uv_has_ref(h) ? "" : ", unreferenced", fd);
+}
+
+/* Closes a harness's loop once everything on it should be closed: fails naming every handle
+ * still there (its type, whether it is still active or only closing, its fd), so that a handle
+ * left open says whose it is. */
+static inline void fuzz_loop_close(uv_loop_t *loop)
+{
+	if (uv_loop_close(loop) == 0)
+		return;
+	uv_walk(loop, fuzz__open_handle, NULL);
+	fuzz_fail("a libuv handle is left open once everything was closed");
+}
+
+/* Fails when the process has another number of fds open than `before`, naming the count. */
+static inline void fuzz_fds_check(int before)
+{
+	char what[96];
+	int now = count_fds();
+
+	if (now == before)
+		return;
+	snprintf(what, sizeof(what), "%d fds open after the run, %d before it", now, before);
+	fuzz_fail(what);
+}
 
 /* libuv opens a few fds once per process (its signal pipe, a spare fd for EMFILE): a first loop
  * made and closed before the first fd count keeps them out of the leak check. */

@@ -117,17 +117,15 @@ static inline void fuzz_worker_stop(struct fuzz_worker *w)
 	uv_run(&w->loop, UV_RUN_NOWAIT);
 	uv_run(&w->loop, UV_RUN_NOWAIT);
 	if (wkr_server_connected(w->srv))
-		abort();
+		fuzz_fail("the worker still serves its VMM two turns after the VMM hung up");
 	wkr_server_close(w->srv, NULL, NULL);
 	w->srv = NULL;
 	uv_run(&w->loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&w->loop) != 0)
-		abort(); /* a handle left open */
+	fuzz_loop_close(&w->loop);
 	wkr_dev_free(w->dev);
 	wkr_local_free(w->local);
 	close(w->memfd);
-	if (count_fds() != w->fds_before)
-		abort();
+	fuzz_fds_check(w->fds_before);
 }
 
 #endif

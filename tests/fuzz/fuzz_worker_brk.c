@@ -160,8 +160,7 @@ out:
 	srv = NULL;
 	wkr_broker_free(b);
 	uv_run(&loop, UV_RUN_NOWAIT);
-	if (uv_loop_close(&loop) != 0)
-		abort(); /* a handle left open */
+	fuzz_loop_close(&loop);
 	wkr_dev_free(dev);
 	if (h.listen_fd >= 0)
 		close(h.listen_fd);
@@ -170,7 +169,6 @@ out:
 	if (h.vfu_fd >= 0)
 		close(h.vfu_fd); /* vfio-user is not served here; worker/main.c closes it too */
 	close(devfd);
-	if (count_fds() != before)
-		abort();
+	fuzz_fds_check(before);
 	return 0;
 }
