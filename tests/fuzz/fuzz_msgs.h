@@ -54,8 +54,8 @@ enum fuzz_fd_kind {
 	FUZZ_FD_MEMFD_SMALL, /* sealed, one page */
 };
 
-/* A harness's own check failed: says which, in words, then aborts. Every check calls this with
- * its own message because an optimized build merges the abort() calls of one function into one,
+/* A harness's own check failed: says which, in words, then aborts. A check calls this with its
+ * own message because an optimized build can merge the abort() calls of one function into one,
  * and the line a stack trace then names may be another check's (campaign 7's vmm_req abort
  * could not be told apart that way). */
 static inline _Noreturn void fuzz_fail(const char *what)
