@@ -42,7 +42,7 @@ int brk_spawn_worker(const struct brk_config *cfg, uid_t uid, gid_t gid, uint64_
 	if (i == FAKE_PROC_MAX)
 		return vb_errf(err, -EAGAIN, "fake_proc: too many workers");
 	if (ipc_socketpair(sv) < 0)
-		abort();
+		fuzz_fail("fake_proc: socketpair: %m");
 	if (fake_procs[i].peer >= 0)
 		close(fake_procs[i].peer); /* a worker of this input that is gone */
 	fake_procs[i] = (struct fake_proc){.peer = sv[1], .live = true};
@@ -71,7 +71,7 @@ int brk_sup_start(uv_loop_t *loop, pid_t pid, int pidfd, const struct brk_sup_cf
 	int i = pid - 10000;
 
 	if (!s || i < 0 || i >= FAKE_PROC_MAX)
-		abort();
+		fuzz_fail("fake_proc: supervising pid %d, which fake_proc did not spawn", (int)pid);
 	s->cfg = *cfg;
 	s->p = &fake_procs[i];
 	sups[i] = s;

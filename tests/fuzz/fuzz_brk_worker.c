@@ -66,8 +66,11 @@ static void h_removal_done(void *ctx, bool acknowledged)
 
 static void h_fault(void *ctx, enum brk_worker_fault kind, const char *reason)
 {
-	if (faulted || !reason[0])
-		abort(); /* once, and with a reason */
+	if (faulted)
+		fuzz_fail("the broker reported a second fault for one worker (kind %d: %s)", kind,
+			  reason);
+	if (!reason[0])
+		fuzz_fail("the broker reported a fault (kind %d) without a reason", kind);
 	faulted = true;
 }
 
@@ -103,8 +106,7 @@ static void setup_once(void)
 	if (brk_container_new(&fv.sys, &err, &container) < 0 ||
 	    brk_group_open(&fv.sys, 5, &err, &group) < 0 ||
 	    brk_group_attach(group, container, &err) < 0) {
-		fprintf(stderr, "fuzz_brk_worker: fake VFIO set-up: %s\n", err.msg);
-		abort();
+		fuzz_fail("fake VFIO set-up: %s", err.msg);
 	}
 	cfg.heartbeat_interval_ms = 0;
 	cfg.heartbeat_timeout_ms = 1000;
@@ -127,7 +129,7 @@ static uint32_t read_handoff(void)
 	ssize_t n = recvmsg(peer, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 
 	if (n < IPC_HDR_SIZE)
-		abort();
+		fuzz_fail("no whole HANDOFF from the broker (recvmsg returned %zd)", n);
 	raw_decode(buf, &h);
 	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
 		size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
@@ -139,7 +141,10 @@ static uint32_t read_handoff(void)
 		nfds += k;
 	}
 	if (h.type != 1 /* HANDOFF */ || h.kind != IPC_KIND_REQUEST || nfds != 2)
-		abort();
+		fuzz_fail(
+		    "the broker's first message is type %u kind %u with %zu fds, not a HANDOFF "
+		    "request with 2",
+		    h.type, h.kind, nfds);
 	return h.id;
 }
 
@@ -156,7 +161,7 @@ static void answer_handoff(uint32_t id, bool refuse)
 			    refuse ? (uint32_t)sizeof(err) : 0};
 
 	if (raw_send(peer, &h, err, refuse ? sizeof(err) : 0, NULL, 0) < 0)
-		abort();
+		fuzz_fail("answering the HANDOFF: %m");
 }
 
 static void turn(uv_loop_t *loop, int *answers)
@@ -194,13 +199,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fv.ncalls = 0;
 	faulted = ready = removal_done = false;
 	if (brk_vfio_dev_open(group, BDF, &err, &dev) < 0) {
-		fprintf(stderr, "fuzz_brk_worker: %s\n", err.msg);
-		abort();
+		fuzz_fail("opening the fake device: %s", err.msg);
 	}
 	dcfg.container_fd = brk_container_fd(container);
 	dcfg.limits = (struct brk_dma_limits){.max_mappings = 8, .max_pinned_bytes = 1u << 20};
 	if (brk_dma_new(&dcfg, &dma) < 0 || uv_loop_init(&loop) < 0)
-		abort();
+		fuzz_fail("set-up: the DMA table or the loop");
 	lfd = fuzz_listener(SOCK_SEQPACKET);
 	a = (struct brk_worker_args){
 	    .cfg = &cfg,
@@ -223,7 +227,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    .hooks = &hooks,
 	};
 	if (brk_worker_start(&loop, &a, &w, &err) < 0)
-		abort();
+		fuzz_fail("brk_worker_start: %s", err.msg);
 	close(lfd);
 	peer = fake_procs[0].peer;
 	hid = read_handoff();
@@ -231,7 +235,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		answer_handoff(hid, (mode & 3) == 2);
 		turn(&loop, &answers);
 		if (ready != ((mode & 3) < 2) || faulted != ((mode & 3) == 2))
-			abort();
+			fuzz_fail("after a HANDOFF %s, the worker is %sready and %sfaulted",
+				  (mode & 3) == 2 ? "refused" : "answered", ready ? "" : "not ",
+				  faulted ? "" : "not ");
 	}
 	if ((mode & 4) && brk_worker_request_removal(w, 1000) == 0)
 		turn(&loop, &answers);
@@ -240,19 +246,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		answers = 0;
 		(void)fuzz_rec_send(peer, &ipc_proto_broker, id++, &rec);
 		turn(&loop, &answers);
+		/* A faulted worker's requests are not served: no successful reply (ipc may still
+		 * refuse a malformed one with an error). */
 		if (was_faulted && answers)
-			abort(); /* a faulted worker's requests are not served (ipc may still refuse
-				  * a malformed one) */
+			fuzz_fail("a faulted worker's request got %d successful replies", answers);
 	}
 	if (fake_proc_kills != (faulted ? 1 : 0))
-		abort();
+		fuzz_fail("the worker was killed %d times, %s faulted", fake_proc_kills,
+			  faulted ? "once" : "never");
 	brk_worker_free(w);
 	fake_proc_reset();
 	uv_run(&loop, UV_RUN_NOWAIT);
 	fuzz_loop_close(&loop);
 	brk_dma_stats(dma, &st);
 	if (st.mappings > 8 || st.pinned_bytes > (1u << 20))
-		abort(); /* the quota held */
+		fuzz_fail("the DMA quota did not hold: %u mappings, %llu bytes pinned",
+			  (unsigned)st.mappings, (unsigned long long)st.pinned_bytes);
 	brk_dma_free(dma);
 	(void)brk_irq_disable_all(brk_vfio_dev_irqs(dev));
 	brk_vfio_dev_free(dev);

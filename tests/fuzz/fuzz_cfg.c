@@ -17,6 +17,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "fuzz_fail.h"
 #include "wkr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,13 +31,16 @@ static int check_irqs(void *data, const struct wkr_irq_set *s)
 {
 	(void)data;
 	if (s->index >= WKR_NUM_IRQS)
-		abort();
+		fuzz_fail("SET_IRQS for index %u, past the device's interrupt types", s->index);
 	if (!s->disable) {
 		if (s->count == 0 || s->start + s->count > counts[s->index] || !s->fds)
-			abort();
+			fuzz_fail("SET_IRQS index %u enables vectors %u+%u (%s fds) of %u",
+				  s->index, s->start, s->count, s->fds ? "with" : "without",
+				  counts[s->index]);
 		for (uint32_t i = 0; i < s->count; i++)
 			if (s->fds[i] < -1)
-				abort();
+				fuzz_fail("SET_IRQS index %u vector %u has fd %d", s->index,
+					  s->start + i, s->fds[i]);
 	}
 	if (fail_next) {
 		fail_next = 0;
@@ -62,7 +66,7 @@ static int device_memfd(void)
 	if (fd < 0)
 		fd = memfd_create("fuzz-cfg", MFD_CLOEXEC);
 	if (fd < 0 || ftruncate(fd, 0) < 0 || ftruncate(fd, (off_t)(WKR_REGION_OFFSET(8))) < 0)
-		abort();
+		fuzz_fail("set-up: the device memfd: %m");
 	return fd;
 }
 
@@ -191,7 +195,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (efd < 0)
 		efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (efd < 0)
-		abort();
+		fuzz_fail("set-up: eventfd: %m");
 	(void)!read(efd, &count, sizeof(count));
 	digest = 0xcbf29ce484222325ull;
 	if (make_device(data, size, &fd, &in) < 0)

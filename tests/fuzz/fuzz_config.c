@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "fuzz_fail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -26,18 +27,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int r;
 
 	if (fd < 0)
-		abort();
+		fuzz_fail("set-up: memfd_create: %m");
 	/* The loader refuses files others may write, as it should for a real one. */
 	if (fchmod(fd, 0600) < 0 || (size && write(fd, data, size) != (ssize_t)size))
-		abort();
+		fuzz_fail("set-up: writing the input to the memfd: %m");
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	r = brk_config_load(path, &cfg, &err);
 	if (r == 0) {
 		if (!cfg)
-			abort();
+			fuzz_fail("brk_config_load returned 0 without a config");
 		brk_config_free(cfg);
 	} else if (r > 0 || r < -4095 || !err.msg[0] || err.code != r || cfg) {
-		abort(); /* an error must be a negative errno with a message, and no config */
+		/* An error must be a negative errno with a message, and no config. */
+		fuzz_fail("brk_config_load returned %d (err.code %d, message \"%s\", %s config)", r,
+			  err.code, err.msg, cfg ? "a" : "no");
 	}
 	close(fd);
 	return 0;

@@ -79,11 +79,10 @@ static void setup_once(void)
 
 	if (fd < 0 || fchmod(fd, 0600) < 0 ||
 	    write(fd, config_text, sizeof(config_text) - 1) != sizeof(config_text) - 1)
-		abort();
+		fuzz_fail("set-up: writing the configuration to a memfd: %m");
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	if (brk_config_load(path, &cfg, &err) < 0) {
-		fprintf(stderr, "fuzz_ctl: config: %s\n", err.msg);
-		abort();
+		fuzz_fail("set-up: the configuration: %s", err.msg);
 	}
 	close(fd);
 	/* Quiet, unless someone debugging an input asks: VB_FUZZ_LOG=debug. */
@@ -136,7 +135,7 @@ static void worker_answers(int peer, uint8_t mode)
 				close(fds[i]);
 		}
 		if (n < IPC_HDR_SIZE)
-			abort(); /* the broker sends whole messages */
+			fuzz_fail("the broker sent a worker %zd bytes, not a whole message", n);
 		raw_decode(buf, &h);
 		if (h.kind != IPC_KIND_REQUEST)
 			continue;
@@ -191,11 +190,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size--;
 	fv.ncalls = 0;
 	if (uv_loop_init(&loop) < 0)
-		abort();
+		fuzz_fail("set-up: uv_loop_init");
 	fuzz_listen_pair(&lfd, &client);
 	/* The real worker ops (broker/worker.c) on the fake kernel; fake_proc.c under them. */
 	if (brk_daemon_new(&loop, cfg, lfd, &env, &dmn) < 0)
-		abort();
+		fuzz_fail("set-up: brk_daemon_new");
 	turn(&loop, client, mode);
 	while (fuzz_rec_next(&data, &size, &rec)) {
 		(void)fuzz_rec_send(client, &ipc_proto_control, id++, &rec);

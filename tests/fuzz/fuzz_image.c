@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "devimg.h"
+#include "fuzz_fail.h"
 #include "wkr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -30,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (wkr_image_parse((const char *)data, size, &img, &err) < 0) {
 		/* Every refusal names a line. */
 		if (err.msg[0] != 'l')
-			abort();
+			fuzz_fail("an image refusal that names no line: \"%s\"", err.msg);
 		return 0;
 	}
 	if (wkr_image_build(img, &fd) == 0) {
@@ -45,7 +46,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 			for (uint32_t off = 0; off < size_cfg; off += 4)
 				if (wkr_cfg_read(d, off, b, 4) < 0)
-					abort();
+					fuzz_fail("reading config space at 0x%x of 0x%x failed",
+						  off, size_cfg);
 			wkr_dev_free(d);
 		}
 		close(fd);

@@ -16,6 +16,7 @@
 
 #include "control.pb-c.h"
 #include "../ipc_test.h"
+#include "fuzz_fail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -46,10 +47,13 @@ static void check_msg(struct ipc_chan *c, struct ipc_msg *m)
 
 	if (m->kind < IPC_KIND_REQUEST || m->kind > IPC_KIND_EVENT || !m->body ||
 	    m->nfds > fuzz_limits.max_fds)
-		abort();
+		fuzz_fail("a received message of kind %u, %s body, %zu fds (at most %u)",
+			  (unsigned)m->kind, m->body ? "a" : "no", (size_t)m->nfds,
+			  (unsigned)fuzz_limits.max_fds);
 	for (i = 0; i < m->nfds; i++)
 		if (fcntl(m->fds[i], F_GETFD) != FD_CLOEXEC)
-			abort();
+			fuzz_fail("a received message's fd %zu (%d) is not close-on-exec", i,
+				  m->fds[i]);
 	/* Walk the decoded body: a bad pointer in it is an ASan report here. */
 	(void)protobuf_c_message_get_packed_size(m->body);
 	if (m->kind == IPC_KIND_REQUEST)
@@ -58,7 +62,8 @@ static void check_msg(struct ipc_chan *c, struct ipc_msg *m)
 		int fd = ipc_msg_take_fd(m, 0);
 
 		if (fd < 0 || ipc_msg_take_fd(m, 0) != -EBADF)
-			abort();
+			fuzz_fail("a message's fd 0 can be taken %s",
+				  fd < 0 ? "not once" : "twice");
 		close(fd);
 	}
 }
@@ -76,11 +81,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	nfds = data[0] & 7;
 	s = &setups[(data[0] >> 3) & 3];
 	if (ipc_socketpair(sv) < 0)
-		abort();
+		fuzz_fail("set-up: socketpair: %m");
 	if (ipc_chan_new(sv[0], s->proto, &fuzz_limits, &c) < 0)
-		abort();
+		fuzz_fail("set-up: ipc_chan_new");
 	if (ipc_chan_request(c, s->outstanding_type, NULL, NULL, 0, NULL) < 0)
-		abort();
+		fuzz_fail("set-up: the outstanding request");
 	devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	for (i = 0; i < nfds; i++)
 		fds[i] = devnull;
@@ -97,10 +102,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		}
 	}
 	if (i == 4)
-		abort(); /* one datagram cannot make more than one message */
+		fuzz_fail("one datagram made more than one message");
 	ipc_chan_free(c);
 	close(sv[1]);
-	if (count_fds() != before)
-		abort();
+	r = count_fds();
+	if (r != before)
+		fuzz_fail("%d fds open after the run, %d before it", r, before);
 	return 0;
 }

@@ -31,6 +31,7 @@
 #include <uv.h>
 
 #include "../ipc_test.h"
+#include "fuzz_fail.h"
 
 #define FUZZ_BODY_MAX 4000
 
@@ -53,16 +54,6 @@ enum fuzz_fd_kind {
 	FUZZ_FD_PIPE,
 	FUZZ_FD_MEMFD_SMALL, /* sealed, one page */
 };
-
-/* A harness's own check failed: says which, in words, then aborts. A check calls this with its
- * own message because an optimized build can merge the abort() calls of one function into one,
- * and the line a stack trace then names may be another check's (campaign 7's vmm_req abort
- * could not be told apart that way). */
-static inline _Noreturn void fuzz_fail(const char *what)
-{
-	fprintf(stderr, "fuzz: %s\n", what);
-	abort();
-}
 
 static inline void fuzz__open_handle(uv_handle_t *h, void *arg)
 {
@@ -89,13 +80,10 @@ static inline void fuzz_loop_close(uv_loop_t *loop)
 /* Fails when the process has another number of fds open than `before`, naming the count. */
 static inline void fuzz_fds_check(int before)
 {
-	char what[96];
 	int now = count_fds();
 
-	if (now == before)
-		return;
-	snprintf(what, sizeof(what), "%d fds open after the run, %d before it", now, before);
-	fuzz_fail(what);
+	if (now != before)
+		fuzz_fail("%d fds open after the run, %d before it", now, before);
 }
 
 /* libuv opens a few fds once per process (its signal pipe, a spare fd for EMFILE): a first loop
@@ -108,7 +96,7 @@ static inline void fuzz_uv_warm_up(void)
 	if (done)
 		return;
 	if (uv_loop_init(&loop) < 0 || uv_loop_close(&loop) < 0)
-		abort();
+		fuzz_fail("set-up: a first loop");
 	done = true;
 }
 
@@ -121,7 +109,7 @@ static inline int fuzz_listener(int type)
 
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa_family_t)) < 0 ||
 	    listen(fd, 4) < 0)
-		abort();
+		fuzz_fail("set-up: a listening socket: %m");
 	return fd;
 }
 
@@ -133,10 +121,10 @@ static inline void fuzz_listen_pair(int *lfd, int *client)
 
 	*lfd = fuzz_listener(SOCK_SEQPACKET);
 	if (getsockname(*lfd, (struct sockaddr *)&sa, &len) < 0)
-		abort();
+		fuzz_fail("set-up: getsockname: %m");
 	*client = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 	if (*client < 0 || connect(*client, (struct sockaddr *)&sa, len) < 0)
-		abort();
+		fuzz_fail("set-up: connecting the peer: %m");
 }
 
 /* Takes the next record off *p / *n; false when the input is used up. */
@@ -171,14 +159,15 @@ static inline int fuzz_memfd(size_t size, bool seal)
 	int fd = memfd_create("fuzz-dma", MFD_CLOEXEC | MFD_ALLOW_SEALING);
 
 	if (fd < 0 || ftruncate(fd, (off_t)size) < 0)
-		abort();
+		fuzz_fail("set-up: a %zu-byte memfd: %m", size);
 	if (seal && fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		abort();
+		fuzz_fail("set-up: sealing a memfd: %m");
 	return fd;
 }
 
 /* Opens one fd of `kind`; the caller closes it (and *extra, when >= 0: a socket's or a pipe's
- * other end). Aborts when the machine cannot make it: that is no finding. */
+ * other end). Fails when the machine cannot make it: that is no finding of the code under test,
+ * but the run cannot go on. */
 static inline int fuzz_fd_make(uint8_t kind, int *extra)
 {
 	char path[64];
@@ -205,13 +194,13 @@ static inline int fuzz_fd_make(uint8_t kind, int *extra)
 		break;
 	case FUZZ_FD_SOCKET:
 		if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-			abort();
+			fuzz_fail("set-up: a socketpair to send: %m");
 		fd = sv[0];
 		*extra = sv[1];
 		break;
 	case FUZZ_FD_PIPE:
 		if (pipe2(sv, O_CLOEXEC) < 0)
-			abort();
+			fuzz_fail("set-up: a pipe to send: %m");
 		fd = sv[0];
 		*extra = sv[1];
 		break;
@@ -220,7 +209,7 @@ static inline int fuzz_fd_make(uint8_t kind, int *extra)
 		break;
 	}
 	if (fd < 0)
-		abort();
+		fuzz_fail("set-up: an fd of kind %u to send: %m", kind);
 	return fd;
 }
 

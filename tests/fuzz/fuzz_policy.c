@@ -15,6 +15,7 @@
 
 /* By path: policy/ on the include path would put its seccomp.h before libseccomp's. */
 #include "../../policy/policyc.h"
+#include "fuzz_fail.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -42,9 +43,12 @@ static void build(const char *path)
 	if (r == 0) {
 		if (kill_prog.len == 0 || kill_prog.len > POLICYC_MAX_INSNS || log_prog.len == 0 ||
 		    log_prog.len > POLICYC_MAX_INSNS)
-			abort();
+			fuzz_fail("a compiled policy of %zu and %zu instructions (1 to %d each)",
+				  (size_t)kill_prog.len, (size_t)log_prog.len, POLICYC_MAX_INSNS);
 	} else if (r < -4095 || err.code != r || strncmp(err.msg, path, strlen(path)) != 0) {
-		abort(); /* a refusal names the file */
+		/* A refusal is a negative errno and names the file. */
+		fuzz_fail("policyc_compile returned %d (err.code %d, message \"%s\")", r, err.code,
+			  err.msg);
 	}
 }
 
@@ -55,18 +59,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	int fd = memfd_create("fuzz-policy", MFD_CLOEXEC), r;
 
 	if (fd < 0 || (size && write(fd, data, size) != (ssize_t)size))
-		abort();
+		fuzz_fail("set-up: writing the input to a memfd: %m");
 	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
 	r = policyc_parse(path, &policy, &err);
 	if (r < 0) {
+		/* An error is a negative errno with the file named. */
 		if (r < -4095 || err.code != r || strncmp(err.msg, path, strlen(path)) != 0)
-			abort(); /* an error is a negative errno with the file named */
+			fuzz_fail("policyc_parse returned %d (err.code %d, message \"%s\")", r,
+				  err.code, err.msg);
 	} else {
 		if (r != 0 || !policy.default_line || policy.nrules > POLICYC_MAX_RULES)
-			abort();
+			fuzz_fail(
+			    "policyc_parse returned %d with default line %d and %zu rules (at "
+			    "most %d)",
+			    r, (int)policy.default_line, (size_t)policy.nrules, POLICYC_MAX_RULES);
 		for (size_t i = 0; i < policy.nrules; i++)
 			if (!policy.rules[i].reason[0] || !policy.rules[i].syscall[0])
-				abort();
+				fuzz_fail("parsed rule %zu has %s", i,
+					  policy.rules[i].syscall[0] ? "no reason" : "no syscall");
 		build(path);
 	}
 	close(fd);

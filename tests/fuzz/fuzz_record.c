@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "crc32c.h"
+#include "fuzz_fail.h"
 #include "le.h"
 #include "record_priv.h"
 
@@ -32,7 +33,7 @@ static void image(const struct rec_buf *snap, const struct rec_buf *jrn, struct 
 
 	out->len = 0;
 	if (rec_buf_reserve(out, REC_PAGE + snap->len + jcap) < 0)
-		abort();
+		fuzz_fail("set-up: no memory for a record image");
 	memset(out->p, 0, REC_PAGE + snap->len + jcap);
 	rec_slot_fill(slot, GEN, REC_PAGE, snap->len, jcap, vb_crc32c(0, snap->p, snap->len));
 	memcpy(out->p, slot, REC_SLOT_LEN);
@@ -65,7 +66,7 @@ static void structured(const uint8_t *d, size_t n, bool tear, struct rec_buf *ou
 	if (tear && jrn.len)
 		jrn.len = last + (jrn.len - last) / 2;
 	if (snap.oom || jrn.oom)
-		abort();
+		fuzz_fail("set-up: no memory for a record's snapshot or journal");
 	image(&snap, &jrn, out);
 	rec_buf_free(&snap);
 	rec_buf_free(&jrn);
@@ -80,11 +81,14 @@ static void check_roundtrip(const struct brk_rec_state *st)
 
 	rec_enc_snapshot(st, GEN, &a, &count);
 	image(&a, &empty, &img);
-	if (a.oom || brk_record_parse(img.p, img.len, &st2, &err) != 0)
-		abort(); /* a state the loader built must load again */
+	if (a.oom)
+		fuzz_fail("no memory to encode a loaded state");
+	if (brk_record_parse(img.p, img.len, &st2, &err) != 0)
+		fuzz_fail("a state the loader built does not load again: %s", err.msg);
 	rec_enc_snapshot(st2, GEN, &b, &count);
 	if (a.len != b.len || memcmp(a.p, b.p, a.len))
-		abort();
+		fuzz_fail("a state loaded twice encodes differently (%zu and %zu bytes)",
+			  (size_t)a.len, (size_t)b.len);
 	brk_rec_state_free(st2);
 	rec_buf_free(&a);
 	rec_buf_free(&b);
@@ -108,11 +112,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = brk_record_parse(buf, len, &st, &err);
 	if (r == 0) {
 		if (!st)
-			abort();
+			fuzz_fail("brk_record_parse returned 0 without a state");
 		check_roundtrip(st);
 		brk_rec_state_free(st);
 	} else if (r > 0 || r < -4095 || !err.msg[0] || err.code != r || st) {
-		abort(); /* an error is a negative errno with a message, and no state */
+		/* An error is a negative errno with a message, and no state. */
+		fuzz_fail("brk_record_parse returned %d (err.code %d, message \"%s\", %s state)", r,
+			  err.code, err.msg, st ? "a" : "no");
 	}
 	rec_buf_free(&built);
 	return 0;

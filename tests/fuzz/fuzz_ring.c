@@ -70,22 +70,22 @@ static void offer_ring(uv_loop_t *loop, struct ring_fuzz *v)
 	void *p;
 
 	if (memfd < 0 || fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) < 0)
-		abort();
+		fuzz_fail("set-up: the ring's sealed memfd: %m");
 	v->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	p = mmap(NULL, VB_RING_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
 	if (v->efd < 0 || p == MAP_FAILED)
-		abort();
+		fuzz_fail("set-up: the ring's doorbell or its mapping: %m");
 	v->page = p;
 	h.version = VB__DEV__VERSION__VERSION_CURRENT;
 	o.layout = VB_RING_LAYOUT;
 	h.ring = &o;
 	if (ipc_chan_request(v->vmm, VB__DEV__TYPE__HELLO, &h.base, (int[]){memfd, v->efd}, 2,
 			     &id) < 0)
-		abort();
+		fuzz_fail("sending the HELLO with a ring offer");
 	close(memfd);
 	settle(loop, v, &ok);
 	if (!ok)
-		abort(); /* a proper ring must be taken */
+		fuzz_fail("the worker did not take a proper ring offer");
 }
 
 static void ring_doorbell(struct ring_fuzz *v)
@@ -127,12 +127,15 @@ static void check_socket(uv_loop_t *loop, struct ring_fuzz *v)
 {
 	Vb__Dev__CfgRead q = VB__DEV__CFG_READ__INIT;
 	uint32_t id;
+	int replies;
 
 	q.size = 2;
 	if (ipc_chan_request(v->vmm, VB__DEV__TYPE__CFG_READ, &q.base, NULL, 0, &id) < 0)
-		abort();
-	if (settle(loop, v, NULL) != 1)
-		abort();
+		fuzz_fail("sending a CFG_READ over the socket after the ring records");
+	replies = settle(loop, v, NULL);
+	if (replies != 1)
+		fuzz_fail("a CFG_READ over the socket after the ring records got %d replies, not 1",
+			  replies);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -144,7 +147,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	fuzz_worker_start(&w, data[0] & 3, false);
 	if (ipc_chan_new(w.client, &ipc_proto_device, NULL, &v.vmm) < 0)
-		abort();
+		fuzz_fail("set-up: the VMM's channel");
 	w.client = -1; /* the channel's now */
 	offer_ring(&w.loop, &v);
 	run_records(&w.loop, &v, data + 1, size - 1);

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "devimg.h"
+#include "fuzz_fail.h"
 #include "vfu_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -38,7 +39,7 @@ static int b_unmap_all(void *c)
 static int b_set_irqs(void *c, const struct wkr_irq_set *s)
 {
 	if (s->index >= WKR_NUM_IRQS)
-		abort();
+		fuzz_fail("SET_IRQS for index %u, past the device's interrupt types", s->index);
 	return 0;
 }
 
@@ -91,14 +92,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				       .out_fds = VFU_OUT_FDS};
 
 	if (!img && wkr_image_load(VB_FIXTURES "/e1000e.img", &img, &ierr) < 0)
-		abort();
+		fuzz_fail("set-up: e1000e.img: %s", ierr.msg);
 	if (wkr_image_build(img, &memfd) < 0 ||
 	    socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
-		abort();
+		fuzz_fail("set-up: the device memfd or the socketpair");
 	cb = (struct wkr_callbacks){dev_set_irqs, NULL, NULL};
 	wkr_io_from_fd(&io, memfd);
 	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &dev) < 0)
-		abort();
+		fuzz_fail("set-up: wkr_dev_new on a good image");
 	/* the VMM's grant: region info hands it out with the mmap areas */
 	core = (struct wkr_serve){.grant_fd = memfd};
 	s = (struct wkr_vfu){.cfg = {.dev = dev,
@@ -109,7 +110,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			     .sv = &core};
 	v = (struct vfu_session){.s = &s};
 	if (vfu_conn_new(sv[0], &lim, &v.conn) < 0)
-		abort();
+		fuzz_fail("set-up: vfu_conn_new");
 	core.vmm = &v.base;
 	wkr_irq_set_mode(dev, WKR_IRQ_VFIO);
 	if (size && !(data[0] & 1)) {
@@ -121,7 +122,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		m[18] = 1;
 		memcpy(m + 20, js, sizeof(js));
 		if (send(sv[1], m, sizeof(m), 0) != sizeof(m))
-			abort();
+			fuzz_fail("set-up: sending VERSION: %m");
 	}
 	/* The stream, in pieces of at most 4 KiB, each followed by what the server makes of it. */
 	for (size_t at = size ? 1 : 0; at <= size;) {

@@ -59,8 +59,7 @@ static inline struct wkr_image *fuzz_worker__image(unsigned i)
 	if (!loaded[i]) {
 		snprintf(path, sizeof(path), "%s/%s", VB_FIXTURES, images[i]);
 		if (wkr_image_load(path, &loaded[i], &err) < 0) {
-			fprintf(stderr, "fuzz: %s: %s\n", path, err.msg);
-			abort();
+			fuzz_fail("set-up: %s: %s", path, err.msg);
 		}
 	}
 	return loaded[i];
@@ -81,12 +80,12 @@ static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool
 	w->fds_before = count_fds();
 	if (wkr_image_build(img, &w->memfd) < 0 ||
 	    wkr_local_new(img, w->memfd, 8, 1u << 20, &w->local) < 0)
-		abort();
+		fuzz_fail("set-up: the device memfd or the standalone backend");
 	wkr_io_from_fd(&io, w->memfd);
 	if (wkr_dev_new(wkr_image_info(img), &io, &cb, &w->dev) < 0)
-		abort(); /* the fixtures are good images */
+		fuzz_fail("set-up: wkr_dev_new on a fixture image");
 	if (uv_loop_init(&w->loop) < 0)
-		abort();
+		fuzz_fail("set-up: uv_loop_init");
 	fuzz_listen_pair(&lfd, &w->client);
 	sc = (struct wkr_server_cfg){
 	    .loop = &w->loop,
@@ -100,11 +99,11 @@ static inline void fuzz_worker_start(struct fuzz_worker *w, unsigned image, bool
 	    .max_pinned_bytes = 1u << 20,
 	};
 	if (wkr_server_new(&sc, &w->srv) < 0)
-		abort();
+		fuzz_fail("set-up: wkr_server_new");
 	for (int i = 0; i < 3 && !wkr_server_connected(w->srv); i++)
 		uv_run(&w->loop, UV_RUN_NOWAIT);
 	if (!wkr_server_connected(w->srv))
-		abort(); /* the owner's connection must be admitted */
+		fuzz_fail("the owner's connection was not admitted in 3 turns");
 }
 
 /* The VMM has hung up (the caller closed its end): the worker drops its mappings and routes and

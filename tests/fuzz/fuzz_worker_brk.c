@@ -56,8 +56,7 @@ static void load_image(void)
 
 	snprintf(path, sizeof(path), "%s/edu.img", VB_FIXTURES);
 	if (wkr_image_load(path, &edu, &err) < 0) {
-		fprintf(stderr, "fuzz_worker_brk: %s: %s\n", path, err.msg);
-		abort();
+		fuzz_fail("set-up: %s: %s", path, err.msg);
 	}
 }
 
@@ -114,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_rec rec;
 	uv_loop_t loop;
 	struct vb_err err = {0};
-	int before, sv[2], devfd, r;
+	int before, sv[2], devfd, r, r2;
 	uint32_t id = 2;
 
 	if (!edu)
@@ -124,26 +123,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!fuzz_rec_next(&data, &size, &rec))
 		return 0;
 	if (wkr_image_build(edu, &devfd) < 0 || ipc_socketpair(sv) < 0 || uv_loop_init(&loop) < 0)
-		abort();
+		fuzz_fail("set-up: the device memfd, the socketpair or the loop");
 	if (ipc_chan_new(sv[0], &ipc_proto_broker, NULL, &chan) < 0 || wkr_broker_new(chan, &b) < 0)
-		abort();
+		fuzz_fail("set-up: the broker channel");
 	srv = NULL;
 	gone = false;
 	if (!send_handoff(sv[1], &rec, devfd))
 		goto out;
 	r = wkr_broker_handoff(b, 0, &h, &err);
 	if (r < 0) {
-		if (!err.msg[0] || err.code != r || fuzz_drain(sv[1]) > 1)
-			abort(); /* a refusal says why, and answers at most once */
+		int answers;
+
+		/* A refusal says why, and answers at most once. */
+		if (!err.msg[0] || err.code != r)
+			fuzz_fail("a handoff refusal returned %d with err.code %d, message \"%s\"",
+				  r, err.code, err.msg);
+		answers = fuzz_drain(sv[1]);
+		if (answers > 1)
+			fuzz_fail("a refused handoff was answered %d times", answers);
 		goto out;
 	}
 	r = start(&loop, b, &h, &dev);
 	if (r < 0)
 		vb_errf(&err, r, "refused: %s", strerror(-r));
+	/* The socket is ours and empty: the answer must go out, once. */
 	if (wkr_broker_handoff_answer(b, r < 0 ? &err : NULL) < 0 && r == 0)
-		abort(); /* the socket is ours and empty: the answer must go out */
-	if (fuzz_drain(sv[1]) != 1)
-		abort();
+		fuzz_fail("the answer to an accepted handoff could not be sent");
+	r2 = fuzz_drain(sv[1]);
+	if (r2 != 1)
+		fuzz_fail("a handoff was answered %d times, not once", r2);
 	if (r < 0)
 		goto out;
 	while (!gone && fuzz_rec_next(&data, &size, &rec)) {
