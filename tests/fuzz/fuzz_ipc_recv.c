@@ -15,8 +15,7 @@
 #include <unistd.h>
 
 #include "control.pb-c.h"
-#include "../ipc_test.h"
-#include "fuzz_fail.h"
+#include "fuzz_msgs.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -105,8 +104,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		fuzz_fail("one datagram made more than one message");
 	ipc_chan_free(c);
 	close(sv[1]);
-	r = count_fds();
-	if (r != before)
-		fuzz_fail("%d fds open after the run, %d before it", r, before);
+	fuzz_fds_check(before);
 	return 0;
 }

@@ -37,8 +37,8 @@ static struct policyc_prog kill_prog, log_prog;
  * with a reason like any other. The bound is 1 s here (policyc's default is 60 s): the fuzzer
  * keeps finding variants of the rules that make libseccomp 2.5.4 loop, and in campaign 11 each
  * of two fuzz_policy processes spent nearly all its time in children waiting out a 5 s bound
- * (8 to 10 of them per 30 s, at about 50 executions per second). The largest shipped policy
- * builds in well under 100 ms under ASan. */
+ * (8 to 10 of them per 30 s, at about 50 executions per second). The largest shipped policy,
+ * broker.policy, builds in 10 to 30 ms under ASan (policyc, the whole process). */
 static void build(const char *path)
 {
 	struct vb_err err = {0};

@@ -113,7 +113,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	struct fuzz_rec rec;
 	uv_loop_t loop;
 	struct vb_err err = {0};
-	int before, sv[2], devfd, r, r2;
+	int before, sv[2], devfd, r, answers;
 	uint32_t id = 2;
 
 	if (!edu)
@@ -132,8 +132,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		goto out;
 	r = wkr_broker_handoff(b, 0, &h, &err);
 	if (r < 0) {
-		int answers;
-
 		/* A refusal says why, and answers at most once. */
 		if (!err.msg[0] || err.code != r)
 			fuzz_fail("a handoff refusal returned %d with err.code %d, message \"%s\"",
@@ -149,9 +147,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* The socket is ours and empty: the answer must go out, once. */
 	if (wkr_broker_handoff_answer(b, r < 0 ? &err : NULL) < 0 && r == 0)
 		fuzz_fail("the answer to an accepted handoff could not be sent");
-	r2 = fuzz_drain(sv[1]);
-	if (r2 != 1)
-		fuzz_fail("a handoff was answered %d times, not once", r2);
+	answers = fuzz_drain(sv[1]);
+	if (answers != 1)
+		fuzz_fail("a handoff was answered %d times, not once", answers);
 	if (r < 0)
 		goto out;
 	while (!gone && fuzz_rec_next(&data, &size, &rec)) {
